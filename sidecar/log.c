@@ -1,0 +1,50 @@
+#include "tollgate/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int min_level = TG_LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void tg_log_set_level(enum tg_log_level level)
+{
+    atomic_store(&min_level, (int)level);
+}
+
+void tg_log_timestamp(char *dst, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(dst, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ts.tv_nsec / 1000000);
+}
+
+void tg_log(enum tg_log_level level, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    if ((int)level < atomic_load_explicit(&min_level, memory_order_relaxed))
+        return;
+    tg_log_timestamp(line, 32);
+    n = (int)strnlen(line, 32);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, " %s ", level_names[level]);
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    n = (int)strlen(line);
+    line[n++] = '\n';
+    /* one write per line so threads never interleave within a line */
+    if (write(STDERR_FILENO, line, (size_t)n) < 0)
+        return;
+}
