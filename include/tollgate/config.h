@@ -1,0 +1,95 @@
+/* The sidecar's configuration file (YAML, read with libyaml) turned into a plain struct.
+ * Pure: no libuv, no wolfSSL. tg_config_load() checks every key and value and refuses the
+ * whole file on the first problem, naming file, line and key in err. Unknown keys are
+ * errors. The struct is immutable once loaded; tg_config_free() frees all of it. */
+#ifndef TOLLGATE_CONFIG_H
+#define TOLLGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tollgate/err.h"
+
+/* A resolved numeric socket address ("127.0.0.1:8443", "[::1]:8443"). text is as written. */
+struct tg_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64];
+};
+
+struct tg_strlist {
+    char **v;
+    size_t n;
+};
+
+struct tg_inbound_cfg {
+    char *name;               /* "name:" or "in-<listen>" */
+    struct tg_addr listen;    /* mTLS in */
+    struct tg_addr upstream;  /* plain text to the app */
+    struct tg_strlist allow;  /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
+};
+
+struct tg_outbound_cfg {
+    char *name;               /* "name:" or "out-<listen>" */
+    struct tg_addr listen;    /* plain text in from the app */
+    struct tg_addr upstream;  /* mTLS out */
+    struct tg_strlist expect; /* server SPIFFE IDs accepted; at least one */
+    char *sni;                /* optional SNI to send */
+};
+
+enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
+
+struct tg_config {
+    char *path;                /* the file it came from */
+    struct tg_addr admin;      /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
+    unsigned workers;          /* 0 = one per CPU */
+
+    /* identity: static mode; the files are reloaded when they change */
+    char *cert_path;           /* leaf first, then intermediates (PEM) */
+    char *key_path;            /* PEM private key */
+    char *bundle_path;         /* trust bundle: one or more CA roots (PEM) */
+    struct tg_strlist trust_domains; /* accepted besides our own */
+    unsigned max_chain_depth;  /* default 4: certificates below the root, leaf included */
+
+    /* tls */
+    bool allow_tls12;          /* tls.min_version: "1.2"; default "1.3" only */
+
+    /* timeouts, milliseconds */
+    uint64_t handshake_timeout_ms; /* default 10 s */
+    uint64_t idle_timeout_ms;      /* default 1 h */
+    uint64_t connect_timeout_ms;   /* default 5 s */
+    uint64_t drain_timeout_ms;     /* timeouts.drain: default 20 s; SIGTERM waits this long */
+
+    size_t buffer_size;        /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
+    bool access_log;           /* default true: one JSON line per connection on stdout */
+    enum tg_log_level log_level; /* default info */
+
+    struct tg_inbound_cfg *inbound;
+    size_t n_inbound;
+    struct tg_outbound_cfg *outbound;
+    size_t n_outbound;
+};
+
+/* Reads and checks path. On success *out owns a new config (tg_config_free). On failure
+ * returns TG_ECONFIG (or TG_EIO, TG_ENOMEM) and err holds "FILE:LINE: KEY: what is wrong".
+ * Relative file paths in it are resolved against path's directory, made absolute with the
+ * working directory (symbolic links are kept). Files over 1 MiB are refused. */
+TG_MUST_USE int tg_config_load(const char *path, struct tg_config **out, char *err);
+
+/* Same, from a string (len bytes, no NUL needed); name stands for the file in messages, and
+ * relative paths are resolved against its directory as written ("t.yaml": left as they are). */
+TG_MUST_USE int tg_config_parse(const char *text, size_t len, const char *name,
+                                struct tg_config **out, char *err);
+
+void tg_config_free(struct tg_config *c);
+
+/* Parses "127.0.0.1:80" or "[::1]:80" (numeric host, port 1..65535; port 0 only when
+ * allow_port0). Returns 0 or TG_EINVAL with err. */
+TG_MUST_USE int tg_addr_parse(const char *s, bool allow_port0, struct tg_addr *out, char *err);
+
+/* Parses "250ms", "10s", "5m", "1h", or a bare number of seconds. */
+TG_MUST_USE int tg_duration_parse(const char *s, uint64_t *ms, char *err);
+
+#endif

@@ -1,0 +1,1113 @@
+/* The configuration file, read with libyaml's event API and checked against the tables
+ * below: each mapping has a fixed set of keys, each key one kind of value. The first problem
+ * ends the load with "FILE:LINE: KEY.PATH: what is wrong". Events are taken one at a time and
+ * refused as soon as they do not fit, so no input makes this code recurse deeper than the
+ * tables do. Anchors, aliases and tags are refused: a settings file has no need of them, and
+ * aliases would let a small file stand for a large one. */
+#include "tollgate/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "tollgate/spiffe.h"
+
+#define MAX_FILE (1024 * 1024) /* bytes of YAML */
+#define MAX_ITEMS 1024         /* entries in any one list */
+#define MAX_NAME 64            /* listener names */
+#define MAX_FIELDS 16          /* keys in one mapping table */
+#define KEYPATH 128            /* "inbound[12].allow[3]" and the like */
+#define SHOW 64                /* a value quoted in a message */
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+enum kind {
+    K_MAP,      /* a nested mapping whose keys fill the same object (sub) */
+    K_ADDR,     /* struct tg_addr */
+    K_LISTEN,   /* struct tg_addr, unique across listeners and admin */
+    K_UINT,     /* unsigned, min..max */
+    K_BOOL,     /* bool */
+    K_LEVEL,    /* enum tg_log_level */
+    K_SIZE,     /* size_t, bytes or KiB/MiB, min..max */
+    K_DURATION, /* uint64_t milliseconds, > 0 */
+    K_PATH,     /* char *, resolved against the file's directory */
+    K_TLSVER,   /* bool allow_tls12 */
+    K_NAME,     /* char *, listener name, unique */
+    K_SNI,      /* char *, a host name */
+    K_IDS,      /* struct tg_strlist of SPIFFE IDs, at least min */
+    K_DOMAINS,  /* struct tg_strlist of trust domain names */
+    K_INBOUND,  /* the inbound listener list */
+    K_OUTBOUND, /* the outbound listener list */
+};
+
+struct field {
+    const char *key;
+    enum kind kind;
+    size_t off; /* of the member in the object the mapping fills */
+    bool required;
+    unsigned long long min, max;
+    const struct field *sub; /* K_MAP */
+};
+
+#define CFG(m) offsetof(struct tg_config, m)
+#define IN(m) offsetof(struct tg_inbound_cfg, m)
+#define OUT(m) offsetof(struct tg_outbound_cfg, m)
+
+static const struct field identity_fields[] = {
+    {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .required = true},
+    {.key = "key", .kind = K_PATH, .off = CFG(key_path), .required = true},
+    {.key = "trust_bundle", .kind = K_PATH, .off = CFG(bundle_path), .required = true},
+    {.key = "trust_domains", .kind = K_DOMAINS, .off = CFG(trust_domains)},
+    {.key = "max_chain_depth", .kind = K_UINT, .off = CFG(max_chain_depth), .min = 1, .max = 16},
+    {.key = NULL},
+};
+
+static const struct field tls_fields[] = {
+    {.key = "min_version", .kind = K_TLSVER, .off = CFG(allow_tls12)},
+    {.key = NULL},
+};
+
+static const struct field timeout_fields[] = {
+    {.key = "handshake", .kind = K_DURATION, .off = CFG(handshake_timeout_ms)},
+    {.key = "idle", .kind = K_DURATION, .off = CFG(idle_timeout_ms)},
+    {.key = "connect", .kind = K_DURATION, .off = CFG(connect_timeout_ms)},
+    {.key = "drain", .kind = K_DURATION, .off = CFG(drain_timeout_ms)},
+    {.key = NULL},
+};
+
+static const struct field top_fields[] = {
+    {.key = "admin", .kind = K_LISTEN, .off = CFG(admin)},
+    {.key = "workers", .kind = K_UINT, .off = CFG(workers), .min = 0, .max = 256},
+    {.key = "log_level", .kind = K_LEVEL, .off = CFG(log_level)},
+    {.key = "access_log", .kind = K_BOOL, .off = CFG(access_log)},
+    {.key = "buffer_size",
+     .kind = K_SIZE,
+     .off = CFG(buffer_size),
+     .min = 4 << 10,
+     .max = 16 << 20},
+    {.key = "identity", .kind = K_MAP, .required = true, .sub = identity_fields},
+    {.key = "tls", .kind = K_MAP, .sub = tls_fields},
+    {.key = "timeouts", .kind = K_MAP, .sub = timeout_fields},
+    {.key = "inbound", .kind = K_INBOUND},
+    {.key = "outbound", .kind = K_OUTBOUND},
+    {.key = NULL},
+};
+
+static const struct field inbound_fields[] = {
+    {.key = "name", .kind = K_NAME, .off = IN(name)},
+    {.key = "listen", .kind = K_LISTEN, .off = IN(listen), .required = true},
+    {.key = "upstream", .kind = K_ADDR, .off = IN(upstream), .required = true},
+    {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
+    {.key = NULL},
+};
+
+static const struct field outbound_fields[] = {
+    {.key = "name", .kind = K_NAME, .off = OUT(name)},
+    {.key = "listen", .kind = K_LISTEN, .off = OUT(listen), .required = true},
+    {.key = "upstream", .kind = K_ADDR, .off = OUT(upstream), .required = true},
+    {.key = "expect", .kind = K_IDS, .off = OUT(expect), .required = true, .min = 1},
+    {.key = "sni", .kind = K_SNI, .off = OUT(sni)},
+    {.key = NULL},
+};
+
+/* walk_map() keeps one line number per key of a table */
+_Static_assert(TG_NELEM(top_fields) <= MAX_FIELDS, "top_fields");
+_Static_assert(TG_NELEM(identity_fields) <= MAX_FIELDS, "identity_fields");
+_Static_assert(TG_NELEM(inbound_fields) <= MAX_FIELDS, "inbound_fields");
+_Static_assert(TG_NELEM(outbound_fields) <= MAX_FIELDS, "outbound_fields");
+_Static_assert(TG_NELEM(timeout_fields) <= MAX_FIELDS, "timeout_fields");
+
+struct parse {
+    yaml_parser_t yp;
+    bool yp_ready;
+    yaml_event_t ev; /* the current event, valid while have_ev */
+    bool have_ev;
+    const char *name; /* the file, in messages */
+    const char *base; /* directory for relative paths; NULL leaves them as written */
+    char *err;
+    struct tg_config *c;
+    size_t key_line; /* line of the key whose value is read next; 0 for the top */
+};
+
+/* Writes s as a quoted, escaped, one-line and possibly shortened form into buf[SHOW]. */
+static const char *show(char *buf, const char *s)
+{
+    size_t o = 0;
+
+    buf[o++] = '"';
+    for (; *s != '\0' && o + 8 < SHOW; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '"' || ch == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            o += (size_t)snprintf(buf + o, SHOW - o, "\\x%02x", ch);
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    if (*s != '\0') {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+static size_t line_of(const struct parse *ps)
+{
+    return ps->ev.start_mark.line + 1;
+}
+
+/* "FILE:LINE: PATH: what" with LINE left out when 0 and PATH when empty. */
+static int fail(struct parse *ps, size_t line, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct parse *ps, size_t line, const char *path, const char *fmt, ...)
+{
+    char what[TG_ERRLEN];
+    char where[32] = "";
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(where, sizeof(where), ":%zu", line);
+    if (path == NULL || path[0] == '\0')
+        return tg_err_set(ps->err, TG_ECONFIG, "%s%s: %s", ps->name, where, what);
+    return tg_err_set(ps->err, TG_ECONFIG, "%s%s: %s: %s", ps->name, where, path, what);
+}
+
+static int syntax_error(struct parse *ps)
+{
+    const yaml_parser_t *p = &ps->yp;
+    const char *problem = p->problem != NULL ? p->problem : "unknown problem";
+
+    if (p->error == YAML_MEMORY_ERROR)
+        return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+    if (p->error == YAML_READER_ERROR)
+        return tg_err_set(ps->err, TG_ECONFIG, "%s: byte %zu: %s", ps->name, p->problem_offset,
+                          problem);
+    if (p->context != NULL)
+        return fail(ps, p->problem_mark.line + 1, NULL, "YAML syntax error: %s (%s at line %zu)",
+                    problem, p->context, p->context_mark.line + 1);
+    return fail(ps, p->problem_mark.line + 1, NULL, "YAML syntax error: %s", problem);
+}
+
+/* Takes the next event; path names the value it belongs to, for messages. */
+static int next(struct parse *ps, const char *path)
+{
+    const yaml_event_t *ev = &ps->ev;
+    const yaml_char_t *anchor = NULL, *tag = NULL;
+
+    if (ps->have_ev)
+        yaml_event_delete(&ps->ev);
+    ps->have_ev = false;
+    if (!yaml_parser_parse(&ps->yp, &ps->ev))
+        return syntax_error(ps);
+    ps->have_ev = true;
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        return fail(ps, line_of(ps), path, "aliases (*name) are not supported");
+    case YAML_SCALAR_EVENT:
+        anchor = ev->data.scalar.anchor;
+        tag = ev->data.scalar.tag;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        anchor = ev->data.sequence_start.anchor;
+        tag = ev->data.sequence_start.tag;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        anchor = ev->data.mapping_start.anchor;
+        tag = ev->data.mapping_start.tag;
+        break;
+    default:
+        break;
+    }
+    if (anchor != NULL)
+        return fail(ps, line_of(ps), path, "anchors (&name) are not supported");
+    if (tag != NULL)
+        return fail(ps, line_of(ps), path, "tags (!tag) are not supported");
+    return 0;
+}
+
+static bool is_null(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+/* The current event is not the want'ed kind of node: say what it is instead. */
+static int wrong_type(struct parse *ps, const char *path, const char *want)
+{
+    switch (ps->ev.type) {
+    case YAML_SCALAR_EVENT:
+        if (is_null(&ps->ev) && strcmp(want, "a single value") == 0)
+            return fail(ps, line_of(ps), path, "has no value");
+        if (is_null(&ps->ev))
+            return fail(ps, line_of(ps), path, "has no value (want %s)", want);
+        return fail(ps, line_of(ps), path, "want %s, not a single value", want);
+    case YAML_SEQUENCE_START_EVENT:
+        return fail(ps, line_of(ps), path, "want %s, not a list", want);
+    case YAML_MAPPING_START_EVENT:
+        return fail(ps, line_of(ps), path, "want %s, not a mapping", want);
+    default:
+        return fail(ps, line_of(ps), path, "want %s", want);
+    }
+}
+
+/* Takes the next event, which must be a non-null scalar without NUL bytes. */
+static int scalar(struct parse *ps, const char *path, const char **out)
+{
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev))
+        return wrong_type(ps, path, "a single value");
+    if (strlen((const char *)ps->ev.data.scalar.value) != ps->ev.data.scalar.length)
+        return fail(ps, line_of(ps), path, "contains a NUL byte");
+    *out = (const char *)ps->ev.data.scalar.value;
+    return 0;
+}
+
+static bool quoted(const struct parse *ps)
+{
+    return ps->ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+}
+
+/* Formats a key path into dst[KEYPATH], cut short if need be (it only names things). */
+static const char *keypath(char *dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static const char *keypath(char *dst, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(dst, KEYPATH, fmt, ap);
+    va_end(ap);
+    return dst;
+}
+
+static const char *join(char *dst, const char *path, const char *key)
+{
+    return keypath(dst, "%s%s%s", path, path[0] != '\0' ? "." : "", key);
+}
+
+/* Digits only, no sign, no overflow. */
+static bool parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* A number with one of the suffixes (each with its multiplier); "" may be among them. */
+static bool parse_scaled(const char *s, const char *const *suffix, const uint64_t *mult,
+                         size_t nsuffix, uint64_t *out)
+{
+    size_t digits = strspn(s, "0123456789");
+    uint64_t v;
+
+    if (!parse_u64(s, digits, &v))
+        return false;
+    for (size_t i = 0; i < nsuffix; i++) {
+        if (strcmp(s + digits, suffix[i]) != 0)
+            continue;
+        if (v > UINT64_MAX / mult[i])
+            return false;
+        *out = v * mult[i];
+        return true;
+    }
+    return false;
+}
+
+int tg_duration_parse(const char *s, uint64_t *ms, char *err)
+{
+    static const char *const suffix[] = {"ms", "s", "m", "h", ""};
+    static const uint64_t mult[] = {1, 1000, 60 * 1000, 60 * 60 * 1000, 1000};
+    char shown[SHOW];
+
+    if (!parse_scaled(s, suffix, mult, TG_NELEM(suffix), ms))
+        return tg_err_set(err, TG_EINVAL, "%s is not a duration (want e.g. 250ms, 10s, 5m, 1h)",
+                          show(shown, s));
+    return 0;
+}
+
+static bool parse_port(const char *s, bool allow_port0, uint16_t *port)
+{
+    uint64_t v;
+
+    if (strlen(s) > 5 || !parse_u64(s, strlen(s), &v) || v > 65535 || (v == 0 && !allow_port0))
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+int tg_addr_parse(const char *s, bool allow_port0, struct tg_addr *out, char *err)
+{
+    struct tg_addr a;
+    char host[INET6_ADDRSTRLEN];
+    char shown[SHOW];
+    const char *h = s, *port;
+    size_t hlen;
+    uint16_t p;
+    int family = AF_INET;
+
+    memset(&a, 0, sizeof(a));
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        if (close == NULL || close[1] != ':')
+            return tg_err_set(err, TG_EINVAL, "%s is not an address (want [IPv6]:PORT)",
+                              show(shown, s));
+        family = AF_INET6;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+
+        if (colon == NULL)
+            return tg_err_set(err, TG_EINVAL, "%s is not an address (want IP:PORT)",
+                              show(shown, s));
+        if (memchr(s, ':', (size_t)(colon - s)) != NULL)
+            return tg_err_set(err, TG_EINVAL,
+                              "%s is not an address (IPv6 goes in brackets: [::1]:PORT)",
+                              show(shown, s));
+        hlen = (size_t)(colon - s);
+        port = colon + 1;
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return tg_err_set(err, TG_EINVAL, "%s is not an address (want a numeric IP and a port)",
+                          show(shown, s));
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
+
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+            return tg_err_set(err, TG_EINVAL, "%s is not an address (not a numeric IPv6 host)",
+                              show(shown, s));
+        sin6->sin6_family = AF_INET6;
+        a.len = sizeof(*sin6);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
+
+        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return tg_err_set(err, TG_EINVAL, "%s is not an address (%s)", show(shown, s),
+                              strspn(host, "0123456789.") == hlen
+                                  ? "not a numeric IPv4 host"
+                                  : "host must be a numeric IP; names are not resolved");
+        sin->sin_family = AF_INET;
+        a.len = sizeof(*sin);
+    }
+    if (!parse_port(port, allow_port0, &p))
+        return tg_err_set(err, TG_EINVAL, "%s: port must be a number %d..65535", show(shown, s),
+                          allow_port0 ? 0 : 1);
+    if (family == AF_INET6)
+        ((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(p);
+    else
+        ((struct sockaddr_in *)&a.ss)->sin_port = htons(p);
+    snprintf(a.text, sizeof(a.text), "%s", s);
+    *out = a;
+    return 0;
+}
+
+/* Same port and family, and the same host or either one the wildcard (both cannot bind). */
+static bool addr_clash(const struct tg_addr *x, const struct tg_addr *y)
+{
+    if (x->len == 0 || y->len == 0 || x->ss.ss_family != y->ss.ss_family)
+        return false;
+    if (x->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&x->ss;
+        const struct sockaddr_in *b = (const struct sockaddr_in *)&y->ss;
+
+        return a->sin_port == b->sin_port &&
+               (a->sin_addr.s_addr == b->sin_addr.s_addr || a->sin_addr.s_addr == INADDR_ANY ||
+                b->sin_addr.s_addr == INADDR_ANY);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&x->ss;
+        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)&y->ss;
+
+        return a->sin6_port == b->sin6_port &&
+               (memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0 ||
+                IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr));
+    }
+}
+
+/* A listen or admin address must not clash with any other one already read. */
+static int check_listen(struct parse *ps, const char *path, const struct tg_addr *a)
+{
+    const struct tg_config *c = ps->c;
+    char other[KEYPATH] = "";
+    const struct tg_addr *o = NULL;
+
+    if (addr_clash(a, &c->admin)) {
+        o = &c->admin;
+        keypath(other, "admin");
+    }
+    for (size_t i = 0; o == NULL && i < c->n_inbound; i++) {
+        if (addr_clash(a, &c->inbound[i].listen)) {
+            o = &c->inbound[i].listen;
+            keypath(other, "inbound[%zu].listen", i);
+        }
+    }
+    for (size_t i = 0; o == NULL && i < c->n_outbound; i++) {
+        if (addr_clash(a, &c->outbound[i].listen)) {
+            o = &c->outbound[i].listen;
+            keypath(other, "outbound[%zu].listen", i);
+        }
+    }
+    if (o == NULL)
+        return 0;
+    if (strcmp(a->text, o->text) == 0)
+        return fail(ps, line_of(ps), path, "%s is already used by %s", a->text, other);
+    return fail(ps, line_of(ps), path, "%s is already used by %s (%s)", a->text, other, o->text);
+}
+
+/* Listener names are unique across inbound and outbound; self is the one being named. */
+static int check_name(struct parse *ps, size_t line, const char *path, char *const *self)
+{
+    const struct tg_config *c = ps->c;
+    char other[KEYPATH] = "";
+
+    for (size_t i = 0; other[0] == '\0' && i < c->n_inbound; i++) {
+        const char *n = c->inbound[i].name;
+
+        if (&c->inbound[i].name != self && n != NULL && strcmp(n, *self) == 0)
+            keypath(other, "inbound[%zu]", i);
+    }
+    for (size_t i = 0; other[0] == '\0' && i < c->n_outbound; i++) {
+        const char *n = c->outbound[i].name;
+
+        if (&c->outbound[i].name != self && n != NULL && strcmp(n, *self) == 0)
+            keypath(other, "outbound[%zu]", i);
+    }
+    if (other[0] == '\0')
+        return 0;
+    return fail(ps, line, path, "name \"%s\" is already used by %s", *self, other);
+}
+
+static int parse_name(struct parse *ps, const char *path, char **dst)
+{
+    const char *v;
+    char shown[SHOW];
+    int rc;
+
+    if ((rc = scalar(ps, path, &v)) < 0)
+        return rc;
+    if (v[0] == '\0' || strspn(v, NAME_CHARS) != strlen(v))
+        return fail(ps, line_of(ps), path, "%s is not a name (want [A-Za-z0-9._-]+)",
+                    show(shown, v));
+    if (strlen(v) > MAX_NAME)
+        return fail(ps, line_of(ps), path, "longer than %d characters", MAX_NAME);
+    if ((*dst = strdup(v)) == NULL)
+        return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+    return check_name(ps, line_of(ps), path, dst);
+}
+
+/* SNI (RFC 6066 3): a DNS host name, never an IP literal. */
+static int parse_sni(struct parse *ps, const char *path, char **dst)
+{
+    const char *v;
+    char shown[SHOW];
+    unsigned char addr[sizeof(struct in6_addr)];
+    size_t n;
+    int rc;
+
+    if ((rc = scalar(ps, path, &v)) < 0)
+        return rc;
+    n = strlen(v);
+    if (n == 0 || n > 253 || v[0] == '.' || v[0] == '-' || strspn(v, NAME_CHARS) != n)
+        return fail(ps, line_of(ps), path, "%s is not a host name", show(shown, v));
+    if (inet_pton(AF_INET, v, addr) == 1)
+        return fail(ps, line_of(ps), path, "%s is an IP address; SNI must be a host name",
+                    show(shown, v));
+    if ((*dst = strdup(v)) == NULL)
+        return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+    return 0;
+}
+
+static int parse_path(struct parse *ps, const char *path, char **dst)
+{
+    const char *v;
+    char shown[SHOW];
+    size_t blen, vlen;
+    int rc;
+
+    if ((rc = scalar(ps, path, &v)) < 0)
+        return rc;
+    vlen = strlen(v);
+    if (vlen == 0)
+        return fail(ps, line_of(ps), path, "is empty (want a file path)");
+    blen = ps->base == NULL || v[0] == '/' ? 0 : strlen(ps->base) + 1;
+    if (blen + vlen >= PATH_MAX)
+        return fail(ps, line_of(ps), path, "%s: path is too long", show(shown, v));
+    if ((*dst = malloc(blen + vlen + 1)) == NULL)
+        return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+    if (blen > 0) {
+        memcpy(*dst, ps->base, blen - 1);
+        (*dst)[blen - 1] = '/';
+    }
+    memcpy(*dst + blen, v, vlen + 1);
+    return 0;
+}
+
+/* A SPIFFE ID (for allow/expect) or a bare trust domain name (for trust_domains). */
+static int check_list_item(struct parse *ps, const char *path, enum kind kind, const char *v)
+{
+    struct tg_spiffe_id id;
+    char why[TG_ERRLEN];
+    char shown[SHOW];
+    char buf[TG_SPIFFE_MAX + 1];
+    size_t n;
+
+    if (kind == K_IDS) {
+        if (tg_spiffe_parse(v, &id, why) < 0)
+            return fail(ps, line_of(ps), path, "%s is not a SPIFFE ID: %s", show(shown, v), why);
+        if (id.path_off == id.len) /* a workload's certificate always has a path */
+            return fail(ps, line_of(ps), path,
+                        "%s names a trust domain, not a workload (want spiffe://DOMAIN/PATH)",
+                        show(shown, v));
+        return 0;
+    }
+    if (strncmp(v, "spiffe://", 9) == 0)
+        return fail(ps, line_of(ps), path, "%s: want the trust domain name without spiffe://",
+                    show(shown, v));
+    /* the trust domain rule lives in spiffe.c: check "spiffe://NAME" and want no path */
+    n = strlen(v);
+    if (n <= TG_SPIFFE_MAX - 9) {
+        memcpy(buf, "spiffe://", 9);
+        memcpy(buf + 9, v, n + 1);
+    }
+    if (n > TG_SPIFFE_MAX - 9 || tg_spiffe_parse(buf, &id, why) < 0 || id.path_off != id.len)
+        return fail(ps, line_of(ps), path, "%s is not a trust domain name (want [a-z0-9.-_]+)",
+                    show(shown, v));
+    return 0;
+}
+
+static int parse_strlist(struct parse *ps, const char *path, const struct field *f,
+                         struct tg_strlist *list)
+{
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list");
+    for (;;) {
+        const char *v;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        keypath(item, "%s[%zu]", path, list->n);
+        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev))
+            return wrong_type(ps, item, "a single value");
+        v = (const char *)ps->ev.data.scalar.value;
+        if (strlen(v) != ps->ev.data.scalar.length)
+            return fail(ps, line_of(ps), item, "contains a NUL byte");
+        if ((rc = check_list_item(ps, item, f->kind, v)) < 0)
+            return rc;
+        if (list->n == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
+        if (list->n == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            char **nv = realloc(list->v, ncap * sizeof(*nv));
+
+            if (nv == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            list->v = nv;
+            cap = ncap;
+        }
+        if ((list->v[list->n] = strdup(v)) == NULL)
+            return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+        list->n++;
+    }
+    if (list->n < f->min)
+        return fail(ps, line_of(ps), path, "is empty (want at least %llu SPIFFE ID)", f->min);
+    return 0;
+}
+
+static int walk_map(struct parse *ps, const char *path, const struct field *fields, void *obj);
+
+/* inbound: or outbound:, a list of mappings. Each listener is counted in the config as soon
+ * as it is allocated, so tg_config_free() frees a half-read one. */
+static int parse_listeners(struct parse *ps, const char *path, bool inbound)
+{
+    struct tg_config *c = ps->c;
+    size_t *n = inbound ? &c->n_inbound : &c->n_outbound;
+    size_t size = inbound ? sizeof(*c->inbound) : sizeof(*c->outbound);
+    char *arr = NULL; /* c->inbound or c->outbound; this is the only key that fills it */
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list of listeners");
+    for (;;) {
+        size_t item_line;
+        char **name;
+        char *listen_text;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        keypath(item, "%s[%zu]", path, *n);
+        if (ps->ev.type != YAML_MAPPING_START_EVENT)
+            return wrong_type(ps, item, "a mapping (listen:, upstream:, ...)");
+        if (*n == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d listeners", MAX_ITEMS);
+        if (*n == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            char *na = realloc(arr, ncap * size);
+
+            if (na == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            if (inbound)
+                c->inbound = (struct tg_inbound_cfg *)na;
+            else
+                c->outbound = (struct tg_outbound_cfg *)na;
+            arr = na;
+            cap = ncap;
+        }
+        memset(arr + *n * size, 0, size);
+        (*n)++;
+        item_line = ps->key_line = line_of(ps);
+        if ((rc = walk_map(ps, item, inbound ? inbound_fields : outbound_fields,
+                           arr + (*n - 1) * size)) < 0)
+            return rc;
+        if (inbound) {
+            name = &c->inbound[*n - 1].name;
+            listen_text = c->inbound[*n - 1].listen.text;
+        } else {
+            name = &c->outbound[*n - 1].name;
+            listen_text = c->outbound[*n - 1].listen.text;
+        }
+        if (*name == NULL) {
+            size_t len = strlen(listen_text) + 4;
+
+            if ((*name = malloc(len + 1)) == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            snprintf(*name, len + 1, "%s-%s", inbound ? "in" : "out", listen_text);
+            if ((rc = check_name(ps, item_line, item, name)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* One value of the kind f says, into obj + f->off; the current event is its key. */
+static int parse_value(struct parse *ps, const char *path, const struct field *f, void *obj)
+{
+    void *dst = (char *)obj + f->off;
+    char shown[SHOW];
+    char why[TG_ERRLEN];
+    const char *v = NULL;
+    uint64_t u;
+    int rc;
+
+    switch (f->kind) {
+    case K_MAP:
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type != YAML_MAPPING_START_EVENT)
+            return wrong_type(ps, path, "a mapping");
+        return walk_map(ps, path, f->sub, obj);
+    case K_INBOUND:
+    case K_OUTBOUND:
+        return parse_listeners(ps, path, f->kind == K_INBOUND);
+    case K_IDS:
+    case K_DOMAINS:
+        return parse_strlist(ps, path, f, dst);
+    case K_NAME:
+        return parse_name(ps, path, dst);
+    case K_SNI:
+        return parse_sni(ps, path, dst);
+    case K_PATH:
+        return parse_path(ps, path, dst);
+    default:
+        break;
+    }
+    /* the rest are single values */
+    if ((rc = scalar(ps, path, &v)) < 0)
+        return rc;
+    switch (f->kind) {
+    case K_ADDR:
+    case K_LISTEN: {
+        struct tg_addr a;
+
+        if (tg_addr_parse(v, false, &a, why) < 0)
+            return fail(ps, line_of(ps), path, "%s", why);
+        if (f->kind == K_LISTEN && (rc = check_listen(ps, path, &a)) < 0)
+            return rc;
+        *(struct tg_addr *)dst = a;
+        return 0;
+    }
+    case K_UINT:
+        if (quoted(ps))
+            return fail(ps, line_of(ps), path, "want a number, not a quoted string");
+        if (!parse_u64(v, strlen(v), &u))
+            return fail(ps, line_of(ps), path, "%s is not a whole number (want %llu..%llu)",
+                        show(shown, v), f->min, f->max);
+        if (u < f->min || u > f->max)
+            return fail(ps, line_of(ps), path, "%s is out of range (want %llu..%llu)", v, f->min,
+                        f->max);
+        *(unsigned *)dst = (unsigned)u;
+        return 0;
+    case K_BOOL:
+        if (quoted(ps))
+            return fail(ps, line_of(ps), path, "want true or false, not a quoted string");
+        if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
+            *(bool *)dst = true;
+        else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
+            *(bool *)dst = false;
+        else
+            return fail(ps, line_of(ps), path, "%s is not true or false", show(shown, v));
+        return 0;
+    case K_LEVEL: {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        static const enum tg_log_level levels[] = {TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN,
+                                                   TG_LOG_ERROR};
+
+        for (size_t i = 0; i < TG_NELEM(names); i++) {
+            if (strcmp(v, names[i]) == 0) {
+                *(enum tg_log_level *)dst = levels[i];
+                return 0;
+            }
+        }
+        return fail(ps, line_of(ps), path,
+                    "%s is not a log level (want debug, info, warn or error)", show(shown, v));
+    }
+    case K_SIZE: {
+        static const char *const suffix[] = {"", "KiB", "MiB"};
+        static const uint64_t mult[] = {1, 1 << 10, 1 << 20};
+
+        if (!parse_scaled(v, suffix, mult, TG_NELEM(suffix), &u))
+            return fail(ps, line_of(ps), path,
+                        "%s is not a size (want bytes, or a number with KiB or MiB)",
+                        show(shown, v));
+        if (u < f->min || u > f->max)
+            return fail(ps, line_of(ps), path, "%s is out of range (want 4KiB..16MiB)",
+                        show(shown, v));
+        *(size_t *)dst = (size_t)u;
+        return 0;
+    }
+    case K_DURATION:
+        if (tg_duration_parse(v, &u, why) < 0)
+            return fail(ps, line_of(ps), path, "%s", why);
+        if (u == 0)
+            return fail(ps, line_of(ps), path, "must be more than 0");
+        *(uint64_t *)dst = u;
+        return 0;
+    case K_TLSVER:
+        if (strcmp(v, "1.3") == 0 || strcmp(v, "1.2") == 0) {
+            *(bool *)dst = strcmp(v, "1.2") == 0;
+            return 0;
+        }
+        if (strcmp(v, "1.0") == 0 || strcmp(v, "1.1") == 0)
+            return fail(ps, line_of(ps), path, "TLS %s is not supported (want \"1.2\" or \"1.3\")",
+                        v);
+        return fail(ps, line_of(ps), path, "%s is not a TLS version (want \"1.2\" or \"1.3\")",
+                    show(shown, v));
+    default:
+        return fail(ps, line_of(ps), path, "internal error: no parser for this key");
+    }
+}
+
+/* Reads the keys of a mapping whose MAPPING_START is the current event, up to its end. */
+static int walk_map(struct parse *ps, const char *path, const struct field *fields, void *obj)
+{
+    size_t seen[MAX_FIELDS] = {0}; /* line of each key seen, 0 when not yet */
+    size_t map_line = ps->key_line;
+    char child[KEYPATH];
+    const struct field *f;
+    int rc;
+
+    for (;;) {
+        const char *key;
+        size_t len, line;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_MAPPING_END_EVENT)
+            break;
+        line = line_of(ps);
+        if (ps->ev.type != YAML_SCALAR_EVENT)
+            return fail(ps, line, path, "a key must be a name, not a %s",
+                        ps->ev.type == YAML_MAPPING_START_EVENT ? "mapping" : "list");
+        key = (const char *)ps->ev.data.scalar.value;
+        len = ps->ev.data.scalar.length;
+        for (f = fields; f->key != NULL; f++) {
+            if (strlen(f->key) == len && memcmp(f->key, key, len) == 0)
+                break;
+        }
+        if (f->key == NULL) {
+            char shown[SHOW];
+            bool plain = len > 0 && strlen(key) == len &&
+                         strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789_-") == len &&
+                         len < SHOW;
+
+            return fail(ps, line, join(child, path, plain ? key : show(shown, key)), "unknown key");
+        }
+        if (seen[f - fields] != 0)
+            return fail(ps, line, join(child, path, f->key), "duplicate key (first at line %zu)",
+                        seen[f - fields]);
+        seen[f - fields] = line;
+        ps->key_line = line;
+        if ((rc = parse_value(ps, join(child, path, f->key), f, obj)) < 0)
+            return rc;
+    }
+    for (f = fields; f->key != NULL; f++) {
+        if (f->required && seen[f - fields] == 0)
+            return fail(ps, map_line, join(child, path, f->key), "missing (required)");
+    }
+    return 0;
+}
+
+static int parse_stream(struct parse *ps)
+{
+    int rc;
+
+    if ((rc = next(ps, NULL)) < 0) /* STREAM_START */
+        return rc;
+    if ((rc = next(ps, NULL)) < 0)
+        return rc;
+    if (ps->ev.type == YAML_STREAM_END_EVENT)
+        return fail(ps, 0, NULL, "file is empty (want a mapping of settings)");
+    if ((rc = next(ps, NULL)) < 0) /* after DOCUMENT_START */
+        return rc;
+    if (ps->ev.type != YAML_MAPPING_START_EVENT)
+        return wrong_type(ps, NULL, "a mapping of settings at the top");
+    ps->key_line = 0; /* a missing top-level key has no line to name */
+    if ((rc = walk_map(ps, "", top_fields, ps->c)) < 0)
+        return rc;
+    if ((rc = next(ps, NULL)) < 0) /* DOCUMENT_END */
+        return rc;
+    if ((rc = next(ps, NULL)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_STREAM_END_EVENT)
+        return fail(ps, line_of(ps), NULL, "a second YAML document (want only one)");
+    if (ps->c->n_inbound + ps->c->n_outbound == 0)
+        return fail(ps, 0, "inbound, outbound", "no listeners (want at least one)");
+    return 0;
+}
+
+static void parse_cleanup(struct parse *ps)
+{
+    if (ps->have_ev)
+        yaml_event_delete(&ps->ev);
+    ps->have_ev = false;
+    if (ps->yp_ready)
+        yaml_parser_delete(&ps->yp);
+    ps->yp_ready = false;
+}
+
+static int parse_text(const char *text, size_t len, const char *name, const char *base,
+                      struct tg_config **out, char *err)
+{
+    struct parse ps = {.name = name, .base = base, .err = err};
+    struct tg_config *c = calloc(1, sizeof(*c));
+    int rc = TG_ENOMEM;
+
+    if (c == NULL)
+        return tg_err_set(err, rc, "%s: out of memory", name);
+    ps.c = c;
+    c->access_log = true;
+    c->log_level = TG_LOG_INFO;
+    c->buffer_size = 64 << 10;
+    c->max_chain_depth = 4;
+    c->handshake_timeout_ms = 10 * 1000;
+    c->idle_timeout_ms = 60 * 60 * 1000;
+    c->connect_timeout_ms = 5 * 1000;
+    c->drain_timeout_ms = 20 * 1000;
+    if ((c->path = strdup(name)) == NULL) {
+        tg_err_set(err, rc, "%s: out of memory", name);
+        goto fail;
+    }
+    if (len > MAX_FILE) {
+        rc = fail(&ps, 0, NULL, "larger than %d bytes", MAX_FILE);
+        goto fail;
+    }
+    if (!yaml_parser_initialize(&ps.yp)) {
+        tg_err_set(err, rc, "%s: out of memory", name);
+        goto fail;
+    }
+    ps.yp_ready = true;
+    yaml_parser_set_input_string(&ps.yp, (const unsigned char *)text, len);
+    if ((rc = parse_stream(&ps)) < 0)
+        goto fail;
+    parse_cleanup(&ps);
+    *out = c;
+    return 0;
+fail:
+    parse_cleanup(&ps);
+    tg_config_free(c);
+    return rc;
+}
+
+/* The directory relative paths in name are resolved against: "a/b.yaml" -> "a", "/b.yaml" ->
+ * "" (paths become "/..."), "b.yaml" -> NULL (paths stay as written). When absolute, a
+ * relative name is first put under the working directory. Not realpath(): a symbolic link in the
+ * path (a Kubernetes ConfigMap mount swaps one on every update) must stay a link so that a reload
+ * sees the new files. */
+static int make_base(const char *name, bool absolute, char **base)
+{
+    const char *slash = strrchr(name, '/');
+    size_t dlen = slash == NULL ? 0 : (size_t)(slash - name);
+    char cwd[PATH_MAX];
+    size_t clen = 0;
+
+    *base = NULL;
+    if (absolute && name[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL)
+        clen = strlen(cwd);
+    if (slash == NULL && clen == 0)
+        return 0;
+    if ((*base = malloc(clen + 1 + dlen + 1)) == NULL)
+        return TG_ENOMEM;
+    memcpy(*base, cwd, clen);
+    if (clen > 0 && dlen > 0)
+        (*base)[clen++] = '/';
+    memcpy(*base + clen, name, dlen);
+    (*base)[clen + dlen] = '\0';
+    return 0;
+}
+
+int tg_config_parse(const char *text, size_t len, const char *name, struct tg_config **out,
+                    char *err)
+{
+    char *base = NULL;
+    int rc;
+
+    if (make_base(name, false, &base) < 0)
+        return tg_err_set(err, TG_ENOMEM, "%s: out of memory", name);
+    rc = parse_text(text, len, name, base, out, err);
+    free(base);
+    return rc;
+}
+
+static int read_file(const char *path, char **text, size_t *len, char *err)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return tg_err_set(err, TG_EIO, "%s: cannot open: %s", path, tg_strerror(-errno));
+    if (fstat(fd, &st) != 0) {
+        rc = tg_err_set(err, TG_EIO, "%s: cannot read: %s", path, tg_strerror(-errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = tg_err_set(err, TG_EIO, "%s: cannot read: not a regular file", path);
+        goto fail;
+    }
+    if ((buf = malloc(MAX_FILE + 1)) == NULL) {
+        rc = tg_err_set(err, TG_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    while (n <= MAX_FILE) {
+        ssize_t r = read(fd, buf + n, MAX_FILE + 1 - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = tg_err_set(err, TG_EIO, "%s: cannot read: %s", path, tg_strerror(-errno));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *text = buf;
+    *len = n; /* n > MAX_FILE is refused by the parser, with the file's name */
+    return 0;
+fail:
+    close(fd);
+    free(buf);
+    return rc;
+}
+
+int tg_config_load(const char *path, struct tg_config **out, char *err)
+{
+    char *text = NULL, *base = NULL;
+    size_t len = 0;
+    int rc;
+
+    if ((rc = read_file(path, &text, &len, err)) < 0)
+        return rc;
+    /* relative paths in the file are made absolute now: the result must not depend on the
+     * working directory at the time the TLS layer opens (or reloads) them */
+    if ((rc = make_base(path, true, &base)) < 0)
+        tg_err_set(err, rc, "%s: out of memory", path);
+    else
+        rc = parse_text(text, len, path, base, out, err);
+    free(text);
+    free(base);
+    return rc;
+}
+
+static void strlist_free(struct tg_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+void tg_config_free(struct tg_config *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n_inbound; i++) {
+        free(c->inbound[i].name);
+        strlist_free(&c->inbound[i].allow);
+    }
+    for (size_t i = 0; i < c->n_outbound; i++) {
+        free(c->outbound[i].name);
+        free(c->outbound[i].sni);
+        strlist_free(&c->outbound[i].expect);
+    }
+    free(c->inbound);
+    free(c->outbound);
+    strlist_free(&c->trust_domains);
+    free(c->cert_path);
+    free(c->key_path);
+    free(c->bundle_path);
+    free(c->path);
+    free(c);
+}
