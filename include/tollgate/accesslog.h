@@ -1,0 +1,39 @@
+/* One JSON line per connection on stdout. Any thread: each line is one write(2). */
+#ifndef TOLLGATE_ACCESSLOG_H
+#define TOLLGATE_ACCESSLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tg_access_entry {
+    uint64_t start_unix_ms; /* when the connection was accepted */
+    const char *listener;   /* listener name */
+    const char *direction;  /* "inbound" / "outbound" */
+    const char *peer;       /* downstream address "ip:port" */
+    const char *peer_id;    /* SPIFFE ID of the TLS peer, or NULL */
+    const char *upstream;   /* "ip:port" */
+    const char *tls_version; /* "TLSv1.3", or NULL */
+    const char *cipher;     /* or NULL */
+    const char *serial;     /* TLS peer certificate serial (hex), or NULL */
+    uint64_t bytes_received; /* payload from the downstream */
+    uint64_t bytes_sent;     /* payload to the downstream */
+    uint64_t duration_ms;
+    const char *outcome;    /* "ok", "refused", "error", "timeout" */
+    const char *reason;     /* why, for anything but "ok"; or NULL */
+};
+
+/* Formats e as one JSON object and a newline into dst (cap bytes), keys in the order of the
+ * struct, "time" as "2026-11-28T15:00:00.123Z" (UTC). Strings are escaped (RFC 8259):
+ * control characters and DEL as \u00XX, each byte that is not well-formed UTF-8 as \ufffd;
+ * NULL strings become null. Returns the length written, without the NUL that follows it.
+ * A line that would not fit is cut at a field boundary: the first field that does not fit
+ * and all after it are dropped, and the line is still valid JSON. Below 4 bytes of cap
+ * (not even "{}\n" and the NUL) it writes nothing and returns 0. Pure; any thread. */
+size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t cap);
+
+/* Formats into a 4 KiB stack buffer and writes the line to stdout with one write(2): at
+ * most PIPE_BUF bytes, so lines from several threads never interleave even on a pipe.
+ * Write errors are ignored (the log must not stop traffic). */
+void tg_accesslog_write(const struct tg_access_entry *e);
+
+#endif

@@ -1,0 +1,90 @@
+/* Counters for /stats. Each worker owns one slot per listener and is its only writer, so a
+ * counter update is a relaxed load and store (a plain mov on x86): no lock and no locked
+ * instruction on the data path. The admin thread sums the slots when it renders. */
+#ifndef TOLLGATE_METRICS_H
+#define TOLLGATE_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tollgate/err.h"
+
+/* Why a handshake failed; each is a label value of tollgate_handshakes_failed_total. */
+enum tg_hs_fail {
+    TG_HSF_NO_CERT,       /* "no_peer_cert": client sent no certificate */
+    TG_HSF_UNTRUSTED,     /* "untrusted": chain does not lead to the trust bundle */
+    TG_HSF_EXPIRED,       /* "expired" */
+    TG_HSF_NOT_YET_VALID, /* "not_yet_valid" */
+    TG_HSF_BAD_CERT,      /* "bad_cert": CA leaf, wrong EKU, chain too deep, ... */
+    TG_HSF_BAD_SPIFFE,    /* "bad_spiffe_id": none, several, or malformed URI SAN */
+    TG_HSF_TRUST_DOMAIN,  /* "trust_domain": ID in a domain we do not accept */
+    TG_HSF_NOT_ALLOWED,   /* "not_allowed": inbound: ID not in the allow list */
+    TG_HSF_UNEXPECTED,    /* "unexpected_server": outbound: server ID not expected */
+    TG_HSF_PROTOCOL,      /* "protocol": version, cipher, malformed TLS */
+    TG_HSF_TIMEOUT,       /* "timeout": handshake did not finish in time */
+    TG_HSF_CLOSED,        /* "peer_closed": peer went away during the handshake */
+    TG_HSF_OTHER,         /* "other" */
+    TG_HSF_N
+};
+
+const char *tg_hs_fail_name(enum tg_hs_fail r);
+
+struct tg_counter {
+    _Atomic uint64_t v;
+};
+
+static inline void tg_counter_add(struct tg_counter *c, uint64_t n)
+{
+    atomic_store_explicit(&c->v, atomic_load_explicit(&c->v, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t tg_counter_get(const struct tg_counter *c)
+{
+    return atomic_load_explicit(&c->v, memory_order_relaxed);
+}
+
+struct tg_listener_stats {
+    struct tg_counter opened;         /* connections accepted */
+    struct tg_counter closed;         /* connections ended (active = opened - closed) */
+    struct tg_counter bytes_received; /* payload bytes from the downstream */
+    struct tg_counter bytes_sent;     /* payload bytes to the downstream */
+    struct tg_counter hs_ok;
+    struct tg_counter hs_failed[TG_HSF_N];
+    struct tg_counter upstream_connect_failed;
+};
+
+/* Process-wide values written by the control thread. */
+struct tg_process_stats {
+    struct tg_counter identity_reloads;        /* new identity or bundle published */
+    struct tg_counter identity_reload_failures; /* files changed but refused */
+    _Atomic int64_t identity_expiry_unix;      /* not_after of our certificate, 0 = none */
+    _Atomic uint64_t generation;               /* id of the newest generation */
+};
+
+struct tg_metrics {
+    size_t n_workers;
+    size_t n_listeners;
+    const char **listener_names;      /* [n_listeners], borrowed */
+    const char **listener_directions; /* [n_listeners]: "inbound" / "outbound", borrowed */
+    struct tg_listener_stats *slots;  /* [n_workers * n_listeners] */
+    struct tg_process_stats process;
+};
+
+/* Allocates the slots. names/directions are borrowed and must outlive m. */
+TG_MUST_USE int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners,
+                                const char **names, const char **directions);
+void tg_metrics_cleanup(struct tg_metrics *m);
+
+static inline struct tg_listener_stats *tg_metrics_slot(struct tg_metrics *m, size_t worker,
+                                                        size_t listener)
+{
+    return &m->slots[worker * m->n_listeners + listener];
+}
+
+/* Renders Prometheus text exposition (version 0.0.4) into a malloc'd NUL-terminated
+ * string; *len gets its length. Returns NULL when out of memory. Any thread. */
+char *tg_metrics_render(const struct tg_metrics *m, size_t *len);
+
+#endif

@@ -1,0 +1,214 @@
+#include "tollgate/accesslog.h"
+#include "tollgate/err.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Room kept back for the closing "}\n" and a NUL. */
+#define TAIL 3
+
+/* Output cursor over dst: writes stop at lim (cap - TAIL) and set full instead. */
+struct line {
+    char *dst;
+    size_t len;
+    size_t lim;
+    bool full;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (l->full || n > l->lim - l->len) {
+        l->full = true;
+        return;
+    }
+    memcpy(l->dst + l->len, s, n);
+    l->len += n;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes available), or 0 when the first
+ * byte does not start one: overlong forms, surrogates and code points past U+10FFFF are
+ * ill-formed (RFC 3629 section 4). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t need, i;
+
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        need = 2;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        need = 3;
+        if (s[0] == 0xe0)
+            lo = 0xa0;
+        else if (s[0] == 0xed)
+            hi = 0x9f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        need = 4;
+        if (s[0] == 0xf0)
+            lo = 0x90;
+        else if (s[0] == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (n < need || s[1] < lo || s[1] > hi)
+        return 0;
+    for (i = 2; i < need; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    }
+    return need;
+}
+
+/* Printable ASCII that goes into a JSON string as it is. */
+static bool plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* A JSON string (RFC 8259 section 7), or null. Control characters and DEL become \u00XX
+ * so a log line never moves a terminal; each byte that is not part of well-formed UTF-8
+ * becomes \ufffd so the line stays valid UTF-8. */
+static void put_str(struct line *l, const char *str)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n, i = 0, run;
+
+    if (str == NULL) {
+        put(l, "null", 4);
+        return;
+    }
+    n = strlen(str);
+    put(l, "\"", 1);
+    while (i < n && !l->full) {
+        unsigned char c = s[i];
+
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+
+            put(l, esc, 2);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+
+            put(l, esc, 6);
+            i++;
+        } else if (c < 0x80) {
+            run = i + 1;
+            while (run < n && plain(s[run]))
+                run++;
+            put(l, str + i, run - i);
+            i = run;
+        } else if ((run = utf8_len(s + i, n - i)) > 0) {
+            put(l, str + i, run);
+            i += run;
+        } else {
+            put(l, "\\ufffd", 6);
+            i++;
+        }
+    }
+    put(l, "\"", 1);
+}
+
+static void put_time(struct line *l, uint64_t unix_ms)
+{
+    char buf[96];
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    int n;
+
+    if ((uint64_t)secs != unix_ms / 1000 || gmtime_r(&secs, &tm) == NULL) {
+        put(l, "null", 4);
+        return;
+    }
+    n = snprintf(buf, sizeof(buf), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (unsigned)(unix_ms % 1000));
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        put(l, "null", 4);
+        return;
+    }
+    put(l, buf, (size_t)n);
+}
+
+static void put_u64(struct line *l, uint64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+
+    put(l, buf, (size_t)n);
+}
+
+enum kind { STR, U64, TIME };
+
+size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t cap)
+{
+    const struct {
+        const char *key;
+        enum kind kind;
+        const char *s;
+        uint64_t u;
+    } fields[] = {
+        {"time", TIME, NULL, e->start_unix_ms},
+        {"listener", STR, e->listener, 0},
+        {"direction", STR, e->direction, 0},
+        {"peer", STR, e->peer, 0},
+        {"peer_id", STR, e->peer_id, 0},
+        {"upstream", STR, e->upstream, 0},
+        {"tls_version", STR, e->tls_version, 0},
+        {"cipher", STR, e->cipher, 0},
+        {"serial", STR, e->serial, 0},
+        {"bytes_received", U64, NULL, e->bytes_received},
+        {"bytes_sent", U64, NULL, e->bytes_sent},
+        {"duration_ms", U64, NULL, e->duration_ms},
+        {"outcome", STR, e->outcome, 0},
+        {"reason", STR, e->reason, 0},
+    };
+    struct line l = {.dst = dst, .len = 0, .lim = cap < TAIL ? 0 : cap - TAIL, .full = false};
+    size_t i;
+
+    if (cap < TAIL + 1) { /* not even "{}\n" fits */
+        if (cap > 0)
+            dst[0] = '\0';
+        return 0;
+    }
+    put(&l, "{", 1);
+    for (i = 0; i < TG_NELEM(fields); i++) {
+        size_t mark = l.len;
+
+        if (i > 0)
+            put(&l, ",", 1);
+        put(&l, "\"", 1);
+        put(&l, fields[i].key, strlen(fields[i].key));
+        put(&l, "\":", 2);
+        if (fields[i].kind == STR)
+            put_str(&l, fields[i].s);
+        else if (fields[i].kind == U64)
+            put_u64(&l, fields[i].u);
+        else
+            put_time(&l, fields[i].u);
+        if (l.full) { /* drop this field and every one after it */
+            l.len = mark;
+            break;
+        }
+    }
+    memcpy(dst + l.len, "}\n", 3);
+    return l.len + 2;
+}
+
+void tg_accesslog_write(const struct tg_access_entry *e)
+{
+    /* at most PIPE_BUF bytes, so even a pipe takes the line in one piece */
+    char line[4096];
+    size_t n = tg_accesslog_format(e, line, sizeof(line));
+    ssize_t w;
+
+    do {
+        w = write(STDOUT_FILENO, line, n);
+    } while (w < 0 && errno == EINTR);
+}

@@ -1,0 +1,274 @@
+#include "tollgate/metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const hs_fail_names[TG_HSF_N] = {
+    [TG_HSF_NO_CERT] = "no_peer_cert",
+    [TG_HSF_UNTRUSTED] = "untrusted",
+    [TG_HSF_EXPIRED] = "expired",
+    [TG_HSF_NOT_YET_VALID] = "not_yet_valid",
+    [TG_HSF_BAD_CERT] = "bad_cert",
+    [TG_HSF_BAD_SPIFFE] = "bad_spiffe_id",
+    [TG_HSF_TRUST_DOMAIN] = "trust_domain",
+    [TG_HSF_NOT_ALLOWED] = "not_allowed",
+    [TG_HSF_UNEXPECTED] = "unexpected_server",
+    [TG_HSF_PROTOCOL] = "protocol",
+    [TG_HSF_TIMEOUT] = "timeout",
+    [TG_HSF_CLOSED] = "peer_closed",
+    [TG_HSF_OTHER] = "other",
+};
+
+const char *tg_hs_fail_name(enum tg_hs_fail r)
+{
+    if ((unsigned)r >= TG_HSF_N)
+        return hs_fail_names[TG_HSF_OTHER];
+    return hs_fail_names[r];
+}
+
+int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners, const char **names,
+                    const char **directions)
+{
+    size_t n;
+
+    memset(m, 0, sizeof(*m));
+    if (n_listeners != 0 && n_workers > SIZE_MAX / n_listeners)
+        return TG_EINVAL;
+    n = n_workers * n_listeners;
+    /* calloc(0) may return NULL; one spare slot keeps "NULL means out of memory" true */
+    m->slots = calloc(n == 0 ? 1 : n, sizeof(*m->slots));
+    if (m->slots == NULL)
+        return TG_ENOMEM;
+    m->n_workers = n_workers;
+    m->n_listeners = n_listeners;
+    m->listener_names = names;
+    m->listener_directions = directions;
+    atomic_init(&m->process.identity_reloads.v, 0);
+    atomic_init(&m->process.identity_reload_failures.v, 0);
+    atomic_init(&m->process.identity_expiry_unix, 0);
+    atomic_init(&m->process.generation, 0);
+    return 0;
+}
+
+void tg_metrics_cleanup(struct tg_metrics *m)
+{
+    free(m->slots);
+    m->slots = NULL;
+    m->n_workers = 0;
+    m->n_listeners = 0;
+}
+
+/* A growing output string; after a failed allocation every append is a no-op and
+ * the render returns NULL. */
+struct out {
+    char *p;
+    size_t len;
+    size_t cap;
+    bool failed;
+};
+
+static bool reserve(struct out *o, size_t more)
+{
+    size_t cap = o->cap == 0 ? 4096 : o->cap;
+    char *p;
+
+    if (o->failed)
+        return false;
+    if (more > SIZE_MAX / 2 - o->len) {
+        o->failed = true;
+        return false;
+    }
+    if (o->len + more < o->cap)
+        return true;
+    while (cap <= o->len + more)
+        cap *= 2;
+    p = realloc(o->p, cap);
+    if (p == NULL) {
+        o->failed = true;
+        return false;
+    }
+    o->p = p;
+    o->cap = cap;
+    return true;
+}
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (!reserve(o, n))
+        return;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    int n;
+
+    /* only ever called with short, fixed-shape text (names and numbers) */
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        o->failed = true;
+        return;
+    }
+    put(o, tmp, (size_t)n);
+}
+
+/* Label values escape backslash, double quote and line feed (exposition format 0.0.4). */
+static void put_label_value(struct out *o, const char *s)
+{
+    if (s == NULL)
+        return;
+    for (; *s != '\0'; s++) {
+        switch (*s) {
+        case '\\':
+            put(o, "\\\\", 2);
+            break;
+        case '"':
+            put(o, "\\\"", 2);
+            break;
+        case '\n':
+            put(o, "\\n", 2);
+            break;
+        default:
+            put(o, s, 1);
+        }
+    }
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+    putf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Writes 'name{listener="..",direction=".."' and leaves the brace open for more labels. */
+static void series_start(struct out *o, const struct tg_metrics *m, const char *name,
+                         size_t listener)
+{
+    puts_(o, name);
+    puts_(o, "{listener=\"");
+    put_label_value(o, m->listener_names[listener]);
+    puts_(o, "\",direction=\"");
+    put_label_value(o, m->listener_directions[listener]);
+    puts_(o, "\"");
+}
+
+static uint64_t sum(const struct tg_metrics *m, size_t listener, size_t offset)
+{
+    uint64_t total = 0;
+    size_t w;
+
+    for (w = 0; w < m->n_workers; w++) {
+        const char *slot = (const char *)&m->slots[w * m->n_listeners + listener];
+
+        total += tg_counter_get((const struct tg_counter *)(slot + offset));
+    }
+    return total;
+}
+
+/* One counter family with a single series per listener. */
+static void per_listener(struct out *o, const struct tg_metrics *m, const char *name,
+                         const char *type, const char *help, size_t offset)
+{
+    size_t l;
+
+    family(o, name, type, help);
+    for (l = 0; l < m->n_listeners; l++) {
+        series_start(o, m, name, l);
+        putf(o, "} %" PRIu64 "\n", sum(m, l, offset));
+    }
+}
+
+char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
+{
+    struct out o = {0};
+    int64_t expiry = atomic_load_explicit(&m->process.identity_expiry_unix, memory_order_relaxed);
+    size_t l, r;
+
+    per_listener(&o, m, "tollgate_connections_opened_total", "counter", "Connections accepted.",
+                 offsetof(struct tg_listener_stats, opened));
+    per_listener(&o, m, "tollgate_connections_closed_total", "counter", "Connections ended.",
+                 offsetof(struct tg_listener_stats, closed));
+
+    family(&o, "tollgate_connections_active", "gauge", "Connections open now.");
+    for (l = 0; l < m->n_listeners; l++) {
+        /* closed first: both only grow, so opened read afterwards is never smaller */
+        uint64_t closed = sum(m, l, offsetof(struct tg_listener_stats, closed));
+        uint64_t opened = sum(m, l, offsetof(struct tg_listener_stats, opened));
+
+        series_start(&o, m, "tollgate_connections_active", l);
+        putf(&o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
+    }
+
+    per_listener(&o, m, "tollgate_bytes_received_total", "counter",
+                 "Payload bytes received from the downstream.",
+                 offsetof(struct tg_listener_stats, bytes_received));
+    per_listener(&o, m, "tollgate_bytes_sent_total", "counter",
+                 "Payload bytes sent to the downstream.",
+                 offsetof(struct tg_listener_stats, bytes_sent));
+
+    family(&o, "tollgate_handshakes_total", "counter", "TLS handshakes completed.");
+    for (l = 0; l < m->n_listeners; l++) {
+        series_start(&o, m, "tollgate_handshakes_total", l);
+        putf(&o, ",result=\"ok\"} %" PRIu64 "\n",
+             sum(m, l, offsetof(struct tg_listener_stats, hs_ok)));
+    }
+
+    family(&o, "tollgate_handshakes_failed_total", "counter", "TLS handshakes failed, by reason.");
+    for (l = 0; l < m->n_listeners; l++) {
+        for (r = 0; r < TG_HSF_N; r++) {
+            size_t off =
+                offsetof(struct tg_listener_stats, hs_failed) + r * sizeof(struct tg_counter);
+
+            series_start(&o, m, "tollgate_handshakes_failed_total", l);
+            putf(&o, ",reason=\"%s\"} %" PRIu64 "\n", tg_hs_fail_name((enum tg_hs_fail)r),
+                 sum(m, l, off));
+        }
+    }
+
+    per_listener(&o, m, "tollgate_upstream_connect_failures_total", "counter",
+                 "Connections to the upstream that failed.",
+                 offsetof(struct tg_listener_stats, upstream_connect_failed));
+
+    family(&o, "tollgate_identity_reloads_total", "counter",
+           "New identities or trust bundles published.");
+    putf(&o, "tollgate_identity_reloads_total %" PRIu64 "\n",
+         tg_counter_get(&m->process.identity_reloads));
+    family(&o, "tollgate_identity_reload_failures_total", "counter",
+           "Identity or trust bundle changes refused.");
+    putf(&o, "tollgate_identity_reload_failures_total %" PRIu64 "\n",
+         tg_counter_get(&m->process.identity_reload_failures));
+    if (expiry != 0) {
+        int64_t now = (int64_t)time(NULL);
+
+        /* negative once the certificate has expired, so an alert can fire on < 0 */
+        family(&o, "tollgate_identity_expiry_seconds", "gauge",
+               "Seconds until our certificate expires.");
+        putf(&o, "tollgate_identity_expiry_seconds %" PRId64 "\n",
+             now > 0 && expiry < INT64_MIN + now ? INT64_MIN : expiry - now);
+    }
+    family(&o, "tollgate_generation", "gauge", "Id of the newest configuration generation.");
+    putf(&o, "tollgate_generation %" PRIu64 "\n",
+         atomic_load_explicit(&m->process.generation, memory_order_relaxed));
+
+    if (o.failed || o.p == NULL) {
+        free(o.p);
+        return NULL;
+    }
+    *len = o.len;
+    return o.p;
+}

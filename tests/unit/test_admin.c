@@ -1,0 +1,844 @@
+/* The admin endpoint on a real loop on 127.0.0.1, port 0. Clients are plain blocking
+ * sockets on a helper thread (each operation bounded by SO_RCVTIMEO/SO_SNDTIMEO); the test
+ * thread runs the loop. The client thread only records what it saw; assertions run on the
+ * test thread after the join. A guard timer stops the admin if a test runs too long. */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "tollgate/admin.h"
+
+#define GUARD_MS 8000
+#define CLIENT_TIMEOUT_S 3
+#define MAX_RESP 8
+
+struct fix {
+    uv_loop_t loop;
+    uv_async_t done;     /* the client thread has finished */
+    uv_async_t stop_now; /* the client thread asks for tg_admin_stop() */
+    uv_timer_t guard;
+    struct tg_admin *admin;
+    struct tg_admin_ops ops;
+    int port;
+    uint64_t timeout_ms; /* 0: the default */
+    void (*script)(struct fix *f);
+    bool timed_out;
+    int case_i;
+
+    /* ops state, loop thread only */
+    bool ready;
+    const char *stats_body; /* NULL: the callback returns NULL */
+    const char *config_body;
+    bool stop_in_drain;
+    int ready_calls, stats_calls, config_calls, drain_calls;
+
+    /* what the client thread saw */
+    char *resp[MAX_RESP]; /* whole responses, up to EOF */
+    int end[MAX_RESP];    /* how each ended: 0 EOF, else errno (EAGAIN: timed out) */
+    double secs[MAX_RESP];
+    int n_resp;
+    int connect_errno;
+};
+
+static struct fix F;
+
+/* ---- client side (helper thread) ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int dial(int port)
+{
+    struct timeval tv = {.tv_sec = CLIENT_TIMEOUT_S};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0)
+        return -1;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+        F.connect_errno = errno;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads to EOF (or error) and records the bytes, how it ended and how long it took. */
+static void record(int fd)
+{
+    size_t len = 0, cap = 1024;
+    char *buf = malloc(cap);
+    double t0 = now_s();
+    int end = 0;
+
+    for (;;) {
+        ssize_t r;
+
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+        r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r > 0) {
+            len += (size_t)r;
+            continue;
+        }
+        end = r == 0 ? 0 : errno;
+        break;
+    }
+    buf[len] = '\0';
+    if (F.n_resp < MAX_RESP) {
+        F.resp[F.n_resp] = buf;
+        F.end[F.n_resp] = end == EWOULDBLOCK ? EAGAIN : end;
+        F.secs[F.n_resp] = now_s() - t0;
+        F.n_resp++;
+    } else {
+        free(buf);
+    }
+}
+
+/* One request on its own connection; half_close sends our FIN after the bytes. */
+static void exchange_n(const char *req, size_t len, bool half_close)
+{
+    int fd = dial(F.port);
+
+    if (fd < 0) {
+        if (F.n_resp < MAX_RESP) {
+            F.resp[F.n_resp] = strdup("");
+            F.end[F.n_resp++] = -1;
+        }
+        return;
+    }
+    send_all(fd, req, len);
+    if (half_close)
+        shutdown(fd, SHUT_WR);
+    record(fd);
+    close(fd);
+}
+
+static void exchange(const char *req)
+{
+    exchange_n(req, strlen(req), false);
+}
+
+/* ---- loop side ---- */
+
+static bool on_ready(void *arg)
+{
+    struct fix *f = arg;
+
+    f->ready_calls++;
+    return f->ready;
+}
+
+static char *on_stats(void *arg, size_t *len)
+{
+    struct fix *f = arg;
+
+    f->stats_calls++;
+    if (f->stats_body == NULL)
+        return NULL;
+    *len = strlen(f->stats_body);
+    return strdup(f->stats_body);
+}
+
+static char *on_config_dump(void *arg, size_t *len)
+{
+    struct fix *f = arg;
+
+    f->config_calls++;
+    if (f->config_body == NULL)
+        return NULL;
+    *len = strlen(f->config_body);
+    return strdup(f->config_body);
+}
+
+static void on_drain(void *arg)
+{
+    struct fix *f = arg;
+
+    f->drain_calls++;
+    if (f->stop_in_drain) {
+        tg_admin_stop(f->admin);
+        f->admin = NULL;
+    }
+}
+
+static void on_done(uv_async_t *h)
+{
+    struct fix *f = h->data;
+
+    tg_admin_stop(f->admin);
+    f->admin = NULL;
+    uv_close((uv_handle_t *)&f->done, NULL);
+    uv_close((uv_handle_t *)&f->stop_now, NULL);
+    uv_close((uv_handle_t *)&f->guard, NULL);
+}
+
+static void on_stop_now(uv_async_t *h)
+{
+    struct fix *f = h->data;
+
+    tg_admin_stop(f->admin);
+    f->admin = NULL;
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    struct fix *f = t->data;
+
+    /* the client's sockets fail fast once the admin is gone; then on_done ends the loop */
+    f->timed_out = true;
+    tg_admin_stop(f->admin);
+    f->admin = NULL;
+}
+
+static void *client_main(void *arg)
+{
+    struct fix *f = arg;
+
+    f->script(f);
+    uv_async_send(&f->done);
+    return NULL;
+}
+
+static void fix_init(void)
+{
+    memset(&F, 0, sizeof(F));
+    F.ready = true;
+    F.stats_body = "tollgate_generation 7\n";
+    F.config_body = "{\"listeners\":[]}";
+    F.ops = (struct tg_admin_ops){
+        .arg = &F,
+        .ready = on_ready,
+        .stats = on_stats,
+        .config_dump = on_config_dump,
+        .drain = on_drain,
+    };
+}
+
+static void loopback(struct tg_addr *addr, int port)
+{
+    memset(addr, 0, sizeof(*addr));
+    ck_assert_int_eq(uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)&addr->ss), 0);
+    addr->len = sizeof(struct sockaddr_in);
+    snprintf(addr->text, sizeof(addr->text), "127.0.0.1:%d", port);
+}
+
+/* Starts the admin, runs script on a client thread, runs the loop until everything has
+ * closed, then checks that nothing is left on the loop. */
+static void run(void (*script)(struct fix *f))
+{
+    struct tg_addr addr;
+    char err[TG_ERRLEN] = "";
+    pthread_t th;
+
+    loopback(&addr, 0);
+    F.script = script;
+    ck_assert_int_eq(uv_loop_init(&F.loop), 0);
+    ck_assert_msg(tg_admin_start(&F.loop, &addr, &F.ops, &F.admin, err) == 0, "%s", err);
+    F.port = tg_admin_port(F.admin);
+    ck_assert_int_gt(F.port, 0);
+    if (F.timeout_ms != 0)
+        tg_admin_set_timeout(F.admin, F.timeout_ms);
+    ck_assert_int_eq(uv_async_init(&F.loop, &F.done, on_done), 0);
+    ck_assert_int_eq(uv_async_init(&F.loop, &F.stop_now, on_stop_now), 0);
+    ck_assert_int_eq(uv_timer_init(&F.loop, &F.guard), 0);
+    F.done.data = F.stop_now.data = F.guard.data = &F;
+    ck_assert_int_eq(uv_timer_start(&F.guard, on_guard, GUARD_MS, 0), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, client_main, &F), 0);
+    uv_run(&F.loop, UV_RUN_DEFAULT);
+    pthread_join(th, NULL);
+    ck_assert_msg(!F.timed_out, "test timed out");
+    ck_assert_int_eq(uv_loop_close(&F.loop), 0);
+}
+
+static void fix_cleanup(void)
+{
+    int i;
+
+    for (i = 0; i < F.n_resp; i++)
+        free(F.resp[i]);
+}
+
+static int status_of(const char *resp)
+{
+    int status = -1;
+
+    if (sscanf(resp, "HTTP/1.1 %d ", &status) != 1)
+        return -1;
+    return status;
+}
+
+static const char *body_of(const char *resp)
+{
+    const char *p = strstr(resp, "\r\n\r\n");
+
+    return p == NULL ? NULL : p + 4;
+}
+
+static void assert_response(int i, int status, const char *type, const char *body)
+{
+    char want[128];
+
+    ck_assert_int_lt(i, F.n_resp);
+    ck_assert_msg(status_of(F.resp[i]) == status, "want %d, got [%s]", status, F.resp[i]);
+    ck_assert_int_eq(F.end[i], 0);
+    ck_assert_ptr_nonnull(strstr(F.resp[i], "\r\nConnection: close\r\n"));
+    if (type != NULL) {
+        snprintf(want, sizeof(want), "\r\nContent-Type: %s\r\n", type);
+        ck_assert_msg(strstr(F.resp[i], want) != NULL, "no [%s] in [%s]", want, F.resp[i]);
+    }
+    if (body != NULL) {
+        snprintf(want, sizeof(want), "\r\nContent-Length: %zu\r\n", strlen(body));
+        ck_assert_msg(strstr(F.resp[i], want) != NULL, "no [%s] in [%s]", want, F.resp[i]);
+        ck_assert_str_eq(body_of(F.resp[i]), body);
+    }
+}
+
+/* ---- tests ---- */
+
+static void script_live(struct fix *f)
+{
+    (void)f;
+    exchange("GET /live HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n");
+    exchange("GET /live HTTP/1.0\r\n\r\n");
+    exchange("GET /live?verbose=1&x HTTP/1.1\r\nHost: a\r\n\r\n");
+    exchange("GET /live HTTP/1.1\nHost: a\n\n"); /* bare LF ends lines too */
+    exchange("HEAD /live HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_live)
+{
+    int i;
+
+    run(script_live);
+    ck_assert_int_eq(F.n_resp, 5);
+    for (i = 0; i < 4; i++)
+        assert_response(i, 200, "text/plain; charset=utf-8", "live\n");
+    assert_response(4, 200, "text/plain; charset=utf-8", NULL);
+    ck_assert_ptr_nonnull(strstr(F.resp[4], "\r\nContent-Length: 5\r\n"));
+    ck_assert_str_eq(body_of(F.resp[4]), "");
+}
+END_TEST
+
+static void script_ready(struct fix *f)
+{
+    (void)f;
+    exchange("GET /ready HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_ready_true)
+{
+    run(script_ready);
+    assert_response(0, 200, "text/plain; charset=utf-8", "ready\n");
+    ck_assert_int_eq(F.ready_calls, 1);
+}
+END_TEST
+
+START_TEST(test_admin_ready_false)
+{
+    F.ready = false;
+    run(script_ready);
+    assert_response(0, 503, "text/plain; charset=utf-8", "not ready\n");
+    ck_assert_int_eq(F.ready_calls, 1);
+}
+END_TEST
+
+START_TEST(test_admin_ready_without_callback_is_ready)
+{
+    F.ops.ready = NULL;
+    run(script_ready);
+    assert_response(0, 200, NULL, "ready\n");
+}
+END_TEST
+
+static void script_stats(struct fix *f)
+{
+    (void)f;
+    exchange("GET /stats HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_stats_body_from_callback)
+{
+    run(script_stats);
+    assert_response(0, 200, "text/plain; version=0.0.4; charset=utf-8", F.stats_body);
+    ck_assert_int_eq(F.stats_calls, 1);
+}
+END_TEST
+
+START_TEST(test_admin_stats_null_body_is_500)
+{
+    F.stats_body = NULL;
+    run(script_stats);
+    assert_response(0, 500, NULL, NULL);
+    ck_assert_int_eq(F.stats_calls, 1);
+}
+END_TEST
+
+START_TEST(test_admin_stats_without_callback_is_501)
+{
+    F.ops.stats = NULL;
+    run(script_stats);
+    assert_response(0, 501, NULL, NULL);
+}
+END_TEST
+
+static void script_config_dump(struct fix *f)
+{
+    (void)f;
+    exchange("GET /config_dump HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_config_dump_is_json)
+{
+    run(script_config_dump);
+    assert_response(0, 200, "application/json", F.config_body);
+    ck_assert_int_eq(F.config_calls, 1);
+}
+END_TEST
+
+static void script_drain(struct fix *f)
+{
+    (void)f;
+    exchange("GET /drain HTTP/1.1\r\n\r\n");
+    exchange("POST /drain HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+}
+
+START_TEST(test_admin_post_drain_calls_callback)
+{
+    run(script_drain);
+    assert_response(0, 405, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(F.resp[0], "\r\nAllow: POST\r\n"));
+    assert_response(1, 200, "text/plain; charset=utf-8", "draining\n");
+    ck_assert_int_eq(F.drain_calls, 1);
+}
+END_TEST
+
+START_TEST(test_admin_drain_without_callback_is_501)
+{
+    F.ops.drain = NULL;
+    run(script_drain);
+    assert_response(1, 501, NULL, NULL);
+}
+END_TEST
+
+static void script_drain_body(struct fix *f)
+{
+    static const char req[] = "POST /drain HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world";
+
+    (void)f;
+    exchange(req);
+}
+
+START_TEST(test_admin_post_body_is_ignored)
+{
+    run(script_drain_body);
+    assert_response(0, 200, NULL, "draining\n");
+    ck_assert_int_eq(F.drain_calls, 1);
+}
+END_TEST
+
+START_TEST(test_admin_stop_from_callback)
+{
+    F.stop_in_drain = true;
+    run(script_drain);
+    ck_assert_int_eq(F.drain_calls, 1);
+    ck_assert_int_eq(F.n_resp, 2);
+    ck_assert_str_eq(F.resp[1], ""); /* closed without an answer */
+}
+END_TEST
+
+/* Requests and the status they get. */
+#define R(s) s, sizeof(s) - 1
+static const struct {
+    const char *req;
+    size_t len;
+    bool half_close; /* send our FIN after the bytes */
+    int status;
+} requests[] = {
+    {R("GET /nope HTTP/1.1\r\n\r\n"), false, 404},
+    {R("GET / HTTP/1.1\r\n\r\n"), false, 404},
+    {R("GET /live/ HTTP/1.1\r\n\r\n"), false, 404},
+    {R("GET /LIVE HTTP/1.1\r\n\r\n"), false, 404},
+    {R("POST /live HTTP/1.1\r\n\r\n"), false, 405},
+    {R("get /live HTTP/1.1\r\n\r\n"), false, 405},
+    {R("DELETE /stats HTTP/1.1\r\n\r\n"), false, 405},
+    {R("GET /live HTTP/1.1\r\nX-Empty:\r\nX-Tab:\ta\tb\r\n\r\n"), false, 200},
+    {R("GET /live HTTP/1.1\r\nX-Obs: caf\xc3\xa9\r\n\r\n"), false, 200},
+    {R("\x00\x01\x02 garbage\r\n\r\n"), false, 400},
+    {R("garbage\r\n\r\n"), false, 400},
+    {R("\r\n\r\n"), false, 400},
+    {R("GET\r\n\r\n"), false, 400},
+    {R("GET /live\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/2.0\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1x\r\n\r\n"), false, 400},
+    {R("GET /live http/1.1\r\n\r\n"), false, 400},
+    {R("GET live HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET http://a/live HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET  /live HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET /live  HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1 \r\n\r\n"), false, 400},
+    {R("GET\t/live HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GE(T /live HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET /li\x00ve HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET /li\rve HTTP/1.1\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\nHost : a\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\n folded: a\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\nNoColon\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\n: empty-name\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\nX: a\rb\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\nX: \x01\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\nX: a\0b\r\n\r\n"), false, 400},
+    {R("GET /live HTTP/1.1\r\n"), true, 400}, /* the head never ends */
+    {R("G"), true, 400},
+};
+
+static void script_request_table(struct fix *f)
+{
+    exchange_n(requests[f->case_i].req, requests[f->case_i].len, requests[f->case_i].half_close);
+}
+
+START_TEST(test_admin_request_table)
+{
+    F.case_i = _i;
+    run(script_request_table);
+    ck_assert_int_eq(F.n_resp, 1);
+    ck_assert_msg(status_of(F.resp[0]) == requests[_i].status, "case %d: want %d, got [%s]", _i,
+                  requests[_i].status, F.resp[0]);
+    ck_assert_int_eq(F.end[0], 0);
+    if (requests[_i].status == 405)
+        ck_assert_ptr_nonnull(strstr(F.resp[0], "\r\nAllow: "));
+    ck_assert_int_eq(F.drain_calls, 0);
+}
+END_TEST
+
+/* Random bytes, a few CRLFs mixed in so some heads end: every answer is well formed. */
+static void script_random(struct fix *f)
+{
+    unsigned seed = 12345;
+    char req[600];
+    int i;
+    size_t j, n;
+
+    (void)f;
+    for (i = 0; i < MAX_RESP; i++) {
+        n = 1 + (size_t)rand_r(&seed) % sizeof(req);
+        for (j = 0; j < n; j++)
+            req[j] = rand_r(&seed) % 8 == 0 ? "\r\n"[rand_r(&seed) % 2] : (char)rand_r(&seed);
+        if (i % 2 == 0)
+            memcpy(req, "GET /live HTTP/1.1\r\n", n < 20 ? n : 20);
+        exchange_n(req, n, true);
+    }
+}
+
+START_TEST(test_admin_random_bytes)
+{
+    int i, st;
+
+    F.timeout_ms = 1000;
+    run(script_random);
+    ck_assert_int_eq(F.n_resp, MAX_RESP);
+    for (i = 0; i < MAX_RESP; i++) {
+        st = status_of(F.resp[i]);
+        ck_assert_msg(st == 400 || st == 200 || st == 404 || st == 405, "%d: [%s]", i, F.resp[i]);
+        ck_assert_ptr_nonnull(body_of(F.resp[i]));
+    }
+}
+END_TEST
+
+/* A complete head of exactly n bytes: "GET /live HTTP/1.1\r\nX: aaaa...\r\n\r\n". */
+static char *head_of_size(size_t n)
+{
+    static const char start[] = "GET /live HTTP/1.1\r\nX: ";
+    char *p = malloc(n + 1);
+
+    memcpy(p, start, sizeof(start) - 1);
+    memset(p + sizeof(start) - 1, 'a', n - (sizeof(start) - 1) - 4);
+    memcpy(p + n - 4, "\r\n\r\n", 5);
+    return p;
+}
+
+static void script_oversize(struct fix *f)
+{
+    char *big = malloc(20000);
+
+    (void)f;
+    /* no end of head in sight */
+    memcpy(big, "GET /live HTTP/1.1\r\nX: ", 23);
+    memset(big + 23, 'a', 20000 - 23);
+    exchange_n(big, 20000, false);
+    free(big);
+    big = head_of_size(TG_ADMIN_HEAD_MAX);
+    exchange(big);
+    free(big);
+    big = head_of_size(TG_ADMIN_HEAD_MAX + 1);
+    exchange(big);
+    free(big);
+}
+
+START_TEST(test_admin_oversize_head_is_400)
+{
+    run(script_oversize);
+    ck_assert_int_eq(F.n_resp, 3);
+    assert_response(0, 400, "text/plain; charset=utf-8", NULL);
+    assert_response(1, 200, NULL, "live\n"); /* exactly the limit */
+    assert_response(2, 400, NULL, NULL);     /* one byte over */
+}
+END_TEST
+
+static void script_early_close(struct fix *f)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    int fd;
+
+    /* connect and leave at once */
+    if ((fd = dial(f->port)) >= 0)
+        close(fd);
+    /* half a head, then gone */
+    if ((fd = dial(f->port)) >= 0) {
+        send_all(fd, "GET /li", 7);
+        close(fd);
+    }
+    /* a whole request, gone before the answer */
+    if ((fd = dial(f->port)) >= 0) {
+        send_all(fd, "GET /stats HTTP/1.1\r\n\r\n", 23);
+        close(fd);
+    }
+    /* reset instead of FIN */
+    if ((fd = dial(f->port)) >= 0) {
+        send_all(fd, "GET /live HTTP/1.1\r\n", 20);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+    }
+    if ((fd = dial(f->port)) >= 0) {
+        send_all(fd, "GET /config_dump HTTP/1.1\r\n\r\n", 29);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+    }
+    /* the endpoint still answers */
+    exchange("GET /live HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_client_closes_early)
+{
+    run(script_early_close);
+    ck_assert_int_eq(F.n_resp, 1);
+    assert_response(0, 200, NULL, "live\n");
+}
+END_TEST
+
+static void script_slow(struct fix *f)
+{
+    int fd = dial(f->port);
+
+    if (fd < 0)
+        return;
+    send_all(fd, "GET /li", 7);
+    record(fd);
+    close(fd);
+    /* a new connection gets its own deadline */
+    exchange("GET /live HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_slow_client_times_out)
+{
+    F.timeout_ms = 200;
+    run(script_slow);
+    ck_assert_int_eq(F.n_resp, 2);
+    ck_assert_str_eq(F.resp[0], "");
+    ck_assert_msg(F.end[0] == 0 || F.end[0] == ECONNRESET, "end %d", F.end[0]);
+    ck_assert_msg(F.secs[0] > 0.1 && F.secs[0] < 2.0, "closed after %.3f s", F.secs[0]);
+    assert_response(1, 200, NULL, "live\n");
+}
+END_TEST
+
+static void script_stop_open(struct fix *f)
+{
+    int fds[3], i;
+
+    for (i = 0; i < 3; i++) {
+        fds[i] = dial(f->port);
+        if (fds[i] >= 0 && i > 0)
+            send_all(fds[i], "GET /live HTTP/1.1\r\n", 20);
+    }
+    /* answered, so the three before it have been accepted too */
+    exchange("GET /live HTTP/1.1\r\n\r\n");
+    uv_async_send(&f->stop_now);
+    for (i = 0; i < 3; i++) {
+        if (fds[i] < 0)
+            continue;
+        record(fds[i]);
+        close(fds[i]);
+    }
+    i = dial(f->port); /* the listener is gone too */
+    if (i >= 0)
+        close(i);
+}
+
+START_TEST(test_admin_stop_closes_open_connections)
+{
+    int i;
+
+    run(script_stop_open);
+    ck_assert_int_eq(F.n_resp, 4);
+    assert_response(0, 200, NULL, "live\n");
+    for (i = 1; i < 4; i++) {
+        ck_assert_str_eq(F.resp[i], "");
+        ck_assert_msg(F.end[i] == 0 || F.end[i] == ECONNRESET, "end %d", F.end[i]);
+        ck_assert_msg(F.secs[i] < 2.0, "closed after %.3f s", F.secs[i]);
+    }
+    ck_assert_int_eq(F.connect_errno, ECONNREFUSED);
+}
+END_TEST
+
+static void script_cap(struct fix *f)
+{
+    int idle[TG_ADMIN_MAX_CONNS], i, tries;
+
+    for (i = 0; i < TG_ADMIN_MAX_CONNS; i++)
+        idle[i] = dial(f->port);
+    /* over the cap: closed at once, several in a row (the spare is busy for some) */
+    for (i = 0; i < 4; i++) {
+        int fd = dial(f->port);
+
+        if (fd < 0)
+            continue;
+        record(fd);
+        close(fd);
+    }
+    /* the ones inside the cap are served */
+    if (idle[0] >= 0) {
+        send_all(idle[0], "GET /live HTTP/1.1\r\n\r\n", 22);
+        record(idle[0]);
+    }
+    for (i = 0; i < TG_ADMIN_MAX_CONNS; i++) {
+        if (idle[i] >= 0)
+            close(idle[i]);
+    }
+    /* once they are gone there is room again */
+    for (tries = 0; tries < 50; tries++) {
+        int fd = dial(f->port);
+        char buf[16] = "";
+
+        if (fd < 0)
+            break;
+        send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
+        if (recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL) > 0 && status_of(buf) == 200) {
+            close(fd);
+            break;
+        }
+        close(fd);
+        usleep(20000);
+    }
+    exchange("GET /live HTTP/1.1\r\n\r\n");
+}
+
+START_TEST(test_admin_connection_cap)
+{
+    int i;
+
+    run(script_cap);
+    ck_assert_int_eq(F.n_resp, 6);
+    for (i = 0; i < 4; i++) {
+        ck_assert_msg(strcmp(F.resp[i], "") == 0, "over the cap but served: [%s]", F.resp[i]);
+        ck_assert_msg(F.end[i] == 0 || F.end[i] == ECONNRESET, "end %d", F.end[i]);
+        ck_assert_msg(F.secs[i] < 1.0, "closed after %.3f s", F.secs[i]);
+    }
+    assert_response(4, 200, NULL, "live\n");
+    assert_response(5, 200, NULL, "live\n");
+}
+END_TEST
+
+START_TEST(test_admin_start_fails_on_busy_port)
+{
+    struct tg_admin *a = NULL, *b = NULL;
+    struct tg_addr addr;
+    char err[TG_ERRLEN] = "";
+    uv_loop_t loop;
+    int rc;
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    loopback(&addr, 0);
+    ck_assert_msg(tg_admin_start(&loop, &addr, &F.ops, &a, err) == 0, "%s", err);
+    loopback(&addr, tg_admin_port(a));
+    rc = tg_admin_start(&loop, &addr, &F.ops, &b, err);
+    ck_assert_int_eq(rc, UV_EADDRINUSE);
+    ck_assert_ptr_null(b);
+    ck_assert_msg(strstr(err, addr.text) != NULL && strstr(err, "address already in use"),
+                  "err: %s", err);
+    tg_admin_stop(a);
+    tg_admin_stop(NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+static Suite *admin_suite(void)
+{
+    Suite *s = suite_create("admin");
+    TCase *tc = tcase_create("http");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_checked_fixture(tc, fix_init, fix_cleanup);
+    tcase_add_test(tc, test_admin_live);
+    tcase_add_test(tc, test_admin_ready_true);
+    tcase_add_test(tc, test_admin_ready_false);
+    tcase_add_test(tc, test_admin_ready_without_callback_is_ready);
+    tcase_add_test(tc, test_admin_stats_body_from_callback);
+    tcase_add_test(tc, test_admin_stats_null_body_is_500);
+    tcase_add_test(tc, test_admin_stats_without_callback_is_501);
+    tcase_add_test(tc, test_admin_config_dump_is_json);
+    tcase_add_test(tc, test_admin_post_drain_calls_callback);
+    tcase_add_test(tc, test_admin_drain_without_callback_is_501);
+    tcase_add_test(tc, test_admin_post_body_is_ignored);
+    tcase_add_test(tc, test_admin_stop_from_callback);
+    tcase_add_loop_test(tc, test_admin_request_table, 0, (int)TG_NELEM(requests));
+    tcase_add_test(tc, test_admin_random_bytes);
+    tcase_add_test(tc, test_admin_oversize_head_is_400);
+    tcase_add_test(tc, test_admin_client_closes_early);
+    tcase_add_test(tc, test_admin_slow_client_times_out);
+    tcase_add_test(tc, test_admin_stop_closes_open_connections);
+    tcase_add_test(tc, test_admin_connection_cap);
+    tcase_add_test(tc, test_admin_start_fails_on_busy_port);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(admin_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,373 @@
+#include <check.h>
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tollgate/metrics.h"
+
+static const struct {
+    enum tg_hs_fail r;
+    const char *name;
+} reasons[] = {
+    {TG_HSF_NO_CERT, "no_peer_cert"},
+    {TG_HSF_UNTRUSTED, "untrusted"},
+    {TG_HSF_EXPIRED, "expired"},
+    {TG_HSF_NOT_YET_VALID, "not_yet_valid"},
+    {TG_HSF_BAD_CERT, "bad_cert"},
+    {TG_HSF_BAD_SPIFFE, "bad_spiffe_id"},
+    {TG_HSF_TRUST_DOMAIN, "trust_domain"},
+    {TG_HSF_NOT_ALLOWED, "not_allowed"},
+    {TG_HSF_UNEXPECTED, "unexpected_server"},
+    {TG_HSF_PROTOCOL, "protocol"},
+    {TG_HSF_TIMEOUT, "timeout"},
+    {TG_HSF_CLOSED, "peer_closed"},
+    {TG_HSF_OTHER, "other"},
+};
+
+START_TEST(test_metrics_hs_fail_names)
+{
+    ck_assert_int_eq(TG_NELEM(reasons), TG_HSF_N);
+    ck_assert_str_eq(tg_hs_fail_name(reasons[_i].r), reasons[_i].name);
+}
+END_TEST
+
+START_TEST(test_metrics_hs_fail_name_out_of_range)
+{
+    ck_assert_str_eq(tg_hs_fail_name(TG_HSF_N), "other");
+    ck_assert_str_eq(tg_hs_fail_name((enum tg_hs_fail)(TG_HSF_N + 5)), "other");
+}
+END_TEST
+
+/* Checks the exposition format line by line: HELP then TYPE once per family before its
+ * samples, metric and label names well formed, label values properly escaped, a numeric
+ * value, no series twice. Returns NULL or what is wrong. */
+static const char *check_exposition(const char *text, size_t len)
+{
+    static char why[320];
+    char family[128] = "", seen[64][128];
+    const char *p = text, *end = text + len;
+    size_t n_seen = 0, i;
+
+    if (len == 0 || text[len - 1] != '\n' || strlen(text) != len)
+        return "not newline-terminated text";
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        char name[128];
+        size_t n = 0;
+
+        if (strncmp(p, "# HELP ", 7) == 0) {
+            if (sscanf(p + 7, "%127[a-zA-Z0-9_:]", family) != 1)
+                return "bad HELP";
+            for (i = 0; i < n_seen; i++) {
+                if (strcmp(seen[i], family) == 0)
+                    return "family twice";
+            }
+            if (n_seen == 64)
+                return "too many families";
+            strcpy(seen[n_seen++], family);
+            p = eol + 1;
+            if (strncmp(p, "# TYPE ", 7) != 0 || strncmp(p + 7, family, strlen(family)) != 0)
+                return "HELP without TYPE";
+            p += 7 + strlen(family);
+            if (strncmp(p, " counter\n", 9) != 0 && strncmp(p, " gauge\n", 7) != 0)
+                return "bad TYPE";
+            p = memchr(p, '\n', (size_t)(end - p)) + 1;
+            continue;
+        }
+        if (*p == '#')
+            return "stray comment";
+        if (!(isalpha((unsigned char)*p) || *p == '_' || *p == ':'))
+            return "bad metric name";
+        while (p < eol && (isalnum((unsigned char)*p) || *p == '_' || *p == ':') && n < 127)
+            name[n++] = *p++;
+        name[n] = '\0';
+        if (strcmp(name, family) != 0) {
+            snprintf(why, sizeof(why), "sample %s outside its family %s", name, family);
+            return why;
+        }
+        if (*p == '{') {
+            p++;
+            while (*p != '}') {
+                if (!(isalpha((unsigned char)*p) || *p == '_'))
+                    return "bad label name";
+                while (isalnum((unsigned char)*p) || *p == '_')
+                    p++;
+                if (p[0] != '=' || p[1] != '"')
+                    return "label without =\"";
+                for (p += 2; *p != '"'; p++) {
+                    if (*p == '\n' || *p == '\0')
+                        return "raw newline in a label value";
+                    if (*p == '\\') {
+                        p++;
+                        if (*p != '\\' && *p != '"' && *p != 'n')
+                            return "bad escape";
+                    }
+                }
+                p++;
+                if (*p == ',')
+                    p++;
+                else if (*p != '}')
+                    return "bad label list";
+            }
+            p++;
+        }
+        if (*p != ' ')
+            return "no space before the value";
+        p++;
+        if (*p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return "value is not a number";
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (p != eol)
+            return "junk after the value";
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    const char *p = text;
+
+    while ((p = strstr(p, line)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == '\n')
+            return true;
+        p++;
+    }
+    return false;
+}
+
+#define ASSERT_LINE(text, line)                                                                    \
+    ck_assert_msg(has_line(text, line), "no line [%s] in:\n%s", line, text)
+
+static const char *names[] = {"in-a", "out-b"};
+static const char *dirs[] = {"inbound", "outbound"};
+
+START_TEST(test_metrics_render_sums_workers)
+{
+    struct tg_metrics m;
+    char *text;
+    size_t len = 0, w;
+
+    ck_assert_int_eq(tg_metrics_init(&m, 3, 2, names, dirs), 0);
+    for (w = 0; w < 3; w++) {
+        struct tg_listener_stats *a = tg_metrics_slot(&m, w, 0);
+        struct tg_listener_stats *b = tg_metrics_slot(&m, w, 1);
+
+        tg_counter_add(&a->opened, w + 1); /* 6 */
+        tg_counter_add(&a->closed, w);     /* 3 */
+        tg_counter_add(&a->bytes_received, 1000 * (w + 1));
+        tg_counter_add(&a->bytes_sent, 7);
+        tg_counter_add(&a->hs_ok, 2);
+        tg_counter_add(&a->hs_failed[TG_HSF_UNTRUSTED], w);
+        tg_counter_add(&b->opened, 10);
+        tg_counter_add(&b->closed, 10);
+        tg_counter_add(&b->upstream_connect_failed, 1);
+        tg_counter_add(&b->hs_failed[TG_HSF_UNEXPECTED], 5);
+    }
+    tg_counter_add(&tg_metrics_slot(&m, 2, 1)->hs_failed[TG_HSF_TIMEOUT], UINT64_MAX / 2);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(strlen(text), len);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s in:\n%s", check_exposition(text, len),
+                  text);
+
+    ASSERT_LINE(text, "# TYPE tollgate_connections_opened_total counter");
+    ASSERT_LINE(text,
+                "tollgate_connections_opened_total{listener=\"in-a\",direction=\"inbound\"} 6");
+    ASSERT_LINE(text,
+                "tollgate_connections_opened_total{listener=\"out-b\",direction=\"outbound\"} 30");
+    ASSERT_LINE(text,
+                "tollgate_connections_closed_total{listener=\"in-a\",direction=\"inbound\"} 3");
+    ASSERT_LINE(text, "# TYPE tollgate_connections_active gauge");
+    ASSERT_LINE(text, "tollgate_connections_active{listener=\"in-a\",direction=\"inbound\"} 3");
+    ASSERT_LINE(text, "tollgate_connections_active{listener=\"out-b\",direction=\"outbound\"} 0");
+    ASSERT_LINE(text,
+                "tollgate_bytes_received_total{listener=\"in-a\",direction=\"inbound\"} 6000");
+    ASSERT_LINE(text, "tollgate_bytes_sent_total{listener=\"in-a\",direction=\"inbound\"} 21");
+    ASSERT_LINE(
+        text, "tollgate_handshakes_total{listener=\"in-a\",direction=\"inbound\",result=\"ok\"} 6");
+    ASSERT_LINE(text, "tollgate_handshakes_failed_total{listener=\"in-a\",direction=\"inbound\","
+                      "reason=\"untrusted\"} 3");
+    ASSERT_LINE(text, "tollgate_handshakes_failed_total{listener=\"out-b\",direction=\"outbound\","
+                      "reason=\"unexpected_server\"} 15");
+    ASSERT_LINE(text, "tollgate_handshakes_failed_total{listener=\"out-b\",direction=\"outbound\","
+                      "reason=\"timeout\"} 9223372036854775807");
+    ASSERT_LINE(text, "tollgate_upstream_connect_failures_total{listener=\"out-b\","
+                      "direction=\"outbound\"} 3");
+    ASSERT_LINE(text, "tollgate_upstream_connect_failures_total{listener=\"in-a\","
+                      "direction=\"inbound\"} 0");
+    ck_assert_ptr_nonnull(strstr(text, "# HELP tollgate_connections_opened_total "));
+    free(text);
+    tg_metrics_cleanup(&m);
+}
+END_TEST
+
+START_TEST(test_metrics_every_reason_series_present)
+{
+    struct tg_metrics m;
+    char line[256], *text;
+    size_t len = 0, l, r;
+
+    ck_assert_int_eq(tg_metrics_init(&m, 2, 2, names, dirs), 0);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    for (l = 0; l < 2; l++) {
+        for (r = 0; r < TG_HSF_N; r++) {
+            snprintf(line, sizeof(line),
+                     "tollgate_handshakes_failed_total{listener=\"%s\",direction=\"%s\","
+                     "reason=\"%s\"} 0",
+                     names[l], dirs[l], tg_hs_fail_name((enum tg_hs_fail)r));
+            ASSERT_LINE(text, line);
+        }
+    }
+    free(text);
+    tg_metrics_cleanup(&m);
+}
+END_TEST
+
+START_TEST(test_metrics_label_values_escaped)
+{
+    const char *odd_names[] = {"we\"ird\\name\nnext", "plain"};
+    const char *odd_dirs[] = {"inbound", "outbound"};
+    struct tg_metrics m;
+    char *text;
+    size_t len = 0;
+
+    ck_assert_int_eq(tg_metrics_init(&m, 1, 2, odd_names, odd_dirs), 0);
+    tg_counter_add(&tg_metrics_slot(&m, 0, 0)->opened, 4);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    ASSERT_LINE(text, "tollgate_connections_opened_total{listener=\"we\\\"ird\\\\name\\nnext\","
+                      "direction=\"inbound\"} 4");
+    free(text);
+    tg_metrics_cleanup(&m);
+}
+END_TEST
+
+START_TEST(test_metrics_process_values)
+{
+    struct tg_metrics m;
+    char *text;
+    size_t len = 0;
+    long long secs = 0;
+    const char *p;
+
+    ck_assert_int_eq(tg_metrics_init(&m, 1, 1, names, dirs), 0);
+    tg_counter_add(&m.process.identity_reloads, 3);
+    tg_counter_add(&m.process.identity_reload_failures, 1);
+    atomic_store(&m.process.generation, 42);
+
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ASSERT_LINE(text, "tollgate_identity_reloads_total 3");
+    ASSERT_LINE(text, "tollgate_identity_reload_failures_total 1");
+    ASSERT_LINE(text, "# TYPE tollgate_generation gauge");
+    ASSERT_LINE(text, "tollgate_generation 42");
+    ck_assert_ptr_null(strstr(text, "tollgate_identity_expiry_seconds")); /* no identity */
+    free(text);
+
+    atomic_store(&m.process.identity_expiry_unix, (int64_t)time(NULL) + 3600);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    ASSERT_LINE(text, "# TYPE tollgate_identity_expiry_seconds gauge");
+    p = strstr(text, "\ntollgate_identity_expiry_seconds ");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(sscanf(p, "\ntollgate_identity_expiry_seconds %lld", &secs), 1);
+    ck_assert_msg(secs > 3590 && secs <= 3600, "%lld", secs);
+    free(text);
+
+    atomic_store(&m.process.identity_expiry_unix, (int64_t)time(NULL) - 60);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    p = strstr(text, "\ntollgate_identity_expiry_seconds ");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(sscanf(p, "\ntollgate_identity_expiry_seconds %lld", &secs), 1);
+    ck_assert_msg(secs < -50 && secs >= -70, "%lld", secs); /* expired: negative */
+    free(text);
+    tg_metrics_cleanup(&m);
+}
+END_TEST
+
+START_TEST(test_metrics_no_listeners)
+{
+    struct tg_metrics m;
+    char *text;
+    size_t len = 0;
+
+    ck_assert_int_eq(tg_metrics_init(&m, 4, 0, NULL, NULL), 0);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    ASSERT_LINE(text, "# TYPE tollgate_handshakes_failed_total counter");
+    ASSERT_LINE(text, "tollgate_generation 0");
+    free(text);
+    tg_metrics_cleanup(&m);
+    tg_metrics_cleanup(&m); /* safe twice */
+}
+END_TEST
+
+START_TEST(test_metrics_many_listeners)
+{
+    enum { N = 200 };
+    static char name_buf[N][32];
+    const char *many_names[N], *many_dirs[N];
+    struct tg_metrics m;
+    char *text, line[160];
+    size_t len = 0, i;
+
+    for (i = 0; i < N; i++) {
+        snprintf(name_buf[i], sizeof(name_buf[i]), "listener-%zu", i);
+        many_names[i] = name_buf[i];
+        many_dirs[i] = i % 2 ? "outbound" : "inbound";
+    }
+    ck_assert_int_eq(tg_metrics_init(&m, 8, N, many_names, many_dirs), 0);
+    for (i = 0; i < N; i++)
+        tg_counter_add(&tg_metrics_slot(&m, i % 8, i)->bytes_sent, i);
+    text = tg_metrics_render(&m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    snprintf(line, sizeof(line),
+             "tollgate_bytes_sent_total{listener=\"listener-199\",direction=\"outbound\"} 199");
+    ASSERT_LINE(text, line);
+    free(text);
+    tg_metrics_cleanup(&m);
+}
+END_TEST
+
+static Suite *metrics_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("render");
+
+    tcase_add_loop_test(tc, test_metrics_hs_fail_names, 0, (int)TG_NELEM(reasons));
+    tcase_add_test(tc, test_metrics_hs_fail_name_out_of_range);
+    tcase_add_test(tc, test_metrics_render_sums_workers);
+    tcase_add_test(tc, test_metrics_every_reason_series_present);
+    tcase_add_test(tc, test_metrics_label_values_escaped);
+    tcase_add_test(tc, test_metrics_process_values);
+    tcase_add_test(tc, test_metrics_no_listeners);
+    tcase_add_test(tc, test_metrics_many_listeners);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(metrics_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
