@@ -1,0 +1,70 @@
+/* A fixed-capacity byte buffer: bytes are appended at the tail and consumed from the head.
+ * Storage comes from a tg_pool on first use and goes back when the buffer is empty, so an
+ * idle connection holds no buffer memory. Single-threaded (one worker owns pool and bufs). */
+#ifndef TOLLGATE_BUF_H
+#define TOLLGATE_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tollgate/err.h"
+
+/* Free list of equal-size blocks. Keeps at most max_free blocks for reuse. */
+struct tg_pool {
+    size_t block_size;
+    size_t max_free;
+    size_t n_free;
+    size_t n_out; /* blocks handed out and not yet returned */
+    void *free_list;
+};
+
+void tg_pool_init(struct tg_pool *p, size_t block_size, size_t max_free);
+/* Frees the kept blocks. Every block must have come back first. */
+void tg_pool_cleanup(struct tg_pool *p);
+
+struct tg_buf {
+    char *data; /* NULL while the buffer holds no storage */
+    size_t head;
+    size_t tail;
+    size_t cap;
+};
+
+static inline size_t tg_buf_len(const struct tg_buf *b)
+{
+    return b->tail - b->head;
+}
+
+static inline char *tg_buf_data(const struct tg_buf *b)
+{
+    return b->data + b->head;
+}
+
+/* Room at the tail; 0 while there is no storage (call tg_buf_reserve first). */
+static inline size_t tg_buf_room(const struct tg_buf *b)
+{
+    return b->cap - b->tail;
+}
+
+static inline char *tg_buf_tail(const struct tg_buf *b)
+{
+    return b->data + b->tail;
+}
+
+/* Makes sure the buffer has storage and, when no write is in flight from it (the caller
+ * says so with may_move), moves the bytes to the front so the room is all at the tail.
+ * Returns 0 or TG_ENOMEM. */
+TG_MUST_USE int tg_buf_reserve(struct tg_buf *b, struct tg_pool *p, bool may_move);
+
+/* Records n bytes written at the tail. */
+void tg_buf_commit(struct tg_buf *b, size_t n);
+
+/* Drops n bytes from the head; an empty buffer starts again at offset 0. */
+void tg_buf_consume(struct tg_buf *b, size_t n);
+
+/* Gives the storage back to the pool if the buffer is empty. */
+void tg_buf_release(struct tg_buf *b, struct tg_pool *p);
+
+/* Gives the storage back whatever it holds (on close). */
+void tg_buf_drop(struct tg_buf *b, struct tg_pool *p);
+
+#endif

@@ -1,0 +1,97 @@
+/* One proxied connection: the downstream socket we accepted, the upstream socket we
+ * connected, the TLS session on whichever side is the mesh side, and one plaintext buffer
+ * per direction. conn.c owns the life cycle (accept, connect, handshake, timers, close);
+ * pipe.c moves bytes. Everything runs on the owning worker's loop. */
+#ifndef TOLLGATE_CONN_H
+#define TOLLGATE_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "tollgate/buf.h"
+#include "tollgate/gen.h"
+#include "tollgate/metrics.h"
+#include "tollgate/tls.h"
+#include "tollgate/worker.h"
+
+struct tg_conn;
+
+struct tg_side {
+    uv_tcp_t tcp;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    struct tg_conn *conn;
+    struct tg_buf *wbuf; /* where writes to this side come from */
+    size_t writing;      /* bytes of wbuf in flight; 0 = no write pending */
+    bool open;           /* tcp initialised (must be closed) */
+    bool connected;      /* accepted, or the connect succeeded */
+    bool tls;            /* the TLS session talks over this side */
+    bool reading;
+    bool tcp_eof;        /* the peer sent FIN */
+};
+
+/* One direction of bytes: plaintext from src's reader, to dst's writer. */
+struct tg_dir {
+    struct tg_side *src;
+    struct tg_side *dst;
+    struct tg_buf buf;
+    bool eof;  /* no more plaintext will come from src */
+    bool shut_issued; /* uv_shutdown of dst requested */
+    bool done;        /* end carried to dst: close_notify (TLS) and FIN sent */
+    struct tg_counter *bytes_stat; /* listener counter for this direction's payload */
+    uint64_t *bytes;               /* the connection's own count */
+};
+
+enum tg_conn_state { TG_CONN_CONNECT, TG_CONN_HANDSHAKE, TG_CONN_PIPE };
+
+struct tg_conn {
+    struct tg_worker *w;
+    const struct tg_listener_def *l;
+    struct tg_listener_stats *stats;
+    struct tg_gen *gen; /* reference held until the connection is freed */
+    struct tg_side down;
+    struct tg_side up;
+    struct tg_dir dir[2]; /* [0] down -> up, [1] up -> down */
+    struct tg_tls *tls;
+    uv_timer_t timer;   /* connect, handshake or idle deadline */
+    uv_connect_t creq;
+    enum tg_conn_state state;
+    bool closing;
+    bool handshake_done;
+    int open_handles;
+    uint64_t start_unix_ms;
+    uint64_t last_active;   /* uv_now() of the last byte moved */
+    uint64_t bytes_received; /* payload from the downstream */
+    uint64_t bytes_sent;     /* payload to the downstream */
+    const char *outcome;
+    char reason[200];
+    char peer_addr[64];
+    struct tg_conn *prev, *next; /* the worker's list */
+};
+
+/* Accepts one connection from server into a new tg_conn (on failure the socket is
+ * accepted and closed, counted). */
+void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_stream_t *server);
+
+/* Ends the connection: closes every handle; the last close callback logs, counts and frees.
+ * Idempotent. outcome: "ok", "refused", "error", "timeout"; reason may be NULL. */
+void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The connection moved bytes: the idle deadline starts again. */
+void tg_conn_touch(struct tg_conn *c);
+
+/* pipe.c: moves every byte that can move now, starts and stops reads for backpressure,
+ * carries half-closes, and closes the connection when both directions are done. Call after
+ * any event. */
+void tg_pipe_progress(struct tg_conn *c);
+
+/* pipe.c: libuv read callbacks for either side (handle->data is the tg_side). */
+void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void tg_pipe_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* conn.c: the handshake finished (called from pipe.c). */
+void tg_conn_handshake_step(struct tg_conn *c);
+
+#endif

@@ -1,0 +1,69 @@
+/* Our identity (certificate chain + private key) and trust bundle, read from PEM files and
+ * checked before anything uses them; and the inspection of one X.509 certificate that the
+ * handshake's verification and the tooling share. wolfSSL stays behind this file and tls.c. */
+#ifndef TOLLGATE_IDENTITY_H
+#define TOLLGATE_IDENTITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tollgate/err.h"
+#include "tollgate/spiffe.h"
+
+#define TG_SERIAL_HEX 65 /* up to 32 serial bytes as hex + NUL */
+#define TG_SHA256_HEX 65
+
+/* What one certificate says, as far as tollgate cares. */
+struct tg_cert_info {
+    char serial[TG_SERIAL_HEX]; /* lowercase hex, no leading zero bytes */
+    char sha256[TG_SHA256_HEX]; /* of the DER */
+    int64_t not_before;         /* unix seconds */
+    int64_t not_after;
+    bool is_ca;                 /* basicConstraints CA:TRUE */
+    bool key_cert_sign;         /* keyUsage keyCertSign */
+    bool eku_set;               /* extendedKeyUsage present */
+    bool eku_server;            /* serverAuth (or anyExtendedKeyUsage) */
+    bool eku_client;            /* clientAuth (or anyExtendedKeyUsage) */
+    int n_uri;                  /* URI SANs */
+    bool id_ok;                 /* exactly one URI SAN and it is a valid SPIFFE ID */
+    struct tg_spiffe_id id;     /* valid when id_ok */
+    char id_err[TG_ERRLEN];     /* why not, when !id_ok */
+};
+
+/* Parses one DER certificate (no signature check). 0, or TG_EPEER with err. */
+TG_MUST_USE int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *out,
+                                char *err);
+
+/* Our identity as loaded from files. Immutable once loaded; shared by generations. */
+struct tg_identity {
+    char *chain_pem; /* leaf first, then intermediates */
+    size_t chain_len;
+    char *key_pem;   /* wiped before free */
+    size_t key_len;
+    char *bundle_pem;
+    size_t bundle_len;
+    size_t n_roots;
+    struct tg_cert_info leaf;
+    char trust_domain[256];
+};
+
+struct tg_identity_files {
+    const char *cert;
+    const char *key;
+    const char *bundle;
+};
+
+/* Reads the three files and checks them: the chain parses and its leaf carries one valid
+ * SPIFFE ID, is not a CA, and is valid now; the key is the leaf's; the bundle holds at least
+ * one CA certificate and the chain leads to it. On failure returns a negative code and err
+ * names the file and the problem; nothing is kept. */
+TG_MUST_USE int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out,
+                                 char *err);
+
+void tg_identity_free(struct tg_identity *id);
+
+/* Unix time now (seconds); the one clock identity checks use. */
+int64_t tg_identity_now(void);
+
+#endif

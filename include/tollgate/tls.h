@@ -1,0 +1,97 @@
+/* The wolfSSL adapter. wolfSSL never sees a socket: it reads the ciphertext we received from
+ * the connection's cipher_in buffer and appends what it wants sent to cipher_out, so
+ * handshakes run (and are tested) in memory. The only other home of wolfSSL is identity.c.
+ *
+ * Threads: a tg_tls_ctx is immutable after tg_tls_ctx_new and may be used from any thread to
+ * make sessions (wolfSSL reference-counts the WOLFSSL_CTX under its own lock). A tg_tls
+ * belongs to one connection on one worker. */
+#ifndef TOLLGATE_TLS_H
+#define TOLLGATE_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tollgate/buf.h"
+#include "tollgate/config.h"
+#include "tollgate/identity.h"
+#include "tollgate/metrics.h"
+
+#define TG_ALPN "tollgate"
+
+struct tg_tls_settings {
+    bool server;
+    bool allow_tls12;
+    unsigned max_chain_depth;            /* certificates the peer sends, leaf included */
+    const struct tg_strlist *trust_domains; /* accepted besides the identity's own */
+};
+
+struct tg_tls_ctx;
+
+/* Makes a context presenting id and trusting id's bundle. id must outlive the context.
+ * Returns 0, or a negative code with err. */
+TG_MUST_USE int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
+                               struct tg_tls_ctx **out, char *err);
+void tg_tls_ctx_free(struct tg_tls_ctx *ctx);
+
+/* Global library set-up and tear-down; once per process. */
+TG_MUST_USE int tg_tls_init(void);
+void tg_tls_cleanup(void);
+/* "wolfSSL 5.5.4, AES-NI: yes" etc. */
+const char *tg_tls_version_text(void);
+bool tg_tls_aesni(void);
+
+struct tg_tls;
+
+/* Who is accepted on the other end, beyond chain and trust domain: inbound, an allow list
+ * of client IDs (empty: any); outbound, the expected server IDs (never empty). */
+struct tg_tls_peer_rule {
+    const struct tg_strlist *ids;
+};
+
+/* A session for one connection. The buffers come from pool on demand. rule is borrowed and
+ * must outlive the session. */
+TG_MUST_USE int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool,
+                           const struct tg_tls_peer_rule *rule, struct tg_tls **out);
+/* Wipes and frees; the buffers go back to the pool. NULL is fine. */
+void tg_tls_free(struct tg_tls *t);
+
+/* Ciphertext received from the peer goes here (reserve, write at tail, commit). */
+struct tg_buf *tg_tls_cipher_in(struct tg_tls *t);
+/* Ciphertext to send to the peer; the caller writes it out and consumes it. */
+struct tg_buf *tg_tls_cipher_out(struct tg_tls *t);
+/* The peer's TCP stream ended: no more ciphertext will come. */
+void tg_tls_set_eof(struct tg_tls *t);
+
+/* Drives the handshake: 0 done, TG_EAGAIN wants more input (or output room), TG_EPEER the
+ * peer or its certificate was refused (tg_tls_fail says why), TG_ETLS/TG_ECLOSED other. */
+TG_MUST_USE int tg_tls_handshake(struct tg_tls *t);
+
+/* Decrypts into dst: > 0 bytes, TG_EAGAIN (needs input), TG_ECLOSED (close_notify or EOF),
+ * or another negative code. */
+TG_MUST_USE int tg_tls_read(struct tg_tls *t, char *dst, size_t cap);
+
+/* Room needed in cipher_out for tg_tls_write of n plaintext bytes to succeed whole. */
+size_t tg_tls_write_room(size_t n);
+/* Encrypts n bytes into cipher_out. The caller makes sure cipher_out has
+ * tg_tls_write_room(n) bytes free. Returns n, or a negative code. */
+TG_MUST_USE int tg_tls_write(struct tg_tls *t, const char *src, size_t n);
+
+/* Appends close_notify to cipher_out (once). */
+void tg_tls_shutdown(struct tg_tls *t);
+
+/* After a failure: the category and a one-line reason. */
+enum tg_hs_fail tg_tls_fail(const struct tg_tls *t, const char **why);
+
+/* The verified peer, after the handshake (fields empty before). */
+struct tg_peer_info {
+    char *id; /* SPIFFE ID, malloc'd; NULL until verified */
+    char serial[TG_SERIAL_HEX];
+    char sha256[TG_SHA256_HEX];
+};
+const struct tg_peer_info *tg_tls_peer(const struct tg_tls *t);
+const char *tg_tls_version(const struct tg_tls *t);
+const char *tg_tls_cipher(const struct tg_tls *t);
+/* Gives wolfSSL's and our buffers back while the connection is idle. */
+void tg_tls_release_buffers(struct tg_tls *t);
+
+#endif

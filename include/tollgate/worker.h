@@ -1,0 +1,80 @@
+/* Worker threads: each has its own uv loop, its own SO_REUSEPORT listening sockets (the
+ * kernel spreads connections among workers), its own buffer pool, and its own reference to
+ * the current generation, replaced through its mailbox. */
+#ifndef TOLLGATE_WORKER_H
+#define TOLLGATE_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "tollgate/buf.h"
+#include "tollgate/config.h"
+#include "tollgate/gen.h"
+#include "tollgate/metrics.h"
+#include "tollgate/tls.h"
+
+/* One configured listener, shared read-only by all workers. */
+struct tg_listener_def {
+    size_t index; /* into the metrics slots */
+    bool inbound; /* mTLS in, plain to upstream; else plain in, mTLS to upstream */
+    const char *name;
+    const struct tg_addr *listen;
+    const struct tg_addr *upstream;
+    struct tg_tls_peer_rule rule; /* inbound: allow list; outbound: expected servers */
+};
+
+/* What every worker shares, read-only once the workers run. */
+struct tg_runtime {
+    const struct tg_config *cfg;
+    const struct tg_listener_def *listeners;
+    size_t n_listeners;
+    struct tg_metrics *metrics;
+};
+
+struct tg_conn;
+
+struct tg_worker {
+    unsigned index;
+    const struct tg_runtime *rt;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wake;                 /* a new generation, drain or stop */
+    _Atomic(struct tg_gen *) mailbox; /* the next generation, owned reference */
+    atomic_bool drain_requested;
+    atomic_bool stop_requested;
+    atomic_size_t n_conns;           /* open connections, for the drain wait */
+    struct tg_gen *gen;              /* current, owned reference; loop thread only */
+    uv_tcp_t *listeners;             /* [rt->n_listeners] */
+    size_t open_listeners;
+    bool draining;
+    struct tg_pool pool;
+    struct tg_conn *conns;           /* open connections, linked through conn->next */
+};
+
+/* Binds the worker's listeners (on the calling thread, so a bind error is reported here),
+ * takes a reference on gen, and starts the thread. On failure nothing is left running. */
+TG_MUST_USE int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime *rt,
+                                struct tg_gen *gen, char *err);
+
+/* Any thread: hands g (a new reference is taken) to the worker; it switches at its next
+ * loop turn. Connections keep the generation they started with. */
+void tg_worker_publish(struct tg_worker *w, struct tg_gen *g);
+
+/* Any thread: stop accepting (listeners close); open connections carry on. */
+void tg_worker_drain(struct tg_worker *w);
+
+/* Any thread: close every connection and handle; the thread ends. Then tg_worker_join. */
+void tg_worker_stop(struct tg_worker *w);
+void tg_worker_join(struct tg_worker *w);
+
+/* Loop thread: connection bookkeeping used by conn.c. */
+void tg_worker_conn_added(struct tg_worker *w, struct tg_conn *c);
+void tg_worker_conn_removed(struct tg_worker *w, struct tg_conn *c);
+
+/* Creates a non-blocking TCP socket bound to addr with SO_REUSEADDR and SO_REUSEPORT, opens
+ * it in tcp (initialised on loop) and listens. err names the address on failure. */
+TG_MUST_USE int tg_listener_bind(uv_loop_t *loop, uv_tcp_t *tcp, const struct tg_addr *addr,
+                                 uv_connection_cb on_conn, char *err);
+
+#endif

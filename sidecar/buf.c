@@ -1,0 +1,100 @@
+#include "tollgate/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void tg_pool_init(struct tg_pool *p, size_t block_size, size_t max_free)
+{
+    memset(p, 0, sizeof(*p));
+    p->block_size = block_size;
+    p->max_free = max_free;
+}
+
+void tg_pool_cleanup(struct tg_pool *p)
+{
+    while (p->free_list != NULL) {
+        void *next = *(void **)p->free_list;
+
+        free(p->free_list);
+        p->free_list = next;
+    }
+    p->n_free = 0;
+}
+
+static void *pool_get(struct tg_pool *p)
+{
+    void *block = p->free_list;
+
+    if (block != NULL) {
+        p->free_list = *(void **)block;
+        p->n_free--;
+    } else {
+        block = malloc(p->block_size);
+        if (block == NULL)
+            return NULL;
+    }
+    p->n_out++;
+    return block;
+}
+
+static void pool_put(struct tg_pool *p, void *block)
+{
+    p->n_out--;
+    if (p->n_free >= p->max_free) {
+        free(block);
+        return;
+    }
+    *(void **)block = p->free_list;
+    p->free_list = block;
+    p->n_free++;
+}
+
+int tg_buf_reserve(struct tg_buf *b, struct tg_pool *p, bool may_move)
+{
+    if (b->data == NULL) {
+        b->data = pool_get(p);
+        if (b->data == NULL)
+            return TG_ENOMEM;
+        b->cap = p->block_size;
+        b->head = b->tail = 0;
+        return 0;
+    }
+    if (may_move && b->head > 0 && b->tail == b->cap) {
+        size_t n = tg_buf_len(b);
+
+        memmove(b->data, b->data + b->head, n);
+        b->head = 0;
+        b->tail = n;
+    }
+    return 0;
+}
+
+void tg_buf_commit(struct tg_buf *b, size_t n)
+{
+    b->tail += n;
+}
+
+void tg_buf_consume(struct tg_buf *b, size_t n)
+{
+    b->head += n;
+    if (b->head == b->tail)
+        b->head = b->tail = 0;
+}
+
+void tg_buf_release(struct tg_buf *b, struct tg_pool *p)
+{
+    if (b->data == NULL || b->head != b->tail)
+        return;
+    pool_put(p, b->data);
+    b->data = NULL;
+    b->cap = b->head = b->tail = 0;
+}
+
+void tg_buf_drop(struct tg_buf *b, struct tg_pool *p)
+{
+    if (b->data == NULL)
+        return;
+    pool_put(p, b->data);
+    b->data = NULL;
+    b->cap = b->head = b->tail = 0;
+}

@@ -1,0 +1,388 @@
+/* The control thread: generations, file watching, admin endpoint, signals, drain. */
+#include "tollgate/control.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "tollgate/admin.h"
+#include "tollgate/gen.h"
+#include "tollgate/log.h"
+#include "tollgate/metrics.h"
+#include "tollgate/worker.h"
+
+#define WATCH_INTERVAL_MS 1000
+#define RELOAD_SETTLE_MS 200 /* cert and key files are seldom replaced in one step */
+#define DRAIN_POLL_MS 100
+
+struct control {
+    const struct tg_config *cfg;
+    uv_loop_t loop;
+    struct tg_runtime rt;
+    struct tg_listener_def *defs;
+    const char **names;
+    const char **directions;
+    struct tg_metrics metrics;
+    struct tg_worker *workers;
+    unsigned n_workers;
+    unsigned started;
+    struct tg_gen *gen; /* newest published */
+    struct tg_admin *admin;
+    uv_fs_poll_t watch[3];
+    uv_timer_t reload_timer;
+    uv_timer_t drain_timer;
+    uv_signal_t sigterm, sigint, sighup;
+    bool draining; /* not ready, listeners closed */
+    bool stopping; /* a signal: exit once drained */
+    uint64_t drain_deadline;
+    int exit_code;
+};
+
+static void publish(struct control *ctl, struct tg_gen *g)
+{
+    for (unsigned i = 0; i < ctl->started; i++)
+        tg_worker_publish(&ctl->workers[i], g);
+    tg_gen_unref(ctl->gen);
+    ctl->gen = g;
+    atomic_store(&ctl->metrics.process.generation, g->id);
+    atomic_store(&ctl->metrics.process.identity_expiry_unix, g->identity->leaf.not_after);
+}
+
+static void reload(struct control *ctl, const char *why)
+{
+    struct tg_gen_input in = {ctl->cfg};
+    struct tg_gen *g;
+    char err[TG_ERRLEN] = "";
+    const struct tg_cert_info *old = &ctl->gen->identity->leaf;
+
+    if (tg_gen_build(&in, &g, err) < 0) {
+        tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+        tg_warn("identity reload (%s) refused, keeping serial %s: %s", why, old->serial, err);
+        return;
+    }
+    tg_info("identity reloaded (%s): %s serial %s -> %s, generation %llu", why,
+            g->identity->leaf.id.id, old->serial, g->identity->leaf.serial,
+            (unsigned long long)g->id);
+    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
+    publish(ctl, g);
+}
+
+static void on_reload_timer(uv_timer_t *t)
+{
+    reload(t->data, "files changed");
+}
+
+static void on_file_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
+                            const uv_stat_t *curr)
+{
+    struct control *ctl = h->data;
+
+    (void)prev;
+    (void)curr;
+    (void)status; /* a file that vanished is reported too; the rebuild says what is wrong */
+    if (ctl->draining)
+        return;
+    uv_timer_start(&ctl->reload_timer, on_reload_timer, RELOAD_SETTLE_MS, 0);
+}
+
+/* ---- admin ---- */
+
+static bool on_admin_ready(void *arg)
+{
+    struct control *ctl = arg;
+
+    return ctl->gen != NULL && !ctl->draining && ctl->started == ctl->n_workers;
+}
+
+static char *on_admin_stats(void *arg, size_t *len)
+{
+    struct control *ctl = arg;
+
+    return tg_metrics_render(&ctl->metrics, len);
+}
+
+/* Appends s to the JSON text as a string literal. */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static char *on_admin_config_dump(void *arg, size_t *len)
+{
+    struct control *ctl = arg;
+    const struct tg_identity *id = ctl->gen->identity;
+    char *text = NULL;
+    FILE *f = open_memstream(&text, len);
+
+    if (f == NULL)
+        return NULL;
+    fprintf(f, "{\"generation\":%llu,\"identity\":{\"spiffe_id\":",
+            (unsigned long long)ctl->gen->id);
+    json_str(f, id->leaf.id.id);
+    fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_before\":%lld,\"not_after\":%lld,",
+            id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
+            (long long)id->leaf.not_after);
+    fputs("\"cert\":", f);
+    json_str(f, ctl->cfg->cert_path);
+    fputs(",\"trust_bundle\":", f);
+    json_str(f, ctl->cfg->bundle_path);
+    fprintf(f, ",\"roots\":%zu},\"trust_domains\":[", id->n_roots);
+    json_str(f, id->trust_domain);
+    for (size_t i = 0; i < ctl->cfg->trust_domains.n; i++) {
+        fputc(',', f);
+        json_str(f, ctl->cfg->trust_domains.v[i]);
+    }
+    fputs("],\"listeners\":[", f);
+    for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
+        const struct tg_listener_def *l = &ctl->defs[i];
+
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        json_str(f, l->name);
+        fprintf(f, ",\"direction\":\"%s\",\"listen\":", l->inbound ? "inbound" : "outbound");
+        json_str(f, l->listen->text);
+        fputs(",\"upstream\":", f);
+        json_str(f, l->upstream->text);
+        fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
+        for (size_t j = 0; j < l->rule.ids->n; j++) {
+            if (j)
+                fputc(',', f);
+            json_str(f, l->rule.ids->v[j]);
+        }
+        fputs("]}", f);
+    }
+    fputs("]}\n", f);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static void start_drain(struct control *ctl, const char *why);
+
+static void on_admin_drain(void *arg)
+{
+    struct control *ctl = arg;
+
+    start_drain(ctl, "POST /drain");
+}
+
+/* ---- drain and stop ---- */
+
+static size_t open_conns(struct control *ctl)
+{
+    size_t n = 0;
+
+    for (unsigned i = 0; i < ctl->started; i++)
+        n += atomic_load(&ctl->workers[i].n_conns);
+    return n;
+}
+
+static void stop_everything(struct control *ctl)
+{
+    for (unsigned i = 0; i < ctl->started; i++)
+        tg_worker_stop(&ctl->workers[i]);
+    uv_close((uv_handle_t *)&ctl->drain_timer, NULL);
+    uv_close((uv_handle_t *)&ctl->reload_timer, NULL);
+    for (size_t i = 0; i < TG_NELEM(ctl->watch); i++)
+        uv_close((uv_handle_t *)&ctl->watch[i], NULL);
+    uv_close((uv_handle_t *)&ctl->sigterm, NULL);
+    uv_close((uv_handle_t *)&ctl->sigint, NULL);
+    uv_close((uv_handle_t *)&ctl->sighup, NULL);
+    tg_admin_stop(ctl->admin);
+    ctl->admin = NULL;
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    struct control *ctl = t->data;
+    size_t n = open_conns(ctl);
+
+    if (!ctl->stopping)
+        return;
+    if (n > 0 && uv_now(&ctl->loop) < ctl->drain_deadline)
+        return;
+    if (n > 0)
+        tg_warn("drain deadline reached: closing %zu connections", n);
+    else
+        tg_info("drained: no connections left");
+    stop_everything(ctl);
+}
+
+static void start_drain(struct control *ctl, const char *why)
+{
+    if (ctl->draining)
+        return;
+    ctl->draining = true;
+    tg_info("draining (%s): not ready, listeners closed, %zu connections open", why,
+            open_conns(ctl));
+    for (unsigned i = 0; i < ctl->started; i++)
+        tg_worker_drain(&ctl->workers[i]);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct control *ctl = s->data;
+
+    if (signum == SIGHUP) {
+        reload(ctl, "SIGHUP");
+        return;
+    }
+    if (ctl->stopping) {
+        tg_warn("second signal: stopping now");
+        ctl->drain_deadline = 0;
+        return;
+    }
+    start_drain(ctl, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    ctl->stopping = true;
+    ctl->drain_deadline = uv_now(&ctl->loop) + ctl->cfg->drain_timeout_ms;
+    uv_timer_start(&ctl->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
+}
+
+/* ---- start-up ---- */
+
+static int make_listeners(struct control *ctl)
+{
+    const struct tg_config *cfg = ctl->cfg;
+    size_t n = cfg->n_inbound + cfg->n_outbound;
+
+    ctl->defs = calloc(n, sizeof(*ctl->defs));
+    ctl->names = calloc(n, sizeof(*ctl->names));
+    ctl->directions = calloc(n, sizeof(*ctl->directions));
+    if (ctl->defs == NULL || ctl->names == NULL || ctl->directions == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct tg_listener_def *l = &ctl->defs[i];
+
+        l->index = i;
+        l->inbound = i < cfg->n_inbound;
+        if (l->inbound) {
+            const struct tg_inbound_cfg *in = &cfg->inbound[i];
+
+            l->name = in->name;
+            l->listen = &in->listen;
+            l->upstream = &in->upstream;
+            l->rule.ids = &in->allow;
+        } else {
+            const struct tg_outbound_cfg *out = &cfg->outbound[i - cfg->n_inbound];
+
+            l->name = out->name;
+            l->listen = &out->listen;
+            l->upstream = &out->upstream;
+            l->rule.ids = &out->expect;
+        }
+        ctl->names[i] = l->name;
+        ctl->directions[i] = l->inbound ? "inbound" : "outbound";
+    }
+    ctl->rt.cfg = cfg;
+    ctl->rt.listeners = ctl->defs;
+    ctl->rt.n_listeners = n;
+    ctl->rt.metrics = &ctl->metrics;
+    return 0;
+}
+
+static void init_handles(struct control *ctl)
+{
+    const char *files[3] = {ctl->cfg->cert_path, ctl->cfg->key_path, ctl->cfg->bundle_path};
+
+    uv_timer_init(&ctl->loop, &ctl->reload_timer);
+    ctl->reload_timer.data = ctl;
+    uv_timer_init(&ctl->loop, &ctl->drain_timer);
+    ctl->drain_timer.data = ctl;
+    for (size_t i = 0; i < TG_NELEM(ctl->watch); i++) {
+        uv_fs_poll_init(&ctl->loop, &ctl->watch[i]);
+        ctl->watch[i].data = ctl;
+        uv_fs_poll_start(&ctl->watch[i], on_file_changed, files[i], WATCH_INTERVAL_MS);
+    }
+    uv_signal_init(&ctl->loop, &ctl->sigterm);
+    uv_signal_init(&ctl->loop, &ctl->sigint);
+    uv_signal_init(&ctl->loop, &ctl->sighup);
+    ctl->sigterm.data = ctl->sigint.data = ctl->sighup.data = ctl;
+    uv_signal_start(&ctl->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&ctl->sigint, on_signal, SIGINT);
+    uv_signal_start(&ctl->sighup, on_signal, SIGHUP);
+}
+
+int tg_control_run(const struct tg_config *cfg)
+{
+    struct control *ctl = calloc(1, sizeof(*ctl));
+    struct tg_gen_input in = {cfg};
+    struct tg_admin_ops ops;
+    char err[TG_ERRLEN] = "";
+    int rc = 1;
+
+    if (ctl == NULL)
+        return 1;
+    ctl->cfg = cfg;
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&ctl->loop);
+    ctl->n_workers = cfg->workers ? cfg->workers : uv_available_parallelism();
+    if (tg_gen_build(&in, &ctl->gen, err) < 0) {
+        tg_error("%s", err);
+        goto done;
+    }
+    if (make_listeners(ctl) < 0 ||
+        tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
+                        ctl->directions) < 0 ||
+        (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL) {
+        tg_error("out of memory");
+        goto done;
+    }
+    atomic_store(&ctl->metrics.process.generation, ctl->gen->id);
+    atomic_store(&ctl->metrics.process.identity_expiry_unix, ctl->gen->identity->leaf.not_after);
+    for (; ctl->started < ctl->n_workers; ctl->started++) {
+        if (tg_worker_start(&ctl->workers[ctl->started], ctl->started, &ctl->rt, ctl->gen,
+                            err) < 0) {
+            tg_error("%s", err);
+            goto stop;
+        }
+    }
+    if (cfg->admin.len > 0) {
+        ops = (struct tg_admin_ops){ctl, on_admin_ready, on_admin_stats, on_admin_config_dump,
+                                    on_admin_drain};
+        if (tg_admin_start(&ctl->loop, &cfg->admin, &ops, &ctl->admin, err) < 0) {
+            tg_error("%s", err);
+            goto stop;
+        }
+    }
+    init_handles(ctl);
+    tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu",
+            TG_VERSION, ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial,
+            ctl->n_workers, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
+    uv_run(&ctl->loop, UV_RUN_DEFAULT);
+    rc = 0;
+    goto join;
+stop:
+    for (unsigned i = 0; i < ctl->started; i++)
+        tg_worker_stop(&ctl->workers[i]);
+join:
+    for (unsigned i = 0; i < ctl->started; i++)
+        tg_worker_join(&ctl->workers[i]);
+    uv_run(&ctl->loop, UV_RUN_DEFAULT); /* admin and timers finish closing */
+    tg_metrics_cleanup(&ctl->metrics);
+done:
+    tg_gen_unref(ctl->gen);
+    if (uv_loop_close(&ctl->loop) != 0)
+        tg_warn("control loop closed with handles open");
+    free(ctl->workers);
+    free(ctl->defs);
+    free(ctl->names);
+    free(ctl->directions);
+    free(ctl);
+    if (rc == 0)
+        tg_info("stopped");
+    return rc;
+}

@@ -1,0 +1,335 @@
+/* Identity files and certificate inspection (wolfSSL's ASN.1 parser). */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/hash.h>
+
+#include "tollgate/identity.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PEM_FILE (1024 * 1024)
+
+int64_t tg_identity_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static void hex(const unsigned char *src, size_t n, char *dst)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[src[i] >> 4];
+        dst[2 * i + 1] = digits[src[i] & 15];
+    }
+    dst[2 * n] = '\0';
+}
+
+static int asn_time(const byte *raw, int raw_len, int64_t *out)
+{
+    const byte *date;
+    byte format;
+    int len;
+    struct tm tm;
+
+    if (raw == NULL || wc_GetDateInfo(raw, raw_len, &date, &format, &len) != 0)
+        return -1;
+    memset(&tm, 0, sizeof(tm));
+    if (wc_GetDateAsCalendarTime(date, len, format, &tm) != 0)
+        return -1;
+    *out = (int64_t)timegm(&tm);
+    return 0;
+}
+
+int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *out, char *err)
+{
+    struct DecodedCert dc;
+    byte digest[WC_SHA256_DIGEST_SIZE];
+    const DNS_entry *uri = NULL;
+    size_t skip = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (len == 0 || len > 64 * 1024)
+        return tg_err_set(err, TG_EPEER, "certificate of %zu bytes", len);
+    wc_InitDecodedCert(&dc, der, (word32)len, NULL);
+    rc = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL);
+    if (rc != 0) {
+        wc_FreeDecodedCert(&dc);
+        return tg_err_set(err, TG_EPEER, "certificate does not parse: %s",
+                          wc_GetErrorString(rc));
+    }
+    while (skip + 1 < (size_t)dc.serialSz && dc.serial[skip] == 0)
+        skip++;
+    hex(dc.serial + skip, (size_t)dc.serialSz - skip, out->serial);
+    if (wc_Sha256Hash(der, (word32)len, digest) == 0)
+        hex(digest, sizeof(digest), out->sha256);
+    if (asn_time(dc.beforeDate, dc.beforeDateLen, &out->not_before) != 0 ||
+        asn_time(dc.afterDate, dc.afterDateLen, &out->not_after) != 0) {
+        wc_FreeDecodedCert(&dc);
+        return tg_err_set(err, TG_EPEER, "certificate validity dates do not parse");
+    }
+    out->is_ca = dc.isCA;
+    out->key_cert_sign = dc.extKeyUsageSet && (dc.extKeyUsage & KEYUSE_KEY_CERT_SIGN);
+    out->eku_set = dc.extExtKeyUsageSet;
+    out->eku_server = dc.extExtKeyUsage & (EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_ANY);
+    out->eku_client = dc.extExtKeyUsage & (EXTKEYUSE_CLIENT_AUTH | EXTKEYUSE_ANY);
+    for (const DNS_entry *e = dc.altNames; e != NULL; e = e->next) {
+        if (e->type == ASN_URI_TYPE) {
+            out->n_uri++;
+            uri = e;
+        }
+    }
+    if (out->n_uri != 1) {
+        snprintf(out->id_err, sizeof(out->id_err), "%d URI SANs (want exactly one SPIFFE ID)",
+                 out->n_uri);
+    } else if (tg_spiffe_parse_n(uri->name, (size_t)uri->len, &out->id, out->id_err) == 0) {
+        out->id_ok = true;
+    }
+    wc_FreeDecodedCert(&dc);
+    return 0;
+}
+
+static int read_file(const char *path, char **out, size_t *len, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    size_t n = 0, cap = 0;
+
+    if (f == NULL)
+        return tg_err_set(err, TG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    for (;;) {
+        size_t got;
+
+        if (n + 4096 + 1 > cap) {
+            char *grown;
+
+            cap = cap ? cap * 2 : 8192;
+            if (cap > MAX_PEM_FILE + 4097) {
+                fclose(f);
+                free(data);
+                return tg_err_set(err, TG_ETOOBIG, "%s: larger than %d bytes", path,
+                                  MAX_PEM_FILE);
+            }
+            grown = realloc(data, cap);
+            if (grown == NULL) {
+                fclose(f);
+                free(data);
+                return TG_ENOMEM;
+            }
+            data = grown;
+        }
+        got = fread(data + n, 1, 4096, f);
+        n += got;
+        if (got < 4096)
+            break;
+    }
+    if (ferror(f)) {
+        fclose(f);
+        free(data);
+        return tg_err_set(err, TG_EIO, "%s: read error", path);
+    }
+    fclose(f);
+    data[n] = '\0';
+    *out = data;
+    *len = n;
+    return 0;
+}
+
+/* Finds the next "-----BEGIN CERTIFICATE-----" block at or after *pos and converts it to
+ * DER (malloc'd). Returns 1 when one was found, 0 at the end, negative on error. */
+static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **der,
+                     size_t *der_len)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    static const char end[] = "-----END CERTIFICATE-----";
+    const char *b, *e;
+    unsigned char *buf;
+    int n;
+
+    if (*pos >= len)
+        return 0;
+    b = memmem(pem + *pos, len - *pos, begin, sizeof(begin) - 1);
+    if (b == NULL)
+        return 0;
+    e = memmem(b, (size_t)(pem + len - b), end, sizeof(end) - 1);
+    if (e == NULL)
+        return TG_EINVAL;
+    e += sizeof(end) - 1;
+    *pos = (size_t)(e - pem);
+    buf = malloc((size_t)(e - b));
+    if (buf == NULL)
+        return TG_ENOMEM;
+    n = wc_CertPemToDer((const unsigned char *)b, (int)(e - b), buf, (int)(e - b), CERT_TYPE);
+    if (n <= 0) {
+        free(buf);
+        return TG_EINVAL;
+    }
+    *der = buf;
+    *der_len = (size_t)n;
+    return 1;
+}
+
+static void wipe_free(char *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    explicit_bzero(p, n);
+    free(p);
+}
+
+void tg_identity_free(struct tg_identity *id)
+{
+    if (id == NULL)
+        return;
+    free(id->chain_pem);
+    wipe_free(id->key_pem, id->key_len);
+    free(id->bundle_pem);
+    free(id);
+}
+
+/* Counts the bundle's certificates, each of which must be a CA, and loads them into cm. */
+static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MANAGER *cm,
+                       char *err)
+{
+    size_t pos = 0;
+    unsigned char *der;
+    size_t der_len;
+    int found;
+
+    while ((found = next_cert(id->bundle_pem, id->bundle_len, &pos, &der, &der_len)) == 1) {
+        struct tg_cert_info info;
+        int rc = tg_cert_inspect(der, der_len, &info, err);
+
+        if (rc == 0 && !info.is_ca)
+            rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not a CA",
+                            id->n_roots + 1, info.serial);
+        if (rc == 0 && wolfSSL_CertManagerLoadCABuffer(cm, der, (long)der_len,
+                                                       WOLFSSL_FILETYPE_ASN1) != 1)
+            rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not usable as a root",
+                            id->n_roots + 1, info.serial);
+        free(der);
+        if (rc < 0) {
+            char why[TG_ERRLEN];
+
+            snprintf(why, sizeof(why), "%s", err);
+            return tg_err_set(err, TG_EINVAL, "trust bundle %s: %s", path, why);
+        }
+        id->n_roots++;
+    }
+    if (found < 0)
+        return tg_err_set(err, TG_EINVAL, "trust bundle %s: malformed PEM", path);
+    if (id->n_roots == 0)
+        return tg_err_set(err, TG_EINVAL, "trust bundle %s: no certificate", path);
+    return 0;
+}
+
+/* Checks the chain: leaf first, then intermediates, leading to a root already in cm. */
+static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MANAGER *cm,
+                       char *err)
+{
+    unsigned char *der[16];
+    size_t der_len[16], n = 0, pos = 0;
+    int found, rc = 0;
+    int64_t now = tg_identity_now();
+
+    while (n < TG_NELEM(der) &&
+           (found = next_cert(id->chain_pem, id->chain_len, &pos, &der[n], &der_len[n])) == 1)
+        n++;
+    if (n == 0) {
+        return tg_err_set(err, TG_EINVAL, "certificate %s: no certificate in the file", path);
+    }
+    rc = tg_cert_inspect(der[0], der_len[0], &id->leaf, err);
+    if (rc == 0 && !id->leaf.id_ok)
+        rc = tg_err_set(err, TG_EINVAL, "%s", id->leaf.id_err);
+    else if (rc == 0 && (id->leaf.is_ca || id->leaf.key_cert_sign))
+        rc = tg_err_set(err, TG_EINVAL, "leaf is a CA certificate");
+    else if (rc == 0 && id->leaf.not_after <= now)
+        rc = tg_err_set(err, TG_EINVAL, "leaf expired %lld seconds ago",
+                        (long long)(now - id->leaf.not_after));
+    else if (rc == 0 && id->leaf.not_before > now + 300)
+        rc = tg_err_set(err, TG_EINVAL, "leaf is not valid for another %lld seconds",
+                        (long long)(id->leaf.not_before - now));
+    /* intermediates from the root side down, each verified by what is already loaded */
+    for (size_t i = n; rc == 0 && i-- > 1;) {
+        if (wolfSSL_CertManagerLoadCABuffer(cm, der[i], (long)der_len[i],
+                                            WOLFSSL_FILETYPE_ASN1) != 1)
+            rc = tg_err_set(err, TG_EINVAL, "intermediate %zu does not chain to the bundle", i);
+    }
+    if (rc == 0) {
+        int v = wolfSSL_CertManagerVerifyBuffer(cm, der[0], (long)der_len[0],
+                                                WOLFSSL_FILETYPE_ASN1);
+        if (v != 1)
+            rc = tg_err_set(err, TG_EINVAL, "leaf does not chain to the trust bundle: %s",
+                            wc_GetErrorString(v));
+    }
+    for (size_t i = 0; i < n; i++)
+        free(der[i]);
+    if (rc < 0) {
+        char why[TG_ERRLEN];
+
+        snprintf(why, sizeof(why), "%s", err);
+        return tg_err_set(err, TG_EINVAL, "certificate %s: %s", path, why);
+    }
+    return 0;
+}
+
+static int check_key(struct tg_identity *id, const struct tg_identity_files *f, char *err)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLS_server_method());
+    int rc = 0;
+
+    if (ctx == NULL)
+        return TG_ENOMEM;
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(
+            ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
+            WOLFSSL_FILETYPE_PEM) != 1)
+        rc = tg_err_set(err, TG_EINVAL, "certificate %s: not usable", f->cert);
+    else if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)id->key_pem,
+                                               (long)id->key_len, WOLFSSL_FILETYPE_PEM) != 1)
+        rc = tg_err_set(err, TG_EINVAL, "key %s: not a PEM private key", f->key);
+    else if (wolfSSL_CTX_check_private_key(ctx) != 1)
+        rc = tg_err_set(err, TG_EINVAL, "key %s: does not match certificate %s", f->key,
+                        f->cert);
+    wolfSSL_CTX_free(ctx);
+    return rc;
+}
+
+int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out, char *err)
+{
+    struct tg_identity *id = calloc(1, sizeof(*id));
+    WOLFSSL_CERT_MANAGER *cm = NULL;
+    int rc = TG_ENOMEM;
+
+    if (id == NULL)
+        return rc;
+    if ((rc = read_file(f->cert, &id->chain_pem, &id->chain_len, err)) < 0)
+        goto fail;
+    if ((rc = read_file(f->key, &id->key_pem, &id->key_len, err)) < 0)
+        goto fail;
+    if ((rc = read_file(f->bundle, &id->bundle_pem, &id->bundle_len, err)) < 0)
+        goto fail;
+    rc = TG_ENOMEM;
+    if ((cm = wolfSSL_CertManagerNew()) == NULL)
+        goto fail;
+    if ((rc = load_bundle(id, f->bundle, cm, err)) < 0)
+        goto fail;
+    if ((rc = check_chain(id, f->cert, cm, err)) < 0)
+        goto fail;
+    if ((rc = check_key(id, f, err)) < 0)
+        goto fail;
+    tg_spiffe_trust_domain(&id->leaf.id, id->trust_domain, sizeof(id->trust_domain));
+    wolfSSL_CertManagerFree(cm);
+    *out = id;
+    return 0;
+fail:
+    wolfSSL_CertManagerFree(cm);
+    tg_identity_free(id);
+    return rc;
+}

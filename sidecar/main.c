@@ -1,0 +1,108 @@
+/* tollgate: CLI verbs only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "tollgate/config.h"
+#include "tollgate/control.h"
+#include "tollgate/gen.h"
+#include "tollgate/log.h"
+#include "tollgate/tls.h"
+
+static int usage(FILE *f)
+{
+    fprintf(f, "usage: tollgate run -c FILE      run the sidecar\n"
+               "       tollgate check -c FILE    check a config file and the files it names\n"
+               "       tollgate version          versions, and whether AES-NI is compiled in\n");
+    return f == stderr ? 2 : 0;
+}
+
+static const char *config_arg(int argc, char **argv)
+{
+    for (int i = 2; i + 1 < argc; i++)
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+static int load(int argc, char **argv, struct tg_config **cfg)
+{
+    const char *path = config_arg(argc, argv);
+    char err[TG_ERRLEN] = "";
+
+    if (path == NULL || argc != 4)
+        return usage(stderr);
+    if (tg_config_load(path, cfg, err) < 0) {
+        fprintf(stderr, "tollgate: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    struct tg_config *cfg;
+    struct tg_gen_input in;
+    struct tg_gen *g;
+    char err[TG_ERRLEN] = "";
+    int rc = load(argc, argv, &cfg);
+
+    if (rc != 0)
+        return rc;
+    in.cfg = cfg;
+    if (tg_tls_init() < 0 || tg_gen_build(&in, &g, err) < 0) {
+        fprintf(stderr, "tollgate: %s: identity: %s\n", cfg->path, err);
+        tg_config_free(cfg);
+        return 1;
+    }
+    printf("%s: ok: %s (serial %s, expires in %lld s), %zu inbound, %zu outbound listeners\n",
+           cfg->path, g->identity->leaf.id.id, g->identity->leaf.serial,
+           (long long)(g->identity->leaf.not_after - tg_identity_now()), cfg->n_inbound,
+           cfg->n_outbound);
+    tg_gen_unref(g);
+    tg_config_free(cfg);
+    tg_tls_cleanup();
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct tg_config *cfg;
+    int rc = load(argc, argv, &cfg);
+
+    if (rc != 0)
+        return rc;
+    tg_log_set_level(cfg->log_level);
+    if (tg_tls_init() < 0) {
+        fprintf(stderr, "tollgate: TLS library failed to start\n");
+        tg_config_free(cfg);
+        return 1;
+    }
+    if (!tg_tls_aesni())
+        tg_warn("crypto is not accelerated: %s", tg_tls_version_text());
+    rc = tg_control_run(cfg);
+    tg_config_free(cfg);
+    tg_tls_cleanup();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr);
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc, argv);
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(argc, argv);
+    if (strcmp(argv[1], "version") == 0) {
+        printf("tollgate %s\n%s\nlibuv %s\n", TG_VERSION, tg_tls_version_text(),
+               uv_version_string());
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0)
+        return usage(stdout);
+    fprintf(stderr, "tollgate: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}

@@ -1,0 +1,464 @@
+/* wolfSSL adapter: contexts, in-memory I/O, and the peer checks that run inside the
+ * handshake (chain depth, leaf usage, SPIFFE ID, trust domain, allow/expect lists). */
+#include <wolfssl/options.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/memory.h>
+
+#include "tollgate/tls.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* TLS 1.3 record: header 5, content type 1, AEAD tag 16; TLS 1.2 GCM: 5 + 8 + 16. */
+#define RECORD_OVERHEAD 64
+#define RECORD_MAX 16384
+
+struct tg_tls_ctx {
+    WOLFSSL_CTX *ctx;
+    bool server;
+    unsigned max_chain_depth;
+    const struct tg_identity *id;
+    const struct tg_strlist *trust_domains;
+};
+
+struct tg_tls {
+    WOLFSSL *ssl;
+    struct tg_tls_ctx *ctx;
+    struct tg_pool *pool;
+    const struct tg_tls_peer_rule *rule;
+    struct tg_buf cipher_in;
+    struct tg_buf cipher_out;
+    bool eof;
+    bool shutdown_sent;
+    enum tg_hs_fail fail;
+    bool failed;
+    char why[200];
+    struct tg_peer_info peer;
+};
+
+static const char CIPHERS_13[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256";
+static const char CIPHERS_12[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
+
+int tg_tls_init(void)
+{
+    return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : TG_ETLS;
+}
+
+void tg_tls_cleanup(void)
+{
+    wolfSSL_Cleanup();
+}
+
+bool tg_tls_aesni(void)
+{
+#ifdef WOLFSSL_AESNI
+    return true;
+#else
+    return false;
+#endif
+}
+
+const char *tg_tls_version_text(void)
+{
+    static char text[128];
+
+    snprintf(text, sizeof(text), "wolfSSL %s, AES-NI %s", wolfSSL_lib_version(),
+             tg_tls_aesni() ? "compiled in" : "NOT compiled in (crypto not accelerated)");
+    return text;
+}
+
+/* ---- in-memory I/O ---- */
+
+static int on_tls_recv(WOLFSSL *ssl, char *dst, int cap, void *arg)
+{
+    struct tg_tls *t = arg;
+    size_t n = tg_buf_len(&t->cipher_in);
+
+    (void)ssl;
+    if (n == 0)
+        return t->eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+    n = n < (size_t)cap ? n : (size_t)cap;
+    memcpy(dst, tg_buf_data(&t->cipher_in), n);
+    tg_buf_consume(&t->cipher_in, n);
+    return (int)n;
+}
+
+static int on_tls_send(WOLFSSL *ssl, char *src, int n, void *arg)
+{
+    struct tg_tls *t = arg;
+
+    (void)ssl;
+    /* no move: a write of the bytes already queued may be in flight */
+    if (tg_buf_reserve(&t->cipher_out, t->pool, false) < 0)
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    if (tg_buf_room(&t->cipher_out) < (size_t)n)
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    memcpy(tg_buf_tail(&t->cipher_out), src, (size_t)n);
+    tg_buf_commit(&t->cipher_out, (size_t)n);
+    return n;
+}
+
+/* ---- peer verification ---- */
+
+static int refuse(struct tg_tls *t, enum tg_hs_fail why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct tg_tls *t, enum tg_hs_fail why, const char *fmt, ...)
+{
+    va_list ap;
+
+    t->failed = true;
+    t->fail = why;
+    va_start(ap, fmt);
+    vsnprintf(t->why, sizeof(t->why), fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static enum tg_hs_fail classify(int wolf_err, const char **text)
+{
+    *text = wc_GetErrorString(wolf_err);
+    switch (wolf_err) {
+    case ASN_AFTER_DATE_E:
+        return TG_HSF_EXPIRED;
+    case ASN_BEFORE_DATE_E:
+        return TG_HSF_NOT_YET_VALID;
+    case ASN_NO_SIGNER_E:
+    case ASN_SELF_SIGNED_E:
+    case ASN_SIG_CONFIRM_E:
+        return TG_HSF_UNTRUSTED;
+    case NO_PEER_CERT:
+        return TG_HSF_NO_CERT;
+    case EXTKEYUSE_AUTH_E:
+    case ASN_PATHLEN_SIZE_E:
+    case ASN_PATHLEN_INV_E:
+        return TG_HSF_BAD_CERT;
+    case VERSION_ERROR:
+    case MATCH_SUITE_ERROR:
+    case PARSE_ERROR:
+    case BUFFER_ERROR:
+    case UNKNOWN_RECORD_TYPE:
+        return TG_HSF_PROTOCOL;
+    case SOCKET_ERROR_E:
+    case SOCKET_PEER_CLOSED_E:
+        return TG_HSF_CLOSED;
+    default:
+        return TG_HSF_OTHER;
+    }
+}
+
+static bool domain_accepted(const struct tg_tls_ctx *c, const struct tg_spiffe_id *id)
+{
+    if (tg_spiffe_in_domain(id, c->id->trust_domain))
+        return true;
+    for (size_t i = 0; c->trust_domains != NULL && i < c->trust_domains->n; i++)
+        if (tg_spiffe_in_domain(id, c->trust_domains->v[i]))
+            return true;
+    return false;
+}
+
+static bool listed(const struct tg_strlist *l, const struct tg_spiffe_id *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], id->id) == 0)
+            return true;
+    return false;
+}
+
+/* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
+ * certificate that failed. Returning 0 fails the handshake with an alert. */
+static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct tg_tls *t = store->userCtx;
+    const struct tg_tls_ctx *c = t->ctx;
+    struct tg_cert_info info;
+    const char *side = c->server ? "client" : "server";
+    const char *text;
+    char err[TG_ERRLEN];
+
+    if (t->failed)
+        return 0;
+    if (!preverify) {
+        enum tg_hs_fail why = classify(store->error, &text);
+
+        if (why == TG_HSF_OTHER)
+            why = TG_HSF_UNTRUSTED;
+        return refuse(t, why, "%s certificate %d: %s", side, store->error_depth, text);
+    }
+    if (store->error_depth != 0)
+        return 1;
+    if (store->totalCerts > (int)c->max_chain_depth)
+        return refuse(t, TG_HSF_BAD_CERT, "%s chain of %d certificates (max_chain_depth %u)",
+                      side, store->totalCerts, c->max_chain_depth);
+    if (store->certs == NULL || store->totalCerts < 1 ||
+        tg_cert_inspect(store->certs[0].buffer, store->certs[0].length, &info, err) < 0)
+        return refuse(t, TG_HSF_BAD_CERT, "%s certificate: %s", side, err);
+    if (info.is_ca || info.key_cert_sign)
+        return refuse(t, TG_HSF_BAD_CERT, "%s leaf is a CA certificate (serial %s)", side,
+                      info.serial);
+    if (info.eku_set && !(c->server ? info.eku_client : info.eku_server))
+        return refuse(t, TG_HSF_BAD_CERT, "%s leaf lacks extendedKeyUsage %s (serial %s)",
+                      side, c->server ? "clientAuth" : "serverAuth", info.serial);
+    if (!info.id_ok)
+        return refuse(t, TG_HSF_BAD_SPIFFE, "%s certificate (serial %s): %s", side,
+                      info.serial, info.id_err);
+    if (!domain_accepted(c, &info.id))
+        return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side,
+                      info.id.id);
+    if (c->server && t->rule->ids->n > 0 && !listed(t->rule->ids, &info.id))
+        return refuse(t, TG_HSF_NOT_ALLOWED, "client %s not in the allow list", info.id.id);
+    if (!c->server && !listed(t->rule->ids, &info.id))
+        return refuse(t, TG_HSF_UNEXPECTED, "server %s is not an expected identity",
+                      info.id.id);
+    t->peer.id = strdup(info.id.id);
+    if (t->peer.id == NULL)
+        return refuse(t, TG_HSF_OTHER, "out of memory");
+    memcpy(t->peer.serial, info.serial, sizeof(info.serial));
+    memcpy(t->peer.sha256, info.sha256, sizeof(info.sha256));
+    return 1;
+}
+
+int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
+                   struct tg_tls_ctx **out, char *err)
+{
+    struct tg_tls_ctx *c = calloc(1, sizeof(*c));
+    WOLFSSL_METHOD *method;
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+    int rc = TG_ENOMEM;
+
+    if (c == NULL)
+        return rc;
+    c->server = s->server;
+    c->max_chain_depth = s->max_chain_depth;
+    c->trust_domains = s->trust_domains;
+    c->id = id;
+    if (s->server)
+        method = s->allow_tls12 ? wolfSSLv23_server_method() : wolfTLSv1_3_server_method();
+    else
+        method = s->allow_tls12 ? wolfSSLv23_client_method() : wolfTLSv1_3_client_method();
+    if (method == NULL || (c->ctx = wolfSSL_CTX_new(method)) == NULL)
+        goto fail;
+    rc = TG_ETLS;
+    if (wolfSSL_CTX_SetMinVersion(c->ctx, s->allow_tls12 ? WOLFSSL_TLSV1_2 : WOLFSSL_TLSV1_3) !=
+        WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: cannot set the minimum version");
+        goto fail;
+    }
+    if (wolfSSL_CTX_set_cipher_list(c->ctx, s->allow_tls12 ? CIPHERS_12 : CIPHERS_13) !=
+        WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: cipher suites not available");
+        goto fail;
+    }
+    if (wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: key exchange groups not available");
+        goto fail;
+    }
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(
+            c->ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
+            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)id->key_pem,
+                                          (long)id->key_len,
+                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: identity not usable");
+        goto fail;
+    }
+    if (wolfSSL_CTX_load_verify_buffer(c->ctx, (const unsigned char *)id->bundle_pem,
+                                       (long)id->bundle_len,
+                                       WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: trust bundle not usable");
+        goto fail;
+    }
+    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                           on_verify);
+    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
+    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
+    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
+    if (s->server) {
+        /* No resumption yet: a resumed session would skip the peer checks above. */
+        wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
+    }
+    *out = c;
+    return 0;
+fail:
+    tg_tls_ctx_free(c);
+    return rc;
+}
+
+void tg_tls_ctx_free(struct tg_tls_ctx *c)
+{
+    if (c == NULL)
+        return;
+    wolfSSL_CTX_free(c->ctx);
+    free(c);
+}
+
+int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool, const struct tg_tls_peer_rule *rule,
+               struct tg_tls **out)
+{
+    struct tg_tls *t = calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return TG_ENOMEM;
+    t->ctx = ctx;
+    t->pool = pool;
+    t->rule = rule;
+    t->ssl = wolfSSL_new(ctx->ctx);
+    if (t->ssl == NULL) {
+        free(t);
+        return TG_ENOMEM;
+    }
+    wolfSSL_SetIOReadCtx(t->ssl, t);
+    wolfSSL_SetIOWriteCtx(t->ssl, t);
+    wolfSSL_SetCertCbCtx(t->ssl, t);
+    /* The client offers our token; the server accepts it and still serves a plain TLS
+     * client that offers none (an explicit inbound listener). */
+    if (wolfSSL_UseALPN(t->ssl, (char *)TG_ALPN, sizeof(TG_ALPN) - 1,
+                        ctx->server ? WOLFSSL_ALPN_CONTINUE_ON_MISMATCH
+                                    : WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) {
+        tg_tls_free(t);
+        return TG_ETLS;
+    }
+    *out = t;
+    return 0;
+}
+
+void tg_tls_free(struct tg_tls *t)
+{
+    if (t == NULL)
+        return;
+    wolfSSL_free(t->ssl);
+    tg_buf_drop(&t->cipher_in, t->pool);
+    tg_buf_drop(&t->cipher_out, t->pool);
+    free(t->peer.id);
+    free(t);
+}
+
+struct tg_buf *tg_tls_cipher_in(struct tg_tls *t)
+{
+    return &t->cipher_in;
+}
+
+struct tg_buf *tg_tls_cipher_out(struct tg_tls *t)
+{
+    return &t->cipher_out;
+}
+
+void tg_tls_set_eof(struct tg_tls *t)
+{
+    t->eof = true;
+}
+
+int tg_tls_handshake(struct tg_tls *t)
+{
+    int rc = t->ctx->server ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
+    int e;
+    const char *text;
+    enum tg_hs_fail fail;
+
+    if (rc == WOLFSSL_SUCCESS) {
+        if (t->peer.id == NULL) /* cannot happen with VERIFY_PEER; never let it through */
+            return refuse(t, TG_HSF_NO_CERT, "no verified peer identity"), TG_EPEER;
+        return 0;
+    }
+    e = wolfSSL_get_error(t->ssl, rc);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+        return TG_EAGAIN;
+    if (t->failed)
+        return TG_EPEER;
+    if (e == FATAL_ERROR) {
+        WOLFSSL_ALERT_HISTORY h;
+
+        wolfSSL_get_alert_history(t->ssl, &h);
+        refuse(t, TG_HSF_OTHER, "peer sent alert %d (%s)", h.last_rx.code,
+               wolfSSL_alert_desc_string_long(h.last_rx.code));
+        if (h.last_rx.code == 116 /* certificate_required */)
+            t->fail = TG_HSF_NO_CERT;
+        else if (h.last_rx.code == 70 /* protocol_version */)
+            t->fail = TG_HSF_PROTOCOL;
+        return TG_EPEER;
+    }
+    fail = classify(e, &text);
+    refuse(t, fail, "%s", text);
+    if (t->eof && t->fail == TG_HSF_OTHER)
+        t->fail = TG_HSF_CLOSED;
+    return t->fail == TG_HSF_CLOSED ? TG_ECLOSED : TG_EPEER;
+}
+
+int tg_tls_read(struct tg_tls *t, char *dst, size_t cap)
+{
+    int n = wolfSSL_read(t->ssl, dst, cap > INT32_MAX ? INT32_MAX : (int)cap);
+    int e;
+
+    if (n > 0)
+        return n;
+    e = wolfSSL_get_error(t->ssl, n);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+        return TG_EAGAIN;
+    if (e == WOLFSSL_ERROR_ZERO_RETURN || e == ZERO_RETURN)
+        return TG_ECLOSED;
+    if (t->eof && tg_buf_len(&t->cipher_in) == 0 &&
+        (e == SOCKET_ERROR_E || e == SOCKET_PEER_CLOSED_E))
+        return TG_ECLOSED; /* EOF without close_notify: treated as the end of the stream */
+    snprintf(t->why, sizeof(t->why), "%s", wc_GetErrorString(e));
+    return TG_ETLS;
+}
+
+size_t tg_tls_write_room(size_t n)
+{
+    return n + (n / RECORD_MAX + 1) * RECORD_OVERHEAD;
+}
+
+int tg_tls_write(struct tg_tls *t, const char *src, size_t n)
+{
+    int rc = wolfSSL_write(t->ssl, src, (int)n);
+
+    if (rc > 0)
+        return rc;
+    snprintf(t->why, sizeof(t->why), "%s",
+             wc_GetErrorString(wolfSSL_get_error(t->ssl, rc)));
+    return TG_ETLS;
+}
+
+void tg_tls_shutdown(struct tg_tls *t)
+{
+    if (t->shutdown_sent)
+        return;
+    t->shutdown_sent = true;
+    wolfSSL_shutdown(t->ssl);
+}
+
+enum tg_hs_fail tg_tls_fail(const struct tg_tls *t, const char **why)
+{
+    *why = t->why;
+    return t->failed ? t->fail : TG_HSF_OTHER;
+}
+
+const struct tg_peer_info *tg_tls_peer(const struct tg_tls *t)
+{
+    return &t->peer;
+}
+
+const char *tg_tls_version(const struct tg_tls *t)
+{
+    return wolfSSL_get_version(t->ssl);
+}
+
+const char *tg_tls_cipher(const struct tg_tls *t)
+{
+    return wolfSSL_get_cipher_name(t->ssl);
+}
+
+void tg_tls_release_buffers(struct tg_tls *t)
+{
+    tg_buf_release(&t->cipher_in, t->pool);
+    tg_buf_release(&t->cipher_out, t->pool);
+}

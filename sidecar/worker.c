@@ -1,0 +1,175 @@
+/* Worker threads: loop, listeners, generation mailbox, drain and stop. */
+#include "tollgate/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/conn.h"
+#include "tollgate/log.h"
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct tg_worker *w = server->loop->data;
+    const struct tg_listener_def *l = server->data;
+
+    if (status < 0) {
+        tg_warn("%s: accept: %s", l->name, uv_strerror(status));
+        return;
+    }
+    tg_conn_accept(w, l, server);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct tg_worker *w = h->loop->data;
+
+    w->open_listeners--;
+}
+
+static void close_listeners(struct tg_worker *w)
+{
+    for (size_t i = 0; i < w->rt->n_listeners; i++)
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
+            uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct tg_worker *w = a->data;
+    struct tg_gen *next = atomic_exchange(&w->mailbox, NULL);
+
+    if (next != NULL) { /* wake-ups coalesce; only the newest generation matters */
+        tg_gen_unref(w->gen);
+        w->gen = next;
+    }
+    if (atomic_load(&w->drain_requested) && !w->draining) {
+        w->draining = true;
+        close_listeners(w);
+    }
+    if (atomic_load(&w->stop_requested)) {
+        close_listeners(w);
+        /* a closed connection leaves the list only in its last close callback */
+        for (struct tg_conn *c = w->conns; c != NULL; c = c->next)
+            tg_conn_close(c, "error", "shutting down");
+        uv_close((uv_handle_t *)&w->wake, NULL);
+    }
+}
+
+void tg_worker_conn_added(struct tg_worker *w, struct tg_conn *c)
+{
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    atomic_fetch_add_explicit(&w->n_conns, 1, memory_order_relaxed);
+}
+
+void tg_worker_conn_removed(struct tg_worker *w, struct tg_conn *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    atomic_fetch_sub_explicit(&w->n_conns, 1, memory_order_relaxed);
+}
+
+static void run(void *arg)
+{
+    struct tg_worker *w = arg;
+
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* stop: anything still open (none expected) is closed so the loop can end */
+    uv_walk(&w->loop, on_walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime *rt,
+                    struct tg_gen *gen, char *err)
+{
+    size_t block = rt->cfg->buffer_size;
+    int rc;
+
+    memset(w, 0, sizeof(*w));
+    w->index = index;
+    w->rt = rt;
+    atomic_init(&w->mailbox, NULL);
+    atomic_init(&w->drain_requested, false);
+    atomic_init(&w->stop_requested, false);
+    atomic_init(&w->n_conns, 0);
+    /* a TLS record and its overhead must fit any buffer */
+    tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 64);
+    if ((rc = uv_loop_init(&w->loop)) < 0)
+        return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
+    w->loop.data = w;
+    w->listeners = calloc(rt->n_listeners, sizeof(*w->listeners));
+    if (w->listeners == NULL) {
+        rc = tg_err_set(err, TG_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < rt->n_listeners; i++) {
+        if ((rc = tg_listener_bind(&w->loop, &w->listeners[i], rt->listeners[i].listen,
+                                   on_accept, err)) < 0)
+            goto fail;
+        w->listeners[i].data = (void *)&rt->listeners[i];
+        w->open_listeners++;
+    }
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    w->gen = tg_gen_ref(gen);
+    if ((rc = uv_thread_create(&w->thread, run, w)) < 0) {
+        tg_err_set(err, rc, "worker %u: thread: %s", index, uv_strerror(rc));
+        tg_gen_unref(w->gen);
+        w->gen = NULL;
+        uv_close((uv_handle_t *)&w->wake, NULL);
+        goto fail;
+    }
+    return 0;
+fail:
+    uv_walk(&w->loop, on_walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    free(w->listeners);
+    w->listeners = NULL;
+    return rc;
+}
+
+void tg_worker_publish(struct tg_worker *w, struct tg_gen *g)
+{
+    tg_gen_unref(atomic_exchange(&w->mailbox, tg_gen_ref(g)));
+    uv_async_send(&w->wake);
+}
+
+void tg_worker_drain(struct tg_worker *w)
+{
+    atomic_store(&w->drain_requested, true);
+    uv_async_send(&w->wake);
+}
+
+void tg_worker_stop(struct tg_worker *w)
+{
+    atomic_store(&w->stop_requested, true);
+    uv_async_send(&w->wake);
+}
+
+void tg_worker_join(struct tg_worker *w)
+{
+    uv_thread_join(&w->thread);
+    tg_gen_unref(atomic_exchange(&w->mailbox, NULL));
+    tg_gen_unref(w->gen);
+    w->gen = NULL;
+    if (uv_loop_close(&w->loop) != 0)
+        tg_warn("worker %u: loop closed with handles open", w->index);
+    tg_pool_cleanup(&w->pool);
+    free(w->listeners);
+    w->listeners = NULL;
+}
