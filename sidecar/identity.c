@@ -63,7 +63,7 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
     if (rc != 0) {
         wc_FreeDecodedCert(&dc);
         return tg_err_set(err, TG_EPEER, "certificate does not parse: %s",
-                          wc_GetErrorString(rc));
+                          wolfSSL_ERR_reason_error_string((unsigned long)rc));
     }
     while (skip + 1 < (size_t)dc.serialSz && dc.serial[skip] == 0)
         skip++;
@@ -267,7 +267,7 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
                                                 WOLFSSL_FILETYPE_ASN1);
         if (v != 1)
             rc = tg_err_set(err, TG_EINVAL, "leaf does not chain to the trust bundle: %s",
-                            wc_GetErrorString(v));
+                            wolfSSL_ERR_reason_error_string((unsigned long)v));
     }
     for (size_t i = 0; i < n; i++)
         free(der[i]);

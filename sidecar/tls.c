@@ -126,7 +126,7 @@ static int refuse(struct tg_tls *t, enum tg_hs_fail why, const char *fmt, ...)
 
 static enum tg_hs_fail classify(int wolf_err, const char **text)
 {
-    *text = wc_GetErrorString(wolf_err);
+    *text = wolfSSL_ERR_reason_error_string((unsigned long)wolf_err);
     switch (wolf_err) {
     case ASN_AFTER_DATE_E:
         return TG_HSF_EXPIRED;
@@ -408,7 +408,7 @@ int tg_tls_read(struct tg_tls *t, char *dst, size_t cap)
     if (t->eof && tg_buf_len(&t->cipher_in) == 0 &&
         (e == SOCKET_ERROR_E || e == SOCKET_PEER_CLOSED_E))
         return TG_ECLOSED; /* EOF without close_notify: treated as the end of the stream */
-    snprintf(t->why, sizeof(t->why), "%s", wc_GetErrorString(e));
+    snprintf(t->why, sizeof(t->why), "%s", wolfSSL_ERR_reason_error_string((unsigned long)e));
     return TG_ETLS;
 }
 
@@ -424,7 +424,7 @@ int tg_tls_write(struct tg_tls *t, const char *src, size_t n)
     if (rc > 0)
         return rc;
     snprintf(t->why, sizeof(t->why), "%s",
-             wc_GetErrorString(wolfSSL_get_error(t->ssl, rc)));
+             wolfSSL_ERR_reason_error_string((unsigned long)wolfSSL_get_error(t->ssl, rc)));
     return TG_ETLS;
 }
 
