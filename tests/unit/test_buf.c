@@ -1,0 +1,89 @@
+/* buf.c: fixed buffers whose storage comes from a pool only while they hold bytes. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/buf.h"
+
+START_TEST(test_buf_storage_comes_and_goes_with_bytes)
+{
+    struct tg_pool p;
+    struct tg_buf b = {0};
+
+    tg_pool_init(&p, 64, 4);
+    ck_assert_uint_eq(tg_buf_room(&b), 0);
+    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    ck_assert_uint_eq(tg_buf_room(&b), 64);
+    ck_assert_uint_eq(p.n_out, 1);
+    memcpy(tg_buf_tail(&b), "abcdef", 6);
+    tg_buf_commit(&b, 6);
+    tg_buf_release(&b, &p); /* not empty: kept */
+    ck_assert_ptr_nonnull(b.data);
+    tg_buf_consume(&b, 6);
+    ck_assert_uint_eq(b.head, 0); /* empty starts again at the front */
+    tg_buf_release(&b, &p);
+    ck_assert_ptr_null(b.data);
+    ck_assert_uint_eq(p.n_out, 0);
+    ck_assert_uint_eq(p.n_free, 1); /* kept for reuse */
+    tg_pool_cleanup(&p);
+    ck_assert_uint_eq(p.n_free, 0);
+}
+END_TEST
+
+START_TEST(test_buf_moves_bytes_only_when_allowed)
+{
+    struct tg_pool p;
+    struct tg_buf b = {0};
+
+    tg_pool_init(&p, 16, 1);
+    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    memcpy(tg_buf_tail(&b), "0123456789abcdef", 16);
+    tg_buf_commit(&b, 16);
+    tg_buf_consume(&b, 10);
+    ck_assert_uint_eq(tg_buf_room(&b), 0);
+    ck_assert_int_eq(tg_buf_reserve(&b, &p, false), 0); /* a write is in flight: no move */
+    ck_assert_uint_eq(tg_buf_room(&b), 0);
+    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    ck_assert_uint_eq(tg_buf_room(&b), 10);
+    ck_assert_uint_eq(tg_buf_len(&b), 6);
+    ck_assert_mem_eq(tg_buf_data(&b), "abcdef", 6);
+    tg_buf_drop(&b, &p);
+    ck_assert_ptr_null(b.data);
+    tg_pool_cleanup(&p);
+}
+END_TEST
+
+START_TEST(test_pool_keeps_at_most_max_free)
+{
+    struct tg_pool p;
+    struct tg_buf b[5] = {0};
+
+    tg_pool_init(&p, 32, 2);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(tg_buf_reserve(&b[i], &p, true), 0);
+    ck_assert_uint_eq(p.n_out, 5);
+    for (int i = 0; i < 5; i++)
+        tg_buf_release(&b[i], &p);
+    ck_assert_uint_eq(p.n_out, 0);
+    ck_assert_uint_eq(p.n_free, 2);
+    tg_pool_cleanup(&p);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("buf");
+    TCase *tc = tcase_create("buf");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, test_buf_storage_comes_and_goes_with_bytes);
+    tcase_add_test(tc, test_buf_moves_bytes_only_when_allowed);
+    tcase_add_test(tc, test_pool_keeps_at_most_max_free);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
