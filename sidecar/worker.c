@@ -107,7 +107,7 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     atomic_init(&w->stop_requested, false);
     atomic_init(&w->n_conns, 0);
     /* a TLS record and its overhead must fit any buffer */
-    tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 64);
+    tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 16);
     if ((rc = uv_loop_init(&w->loop)) < 0)
         return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
     w->loop.data = w;
