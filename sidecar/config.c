@@ -47,6 +47,11 @@ enum kind {
     K_DOMAINS,  /* struct tg_strlist of trust domain names */
     K_INBOUND,  /* the inbound listener list */
     K_OUTBOUND, /* the outbound listener list */
+    K_MODE,     /* enum tg_inbound_mode */
+    K_OUTSIDE,  /* bool mesh_refuse_outside: "passthrough" or "refuse" */
+    K_DESTS,    /* the mesh destination list */
+    K_CIDR,     /* struct tg_mesh_dest's net and prefix: an address or address/prefix */
+    K_PORT,     /* uint16_t, 1..65535 */
 };
 
 struct field {
@@ -61,6 +66,7 @@ struct field {
 #define CFG(m) offsetof(struct tg_config, m)
 #define IN(m) offsetof(struct tg_inbound_cfg, m)
 #define OUT(m) offsetof(struct tg_outbound_cfg, m)
+#define DEST(m) offsetof(struct tg_mesh_dest, m)
 
 static const struct field identity_fields[] = {
     {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .required = true},
@@ -84,6 +90,19 @@ static const struct field timeout_fields[] = {
     {.key = NULL},
 };
 
+static const struct field mesh_fields[] = {
+    {.key = "outside", .kind = K_OUTSIDE, .off = CFG(mesh_refuse_outside)},
+    {.key = "destinations", .kind = K_DESTS},
+    {.key = NULL},
+};
+
+static const struct field dest_fields[] = {
+    {.key = "address", .kind = K_CIDR, .off = 0, .required = true},
+    {.key = "port", .kind = K_PORT, .off = DEST(port)},
+    {.key = "expect", .kind = K_IDS, .off = DEST(expect), .required = true, .min = 1},
+    {.key = NULL},
+};
+
 static const struct field top_fields[] = {
     {.key = "admin", .kind = K_LISTEN, .off = CFG(admin)},
     {.key = "workers", .kind = K_UINT, .off = CFG(workers), .min = 0, .max = 256},
@@ -99,13 +118,16 @@ static const struct field top_fields[] = {
     {.key = "timeouts", .kind = K_MAP, .sub = timeout_fields},
     {.key = "inbound", .kind = K_INBOUND},
     {.key = "outbound", .kind = K_OUTBOUND},
+    {.key = "mesh", .kind = K_MAP, .sub = mesh_fields},
     {.key = NULL},
 };
 
 static const struct field inbound_fields[] = {
     {.key = "name", .kind = K_NAME, .off = IN(name)},
     {.key = "listen", .kind = K_LISTEN, .off = IN(listen), .required = true},
-    {.key = "upstream", .kind = K_ADDR, .off = IN(upstream), .required = true},
+    {.key = "upstream", .kind = K_ADDR, .off = IN(upstream)},
+    {.key = "transparent", .kind = K_BOOL, .off = IN(transparent)},
+    {.key = "mode", .kind = K_MODE, .off = IN(mode)},
     {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
     {.key = NULL},
 };
@@ -113,8 +135,9 @@ static const struct field inbound_fields[] = {
 static const struct field outbound_fields[] = {
     {.key = "name", .kind = K_NAME, .off = OUT(name)},
     {.key = "listen", .kind = K_LISTEN, .off = OUT(listen), .required = true},
-    {.key = "upstream", .kind = K_ADDR, .off = OUT(upstream), .required = true},
-    {.key = "expect", .kind = K_IDS, .off = OUT(expect), .required = true, .min = 1},
+    {.key = "upstream", .kind = K_ADDR, .off = OUT(upstream)},
+    {.key = "transparent", .kind = K_BOOL, .off = OUT(transparent)},
+    {.key = "expect", .kind = K_IDS, .off = OUT(expect), .min = 1},
     {.key = "sni", .kind = K_SNI, .off = OUT(sni)},
     {.key = NULL},
 };
@@ -125,6 +148,8 @@ _Static_assert(TG_NELEM(identity_fields) <= MAX_FIELDS, "identity_fields");
 _Static_assert(TG_NELEM(inbound_fields) <= MAX_FIELDS, "inbound_fields");
 _Static_assert(TG_NELEM(outbound_fields) <= MAX_FIELDS, "outbound_fields");
 _Static_assert(TG_NELEM(timeout_fields) <= MAX_FIELDS, "timeout_fields");
+_Static_assert(TG_NELEM(mesh_fields) <= MAX_FIELDS, "mesh_fields");
+_Static_assert(TG_NELEM(dest_fields) <= MAX_FIELDS, "dest_fields");
 
 struct parse {
     yaml_parser_t yp;
@@ -659,6 +684,101 @@ static int parse_strlist(struct parse *ps, const char *path, const struct field 
 
 static int walk_map(struct parse *ps, const char *path, const struct field *fields, void *obj);
 
+/* A listener has an upstream, or is transparent (captured traffic), never both. */
+static int check_upstream(struct parse *ps, size_t line, const char *path, bool transparent,
+                          const struct tg_addr *upstream)
+{
+    char key[KEYPATH];
+
+    join(key, path, "upstream");
+    if (transparent && upstream->len > 0)
+        return fail(ps, line, key, "not with transparent: true (the original destination is "
+                                   "used)");
+    if (!transparent && upstream->len == 0)
+        return fail(ps, line, key, "missing (required unless transparent: true)");
+    return 0;
+}
+
+/* mesh.destinations: a list of mappings, each counted as soon as allocated. */
+static int parse_destinations(struct parse *ps, const char *path)
+{
+    struct tg_config *c = ps->c;
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list of destinations");
+    for (;;) {
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        keypath(item, "%s[%zu]", path, c->n_dests);
+        if (ps->ev.type != YAML_MAPPING_START_EVENT)
+            return wrong_type(ps, item, "a mapping (address:, port:, expect:)");
+        if (c->n_dests == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d destinations", MAX_ITEMS);
+        if (c->n_dests == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            struct tg_mesh_dest *na = realloc(c->dests, ncap * sizeof(*na));
+
+            if (na == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            c->dests = na;
+            cap = ncap;
+        }
+        memset(&c->dests[c->n_dests], 0, sizeof(c->dests[0]));
+        c->n_dests++;
+        ps->key_line = line_of(ps);
+        if ((rc = walk_map(ps, item, dest_fields, &c->dests[c->n_dests - 1])) < 0)
+            return rc;
+    }
+}
+
+/* "10.0.0.0/8", "10.1.2.3" (a /32), "fd00::/8", "::1". Host bits must be zero. */
+static int parse_cidr(const char *v, struct tg_mesh_dest *d, char *why)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(v, '/');
+    size_t hlen = slash ? (size_t)(slash - v) : strlen(v);
+    unsigned char *bytes;
+    unsigned max, prefix;
+    uint64_t p;
+
+    if (hlen == 0 || hlen >= sizeof(host))
+        return tg_err_set(why, TG_EINVAL, "\"%.40s\" is not an address or CIDR", v);
+    memcpy(host, v, hlen);
+    host[hlen] = '\0';
+    memset(&d->net, 0, sizeof(d->net));
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&d->net)->sin_addr) == 1) {
+        d->net.ss_family = AF_INET;
+        bytes = (unsigned char *)&((struct sockaddr_in *)&d->net)->sin_addr;
+        max = 32;
+    } else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&d->net)->sin6_addr) == 1) {
+        d->net.ss_family = AF_INET6;
+        bytes = (unsigned char *)&((struct sockaddr_in6 *)&d->net)->sin6_addr;
+        max = 128;
+    } else {
+        return tg_err_set(why, TG_EINVAL, "\"%.40s\" is not an address or CIDR", v);
+    }
+    prefix = max;
+    if (slash != NULL) {
+        if (!parse_u64(slash + 1, strlen(slash + 1), &p) || p > max)
+            return tg_err_set(why, TG_EINVAL, "\"%.40s\": prefix length must be 0..%u", v, max);
+        prefix = (unsigned)p;
+    }
+    for (unsigned bit = prefix; bit < max; bit++)
+        if (bytes[bit / 8] & (0x80 >> (bit % 8)))
+            return tg_err_set(why, TG_EINVAL, "\"%.40s\" has host bits set beyond /%u", v,
+                              prefix);
+    d->prefix = prefix;
+    snprintf(d->text, sizeof(d->text), "%s", v);
+    return 0;
+}
+
 /* inbound: or outbound:, a list of mappings. Each listener is counted in the config as soon
  * as it is allocated, so tg_config_free() frees a half-read one. */
 static int parse_listeners(struct parse *ps, const char *path, bool inbound)
@@ -709,9 +829,25 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
                            arr + (*n - 1) * size)) < 0)
             return rc;
         if (inbound) {
+            const struct tg_inbound_cfg *l = &c->inbound[*n - 1];
+
+            if ((rc = check_upstream(ps, item_line, item, l->transparent, &l->upstream)) < 0)
+                return rc;
             name = &c->inbound[*n - 1].name;
             listen_text = c->inbound[*n - 1].listen.text;
         } else {
+            const struct tg_outbound_cfg *l = &c->outbound[*n - 1];
+            char key[KEYPATH];
+
+            if ((rc = check_upstream(ps, item_line, item, l->transparent, &l->upstream)) < 0)
+                return rc;
+            if (!l->transparent && l->expect.n == 0)
+                return fail(ps, item_line, join(key, item, "expect"),
+                            "missing (required unless transparent: true)");
+            if (l->transparent && l->expect.n > 0)
+                return fail(ps, item_line, join(key, item, "expect"),
+                            "not with transparent: true (mesh.destinations says who serves "
+                            "each address)");
             name = &c->outbound[*n - 1].name;
             listen_text = c->outbound[*n - 1].listen.text;
         }
@@ -748,6 +884,8 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
     case K_INBOUND:
     case K_OUTBOUND:
         return parse_listeners(ps, path, f->kind == K_INBOUND);
+    case K_DESTS:
+        return parse_destinations(ps, path);
     case K_IDS:
     case K_DOMAINS:
         return parse_strlist(ps, path, f, dst);
@@ -830,6 +968,30 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         if (u == 0)
             return fail(ps, line_of(ps), path, "must be more than 0");
         *(uint64_t *)dst = u;
+        return 0;
+    case K_MODE:
+        if (strcmp(v, "strict") == 0 || strcmp(v, "permissive") == 0) {
+            *(enum tg_inbound_mode *)dst =
+                strcmp(v, "strict") == 0 ? TG_MODE_STRICT : TG_MODE_PERMISSIVE;
+            return 0;
+        }
+        return fail(ps, line_of(ps), path, "%s is not a mode (want strict or permissive)",
+                    show(shown, v));
+    case K_OUTSIDE:
+        if (strcmp(v, "passthrough") == 0 || strcmp(v, "refuse") == 0) {
+            *(bool *)dst = strcmp(v, "refuse") == 0;
+            return 0;
+        }
+        return fail(ps, line_of(ps), path, "%s is not passthrough or refuse", show(shown, v));
+    case K_CIDR:
+        if (parse_cidr(v, dst, why) < 0)
+            return fail(ps, line_of(ps), path, "%s", why);
+        return 0;
+    case K_PORT:
+        if (quoted(ps) || !parse_u64(v, strlen(v), &u) || u < 1 || u > 65535)
+            return fail(ps, line_of(ps), path, "%s is not a port (want 1..65535)",
+                        show(shown, v));
+        *(uint16_t *)dst = (uint16_t)u;
         return 0;
     case K_TLSVER:
         if (strcmp(v, "1.3") == 0 || strcmp(v, "1.2") == 0) {
@@ -1102,6 +1264,9 @@ void tg_config_free(struct tg_config *c)
         free(c->outbound[i].sni);
         strlist_free(&c->outbound[i].expect);
     }
+    for (size_t i = 0; i < c->n_dests; i++)
+        strlist_free(&c->dests[i].expect);
+    free(c->dests);
     free(c->inbound);
     free(c->outbound);
     strlist_free(&c->trust_domains);

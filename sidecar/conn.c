@@ -8,7 +8,12 @@
 #include <sys/time.h>
 
 #include "tollgate/accesslog.h"
+#include "tollgate/intercept.h"
 #include "tollgate/log.h"
+
+/* A permissive port waits this long for a client's first bytes; a client that sends
+ * nothing speaks second (SMTP, MySQL, ...) and goes to the app in plain text. */
+#define PEEK_WINDOW_MS 1000
 
 static void start_connect(struct tg_conn *c);
 
@@ -51,9 +56,12 @@ static void on_timer(uv_timer_t *t)
     uint64_t idle;
 
     switch (c->state) {
+    case TG_CONN_PEEK:
+        tg_conn_peek_step(c);
+        return;
     case TG_CONN_CONNECT:
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
-        tg_conn_close(c, "error", "upstream %s: connect timed out", c->l->upstream->text);
+        tg_conn_close(c, "error", "upstream %s: connect timed out", c->upstream.text);
         return;
     case TG_CONN_HANDSHAKE:
         tg_counter_add(&c->stats->hs_failed[TG_HSF_TIMEOUT], 1);
@@ -95,7 +103,7 @@ static void on_handle_closed(uv_handle_t *h)
         e.direction = c->l->inbound ? "inbound" : "outbound";
         e.peer = c->peer_addr;
         e.peer_id = peer != NULL ? peer->id : NULL;
-        e.upstream = c->l->upstream->text;
+        e.upstream = c->upstream.text;
         e.tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
         e.cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
         e.serial = peer != NULL && peer->id != NULL ? peer->serial : NULL;
@@ -144,9 +152,12 @@ void tg_conn_touch(struct tg_conn *c)
 static void flush_tls_now(struct tg_conn *c)
 {
     struct tg_side *s = c->l->inbound ? &c->down : &c->up;
-    struct tg_buf *out = tg_tls_cipher_out(c->tls);
+    struct tg_buf *out;
     uv_buf_t b;
 
+    if (c->tls == NULL)
+        return;
+    out = tg_tls_cipher_out(c->tls);
     if (!s->open || s->writing > 0 || tg_buf_len(out) == 0)
         return;
     b = uv_buf_init(tg_buf_data(out), (unsigned)tg_buf_len(out));
@@ -199,12 +210,12 @@ static void on_connect(uv_connect_t *req, int status)
             tg_tls_shutdown(c->tls); /* the client sees a clean close_notify */
             flush_tls_now(c);
         }
-        tg_conn_close(c, "error", "upstream %s: %s", c->l->upstream->text, uv_strerror(status));
+        tg_conn_close(c, "error", "upstream %s: %s", c->upstream.text, uv_strerror(status));
         return;
     }
     c->up.connected = true;
     uv_tcp_nodelay(&c->up.tcp, 1);
-    if (c->l->inbound) {
+    if (c->l->inbound || c->tls == NULL) {
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);
         arm_timer(c, c->w->rt->cfg->idle_timeout_ms);
@@ -230,12 +241,124 @@ static void start_connect(struct tg_conn *c)
     c->up.open = true;
     c->open_handles++;
     c->creq.data = c;
-    rc = uv_tcp_connect(&c->creq, &c->up.tcp, (const struct sockaddr *)&c->l->upstream->ss,
+    rc = uv_tcp_connect(&c->creq, &c->up.tcp, (const struct sockaddr *)&c->upstream.ss,
                         on_connect);
     if (rc < 0) {
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
-        tg_conn_close(c, "error", "upstream %s: %s", c->l->upstream->text, uv_strerror(rc));
+        tg_conn_close(c, "error", "upstream %s: %s", c->upstream.text, uv_strerror(rc));
     }
+}
+
+static void set_upstream(struct tg_conn *c, const struct sockaddr_storage *ss)
+{
+    c->upstream.ss = *ss;
+    c->upstream.len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in);
+    format_addr(ss, c->upstream.text, sizeof(c->upstream.text));
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/* Decides where the connection goes and whether it is mTLS: a fixed upstream, or for a
+ * captured connection its original destination (inbound: the app on loopback at the same
+ * port; outbound: the mesh table's expected servers, or plain text / refusal outside the
+ * mesh). Makes the TLS session when there is one. Closes c and returns -1 on refusal. */
+static int route(struct tg_conn *c)
+{
+    const struct tg_listener_def *l = c->l;
+    struct sockaddr_storage orig;
+    uv_os_fd_t fd;
+    int rc;
+
+    c->rule = l->rule;
+    if (!l->transparent) {
+        c->upstream = *l->upstream;
+    } else {
+        if (uv_fileno((uv_handle_t *)&c->down.tcp, &fd) < 0 ||
+            (rc = tg_intercept_original_dst(fd, &orig)) < 0) {
+            tg_counter_add(&c->stats->refused_capture, 1);
+            tg_conn_close(c, "refused", "no original destination (not a redirected "
+                                        "connection)");
+            return -1;
+        }
+        if (port_of(&orig) == port_of(&l->listen->ss)) {
+            tg_counter_add(&c->stats->refused_capture, 1);
+            tg_conn_close(c, "refused", "loop: original destination is our own port %u",
+                          port_of(&orig));
+            return -1;
+        }
+        if (l->inbound) {
+            struct sockaddr_storage app;
+
+            memset(&app, 0, sizeof(app));
+            if (orig.ss_family == AF_INET6)
+                uv_ip6_addr("::1", port_of(&orig), (struct sockaddr_in6 *)&app);
+            else
+                uv_ip4_addr("127.0.0.1", port_of(&orig), (struct sockaddr_in *)&app);
+            set_upstream(c, &app);
+        } else {
+            const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &orig);
+
+            set_upstream(c, &orig);
+            if (d == NULL && c->gen->mesh.refuse_outside) {
+                tg_counter_add(&c->stats->refused_capture, 1);
+                tg_conn_close(c, "refused", "outside_mesh: %s is not a mesh destination",
+                              c->upstream.text);
+                return -1;
+            }
+            if (d == NULL)
+                return 0; /* passthrough in plain text */
+            c->rule.ids = &d->expect;
+        }
+    }
+    rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->pool, &c->rule,
+                    &c->tls);
+    if (rc < 0) {
+        tg_conn_close(c, "error", "TLS session: %s", tg_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+void tg_conn_peek_step(struct tg_conn *c)
+{
+    struct tg_buf *in = tg_tls_cipher_in(c->tls);
+    bool timed_out = uv_timer_get_due_in(&c->timer) == 0;
+    enum tg_peek p = tg_intercept_peek((const uint8_t *)tg_buf_data(in), tg_buf_len(in));
+
+    if (p == TG_PEEK_MORE && !timed_out && !c->down.tcp_eof && tg_buf_room(in) > 0) {
+        tg_pipe_progress(c);
+        return;
+    }
+    if (p == TG_PEEK_MESH) {
+        c->state = TG_CONN_HANDSHAKE;
+        arm_timer(c, c->w->rt->cfg->handshake_timeout_ms);
+        tg_conn_handshake_step(c);
+        return;
+    }
+    /* plain text for the app: what arrived so far moves to the downstream direction */
+    if (tg_buf_len(in) > 0) {
+        if (tg_buf_reserve(&c->dir[0].buf, &c->w->pool, true) < 0) {
+            tg_conn_close(c, "error", "out of memory");
+            return;
+        }
+        memcpy(tg_buf_tail(&c->dir[0].buf), tg_buf_data(in), tg_buf_len(in));
+        tg_buf_commit(&c->dir[0].buf, tg_buf_len(in));
+        c->bytes_received += tg_buf_len(in);
+        tg_counter_add(&c->stats->bytes_received, tg_buf_len(in));
+        tg_buf_consume(in, tg_buf_len(in));
+    }
+    c->dir[0].eof = c->down.tcp_eof;
+    tg_tls_free(c->tls);
+    c->tls = NULL;
+    c->down.tls = false;
+    c->down.wbuf = &c->dir[1].buf;
+    tg_counter_add(&c->stats->plaintext, 1);
+    start_connect(c);
 }
 
 static void init_side(struct tg_conn *c, struct tg_side *s, bool tls)
@@ -286,14 +409,25 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&ss, &len) == 0)
         format_addr(&ss, c->peer_addr, sizeof(c->peer_addr));
     uv_tcp_nodelay(&c->down.tcp, 1);
-    rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &w->pool, &l->rule, &c->tls);
-    if (rc < 0) {
-        tg_conn_close(c, "error", "TLS session: %s", tg_strerror(rc));
+    if (route(c) < 0)
+        return;
+    if (c->tls == NULL) { /* plain-text passthrough */
+        c->down.tls = c->up.tls = false;
+        c->down.wbuf = &c->dir[1].buf;
+        c->up.wbuf = &c->dir[0].buf;
+        tg_counter_add(&c->stats->plaintext, 1);
+        start_connect(c);
         return;
     }
     /* Writes to the TLS side come from TLS; to the plain side, from the direction's buffer. */
     c->down.wbuf = l->inbound ? tg_tls_cipher_out(c->tls) : &c->dir[1].buf;
     c->up.wbuf = l->inbound ? &c->dir[0].buf : tg_tls_cipher_out(c->tls);
+    if (l->inbound && l->mode == TG_MODE_PERMISSIVE) {
+        c->state = TG_CONN_PEEK;
+        arm_timer(c, PEEK_WINDOW_MS);
+        tg_pipe_progress(c); /* reads the first bytes into the TLS input buffer */
+        return;
+    }
     if (l->inbound) {
         c->state = TG_CONN_HANDSHAKE;
         arm_timer(c, w->rt->cfg->handshake_timeout_ms);

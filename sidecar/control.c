@@ -154,7 +154,7 @@ static char *on_admin_config_dump(void *arg, size_t *len)
         fprintf(f, ",\"direction\":\"%s\",\"listen\":", l->inbound ? "inbound" : "outbound");
         json_str(f, l->listen->text);
         fputs(",\"upstream\":", f);
-        json_str(f, l->upstream->text);
+        json_str(f, l->transparent ? "original destination" : l->upstream->text);
         fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
         for (size_t j = 0; j < l->rule.ids->n; j++) {
             if (j)
@@ -274,14 +274,17 @@ static int make_listeners(struct control *ctl)
 
             l->name = in->name;
             l->listen = &in->listen;
-            l->upstream = &in->upstream;
+            l->upstream = in->transparent ? NULL : &in->upstream;
+            l->transparent = in->transparent;
+            l->mode = in->mode;
             l->rule.ids = &in->allow;
         } else {
             const struct tg_outbound_cfg *out = &cfg->outbound[i - cfg->n_inbound];
 
             l->name = out->name;
             l->listen = &out->listen;
-            l->upstream = &out->upstream;
+            l->upstream = out->transparent ? NULL : &out->upstream;
+            l->transparent = out->transparent;
             l->rule.ids = &out->expect;
         }
         ctl->names[i] = l->name;

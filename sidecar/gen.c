@@ -27,6 +27,7 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
     s.server = false;
     if ((rc = tg_tls_ctx_new(g->identity, &s, &g->client, err)) < 0)
         goto fail;
+    g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
     g->id = atomic_fetch_add(&next_id, 1);
     *out = g;
     return 0;

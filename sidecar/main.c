@@ -7,6 +7,7 @@
 #include "tollgate/config.h"
 #include "tollgate/control.h"
 #include "tollgate/gen.h"
+#include "tollgate/iptables.h"
 #include "tollgate/log.h"
 #include "tollgate/tls.h"
 
@@ -14,7 +15,8 @@ static int usage(FILE *f)
 {
     fprintf(f, "usage: tollgate run -c FILE      run the sidecar\n"
                "       tollgate check -c FILE    check a config file and the files it names\n"
-               "       tollgate version          versions, and whether AES-NI is compiled in\n");
+               "       tollgate version          versions, and whether AES-NI is compiled in\n"
+               "       tollgate init-iptables ... capture rules (tollgate init-iptables --help)\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -95,6 +97,8 @@ int main(int argc, char **argv)
         return cmd_run(argc, argv);
     if (strcmp(argv[1], "check") == 0)
         return cmd_check(argc, argv);
+    if (strcmp(argv[1], "init-iptables") == 0)
+        return tg_iptables_main(argc, argv);
     if (strcmp(argv[1], "version") == 0) {
         printf("tollgate %s\n%s\nlibuv %s\n", TG_VERSION, tg_tls_version_text(),
                uv_version_string());

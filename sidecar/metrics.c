@@ -243,6 +243,14 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
     per_listener(&o, m, "tollgate_upstream_connect_failures_total", "counter",
                  "Connections to the upstream that failed.",
                  offsetof(struct tg_listener_stats, upstream_connect_failed));
+    per_listener(&o, m, "tollgate_plaintext_connections_total", "counter",
+                 "Connections passed through in plain text (permissive inbound, or a "
+                 "destination outside the mesh).",
+                 offsetof(struct tg_listener_stats, plaintext));
+    per_listener(&o, m, "tollgate_capture_refused_total", "counter",
+                 "Captured connections refused: outside the mesh, a loop to ourselves, or no "
+                 "original destination.",
+                 offsetof(struct tg_listener_stats, refused_capture));
 
     family(&o, "tollgate_identity_reloads_total", "counter",
            "New identities or trust bundles published.");

@@ -77,7 +77,9 @@ void tg_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                       uv_strerror((int)nread));
         return;
     }
-    if (s->tls && c->state == TG_CONN_HANDSHAKE && !c->handshake_done)
+    if (c->state == TG_CONN_PEEK)
+        tg_conn_peek_step(c);
+    else if (s->tls && c->state == TG_CONN_HANDSHAKE && !c->handshake_done)
         tg_conn_handshake_step(c);
     else
         tg_pipe_progress(c);
@@ -275,7 +277,7 @@ void tg_pipe_progress(struct tg_conn *c)
     for (int i = 0; i < 2; i++)
         if (c->dir[i].dst->writing == 0 || c->dir[i].dst->wbuf != &c->dir[i].buf)
             tg_buf_release(&c->dir[i].buf, pool);
-    if ((c->up.writing == 0 && c->down.writing == 0))
+    if (c->tls != NULL && c->up.writing == 0 && c->down.writing == 0)
         tg_tls_release_buffers(c->tls);
     if (c->dir[0].done && c->dir[1].done && c->up.writing == 0 && c->down.writing == 0)
         tg_conn_close(c, "ok", NULL);

@@ -24,19 +24,37 @@ struct tg_strlist {
     size_t n;
 };
 
+enum tg_inbound_mode {
+    TG_MODE_STRICT,     /* only mTLS */
+    TG_MODE_PERMISSIVE, /* mTLS when a ClientHello offers our ALPN; anything else plain */
+};
+
 struct tg_inbound_cfg {
     char *name;               /* "name:" or "in-<listen>" */
     struct tg_addr listen;    /* mTLS in */
-    struct tg_addr upstream;  /* plain text to the app */
+    struct tg_addr upstream;  /* plain text to the app; len 0 when transparent */
+    bool transparent;         /* captured: the app is 127.0.0.1:<original port> */
+    enum tg_inbound_mode mode; /* default strict */
     struct tg_strlist allow;  /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
 };
 
 struct tg_outbound_cfg {
     char *name;               /* "name:" or "out-<listen>" */
     struct tg_addr listen;    /* plain text in from the app */
-    struct tg_addr upstream;  /* mTLS out */
-    struct tg_strlist expect; /* server SPIFFE IDs accepted; at least one */
+    struct tg_addr upstream;  /* mTLS out; len 0 when transparent */
+    bool transparent;         /* captured: the original destination, looked up in mesh */
+    struct tg_strlist expect; /* server SPIFFE IDs accepted; at least one unless transparent */
     char *sni;                /* optional SNI to send */
+};
+
+/* A mesh destination: where a transparent outbound connection goes decides which server
+ * identities are expected (secure naming). */
+struct tg_mesh_dest {
+    struct sockaddr_storage net; /* family and network address (host bits zero) */
+    unsigned prefix;             /* CIDR prefix length */
+    uint16_t port;               /* 0: any port */
+    struct tg_strlist expect;    /* at least one */
+    char text[64];               /* the address as written */
 };
 
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
@@ -65,6 +83,11 @@ struct tg_config {
     size_t buffer_size;        /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
     bool access_log;           /* default true: one JSON line per connection on stdout */
     enum tg_log_level log_level; /* default info */
+
+    /* mesh: for transparent outbound listeners */
+    bool mesh_refuse_outside;  /* mesh.outside: "refuse"; default "passthrough" (plain) */
+    struct tg_mesh_dest *dests;
+    size_t n_dests;
 
     struct tg_inbound_cfg *inbound;
     size_t n_inbound;

@@ -43,7 +43,12 @@ struct tg_dir {
     uint64_t *bytes;               /* the connection's own count */
 };
 
-enum tg_conn_state { TG_CONN_CONNECT, TG_CONN_HANDSHAKE, TG_CONN_PIPE };
+enum tg_conn_state {
+    TG_CONN_PEEK,      /* permissive inbound: waiting for the first bytes to choose */
+    TG_CONN_CONNECT,   /* upstream connect in progress */
+    TG_CONN_HANDSHAKE, /* TLS handshake in progress */
+    TG_CONN_PIPE,      /* moving bytes */
+};
 
 struct tg_conn {
     struct tg_worker *w;
@@ -53,7 +58,9 @@ struct tg_conn {
     struct tg_side down;
     struct tg_side up;
     struct tg_dir dir[2]; /* [0] down -> up, [1] up -> down */
-    struct tg_tls *tls;
+    struct tg_tls *tls;         /* NULL for a plain-text passthrough */
+    struct tg_addr upstream;    /* where this connection goes */
+    struct tg_tls_peer_rule rule; /* who may be on the TLS side's other end */
     uv_timer_t timer;   /* connect, handshake or idle deadline */
     uv_connect_t creq;
     enum tg_conn_state state;
@@ -91,7 +98,10 @@ void tg_pipe_progress(struct tg_conn *c);
 void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void tg_pipe_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-/* conn.c: the handshake finished (called from pipe.c). */
+/* conn.c: TLS bytes arrived during the handshake (called from pipe.c). */
 void tg_conn_handshake_step(struct tg_conn *c);
+
+/* conn.c: the first bytes of a permissive inbound connection arrived (from pipe.c). */
+void tg_conn_peek_step(struct tg_conn *c);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "tollgate/config.h"
 #include "tollgate/identity.h"
+#include "tollgate/mesh.h"
 #include "tollgate/tls.h"
 
 struct tg_gen {
@@ -18,6 +19,7 @@ struct tg_gen {
     struct tg_identity *identity; /* owned */
     struct tg_tls_ctx *server;   /* inbound handshakes */
     struct tg_tls_ctx *client;   /* outbound handshakes */
+    struct tg_mesh mesh;         /* transparent outbound: destination -> expected servers */
 };
 
 struct tg_gen_input {

@@ -18,9 +18,11 @@
 struct tg_listener_def {
     size_t index; /* into the metrics slots */
     bool inbound; /* mTLS in, plain to upstream; else plain in, mTLS to upstream */
+    bool transparent; /* captured traffic: the original destination decides the upstream */
+    enum tg_inbound_mode mode; /* inbound: strict or permissive */
     const char *name;
     const struct tg_addr *listen;
-    const struct tg_addr *upstream;
+    const struct tg_addr *upstream; /* NULL when transparent */
     struct tg_tls_peer_rule rule; /* inbound: allow list; outbound: expected servers */
 };
 

@@ -41,6 +41,34 @@ static const struct {
      NULL},
     {ID IN1 "tls: {}\ntimeouts: {}\n", NULL},
 
+    /* transparent listeners, inbound modes, mesh destinations */
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, mode: permissive}]\n", NULL},
+    {ID "outbound: [{listen: '127.0.0.1:15001', transparent: true}]\n"
+        "mesh:\n  outside: refuse\n  destinations:\n"
+        "    - {address: 10.0.0.0/8, expect: [spiffe://mesh.local/ns/a/sa/b]}\n"
+        "    - {address: 10.1.2.3, port: 8080, expect: [spiffe://mesh.local/ns/a/sa/c]}\n"
+        "    - {address: 'fd00::/8', expect: [spiffe://mesh.local/ns/a/sa/d]}\n",
+     NULL},
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: '127.0.0.1:1'}]\n",
+     "t.yaml:2: inbound[0].upstream: not with transparent: true"},
+    {ID "outbound: [{listen: '127.0.0.1:15001', transparent: true, expect: "
+        "[spiffe://mesh.local/a]}]\n",
+     "t.yaml:2: outbound[0].expect: not with transparent: true"},
+    {ID IN1 "    mode: lax\n", "t.yaml:5: inbound[0].mode: \"lax\" is not a mode"},
+    {ID OUT1 "mesh: {outside: open}\n", "t.yaml:6: mesh.outside: \"open\" is not passthrough"},
+    {ID OUT1 "mesh: {destinations: [{address: 10.0.0.1/8, expect: [spiffe://m/a]}]}\n",
+     "t.yaml:6: mesh.destinations[0].address: \"10.0.0.1/8\" has host bits set beyond /8"},
+    {ID OUT1 "mesh: {destinations: [{address: 10.0.0.0/33, expect: [spiffe://m/a]}]}\n",
+     "mesh.destinations[0].address: \"10.0.0.0/33\": prefix length must be 0..32"},
+    {ID OUT1 "mesh: {destinations: [{address: example.com, expect: [spiffe://m/a]}]}\n",
+     "mesh.destinations[0].address: \"example.com\" is not an address or CIDR"},
+    {ID OUT1 "mesh: {destinations: [{address: 10.0.0.1, port: 0, expect: [spiffe://m/a]}]}\n",
+     "mesh.destinations[0].port: \"0\" is not a port"},
+    {ID OUT1 "mesh: {destinations: [{address: 10.0.0.1}]}\n",
+     "mesh.destinations[0].expect: missing"},
+    {ID OUT1 "mesh: {destinations: [{address: 10.0.0.1, expect: [spiffe://m/a], x: 1}]}\n",
+     "mesh.destinations[0].x: unknown key"},
+
     /* required keys */
     {OUT1, "t.yaml: identity: missing (required)"},
     {"identity:\n  key: k\n  trust_bundle: b\n" OUT1, "t.yaml:1: identity.cert: missing"},
@@ -50,7 +78,7 @@ static const struct {
     {ID "inbound:\n  - listen: 127.0.0.1:8443\n", "t.yaml:3: inbound[0].upstream: missing"},
     {ID IN1 "  - listen: 127.0.0.1:1\n", "t.yaml:5: inbound[1].upstream: missing"},
     {ID "outbound:\n  - listen: 127.0.0.1:9000\n    upstream: 127.0.0.1:8443\n",
-     "t.yaml:3: outbound[0].expect: missing (required)"},
+     "t.yaml:3: outbound[0].expect: missing (required unless transparent: true)"},
     {ID, "t.yaml: inbound, outbound: no listeners (want at least one)"},
     {ID "inbound: []\noutbound: []\n", "t.yaml: inbound, outbound: no listeners"},
 
