@@ -102,11 +102,11 @@ static void on_handle_closed(uv_handle_t *h)
         e.listener = c->l->name;
         e.direction = c->l->inbound ? "inbound" : "outbound";
         e.peer = c->peer_addr;
-        e.peer_id = peer != NULL ? peer->id : NULL;
+        e.peer_id = peer == NULL ? NULL : peer->id != NULL ? peer->id : peer->claimed;
         e.upstream = c->upstream.text;
         e.tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
         e.cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
-        e.serial = peer != NULL && peer->id != NULL ? peer->serial : NULL;
+        e.serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
         e.bytes_received = c->bytes_received;
         e.bytes_sent = c->bytes_sent;
         e.duration_ms = unix_ms() - c->start_unix_ms;
@@ -193,7 +193,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
     fail = tg_tls_fail(c->tls, &why);
     tg_counter_add(&c->stats->hs_failed[fail], 1);
     tg_info("%s: %s %s refused: %s: %s", c->l->name, c->l->inbound ? "client" : "server",
-            c->peer_addr, tg_hs_fail_name(fail), why);
+            c->l->inbound ? c->peer_addr : c->upstream.text, tg_hs_fail_name(fail), why);
     flush_tls_now(c);
     tg_conn_close(c, "refused", "%s: %s", tg_hs_fail_name(fail), why);
 }

@@ -96,14 +96,15 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
     return 0;
 }
 
-static int read_file(const char *path, char **out, size_t *len, char *err)
+/* what: the config key naming the file, for messages */
+static int read_file(const char *what, const char *path, char **out, size_t *len, char *err)
 {
     FILE *f = fopen(path, "rb");
     char *data = NULL;
     size_t n = 0, cap = 0;
 
     if (f == NULL)
-        return tg_err_set(err, TG_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return tg_err_set(err, TG_EIO, "%s: %s: cannot open: %s", what, path, strerror(errno));
     for (;;) {
         size_t got;
 
@@ -114,7 +115,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err)
             if (cap > MAX_PEM_FILE + 4097) {
                 fclose(f);
                 free(data);
-                return tg_err_set(err, TG_ETOOBIG, "%s: larger than %d bytes", path,
+                return tg_err_set(err, TG_ETOOBIG, "%s: %s: larger than %d bytes", what, path,
                                   MAX_PEM_FILE);
             }
             grown = realloc(data, cap);
@@ -133,7 +134,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err)
     if (ferror(f)) {
         fclose(f);
         free(data);
-        return tg_err_set(err, TG_EIO, "%s: read error", path);
+        return tg_err_set(err, TG_EIO, "%s: %s: read error", what, path);
     }
     fclose(f);
     data[n] = '\0';
@@ -219,14 +220,14 @@ static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
             char why[TG_ERRLEN];
 
             snprintf(why, sizeof(why), "%s", err);
-            return tg_err_set(err, TG_EINVAL, "trust bundle %s: %s", path, why);
+            return tg_err_set(err, TG_EINVAL, "identity.trust_bundle: %s: %s", path, why);
         }
         id->n_roots++;
     }
     if (found < 0)
-        return tg_err_set(err, TG_EINVAL, "trust bundle %s: malformed PEM", path);
+        return tg_err_set(err, TG_EINVAL, "identity.trust_bundle: %s: malformed PEM", path);
     if (id->n_roots == 0)
-        return tg_err_set(err, TG_EINVAL, "trust bundle %s: no certificate", path);
+        return tg_err_set(err, TG_EINVAL, "identity.trust_bundle: %s: no certificate", path);
     return 0;
 }
 
@@ -243,7 +244,7 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
            (found = next_cert(id->chain_pem, id->chain_len, &pos, &der[n], &der_len[n])) == 1)
         n++;
     if (n == 0) {
-        return tg_err_set(err, TG_EINVAL, "certificate %s: no certificate in the file", path);
+        return tg_err_set(err, TG_EINVAL, "identity.cert: %s: no certificate in the file", path);
     }
     rc = tg_cert_inspect(der[0], der_len[0], &id->leaf, err);
     if (rc == 0 && !id->leaf.id_ok)
@@ -275,7 +276,7 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
         char why[TG_ERRLEN];
 
         snprintf(why, sizeof(why), "%s", err);
-        return tg_err_set(err, TG_EINVAL, "certificate %s: %s", path, why);
+        return tg_err_set(err, TG_EINVAL, "identity.cert: %s: %s", path, why);
     }
     return 0;
 }
@@ -290,12 +291,12 @@ static int check_key(struct tg_identity *id, const struct tg_identity_files *f, 
     if (wolfSSL_CTX_use_certificate_chain_buffer_format(
             ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
             WOLFSSL_FILETYPE_PEM) != 1)
-        rc = tg_err_set(err, TG_EINVAL, "certificate %s: not usable", f->cert);
+        rc = tg_err_set(err, TG_EINVAL, "identity.cert: %s: not usable", f->cert);
     else if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)id->key_pem,
                                                (long)id->key_len, WOLFSSL_FILETYPE_PEM) != 1)
-        rc = tg_err_set(err, TG_EINVAL, "key %s: not a PEM private key", f->key);
+        rc = tg_err_set(err, TG_EINVAL, "identity.key: %s: not a PEM private key", f->key);
     else if (wolfSSL_CTX_check_private_key(ctx) != 1)
-        rc = tg_err_set(err, TG_EINVAL, "key %s: does not match certificate %s", f->key,
+        rc = tg_err_set(err, TG_EINVAL, "identity.key: %s: does not match certificate %s", f->key,
                         f->cert);
     wolfSSL_CTX_free(ctx);
     return rc;
@@ -309,11 +310,12 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
 
     if (id == NULL)
         return rc;
-    if ((rc = read_file(f->cert, &id->chain_pem, &id->chain_len, err)) < 0)
+    if ((rc = read_file("identity.cert", f->cert, &id->chain_pem, &id->chain_len, err)) < 0)
         goto fail;
-    if ((rc = read_file(f->key, &id->key_pem, &id->key_len, err)) < 0)
+    if ((rc = read_file("identity.key", f->key, &id->key_pem, &id->key_len, err)) < 0)
         goto fail;
-    if ((rc = read_file(f->bundle, &id->bundle_pem, &id->bundle_len, err)) < 0)
+    if ((rc = read_file("identity.trust_bundle", f->bundle, &id->bundle_pem, &id->bundle_len,
+                        err)) < 0)
         goto fail;
     rc = TG_ENOMEM;
     if ((cm = wolfSSL_CertManagerNew()) == NULL)

@@ -54,7 +54,7 @@ static int cmd_check(int argc, char **argv)
         return rc;
     in.cfg = cfg;
     if (tg_tls_init() < 0 || tg_gen_build(&in, &g, err) < 0) {
-        fprintf(stderr, "tollgate: %s: identity: %s\n", cfg->path, err);
+        fprintf(stderr, "tollgate: %s: %s\n", cfg->path, err);
         tg_config_free(cfg);
         return 1;
     }

@@ -202,6 +202,7 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (store->certs == NULL || store->totalCerts < 1 ||
         tg_cert_inspect(store->certs[0].buffer, store->certs[0].length, &info, err) < 0)
         return refuse(t, TG_HSF_BAD_CERT, "%s certificate: %s", side, err);
+    memcpy(t->peer.serial, info.serial, sizeof(info.serial)); /* for logs, refused or not */
     if (info.is_ca || info.key_cert_sign)
         return refuse(t, TG_HSF_BAD_CERT, "%s leaf is a CA certificate (serial %s)", side,
                       info.serial);
@@ -211,6 +212,7 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (!info.id_ok)
         return refuse(t, TG_HSF_BAD_SPIFFE, "%s certificate (serial %s): %s", side,
                       info.serial, info.id_err);
+    t->peer.claimed = strdup(info.id.id); /* names who was refused, in logs */
     if (!domain_accepted(c, &info.id))
         return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side,
                       info.id.id);
@@ -219,10 +221,10 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (!c->server && !listed(t->rule->ids, &info.id))
         return refuse(t, TG_HSF_UNEXPECTED, "server %s is not an expected identity",
                       info.id.id);
-    t->peer.id = strdup(info.id.id);
+    t->peer.id = t->peer.claimed;
+    t->peer.claimed = NULL;
     if (t->peer.id == NULL)
         return refuse(t, TG_HSF_OTHER, "out of memory");
-    memcpy(t->peer.serial, info.serial, sizeof(info.serial));
     memcpy(t->peer.sha256, info.sha256, sizeof(info.sha256));
     return 1;
 }
@@ -339,6 +341,7 @@ void tg_tls_free(struct tg_tls *t)
     tg_buf_drop(&t->cipher_in, t->pool);
     tg_buf_drop(&t->cipher_out, t->pool);
     free(t->peer.id);
+    free(t->peer.claimed);
     free(t);
 }
 
@@ -378,7 +381,7 @@ int tg_tls_handshake(struct tg_tls *t)
         WOLFSSL_ALERT_HISTORY h;
 
         wolfSSL_get_alert_history(t->ssl, &h);
-        refuse(t, TG_HSF_OTHER, "peer sent alert %d (%s)", h.last_rx.code,
+        refuse(t, TG_HSF_PEER_REFUSED, "peer sent alert %d (%s)", h.last_rx.code,
                wolfSSL_alert_desc_string_long(h.last_rx.code));
         if (h.last_rx.code == 116 /* certificate_required */)
             t->fail = TG_HSF_NO_CERT;

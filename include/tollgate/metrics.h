@@ -24,6 +24,7 @@ enum tg_hs_fail {
     TG_HSF_PROTOCOL,      /* "protocol": version, cipher, malformed TLS */
     TG_HSF_TIMEOUT,       /* "timeout": handshake did not finish in time */
     TG_HSF_CLOSED,        /* "peer_closed": peer went away during the handshake */
+    TG_HSF_PEER_REFUSED,  /* "peer_refused": the peer refused us (sent a fatal alert) */
     TG_HSF_OTHER,         /* "other" */
     TG_HSF_N
 };

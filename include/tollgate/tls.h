@@ -84,7 +84,8 @@ enum tg_hs_fail tg_tls_fail(const struct tg_tls *t, const char **why);
 
 /* The verified peer, after the handshake (fields empty before). */
 struct tg_peer_info {
-    char *id; /* SPIFFE ID, malloc'd; NULL until verified */
+    char *id;      /* SPIFFE ID, malloc'd; NULL until verified */
+    char *claimed; /* a refused peer's SPIFFE ID, for logs only; NULL otherwise */
     char serial[TG_SERIAL_HEX];
     char sha256[TG_SHA256_HEX];
 };
