@@ -1,0 +1,1233 @@
+/* Integration test harness; see harness.h. Runs inside Check's forked test process. */
+#include "harness.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OK_MARKER ".it-ok" /* written by it_teardown: the guardian keeps quiet */
+#define DUMP_TAIL 3000     /* bytes of each log the guardian prints after a failure */
+#define MAX_SUBS 16        /* substrings per line match */
+#define MAX_ARGS 64
+#define PORT_BASE 20000 /* below the ephemeral range (32768-60999): no clash with */
+#define PORT_SPAN 12000 /* the local ports of our own outgoing connections */
+#define HTTP_MAX (4 * 1024 * 1024)
+
+static char dir[PATH_MAX];
+static int guard_fd = -1; /* write end: the guardian sees EOF when every holder is gone */
+static pid_t guard_pid;
+static struct it_proc procs[IT_MAX_PROCS];
+static size_t n_procs;
+static int ports[512];
+static size_t n_ports;
+static unsigned run_seq;
+
+/* ---- fixture ------------------------------------------------------------------------ */
+
+uint64_t it_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void it_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+const char *it_env(const char *name)
+{
+    const char *v = getenv(name);
+
+    ck_assert_msg(v != NULL && v[0] != '\0', "environment variable %s is not set", name);
+    return v;
+}
+
+const char *it_dir(void)
+{
+    return dir;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void dump_tail(const char *name)
+{
+    char path[PATH_MAX * 2];
+    char buf[DUMP_TAIL + 1];
+    struct stat st;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0 && st.st_size > DUMP_TAIL)
+        lseek(fd, st.st_size - DUMP_TAIL, SEEK_SET);
+    n = read(fd, buf, DUMP_TAIL);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    fprintf(stderr, "---- %s (last %zd bytes) ----\n%s%s", name, n, buf,
+            buf[n - 1] == '\n' ? "" : "\n");
+}
+
+/* The guardian: waits for every holder of the pipe's write end to be gone, then cleans. */
+static void guardian(int rfd)
+{
+    char c, marker[PATH_MAX * 2];
+    const char *keep = getenv("IT_KEEP");
+    struct dirent *de;
+    DIR *d;
+
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != rfd)
+            close(fd);
+    for (;;) {
+        ssize_t r = read(rfd, &c, 1);
+
+        if (r == 0 || (r < 0 && errno != EINTR))
+            break;
+    }
+    snprintf(marker, sizeof(marker), "%s/%s", dir, OK_MARKER);
+    if (access(marker, F_OK) != 0 && (d = opendir(dir)) != NULL) {
+        fprintf(stderr, "==== test did not finish cleanly; logs in %s ====\n", dir);
+        while ((de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+
+            if (de->d_name[0] == '.' || l < 4)
+                continue;
+            if (strcmp(de->d_name + l - 4, ".err") == 0 || strcmp(de->d_name + l - 4, ".out") == 0)
+                dump_tail(de->d_name);
+        }
+        closedir(d);
+    }
+    if (keep != NULL && keep[0] == '1') {
+        fprintf(stderr, "IT_KEEP: kept %s\n", dir);
+        _exit(0);
+    }
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    _exit(0);
+}
+
+void it_setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    int p[2];
+
+    signal(SIGPIPE, SIG_IGN);
+    n_procs = 0;
+    n_ports = 0;
+    snprintf(dir, sizeof(dir), "%s/tg-it-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
+    ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+    ck_assert_msg(chdir(dir) == 0, "chdir %s: %s", dir, strerror(errno));
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    guard_pid = fork();
+    ck_assert_msg(guard_pid >= 0, "fork: %s", strerror(errno));
+    if (guard_pid == 0) {
+        setpgid(0, 0); /* out of the test's group, which Check kills when the test ends */
+        close(p[1]);
+        guardian(p[0]);
+    }
+    close(p[0]);
+    guard_fd = p[1];
+}
+
+void it_teardown(void)
+{
+    char bad[1024] = "";
+    char marker[PATH_MAX * 2];
+    size_t blen = 0;
+
+    for (size_t i = n_procs; i-- > 0;) {
+        struct it_proc *p = &procs[i];
+        int st = it_stop(p, 5000);
+
+        if (p->must_exit_0 && st != 0 && blen < sizeof(bad) - 100)
+            blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen, " %s exited %d;", p->name, st);
+    }
+    if (chdir("/") != 0)
+        perror("chdir /");
+    if (bad[0] == '\0') {
+        snprintf(marker, sizeof(marker), "%s/%s", dir, OK_MARKER);
+        close(open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    }
+    close(guard_fd);
+    guard_fd = -1;
+    for (uint64_t end = it_now_ms() + 10000; it_now_ms() < end;) {
+        if (waitpid(guard_pid, NULL, WNOHANG) != 0)
+            break;
+        it_sleep_ms(10);
+    }
+    ck_assert_msg(bad[0] == '\0', "processes did not stop cleanly:%s", bad);
+}
+
+/* ---- processes ---------------------------------------------------------------------- */
+
+static void proc_paths(struct it_proc *p, const char *name)
+{
+    memset(p, 0, sizeof(*p));
+    p->stdin_fd = -1;
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    snprintf(p->out_path, sizeof(p->out_path), "%s/%s.out", dir, name);
+    snprintf(p->err_path, sizeof(p->err_path), "%s/%s.err", dir, name);
+}
+
+/* In the child, right after fork: die with the test process, whatever happens to it. */
+static void child_init(pid_t parent)
+{
+    sigset_t none;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void spawn_into(struct it_proc *p, const char *name, const char *const argv[],
+                       enum it_stdin in)
+{
+    int pin[2] = {-1, -1};
+    int outfd, errfd;
+    pid_t parent = getpid();
+
+    proc_paths(p, name);
+    if (in == IT_STDIN_PIPE)
+        ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
+    outfd = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    errfd = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_msg(outfd >= 0 && errfd >= 0, "open %s: %s", p->out_path, strerror(errno));
+    p->pid = fork();
+    ck_assert_msg(p->pid >= 0, "fork: %s", strerror(errno));
+    if (p->pid == 0) {
+        int infd = in == IT_STDIN_PIPE ? pin[0] : open("/dev/null", O_RDONLY);
+
+        child_init(parent);
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(infd, 0) < 0 || dup2(outfd, 1) < 0 || dup2(errfd, 2) < 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(outfd);
+    close(errfd);
+    if (in == IT_STDIN_PIPE) {
+        close(pin[0]);
+        p->stdin_fd = pin[1];
+    }
+}
+
+static struct it_proc *new_proc(void)
+{
+    ck_assert_msg(n_procs < IT_MAX_PROCS, "more than %d processes", IT_MAX_PROCS);
+    return &procs[n_procs++];
+}
+
+struct it_proc *it_spawn(const char *name, const char *const argv[], enum it_stdin in)
+{
+    struct it_proc *p = new_proc();
+
+    spawn_into(p, name, argv, in);
+    return p;
+}
+
+int it_wait(struct it_proc *p, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    int st;
+
+    if (p->pid == 0)
+        return p->status;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+
+        if (r == p->pid) {
+            p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            p->pid = 0;
+            if (p->stdin_fd >= 0)
+                close(p->stdin_fd);
+            p->stdin_fd = -1;
+            return p->status;
+        }
+        if (r < 0 && errno != EINTR) {
+            p->status = -1;
+            p->pid = 0;
+            return -1;
+        }
+        if (it_now_ms() >= end)
+            return -1;
+        it_sleep_ms(5);
+    }
+}
+
+int it_stop(struct it_proc *p, int timeout_ms)
+{
+    int st;
+
+    if (p->pid == 0)
+        return p->status;
+    kill(p->pid, SIGTERM);
+    st = it_wait(p, timeout_ms);
+    if (st >= 0 || p->pid == 0)
+        return st;
+    kill(p->pid, SIGKILL);
+    return it_wait(p, 5000);
+}
+
+const char *it_openssl(void)
+{
+    const char *env = getenv("OPENSSL");
+
+    if (env != NULL && env[0] != '\0')
+        return env;
+    if (access("/usr/bin/openssl", X_OK) == 0)
+        return "/usr/bin/openssl";
+    ck_assert_msg(access("/usr/local/bin/openssl", X_OK) == 0, "no openssl CLI found");
+    return "/usr/local/bin/openssl";
+}
+
+int it_run(const char *const argv[], const char *input, int timeout_ms, char **out, char **err)
+{
+    struct it_proc p;
+    char name[32];
+    int st;
+
+    snprintf(name, sizeof(name), ".run-%u", run_seq++);
+    spawn_into(&p, name, argv, input != NULL ? IT_STDIN_PIPE : IT_STDIN_NULL);
+    if (input != NULL) {
+        it_send_all(p.stdin_fd, input, strlen(input)); /* a pipe: send falls back below */
+        close(p.stdin_fd);
+        p.stdin_fd = -1;
+    }
+    st = it_wait(&p, timeout_ms);
+    if (st < 0) {
+        it_stop(&p, 1000);
+        st = -1;
+    }
+    if (out != NULL)
+        *out = it_read_file(p.out_path, NULL);
+    if (err != NULL)
+        *err = it_read_file(p.err_path, NULL);
+    return st;
+}
+
+/* ---- files -------------------------------------------------------------------------- */
+
+static void write_to(const char *path, const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    int n = vasprintf(&text, fmt, ap);
+    FILE *f;
+
+    ck_assert_msg(n >= 0, "vasprintf");
+    f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
+    ck_assert_msg(fwrite(text, 1, (size_t)n, f) == (size_t)n && fclose(f) == 0, "write %s", path);
+    free(text);
+}
+
+void it_write_file(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    write_to(name, fmt, ap);
+    va_end(ap);
+}
+
+void it_replace_file(const char *name, const char *fmt, ...)
+{
+    char tmp[PATH_MAX];
+    va_list ap;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    va_start(ap, fmt);
+    write_to(tmp, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(rename(tmp, name) == 0, "rename %s: %s", tmp, strerror(errno));
+}
+
+char *it_read_file(const char *name, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf;
+    ssize_t r;
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return NULL;
+    buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    while ((r = read(fd, buf + n, cap - n - 1)) > 0) {
+        n += (size_t)r;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    return buf;
+}
+
+bool it_file_contains(const char *name, const char *needle)
+{
+    char *text = it_read_file(name, NULL);
+    bool found = text != NULL && strstr(text, needle) != NULL;
+
+    free(text);
+    return found;
+}
+
+bool it_wait_file_contains(const char *name, const char *needle, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        if (it_file_contains(name, needle))
+            return true;
+        if (it_now_ms() >= end)
+            return false;
+        it_sleep_ms(20);
+    }
+}
+
+static size_t collect_subs(va_list ap, const char **subs)
+{
+    size_t n = 0;
+    const char *s;
+
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        ck_assert_msg(n < MAX_SUBS, "too many substrings");
+        subs[n++] = s;
+    }
+    return n;
+}
+
+static int match_lines(const char *name, const char **subs, size_t n_subs, char *last, size_t cap)
+{
+    char *text = it_read_file(name, NULL);
+    char *line, *save = NULL;
+    int count = 0;
+
+    if (text == NULL)
+        return 0;
+    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        size_t i;
+
+        for (i = 0; i < n_subs && strstr(line, subs[i]) != NULL; i++)
+            ;
+        if (i < n_subs)
+            continue;
+        count++;
+        if (last != NULL)
+            snprintf(last, cap, "%s", line);
+    }
+    free(text);
+    return count;
+}
+
+int it_count_lines(const char *name, ...)
+{
+    const char *subs[MAX_SUBS];
+    size_t n;
+    va_list ap;
+
+    va_start(ap, name);
+    n = collect_subs(ap, subs);
+    va_end(ap);
+    return match_lines(name, subs, n, NULL, 0);
+}
+
+bool it_last_line(const char *name, char *dst, size_t cap, ...)
+{
+    const char *subs[MAX_SUBS];
+    size_t n;
+    va_list ap;
+
+    va_start(ap, cap);
+    n = collect_subs(ap, subs);
+    va_end(ap);
+    dst[0] = '\0';
+    return match_lines(name, subs, n, dst, cap) > 0;
+}
+
+int it_wait_lines(const char *name, int min, int timeout_ms, ...)
+{
+    const char *subs[MAX_SUBS];
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    size_t n;
+    va_list ap;
+    int count;
+
+    va_start(ap, timeout_ms);
+    n = collect_subs(ap, subs);
+    va_end(ap);
+    for (;;) {
+        count = match_lines(name, subs, n, NULL, 0);
+        if (count >= min || it_now_ms() >= end)
+            return count;
+        it_sleep_ms(20);
+    }
+}
+
+static const char *json_value(const char *line, const char *key)
+{
+    char pat[128];
+    const char *v;
+
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    v = strstr(line, pat);
+    if (v == NULL)
+        return NULL;
+    v += strlen(pat);
+    while (*v == ' ')
+        v++;
+    return v;
+}
+
+bool it_json_str(const char *line, const char *key, char *dst, size_t cap)
+{
+    const char *v = json_value(line, key);
+    size_t n = 0;
+
+    dst[0] = '\0';
+    if (v == NULL || *v != '"')
+        return false;
+    for (v++; *v != '\0' && *v != '"'; v++) {
+        if (*v == '\\' && v[1] != '\0')
+            v++;
+        if (n + 1 < cap)
+            dst[n++] = *v;
+    }
+    dst[n] = '\0';
+    return *v == '"';
+}
+
+long long it_json_num(const char *line, const char *key)
+{
+    const char *v = json_value(line, key);
+
+    if (v == NULL || !(isdigit((unsigned char)*v) || *v == '-'))
+        return -1;
+    return strtoll(v, NULL, 10);
+}
+
+void it_serial_norm(const char *in, char *dst, size_t cap)
+{
+    size_t n = 0;
+
+    for (; *in != '\0'; in++) {
+        if (*in == ':' || (n == 0 && *in == '0'))
+            continue;
+        if (n + 1 < cap)
+            dst[n++] = (char)tolower((unsigned char)*in);
+    }
+    dst[n] = '\0';
+}
+
+/* ---- certificates ------------------------------------------------------------------- */
+
+void it_certs(const char *arg, ...)
+{
+    const char *argv[MAX_ARGS];
+    size_t n = 0;
+    char *err = NULL;
+    va_list ap;
+    int st;
+
+    argv[n++] = it_env("TG_CERTS_BIN");
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
+        ck_assert(n < MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    st = it_run(argv, NULL, 30000, NULL, &err);
+    ck_assert_msg(st == 0, "tollgate-certs %s ... exited %d: %s", arg, st, err ? err : "");
+    free(err);
+}
+
+void it_cert_serial(const char *pem, char *dst, size_t cap)
+{
+    const char *argv[] = {it_env("TG_CERTS_BIN"), "show", pem, NULL};
+    char *out = NULL, *s, *e;
+    int st = it_run(argv, NULL, 30000, &out, NULL);
+
+    ck_assert_msg(st == 0 && out != NULL, "tollgate-certs show %s exited %d", pem, st);
+    s = strstr(out, "serial=");
+    ck_assert_msg(s != NULL, "no serial= in: %s", out);
+    s += strlen("serial=");
+    e = strchr(s, '\n');
+    if (e != NULL)
+        *e = '\0';
+    it_serial_norm(s, dst, cap);
+    free(out);
+}
+
+/* ---- network ------------------------------------------------------------------------ */
+
+static bool port_bindable(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+int it_free_port(void)
+{
+    unsigned start = ((unsigned)getpid() * 7919u + (unsigned)it_now_ms()) % PORT_SPAN;
+
+    for (unsigned i = 0; i < PORT_SPAN; i++) {
+        int port = PORT_BASE + (int)((start + i * 37u) % PORT_SPAN);
+        bool used = false;
+
+        for (size_t j = 0; j < n_ports; j++)
+            used = used || ports[j] == port;
+        if (used || !port_bindable(port))
+            continue;
+        ck_assert(n_ports < sizeof(ports) / sizeof(ports[0]));
+        ports[n_ports++] = port;
+        return port;
+    }
+    ck_abort_msg("no free loopback port");
+    return -1;
+}
+
+int it_connect(int port, int timeout_ms)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* also bounds connect() */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+bool it_wait_port(int port, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        int fd = it_connect(port, 1000);
+
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
+        if (it_now_ms() >= end)
+            return false;
+        it_sleep_ms(20);
+    }
+}
+
+int it_local_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        return -1;
+    return ntohs(sa.sin_port);
+}
+
+bool it_send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+size_t it_recv_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+int it_recv_eof(int fd)
+{
+    char c;
+    ssize_t n;
+
+    do
+        n = recv(fd, &c, 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return 0;
+    if (n > 0)
+        return 1;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+int it_round_trip(int port, const char *msg, char *err)
+{
+    size_t len = strlen(msg);
+    char *buf = malloc(len + 1);
+    int fd = it_connect(port, 10000);
+    int local = -1, eof;
+    size_t got;
+
+    ck_assert_ptr_nonnull(buf);
+    if (fd < 0) {
+        snprintf(err, 256, "connect to %d: %s", port, strerror(-fd));
+        goto out;
+    }
+    local = it_local_port(fd);
+    if (!it_send_all(fd, msg, len)) {
+        snprintf(err, 256, "send to %d: %s", port, strerror(errno));
+        local = -1;
+        goto out;
+    }
+    got = it_recv_full(fd, buf, len);
+    if (got != len || memcmp(buf, msg, len) != 0) {
+        snprintf(err, 256, "echo via %d: got %zu of %zu bytes (%s)", port, got, len,
+                 got == len ? "different" : strerror(errno));
+        local = -1;
+        goto out;
+    }
+    shutdown(fd, SHUT_WR);
+    eof = it_recv_eof(fd);
+    if (eof != 0) {
+        snprintf(err, 256, "no EOF after half-close via %d: %s", port,
+                 eof > 0 ? "more data" : strerror(-eof));
+        local = -1;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return local;
+}
+
+int it_http(int port, const char *method, const char *path, char **body)
+{
+    char req[512];
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    int fd = it_connect(port, 5000);
+    int status = -1;
+    ssize_t r;
+    char *b;
+
+    ck_assert_ptr_nonnull(buf);
+    if (body != NULL)
+        *body = NULL;
+    if (fd < 0) {
+        free(buf);
+        return -1;
+    }
+    snprintf(req, sizeof(req),
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+             method, path);
+    if (!it_send_all(fd, req, strlen(req)))
+        goto out;
+    while ((r = recv(fd, buf + n, cap - n - 1, 0)) > 0) {
+        n += (size_t)r;
+        if (cap - n - 1 == 0) {
+            if (cap >= HTTP_MAX)
+                break;
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    buf[n] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    b = strstr(buf, "\r\n\r\n");
+    if (body != NULL && b != NULL)
+        *body = strdup(b + 4);
+out:
+    close(fd);
+    free(buf);
+    return status;
+}
+
+bool it_wait_http(int port, const char *path, int want_status, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        if (it_http(port, "GET", path, NULL) == want_status)
+            return true;
+        if (it_now_ms() >= end)
+            return false;
+        it_sleep_ms(50);
+    }
+}
+
+double it_metric(const char *stats, const char *name, const char *labels)
+{
+    size_t nlen = strlen(name);
+    double sum = -1;
+
+    if (stats == NULL)
+        return -1;
+    for (const char *line = stats; *line != '\0';) {
+        const char *eol = strchr(line, '\n');
+        size_t llen = eol != NULL ? (size_t)(eol - line) : strlen(line);
+        char buf[1024];
+
+        if (llen < sizeof(buf) && line[0] != '#' && strncmp(line, name, nlen) == 0 &&
+            (line[nlen] == '{' || line[nlen] == ' ')) {
+            const char *val, *want = labels;
+            bool ok = true;
+
+            memcpy(buf, line, llen);
+            buf[llen] = '\0';
+            val = line[nlen] == '{' ? strchr(buf, '}') : buf + nlen;
+            if (val != NULL) {
+                *(char *)val = '\0'; /* labels end here */
+                while (ok && want != NULL && *want != '\0') {
+                    const char *comma = strchr(want, ',');
+                    size_t wl = comma != NULL ? (size_t)(comma - want) : strlen(want);
+                    char one[256];
+
+                    snprintf(one, sizeof(one), "%.*s", (int)wl, want);
+                    ok = strstr(buf + nlen, one) != NULL;
+                    want = comma != NULL ? comma + 1 : NULL;
+                }
+                if (ok)
+                    sum = (sum < 0 ? 0 : sum) + strtod(val + 1, NULL);
+            }
+        }
+        line += llen + (eol != NULL);
+    }
+    return sum;
+}
+
+double it_stat(int admin_port, const char *name, const char *labels)
+{
+    char *body = NULL;
+    double v = -1;
+
+    if (it_http(admin_port, "GET", "/stats", &body) == 200)
+        v = it_metric(body, name, labels);
+    free(body);
+    return v;
+}
+
+double it_wait_stat(int admin_port, const char *name, const char *labels, double min,
+                    int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+
+    for (;;) {
+        double v = it_stat(admin_port, name, labels);
+
+        if (v >= min || it_now_ms() >= end)
+            return v;
+        it_sleep_ms(50);
+    }
+}
+
+/* ---- echo server -------------------------------------------------------------------- */
+
+#define ECHO_BUF (64 * 1024)
+#define ECHO_MAX 2048
+
+struct echo_conn {
+    int fd;
+    bool rd_eof;
+    size_t off, len;
+    char buf[ECHO_BUF];
+};
+
+static void echo_drop(struct echo_conn **c, size_t *n, size_t i)
+{
+    close(c[i]->fd);
+    free(c[i]);
+    c[i] = c[--*n];
+}
+
+/* Serves one step of connection c; false when it is finished (or broken). */
+static bool echo_step(struct echo_conn *c, short revents)
+{
+    if ((revents & (POLLIN | POLLHUP | POLLERR)) && !c->rd_eof && c->off + c->len < ECHO_BUF) {
+        ssize_t r = read(c->fd, c->buf + c->off + c->len, ECHO_BUF - c->off - c->len);
+
+        if (r > 0)
+            c->len += (size_t)r;
+        else if (r == 0)
+            c->rd_eof = true;
+        else if (errno != EAGAIN && errno != EINTR)
+            return false;
+    }
+    if (c->len > 0) {
+        ssize_t w = send(c->fd, c->buf + c->off, c->len, MSG_NOSIGNAL);
+
+        if (w > 0) {
+            c->off += (size_t)w;
+            c->len -= (size_t)w;
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            return false;
+        }
+    }
+    if (c->len == 0)
+        c->off = 0;
+    else if (c->off + c->len == ECHO_BUF && c->off > 0) {
+        memmove(c->buf, c->buf + c->off, c->len);
+        c->off = 0;
+    }
+    if (c->rd_eof && c->len == 0) {
+        shutdown(c->fd, SHUT_WR); /* half-close carried back: the client sees EOF */
+        return false;
+    }
+    return true;
+}
+
+static void echo_loop(int lfd, int logfd)
+{
+    static struct echo_conn *conns[ECHO_MAX];
+    static struct pollfd pfd[ECHO_MAX + 1];
+    size_t n = 0;
+
+    for (;;) {
+        pfd[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (size_t i = 0; i < n; i++) {
+            struct echo_conn *c = conns[i];
+            short ev = 0;
+
+            if (!c->rd_eof && c->off + c->len < ECHO_BUF)
+                ev |= POLLIN;
+            if (c->len > 0)
+                ev |= POLLOUT;
+            pfd[i + 1] = (struct pollfd){.fd = c->fd, .events = ev};
+        }
+        if (poll(pfd, n + 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(2);
+        }
+        /* connections first: accepting appends to conns and would shift pfd indexes */
+        for (size_t i = n; i-- > 0;)
+            if (pfd[i + 1].revents != 0 && !echo_step(conns[i], pfd[i + 1].revents))
+                echo_drop(conns, &n, i);
+        if (pfd[0].revents & POLLIN) {
+            int fd;
+
+            while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                struct echo_conn *c = n < ECHO_MAX ? malloc(sizeof(*c)) : NULL;
+
+                if (write(logfd, "accept\n", 7) != 7)
+                    _exit(3);
+                if (c == NULL) {
+                    close(fd);
+                    continue;
+                }
+                c->fd = fd;
+                c->rd_eof = false;
+                c->off = c->len = 0;
+                conns[n++] = c;
+            }
+        }
+    }
+}
+
+struct it_proc *it_echo_start(const char *name, int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct it_proc *p = new_proc();
+    int one = 1;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    pid_t parent = getpid();
+
+    ck_assert_int_ge(lfd, 0);
+    if (*port == 0)
+        *port = it_free_port();
+    sa.sin_port = htons((uint16_t)*port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ck_assert_msg(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "echo bind %d: %s", *port,
+                  strerror(errno));
+    ck_assert_int_eq(listen(lfd, 1024), 0);
+    proc_paths(p, name);
+    p->pid = fork();
+    ck_assert_msg(p->pid >= 0, "fork: %s", strerror(errno));
+    if (p->pid == 0) {
+        int logfd, errfd;
+
+        child_init(parent);
+        for (int fd = 3; fd < 1024; fd++) /* the test's sockets must not stay open here */
+            if (fd != lfd)
+                close(fd);
+        signal(SIGTERM, SIG_DFL);
+        logfd = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        errfd = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        if (logfd < 0 || errfd < 0)
+            _exit(4);
+        dup2(errfd, 2);
+        echo_loop(lfd, logfd);
+        _exit(0);
+    }
+    close(lfd);
+    return p;
+}
+
+int it_echo_accepts(const struct it_proc *echo)
+{
+    return it_count_lines(echo->out_path, "accept", NULL);
+}
+
+/* ---- data --------------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x) /* splitmix64's finaliser */
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+void it_pattern(uint64_t seed, uint64_t pos, void *buf, size_t len)
+{
+    unsigned char *b = buf;
+    uint64_t key = mix(seed + 0x9e3779b97f4a7c15ULL);
+
+    while (len > 0) {
+        uint64_t w = mix(key ^ (pos >> 3));
+        unsigned sh = (unsigned)(pos & 7);
+        size_t n = 8 - sh < len ? 8 - sh : len;
+
+        for (size_t k = 0; k < n; k++)
+            b[k] = (unsigned char)(w >> ((sh + k) * 8));
+        b += n;
+        pos += n;
+        len -= n;
+    }
+}
+
+size_t it_pattern_check(uint64_t seed, uint64_t pos, const void *buf, size_t len)
+{
+    unsigned char want[4096];
+    const unsigned char *b = buf;
+
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < sizeof(want) ? len - done : sizeof(want);
+
+        it_pattern(seed, pos + done, want, n);
+        if (memcmp(want, b + done, n) != 0) {
+            for (size_t k = 0; k < n; k++)
+                if (want[k] != b[done + k])
+                    return done + k;
+        }
+        done += n;
+    }
+    return len;
+}
+
+struct it_sha256 {
+    wc_Sha256 s;
+};
+
+struct it_sha256 *it_sha256_new(void)
+{
+    struct it_sha256 *h = malloc(sizeof(*h));
+
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(wc_InitSha256(&h->s), 0);
+    return h;
+}
+
+void it_sha256_update(struct it_sha256 *h, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+
+    while (len > 0) {
+        word32 n = len > (1u << 30) ? (1u << 30) : (word32)len;
+
+        ck_assert_int_eq(wc_Sha256Update(&h->s, p, n), 0);
+        p += n;
+        len -= n;
+    }
+}
+
+void it_sha256_final(struct it_sha256 *h, char hex[65])
+{
+    unsigned char d[WC_SHA256_DIGEST_SIZE];
+
+    ck_assert_int_eq(wc_Sha256Final(&h->s, d), 0);
+    wc_Sha256Free(&h->s);
+    free(h);
+    for (size_t i = 0; i < sizeof(d); i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* ---- sidecars ----------------------------------------------------------------------- */
+
+struct it_proc *it_sidecar_start(const char *name, const char *config, int admin_port,
+                                 int wait_port)
+{
+    const char *argv[] = {it_env("TG_BIN"), "run", "-c", config, NULL};
+    struct it_proc *p = it_spawn(name, argv, IT_STDIN_NULL);
+    bool up;
+
+    p->must_exit_0 = true;
+    for (uint64_t end = it_now_ms() + 10000;;) {
+        if (admin_port > 0)
+            up = it_http(admin_port, "GET", "/ready", NULL) == 200;
+        else
+            up = it_wait_port(wait_port, 0);
+        if (up || it_now_ms() >= end || it_wait(p, 0) >= 0)
+            break;
+        it_sleep_ms(20);
+    }
+    if (!up) {
+        int st = it_wait(p, 0);
+        char *err = it_read_file(p->err_path, NULL);
+
+        p->must_exit_0 = false; /* the failure is reported here */
+        ck_abort_msg("sidecar %s (%s) not ready (exit status %d, -1: running); stderr:\n%s", name,
+                     config, st, err ? err : "");
+    }
+    return p;
+}
+
+void it_mesh_certs(void)
+{
+    it_certs("ca", "--out", "ca", "--cn", "mesh test CA", NULL);
+    it_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", IT_WEB_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
+}
+
+static void write_b_config(const struct it_mesh *m, const char *drain)
+{
+    it_write_file("b.yaml",
+                  "admin: 127.0.0.1:%d\n"
+                  "workers: 2\n"
+                  "log_level: info\n"
+                  "access_log: true\n"
+                  "identity:\n"
+                  "  cert: web.pem\n"
+                  "  key: web.key\n"
+                  "  trust_bundle: ca.pem\n"
+                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: %s}\n"
+                  "inbound:\n"
+                  "  - name: web-in\n"
+                  "    listen: 127.0.0.1:%d\n"
+                  "    upstream: 127.0.0.1:%d\n"
+                  "    allow: [\"" IT_API_ID "\"]\n"
+                  "  - name: dead-in\n"
+                  "    listen: 127.0.0.1:%d\n"
+                  "    upstream: 127.0.0.1:%d\n"
+                  "    allow: [\"" IT_API_ID "\"]\n",
+                  m->b_admin, drain, m->in_port, m->echo_port, m->dead_in_port, m->closed_port);
+}
+
+void it_mesh_start(struct it_mesh *m, const char *drain)
+{
+    memset(m, 0, sizeof(*m));
+    it_mesh_certs();
+    it_cert_serial("web.pem", m->web_serial, sizeof(m->web_serial));
+    it_cert_serial("api.pem", m->api_serial, sizeof(m->api_serial));
+    m->echo = it_echo_start("echo", &m->echo_port);
+    m->in_port = it_free_port();
+    m->dead_in_port = it_free_port();
+    m->closed_port = it_free_port();
+    m->out_port = it_free_port();
+    m->dead_out_port = it_free_port();
+    m->a_admin = it_free_port();
+    m->b_admin = it_free_port();
+    write_b_config(m, drain);
+    it_write_file("a.yaml",
+                  "admin: 127.0.0.1:%d\n"
+                  "workers: 2\n"
+                  "log_level: info\n"
+                  "access_log: true\n"
+                  "identity:\n"
+                  "  cert: api.pem\n"
+                  "  key: api.key\n"
+                  "  trust_bundle: ca.pem\n"
+                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: %s}\n"
+                  "outbound:\n"
+                  "  - name: api-out\n"
+                  "    listen: 127.0.0.1:%d\n"
+                  "    upstream: 127.0.0.1:%d\n"
+                  "    expect: [\"" IT_WEB_ID "\"]\n"
+                  "  - name: dead-out\n"
+                  "    listen: 127.0.0.1:%d\n"
+                  "    upstream: 127.0.0.1:%d\n"
+                  "    expect: [\"" IT_WEB_ID "\"]\n",
+                  m->a_admin, drain, m->out_port, m->in_port, m->dead_out_port, m->dead_in_port);
+    m->b = it_sidecar_start("b", "b.yaml", m->b_admin, 0);
+    m->a = it_sidecar_start("a", "a.yaml", m->a_admin, 0);
+}

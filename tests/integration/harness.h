@@ -1,0 +1,182 @@
+/* Integration test harness: real processes on 127.0.0.1, one temporary directory per test.
+ *
+ * Use it_setup/it_teardown as a Check *checked* fixture (it runs in the forked test process).
+ * it_setup makes a fresh directory and chdir()s into it, so every file name below is
+ * relative to it. A guardian process removes the directory when the test process ends,
+ * however it ends: a failed ck_assert _exit()s without running the teardown, so the
+ * teardown cannot be the only cleaner. A test that did not reach it_teardown gets the tails
+ * of its processes' logs printed on stderr first (set IT_KEEP=1 to keep the directory).
+ *
+ * Processes: spawned with fork/exec from the test's main thread only (PR_SET_PDEATHSIG is
+ * tied to the thread that forks). Their stdout/stderr go to NAME.out / NAME.err. Nothing
+ * outlives the test: PDEATHSIG, Check's kill of the process group, and it_teardown, which
+ * stops every process still running (SIGTERM, bounded wait, SIGKILL, reap).
+ *
+ * Every wait has a deadline and reports failure instead of hanging. Helpers that cannot
+ * sensibly continue (a spawn that fails, a cert tool that fails) ck_assert themselves;
+ * waits and probes return a result for the test to assert with its own message. */
+#ifndef TG_IT_HARNESS_H
+#define TG_IT_HARNESS_H
+
+#include <check.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define IT_MAX_PROCS 32
+#define IT_LINE_MAX 4096
+
+/* ---- fixture ------------------------------------------------------------------------ */
+
+void it_setup(void);
+void it_teardown(void);
+const char *it_dir(void);             /* absolute path of this test's directory */
+const char *it_env(const char *name); /* ck_asserts that the variable is set */
+uint64_t it_now_ms(void);             /* CLOCK_MONOTONIC */
+void it_sleep_ms(int ms);
+
+/* ---- processes ---------------------------------------------------------------------- */
+
+struct it_proc {
+    pid_t pid;        /* 0 once reaped */
+    int status;       /* exit code, or 128 + signal; valid once reaped */
+    int stdin_fd;     /* write end of the child's stdin when spawned with a pipe, else -1 */
+    bool must_exit_0; /* it_teardown fails the test if it stopped with another status */
+    char name[64];
+    char out_path[PATH_MAX + 80];
+    char err_path[PATH_MAX + 80];
+};
+
+enum it_stdin { IT_STDIN_NULL, IT_STDIN_PIPE };
+
+/* Starts argv[0] (a path) with argv. The process is owned by the harness registry. */
+struct it_proc *it_spawn(const char *name, const char *const argv[], enum it_stdin in);
+
+/* Waits up to timeout_ms for the process to exit on its own. Returns its status
+ * (exit code or 128 + signal), or -1 if it is still running. */
+int it_wait(struct it_proc *p, int timeout_ms);
+
+/* SIGTERM, up to timeout_ms for it to exit, then SIGKILL and reap. Returns the status.
+ * Safe to call again on a reaped process (returns the recorded status). */
+int it_stop(struct it_proc *p, int timeout_ms);
+
+/* The openssl CLI: $OPENSSL, else /usr/bin/openssl or /usr/local/bin/openssl. */
+const char *it_openssl(void);
+
+/* Runs argv to completion with input on stdin (NULL: /dev/null). Kills it at timeout_ms.
+ * Returns the exit status, or -1 on timeout. *out / *err (if not NULL) get its output,
+ * malloc'd; the caller frees them. */
+int it_run(const char *const argv[], const char *input, int timeout_ms, char **out, char **err);
+
+/* ---- files -------------------------------------------------------------------------- */
+
+void it_write_file(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes to NAME.tmp, then rename()s it over name: the way a rotating agent replaces it. */
+void it_replace_file(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *it_read_file(const char *name, size_t *len); /* malloc'd, NUL-terminated; NULL if none */
+bool it_file_contains(const char *name, const char *needle);
+/* Waits until name contains needle. */
+bool it_wait_file_contains(const char *name, const char *needle, int timeout_ms);
+
+/* Lines of name that contain every one of the NULL-terminated substrings. */
+int it_count_lines(const char *name, ...) __attribute__((sentinel));
+/* Copies the last such line into dst (cap bytes). */
+bool it_last_line(const char *name, char *dst, size_t cap, ...) __attribute__((sentinel));
+/* Waits until at least min lines match; returns the count seen last. */
+int it_wait_lines(const char *name, int min, int timeout_ms, ...) __attribute__((sentinel));
+
+/* The string value of "key":"..." in a flat JSON line (no unescaping). False if absent/null. */
+bool it_json_str(const char *line, const char *key, char *dst, size_t cap);
+/* The numeric value of "key":N; -1 if absent. */
+long long it_json_num(const char *line, const char *key);
+
+/* Serial numbers are compared after lowercasing and dropping ':' and leading zeros. */
+void it_serial_norm(const char *in, char *dst, size_t cap);
+
+/* ---- certificates ------------------------------------------------------------------- */
+
+/* Runs $TG_CERTS_BIN with the NULL-terminated arguments; ck_asserts it exits 0. */
+void it_certs(const char *arg, ...) __attribute__((sentinel));
+/* The normalised serial of the first certificate in pem, by `tollgate-certs show`. */
+void it_cert_serial(const char *pem, char *dst, size_t cap);
+
+/* ---- network ------------------------------------------------------------------------ */
+
+/* A loopback port that nothing listens on now and that this test has not handed out. */
+int it_free_port(void);
+/* Connects to 127.0.0.1:port with SO_RCVTIMEO/SO_SNDTIMEO = timeout_ms. Returns the fd,
+ * or -errno. */
+int it_connect(int port, int timeout_ms);
+bool it_wait_port(int port, int timeout_ms);
+int it_local_port(int fd);
+bool it_send_all(int fd, const void *buf, size_t len);
+/* Reads until len bytes, EOF, an error or a timeout. Returns the bytes read. */
+size_t it_recv_full(int fd, void *buf, size_t len);
+/* 0 on EOF; 1 if data arrived instead; -errno on error (-EAGAIN: timed out). */
+int it_recv_eof(int fd);
+/* connect, send msg, read the same number of bytes, compare. Returns the client's local
+ * port (to find its access-log line), or -1 with why in err (cap 256). */
+int it_round_trip(int port, const char *msg, char *err);
+
+/* HTTP/1.1 request to 127.0.0.1:port; returns the status (or -1) and *body (malloc'd). */
+int it_http(int port, const char *method, const char *path, char **body);
+bool it_wait_http(int port, const char *path, int want_status, int timeout_ms);
+
+/* /stats: sum of the series of metric name whose labels include every `k="v"` of labels
+ * (comma separated, may be ""). -1 when no series matched. */
+double it_metric(const char *stats, const char *name, const char *labels);
+double it_stat(int admin_port, const char *name, const char *labels);
+/* Waits until it_stat() >= min; returns the value seen last. */
+double it_wait_stat(int admin_port, const char *name, const char *labels, double min,
+                    int timeout_ms);
+
+/* ---- echo server -------------------------------------------------------------------- */
+
+/* A forked poll() echo server on 127.0.0.1:*port (0: pick one, written back). Echoes every
+ * byte; after the client's EOF and all echoed it shuts its write side and closes. Writes a
+ * line "accept" to NAME.out for every connection it accepts. */
+struct it_proc *it_echo_start(const char *name, int *port);
+int it_echo_accepts(const struct it_proc *echo);
+
+/* ---- data --------------------------------------------------------------------------- */
+
+/* Deterministic bytes of stream seed starting at offset pos (any alignment). */
+void it_pattern(uint64_t seed, uint64_t pos, void *buf, size_t len);
+/* Offset of the first byte of buf that differs from the pattern, or len. */
+size_t it_pattern_check(uint64_t seed, uint64_t pos, const void *buf, size_t len);
+
+struct it_sha256;
+struct it_sha256 *it_sha256_new(void);
+void it_sha256_update(struct it_sha256 *h, const void *buf, size_t len);
+void it_sha256_final(struct it_sha256 *h, char hex[65]); /* frees h */
+
+/* ---- sidecars ----------------------------------------------------------------------- */
+
+/* Starts `$TG_BIN run -c config` as NAME and waits for 200 on admin /ready (admin_port > 0)
+ * or for wait_port to accept (when admin_port is 0). ck_asserts, with the sidecar's stderr
+ * in the message, when it does not come up in time. Marked must_exit_0. */
+struct it_proc *it_sidecar_start(const char *name, const char *config, int admin_port,
+                                 int wait_port);
+
+/* The standard mesh: CA "ca", identities "web" (spiffe://mesh.local/ns/default/sa/web) and
+ * "api" (.../sa/api); an echo server; sidecar B (web identity; inbound web-in: in_port ->
+ * echo, allow [api]; inbound dead-in: dead_in_port -> closed_port, where nothing listens)
+ * and sidecar A (api identity; outbound api-out: out_port -> in_port, expect [web];
+ * outbound dead-out: dead_out_port -> dead_in_port). Both have admin ports and access logs
+ * (a.out, b.out). drain is the timeouts.drain value, e.g. "2s". */
+#define IT_WEB_ID "spiffe://mesh.local/ns/default/sa/web"
+#define IT_API_ID "spiffe://mesh.local/ns/default/sa/api"
+
+struct it_mesh {
+    int echo_port, in_port, dead_in_port, closed_port, out_port, dead_out_port;
+    int a_admin, b_admin;
+    struct it_proc *echo, *a, *b;
+    char web_serial[80], api_serial[80]; /* normalised */
+};
+
+void it_mesh_certs(void); /* ca, web, api only */
+void it_mesh_start(struct it_mesh *m, const char *drain);
+
+#endif
