@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh: parse wrk and iperf3 output, hold idle connections open,
+and render the results as one Markdown table. Standard library only.
+
+  bench_helper.py wrk FILE            -> "rps p50_ms p99_ms errors requests" (exit 1: reason)
+  bench_helper.py iperf FILE          -> "gbit_per_s" (receiver side)          (exit 1: reason)
+  bench_helper.py idle PORT N PIDS    -> "held rss_kb failures last_error"
+  bench_helper.py render RESULTS META -> Markdown on stdout
+"""
+import json
+import re
+import socket
+import statistics
+import sys
+import time
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError("bad latency %r" % text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def parse_wrk(path):
+    text = open(path, errors="replace").read()
+    rps = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    nreq = re.search(r"^\s+(\d+) requests in", text, re.M)
+    if not (rps and p50 and p99 and nreq):
+        last = [l for l in text.strip().splitlines() if l.strip()][-1:] or ["no output"]
+        print("wrk: " + last[0].strip()[:120])
+        return 1
+    errors = 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    if int(nreq.group(1)) == 0:
+        print("wrk: no request completed")
+        return 1
+    print("%s %.4f %.4f %d %s" % (rps.group(1), to_ms(p50.group(1)), to_ms(p99.group(1)),
+                                  errors, nreq.group(1)))
+    return 0
+
+
+def parse_iperf(path):
+    try:
+        doc = json.load(open(path))
+    except (OSError, ValueError) as e:
+        print("iperf3: no JSON (%s)" % e.__class__.__name__)
+        return 1
+    if doc.get("error"):
+        print("iperf3: " + str(doc["error"])[:120])
+        return 1
+    try:
+        bps = doc["end"]["sum_received"]["bits_per_second"]
+    except (KeyError, TypeError):
+        print("iperf3: no receiver summary")
+        return 1
+    print("%.4f" % (bps / 1e9))
+    return 0
+
+
+def vmrss_kb(pid):
+    try:
+        for line in open("/proc/%s/status" % pid):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def one_request(s, req):
+    s.sendall(req)
+    buf = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            raise OSError("closed before the response was complete")
+        buf += d
+        h = buf.find(b"\r\n\r\n")
+        if h < 0:
+            continue
+        m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", buf[:h + 2])
+        if not m:
+            raise OSError("response without Content-Length")
+        if len(buf) - h - 4 >= int(m.group(1)):
+            return
+
+
+def hold_idle(port, n, pids):
+    """Open n connections through the proxy pair, one keep-alive request on each (so every
+    TLS hop has finished its handshake), keep them all open, then sum VmRSS of pids."""
+    req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    socks, fails, last = [], 0, ""
+    deadline = time.time() + 60
+    for _ in range(n):
+        if time.time() > deadline:
+            last = "gave up after 60 s"
+            break
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", port))
+            one_request(s, req)
+            socks.append(s)
+        except OSError as e:
+            fails += 1
+            last = str(e) or e.__class__.__name__
+            s.close()
+            if fails > 20:
+                break
+    time.sleep(1.0)  # let both proxies settle
+    # All still open? A peer that closed idle connections would make the figure meaningless.
+    alive = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            alive += 0 if s.recv(1) == b"" else 1
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    rss = sum(vmrss_kb(p) for p in pids)
+    print("%d %d %d %s" % (alive, rss, fails, (last or "-").replace(" ", "_")[:80]))
+    for s in socks:
+        s.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+def load(path):
+    rows = {}
+    for line in open(path):
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        c, k, v = line.split("\t", 2)
+        rows.setdefault(c, {}).setdefault(k, []).append(v)
+    return rows
+
+
+def num(v):
+    v = float(v)
+    a = abs(v)
+    if a >= 100000:
+        return "%.0fk" % (v / 1000)
+    if a >= 10000:
+        return "%.1fk" % (v / 1000)
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def stat(vals):
+    xs = [float(x) for x in vals]
+    return statistics.median(xs), min(xs), max(xs)
+
+
+class Table:
+    def __init__(self, res, meta):
+        self.res, self.meta = res, meta
+        self.notes = []
+
+    def get(self, c, k):
+        return self.res.get(c, {}).get(k, [])
+
+    def first(self, c, k, default=None):
+        v = self.get(c, k)
+        return v[0] if v else default
+
+    def ratio(self, c, k, med, single=False):
+        base = self.get("haproxy", k)
+        if not base or self.first("haproxy", "status") != "ok":
+            return ""
+        b = float(base[0]) if single else stat(base)[0]
+        if b == 0:
+            return ""
+        return " ×%.2f" % (med / b)
+
+    def timed(self, c, k):
+        fail = self.first(c, k + "_fail")
+        vals = self.get(c, k)
+        if not vals:
+            return fail or "—"
+        med, lo, hi = stat(vals)
+        spread = " (%s–%s)" % (num(lo), num(hi)) if len(vals) > 1 else ""
+        cell = num(med) + spread + self.ratio(c, k, med)
+        if fail:
+            cell += " ⚠"
+            self.notes.append("%s, %s: one run failed: %s" % (self.label(c), k, fail))
+        return cell
+
+    def single(self, c, k, extra=""):
+        fail = self.first(c, k + "_fail")
+        v = self.first(c, k)
+        if v is None:
+            return fail or "—"
+        return num(v) + extra + self.ratio(c, k, float(v), single=True)
+
+    def label(self, c):
+        return self.first(c, "label", c)
+
+    def row(self, c):
+        if self.first(c, "status") != "ok":
+            return [self.label(c), self.first(c, "status", "failed: not started")] + [""] * 9
+        errs = {}
+        for k in ("ka", "nc", "rs"):
+            e = sum(int(x) for x in self.get(c, k + "_err"))
+            if e:
+                errs[k] = e
+                self.notes.append("%s: %d socket errors or non-2xx replies in the %s runs" % (
+                    self.label(c), e, {"ka": "keep-alive", "nc": "new-connection",
+                                       "rs": "resumption"}[k]))
+        mark = lambda k: " ⚠" if k in errs else ""
+        rs_note = self.first(c, "rs_note")
+        if rs_note:
+            rs = rs_note
+        elif self.get(c, "rs_rps"):
+            rs = self.timed(c, "rs_rps") + " · p99 " + self.timed(c, "rs_p99") + mark("rs")
+        else:
+            rs = self.first(c, "rs_rps_fail", "—")
+        if self.get(c, "rss_out"):
+            o, i = float(self.first(c, "rss_out")), float(self.first(c, "rss_in"))
+            tot = (o + i) / 1024
+            base = self.get("haproxy", "rss_out")
+            r = ""
+            if base and self.first("haproxy", "status") == "ok":
+                b = (float(base[0]) + float(self.first("haproxy", "rss_in"))) / 1024
+                r = " ×%.2f" % (tot / b) if b else ""
+            rss = "%s (%s+%s)%s" % (num(tot), num(o / 1024), num(i / 1024), r)
+        else:
+            rss = self.first(c, "rss_out_fail", "—")
+        idle = self.single(c, "idle_kb")
+        if self.first(c, "idle_note"):
+            idle += " ⚠"
+            self.notes.append("%s, idle connections: %s" % (self.label(c), self.first(c, "idle_note")))
+        return [self.label(c),
+                self.timed(c, "ka_rps") + mark("ka"), self.timed(c, "ka_p50"),
+                self.timed(c, "ka_p99"),
+                self.timed(c, "nc_rps") + mark("nc"), self.timed(c, "nc_p99"),
+                rs, self.timed(c, "bulk"), rss, idle, self.timed(c, "ka_cpu")]
+
+    def render(self, order):
+        head = ["contender", "keep-alive req/s", "p50 ms", "p99 ms",
+                "new conn/s (full mTLS handshake)", "new-conn p99 ms",
+                "resumed conn/s · p99 ms", "bulk Gbit/s (1 stream)",
+                "RSS fresh MB (out+in)", "RSS KB per idle conn",
+                "proxy CPU, % of a core per 1k req/s"]
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for c in order:
+            if c in self.res:
+                out.append("| " + " | ".join(self.row(c)) + " |")
+        return "\n".join(out)
+
+
+def render(results, metapath):
+    res = load(results)
+    meta = load(metapath).get("meta", {})
+    m = lambda k, d="?": meta.get(k, [d])[0]
+    order = m("order", "").split()
+    t = Table(res, meta)
+    table = t.render(order)
+    L = []
+    L.append("## tollgate side-by-side benchmark — %s" % m("date"))
+    L.append("")
+    L.append("Machine: %s, %s CPUs, kernel %s; load average %s at start, %s at end. "
+             "Run time %s s." % (m("cpu"), m("ncpu"), m("kernel"), m("load_start"),
+                                 m("load_end"), m("elapsed")))
+    L.append("Path: wrk/iperf3 → outbound proxy (plain in, mTLS out) → inbound proxy "
+             "(mTLS in, plain out) → nginx (64-byte body) / iperf3 server, all on 127.0.0.1. "
+             "TLS 1.3, ECDSA P-256 certificates with SPIFFE URI SANs, client certificates "
+             "required and verified on both hops, no session resumption unless stated.")
+    L.append("Versions: %s." % m("versions"))
+    L.append("Each timed cell: median (min–max) of %s runs of %s s (bulk: %s s), then ×ratio "
+             "to the haproxy pair (same direction as the figure: >1 is more for req/s, conn/s "
+             "and Gbit/s, and also more — i.e. worse — for latency, memory and CPU)."
+             % (m("runs"), m("dur"), m("bulk_dur")))
+    L.append("")
+    L.append(table)
+    L.append("")
+    L.append("Limits measured in the same run (one core, for scale):")
+    lim = res.get("_limits", {})
+
+    def lim_line(k, unit, what):
+        if k in lim:
+            med, lo, hi = stat(lim[k])
+            return "- %s: %s %s (%s–%s)" % (what, num(med), unit, num(lo), num(hi))
+        return "- %s: %s" % (what, res.get("_limits", {}).get(k + "_fail", ["not measured"])[0])
+
+    if res.get("direct", {}).get("bulk"):
+        med, lo, hi = stat(res["direct"]["bulk"])
+        L.append("- plain loopback TCP, iperf3, 1 stream (the direct row's bulk runs): "
+                 "%s Gbit/s (%s–%s)" % (num(med), num(lo), num(hi)))
+    else:
+        L.append("- plain loopback TCP, iperf3: not measured")
+    L.append(lim_line("aes_gbs", "GB/s", "AES-128-GCM, OpenSSL `speed -evp`, 16 KiB blocks"))
+    L.append(lim_line("sign", "/s", "ECDSA P-256 sign, OpenSSL `speed ecdsap256`"))
+    L.append(lim_line("verify", "/s", "ECDSA P-256 verify, OpenSSL `speed ecdsap256`"))
+    L.append("  (OpenSSL's figures; tollgate uses wolfSSL, whose own benchmark is not built. "
+             "A full mTLS 1.3 handshake costs each proxy side about 1 sign + 2 verifies + 1 "
+             "ECDHE.)")
+    notes = list(dict.fromkeys(t.notes)) + meta.get("note", [])
+    if notes:
+        L.append("")
+        L.append("Notes:")
+        L.extend("- " + n for n in notes)
+    print("\n".join(L))
+    return 0
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd = argv[1]
+    if cmd == "wrk":
+        return parse_wrk(argv[2])
+    if cmd == "iperf":
+        return parse_iperf(argv[2])
+    if cmd == "idle":
+        return hold_idle(int(argv[2]), int(argv[3]), argv[4].split())
+    if cmd == "render":
+        return render(argv[2], argv[3])
+    print("unknown command " + cmd, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
