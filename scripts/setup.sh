@@ -23,8 +23,9 @@ WOLF_CONFIGURE=(
     --enable-static --disable-shared
 )
 # WOLFSSL_ALT_NAMES: SAN encoding in certgen; WOLFSSL_ALWAYS_VERIFY_CB: our verify callback
-# sees every leaf, valid or not, so the SPIFFE checks run inside the handshake.
-WOLF_CFLAGS="-O2 -fPIC -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB"
+# sees every leaf, valid or not, so the SPIFFE checks run inside the handshake;
+# NO_ERROR_QUEUE: no global lock and allocation per wolfSSL error (we read ssl errors directly).
+WOLF_CFLAGS="-O2 -fPIC -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB -DNO_ERROR_QUEUE"
 
 PACKAGES=(
     build-essential cmake pkg-config git ca-certificates

@@ -104,15 +104,32 @@ static void on_write(uv_write_t *req, int status)
     tg_pipe_progress(c);
 }
 
-static void flush(struct tg_conn *c, struct tg_side *s)
+/* Writes what is queued for s. The kernel usually takes it all at once (uv_try_write), which
+ * costs one syscall and no request; only the rest goes through uv_write and its callback.
+ * Returns true when bytes left the buffer now, so the caller can fill it again. */
+static bool flush(struct tg_conn *c, struct tg_side *s)
 {
     uv_buf_t b;
     int rc;
 
     if (c->closing || !s->connected || s->writing > 0 || s->wbuf == NULL ||
         tg_buf_len(s->wbuf) == 0)
-        return;
+        return false;
     b = uv_buf_init(tg_buf_data(s->wbuf), (unsigned)tg_buf_len(s->wbuf));
+    rc = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    if (rc == (int)b.len) {
+        tg_buf_consume(s->wbuf, b.len);
+        return true;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        tg_conn_close(c, "error", "%s write: %s", s == &c->down ? "downstream" : "upstream",
+                      uv_strerror(rc));
+        return false;
+    }
+    if (rc > 0) {
+        tg_buf_consume(s->wbuf, (size_t)rc);
+        b = uv_buf_init(tg_buf_data(s->wbuf), (unsigned)tg_buf_len(s->wbuf));
+    }
     s->writing = b.len;
     rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
     if (rc < 0) {
@@ -120,6 +137,7 @@ static void flush(struct tg_conn *c, struct tg_side *s)
         tg_conn_close(c, "error", "%s write: %s", s == &c->down ? "downstream" : "upstream",
                       uv_strerror(rc));
     }
+    return false;
 }
 
 /* Decrypts what the TLS side received into d's buffer. */
@@ -248,21 +266,26 @@ static bool want_read(struct tg_conn *c, struct tg_side *s)
 void tg_pipe_progress(struct tg_conn *c)
 {
     struct tg_pool *pool = &c->w->pool;
+    bool wrote = true;
 
-    if (c->closing)
-        return;
-    if (c->state == TG_CONN_PIPE) {
-        for (int i = 0; i < 2 && !c->closing; i++) {
-            struct tg_dir *d = &c->dir[i];
+    /* A synchronous write empties a buffer that encryption or decryption may fill again at
+     * once; a few rounds, then the loop's other connections get their turn. */
+    for (int round = 0; wrote && round < 4; round++) {
+        if (c->closing)
+            return;
+        if (c->state == TG_CONN_PIPE) {
+            for (int i = 0; i < 2 && !c->closing; i++) {
+                struct tg_dir *d = &c->dir[i];
 
-            if (d->src->tls)
-                decrypt(c, d);
-            if (d->dst->tls && !c->closing)
-                encrypt(c, d);
+                if (d->src->tls)
+                    decrypt(c, d);
+                if (d->dst->tls && !c->closing)
+                    encrypt(c, d);
+            }
         }
+        wrote = flush(c, &c->down);
+        wrote = flush(c, &c->up) || wrote;
     }
-    flush(c, &c->down);
-    flush(c, &c->up);
     if (c->state == TG_CONN_PIPE) {
         carry_eof(c, &c->dir[0]);
         carry_eof(c, &c->dir[1]);

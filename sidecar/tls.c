@@ -398,8 +398,13 @@ int tg_tls_handshake(struct tg_tls *t)
 
 int tg_tls_read(struct tg_tls *t, char *dst, size_t cap)
 {
-    int n = wolfSSL_read(t->ssl, dst, cap > INT32_MAX ? INT32_MAX : (int)cap);
-    int e;
+    int n, e;
+
+    /* Nothing new to decrypt: answer without asking wolfSSL, whose every WANT_READ formats
+     * an error string (OPENSSL_EXTRA's error reporting). */
+    if (tg_buf_len(&t->cipher_in) == 0 && !t->eof && !wolfSSL_has_pending(t->ssl))
+        return TG_EAGAIN;
+    n = wolfSSL_read(t->ssl, dst, cap > INT32_MAX ? INT32_MAX : (int)cap);
 
     if (n > 0)
         return n;
