@@ -144,7 +144,7 @@ static void put_u64(struct line *l, uint64_t v)
     put(l, buf, (size_t)n);
 }
 
-enum kind { STR, U64, TIME };
+enum kind { STR, U64, TIME, BOOL };
 
 size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t cap)
 {
@@ -163,6 +163,7 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
         {"tls_version", STR, e->tls_version, 0},
         {"cipher", STR, e->cipher, 0},
         {"serial", STR, e->serial, 0},
+        {"resumed", BOOL, NULL, e->resumed},
         {"bytes_received", U64, NULL, e->bytes_received},
         {"bytes_sent", U64, NULL, e->bytes_sent},
         {"duration_ms", U64, NULL, e->duration_ms},
@@ -190,6 +191,8 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
             put_str(&l, fields[i].s);
         else if (fields[i].kind == U64)
             put_u64(&l, fields[i].u);
+        else if (fields[i].kind == BOOL)
+            put(&l, fields[i].u ? "true" : "false", fields[i].u ? 4 : 5);
         else
             put_time(&l, fields[i].u);
         if (l.full) { /* drop this field and every one after it */

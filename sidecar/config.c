@@ -79,6 +79,7 @@ static const struct field identity_fields[] = {
 
 static const struct field tls_fields[] = {
     {.key = "min_version", .kind = K_TLSVER, .off = CFG(allow_tls12)},
+    {.key = "resumption", .kind = K_BOOL, .off = CFG(tls_resumption)},
     {.key = NULL},
 };
 
@@ -1115,6 +1116,7 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     c->idle_timeout_ms = 60 * 60 * 1000;
     c->connect_timeout_ms = 5 * 1000;
     c->drain_timeout_ms = 20 * 1000;
+    c->tls_resumption = true;
     if ((c->path = strdup(name)) == NULL) {
         tg_err_set(err, rc, "%s: out of memory", name);
         goto fail;

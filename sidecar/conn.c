@@ -107,6 +107,7 @@ static void on_handle_closed(uv_handle_t *h)
         e.tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
         e.cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
         e.serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
+        e.resumed = c->handshake_done && tg_tls_resumed(c->tls);
         e.bytes_received = c->bytes_received;
         e.bytes_sent = c->bytes_sent;
         e.duration_ms = unix_ms() - c->start_unix_ms;
@@ -115,6 +116,8 @@ static void on_handle_closed(uv_handle_t *h)
         tg_accesslog_write(&e);
     }
     tg_counter_add(&c->stats->closed, 1);
+    if (c->handshake_done && !c->l->inbound)
+        tg_tls_remember(c->tls, c->w->tickets, c->upstream.text);
     tg_tls_free(c->tls);
     tg_buf_drop(&c->dir[0].buf, &c->w->pool);
     tg_buf_drop(&c->dir[1].buf, &c->w->pool);
@@ -321,6 +324,8 @@ static int route(struct tg_conn *c)
         tg_conn_close(c, "error", "TLS session: %s", tg_strerror(rc));
         return -1;
     }
+    if (!l->inbound)
+        tg_tls_offer(c->tls, c->w->tickets, c->upstream.text);
     return 0;
 }
 

@@ -12,6 +12,7 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         .allow_tls12 = cfg->allow_tls12,
         .max_chain_depth = cfg->max_chain_depth,
         .trust_domains = &cfg->trust_domains,
+        .resumption = cfg->tls_resumption,
     };
     struct tg_gen *g = calloc(1, sizeof(*g));
     int rc = TG_ENOMEM;

@@ -3,13 +3,17 @@
 #include <wolfssl/options.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/memory.h>
+#include <wolfssl/wolfcrypt/random.h>
 
 #include "tollgate/tls.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +22,49 @@
 #define RECORD_OVERHEAD 64
 #define RECORD_MAX 16384
 
+/* Server tickets: the ticket itself is wolfSSL's session state, sealed with AES-128-GCM
+ * under a key made with the context (so a new generation -- new bundle, revocations or
+ * rules -- invalidates every earlier ticket). TLS 1.3 resumption sends no certificates, so
+ * the ticket's key_name names the slot that remembers the peer it was issued to. */
+#define TICKET_SLOTS 1024
+#define TICKET_LIFETIME_S 3600
+#define TICKET_NAME_LEN 8
+
+struct ticket_slot {
+    uint32_t nonce; /* changes when the slot is given to another peer */
+    struct tg_peer_info peer;
+};
+
 struct tg_tls_ctx {
     WOLFSSL_CTX *ctx;
+    uint64_t serial; /* unique per context, for the client cache */
     bool server;
+    bool resumption;
     unsigned max_chain_depth;
     const struct tg_identity *id;
     const struct tg_strlist *trust_domains;
+    pthread_mutex_t lock; /* the ticket state below: workers share the context */
+    bool lock_ready;
+    WC_RNG rng;
+    bool rng_ready;
+    unsigned char ticket_key[16];
+    unsigned char ticket_name[TICKET_NAME_LEN];
+    struct ticket_slot *slots; /* [TICKET_SLOTS], made with the first ticket */
 };
+
+struct tg_tls_cache_entry {
+    char key[64];
+    uint64_t ctx_serial;
+    WOLFSSL_SESSION *session;
+    struct tg_peer_info peer;
+};
+
+struct tg_tls_cache {
+    size_t n;
+    struct tg_tls_cache_entry *e;
+};
+
+static atomic_uint_fast64_t next_ctx_serial = 1;
 
 struct tg_tls {
     WOLFSSL *ssl;
@@ -39,6 +79,7 @@ struct tg_tls {
     bool failed;
     char why[200];
     struct tg_peer_info peer;
+    struct tg_peer_info resumed; /* who a ticket stands for, until the handshake says */
 };
 
 static const char CIPHERS_13[] =
@@ -174,6 +215,22 @@ static bool listed(const struct tg_strlist *l, const struct tg_spiffe_id *id)
     return false;
 }
 
+/* The checks on the peer's ID that a verified certificate and a resumed session share:
+ * trust domain, then the allow list (inbound) or the expected servers (outbound). */
+static bool accepted(struct tg_tls *t, const struct tg_spiffe_id *id)
+{
+    const struct tg_tls_ctx *c = t->ctx;
+    const char *side = c->server ? "client" : "server";
+
+    if (!domain_accepted(c, id))
+        return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side, id->id);
+    if (c->server && t->rule->ids->n > 0 && !listed(t->rule->ids, id))
+        return refuse(t, TG_HSF_NOT_ALLOWED, "client %s not in the allow list", id->id);
+    if (!c->server && !listed(t->rule->ids, id))
+        return refuse(t, TG_HSF_UNEXPECTED, "server %s is not an expected identity", id->id);
+    return true;
+}
+
 /* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
  * certificate that failed. Returning 0 fails the handshake with an alert. */
 static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
@@ -213,20 +270,208 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return refuse(t, TG_HSF_BAD_SPIFFE, "%s certificate (serial %s): %s", side,
                       info.serial, info.id_err);
     t->peer.claimed = strdup(info.id.id); /* names who was refused, in logs */
-    if (!domain_accepted(c, &info.id))
-        return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side,
-                      info.id.id);
-    if (c->server && t->rule->ids->n > 0 && !listed(t->rule->ids, &info.id))
-        return refuse(t, TG_HSF_NOT_ALLOWED, "client %s not in the allow list", info.id.id);
-    if (!c->server && !listed(t->rule->ids, &info.id))
-        return refuse(t, TG_HSF_UNEXPECTED, "server %s is not an expected identity",
-                      info.id.id);
+    if (!accepted(t, &info.id))
+        return 0;
     t->peer.id = t->peer.claimed;
     t->peer.claimed = NULL;
     if (t->peer.id == NULL)
         return refuse(t, TG_HSF_OTHER, "out of memory");
     memcpy(t->peer.sha256, info.sha256, sizeof(info.sha256));
+    t->peer.not_after = info.not_after;
     return 1;
+}
+
+/* ---- resumption ---- */
+
+static void peer_clear(struct tg_peer_info *p)
+{
+    free(p->id);
+    free(p->claimed);
+    memset(p, 0, sizeof(*p));
+}
+
+static int peer_copy(struct tg_peer_info *dst, const struct tg_peer_info *src)
+{
+    peer_clear(dst);
+    *dst = *src;
+    dst->claimed = NULL;
+    dst->id = strdup(src->id);
+    return dst->id != NULL ? 0 : TG_ENOMEM;
+}
+
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* AES-128-GCM over the ticket in place; AAD = key_name | iv. */
+static int seal(const struct tg_tls_ctx *c, bool enc, const unsigned char *name,
+                const unsigned char *iv, unsigned char *mac, unsigned char *ticket, int len)
+{
+    unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ];
+    Aes aes;
+    int rc;
+
+    memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
+    memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+    if (wc_AesInit(&aes, NULL, INVALID_DEVID) != 0)
+        return -1;
+    rc = wc_AesGcmSetKey(&aes, c->ticket_key, sizeof(c->ticket_key));
+    if (rc == 0 && enc)
+        rc = wc_AesGcmEncrypt(&aes, ticket, ticket, (word32)len, iv, 12, mac, 16, aad,
+                              sizeof(aad));
+    else if (rc == 0)
+        rc = wc_AesGcmDecrypt(&aes, ticket, ticket, (word32)len, iv, 12, mac, 16, aad,
+                              sizeof(aad));
+    wc_AesFree(&aes);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Issues a ticket only for a verified peer, and on resumption gives the session back the
+ * peer its ticket was issued to. Anything wrong: REJECT, and the handshake goes on in full. */
+static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *ticket,
+                     int len, int *out_len, void *arg)
+{
+    struct tg_tls_ctx *c = arg;
+    struct tg_tls *t = wolfSSL_GetIOReadCtx(ssl); /* our session rides as the I/O context */
+    struct ticket_slot *slot;
+    uint32_t index, nonce;
+    int rc = WOLFSSL_TICKET_RET_REJECT;
+
+    if (t == NULL || len <= 0)
+        return rc;
+    *out_len = len;
+    pthread_mutex_lock(&c->lock);
+    if (enc) {
+        /* a full handshake's verified peer, or the one a resumed session stands for */
+        const struct tg_peer_info *who = t->peer.id != NULL ? &t->peer : &t->resumed;
+
+        if (who->id == NULL)
+            goto done;
+        if (c->slots == NULL && (c->slots = calloc(TICKET_SLOTS, sizeof(*c->slots))) == NULL)
+            goto done;
+        index = hash_str(who->sha256) % TICKET_SLOTS;
+        slot = &c->slots[index];
+        if (slot->peer.id == NULL || strcmp(slot->peer.sha256, who->sha256) != 0) {
+            if (peer_copy(&slot->peer, who) < 0 ||
+                wc_RNG_GenerateBlock(&c->rng, (byte *)&slot->nonce, sizeof(slot->nonce)) != 0)
+                goto done;
+        }
+        memcpy(name, c->ticket_name, TICKET_NAME_LEN);
+        put_be32(name + TICKET_NAME_LEN, index);
+        put_be32(name + TICKET_NAME_LEN + 4, slot->nonce);
+        memset(iv, 0, WOLFSSL_TICKET_IV_SZ);
+        memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+        if (wc_RNG_GenerateBlock(&c->rng, iv, 12) != 0 || seal(c, true, name, iv, mac, ticket,
+                                                                len) < 0)
+            goto done;
+        rc = WOLFSSL_TICKET_RET_OK;
+        goto done;
+    }
+    index = be32(name + TICKET_NAME_LEN);
+    nonce = be32(name + TICKET_NAME_LEN + 4);
+    if (memcmp(name, c->ticket_name, TICKET_NAME_LEN) != 0 || index >= TICKET_SLOTS ||
+        c->slots == NULL)
+        goto done;
+    slot = &c->slots[index];
+    if (slot->peer.id == NULL || slot->nonce != nonce ||
+        slot->peer.not_after <= tg_identity_now() ||
+        seal(c, false, name, iv, mac, ticket, len) < 0)
+        goto done;
+    if (peer_copy(&t->resumed, &slot->peer) == 0)
+        rc = WOLFSSL_TICKET_RET_OK;
+done:
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int tg_tls_cache_new(size_t slots, struct tg_tls_cache **out)
+{
+    struct tg_tls_cache *cache = calloc(1, sizeof(*cache));
+
+    if (cache == NULL || (cache->e = calloc(slots, sizeof(*cache->e))) == NULL) {
+        free(cache);
+        return TG_ENOMEM;
+    }
+    cache->n = slots;
+    *out = cache;
+    return 0;
+}
+
+void tg_tls_cache_free(struct tg_tls_cache *cache)
+{
+    if (cache == NULL)
+        return;
+    for (size_t i = 0; i < cache->n; i++) {
+        wolfSSL_SESSION_free(cache->e[i].session);
+        peer_clear(&cache->e[i].peer);
+    }
+    free(cache->e);
+    free(cache);
+}
+
+static struct tg_tls_cache_entry *cache_slot(struct tg_tls_cache *cache, const char *key)
+{
+    return &cache->e[hash_str(key) % cache->n];
+}
+
+void tg_tls_offer(struct tg_tls *t, struct tg_tls_cache *cache, const char *key)
+{
+    struct tg_tls_cache_entry *e = cache_slot(cache, key);
+
+    if (!t->ctx->resumption || t->ctx->server || e->session == NULL ||
+        strcmp(e->key, key) != 0 || e->ctx_serial != t->ctx->serial ||
+        e->peer.not_after <= tg_identity_now())
+        return;
+    if (peer_copy(&t->resumed, &e->peer) < 0)
+        return;
+    if (wolfSSL_set_session(t->ssl, e->session) != WOLFSSL_SUCCESS)
+        peer_clear(&t->resumed);
+}
+
+void tg_tls_remember(struct tg_tls *t, struct tg_tls_cache *cache, const char *key)
+{
+    struct tg_tls_cache_entry *e = cache_slot(cache, key);
+    WOLFSSL_SESSION *session;
+
+    if (!t->ctx->resumption || t->ctx->server || t->peer.id == NULL ||
+        strlen(key) >= sizeof(e->key))
+        return;
+    session = wolfSSL_get1_session(t->ssl);
+    if (session == NULL)
+        return;
+    if (!wolfSSL_SESSION_has_ticket(session) || peer_copy(&e->peer, &t->peer) < 0) {
+        wolfSSL_SESSION_free(session);
+        return;
+    }
+    wolfSSL_SESSION_free(e->session);
+    e->session = session;
+    e->ctx_serial = t->ctx->serial;
+    snprintf(e->key, sizeof(e->key), "%s", key);
+}
+
+bool tg_tls_resumed(const struct tg_tls *t)
+{
+    return wolfSSL_session_reused(t->ssl) == 1;
 }
 
 int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
@@ -240,6 +485,8 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     if (c == NULL)
         return rc;
     c->server = s->server;
+    c->resumption = s->resumption;
+    c->serial = atomic_fetch_add(&next_ctx_serial, 1);
     c->max_chain_depth = s->max_chain_depth;
     c->trust_domains = s->trust_domains;
     c->id = id;
@@ -284,9 +531,21 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
     wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
     wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
-    if (s->server) {
-        /* No resumption yet: a resumed session would skip the peer checks above. */
+    if (s->server && !s->resumption) {
         wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
+    } else if (s->server) {
+        if (pthread_mutex_init(&c->lock, NULL) != 0)
+            goto fail;
+        c->lock_ready = true;
+        if (wc_InitRng(&c->rng) != 0)
+            goto fail;
+        c->rng_ready = true;
+        if (wc_RNG_GenerateBlock(&c->rng, c->ticket_key, sizeof(c->ticket_key)) != 0 ||
+            wc_RNG_GenerateBlock(&c->rng, c->ticket_name, sizeof(c->ticket_name)) != 0)
+            goto fail;
+        wolfSSL_CTX_set_TicketEncCb(c->ctx, on_ticket);
+        wolfSSL_CTX_set_TicketEncCtx(c->ctx, c);
+        wolfSSL_CTX_set_TicketHint(c->ctx, TICKET_LIFETIME_S);
     }
     *out = c;
     return 0;
@@ -300,6 +559,14 @@ void tg_tls_ctx_free(struct tg_tls_ctx *c)
     if (c == NULL)
         return;
     wolfSSL_CTX_free(c->ctx);
+    for (size_t i = 0; c->slots != NULL && i < TICKET_SLOTS; i++)
+        peer_clear(&c->slots[i].peer);
+    free(c->slots);
+    if (c->rng_ready)
+        wc_FreeRng(&c->rng);
+    if (c->lock_ready)
+        pthread_mutex_destroy(&c->lock);
+    explicit_bzero(c->ticket_key, sizeof(c->ticket_key));
     free(c);
 }
 
@@ -340,8 +607,8 @@ void tg_tls_free(struct tg_tls *t)
     wolfSSL_free(t->ssl);
     tg_buf_drop(&t->cipher_in, t->pool);
     tg_buf_drop(&t->cipher_out, t->pool);
-    free(t->peer.id);
-    free(t->peer.claimed);
+    peer_clear(&t->peer);
+    peer_clear(&t->resumed);
     free(t);
 }
 
@@ -360,6 +627,23 @@ void tg_tls_set_eof(struct tg_tls *t)
     t->eof = true;
 }
 
+/* A resumed session: the peer is who the ticket was issued to, if the rules of this
+ * generation still accept it. */
+static int resumed(struct tg_tls *t)
+{
+    struct tg_spiffe_id id;
+
+    if (t->resumed.id == NULL || tg_spiffe_parse(t->resumed.id, &id, NULL) < 0)
+        return refuse(t, TG_HSF_OTHER, "resumed session without a verified identity"),
+               TG_EPEER;
+    if (!accepted(t, &id))
+        return TG_EPEER;
+    peer_clear(&t->peer);
+    t->peer = t->resumed;
+    memset(&t->resumed, 0, sizeof(t->resumed));
+    return 0;
+}
+
 int tg_tls_handshake(struct tg_tls *t)
 {
     int rc = t->ctx->server ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
@@ -368,6 +652,8 @@ int tg_tls_handshake(struct tg_tls *t)
     enum tg_hs_fail fail;
 
     if (rc == WOLFSSL_SUCCESS) {
+        if (wolfSSL_session_reused(t->ssl) == 1)
+            return resumed(t);
         if (t->peer.id == NULL) /* cannot happen with VERIFY_PEER; never let it through */
             return refuse(t, TG_HSF_NO_CERT, "no verified peer identity"), TG_EPEER;
         return 0;
@@ -390,7 +676,7 @@ int tg_tls_handshake(struct tg_tls *t)
         return TG_EPEER;
     }
     fail = classify(e, &text);
-    refuse(t, fail, "%s", text);
+    refuse(t, fail, "%s (%d)", text, e);
     if (t->eof && t->fail == TG_HSF_OTHER)
         t->fail = TG_HSF_CLOSED;
     return t->fail == TG_HSF_CLOSED ? TG_ECLOSED : TG_EPEER;

@@ -112,7 +112,7 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
         return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
     w->loop.data = w;
     w->listeners = calloc(rt->n_listeners, sizeof(*w->listeners));
-    if (w->listeners == NULL) {
+    if (w->listeners == NULL || tg_tls_cache_new(256, &w->tickets) < 0) {
         rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
     }
@@ -140,6 +140,8 @@ fail:
     uv_loop_close(&w->loop);
     free(w->listeners);
     w->listeners = NULL;
+    tg_tls_cache_free(w->tickets);
+    w->tickets = NULL;
     return rc;
 }
 
@@ -169,6 +171,8 @@ void tg_worker_join(struct tg_worker *w)
     w->gen = NULL;
     if (uv_loop_close(&w->loop) != 0)
         tg_warn("worker %u: loop closed with handles open", w->index);
+    tg_tls_cache_free(w->tickets);
+    w->tickets = NULL;
     tg_pool_cleanup(&w->pool);
     free(w->listeners);
     w->listeners = NULL;

@@ -2,6 +2,7 @@
 #ifndef TOLLGATE_ACCESSLOG_H
 #define TOLLGATE_ACCESSLOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,7 @@ struct tg_access_entry {
     const char *tls_version; /* "TLSv1.3", or NULL */
     const char *cipher;     /* or NULL */
     const char *serial;     /* TLS peer certificate serial (hex), or NULL */
+    bool resumed;           /* the TLS session was resumed from a ticket */
     uint64_t bytes_received; /* payload from the downstream */
     uint64_t bytes_sent;     /* payload to the downstream */
     uint64_t duration_ms;

@@ -73,6 +73,7 @@ struct tg_config {
 
     /* tls */
     bool allow_tls12;          /* tls.min_version: "1.2"; default "1.3" only */
+    bool tls_resumption;       /* tls.resumption: session tickets between sidecars; default on */
 
     /* timeouts, milliseconds */
     uint64_t handshake_timeout_ms; /* default 10 s */

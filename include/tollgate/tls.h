@@ -23,6 +23,7 @@ struct tg_tls_settings {
     bool allow_tls12;
     unsigned max_chain_depth;            /* certificates the peer sends, leaf included */
     const struct tg_strlist *trust_domains; /* accepted besides the identity's own */
+    bool resumption;                     /* TLS 1.3 session tickets between sidecars */
 };
 
 struct tg_tls_ctx;
@@ -86,10 +87,26 @@ enum tg_hs_fail tg_tls_fail(const struct tg_tls *t, const char **why);
 struct tg_peer_info {
     char *id;      /* SPIFFE ID, malloc'd; NULL until verified */
     char *claimed; /* a refused peer's SPIFFE ID, for logs only; NULL otherwise */
+    int64_t not_after; /* of the peer's certificate */
     char serial[TG_SERIAL_HEX];
     char sha256[TG_SHA256_HEX];
 };
 const struct tg_peer_info *tg_tls_peer(const struct tg_tls *t);
+/* Whether the handshake resumed an earlier session (no certificates were exchanged; the
+ * peer is the one verified when the ticket was issued, checked again against the rules). */
+bool tg_tls_resumed(const struct tg_tls *t);
+
+/* Client-side resumption: one worker's tickets, by upstream address. Single-threaded. A
+ * ticket is offered only to a context made after the same generation as the one it came
+ * from, and only while the server's certificate it stands for is valid. */
+struct tg_tls_cache;
+
+TG_MUST_USE int tg_tls_cache_new(size_t slots, struct tg_tls_cache **out);
+void tg_tls_cache_free(struct tg_tls_cache *cache);
+/* Before the handshake: offers the ticket held for key (the upstream address), if any. */
+void tg_tls_offer(struct tg_tls *t, struct tg_tls_cache *cache, const char *key);
+/* After a verified client session (typically at close): keeps its ticket for key. */
+void tg_tls_remember(struct tg_tls *t, struct tg_tls_cache *cache, const char *key);
 const char *tg_tls_version(const struct tg_tls *t);
 const char *tg_tls_cipher(const struct tg_tls *t);
 /* Gives wolfSSL's and our buffers back while the connection is idle. */

@@ -51,6 +51,7 @@ struct tg_worker {
     size_t open_listeners;
     bool draining;
     struct tg_pool pool;
+    struct tg_tls_cache *tickets;    /* outbound: session tickets by upstream */
     struct tg_conn *conns;           /* open connections, linked through conn->next */
 };
 

@@ -200,7 +200,8 @@ static const char full_line[] =
     "{\"time\":\"2026-11-28T15:00:00.123Z\",\"listener\":\"in-http\",\"direction\":\"inbound\","
     "\"peer\":\"10.0.0.7:53122\",\"peer_id\":\"spiffe://mesh.local/ns/default/sa/web\","
     "\"upstream\":\"127.0.0.1:8080\",\"tls_version\":\"TLSv1.3\","
-    "\"cipher\":\"TLS_AES_128_GCM_SHA256\",\"serial\":\"3f2a\",\"bytes_received\":1234,"
+    "\"cipher\":\"TLS_AES_128_GCM_SHA256\",\"serial\":\"3f2a\",\"resumed\":false,"
+    "\"bytes_received\":1234,"
     "\"bytes_sent\":18446744073709551615,\"duration_ms\":56,\"outcome\":\"refused\","
     "\"reason\":\"not_allowed\"}\n";
 
@@ -220,7 +221,8 @@ START_TEST(test_accesslog_nulls)
     static const char want[] =
         "{\"time\":\"1970-01-01T00:00:00.000Z\",\"listener\":null,\"direction\":null,"
         "\"peer\":null,\"peer_id\":null,\"upstream\":null,\"tls_version\":null,"
-        "\"cipher\":null,\"serial\":null,\"bytes_received\":0,\"bytes_sent\":0,"
+        "\"cipher\":null,\"serial\":null,\"resumed\":false,\"bytes_received\":0,"
+        "\"bytes_sent\":0,"
         "\"duration_ms\":0,\"outcome\":null,\"reason\":null}\n";
     struct tg_access_entry e = {0};
     char buf[1024];
@@ -322,7 +324,7 @@ static void keys_of(const char *line, char *out, size_t cap)
 {
     static const char *const keys[] = {
         "time",       "listener",    "direction", "peer",   "peer_id",
-        "upstream",   "tls_version", "cipher",    "serial", "bytes_received",
+        "upstream",   "tls_version", "cipher",    "serial", "resumed", "bytes_received",
         "bytes_sent", "duration_ms", "outcome",   "reason",
     };
     char pat[40];

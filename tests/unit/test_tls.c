@@ -261,6 +261,121 @@ START_TEST(test_tls_chain_depth_limit)
 }
 END_TEST
 
+/* Full handshake, then the client reads the server's ticket and keeps it; the next
+ * connection resumes: no certificates, both sides still know who the other is. */
+static void full_then_ticket(struct side *c, struct side *s, struct tg_tls_cache *cache)
+{
+    char buf[16];
+
+    const char *why = "";
+
+    handshake(c, s);
+    ck_assert_int_eq(c->rc, 0);
+    ck_assert_msg(s->rc == 0, "server: %d %s", s->rc, (tg_tls_fail(s->tls, &why), why));
+    ck_assert(!tg_tls_resumed(c->tls));
+    carry(s, c); /* NewSessionTicket */
+    ck_assert_int_eq(tg_tls_read(c->tls, buf, sizeof(buf)), TG_EAGAIN);
+    tg_tls_remember(c->tls, cache, "127.0.0.1:8443");
+}
+
+START_TEST(test_tls_resumption_keeps_identities)
+{
+    struct tg_tls_settings st = {.max_chain_depth = 4, .resumption = true};
+    struct tg_tls_cache *cache;
+    struct side c, s;
+
+    ck_assert_int_eq(tg_tls_cache_new(16, &cache), 0);
+    side_init(&s, "web", "ca.pem", true, API, &st);
+    side_init(&c, "api", "ca.pem", false, WEB, &st);
+    full_then_ticket(&c, &s, cache);
+    /* a second connection on the same contexts */
+    tg_tls_free(c.tls);
+    tg_tls_free(s.tls);
+    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
+    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
+    c.rc = s.rc = TG_EAGAIN;
+    tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
+    handshake(&c, &s);
+    ck_assert_int_eq(c.rc, 0);
+    ck_assert_int_eq(s.rc, 0);
+    ck_assert(tg_tls_resumed(c.tls));
+    ck_assert(tg_tls_resumed(s.tls));
+    ck_assert_str_eq(tg_tls_peer(s.tls)->id, API);
+    ck_assert_str_eq(tg_tls_peer(c.tls)->id, WEB);
+    ck_assert_uint_eq(strlen(tg_tls_peer(s.tls)->sha256), 64);
+    /* another upstream key has no ticket: full handshake */
+    tg_tls_free(c.tls);
+    tg_tls_free(s.tls);
+    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
+    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
+    c.rc = s.rc = TG_EAGAIN;
+    tg_tls_offer(c.tls, cache, "127.0.0.1:9999");
+    handshake(&c, &s);
+    ck_assert_int_eq(s.rc, 0);
+    ck_assert(!tg_tls_resumed(s.tls));
+    side_free(&c);
+    side_free(&s);
+    tg_tls_cache_free(cache);
+}
+END_TEST
+
+/* A ticket never outlives the server context (a new generation: new bundle, revocations
+ * or rules) and a resumed peer still meets the allow list of the session it resumes in. */
+START_TEST(test_tls_resumption_refused_across_generations_and_rules)
+{
+    struct tg_tls_settings st = {.max_chain_depth = 4, .resumption = true};
+    struct tg_tls_cache *cache;
+    struct side c, s, s2, c2;
+    struct tg_tls *t;
+    char *other[] = {"spiffe://mesh.local/ns/default/sa/other"};
+    struct tg_strlist only_other = {other, 1};
+    struct tg_tls_peer_rule strict = {&only_other};
+
+    ck_assert_int_eq(tg_tls_cache_new(16, &cache), 0);
+    side_init(&s, "web", "ca.pem", true, API, &st);
+    side_init(&c, "api", "ca.pem", false, WEB, &st);
+    full_then_ticket(&c, &s, cache);
+
+    /* same server context, an allow list that no longer has the client: refused */
+    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &strict, &t), 0);
+    tg_tls_free(s.tls);
+    s.tls = t;
+    tg_tls_free(c.tls);
+    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
+    c.rc = s.rc = TG_EAGAIN;
+    tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
+    handshake(&c, &s);
+    ck_assert_int_eq(s.rc, TG_EPEER);
+    ck_assert_int_eq(fail_of(&s), TG_HSF_NOT_ALLOWED);
+
+    /* a new server context (new generation) cannot open the old ticket: full handshake */
+    side_init(&s2, "web", "ca.pem", true, API, &st);
+    tg_tls_free(c.tls);
+    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
+    c.rc = TG_EAGAIN;
+    tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
+    handshake(&c, &s2);
+    ck_assert_int_eq(s2.rc, 0);
+    ck_assert(!tg_tls_resumed(s2.tls));
+    ck_assert_str_eq(tg_tls_peer(s2.tls)->id, API);
+
+    /* a new client context (new generation) does not offer the old ticket at all */
+    side_init(&c2, "api", "ca.pem", false, WEB, &st);
+    tg_tls_offer(c2.tls, cache, "127.0.0.1:8443");
+    tg_tls_free(s2.tls);
+    ck_assert_int_eq(tg_tls_new(s2.ctx, &pool, &s2.rule, &s2.tls), 0);
+    s2.rc = TG_EAGAIN;
+    handshake(&c2, &s2);
+    ck_assert_int_eq(c2.rc, 0);
+    ck_assert(!tg_tls_resumed(c2.tls));
+    side_free(&c2);
+    side_free(&s2);
+    side_free(&c);
+    side_free(&s);
+    tg_tls_cache_free(cache);
+}
+END_TEST
+
 START_TEST(test_tls_version_text_names_aesni)
 {
     ck_assert_ptr_nonnull(strstr(tg_tls_version_text(), "AES-NI"));
@@ -279,6 +394,8 @@ static Suite *tls_suite(void)
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
     tcase_add_test(tc, test_tls_extra_trust_domain_accepted_when_listed);
     tcase_add_test(tc, test_tls_chain_depth_limit);
+    tcase_add_test(tc, test_tls_resumption_keeps_identities);
+    tcase_add_test(tc, test_tls_resumption_refused_across_generations_and_rules);
     tcase_add_test(tc, test_tls_version_text_names_aesni);
     suite_add_tcase(s, tc);
     return s;
