@@ -678,9 +678,12 @@ static int apply_family(const struct tg_iptables_opts *o, int family)
 {
     char save_name[] = "iptables-save", save6_name[] = "ip6tables-save";
     char restore_name[] = "iptables-restore", restore6_name[] = "ip6tables-restore";
-    char t_opt[] = "-t", nat[] = "nat", noflush[] = "--noflush";
+    char t_opt[] = "-t", nat[] = "nat", noflush[] = "--noflush", wait_opt[] = "--wait",
+         secs[] = "10";
     char *save_argv[] = {family == AF_INET ? save_name : save6_name, t_opt, nat, NULL};
-    char *restore_argv[] = {family == AF_INET ? restore_name : restore6_name, noflush, NULL};
+    /* --wait: legacy iptables takes the xtables lock; another writer makes us wait, not fail */
+    char *restore_argv[] = {family == AF_INET ? restore_name : restore6_name, noflush, wait_opt,
+                            secs, NULL};
     struct tg_iptables_state st;
     char *saved = NULL, *text = NULL;
     int rc;
@@ -694,7 +697,7 @@ static int apply_family(const struct tg_iptables_opts *o, int family)
         goto fail;
     if (o->clean)
         printf("tollgate: init-iptables: %s: removed %u jump(s) and %u chain(s) of ours\n",
-               save_argv[0], st.in_jumps + st.out_jumps, st.chains);
+               restore_argv[0], st.in_jumps + st.out_jumps, st.chains);
     else
         printf("tollgate: init-iptables: %s: TOLLGATE_* chains %s; jumps from PREROUTING "
                "and OUTPUT %s\n",
