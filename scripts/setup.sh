@@ -30,8 +30,8 @@ WOLF_CFLAGS="-O2 -fPIC -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB -DNO_ERROR
 PACKAGES=(
     build-essential cmake pkg-config git ca-certificates
     libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libyaml-dev
-    openssl curl python3 iptables iproute2 procps psmisc
-    autoconf automake libtool dpkg-dev
+    openssl curl python3 python3-yaml iptables iproute2 procps psmisc tcpdump util-linux
+    autoconf automake libtool dpkg-dev clang
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -105,6 +105,16 @@ build_wolfssl() {
     log "wolfSSL: installed into $WOLF_PREFIX"
 }
 
+# The Kubernetes schemas the manifest test checks against, when npm is there (optional: the
+# test says so and checks the rest without them).
+install_schemas() {
+    command -v npm >/dev/null 2>&1 || { log "npm absent: manifest schema check will be skipped"; return; }
+    [ -d "$CACHE/npm/node_modules/kubernetes-models" ] && return
+    mkdir -p "$CACHE/npm"
+    npm install --prefix "$CACHE/npm" --no-audit --no-fund --silent kubernetes-models@4.5.1 \
+        >/dev/null 2>&1 || log "npm install kubernetes-models failed: schema check will be skipped"
+}
+
 build_tollgate() {
     [ "${TOLLGATE_SKIP_BUILD:-0}" = 1 ] && return
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -118,6 +128,7 @@ main() {
     fi
     [ "${TOLLGATE_NO_APT:-0}" = 1 ] || install_packages "$@"
     build_wolfssl
+    install_schemas
     build_tollgate
 }
 
