@@ -129,8 +129,8 @@ static char *on_admin_config_dump(void *arg, size_t *len)
 
     if (f == NULL)
         return NULL;
-    fprintf(f, "{\"generation\":%llu,\"identity\":{\"spiffe_id\":",
-            (unsigned long long)ctl->gen->id);
+    fprintf(f,
+            "{\"generation\":%llu,\"identity\":{\"spiffe_id\":", (unsigned long long)ctl->gen->id);
     json_str(f, id->leaf.id.id);
     fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_before\":%lld,\"not_after\":%lld,",
             id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
@@ -346,9 +346,15 @@ int tg_control_run(const struct tg_config *cfg)
     }
     atomic_store(&ctl->metrics.process.generation, ctl->gen->id);
     atomic_store(&ctl->metrics.process.identity_expiry_unix, ctl->gen->identity->leaf.not_after);
+    for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
+        if (tg_listener_probe(ctl->defs[i].listen, err) < 0) {
+            tg_error("%s", err);
+            goto stop;
+        }
+    }
     for (; ctl->started < ctl->n_workers; ctl->started++) {
-        if (tg_worker_start(&ctl->workers[ctl->started], ctl->started, &ctl->rt, ctl->gen,
-                            err) < 0) {
+        if (tg_worker_start(&ctl->workers[ctl->started], ctl->started, &ctl->rt, ctl->gen, err) <
+            0) {
             tg_error("%s", err);
             goto stop;
         }
@@ -362,9 +368,9 @@ int tg_control_run(const struct tg_config *cfg)
         }
     }
     init_handles(ctl);
-    tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu",
-            TG_VERSION, ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial,
-            ctl->n_workers, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
+    tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu", TG_VERSION,
+            ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial, ctl->n_workers,
+            ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
     rc = 0;
     goto join;

@@ -75,6 +75,11 @@ void tg_worker_join(struct tg_worker *w);
 void tg_worker_conn_added(struct tg_worker *w, struct tg_conn *c);
 void tg_worker_conn_removed(struct tg_worker *w, struct tg_conn *c);
 
+/* Fails (-EADDRINUSE, err naming the address) when another socket holds addr, even one
+ * bound with SO_REUSEPORT by another process of ours: workers share a port on purpose, two
+ * sidecars must not. Call once per address before the workers bind. */
+TG_MUST_USE int tg_listener_probe(const struct tg_addr *addr, char *err);
+
 /* Creates a non-blocking TCP socket bound to addr with SO_REUSEADDR and SO_REUSEPORT, opens
  * it in tcp (initialised on loop) and listens. err names the address on failure. */
 TG_MUST_USE int tg_listener_bind(uv_loop_t *loop, uv_tcp_t *tcp, const struct tg_addr *addr,

@@ -163,6 +163,34 @@ START_TEST(test_check_missing_file)
 }
 END_TEST
 
+/* Workers share a port through SO_REUSEPORT; a second sidecar on the same port must not
+ * quietly share it too: it refuses to start and says which address is taken. */
+START_TEST(test_second_sidecar_on_same_port_refuses_to_start)
+{
+    int port = it_free_port(), up = it_free_port();
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {it_env("TG_BIN"), "run", "-c", "second.yaml", NULL};
+    struct it_proc *first;
+
+    it_write_file("first.yaml",
+                  IDENTITY "workers: 2\ninbound:\n  - listen: 127.0.0.1:%d\n"
+                           "    upstream: 127.0.0.1:%d\n",
+                  port, up);
+    it_write_file("second.yaml",
+                  IDENTITY "workers: 1\ninbound:\n  - listen: 127.0.0.1:%d\n"
+                           "    upstream: 127.0.0.1:%d\n",
+                  port, up);
+    first = it_sidecar_start("first", "first.yaml", 0, port);
+    ck_assert_int_eq(it_run(argv, NULL, 10000, &out, &err), 1);
+    ck_assert_msg(strstr(err, "Address already in use") != NULL &&
+                      strstr(err, "127.0.0.1:") != NULL,
+                  "stderr: %s", err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(it_stop(first, 5000), 0);
+}
+END_TEST
+
 START_TEST(test_version_names_wolfssl_and_aesni)
 {
     const char *argv[] = {it_env("TG_BIN"), "version", NULL};
@@ -190,6 +218,7 @@ static Suite *cli_suite(void)
                         (int)(sizeof(bad_configs) / sizeof(bad_configs[0])));
     tcase_add_test(tc, test_check_key_not_matching_cert);
     tcase_add_test(tc, test_check_missing_file);
+    tcase_add_test(tc, test_second_sidecar_on_same_port_refuses_to_start);
     tcase_add_test(tc, test_version_names_wolfssl_and_aesni);
     suite_add_tcase(s, tc);
     return s;
