@@ -31,7 +31,7 @@ PACKAGES=(
     build-essential cmake pkg-config git ca-certificates
     libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libyaml-dev
     openssl curl python3 python3-yaml iptables iproute2 procps psmisc tcpdump util-linux
-    autoconf automake libtool dpkg-dev clang
+    autoconf automake libtool dpkg-dev clang libclang-rt-14-dev valgrind
 )
 
 log() { printf 'setup: %s\n' "$*"; }

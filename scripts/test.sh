@@ -1,33 +1,73 @@
 #!/usr/bin/env bash
-# Sets everything up (scripts/setup.sh) and runs every test through ctest:
-#   1. the Release build in build/: unit tests, integration tests (real sidecars, echo servers
-#      and openssl clients on loopback), network-namespace interception tests, the fuzz corpus
-#      replays, and the deployment-file checks;
-#   2. the same unit and integration tests again against an AddressSanitizer + UBSan build in
-#      build-asan/ (leak detection on; any finding fails the run).
+# Sets everything up (scripts/setup.sh) and runs every test:
+#   1. ctest on the Release build in build/: unit tests, integration tests (real sidecars, echo
+#      servers and openssl clients on loopback), network-namespace interception tests, the
+#      fuzz corpus replays, and the deployment-file checks;
+#   2. the unit tests under valgrind (definite leaks and memory errors fail);
+#   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/);
+#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (20) each (build-fuzz/, clang).
 # Environment: TOLLGATE_TEST_ARGS (extra ctest arguments, e.g. "-R proxy"),
-#              TOLLGATE_QUICK=1 (skip the sanitizer pass).
+#              TOLLGATE_QUICK=1 (stage 1 only), TOLLGATE_FUZZ_SECONDS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
-ASAN_BUILD=$ROOT/build-asan
+FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-20}
 
 "$ROOT/scripts/setup.sh"
 
-echo "test: [1/2] Release build ($BUILD)"
+echo "test: [1/4] ctest, Release build ($BUILD)"
 # shellcheck disable=SC2086
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900 ${TOLLGATE_TEST_ARGS:-}
 
 if [ "${TOLLGATE_QUICK:-0}" = 1 ]; then
-    echo "test: sanitizer pass skipped (TOLLGATE_QUICK=1)"
+    echo "test: stages 2-4 skipped (TOLLGATE_QUICK=1)"
     exit 0
 fi
-echo "test: [2/2] AddressSanitizer + UBSan build ($ASAN_BUILD)"
-cmake -S "$ROOT" -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON >/dev/null
-cmake --build "$ASAN_BUILD" -j"$(nproc)"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
+
+echo "test: [2/4] unit tests under valgrind"
+export TG_CERTS_BIN="$BUILD/tollgate-certs"
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    if ! CK_FORK=no valgrind -q --error-exitcode=9 --leak-check=full \
+        --errors-for-leak-kinds=definite "$t" >"$BUILD/valgrind-$(basename "$t").log" 2>&1; then
+        tail -40 "$BUILD/valgrind-$(basename "$t").log"
+        echo "test: valgrind: $(basename "$t") failed" >&2
+        exit 1
+    fi
+    echo "valgrind: $(basename "$t"): clean"
+done
+
+echo "test: [3/4] AddressSanitizer + UBSan build (build-asan)"
+cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON >/dev/null
+cmake --build "$ROOT/build-asan" -j"$(nproc)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # shellcheck disable=SC2086
-ctest --test-dir "$ASAN_BUILD" --output-on-failure --timeout 900 -L "unit|integration" \
+ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -L "unit|integration" \
     ${TOLLGATE_TEST_ARGS:-}
+
+echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target (build-fuzz)"
+CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_FUZZ=ON \
+    >/dev/null
+targets=()
+for src in "$ROOT"/tests/fuzz/fuzz_*.c; do targets+=("$(basename "$src" .c)"); done
+cmake --build "$ROOT/build-fuzz" -j"$(nproc)" --target "${targets[@]}"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for t in "${targets[@]}"; do
+    name=${t#fuzz_}
+    mkdir -p "$scratch/$name"
+    cp "$ROOT/tests/fuzz/corpus/$name"/* "$scratch/$name/"
+    # new inputs go to the scratch copy; a crash leaves its input in $scratch and fails here
+    if ! (cd "$scratch" && "$ROOT/build-fuzz/tests/$t" -max_total_time="$FUZZ_SECONDS" \
+        -print_final_stats=1 "$scratch/$name" >"$scratch/$t.log" 2>&1); then
+        tail -40 "$scratch/$t.log"
+        echo "test: $t found a failure; its input is above (add it to tests/fuzz/corpus/$name)" >&2
+        trap - EXIT
+        exit 1
+    fi
+    echo "fuzz: $t: $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$scratch/$t.log" |
+        awk '{print $2}') runs, no failure"
+done
+echo "test: all stages passed"

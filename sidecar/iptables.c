@@ -484,9 +484,9 @@ static void render_clean(FILE *f, const struct tg_iptables_state *st)
     for (size_t i = 0; i < TG_NELEM(chains); i++)
         fprintf(f, ":%s - [0:0]\n", chains[i]);
     for (unsigned i = 0; i < in; i++)
-        fprintf(f, "-D%s\n", JUMP_IN + 2);
+        fprintf(f, "-D%s\n", &JUMP_IN[2]); /* "-A PREROUTING ..." as "-D PREROUTING ..." */
     for (unsigned i = 0; i < out; i++)
-        fprintf(f, "-D%s\n", JUMP_OUT + 2);
+        fprintf(f, "-D%s\n", &JUMP_OUT[2]);
     for (size_t i = 0; i < TG_NELEM(chains); i++)
         fprintf(f, "-F %s\n", chains[i]);
     for (size_t i = 0; i < TG_NELEM(chains); i++)
