@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -25,7 +26,7 @@
 #define MAX_FILE (1024 * 1024) /* bytes of YAML */
 #define MAX_ITEMS 1024         /* entries in any one list */
 #define MAX_NAME 64            /* listener names */
-#define MAX_FIELDS 16          /* keys in one mapping table */
+#define MAX_FIELDS 24          /* keys in one mapping table */
 #define KEYPATH 128            /* "inbound[12].allow[3]" and the like */
 #define SHOW 64                /* a value quoted in a message */
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
@@ -52,6 +53,13 @@ enum kind {
     K_DESTS,    /* the mesh destination list */
     K_CIDR,     /* struct tg_mesh_dest's net and prefix: an address or address/prefix */
     K_PORT,     /* uint16_t, 1..65535 */
+    K_STRS,     /* struct tg_strlist of plain strings (checked later by their user) */
+    K_PORTS,    /* struct tg_intlist of ports */
+    K_LABELS,   /* struct tg_labels: a mapping of names to values */
+    K_ACTION,   /* bool deny: "allow" or "deny" */
+    K_DEFAULT,  /* bool default deny: "allow" or "deny" */
+    K_RULES,    /* the authorization rule list */
+    K_STR,      /* char *, a non-empty name */
 };
 
 struct field {
@@ -67,6 +75,7 @@ struct field {
 #define IN(m) offsetof(struct tg_inbound_cfg, m)
 #define OUT(m) offsetof(struct tg_outbound_cfg, m)
 #define DEST(m) offsetof(struct tg_mesh_dest, m)
+#define RULE(m) offsetof(struct tg_rule_cfg, m)
 
 static const struct field identity_fields[] = {
     {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .required = true},
@@ -104,6 +113,45 @@ static const struct field dest_fields[] = {
     {.key = NULL},
 };
 
+static const struct field workload_fields[] = {
+    {.key = "namespace", .kind = K_STR, .off = CFG(workload_ns)},
+    {.key = "labels", .kind = K_LABELS, .off = CFG(workload_labels)},
+    {.key = NULL},
+};
+
+static const struct field authz_fields[] = {
+    {.key = "default", .kind = K_DEFAULT, .off = CFG(authz_default_deny)},
+    {.key = "close_denied", .kind = K_BOOL, .off = CFG(close_denied)},
+    {.key = "rules", .kind = K_RULES},
+    {.key = NULL},
+};
+
+static const struct field revocation_fields[] = {
+    {.key = "serials", .kind = K_STRS, .off = CFG(revoked_serials)},
+    {.key = "fingerprints", .kind = K_STRS, .off = CFG(revoked_fingerprints)},
+    {.key = NULL},
+};
+
+static const struct field rule_fields[] = {
+    {.key = "name", .kind = K_STR, .off = RULE(name), .required = true},
+    {.key = "action", .kind = K_ACTION, .off = RULE(deny), .required = true},
+    {.key = "namespace", .kind = K_STR, .off = RULE(scope_ns)},
+    {.key = "labels", .kind = K_LABELS, .off = RULE(scope_labels)},
+    {.key = "principals", .kind = K_STRS, .off = RULE(principals)},
+    {.key = "not_principals", .kind = K_STRS, .off = RULE(not_principals)},
+    {.key = "namespaces", .kind = K_STRS, .off = RULE(namespaces)},
+    {.key = "not_namespaces", .kind = K_STRS, .off = RULE(not_namespaces)},
+    {.key = "trust_domains", .kind = K_STRS, .off = RULE(trust_domains)},
+    {.key = "not_trust_domains", .kind = K_STRS, .off = RULE(not_trust_domains)},
+    {.key = "fingerprints", .kind = K_STRS, .off = RULE(fingerprints)},
+    {.key = "not_fingerprints", .kind = K_STRS, .off = RULE(not_fingerprints)},
+    {.key = "serials", .kind = K_STRS, .off = RULE(serials)},
+    {.key = "not_serials", .kind = K_STRS, .off = RULE(not_serials)},
+    {.key = "ports", .kind = K_PORTS, .off = RULE(ports)},
+    {.key = "not_ports", .kind = K_PORTS, .off = RULE(not_ports)},
+    {.key = NULL},
+};
+
 static const struct field top_fields[] = {
     {.key = "admin", .kind = K_LISTEN, .off = CFG(admin)},
     {.key = "workers", .kind = K_UINT, .off = CFG(workers), .min = 0, .max = 256},
@@ -120,6 +168,9 @@ static const struct field top_fields[] = {
     {.key = "inbound", .kind = K_INBOUND},
     {.key = "outbound", .kind = K_OUTBOUND},
     {.key = "mesh", .kind = K_MAP, .sub = mesh_fields},
+    {.key = "workload", .kind = K_MAP, .sub = workload_fields},
+    {.key = "authorization", .kind = K_MAP, .sub = authz_fields},
+    {.key = "revocation", .kind = K_MAP, .sub = revocation_fields},
     {.key = NULL},
 };
 
@@ -151,6 +202,7 @@ _Static_assert(TG_NELEM(outbound_fields) <= MAX_FIELDS, "outbound_fields");
 _Static_assert(TG_NELEM(timeout_fields) <= MAX_FIELDS, "timeout_fields");
 _Static_assert(TG_NELEM(mesh_fields) <= MAX_FIELDS, "mesh_fields");
 _Static_assert(TG_NELEM(dest_fields) <= MAX_FIELDS, "dest_fields");
+_Static_assert(TG_NELEM(rule_fields) <= MAX_FIELDS, "rule_fields");
 
 struct parse {
     yaml_parser_t yp;
@@ -613,6 +665,8 @@ static int check_list_item(struct parse *ps, const char *path, enum kind kind, c
     char buf[TG_SPIFFE_MAX + 1];
     size_t n;
 
+    if (kind == K_STRS)
+        return v[0] != '\0' ? 0 : fail(ps, line_of(ps), path, "is empty");
     if (kind == K_IDS) {
         if (tg_spiffe_parse(v, &id, why) < 0)
             return fail(ps, line_of(ps), path, "%s is not a SPIFFE ID: %s", show(shown, v), why);
@@ -684,6 +738,152 @@ static int parse_strlist(struct parse *ps, const char *path, const struct field 
 }
 
 static int walk_map(struct parse *ps, const char *path, const struct field *fields, void *obj);
+
+/* A list of ports (1..65535). */
+static int parse_ports(struct parse *ps, const char *path, struct tg_intlist *list)
+{
+    char item[KEYPATH];
+    size_t cap = 0;
+    uint64_t u;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list of ports");
+    for (;;) {
+        const char *v;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        keypath(item, "%s[%zu]", path, list->n);
+        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev))
+            return wrong_type(ps, item, "a port");
+        v = (const char *)ps->ev.data.scalar.value;
+        if (quoted(ps) || !parse_u64(v, strlen(v), &u) || u < 1 || u > 65535) {
+            char shown[SHOW];
+
+            return fail(ps, line_of(ps), item, "%s is not a port (want 1..65535)",
+                        show(shown, v));
+        }
+        if (list->n == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
+        if (list->n == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            int *nv = realloc(list->v, ncap * sizeof(*nv));
+
+            if (nv == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            list->v = nv;
+            cap = ncap;
+        }
+        list->v[list->n++] = (int)u;
+    }
+}
+
+/* A mapping of label names to values, e.g. {app: web, tier: front}. */
+static int parse_labels(struct parse *ps, const char *path, struct tg_labels *l)
+{
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_MAPPING_START_EVENT)
+        return wrong_type(ps, path, "a mapping of labels");
+    for (;;) {
+        const char *v;
+        char *key;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_MAPPING_END_EVENT)
+            return 0;
+        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev) ||
+            ps->ev.data.scalar.length == 0)
+            return wrong_type(ps, path, "a label name");
+        key = strdup((const char *)ps->ev.data.scalar.value);
+        if (key == NULL)
+            return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+        join(item, path, key);
+        for (size_t i = 0; i < l->n; i++) {
+            if (strcmp(l->keys[i], key) == 0) {
+                free(key);
+                return fail(ps, line_of(ps), item, "duplicate label");
+            }
+        }
+        if ((rc = scalar(ps, item, &v)) < 0) {
+            free(key);
+            return rc;
+        }
+        if (l->n == MAX_ITEMS) {
+            free(key);
+            return fail(ps, line_of(ps), path, "more than %d labels", MAX_ITEMS);
+        }
+        if (l->n == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            char **nk = realloc(l->keys, ncap * sizeof(*nk));
+            char **nv = nk == NULL ? NULL : realloc(l->values, ncap * sizeof(*nv));
+
+            if (nk != NULL)
+                l->keys = nk;
+            if (nv == NULL) {
+                free(key);
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            }
+            l->values = nv;
+            cap = ncap;
+        }
+        l->keys[l->n] = key;
+        if ((l->values[l->n] = strdup(v)) == NULL) {
+            free(key);
+            return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+        }
+        l->n++;
+    }
+}
+
+/* authorization.rules: a list of mappings, each counted as soon as allocated. */
+static int parse_rules(struct parse *ps, const char *path)
+{
+    struct tg_config *c = ps->c;
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list of rules");
+    for (;;) {
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        keypath(item, "%s[%zu]", path, c->n_rules);
+        if (ps->ev.type != YAML_MAPPING_START_EVENT)
+            return wrong_type(ps, item, "a mapping (name:, action:, principals:, ...)");
+        if (c->n_rules == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d rules", MAX_ITEMS);
+        if (c->n_rules == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            struct tg_rule_cfg *na = realloc(c->rules, ncap * sizeof(*na));
+
+            if (na == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            c->rules = na;
+            cap = ncap;
+        }
+        memset(&c->rules[c->n_rules], 0, sizeof(c->rules[0]));
+        c->n_rules++;
+        ps->key_line = line_of(ps);
+        if ((rc = walk_map(ps, item, rule_fields, &c->rules[c->n_rules - 1])) < 0)
+            return rc;
+    }
+}
 
 /* A listener has an upstream, or is transparent (captured traffic), never both. */
 static int check_upstream(struct parse *ps, size_t line, const char *path, bool transparent,
@@ -781,7 +981,7 @@ static int parse_cidr(const char *v, struct tg_mesh_dest *d, char *why)
 }
 
 /* inbound: or outbound:, a list of mappings. Each listener is counted in the config as soon
- * as it is allocated, so tg_config_free() frees a half-read one. */
+ * as it is allocated, so tg_config_unref() frees a half-read one. */
 static int parse_listeners(struct parse *ps, const char *path, bool inbound)
 {
     struct tg_config *c = ps->c;
@@ -887,6 +1087,14 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         return parse_listeners(ps, path, f->kind == K_INBOUND);
     case K_DESTS:
         return parse_destinations(ps, path);
+    case K_RULES:
+        return parse_rules(ps, path);
+    case K_STRS:
+        return parse_strlist(ps, path, f, dst);
+    case K_PORTS:
+        return parse_ports(ps, path, dst);
+    case K_LABELS:
+        return parse_labels(ps, path, dst);
     case K_IDS:
     case K_DOMAINS:
         return parse_strlist(ps, path, f, dst);
@@ -984,6 +1192,19 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
             return 0;
         }
         return fail(ps, line_of(ps), path, "%s is not passthrough or refuse", show(shown, v));
+    case K_STR:
+        if (v[0] == '\0')
+            return fail(ps, line_of(ps), path, "is empty");
+        if ((*(char **)dst = strdup(v)) == NULL)
+            return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+        return 0;
+    case K_ACTION:
+    case K_DEFAULT:
+        if (strcasecmp(v, "allow") == 0 || strcasecmp(v, "deny") == 0) {
+            *(bool *)dst = strcasecmp(v, "deny") == 0;
+            return 0;
+        }
+        return fail(ps, line_of(ps), path, "%s is not allow or deny", show(shown, v));
     case K_CIDR:
         if (parse_cidr(v, dst, why) < 0)
             return fail(ps, line_of(ps), path, "%s", why);
@@ -1108,6 +1329,7 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     if (c == NULL)
         return tg_err_set(err, rc, "%s: out of memory", name);
     ps.c = c;
+    atomic_init(&c->refs, 1);
     c->access_log = true;
     c->log_level = TG_LOG_INFO;
     c->buffer_size = 64 << 10;
@@ -1138,7 +1360,7 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     return 0;
 fail:
     parse_cleanup(&ps);
-    tg_config_free(c);
+    tg_config_unref(c);
     return rc;
 }
 
@@ -1246,6 +1468,16 @@ int tg_config_load(const char *path, struct tg_config **out, char *err)
     return rc;
 }
 
+static void labels_free(struct tg_labels *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->keys[i]);
+        free(l->values[i]);
+    }
+    free(l->keys);
+    free(l->values);
+}
+
 static void strlist_free(struct tg_strlist *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -1253,9 +1485,15 @@ static void strlist_free(struct tg_strlist *l)
     free(l->v);
 }
 
-void tg_config_free(struct tg_config *c)
+struct tg_config *tg_config_ref(struct tg_config *c)
 {
-    if (c == NULL)
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void tg_config_unref(struct tg_config *c)
+{
+    if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < c->n_inbound; i++) {
         free(c->inbound[i].name);
@@ -1268,6 +1506,30 @@ void tg_config_free(struct tg_config *c)
     }
     for (size_t i = 0; i < c->n_dests; i++)
         strlist_free(&c->dests[i].expect);
+    for (size_t i = 0; i < c->n_rules; i++) {
+        struct tg_rule_cfg *r = &c->rules[i];
+
+        free(r->name);
+        free(r->scope_ns);
+        labels_free(&r->scope_labels);
+        strlist_free(&r->principals);
+        strlist_free(&r->not_principals);
+        strlist_free(&r->namespaces);
+        strlist_free(&r->not_namespaces);
+        strlist_free(&r->trust_domains);
+        strlist_free(&r->not_trust_domains);
+        strlist_free(&r->fingerprints);
+        strlist_free(&r->not_fingerprints);
+        strlist_free(&r->serials);
+        strlist_free(&r->not_serials);
+        free(r->ports.v);
+        free(r->not_ports.v);
+    }
+    free(c->rules);
+    free(c->workload_ns);
+    labels_free(&c->workload_labels);
+    strlist_free(&c->revoked_serials);
+    strlist_free(&c->revoked_fingerprints);
     free(c->dests);
     free(c->inbound);
     free(c->outbound);

@@ -9,6 +9,7 @@
 
 #include "tollgate/accesslog.h"
 #include "tollgate/intercept.h"
+#include "tollgate/spiffe.h"
 #include "tollgate/log.h"
 
 /* A permissive port waits this long for a client's first bytes; a client that sends
@@ -168,6 +169,33 @@ static void flush_tls_now(struct tg_conn *c)
         tg_buf_consume(out, tg_buf_len(out));
 }
 
+bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap)
+{
+    const struct tg_peer_info *peer;
+    struct tg_spiffe_id id;
+    struct tg_policy_peer pp;
+    struct tg_policy_verdict v;
+    char err[TG_ERRLEN];
+
+    if (c->tls == NULL || !c->handshake_done)
+        return true;
+    peer = tg_tls_peer(c->tls);
+    if (peer->id == NULL || tg_spiffe_parse(peer->id, &id, err) < 0 ||
+        tg_policy_peer_init(&pp, &id, peer->sha256, peer->serial, err) < 0) {
+        snprintf(why, cap, "peer identity unusable for policy");
+        return false;
+    }
+    tg_policy_decide(p, &pp, c->dest_port, &v);
+    if (v.allow)
+        return true;
+    tg_counter_add(v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked
+                                                  : &c->stats->policy_denied,
+                   1);
+    snprintf(why, cap, "%s: %s", v.outcome == TG_POLICY_REVOKED ? "revoked" : "denied",
+             v.reason);
+    return false;
+}
+
 void tg_conn_handshake_step(struct tg_conn *c)
 {
     int rc = tg_tls_handshake(c->tls);
@@ -179,8 +207,18 @@ void tg_conn_handshake_step(struct tg_conn *c)
         return;
     }
     if (rc == 0) {
+        char verdict[160];
+
         c->handshake_done = true;
         tg_counter_add(&c->stats->hs_ok, 1);
+        if (c->l->inbound && !tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict))) {
+            tg_info("%s: client %s (%s) refused: %s", c->l->name, c->peer_addr,
+                    tg_tls_peer(c->tls)->id, verdict);
+            tg_tls_shutdown(c->tls);
+            flush_tls_now(c);
+            tg_conn_close(c, "refused", "%s", verdict);
+            return;
+        }
         if (c->l->inbound) {
             tg_pipe_progress(c); /* our Finished goes out while we connect upstream */
             if (!c->closing)
@@ -278,6 +316,7 @@ static int route(struct tg_conn *c)
     int rc;
 
     c->rule = l->rule;
+    c->dest_port = port_of(&l->listen->ss);
     if (!l->transparent) {
         c->upstream = *l->upstream;
     } else {
@@ -294,6 +333,7 @@ static int route(struct tg_conn *c)
                           port_of(&orig));
             return -1;
         }
+        c->dest_port = port_of(&orig);
         if (l->inbound) {
             struct sockaddr_storage app;
 

@@ -18,7 +18,8 @@
 #define DRAIN_POLL_MS 100
 
 struct control {
-    const struct tg_config *cfg;
+    const struct tg_config *cfg; /* the one the process started with: listeners, workers */
+    struct tg_config *cur;       /* the newest accepted: what generations are built from */
     uv_loop_t loop;
     struct tg_runtime rt;
     struct tg_listener_def *defs;
@@ -30,10 +31,11 @@ struct control {
     unsigned started;
     struct tg_gen *gen; /* newest published */
     struct tg_admin *admin;
-    uv_fs_poll_t watch[3];
+    uv_fs_poll_t watch[4]; /* cert, key, bundle, config file */
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
     uv_signal_t sigterm, sigint, sighup;
+    bool config_changed; /* the config file changed since the last rebuild */
     bool draining; /* not ready, listeners closed */
     bool stopping; /* a signal: exit once drained */
     uint64_t drain_deadline;
@@ -52,7 +54,7 @@ static void publish(struct control *ctl, struct tg_gen *g)
 
 static void reload(struct control *ctl, const char *why)
 {
-    struct tg_gen_input in = {ctl->cfg};
+    struct tg_gen_input in = {ctl->cur};
     struct tg_gen *g;
     char err[TG_ERRLEN] = "";
     const struct tg_cert_info *old = &ctl->gen->identity->leaf;
@@ -69,9 +71,97 @@ static void reload(struct control *ctl, const char *why)
     publish(ctl, g);
 }
 
+static bool same_list(const struct tg_strlist *a, const struct tg_strlist *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* What the workers and the file watches were set up with; a difference needs a restart.
+ * Returns the first key that differs, or NULL. */
+static const char *needs_restart(const struct tg_config *a, const struct tg_config *b)
+{
+    if (strcmp(a->admin.text, b->admin.text) != 0)
+        return "admin";
+    if (a->workers != b->workers)
+        return "workers";
+    if (a->buffer_size != b->buffer_size)
+        return "buffer_size";
+    if (a->access_log != b->access_log)
+        return "access_log";
+    if (a->handshake_timeout_ms != b->handshake_timeout_ms ||
+        a->idle_timeout_ms != b->idle_timeout_ms ||
+        a->connect_timeout_ms != b->connect_timeout_ms ||
+        a->drain_timeout_ms != b->drain_timeout_ms)
+        return "timeouts";
+    if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
+        !same_str(a->bundle_path, b->bundle_path))
+        return "identity file paths";
+    if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
+        return "listeners";
+    for (size_t i = 0; i < a->n_inbound; i++) {
+        const struct tg_inbound_cfg *x = &a->inbound[i], *y = &b->inbound[i];
+
+        if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
+            strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
+            x->mode != y->mode || !same_list(&x->allow, &y->allow))
+            return "inbound";
+    }
+    for (size_t i = 0; i < a->n_outbound; i++) {
+        const struct tg_outbound_cfg *x = &a->outbound[i], *y = &b->outbound[i];
+
+        if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
+            strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
+            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni))
+            return "outbound";
+    }
+    return NULL;
+}
+
+static void reload_config(struct control *ctl)
+{
+    struct tg_config *next;
+    char err[TG_ERRLEN] = "";
+    const char *key;
+
+    if (tg_config_load(ctl->cfg->path, &next, err) < 0) {
+        tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+        tg_warn("config reload refused, keeping generation %llu: %s",
+                (unsigned long long)ctl->gen->id, err);
+        return;
+    }
+    if ((key = needs_restart(ctl->cfg, next)) != NULL) {
+        tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+        tg_warn("config reload refused: %s changed, which needs a restart; keeping "
+                "generation %llu",
+                key, (unsigned long long)ctl->gen->id);
+        tg_config_unref(next);
+        return;
+    }
+    tg_config_unref(ctl->cur);
+    ctl->cur = next;
+    reload(ctl, "config changed");
+}
+
 static void on_reload_timer(uv_timer_t *t)
 {
-    reload(t->data, "files changed");
+    struct control *ctl = t->data;
+
+    if (ctl->config_changed) {
+        ctl->config_changed = false;
+        reload_config(ctl); /* builds from the new file, identity files included */
+        return;
+    }
+    reload(ctl, "files changed");
 }
 
 static void on_file_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
@@ -84,6 +174,8 @@ static void on_file_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
     (void)status; /* a file that vanished is reported too; the rebuild says what is wrong */
     if (ctl->draining)
         return;
+    if (h == &ctl->watch[3])
+        ctl->config_changed = true;
     uv_timer_start(&ctl->reload_timer, on_reload_timer, RELOAD_SETTLE_MS, 0);
 }
 
@@ -141,9 +233,9 @@ static char *on_admin_config_dump(void *arg, size_t *len)
     json_str(f, ctl->cfg->bundle_path);
     fprintf(f, ",\"roots\":%zu},\"trust_domains\":[", id->n_roots);
     json_str(f, id->trust_domain);
-    for (size_t i = 0; i < ctl->cfg->trust_domains.n; i++) {
+    for (size_t i = 0; i < ctl->gen->cfg->trust_domains.n; i++) {
         fputc(',', f);
-        json_str(f, ctl->cfg->trust_domains.v[i]);
+        json_str(f, ctl->gen->cfg->trust_domains.v[i]);
     }
     fputs("],\"listeners\":[", f);
     for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
@@ -299,7 +391,8 @@ static int make_listeners(struct control *ctl)
 
 static void init_handles(struct control *ctl)
 {
-    const char *files[3] = {ctl->cfg->cert_path, ctl->cfg->key_path, ctl->cfg->bundle_path};
+    const char *files[4] = {ctl->cfg->cert_path, ctl->cfg->key_path, ctl->cfg->bundle_path,
+                            ctl->cfg->path};
 
     uv_timer_init(&ctl->loop, &ctl->reload_timer);
     ctl->reload_timer.data = ctl;
@@ -319,7 +412,7 @@ static void init_handles(struct control *ctl)
     uv_signal_start(&ctl->sighup, on_signal, SIGHUP);
 }
 
-int tg_control_run(const struct tg_config *cfg)
+int tg_control_run(struct tg_config *cfg)
 {
     struct control *ctl = calloc(1, sizeof(*ctl));
     struct tg_gen_input in = {cfg};
@@ -330,6 +423,7 @@ int tg_control_run(const struct tg_config *cfg)
     if (ctl == NULL)
         return 1;
     ctl->cfg = cfg;
+    ctl->cur = tg_config_ref(cfg);
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&ctl->loop);
     ctl->n_workers = cfg->workers ? cfg->workers : uv_available_parallelism();
@@ -384,6 +478,7 @@ join:
     tg_metrics_cleanup(&ctl->metrics);
 done:
     tg_gen_unref(ctl->gen);
+    tg_config_unref(ctl->cur);
     if (uv_loop_close(&ctl->loop) != 0)
         tg_warn("control loop closed with handles open");
     free(ctl->workers);

@@ -55,7 +55,7 @@ static int cmd_check(int argc, char **argv)
     in.cfg = cfg;
     if (tg_tls_init() < 0 || tg_gen_build(&in, &g, err) < 0) {
         fprintf(stderr, "tollgate: %s: %s\n", cfg->path, err);
-        tg_config_free(cfg);
+        tg_config_unref(cfg);
         return 1;
     }
     printf("%s: ok: %s (serial %s, expires in %lld s), %zu inbound, %zu outbound listeners\n",
@@ -63,7 +63,7 @@ static int cmd_check(int argc, char **argv)
            (long long)(g->identity->leaf.not_after - tg_identity_now()), cfg->n_inbound,
            cfg->n_outbound);
     tg_gen_unref(g);
-    tg_config_free(cfg);
+    tg_config_unref(cfg);
     tg_tls_cleanup();
     return 0;
 }
@@ -78,13 +78,13 @@ static int cmd_run(int argc, char **argv)
     tg_log_set_level(cfg->log_level);
     if (tg_tls_init() < 0) {
         fprintf(stderr, "tollgate: TLS library failed to start\n");
-        tg_config_free(cfg);
+        tg_config_unref(cfg);
         return 1;
     }
     if (!tg_tls_aesni())
         tg_warn("crypto is not accelerated: %s", tg_tls_version_text());
     rc = tg_control_run(cfg);
-    tg_config_free(cfg);
+    tg_config_unref(cfg);
     tg_tls_cleanup();
     return rc;
 }

@@ -244,6 +244,12 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
     per_listener(&o, m, "tollgate_upstream_connect_failures_total", "counter",
                  "Connections to the upstream that failed.",
                  offsetof(struct tg_listener_stats, upstream_connect_failed));
+    per_listener(&o, m, "tollgate_revoked_total", "counter",
+                 "Inbound connections refused because the peer certificate is revoked.",
+                 offsetof(struct tg_listener_stats, policy_revoked));
+    per_listener(&o, m, "tollgate_denied_total", "counter",
+                 "Inbound connections refused by the authorization rules.",
+                 offsetof(struct tg_listener_stats, policy_denied));
     per_listener(&o, m, "tollgate_plaintext_connections_total", "counter",
                  "Connections passed through in plain text (permissive inbound, or a "
                  "destination outside the mesh).",

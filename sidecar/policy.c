@@ -2,19 +2,25 @@
  *
  * Every kept rule becomes a struct crule holding its fields as sorted sets, for checking a
  * candidate. Each rule is filed under the values of ONE positive field, its key field, in
- * that field's index: exact values in a hash table, "x*" values in a sorted prefix array,
- * "*x" values (stored reversed) in a sorted suffix array, ports in sorted port buckets.
- * A rule matches only if its key field does, so looking the peer's values up in every index
- * finds every rule that can match; each candidate is then checked in full. Rules with no
- * usable key field (only not_ fields or "*") go to the scan list. Rule lists are kept in
- * input order, so the first match of each action is the one with the lowest index, exactly
- * what an in-order scan would report.
+ * that field's index: exact values, "x*" prefixes and "*x" suffixes (stored reversed) each
+ * in a hash table, ports in sorted port buckets. A rule matches only if its key field does,
+ * so looking the peer's values up in every index finds every rule that can match; each
+ * candidate is then checked in full. Rules with no usable key field (only not_ fields or
+ * "*") go to the scan list. Rule lists are kept in input order, so the first match of each
+ * action is the one with the lowest index, exactly what an in-order scan would report.
  *
- * Prefix search: in the sorted array, every entry that is a prefix of the probe is a prefix
- * of p, the greatest entry <= probe (any string between q and the probe, q a prefix of the
- * probe, starts with q). Each entry keeps its parent, the longest other entry that is its
- * prefix, so the matches are p's ancestors no longer than lcp(p, probe): one binary search
- * and a walk as deep as the prefixes nest. */
+ * Prefix search: the prefix table also lists the distinct lengths of its keys; the probe's
+ * leading bytes of each of those lengths are looked up, with one pass of hashing shared by
+ * all lengths (the hash consumes 8-byte words, so the state after each whole word serves
+ * every longer prefix). Suffixes are the same on the probe read backwards. The cost is one
+ * lookup per distinct length, whatever the number of rules; distinct lengths are few in
+ * practice (SPIFFE IDs of one shape differ in a name or two).
+ *
+ * What keeps 10,000 rules near the cost of 10 (bench/policy_bench.c) is memory traffic:
+ * each table has a small Bloom filter that turns most misses away, the probes of one
+ * decision are prefetched together so that their cache misses overlap, and rule list
+ * entries carry the rule's action and whether it needs checking at all, so that a typical
+ * one-field rule is decided without loading it. */
 #include "tollgate/policy.h"
 
 #include <stdalign.h>
@@ -31,7 +37,6 @@ static const char *const field_names[NFIELDS] = {
 };
 
 #define NO_RULE UINT32_MAX
-#define NO_PARENT UINT32_MAX
 #define SCHEME "spiffe://"
 #define SCHEME_LEN (sizeof(SCHEME) - 1)
 #define CHUNK_SIZE (64 * 1024)
@@ -59,12 +64,20 @@ struct crule {
     const char *name;
     const char *reason; /* "denied by rule X" or "allowed by rule X" */
     enum tg_policy_action action;
-    struct strset pos[NFIELDS], neg[NFIELDS];
+    uint16_t pos_mask, neg_mask; /* bit f: pos[f] / neg[f] is used */
     struct portset ports, not_ports;
+    struct strset *pos, *neg; /* NFIELDS each; out of line: a candidate whose only field is
+                               * the key it was found by is decided from this cache line */
 };
 
-struct rlist { /* rule ids p->ids[off .. off + n), ascending */
-    uint32_t off, n;
+/* A rule list entry: the rule's id and two flags, so that most candidates are decided
+ * without loading the rule. */
+#define E_ID 0x3fffffffu
+#define E_DENY 0x80000000u   /* the rule denies */
+#define E_UNCOND 0x40000000u /* the rule has no field besides the key it is filed under */
+
+struct rlist { /* entries p->ids[off .. off + n), ids ascending; first == p->ids[off] */
+    uint32_t first, off, n;
 };
 
 struct slot {
@@ -74,25 +87,28 @@ struct slot {
     struct rlist r;
 };
 
-struct hmap { /* open addressing, linear probing, at most half full */
+struct hmap { /* open addressing, linear probing, at most a quarter full */
     struct slot *slots;
     uint32_t mask;
+    uint32_t filter_mask; /* words of filter - 1 */
+    uint64_t *filter;     /* a blocked Bloom filter of the keys, two bits in one word: a miss
+                           * costs a test in a small array instead of a slot's cache line */
 };
 
-struct affix_ent {
+struct keyed { /* a distinct key with its rules, while building */
     struct sv key;
-    uint32_t parent;
     struct rlist r;
 };
 
-struct affix {
-    struct affix_ent *v;
-    uint32_t n;
+struct lenmap { /* keys of several lengths: the table and its lengths, ascending */
+    struct hmap map;
+    uint32_t *lens;
+    uint32_t n_lens;
 };
 
 struct fidx {
     struct hmap exact;
-    struct affix prefix, suffix; /* suffix keys are stored reversed */
+    struct lenmap prefix, suffix; /* suffix keys are stored reversed */
 };
 
 struct port_ent {
@@ -114,7 +130,7 @@ struct tg_policy {
     struct arena arena;
     struct crule *rules;
     uint32_t n_rules;
-    uint32_t *ids; /* malloc'd; what the rule lists index */
+    uint32_t *ids; /* malloc'd; the entries of all rule lists */
     struct fidx idx[NFIELDS];
     struct port_ent *ports;
     uint32_t n_ports;
@@ -187,36 +203,6 @@ static int sv_cmp_q(const void *a, const void *b)
     return sv_cmp(*(const struct sv *)a, *(const struct sv *)b);
 }
 
-/* Compares a stored key with the probe k, read backwards when rev (suffix search). */
-static int probe_cmp(struct sv e, struct sv k, bool rev)
-{
-    uint32_t n = e.len < k.len ? e.len : k.len;
-
-    if (!rev) {
-        int c = memcmp(e.s, k.s, n);
-
-        if (c != 0)
-            return c;
-    } else {
-        for (uint32_t i = 0; i < n; i++) {
-            unsigned char x = (unsigned char)e.s[i], y = (unsigned char)k.s[k.len - 1 - i];
-
-            if (x != y)
-                return x < y ? -1 : 1;
-        }
-    }
-    return e.len < k.len ? -1 : e.len > k.len;
-}
-
-static uint32_t probe_lcp(struct sv e, struct sv k, bool rev)
-{
-    uint32_t n = e.len < k.len ? e.len : k.len, i = 0;
-
-    while (i < n && e.s[i] == k.s[rev ? k.len - 1 - i : i])
-        i++;
-    return i;
-}
-
 static bool starts_with(struct sv s, struct sv p)
 {
     return s.len >= p.len && memcmp(s.s, p.s, p.len) == 0;
@@ -227,17 +213,111 @@ static bool ends_with(struct sv s, struct sv p)
     return s.len >= p.len && memcmp(s.s + s.len - p.len, p.s, p.len) == 0;
 }
 
-/* FNV-1a, then a murmur3 finaliser so that the low bits (the slot) depend on every byte. */
-static uint64_t hash_sv(struct sv k)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
+/* The hash: 8-byte words (the last one partial, zero-padded, possibly empty) folded in
+ * with a multiply, then a murmur3 finaliser with the length. Words are little-endian
+ * numbers whatever the host, so that word k of a key read backwards equals word k of the
+ * reversed key stored at build time. Keys come from the configuration, not from callers, so
+ * an unseeded hash cannot be flooded by them. */
+#define HASH_SEED 0x243f6a8885a308d3ULL
 
-    for (uint32_t i = 0; i < k.len; i++)
-        h = (h ^ (unsigned char)k.s[i]) * 0x100000001b3ULL;
-    h ^= h >> 33;
+static uint64_t hash_mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_fin(uint64_t h, uint32_t len)
+{
+    h ^= len;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
-    return h;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+/* n (<= 8) bytes of k from off, forward or (rev) counting from the end backwards, as a
+ * little-endian number: byte i of the run is bits 8i..8i+7. Where 8 bytes are there to
+ * load, one load and a mask; only near the end of k byte by byte. */
+static uint64_t hash_word(struct sv k, uint32_t off, uint32_t n, bool rev)
+{
+    uint64_t w = 0;
+
+    if (off + 8 <= k.len) {
+        memcpy(&w, k.s + (rev ? k.len - off - 8 : off), 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (rev)
+            w = __builtin_bswap64(w);
+#else
+        if (!rev)
+            w = __builtin_bswap64(w);
+#endif
+        return n == 8 ? w : w & ((1ULL << (8 * n)) - 1);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        w |= (uint64_t)(unsigned char)k.s[rev ? k.len - 1 - off - i : off + i] << (8 * i);
+    return w;
+}
+
+static uint64_t hash_key(struct sv k)
+{
+    uint64_t h = HASH_SEED;
+    uint32_t off = 0;
+
+    for (; off + 8 <= k.len; off += 8)
+        h = hash_mix(h, hash_word(k, off, 8, false));
+    return hash_fin(hash_mix(h, hash_word(k, off, k.len - off, false)), k.len);
+}
+
+/* From slot i on, the first slot that is free or holds a key of this hash and length. */
+static const struct slot *slot_scan(const struct hmap *m, uint64_t h, uint32_t len, uint32_t i)
+{
+    for (;; i = (i + 1) & m->mask) {
+        const struct slot *s = &m->slots[i];
+
+        if (s->s == NULL || (s->hash == (uint32_t)(h >> 32) && s->len == len))
+            return s;
+    }
+}
+
+/* s's key equals the first s->len bytes of k (rev: of k read backwards). */
+static bool key_eq(const struct slot *s, struct sv k, bool rev)
+{
+    uint32_t j = 0;
+
+    if (!rev)
+        return memcmp(s->s, k.s, s->len) == 0;
+    while (j < s->len && s->s[j] == k.s[k.len - 1 - j])
+        j++;
+    return j == s->len;
+}
+
+/* Continues the search from a slot slot_scan found; NULL when the key is absent. */
+static const struct slot *slot_confirm(const struct hmap *m, uint64_t h, const struct slot *s,
+                                       struct sv k, bool rev)
+{
+    while (s->s != NULL && !key_eq(s, k, rev))
+        s = slot_scan(m, h, s->len, ((uint32_t)(s - m->slots) + 1) & m->mask);
+    return s->s != NULL ? s : NULL;
+}
+
+static const struct slot *hmap_find(const struct hmap *m, uint64_t h, struct sv k, uint32_t len,
+                                    bool rev)
+{
+    return slot_confirm(m, h, slot_scan(m, h, len, (uint32_t)h & m->mask), k, rev);
+}
+
+/* Word (h >> 32) & filter_mask, bits h >> 52 and h >> 58 (mod 64): the slot uses the low
+ * bits. */
+static uint64_t filter_bits(uint64_t h)
+{
+    return (1ULL << ((h >> 52) & 63)) | (1ULL << ((h >> 58) & 63));
+}
+
+static bool filter_has(const struct hmap *m, uint64_t h)
+{
+    uint64_t bits = filter_bits(h);
+
+    return (m->filter[(h >> 32) & m->filter_mask] & bits) == bits;
 }
 
 static const struct slot *hmap_get(const struct hmap *m, struct sv k)
@@ -246,15 +326,10 @@ static const struct slot *hmap_get(const struct hmap *m, struct sv k)
 
     if (m->slots == NULL)
         return NULL;
-    h = hash_sv(k);
-    for (uint32_t i = (uint32_t)h & m->mask;; i = (i + 1) & m->mask) {
-        const struct slot *s = &m->slots[i];
-
-        if (s->s == NULL)
-            return NULL;
-        if (s->hash == (uint32_t)(h >> 32) && s->len == k.len && memcmp(s->s, k.s, k.len) == 0)
-            return s;
-    }
+    h = hash_key(k);
+    if (!filter_has(m, h))
+        return NULL;
+    return hmap_find(m, h, k, k.len, false);
 }
 
 /* ---- matching a single rule ---- */
@@ -304,10 +379,16 @@ static bool rule_matches(const struct crule *r, const struct sv *val, uint16_t p
         return false;
     if (r->not_ports.n > 0 && ports_has(&r->not_ports, port))
         return false;
-    for (int f = 0; f < NFIELDS; f++) {
-        if (r->pos[f].used && f != skip && !set_has(&r->pos[f], val[f]))
+    for (unsigned m = r->pos_mask & ~(1u << skip); m != 0; m &= m - 1) {
+        int f = __builtin_ctz(m);
+
+        if (!set_has(&r->pos[f], val[f]))
             return false;
-        if (r->neg[f].used && set_has(&r->neg[f], val[f]))
+    }
+    for (unsigned m = r->neg_mask; m != 0; m &= m - 1) {
+        int f = __builtin_ctz(m);
+
+        if (set_has(&r->neg[f], val[f]))
             return false;
     }
     return true;
@@ -327,19 +408,19 @@ static bool allow_applies(const struct tg_policy *p, uint16_t port)
 /* Checks the candidates of l. Only a DENY below the best DENY can change the verdict, and
  * an ALLOW only while no DENY matched; ids ascend, so the rest of l cannot matter once
  * neither holds. */
-static void consider(const struct tg_policy *p, struct rlist l, const struct sv *val,
-                     uint16_t port, int skip, struct best *b)
+static void consider(const struct tg_policy *p, struct rlist l, const struct sv *val, uint16_t port,
+                     int skip, struct best *b)
 {
     for (uint32_t i = 0; i < l.n; i++) {
-        uint32_t id = p->ids[l.off + i];
-        const struct crule *r = &p->rules[id];
-        bool deny = r->action == TG_POLICY_DENY;
+        uint32_t e = i == 0 ? l.first : p->ids[l.off + i];
+        uint32_t id = e & E_ID;
+        bool deny = e & E_DENY;
 
         if (id >= b->deny && (b->deny != NO_RULE || id >= b->allow))
             break;
         if (deny ? id >= b->deny : (b->deny != NO_RULE || id >= b->allow))
             continue;
-        if (rule_matches(r, val, port, skip)) {
+        if ((e & E_UNCOND) || rule_matches(&p->rules[id], val, port, skip)) {
             if (deny)
                 b->deny = id;
             else
@@ -348,26 +429,91 @@ static void consider(const struct tg_policy *p, struct rlist l, const struct sv 
     }
 }
 
-static void affix_find(const struct tg_policy *p, const struct affix *a, struct sv k, bool rev,
-                       const struct sv *val, uint16_t port, int skip, struct best *b)
+/* Hash probes are queued and their slots prefetched, so that the cache misses of one
+ * decision's lookups (unrelated lines of large tables) overlap instead of adding up. */
+#define BATCH 16
+
+struct probe {
+    const struct hmap *m;
+    uint64_t h;
+    uint32_t len;
+    int f; /* the field looked up: the key field of the rules it finds */
+    bool rev;
+};
+
+struct batch {
+    const struct tg_policy *p;
+    const struct sv *val;
+    uint16_t port;
+    unsigned n;
+    struct best b;
+    struct probe v[BATCH];
+};
+
+/* Two passes, so that the misses overlap again: the first finds each probe's slot by hash
+ * and starts loading its key and first rule, the second compares keys and checks rules. */
+static void flush(struct batch *bt)
 {
-    uint32_t lo = 0, hi = a->n, e, lcp;
+    const struct slot *hit[BATCH];
 
-    while (lo < hi) { /* lo: the first entry > k */
-        uint32_t mid = lo + (hi - lo) / 2;
+    for (unsigned i = 0; i < bt->n; i++) {
+        const struct probe *q = &bt->v[i];
 
-        if (probe_cmp(a->v[mid].key, k, rev) <= 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+        hit[i] = slot_scan(q->m, q->h, q->len, (uint32_t)q->h & q->m->mask);
+        if (hit[i]->s != NULL) {
+            __builtin_prefetch(hit[i]->s);
+            __builtin_prefetch(&bt->p->rules[hit[i]->r.first & E_ID]);
+        }
     }
-    if (lo == 0)
+    for (unsigned i = 0; i < bt->n; i++) {
+        const struct probe *q = &bt->v[i];
+        const struct slot *s = slot_confirm(q->m, q->h, hit[i], bt->val[q->f], q->rev);
+
+        if (s != NULL)
+            consider(bt->p, s->r, bt->val, bt->port, q->f, &bt->b);
+    }
+    bt->n = 0;
+}
+
+static void queue(struct batch *bt, const struct hmap *m, uint64_t h, uint32_t len, int f, bool rev)
+{
+    if (!filter_has(m, h))
         return;
-    e = lo - 1;
-    lcp = probe_lcp(a->v[e].key, k, rev);
-    for (; e != NO_PARENT; e = a->v[e].parent) {
-        if (a->v[e].key.len <= lcp)
-            consider(p, a->v[e].r, val, port, skip, b);
+    __builtin_prefetch(&m->slots[(uint32_t)h & m->mask]);
+    bt->v[bt->n++] = (struct probe){m, h, len, f, rev};
+    if (bt->n == BATCH)
+        flush(bt);
+}
+
+/* Queues k's leading bytes (rev: trailing bytes, reversed) of every length lm holds, then,
+ * with exact, k itself. The hash state after each whole word serves all the lengths, which
+ * ascend. */
+static void lookup(struct batch *bt, const struct hmap *exact, const struct lenmap *lm, int f,
+                   bool rev)
+{
+    struct sv k = bt->val[f];
+    uint64_t h = HASH_SEED;
+    uint32_t done = 0, i = 0;
+
+    if (exact != NULL && exact->slots == NULL)
+        exact = NULL;
+    for (;;) {
+        const struct hmap *m;
+        uint32_t len;
+
+        if (i < lm->n_lens && lm->lens[i] <= k.len) {
+            m = &lm->map;
+            len = lm->lens[i++];
+        } else if (exact != NULL) {
+            m = exact;
+            len = k.len;
+            exact = NULL;
+        } else {
+            return;
+        }
+        for (; done + 8 <= len; done += 8)
+            h = hash_mix(h, hash_word(k, done, 8, rev));
+        queue(bt, m, hash_fin(hash_mix(h, hash_word(k, done, len - done, rev)), len), len, f, rev);
     }
 }
 
@@ -395,14 +541,20 @@ static void verdict(struct tg_policy_verdict *v, bool allow, enum tg_policy_outc
     v->reason = r != NULL ? r->reason : reason;
 }
 
-void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *peer,
-                      uint16_t port, struct tg_policy_verdict *v)
+void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *peer, uint16_t port,
+                      struct tg_policy_verdict *v)
 {
     struct sv val[NFIELDS];
     bool applies = allow_applies(p, port);
-    /* with no ALLOW rule for this port, pretend rule 0 matched: no ALLOW is worth checking */
-    struct best b = {NO_RULE, applies ? NO_RULE : 0};
+    struct batch bt; /* not zeroed: its probes are written as they are queued */
+    struct best *b = &bt.b;
 
+    bt.p = p;
+    bt.val = val;
+    bt.port = port;
+    bt.n = 0;
+    /* with no ALLOW rule for this port, pretend rule 0 matched: no ALLOW is worth checking */
+    bt.b = (struct best){NO_RULE, applies ? NO_RULE : 0};
     peer_values(peer, val);
     if ((val[F_SERIAL].s != NULL && hmap_get(&p->revoked_serials, val[F_SERIAL]) != NULL) ||
         (val[F_FINGERPRINT].s != NULL &&
@@ -412,15 +564,14 @@ void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *pe
     }
     for (int f = 0; f < NFIELDS; f++) {
         const struct fidx *x = &p->idx[f];
-        const struct slot *s;
 
         if (val[f].s == NULL)
             continue;
-        if ((s = hmap_get(&x->exact, val[f])) != NULL)
-            consider(p, s->r, val, port, f, &b);
-        affix_find(p, &x->prefix, val[f], false, val, port, f, &b);
-        affix_find(p, &x->suffix, val[f], true, val, port, f, &b);
+        lookup(&bt, &x->exact, &x->prefix, f, false);
+        if (x->suffix.n_lens > 0)
+            lookup(&bt, NULL, &x->suffix, f, true);
     }
+    flush(&bt);
     if (p->n_ports > 0) {
         uint32_t lo = 0, hi = p->n_ports;
 
@@ -433,14 +584,14 @@ void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *pe
                 hi = mid;
         }
         if (lo < p->n_ports && p->ports[lo].port == port)
-            consider(p, p->ports[lo].r, val, port, KEY_PORT, &b);
+            consider(p, p->ports[lo].r, val, port, KEY_PORT, b);
     }
-    consider(p, p->scan, val, port, KEY_NONE, &b);
+    consider(p, p->scan, val, port, KEY_NONE, b);
 
-    if (b.deny != NO_RULE)
-        verdict(v, false, TG_POLICY_DENIED, &p->rules[b.deny], NULL);
-    else if (applies && b.allow != NO_RULE)
-        verdict(v, true, TG_POLICY_ALLOWED, &p->rules[b.allow], NULL);
+    if (b->deny != NO_RULE)
+        verdict(v, false, TG_POLICY_DENIED, &p->rules[b->deny], NULL);
+    else if (applies && b->allow != NO_RULE)
+        verdict(v, true, TG_POLICY_ALLOWED, &p->rules[b->allow], NULL);
     else if (applies)
         verdict(v, false, TG_POLICY_NO_MATCH, NULL, "no ALLOW rule matched");
     else if (p->default_deny)
@@ -695,9 +846,8 @@ static bool all_of(const char *s, size_t n, bool (*ok)(unsigned char), bool slas
 }
 
 /* Checks one value of a string field; *kind and *out get its form and what to match. */
-static int parse_value(struct build *b, struct arena *a, const char *rule, int f,
-                       const char *field, size_t i, const char *v, int *kind, bool *any,
-                       struct sv *out)
+static int parse_value(struct build *b, struct arena *a, const char *rule, int f, const char *field,
+                       size_t i, const char *v, int *kind, bool *any, struct sv *out)
 {
     size_t n = strnlen(v, TG_SPIFFE_MAX + 1);
     const char *body = v;
@@ -781,8 +931,8 @@ static int build_set(struct build *b, struct arena *a, const char *rule, int f, 
         bool any;
 
         if (in->v[i] == NULL)
-            return tg_err_set(b->err, TG_EINVAL, "rule \"%.64s\": %s[%zu]: NULL value", rule,
-                              field, i);
+            return tg_err_set(b->err, TG_EINVAL, "rule \"%.64s\": %s[%zu]: NULL value", rule, field,
+                              i);
         if ((rc = parse_value(b, a, rule, f, field, i, in->v[i], &kind, &any, &v)) < 0)
             return rc;
         if (any)
@@ -822,8 +972,8 @@ static int build_ports(struct build *b, struct arena *a, const char *rule, const
     for (size_t i = 0; i < in->n; i++) {
         if (in->v[i] < 1 || in->v[i] > 65535)
             return tg_err_set(b->err, TG_EINVAL,
-                              "rule \"%.64s\": %s[%zu]: %d out of range (1-65535)", rule, field,
-                              i, in->v[i]);
+                              "rule \"%.64s\": %s[%zu]: %d out of range (1-65535)", rule, field, i,
+                              in->v[i]);
         ps->v[i] = (uint16_t)in->v[i];
     }
     qsort(ps->v, in->n, sizeof(uint16_t), u16_cmp);
@@ -844,8 +994,7 @@ static int check_scope(const struct tg_policy_rule *r, char *err)
         return 0;
     case TG_POLICY_SCOPE_NAMESPACE:
         if (s->ns == NULL || s->ns[0] == '\0')
-            return tg_err_set(err, TG_EINVAL, "rule \"%.64s\": scope: namespace is empty",
-                              r->name);
+            return tg_err_set(err, TG_EINVAL, "rule \"%.64s\": scope: namespace is empty", r->name);
         return 0;
     case TG_POLICY_SCOPE_WORKLOAD:
         if (s->n_labels == 0 || s->labels == NULL)
@@ -919,13 +1068,24 @@ static int check_names(const struct tg_policy_input *in, char *err)
     return rc;
 }
 
+/* "denied by rule X" / "allowed by rule X", made once so that a verdict just points at it */
+static const char *reason(struct arena *a, const struct tg_policy_rule *r)
+{
+    size_t n = strlen(r->name) + sizeof("allowed by rule ");
+    char *s = arena_alloc(a, n, 1);
+
+    if (s != NULL)
+        snprintf(s, n, "%s by rule %s", r->action == TG_POLICY_DENY ? "denied" : "allowed",
+                 r->name);
+    return s;
+}
+
 /* Checks rule r and, when it applies to this workload, keeps it as rules[n_rules]. */
 static int compile_rule(struct build *b, const struct tg_policy_input *in,
                         const struct tg_policy_rule *r)
 {
-    const struct tg_policy_strs *pos[NFIELDS] = {&r->principals, &r->namespaces,
-                                                 &r->trust_domains, &r->fingerprints,
-                                                 &r->serials};
+    const struct tg_policy_strs *pos[NFIELDS] = {&r->principals, &r->namespaces, &r->trust_domains,
+                                                 &r->fingerprints, &r->serials};
     const struct tg_policy_strs *neg[NFIELDS] = {&r->not_principals, &r->not_namespaces,
                                                  &r->not_trust_domains, &r->not_fingerprints,
                                                  &r->not_serials};
@@ -937,6 +1097,9 @@ static int compile_rule(struct build *b, const struct tg_policy_input *in,
     int rc;
 
     memset(cr, 0, sizeof(*cr));
+    if ((cr->pos = arena_alloc(a, 2 * NFIELDS, sizeof(*cr->pos))) == NULL)
+        return nomem(b->err);
+    cr->neg = cr->pos + NFIELDS;
     if (r->action != TG_POLICY_ALLOW && r->action != TG_POLICY_DENY)
         return tg_err_set(b->err, TG_EINVAL, "rule \"%.64s\": unknown action %d", r->name,
                           (int)r->action);
@@ -962,18 +1125,13 @@ static int compile_rule(struct build *b, const struct tg_policy_input *in,
         return 0;
     }
     cr->action = r->action;
-    if ((cr->name = arena_strndup(a, r->name, strlen(r->name))) == NULL)
-        return nomem(b->err);
-    {
-        size_t n = strlen(r->name) + sizeof("allowed by rule ");
-        char *reason = arena_alloc(a, n, 1);
-
-        if (reason == NULL)
-            return nomem(b->err);
-        snprintf(reason, n, "%s by rule %s", r->action == TG_POLICY_DENY ? "denied" : "allowed",
-                 r->name);
-        cr->reason = reason;
+    for (int f = 0; f < NFIELDS; f++) {
+        cr->pos_mask |= (uint16_t)(cr->pos[f].used << f);
+        cr->neg_mask |= (uint16_t)(cr->neg[f].used << f);
     }
+    if ((cr->name = arena_strndup(a, r->name, strlen(r->name))) == NULL ||
+        (cr->reason = reason(a, r)) == NULL)
+        return nomem(b->err);
     p->n_rules++;
     return 0;
 }
@@ -981,8 +1139,7 @@ static int compile_rule(struct build *b, const struct tg_policy_input *in,
 /* The most selective positive field that can file the rule ("*" files nothing). */
 static int key_field(const struct crule *r)
 {
-    static const int order[] = {F_FINGERPRINT, F_SERIAL, F_PRINCIPAL, F_NAMESPACE,
-                                F_TRUST_DOMAIN};
+    static const int order[] = {F_FINGERPRINT, F_SERIAL, F_PRINCIPAL, F_NAMESPACE, F_TRUST_DOMAIN};
 
     for (size_t i = 0; i < TG_NELEM(order); i++) {
         if (r->pos[order[i]].used && !r->pos[order[i]].any)
@@ -998,14 +1155,14 @@ static int pair_cmp(const void *a, const void *b)
 
     if (c != 0)
         return c;
-    return x->rule < y->rule ? -1 : x->rule > y->rule;
+    return (x->rule & E_ID) < (y->rule & E_ID) ? -1 : (x->rule & E_ID) > (y->rule & E_ID);
 }
 
-/* Sorts ps and turns it into distinct keys, each with its ascending rule list, in place:
- * the result is written over ps->v as affix entries' keys and lists (returned in *out). */
-static int group_pairs(struct build *b, struct pairs *ps, struct affix_ent **out, uint32_t *n)
+/* Sorts ps into distinct keys, each with its ascending rule list (appended to p->ids); *out
+ * is a temporary array for the caller to free. */
+static int group_pairs(struct build *b, struct pairs *ps, struct keyed **out, uint32_t *n)
 {
-    struct affix_ent *g;
+    struct keyed *g;
     uint32_t k = 0;
 
     *out = NULL;
@@ -1013,16 +1170,18 @@ static int group_pairs(struct build *b, struct pairs *ps, struct affix_ent **out
     if (ps->n == 0)
         return 0;
     qsort(ps->v, ps->n, sizeof(*ps->v), pair_cmp);
-    if ((g = arena_alloc(&b->p->arena, ps->n, sizeof(*g))) == NULL)
+    if ((g = malloc(ps->n * sizeof(*g))) == NULL)
         return nomem(b->err);
     for (size_t i = 0; i < ps->n; i++) {
         bool new_key = i == 0 || sv_cmp(ps->v[i - 1].key, ps->v[i].key) != 0;
 
         if (new_key)
-            g[k++] = (struct affix_ent){ps->v[i].key, NO_PARENT, {(uint32_t)b->n_ids, 0}};
+            g[k++] = (struct keyed){ps->v[i].key, {ps->v[i].rule, (uint32_t)b->n_ids, 0}};
         if (new_key || ps->v[i - 1].rule != ps->v[i].rule) {
-            if (push_id(b, ps->v[i].rule) < 0)
+            if (push_id(b, ps->v[i].rule) < 0) {
+                free(g);
                 return TG_ENOMEM;
+            }
             g[k - 1].r.n++;
         }
     }
@@ -1031,46 +1190,61 @@ static int group_pairs(struct build *b, struct pairs *ps, struct affix_ent **out
     return 0;
 }
 
-static int build_hmap(struct build *b, struct hmap *m, const struct affix_ent *g, uint32_t n)
+static int build_hmap(struct build *b, struct hmap *m, const struct keyed *g, uint32_t n)
 {
-    uint32_t cap = 8;
+    uint32_t cap = 16; /* the filter takes cap / 16 words */
 
     if (n == 0)
         return 0;
-    while (cap < 2 * (uint64_t)n)
+    while (cap < 4 * (uint64_t)n)
         cap *= 2;
-    if ((m->slots = arena_alloc(&b->p->arena, cap, sizeof(*m->slots))) == NULL)
+    if ((m->slots = arena_alloc(&b->p->arena, cap, sizeof(*m->slots))) == NULL ||
+        (m->filter = arena_alloc(&b->p->arena, cap / 16, sizeof(*m->filter))) == NULL)
         return nomem(b->err);
     m->mask = cap - 1;
+    m->filter_mask = cap / 16 - 1; /* >= 16 bits a key: about 2% of misses get through */
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t h = hash_sv(g[i].key);
+        uint64_t h = hash_key(g[i].key);
         uint32_t at = (uint32_t)h & m->mask;
 
         while (m->slots[at].s != NULL)
             at = (at + 1) & m->mask;
         m->slots[at] = (struct slot){g[i].key.s, g[i].key.len, (uint32_t)(h >> 32), g[i].r};
+        m->filter[(h >> 32) & m->filter_mask] |= filter_bits(h);
     }
     return 0;
 }
 
-/* Parents: with the entries sorted, a stack holds the entries that are prefixes of the
- * previous one; popping those that are not prefixes of this one leaves its ancestors. */
-static int link_parents(struct build *b, struct affix *a)
+static int u32_cmp(const void *a, const void *b)
 {
-    uint32_t *stack, top = 0;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-    if (a->n == 0)
-        return 0;
-    if ((stack = malloc(a->n * sizeof(*stack))) == NULL)
-        return nomem(b->err);
-    for (uint32_t i = 0; i < a->n; i++) {
-        while (top > 0 && !starts_with(a->v[i].key, a->v[stack[top - 1]].key))
-            top--;
-        a->v[i].parent = top > 0 ? stack[top - 1] : NO_PARENT;
-        stack[top++] = i;
+    return x < y ? -1 : x > y;
+}
+
+static int build_lenmap(struct build *b, struct pairs *ps, struct lenmap *lm)
+{
+    struct keyed *g;
+    uint32_t n, k = 0;
+    int rc;
+
+    if ((rc = group_pairs(b, ps, &g, &n)) < 0)
+        return rc;
+    if (n > 0 && (lm->lens = arena_alloc(&b->p->arena, n, sizeof(*lm->lens))) == NULL)
+        rc = nomem(b->err);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        lm->lens[i] = g[i].key.len;
+    if (rc == 0 && n > 0) {
+        qsort(lm->lens, n, sizeof(*lm->lens), u32_cmp);
+        for (uint32_t i = 0; i < n; i++) {
+            if (k == 0 || lm->lens[k - 1] != lm->lens[i])
+                lm->lens[k++] = lm->lens[i];
+        }
+        lm->n_lens = k;
+        rc = build_hmap(b, &lm->map, g, n);
     }
-    free(stack);
-    return 0;
+    free(g);
+    return rc;
 }
 
 static int port_pair_cmp(const void *a, const void *b)
@@ -1079,14 +1253,25 @@ static int port_pair_cmp(const void *a, const void *b)
 
     if (x->port != y->port)
         return x->port < y->port ? -1 : 1;
-    return x->rule < y->rule ? -1 : x->rule > y->rule;
+    return (x->rule & E_ID) < (y->rule & E_ID) ? -1 : (x->rule & E_ID) > (y->rule & E_ID);
+}
+
+/* The entry for rule id filed under key field k. */
+static uint32_t entry(const struct crule *r, uint32_t id, int k)
+{
+    unsigned others = r->pos_mask & ~(k < NFIELDS ? 1u << k : 0u);
+    bool uncond = others == 0 && r->neg_mask == 0 && (r->ports.n == 0 || k == KEY_PORT) &&
+                  r->not_ports.n == 0;
+
+    return id | (r->action == TG_POLICY_DENY ? E_DENY : 0) | (uncond ? E_UNCOND : 0);
 }
 
 /* Files a rule that has a key field under each of that field's values. */
-static int file_rule(struct build *b, uint32_t id)
+static int file_rule(struct build *b, uint32_t rule)
 {
-    const struct crule *r = &b->p->rules[id];
+    const struct crule *r = &b->p->rules[rule];
     int k = key_field(r);
+    uint32_t id = entry(r, rule, k);
     int rc = 0;
 
     if (k == KEY_PORT) {
@@ -1123,27 +1308,27 @@ static int build_indexes(struct build *b)
     /* the scan list takes the first ids; the indexes' lists follow as they are grouped */
     p->scan.off = 0;
     for (uint32_t id = 0; id < p->n_rules; id++) {
-        if (key_field(&p->rules[id]) == KEY_NONE && (rc = push_id(b, id)) < 0)
+        if (key_field(&p->rules[id]) == KEY_NONE &&
+            (rc = push_id(b, entry(&p->rules[id], id, KEY_NONE))) < 0)
             return rc;
     }
     p->scan.n = (uint32_t)b->n_ids;
+    p->scan.first = p->scan.n > 0 ? p->ids[0] : 0;
     for (uint32_t id = 0; id < p->n_rules; id++) {
         if (key_field(&p->rules[id]) != KEY_NONE && (rc = file_rule(b, id)) < 0)
             return rc;
     }
     for (int f = 0; f < NFIELDS; f++) {
         struct fidx *x = &p->idx[f];
-        struct affix_ent *g;
+        struct keyed *g;
         uint32_t n;
 
-        if ((rc = group_pairs(b, &b->keys[f][K_EXACT], &g, &n)) < 0 ||
-            (rc = build_hmap(b, &x->exact, g, n)) < 0)
+        if ((rc = group_pairs(b, &b->keys[f][K_EXACT], &g, &n)) < 0)
             return rc;
-        if ((rc = group_pairs(b, &b->keys[f][K_PREFIX], &x->prefix.v, &x->prefix.n)) < 0 ||
-            (rc = link_parents(b, &x->prefix)) < 0)
-            return rc;
-        if ((rc = group_pairs(b, &b->keys[f][K_SUFFIX], &x->suffix.v, &x->suffix.n)) < 0 ||
-            (rc = link_parents(b, &x->suffix)) < 0)
+        rc = build_hmap(b, &x->exact, g, n);
+        free(g);
+        if (rc < 0 || (rc = build_lenmap(b, &b->keys[f][K_PREFIX], &x->prefix)) < 0 ||
+            (rc = build_lenmap(b, &b->keys[f][K_SUFFIX], &x->suffix)) < 0)
             return rc;
     }
     if (b->n_ports == 0)
@@ -1153,7 +1338,8 @@ static int build_indexes(struct build *b)
         return nomem(b->err);
     for (size_t i = 0; i < b->n_ports; i++) {
         if (i == 0 || b->ports[i - 1].port != b->ports[i].port)
-            p->ports[k++] = (struct port_ent){b->ports[i].port, {(uint32_t)b->n_ids, 0}};
+            p->ports[k++] =
+                (struct port_ent){b->ports[i].port, {b->ports[i].rule, (uint32_t)b->n_ids, 0}};
         if ((rc = push_id(b, b->ports[i].rule)) < 0)
             return rc;
         p->ports[k - 1].r.n++;
@@ -1200,11 +1386,11 @@ static int build_allow_ports(struct build *b)
     return 0;
 }
 
-static int build_revoked(struct build *b, const struct tg_policy_strs *in, int f,
-                         const char *field, struct hmap *m)
+static int build_revoked(struct build *b, const struct tg_policy_strs *in, int f, const char *field,
+                         struct hmap *m)
 {
     struct pairs ps = {NULL, 0, 0};
-    struct affix_ent *g;
+    struct keyed *g = NULL;
     uint32_t n;
     int rc = 0;
 
@@ -1235,6 +1421,7 @@ static int build_revoked(struct build *b, const struct tg_policy_strs *in, int f
     }
     if (rc == 0 && (rc = group_pairs(b, &ps, &g, &n)) == 0)
         rc = build_hmap(b, m, g, n);
+    free(g);
     free(ps.v);
     return rc;
 }
@@ -1272,8 +1459,8 @@ int tg_policy_compile(const struct tg_policy_input *in, struct tg_policy **out, 
     if ((rc = build_revoked(&b, &in->revoked_serials, F_SERIAL, "revoked_serials",
                             &p->revoked_serials)) < 0)
         goto fail;
-    if ((rc = build_revoked(&b, &in->revoked_fingerprints, F_FINGERPRINT,
-                            "revoked_fingerprints", &p->revoked_fingerprints)) < 0)
+    if ((rc = build_revoked(&b, &in->revoked_fingerprints, F_FINGERPRINT, "revoked_fingerprints",
+                            &p->revoked_fingerprints)) < 0)
         goto fail;
     build_cleanup(&b);
     *out = p;

@@ -40,6 +40,23 @@ static void on_walk_close(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* A new generation that refuses a peer (revoked, or denied by the rules) closes that peer's
+ * live connections too, when the generation asks for it (authorization.close_denied). */
+static void recheck_conns(struct tg_worker *w)
+{
+    char why[160];
+
+    for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
+        if (!c->l->inbound || c->closing || !c->handshake_done)
+            continue;
+        if (!tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) {
+            tg_info("%s: closing live connection of %s: %s", c->l->name,
+                    tg_tls_peer(c->tls)->id, why);
+            tg_conn_close(c, "refused", "%s (live connection closed by a new generation)", why);
+        }
+    }
+}
+
 static void on_wake(uv_async_t *a)
 {
     struct tg_worker *w = a->data;
@@ -48,6 +65,8 @@ static void on_wake(uv_async_t *a)
     if (next != NULL) { /* wake-ups coalesce; only the newest generation matters */
         tg_gen_unref(w->gen);
         w->gen = next;
+        if (next->close_denied)
+            recheck_conns(w);
     }
     if (atomic_load(&w->drain_requested) && !w->draining) {
         w->draining = true;

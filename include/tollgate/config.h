@@ -1,10 +1,11 @@
 /* The sidecar's configuration file (YAML, read with libyaml) turned into a plain struct.
  * Pure: no libuv, no wolfSSL. tg_config_load() checks every key and value and refuses the
  * whole file on the first problem, naming file, line and key in err. Unknown keys are
- * errors. The struct is immutable once loaded; tg_config_free() frees all of it. */
+ * errors. The struct is immutable once loaded and shared by reference (tg_config_unref). */
 #ifndef TOLLGATE_CONFIG_H
 #define TOLLGATE_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,9 +58,36 @@ struct tg_mesh_dest {
     char text[64];               /* the address as written */
 };
 
+struct tg_intlist {
+    int *v;
+    size_t n;
+};
+
+struct tg_labels {
+    char **keys;
+    char **values;
+    size_t n;
+};
+
+/* An authorization rule as written (checked by tg_policy_compile when a generation is
+ * built; see policy.h for the semantics). */
+struct tg_rule_cfg {
+    char *name;
+    bool deny;                 /* action: deny; else allow */
+    char *scope_ns;            /* namespace: the rule is for workloads of this namespace */
+    struct tg_labels scope_labels; /* labels: ... and carrying these labels */
+    struct tg_strlist principals, not_principals;
+    struct tg_strlist namespaces, not_namespaces;
+    struct tg_strlist trust_domains, not_trust_domains;
+    struct tg_strlist fingerprints, not_fingerprints;
+    struct tg_strlist serials, not_serials;
+    struct tg_intlist ports, not_ports;
+};
+
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
+    atomic_uint refs;          /* the control thread and each generation built from it */
     char *path;                /* the file it came from */
     struct tg_addr admin;      /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
     unsigned workers;          /* 0 = one per CPU */
@@ -85,6 +113,19 @@ struct tg_config {
     bool access_log;           /* default true: one JSON line per connection on stdout */
     enum tg_log_level log_level; /* default info */
 
+    /* workload: who we are, for rule scoping */
+    char *workload_ns;
+    struct tg_labels workload_labels;
+
+    /* authorization (inbound) and revocation */
+    bool authz_default_deny;   /* authorization.default: deny */
+    bool close_denied;         /* authorization.close_denied: a new generation closes the live
+                                * connections of peers it now refuses */
+    struct tg_rule_cfg *rules;
+    size_t n_rules;
+    struct tg_strlist revoked_serials;      /* revocation.serials */
+    struct tg_strlist revoked_fingerprints; /* revocation.fingerprints */
+
     /* mesh: for transparent outbound listeners */
     bool mesh_refuse_outside;  /* mesh.outside: "refuse"; default "passthrough" (plain) */
     struct tg_mesh_dest *dests;
@@ -96,7 +137,7 @@ struct tg_config {
     size_t n_outbound;
 };
 
-/* Reads and checks path. On success *out owns a new config (tg_config_free). On failure
+/* Reads and checks path. On success *out owns a new config (one reference). On failure
  * returns TG_ECONFIG (or TG_EIO, TG_ENOMEM) and err holds "FILE:LINE: KEY: what is wrong".
  * Relative file paths in it are resolved against path's directory, made absolute with the
  * working directory (symbolic links are kept). Files over 1 MiB are refused. */
@@ -107,7 +148,11 @@ TG_MUST_USE int tg_config_load(const char *path, struct tg_config **out, char *e
 TG_MUST_USE int tg_config_parse(const char *text, size_t len, const char *name,
                                 struct tg_config **out, char *err);
 
-void tg_config_free(struct tg_config *c);
+/* Shared ownership: the control thread holds the current config, and each generation built
+ * from it holds it too (its mesh table, trust domains and rules point into it). Any thread.
+ * tg_config_unref frees with the last reference; NULL is fine. */
+struct tg_config *tg_config_ref(struct tg_config *c);
+void tg_config_unref(struct tg_config *c);
 
 /* Parses "127.0.0.1:80" or "[::1]:80" (numeric host, port 1..65535; port 0 only when
  * allow_port0). Returns 0 or TG_EINVAL with err. */

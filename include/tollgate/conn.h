@@ -60,6 +60,7 @@ struct tg_conn {
     struct tg_dir dir[2]; /* [0] down -> up, [1] up -> down */
     struct tg_tls *tls;         /* NULL for a plain-text passthrough */
     struct tg_addr upstream;    /* where this connection goes */
+    uint16_t dest_port;         /* the port the caller asked for (rules match on it) */
     struct tg_tls_peer_rule rule; /* who may be on the TLS side's other end */
     uv_timer_t timer;   /* connect, handshake or idle deadline */
     uv_connect_t creq;
@@ -103,5 +104,10 @@ void tg_conn_handshake_step(struct tg_conn *c);
 
 /* conn.c: the first bytes of a permissive inbound connection arrived (from pipe.c). */
 void tg_conn_peek_step(struct tg_conn *c);
+
+/* conn.c: whether the verified peer of an inbound connection passes policy p (revocation,
+ * then the rules). Fills why with the verdict on refusal. A connection without a TLS peer
+ * (plain text) always passes. */
+bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap);
 
 #endif

@@ -6,7 +6,11 @@
 
 #include "tollgate/config.h"
 
-/* Runs until the process is told to stop. Returns the process exit code. */
-int tg_control_run(const struct tg_config *cfg);
+/* Runs until the process is told to stop. Returns the process exit code. Takes its own
+ * reference on cfg. The config file is watched too: a change to what a generation holds
+ * (identity files' contents, trust domains, TLS settings, authorization, revocation, mesh
+ * table, workload) is applied live; a change to listeners, admin, workers, buffers or the
+ * identity file paths is refused with a log line saying it needs a restart. */
+int tg_control_run(struct tg_config *cfg);
 
 #endif

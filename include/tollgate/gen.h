@@ -11,19 +11,23 @@
 #include "tollgate/config.h"
 #include "tollgate/identity.h"
 #include "tollgate/mesh.h"
+#include "tollgate/policy.h"
 #include "tollgate/tls.h"
 
 struct tg_gen {
     atomic_uint refcnt;
+    struct tg_config *cfg;       /* reference: the mesh, rules and trust domains point into it */
     uint64_t id;                 /* 1, 2, ... in build order */
     struct tg_identity *identity; /* owned */
     struct tg_tls_ctx *server;   /* inbound handshakes */
     struct tg_tls_ctx *client;   /* outbound handshakes */
     struct tg_mesh mesh;         /* transparent outbound: destination -> expected servers */
+    struct tg_policy *policy;    /* inbound: revocation and authorization rules */
+    bool close_denied;           /* close live connections this generation refuses */
 };
 
 struct tg_gen_input {
-    const struct tg_config *cfg; /* must outlive the generation */
+    struct tg_config *cfg; /* the generation takes a reference */
 };
 
 /* Reads the identity files named by the config and builds both TLS contexts. On failure

@@ -55,6 +55,8 @@ struct tg_listener_stats {
     struct tg_counter hs_failed[TG_HSF_N];
     struct tg_counter upstream_connect_failed;
     struct tg_counter plaintext;        /* passed through without mTLS (permissive, outside) */
+    struct tg_counter policy_revoked;   /* inbound: refused, certificate revoked */
+    struct tg_counter policy_denied;    /* inbound: refused by the authorization rules */
     struct tg_counter refused_capture;  /* captured connections refused: outside the mesh,
                                          * a loop, or no original destination */
 };

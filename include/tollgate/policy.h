@@ -23,8 +23,9 @@
  *
  * A decision does not scan the rules: each rule is filed under one of its positive fields
  * (fingerprint, serial, principal, namespace, trust domain, port, in that preference) in a
- * hash table (exact values), a sorted prefix or suffix array, or a port bucket; only rules
- * with nothing to file them under (only not_ fields, or only "*") are scanned every time.
+ * hash table (exact values, and prefixes and suffixes by length) or a port bucket; only
+ * rules with nothing to file them under (only not_ fields, or only "*") are checked every
+ * time. A decision costs one lookup per distinct prefix or suffix length in use.
  *
  * Threads: a compiled struct tg_policy is immutable; any number of threads may call
  * tg_policy_decide on it at once. */
@@ -150,8 +151,8 @@ struct tg_policy_verdict {
 };
 
 /* Decides for peer calling port. Never fails; no allocation; thread-safe. */
-void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *peer,
-                      uint16_t port, struct tg_policy_verdict *v);
+void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *peer, uint16_t port,
+                      struct tg_policy_verdict *v);
 
 /* Normalisers the compiler uses, for parsers that want to check values early. out gets
  * lowercase hex: 64 digits for a fingerprint; for a serial no leading zeros ("0" for zero).

@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (rc == 0) {
         check_config(c);
-        tg_config_free(c);
+        tg_config_unref(c);
     } else if (rc != TG_ECONFIG && rc != TG_ENOMEM) {
         abort();
     } else {

@@ -342,7 +342,7 @@ START_TEST(test_config_table)
     if (cases[_i].want == NULL) {
         ck_assert_msg(rc == 0, "case %d refused: %s", _i, err);
         ck_assert_ptr_nonnull(c);
-        tg_config_free(c);
+        tg_config_unref(c);
         return;
     }
     ck_assert_msg(rc == TG_ECONFIG, "case %d: rc %d, want TG_ECONFIG (err: %s)", _i, rc, err);
@@ -402,7 +402,7 @@ START_TEST(test_config_full_file_sets_every_field)
     ck_assert_uint_eq(c->outbound[1].expect.n, 2);
     ck_assert_str_eq(c->outbound[1].expect.v[1], "spiffe://mesh.local/b");
     ck_assert_ptr_null(c->outbound[1].sni);
-    tg_config_free(c);
+    tg_config_unref(c);
 }
 END_TEST
 
@@ -430,8 +430,8 @@ START_TEST(test_config_defaults)
     ck_assert_ptr_null(c->inbound);
     ck_assert_str_eq(c->outbound[0].name, "out-127.0.0.1:9000");
     ck_assert_ptr_null(c->outbound[0].sni);
-    tg_config_free(c);
-    tg_config_free(NULL);
+    tg_config_unref(c);
+    tg_config_unref(NULL);
 }
 END_TEST
 
@@ -445,12 +445,12 @@ START_TEST(test_config_parse_resolves_against_name)
     ck_assert_str_eq(c->cert_path, "/c");
     ck_assert_str_eq(c->key_path, "/k");
     ck_assert_str_eq(c->bundle_path, "/./b");
-    tg_config_free(c);
+    tg_config_unref(c);
     ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "/etc/tg/t.yaml", &c, err) == 0, "%s", err);
     ck_assert_str_eq(c->cert_path, "/etc/tg/c");
     ck_assert_str_eq(c->key_path, "/k");
     ck_assert_str_eq(c->bundle_path, "/etc/tg/./b");
-    tg_config_free(c);
+    tg_config_unref(c);
 }
 END_TEST
 
@@ -501,7 +501,7 @@ START_TEST(test_config_load_resolves_relative_paths)
     ck_assert_str_eq(c->key_path, "/k.pem");
     snprintf(want, sizeof(want), "%s/../ca.pem", tmpdir);
     ck_assert_str_eq(c->bundle_path, want);
-    tg_config_free(c);
+    tg_config_unref(c);
 
     /* a relative file name: paths are made absolute with the working directory */
     ck_assert_int_eq(chdir(tmpdir), 0); /* fork mode: this test's process only */
@@ -510,11 +510,11 @@ START_TEST(test_config_load_resolves_relative_paths)
     ck_assert_str_eq(c->path, "t.yaml");
     snprintf(want, sizeof(want), "%s/certs/web.pem", cwd);
     ck_assert_str_eq(c->cert_path, want);
-    tg_config_free(c);
+    tg_config_unref(c);
     ck_assert_msg(tg_config_load("./t.yaml", &c, err) == 0, "%s", err);
     snprintf(want, sizeof(want), "%s/./certs/web.pem", cwd);
     ck_assert_str_eq(c->cert_path, want);
-    tg_config_free(c);
+    tg_config_unref(c);
     remove_tmpdir("t.yaml");
 }
 END_TEST
@@ -639,7 +639,7 @@ START_TEST(test_config_parse_uses_len)
 
     ck_assert_msg(tg_config_parse(yaml, sizeof(yaml) - 4, "t.yaml", &c, err) == 0, "%s", err);
     ck_assert_uint_eq(c->workers, 12);
-    tg_config_free(c);
+    tg_config_unref(c);
 }
 END_TEST
 

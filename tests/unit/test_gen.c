@@ -22,6 +22,7 @@ static void setup(void)
     cfg.key_path = (char *)cu_path("web.key");
     cfg.bundle_path = (char *)cu_path("ca.pem");
     cfg.max_chain_depth = 4;
+    atomic_init(&cfg.refs, 1000); /* the test owns it: generations never free it */
 }
 
 static void teardown(void)

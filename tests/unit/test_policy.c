@@ -1,0 +1,718 @@
+/* tg_policy_*: authorization rules, revocation and their compile-time checks. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/policy.h"
+
+#define STRS(...)                                                                                  \
+    {                                                                                              \
+        (char *[]){__VA_ARGS__}, TG_NELEM(((char *[]){__VA_ARGS__}))                               \
+    }
+#define PORTS(...)                                                                                 \
+    {                                                                                              \
+        (const int[]){__VA_ARGS__}, TG_NELEM(((const int[]){__VA_ARGS__}))                         \
+    }
+#define RULES(...)                                                                                 \
+    (const struct tg_policy_rule[]){__VA_ARGS__},                                                  \
+        TG_NELEM(((const struct tg_policy_rule[]){__VA_ARGS__}))
+#define LABELS(...)                                                                                \
+    (const struct tg_policy_label[]){__VA_ARGS__},                                                 \
+        TG_NELEM(((const struct tg_policy_label[]){__VA_ARGS__}))
+
+#define FP_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define FP_A_COLONS                                                                                \
+    "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:"   \
+    "EE:FF"
+#define FP_B "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+
+#define WEB_ID "spiffe://mesh.local/ns/prod/sa/web"
+#define DB_ID "spiffe://mesh.local/ns/prod/sa/db"
+
+/* The callers the table uses. */
+enum { WEB, DB, DEV, OTHER, NONS, NOID };
+static const struct {
+    const char *id, *sha256, *serial;
+} peers[] = {
+    [WEB] = {WEB_ID, FP_A, "0a1b"},
+    [DB] = {DB_ID, FP_B, "01"},
+    [DEV] = {"spiffe://mesh.local/ns/dev/sa/web", NULL, "02"},
+    [OTHER] = {"spiffe://other.org/ns/prod/sa/web", NULL, NULL},
+    [NONS] = {"spiffe://mesh.local/job/batch", NULL, NULL},
+    [NOID] = {NULL, FP_B, NULL},
+};
+
+/* The workload the rules are compiled for. */
+static const struct tg_policy_label workload_labels[] = {{"app", "web"}, {"tier", "front"}};
+
+static const struct {
+    const char *what;
+    const struct tg_policy_rule *rules;
+    size_t n_rules;
+    bool default_deny;
+    int peer;
+    uint16_t port;
+    enum tg_policy_outcome want;
+    const char *rule; /* deciding rule, NULL for the defaults */
+} cases[] = {
+    /* principals: exact, prefix, suffix, any, not_ */
+    {"exact principal", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"exact principal, other peer", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, DB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"exact principal, no ID", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, NOID, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"prefix principal", RULES({.name = "a", .principals = STRS("spiffe://mesh.local/ns/prod/*")}),
+     false, DB, 80, TG_POLICY_ALLOWED, "a"},
+    {"prefix principal, other ns",
+     RULES({.name = "a", .principals = STRS("spiffe://mesh.local/ns/prod/*")}), false, DEV, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"nested prefixes",
+     RULES({.name = "a", .principals = STRS("spiffe://mesh.local/ns/prod/sa/x*")},
+           {.name = "b", .principals = STRS("spiffe://mesh.local/*")},
+           {.name = "c", .principals = STRS("spiffe://mesh.local/ns/p*")}),
+     false, WEB, 80, TG_POLICY_ALLOWED, "b"},
+    {"suffix principal", RULES({.name = "a", .principals = STRS("*/sa/web")}), false, DEV, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"suffix principal, other sa", RULES({.name = "a", .principals = STRS("*/sa/web")}), false, DB,
+     80, TG_POLICY_NO_MATCH, NULL},
+    {"any principal", RULES({.name = "a", .principals = STRS("*")}), false, OTHER, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"any principal needs an ID", RULES({.name = "a", .principals = STRS("*")}), false, NOID, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_principals, listed", RULES({.name = "a", .not_principals = STRS(WEB_ID)}), false, WEB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_principals, unlisted", RULES({.name = "a", .not_principals = STRS(WEB_ID)}), false, DB,
+     80, TG_POLICY_ALLOWED, "a"},
+    {"not_principals, no ID", RULES({.name = "a", .not_principals = STRS("*")}), false, NOID, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"not_principals prefix", RULES({.name = "a", .not_principals = STRS("spiffe://mesh.local/*")}),
+     false, OTHER, 80, TG_POLICY_ALLOWED, "a"},
+    /* namespaces */
+    {"namespace", RULES({.name = "a", .namespaces = STRS("prod")}), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"namespace, other", RULES({.name = "a", .namespaces = STRS("prod")}), false, DEV, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"namespace, ID without one", RULES({.name = "a", .namespaces = STRS("*")}), false, NONS, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"namespace prefix", RULES({.name = "a", .namespaces = STRS("pr*")}), false, OTHER, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"namespace suffix", RULES({.name = "a", .namespaces = STRS("*ev")}), false, DEV, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"not_namespaces", RULES({.name = "a", .not_namespaces = STRS("dev")}), false, DEV, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_namespaces, ID without one", RULES({.name = "a", .not_namespaces = STRS("dev")}), false,
+     NONS, 80, TG_POLICY_ALLOWED, "a"},
+    /* trust domains */
+    {"trust domain", RULES({.name = "a", .trust_domains = STRS("mesh.local")}), false, NONS, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"trust domain, other", RULES({.name = "a", .trust_domains = STRS("mesh.local")}), false, OTHER,
+     80, TG_POLICY_NO_MATCH, NULL},
+    {"trust domain suffix", RULES({.name = "a", .trust_domains = STRS("*.org")}), false, OTHER, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"trust domain is not a prefix match", RULES({.name = "a", .trust_domains = STRS("mesh.loc")}),
+     false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
+    {"not_trust_domains", RULES({.name = "a", .not_trust_domains = STRS("other.org")}), false,
+     OTHER, 80, TG_POLICY_NO_MATCH, NULL},
+    /* fingerprints, in any accepted spelling */
+    {"fingerprint", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"fingerprint, colons and upper case", RULES({.name = "a", .fingerprints = STRS(FP_A_COLONS)}),
+     false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"fingerprint, other", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, DB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"fingerprint, unknown", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, DEV, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"fingerprint without an ID", RULES({.name = "a", .fingerprints = STRS(FP_B)}), false, NOID, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"not_fingerprints", RULES({.name = "a", .not_fingerprints = STRS(FP_A_COLONS)}), false, WEB,
+     80, TG_POLICY_NO_MATCH, NULL},
+    {"not_fingerprints, unknown", RULES({.name = "a", .not_fingerprints = STRS(FP_A)}), false, DEV,
+     80, TG_POLICY_ALLOWED, "a"},
+    /* serials: leading zeros, case, colons, 0x */
+    {"serial", RULES({.name = "a", .serials = STRS("0x000A1B")}), false, WEB, 80, TG_POLICY_ALLOWED,
+     "a"},
+    {"serial with colons", RULES({.name = "a", .serials = STRS("00:0a:1b")}), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"serial, other", RULES({.name = "a", .serials = STRS("a1b0")}), false, WEB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_serials", RULES({.name = "a", .not_serials = STRS("1")}), false, DB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_serials, unlisted", RULES({.name = "a", .not_serials = STRS("1")}), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
+    /* ports: an ALLOW rule only counts on the ports it names */
+    {"port-scoped allow, right peer",
+     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080, 8443)}), false, DB, 8443,
+     TG_POLICY_ALLOWED, "a"},
+    {"port-scoped allow, wrong peer",
+     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)}), false, WEB, 8080,
+     TG_POLICY_NO_MATCH, NULL},
+    {"port-scoped allow, other port",
+     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)}), false, WEB, 9090,
+     TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"port-scoped allow, other port, default deny",
+     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)}), true, WEB, 9090,
+     TG_POLICY_DEFAULT_DENY, NULL},
+    {"not_ports allow, excluded port",
+     RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)}), false, WEB, 9090,
+     TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"not_ports allow, other port",
+     RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)}), false, WEB, 8080,
+     TG_POLICY_NO_MATCH, NULL},
+    {"two not_ports allows cover each other's port",
+     RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)},
+           {.name = "b", .principals = STRS(DB_ID), .not_ports = PORTS(8080)}),
+     false, WEB, 9090, TG_POLICY_NO_MATCH, NULL},
+    {"ports and not_ports together",
+     RULES(
+         {.name = "a", .principals = STRS(DB_ID), .ports = PORTS(80, 81), .not_ports = PORTS(81)}),
+     false, WEB, 81, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"ports-only allow", RULES({.name = "a", .ports = PORTS(8080)}), false, NOID, 8080,
+     TG_POLICY_ALLOWED, "a"},
+    {"ports-only deny", RULES({.name = "d", .action = TG_POLICY_DENY, .ports = PORTS(22)}), false,
+     WEB, 22, TG_POLICY_DENIED, "d"},
+    {"ports-only deny, other port",
+     RULES({.name = "d", .action = TG_POLICY_DENY, .ports = PORTS(22)}), false, WEB, 23,
+     TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"any principal on a port", RULES({.name = "a", .principals = STRS("*"), .ports = PORTS(80)}),
+     false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    /* every field must match */
+    {"all fields match",
+     RULES({.name = "a",
+            .principals = STRS("spiffe://mesh.local/*"),
+            .namespaces = STRS("prod"),
+            .fingerprints = STRS(FP_A),
+            .serials = STRS("a1b"),
+            .ports = PORTS(80),
+            .not_principals = STRS(DB_ID)}),
+     false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"one field fails",
+     RULES({.name = "a",
+            .principals = STRS("spiffe://mesh.local/*"),
+            .namespaces = STRS("prod"),
+            .fingerprints = STRS(FP_A),
+            .serials = STRS("a1c"),
+            .ports = PORTS(80)}),
+     false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
+    {"a not_ field fails",
+     RULES(
+         {.name = "a", .principals = STRS("spiffe://mesh.local/*"), .not_namespaces = STRS("p*")}),
+     false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
+    {"any value of a field",
+     RULES({.name = "a", .principals = STRS(DB_ID, "*/sa/web", "spiffe://x*")}), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
+    /* DENY before ALLOW; the first rule in input order reports */
+    {"deny over allow",
+     RULES({.name = "all", .trust_domains = STRS("mesh.local")},
+           {.name = "no-web", .action = TG_POLICY_DENY, .principals = STRS(WEB_ID)}),
+     false, WEB, 80, TG_POLICY_DENIED, "no-web"},
+    {"deny does not hit others",
+     RULES({.name = "all", .trust_domains = STRS("mesh.local")},
+           {.name = "no-web", .action = TG_POLICY_DENY, .principals = STRS(WEB_ID)}),
+     false, DB, 80, TG_POLICY_ALLOWED, "all"},
+    {"first deny reports",
+     RULES({.name = "d1", .action = TG_POLICY_DENY, .principals = STRS("*/web")},
+           {.name = "d0", .action = TG_POLICY_DENY, .fingerprints = STRS(FP_A)},
+           {.name = "d2", .action = TG_POLICY_DENY, .not_namespaces = STRS("x")}),
+     false, WEB, 80, TG_POLICY_DENIED, "d1"},
+    {"first allow reports",
+     RULES({.name = "a2", .not_principals = STRS(DB_ID)}, {.name = "a1", .serials = STRS("a1b")},
+           {.name = "a0", .principals = STRS(WEB_ID)}),
+     false, WEB, 80, TG_POLICY_ALLOWED, "a2"},
+    {"only deny rules, none matches",
+     RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS(DB_ID)}), false, WEB, 80,
+     TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"only deny rules, default deny",
+     RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS(DB_ID)}), true, WEB, 80,
+     TG_POLICY_DEFAULT_DENY, NULL},
+    {"no rules", NULL, 0, false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"no rules, default deny", NULL, 0, true, WEB, 80, TG_POLICY_DEFAULT_DENY, NULL},
+    /* scope: rules for other workloads are dropped */
+    {"namespace scope, ours",
+     RULES({.name = "d",
+            .action = TG_POLICY_DENY,
+            .principals = STRS(WEB_ID),
+            .scope = {TG_POLICY_SCOPE_NAMESPACE, "prod", NULL, 0}}),
+     false, WEB, 80, TG_POLICY_DENIED, "d"},
+    {"namespace scope, other",
+     RULES({.name = "d",
+            .action = TG_POLICY_DENY,
+            .principals = STRS(WEB_ID),
+            .scope = {TG_POLICY_SCOPE_NAMESPACE, "dev", NULL, 0}}),
+     false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"workload scope, labels we carry",
+     RULES({.name = "d",
+            .action = TG_POLICY_DENY,
+            .principals = STRS(WEB_ID),
+            .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"tier", "front"}, {"app", "web"})}}),
+     false, WEB, 80, TG_POLICY_DENIED, "d"},
+    {"workload scope, a label we lack",
+     RULES({.name = "d",
+            .action = TG_POLICY_DENY,
+            .principals = STRS(WEB_ID),
+            .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"app", "web"}, {"tier", "back"})}}),
+     false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"workload scope, other namespace",
+     RULES({.name = "d",
+            .action = TG_POLICY_DENY,
+            .principals = STRS(WEB_ID),
+            .scope = {TG_POLICY_SCOPE_WORKLOAD, "dev", LABELS({"app", "web"})}}),
+     false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"workload scope, our namespace",
+     RULES({.name = "d",
+            .action = TG_POLICY_DENY,
+            .principals = STRS(WEB_ID),
+            .scope = {TG_POLICY_SCOPE_WORKLOAD, "prod", LABELS({"app", "web"})}}),
+     false, WEB, 80, TG_POLICY_DENIED, "d"},
+    {"a dropped allow leaves no allow rule",
+     RULES({.name = "a",
+            .principals = STRS(DB_ID),
+            .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"app", "db"})}}),
+     false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+};
+
+static void peer_of(int i, struct tg_spiffe_id *id, struct tg_policy_peer *peer)
+{
+    char err[TG_ERRLEN] = "";
+
+    if (peers[i].id != NULL)
+        ck_assert_int_eq(tg_spiffe_parse(peers[i].id, id, err), 0);
+    ck_assert_msg(tg_policy_peer_init(peer, peers[i].id != NULL ? id : NULL, peers[i].sha256,
+                                      peers[i].serial, err) == 0,
+                  "peer %d: %s", i, err);
+}
+
+static const char *const outcome_names[] = {"revoked",      "denied",  "no-match",
+                                            "default-deny", "allowed", "default-allow"};
+
+START_TEST(test_policy_decide_table)
+{
+    struct tg_policy_input in = {
+        .workload_ns = "prod",
+        .workload_labels = workload_labels,
+        .n_workload_labels = TG_NELEM(workload_labels),
+        .rules = cases[_i].rules,
+        .n_rules = cases[_i].n_rules,
+        .default_deny = cases[_i].default_deny,
+    };
+    static struct tg_spiffe_id id;
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+    struct tg_policy *p = NULL;
+    char err[TG_ERRLEN] = "";
+    char want_reason[128];
+
+    ck_assert_msg(tg_policy_compile(&in, &p, err) == 0, "%s: %s", cases[_i].what, err);
+    peer_of(cases[_i].peer, &id, &peer);
+    tg_policy_decide(p, &peer, cases[_i].port, &v);
+    ck_assert_msg(v.outcome == cases[_i].want, "%s: got %s (%s), want %s", cases[_i].what,
+                  outcome_names[v.outcome], v.reason, outcome_names[cases[_i].want]);
+    ck_assert_int_eq(v.allow, cases[_i].want == TG_POLICY_ALLOWED ||
+                                  cases[_i].want == TG_POLICY_DEFAULT_ALLOW);
+    if (cases[_i].rule == NULL) {
+        ck_assert_ptr_null(v.rule);
+    } else {
+        ck_assert_ptr_nonnull(v.rule);
+        ck_assert_str_eq(v.rule, cases[_i].rule);
+        snprintf(want_reason, sizeof(want_reason), "%s by rule %s", v.allow ? "allowed" : "denied",
+                 cases[_i].rule);
+        ck_assert_str_eq(v.reason, want_reason);
+    }
+    tg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_policy_reasons)
+{
+    const struct tg_policy_rule rules[] = {
+        {.name = "a", .principals = STRS(DB_ID), .ports = PORTS(80)},
+    };
+    struct tg_policy_input in = {.rules = rules, .n_rules = 1};
+    static struct tg_spiffe_id id;
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+    struct tg_policy *p;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
+    peer_of(WEB, &id, &peer);
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_str_eq(v.reason, "no ALLOW rule matched");
+    tg_policy_decide(p, &peer, 81, &v);
+    ck_assert_str_eq(v.reason, "default allow");
+    peer_of(DB, &id, &peer);
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_str_eq(v.reason, "allowed by rule a");
+    tg_policy_free(p);
+
+    in.n_rules = 0;
+    in.default_deny = true;
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_str_eq(v.reason, "default deny");
+    ck_assert(!v.allow);
+    tg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_policy_revocation)
+{
+    const struct tg_policy_rule rules[] = {
+        {.name = "all", .trust_domains = STRS("*")},
+    };
+    struct tg_policy_input in = {
+        .rules = rules,
+        .n_rules = 1,
+        .revoked_serials = STRS("0x0A:1B", "ff"),
+        .revoked_fingerprints =
+            STRS("FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100"),
+    };
+    static struct tg_spiffe_id id;
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+    struct tg_policy *p;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
+    peer_of(WEB, &id, &peer); /* serial 0a1b */
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_int_eq(v.outcome, TG_POLICY_REVOKED);
+    ck_assert(!v.allow);
+    ck_assert_ptr_null(v.rule);
+    ck_assert_str_eq(v.reason, "revoked");
+    peer_of(NOID, &id, &peer); /* fingerprint FP_B, no ID */
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_int_eq(v.outcome, TG_POLICY_REVOKED);
+    peer_of(DEV, &id, &peer);
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_int_eq(v.outcome, TG_POLICY_ALLOWED);
+    tg_policy_free(p);
+}
+END_TEST
+
+/* Revocation wins even over a default allow with no rules. */
+START_TEST(test_policy_revocation_without_rules)
+{
+    struct tg_policy_input in = {.revoked_serials = STRS("1")};
+    static struct tg_spiffe_id id;
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+    struct tg_policy *p;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
+    ck_assert_uint_eq(tg_policy_rule_count(p), 0);
+    peer_of(DB, &id, &peer);
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_int_eq(v.outcome, TG_POLICY_REVOKED);
+    tg_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_policy_scope_drops_rules)
+{
+    static const struct tg_policy_label app_web[] = {{"app", "web"}};
+    const struct tg_policy_rule rules[] = {
+        {.name = "mesh", .principals = STRS("*")},
+        {.name = "prod", .principals = STRS("*"), .scope = {TG_POLICY_SCOPE_NAMESPACE, "prod"}},
+        {.name = "dev", .principals = STRS("*"), .scope = {TG_POLICY_SCOPE_NAMESPACE, "dev"}},
+        {.name = "web",
+         .principals = STRS("*"),
+         .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, app_web, 1}},
+    };
+    struct tg_policy_input in = {.rules = rules, .n_rules = TG_NELEM(rules)};
+    struct tg_policy *p;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0); /* no namespace, no labels */
+    ck_assert_uint_eq(tg_policy_rule_count(p), 1);
+    tg_policy_free(p);
+    in.workload_ns = "prod";
+    in.workload_labels = workload_labels;
+    in.n_workload_labels = TG_NELEM(workload_labels);
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
+    ck_assert_uint_eq(tg_policy_rule_count(p), 3);
+    tg_policy_free(p);
+}
+END_TEST
+
+/* why: a substring of the error; every error names the rule and the field. */
+static const struct {
+    const struct tg_policy_rule *rules;
+    size_t n_rules;
+    const char *why;
+} bad_cases[] = {
+    {RULES({.name = "r", .fingerprints = STRS("00112233")}),
+     "rule \"r\": fingerprints[0] \"00112233\": not a SHA-256 fingerprint"},
+    {RULES({.name = "r",
+            .not_fingerprints =
+                STRS(FP_A, "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")}),
+     "rule \"r\": not_fingerprints[1] \"zz1122"},
+    {RULES({.name = "r",
+            .fingerprints = STRS("00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:"
+                                 "55:66:77:88:99:AA:BB:CC:DD:EE-FF")}),
+     "'-' at byte 92"},
+    {RULES({.name = "r", .fingerprints = STRS("*")}), "not a SHA-256 fingerprint"},
+    {RULES({.name = "r", .serials = STRS("12g4")}),
+     "rule \"r\": serials[0] \"12g4\": not a hex serial: 'g'"},
+    {RULES({.name = "r", .serials = STRS(":12")}), "not a hex serial: ':' at byte 0"},
+    {RULES({.name = "r", .serials = STRS("12::34")}), "':' at byte 3"},
+    {RULES({.name = "r", .serials = STRS("0x")}), "no digits"},
+    {RULES({.name = "r", .not_serials = STRS("")}), "rule \"r\": not_serials[0] \"\": empty value"},
+    {RULES({.name = "r",
+            .serials = STRS("11111111111111111111111111111111111111111111111111111111111111111")}),
+     "over 64 significant digits"},
+    {RULES({.name = "r", .principals = STRS("spiffe://Mesh.local/a")}),
+     "rule \"r\": principals[0] \"spiffe://Mesh.local/a\": trust domain must be lowercase"},
+    {RULES({.name = "r", .principals = STRS(WEB_ID, "spiffe://td/a/")}),
+     "principals[1] \"spiffe://td/a/\": trailing '/'"},
+    {RULES({.name = "r", .not_principals = STRS("web")}), "not_principals[0] \"web\": scheme"},
+    {RULES({.name = "r", .principals = STRS("spiffe://a*b")}), "'*' only as"},
+    {RULES({.name = "r", .principals = STRS("**")}), "'*' only as"},
+    {RULES({.name = "r", .principals = STRS("*a*")}), "'*' only as"},
+    {RULES({.name = "r", .principals = STRS("mesh*")}), "must start with \"spiffe://\""},
+    {RULES({.name = "r", .principals = STRS("*/a b")}), "not a SPIFFE ID suffix"},
+    {RULES({.name = "r", .namespaces = STRS("a/b")}), "namespaces[0] \"a/b\": a namespace"},
+    {RULES({.name = "r", .trust_domains = STRS("Mesh.local")}), "trust_domains[0] \"Mesh.local\""},
+    {RULES({.name = "r", .ports = PORTS(80, 65536)}), "rule \"r\": ports[1]: 65536 out of range"},
+    {RULES({.name = "r", .not_ports = PORTS(0)}), "rule \"r\": not_ports[0]: 0 out of range"},
+    {RULES({.name = "r", .ports = PORTS(-1)}), "ports[0]: -1 out of range"},
+    {RULES({.name = "r"}), "rule \"r\": empty rule"},
+    {RULES({.name = "r", .action = TG_POLICY_DENY}), "rule \"r\": empty rule"},
+    {RULES({.name = "r", .action = 7, .ports = PORTS(80)}), "rule \"r\": unknown action 7"},
+    {RULES({.name = "", .ports = PORTS(80)}), "rule #1: name is empty"},
+    {RULES({.name = "x", .ports = PORTS(80)}, {.ports = PORTS(80)}), "rule #2: name is empty"},
+    {RULES({.name = "x", .ports = PORTS(80)}, {.name = "x", .ports = PORTS(81)}),
+     "rule \"x\": duplicate name"},
+    {RULES({.name = "r", .ports = PORTS(80), .scope = {TG_POLICY_SCOPE_NAMESPACE, NULL}}),
+     "rule \"r\": scope: namespace is empty"},
+    {RULES({.name = "r", .ports = PORTS(80), .scope = {TG_POLICY_SCOPE_WORKLOAD, "prod"}}),
+     "rule \"r\": scope: workload without labels"},
+    {RULES({.name = "r", .ports = PORTS(80), .scope = {9}}), "rule \"r\": scope: unknown kind 9"},
+    {RULES({.name = "r",
+            .ports = PORTS(80),
+            .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"", "x"})}}),
+     "rule \"r\": scope: labels[0] is empty"},
+    /* a rule for another workload is still checked */
+    {RULES({.name = "r", .serials = STRS("q"), .scope = {TG_POLICY_SCOPE_NAMESPACE, "elsewhere"}}),
+     "rule \"r\": serials[0] \"q\""},
+    /* unprintable bytes do not reach the error line */
+    {RULES({.name = "r", .namespaces = STRS("a\nb")}), "namespaces[0] \"a?b\""},
+};
+
+START_TEST(test_policy_compile_errors)
+{
+    struct tg_policy_input in = {.rules = bad_cases[_i].rules, .n_rules = bad_cases[_i].n_rules};
+    struct tg_policy *p = NULL;
+    char err[TG_ERRLEN] = "";
+    int rc = tg_policy_compile(&in, &p, err);
+
+    ck_assert_msg(rc == TG_EINVAL, "case %d: rc %d, err \"%s\"", _i, rc, err);
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(err, bad_cases[_i].why) != NULL, "err \"%s\" lacks \"%s\"", err,
+                  bad_cases[_i].why);
+    ck_assert_ptr_null(strchr(err, '\n'));
+}
+END_TEST
+
+START_TEST(test_policy_revocation_errors)
+{
+    struct tg_policy_input in = {.revoked_serials = STRS("1", "xyz")};
+    struct tg_policy *p = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), TG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "revoked_serials[1] \"xyz\": not a hex serial"));
+    in.revoked_serials.n = 0;
+    in.revoked_fingerprints = (struct tg_policy_strs)STRS("abc");
+    ck_assert_int_eq(tg_policy_compile(&in, &p, err), TG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "revoked_fingerprints[0] \"abc\""));
+    ck_assert_ptr_null(p);
+}
+END_TEST
+
+START_TEST(test_policy_normalisers)
+{
+    char out[TG_POLICY_SERIAL_MAX + 1], err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_policy_fingerprint_norm(FP_A_COLONS, out, err), 0);
+    ck_assert_str_eq(out, FP_A);
+    ck_assert_int_eq(tg_policy_fingerprint_norm(FP_A, out, err), 0);
+    ck_assert_str_eq(out, FP_A);
+    ck_assert_int_eq(tg_policy_fingerprint_norm(FP_A "0", out, err), TG_EINVAL);
+    ck_assert_int_eq(tg_policy_fingerprint_norm("", out, err), TG_EINVAL);
+    ck_assert_int_eq(tg_policy_serial_norm("0000", out, err), 0);
+    ck_assert_str_eq(out, "0");
+    ck_assert_int_eq(tg_policy_serial_norm("0X00:Ab:Cd", out, err), 0);
+    ck_assert_str_eq(out, "abcd");
+    ck_assert_int_eq(tg_policy_serial_norm("12:", out, err), TG_EINVAL);
+    ck_assert_int_eq(tg_policy_serial_norm("", out, err), TG_EINVAL);
+}
+END_TEST
+
+START_TEST(test_policy_peer_init)
+{
+    static const struct {
+        const char *id, *ns;
+    } ids[] = {
+        {"spiffe://td/ns/prod/sa/web", "prod"},
+        {"spiffe://td/ns/prod/sa/web/x", NULL},
+        {"spiffe://td/ns/prod/sb/web", NULL},
+        {"spiffe://td/ns/prod", NULL},
+        {"spiffe://td/ns", NULL},
+        {"spiffe://td", NULL},
+        {"spiffe://td/x/ns/prod/sa/web", NULL},
+        {"spiffe://td/ns/a.b-c/sa/s", "a.b-c"},
+    };
+    static struct tg_spiffe_id id;
+    struct tg_policy_peer peer;
+    char err[TG_ERRLEN] = "";
+
+    for (size_t i = 0; i < TG_NELEM(ids); i++) {
+        ck_assert_int_eq(tg_spiffe_parse(ids[i].id, &id, err), 0);
+        ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, "", err), 0);
+        ck_assert_str_eq(peer.id, ids[i].id);
+        ck_assert_uint_eq(peer.td_len, 2);
+        ck_assert_int_eq(memcmp(peer.td, "td", 2), 0);
+        if (ids[i].ns == NULL) {
+            ck_assert_msg(peer.ns == NULL, "%s", ids[i].id);
+        } else {
+            ck_assert_uint_eq(peer.ns_len, strlen(ids[i].ns));
+            ck_assert_int_eq(memcmp(peer.ns, ids[i].ns, peer.ns_len), 0);
+        }
+        ck_assert_str_eq(peer.sha256, "");
+        ck_assert_str_eq(peer.serial, "");
+    }
+    ck_assert_int_eq(tg_policy_peer_init(&peer, NULL, FP_A_COLONS, "00ff", err), 0);
+    ck_assert_ptr_null(peer.id);
+    ck_assert_str_eq(peer.sha256, FP_A);
+    ck_assert_str_eq(peer.serial, "ff");
+    ck_assert_int_eq(tg_policy_peer_init(&peer, NULL, "123", NULL, err), TG_EINVAL);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, NULL, NULL, "x", err), TG_EINVAL);
+}
+END_TEST
+
+/* Many rules filed in every index: each peer is decided as an in-order scan would, by the
+ * first DENY, else the first ALLOW. */
+START_TEST(test_policy_many_rules)
+{
+    enum { N = 2000 };
+    struct tg_policy_rule *rules = calloc(N, sizeof(*rules));
+    char(*names)[16] = calloc(N, sizeof(*names));
+    char(*vals)[96] = calloc(N, sizeof(*vals));
+    char **ptrs = calloc(N, sizeof(*ptrs));
+    int *ports = calloc(N, sizeof(*ports));
+    static struct tg_spiffe_id id;
+    struct tg_policy_input in = {.rules = rules, .n_rules = N};
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+    struct tg_policy *p;
+    char err[TG_ERRLEN] = "", want[80];
+
+    ck_assert(rules && names && vals && ptrs && ports);
+    for (int i = 0; i < N; i++) {
+        struct tg_policy_rule *r = &rules[i];
+
+        snprintf(names[i], sizeof(names[i]), "r%d", i);
+        r->name = names[i];
+        r->action = i % 7 == 3 ? TG_POLICY_DENY : TG_POLICY_ALLOW;
+        ptrs[i] = vals[i];
+        ports[i] = 1000 + i % 50;
+        switch (i % 5) {
+        case 0:
+            snprintf(vals[i], sizeof(vals[i]), "spiffe://mesh.local/ns/n%d/sa/s%d", i, i);
+            r->principals = (struct tg_policy_strs){&ptrs[i], 1};
+            break;
+        case 1:
+            snprintf(vals[i], sizeof(vals[i]), "spiffe://mesh.local/ns/n%d/*", i);
+            r->principals = (struct tg_policy_strs){&ptrs[i], 1};
+            break;
+        case 2:
+            snprintf(vals[i], sizeof(vals[i]), "*/sa/s%d", i);
+            r->principals = (struct tg_policy_strs){&ptrs[i], 1};
+            r->ports = (struct tg_policy_ports){&ports[i], 1};
+            break;
+        case 3:
+            snprintf(vals[i], sizeof(vals[i]), "%064x", i);
+            r->fingerprints = (struct tg_policy_strs){&ptrs[i], 1};
+            break;
+        case 4:
+            r->ports = (struct tg_policy_ports){&ports[i], 1};
+            snprintf(vals[i], sizeof(vals[i]), "n%d", i);
+            r->not_namespaces = (struct tg_policy_strs){&ptrs[i], 1};
+            break;
+        }
+    }
+    ck_assert_msg(tg_policy_compile(&in, &p, err) == 0, "%s", err);
+    ck_assert_uint_eq(tg_policy_rule_count(p), N);
+    /* exact rule 20; no rule on port 1020 names other peers (rules 20 + 50k are exact) */
+    ck_assert_int_eq(tg_spiffe_parse("spiffe://mesh.local/ns/n20/sa/s20", &id, err), 0);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
+    tg_policy_decide(p, &peer, 1020, &v);
+    ck_assert_str_eq(v.reason, "allowed by rule r20");
+    /* the fingerprint DENY of rule 38 (38 % 7 == 3) beats every ALLOW */
+    snprintf(want, sizeof(want), "%064x", 38);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, want, NULL, err), 0);
+    tg_policy_decide(p, &peer, 1020, &v);
+    ck_assert_str_eq(v.reason, "denied by rule r38");
+    /* prefix rule 11 */
+    ck_assert_int_eq(tg_spiffe_parse("spiffe://mesh.local/ns/n11/sa/x", &id, err), 0);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
+    tg_policy_decide(p, &peer, 1011, &v);
+    ck_assert_str_eq(v.reason, "allowed by rule r11");
+    tg_policy_decide(p, &peer, 80, &v); /* rules without ports apply to every port */
+    ck_assert_str_eq(v.reason, "allowed by rule r11");
+    /* port 1004: rule 4 (not_namespaces n4) allows, but rule 304 (DENY, not_namespaces n304,
+     * port 1004) matches too */
+    tg_policy_decide(p, &peer, 1004, &v);
+    ck_assert_str_eq(v.reason, "denied by rule r304");
+    /* suffix rule 12 on its port only */
+    ck_assert_int_eq(tg_spiffe_parse("spiffe://mesh.local/ns/zz/sa/s12", &id, err), 0);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
+    tg_policy_decide(p, &peer, 1012, &v);
+    ck_assert_str_eq(v.reason, "allowed by rule r12");
+    tg_policy_decide(p, &peer, 1013, &v);
+    ck_assert_str_eq(v.reason, "no ALLOW rule matched");
+    ck_assert_int_eq(tg_spiffe_parse("spiffe://other/x", &id, err), 0);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert_str_eq(v.reason, "no ALLOW rule matched");
+    tg_policy_free(p);
+    free(rules);
+    free(names);
+    free(vals);
+    free(ptrs);
+    free(ports);
+}
+END_TEST
+
+static Suite *policy_suite(void)
+{
+    Suite *s = suite_create("policy");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_loop_test(tc, test_policy_decide_table, 0, TG_NELEM(cases));
+    tcase_add_test(tc, test_policy_reasons);
+    tcase_add_test(tc, test_policy_revocation);
+    tcase_add_test(tc, test_policy_revocation_without_rules);
+    tcase_add_test(tc, test_policy_scope_drops_rules);
+    tcase_add_loop_test(tc, test_policy_compile_errors, 0, TG_NELEM(bad_cases));
+    tcase_add_test(tc, test_policy_revocation_errors);
+    tcase_add_test(tc, test_policy_normalisers);
+    tcase_add_test(tc, test_policy_peer_init);
+    tcase_add_test(tc, test_policy_many_rules);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(policy_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
