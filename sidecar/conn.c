@@ -191,8 +191,11 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     tg_counter_add(v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked
                                                   : &c->stats->policy_denied,
                    1);
-    snprintf(why, cap, "%s: %s", v.outcome == TG_POLICY_REVOKED ? "revoked" : "denied",
-             v.reason);
+    if (v.outcome == TG_POLICY_REVOKED)
+        snprintf(why, cap, "revoked: certificate serial %s (sha256 %.16s...) is revoked",
+                 peer->serial, peer->sha256);
+    else
+        snprintf(why, cap, "denied: %s", v.reason);
     return false;
 }
 
