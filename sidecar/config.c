@@ -180,6 +180,7 @@ static const struct field inbound_fields[] = {
     {.key = "upstream", .kind = K_ADDR, .off = IN(upstream)},
     {.key = "transparent", .kind = K_BOOL, .off = IN(transparent)},
     {.key = "mode", .kind = K_MODE, .off = IN(mode)},
+    {.key = "proxy_protocol", .kind = K_BOOL, .off = IN(proxy_protocol)},
     {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
     {.key = NULL},
 };

@@ -9,6 +9,7 @@
 
 #include "tollgate/accesslog.h"
 #include "tollgate/intercept.h"
+#include "tollgate/proxyproto.h"
 #include "tollgate/spiffe.h"
 #include "tollgate/log.h"
 
@@ -242,6 +243,59 @@ void tg_conn_handshake_step(struct tg_conn *c)
     tg_conn_close(c, "refused", "%s: %s", tg_hs_fail_name(fail), why);
 }
 
+static int hex_nibble(char ch)
+{
+    return ch <= '9' ? ch - '0' : ch - 'a' + 10;
+}
+
+/* The PROXY v2 header goes first in the bytes to the app: the caller's address, the address
+ * it asked for, and (over mTLS) its SPIFFE ID and certificate SHA-256 as TLVs. */
+static int send_proxy_header(struct tg_conn *c)
+{
+    struct tg_proxyproto h;
+    const struct tg_peer_info *peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
+    uint8_t sha[32], hdr[TG_PP2_ENCODED_MAX];
+    struct tg_buf *b = &c->dir[0].buf;
+    char err[TG_ERRLEN];
+    size_t len;
+    int n = sizeof(h.src);
+
+    memset(&h, 0, sizeof(h));
+    if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&h.src, &n) < 0)
+        return tg_err_set(err, TG_EIO, "no peer address");
+    if (c->l->transparent) {
+        uv_os_fd_t fd;
+
+        if (uv_fileno((uv_handle_t *)&c->down.tcp, &fd) < 0 ||
+            tg_intercept_original_dst(fd, &h.dst) < 0)
+            h.dst = c->l->listen->ss;
+    } else {
+        h.dst = c->l->listen->ss;
+    }
+    if (peer != NULL && peer->id != NULL) {
+        h.spiffe_id = peer->id;
+        h.spiffe_id_len = strlen(peer->id);
+        for (int i = 0; i < 32; i++)
+            sha[i] = (uint8_t)(hex_nibble(peer->sha256[2 * i]) << 4 |
+                               hex_nibble(peer->sha256[2 * i + 1]));
+        h.sha256 = sha;
+        h.ssl = true;
+        h.ssl_client = TG_PP2_CLIENT_SSL | TG_PP2_CLIENT_CERT_CONN;
+        h.ssl_version = tg_tls_version(c->tls);
+        h.ssl_version_len = strlen(h.ssl_version);
+    }
+    if (tg_proxyproto_encode(&h, hdr, sizeof(hdr), &len, err) < 0)
+        return TG_EINVAL;
+    /* the direction's buffer may already hold the first plain bytes (permissive peek) */
+    if (tg_buf_reserve(b, &c->w->pool, true) < 0 || tg_buf_room(b) + b->head < len)
+        return TG_ENOMEM;
+    memmove(b->data + len, tg_buf_data(b), tg_buf_len(b));
+    memcpy(b->data, hdr, len);
+    b->tail = len + tg_buf_len(b);
+    b->head = 0;
+    return 0;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct tg_conn *c = req->data;
@@ -259,6 +313,10 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->up.connected = true;
     uv_tcp_nodelay(&c->up.tcp, 1);
+    if (c->l->inbound && c->l->proxy_protocol && send_proxy_header(c) < 0) {
+        tg_conn_close(c, "error", "PROXY protocol header could not be made");
+        return;
+    }
     if (c->l->inbound || c->tls == NULL) {
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);

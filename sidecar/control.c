@@ -113,7 +113,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
 
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
-            x->mode != y->mode || !same_list(&x->allow, &y->allow))
+            x->mode != y->mode || x->proxy_protocol != y->proxy_protocol ||
+            !same_list(&x->allow, &y->allow))
             return "inbound";
     }
     for (size_t i = 0; i < a->n_outbound; i++) {
@@ -369,6 +370,7 @@ static int make_listeners(struct control *ctl)
             l->upstream = in->transparent ? NULL : &in->upstream;
             l->transparent = in->transparent;
             l->mode = in->mode;
+            l->proxy_protocol = in->proxy_protocol;
             l->rule.ids = &in->allow;
         } else {
             const struct tg_outbound_cfg *out = &cfg->outbound[i - cfg->n_inbound];

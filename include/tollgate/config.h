@@ -36,6 +36,7 @@ struct tg_inbound_cfg {
     struct tg_addr upstream;  /* plain text to the app; len 0 when transparent */
     bool transparent;         /* captured: the app is 127.0.0.1:<original port> */
     enum tg_inbound_mode mode; /* default strict */
+    bool proxy_protocol;      /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
     struct tg_strlist allow;  /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
 };
 

@@ -20,6 +20,7 @@ struct tg_listener_def {
     bool inbound; /* mTLS in, plain to upstream; else plain in, mTLS to upstream */
     bool transparent; /* captured traffic: the original destination decides the upstream */
     enum tg_inbound_mode mode; /* inbound: strict or permissive */
+    bool proxy_protocol;       /* inbound: PROXY v2 header to the app */
     const char *name;
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */
