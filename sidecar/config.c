@@ -60,6 +60,7 @@ enum kind {
     K_DEFAULT,  /* bool default deny: "allow" or "deny" */
     K_RULES,    /* the authorization rule list */
     K_STR,      /* char *, a non-empty name */
+    K_PATHS,    /* struct tg_strlist of paths, each resolved like K_PATH */
 };
 
 struct field {
@@ -81,6 +82,7 @@ static const struct field identity_fields[] = {
     {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .required = true},
     {.key = "key", .kind = K_PATH, .off = CFG(key_path), .required = true},
     {.key = "trust_bundle", .kind = K_PATH, .off = CFG(bundle_path), .required = true},
+    {.key = "crl", .kind = K_PATHS, .off = CFG(crl_paths)},
     {.key = "trust_domains", .kind = K_DOMAINS, .off = CFG(trust_domains)},
     {.key = "max_chain_depth", .kind = K_UINT, .off = CFG(max_chain_depth), .min = 1, .max = 16},
     {.key = NULL},
@@ -632,15 +634,12 @@ static int parse_sni(struct parse *ps, const char *path, char **dst)
     return 0;
 }
 
-static int parse_path(struct parse *ps, const char *path, char **dst)
+/* v as a path, made absolute against the file's directory, into *dst. */
+static int resolve_path(struct parse *ps, const char *path, const char *v, char **dst)
 {
-    const char *v;
     char shown[SHOW];
     size_t blen, vlen;
-    int rc;
 
-    if ((rc = scalar(ps, path, &v)) < 0)
-        return rc;
     vlen = strlen(v);
     if (vlen == 0)
         return fail(ps, line_of(ps), path, "is empty (want a file path)");
@@ -655,6 +654,16 @@ static int parse_path(struct parse *ps, const char *path, char **dst)
     }
     memcpy(*dst + blen, v, vlen + 1);
     return 0;
+}
+
+static int parse_path(struct parse *ps, const char *path, char **dst)
+{
+    const char *v;
+    int rc;
+
+    if ((rc = scalar(ps, path, &v)) < 0)
+        return rc;
+    return resolve_path(ps, path, v, dst);
 }
 
 /* A SPIFFE ID (for allow/expect) or a bare trust domain name (for trust_domains). */
@@ -739,6 +748,43 @@ static int parse_strlist(struct parse *ps, const char *path, const struct field 
 }
 
 static int walk_map(struct parse *ps, const char *path, const struct field *fields, void *obj);
+
+/* A list of file paths, each resolved against the file's directory like a single one. */
+static int parse_paths(struct parse *ps, const char *path, struct tg_strlist *list)
+{
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list of files");
+    for (;;) {
+        if (list->n == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
+        if (list->n == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            char **nv = realloc(list->v, ncap * sizeof(*nv));
+
+            if (nv == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            list->v = nv;
+            cap = ncap;
+        }
+        keypath(item, "%s[%zu]", path, list->n);
+        if ((rc = next(ps, item)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev))
+            return wrong_type(ps, item, "a file path");
+        if ((rc = resolve_path(ps, item, (const char *)ps->ev.data.scalar.value,
+                               &list->v[list->n])) < 0)
+            return rc;
+        list->n++;
+    }
+}
 
 /* A list of ports (1..65535). */
 static int parse_ports(struct parse *ps, const char *path, struct tg_intlist *list)
@@ -1092,6 +1138,8 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         return parse_rules(ps, path);
     case K_STRS:
         return parse_strlist(ps, path, f, dst);
+    case K_PATHS:
+        return parse_paths(ps, path, dst);
     case K_PORTS:
         return parse_ports(ps, path, dst);
     case K_LABELS:
@@ -1535,6 +1583,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->inbound);
     free(c->outbound);
     strlist_free(&c->trust_domains);
+    strlist_free(&c->crl_paths);
     free(c->cert_path);
     free(c->key_path);
     free(c->bundle_path);

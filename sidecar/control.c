@@ -31,7 +31,8 @@ struct control {
     unsigned started;
     struct tg_gen *gen; /* newest published */
     struct tg_admin *admin;
-    uv_fs_poll_t watch[4]; /* cert, key, bundle, config file */
+    uv_fs_poll_t *watch;   /* config file, cert, key, bundle, then each CRL */
+    size_t n_watch;
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
     uv_signal_t sigterm, sigint, sighup;
@@ -104,7 +105,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         a->drain_timeout_ms != b->drain_timeout_ms)
         return "timeouts";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
-        !same_str(a->bundle_path, b->bundle_path))
+        !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths))
         return "identity file paths";
     if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
         return "listeners";
@@ -175,7 +176,7 @@ static void on_file_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
     (void)status; /* a file that vanished is reported too; the rebuild says what is wrong */
     if (ctl->draining)
         return;
-    if (h == &ctl->watch[3])
+    if (h == &ctl->watch[0])
         ctl->config_changed = true;
     uv_timer_start(&ctl->reload_timer, on_reload_timer, RELOAD_SETTLE_MS, 0);
 }
@@ -290,7 +291,7 @@ static void stop_everything(struct control *ctl)
         tg_worker_stop(&ctl->workers[i]);
     uv_close((uv_handle_t *)&ctl->drain_timer, NULL);
     uv_close((uv_handle_t *)&ctl->reload_timer, NULL);
-    for (size_t i = 0; i < TG_NELEM(ctl->watch); i++)
+    for (size_t i = 0; i < ctl->n_watch; i++)
         uv_close((uv_handle_t *)&ctl->watch[i], NULL);
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
@@ -393,17 +394,19 @@ static int make_listeners(struct control *ctl)
 
 static void init_handles(struct control *ctl)
 {
-    const char *files[4] = {ctl->cfg->cert_path, ctl->cfg->key_path, ctl->cfg->bundle_path,
-                            ctl->cfg->path};
+    const struct tg_config *cfg = ctl->cfg;
+    const char *fixed[4] = {cfg->path, cfg->cert_path, cfg->key_path, cfg->bundle_path};
 
     uv_timer_init(&ctl->loop, &ctl->reload_timer);
     ctl->reload_timer.data = ctl;
     uv_timer_init(&ctl->loop, &ctl->drain_timer);
     ctl->drain_timer.data = ctl;
-    for (size_t i = 0; i < TG_NELEM(ctl->watch); i++) {
+    for (size_t i = 0; i < ctl->n_watch; i++) {
+        const char *file = i < 4 ? fixed[i] : cfg->crl_paths.v[i - 4];
+
         uv_fs_poll_init(&ctl->loop, &ctl->watch[i]);
         ctl->watch[i].data = ctl;
-        uv_fs_poll_start(&ctl->watch[i], on_file_changed, files[i], WATCH_INTERVAL_MS);
+        uv_fs_poll_start(&ctl->watch[i], on_file_changed, file, WATCH_INTERVAL_MS);
     }
     uv_signal_init(&ctl->loop, &ctl->sigterm);
     uv_signal_init(&ctl->loop, &ctl->sigint);
@@ -436,7 +439,8 @@ int tg_control_run(struct tg_config *cfg)
     if (make_listeners(ctl) < 0 ||
         tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
                         ctl->directions) < 0 ||
-        (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL) {
+        (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
+        (ctl->watch = calloc(4 + cfg->crl_paths.n, sizeof(*ctl->watch))) == NULL) {
         tg_error("out of memory");
         goto done;
     }
@@ -463,6 +467,7 @@ int tg_control_run(struct tg_config *cfg)
             goto stop;
         }
     }
+    ctl->n_watch = 4 + cfg->crl_paths.n;
     init_handles(ctl);
     tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu", TG_VERSION,
             ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial, ctl->n_workers,
@@ -484,6 +489,7 @@ done:
     if (uv_loop_close(&ctl->loop) != 0)
         tg_warn("control loop closed with handles open");
     free(ctl->workers);
+    free(ctl->watch);
     free(ctl->defs);
     free(ctl->names);
     free(ctl->directions);

@@ -89,7 +89,8 @@ static int build_policy(const struct tg_config *cfg, struct tg_policy **out, cha
 int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
 {
     struct tg_config *cfg = in->cfg;
-    struct tg_identity_files files = {cfg->cert_path, cfg->key_path, cfg->bundle_path};
+    struct tg_identity_files files = {cfg->cert_path, cfg->key_path, cfg->bundle_path,
+                                      &cfg->crl_paths};
     struct tg_tls_settings s = {
         .allow_tls12 = cfg->allow_tls12,
         .max_chain_depth = cfg->max_chain_depth,

@@ -192,6 +192,11 @@ void tg_identity_free(struct tg_identity *id)
     free(id->chain_pem);
     wipe_free(id->key_pem, id->key_len);
     free(id->bundle_pem);
+    for (size_t i = 0; i < id->n_crl; i++)
+        free(id->crl[i]);
+    free(id->crl);
+    free(id->crl_len);
+    free(id->crl_pem);
     free(id);
 }
 
@@ -281,6 +286,38 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
     return 0;
 }
 
+/* Reads each CRL and checks that it parses and is signed by a root of the bundle (already in
+ * cm): a CRL that could never apply is a configuration error, not a silent no-op. */
+static int load_crls(struct tg_identity *id, const struct tg_strlist *paths,
+                     WOLFSSL_CERT_MANAGER *cm, char *err)
+{
+    if (paths == NULL || paths->n == 0)
+        return 0;
+    id->crl = calloc(paths->n, sizeof(*id->crl));
+    id->crl_len = calloc(paths->n, sizeof(*id->crl_len));
+    id->crl_pem = calloc(paths->n, sizeof(*id->crl_pem));
+    if (id->crl == NULL || id->crl_len == NULL || id->crl_pem == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < paths->n; i++) {
+        int rc = read_file("identity.crl", paths->v[i], &id->crl[i], &id->crl_len[i], err);
+
+        if (rc < 0)
+            return rc;
+        id->n_crl++;
+        id->crl_pem[i] = memmem(id->crl[i], id->crl_len[i], "-----BEGIN X509 CRL-----", 24) !=
+                         NULL;
+        rc = wolfSSL_CertManagerLoadCRLBuffer(cm, (const unsigned char *)id->crl[i],
+                                              (long)id->crl_len[i],
+                                              id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM
+                                                             : WOLFSSL_FILETYPE_ASN1);
+        if (rc != WOLFSSL_SUCCESS)
+            return tg_err_set(err, TG_EINVAL,
+                              "identity.crl: %s: not a CRL signed by a root of the bundle: %s",
+                              paths->v[i], wolfSSL_ERR_reason_error_string((unsigned long)rc));
+    }
+    return 0;
+}
+
 static int check_key(struct tg_identity *id, const struct tg_identity_files *f, char *err)
 {
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLS_server_method());
@@ -321,6 +358,8 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
     if ((cm = wolfSSL_CertManagerNew()) == NULL)
         goto fail;
     if ((rc = load_bundle(id, f->bundle, cm, err)) < 0)
+        goto fail;
+    if ((rc = load_crls(id, f->crls, cm, err)) < 0)
         goto fail;
     if ((rc = check_chain(id, f->cert, cm, err)) < 0)
         goto fail;

@@ -21,6 +21,7 @@ static const char *const hs_fail_names[TG_HSF_N] = {
     [TG_HSF_PROTOCOL] = "protocol",
     [TG_HSF_TIMEOUT] = "timeout",
     [TG_HSF_CLOSED] = "peer_closed",
+    [TG_HSF_REVOKED] = "revoked",
     [TG_HSF_PEER_REFUSED] = "peer_refused",
     [TG_HSF_OTHER] = "other",
 };

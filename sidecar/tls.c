@@ -179,6 +179,8 @@ static enum tg_hs_fail classify(int wolf_err, const char **text)
         return TG_HSF_UNTRUSTED;
     case NO_PEER_CERT:
         return TG_HSF_NO_CERT;
+    case CRL_CERT_REVOKED:
+        return TG_HSF_REVOKED;
     case EXTKEYUSE_AUTH_E:
     case ASN_PATHLEN_SIZE_E:
     case ASN_PATHLEN_INV_E:
@@ -525,6 +527,19 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
         tg_err_set(err, rc, "TLS: trust bundle not usable");
         goto fail;
+    }
+    if (id->n_crl > 0 && wolfSSL_CTX_EnableCRL(c->ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: cannot enable CRL checking");
+        goto fail;
+    }
+    for (size_t i = 0; i < id->n_crl; i++) {
+        if (wolfSSL_CTX_LoadCRLBuffer(c->ctx, (const unsigned char *)id->crl[i],
+                                      (long)id->crl_len[i],
+                                      id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM
+                                                     : WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
+            tg_err_set(err, rc, "TLS: CRL %zu not usable", i + 1);
+            goto fail;
+        }
     }
     wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                            on_verify);

@@ -97,6 +97,8 @@ struct tg_config {
     char *cert_path;           /* leaf first, then intermediates (PEM) */
     char *key_path;            /* PEM private key */
     char *bundle_path;         /* trust bundle: one or more CA roots (PEM) */
+    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), one per issuer;
+                                  * when set, every certificate's issuer must have one */
     struct tg_strlist trust_domains; /* accepted besides our own */
     unsigned max_chain_depth;  /* default 4: certificates below the root, leaf included */
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tollgate/config.h"
 #include "tollgate/err.h"
 #include "tollgate/spiffe.h"
 
@@ -44,6 +45,10 @@ struct tg_identity {
     char *bundle_pem;
     size_t bundle_len;
     size_t n_roots;
+    char **crl;      /* CRLs as read, PEM or DER */
+    size_t *crl_len;
+    bool *crl_pem;
+    size_t n_crl;
     struct tg_cert_info leaf;
     char trust_domain[256];
 };
@@ -52,6 +57,7 @@ struct tg_identity_files {
     const char *cert;
     const char *key;
     const char *bundle;
+    const struct tg_strlist *crls; /* may be NULL or empty */
 };
 
 /* Reads the three files and checks them: the chain parses and its leaf carries one valid

@@ -17,6 +17,7 @@ enum tg_hs_fail {
     TG_HSF_EXPIRED,       /* "expired" */
     TG_HSF_NOT_YET_VALID, /* "not_yet_valid" */
     TG_HSF_BAD_CERT,      /* "bad_cert": CA leaf, wrong EKU, chain too deep, ... */
+    TG_HSF_REVOKED,       /* "revoked": listed in a CRL */
     TG_HSF_BAD_SPIFFE,    /* "bad_spiffe_id": none, several, or malformed URI SAN */
     TG_HSF_TRUST_DOMAIN,  /* "trust_domain": ID in a domain we do not accept */
     TG_HSF_NOT_ALLOWED,   /* "not_allowed": inbound: ID not in the allow list */

@@ -1,0 +1,116 @@
+/* CRLs in the static config (identity.crl): made by `openssl ca`, checked by wolfSSL inside
+ * the handshake, and replaced live: a certificate revoked in a new CRL is refused at its
+ * next handshake ("revoked"); a broken CRL is refused and the last good one kept. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct it_proc *echo, *b;
+static int echo_port, in_port, b_admin;
+
+static void openssl_ca(const char *args)
+{
+    char cmd[512], *out = NULL, *err = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+
+    snprintf(cmd, sizeof(cmd), "'%s' ca -config ca.cnf -batch -keyfile ca.key -cert ca.pem %s",
+             it_openssl(), args);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, &err) == 0, "openssl ca %s: %s", args, err);
+    free(out);
+    free(err);
+}
+
+/* A fresh CRL into crl.pem, replaced in one step as a Secret update would. */
+static void make_crl(void)
+{
+    openssl_ca("-gencrl -crldays 1 -out crl.new");
+    ck_assert_int_eq(rename("crl.new", "crl.pem"), 0);
+}
+
+static void setup(void)
+{
+    it_setup();
+    it_mesh_certs();
+    it_write_file("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
+                            "crlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n"
+                            "policy = p\n[p]\n");
+    it_write_file("index.txt", "%s", "");
+    it_write_file("crlnumber", "01\n");
+    make_crl();
+    echo = it_echo_start("echo", &echo_port);
+    in_port = it_free_port();
+    b_admin = it_free_port();
+    it_write_file("b.yaml",
+                  "admin: 127.0.0.1:%d\n"
+                  "access_log: true\n"
+                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem, crl: [crl.pem]}\n"
+                  "inbound:\n"
+                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n",
+                  b_admin, in_port, echo_port);
+    b = it_sidecar_start("b", "b.yaml", b_admin, 0);
+}
+
+static void teardown(void)
+{
+    it_teardown();
+}
+
+static bool call_as(const char *cert)
+{
+    char cmd[512], *out = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    bool echoed;
+
+    snprintf(cmd, sizeof(cmd),
+             "(echo marker-c41; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
+             "-tls1_3 -brief -cert %s.pem -key %s.key 2>&1",
+             it_openssl(), in_port, cert, cert);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client did not end");
+    echoed = out != NULL && strstr(out, "marker-c41") != NULL;
+    free(out);
+    return echoed;
+}
+
+START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
+{
+    ck_assert_msg(call_as("api"), "api refused under an empty CRL");
+
+    /* a CRL that does not parse: refused, the old one stays */
+    it_replace_file("crl.pem", "-----BEGIN X509 CRL-----\nnot a crl\n-----END X509 CRL-----\n");
+    ck_assert_msg(it_wait_file_contains("b.err", "identity.crl", 5000),
+                  "broken CRL not reported");
+    ck_assert(it_file_contains("b.err", "refused, keeping serial"));
+    ck_assert_msg(call_as("api"), "api refused after a broken CRL was refused");
+
+    /* revoke api: the next handshake is refused as revoked */
+    openssl_ca("-revoke api.pem");
+    make_crl();
+    ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000), "CRL not reloaded");
+    ck_assert_msg(!call_as("api"), "a certificate revoked by CRL got through");
+    ck_assert(it_wait_stat(b_admin, "tollgate_handshakes_failed_total",
+                           "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
+                           5000) >= 1);
+    ck_assert_int_eq(it_echo_accepts(echo), 2);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("crl");
+    TCase *tc = tcase_create("crl");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_crl_revocation_applies_live_and_bad_crl_is_refused);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
