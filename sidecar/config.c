@@ -61,6 +61,8 @@ enum kind {
     K_RULES,    /* the authorization rule list */
     K_STR,      /* char *, a non-empty name */
     K_PATHS,    /* struct tg_strlist of paths, each resolved like K_PATH */
+    K_LIMITS,   /* the rate_limits.overrides list */
+    K_KEYBY,    /* bool: "id" or "fingerprint" */
 };
 
 struct field {
@@ -77,6 +79,7 @@ struct field {
 #define OUT(m) offsetof(struct tg_outbound_cfg, m)
 #define DEST(m) offsetof(struct tg_mesh_dest, m)
 #define RULE(m) offsetof(struct tg_rule_cfg, m)
+#define LIM(m) offsetof(struct tg_limit_cfg, m)
 
 static const struct field identity_fields[] = {
     {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .required = true},
@@ -154,6 +157,31 @@ static const struct field rule_fields[] = {
     {.key = NULL},
 };
 
+#define LIMIT_FIELDS                                                                               \
+    {.key = "connections_per_second", .kind = K_UINT, .off = LIM(conns_per_second), .max = 1000000},\
+    {.key = "burst", .kind = K_UINT, .off = LIM(burst), .max = 1000000},                           \
+    {.key = "max_concurrent", .kind = K_UINT, .off = LIM(max_concurrent), .max = 1000000},         \
+    {.key = "bytes_per_second", .kind = K_SIZE, .off = LIM(bytes_per_second), .min = 1,            \
+     .max = 1ULL << 40}
+
+static const struct field limit_fields[] = {
+    LIMIT_FIELDS,
+    {.key = NULL},
+};
+
+static const struct field override_fields[] = {
+    {.key = "principal", .kind = K_STR, .off = LIM(principal), .required = true},
+    LIMIT_FIELDS,
+    {.key = NULL},
+};
+
+static const struct field ratelimit_fields[] = {
+    {.key = "key", .kind = K_KEYBY, .off = CFG(limit_by_fingerprint)},
+    {.key = "default", .kind = K_MAP, .sub = limit_fields, .off = CFG(limit_default)},
+    {.key = "overrides", .kind = K_LIMITS},
+    {.key = NULL},
+};
+
 static const struct field top_fields[] = {
     {.key = "admin", .kind = K_LISTEN, .off = CFG(admin)},
     {.key = "workers", .kind = K_UINT, .off = CFG(workers), .min = 0, .max = 256},
@@ -173,6 +201,7 @@ static const struct field top_fields[] = {
     {.key = "workload", .kind = K_MAP, .sub = workload_fields},
     {.key = "authorization", .kind = K_MAP, .sub = authz_fields},
     {.key = "revocation", .kind = K_MAP, .sub = revocation_fields},
+    {.key = "rate_limits", .kind = K_MAP, .sub = ratelimit_fields},
     {.key = NULL},
 };
 
@@ -786,6 +815,51 @@ static int parse_paths(struct parse *ps, const char *path, struct tg_strlist *li
     }
 }
 
+/* rate_limits.overrides: a list of mappings, each counted as soon as allocated. */
+static int parse_limits(struct parse *ps, const char *path)
+{
+    struct tg_config *c = ps->c;
+    char item[KEYPATH];
+    size_t cap = 0;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
+        return wrong_type(ps, path, "a list of limits");
+    for (;;) {
+        const char *p;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        keypath(item, "%s[%zu]", path, c->n_limits);
+        if (ps->ev.type != YAML_MAPPING_START_EVENT)
+            return wrong_type(ps, item, "a mapping (principal:, connections_per_second:, ...)");
+        if (c->n_limits == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d limits", MAX_ITEMS);
+        if (c->n_limits == cap) {
+            size_t ncap = cap == 0 ? 4 : cap * 2;
+            struct tg_limit_cfg *na = realloc(c->limits, ncap * sizeof(*na));
+
+            if (na == NULL)
+                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+            c->limits = na;
+            cap = ncap;
+        }
+        memset(&c->limits[c->n_limits], 0, sizeof(c->limits[0]));
+        c->n_limits++;
+        ps->key_line = line_of(ps);
+        if ((rc = walk_map(ps, item, override_fields, &c->limits[c->n_limits - 1])) < 0)
+            return rc;
+        p = c->limits[c->n_limits - 1].principal;
+        if (strncmp(p, "spiffe://", 9) != 0)
+            return fail(ps, ps->key_line, item,
+                        "principal: \"%.40s\" is not a SPIFFE ID or prefix (spiffe://...)", p);
+    }
+}
+
 /* A list of ports (1..65535). */
 static int parse_ports(struct parse *ps, const char *path, struct tg_intlist *list)
 {
@@ -1128,7 +1202,7 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
             return rc;
         if (ps->ev.type != YAML_MAPPING_START_EVENT)
             return wrong_type(ps, path, "a mapping");
-        return walk_map(ps, path, f->sub, obj);
+        return walk_map(ps, path, f->sub, (char *)obj + f->off); /* off 0: the same object */
     case K_INBOUND:
     case K_OUTBOUND:
         return parse_listeners(ps, path, f->kind == K_INBOUND);
@@ -1140,6 +1214,8 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         return parse_strlist(ps, path, f, dst);
     case K_PATHS:
         return parse_paths(ps, path, dst);
+    case K_LIMITS:
+        return parse_limits(ps, path);
     case K_PORTS:
         return parse_ports(ps, path, dst);
     case K_LABELS:
@@ -1214,9 +1290,12 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
             return fail(ps, line_of(ps), path,
                         "%s is not a size (want bytes, or a number with KiB or MiB)",
                         show(shown, v));
-        if (u < f->min || u > f->max)
+        if (f->max == 16 << 20 && (u < f->min || u > f->max))
             return fail(ps, line_of(ps), path, "%s is out of range (want 4KiB..16MiB)",
                         show(shown, v));
+        if (u < f->min || u > f->max)
+            return fail(ps, line_of(ps), path, "%s is out of range (want %llu..%llu bytes)",
+                        show(shown, v), f->min, f->max);
         *(size_t *)dst = (size_t)u;
         return 0;
     }
@@ -1247,6 +1326,12 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         if ((*(char **)dst = strdup(v)) == NULL)
             return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
         return 0;
+    case K_KEYBY:
+        if (strcmp(v, "id") == 0 || strcmp(v, "fingerprint") == 0) {
+            *(bool *)dst = strcmp(v, "fingerprint") == 0;
+            return 0;
+        }
+        return fail(ps, line_of(ps), path, "%s is not id or fingerprint", show(shown, v));
     case K_ACTION:
     case K_DEFAULT:
         if (strcasecmp(v, "allow") == 0 || strcasecmp(v, "deny") == 0) {
@@ -1575,6 +1660,9 @@ void tg_config_unref(struct tg_config *c)
         free(r->not_ports.v);
     }
     free(c->rules);
+    for (size_t i = 0; i < c->n_limits; i++)
+        free(c->limits[i].principal);
+    free(c->limits);
     free(c->workload_ns);
     labels_free(&c->workload_labels);
     strlist_free(&c->revoked_serials);

@@ -87,16 +87,23 @@ static void arm_timer(struct tg_conn *c, uint64_t ms)
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
+static uint64_t mono_ns(void)
+{
+    return uv_hrtime();
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct tg_conn *c = h->data;
     struct tg_access_entry e;
     const struct tg_peer_info *peer;
 
-    if (h != (uv_handle_t *)&c->timer)
+    if (h != (uv_handle_t *)&c->timer && h != (uv_handle_t *)&c->throttle)
         c = ((struct tg_side *)h->data)->conn;
     if (--c->open_handles > 0)
         return;
+    if (c->rl_key != NULL)
+        tg_ratelimit_conn_release(c->rl, c->rl_key, mono_ns());
     peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
     if (c->w->rt->cfg->access_log) {
         memset(&e, 0, sizeof(e));
@@ -142,6 +149,7 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
         va_end(ap);
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->throttle, on_handle_closed);
     uv_close((uv_handle_t *)&c->down.tcp, on_handle_closed);
     if (c->up.open)
         uv_close((uv_handle_t *)&c->up.tcp, on_handle_closed);
@@ -168,6 +176,75 @@ static void flush_tls_now(struct tg_conn *c)
     b = uv_buf_init(tg_buf_data(out), (unsigned)tg_buf_len(out));
     if (uv_try_write((uv_stream_t *)&s->tcp, &b, 1) > 0)
         tg_buf_consume(out, tg_buf_len(out));
+}
+
+/* The limiter for this caller: the first override whose principal matches, else the
+ * default. */
+static const struct tg_limiter *limiter_for(const struct tg_runtime *rt, const char *id)
+{
+    for (size_t i = 0; i < rt->n_limiters; i++) {
+        const char *p = rt->limiters[i].principal;
+        size_t n;
+
+        if (p == NULL)
+            return &rt->limiters[i];
+        n = strlen(p);
+        if (n > 0 && p[n - 1] == '*' ? strncmp(id, p, n - 1) == 0 : strcmp(id, p) == 0)
+            return &rt->limiters[i];
+    }
+    return NULL;
+}
+
+/* Admits the verified caller under its connection limits (rate and concurrency), keyed by
+ * its SPIFFE ID or certificate fingerprint. false, with why, when over. */
+static bool admitted(struct tg_conn *c, char *why, size_t cap)
+{
+    const struct tg_runtime *rt = c->w->rt;
+    const struct tg_peer_info *peer = tg_tls_peer(c->tls);
+    const struct tg_limiter *lim = limiter_for(rt, peer->id);
+    const char *key = rt->limit_by_fingerprint ? peer->sha256 : peer->id;
+    uint64_t retry = 0;
+    int rc;
+
+    if (lim == NULL || lim->table == NULL)
+        return true;
+    rc = tg_ratelimit_conn_acquire(lim->table, key, strlen(key), mono_ns(), &c->rl_key, &retry);
+    if (rc == TG_RATELIMIT_ADMIT) {
+        c->rl = lim->table;
+        return true;
+    }
+    tg_counter_add(&c->stats->rate_limited, 1);
+    if (rc == TG_RATELIMIT_OVER_RATE)
+        snprintf(why, cap, "rate_limited: over %llu new connections per second (retry in %llu ms)",
+                 (unsigned long long)lim->lim.conns.rate, (unsigned long long)(retry / 1000000));
+    else if (rc == TG_RATELIMIT_OVER_CONCURRENT)
+        snprintf(why, cap, "rate_limited: %u concurrent connections already", lim->lim.max_conns);
+    else
+        snprintf(why, cap, "rate_limited: %s", tg_strerror(rc));
+    return false;
+}
+
+static void on_throttle(uv_timer_t *t)
+{
+    struct tg_conn *c = t->data;
+
+    tg_conn_paced(c, 0);
+    tg_pipe_progress(c);
+}
+
+void tg_conn_paced(struct tg_conn *c, size_t n)
+{
+    uint64_t delay = 0;
+
+    if (c->rl_key == NULL || c->closing)
+        return;
+    c->rl_debt += n;
+    if (c->rl_debt > 0)
+        c->rl_debt -= tg_ratelimit_bytes_take(c->rl, c->rl_key, c->rl_debt, mono_ns(), &delay);
+    if (c->rl_debt == 0 || uv_is_active((uv_handle_t *)&c->throttle))
+        return;
+    tg_counter_add(&c->stats->throttled, 1);
+    uv_timer_start(&c->throttle, on_throttle, delay / 1000000 + 1, 0);
 }
 
 bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap)
@@ -215,7 +292,8 @@ void tg_conn_handshake_step(struct tg_conn *c)
 
         c->handshake_done = true;
         tg_counter_add(&c->stats->hs_ok, 1);
-        if (c->l->inbound && !tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict))) {
+        if (c->l->inbound && (!tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict)) ||
+                              !admitted(c, verdict, sizeof(verdict)))) {
             tg_info("%s: client %s (%s) refused: %s", c->l->name, c->peer_addr,
                     tg_tls_peer(c->tls)->id, verdict);
             tg_tls_shutdown(c->tls);
@@ -501,7 +579,9 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
                                 .bytes_stat = &c->stats->bytes_sent, .bytes = &c->bytes_sent};
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
-    c->open_handles = 1;
+    uv_timer_init(&w->loop, &c->throttle);
+    c->throttle.data = c;
+    c->open_handles = 2;
     uv_tcp_init(&w->loop, &c->down.tcp);
     c->down.open = true;
     c->open_handles++;

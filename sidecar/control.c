@@ -27,6 +27,7 @@ struct control {
     const char **directions;
     struct tg_metrics metrics;
     struct tg_worker *workers;
+    struct tg_limiter *limiters; /* rt.limiters */
     unsigned n_workers;
     unsigned started;
     struct tg_gen *gen; /* newest published */
@@ -72,6 +73,72 @@ static void reload(struct control *ctl, const char *why)
     publish(ctl, g);
 }
 
+/* ---- rate limits ---- */
+
+#define LIMIT_KEYS 10000 /* callers remembered per limiter; idle full buckets make room */
+
+static struct tg_ratelimit_limits limits_of(const struct tg_limit_cfg *l)
+{
+    return (struct tg_ratelimit_limits){
+        .conns = {l->conns_per_second, l->burst},
+        .max_conns = l->max_concurrent,
+        .bytes = {l->bytes_per_second, 0},
+    };
+}
+
+static bool unlimited(const struct tg_limit_cfg *l)
+{
+    return l->conns_per_second == 0 && l->max_concurrent == 0 && l->bytes_per_second == 0;
+}
+
+/* One limiter per override, then the default; a table only where there is a limit. */
+static int make_limiters(struct control *ctl)
+{
+    const struct tg_config *cfg = ctl->cfg;
+    size_t n = cfg->n_limits + 1;
+
+    ctl->limiters = calloc(n, sizeof(*ctl->limiters));
+    if (ctl->limiters == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const struct tg_limit_cfg *l = i < cfg->n_limits ? &cfg->limits[i] : &cfg->limit_default;
+        struct tg_limiter *t = &ctl->limiters[i];
+
+        t->principal = l->principal;
+        t->lim = limits_of(l);
+        if (!unlimited(l) && tg_ratelimit_new(&t->lim, LIMIT_KEYS, &t->table) < 0)
+            return TG_ENOMEM;
+    }
+    ctl->rt.limiters = ctl->limiters;
+    ctl->rt.n_limiters = n;
+    ctl->rt.limit_by_fingerprint = cfg->limit_by_fingerprint;
+    return 0;
+}
+
+/* A reload keeps the buckets and changes their limits; a limiter that would have to appear
+ * or disappear, or match other callers, needs a restart (see needs_restart). */
+static void relimit(struct control *ctl, const struct tg_config *next)
+{
+    uint64_t now = uv_hrtime();
+
+    for (size_t i = 0; i < ctl->rt.n_limiters; i++) {
+        struct tg_limiter *t = &ctl->limiters[i];
+        const struct tg_limit_cfg *l = i < next->n_limits ? &next->limits[i]
+                                                           : &next->limit_default;
+
+        t->lim = limits_of(l);
+        if (t->table != NULL)
+            tg_ratelimit_set_limits(t->table, &t->lim, now);
+    }
+}
+
+static void free_limiters(struct control *ctl)
+{
+    for (size_t i = 0; ctl->limiters != NULL && i < ctl->rt.n_limiters; i++)
+        tg_ratelimit_free(ctl->limiters[i].table);
+    free(ctl->limiters);
+}
+
 static bool same_list(const struct tg_strlist *a, const struct tg_strlist *b)
 {
     if (a->n != b->n)
@@ -109,6 +176,13 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "identity file paths";
     if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
         return "listeners";
+    if (a->n_limits != b->n_limits || a->limit_by_fingerprint != b->limit_by_fingerprint ||
+        unlimited(&a->limit_default) != unlimited(&b->limit_default))
+        return "rate_limits (which limiters exist)";
+    for (size_t i = 0; i < a->n_limits; i++)
+        if (strcmp(a->limits[i].principal, b->limits[i].principal) != 0 ||
+            unlimited(&a->limits[i]) != unlimited(&b->limits[i]))
+            return "rate_limits.overrides (principals)";
     for (size_t i = 0; i < a->n_inbound; i++) {
         const struct tg_inbound_cfg *x = &a->inbound[i], *y = &b->inbound[i];
 
@@ -149,6 +223,7 @@ static void reload_config(struct control *ctl)
         tg_config_unref(next);
         return;
     }
+    relimit(ctl, next);
     tg_config_unref(ctl->cur);
     ctl->cur = next;
     reload(ctl, "config changed");
@@ -436,7 +511,7 @@ int tg_control_run(struct tg_config *cfg)
         tg_error("%s", err);
         goto done;
     }
-    if (make_listeners(ctl) < 0 ||
+    if (make_listeners(ctl) < 0 || make_limiters(ctl) < 0 ||
         tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
                         ctl->directions) < 0 ||
         (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
@@ -489,6 +564,7 @@ done:
     if (uv_loop_close(&ctl->loop) != 0)
         tg_warn("control loop closed with handles open");
     free(ctl->workers);
+    free_limiters(ctl);
     free(ctl->watch);
     free(ctl->defs);
     free(ctl->names);

@@ -251,6 +251,12 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
     per_listener(&o, m, "tollgate_denied_total", "counter",
                  "Inbound connections refused by the authorization rules.",
                  offsetof(struct tg_listener_stats, policy_denied));
+    per_listener(&o, m, "tollgate_rate_limited_total", "counter",
+                 "Inbound connections refused over a per-identity connection limit.",
+                 offsetof(struct tg_listener_stats, rate_limited));
+    per_listener(&o, m, "tollgate_throttled_total", "counter",
+                 "Times an inbound connection's reads were paused by its bytes_per_second limit.",
+                 offsetof(struct tg_listener_stats, throttled));
     per_listener(&o, m, "tollgate_plaintext_connections_total", "counter",
                  "Connections passed through in plain text (permissive inbound, or a "
                  "destination outside the mesh).",

@@ -156,6 +156,8 @@ static void decrypt(struct tg_conn *c, struct tg_dir *d)
         if (n > 0) {
             tg_buf_commit(&d->buf, (size_t)n);
             account(d, (size_t)n);
+            if (c->rl_key != NULL && d == &c->dir[0])
+                tg_conn_paced(c, (size_t)n);
             continue;
         }
         if (n == TG_EAGAIN)
@@ -255,6 +257,8 @@ static bool want_read(struct tg_conn *c, struct tg_side *s)
     struct tg_side *other = s == &c->down ? &c->up : &c->down;
 
     if (!s->connected || s->tcp_eof)
+        return false;
+    if (s == &c->down && c->rl_debt > 0) /* paced: the caller waits for its tokens */
         return false;
     if (!s->tls && c->state != TG_CONN_PIPE)
         return false;

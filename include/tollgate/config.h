@@ -85,6 +85,15 @@ struct tg_rule_cfg {
     struct tg_intlist ports, not_ports;
 };
 
+/* Per-identity limits (0: none). */
+struct tg_limit_cfg {
+    char *principal;          /* overrides: exact SPIFFE ID or "prefix*"; NULL for the default */
+    unsigned conns_per_second;
+    unsigned burst;           /* 0: one second's worth */
+    unsigned max_concurrent;
+    size_t bytes_per_second;  /* from the caller, paced by pausing reads */
+};
+
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
@@ -128,6 +137,12 @@ struct tg_config {
     size_t n_rules;
     struct tg_strlist revoked_serials;      /* revocation.serials */
     struct tg_strlist revoked_fingerprints; /* revocation.fingerprints */
+
+    /* rate_limits (inbound, per caller) */
+    bool limit_by_fingerprint;        /* rate_limits.key: fingerprint; default id */
+    struct tg_limit_cfg limit_default; /* rate_limits.default */
+    struct tg_limit_cfg *limits;      /* rate_limits.overrides, first match wins */
+    size_t n_limits;
 
     /* mesh: for transparent outbound listeners */
     bool mesh_refuse_outside;  /* mesh.outside: "refuse"; default "passthrough" (plain) */

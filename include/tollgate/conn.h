@@ -63,6 +63,10 @@ struct tg_conn {
     uint16_t dest_port;         /* the port the caller asked for (rules match on it) */
     struct tg_tls_peer_rule rule; /* who may be on the TLS side's other end */
     uv_timer_t timer;   /* connect, handshake or idle deadline */
+    uv_timer_t throttle; /* bytes_per_second: resumes reading the caller */
+    struct tg_ratelimit *rl;        /* the caller's limits, when it has any */
+    struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
+    uint64_t rl_debt;               /* bytes read beyond the tokens taken so far */
     uv_connect_t creq;
     enum tg_conn_state state;
     bool closing;
@@ -89,6 +93,10 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
 
 /* The connection moved bytes: the idle deadline starts again. */
 void tg_conn_touch(struct tg_conn *c);
+
+/* conn.c: the caller of an inbound connection sent n more bytes; with a bytes_per_second
+ * limit this may pause reading from it for a while. */
+void tg_conn_paced(struct tg_conn *c, size_t n);
 
 /* pipe.c: moves every byte that can move now, starts and stops reads for backpressure,
  * carries half-closes, and closes the connection when both directions are done. Call after

@@ -58,6 +58,8 @@ struct tg_listener_stats {
     struct tg_counter plaintext;        /* passed through without mTLS (permissive, outside) */
     struct tg_counter policy_revoked;   /* inbound: refused, certificate revoked */
     struct tg_counter policy_denied;    /* inbound: refused by the authorization rules */
+    struct tg_counter rate_limited;     /* inbound: refused, over a connection limit */
+    struct tg_counter throttled;        /* inbound: reads paused for bytes_per_second */
     struct tg_counter refused_capture;  /* captured connections refused: outside the mesh,
                                          * a loop, or no original destination */
 };

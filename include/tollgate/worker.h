@@ -12,6 +12,7 @@
 #include "tollgate/config.h"
 #include "tollgate/gen.h"
 #include "tollgate/metrics.h"
+#include "tollgate/ratelimit.h"
 #include "tollgate/tls.h"
 
 /* One configured listener, shared read-only by all workers. */
@@ -27,12 +28,24 @@ struct tg_listener_def {
     struct tg_tls_peer_rule rule; /* inbound: allow list; outbound: expected servers */
 };
 
+/* Rate limits for callers whose ID matches principal (exact, or a prefix ending in '*';
+ * NULL: everyone else). The table outlives generations: a reload changes its limits and
+ * keeps every bucket's level. Tables lock themselves; any worker may use them. */
+struct tg_limiter {
+    const char *principal;
+    struct tg_ratelimit *table;     /* NULL: no limit */
+    struct tg_ratelimit_limits lim; /* as last set */
+};
+
 /* What every worker shares, read-only once the workers run. */
 struct tg_runtime {
     const struct tg_config *cfg;
     const struct tg_listener_def *listeners;
     size_t n_listeners;
     struct tg_metrics *metrics;
+    struct tg_limiter *limiters; /* overrides in order, then the default */
+    size_t n_limiters;
+    bool limit_by_fingerprint;
 };
 
 struct tg_conn;

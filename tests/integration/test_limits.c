@@ -1,0 +1,162 @@
+/* Rate limits per caller identity, end to end: a noisy identity limited to a few new
+ * connections per second is refused beyond them while another identity runs unthrottled at
+ * a higher rate; and a bytes_per_second limit paces a caller's upload to within 15% over
+ * 10 s (reads paused, the connection never cut). */
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define NOISY_ID "spiffe://mesh.local/ns/default/sa/noisy"
+#define BYTES_PER_SECOND (256 * 1024)
+
+static struct it_proc *echo, *b;
+static int echo_port, in_port, b_admin;
+
+static void setup(void)
+{
+    it_setup();
+    it_mesh_certs();
+    it_certs("issue", "--ca", "ca", "--out", "noisy", "--spiffe", NOISY_ID, NULL);
+    echo = it_echo_start("echo", &echo_port);
+    in_port = it_free_port();
+    b_admin = it_free_port();
+    it_write_file("b.yaml",
+                  "admin: 127.0.0.1:%d\n"
+                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
+                  "rate_limits:\n"
+                  "  overrides:\n"
+                  "    - {principal: \"" NOISY_ID "\", connections_per_second: 2, burst: 2}\n"
+                  "    - {principal: \"" IT_API_ID "\", bytes_per_second: %d}\n"
+                  "inbound:\n"
+                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n",
+                  b_admin, BYTES_PER_SECOND, in_port, echo_port);
+    b = it_sidecar_start("b", "b.yaml", b_admin, 0);
+}
+
+static void teardown(void)
+{
+    it_teardown();
+}
+
+/* An outbound sidecar with identity name, without resumption, towards B. */
+static int start_a(const char *name)
+{
+    int port = it_free_port(), admin = it_free_port();
+    char file[64];
+
+    snprintf(file, sizeof(file), "%s.yaml", name);
+    it_write_file(file,
+                  "admin: 127.0.0.1:%d\n"
+                  "identity: {cert: %s.pem, key: %s.key, trust_bundle: ca.pem}\n"
+                  "tls: {resumption: false}\n"
+                  "outbound:\n"
+                  "  - {name: out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
+                  "     expect: [\"" IT_WEB_ID "\"]}\n",
+                  admin, name, name, port, in_port);
+    it_sidecar_start(name, file, admin, 0);
+    return port;
+}
+
+START_TEST(test_noisy_identity_limited_while_other_runs_free)
+{
+    int noisy = start_a("noisy"), other = start_a("api"), ok_noisy = 0, ok_other = 0;
+    char err[256];
+    uint64_t t0 = it_now_ms();
+
+    /* 12 quick connections each, interleaved, well within one second */
+    for (int i = 0; i < 12; i++) {
+        ok_noisy += it_round_trip(noisy, "n\n", err) >= 0;
+        ok_other += it_round_trip(other, "o\n", err) >= 0;
+    }
+    ck_assert_msg(it_now_ms() - t0 < 3000, "too slow to test a per-second limit");
+    ck_assert_msg(ok_other == 12, "the unlimited identity got %d of 12", ok_other);
+    ck_assert_msg(ok_noisy >= 2 && ok_noisy <= 4, "noisy got %d of 12 (limit 2/s, burst 2)",
+                  ok_noisy);
+    ck_assert(it_wait_stat(b_admin, "tollgate_rate_limited_total", "listener=\"web-in\"",
+                           12 - ok_noisy, 5000) == 12 - ok_noisy);
+    ck_assert(it_file_contains("b.err", "rate_limited: over 2 new connections per second"));
+    /* a second later the noisy identity is admitted again */
+    it_sleep_ms(1100);
+    ck_assert_msg(it_round_trip(noisy, "n\n", err) >= 0, "noisy not admitted again: %s", err);
+}
+END_TEST
+
+struct sender {
+    int fd;
+    uint64_t until_ms;
+};
+
+static void *send_until(void *arg)
+{
+    struct sender *s = arg;
+    static char chunk[16384];
+
+    memset(chunk, 'x', sizeof(chunk));
+    while (it_now_ms() < s->until_ms)
+        if (send(s->fd, chunk, sizeof(chunk), MSG_NOSIGNAL) < 0)
+            break;
+    shutdown(s->fd, SHUT_WR);
+    return NULL;
+}
+
+START_TEST(test_bytes_per_second_paces_within_15_percent)
+{
+    int port = start_a("api");
+    struct sender s;
+    pthread_t th;
+    static char buf[65536];
+    struct timeval tv = {.tv_sec = 5};
+    uint64_t start, at2 = 0, got = 0, got_at2 = 0, got_at10 = 0;
+    double rate;
+
+    s.fd = it_connect(port, 5000);
+    ck_assert_int_ge(s.fd, 0);
+    setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    start = it_now_ms();
+    s.until_ms = start + 11000;
+    ck_assert_int_eq(pthread_create(&th, NULL, send_until, &s), 0);
+    while (it_now_ms() < start + 10000) {
+        ssize_t n = recv(s.fd, buf, sizeof(buf), 0);
+
+        ck_assert_msg(n > 0, "the paced connection was cut (%zd)", n);
+        got += (uint64_t)n;
+        if (at2 == 0 && it_now_ms() >= start + 2000) {
+            at2 = it_now_ms();
+            got_at2 = got;
+        }
+    }
+    got_at10 = got;
+    rate = (double)(got_at10 - got_at2) * 1000.0 / (double)(it_now_ms() - at2);
+    ck_assert_msg(rate > BYTES_PER_SECOND * 0.85 && rate < BYTES_PER_SECOND * 1.15,
+                  "echoed %.0f bytes/s from second 2 to 10, limit %d", rate, BYTES_PER_SECOND);
+    ck_assert(it_stat(b_admin, "tollgate_throttled_total", "listener=\"web-in\"") >= 1);
+    shutdown(s.fd, SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(s.fd);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = tcase_create("limits");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, test_noisy_identity_limited_while_other_runs_free);
+    tcase_add_test(tc, test_bytes_per_second_paces_within_15_percent);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
