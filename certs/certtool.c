@@ -1,8 +1,9 @@
 /* tollgate-certs: development and test certificates, made with wolfSSL's certificate
  * generation (EC P-256 keys, ECDSA with SHA-256). See certs/README.md for the commands.
  *
- * Stands alone: it uses include/tollgate/err.h for codes and macros, and no other tollgate
- * module. Errors: one line on stderr naming what was wrong, exit 1; usage errors exit 2. */
+ * Stands alone: it uses include/tollgate/err.h for codes and macros, and der.h (shared with
+ * tollgate-cp) for the basicConstraints fix; no other tollgate module. Errors: one line on
+ * stderr naming what was wrong, exit 1; usage errors exit 2. */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
@@ -27,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tollgate/der.h"
 #include "tollgate/err.h"
 
 #if !defined(WOLFSSL_CERT_GEN) || !defined(WOLFSSL_CERT_EXT) || !defined(WOLFSSL_ALT_NAMES) ||     \
@@ -436,32 +438,6 @@ static size_t der_hdr(byte *out, byte tag, size_t len)
     return n;
 }
 
-/* Reads the header at buf[*off] (buf ends at end); *off moves to the content, whose tag and
- * length are returned. The content must fit before end. */
-static int der_next(const byte *buf, size_t end, size_t *off, byte *tag, size_t *len)
-{
-    size_t i = *off, n = 0, nlen;
-
-    if (i + 2 > end)
-        return TG_EINVAL;
-    *tag = buf[i++];
-    nlen = buf[i++];
-    if (nlen & 0x80) {
-        nlen &= 0x7f;
-        if (nlen == 0 || nlen > 3 || i + nlen > end)
-            return TG_EINVAL;
-        while (nlen-- > 0)
-            n = (n << 8) | buf[i++];
-    } else {
-        n = nlen;
-    }
-    if (n > end - i)
-        return TG_EINVAL;
-    *off = i;
-    *len = n;
-    return 0;
-}
-
 struct dbuf {
     byte *p;
     size_t n, cap;
@@ -483,83 +459,6 @@ static void put_hdr(struct dbuf *b, byte tag, size_t len)
     byte h[6];
 
     put(b, h, der_hdr(h, tag, len));
-}
-
-/* RFC 5280 4.2.1.9 wants basicConstraints critical in CA certificates, and SPIFFE X509-SVID
- * section 4.1 in leaves too, but wolfSSL 5.5.4's (non-template) encoder always writes it
- * non-critical. So between wc_MakeCert and wc_SignCert we rewrite the TBSCertificate with
- * "critical TRUE" inserted, and fix the lengths of the extension, the extension list, the
- * [3] wrapper and the TBS. Nothing else changes; no basicConstraints means no change. */
-static int mark_bc_critical(byte *tbs, int *tbs_len, size_t cap)
-{
-    static const byte bc_oid[] = {0x06, 0x03, 0x55, 0x1d, 0x13};
-    static const byte crit[] = {0x01, 0x01, 0xff};
-    size_t end = (size_t)*tbs_len, off = 0, tbs_c, tbs_l, a3_at, a3_c, a3_l, seq_c, seq_l;
-    size_t ext_at = 0, ext_c = 0, ext_l = 0, l, ext_new, seq_new, a3_new, tbs_new;
-    struct dbuf out = {0};
-    byte tag;
-    int rc = TG_EINVAL;
-
-    if (der_next(tbs, end, &off, &tag, &tbs_l) < 0 || tag != 0x30 || off + tbs_l != end)
-        return TG_EINVAL;
-    tbs_c = off;
-    for (;;) { /* find the [3] extensions wrapper */
-        a3_at = off;
-        if (off >= end)
-            return 0;
-        if (der_next(tbs, end, &off, &tag, &l) < 0)
-            return TG_EINVAL;
-        if (tag == 0xa3)
-            break;
-        off += l;
-    }
-    a3_c = off;
-    a3_l = l;
-    if (der_next(tbs, a3_c + a3_l, &off, &tag, &seq_l) < 0 || tag != 0x30 ||
-        off + seq_l != a3_c + a3_l)
-        return TG_EINVAL;
-    seq_c = off;
-    while (off < seq_c + seq_l) {
-        ext_at = off;
-        if (der_next(tbs, seq_c + seq_l, &off, &tag, &l) < 0 || tag != 0x30)
-            return TG_EINVAL;
-        if (l > sizeof(bc_oid) && memcmp(tbs + off, bc_oid, sizeof(bc_oid)) == 0) {
-            ext_c = off;
-            ext_l = l;
-            break;
-        }
-        off += l;
-    }
-    if (ext_l == 0 || tbs[ext_c + sizeof(bc_oid)] == 0x01)
-        return 0; /* none, or already has the critical field */
-
-    ext_new = ext_l + sizeof(crit);
-    seq_new = seq_l - (ext_c - ext_at + ext_l) + der_hdr(NULL, 0x30, ext_new) + ext_new;
-    a3_new = der_hdr(NULL, 0x30, seq_new) + seq_new;
-    tbs_new = tbs_l - (a3_c - a3_at + a3_l) + der_hdr(NULL, 0xa3, a3_new) + a3_new;
-    out.cap = der_hdr(NULL, 0x30, tbs_new) + tbs_new;
-    if (out.cap > cap)
-        return TG_ETOOBIG;
-    out.p = malloc(out.cap);
-    if (out.p == NULL)
-        return TG_ENOMEM;
-    put_hdr(&out, 0x30, tbs_new);
-    put(&out, tbs + tbs_c, a3_at - tbs_c);
-    put_hdr(&out, 0xa3, a3_new);
-    put_hdr(&out, 0x30, seq_new);
-    put(&out, tbs + seq_c, ext_at - seq_c);
-    put_hdr(&out, 0x30, ext_new);
-    put(&out, tbs + ext_c, sizeof(bc_oid));
-    put(&out, crit, sizeof(crit));
-    put(&out, tbs + ext_c + sizeof(bc_oid), end - (ext_c + sizeof(bc_oid)));
-    if (out.overflow || out.n != out.cap)
-        goto fail;
-    memcpy(tbs, out.p, out.n);
-    *tbs_len = (int)out.n;
-    rc = 0;
-fail:
-    free(out.p);
-    return rc;
 }
 
 /* ---- certificate contents ---- */
@@ -972,7 +871,7 @@ static int cmd_sign(const struct opts *o, char *err)
         seterr(err, rc, "making the certificate: %s", wc_GetErrorString(tbs_len));
         goto fail;
     }
-    if ((rc = mark_bc_critical(der, &tbs_len, DER_CAP)) < 0) {
+    if ((rc = tg_der_mark_bc_critical(der, &tbs_len, DER_CAP)) < 0) {
         seterr(err, rc, "marking basicConstraints critical failed");
         goto fail;
     }

@@ -3,7 +3,10 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/random.h>
 
 #include "tollgate/identity.h"
 
@@ -371,6 +374,247 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
     return 0;
 fail:
     wolfSSL_CertManagerFree(cm);
+    tg_identity_free(id);
+    return rc;
+}
+
+/* ---- identities made in memory: key, CSR, signed chain ---- */
+
+#define KEY_DER_CAP 256 /* SEC1 P-256 private key: 121 bytes */
+#define KEY_PEM_CAP 1024
+#define CSR_DER_CAP 4096 /* a CSR with one URI SAN of at most TG_SPIFFE_MAX bytes */
+
+void tg_identity_key_free(struct tg_identity_key *k)
+{
+    if (k == NULL)
+        return;
+    wipe_free((char *)k->der, k->der_len);
+    wipe_free(k->pem, k->pem_len);
+    explicit_bzero(k, sizeof(*k));
+    free(k);
+}
+
+int tg_identity_keygen(struct tg_identity_key **out, char *err)
+{
+    struct tg_identity_key *k = calloc(1, sizeof(*k));
+    WC_RNG rng;
+    ecc_key key;
+    bool rng_ok = false, key_ok = false;
+    int ret, rc = TG_ENOMEM;
+
+    if (k == NULL)
+        return rc;
+    if ((k->der = malloc(KEY_DER_CAP)) == NULL || (k->pem = malloc(KEY_PEM_CAP)) == NULL)
+        goto fail;
+    rc = TG_ETLS;
+    if ((ret = wc_InitRng(&rng)) != 0) {
+        tg_err_set(err, rc, "random generator: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    rng_ok = true;
+    if ((ret = wc_ecc_init(&key)) != 0) {
+        tg_err_set(err, rc, "ecc init: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    key_ok = true;
+    if ((ret = wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1)) != 0) {
+        tg_err_set(err, rc, "making a P-256 key: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    ret = wc_EccKeyToDer(&key, k->der, KEY_DER_CAP);
+    if (ret <= 0) {
+        tg_err_set(err, rc, "encoding the key: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    k->der_len = (size_t)ret;
+    ret = wc_DerToPem(k->der, (word32)k->der_len, (byte *)k->pem, KEY_PEM_CAP - 1,
+                      ECC_PRIVATEKEY_TYPE);
+    if (ret <= 0) {
+        tg_err_set(err, rc, "PEM-encoding the key: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    k->pem_len = (size_t)ret;
+    k->pem[k->pem_len] = '\0';
+    wc_ecc_free(&key);
+    wc_FreeRng(&rng);
+    *out = k;
+    return 0;
+fail:
+    if (key_ok)
+        wc_ecc_free(&key);
+    if (rng_ok)
+        wc_FreeRng(&rng);
+    if (k->der != NULL)
+        k->der_len = KEY_DER_CAP; /* wipe all of it */
+    if (k->pem != NULL)
+        k->pem_len = KEY_PEM_CAP;
+    tg_identity_key_free(k);
+    return rc;
+}
+
+/* Writes a DER tag and length (short or long form) at out; returns its size. */
+static size_t der_header(unsigned char *out, unsigned char tag, size_t len)
+{
+    size_t n = 0;
+
+    out[n++] = tag;
+    if (len < 0x80) {
+        out[n++] = (unsigned char)len;
+    } else if (len <= 0xff) {
+        out[n++] = 0x81;
+        out[n++] = (unsigned char)len;
+    } else {
+        out[n++] = 0x82;
+        out[n++] = (unsigned char)(len >> 8);
+        out[n++] = (unsigned char)len;
+    }
+    return n;
+}
+
+/* SubjectAltName GeneralNames holding one URI. */
+static int set_uri_san(Cert *cert, const char *uri, char *err)
+{
+    size_t len = strlen(uri), inner;
+    unsigned char hdr[4];
+
+    inner = der_header(hdr, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, len) + len;
+    if (der_header(hdr, 0x30, inner) + inner > sizeof(cert->altNames))
+        return tg_err_set(err, TG_ETOOBIG, "SPIFFE ID of %zu bytes does not fit a CSR", len);
+    cert->altNamesSz = (int)der_header(cert->altNames, 0x30, inner);
+    cert->altNamesSz += (int)der_header(cert->altNames + cert->altNamesSz,
+                                        ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, len);
+    memcpy(cert->altNames + cert->altNamesSz, uri, len);
+    cert->altNamesSz += (int)len;
+    return 0;
+}
+
+int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint, unsigned char **out,
+                    size_t *out_len, char *err)
+{
+    Cert *cert = calloc(1, sizeof(*cert));
+    unsigned char *der = malloc(CSR_DER_CAP);
+    struct tg_spiffe_id id;
+    WC_RNG rng;
+    ecc_key key;
+    bool rng_ok = false, key_ok = false;
+    word32 idx = 0;
+    const char *sa;
+    int ret, rc = TG_ENOMEM;
+
+    if (cert == NULL || der == NULL)
+        goto fail;
+    rc = TG_ETLS;
+    if ((ret = wc_InitRng(&rng)) != 0) {
+        tg_err_set(err, rc, "random generator: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    rng_ok = true;
+    if ((ret = wc_ecc_init(&key)) != 0) {
+        tg_err_set(err, rc, "ecc init: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    key_ok = true;
+    if ((ret = wc_EccPrivateKeyDecode(k->der, &idx, &key, (word32)k->der_len)) != 0) {
+        tg_err_set(err, rc, "decoding our key: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    if ((ret = wc_InitCert(cert)) != 0) {
+        tg_err_set(err, rc, "init CSR: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    cert->version = 0; /* PKCS#10 v1 */
+    cert->sigType = CTC_SHA256wECDSA;
+    strcpy(cert->subject.commonName, "tollgate");
+    cert->subject.commonNameEnc = CTC_UTF8;
+    if (spiffe_hint != NULL) {
+        if ((rc = tg_spiffe_parse(spiffe_hint, &id, err)) < 0)
+            goto fail;
+        sa = strstr(id.id + id.path_off, "/sa/");
+        if (sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE && strchr(sa + 4, '/') == NULL)
+            strcpy(cert->subject.commonName, sa + 4);
+        if ((rc = set_uri_san(cert, id.id, err)) < 0)
+            goto fail;
+        rc = TG_ETLS;
+    }
+    ret = wc_MakeCertReq_ex(cert, der, CSR_DER_CAP, ECC_TYPE, &key);
+    if (ret <= 0) {
+        tg_err_set(err, rc, "making the CSR: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    ret = wc_SignCert_ex(cert->bodySz, cert->sigType, der, CSR_DER_CAP, ECC_TYPE, &key, &rng);
+    if (ret <= 0) {
+        tg_err_set(err, rc, "signing the CSR: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    *out = der;
+    *out_len = (size_t)ret;
+    der = NULL;
+    rc = 0;
+fail:
+    if (key_ok)
+        wc_ecc_free(&key);
+    if (rng_ok)
+        wc_FreeRng(&rng);
+    free(cert);
+    free(der);
+    return rc;
+}
+
+/* The checks of tg_identity_load, for texts already in place; f names them in messages.
+ * (tg_identity_load could call this after reading its files.) */
+static int check_identity(struct tg_identity *id, const struct tg_identity_files *f, char *err)
+{
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    int rc;
+
+    if (cm == NULL)
+        return TG_ENOMEM;
+    if ((rc = load_bundle(id, f->bundle, cm, err)) == 0 &&
+        (rc = load_crls(id, f->crls, cm, err)) == 0 &&
+        (rc = check_chain(id, f->cert, cm, err)) == 0 && (rc = check_key(id, f, err)) == 0)
+        tg_spiffe_trust_domain(&id->leaf.id, id->trust_domain, sizeof(id->trust_domain));
+    wolfSSL_CertManagerFree(cm);
+    return rc;
+}
+
+static char *dup_text(const char *src, size_t len)
+{
+    char *p = malloc(len + 1);
+
+    if (p == NULL)
+        return NULL;
+    memcpy(p, src, len);
+    p[len] = '\0';
+    return p;
+}
+
+int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **out, char *err)
+{
+    static const struct tg_identity_files names = {
+        .cert = "(in memory)", .key = "(in memory)", .bundle = "(in memory)"};
+    struct tg_identity *id = calloc(1, sizeof(*id));
+    int rc = TG_ENOMEM;
+
+    if (id == NULL)
+        return rc;
+    if (p->chain_len > MAX_PEM_FILE || p->key_len > MAX_PEM_FILE || p->bundle_len > MAX_PEM_FILE) {
+        rc = tg_err_set(err, TG_ETOOBIG, "identity PEM larger than %d bytes", MAX_PEM_FILE);
+        goto fail;
+    }
+    if ((id->chain_pem = dup_text(p->chain, p->chain_len)) == NULL)
+        goto fail;
+    id->chain_len = p->chain_len;
+    if ((id->key_pem = dup_text(p->key, p->key_len)) == NULL)
+        goto fail;
+    id->key_len = p->key_len;
+    if ((id->bundle_pem = dup_text(p->bundle, p->bundle_len)) == NULL)
+        goto fail;
+    id->bundle_len = p->bundle_len;
+    if ((rc = check_identity(id, &names, err)) < 0)
+        goto fail;
+    *out = id;
+    return 0;
+fail:
     tg_identity_free(id);
     return rc;
 }

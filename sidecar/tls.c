@@ -39,6 +39,7 @@ struct tg_tls_ctx {
     WOLFSSL_CTX *ctx;
     uint64_t serial; /* unique per context, for the client cache */
     bool server;
+    bool peer_optional; /* server: a client may come without a certificate */
     bool resumption;
     unsigned max_chain_depth;
     const struct tg_identity *id;
@@ -201,6 +202,8 @@ static enum tg_hs_fail classify(int wolf_err, const char **text)
 
 static bool domain_accepted(const struct tg_tls_ctx *c, const struct tg_spiffe_id *id)
 {
+    if (c->id == NULL)
+        return true; /* control-plane client: the server's exact ID is checked instead */
     if (tg_spiffe_in_domain(id, c->id->trust_domain))
         return true;
     for (size_t i = 0; c->trust_domains != NULL && i < c->trust_domains->n; i++)
@@ -255,6 +258,8 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     }
     if (store->error_depth != 0)
         return 1;
+    if (c->peer_optional && (store->certs == NULL || store->totalCerts < 1))
+        return 1; /* no certificate and none required: the control plane's bootstrap */
     if (store->totalCerts > (int)c->max_chain_depth)
         return refuse(t, TG_HSF_BAD_CERT, "%s chain of %d certificates (max_chain_depth %u)",
                       side, store->totalCerts, c->max_chain_depth);
@@ -487,6 +492,7 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     if (c == NULL)
         return rc;
     c->server = s->server;
+    c->peer_optional = s->server && s->peer_optional;
     c->resumption = s->resumption;
     c->serial = atomic_fetch_add(&next_ctx_serial, 1);
     c->max_chain_depth = s->max_chain_depth;
@@ -541,7 +547,9 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
             goto fail;
         }
     }
-    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+    wolfSSL_CTX_set_verify(c->ctx,
+                           WOLFSSL_VERIFY_PEER |
+                               (c->peer_optional ? 0 : WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT),
                            on_verify);
     wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
     wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
@@ -562,6 +570,59 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
         wolfSSL_CTX_set_TicketEncCtx(c->ctx, c);
         wolfSSL_CTX_set_TicketHint(c->ctx, TICKET_LIFETIME_S);
     }
+    *out = c;
+    return 0;
+fail:
+    tg_tls_ctx_free(c);
+    return rc;
+}
+
+/* The control-plane stream is ours at both ends: TLS 1.3 only, no tickets. */
+int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t ca_len,
+                      const struct tg_tls_settings *s, struct tg_tls_ctx **out, char *err)
+{
+    struct tg_tls_ctx *c = calloc(1, sizeof(*c));
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+    int rc = TG_ENOMEM;
+
+    if (c == NULL)
+        return rc;
+    /* c->id stays NULL: the server's exact ID is checked, and id may go before we do */
+    c->max_chain_depth = s->max_chain_depth;
+    if ((c->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method())) == NULL)
+        goto fail;
+    rc = TG_ETLS;
+    if (wolfSSL_CTX_set_cipher_list(c->ctx, CIPHERS_13) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: cipher suites or key exchange groups not available");
+        goto fail;
+    }
+    if (id != NULL &&
+        (wolfSSL_CTX_use_certificate_chain_buffer_format(c->ctx,
+                                                         (const unsigned char *)id->chain_pem,
+                                                         (long)id->chain_len,
+                                                         WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)id->key_pem,
+                                           (long)id->key_len,
+                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)) {
+        tg_err_set(err, rc, "TLS: identity not usable");
+        goto fail;
+    }
+    if (wolfSSL_CTX_load_verify_buffer(c->ctx, (const unsigned char *)ca_pem, (long)ca_len,
+                                       WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: control-plane root not usable");
+        goto fail;
+    }
+    if (id != NULL && wolfSSL_CTX_load_verify_buffer(c->ctx, (const unsigned char *)id->bundle_pem,
+                                                     (long)id->bundle_len,
+                                                     WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: trust bundle not usable");
+        goto fail;
+    }
+    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, on_verify);
+    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
+    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
+    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
     *out = c;
     return 0;
 fail:
@@ -669,7 +730,7 @@ int tg_tls_handshake(struct tg_tls *t)
     if (rc == WOLFSSL_SUCCESS) {
         if (wolfSSL_session_reused(t->ssl) == 1)
             return resumed(t);
-        if (t->peer.id == NULL) /* cannot happen with VERIFY_PEER; never let it through */
+        if (t->peer.id == NULL && !t->ctx->peer_optional) /* never let it through */
             return refuse(t, TG_HSF_NO_CERT, "no verified peer identity"), TG_EPEER;
         return 0;
     }

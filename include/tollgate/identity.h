@@ -72,4 +72,42 @@ void tg_identity_free(struct tg_identity *id);
 /* Unix time now (seconds); the one clock identity checks use. */
 int64_t tg_identity_now(void);
 
+/* ---- identities made in memory (control-plane mode) ---- */
+
+/* Our private key, made here and never written anywhere: EC P-256 as SEC1 DER and as PEM
+ * ("EC PRIVATE KEY", NUL-terminated). Both are wiped before they are freed. */
+struct tg_identity_key {
+    unsigned char *der;
+    size_t der_len;
+    char *pem;
+    size_t pem_len;
+};
+
+/* Makes a new P-256 key. 0, or a negative code with err. */
+TG_MUST_USE int tg_identity_keygen(struct tg_identity_key **out, char *err);
+/* Wipes and frees. NULL is fine. */
+void tg_identity_key_free(struct tg_identity_key *k);
+
+/* A PKCS#10 CSR (DER, malloc'd; the caller frees) signed with k. spiffe_hint (may be NULL)
+ * goes in as the one URI SAN and its service account as the CN; the control plane signs the
+ * identity of whoever authenticated whatever the CSR asks for, so the hint is only a
+ * courtesy. 0, or a negative code with err (TG_ESPIFFE for a malformed hint). */
+TG_MUST_USE int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint,
+                                unsigned char **der, size_t *len, char *err);
+
+/* The three PEM texts of an identity, in memory (not NUL-terminated; lengths in bytes). */
+struct tg_identity_pem {
+    const char *chain; /* leaf first, then intermediates */
+    size_t chain_len;
+    const char *key;
+    size_t key_len;
+    const char *bundle;
+    size_t bundle_len;
+};
+
+/* tg_identity_load for texts in memory: copies them and makes the same checks; err names
+ * them "(in memory)". */
+TG_MUST_USE int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **out,
+                                     char *err);
+
 #endif

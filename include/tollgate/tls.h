@@ -23,6 +23,8 @@ struct tg_tls_settings {
     bool allow_tls12;
     unsigned max_chain_depth;            /* certificates the peer sends, leaf included */
     const struct tg_strlist *trust_domains; /* accepted besides the identity's own */
+    bool peer_optional; /* server: a client without a certificate gets through the handshake
+                         * (tg_tls_peer()->id stays NULL): the control plane's bootstrap */
     bool resumption;                     /* TLS 1.3 session tickets between sidecars */
 };
 
@@ -33,6 +35,16 @@ struct tg_tls_ctx;
 TG_MUST_USE int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
                                struct tg_tls_ctx **out, char *err);
 void tg_tls_ctx_free(struct tg_tls_ctx *ctx);
+
+/* A client context for the control-plane stream. Presents id (NULL before the first
+ * identity: no client certificate) and trusts the roots in ca_pem (the bootstrap root of
+ * the sidecar's config) plus, with id, id's trust bundle. Keeps no pointer to id. The server
+ * must be one of the IDs of the session's peer rule; its trust domain is not otherwise
+ * checked. s->server and s->resumption are ignored (a client, no tickets). Returns 0, or a
+ * negative code with err. */
+TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem,
+                                  size_t ca_len, const struct tg_tls_settings *s,
+                                  struct tg_tls_ctx **out, char *err);
 
 /* Global library set-up and tear-down; once per process. */
 TG_MUST_USE int tg_tls_init(void);

@@ -1,0 +1,73 @@
+/* Who is asking: the control plane's decision of which SPIFFE ID a stream may be issued.
+ * Pure: no I/O beyond tg_cp_tokens_load reading its file, no libuv, no wolfSSL.
+ *
+ * The identity comes from how the stream authenticated, never from the CSR:
+ *   - a verified client certificate: its SPIFFE ID, which must be
+ *     spiffe://<our trust domain>/ns/<ns>/sa/<sa> and neither its serial nor its fingerprint
+ *     revoked (a bootstrap token sent alongside is ignored);
+ *   - else a bootstrap token from Hello, looked up in the tokens file: the namespace and
+ *     service account written next to it.
+ * Hello's namespace and service_account are claims: left empty they say nothing, but a claim
+ * that differs from the authenticated identity is refused (a misconfigured sidecar should
+ * hear about it rather than run under another name). */
+#ifndef TOLLGATE_CP_AUTHN_H
+#define TOLLGATE_CP_AUTHN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tollgate/config.h"
+#include "tollgate/err.h"
+#include "tollgate/spiffe.h"
+
+#define TG_CP_NAME_MAX 128 /* namespace and service account names */
+#define TG_CP_TOKEN_MIN 16
+#define TG_CP_TOKEN_MAX 256
+
+struct tg_cp_token {
+    char *token; /* wiped before free */
+    char *ns;
+    char *sa;
+};
+
+struct tg_cp_tokens {
+    struct tg_cp_token *v;
+    size_t n;
+};
+
+/* The tokens file: one "TOKEN NAMESPACE SERVICE_ACCOUNT" per line, separated by blanks;
+ * blank lines and lines starting with '#' are skipped. Tokens are 16 to 256 characters of
+ * [A-Za-z0-9._~+/=-] and appear once; names are SPIFFE path segments ([A-Za-z0-9._-], not
+ * "." or ".."), at most 128 bytes. name stands for the file in messages
+ * ("tokens.txt:3: ..."). 0, or TG_ECONFIG / TG_ENOMEM with err; out is untouched on failure. */
+TG_MUST_USE int tg_cp_tokens_parse(const char *text, size_t len, const char *name,
+                                   struct tg_cp_tokens *out, char *err);
+TG_MUST_USE int tg_cp_tokens_load(const char *path, struct tg_cp_tokens *out, char *err);
+/* Wipes the tokens and frees everything; *t becomes empty. */
+void tg_cp_tokens_cleanup(struct tg_cp_tokens *t);
+
+struct tg_cp_authn_in {
+    const char *trust_domain;
+    const char *peer_id;     /* the verified client certificate's SPIFFE ID; NULL: none */
+    const char *peer_serial; /* its serial and SHA-256 fingerprint, hex (for revocation) */
+    const char *peer_sha256;
+    const char *token;                 /* Hello.token; NULL or "": none */
+    const struct tg_cp_tokens *tokens; /* NULL: no token is accepted */
+    const char *claim_ns;              /* Hello claims; NULL or "": none */
+    const char *claim_sa;
+    const struct tg_strlist *revoked_serials;      /* normalised (tg_policy_serial_norm); NULL ok */
+    const struct tg_strlist *revoked_fingerprints; /* lowercase hex; NULL ok */
+};
+
+struct tg_cp_who {
+    char id[TG_SPIFFE_MAX + 1]; /* what to sign */
+    char ns[TG_CP_NAME_MAX + 1];
+    char sa[TG_CP_NAME_MAX + 1];
+    bool by_cert; /* else by token */
+};
+
+/* 0 with *out filled, or TG_EPEER with a one-line reason in err (fit to send back). */
+TG_MUST_USE int tg_cp_authn_decide(const struct tg_cp_authn_in *in, struct tg_cp_who *out,
+                                   char *err);
+
+#endif

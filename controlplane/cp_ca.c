@@ -1,0 +1,627 @@
+/* The control plane's CA (cp_ca.h): wolfSSL certificate generation, as tollgate-certs does
+ * it (certs/certtool.c), with the basicConstraints fix shared through der.h. */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/coding.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include "cp_ca.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tollgate/der.h"
+#include "tollgate/identity.h"
+#include "tollgate/spiffe.h"
+
+#define DER_CAP (CTC_MAX_ALT_SIZE + 8192)
+#define SERIAL_LEN 16
+#define MAX_CHAIN 8
+#define MAX_SKEW_S 60
+
+struct tg_cp_ca {
+    ecc_key key;
+    bool key_ok;
+    unsigned char *der; /* the signing certificate */
+    size_t der_len;
+    struct tg_cert_info info;
+    unsigned char *up_der[MAX_CHAIN]; /* intermediates above it, from the file */
+    size_t up_len[MAX_CHAIN];
+    size_t n_up;
+    char *chain_pem; /* PEM of the signing certificate and up_der, unless it is a root:
+                      * appended to every issued leaf */
+    size_t chain_len;
+    char *root_pem; /* the signing certificate as PEM when it is self-signed */
+};
+
+/* ---- PEM ---- */
+
+/* Finds the next "-----BEGIN <label>-----" block at or after *pos. Returns 1 with its bounds,
+ * 0 at the end, TG_EINVAL for a block without its END line. */
+static int next_block(const char *pem, size_t len, size_t *pos, const char *label,
+                      const char **start, size_t *block_len)
+{
+    char begin[64], end[64];
+    const char *b, *e;
+
+    snprintf(begin, sizeof(begin), "-----BEGIN %s-----", label);
+    snprintf(end, sizeof(end), "-----END %s-----", label);
+    if (*pos >= len)
+        return 0;
+    b = memmem(pem + *pos, len - *pos, begin, strlen(begin));
+    if (b == NULL)
+        return 0;
+    e = memmem(b, (size_t)(pem + len - b), end, strlen(end));
+    if (e == NULL)
+        return TG_EINVAL;
+    e += strlen(end);
+    *pos = (size_t)(e - pem);
+    *start = b;
+    *block_len = (size_t)(e - b);
+    return 1;
+}
+
+/* The next certificate of pem as DER (malloc'd) and its PEM block. 1, 0 at the end, or
+ * TG_EINVAL / TG_ENOMEM. */
+static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **der, size_t *der_len,
+                     const char **block, size_t *block_len)
+{
+    int n, found = next_block(pem, len, pos, "CERTIFICATE", block, block_len);
+    unsigned char *buf;
+
+    if (found <= 0)
+        return found;
+    buf = malloc(*block_len);
+    if (buf == NULL)
+        return TG_ENOMEM;
+    n = wc_CertPemToDer((const unsigned char *)*block, (int)*block_len, buf, (int)*block_len,
+                        CERT_TYPE);
+    if (n <= 0) {
+        free(buf);
+        return TG_EINVAL;
+    }
+    *der = buf;
+    *der_len = (size_t)n;
+    return 1;
+}
+
+static char *der_to_pem(const unsigned char *der, size_t len, int type, size_t *pem_len)
+{
+    size_t cap = len * 4 / 3 + len / 48 + 128;
+    char *pem = malloc(cap + 1);
+    int n;
+
+    if (pem == NULL)
+        return NULL;
+    n = wc_DerToPem(der, (word32)len, (byte *)pem, (word32)cap, type);
+    if (n <= 0) {
+        free(pem);
+        return NULL;
+    }
+    pem[n] = '\0';
+    *pem_len = (size_t)n;
+    return pem;
+}
+
+static bool self_signed(const unsigned char *der, size_t len)
+{
+    DecodedCert dc;
+    bool yes;
+
+    wc_InitDecodedCert(&dc, der, (word32)len, NULL);
+    yes = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.selfSigned;
+    wc_FreeDecodedCert(&dc);
+    return yes;
+}
+
+/* ---- the CA ---- */
+
+void tg_cp_ca_free(struct tg_cp_ca *ca)
+{
+    if (ca == NULL)
+        return;
+    if (ca->key_ok)
+        wc_ecc_free(&ca->key);
+    free(ca->der);
+    for (size_t i = 0; i < ca->n_up; i++)
+        free(ca->up_der[i]);
+    free(ca->chain_pem);
+    free(ca->root_pem);
+    free(ca);
+}
+
+const char *tg_cp_ca_root_pem(const struct tg_cp_ca *ca)
+{
+    return ca->root_pem;
+}
+
+const char *tg_cp_ca_serial(const struct tg_cp_ca *ca)
+{
+    return ca->info.serial;
+}
+
+int64_t tg_cp_ca_not_after(const struct tg_cp_ca *ca)
+{
+    return ca->info.not_after;
+}
+
+/* The EC P-256 private key in key_pem (SEC1 or PKCS#8) into the initialised ca->key. */
+static int load_key(struct tg_cp_ca *ca, const char *key_pem, size_t key_len, const char *what,
+                    char *err)
+{
+    unsigned char *der = malloc(key_len + 1);
+    word32 idx = 0;
+    int n, ret, rc = TG_EINVAL;
+
+    if (der == NULL)
+        return TG_ENOMEM;
+    n = wc_KeyPemToDer((const unsigned char *)key_pem, (int)key_len, der, (int)key_len, NULL);
+    if (n <= 0) {
+        tg_err_set(err, rc, "%s: key: no PEM private key", what);
+        goto fail;
+    }
+    ret = wc_EccPrivateKeyDecode(der, &idx, &ca->key, (word32)n);
+    if (ret != 0) {
+        /* PKCS#8 wraps the SEC1 key: step over the wrapper */
+        idx = 0;
+        if (wc_GetPkcs8TraditionalOffset(der, &idx, (word32)n) >= 0)
+            ret = wc_EccPrivateKeyDecode(der, &idx, &ca->key, (word32)n);
+    }
+    if (ret != 0) {
+        tg_err_set(err, rc, "%s: key: not an EC private key: %s", what, wc_GetErrorString(ret));
+        goto fail;
+    }
+    if (ca->key.dp == NULL || ca->key.dp->id != ECC_SECP256R1) {
+        tg_err_set(err, rc, "%s: key: not a P-256 key", what);
+        goto fail;
+    }
+    if (ca->key.type == ECC_PRIVATEKEY_ONLY && (ret = wc_ecc_make_pub(&ca->key, NULL)) != 0) {
+        tg_err_set(err, rc, "%s: key: cannot derive the public key: %s", what,
+                   wc_GetErrorString(ret));
+        goto fail;
+    }
+    rc = 0;
+fail:
+    explicit_bzero(der, key_len + 1);
+    free(der);
+    return rc;
+}
+
+static int check_key_matches(struct tg_cp_ca *ca, const char *what, char *err)
+{
+    DecodedCert dc;
+    byte cert_pub[256], key_pub[256];
+    word32 cert_pub_len = sizeof(cert_pub);
+    int key_pub_len, rc = TG_EINVAL;
+
+    wc_InitDecodedCert(&dc, ca->der, (word32)ca->der_len, NULL);
+    if (wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) != 0 ||
+        wc_GetPubKeyDerFromCert(&dc, cert_pub, &cert_pub_len) != 0) {
+        tg_err_set(err, rc, "%s: cert: cannot read its public key", what);
+        goto fail;
+    }
+    key_pub_len = wc_EccPublicKeyToDer(&ca->key, key_pub, sizeof(key_pub), 1);
+    if (key_pub_len <= 0 || (word32)key_pub_len != cert_pub_len ||
+        memcmp(cert_pub, key_pub, cert_pub_len) != 0) {
+        tg_err_set(err, rc, "%s: key does not belong to the certificate", what);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    wc_FreeDecodedCert(&dc);
+    return rc;
+}
+
+/* Reads the certificates of the cert file: the first signs, the rest go with every leaf. */
+static int load_certs(struct tg_cp_ca *ca, const char *pem, size_t len, const char *what, char *err)
+{
+    size_t pos = 0, n = 0, block_len;
+    const char *block;
+    unsigned char *der;
+    size_t der_len;
+    int found;
+
+    while ((found = next_cert(pem, len, &pos, &der, &der_len, &block, &block_len)) == 1) {
+        bool root = self_signed(der, der_len);
+        char *grown;
+
+        if (n > 0 && root) {
+            free(der); /* a root in the file: sidecars have it in their bundle */
+            n++;
+            continue;
+        }
+        if (n > 0 && ca->n_up == MAX_CHAIN) {
+            free(der);
+            return tg_err_set(err, TG_EINVAL, "%s: cert: more than %d intermediates", what,
+                              MAX_CHAIN);
+        }
+        if (n == 0) {
+            ca->der = der;
+            ca->der_len = der_len;
+        } else {
+            ca->up_der[ca->n_up] = der;
+            ca->up_len[ca->n_up++] = der_len;
+        }
+        n++;
+        if (root)
+            continue; /* a root signs: nothing goes with the leaves */
+        /* the signing certificate and those above it, below the root, go with every leaf */
+        if ((grown = realloc(ca->chain_pem, ca->chain_len + block_len + 2)) == NULL)
+            return TG_ENOMEM;
+        ca->chain_pem = grown;
+        memcpy(ca->chain_pem + ca->chain_len, block, block_len);
+        ca->chain_len += block_len;
+        ca->chain_pem[ca->chain_len++] = '\n';
+        ca->chain_pem[ca->chain_len] = '\0';
+    }
+    if (found < 0)
+        return tg_err_set(err, TG_EINVAL, "%s: cert: malformed PEM certificate", what);
+    if (n == 0)
+        return tg_err_set(err, TG_EINVAL, "%s: cert: no certificate", what);
+    return 0;
+}
+
+int tg_cp_ca_new(const char *cert_pem, size_t cert_len, const char *key_pem, size_t key_len,
+                 const char *what, struct tg_cp_ca **out, char *err)
+{
+    struct tg_cp_ca *ca = calloc(1, sizeof(*ca));
+    char why[TG_ERRLEN];
+    int64_t now = tg_identity_now();
+    int rc = TG_ENOMEM;
+
+    if (ca == NULL)
+        return rc;
+    if ((rc = load_certs(ca, cert_pem, cert_len, what, err)) < 0)
+        goto fail;
+    if ((rc = tg_cert_inspect(ca->der, ca->der_len, &ca->info, why)) < 0) {
+        tg_err_set(err, rc, "%s: cert: %s", what, why);
+        goto fail;
+    }
+    rc = TG_EINVAL;
+    if (!ca->info.is_ca || (!ca->info.key_cert_sign && ca->info.eku_set)) {
+        tg_err_set(err, rc, "%s: cert (serial %s) is not a CA certificate", what, ca->info.serial);
+        goto fail;
+    }
+    if (ca->info.not_after <= now || ca->info.not_before > now + MAX_SKEW_S) {
+        tg_err_set(err, rc, "%s: cert (serial %s) is not valid now", what, ca->info.serial);
+        goto fail;
+    }
+    if (wc_ecc_init(&ca->key) != 0) {
+        rc = TG_ETLS;
+        goto fail;
+    }
+    ca->key_ok = true;
+    if ((rc = load_key(ca, key_pem, key_len, what, err)) < 0 ||
+        (rc = check_key_matches(ca, what, err)) < 0)
+        goto fail;
+    if (self_signed(ca->der, ca->der_len)) {
+        size_t n;
+
+        if ((ca->root_pem = der_to_pem(ca->der, ca->der_len, CERT_TYPE, &n)) == NULL) {
+            rc = TG_ENOMEM;
+            goto fail;
+        }
+    }
+    *out = ca;
+    return 0;
+fail:
+    tg_cp_ca_free(ca);
+    return rc;
+}
+
+int tg_cp_ca_check_roots(const struct tg_cp_ca *ca, const struct tg_strlist *roots, char *err)
+{
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    int rc = TG_EINVAL, v;
+
+    if (cm == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < roots->n; i++)
+        wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)roots->v[i],
+                                        (long)strlen(roots->v[i]), WOLFSSL_FILETYPE_PEM);
+    /* the intermediates from the root side down, each verified by what is loaded */
+    for (size_t i = ca->n_up; i-- > 0;) {
+        if (wolfSSL_CertManagerLoadCABuffer(cm, ca->up_der[i], (long)ca->up_len[i],
+                                            WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
+            tg_err_set(err, rc, "CA intermediate %zu does not chain to the roots", i + 1);
+            goto fail;
+        }
+    }
+    v = wolfSSL_CertManagerVerifyBuffer(cm, ca->der, (long)ca->der_len, WOLFSSL_FILETYPE_ASN1);
+    if (v != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "CA certificate (serial %s) does not chain to the roots: %s",
+                   ca->info.serial, wolfSSL_ERR_reason_error_string((unsigned long)v));
+        goto fail;
+    }
+    rc = 0;
+fail:
+    wolfSSL_CertManagerFree(cm);
+    return rc;
+}
+
+/* ---- issuing ---- */
+
+static int encode_time(time_t t, byte *out, int *out_len)
+{
+    struct tm tm;
+    char s[32];
+    int n, year;
+
+    if (gmtime_r(&t, &tm) == NULL)
+        return TG_EINVAL;
+    year = tm.tm_year + 1900;
+    /* RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 */
+    if (year >= 1950 && year < 2050) {
+        n = snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        out[0] = ASN_UTC_TIME;
+    } else {
+        n = snprintf(s, sizeof(s), "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec);
+        out[0] = ASN_GENERALIZED_TIME;
+    }
+    if (n <= 0 || n + 2 > CTC_DATE_SIZE)
+        return TG_EINVAL;
+    out[1] = (byte)n;
+    memcpy(out + 2, s, (size_t)n);
+    *out_len = n + 2;
+    return 0;
+}
+
+/* The CSR's public key, after checking the CSR's own signature (proof that the asker holds
+ * the private key). */
+static int csr_key(const unsigned char *csr, size_t len, ecc_key *key, char *err)
+{
+    DecodedCert dc;
+    byte spki[256];
+    word32 spki_len = sizeof(spki), idx = 0;
+    int ret, rc = TG_EINVAL;
+
+    if (len == 0 || len > 64 * 1024)
+        return tg_err_set(err, rc, "CSR of %zu bytes", len);
+    wc_InitDecodedCert(&dc, csr, (word32)len, NULL);
+    ret = wc_ParseCert(&dc, CERTREQ_TYPE, VERIFY, NULL);
+    if (ret != 0) {
+        tg_err_set(err, rc, "CSR does not parse or its signature does not verify: %s",
+                   wc_GetErrorString(ret));
+        goto fail;
+    }
+    if (dc.keyOID != ECDSAk || wc_GetPubKeyDerFromCert(&dc, spki, &spki_len) != 0) {
+        tg_err_set(err, rc, "CSR key is not an EC key");
+        goto fail;
+    }
+    if ((ret = wc_EccPublicKeyDecode(spki, &idx, key, spki_len)) != 0) {
+        tg_err_set(err, rc, "CSR key does not decode: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    if (key->dp == NULL || key->dp->id != ECC_SECP256R1) {
+        tg_err_set(err, rc, "CSR key is not P-256");
+        goto fail;
+    }
+    rc = 0;
+fail:
+    wc_FreeDecodedCert(&dc);
+    return rc;
+}
+
+/* GeneralNames with one URI. */
+static int set_uri_san(Cert *cert, const char *uri)
+{
+    size_t len = strlen(uri), inner = (len < 0x80 ? 2 : len <= 0xff ? 3 : 4) + len;
+    size_t n = 0;
+    byte *p = cert->altNames;
+
+    if ((inner < 0x80 ? 2 : inner <= 0xff ? 3 : 4) + inner > sizeof(cert->altNames))
+        return TG_ETOOBIG;
+    p[n++] = 0x30;
+    if (inner >= 0x100) {
+        p[n++] = 0x82;
+        p[n++] = (byte)(inner >> 8);
+    } else if (inner >= 0x80) {
+        p[n++] = 0x81;
+    }
+    p[n++] = (byte)inner;
+    p[n++] = ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE;
+    if (len >= 0x100) {
+        p[n++] = 0x82;
+        p[n++] = (byte)(len >> 8);
+    } else if (len >= 0x80) {
+        p[n++] = 0x81;
+    }
+    p[n++] = (byte)len;
+    memcpy(p + n, uri, len);
+    cert->altNamesSz = (int)(n + len);
+    return 0;
+}
+
+static int fill_leaf(const struct tg_cp_ca *ca, const struct tg_spiffe_id *id, int64_t ttl_s,
+                     ecc_key *subject, WC_RNG *rng, Cert *cert, char *err)
+{
+    const char *sa = strstr(id->id + id->path_off, "/sa/");
+    time_t now = time(NULL), nb, na;
+    int64_t skew = ttl_s / 10 < MAX_SKEW_S ? ttl_s / 10 : MAX_SKEW_S;
+    int ret;
+
+    cert->sigType = CTC_SHA256wECDSA;
+    snprintf(cert->subject.commonName, CTC_NAME_SIZE, "%s", "tollgate");
+    if (sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE)
+        snprintf(cert->subject.commonName, CTC_NAME_SIZE, "%s", sa + 4);
+    cert->subject.commonNameEnc = CTC_UTF8;
+    if ((ret = wc_RNG_GenerateBlock(rng, cert->serial, SERIAL_LEN)) != 0)
+        return tg_err_set(err, TG_ETLS, "random serial: %s", wc_GetErrorString(ret));
+    cert->serial[0] &= 0x7f; /* positive (RFC 5280 4.1.2.2) and always 16 bytes */
+    if (cert->serial[0] == 0)
+        cert->serial[0] = 0x01;
+    cert->serialSz = SERIAL_LEN;
+    nb = now - (time_t)skew;
+    na = now + (time_t)ttl_s;
+    if (na > (time_t)ca->info.not_after)
+        na = (time_t)ca->info.not_after; /* never outlive the CA */
+    if (encode_time(nb, cert->beforeDate, &cert->beforeDateSz) < 0 ||
+        encode_time(na, cert->afterDate, &cert->afterDateSz) < 0)
+        return tg_err_set(err, TG_EINVAL, "validity dates out of range");
+    cert->basicConstSet = 1; /* CA:FALSE, written out (critical: see der.h) */
+    if ((ret = wc_SetKeyUsage(cert, "digitalSignature")) != 0 ||
+        (ret = wc_SetExtKeyUsage(cert, "serverAuth,clientAuth")) != 0)
+        return tg_err_set(err, TG_ETLS, "key usage: %s", wc_GetErrorString(ret));
+    if (set_uri_san(cert, id->id) < 0)
+        return tg_err_set(err, TG_ETOOBIG, "SPIFFE ID too long for a certificate");
+    if ((ret = wc_SetSubjectKeyIdFromPublicKey_ex(cert, ECC_TYPE, subject)) != 0)
+        return tg_err_set(err, TG_ETLS, "subject key id: %s", wc_GetErrorString(ret));
+    if ((ret = wc_SetIssuerBuffer(cert, ca->der, (int)ca->der_len)) != 0)
+        return tg_err_set(err, TG_ETLS, "issuer name: %s", wc_GetErrorString(ret));
+    ret = wc_SetAuthKeyIdFromCert(cert, ca->der, (int)ca->der_len);
+    if (ret == ASN_NO_SKID) /* a CA made elsewhere without a SKID: use its key */
+        ret = wc_SetAuthKeyIdFromPublicKey_ex(cert, ECC_TYPE, (ecc_key *)&ca->key);
+    if (ret != 0)
+        return tg_err_set(err, TG_ETLS, "authority key id: %s", wc_GetErrorString(ret));
+    return 0;
+}
+
+int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t csr_len,
+                  const char *spiffe_id, int64_t ttl_s, char **chain, size_t *chain_len, char *err)
+{
+    struct tg_spiffe_id id;
+    ecc_key subject;
+    WC_RNG rng;
+    bool subject_ok = false, rng_ok = false;
+    Cert *cert = calloc(1, sizeof(*cert));
+    byte *der = malloc(DER_CAP);
+    char *leaf = NULL, *out;
+    size_t leaf_len = 0;
+    int tbs_len, der_len, rc = TG_ENOMEM;
+
+    if (cert == NULL || der == NULL)
+        goto fail;
+    if ((rc = tg_spiffe_parse(spiffe_id, &id, err)) < 0)
+        goto fail;
+    rc = TG_ETLS;
+    if (ttl_s <= 0 || wc_InitRng(&rng) != 0) {
+        tg_err_set(err, rc, "random generator");
+        goto fail;
+    }
+    rng_ok = true;
+    if (wc_ecc_init(&subject) != 0)
+        goto fail;
+    subject_ok = true;
+    if ((rc = csr_key(csr, csr_len, &subject, err)) < 0)
+        goto fail;
+    rc = TG_ETLS;
+    if (wc_InitCert(cert) != 0)
+        goto fail;
+    if ((rc = fill_leaf(ca, &id, ttl_s, &subject, &rng, cert, err)) < 0)
+        goto fail;
+    rc = TG_ETLS;
+    tbs_len = wc_MakeCert(cert, der, DER_CAP, NULL, &subject, &rng);
+    if (tbs_len <= 0) {
+        tg_err_set(err, rc, "making the certificate: %s", wc_GetErrorString(tbs_len));
+        goto fail;
+    }
+    if ((rc = tg_der_mark_bc_critical(der, &tbs_len, DER_CAP)) < 0) {
+        tg_err_set(err, rc, "marking basicConstraints critical failed");
+        goto fail;
+    }
+    rc = TG_ETLS;
+    der_len = wc_SignCert(tbs_len, CTC_SHA256wECDSA, der, DER_CAP, NULL, (ecc_key *)&ca->key, &rng);
+    if (der_len <= 0) {
+        tg_err_set(err, rc, "signing the certificate: %s", wc_GetErrorString(der_len));
+        goto fail;
+    }
+    rc = TG_ENOMEM;
+    if ((leaf = der_to_pem(der, (size_t)der_len, CERT_TYPE, &leaf_len)) == NULL)
+        goto fail;
+    if ((out = malloc(leaf_len + ca->chain_len + 1)) == NULL)
+        goto fail;
+    memcpy(out, leaf, leaf_len);
+    if (ca->chain_len > 0)
+        memcpy(out + leaf_len, ca->chain_pem, ca->chain_len);
+    out[leaf_len + ca->chain_len] = '\0';
+    *chain = out;
+    *chain_len = leaf_len + ca->chain_len;
+    rc = 0;
+fail:
+    free(leaf);
+    free(der);
+    free(cert);
+    if (subject_ok)
+        wc_ecc_free(&subject);
+    if (rng_ok)
+        wc_FreeRng(&rng);
+    return rc;
+}
+
+/* ---- roots and CRLs ---- */
+
+int tg_cp_ca_split_roots(const char *pem, size_t len, const char *what, struct tg_resource *r,
+                         struct tg_strlist *out, char *err)
+{
+    size_t pos = 0, block_len, der_len, n = 0;
+    const char *block;
+    unsigned char *der;
+    int found;
+
+    while ((found = next_cert(pem, len, &pos, &der, &der_len, &block, &block_len)) == 1) {
+        struct tg_cert_info info;
+        char why[TG_ERRLEN];
+        char **v;
+        int rc = tg_cert_inspect(der, der_len, &info, why);
+
+        free(der);
+        n++;
+        if (rc < 0)
+            return tg_err_set(err, TG_EINVAL, "%s: certificate %zu: %s", what, n, why);
+        if (!info.is_ca)
+            return tg_err_set(err, TG_EINVAL, "%s: certificate %zu (serial %s) is not a CA", what,
+                              n, info.serial);
+        v = tg_resource_array(r, out->n + 1, sizeof(char *));
+        if (v == NULL)
+            return TG_ENOMEM;
+        if (out->n > 0)
+            memcpy(v, out->v, out->n * sizeof(char *));
+        if ((v[out->n] = tg_resource_strndup(r, block, block_len)) == NULL)
+            return TG_ENOMEM;
+        out->v = v;
+        out->n++;
+    }
+    if (found < 0)
+        return tg_err_set(err, TG_EINVAL, "%s: malformed PEM certificate", what);
+    if (n == 0)
+        return tg_err_set(err, TG_EINVAL, "%s: no certificate", what);
+    return 0;
+}
+
+int tg_cp_ca_crl_der(const unsigned char *data, size_t len, const char *what, struct tg_resource *r,
+                     struct tg_res_blob *out, char *err)
+{
+    size_t pos = 0, block_len;
+    const char *block, *b64, *b64_end;
+    word32 der_len;
+    int found = next_block((const char *)data, len, &pos, "X509 CRL", &block, &block_len);
+
+    if (found < 0)
+        return tg_err_set(err, TG_EINVAL, "%s: malformed PEM CRL", what);
+    if (found == 0) {
+        if (len < 2 || data[0] != 0x30)
+            return tg_err_set(err, TG_EINVAL, "%s: neither a PEM nor a DER CRL", what);
+        out->data = tg_resource_memdup(r, data, len);
+        out->len = len;
+        return out->data == NULL ? TG_ENOMEM : 0;
+    }
+    b64 = strchr(block, '\n');
+    b64_end = block + block_len - strlen("-----END X509 CRL-----");
+    if (b64 == NULL || b64 >= b64_end)
+        return tg_err_set(err, TG_EINVAL, "%s: empty PEM CRL", what);
+    der_len = (word32)(b64_end - b64);
+    if ((out->data = tg_resource_alloc(r, der_len)) == NULL)
+        return TG_ENOMEM;
+    if (Base64_Decode((const byte *)b64, (word32)(b64_end - b64), out->data, &der_len) != 0)
+        return tg_err_set(err, TG_EINVAL, "%s: PEM CRL does not decode", what);
+    out->len = der_len;
+    return 0;
+}

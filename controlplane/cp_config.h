@@ -1,0 +1,66 @@
+/* tollgate-cp's files, read with libyaml: its own configuration (-c FILE) and the mesh files
+ * it names (authorization rules, rate limits, revocations, mesh table, proxy settings),
+ * turned into struct tg_resource (resource.h). Every key and value is checked; the first
+ * problem refuses the file with "FILE:LINE: KEY: what is wrong". Unknown keys, anchors and
+ * aliases are refused. Relative paths are resolved against the directory of the file that
+ * names them. See README.md "Control plane" for the formats. */
+#ifndef TOLLGATE_CP_CONFIG_H
+#define TOLLGATE_CP_CONFIG_H
+
+#include <stdint.h>
+
+#include "tollgate/config.h"
+#include "tollgate/resource.h"
+
+#define TG_CP_DEFAULT_LISTEN "0.0.0.0:15010"
+#define TG_CP_DEFAULT_TTL_MS (24ull * 3600 * 1000)
+
+struct tg_cp_extra_roots {
+    char *trust_domain;
+    struct tg_strlist files;
+};
+
+struct tg_cp_config {
+    char *path;
+    struct tg_addr listen; /* default 0.0.0.0:15010 */
+    char *trust_domain;
+    char *server_cert; /* our own TLS identity: leaf (SPIFFE ID) + chain */
+    char *server_key;
+    char *ca_cert; /* signing CA, then its intermediates */
+    char *ca_key;
+    uint64_t cert_ttl_ms;    /* default 24 h, at least 1 s */
+    char *tokens;            /* bootstrap tokens file; NULL: none accepted */
+    struct tg_strlist roots; /* our trust domain's roots; empty: ca.cert when self-signed */
+    struct tg_cp_extra_roots *extra_roots;
+    size_t n_extra_roots;
+    struct tg_strlist mesh; /* mesh files */
+    enum tg_log_level log_level;
+};
+
+/* Reads and checks path. 0 with *out (tg_cp_config_free), or TG_ECONFIG / TG_EIO / TG_ENOMEM
+ * with err. */
+TG_MUST_USE int tg_cp_config_load(const char *path, struct tg_cp_config **out, char *err);
+/* The same from text; name stands for the file (paths resolve against its directory). */
+TG_MUST_USE int tg_cp_config_parse(const char *text, size_t len, const char *name,
+                                   struct tg_cp_config **out, char *err);
+void tg_cp_config_free(struct tg_cp_config *c);
+
+/* The mesh: one resource of each pushed type but the trust bundle (res[TG_RES_AUTHORIZATION]
+ * .. res[TG_RES_PROXY_SETTINGS]); a type no file configures is an empty resource. Each
+ * section (authorization, rate_limits, revocations, mesh_table, settings) may appear in one
+ * file only. */
+struct tg_cp_mesh {
+    struct tg_resource *res[TG_RES_N];
+    char *section_file[TG_RES_N]; /* which file set each section, for messages */
+    struct tg_strlist crl_files;  /* read while parsing; watched with the rest */
+};
+
+/* Empty resources. 0 or TG_ENOMEM. */
+TG_MUST_USE int tg_cp_mesh_init(struct tg_cp_mesh *m);
+/* Adds the sections of one mesh file. */
+TG_MUST_USE int tg_cp_mesh_load(struct tg_cp_mesh *m, const char *path, char *err);
+TG_MUST_USE int tg_cp_mesh_parse(struct tg_cp_mesh *m, const char *text, size_t len,
+                                 const char *name, char *err);
+void tg_cp_mesh_cleanup(struct tg_cp_mesh *m);
+
+#endif

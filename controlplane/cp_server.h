@@ -1,0 +1,85 @@
+/* tollgate-cp's server: one libuv loop that accepts sidecars' streams (msgstream.h: TLS,
+ * client certificate optional), watches every file the state was built from and rebuilds
+ * the state when one changes (a state that does not load is refused with its reason and the
+ * last good one keeps being served), and has cp_stream.c push what changed to every stream.
+ * Streams survive reloads: each keeps the state of its handshake until it ends. */
+#ifndef TOLLGATE_CP_SERVER_H
+#define TOLLGATE_CP_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cp_authn.h"
+#include "cp_state.h"
+#include "tollgate/msgstream.h"
+
+#define TG_CP_VERSION_MAX 64
+#define TG_CP_IDLE_MS 60000 /* a sidecar pings every 10 s: a minute of silence ends it */
+
+struct tg_cp_server;
+
+/* One sidecar's stream. Owned by the server's list; freed when its msgstream closes. */
+struct tg_cp_conn {
+    struct tg_cp_server *srv;
+    struct tg_msgstream *ms;
+    struct tg_cp_state *state; /* reference: the TLS context of the handshake */
+    struct tg_cp_conn *prev, *next;
+    uint64_t id;
+    uint64_t last_rx; /* uv_now of the last message */
+    bool hello_seen;
+    struct tg_cp_who who; /* who authenticated, after Hello */
+    char *token;          /* Hello's bootstrap token (wiped), re-checked at each CSR */
+    char *claim_ns, *claim_sa;
+    char node_id[128];
+    struct tg_res_label *labels; /* Hello's, for rule scopes */
+    size_t n_labels;
+    char sent[TG_RES_N][TG_CP_VERSION_MAX + 1]; /* last pushed, or held per Hello */
+    char acked[TG_RES_N][TG_CP_VERSION_MAX + 1];
+    char nonce[TG_RES_N][32]; /* of the last push of each type */
+    uint64_t pushes;
+};
+
+struct tg_cp_server_stats {
+    uint64_t streams; /* accepted */
+    uint64_t open_streams;
+    uint64_t refused; /* Hello refused */
+    uint64_t certs_issued;
+    uint64_t csrs_refused;
+    uint64_t pushes;
+    uint64_t acks;
+    uint64_t nacks;
+    uint64_t reloads;
+    uint64_t reload_failures;
+};
+
+/* Loads the state from config_path and listens. 0, or a negative code with err (nothing is
+ * left running). */
+TG_MUST_USE int tg_cp_server_new(uv_loop_t *loop, const char *config_path,
+                                 struct tg_cp_server **out, char *err);
+/* Stops listening, says goodbye to every stream, closes the watchers; on_closed(arg) runs
+ * once everything is closed, then srv is freed. */
+void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), void *arg);
+
+/* The current state (borrowed), and the address bound (port 0 in the file: the real one). */
+struct tg_cp_state *tg_cp_server_state(const struct tg_cp_server *srv);
+int tg_cp_server_port(const struct tg_cp_server *srv);
+const struct tg_cp_server_stats *tg_cp_server_stats(const struct tg_cp_server *srv);
+struct tg_cp_server_stats *tg_cp_server_stats_mut(struct tg_cp_server *srv);
+uv_loop_t *tg_cp_server_loop(const struct tg_cp_server *srv);
+
+/* Reloads the state now (as a file change does). 0, or the load's error (kept state). */
+int tg_cp_server_reload(struct tg_cp_server *srv, const char *why);
+
+/* ---- cp_stream.c: the protocol (protobuf) on one stream ---- */
+
+/* A frame from the sidecar. */
+void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len);
+/* Pushes, to a stream past its Hello, every resource whose version differs from what it
+ * was last sent (or holds). */
+void tg_cp_stream_push_changed(struct tg_cp_conn *c);
+/* Sends Close with reason and ends the stream once it is written. */
+void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,559 @@
+/* The control-plane protocol on one sidecar's stream (cp_server.h): Hello and its
+ * authentication, CSRs, pushes with versions and nonces, ACK/NACK, Ping. The only file of
+ * tollgate-cp that uses protobuf-c; every message unpacked here is freed here. Outgoing
+ * messages are built in a scratch arena pointing at the state's resources, packed, and the
+ * arena dropped. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_server.h"
+#include "tollgate.pb-c.h"
+#include "tollgate/log.h"
+
+/* ---- sending ---- */
+
+static void send_server_msg(struct tg_cp_conn *c, const Tollgate__V1__ServerMessage *m)
+{
+    size_t len = tollgate__v1__server_message__get_packed_size(m);
+    uint8_t *buf = malloc(len > 0 ? len : 1);
+    char err[TG_ERRLEN];
+
+    if (buf == NULL) {
+        tg_msgstream_close(c->ms, false, "out of memory packing a message");
+        return;
+    }
+    tollgate__v1__server_message__pack(m, buf);
+    if (tg_msgstream_send(c->ms, buf, len, err) < 0)
+        tg_msgstream_close(c->ms, false, "sending: %s", err);
+    free(buf);
+}
+
+void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)
+{
+    Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+    Tollgate__V1__Close close = TOLLGATE__V1__CLOSE__INIT;
+    char reason[TG_ERRLEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    close.reason = reason;
+    m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_CLOSE;
+    m.close = &close;
+    if (tg_msgstream_is_connected(c->ms))
+        send_server_msg(c, &m);
+    tg_msgstream_close(c->ms, true, "%s", reason);
+}
+
+/* ---- resources to protobuf, in a scratch arena ---- */
+
+/* A message described by d, in arena a, with its defaults set. */
+static void *new_msg(struct tg_resource *a, const ProtobufCMessageDescriptor *d)
+{
+    void *m = tg_resource_alloc(a, d->sizeof_message);
+
+    if (m != NULL)
+        protobuf_c_message_init(d, m);
+    return m;
+}
+
+static Tollgate__V1__TrustBundle *pb_bundle(struct tg_resource *a,
+                                            const struct tg_res_trust_bundle *b)
+{
+    Tollgate__V1__TrustBundle *m = new_msg(a, &tollgate__v1__trust_bundle__descriptor);
+
+    if (m == NULL || (m->domains = tg_resource_array(a, b->n_domains, sizeof(void *))) == NULL)
+        return NULL;
+    for (size_t i = 0; i < b->n_domains; i++) {
+        Tollgate__V1__TrustDomainRoots *d =
+            new_msg(a, &tollgate__v1__trust_domain_roots__descriptor);
+
+        if (d == NULL)
+            return NULL;
+        d->trust_domain = b->domains[i].trust_domain;
+        d->n_roots_pem = b->domains[i].roots_pem.n;
+        d->roots_pem = b->domains[i].roots_pem.v;
+        m->domains[m->n_domains++] = d;
+    }
+    return m;
+}
+
+/* A rule concerns a sidecar when its scope names the sidecar's namespace (or none) and every
+ * scope label is among the sidecar's labels. */
+static bool concerns(const struct tg_res_rule *r, const struct tg_cp_conn *c)
+{
+    if (r->scope_namespace != NULL && r->scope_namespace[0] != '\0' &&
+        strcmp(r->scope_namespace, c->who.ns) != 0)
+        return false;
+    for (size_t i = 0; i < r->n_scope_labels; i++) {
+        bool found = false;
+
+        for (size_t j = 0; j < c->n_labels && !found; j++)
+            found = strcmp(r->scope_labels[i].key, c->labels[j].key) == 0 &&
+                    strcmp(r->scope_labels[i].value, c->labels[j].value) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_rule *r)
+{
+    Tollgate__V1__Rule *m = new_msg(a, &tollgate__v1__rule__descriptor);
+
+    if (m == NULL)
+        return NULL;
+    m->name = r->name;
+    m->action = r->action == TG_RES_DENY ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
+                                         : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
+    if (r->scope_namespace != NULL)
+        m->scope_namespace = r->scope_namespace;
+    m->scope_labels = tg_resource_array(a, r->n_scope_labels, sizeof(void *));
+    if (m->scope_labels == NULL)
+        return NULL;
+    for (size_t i = 0; i < r->n_scope_labels; i++) {
+        Tollgate__V1__Rule__ScopeLabelsEntry *e =
+            new_msg(a, &tollgate__v1__rule__scope_labels_entry__descriptor);
+
+        if (e == NULL)
+            return NULL;
+        e->key = r->scope_labels[i].key;
+        e->value = r->scope_labels[i].value;
+        m->scope_labels[m->n_scope_labels++] = e;
+    }
+#define LIST(f)                                                                                    \
+    do {                                                                                           \
+        m->n_##f = r->f.n;                                                                         \
+        m->f = r->f.v;                                                                             \
+    } while (0)
+    LIST(principals);
+    LIST(not_principals);
+    LIST(namespaces);
+    LIST(not_namespaces);
+    LIST(trust_domains);
+    LIST(not_trust_domains);
+    LIST(fingerprints);
+    LIST(not_fingerprints);
+    LIST(serials);
+    LIST(not_serials);
+    LIST(ports);
+    LIST(not_ports);
+#undef LIST
+    return m;
+}
+
+static Tollgate__V1__AuthorizationPolicy *
+pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const struct tg_cp_conn *c)
+{
+    Tollgate__V1__AuthorizationPolicy *m =
+        new_msg(a, &tollgate__v1__authorization_policy__descriptor);
+
+    if (m == NULL || (m->rules = tg_resource_array(a, z->n_rules, sizeof(void *))) == NULL)
+        return NULL;
+    m->default_deny = z->default_deny;
+    m->close_denied_connections = z->close_denied_connections;
+    for (size_t i = 0; i < z->n_rules; i++) {
+        if (!concerns(&z->rules[i], c))
+            continue;
+        if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i])) == NULL)
+            return NULL;
+        m->n_rules++;
+    }
+    return m;
+}
+
+static Tollgate__V1__RateLimits *pb_limits(struct tg_resource *a,
+                                           const struct tg_res_rate_limits *l)
+{
+    Tollgate__V1__RateLimits *m = new_msg(a, &tollgate__v1__rate_limits__descriptor);
+
+    if (m == NULL || (m->limits = tg_resource_array(a, l->n_limits, sizeof(void *))) == NULL)
+        return NULL;
+    for (size_t i = 0; i < l->n_limits; i++) {
+        const struct tg_res_limit *s = &l->limits[i];
+        Tollgate__V1__Limit *d = new_msg(a, &tollgate__v1__limit__descriptor);
+
+        if (d == NULL)
+            return NULL;
+        d->key_by = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
+                        ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
+                        : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
+        d->match = s->match;
+        d->connections_per_second = s->connections_per_second;
+        d->burst = s->burst;
+        d->max_concurrent = s->max_concurrent;
+        d->bytes_per_second = s->bytes_per_second;
+        m->limits[m->n_limits++] = d;
+    }
+    return m;
+}
+
+static Tollgate__V1__Revocations *pb_revocations(struct tg_resource *a,
+                                                 const struct tg_res_revocations *r)
+{
+    Tollgate__V1__Revocations *m = new_msg(a, &tollgate__v1__revocations__descriptor);
+
+    if (m == NULL || (m->crls = tg_resource_array(a, r->n_crls, sizeof(*m->crls))) == NULL)
+        return NULL;
+    m->n_serials = r->serials.n;
+    m->serials = r->serials.v;
+    m->n_fingerprints = r->fingerprints.n;
+    m->fingerprints = r->fingerprints.v;
+    for (size_t i = 0; i < r->n_crls; i++)
+        m->crls[i] = (ProtobufCBinaryData){r->crls[i].len, r->crls[i].data};
+    m->n_crls = r->n_crls;
+    return m;
+}
+
+static Tollgate__V1__MeshTable *pb_mesh(struct tg_resource *a, const struct tg_res_mesh_table *t)
+{
+    Tollgate__V1__MeshTable *m = new_msg(a, &tollgate__v1__mesh_table__descriptor);
+
+    if (m == NULL ||
+        (m->destinations = tg_resource_array(a, t->n_destinations, sizeof(void *))) == NULL)
+        return NULL;
+    m->outside_mesh = t->outside_refuse ? TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE
+                                        : TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH;
+    for (size_t i = 0; i < t->n_destinations; i++) {
+        const struct tg_res_destination *s = &t->destinations[i];
+        Tollgate__V1__Destination *d = new_msg(a, &tollgate__v1__destination__descriptor);
+
+        if (d == NULL)
+            return NULL;
+        d->cidr_or_address = s->address;
+        d->port = s->port;
+        d->n_expected_ids = s->expected_ids.n;
+        d->expected_ids = s->expected_ids.v;
+        d->protocol = s->protocol == TG_RES_HTTP ? TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP
+                                                 : TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP;
+        m->destinations[m->n_destinations++] = d;
+    }
+    return m;
+}
+
+static Tollgate__V1__ProxySettings *pb_settings(struct tg_resource *a,
+                                                const struct tg_res_proxy_settings *p)
+{
+    Tollgate__V1__ProxySettings *m = new_msg(a, &tollgate__v1__proxy_settings__descriptor);
+
+    if (m == NULL)
+        return NULL;
+    if (p->min_tls_version != NULL)
+        m->min_tls_version = p->min_tls_version;
+    m->n_cipher_suites = p->cipher_suites.n;
+    m->cipher_suites = p->cipher_suites.v;
+    m->handshake_timeout_ms = p->handshake_timeout_ms;
+    m->idle_timeout_ms = p->idle_timeout_ms;
+    m->connect_timeout_ms = p->connect_timeout_ms;
+    m->inbound_mode = p->inbound_mode == TG_RES_INBOUND_STRICT
+                          ? TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_STRICT
+                      : p->inbound_mode == TG_RES_INBOUND_PERMISSIVE
+                          ? TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_PERMISSIVE
+                          : TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_UNSPECIFIED;
+    return m;
+}
+
+/* The version of a resource: FNV-1a 64 of its packed form, in hex. A content hash, so every
+ * replica of the control plane names the same content alike and a sidecar resumes across
+ * them. Not a security property: the stream is authenticated. */
+static void version_of(const ProtobufCMessage *m, struct tg_resource *a, char *out, size_t cap)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = tg_resource_alloc(a, len + 1);
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    if (buf == NULL) {
+        snprintf(out, cap, "?");
+        return;
+    }
+    protobuf_c_message_pack(m, buf);
+    for (size_t i = 0; i < len; i++) {
+        h ^= buf[i];
+        h *= 0x100000001b3ull;
+    }
+    snprintf(out, cap, "%016" PRIx64, h);
+}
+
+/* Builds the push of type t for c into m (in a). 0 or TG_ENOMEM. */
+static int build_push(struct tg_cp_conn *c, enum tg_res_type t, struct tg_resource *a,
+                      Tollgate__V1__Push *p, char *version, size_t cap)
+{
+    const struct tg_cp_state *s = tg_cp_server_state(c->srv);
+    const struct tg_resource *r = s->res[t];
+    const ProtobufCMessage *body = NULL;
+
+    p->type = (Tollgate__V1__ResourceType)t;
+    switch (t) {
+    case TG_RES_TRUST_BUNDLE:
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
+        body = (const ProtobufCMessage *)(p->trust_bundle = pb_bundle(a, &r->u.trust_bundle));
+        break;
+    case TG_RES_AUTHORIZATION:
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
+        body = (const ProtobufCMessage *)(p->authorization = pb_authz(a, &r->u.authorization, c));
+        break;
+    case TG_RES_RATE_LIMITS:
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS;
+        body = (const ProtobufCMessage *)(p->rate_limits = pb_limits(a, &r->u.rate_limits));
+        break;
+    case TG_RES_REVOCATIONS:
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_REVOCATIONS;
+        body = (const ProtobufCMessage *)(p->revocations = pb_revocations(a, &r->u.revocations));
+        break;
+    case TG_RES_MESH_TABLE:
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_MESH_TABLE;
+        body = (const ProtobufCMessage *)(p->mesh_table = pb_mesh(a, &r->u.mesh_table));
+        break;
+    case TG_RES_PROXY_SETTINGS:
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_PROXY_SETTINGS;
+        body = (const ProtobufCMessage *)(p->proxy_settings = pb_settings(a, &r->u.proxy_settings));
+        break;
+    default:
+        return TG_EINVAL;
+    }
+    if (body == NULL)
+        return TG_ENOMEM;
+    version_of(body, a, version, cap);
+    return 0;
+}
+
+void tg_cp_stream_push_changed(struct tg_cp_conn *c)
+{
+    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
+
+    if (!c->hello_seen)
+        return;
+    for (int t = TG_RES_TRUST_BUNDLE; t < TG_RES_N && tg_msgstream_is_connected(c->ms); t++) {
+        Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+        Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
+        struct tg_resource *a = tg_resource_new(TG_RES_NONE);
+        char version[TG_CP_VERSION_MAX + 1];
+
+        if (a == NULL || build_push(c, (enum tg_res_type)t, a, &p, version, sizeof(version)) < 0) {
+            tg_resource_free(a);
+            tg_msgstream_close(c->ms, false, "out of memory building a push");
+            return;
+        }
+        if (strcmp(version, c->sent[t]) != 0) {
+            snprintf(c->nonce[t], sizeof(c->nonce[t]), "%" PRIu64 "-%" PRIu64, c->id, ++c->pushes);
+            p.version = version;
+            p.nonce = c->nonce[t];
+            m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
+            m.push = &p;
+            send_server_msg(c, &m);
+            snprintf(c->sent[t], sizeof(c->sent[t]), "%s", version);
+            st->pushes++;
+            tg_info("stream %" PRIu64 " (%s): pushed %s version %s", c->id, c->who.id,
+                    tg_res_type_name((enum tg_res_type)t), version);
+        }
+        tg_resource_free(a);
+    }
+}
+
+/* ---- receiving ---- */
+
+static char *dup_claim(const char *s)
+{
+    return strdup(s != NULL ? s : "");
+}
+
+static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
+{
+    const struct tg_cp_state *s = tg_cp_server_state(c->srv);
+    const struct tg_peer_info *peer = tg_msgstream_peer(c->ms);
+    const struct tg_res_revocations *rv = &s->res[TG_RES_REVOCATIONS]->u.revocations;
+    struct tg_cp_authn_in in = {
+        .trust_domain = s->cfg->trust_domain,
+        .peer_id = peer->id,
+        .peer_serial = peer->serial,
+        .peer_sha256 = peer->sha256,
+        .token = c->token,
+        .tokens = &s->tokens,
+        .claim_ns = c->claim_ns,
+        .claim_sa = c->claim_sa,
+        .revoked_serials = &rv->serials,
+        .revoked_fingerprints = &rv->fingerprints,
+    };
+
+    return tg_cp_authn_decide(&in, who, err);
+}
+
+static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
+{
+    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
+    char err[TG_ERRLEN];
+
+    if (c->hello_seen) {
+        tg_cp_stream_refuse(c, "a second Hello");
+        return;
+    }
+    snprintf(c->node_id, sizeof(c->node_id), "%s", h->node_id);
+    c->token = dup_claim(h->token);
+    c->claim_ns = dup_claim(h->namespace_);
+    c->claim_sa = dup_claim(h->service_account);
+    if (c->token == NULL || c->claim_ns == NULL || c->claim_sa == NULL) {
+        tg_msgstream_close(c->ms, false, "out of memory");
+        return;
+    }
+    if (authenticate(c, &c->who, err) < 0) {
+        st->refused++;
+        tg_warn("stream %" PRIu64 " from %s (node %s) refused: %s", c->id,
+                tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", err);
+        tg_cp_stream_refuse(c, "%s", err);
+        return;
+    }
+    c->labels = calloc(h->n_labels + 1, sizeof(*c->labels));
+    if (c->labels == NULL) {
+        tg_msgstream_close(c->ms, false, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < h->n_labels; i++) {
+        c->labels[i].key = strdup(h->labels[i]->key);
+        c->labels[i].value = strdup(h->labels[i]->value);
+        c->n_labels++;
+        if (c->labels[i].key == NULL || c->labels[i].value == NULL) {
+            tg_msgstream_close(c->ms, false, "out of memory");
+            return;
+        }
+    }
+    /* resume: what the sidecar holds is not pushed again */
+    for (size_t i = 0; i < h->n_resource_versions; i++) {
+        enum tg_res_type t = tg_res_type_from_name(h->resource_versions[i]->key);
+
+        if (t >= TG_RES_TRUST_BUNDLE && t < TG_RES_N)
+            snprintf(c->sent[t], sizeof(c->sent[t]), "%s", h->resource_versions[i]->value);
+    }
+    c->hello_seen = true;
+    tg_info("stream %" PRIu64 " from %s: node %s is %s (by %s), sidecar %s", c->id,
+            tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
+            c->who.by_cert ? "certificate" : "bootstrap token", h->version[0] ? h->version : "?");
+    tg_cp_stream_push_changed(c);
+}
+
+static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
+{
+    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
+    const struct tg_cp_state *s = tg_cp_server_state(c->srv);
+    Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+    Tollgate__V1__CsrResponse resp = TOLLGATE__V1__CSR_RESPONSE__INIT;
+    struct tg_cp_who who;
+    char err[TG_ERRLEN], *chain = NULL;
+    size_t chain_len;
+    int64_t ttl = (int64_t)(s->cfg->cert_ttl_ms / 1000);
+    int rc;
+
+    /* again, against the current files: a token taken out or a certificate revoked since the
+     * Hello gets no new identity */
+    rc = authenticate(c, &who, err);
+    if (rc == 0 && strcmp(who.id, c->who.id) != 0)
+        rc = tg_err_set(err, TG_EPEER, "identity changed since Hello (%.100s, now %.100s)",
+                        c->who.id, who.id);
+    if (rc == 0)
+        rc = tg_cp_ca_sign(s->ca, req->csr_der.data, req->csr_der.len, c->who.id, ttl, &chain,
+                           &chain_len, err);
+    resp.request_id = req->request_id;
+    if (chain != NULL) {
+        resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_CHAIN_PEM;
+        resp.chain_pem = chain;
+        st->certs_issued++;
+        tg_info("stream %" PRIu64 ": issued %s for %lld s (CSR %" PRIu64 ", CA serial %s)", c->id,
+                c->who.id, (long long)ttl, req->request_id, tg_cp_ca_serial(s->ca));
+    } else {
+        resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_ERROR;
+        resp.error = err;
+        st->csrs_refused++;
+        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
+                c->who.id, err);
+    }
+    m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_CSR;
+    m.csr = &resp;
+    send_server_msg(c, &m);
+    free(chain);
+}
+
+static bool type_ok(Tollgate__V1__ResourceType t)
+{
+    return (int)t >= TG_RES_IDENTITY && (int)t < TG_RES_N;
+}
+
+static void on_ack(struct tg_cp_conn *c, const Tollgate__V1__Ack *a)
+{
+    enum tg_res_type t = (enum tg_res_type)a->type;
+
+    if (!type_ok(a->type))
+        return;
+    tg_cp_server_stats_mut(c->srv)->acks++;
+    if (t == TG_RES_IDENTITY) {
+        tg_debug("stream %" PRIu64 ": certificate of CSR %s applied", c->id, a->nonce);
+        return;
+    }
+    if (strcmp(a->nonce, c->nonce[t]) != 0)
+        return; /* an answer to an older push */
+    snprintf(c->acked[t], sizeof(c->acked[t]), "%s", a->version);
+    tg_debug("stream %" PRIu64 " (%s): %s version %s applied", c->id, c->who.id,
+             tg_res_type_name(t), a->version);
+}
+
+static void on_nack(struct tg_cp_conn *c, const Tollgate__V1__Nack *n)
+{
+    enum tg_res_type t = (enum tg_res_type)n->type;
+
+    tg_cp_server_stats_mut(c->srv)->nacks++;
+    tg_warn("stream %" PRIu64 " (%s, node %s) refused %s (nonce %s): %.200s", c->id, c->who.id,
+            c->node_id[0] ? c->node_id : "?",
+            type_ok(n->type) ? tg_res_type_name(t) : "an unknown type", n->nonce, n->error);
+}
+
+static void on_ping(struct tg_cp_conn *c, const Tollgate__V1__Ping *p)
+{
+    Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+    Tollgate__V1__Pong pong = TOLLGATE__V1__PONG__INIT;
+
+    pong.id = p->id;
+    m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PONG;
+    m.pong = &pong;
+    send_server_msg(c, &m);
+}
+
+void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
+{
+    Tollgate__V1__ClientMessage *m =
+        tollgate__v1__client_message__unpack(NULL, len, (const uint8_t *)frame);
+
+    if (m == NULL) {
+        tg_warn("stream %" PRIu64 " from %s: message of %zu bytes does not decode", c->id,
+                tg_msgstream_peer_addr(c->ms), len);
+        tg_cp_stream_refuse(c, "message of %zu bytes does not decode", len);
+        return;
+    }
+    c->last_rx = uv_now(tg_cp_server_loop(c->srv));
+    if (!c->hello_seen && m->msg_case != TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO) {
+        tg_cp_stream_refuse(c, "the first message must be Hello");
+    } else {
+        switch (m->msg_case) {
+        case TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO:
+            on_hello(c, m->hello);
+            break;
+        case TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR:
+            on_csr(c, m->csr);
+            break;
+        case TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK:
+            on_ack(c, m->ack);
+            break;
+        case TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK:
+            on_nack(c, m->nack);
+            break;
+        case TOLLGATE__V1__CLIENT_MESSAGE__MSG_PING:
+            on_ping(c, m->ping);
+            break;
+        default:
+            tg_cp_stream_refuse(c, "message of %zu bytes has no content", len);
+            break;
+        }
+    }
+    tollgate__v1__client_message__free_unpacked(m, NULL);
+}

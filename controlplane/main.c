@@ -1,0 +1,159 @@
+/* tollgate-cp: the reference control plane. CLI verbs only:
+ *   tollgate-cp run -c mesh.yaml     serve until SIGTERM/SIGINT (SIGHUP: reload now)
+ *   tollgate-cp check -c mesh.yaml   load every file as run would; 0 when all is well
+ *   tollgate-cp version */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cp_server.h"
+#include "cp_state.h"
+#include "tollgate/log.h"
+
+#define EXIT_USAGE 2
+
+struct run {
+    uv_loop_t loop;
+    struct tg_cp_server *srv;
+    uv_signal_t sigterm, sigint, sighup;
+    bool stopping;
+};
+
+static int usage(const char *why)
+{
+    if (why != NULL)
+        fprintf(stderr, "tollgate-cp: %s\n", why);
+    fprintf(stderr, "usage: tollgate-cp run -c FILE\n"
+                    "       tollgate-cp check -c FILE\n"
+                    "       tollgate-cp version\n");
+    return EXIT_USAGE;
+}
+
+static void on_signal_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_server_closed(void *arg)
+{
+    struct run *r = arg;
+
+    r->srv = NULL;
+    uv_close((uv_handle_t *)&r->sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&r->sigint, on_signal_closed);
+    uv_close((uv_handle_t *)&r->sighup, on_signal_closed);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct run *r = h->data;
+
+    if (signum == SIGHUP) {
+        if (r->srv != NULL)
+            (void)tg_cp_server_reload(r->srv, "SIGHUP");
+        return;
+    }
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    tg_info("signal %d: stopping", signum);
+    tg_cp_server_close(r->srv, on_server_closed, r);
+}
+
+static int cmd_run(const char *path)
+{
+    struct run r;
+    char err[TG_ERRLEN] = "";
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&r.loop);
+    rc = tg_cp_server_new(&r.loop, path, &r.srv, err);
+    if (rc < 0) {
+        tg_error("%s", err);
+        uv_run(&r.loop, UV_RUN_DEFAULT); /* lets a half-started server close */
+        uv_loop_close(&r.loop);
+        return 1;
+    }
+    r.sigterm.data = r.sigint.data = r.sighup.data = &r;
+    uv_signal_init(&r.loop, &r.sigterm);
+    uv_signal_init(&r.loop, &r.sigint);
+    uv_signal_init(&r.loop, &r.sighup);
+    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_signal_start(&r.sighup, on_signal, SIGHUP);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&r.loop);
+    if (rc != 0)
+        tg_warn("loop closed with handles open: %s", uv_strerror(rc));
+    return 0;
+}
+
+static int cmd_check(const char *path)
+{
+    struct tg_cp_state *s;
+    char err[TG_ERRLEN] = "";
+    const struct tg_res_trust_bundle *b;
+
+    if (tg_cp_state_load(path, &s, NULL, err) < 0) {
+        fprintf(stderr, "tollgate-cp check: %s\n", err);
+        return 1;
+    }
+    b = &s->res[TG_RES_TRUST_BUNDLE]->u.trust_bundle;
+    printf("%s: ok: trust domain %s, %zu roots (+%zu other domains), CA serial %s, server %s, "
+           "certificates for %llu s, %zu tokens, %zu rules, %zu limits, %zu revoked, %zu "
+           "destinations, listen %s\n",
+           path, s->cfg->trust_domain, b->domains[0].roots_pem.n, b->n_domains - 1,
+           tg_cp_ca_serial(s->ca), s->server_id->leaf.id.id,
+           (unsigned long long)(s->cfg->cert_ttl_ms / 1000), s->tokens.n,
+           s->res[TG_RES_AUTHORIZATION]->u.authorization.n_rules,
+           s->res[TG_RES_RATE_LIMITS]->u.rate_limits.n_limits,
+           s->res[TG_RES_REVOCATIONS]->u.revocations.serials.n +
+               s->res[TG_RES_REVOCATIONS]->u.revocations.fingerprints.n,
+           s->res[TG_RES_MESH_TABLE]->u.mesh_table.n_destinations, s->cfg->listen.text);
+    tg_cp_state_unref(s);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *cmd, *path = NULL;
+    int c, rc;
+
+    if (argc < 2)
+        return usage("missing command");
+    cmd = argv[1];
+    if (strcmp(cmd, "version") == 0) {
+        printf("tollgate-cp %s (%s)\n", TG_VERSION, tg_tls_version_text());
+        return 0;
+    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)
+        return usage(NULL), 0;
+    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0)
+        return usage("unknown command");
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (c == 'c')
+            path = optarg;
+        else
+            return usage(c == 'h' ? NULL : "bad option");
+    }
+    if (path == NULL || optind != argc)
+        return usage("want -c FILE");
+    if (tg_tls_init() < 0) {
+        fprintf(stderr, "tollgate-cp: TLS library failed to start\n");
+        return 1;
+    }
+    rc = strcmp(cmd, "run") == 0 ? cmd_run(path) : cmd_check(path);
+    tg_tls_cleanup();
+    return rc;
+}

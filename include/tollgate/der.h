@@ -1,0 +1,19 @@
+/* Small DER edits that wolfSSL's certificate encoder cannot be asked for. Pure: no I/O, no
+ * wolfSSL. Shared by tollgate-certs and tollgate-cp, which both issue certificates. */
+#ifndef TOLLGATE_DER_H
+#define TOLLGATE_DER_H
+
+#include <stddef.h>
+
+#include "tollgate/err.h"
+
+/* RFC 5280 4.2.1.9 wants basicConstraints critical in CA certificates, and SPIFFE X509-SVID
+ * section 4.1 in leaves too, but wolfSSL 5.5.4's (non-template) encoder always writes it
+ * non-critical. Between wc_MakeCert and wc_SignCert, this rewrites the TBSCertificate in tbs
+ * (*len bytes, cap bytes of room) with "critical TRUE" inserted and the lengths of the
+ * extension, the extension list, the [3] wrapper and the TBS fixed. Nothing else changes;
+ * without basicConstraints, or when it is already critical, nothing changes at all.
+ * 0, TG_EINVAL (tbs does not parse), TG_ETOOBIG (cap too small) or TG_ENOMEM. */
+TG_MUST_USE int tg_der_mark_bc_critical(unsigned char *tbs, int *len, size_t cap);
+
+#endif

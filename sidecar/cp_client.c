@@ -1,0 +1,958 @@
+/* The control-plane stream, sidecar side (cp_client.h). The only home of protobuf-c in the
+ * sidecar: ServerMessages are unpacked here, turned into struct tg_resource, and freed here. */
+#include "tollgate/cp_client.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tollgate.pb-c.h"
+#include "tollgate/frame.h"
+#include "tollgate/log.h"
+#include "tollgate/msgstream.h"
+
+#define MAX_TOKEN 4096
+#define VERSION_MAX 128 /* longest version we keep; longer ones are NACKed */
+
+enum state { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_UP };
+
+struct tg_cp_client {
+    uv_loop_t *loop;
+    struct tg_cp_client_ops ops;
+    /* copied configuration */
+    char *host;
+    char *port;
+    char *address;
+    char *token_path;
+    struct tg_strlist server_ids;
+    struct tg_tls_peer_rule rule;
+    char *node_id, *namespace_, *service_account, *version;
+    struct tg_res_label *labels;
+    size_t n_labels;
+
+    enum state state;
+    uv_timer_t retry; /* backoff between attempts */
+    uv_timer_t ping;  /* ping and stall check while up */
+    uv_getaddrinfo_t gai;
+    bool resolving; /* gai in flight (counts as open) */
+    int open_handles;
+    struct tg_msgstream *ms; /* the current connection, or NULL */
+    struct tg_tls_ctx *ctx;  /* ms's context, freed with it */
+    bool has_identity;       /* ctx presents a certificate */
+    unsigned attempt;        /* failed attempts in a row */
+    bool started;
+    uint64_t last_rx; /* uv_now of the last message */
+    uint64_t ping_id;
+    char versions[TG_RES_N][VERSION_MAX + 1];
+
+    unsigned char *csr; /* waiting for its answer */
+    size_t csr_len;
+    uint64_t csr_id;
+    uint64_t next_csr_id;
+
+    struct tg_cp_client_stats stats;
+    bool closing;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+};
+
+static void schedule_retry(struct tg_cp_client *c);
+
+/* ---- small things ---- */
+
+uint64_t tg_cp_backoff_ms(unsigned attempt, uint32_t rnd)
+{
+    uint64_t base = TG_CP_BACKOFF_MAX_MS;
+
+    if (attempt < 16 && ((uint64_t)TG_CP_BACKOFF_MIN_MS << attempt) < base)
+        base = (uint64_t)TG_CP_BACKOFF_MIN_MS << attempt;
+    /* "equal jitter": half fixed, half random, so replicas and sidecars spread out */
+    return base / 2 + (uint64_t)rnd % (base / 2 + 1);
+}
+
+static uint32_t random32(void)
+{
+    uint32_t r;
+
+    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) == 0)
+        return r;
+    return (uint32_t)time(NULL) * 2654435761u;
+}
+
+const struct tg_cp_client_stats *tg_cp_client_stats(const struct tg_cp_client *c)
+{
+    return &c->stats;
+}
+
+const char *tg_cp_client_version(const struct tg_cp_client *c, enum tg_res_type t)
+{
+    return (unsigned)t < TG_RES_N ? c->versions[t] : "";
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s != NULL ? s : "");
+}
+
+/* "host:port", "[v6]:port". */
+static int split_address(const char *a, char **host, char **port, char *err)
+{
+    const char *colon, *h = a, *h_end;
+
+    if (a[0] == '[') {
+        h = a + 1;
+        h_end = strchr(h, ']');
+        if (h_end == NULL || h_end[1] != ':')
+            return tg_err_set(err, TG_EINVAL, "control plane address %s: want [host]:port", a);
+        colon = h_end + 1;
+    } else {
+        colon = strrchr(a, ':');
+        if (colon == NULL || memchr(a, ':', (size_t)(colon - a)) != NULL)
+            return tg_err_set(err, TG_EINVAL, "control plane address %s: want host:port", a);
+        h_end = colon;
+    }
+    if (h_end == h || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+        atoi(colon + 1) < 1 || atoi(colon + 1) > 65535)
+        return tg_err_set(err, TG_EINVAL, "control plane address %s: want host:port", a);
+    *host = strndup(h, (size_t)(h_end - h));
+    *port = strdup(colon + 1);
+    if (*host == NULL || *port == NULL)
+        return TG_ENOMEM;
+    return 0;
+}
+
+static void free_client(struct tg_cp_client *c)
+{
+    void (*cb)(void *) = c->on_closed;
+    void *arg = c->closed_arg;
+
+    free(c->host);
+    free(c->port);
+    free(c->address);
+    free(c->token_path);
+    for (size_t i = 0; i < c->server_ids.n; i++)
+        free(c->server_ids.v[i]);
+    free(c->server_ids.v);
+    free(c->node_id);
+    free(c->namespace_);
+    free(c->service_account);
+    free(c->version);
+    for (size_t i = 0; i < c->n_labels; i++) {
+        free(c->labels[i].key);
+        free(c->labels[i].value);
+    }
+    free(c->labels);
+    free(c->csr);
+    free(c);
+    if (cb != NULL)
+        cb(arg);
+}
+
+int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
+                     const struct tg_cp_client_ops *ops, struct tg_cp_client **out, char *err)
+{
+    struct tg_cp_client *c = calloc(1, sizeof(*c));
+    int rc = TG_ENOMEM;
+
+    if (c == NULL)
+        return rc;
+    c->loop = loop;
+    c->ops = *ops;
+    if (cfg->server_ids == NULL || cfg->server_ids->n == 0) {
+        rc = tg_err_set(err, TG_EINVAL, "control plane: no server SPIFFE ID to expect");
+        goto fail;
+    }
+    if ((rc = split_address(cfg->address, &c->host, &c->port, err)) < 0)
+        goto fail;
+    rc = TG_ENOMEM;
+    c->server_ids.v = calloc(cfg->server_ids->n, sizeof(char *));
+    if (c->server_ids.v == NULL)
+        goto fail;
+    for (; c->server_ids.n < cfg->server_ids->n; c->server_ids.n++) {
+        c->server_ids.v[c->server_ids.n] = strdup(cfg->server_ids->v[c->server_ids.n]);
+        if (c->server_ids.v[c->server_ids.n] == NULL)
+            goto fail;
+    }
+    c->rule.ids = &c->server_ids;
+    c->address = strdup(cfg->address);
+    c->token_path = cfg->token_path != NULL ? strdup(cfg->token_path) : NULL;
+    c->node_id = dup_or_empty(cfg->node_id);
+    c->namespace_ = dup_or_empty(cfg->namespace_);
+    c->service_account = dup_or_empty(cfg->service_account);
+    c->version = dup_or_empty(cfg->version);
+    if (c->address == NULL || (cfg->token_path != NULL && c->token_path == NULL) ||
+        c->node_id == NULL || c->namespace_ == NULL || c->service_account == NULL ||
+        c->version == NULL)
+        goto fail;
+    if (cfg->n_labels > 0) {
+        c->labels = calloc(cfg->n_labels, sizeof(*c->labels));
+        if (c->labels == NULL)
+            goto fail;
+        for (; c->n_labels < cfg->n_labels; c->n_labels++) {
+            c->labels[c->n_labels].key = strdup(cfg->labels[c->n_labels].key);
+            c->labels[c->n_labels].value = strdup(cfg->labels[c->n_labels].value);
+            if (c->labels[c->n_labels].key == NULL || c->labels[c->n_labels].value == NULL) {
+                c->n_labels++;
+                goto fail;
+            }
+        }
+    }
+    uv_timer_init(loop, &c->retry);
+    uv_timer_init(loop, &c->ping);
+    c->retry.data = c;
+    c->ping.data = c;
+    c->open_handles = 2;
+    c->next_csr_id = 1;
+    *out = c;
+    return 0;
+fail:
+    free_client(c);
+    return rc;
+}
+
+/* ---- sending ---- */
+
+static int send_msg(struct tg_cp_client *c, const Tollgate__V1__ClientMessage *m)
+{
+    size_t len = tollgate__v1__client_message__get_packed_size(m);
+    uint8_t *buf = malloc(len > 0 ? len : 1);
+    char err[TG_ERRLEN];
+    int rc;
+
+    if (buf == NULL) {
+        tg_msgstream_close(c->ms, false, "out of memory packing a message");
+        return TG_ENOMEM;
+    }
+    tollgate__v1__client_message__pack(m, buf);
+    rc = tg_msgstream_send(c->ms, buf, len, err);
+    free(buf);
+    if (rc < 0)
+        tg_msgstream_close(c->ms, false, "sending: %s", err);
+    return rc;
+}
+
+static void send_ack(struct tg_cp_client *c, enum tg_res_type t, const char *version,
+                     const char *nonce)
+{
+    Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
+    Tollgate__V1__Ack ack = TOLLGATE__V1__ACK__INIT;
+
+    ack.type = (Tollgate__V1__ResourceType)t;
+    ack.version = (char *)version;
+    ack.nonce = (char *)nonce;
+    m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK;
+    m.ack = &ack;
+    send_msg(c, &m);
+}
+
+static void send_nack(struct tg_cp_client *c, int type, const char *nonce, const char *error)
+{
+    Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
+    Tollgate__V1__Nack nack = TOLLGATE__V1__NACK__INIT;
+
+    nack.type = (Tollgate__V1__ResourceType)type;
+    nack.nonce = (char *)nonce;
+    nack.error = (char *)error;
+    m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK;
+    m.nack = &nack;
+    send_msg(c, &m);
+}
+
+static void send_csr(struct tg_cp_client *c)
+{
+    Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
+    Tollgate__V1__CsrRequest req = TOLLGATE__V1__CSR_REQUEST__INIT;
+
+    req.request_id = c->csr_id;
+    req.csr_der.data = c->csr;
+    req.csr_der.len = c->csr_len;
+    m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR;
+    m.csr = &req;
+    if (send_msg(c, &m) == 0) {
+        c->stats.csrs_sent++;
+        tg_info("control plane: CSR %" PRIu64 " sent", c->csr_id);
+    }
+}
+
+int tg_cp_client_request_cert(struct tg_cp_client *c, const unsigned char *csr, size_t len,
+                              char *err)
+{
+    unsigned char *copy = malloc(len > 0 ? len : 1);
+
+    if (copy == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory for a CSR of %zu bytes", len);
+    memcpy(copy, csr, len);
+    free(c->csr);
+    c->csr = copy;
+    c->csr_len = len;
+    c->csr_id = c->next_csr_id++;
+    if (c->state == ST_UP)
+        send_csr(c);
+    return 0;
+}
+
+/* Reads the bootstrap token: the file's first line, surrounding white space trimmed. */
+static int read_token(const char *path, char *dst, size_t cap, char *err)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (f == NULL)
+        return tg_err_set(err, TG_EIO, "bootstrap token %s: %s", path, strerror(errno));
+    if (fgets(dst, (int)cap, f) == NULL)
+        dst[0] = '\0';
+    fclose(f);
+    n = strcspn(dst, "\r\n");
+    dst[n] = '\0';
+    while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == '\t'))
+        dst[--n] = '\0';
+    n = strspn(dst, " \t");
+    memmove(dst, dst + n, strlen(dst + n) + 1);
+    if (dst[0] == '\0')
+        return tg_err_set(err, TG_EINVAL, "bootstrap token %s: empty", path);
+    return 0;
+}
+
+static void send_hello(struct tg_cp_client *c, const char *token)
+{
+    Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
+    Tollgate__V1__Hello hello = TOLLGATE__V1__HELLO__INIT;
+    Tollgate__V1__Hello__LabelsEntry labels[64], *label_ptrs[64];
+    Tollgate__V1__Hello__ResourceVersionsEntry vers[TG_RES_N], *ver_ptrs[TG_RES_N];
+    size_t n = 0;
+
+    hello.node_id = c->node_id;
+    hello.namespace_ = c->namespace_;
+    hello.service_account = c->service_account;
+    hello.version = c->version;
+    hello.token = (char *)(token != NULL ? token : "");
+    for (size_t i = 0; i < c->n_labels && i < TG_NELEM(labels); i++) {
+        tollgate__v1__hello__labels_entry__init(&labels[i]);
+        labels[i].key = c->labels[i].key;
+        labels[i].value = c->labels[i].value;
+        label_ptrs[i] = &labels[i];
+        hello.n_labels++;
+    }
+    hello.labels = label_ptrs;
+    for (int t = TG_RES_TRUST_BUNDLE; t < TG_RES_N; t++) {
+        if (c->versions[t][0] == '\0')
+            continue;
+        tollgate__v1__hello__resource_versions_entry__init(&vers[n]);
+        vers[n].key = (char *)tg_res_type_name((enum tg_res_type)t);
+        vers[n].value = c->versions[t];
+        ver_ptrs[n] = &vers[n];
+        n++;
+    }
+    hello.n_resource_versions = n;
+    hello.resource_versions = ver_ptrs;
+    m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
+    m.hello = &hello;
+    send_msg(c, &m);
+}
+
+/* ---- protobuf to struct tg_resource ---- */
+
+static int copy_list(struct tg_resource *r, struct tg_strlist *dst, char **src, size_t n)
+{
+    return tg_resource_strlist(r, dst, (const char *const *)src, n);
+}
+
+static int copy_ports(struct tg_resource *r, struct tg_res_ports *dst, const uint32_t *src,
+                      size_t n, char *err)
+{
+    if ((dst->v = tg_resource_memdup(r, src, n * sizeof(*src))) == NULL)
+        return TG_ENOMEM;
+    dst->n = n;
+    for (size_t i = 0; i < n; i++)
+        if (src[i] == 0 || src[i] > 65535)
+            return tg_err_set(err, TG_EINVAL, "port %" PRIu32 " out of range", src[i]);
+    return 0;
+}
+
+static int from_trust_bundle(struct tg_resource *r, const Tollgate__V1__TrustBundle *m)
+{
+    struct tg_res_trust_bundle *b = &r->u.trust_bundle;
+
+    if ((b->domains = tg_resource_array(r, m->n_domains, sizeof(*b->domains))) == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_domains; i++) {
+        struct tg_res_domain_roots *d = &b->domains[i];
+
+        if ((d->trust_domain = tg_resource_strdup(r, m->domains[i]->trust_domain)) == NULL ||
+            copy_list(r, &d->roots_pem, m->domains[i]->roots_pem, m->domains[i]->n_roots_pem) < 0)
+            return TG_ENOMEM;
+        b->n_domains++;
+    }
+    return 0;
+}
+
+static int from_rule(struct tg_resource *r, struct tg_res_rule *d, const Tollgate__V1__Rule *m,
+                     char *err)
+{
+    int rc;
+
+    if (m->action != TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW &&
+        m->action != TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY)
+        return tg_err_set(err, TG_EINVAL, "rule %s: unknown action %d", m->name, (int)m->action);
+    d->action =
+        m->action == TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY ? TG_RES_DENY : TG_RES_ALLOW;
+    if ((d->name = tg_resource_strdup(r, m->name)) == NULL ||
+        (d->scope_namespace = tg_resource_strdup(r, m->scope_namespace)) == NULL)
+        return TG_ENOMEM;
+    d->scope_labels = tg_resource_array(r, m->n_scope_labels, sizeof(*d->scope_labels));
+    if (d->scope_labels == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_scope_labels; i++) {
+        d->scope_labels[i].key = tg_resource_strdup(r, m->scope_labels[i]->key);
+        d->scope_labels[i].value = tg_resource_strdup(r, m->scope_labels[i]->value);
+        if (d->scope_labels[i].key == NULL || d->scope_labels[i].value == NULL)
+            return TG_ENOMEM;
+        d->n_scope_labels++;
+    }
+    if (copy_list(r, &d->principals, m->principals, m->n_principals) < 0 ||
+        copy_list(r, &d->not_principals, m->not_principals, m->n_not_principals) < 0 ||
+        copy_list(r, &d->namespaces, m->namespaces, m->n_namespaces) < 0 ||
+        copy_list(r, &d->not_namespaces, m->not_namespaces, m->n_not_namespaces) < 0 ||
+        copy_list(r, &d->trust_domains, m->trust_domains, m->n_trust_domains) < 0 ||
+        copy_list(r, &d->not_trust_domains, m->not_trust_domains, m->n_not_trust_domains) < 0 ||
+        copy_list(r, &d->fingerprints, m->fingerprints, m->n_fingerprints) < 0 ||
+        copy_list(r, &d->not_fingerprints, m->not_fingerprints, m->n_not_fingerprints) < 0 ||
+        copy_list(r, &d->serials, m->serials, m->n_serials) < 0 ||
+        copy_list(r, &d->not_serials, m->not_serials, m->n_not_serials) < 0)
+        return TG_ENOMEM;
+    if ((rc = copy_ports(r, &d->ports, m->ports, m->n_ports, err)) < 0 ||
+        (rc = copy_ports(r, &d->not_ports, m->not_ports, m->n_not_ports, err)) < 0)
+        return rc;
+    return 0;
+}
+
+static int from_authorization(struct tg_resource *r, const Tollgate__V1__AuthorizationPolicy *m,
+                              char *err)
+{
+    struct tg_res_authorization *a = &r->u.authorization;
+    int rc;
+
+    a->default_deny = m->default_deny;
+    a->close_denied_connections = m->close_denied_connections;
+    if ((a->rules = tg_resource_array(r, m->n_rules, sizeof(*a->rules))) == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_rules; i++) {
+        if ((rc = from_rule(r, &a->rules[i], m->rules[i], err)) < 0)
+            return rc;
+        a->n_rules++;
+    }
+    return 0;
+}
+
+static int from_rate_limits(struct tg_resource *r, const Tollgate__V1__RateLimits *m, char *err)
+{
+    struct tg_res_rate_limits *l = &r->u.rate_limits;
+
+    if ((l->limits = tg_resource_array(r, m->n_limits, sizeof(*l->limits))) == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_limits; i++) {
+        const Tollgate__V1__Limit *s = m->limits[i];
+        struct tg_res_limit *d = &l->limits[i];
+
+        if (s->key_by != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID &&
+            s->key_by != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT)
+            return tg_err_set(err, TG_EINVAL, "limit %zu: unknown key_by %d", i, (int)s->key_by);
+        if (!(s->connections_per_second >= 0 && s->connections_per_second < 1e12))
+            return tg_err_set(err, TG_EINVAL, "limit %zu: connections_per_second out of range", i);
+        d->key_by = s->key_by == TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
+                        ? TG_RES_LIMIT_BY_FINGERPRINT
+                        : TG_RES_LIMIT_BY_ID;
+        if ((d->match = tg_resource_strdup(r, s->match)) == NULL)
+            return TG_ENOMEM;
+        d->connections_per_second = s->connections_per_second;
+        d->burst = s->burst;
+        d->max_concurrent = s->max_concurrent;
+        d->bytes_per_second = s->bytes_per_second;
+        l->n_limits++;
+    }
+    return 0;
+}
+
+static int from_revocations(struct tg_resource *r, const Tollgate__V1__Revocations *m)
+{
+    struct tg_res_revocations *v = &r->u.revocations;
+
+    if (copy_list(r, &v->serials, m->serials, m->n_serials) < 0 ||
+        copy_list(r, &v->fingerprints, m->fingerprints, m->n_fingerprints) < 0)
+        return TG_ENOMEM;
+    if ((v->crls = tg_resource_array(r, m->n_crls, sizeof(*v->crls))) == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_crls; i++) {
+        v->crls[i].data = tg_resource_memdup(r, m->crls[i].data, m->crls[i].len);
+        if (v->crls[i].data == NULL)
+            return TG_ENOMEM;
+        v->crls[i].len = m->crls[i].len;
+        v->n_crls++;
+    }
+    return 0;
+}
+
+static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable *m, char *err)
+{
+    struct tg_res_mesh_table *t = &r->u.mesh_table;
+
+    if (m->outside_mesh != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH &&
+        m->outside_mesh != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE)
+        return tg_err_set(err, TG_EINVAL, "unknown outside_mesh %d", (int)m->outside_mesh);
+    t->outside_refuse = m->outside_mesh == TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE;
+    t->destinations = tg_resource_array(r, m->n_destinations, sizeof(*t->destinations));
+    if (t->destinations == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_destinations; i++) {
+        const Tollgate__V1__Destination *s = m->destinations[i];
+        struct tg_res_destination *d = &t->destinations[i];
+
+        if (s->protocol != TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP &&
+            s->protocol != TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP)
+            return tg_err_set(err, TG_EINVAL, "destination %s: unknown protocol %d",
+                              s->cidr_or_address, (int)s->protocol);
+        if (s->port > 65535)
+            return tg_err_set(err, TG_EINVAL, "destination %s: port %" PRIu32 " out of range",
+                              s->cidr_or_address, s->port);
+        d->protocol =
+            s->protocol == TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP ? TG_RES_HTTP : TG_RES_TCP;
+        d->port = s->port;
+        if ((d->address = tg_resource_strdup(r, s->cidr_or_address)) == NULL ||
+            copy_list(r, &d->expected_ids, s->expected_ids, s->n_expected_ids) < 0)
+            return TG_ENOMEM;
+        t->n_destinations++;
+    }
+    return 0;
+}
+
+static int from_proxy_settings(struct tg_resource *r, const Tollgate__V1__ProxySettings *m,
+                               char *err)
+{
+    struct tg_res_proxy_settings *p = &r->u.proxy_settings;
+
+    switch (m->inbound_mode) {
+    case TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_UNSPECIFIED:
+        p->inbound_mode = TG_RES_INBOUND_UNSET;
+        break;
+    case TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_STRICT:
+        p->inbound_mode = TG_RES_INBOUND_STRICT;
+        break;
+    case TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_PERMISSIVE:
+        p->inbound_mode = TG_RES_INBOUND_PERMISSIVE;
+        break;
+    default:
+        return tg_err_set(err, TG_EINVAL, "unknown inbound_mode %d", (int)m->inbound_mode);
+    }
+    if ((p->min_tls_version = tg_resource_strdup(r, m->min_tls_version)) == NULL ||
+        copy_list(r, &p->cipher_suites, m->cipher_suites, m->n_cipher_suites) < 0)
+        return TG_ENOMEM;
+    p->handshake_timeout_ms = m->handshake_timeout_ms;
+    p->idle_timeout_ms = m->idle_timeout_ms;
+    p->connect_timeout_ms = m->connect_timeout_ms;
+    return 0;
+}
+
+/* Names from the wire may hold anything: a message stays one line. */
+static void one_line(char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
+/* The resource a push carries, checked against the type it claims. */
+static int from_push(const Tollgate__V1__Push *p, struct tg_resource **out, char *err)
+{
+    static const int case_of[TG_RES_N] = {
+        [TG_RES_TRUST_BUNDLE] = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE,
+        [TG_RES_AUTHORIZATION] = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION,
+        [TG_RES_RATE_LIMITS] = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS,
+        [TG_RES_REVOCATIONS] = TOLLGATE__V1__PUSH__RESOURCE_REVOCATIONS,
+        [TG_RES_MESH_TABLE] = TOLLGATE__V1__PUSH__RESOURCE_MESH_TABLE,
+        [TG_RES_PROXY_SETTINGS] = TOLLGATE__V1__PUSH__RESOURCE_PROXY_SETTINGS,
+    };
+    enum tg_res_type t = (enum tg_res_type)p->type;
+    struct tg_resource *r;
+    int rc = TG_ENOMEM;
+
+    if ((int)t < TG_RES_TRUST_BUNDLE || t >= TG_RES_N)
+        return tg_err_set(err, TG_EINVAL, "unknown resource type %d", (int)p->type);
+    if ((int)p->resource_case != case_of[t])
+        return tg_err_set(err, TG_EINVAL, "push of type %s carries no %s", tg_res_type_name(t),
+                          tg_res_type_name(t));
+    if (strlen(p->version) == 0 || strlen(p->version) > VERSION_MAX)
+        return tg_err_set(err, TG_EINVAL, "version of %zu bytes (want 1 to %d)", strlen(p->version),
+                          VERSION_MAX);
+    if ((r = tg_resource_new(t)) == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    switch (t) {
+    case TG_RES_TRUST_BUNDLE:
+        rc = from_trust_bundle(r, p->trust_bundle);
+        break;
+    case TG_RES_AUTHORIZATION:
+        rc = from_authorization(r, p->authorization, err);
+        break;
+    case TG_RES_RATE_LIMITS:
+        rc = from_rate_limits(r, p->rate_limits, err);
+        break;
+    case TG_RES_REVOCATIONS:
+        rc = from_revocations(r, p->revocations);
+        break;
+    case TG_RES_MESH_TABLE:
+        rc = from_mesh_table(r, p->mesh_table, err);
+        break;
+    case TG_RES_PROXY_SETTINGS:
+        rc = from_proxy_settings(r, p->proxy_settings, err);
+        break;
+    default:
+        break;
+    }
+    if (rc == TG_ENOMEM)
+        tg_err_set(err, rc, "out of memory");
+    if (rc < 0) {
+        one_line(err);
+        tg_resource_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+int tg_cp_client_decode_push(const void *frame, size_t len, struct tg_resource **out, char *version,
+                             size_t cap, char *err)
+{
+    Tollgate__V1__ServerMessage *m =
+        tollgate__v1__server_message__unpack(NULL, len, (const uint8_t *)frame);
+    int rc;
+
+    if (m == NULL)
+        return tg_err_set(err, TG_EINVAL, "message of %zu bytes does not decode", len);
+    if (m->msg_case != TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH) {
+        rc = tg_err_set(err, TG_EINVAL, "not a push");
+    } else if ((rc = from_push(m->push, out, err)) == 0) {
+        snprintf(version, cap, "%s", m->push->version);
+    }
+    tollgate__v1__server_message__free_unpacked(m, NULL);
+    return rc;
+}
+
+/* ---- receiving ---- */
+
+static void on_push(struct tg_cp_client *c, const Tollgate__V1__Push *p)
+{
+    struct tg_resource *r = NULL;
+    char err[TG_ERRLEN] = "";
+    enum tg_res_type t = (enum tg_res_type)p->type;
+    int rc = from_push(p, &r, err);
+
+    if (rc == 0) {
+        rc = c->ops.on_push(c->ops.arg, r, p->version, err);
+        if (rc < 0 && err[0] == '\0')
+            snprintf(err, sizeof(err), "%s", tg_strerror(rc));
+    }
+    if (c->closing || c->ms == NULL)
+        return;
+    if (rc < 0) {
+        c->stats.pushes_rejected++;
+        tg_warn("control plane: %s version %s refused, keeping %s: %s", tg_res_type_name(t),
+                p->version, (unsigned)t < TG_RES_N && c->versions[t][0] ? c->versions[t] : "none",
+                err);
+        send_nack(c, p->type, p->nonce, err);
+        return;
+    }
+    c->stats.pushes_accepted++;
+    snprintf(c->versions[t], sizeof(c->versions[t]), "%s", p->version);
+    tg_info("control plane: %s version %s applied", tg_res_type_name(t), p->version);
+    send_ack(c, t, p->version, p->nonce);
+}
+
+static void on_csr_response(struct tg_cp_client *c, const Tollgate__V1__CsrResponse *m)
+{
+    char nonce[24], err[TG_ERRLEN] = "";
+    int rc;
+
+    if (c->csr == NULL || m->request_id != c->csr_id) {
+        tg_debug("control plane: answer to CSR %" PRIu64 " ignored (not the one waiting)",
+                 m->request_id);
+        return;
+    }
+    free(c->csr);
+    c->csr = NULL;
+    snprintf(nonce, sizeof(nonce), "%" PRIu64, m->request_id);
+    if (m->result_case != TOLLGATE__V1__CSR_RESPONSE__RESULT_CHAIN_PEM) {
+        const char *why = m->result_case == TOLLGATE__V1__CSR_RESPONSE__RESULT_ERROR
+                              ? m->error
+                              : "no chain and no error";
+
+        c->stats.csrs_refused++;
+        tg_warn("control plane: CSR %" PRIu64 " refused: %s", m->request_id, why);
+        if (c->ops.on_cert_refused != NULL)
+            c->ops.on_cert_refused(c->ops.arg, why);
+        return;
+    }
+    rc = c->ops.on_cert(c->ops.arg, m->chain_pem, strlen(m->chain_pem), err);
+    if (c->closing || c->ms == NULL)
+        return;
+    if (rc < 0) {
+        if (err[0] == '\0')
+            snprintf(err, sizeof(err), "%s", tg_strerror(rc));
+        c->stats.certs_rejected++;
+        tg_warn("control plane: certificate for CSR %" PRIu64 " refused: %s", m->request_id, err);
+        send_nack(c, TG_RES_IDENTITY, nonce, err);
+        return;
+    }
+    c->stats.certs_accepted++;
+    send_ack(c, TG_RES_IDENTITY, "", nonce);
+}
+
+static void on_frame(struct tg_msgstream *s, const char *frame, size_t len)
+{
+    struct tg_cp_client *c = tg_msgstream_data(s);
+    Tollgate__V1__ServerMessage *m =
+        tollgate__v1__server_message__unpack(NULL, len, (const uint8_t *)frame);
+
+    if (m == NULL) {
+        tg_msgstream_close(s, false, "message of %zu bytes from the control plane does not decode",
+                           len);
+        return;
+    }
+    c->last_rx = uv_now(c->loop);
+    /* the control plane serves us (a Close does not count): the backoff starts anew */
+    if (m->msg_case != TOLLGATE__V1__SERVER_MESSAGE__MSG_CLOSE)
+        c->attempt = 0;
+    switch (m->msg_case) {
+    case TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH:
+        on_push(c, m->push);
+        break;
+    case TOLLGATE__V1__SERVER_MESSAGE__MSG_CSR:
+        on_csr_response(c, m->csr);
+        break;
+    case TOLLGATE__V1__SERVER_MESSAGE__MSG_PONG:
+        break;
+    case TOLLGATE__V1__SERVER_MESSAGE__MSG_CLOSE:
+        tg_msgstream_close(s, false, "closed by the control plane: %s", m->close->reason);
+        break;
+    default:
+        tg_msgstream_close(s, false, "message of %zu bytes from the control plane has no content",
+                           len);
+        break;
+    }
+    tollgate__v1__server_message__free_unpacked(m, NULL);
+}
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    struct tg_cp_client *c = t->data;
+    Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
+    Tollgate__V1__Ping ping = TOLLGATE__V1__PING__INIT;
+
+    if (c->state != ST_UP || c->ms == NULL)
+        return;
+    if (uv_now(c->loop) - c->last_rx >= TG_CP_STALL_MS) {
+        tg_msgstream_close(c->ms, false, "nothing from the control plane for %d s",
+                           TG_CP_STALL_MS / 1000);
+        return;
+    }
+    ping.id = ++c->ping_id;
+    m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_PING;
+    m.ping = &ping;
+    send_msg(c, &m);
+}
+
+/* ---- connection life cycle ---- */
+
+static void maybe_free(struct tg_cp_client *c)
+{
+    if (c->closing && c->open_handles == 0 && c->ms == NULL && !c->resolving)
+        free_client(c);
+}
+
+static void on_connected(struct tg_msgstream *s)
+{
+    struct tg_cp_client *c = tg_msgstream_data(s);
+    char token[MAX_TOKEN] = "", err[TG_ERRLEN] = "";
+    const struct tg_peer_info *peer = tg_msgstream_peer(s);
+
+    if (!c->has_identity && c->token_path != NULL &&
+        read_token(c->token_path, token, sizeof(token), err) < 0) {
+        tg_msgstream_close(s, false, "%s", err);
+        return;
+    }
+    c->state = ST_UP;
+    c->stats.connects++;
+    c->stats.connected = true;
+    c->last_rx = uv_now(c->loop);
+    tg_info("control plane: connected to %s (%s)%s", tg_msgstream_peer_addr(s),
+            peer->id != NULL ? peer->id : "?", c->has_identity ? "" : ", bootstrapping");
+    send_hello(c, c->has_identity ? NULL : token);
+    explicit_bzero(token, sizeof(token));
+    if (c->csr != NULL && c->ms != NULL)
+        send_csr(c);
+    uv_timer_start(&c->ping, on_ping_timer, TG_CP_PING_MS, TG_CP_PING_MS);
+    if (c->ops.on_up != NULL && c->ms != NULL)
+        c->ops.on_up(c->ops.arg);
+}
+
+static void on_stream_closed(struct tg_msgstream *s, const char *reason)
+{
+    struct tg_cp_client *c = tg_msgstream_data(s);
+    bool was_up = c->state == ST_UP;
+
+    c->ms = NULL;
+    tg_tls_ctx_free(c->ctx);
+    c->ctx = NULL;
+    c->state = ST_IDLE;
+    c->stats.connected = false;
+    uv_timer_stop(&c->ping);
+    snprintf(c->stats.last_error, sizeof(c->stats.last_error), "%s", reason);
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    if (was_up) {
+        c->stats.disconnects++;
+        tg_warn("control plane: stream lost: %s (serving on with what we have)", reason);
+        if (c->ops.on_down != NULL)
+            c->ops.on_down(c->ops.arg, reason);
+    } else {
+        tg_warn("control plane: %s: %s", c->address, reason);
+    }
+    if (!c->closing)
+        schedule_retry(c);
+}
+
+static void attempt_failed(struct tg_cp_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void attempt_failed(struct tg_cp_client *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->stats.last_error, sizeof(c->stats.last_error), fmt, ap);
+    va_end(ap);
+    tg_warn("control plane: %s", c->stats.last_error);
+    c->state = ST_IDLE;
+    schedule_retry(c);
+}
+
+static void connect_to(struct tg_cp_client *c, const struct sockaddr *addr)
+{
+    static const struct tg_msgstream_ops ops = {on_connected, on_frame, on_stream_closed};
+    char err[TG_ERRLEN] = "";
+    int rc;
+
+    c->has_identity = false;
+    rc = c->ops.make_tls_ctx(c->ops.arg, &c->ctx, &c->has_identity, err);
+    if (rc < 0) {
+        c->ctx = NULL;
+        attempt_failed(c, "TLS context: %s", err[0] ? err : tg_strerror(rc));
+        return;
+    }
+    if (!c->has_identity && c->token_path == NULL) {
+        tg_tls_ctx_free(c->ctx);
+        c->ctx = NULL;
+        attempt_failed(c, "no identity yet and no bootstrap token configured");
+        return;
+    }
+    c->state = ST_CONNECTING;
+    rc = tg_msgstream_connect(c->loop, addr, c->ctx, &c->rule, NULL, &ops, c, &c->ms);
+    if (rc < 0) {
+        tg_tls_ctx_free(c->ctx);
+        c->ctx = NULL;
+        attempt_failed(c, "connect: %s", tg_strerror(rc));
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct tg_cp_client *c = req->data;
+
+    c->resolving = false;
+    if (c->closing) {
+        uv_freeaddrinfo(res);
+        maybe_free(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        uv_freeaddrinfo(res);
+        attempt_failed(c, "resolving %s: %s", c->host,
+                       uv_strerror(status < 0 ? status : UV_EAI_NONAME));
+        return;
+    }
+    connect_to(c, res->ai_addr);
+    uv_freeaddrinfo(res);
+}
+
+static void attempt(struct tg_cp_client *c)
+{
+    struct addrinfo hints;
+    int rc;
+
+    if (c->closing)
+        return;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    c->gai.data = c;
+    c->state = ST_RESOLVING;
+    c->resolving = true;
+    rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->host, c->port, &hints);
+    if (rc < 0) {
+        c->resolving = false;
+        attempt_failed(c, "resolving %s: %s", c->host, uv_strerror(rc));
+    }
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct tg_cp_client *c = t->data;
+
+    c->stats.reconnects++;
+    attempt(c);
+}
+
+static void schedule_retry(struct tg_cp_client *c)
+{
+    uint64_t delay = tg_cp_backoff_ms(c->attempt, random32());
+
+    if (c->attempt < 31)
+        c->attempt++;
+    tg_info("control plane: next attempt in %" PRIu64 " ms", delay);
+    uv_timer_start(&c->retry, on_retry_timer, delay, 0);
+}
+
+void tg_cp_client_start(struct tg_cp_client *c)
+{
+    if (c->started)
+        return;
+    c->started = true;
+    attempt(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct tg_cp_client *c = h->data;
+
+    c->open_handles--;
+    maybe_free(c);
+}
+
+void tg_cp_client_close(struct tg_cp_client *c, void (*on_closed)(void *arg), void *arg)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->on_closed = on_closed;
+    c->closed_arg = arg;
+    uv_close((uv_handle_t *)&c->retry, on_timer_closed);
+    uv_close((uv_handle_t *)&c->ping, on_timer_closed);
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai);
+    if (c->ms != NULL)
+        tg_msgstream_close(c->ms, true, "sidecar shutting down");
+}

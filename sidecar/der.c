@@ -1,0 +1,155 @@
+/* DER edits (der.h). */
+#include "tollgate/der.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes a DER tag and definite length to out (if not NULL); returns the header size. */
+static size_t der_hdr(unsigned char *out, unsigned char tag, size_t len)
+{
+    unsigned char h[6];
+    size_t n = 0;
+
+    h[n++] = tag;
+    if (len < 0x80) {
+        h[n++] = (unsigned char)len;
+    } else if (len <= 0xff) {
+        h[n++] = 0x81;
+        h[n++] = (unsigned char)len;
+    } else if (len <= 0xffff) {
+        h[n++] = 0x82;
+        h[n++] = (unsigned char)(len >> 8);
+        h[n++] = (unsigned char)len;
+    } else {
+        h[n++] = 0x83;
+        h[n++] = (unsigned char)(len >> 16);
+        h[n++] = (unsigned char)(len >> 8);
+        h[n++] = (unsigned char)len;
+    }
+    if (out != NULL)
+        memcpy(out, h, n);
+    return n;
+}
+
+/* Reads the header at buf[*off] (buf ends at end); *off moves to the content, whose tag and
+ * length are returned. The content must fit before end. */
+static int der_next(const unsigned char *buf, size_t end, size_t *off, unsigned char *tag,
+                    size_t *len)
+{
+    size_t i = *off, n = 0, nlen;
+
+    if (i + 2 > end)
+        return TG_EINVAL;
+    *tag = buf[i++];
+    nlen = buf[i++];
+    if (nlen & 0x80) {
+        nlen &= 0x7f;
+        if (nlen == 0 || nlen > 3 || i + nlen > end)
+            return TG_EINVAL;
+        while (nlen-- > 0)
+            n = (n << 8) | buf[i++];
+    } else {
+        n = nlen;
+    }
+    if (n > end - i)
+        return TG_EINVAL;
+    *off = i;
+    *len = n;
+    return 0;
+}
+
+struct dbuf {
+    unsigned char *p;
+    size_t n, cap;
+    bool overflow;
+};
+
+static void put(struct dbuf *b, const void *src, size_t len)
+{
+    if (b->overflow || len > b->cap - b->n) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->p + b->n, src, len);
+    b->n += len;
+}
+
+static void put_hdr(struct dbuf *b, unsigned char tag, size_t len)
+{
+    unsigned char h[6];
+
+    put(b, h, der_hdr(h, tag, len));
+}
+
+int tg_der_mark_bc_critical(unsigned char *tbs, int *tbs_len, size_t cap)
+{
+    static const unsigned char bc_oid[] = {0x06, 0x03, 0x55, 0x1d, 0x13};
+    static const unsigned char crit[] = {0x01, 0x01, 0xff};
+    size_t end = (size_t)*tbs_len, off = 0, tbs_c, tbs_l, a3_at, a3_c, a3_l, seq_c, seq_l;
+    size_t ext_at = 0, ext_c = 0, ext_l = 0, l, ext_new, seq_new, a3_new, tbs_new;
+    struct dbuf out = {0};
+    unsigned char tag;
+    int rc = TG_EINVAL;
+
+    if (der_next(tbs, end, &off, &tag, &tbs_l) < 0 || tag != 0x30 || off + tbs_l != end)
+        return TG_EINVAL;
+    tbs_c = off;
+    for (;;) { /* find the [3] extensions wrapper */
+        a3_at = off;
+        if (off >= end)
+            return 0;
+        if (der_next(tbs, end, &off, &tag, &l) < 0)
+            return TG_EINVAL;
+        if (tag == 0xa3)
+            break;
+        off += l;
+    }
+    a3_c = off;
+    a3_l = l;
+    if (der_next(tbs, a3_c + a3_l, &off, &tag, &seq_l) < 0 || tag != 0x30 ||
+        off + seq_l != a3_c + a3_l)
+        return TG_EINVAL;
+    seq_c = off;
+    while (off < seq_c + seq_l) {
+        ext_at = off;
+        if (der_next(tbs, seq_c + seq_l, &off, &tag, &l) < 0 || tag != 0x30)
+            return TG_EINVAL;
+        if (l > sizeof(bc_oid) && memcmp(tbs + off, bc_oid, sizeof(bc_oid)) == 0) {
+            ext_c = off;
+            ext_l = l;
+            break;
+        }
+        off += l;
+    }
+    if (ext_l == 0 || tbs[ext_c + sizeof(bc_oid)] == 0x01)
+        return 0; /* none, or already has the critical field */
+
+    ext_new = ext_l + sizeof(crit);
+    seq_new = seq_l - (ext_c - ext_at + ext_l) + der_hdr(NULL, 0x30, ext_new) + ext_new;
+    a3_new = der_hdr(NULL, 0x30, seq_new) + seq_new;
+    tbs_new = tbs_l - (a3_c - a3_at + a3_l) + der_hdr(NULL, 0xa3, a3_new) + a3_new;
+    out.cap = der_hdr(NULL, 0x30, tbs_new) + tbs_new;
+    if (out.cap > cap)
+        return TG_ETOOBIG;
+    out.p = malloc(out.cap);
+    if (out.p == NULL)
+        return TG_ENOMEM;
+    put_hdr(&out, 0x30, tbs_new);
+    put(&out, tbs + tbs_c, a3_at - tbs_c);
+    put_hdr(&out, 0xa3, a3_new);
+    put_hdr(&out, 0x30, seq_new);
+    put(&out, tbs + seq_c, ext_at - seq_c);
+    put_hdr(&out, 0x30, ext_new);
+    put(&out, tbs + ext_c, sizeof(bc_oid));
+    put(&out, crit, sizeof(crit));
+    put(&out, tbs + ext_c + sizeof(bc_oid), end - (ext_c + sizeof(bc_oid)));
+    if (out.overflow || out.n != out.cap)
+        goto fail;
+    memcpy(tbs, out.p, out.n);
+    *tbs_len = (int)out.n;
+    rc = 0;
+fail:
+    free(out.p);
+    return rc;
+}

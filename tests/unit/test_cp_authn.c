@@ -1,0 +1,234 @@
+/* tollgate-cp's identity decision (controlplane/cp_authn.c): the SPIFFE ID it signs comes
+ * from how the stream authenticated (certificate, else bootstrap token), never from what
+ * the sidecar asks for; and the tokens file. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_authn.h"
+
+static const char tokens_text[] = "# token namespace service-account\n"
+                                  "\n"
+                                  "web-token-0123456789abcdef default web\n"
+                                  "  api-token-0123456789abcdef\tprod   api  \r\n"
+                                  "adm-token-0123456789abcdef tollgate-system admin";
+
+static struct tg_cp_tokens tokens;
+
+static void setup(void)
+{
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(
+        tg_cp_tokens_parse(tokens_text, strlen(tokens_text), "tokens.txt", &tokens, err) == 0, "%s",
+        err);
+}
+
+static void teardown(void)
+{
+    tg_cp_tokens_cleanup(&tokens);
+}
+
+static int decide(const char *peer_id, const char *token, const char *ns, const char *sa,
+                  struct tg_cp_who *who, char *err)
+{
+    struct tg_cp_authn_in in = {
+        .trust_domain = "mesh.local",
+        .peer_id = peer_id,
+        .token = token,
+        .tokens = &tokens,
+        .claim_ns = ns,
+        .claim_sa = sa,
+    };
+
+    return tg_cp_authn_decide(&in, who, err);
+}
+
+START_TEST(test_cp_token_gives_its_own_identity)
+{
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", NULL, NULL, &who, err), 0);
+    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/default/sa/web");
+    ck_assert(!who.by_cert);
+    ck_assert_int_eq(decide(NULL, "api-token-0123456789abcdef", "", "", &who, err), 0);
+    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/prod/sa/api");
+}
+END_TEST
+
+/* The central rule: a token of namespace A cannot obtain an identity of namespace B, however
+ * the sidecar claims it. */
+START_TEST(test_cp_token_of_ns_a_cannot_get_ns_b)
+{
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", "prod", "api", &who, err),
+                     TG_EPEER);
+    ck_assert_msg(strstr(err, "claims namespace prod") != NULL, "%s", err);
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", "default", "api", &who, err),
+                     TG_EPEER);
+    ck_assert_msg(strstr(err, "claims service account api") != NULL, "%s", err);
+    /* matching claims are fine */
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", "default", "web", &who, err), 0);
+    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/default/sa/web");
+}
+END_TEST
+
+START_TEST(test_cp_unknown_or_missing_token_refused)
+{
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdeX", NULL, NULL, &who, err), TG_EPEER);
+    ck_assert_msg(strstr(err, "not recognised") != NULL, "%s", err);
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcde", NULL, NULL, &who, err), TG_EPEER);
+    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef0", NULL, NULL, &who, err), TG_EPEER);
+    ck_assert_int_eq(decide(NULL, "", NULL, NULL, &who, err), TG_EPEER);
+    ck_assert_msg(strstr(err, "who is asking") != NULL, "%s", err);
+    ck_assert_int_eq(decide(NULL, NULL, NULL, NULL, &who, err), TG_EPEER);
+    {
+        struct tg_cp_authn_in in = {.trust_domain = "mesh.local",
+                                    .token = "web-token-0123456789abcdef"};
+
+        ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER); /* no tokens file */
+    }
+}
+END_TEST
+
+START_TEST(test_cp_certificate_identity_wins_over_token)
+{
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(decide("spiffe://mesh.local/ns/prod/sa/api", "web-token-0123456789abcdef",
+                            NULL, NULL, &who, err),
+                     0);
+    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/prod/sa/api");
+    ck_assert(who.by_cert);
+    ck_assert_str_eq(who.ns, "prod");
+    ck_assert_str_eq(who.sa, "api");
+    /* and the certificate's namespace cannot be claimed away either */
+    ck_assert_int_eq(decide("spiffe://mesh.local/ns/prod/sa/api", NULL, "default", NULL, &who, err),
+                     TG_EPEER);
+}
+END_TEST
+
+START_TEST(test_cp_certificate_must_be_a_workload_of_our_domain)
+{
+    static const char *bad[] = {
+        "spiffe://other.td/ns/prod/sa/api",
+        "spiffe://mesh.local/ns/prod",
+        "spiffe://mesh.local/ns/prod/sa/api/x",
+        "spiffe://mesh.local/sa/api/ns/prod",
+        "spiffe://mesh.local",
+        "spiffe://mesh.local/ns/../sa/api",
+    };
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    for (size_t i = 0; i < TG_NELEM(bad); i++)
+        ck_assert_msg(decide(bad[i], "web-token-0123456789abcdef", NULL, NULL, &who, err) ==
+                          TG_EPEER,
+                      "%s accepted", bad[i]);
+}
+END_TEST
+
+START_TEST(test_cp_revoked_certificate_refused)
+{
+    static char *serials[] = {"a1b2"};
+    static char *shas[] = {"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"};
+    struct tg_strlist rs = {serials, 1}, rf = {shas, 1};
+    struct tg_cp_authn_in in = {
+        .trust_domain = "mesh.local",
+        .peer_id = "spiffe://mesh.local/ns/prod/sa/api",
+        .peer_serial = "00a1b2",
+        .revoked_serials = &rs,
+        .revoked_fingerprints = &rf,
+    };
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER);
+    ck_assert_msg(strstr(err, "revoked") != NULL, "%s", err);
+    in.peer_serial = "a1b3";
+    ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), 0);
+    in.peer_sha256 = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF";
+    ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    const char *why; /* NULL: accepted */
+} token_files[] = {
+    {"", NULL},
+    {"# nothing\n\n", NULL},
+    {"abcdefghijklmnop ns sa\n", NULL},
+    {"abcdefghijklmno ns sa\n", "tokens.txt:1: a token is 16 to 256"},
+    {"abcdefghijklmnop ns\n", "tokens.txt:1: want TOKEN NAMESPACE SERVICE_ACCOUNT"},
+    {"abcdefghijklmnop ns sa extra\n", "tokens.txt:1: want TOKEN"},
+    {"\nabcdefghijklmnop .. sa\n", "tokens.txt:2: namespace and service account"},
+    {"abcdefghijklmnop ns s/a\n", "tokens.txt:1: namespace and service account"},
+    {"abcdefghijklmnop a b\nabcdefghijklmnop c d\n", "tokens.txt:2: token given twice"},
+    {"abcdefghijklm\"op a b\n", "tokens.txt:1: a token"},
+};
+
+START_TEST(test_cp_tokens_file_table)
+{
+    struct tg_cp_tokens t = {0};
+    char err[TG_ERRLEN] = "";
+    int rc = tg_cp_tokens_parse(token_files[_i].text, strlen(token_files[_i].text), "tokens.txt",
+                                &t, err);
+
+    if (token_files[_i].why == NULL) {
+        ck_assert_msg(rc == 0, "%s", err);
+    } else {
+        ck_assert_int_eq(rc, TG_ECONFIG);
+        ck_assert_msg(strstr(err, token_files[_i].why) != NULL, "%s", err);
+        ck_assert_uint_eq(t.n, 0);
+    }
+    tg_cp_tokens_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_cp_tokens_file_nul_refused)
+{
+    struct tg_cp_tokens t = {0};
+    char err[TG_ERRLEN] = "";
+    static const char text[] = "abcdefghijklmnop a b\nabcdefgh\0ijklmnop c d\n";
+
+    ck_assert_int_eq(tg_cp_tokens_parse(text, sizeof(text) - 1, "t", &t, err), TG_ECONFIG);
+    ck_assert_msg(strstr(err, "t:2: NUL") != NULL, "%s", err);
+}
+END_TEST
+
+static Suite *cp_authn_suite(void)
+{
+    Suite *s = suite_create("cp_authn");
+    TCase *tc = tcase_create("authn");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_cp_token_gives_its_own_identity);
+    tcase_add_test(tc, test_cp_token_of_ns_a_cannot_get_ns_b);
+    tcase_add_test(tc, test_cp_unknown_or_missing_token_refused);
+    tcase_add_test(tc, test_cp_certificate_identity_wins_over_token);
+    tcase_add_test(tc, test_cp_certificate_must_be_a_workload_of_our_domain);
+    tcase_add_test(tc, test_cp_revoked_certificate_refused);
+    tcase_add_loop_test(tc, test_cp_tokens_file_table, 0, TG_NELEM(token_files));
+    tcase_add_test(tc, test_cp_tokens_file_nul_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cp_authn_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
