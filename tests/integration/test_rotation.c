@@ -328,7 +328,14 @@ START_TEST(test_rotation_under_load)
      * probes, which also log it, send 6 bytes) */
     old_lines = it_wait_lines("a.out", N_STREAMS, 5000, "\"listener\":\"api-out\"", NULL);
     ck_assert_msg(old_lines >= N_STREAMS, "A logged %d lines", old_lines);
-    old_lines = count_serial_lines("a.out", "\"listener\":\"api-out\"", mesh.web_serial, 1000);
+    /* the probes' lines count above too: wait for every stream's own line, bounded */
+    for (uint64_t until = it_now_ms() + 5000;;) {
+        old_lines =
+            count_serial_lines("a.out", "\"listener\":\"api-out\"", mesh.web_serial, 1000);
+        if (old_lines >= N_STREAMS || it_now_ms() > until)
+            break;
+        it_sleep_ms(50);
+    }
     ck_assert_msg(old_lines == N_STREAMS, "%d of %d streams logged the serial they started with",
                   old_lines, N_STREAMS);
 }
