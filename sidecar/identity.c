@@ -342,42 +342,6 @@ static int check_key(struct tg_identity *id, const struct tg_identity_files *f, 
     return rc;
 }
 
-int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out, char *err)
-{
-    struct tg_identity *id = calloc(1, sizeof(*id));
-    WOLFSSL_CERT_MANAGER *cm = NULL;
-    int rc = TG_ENOMEM;
-
-    if (id == NULL)
-        return rc;
-    if ((rc = read_file("identity.cert", f->cert, &id->chain_pem, &id->chain_len, err)) < 0)
-        goto fail;
-    if ((rc = read_file("identity.key", f->key, &id->key_pem, &id->key_len, err)) < 0)
-        goto fail;
-    if ((rc = read_file("identity.trust_bundle", f->bundle, &id->bundle_pem, &id->bundle_len,
-                        err)) < 0)
-        goto fail;
-    rc = TG_ENOMEM;
-    if ((cm = wolfSSL_CertManagerNew()) == NULL)
-        goto fail;
-    if ((rc = load_bundle(id, f->bundle, cm, err)) < 0)
-        goto fail;
-    if ((rc = load_crls(id, f->crls, cm, err)) < 0)
-        goto fail;
-    if ((rc = check_chain(id, f->cert, cm, err)) < 0)
-        goto fail;
-    if ((rc = check_key(id, f, err)) < 0)
-        goto fail;
-    tg_spiffe_trust_domain(&id->leaf.id, id->trust_domain, sizeof(id->trust_domain));
-    wolfSSL_CertManagerFree(cm);
-    *out = id;
-    return 0;
-fail:
-    wolfSSL_CertManagerFree(cm);
-    tg_identity_free(id);
-    return rc;
-}
-
 /* ---- identities made in memory: key, CSR, signed chain ---- */
 
 #define KEY_DER_CAP 256 /* SEC1 P-256 private key: 121 bytes */
@@ -560,8 +524,7 @@ fail:
     return rc;
 }
 
-/* The checks of tg_identity_load, for texts already in place; f names them in messages.
- * (tg_identity_load could call this after reading its files.) */
+/* The checks of an identity whose texts are in place; f names them in messages. */
 static int check_identity(struct tg_identity *id, const struct tg_identity_files *f, char *err)
 {
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
@@ -611,6 +574,29 @@ int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **o
         goto fail;
     id->bundle_len = p->bundle_len;
     if ((rc = check_identity(id, &names, err)) < 0)
+        goto fail;
+    *out = id;
+    return 0;
+fail:
+    tg_identity_free(id);
+    return rc;
+}
+
+int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out, char *err)
+{
+    struct tg_identity *id = calloc(1, sizeof(*id));
+    int rc = TG_ENOMEM;
+
+    if (id == NULL)
+        return rc;
+    if ((rc = read_file("identity.cert", f->cert, &id->chain_pem, &id->chain_len, err)) < 0)
+        goto fail;
+    if ((rc = read_file("identity.key", f->key, &id->key_pem, &id->key_len, err)) < 0)
+        goto fail;
+    if ((rc = read_file("identity.trust_bundle", f->bundle, &id->bundle_pem, &id->bundle_len,
+                        err)) < 0)
+        goto fail;
+    if ((rc = check_identity(id, f, err)) < 0)
         goto fail;
     *out = id;
     return 0;
