@@ -51,6 +51,29 @@ static void format_addr(const struct sockaddr_storage *ss, char *dst, size_t cap
 
 static void arm_timer(struct tg_conn *c, uint64_t ms);
 
+/* While backpressure keeps a side from being read, libuv does not watch it at all, so a
+ * reset from that peer would go unseen for as long as bytes trickle the other way. The
+ * connection's timer comes back this often to ask the kernel. */
+#define PAUSED_PROBE_MS 1000
+
+static bool paused(const struct tg_side *s)
+{
+    return s->connected && !s->reading && !s->tcp_eof;
+}
+
+/* A pending socket error (ECONNRESET, ...) on a side nobody reads. */
+static int probe(struct tg_side *s)
+{
+    uv_os_fd_t fd;
+    int e = 0;
+    socklen_t len = sizeof(e);
+
+    if (!paused(s) || uv_fileno((uv_handle_t *)&s->tcp, &fd) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        return 0;
+    return -e;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct tg_conn *c = t->data;
@@ -71,14 +94,22 @@ static void on_timer(uv_timer_t *t)
                       tg_hs_fail_name(TG_HSF_TIMEOUT),
                       (unsigned long long)cfg->handshake_timeout_ms);
         return;
-    case TG_CONN_PIPE:
+    case TG_CONN_PIPE: {
+        int down = probe(&c->down), up = probe(&c->up);
+
+        if (down < 0 || up < 0) {
+            tg_conn_close(c, "error", "%s: %s", down < 0 ? "downstream" : "upstream",
+                          uv_strerror(down < 0 ? down : up));
+            return;
+        }
         idle = uv_now(&c->w->loop) - c->last_active;
         if (idle >= cfg->idle_timeout_ms) {
             tg_conn_close(c, "timeout", "idle for %llu ms", (unsigned long long)idle);
             return;
         }
-        arm_timer(c, cfg->idle_timeout_ms - idle);
+        tg_conn_arm_idle(c);
         return;
+    }
     }
 }
 
@@ -135,6 +166,17 @@ static void on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
+/* An error while piping ends the connection with a reset, not a FIN queued behind unsent
+ * bytes: the peer (often the other sidecar) learns at once that the stream is broken.
+ * Earlier failures (an upstream that refuses) still close the caller cleanly. */
+static void close_side(struct tg_conn *c, struct tg_side *s)
+{
+    if (c->state == TG_CONN_PIPE && strcmp(c->outcome, "error") == 0 && s->connected &&
+        uv_tcp_close_reset(&s->tcp, on_handle_closed) == 0)
+        return;
+    uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+}
+
 void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
 {
     va_list ap;
@@ -150,9 +192,19 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->throttle, on_handle_closed);
-    uv_close((uv_handle_t *)&c->down.tcp, on_handle_closed);
+    close_side(c, &c->down);
     if (c->up.open)
-        uv_close((uv_handle_t *)&c->up.tcp, on_handle_closed);
+        close_side(c, &c->up);
+}
+
+void tg_conn_arm_idle(struct tg_conn *c)
+{
+    uint64_t idle = uv_now(&c->w->loop) - c->last_active;
+    uint64_t left = c->w->rt->cfg->idle_timeout_ms - idle;
+
+    if ((paused(&c->down) || paused(&c->up)) && left > PAUSED_PROBE_MS)
+        left = PAUSED_PROBE_MS;
+    arm_timer(c, left);
 }
 
 void tg_conn_touch(struct tg_conn *c)

@@ -242,6 +242,8 @@ static void set_reading(struct tg_conn *c, struct tg_side *s, bool want)
     s->reading = want;
     if (!want) {
         uv_read_stop((uv_stream_t *)&s->tcp);
+        if (c->state == TG_CONN_PIPE && !s->tcp_eof)
+            tg_conn_arm_idle(c); /* probe the paused side for resets */
         return;
     }
     rc = uv_read_start((uv_stream_t *)&s->tcp, tg_pipe_on_alloc, tg_pipe_on_read);

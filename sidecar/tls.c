@@ -182,6 +182,8 @@ static enum tg_hs_fail classify(int wolf_err, const char **text)
         return TG_HSF_NO_CERT;
     case CRL_CERT_REVOKED:
         return TG_HSF_REVOKED;
+    case ASN_ALT_NAME_E: /* a SAN wolfSSL will not parse: an empty or relative URI */
+        return TG_HSF_BAD_SPIFFE;
     case EXTKEYUSE_AUTH_E:
     case ASN_PATHLEN_SIZE_E:
     case ASN_PATHLEN_INV_E:

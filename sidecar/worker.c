@@ -76,7 +76,7 @@ static void on_wake(uv_async_t *a)
         close_listeners(w);
         /* a closed connection leaves the list only in its last close callback */
         for (struct tg_conn *c = w->conns; c != NULL; c = c->next)
-            tg_conn_close(c, "error", "shutting down");
+            tg_conn_close(c, "timeout", "drain deadline: closed at shutdown");
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
 }

@@ -94,6 +94,10 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
 /* The connection moved bytes: the idle deadline starts again. */
 void tg_conn_touch(struct tg_conn *c);
 
+/* (Re)arms the timer for the idle deadline, or sooner while a side is paused by
+ * backpressure (its peer's resets are then probed for). */
+void tg_conn_arm_idle(struct tg_conn *c);
+
 /* conn.c: the caller of an inbound connection sent n more bytes; with a bytes_per_second
  * limit this may pause reading from it for a while. */
 void tg_conn_paced(struct tg_conn *c, size_t n);
