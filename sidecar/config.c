@@ -63,6 +63,7 @@ enum kind {
     K_PATHS,    /* struct tg_strlist of paths, each resolved like K_PATH */
     K_LIMITS,   /* the rate_limits.overrides list */
     K_KEYBY,    /* bool: "id" or "fingerprint" */
+    K_FRACTION, /* double, strictly between 0 and 1 */
 };
 
 struct field {
@@ -72,6 +73,7 @@ struct field {
     bool required;
     unsigned long long min, max;
     const struct field *sub; /* K_MAP */
+    bool static_only;        /* required, but only without control_plane */
 };
 
 #define CFG(m) offsetof(struct tg_config, m)
@@ -82,12 +84,25 @@ struct field {
 #define LIM(m) offsetof(struct tg_limit_cfg, m)
 
 static const struct field identity_fields[] = {
-    {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .required = true},
-    {.key = "key", .kind = K_PATH, .off = CFG(key_path), .required = true},
-    {.key = "trust_bundle", .kind = K_PATH, .off = CFG(bundle_path), .required = true},
+    {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .static_only = true},
+    {.key = "key", .kind = K_PATH, .off = CFG(key_path), .static_only = true},
+    {.key = "trust_bundle", .kind = K_PATH, .off = CFG(bundle_path), .static_only = true},
     {.key = "crl", .kind = K_PATHS, .off = CFG(crl_paths)},
     {.key = "trust_domains", .kind = K_DOMAINS, .off = CFG(trust_domains)},
     {.key = "max_chain_depth", .kind = K_UINT, .off = CFG(max_chain_depth), .min = 1, .max = 16},
+    {.key = NULL},
+};
+
+static const struct field cp_fields[] = {
+    {.key = "address", .kind = K_ADDR, .off = CFG(cp.address), .required = true},
+    {.key = "ca", .kind = K_PATH, .off = CFG(cp.ca_path), .required = true},
+    {.key = "token", .kind = K_PATH, .off = CFG(cp.token_path), .required = true},
+    {.key = "server_ids", .kind = K_IDS, .off = CFG(cp.server_ids), .required = true, .min = 1},
+    {.key = "node_id", .kind = K_STR, .off = CFG(cp.node_id)},
+    {.key = "namespace", .kind = K_STR, .off = CFG(cp.namespace_)},
+    {.key = "service_account", .kind = K_STR, .off = CFG(cp.service_account)},
+    {.key = "labels", .kind = K_LABELS, .off = CFG(cp.labels)},
+    {.key = "renew_fraction", .kind = K_FRACTION, .off = CFG(cp.renew_fraction)},
     {.key = NULL},
 };
 
@@ -192,7 +207,8 @@ static const struct field top_fields[] = {
      .off = CFG(buffer_size),
      .min = 4 << 10,
      .max = 16 << 20},
-    {.key = "identity", .kind = K_MAP, .required = true, .sub = identity_fields},
+    {.key = "identity", .kind = K_MAP, .static_only = true, .sub = identity_fields},
+    {.key = "control_plane", .kind = K_MAP, .sub = cp_fields},
     {.key = "tls", .kind = K_MAP, .sub = tls_fields},
     {.key = "timeouts", .kind = K_MAP, .sub = timeout_fields},
     {.key = "inbound", .kind = K_INBOUND},
@@ -229,6 +245,7 @@ static const struct field outbound_fields[] = {
 /* walk_map() keeps one line number per key of a table */
 _Static_assert(TG_NELEM(top_fields) <= MAX_FIELDS, "top_fields");
 _Static_assert(TG_NELEM(identity_fields) <= MAX_FIELDS, "identity_fields");
+_Static_assert(TG_NELEM(cp_fields) <= MAX_FIELDS, "cp_fields");
 _Static_assert(TG_NELEM(inbound_fields) <= MAX_FIELDS, "inbound_fields");
 _Static_assert(TG_NELEM(outbound_fields) <= MAX_FIELDS, "outbound_fields");
 _Static_assert(TG_NELEM(timeout_fields) <= MAX_FIELDS, "timeout_fields");
@@ -246,6 +263,10 @@ struct parse {
     char *err;
     struct tg_config *c;
     size_t key_line; /* line of the key whose value is read next; 0 for the top */
+    size_t static_line;        /* the first static_only key found missing: its map's line */
+    char static_path[KEYPATH]; /* and its path; "" when none */
+    size_t cp_line;            /* line of control_plane; 0 when absent */
+    size_t identity_line;      /* line of identity; 0 when absent */
 };
 
 /* Writes s as a quoted, escaped, one-line and possibly shortened form into buf[SHOW]. */
@@ -1101,6 +1122,11 @@ static int parse_cidr(const char *v, struct tg_mesh_dest *d, char *why)
     return 0;
 }
 
+int tg_cidr_parse(const char *v, struct tg_mesh_dest *d, char *err)
+{
+    return parse_cidr(v, d, err);
+}
+
 /* inbound: or outbound:, a list of mappings. Each listener is counted in the config as soon
  * as it is allocated, so tg_config_unref() frees a half-read one. */
 static int parse_listeners(struct parse *ps, const char *path, bool inbound)
@@ -1343,6 +1369,19 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         if (parse_cidr(v, dst, why) < 0)
             return fail(ps, line_of(ps), path, "%s", why);
         return 0;
+    case K_FRACTION: {
+        char *end;
+        double d;
+
+        errno = 0;
+        d = strtod(v, &end);
+        if (quoted(ps) || v[0] == '\0' || *end != '\0' || errno != 0 || !(d > 0.0 && d < 1.0))
+            return fail(ps, line_of(ps), path,
+                        "%s is not a fraction (want a number between 0 and 1, e.g. 0.5)",
+                        show(shown, v));
+        *(double *)dst = d;
+        return 0;
+    }
     case K_PORT:
         if (quoted(ps) || !parse_u64(v, strlen(v), &u) || u < 1 || u > 65535)
             return fail(ps, line_of(ps), path, "%s is not a port (want 1..65535)",
@@ -1405,13 +1444,45 @@ static int walk_map(struct parse *ps, const char *path, const struct field *fiel
                         seen[f - fields]);
         seen[f - fields] = line;
         ps->key_line = line;
+        if (fields == top_fields && strcmp(f->key, "control_plane") == 0)
+            ps->cp_line = line;
+        if (fields == top_fields && strcmp(f->key, "identity") == 0)
+            ps->identity_line = line;
         if ((rc = parse_value(ps, join(child, path, f->key), f, obj)) < 0)
             return rc;
     }
     for (f = fields; f->key != NULL; f++) {
         if (f->required && seen[f - fields] == 0)
             return fail(ps, map_line, join(child, path, f->key), "missing (required)");
+        /* decided once the whole file is read: control_plane may come later */
+        if (f->static_only && seen[f - fields] == 0 && ps->static_path[0] == '\0') {
+            ps->static_line = map_line;
+            snprintf(ps->static_path, sizeof(ps->static_path), "%s", join(child, path, f->key));
+        }
     }
+    return 0;
+}
+
+/* Static files or the control plane: one of the two, never both. */
+static int check_identity_source(struct parse *ps)
+{
+    struct tg_config *c = ps->c;
+    static const char *const names[] = {"identity.cert", "identity.key", "identity.trust_bundle",
+                                        "identity.crl"};
+    const bool set[] = {c->cert_path != NULL, c->key_path != NULL, c->bundle_path != NULL,
+                        c->crl_paths.n > 0};
+
+    c->cp.enabled = ps->cp_line > 0;
+    if (!c->cp.enabled) {
+        if (ps->static_path[0] != '\0')
+            return fail(ps, ps->static_line, ps->static_path, "missing (required)");
+        return 0;
+    }
+    for (size_t i = 0; i < TG_NELEM(names); i++)
+        if (set[i])
+            return fail(ps, ps->identity_line, names[i],
+                        "not used with control_plane (the identity comes from the control "
+                        "plane; remove it)");
     return 0;
 }
 
@@ -1440,7 +1511,7 @@ static int parse_stream(struct parse *ps)
         return fail(ps, line_of(ps), NULL, "a second YAML document (want only one)");
     if (ps->c->n_inbound + ps->c->n_outbound == 0)
         return fail(ps, 0, "inbound, outbound", "no listeners (want at least one)");
-    return 0;
+    return check_identity_source(ps);
 }
 
 static void parse_cleanup(struct parse *ps)
@@ -1473,6 +1544,7 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     c->connect_timeout_ms = 5 * 1000;
     c->drain_timeout_ms = 20 * 1000;
     c->tls_resumption = true;
+    c->cp.renew_fraction = 0.5;
     if ((c->path = strdup(name)) == NULL) {
         tg_err_set(err, rc, "%s: out of memory", name);
         goto fail;
@@ -1675,6 +1747,13 @@ void tg_config_unref(struct tg_config *c)
     free(c->cert_path);
     free(c->key_path);
     free(c->bundle_path);
+    free(c->cp.ca_path);
+    free(c->cp.token_path);
+    strlist_free(&c->cp.server_ids);
+    free(c->cp.node_id);
+    free(c->cp.namespace_);
+    free(c->cp.service_account);
+    labels_free(&c->cp.labels);
     free(c->path);
     free(c);
 }

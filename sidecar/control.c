@@ -1,6 +1,7 @@
 /* The control thread: generations, file watching, admin endpoint, signals, drain. */
 #include "tollgate/control.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +9,9 @@
 #include <uv.h>
 
 #include "tollgate/admin.h"
+#include "tollgate/cp_client.h"
 #include "tollgate/gen.h"
+#include "tollgate/identity.h"
 #include "tollgate/log.h"
 #include "tollgate/metrics.h"
 #include "tollgate/worker.h"
@@ -42,26 +45,81 @@ struct control {
     bool stopping; /* a signal: exit once drained */
     uint64_t drain_deadline;
     int exit_code;
+
+    /* control-plane mode (cfg->cp.enabled) */
+    struct tg_cp_client *cp;
+    struct tg_cp_state cps;      /* the newest accepted push of each type */
+    struct tg_identity_key *key; /* the key of the chain we hold; NULL: none yet */
+    char *chain;                 /* the signed chain we hold (PEM); NULL: none yet */
+    size_t chain_len;
+    struct tg_identity_key *pending_key; /* the key of the CSR waiting for an answer */
+    unsigned char *pending_csr;
+    size_t pending_csr_len;
+    char *ca_pem; /* the bootstrap root, read at start */
+    size_t ca_len;
+    struct tg_res_label *labels; /* Hello labels, pointing into cfg */
+    uv_timer_t renew_timer;      /* next renewal, or the retry of one */
+    unsigned renew_attempt;      /* retries of the current renewal */
+    int64_t renew_at_ms;         /* loop ms the current renewal started; 0: none */
 };
+
+static int start_workers(struct control *ctl, char *err);
+static void stop_cp(struct control *ctl);
 
 static void publish(struct control *ctl, struct tg_gen *g)
 {
+    char err[TG_ERRLEN] = "";
+    bool first = ctl->gen == NULL;
+
     for (unsigned i = 0; i < ctl->started; i++)
         tg_worker_publish(&ctl->workers[i], g);
     tg_gen_unref(ctl->gen);
     ctl->gen = g;
     atomic_store(&ctl->metrics.process.generation, g->id);
     atomic_store(&ctl->metrics.process.identity_expiry_unix, g->identity->leaf.not_after);
+    /* control-plane mode: listeners open only once there is an identity and a bundle */
+    if (first && ctl->cfg->cp.enabled && !ctl->draining) {
+        if (start_workers(ctl, err) < 0) {
+            tg_error("%s; stopping", err);
+            ctl->exit_code = 1;
+            raise(SIGTERM);
+            return;
+        }
+        tg_info("ready: %s, serial %s, %u workers, %zu listeners, generation %llu",
+                g->identity->leaf.id.id, g->identity->leaf.serial, ctl->n_workers,
+                ctl->rt.n_listeners, (unsigned long long)g->id);
+    }
+}
+
+/* A generation from the current config and, in control-plane mode, the chain and key we hold
+ * and the pushes accepted so far. */
+static int build(struct control *ctl, struct tg_gen **out, char *err)
+{
+    struct tg_gen_input in = {.cfg = ctl->cur};
+
+    if (ctl->cfg->cp.enabled) {
+        if (ctl->chain == NULL)
+            return tg_err_set(err, TG_EINVAL, "no identity from the control plane yet");
+        in.chain_pem = ctl->chain;
+        in.chain_len = ctl->chain_len;
+        in.key = ctl->key;
+        in.cp = &ctl->cps;
+    }
+    return tg_gen_build(&in, out, err);
 }
 
 static void reload(struct control *ctl, const char *why)
 {
-    struct tg_gen_input in = {ctl->cur};
     struct tg_gen *g;
     char err[TG_ERRLEN] = "";
-    const struct tg_cert_info *old = &ctl->gen->identity->leaf;
+    const struct tg_cert_info *old;
 
-    if (tg_gen_build(&in, &g, err) < 0) {
+    if (ctl->gen == NULL) {
+        tg_info("reload (%s) skipped: no identity from the control plane yet", why);
+        return;
+    }
+    old = &ctl->gen->identity->leaf;
+    if (build(ctl, &g, err) < 0) {
         tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
         tg_warn("identity reload (%s) refused, keeping serial %s: %s", why, old->serial, err);
         return;
@@ -174,6 +232,16 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
         !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths))
         return "identity file paths";
+    if (a->cp.enabled != b->cp.enabled ||
+        (a->cp.enabled && (strcmp(a->cp.address.text, b->cp.address.text) != 0 ||
+                           !same_str(a->cp.ca_path, b->cp.ca_path) ||
+                           !same_str(a->cp.token_path, b->cp.token_path) ||
+                           !same_list(&a->cp.server_ids, &b->cp.server_ids) ||
+                           !same_str(a->cp.node_id, b->cp.node_id) ||
+                           !same_str(a->cp.namespace_, b->cp.namespace_) ||
+                           !same_str(a->cp.service_account, b->cp.service_account) ||
+                           a->cp.renew_fraction != b->cp.renew_fraction)))
+        return "control_plane";
     if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
         return "listeners";
     if (a->n_limits != b->n_limits || a->limit_by_fingerprint != b->limit_by_fingerprint ||
@@ -212,14 +280,14 @@ static void reload_config(struct control *ctl)
     if (tg_config_load(ctl->cfg->path, &next, err) < 0) {
         tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
         tg_warn("config reload refused, keeping generation %llu: %s",
-                (unsigned long long)ctl->gen->id, err);
+                (unsigned long long)(ctl->gen != NULL ? ctl->gen->id : 0), err);
         return;
     }
     if ((key = needs_restart(ctl->cfg, next)) != NULL) {
         tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
         tg_warn("config reload refused: %s changed, which needs a restart; keeping "
                 "generation %llu",
-                key, (unsigned long long)ctl->gen->id);
+                key, (unsigned long long)(ctl->gen != NULL ? ctl->gen->id : 0));
         tg_config_unref(next);
         return;
     }
@@ -268,8 +336,52 @@ static bool on_admin_ready(void *arg)
 static char *on_admin_stats(void *arg, size_t *len)
 {
     struct control *ctl = arg;
+    const struct tg_cp_client_stats *st;
+    char *base = tg_metrics_render(&ctl->metrics, len), *text = NULL;
+    size_t n = 0;
+    FILE *f;
 
-    return tg_metrics_render(&ctl->metrics, len);
+    if (base == NULL || ctl->cp == NULL)
+        return base;
+    st = tg_cp_client_stats(ctl->cp);
+    if ((f = open_memstream(&text, &n)) == NULL) {
+        free(base);
+        return NULL;
+    }
+    fwrite(base, 1, *len, f);
+    free(base);
+#define CP_STAT(name, type, help, fmt, v)                                                          \
+    fprintf(f,                                                                                     \
+            "# HELP tollgate_cp_" name " " help "\n# TYPE tollgate_cp_" name " " type              \
+            "\ntollgate_cp_" name " " fmt "\n",                                                    \
+            v)
+    CP_STAT("connected", "gauge", "1 while the control-plane stream is up.", "%d",
+            st->connected ? 1 : 0);
+    CP_STAT("connects_total", "counter", "Control-plane streams established.", "%llu",
+            (unsigned long long)st->connects);
+    CP_STAT("reconnects_total", "counter", "Control-plane connection attempts after the first.",
+            "%llu", (unsigned long long)st->reconnects);
+    CP_STAT("disconnects_total", "counter", "Established control-plane streams lost.", "%llu",
+            (unsigned long long)st->disconnects);
+    CP_STAT("pushes_accepted_total", "counter", "Pushes applied and ACKed.", "%llu",
+            (unsigned long long)st->pushes_accepted);
+    CP_STAT("pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
+            "%llu", (unsigned long long)st->pushes_rejected);
+    CP_STAT("csrs_sent_total", "counter", "Certificate signing requests sent.", "%llu",
+            (unsigned long long)st->csrs_sent);
+    CP_STAT("certs_accepted_total", "counter", "Signed certificates applied.", "%llu",
+            (unsigned long long)st->certs_accepted);
+    CP_STAT("certs_rejected_total", "counter", "Signed certificates refused (NACK).", "%llu",
+            (unsigned long long)st->certs_rejected);
+    CP_STAT("csrs_refused_total", "counter", "CSRs the control plane refused.", "%llu",
+            (unsigned long long)st->csrs_refused);
+#undef CP_STAT
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    *len = n;
+    return text;
 }
 
 /* Appends s to the JSON text as a string literal. */
@@ -289,32 +401,63 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* control_plane: the stream's state and the version of each resource we hold. */
+static void dump_cp(struct control *ctl, FILE *f)
+{
+    const struct tg_cp_client_stats *st = tg_cp_client_stats(ctl->cp);
+
+    fputs(",\"control_plane\":{\"address\":", f);
+    json_str(f, ctl->cfg->cp.address.text);
+    fprintf(f, ",\"connected\":%s,\"last_error\":", st->connected ? "true" : "false");
+    json_str(f, st->last_error);
+    fputs(",\"resources\":{", f);
+    for (int t = TG_RES_IDENTITY, n = 0; t < TG_RES_N; t++, n++) {
+        fprintf(f, "%s\"%s\":", n ? "," : "", tg_res_type_name((enum tg_res_type)t));
+        json_str(f, tg_cp_client_version(ctl->cp, (enum tg_res_type)t));
+    }
+    fputs("}}", f);
+}
+
 static char *on_admin_config_dump(void *arg, size_t *len)
 {
     struct control *ctl = arg;
-    const struct tg_identity *id = ctl->gen->identity;
+    const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
     char *text = NULL;
     FILE *f = open_memstream(&text, len);
 
     if (f == NULL)
         return NULL;
-    fprintf(f,
-            "{\"generation\":%llu,\"identity\":{\"spiffe_id\":", (unsigned long long)ctl->gen->id);
-    json_str(f, id->leaf.id.id);
-    fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_before\":%lld,\"not_after\":%lld,",
-            id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
-            (long long)id->leaf.not_after);
-    fputs("\"cert\":", f);
-    json_str(f, ctl->cfg->cert_path);
-    fputs(",\"trust_bundle\":", f);
-    json_str(f, ctl->cfg->bundle_path);
-    fprintf(f, ",\"roots\":%zu},\"trust_domains\":[", id->n_roots);
-    json_str(f, id->trust_domain);
-    for (size_t i = 0; i < ctl->gen->cfg->trust_domains.n; i++) {
-        fputc(',', f);
-        json_str(f, ctl->gen->cfg->trust_domains.v[i]);
+    fprintf(f, "{\"generation\":%llu,\"identity\":",
+            (unsigned long long)(ctl->gen != NULL ? ctl->gen->id : 0));
+    if (id == NULL) {
+        fputs("null", f); /* control-plane mode, before the first certificate */
+    } else {
+        fputs("{\"spiffe_id\":", f);
+        json_str(f, id->leaf.id.id);
+        fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_before\":%lld,\"not_after\":%lld,",
+                id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
+                (long long)id->leaf.not_after);
+        fputs("\"cert\":", f);
+        json_str(f, ctl->cfg->cp.enabled ? "(control plane)" : ctl->cfg->cert_path);
+        fputs(",\"trust_bundle\":", f);
+        json_str(f, ctl->cfg->cp.enabled ? "(control plane)" : ctl->cfg->bundle_path);
+        fprintf(f, ",\"roots\":%zu}", id->n_roots);
     }
-    fputs("],\"listeners\":[", f);
+    fputs(",\"trust_domains\":[", f);
+    if (id != NULL) {
+        const struct tg_strlist *d =
+            ctl->gen->domains.v != NULL ? &ctl->gen->domains : &ctl->gen->cfg->trust_domains;
+
+        json_str(f, id->trust_domain);
+        for (size_t i = 0; i < d->n; i++) {
+            fputc(',', f);
+            json_str(f, d->v[i]);
+        }
+    }
+    fputc(']', f);
+    if (ctl->cp != NULL)
+        dump_cp(ctl, f);
+    fputs(",\"listeners\":[", f);
     for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
         const struct tg_listener_def *l = &ctl->defs[i];
 
@@ -373,6 +516,7 @@ static void stop_everything(struct control *ctl)
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
     tg_admin_stop(ctl->admin);
     ctl->admin = NULL;
+    stop_cp(ctl);
 }
 
 static void on_drain_timer(uv_timer_t *t)
@@ -419,6 +563,296 @@ static void on_signal(uv_signal_t *s, int signum)
     ctl->stopping = true;
     ctl->drain_deadline = uv_now(&ctl->loop) + ctl->cfg->drain_timeout_ms;
     uv_timer_start(&ctl->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
+}
+
+/* ---- control plane (cfg->cp.enabled) ---- */
+
+/* A fresh key and its CSR, for the first identity and each renewal. The key is used only if
+ * the chain answering this CSR is accepted. */
+static int new_csr(struct control *ctl, char *err)
+{
+    const char *hint = ctl->gen != NULL ? ctl->gen->identity->leaf.id.id : NULL;
+    int rc;
+
+    tg_identity_key_free(ctl->pending_key);
+    ctl->pending_key = NULL;
+    free(ctl->pending_csr);
+    ctl->pending_csr = NULL;
+    if ((rc = tg_identity_keygen(&ctl->pending_key, err)) < 0)
+        return rc;
+    return tg_identity_csr(ctl->pending_key, hint, &ctl->pending_csr, &ctl->pending_csr_len, err);
+}
+
+static void on_renew_timer(uv_timer_t *t);
+
+/* Sends the pending CSR (making one first if there is none), and arms a retry with backoff
+ * in case no answer comes: the client re-sends on a new stream by itself, this covers a
+ * refusal or an answer we refused. */
+static void request_cert(struct control *ctl)
+{
+    char err[TG_ERRLEN] = "";
+    uint64_t retry = tg_cp_backoff_ms(ctl->renew_attempt, (uint32_t)rand()) + 1000;
+
+    if (ctl->pending_csr == NULL && new_csr(ctl, err) < 0) {
+        tg_warn("cannot make a key and CSR: %s; retrying in %llu ms", err,
+                (unsigned long long)retry);
+    } else if (tg_cp_client_request_cert(ctl->cp, ctl->pending_csr, ctl->pending_csr_len, err) <
+               0) {
+        tg_warn("cannot queue our CSR: %s; retrying in %llu ms", err, (unsigned long long)retry);
+    }
+    if (ctl->renew_attempt < 16)
+        ctl->renew_attempt++;
+    uv_timer_start(&ctl->renew_timer, on_renew_timer, retry, 0);
+}
+
+static void on_renew_timer(uv_timer_t *t)
+{
+    struct control *ctl = t->data;
+
+    if (ctl->renew_at_ms == 0) {
+        ctl->renew_at_ms = (int64_t)uv_now(&ctl->loop);
+        tg_info("renewing our certificate (serial %s, expires in %lld s)",
+                ctl->gen != NULL ? ctl->gen->identity->leaf.serial : "none",
+                ctl->gen != NULL
+                    ? (long long)(ctl->gen->identity->leaf.not_after - tg_identity_now())
+                    : 0LL);
+    } else {
+        tg_warn("no certificate yet for our CSR; asking again (attempt %u)",
+                ctl->renew_attempt + 1);
+    }
+    request_cert(ctl);
+}
+
+/* The next renewal: renew_fraction of the lifetime left when the certificate arrived. */
+static void schedule_renewal(struct control *ctl)
+{
+    int64_t left_ms = (ctl->gen->identity->leaf.not_after - tg_identity_now()) * 1000;
+    uint64_t delay = left_ms > 0 ? (uint64_t)((double)left_ms * ctl->cfg->cp.renew_fraction) : 0;
+
+    ctl->renew_attempt = 0;
+    ctl->renew_at_ms = 0;
+    uv_timer_start(&ctl->renew_timer, on_renew_timer, delay, 0);
+}
+
+static int on_cp_tls_ctx(void *arg, struct tg_tls_ctx **out, bool *has_identity, char *err)
+{
+    struct control *ctl = arg;
+    struct tg_tls_settings s = {
+        .max_chain_depth = ctl->cfg->max_chain_depth,
+        .trust_domains = &ctl->cfg->trust_domains,
+    };
+    const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
+
+    *has_identity = id != NULL;
+    return tg_tls_ctx_new_cp(id, ctl->ca_pem, ctl->ca_len, &s, out, err);
+}
+
+static int on_cp_cert(void *arg, const char *chain_pem, size_t len, char *err)
+{
+    struct control *ctl = arg;
+    struct tg_identity_key *old_key = ctl->key;
+    char *old_chain = ctl->chain, *chain = malloc(len + 1);
+    size_t old_len = ctl->chain_len;
+    struct tg_gen *g = NULL;
+    int rc;
+
+    if (chain == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    if (ctl->pending_key == NULL) {
+        free(chain);
+        return tg_err_set(err, TG_EINVAL, "a certificate we did not ask for");
+    }
+    memcpy(chain, chain_pem, len);
+    chain[len] = '\0';
+    ctl->chain = chain;
+    ctl->chain_len = len;
+    ctl->key = ctl->pending_key;
+    if (ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL) {
+        /* checked and used once the trust bundle arrives */
+        tg_info("certificate received; waiting for the trust bundle");
+        goto accepted;
+    }
+    if ((rc = build(ctl, &g, err)) < 0) {
+        ctl->chain = old_chain;
+        ctl->chain_len = old_len;
+        ctl->key = old_key;
+        free(chain); /* cp_client logs the NACK with err */
+        return rc;
+    }
+    tg_info("identity from the control plane: %s serial %s (expires in %lld s), generation %llu",
+            g->identity->leaf.id.id, g->identity->leaf.serial,
+            (long long)(g->identity->leaf.not_after - tg_identity_now()),
+            (unsigned long long)g->id);
+    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
+    publish(ctl, g);
+    schedule_renewal(ctl);
+accepted:
+    ctl->pending_key = NULL;
+    free(ctl->pending_csr);
+    ctl->pending_csr = NULL;
+    tg_identity_key_free(old_key);
+    free(old_chain);
+    if (g == NULL)
+        uv_timer_stop(&ctl->renew_timer);
+    return 0;
+}
+
+/* Settings a generation cannot change: logged, not applied. */
+static void note_settings(const struct tg_res_proxy_settings *p)
+{
+    if (p->cipher_suites.n > 0 || p->handshake_timeout_ms || p->idle_timeout_ms ||
+        p->connect_timeout_ms || p->inbound_mode != TG_RES_INBOUND_UNSET)
+        tg_warn("proxy_settings: cipher suites, timeouts and inbound mode from the control plane "
+                "are not applied (the config file's stay); min_tls_version is");
+}
+
+static int on_cp_push(void *arg, struct tg_resource *res, const char *version, char *err)
+{
+    struct control *ctl = arg;
+    enum tg_res_type t = res->type;
+    struct tg_cp_res *p, *old;
+    struct tg_gen *g;
+    int rc;
+
+    if (t <= TG_RES_IDENTITY || t >= TG_RES_N) {
+        tg_resource_free(res);
+        return tg_err_set(err, TG_EINVAL, "unexpected resource type %d", (int)t);
+    }
+    if (t == TG_RES_RATE_LIMITS && res->u.rate_limits.n_limits > 0) {
+        tg_resource_free(res); /* cp_client logs the NACK with err */
+        return tg_err_set(err, TG_EINVAL,
+                          "rate_limits: not supported from the control plane by this sidecar "
+                          "(set rate_limits in its config file)");
+    }
+    if (t == TG_RES_REVOCATIONS && res->u.revocations.n_crls > 0) {
+        tg_resource_free(res);
+        return tg_err_set(err, TG_EINVAL,
+                          "revocations: CRLs are not supported from the control plane by this "
+                          "sidecar (serials and fingerprints are)");
+    }
+    if (t == TG_RES_PROXY_SETTINGS)
+        note_settings(&res->u.proxy_settings);
+    if ((p = tg_cp_res_new(res, version)) == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    old = ctl->cps.res[t];
+    ctl->cps.res[t] = p;
+    if (ctl->chain == NULL || ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL) {
+        tg_info("%s %s held; waiting for %s", tg_res_type_name(t), version,
+                ctl->chain == NULL ? "our certificate" : "the trust bundle");
+        tg_cp_res_unref(old);
+        return 0; /* checked when the first generation is built */
+    }
+    if ((rc = build(ctl, &g, err)) < 0) {
+        ctl->cps.res[t] = old;
+        tg_cp_res_unref(p); /* cp_client logs the NACK with err */
+        return rc;
+    }
+    tg_cp_res_unref(old);
+    tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
+            (unsigned long long)g->id);
+    if (ctl->gen == NULL) {
+        tg_info("identity from the control plane: %s serial %s (expires in %lld s)",
+                g->identity->leaf.id.id, g->identity->leaf.serial,
+                (long long)(g->identity->leaf.not_after - tg_identity_now()));
+        publish(ctl, g);
+        schedule_renewal(ctl);
+        return 0;
+    }
+    publish(ctl, g);
+    return 0;
+}
+
+static int read_small(const char *path, char **out, size_t *len, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    long size;
+
+    if (f == NULL)
+        return tg_err_set(err, TG_EIO, "%s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || size > (1L << 20) ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return tg_err_set(err, TG_EIO, "%s: unreadable or over 1 MiB", path);
+    }
+    if ((buf = malloc((size_t)size + 1)) == NULL) {
+        fclose(f);
+        return TG_ENOMEM;
+    }
+    n = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int start_cp(struct control *ctl, char *err)
+{
+    const struct tg_cp_cfg *cp = &ctl->cfg->cp;
+    struct tg_cp_client_cfg cc = {
+        .address = cp->address.text,
+        .token_path = cp->token_path,
+        .server_ids = &cp->server_ids,
+        .node_id = cp->node_id,
+        .namespace_ = cp->namespace_,
+        .service_account = cp->service_account,
+        .version = TG_VERSION,
+        .n_labels = cp->labels.n,
+    };
+    struct tg_cp_client_ops ops = {
+        .make_tls_ctx = on_cp_tls_ctx,
+        /* on_up/on_down: cp_client logs the stream's ups and downs; nothing else changes */
+        .on_cert = on_cp_cert,
+        /* on_cert_refused: cp_client logs it; the renew timer's retry asks again */
+        .on_push = on_cp_push,
+        .arg = ctl,
+    };
+    int rc;
+
+    if ((rc = read_small(cp->ca_path, &ctl->ca_pem, &ctl->ca_len, err)) < 0)
+        return rc;
+    if ((rc = new_csr(ctl, err)) < 0)
+        return rc;
+    ctl->labels = calloc(cp->labels.n + 1, sizeof(*ctl->labels));
+    if (ctl->labels == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < cp->labels.n; i++)
+        ctl->labels[i] = (struct tg_res_label){cp->labels.keys[i], cp->labels.values[i]};
+    cc.labels = ctl->labels;
+    if ((rc = tg_cp_client_new(&ctl->loop, &cc, &ops, &ctl->cp, err)) < 0)
+        return rc;
+    uv_timer_init(&ctl->loop, &ctl->renew_timer); /* closed by stop_cp */
+    ctl->renew_timer.data = ctl;
+    tg_cp_client_start(ctl->cp);
+    ctl->renew_at_ms = (int64_t)uv_now(&ctl->loop); /* the first request, not a renewal */
+    request_cert(ctl);
+    tg_info("tollgate %s: waiting for an identity from the control plane %s; %zu listeners "
+            "open once it comes",
+            TG_VERSION, cp->address.text, ctl->rt.n_listeners);
+    return 0;
+}
+
+static void stop_cp(struct control *ctl)
+{
+    if (ctl->cp == NULL)
+        return;
+    uv_close((uv_handle_t *)&ctl->renew_timer, NULL);
+    tg_cp_client_close(ctl->cp, NULL, NULL);
+    ctl->cp = NULL;
+}
+
+static void free_cp(struct control *ctl)
+{
+    for (int t = 0; t < TG_RES_N; t++)
+        tg_cp_res_unref(ctl->cps.res[t]);
+    tg_identity_key_free(ctl->key);
+    tg_identity_key_free(ctl->pending_key);
+    free(ctl->pending_csr);
+    free(ctl->chain);
+    free(ctl->ca_pem);
+    free(ctl->labels);
 }
 
 /* ---- start-up ---- */
@@ -492,12 +926,25 @@ static void init_handles(struct control *ctl)
     uv_signal_start(&ctl->sighup, on_signal, SIGHUP);
 }
 
+static int start_workers(struct control *ctl, char *err)
+{
+    for (; ctl->started < ctl->n_workers; ctl->started++) {
+        int rc =
+            tg_worker_start(&ctl->workers[ctl->started], ctl->started, &ctl->rt, ctl->gen, err);
+
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int tg_control_run(struct tg_config *cfg)
 {
     struct control *ctl = calloc(1, sizeof(*ctl));
-    struct tg_gen_input in = {cfg};
+    struct tg_gen_input in = {.cfg = cfg};
     struct tg_admin_ops ops;
     char err[TG_ERRLEN] = "";
+    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n; /* cp: the config file only */
     int rc = 1;
 
     if (ctl == NULL)
@@ -507,7 +954,8 @@ int tg_control_run(struct tg_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&ctl->loop);
     ctl->n_workers = cfg->workers ? cfg->workers : uv_available_parallelism();
-    if (tg_gen_build(&in, &ctl->gen, err) < 0) {
+    /* control-plane mode: the first generation comes with our first certificate */
+    if (!cfg->cp.enabled && tg_gen_build(&in, &ctl->gen, err) < 0) {
         tg_error("%s", err);
         goto done;
     }
@@ -515,21 +963,21 @@ int tg_control_run(struct tg_config *cfg)
         tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
                         ctl->directions) < 0 ||
         (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
-        (ctl->watch = calloc(4 + cfg->crl_paths.n, sizeof(*ctl->watch))) == NULL) {
+        (ctl->watch = calloc(n_watch, sizeof(*ctl->watch))) == NULL) {
         tg_error("out of memory");
         goto done;
     }
-    atomic_store(&ctl->metrics.process.generation, ctl->gen->id);
-    atomic_store(&ctl->metrics.process.identity_expiry_unix, ctl->gen->identity->leaf.not_after);
     for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
         if (tg_listener_probe(ctl->defs[i].listen, err) < 0) {
             tg_error("%s", err);
             goto stop;
         }
     }
-    for (; ctl->started < ctl->n_workers; ctl->started++) {
-        if (tg_worker_start(&ctl->workers[ctl->started], ctl->started, &ctl->rt, ctl->gen, err) <
-            0) {
+    if (ctl->gen != NULL) {
+        atomic_store(&ctl->metrics.process.generation, ctl->gen->id);
+        atomic_store(&ctl->metrics.process.identity_expiry_unix,
+                     ctl->gen->identity->leaf.not_after);
+        if (start_workers(ctl, err) < 0) {
             tg_error("%s", err);
             goto stop;
         }
@@ -542,13 +990,20 @@ int tg_control_run(struct tg_config *cfg)
             goto stop;
         }
     }
-    ctl->n_watch = 4 + cfg->crl_paths.n;
+    if (cfg->cp.enabled && start_cp(ctl, err) < 0) {
+        tg_error("control_plane: %s", err);
+        tg_admin_stop(ctl->admin);
+        ctl->admin = NULL;
+        goto stop;
+    }
+    ctl->n_watch = n_watch;
     init_handles(ctl);
-    tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu", TG_VERSION,
-            ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial, ctl->n_workers,
-            ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
+    if (ctl->gen != NULL)
+        tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu",
+                TG_VERSION, ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial,
+                ctl->n_workers, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
-    rc = 0;
+    rc = ctl->exit_code;
     goto join;
 stop:
     for (unsigned i = 0; i < ctl->started; i++)
@@ -563,6 +1018,7 @@ done:
     tg_config_unref(ctl->cur);
     if (uv_loop_close(&ctl->loop) != 0)
         tg_warn("control loop closed with handles open");
+    free_cp(ctl);
     free(ctl->workers);
     free_limiters(ctl);
     free(ctl->watch);

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static atomic_uint_fast64_t next_id = 1;
 
@@ -15,8 +16,10 @@ static struct tg_policy_ports ports(const struct tg_intlist *l)
     return (struct tg_policy_ports){l->v, l->n};
 }
 
-/* The rules, scopes and revocations of the config, compiled. */
-static int build_policy(const struct tg_config *cfg, struct tg_policy **out, char *err)
+/* The rules, scopes and revocations of the config (the revocations pushed instead, when
+ * rv is not NULL), compiled. */
+static int build_policy_rev(const struct tg_config *cfg, const struct tg_res_revocations *rv,
+                            struct tg_policy **out, char *err)
 {
     size_t n_labels = cfg->workload_labels.n;
     struct tg_policy_rule *rules = calloc(cfg->n_rules + 1, sizeof(*rules));
@@ -75,8 +78,8 @@ static int build_policy(const struct tg_config *cfg, struct tg_policy **out, cha
         .rules = rules,
         .n_rules = cfg->n_rules,
         .default_deny = cfg->authz_default_deny,
-        .revoked_serials = strs(&cfg->revoked_serials),
-        .revoked_fingerprints = strs(&cfg->revoked_fingerprints),
+        .revoked_serials = strs(rv != NULL ? &rv->serials : &cfg->revoked_serials),
+        .revoked_fingerprints = strs(rv != NULL ? &rv->fingerprints : &cfg->revoked_fingerprints),
     };
     rc = tg_policy_compile(&in, out, why);
     if (rc < 0)
@@ -86,11 +89,223 @@ static int build_policy(const struct tg_config *cfg, struct tg_policy **out, cha
     return rc;
 }
 
+/* ---- control-plane pushes ---- */
+
+struct tg_cp_res *tg_cp_res_new(struct tg_resource *r, const char *version)
+{
+    struct tg_cp_res *p = calloc(1, sizeof(*p));
+
+    if (p == NULL) {
+        tg_resource_free(r);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->r = r;
+    snprintf(p->version, sizeof(p->version), "%s", version);
+    return p;
+}
+
+struct tg_cp_res *tg_cp_res_ref(struct tg_cp_res *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    return p;
+}
+
+void tg_cp_res_unref(struct tg_cp_res *p)
+{
+    if (p == NULL || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    tg_resource_free(p->r);
+    free(p);
+}
+
+static const struct tg_resource *pushed(const struct tg_gen_input *in, enum tg_res_type t)
+{
+    return in->cp != NULL && in->cp->res[t] != NULL ? in->cp->res[t]->r : NULL;
+}
+
+/* Ports arrive as uint32_t; the policy takes int so that it can refuse out-of-range ones. */
+static int *rports(const struct tg_res_ports *p, int **pool, size_t *at)
+{
+    int *start = *pool + *at;
+
+    for (size_t i = 0; i < p->n; i++)
+        (*pool)[(*at)++] = p->v[i] > 0x7fffffff ? -1 : (int)p->v[i];
+    return start;
+}
+
+/* The pushed authorization (replacing the config's) and revocations (replacing the
+ * config's), compiled with our workload's namespace and labels. */
+static int build_pushed_policy(const struct tg_gen_input *in, struct tg_policy **out,
+                               bool *close_denied, char *err)
+{
+    const struct tg_config *cfg = in->cfg;
+    const struct tg_resource *az = pushed(in, TG_RES_AUTHORIZATION);
+    const struct tg_resource *rv = pushed(in, TG_RES_REVOCATIONS);
+    const struct tg_res_authorization *a = &az->u.authorization;
+    size_t n_labels = cfg->workload_labels.n, total = n_labels, n_ports = 0, at = 0, pat = 0;
+    struct tg_policy_rule *rules = calloc(a->n_rules + 1, sizeof(*rules));
+    struct tg_policy_label *labels;
+    struct tg_policy_input pin;
+    int *portpool;
+    char why[TG_ERRLEN];
+    int rc;
+
+    for (size_t i = 0; i < a->n_rules; i++) {
+        total += a->rules[i].n_scope_labels;
+        n_ports += a->rules[i].ports.n + a->rules[i].not_ports.n;
+    }
+    labels = calloc(total + 1, sizeof(*labels));
+    portpool = calloc(n_ports + 1, sizeof(*portpool));
+    if (rules == NULL || labels == NULL || portpool == NULL) {
+        free(rules);
+        free(labels);
+        free(portpool);
+        return TG_ENOMEM;
+    }
+    for (size_t i = 0; i < n_labels; i++)
+        labels[at++] =
+            (struct tg_policy_label){cfg->workload_labels.keys[i], cfg->workload_labels.values[i]};
+    for (size_t i = 0; i < a->n_rules; i++) {
+        const struct tg_res_rule *r = &a->rules[i];
+        struct tg_policy_rule *p = &rules[i];
+        const char *ns =
+            r->scope_namespace != NULL && r->scope_namespace[0] ? r->scope_namespace : NULL;
+
+        p->name = r->name;
+        p->action = r->action == TG_RES_DENY ? TG_POLICY_DENY : TG_POLICY_ALLOW;
+        p->scope.ns = ns;
+        if (r->n_scope_labels > 0) {
+            p->scope.kind = TG_POLICY_SCOPE_WORKLOAD;
+            p->scope.labels = &labels[at];
+            p->scope.n_labels = r->n_scope_labels;
+            for (size_t j = 0; j < r->n_scope_labels; j++)
+                labels[at++] =
+                    (struct tg_policy_label){r->scope_labels[j].key, r->scope_labels[j].value};
+        } else {
+            p->scope.kind = ns != NULL ? TG_POLICY_SCOPE_NAMESPACE : TG_POLICY_SCOPE_MESH;
+        }
+        p->principals = strs(&r->principals);
+        p->not_principals = strs(&r->not_principals);
+        p->namespaces = strs(&r->namespaces);
+        p->not_namespaces = strs(&r->not_namespaces);
+        p->trust_domains = strs(&r->trust_domains);
+        p->not_trust_domains = strs(&r->not_trust_domains);
+        p->fingerprints = strs(&r->fingerprints);
+        p->not_fingerprints = strs(&r->not_fingerprints);
+        p->serials = strs(&r->serials);
+        p->not_serials = strs(&r->not_serials);
+        p->ports = (struct tg_policy_ports){rports(&r->ports, &portpool, &pat), r->ports.n};
+        p->not_ports =
+            (struct tg_policy_ports){rports(&r->not_ports, &portpool, &pat), r->not_ports.n};
+    }
+    pin = (struct tg_policy_input){
+        .workload_ns = cfg->workload_ns,
+        .workload_labels = labels,
+        .n_workload_labels = n_labels,
+        .rules = rules,
+        .n_rules = a->n_rules,
+        .default_deny = a->default_deny,
+        .revoked_serials =
+            rv != NULL ? strs(&rv->u.revocations.serials) : strs(&cfg->revoked_serials),
+        .revoked_fingerprints =
+            rv != NULL ? strs(&rv->u.revocations.fingerprints) : strs(&cfg->revoked_fingerprints),
+    };
+    *close_denied = a->close_denied_connections;
+    rc = tg_policy_compile(&pin, out, why);
+    if (rc < 0)
+        tg_err_set(err, rc, "authorization (pushed): %s", why);
+    free(rules);
+    free(labels);
+    free(portpool);
+    return rc;
+}
+
+/* The pushed mesh table as the config's destinations (expected IDs borrowed from the push,
+ * which the generation holds). */
+static int build_pushed_mesh(struct tg_gen *g, const struct tg_res_mesh_table *m, char *err)
+{
+    g->pushed_dests = calloc(m->n_destinations + 1, sizeof(*g->pushed_dests));
+    if (g->pushed_dests == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < m->n_destinations; i++) {
+        const struct tg_res_destination *s = &m->destinations[i];
+        struct tg_mesh_dest *d = &g->pushed_dests[i];
+        char why[TG_ERRLEN];
+
+        if (tg_cidr_parse(s->address != NULL ? s->address : "", d, why) < 0)
+            return tg_err_set(err, TG_EINVAL, "mesh_table (pushed): destinations[%zu]: %s", i, why);
+        if (s->port > 65535)
+            return tg_err_set(err, TG_EINVAL,
+                              "mesh_table (pushed): destinations[%zu]: port %u out of range", i,
+                              (unsigned)s->port);
+        if (s->expected_ids.n == 0)
+            return tg_err_set(err, TG_EINVAL,
+                              "mesh_table (pushed): destinations[%zu]: no expected_ids", i);
+        d->port = (uint16_t)s->port;
+        d->expect = s->expected_ids;
+    }
+    g->mesh = (struct tg_mesh){g->pushed_dests, m->n_destinations, m->outside_refuse};
+    return 0;
+}
+
+/* The trust bundle for tg_identity_from_pem: every pushed root, and the other domains it
+ * names added to the accepted ones. */
+static int pushed_bundle(struct tg_gen *g, const struct tg_res_trust_bundle *b, char **pem,
+                         size_t *len, char *err)
+{
+    FILE *f = open_memstream(pem, len);
+    size_t n = 0;
+
+    if (f == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < b->n_domains; i++)
+        for (size_t j = 0; j < b->domains[i].roots_pem.n; j++, n++)
+            fprintf(f, "%s\n", b->domains[i].roots_pem.v[j]);
+    if (fclose(f) != 0)
+        return TG_ENOMEM;
+    if (n == 0)
+        return tg_err_set(err, TG_EINVAL, "trust bundle (pushed): no roots");
+    g->domains.v = calloc(g->cfg->trust_domains.n + b->n_domains + 1, sizeof(char *));
+    if (g->domains.v == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < g->cfg->trust_domains.n; i++)
+        g->domains.v[g->domains.n++] = g->cfg->trust_domains.v[i];
+    for (size_t i = 0; i < b->n_domains; i++)
+        if (b->domains[i].trust_domain != NULL && b->domains[i].trust_domain[0])
+            g->domains.v[g->domains.n++] = b->domains[i].trust_domain;
+    return 0;
+}
+
+static int load_cp_identity(const struct tg_gen_input *in, struct tg_gen *g, char *err)
+{
+    const struct tg_resource *tb = pushed(in, TG_RES_TRUST_BUNDLE);
+    struct tg_identity_pem p = {in->chain_pem, in->chain_len, NULL, 0, NULL, 0};
+    char *bundle = NULL;
+    size_t blen = 0;
+    int rc;
+
+    if (tb == NULL || in->key == NULL)
+        return tg_err_set(err, TG_EINVAL, "no trust bundle from the control plane yet");
+    if ((rc = pushed_bundle(g, &tb->u.trust_bundle, &bundle, &blen, err)) < 0)
+        goto done;
+    p.key = in->key->pem;
+    p.key_len = in->key->pem_len;
+    p.bundle = bundle;
+    p.bundle_len = blen;
+    rc = tg_identity_from_pem(&p, &g->identity, err);
+done:
+    free(bundle);
+    return rc;
+}
+
 int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
 {
     struct tg_config *cfg = in->cfg;
     struct tg_identity_files files = {cfg->cert_path, cfg->key_path, cfg->bundle_path,
                                       &cfg->crl_paths};
+    const struct tg_resource *ps = pushed(in, TG_RES_PROXY_SETTINGS);
+    const struct tg_resource *mt = pushed(in, TG_RES_MESH_TABLE);
     struct tg_tls_settings s = {
         .allow_tls12 = cfg->allow_tls12,
         .max_chain_depth = cfg->max_chain_depth,
@@ -104,10 +319,35 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         return rc;
     atomic_init(&g->refcnt, 1);
     g->cfg = tg_config_ref(cfg);
-    if ((rc = build_policy(cfg, &g->policy, err)) < 0)
-        goto fail;
+    for (int t = 0; in->cp != NULL && t < TG_RES_N; t++)
+        if (in->cp->res[t] != NULL)
+            g->pushed[t] = tg_cp_res_ref(in->cp->res[t]);
     g->close_denied = cfg->close_denied;
-    if ((rc = tg_identity_load(&files, &g->identity, err)) < 0)
+    if (pushed(in, TG_RES_AUTHORIZATION) != NULL)
+        rc = build_pushed_policy(in, &g->policy, &g->close_denied, err);
+    else if (pushed(in, TG_RES_REVOCATIONS) != NULL) /* the config's rules */
+        rc = build_policy_rev(cfg, &pushed(in, TG_RES_REVOCATIONS)->u.revocations, &g->policy, err);
+    else
+        rc = build_policy_rev(cfg, NULL, &g->policy, err);
+    if (rc < 0)
+        goto fail;
+    if (ps != NULL && ps->u.proxy_settings.min_tls_version != NULL &&
+        ps->u.proxy_settings.min_tls_version[0] != '\0') {
+        const char *v = ps->u.proxy_settings.min_tls_version;
+
+        if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0) {
+            rc = tg_err_set(err, TG_EINVAL,
+                            "proxy_settings (pushed): min_tls_version \"%.20s\" (want 1.2 or 1.3)",
+                            v);
+            goto fail;
+        }
+        s.allow_tls12 = strcmp(v, "1.2") == 0;
+    }
+    if (in->chain_pem == NULL)
+        rc = tg_identity_load(&files, &g->identity, err);
+    else if ((rc = load_cp_identity(in, g, err)) == 0)
+        s.trust_domains = &g->domains;
+    if (rc < 0)
         goto fail;
     s.server = true;
     if ((rc = tg_tls_ctx_new(g->identity, &s, &g->server, err)) < 0)
@@ -115,7 +355,12 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
     s.server = false;
     if ((rc = tg_tls_ctx_new(g->identity, &s, &g->client, err)) < 0)
         goto fail;
-    g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
+    if (mt != NULL)
+        rc = build_pushed_mesh(g, &mt->u.mesh_table, err);
+    else
+        g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
+    if (rc < 0)
+        goto fail;
     g->id = atomic_fetch_add(&next_id, 1);
     *out = g;
     return 0;
@@ -139,5 +384,9 @@ void tg_gen_unref(struct tg_gen *g)
     tg_identity_free(g->identity);
     tg_policy_free(g->policy);
     tg_config_unref(g->cfg);
+    for (int t = 0; t < TG_RES_N; t++)
+        tg_cp_res_unref(g->pushed[t]);
+    free(g->pushed_dests);
+    free(g->domains.v);
     free(g);
 }

@@ -1,4 +1,5 @@
 /* tollgate: CLI verbs only. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,16 +43,52 @@ static int load(int argc, char **argv, struct tg_config **cfg)
     return 0;
 }
 
+/* control_plane: the identity comes later; check that the files it needs are readable. */
+static int check_cp(struct tg_config *cfg)
+{
+    const char *files[] = {cfg->cp.ca_path, cfg->cp.token_path};
+    const char *keys[] = {"control_plane.ca", "control_plane.token"};
+
+    for (size_t i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "rb");
+        char line[64];
+        bool ok = f != NULL && fgets(line, sizeof(line), f) != NULL;
+
+        if (f != NULL)
+            fclose(f);
+        if (!ok) {
+            fprintf(stderr, "tollgate: %s: %s: %s: cannot read it or it is empty\n", cfg->path,
+                    keys[i], files[i]);
+            return 1;
+        }
+        if (i == 0 && strstr(line, "-----BEGIN CERTIFICATE-----") == NULL) {
+            fprintf(stderr, "tollgate: %s: %s: %s: not a PEM certificate\n", cfg->path, keys[i],
+                    files[i]);
+            return 1;
+        }
+    }
+    printf("%s: ok: identity from the control plane at %s (%s), %zu inbound, %zu outbound "
+           "listeners\n",
+           cfg->path, cfg->cp.address.text, cfg->cp.server_ids.v[0], cfg->n_inbound,
+           cfg->n_outbound);
+    return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
     struct tg_config *cfg;
-    struct tg_gen_input in;
+    struct tg_gen_input in = {0};
     struct tg_gen *g;
     char err[TG_ERRLEN] = "";
     int rc = load(argc, argv, &cfg);
 
     if (rc != 0)
         return rc;
+    if (cfg->cp.enabled) {
+        rc = check_cp(cfg);
+        tg_config_unref(cfg);
+        return rc;
+    }
     in.cfg = cfg;
     if (tg_tls_init() < 0 || tg_gen_build(&in, &g, err) < 0) {
         fprintf(stderr, "tollgate: %s: %s\n", cfg->path, err);

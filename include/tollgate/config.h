@@ -94,6 +94,20 @@ struct tg_limit_cfg {
     size_t bytes_per_second;  /* from the caller, paced by pausing reads */
 };
 
+/* control_plane: the identity and the mesh configuration come from tollgate-cp. */
+struct tg_cp_cfg {
+    bool enabled;                 /* the control_plane key is present */
+    struct tg_addr address;       /* numeric IP:PORT */
+    char *ca_path;                /* bootstrap root(s) the control plane is verified with */
+    char *token_path;             /* bootstrap token file */
+    struct tg_strlist server_ids; /* the control plane's accepted SPIFFE IDs (>= 1) */
+    char *node_id;                /* Hello claims; NULL: none */
+    char *namespace_;
+    char *service_account;
+    struct tg_labels labels; /* sent in Hello: picks the rules scoped by labels */
+    double renew_fraction;   /* renew at this fraction of the lifetime; default 0.5 */
+};
+
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
@@ -102,7 +116,10 @@ struct tg_config {
     struct tg_addr admin;      /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
     unsigned workers;          /* 0 = one per CPU */
 
-    /* identity: static mode; the files are reloaded when they change */
+    struct tg_cp_cfg cp; /* control_plane; cp.enabled false: static identity files */
+
+    /* identity: static mode (required without control_plane, refused with it); the files
+     * are reloaded when they change */
     char *cert_path;           /* leaf first, then intermediates (PEM) */
     char *key_path;            /* PEM private key */
     char *bundle_path;         /* trust bundle: one or more CA roots (PEM) */
@@ -175,6 +192,10 @@ void tg_config_unref(struct tg_config *c);
 /* Parses "127.0.0.1:80" or "[::1]:80" (numeric host, port 1..65535; port 0 only when
  * allow_port0). Returns 0 or TG_EINVAL with err. */
 TG_MUST_USE int tg_addr_parse(const char *s, bool allow_port0, struct tg_addr *out, char *err);
+
+/* Parses "10.0.0.0/24", "fd00::/64" or a plain address into d's net, prefix and text (as
+ * mesh.destinations[].address). 0 or TG_EINVAL with err. */
+TG_MUST_USE int tg_cidr_parse(const char *v, struct tg_mesh_dest *d, char *err);
 
 /* Parses "250ms", "10s", "5m", "1h", or a bare number of seconds. */
 TG_MUST_USE int tg_duration_parse(const char *s, uint64_t *ms, char *err);

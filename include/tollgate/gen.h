@@ -12,7 +12,29 @@
 #include "tollgate/identity.h"
 #include "tollgate/mesh.h"
 #include "tollgate/policy.h"
+#include "tollgate/resource.h"
 #include "tollgate/tls.h"
+
+/* A resource pushed by the control plane and accepted, shared by the control thread (which
+ * holds the newest of each type) and every generation built from it (whose mesh table points
+ * into it). Refcounting is atomic: any thread. */
+struct tg_cp_res {
+    atomic_uint refs;
+    struct tg_resource *r; /* owned */
+    char version[64];      /* as pushed */
+};
+
+/* Takes ownership of r (freed on failure too). NULL: out of memory. */
+struct tg_cp_res *tg_cp_res_new(struct tg_resource *r, const char *version);
+struct tg_cp_res *tg_cp_res_ref(struct tg_cp_res *p);
+/* The last unref frees; NULL is fine. */
+void tg_cp_res_unref(struct tg_cp_res *p);
+
+/* What the control plane has given us: the newest accepted resource of each type (NULL:
+ * none yet). Index by enum tg_res_type; TG_RES_IDENTITY is never set. */
+struct tg_cp_state {
+    struct tg_cp_res *res[TG_RES_N];
+};
 
 struct tg_gen {
     atomic_uint refcnt;
@@ -24,13 +46,35 @@ struct tg_gen {
     struct tg_mesh mesh;         /* transparent outbound: destination -> expected servers */
     struct tg_policy *policy;    /* inbound: revocation and authorization rules */
     bool close_denied;           /* close live connections this generation refuses */
+    struct tg_cp_res *pushed[TG_RES_N]; /* references to the pushes it was built from */
+    struct tg_mesh_dest *pushed_dests;  /* the pushed mesh table, converted; owned */
+    struct tg_strlist domains;          /* accepted trust domains besides our own: the
+                                         * config's, then the pushed bundle's (v owned, the
+                                         * strings borrowed from cfg and pushed) */
 };
 
+/* Where the identity comes from:
+ * - static mode (chain_pem NULL): the files named by the config (identity.cert/key/
+ *   trust_bundle/crl), read at each build;
+ * - control-plane mode: the chain the control plane signed, our in-memory key, and as the
+ *   trust bundle every root of the pushed trust bundle (cp->res[TG_RES_TRUST_BUNDLE],
+ *   required). identity.crl is not used in this mode.
+ * Precedence: a pushed resource, once one of its type has been accepted, replaces the
+ * config's matching section whole: authorization (rules, default, close_denied),
+ * revocations (serials, fingerprints), mesh table (destinations, outside). Proxy settings
+ * override tls.min_version when they set one. Sections nothing was pushed for come from the
+ * config. Pushed rate limits, CRLs, cipher suites, timeouts and inbound mode are not applied
+ * by a generation (the control thread refuses or logs them; see control.c). */
 struct tg_gen_input {
     struct tg_config *cfg; /* the generation takes a reference */
+    const char *chain_pem; /* NULL: static mode */
+    size_t chain_len;
+    const struct tg_identity_key *key; /* control-plane mode: our key */
+    const struct tg_cp_state *cp;      /* pushed resources (the generation refs them); NULL:
+                                        * none */
 };
 
-/* Reads the identity files named by the config and builds both TLS contexts. On failure
+/* Builds the identity (see struct tg_gen_input), the policy and both TLS contexts. On failure
  * nothing is kept and err says what was wrong. The new generation has one reference. */
 TG_MUST_USE int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err);
 

@@ -24,6 +24,13 @@
     "    upstream: 127.0.0.1:8443\n"                                                               \
     "    expect: [spiffe://mesh.local/ns/default/sa/web]\n"
 
+#define CP                                                                                         \
+    "control_plane:\n"                                                                             \
+    "  address: 127.0.0.1:15010\n"                                                                 \
+    "  ca: root.pem\n"                                                                             \
+    "  token: token\n"                                                                             \
+    "  server_ids: [spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp]\n"
+
 /* want: NULL when the text is valid, else a substring of the error, which always starts
  * with the file name; each names the key and, where there is one, the line. */
 static const struct {
@@ -68,6 +75,50 @@ static const struct {
      "mesh.destinations[0].expect: missing"},
     {ID OUT1 "mesh: {destinations: [{address: 10.0.0.1, expect: [spiffe://m/a], x: 1}]}\n",
      "mesh.destinations[0].x: unknown key"},
+
+    /* control_plane: the identity comes from the control plane */
+    {CP OUT1, NULL},
+    {"identity: {trust_domains: [partner.example], max_chain_depth: 3}\n" CP OUT1, NULL},
+    {"control_plane: {address: 127.0.0.1:15010, ca: r.pem, token: t,\n"
+     "  server_ids: [spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp],\n"
+     "  node_id: n1, namespace: default, service_account: web, labels: {app: web},\n"
+     "  renew_fraction: 0.25}\n" OUT1,
+     NULL},
+    {ID CP OUT1, "t.yaml:1: identity.cert: not used with control_plane"},
+    {"identity: {crl: [x.crl]}\n" CP OUT1, "t.yaml:1: identity.crl: not used with control_plane"},
+    {"control_plane: {ca: r.pem, token: t, server_ids: [spiffe://m/cp]}\n" OUT1,
+     "t.yaml:1: control_plane.address: missing (required)"},
+    {"control_plane: {address: 127.0.0.1:1, token: t, server_ids: [spiffe://m/cp]}\n" OUT1,
+     "t.yaml:1: control_plane.ca: missing (required)"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, server_ids: [spiffe://m/cp]}\n" OUT1,
+     "t.yaml:1: control_plane.token: missing (required)"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t}\n" OUT1,
+     "t.yaml:1: control_plane.server_ids: missing (required)"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: []}\n" OUT1,
+     "control_plane.server_ids: is empty"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [http://x]}\n" OUT1,
+     "control_plane.server_ids[0]"},
+    {"control_plane: {address: cp.example:15010, ca: r, token: t, server_ids: "
+     "[spiffe://m/c]}\n" OUT1,
+     "t.yaml:1: control_plane.address"},
+    {"control_plane: {address: 127.0.0.1:0, ca: r, token: t, server_ids: [spiffe://m/c]}\n" OUT1,
+     "t.yaml:1: control_plane.address"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [spiffe://m/c],\n"
+     "  renew_fraction: 1.5}\n" OUT1,
+     "t.yaml:2: control_plane.renew_fraction: \"1.5\" is not a fraction"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [spiffe://m/c],\n"
+     "  renew_fraction: 0}\n" OUT1,
+     "control_plane.renew_fraction: \"0\" is not a fraction"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [spiffe://m/c],\n"
+     "  renew_fraction: half}\n" OUT1,
+     "control_plane.renew_fraction: \"half\" is not a fraction"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [spiffe://m/c],\n"
+     "  nodeid: x}\n" OUT1,
+     "t.yaml:2: control_plane.nodeid: unknown key"},
+    {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [spiffe://m/c],\n"
+     "  node_id: \"\"}\n" OUT1,
+     "control_plane.node_id: is empty"},
+    {"control_plane: [127.0.0.1:1]\n" OUT1, "t.yaml:1: control_plane"},
 
     /* required keys */
     {OUT1, "t.yaml: identity: missing (required)"},
@@ -435,6 +486,58 @@ START_TEST(test_config_defaults)
 }
 END_TEST
 
+START_TEST(test_config_control_plane_fields)
+{
+    static const char yaml[] = "control_plane:\n"
+                               "  address: 127.0.0.1:15010\n"
+                               "  ca: root.pem\n"
+                               "  token: /run/tok\n"
+                               "  server_ids: [spiffe://mesh.local/ns/tollgate-system/sa/cp]\n"
+                               "  node_id: node-1\n"
+                               "  namespace: default\n"
+                               "  service_account: web\n"
+                               "  labels: {app: web, tier: front}\n"
+                               "  renew_fraction: 0.3\n" OUT1;
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "d/t.yaml", &c, err) == 0, "%s", err);
+    ck_assert(c->cp.enabled);
+    ck_assert_str_eq(c->cp.address.text, "127.0.0.1:15010");
+    ck_assert_str_eq(c->cp.ca_path, "d/root.pem");
+    ck_assert_str_eq(c->cp.token_path, "/run/tok");
+    ck_assert_uint_eq(c->cp.server_ids.n, 1);
+    ck_assert_str_eq(c->cp.server_ids.v[0], "spiffe://mesh.local/ns/tollgate-system/sa/cp");
+    ck_assert_str_eq(c->cp.node_id, "node-1");
+    ck_assert_str_eq(c->cp.namespace_, "default");
+    ck_assert_str_eq(c->cp.service_account, "web");
+    ck_assert_uint_eq(c->cp.labels.n, 2);
+    ck_assert_str_eq(c->cp.labels.keys[1], "tier");
+    ck_assert_str_eq(c->cp.labels.values[1], "front");
+    ck_assert_double_eq_tol(c->cp.renew_fraction, 0.3, 1e-9);
+    ck_assert_ptr_null(c->cert_path);
+    tg_config_unref(c);
+}
+END_TEST
+
+START_TEST(test_config_control_plane_defaults)
+{
+    static const char yaml[] = CP OUT1;
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err) == 0, "%s", err);
+    ck_assert(c->cp.enabled);
+    ck_assert_double_eq_tol(c->cp.renew_fraction, 0.5, 1e-9);
+    ck_assert_ptr_null(c->cp.node_id);
+    ck_assert_uint_eq(c->cp.labels.n, 0);
+    tg_config_unref(c);
+    ck_assert_int_eq(tg_config_parse(ID OUT1, strlen(ID OUT1), "t.yaml", &c, err), 0);
+    ck_assert(!c->cp.enabled);
+    tg_config_unref(c);
+}
+END_TEST
+
 START_TEST(test_config_parse_resolves_against_name)
 {
     static const char yaml[] = "identity: {cert: c, key: /k, trust_bundle: ./b}\n" OUT1;
@@ -774,6 +877,8 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_config_table, 0, TG_NELEM(cases));
     tcase_add_test(tc, test_config_full_file_sets_every_field);
     tcase_add_test(tc, test_config_defaults);
+    tcase_add_test(tc, test_config_control_plane_fields);
+    tcase_add_test(tc, test_config_control_plane_defaults);
     tcase_add_test(tc, test_config_parse_resolves_against_name);
     tcase_add_test(tc, test_config_load_resolves_relative_paths);
     tcase_add_test(tc, test_config_load_error_names_file);

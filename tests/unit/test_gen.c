@@ -32,7 +32,7 @@ static void teardown(void)
 
 static int build(struct tg_gen **g, char *err)
 {
-    struct tg_gen_input in = {&cfg};
+    struct tg_gen_input in = {.cfg = &cfg};
 
     return tg_gen_build(&in, g, err);
 }
@@ -124,6 +124,182 @@ START_TEST(test_gen_build_refuses_broken_identity)
 }
 END_TEST
 
+/* ---- control-plane mode: identity in memory, pushed resources ---- */
+
+struct cp_fixture {
+    char *chain, *key_pem, *root;
+    size_t chain_len, key_len, root_len;
+    struct tg_identity_key key;
+    struct tg_cp_state st;
+};
+
+static struct tg_cp_res *push_bundle(const char *root)
+{
+    struct tg_resource *r = tg_resource_new(TG_RES_TRUST_BUNDLE);
+    struct tg_res_trust_bundle *b = &r->u.trust_bundle;
+
+    b->domains = tg_resource_array(r, 1, sizeof(*b->domains));
+    b->n_domains = 1;
+    b->domains[0].trust_domain = tg_resource_strdup(r, "mesh.local");
+    ck_assert_int_eq(tg_resource_strlist(r, &b->domains[0].roots_pem, &root, 1), 0);
+    return tg_cp_res_new(r, "tb-1");
+}
+
+static void cp_fixture_init(struct cp_fixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->chain = cu_read("web.pem", &f->chain_len);
+    f->key_pem = cu_read("web.key", &f->key_len);
+    f->root = cu_read("ca.pem", &f->root_len);
+    f->key.pem = f->key_pem;
+    f->key.pem_len = f->key_len;
+}
+
+static void cp_fixture_cleanup(struct cp_fixture *f)
+{
+    for (int t = 0; t < TG_RES_N; t++)
+        tg_cp_res_unref(f->st.res[t]);
+    free(f->chain);
+    free(f->key_pem);
+    free(f->root);
+}
+
+static int cp_build(struct cp_fixture *f, struct tg_gen **g, char *err)
+{
+    struct tg_gen_input in = {.cfg = &cfg,
+                              .chain_pem = f->chain,
+                              .chain_len = f->chain_len,
+                              .key = &f->key,
+                              .cp = &f->st};
+
+    return tg_gen_build(&in, g, err);
+}
+
+START_TEST(test_gen_cp_identity_needs_a_pushed_bundle)
+{
+    struct cp_fixture f;
+    struct tg_gen *g = NULL;
+    char err[TG_ERRLEN] = "";
+
+    cp_fixture_init(&f);
+    cfg.cert_path = cfg.key_path = cfg.bundle_path = NULL; /* never read in this mode */
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "trust bundle") != NULL, "%s", err);
+    f.st.res[TG_RES_TRUST_BUNDLE] = push_bundle(f.root);
+    ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
+    ck_assert_str_eq(g->identity->leaf.id.id, WEB);
+    ck_assert_uint_eq(g->identity->n_roots, 1);
+    ck_assert_uint_eq(g->domains.n, 1);
+    ck_assert_str_eq(g->domains.v[0], "mesh.local");
+    /* the generation holds what it was built from after the caller lets go */
+    tg_cp_res_unref(f.st.res[TG_RES_TRUST_BUNDLE]);
+    f.st.res[TG_RES_TRUST_BUNDLE] = NULL;
+    ck_assert_ptr_nonnull(g->pushed[TG_RES_TRUST_BUNDLE]);
+    tg_gen_unref(g);
+    cp_fixture_cleanup(&f);
+}
+END_TEST
+
+START_TEST(test_gen_cp_key_must_match_chain)
+{
+    struct cp_fixture f;
+    struct tg_identity_key *other;
+    struct tg_gen *g = NULL;
+    char err[TG_ERRLEN] = "";
+
+    cp_fixture_init(&f);
+    f.st.res[TG_RES_TRUST_BUNDLE] = push_bundle(f.root);
+    ck_assert_int_eq(tg_identity_keygen(&other, err), 0);
+    f.key = *other;
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_ptr_null(g);
+    tg_identity_key_free(other);
+    cp_fixture_cleanup(&f);
+}
+END_TEST
+
+/* A pushed authorization replaces the config's rules whole. */
+START_TEST(test_gen_pushed_authorization_wins)
+{
+    struct cp_fixture f;
+    static char *ids[] = {WEB};
+    struct tg_rule_cfg rules[2] = {
+        {.name = "a", .deny = false, .principals = {ids, 1}},
+        {.name = "b", .deny = true, .principals = {ids, 1}},
+    };
+    struct tg_resource *r = tg_resource_new(TG_RES_AUTHORIZATION);
+    struct tg_res_authorization *a = &r->u.authorization;
+    const char *who = WEB;
+    struct tg_gen *g = NULL;
+    char err[TG_ERRLEN] = "";
+
+    cp_fixture_init(&f);
+    cfg.rules = rules;
+    cfg.n_rules = 2;
+    f.st.res[TG_RES_TRUST_BUNDLE] = push_bundle(f.root);
+    ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
+    ck_assert_uint_eq(tg_policy_rule_count(g->policy), 2); /* the config's */
+    tg_gen_unref(g);
+    a->rules = tg_resource_array(r, 1, sizeof(*a->rules));
+    a->n_rules = 1;
+    a->rules[0].name = tg_resource_strdup(r, "pushed");
+    ck_assert_int_eq(tg_resource_strlist(r, &a->rules[0].principals, &who, 1), 0);
+    a->close_denied_connections = true;
+    f.st.res[TG_RES_AUTHORIZATION] = tg_cp_res_new(r, "az-1");
+    ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
+    ck_assert_uint_eq(tg_policy_rule_count(g->policy), 1);
+    ck_assert(g->close_denied);
+    tg_gen_unref(g);
+    /* a pushed rule that does not compile refuses the whole generation */
+    a->rules[0].ports.v = tg_resource_array(r, 1, sizeof(uint32_t));
+    a->rules[0].ports.v[0] = 70000;
+    a->rules[0].ports.n = 1;
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "authorization (pushed)") != NULL, "%s", err);
+    cfg.rules = NULL;
+    cfg.n_rules = 0;
+    cp_fixture_cleanup(&f);
+}
+END_TEST
+
+START_TEST(test_gen_pushed_mesh_and_settings)
+{
+    struct cp_fixture f;
+    struct tg_resource *r = tg_resource_new(TG_RES_MESH_TABLE);
+    struct tg_resource *ps = tg_resource_new(TG_RES_PROXY_SETTINGS);
+    struct tg_res_mesh_table *m = &r->u.mesh_table;
+    const char *who = WEB;
+    struct tg_gen *g = NULL;
+    char err[TG_ERRLEN] = "";
+
+    cp_fixture_init(&f);
+    f.st.res[TG_RES_TRUST_BUNDLE] = push_bundle(f.root);
+    m->destinations = tg_resource_array(r, 1, sizeof(*m->destinations));
+    m->n_destinations = 1;
+    m->destinations[0].address = tg_resource_strdup(r, "10.0.0.0/24");
+    m->destinations[0].port = 8080;
+    ck_assert_int_eq(tg_resource_strlist(r, &m->destinations[0].expected_ids, &who, 1), 0);
+    m->outside_refuse = true;
+    f.st.res[TG_RES_MESH_TABLE] = tg_cp_res_new(r, "mt-1");
+    ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
+    ck_assert_uint_eq(g->mesh.n, 1);
+    ck_assert(g->mesh.refuse_outside);
+    ck_assert_str_eq(g->mesh.dests[0].text, "10.0.0.0/24");
+    ck_assert_uint_eq(g->mesh.dests[0].prefix, 24);
+    ck_assert_uint_eq(g->mesh.dests[0].port, 8080);
+    tg_gen_unref(g);
+    m->destinations[0].address = tg_resource_strdup(r, "10.0.0.1/24");
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "mesh_table (pushed): destinations[0]") != NULL, "%s", err);
+    m->destinations[0].address = tg_resource_strdup(r, "10.0.0.0/24");
+    ps->u.proxy_settings.min_tls_version = tg_resource_strdup(ps, "1.1");
+    f.st.res[TG_RES_PROXY_SETTINGS] = tg_cp_res_new(ps, "ps-1");
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "min_tls_version") != NULL, "%s", err);
+    cp_fixture_cleanup(&f);
+}
+END_TEST
+
 static Suite *gen_suite(void)
 {
     Suite *s = suite_create("gen");
@@ -134,6 +310,10 @@ static Suite *gen_suite(void)
     tcase_add_test(tc, test_gen_build_holds_identity_and_contexts);
     tcase_add_test(tc, test_gen_refcount_frees_on_last_unref);
     tcase_add_loop_test(tc, test_gen_build_refuses_broken_identity, 0, TG_NELEM(broken));
+    tcase_add_test(tc, test_gen_cp_identity_needs_a_pushed_bundle);
+    tcase_add_test(tc, test_gen_cp_key_must_match_chain);
+    tcase_add_test(tc, test_gen_pushed_authorization_wins);
+    tcase_add_test(tc, test_gen_pushed_mesh_and_settings);
     suite_add_tcase(s, tc);
     return s;
 }
