@@ -474,7 +474,8 @@ start_contender() { # NAME INDEX
 TG_FULL_YAML=${BENCH_TG_FULL_YAML:-}
 TG_RESUME_YAML=${BENCH_TG_RESUME_YAML:-}
 [ -n "$TG_RESUME_YAML" ] || for k in resumption session_resumption session_tickets; do
-    tg_yaml_common 1 client "$k: true" >"$T/probe.yaml"
+    { tg_yaml_common 1 client "$k: true"
+      echo "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2'}]"; } >"$T/probe.yaml"
     if "$TG" check -c "$T/probe.yaml" >/dev/null 2>&1; then
         TG_RESUME_YAML="$k: true" TG_FULL_YAML="$k: false"
         break

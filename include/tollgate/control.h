@@ -1,6 +1,10 @@
-/* The control thread of `tollgate run`: builds generations from the identity files and
- * publishes them to the workers, watches the files, serves the admin endpoint, and handles
- * signals (SIGTERM/SIGINT: drain then exit; SIGHUP: reload the identity now). */
+/* The control thread of `tollgate run`: builds generations and publishes them to the
+ * workers, serves the admin endpoint, and handles signals (SIGTERM/SIGINT: drain then exit;
+ * SIGHUP: reload now). Static mode: generations come from the identity files, which are
+ * watched. Control-plane mode (control_plane: in the config): the key is made in memory, the
+ * identity comes from the control plane's answer to our CSR and is renewed before it
+ * expires, and every accepted push builds a new generation (ACK) or is refused (NACK); the
+ * workers start listening once the first generation exists. */
 #ifndef TOLLGATE_CONTROL_H
 #define TOLLGATE_CONTROL_H
 
