@@ -836,49 +836,64 @@ static int parse_paths(struct parse *ps, const char *path, struct tg_strlist *li
     }
 }
 
-/* rate_limits.overrides: a list of mappings, each counted as soon as allocated. */
-static int parse_limits(struct parse *ps, const char *path)
+
+/* A list of mappings (YAML sequence of mappings), each read with fields into a new zeroed
+ * element of *arr (elem bytes each) and counted in *n as soon as it exists, so that
+ * tg_config_unref frees a half-read one. what names the entries in messages ("rules");
+ * shape shows what one looks like; check, when set, runs on each element after its keys. */
+static int parse_map_list(struct parse *ps, const char *path, void **arr, size_t *n, size_t elem,
+                          const struct field *fields, const char *what, const char *shape,
+                          int (*check)(struct parse *ps, const char *item, void *el))
 {
-    struct tg_config *c = ps->c;
-    char item[KEYPATH];
+    char item[KEYPATH], want[64];
     size_t cap = 0;
     int rc;
 
     if ((rc = next(ps, path)) < 0)
         return rc;
+    snprintf(want, sizeof(want), "a list of %s", what);
     if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
-        return wrong_type(ps, path, "a list of limits");
+        return wrong_type(ps, path, want);
     for (;;) {
-        const char *p;
+        char *el;
 
         if ((rc = next(ps, path)) < 0)
             return rc;
         if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
             return 0;
-        keypath(item, "%s[%zu]", path, c->n_limits);
+        keypath(item, "%s[%zu]", path, *n);
         if (ps->ev.type != YAML_MAPPING_START_EVENT)
-            return wrong_type(ps, item, "a mapping (principal:, connections_per_second:, ...)");
-        if (c->n_limits == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d limits", MAX_ITEMS);
-        if (c->n_limits == cap) {
+            return wrong_type(ps, item, shape);
+        if (*n == MAX_ITEMS)
+            return fail(ps, line_of(ps), path, "more than %d %s", MAX_ITEMS, what);
+        if (*n == cap) {
             size_t ncap = cap == 0 ? 4 : cap * 2;
-            struct tg_limit_cfg *na = realloc(c->limits, ncap * sizeof(*na));
+            void *na = realloc(*arr, ncap * elem);
 
             if (na == NULL)
                 return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            c->limits = na;
+            *arr = na;
             cap = ncap;
         }
-        memset(&c->limits[c->n_limits], 0, sizeof(c->limits[0]));
-        c->n_limits++;
+        el = (char *)*arr + *n * elem;
+        memset(el, 0, elem);
+        (*n)++;
         ps->key_line = line_of(ps);
-        if ((rc = walk_map(ps, item, override_fields, &c->limits[c->n_limits - 1])) < 0)
+        if ((rc = walk_map(ps, item, fields, el)) < 0)
             return rc;
-        p = c->limits[c->n_limits - 1].principal;
-        if (strncmp(p, "spiffe://", 9) != 0)
-            return fail(ps, ps->key_line, item,
-                        "principal: \"%.40s\" is not a SPIFFE ID or prefix (spiffe://...)", p);
+        if (check != NULL && (rc = check(ps, item, el)) < 0)
+            return rc;
     }
+}
+
+static int check_limit(struct parse *ps, const char *item, void *el)
+{
+    const char *p = ((const struct tg_limit_cfg *)el)->principal;
+
+    if (strncmp(p, "spiffe://", 9) != 0)
+        return fail(ps, ps->key_line, item,
+                    "principal: \"%.40s\" is not a SPIFFE ID or prefix (spiffe://...)", p);
+    return 0;
 }
 
 /* A list of ports (1..65535). */
@@ -988,44 +1003,6 @@ static int parse_labels(struct parse *ps, const char *path, struct tg_labels *l)
     }
 }
 
-/* authorization.rules: a list of mappings, each counted as soon as allocated. */
-static int parse_rules(struct parse *ps, const char *path)
-{
-    struct tg_config *c = ps->c;
-    char item[KEYPATH];
-    size_t cap = 0;
-    int rc;
-
-    if ((rc = next(ps, path)) < 0)
-        return rc;
-    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
-        return wrong_type(ps, path, "a list of rules");
-    for (;;) {
-        if ((rc = next(ps, path)) < 0)
-            return rc;
-        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
-            return 0;
-        keypath(item, "%s[%zu]", path, c->n_rules);
-        if (ps->ev.type != YAML_MAPPING_START_EVENT)
-            return wrong_type(ps, item, "a mapping (name:, action:, principals:, ...)");
-        if (c->n_rules == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d rules", MAX_ITEMS);
-        if (c->n_rules == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            struct tg_rule_cfg *na = realloc(c->rules, ncap * sizeof(*na));
-
-            if (na == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            c->rules = na;
-            cap = ncap;
-        }
-        memset(&c->rules[c->n_rules], 0, sizeof(c->rules[0]));
-        c->n_rules++;
-        ps->key_line = line_of(ps);
-        if ((rc = walk_map(ps, item, rule_fields, &c->rules[c->n_rules - 1])) < 0)
-            return rc;
-    }
-}
 
 /* A listener has an upstream, or is transparent (captured traffic), never both. */
 static int check_upstream(struct parse *ps, size_t line, const char *path, bool transparent,
@@ -1042,44 +1019,6 @@ static int check_upstream(struct parse *ps, size_t line, const char *path, bool 
     return 0;
 }
 
-/* mesh.destinations: a list of mappings, each counted as soon as allocated. */
-static int parse_destinations(struct parse *ps, const char *path)
-{
-    struct tg_config *c = ps->c;
-    char item[KEYPATH];
-    size_t cap = 0;
-    int rc;
-
-    if ((rc = next(ps, path)) < 0)
-        return rc;
-    if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
-        return wrong_type(ps, path, "a list of destinations");
-    for (;;) {
-        if ((rc = next(ps, path)) < 0)
-            return rc;
-        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
-            return 0;
-        keypath(item, "%s[%zu]", path, c->n_dests);
-        if (ps->ev.type != YAML_MAPPING_START_EVENT)
-            return wrong_type(ps, item, "a mapping (address:, port:, expect:)");
-        if (c->n_dests == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d destinations", MAX_ITEMS);
-        if (c->n_dests == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            struct tg_mesh_dest *na = realloc(c->dests, ncap * sizeof(*na));
-
-            if (na == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            c->dests = na;
-            cap = ncap;
-        }
-        memset(&c->dests[c->n_dests], 0, sizeof(c->dests[0]));
-        c->n_dests++;
-        ps->key_line = line_of(ps);
-        if ((rc = walk_map(ps, item, dest_fields, &c->dests[c->n_dests - 1])) < 0)
-            return rc;
-    }
-}
 
 /* "10.0.0.0/8", "10.1.2.3" (a /32), "fd00::/8", "::1". Host bits must be zero. */
 static int parse_cidr(const char *v, struct tg_mesh_dest *d, char *why)
@@ -1233,15 +1172,22 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
     case K_OUTBOUND:
         return parse_listeners(ps, path, f->kind == K_INBOUND);
     case K_DESTS:
-        return parse_destinations(ps, path);
+        return parse_map_list(ps, path, (void **)&ps->c->dests, &ps->c->n_dests,
+                              sizeof(*ps->c->dests), dest_fields, "destinations",
+                              "a mapping (address:, port:, expect:)", NULL);
     case K_RULES:
-        return parse_rules(ps, path);
+        return parse_map_list(ps, path, (void **)&ps->c->rules, &ps->c->n_rules,
+                              sizeof(*ps->c->rules), rule_fields, "rules",
+                              "a mapping (name:, action:, principals:, ...)", NULL);
     case K_STRS:
         return parse_strlist(ps, path, f, dst);
     case K_PATHS:
         return parse_paths(ps, path, dst);
     case K_LIMITS:
-        return parse_limits(ps, path);
+        return parse_map_list(ps, path, (void **)&ps->c->limits, &ps->c->n_limits,
+                              sizeof(*ps->c->limits), override_fields, "limits",
+                              "a mapping (principal:, connections_per_second:, ...)",
+                              check_limit);
     case K_PORTS:
         return parse_ports(ps, path, dst);
     case K_LABELS:
