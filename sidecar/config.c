@@ -173,11 +173,16 @@ static const struct field rule_fields[] = {
 };
 
 #define LIMIT_FIELDS                                                                               \
-    {.key = "connections_per_second", .kind = K_UINT, .off = LIM(conns_per_second), .max = 1000000},\
-    {.key = "burst", .kind = K_UINT, .off = LIM(burst), .max = 1000000},                           \
-    {.key = "max_concurrent", .kind = K_UINT, .off = LIM(max_concurrent), .max = 1000000},         \
-    {.key = "bytes_per_second", .kind = K_SIZE, .off = LIM(bytes_per_second), .min = 1,            \
-     .max = 1ULL << 40}
+    {.key = "connections_per_second",                                                              \
+     .kind = K_UINT,                                                                               \
+     .off = LIM(conns_per_second),                                                                 \
+     .max = 1000000},                                                                              \
+        {.key = "burst", .kind = K_UINT, .off = LIM(burst), .max = 1000000},                       \
+        {.key = "max_concurrent", .kind = K_UINT, .off = LIM(max_concurrent), .max = 1000000},     \
+    {                                                                                              \
+        .key = "bytes_per_second", .kind = K_SIZE, .off = LIM(bytes_per_second), .min = 1,         \
+        .max = 1ULL << 40                                                                          \
+    }
 
 static const struct field limit_fields[] = {
     LIMIT_FIELDS,
@@ -262,7 +267,7 @@ struct parse {
     const char *base; /* directory for relative paths; NULL leaves them as written */
     char *err;
     struct tg_config *c;
-    size_t key_line; /* line of the key whose value is read next; 0 for the top */
+    size_t key_line;           /* line of the key whose value is read next; 0 for the top */
     size_t static_line;        /* the first static_only key found missing: its map's line */
     char static_path[KEYPATH]; /* and its path; "" when none */
     size_t cp_line;            /* line of control_plane; 0 when absent */
@@ -836,7 +841,6 @@ static int parse_paths(struct parse *ps, const char *path, struct tg_strlist *li
     }
 }
 
-
 /* A list of mappings (YAML sequence of mappings), each read with fields into a new zeroed
  * element of *arr (elem bytes each) and counted in *n as soon as it exists, so that
  * tg_config_unref frees a half-read one. what names the entries in messages ("rules");
@@ -922,8 +926,7 @@ static int parse_ports(struct parse *ps, const char *path, struct tg_intlist *li
         if (quoted(ps) || !parse_u64(v, strlen(v), &u) || u < 1 || u > 65535) {
             char shown[SHOW];
 
-            return fail(ps, line_of(ps), item, "%s is not a port (want 1..65535)",
-                        show(shown, v));
+            return fail(ps, line_of(ps), item, "%s is not a port (want 1..65535)", show(shown, v));
         }
         if (list->n == MAX_ITEMS)
             return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
@@ -959,8 +962,7 @@ static int parse_labels(struct parse *ps, const char *path, struct tg_labels *l)
             return rc;
         if (ps->ev.type == YAML_MAPPING_END_EVENT)
             return 0;
-        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev) ||
-            ps->ev.data.scalar.length == 0)
+        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev) || ps->ev.data.scalar.length == 0)
             return wrong_type(ps, path, "a label name");
         key = strdup((const char *)ps->ev.data.scalar.value);
         if (key == NULL)
@@ -1003,7 +1005,6 @@ static int parse_labels(struct parse *ps, const char *path, struct tg_labels *l)
     }
 }
 
-
 /* A listener has an upstream, or is transparent (captured traffic), never both. */
 static int check_upstream(struct parse *ps, size_t line, const char *path, bool transparent,
                           const struct tg_addr *upstream)
@@ -1012,13 +1013,13 @@ static int check_upstream(struct parse *ps, size_t line, const char *path, bool 
 
     join(key, path, "upstream");
     if (transparent && upstream->len > 0)
-        return fail(ps, line, key, "not with transparent: true (the original destination is "
-                                   "used)");
+        return fail(ps, line, key,
+                    "not with transparent: true (the original destination is "
+                    "used)");
     if (!transparent && upstream->len == 0)
         return fail(ps, line, key, "missing (required unless transparent: true)");
     return 0;
 }
-
 
 /* "10.0.0.0/8", "10.1.2.3" (a /32), "fd00::/8", "::1". Host bits must be zero. */
 static int parse_cidr(const char *v, struct tg_mesh_dest *d, char *why)
@@ -1054,8 +1055,7 @@ static int parse_cidr(const char *v, struct tg_mesh_dest *d, char *why)
     }
     for (unsigned bit = prefix; bit < max; bit++)
         if (bytes[bit / 8] & (0x80 >> (bit % 8)))
-            return tg_err_set(why, TG_EINVAL, "\"%.40s\" has host bits set beyond /%u", v,
-                              prefix);
+            return tg_err_set(why, TG_EINVAL, "\"%.40s\" has host bits set beyond /%u", v, prefix);
     d->prefix = prefix;
     snprintf(d->text, sizeof(d->text), "%s", v);
     return 0;
@@ -1186,8 +1186,7 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
     case K_LIMITS:
         return parse_map_list(ps, path, (void **)&ps->c->limits, &ps->c->n_limits,
                               sizeof(*ps->c->limits), override_fields, "limits",
-                              "a mapping (principal:, connections_per_second:, ...)",
-                              check_limit);
+                              "a mapping (principal:, connections_per_second:, ...)", check_limit);
     case K_PORTS:
         return parse_ports(ps, path, dst);
     case K_LABELS:
@@ -1330,8 +1329,7 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
     }
     case K_PORT:
         if (quoted(ps) || !parse_u64(v, strlen(v), &u) || u < 1 || u > 65535)
-            return fail(ps, line_of(ps), path, "%s is not a port (want 1..65535)",
-                        show(shown, v));
+            return fail(ps, line_of(ps), path, "%s is not a port (want 1..65535)", show(shown, v));
         *(uint16_t *)dst = (uint16_t)u;
         return 0;
     case K_TLSVER:

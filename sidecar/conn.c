@@ -9,9 +9,9 @@
 
 #include "tollgate/accesslog.h"
 #include "tollgate/intercept.h"
+#include "tollgate/log.h"
 #include "tollgate/proxyproto.h"
 #include "tollgate/spiffe.h"
-#include "tollgate/log.h"
 
 /* A permissive port waits this long for a client's first bytes; a client that sends
  * nothing speaks second (SMTP, MySQL, ...) and goes to the app in plain text. */
@@ -318,9 +318,8 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     tg_policy_decide(p, &pp, c->dest_port, &v);
     if (v.allow)
         return true;
-    tg_counter_add(v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked
-                                                  : &c->stats->policy_denied,
-                   1);
+    tg_counter_add(
+        v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked : &c->stats->policy_denied, 1);
     if (v.outcome == TG_POLICY_REVOKED)
         snprintf(why, cap, "revoked: certificate serial %s (sha256 %.16s...) is revoked",
                  peer->serial, peer->sha256);
@@ -473,8 +472,7 @@ static void start_connect(struct tg_conn *c)
     c->up.open = true;
     c->open_handles++;
     c->creq.data = c;
-    rc = uv_tcp_connect(&c->creq, &c->up.tcp, (const struct sockaddr *)&c->upstream.ss,
-                        on_connect);
+    rc = uv_tcp_connect(&c->creq, &c->up.tcp, (const struct sockaddr *)&c->upstream.ss, on_connect);
     if (rc < 0) {
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
         tg_conn_close(c, "error", "upstream %s: %s", c->upstream.text, uv_strerror(rc));
@@ -484,8 +482,8 @@ static void start_connect(struct tg_conn *c)
 static void set_upstream(struct tg_conn *c, const struct sockaddr_storage *ss)
 {
     c->upstream.ss = *ss;
-    c->upstream.len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                : sizeof(struct sockaddr_in);
+    c->upstream.len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     format_addr(ss, c->upstream.text, sizeof(c->upstream.text));
 }
 
@@ -514,8 +512,9 @@ static int route(struct tg_conn *c)
         if (uv_fileno((uv_handle_t *)&c->down.tcp, &fd) < 0 ||
             (rc = tg_intercept_original_dst(fd, &orig)) < 0) {
             tg_counter_add(&c->stats->refused_capture, 1);
-            tg_conn_close(c, "refused", "no original destination (not a redirected "
-                                        "connection)");
+            tg_conn_close(c, "refused",
+                          "no original destination (not a redirected "
+                          "connection)");
             return -1;
         }
         if (port_of(&orig) == port_of(&l->listen->ss)) {
@@ -549,8 +548,7 @@ static int route(struct tg_conn *c)
             c->rule.ids = &d->expect;
         }
     }
-    rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->pool, &c->rule,
-                    &c->tls);
+    rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->pool, &c->rule, &c->tls);
     if (rc < 0) {
         tg_conn_close(c, "error", "TLS session: %s", tg_strerror(rc));
         return -1;
@@ -624,11 +622,14 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     c->outcome = "ok";
     init_side(c, &c->down, l->inbound);
     init_side(c, &c->up, !l->inbound);
-    c->dir[0] = (struct tg_dir){.src = &c->down, .dst = &c->up,
+    c->dir[0] = (struct tg_dir){.src = &c->down,
+                                .dst = &c->up,
                                 .bytes_stat = &c->stats->bytes_received,
                                 .bytes = &c->bytes_received};
-    c->dir[1] = (struct tg_dir){.src = &c->up, .dst = &c->down,
-                                .bytes_stat = &c->stats->bytes_sent, .bytes = &c->bytes_sent};
+    c->dir[1] = (struct tg_dir){.src = &c->up,
+                                .dst = &c->down,
+                                .bytes_stat = &c->stats->bytes_sent,
+                                .bytes = &c->bytes_sent};
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
     uv_timer_init(&w->loop, &c->throttle);

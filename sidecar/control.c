@@ -35,14 +35,14 @@ struct control {
     unsigned started;
     struct tg_gen *gen; /* newest published */
     struct tg_admin *admin;
-    uv_fs_poll_t *watch;   /* config file, cert, key, bundle, then each CRL */
+    uv_fs_poll_t *watch; /* config file, cert, key, bundle, then each CRL */
     size_t n_watch;
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
     uv_signal_t sigterm, sigint, sighup;
     bool config_changed; /* the config file changed since the last rebuild */
-    bool draining; /* not ready, listeners closed */
-    bool stopping; /* a signal: exit once drained */
+    bool draining;       /* not ready, listeners closed */
+    bool stopping;       /* a signal: exit once drained */
     uint64_t drain_deadline;
     int exit_code;
 
@@ -181,8 +181,7 @@ static void relimit(struct control *ctl, const struct tg_config *next)
 
     for (size_t i = 0; i < ctl->rt.n_limiters; i++) {
         struct tg_limiter *t = &ctl->limiters[i];
-        const struct tg_limit_cfg *l = i < next->n_limits ? &next->limits[i]
-                                                           : &next->limit_default;
+        const struct tg_limit_cfg *l = i < next->n_limits ? &next->limits[i] : &next->limit_default;
 
         t->lim = limits_of(l);
         if (t->table != NULL)

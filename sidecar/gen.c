@@ -38,8 +38,8 @@ static int build_policy_rev(const struct tg_config *cfg, const struct tg_res_rev
         return TG_ENOMEM;
     }
     for (size_t i = 0; i < n_labels; i++)
-        labels[at++] = (struct tg_policy_label){cfg->workload_labels.keys[i],
-                                                cfg->workload_labels.values[i]};
+        labels[at++] =
+            (struct tg_policy_label){cfg->workload_labels.keys[i], cfg->workload_labels.values[i]};
     for (size_t i = 0; i < cfg->n_rules; i++) {
         const struct tg_rule_cfg *r = &cfg->rules[i];
         struct tg_policy_rule *p = &rules[i];
@@ -52,11 +52,10 @@ static int build_policy_rev(const struct tg_config *cfg, const struct tg_res_rev
             p->scope.labels = &labels[at];
             p->scope.n_labels = r->scope_labels.n;
             for (size_t j = 0; j < r->scope_labels.n; j++)
-                labels[at++] = (struct tg_policy_label){r->scope_labels.keys[j],
-                                                        r->scope_labels.values[j]};
+                labels[at++] =
+                    (struct tg_policy_label){r->scope_labels.keys[j], r->scope_labels.values[j]};
         } else {
-            p->scope.kind = r->scope_ns != NULL ? TG_POLICY_SCOPE_NAMESPACE
-                                                : TG_POLICY_SCOPE_MESH;
+            p->scope.kind = r->scope_ns != NULL ? TG_POLICY_SCOPE_NAMESPACE : TG_POLICY_SCOPE_MESH;
         }
         p->principals = strs(&r->principals);
         p->not_principals = strs(&r->not_principals);

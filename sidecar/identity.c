@@ -148,8 +148,7 @@ static int read_file(const char *what, const char *path, char **out, size_t *len
 
 /* Finds the next "-----BEGIN CERTIFICATE-----" block at or after *pos and converts it to
  * DER (malloc'd). Returns 1 when one was found, 0 at the end, negative on error. */
-static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **der,
-                     size_t *der_len)
+static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **der, size_t *der_len)
 {
     static const char begin[] = "-----BEGIN CERTIFICATE-----";
     static const char end[] = "-----END CERTIFICATE-----";
@@ -219,8 +218,8 @@ static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
         if (rc == 0 && !info.is_ca)
             rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not a CA",
                             id->n_roots + 1, info.serial);
-        if (rc == 0 && wolfSSL_CertManagerLoadCABuffer(cm, der, (long)der_len,
-                                                       WOLFSSL_FILETYPE_ASN1) != 1)
+        if (rc == 0 &&
+            wolfSSL_CertManagerLoadCABuffer(cm, der, (long)der_len, WOLFSSL_FILETYPE_ASN1) != 1)
             rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not usable as a root",
                             id->n_roots + 1, info.serial);
         free(der);
@@ -267,13 +266,13 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
                         (long long)(id->leaf.not_before - now));
     /* intermediates from the root side down, each verified by what is already loaded */
     for (size_t i = n; rc == 0 && i-- > 1;) {
-        if (wolfSSL_CertManagerLoadCABuffer(cm, der[i], (long)der_len[i],
-                                            WOLFSSL_FILETYPE_ASN1) != 1)
+        if (wolfSSL_CertManagerLoadCABuffer(cm, der[i], (long)der_len[i], WOLFSSL_FILETYPE_ASN1) !=
+            1)
             rc = tg_err_set(err, TG_EINVAL, "intermediate %zu does not chain to the bundle", i);
     }
     if (rc == 0) {
-        int v = wolfSSL_CertManagerVerifyBuffer(cm, der[0], (long)der_len[0],
-                                                WOLFSSL_FILETYPE_ASN1);
+        int v =
+            wolfSSL_CertManagerVerifyBuffer(cm, der[0], (long)der_len[0], WOLFSSL_FILETYPE_ASN1);
         if (v != 1)
             rc = tg_err_set(err, TG_EINVAL, "leaf does not chain to the trust bundle: %s",
                             wolfSSL_ERR_reason_error_string((unsigned long)v));
@@ -307,12 +306,10 @@ static int load_crls(struct tg_identity *id, const struct tg_strlist *paths,
         if (rc < 0)
             return rc;
         id->n_crl++;
-        id->crl_pem[i] = memmem(id->crl[i], id->crl_len[i], "-----BEGIN X509 CRL-----", 24) !=
-                         NULL;
-        rc = wolfSSL_CertManagerLoadCRLBuffer(cm, (const unsigned char *)id->crl[i],
-                                              (long)id->crl_len[i],
-                                              id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM
-                                                             : WOLFSSL_FILETYPE_ASN1);
+        id->crl_pem[i] = memmem(id->crl[i], id->crl_len[i], "-----BEGIN X509 CRL-----", 24) != NULL;
+        rc = wolfSSL_CertManagerLoadCRLBuffer(
+            cm, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
+            id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1);
         if (rc != WOLFSSL_SUCCESS)
             return tg_err_set(err, TG_EINVAL,
                               "identity.crl: %s: not a CRL signed by a root of the bundle: %s",
@@ -328,9 +325,9 @@ static int check_key(struct tg_identity *id, const struct tg_identity_files *f, 
 
     if (ctx == NULL)
         return TG_ENOMEM;
-    if (wolfSSL_CTX_use_certificate_chain_buffer_format(
-            ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
-            WOLFSSL_FILETYPE_PEM) != 1)
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, (const unsigned char *)id->chain_pem,
+                                                        (long)id->chain_len,
+                                                        WOLFSSL_FILETYPE_PEM) != 1)
         rc = tg_err_set(err, TG_EINVAL, "identity.cert: %s: not usable", f->cert);
     else if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)id->key_pem,
                                                (long)id->key_len, WOLFSSL_FILETYPE_PEM) != 1)

@@ -105,10 +105,10 @@ enum tg_peek tg_intercept_peek(const uint8_t *p, size_t n)
     if (!r.ok || hs_len > rec_len - 4)
         return TG_PEEK_OTHER; /* spread over several records: not a sidecar of ours */
     r.n = 4 + hs_len;
-    skip(&r, 2 + 32);       /* legacy_version, random */
-    skip(&r, get(&r, 1));   /* legacy_session_id */
-    skip(&r, get(&r, 2));   /* cipher_suites */
-    skip(&r, get(&r, 1));   /* legacy_compression_methods */
+    skip(&r, 2 + 32);     /* legacy_version, random */
+    skip(&r, get(&r, 1)); /* legacy_session_id */
+    skip(&r, get(&r, 2)); /* cipher_suites */
+    skip(&r, get(&r, 1)); /* legacy_compression_methods */
     ext_end = get(&r, 2);
     if (!r.ok || ext_end != r.n - r.at)
         return TG_PEEK_OTHER;

@@ -263,8 +263,8 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (c->peer_optional && (store->certs == NULL || store->totalCerts < 1))
         return 1; /* no certificate and none required: the control plane's bootstrap */
     if (store->totalCerts > (int)c->max_chain_depth)
-        return refuse(t, TG_HSF_BAD_CERT, "%s chain of %d certificates (max_chain_depth %u)",
-                      side, store->totalCerts, c->max_chain_depth);
+        return refuse(t, TG_HSF_BAD_CERT, "%s chain of %d certificates (max_chain_depth %u)", side,
+                      store->totalCerts, c->max_chain_depth);
     if (store->certs == NULL || store->totalCerts < 1 ||
         tg_cert_inspect(store->certs[0].buffer, store->certs[0].length, &info, err) < 0)
         return refuse(t, TG_HSF_BAD_CERT, "%s certificate: %s", side, err);
@@ -273,11 +273,11 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return refuse(t, TG_HSF_BAD_CERT, "%s leaf is a CA certificate (serial %s)", side,
                       info.serial);
     if (info.eku_set && !(c->server ? info.eku_client : info.eku_server))
-        return refuse(t, TG_HSF_BAD_CERT, "%s leaf lacks extendedKeyUsage %s (serial %s)",
-                      side, c->server ? "clientAuth" : "serverAuth", info.serial);
+        return refuse(t, TG_HSF_BAD_CERT, "%s leaf lacks extendedKeyUsage %s (serial %s)", side,
+                      c->server ? "clientAuth" : "serverAuth", info.serial);
     if (!info.id_ok)
-        return refuse(t, TG_HSF_BAD_SPIFFE, "%s certificate (serial %s): %s", side,
-                      info.serial, info.id_err);
+        return refuse(t, TG_HSF_BAD_SPIFFE, "%s certificate (serial %s): %s", side, info.serial,
+                      info.id_err);
     t->peer.claimed = strdup(info.id.id); /* names who was refused, in logs */
     if (!accepted(t, &info.id))
         return 0;
@@ -344,11 +344,9 @@ static int seal(const struct tg_tls_ctx *c, bool enc, const unsigned char *name,
         return -1;
     rc = wc_AesGcmSetKey(&aes, c->ticket_key, sizeof(c->ticket_key));
     if (rc == 0 && enc)
-        rc = wc_AesGcmEncrypt(&aes, ticket, ticket, (word32)len, iv, 12, mac, 16, aad,
-                              sizeof(aad));
+        rc = wc_AesGcmEncrypt(&aes, ticket, ticket, (word32)len, iv, 12, mac, 16, aad, sizeof(aad));
     else if (rc == 0)
-        rc = wc_AesGcmDecrypt(&aes, ticket, ticket, (word32)len, iv, 12, mac, 16, aad,
-                              sizeof(aad));
+        rc = wc_AesGcmDecrypt(&aes, ticket, ticket, (word32)len, iv, 12, mac, 16, aad, sizeof(aad));
     wc_AesFree(&aes);
     return rc == 0 ? 0 : -1;
 }
@@ -390,8 +388,8 @@ static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
         put_be32(name + TICKET_NAME_LEN + 4, slot->nonce);
         memset(iv, 0, WOLFSSL_TICKET_IV_SZ);
         memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
-        if (wc_RNG_GenerateBlock(&c->rng, iv, 12) != 0 || seal(c, true, name, iv, mac, ticket,
-                                                                len) < 0)
+        if (wc_RNG_GenerateBlock(&c->rng, iv, 12) != 0 ||
+            seal(c, true, name, iv, mac, ticket, len) < 0)
             goto done;
         rc = WOLFSSL_TICKET_RET_OK;
         goto done;
@@ -403,8 +401,7 @@ static int on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
         goto done;
     slot = &c->slots[index];
     if (slot->peer.id == NULL || slot->nonce != nonce ||
-        slot->peer.not_after <= tg_identity_now() ||
-        seal(c, false, name, iv, mac, ticket, len) < 0)
+        slot->peer.not_after <= tg_identity_now() || seal(c, false, name, iv, mac, ticket, len) < 0)
         goto done;
     if (peer_copy(&t->resumed, &slot->peer) == 0)
         rc = WOLFSSL_TICKET_RET_OK;
@@ -447,9 +444,8 @@ void tg_tls_offer(struct tg_tls *t, struct tg_tls_cache *cache, const char *key)
 {
     struct tg_tls_cache_entry *e = cache_slot(cache, key);
 
-    if (!t->ctx->resumption || t->ctx->server || e->session == NULL ||
-        strcmp(e->key, key) != 0 || e->ctx_serial != t->ctx->serial ||
-        e->peer.not_after <= tg_identity_now())
+    if (!t->ctx->resumption || t->ctx->server || e->session == NULL || strcmp(e->key, key) != 0 ||
+        e->ctx_serial != t->ctx->serial || e->peer.not_after <= tg_identity_now())
         return;
     if (peer_copy(&t->resumed, &e->peer) < 0)
         return;
@@ -541,18 +537,16 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
         goto fail;
     }
     for (size_t i = 0; i < id->n_crl; i++) {
-        if (wolfSSL_CTX_LoadCRLBuffer(c->ctx, (const unsigned char *)id->crl[i],
-                                      (long)id->crl_len[i],
-                                      id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM
-                                                     : WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
+        if (wolfSSL_CTX_LoadCRLBuffer(
+                c->ctx, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
+                id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
             tg_err_set(err, rc, "TLS: CRL %zu not usable", i + 1);
             goto fail;
         }
     }
-    wolfSSL_CTX_set_verify(c->ctx,
-                           WOLFSSL_VERIFY_PEER |
-                               (c->peer_optional ? 0 : WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT),
-                           on_verify);
+    wolfSSL_CTX_set_verify(
+        c->ctx, WOLFSSL_VERIFY_PEER | (c->peer_optional ? 0 : WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT),
+        on_verify);
     wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
     wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
     wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
@@ -599,14 +593,12 @@ int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t c
         tg_err_set(err, rc, "TLS: cipher suites or key exchange groups not available");
         goto fail;
     }
-    if (id != NULL &&
-        (wolfSSL_CTX_use_certificate_chain_buffer_format(c->ctx,
-                                                         (const unsigned char *)id->chain_pem,
-                                                         (long)id->chain_len,
-                                                         WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-         wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)id->key_pem,
-                                           (long)id->key_len,
-                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)) {
+    if (id != NULL && (wolfSSL_CTX_use_certificate_chain_buffer_format(
+                           c->ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
+                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+                       wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)id->key_pem,
+                                                         (long)id->key_len, WOLFSSL_FILETYPE_PEM) !=
+                           WOLFSSL_SUCCESS)) {
         tg_err_set(err, rc, "TLS: identity not usable");
         goto fail;
     }
@@ -712,8 +704,7 @@ static int resumed(struct tg_tls *t)
     struct tg_spiffe_id id;
 
     if (t->resumed.id == NULL || tg_spiffe_parse(t->resumed.id, &id, NULL) < 0)
-        return refuse(t, TG_HSF_OTHER, "resumed session without a verified identity"),
-               TG_EPEER;
+        return refuse(t, TG_HSF_OTHER, "resumed session without a verified identity"), TG_EPEER;
     if (!accepted(t, &id))
         return TG_EPEER;
     peer_clear(&t->peer);

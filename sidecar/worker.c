@@ -50,8 +50,8 @@ static void recheck_conns(struct tg_worker *w)
         if (!c->l->inbound || c->closing || !c->handshake_done)
             continue;
         if (!tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) {
-            tg_info("%s: closing live connection of %s: %s", c->l->name,
-                    tg_tls_peer(c->tls)->id, why);
+            tg_info("%s: closing live connection of %s: %s", c->l->name, tg_tls_peer(c->tls)->id,
+                    why);
             tg_conn_close(c, "refused", "%s (live connection closed by a new generation)", why);
         }
     }
@@ -136,8 +136,8 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
         goto fail;
     }
     for (size_t i = 0; i < rt->n_listeners; i++) {
-        if ((rc = tg_listener_bind(&w->loop, &w->listeners[i], rt->listeners[i].listen,
-                                   on_accept, err)) < 0)
+        if ((rc = tg_listener_bind(&w->loop, &w->listeners[i], rt->listeners[i].listen, on_accept,
+                                   err)) < 0)
             goto fail;
         w->listeners[i].data = (void *)&rt->listeners[i];
         w->open_listeners++;

@@ -7,21 +7,21 @@
 #include <stdint.h>
 
 struct tg_access_entry {
-    uint64_t start_unix_ms; /* when the connection was accepted */
-    const char *listener;   /* listener name */
-    const char *direction;  /* "inbound" / "outbound" */
-    const char *peer;       /* downstream address "ip:port" */
-    const char *peer_id;    /* SPIFFE ID of the TLS peer, or NULL */
-    const char *upstream;   /* "ip:port" */
+    uint64_t start_unix_ms;  /* when the connection was accepted */
+    const char *listener;    /* listener name */
+    const char *direction;   /* "inbound" / "outbound" */
+    const char *peer;        /* downstream address "ip:port" */
+    const char *peer_id;     /* SPIFFE ID of the TLS peer, or NULL */
+    const char *upstream;    /* "ip:port" */
     const char *tls_version; /* "TLSv1.3", or NULL */
-    const char *cipher;     /* or NULL */
-    const char *serial;     /* TLS peer certificate serial (hex), or NULL */
-    bool resumed;           /* the TLS session was resumed from a ticket */
+    const char *cipher;      /* or NULL */
+    const char *serial;      /* TLS peer certificate serial (hex), or NULL */
+    bool resumed;            /* the TLS session was resumed from a ticket */
     uint64_t bytes_received; /* payload from the downstream */
     uint64_t bytes_sent;     /* payload to the downstream */
     uint64_t duration_ms;
-    const char *outcome;    /* "ok", "refused", "error", "timeout" */
-    const char *reason;     /* why, for anything but "ok"; or NULL */
+    const char *outcome; /* "ok", "refused", "error", "timeout" */
+    const char *reason;  /* why, for anything but "ok"; or NULL */
 };
 
 /* Formats e as one JSON object and a newline into dst (cap bytes), keys in the order of the

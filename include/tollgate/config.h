@@ -31,13 +31,13 @@ enum tg_inbound_mode {
 };
 
 struct tg_inbound_cfg {
-    char *name;               /* "name:" or "in-<listen>" */
-    struct tg_addr listen;    /* mTLS in */
-    struct tg_addr upstream;  /* plain text to the app; len 0 when transparent */
-    bool transparent;         /* captured: the app is 127.0.0.1:<original port> */
+    char *name;                /* "name:" or "in-<listen>" */
+    struct tg_addr listen;     /* mTLS in */
+    struct tg_addr upstream;   /* plain text to the app; len 0 when transparent */
+    bool transparent;          /* captured: the app is 127.0.0.1:<original port> */
     enum tg_inbound_mode mode; /* default strict */
-    bool proxy_protocol;      /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
-    struct tg_strlist allow;  /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
+    bool proxy_protocol;       /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
+    struct tg_strlist allow;   /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
 };
 
 struct tg_outbound_cfg {
@@ -74,8 +74,8 @@ struct tg_labels {
  * built; see policy.h for the semantics). */
 struct tg_rule_cfg {
     char *name;
-    bool deny;                 /* action: deny; else allow */
-    char *scope_ns;            /* namespace: the rule is for workloads of this namespace */
+    bool deny;                     /* action: deny; else allow */
+    char *scope_ns;                /* namespace: the rule is for workloads of this namespace */
     struct tg_labels scope_labels; /* labels: ... and carrying these labels */
     struct tg_strlist principals, not_principals;
     struct tg_strlist namespaces, not_namespaces;
@@ -87,11 +87,11 @@ struct tg_rule_cfg {
 
 /* Per-identity limits (0: none). */
 struct tg_limit_cfg {
-    char *principal;          /* overrides: exact SPIFFE ID or "prefix*"; NULL for the default */
+    char *principal; /* overrides: exact SPIFFE ID or "prefix*"; NULL for the default */
     unsigned conns_per_second;
-    unsigned burst;           /* 0: one second's worth */
+    unsigned burst; /* 0: one second's worth */
     unsigned max_concurrent;
-    size_t bytes_per_second;  /* from the caller, paced by pausing reads */
+    size_t bytes_per_second; /* from the caller, paced by pausing reads */
 };
 
 /* control_plane: the identity and the mesh configuration come from tollgate-cp. */
@@ -111,26 +111,26 @@ struct tg_cp_cfg {
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
-    atomic_uint refs;          /* the control thread and each generation built from it */
-    char *path;                /* the file it came from */
-    struct tg_addr admin;      /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
-    unsigned workers;          /* 0 = one per CPU */
+    atomic_uint refs;     /* the control thread and each generation built from it */
+    char *path;           /* the file it came from */
+    struct tg_addr admin; /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
+    unsigned workers;     /* 0 = one per CPU */
 
     struct tg_cp_cfg cp; /* control_plane; cp.enabled false: static identity files */
 
     /* identity: static mode (required without control_plane, refused with it); the files
      * are reloaded when they change */
-    char *cert_path;           /* leaf first, then intermediates (PEM) */
-    char *key_path;            /* PEM private key */
-    char *bundle_path;         /* trust bundle: one or more CA roots (PEM) */
-    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), one per issuer;
-                                  * when set, every certificate's issuer must have one */
+    char *cert_path;                 /* leaf first, then intermediates (PEM) */
+    char *key_path;                  /* PEM private key */
+    char *bundle_path;               /* trust bundle: one or more CA roots (PEM) */
+    struct tg_strlist crl_paths;     /* identity.crl: CRL files (PEM or DER), one per issuer;
+                                      * when set, every certificate's issuer must have one */
     struct tg_strlist trust_domains; /* accepted besides our own */
-    unsigned max_chain_depth;  /* default 4: certificates below the root, leaf included */
+    unsigned max_chain_depth;        /* default 4: certificates below the root, leaf included */
 
     /* tls */
-    bool allow_tls12;          /* tls.min_version: "1.2"; default "1.3" only */
-    bool tls_resumption;       /* tls.resumption: session tickets between sidecars; default on */
+    bool allow_tls12;    /* tls.min_version: "1.2"; default "1.3" only */
+    bool tls_resumption; /* tls.resumption: session tickets between sidecars; default on */
 
     /* timeouts, milliseconds */
     uint64_t handshake_timeout_ms; /* default 10 s */
@@ -138,8 +138,8 @@ struct tg_config {
     uint64_t connect_timeout_ms;   /* default 5 s */
     uint64_t drain_timeout_ms;     /* timeouts.drain: default 20 s; SIGTERM waits this long */
 
-    size_t buffer_size;        /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
-    bool access_log;           /* default true: one JSON line per connection on stdout */
+    size_t buffer_size;          /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
+    bool access_log;             /* default true: one JSON line per connection on stdout */
     enum tg_log_level log_level; /* default info */
 
     /* workload: who we are, for rule scoping */
@@ -147,22 +147,22 @@ struct tg_config {
     struct tg_labels workload_labels;
 
     /* authorization (inbound) and revocation */
-    bool authz_default_deny;   /* authorization.default: deny */
-    bool close_denied;         /* authorization.close_denied: a new generation closes the live
-                                * connections of peers it now refuses */
+    bool authz_default_deny; /* authorization.default: deny */
+    bool close_denied;       /* authorization.close_denied: a new generation closes the live
+                              * connections of peers it now refuses */
     struct tg_rule_cfg *rules;
     size_t n_rules;
     struct tg_strlist revoked_serials;      /* revocation.serials */
     struct tg_strlist revoked_fingerprints; /* revocation.fingerprints */
 
     /* rate_limits (inbound, per caller) */
-    bool limit_by_fingerprint;        /* rate_limits.key: fingerprint; default id */
+    bool limit_by_fingerprint;         /* rate_limits.key: fingerprint; default id */
     struct tg_limit_cfg limit_default; /* rate_limits.default */
-    struct tg_limit_cfg *limits;      /* rate_limits.overrides, first match wins */
+    struct tg_limit_cfg *limits;       /* rate_limits.overrides, first match wins */
     size_t n_limits;
 
     /* mesh: for transparent outbound listeners */
-    bool mesh_refuse_outside;  /* mesh.outside: "refuse"; default "passthrough" (plain) */
+    bool mesh_refuse_outside; /* mesh.outside: "refuse"; default "passthrough" (plain) */
     struct tg_mesh_dest *dests;
     size_t n_dests;
 

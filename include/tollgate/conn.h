@@ -28,7 +28,7 @@ struct tg_side {
     bool connected;      /* accepted, or the connect succeeded */
     bool tls;            /* the TLS session talks over this side */
     bool reading;
-    bool tcp_eof;        /* the peer sent FIN */
+    bool tcp_eof; /* the peer sent FIN */
 };
 
 /* One direction of bytes: plaintext from src's reader, to dst's writer. */
@@ -36,9 +36,9 @@ struct tg_dir {
     struct tg_side *src;
     struct tg_side *dst;
     struct tg_buf buf;
-    bool eof;  /* no more plaintext will come from src */
-    bool shut_issued; /* uv_shutdown of dst requested */
-    bool done;        /* end carried to dst: close_notify (TLS) and FIN sent */
+    bool eof;                      /* no more plaintext will come from src */
+    bool shut_issued;              /* uv_shutdown of dst requested */
+    bool done;                     /* end carried to dst: close_notify (TLS) and FIN sent */
     struct tg_counter *bytes_stat; /* listener counter for this direction's payload */
     uint64_t *bytes;               /* the connection's own count */
 };
@@ -57,23 +57,23 @@ struct tg_conn {
     struct tg_gen *gen; /* reference held until the connection is freed */
     struct tg_side down;
     struct tg_side up;
-    struct tg_dir dir[2]; /* [0] down -> up, [1] up -> down */
-    struct tg_tls *tls;         /* NULL for a plain-text passthrough */
-    struct tg_addr upstream;    /* where this connection goes */
-    uint16_t dest_port;         /* the port the caller asked for (rules match on it) */
-    struct tg_tls_peer_rule rule; /* who may be on the TLS side's other end */
-    uv_timer_t timer;   /* connect, handshake or idle deadline */
-    uv_timer_t throttle; /* bytes_per_second: resumes reading the caller */
-    struct tg_ratelimit *rl;        /* the caller's limits, when it has any */
+    struct tg_dir dir[2];            /* [0] down -> up, [1] up -> down */
+    struct tg_tls *tls;              /* NULL for a plain-text passthrough */
+    struct tg_addr upstream;         /* where this connection goes */
+    uint16_t dest_port;              /* the port the caller asked for (rules match on it) */
+    struct tg_tls_peer_rule rule;    /* who may be on the TLS side's other end */
+    uv_timer_t timer;                /* connect, handshake or idle deadline */
+    uv_timer_t throttle;             /* bytes_per_second: resumes reading the caller */
+    struct tg_ratelimit *rl;         /* the caller's limits, when it has any */
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
-    uint64_t rl_debt;               /* bytes read beyond the tokens taken so far */
+    uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
     uv_connect_t creq;
     enum tg_conn_state state;
     bool closing;
     bool handshake_done;
     int open_handles;
     uint64_t start_unix_ms;
-    uint64_t last_active;   /* uv_now() of the last byte moved */
+    uint64_t last_active;    /* uv_now() of the last byte moved */
     uint64_t bytes_received; /* payload from the downstream */
     uint64_t bytes_sent;     /* payload to the downstream */
     const char *outcome;

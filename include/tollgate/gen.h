@@ -38,14 +38,14 @@ struct tg_cp_state {
 
 struct tg_gen {
     atomic_uint refcnt;
-    struct tg_config *cfg;       /* reference: the mesh, rules and trust domains point into it */
-    uint64_t id;                 /* 1, 2, ... in build order */
+    struct tg_config *cfg;        /* reference: the mesh, rules and trust domains point into it */
+    uint64_t id;                  /* 1, 2, ... in build order */
     struct tg_identity *identity; /* owned */
-    struct tg_tls_ctx *server;   /* inbound handshakes */
-    struct tg_tls_ctx *client;   /* outbound handshakes */
-    struct tg_mesh mesh;         /* transparent outbound: destination -> expected servers */
-    struct tg_policy *policy;    /* inbound: revocation and authorization rules */
-    bool close_denied;           /* close live connections this generation refuses */
+    struct tg_tls_ctx *server;    /* inbound handshakes */
+    struct tg_tls_ctx *client;    /* outbound handshakes */
+    struct tg_mesh mesh;          /* transparent outbound: destination -> expected servers */
+    struct tg_policy *policy;     /* inbound: revocation and authorization rules */
+    bool close_denied;            /* close live connections this generation refuses */
     struct tg_cp_res *pushed[TG_RES_N]; /* references to the pushes it was built from */
     struct tg_mesh_dest *pushed_dests;  /* the pushed mesh table, converted; owned */
     struct tg_strlist domains;          /* accepted trust domains besides our own: the

@@ -21,15 +21,15 @@ struct tg_cert_info {
     char sha256[TG_SHA256_HEX]; /* of the DER */
     int64_t not_before;         /* unix seconds */
     int64_t not_after;
-    bool is_ca;                 /* basicConstraints CA:TRUE */
-    bool key_cert_sign;         /* keyUsage keyCertSign */
-    bool eku_set;               /* extendedKeyUsage present */
-    bool eku_server;            /* serverAuth (or anyExtendedKeyUsage) */
-    bool eku_client;            /* clientAuth (or anyExtendedKeyUsage) */
-    int n_uri;                  /* URI SANs */
-    bool id_ok;                 /* exactly one URI SAN and it is a valid SPIFFE ID */
-    struct tg_spiffe_id id;     /* valid when id_ok */
-    char id_err[TG_ERRLEN];     /* why not, when !id_ok */
+    bool is_ca;             /* basicConstraints CA:TRUE */
+    bool key_cert_sign;     /* keyUsage keyCertSign */
+    bool eku_set;           /* extendedKeyUsage present */
+    bool eku_server;        /* serverAuth (or anyExtendedKeyUsage) */
+    bool eku_client;        /* clientAuth (or anyExtendedKeyUsage) */
+    int n_uri;              /* URI SANs */
+    bool id_ok;             /* exactly one URI SAN and it is a valid SPIFFE ID */
+    struct tg_spiffe_id id; /* valid when id_ok */
+    char id_err[TG_ERRLEN]; /* why not, when !id_ok */
 };
 
 /* Parses one DER certificate (no signature check). 0, or TG_EPEER with err. */
@@ -40,12 +40,12 @@ TG_MUST_USE int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_
 struct tg_identity {
     char *chain_pem; /* leaf first, then intermediates */
     size_t chain_len;
-    char *key_pem;   /* wiped before free */
+    char *key_pem; /* wiped before free */
     size_t key_len;
     char *bundle_pem;
     size_t bundle_len;
     size_t n_roots;
-    char **crl;      /* CRLs as read, PEM or DER */
+    char **crl; /* CRLs as read, PEM or DER */
     size_t *crl_len;
     bool *crl_pem;
     size_t n_crl;

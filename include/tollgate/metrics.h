@@ -55,21 +55,21 @@ struct tg_listener_stats {
     struct tg_counter hs_ok;
     struct tg_counter hs_failed[TG_HSF_N];
     struct tg_counter upstream_connect_failed;
-    struct tg_counter plaintext;        /* passed through without mTLS (permissive, outside) */
-    struct tg_counter policy_revoked;   /* inbound: refused, certificate revoked */
-    struct tg_counter policy_denied;    /* inbound: refused by the authorization rules */
-    struct tg_counter rate_limited;     /* inbound: refused, over a connection limit */
-    struct tg_counter throttled;        /* inbound: reads paused for bytes_per_second */
-    struct tg_counter refused_capture;  /* captured connections refused: outside the mesh,
-                                         * a loop, or no original destination */
+    struct tg_counter plaintext;       /* passed through without mTLS (permissive, outside) */
+    struct tg_counter policy_revoked;  /* inbound: refused, certificate revoked */
+    struct tg_counter policy_denied;   /* inbound: refused by the authorization rules */
+    struct tg_counter rate_limited;    /* inbound: refused, over a connection limit */
+    struct tg_counter throttled;       /* inbound: reads paused for bytes_per_second */
+    struct tg_counter refused_capture; /* captured connections refused: outside the mesh,
+                                        * a loop, or no original destination */
 };
 
 /* Process-wide values written by the control thread. */
 struct tg_process_stats {
-    struct tg_counter identity_reloads;        /* new identity or bundle published */
+    struct tg_counter identity_reloads;         /* new identity or bundle published */
     struct tg_counter identity_reload_failures; /* files changed but refused */
-    _Atomic int64_t identity_expiry_unix;      /* not_after of our certificate, 0 = none */
-    _Atomic uint64_t generation;               /* id of the newest generation */
+    _Atomic int64_t identity_expiry_unix;       /* not_after of our certificate, 0 = none */
+    _Atomic uint64_t generation;                /* id of the newest generation */
 };
 
 struct tg_metrics {

@@ -21,11 +21,11 @@
 struct tg_tls_settings {
     bool server;
     bool allow_tls12;
-    unsigned max_chain_depth;            /* certificates the peer sends, leaf included */
+    unsigned max_chain_depth;               /* certificates the peer sends, leaf included */
     const struct tg_strlist *trust_domains; /* accepted besides the identity's own */
     bool peer_optional; /* server: a client without a certificate gets through the handshake
                          * (tg_tls_peer()->id stays NULL): the control plane's bootstrap */
-    bool resumption;                     /* TLS 1.3 session tickets between sidecars */
+    bool resumption;    /* TLS 1.3 session tickets between sidecars */
 };
 
 struct tg_tls_ctx;
@@ -42,9 +42,9 @@ void tg_tls_ctx_free(struct tg_tls_ctx *ctx);
  * must be one of the IDs of the session's peer rule; its trust domain is not otherwise
  * checked. s->server and s->resumption are ignored (a client, no tickets). Returns 0, or a
  * negative code with err. */
-TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem,
-                                  size_t ca_len, const struct tg_tls_settings *s,
-                                  struct tg_tls_ctx **out, char *err);
+TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t ca_len,
+                                  const struct tg_tls_settings *s, struct tg_tls_ctx **out,
+                                  char *err);
 
 /* Global library set-up and tear-down; once per process. */
 TG_MUST_USE int tg_tls_init(void);
@@ -97,8 +97,8 @@ enum tg_hs_fail tg_tls_fail(const struct tg_tls *t, const char **why);
 
 /* The verified peer, after the handshake (fields empty before). */
 struct tg_peer_info {
-    char *id;      /* SPIFFE ID, malloc'd; NULL until verified */
-    char *claimed; /* a refused peer's SPIFFE ID, for logs only; NULL otherwise */
+    char *id;          /* SPIFFE ID, malloc'd; NULL until verified */
+    char *claimed;     /* a refused peer's SPIFFE ID, for logs only; NULL otherwise */
     int64_t not_after; /* of the peer's certificate */
     char serial[TG_SERIAL_HEX];
     char sha256[TG_SHA256_HEX];

@@ -17,15 +17,15 @@
 
 /* One configured listener, shared read-only by all workers. */
 struct tg_listener_def {
-    size_t index; /* into the metrics slots */
-    bool inbound; /* mTLS in, plain to upstream; else plain in, mTLS to upstream */
-    bool transparent; /* captured traffic: the original destination decides the upstream */
+    size_t index;              /* into the metrics slots */
+    bool inbound;              /* mTLS in, plain to upstream; else plain in, mTLS to upstream */
+    bool transparent;          /* captured traffic: the original destination decides the upstream */
     enum tg_inbound_mode mode; /* inbound: strict or permissive */
     bool proxy_protocol;       /* inbound: PROXY v2 header to the app */
     const char *name;
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */
-    struct tg_tls_peer_rule rule; /* inbound: allow list; outbound: expected servers */
+    struct tg_tls_peer_rule rule;   /* inbound: allow list; outbound: expected servers */
 };
 
 /* Rate limits for callers whose ID matches principal (exact, or a prefix ending in '*';
@@ -55,18 +55,18 @@ struct tg_worker {
     const struct tg_runtime *rt;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_async_t wake;                 /* a new generation, drain or stop */
+    uv_async_t wake;                  /* a new generation, drain or stop */
     _Atomic(struct tg_gen *) mailbox; /* the next generation, owned reference */
     atomic_bool drain_requested;
     atomic_bool stop_requested;
-    atomic_size_t n_conns;           /* open connections, for the drain wait */
-    struct tg_gen *gen;              /* current, owned reference; loop thread only */
-    uv_tcp_t *listeners;             /* [rt->n_listeners] */
+    atomic_size_t n_conns; /* open connections, for the drain wait */
+    struct tg_gen *gen;    /* current, owned reference; loop thread only */
+    uv_tcp_t *listeners;   /* [rt->n_listeners] */
     size_t open_listeners;
     bool draining;
     struct tg_pool pool;
-    struct tg_tls_cache *tickets;    /* outbound: session tickets by upstream */
-    struct tg_conn *conns;           /* open connections, linked through conn->next */
+    struct tg_tls_cache *tickets; /* outbound: session tickets by upstream */
+    struct tg_conn *conns;        /* open connections, linked through conn->next */
 };
 
 /* Binds the worker's listeners (on the calling thread, so a bind error is reported here),

@@ -76,8 +76,7 @@ static bool call_as(const char *cert)
              "(echo marker-7f3a; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
              "-tls1_3 -brief -cert %s.pem -key %s.key 2>&1",
              it_openssl(), in_port, cert, cert);
-    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client as %s did not end",
-                  cert);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client as %s did not end", cert);
     echoed = out != NULL && strstr(out, "marker-7f3a") != NULL;
     free(out);
     return echoed;
@@ -98,8 +97,7 @@ START_TEST(test_rules_allow_and_deny_by_principal_and_fingerprint)
     ck_assert(it_last_line("b.out", line, sizeof(line), BAD_ID, NULL));
     ck_assert_msg(strstr(line, "\"outcome\":\"refused\"") && strstr(line, "no-bad"), "%s", line);
     ck_assert(it_last_line("b.out", line, sizeof(line), PINNED_ID, NULL));
-    ck_assert_msg(strstr(line, "\"outcome\":\"refused\"") && strstr(line, "no-pinned"), "%s",
-                  line);
+    ck_assert_msg(strstr(line, "\"outcome\":\"refused\"") && strstr(line, "no-pinned"), "%s", line);
     ck_assert(it_file_contains("b.err", "refused: denied: denied by rule no-bad"));
     ck_assert_int_eq(it_stat(b_admin, "tollgate_denied_total", "listener=\"web-in\""), 2);
 }
@@ -139,8 +137,7 @@ START_TEST(test_serial_revoked_live_refuses_new_and_closes_open)
     ck_assert(it_file_contains("b.err", "closing live connection of " IT_API_ID));
     /* and a new one is refused as revoked */
     ck_assert_msg(!call_as("api"), "a revoked certificate got through");
-    ck_assert(it_wait_stat(b_admin, "tollgate_revoked_total", "listener=\"web-in\"", 1, 5000) >=
-              1);
+    ck_assert(it_wait_stat(b_admin, "tollgate_revoked_total", "listener=\"web-in\"", 1, 5000) >= 1);
     ck_assert_int_eq(it_stop(a, 5000), 0);
 }
 END_TEST

@@ -80,8 +80,7 @@ START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
 
     /* a CRL that does not parse: refused, the old one stays */
     it_replace_file("crl.pem", "-----BEGIN X509 CRL-----\nnot a crl\n-----END X509 CRL-----\n");
-    ck_assert_msg(it_wait_file_contains("b.err", "identity.crl", 5000),
-                  "broken CRL not reported");
+    ck_assert_msg(it_wait_file_contains("b.err", "identity.crl", 5000), "broken CRL not reported");
     ck_assert(it_file_contains("b.err", "refused, keeping serial"));
     ck_assert_msg(call_as("api"), "api refused after a broken CRL was refused");
 

@@ -330,8 +330,7 @@ START_TEST(test_rotation_under_load)
     ck_assert_msg(old_lines >= N_STREAMS, "A logged %d lines", old_lines);
     /* the probes' lines count above too: wait for every stream's own line, bounded */
     for (uint64_t until = it_now_ms() + 5000;;) {
-        old_lines =
-            count_serial_lines("a.out", "\"listener\":\"api-out\"", mesh.web_serial, 1000);
+        old_lines = count_serial_lines("a.out", "\"listener\":\"api-out\"", mesh.web_serial, 1000);
         if (old_lines >= N_STREAMS || it_now_ms() > until)
             break;
         it_sleep_ms(50);

@@ -323,9 +323,9 @@ static struct tg_access_entry long_entry(void)
 static void keys_of(const char *line, char *out, size_t cap)
 {
     static const char *const keys[] = {
-        "time",       "listener",    "direction", "peer",   "peer_id",
-        "upstream",   "tls_version", "cipher",    "serial", "resumed", "bytes_received",
-        "bytes_sent", "duration_ms", "outcome",   "reason",
+        "time",           "listener",    "direction",   "peer",    "peer_id",
+        "upstream",       "tls_version", "cipher",      "serial",  "resumed",
+        "bytes_received", "bytes_sent",  "duration_ms", "outcome", "reason",
     };
     char pat[40];
     size_t i;

@@ -2,9 +2,9 @@
  * choosing the expected servers of a captured destination. */
 #include <arpa/inet.h>
 #include <check.h>
-#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "certs_util.h"
 #include "tollgate/intercept.h"
@@ -142,12 +142,9 @@ static const char *lookup(const struct tg_mesh *m, const char *ip, uint16_t port
 START_TEST(test_mesh_lookup_most_specific_wins)
 {
     struct tg_mesh_dest d[] = {
-        dest("10.0.0.0", 8, 0, "wide"),
-        dest("10.1.0.0", 16, 0, "narrow"),
-        dest("10.1.2.3", 32, 0, "host"),
-        dest("10.1.2.3", 32, 8080, "host-port"),
-        dest("fd00::", 8, 0, "v6"),
-        dest("0.0.0.0", 0, 443, "any-443"),
+        dest("10.0.0.0", 8, 0, "wide"),  dest("10.1.0.0", 16, 0, "narrow"),
+        dest("10.1.2.3", 32, 0, "host"), dest("10.1.2.3", 32, 8080, "host-port"),
+        dest("fd00::", 8, 0, "v6"),      dest("0.0.0.0", 0, 443, "any-443"),
     };
     struct tg_mesh m = {d, TG_NELEM(d), false};
 

@@ -158,9 +158,9 @@ END_TEST
 /* One refusal per row: which side refuses (server = inbound), and the category. */
 static const struct {
     const char *name;
-    const char *client;     /* client identity prefix */
-    const char *server_id;  /* id the client expects */
-    const char *allow;      /* id the server allows (NULL: any) */
+    const char *client;    /* client identity prefix */
+    const char *server_id; /* id the client expects */
+    const char *allow;     /* id the server allows (NULL: any) */
     bool server_refuses;
     enum tg_hs_fail why;
 } refusals[] = {
@@ -190,8 +190,7 @@ static void make_bad_clients(void)
     cu_certs("issue", "--ca", "ca", "--out", "nosan", "--spiffe", "spiffe://mesh.local/x",
              "--no-san", NULL);
     cu_certs("issue", "--ca", "ca", "--out", "caleaf", "--spiffe", API, "--ca-flag", NULL);
-    cu_certs("issue", "--ca", "ca", "--out", "srvonly", "--spiffe", API, "--eku", "server",
-             NULL);
+    cu_certs("issue", "--ca", "ca", "--out", "srvonly", "--spiffe", API, "--eku", "server", NULL);
     cu_certs("issue", "--ca", "ca", "--out", "otherdomain", "--spiffe",
              "spiffe://other.local/ns/default/sa/api", NULL);
     cu_certs("issue", "--self-signed", "--out", "selfsigned", "--spiffe", API, NULL);
