@@ -13,8 +13,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1230,4 +1232,234 @@ void it_mesh_start(struct it_mesh *m, const char *drain)
                   m->a_admin, drain, m->out_port, m->in_port, m->dead_out_port, m->dead_in_port);
     m->b = it_sidecar_start("b", "b.yaml", m->b_admin, 0);
     m->a = it_sidecar_start("a", "a.yaml", m->a_admin, 0);
+}
+
+/* ---- streams: many connections each echoing a paced, checked pattern ----------------- */
+
+#define STREAM_WINDOW (128 * 1024) /* bytes in flight per stream */
+#define STREAM_TICK_MS 10
+#define STREAM_TICK_BUDGET 4096 /* bytes per stream per tick */
+#define STREAM_IO_CHUNK (64 * 1024)
+#define STREAM_STOP_GRACE_MS 20000 /* after stop: every stream must see all its echo and EOF */
+
+struct it_stream {
+    int fd;
+    uint64_t seed;
+    uint64_t sent;
+    _Atomic uint64_t recvd;
+    bool shut, eof, failed;
+    char err[160];
+};
+
+struct it_streams {
+    int n;
+    struct it_stream *s;
+    atomic_bool stop;
+    _Atomic uint64_t total;
+    pthread_t th;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+stream_fail(struct it_stream *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    s->failed = true;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+}
+
+static void stream_write(struct it_stream *s, size_t *budget, char *buf)
+{
+    size_t room = STREAM_WINDOW - (size_t)(s->sent - atomic_load(&s->recvd));
+    size_t n = *budget < room ? *budget : room;
+    ssize_t w;
+
+    it_pattern(s->seed, s->sent, buf, n);
+    w = send(s->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+        s->sent += (uint64_t)w;
+        *budget -= (size_t)w;
+    } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        stream_fail(s, "send after %llu bytes (%llu back): %s", (unsigned long long)s->sent,
+                    (unsigned long long)atomic_load(&s->recvd), strerror(errno));
+    }
+}
+
+static void stream_read(struct it_streams *st, struct it_stream *s, char *buf)
+{
+    ssize_t r = recv(s->fd, buf, STREAM_IO_CHUNK, MSG_DONTWAIT);
+    uint64_t recvd = atomic_load(&s->recvd);
+
+    if (r > 0) {
+        size_t ok = it_pattern_check(s->seed, recvd, buf, (size_t)r);
+
+        if (ok < (size_t)r || recvd + (uint64_t)r > s->sent) {
+            stream_fail(s, "corrupt echo at offset %llu (sent %llu)",
+                        (unsigned long long)(recvd + ok), (unsigned long long)s->sent);
+            return;
+        }
+        atomic_store(&s->recvd, recvd + (uint64_t)r);
+        atomic_fetch_add(&st->total, (uint64_t)r);
+    } else if (r == 0) {
+        if (!s->shut)
+            stream_fail(s, "connection dropped: EOF after %llu of %llu bytes",
+                        (unsigned long long)recvd, (unsigned long long)s->sent);
+        else if (recvd != s->sent)
+            stream_fail(s, "EOF with %llu of %llu bytes back", (unsigned long long)recvd,
+                        (unsigned long long)s->sent);
+        else
+            s->eof = true;
+    } else if (errno != EAGAIN && errno != EINTR) {
+        stream_fail(s, "recv after %llu of %llu bytes: %s", (unsigned long long)recvd,
+                    (unsigned long long)s->sent, strerror(errno));
+    }
+}
+
+/* One poll loop for all streams, paced by a per-tick byte budget. After stop: half-close
+ * each stream and read until every echo is complete and EOF arrives. */
+static void *stream_main(void *arg)
+{
+    struct it_streams *st = arg;
+    struct pollfd *pfd = calloc((size_t)st->n, sizeof(*pfd));
+    size_t *budget = calloc((size_t)st->n, sizeof(*budget));
+    char *buf = malloc(STREAM_IO_CHUNK);
+    uint64_t refill_at = 0, deadline = 0;
+
+    for (;;) {
+        uint64_t now = it_now_ms();
+        int open = 0;
+
+        if (atomic_load(&st->stop) && deadline == 0) {
+            deadline = now + STREAM_STOP_GRACE_MS;
+            for (int i = 0; i < st->n; i++)
+                if (!st->s[i].failed && shutdown(st->s[i].fd, SHUT_WR) == 0)
+                    st->s[i].shut = true;
+        }
+        if (now >= refill_at) {
+            for (int i = 0; i < st->n; i++)
+                budget[i] = STREAM_TICK_BUDGET;
+            refill_at = now + STREAM_TICK_MS;
+        }
+        for (int i = 0; i < st->n; i++) {
+            struct it_stream *s = &st->s[i];
+            short ev = POLLIN;
+
+            pfd[i] = (struct pollfd){.fd = -1};
+            if (s->eof || s->failed)
+                continue;
+            open++;
+            if (!s->shut && budget[i] > 0 && s->sent - atomic_load(&s->recvd) < STREAM_WINDOW)
+                ev |= POLLOUT;
+            pfd[i] = (struct pollfd){.fd = s->fd, .events = ev};
+        }
+        if (open == 0)
+            break;
+        if (deadline != 0 && now > deadline) {
+            for (int i = 0; i < st->n; i++)
+                if (!st->s[i].eof && !st->s[i].failed)
+                    stream_fail(&st->s[i], "no EOF %d ms after stop (%llu of %llu bytes back)",
+                                STREAM_STOP_GRACE_MS,
+                                (unsigned long long)atomic_load(&st->s[i].recvd),
+                                (unsigned long long)st->s[i].sent);
+            break;
+        }
+        if (poll(pfd, st->n, STREAM_TICK_MS) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < st->n; i++) {
+            struct it_stream *s = &st->s[i];
+
+            if (pfd[i].fd < 0 || pfd[i].revents == 0)
+                continue;
+            if (pfd[i].revents & POLLOUT)
+                stream_write(s, &budget[i], buf);
+            if (!s->failed && (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                stream_read(st, s, buf);
+        }
+    }
+    free(buf);
+    free(pfd);
+    free(budget);
+    return NULL;
+}
+
+struct it_streams *it_streams_start(int port, int n, uint64_t seed0)
+{
+    struct it_streams *st = calloc(1, sizeof(*st));
+    uint64_t all_ready;
+
+    ck_assert_ptr_nonnull(st);
+    st->n = n;
+    st->s = calloc((size_t)n, sizeof(*st->s));
+    ck_assert_ptr_nonnull(st->s);
+    for (int i = 0; i < n; i++) {
+        struct it_stream *s = &st->s[i];
+
+        s->seed = seed0 + (uint64_t)i;
+        s->fd = it_connect(port, 10000);
+        ck_assert_msg(s->fd >= 0, "stream %d: connect: %s", i, strerror(-s->fd));
+        fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+    }
+    ck_assert_int_eq(pthread_create(&st->th, NULL, stream_main, st), 0);
+    all_ready = it_now_ms() + 10000;
+    for (int i = 0; i < n; i++) {
+        while (atomic_load(&st->s[i].recvd) == 0 && it_now_ms() < all_ready)
+            it_sleep_ms(10);
+        ck_assert_msg(atomic_load(&st->s[i].recvd) > 0, "stream %d: no echo in 10 s", i);
+    }
+    return st;
+}
+
+void it_streams_expect_progress(struct it_streams *st, const char *what)
+{
+    uint64_t before = atomic_load(&st->total);
+    uint64_t end = it_now_ms() + 5000;
+
+    while (atomic_load(&st->total) < before + 1024 * 1024 && it_now_ms() < end)
+        it_sleep_ms(20);
+    ck_assert_msg(atomic_load(&st->total) >= before + 1024 * 1024,
+                  "%s: streams stalled (%llu bytes echoed in all)", what,
+                  (unsigned long long)atomic_load(&st->total));
+}
+
+void it_streams_expect_ok(struct it_streams *st, const char *what)
+{
+    for (int i = 0; i < st->n; i++)
+        ck_assert_msg(!st->s[i].failed, "%s: stream %d: %s", what, i, st->s[i].err);
+}
+
+uint64_t it_streams_stop(struct it_streams *st)
+{
+    uint64_t total;
+
+    atomic_store(&st->stop, true);
+    pthread_join(st->th, NULL);
+    for (int i = 0; i < st->n; i++) {
+        struct it_stream *s = &st->s[i];
+
+        ck_assert_msg(!s->failed && s->eof, "stream %d: %s", i, s->failed ? s->err : "no EOF");
+        ck_assert_msg(s->sent > 0 && atomic_load(&s->recvd) == s->sent,
+                      "stream %d: %llu sent, %llu back", i, (unsigned long long)s->sent,
+                      (unsigned long long)atomic_load(&s->recvd));
+        close(s->fd);
+    }
+    total = atomic_load(&st->total);
+    free(st->s);
+    free(st);
+    return total;
+}
+
+void it_probe_serial(int port, const char *log, char *serial, size_t cap)
+{
+    char err[256] = "", peer[64], line[IT_LINE_MAX], raw[128];
+    int local = it_round_trip(port, "probe\n", err);
+
+    ck_assert_msg(local > 0, "new connection through %d failed: %s", port, err);
+    snprintf(peer, sizeof(peer), "\"peer\":\"127.0.0.1:%d\"", local);
+    ck_assert_msg(it_wait_lines(log, 1, 5000, peer, NULL) == 1, "no %s line for %s", log, peer);
+    it_last_line(log, line, sizeof(line), peer, NULL);
+    ck_assert_msg(strstr(line, "\"outcome\":\"ok\"") != NULL, "%s", line);
+    ck_assert_msg(it_json_str(line, "serial", raw, sizeof(raw)), "no serial: %s", line);
+    it_serial_norm(raw, serial, cap);
 }

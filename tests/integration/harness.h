@@ -179,4 +179,23 @@ struct it_mesh {
 void it_mesh_certs(void); /* ca, web, api only */
 void it_mesh_start(struct it_mesh *m, const char *drain);
 
+/* ---- streams ------------------------------------------------------------------------ */
+
+/* n connections to port (loopback), each sending a pattern seeded seed0 + i, paced to about
+ * 4 KiB per 10 ms with at most 128 KiB unanswered, and checking every echoed byte; one
+ * poll() thread drives them all. ck_asserts that each got its first echo within 10 s. */
+struct it_streams;
+struct it_streams *it_streams_start(int port, int n, uint64_t seed0);
+/* At least 1 MiB more echoed within 5 s, in all. */
+void it_streams_expect_progress(struct it_streams *st, const char *what);
+/* No stream dropped or corrupted so far. */
+void it_streams_expect_ok(struct it_streams *st, const char *what);
+/* Half-closes every stream, waits (bounded) for all echoes and EOF, asserts each stream
+ * intact, closes and frees. Returns the bytes echoed in all. */
+uint64_t it_streams_stop(struct it_streams *st);
+
+/* A new connection through port whose access-log line in log (matched by our local port)
+ * says ok; its "serial" (normalised) into serial. */
+void it_probe_serial(int port, const char *log, char *serial, size_t cap);
+
 #endif
