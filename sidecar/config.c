@@ -35,6 +35,7 @@ enum kind {
     K_MAP,      /* a nested mapping whose keys fill the same object (sub) */
     K_ADDR,     /* struct tg_addr */
     K_LISTEN,   /* struct tg_addr, unique across listeners and admin */
+    K_HOSTPORT, /* struct tg_addr: numeric as K_ADDR, or a DNS name:PORT (len 0, text only) */
     K_UINT,     /* unsigned, min..max */
     K_BOOL,     /* bool */
     K_LEVEL,    /* enum tg_log_level */
@@ -94,7 +95,7 @@ static const struct field identity_fields[] = {
 };
 
 static const struct field cp_fields[] = {
-    {.key = "address", .kind = K_ADDR, .off = CFG(cp.address), .required = true},
+    {.key = "address", .kind = K_HOSTPORT, .off = CFG(cp.address), .required = true},
     {.key = "ca", .kind = K_PATH, .off = CFG(cp.ca_path), .required = true},
     {.key = "token", .kind = K_PATH, .off = CFG(cp.token_path), .required = true},
     {.key = "server_ids", .kind = K_IDS, .off = CFG(cp.server_ids), .required = true, .min = 1},
@@ -571,6 +572,52 @@ int tg_addr_parse(const char *s, bool allow_port0, struct tg_addr *out, char *er
         ((struct sockaddr_in *)&a.ss)->sin_port = htons(p);
     snprintf(a.text, sizeof(a.text), "%s", s);
     *out = a;
+    return 0;
+}
+
+/* A DNS name (RFC 1123 labels of [A-Za-z0-9-], 1..63 bytes, not starting or ending with '-',
+ * an optional final dot), or a numeric address as tg_addr_parse takes it, then ":PORT". A name
+ * is resolved by whoever connects (cp_client.c, at every attempt): here it is only checked,
+ * and a->len stays 0. */
+static int parse_hostport(const char *s, struct tg_addr *out, char *err)
+{
+    static const char ldh[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-";
+    const char *colon = strrchr(s, ':');
+    char shown[SHOW];
+    size_t hlen, i = 0;
+    uint16_t p;
+
+    if (s[0] == '[' || (colon != NULL && strspn(s, "0123456789.") == (size_t)(colon - s)))
+        return tg_addr_parse(s, false, out, err); /* [IPv6]:PORT or IPv4:PORT */
+    if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+        return tg_err_set(err, TG_EINVAL,
+                          "%s is not an address (want HOST:PORT, IP:PORT or [IPv6]:PORT)",
+                          show(shown, s));
+    hlen = (size_t)(colon - s);
+    if (hlen > 0 && s[hlen - 1] == '.')
+        hlen--; /* a fully qualified name */
+    if (hlen == 0 || hlen > 253)
+        return tg_err_set(err, TG_EINVAL, "%s: the host name must be 1 to 253 characters",
+                          show(shown, s));
+    while (i < hlen) {
+        size_t n = strspn(s + i, ldh);
+
+        n = n < hlen - i ? n : hlen - i;
+        if (n == 0 || n > 63 || s[i] == '-' || s[i + n - 1] == '-' ||
+            (i + n < hlen && s[i + n] != '.'))
+            return tg_err_set(err, TG_EINVAL,
+                              "%s: not a DNS name (labels of 1 to 63 letters, digits and '-', "
+                              "not starting or ending with '-', separated by dots)",
+                              show(shown, s));
+        i += n + 1;
+    }
+    if (!parse_port(colon + 1, false, &p))
+        return tg_err_set(err, TG_EINVAL, "%s: port must be a number 1..65535", show(shown, s));
+    if (strlen(s) >= sizeof(out->text))
+        return tg_err_set(err, TG_EINVAL, "%s: HOST:PORT longer than %zu characters",
+                          show(shown, s), sizeof(out->text) - 1);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->text, sizeof(out->text), "%s", s);
     return 0;
 }
 
@@ -1218,6 +1265,10 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         *(struct tg_addr *)dst = a;
         return 0;
     }
+    case K_HOSTPORT:
+        if (parse_hostport(v, (struct tg_addr *)dst, why) < 0)
+            return fail(ps, line_of(ps), path, "%s", why);
+        return 0;
     case K_UINT:
         if (quoted(ps))
             return fail(ps, line_of(ps), path, "want a number, not a quoted string");

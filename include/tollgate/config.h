@@ -97,7 +97,7 @@ struct tg_limit_cfg {
 /* control_plane: the identity and the mesh configuration come from tollgate-cp. */
 struct tg_cp_cfg {
     bool enabled;                 /* the control_plane key is present */
-    struct tg_addr address;       /* numeric IP:PORT */
+    struct tg_addr address;       /* IP:PORT, [IPv6]:PORT, or HOST:PORT (len 0: resolved later) */
     char *ca_path;                /* bootstrap root(s) the control plane is verified with */
     char *token_path;             /* bootstrap token file */
     struct tg_strlist server_ids; /* the control plane's accepted SPIFFE IDs (>= 1) */

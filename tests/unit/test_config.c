@@ -98,7 +98,7 @@ static const struct {
      "control_plane.server_ids: is empty"},
     {"control_plane: {address: 127.0.0.1:1, ca: r, token: t, server_ids: [http://x]}\n" OUT1,
      "control_plane.server_ids[0]"},
-    {"control_plane: {address: cp.example:15010, ca: r, token: t, server_ids: "
+    {"control_plane: {address: cp_example:15010, ca: r, token: t, server_ids: "
      "[spiffe://m/c]}\n" OUT1,
      "t.yaml:1: control_plane.address"},
     {"control_plane: {address: 127.0.0.1:0, ca: r, token: t, server_ids: [spiffe://m/c]}\n" OUT1,
@@ -538,6 +538,73 @@ START_TEST(test_config_control_plane_defaults)
 }
 END_TEST
 
+/* control_plane.address, and it only, takes a DNS name (a pod reaches the control plane by
+ * its Service's name); want NULL: valid, else a substring of the error. */
+static const struct {
+    const char *addr;
+    const char *want;
+} cp_addrs[] = {
+    {"tollgate-cp.tollgate-system.svc:15010", NULL},
+    {"tollgate-cp.tollgate-system.svc.cluster.local.:15010", NULL},
+    {"localhost:1", NULL},
+    {"10.0.0.7:15010", NULL},
+    {"\"[::1]:15010\"", NULL},
+    {"cp:0", "port must be a number 1..65535"},
+    {"cp:65536", "port must be a number 1..65535"},
+    {"cp", "want HOST:PORT"},
+    {"\"cp:\"", "port must be"},
+    {":15010", "is not an address"},
+    {"-cp.svc:15010", "not a DNS name"},
+    {"cp-.svc:15010", "not a DNS name"},
+    {"cp..svc:15010", "not a DNS name"},
+    {"cp_1.svc:15010", "not a DNS name"},
+    {"c p:15010", "not a DNS name"},
+    {"10.0.0.300:15010", "not a numeric IPv4 host"},
+    {"\"::1:15010\"", "want HOST:PORT"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.svc:1", "not a DNS name"},
+    {"aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa:15010", "longer than 63"},
+};
+
+START_TEST(test_config_control_plane_address_table)
+{
+    char yaml[1024], err[TG_ERRLEN] = "";
+    struct tg_config *c = NULL;
+    int rc;
+
+    snprintf(yaml, sizeof(yaml),
+             "control_plane:\n  address: %s\n  ca: root.pem\n  token: token\n"
+             "  server_ids: [spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp]\n" OUT1,
+             cp_addrs[_i].addr);
+    rc = tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err);
+    if (cp_addrs[_i].want == NULL) {
+        ck_assert_msg(rc == 0, "%s: %s", cp_addrs[_i].addr, err);
+        ck_assert_msg(strchr(cp_addrs[_i].addr, '"') != NULL ||
+                          strcmp(c->cp.address.text, cp_addrs[_i].addr) == 0,
+                      "%s", c->cp.address.text);
+        tg_config_unref(c);
+    } else {
+        ck_assert_msg(rc < 0, "%s accepted", cp_addrs[_i].addr);
+        ck_assert_msg(strstr(err, "control_plane.address") != NULL &&
+                          strstr(err, cp_addrs[_i].want) != NULL,
+                      "%s: %s", cp_addrs[_i].addr, err);
+    }
+}
+END_TEST
+
+START_TEST(test_config_names_only_for_control_plane)
+{
+    static const char yaml[] = "outbound:\n"
+                               "  - listen: 127.0.0.1:9000\n"
+                               "    upstream: api.svc:8443\n"
+                               "    expect: [spiffe://mesh.local/ns/default/sa/web]\n" ID;
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_int_lt(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err), 0);
+    ck_assert_msg(strstr(err, "names are not resolved") != NULL, "%s", err);
+}
+END_TEST
+
 START_TEST(test_config_parse_resolves_against_name)
 {
     static const char yaml[] = "identity: {cert: c, key: /k, trust_bundle: ./b}\n" OUT1;
@@ -879,6 +946,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_config_control_plane_fields);
     tcase_add_test(tc, test_config_control_plane_defaults);
+    tcase_add_loop_test(tc, test_config_control_plane_address_table, 0, TG_NELEM(cp_addrs));
+    tcase_add_test(tc, test_config_names_only_for_control_plane);
     tcase_add_test(tc, test_config_parse_resolves_against_name);
     tcase_add_test(tc, test_config_load_resolves_relative_paths);
     tcase_add_test(tc, test_config_load_error_names_file);
