@@ -184,6 +184,15 @@ static const struct tg_cp_token *find_token(const struct tg_cp_tokens *t, const 
     return found;
 }
 
+/* Two dots and the start of a base64url JSON object ("{" is "ey"): a JWT, not a token of
+ * the tokens file that failed to match. */
+static bool jwt_shaped(const char *token)
+{
+    const char *dot = strchr(token, '.');
+
+    return strncmp(token, "ey", 2) == 0 && dot != NULL && strchr(dot + 1, '.') != NULL;
+}
+
 static bool listed(const struct tg_strlist *l, const char *s)
 {
     for (size_t i = 0; l != NULL && i < l->n; i++)
@@ -265,10 +274,22 @@ int tg_cp_authn_decide(const struct tg_cp_authn_in *in, struct tg_cp_who *out, c
             return tg_err_set(err, TG_EPEER,
                               "no client certificate and no bootstrap token: who is asking?");
         t = find_token(in->tokens, in->token);
-        if (t == NULL)
+        if (t != NULL) {
+            snprintf(who.ns, sizeof(who.ns), "%s", t->ns);
+            snprintf(who.sa, sizeof(who.sa), "%s", t->sa);
+        } else if (!jwt_shaped(in->token)) {
             return tg_err_set(err, TG_EPEER, "bootstrap token not recognised");
-        snprintf(who.ns, sizeof(who.ns), "%s", t->ns);
-        snprintf(who.sa, sizeof(who.sa), "%s", t->sa);
+        } else if (in->jwt == NULL) {
+            return tg_err_set(err, TG_EPEER,
+                              "a service-account token (JWT), but this control plane has no "
+                              "kubernetes section to verify one");
+        } else {
+            int rc = tg_cp_jwt_verify(in->jwt, in->token, who.ns, who.sa, why);
+
+            if (rc < 0)
+                return tg_err_set(err, rc, "service-account token refused: %s", why);
+            who.by_jwt = true;
+        }
     }
     if (check_claims(in, &who, err) < 0)
         return TG_EPEER;

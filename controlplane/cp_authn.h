@@ -6,7 +6,10 @@
  *     spiffe://<our trust domain>/ns/<ns>/sa/<sa> and neither its serial nor its fingerprint
  *     revoked (a bootstrap token sent alongside is ignored);
  *   - else a bootstrap token from Hello, looked up in the tokens file: the namespace and
- *     service account written next to it.
+ *     service account written next to it;
+ *   - else, when Kubernetes tokens are configured and the token has the shape of a JWT, a
+ *     projected service-account token verified by cp_jwt.c: the namespace and service
+ *     account of its "kubernetes.io" claims.
  * Hello's namespace and service_account are claims: left empty they say nothing, but a claim
  * that differs from the authenticated identity is refused (a misconfigured sidecar should
  * hear about it rather than run under another name). */
@@ -16,11 +19,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cp_jwt.h"
 #include "tollgate/config.h"
 #include "tollgate/err.h"
 #include "tollgate/spiffe.h"
 
-#define TG_CP_NAME_MAX 128 /* namespace and service account names */
+#define TG_CP_NAME_MAX TG_CP_JWT_NAME_MAX /* namespace and service account names */
 #define TG_CP_TOKEN_MIN 16
 #define TG_CP_TOKEN_MAX 256
 
@@ -53,6 +57,7 @@ struct tg_cp_authn_in {
     const char *peer_sha256;
     const char *token;                 /* Hello.token; NULL or "": none */
     const struct tg_cp_tokens *tokens; /* NULL: no token is accepted */
+    const struct tg_cp_jwt_rules *jwt; /* NULL: no service-account token is accepted */
     const char *claim_ns;              /* Hello claims; NULL or "": none */
     const char *claim_sa;
     const struct tg_strlist *revoked_serials;      /* normalised (tg_policy_serial_norm); NULL ok */
@@ -64,6 +69,7 @@ struct tg_cp_who {
     char ns[TG_CP_NAME_MAX + 1];
     char sa[TG_CP_NAME_MAX + 1];
     bool by_cert; /* else by token */
+    bool by_jwt;  /* the token was a service-account token (it expires) */
 };
 
 /* 0 with *out filled, or TG_EPEER with a one-line reason in err (fit to send back). */

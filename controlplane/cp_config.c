@@ -513,6 +513,9 @@ void tg_cp_config_free(struct tg_cp_config *c)
     free(c->ca_cert);
     free(c->ca_key);
     free(c->tokens);
+    free(c->k8s_issuer);
+    strlist_free(&c->k8s_audiences);
+    free(c->k8s_keys);
     strlist_free(&c->roots);
     for (size_t i = 0; i < c->n_extra_roots; i++) {
         free(c->extra_roots[i].trust_domain);
@@ -542,6 +545,65 @@ static int on_ca(struct yw *y, void *obj, const char *k, yaml_node_t *v, const c
         return get_path(y, v, key, &c->ca_cert);
     if (strcmp(k, "key") == 0)
         return get_path(y, v, key, &c->ca_key);
+    return 1;
+}
+
+/* A list of non-empty strings (a single string is a list of one) on the heap. */
+static int get_strings(struct yw *y, const yaml_node_t *n, const char *key, struct tg_strlist *out)
+{
+    size_t i = 0;
+    const char *s;
+    int rc;
+
+    strlist_free(out);
+    if (n->type == YAML_SCALAR_NODE) {
+        if ((rc = get_nonempty(y, n, key, &s)) < 0)
+            return rc;
+        if ((out->v = calloc(1, sizeof(char *))) == NULL || (out->v[0] = strdup(s)) == NULL)
+            return TG_ENOMEM;
+        out->n = 1;
+        return 0;
+    }
+    if ((rc = want(y, n, key, YAML_SEQUENCE_NODE)) < 0)
+        return rc;
+    if (seq_len(n) > 64)
+        return fail_at(y, n, key, "more than 64 entries");
+    if ((out->v = calloc(seq_len(n) + 1, sizeof(char *))) == NULL)
+        return TG_ENOMEM;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++, i++) {
+        char sub[KEYLEN];
+        yaml_node_t *v;
+
+        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
+        if ((v = child(y, *it, sub, &rc)) == NULL || (rc = get_nonempty(y, v, sub, &s)) < 0)
+            return rc;
+        if ((out->v[i] = strdup(s)) == NULL)
+            return TG_ENOMEM;
+        out->n++;
+    }
+    return 0;
+}
+
+static int on_kubernetes(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
+{
+    struct tg_cp_config *c = obj;
+    const char *s;
+    int rc;
+
+    if (strcmp(k, "issuer") == 0) {
+        if ((rc = get_nonempty(y, v, key, &s)) < 0)
+            return rc;
+        free(c->k8s_issuer);
+        return (c->k8s_issuer = strdup(s)) == NULL ? TG_ENOMEM : 0;
+    }
+    if (strcmp(k, "audiences") == 0) {
+        if ((rc = get_strings(y, v, key, &c->k8s_audiences)) < 0)
+            return rc;
+        return c->k8s_audiences.n == 0 ? fail_at(y, v, key, "at least one audience") : 0;
+    }
+    if (strcmp(k, "keys") == 0)
+        return get_path(y, v, key, &c->k8s_keys);
     return 1;
 }
 
@@ -594,6 +656,20 @@ static int on_config(struct yw *y, void *obj, const char *k, yaml_node_t *v, con
     }
     if (strcmp(k, "tokens") == 0)
         return get_path(y, v, key, &c->tokens);
+    if (strcmp(k, "kubernetes") == 0) {
+        if ((rc = walk_map(y, v, key, on_kubernetes, c)) < 0)
+            return rc;
+        if (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL)
+            return fail_at(y, v, key, "wants issuer, audiences and keys");
+        return 0;
+    }
+    if (strcmp(k, "admin") == 0) {
+        if ((rc = get_str(y, v, key, &s)) < 0)
+            return rc;
+        if (tg_addr_parse(s, true, &c->admin, why) < 0) /* port 0: any (tests) */
+            return fail_at(y, v, key, "%s", why);
+        return 0;
+    }
     if (strcmp(k, "roots") == 0)
         return get_paths(y, v, key, &c->roots);
     if (strcmp(k, "extra_roots") == 0) {

@@ -290,9 +290,11 @@ static void log_state(const struct tg_cp_state *s, const char *what)
     const struct tg_res_trust_bundle *b = &s->res[TG_RES_TRUST_BUNDLE]->u.trust_bundle;
 
     tg_info("%s: trust domain %s (%zu roots, %zu other domains), CA serial %s, certificates "
-            "for %llu s, %zu tokens, %zu rules, %zu limits, %zu destinations",
+            "for %llu s, %zu tokens, %zu service-account keys, %zu rules, %zu limits, %zu "
+            "destinations",
             what, s->cfg->trust_domain, b->domains[0].roots_pem.n, b->n_domains - 1,
             tg_cp_ca_serial(s->ca), (unsigned long long)(s->cfg->cert_ttl_ms / 1000), s->tokens.n,
+            tg_cp_jwt_keys_count(s->jwt_keys),
             s->res[TG_RES_AUTHORIZATION]->u.authorization.n_rules,
             s->res[TG_RES_RATE_LIMITS]->u.rate_limits.n_limits,
             s->res[TG_RES_MESH_TABLE]->u.mesh_table.n_destinations);

@@ -29,6 +29,7 @@ static void state_free(struct tg_cp_state *s)
     tg_identity_free(s->server_id);
     tg_cp_ca_free(s->ca);
     tg_cp_tokens_cleanup(&s->tokens);
+    tg_cp_jwt_keys_free(s->jwt_keys);
     for (int t = 0; t < TG_RES_N; t++)
         tg_resource_free(s->res[t]);
     tg_cp_files_free(&s->files);
@@ -96,6 +97,21 @@ static void wipe_free(char *p, size_t n)
     if (p != NULL)
         explicit_bzero(p, n);
     free(p);
+}
+
+static int load_jwt_keys(struct tg_cp_state *s, char *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (s->cfg->k8s_keys == NULL)
+        return 0;
+    if ((rc = read_pem(s, "kubernetes.keys", s->cfg->k8s_keys, &text, &len, err)) < 0)
+        return rc;
+    rc = tg_cp_jwt_keys_parse(text, len, s->cfg->k8s_keys, &s->jwt_keys, err);
+    free(text);
+    return rc;
 }
 
 static int load_ca(struct tg_cp_state *s, char *err)
@@ -200,7 +216,12 @@ static int load_server(struct tg_cp_state *s, char *err)
     if ((rc = read_pem(s, "server.cert", s->cfg->server_cert, &cert, &cert_len, err)) < 0 ||
         (rc = read_pem(s, "server.key", s->cfg->server_key, &key, &key_len, err)) < 0)
         goto done;
-    p = (struct tg_identity_pem){cert, cert_len, key, key_len, bundle, bundle_len};
+    p = (struct tg_identity_pem){.chain = cert,
+                                 .chain_len = cert_len,
+                                 .key = key,
+                                 .key_len = key_len,
+                                 .bundle = bundle,
+                                 .bundle_len = bundle_len};
     if ((rc = tg_identity_from_pem(&p, &s->server_id, why)) < 0) {
         tg_err_set(err, rc, "server (cert %s, key %s): %s", s->cfg->server_cert, s->cfg->server_key,
                    why);
@@ -261,8 +282,9 @@ int tg_cp_state_load(const char *config_path, struct tg_cp_state **out,
     if (s->cfg->tokens != NULL && ((rc = watch(s, s->cfg->tokens)) < 0 ||
                                    (rc = tg_cp_tokens_load(s->cfg->tokens, &s->tokens, err)) < 0))
         goto fail;
-    if ((rc = load_ca(s, err)) < 0 || (rc = load_bundle(s, err)) < 0 ||
-        (rc = load_server(s, err)) < 0 || (rc = load_mesh(s, err)) < 0)
+    if ((rc = load_jwt_keys(s, err)) < 0 || (rc = load_ca(s, err)) < 0 ||
+        (rc = load_bundle(s, err)) < 0 || (rc = load_server(s, err)) < 0 ||
+        (rc = load_mesh(s, err)) < 0)
         goto fail;
     if (files_out != NULL)
         *files_out = (struct tg_strlist){NULL, 0};

@@ -11,6 +11,7 @@
 #include "cp_authn.h"
 #include "cp_ca.h"
 #include "cp_config.h"
+#include "cp_jwt.h"
 #include "tollgate/identity.h"
 #include "tollgate/resource.h"
 #include "tollgate/tls.h"
@@ -19,6 +20,7 @@ struct tg_cp_state {
     unsigned refs;
     struct tg_cp_config *cfg;
     struct tg_cp_tokens tokens;
+    struct tg_cp_jwt_keys *jwt_keys; /* kubernetes.keys; NULL: no service-account tokens */
     struct tg_cp_ca *ca;
     struct tg_identity *server_id;     /* our TLS identity; bundle: our trust domain's roots */
     struct tg_tls_ctx *tls;            /* server context: client certificate optional */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cp_server.h"
 #include "tollgate.pb-c.h"
@@ -366,6 +367,12 @@ static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
     const struct tg_cp_state *s = tg_cp_server_state(c->srv);
     const struct tg_peer_info *peer = tg_msgstream_peer(c->ms);
     const struct tg_res_revocations *rv = &s->res[TG_RES_REVOCATIONS]->u.revocations;
+    const struct tg_cp_jwt_rules jwt = {
+        .issuer = s->cfg->k8s_issuer,
+        .audiences = &s->cfg->k8s_audiences,
+        .keys = s->jwt_keys,
+        .now = (int64_t)time(NULL),
+    };
     struct tg_cp_authn_in in = {
         .trust_domain = s->cfg->trust_domain,
         .peer_id = peer->id,
@@ -373,6 +380,7 @@ static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
         .peer_sha256 = peer->sha256,
         .token = c->token,
         .tokens = &s->tokens,
+        .jwt = s->jwt_keys != NULL ? &jwt : NULL,
         .claim_ns = c->claim_ns,
         .claim_sa = c->claim_sa,
         .revoked_serials = &rv->serials,
@@ -430,7 +438,10 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
     c->hello_seen = true;
     tg_info("stream %" PRIu64 " from %s: node %s is %s (by %s), sidecar %s", c->id,
             tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
-            c->who.by_cert ? "certificate" : "bootstrap token", h->version[0] ? h->version : "?");
+            c->who.by_cert  ? "certificate"
+            : c->who.by_jwt ? "service-account token"
+                            : "bootstrap token",
+            h->version[0] ? h->version : "?");
     tg_cp_stream_push_changed(c);
 }
 
@@ -452,6 +463,15 @@ static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
     if (rc == 0 && strcmp(who.id, c->who.id) != 0)
         rc = tg_err_set(err, TG_EPEER, "identity changed since Hello (%.100s, now %.100s)",
                         c->who.id, who.id);
+    if (rc < 0 && c->who.by_jwt) {
+        /* a service-account token expires (kubelet rewrites the file): the sidecar
+         * reconnects, with its certificate if it has one, else with the fresh token */
+        st->csrs_refused++;
+        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
+                c->who.id, err);
+        tg_cp_stream_refuse(c, "%s; reconnect", err);
+        return;
+    }
     if (rc == 0)
         rc = tg_cp_ca_sign(s->ca, req->csr_der.data, req->csr_der.len, c->who.id, ttl, &chain,
                            &chain_len, err);

@@ -105,12 +105,12 @@ static int cmd_check(const char *path)
     }
     b = &s->res[TG_RES_TRUST_BUNDLE]->u.trust_bundle;
     printf("%s: ok: trust domain %s, %zu roots (+%zu other domains), CA serial %s, server %s, "
-           "certificates for %llu s, %zu tokens, %zu rules, %zu limits, %zu revoked, %zu "
-           "destinations, listen %s\n",
+           "certificates for %llu s, %zu tokens, %zu service-account keys, %zu rules, %zu limits, "
+           "%zu revoked, %zu destinations, listen %s\n",
            path, s->cfg->trust_domain, b->domains[0].roots_pem.n, b->n_domains - 1,
            tg_cp_ca_serial(s->ca), s->server_id->leaf.id.id,
            (unsigned long long)(s->cfg->cert_ttl_ms / 1000), s->tokens.n,
-           s->res[TG_RES_AUTHORIZATION]->u.authorization.n_rules,
+           tg_cp_jwt_keys_count(s->jwt_keys), s->res[TG_RES_AUTHORIZATION]->u.authorization.n_rules,
            s->res[TG_RES_RATE_LIMITS]->u.rate_limits.n_limits,
            s->res[TG_RES_REVOCATIONS]->u.revocations.serials.n +
                s->res[TG_RES_REVOCATIONS]->u.revocations.fingerprints.n,
