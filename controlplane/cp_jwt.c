@@ -105,7 +105,26 @@ static void b64url_encode(const unsigned char *in, size_t n, char *out)
     *out = '\0';
 }
 
+/* Claim and header values are quoted in messages: no control character gets into a log. */
+static int clean(int rc, char *err)
+{
+    for (char *p = err; rc < 0 && *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return rc;
+}
+
 /* ---- keys ---- */
+
+/* strspn for n bytes. */
+static size_t span(const char *s, size_t n, const char *set)
+{
+    size_t i = 0;
+
+    while (i < n && s[i] != '\0' && strchr(set, s[i]) != NULL)
+        i++;
+    return i;
+}
 
 static void key_free(struct key *k)
 {
@@ -221,7 +240,8 @@ static int parse_pem(struct tg_cp_jwt_keys *ks, const char *text, size_t len, co
         long n;
 
         label_end = memmem(label, (size_t)(end - label), dashes, sizeof(dashes) - 1);
-        if (label_end == NULL || (label_len = (size_t)(label_end - label)) > 64) {
+        if (label_end == NULL || (label_len = (size_t)(label_end - label)) > 64 ||
+            span(label, label_len, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ") != label_len) {
             rc = tg_err_set(err, TG_ECONFIG, "%s: a PEM header line that does not end", name);
             break;
         }
@@ -366,7 +386,7 @@ int tg_cp_jwt_keys_parse(const char *text, size_t len, const char *name,
                         "%s: no public key (want PEM \"PUBLIC KEY\" blocks or a JWK Set)", name);
     if (rc < 0) {
         tg_cp_jwt_keys_free(ks);
-        return rc;
+        return clean(rc, err);
     }
     *out = ks;
     return 0;
@@ -607,5 +627,5 @@ int tg_cp_jwt_verify(const struct tg_cp_jwt_rules *r, const char *token, char *n
         rc = check_claims(r, claims, ns, sa, err);
     json_decref(claims);
     json_decref(header);
-    return rc;
+    return clean(rc, err);
 }

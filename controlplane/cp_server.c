@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cp_admin.h"
 #include "tollgate/log.h"
 
 #define WATCH_INTERVAL_MS 1000
@@ -24,7 +25,9 @@ struct tg_cp_server {
     uv_tcp_t listener;
     uv_timer_t reload_timer;
     uv_timer_t sweep_timer;
-    int open_handles; /* listener, timers, watchers */
+    int open_handles;          /* listener, timers, watchers, admin endpoint */
+    struct tg_cp_admin *admin; /* NULL: none */
+    bool admin_closing;
     struct watcher **watchers;
     size_t n_watchers;
     struct tg_cp_conn *conns;
@@ -61,12 +64,28 @@ uv_loop_t *tg_cp_server_loop(const struct tg_cp_server *srv)
     return srv->loop;
 }
 
+bool tg_cp_server_healthy(const struct tg_cp_server *srv)
+{
+    return !srv->closing && srv->state != NULL && srv->port > 0;
+}
+
+int tg_cp_server_admin_port(const struct tg_cp_server *srv)
+{
+    return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
+}
+
 static void maybe_free(struct tg_cp_server *srv)
 {
     void (*cb)(void *);
     void *arg;
 
-    if (!srv->closing || srv->open_handles > 0 || srv->conns != NULL)
+    if (!srv->closing)
+        return;
+    if (srv->conns == NULL && srv->admin != NULL && !srv->admin_closing) {
+        srv->admin_closing = true; /* last: /healthz says 503 while the streams end */
+        tg_cp_admin_close(srv->admin);
+    }
+    if (srv->open_handles > 0 || srv->conns != NULL)
         return;
     cb = srv->on_closed;
     arg = srv->closed_arg;
@@ -82,6 +101,15 @@ static void on_handle_closed(uv_handle_t *h)
 {
     struct tg_cp_server *srv = h->data;
 
+    srv->open_handles--;
+    maybe_free(srv);
+}
+
+static void on_admin_closed(void *arg)
+{
+    struct tg_cp_server *srv = arg;
+
+    srv->admin = NULL;
     srv->open_handles--;
     maybe_free(srv);
 }
@@ -316,6 +344,9 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     }
     if (memcmp(&s->cfg->listen.ss, &srv->state->cfg->listen.ss, s->cfg->listen.len) != 0)
         tg_warn("listen changed to %s: takes effect at the next start", s->cfg->listen.text);
+    if (strcmp(s->cfg->admin.text, srv->state->cfg->admin.text) != 0)
+        tg_warn("admin changed to %s: takes effect at the next start",
+                s->cfg->admin.len > 0 ? s->cfg->admin.text : "none");
     tg_log_set_level(s->cfg->log_level);
     tg_cp_state_unref(srv->state);
     srv->state = s;
@@ -366,10 +397,23 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
     if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len) == 0)
         srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
+    if (srv->state->cfg->admin.len > 0) {
+        srv->open_handles++; /* until on_admin_closed, whether _new succeeds or not */
+        rc = tg_cp_admin_new(loop, &srv->state->cfg->admin, srv, on_admin_closed, srv, &srv->admin,
+                             err);
+        if (rc < 0) {
+            *out = NULL;
+            tg_cp_server_close(srv, NULL, NULL);
+            return rc;
+        }
+    }
     uv_timer_start(&srv->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     rewatch(srv, NULL);
     log_state(srv->state, "loaded");
     tg_info("listening on %s (port %d)", srv->state->cfg->listen.text, srv->port);
+    if (srv->admin != NULL)
+        tg_info("admin endpoint on %s (port %d): /healthz /stats", srv->state->cfg->admin.text,
+                tg_cp_admin_port(srv->admin));
     return 0;
 }
 

@@ -67,6 +67,10 @@ int tg_cp_server_port(const struct tg_cp_server *srv);
 const struct tg_cp_server_stats *tg_cp_server_stats(const struct tg_cp_server *srv);
 struct tg_cp_server_stats *tg_cp_server_stats_mut(struct tg_cp_server *srv);
 uv_loop_t *tg_cp_server_loop(const struct tg_cp_server *srv);
+/* The state is loaded and the stream listener bound, and we are not shutting down. */
+bool tg_cp_server_healthy(const struct tg_cp_server *srv);
+/* The admin endpoint's port (cp.yaml admin:), 0 when there is none. */
+int tg_cp_server_admin_port(const struct tg_cp_server *srv);
 
 /* Reloads the state now (as a file change does). 0, or the load's error (kept state). */
 int tg_cp_server_reload(struct tg_cp_server *srv, const char *why);

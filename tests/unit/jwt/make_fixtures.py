@@ -5,9 +5,10 @@ independent of the control plane's wolfSSL and jansson code): public keys (keys.
 holds them; jwks.json: the same keys as /openid/v1/jwks serves them; bad-keys/: files the
 control plane must refuse) and tokens.txt, one "NAME TOKEN" per line. The private keys live
 only in this process and are thrown away. Tokens are issued at NOW (the test verifies with
-the same clock), so the fixtures never go stale.
+the same clock), so the fixtures never go stale. With a second argument, the tokens are
+issued at that time instead (tests/integration/test_cp_k8s.c: "now", for a live control plane).
 
-    python3 tests/unit/jwt/make_fixtures.py tests/unit/jwt
+    python3 tests/unit/jwt/make_fixtures.py tests/unit/jwt [NOW]
 """
 import base64
 import hashlib
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 OUT = sys.argv[1]
-NOW = 1767225600  # 2026-01-01T00:00:00Z; test_cp_jwt.c's clock
+NOW = int(sys.argv[2]) if len(sys.argv) > 2 else 1767225600  # test_cp_jwt.c's clock
 ISS = "https://kubernetes.default.svc.cluster.local"
 AUD = "tollgate"
 
