@@ -45,7 +45,8 @@ struct tg_cp_client {
     bool has_identity;       /* ctx presents a certificate */
     unsigned attempt;        /* failed attempts in a row */
     bool started;
-    uint64_t last_rx; /* uv_now of the last message */
+    uint64_t last_rx;   /* uv_now of the last message */
+    uint64_t last_ping; /* uv_now of the last Ping sent */
     uint64_t ping_id;
     char versions[TG_RES_N][VERSION_MAX + 1];
 
@@ -757,6 +758,9 @@ static void on_ping_timer(uv_timer_t *t)
                            TG_CP_STALL_MS / 1000);
         return;
     }
+    if (uv_now(c->loop) - c->last_ping < TG_CP_PING_MS)
+        return;
+    c->last_ping = uv_now(c->loop);
     ping.id = ++c->ping_id;
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_PING;
     m.ping = &ping;
@@ -785,14 +789,14 @@ static void on_connected(struct tg_msgstream *s)
     c->state = ST_UP;
     c->stats.connects++;
     c->stats.connected = true;
-    c->last_rx = uv_now(c->loop);
+    c->last_rx = c->last_ping = uv_now(c->loop);
     tg_info("control plane: connected to %s (%s)%s", tg_msgstream_peer_addr(s),
             peer->id != NULL ? peer->id : "?", c->has_identity ? "" : ", bootstrapping");
     send_hello(c, c->has_identity ? NULL : token);
     explicit_bzero(token, sizeof(token));
     if (c->csr != NULL && c->ms != NULL)
         send_csr(c);
-    uv_timer_start(&c->ping, on_ping_timer, TG_CP_PING_MS, TG_CP_PING_MS);
+    uv_timer_start(&c->ping, on_ping_timer, TG_CP_TICK_MS, TG_CP_TICK_MS);
     if (c->ops.on_up != NULL && c->ms != NULL)
         c->ops.on_up(c->ops.arg);
 }

@@ -22,8 +22,9 @@
 #include "tollgate/resource.h"
 #include "tollgate/tls.h"
 
-#define TG_CP_PING_MS 10000
-#define TG_CP_STALL_MS 30000
+#define TG_CP_PING_MS 10000  /* a Ping every 10 s; the control plane answers each */
+#define TG_CP_STALL_MS 25000 /* nothing received for 25 s: the stream is dropped */
+#define TG_CP_TICK_MS 1000   /* how often the stall is checked */
 #define TG_CP_BACKOFF_MIN_MS 1000
 #define TG_CP_BACKOFF_MAX_MS 30000
 
