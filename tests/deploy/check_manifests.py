@@ -78,7 +78,7 @@ def check_parse():
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 KNOWN_KEYS = {
     "Kustomization": {"apiVersion", "kind", "namespace", "resources", "components", "patches",
-                      "secretGenerator"},
+                      "secretGenerator", "configMapGenerator"},
     "Component": {"apiVersion", "kind", "resources", "patches"},
 }
 
@@ -143,6 +143,19 @@ def render(dirpath, want_kind="Kustomization"):
             meta["labels"] = dict(opts["labels"])
         objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
                      "type": gen.get("type", "Opaque"), "data": data})
+    for gen in k.get("configMapGenerator", []):
+        data = {}
+        for spec in gen.get("files", []):
+            key, _, rel = spec.partition("=") if "=" in spec else (os.path.basename(spec), "", spec)
+            with open(os.path.join(dirpath, rel), encoding="utf-8") as f:
+                data[key] = f.read()
+        opts = gen.get("options", {})
+        if not opts.get("disableNameSuffixHash"):
+            raise RenderError(f"{kfile}: configMapGenerator without disableNameSuffixHash")
+        meta = {"name": gen["name"]}
+        if opts.get("labels"):
+            meta["labels"] = dict(opts["labels"])
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
     for comp in k.get("components", []):
         objs = apply_component(os.path.join(dirpath, comp), objs)
     for p in k.get("patches", []):
@@ -292,32 +305,29 @@ def check_control_plane(objs):
     by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
     ns = "tollgate-system"
     check("control plane: Namespace tollgate-system", ("Namespace", ns) in by)
-    for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                 "ConfigMap", "Secret", "PodDisruptionBudget"):
-        want = {"ConfigMap": "tollgate-cp-config", "Secret": "tollgate-ca"}.get(kind, "tollgate-cp")
+    for kind, want in (("ServiceAccount", "tollgate-cp"), ("Deployment", "tollgate-cp"),
+                       ("Service", "tollgate-cp"), ("PodDisruptionBudget", "tollgate-cp"),
+                       ("ConfigMap", "tollgate-cp-config"), ("ConfigMap", "tollgate-sa-keys"),
+                       ("Secret", "tollgate-ca"), ("Secret", "tollgate-cp-tls")):
         check(f"control plane: {kind} {want}", (kind, want) in by)
     for o in objs:
         if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             check(f"control plane: {o['kind']} {o['metadata']['name']} in {ns}",
                   o["metadata"].get("namespace") == ns)
-    role = by.get(("ClusterRole", "tollgate-cp"), {})
-    check("control plane: RBAC may create TokenReviews",
-          any("tokenreviews" in r.get("resources", []) and "create" in r.get("verbs", [])
-              for r in role.get("rules", [])))
-    check("control plane: RBAC is read-only apart from TokenReviews",
-          all(set(r.get("verbs", [])) <= {"get", "list", "watch"}
-              for r in role.get("rules", []) if "tokenreviews" not in r.get("resources", [])))
-    binding = by.get(("ClusterRoleBinding", "tollgate-cp"), {})
-    check("control plane: the binding names the ServiceAccount",
-          {"kind": "ServiceAccount", "name": "tollgate-cp", "namespace": ns}
-          in binding.get("subjects", []))
+    rbac = [k for k in by if k[0] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
+    check("control plane: no RBAC (it verifies tokens with keys, and calls no API)", not rbac,
+          str(rbac))
+    check("control plane: the ServiceAccount mounts no API token",
+          by.get(("ServiceAccount", "tollgate-cp"), {}).get("automountServiceAccountToken")
+          is False)
     d = by.get(("Deployment", "tollgate-cp"))
     if d is None:
         return
     spec = pod_spec(d)
     check("control plane: 2 replicas", d["spec"].get("replicas") == 2)
-    check("control plane: serviceAccountName tollgate-cp",
-          spec.get("serviceAccountName") == "tollgate-cp")
+    check("control plane: serviceAccountName tollgate-cp, no API token mounted",
+          spec.get("serviceAccountName") == "tollgate-cp"
+          and spec.get("automountServiceAccountToken") is False)
     check("control plane: pod runs as non-root",
           get(spec, "securityContext", "runAsNonRoot") is True
           and (get(spec, "securityContext", "runAsUser") or 0) != 0)
@@ -338,14 +348,17 @@ def check_control_plane(objs):
     check("control plane: the CA Secret is mounted",
           get(vols.get("ca"), "secret", "secretName") == "tollgate-ca" and "ca" in mounts)
     cm = by.get(("ConfigMap", "tollgate-cp-config"), {})
-    mesh = yaml.safe_load(get(cm, "data", "mesh.yaml") or "{}") or {}
-    check("control plane: mesh.yaml listens on 15010, admin on 15011, CA files in the mount",
-          str(mesh.get("listen", "")).endswith(":15010") and str(mesh.get("admin", "")).endswith(":15011")
-          and str(get(mesh, "ca", "cert")).startswith(mounts.get("ca", "?")))
-    secret = by.get(("Secret", "tollgate-ca"), {})
-    check("control plane: Secret tollgate-ca is kubernetes.io/tls with tls.crt and tls.key",
-          secret.get("type") == "kubernetes.io/tls"
-          and set(secret.get("data", {})) == {"tls.crt", "tls.key"})
+    cpy = yaml.safe_load(get(cm, "data", "cp.yaml") or "{}") or {}
+    check("control plane: cp.yaml listens on 15010, admin on 15011 (the ports of the pod)",
+          str(cpy.get("listen", "")).endswith(":15010")
+          and str(cpy.get("admin", "")).endswith(":15011"))
+    check("control plane: the container runs cp.yaml from the config mount",
+          c.get("args") == ["run", "-c", mounts.get("config", "?") + "/cp.yaml"], str(c.get("args")))
+    for name in ("tollgate-ca", "tollgate-cp-tls"):
+        secret = by.get(("Secret", name), {})
+        check(f"control plane: Secret {name} is kubernetes.io/tls with tls.crt and tls.key",
+              secret.get("type") == "kubernetes.io/tls"
+              and set(secret.get("data", {})) == {"tls.crt", "tls.key"})
 
 
 def flag_values(args):
@@ -532,6 +545,135 @@ def check_dockerfile():
           not re.search(r"(-dev\b|build-essential|\bgcc\b|cmake)", runtime))
 
 
+# ---- 6. the files each pod would see, checked by the binaries that read them ----
+
+def materialize(objs, spec, container, root, outside):
+    """Writes under root what the container would find at its volume mounts: the keys of
+    the ConfigMaps and Secrets its volumes name (taken from the rendered objects, else from
+    outside {name: {key: text}}: what the README has the user create by hand), and the
+    projected service-account token (outside["<token>"]). Returns {mountPath: volume}."""
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = {}
+    for m in container.get("volumeMounts", []):
+        v = vols[m["name"]]
+        files = {}
+        if "configMap" in v:
+            name = v["configMap"]["name"]
+            cm = by.get(("ConfigMap", name))
+            files = dict(cm.get("data", {})) if cm else dict(outside.get(name, {}))
+        elif "secret" in v:
+            sec = by.get(("Secret", v["secret"]["secretName"]), {})
+            files = {k: base64.b64decode(d).decode() for k, d in sec.get("data", {}).items()}
+        elif "projected" in v:
+            for src in v["projected"]["sources"]:
+                if "serviceAccountToken" in src:
+                    files[src["serviceAccountToken"]["path"]] = outside["<token>"]
+        items = (v.get("configMap") or v.get("secret") or {}).get("items")
+        if items:
+            files = {i["path"]: files[i["key"]] for i in items if i["key"] in files}
+        d = root + m["mountPath"]
+        os.makedirs(d, exist_ok=True)
+        for k, text in files.items():
+            with open(os.path.join(d, k), "w", encoding="utf-8") as f:
+                f.write(text)
+        mounts[m["mountPath"]] = v
+    return mounts
+
+
+def rooted(text, mounts, root):
+    """The config text with each absolute path under a mount moved under root."""
+    for mp in sorted(mounts, key=len, reverse=True):
+        text = re.sub(r"(?<![\w/])" + re.escape(mp) + "/", root + mp + "/", text)
+    return text
+
+
+def run_check(binary, cfg, what, must_fail=None):
+    r = run([binary, "check", "-c", cfg])
+    out = (r.stdout + r.stderr).strip()
+    if must_fail is None:
+        return check(what, r.returncode == 0, out), out
+    return check(what, r.returncode != 0 and must_fail in out, out), out
+
+
+def check_files(cp_objs, ex_objs):
+    """cp.yaml and mesh.yaml as tollgate-cp would read them in its pod, and sidecar.yaml as
+    the injected sidecar would, with every file they name at the path its mount gives it:
+    `tollgate-cp check` and `tollgate check` must accept them (so a wrong key, a path that
+    no mount provides, a key name the Secret does not have, all fail here); plus what ties
+    the two together (address, identities, token audience)."""
+    tg, cpbin = os.environ.get("TG_BIN"), os.environ.get("TG_CP_BIN")
+    if not tg or not cpbin or not os.environ.get("TG_CERTS_BIN"):
+        print("note - files: TG_BIN/TG_CP_BIN/TG_CERTS_BIN not set; configs not checked")
+        return
+    by = {(o["kind"], o["metadata"]["name"]): o for o in cp_objs}
+    d = by.get(("Deployment", "tollgate-cp"))
+    if d is None:
+        return
+    spec = pod_spec(d)
+    (c,) = spec["containers"]
+    root = os.path.join(WORK, "cp-root")
+    mounts = materialize(cp_objs, spec, c, root, {})
+    cfg = root + c["args"][-1]
+    with open(cfg, encoding="utf-8") as f:
+        original = f.read()
+    text = rooted(original, mounts, root)
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write(text)
+    ok, out = run_check(cpbin, cfg, "files: tollgate-cp check accepts cp.yaml and mesh.yaml "
+                        "with the files its mounts provide")
+    # the check has teeth: a misspelt key and a path no mount provides are refused
+    bad = os.path.join(os.path.dirname(cfg), "bad.yaml")
+    for mutation, needle in (("audiences:", "unknown key"), ("/sa-keys/sa-keys.pem", "cannot open")):
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write(text.replace(mutation, {"audiences:": "audience:",
+                                            "/sa-keys/sa-keys.pem": "/sa-keys/keys.pem"}[mutation]))
+        run_check(cpbin, bad, f"files: tollgate-cp check refuses cp.yaml with {mutation!r} "
+                  "changed", must_fail=needle)
+    cpy = yaml.safe_load(original)
+    svc = by.get(("Service", "tollgate-cp"), {})
+    sa_name, cp_ns = spec.get("serviceAccountName"), d["metadata"].get("namespace")
+    cp_id = f"spiffe://{cpy.get('trust_domain')}/ns/{cp_ns}/sa/{sa_name}"
+    r = run([os.environ["TG_CERTS_BIN"], "show",
+             os.path.join(root + "/etc/tollgate-cp/tls", "tls.crt")]) if ok else None
+    check(f"files: the control plane's certificate (Secret tollgate-cp-tls) is {cp_id}",
+          r is not None and cp_id in r.stdout, r.stdout if r else "")
+
+    if not ex_objs:
+        return
+    w = next(o for o in ex_objs if o["kind"] == "Deployment")
+    wspec = pod_spec(w)
+    proxy = next(x for x in wspec["initContainers"] if x["name"] == "tollgate-proxy")
+    sroot = os.path.join(WORK, "sidecar-root")
+    ca_pem = base64.b64decode(by[("Secret", "tollgate-ca")]["data"]["tls.crt"]).decode()
+    smounts = materialize(ex_objs, wspec, proxy, sroot,
+                          {"tollgate-root-ca": {"ca.pem": ca_pem}, "<token>": "eyJ.test.token"})
+    scfg = sroot + proxy["args"][-1]
+    with open(scfg, encoding="utf-8") as f:
+        soriginal = f.read()
+    with open(scfg, "w", encoding="utf-8") as f:
+        f.write(rooted(soriginal, smounts, sroot))
+    run_check(tg, scfg, "files: tollgate check accepts the injected sidecar.yaml with the files "
+              "its mounts provide (root CA ConfigMap as deploy/README.md makes it)")
+    sc = yaml.safe_load(soriginal).get("control_plane", {})
+    host, _, port = str(sc.get("address", "")).rpartition(":")
+    want_host = f"{svc['metadata']['name']}.{svc['metadata'].get('namespace')}.svc"
+    check(f"files: the sidecar's control_plane.address is the Service ({want_host}:15010)",
+          host in (want_host, want_host + ".cluster.local")
+          and port == str(get(svc, "spec", "ports", 0, "port")), str(sc.get("address")))
+    check(f"files: the sidecar expects the control plane's identity {cp_id}",
+          cp_id in sc.get("server_ids", []), str(sc.get("server_ids")))
+    token_vol = [v for v in smounts.values() if "projected" in v]
+    src = [s["serviceAccountToken"] for v in token_vol for s in v["projected"]["sources"]
+           if "serviceAccountToken" in s]
+    mp = [m for m, v in smounts.items() if "projected" in v]
+    check("files: the sidecar's token is the projected token file",
+          len(src) == 1 and sc.get("token") == f"{mp[0]}/{src[0]['path']}", str(sc.get("token")))
+    check("files: the projected token's audience is one tollgate-cp accepts",
+          len(src) == 1 and src[0].get("audience") in (get(cpy, "kubernetes", "audiences") or []),
+          str(src))
+
+
 def check_schemas(objs):
     node = shutil.which("node")
     validator = os.path.join(SRC, "tests", "deploy", "validate_schema.cjs")
@@ -566,6 +708,7 @@ def main():
         check_workloads_common(ex, "example")
         check_init_args(args, "injection: tollgate-init")
     check_schemas(cp + ex)
+    check_files(cp, ex)
     check_vm()
     check_dockerfile()
     print(f"{len(PASSED)} passed, {len(FAILED)} failed")

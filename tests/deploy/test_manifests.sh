@@ -3,7 +3,9 @@
 # kustomize renders (tests/deploy's own renderer, and kustomize or kubectl when present),
 # required fields, Kubernetes schemas (npm kubernetes-models, when installed in .cache/npm),
 # the capture arguments against `tollgate init-iptables --dry-run`, the VM config against
-# `tollgate check`, the systemd units against `systemd-analyze verify`, and the Dockerfile.
+# `tollgate check`, the systemd units against `systemd-analyze verify`, the Dockerfile, and
+# the configs in the ConfigMaps against `tollgate-cp check` and `tollgate check` with every
+# file they name where the pod's mounts would put it.
 # See tests/deploy/check_manifests.py. Needs python3 with python3-yaml.
 set -euo pipefail
 
@@ -16,15 +18,20 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
     exit 1
 fi
 
-# The kustomizations render from a copy, with a throwaway CA where the real one goes
-# (deploy/k8s/base/ca/ is never committed).
+# The kustomizations render from a copy, with throwaway key material where the real one goes
+# (deploy/k8s/base/ca/ is never committed), made the way deploy/README.md says.
 cp -r "$SRC/deploy/k8s" "$WORK/k8s"
-rm -f "$WORK/k8s/base/ca/ca.pem" "$WORK/k8s/base/ca/ca.key"
+CA="$WORK/k8s/base/ca"
+rm -f "$CA"/*.pem "$CA"/*.key
 if [ -n "${TG_CERTS_BIN:-}" ]; then
-    "$TG_CERTS_BIN" ca --out "$WORK/k8s/base/ca/ca" --cn "manifest test CA" >/dev/null
+    "$TG_CERTS_BIN" ca --out "$CA/ca" --cn "manifest test CA" >/dev/null
+    "$TG_CERTS_BIN" issue --ca "$CA/ca" --out "$CA/cp" \
+        --spiffe spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp >/dev/null
+    # the cluster's service-account public key, as the API server's --service-account-key-file
+    openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/sa.key" 2>/dev/null
+    openssl ec -in "$WORK/sa.key" -pubout -out "$CA/sa-keys.pem" 2>/dev/null
 else
-    printf 'placeholder certificate\n' >"$WORK/k8s/base/ca/ca.pem"
-    printf 'placeholder key\n' >"$WORK/k8s/base/ca/ca.key"
+    for f in ca.pem ca.key cp.pem cp.key sa-keys.pem; do printf 'placeholder\n' >"$CA/$f"; done
 fi
 
 export NODE_PATH="${NODE_PATH:-$SRC/.cache/npm/node_modules}"
