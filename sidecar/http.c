@@ -1,0 +1,978 @@
+/* HTTP/1.1 request heads, bodies and response framing (RFC 9112, RFC 9110). Pure. */
+#include "tollgate/http.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_SKIPPED_LINES 8 /* empty lines tolerated before a request line */
+#define MAX_LENGTH_DIGITS 18
+
+/* tchar (RFC 9110 5.6.2) */
+static bool tchar(unsigned char c)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr(extra, c) != NULL;
+}
+
+/* field-vchar, SP, HTAB (obs-text included) */
+static bool vchar_ws(unsigned char c)
+{
+    return c == '\t' || c == ' ' || (c > 0x20 && c != 0x7f);
+}
+
+static bool ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+static bool ieq(const char *a, size_t n, const char *lit)
+{
+    size_t m = strlen(lit);
+
+    if (n != m)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)a[i]) != (unsigned char)lit[i])
+            return false;
+    return true;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = lower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* ---- list fields: "a, b ,c" ---- */
+
+struct elem {
+    const char *s;
+    size_t n;
+};
+
+/* The next non-empty element of a comma list after *pos; false at the end. */
+static bool next_elem(const char *v, size_t len, size_t *pos, struct elem *e)
+{
+    while (*pos < len) {
+        size_t start, end;
+
+        while (*pos < len && (ows((unsigned char)v[*pos]) || v[*pos] == ','))
+            (*pos)++;
+        start = *pos;
+        while (*pos < len && v[*pos] != ',')
+            (*pos)++;
+        end = *pos;
+        while (end > start && ows((unsigned char)v[end - 1]))
+            end--;
+        if (end > start) {
+            e->s = v + start;
+            e->n = end - start;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool all_tchar(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!tchar((unsigned char)s[i]))
+            return false;
+    return n > 0;
+}
+
+/* ---- request heads ---- */
+
+static int refuse(int *status, int code, char *err, const char *fmt, const char *what)
+{
+    *status = code;
+    return tg_err_set(err, TG_EINVAL, fmt, what);
+}
+
+/* Finds the end of the head: checks every complete line for a bare CR or LF and the line and
+ * head limits on the way. >0: head length; 0: need more; <0 refused. */
+static int find_end(const char *buf, size_t len, const struct tg_http_limits *lim, size_t *scanned,
+                    size_t *skipped, int *status, char *err)
+{
+    size_t start = *scanned; /* start of the current line */
+    bool first = true;       /* no request line yet: empty lines are skipped */
+
+    /* lines before *scanned were checked; find out whether the request line was among them */
+    *skipped = 0;
+    while (*skipped + 1 < len && buf[*skipped] == '\r' && buf[*skipped + 1] == '\n')
+        *skipped += 2;
+    if (*skipped > 2 * MAX_SKIPPED_LINES)
+        return refuse(status, 400, err, "%s", "too many empty lines before the request line");
+    if (start < *skipped)
+        start = *skipped;
+    first = start == *skipped;
+    for (;;) {
+        const char *lf = memchr(buf + start, '\n', len - start);
+        size_t end = lf == NULL ? len : (size_t)(lf - buf);
+        const char *cr = memchr(buf + start, '\r', end - start);
+        /* Each fault is known once a given byte has arrived; the one known first wins, so
+         * the verdict does not depend on how the bytes were split into reads. */
+        size_t at = SIZE_MAX, p;
+        int code = 0;
+        const char *why = NULL;
+
+        if (end - start >= lim->max_line) {
+            at = start + lim->max_line - 1;
+            code = first ? 414 : 431;
+            why = first ? "request line too long" : "header line too long";
+        }
+        if (end >= lim->max_head && lim->max_head - 1 < at) {
+            at = lim->max_head - 1;
+            code = 431;
+            why = "request head too large";
+        }
+        /* a CR anywhere but right before the LF is a bare CR */
+        if (cr != NULL && (size_t)(cr - buf) + 1 < end && (p = (size_t)(cr - buf) + 1) < at) {
+            at = p;
+            code = 400;
+            why = "bare CR in the request head";
+        }
+        if (lf != NULL && (end == start || buf[end - 1] != '\r') && end < at) {
+            at = end;
+            code = 400;
+            why = "bare LF in the request head";
+        }
+        if (why != NULL)
+            return refuse(status, code, err, "%s", why);
+        if (lf == NULL) {
+            *scanned = start;
+            return 0;
+        }
+        if (end - start == 1 && !first) {
+            *scanned = end + 1;
+            return (int)(end + 1);
+        }
+        first = false;
+        start = end + 1;
+    }
+}
+
+static int parse_request_line(const char *buf, size_t n, struct tg_http_request *req, int *status,
+                              char *err)
+{
+    size_t i = 0, t;
+
+    while (i < n && tchar((unsigned char)buf[i]))
+        i++;
+    if (i == 0 || i >= n || buf[i] != ' ')
+        return refuse(status, 400, err, "%s", "malformed method in the request line");
+    req->method = buf;
+    req->method_len = i;
+    t = ++i;
+    while (i < n && buf[i] > 0x20 && buf[i] < 0x7f && buf[i] != '#')
+        i++;
+    if (i == t || i >= n || buf[i] != ' ')
+        return refuse(status, 400, err, "%s", "malformed request target");
+    req->target = buf + t;
+    req->target_len = i - t;
+    i++;
+    if (n - i != 8 || memcmp(buf + i, "HTTP/1.", 7) != 0)
+        return refuse(status, 400, err, "%s", "malformed HTTP version in the request line");
+    if (buf[i + 7] != '0' && buf[i + 7] != '1')
+        return refuse(status, 505, err, "%s", "HTTP version not supported");
+    req->minor = buf[i + 7] - '0';
+    return 0;
+}
+
+static int check_target(struct tg_http_request *req, int *status, char *err)
+{
+    const char *t = req->target;
+    size_t n = req->target_len;
+
+    if (req->connect) {
+        if (memchr(t, '/', n) != NULL || memchr(t, ':', n) == NULL)
+            return refuse(status, 400, err, "%s", "CONNECT target is not host:port");
+        return 0;
+    }
+    if (t[0] == '/')
+        return 0;
+    if (n == 1 && t[0] == '*' && ieq(req->method, req->method_len, "options"))
+        return 0;
+    if ((n > 7 && ieq(t, 7, "http://")) || (n > 8 && ieq(t, 8, "https://")))
+        return 0;
+    return refuse(status, 400, err, "%s",
+                  "request target is not origin, absolute or asterisk form");
+}
+
+struct framing_seen {
+    unsigned n_cl, n_te, n_host;
+    bool te_chunked_last, te_chunked_early, te_bad;
+};
+
+static int interpret(struct tg_http_request *req, const struct tg_http_field *f,
+                     struct framing_seen *s, int *status, char *err)
+{
+    size_t pos = 0;
+    struct elem e;
+
+    if (ieq(f->name, f->name_len, "content-length")) {
+        uint64_t v = 0;
+
+        if (++s->n_cl > 1)
+            return refuse(status, 400, err, "%s", "more than one Content-Length");
+        if (f->value_len == 0 || f->value_len > MAX_LENGTH_DIGITS)
+            return refuse(status, 400, err, "%s", "invalid Content-Length");
+        for (size_t i = 0; i < f->value_len; i++) {
+            if (f->value[i] < '0' || f->value[i] > '9')
+                return refuse(status, 400, err, "%s", "invalid Content-Length");
+            v = v * 10 + (uint64_t)(f->value[i] - '0');
+        }
+        req->content_length = v;
+    } else if (ieq(f->name, f->name_len, "transfer-encoding")) {
+        s->n_te++;
+        while (next_elem(f->value, f->value_len, &pos, &e)) {
+            if (!all_tchar(e.s, e.n)) {
+                s->te_bad = true;
+                continue;
+            }
+            if (s->te_chunked_last)
+                s->te_chunked_early = true; /* chunked, then something else */
+            s->te_chunked_last = ieq(e.s, e.n, "chunked");
+        }
+    } else if (ieq(f->name, f->name_len, "host")) {
+        if (++s->n_host > 1)
+            return refuse(status, 400, err, "%s", "more than one Host");
+        for (size_t i = 0; i < f->value_len; i++)
+            if (ows((unsigned char)f->value[i]) || f->value[i] == ',' || f->value[i] == '@' ||
+                f->value[i] == '/')
+                return refuse(status, 400, err, "%s", "invalid Host");
+        req->host = f->value;
+        req->host_len = f->value_len;
+    } else if (ieq(f->name, f->name_len, "expect")) {
+        if (ieq(f->value, f->value_len, "100-continue"))
+            req->expect_continue = true;
+    }
+    return 0;
+}
+
+/* Whether a Connection field lists token tok. */
+static bool conn_has(const struct tg_http_request *req, const char *tok)
+{
+    for (unsigned i = 0; i < req->n_fields; i++) {
+        const struct tg_http_field *f = &req->fields[i];
+        size_t pos = 0;
+        struct elem e;
+
+        if (!ieq(f->name, f->name_len, "connection"))
+            continue;
+        while (next_elem(f->value, f->value_len, &pos, &e))
+            if (ieq(e.s, e.n, tok))
+                return true;
+    }
+    return false;
+}
+
+static bool has_field(const struct tg_http_request *req, const char *name)
+{
+    for (unsigned i = 0; i < req->n_fields; i++)
+        if (ieq(req->fields[i].name, req->fields[i].name_len, name))
+            return true;
+    return false;
+}
+
+int tg_http_parse_request(const char *buf, size_t len, const struct tg_http_limits *lim,
+                          struct tg_http_field *fields, size_t *scanned,
+                          struct tg_http_request *req, int *status, char *err)
+{
+    struct framing_seen seen;
+    size_t skipped, pos, head;
+    const char *lf;
+    int rc;
+
+    *status = 0;
+    rc = find_end(buf, len, lim, scanned, &skipped, status, err);
+    if (rc <= 0)
+        return rc;
+    head = (size_t)rc;
+    memset(req, 0, sizeof(*req));
+    memset(&seen, 0, sizeof(seen));
+    req->fields = fields;
+    req->skipped = skipped;
+    req->head_len = head;
+    pos = skipped;
+    lf = memchr(buf + pos, '\n', head - pos);
+    if ((rc = parse_request_line(buf + pos, (size_t)(lf - 1 - (buf + pos)), req, status, err)) < 0)
+        return rc;
+    req->connect = ieq(req->method, req->method_len, "connect");
+    req->head = ieq(req->method, req->method_len, "head");
+    pos = (size_t)(lf - buf) + 1;
+    while (pos + 2 < head) {
+        size_t end = (size_t)((const char *)memchr(buf + pos, '\n', head - pos) - buf) - 1;
+        size_t i = pos, v;
+        struct tg_http_field *f;
+
+        if (ows((unsigned char)buf[pos]))
+            return refuse(status, 400, err, "%s",
+                          "obs-fold (a header line starting with whitespace)");
+        while (i < end && tchar((unsigned char)buf[i]))
+            i++;
+        if (i == pos)
+            return refuse(status, 400, err, "%s", "header name missing or not a token");
+        if (i < end && ows((unsigned char)buf[i]))
+            return refuse(status, 400, err, "%s", "whitespace before the colon of a header");
+        if (i >= end || buf[i] != ':')
+            return refuse(status, 400, err, "%s", "header name is not a token");
+        if (req->n_fields >= lim->max_fields)
+            return refuse(status, 431, err, "%s", "too many header fields");
+        f = &fields[req->n_fields++];
+        f->name = buf + pos;
+        f->name_len = i - pos;
+        v = i + 1;
+        while (v < end && ows((unsigned char)buf[v]))
+            v++;
+        for (i = v; i < end; i++)
+            if (!vchar_ws((unsigned char)buf[i]))
+                return refuse(status, 400, err, "%s", "control character in a header value");
+        while (end > v && ows((unsigned char)buf[end - 1]))
+            end--;
+        f->value = buf + v;
+        f->value_len = end - v;
+        if ((rc = interpret(req, f, &seen, status, err)) < 0)
+            return rc;
+        pos = (size_t)((const char *)memchr(buf + pos, '\n', head - pos) - buf) + 1;
+    }
+    if (req->minor == 1 && seen.n_host == 0)
+        return refuse(status, 400, err, "%s", "no Host header (required in HTTP/1.1)");
+    if (seen.n_te > 0) {
+        if (req->minor == 0)
+            return refuse(status, 400, err, "%s", "Transfer-Encoding in an HTTP/1.0 request");
+        if (seen.n_cl > 0)
+            return refuse(status, 400, err, "%s", "both Content-Length and Transfer-Encoding");
+        if (seen.te_bad)
+            return refuse(status, 400, err, "%s", "malformed Transfer-Encoding");
+        if (!seen.te_chunked_last || seen.te_chunked_early)
+            return refuse(status, 400, err, "%s", "Transfer-Encoding does not end in chunked");
+        req->framing = TG_HTTP_CHUNKED;
+    } else if (seen.n_cl > 0) {
+        req->framing = TG_HTTP_LENGTH;
+    }
+    if (req->connect && req->framing != TG_HTTP_NO_BODY)
+        return refuse(status, 400, err, "%s", "CONNECT with a body");
+    /* close wins over keep-alive, in any order */
+    req->keep_alive = conn_has(req, "close") ? false
+                      : req->minor == 1      ? true
+                                             : conn_has(req, "keep-alive");
+    req->upgrade = !req->connect && has_field(req, "upgrade") && conn_has(req, "upgrade");
+    if ((rc = check_target(req, status, err)) < 0)
+        return rc;
+    return (int)head;
+}
+
+/* ---- bodies ---- */
+
+enum {
+    B_LENGTH,
+    C_SIZE,
+    C_SIZE_BWS,
+    C_EXT_NAME_START,
+    C_EXT_NAME,
+    C_EXT_AFTER_NAME,
+    C_EXT_VAL_START,
+    C_EXT_VAL_TOKEN,
+    C_EXT_VAL_Q,
+    C_EXT_VAL_QESC,
+    C_EXT_AFTER_Q,
+    C_SIZE_LF,
+    C_DATA,
+    C_DATA_CR,
+    C_DATA_LF,
+    T_LINE_START,
+    T_NAME,
+    T_VALUE,
+    T_LF,
+    T_END_LF,
+    B_DONE,
+    B_EOF,
+};
+
+void tg_http_body_init(struct tg_http_body *b, enum tg_http_framing framing, uint64_t length,
+                       const struct tg_http_limits *lim)
+{
+    memset(b, 0, sizeof(*b));
+    b->framing = framing;
+    b->lim = *lim;
+    b->remaining = length;
+    switch (framing) {
+    case TG_HTTP_NO_BODY:
+        b->st = B_DONE;
+        break;
+    case TG_HTTP_LENGTH:
+        b->st = length == 0 ? B_DONE : B_LENGTH;
+        break;
+    case TG_HTTP_CHUNKED:
+        b->st = C_SIZE;
+        break;
+    case TG_HTTP_TO_EOF:
+        b->st = B_EOF;
+        break;
+    }
+}
+
+static bool qdtext(unsigned char c)
+{
+    return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) ||
+           (c >= 0x5d && c <= 0x7e) || c >= 0x80;
+}
+
+/* One byte of chunk framing or trailers; 0 ok, TG_EINVAL with err. */
+static int body_byte(struct tg_http_body *b, unsigned char c, char *err)
+{
+    b->line++;
+    if (b->st >= T_LINE_START && b->st <= T_END_LF) {
+        if (++b->trailer > b->lim.max_head)
+            return tg_err_set(err, TG_EINVAL, "trailer section too large");
+    }
+    if (b->line > b->lim.max_line)
+        return tg_err_set(err, TG_EINVAL, "%s line too long",
+                          b->st >= T_LINE_START ? "trailer" : "chunk size");
+    switch (b->st) {
+    case C_SIZE: {
+        int h = hexval(c);
+
+        if (h >= 0) {
+            if (++b->digits > 15)
+                return tg_err_set(err, TG_EINVAL, "chunk size too large");
+            b->remaining = b->remaining * 16 + (uint64_t)h;
+            return 0;
+        }
+        if (b->digits == 0)
+            return tg_err_set(err, TG_EINVAL, "invalid chunk size");
+        if (c == ';')
+            b->st = C_EXT_NAME_START;
+        else if (ows(c))
+            b->st = C_SIZE_BWS;
+        else if (c == '\r')
+            b->st = C_SIZE_LF;
+        else
+            return tg_err_set(err, TG_EINVAL, "invalid chunk size");
+        return 0;
+    }
+    case C_SIZE_BWS:
+        if (ows(c))
+            return 0;
+        if (c == ';') {
+            b->st = C_EXT_NAME_START;
+            return 0;
+        }
+        return tg_err_set(err, TG_EINVAL, "invalid chunk size line");
+    case C_EXT_NAME_START:
+        if (ows(c))
+            return 0;
+        if (!tchar(c))
+            return tg_err_set(err, TG_EINVAL, "invalid chunk extension");
+        b->st = C_EXT_NAME;
+        return 0;
+    case C_EXT_NAME:
+    case C_EXT_VAL_TOKEN:
+    case C_EXT_AFTER_Q:
+        if (b->st != C_EXT_AFTER_Q && tchar(c))
+            return 0;
+        if (ows(c))
+            b->st = b->st == C_EXT_NAME ? C_EXT_AFTER_NAME : C_SIZE_BWS;
+        else if (c == '=' && b->st == C_EXT_NAME)
+            b->st = C_EXT_VAL_START;
+        else if (c == ';')
+            b->st = C_EXT_NAME_START;
+        else if (c == '\r')
+            b->st = C_SIZE_LF;
+        else
+            return tg_err_set(err, TG_EINVAL, "invalid chunk extension");
+        return 0;
+    case C_EXT_AFTER_NAME:
+        if (ows(c))
+            return 0;
+        if (c == '=')
+            b->st = C_EXT_VAL_START;
+        else if (c == ';')
+            b->st = C_EXT_NAME_START;
+        else
+            return tg_err_set(err, TG_EINVAL, "invalid chunk extension");
+        return 0;
+    case C_EXT_VAL_START:
+        if (ows(c))
+            return 0;
+        if (c == '"')
+            b->st = C_EXT_VAL_Q;
+        else if (tchar(c))
+            b->st = C_EXT_VAL_TOKEN;
+        else
+            return tg_err_set(err, TG_EINVAL, "invalid chunk extension value");
+        return 0;
+    case C_EXT_VAL_Q:
+        if (c == '"')
+            b->st = C_EXT_AFTER_Q;
+        else if (c == '\\')
+            b->st = C_EXT_VAL_QESC;
+        else if (!qdtext(c))
+            return tg_err_set(err, TG_EINVAL, "invalid chunk extension value");
+        return 0;
+    case C_EXT_VAL_QESC:
+        if (!vchar_ws(c))
+            return tg_err_set(err, TG_EINVAL, "invalid chunk extension value");
+        b->st = C_EXT_VAL_Q;
+        return 0;
+    case C_SIZE_LF:
+        if (c != '\n')
+            return tg_err_set(err, TG_EINVAL, "chunk size line not ended by CRLF");
+        b->line = 0;
+        b->st = b->remaining == 0 ? T_LINE_START : C_DATA;
+        return 0;
+    case C_DATA_CR:
+        if (c != '\r')
+            return tg_err_set(err, TG_EINVAL, "chunk data not followed by CRLF");
+        b->st = C_DATA_LF;
+        return 0;
+    case C_DATA_LF:
+        if (c != '\n')
+            return tg_err_set(err, TG_EINVAL, "chunk data not followed by CRLF");
+        b->st = C_SIZE;
+        b->digits = 0;
+        b->line = 0;
+        return 0;
+    case T_LINE_START:
+        if (c == '\r') {
+            b->st = T_END_LF;
+            return 0;
+        }
+        if (ows(c))
+            return tg_err_set(err, TG_EINVAL, "obs-fold in the trailers");
+        if (!tchar(c))
+            return tg_err_set(err, TG_EINVAL, "trailer name is not a token");
+        if (++b->n_trailers > b->lim.max_fields)
+            return tg_err_set(err, TG_EINVAL, "too many trailer fields");
+        b->st = T_NAME;
+        return 0;
+    case T_NAME:
+        if (tchar(c))
+            return 0;
+        if (c != ':')
+            return tg_err_set(err, TG_EINVAL, "%s",
+                              ows(c) ? "whitespace before the colon of a trailer"
+                                     : "trailer name is not a token");
+        b->st = T_VALUE;
+        return 0;
+    case T_VALUE:
+        if (c == '\r')
+            b->st = T_LF;
+        else if (!vchar_ws(c))
+            return tg_err_set(err, TG_EINVAL, "control character in a trailer value");
+        return 0;
+    case T_LF:
+        if (c != '\n')
+            return tg_err_set(err, TG_EINVAL, "bare CR in the trailers");
+        b->st = T_LINE_START;
+        b->line = 0;
+        return 0;
+    case T_END_LF:
+        if (c != '\n')
+            return tg_err_set(err, TG_EINVAL, "bare CR in the trailers");
+        b->st = B_DONE;
+        return 0;
+    default:
+        return tg_err_set(err, TG_EINVAL, "internal: body state");
+    }
+}
+
+int tg_http_body_feed(struct tg_http_body *b, const char *buf, size_t len, size_t *used, char *err)
+{
+    size_t i = 0;
+    int rc;
+
+    while (b->st != B_DONE && i < len) {
+        if (b->st == B_EOF) {
+            i = len;
+            break;
+        }
+        if (b->st == B_LENGTH || b->st == C_DATA) {
+            size_t n = len - i < b->remaining ? len - i : (size_t)b->remaining;
+
+            i += n;
+            b->remaining -= n;
+            if (b->remaining == 0)
+                b->st = b->st == B_LENGTH ? B_DONE : C_DATA_CR;
+            continue;
+        }
+        if ((rc = body_byte(b, (unsigned char)buf[i], err)) < 0) {
+            *used = i;
+            b->total += i;
+            return rc;
+        }
+        i++;
+    }
+    *used = i;
+    b->total += i;
+    return b->st == B_DONE ? 1 : 0;
+}
+
+/* ---- responses ---- */
+
+enum {
+    RS_LINE,
+    RS_LINE_LF,
+    RH_LINE_START,
+    RH_NAME,
+    RH_VALUE,
+    RH_LF,
+    RH_END_LF,
+    R_BODY,
+    R_TUNNEL,
+};
+
+void tg_http_response_init(struct tg_http_response *r, const struct tg_http_limits *lim, bool head,
+                           bool connect, bool upgrade)
+{
+    memset(r, 0, sizeof(*r));
+    r->lim = *lim;
+    r->head_request = head;
+    r->connect_request = connect;
+    r->upgrade_request = upgrade;
+    r->st = RS_LINE;
+}
+
+static void response_reset_head(struct tg_http_response *r)
+{
+    r->st = RS_LINE;
+    r->status = 0;
+    r->close = r->chunked = r->has_length = false;
+    r->length = 0;
+    r->line = r->head = r->name_len = r->value_len = 0;
+}
+
+static int status_line(struct tg_http_response *r, char *err)
+{
+    const char *v = r->value;
+
+    if (r->value_len < 12 || memcmp(v, "HTTP/1.", 7) != 0 || (v[7] != '0' && v[7] != '1') ||
+        v[8] != ' ' || v[9] < '1' || v[9] > '5' || v[10] < '0' || v[10] > '9' || v[11] < '0' ||
+        v[11] > '9' || (r->value_len > 12 && v[12] != ' '))
+        return tg_err_set(err, TG_EINVAL, "malformed status line from the app");
+    r->minor = v[7] - '0';
+    r->status = (v[9] - '0') * 100 + (v[10] - '0') * 10 + (v[11] - '0');
+    r->close = r->minor == 0;
+    return 0;
+}
+
+static int response_field(struct tg_http_response *r, char *err)
+{
+    const char *v = r->value;
+    size_t n = r->value_len < sizeof(r->value) ? r->value_len : sizeof(r->value), pos = 0;
+    struct elem e;
+
+    while (n > 0 && ows((unsigned char)v[n - 1]))
+        n--;
+    if (r->name_len == 14 && memcmp(r->name, "content-length", 14) == 0) {
+        uint64_t len = 0;
+
+        if (n == 0 || n > MAX_LENGTH_DIGITS)
+            return tg_err_set(err, TG_EINVAL, "invalid Content-Length from the app");
+        for (size_t i = 0; i < n; i++) {
+            if (v[i] < '0' || v[i] > '9')
+                return tg_err_set(err, TG_EINVAL, "invalid Content-Length from the app");
+            len = len * 10 + (uint64_t)(v[i] - '0');
+        }
+        if (r->has_length && len != r->length)
+            return tg_err_set(err, TG_EINVAL, "differing Content-Length from the app");
+        r->has_length = true;
+        r->length = len;
+    } else if (r->name_len == 17 && memcmp(r->name, "transfer-encoding", 17) == 0) {
+        if (r->value_len >= sizeof(r->value))
+            return tg_err_set(err, TG_EINVAL, "Transfer-Encoding from the app too long");
+        r->chunked = false;
+        while (next_elem(v, n, &pos, &e))
+            r->chunked = ieq(e.s, e.n, "chunked");
+    } else if (r->name_len == 10 && memcmp(r->name, "connection", 10) == 0) {
+        while (next_elem(v, n, &pos, &e)) {
+            if (ieq(e.s, e.n, "close"))
+                r->close = true;
+            else if (ieq(e.s, e.n, "keep-alive") && r->minor == 0)
+                r->close = false;
+        }
+    }
+    return 0;
+}
+
+/* The head has ended: what follows it. */
+static int response_head_done(struct tg_http_response *r)
+{
+    enum tg_http_framing f;
+
+    if (r->status == 101)
+        return TG_HTTP_RESP_TUNNEL;
+    if (r->status < 200)
+        return TG_HTTP_RESP_INTERIM;
+    if (r->connect_request && r->status < 300)
+        return TG_HTTP_RESP_TUNNEL;
+    if (r->head_request || r->status == 204 || r->status == 304)
+        f = TG_HTTP_NO_BODY;
+    else if (r->chunked)
+        f = TG_HTTP_CHUNKED;
+    else if (r->has_length)
+        f = TG_HTTP_LENGTH;
+    else
+        f = TG_HTTP_TO_EOF;
+    if (f == TG_HTTP_TO_EOF)
+        r->close = true;
+    tg_http_body_init(&r->body, f, r->length, &r->lim);
+    r->st = R_BODY;
+    return TG_HTTP_RESP_MORE;
+}
+
+int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t len, size_t *used,
+                          char *err)
+{
+    size_t i = 0;
+    int rc;
+
+    *used = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)buf[i];
+
+        if (r->st == R_TUNNEL) {
+            *used = len;
+            r->bytes += len - i;
+            return TG_HTTP_RESP_TUNNEL;
+        }
+        if (r->st == R_BODY) {
+            size_t n;
+
+            rc = tg_http_body_feed(&r->body, buf + i, len - i, &n, err);
+            i += n;
+            r->bytes += n;
+            if (rc < 0) {
+                *used = i;
+                return rc;
+            }
+            if (rc == 1) {
+                *used = i;
+                return TG_HTTP_RESP_DONE;
+            }
+            continue;
+        }
+        i++;
+        r->bytes++;
+        if (++r->head > r->lim.max_head)
+            return tg_err_set(err, TG_EINVAL, "response head from the app too large");
+        if (++r->line > r->lim.max_line)
+            return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+        switch (r->st) {
+        case RS_LINE:
+            if (c == '\r') {
+                r->st = RS_LINE_LF;
+            } else if (c == '\n' || (c < 0x20 && c != '\t') || c == 0x7f) {
+                return tg_err_set(err, TG_EINVAL, "malformed status line from the app");
+            } else if (r->value_len < sizeof(r->value)) {
+                r->value[r->value_len++] = (char)c;
+            }
+            break;
+        case RS_LINE_LF:
+            if (c != '\n' || status_line(r, err) < 0)
+                return tg_err_set(err, TG_EINVAL, "malformed status line from the app");
+            r->st = RH_LINE_START;
+            r->line = 0;
+            break;
+        case RH_LINE_START:
+            r->name_len = r->value_len = 0;
+            if (c == '\r') {
+                r->st = RH_END_LF;
+                break;
+            }
+            if (!tchar(c))
+                return tg_err_set(err, TG_EINVAL, "malformed header line from the app");
+            r->name[r->name_len++] = (char)lower(c);
+            r->st = RH_NAME;
+            break;
+        case RH_NAME:
+            if (c == ':') {
+                r->st = RH_VALUE;
+            } else if (!tchar(c)) {
+                return tg_err_set(err, TG_EINVAL, "malformed header name from the app");
+            } else {
+                if (r->name_len < sizeof(r->name))
+                    r->name[r->name_len] = (char)lower(c);
+                r->name_len++;
+            }
+            break;
+        case RH_VALUE:
+            if (c == '\r') {
+                r->st = RH_LF;
+            } else if (!vchar_ws(c)) {
+                return tg_err_set(err, TG_EINVAL, "control character in a header from the app");
+            } else if (r->value_len > 0 || !ows(c)) {
+                if (r->value_len < sizeof(r->value))
+                    r->value[r->value_len] = (char)c;
+                r->value_len++;
+            }
+            break;
+        case RH_LF:
+            if (c != '\n')
+                return tg_err_set(err, TG_EINVAL, "bare CR in a header from the app");
+            if (r->name_len <= sizeof(r->name) && response_field(r, err) < 0)
+                return TG_EINVAL;
+            r->st = RH_LINE_START;
+            r->line = 0;
+            break;
+        case RH_END_LF:
+            if (c != '\n')
+                return tg_err_set(err, TG_EINVAL, "bare CR in a header from the app");
+            *used = i;
+            rc = response_head_done(r);
+            if (rc == TG_HTTP_RESP_INTERIM) {
+                response_reset_head(r);
+                return rc;
+            }
+            if (rc == TG_HTTP_RESP_TUNNEL) {
+                r->st = R_TUNNEL;
+                return rc;
+            }
+            if (r->body.st == B_DONE)
+                return TG_HTTP_RESP_DONE;
+            break;
+        default:
+            return tg_err_set(err, TG_EINVAL, "internal: response state");
+        }
+    }
+    *used = i;
+    return TG_HTTP_RESP_MORE;
+}
+
+/* ---- output ---- */
+
+bool tg_http_owned_field(const char *name, size_t len)
+{
+    return ieq(name, len, "x-forwarded-client-cert") || ieq(name, len, "client-cert") ||
+           ieq(name, len, "client-cert-chain");
+}
+
+struct out {
+    char *dst;
+    size_t len, cap;
+    bool full;
+};
+
+static void put(struct out *o, const void *s, size_t n)
+{
+    if (o->full || n > o->cap - o->len) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->dst + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_base64(struct out *o, const uint8_t *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char q[4];
+
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        q[0] = tab[v >> 18 & 63];
+        q[1] = tab[v >> 12 & 63];
+        q[2] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        q[3] = i + 2 < n ? tab[v & 63] : '=';
+        put(o, q, 4);
+    }
+}
+
+size_t tg_http_rewrite(const struct tg_http_request *req, const struct tg_http_caller *who,
+                       char *dst, size_t cap)
+{
+    struct out o = {.dst = dst, .cap = cap};
+
+    put(&o, req->method, req->method_len);
+    put(&o, " ", 1);
+    put(&o, req->target, req->target_len);
+    puts_(&o, req->minor == 1 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+    for (unsigned i = 0; i < req->n_fields; i++) {
+        const struct tg_http_field *f = &req->fields[i];
+
+        if (tg_http_owned_field(f->name, f->name_len))
+            continue;
+        put(&o, f->name, f->name_len);
+        put(&o, ": ", 2);
+        put(&o, f->value, f->value_len);
+        put(&o, "\r\n", 2);
+    }
+    if (who != NULL && who->peer_id != NULL && who->xfcc) {
+        puts_(&o, "x-forwarded-client-cert: By=");
+        puts_(&o, who->our_id);
+        puts_(&o, ";Hash=");
+        puts_(&o, who->sha256);
+        puts_(&o, ";URI=");
+        puts_(&o, who->peer_id);
+        put(&o, "\r\n", 2);
+    }
+    if (who != NULL && who->peer_id != NULL && who->client_cert && who->der != NULL) {
+        puts_(&o, "client-cert: :");
+        put_base64(&o, who->der, who->der_len);
+        puts_(&o, ":\r\n");
+    }
+    put(&o, "\r\n", 2);
+    return o.full ? 0 : o.len;
+}
+
+const char *tg_http_reason(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 414:
+        return "URI Too Long";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+size_t tg_http_local_response(int status, unsigned retry_after_s, bool close, char *dst, size_t cap)
+{
+    char body[64], retry[48] = "";
+    int bl = snprintf(body, sizeof(body), "%d %s\n", status, tg_http_reason(status));
+    int n;
+
+    if (retry_after_s > 0)
+        snprintf(retry, sizeof(retry), "retry-after: %u\r\n", retry_after_s);
+    n = snprintf(dst, cap,
+                 "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n%s%s"
+                 "\r\n%s",
+                 status, tg_http_reason(status), bl, retry, close ? "connection: close\r\n" : "",
+                 body);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}

@@ -1,0 +1,199 @@
+/* Fuzzing of the HTTP/1.1 request and response framing.
+ * 1. The bytes as a stream of requests, read all at once and in reads of a size taken from
+ *    the first byte: both give the same requests, the same refusal and the same byte
+ *    accounting (heads + bodies + what is left over = the input).
+ * 2. Each accepted head, rewritten (owned fields removed, ours added), parses again to the
+ *    same request with the same framing, and the rewrite holds no owned field but ours.
+ * 3. The bytes as a response, all at once and a byte at a time: same result and accounting.
+ * A refusal always comes with a status and a one-line reason. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/http.h"
+
+#define MAX_REQ 64
+
+static const struct tg_http_limits lim = {.max_head = 2048, .max_line = 512, .max_fields = 16};
+
+struct summary {
+    int n;
+    int status;
+    size_t consumed;
+    size_t heads[MAX_REQ];
+    uint64_t bodies[MAX_REQ];
+    int framing[MAX_REQ];
+};
+
+static void check_err(const char *err)
+{
+    size_t n = strnlen(err, TG_ERRLEN);
+
+    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
+        abort();
+}
+
+static bool same_req(const struct tg_http_request *a, const struct tg_http_request *b)
+{
+    unsigned kept = 0;
+
+    for (unsigned i = 0; i < a->n_fields; i++)
+        kept += !tg_http_owned_field(a->fields[i].name, a->fields[i].name_len);
+    return a->method_len == b->method_len && memcmp(a->method, b->method, a->method_len) == 0 &&
+           a->target_len == b->target_len && memcmp(a->target, b->target, a->target_len) == 0 &&
+           a->minor == b->minor && a->framing == b->framing &&
+           a->content_length == b->content_length && a->keep_alive == b->keep_alive &&
+           a->upgrade == b->upgrade && a->connect == b->connect && a->head == b->head &&
+           a->expect_continue == b->expect_continue && kept + 1 == b->n_fields &&
+           (a->host == NULL) == (b->host == NULL) &&
+           (a->host == NULL ||
+            (a->host_len == b->host_len && memcmp(a->host, b->host, a->host_len) == 0));
+}
+
+static void check_rewrite(const struct tg_http_request *req)
+{
+    static const struct tg_http_caller who = {
+        .our_id = "spiffe://td/ns/a/sa/b",
+        .peer_id = "spiffe://td/ns/c/sa/d",
+        .sha256 = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        .xfcc = true,
+    };
+    static char out[4096];
+    struct tg_http_field fields[17];
+    struct tg_http_request again;
+    struct tg_http_limits big = lim;
+    char err[TG_ERRLEN];
+    size_t scanned = 0, n = tg_http_rewrite(req, &who, out, sizeof(out));
+    int status, rc;
+    unsigned owned = 0;
+
+    if (n == 0)
+        abort(); /* a head within the limits always fits 4 KiB plus ours */
+    big.max_head = sizeof(out);
+    big.max_fields = 17;
+    big.max_line = sizeof(out);
+    rc = tg_http_parse_request(out, n, &big, fields, &scanned, &again, &status, err);
+    if (rc != (int)n || !same_req(req, &again))
+        abort();
+    for (unsigned i = 0; i < again.n_fields; i++)
+        owned += tg_http_owned_field(again.fields[i].name, again.fields[i].name_len);
+    if (owned != 1)
+        abort();
+}
+
+/* Feeds in to the parser in reads of step bytes, as the data path would. */
+static void run(const uint8_t *in, size_t len, size_t step, bool rewrite, struct summary *s)
+{
+    struct tg_http_field fields[16];
+    struct tg_http_request req;
+    struct tg_http_body body;
+    char err[TG_ERRLEN];
+    size_t avail = 0, pos = 0, scanned = 0;
+    bool in_body = false;
+
+    memset(s, 0, sizeof(*s));
+    while (s->n < MAX_REQ) {
+        int rc;
+
+        if (avail == len && pos == len)
+            break;
+        avail = avail + step < len ? avail + step : len;
+        for (;;) {
+            if (!in_body) {
+                if (pos == avail)
+                    break;
+                rc = tg_http_parse_request((const char *)in + pos, avail - pos, &lim, fields,
+                                           &scanned, &req, &s->status, err);
+                if (rc < 0) {
+                    check_err(err);
+                    if (s->status < 400 || s->status > 599)
+                        abort();
+                    s->consumed = pos;
+                    return;
+                }
+                if (rc == 0)
+                    break;
+                if (rewrite)
+                    check_rewrite(&req);
+                s->heads[s->n] = (size_t)rc;
+                s->framing[s->n] = req.framing;
+                pos += (size_t)rc;
+                scanned = 0;
+                tg_http_body_init(&body, req.framing, req.content_length, &lim);
+                in_body = true;
+            }
+            size_t used;
+
+            rc = tg_http_body_feed(&body, (const char *)in + pos, avail - pos, &used, err);
+            pos += used;
+            if (rc < 0) {
+                check_err(err);
+                s->status = 400;
+                s->consumed = pos;
+                return;
+            }
+            if (rc == 0)
+                break;
+            s->bodies[s->n++] = body.total;
+            in_body = false;
+            if (s->n == MAX_REQ)
+                break;
+        }
+        if (avail == len)
+            break;
+    }
+    s->consumed = pos;
+}
+
+static void responses(const uint8_t *in, size_t len)
+{
+    struct tg_http_response a, b;
+    char err[TG_ERRLEN];
+    size_t used_a = 0, used_b = 0, u;
+    bool head = len > 0 && (in[0] & 1), connect = len > 0 && (in[0] & 2);
+    int ra, rb = TG_HTTP_RESP_MORE;
+
+    tg_http_response_init(&a, &lim, head, connect, true);
+    tg_http_response_init(&b, &lim, head, connect, true);
+    do {
+        ra = tg_http_response_feed(&a, (const char *)in + used_a, len - used_a, &u, err);
+        used_a += u;
+    } while (ra == TG_HTTP_RESP_INTERIM && used_a < len);
+    if (ra < 0)
+        check_err(err);
+    while (used_b < len) {
+        rb = tg_http_response_feed(&b, (const char *)in + used_b, 1, &u, err);
+        used_b += u;
+        if (rb != TG_HTTP_RESP_MORE && rb != TG_HTTP_RESP_INTERIM)
+            break;
+        if (u == 0)
+            abort();
+    }
+    if (used_a > len || used_b > len)
+        abort();
+    if (ra >= 0 && rb >= 0 && ra != TG_HTTP_RESP_INTERIM && rb != TG_HTTP_RESP_INTERIM &&
+        (ra != rb || used_a != used_b || a.status != b.status))
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct summary whole, split;
+    size_t step;
+
+    if (size == 0)
+        return 0;
+    step = (size_t)data[0] % 64 + 1;
+    run(data + 1, size - 1, size, true, &whole);
+    run(data + 1, size - 1, step, false, &split);
+    if (whole.n != split.n || whole.status != split.status || whole.consumed != split.consumed)
+        abort();
+    for (int i = 0; i < whole.n; i++) {
+        if (whole.heads[i] != split.heads[i] || whole.bodies[i] != split.bodies[i] ||
+            whole.framing[i] != split.framing[i])
+            abort();
+    }
+    responses(data + 1, size - 1);
+    return 0;
+}

@@ -1,0 +1,503 @@
+/* tg_http_*: request heads, bodies (Content-Length, chunked, trailers), the smuggling corpus,
+ * the head rewrite with the caller's identity, response framing, local responses. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/http.h"
+
+static const struct tg_http_limits lim = {.max_head = 4096, .max_line = 1024, .max_fields = 16};
+
+/* Parses a stream of requests (heads and bodies) as the data path does. Returns the number
+ * of complete requests; *status gets the refusal's status (0: none), *rest the bytes of an
+ * unfinished request at the end. */
+static int run_stream(const char *in, size_t len, int *status, size_t *rest,
+                      struct tg_http_request *last)
+{
+    struct tg_http_field fields[16];
+    char err[TG_ERRLEN];
+    size_t pos = 0;
+    int n = 0;
+
+    *status = 0;
+    *rest = 0;
+    while (pos < len) {
+        struct tg_http_request req;
+        struct tg_http_body body;
+        size_t scanned = 0, used;
+        int rc =
+            tg_http_parse_request(in + pos, len - pos, &lim, fields, &scanned, &req, status, err);
+
+        if (rc < 0) {
+            ck_assert_int_ne(*status, 0);
+            ck_assert_int_gt(strlen(err), 0);
+            return n;
+        }
+        if (rc == 0) {
+            *rest = len - pos;
+            return n;
+        }
+        if (last != NULL)
+            *last = req;
+        pos += (size_t)rc;
+        tg_http_body_init(&body, req.framing, req.content_length, &lim);
+        rc = tg_http_body_feed(&body, in + pos, len - pos, &used, err);
+        if (rc < 0) {
+            *status = 400;
+            return n;
+        }
+        pos += used;
+        if (rc == 0) {
+            *rest = used;
+            return n;
+        }
+        n++;
+    }
+    return n;
+}
+
+#define H "Host: a\r\n"
+
+/* n: complete requests; status: the refusal (0: none). */
+static const struct {
+    const char *name;
+    const char *in;
+    int n;
+    int status;
+} stream_cases[] = {
+    {"simple GET", "GET / HTTP/1.1\r\n" H "\r\n", 1, 0},
+    {"pipelined", "GET /a HTTP/1.1\r\n" H "\r\nGET /b HTTP/1.1\r\n" H "\r\n", 2, 0},
+    {"content-length body",
+     "POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n" H "\r\n", 2, 0},
+    {"chunked body",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 1, 0},
+    {"chunked with extensions",
+     "POST / HTTP/1.1\r\n" H
+     "Transfer-Encoding: chunked\r\n\r\n5;a=b;c;d=\"x;y\"\r\nhello\r\n0\r\n\r\n",
+     1, 0},
+    {"chunked with BWS before ;",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5 ; a = b\r\nhello\r\n0\r\n\r\n", 1,
+     0},
+    {"chunked with trailers",
+     "POST / HTTP/1.1\r\n" H
+     "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\r\nY: \r\n\r\n",
+     1, 0},
+    {"gzip, chunked", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+     1, 0},
+    {"uppercase hex chunk",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n", 1,
+     0},
+    {"empty lines before the request", "\r\n\r\nGET / HTTP/1.1\r\n" H "\r\n", 1, 0},
+    {"HTTP/1.0 without Host", "GET / HTTP/1.0\r\n\r\n", 1, 0},
+    {"OPTIONS *", "OPTIONS * HTTP/1.1\r\n" H "\r\n", 1, 0},
+    {"absolute form", "GET http://a/x HTTP/1.1\r\n" H "\r\n", 1, 0},
+    {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 1, 0},
+    {"obs-text in a value", "GET / HTTP/1.1\r\n" H "X: \xe2\x82\xac\r\n\r\n", 1, 0},
+    /* the smuggling corpus */
+    {"CL.TE",
+     "POST / HTTP/1.1\r\n" H "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", 0,
+     400},
+    {"TE.CL",
+     "POST / HTTP/1.1\r\n" H
+     "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+     0, 400},
+    {"duplicate CL, same value",
+     "POST / HTTP/1.1\r\n" H "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 0, 400},
+    {"duplicate CL, differing",
+     "POST / HTTP/1.1\r\n" H "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 0, 400},
+    {"CL list", "POST / HTTP/1.1\r\n" H "Content-Length: 5, 5\r\n\r\nhello", 0, 400},
+    {"CL with sign", "POST / HTTP/1.1\r\n" H "Content-Length: +5\r\n\r\nhello", 0, 400},
+    {"CL negative", "POST / HTTP/1.1\r\n" H "Content-Length: -1\r\n\r\n", 0, 400},
+    {"CL hex", "POST / HTTP/1.1\r\n" H "Content-Length: 0x5\r\n\r\nhello", 0, 400},
+    {"CL with inner space", "POST / HTTP/1.1\r\n" H "Content-Length: 1 0\r\n\r\n", 0, 400},
+    {"CL huge", "POST / HTTP/1.1\r\n" H "Content-Length: 99999999999999999999\r\n\r\n", 0, 400},
+    {"CL empty", "POST / HTTP/1.1\r\n" H "Content-Length:\r\n\r\n", 0, 400},
+    {"TE not ending in chunked", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, gzip\r\n\r\n",
+     0, 400},
+    {"TE identity", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: identity\r\n\r\n", 0, 400},
+    {"TE xchunked", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: xchunked\r\n\r\n", 0, 400},
+    {"TE chunked twice",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 0, 400},
+    {"TE in two fields, last not chunked",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", 0,
+     400},
+    {"TE with parameters", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked;q=1\r\n\r\n", 0,
+     400},
+    {"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 400},
+    {"space before colon (TE)",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 0, 400},
+    {"tab before colon", "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 0, 400},
+    {"obs-fold", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip\r\n chunked\r\n\r\n", 0, 400},
+    {"bare LF in the head", "GET / HTTP/1.1\n" H "\r\n", 0, 400},
+    {"bare LF ending the head", "GET / HTTP/1.1\r\n" H "\n", 0, 400},
+    {"bare CR", "GET / HTTP/1.1\r\nX: a\rb\r\n" H "\r\n", 0, 400},
+    {"bad char in a name", "GET / HTTP/1.1\r\n" H "X(y): a\r\n\r\n", 0, 400},
+    {"empty name", "GET / HTTP/1.1\r\n" H ": a\r\n\r\n", 0, 400},
+    {"no colon", "GET / HTTP/1.1\r\n" H "Xy\r\n\r\n", 0, 400},
+    {"no Host in 1.1", "GET / HTTP/1.1\r\n\r\n", 0, 400},
+    {"two Hosts", "GET / HTTP/1.1\r\n" H "Host: b\r\n\r\n", 0, 400},
+    {"Host with a comma", "GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 0, 400},
+    {"bad method", "G(T / HTTP/1.1\r\n" H "\r\n", 0, 400},
+    {"two spaces", "GET  / HTTP/1.1\r\n" H "\r\n", 0, 400},
+    {"space in target", "GET /a b HTTP/1.1\r\n" H "\r\n", 0, 400},
+    {"fragment in target", "GET /a#b HTTP/1.1\r\n" H "\r\n", 0, 400},
+    {"relative target", "GET a HTTP/1.1\r\n" H "\r\n", 0, 400},
+    {"HTTP/1.2", "GET / HTTP/1.2\r\n" H "\r\n", 0, 505},
+    {"HTTP/2.0", "GET / HTTP/2.0\r\n" H "\r\n", 0, 400},
+    {"lowercase version", "GET / http/1.1\r\n" H "\r\n", 0, 400},
+    {"CONNECT with a body", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx", 0,
+     400},
+    {"CONNECT to a path", "CONNECT /x HTTP/1.1\r\n" H "\r\n", 0, 400},
+    {"chunk size negative", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n-1\r\n", 0,
+     400},
+    {"chunk size 0x",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 0, 400},
+    {"chunk size overflow",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\n", 0, 400},
+    {"chunk size empty", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n\r\n", 0, 400},
+    {"chunk size leading space",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n", 0, 400},
+    {"chunk size trailing space",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", 0, 400},
+    {"chunk size bare LF",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 0, 400},
+    {"chunk data too long",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", 0, 400},
+    {"chunk data bare LF",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n", 0, 400},
+    {"empty chunk extension",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n0\r\n\r\n", 0, 400},
+    {"chunk extension bad char",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5;a=(\r\nhello\r\n0\r\n\r\n", 0,
+     400},
+    {"chunk extension open quote",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n5;a=\"x\r\nhello\r\n0\r\n\r\n", 0,
+     400},
+    {"trailer obs-fold",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n 2\r\n\r\n", 0, 400},
+    {"trailer space before colon",
+     "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n0\r\nX : 1\r\n\r\n", 0, 400},
+    {"trailer bare LF", "POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+     0, 400},
+    {"too many fields",
+     "GET / HTTP/1.1\r\n" H "a:1\r\nb:1\r\nc:1\r\nd:1\r\ne:1\r\nf:1\r\ng:1\r\nh:1\r\ni:1\r\nj:"
+                            "1\r\nk:1\r\nl:1\r\nm:1\r\nn:1\r\no:1\r\np:1\r\n\r\n",
+     0, 431},
+    {"too many empty lines", "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n" H "\r\n", 0,
+     400},
+};
+
+START_TEST(test_http_stream_table)
+{
+    int status;
+    size_t rest;
+    int n = run_stream(stream_cases[_i].in, strlen(stream_cases[_i].in), &status, &rest, NULL);
+
+    ck_assert_msg(n == stream_cases[_i].n && status == stream_cases[_i].status,
+                  "%s: %d requests, status %d (want %d, %d)", stream_cases[_i].name, n, status,
+                  stream_cases[_i].n, stream_cases[_i].status);
+}
+END_TEST
+
+START_TEST(test_http_nul_in_value)
+{
+    static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n";
+    int status;
+    size_t rest;
+
+    ck_assert_int_eq(run_stream(in, sizeof(in) - 1, &status, &rest, NULL), 0);
+    ck_assert_int_eq(status, 400);
+}
+END_TEST
+
+START_TEST(test_http_limits)
+{
+    char buf[8192];
+    int status;
+    size_t rest;
+
+    /* a request line over max_line: 414 as soon as it is known, complete or not */
+    memset(buf, 'a', sizeof(buf));
+    memcpy(buf, "GET /", 5);
+    ck_assert_int_eq(run_stream(buf, 2000, &status, &rest, NULL), 0);
+    ck_assert_int_eq(status, 414);
+    /* a head over max_head made of short lines: 431 */
+    strcpy(buf, "GET / HTTP/1.1\r\n" H);
+    for (size_t i = strlen(buf); i + 12 < sizeof(buf); i += 12)
+        memcpy(buf + i, "X-Aaaa: bb\r\n", 12);
+    ck_assert_int_eq(run_stream(buf, 5000, &status, &rest, NULL), 0);
+    ck_assert_int_eq(status, 431);
+    /* below the limits, an incomplete head just waits */
+    ck_assert_int_eq(run_stream(buf, 500, &status, &rest, NULL), 0);
+    ck_assert_int_eq(status, 0);
+    ck_assert_uint_eq(rest, 500);
+}
+END_TEST
+
+START_TEST(test_http_request_fields)
+{
+    static const char in[] = "\r\nPOST /x?y=1 HTTP/1.1\r\nhost:  example:80 \r\nConnection: "
+                             "keep-alive, Upgrade\r\nUpgrade: websocket\r\nExpect: "
+                             "100-Continue\r\nContent-Length: 0\r\n\r\n";
+    struct tg_http_request req;
+    int status;
+    size_t rest;
+
+    ck_assert_int_eq(run_stream(in, sizeof(in) - 1, &status, &rest, &req), 1);
+    ck_assert_int_eq(req.skipped, 2);
+    ck_assert_int_eq(req.head_len, sizeof(in) - 1);
+    ck_assert(req.method_len == 4 && memcmp(req.method, "POST", 4) == 0);
+    ck_assert(req.target_len == 6 && memcmp(req.target, "/x?y=1", 6) == 0);
+    ck_assert(req.host_len == 10 && memcmp(req.host, "example:80", 10) == 0);
+    ck_assert(req.keep_alive && req.upgrade && req.expect_continue && !req.connect && !req.head);
+    ck_assert_int_eq(req.framing, TG_HTTP_LENGTH);
+    ck_assert_int_eq(req.n_fields, 5);
+}
+END_TEST
+
+static const struct {
+    const char *in;
+    bool keep_alive;
+} keepalive_cases[] = {
+    {"GET / HTTP/1.1\r\n" H "\r\n", true},
+    {"GET / HTTP/1.1\r\n" H "Connection: close\r\n\r\n", false},
+    {"GET / HTTP/1.1\r\n" H "Connection: keep-alive, CLOSE\r\n\r\n", false},
+    {"GET / HTTP/1.0\r\n\r\n", false},
+    {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true},
+    {"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false},
+};
+
+START_TEST(test_http_keep_alive_table)
+{
+    struct tg_http_request req;
+    int status;
+    size_t rest;
+
+    ck_assert_int_eq(
+        run_stream(keepalive_cases[_i].in, strlen(keepalive_cases[_i].in), &status, &rest, &req),
+        1);
+    ck_assert_msg(req.keep_alive == keepalive_cases[_i].keep_alive, "%s", keepalive_cases[_i].in);
+}
+END_TEST
+
+/* Every split of a request stream into two reads parses the same way. */
+START_TEST(test_http_incremental_head)
+{
+    static const char in[] = "GET /abc HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\n\r\n";
+    struct tg_http_field fields[16];
+    struct tg_http_request req;
+    char err[TG_ERRLEN];
+    int status;
+
+    for (size_t cut = 0; cut < sizeof(in) - 1; cut++) {
+        size_t scanned = 0;
+
+        ck_assert_int_eq(tg_http_parse_request(in, cut, &lim, fields, &scanned, &req, &status, err),
+                         0);
+        ck_assert_uint_le(scanned, cut);
+        ck_assert_int_eq(
+            tg_http_parse_request(in, sizeof(in) - 1, &lim, fields, &scanned, &req, &status, err),
+            (int)sizeof(in) - 1);
+        ck_assert_int_eq(req.n_fields, 2);
+    }
+}
+END_TEST
+
+START_TEST(test_http_chunked_split)
+{
+    static const char body[] =
+        "5;x=\"a\\\"b\"\r\nhello\r\na\r\n0123456789\r\n0\r\nT: v\r\n\r\nNEXT";
+    char err[TG_ERRLEN];
+
+    for (size_t cut = 0; cut <= sizeof(body) - 1; cut++) {
+        struct tg_http_body b;
+        size_t u1 = 0, u2 = 0;
+        int rc;
+
+        tg_http_body_init(&b, TG_HTTP_CHUNKED, 0, &lim);
+        rc = tg_http_body_feed(&b, body, cut, &u1, err);
+        ck_assert_int_ge(rc, 0);
+        if (rc == 0) {
+            ck_assert_uint_eq(u1, cut);
+            rc = tg_http_body_feed(&b, body + cut, sizeof(body) - 1 - cut, &u2, err);
+        }
+        ck_assert_int_eq(rc, 1);
+        ck_assert_uint_eq(u1 + u2, sizeof(body) - 1 - 4);
+        ck_assert_uint_eq(b.total, sizeof(body) - 1 - 4);
+    }
+}
+END_TEST
+
+START_TEST(test_http_rewrite_strips_and_adds)
+{
+    static const char in[] = "GET /p HTTP/1.1\r\nHost: a\r\nX-Forwarded-Client-Cert: "
+                             "By=spiffe://evil;URI=spiffe://td/ns/x/sa/admin\r\nclient-cert: "
+                             ":Zm9v:\r\nClient-Cert-Chain: :Zm9v:\r\nAccept: */*\r\n\r\n";
+    static const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x05};
+    const struct tg_http_caller who = {
+        .our_id = "spiffe://td/ns/default/sa/web",
+        .peer_id = "spiffe://td/ns/default/sa/api",
+        .sha256 = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        .der = der,
+        .der_len = sizeof(der),
+        .xfcc = true,
+        .client_cert = true,
+    };
+    struct tg_http_field fields[16];
+    struct tg_http_request req, again;
+    char err[TG_ERRLEN], out[1024];
+    size_t scanned = 0, n;
+    int status;
+
+    ck_assert_int_gt(
+        tg_http_parse_request(in, sizeof(in) - 1, &lim, fields, &scanned, &req, &status, err), 0);
+    n = tg_http_rewrite(&req, &who, out, sizeof(out));
+    ck_assert_uint_gt(n, 0);
+    out[n] = '\0';
+    ck_assert_str_eq(out, "GET /p HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n"
+                          "x-forwarded-client-cert: By=spiffe://td/ns/default/sa/web;"
+                          "Hash=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff;"
+                          "URI=spiffe://td/ns/default/sa/api\r\n"
+                          "client-cert: :MAMCAQU=:\r\n\r\n");
+    /* the rewritten head parses again, to the same request */
+    scanned = 0;
+    ck_assert_int_eq(tg_http_parse_request(out, n, &lim, fields, &scanned, &again, &status, err),
+                     (int)n);
+    ck_assert_int_eq(again.n_fields, 4);
+    /* each header switchable; no TLS peer: nothing added, spoofed copies still removed */
+    struct tg_http_caller none = who;
+    none.peer_id = NULL;
+    scanned = 0;
+    ck_assert_int_gt(
+        tg_http_parse_request(in, sizeof(in) - 1, &lim, fields, &scanned, &req, &status, err), 0);
+    n = tg_http_rewrite(&req, &none, out, sizeof(out));
+    out[n] = '\0';
+    ck_assert_str_eq(out, "GET /p HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
+    none = who;
+    none.client_cert = false;
+    n = tg_http_rewrite(&req, &none, out, sizeof(out));
+    out[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(out, "x-forwarded-client-cert"));
+    ck_assert_ptr_null(strstr(out, "\nclient-cert:"));
+    /* too small: 0 */
+    ck_assert_uint_eq(tg_http_rewrite(&req, &who, out, 40), 0);
+}
+END_TEST
+
+static const struct {
+    const char *name;
+    bool head, connect, upgrade;
+    const char *in;
+    int result;  /* of the last feed */
+    size_t used; /* bytes of the response, from the start */
+    int status;
+} resp_cases[] = {
+    {"length", false, false, false, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiNEXT",
+     TG_HTTP_RESP_DONE, 40, 200},
+    {"chunked", false, false, false,
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nX",
+     TG_HTTP_RESP_DONE, 59, 200},
+    {"HEAD", true, false, false, "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nX",
+     TG_HTTP_RESP_DONE, 39, 200},
+    {"204", false, false, false, "HTTP/1.1 204 No Content\r\n\r\nX", TG_HTTP_RESP_DONE, 27, 204},
+    {"304", false, false, false, "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+     TG_HTTP_RESP_DONE, 48, 304},
+    {"to EOF", false, false, false, "HTTP/1.0 200 OK\r\n\r\nabc", TG_HTTP_RESP_MORE, 22, 200},
+    {"101", false, false, true, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nRAW",
+     TG_HTTP_RESP_TUNNEL, 48, 101},
+    {"CONNECT 200", false, true, false, "HTTP/1.1 200 OK\r\n\r\nRAW", TG_HTTP_RESP_TUNNEL, 19, 200},
+    {"CONNECT 403", false, true, false, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+     TG_HTTP_RESP_DONE, 45, 403},
+    {"100 then 200", false, false, false,
+     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", TG_HTTP_RESP_DONE,
+     63, 200},
+    {"bad status line", false, false, false, "HTTP/1.1 2000 OK\r\n\r\n", TG_EINVAL, 0, 0},
+    {"differing CL", false, false, false,
+     "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", TG_EINVAL, 0, 0},
+};
+
+START_TEST(test_http_response_table)
+{
+    struct tg_http_response r;
+    char err[TG_ERRLEN];
+    const char *in = resp_cases[_i].in;
+    size_t len = strlen(in), pos = 0, used;
+    int rc;
+
+    tg_http_response_init(&r, &lim, resp_cases[_i].head, resp_cases[_i].connect,
+                          resp_cases[_i].upgrade);
+    /* a byte at a time: the state machine keeps everything it needs */
+    for (;;) {
+        rc = tg_http_response_feed(&r, in + pos, 1, &used, err);
+        pos += used;
+        if (rc != TG_HTTP_RESP_MORE && rc != TG_HTTP_RESP_INTERIM)
+            break;
+        if (pos >= len)
+            break;
+    }
+    ck_assert_msg(rc == resp_cases[_i].result, "%s: result %d (%s)", resp_cases[_i].name, rc,
+                  rc < 0 ? err : "");
+    if (rc >= 0) {
+        ck_assert_msg(pos == resp_cases[_i].used, "%s: used %zu", resp_cases[_i].name, pos);
+        ck_assert_int_eq(r.status, resp_cases[_i].status);
+    }
+}
+END_TEST
+
+START_TEST(test_http_local_response)
+{
+    char out[512];
+    size_t n = tg_http_local_response(429, 2, false, out, sizeof(out));
+    struct tg_http_response r;
+    char err[TG_ERRLEN];
+    size_t used;
+
+    ck_assert_uint_gt(n, 0);
+    out[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(out, "HTTP/1.1 429 Too Many Requests\r\n"));
+    ck_assert_ptr_nonnull(strstr(out, "retry-after: 2\r\n"));
+    ck_assert_ptr_null(strstr(out, "connection: close"));
+    tg_http_response_init(&r, &lim, false, false, false);
+    ck_assert_int_eq(tg_http_response_feed(&r, out, n, &used, err), TG_HTTP_RESP_DONE);
+    ck_assert_uint_eq(used, n);
+    n = tg_http_local_response(400, 0, true, out, sizeof(out));
+    out[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(out, "connection: close\r\n"));
+    ck_assert_ptr_null(strstr(out, "retry-after"));
+    ck_assert_uint_eq(tg_http_local_response(400, 0, true, out, 20), 0);
+}
+END_TEST
+
+static Suite *http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *tc = tcase_create("http");
+
+    tcase_add_loop_test(tc, test_http_stream_table, 0,
+                        (int)(sizeof(stream_cases) / sizeof(stream_cases[0])));
+    tcase_add_test(tc, test_http_nul_in_value);
+    tcase_add_test(tc, test_http_limits);
+    tcase_add_test(tc, test_http_request_fields);
+    tcase_add_loop_test(tc, test_http_keep_alive_table, 0,
+                        (int)(sizeof(keepalive_cases) / sizeof(keepalive_cases[0])));
+    tcase_add_test(tc, test_http_incremental_head);
+    tcase_add_test(tc, test_http_chunked_split);
+    tcase_add_test(tc, test_http_rewrite_strips_and_adds);
+    tcase_add_loop_test(tc, test_http_response_table, 0,
+                        (int)(sizeof(resp_cases) / sizeof(resp_cases[0])));
+    tcase_add_test(tc, test_http_local_response);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(http_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
