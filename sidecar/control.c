@@ -329,7 +329,9 @@ static bool on_admin_ready(void *arg)
 {
     struct control *ctl = arg;
 
-    return ctl->gen != NULL && !ctl->draining && ctl->started == ctl->n_workers;
+    /* an expired certificate cannot complete a handshake: not ready until a new one comes */
+    return ctl->gen != NULL && !ctl->draining && ctl->started == ctl->n_workers &&
+           ctl->gen->identity->leaf.not_after > tg_identity_now();
 }
 
 static char *on_admin_stats(void *arg, size_t *len)
@@ -642,6 +644,9 @@ static int on_cp_tls_ctx(void *arg, struct tg_tls_ctx **out, bool *has_identity,
     };
     const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
 
+    /* an expired certificate would be refused: bootstrap again with the token */
+    if (id != NULL && id->leaf.not_after <= tg_identity_now())
+        id = NULL;
     *has_identity = id != NULL;
     return tg_tls_ctx_new_cp(id, ctl->ca_pem, ctl->ca_len, &s, out, err);
 }
@@ -735,11 +740,16 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
         return tg_err_set(err, TG_ENOMEM, "out of memory");
     old = ctl->cps.res[t];
     ctl->cps.res[t] = p;
-    if (ctl->chain == NULL || ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL) {
+    /* nothing to build with (yet, or any more: our certificate expired while the control
+     * plane was away, and the new one is on its way) */
+    if (ctl->chain == NULL || ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL ||
+        (ctl->gen != NULL && ctl->gen->identity->leaf.not_after <= tg_identity_now())) {
         tg_info("%s %s held; waiting for %s", tg_res_type_name(t), version,
-                ctl->chain == NULL ? "our certificate" : "the trust bundle");
+                ctl->chain == NULL                          ? "our certificate"
+                : ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL ? "the trust bundle"
+                                                            : "a new certificate (ours expired)");
         tg_cp_res_unref(old);
-        return 0; /* checked when the first generation is built */
+        return 0; /* checked when the next generation is built */
     }
     if ((rc = build(ctl, &g, err)) < 0) {
         ctl->cps.res[t] = old;
