@@ -9,7 +9,11 @@
  * Outbound cases: `openssl s_server` presents it as the upstream of sidecar A (api identity,
  * api-out expects web); a plain client connects to A and must get nothing back.
  * A few control cases, built the same way but without the defect, must be served: they show
- * that every refusal is due to the one thing that case changes. */
+ * that every refusal is due to the one thing that case changes.
+ *
+ * Then 0-RTT: B's session tickets allow no early data and a resuming client's early data is
+ * not accepted; A's ClientHello (traced by `s_server -trace`, whose tickets would allow early
+ * data) offers neither early data nor post-handshake authentication. */
 #include "harness.h"
 #include "tollgate/err.h"
 
@@ -100,6 +104,13 @@ static const struct hostile cases[] = {
     {.name = "leaf_ca_true", .side = IN, .flags = F_CA_TRUE, .reason = "bad_cert"},
     {.name = "leaf_key_cert_sign", .side = IN, .flags = F_KEY_CERT_SIGN, .reason = "bad_cert"},
     {.name = "no_client_cert", .side = IN, .flags = F_NO_CERT, .reason = "no_peer_cert"},
+    {.name = "eku_code_signing_only", .side = IN, .eku = "codeSigning", .reason = "bad_cert"},
+    /* offers post-handshake authentication instead of a certificate: still refused */
+    {.name = "no_client_cert_offering_pha",
+     .side = IN,
+     .flags = F_NO_CERT,
+     .args = {"-enable_pha"},
+     .reason = "no_peer_cert"},
 
     /* ---- protocol ---- */
     {.name = "tls1_0_client",
@@ -121,6 +132,23 @@ static const struct hostile cases[] = {
     {.name = "cbc_only_offer_no_tls13",
      .side = IN,
      .args = {"-no_tls1_3", "-cipher", CBC_ONLY},
+     .reason = "protocol"},
+    {.name = "tls1_1_client_tls12_allowed",
+     .side = IN,
+     .flags = F_TLS12,
+     .args = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"},
+     .reason = "protocol"},
+    /* TLS 1.2 allowed, but only null (no encryption) or anonymous (no certificate) suites
+     * offered: no shared suite */
+    {.name = "null_cipher_offer_tls12_allowed",
+     .side = IN,
+     .flags = F_TLS12,
+     .args = {"-tls1_2", "-cipher", "eNULL:@SECLEVEL=0"},
+     .reason = "protocol"},
+    {.name = "anon_cipher_offer_tls12_allowed",
+     .side = IN,
+     .flags = F_TLS12,
+     .args = {"-tls1_2", "-cipher", "aNULL:@SECLEVEL=0"},
      .reason = "protocol"},
     {.name = "tls13_ccm_only_offer",
      .side = IN,
@@ -229,6 +257,7 @@ static const struct hostile cases[] = {
      .id = "spiffe://other.local/ns/default/sa/web",
      .reason = "trust_domain"},
     {.name = "out_eku_client_only", .side = OUT, .eku = "clientAuth", .reason = "bad_cert"},
+    {.name = "out_eku_code_signing_only", .side = OUT, .eku = "codeSigning", .reason = "bad_cert"},
     {.name = "out_chain_of_3_at_depth_2",
      .side = OUT,
      .flags = F_TWO_INTS | F_DEPTH2,
@@ -854,6 +883,99 @@ START_TEST(test_hostile_peer_refused_in_handshake)
 }
 END_TEST
 
+/* ---- 0-RTT and post-handshake authentication ---------------------------------------- */
+
+static char *sh(const char *cmd)
+{
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    char *out = NULL;
+
+    ck_assert_msg(it_run(argv, NULL, 20000, &out, NULL) >= 0, "did not end: %s", cmd);
+    return out != NULL ? out : strdup("");
+}
+
+/* Inbound: a client that got a ticket from B comes back with 0-RTT data. B's tickets allow
+ * no early data, and none reaches the app before the handshake. */
+START_TEST(test_inbound_never_accepts_early_data)
+{
+    char cmd[1024], *out;
+
+    case_i = 0;
+    make_pki(&cases[0]);
+    start_b(&cases[0]);
+    it_write_file("early.txt", "EARLY-7f3a\n");
+    snprintf(cmd, sizeof(cmd),
+             "(echo first-7f3a; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
+             "-cert peer.pem -key peer.key -sess_out sess.pem 2>&1",
+             it_openssl(), in_port);
+    out = sh(cmd);
+    ck_assert_msg(strstr(out, "first-7f3a") != NULL, "the first connection was not served: %s",
+                  out);
+    free(out);
+    snprintf(cmd, sizeof(cmd), "'%s' sess_id -in sess.pem -text -noout 2>&1", it_openssl());
+    out = sh(cmd);
+    ck_assert_msg(strstr(out, "Max Early Data: 0") != NULL,
+                  "B's session ticket allows early data: %s", out);
+    free(out);
+    snprintf(cmd, sizeof(cmd),
+             "(sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem -cert peer.pem "
+             "-key peer.key -sess_in sess.pem -early_data early.txt 2>&1",
+             it_openssl(), in_port);
+    out = sh(cmd);
+    ck_assert_msg(strstr(out, "Early data was accepted") == NULL, "0-RTT accepted: %s", out);
+    ck_assert_msg(strstr(out, "EARLY-7f3a") == NULL, "the early data came back: %s", out);
+    free(out);
+}
+END_TEST
+
+/* Outbound: A's ClientHello, seen by `openssl s_server -trace` that would take early data,
+ * offers neither early data (also when resuming) nor post-handshake authentication. */
+START_TEST(test_outbound_offers_no_early_data_and_no_post_handshake_auth)
+{
+    char addr[32], err[256];
+    const char *argv[] = {it_openssl(), "s_server", "-accept",         addr,    "-cert",
+                          "peer.pem",   "-key",     "peer.key",        "-alpn", "tollgate",
+                          "-rev",       "-trace",   "-max_early_data", "16384", NULL};
+    struct it_proc *srv;
+    char *log;
+    int hellos = 0;
+
+    case_i = 3;
+    make_pki(&cases[3]); /* control_out: a good web server */
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", srv_port);
+    srv = it_spawn("s_server", argv, IT_STDIN_PIPE);
+    ck_assert_msg(it_wait_file_contains(srv->out_path, "ACCEPT", 10000), "s_server did not start");
+    start_a(&cases[3]);
+    for (int i = 0; i < 2; i++) { /* the second one may resume: it must not add early data */
+        int fd = it_connect(out_port, PEER_TIMEOUT_MS);
+
+        ck_assert_msg(fd >= 0, "connect to A: %s", strerror(-fd));
+        ck_assert(it_send_all(fd, "hello\n", 6));
+        memset(err, 0, sizeof(err));
+        ck_assert_msg(it_recv_full(fd, err, 6) == 6 && memcmp(err, "olleh\n", 6) == 0,
+                      "round trip %d: got '%s'", i, err);
+        close(fd);
+    }
+    ck_assert(it_wait_file_contains(srv->out_path, "ClientHello", 5000));
+    log = it_read_file(srv->out_path, NULL);
+    /* each ClientHello runs to the server's first record (its tickets do allow early data) */
+    for (char *hello = log; (hello = strstr(hello, "ClientHello, Length")) != NULL; hellos++) {
+        char *end = strstr(hello, "Sent Record");
+
+        if (end != NULL)
+            *end = '\0';
+        ck_assert_msg(strstr(hello, "psk_key_exchange_modes") != NULL,
+                      "no extensions traced: %.2000s", hello);
+        ck_assert_msg(strstr(hello, "early_data") == NULL, "A offered early data: %.3000s", hello);
+        ck_assert_msg(strstr(hello, "post_handshake_auth") == NULL,
+                      "A offered post-handshake authentication: %.3000s", hello);
+        hello = end != NULL ? end + 1 : hello + 1;
+    }
+    free(log);
+    ck_assert_int_eq(hellos, 2);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -862,6 +984,12 @@ static Suite *hostile_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_hostile_peer_refused_in_handshake, 0, (int)TG_NELEM(cases));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("early_data_pha");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_inbound_never_accepts_early_data);
+    tcase_add_test(tc, test_outbound_offers_no_early_data_and_no_post_handshake_auth);
     suite_add_tcase(s, tc);
     return s;
 }
