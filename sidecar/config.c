@@ -83,6 +83,7 @@ struct field {
 #define DEST(m) offsetof(struct tg_mesh_dest, m)
 #define RULE(m) offsetof(struct tg_rule_cfg, m)
 #define LIM(m) offsetof(struct tg_limit_cfg, m)
+#define LLIM(m) offsetof(struct tg_listener_limit_cfg, m)
 
 static const struct field identity_fields[] = {
     {.key = "cert", .kind = K_PATH, .off = CFG(cert_path), .static_only = true},
@@ -110,6 +111,7 @@ static const struct field cp_fields[] = {
 static const struct field tls_fields[] = {
     {.key = "min_version", .kind = K_TLSVER, .off = CFG(allow_tls12)},
     {.key = "resumption", .kind = K_BOOL, .off = CFG(tls_resumption)},
+    {.key = "cipher_suites", .kind = K_STRS, .off = CFG(cipher_suites)},
     {.key = NULL},
 };
 
@@ -227,6 +229,13 @@ static const struct field top_fields[] = {
     {.key = NULL},
 };
 
+static const struct field listener_limit_fields[] = {
+    {.key = "connections_per_second", .kind = K_UINT, .off = LLIM(conns_per_second), .max = 1000000},
+    {.key = "burst", .kind = K_UINT, .off = LLIM(burst), .max = 1000000},
+    {.key = "max_connections", .kind = K_UINT, .off = LLIM(max_connections), .max = 10000000},
+    {.key = NULL},
+};
+
 static const struct field inbound_fields[] = {
     {.key = "name", .kind = K_NAME, .off = IN(name)},
     {.key = "listen", .kind = K_LISTEN, .off = IN(listen), .required = true},
@@ -235,6 +244,7 @@ static const struct field inbound_fields[] = {
     {.key = "mode", .kind = K_MODE, .off = IN(mode)},
     {.key = "proxy_protocol", .kind = K_BOOL, .off = IN(proxy_protocol)},
     {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
+    {.key = "limits", .kind = K_MAP, .sub = listener_limit_fields, .off = IN(limits)},
     {.key = NULL},
 };
 
@@ -245,6 +255,7 @@ static const struct field outbound_fields[] = {
     {.key = "transparent", .kind = K_BOOL, .off = OUT(transparent)},
     {.key = "expect", .kind = K_IDS, .off = OUT(expect), .min = 1},
     {.key = "sni", .kind = K_SNI, .off = OUT(sni)},
+    {.key = "limits", .kind = K_MAP, .sub = listener_limit_fields, .off = OUT(limits)},
     {.key = NULL},
 };
 
@@ -1739,6 +1750,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->outbound);
     strlist_free(&c->trust_domains);
     strlist_free(&c->crl_paths);
+    strlist_free(&c->cipher_suites);
     free(c->cert_path);
     free(c->key_path);
     free(c->bundle_path);

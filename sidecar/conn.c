@@ -77,7 +77,6 @@ static int probe(struct tg_side *s)
 static void on_timer(uv_timer_t *t)
 {
     struct tg_conn *c = t->data;
-    const struct tg_config *cfg = c->w->rt->cfg;
     uint64_t idle;
 
     switch (c->state) {
@@ -92,7 +91,7 @@ static void on_timer(uv_timer_t *t)
         tg_counter_add(&c->stats->hs_failed[TG_HSF_TIMEOUT], 1);
         tg_conn_close(c, "timeout", "%s: no handshake within %llu ms",
                       tg_hs_fail_name(TG_HSF_TIMEOUT),
-                      (unsigned long long)cfg->handshake_timeout_ms);
+                      (unsigned long long)c->gen->handshake_timeout_ms);
         return;
     case TG_CONN_PIPE: {
         int down = probe(&c->down), up = probe(&c->up);
@@ -103,7 +102,7 @@ static void on_timer(uv_timer_t *t)
             return;
         }
         idle = uv_now(&c->w->loop) - c->last_active;
-        if (idle >= cfg->idle_timeout_ms) {
+        if (idle >= c->gen->idle_timeout_ms) {
             tg_conn_close(c, "timeout", "idle for %llu ms", (unsigned long long)idle);
             return;
         }
@@ -135,6 +134,8 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     if (c->rl_key != NULL)
         tg_ratelimit_conn_release(c->rl, c->rl_key, mono_ns());
+    if (c->listener_counted)
+        atomic_fetch_sub(&c->l->limit->open, 1);
     peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
     if (c->w->rt->cfg->access_log) {
         memset(&e, 0, sizeof(e));
@@ -200,7 +201,7 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
 void tg_conn_arm_idle(struct tg_conn *c)
 {
     uint64_t idle = uv_now(&c->w->loop) - c->last_active;
-    uint64_t left = c->w->rt->cfg->idle_timeout_ms - idle;
+    uint64_t left = c->gen->idle_timeout_ms - idle;
 
     if ((paused(&c->down) || paused(&c->up)) && left > PAUSED_PROBE_MS)
         left = PAUSED_PROBE_MS;
@@ -230,36 +231,19 @@ static void flush_tls_now(struct tg_conn *c)
         tg_buf_consume(out, tg_buf_len(out));
 }
 
-/* The limiter for this caller: the first override whose principal matches, else the
- * default. */
-static const struct tg_limiter *limiter_for(const struct tg_runtime *rt, const char *id)
-{
-    for (size_t i = 0; i < rt->n_limiters; i++) {
-        const char *p = rt->limiters[i].principal;
-        size_t n;
-
-        if (p == NULL)
-            return &rt->limiters[i];
-        n = strlen(p);
-        if (n > 0 && p[n - 1] == '*' ? strncmp(id, p, n - 1) == 0 : strcmp(id, p) == 0)
-            return &rt->limiters[i];
-    }
-    return NULL;
-}
-
 /* Admits the verified caller under its connection limits (rate and concurrency), keyed by
  * its SPIFFE ID or certificate fingerprint. false, with why, when over. */
 static bool admitted(struct tg_conn *c, char *why, size_t cap)
 {
-    const struct tg_runtime *rt = c->w->rt;
     const struct tg_peer_info *peer = tg_tls_peer(c->tls);
-    const struct tg_limiter *lim = limiter_for(rt, peer->id);
-    const char *key = rt->limit_by_fingerprint ? peer->sha256 : peer->id;
+    const struct tg_limiter *lim = tg_limit_set_find(c->gen->limits, peer->id);
+    const char *key;
     uint64_t retry = 0;
     int rc;
 
     if (lim == NULL || lim->table == NULL)
         return true;
+    key = lim->by_fingerprint ? peer->sha256 : peer->id;
     rc = tg_ratelimit_conn_acquire(lim->table, key, strlen(key), mono_ns(), &c->rl_key, &retry);
     if (rc == TG_RATELIMIT_ADMIT) {
         c->rl = lim->table;
@@ -360,7 +344,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
         }
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);
-        arm_timer(c, c->w->rt->cfg->idle_timeout_ms);
+        arm_timer(c, c->gen->idle_timeout_ms);
         tg_pipe_progress(c);
         return;
     }
@@ -449,12 +433,12 @@ static void on_connect(uv_connect_t *req, int status)
     if (c->l->inbound || c->tls == NULL) {
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);
-        arm_timer(c, c->w->rt->cfg->idle_timeout_ms);
+        arm_timer(c, c->gen->idle_timeout_ms);
         tg_pipe_progress(c);
         return;
     }
     c->state = TG_CONN_HANDSHAKE;
-    arm_timer(c, c->w->rt->cfg->handshake_timeout_ms);
+    arm_timer(c, c->gen->handshake_timeout_ms);
     tg_conn_handshake_step(c); /* sends the ClientHello */
 }
 
@@ -463,7 +447,7 @@ static void start_connect(struct tg_conn *c)
     int rc;
 
     c->state = TG_CONN_CONNECT;
-    arm_timer(c, c->w->rt->cfg->connect_timeout_ms);
+    arm_timer(c, c->gen->connect_timeout_ms);
     rc = uv_tcp_init(&c->w->loop, &c->up.tcp);
     if (rc < 0) {
         tg_conn_close(c, "error", "upstream socket: %s", uv_strerror(rc));
@@ -570,7 +554,7 @@ void tg_conn_peek_step(struct tg_conn *c)
     }
     if (p == TG_PEEK_MESH) {
         c->state = TG_CONN_HANDSHAKE;
-        arm_timer(c, c->w->rt->cfg->handshake_timeout_ms);
+        arm_timer(c, c->gen->handshake_timeout_ms);
         tg_conn_handshake_step(c);
         return;
     }
@@ -593,6 +577,30 @@ void tg_conn_peek_step(struct tg_conn *c)
     c->down.wbuf = &c->dir[1].buf;
     tg_counter_add(&c->stats->plaintext, 1);
     start_connect(c);
+}
+
+/* The listener's own limits, before any work on the connection: over its cap or its rate,
+ * the connection is closed at once, before TLS or the upstream cost anything. */
+static bool listener_admitted(struct tg_conn *c)
+{
+    struct tg_listener_limit *ll = c->l->limit;
+    unsigned max = atomic_load_explicit(&ll->max, memory_order_relaxed);
+
+    if (max > 0) {
+        if (atomic_fetch_add(&ll->open, 1) >= max) {
+            atomic_fetch_sub(&ll->open, 1);
+            tg_counter_add(&c->stats->listener_limited, 1);
+            tg_conn_close(c, "refused", "listener_limit: %u connections open already", max);
+            return false;
+        }
+        c->listener_counted = true;
+    }
+    if (tg_ratelimit_global_take(&ll->rate, 1, mono_ns(), NULL) == 0) {
+        tg_counter_add(&c->stats->listener_limited, 1);
+        tg_conn_close(c, "refused", "listener_limit: over its connections_per_second");
+        return false;
+    }
+    return true;
 }
 
 static void init_side(struct tg_conn *c, struct tg_side *s, bool tls)
@@ -647,6 +655,8 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     c->down.connected = true;
     if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&ss, &len) == 0)
         format_addr(&ss, c->peer_addr, sizeof(c->peer_addr));
+    if (!listener_admitted(c))
+        return;
     uv_tcp_nodelay(&c->down.tcp, 1);
     if (route(c) < 0)
         return;
@@ -661,7 +671,8 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     /* Writes to the TLS side come from TLS; to the plain side, from the direction's buffer. */
     c->down.wbuf = l->inbound ? tg_tls_cipher_out(c->tls) : &c->dir[1].buf;
     c->up.wbuf = l->inbound ? &c->dir[0].buf : tg_tls_cipher_out(c->tls);
-    if (l->inbound && l->mode == TG_MODE_PERMISSIVE) {
+    if (l->inbound &&
+        (c->gen->inbound_mode_set ? c->gen->inbound_mode : l->mode) == TG_MODE_PERMISSIVE) {
         c->state = TG_CONN_PEEK;
         arm_timer(c, PEEK_WINDOW_MS);
         tg_pipe_progress(c); /* reads the first bytes into the TLS input buffer */
@@ -669,7 +680,7 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     }
     if (l->inbound) {
         c->state = TG_CONN_HANDSHAKE;
-        arm_timer(c, w->rt->cfg->handshake_timeout_ms);
+        arm_timer(c, c->gen->handshake_timeout_ms);
         tg_pipe_progress(c); /* starts reading the ClientHello */
         return;
     }

@@ -30,7 +30,8 @@ struct control {
     const char **directions;
     struct tg_metrics metrics;
     struct tg_worker *workers;
-    struct tg_limiter *limiters; /* rt.limiters */
+    struct tg_listener_limit *llimits; /* [rt.n_listeners], the defs point here */
+    size_t n_llimits;                  /* initialised */
     unsigned n_workers;
     unsigned started;
     struct tg_gen *gen; /* newest published */
@@ -71,6 +72,7 @@ static void publish(struct control *ctl, struct tg_gen *g)
     char err[TG_ERRLEN] = "";
     bool first = ctl->gen == NULL;
 
+    tg_limit_set_apply(g->limits, uv_hrtime()); /* shared tables take the new limits now */
     for (unsigned i = 0; i < ctl->started; i++)
         tg_worker_publish(&ctl->workers[i], g);
     tg_gen_unref(ctl->gen);
@@ -95,7 +97,7 @@ static void publish(struct control *ctl, struct tg_gen *g)
  * and the pushes accepted so far. */
 static int build(struct control *ctl, struct tg_gen **out, char *err)
 {
-    struct tg_gen_input in = {.cfg = ctl->cur};
+    struct tg_gen_input in = {.cfg = ctl->cur, .prev_limits = ctl->gen ? ctl->gen->limits : NULL};
 
     if (ctl->cfg->cp.enabled) {
         if (ctl->chain == NULL)
@@ -131,69 +133,27 @@ static void reload(struct control *ctl, const char *why)
     publish(ctl, g);
 }
 
-/* ---- rate limits ---- */
+/* ---- listener limits ---- */
 
-#define LIMIT_KEYS 10000 /* callers remembered per limiter; idle full buckets make room */
-
-static struct tg_ratelimit_limits limits_of(const struct tg_limit_cfg *l)
+/* From no limit the bucket starts full; otherwise it keeps its level (tg_bucket_relimit). */
+static void set_listener_limit(struct tg_listener_limit *l, const struct tg_listener_limit_cfg *c)
 {
-    return (struct tg_ratelimit_limits){
-        .conns = {l->conns_per_second, l->burst},
-        .max_conns = l->max_concurrent,
-        .bytes = {l->bytes_per_second, 0},
-    };
+    struct tg_bucket_limit rate = {c->conns_per_second, c->burst};
+
+    tg_ratelimit_global_set_limit(&l->rate, &rate, uv_hrtime());
+    atomic_store(&l->max, c->max_connections);
 }
 
-static bool unlimited(const struct tg_limit_cfg *l)
+static const struct tg_listener_limit_cfg *listener_limit_cfg(const struct tg_config *cfg, size_t i)
 {
-    return l->conns_per_second == 0 && l->max_concurrent == 0 && l->bytes_per_second == 0;
+    return i < cfg->n_inbound ? &cfg->inbound[i].limits : &cfg->outbound[i - cfg->n_inbound].limits;
 }
 
-/* One limiter per override, then the default; a table only where there is a limit. */
-static int make_limiters(struct control *ctl)
+/* A reload changes the listeners' limits in place: the buckets keep their levels. */
+static void relimit_listeners(struct control *ctl, const struct tg_config *next)
 {
-    const struct tg_config *cfg = ctl->cfg;
-    size_t n = cfg->n_limits + 1;
-
-    ctl->limiters = calloc(n, sizeof(*ctl->limiters));
-    if (ctl->limiters == NULL)
-        return TG_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        const struct tg_limit_cfg *l = i < cfg->n_limits ? &cfg->limits[i] : &cfg->limit_default;
-        struct tg_limiter *t = &ctl->limiters[i];
-
-        t->principal = l->principal;
-        t->lim = limits_of(l);
-        if (!unlimited(l) && tg_ratelimit_new(&t->lim, LIMIT_KEYS, &t->table) < 0)
-            return TG_ENOMEM;
-    }
-    ctl->rt.limiters = ctl->limiters;
-    ctl->rt.n_limiters = n;
-    ctl->rt.limit_by_fingerprint = cfg->limit_by_fingerprint;
-    return 0;
-}
-
-/* A reload keeps the buckets and changes their limits; a limiter that would have to appear
- * or disappear, or match other callers, needs a restart (see needs_restart). */
-static void relimit(struct control *ctl, const struct tg_config *next)
-{
-    uint64_t now = uv_hrtime();
-
-    for (size_t i = 0; i < ctl->rt.n_limiters; i++) {
-        struct tg_limiter *t = &ctl->limiters[i];
-        const struct tg_limit_cfg *l = i < next->n_limits ? &next->limits[i] : &next->limit_default;
-
-        t->lim = limits_of(l);
-        if (t->table != NULL)
-            tg_ratelimit_set_limits(t->table, &t->lim, now);
-    }
-}
-
-static void free_limiters(struct control *ctl)
-{
-    for (size_t i = 0; ctl->limiters != NULL && i < ctl->rt.n_limiters; i++)
-        tg_ratelimit_free(ctl->limiters[i].table);
-    free(ctl->limiters);
+    for (size_t i = 0; i < ctl->rt.n_listeners; i++)
+        set_listener_limit(&ctl->llimits[i], listener_limit_cfg(next, i));
 }
 
 static bool same_list(const struct tg_strlist *a, const struct tg_strlist *b)
@@ -243,13 +203,6 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "control_plane";
     if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
         return "listeners";
-    if (a->n_limits != b->n_limits || a->limit_by_fingerprint != b->limit_by_fingerprint ||
-        unlimited(&a->limit_default) != unlimited(&b->limit_default))
-        return "rate_limits (which limiters exist)";
-    for (size_t i = 0; i < a->n_limits; i++)
-        if (strcmp(a->limits[i].principal, b->limits[i].principal) != 0 ||
-            unlimited(&a->limits[i]) != unlimited(&b->limits[i]))
-            return "rate_limits.overrides (principals)";
     for (size_t i = 0; i < a->n_inbound; i++) {
         const struct tg_inbound_cfg *x = &a->inbound[i], *y = &b->inbound[i];
 
@@ -290,7 +243,7 @@ static void reload_config(struct control *ctl)
         tg_config_unref(next);
         return;
     }
-    relimit(ctl, next);
+    relimit_listeners(ctl, next);
     tg_config_unref(ctl->cur);
     ctl->cur = next;
     reload(ctl, "config changed");
@@ -701,15 +654,6 @@ accepted:
     return 0;
 }
 
-/* Settings a generation cannot change: logged, not applied. */
-static void note_settings(const struct tg_res_proxy_settings *p)
-{
-    if (p->cipher_suites.n > 0 || p->handshake_timeout_ms || p->idle_timeout_ms ||
-        p->connect_timeout_ms || p->inbound_mode != TG_RES_INBOUND_UNSET)
-        tg_warn("proxy_settings: cipher suites, timeouts and inbound mode from the control plane "
-                "are not applied (the config file's stay); min_tls_version is");
-}
-
 static int on_cp_push(void *arg, struct tg_resource *res, const char *version, char *err)
 {
     struct control *ctl = arg;
@@ -722,20 +666,6 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
         tg_resource_free(res);
         return tg_err_set(err, TG_EINVAL, "unexpected resource type %d", (int)t);
     }
-    if (t == TG_RES_RATE_LIMITS && res->u.rate_limits.n_limits > 0) {
-        tg_resource_free(res); /* cp_client logs the NACK with err */
-        return tg_err_set(err, TG_EINVAL,
-                          "rate_limits: not supported from the control plane by this sidecar "
-                          "(set rate_limits in its config file)");
-    }
-    if (t == TG_RES_REVOCATIONS && res->u.revocations.n_crls > 0) {
-        tg_resource_free(res);
-        return tg_err_set(err, TG_EINVAL,
-                          "revocations: CRLs are not supported from the control plane by this "
-                          "sidecar (serials and fingerprints are)");
-    }
-    if (t == TG_RES_PROXY_SETTINGS)
-        note_settings(&res->u.proxy_settings);
     if ((p = tg_cp_res_new(res, version)) == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
     old = ctl->cps.res[t];
@@ -874,11 +804,18 @@ static int make_listeners(struct control *ctl)
     ctl->defs = calloc(n, sizeof(*ctl->defs));
     ctl->names = calloc(n, sizeof(*ctl->names));
     ctl->directions = calloc(n, sizeof(*ctl->directions));
-    if (ctl->defs == NULL || ctl->names == NULL || ctl->directions == NULL)
+    ctl->llimits = calloc(n, sizeof(*ctl->llimits));
+    if (ctl->defs == NULL || ctl->names == NULL || ctl->directions == NULL || ctl->llimits == NULL)
         return TG_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         struct tg_listener_def *l = &ctl->defs[i];
 
+        if (tg_ratelimit_global_init(&ctl->llimits[i].rate, &(struct tg_bucket_limit){0, 0},
+                                     uv_hrtime()) < 0)
+            return TG_ENOMEM;
+        ctl->n_llimits++;
+        set_listener_limit(&ctl->llimits[i], listener_limit_cfg(cfg, i));
+        l->limit = &ctl->llimits[i];
         l->index = i;
         l->inbound = i < cfg->n_inbound;
         if (l->inbound) {
@@ -968,7 +905,7 @@ int tg_control_run(struct tg_config *cfg)
         tg_error("%s", err);
         goto done;
     }
-    if (make_listeners(ctl) < 0 || make_limiters(ctl) < 0 ||
+    if (make_listeners(ctl) < 0 ||
         tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
                         ctl->directions) < 0 ||
         (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
@@ -1029,7 +966,9 @@ done:
         tg_warn("control loop closed with handles open");
     free_cp(ctl);
     free(ctl->workers);
-    free_limiters(ctl);
+    for (size_t i = 0; i < ctl->n_llimits; i++)
+        tg_ratelimit_global_cleanup(&ctl->llimits[i].rate);
+    free(ctl->llimits);
     free(ctl->watch);
     free(ctl->defs);
     free(ctl->names);

@@ -1,5 +1,6 @@
 #include "tollgate/gen.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,7 +280,9 @@ static int pushed_bundle(struct tg_gen *g, const struct tg_res_trust_bundle *b, 
 static int load_cp_identity(const struct tg_gen_input *in, struct tg_gen *g, char *err)
 {
     const struct tg_resource *tb = pushed(in, TG_RES_TRUST_BUNDLE);
-    struct tg_identity_pem p = {in->chain_pem, in->chain_len, NULL, 0, NULL, 0};
+    const struct tg_resource *rv = pushed(in, TG_RES_REVOCATIONS);
+    struct tg_identity_pem p = {.chain = in->chain_pem, .chain_len = in->chain_len};
+    struct tg_identity_crl *crls = NULL;
     char *bundle = NULL;
     size_t blen = 0;
     int rc;
@@ -288,14 +291,143 @@ static int load_cp_identity(const struct tg_gen_input *in, struct tg_gen *g, cha
         return tg_err_set(err, TG_EINVAL, "no trust bundle from the control plane yet");
     if ((rc = pushed_bundle(g, &tb->u.trust_bundle, &bundle, &blen, err)) < 0)
         goto done;
+    if (rv != NULL && rv->u.revocations.n_crls > 0) {
+        if ((crls = calloc(rv->u.revocations.n_crls, sizeof(*crls))) == NULL) {
+            rc = TG_ENOMEM;
+            goto done;
+        }
+        for (size_t i = 0; i < rv->u.revocations.n_crls; i++)
+            crls[i] = (struct tg_identity_crl){rv->u.revocations.crls[i].data,
+                                               rv->u.revocations.crls[i].len};
+        p.crls = crls;
+        p.n_crls = rv->u.revocations.n_crls;
+    }
     p.key = in->key->pem;
     p.key_len = in->key->pem_len;
     p.bundle = bundle;
     p.bundle_len = blen;
     rc = tg_identity_from_pem(&p, &g->identity, err);
 done:
+    free(crls);
     free(bundle);
     return rc;
+}
+
+#define LIMIT_KEYS 10000 /* callers remembered per limiter; idle full buckets make room */
+
+static struct tg_ratelimit_limits limits_of_cfg(const struct tg_limit_cfg *l)
+{
+    return (struct tg_ratelimit_limits){
+        .conns = {l->conns_per_second, l->burst},
+        .max_conns = l->max_concurrent,
+        .bytes = {l->bytes_per_second, 0},
+    };
+}
+
+/* A pushed limit as the table takes it; TG_EINVAL with err for a value it cannot take. */
+static int limits_of_push(const struct tg_res_limit *l, size_t i, struct tg_ratelimit_limits *out,
+                          char *err)
+{
+    double cps = l->connections_per_second;
+    char why[TG_ERRLEN];
+
+    if (l->match == NULL || tg_limit_match_check(l->match, why) < 0)
+        return tg_err_set(err, TG_EINVAL, "rate_limits (pushed): limits[%zu]: %s", i,
+                          l->match == NULL ? "no match" : why);
+    if (!isfinite(cps) || cps < 0 || cps > 1e6 || cps != floor(cps))
+        return tg_err_set(err, TG_EINVAL,
+                          "rate_limits (pushed): limits[%zu]: connections_per_second %g (want a "
+                          "whole number from 0 to 1000000)",
+                          i, cps);
+    if (l->burst > 1000000 || l->max_concurrent > 1000000 || l->bytes_per_second > (1ULL << 40))
+        return tg_err_set(err, TG_EINVAL,
+                          "rate_limits (pushed): limits[%zu]: burst, max_concurrent (at most "
+                          "1000000) or bytes_per_second (at most 1 TiB) out of range",
+                          i);
+    *out = (struct tg_ratelimit_limits){
+        .conns = {(uint64_t)cps, l->burst},
+        .max_conns = l->max_concurrent,
+        .bytes = {l->bytes_per_second, 0},
+    };
+    return 0;
+}
+
+/* The limiters: the pushed ones, or the config's overrides then its default (matching "*"). */
+static int build_limits(const struct tg_gen_input *in, struct tg_gen *g, char *err)
+{
+    const struct tg_config *cfg = in->cfg;
+    const struct tg_resource *rl = pushed(in, TG_RES_RATE_LIMITS);
+    size_t n = rl != NULL ? rl->u.rate_limits.n_limits : cfg->n_limits + 1;
+    struct tg_limit_rule *rules = calloc(n + 1, sizeof(*rules));
+    int rc = 0;
+
+    if (rules == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (rl != NULL) {
+            const struct tg_res_limit *l = &rl->u.rate_limits.limits[i];
+
+            rules[i].match = l->match;
+            rules[i].by_fingerprint = l->key_by == TG_RES_LIMIT_BY_FINGERPRINT;
+            rc = limits_of_push(l, i, &rules[i].lim, err);
+        } else {
+            const struct tg_limit_cfg *l =
+                i < cfg->n_limits ? &cfg->limits[i] : &cfg->limit_default;
+
+            rules[i].match = i < cfg->n_limits ? l->principal : "*";
+            rules[i].by_fingerprint = cfg->limit_by_fingerprint;
+            rules[i].lim = limits_of_cfg(l);
+        }
+    }
+    if (rc == 0 && (rc = tg_limit_set_new(rules, n, in->prev_limits, LIMIT_KEYS, &g->limits)) < 0)
+        tg_err_set(err, rc, "rate_limits%s: %s", rl != NULL ? " (pushed)" : "",
+                   rc == TG_ENOMEM ? "out of memory" : "a match is not usable");
+    free(rules);
+    return rc;
+}
+
+/* Pushed proxy settings over the config's: TLS versions and suites into s, the timeouts and
+ * the inbound mode into g. */
+static int apply_settings(const struct tg_res_proxy_settings *p, struct tg_gen *g,
+                          struct tg_tls_settings *s, char *err)
+{
+    static const uint64_t max_ms = 24ULL * 3600 * 1000;
+    char why[TG_ERRLEN];
+
+    if (p->min_tls_version != NULL && p->min_tls_version[0] != '\0') {
+        const char *v = p->min_tls_version;
+
+        if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0)
+            return tg_err_set(
+                err, TG_EINVAL,
+                "proxy_settings (pushed): min_tls_version \"%.20s\" (want 1.2 or 1.3)", v);
+        s->allow_tls12 = strcmp(v, "1.2") == 0;
+    }
+    if (p->cipher_suites.n > 0) {
+        if (tg_tls_check_suites(&p->cipher_suites, s->allow_tls12, why) < 0)
+            return tg_err_set(err, TG_EINVAL, "proxy_settings (pushed): %s", why);
+        s->cipher_suites = &p->cipher_suites;
+    }
+    if (p->handshake_timeout_ms > max_ms || p->idle_timeout_ms > max_ms ||
+        p->connect_timeout_ms > max_ms)
+        return tg_err_set(err, TG_EINVAL,
+                          "proxy_settings (pushed): a timeout over 24 h (handshake %llu ms, idle "
+                          "%llu ms, connect %llu ms)",
+                          (unsigned long long)p->handshake_timeout_ms,
+                          (unsigned long long)p->idle_timeout_ms,
+                          (unsigned long long)p->connect_timeout_ms);
+    if (p->handshake_timeout_ms > 0)
+        g->handshake_timeout_ms = p->handshake_timeout_ms;
+    if (p->idle_timeout_ms > 0)
+        g->idle_timeout_ms = p->idle_timeout_ms;
+    if (p->connect_timeout_ms > 0)
+        g->connect_timeout_ms = p->connect_timeout_ms;
+    if (p->inbound_mode != TG_RES_INBOUND_UNSET) {
+        g->inbound_mode_set = true;
+        g->inbound_mode =
+            p->inbound_mode == TG_RES_INBOUND_PERMISSIVE ? TG_MODE_PERMISSIVE : TG_MODE_STRICT;
+    }
+    return 0;
 }
 
 int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
@@ -310,6 +442,7 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         .max_chain_depth = cfg->max_chain_depth,
         .trust_domains = &cfg->trust_domains,
         .resumption = cfg->tls_resumption,
+        .cipher_suites = &cfg->cipher_suites,
     };
     struct tg_gen *g = calloc(1, sizeof(*g));
     int rc = TG_ENOMEM;
@@ -330,18 +463,13 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         rc = build_policy_rev(cfg, NULL, &g->policy, err);
     if (rc < 0)
         goto fail;
-    if (ps != NULL && ps->u.proxy_settings.min_tls_version != NULL &&
-        ps->u.proxy_settings.min_tls_version[0] != '\0') {
-        const char *v = ps->u.proxy_settings.min_tls_version;
-
-        if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0) {
-            rc = tg_err_set(err, TG_EINVAL,
-                            "proxy_settings (pushed): min_tls_version \"%.20s\" (want 1.2 or 1.3)",
-                            v);
-            goto fail;
-        }
-        s.allow_tls12 = strcmp(v, "1.2") == 0;
-    }
+    g->handshake_timeout_ms = cfg->handshake_timeout_ms;
+    g->idle_timeout_ms = cfg->idle_timeout_ms;
+    g->connect_timeout_ms = cfg->connect_timeout_ms;
+    if (ps != NULL && (rc = apply_settings(&ps->u.proxy_settings, g, &s, err)) < 0)
+        goto fail;
+    if ((rc = build_limits(in, g, err)) < 0)
+        goto fail;
     if (in->chain_pem == NULL)
         rc = tg_identity_load(&files, &g->identity, err);
     else if ((rc = load_cp_identity(in, g, err)) == 0)
@@ -382,6 +510,7 @@ void tg_gen_unref(struct tg_gen *g)
     tg_tls_ctx_free(g->client);
     tg_identity_free(g->identity);
     tg_policy_free(g->policy);
+    tg_limit_set_unref(g->limits);
     tg_config_unref(g->cfg);
     for (int t = 0; t < TG_RES_N; t++)
         tg_cp_res_unref(g->pushed[t]);

@@ -288,17 +288,20 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
     return 0;
 }
 
-/* Reads each CRL and checks that it parses and is signed by a root of the bundle (already in
- * cm): a CRL that could never apply is a configuration error, not a silent no-op. */
-static int load_crls(struct tg_identity *id, const struct tg_strlist *paths,
-                     WOLFSSL_CERT_MANAGER *cm, char *err)
+/* Room for n CRLs in id. */
+static int alloc_crls(struct tg_identity *id, size_t n)
+{
+    id->crl = calloc(n + 1, sizeof(*id->crl));
+    id->crl_len = calloc(n + 1, sizeof(*id->crl_len));
+    id->crl_pem = calloc(n + 1, sizeof(*id->crl_pem));
+    return id->crl == NULL || id->crl_len == NULL || id->crl_pem == NULL ? TG_ENOMEM : 0;
+}
+
+static int read_crls(struct tg_identity *id, const struct tg_strlist *paths, char *err)
 {
     if (paths == NULL || paths->n == 0)
         return 0;
-    id->crl = calloc(paths->n, sizeof(*id->crl));
-    id->crl_len = calloc(paths->n, sizeof(*id->crl_len));
-    id->crl_pem = calloc(paths->n, sizeof(*id->crl_pem));
-    if (id->crl == NULL || id->crl_len == NULL || id->crl_pem == NULL)
+    if (alloc_crls(id, paths->n) < 0)
         return TG_ENOMEM;
     for (size_t i = 0; i < paths->n; i++) {
         int rc = read_file("identity.crl", paths->v[i], &id->crl[i], &id->crl_len[i], err);
@@ -306,14 +309,93 @@ static int load_crls(struct tg_identity *id, const struct tg_strlist *paths,
         if (rc < 0)
             return rc;
         id->n_crl++;
+    }
+    return 0;
+}
+
+/* One DER TLV at *p (before end): its tag, and *p moved past it (enter: into it). */
+static int der_next(const unsigned char **p, const unsigned char *end, bool enter, int *tag)
+{
+    const unsigned char *q = *p;
+    size_t len = 0;
+
+    if (end - q < 2)
+        return -1;
+    *tag = q[0];
+    if (q[1] < 0x80) {
+        len = q[1];
+        q += 2;
+    } else {
+        int n = q[1] & 0x7f;
+
+        if (n == 0 || n > 4 || end - q < 2 + n)
+            return -1;
+        for (int i = 0; i < n; i++)
+            len = len << 8 | q[2 + i];
+        q += 2 + n;
+    }
+    if ((size_t)(end - q) < len)
+        return -1;
+    *p = enter ? q : q + len;
+    return 0;
+}
+
+/* The nextUpdate of a CRL (DER or PEM): 0, or -1 when it has none or does not parse. Only to
+ * tell a stale CRL from a broken one in messages: wolfSSL refuses both alike. */
+static int crl_next_update(const char *data, size_t len, bool pem, int64_t *out)
+{
+    DerBuffer *der = NULL;
+    const unsigned char *p = (const unsigned char *)data, *end = p + len, *t;
+    int tag, rc = -1;
+
+    if (pem) {
+        if (wc_PemToDer(p, (long)len, CRL_TYPE, &der, NULL, NULL, NULL) != 0)
+            return -1;
+        p = der->buffer;
+        end = p + der->length;
+    }
+    /* CertificateList { TBSCertList { version?, signature, issuer, thisUpdate, nextUpdate? */
+    if (der_next(&p, end, true, &tag) == 0 && tag == 0x30 && der_next(&p, end, true, &tag) == 0 &&
+        tag == 0x30 && (t = p, der_next(&t, end, false, &tag)) == 0 &&
+        (tag != 0x02 || der_next(&p, end, false, &tag) == 0) &&
+        der_next(&p, end, false, &tag) == 0 && der_next(&p, end, false, &tag) == 0 &&
+        der_next(&p, end, false, &tag) == 0) {
+        t = p;
+        if (der_next(&t, end, false, &tag) == 0 && (tag == 0x17 || tag == 0x18))
+            rc = asn_time(p, (int)(t - p), out);
+    }
+    wc_FreeDer(&der);
+    return rc;
+}
+
+/* Checks that each CRL parses, is signed by a root of the bundle (already in cm) and is not
+ * stale: a CRL that could never apply is a configuration error, not a silent no-op. paths
+ * name them in err (NULL: by position). */
+static int check_crls(struct tg_identity *id, const struct tg_strlist *paths,
+                      WOLFSSL_CERT_MANAGER *cm, char *err)
+{
+    for (size_t i = 0; i < id->n_crl; i++) {
+        char name[48];
+        int64_t next = 0;
+        int rc;
+
         id->crl_pem[i] = memmem(id->crl[i], id->crl_len[i], "-----BEGIN X509 CRL-----", 24) != NULL;
         rc = wolfSSL_CertManagerLoadCRLBuffer(
             cm, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
             id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1);
-        if (rc != WOLFSSL_SUCCESS)
+        if (rc == WOLFSSL_SUCCESS)
+            continue;
+        snprintf(name, sizeof(name), "(in memory) CRL %zu", i + 1);
+        if (crl_next_update(id->crl[i], id->crl_len[i], id->crl_pem[i], &next) == 0 &&
+            next <= tg_identity_now())
             return tg_err_set(err, TG_EINVAL,
-                              "identity.crl: %s: not a CRL signed by a root of the bundle: %s",
-                              paths->v[i], wolfSSL_ERR_reason_error_string((unsigned long)rc));
+                              "identity.crl: %s: stale: its nextUpdate passed %lld s ago",
+                              paths != NULL && i < paths->n ? paths->v[i] : name,
+                              (long long)(tg_identity_now() - next));
+        return tg_err_set(err, TG_EINVAL,
+                          "identity.crl: %s: not a CRL signed by a root of the bundle: %s",
+                          paths != NULL && i < paths->n ? paths->v[i] : name,
+                          wolfSSL_ERR_reason_error_string((unsigned long)rc));
     }
     return 0;
 }
@@ -529,9 +611,11 @@ static int check_identity(struct tg_identity *id, const struct tg_identity_files
 
     if (cm == NULL)
         return TG_ENOMEM;
+    /* our own chain before the CRLs: a CRL that revokes us must still apply to our peers
+     * (and a renewal replaces our certificate) */
     if ((rc = load_bundle(id, f->bundle, cm, err)) == 0 &&
-        (rc = load_crls(id, f->crls, cm, err)) == 0 &&
-        (rc = check_chain(id, f->cert, cm, err)) == 0 && (rc = check_key(id, f, err)) == 0)
+        (rc = check_chain(id, f->cert, cm, err)) == 0 &&
+        (rc = check_crls(id, f->crls, cm, err)) == 0 && (rc = check_key(id, f, err)) == 0)
         tg_spiffe_trust_domain(&id->leaf.id, id->trust_domain, sizeof(id->trust_domain));
     wolfSSL_CertManagerFree(cm);
     return rc;
@@ -570,6 +654,17 @@ int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **o
     if ((id->bundle_pem = dup_text(p->bundle, p->bundle_len)) == NULL)
         goto fail;
     id->bundle_len = p->bundle_len;
+    if (p->n_crls > 0 && alloc_crls(id, p->n_crls) < 0)
+        goto fail;
+    for (size_t i = 0; i < p->n_crls; i++, id->n_crl++) {
+        if (p->crls[i].len > MAX_PEM_FILE) {
+            rc = tg_err_set(err, TG_ETOOBIG, "CRL %zu larger than %d bytes", i + 1, MAX_PEM_FILE);
+            goto fail;
+        }
+        if ((id->crl[i] = dup_text(p->crls[i].data, p->crls[i].len)) == NULL)
+            goto fail;
+        id->crl_len[i] = p->crls[i].len;
+    }
     if ((rc = check_identity(id, &names, err)) < 0)
         goto fail;
     *out = id;
@@ -592,6 +687,8 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
         goto fail;
     if ((rc = read_file("identity.trust_bundle", f->bundle, &id->bundle_pem, &id->bundle_len,
                         err)) < 0)
+        goto fail;
+    if ((rc = read_crls(id, f->crls, err)) < 0)
         goto fail;
     if ((rc = check_identity(id, f, err)) < 0)
         goto fail;

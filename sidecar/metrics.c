@@ -254,6 +254,10 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
     per_listener(&o, m, "tollgate_rate_limited_total", "counter",
                  "Inbound connections refused over a per-identity connection limit.",
                  offsetof(struct tg_listener_stats, rate_limited));
+    per_listener(&o, m, "tollgate_listener_limited_total", "counter",
+                 "Connections closed at accept over the listener's own limits "
+                 "(max_connections, connections_per_second).",
+                 offsetof(struct tg_listener_stats, listener_limited));
     per_listener(&o, m, "tollgate_throttled_total", "counter",
                  "Times an inbound connection's reads were paused by its bytes_per_second limit.",
                  offsetof(struct tg_listener_stats, throttled));

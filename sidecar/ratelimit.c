@@ -7,6 +7,7 @@
  * otherwise: evicting a key still paying back a burst would hand it a fresh one. */
 #include "tollgate/ratelimit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +158,7 @@ struct tg_ratelimit_key {
 };
 
 struct tg_ratelimit {
+    atomic_uint refs;
     pthread_mutex_t lock;
     struct tg_ratelimit_limits lim;
     struct tg_ratelimit_key **buckets;
@@ -306,6 +308,7 @@ int tg_ratelimit_new(const struct tg_ratelimit_limits *lim, size_t max_keys,
         free(t);
         return TG_ENOMEM;
     }
+    atomic_init(&t->refs, 1);
     t->mask = n - 1;
     t->max_keys = max_keys;
     t->lim = *lim;
@@ -313,9 +316,15 @@ int tg_ratelimit_new(const struct tg_ratelimit_limits *lim, size_t max_keys,
     return 0;
 }
 
-void tg_ratelimit_free(struct tg_ratelimit *t)
+struct tg_ratelimit *tg_ratelimit_ref(struct tg_ratelimit *t)
 {
-    if (t == NULL)
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
+void tg_ratelimit_unref(struct tg_ratelimit *t)
+{
+    if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i <= t->mask; i++) {
         while (t->buckets[i] != NULL) {
@@ -409,6 +418,16 @@ size_t tg_ratelimit_sweep(struct tg_ratelimit *t, uint64_t now_ns)
     return n;
 }
 
+struct tg_ratelimit_limits tg_ratelimit_limits_of(struct tg_ratelimit *t)
+{
+    struct tg_ratelimit_limits l;
+
+    pthread_mutex_lock(&t->lock);
+    l = t->lim;
+    pthread_mutex_unlock(&t->lock);
+    return l;
+}
+
 size_t tg_ratelimit_count(struct tg_ratelimit *t)
 {
     size_t n;
@@ -432,4 +451,132 @@ bool tg_ratelimit_stat(struct tg_ratelimit *t, const char *key, size_t len, uint
     }
     pthread_mutex_unlock(&t->lock);
     return k != NULL;
+}
+
+/* ---- limit sets ---- */
+
+static bool limits_nothing(const struct tg_ratelimit_limits *l)
+{
+    return l->conns.rate == 0 && l->max_conns == 0 && l->bytes.rate == 0;
+}
+
+int tg_limit_match_check(const char *match, char *why)
+{
+    size_t n = match != NULL ? strlen(match) : 0;
+    const char *star = n > 0 ? strchr(match, '*') : NULL;
+
+    if (n == 0)
+        return tg_err_set(why, TG_EINVAL,
+                          "empty match (want \"*\", \"prefix*\", \"*suffix\" or an ID)");
+    if (n > TG_RATELIMIT_KEY_MAX)
+        return tg_err_set(why, TG_EINVAL, "match of %zu bytes (at most %d)", n,
+                          TG_RATELIMIT_KEY_MAX);
+    if (star != NULL && n > 1 && star != match && star != match + n - 1)
+        return tg_err_set(why, TG_EINVAL, "match \"%.80s\": '*' only at the start or the end",
+                          match);
+    if (star != NULL && n > 1 && strchr(star + 1, '*') != NULL)
+        return tg_err_set(why, TG_EINVAL, "match \"%.80s\": one '*' at most", match);
+    return 0;
+}
+
+static bool matches(const char *p, const char *id)
+{
+    size_t n = strlen(p), m = strlen(id);
+
+    if (n == 1 && p[0] == '*')
+        return true;
+    if (n > 0 && p[n - 1] == '*')
+        return strncmp(id, p, n - 1) == 0;
+    if (p[0] == '*')
+        return m >= n - 1 && memcmp(id + m - (n - 1), p + 1, n - 1) == 0;
+    return strcmp(id, p) == 0;
+}
+
+/* prev's table for rule r: the first limiter with the same match and key, not yet taken. */
+static struct tg_ratelimit *reuse(const struct tg_limit_set *prev, const struct tg_limit_rule *r,
+                                  const struct tg_limit_set *s)
+{
+    for (size_t i = 0; prev != NULL && i < prev->n; i++) {
+        const struct tg_limiter *p = &prev->v[i];
+        bool taken = false;
+
+        if (p->table == NULL || p->by_fingerprint != r->by_fingerprint ||
+            strcmp(p->match, r->match) != 0)
+            continue;
+        for (size_t j = 0; j < s->n && !taken; j++)
+            taken = s->v[j].table == p->table;
+        if (!taken)
+            return p->table;
+    }
+    return NULL;
+}
+
+int tg_limit_set_new(const struct tg_limit_rule *rules, size_t n, const struct tg_limit_set *prev,
+                     size_t max_keys, struct tg_limit_set **out)
+{
+    struct tg_limit_set *s = calloc(1, sizeof(*s) + (n + 1) * sizeof(s->v[0]));
+    char why[TG_ERRLEN];
+    int rc = TG_ENOMEM;
+
+    if (s == NULL)
+        return rc;
+    atomic_init(&s->refs, 1);
+    for (size_t i = 0; i < n; i++) {
+        const struct tg_limit_rule *r = &rules[i];
+        struct tg_limiter *l = &s->v[i];
+        struct tg_ratelimit *t;
+
+        if ((rc = tg_limit_match_check(r->match, why)) < 0)
+            goto fail;
+        if ((l->match = strdup(r->match)) == NULL) {
+            rc = TG_ENOMEM;
+            goto fail;
+        }
+        l->by_fingerprint = r->by_fingerprint;
+        l->lim = r->lim;
+        s->n++;
+        if (limits_nothing(&r->lim))
+            continue;
+        if ((t = reuse(prev, r, s)) != NULL)
+            l->table = tg_ratelimit_ref(t);
+        else if ((rc = tg_ratelimit_new(&r->lim, max_keys, &l->table)) < 0)
+            goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    tg_limit_set_unref(s);
+    return rc;
+}
+
+void tg_limit_set_apply(struct tg_limit_set *s, uint64_t now_ns)
+{
+    for (size_t i = 0; s != NULL && i < s->n; i++)
+        if (s->v[i].table != NULL)
+            tg_ratelimit_set_limits(s->v[i].table, &s->v[i].lim, now_ns);
+}
+
+const struct tg_limiter *tg_limit_set_find(const struct tg_limit_set *s, const char *id)
+{
+    for (size_t i = 0; s != NULL && i < s->n; i++)
+        if (matches(s->v[i].match, id))
+            return &s->v[i];
+    return NULL;
+}
+
+struct tg_limit_set *tg_limit_set_ref(struct tg_limit_set *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void tg_limit_set_unref(struct tg_limit_set *s)
+{
+    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].match);
+        tg_ratelimit_unref(s->v[i].table);
+    }
+    free(s);
 }

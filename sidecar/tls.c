@@ -90,6 +90,74 @@ static const char CIPHERS_12[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
 
+/* The suites we may offer: wolfSSL's name, its IANA name, TLS 1.3 or not. */
+static const struct suite {
+    const char *name, *iana;
+    bool tls13;
+} SUITES[] = {
+    {"TLS13-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256", true},
+    {"TLS13-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384", true},
+    {"TLS13-CHACHA20-POLY1305-SHA256", "TLS_CHACHA20_POLY1305_SHA256", true},
+    {"ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", false},
+    {"ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", false},
+    {"ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", false},
+    {"ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", false},
+    {"ECDHE-RSA-AES256-GCM-SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", false},
+};
+
+static const struct suite *find_suite(const char *name)
+{
+    for (size_t i = 0; i < TG_NELEM(SUITES); i++)
+        if (strcmp(name, SUITES[i].name) == 0 || strcmp(name, SUITES[i].iana) == 0)
+            return &SUITES[i];
+    return NULL;
+}
+
+int tg_tls_check_suites(const struct tg_strlist *suites, bool allow_tls12, char *why)
+{
+    bool tls13 = false;
+
+    for (size_t i = 0; i < suites->n; i++) {
+        const struct suite *s = find_suite(suites->v[i]);
+
+        if (s == NULL)
+            return tg_err_set(why, TG_EINVAL,
+                              "cipher suite \"%.60s\" unknown or not offered (AEAD suites only)",
+                              suites->v[i]);
+        if (!s->tls13 && !allow_tls12)
+            return tg_err_set(why, TG_EINVAL, "cipher suite %s is TLS 1.2 only (min version 1.3)",
+                              s->name);
+        for (size_t j = 0; j < i; j++)
+            if (find_suite(suites->v[j]) == s)
+                return tg_err_set(why, TG_EINVAL, "cipher suite %s listed twice", s->name);
+        tls13 = tls13 || s->tls13;
+    }
+    if (suites->n > 0 && !tls13)
+        return tg_err_set(why, TG_EINVAL, "cipher suites: none for TLS 1.3");
+    return 0;
+}
+
+/* The wolfSSL cipher list for s: the suites asked for in order, or all we offer. */
+static int set_suites(WOLFSSL_CTX *ctx, const struct tg_tls_settings *s, char *err)
+{
+    char list[512] = "";
+    size_t at = 0;
+
+    if (s->cipher_suites == NULL || s->cipher_suites->n == 0)
+        return wolfSSL_CTX_set_cipher_list(ctx, s->allow_tls12 ? CIPHERS_12 : CIPHERS_13) ==
+                       WOLFSSL_SUCCESS
+                   ? 0
+                   : tg_err_set(err, TG_ETLS, "TLS: cipher suites not available");
+    if (tg_tls_check_suites(s->cipher_suites, s->allow_tls12, err) < 0)
+        return TG_EINVAL;
+    for (size_t i = 0; i < s->cipher_suites->n; i++)
+        at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%s", i ? ":" : "",
+                               find_suite(s->cipher_suites->v[i])->name);
+    if (wolfSSL_CTX_set_cipher_list(ctx, list) != WOLFSSL_SUCCESS)
+        return tg_err_set(err, TG_ETLS, "TLS: cipher suites %s not available", list);
+    return 0;
+}
+
 int tg_tls_init(void)
 {
     return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : TG_ETLS;
@@ -508,11 +576,9 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
         tg_err_set(err, rc, "TLS: cannot set the minimum version");
         goto fail;
     }
-    if (wolfSSL_CTX_set_cipher_list(c->ctx, s->allow_tls12 ? CIPHERS_12 : CIPHERS_13) !=
-        WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: cipher suites not available");
+    if ((rc = set_suites(c->ctx, s, err)) < 0)
         goto fail;
-    }
+    rc = TG_ETLS;
     if (wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
         tg_err_set(err, rc, "TLS: key exchange groups not available");
         goto fail;

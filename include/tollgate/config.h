@@ -30,6 +30,13 @@ enum tg_inbound_mode {
     TG_MODE_PERMISSIVE, /* mTLS when a ClientHello offers our ALPN; anything else plain */
 };
 
+/* A listener's own limits, over all its callers (0: none). */
+struct tg_listener_limit_cfg {
+    unsigned conns_per_second; /* new connections accepted per second */
+    unsigned burst;            /* 0: one second's worth */
+    unsigned max_connections;  /* open at once; the excess is closed at accept */
+};
+
 struct tg_inbound_cfg {
     char *name;                /* "name:" or "in-<listen>" */
     struct tg_addr listen;     /* mTLS in */
@@ -38,6 +45,7 @@ struct tg_inbound_cfg {
     enum tg_inbound_mode mode; /* default strict */
     bool proxy_protocol;       /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
     struct tg_strlist allow;   /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
+    struct tg_listener_limit_cfg limits;
 };
 
 struct tg_outbound_cfg {
@@ -47,6 +55,7 @@ struct tg_outbound_cfg {
     bool transparent;         /* captured: the original destination, looked up in mesh */
     struct tg_strlist expect; /* server SPIFFE IDs accepted; at least one unless transparent */
     char *sni;                /* optional SNI to send */
+    struct tg_listener_limit_cfg limits;
 };
 
 /* A mesh destination: where a transparent outbound connection goes decides which server
@@ -131,6 +140,7 @@ struct tg_config {
     /* tls */
     bool allow_tls12;    /* tls.min_version: "1.2"; default "1.3" only */
     bool tls_resumption; /* tls.resumption: session tickets between sidecars; default on */
+    struct tg_strlist cipher_suites; /* tls.cipher_suites: a subset, in order; empty: all */
 
     /* timeouts, milliseconds */
     uint64_t handshake_timeout_ms; /* default 10 s */

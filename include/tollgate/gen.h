@@ -12,6 +12,7 @@
 #include "tollgate/identity.h"
 #include "tollgate/mesh.h"
 #include "tollgate/policy.h"
+#include "tollgate/ratelimit.h"
 #include "tollgate/resource.h"
 #include "tollgate/tls.h"
 
@@ -46,6 +47,10 @@ struct tg_gen {
     struct tg_mesh mesh;          /* transparent outbound: destination -> expected servers */
     struct tg_policy *policy;     /* inbound: revocation and authorization rules */
     bool close_denied;            /* close live connections this generation refuses */
+    struct tg_limit_set *limits;  /* inbound, per caller; its tables outlive generations */
+    uint64_t handshake_timeout_ms, idle_timeout_ms, connect_timeout_ms;
+    bool inbound_mode_set;              /* pushed: every inbound listener uses inbound_mode */
+    enum tg_inbound_mode inbound_mode;  /* when inbound_mode_set */
     struct tg_cp_res *pushed[TG_RES_N]; /* references to the pushes it was built from */
     struct tg_mesh_dest *pushed_dests;  /* the pushed mesh table, converted; owned */
     struct tg_strlist domains;          /* accepted trust domains besides our own: the
@@ -58,20 +63,23 @@ struct tg_gen {
  *   trust_bundle/crl), read at each build;
  * - control-plane mode: the chain the control plane signed, our in-memory key, and as the
  *   trust bundle every root of the pushed trust bundle (cp->res[TG_RES_TRUST_BUNDLE],
- *   required). identity.crl is not used in this mode.
+ *   required), and as CRLs those of the pushed revocations (identity.crl is not used).
  * Precedence: a pushed resource, once one of its type has been accepted, replaces the
  * config's matching section whole: authorization (rules, default, close_denied),
- * revocations (serials, fingerprints), mesh table (destinations, outside). Proxy settings
- * override tls.min_version when they set one. Sections nothing was pushed for come from the
- * config. Pushed rate limits, CRLs, cipher suites, timeouts and inbound mode are not applied
- * by a generation (the control thread refuses or logs them; see control.c). */
+ * revocations (serials, fingerprints), mesh table (destinations, outside), rate limits
+ * (every limiter; the config's rate_limits.key is kept). Proxy settings override, each where it
+ * is set: tls.min_version, the cipher suites, the handshake, idle and connect timeouts, and
+ * the mode of every inbound listener. Sections nothing was pushed for come from the config.
+ * Connections keep the generation they started with, and with it its timeouts. */
 struct tg_gen_input {
     struct tg_config *cfg; /* the generation takes a reference */
     const char *chain_pem; /* NULL: static mode */
     size_t chain_len;
-    const struct tg_identity_key *key; /* control-plane mode: our key */
-    const struct tg_cp_state *cp;      /* pushed resources (the generation refs them); NULL:
-                                        * none */
+    const struct tg_identity_key *key;      /* control-plane mode: our key */
+    const struct tg_cp_state *cp;           /* pushed resources (the generation refs them); NULL:
+                                             * none */
+    const struct tg_limit_set *prev_limits; /* the published generation's: tables whose
+                                             * limiter stays keep their buckets; may be NULL */
 };
 
 /* Builds the identity (see struct tg_gen_input), the policy and both TLS contexts. On failure

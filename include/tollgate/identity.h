@@ -95,7 +95,14 @@ void tg_identity_key_free(struct tg_identity_key *k);
 TG_MUST_USE int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint,
                                 unsigned char **der, size_t *len, char *err);
 
-/* The three PEM texts of an identity, in memory (not NUL-terminated; lengths in bytes). */
+/* A CRL in memory, DER or PEM. */
+struct tg_identity_crl {
+    const void *data;
+    size_t len;
+};
+
+/* The three PEM texts of an identity, in memory (not NUL-terminated; lengths in bytes), and
+ * its CRLs. */
 struct tg_identity_pem {
     const char *chain; /* leaf first, then intermediates */
     size_t chain_len;
@@ -103,10 +110,13 @@ struct tg_identity_pem {
     size_t key_len;
     const char *bundle;
     size_t bundle_len;
+    const struct tg_identity_crl *crls; /* each must be signed by a root of the bundle and not
+                                         * past its nextUpdate */
+    size_t n_crls;
 };
 
 /* tg_identity_load for texts in memory: copies them and makes the same checks; err names
- * them "(in memory)". */
+ * them "(in memory)" and a CRL by its position. */
 TG_MUST_USE int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **out,
                                      char *err);
 

@@ -55,13 +55,14 @@ struct tg_listener_stats {
     struct tg_counter hs_ok;
     struct tg_counter hs_failed[TG_HSF_N];
     struct tg_counter upstream_connect_failed;
-    struct tg_counter plaintext;       /* passed through without mTLS (permissive, outside) */
-    struct tg_counter policy_revoked;  /* inbound: refused, certificate revoked */
-    struct tg_counter policy_denied;   /* inbound: refused by the authorization rules */
-    struct tg_counter rate_limited;    /* inbound: refused, over a connection limit */
-    struct tg_counter throttled;       /* inbound: reads paused for bytes_per_second */
-    struct tg_counter refused_capture; /* captured connections refused: outside the mesh,
-                                        * a loop, or no original destination */
+    struct tg_counter plaintext;        /* passed through without mTLS (permissive, outside) */
+    struct tg_counter policy_revoked;   /* inbound: refused, certificate revoked */
+    struct tg_counter policy_denied;    /* inbound: refused by the authorization rules */
+    struct tg_counter rate_limited;     /* inbound: refused, over a connection limit */
+    struct tg_counter listener_limited; /* refused at accept, over the listener's limits */
+    struct tg_counter throttled;        /* inbound: reads paused for bytes_per_second */
+    struct tg_counter refused_capture;  /* captured connections refused: outside the mesh,
+                                         * a loop, or no original destination */
 };
 
 /* Process-wide values written by the control thread. */

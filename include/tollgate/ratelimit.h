@@ -28,6 +28,7 @@
 #define TOLLGATE_RATELIMIT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,11 +95,15 @@ struct tg_ratelimit;
  * tg_ratelimit_conn_release: a key with connections is never evicted. */
 struct tg_ratelimit_key;
 
-/* A table of at most max_keys keys (> 0). Returns 0, TG_EINVAL or TG_ENOMEM. */
+/* A table of at most max_keys keys (> 0), with one reference. Returns 0, TG_EINVAL or
+ * TG_ENOMEM. */
 TG_MUST_USE int tg_ratelimit_new(const struct tg_ratelimit_limits *lim, size_t max_keys,
                                  struct tg_ratelimit **out);
-/* Frees the table and every key; outstanding handles die with it. NULL is fine. */
-void tg_ratelimit_free(struct tg_ratelimit *t);
+/* References: a table is shared by the limit sets (below) that keep its buckets. Any thread. */
+struct tg_ratelimit *tg_ratelimit_ref(struct tg_ratelimit *t);
+/* The last unref frees the table and every key; outstanding handles die with it. NULL is
+ * fine. */
+void tg_ratelimit_unref(struct tg_ratelimit *t);
 
 /* New limits for every key, effective from now_ns; levels are kept (tg_bucket_relimit). A
  * lower max_conns refuses new connections until enough old ones end. O(keys). */
@@ -137,10 +142,55 @@ struct tg_ratelimit_stat {
     uint64_t byte_tokens; /* UINT64_MAX: no limit */
 };
 
+/* The limits the table applies now. */
+struct tg_ratelimit_limits tg_ratelimit_limits_of(struct tg_ratelimit *t);
+
 /* Keys in the table. */
 size_t tg_ratelimit_count(struct tg_ratelimit *t);
 /* k's state at now_ns; false when the key is not in the table. For /stats and tests. */
 bool tg_ratelimit_stat(struct tg_ratelimit *t, const char *key, size_t len, uint64_t now_ns,
                        struct tg_ratelimit_stat *st);
+
+/* ---- limit sets: which table applies to which caller ---- */
+
+/* One limiter of a set: callers whose SPIFFE ID matches match ("*", "prefix*", "*suffix" or
+ * an exact ID) get lim, counted per SPIFFE ID or per certificate fingerprint. */
+struct tg_limit_rule {
+    const char *match;
+    bool by_fingerprint;
+    struct tg_ratelimit_limits lim;
+};
+
+struct tg_limiter {
+    char *match; /* owned copy */
+    bool by_fingerprint;
+    struct tg_ratelimit_limits lim; /* what this set applies */
+    struct tg_ratelimit *table;     /* reference; NULL: lim limits nothing */
+};
+
+/* The limiters of a generation, first match wins. Immutable; refcounted (any thread). */
+struct tg_limit_set {
+    atomic_uint refs;
+    size_t n;
+    struct tg_limiter v[];
+};
+
+/* A set of n rules. The table of a rule whose match and key are those of a limiter of prev
+ * (may be NULL) is that limiter's table, so that its buckets carry on; the others are new.
+ * No table's limits change until tg_limit_set_apply. Returns 0, TG_EINVAL (a rule whose match
+ * is empty, over TG_RATELIMIT_KEY_MAX, or has '*' elsewhere than at one end) or TG_ENOMEM. */
+TG_MUST_USE int tg_limit_set_new(const struct tg_limit_rule *rules, size_t n,
+                                 const struct tg_limit_set *prev, size_t max_keys,
+                                 struct tg_limit_set **out);
+/* Gives every table of s the limits of s (levels kept: tg_ratelimit_set_limits). For the
+ * moment s is published. */
+void tg_limit_set_apply(struct tg_limit_set *s, uint64_t now_ns);
+/* The limiter for the caller id, or NULL when none matches or s is NULL. */
+const struct tg_limiter *tg_limit_set_find(const struct tg_limit_set *s, const char *id);
+struct tg_limit_set *tg_limit_set_ref(struct tg_limit_set *s);
+/* The last unref frees; NULL is fine. */
+void tg_limit_set_unref(struct tg_limit_set *s);
+/* Whether match is a valid limiter pattern; why says what is wrong when not. */
+TG_MUST_USE int tg_limit_match_check(const char *match, char *why);
 
 #endif

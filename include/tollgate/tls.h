@@ -26,7 +26,14 @@ struct tg_tls_settings {
     bool peer_optional; /* server: a client without a certificate gets through the handshake
                          * (tg_tls_peer()->id stays NULL): the control plane's bootstrap */
     bool resumption;    /* TLS 1.3 session tickets between sidecars */
+    const struct tg_strlist *cipher_suites; /* NULL or empty: all we offer; else a subset, in
+                                             * order of preference (tg_tls_check_suites) */
 };
+
+/* Checks a cipher-suite list: each a suite we offer (TLS 1.3: TLS13-AES128-GCM-SHA256 or
+ * TLS_AES_128_GCM_SHA256, ...; with TLS 1.2 allowed also its ECDHE AEAD suites), each once,
+ * at least one TLS 1.3 suite. 0, or TG_EINVAL with why naming the first bad one. */
+TG_MUST_USE int tg_tls_check_suites(const struct tg_strlist *suites, bool allow_tls12, char *why);
 
 struct tg_tls_ctx;
 

@@ -15,6 +15,13 @@
 #include "tollgate/ratelimit.h"
 #include "tollgate/tls.h"
 
+/* A listener's limits over all its callers, shared by the workers (locked or atomic). */
+struct tg_listener_limit {
+    struct tg_ratelimit_global rate; /* new connections per second */
+    atomic_uint max;                 /* connections open at once; 0: no cap */
+    atomic_uint open;                /* connections open now (counted only under a cap) */
+};
+
 /* One configured listener, shared read-only by all workers. */
 struct tg_listener_def {
     size_t index;              /* into the metrics slots */
@@ -26,15 +33,7 @@ struct tg_listener_def {
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */
     struct tg_tls_peer_rule rule;   /* inbound: allow list; outbound: expected servers */
-};
-
-/* Rate limits for callers whose ID matches principal (exact, or a prefix ending in '*';
- * NULL: everyone else). The table outlives generations: a reload changes its limits and
- * keeps every bucket's level. Tables lock themselves; any worker may use them. */
-struct tg_limiter {
-    const char *principal;
-    struct tg_ratelimit *table;     /* NULL: no limit */
-    struct tg_ratelimit_limits lim; /* as last set */
+    struct tg_listener_limit *limit;
 };
 
 /* What every worker shares, read-only once the workers run. */
@@ -43,9 +42,6 @@ struct tg_runtime {
     const struct tg_listener_def *listeners;
     size_t n_listeners;
     struct tg_metrics *metrics;
-    struct tg_limiter *limiters; /* overrides in order, then the default */
-    size_t n_limiters;
-    bool limit_by_fingerprint;
 };
 
 struct tg_conn;

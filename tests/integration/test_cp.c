@@ -1,10 +1,17 @@
-/* The control plane end to end: tollgate-cp (a CA with a few-seconds certificate TTL, a
- * tokens file, a mesh file) and two sidecars that bootstrap by token: A (outbound api-out ->
- * B, expect web) and B (inbound web-in -> echo, allow api). Both become ready on their first
- * certificate; traffic flows; renewals change the serial B presents while 20 connections
- * stream without a dropped connection or a corrupted byte; a push the sidecars refuse is
- * NACKed and a mesh file the control plane refuses is not pushed, traffic unaffected; the
- * control plane killed and restarted: traffic unaffected, the sidecars reconnect. */
+/* The control plane end to end: tollgate-cp (a CA, a tokens file, a mesh file) and two
+ * sidecars that bootstrap by token: A (outbound api-out -> B, expect web) and B (inbound
+ * web-in -> echo, allow api).
+ *
+ * rotation (certificates of 10 s, renewed every 3 s): both become ready on their first
+ * certificate; a renewal changes the serial B presents; then, while 100 connections stream
+ * for 33 s, the sidecars renew about ten times each and the CA is rotated by editing
+ * cp.yaml (the new root added, signing switched to it, the old root removed) with no
+ * connection dropped, no handshake failed and every byte intact; a push the sidecars refuse
+ * is NACKed and a mesh file the control plane refuses is not pushed, traffic unaffected; the
+ * control plane killed and restarted: traffic unaffected, the sidecars reconnect.
+ *
+ * pushes (certificates of 1 h): pushed rate limits, proxy settings (cipher suites) and CRLs
+ * take effect for new connections; a stale CRL is NACKed and the last good one kept. */
 #include "harness.h"
 
 #include <errno.h>
@@ -15,9 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define N_STREAMS 20
 #define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
-#define TTL_S 10 /* certificates live 10 s; renewed at 0.3 of that: every 3 s */
+#define N_ROTATION_STREAMS 100
+#define TTL_S 10 /* rotation: certificates live 10 s; renewed at 0.3 of that: every 3 s */
 
 static int cp_port, echo_port, in_port, out_port, a_admin, b_admin;
 static struct it_proc *cp;
@@ -57,6 +64,24 @@ static void write_sidecar(const char *file, const char *token, int admin, const 
                   admin, cp_port, token, file, listeners);
 }
 
+static int ttl_s;
+
+/* cp.yaml: our own certificate SERVER.pem, signing with CA.pem, the roots pushed ROOTS. */
+static void write_cp(const char *server, const char *ca, const char *roots)
+{
+    it_replace_file("cp.yaml",
+                    "listen: 127.0.0.1:%d\n"
+                    "trust_domain: mesh.local\n"
+                    "server: {cert: %s.pem, key: %s.key}\n"
+                    "ca: {cert: %s.pem, key: %s.key}\n"
+                    "roots: %s\n"
+                    "cert_ttl: %ds\n"
+                    "tokens: tokens.txt\n"
+                    "mesh: [mesh.yaml]\n"
+                    "log_level: info\n",
+                    cp_port, server, server, ca, ca, roots, ttl_s);
+}
+
 static void setup(void)
 {
     char listeners[1024];
@@ -75,16 +100,7 @@ static void setup(void)
     it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
     it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     it_write_file("mesh.yaml", "%s", mesh_ok);
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "cert_ttl: %ds\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n"
-                  "log_level: info\n",
-                  cp_port, TTL_S);
+    write_cp("cp", "ca", "[ca.pem]");
     cp = start_cp();
     it_echo_start("echo", &echo_port);
     snprintf(listeners, sizeof(listeners),
@@ -105,6 +121,18 @@ static void setup(void)
     write_sidecar("a.yaml", "a.token", a_admin, listeners);
 }
 
+static void setup_rotation(void)
+{
+    ttl_s = TTL_S;
+    setup();
+}
+
+static void setup_pushes(void)
+{
+    ttl_s = 3600;
+    setup();
+}
+
 static void teardown(void)
 {
     it_teardown();
@@ -115,14 +143,34 @@ static void probe_serial(char *serial, size_t cap)
     it_probe_serial(out_port, "a.out", serial, cap);
 }
 
+/* Waits until the sidecar's trust bundle holds n roots. */
+static bool wait_roots(int admin, int n)
+{
+    char want[32], *dump = NULL;
+    uint64_t end = it_now_ms() + 10000;
+    bool found = false;
+
+    snprintf(want, sizeof(want), "\"roots\":%d}", n);
+    while (!found && it_now_ms() < end) {
+        free(dump);
+        dump = NULL;
+        found = it_http(admin, "GET", "/config_dump", &dump) == 200 && strstr(dump, want) != NULL;
+        if (!found)
+            it_sleep_ms(200);
+    }
+    free(dump);
+    return found;
+}
+
 START_TEST(test_cp_end_to_end)
 {
     struct it_streams *st;
     struct it_proc *b = it_sidecar_start("b", "b.yaml", b_admin, 0);
     struct it_proc *a = it_sidecar_start("a", "a.yaml", a_admin, 0);
     char s0[80], s[80], *dump = NULL;
-    double certs0, rejected0, reconnects0, certs1;
-    uint64_t end;
+    double certs0, a_certs0, rejected0, reconnects0, certs1, hs_failed0[2], rejected[2];
+    uint64_t end, start;
+    int phase = 0;
 
     (void)a;
     (void)b;
@@ -144,28 +192,64 @@ START_TEST(test_cp_end_to_end)
         it_sleep_ms(200);
     }
 
-    /* 20 streams through renewals */
-    st = it_streams_start(out_port, N_STREAMS, 2000);
+    /* 100 streams for 33 s through renewals and a CA rotation by file edits */
+    it_certs("ca", "--out", "ca2", "--cn", "cp test CA 2", NULL);
+    it_certs("issue", "--ca", "ca2", "--out", "cp2", "--spiffe", CP_ID, NULL);
+    st = it_streams_start(out_port, N_ROTATION_STREAMS, 2000);
     certs0 = it_stat(b_admin, "tollgate_cp_certs_accepted_total", "");
-    end = it_now_ms() + 15000;
-    while (it_now_ms() < end) {
-        it_sleep_ms(1000);
-        it_streams_expect_ok(st, "during renewals");
+    a_certs0 = it_stat(a_admin, "tollgate_cp_certs_accepted_total", "");
+    for (int i = 0; i < 2; i++) {
+        hs_failed0[i] = it_stat(i ? b_admin : a_admin, "tollgate_handshakes_failed_total", "");
+        rejected[i] = it_stat(i ? b_admin : a_admin, "tollgate_cp_pushes_rejected_total", "");
     }
-    it_streams_expect_progress(st, "after renewals");
+    start = it_now_ms();
+    for (int step = 0; it_now_ms() - start < 33000; step++) {
+        uint64_t t = it_now_ms() - start;
+
+        it_sleep_ms(500);
+        if (step % 2 == 0)
+            it_streams_expect_ok(st, "during renewals and the CA rotation");
+        if (phase == 0 && t >= 3000) { /* 1: the new root joins the bundle */
+            write_cp("cp", "ca", "[ca.pem, ca2.pem]");
+            phase = 1;
+        } else if (phase == 1 && t >= 8000) { /* 2: sign (and serve) under the new CA */
+            ck_assert_msg(wait_roots(b_admin, 2) && wait_roots(a_admin, 2),
+                          "the sidecars did not get the two-root bundle");
+            write_cp("cp2", "ca2", "[ca.pem, ca2.pem]");
+            phase = 2;
+        } else if (phase == 2 && t >= 8000 + 2 * TTL_S * 1000) { /* 3: the old root goes */
+            write_cp("cp2", "ca2", "[ca2.pem]");
+            phase = 3;
+        }
+    }
+    ck_assert_int_eq(phase, 3);
+    ck_assert_msg(wait_roots(b_admin, 1) && wait_roots(a_admin, 1),
+                  "the sidecars still hold the old root");
+    it_streams_expect_progress(st, "after the CA rotation");
+    probe_serial(s, sizeof(s)); /* a new handshake under the new root alone */
+    for (int i = 0; i < 2; i++) {
+        int admin = i ? b_admin : a_admin;
+
+        ck_assert_msg(it_stat(admin, "tollgate_handshakes_failed_total", "") == hs_failed0[i],
+                      "%c: %.0f handshakes failed during the rotation", i ? 'B' : 'A',
+                      it_stat(admin, "tollgate_handshakes_failed_total", "") - hs_failed0[i]);
+        ck_assert_msg(it_stat(admin, "tollgate_cp_pushes_rejected_total", "") == rejected[i],
+                      "%c refused a push during the rotation", i ? 'B' : 'A');
+    }
     certs1 = it_stat(b_admin, "tollgate_cp_certs_accepted_total", "");
-    ck_assert_msg(certs1 >= certs0 + 3, "B renewed %.0f times in 15 s", certs1 - certs0);
-    ck_assert_msg(it_stat(a_admin, "tollgate_cp_certs_accepted_total", "") >= 5,
+    ck_assert_msg(certs1 >= certs0 + 10, "B renewed %.0f times in 33 s", certs1 - certs0);
+    ck_assert_msg(it_stat(a_admin, "tollgate_cp_certs_accepted_total", "") >= a_certs0 + 10,
                   "A renewed too seldom");
 
-    /* a push the sidecars refuse (pushed rate limits): NACKed, traffic unaffected */
+    /* a push the sidecars refuse (a cipher suite they do not offer): NACKed, traffic
+     * unaffected */
     rejected0 = it_stat(b_admin, "tollgate_cp_pushes_rejected_total", "");
-    it_replace_file("mesh.yaml", "%srate_limits:\n  - match: \"*\"\n    max_concurrent: 5\n",
+    it_replace_file("mesh.yaml", "%ssettings:\n  cipher_suites: [TLS13-AES128-CCM-SHA256]\n",
                     mesh_ok);
     ck_assert_msg(it_wait_stat(b_admin, "tollgate_cp_pushes_rejected_total", "", rejected0 + 1,
                                10000) >= rejected0 + 1,
-                  "B did not NACK the rate_limits push");
-    ck_assert_msg(it_wait_lines("cp.err", 1, 5000, "refused rate_limits", NULL) >= 1,
+                  "B did not NACK the proxy_settings push");
+    ck_assert_msg(it_wait_lines("cp.err", 1, 5000, "refused proxy_settings", NULL) >= 1,
                   "the control plane did not log the NACK");
     probe_serial(s, sizeof(s));
     it_streams_expect_progress(st, "after a NACKed push");
@@ -203,20 +287,133 @@ START_TEST(test_cp_end_to_end)
     it_streams_expect_progress(st, "after the control plane restart");
 
     fprintf(stderr, "cp: %llu bytes echoed over %d streams, %.0f renewals of B\n",
-            (unsigned long long)it_streams_stop(st), N_STREAMS,
+            (unsigned long long)it_streams_stop(st), N_ROTATION_STREAMS,
             it_stat(b_admin, "tollgate_cp_certs_accepted_total", ""));
+}
+END_TEST
+
+/* A CRL by `openssl ca` under the control plane's CA revoking serial (NULL: none), valid for
+ * seconds, into file. */
+static void make_crl(const char *file, const char *serial, int seconds)
+{
+    char cmd[1024], *out = NULL, *err = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+
+    it_write_file("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
+                            "crlnumber = crlnumber\ndefault_md = sha256\npolicy = p\n[p]\n");
+    if (!it_file_contains("crlnumber", "0"))
+        it_write_file("crlnumber", "01\n");
+    if (serial == NULL)
+        it_write_file("index.txt", "%s", "");
+    else /* R, expiry, revocation time, serial (even length, upper case), file, subject */
+        it_write_file("index.txt", "R\t301231235959Z\t240101000000Z\t%s%s\tunknown\t/CN=a\n",
+                      strlen(serial) % 2 ? "0" : "", serial);
+    snprintf(cmd, sizeof(cmd),
+             "'%s' ca -config ca.cnf -batch -keyfile ca.key -cert ca.pem -gencrl -crlsec %d "
+             "-out %s",
+             it_openssl(), seconds, file);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, &err) == 0, "openssl ca -gencrl: %s", err);
+    free(out);
+    free(err);
+}
+
+/* Our serial in the sidecar's /config_dump, upper case as openssl's index wants it. */
+static void serial_of(int admin, char *dst, size_t cap)
+{
+    char *dump = NULL, *p;
+    size_t i = 0;
+
+    ck_assert_int_eq(it_http(admin, "GET", "/config_dump", &dump), 200);
+    ck_assert_msg((p = strstr(dump, "\"serial\":\"")) != NULL, "no serial in %s", dump);
+    for (p += 10; *p != '"' && i + 1 < cap; p++)
+        dst[i++] = (char)(*p >= 'a' && *p <= 'f' ? *p - 32 : *p);
+    dst[i] = '\0';
+    free(dump);
+}
+
+/* Pushes mesh.yaml = mesh_ok + extra and waits for B (and A) to ACK (or B to NACK). */
+static void push(const char *extra, bool nack)
+{
+    const char *stat =
+        nack ? "tollgate_cp_pushes_rejected_total" : "tollgate_cp_pushes_accepted_total";
+    double b0 = it_stat(b_admin, stat, ""), a0 = it_stat(a_admin, stat, "");
+
+    it_replace_file("mesh.yaml", "%s%s", mesh_ok, extra);
+    ck_assert_msg(it_wait_stat(b_admin, stat, "", b0 + 1, 10000) >= b0 + 1, "B did not %s: %s",
+                  nack ? "NACK" : "ACK", extra);
+    if (!nack)
+        ck_assert_msg(it_wait_stat(a_admin, stat, "", a0 + 1, 10000) >= a0 + 1, "A did not ACK: %s",
+                      extra);
+}
+
+START_TEST(test_cp_pushes)
+{
+    char err[256], serial[80], s[80], limit[256];
+    int refused = 0;
+
+    it_sidecar_start("b", "b.yaml", b_admin, 0);
+    it_sidecar_start("a", "a.yaml", a_admin, 0);
+    probe_serial(s, sizeof(s));
+
+    /* rate limits: one new connection per second for A's identity */
+    snprintf(limit, sizeof(limit),
+             "rate_limits:\n  - match: \"%s\"\n    connections_per_second: 1\n    burst: 1\n",
+             IT_API_ID);
+    push(limit, false);
+    for (int i = 0; i < 4; i++)
+        refused += it_round_trip(out_port, "limited?", err) < 0;
+    ck_assert_msg(refused >= 2, "%d of 4 quick connections refused under 1/s", refused);
+    ck_assert_msg(it_stat(b_admin, "tollgate_rate_limited_total", "") >= refused,
+                  "the refusals were not counted as rate_limited");
+    push("rate_limits: []\n", false);
+    it_sleep_ms(1100); /* the bucket refills */
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(it_round_trip(out_port, "unlimited", err) > 0, "limit lifted: %s", err);
+
+    /* proxy settings: the cipher suite of new connections */
+    push("settings:\n  cipher_suites: [TLS13-CHACHA20-POLY1305-SHA256]\n", false);
+    probe_serial(s, sizeof(s));
+    ck_assert_msg(it_wait_lines("a.out", 1, 5000, "TLS13-CHACHA20-POLY1305-SHA256", NULL) >= 1,
+                  "the pushed cipher suite was not used");
+
+    /* a CRL revoking A's certificate: new connections from A are refused */
+    serial_of(a_admin, serial, sizeof(serial));
+    make_crl("crl.pem", serial, 3600);
+    push("revocations:\n  crls: [crl.pem]\n", false);
+    ck_assert_msg(it_round_trip(out_port, "revoked?", err) < 0, "a revoked certificate got in");
+    ck_assert_msg(it_wait_stat(b_admin, "tollgate_handshakes_failed_total", "reason=\"revoked\"", 1,
+                               5000) >= 1,
+                  "the refusal was not counted as revoked");
+
+    /* a stale CRL (its nextUpdate passed): NACKed, the last good one kept */
+    make_crl("stale.pem", NULL, 1);
+    it_sleep_ms(2000);
+    push("revocations:\n  crls: [stale.pem]\n", true);
+    ck_assert_msg(it_wait_lines("b.err", 1, 5000, "stale", NULL) >= 1, "NACK without the reason");
+    ck_assert_msg(it_round_trip(out_port, "still revoked?", err) < 0,
+                  "the stale CRL replaced the good one");
+
+    /* a fresh CRL revoking nothing: A gets in again */
+    make_crl("crl.pem", NULL, 3600);
+    push("revocations:\n  crls: [crl.pem]\n", false);
+    ck_assert_msg(it_round_trip(out_port, "back", err) > 0, "after the revocation ended: %s", err);
 }
 END_TEST
 
 static Suite *cp_suite(void)
 {
     Suite *s = suite_create("cp");
-    TCase *tc = tcase_create("cp");
+    TCase *tc = tcase_create("rotation");
+    TCase *tp = tcase_create("pushes");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup_rotation, teardown);
+    tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_cp_end_to_end);
     suite_add_tcase(s, tc);
+    tcase_add_checked_fixture(tp, setup_pushes, teardown);
+    tcase_set_timeout(tp, 90);
+    tcase_add_test(tp, test_cp_pushes);
+    suite_add_tcase(s, tp);
     return s;
 }
 

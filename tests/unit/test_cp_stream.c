@@ -104,7 +104,12 @@ static void on_down(void *arg, const char *reason)
 static int on_cert(void *arg, const char *chain, size_t len, char *err)
 {
     struct h *h = arg;
-    struct tg_identity_pem p = {chain, len, h->key->pem, h->key->pem_len, h->root_pem, h->root_len};
+    struct tg_identity_pem p = {.chain = chain,
+                                .chain_len = len,
+                                .key = h->key->pem,
+                                .key_len = h->key->pem_len,
+                                .bundle = h->root_pem,
+                                .bundle_len = h->root_len};
     struct tg_identity *id;
     int rc = tg_identity_from_pem(&p, &id, err);
 

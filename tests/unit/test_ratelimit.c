@@ -193,7 +193,7 @@ START_TEST(test_table_connection_rate)
     ck_assert_uint_eq(retry, 1 * MS);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0 + 500 * MS, &k[2], NULL),
                      TG_RATELIMIT_ADMIT);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -220,7 +220,7 @@ START_TEST(test_table_concurrency)
     ck_assert_uint_eq(st.active, 0);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k2, NULL), TG_RATELIMIT_ADMIT);
     tg_ratelimit_conn_release(t, k2, T0);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -244,7 +244,7 @@ START_TEST(test_table_concurrency_unlimited_rate)
     tg_ratelimit_conn_release(t, k[1], T0);
     tg_ratelimit_conn_release(t, k[2], T0);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k[3], NULL), TG_RATELIMIT_ADMIT);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -271,7 +271,7 @@ START_TEST(test_table_bytes)
     tg_ratelimit_conn_release(t, a, T0);
     tg_ratelimit_conn_release(t, a2, T0);
     tg_ratelimit_conn_release(t, b, T0);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -296,7 +296,7 @@ START_TEST(test_table_limit_change_keeps_level)
     ck_assert(tg_ratelimit_stat(t, KEY(A), T0 + 110 * MS, &st));
     ck_assert_uint_eq(st.byte_tokens, 50); /* clamped */
     tg_ratelimit_conn_release(t, a, T0);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -333,7 +333,7 @@ START_TEST(test_table_eviction)
                      TG_RATELIMIT_ADMIT); /* A goes, C stays */
     ck_assert(tg_ratelimit_stat(t, KEY(C), T0 + 100 * S, &st));
     ck_assert(!tg_ratelimit_stat(t, KEY(A), T0 + 100 * S, &st));
-    tg_ratelimit_free(t); /* with C's and B's connections still open */
+    tg_ratelimit_unref(t); /* with C's and B's connections still open */
 }
 END_TEST
 
@@ -357,7 +357,7 @@ START_TEST(test_table_refused_use_counts_as_recent)
     ck_assert(tg_ratelimit_stat(t, KEY(A), T0 + 5 * S, &st));
     ck_assert(!tg_ratelimit_stat(t, KEY(B), T0 + 5 * S, &st));
     tg_ratelimit_conn_release(t, k, T0 + 5 * S);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -379,7 +379,7 @@ START_TEST(test_table_sweep)
     tg_ratelimit_conn_release(t, c, T0 + 100 * MS);
     ck_assert_uint_eq(tg_ratelimit_sweep(t, T0 + 200 * MS), 1);
     ck_assert_uint_eq(tg_ratelimit_count(t), 0);
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -403,7 +403,7 @@ START_TEST(test_table_many_keys)
         ck_assert_uint_eq(st.active, 1);
         ck_assert_uint_eq(st.conn_tokens, 4);
     }
-    tg_ratelimit_free(t);
+    tg_ratelimit_unref(t);
 }
 END_TEST
 
@@ -425,8 +425,8 @@ START_TEST(test_table_bad_arguments)
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, big, TG_RATELIMIT_KEY_MAX, T0, &k, NULL),
                      TG_RATELIMIT_ADMIT);
     tg_ratelimit_conn_release(t, k, T0);
-    tg_ratelimit_free(t);
-    tg_ratelimit_free(NULL);
+    tg_ratelimit_unref(t);
+    tg_ratelimit_unref(NULL);
     free(big);
 }
 END_TEST
@@ -478,7 +478,7 @@ START_TEST(test_table_shared_by_threads)
     ck_assert(tg_ratelimit_stat(args[0].t, KEY(B), T0, &sb));
     ck_assert_uint_eq(sa.active + sb.active, 0);
     ck_assert_uint_eq(sa.conn_tokens + sb.conn_tokens, 0);
-    tg_ratelimit_free(args[0].t);
+    tg_ratelimit_unref(args[0].t);
 }
 END_TEST
 
