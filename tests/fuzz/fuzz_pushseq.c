@@ -1,0 +1,512 @@
+/* Push sequences: a shadow sidecar in control-plane mode takes a sequence of pushes and
+ * identity rotations decoded from the input, through the sidecar's own path -- the frame
+ * decoded by tg_cp_client_decode_push (cp_client.c), the resource held in a tg_cp_state, a
+ * generation built by tg_gen_build (gen.c: identity, bundle, CRLs, policy, limits, mesh
+ * table, settings, both TLS contexts) -- and is checked after every step against a model of
+ * what the sidecar must hold.
+ *
+ * The apply step mirrors on_cp_push/on_cp_cert of control.c (static there): swap the new
+ * resource (or chain and key) into the state; with no trust bundle yet, hold it and ACK;
+ * otherwise build a generation, and on failure put the old one back and NACK.
+ *
+ * Steps, 3 bytes each (op, a, b), plus data for some:
+ *   op % 5 == 0: a push of type a (2..7) made from variant b of a small table of valid and
+ *                invalid resources (resource_variant), version "v<b % 4>";
+ *   op % 5 == 1: an identity rotation: a % 4 picks the chain and key (server, client, a chain
+ *                with the other's key, garbage);
+ *   op % 5 == 2: a raw frame: b bytes of the input, as the control plane could send;
+ *   op % 5 == 3: as 0, then the byte at (b * 7) of the frame xor a;
+ *   op % 5 == 4: the frame last ACKed for type a again (same content, same version).
+ *
+ * Model, per resource type (index enum tg_res_type, so a new type needs only a row in
+ * resource_variant): the version last ACKed, the frame that carried it, and whether a
+ * generation has been built with it. Checked after every step:
+ *   - a NACK changes nothing: every held resource, the chain, the key and the published
+ *     generation are the very same objects as before;
+ *   - an ACK holds the pushed version; the held version of every type is the model's;
+ *   - a published generation was built from exactly the held resources (nothing half
+ *     applied): gen->pushed[t] == state[t] for every type, after every successful build;
+ *   - re-pushing what is held and built (op 4) is accepted.
+ * Finding, counted rather than aborted on (TG_FUZZ_STATS=1 prints it): a push ACKed while
+ * no trust bundle was held is checked only by the first build, so an invalid one is ACKed
+ * and then makes the trust bundle's push NACKed ("held_then_refused"). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_certs.h"
+#include "tollgate.pb-c.h"
+#include "tollgate/cp_client.h"
+#include "tollgate/gen.h"
+#include "tollgate/tls.h"
+
+#define STEPS_MAX 24
+#define FRAME_MAX 8192
+
+static const char CONFIG[] = "control_plane:\n"
+                             "  address: 127.0.0.1:1\n"
+                             "  ca: ca.pem\n"
+                             "  token: token\n"
+                             "  server_ids: [\"spiffe://mesh.local/cp\"]\n"
+                             "inbound:\n"
+                             "  - name: in\n"
+                             "    listen: 127.0.0.1:1\n"
+                             "    upstream: 127.0.0.1:2\n"
+                             "outbound:\n"
+                             "  - name: out\n"
+                             "    listen: 127.0.0.1:3\n"
+                             "    upstream: 127.0.0.1:4\n"
+                             "    expect: [\"spiffe://mesh.local/ns/default/sa/server\"]\n";
+
+static struct tg_config *cfg;
+static struct tg_identity_key keys[2]; /* server, client: PEM only, as gen.c reads them */
+static uint64_t stats[8];
+enum { S_ACK, S_NACK, S_HELD, S_BUILT, S_HELD_THEN_REFUSED, S_REPUSH };
+
+static void print_stats(void)
+{
+    fprintf(stderr,
+            "fuzz_pushseq: ACK %llu (held %llu, built %llu), NACK %llu, held_then_refused %llu, "
+            "re-pushes %llu\n",
+            (unsigned long long)stats[S_ACK], (unsigned long long)stats[S_HELD],
+            (unsigned long long)stats[S_BUILT], (unsigned long long)stats[S_NACK],
+            (unsigned long long)stats[S_HELD_THEN_REFUSED], (unsigned long long)stats[S_REPUSH]);
+}
+
+static void setup(void)
+{
+    static int done;
+    char err[TG_ERRLEN];
+
+    if (done)
+        return;
+    done = 1;
+    if (tg_tls_init() < 0 ||
+        tg_config_parse(CONFIG, sizeof(CONFIG) - 1, "fuzz.yaml", &cfg, err) < 0) {
+        fprintf(stderr, "fuzz_pushseq: %s\n", err);
+        abort();
+    }
+    keys[0].pem = (char *)FUZZ_SERVER_KEY;
+    keys[0].pem_len = strlen(FUZZ_SERVER_KEY);
+    keys[1].pem = (char *)FUZZ_CLIENT_KEY;
+    keys[1].pem_len = strlen(FUZZ_CLIENT_KEY);
+    if (getenv("TG_FUZZ_STATS") != NULL)
+        atexit(print_stats);
+}
+
+/* ---- pushes made from a table ---- */
+
+static char *root_pem[] = {(char *)FUZZ_ROOT_PEM};
+static char *not_pem[] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
+static char *ids_ok[] = {"spiffe://mesh.local/ns/default/sa/client"};
+static char *ids_bad[] = {"https://mesh.local/x"};
+static char *serial_ok[] = {"0abc"};
+static char *serial_bad[] = {"XYZ"};
+static char *fpr_bad[] = {"abcd"};
+static char *suites_ok[] = {"TLS13-AES128-GCM-SHA256"};
+static char *suites_bad[] = {"NULL-MD5"};
+static uint32_t port_ok[] = {443}, port_bad[] = {70000};
+static unsigned char crl_junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+
+/* Fills p with variant v of a resource of type t (messages in *m, which outlive p). Variant
+ * 0 is empty where empty is valid; the others mix valid and invalid values. */
+struct msgs {
+    Tollgate__V1__TrustBundle tb;
+    Tollgate__V1__TrustDomainRoots roots[2], *rootsp[2];
+    Tollgate__V1__AuthorizationPolicy ap;
+    Tollgate__V1__Rule rule, *rulep[1];
+    Tollgate__V1__RateLimits rl;
+    Tollgate__V1__Limit limit, *limitp[1];
+    Tollgate__V1__Revocations rv;
+    ProtobufCBinaryData crl[1];
+    Tollgate__V1__MeshTable mt;
+    Tollgate__V1__Destination dest, *destp[1];
+    Tollgate__V1__ProxySettings ps;
+};
+
+static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_type t, unsigned v)
+{
+    switch (t) {
+    case TG_RES_TRUST_BUNDLE:
+        tollgate__v1__trust_bundle__init(&m->tb);
+        for (int i = 0; i < 2; i++) {
+            tollgate__v1__trust_domain_roots__init(&m->roots[i]);
+            m->rootsp[i] = &m->roots[i];
+        }
+        m->roots[0].trust_domain = "mesh.local";
+        m->roots[0].n_roots_pem = 1;
+        m->roots[0].roots_pem = v % 5 == 3 ? not_pem : root_pem;
+        m->roots[1].trust_domain = "other.test";
+        m->roots[1].n_roots_pem = 1;
+        m->roots[1].roots_pem = root_pem;
+        m->tb.domains = m->rootsp;
+        m->tb.n_domains = v % 5 == 2 ? 0 : v % 5 == 1 ? 2 : 1; /* 2: no roots at all */
+        if (v % 5 == 4)
+            m->roots[0].trust_domain = "Bad..Domain";
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
+        p->trust_bundle = &m->tb;
+        break;
+    case TG_RES_AUTHORIZATION:
+        tollgate__v1__authorization_policy__init(&m->ap);
+        tollgate__v1__rule__init(&m->rule);
+        m->rulep[0] = &m->rule;
+        m->rule.name = "r";
+        if (v % 5 != 0) {
+            m->ap.rules = m->rulep;
+            m->ap.n_rules = 1;
+        }
+        m->rule.principals = v % 5 == 2 ? ids_bad : ids_ok;
+        m->rule.n_principals = 1;
+        if (v % 5 == 3) {
+            m->rule.ports = port_bad;
+            m->rule.n_ports = 1;
+        } else if (v % 5 == 4) {
+            m->rule.ports = port_ok;
+            m->rule.n_ports = 1;
+            m->rule.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
+            m->ap.default_deny = 1;
+        }
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
+        p->authorization = &m->ap;
+        break;
+    case TG_RES_RATE_LIMITS:
+        tollgate__v1__rate_limits__init(&m->rl);
+        tollgate__v1__limit__init(&m->limit);
+        m->limitp[0] = &m->limit;
+        if (v % 5 != 0) {
+            m->rl.limits = m->limitp;
+            m->rl.n_limits = 1;
+        }
+        m->limit.match = v % 5 == 3 ? "spiffe://[" : "*";
+        m->limit.connections_per_second = v % 5 == 2 ? -1.5 : 10;
+        m->limit.burst = v % 5 == 4 ? 4000000000u : 5;
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS;
+        p->rate_limits = &m->rl;
+        break;
+    case TG_RES_REVOCATIONS:
+        tollgate__v1__revocations__init(&m->rv);
+        if (v % 5 == 1 || v % 5 == 2) {
+            m->rv.serials = v % 5 == 1 ? serial_ok : serial_bad;
+            m->rv.n_serials = 1;
+        } else if (v % 5 == 3) {
+            m->rv.fingerprints = fpr_bad;
+            m->rv.n_fingerprints = 1;
+        } else if (v % 5 == 4) {
+            m->crl[0] = (ProtobufCBinaryData){sizeof(crl_junk), crl_junk};
+            m->rv.crls = m->crl;
+            m->rv.n_crls = 1;
+        }
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_REVOCATIONS;
+        p->revocations = &m->rv;
+        break;
+    case TG_RES_MESH_TABLE:
+        tollgate__v1__mesh_table__init(&m->mt);
+        tollgate__v1__destination__init(&m->dest);
+        m->destp[0] = &m->dest;
+        if (v % 5 != 0) {
+            m->mt.destinations = m->destp;
+            m->mt.n_destinations = 1;
+        }
+        m->dest.cidr_or_address = v % 5 == 2 ? "999.1.1.1" : "10.0.0.0/24";
+        m->dest.port = 443;
+        m->dest.expected_ids = v % 5 == 3 ? ids_bad : ids_ok;
+        m->dest.n_expected_ids = v % 5 == 4 ? 0 : 1;
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_MESH_TABLE;
+        p->mesh_table = &m->mt;
+        break;
+    case TG_RES_PROXY_SETTINGS:
+        tollgate__v1__proxy_settings__init(&m->ps);
+        m->ps.min_tls_version = v % 5 == 1 ? "1.2" : v % 5 == 2 ? "1.1" : "";
+        if (v % 5 == 3) {
+            m->ps.cipher_suites = v & 8 ? suites_ok : suites_bad;
+            m->ps.n_cipher_suites = 1;
+        } else if (v % 5 == 4) {
+            m->ps.idle_timeout_ms = v & 8 ? 1000 : 1ULL << 60;
+        }
+        p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_PROXY_SETTINGS;
+        p->proxy_settings = &m->ps;
+        break;
+    default:
+        break; /* a push that carries nothing */
+    }
+}
+
+/* A ServerMessage with a push of type t, variant v, into buf; its length. */
+static size_t make_frame(enum tg_res_type t, unsigned v, const char *version, uint8_t *buf)
+{
+    Tollgate__V1__ServerMessage sm = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+    Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
+    struct msgs m;
+
+    memset(&m, 0, sizeof(m));
+    p.type = (Tollgate__V1__ResourceType)t;
+    p.version = (char *)version;
+    p.nonce = "n";
+    resource_variant(&p, &m, t, v);
+    sm.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
+    sm.push = &p;
+    if (tollgate__v1__server_message__get_packed_size(&sm) > FRAME_MAX)
+        abort();
+    return tollgate__v1__server_message__pack(&sm, buf);
+}
+
+/* ---- the shadow sidecar and the model ---- */
+
+struct shadow {
+    struct tg_cp_state cps;
+    const char *chain; /* NULL: none yet */
+    const struct tg_identity_key *key;
+    struct tg_gen *gen; /* the published generation */
+};
+
+struct model {
+    char version[TG_RES_N][129];
+    uint8_t frame[TG_RES_N][FRAME_MAX];
+    size_t frame_len[TG_RES_N];
+    bool built[TG_RES_N]; /* a generation has been built with what is held */
+};
+
+static int build(struct shadow *s, struct tg_gen **out, char *err)
+{
+    struct tg_gen_input in = {
+        .cfg = cfg,
+        .chain_pem = s->chain,
+        .chain_len = strlen(s->chain),
+        .key = s->key,
+        .cp = &s->cps,
+    };
+
+    return tg_gen_build(&in, out, err);
+}
+
+static void publish(struct shadow *s, struct model *m, struct tg_gen *g)
+{
+    tg_gen_unref(s->gen);
+    s->gen = g;
+    stats[S_BUILT]++;
+    for (int t = 0; t < TG_RES_N; t++) {
+        if (g->pushed[t] != s->cps.res[t])
+            abort(); /* the generation must be made of exactly what is held */
+        m->built[t] = true;
+    }
+}
+
+/* on_cp_push of control.c. Takes res. 0 (ACK) or negative (NACK). */
+static int apply_push(struct shadow *s, struct model *m, struct tg_resource *res,
+                      const char *version, char *err)
+{
+    enum tg_res_type t = res->type;
+    struct tg_cp_res *p, *old;
+    struct tg_gen *g;
+    int rc;
+
+    if ((p = tg_cp_res_new(res, version)) == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    old = s->cps.res[t];
+    s->cps.res[t] = p;
+    if (s->chain == NULL || s->cps.res[TG_RES_TRUST_BUNDLE] == NULL) {
+        tg_cp_res_unref(old);
+        m->built[t] = false;
+        stats[S_HELD]++;
+        return 0;
+    }
+    if ((rc = build(s, &g, err)) < 0) {
+        s->cps.res[t] = old;
+        tg_cp_res_unref(p);
+        return rc;
+    }
+    tg_cp_res_unref(old);
+    publish(s, m, g);
+    return 0;
+}
+
+/* on_cp_cert of control.c, with chain and key already checked for being what we asked. */
+static int apply_cert(struct shadow *s, struct model *m, const char *chain,
+                      const struct tg_identity_key *key, char *err)
+{
+    const char *old_chain = s->chain;
+    const struct tg_identity_key *old_key = s->key;
+    struct tg_gen *g;
+    int rc;
+
+    s->chain = chain;
+    s->key = key;
+    if (s->cps.res[TG_RES_TRUST_BUNDLE] == NULL) {
+        stats[S_HELD]++;
+        return 0;
+    }
+    if ((rc = build(s, &g, err)) < 0) {
+        s->chain = old_chain;
+        s->key = old_key;
+        return rc;
+    }
+    publish(s, m, g);
+    return 0;
+}
+
+/* Everything a NACK must leave as it was. */
+struct snapshot {
+    struct tg_cp_res *res[TG_RES_N];
+    const char *chain;
+    const struct tg_identity_key *key;
+    struct tg_gen *gen;
+};
+
+static void take(const struct shadow *s, struct snapshot *x)
+{
+    memcpy(x->res, s->cps.res, sizeof(x->res));
+    x->chain = s->chain;
+    x->key = s->key;
+    x->gen = s->gen;
+}
+
+static void check_err(const char *err)
+{
+    size_t n = strnlen(err, TG_ERRLEN);
+
+    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
+        abort();
+}
+
+/* tg_cp_res keeps 63 bytes of a version; the decoder accepts up to VERSION_MAX (128) and
+ * cp_client ACKs and resumes with the whole of it: only the part kept is compared. */
+static bool same_version(const char *held, const char *pushed)
+{
+    return strncmp(held, pushed, sizeof(((struct tg_cp_res *)0)->version) - 1) == 0;
+}
+
+/* A refusal of type t while another type's resource was ACKed without a build. */
+static void note_held_then_refused(const struct shadow *s, const struct model *m,
+                                   enum tg_res_type t)
+{
+    for (int u = TG_RES_TRUST_BUNDLE; u < TG_RES_N; u++) {
+        if (u != (int)t && s->cps.res[u] != NULL && !m->built[u]) {
+            stats[S_HELD_THEN_REFUSED]++;
+            return;
+        }
+    }
+}
+
+/* One push frame through decode and apply; the model follows. */
+static void push(struct shadow *s, struct model *m, const uint8_t *frame, size_t len, bool repush)
+{
+    struct tg_resource *r = NULL;
+    struct snapshot before;
+    char version[129], err[TG_ERRLEN] = "";
+    bool had_bundle = s->cps.res[TG_RES_TRUST_BUNDLE] != NULL, all_built = s->gen != NULL;
+    enum tg_res_type t;
+    int rc;
+
+    take(s, &before);
+    for (int u = 0; u < TG_RES_N; u++)
+        all_built = all_built && (s->cps.res[u] == NULL || m->built[u]);
+    if (tg_cp_client_decode_push(frame, len, &r, version, sizeof(version), err) < 0) {
+        check_err(err);
+        if (r != NULL || memcmp(&before.res, s->cps.res, sizeof(before.res)) != 0)
+            abort();
+        stats[S_NACK]++;
+        return;
+    }
+    t = r->type;
+    rc = apply_push(s, m, r, version, err);
+    if (rc < 0) {
+        struct snapshot after;
+
+        check_err(err);
+        take(s, &after);
+        if (memcmp(&before, &after, sizeof(before)) != 0)
+            abort(); /* a NACK must leave everything as it was */
+        if (repush && all_built)
+            abort(); /* what was held and built, pushed again, must be accepted */
+        if (!had_bundle || t == TG_RES_TRUST_BUNDLE)
+            note_held_then_refused(s, m, t);
+        stats[S_NACK]++;
+        return;
+    }
+    stats[S_ACK]++;
+    if (s->cps.res[t] == NULL || !same_version(s->cps.res[t]->version, version))
+        abort();
+    snprintf(m->version[t], sizeof(m->version[t]), "%s", version);
+    memcpy(m->frame[t], frame, len);
+    m->frame_len[t] = len;
+}
+
+static void check_model(const struct shadow *s, const struct model *m)
+{
+    for (int t = 0; t < TG_RES_N; t++) {
+        const char *held = s->cps.res[t] != NULL ? s->cps.res[t]->version : "";
+
+        if (!same_version(held, m->version[t]))
+            abort();
+    }
+    if (s->gen != NULL && s->chain == NULL)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *chains[4] = {
+        FUZZ_SERVER_CHAIN, FUZZ_CLIENT_CHAIN, FUZZ_SERVER_CHAIN,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"};
+    static uint8_t frame[FRAME_MAX];
+    static struct model m;
+    struct shadow s = {0};
+    size_t at = 0;
+
+    setup();
+    memset(&m, 0, sizeof(m));
+    for (int step = 0; step < STEPS_MAX && at + 3 <= size; step++) {
+        unsigned op = data[at] % 5, a = data[at + 1], b = data[at + 2];
+        enum tg_res_type t = (enum tg_res_type)(TG_RES_TRUST_BUNDLE + a % (TG_RES_N - 2));
+        char version[8], err[TG_ERRLEN] = "";
+        size_t len;
+
+        at += 3;
+        snprintf(version, sizeof(version), "v%u", b % 4);
+        switch (op) {
+        case 0:
+            len = make_frame(t, b, version, frame);
+            push(&s, &m, frame, len, false);
+            break;
+        case 1: {
+            struct snapshot before, after;
+            const char *chain = chains[a % 4];
+            const struct tg_identity_key *key = &keys[a % 4 == 1 || a % 4 == 2];
+
+            take(&s, &before);
+            if (apply_cert(&s, &m, chain, key, err) < 0) {
+                check_err(err);
+                note_held_then_refused(&s, &m, TG_RES_IDENTITY);
+                take(&s, &after);
+                if (memcmp(&before, &after, sizeof(before)) != 0)
+                    abort();
+                stats[S_NACK]++;
+            } else {
+                stats[S_ACK]++;
+            }
+            break;
+        }
+        case 2:
+            len = b < size - at ? b : size - at;
+            push(&s, &m, data + at, len, false);
+            at += len;
+            break;
+        case 3:
+            len = make_frame(t, b, version, frame);
+            frame[(b * 7) % len] ^= (uint8_t)(a | 1);
+            push(&s, &m, frame, len, false);
+            break;
+        default:
+            if (m.frame_len[t] > 0) {
+                memcpy(frame, m.frame[t], m.frame_len[t]);
+                stats[S_REPUSH]++;
+                push(&s, &m, frame, m.frame_len[t], true);
+            }
+        }
+        check_model(&s, &m);
+    }
+    tg_gen_unref(s.gen);
+    for (int t = 0; t < TG_RES_N; t++)
+        tg_cp_res_unref(s.cps.res[t]);
+    return 0;
+}
