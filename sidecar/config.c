@@ -65,6 +65,8 @@ enum kind {
     K_LIMITS,   /* the rate_limits.overrides list */
     K_KEYBY,    /* bool: "id" or "fingerprint" */
     K_FRACTION, /* double, strictly between 0 and 1 */
+    K_PROTOCOL, /* bool http: "tcp" or "http" */
+    K_HTTP,     /* an inbound listener's http: mapping (struct tg_http_cfg) */
 };
 
 struct field {
@@ -83,6 +85,7 @@ struct field {
 #define DEST(m) offsetof(struct tg_mesh_dest, m)
 #define RULE(m) offsetof(struct tg_rule_cfg, m)
 #define LIM(m) offsetof(struct tg_limit_cfg, m)
+#define HTTPC(m) offsetof(struct tg_http_cfg, m)
 #define LLIM(m) offsetof(struct tg_listener_limit_cfg, m)
 
 static const struct field identity_fields[] = {
@@ -172,6 +175,9 @@ static const struct field rule_fields[] = {
     {.key = "not_serials", .kind = K_STRS, .off = RULE(not_serials)},
     {.key = "ports", .kind = K_PORTS, .off = RULE(ports)},
     {.key = "not_ports", .kind = K_PORTS, .off = RULE(not_ports)},
+    {.key = "methods", .kind = K_STRS, .off = RULE(methods)},
+    {.key = "paths", .kind = K_STRS, .off = RULE(paths)},
+    {.key = "hosts", .kind = K_STRS, .off = RULE(hosts)},
     {.key = NULL},
 };
 
@@ -182,6 +188,11 @@ static const struct field rule_fields[] = {
      .max = 1000000},                                                                              \
         {.key = "burst", .kind = K_UINT, .off = LIM(burst), .max = 1000000},                       \
         {.key = "max_concurrent", .kind = K_UINT, .off = LIM(max_concurrent), .max = 1000000},     \
+        {.key = "requests_per_second",                                                             \
+         .kind = K_UINT,                                                                           \
+         .off = LIM(requests_per_second),                                                          \
+         .max = 10000000},                                                                         \
+        {.key = "requests_burst", .kind = K_UINT, .off = LIM(requests_burst), .max = 10000000},    \
     {                                                                                              \
         .key = "bytes_per_second", .kind = K_SIZE, .off = LIM(bytes_per_second), .min = 1,         \
         .max = 1ULL << 40                                                                          \
@@ -236,6 +247,15 @@ static const struct field listener_limit_fields[] = {
     {.key = NULL},
 };
 
+static const struct field http_fields[] = {
+    {.key = "xfcc", .kind = K_BOOL, .off = HTTPC(xfcc)},
+    {.key = "client_cert_header", .kind = K_BOOL, .off = HTTPC(client_cert)},
+    {.key = "max_head", .kind = K_SIZE, .off = HTTPC(max_head), .min = 1024, .max = 16 << 20},
+    {.key = "max_line", .kind = K_SIZE, .off = HTTPC(max_line), .min = 256, .max = 16 << 20},
+    {.key = "max_headers", .kind = K_UINT, .off = HTTPC(max_fields), .min = 1, .max = 10000},
+    {.key = NULL},
+};
+
 static const struct field inbound_fields[] = {
     {.key = "name", .kind = K_NAME, .off = IN(name)},
     {.key = "listen", .kind = K_LISTEN, .off = IN(listen), .required = true},
@@ -244,6 +264,8 @@ static const struct field inbound_fields[] = {
     {.key = "mode", .kind = K_MODE, .off = IN(mode)},
     {.key = "proxy_protocol", .kind = K_BOOL, .off = IN(proxy_protocol)},
     {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
+    {.key = "protocol", .kind = K_PROTOCOL, .off = IN(http)},
+    {.key = "http", .kind = K_HTTP, .off = IN(http_cfg), .sub = http_fields},
     {.key = "limits", .kind = K_MAP, .sub = listener_limit_fields, .off = IN(limits)},
     {.key = NULL},
 };
@@ -1168,6 +1190,13 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
             cap = ncap;
         }
         memset(arr + *n * size, 0, size);
+        if (inbound)
+            ((struct tg_inbound_cfg *)(arr + *n * size))->http_cfg = (struct tg_http_cfg){
+                .xfcc = true,
+                .max_head = 64 << 10,
+                .max_line = 16 << 10,
+                .max_fields = 100,
+            };
         (*n)++;
         item_line = ps->key_line = line_of(ps);
         if ((rc = walk_map(ps, item, inbound ? inbound_fields : outbound_fields,
@@ -1180,6 +1209,12 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
                 return rc;
             name = &c->inbound[*n - 1].name;
             listen_text = c->inbound[*n - 1].listen.text;
+            if (l->http_given && !l->http) {
+                char key[KEYPATH];
+
+                return fail(ps, item_line, join(key, item, "http"),
+                            "only with protocol: http");
+            }
         } else {
             const struct tg_outbound_cfg *l = &c->outbound[*n - 1];
             char key[KEYPATH];
@@ -1226,6 +1261,13 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         if (ps->ev.type != YAML_MAPPING_START_EVENT)
             return wrong_type(ps, path, "a mapping");
         return walk_map(ps, path, f->sub, (char *)obj + f->off); /* off 0: the same object */
+    case K_HTTP:
+        ((struct tg_inbound_cfg *)obj)->http_given = true;
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type != YAML_MAPPING_START_EVENT)
+            return wrong_type(ps, path, "a mapping");
+        return walk_map(ps, path, f->sub, dst);
     case K_INBOUND:
     case K_OUTBOUND:
         return parse_listeners(ps, path, f->kind == K_INBOUND);
@@ -1389,6 +1431,13 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
         *(double *)dst = d;
         return 0;
     }
+    case K_PROTOCOL:
+        if (strcmp(v, "tcp") == 0 || strcmp(v, "http") == 0) {
+            *(bool *)dst = strcmp(v, "http") == 0;
+            return 0;
+        }
+        return fail(ps, line_of(ps), path, "%s is not a protocol (want tcp or http)",
+                    show(shown, v));
     case K_PORT:
         if (quoted(ps) || !parse_u64(v, strlen(v), &u) || u < 1 || u > 65535)
             return fail(ps, line_of(ps), path, "%s is not a port (want 1..65535)", show(shown, v));
@@ -1492,6 +1541,53 @@ static int check_identity_source(struct parse *ps)
     return 0;
 }
 
+static bool has_port(const struct tg_intlist *l, int port)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i] == port)
+            return true;
+    return false;
+}
+
+/* A rule with HTTP conditions (methods, paths, hosts) must not apply to a port that is not
+ * protocol: http: there, no request is parsed, and the rule would match on the other
+ * fields alone. */
+static int check_http_rules(struct parse *ps)
+{
+    const struct tg_config *c = ps->c;
+    char key[KEYPATH];
+
+    for (size_t i = 0; i < c->n_rules; i++) {
+        const struct tg_rule_cfg *r = &c->rules[i];
+
+        if (r->methods.n + r->paths.n + r->hosts.n == 0)
+            continue;
+        keypath(key, "authorization.rules[%zu]", i);
+        for (size_t j = 0; j < c->n_inbound; j++) {
+            const struct tg_inbound_cfg *l = &c->inbound[j];
+            int port = ntohs(l->listen.ss.ss_family == AF_INET6
+                                 ? ((const struct sockaddr_in6 *)&l->listen.ss)->sin6_port
+                                 : ((const struct sockaddr_in *)&l->listen.ss)->sin_port);
+
+            if (l->http)
+                continue;
+            if (l->transparent)
+                return fail(ps, 0, key,
+                            "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
+                            "apply to inbound listener %s, which is transparent and not protocol: "
+                            "http",
+                            r->name, l->name);
+            if ((r->ports.n == 0 || has_port(&r->ports, port)) && !has_port(&r->not_ports, port))
+                return fail(ps, 0, key,
+                            "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
+                            "apply to port %d of inbound listener %s, which is not protocol: http "
+                            "(limit the rule with ports:)",
+                            r->name, port, l->name);
+        }
+    }
+    return 0;
+}
+
 static int parse_stream(struct parse *ps)
 {
     int rc;
@@ -1517,6 +1613,8 @@ static int parse_stream(struct parse *ps)
         return fail(ps, line_of(ps), NULL, "a second YAML document (want only one)");
     if (ps->c->n_inbound + ps->c->n_outbound == 0)
         return fail(ps, 0, "inbound, outbound", "no listeners (want at least one)");
+    if ((rc = check_http_rules(ps)) < 0)
+        return rc;
     return check_identity_source(ps);
 }
 
@@ -1734,6 +1832,9 @@ void tg_config_unref(struct tg_config *c)
         strlist_free(&r->not_fingerprints);
         strlist_free(&r->serials);
         strlist_free(&r->not_serials);
+        strlist_free(&r->methods);
+        strlist_free(&r->paths);
+        strlist_free(&r->hosts);
         free(r->ports.v);
         free(r->not_ports.v);
     }

@@ -37,6 +37,15 @@ struct tg_listener_limit_cfg {
     unsigned max_connections;  /* open at once; the excess is closed at accept */
 };
 
+/* protocol: http on an inbound listener: the http: settings. */
+struct tg_http_cfg {
+    bool xfcc;           /* add x-forwarded-client-cert (Envoy format); default true */
+    bool client_cert;    /* add Client-Cert (RFC 9440, the DER in base64); default false */
+    size_t max_head;     /* request head limit, bytes; default 64 KiB (at most buffer_size) */
+    size_t max_line;     /* one line of a head, chunk size or trailer; default 16 KiB */
+    unsigned max_fields; /* header fields per request; default 100 */
+};
+
 struct tg_inbound_cfg {
     char *name;                /* "name:" or "in-<listen>" */
     struct tg_addr listen;     /* mTLS in */
@@ -45,6 +54,9 @@ struct tg_inbound_cfg {
     enum tg_inbound_mode mode; /* default strict */
     bool proxy_protocol;       /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
     struct tg_strlist allow;   /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
+    bool http;                 /* protocol: http (default tcp): requests parsed, see http.h */
+    bool http_given;           /* an http: mapping was written */
+    struct tg_http_cfg http_cfg;
     struct tg_listener_limit_cfg limits;
 };
 
@@ -92,6 +104,7 @@ struct tg_rule_cfg {
     struct tg_strlist fingerprints, not_fingerprints;
     struct tg_strlist serials, not_serials;
     struct tg_intlist ports, not_ports;
+    struct tg_strlist methods, paths, hosts; /* HTTP conditions: protocol: http ports only */
 };
 
 /* Per-identity limits (0: none). */
@@ -101,6 +114,8 @@ struct tg_limit_cfg {
     unsigned burst; /* 0: one second's worth */
     unsigned max_concurrent;
     size_t bytes_per_second; /* from the caller, paced by pausing reads */
+    unsigned requests_per_second; /* protocol: http ports: requests, over it 429 */
+    unsigned requests_burst;      /* 0: one second's worth */
 };
 
 /* control_plane: the identity and the mesh configuration come from tollgate-cp. */

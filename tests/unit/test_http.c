@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tollgate/config.h"
 #include "tollgate/http.h"
 
 static const struct tg_http_limits lim = {.max_head = 4096, .max_line = 1024, .max_fields = 16};
@@ -182,7 +183,7 @@ static const struct {
      0, 400},
     {"too many fields",
      "GET / HTTP/1.1\r\n" H "a:1\r\nb:1\r\nc:1\r\nd:1\r\ne:1\r\nf:1\r\ng:1\r\nh:1\r\ni:1\r\nj:"
-                            "1\r\nk:1\r\nl:1\r\nm:1\r\nn:1\r\no:1\r\np:1\r\n\r\n",
+     "1\r\nk:1\r\nl:1\r\nm:1\r\nn:1\r\no:1\r\np:1\r\n\r\n",
      0, 431},
     {"too many empty lines", "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n" H "\r\n", 0,
      400},
@@ -469,6 +470,78 @@ START_TEST(test_http_local_response)
 }
 END_TEST
 
+/* ---- configuration: protocol, http:, HTTP rule conditions, request limits ---- */
+
+#define CID "identity: {cert: c.pem, key: k.pem, trust_bundle: ca.pem}\n"
+#define CIN(extra) "inbound:\n  - listen: 127.0.0.1:8443\n    upstream: 127.0.0.1:8080\n" extra
+
+static const struct {
+    const char *yaml;
+    const char *want; /* NULL: valid; else part of the error */
+} config_cases[] = {
+    {CID CIN("    protocol: http\n"), NULL},
+    {CID CIN("    protocol: tcp\n"), NULL},
+    {CID CIN("    protocol: http\n    http: {xfcc: false, client_cert_header: true, max_head: "
+             "8KiB, max_line: 1KiB, max_headers: 20}\n"),
+     NULL},
+    {CID CIN("    protocol: grpc\n"), "t.yaml:5: inbound[0].protocol: \"grpc\" is not a protocol"},
+    {CID CIN("    http: {xfcc: false}\n"), "inbound[0].http: only with protocol: http"},
+    {CID CIN("    protocol: http\n    http: {xfcc: maybe}\n"), "inbound[0].http.xfcc"},
+    {CID CIN("    protocol: http\n    http: {bogus: 1}\n"), "inbound[0].http.bogus: unknown key"},
+    {CID CIN("    protocol: http\n    http: {max_head: 10}\n"), "inbound[0].http.max_head"},
+    {CID CIN("    protocol: http\n") "authorization:\n  rules:\n    - {name: r, action: allow, "
+                                     "methods: [GET], paths: [\"/api/*\"]}\n",
+     NULL},
+    {CID CIN("") "authorization:\n  rules:\n    - {name: r, action: allow, methods: [GET]}\n",
+     "authorization.rules[0]: rule \"r\" has HTTP conditions"},
+    {CID CIN("") "authorization:\n  rules:\n    - {name: r, action: deny, hosts: [a], ports: "
+                 "[9999]}\n",
+     NULL},
+    {CID CIN("") "authorization:\n  rules:\n    - {name: r, action: deny, hosts: [a], ports: "
+                 "[8443]}\n",
+     "could apply to port 8443 of inbound listener in-127.0.0.1:8443"},
+    {CID "inbound:\n  - {listen: 127.0.0.1:8443, transparent: true}\n"
+         "authorization:\n  rules:\n    - {name: r, action: deny, paths: [/x], ports: [80]}\n",
+     "transparent and not protocol: http"},
+    {CID CIN("    protocol: http\n") "rate_limits:\n  default: {requests_per_second: 10, "
+                                     "requests_burst: 20}\n",
+     NULL},
+    {CID CIN("") "rate_limits:\n  default: {requests_per_second: -1}\n",
+     "rate_limits.default.requests_per_second"},
+};
+
+START_TEST(test_http_config_table)
+{
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+    int rc =
+        tg_config_parse(config_cases[_i].yaml, strlen(config_cases[_i].yaml), "t.yaml", &c, err);
+
+    if (config_cases[_i].want == NULL)
+        ck_assert_msg(rc == 0, "%s: %s", config_cases[_i].yaml, err);
+    else
+        ck_assert_msg(rc < 0 && strstr(err, config_cases[_i].want) != NULL, "%s: got \"%s\"",
+                      config_cases[_i].yaml, err);
+    tg_config_unref(c);
+}
+END_TEST
+
+START_TEST(test_http_config_defaults)
+{
+    static const char yaml[] = CID CIN("    protocol: http\n");
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err) == 0, "%s", err);
+    ck_assert(c->inbound[0].http);
+    ck_assert(c->inbound[0].http_cfg.xfcc);
+    ck_assert(!c->inbound[0].http_cfg.client_cert);
+    ck_assert_uint_eq(c->inbound[0].http_cfg.max_head, 65536);
+    ck_assert_uint_eq(c->inbound[0].http_cfg.max_fields, 100);
+    tg_config_unref(c);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -487,6 +560,9 @@ static Suite *http_suite(void)
     tcase_add_loop_test(tc, test_http_response_table, 0,
                         (int)(sizeof(resp_cases) / sizeof(resp_cases[0])));
     tcase_add_test(tc, test_http_local_response);
+    tcase_add_loop_test(tc, test_http_config_table, 0,
+                        (int)(sizeof(config_cases) / sizeof(config_cases[0])));
+    tcase_add_test(tc, test_http_config_defaults);
     suite_add_tcase(s, tc);
     return s;
 }
