@@ -183,11 +183,6 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "buffer_size";
     if (a->access_log != b->access_log)
         return "access_log";
-    if (a->handshake_timeout_ms != b->handshake_timeout_ms ||
-        a->idle_timeout_ms != b->idle_timeout_ms ||
-        a->connect_timeout_ms != b->connect_timeout_ms ||
-        a->drain_timeout_ms != b->drain_timeout_ms)
-        return "timeouts";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
         !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths))
         return "identity file paths";
@@ -515,7 +510,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     start_drain(ctl, signum == SIGTERM ? "SIGTERM" : "SIGINT");
     ctl->stopping = true;
-    ctl->drain_deadline = uv_now(&ctl->loop) + ctl->cfg->drain_timeout_ms;
+    ctl->drain_deadline = uv_now(&ctl->loop) + ctl->cur->drain_timeout_ms;
     uv_timer_start(&ctl->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
 }
 

@@ -1,7 +1,8 @@
 /* Rate limits per caller identity, end to end: a noisy identity limited to a few new
  * connections per second is refused beyond them while another identity runs unthrottled at
- * a higher rate; and a bytes_per_second limit paces a caller's upload to within 15% over
- * 10 s (reads paused, the connection never cut). */
+ * a higher rate; a bytes_per_second limit paces a caller's upload to within 15% over 10 s
+ * (reads paused, the connection never cut); and a listener's connection cap closes the
+ * excess at once while the connections within it carry on. */
 #include "harness.h"
 
 #include <pthread.h>
@@ -15,7 +16,7 @@
 #define BYTES_PER_SECOND (256 * 1024)
 
 static struct it_proc *echo, *b;
-static int echo_port, in_port, b_admin;
+static int echo_port, in_port, capped_port, b_admin;
 
 static void setup(void)
 {
@@ -24,6 +25,7 @@ static void setup(void)
     it_certs("issue", "--ca", "ca", "--out", "noisy", "--spiffe", NOISY_ID, NULL);
     echo = it_echo_start("echo", &echo_port);
     in_port = it_free_port();
+    capped_port = it_free_port();
     b_admin = it_free_port();
     it_write_file("b.yaml",
                   "admin: 127.0.0.1:%d\n"
@@ -33,8 +35,10 @@ static void setup(void)
                   "    - {principal: \"" NOISY_ID "\", connections_per_second: 2, burst: 2}\n"
                   "    - {principal: \"" IT_API_ID "\", bytes_per_second: %d}\n"
                   "inbound:\n"
-                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n",
-                  b_admin, BYTES_PER_SECOND, in_port, echo_port);
+                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n"
+                  "  - {name: capped-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
+                  "     limits: {max_connections: 3}}\n",
+                  b_admin, BYTES_PER_SECOND, in_port, echo_port, capped_port, echo_port);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
@@ -43,8 +47,8 @@ static void teardown(void)
     it_teardown();
 }
 
-/* An outbound sidecar with identity name, without resumption, towards B. */
-static int start_a(const char *name)
+/* An outbound sidecar with identity name, without resumption, towards B's port to. */
+static int start_a_to(const char *name, int to)
 {
     int port = it_free_port(), admin = it_free_port();
     char file[64];
@@ -57,10 +61,53 @@ static int start_a(const char *name)
                   "outbound:\n"
                   "  - {name: out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
                   "     expect: [\"" IT_WEB_ID "\"]}\n",
-                  admin, name, name, port, in_port);
+                  admin, name, name, port, to);
     it_sidecar_start(name, file, admin, 0);
     return port;
 }
+
+static int start_a(const char *name)
+{
+    return start_a_to(name, in_port);
+}
+
+/* A connection through port that echoes a line, kept open. */
+static int held(int port)
+{
+    char buf[8];
+    int fd = it_connect(port, 5000);
+
+    ck_assert_int_ge(fd, 0);
+    if (!it_send_all(fd, "held\n", 5) || it_recv_full(fd, buf, 5) != 5) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+START_TEST(test_listener_cap_closes_the_excess_at_once)
+{
+    int port = start_a_to("api", capped_port), fds[3], extra;
+    char buf[8];
+
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg((fds[i] = held(port)) >= 0, "connection %d of 3 under the cap failed", i);
+    extra = held(port);
+    ck_assert_msg(extra < 0, "a 4th connection got through a cap of 3");
+    ck_assert(it_wait_stat(b_admin, "tollgate_listener_limited_total", "listener=\"capped-in\"", 1,
+                           5000) >= 1);
+    for (int i = 0; i < 3; i++) /* the three are unaffected */
+        ck_assert_msg(it_send_all(fds[i], "more\n", 5) && it_recv_full(fds[i], buf, 5) == 5,
+                      "connection %d under the cap broke", i);
+    close(fds[0]); /* room again, once B has seen the close */
+    for (int i = 0; i < 50 && (extra = held(port)) < 0; i++)
+        it_sleep_ms(100);
+    ck_assert_msg(extra >= 0, "no room after one of the three closed");
+    close(extra);
+    close(fds[1]);
+    close(fds[2]);
+}
+END_TEST
 
 START_TEST(test_noisy_identity_limited_while_other_runs_free)
 {
@@ -153,6 +200,7 @@ int main(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_noisy_identity_limited_while_other_runs_free);
     tcase_add_test(tc, test_bytes_per_second_paces_within_15_percent);
+    tcase_add_test(tc, test_listener_cap_closes_the_excess_at_once);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);

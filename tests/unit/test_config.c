@@ -47,6 +47,17 @@ static const struct {
     {ID IN1 "tls: {min_version: 1.2}\ntimeouts: {handshake: 250ms, idle: 3600, connect: 1m}\n",
      NULL},
     {ID IN1 "tls: {}\ntimeouts: {}\n", NULL},
+    {ID IN1 "tls: {cipher_suites: [TLS13-AES256-GCM-SHA384]}\n", NULL},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', limits: {max_connections: 5, "
+        "connections_per_second: 100, burst: 200}}]\n",
+     NULL},
+    {ID "outbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', expect: [spiffe://a/b], "
+        "limits: {max_connections: 5}}]\n",
+     NULL},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', limits: {max_conns: 5}}]\n",
+     "inbound[0].limits.max_conns: unknown key"},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', limits: {burst: -1}}]\n",
+     "inbound[0].limits.burst"},
 
     /* transparent listeners, inbound modes, mesh destinations */
     {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, mode: permissive}]\n", NULL},

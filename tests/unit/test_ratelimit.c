@@ -482,6 +482,80 @@ START_TEST(test_table_shared_by_threads)
 }
 END_TEST
 
+/* Limit sets: first match wins, in every match form; a limiter that stays keeps its table
+ * (and so its buckets' levels, under the new limits once applied); a new one starts full. */
+START_TEST(test_limit_set_match_and_carry_over)
+{
+    struct tg_limit_rule r1[] = {
+        {"spiffe://mesh.local/ns/a/*", false, {.conns = {1, 2}}},
+        {"*/sa/b", true, {.max_conns = 1}},
+        {"spiffe://mesh.local/ns/c/sa/c", false, {{0, 0}, 0, {0, 0}}}, /* exempt */
+        {"*", false, {.conns = {100, 100}}},
+    };
+    struct tg_limit_rule r2[] = {
+        {"spiffe://mesh.local/ns/a/*", false, {.conns = {1, 5}}},
+        {"*/sa/b", false, {.max_conns = 1}}, /* now keyed by ID: another table */
+    };
+    struct tg_limit_set *s1 = NULL, *s2 = NULL;
+    const struct tg_limiter *l;
+    struct tg_ratelimit_key *k;
+    struct tg_ratelimit_stat st;
+
+    ck_assert_int_eq(tg_limit_set_new(r1, 4, NULL, 100, &s1), 0);
+    ck_assert_str_eq(tg_limit_set_find(s1, A)->match, "spiffe://mesh.local/ns/a/*");
+    ck_assert_str_eq(tg_limit_set_find(s1, B)->match, "*/sa/b");
+    ck_assert(tg_limit_set_find(s1, B)->by_fingerprint);
+    ck_assert_ptr_null(tg_limit_set_find(s1, "spiffe://mesh.local/ns/c/sa/c")->table);
+    ck_assert_str_eq(tg_limit_set_find(s1, "spiffe://other/x")->match, "*");
+    ck_assert_ptr_null(tg_limit_set_find(NULL, A));
+
+    /* A spends both of its burst */
+    l = tg_limit_set_find(s1, A);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(tg_ratelimit_conn_acquire(l->table, KEY(A), T0, &k, NULL),
+                         TG_RATELIMIT_ADMIT);
+        tg_ratelimit_conn_release(l->table, k, T0);
+    }
+    ck_assert_int_eq(tg_ratelimit_conn_acquire(l->table, KEY(A), T0, &k, NULL),
+                     TG_RATELIMIT_OVER_RATE);
+
+    ck_assert_int_eq(tg_limit_set_new(r2, 2, s1, 100, &s2), 0);
+    ck_assert_ptr_eq(tg_limit_set_find(s2, A)->table, tg_limit_set_find(s1, A)->table);
+    ck_assert_ptr_ne(tg_limit_set_find(s2, B)->table, tg_limit_set_find(s1, B)->table);
+    ck_assert_ptr_null(tg_limit_set_find(s2, "spiffe://other/x"));
+    /* nothing changes until applied; then the level is kept (0) under burst 5 */
+    ck_assert_uint_eq(tg_ratelimit_limits_of(tg_limit_set_find(s2, A)->table).conns.burst, 2);
+    tg_limit_set_apply(s2, T0);
+    ck_assert_uint_eq(tg_ratelimit_limits_of(tg_limit_set_find(s2, A)->table).conns.burst, 5);
+    ck_assert(tg_ratelimit_stat(tg_limit_set_find(s2, A)->table, KEY(A), T0, &st));
+    ck_assert_uint_eq(st.conn_tokens, 0);
+    /* the old set goes; the carried table lives on in the new one */
+    tg_limit_set_unref(s1);
+    ck_assert(tg_ratelimit_stat(tg_limit_set_find(s2, A)->table, KEY(A), T0 + S, &st));
+    ck_assert_uint_eq(st.conn_tokens, 1);
+    tg_limit_set_unref(s2);
+}
+END_TEST
+
+START_TEST(test_limit_set_bad_match)
+{
+    static const char *bad[] = {"", "spiffe://a*b", "**", "*a*", "a*b*"};
+    char why[TG_ERRLEN];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct tg_limit_rule r = {bad[i], false, {.max_conns = 1}};
+        struct tg_limit_set *s = NULL;
+
+        ck_assert_msg(tg_limit_match_check(bad[i], why) == TG_EINVAL, "\"%s\" accepted", bad[i]);
+        ck_assert_int_eq(tg_limit_set_new(&r, 1, NULL, 10, &s), TG_EINVAL);
+        ck_assert_ptr_null(s);
+    }
+    ck_assert_int_eq(tg_limit_match_check("*", why), 0);
+    ck_assert_int_eq(tg_limit_match_check("spiffe://x/*", why), 0);
+    ck_assert_int_eq(tg_limit_match_check("*/sa/x", why), 0);
+}
+END_TEST
+
 static Suite *ratelimit_suite(void)
 {
     Suite *s = suite_create("ratelimit");
@@ -506,6 +580,8 @@ static Suite *ratelimit_suite(void)
     tcase_add_test(tc, test_table_many_keys);
     tcase_add_test(tc, test_table_bad_arguments);
     tcase_add_test(tc, test_table_shared_by_threads);
+    tcase_add_test(tc, test_limit_set_match_and_carry_over);
+    tcase_add_test(tc, test_limit_set_bad_match);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -382,6 +382,61 @@ START_TEST(test_tls_version_text_names_aesni)
 }
 END_TEST
 
+/* tls.cipher_suites and pushed proxy settings: only suites we offer, each once, one of TLS 1.3. */
+START_TEST(test_tls_check_suites)
+{
+    static const struct {
+        const char *v[3];
+        bool tls12;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        {{"TLS13-AES128-GCM-SHA256"}, false, NULL},
+        {{"TLS_CHACHA20_POLY1305_SHA256", "TLS13-AES256-GCM-SHA384"}, false, NULL},
+        {{"TLS13-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"}, true, NULL},
+        {{"ECDHE-ECDSA-AES128-GCM-SHA256"}, false, "TLS 1.2 only"},
+        {{"ECDHE-ECDSA-AES128-GCM-SHA256"}, true, "none for TLS 1.3"},
+        {{"TLS13-AES128-CCM-SHA256"}, false, "unknown or not offered"},
+        {{"AES128-SHA"}, true, "unknown or not offered"},
+        {{"NULL-SHA256"}, true, "unknown or not offered"},
+        {{"TLS13-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"}, false, "listed twice"},
+    };
+
+    for (size_t i = 0; i < TG_NELEM(cases); i++) {
+        struct tg_strlist l = {(char **)cases[i].v, 0};
+        char why[TG_ERRLEN] = "";
+        int rc;
+
+        while (l.n < 3 && cases[i].v[l.n] != NULL)
+            l.n++;
+        rc = tg_tls_check_suites(&l, cases[i].tls12, why);
+        if (cases[i].want == NULL)
+            ck_assert_msg(rc == 0, "case %zu refused: %s", i, why);
+        else
+            ck_assert_msg(rc == TG_EINVAL && strstr(why, cases[i].want) != NULL,
+                          "case %zu: rc %d, %s", i, rc, why);
+    }
+}
+END_TEST
+
+/* A server restricted to one suite: the handshake picks it. */
+START_TEST(test_tls_cipher_suites_applied)
+{
+    char *only[] = {"TLS13-CHACHA20-POLY1305-SHA256"};
+    struct tg_strlist suites = {only, 1};
+    struct tg_tls_settings st = {.max_chain_depth = 4, .cipher_suites = &suites};
+    struct side c, s;
+
+    side_init(&s, "web", "ca.pem", true, NULL, &st);
+    side_init(&c, "api", "ca.pem", false, WEB, NULL);
+    handshake(&c, &s);
+    ck_assert_int_eq(c.rc, 0);
+    ck_assert_int_eq(s.rc, 0);
+    ck_assert_str_eq(tg_tls_cipher(c.tls), "TLS13-CHACHA20-POLY1305-SHA256");
+    side_free(&c);
+    side_free(&s);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -390,6 +445,8 @@ static Suite *tls_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_tls_mutual_handshake_and_data);
+    tcase_add_test(tc, test_tls_check_suites);
+    tcase_add_test(tc, test_tls_cipher_suites_applied);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
     tcase_add_test(tc, test_tls_extra_trust_domain_accepted_when_listed);
     tcase_add_test(tc, test_tls_chain_depth_limit);
