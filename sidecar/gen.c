@@ -321,6 +321,7 @@ static struct tg_ratelimit_limits limits_of_cfg(const struct tg_limit_cfg *l)
         .conns = {l->conns_per_second, l->burst},
         .max_conns = l->max_concurrent,
         .bytes = {l->bytes_per_second, 0},
+        .requests = {l->requests_per_second, l->requests_burst},
     };
 }
 

@@ -152,7 +152,7 @@ struct tg_ratelimit_key {
     struct tg_ratelimit_key *idle_prev, *idle_next; /* idle list, while active == 0 */
     uint64_t hash;
     uint32_t active;
-    struct tg_bucket conns, bytes;
+    struct tg_bucket conns, bytes, requests;
     size_t len;
     char key[];
 };
@@ -216,7 +216,9 @@ static bool evictable(const struct tg_ratelimit *t, const struct tg_ratelimit_ke
            (l->conns.rate == 0 ||
             tg_bucket_level(&k->conns, &l->conns, now) >= burst_of(&l->conns)) &&
            (l->bytes.rate == 0 ||
-            tg_bucket_level(&k->bytes, &l->bytes, now) >= burst_of(&l->bytes));
+            tg_bucket_level(&k->bytes, &l->bytes, now) >= burst_of(&l->bytes)) &&
+           (l->requests.rate == 0 ||
+            tg_bucket_level(&k->requests, &l->requests, now) >= burst_of(&l->requests));
 }
 
 static void remove_key(struct tg_ratelimit *t, struct tg_ratelimit_key *k)
@@ -283,6 +285,7 @@ static int insert(struct tg_ratelimit *t, const char *key, size_t len, uint64_t 
     k->hash = h;
     tg_bucket_init(&k->conns, &t->lim.conns, now);
     tg_bucket_init(&k->bytes, &t->lim.bytes, now);
+    tg_bucket_init(&k->requests, &t->lim.requests, now);
     k->chain = t->buckets[h & t->mask];
     t->buckets[h & t->mask] = k;
     t->count++;
@@ -347,6 +350,7 @@ void tg_ratelimit_set_limits(struct tg_ratelimit *t, const struct tg_ratelimit_l
         for (struct tg_ratelimit_key *k = t->buckets[i]; k != NULL; k = k->chain) {
             tg_bucket_relimit(&k->conns, &t->lim.conns, &lim->conns, now_ns);
             tg_bucket_relimit(&k->bytes, &t->lim.bytes, &lim->bytes, now_ns);
+            tg_bucket_relimit(&k->requests, &t->lim.requests, &lim->requests, now_ns);
         }
     }
     t->lim = *lim;
@@ -405,6 +409,17 @@ uint64_t tg_ratelimit_bytes_take(struct tg_ratelimit *t, struct tg_ratelimit_key
     return got;
 }
 
+bool tg_ratelimit_request_take(struct tg_ratelimit *t, struct tg_ratelimit_key *k,
+                               uint64_t now_ns, uint64_t *retry_ns)
+{
+    uint64_t got;
+
+    pthread_mutex_lock(&t->lock);
+    got = tg_bucket_take(&k->requests, &t->lim.requests, 1, now_ns, retry_ns);
+    pthread_mutex_unlock(&t->lock);
+    return got == 1;
+}
+
 size_t tg_ratelimit_sweep(struct tg_ratelimit *t, uint64_t now_ns)
 {
     size_t n = 0;
@@ -457,7 +472,8 @@ bool tg_ratelimit_stat(struct tg_ratelimit *t, const char *key, size_t len, uint
 
 static bool limits_nothing(const struct tg_ratelimit_limits *l)
 {
-    return l->conns.rate == 0 && l->max_conns == 0 && l->bytes.rate == 0;
+    return l->conns.rate == 0 && l->max_conns == 0 && l->bytes.rate == 0 &&
+           l->requests.rate == 0;
 }
 
 int tg_limit_match_check(const char *match, char *why)

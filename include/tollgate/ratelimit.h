@@ -88,6 +88,7 @@ struct tg_ratelimit_limits {
     struct tg_bucket_limit conns; /* new connections per second, per key */
     uint32_t max_conns;           /* concurrent connections per key; 0: no limit */
     struct tg_bucket_limit bytes; /* bytes per second per key (what the caller counts) */
+    struct tg_bucket_limit requests; /* HTTP requests per second per key (protocol: http) */
 };
 
 struct tg_ratelimit;
@@ -134,6 +135,11 @@ uint64_t tg_ratelimit_bytes_take(struct tg_ratelimit *t, struct tg_ratelimit_key
 /* Frees keys without connections whose buckets are full again (forgetting them loses
  * nothing), oldest first; returns how many. For a periodic timer: new keys evict such keys
  * on their own when the table is full. */
+/* Takes one request token from k's request bucket: true when there was one (or no limit);
+ * false with *retry_ns until the next. */
+bool tg_ratelimit_request_take(struct tg_ratelimit *t, struct tg_ratelimit_key *k,
+                               uint64_t now_ns, uint64_t *retry_ns);
+
 size_t tg_ratelimit_sweep(struct tg_ratelimit *t, uint64_t now_ns);
 
 struct tg_ratelimit_stat {

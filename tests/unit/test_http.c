@@ -7,6 +7,7 @@
 
 #include "tollgate/config.h"
 #include "tollgate/http.h"
+#include "tollgate/ratelimit.h"
 
 static const struct tg_http_limits lim = {.max_head = 4096, .max_line = 1024, .max_fields = 16};
 
@@ -542,6 +543,28 @@ START_TEST(test_http_config_defaults)
 }
 END_TEST
 
+
+/* The per-request bucket of a rate-limit key (requests_per_second, requests_burst). */
+START_TEST(test_http_request_bucket)
+{
+    struct tg_ratelimit_limits l = {.requests = {.rate = 2, .burst = 3}};
+    struct tg_ratelimit *t = NULL;
+    struct tg_ratelimit_key *k = NULL;
+    uint64_t now = 1000000000ull, retry = 0;
+
+    ck_assert_int_eq(tg_ratelimit_new(&l, 16, &t), 0);
+    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, "id", 2, now, &k, &retry), TG_RATELIMIT_ADMIT);
+    for (int i = 0; i < 3; i++)
+        ck_assert(tg_ratelimit_request_take(t, k, now, &retry));
+    ck_assert(!tg_ratelimit_request_take(t, k, now, &retry));
+    ck_assert_uint_gt(retry, 0);
+    ck_assert_uint_le(retry, 500000000ull);
+    ck_assert(tg_ratelimit_request_take(t, k, now + 500000000ull, &retry));
+    tg_ratelimit_conn_release(t, k, now);
+    tg_ratelimit_unref(t);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -563,6 +586,7 @@ static Suite *http_suite(void)
     tcase_add_loop_test(tc, test_http_config_table, 0,
                         (int)(sizeof(config_cases) / sizeof(config_cases[0])));
     tcase_add_test(tc, test_http_config_defaults);
+    tcase_add_test(tc, test_http_request_bucket);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -409,7 +409,7 @@ END_TEST
 
 START_TEST(test_table_bad_arguments)
 {
-    struct tg_ratelimit_limits lim = {{0, 0}, 0, {0, 0}};
+    struct tg_ratelimit_limits lim = {{0, 0}, 0, {0, 0}, {0, 0}};
     struct tg_ratelimit *t = NULL;
     struct tg_ratelimit_key *k;
     char *big = calloc(1, TG_RATELIMIT_KEY_MAX + 1);
@@ -489,7 +489,7 @@ START_TEST(test_limit_set_match_and_carry_over)
     struct tg_limit_rule r1[] = {
         {"spiffe://mesh.local/ns/a/*", false, {.conns = {1, 2}}},
         {"*/sa/b", true, {.max_conns = 1}},
-        {"spiffe://mesh.local/ns/c/sa/c", false, {{0, 0}, 0, {0, 0}}}, /* exempt */
+        {"spiffe://mesh.local/ns/c/sa/c", false, {{0, 0}, 0, {0, 0}, {0, 0}}}, /* exempt */
         {"*", false, {.conns = {100, 100}}},
     };
     struct tg_limit_rule r2[] = {
