@@ -1,11 +1,13 @@
 /* CRLs in the static config (identity.crl): made by `openssl ca`, checked by wolfSSL inside
  * the handshake, and replaced live: a certificate revoked in a new CRL is refused at its
- * next handshake ("revoked"); a broken CRL is refused and the last good one kept. */
+ * next handshake ("revoked"); a broken or stale (nextUpdate passed) CRL is refused and the
+ * last good one kept; an issuer without a CRL (an intermediate) is refused. */
 #include "harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct it_proc *echo, *b;
@@ -96,6 +98,74 @@ START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
 }
 END_TEST
 
+/* nextUpdate in the past: a CRL that is out of date may miss revocations, so it is refused
+ * like a broken one and the last good one stays; api is still served under the good one. */
+START_TEST(test_stale_crl_is_refused_and_the_last_good_one_kept)
+{
+    char last[32], next[32];
+    time_t now = time(NULL) - 2 * 86400, then = time(NULL) - 86400;
+    struct tm tm;
+
+    ck_assert_msg(call_as("api"), "api refused under a fresh CRL");
+    gmtime_r(&now, &tm);
+    strftime(last, sizeof(last), "%Y%m%d%H%M%SZ", &tm);
+    gmtime_r(&then, &tm);
+    strftime(next, sizeof(next), "%Y%m%d%H%M%SZ", &tm);
+    {
+        char args[160];
+
+        snprintf(args, sizeof(args), "-gencrl -crl_lastupdate %s -crl_nextupdate %s -out crl.new",
+                 last, next);
+        openssl_ca(args);
+    }
+    ck_assert_int_eq(rename("crl.new", "crl.pem"), 0);
+    ck_assert_msg(it_wait_file_contains("b.err", "refused, keeping serial", 5000),
+                  "a stale CRL was not refused");
+    ck_assert(it_file_contains("b.err", "identity.crl"));
+    ck_assert_msg(call_as("api"), "api refused after a stale CRL was refused");
+    ck_assert_int_eq(it_echo_accepts(echo), 2);
+}
+END_TEST
+
+/* Once CRLs are configured every issuer needs one: a leaf under an intermediate (made by the
+ * openssl CLI) for which no CRL is configured is refused, although nothing revoked it. */
+START_TEST(test_issuer_without_a_crl_is_refused)
+{
+    char cmd[2048], *out = NULL, *err = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    bool echoed;
+
+    snprintf(cmd, sizeof(cmd),
+             "set -e; o='%s';"
+             "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n'"
+             " > int.ext;"
+             "printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+             "extendedKeyUsage=clientAuth,serverAuth\\nsubjectAltName=URI:" IT_API_ID "\\n'"
+             " > deep.ext;"
+             "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout int1.key "
+             "-out int1.csr -subj /CN=int1 2>/dev/null;"
+             "$o x509 -req -in int1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+             "-extfile int.ext -out int1.pem 2>/dev/null;"
+             "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout deep.key "
+             "-out deep.csr -subj /CN=deep 2>/dev/null;"
+             "$o x509 -req -in deep.csr -CA int1.pem -CAkey int1.key -CAcreateserial -days 1 "
+             "-extfile deep.ext -out deep.pem 2>/dev/null;"
+             "(echo marker-c41; sleep 1) | $o s_client -connect 127.0.0.1:%d -CAfile ca.pem "
+             "-tls1_3 -brief -cert deep.pem -key deep.key -cert_chain int1.pem 2>&1",
+             it_openssl(), in_port);
+    ck_assert_msg(it_run(argv, NULL, 30000, &out, &err) >= 0, "openssl did not end: %s", err);
+    echoed = out != NULL && strstr(out, "marker-c41") != NULL;
+    free(out);
+    free(err);
+    ck_assert_msg(!echoed, "a chain whose intermediate has no CRL got through");
+    ck_assert_msg(it_wait_stat(b_admin, "tollgate_handshakes_failed_total", "listener=\"web-in\"",
+                               1, 5000) >= 1,
+                  "the refusal was not counted");
+    ck_assert_int_eq(it_echo_accepts(echo), 0);
+    ck_assert_msg(call_as("api"), "api (issued by the root, which has a CRL) refused");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("crl");
@@ -106,6 +176,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_crl_revocation_applies_live_and_bad_crl_is_refused);
+    tcase_add_test(tc, test_stale_crl_is_refused_and_the_last_good_one_kept);
+    tcase_add_test(tc, test_issuer_without_a_crl_is_refused);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
