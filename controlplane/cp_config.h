@@ -28,14 +28,14 @@ struct tg_cp_config {
     char *server_key;
     char *ca_cert; /* signing CA, then its intermediates */
     char *ca_key;
-    uint64_t cert_ttl_ms;    /* default 24 h, at least 1 s */
-    char *tokens;            /* bootstrap tokens file; NULL: none accepted */
+    uint64_t cert_ttl_ms; /* default 24 h, at least 1 s */
+    char *tokens;         /* bootstrap tokens file; NULL: none accepted */
     /* kubernetes: projected service-account tokens (cp_jwt.h); k8s_keys NULL: none */
     char *k8s_issuer;
     struct tg_strlist k8s_audiences; /* at least one */
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
     struct tg_addr admin;            /* plain-HTTP /healthz and /stats; len 0: none */
-    struct tg_strlist roots; /* our trust domain's roots; empty: ca.cert when self-signed */
+    struct tg_strlist roots;         /* our trust domain's roots; empty: ca.cert when self-signed */
     struct tg_cp_extra_roots *extra_roots;
     size_t n_extra_roots;
     struct tg_strlist mesh; /* mesh files */
