@@ -244,6 +244,11 @@ static const struct field listener_limit_fields[] = {
     {.key = "connections_per_second", .kind = K_UINT, .off = LLIM(conns_per_second), .max = 1000000},
     {.key = "burst", .kind = K_UINT, .off = LLIM(burst), .max = 1000000},
     {.key = "max_connections", .kind = K_UINT, .off = LLIM(max_connections), .max = 10000000},
+    {.key = "bytes_per_second",
+     .kind = K_SIZE,
+     .off = LLIM(bytes_per_second),
+     .min = 1,
+     .max = 1ULL << 40},
     {.key = NULL},
 };
 

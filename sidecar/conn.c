@@ -268,17 +268,41 @@ static void on_throttle(uv_timer_t *t)
     tg_pipe_progress(c);
 }
 
+bool tg_conn_pacing(const struct tg_conn *c)
+{
+    return c->rl_key != NULL || atomic_load_explicit(&c->l->limit->bytes_on, memory_order_relaxed);
+}
+
+bool tg_conn_in_debt(const struct tg_conn *c)
+{
+    return c->rl_debt > 0 || c->ll_debt > 0;
+}
+
+/* Pays what the caller sent from its own byte bucket and its listener's; while either is
+ * owed, reading from the caller pauses until the later of the two has tokens again. */
 void tg_conn_paced(struct tg_conn *c, size_t n)
 {
-    uint64_t delay = 0;
+    uint64_t delay = 0, ldelay = 0, now = mono_ns();
+    struct tg_listener_limit *ll = c->l->limit;
 
-    if (c->rl_key == NULL || c->closing)
+    if (c->closing)
         return;
-    c->rl_debt += n;
-    if (c->rl_debt > 0)
-        c->rl_debt -= tg_ratelimit_bytes_take(c->rl, c->rl_key, c->rl_debt, mono_ns(), &delay);
-    if (c->rl_debt == 0 || uv_is_active((uv_handle_t *)&c->throttle))
+    if (c->rl_key != NULL) {
+        c->rl_debt += n;
+        if (c->rl_debt > 0)
+            c->rl_debt -= tg_ratelimit_bytes_take(c->rl, c->rl_key, c->rl_debt, now, &delay);
+    }
+    if (atomic_load_explicit(&ll->bytes_on, memory_order_relaxed)) {
+        c->ll_debt += n;
+    } else {
+        c->ll_debt = 0; /* the limit was lifted */
+    }
+    if (c->ll_debt > 0)
+        c->ll_debt -= tg_ratelimit_global_take(&ll->bytes, c->ll_debt, now, &ldelay);
+    if (!tg_conn_in_debt(c) || uv_is_active((uv_handle_t *)&c->throttle))
         return;
+    if (ldelay > delay)
+        delay = ldelay;
     tg_counter_add(&c->stats->throttled, 1);
     uv_timer_start(&c->throttle, on_throttle, delay / 1000000 + 1, 0);
 }

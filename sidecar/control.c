@@ -139,8 +139,11 @@ static void reload(struct control *ctl, const char *why)
 static void set_listener_limit(struct tg_listener_limit *l, const struct tg_listener_limit_cfg *c)
 {
     struct tg_bucket_limit rate = {c->conns_per_second, c->burst};
+    struct tg_bucket_limit bytes = {c->bytes_per_second, 0};
 
     tg_ratelimit_global_set_limit(&l->rate, &rate, uv_hrtime());
+    tg_ratelimit_global_set_limit(&l->bytes, &bytes, uv_hrtime());
+    atomic_store(&l->bytes_on, c->bytes_per_second > 0);
     atomic_store(&l->max, c->max_connections);
 }
 
@@ -808,6 +811,11 @@ static int make_listeners(struct control *ctl)
         if (tg_ratelimit_global_init(&ctl->llimits[i].rate, &(struct tg_bucket_limit){0, 0},
                                      uv_hrtime()) < 0)
             return TG_ENOMEM;
+        if (tg_ratelimit_global_init(&ctl->llimits[i].bytes, &(struct tg_bucket_limit){0, 0},
+                                     uv_hrtime()) < 0) {
+            tg_ratelimit_global_cleanup(&ctl->llimits[i].rate);
+            return TG_ENOMEM;
+        }
         ctl->n_llimits++;
         set_listener_limit(&ctl->llimits[i], listener_limit_cfg(cfg, i));
         l->limit = &ctl->llimits[i];
@@ -961,8 +969,10 @@ done:
         tg_warn("control loop closed with handles open");
     free_cp(ctl);
     free(ctl->workers);
-    for (size_t i = 0; i < ctl->n_llimits; i++)
+    for (size_t i = 0; i < ctl->n_llimits; i++) {
         tg_ratelimit_global_cleanup(&ctl->llimits[i].rate);
+        tg_ratelimit_global_cleanup(&ctl->llimits[i].bytes);
+    }
     free(ctl->llimits);
     free(ctl->watch);
     free(ctl->defs);

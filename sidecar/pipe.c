@@ -58,6 +58,8 @@ void tg_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         tg_buf_commit(read_buf(c, s), (size_t)nread);
         if (!s->tls)
             account(dir_from(c, s), (size_t)nread);
+        if (!s->tls && s == &c->down && tg_conn_pacing(c))
+            tg_conn_paced(c, (size_t)nread);
         tg_conn_touch(c);
     } else if (nread == 0) {
         return;
@@ -156,7 +158,7 @@ static void decrypt(struct tg_conn *c, struct tg_dir *d)
         if (n > 0) {
             tg_buf_commit(&d->buf, (size_t)n);
             account(d, (size_t)n);
-            if (c->rl_key != NULL && d == &c->dir[0])
+            if (d == &c->dir[0] && tg_conn_pacing(c))
                 tg_conn_paced(c, (size_t)n);
             continue;
         }
@@ -260,7 +262,7 @@ static bool want_read(struct tg_conn *c, struct tg_side *s)
 
     if (!s->connected || s->tcp_eof)
         return false;
-    if (s == &c->down && c->rl_debt > 0) /* paced: the caller waits for its tokens */
+    if (s == &c->down && tg_conn_in_debt(c)) /* paced: the caller waits for its tokens */
         return false;
     if (!s->tls && c->state != TG_CONN_PIPE)
         return false;

@@ -35,6 +35,7 @@ struct tg_listener_limit_cfg {
     unsigned conns_per_second; /* new connections accepted per second */
     unsigned burst;            /* 0: one second's worth */
     unsigned max_connections;  /* open at once; the excess is closed at accept */
+    size_t bytes_per_second;   /* from all its clients together, paced by pausing reads */
 };
 
 /* protocol: http on an inbound listener: the http: settings. */

@@ -68,6 +68,7 @@ struct tg_conn {
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
     bool listener_counted;           /* in its listener's open count (under a cap) */
     uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
+    uint64_t ll_debt;                /* the same for the listener's bytes_per_second */
     uv_connect_t creq;
     enum tg_conn_state state;
     bool closing;
@@ -102,6 +103,10 @@ void tg_conn_arm_idle(struct tg_conn *c);
 /* conn.c: the caller of an inbound connection sent n more bytes; with a bytes_per_second
  * limit this may pause reading from it for a while. */
 void tg_conn_paced(struct tg_conn *c, size_t n);
+/* Whether reads from the caller are paced (its own or its listener's bytes_per_second). */
+bool tg_conn_pacing(const struct tg_conn *c);
+/* Whether reading from the caller waits for tokens now. */
+bool tg_conn_in_debt(const struct tg_conn *c);
 
 /* pipe.c: moves every byte that can move now, starts and stops reads for backpressure,
  * carries half-closes, and closes the connection when both directions are done. Call after

@@ -17,7 +17,9 @@
 
 /* A listener's limits over all its callers, shared by the workers (locked or atomic). */
 struct tg_listener_limit {
-    struct tg_ratelimit_global rate; /* new connections per second */
+    struct tg_ratelimit_global rate;  /* new connections per second */
+    struct tg_ratelimit_global bytes; /* bytes per second read from the callers */
+    atomic_bool bytes_on;             /* bytes has a limit */
     atomic_uint max;                 /* connections open at once; 0: no cap */
     atomic_uint open;                /* connections open now (counted only under a cap) */
 };

@@ -5,6 +5,7 @@
  * excess at once while the connections within it carry on. */
 #include "harness.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 #define BYTES_PER_SECOND (256 * 1024)
 
 static struct it_proc *echo, *b;
-static int echo_port, in_port, capped_port, b_admin;
+static int echo_port, in_port, capped_port, shared_port, b_admin;
 
 static void setup(void)
 {
@@ -26,6 +27,7 @@ static void setup(void)
     echo = it_echo_start("echo", &echo_port);
     in_port = it_free_port();
     capped_port = it_free_port();
+    shared_port = it_free_port();
     b_admin = it_free_port();
     it_write_file("b.yaml",
                   "admin: 127.0.0.1:%d\n"
@@ -37,8 +39,11 @@ static void setup(void)
                   "inbound:\n"
                   "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n"
                   "  - {name: capped-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
-                  "     limits: {max_connections: 3}}\n",
-                  b_admin, BYTES_PER_SECOND, in_port, echo_port, capped_port, echo_port);
+                  "     limits: {max_connections: 3}}\n"
+                  "  - {name: shared-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
+                  "     limits: {bytes_per_second: %d}}\n",
+                  b_admin, BYTES_PER_SECOND, in_port, echo_port, capped_port, echo_port,
+                  shared_port, echo_port, BYTES_PER_SECOND);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
@@ -189,6 +194,55 @@ START_TEST(test_bytes_per_second_paces_within_15_percent)
 }
 END_TEST
 
+/* A listener's bytes_per_second is shared by all its callers: two connections sending as
+ * fast as they can get the limit between them (within 15% from second 2 to 6). */
+START_TEST(test_listener_bytes_per_second_shared)
+{
+    int port = start_a_to("api", shared_port);
+    struct sender s[2];
+    pthread_t th[2];
+    static char buf[65536];
+    struct timeval tv = {.tv_sec = 5};
+    uint64_t start, at2 = 0, got = 0, got_at2 = 0;
+    double rate;
+
+    for (int i = 0; i < 2; i++) {
+        s[i].fd = it_connect(port, 5000);
+        ck_assert_int_ge(s[i].fd, 0);
+        setsockopt(s[i].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(s[i].fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    start = it_now_ms();
+    for (int i = 0; i < 2; i++) {
+        s[i].until_ms = start + 7000;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, send_until, &s[i]), 0);
+    }
+    while (it_now_ms() < start + 6000) {
+        for (int i = 0; i < 2; i++) {
+            ssize_t n = recv(s[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+            ck_assert_msg(n > 0 || (n < 0 && errno == EAGAIN), "connection %d was cut", i);
+            got += n > 0 ? (uint64_t)n : 0;
+        }
+        if (at2 == 0 && it_now_ms() >= start + 2000) {
+            at2 = it_now_ms();
+            got_at2 = got;
+        }
+        it_sleep_ms(5);
+    }
+    rate = (double)(got - got_at2) * 1000.0 / (double)(it_now_ms() - at2);
+    ck_assert_msg(rate > BYTES_PER_SECOND * 0.85 && rate < BYTES_PER_SECOND * 1.15,
+                  "two callers together got %.0f bytes/s, listener limit %d", rate,
+                  BYTES_PER_SECOND);
+    ck_assert(it_stat(b_admin, "tollgate_throttled_total", "listener=\"shared-in\"") >= 1);
+    for (int i = 0; i < 2; i++) {
+        shutdown(s[i].fd, SHUT_RDWR);
+        pthread_join(th[i], NULL);
+        close(s[i].fd);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("limits");
@@ -201,6 +255,7 @@ int main(void)
     tcase_add_test(tc, test_noisy_identity_limited_while_other_runs_free);
     tcase_add_test(tc, test_bytes_per_second_paces_within_15_percent);
     tcase_add_test(tc, test_listener_cap_closes_the_excess_at_once);
+    tcase_add_test(tc, test_listener_bytes_per_second_shared);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
