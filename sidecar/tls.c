@@ -619,15 +619,21 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     if (s->server && !s->resumption) {
         wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
     } else if (s->server) {
-        if (pthread_mutex_init(&c->lock, NULL) != 0)
+        if (pthread_mutex_init(&c->lock, NULL) != 0) {
+            tg_err_set(err, rc, "TLS: cannot make the session-ticket lock");
             goto fail;
+        }
         c->lock_ready = true;
-        if (wc_InitRng(&c->rng) != 0)
+        if (wc_InitRng(&c->rng) != 0) {
+            tg_err_set(err, rc, "TLS: cannot make the session-ticket key (random generator)");
             goto fail;
+        }
         c->rng_ready = true;
         if (wc_RNG_GenerateBlock(&c->rng, c->ticket_key, sizeof(c->ticket_key)) != 0 ||
-            wc_RNG_GenerateBlock(&c->rng, c->ticket_name, sizeof(c->ticket_name)) != 0)
+            wc_RNG_GenerateBlock(&c->rng, c->ticket_name, sizeof(c->ticket_name)) != 0) {
+            tg_err_set(err, rc, "TLS: cannot make the session-ticket key (random generator)");
             goto fail;
+        }
         wolfSSL_CTX_set_TicketEncCb(c->ctx, on_ticket);
         wolfSSL_CTX_set_TicketEncCtx(c->ctx, c);
         wolfSSL_CTX_set_TicketHint(c->ctx, TICKET_LIFETIME_S);
