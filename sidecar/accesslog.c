@@ -144,7 +144,7 @@ static void put_u64(struct line *l, uint64_t v)
     put(l, buf, (size_t)n);
 }
 
-enum kind { STR, U64, TIME, BOOL };
+enum kind { STR, U64, TIME, BOOL, HTTP_STR, HTTP_U64 };
 
 size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t cap)
 {
@@ -169,6 +169,10 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
         {"duration_ms", U64, NULL, e->duration_ms},
         {"outcome", STR, e->outcome, 0},
         {"reason", STR, e->reason, 0},
+        {"method", HTTP_STR, e->method, 0},
+        {"path", HTTP_STR, e->path, 0},
+        {"host", HTTP_STR, e->host, 0},
+        {"status", HTTP_U64, NULL, e->status},
     };
     struct line l = {.dst = dst, .len = 0, .lim = cap < TAIL ? 0 : cap - TAIL, .full = false};
     size_t i;
@@ -182,14 +186,16 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
     for (i = 0; i < TG_NELEM(fields); i++) {
         size_t mark = l.len;
 
+        if ((fields[i].kind == HTTP_STR || fields[i].kind == HTTP_U64) && e->method == NULL)
+            continue;
         if (i > 0)
             put(&l, ",", 1);
         put(&l, "\"", 1);
         put(&l, fields[i].key, strlen(fields[i].key));
         put(&l, "\":", 2);
-        if (fields[i].kind == STR)
+        if (fields[i].kind == STR || fields[i].kind == HTTP_STR)
             put_str(&l, fields[i].s);
-        else if (fields[i].kind == U64)
+        else if (fields[i].kind == U64 || fields[i].kind == HTTP_U64)
             put_u64(&l, fields[i].u);
         else if (fields[i].kind == BOOL)
             put(&l, fields[i].u ? "true" : "false", fields[i].u ? 4 : 5);

@@ -70,6 +70,9 @@ static int build_policy_rev(const struct tg_config *cfg, const struct tg_res_rev
         p->not_serials = strs(&r->not_serials);
         p->ports = ports(&r->ports);
         p->not_ports = ports(&r->not_ports);
+        p->methods = strs(&r->methods);
+        p->paths = strs(&r->paths);
+        p->hosts = strs(&r->hosts);
     }
     in = (struct tg_policy_input){
         .workload_ns = cfg->workload_ns,

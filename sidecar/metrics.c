@@ -54,13 +54,34 @@ int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners, 
     atomic_init(&m->process.identity_reload_failures.v, 0);
     atomic_init(&m->process.identity_expiry_unix, 0);
     atomic_init(&m->process.generation, 0);
+    pthread_mutex_init(&m->http_limited_ids.lock, NULL);
     return 0;
+}
+
+void tg_metrics_count_limited_id(struct tg_metrics *m, const char *id)
+{
+    struct tg_id_counts *c = &m->http_limited_ids;
+    size_t i;
+
+    pthread_mutex_lock(&c->lock);
+    for (i = 0; i < c->n && strcmp(c->id[i], id) != 0; i++)
+        ;
+    if (i < c->n)
+        c->count[i]++;
+    else if (c->n < TG_METRICS_IDS && (c->id[c->n] = strdup(id)) != NULL)
+        c->count[c->n++] = 1;
+    else
+        c->other++;
+    pthread_mutex_unlock(&c->lock);
 }
 
 void tg_metrics_cleanup(struct tg_metrics *m)
 {
     free(m->slots);
     m->slots = NULL;
+    for (size_t i = 0; i < m->http_limited_ids.n; i++)
+        free(m->http_limited_ids.id[i]);
+    m->http_limited_ids.n = 0;
     m->n_workers = 0;
     m->n_listeners = 0;
 }
@@ -269,6 +290,36 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
                  "Captured connections refused: outside the mesh, a loop to ourselves, or no "
                  "original destination.",
                  offsetof(struct tg_listener_stats, refused_capture));
+
+    per_listener(&o, m, "tollgate_http_requests_total", "counter",
+                 "Requests parsed on protocol: http ports.",
+                 offsetof(struct tg_listener_stats, http_requests));
+    per_listener(&o, m, "tollgate_http_bad_requests_total", "counter",
+                 "Requests refused as malformed or ambiguous (400, 414, 431, 505).",
+                 offsetof(struct tg_listener_stats, http_bad_requests));
+    per_listener(&o, m, "tollgate_http_denied_total", "counter",
+                 "Requests refused by the authorization rules (403).",
+                 offsetof(struct tg_listener_stats, http_denied));
+    per_listener(&o, m, "tollgate_http_rate_limited_total", "counter",
+                 "Requests refused over requests_per_second (429).",
+                 offsetof(struct tg_listener_stats, http_rate_limited));
+    {
+        struct tg_id_counts *c = (struct tg_id_counts *)&m->http_limited_ids;
+
+        family(&o, "tollgate_http_rate_limited_by_id_total", "counter",
+               "Requests refused with 429, by caller (the first 20 callers; later ones as "
+               "\"other\").");
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < c->n; i++) {
+            puts_(&o, "tollgate_http_rate_limited_by_id_total{id=\"");
+            put_label_value(&o, c->id[i]);
+            putf(&o, "\"} %" PRIu64 "\n", c->count[i]);
+        }
+        if (c->other > 0)
+            putf(&o, "tollgate_http_rate_limited_by_id_total{id=\"other\"} %" PRIu64 "\n",
+                 c->other);
+        pthread_mutex_unlock(&c->lock);
+    }
 
     family(&o, "tollgate_identity_reloads_total", "counter",
            "New identities or trust bundles published.");

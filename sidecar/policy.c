@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum { F_PRINCIPAL, F_NAMESPACE, F_TRUST_DOMAIN, F_FINGERPRINT, F_SERIAL, NFIELDS };
 enum { KEY_PORT = NFIELDS, KEY_NONE }; /* key fields besides the string fields */
@@ -60,7 +61,14 @@ struct portset { /* sorted, no duplicates */
     uint32_t n;
 };
 
+/* A rule's HTTP conditions (each list empty when not used). */
+struct httpconds {
+    struct sv *methods, *paths, *hosts;
+    uint32_t n_methods, n_paths, n_hosts;
+};
+
 struct crule {
+    const struct httpconds *http; /* NULL: none */
     const char *name;
     const char *reason; /* "denied by rule X" or "allowed by rule X" */
     enum tg_policy_action action;
@@ -373,8 +381,60 @@ static bool ports_has(const struct portset *ps, uint16_t port)
 
 /* Every non-empty field matches; skip is the key field the rule was found through, known
  * to match already. */
-static bool rule_matches(const struct crule *r, const struct sv *val, uint16_t port, int skip)
+static bool http_matches(const struct httpconds *h, const struct tg_policy_request *req)
 {
+    bool ok = h->n_methods == 0;
+
+    if (req == NULL)
+        return false; /* a connection, not a request: HTTP conditions cannot hold */
+    for (uint32_t i = 0; !ok && i < h->n_methods; i++)
+        ok = h->methods[i].len == req->method_len &&
+             memcmp(h->methods[i].s, req->method, req->method_len) == 0;
+    if (!ok)
+        return false;
+    if (h->n_paths > 0) {
+        const char *q = memchr(req->target, '?', req->target_len);
+        size_t n = q != NULL ? (size_t)(q - req->target) : req->target_len;
+
+        ok = false;
+        for (uint32_t i = 0; !ok && i < h->n_paths; i++) {
+            struct sv p = h->paths[i];
+
+            if (p.len > 0 && p.s[p.len - 1] == '*')
+                ok = n >= p.len - 1 && memcmp(req->target, p.s, p.len - 1) == 0;
+            else
+                ok = n == p.len && memcmp(req->target, p.s, n) == 0;
+        }
+        if (!ok)
+            return false;
+    }
+    if (h->n_hosts > 0) {
+        const char *hs = req->host;
+        size_t n = req->host_len;
+
+        if (hs == NULL)
+            return false;
+        /* without the port: the last ':' after any IPv6 literal's ']' */
+        for (size_t i = n; i > 0; i--) {
+            if (hs[i - 1] == ']')
+                break;
+            if (hs[i - 1] == ':') {
+                n = i - 1;
+                break;
+            }
+        }
+        ok = false;
+        for (uint32_t i = 0; !ok && i < h->n_hosts; i++)
+            ok = h->hosts[i].len == n && strncasecmp(h->hosts[i].s, hs, n) == 0;
+    }
+    return ok;
+}
+
+static bool rule_matches(const struct crule *r, const struct sv *val, uint16_t port, int skip,
+                         const struct tg_policy_request *req)
+{
+    if (r->http != NULL && !http_matches(r->http, req))
+        return false;
     if (r->ports.n > 0 && skip != KEY_PORT && !ports_has(&r->ports, port))
         return false;
     if (r->not_ports.n > 0 && ports_has(&r->not_ports, port))
@@ -409,7 +469,7 @@ static bool allow_applies(const struct tg_policy *p, uint16_t port)
  * an ALLOW only while no DENY matched; ids ascend, so the rest of l cannot matter once
  * neither holds. */
 static void consider(const struct tg_policy *p, struct rlist l, const struct sv *val, uint16_t port,
-                     int skip, struct best *b)
+                     int skip, struct best *b, const struct tg_policy_request *req)
 {
     for (uint32_t i = 0; i < l.n; i++) {
         uint32_t e = i == 0 ? l.first : p->ids[l.off + i];
@@ -420,7 +480,7 @@ static void consider(const struct tg_policy *p, struct rlist l, const struct sv 
             break;
         if (deny ? id >= b->deny : (b->deny != NO_RULE || id >= b->allow))
             continue;
-        if ((e & E_UNCOND) || rule_matches(&p->rules[id], val, port, skip)) {
+        if ((e & E_UNCOND) || rule_matches(&p->rules[id], val, port, skip, req)) {
             if (deny)
                 b->deny = id;
             else
@@ -445,6 +505,7 @@ struct batch {
     const struct tg_policy *p;
     const struct sv *val;
     uint16_t port;
+    const struct tg_policy_request *req;
     unsigned n;
     struct best b;
     struct probe v[BATCH];
@@ -470,7 +531,7 @@ static void flush(struct batch *bt)
         const struct slot *s = slot_confirm(q->m, q->h, hit[i], bt->val[q->f], q->rev);
 
         if (s != NULL)
-            consider(bt->p, s->r, bt->val, bt->port, q->f, &bt->b);
+            consider(bt->p, s->r, bt->val, bt->port, q->f, &bt->b, bt->req);
     }
     bt->n = 0;
 }
@@ -544,6 +605,13 @@ static void verdict(struct tg_policy_verdict *v, bool allow, enum tg_policy_outc
 void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *peer, uint16_t port,
                       struct tg_policy_verdict *v)
 {
+    tg_policy_decide_request(p, peer, port, NULL, v);
+}
+
+void tg_policy_decide_request(const struct tg_policy *p, const struct tg_policy_peer *peer,
+                              uint16_t port, const struct tg_policy_request *req,
+                              struct tg_policy_verdict *v)
+{
     struct sv val[NFIELDS];
     bool applies = allow_applies(p, port);
     struct batch bt; /* not zeroed: its probes are written as they are queued */
@@ -552,6 +620,7 @@ void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *pe
     bt.p = p;
     bt.val = val;
     bt.port = port;
+    bt.req = req;
     bt.n = 0;
     /* with no ALLOW rule for this port, pretend rule 0 matched: no ALLOW is worth checking */
     bt.b = (struct best){NO_RULE, applies ? NO_RULE : 0};
@@ -584,9 +653,9 @@ void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *pe
                 hi = mid;
         }
         if (lo < p->n_ports && p->ports[lo].port == port)
-            consider(p, p->ports[lo].r, val, port, KEY_PORT, b);
+            consider(p, p->ports[lo].r, val, port, KEY_PORT, b, req);
     }
-    consider(p, p->scan, val, port, KEY_NONE, b);
+    consider(p, p->scan, val, port, KEY_NONE, b, req);
 
     if (b->deny != NO_RULE)
         verdict(v, false, TG_POLICY_DENIED, &p->rules[b->deny], NULL);
@@ -1081,6 +1150,45 @@ static const char *reason(struct arena *a, const struct tg_policy_rule *r)
 }
 
 /* Checks rule r and, when it applies to this workload, keeps it as rules[n_rules]. */
+/* One list of HTTP conditions into the arena: methods are tokens, paths start with '/' (a
+ * prefix ends in '*'), hosts are names or addresses without spaces. */
+static int build_http_list(struct build *b, struct arena *a, const char *rule, const char *field,
+                           const struct tg_policy_strs *in, struct sv **out, uint32_t *n)
+{
+    static const char tchars[] = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm"
+                                 "nopqrstuvwxyz";
+
+    *n = 0;
+    if (in->n == 0)
+        return 0;
+    if ((*out = arena_alloc(a, in->n, sizeof(**out))) == NULL)
+        return nomem(b->err);
+    for (size_t i = 0; i < in->n; i++) {
+        const char *v = in->v[i];
+        size_t len = strlen(v);
+        bool ok = len > 0 && len <= 2048;
+
+        if (ok && strcmp(field, "methods") == 0)
+            ok = strspn(v, tchars) == len && strchr(v, '*') == NULL;
+        else if (ok && strcmp(field, "paths") == 0)
+            ok = v[0] == '/' && strcspn(v, " \t\r\n?#") == len &&
+                 (strchr(v, '*') == NULL || strchr(v, '*') == v + len - 1);
+        else if (ok)
+            ok = strcspn(v, " \t\r\n,/@*") == len;
+        if (!ok)
+            return tg_err_set(
+                b->err, TG_EINVAL, "rule \"%.64s\": %s[%zu] \"%.64s\": %s", rule, field, i, v,
+                strcmp(field, "methods") == 0 ? "not a method (a token such as GET)"
+                : strcmp(field, "paths") == 0 ? "not a path (\"/exact\" or \"/prefix*\", no query)"
+                                              : "not a host name");
+        if (((*out)[i].s = arena_strndup(a, v, len)) == NULL)
+            return nomem(b->err);
+        (*out)[i].len = (uint32_t)len;
+    }
+    *n = (uint32_t)in->n;
+    return 0;
+}
+
 static int compile_rule(struct build *b, const struct tg_policy_input *in,
                         const struct tg_policy_rule *r)
 {
@@ -1116,6 +1224,19 @@ static int compile_rule(struct build *b, const struct tg_policy_input *in,
         return rc;
     if ((rc = build_ports(b, a, r->name, "not_ports", &r->not_ports, &cr->not_ports)) < 0)
         return rc;
+    if (r->methods.n + r->paths.n + r->hosts.n > 0) {
+        struct httpconds *h = arena_alloc(a, 1, sizeof(*h));
+
+        if (h == NULL)
+            return nomem(b->err);
+        if ((rc = build_http_list(b, a, r->name, "methods", &r->methods, &h->methods,
+                                  &h->n_methods)) < 0 ||
+            (rc = build_http_list(b, a, r->name, "paths", &r->paths, &h->paths, &h->n_paths)) < 0 ||
+            (rc = build_http_list(b, a, r->name, "hosts", &r->hosts, &h->hosts, &h->n_hosts)) < 0)
+            return rc;
+        cr->http = h;
+        used += r->methods.n + r->paths.n + r->hosts.n;
+    }
     if (used == 0)
         return tg_err_set(b->err, TG_EINVAL,
                           "rule \"%.64s\": empty rule (no match field; it would match everyone)",
@@ -1261,7 +1382,7 @@ static uint32_t entry(const struct crule *r, uint32_t id, int k)
 {
     unsigned others = r->pos_mask & ~(k < NFIELDS ? 1u << k : 0u);
     bool uncond = others == 0 && r->neg_mask == 0 && (r->ports.n == 0 || k == KEY_PORT) &&
-                  r->not_ports.n == 0;
+                  r->not_ports.n == 0 && r->http == NULL;
 
     return id | (r->action == TG_POLICY_DENY ? E_DENY : 0) | (uncond ? E_UNCOND : 0);
 }

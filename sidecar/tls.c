@@ -355,6 +355,14 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return refuse(t, TG_HSF_OTHER, "out of memory");
     memcpy(t->peer.sha256, info.sha256, sizeof(info.sha256));
     t->peer.not_after = info.not_after;
+    /* kept for the Client-Cert header of HTTP ports, and for the ticket issued now; dropped
+     * after the handshake by connections that do not need it */
+    free(t->peer.der);
+    t->peer.der_len = 0;
+    if ((t->peer.der = malloc(store->certs[0].length)) != NULL) {
+        memcpy(t->peer.der, store->certs[0].buffer, store->certs[0].length);
+        t->peer.der_len = store->certs[0].length;
+    }
     return 1;
 }
 
@@ -364,6 +372,7 @@ static void peer_clear(struct tg_peer_info *p)
 {
     free(p->id);
     free(p->claimed);
+    free(p->der);
     memset(p, 0, sizeof(*p));
 }
 
@@ -372,8 +381,21 @@ static int peer_copy(struct tg_peer_info *dst, const struct tg_peer_info *src)
     peer_clear(dst);
     *dst = *src;
     dst->claimed = NULL;
+    dst->der = NULL;
+    dst->der_len = 0;
+    if (src->der != NULL && (dst->der = malloc(src->der_len)) != NULL) {
+        memcpy(dst->der, src->der, src->der_len);
+        dst->der_len = src->der_len;
+    }
     dst->id = strdup(src->id);
     return dst->id != NULL ? 0 : TG_ENOMEM;
+}
+
+void tg_tls_drop_peer_der(struct tg_tls *t)
+{
+    free(t->peer.der);
+    t->peer.der = NULL;
+    t->peer.der_len = 0;
 }
 
 static uint32_t hash_str(const char *s)

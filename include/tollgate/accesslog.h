@@ -22,6 +22,13 @@ struct tg_access_entry {
     uint64_t duration_ms;
     const char *outcome; /* "ok", "refused", "error", "timeout" */
     const char *reason;  /* why, for anything but "ok"; or NULL */
+    /* one request on a protocol: http port (method NULL: a connection's line, and these
+     * four are left out); bytes_* and duration_ms are then the request's */
+    const char *method;
+    const char *path; /* the request target */
+    const char *host; /* or NULL */
+    unsigned status;  /* of the response: the app's, or the sidecar's own (400, 403, 429...);
+                       * 0: none came */
 };
 
 /* Formats e as one JSON object and a newline into dst (cap bytes), keys in the order of the

@@ -4,6 +4,7 @@
 #ifndef TOLLGATE_METRICS_H
 #define TOLLGATE_METRICS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,14 +56,30 @@ struct tg_listener_stats {
     struct tg_counter hs_ok;
     struct tg_counter hs_failed[TG_HSF_N];
     struct tg_counter upstream_connect_failed;
-    struct tg_counter plaintext;        /* passed through without mTLS (permissive, outside) */
-    struct tg_counter policy_revoked;   /* inbound: refused, certificate revoked */
-    struct tg_counter policy_denied;    /* inbound: refused by the authorization rules */
-    struct tg_counter rate_limited;     /* inbound: refused, over a connection limit */
-    struct tg_counter listener_limited; /* refused at accept, over the listener's limits */
-    struct tg_counter throttled;        /* inbound: reads paused for bytes_per_second */
-    struct tg_counter refused_capture;  /* captured connections refused: outside the mesh,
-                                         * a loop, or no original destination */
+    struct tg_counter plaintext;         /* passed through without mTLS (permissive, outside) */
+    struct tg_counter policy_revoked;    /* inbound: refused, certificate revoked */
+    struct tg_counter policy_denied;     /* inbound: refused by the authorization rules */
+    struct tg_counter rate_limited;      /* inbound: refused, over a connection limit */
+    struct tg_counter listener_limited;  /* refused at accept, over the listener's limits */
+    struct tg_counter throttled;         /* inbound: reads paused for bytes_per_second */
+    struct tg_counter refused_capture;   /* captured connections refused: outside the mesh,
+                                          * a loop, or no original destination */
+    struct tg_counter http_requests;     /* protocol: http: request heads parsed */
+    struct tg_counter http_bad_requests; /* refused as malformed (400, 414, 431, 505) */
+    struct tg_counter http_denied;       /* refused by an authorization rule (403) */
+    struct tg_counter http_rate_limited; /* refused over requests_per_second (429) */
+};
+
+/* Requests refused with 429, by caller identity: the first TG_METRICS_IDS identities get a
+ * series each, every later one counts in "other", so the label set stays bounded. */
+#define TG_METRICS_IDS 20
+
+struct tg_id_counts {
+    pthread_mutex_t lock;
+    size_t n;
+    char *id[TG_METRICS_IDS]; /* malloc'd */
+    uint64_t count[TG_METRICS_IDS];
+    uint64_t other;
 };
 
 /* Process-wide values written by the control thread. */
@@ -80,7 +97,11 @@ struct tg_metrics {
     const char **listener_directions; /* [n_listeners]: "inbound" / "outbound", borrowed */
     struct tg_listener_stats *slots;  /* [n_workers * n_listeners] */
     struct tg_process_stats process;
+    struct tg_id_counts http_limited_ids;
 };
+
+/* Any thread: one more 429 for caller id (a lock per refused request, never per byte). */
+void tg_metrics_count_limited_id(struct tg_metrics *m, const char *id);
 
 /* Allocates the slots. names/directions are borrowed and must outlive m. */
 TG_MUST_USE int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners,

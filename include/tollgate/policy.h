@@ -90,6 +90,11 @@ struct tg_policy_rule {
     struct tg_policy_strs fingerprints, not_fingerprints;   /* certificate SHA-256 */
     struct tg_policy_strs serials, not_serials;             /* certificate serial */
     struct tg_policy_ports ports, not_ports;                /* destination port */
+    /* HTTP conditions, for protocol: http ports only: a rule with any of them matches only
+     * a request (tg_policy_decide_request), never a connection (tg_policy_decide). methods:
+     * exact ("GET"); paths: exact ("/health") or prefix ("/api/" then '*'), matched against the
+     * request target up to any '?'; hosts: the Host header without its port, any case. */
+    struct tg_policy_strs methods, paths, hosts;
 };
 
 struct tg_policy_input {
@@ -150,9 +155,26 @@ struct tg_policy_verdict {
     const char *reason; /* one line; static or in the policy: valid while the policy lives */
 };
 
-/* Decides for peer calling port. Never fails; no allocation; thread-safe. */
+/* Decides for peer calling port. Never fails; no allocation; thread-safe. Rules with HTTP
+ * conditions do not match. */
 void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *peer, uint16_t port,
                       struct tg_policy_verdict *v);
+
+/* One HTTP request, for the rules' HTTP conditions. Borrowed. */
+struct tg_policy_request {
+    const char *method;
+    size_t method_len;
+    const char *target; /* the request target as received */
+    size_t target_len;
+    const char *host; /* the Host header's value, or NULL */
+    size_t host_len;
+};
+
+/* As tg_policy_decide, for one request on a protocol: http port: rules with HTTP conditions
+ * match when those match too. */
+void tg_policy_decide_request(const struct tg_policy *p, const struct tg_policy_peer *peer,
+                              uint16_t port, const struct tg_policy_request *req,
+                              struct tg_policy_verdict *v);
 
 /* Normalisers the compiler uses, for parsers that want to check values early. out gets
  * lowercase hex: 64 digits for a fingerprint; for a serial no leading zeros ("0" for zero).

@@ -109,8 +109,14 @@ struct tg_peer_info {
     int64_t not_after; /* of the peer's certificate */
     char serial[TG_SERIAL_HEX];
     char sha256[TG_SHA256_HEX];
+    uint8_t *der; /* the peer's certificate, malloc'd (Client-Cert on HTTP ports); NULL once
+                   * dropped, or when the session resumed from a ticket that had none */
+    size_t der_len;
 };
 const struct tg_peer_info *tg_tls_peer(const struct tg_tls *t);
+/* Frees the peer certificate's DER kept by the handshake, for connections that do not
+ * forward it (most): call once the handshake is done. */
+void tg_tls_drop_peer_der(struct tg_tls *t);
 /* Whether the handshake resumed an earlier session (no certificates were exchanged; the
  * peer is the one verified when the ticket was issued, checked again against the rules). */
 bool tg_tls_resumed(const struct tg_tls *t);

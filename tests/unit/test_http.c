@@ -7,6 +7,7 @@
 
 #include "tollgate/config.h"
 #include "tollgate/http.h"
+#include "tollgate/policy.h"
 #include "tollgate/ratelimit.h"
 
 static const struct tg_http_limits lim = {.max_head = 4096, .max_line = 1024, .max_fields = 16};
@@ -543,7 +544,6 @@ START_TEST(test_http_config_defaults)
 }
 END_TEST
 
-
 /* The per-request bucket of a rate-limit key (requests_per_second, requests_burst). */
 START_TEST(test_http_request_bucket)
 {
@@ -562,6 +562,71 @@ START_TEST(test_http_request_bucket)
     ck_assert(tg_ratelimit_request_take(t, k, now + 500000000ull, &retry));
     tg_ratelimit_conn_release(t, k, now);
     tg_ratelimit_unref(t);
+}
+END_TEST
+
+/* Rules with HTTP conditions: per request only; a connection never matches them. */
+START_TEST(test_http_policy_conditions)
+{
+    static char *const get[] = {"GET"}, *const api[] = {"/api/*", "/health"},
+                       *const host[] = {"Web.Local"}, *const del[] = {"DELETE"},
+                       *const ns[] = {"default"};
+    struct tg_policy_rule rules[2];
+    struct tg_policy_input in;
+    struct tg_policy *p = NULL;
+    struct tg_policy_peer peer;
+    struct tg_spiffe_id id;
+    struct tg_policy_verdict v;
+    char err[TG_ERRLEN];
+    struct tg_policy_request rq = {"GET", 3, "/api/x?y", 8, "web.local:8080", 14};
+
+    memset(rules, 0, sizeof(rules));
+    memset(&in, 0, sizeof(in));
+    rules[0] = (struct tg_policy_rule){.name = "reads",
+                                       .action = TG_POLICY_ALLOW,
+                                       .namespaces = {ns, 1},
+                                       .methods = {get, 1},
+                                       .paths = {api, 2},
+                                       .hosts = {host, 1}};
+    rules[1] =
+        (struct tg_policy_rule){.name = "no-delete", .action = TG_POLICY_DENY, .methods = {del, 1}};
+    in.rules = rules;
+    in.n_rules = 2;
+    ck_assert_msg(tg_policy_compile(&in, &p, err) == 0, "%s", err);
+    ck_assert_int_eq(tg_spiffe_parse("spiffe://td/ns/default/sa/a", &id, err), 0);
+    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
+    tg_policy_decide_request(p, &peer, 80, &rq, &v);
+    ck_assert_msg(v.allow && v.outcome == TG_POLICY_ALLOWED, "%s", v.reason);
+    rq.target = "/apix";
+    rq.target_len = 5;
+    tg_policy_decide_request(p, &peer, 80, &rq, &v);
+    ck_assert(!v.allow && v.outcome == TG_POLICY_NO_MATCH);
+    rq.target = "/health";
+    rq.target_len = 7;
+    rq.host = "other";
+    rq.host_len = 5;
+    tg_policy_decide_request(p, &peer, 80, &rq, &v);
+    ck_assert(!v.allow);
+    rq.host = "web.local";
+    rq.host_len = 9;
+    rq.method = "DELETE";
+    rq.method_len = 6;
+    tg_policy_decide_request(p, &peer, 80, &rq, &v);
+    ck_assert(!v.allow && v.outcome == TG_POLICY_DENIED);
+    /* a connection: neither rule can match (no request); the ALLOW rule applies, none
+     * matched */
+    tg_policy_decide(p, &peer, 80, &v);
+    ck_assert(!v.allow && v.outcome == TG_POLICY_NO_MATCH);
+    tg_policy_free(p);
+    /* bad values are refused with the rule and field */
+    static char *const badpath[] = {"api"}, *const badm[] = {"G T"};
+    rules[0].paths = (struct tg_policy_strs){badpath, 1};
+    ck_assert_int_lt(tg_policy_compile(&in, &p, err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "rule \"reads\": paths[0] \"api\": not a path"));
+    rules[0].paths = (struct tg_policy_strs){api, 2};
+    rules[1].methods = (struct tg_policy_strs){badm, 1};
+    ck_assert_int_lt(tg_policy_compile(&in, &p, err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "methods[0]"));
 }
 END_TEST
 
@@ -587,6 +652,7 @@ static Suite *http_suite(void)
                         (int)(sizeof(config_cases) / sizeof(config_cases[0])));
     tcase_add_test(tc, test_http_config_defaults);
     tcase_add_test(tc, test_http_request_bucket);
+    tcase_add_test(tc, test_http_policy_conditions);
     suite_add_tcase(s, tc);
     return s;
 }
