@@ -393,7 +393,16 @@ static char *on_admin_config_dump(void *arg, size_t *len)
         json_str(f, ctl->cfg->cp.enabled ? "(control plane)" : ctl->cfg->cert_path);
         fputs(",\"trust_bundle\":", f);
         json_str(f, ctl->cfg->cp.enabled ? "(control plane)" : ctl->cfg->bundle_path);
-        fprintf(f, ",\"roots\":%zu}", id->n_roots);
+        fprintf(f, ",\"n_roots\":%zu,\"roots\":[", id->n_roots);
+        for (size_t i = 0; i < id->n_roots; i++) {
+            const struct tg_cert_info *r = &id->roots[i];
+
+            fprintf(f, "%s{\"cn\":", i ? "," : "");
+            json_str(f, r->cn);
+            fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
+                    r->sha256, (long long)r->not_after);
+        }
+        fputs("]}", f);
     }
     fputs(",\"trust_domains\":[", f);
     if (id != NULL) {

@@ -78,6 +78,9 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
         wc_FreeDecodedCert(&dc);
         return tg_err_set(err, TG_EPEER, "certificate validity dates do not parse");
     }
+    if (dc.subjectCN != NULL && dc.subjectCNLen > 0)
+        snprintf(out->cn, sizeof(out->cn), "%.*s", dc.subjectCNLen < 64 ? (int)dc.subjectCNLen : 64,
+                 dc.subjectCN);
     out->is_ca = dc.isCA;
     out->key_cert_sign = dc.extKeyUsageSet && (dc.extKeyUsage & KEYUSE_KEY_CERT_SIGN);
     out->eku_set = dc.extExtKeyUsageSet;
@@ -194,6 +197,7 @@ void tg_identity_free(struct tg_identity *id)
     free(id->chain_pem);
     wipe_free(id->key_pem, id->key_len);
     free(id->bundle_pem);
+    free(id->roots);
     for (size_t i = 0; i < id->n_crl; i++)
         free(id->crl[i]);
     free(id->crl);
@@ -223,6 +227,14 @@ static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
             rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not usable as a root",
                             id->n_roots + 1, info.serial);
         free(der);
+        if (rc == 0) {
+            struct tg_cert_info *grown = realloc(id->roots, (id->n_roots + 1) * sizeof(*grown));
+
+            if (grown == NULL)
+                return TG_ENOMEM;
+            id->roots = grown;
+            id->roots[id->n_roots] = info;
+        }
         if (rc < 0) {
             char why[TG_ERRLEN];
 

@@ -21,6 +21,7 @@ struct tg_cert_info {
     char sha256[TG_SHA256_HEX]; /* of the DER */
     int64_t not_before;         /* unix seconds */
     int64_t not_after;
+    char cn[65];            /* subject commonName, "" when none (cut at 64 bytes) */
     bool is_ca;             /* basicConstraints CA:TRUE */
     bool key_cert_sign;     /* keyUsage keyCertSign */
     bool eku_set;           /* extendedKeyUsage present */
@@ -45,7 +46,8 @@ struct tg_identity {
     char *bundle_pem;
     size_t bundle_len;
     size_t n_roots;
-    char **crl; /* CRLs as read, PEM or DER */
+    struct tg_cert_info *roots; /* what each root of the bundle says, [n_roots] */
+    char **crl;                 /* CRLs as read, PEM or DER */
     size_t *crl_len;
     bool *crl_pem;
     size_t n_crl;

@@ -150,7 +150,7 @@ static bool wait_roots(int admin, int n)
     uint64_t end = it_now_ms() + 10000;
     bool found = false;
 
-    snprintf(want, sizeof(want), "\"roots\":%d}", n);
+    snprintf(want, sizeof(want), "\"n_roots\":%d,", n);
     while (!found && it_now_ms() < end) {
         free(dump);
         dump = NULL;
@@ -225,6 +225,11 @@ START_TEST(test_cp_end_to_end)
     ck_assert_int_eq(phase, 3);
     ck_assert_msg(wait_roots(b_admin, 1) && wait_roots(a_admin, 1),
                   "the sidecars still hold the old root");
+    ck_assert_int_eq(it_http(b_admin, "GET", "/config_dump", &dump), 200);
+    ck_assert_msg(strstr(dump, "\"cn\":\"cp test CA 2\"") != NULL &&
+                      strstr(dump, "\"cn\":\"cp test CA\"") == NULL,
+                  "B's roots after the rotation: %s", dump);
+    free(dump);
     it_streams_expect_progress(st, "after the CA rotation");
     probe_serial(s, sizeof(s)); /* a new handshake under the new root alone */
     for (int i = 0; i < 2; i++) {
