@@ -654,6 +654,7 @@ static void on_push(struct tg_cp_client *c, const Tollgate__V1__Push *p)
         rc = c->ops.on_push(c->ops.arg, r, p->version, err);
         if (rc < 0 && err[0] == '\0')
             snprintf(err, sizeof(err), "%s", tg_strerror(rc));
+        one_line(err); /* the reason may quote what was pushed: logs and NACKs stay one line */
     }
     if (c->closing || c->ms == NULL)
         return;
@@ -701,6 +702,7 @@ static void on_csr_response(struct tg_cp_client *c, const Tollgate__V1__CsrRespo
     if (rc < 0) {
         if (err[0] == '\0')
             snprintf(err, sizeof(err), "%s", tg_strerror(rc));
+        one_line(err);
         c->stats.certs_rejected++;
         tg_warn("control plane: certificate for CSR %" PRIu64 " refused: %s", m->request_id, err);
         send_nack(c, TG_RES_IDENTITY, nonce, err);
