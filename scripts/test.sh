@@ -5,14 +5,17 @@
 #      fuzz corpus replays, and the deployment-file checks;
 #   2. the unit tests under valgrind (definite leaks and memory errors fail);
 #   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/);
-#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (20) each (build-fuzz/, clang).
+#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (20) each, TOLLGATE_FUZZ_JOBS
+#      (one per core) at a time (build-fuzz/, clang).
 # Environment: TOLLGATE_TEST_ARGS (extra ctest arguments, e.g. "-R proxy"),
-#              TOLLGATE_QUICK=1 (stage 1 only), TOLLGATE_FUZZ_SECONDS.
+#              TOLLGATE_QUICK=1 (stage 1 only), TOLLGATE_FUZZ_SECONDS (a long fuzzing run:
+#              TOLLGATE_FUZZ_SECONDS=600), TOLLGATE_FUZZ_JOBS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
 FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-20}
+FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
 
 "$ROOT/scripts/setup.sh"
 
@@ -47,7 +50,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -L "unit|integration" \
     ${TOLLGATE_TEST_ARGS:-}
 
-echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target (build-fuzz)"
+echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time (build-fuzz)"
 CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_FUZZ=ON \
     >/dev/null
 targets=()
@@ -55,19 +58,41 @@ for src in "$ROOT"/tests/fuzz/fuzz_*.c; do targets+=("$(basename "$src" .c)"); d
 cmake --build "$ROOT/build-fuzz" -j"$(nproc)" --target "${targets[@]}"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-for t in "${targets[@]}"; do
-    name=${t#fuzz_}
-    mkdir -p "$scratch/$name"
+# new inputs go to a scratch copy of each corpus; a crash leaves its input in $scratch/<name>.out
+fuzz_one() {
+    local t=$1 name=${1#fuzz_}
+    mkdir -p "$scratch/$name" "$scratch/$name.out"
     cp "$ROOT/tests/fuzz/corpus/$name"/* "$scratch/$name/"
-    # new inputs go to the scratch copy; a crash leaves its input in $scratch and fails here
-    if ! (cd "$scratch" && "$ROOT/build-fuzz/tests/$t" -max_total_time="$FUZZ_SECONDS" \
-        -print_final_stats=1 "$scratch/$name" >"$scratch/$t.log" 2>&1); then
+    (cd "$scratch/$name.out" && "$ROOT/build-fuzz/tests/$t" -max_total_time="$FUZZ_SECONDS" \
+        -print_final_stats=1 -artifact_prefix="$scratch/$name.out/" "$scratch/$name" \
+        >"$scratch/$t.log" 2>&1)
+}
+fuzz_done() { # target, exit status
+    local t=$1 name=${1#fuzz_}
+    if [ "$2" != 0 ]; then
         tail -40 "$scratch/$t.log"
         echo "test: $t found a failure; its input is above (add it to tests/fuzz/corpus/$name)" >&2
         trap - EXIT
         exit 1
     fi
     echo "fuzz: $t: $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$scratch/$t.log" |
-        awk '{print $2}') runs, no failure"
+        awk '{print $2}') runs, $(grep -o 'cov: [0-9]*' "$scratch/$t.log" | tail -1), no failure"
+}
+# FUZZ_JOBS fuzzers at a time (one per core)
+running=()
+for t in "${targets[@]}"; do
+    fuzz_one "$t" &
+    running+=("$t:$!")
+    if [ "${#running[@]}" -ge "$FUZZ_JOBS" ]; then
+        status=0
+        wait "${running[0]#*:}" || status=$?
+        fuzz_done "${running[0]%%:*}" "$status"
+        running=("${running[@]:1}")
+    fi
+done
+for r in "${running[@]}"; do
+    status=0
+    wait "${r#*:}" || status=$?
+    fuzz_done "${r%%:*}" "$status"
 done
 echo "test: all stages passed"
