@@ -565,6 +565,42 @@ static void one_line(char *s)
             *s = '?';
 }
 
+/* A field this sidecar does not know could change what a resource means (a new condition of
+ * an allow rule, dropped, would widen it): refused, never dropped silently. Walks m and every
+ * message inside it (repeated ones, map entries, the member of a oneof that is set). */
+static int unknown_field(const ProtobufCMessage *m, char *err)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+
+    if (m->n_unknown_fields > 0)
+        return tg_err_set(err, TG_EINVAL, "%s has field %u, which this sidecar does not know",
+                          d->short_name, m->unknown_fields[0].tag);
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *at = (const char *)m + f->offset;
+        int rc;
+
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)at;
+
+            for (size_t j = 0; j < n; j++)
+                if ((rc = unknown_field(v[j], err)) < 0)
+                    return rc;
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue; /* another member of the oneof: its pointer is not this one's */
+        if (*(ProtobufCMessage *const *)at != NULL &&
+            (rc = unknown_field(*(ProtobufCMessage *const *)at, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* The resource a push carries, checked against the type it claims. */
 static int from_push(const Tollgate__V1__Push *p, struct tg_resource **out, char *err)
 {
@@ -582,6 +618,8 @@ static int from_push(const Tollgate__V1__Push *p, struct tg_resource **out, char
 
     if ((int)t < TG_RES_TRUST_BUNDLE || t >= TG_RES_N)
         return tg_err_set(err, TG_EINVAL, "unknown resource type %d", (int)p->type);
+    if (unknown_field(&p->base, err) < 0)
+        return TG_EINVAL;
     if ((int)p->resource_case != case_of[t])
         return tg_err_set(err, TG_EINVAL, "push of type %s carries no %s", tg_res_type_name(t),
                           tg_res_type_name(t));
