@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "tollgate/accesslog.h"
+#include "tollgate/httpconn.h"
 #include "tollgate/intercept.h"
 #include "tollgate/log.h"
 #include "tollgate/proxyproto.h"
@@ -159,6 +160,7 @@ static void on_handle_closed(uv_handle_t *h)
     tg_counter_add(&c->stats->closed, 1);
     if (c->handshake_done && !c->l->inbound)
         tg_tls_remember(c->tls, c->w->tickets, c->upstream.text);
+    tg_http_conn_free(c); /* logs requests left without a response */
     tg_tls_free(c->tls);
     tg_buf_drop(&c->dir[0].buf, &c->w->pool);
     tg_buf_drop(&c->dir[1].buf, &c->w->pool);
@@ -326,6 +328,12 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     tg_policy_decide(p, &pp, c->dest_port, &v);
     if (v.allow)
         return true;
+    /* protocol: http: rules with HTTP conditions never match a connection, so only a refusal
+     * that holds for every request (revoked, a DENY without HTTP conditions) is made here;
+     * the ALLOW rules are decided for each request (403) */
+    if (c->l->http != NULL &&
+        (v.outcome == TG_POLICY_NO_MATCH || v.outcome == TG_POLICY_DEFAULT_DENY))
+        return true;
     tg_counter_add(
         v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked : &c->stats->policy_denied, 1);
     if (v.outcome == TG_POLICY_REVOKED)
@@ -351,6 +359,8 @@ void tg_conn_handshake_step(struct tg_conn *c)
 
         c->handshake_done = true;
         tg_counter_add(&c->stats->hs_ok, 1);
+        if (c->http == NULL || !c->l->http->client_cert)
+            tg_tls_drop_peer_der(c->tls); /* only Client-Cert needs the certificate itself */
         if (c->l->inbound && (!tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict)) ||
                               !admitted(c, verdict, sizeof(verdict)))) {
             tg_info("%s: client %s (%s) refused: %s", c->l->name, c->peer_addr,
@@ -392,7 +402,7 @@ static int send_proxy_header(struct tg_conn *c)
     struct tg_proxyproto h;
     const struct tg_peer_info *peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
     uint8_t sha[32], hdr[TG_PP2_ENCODED_MAX];
-    struct tg_buf *b = &c->dir[0].buf;
+    struct tg_buf *b = c->up.wbuf; /* the direction's buffer, or what HTTP sends the app */
     char err[TG_ERRLEN];
     size_t len;
     int n = sizeof(h.src);
@@ -695,6 +705,13 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     /* Writes to the TLS side come from TLS; to the plain side, from the direction's buffer. */
     c->down.wbuf = l->inbound ? tg_tls_cipher_out(c->tls) : &c->dir[1].buf;
     c->up.wbuf = l->inbound ? &c->dir[0].buf : tg_tls_cipher_out(c->tls);
+    if (l->http != NULL) { /* the app gets what the request parser forwards */
+        if (tg_http_conn_new(c) < 0) {
+            tg_conn_close(c, "error", "out of memory");
+            return;
+        }
+        c->up.wbuf = tg_http_conn_out(c);
+    }
     if (l->inbound &&
         (c->gen->inbound_mode_set ? c->gen->inbound_mode : l->mode) == TG_MODE_PERMISSIVE) {
         c->state = TG_CONN_PEEK;

@@ -207,7 +207,12 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
             x->mode != y->mode || x->proxy_protocol != y->proxy_protocol ||
-            !same_list(&x->allow, &y->allow))
+            !same_list(&x->allow, &y->allow) || x->http != y->http ||
+            x->http_cfg.xfcc != y->http_cfg.xfcc ||
+            x->http_cfg.client_cert != y->http_cfg.client_cert ||
+            x->http_cfg.max_head != y->http_cfg.max_head ||
+            x->http_cfg.max_line != y->http_cfg.max_line ||
+            x->http_cfg.max_fields != y->http_cfg.max_fields)
             return "inbound";
     }
     for (size_t i = 0; i < a->n_outbound; i++) {
@@ -839,6 +844,7 @@ static int make_listeners(struct control *ctl)
             l->transparent = in->transparent;
             l->mode = in->mode;
             l->proxy_protocol = in->proxy_protocol;
+            l->http = in->http ? &in->http_cfg : NULL;
             l->rule.ids = &in->allow;
         } else {
             const struct tg_outbound_cfg *out = &cfg->outbound[i - cfg->n_inbound];

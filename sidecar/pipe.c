@@ -5,6 +5,7 @@
  * the worker's pool whenever a buffer empties, so idle connections hold none. */
 #include "tollgate/conn.h"
 
+#include "tollgate/httpconn.h"
 #include "tollgate/log.h"
 
 #define RECORD_MAX 16384
@@ -61,6 +62,8 @@ void tg_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (!s->tls && s == &c->down && tg_conn_pacing(c))
             tg_conn_paced(c, (size_t)nread);
         tg_conn_touch(c);
+        if (c->http != NULL && s == &c->up) /* responses are followed, not changed */
+            tg_http_conn_app_bytes(c, tg_buf_tail(&c->dir[1].buf) - nread, (size_t)nread);
     } else if (nread == 0) {
         return;
     } else if (nread == UV_ENOBUFS) {
@@ -287,6 +290,8 @@ void tg_pipe_progress(struct tg_conn *c)
 
                 if (d->src->tls)
                     decrypt(c, d);
+                if (i == 0 && c->http != NULL && !c->closing)
+                    tg_http_conn_progress(c); /* requests: parsed, decided, forwarded */
                 if (d->dst->tls && !c->closing)
                     encrypt(c, d);
             }
@@ -310,6 +315,8 @@ void tg_pipe_progress(struct tg_conn *c)
             tg_buf_release(&c->dir[i].buf, pool);
     if (c->tls != NULL && c->up.writing == 0 && c->down.writing == 0)
         tg_tls_release_buffers(c->tls);
+    if (c->http != NULL)
+        tg_http_conn_release(c);
     if (c->dir[0].done && c->dir[1].done && c->up.writing == 0 && c->down.writing == 0)
         tg_conn_close(c, "ok", NULL);
 }

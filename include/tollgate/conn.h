@@ -66,6 +66,7 @@ struct tg_conn {
     uv_timer_t throttle;             /* bytes_per_second: resumes reading the caller */
     struct tg_ratelimit *rl;         /* the caller's limits, when it has any */
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
+    struct tg_http_conn *http;       /* protocol: http: requests and responses followed; owned */
     bool listener_counted;           /* in its listener's open count (under a cap) */
     uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
     uint64_t ll_debt;                /* the same for the listener's bytes_per_second */

@@ -35,6 +35,7 @@ struct tg_listener_def {
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */
     struct tg_tls_peer_rule rule;   /* inbound: allow list; outbound: expected servers */
+    const struct tg_http_cfg *http; /* inbound protocol: http: its settings; NULL: a byte pipe */
     struct tg_listener_limit *limit;
 };
 
