@@ -140,10 +140,16 @@ void tg_http_conn_free(struct tg_conn *c)
 
     if (h == NULL)
         return;
-    for (unsigned i = 0; i < h->q_n; i++)
-        log_request(c, &h->q[(h->q_first + i) % INFLIGHT], 0,
-                    i == 0 && h->resp_active ? h->resp.bytes : 0, "error",
-                    "no complete response before the connection ended");
+    for (unsigned i = 0; i < h->q_n; i++) {
+        const struct entry *e = &h->q[(h->q_first + i) % INFLIGHT];
+
+        if (i == 0 && h->resp_active && h->resp.status >= 200 &&
+            h->resp.body.framing == TG_HTTP_TO_EOF) /* a response that ends with the app's close */
+            log_request(c, e, (unsigned)h->resp.status, h->resp.bytes, "ok", NULL);
+        else
+            log_request(c, e, 0, i == 0 && h->resp_active ? h->resp.bytes : 0, "error",
+                        "no complete response before the connection ended");
+    }
     tg_buf_drop(&h->out, &c->w->pool);
     free(h);
     c->http = NULL;
@@ -203,7 +209,8 @@ static void try_local(struct tg_conn *c)
                       h->local.path);
         return;
     }
-    if (tg_buf_reserve(b, &c->w->pool, true) < 0) {
+    /* a plain-text caller is written from this buffer: no moving under a write */
+    if (tg_buf_reserve(b, &c->w->pool, c->down.writing == 0 || c->down.wbuf != b) < 0) {
         tg_conn_close(c, "error", "out of memory");
         return;
     }
