@@ -1,9 +1,9 @@
 /* tollgate-certs: development and test certificates, made with wolfSSL's certificate
  * generation (EC P-256 keys, ECDSA with SHA-256). See certs/README.md for the commands.
  *
- * Stands alone: it uses include/tollgate/err.h for codes and macros, and der.h (shared with
- * tollgate-cp) for the basicConstraints fix; no other tollgate module. Errors: one line on
- * stderr naming what was wrong, exit 1; usage errors exit 2. */
+ * The certificate building it shares with tollgate-cp is in x509.h (keys, serials, validity,
+ * names, key identifiers, the basicConstraints fix, signing, PEM); no other tollgate module
+ * but err.h. Errors: one line on stderr naming what was wrong, exit 1; usage errors exit 2. */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
@@ -28,21 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tollgate/der.h"
 #include "tollgate/err.h"
-
-#if !defined(WOLFSSL_CERT_GEN) || !defined(WOLFSSL_CERT_EXT) || !defined(WOLFSSL_ALT_NAMES) ||     \
-    !defined(WOLFSSL_CERT_REQ) || !defined(WOLFSSL_KEY_GEN) || !defined(HAVE_ECC)
-#error "tollgate-certs needs wolfSSL with certgen, certext, certreq, keygen and ALT_NAMES"
-#endif
+#include "tollgate/x509.h"
 
 #define PROG "tollgate-certs"
 #define EXIT_USAGE 2
-#define MAX_NAMES 32                      /* --uri / --dns given at most this often each */
-#define MAX_FILE (1024 * 1024)            /* largest PEM file we read */
-#define DER_CAP (CTC_MAX_ALT_SIZE + 8192) /* a certificate with the largest SAN wolfSSL takes */
-#define SERIAL_LEN 16                     /* random serials: 16 bytes, positive, non-zero */
-#define SKEW_SECS 300                     /* default notBefore is this far in the past */
+#define MAX_NAMES 32           /* --uri / --dns given at most this often each */
+#define MAX_FILE (1024 * 1024) /* largest PEM file we read */
+#define DER_CAP TG_X509_DER_CAP
+#define SKEW_SECS 300 /* default notBefore is this far in the past */
 #define DAY_SECS 86400L
 #define KEY_PEM_CAP 1024 /* PEM of a P-256 SEC1 key is about 230 bytes */
 
@@ -168,18 +162,6 @@ static const char usage_text[] =
     "  show         FILE.pem    (serial=, sha256=, not_before=, not_after=, uri=, dns=)\n"
     "Validity options apply to ca, intermediate and issue; --days/--hours/--seconds add up.\n";
 
-static int seterr(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int seterr(char *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, TG_ERRLEN, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 static void wipe_free(void *p, size_t len)
 {
     if (p != NULL)
@@ -215,22 +197,22 @@ static int read_file(const char *path, char **out, size_t *out_len, char *err)
     if (f == NULL) {
         int e = errno;
 
-        seterr(err, TG_EIO, "%s: %s", path, strerror(e));
+        tg_err_set(err, TG_EIO, "%s: %s", path, strerror(e));
         errno = e; /* callers test for ENOENT */
         return TG_EIO;
     }
     buf = malloc(MAX_FILE + 1);
     if (buf == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory reading %s", path);
+        rc = tg_err_set(err, TG_ENOMEM, "out of memory reading %s", path);
         goto fail;
     }
     len = fread(buf, 1, MAX_FILE + 1, f);
     if (ferror(f)) {
-        seterr(err, rc, "%s: read error", path);
+        tg_err_set(err, rc, "%s: read error", path);
         goto fail;
     }
     if (len > MAX_FILE) {
-        rc = seterr(err, TG_ETOOBIG, "%s: larger than %d bytes", path, MAX_FILE);
+        rc = tg_err_set(err, TG_ETOOBIG, "%s: larger than %d bytes", path, MAX_FILE);
         goto fail;
     }
     buf[len] = '\0';
@@ -254,12 +236,12 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
     int rc = TG_EIO;
 
     if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
-        return seterr(err, TG_EINVAL, "%s: path too long", path);
+        return tg_err_set(err, TG_EINVAL, "%s: path too long", path);
     fd = mkstemp(tmp);
     if (fd < 0)
-        return seterr(err, TG_EIO, "%s: cannot create: %s", path, strerror(errno));
+        return tg_err_set(err, TG_EIO, "%s: cannot create: %s", path, strerror(errno));
     if (fchmod(fd, mode) < 0) {
-        seterr(err, rc, "%s: chmod: %s", tmp, strerror(errno));
+        tg_err_set(err, rc, "%s: chmod: %s", tmp, strerror(errno));
         goto fail;
     }
     while (len > 0) {
@@ -268,7 +250,7 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            seterr(err, rc, "%s: write: %s", tmp, strerror(errno));
+            tg_err_set(err, rc, "%s: write: %s", tmp, strerror(errno));
             goto fail;
         }
         p += n;
@@ -276,12 +258,12 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
     }
     if (close(fd) < 0) {
         fd = -1;
-        seterr(err, rc, "%s: close: %s", tmp, strerror(errno));
+        tg_err_set(err, rc, "%s: close: %s", tmp, strerror(errno));
         goto fail;
     }
     fd = -1;
     if (rename(tmp, path) < 0) {
-        seterr(err, rc, "%s: rename: %s", path, strerror(errno));
+        tg_err_set(err, rc, "%s: rename: %s", path, strerror(errno));
         goto fail;
     }
     return 0;
@@ -295,7 +277,7 @@ fail:
 static int path_join(char *out, const char *prefix, const char *suffix, char *err)
 {
     if (snprintf(out, PATH_MAX, "%s%s", prefix, suffix) >= PATH_MAX)
-        return seterr(err, TG_EINVAL, "%s%s: path too long", prefix, suffix);
+        return tg_err_set(err, TG_EINVAL, "%s%s: path too long", prefix, suffix);
     return 0;
 }
 
@@ -306,7 +288,7 @@ static int make_key(WC_RNG *rng, ecc_key *key, char *err)
     int ret = wc_ecc_make_key_ex(rng, 32, key, ECC_SECP256R1);
 
     if (ret != 0)
-        return seterr(err, TG_ETLS, "making a P-256 key: %s", wc_GetErrorString(ret));
+        return tg_err_set(err, TG_ETLS, "making a P-256 key: %s", wc_GetErrorString(ret));
     return 0;
 }
 
@@ -316,52 +298,12 @@ static int load_key(const char *path, ecc_key *key, char *err)
 {
     char *file = NULL;
     size_t file_len = 0;
-    byte *der = NULL;
-    int der_len;
-    word32 idx = 0;
-    int ret, rc;
+    int rc;
 
     if ((rc = read_file(path, &file, &file_len, err)) < 0)
         return rc;
-    rc = TG_EINVAL;
-    der = malloc(file_len + 1);
-    if (der == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory reading %s", path);
-        goto fail;
-    }
-    if (strstr(file, "-----BEGIN") != NULL) {
-        der_len = wc_KeyPemToDer((const byte *)file, (int)file_len, der, (int)file_len, NULL);
-        if (der_len <= 0) {
-            seterr(err, rc, "%s: no PEM private key: %s", path, wc_GetErrorString(der_len));
-            goto fail;
-        }
-    } else {
-        memcpy(der, file, file_len);
-        der_len = (int)file_len;
-    }
-    ret = wc_EccPrivateKeyDecode(der, &idx, key, (word32)der_len);
-    if (ret != 0) {
-        /* PKCS#8 wraps the SEC1 key; step over the wrapper and try again. */
-        idx = 0;
-        if (wc_GetPkcs8TraditionalOffset(der, &idx, (word32)der_len) >= 0)
-            ret = wc_EccPrivateKeyDecode(der, &idx, key, (word32)der_len);
-    }
-    if (ret != 0) {
-        seterr(err, rc, "%s: not an EC private key: %s", path, wc_GetErrorString(ret));
-        goto fail;
-    }
-    if (key->dp == NULL || key->dp->id != ECC_SECP256R1) {
-        seterr(err, rc, "%s: not a P-256 key", path);
-        goto fail;
-    }
-    if (key->type == ECC_PRIVATEKEY_ONLY && (ret = wc_ecc_make_pub(key, NULL)) != 0) {
-        seterr(err, rc, "%s: cannot derive the public key: %s", path, wc_GetErrorString(ret));
-        goto fail;
-    }
-    rc = 0;
-fail:
+    rc = tg_x509_key_decode(file, file_len, true, key, path, err);
     wipe_free(file, file_len);
-    wipe_free(der, file_len + 1);
     return rc;
 }
 
@@ -375,15 +317,15 @@ static int key_to_pem(ecc_key *key, char **pem, int *pem_len, char *err)
 
     der_len = wc_EccKeyToDer(key, der, sizeof(der));
     if (der_len <= 0)
-        return seterr(err, rc, "encoding the key: %s", wc_GetErrorString(der_len));
+        return tg_err_set(err, rc, "encoding the key: %s", wc_GetErrorString(der_len));
     out = malloc(KEY_PEM_CAP);
     if (out == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory");
+        rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
     }
     len = wc_DerToPem(der, (word32)der_len, (byte *)out, KEY_PEM_CAP, ECC_PRIVATEKEY_TYPE);
     if (len <= 0) {
-        seterr(err, rc, "PEM-encoding the key: %s", wc_GetErrorString(len));
+        tg_err_set(err, rc, "PEM-encoding the key: %s", wc_GetErrorString(len));
         goto fail;
     }
     explicit_bzero(der, sizeof(der));
@@ -409,86 +351,7 @@ static int write_key(const char *path, ecc_key *key, char *err)
     return rc;
 }
 
-/* ---- DER helpers ---- */
-
-/* Writes a DER tag and definite length to out (if not NULL); returns the header size. */
-static size_t der_hdr(byte *out, byte tag, size_t len)
-{
-    byte h[6];
-    size_t n = 0;
-
-    h[n++] = tag;
-    if (len < 0x80) {
-        h[n++] = (byte)len;
-    } else if (len <= 0xff) {
-        h[n++] = 0x81;
-        h[n++] = (byte)len;
-    } else if (len <= 0xffff) {
-        h[n++] = 0x82;
-        h[n++] = (byte)(len >> 8);
-        h[n++] = (byte)len;
-    } else {
-        h[n++] = 0x83;
-        h[n++] = (byte)(len >> 16);
-        h[n++] = (byte)(len >> 8);
-        h[n++] = (byte)len;
-    }
-    if (out != NULL)
-        memcpy(out, h, n);
-    return n;
-}
-
-struct dbuf {
-    byte *p;
-    size_t n, cap;
-    bool overflow;
-};
-
-static void put(struct dbuf *b, const void *src, size_t len)
-{
-    if (b->overflow || len > b->cap - b->n) {
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->p + b->n, src, len);
-    b->n += len;
-}
-
-static void put_hdr(struct dbuf *b, byte tag, size_t len)
-{
-    byte h[6];
-
-    put(b, h, der_hdr(h, tag, len));
-}
-
 /* ---- certificate contents ---- */
-
-static int encode_time(time_t t, byte *out, int *out_len)
-{
-    struct tm tm;
-    char s[64];
-    int n, year;
-
-    if (gmtime_r(&t, &tm) == NULL)
-        return TG_EINVAL;
-    year = tm.tm_year + 1900;
-    /* RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
-    if (year >= 1950 && year < 2050) {
-        n = snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        out[0] = ASN_UTC_TIME;
-    } else {
-        n = snprintf(s, sizeof(s), "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-        out[0] = ASN_GENERALIZED_TIME;
-    }
-    if (n <= 0 || n + 2 > CTC_DATE_SIZE)
-        return TG_EINVAL;
-    out[1] = (byte)n;
-    memcpy(out + 2, s, (size_t)n);
-    *out_len = n + 2;
-    return 0;
-}
 
 static long long default_lifetime(enum cmd cmd)
 {
@@ -511,7 +374,7 @@ static int set_validity(const struct opts *o, Cert *cert, char *err)
     if (o->has_lifetime)
         life = o->days * (long long)DAY_SECS + o->hours * 3600LL + o->seconds;
     if (life <= 0)
-        return seterr(err, TG_EINVAL, "--days/--hours/--seconds: lifetime must be positive");
+        return tg_err_set(err, TG_EINVAL, "--days/--hours/--seconds: lifetime must be positive");
     if (o->expired) {
         na = now - DAY_SECS;
         nb = na - (time_t)life;
@@ -522,45 +385,20 @@ static int set_validity(const struct opts *o, Cert *cert, char *err)
         nb = now - (time_t)o->not_before_days * DAY_SECS;
         na = now + (time_t)life;
         if (na <= nb)
-            return seterr(err, TG_EINVAL, "--not-before-days: starts after it ends");
+            return tg_err_set(err, TG_EINVAL, "--not-before-days: starts after it ends");
     } else {
         nb = now - SKEW_SECS;
         na = now + (time_t)life;
     }
-    if (encode_time(nb, cert->beforeDate, &cert->beforeDateSz) < 0 ||
-        encode_time(na, cert->afterDate, &cert->afterDateSz) < 0)
-        return seterr(err, TG_EINVAL, "validity dates out of range");
-    return 0;
+    return tg_x509_set_validity(cert, nb, na, err);
 }
 
 static int set_serial(const struct opts *o, WC_RNG *rng, Cert *cert, char *err)
 {
-    int ret;
-
-    if (o->serial_len > 0) {
-        memcpy(cert->serial, o->serial, (size_t)o->serial_len);
-        cert->serialSz = o->serial_len;
-        return 0;
-    }
-    ret = wc_RNG_GenerateBlock(rng, cert->serial, SERIAL_LEN);
-    if (ret != 0)
-        return seterr(err, TG_ETLS, "random serial: %s", wc_GetErrorString(ret));
-    /* Positive (RFC 5280 4.1.2.2), and a non-zero first byte so the serial is always
-     * exactly 16 bytes and prints the same everywhere. */
-    cert->serial[0] &= 0x7f;
-    if (cert->serial[0] == 0)
-        cert->serial[0] = 0x01;
-    cert->serialSz = SERIAL_LEN;
-    return 0;
-}
-
-static int set_cn(Cert *cert, const char *cn, char *err)
-{
-    if (strlen(cn) >= CTC_NAME_SIZE)
-        return seterr(err, TG_EINVAL, "common name longer than %d bytes: %s", CTC_NAME_SIZE - 1,
-                      cn);
-    strcpy(cert->subject.commonName, cn);
-    cert->subject.commonNameEnc = CTC_UTF8;
+    if (o->serial_len == 0)
+        return tg_x509_set_serial(cert, rng, err);
+    memcpy(cert->serial, o->serial, (size_t)o->serial_len);
+    cert->serialSz = o->serial_len;
     return 0;
 }
 
@@ -584,37 +422,15 @@ static void leaf_cn(const char *spiffe, char *cn)
 /* SubjectAltName GeneralNames: the SPIFFE ID, then each --uri, then each --dns. */
 static int set_alt_names(const struct opts *o, Cert *cert, char *err)
 {
-    struct dbuf b = {.p = cert->altNames, .cap = sizeof(cert->altNames)};
-    size_t total = 0, i;
+    const char *uris[MAX_NAMES + 1];
+    size_t n = 0;
 
     if (o->no_san)
         return 0;
     if (o->spiffe != NULL)
-        total += der_hdr(NULL, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, strlen(o->spiffe)) +
-                 strlen(o->spiffe);
-    for (i = 0; i < o->n_uris; i++)
-        total += der_hdr(NULL, 0, strlen(o->uris[i])) + strlen(o->uris[i]);
-    for (i = 0; i < o->n_dns; i++)
-        total += der_hdr(NULL, 0, strlen(o->dns[i])) + strlen(o->dns[i]);
-    if (total == 0)
-        return 0;
-    put_hdr(&b, 0x30, total);
-    if (o->spiffe != NULL) {
-        put_hdr(&b, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, strlen(o->spiffe));
-        put(&b, o->spiffe, strlen(o->spiffe));
-    }
-    for (i = 0; i < o->n_uris; i++) {
-        put_hdr(&b, ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE, strlen(o->uris[i]));
-        put(&b, o->uris[i], strlen(o->uris[i]));
-    }
-    for (i = 0; i < o->n_dns; i++) {
-        put_hdr(&b, ASN_CONTEXT_SPECIFIC | ASN_DNS_TYPE, strlen(o->dns[i]));
-        put(&b, o->dns[i], strlen(o->dns[i]));
-    }
-    if (b.overflow)
-        return seterr(err, TG_ETOOBIG, "subject alt names longer than %d bytes", CTC_MAX_ALT_SIZE);
-    cert->altNamesSz = (int)b.n;
-    return 0;
+        uris[n++] = o->spiffe;
+    memcpy(uris + n, o->uris, o->n_uris * sizeof(*uris));
+    return tg_x509_set_alt_names(cert, uris, n + o->n_uris, o->dns, o->n_dns, err);
 }
 
 static int set_usage(const struct opts *o, Cert *cert, char *err)
@@ -628,7 +444,7 @@ static int set_usage(const struct opts *o, Cert *cert, char *err)
     else if (o->ca_flag)
         ku = "digitalSignature,keyCertSign";
     if ((ret = wc_SetKeyUsage(cert, ku)) != 0)
-        return seterr(err, TG_ETLS, "key usage %s: %s", ku, wc_GetErrorString(ret));
+        return tg_err_set(err, TG_ETLS, "key usage %s: %s", ku, wc_GetErrorString(ret));
     if (o->cmd != CMD_ISSUE)
         return 0; /* CAs: no EKU, so they may sign leaves of any purpose */
     if (o->eku == NULL || strcmp(o->eku, "both") == 0)
@@ -642,7 +458,7 @@ static int set_usage(const struct opts *o, Cert *cert, char *err)
     else
         return 0; /* none: checked when parsing */
     if ((ret = wc_SetExtKeyUsage(cert, eku)) != 0)
-        return seterr(err, TG_ETLS, "extended key usage %s: %s", eku, wc_GetErrorString(ret));
+        return tg_err_set(err, TG_ETLS, "extended key usage %s: %s", eku, wc_GetErrorString(ret));
     return 0;
 }
 
@@ -657,37 +473,6 @@ static void signer_cleanup(struct signer *s)
     s->der = NULL;
     free(s->chain);
     s->chain = NULL;
-}
-
-/* Public key of a certificate, as DER SubjectPublicKeyInfo, compared with key's. */
-static int check_key_matches(const byte *cert_der, int cert_len, ecc_key *key, const char *what,
-                             char *err)
-{
-    DecodedCert dc;
-    byte cert_pub[256], key_pub[256];
-    word32 cert_pub_len = sizeof(cert_pub);
-    int key_pub_len, ret, rc = TG_EINVAL;
-
-    wc_InitDecodedCert(&dc, cert_der, (word32)cert_len, NULL);
-    ret = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL);
-    if (ret != 0) {
-        seterr(err, rc, "%s: cannot parse the certificate: %s", what, wc_GetErrorString(ret));
-        goto fail;
-    }
-    ret = wc_GetPubKeyDerFromCert(&dc, cert_pub, &cert_pub_len);
-    key_pub_len = wc_EccPublicKeyToDer(key, key_pub, sizeof(key_pub), 1);
-    if (ret != 0 || key_pub_len <= 0) {
-        seterr(err, rc, "%s: cannot read the public keys", what);
-        goto fail;
-    }
-    if ((word32)key_pub_len != cert_pub_len || memcmp(cert_pub, key_pub, cert_pub_len) != 0) {
-        seterr(err, rc, "%s: the key does not belong to the certificate", what);
-        goto fail;
-    }
-    rc = 0;
-fail:
-    wc_FreeDecodedCert(&dc);
-    return rc;
 }
 
 /* Loads PREFIX.pem (its first certificate), PREFIX.key and PREFIX.chain.pem if present. */
@@ -706,25 +491,25 @@ static int signer_load(const char *prefix, struct signer *s, char *err)
     rc = TG_EINVAL;
     s->der = malloc(pem_len + 1);
     if (s->der == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory");
+        rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
     }
     ret = wc_CertPemToDer((const byte *)pem, (int)pem_len, s->der, (int)pem_len, CERT_TYPE);
     if (ret <= 0) {
-        seterr(err, rc, "%s: no PEM certificate: %s", path, wc_GetErrorString(ret));
+        tg_err_set(err, rc, "%s: no PEM certificate: %s", path, wc_GetErrorString(ret));
         goto fail;
     }
     s->der_len = ret;
     if ((rc = path_join(path, prefix, ".key", err)) < 0)
         goto fail;
     if ((ret = wc_ecc_init(&s->key)) != 0) {
-        rc = seterr(err, TG_ETLS, "ecc init: %s", wc_GetErrorString(ret));
+        rc = tg_err_set(err, TG_ETLS, "ecc init: %s", wc_GetErrorString(ret));
         goto fail;
     }
     s->key_ok = true;
     if ((rc = load_key(path, &s->key, err)) < 0)
         goto fail;
-    if ((rc = check_key_matches(s->der, s->der_len, &s->key, path, err)) < 0)
+    if ((rc = tg_x509_key_matches(s->der, (size_t)s->der_len, &s->key, path, err)) < 0)
         goto fail;
     if ((rc = path_join(path, prefix, ".chain.pem", err)) < 0)
         goto fail;
@@ -753,20 +538,19 @@ static int fill_cert(const struct opts *o, WC_RNG *rng, ecc_key *key, struct sig
                      char *err)
 {
     char cn[CTC_NAME_SIZE];
-    int ret, rc;
+    int rc;
 
-    cert->sigType = CTC_SHA256wECDSA;
     if (o->cmd == CMD_CA)
-        rc = set_cn(cert, o->cn ? o->cn : "tollgate dev root CA", err);
+        rc = tg_x509_set_cn(cert, o->cn ? o->cn : "tollgate dev root CA", err);
     else if (o->cmd == CMD_INTERMEDIATE)
-        rc = set_cn(cert, o->cn ? o->cn : "tollgate dev intermediate CA", err);
+        rc = tg_x509_set_cn(cert, o->cn ? o->cn : "tollgate dev intermediate CA", err);
     else if (o->cn != NULL)
-        rc = set_cn(cert, o->cn, err);
+        rc = tg_x509_set_cn(cert, o->cn, err);
     else if (o->no_san)
-        rc = set_cn(cert, o->spiffe, err);
+        rc = tg_x509_set_cn(cert, o->spiffe, err);
     else {
         leaf_cn(o->spiffe, cn);
-        rc = set_cn(cert, cn, err);
+        rc = tg_x509_set_cn(cert, cn, err);
     }
     if (rc < 0)
         return rc;
@@ -783,22 +567,9 @@ static int fill_cert(const struct opts *o, WC_RNG *rng, ecc_key *key, struct sig
     }
     if ((rc = set_usage(o, cert, err)) < 0 || (rc = set_alt_names(o, cert, err)) < 0)
         return rc;
-    if ((ret = wc_SetSubjectKeyIdFromPublicKey_ex(cert, ECC_TYPE, key)) != 0)
-        return seterr(err, TG_ETLS, "subject key id: %s", wc_GetErrorString(ret));
-    if (s == NULL) {
-        cert->selfSigned = 1;
-        if ((ret = wc_SetAuthKeyIdFromPublicKey_ex(cert, ECC_TYPE, key)) != 0)
-            return seterr(err, TG_ETLS, "authority key id: %s", wc_GetErrorString(ret));
-        return 0;
-    }
-    if ((ret = wc_SetIssuerBuffer(cert, s->der, s->der_len)) != 0)
-        return seterr(err, TG_ETLS, "--ca: issuer name: %s", wc_GetErrorString(ret));
-    ret = wc_SetAuthKeyIdFromCert(cert, s->der, s->der_len);
-    if (ret == ASN_NO_SKID) /* a CA made elsewhere without a SKID: use its key */
-        ret = wc_SetAuthKeyIdFromPublicKey_ex(cert, ECC_TYPE, &s->key);
-    if (ret != 0)
-        return seterr(err, TG_ETLS, "authority key id: %s", wc_GetErrorString(ret));
-    return 0;
+    if (s == NULL) /* self-signed */
+        return tg_x509_set_key_ids(cert, key, NULL, 0, NULL, err);
+    return tg_x509_set_key_ids(cert, key, s->der, (size_t)s->der_len, &s->key, err);
 }
 
 static void hex(const byte *p, size_t n, char *out)
@@ -813,19 +584,87 @@ static void hex(const byte *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* What the commands that make a key, a certificate or a CSR hold: the random generator, the
+ * subject's key, and for certificates and CSRs the Cert and room for its DER. */
+struct job {
+    WC_RNG rng;
+    ecc_key key;
+    bool rng_ok, key_ok;
+    Cert *cert;
+    byte *der;
+};
+
+/* job_end() undoes it, also after a failure. */
+static int job_begin(struct job *j, bool with_cert, char *err)
+{
+    int ret;
+
+    if ((ret = wc_InitRng(&j->rng)) != 0)
+        return tg_err_set(err, TG_ETLS, "random generator: %s", wc_GetErrorString(ret));
+    j->rng_ok = true;
+    if ((ret = wc_ecc_init(&j->key)) != 0)
+        return tg_err_set(err, TG_ETLS, "ecc init: %s", wc_GetErrorString(ret));
+    j->key_ok = true;
+    if (!with_cert)
+        return 0;
+    j->cert = calloc(1, sizeof(*j->cert));
+    j->der = malloc(DER_CAP);
+    if (j->cert == NULL || j->der == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    return tg_x509_cert_init(j->cert, err);
+}
+
+static void job_end(struct job *j)
+{
+    free(j->der);
+    free(j->cert);
+    if (j->key_ok)
+        wc_ecc_free(&j->key);
+    if (j->rng_ok)
+        wc_FreeRng(&j->rng);
+}
+
+/* PREFIX.pem and, for an intermediate, PREFIX.chain.pem; a stale one of a CA is removed. */
+static int write_certs(const struct opts *o, const char *pem_path, const char *chain_path,
+                       const char *pem, size_t pem_len, const struct signer *s, char *err)
+{
+    size_t out_len = pem_len;
+    char *out = malloc(pem_len + s->chain_len + 1);
+    int rc;
+
+    if (out == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    memcpy(out, pem, pem_len);
+    if (s->chain != NULL) {
+        memcpy(out + out_len, s->chain, s->chain_len);
+        out_len += s->chain_len;
+        if (s->chain_len > 0 && s->chain[s->chain_len - 1] != '\n')
+            out[out_len++] = '\n';
+    }
+    if (o->cmd == CMD_ISSUE) {
+        rc = write_file(pem_path, out, out_len, 0644, err); /* leaf + intermediates */
+    } else if (o->cmd == CMD_INTERMEDIATE) {
+        if ((rc = write_file(pem_path, pem, pem_len, 0644, err)) == 0)
+            rc = write_file(chain_path, out, out_len, 0644, err);
+    } else {
+        rc = write_file(pem_path, pem, pem_len, 0644, err);
+        if (rc == 0 && unlink(chain_path) < 0 && errno != ENOENT)
+            rc = tg_err_set(err, TG_EIO, "%s: stale chain: %s", chain_path, strerror(errno));
+    }
+    free(out);
+    return rc;
+}
+
 static int cmd_sign(const struct opts *o, char *err)
 {
     char key_path[PATH_MAX], pem_path[PATH_MAX], chain_path[PATH_MAX],
         serial[2 * CTC_SERIAL_SIZE + 1];
     struct signer s = {0};
-    bool have_signer = false, key_ok = false, rng_ok = false;
-    WC_RNG rng;
-    ecc_key key;
-    Cert *cert = NULL;
-    byte *der = NULL;
-    char *pem = NULL, *out = NULL;
-    int tbs_len, der_len, pem_len, ret, rc;
-    size_t out_len;
+    bool have_signer = false;
+    struct job j = {0};
+    char *pem = NULL;
+    size_t der_len, pem_len;
+    int rc;
     struct tm nb_tm, na_tm;
     char not_after[32];
 
@@ -833,203 +672,86 @@ static int cmd_sign(const struct opts *o, char *err)
         (rc = path_join(pem_path, o->out, ".pem", err)) < 0 ||
         (rc = path_join(chain_path, o->out, ".chain.pem", err)) < 0)
         return rc;
-    rc = TG_ETLS;
-    if ((ret = wc_InitRng(&rng)) != 0) {
-        seterr(err, rc, "random generator: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    rng_ok = true;
-    if ((ret = wc_ecc_init(&key)) != 0) {
-        seterr(err, rc, "ecc init: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    key_ok = true;
-    if ((rc = load_or_make_key(o, &rng, &key, err)) < 0)
+    if ((rc = job_begin(&j, true, err)) < 0 || (rc = load_or_make_key(o, &j.rng, &j.key, err)) < 0)
         goto fail;
     if (o->ca != NULL) {
         if ((rc = signer_load(o->ca, &s, err)) < 0)
             goto fail;
         have_signer = true;
     }
-    cert = calloc(1, sizeof(*cert));
-    der = malloc(DER_CAP);
-    pem = malloc(2 * DER_CAP);
-    if (cert == NULL || der == NULL || pem == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory");
+    if ((rc = fill_cert(o, &j.rng, &j.key, have_signer ? &s : NULL, j.cert, err)) < 0 ||
+        (rc = tg_x509_make(j.cert, &j.key, have_signer ? &s.key : &j.key, &j.rng, j.der, DER_CAP,
+                           &der_len, err)) < 0 ||
+        (rc = tg_x509_pem(j.der, der_len, CERT_TYPE, &pem, &pem_len, err)) < 0)
         goto fail;
-    }
-    rc = TG_ETLS;
-    if ((ret = wc_InitCert(cert)) != 0) {
-        seterr(err, rc, "init cert: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    if ((rc = fill_cert(o, &rng, &key, have_signer ? &s : NULL, cert, err)) < 0)
-        goto fail;
-    rc = TG_ETLS;
-    tbs_len = wc_MakeCert(cert, der, DER_CAP, NULL, &key, &rng);
-    if (tbs_len <= 0) {
-        seterr(err, rc, "making the certificate: %s", wc_GetErrorString(tbs_len));
-        goto fail;
-    }
-    if ((rc = tg_der_mark_bc_critical(der, &tbs_len, DER_CAP)) < 0) {
-        seterr(err, rc, "marking basicConstraints critical failed");
-        goto fail;
-    }
-    rc = TG_ETLS;
-    der_len = wc_SignCert(tbs_len, CTC_SHA256wECDSA, der, DER_CAP, NULL,
-                          have_signer ? &s.key : &key, &rng);
-    if (der_len <= 0) {
-        seterr(err, rc, "signing the certificate: %s", wc_GetErrorString(der_len));
-        goto fail;
-    }
-    pem_len = wc_DerToPem(der, (word32)der_len, (byte *)pem, 2 * DER_CAP, CERT_TYPE);
-    if (pem_len <= 0) {
-        seterr(err, rc, "PEM-encoding the certificate: %s", wc_GetErrorString(pem_len));
-        goto fail;
-    }
-
     /* The key first: a watcher that reloads on the certificate then finds its key. */
-    if ((rc = write_key(key_path, &key, err)) < 0)
-        goto fail;
-    out_len = (size_t)pem_len + s.chain_len + 1;
-    out = malloc(out_len);
-    if (out == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory");
-        goto fail;
-    }
-    memcpy(out, pem, (size_t)pem_len);
-    out_len = (size_t)pem_len;
-    if (s.chain != NULL) {
-        memcpy(out + out_len, s.chain, s.chain_len);
-        out_len += s.chain_len;
-        if (s.chain_len > 0 && s.chain[s.chain_len - 1] != '\n')
-            out[out_len++] = '\n';
-    }
-    if (o->cmd == CMD_ISSUE) {
-        rc = write_file(pem_path, out, out_len, 0644, err); /* leaf + intermediates */
-    } else if (o->cmd == CMD_INTERMEDIATE) {
-        if ((rc = write_file(pem_path, pem, (size_t)pem_len, 0644, err)) == 0)
-            rc = write_file(chain_path, out, out_len, 0644, err);
-    } else {
-        rc = write_file(pem_path, pem, (size_t)pem_len, 0644, err);
-        if (rc == 0 && unlink(chain_path) < 0 && errno != ENOENT)
-            rc = seterr(err, TG_EIO, "%s: stale chain: %s", chain_path, strerror(errno));
-    }
-    if (rc < 0)
+    if ((rc = write_key(key_path, &j.key, err)) < 0 ||
+        (rc = write_certs(o, pem_path, chain_path, pem, pem_len, &s, err)) < 0)
         goto fail;
 
-    hex(cert->serial, (size_t)cert->serialSz, serial);
+    hex(j.cert->serial, (size_t)j.cert->serialSz, serial);
     nb_tm = (struct tm){0};
     na_tm = (struct tm){0};
     not_after[0] = '\0';
-    if (wc_GetCertDates(cert, &nb_tm, &na_tm) == 0)
+    if (wc_GetCertDates(j.cert, &nb_tm, &na_tm) == 0)
         snprintf(not_after, sizeof(not_after), "%lld", (long long)timegm(&na_tm));
     printf("%s: wrote %s%s %s serial=%s not_after=%s\n", cmd_names[o->cmd], pem_path,
            o->cmd == CMD_INTERMEDIATE ? " (+ .chain.pem)" : "", key_path, serial, not_after);
     rc = 0;
 fail:
-    free(out);
     free(pem);
-    free(der);
-    free(cert);
     if (have_signer)
         signer_cleanup(&s);
-    if (key_ok)
-        wc_ecc_free(&key);
-    if (rng_ok)
-        wc_FreeRng(&rng);
+    job_end(&j);
     return rc;
 }
 
 static int cmd_keygen(const struct opts *o, char *err)
 {
-    WC_RNG rng;
-    ecc_key key;
-    bool key_ok = false;
-    int ret, rc = TG_ETLS;
+    struct job j = {0};
+    int rc;
 
-    if ((ret = wc_InitRng(&rng)) != 0)
-        return seterr(err, rc, "random generator: %s", wc_GetErrorString(ret));
-    if ((ret = wc_ecc_init(&key)) != 0) {
-        seterr(err, rc, "ecc init: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    key_ok = true;
-    if ((rc = make_key(&rng, &key, err)) < 0 || (rc = write_key(o->out, &key, err)) < 0)
-        goto fail;
-    printf("keygen: wrote %s (P-256)\n", o->out);
-    rc = 0;
-fail:
-    if (key_ok)
-        wc_ecc_free(&key);
-    wc_FreeRng(&rng);
+    if ((rc = job_begin(&j, false, err)) == 0 && (rc = make_key(&j.rng, &j.key, err)) == 0 &&
+        (rc = write_key(o->out, &j.key, err)) == 0)
+        printf("keygen: wrote %s (P-256)\n", o->out);
+    job_end(&j);
     return rc;
 }
 
 static int cmd_csr(const struct opts *o, char *err)
 {
-    WC_RNG rng;
-    ecc_key key;
-    bool key_ok = false;
-    Cert *cert = NULL;
-    byte *der = NULL;
+    struct job j = {0};
     char *pem = NULL;
     char cn[CTC_NAME_SIZE];
-    int len, ret, rc = TG_ETLS;
+    size_t pem_len;
+    int len, rc;
 
-    if ((ret = wc_InitRng(&rng)) != 0)
-        return seterr(err, rc, "random generator: %s", wc_GetErrorString(ret));
-    if ((ret = wc_ecc_init(&key)) != 0) {
-        seterr(err, rc, "ecc init: %s", wc_GetErrorString(ret));
+    if ((rc = job_begin(&j, true, err)) < 0 || (rc = load_key(o->key, &j.key, err)) < 0)
         goto fail;
-    }
-    key_ok = true;
-    if ((rc = load_key(o->key, &key, err)) < 0)
-        goto fail;
-    cert = calloc(1, sizeof(*cert));
-    der = malloc(DER_CAP);
-    pem = malloc(2 * DER_CAP);
-    if (cert == NULL || der == NULL || pem == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory");
-        goto fail;
-    }
-    rc = TG_ETLS;
-    if ((ret = wc_InitCert(cert)) != 0) {
-        seterr(err, rc, "init cert: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    cert->version = 0; /* PKCS#10 v1 */
-    cert->sigType = CTC_SHA256wECDSA;
+    j.cert->version = 0; /* PKCS#10 v1 */
     leaf_cn(o->spiffe, cn);
-    if ((rc = set_cn(cert, o->cn ? o->cn : cn, err)) < 0 || (rc = set_alt_names(o, cert, err)) < 0)
+    if ((rc = tg_x509_set_cn(j.cert, o->cn ? o->cn : cn, err)) < 0 ||
+        (rc = set_alt_names(o, j.cert, err)) < 0)
         goto fail;
     rc = TG_ETLS;
-    len = wc_MakeCertReq_ex(cert, der, DER_CAP, ECC_TYPE, &key);
+    len = wc_MakeCertReq_ex(j.cert, j.der, DER_CAP, ECC_TYPE, &j.key);
     if (len <= 0) {
-        seterr(err, rc, "making the CSR: %s", wc_GetErrorString(len));
+        tg_err_set(err, rc, "making the CSR: %s", wc_GetErrorString(len));
         goto fail;
     }
-    len = wc_SignCert_ex(cert->bodySz, cert->sigType, der, DER_CAP, ECC_TYPE, &key, &rng);
+    len = wc_SignCert_ex(j.cert->bodySz, j.cert->sigType, j.der, DER_CAP, ECC_TYPE, &j.key, &j.rng);
     if (len <= 0) {
-        seterr(err, rc, "signing the CSR: %s", wc_GetErrorString(len));
+        tg_err_set(err, rc, "signing the CSR: %s", wc_GetErrorString(len));
         goto fail;
     }
-    len = wc_DerToPem(der, (word32)len, (byte *)pem, 2 * DER_CAP, CERTREQ_TYPE);
-    if (len <= 0) {
-        seterr(err, rc, "PEM-encoding the CSR: %s", wc_GetErrorString(len));
-        goto fail;
-    }
-    if ((rc = write_file(o->out, pem, (size_t)len, 0644, err)) < 0)
+    if ((rc = tg_x509_pem(j.der, (size_t)len, CERTREQ_TYPE, &pem, &pem_len, err)) < 0 ||
+        (rc = write_file(o->out, pem, pem_len, 0644, err)) < 0)
         goto fail;
     printf("csr: wrote %s\n", o->out);
     rc = 0;
 fail:
     free(pem);
-    free(der);
-    free(cert);
-    if (key_ok)
-        wc_ecc_free(&key);
-    wc_FreeRng(&rng);
+    job_end(&j);
     return rc;
 }
 
@@ -1064,13 +786,13 @@ static int cmd_show(const struct opts *o, char *err)
     rc = TG_EINVAL;
     der = malloc(file_len + 1);
     if (der == NULL) {
-        rc = seterr(err, TG_ENOMEM, "out of memory");
+        rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
     }
     if (strstr(file, "-----BEGIN") != NULL) {
         der_len = wc_CertPemToDer((const byte *)file, (int)file_len, der, (int)file_len, CERT_TYPE);
         if (der_len <= 0) {
-            seterr(err, rc, "%s: no PEM certificate: %s", o->file, wc_GetErrorString(der_len));
+            tg_err_set(err, rc, "%s: no PEM certificate: %s", o->file, wc_GetErrorString(der_len));
             goto fail;
         }
     } else {
@@ -1080,11 +802,11 @@ static int cmd_show(const struct opts *o, char *err)
     wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
     dc_ok = true;
     if ((ret = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL)) != 0) {
-        seterr(err, rc, "%s: not a certificate: %s", o->file, wc_GetErrorString(ret));
+        tg_err_set(err, rc, "%s: not a certificate: %s", o->file, wc_GetErrorString(ret));
         goto fail;
     }
     if (wc_Sha256Hash(der, (word32)der_len, hash) != 0) {
-        rc = seterr(err, TG_ETLS, "sha256 failed");
+        rc = tg_err_set(err, TG_ETLS, "sha256 failed");
         goto fail;
     }
     hex(dc.serial, (size_t)dc.serialSz, text);
@@ -1093,7 +815,7 @@ static int cmd_show(const struct opts *o, char *err)
     printf("sha256=%s\n", text);
     if (print_date("not_before", dc.beforeDate, dc.beforeDateLen) < 0 ||
         print_date("not_after", dc.afterDate, dc.afterDateLen) < 0) {
-        seterr(err, rc, "%s: cannot read the validity dates", o->file);
+        tg_err_set(err, rc, "%s: cannot read the validity dates", o->file);
         goto fail;
     }
     for (e = dc.altNames; e != NULL; e = e->next) { /* in certificate order */

@@ -1,5 +1,5 @@
-/* The control plane's CA (cp_ca.h): wolfSSL certificate generation, as tollgate-certs does
- * it (certs/certtool.c), with the basicConstraints fix shared through der.h. */
+/* The control plane's CA (cp_ca.h): certificates built with x509.h, which tollgate-certs
+ * (certs/certtool.c) shares. */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn.h>
@@ -16,12 +16,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "tollgate/der.h"
 #include "tollgate/identity.h"
 #include "tollgate/spiffe.h"
+#include "tollgate/x509.h"
 
-#define DER_CAP (CTC_MAX_ALT_SIZE + 8192)
-#define SERIAL_LEN 16
 #define MAX_CHAIN 8
 #define MAX_SKEW_S 60
 
@@ -91,24 +89,6 @@ static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **d
     return 1;
 }
 
-static char *der_to_pem(const unsigned char *der, size_t len, int type, size_t *pem_len)
-{
-    size_t cap = len * 4 / 3 + len / 48 + 128;
-    char *pem = malloc(cap + 1);
-    int n;
-
-    if (pem == NULL)
-        return NULL;
-    n = wc_DerToPem(der, (word32)len, (byte *)pem, (word32)cap, type);
-    if (n <= 0) {
-        free(pem);
-        return NULL;
-    }
-    pem[n] = '\0';
-    *pem_len = (size_t)n;
-    return pem;
-}
-
 static bool self_signed(const unsigned char *der, size_t len)
 {
     DecodedCert dc;
@@ -149,73 +129,6 @@ const char *tg_cp_ca_serial(const struct tg_cp_ca *ca)
 int64_t tg_cp_ca_not_after(const struct tg_cp_ca *ca)
 {
     return ca->info.not_after;
-}
-
-/* The EC P-256 private key in key_pem (SEC1 or PKCS#8) into the initialised ca->key. */
-static int load_key(struct tg_cp_ca *ca, const char *key_pem, size_t key_len, const char *what,
-                    char *err)
-{
-    unsigned char *der = malloc(key_len + 1);
-    word32 idx = 0;
-    int n, ret, rc = TG_EINVAL;
-
-    if (der == NULL)
-        return TG_ENOMEM;
-    n = wc_KeyPemToDer((const unsigned char *)key_pem, (int)key_len, der, (int)key_len, NULL);
-    if (n <= 0) {
-        tg_err_set(err, rc, "%s: key: no PEM private key", what);
-        goto fail;
-    }
-    ret = wc_EccPrivateKeyDecode(der, &idx, &ca->key, (word32)n);
-    if (ret != 0) {
-        /* PKCS#8 wraps the SEC1 key: step over the wrapper */
-        idx = 0;
-        if (wc_GetPkcs8TraditionalOffset(der, &idx, (word32)n) >= 0)
-            ret = wc_EccPrivateKeyDecode(der, &idx, &ca->key, (word32)n);
-    }
-    if (ret != 0) {
-        tg_err_set(err, rc, "%s: key: not an EC private key: %s", what, wc_GetErrorString(ret));
-        goto fail;
-    }
-    if (ca->key.dp == NULL || ca->key.dp->id != ECC_SECP256R1) {
-        tg_err_set(err, rc, "%s: key: not a P-256 key", what);
-        goto fail;
-    }
-    if (ca->key.type == ECC_PRIVATEKEY_ONLY && (ret = wc_ecc_make_pub(&ca->key, NULL)) != 0) {
-        tg_err_set(err, rc, "%s: key: cannot derive the public key: %s", what,
-                   wc_GetErrorString(ret));
-        goto fail;
-    }
-    rc = 0;
-fail:
-    explicit_bzero(der, key_len + 1);
-    free(der);
-    return rc;
-}
-
-static int check_key_matches(struct tg_cp_ca *ca, const char *what, char *err)
-{
-    DecodedCert dc;
-    byte cert_pub[256], key_pub[256];
-    word32 cert_pub_len = sizeof(cert_pub);
-    int key_pub_len, rc = TG_EINVAL;
-
-    wc_InitDecodedCert(&dc, ca->der, (word32)ca->der_len, NULL);
-    if (wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) != 0 ||
-        wc_GetPubKeyDerFromCert(&dc, cert_pub, &cert_pub_len) != 0) {
-        tg_err_set(err, rc, "%s: cert: cannot read its public key", what);
-        goto fail;
-    }
-    key_pub_len = wc_EccPublicKeyToDer(&ca->key, key_pub, sizeof(key_pub), 1);
-    if (key_pub_len <= 0 || (word32)key_pub_len != cert_pub_len ||
-        memcmp(cert_pub, key_pub, cert_pub_len) != 0) {
-        tg_err_set(err, rc, "%s: key does not belong to the certificate", what);
-        goto fail;
-    }
-    rc = 0;
-fail:
-    wc_FreeDecodedCert(&dc);
-    return rc;
 }
 
 /* Reads the certificates of the cert file: the first signs, the rest go with every leaf. */
@@ -271,7 +184,7 @@ int tg_cp_ca_new(const char *cert_pem, size_t cert_len, const char *key_pem, siz
                  const char *what, struct tg_cp_ca **out, char *err)
 {
     struct tg_cp_ca *ca = calloc(1, sizeof(*ca));
-    char why[TG_ERRLEN];
+    char why[TG_ERRLEN], key_what[TG_ERRLEN];
     int64_t now = tg_identity_now();
     int rc = TG_ENOMEM;
 
@@ -297,16 +210,15 @@ int tg_cp_ca_new(const char *cert_pem, size_t cert_len, const char *key_pem, siz
         goto fail;
     }
     ca->key_ok = true;
-    if ((rc = load_key(ca, key_pem, key_len, what, err)) < 0 ||
-        (rc = check_key_matches(ca, what, err)) < 0)
+    snprintf(key_what, sizeof(key_what), "%s: key", what);
+    if ((rc = tg_x509_key_decode(key_pem, key_len, false, &ca->key, key_what, err)) < 0 ||
+        (rc = tg_x509_key_matches(ca->der, ca->der_len, &ca->key, what, err)) < 0)
         goto fail;
     if (self_signed(ca->der, ca->der_len)) {
         size_t n;
 
-        if ((ca->root_pem = der_to_pem(ca->der, ca->der_len, CERT_TYPE, &n)) == NULL) {
-            rc = TG_ENOMEM;
+        if ((rc = tg_x509_pem(ca->der, ca->der_len, CERT_TYPE, &ca->root_pem, &n, err)) < 0)
             goto fail;
-        }
     }
     *out = ca;
     return 0;
@@ -347,33 +259,6 @@ fail:
 
 /* ---- issuing ---- */
 
-static int encode_time(time_t t, byte *out, int *out_len)
-{
-    struct tm tm;
-    char s[32];
-    int n, year;
-
-    if (gmtime_r(&t, &tm) == NULL)
-        return TG_EINVAL;
-    year = tm.tm_year + 1900;
-    /* RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 */
-    if (year >= 1950 && year < 2050) {
-        n = snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        out[0] = ASN_UTC_TIME;
-    } else {
-        n = snprintf(s, sizeof(s), "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-        out[0] = ASN_GENERALIZED_TIME;
-    }
-    if (n <= 0 || n + 2 > CTC_DATE_SIZE)
-        return TG_EINVAL;
-    out[1] = (byte)n;
-    memcpy(out + 2, s, (size_t)n);
-    *out_len = n + 2;
-    return 0;
-}
-
 /* The CSR's public key, after checking the CSR's own signature (proof that the asker holds
  * the private key). */
 static int csr_key(const unsigned char *csr, size_t len, ecc_key *key, char *err)
@@ -410,78 +295,31 @@ fail:
     return rc;
 }
 
-/* GeneralNames with one URI. */
-static int set_uri_san(Cert *cert, const char *uri)
-{
-    size_t len = strlen(uri), inner = (len < 0x80 ? 2 : len <= 0xff ? 3 : 4) + len;
-    size_t n = 0;
-    byte *p = cert->altNames;
-
-    if ((inner < 0x80 ? 2 : inner <= 0xff ? 3 : 4) + inner > sizeof(cert->altNames))
-        return TG_ETOOBIG;
-    p[n++] = 0x30;
-    if (inner >= 0x100) {
-        p[n++] = 0x82;
-        p[n++] = (byte)(inner >> 8);
-    } else if (inner >= 0x80) {
-        p[n++] = 0x81;
-    }
-    p[n++] = (byte)inner;
-    p[n++] = ASN_CONTEXT_SPECIFIC | ASN_URI_TYPE;
-    if (len >= 0x100) {
-        p[n++] = 0x82;
-        p[n++] = (byte)(len >> 8);
-    } else if (len >= 0x80) {
-        p[n++] = 0x81;
-    }
-    p[n++] = (byte)len;
-    memcpy(p + n, uri, len);
-    cert->altNamesSz = (int)(n + len);
-    return 0;
-}
-
 static int fill_leaf(const struct tg_cp_ca *ca, const struct tg_spiffe_id *id, int64_t ttl_s,
                      ecc_key *subject, WC_RNG *rng, Cert *cert, char *err)
 {
     const char *sa = strstr(id->id + id->path_off, "/sa/");
-    time_t now = time(NULL), nb, na;
+    const char *uri = id->id;
+    time_t now = time(NULL), na = now + (time_t)ttl_s;
     int64_t skew = ttl_s / 10 < MAX_SKEW_S ? ttl_s / 10 : MAX_SKEW_S;
-    int ret;
+    int ret, rc;
 
-    cert->sigType = CTC_SHA256wECDSA;
-    snprintf(cert->subject.commonName, CTC_NAME_SIZE, "%s", "tollgate");
-    if (sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE)
-        snprintf(cert->subject.commonName, CTC_NAME_SIZE, "%s", sa + 4);
-    cert->subject.commonNameEnc = CTC_UTF8;
-    if ((ret = wc_RNG_GenerateBlock(rng, cert->serial, SERIAL_LEN)) != 0)
-        return tg_err_set(err, TG_ETLS, "random serial: %s", wc_GetErrorString(ret));
-    cert->serial[0] &= 0x7f; /* positive (RFC 5280 4.1.2.2) and always 16 bytes */
-    if (cert->serial[0] == 0)
-        cert->serial[0] = 0x01;
-    cert->serialSz = SERIAL_LEN;
-    nb = now - (time_t)skew;
-    na = now + (time_t)ttl_s;
+    /* CN: the service account, or "tollgate" when it does not fit */
+    if ((rc = tg_x509_set_cn(
+             cert, sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE ? sa + 4 : "tollgate", err)) < 0 ||
+        (rc = tg_x509_set_serial(cert, rng, err)) < 0)
+        return rc;
     if (na > (time_t)ca->info.not_after)
         na = (time_t)ca->info.not_after; /* never outlive the CA */
-    if (encode_time(nb, cert->beforeDate, &cert->beforeDateSz) < 0 ||
-        encode_time(na, cert->afterDate, &cert->afterDateSz) < 0)
-        return tg_err_set(err, TG_EINVAL, "validity dates out of range");
+    if ((rc = tg_x509_set_validity(cert, now - (time_t)skew, na, err)) < 0)
+        return rc;
     cert->basicConstSet = 1; /* CA:FALSE, written out (critical: see der.h) */
     if ((ret = wc_SetKeyUsage(cert, "digitalSignature")) != 0 ||
         (ret = wc_SetExtKeyUsage(cert, "serverAuth,clientAuth")) != 0)
         return tg_err_set(err, TG_ETLS, "key usage: %s", wc_GetErrorString(ret));
-    if (set_uri_san(cert, id->id) < 0)
+    if (tg_x509_set_alt_names(cert, &uri, 1, NULL, 0, err) < 0)
         return tg_err_set(err, TG_ETOOBIG, "SPIFFE ID too long for a certificate");
-    if ((ret = wc_SetSubjectKeyIdFromPublicKey_ex(cert, ECC_TYPE, subject)) != 0)
-        return tg_err_set(err, TG_ETLS, "subject key id: %s", wc_GetErrorString(ret));
-    if ((ret = wc_SetIssuerBuffer(cert, ca->der, (int)ca->der_len)) != 0)
-        return tg_err_set(err, TG_ETLS, "issuer name: %s", wc_GetErrorString(ret));
-    ret = wc_SetAuthKeyIdFromCert(cert, ca->der, (int)ca->der_len);
-    if (ret == ASN_NO_SKID) /* a CA made elsewhere without a SKID: use its key */
-        ret = wc_SetAuthKeyIdFromPublicKey_ex(cert, ECC_TYPE, (ecc_key *)&ca->key);
-    if (ret != 0)
-        return tg_err_set(err, TG_ETLS, "authority key id: %s", wc_GetErrorString(ret));
-    return 0;
+    return tg_x509_set_key_ids(cert, subject, ca->der, ca->der_len, (ecc_key *)&ca->key, err);
 }
 
 int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t csr_len,
@@ -492,10 +330,10 @@ int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t cs
     WC_RNG rng;
     bool subject_ok = false, rng_ok = false;
     Cert *cert = calloc(1, sizeof(*cert));
-    byte *der = malloc(DER_CAP);
+    byte *der = malloc(TG_X509_DER_CAP);
     char *leaf = NULL, *out;
-    size_t leaf_len = 0;
-    int tbs_len, der_len, rc = TG_ENOMEM;
+    size_t leaf_len = 0, der_len;
+    int rc = TG_ENOMEM;
 
     if (cert == NULL || der == NULL)
         goto fail;
@@ -512,30 +350,13 @@ int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t cs
     subject_ok = true;
     if ((rc = csr_key(csr, csr_len, &subject, err)) < 0)
         goto fail;
-    rc = TG_ETLS;
-    if (wc_InitCert(cert) != 0)
+    if ((rc = tg_x509_cert_init(cert, err)) < 0 ||
+        (rc = fill_leaf(ca, &id, ttl_s, &subject, &rng, cert, err)) < 0 ||
+        (rc = tg_x509_make(cert, &subject, (ecc_key *)&ca->key, &rng, der, TG_X509_DER_CAP,
+                           &der_len, err)) < 0 ||
+        (rc = tg_x509_pem(der, der_len, CERT_TYPE, &leaf, &leaf_len, err)) < 0)
         goto fail;
-    if ((rc = fill_leaf(ca, &id, ttl_s, &subject, &rng, cert, err)) < 0)
-        goto fail;
-    rc = TG_ETLS;
-    tbs_len = wc_MakeCert(cert, der, DER_CAP, NULL, &subject, &rng);
-    if (tbs_len <= 0) {
-        tg_err_set(err, rc, "making the certificate: %s", wc_GetErrorString(tbs_len));
-        goto fail;
-    }
-    if ((rc = tg_der_mark_bc_critical(der, &tbs_len, DER_CAP)) < 0) {
-        tg_err_set(err, rc, "marking basicConstraints critical failed");
-        goto fail;
-    }
-    rc = TG_ETLS;
-    der_len = wc_SignCert(tbs_len, CTC_SHA256wECDSA, der, DER_CAP, NULL, (ecc_key *)&ca->key, &rng);
-    if (der_len <= 0) {
-        tg_err_set(err, rc, "signing the certificate: %s", wc_GetErrorString(der_len));
-        goto fail;
-    }
     rc = TG_ENOMEM;
-    if ((leaf = der_to_pem(der, (size_t)der_len, CERT_TYPE, &leaf_len)) == NULL)
-        goto fail;
     if ((out = malloc(leaf_len + ca->chain_len + 1)) == NULL)
         goto fail;
     memcpy(out, leaf, leaf_len);

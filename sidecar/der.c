@@ -153,3 +153,34 @@ fail:
     free(out.p);
     return rc;
 }
+
+#define GN_URI 0x86 /* [6] IMPLICIT IA5String: uniformResourceIdentifier */
+#define GN_DNS 0x82 /* [2] IMPLICIT IA5String: dNSName */
+
+int tg_der_general_names(unsigned char *out, size_t cap, const char *const *uris, size_t n_uris,
+                         const char *const *dns, size_t n_dns, size_t *len)
+{
+    struct dbuf b = {.p = out, .cap = cap};
+    size_t total = 0, i;
+
+    *len = 0;
+    for (i = 0; i < n_uris; i++)
+        total += der_hdr(NULL, GN_URI, strlen(uris[i])) + strlen(uris[i]);
+    for (i = 0; i < n_dns; i++)
+        total += der_hdr(NULL, GN_DNS, strlen(dns[i])) + strlen(dns[i]);
+    if (total == 0)
+        return 0;
+    put_hdr(&b, 0x30, total);
+    for (i = 0; i < n_uris; i++) {
+        put_hdr(&b, GN_URI, strlen(uris[i]));
+        put(&b, uris[i], strlen(uris[i]));
+    }
+    for (i = 0; i < n_dns; i++) {
+        put_hdr(&b, GN_DNS, strlen(dns[i]));
+        put(&b, dns[i], strlen(dns[i]));
+    }
+    if (b.overflow)
+        return TG_ETOOBIG;
+    *len = b.n;
+    return 0;
+}

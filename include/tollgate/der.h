@@ -1,5 +1,5 @@
-/* Small DER edits that wolfSSL's certificate encoder cannot be asked for. Pure: no I/O, no
- * wolfSSL. Shared by tollgate-certs and tollgate-cp, which both issue certificates. */
+/* Small DER pieces that wolfSSL's certificate encoder cannot be asked for. Pure: no I/O, no
+ * wolfSSL. Used by x509.c, which builds certificates for tollgate-certs and tollgate-cp. */
 #ifndef TOLLGATE_DER_H
 #define TOLLGATE_DER_H
 
@@ -15,5 +15,12 @@
  * without basicConstraints, or when it is already critical, nothing changes at all.
  * 0, TG_EINVAL (tbs does not parse), TG_ETOOBIG (cap too small) or TG_ENOMEM. */
 TG_MUST_USE int tg_der_mark_bc_critical(unsigned char *tbs, int *len, size_t cap);
+
+/* SubjectAltName's GeneralNames (RFC 5280 4.2.1.6): each of uris as a uniformResourceIdentifier,
+ * then each of dns as a dNSName, in that order, into out (cap bytes). *len: the bytes written;
+ * 0, with nothing written, when there are no names. 0, or TG_ETOOBIG when cap is too small. */
+TG_MUST_USE int tg_der_general_names(unsigned char *out, size_t cap, const char *const *uris,
+                                     size_t n_uris, const char *const *dns, size_t n_dns,
+                                     size_t *len);
 
 #endif
