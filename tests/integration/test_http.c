@@ -169,6 +169,26 @@ START_TEST(test_keepalive_pipelined_headers_and_upgrade)
     ck_assert_msg(strstr(out, "evil") == NULL && strstr(out, "ZXZpbA") == NULL &&
                       strstr(out, "client-cert-chain") == NULL,
                   "a spoofed header reached the app: %s", out);
+    /* Hash= is the SHA-256 of the caller's certificate */
+    {
+        const char *argv[] = {it_env("TG_CERTS_BIN"), "show", "api.pem", NULL};
+        char *show = NULL, sha[80], want[100];
+
+        ck_assert_int_eq(it_run(argv, NULL, 10000, &show, NULL), 0);
+        ck_assert_int_eq(sscanf(strstr(show, "sha256="), "sha256=%64s", sha), 1);
+        snprintf(want, sizeof(want), ";Hash=%s;", sha);
+        ck_assert_msg(count(out, want) == 2, "want %s in %s", want, out);
+        free(show);
+    }
+    free(out);
+    /* Expect: 100-continue: the app's 100 passes, then its 200 */
+    it_write_file("body.txt", "%s", "0123456789abcdef");
+    snprintf(args, sizeof(args),
+             "-H 'Expect: 100-continue' --data-binary @body.txt http://127.0.0.1:%d/expect",
+             out_port);
+    out = curl(args);
+    ck_assert_msg(strstr(out, "POST /expect") != NULL && strstr(out, "0123456789abcdef") != NULL,
+                  "%s", out);
     free(out);
     /* three pipelined requests in one write: each gets the headers, in order */
     out = exchange(pipelined, sizeof(pipelined) - 1, false);
@@ -201,16 +221,17 @@ START_TEST(test_keepalive_pipelined_headers_and_upgrade)
     /* the app saw exactly these requests */
     ck_assert(it_wait_file_contains("app.log", "GET /ws", 5000));
     app = it_read_file("app.log", NULL);
-    ck_assert_str_eq(app, "GET /one HTTP/1.1\nGET /two HTTP/1.1\nGET /p1 HTTP/1.1\n"
+    ck_assert_str_eq(app, "GET /one HTTP/1.1\nGET /two HTTP/1.1\nPOST /expect HTTP/1.1\n"
+                          "GET /p1 HTTP/1.1\n"
                           "POST /p2 HTTP/1.1\nGET /p3 HTTP/1.1\nGET /ws HTTP/1.1\n");
     free(app);
     /* one access-log line per request, with method, path and status */
-    ck_assert_int_eq(it_wait_lines("b.out", 6, 5000, "\"method\":", NULL), 6);
+    ck_assert_int_eq(it_wait_lines("b.out", 7, 5000, "\"method\":", NULL), 7);
     ck_assert_int_eq(
         it_count_lines("b.out", "\"method\":\"POST\"", "\"path\":\"/p2\"", "\"status\":200", NULL),
         1);
     ck_assert_int_eq(it_count_lines("b.out", "\"path\":\"/ws\"", "\"status\":101", NULL), 1);
-    ck_assert_double_eq(it_stat(b_admin, "tollgate_http_requests_total", ""), 6);
+    ck_assert_double_eq(it_stat(b_admin, "tollgate_http_requests_total", ""), 7);
 }
 END_TEST
 
