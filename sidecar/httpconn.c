@@ -1,6 +1,7 @@
 /* Requests and responses of protocol: http ports on the data path (see httpconn.h). */
 #include "tollgate/httpconn.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #include "tollgate/policy.h"
 #include "tollgate/spiffe.h"
 
-#define INFLIGHT 16           /* pipelined requests with the app at once; more wait to be read */
+#define INFLIGHT 8            /* pipelined requests with the app at once; more wait to be read */
 #define RESP_LIMIT (1u << 20) /* the app's response heads and lines (trusted, but bounded) */
 
 enum rq_state {
@@ -29,9 +30,9 @@ struct entry {
     uint64_t start_ns;
     uint64_t req_bytes; /* sent to the app: rewritten head and body */
     bool head, connect, upgrade;
-    char method[24];
-    char path[256];
-    char host[128];
+    char method[16];
+    char path[192];
+    char host[64];
     bool has_host;
 };
 
@@ -63,8 +64,40 @@ struct tg_http_conn {
     struct tg_policy_peer peer;
     bool peer_ok;
     struct tg_buf out;
-    struct tg_http_field fields[]; /* lim.max_fields */
 };
+
+/* The parsed fields of a head live only while it is decided and rewritten, so each worker
+ * thread has one array for all its connections (freed when the thread ends). */
+static pthread_once_t fields_once = PTHREAD_ONCE_INIT;
+static pthread_key_t fields_key;
+
+struct fields {
+    unsigned cap;
+    struct tg_http_field v[];
+};
+
+static void fields_key_make(void)
+{
+    if (pthread_key_create(&fields_key, free) != 0)
+        abort(); /* only at start-up, and only when the system is out of keys */
+}
+
+static struct tg_http_field *thread_fields(unsigned n)
+{
+    struct fields *f;
+
+    pthread_once(&fields_once, fields_key_make);
+    f = pthread_getspecific(fields_key);
+    if (f != NULL && f->cap >= n)
+        return f->v;
+    free(f);
+    pthread_setspecific(fields_key, NULL);
+    if ((f = malloc(sizeof(*f) + n * sizeof(f->v[0]))) == NULL)
+        return NULL;
+    f->cap = n;
+    pthread_setspecific(fields_key, f);
+    return f->v;
+}
 
 static uint64_t unix_ms(void)
 {
@@ -77,7 +110,7 @@ static uint64_t unix_ms(void)
 int tg_http_conn_new(struct tg_conn *c)
 {
     const struct tg_http_cfg *cfg = c->l->http;
-    struct tg_http_conn *h = calloc(1, sizeof(*h) + cfg->max_fields * sizeof(h->fields[0]));
+    struct tg_http_conn *h = calloc(1, sizeof(*h));
 
     if (h == NULL)
         return TG_ENOMEM;
@@ -333,6 +366,7 @@ static bool next_head(struct tg_conn *c)
 {
     struct tg_http_conn *h = c->http;
     struct tg_buf *in = &c->dir[0].buf;
+    struct tg_http_field *fields;
     struct tg_http_request req;
     struct entry e;
     char err[TG_ERRLEN], why[160];
@@ -343,8 +377,12 @@ static bool next_head(struct tg_conn *c)
     /* one head at a time into an empty output buffer: the rewritten head always fits */
     if (tg_buf_len(in) == 0 || h->q_n == INFLIGHT || tg_buf_len(&h->out) > 0 || c->up.writing > 0)
         return false;
-    rc = tg_http_parse_request(tg_buf_data(in), tg_buf_len(in), &h->lim, h->fields, &h->scanned,
-                               &req, &status, err);
+    if ((fields = thread_fields(h->lim.max_fields)) == NULL) {
+        tg_conn_close(c, "error", "out of memory");
+        return false;
+    }
+    rc = tg_http_parse_request(tg_buf_data(in), tg_buf_len(in), &h->lim, fields, &h->scanned, &req,
+                               &status, err);
     if (rc == 0) {
         if (c->dir[0].eof) /* an unfinished request and nothing more coming */
             tg_buf_consume(in, tg_buf_len(in));
