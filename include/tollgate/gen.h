@@ -22,7 +22,7 @@
 struct tg_cp_res {
     atomic_uint refs;
     struct tg_resource *r; /* owned */
-    char version[64];      /* as pushed */
+    char version[129];     /* as pushed (cp_client takes up to 128 bytes) */
 };
 
 /* Takes ownership of r (freed on failure too). NULL: out of memory. */
