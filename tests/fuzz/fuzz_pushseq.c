@@ -379,8 +379,8 @@ static void check_err(const char *err, bool from_build)
     }
 }
 
-/* tg_cp_res keeps 63 bytes of a version; the decoder accepts up to VERSION_MAX (128) and
- * cp_client ACKs and resumes with the whole of it: only the part kept is compared. */
+/* The version a tg_cp_res holds, against the one pushed: as much as it has room for (all of
+ * the 128 bytes cp_client accepts). */
 static bool same_version(const char *held, const char *pushed)
 {
     return strncmp(held, pushed, sizeof(((struct tg_cp_res *)0)->version) - 1) == 0;
