@@ -275,6 +275,7 @@ static int build(struct shadow *s, struct tg_gen **out, char *err)
         .chain_len = strlen(s->chain),
         .key = s->key,
         .cp = &s->cps,
+        .prev_limits = s->gen != NULL ? s->gen->limits : NULL, /* as control.c: buckets stay */
     };
 
     return tg_gen_build(&in, out, err);
