@@ -19,7 +19,8 @@
  * Oracle: our handshake finishing means a verified peer with exactly the expected ID, and
  * never with the wrong or no certificate; with no mutation at all, both handshakes finish
  * and the data arrive intact, then the close. Set TG_FUZZ_STATS=1 for a summary of the
- * outcomes (how many inputs reached a verified peer, which refusals) at exit. */
+ * outcomes (how many inputs reached a verified peer, which refusals) at exit, and a digest of
+ * every byte both sides were given: the same inputs, replayed, must give the same digest. */
 #include "fuzz_tls_util.h"
 
 #define ROUNDS 40
@@ -30,6 +31,7 @@ static struct tg_tls_ctx *ours[2][2][2];  /* [server][tls12][resumption] */
 static struct tg_tls_ctx *peers[2][2][2]; /* [peer is server][tls12][wrong identity] */
 static struct tg_tls_ctx *peer_anon[2];   /* [tls12]: a client without a certificate */
 static uint64_t stats[TG_HSF_N + 3];
+static uint64_t wire_digest = 14695981039346656037ull; /* FNV-1a of every byte delivered */
 
 static void print_stats(void)
 {
@@ -42,7 +44,8 @@ static void print_stats(void)
         if (stats[3 + i])
             fprintf(stderr, ", %s %llu", tg_hs_fail_name((enum tg_hs_fail)i),
                     (unsigned long long)stats[3 + i]);
-    fprintf(stderr, "; seeds from the fixed generator: %llu\n", (unsigned long long)fuzz_seeds);
+    fprintf(stderr, "; seeds from the fixed generator: %llu; wire digest %016llx\n",
+            (unsigned long long)fuzz_seeds, (unsigned long long)wire_digest);
 }
 
 static struct tg_tls_ctx *make_ctx(const struct tg_identity *id, bool server, bool tls12,
@@ -130,6 +133,8 @@ static void step(struct end *e)
 /* Gives e the bytes in pieces of split (0: all at once), stepping after each piece. */
 static void deliver(struct end *e, const unsigned char *p, size_t n, size_t split)
 {
+    for (size_t i = 0; i < n; i++) /* the same input must put the same bytes on the wire */
+        wire_digest = (wire_digest ^ p[i]) * 1099511628211ull;
     for (size_t guard = 0; n > 0 && guard < 65536; guard++) { /* pieces of 1 byte too */
         size_t piece = split == 0 || split > n ? n : split;
         size_t took = fuzz_feed(tg_tls_cipher_in(e->t), p, piece);

@@ -3,16 +3,18 @@
  *
  * Randomness: the wolfSSL build of scripts/setup.sh has no seed callback (no WC_RNG_SEED_CB,
  * no CUSTOM_RAND_GENERATE), and its wc_GenerateSeed reads /dev/urandom with open/read/close.
- * These fuzzers are linked with -Wl,--wrap=open,--wrap=read,--wrap=close (tests/CMakeLists.txt),
- * which reroutes only the calls made from the static objects of that link (wolfSSL's
- * random.o among them; libc, libuv and the sanitizer runtimes are untouched): an open of
- * /dev/urandom gets a descriptor of /dev/null, and reads from it return a splitmix64 stream
- * that fuzz_rng_reset() restarts for every input. Every DRBG that wolfSSL seeds during an
- * input (one per WOLFSSL object) is then the same for the same input, so a finding replays.
- * The production wolfSSL build is not changed.
+ * These fuzzers are linked with -Wl,--wrap=open,--wrap=read,--wrap=close,--wrap=gettimeofday
+ * (tests/CMakeLists.txt), which reroutes only the calls made from the static objects of that
+ * link (wolfSSL's random.o among them; libc, libuv and the sanitizer runtimes are untouched):
+ * an open of /dev/urandom gets a descriptor of /dev/null, and reads from it return a
+ * splitmix64 stream that fuzz_rng_reset() restarts for every input. Every DRBG that wolfSSL seeds
+ * during an input (one per WOLFSSL object) is then the same for the same input, so a finding
+ * replays. The production wolfSSL build is not changed.
  *
- * Time: wolfSSL's certificate date checks go through wc_Time, pinned by wc_SetTimeCb to
- * FUZZ_NOW. Header-only; one copy per fuzzer. */
+ * Time: wolfSSL's certificate date checks and session times go through wc_Time, pinned by
+ * wc_SetTimeCb to FUZZ_NOW, and the link also reroutes gettimeofday (TLS 1.3 ticket ages) to
+ * FUZZ_NOW. Replaying one input in a fresh process puts the same bytes on the wire
+ * (fuzz_tls's TG_FUZZ_STATS digest shows it). Header-only; one copy per fuzzer. */
 #ifndef TOLLGATE_FUZZ_TLS_UTIL_H
 #define TOLLGATE_FUZZ_TLS_UTIL_H
 
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +100,15 @@ int __wrap_close(int fd)
 }
 
 /* ---- fixed time ---- */
+
+/* TLS 1.3 tickets carry the time in milliseconds (wolfSSL's tls13.c calls gettimeofday) */
+int __wrap_gettimeofday(struct timeval *tv, void *tz)
+{
+    (void)tz;
+    tv->tv_sec = (time_t)FUZZ_NOW;
+    tv->tv_usec = 0;
+    return 0;
+}
 
 static time_t fuzz_time(time_t *t)
 {
