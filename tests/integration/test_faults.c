@@ -1,6 +1,6 @@
 /* Faults around the control plane and the process, end to end on 127.0.0.1.
  *
- * (1) One timeline for three faults (about 100 s): two tollgate-cp processes serve the same
+ * (1) One timeline for three faults (about 70 s): two tollgate-cp processes serve the same
  * CA and files, "long" (certificates of 10 min) and "short" (30 s, renewed at half). Sidecars
  * A (outbound api) and B (inbound web) are on long; S (inbound store) on short. At t0 long is
  * stopped with SIGSTOP (a control plane that stalls with its socket open) and short is
@@ -12,12 +12,14 @@
  * at 30 s), B and A apply and ACK the new authorization version, and S is ready within about
  * a second of its new certificate.
  *
- * (2) A fake control plane in this binary (`it_test_faults fakecp ...`: tollgate's own
- * msgstream, protobuf and the control plane's CA code) that pushes 100 resources a second for
- * 30 s to sidecar B, valid and invalid alternating (among them a fresh and a stale CRL made
- * by `openssl ca`): every valid one must be ACKed, every invalid one NACKed with a reason,
- * nothing half-applied, traffic unaffected, memory bounded.
- * The same fake, presenting another SPIFFE ID, must never hear the sidecar's token.
+ * (2) Beside it (same test, own processes): a fake control plane in this binary
+ * (`it_test_faults fakecp ...`: tollgate's own msgstream, protobuf and the control plane's CA
+ * code) that pushes 100 resources a second for 30 s to sidecar SB, valid and invalid
+ * alternating (among them a fresh and a stale CRL made by `openssl ca`): every valid one must
+ * be ACKed, every invalid one NACKed with a reason, nothing half-applied (SB holds the last
+ * valid version of each), traffic through SA -> SB unaffected, SB's memory bounded.
+ * The same fake, presenting another SPIFFE ID or under another root, must never hear the
+ * sidecar's token.
  *
  * (3) SIGTERM while 64 MiB go each way on one connection: the transfer completes
  * byte-identical, new connections are refused, exit status 0. */
@@ -52,8 +54,7 @@
 #endif
 
 /* The issue's figures; under AddressSanitizer (an unoptimised build, run again by test.sh for
- * its memory checks) the waits are shorter: a 35 s outage with 20 s certificates, a 10 s
- * storm. */
+ * its memory checks) the outage is shorter: 35 s, with 20 s certificates. */
 #define OUTAGE_MS (UNDER_ASAN ? 35000 : 60000)
 #define SHORT_TTL (UNDER_ASAN ? "20s" : "30s")
 
@@ -190,200 +191,6 @@ static long max_backoff(const char *log, int *count)
     return max;
 }
 
-START_TEST(test_cp_stalled_then_killed_60s_certificate_expires_and_recovers)
-{
-    int cpl_port = it_free_port(), cps_port = it_free_port(), echo_port = 0, echo2_port = 0;
-    int in_port = it_free_port(), s_in_port = it_free_port(), out_port = it_free_port();
-    int s_out_port = it_free_port(), a_admin = it_free_port(), b_admin = it_free_port();
-    int s_admin = it_free_port();
-    struct it_proc *cpl, *cps, *echo2;
-    struct it_streams *st;
-    char listeners[1024], v_before[80], v_after[80];
-    double ra0, rb0, rs0, certs_s;
-    uint64_t t0, t_stall_a = 0, t_stall_b = 0, t_unready = 0, t_cert = 0, t_ready = 0, now;
-    uint64_t next_probe, end, t_back;
-    long long s_not_after;
-    int probes = 0, echo2_before, attempts;
-    long backoff;
-    bool long_killed = false, expired_checked = false;
-
-    it_certs("ca", "--out", "ca", "--cn", "faults CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
-    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n"
-                                "ssssssssssssssssssssssss default store\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
-    it_write_file("s.token", "ssssssssssssssssssssssss\n");
-    it_write_file("mesh.yaml", "%s", mesh_v1);
-    write_cp_yaml("cpl.yaml", cpl_port, "10m");
-    write_cp_yaml("cps.yaml", cps_port, SHORT_TTL);
-    cpl = start_cp("cpl", "cpl.yaml", cpl_port);
-    cps = start_cp("cps", "cps.yaml", cps_port);
-    it_echo_start("echo", &echo_port);
-    echo2 = it_echo_start("echo2", &echo2_port);
-
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "allow: [\"" IT_API_ID "\"]}\n",
-             in_port, echo_port);
-    write_cp_sidecar("b.yaml", b_admin, cpl_port, "b.token", 0.5, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n  - {name: store-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "allow: [\"" IT_API_ID "\"]}\n",
-             s_in_port, echo2_port);
-    write_cp_sidecar("s.yaml", s_admin, cps_port, "s.token", 0.5, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "outbound:\n"
-             "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "expect: [\"" IT_WEB_ID "\"]}\n"
-             "  - {name: store-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "expect: [\"" STORE_ID "\"]}\n",
-             out_port, in_port, s_out_port, s_in_port);
-    write_cp_sidecar("a.yaml", a_admin, cpl_port, "a.token", 0.5, listeners);
-    it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_sidecar_start("s", "s.yaml", s_admin, 0);
-    it_sidecar_start("a", "a.yaml", a_admin, 0);
-    ck_assert_msg(round_trip(out_port), "A -> B before the faults");
-    ck_assert_msg(round_trip(s_out_port), "A -> S before the faults");
-    held_version(b_admin, "authorization", v_before, sizeof(v_before));
-    ck_assert_msg(v_before[0] != '\0', "B holds no authorization version");
-    st = it_streams_start(out_port, 10, 7000);
-    ra0 = it_stat(a_admin, "tollgate_cp_reconnects_total", "");
-    rb0 = it_stat(b_admin, "tollgate_cp_reconnects_total", "");
-    rs0 = it_stat(s_admin, "tollgate_cp_reconnects_total", "");
-
-    /* t0: long stalls (its socket stays open), short is gone */
-    t0 = it_now_ms();
-    ck_assert_int_eq(kill(cpl->pid, SIGSTOP), 0);
-    ck_assert_int_eq(kill(cps->pid, SIGKILL), 0);
-    it_wait(cps, 5000);
-    it_replace_file("mesh.yaml", "%s", mesh_v2);
-    it_sleep_ms(300);
-    s_not_after = dump_num(s_admin, "not_after"); /* S's last certificate */
-    ck_assert_msg(s_not_after > 0, "S's config_dump has no not_after");
-    fprintf(stderr, "(1) S's certificate expires in %lld s\n", s_not_after - (long long)time(NULL));
-    echo2_before = it_echo_accepts(echo2);
-    next_probe = t0;
-    end = t0 + OUTAGE_MS;
-    while ((now = it_now_ms()) < end) {
-        if (now >= next_probe) { /* a new connection every second succeeds */
-            ck_assert_msg(round_trip(out_port),
-                          "new connection A -> B failed %llu ms into the "
-                          "outage",
-                          (unsigned long long)(now - t0));
-            probes++;
-            it_streams_expect_ok(st, "control plane down");
-            next_probe += 1000;
-        }
-        if (t_stall_b == 0 && it_file_contains("b.err", "nothing from the control plane"))
-            t_stall_b = now;
-        if (t_stall_a == 0 && it_file_contains("a.err", "nothing from the control plane"))
-            t_stall_a = now;
-        if (!long_killed && ((t_stall_a && t_stall_b) || now >= t0 + 35000)) {
-            ck_assert_int_eq(kill(cpl->pid, SIGKILL), 0);
-            it_wait(cpl, 5000);
-            long_killed = true;
-        }
-        if (t_unready == 0 && it_http(s_admin, "GET", "/ready", NULL) != 200)
-            t_unready = now;
-        if (!expired_checked && (long long)time(NULL) >= s_not_after + 2) {
-            double exp0 = it_stat(a_admin, "tollgate_handshakes_failed_total",
-                                  "listener=\"store-out\",reason=\"expired\"");
-            int fd;
-
-            ck_assert_msg(!round_trip(s_out_port), "A -> S succeeded with S's certificate "
-                                                   "expired");
-            ck_assert_msg(it_wait_stat(a_admin, "tollgate_handshakes_failed_total",
-                                       "listener=\"store-out\",reason=\"expired\"",
-                                       (exp0 < 0 ? 0 : exp0) + 1, 5000) >= 1,
-                          "A did not count S's expired certificate");
-            /* never plain text: a plain client gets nothing from S's app */
-            fd = it_connect(s_in_port, 3000);
-            if (fd >= 0) {
-                char buf[64];
-
-                it_send_all(fd, "plain text?\n", 12);
-                ck_assert_msg(it_recv_full(fd, buf, 12) == 0 || memcmp(buf, "plain", 5) != 0,
-                              "S echoed plain text with an expired certificate");
-                close(fd);
-            }
-            ck_assert_msg(it_echo_accepts(echo2) == echo2_before,
-                          "S's app got %d connections with S's certificate expired",
-                          it_echo_accepts(echo2) - echo2_before);
-            expired_checked = true;
-        }
-        it_sleep_ms(100);
-    }
-    fprintf(stderr,
-            "(1) stall noticed by B after %llu ms, A after %llu ms; S not ready %lld ms before "
-            "its expiry; %d new connections during the outage\n",
-            (unsigned long long)(t_stall_b - t0), (unsigned long long)(t_stall_a - t0),
-            s_not_after * 1000 - (long long)(time(NULL) * 1000 - (it_now_ms() - t_unready)),
-            probes);
-    ck_assert_msg(t_stall_b > 0 && t_stall_b - t0 <= 30000, "B noticed the stall after %llu ms",
-                  (unsigned long long)(t_stall_b - t0));
-    ck_assert_msg(t_stall_a > 0 && t_stall_a - t0 <= 30000, "A noticed the stall after %llu ms",
-                  (unsigned long long)(t_stall_a - t0));
-    ck_assert_msg(t_unready > 0, "S stayed ready with its certificate expired");
-    ck_assert_msg(expired_checked, "S's certificate did not expire during the outage");
-    ck_assert_int_eq(it_http(b_admin, "GET", "/ready", NULL), 200);
-    ck_assert_int_eq(it_http(a_admin, "GET", "/ready", NULL), 200);
-
-    /* back up */
-    cpl = start_cp("cpl2", "cpl.yaml", cpl_port);
-    cps = start_cp("cps2", "cps.yaml", cps_port);
-    certs_s = it_stat(s_admin, "tollgate_cp_certs_accepted_total", "");
-    t_back = it_now_ms();
-    end = it_now_ms() + 40000;
-    while ((now = it_now_ms()) < end && (t_cert == 0 || t_ready == 0)) {
-        if (t_cert == 0 && it_stat(s_admin, "tollgate_cp_certs_accepted_total", "") > certs_s)
-            t_cert = now;
-        if (t_ready == 0 && it_http(s_admin, "GET", "/ready", NULL) == 200)
-            t_ready = now;
-        it_sleep_ms(20);
-    }
-    ck_assert_msg(t_cert > 0, "S got no new certificate within 40 s of the control plane's return");
-    ck_assert_msg(t_ready > 0 && t_ready <= t_cert + 1500,
-                  "S ready %lld ms after its new certificate", (long long)(t_ready - t_cert));
-    ck_assert_msg(it_wait_stat(b_admin, "tollgate_cp_connected", "", 1, 40000) >= 1,
-                  "B did not reconnect");
-    ck_assert_msg(it_wait_stat(a_admin, "tollgate_cp_connected", "", 1, 40000) >= 1,
-                  "A did not reconnect");
-    ck_assert(it_stat(a_admin, "tollgate_cp_reconnects_total", "") > ra0);
-    ck_assert(it_stat(b_admin, "tollgate_cp_reconnects_total", "") > rb0);
-    ck_assert(it_stat(s_admin, "tollgate_cp_reconnects_total", "") > rs0);
-    /* the authorization changed while it was down: applied and ACKed */
-    ck_assert_msg(it_wait_lines("b.err", 1, 10000, "authorization version", "applied", NULL) >= 1,
-                  "B did not apply the new authorization");
-    held_version(b_admin, "authorization", v_after, sizeof(v_after));
-    ck_assert_msg(strcmp(v_after, v_before) != 0, "B still holds authorization %s", v_before);
-    ck_assert_msg(
-        it_wait_lines("cpl2.err", 2, 10000, "authorization version", v_after, "applied", NULL) >= 2,
-        "the control plane did not get the ACKs of authorization %s from A and B", v_after);
-    /* S was offered the new authorization before its new certificate came: held, then
-     * applied with the certificate (not refused for the expired one) */
-    end = it_now_ms() + 5000;
-    do {
-        held_version(s_admin, "authorization", v_before, sizeof(v_before));
-    } while (strcmp(v_before, v_after) != 0 && it_now_ms() < end && (it_sleep_ms(100), true));
-    ck_assert_msg(strcmp(v_before, v_after) == 0, "S holds authorization %s, want %s", v_before,
-                  v_after);
-    backoff = max_backoff("s.err", &attempts);
-    fprintf(stderr,
-            "(1) S: %d attempts planned, the longest wait %ld ms; back in %llu ms, ready "
-            "%llu ms after its certificate\n",
-            attempts, backoff, (unsigned long long)(t_cert - t_back),
-            (unsigned long long)(t_ready - t_cert));
-    ck_assert_msg(backoff <= 30000 && backoff >= 8000, "S's longest backoff %ld ms", backoff);
-    ck_assert_msg(attempts >= 4 && attempts <= 20, "S planned %d attempts in 60 s", attempts);
-    ck_assert_msg(round_trip(s_out_port), "A -> S after S's new certificate");
-    it_streams_expect_progress(st, "after the control plane's return");
-    fprintf(stderr, "(1) %llu bytes echoed over 10 streams\n",
-            (unsigned long long)it_streams_stop(st));
-}
-END_TEST
-
 /* ---- the fake control plane (`it_test_faults fakecp PORT CERT`, in the test's dir) ------ */
 
 /* It serves one sidecar at a time with tollgate's own msgstream (TLS 1.3, length framing)
@@ -401,7 +208,7 @@ END_TEST
 #include "tollgate/tls.h"
 
 #define STORM_RATE 100
-#define STORM_MS (UNDER_ASAN ? 10000 : 30000)
+#define STORM_MS 30000 /* within the outage's wait, even under ASan */
 #define STORM_MAX (STORM_RATE * STORM_MS / 1000 + 16)
 
 struct fake {
@@ -888,34 +695,40 @@ static void make_crls(void)
     free(err);
 }
 
-START_TEST(test_100_pushes_a_second_for_30s_valid_acked_invalid_nacked)
-{
-    int cp_port = it_free_port(), echo_port = 0, in_port = it_free_port();
-    int out_port = it_free_port(), a_admin = it_free_port(), b_admin = it_free_port();
+/* A storm runs beside the control-plane outage (its own fake control plane, CA files shared):
+ * sidecar SB (inbound web, on the fake) and SA (outbound api, static files), streams through
+ * them; storm_tick() is called from the outage's loops, storm_finish() checks it all. */
+struct storm {
+    int cp_port, out_port, b_admin;
     struct it_proc *fake, *b;
     struct it_streams *st;
-    char listeners[512], line[IT_LINE_MAX], want[3][40], held[40];
-    static const char *const types[3] = {"authorization", "mesh_table", "revocations"};
-    long rss0 = 0, rss_max = 0, rss;
-    uint64_t t0, end, next_probe;
-    int sent = -1, valid = -1, invalid = -1, acked = -1, nacked = -1, wrong = -1, unans = -1;
-    int probes = 0;
-    char *dump = NULL;
+    uint64_t t0, next_probe;
+    long rss0, rss_max;
+    int probes;
+    bool done;
+};
 
-    it_certs("ca", "--out", "ca", "--cn", "faults CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+static void storm_setup(struct storm *x)
+{
+    int echo_port = 0, in_port = it_free_port(), a_admin = it_free_port();
+    char listeners[512];
+
+    memset(x, 0, sizeof(*x));
+    x->cp_port = it_free_port();
+    x->out_port = it_free_port();
+    x->b_admin = it_free_port();
     it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_write_file("sb.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     make_crls();
-    fake = fake_start("fake", cp_port, "cp", "ca.pem");
-    it_echo_start("echo", &echo_port);
+    x->fake = fake_start("fake", x->cp_port, "cp", "ca.pem");
+    it_echo_start("secho", &echo_port);
     snprintf(listeners, sizeof(listeners),
              "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
              "allow: [\"" IT_API_ID "\"]}\n",
              in_port, echo_port);
-    write_cp_sidecar("b.yaml", b_admin, cp_port, "b.token", 0.5, listeners);
-    b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_write_file("a.yaml",
+    write_cp_sidecar("sb.yaml", x->b_admin, x->cp_port, "sb.token", 0.5, listeners);
+    x->b = it_sidecar_start("sb", "sb.yaml", x->b_admin, 0);
+    it_write_file("sa.yaml",
                   "admin: 127.0.0.1:%d\n"
                   "workers: 1\n"
                   "access_log: true\n"
@@ -923,31 +736,57 @@ START_TEST(test_100_pushes_a_second_for_30s_valid_acked_invalid_nacked)
                   "outbound:\n"
                   "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
                   "expect: [\"" IT_WEB_ID "\"]}\n",
-                  a_admin, out_port, in_port);
-    it_sidecar_start("a", "a.yaml", a_admin, 0);
-    ck_assert_msg(round_trip(out_port), "A -> B before the storm");
-    st = it_streams_start(out_port, 10, 9000);
+                  a_admin, x->out_port, in_port);
+    it_sidecar_start("sa", "sa.yaml", a_admin, 0);
+    ck_assert_msg(round_trip(x->out_port), "SA -> SB before the storm");
+    x->st = it_streams_start(x->out_port, 10, 9000);
+}
 
+static void storm_begin(struct storm *x)
+{
     it_write_file("storm.go", "go\n");
-    ck_assert(it_wait_file_contains(fake->out_path, "storm begins", 5000));
-    t0 = it_now_ms();
-    next_probe = t0 + 500;
-    end = t0 + STORM_MS + 15000;
-    while (it_now_ms() < end && !it_file_contains(fake->out_path, "storm sent=")) {
-        if (it_now_ms() >= next_probe) {
-            ck_assert_msg(round_trip(out_port), "a new connection failed %llu ms into the storm",
-                          (unsigned long long)(it_now_ms() - t0));
-            it_streams_expect_ok(st, "during the push storm");
-            probes++;
-            next_probe += 1000;
-        }
-        rss = rss_kib(b->pid);
-        if (it_now_ms() >= t0 + 5000 && rss0 == 0)
-            rss0 = rss;
-        rss_max = rss > rss_max ? rss : rss_max;
+    ck_assert(it_wait_file_contains(x->fake->out_path, "storm begins", 5000));
+    x->t0 = it_now_ms();
+    x->next_probe = x->t0 + 500;
+}
+
+/* While it lasts: a new connection every second, the streams intact, SB's RSS sampled. */
+static void storm_tick(struct storm *x)
+{
+    uint64_t now = it_now_ms();
+    long rss;
+
+    if (x->done || x->t0 == 0)
+        return;
+    if (it_file_contains(x->fake->out_path, "storm sent=")) {
+        x->done = true;
+        return;
+    }
+    if (now >= x->next_probe) {
+        ck_assert_msg(round_trip(x->out_port), "a new connection failed %llu ms into the storm",
+                      (unsigned long long)(now - x->t0));
+        it_streams_expect_ok(x->st, "during the push storm");
+        x->probes++;
+        x->next_probe += 1000;
+    }
+    rss = rss_kib(x->b->pid);
+    if (now >= x->t0 + 5000 && x->rss0 == 0)
+        x->rss0 = rss;
+    x->rss_max = rss > x->rss_max ? rss : x->rss_max;
+}
+
+static void storm_finish(struct storm *x)
+{
+    static const char *const types[3] = {"authorization", "mesh_table", "revocations"};
+    char line[IT_LINE_MAX], want[3][40], held[40], *dump = NULL;
+    int sent = -1, valid = -1, invalid = -1, acked = -1, nacked = -1, wrong = -1, unans = -1;
+    uint64_t end = x->t0 + STORM_MS + 15000;
+
+    while (!x->done && it_now_ms() < end) {
+        storm_tick(x);
         it_sleep_ms(100);
     }
-    ck_assert_msg(it_last_line(fake->out_path, line, sizeof(line), "storm sent=", NULL),
+    ck_assert_msg(it_last_line(x->fake->out_path, line, sizeof(line), "storm sent=", NULL),
                   "the fake control plane did not finish its storm");
     ck_assert_int_eq(sscanf(line,
                             "storm sent=%d valid=%d invalid=%d acked=%d nacked=%d wrong=%d "
@@ -955,33 +794,231 @@ START_TEST(test_100_pushes_a_second_for_30s_valid_acked_invalid_nacked)
                             &sent, &valid, &invalid, &acked, &nacked, &wrong, &unans),
                      7);
     fprintf(stderr,
-            "(2) %s in %d ms; B RSS %ld KiB after 5 s, max %ld KiB; %d new connections during "
+            "(2) %s in %d ms; SB RSS %ld KiB after 5 s, max %ld KiB; %d new connections during "
             "it\n",
-            line, STORM_MS, rss0, rss_max, probes);
+            line, STORM_MS, x->rss0, x->rss_max, x->probes);
     ck_assert_msg(sent >= STORM_RATE * STORM_MS / 1000 - 10, "only %d pushes sent", sent);
     ck_assert_msg(wrong == 0 && unans == 0 && acked == valid && nacked == invalid,
                   "answers do not fit: %s (see fake.out)", line);
-    ck_assert(it_last_line(fake->out_path, line, sizeof(line), "last authorization=", NULL));
+    ck_assert(it_last_line(x->fake->out_path, line, sizeof(line), "last authorization=", NULL));
     ck_assert_int_eq(sscanf(line, "last authorization=%39s mesh_table=%39s revocations=%39s",
                             want[0], want[1], want[2]),
                      3);
-    ck_assert_int_eq(it_http(b_admin, "GET", "/config_dump", &dump), 200);
+    ck_assert_int_eq(it_http(x->b_admin, "GET", "/config_dump", &dump), 200);
     for (int i = 0; i < 3; i++) {
         ck_assert_msg(it_json_str(dump, types[i], held, sizeof(held)), "no %s in %s", types[i],
                       dump);
-        ck_assert_msg(strcmp(held, want[i]) == 0, "B holds %s %s, the last valid push was %s",
+        ck_assert_msg(strcmp(held, want[i]) == 0, "SB holds %s %s, the last valid push was %s",
                       types[i], held, want[i]);
     }
     free(dump);
-    ck_assert_msg(strstr(dump = it_read_file(fake->out_path, NULL), "nack 1: ") != NULL,
+    ck_assert_msg(strstr(dump = it_read_file(x->fake->out_path, NULL), "nack 1: ") != NULL,
                   "no NACK reason logged");
     free(dump);
-    ck_assert_msg(round_trip(out_port), "A -> B after the storm");
-    it_streams_expect_progress(st, "after the push storm");
-    it_streams_stop(st);
+    ck_assert_msg(round_trip(x->out_port), "SA -> SB after the storm");
+    it_streams_expect_progress(x->st, "after the push storm");
+    it_streams_stop(x->st);
     if (!UNDER_ASAN)
-        ck_assert_msg(rss_max < rss0 + 16 * 1024, "B's RSS grew from %ld to %ld KiB in the storm",
-                      rss0, rss_max);
+        ck_assert_msg(x->rss_max < x->rss0 + 16 * 1024,
+                      "SB's RSS grew from %ld to %ld KiB in the storm", x->rss0, x->rss_max);
+}
+
+START_TEST(test_cp_stalled_then_killed_60s_certificate_expires_and_recovers_push_storm_beside)
+{
+    static struct storm storm;
+    int cpl_port = it_free_port(), cps_port = it_free_port(), echo_port = 0, echo2_port = 0;
+    int in_port = it_free_port(), s_in_port = it_free_port(), out_port = it_free_port();
+    int s_out_port = it_free_port(), a_admin = it_free_port(), b_admin = it_free_port();
+    int s_admin = it_free_port();
+    struct it_proc *cpl, *cps, *echo2;
+    struct it_streams *st;
+    char listeners[1024], v_before[80], v_after[80];
+    double ra0, rb0, rs0, certs_s;
+    uint64_t t0, t_stall_a = 0, t_stall_b = 0, t_unready = 0, t_cert = 0, t_ready = 0, now;
+    uint64_t next_probe, end, t_back;
+    long long s_not_after;
+    int probes = 0, echo2_before, attempts;
+    long backoff;
+    bool long_killed = false, expired_checked = false;
+
+    it_certs("ca", "--out", "ca", "--cn", "faults CA", NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
+                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n"
+                                "ssssssssssssssssssssssss default store\n");
+    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
+    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_write_file("s.token", "ssssssssssssssssssssssss\n");
+    it_write_file("mesh.yaml", "%s", mesh_v1);
+    write_cp_yaml("cpl.yaml", cpl_port, "10m");
+    write_cp_yaml("cps.yaml", cps_port, SHORT_TTL);
+    cpl = start_cp("cpl", "cpl.yaml", cpl_port);
+    cps = start_cp("cps", "cps.yaml", cps_port);
+    it_echo_start("echo", &echo_port);
+    echo2 = it_echo_start("echo2", &echo2_port);
+
+    snprintf(listeners, sizeof(listeners),
+             "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
+             "allow: [\"" IT_API_ID "\"]}\n",
+             in_port, echo_port);
+    write_cp_sidecar("b.yaml", b_admin, cpl_port, "b.token", 0.5, listeners);
+    snprintf(listeners, sizeof(listeners),
+             "inbound:\n  - {name: store-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
+             "allow: [\"" IT_API_ID "\"]}\n",
+             s_in_port, echo2_port);
+    write_cp_sidecar("s.yaml", s_admin, cps_port, "s.token", 0.5, listeners);
+    snprintf(listeners, sizeof(listeners),
+             "outbound:\n"
+             "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
+             "expect: [\"" IT_WEB_ID "\"]}\n"
+             "  - {name: store-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
+             "expect: [\"" STORE_ID "\"]}\n",
+             out_port, in_port, s_out_port, s_in_port);
+    write_cp_sidecar("a.yaml", a_admin, cpl_port, "a.token", 0.5, listeners);
+    it_sidecar_start("b", "b.yaml", b_admin, 0);
+    it_sidecar_start("s", "s.yaml", s_admin, 0);
+    it_sidecar_start("a", "a.yaml", a_admin, 0);
+    ck_assert_msg(round_trip(out_port), "A -> B before the faults");
+    ck_assert_msg(round_trip(s_out_port), "A -> S before the faults");
+    held_version(b_admin, "authorization", v_before, sizeof(v_before));
+    ck_assert_msg(v_before[0] != '\0', "B holds no authorization version");
+    st = it_streams_start(out_port, 10, 7000);
+    storm_setup(&storm);
+    ra0 = it_stat(a_admin, "tollgate_cp_reconnects_total", "");
+    rb0 = it_stat(b_admin, "tollgate_cp_reconnects_total", "");
+    rs0 = it_stat(s_admin, "tollgate_cp_reconnects_total", "");
+
+    /* t0: long stalls (its socket stays open), short is gone; the storm starts beside */
+    storm_begin(&storm);
+    t0 = it_now_ms();
+    ck_assert_int_eq(kill(cpl->pid, SIGSTOP), 0);
+    ck_assert_int_eq(kill(cps->pid, SIGKILL), 0);
+    it_wait(cps, 5000);
+    it_replace_file("mesh.yaml", "%s", mesh_v2);
+    it_sleep_ms(300);
+    s_not_after = dump_num(s_admin, "not_after"); /* S's last certificate */
+    ck_assert_msg(s_not_after > 0, "S's config_dump has no not_after");
+    fprintf(stderr, "(1) S's certificate expires in %lld s\n", s_not_after - (long long)time(NULL));
+    echo2_before = it_echo_accepts(echo2);
+    next_probe = t0;
+    end = t0 + OUTAGE_MS;
+    while ((now = it_now_ms()) < end) {
+        if (now >= next_probe) { /* a new connection every second succeeds */
+            ck_assert_msg(round_trip(out_port),
+                          "new connection A -> B failed %llu ms into the "
+                          "outage",
+                          (unsigned long long)(now - t0));
+            probes++;
+            it_streams_expect_ok(st, "control plane down");
+            next_probe += 1000;
+        }
+        if (t_stall_b == 0 && it_file_contains("b.err", "nothing from the control plane"))
+            t_stall_b = now;
+        if (t_stall_a == 0 && it_file_contains("a.err", "nothing from the control plane"))
+            t_stall_a = now;
+        if (!long_killed && ((t_stall_a && t_stall_b) || now >= t0 + 35000)) {
+            ck_assert_int_eq(kill(cpl->pid, SIGKILL), 0);
+            it_wait(cpl, 5000);
+            long_killed = true;
+        }
+        if (t_unready == 0 && it_http(s_admin, "GET", "/ready", NULL) != 200)
+            t_unready = now;
+        if (!expired_checked && (long long)time(NULL) >= s_not_after + 2) {
+            double exp0 = it_stat(a_admin, "tollgate_handshakes_failed_total",
+                                  "listener=\"store-out\",reason=\"expired\"");
+            int fd;
+
+            ck_assert_msg(!round_trip(s_out_port), "A -> S succeeded with S's certificate "
+                                                   "expired");
+            ck_assert_msg(it_wait_stat(a_admin, "tollgate_handshakes_failed_total",
+                                       "listener=\"store-out\",reason=\"expired\"",
+                                       (exp0 < 0 ? 0 : exp0) + 1, 5000) >= 1,
+                          "A did not count S's expired certificate");
+            /* never plain text: a plain client gets nothing from S's app */
+            fd = it_connect(s_in_port, 3000);
+            if (fd >= 0) {
+                char buf[64];
+
+                it_send_all(fd, "plain text?\n", 12);
+                ck_assert_msg(it_recv_full(fd, buf, 12) == 0 || memcmp(buf, "plain", 5) != 0,
+                              "S echoed plain text with an expired certificate");
+                close(fd);
+            }
+            ck_assert_msg(it_echo_accepts(echo2) == echo2_before,
+                          "S's app got %d connections with S's certificate expired",
+                          it_echo_accepts(echo2) - echo2_before);
+            expired_checked = true;
+        }
+        storm_tick(&storm);
+        it_sleep_ms(100);
+    }
+    storm_finish(&storm);
+    fprintf(stderr,
+            "(1) stall noticed by B after %llu ms, A after %llu ms; S not ready %lld ms before "
+            "its expiry; %d new connections during the outage\n",
+            (unsigned long long)(t_stall_b - t0), (unsigned long long)(t_stall_a - t0),
+            s_not_after * 1000 - (long long)(time(NULL) * 1000 - (it_now_ms() - t_unready)),
+            probes);
+    ck_assert_msg(t_stall_b > 0 && t_stall_b - t0 <= 30000, "B noticed the stall after %llu ms",
+                  (unsigned long long)(t_stall_b - t0));
+    ck_assert_msg(t_stall_a > 0 && t_stall_a - t0 <= 30000, "A noticed the stall after %llu ms",
+                  (unsigned long long)(t_stall_a - t0));
+    ck_assert_msg(t_unready > 0, "S stayed ready with its certificate expired");
+    ck_assert_msg(expired_checked, "S's certificate did not expire during the outage");
+    ck_assert_int_eq(it_http(b_admin, "GET", "/ready", NULL), 200);
+    ck_assert_int_eq(it_http(a_admin, "GET", "/ready", NULL), 200);
+
+    /* back up */
+    cpl = start_cp("cpl2", "cpl.yaml", cpl_port);
+    cps = start_cp("cps2", "cps.yaml", cps_port);
+    certs_s = it_stat(s_admin, "tollgate_cp_certs_accepted_total", "");
+    t_back = it_now_ms();
+    end = it_now_ms() + 40000;
+    while ((now = it_now_ms()) < end && (t_cert == 0 || t_ready == 0)) {
+        if (t_cert == 0 && it_stat(s_admin, "tollgate_cp_certs_accepted_total", "") > certs_s)
+            t_cert = now;
+        if (t_ready == 0 && it_http(s_admin, "GET", "/ready", NULL) == 200)
+            t_ready = now;
+        it_sleep_ms(20);
+    }
+    ck_assert_msg(t_cert > 0, "S got no new certificate within 40 s of the control plane's return");
+    ck_assert_msg(t_ready > 0 && t_ready <= t_cert + 1500,
+                  "S ready %lld ms after its new certificate", (long long)(t_ready - t_cert));
+    ck_assert_msg(it_wait_stat(b_admin, "tollgate_cp_connected", "", 1, 40000) >= 1,
+                  "B did not reconnect");
+    ck_assert_msg(it_wait_stat(a_admin, "tollgate_cp_connected", "", 1, 40000) >= 1,
+                  "A did not reconnect");
+    ck_assert(it_stat(a_admin, "tollgate_cp_reconnects_total", "") > ra0);
+    ck_assert(it_stat(b_admin, "tollgate_cp_reconnects_total", "") > rb0);
+    ck_assert(it_stat(s_admin, "tollgate_cp_reconnects_total", "") > rs0);
+    /* the authorization changed while it was down: applied and ACKed */
+    ck_assert_msg(it_wait_lines("b.err", 1, 10000, "authorization version", "applied", NULL) >= 1,
+                  "B did not apply the new authorization");
+    held_version(b_admin, "authorization", v_after, sizeof(v_after));
+    ck_assert_msg(strcmp(v_after, v_before) != 0, "B still holds authorization %s", v_before);
+    ck_assert_msg(
+        it_wait_lines("cpl2.err", 2, 10000, "authorization version", v_after, "applied", NULL) >= 2,
+        "the control plane did not get the ACKs of authorization %s from A and B", v_after);
+    /* S was offered the new authorization before its new certificate came: held, then
+     * applied with the certificate (not refused for the expired one) */
+    end = it_now_ms() + 5000;
+    do {
+        held_version(s_admin, "authorization", v_before, sizeof(v_before));
+    } while (strcmp(v_before, v_after) != 0 && it_now_ms() < end && (it_sleep_ms(100), true));
+    ck_assert_msg(strcmp(v_before, v_after) == 0, "S holds authorization %s, want %s", v_before,
+                  v_after);
+    backoff = max_backoff("s.err", &attempts);
+    fprintf(stderr,
+            "(1) S: %d attempts planned, the longest wait %ld ms; back in %llu ms, ready "
+            "%llu ms after its certificate\n",
+            attempts, backoff, (unsigned long long)(t_cert - t_back),
+            (unsigned long long)(t_ready - t_cert));
+    ck_assert_msg(backoff <= 30000 && backoff >= 8000, "S's longest backoff %ld ms", backoff);
+    ck_assert_msg(attempts >= 4 && attempts <= 20, "S planned %d attempts in 60 s", attempts);
+    ck_assert_msg(round_trip(s_out_port), "A -> S after S's new certificate");
+    it_streams_expect_progress(st, "after the control plane's return");
+    fprintf(stderr, "(1) %llu bytes echoed over 10 streams\n",
+            (unsigned long long)it_streams_stop(st));
 }
 END_TEST
 
@@ -1158,12 +1195,8 @@ static Suite *faults_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test_cp_stalled_then_killed_60s_certificate_expires_and_recovers);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("push_storm");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_100_pushes_a_second_for_30s_valid_acked_invalid_nacked);
+    tcase_add_test(
+        tc, test_cp_stalled_then_killed_60s_certificate_expires_and_recovers_push_storm_beside);
     suite_add_tcase(s, tc);
     tc = tcase_create("wrong_cp");
     tcase_add_checked_fixture(tc, setup, teardown);
