@@ -361,8 +361,10 @@ static int crl_next_update(const char *data, size_t len, bool pem, int64_t *out)
     int tag, rc = -1;
 
     if (pem) {
-        if (wc_PemToDer(p, (long)len, CRL_TYPE, &der, NULL, NULL, NULL) != 0)
+        if (wc_PemToDer(p, (long)len, CRL_TYPE, &der, NULL, NULL, NULL) != 0) {
+            wc_FreeDer(&der); /* wolfSSL 5.5 leaves it allocated when the base64 is bad */
             return -1;
+        }
         p = der->buffer;
         end = p + der->length;
     }
