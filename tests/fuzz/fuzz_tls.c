@@ -13,24 +13,29 @@
  *   bit 2: the peer presents the wrong identity (the other role's certificate);
  *   bit 3: our server issues session tickets (resumption);
  *   bit 4: the peer client presents no certificate (our side the server);
+ *   bit 5: resumption: a first, untouched handshake gets the peer client a ticket from our
+ *          server, and the fuzzed handshake offers it (the ticket travels in the ClientHello
+ *          the ops mutate, so our ticket callback opens mutated tickets);
  * byte 1: bytes of application data the peer sends (x 64); then ops, one per record from
  * the peer (see apply()). When the ops run out, records pass unchanged.
  *
  * Oracle: our handshake finishing means a verified peer with exactly the expected ID, and
  * never with the wrong or no certificate; with no mutation at all, both handshakes finish
- * and the data arrive intact, then the close. Set TG_FUZZ_STATS=1 for a summary of the
- * outcomes (how many inputs reached a verified peer, which refusals) at exit, and a digest of
- * every byte both sides were given: the same inputs, replayed, must give the same digest. */
+ * (a resumption resumes) and the data arrive intact, then the close. Set TG_FUZZ_STATS=1 for a
+ * summary of the outcomes (how many inputs reached a verified peer, which refusals) at exit, and a
+ * digest of every byte both sides were given: the same inputs, replayed, must give the same digest.
+ */
 #include "fuzz_tls_util.h"
 
 #define ROUNDS 40
 #define GOT_MAX 65536
 
 static struct tg_identity server_id, client_id;
-static struct tg_tls_ctx *ours[2][2][2];  /* [server][tls12][resumption] */
-static struct tg_tls_ctx *peers[2][2][2]; /* [peer is server][tls12][wrong identity] */
-static struct tg_tls_ctx *peer_anon[2];   /* [tls12]: a client without a certificate */
-static uint64_t stats[TG_HSF_N + 3];
+static struct tg_tls_ctx *ours[2][2][2];               /* [server][tls12][resumption] */
+static struct tg_tls_ctx *peers[2][2][2];              /* [peer is server][tls12][wrong identity] */
+static struct tg_tls_ctx *peer_anon[2];                /* [tls12]: a client without a certificate */
+static struct tg_tls_ctx *peer_resume[2];              /* [tls12]: a client that keeps tickets */
+static uint64_t stats[TG_HSF_N + 4];                   /* ..., refusals by reason, resumed */
 static uint64_t wire_digest = 14695981039346656037ull; /* FNV-1a of every byte delivered */
 
 static void print_stats(void)
@@ -44,6 +49,7 @@ static void print_stats(void)
         if (stats[3 + i])
             fprintf(stderr, ", %s %llu", tg_hs_fail_name((enum tg_hs_fail)i),
                     (unsigned long long)stats[3 + i]);
+    fprintf(stderr, "; resumed %llu", (unsigned long long)stats[3 + TG_HSF_N]);
     fprintf(stderr, "; seeds from the fixed generator: %llu; wire digest %016llx\n",
             (unsigned long long)fuzz_seeds, (unsigned long long)wire_digest);
 }
@@ -85,6 +91,7 @@ static void setup(void)
             peers[1][v][w] = make_ctx(w ? &client_id : &server_id, true, v, false);
             peers[0][v][w] = make_ctx(w ? &server_id : &client_id, false, v, false);
         }
+        peer_resume[v] = make_ctx(&client_id, false, v, true);
         if (tg_tls_ctx_new_cp(NULL, FUZZ_ROOT_PEM, strlen(FUZZ_ROOT_PEM), &s, &peer_anon[v], err) <
             0) {
             fprintf(stderr, "fuzz_tls: %s\n", err);
@@ -291,6 +298,60 @@ static bool writes(struct end *e, const char *p, size_t n)
     return tg_tls_write(e->t, p, n) == (int)n;
 }
 
+/* Both handshakes until neither moves; the client speaks first. */
+static void handshake(struct end *us, struct end *peer, struct wire *w, struct ops *o, bool server)
+{
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t moved;
+
+        if (!server)
+            step(us);
+        moved = carry_to_peer(us, peer);
+        step(peer);
+        moved += tg_buf_len(tg_tls_cipher_out(peer->t));
+        carry_to_us(peer, us, w, o, peer->hs != TG_EAGAIN);
+        if (server)
+            step(us);
+        if (us->hs != TG_EAGAIN && (peer->hs != TG_EAGAIN || us->hs < 0)) {
+            carry_to_peer(us, peer); /* our alert or last flight */
+            step(peer);
+            break;
+        }
+        if (moved == 0 && tg_buf_len(tg_tls_cipher_out(us->t)) == 0)
+            break;
+    }
+}
+
+/* An untouched full handshake of the resuming client with our ticket-issuing server; the
+ * client keeps the ticket in cache. Whether it got one. */
+static bool first_handshake(bool tls12, struct tg_tls_cache *cache)
+{
+    static char client_ids[] = FUZZ_CLIENT_ID, server_ids[] = FUZZ_SERVER_ID;
+    char *allow[] = {client_ids}, *expect[] = {server_ids};
+    struct tg_strlist allow_list = {allow, 1}, expect_list = {expect, 1};
+    struct tg_tls_peer_rule our_rule = {&allow_list}, peer_rule = {&expect_list};
+    struct end us = {.hs = TG_EAGAIN}, peer = {.hs = TG_EAGAIN};
+    struct ops none = {NULL, 0, false};
+    static struct wire w;
+    bool ok;
+
+    w.n = 0;
+    us.got = malloc(GOT_MAX);
+    peer.got = malloc(GOT_MAX);
+    if (us.got == NULL || peer.got == NULL ||
+        tg_tls_new(ours[1][tls12][1], &fuzz_pool, &our_rule, &us.t) < 0 ||
+        tg_tls_new(peer_resume[tls12], &fuzz_pool, &peer_rule, &peer.t) < 0)
+        abort();
+    handshake(&us, &peer, &w, &none, true);
+    carry_to_peer(&us, &peer); /* the NewSessionTicket */
+    ok = us.hs == 0 && peer.hs == 0;
+    if (ok)
+        tg_tls_remember(peer.t, cache, "upstream");
+    end_free(&us);
+    end_free(&peer);
+    return ok;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char client_ids[] = FUZZ_CLIENT_ID, server_ids[] = FUZZ_SERVER_ID;
@@ -300,7 +361,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct end us = {.hs = TG_EAGAIN}, peer = {.hs = TG_EAGAIN};
     static struct wire w;
     struct ops o;
-    bool server, tls12, wrong, resumption, anon;
+    bool server, tls12, wrong, resumption, anon, resume;
+    struct tg_tls_cache *cache = NULL;
     size_t n_app;
     char app[64 * 255];
 
@@ -310,8 +372,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     server = data[0] & 1;
     tls12 = data[0] & 2;
     wrong = data[0] & 4;
-    resumption = server && (data[0] & 8);
-    anon = server && (data[0] & 16);
+    resume = (data[0] & 32) != 0;
+    server = server || resume;
+    resumption = server && (data[0] & 8 || resume);
+    anon = server && (data[0] & 16) && !resume;
+    wrong = wrong && !resume;
     n_app = 64 * (size_t)data[1];
     o = (struct ops){data + 2, size - 2, false};
     w.n = 0;
@@ -319,36 +384,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         app[i] = (char)('a' + i % 26);
 
     fuzz_rng_reset();
+    if (resume && tg_tls_cache_new(1, &cache) < 0)
+        abort();
     our_rule.ids = server ? &allow_list : &expect_list;
     peer_rule.ids = server ? &expect_list : &anyone;
     us.got = malloc(GOT_MAX);
     peer.got = malloc(GOT_MAX);
     if (us.got == NULL || peer.got == NULL ||
         tg_tls_new(ours[server][tls12][resumption], &fuzz_pool, &our_rule, &us.t) < 0 ||
-        tg_tls_new(anon ? peer_anon[tls12] : peers[!server][tls12][wrong], &fuzz_pool, &peer_rule,
-                   &peer.t) < 0)
+        tg_tls_new(resume ? peer_resume[tls12]
+                   : anon ? peer_anon[tls12]
+                          : peers[!server][tls12][wrong],
+                   &fuzz_pool, &peer_rule, &peer.t) < 0)
         abort();
 
-    /* the handshake: the client speaks first */
-    for (int round = 0; round < ROUNDS; round++) {
-        size_t moved;
-
-        if (!server)
-            step(&us);
-        moved = carry_to_peer(&us, &peer);
-        step(&peer);
-        moved += tg_buf_len(tg_tls_cipher_out(peer.t));
-        carry_to_us(&peer, &us, &w, &o, peer.hs != TG_EAGAIN);
-        if (server)
-            step(&us);
-        if (us.hs != TG_EAGAIN && (peer.hs != TG_EAGAIN || us.hs < 0)) {
-            carry_to_peer(&us, &peer); /* our alert or last flight */
-            step(&peer);
-            break;
-        }
-        if (moved == 0 && tg_buf_len(tg_tls_cipher_out(us.t)) == 0)
-            break;
-    }
+    if (resume && !first_handshake(tls12, cache))
+        abort(); /* an untouched handshake must work and leave a ticket */
+    if (resume)
+        tg_tls_offer(peer.t, cache, "upstream");
+    handshake(&us, &peer, &w, &o, server);
     if (us.hs == 0) {
         const struct tg_peer_info *p = tg_tls_peer(us.t);
 
@@ -365,6 +419,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!o.mutated && !wrong && !anon && (us.hs != 0 || peer.hs != 0))
         abort(); /* nothing touched, both right: it must work */
+    if (!o.mutated && resume && !tg_tls_resumed(us.t))
+        abort(); /* and a ticket offered untouched must resume */
+    if (resume && us.hs == 0 && tg_tls_resumed(us.t))
+        stats[2 + 1 + TG_HSF_N]++;
 
     /* data and close_notify from the peer, through the same filter; then ours back */
     if (us.hs == 0 && peer.hs == 0) {
@@ -390,5 +448,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     end_free(&us);
     end_free(&peer);
+    tg_tls_cache_free(cache);
     return 0;
 }
