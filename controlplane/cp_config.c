@@ -181,6 +181,40 @@ static size_t seq_len(const yaml_node_t *n)
     return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 }
 
+/* A list of at most max entries; what names them in the error ("more than 64 CRL files"). */
+static int want_list(struct yw *y, const yaml_node_t *n, const char *key, size_t max,
+                     const char *what)
+{
+    int rc;
+
+    if ((rc = want(y, n, key, YAML_SEQUENCE_NODE)) < 0)
+        return rc;
+    if (seq_len(n) > max)
+        return fail_at(y, n, key, "more than %zu %s", max, what);
+    return 0;
+}
+
+/* Called for the i-th entry of a list, whose key is "list[i]". */
+typedef int (*entry_fn)(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i);
+
+/* fn for each entry of the list n (checked by want_list), in order; stops at an error. */
+static int walk_list(struct yw *y, const yaml_node_t *n, const char *key, entry_fn fn, void *obj)
+{
+    size_t i = 0;
+    int rc;
+
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++, i++) {
+        char sub[KEYLEN];
+        yaml_node_t *v;
+
+        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
+        if ((v = child(y, *it, sub, &rc)) == NULL || (rc = fn(y, obj, v, sub, i)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Checks that a mapping's keys are scalars that appear once. */
 static int check_keys(struct yw *y, const yaml_node_t *n, const char *key)
 {
@@ -237,40 +271,44 @@ static int walk_map(struct yw *y, const yaml_node_t *n, const char *key, pair_fn
 typedef int (*item_check)(struct yw *y, const yaml_node_t *n, const char *key, const char *s,
                           char *norm);
 
+struct str_list {
+    struct tg_resource *r;
+    struct tg_strlist *dst;
+    item_check check;
+};
+
+static int on_str_entry(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i)
+{
+    struct str_list *l = obj;
+    char norm[TG_SPIFFE_MAX + 1] = "";
+    const char *s;
+    int rc;
+
+    (void)i;
+    if ((rc = get_nonempty(y, v, key, &s)) < 0)
+        return rc;
+    if (l->check != NULL && (rc = l->check(y, v, key, s, norm)) < 0)
+        return rc;
+    if ((l->dst->v[l->dst->n] = tg_resource_strdup(l->r, norm[0] ? norm : s)) == NULL)
+        return TG_ENOMEM;
+    l->dst->n++;
+    return 0;
+}
+
 /* A list of strings (each checked, and replaced by norm when the check writes one) into
  * dst, allocated in r. */
 static int get_list(struct yw *y, const yaml_node_t *n, const char *key, struct tg_resource *r,
                     struct tg_strlist *dst, item_check check)
 {
-    size_t count, i = 0;
+    struct str_list l = {r, dst, check};
     int rc;
 
-    if ((rc = want(y, n, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((rc = want_list(y, n, key, MAX_ITEMS, "entries")) < 0)
         return rc;
-    count = seq_len(n);
-    if (count > MAX_ITEMS)
-        return fail_at(y, n, key, "more than %d entries", MAX_ITEMS);
-    if ((dst->v = tg_resource_array(r, count, sizeof(char *))) == NULL)
+    if ((dst->v = tg_resource_array(r, seq_len(n), sizeof(char *))) == NULL)
         return TG_ENOMEM;
     dst->n = 0;
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN], norm[TG_SPIFFE_MAX + 1] = "";
-        const char *s;
-        yaml_node_t *v;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((v = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        if ((rc = get_nonempty(y, v, sub, &s)) < 0)
-            return rc;
-        if (check != NULL && (rc = check(y, v, sub, s, norm)) < 0)
-            return rc;
-        if ((dst->v[dst->n] = tg_resource_strdup(r, norm[0] ? norm : s)) == NULL)
-            return TG_ENOMEM;
-        dst->n++;
-    }
-    return 0;
+    return walk_list(y, n, key, on_str_entry, &l);
 }
 
 static int check_id(struct yw *y, const yaml_node_t *n, const char *key, const char *s, char *norm)
@@ -384,38 +422,38 @@ static void strlist_free(struct tg_strlist *l)
     l->n = 0;
 }
 
-/* A list of paths (a single string is a list of one) on the heap. */
-static int get_paths(struct yw *y, const yaml_node_t *n, const char *key, struct tg_strlist *out)
+/* A list on the heap, of at most max entries, each filled by fn; a single string is a list
+ * of one. */
+static int get_heap_list(struct yw *y, const yaml_node_t *n, const char *key, size_t max,
+                         struct tg_strlist *out, entry_fn fn)
 {
-    size_t i = 0;
     int rc;
 
     strlist_free(out);
     if (n->type == YAML_SCALAR_NODE) {
         if ((out->v = calloc(1, sizeof(char *))) == NULL)
             return TG_ENOMEM;
-        out->n = 1;
-        return get_path(y, n, key, &out->v[0]);
+        return fn(y, out, n, key, 0);
     }
-    if ((rc = want(y, n, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((rc = want_list(y, n, key, max, "entries")) < 0)
         return rc;
-    if (seq_len(n) > MAX_ITEMS)
-        return fail_at(y, n, key, "more than %d entries", MAX_ITEMS);
     if ((out->v = calloc(seq_len(n) + 1, sizeof(char *))) == NULL)
         return TG_ENOMEM;
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN];
-        yaml_node_t *v;
+    return walk_list(y, n, key, fn, out);
+}
 
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((v = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        out->n++;
-        if ((rc = get_path(y, v, sub, &out->v[i])) < 0)
-            return rc;
-    }
-    return 0;
+static int on_path_entry(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i)
+{
+    struct tg_strlist *out = obj;
+
+    out->n++;
+    return get_path(y, v, key, &out->v[i]);
+}
+
+/* A list of paths (a single string is a list of one) on the heap. */
+static int get_paths(struct yw *y, const yaml_node_t *n, const char *key, struct tg_strlist *out)
+{
+    return get_heap_list(y, n, key, MAX_ITEMS, out, on_path_entry);
 }
 
 /* ---- documents ---- */
@@ -548,41 +586,24 @@ static int on_ca(struct yw *y, void *obj, const char *k, yaml_node_t *v, const c
     return 1;
 }
 
-/* A list of non-empty strings (a single string is a list of one) on the heap. */
-static int get_strings(struct yw *y, const yaml_node_t *n, const char *key, struct tg_strlist *out)
+static int on_string_entry(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i)
 {
-    size_t i = 0;
+    struct tg_strlist *out = obj;
     const char *s;
     int rc;
 
-    strlist_free(out);
-    if (n->type == YAML_SCALAR_NODE) {
-        if ((rc = get_nonempty(y, n, key, &s)) < 0)
-            return rc;
-        if ((out->v = calloc(1, sizeof(char *))) == NULL || (out->v[0] = strdup(s)) == NULL)
-            return TG_ENOMEM;
-        out->n = 1;
-        return 0;
-    }
-    if ((rc = want(y, n, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((rc = get_nonempty(y, v, key, &s)) < 0)
         return rc;
-    if (seq_len(n) > 64)
-        return fail_at(y, n, key, "more than 64 entries");
-    if ((out->v = calloc(seq_len(n) + 1, sizeof(char *))) == NULL)
+    if ((out->v[i] = strdup(s)) == NULL)
         return TG_ENOMEM;
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN];
-        yaml_node_t *v;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((v = child(y, *it, sub, &rc)) == NULL || (rc = get_nonempty(y, v, sub, &s)) < 0)
-            return rc;
-        if ((out->v[i] = strdup(s)) == NULL)
-            return TG_ENOMEM;
-        out->n++;
-    }
+    out->n++;
     return 0;
+}
+
+/* A list of non-empty strings (a single string is a list of one) on the heap. */
+static int get_strings(struct yw *y, const yaml_node_t *n, const char *key, struct tg_strlist *out)
+{
+    return get_heap_list(y, n, key, 64, out, on_string_entry);
 }
 
 static int on_kubernetes(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
@@ -773,6 +794,44 @@ struct mesh_ctx {
     void *item;            /* the rule, limit or destination being read */
 };
 
+/* A list of mappings read into an array in the resource (rules, limits, destinations). */
+struct map_list {
+    struct mesh_ctx *mc;
+    void *items;   /* the array, one entry per list entry */
+    size_t size;   /* of one item */
+    size_t *count; /* the items begun */
+    pair_fn on_pair;
+    const char *(*missing)(const void *item); /* the required key an item lacks, or NULL */
+};
+
+static int on_map_entry(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i)
+{
+    struct map_list *l = obj;
+    const char *missing;
+    int rc;
+
+    l->mc->item = (char *)l->items + i * l->size;
+    (*l->count)++;
+    if ((rc = walk_map(y, v, key, l->on_pair, l->mc)) < 0)
+        return rc;
+    if ((missing = l->missing(l->mc->item)) != NULL)
+        return fail_at(y, v, key, "%s: required", missing);
+    return 0;
+}
+
+/* Checks that v is a list of at most MAX_ITEMS mappings (what names them) and allocates
+ * l->items for them in the section's resource; returns it, or NULL with *rc. The caller
+ * stores it, then walks the list with on_map_entry and l. */
+static void *map_list_new(struct yw *y, const yaml_node_t *v, const char *key, const char *what,
+                          struct map_list *l, int *rc)
+{
+    if ((*rc = want_list(y, v, key, MAX_ITEMS, what)) < 0)
+        return NULL;
+    if ((l->items = tg_resource_array(l->mc->r, seq_len(v), l->size)) == NULL)
+        *rc = TG_ENOMEM;
+    return l->items;
+}
+
 static int on_scope_label(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct mesh_ctx *mc = obj;
@@ -819,32 +878,29 @@ static int on_scope(struct yw *y, void *obj, const char *k, yaml_node_t *v, cons
     return 1;
 }
 
+static int on_port_entry(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i)
+{
+    struct tg_res_ports *dst = obj;
+    uint64_t port;
+    int rc;
+
+    (void)i;
+    if ((rc = get_uint(y, v, key, 1, 65535, &port)) < 0)
+        return rc;
+    dst->v[dst->n++] = (uint32_t)port;
+    return 0;
+}
+
 static int get_ports(struct yw *y, const yaml_node_t *n, const char *key, struct tg_resource *r,
                      struct tg_res_ports *dst)
 {
-    size_t i = 0;
     int rc;
 
-    if ((rc = want(y, n, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((rc = want_list(y, n, key, MAX_ITEMS, "entries")) < 0)
         return rc;
-    if (seq_len(n) > MAX_ITEMS)
-        return fail_at(y, n, key, "more than %d entries", MAX_ITEMS);
     if ((dst->v = tg_resource_array(r, seq_len(n), sizeof(uint32_t))) == NULL)
         return TG_ENOMEM;
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN];
-        uint64_t port;
-        yaml_node_t *v;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((v = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        if ((rc = get_uint(y, v, sub, 1, 65535, &port)) < 0)
-            return rc;
-        dst->v[dst->n++] = (uint32_t)port;
-    }
-    return 0;
+    return walk_list(y, n, key, on_port_entry, dst);
 }
 
 static int on_rule(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
@@ -977,11 +1033,16 @@ done:
     return rc;
 }
 
+static const char *rule_missing(const void *item)
+{
+    return ((const struct tg_res_rule *)item)->name == NULL ? "name" : NULL;
+}
+
 static int on_authorization(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct mesh_ctx *mc = obj;
     struct tg_res_authorization *a = &mc->r->u.authorization;
-    size_t i = 0;
+    struct map_list l = {mc, NULL, sizeof(*a->rules), &a->n_rules, on_rule, rule_missing};
     int rc;
 
     if (strcmp(k, "default_deny") == 0)
@@ -990,28 +1051,9 @@ static int on_authorization(struct yw *y, void *obj, const char *k, yaml_node_t 
         return get_bool(y, v, key, &a->close_denied_connections);
     if (strcmp(k, "rules") != 0)
         return 1;
-    if ((rc = want(y, v, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((a->rules = map_list_new(y, v, key, "rules", &l, &rc)) == NULL)
         return rc;
-    if (seq_len(v) > MAX_ITEMS)
-        return fail_at(y, v, key, "more than %d rules", MAX_ITEMS);
-    if ((a->rules = tg_resource_array(mc->r, seq_len(v), sizeof(*a->rules))) == NULL)
-        return TG_ENOMEM;
-    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN];
-        yaml_node_t *rn;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((rn = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        mc->item = &a->rules[i];
-        a->n_rules++;
-        if ((rc = walk_map(y, rn, sub, on_rule, mc)) < 0)
-            return rc;
-        if (a->rules[i].name == NULL)
-            return fail_at(y, rn, sub, "name: required");
-    }
-    return 0;
+    return walk_list(y, v, key, on_map_entry, &l);
 }
 
 static int on_limit(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
@@ -1055,34 +1097,20 @@ static int on_limit(struct yw *y, void *obj, const char *k, yaml_node_t *v, cons
     return 1;
 }
 
+static const char *limit_missing(const void *item)
+{
+    return ((const struct tg_res_limit *)item)->match == NULL ? "match" : NULL;
+}
+
 static int get_limits(struct yw *y, struct mesh_ctx *mc, yaml_node_t *v, const char *key)
 {
-    struct tg_res_rate_limits *l = &mc->r->u.rate_limits;
-    size_t i = 0;
+    struct tg_res_rate_limits *rl = &mc->r->u.rate_limits;
+    struct map_list l = {mc, NULL, sizeof(*rl->limits), &rl->n_limits, on_limit, limit_missing};
     int rc;
 
-    if ((rc = want(y, v, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((rl->limits = map_list_new(y, v, key, "limits", &l, &rc)) == NULL)
         return rc;
-    if (seq_len(v) > MAX_ITEMS)
-        return fail_at(y, v, key, "more than %d limits", MAX_ITEMS);
-    if ((l->limits = tg_resource_array(mc->r, seq_len(v), sizeof(*l->limits))) == NULL)
-        return TG_ENOMEM;
-    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN];
-        yaml_node_t *ln;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((ln = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        mc->item = &l->limits[i];
-        l->n_limits++;
-        if ((rc = walk_map(y, ln, sub, on_limit, mc)) < 0)
-            return rc;
-        if (l->limits[i].match == NULL)
-            return fail_at(y, ln, sub, "match: required");
-    }
-    return 0;
+    return walk_list(y, v, key, on_map_entry, &l);
 }
 
 static int add_crl(struct yw *y, struct mesh_ctx *mc, const yaml_node_t *v, const char *key,
@@ -1117,11 +1145,22 @@ static int add_crl(struct yw *y, struct mesh_ctx *mc, const yaml_node_t *v, cons
     return 0;
 }
 
+static int on_crl_entry(struct yw *y, void *obj, const yaml_node_t *v, const char *key, size_t i)
+{
+    char *path = NULL;
+    int rc;
+
+    (void)i;
+    if ((rc = get_path(y, v, key, &path)) == 0)
+        rc = add_crl(y, obj, v, key, path);
+    free(path);
+    return rc;
+}
+
 static int on_revocations(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct mesh_ctx *mc = obj;
     struct tg_res_revocations *rv = &mc->r->u.revocations;
-    size_t i = 0;
     int rc;
 
     if (strcmp(k, "serials") == 0)
@@ -1130,27 +1169,11 @@ static int on_revocations(struct yw *y, void *obj, const char *k, yaml_node_t *v
         return get_list(y, v, key, mc->r, &rv->fingerprints, check_fingerprint);
     if (strcmp(k, "crls") != 0)
         return 1;
-    if ((rc = want(y, v, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((rc = want_list(y, v, key, 64, "CRL files")) < 0)
         return rc;
-    if (seq_len(v) > 64)
-        return fail_at(y, v, key, "more than 64 CRL files");
     if ((rv->crls = tg_resource_array(mc->r, seq_len(v), sizeof(*rv->crls))) == NULL)
         return TG_ENOMEM;
-    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN], *path = NULL;
-        yaml_node_t *fn;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((fn = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        if ((rc = get_path(y, fn, sub, &path)) == 0)
-            rc = add_crl(y, mc, fn, sub, path);
-        free(path);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return walk_list(y, v, key, on_crl_entry, mc);
 }
 
 /* "10.0.0.5", "10.0.0.0/24", "fd00::/64": a network address with its host bits zero. */
@@ -1221,12 +1244,24 @@ static int on_destination(struct yw *y, void *obj, const char *k, yaml_node_t *v
     return 1;
 }
 
+static const char *destination_missing(const void *item)
+{
+    const struct tg_res_destination *d = item;
+
+    return d->address == NULL ? "address" : d->expected_ids.n == 0 ? "expected_ids" : NULL;
+}
+
 static int on_mesh_table(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct mesh_ctx *mc = obj;
     struct tg_res_mesh_table *t = &mc->r->u.mesh_table;
+    struct map_list l = {mc,
+                         NULL,
+                         sizeof(*t->destinations),
+                         &t->n_destinations,
+                         on_destination,
+                         destination_missing};
     const char *s;
-    size_t i = 0;
     int rc;
 
     if (strcmp(k, "outside_mesh") == 0) {
@@ -1242,31 +1277,9 @@ static int on_mesh_table(struct yw *y, void *obj, const char *k, yaml_node_t *v,
     }
     if (strcmp(k, "destinations") != 0)
         return 1;
-    if ((rc = want(y, v, key, YAML_SEQUENCE_NODE)) < 0)
+    if ((t->destinations = map_list_new(y, v, key, "destinations", &l, &rc)) == NULL)
         return rc;
-    if (seq_len(v) > MAX_ITEMS)
-        return fail_at(y, v, key, "more than %d destinations", MAX_ITEMS);
-    t->destinations = tg_resource_array(mc->r, seq_len(v), sizeof(*t->destinations));
-    if (t->destinations == NULL)
-        return TG_ENOMEM;
-    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-         it++, i++) {
-        char sub[KEYLEN];
-        yaml_node_t *dn;
-
-        snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
-        if ((dn = child(y, *it, sub, &rc)) == NULL)
-            return rc;
-        mc->item = &t->destinations[i];
-        t->n_destinations++;
-        if ((rc = walk_map(y, dn, sub, on_destination, mc)) < 0)
-            return rc;
-        if (t->destinations[i].address == NULL)
-            return fail_at(y, dn, sub, "address: required");
-        if (t->destinations[i].expected_ids.n == 0)
-            return fail_at(y, dn, sub, "expected_ids: required");
-    }
-    return 0;
+    return walk_list(y, v, key, on_map_entry, &l);
 }
 
 static int on_timeouts(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
