@@ -348,24 +348,27 @@ static int check_td(struct yw *y, const yaml_node_t *n, const char *key, const c
     return 0;
 }
 
-static int check_fingerprint(struct yw *y, const yaml_node_t *n, const char *key, const char *s,
-                             char *norm)
+/* s written into norm by fn (a tg_policy_*_norm). */
+static int check_norm(struct yw *y, const yaml_node_t *n, const char *key, const char *s,
+                      char *norm, int (*fn)(const char *in, char *out, char *err))
 {
     char why[TG_ERRLEN];
 
-    if (tg_policy_fingerprint_norm(s, norm, why) < 0)
+    if (fn(s, norm, why) < 0)
         return fail_at(y, n, key, "%s", why);
     return 0;
+}
+
+static int check_fingerprint(struct yw *y, const yaml_node_t *n, const char *key, const char *s,
+                             char *norm)
+{
+    return check_norm(y, n, key, s, norm, tg_policy_fingerprint_norm);
 }
 
 static int check_serial(struct yw *y, const yaml_node_t *n, const char *key, const char *s,
                         char *norm)
 {
-    char why[TG_ERRLEN];
-
-    if (tg_policy_serial_norm(s, norm, why) < 0)
-        return fail_at(y, n, key, "%s", why);
-    return 0;
+    return check_norm(y, n, key, s, norm, tg_policy_serial_norm);
 }
 
 static int check_cipher(struct yw *y, const yaml_node_t *n, const char *key, const char *s,
