@@ -656,6 +656,14 @@ static void response_reset_head(struct tg_http_response *r)
     r->line = r->head = r->name_len = r->value_len = 0;
 }
 
+/* Whether the current field is one whose value response_field reads. */
+static bool interesting(const struct tg_http_response *r)
+{
+    return (r->name_len == 14 && memcmp(r->name, "content-length", 14) == 0) ||
+           (r->name_len == 17 && memcmp(r->name, "transfer-encoding", 17) == 0) ||
+           (r->name_len == 10 && memcmp(r->name, "connection", 10) == 0);
+}
+
 static int status_line(struct tg_http_response *r, char *err)
 {
     const char *v = r->value;
@@ -766,6 +774,46 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
             }
             continue;
         }
+        if (r->st == RS_LINE || r->st == RH_VALUE) {
+            /* the bulk of a head: up to the CR in one go */
+            const char *cr = memchr(buf + i, '\r', len - i);
+            size_t end = cr != NULL ? (size_t)(cr - buf) : len, n = end - i;
+            /* only the status line and the values of the fields we interpret are kept */
+            bool keep = r->st == RS_LINE || interesting(r);
+
+            if (r->head + n > r->lim.max_head)
+                return tg_err_set(err, TG_EINVAL, "response head from the app too large");
+            if (r->line + n > r->lim.max_line)
+                return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+            for (size_t k = i; k < end; k++) {
+                unsigned char v = (unsigned char)buf[k];
+
+                if (!vchar_ws(v))
+                    return tg_err_set(err, TG_EINVAL, "%s",
+                                      r->st == RS_LINE
+                                          ? "malformed status line from the app"
+                                          : "control character in a header from the app");
+                if (!keep || (r->st == RH_VALUE && r->value_len == 0 && ows(v)))
+                    continue;
+                if (r->value_len < sizeof(r->value))
+                    r->value[r->value_len] = (char)v;
+                r->value_len++;
+            }
+            r->head += n;
+            r->line += n;
+            r->bytes += n;
+            i = end;
+            if (cr == NULL)
+                break;
+            i++;
+            r->bytes++;
+            if (++r->head > r->lim.max_head)
+                return tg_err_set(err, TG_EINVAL, "response head from the app too large");
+            if (++r->line > r->lim.max_line)
+                return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+            r->st = r->st == RS_LINE ? RS_LINE_LF : RH_LF;
+            continue;
+        }
         i++;
         r->bytes++;
         if (++r->head > r->lim.max_head)
@@ -773,15 +821,6 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
         if (++r->line > r->lim.max_line)
             return tg_err_set(err, TG_EINVAL, "response line from the app too long");
         switch (r->st) {
-        case RS_LINE:
-            if (c == '\r') {
-                r->st = RS_LINE_LF;
-            } else if (c == '\n' || (c < 0x20 && c != '\t') || c == 0x7f) {
-                return tg_err_set(err, TG_EINVAL, "malformed status line from the app");
-            } else if (r->value_len < sizeof(r->value)) {
-                r->value[r->value_len++] = (char)c;
-            }
-            break;
         case RS_LINE_LF:
             if (c != '\n' || status_line(r, err) < 0)
                 return tg_err_set(err, TG_EINVAL, "malformed status line from the app");
@@ -808,17 +847,6 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
                 if (r->name_len < sizeof(r->name))
                     r->name[r->name_len] = (char)lower(c);
                 r->name_len++;
-            }
-            break;
-        case RH_VALUE:
-            if (c == '\r') {
-                r->st = RH_LF;
-            } else if (!vchar_ws(c)) {
-                return tg_err_set(err, TG_EINVAL, "control character in a header from the app");
-            } else if (r->value_len > 0 || !ows(c)) {
-                if (r->value_len < sizeof(r->value))
-                    r->value[r->value_len] = (char)c;
-                r->value_len++;
             }
             break;
         case RH_LF:
