@@ -8,20 +8,21 @@
 #define MAX_SKIPPED_LINES 8 /* empty lines tolerated before a request line */
 #define MAX_LENGTH_DIGITS 18
 
-/* tchar (RFC 9110 5.6.2) */
+/* Byte classes as 256-bit maps (bit c of word c / 64): a test per byte, no branch. */
+static const uint64_t tchar_map[4] = {/* tchar (RFC 9110 5.6.2): ALPHA DIGIT !#$%&'*+-.^_`|~ */
+                                      0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull, 0, 0};
+static const uint64_t vchar_ws_map[4] = {/* field-vchar, SP, HTAB (obs-text included) */
+                                         0xffffffff00000200ull, 0x7fffffffffffffffull,
+                                         0xffffffffffffffffull, 0xffffffffffffffffull};
+
 static bool tchar(unsigned char c)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr(extra, c) != NULL;
+    return (tchar_map[c >> 6] >> (c & 63)) & 1;
 }
 
-/* field-vchar, SP, HTAB (obs-text included) */
 static bool vchar_ws(unsigned char c)
 {
-    return c == '\t' || c == ' ' || (c > 0x20 && c != 0x7f);
+    return (vchar_ws_map[c >> 6] >> (c & 63)) & 1;
 }
 
 static bool ows(unsigned char c)

@@ -630,6 +630,33 @@ START_TEST(test_http_policy_conditions)
 }
 END_TEST
 
+/* Every byte in a header name and in a value, against RFC 9110's definitions. */
+START_TEST(test_http_byte_classes)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+
+    for (int c = 0; c < 256; c++) {
+        char in[64];
+        int n, status;
+        size_t rest;
+        bool tok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c != 0 && strchr(extra, c) != NULL);
+        bool val = c == '\t' || c == ' ' || (c > 0x20 && c != 0x7f);
+
+        n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: a\r\nX%c: v\r\n\r\n", 'x');
+        in[26] = (char)c; /* the byte after "X" (a ':' just ends the name) */
+        ck_assert_msg(c == ':' || (run_stream(in, (size_t)n, &status, &rest, NULL) == 1) == tok,
+                      "name byte 0x%02x", c);
+        n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: a\r\nX: a%cb\r\n\r\n", 'x');
+        in[29] = (char)c;
+        if (c == '\r' || c == '\n')
+            continue; /* line ends: bare CR / LF, in the table above */
+        ck_assert_msg((run_stream(in, (size_t)n, &status, &rest, NULL) == 1) == val,
+                      "value byte 0x%02x", c);
+    }
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -653,6 +680,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_http_config_defaults);
     tcase_add_test(tc, test_http_request_bucket);
     tcase_add_test(tc, test_http_policy_conditions);
+    tcase_add_test(tc, test_http_byte_classes);
     suite_add_tcase(s, tc);
     return s;
 }
