@@ -95,18 +95,24 @@ static void publish(struct control *ctl, struct tg_gen *g)
 
 /* A generation from the current config and, in control-plane mode, the chain and key we hold
  * and the pushes accepted so far. */
+static void build_input(struct control *ctl, struct tg_gen_input *in)
+{
+    *in = (struct tg_gen_input){.cfg = ctl->cur, .prev_limits = ctl->gen ? ctl->gen->limits : NULL};
+    if (ctl->cfg->cp.enabled) {
+        in->chain_pem = ctl->chain;
+        in->chain_len = ctl->chain_len;
+        in->key = ctl->key;
+        in->cp = &ctl->cps;
+    }
+}
+
 static int build(struct control *ctl, struct tg_gen **out, char *err)
 {
-    struct tg_gen_input in = {.cfg = ctl->cur, .prev_limits = ctl->gen ? ctl->gen->limits : NULL};
+    struct tg_gen_input in;
 
-    if (ctl->cfg->cp.enabled) {
-        if (ctl->chain == NULL)
-            return tg_err_set(err, TG_EINVAL, "no identity from the control plane yet");
-        in.chain_pem = ctl->chain;
-        in.chain_len = ctl->chain_len;
-        in.key = ctl->key;
-        in.cp = &ctl->cps;
-    }
+    build_input(ctl, &in);
+    if (ctl->cfg->cp.enabled && ctl->chain == NULL)
+        return tg_err_set(err, TG_EINVAL, "no identity from the control plane yet");
     return tg_gen_build(&in, out, err);
 }
 
@@ -670,8 +676,10 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
 {
     struct control *ctl = arg;
     enum tg_res_type t = res->type;
-    struct tg_cp_res *p, *old;
-    struct tg_gen *g;
+    struct tg_gen_input in;
+    struct tg_cp_res *p;
+    struct tg_gen *g = NULL;
+    bool can_build;
     int rc;
 
     if (t <= TG_RES_IDENTITY || t >= TG_RES_N) {
@@ -680,25 +688,21 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
     }
     if ((p = tg_cp_res_new(res, version)) == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
-    old = ctl->cps.res[t];
-    ctl->cps.res[t] = p;
     /* nothing to build with (yet, or any more: our certificate expired while the control
-     * plane was away, and the new one is on its way) */
-    if (ctl->chain == NULL || ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL ||
-        (ctl->gen != NULL && ctl->gen->identity->leaf.not_after <= tg_identity_now())) {
+     * plane was away, and the new one is on its way): checked as far as it can be, held */
+    can_build = ctl->chain != NULL &&
+                (ctl->cps.res[TG_RES_TRUST_BUNDLE] != NULL || t == TG_RES_TRUST_BUNDLE) &&
+                !(ctl->gen != NULL && ctl->gen->identity->leaf.not_after <= tg_identity_now());
+    build_input(ctl, &in);
+    if ((rc = tg_gen_apply_push(&in, p, can_build, &g, err)) < 0)
+        return rc; /* cp_client logs the NACK with err */
+    if (!can_build) {
         tg_info("%s %s held; waiting for %s", tg_res_type_name(t), version,
                 ctl->chain == NULL                          ? "our certificate"
                 : ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL ? "the trust bundle"
                                                             : "a new certificate (ours expired)");
-        tg_cp_res_unref(old);
-        return 0; /* checked when the next generation is built */
+        return 0; /* built with the next generation */
     }
-    if ((rc = build(ctl, &g, err)) < 0) {
-        ctl->cps.res[t] = old;
-        tg_cp_res_unref(p); /* cp_client logs the NACK with err */
-        return rc;
-    }
-    tg_cp_res_unref(old);
     tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
             (unsigned long long)g->id);
     if (ctl->gen == NULL) {

@@ -434,30 +434,28 @@ static int apply_settings(const struct tg_res_proxy_settings *p, struct tg_gen *
     return 0;
 }
 
-int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
+/* A generation without identity or TLS contexts: references, policy, settings (into s),
+ * limits and mesh table. */
+static int build_parts(const struct tg_gen_input *in, struct tg_gen *g, struct tg_tls_settings *s,
+                       char *err)
 {
     struct tg_config *cfg = in->cfg;
-    struct tg_identity_files files = {cfg->cert_path, cfg->key_path, cfg->bundle_path,
-                                      &cfg->crl_paths};
     const struct tg_resource *ps = pushed(in, TG_RES_PROXY_SETTINGS);
     const struct tg_resource *mt = pushed(in, TG_RES_MESH_TABLE);
-    struct tg_tls_settings s = {
+    int rc;
+
+    atomic_init(&g->refcnt, 1);
+    g->cfg = tg_config_ref(cfg);
+    for (int t = 0; in->cp != NULL && t < TG_RES_N; t++)
+        if (in->cp->res[t] != NULL)
+            g->pushed[t] = tg_cp_res_ref(in->cp->res[t]);
+    *s = (struct tg_tls_settings){
         .allow_tls12 = cfg->allow_tls12,
         .max_chain_depth = cfg->max_chain_depth,
         .trust_domains = &cfg->trust_domains,
         .resumption = cfg->tls_resumption,
         .cipher_suites = &cfg->cipher_suites,
     };
-    struct tg_gen *g = calloc(1, sizeof(*g));
-    int rc = TG_ENOMEM;
-
-    if (g == NULL)
-        return rc;
-    atomic_init(&g->refcnt, 1);
-    g->cfg = tg_config_ref(cfg);
-    for (int t = 0; in->cp != NULL && t < TG_RES_N; t++)
-        if (in->cp->res[t] != NULL)
-            g->pushed[t] = tg_cp_res_ref(in->cp->res[t]);
     g->close_denied = cfg->close_denied;
     if (pushed(in, TG_RES_AUTHORIZATION) != NULL)
         rc = build_pushed_policy(in, &g->policy, &g->close_denied, err);
@@ -466,13 +464,70 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
     else
         rc = build_policy_rev(cfg, NULL, &g->policy, err);
     if (rc < 0)
-        goto fail;
+        return rc;
     g->handshake_timeout_ms = cfg->handshake_timeout_ms;
     g->idle_timeout_ms = cfg->idle_timeout_ms;
     g->connect_timeout_ms = cfg->connect_timeout_ms;
-    if (ps != NULL && (rc = apply_settings(&ps->u.proxy_settings, g, &s, err)) < 0)
-        goto fail;
+    if (ps != NULL && (rc = apply_settings(&ps->u.proxy_settings, g, s, err)) < 0)
+        return rc;
     if ((rc = build_limits(in, g, err)) < 0)
+        return rc;
+    if (mt != NULL)
+        return build_pushed_mesh(g, &mt->u.mesh_table, err);
+    g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
+    return 0;
+}
+
+int tg_gen_check(const struct tg_gen_input *in, char *err)
+{
+    const struct tg_resource *tb = pushed(in, TG_RES_TRUST_BUNDLE);
+    struct tg_gen *g = calloc(1, sizeof(*g));
+    struct tg_tls_settings s;
+    char *bundle = NULL;
+    size_t blen = 0;
+    int rc = TG_ENOMEM;
+
+    if (g == NULL)
+        return rc;
+    if ((rc = build_parts(in, g, &s, err)) == 0 && tb != NULL &&
+        (rc = pushed_bundle(g, &tb->u.trust_bundle, &bundle, &blen, err)) == 0)
+        rc = tg_identity_check_bundle(bundle, blen, err);
+    free(bundle);
+    tg_gen_unref(g);
+    return rc;
+}
+
+int tg_gen_apply_push(const struct tg_gen_input *in, struct tg_cp_res *p, bool build,
+                      struct tg_gen **out, char *err)
+{
+    struct tg_cp_state *st = (struct tg_cp_state *)in->cp;
+    enum tg_res_type t = p->r->type;
+    struct tg_cp_res *old = st->res[t];
+    int rc;
+
+    st->res[t] = p;
+    rc = build ? tg_gen_build(in, out, err) : tg_gen_check(in, err);
+    if (rc < 0) {
+        st->res[t] = old;
+        tg_cp_res_unref(p);
+        return rc;
+    }
+    tg_cp_res_unref(old);
+    return 0;
+}
+
+int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
+{
+    struct tg_config *cfg = in->cfg;
+    struct tg_identity_files files = {cfg->cert_path, cfg->key_path, cfg->bundle_path,
+                                      &cfg->crl_paths};
+    struct tg_tls_settings s;
+    struct tg_gen *g = calloc(1, sizeof(*g));
+    int rc = TG_ENOMEM;
+
+    if (g == NULL)
+        return rc;
+    if ((rc = build_parts(in, g, &s, err)) < 0)
         goto fail;
     if (in->chain_pem == NULL)
         rc = tg_identity_load(&files, &g->identity, err);
@@ -485,12 +540,6 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         goto fail;
     s.server = false;
     if ((rc = tg_tls_ctx_new(g->identity, &s, &g->client, err)) < 0)
-        goto fail;
-    if (mt != NULL)
-        rc = build_pushed_mesh(g, &mt->u.mesh_table, err);
-    else
-        g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
-    if (rc < 0)
         goto fail;
     g->id = atomic_fetch_add(&next_id, 1);
     *out = g;

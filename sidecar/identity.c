@@ -250,6 +250,20 @@ static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
     return 0;
 }
 
+int tg_identity_check_bundle(const char *pem, size_t len, char *err)
+{
+    struct tg_identity id = {.bundle_pem = (char *)pem, .bundle_len = len};
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    int rc;
+
+    if (cm == NULL)
+        return TG_ENOMEM;
+    rc = load_bundle(&id, "(pushed)", cm, err);
+    free(id.roots);
+    wolfSSL_CertManagerFree(cm);
+    return rc;
+}
+
 /* Checks the chain: leaf first, then intermediates, leading to a root already in cm. */
 static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MANAGER *cm,
                        char *err)

@@ -86,6 +86,19 @@ struct tg_gen_input {
  * nothing is kept and err says what was wrong. The new generation has one reference. */
 TG_MUST_USE int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err);
 
+/* What tg_gen_build checks that needs no identity: the policy, proxy settings, rate limits,
+ * mesh table and (pushed) trust bundle of in. For a push that arrives before the control
+ * plane's first certificate or trust bundle: it is NACKed now rather than held, so that it
+ * cannot block the first generation later. 0, or a negative code with err. */
+TG_MUST_USE int tg_gen_check(const struct tg_gen_input *in, char *err);
+
+/* A push accepted or not: p (taken) replaces in->cp's resource of its type, then what in
+ * makes with it is built into *out (build true) or only checked (tg_gen_check: nothing to
+ * build with yet). On failure in->cp is as it was, p is released and err says why. in->cp is
+ * the control thread's state, cast from const here only. 0 or a negative code. */
+TG_MUST_USE int tg_gen_apply_push(const struct tg_gen_input *in, struct tg_cp_res *p, bool build,
+                                  struct tg_gen **out, char *err);
+
 struct tg_gen *tg_gen_ref(struct tg_gen *g);
 /* Drops a reference; the last one frees. NULL is fine. Copes with a half-built g. */
 void tg_gen_unref(struct tg_gen *g);

@@ -71,6 +71,10 @@ TG_MUST_USE int tg_identity_load(const struct tg_identity_files *f, struct tg_id
 
 void tg_identity_free(struct tg_identity *id);
 
+/* Checks a trust bundle alone (PEM, len bytes): at least one certificate, each a CA usable
+ * as a root. 0, or TG_EINVAL with err. */
+TG_MUST_USE int tg_identity_check_bundle(const char *pem, size_t len, char *err);
+
 /* Unix time now (seconds); the one clock identity checks use. */
 int64_t tg_identity_now(void);
 
