@@ -113,7 +113,7 @@ START_TEST(test_cp_k8s_admin_and_token_bootstrap)
 {
     const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
     struct it_proc *cp = it_spawn("cp", argv, IT_STDIN_NULL), *sc;
-    int echo_port, in_port = it_free_port(), sc_admin = it_free_port(), slow, fd;
+    int echo_port = 0, in_port = it_free_port(), sc_admin = it_free_port(), slow, fd;
     char buf[8192], big[6000], *body = NULL;
     uint64_t slow_start;
 
