@@ -290,6 +290,10 @@ END_TEST
 START_TEST(test_rules_403_and_rate_limit_429)
 {
     char args[512], *out, *app;
+    static const char pipelined[] =
+        "GET /d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        "GET /e HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        "GET /f HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
     start_all("", "authorization:\n"
                   "  rules:\n"
@@ -317,15 +321,23 @@ START_TEST(test_rules_403_and_rate_limit_429)
                       strstr(out, "retry-after: 1") != NULL,
                   "%s", out);
     free(out);
+    /* pipelined, a token later: the first goes to the app, the 429s wait for its response */
+    it_sleep_ms(1100);
+    out = exchange(pipelined, sizeof(pipelined) - 1, false);
+    ck_assert_msg(count(out, "HTTP/1.1 200") == 1 && count(out, "HTTP/1.1 429") == 2 &&
+                      strstr(out, "HTTP/1.1 200") < strstr(out, "HTTP/1.1 429") &&
+                      strstr(out, "GET /d HTTP/1.1") != NULL,
+                  "%s", out);
+    free(out);
     app = it_read_file("app.log", NULL);
-    ck_assert_msg(app != NULL && strcmp(app, "GET /a HTTP/1.1\n") == 0, "the app saw: %s",
-                  app != NULL ? app : "(nothing)");
+    ck_assert_msg(app != NULL && strcmp(app, "GET /a HTTP/1.1\nGET /d HTTP/1.1\n") == 0,
+                  "the app saw: %s", app != NULL ? app : "(nothing)");
     free(app);
     ck_assert_double_eq(it_stat(b_admin, "tollgate_http_denied_total", ""), 2);
-    ck_assert_double_eq(it_stat(b_admin, "tollgate_http_rate_limited_total", ""), 2);
+    ck_assert_double_eq(it_stat(b_admin, "tollgate_http_rate_limited_total", ""), 4);
     ck_assert_double_eq(
-        it_stat(b_admin, "tollgate_http_rate_limited_by_id_total", "id=\"" IT_API_ID "\""), 2);
-    ck_assert_int_eq(it_count_lines("b.out", "\"status\":429", "\"outcome\":\"refused\"", NULL), 2);
+        it_stat(b_admin, "tollgate_http_rate_limited_by_id_total", "id=\"" IT_API_ID "\""), 4);
+    ck_assert_int_eq(it_count_lines("b.out", "\"status\":429", "\"outcome\":\"refused\"", NULL), 4);
 }
 END_TEST
 
