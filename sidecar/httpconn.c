@@ -43,6 +43,7 @@ struct tg_http_conn {
     size_t scanned;
     struct tg_http_body body;
     bool keep_alive;          /* of the request whose body is being copied */
+    bool switching;           /* ... and it asked for an upgrade or is a CONNECT */
     struct entry q[INFLIGHT]; /* forwarded, oldest first */
     unsigned q_first, q_n;
     bool resp_active; /* a response is being followed (for q's first) */
@@ -345,18 +346,14 @@ static int decide(struct tg_conn *c, const struct tg_http_request *req, unsigned
 
 /* ---- caller -> app ---- */
 
-static struct entry *last_forwarded(struct tg_http_conn *h)
-{
-    return &h->q[(h->q_first + h->q_n - 1) % INFLIGHT];
-}
-
 static void message_done(struct tg_conn *c, bool keep_alive)
 {
     struct tg_http_conn *h = c->http;
-    const struct entry *e = last_forwarded(h);
 
-    if (e->upgrade || e->connect)
-        h->rq = RQ_WAIT;
+    /* An upgrade or CONNECT waits for its response, unless that came before the end of the
+     * body (its entry is gone then: a tunnel, or requests go on). */
+    if (h->switching)
+        h->rq = h->tunnel ? RQ_TUNNEL : h->q_n == 0 ? RQ_HEAD : RQ_WAIT;
     else
         h->rq = keep_alive ? RQ_HEAD : RQ_DISCARD;
 }
@@ -427,6 +424,7 @@ static bool next_head(struct tg_conn *c)
     h->q_n++;
     tg_http_body_init(&h->body, req.framing, req.content_length, &h->lim);
     h->keep_alive = req.keep_alive;
+    h->switching = req.upgrade || req.connect;
     if (req.framing == TG_HTTP_NO_BODY ||
         (req.framing == TG_HTTP_LENGTH && req.content_length == 0))
         message_done(c, req.keep_alive);
@@ -466,8 +464,8 @@ static bool copy_bytes(struct tg_conn *c, bool body)
     memcpy(tg_buf_tail(&h->out), tg_buf_data(in), used);
     tg_buf_commit(&h->out, used);
     tg_buf_consume(in, used);
-    if (h->q_n > 0)
-        last_forwarded(h)->req_bytes += used;
+    if (h->q_n > 0) /* (counted to the newest request still waiting, if any) */
+        h->q[(h->q_first + h->q_n - 1) % INFLIGHT].req_bytes += used;
     if (rc == 1)
         message_done(c, h->keep_alive);
     return true;
