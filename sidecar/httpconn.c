@@ -324,7 +324,9 @@ static int decide(struct tg_conn *c, const struct tg_http_request *req, unsigned
         snprintf(why, cap, "denied: peer identity unusable for policy");
         return 403;
     }
-    tg_policy_decide_request(c->gen->policy, &h->peer, c->dest_port, &pr, &v);
+    /* each request is decided by the newest rules (the worker's generation), not those the
+     * connection was accepted under: a reload or a revocation counts from the next request */
+    tg_policy_decide_request(c->w->gen->policy, &h->peer, c->dest_port, &pr, &v);
     if (!v.allow) {
         tg_counter_add(&c->stats->http_denied, 1);
         snprintf(why, cap, "%s: %s", v.outcome == TG_POLICY_REVOKED ? "revoked" : "denied",

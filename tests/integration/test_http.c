@@ -4,6 +4,7 @@
  * smuggling corpus is refused with 400 and a close while the app sees nothing of it; HTTP
  * rule conditions answer 403, requests_per_second 429 with Retry-After (counted by caller in
  * /stats); an Upgrade becomes a byte pipe; one access-log line per request. */
+
 #include "harness.h"
 
 #include <stdio.h>
@@ -66,6 +67,24 @@ static void teardown(void)
     it_teardown();
 }
 
+/* B's config: protocol: http with http_opts; extra: more YAML at the top level. */
+static void write_b(const char *http_opts, const char *extra)
+{
+    it_replace_file("b.yaml",
+                    "admin: 127.0.0.1:%d\n"
+                    "workers: 1\n"
+                    "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
+                    "timeouts: {handshake: 2s, drain: 1s}\n"
+                    "%s"
+                    "inbound:\n"
+                    "  - name: web-in\n"
+                    "    listen: 127.0.0.1:%d\n"
+                    "    upstream: 127.0.0.1:%d\n"
+                    "    protocol: http\n"
+                    "    http: {%s}\n",
+                    b_admin, extra, in_port, app_port, http_opts);
+}
+
 /* The app, B (protocol: http; extra: more YAML at the top level) and A. */
 static void start_all(const char *http_opts, const char *extra)
 {
@@ -76,19 +95,7 @@ static void start_all(const char *http_opts, const char *extra)
     snprintf(port, sizeof(port), "%d", app_port);
     it_spawn("app", argv, IT_STDIN_NULL);
     ck_assert_msg(it_wait_port(app_port, 10000), "python app did not start");
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {handshake: 2s, drain: 1s}\n"
-                  "%s"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    protocol: http\n"
-                  "    http: {%s}\n",
-                  b_admin, extra, in_port, app_port, http_opts);
+    write_b(http_opts, extra);
     it_sidecar_start("b", "b.yaml", b_admin, 0);
     it_write_file("a.yaml",
                   "admin: 127.0.0.1:%d\n"
@@ -341,6 +348,56 @@ START_TEST(test_rules_403_and_rate_limit_429)
 }
 END_TEST
 
+/* One whole response (head and Content-Length body) from fd into buf. */
+static void recv_response(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    char *end = NULL, *cl;
+
+    buf[0] = '\0';
+    for (int i = 0; i < 100; i++) {
+        ssize_t r;
+
+        if (end == NULL && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            cl = strcasestr(buf, "content-length:");
+            ck_assert_ptr_nonnull(cl);
+            end += 4 + atoi(cl + 15);
+        }
+        if (end != NULL && buf + n >= end)
+            return;
+        r = recv(fd, buf + n, cap - 1 - n, 0);
+        ck_assert_msg(r > 0, "connection ended after: %s", buf);
+        n += (size_t)r;
+        buf[n] = '\0';
+    }
+    ck_abort_msg("no whole response: %s", buf);
+}
+
+/* A reload's rules apply from the next request of a connection already open. */
+START_TEST(test_reload_applies_to_the_next_request)
+{
+    static const char req[] = "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    char buf[4096];
+    int fd;
+
+    start_all("", "");
+    fd = it_connect(out_port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(it_send_all(fd, req, sizeof(req) - 1));
+    recv_response(fd, buf, sizeof(buf));
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+    write_b("", "authorization:\n"
+                "  rules:\n"
+                "    - {name: no-x, action: deny, paths: [/x]}\n");
+    ck_assert_msg(it_wait_stat(b_admin, "tollgate_generation", "", 2, 5000) >= 2,
+                  "B did not reload");
+    ck_assert(it_send_all(fd, req, sizeof(req) - 1));
+    recv_response(fd, buf, sizeof(buf));
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 403", 12) == 0, "%s", buf);
+    close(fd);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -351,6 +408,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_keepalive_pipelined_headers_and_upgrade);
     tcase_add_test(tc, test_smuggling_corpus_refused);
     tcase_add_test(tc, test_rules_403_and_rate_limit_429);
+    tcase_add_test(tc, test_reload_applies_to_the_next_request);
     suite_add_tcase(s, tc);
     return s;
 }
