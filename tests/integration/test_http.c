@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 static int app_port, in_port, out_port, a_admin, b_admin;
+static const char *b_mode = "strict"; /* B's inbound mode */
 
 #define XFCC_PREFIX "x-forwarded-client-cert: By=" IT_WEB_ID ";Hash="
 #define XFCC_URI ";URI=" IT_API_ID
@@ -68,7 +69,7 @@ static void teardown(void)
 }
 
 /* B's config: protocol: http with http_opts; extra: more YAML at the top level. */
-static void write_b(const char *http_opts, const char *extra)
+static void write_b(const char *http_opts, const char *extra, const char *mode)
 {
     it_replace_file("b.yaml",
                     "admin: 127.0.0.1:%d\n"
@@ -81,8 +82,9 @@ static void write_b(const char *http_opts, const char *extra)
                     "    listen: 127.0.0.1:%d\n"
                     "    upstream: 127.0.0.1:%d\n"
                     "    protocol: http\n"
+                    "    mode: %s\n"
                     "    http: {%s}\n",
-                    b_admin, extra, in_port, app_port, http_opts);
+                    b_admin, extra, in_port, app_port, mode, http_opts);
 }
 
 /* The app, B (protocol: http; extra: more YAML at the top level) and A. */
@@ -95,7 +97,7 @@ static void start_all(const char *http_opts, const char *extra)
     snprintf(port, sizeof(port), "%d", app_port);
     it_spawn("app", argv, IT_STDIN_NULL);
     ck_assert_msg(it_wait_port(app_port, 10000), "python app did not start");
-    write_b(http_opts, extra);
+    write_b(http_opts, extra, b_mode);
     it_sidecar_start("b", "b.yaml", b_admin, 0);
     it_write_file("a.yaml",
                   "admin: 127.0.0.1:%d\n"
@@ -386,15 +388,44 @@ START_TEST(test_reload_applies_to_the_next_request)
     ck_assert(it_send_all(fd, req, sizeof(req) - 1));
     recv_response(fd, buf, sizeof(buf));
     ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
-    write_b("", "authorization:\n"
-                "  rules:\n"
-                "    - {name: no-x, action: deny, paths: [/x]}\n");
+    write_b("",
+            "authorization:\n"
+            "  rules:\n"
+            "    - {name: no-x, action: deny, paths: [/x]}\n",
+            b_mode);
     ck_assert_msg(it_wait_stat(b_admin, "tollgate_generation", "", 2, 5000) >= 2,
                   "B did not reload");
     ck_assert(it_send_all(fd, req, sizeof(req) - 1));
     recv_response(fd, buf, sizeof(buf));
     ck_assert_msg(strncmp(buf, "HTTP/1.1 403", 12) == 0, "%s", buf);
     close(fd);
+}
+END_TEST
+
+/* A permissive port's plain-text caller: parsed the same, no identity to forward, and its
+ * copies of our headers still removed; an mTLS caller of the same port gets them. */
+START_TEST(test_permissive_plain_text_caller)
+{
+    char args[512], *out;
+
+    b_mode = "permissive";
+    start_all("client_cert_header: true", "");
+    snprintf(args, sizeof(args),
+             "-H 'X-Forwarded-Client-Cert: By=evil' -H 'Client-Cert: :ZXZpbA==:' "
+             "http://127.0.0.1:%d/plain1 http://127.0.0.1:%d/plain2",
+             in_port, in_port);
+    out = curl(args);
+    ck_assert_msg(strstr(out, "GET /plain1") != NULL && strstr(out, "GET /plain2") != NULL &&
+                      strstr(out, "evil") == NULL && strstr(out, "ZXZpbA") == NULL &&
+                      strcasestr(out, "client-cert") == NULL,
+                  "%s", out);
+    free(out);
+    snprintf(args, sizeof(args), "http://127.0.0.1:%d/tls", out_port);
+    out = curl(args);
+    ck_assert_msg(count(out, XFCC_PREFIX) == 1 && count(out, "\nclient-cert: :MII") == 1, "%s",
+                  out);
+    free(out);
+    ck_assert_double_eq(it_stat(b_admin, "tollgate_plaintext_connections_total", ""), 1);
 }
 END_TEST
 
@@ -409,6 +440,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_smuggling_corpus_refused);
     tcase_add_test(tc, test_rules_403_and_rate_limit_429);
     tcase_add_test(tc, test_reload_applies_to_the_next_request);
+    tcase_add_test(tc, test_permissive_plain_text_caller);
     suite_add_tcase(s, tc);
     return s;
 }
