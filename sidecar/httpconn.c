@@ -197,9 +197,18 @@ void tg_http_conn_release(struct tg_conn *c)
 
 /* ---- the sidecar's own responses ---- */
 
-static void fill_entry(struct entry *e, const struct tg_http_request *req)
+/* What the response tracking needs of a request, and what its log line says (only with the
+ * access log on: without it, no clock is read and nothing is copied). */
+static void fill_entry(struct entry *e, const struct tg_http_request *req, bool log)
 {
-    memset(e, 0, sizeof(*e));
+    e->req_bytes = 0;
+    e->head = req != NULL && req->head;
+    e->connect = req != NULL && req->connect;
+    e->upgrade = req != NULL && req->upgrade;
+    e->has_host = false;
+    e->method[0] = e->path[0] = e->host[0] = '\0';
+    if (!log)
+        return;
     e->start_unix_ms = unix_ms();
     e->start_ns = uv_hrtime();
     if (req == NULL) {
@@ -213,9 +222,6 @@ static void fill_entry(struct entry *e, const struct tg_http_request *req)
         e->has_host = true;
         copy_str(e->host, sizeof(e->host), req->host, req->host_len);
     }
-    e->head = req->head;
-    e->connect = req->connect;
-    e->upgrade = req->upgrade;
 }
 
 /* Stops taking anything from the caller: its bytes are dropped, its direction ends (FIN to
@@ -277,7 +283,7 @@ static void refuse(struct tg_conn *c, int status, unsigned retry, bool close, co
     if (e != NULL) {
         h->local = *e;
     } else {
-        fill_entry(&h->local, NULL);
+        fill_entry(&h->local, NULL, c->w->rt->cfg->access_log);
     }
     copy_str(h->local_reason, sizeof(h->local_reason), why, strlen(why));
     if (close)
@@ -397,7 +403,7 @@ static bool next_head(struct tg_conn *c)
     }
     if (!h->caller_ready)
         caller_setup(c);
-    fill_entry(&e, &req);
+    fill_entry(&e, &req, c->w->rt->cfg->access_log);
     if ((status = decide(c, &req, &retry, why, sizeof(why))) != 0) {
         /* a body we would have to skip, or an expectation the caller waits on: close after */
         bool close = req.framing != TG_HTTP_NO_BODY || !req.keep_alive || req.expect_continue ||
