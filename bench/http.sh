@@ -6,6 +6,7 @@
 # shared machine hits both alike; the median of each and their ratio are printed.
 # Environment (defaults): BENCH_RUNS (5) BENCH_DURATION (4 s per wrk run) BENCH_CONNS (32)
 #   BENCH_PORT_BASE (28600) TOLLGATE_BUILD_DIR (build)
+#   BENCH_HTTP_OPTS: B's http: settings in http mode, e.g. "xfcc: false" (default: none)
 set -euo pipefail
 export LC_ALL=C
 
@@ -88,7 +89,8 @@ access_log: false
 log_level: warn
 identity: {cert: $T/server.pem, key: $T/server.key, trust_bundle: $T/ca.pem}
 inbound:
-  - {name: in, listen: "127.0.0.1:$IN", upstream: "127.0.0.1:$BACKEND", protocol: $1}
+  - {name: in, listen: "127.0.0.1:$IN", upstream: "127.0.0.1:$BACKEND", protocol: $1$(
+        [ "$1" = http ] && [ -n "${BENCH_HTTP_OPTS:-}" ] && echo ", http: {$BENCH_HTTP_OPTS}")}
 EOF
     "$TG" run -c "$T/b.yaml" >"$T/b-$1.log" 2>&1 &
     B_PID=$!

@@ -953,6 +953,8 @@ static void put_base64(struct out *o, const uint8_t *p, size_t n)
     }
 }
 
+static void put_caller(struct out *o, const struct tg_http_caller *who);
+
 size_t tg_http_rewrite(const struct tg_http_request *req, const struct tg_http_caller *who,
                        char *dst, size_t cap)
 {
@@ -972,22 +974,38 @@ size_t tg_http_rewrite(const struct tg_http_request *req, const struct tg_http_c
         put(&o, f->value, f->value_len);
         put(&o, "\r\n", 2);
     }
-    if (who != NULL && who->peer_id != NULL && who->xfcc) {
-        puts_(&o, "x-forwarded-client-cert: By=");
-        puts_(&o, who->our_id);
-        puts_(&o, ";Hash=");
-        puts_(&o, who->sha256);
-        puts_(&o, ";URI=");
-        puts_(&o, who->peer_id);
-        put(&o, "\r\n", 2);
-    }
-    if (who != NULL && who->peer_id != NULL && who->client_cert && who->der != NULL) {
-        puts_(&o, "client-cert: :");
-        put_base64(&o, who->der, who->der_len);
-        puts_(&o, ":\r\n");
-    }
+    if (who != NULL && who->lines != NULL)
+        put(&o, who->lines, who->lines_len);
+    else if (who != NULL)
+        put_caller(&o, who);
     put(&o, "\r\n", 2);
     return o.full ? 0 : o.len;
+}
+
+size_t tg_http_caller_lines(const struct tg_http_caller *who, char *dst, size_t cap)
+{
+    struct out o = {.dst = dst, .cap = cap};
+
+    put_caller(&o, who);
+    return o.full ? 0 : o.len;
+}
+
+static void put_caller(struct out *o, const struct tg_http_caller *who)
+{
+    if (who->peer_id != NULL && who->xfcc) {
+        puts_(o, "x-forwarded-client-cert: By=");
+        puts_(o, who->our_id);
+        puts_(o, ";Hash=");
+        puts_(o, who->sha256);
+        puts_(o, ";URI=");
+        puts_(o, who->peer_id);
+        put(o, "\r\n", 2);
+    }
+    if (who->peer_id != NULL && who->client_cert && who->der != NULL) {
+        puts_(o, "client-cert: :");
+        put_base64(o, who->der, who->der_len);
+        puts_(o, ":\r\n");
+    }
 }
 
 const char *tg_http_reason(int status)

@@ -64,6 +64,7 @@ struct tg_http_conn {
     struct tg_spiffe_id id;
     struct tg_policy_peer peer;
     bool peer_ok;
+    char *lines; /* who.lines' storage, malloc'd */
     struct tg_buf out;
 };
 
@@ -185,6 +186,7 @@ void tg_http_conn_free(struct tg_conn *c)
                         "no complete response before the connection ended");
     }
     tg_buf_drop(&h->out, &c->w->pool);
+    free(h->lines);
     free(h);
     c->http = NULL;
 }
@@ -310,6 +312,15 @@ static void caller_setup(struct tg_conn *c)
     h->who.sha256 = peer->sha256;
     h->who.der = peer->der;
     h->who.der_len = peer->der_len;
+    /* the added lines are the same for every request: rendered once (Client-Cert's base64
+     * would otherwise cost more than the rest of the request's handling) */
+    {
+        size_t cap = 128 + strlen(h->who.our_id) + strlen(peer->id) + 4 * (peer->der_len / 3 + 1);
+
+        if ((h->lines = malloc(cap)) != NULL &&
+            (h->who.lines_len = tg_http_caller_lines(&h->who, h->lines, cap)) > 0)
+            h->who.lines = h->lines;
+    }
     h->peer_ok = tg_spiffe_parse(peer->id, &h->id, err) == 0 &&
                  tg_policy_peer_init(&h->peer, &h->id, peer->sha256, peer->serial, err) == 0;
 }

@@ -157,7 +157,16 @@ struct tg_http_caller {
     size_t der_len;
     bool xfcc;        /* add x-forwarded-client-cert */
     bool client_cert; /* add Client-Cert (RFC 9440) */
+    /* the lines above, rendered once by tg_http_caller_lines (the same for every request of a
+     * connection); NULL: rendered at each rewrite */
+    const char *lines;
+    size_t lines_len;
 };
+
+/* Renders the header lines the sidecar adds for who (each ending in CRLF; none without a
+ * peer) into dst. Returns their length, or 0 when they do not fit in cap (or there are
+ * none). */
+size_t tg_http_caller_lines(const struct tg_http_caller *who, char *dst, size_t cap);
 
 /* Whether a field name is one the sidecar owns and removes from every request:
  * x-forwarded-client-cert, client-cert and client-cert-chain (any case). */

@@ -385,6 +385,20 @@ START_TEST(test_http_rewrite_strips_and_adds)
     ck_assert_ptr_null(strstr(out, "\nclient-cert:"));
     /* too small: 0 */
     ck_assert_uint_eq(tg_http_rewrite(&req, &who, out, 40), 0);
+    /* lines rendered once give the same head */
+    {
+        char lines[512], again_out[1024];
+        struct tg_http_caller cached = who;
+        size_t m, k = tg_http_caller_lines(&who, lines, sizeof(lines));
+
+        ck_assert_uint_gt(k, 0);
+        ck_assert_uint_eq(tg_http_caller_lines(&who, lines, 20), 0);
+        cached.lines = lines;
+        cached.lines_len = k;
+        n = tg_http_rewrite(&req, &who, out, sizeof(out));
+        m = tg_http_rewrite(&req, &cached, again_out, sizeof(again_out));
+        ck_assert(n > 0 && n == m && memcmp(out, again_out, n) == 0);
+    }
 }
 END_TEST
 
