@@ -344,6 +344,14 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     return false;
 }
 
+/* Our certificate has expired (the control plane is away; /ready already says so): a peer
+ * that checks refuses it in the handshake, naming the reason; one that does not must not get
+ * through either. */
+static bool own_cert_expired(const struct tg_conn *c)
+{
+    return c->gen->identity->leaf.not_after <= (int64_t)(c->start_unix_ms / 1000);
+}
+
 void tg_conn_handshake_step(struct tg_conn *c)
 {
     int rc = tg_tls_handshake(c->tls);
@@ -359,6 +367,14 @@ void tg_conn_handshake_step(struct tg_conn *c)
 
         c->handshake_done = true;
         tg_counter_add(&c->stats->hs_ok, 1);
+        if (own_cert_expired(c)) {
+            tg_tls_shutdown(c->tls);
+            flush_tls_now(c);
+            tg_conn_close(c, "refused",
+                          "our certificate (serial %s) expired; waiting for a new one",
+                          c->gen->identity->leaf.serial);
+            return;
+        }
         if (c->http == NULL || !c->l->http->client_cert)
             tg_tls_drop_peer_der(c->tls); /* only Client-Cert needs the certificate itself */
         if (c->l->inbound && (!tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict)) ||
@@ -565,6 +581,11 @@ static int route(struct tg_conn *c)
                 return 0; /* passthrough in plain text */
             c->rule.ids = &d->expect;
         }
+    }
+    if (!l->inbound && own_cert_expired(c)) { /* no upstream connection for nothing */
+        tg_conn_close(c, "refused", "our certificate (serial %s) expired; waiting for a new one",
+                      c->gen->identity->leaf.serial);
+        return -1;
     }
     rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->pool, &c->rule, &c->tls);
     if (rc < 0) {

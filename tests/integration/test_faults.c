@@ -943,6 +943,22 @@ START_TEST(test_cp_killed_60s_another_stalled_certificate_expires_push_storm_bes
                               "S echoed plain text with an expired certificate");
                 close(fd);
             }
+            /* a caller that ignores the expiry (s_client does not fail on a verify error)
+             * with a good certificate of its own: S must not present the expired one */
+            {
+                char cmd[512], *out = NULL;
+                const char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+
+                it_certs("issue", "--ca", "ca", "--out", "probe", "--spiffe", IT_API_ID, NULL);
+                snprintf(cmd, sizeof(cmd),
+                         "echo through? | '%s' s_client -connect 127.0.0.1:%d -cert probe.pem "
+                         "-key probe.key -quiet -ign_eof 2>&1",
+                         it_openssl(), s_in_port);
+                (void)it_run(sh, NULL, 5000, &out, NULL);
+                ck_assert_msg(out == NULL || strstr(out, "through?") == NULL,
+                              "S served a caller with its certificate expired: %s", out);
+                free(out);
+            }
             ck_assert_msg(it_echo_accepts(echo2) == echo2_before,
                           "S's app got %d connections with S's certificate expired",
                           it_echo_accepts(echo2) - echo2_before);
