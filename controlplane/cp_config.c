@@ -923,6 +923,9 @@ static int on_rule(struct yw *y, void *obj, const char *k, yaml_node_t *v, const
         {"not_fingerprints", offsetof(struct tg_res_rule, not_fingerprints), check_fingerprint},
         {"serials", offsetof(struct tg_res_rule, serials), check_serial},
         {"not_serials", offsetof(struct tg_res_rule, not_serials), check_serial},
+        {"methods", offsetof(struct tg_res_rule, methods), NULL}, /* checked by check_rules */
+        {"paths", offsetof(struct tg_res_rule, paths), NULL},
+        {"hosts", offsetof(struct tg_res_rule, hosts), NULL},
     };
     struct mesh_ctx *mc = obj;
     struct tg_res_rule *rule = mc->item;
@@ -1008,6 +1011,9 @@ static int check_rules(struct yw *y, const yaml_node_t *n, const struct tg_res_a
         STRS(not_fingerprints);
         STRS(serials);
         STRS(not_serials);
+        STRS(methods);
+        STRS(paths);
+        STRS(hosts);
 #undef STRS
         d->ports = (struct tg_policy_ports){ports + pi, s->ports.n};
         for (size_t j = 0; j < s->ports.n; j++)
@@ -1097,6 +1103,16 @@ static int on_limit(struct yw *y, void *obj, const char *k, yaml_node_t *v, cons
     }
     if (strcmp(k, "bytes_per_second") == 0)
         return get_uint(y, v, key, 0, UINT64_MAX, &l->bytes_per_second);
+    if (strcmp(k, "requests_per_second") == 0) { /* the sidecar config's range */
+        rc = get_uint(y, v, key, 0, 10000000, &u);
+        l->requests_per_second = (uint32_t)u;
+        return rc;
+    }
+    if (strcmp(k, "requests_burst") == 0) {
+        rc = get_uint(y, v, key, 0, 10000000, &u);
+        l->requests_burst = (uint32_t)u;
+        return rc;
+    }
     return 1;
 }
 

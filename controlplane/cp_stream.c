@@ -143,6 +143,9 @@ static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_ru
     LIST(not_serials);
     LIST(ports);
     LIST(not_ports);
+    LIST(methods);
+    LIST(paths);
+    LIST(hosts);
 #undef LIST
     return m;
 }
@@ -188,6 +191,8 @@ static Tollgate__V1__RateLimits *pb_limits(struct tg_resource *a,
         d->burst = s->burst;
         d->max_concurrent = s->max_concurrent;
         d->bytes_per_second = s->bytes_per_second;
+        d->requests_per_second = s->requests_per_second;
+        d->requests_burst = s->requests_burst;
         m->limits[m->n_limits++] = d;
     }
     return m;

@@ -1546,12 +1546,40 @@ static int check_identity_source(struct parse *ps)
     return 0;
 }
 
-static bool has_port(const struct tg_intlist *l, int port)
+static bool has_port(const int *v, size_t n, int port)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (l->v[i] == port)
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == port)
             return true;
     return false;
+}
+
+int tg_config_http_rule_check(const struct tg_config *c, const char *rule, const int *ports,
+                              size_t n_ports, const int *not_ports, size_t n_not_ports, char *why)
+{
+    for (size_t j = 0; j < c->n_inbound; j++) {
+        const struct tg_inbound_cfg *l = &c->inbound[j];
+        int port = ntohs(l->listen.ss.ss_family == AF_INET6
+                             ? ((const struct sockaddr_in6 *)&l->listen.ss)->sin6_port
+                             : ((const struct sockaddr_in *)&l->listen.ss)->sin_port);
+
+        if (l->http)
+            continue;
+        if (l->transparent)
+            return tg_err_set(why, TG_EINVAL,
+                              "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
+                              "apply to inbound listener %s, which is transparent and not "
+                              "protocol: http",
+                              rule, l->name);
+        if ((n_ports == 0 || has_port(ports, n_ports, port)) &&
+            !has_port(not_ports, n_not_ports, port))
+            return tg_err_set(why, TG_EINVAL,
+                              "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
+                              "apply to port %d of inbound listener %s, which is not protocol: "
+                              "http (limit the rule with ports:)",
+                              rule, port, l->name);
+    }
+    return 0;
 }
 
 /* A rule with HTTP conditions (methods, paths, hosts) must not apply to a port that is not
@@ -1560,7 +1588,7 @@ static bool has_port(const struct tg_intlist *l, int port)
 static int check_http_rules(struct parse *ps)
 {
     const struct tg_config *c = ps->c;
-    char key[KEYPATH];
+    char key[KEYPATH], why[TG_ERRLEN];
 
     for (size_t i = 0; i < c->n_rules; i++) {
         const struct tg_rule_cfg *r = &c->rules[i];
@@ -1568,27 +1596,9 @@ static int check_http_rules(struct parse *ps)
         if (r->methods.n + r->paths.n + r->hosts.n == 0)
             continue;
         keypath(key, "authorization.rules[%zu]", i);
-        for (size_t j = 0; j < c->n_inbound; j++) {
-            const struct tg_inbound_cfg *l = &c->inbound[j];
-            int port = ntohs(l->listen.ss.ss_family == AF_INET6
-                                 ? ((const struct sockaddr_in6 *)&l->listen.ss)->sin6_port
-                                 : ((const struct sockaddr_in *)&l->listen.ss)->sin_port);
-
-            if (l->http)
-                continue;
-            if (l->transparent)
-                return fail(ps, 0, key,
-                            "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
-                            "apply to inbound listener %s, which is transparent and not protocol: "
-                            "http",
-                            r->name, l->name);
-            if ((r->ports.n == 0 || has_port(&r->ports, port)) && !has_port(&r->not_ports, port))
-                return fail(ps, 0, key,
-                            "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
-                            "apply to port %d of inbound listener %s, which is not protocol: http "
-                            "(limit the rule with ports:)",
-                            r->name, port, l->name);
-        }
+        if (tg_config_http_rule_check(c, r->name, r->ports.v, r->ports.n, r->not_ports.v,
+                                      r->not_ports.n, why) < 0)
+            return fail(ps, 0, key, "%s", why);
     }
     return 0;
 }

@@ -423,7 +423,10 @@ static int from_rule(struct tg_resource *r, struct tg_res_rule *d, const Tollgat
         copy_list(r, &d->fingerprints, m->fingerprints, m->n_fingerprints) < 0 ||
         copy_list(r, &d->not_fingerprints, m->not_fingerprints, m->n_not_fingerprints) < 0 ||
         copy_list(r, &d->serials, m->serials, m->n_serials) < 0 ||
-        copy_list(r, &d->not_serials, m->not_serials, m->n_not_serials) < 0)
+        copy_list(r, &d->not_serials, m->not_serials, m->n_not_serials) < 0 ||
+        copy_list(r, &d->methods, m->methods, m->n_methods) < 0 ||
+        copy_list(r, &d->paths, m->paths, m->n_paths) < 0 ||
+        copy_list(r, &d->hosts, m->hosts, m->n_hosts) < 0)
         return TG_ENOMEM;
     if ((rc = copy_ports(r, &d->ports, m->ports, m->n_ports, err)) < 0 ||
         (rc = copy_ports(r, &d->not_ports, m->not_ports, m->n_not_ports, err)) < 0)
@@ -473,6 +476,8 @@ static int from_rate_limits(struct tg_resource *r, const Tollgate__V1__RateLimit
         d->burst = s->burst;
         d->max_concurrent = s->max_concurrent;
         d->bytes_per_second = s->bytes_per_second;
+        d->requests_per_second = s->requests_per_second;
+        d->requests_burst = s->requests_burst;
         l->n_limits++;
     }
     return 0;

@@ -201,6 +201,15 @@ static int build_pushed_policy(const struct tg_gen_input *in, struct tg_policy *
         p->ports = (struct tg_policy_ports){rports(&r->ports, &portpool, &pat), r->ports.n};
         p->not_ports =
             (struct tg_policy_ports){rports(&r->not_ports, &portpool, &pat), r->not_ports.n};
+        p->methods = strs(&r->methods);
+        p->paths = strs(&r->paths);
+        p->hosts = strs(&r->hosts);
+        if (r->methods.n + r->paths.n + r->hosts.n > 0 &&
+            (rc = tg_config_http_rule_check(cfg, r->name != NULL ? r->name : "", p->ports.v,
+                                            p->ports.n, p->not_ports.v, p->not_ports.n, why)) < 0) {
+            tg_err_set(err, rc, "authorization (pushed): rules[%zu]: %s", i, why);
+            goto done;
+        }
     }
     pin = (struct tg_policy_input){
         .workload_ns = cfg->workload_ns,
@@ -218,6 +227,7 @@ static int build_pushed_policy(const struct tg_gen_input *in, struct tg_policy *
     rc = tg_policy_compile(&pin, out, why);
     if (rc < 0)
         tg_err_set(err, rc, "authorization (pushed): %s", why);
+done:
     free(rules);
     free(labels);
     free(portpool);
@@ -348,10 +358,16 @@ static int limits_of_push(const struct tg_res_limit *l, size_t i, struct tg_rate
                           "rate_limits (pushed): limits[%zu]: burst, max_concurrent (at most "
                           "1000000) or bytes_per_second (at most 1 TiB) out of range",
                           i);
+    if (l->requests_per_second > 10000000 || l->requests_burst > 10000000)
+        return tg_err_set(err, TG_EINVAL,
+                          "rate_limits (pushed): limits[%zu]: requests_per_second %u or "
+                          "requests_burst %u over 10000000",
+                          i, (unsigned)l->requests_per_second, (unsigned)l->requests_burst);
     *out = (struct tg_ratelimit_limits){
         .conns = {(uint64_t)cps, l->burst},
         .max_conns = l->max_concurrent,
         .bytes = {l->bytes_per_second, 0},
+        .requests = {l->requests_per_second, l->requests_burst},
     };
     return 0;
 }

@@ -223,6 +223,14 @@ TG_MUST_USE int tg_addr_parse(const char *s, bool allow_port0, struct tg_addr *o
  * mesh.destinations[].address). 0 or TG_EINVAL with err. */
 TG_MUST_USE int tg_cidr_parse(const char *v, struct tg_mesh_dest *d, char *err);
 
+/* For a rule with HTTP conditions (methods, paths, hosts), named rule, with these ports and
+ * not_ports: 0 when every inbound listener it could apply to is protocol: http, else
+ * TG_EINVAL with why naming the listener (and port). A transparent listener that is not
+ * protocol: http receives any port, so it refuses every such rule. */
+TG_MUST_USE int tg_config_http_rule_check(const struct tg_config *c, const char *rule,
+                                          const int *ports, size_t n_ports, const int *not_ports,
+                                          size_t n_not_ports, char *why);
+
 /* Parses "250ms", "10s", "5m", "1h", or a bare number of seconds. */
 TG_MUST_USE int tg_duration_parse(const char *s, uint64_t *ms, char *err);
 

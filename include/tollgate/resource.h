@@ -68,6 +68,7 @@ struct tg_res_rule {
     struct tg_strlist fingerprints, not_fingerprints;
     struct tg_strlist serials, not_serials;
     struct tg_res_ports ports, not_ports;
+    struct tg_strlist methods, paths, hosts; /* HTTP conditions, as tg_rule_cfg's */
 };
 
 struct tg_res_authorization {
@@ -84,8 +85,10 @@ struct tg_res_limit {
     char *match;                   /* principal pattern */
     double connections_per_second; /* 0: none */
     uint32_t burst;
-    uint32_t max_concurrent;   /* 0: none */
-    uint64_t bytes_per_second; /* 0: none */
+    uint32_t max_concurrent;      /* 0: none */
+    uint64_t bytes_per_second;    /* 0: none */
+    uint32_t requests_per_second; /* protocol: http ports; 0: none */
+    uint32_t requests_burst;      /* 0: one second's worth */
 };
 
 struct tg_res_rate_limits {

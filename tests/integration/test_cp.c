@@ -11,7 +11,10 @@
  * control plane killed and restarted: traffic unaffected, the sidecars reconnect.
  *
  * pushes (certificates of 1 h): pushed rate limits, proxy settings (cipher suites) and CRLs
- * take effect for new connections; a stale CRL is NACKed and the last good one kept. */
+ * take effect for new connections; a stale CRL is NACKed and the last good one kept. B also
+ * has a protocol: http port (A's api-http -> B's web-http -> python -m http.server): a
+ * pushed rule with HTTP conditions answers 403 there, a pushed requests_per_second 429, and
+ * such a rule that could apply to B's TCP port is NACKed with the reason. */
 #include "harness.h"
 
 #include <errno.h>
@@ -27,6 +30,8 @@
 #define TTL_S 10 /* rotation: certificates live 10 s; renewed at 0.3 of that: every 3 s */
 
 static int cp_port, echo_port, in_port, out_port, a_admin, b_admin;
+static int app_port, http_in_port, http_out_port; /* pushes: the protocol: http path */
+static bool with_http;
 static struct it_proc *cp;
 
 static const char mesh_ok[] = "authorization:\n"
@@ -84,7 +89,7 @@ static void write_cp(const char *server, const char *ca, const char *roots)
 
 static void setup(void)
 {
-    char listeners[1024];
+    char listeners[2048];
 
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "cp test CA", NULL);
@@ -110,6 +115,17 @@ static void setup(void)
              "    upstream: 127.0.0.1:%d\n"
              "    allow: [\"" IT_API_ID "\"]\n",
              in_port, echo_port);
+    if (with_http) {
+        app_port = it_free_port();
+        http_in_port = it_free_port();
+        http_out_port = it_free_port();
+        snprintf(listeners + strlen(listeners), sizeof(listeners) - strlen(listeners),
+                 "  - name: web-http\n"
+                 "    listen: 127.0.0.1:%d\n"
+                 "    upstream: 127.0.0.1:%d\n"
+                 "    protocol: http\n",
+                 http_in_port, app_port);
+    }
     write_sidecar("b.yaml", "b.token", b_admin, listeners);
     snprintf(listeners, sizeof(listeners),
              "outbound:\n"
@@ -118,6 +134,13 @@ static void setup(void)
              "    upstream: 127.0.0.1:%d\n"
              "    expect: [\"" IT_WEB_ID "\"]\n",
              out_port, in_port);
+    if (with_http)
+        snprintf(listeners + strlen(listeners), sizeof(listeners) - strlen(listeners),
+                 "  - name: api-http\n"
+                 "    listen: 127.0.0.1:%d\n"
+                 "    upstream: 127.0.0.1:%d\n"
+                 "    expect: [\"" IT_WEB_ID "\"]\n",
+                 http_out_port, http_in_port);
     write_sidecar("a.yaml", "a.token", a_admin, listeners);
 }
 
@@ -130,6 +153,7 @@ static void setup_rotation(void)
 static void setup_pushes(void)
 {
     ttl_s = 3600;
+    with_http = true;
     setup();
 }
 
@@ -351,6 +375,85 @@ static void push(const char *extra, bool nack)
                       extra);
 }
 
+/* The status code of method / through A's api-http (one request, then the connection
+ * closed), or -1 with nothing back. */
+static int http_status(const char *method)
+{
+    char req[128], buf[4096];
+    int fd = it_connect(http_out_port, 5000), code = -1;
+    size_t n;
+
+    ck_assert_int_ge(fd, 0);
+    snprintf(req, sizeof(req), "%s / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n", method);
+    ck_assert(it_send_all(fd, req, strlen(req)));
+    n = it_recv_full(fd, buf, sizeof(buf) - 1);
+    buf[n] = '\0';
+    close(fd);
+    if (n > 12 && strncmp(buf, "HTTP/1.", 7) == 0)
+        code = atoi(buf + 9);
+    return code;
+}
+
+/* Pushed rules with HTTP conditions and pushed requests_per_second on B's protocol: http
+ * port; such a rule that could apply to B's TCP port NACKed. */
+static void pushes_http(void)
+{
+    char extra[512], port[16];
+    const char *argv[] = {"/usr/bin/python3", "-m",        "http.server", port,
+                          "--bind",           "127.0.0.1", NULL};
+    int limited = 0;
+
+    snprintf(port, sizeof(port), "%d", app_port);
+    it_spawn("app", argv, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_port(app_port, 10000), "python http.server did not start");
+    ck_assert_int_eq(http_status("GET"), 200);
+    ck_assert_int_eq(http_status("DELETE"), 501); /* http.server has no DELETE */
+
+    /* a deny rule for DELETE on the HTTP port: 403 from B, the app never asked */
+    snprintf(extra, sizeof(extra),
+             "    - name: no-delete\n"
+             "      action: deny\n"
+             "      methods: [DELETE]\n"
+             "      paths: [\"/*\"]\n"
+             "      ports: [%d]\n",
+             http_in_port);
+    push(extra, false);
+    ck_assert_int_eq(http_status("DELETE"), 403);
+    ck_assert_int_eq(http_status("GET"), 200);
+
+    /* the same rule without ports: it could apply to web-in (tcp): NACKed, the last kept */
+    push("    - name: no-delete-anywhere\n"
+         "      action: deny\n"
+         "      methods: [DELETE]\n",
+         true);
+    ck_assert_msg(
+        it_wait_lines("b.err", 1, 5000, "no-delete-anywhere", "has HTTP conditions", NULL) >= 1,
+        "NACK without the reason");
+    ck_assert_int_eq(http_status("DELETE"), 403);
+
+    /* requests_per_second: 1 with a burst of 1 for A's identity: 429 from B (the rule kept,
+     * so that only the limits change) */
+    snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
+             "rate_limits:\n  - match: \"%s\"\n    requests_per_second: 1\n"
+             "    requests_burst: 1\n",
+             IT_API_ID);
+    push(extra, false);
+    for (int round = 0; round < 10 && limited < 2; round++) { /* the push may be in flight */
+        limited = 0;
+        for (int i = 0; i < 4; i++)
+            limited += http_status("GET") == 429;
+    }
+    ck_assert_msg(limited >= 2, "%d of 4 quick requests answered 429 under 1/s", limited);
+    ck_assert_msg(it_stat(b_admin, "tollgate_http_rate_limited_total", "") >= 2,
+                  "the 429s were not counted");
+
+    /* back to mesh_ok alone: the rule and the limit gone */
+    push("rate_limits: []\n", false);
+    for (int i = 0; i < 50 && http_status("DELETE") != 501; i++)
+        it_sleep_ms(100);
+    ck_assert_int_eq(http_status("DELETE"), 501);
+}
+
 START_TEST(test_cp_pushes)
 {
     char err[256], serial[80], s[80], limit[256];
@@ -364,6 +467,7 @@ START_TEST(test_cp_pushes)
     snprintf(limit, sizeof(limit),
              "rate_limits:\n  - match: \"%s\"\n    connections_per_second: 1\n    burst: 1\n",
              IT_API_ID);
+    pushes_http();
     push(limit, false);
     for (int i = 0; i < 4; i++)
         refused += it_round_trip(out_port, "limited?", err) < 0;

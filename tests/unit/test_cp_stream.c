@@ -28,10 +28,15 @@ static const char mesh_yaml[] = "authorization:\n"
                                 "    - name: deny-bad\n"
                                 "      action: deny\n"
                                 "      principals: [\"spiffe://mesh.local/ns/bad/*\"]\n"
+                                "      methods: [DELETE]\n"
+                                "      paths: [/admin/*, /x]\n"
+                                "      hosts: [web.local]\n"
                                 "rate_limits:\n"
                                 "  - match: \"spiffe://mesh.local/ns/default/*\"\n"
                                 "    connections_per_second: 100\n"
                                 "    burst: 200\n"
+                                "    requests_per_second: 7\n"
+                                "    requests_burst: 9\n"
                                 "revocations:\n"
                                 "  serials: [\"0A:1B\"]\n"
                                 "mesh_table:\n"
@@ -55,6 +60,8 @@ struct h {
     int ups, downs, certs, csr_refused;
     int pushes[TG_RES_N];
     size_t authz_rules;
+    char http_conds[128]; /* the first pushed rule's methods, paths, hosts */
+    uint32_t rps, rburst; /* the first pushed limit's requests_per_second, requests_burst */
     int nack_type;
     bool (*until)(struct h *h);
     char last_down[TG_ERRLEN];
@@ -138,6 +145,21 @@ static int on_push(void *arg, struct tg_resource *res, const char *version, char
     h->pushes[type]++;
     if (type == TG_RES_AUTHORIZATION)
         h->authz_rules = res->u.authorization.n_rules;
+    if (type == TG_RES_AUTHORIZATION && res->u.authorization.n_rules > 0) {
+        const struct tg_res_rule *r = &res->u.authorization.rules[0];
+        const struct tg_strlist *l[] = {&r->methods, &r->paths, &r->hosts};
+        size_t at = 0;
+
+        h->http_conds[0] = '\0';
+        for (size_t i = 0; i < 3; i++)
+            for (size_t j = 0; j < l[i]->n && at < sizeof(h->http_conds); j++)
+                at += (size_t)snprintf(h->http_conds + at, sizeof(h->http_conds) - at, "%s%s",
+                                       at ? " " : "", l[i]->v[j]);
+    }
+    if (type == TG_RES_RATE_LIMITS && res->u.rate_limits.n_limits > 0) {
+        h->rps = res->u.rate_limits.limits[0].requests_per_second;
+        h->rburst = res->u.rate_limits.limits[0].requests_burst;
+    }
     tg_resource_free(res);
     if (type == h->nack_type)
         return tg_err_set(err, TG_EINVAL, "test refuses %s", tg_res_type_name(type));
@@ -294,6 +316,11 @@ START_TEST(test_cp_stream_bootstrap_by_token)
     }
     /* "allow-web" protects namespace prod: not pushed to a default sidecar */
     ck_assert_uint_eq(H.authz_rules, 1);
+    /* the HTTP conditions and request limits survive the mesh file, the encoder and the
+     * client's decoding */
+    ck_assert_str_eq(H.http_conds, "DELETE /admin/* /x web.local");
+    ck_assert_uint_eq(H.rps, 7);
+    ck_assert_uint_eq(H.rburst, 9);
     cs = tg_cp_client_stats(H.cli);
     ck_assert(cs->connected);
     ck_assert_uint_eq(cs->pushes_accepted, 6);

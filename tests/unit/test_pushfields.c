@@ -25,6 +25,7 @@ static int decode_with_unknown(enum where w, char *err)
     Tollgate__V1__Rule__ScopeLabelsEntry label = TOLLGATE__V1__RULE__SCOPE_LABELS_ENTRY__INIT,
                                          *lp = &label;
     char *principals[] = {"spiffe://mesh.local/ns/default/sa/web"};
+    char *methods[] = {"GET"}, *paths[] = {"/api/*"}, *hosts[] = {"web.local"};
     ProtobufCMessage *at[] = {NULL, &p.base, &ap.base, &rule.base, &label.base};
     struct tg_resource *r = NULL;
     char version[129];
@@ -37,6 +38,12 @@ static int decode_with_unknown(enum where w, char *err)
     rule.name = "r";
     rule.principals = principals;
     rule.n_principals = 1;
+    rule.methods = methods; /* the HTTP conditions are known fields */
+    rule.n_methods = 1;
+    rule.paths = paths;
+    rule.n_paths = 1;
+    rule.hosts = hosts;
+    rule.n_hosts = 1;
     rule.scope_labels = &lp;
     rule.n_scope_labels = 1;
     ap.rules = &rp;
@@ -55,6 +62,13 @@ static int decode_with_unknown(enum where w, char *err)
     ck_assert_uint_le(tollgate__v1__server_message__get_packed_size(&sm), sizeof(buf));
     len = tollgate__v1__server_message__pack(&sm, buf);
     rc = tg_cp_client_decode_push(buf, len, &r, version, sizeof(version), err);
+    if (rc == 0) {
+        const struct tg_res_rule *d = &r->u.authorization.rules[0];
+
+        ck_assert(d->methods.n == 1 && strcmp(d->methods.v[0], "GET") == 0);
+        ck_assert(d->paths.n == 1 && strcmp(d->paths.v[0], "/api/*") == 0);
+        ck_assert(d->hosts.n == 1 && strcmp(d->hosts.v[0], "web.local") == 0);
+    }
     tg_resource_free(r);
     return rc;
 }
