@@ -136,6 +136,7 @@ static const struct field dest_fields[] = {
     {.key = "address", .kind = K_CIDR, .off = 0, .required = true},
     {.key = "port", .kind = K_PORT, .off = DEST(port)},
     {.key = "expect", .kind = K_IDS, .off = DEST(expect), .required = true, .min = 1},
+    {.key = "protocol", .kind = K_PROTOCOL, .off = DEST(http)},
     {.key = NULL},
 };
 
@@ -1214,11 +1215,11 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
                 return rc;
             name = &c->inbound[*n - 1].name;
             listen_text = c->inbound[*n - 1].listen.text;
-            if (l->http_given && !l->http) {
+            if (l->http_given && !l->http && !l->transparent) {
                 char key[KEYPATH];
 
                 return fail(ps, item_line, join(key, item, "http"),
-                            "only with protocol: http");
+                            "only with protocol: http or transparent: true");
             }
         } else {
             const struct tg_outbound_cfg *l = &c->outbound[*n - 1];
@@ -1554,23 +1555,60 @@ static bool has_port(const int *v, size_t n, int port)
     return false;
 }
 
-int tg_config_http_rule_check(const struct tg_config *c, const char *rule, const int *ports,
-                              size_t n_ports, const int *not_ports, size_t n_not_ports, char *why)
+/* Whether every address of family fam at port finds an http destination (see
+ * tg_config_http_rule_check). */
+static bool mesh_port_http(const struct tg_mesh_dest *dests, size_t n, int fam, int port)
+{
+    bool all_port = false, all_any = false, http_any = true, http = true;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct tg_mesh_dest *d = &dests[i];
+
+        if (d->net.ss_family != fam || (d->port != 0 && d->port != port))
+            continue;
+        if (d->prefix == 0 && d->port == 0) { /* shadowed by a /0 one for the port */
+            all_any = true;
+            http_any = http_any && d->http;
+            continue;
+        }
+        all_port = all_port || d->prefix == 0;
+        http = http && d->http;
+    }
+    return http && (all_port || (all_any && http_any));
+}
+
+int tg_config_http_rule_check(const struct tg_config *c, const struct tg_mesh_dest *dests,
+                              size_t n_dests, const char *rule, const int *ports, size_t n_ports,
+                              const int *not_ports, size_t n_not_ports, char *why)
 {
     for (size_t j = 0; j < c->n_inbound; j++) {
         const struct tg_inbound_cfg *l = &c->inbound[j];
-        int port = ntohs(l->listen.ss.ss_family == AF_INET6
-                             ? ((const struct sockaddr_in6 *)&l->listen.ss)->sin6_port
-                             : ((const struct sockaddr_in *)&l->listen.ss)->sin_port);
+        int fam = l->listen.ss.ss_family;
+        int port = ntohs(fam == AF_INET6 ? ((const struct sockaddr_in6 *)&l->listen.ss)->sin6_port
+                                         : ((const struct sockaddr_in *)&l->listen.ss)->sin_port);
 
         if (l->http)
             continue;
-        if (l->transparent)
+        if (l->transparent && n_ports == 0)
             return tg_err_set(why, TG_EINVAL,
-                              "rule \"%s\" has HTTP conditions (methods, paths, hosts) but could "
-                              "apply to inbound listener %s, which is transparent and not "
-                              "protocol: http",
+                              "rule \"%s\" has HTTP conditions but could apply to any port of "
+                              "transparent inbound listener %s, which is not protocol: http (list "
+                              "the rule's ports:, protocol: http in the mesh table)",
                               rule, l->name);
+        for (size_t i = 0; l->transparent && i < n_ports; i++) {
+            if (has_port(not_ports, n_not_ports, ports[i]) ||
+                (mesh_port_http(dests, n_dests, AF_INET, ports[i]) &&
+                 (fam != AF_INET6 || mesh_port_http(dests, n_dests, AF_INET6, ports[i]))))
+                continue;
+            return tg_err_set(why, TG_EINVAL,
+                              "rule \"%s\" has HTTP conditions but could apply to port %d of "
+                              "transparent inbound listener %s: the mesh table does not make it "
+                              "protocol: http at every address (want 0.0.0.0/0%s for it, all its "
+                              "destinations http)",
+                              rule, ports[i], l->name, fam == AF_INET6 ? " and ::/0" : "");
+        }
+        if (l->transparent)
+            continue;
         if ((n_ports == 0 || has_port(ports, n_ports, port)) &&
             !has_port(not_ports, n_not_ports, port))
             return tg_err_set(why, TG_EINVAL,
@@ -1596,8 +1634,8 @@ static int check_http_rules(struct parse *ps)
         if (r->methods.n + r->paths.n + r->hosts.n == 0)
             continue;
         keypath(key, "authorization.rules[%zu]", i);
-        if (tg_config_http_rule_check(c, r->name, r->ports.v, r->ports.n, r->not_ports.v,
-                                      r->not_ports.n, why) < 0)
+        if (tg_config_http_rule_check(c, c->dests, c->n_dests, r->name, r->ports.v, r->ports.n,
+                                      r->not_ports.v, r->not_ports.n, why) < 0)
             return fail(ps, 0, key, "%s", why);
     }
     return 0;

@@ -331,7 +331,7 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     /* protocol: http: rules with HTTP conditions never match a connection, so only a refusal
      * that holds for every request (revoked, a DENY without HTTP conditions) is made here;
      * the ALLOW rules are decided for each request (403) */
-    if (c->l->http != NULL &&
+    if (c->http_cfg != NULL &&
         (v.outcome == TG_POLICY_NO_MATCH || v.outcome == TG_POLICY_DEFAULT_DENY))
         return true;
     tg_counter_add(
@@ -375,7 +375,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
                           c->gen->identity->leaf.serial);
             return;
         }
-        if (c->http == NULL || !c->l->http->client_cert)
+        if (c->http == NULL || !c->http_cfg->client_cert)
             tg_tls_drop_peer_der(c->tls); /* only Client-Cert needs the certificate itself */
         if (c->l->inbound && (!tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict)) ||
                               !admitted(c, verdict, sizeof(verdict)))) {
@@ -540,6 +540,7 @@ static int route(struct tg_conn *c)
 
     c->rule = l->rule;
     c->dest_port = port_of(&l->listen->ss);
+    c->http_cfg = l->http;
     if (!l->transparent) {
         c->upstream = *l->upstream;
     } else {
@@ -567,6 +568,12 @@ static int route(struct tg_conn *c)
             else
                 uv_ip4_addr("127.0.0.1", port_of(&orig), (struct sockaddr_in *)&app);
             set_upstream(c, &app);
+            if (l->http_mesh != NULL) { /* the mesh table says which of our ports are HTTP */
+                const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &orig);
+
+                if (d != NULL && d->http)
+                    c->http_cfg = l->http_mesh;
+            }
         } else {
             const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &orig);
 
@@ -726,7 +733,7 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     /* Writes to the TLS side come from TLS; to the plain side, from the direction's buffer. */
     c->down.wbuf = l->inbound ? tg_tls_cipher_out(c->tls) : &c->dir[1].buf;
     c->up.wbuf = l->inbound ? &c->dir[0].buf : tg_tls_cipher_out(c->tls);
-    if (l->http != NULL) { /* the app gets what the request parser forwards */
+    if (c->http_cfg != NULL) { /* the app gets what the request parser forwards */
         if (tg_http_conn_new(c) < 0) {
             tg_conn_close(c, "error", "out of memory");
             return;

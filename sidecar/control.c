@@ -849,6 +849,7 @@ static int make_listeners(struct control *ctl)
             l->mode = in->mode;
             l->proxy_protocol = in->proxy_protocol;
             l->http = in->http ? &in->http_cfg : NULL;
+            l->http_mesh = in->transparent && !in->http ? &in->http_cfg : NULL;
             l->rule.ids = &in->allow;
         } else {
             const struct tg_outbound_cfg *out = &cfg->outbound[i - cfg->n_inbound];

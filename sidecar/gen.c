@@ -138,9 +138,10 @@ static int *rports(const struct tg_res_ports *p, int **pool, size_t *at)
 }
 
 /* The pushed authorization (replacing the config's) and revocations (replacing the
- * config's), compiled with our workload's namespace and labels. */
-static int build_pushed_policy(const struct tg_gen_input *in, struct tg_policy **out,
-                               bool *close_denied, char *err)
+ * config's), compiled with our workload's namespace and labels; a rule with HTTP conditions
+ * checked against the listeners and the mesh table. */
+static int build_pushed_policy(const struct tg_gen_input *in, const struct tg_mesh *mesh,
+                               struct tg_policy **out, bool *close_denied, char *err)
 {
     const struct tg_config *cfg = in->cfg;
     const struct tg_resource *az = pushed(in, TG_RES_AUTHORIZATION);
@@ -205,8 +206,9 @@ static int build_pushed_policy(const struct tg_gen_input *in, struct tg_policy *
         p->paths = strs(&r->paths);
         p->hosts = strs(&r->hosts);
         if (r->methods.n + r->paths.n + r->hosts.n > 0 &&
-            (rc = tg_config_http_rule_check(cfg, r->name != NULL ? r->name : "", p->ports.v,
-                                            p->ports.n, p->not_ports.v, p->not_ports.n, why)) < 0) {
+            (rc = tg_config_http_rule_check(cfg, mesh->dests, mesh->n,
+                                            r->name != NULL ? r->name : "", p->ports.v, p->ports.n,
+                                            p->not_ports.v, p->not_ports.n, why)) < 0) {
             tg_err_set(err, rc, "authorization (pushed): rules[%zu]: %s", i, why);
             goto done;
         }
@@ -257,6 +259,7 @@ static int build_pushed_mesh(struct tg_gen *g, const struct tg_res_mesh_table *m
                               "mesh_table (pushed): destinations[%zu]: no expected_ids", i);
         d->port = (uint16_t)s->port;
         d->expect = s->expected_ids;
+        d->http = s->protocol == TG_RES_HTTP;
     }
     g->mesh = (struct tg_mesh){g->pushed_dests, m->n_destinations, m->outside_refuse};
     return 0;
@@ -450,6 +453,24 @@ static int apply_settings(const struct tg_res_proxy_settings *p, struct tg_gen *
     return 0;
 }
 
+/* The config's rules with HTTP conditions against a pushed mesh table (the static one was
+ * checked at load): a push that would make one apply to a port that is not HTTP is refused. */
+static int check_cfg_http_rules(const struct tg_config *cfg, const struct tg_mesh *m, char *err)
+{
+    char why[TG_ERRLEN];
+
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const struct tg_rule_cfg *r = &cfg->rules[i];
+
+        if (r->methods.n + r->paths.n + r->hosts.n > 0 &&
+            tg_config_http_rule_check(cfg, m->dests, m->n, r->name, r->ports.v, r->ports.n,
+                                      r->not_ports.v, r->not_ports.n, why) < 0)
+            return tg_err_set(err, TG_EINVAL, "mesh_table (pushed): authorization.rules[%zu]: %s",
+                              i, why);
+    }
+    return 0;
+}
+
 /* A generation without identity or TLS contexts: references, policy, settings (into s),
  * limits and mesh table. */
 static int build_parts(const struct tg_gen_input *in, struct tg_gen *g, struct tg_tls_settings *s,
@@ -473,8 +494,15 @@ static int build_parts(const struct tg_gen_input *in, struct tg_gen *g, struct t
         .cipher_suites = &cfg->cipher_suites,
     };
     g->close_denied = cfg->close_denied;
+    /* the mesh table first: it decides which ports of a transparent inbound listener are HTTP */
+    if (mt != NULL && (rc = build_pushed_mesh(g, &mt->u.mesh_table, err)) < 0)
+        return rc;
+    if (mt == NULL)
+        g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
     if (pushed(in, TG_RES_AUTHORIZATION) != NULL)
-        rc = build_pushed_policy(in, &g->policy, &g->close_denied, err);
+        rc = build_pushed_policy(in, &g->mesh, &g->policy, &g->close_denied, err);
+    else if ((rc = check_cfg_http_rules(cfg, &g->mesh, err)) < 0)
+        return rc;
     else if (pushed(in, TG_RES_REVOCATIONS) != NULL) /* the config's rules */
         rc = build_policy_rev(cfg, &pushed(in, TG_RES_REVOCATIONS)->u.revocations, &g->policy, err);
     else
@@ -486,12 +514,7 @@ static int build_parts(const struct tg_gen_input *in, struct tg_gen *g, struct t
     g->connect_timeout_ms = cfg->connect_timeout_ms;
     if (ps != NULL && (rc = apply_settings(&ps->u.proxy_settings, g, s, err)) < 0)
         return rc;
-    if ((rc = build_limits(in, g, err)) < 0)
-        return rc;
-    if (mt != NULL)
-        return build_pushed_mesh(g, &mt->u.mesh_table, err);
-    g->mesh = (struct tg_mesh){cfg->dests, cfg->n_dests, cfg->mesh_refuse_outside};
-    return 0;
+    return build_limits(in, g, err);
 }
 
 int tg_gen_check(const struct tg_gen_input *in, char *err)

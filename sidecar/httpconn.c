@@ -111,7 +111,7 @@ static uint64_t unix_ms(void)
 
 int tg_http_conn_new(struct tg_conn *c)
 {
-    const struct tg_http_cfg *cfg = c->l->http;
+    const struct tg_http_cfg *cfg = c->http_cfg;
     struct tg_http_conn *h = calloc(1, sizeof(*h));
 
     if (h == NULL)
@@ -303,8 +303,8 @@ static void caller_setup(struct tg_conn *c)
     char err[TG_ERRLEN];
 
     h->caller_ready = true;
-    h->who.xfcc = c->l->http->xfcc;
-    h->who.client_cert = c->l->http->client_cert;
+    h->who.xfcc = c->http_cfg->xfcc;
+    h->who.client_cert = c->http_cfg->client_cert;
     h->who.our_id = c->gen->identity->leaf.id.id;
     if (peer == NULL || peer->id == NULL)
         return; /* plain text (permissive): no identity to forward, none to decide on */

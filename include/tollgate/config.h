@@ -79,6 +79,7 @@ struct tg_mesh_dest {
     uint16_t port;               /* 0: any port */
     struct tg_strlist expect;    /* at least one */
     char text[64];               /* the address as written */
+    bool http;                   /* protocol: http: a transparent inbound listener's port */
 };
 
 struct tg_intlist {
@@ -224,12 +225,20 @@ TG_MUST_USE int tg_addr_parse(const char *s, bool allow_port0, struct tg_addr *o
 TG_MUST_USE int tg_cidr_parse(const char *v, struct tg_mesh_dest *d, char *err);
 
 /* For a rule with HTTP conditions (methods, paths, hosts), named rule, with these ports and
- * not_ports: 0 when every inbound listener it could apply to is protocol: http, else
- * TG_EINVAL with why naming the listener (and port). A transparent listener that is not
- * protocol: http receives any port, so it refuses every such rule. */
-TG_MUST_USE int tg_config_http_rule_check(const struct tg_config *c, const char *rule,
-                                          const int *ports, size_t n_ports, const int *not_ports,
-                                          size_t n_not_ports, char *why);
+ * not_ports: 0 when every connection it could apply to is HTTP, else TG_EINVAL with why
+ * naming the listener (and port). A listener with protocol: http passes; another one with
+ * a port (not transparent) fails when the rule could apply to its port; a transparent
+ * inbound listener that is not protocol: http (it receives any port, and the mesh table
+ * decides each port's protocol, dests[0..n_dests)) passes only when the rule lists ports:
+ * and for each of them (not in not_ports), every address of the listener's families (IPv4;
+ * and IPv6 for an IPv6 listener) finds an http mesh destination: a /0 destination for the
+ * port (or, without one, for any port) exists, and every destination of that family for the
+ * port or any port says http (a /0 one for any port that a /0 one for the port shadows
+ * excepted). */
+TG_MUST_USE int tg_config_http_rule_check(const struct tg_config *c,
+                                          const struct tg_mesh_dest *dests, size_t n_dests,
+                                          const char *rule, const int *ports, size_t n_ports,
+                                          const int *not_ports, size_t n_not_ports, char *why);
 
 /* Parses "250ms", "10s", "5m", "1h", or a bare number of seconds. */
 TG_MUST_USE int tg_duration_parse(const char *s, uint64_t *ms, char *err);

@@ -36,6 +36,9 @@ struct tg_listener_def {
     const struct tg_addr *upstream; /* NULL when transparent */
     struct tg_tls_peer_rule rule;   /* inbound: allow list; outbound: expected servers */
     const struct tg_http_cfg *http; /* inbound protocol: http: its settings; NULL: a byte pipe */
+    /* transparent inbound, not protocol: http: the settings for a port the mesh table says
+     * is protocol: http (the listener's http: or the defaults); NULL otherwise */
+    const struct tg_http_cfg *http_mesh;
     struct tg_listener_limit *limit;
 };
 

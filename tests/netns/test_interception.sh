@@ -10,9 +10,11 @@
 # Proves: the app got A's request; the marker it carried never crossed the bridge in clear
 # while a TLS handshake with our ALPN did; C is refused (not_allowed); a destination
 # outside the mesh is passed through in plain text or refused, by mesh.outside; a plain
-# client reaches the app under PERMISSIVE and not under STRICT; init-iptables is
-# idempotent, --dry-run changes nothing, and --clean leaves each namespace's nat table as it
-# was. Needs root, iproute2, iptables, tcpdump, curl, python3, setpriv (util-linux).
+# client reaches the app under PERMISSIVE and not under STRICT; a port the mesh table says
+# is protocol: http is handled as HTTP by B's captured listener (requests logged, a rule with
+# HTTP conditions answers 403), and such a rule is refused while the table could leave the
+# port tcp; init-iptables is idempotent, --dry-run changes nothing, and --clean leaves each
+# namespace's nat table as it was. Needs root, iproute2, iptables, tcpdump, curl, python3, setpriv (util-linux).
 # Exit 77 (ctest SKIP_RETURN_CODE) when not root or network namespaces are unavailable.
 set -uo pipefail
 
@@ -292,6 +294,30 @@ sleep 0.3
 check "A logged outside_mesh" grep -q 'outside_mesh' a.err a.access.log
 body=$(curl_in "$NS_A" "http://$IP_B:8080/secret.txt" -H "X-Marker: $MARKER" 2>>curl-a.err)
 check "mesh destinations still served with outside: refuse" [ "$body" = "$MARKER" ]
+
+# ---- protocol: http from the mesh table ----
+# B's capture-in is not protocol: http; its mesh table makes :8080 http at every address, so
+# requests there are parsed, logged one by one and decided by a rule with HTTP conditions.
+stop_sidecar b
+write_config b b strict passthrough yes
+echo "    - {address: 0.0.0.0/0, port: 8080, expect: [spiffe://$TD/ns/default/sa/b], protocol: http}" >>b.yaml
+printf 'authorization:\n  rules:\n    - {name: no-forbidden, action: deny, paths: ["/forbidden*"], ports: [8080]}\n' >>b.yaml
+if "$TG" check -c b.yaml >check-b-http.log 2>&1; then
+    fail "tollgate check refuses the HTTP rule while $IP_B/32:8080 is tcp"
+else
+    check "tollgate check refuses the HTTP rule while $IP_B/32:8080 is tcp" \
+        grep -q 'port 8080 of transparent inbound listener capture-in' check-b-http.log
+fi
+sed -i "s|\($IP_B/32, port: 8080, expect: \[spiffe://$TD/ns/default/sa/b\]\)}|\1, protocol: http}|" b.yaml
+check "tollgate check accepts it with $IP_B/32:8080 http too" "$TG" check -c b.yaml
+check "sidecar B restarted with :8080 http by its mesh table" start_sidecar b b
+body=$(curl_in "$NS_A" "http://$IP_B:8080/secret.txt" -H "X-Marker: $MARKER" 2>>curl-a.err)
+check "HTTP by the mesh table: A's request reaches the app" [ "$body" = "$MARKER" ]
+check "B logged the request itself (method, path)" \
+    grep -q '"method":"GET","path":"/secret.txt"' b.access.log
+code=$(curl_in "$NS_A" "http://$IP_B:8080/forbidden.txt" -o /dev/null -w '%{http_code}' 2>>curl-a.err)
+check "the rule with HTTP conditions answers 403 ($code)" [ "$code" = 403 ]
+check "the app never saw the forbidden request" bash -c "! grep -q 'GET /forbidden' app-b.log"
 
 # ---- what crossed the bridge ----
 # A capture that missed packets could not prove the marker's absence: stop tcpdump only

@@ -316,6 +316,79 @@ START_TEST(test_gen_pushed_mesh_and_settings)
 }
 END_TEST
 
+/* A transparent inbound listener that is not protocol: http: a rule with HTTP conditions
+ * (the config's or a pushed one) is kept only while the mesh table makes its ports
+ * protocol: http at every address; a pushed mesh table or rule that breaks that is refused. */
+START_TEST(test_gen_http_rules_follow_the_mesh_table)
+{
+    struct cp_fixture f;
+    static char *paths[] = {"/x"};
+    static int port80[] = {80};
+    struct tg_rule_cfg rule = {
+        .name = "r", .deny = true, .paths = {paths, 1}, .ports = {port80, 1}};
+    struct tg_inbound_cfg in = {.name = "captured", .transparent = true};
+    struct tg_resource *r = tg_resource_new(TG_RES_MESH_TABLE);
+    struct tg_resource *az = tg_resource_new(TG_RES_AUTHORIZATION);
+    struct tg_res_mesh_table *m = &r->u.mesh_table;
+    struct tg_res_authorization *a = &az->u.authorization;
+    const char *who = WEB, *path = "/y", *method = "GET";
+    struct tg_gen *g = NULL;
+    char err[TG_ERRLEN] = "";
+
+    in.listen.ss.ss_family = AF_INET;
+    cp_fixture_init(&f);
+    cfg.inbound = &in;
+    cfg.n_inbound = 1;
+    cfg.rules = &rule;
+    cfg.n_rules = 1;
+    f.st.res[TG_RES_TRUST_BUNDLE] = push_bundle(f.root);
+    m->destinations = tg_resource_array(r, 1, sizeof(*m->destinations));
+    m->n_destinations = 1;
+    m->destinations[0].address = tg_resource_strdup(r, "0.0.0.0/0");
+    m->destinations[0].port = 80;
+    m->destinations[0].protocol = TG_RES_HTTP;
+    ck_assert_int_eq(tg_resource_strlist(r, &m->destinations[0].expected_ids, &who, 1), 0);
+    f.st.res[TG_RES_MESH_TABLE] = tg_cp_res_new(r, "mt-1");
+    ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
+    ck_assert(g->mesh.dests[0].http);
+    tg_gen_unref(g);
+    /* the same table saying tcp: the config's rule could apply to a byte pipe */
+    m->destinations[0].protocol = TG_RES_TCP;
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "mesh_table (pushed): authorization.rules[0]") != NULL &&
+                      strstr(err, "port 80 of transparent inbound listener captured") != NULL,
+                  "%s", err);
+    m->destinations[0].protocol = TG_RES_HTTP;
+    /* a pushed rule with HTTP conditions: its ports must be HTTP too */
+    a->rules = tg_resource_array(az, 1, sizeof(*a->rules));
+    a->n_rules = 1;
+    a->rules[0].name = tg_resource_strdup(az, "pushed");
+    ck_assert_int_eq(tg_resource_strlist(az, &a->rules[0].paths, &path, 1), 0);
+    ck_assert_int_eq(tg_resource_strlist(az, &a->rules[0].methods, &method, 1), 0);
+    a->rules[0].ports.v = tg_resource_array(az, 1, sizeof(uint32_t));
+    a->rules[0].ports.v[0] = 81;
+    a->rules[0].ports.n = 1;
+    f.st.res[TG_RES_AUTHORIZATION] = tg_cp_res_new(az, "az-1");
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "authorization (pushed): rules[0]") != NULL &&
+                      strstr(err, "port 81") != NULL,
+                  "%s", err);
+    a->rules[0].ports.v[0] = 80;
+    ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
+    ck_assert_uint_eq(tg_policy_rule_count(g->policy), 1);
+    tg_gen_unref(g);
+    a->rules[0].ports.n = 0; /* any port of the transparent listener */
+    ck_assert_int_lt(cp_build(&f, &g, err), 0);
+    ck_assert_msg(strstr(err, "any port of transparent inbound listener captured") != NULL, "%s",
+                  err);
+    cfg.inbound = NULL;
+    cfg.n_inbound = 0;
+    cfg.rules = NULL;
+    cfg.n_rules = 0;
+    cp_fixture_cleanup(&f);
+}
+END_TEST
+
 static Suite *gen_suite(void)
 {
     Suite *s = suite_create("gen");
@@ -328,6 +401,7 @@ static Suite *gen_suite(void)
     tcase_add_loop_test(tc, test_gen_build_refuses_broken_identity, 0, TG_NELEM(broken));
     tcase_add_test(tc, test_gen_cp_identity_needs_a_pushed_bundle);
     tcase_add_test(tc, test_gen_cp_key_must_match_chain);
+    tcase_add_test(tc, test_gen_http_rules_follow_the_mesh_table);
     tcase_add_test(tc, test_gen_pushed_authorization_wins);
     tcase_add_test(tc, test_gen_pushed_mesh_and_settings);
     suite_add_tcase(s, tc);

@@ -490,6 +490,11 @@ END_TEST
 
 #define CID "identity: {cert: c.pem, key: k.pem, trust_bundle: ca.pem}\n"
 #define CIN(extra) "inbound:\n  - listen: 127.0.0.1:8443\n    upstream: 127.0.0.1:8080\n" extra
+#define TIN(listen, extra) "inbound:\n  - listen: " listen "\n    transparent: true\n" extra
+#define MESH(dests) "mesh:\n  destinations: [" dests "]\n"
+#define EXP "expect: [\"spiffe://mesh.local/ns/a/sa/b\"], "
+#define RULE(extra)                                                                                \
+    "authorization:\n  rules:\n    - {name: r, action: deny, paths: [/x], " extra "}\n"
 
 static const struct {
     const char *yaml;
@@ -518,7 +523,40 @@ static const struct {
      "could apply to port 8443 of inbound listener in-127.0.0.1:8443"},
     {CID "inbound:\n  - {listen: 127.0.0.1:8443, transparent: true}\n"
          "authorization:\n  rules:\n    - {name: r, action: deny, paths: [/x], ports: [80]}\n",
-     "transparent and not protocol: http"},
+     "transparent inbound listener in-127.0.0.1:8443"},
+    /* a transparent inbound listener: the mesh table says which ports are HTTP */
+    {CID TIN("127.0.0.1:15006", "    http: {xfcc: false}\n")
+         MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}") RULE("ports: [80]"),
+     NULL},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 0.0.0.0/0, protocol: http}")
+         RULE("ports: [80, 81]"),
+     NULL},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}")
+         RULE("ports: [80, 81], not_ports: [81]"),
+     NULL},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}")
+         RULE("principals: [\"*\"]"),
+     "could apply to any port of transparent inbound listener"},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}")
+         RULE("ports: [81]"),
+     "port 81 of transparent inbound listener in-127.0.0.1:15006: the mesh table does not make it "
+     "protocol: http"},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 10.0.0.0/8, port: 80, protocol: http}")
+         RULE("ports: [80]"),
+     "port 80 of transparent inbound listener"},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}, "
+                                         "{" EXP "address: 10.1.0.0/16, protocol: tcp}")
+         RULE("ports: [80]"),
+     "port 80 of transparent inbound listener"},
+    {CID TIN("\"[::]:15006\"", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}")
+         RULE("ports: [80]"),
+     "want 0.0.0.0/0 and ::/0"},
+    {CID TIN("\"[::]:15006\"", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: http}, "
+                                        "{" EXP "address: \"::/0\", port: 80, protocol: http}")
+         RULE("ports: [80]"),
+     NULL},
+    {CID TIN("127.0.0.1:15006", "") MESH("{" EXP "address: 0.0.0.0/0, port: 80, protocol: grpc}"),
+     "\"grpc\" is not a protocol"},
     {CID CIN("    protocol: http\n") "rate_limits:\n  default: {requests_per_second: 10, "
                                      "requests_burst: 20}\n",
      NULL},
