@@ -67,12 +67,12 @@ struct tg_conn {
     struct tg_ratelimit *rl;         /* the caller's limits, when it has any */
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
     struct tg_http_conn *http;       /* protocol: http: requests and responses followed; owned */
-    /* its settings when this connection is HTTP (the listener's protocol: http, or the mesh
-     * table's for a captured inbound port); NULL: a byte pipe. Set by route() */
-    const struct tg_http_cfg *http_cfg;
     bool listener_counted;           /* in its listener's open count (under a cap) */
     uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
     uint64_t ll_debt;                /* the same for the listener's bytes_per_second */
+    /* its settings when this connection is HTTP (the listener's protocol: http, or the mesh
+     * table's for a captured inbound port); NULL: a byte pipe. Set by route() */
+    const struct tg_http_cfg *http_cfg;
     uv_connect_t creq;
     enum tg_conn_state state;
     bool closing;
