@@ -19,7 +19,7 @@ FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
 
 "$ROOT/scripts/setup.sh"
 
-echo "test: [1/4] ctest, Release build ($BUILD)"
+echo "test: [1/4] ctest, Release build ($BUILD) (set-up took $((SECONDS / 60)) min)"
 # shellcheck disable=SC2086
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900 ${TOLLGATE_TEST_ARGS:-}
 
@@ -28,20 +28,27 @@ if [ "${TOLLGATE_QUICK:-0}" = 1 ]; then
     exit 0
 fi
 
-echo "test: [2/4] unit tests under valgrind"
+echo "test: [2/4] unit tests under valgrind, $(nproc) at a time ($((SECONDS / 60)) min so far)"
 export TG_CERTS_BIN="$BUILD/tollgate-certs"
-for t in "$BUILD"/tests/test_*; do
-    [ -x "$t" ] || continue
+valgrind_one() { # test binary; its log is kept beside it
+    local log
+    log="$(dirname "$1")/../valgrind-$(basename "$1").log"
     if ! CK_FORK=no valgrind -q --error-exitcode=9 --leak-check=full \
-        --errors-for-leak-kinds=definite "$t" >"$BUILD/valgrind-$(basename "$t").log" 2>&1; then
-        tail -40 "$BUILD/valgrind-$(basename "$t").log"
-        echo "test: valgrind: $(basename "$t") failed" >&2
-        exit 1
+        --errors-for-leak-kinds=definite "$1" >"$log" 2>&1; then
+        tail -40 "$log"
+        echo "test: valgrind: $(basename "$1") failed" >&2
+        return 1
     fi
-    echo "valgrind: $(basename "$t"): clean"
-done
+    echo "valgrind: $(basename "$1"): clean"
+}
+export -f valgrind_one
+find "$BUILD/tests" -maxdepth 1 -name 'test_*' -type f -executable -print0 | sort -z |
+    xargs -0 -n1 -P"$(nproc)" bash -c 'valgrind_one "$0"' || {
+    echo "test: valgrind found errors (above)" >&2
+    exit 1
+}
 
-echo "test: [3/4] AddressSanitizer + UBSan build (build-asan)"
+echo "test: [3/4] AddressSanitizer + UBSan build (build-asan) ($((SECONDS / 60)) min so far)"
 cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON >/dev/null
 cmake --build "$ROOT/build-asan" -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
@@ -50,7 +57,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -L "unit|integration" \
     ${TOLLGATE_TEST_ARGS:-}
 
-echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time (build-fuzz)"
+echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time (build-fuzz)" \
+    "($((SECONDS / 60)) min so far)"
 CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_FUZZ=ON \
     >/dev/null
 targets=()
@@ -95,4 +103,4 @@ for r in "${running[@]}"; do
     wait "${r#*:}" || status=$?
     fuzz_done "${r%%:*}" "$status"
 done
-echo "test: all stages passed"
+echo "test: all stages passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"
