@@ -297,6 +297,19 @@ int it_wait(struct it_proc *p, int timeout_ms)
     }
 }
 
+long it_rss_kib(pid_t pid)
+{
+    char path[64], *text, *p;
+    long kib = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    text = it_read_file(path, NULL);
+    if (text != NULL && (p = strstr(text, "VmRSS:")) != NULL)
+        kib = strtol(p + 6, NULL, 10);
+    free(text);
+    return kib;
+}
+
 int it_stop(struct it_proc *p, int timeout_ms)
 {
     int st;

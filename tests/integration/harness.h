@@ -58,6 +58,9 @@ struct it_proc *it_spawn(const char *name, const char *const argv[], enum it_std
  * (exit code or 128 + signal), or -1 if it is still running. */
 int it_wait(struct it_proc *p, int timeout_ms);
 
+/* The resident set of pid in KiB (VmRSS), or -1. */
+long it_rss_kib(pid_t pid);
+
 /* SIGTERM, up to timeout_ms for it to exit, then SIGKILL and reap. Returns the status.
  * Safe to call again on a reaped process (returns the recorded status). */
 int it_stop(struct it_proc *p, int timeout_ms);

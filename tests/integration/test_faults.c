@@ -76,19 +76,6 @@ static void teardown(void)
     it_teardown();
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], *text, *p;
-    long kib = -1;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    text = it_read_file(path, NULL);
-    if (text != NULL && (p = strstr(text, "VmRSS:")) != NULL)
-        kib = strtol(p + 6, NULL, 10);
-    free(text);
-    return kib;
-}
-
 static bool round_trip(int port)
 {
     char err[256] = "";
@@ -759,7 +746,7 @@ static void storm_tick(struct storm *x)
         x->probes++;
         x->next_probe += 1000;
     }
-    rss = rss_kib(x->b->pid);
+    rss = it_rss_kib(x->b->pid);
     if (now >= x->t0 + 5000 && x->rss0 == 0)
         x->rss0 = rss;
     x->rss_max = rss > x->rss_max ? rss : x->rss_max;

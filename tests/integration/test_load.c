@@ -157,19 +157,6 @@ static void fault_pair(const char *name, int up_port, int *out_port, char *b_ext
 
 /* ---- /proc -------------------------------------------------------------------------- */
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], *text, *p;
-    long kib = -1;
-
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    text = it_read_file(path, NULL);
-    if (text != NULL && (p = strstr(text, "VmRSS:")) != NULL)
-        kib = strtol(p + 6, NULL, 10);
-    free(text);
-    return kib;
-}
-
 static int fd_count(pid_t pid)
 {
     char path[64];
@@ -574,13 +561,13 @@ static long a_rss5, a_rss_end;
 static void a_tick(struct engine *e, uint64_t now)
 {
     if (a_rss5 == 0 && e->t_all_connected > 0 && now >= e->t_all_connected + 5000)
-        a_rss5 = rss_kib(m.b->pid);
+        a_rss5 = it_rss_kib(m.b->pid);
 }
 
 static void a_at_barrier(struct engine *e)
 {
     (void)e;
-    a_rss_end = rss_kib(m.b->pid);
+    a_rss_end = it_rss_kib(m.b->pid);
 }
 
 static void *engine_thread(void *arg)
@@ -895,7 +882,7 @@ START_TEST(test_slow_upstream_backpressure_bounds_memory)
     start_b("handshake: 10s, idle: 1h, connect: 5s, drain: 2s", b_extra, 0);
     start_a("", a_extra);
     round_trip_ok(m.out_port, "warm-up");
-    base = rss_kib(m.b->pid);
+    base = it_rss_kib(m.b->pid);
     if (!UNDER_ASAN) /* its buffers count in the bound below */
         bulk_start(&bulk, m.out_port);
 
@@ -910,7 +897,7 @@ START_TEST(test_slow_upstream_backpressure_bounds_memory)
         ssize_t w;
 
         if (it_now_ms() >= next_sample) {
-            rss = rss_kib(m.b->pid);
+            rss = it_rss_kib(m.b->pid);
             max_rss = rss > max_rss ? rss : max_rss;
             next_sample = it_now_ms() + 100;
         }
@@ -922,7 +909,7 @@ START_TEST(test_slow_upstream_backpressure_bounds_memory)
         if (w > 0)
             sent += (uint64_t)w;
     }
-    rss = rss_kib(m.b->pid);
+    rss = it_rss_kib(m.b->pid);
     max_rss = rss > max_rss ? rss : max_rss;
     if (!UNDER_ASAN)
         bulk_finish(&bulk);
