@@ -15,8 +15,8 @@
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
 
-#define MAX_TOKEN 4096
-#define VERSION_MAX 128 /* longest version we keep; longer ones are NACKed */
+#define MAX_TOKEN (8192 + 2) /* a line of up to 8 KiB (what tollgate-cp takes), \n, NUL */
+#define VERSION_MAX 128      /* longest version we keep; longer ones are NACKed */
 
 enum state { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_UP };
 
@@ -306,6 +306,13 @@ static int read_token(const char *path, char *dst, size_t cap, char *err)
         return tg_err_set(err, TG_EIO, "bootstrap token %s: %s", path, strerror(errno));
     if (fgets(dst, (int)cap, f) == NULL)
         dst[0] = '\0';
+    /* a line that filled dst without ending: longer than we send, refused rather than cut */
+    if (strchr(dst, '\n') == NULL && strlen(dst) == cap - 1 && fgetc(f) != EOF) {
+        fclose(f);
+        explicit_bzero(dst, cap);
+        return tg_err_set(err, TG_ETOOBIG, "bootstrap token %s: first line over %zu bytes", path,
+                          cap - 2);
+    }
     fclose(f);
     n = strcspn(dst, "\r\n");
     dst[n] = '\0';

@@ -164,13 +164,26 @@ START_TEST(test_cp_k8s_admin_and_token_bootstrap)
     write_sidecar("expired.yaml", "expired.token", it_free_port(), it_free_port(), echo_port);
     token_file("wrong_aud", "aud.token");
     write_sidecar("aud.yaml", "aud.token", it_free_port(), it_free_port(), echo_port);
+    /* a token line over 8 KiB is refused by the sidecar itself, never sent cut */
+    {
+        static char huge[9001];
+
+        memset(huge, 'A', sizeof(huge) - 1);
+        it_write_file("huge.token", "%s\n", huge);
+    }
+    write_sidecar("huge.yaml", "huge.token", it_free_port(), it_free_port(), echo_port);
     {
         const char *a1[] = {it_env("TG_BIN"), "run", "-c", "expired.yaml", NULL};
         const char *a2[] = {it_env("TG_BIN"), "run", "-c", "aud.yaml", NULL};
+        const char *a3[] = {it_env("TG_BIN"), "run", "-c", "huge.yaml", NULL};
 
         it_spawn("expired", a1, IT_STDIN_NULL);
         it_spawn("aud", a2, IT_STDIN_NULL);
+        it_spawn("huge", a3, IT_STDIN_NULL);
     }
+    ck_assert_msg(it_wait_lines("huge.err", 1, 10000, "bootstrap token",
+                                "first line over 8192 bytes", NULL) >= 1,
+                  "a token over 8 KiB was not refused by the sidecar");
     ck_assert_msg(it_wait_lines("cp.err", 1, 10000,
                                 "refused: service-account token refused: "
                                 "expired ",
