@@ -20,8 +20,9 @@ FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
 "$ROOT/scripts/setup.sh"
 
 echo "test: [1/4] ctest, Release build ($BUILD) (set-up took $((SECONDS / 60)) min)"
+# -j: unit tests and corpus replays share the cores; integration tests (RUN_SERIAL) run alone
 # shellcheck disable=SC2086
-ctest --test-dir "$BUILD" --output-on-failure --timeout 900 ${TOLLGATE_TEST_ARGS:-}
+ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j"$(nproc)" ${TOLLGATE_TEST_ARGS:-}
 
 if [ "${TOLLGATE_QUICK:-0}" = 1 ]; then
     echo "test: stages 2-4 skipped (TOLLGATE_QUICK=1)"
@@ -54,7 +55,8 @@ cmake --build "$ROOT/build-asan" -j"$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # shellcheck disable=SC2086
-ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -L "unit|integration" \
+ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -j"$(nproc)" \
+    -L "unit|integration" \
     ${TOLLGATE_TEST_ARGS:-}
 
 echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time (build-fuzz)" \
