@@ -242,7 +242,10 @@ static const struct field top_fields[] = {
 };
 
 static const struct field listener_limit_fields[] = {
-    {.key = "connections_per_second", .kind = K_UINT, .off = LLIM(conns_per_second), .max = 1000000},
+    {.key = "connections_per_second",
+     .kind = K_UINT,
+     .off = LLIM(conns_per_second),
+     .max = 1000000},
     {.key = "burst", .kind = K_UINT, .off = LLIM(burst), .max = 1000000},
     {.key = "max_connections", .kind = K_UINT, .off = LLIM(max_connections), .max = 10000000},
     {.key = "bytes_per_second",
@@ -842,6 +845,25 @@ static int check_list_item(struct parse *ps, const char *path, enum kind kind, c
     return 0;
 }
 
+/* Room for element n of *arr (*cap allocated, elem bytes each): doubles it when full, up to
+ * MAX_ITEMS elements (what names them in the message). 0, or an error naming path. */
+static int grow(struct parse *ps, const char *path, void **arr, size_t n, size_t *cap, size_t elem,
+                const char *what)
+{
+    size_t ncap = *cap == 0 ? 4 : *cap * 2;
+    void *na;
+
+    if (n == MAX_ITEMS)
+        return fail(ps, line_of(ps), path, "more than %d %s", MAX_ITEMS, what);
+    if (n < *cap)
+        return 0;
+    if ((na = realloc(*arr, ncap * elem)) == NULL)
+        return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+    *arr = na;
+    *cap = ncap;
+    return 0;
+}
+
 static int parse_strlist(struct parse *ps, const char *path, const struct field *f,
                          struct tg_strlist *list)
 {
@@ -868,17 +890,9 @@ static int parse_strlist(struct parse *ps, const char *path, const struct field 
             return fail(ps, line_of(ps), item, "contains a NUL byte");
         if ((rc = check_list_item(ps, item, f->kind, v)) < 0)
             return rc;
-        if (list->n == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
-        if (list->n == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            char **nv = realloc(list->v, ncap * sizeof(*nv));
-
-            if (nv == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            list->v = nv;
-            cap = ncap;
-        }
+        if ((rc = grow(ps, path, (void **)&list->v, list->n, &cap, sizeof(*list->v), "entries")) <
+            0)
+            return rc;
         if ((list->v[list->n] = strdup(v)) == NULL)
             return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
         list->n++;
@@ -902,17 +916,9 @@ static int parse_paths(struct parse *ps, const char *path, struct tg_strlist *li
     if (ps->ev.type != YAML_SEQUENCE_START_EVENT)
         return wrong_type(ps, path, "a list of files");
     for (;;) {
-        if (list->n == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
-        if (list->n == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            char **nv = realloc(list->v, ncap * sizeof(*nv));
-
-            if (nv == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            list->v = nv;
-            cap = ncap;
-        }
+        if ((rc = grow(ps, path, (void **)&list->v, list->n, &cap, sizeof(*list->v), "entries")) <
+            0)
+            return rc;
         keypath(item, "%s[%zu]", path, list->n);
         if ((rc = next(ps, item)) < 0)
             return rc;
@@ -954,17 +960,8 @@ static int parse_map_list(struct parse *ps, const char *path, void **arr, size_t
         keypath(item, "%s[%zu]", path, *n);
         if (ps->ev.type != YAML_MAPPING_START_EVENT)
             return wrong_type(ps, item, shape);
-        if (*n == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d %s", MAX_ITEMS, what);
-        if (*n == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            void *na = realloc(*arr, ncap * elem);
-
-            if (na == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            *arr = na;
-            cap = ncap;
-        }
+        if ((rc = grow(ps, path, arr, *n, &cap, elem, what)) < 0)
+            return rc;
         el = (char *)*arr + *n * elem;
         memset(el, 0, elem);
         (*n)++;
@@ -1014,17 +1011,9 @@ static int parse_ports(struct parse *ps, const char *path, struct tg_intlist *li
 
             return fail(ps, line_of(ps), item, "%s is not a port (want 1..65535)", show(shown, v));
         }
-        if (list->n == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d entries", MAX_ITEMS);
-        if (list->n == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            int *nv = realloc(list->v, ncap * sizeof(*nv));
-
-            if (nv == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            list->v = nv;
-            cap = ncap;
-        }
+        if ((rc = grow(ps, path, (void **)&list->v, list->n, &cap, sizeof(*list->v), "entries")) <
+            0)
+            return rc;
         list->v[list->n++] = (int)u;
     }
 }
@@ -1180,21 +1169,12 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
         keypath(item, "%s[%zu]", path, *n);
         if (ps->ev.type != YAML_MAPPING_START_EVENT)
             return wrong_type(ps, item, "a mapping (listen:, upstream:, ...)");
-        if (*n == MAX_ITEMS)
-            return fail(ps, line_of(ps), path, "more than %d listeners", MAX_ITEMS);
-        if (*n == cap) {
-            size_t ncap = cap == 0 ? 4 : cap * 2;
-            char *na = realloc(arr, ncap * size);
-
-            if (na == NULL)
-                return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
-            if (inbound)
-                c->inbound = (struct tg_inbound_cfg *)na;
-            else
-                c->outbound = (struct tg_outbound_cfg *)na;
-            arr = na;
-            cap = ncap;
-        }
+        if ((rc = grow(ps, path, (void **)&arr, *n, &cap, size, "listeners")) < 0)
+            return rc;
+        if (inbound)
+            c->inbound = (struct tg_inbound_cfg *)arr;
+        else
+            c->outbound = (struct tg_outbound_cfg *)arr;
         memset(arr + *n * size, 0, size);
         if (inbound)
             ((struct tg_inbound_cfg *)(arr + *n * size))->http_cfg = (struct tg_http_cfg){
