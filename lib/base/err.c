@@ -1,8 +1,22 @@
 #include "tollgate/err.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <uv.h>
+#include <string.h>
+
+/* libuv's codes in this range are -errno on Linux; its texts are glibc's with a lower-case
+ * first letter, which we keep, so that this library links without libuv (STYLE.md). */
+static const char *errno_text(int e)
+{
+    static _Thread_local char buf[128];
+    const char *s = strerror_r(e, buf, sizeof(buf)); /* GNU: may return a static string */
+
+    if (s != buf)
+        snprintf(buf, sizeof(buf), "%s", s);
+    buf[0] = (char)tolower((unsigned char)buf[0]);
+    return buf;
+}
 
 const char *tg_strerror(int code)
 {
@@ -30,7 +44,7 @@ const char *tg_strerror(int code)
     case TG_ESPIFFE:
         return "not a valid SPIFFE ID";
     default:
-        return code < 0 && code > -1000 ? uv_strerror(code) : "unknown error";
+        return code < 0 && code > -1000 ? errno_text(-code) : "unknown error";
     }
 }
 

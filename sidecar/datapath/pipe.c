@@ -3,9 +3,9 @@
  * again when a write drains it; at most one write per side is in flight, and buffers move
  * their bytes to the front only while no write from them is pending. Storage goes back to
  * the worker's pool whenever a buffer empties, so idle connections hold none. */
-#include "tollgate/conn.h"
+#include "conn.h"
 
-#include "tollgate/httpconn.h"
+#include "httpconn.h"
 #include "tollgate/log.h"
 
 #define RECORD_MAX 16384

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "tollgate/conn.h"
+#include "conn.h"
 
 /* Makes c->http for a connection of a protocol: http listener (c->l->http set). 0 or
  * TG_ENOMEM. */

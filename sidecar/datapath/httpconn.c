@@ -1,5 +1,5 @@
 /* Requests and responses of protocol: http ports on the data path (see httpconn.h). */
-#include "tollgate/httpconn.h"
+#include "httpconn.h"
 
 #include <pthread.h>
 #include <stdio.h>

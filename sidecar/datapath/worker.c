@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tollgate/conn.h"
+#include "conn.h"
 #include "tollgate/log.h"
 
 static void on_accept(uv_stream_t *server, int status)

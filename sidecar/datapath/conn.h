@@ -1,7 +1,8 @@
 /* One proxied connection: the downstream socket we accepted, the upstream socket we
  * connected, the TLS session on whichever side is the mesh side, and one plaintext buffer
  * per direction. conn.c owns the life cycle (accept, connect, handshake, timers, close);
- * pipe.c moves bytes. Everything runs on the owning worker's loop. */
+ * pipe.c moves bytes. Everything runs on the owning worker's loop. Private to the data path
+ * (sidecar/datapath/): the rest of the sidecar reaches it through worker.h. */
 #ifndef TOLLGATE_CONN_H
 #define TOLLGATE_CONN_H
 

@@ -1,5 +1,5 @@
 /* Connection life cycle: accept, upstream connect, handshake, deadlines, close. */
-#include "tollgate/conn.h"
+#include "conn.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "httpconn.h"
 #include "tollgate/accesslog.h"
-#include "tollgate/httpconn.h"
 #include "tollgate/intercept.h"
 #include "tollgate/log.h"
 #include "tollgate/proxyproto.h"
