@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up (scripts/setup.sh) and runs every test:
+#   0. lint: clang-format drift, cppcheck and shellcheck findings fail (scripts/lint.sh);
 #   1. ctest on the Release build in build/: unit tests, integration tests (real sidecars, echo
 #      servers and openssl clients on loopback), network-namespace interception tests, the
 #      fuzz corpus replays, and the deployment-file checks;
@@ -7,8 +8,10 @@
 #   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/);
 #   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (20) each, TOLLGATE_FUZZ_JOBS
 #      (one per core) at a time (build-fuzz/, clang).
+# `scripts/test.sh quick`: set-up, lint and the unit tests only (ctest -L unit), under two
+# minutes once set up: the loop to run while working.
 # Environment: TOLLGATE_TEST_ARGS (extra ctest arguments, e.g. "-R proxy"),
-#              TOLLGATE_QUICK=1 (stage 1 only), TOLLGATE_FUZZ_SECONDS (a long fuzzing run:
+#              TOLLGATE_QUICK=1 (same as quick), TOLLGATE_FUZZ_SECONDS (a long fuzzing run:
 #              TOLLGATE_FUZZ_SECONDS=600), TOLLGATE_FUZZ_JOBS.
 set -euo pipefail
 
@@ -17,17 +20,35 @@ BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
 FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-20}
 FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
 
+QUICK=${TOLLGATE_QUICK:-0}
+case "${1:-}" in
+quick) QUICK=1 ;;
+"") ;;
+*)
+    echo "usage: scripts/test.sh [quick]" >&2
+    exit 2
+    ;;
+esac
+
 "$ROOT/scripts/setup.sh"
 
-echo "test: [1/4] ctest, Release build ($BUILD) (set-up took $((SECONDS / 60)) min)"
+echo "test: [0/4] lint (set-up took $((SECONDS / 60)) min)"
+TOLLGATE_BUILD_DIR="$BUILD" "$ROOT/scripts/lint.sh"
+
+if [ "$QUICK" = 1 ]; then
+    echo "test: [1/4] unit tests, Release build ($BUILD)"
+    # shellcheck disable=SC2086
+    ctest --test-dir "$BUILD" --output-on-failure --timeout 300 -j"$(nproc)" -L unit \
+        ${TOLLGATE_TEST_ARGS:-}
+    echo "test: quick: lint and unit tests passed in $((SECONDS / 60)) min $((SECONDS % 60)) s" \
+        "(stages 2-4 and the integration tests: scripts/test.sh)"
+    exit 0
+fi
+
+echo "test: [1/4] ctest, Release build ($BUILD) ($((SECONDS / 60)) min so far)"
 # -j: unit tests and corpus replays share the cores; integration tests (RUN_SERIAL) run alone
 # shellcheck disable=SC2086
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j"$(nproc)" ${TOLLGATE_TEST_ARGS:-}
-
-if [ "${TOLLGATE_QUICK:-0}" = 1 ]; then
-    echo "test: stages 2-4 skipped (TOLLGATE_QUICK=1)"
-    exit 0
-fi
 
 echo "test: [2/4] unit tests under valgrind, $(nproc) at a time ($((SECONDS / 60)) min so far)"
 export TG_CERTS_BIN="$BUILD/tollgate-certs"

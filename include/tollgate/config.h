@@ -115,7 +115,7 @@ struct tg_limit_cfg {
     unsigned conns_per_second;
     unsigned burst; /* 0: one second's worth */
     unsigned max_concurrent;
-    size_t bytes_per_second; /* from the caller, paced by pausing reads */
+    size_t bytes_per_second;      /* from the caller, paced by pausing reads */
     unsigned requests_per_second; /* protocol: http ports: requests, over it 429 */
     unsigned requests_burst;      /* 0: one second's worth */
 };

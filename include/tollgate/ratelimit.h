@@ -85,9 +85,9 @@ void tg_ratelimit_global_set_limit(struct tg_ratelimit_global *g, const struct t
 /* ---- buckets keyed by identity ---- */
 
 struct tg_ratelimit_limits {
-    struct tg_bucket_limit conns; /* new connections per second, per key */
-    uint32_t max_conns;           /* concurrent connections per key; 0: no limit */
-    struct tg_bucket_limit bytes; /* bytes per second per key (what the caller counts) */
+    struct tg_bucket_limit conns;    /* new connections per second, per key */
+    uint32_t max_conns;              /* concurrent connections per key; 0: no limit */
+    struct tg_bucket_limit bytes;    /* bytes per second per key (what the caller counts) */
     struct tg_bucket_limit requests; /* HTTP requests per second per key (protocol: http) */
 };
 
@@ -137,8 +137,8 @@ uint64_t tg_ratelimit_bytes_take(struct tg_ratelimit *t, struct tg_ratelimit_key
  * on their own when the table is full. */
 /* Takes one request token from k's request bucket: true when there was one (or no limit);
  * false with *retry_ns until the next. */
-bool tg_ratelimit_request_take(struct tg_ratelimit *t, struct tg_ratelimit_key *k,
-                               uint64_t now_ns, uint64_t *retry_ns);
+bool tg_ratelimit_request_take(struct tg_ratelimit *t, struct tg_ratelimit_key *k, uint64_t now_ns,
+                               uint64_t *retry_ns);
 
 size_t tg_ratelimit_sweep(struct tg_ratelimit *t, uint64_t now_ns);
 

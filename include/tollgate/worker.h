@@ -20,8 +20,8 @@ struct tg_listener_limit {
     struct tg_ratelimit_global rate;  /* new connections per second */
     struct tg_ratelimit_global bytes; /* bytes per second read from the callers */
     atomic_bool bytes_on;             /* bytes has a limit */
-    atomic_uint max;                 /* connections open at once; 0: no cap */
-    atomic_uint open;                /* connections open now (counted only under a cap) */
+    atomic_uint max;                  /* connections open at once; 0: no cap */
+    atomic_uint open;                 /* connections open now (counted only under a cap) */
 };
 
 /* One configured listener, shared read-only by all workers. */

@@ -1200,7 +1200,7 @@ static int compile_rule(struct build *b, const struct tg_policy_input *in,
     struct tg_policy *p = b->p;
     bool keep = scope_applies(in, &r->scope);
     struct arena *a = keep ? &p->arena : &b->scratch;
-    struct crule scratch_rule, *cr = keep ? &p->rules[p->n_rules] : &scratch_rule;
+    struct crule scratch_rule = {0}, *cr = keep ? &p->rules[p->n_rules] : &scratch_rule;
     size_t used = r->ports.n + r->not_ports.n;
     int rc;
 

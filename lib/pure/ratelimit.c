@@ -409,8 +409,8 @@ uint64_t tg_ratelimit_bytes_take(struct tg_ratelimit *t, struct tg_ratelimit_key
     return got;
 }
 
-bool tg_ratelimit_request_take(struct tg_ratelimit *t, struct tg_ratelimit_key *k,
-                               uint64_t now_ns, uint64_t *retry_ns)
+bool tg_ratelimit_request_take(struct tg_ratelimit *t, struct tg_ratelimit_key *k, uint64_t now_ns,
+                               uint64_t *retry_ns)
 {
     uint64_t got;
 
@@ -472,8 +472,7 @@ bool tg_ratelimit_stat(struct tg_ratelimit *t, const char *key, size_t len, uint
 
 static bool limits_nothing(const struct tg_ratelimit_limits *l)
 {
-    return l->conns.rate == 0 && l->max_conns == 0 && l->bytes.rate == 0 &&
-           l->requests.rate == 0;
+    return l->conns.rate == 0 && l->max_conns == 0 && l->bytes.rate == 0 && l->requests.rate == 0;
 }
 
 int tg_limit_match_check(const char *match, char *why)

@@ -245,14 +245,14 @@ ok "errors: exit 1 for bad input files, 2 for usage, message names the problem"
 "$B" issue --ca inter --out srv --spiffe spiffe://mesh.local/ns/default/sa/srv >/dev/null
 "$B" issue --ca inter --out cli --spiffe spiffe://mesh.local/ns/default/sa/cli >/dev/null
 start_server() { # start_server CERT KEY: sets PORT and SPID once s_server accepts
-    local try i
-    for try in 1 2 3 4 5; do
+    local _
+    for _ in 1 2 3 4 5; do
         PORT=$((20000 + RANDOM % 40000))
         timeout 30 openssl s_server -accept "127.0.0.1:$PORT" -tls1_3 -cert "$1" -key "$2" \
             -cert_chain inter.pem -CAfile root.pem -Verify 3 -verify_return_error -naccept 1 \
             -rev </dev/null >server.log 2>&1 &
         SPID=$!
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             grep -q ACCEPT server.log && return 0
             kill -0 "$SPID" 2>/dev/null || break
             sleep 0.1
@@ -279,7 +279,7 @@ grep -q 'Verification: OK' server.log || fail "server did not verify the client"
 ok "TLS 1.3 mutual handshake with openssl s_server/s_client"
 
 # under load s_server may not answer the first try; the refusal must say why within three
-for try in 1 2 3; do
+for _ in 1 2 3; do
     start_server expired.pem expired.key
     if out=$(client cli.pem cli.key); then fail "client accepted an expired server cert"; fi
     kill "$SPID" 2>/dev/null || true

@@ -254,10 +254,10 @@ static void ref_peer_init(struct ref_peer *p, const char *id, const char *fp, co
     }
     if (id == NULL)
         return;
-    sscanf(id + 9, "%[^/]", p->td);
+    sscanf(id + 9, "%159[^/]", p->td); /* VAL_LEN - 1 */
     /* exactly "/ns/<a>/sa/<b>" after the trust domain */
     rest[0] = '\0';
-    if (sscanf(id + 9 + strlen(p->td), "/ns/%[^/]/sa/%[^/]%s", a, b, rest) >= 2 &&
+    if (sscanf(id + 9 + strlen(p->td), "/ns/%159[^/]/sa/%159[^/]%159s", a, b, rest) >= 2 &&
         rest[0] == '\0') {
         strcpy(p->ns, a);
         p->has_ns = true;

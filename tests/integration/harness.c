@@ -368,11 +368,14 @@ static void write_to(const char *path, const char *fmt, va_list ap)
     char *text = NULL;
     int n = vasprintf(&text, fmt, ap);
     FILE *f;
+    bool ok;
 
     ck_assert_msg(n >= 0, "vasprintf");
     f = fopen(path, "w");
     ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
-    ck_assert_msg(fwrite(text, 1, (size_t)n, f) == (size_t)n && fclose(f) == 0, "write %s", path);
+    ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
+    ok = fclose(f) == 0 && ok;
+    ck_assert_msg(ok, "write %s", path);
     free(text);
 }
 
@@ -412,8 +415,10 @@ char *it_read_file(const char *name, size_t *len)
         n += (size_t)r;
         if (cap - n - 1 == 0) {
             cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
+            char *grown = realloc(buf, cap);
+
+            ck_assert_ptr_nonnull(grown);
+            buf = grown;
         }
     }
     close(fd);
@@ -820,8 +825,10 @@ int it_http(int port, const char *method, const char *path, char **body)
             if (cap >= HTTP_MAX)
                 break;
             cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
+            char *grown = realloc(buf, cap);
+
+            ck_assert_ptr_nonnull(grown);
+            buf = grown;
         }
     }
     buf[n] = '\0';

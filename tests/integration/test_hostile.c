@@ -438,10 +438,11 @@ static char *san_der_line(unsigned char tag, const char *v, size_t len, const ch
 {
     size_t inner_cap = len + (v2 ? strlen(v2) : 0) + 16;
     unsigned char *inner = malloc(inner_cap), *all = malloc(inner_cap + 8);
-    size_t n = general_name(tag, v, len, inner), total;
+    size_t n, total;
     char *line;
 
     ck_assert(inner != NULL && all != NULL);
+    n = general_name(tag, v, len, inner);
     if (v2 != NULL)
         n += general_name(0x86, v2, strlen(v2), inner + n);
     total = der_head(0x30, n, all);

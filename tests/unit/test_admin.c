@@ -103,8 +103,12 @@ static void record(int fd)
     for (;;) {
         ssize_t r;
 
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
+        if (len + 1 == cap) {
+            char *grown = realloc(buf, cap *= 2);
+
+            ck_assert_ptr_nonnull(grown);
+            buf = grown;
+        }
         r = recv(fd, buf + len, cap - len - 1, 0);
         if (r > 0) {
             len += (size_t)r;

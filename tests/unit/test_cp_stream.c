@@ -1,6 +1,6 @@
 /* The control-plane stream end to end in one process: tollgate-cp's server (controlplane/)
- * and the sidecar's client (sidecar/control/cp_client.c) on one loop on 127.0.0.1, certificates made
- * with $TG_CERTS_BIN. Bootstrap by token, CSR, the six pushes and their ACKs, NACK, reload,
+ * and the sidecar's client (sidecar/control/cp_client.c) on one loop on 127.0.0.1, certificates
+ * made with $TG_CERTS_BIN. Bootstrap by token, CSR, the six pushes and their ACKs, NACK, reload,
  * resume after a reconnect (by certificate), a refused token, and bad frames. */
 #include <check.h>
 #include <stdlib.h>

@@ -50,7 +50,7 @@ static int feed_all(struct tg_frame_decoder *d, const char *src, size_t n, struc
 static char *three_frames(size_t *len)
 {
     static const char *bodies[] = {"hello", "", NULL};
-    char big[300], *out = NULL, *enc;
+    char big[300], *out = NULL, *enc, *grown;
     size_t n = 0, enc_len;
     char err[TG_ERRLEN];
 
@@ -61,7 +61,9 @@ static char *three_frames(size_t *len)
         size_t bl = bodies[i] != NULL ? strlen(bodies[i]) : sizeof(big);
 
         ck_assert_int_eq(tg_frame_encode(b, bl, TG_FRAME_MAX, &enc, &enc_len, err), 0);
-        out = realloc(out, n + enc_len);
+        grown = realloc(out, n + enc_len);
+        ck_assert_ptr_nonnull(grown);
+        out = grown;
         memcpy(out + n, enc, enc_len);
         n += enc_len;
         free(enc);

@@ -76,7 +76,7 @@ static const char *check_exposition(const char *text, size_t len)
             p += 7 + strlen(family);
             if (strncmp(p, " counter\n", 9) != 0 && strncmp(p, " gauge\n", 7) != 0)
                 return "bad TYPE";
-            p = memchr(p, '\n', (size_t)(end - p)) + 1;
+            p = (const char *)memchr(p, '\n', (size_t)(end - p)) + 1;
             continue;
         }
         if (*p == '#')
