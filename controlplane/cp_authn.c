@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tollgate/file.h"
 #include "tollgate/policy.h"
 
-#define MAX_TOKENS_FILE (1024 * 1024)
+#define MAX_TOKENS_FILE TG_FILE_MAX
 #define TOKEN_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~+/=-"
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
@@ -140,28 +141,14 @@ fail:
 
 int tg_cp_tokens_load(const char *path, struct tg_cp_tokens *out, char *err)
 {
-    FILE *f = fopen(path, "rb");
-    char *text;
-    size_t n;
+    char *text = NULL;
+    size_t n = 0;
     int rc;
 
-    if (f == NULL)
-        return tg_err_set(err, TG_EIO, "%s: cannot open: %s", path, strerror(errno));
-    text = malloc(MAX_TOKENS_FILE + 1);
-    if (text == NULL) {
-        fclose(f);
-        return TG_ENOMEM;
-    }
-    n = fread(text, 1, MAX_TOKENS_FILE + 1, f);
-    if (ferror(f) || n > MAX_TOKENS_FILE) {
-        rc = tg_err_set(err, ferror(f) ? TG_EIO : TG_ETOOBIG, "%s: %s", path,
-                        ferror(f) ? "read error" : "larger than 1 MiB");
-    } else {
-        rc = tg_cp_tokens_parse(text, n, path, out, err);
-    }
-    fclose(f);
-    explicit_bzero(text, n < MAX_TOKENS_FILE + 1 ? n : MAX_TOKENS_FILE + 1);
-    free(text);
+    if ((rc = tg_file_read(NULL, path, MAX_TOKENS_FILE, TG_FILE_SECRET, &text, &n, err)) < 0)
+        return rc;
+    rc = tg_cp_tokens_parse(text, n, path, out, err);
+    tg_wipe_free(text, n);
     return rc;
 }
 

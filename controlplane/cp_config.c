@@ -16,10 +16,11 @@
 #include <yaml.h>
 
 #include "cp_ca.h"
+#include "tollgate/file.h"
 #include "tollgate/policy.h"
 #include "tollgate/spiffe.h"
 
-#define MAX_FILE (1024 * 1024)
+#define MAX_FILE TG_FILE_MAX
 #define MAX_ITEMS 4096
 #define KEYLEN 160
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
@@ -512,35 +513,6 @@ static void close_doc(struct yw *y)
     free(y->seen);
 }
 
-static int read_all(const char *path, char **out, size_t *len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-
-    if (f == NULL)
-        return tg_err_set(err, TG_EIO, "%s: cannot open: %s", path, strerror(errno));
-    buf = malloc(MAX_FILE + 1);
-    if (buf == NULL) {
-        fclose(f);
-        return tg_err_set(err, TG_ENOMEM, "out of memory");
-    }
-    n = fread(buf, 1, MAX_FILE + 1, f);
-    if (ferror(f) || n > MAX_FILE) {
-        int rc = tg_err_set(err, ferror(f) ? TG_EIO : TG_ETOOBIG, "%s: %s", path,
-                            ferror(f) ? "read error" : "larger than 1 MiB");
-
-        fclose(f);
-        free(buf);
-        return rc;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 /* ==== tollgate-cp's own configuration ==== */
 
 void tg_cp_config_free(struct tg_cp_config *c)
@@ -780,7 +752,7 @@ int tg_cp_config_load(const char *path, struct tg_cp_config **out, char *err)
 {
     char *text;
     size_t len;
-    int rc = read_all(path, &text, &len, err);
+    int rc = tg_file_read(NULL, path, MAX_FILE, 0, &text, &len, err);
 
     if (rc < 0)
         return rc;
@@ -1153,7 +1125,7 @@ static int add_crl(struct yw *y, struct mesh_ctx *mc, const yaml_node_t *v, cons
         return fail_at(y, v, key, "%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return fail_at(y, v, key, "%s: not a regular file", path);
-    if ((rc = read_all(path, &data, &len, why)) < 0)
+    if ((rc = tg_file_read(NULL, path, MAX_FILE, 0, &data, &len, why)) < 0)
         return fail_at(y, v, key, "%s", why);
     rc =
         tg_cp_ca_crl_der((const unsigned char *)data, len, path, mc->r, &rv->crls[rv->n_crls], why);
@@ -1447,7 +1419,7 @@ int tg_cp_mesh_load(struct tg_cp_mesh *m, const char *path, char *err)
 {
     char *text;
     size_t len;
-    int rc = read_all(path, &text, &len, err);
+    int rc = tg_file_read(NULL, path, MAX_FILE, 0, &text, &len, err);
 
     if (rc < 0)
         return rc;

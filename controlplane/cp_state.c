@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PEM (1024 * 1024)
+#include "tollgate/file.h"
+
+#define MAX_PEM TG_FILE_MAX
 
 struct tg_cp_state *tg_cp_state_ref(struct tg_cp_state *s)
 {
@@ -60,43 +62,13 @@ static int watch(struct tg_cp_state *s, const char *path)
     return 0;
 }
 
-/* Reads a whole file (NUL-terminated); what names its config key in messages. */
-static int read_pem(struct tg_cp_state *s, const char *what, const char *path, char **out,
-                    size_t *len, char *err)
+/* Watches path, then reads it whole; what names its config key in messages. */
+static int read_pem(struct tg_cp_state *s, const char *what, const char *path, unsigned flags,
+                    char **out, size_t *len, char *err)
 {
-    FILE *f;
-    char *buf;
-    size_t n;
-
     if (watch(s, path) < 0)
         return TG_ENOMEM;
-    if ((f = fopen(path, "rb")) == NULL)
-        return tg_err_set(err, TG_EIO, "%s: %s: cannot open: %s", what, path, strerror(errno));
-    if ((buf = malloc(MAX_PEM + 1)) == NULL) {
-        fclose(f);
-        return TG_ENOMEM;
-    }
-    n = fread(buf, 1, MAX_PEM + 1, f);
-    if (ferror(f) || n > MAX_PEM) {
-        int rc = tg_err_set(err, TG_EIO, "%s: %s: %s", what, path,
-                            ferror(f) ? "read error" : "larger than 1 MiB");
-
-        fclose(f);
-        free(buf);
-        return rc;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static void wipe_free(char *p, size_t n)
-{
-    if (p != NULL)
-        explicit_bzero(p, n);
-    free(p);
+    return tg_file_read(what, path, MAX_PEM, flags, out, len, err);
 }
 
 static int load_jwt_keys(struct tg_cp_state *s, char *err)
@@ -107,7 +79,7 @@ static int load_jwt_keys(struct tg_cp_state *s, char *err)
 
     if (s->cfg->k8s_keys == NULL)
         return 0;
-    if ((rc = read_pem(s, "kubernetes.keys", s->cfg->k8s_keys, &text, &len, err)) < 0)
+    if ((rc = read_pem(s, "kubernetes.keys", s->cfg->k8s_keys, 0, &text, &len, err)) < 0)
         return rc;
     rc = tg_cp_jwt_keys_parse(text, len, s->cfg->k8s_keys, &s->jwt_keys, err);
     free(text);
@@ -121,11 +93,11 @@ static int load_ca(struct tg_cp_state *s, char *err)
     int rc;
 
     snprintf(what, sizeof(what), "ca (%s)", s->cfg->ca_cert);
-    if ((rc = read_pem(s, "ca.cert", s->cfg->ca_cert, &cert, &cert_len, err)) == 0 &&
-        (rc = read_pem(s, "ca.key", s->cfg->ca_key, &key, &key_len, err)) == 0)
+    if ((rc = read_pem(s, "ca.cert", s->cfg->ca_cert, 0, &cert, &cert_len, err)) == 0 &&
+        (rc = read_pem(s, "ca.key", s->cfg->ca_key, TG_FILE_SECRET, &key, &key_len, err)) == 0)
         rc = tg_cp_ca_new(cert, cert_len, key, key_len, what, &s->ca, err);
     free(cert);
-    wipe_free(key, key_len);
+    tg_wipe_free(key, key_len);
     return rc;
 }
 
@@ -152,7 +124,7 @@ static int load_bundle(struct tg_cp_state *s, char *err)
         return rc;
     for (size_t i = 0; i < c->roots.n; i++) {
         snprintf(what, sizeof(what), "roots: %s", c->roots.v[i]);
-        if ((rc = read_pem(s, "roots", c->roots.v[i], &pem, &len, err)) < 0)
+        if ((rc = read_pem(s, "roots", c->roots.v[i], 0, &pem, &len, err)) < 0)
             return rc;
         rc = tg_cp_ca_split_roots(pem, len, what, r, &b->domains[0].roots_pem, err);
         free(pem);
@@ -179,7 +151,7 @@ static int load_bundle(struct tg_cp_state *s, char *err)
             return TG_ENOMEM;
         for (size_t i = 0; i < e->files.n; i++) {
             snprintf(what, sizeof(what), "extra_roots.%s: %s", e->trust_domain, e->files.v[i]);
-            if ((rc = read_pem(s, "extra_roots", e->files.v[i], &pem, &len, err)) < 0)
+            if ((rc = read_pem(s, "extra_roots", e->files.v[i], 0, &pem, &len, err)) < 0)
                 return rc;
             rc = tg_cp_ca_split_roots(pem, len, what, r, &b->domains[d + 1].roots_pem, err);
             free(pem);
@@ -213,8 +185,9 @@ static int load_server(struct tg_cp_state *s, char *err)
         bundle_len += n;
         bundle[bundle_len++] = '\n';
     }
-    if ((rc = read_pem(s, "server.cert", s->cfg->server_cert, &cert, &cert_len, err)) < 0 ||
-        (rc = read_pem(s, "server.key", s->cfg->server_key, &key, &key_len, err)) < 0)
+    if ((rc = read_pem(s, "server.cert", s->cfg->server_cert, 0, &cert, &cert_len, err)) < 0 ||
+        (rc = read_pem(s, "server.key", s->cfg->server_key, TG_FILE_SECRET, &key, &key_len, err)) <
+            0)
         goto done;
     p = (struct tg_identity_pem){.chain = cert,
                                  .chain_len = cert_len,
@@ -236,7 +209,7 @@ static int load_server(struct tg_cp_state *s, char *err)
         tg_err_set(err, rc, "server: %s", why);
 done:
     free(cert);
-    wipe_free(key, key_len);
+    tg_wipe_free(key, key_len);
     free(bundle);
     return rc;
 }

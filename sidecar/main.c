@@ -7,6 +7,7 @@
 
 #include "tollgate/config.h"
 #include "tollgate/control.h"
+#include "tollgate/file.h"
 #include "tollgate/gen.h"
 #include "tollgate/iptables.h"
 #include "tollgate/log.h"
@@ -50,18 +51,22 @@ static int check_cp(struct tg_config *cfg)
     const char *keys[] = {"control_plane.ca", "control_plane.token"};
 
     for (size_t i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "rb");
-        char line[64];
-        bool ok = f != NULL && fgets(line, sizeof(line), f) != NULL;
+        char *text = NULL, err[TG_ERRLEN];
+        size_t len = 0;
+        bool pem;
 
-        if (f != NULL)
-            fclose(f);
-        if (!ok) {
-            fprintf(stderr, "tollgate: %s: %s: %s: cannot read it or it is empty\n", cfg->path,
-                    keys[i], files[i]);
+        if (tg_file_read(keys[i], files[i], TG_FILE_MAX, i == 1 ? TG_FILE_SECRET : 0, &text, &len,
+                         err) < 0) {
+            fprintf(stderr, "tollgate: %s: %s\n", cfg->path, err);
             return 1;
         }
-        if (i == 0 && strstr(line, "-----BEGIN CERTIFICATE-----") == NULL) {
+        pem = strstr(text, "-----BEGIN CERTIFICATE-----") != NULL;
+        tg_wipe_free(text, len);
+        if (len == 0) {
+            fprintf(stderr, "tollgate: %s: %s: %s: empty\n", cfg->path, keys[i], files[i]);
+            return 1;
+        }
+        if (i == 0 && !pem) {
             fprintf(stderr, "tollgate: %s: %s: %s: not a PEM certificate\n", cfg->path, keys[i],
                     files[i]);
             return 1;

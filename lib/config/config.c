@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "tollgate/file.h"
 #include "tollgate/spiffe.h"
 
 #define MAX_FILE (1024 * 1024) /* bytes of YAML */
@@ -1747,58 +1748,13 @@ int tg_config_parse(const char *text, size_t len, const char *name, struct tg_co
     return rc;
 }
 
-static int read_file(const char *path, char **text, size_t *len, char *err)
-{
-    struct stat st;
-    char *buf = NULL;
-    size_t n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int rc;
-
-    if (fd < 0)
-        return tg_err_set(err, TG_EIO, "%s: cannot open: %s", path, tg_strerror(-errno));
-    if (fstat(fd, &st) != 0) {
-        rc = tg_err_set(err, TG_EIO, "%s: cannot read: %s", path, tg_strerror(-errno));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = tg_err_set(err, TG_EIO, "%s: cannot read: not a regular file", path);
-        goto fail;
-    }
-    if ((buf = malloc(MAX_FILE + 1)) == NULL) {
-        rc = tg_err_set(err, TG_ENOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    while (n <= MAX_FILE) {
-        ssize_t r = read(fd, buf + n, MAX_FILE + 1 - n);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = tg_err_set(err, TG_EIO, "%s: cannot read: %s", path, tg_strerror(-errno));
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    *text = buf;
-    *len = n; /* n > MAX_FILE is refused by the parser, with the file's name */
-    return 0;
-fail:
-    close(fd);
-    free(buf);
-    return rc;
-}
-
 int tg_config_load(const char *path, struct tg_config **out, char *err)
 {
     char *text = NULL, *base = NULL;
     size_t len = 0;
     int rc;
 
-    if ((rc = read_file(path, &text, &len, err)) < 0)
+    if ((rc = tg_file_read(NULL, path, MAX_FILE, 0, &text, &len, err)) < 0)
         return rc;
     /* relative paths in the file are made absolute now: the result must not depend on the
      * working directory at the time the TLS layer opens (or reloads) them */

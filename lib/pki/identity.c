@@ -16,7 +16,9 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_PEM_FILE (1024 * 1024)
+#include "tollgate/file.h"
+
+#define MAX_PEM_FILE TG_FILE_MAX
 
 int64_t tg_identity_now(void)
 {
@@ -102,53 +104,6 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
     return 0;
 }
 
-/* what: the config key naming the file, for messages */
-static int read_file(const char *what, const char *path, char **out, size_t *len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-    size_t n = 0, cap = 0;
-
-    if (f == NULL)
-        return tg_err_set(err, TG_EIO, "%s: %s: cannot open: %s", what, path, strerror(errno));
-    for (;;) {
-        size_t got;
-
-        if (n + 4096 + 1 > cap) {
-            char *grown;
-
-            cap = cap ? cap * 2 : 8192;
-            if (cap > MAX_PEM_FILE + 4097) {
-                fclose(f);
-                free(data);
-                return tg_err_set(err, TG_ETOOBIG, "%s: %s: larger than %d bytes", what, path,
-                                  MAX_PEM_FILE);
-            }
-            grown = realloc(data, cap);
-            if (grown == NULL) {
-                fclose(f);
-                free(data);
-                return TG_ENOMEM;
-            }
-            data = grown;
-        }
-        got = fread(data + n, 1, 4096, f);
-        n += got;
-        if (got < 4096)
-            break;
-    }
-    if (ferror(f)) {
-        fclose(f);
-        free(data);
-        return tg_err_set(err, TG_EIO, "%s: %s: read error", what, path);
-    }
-    fclose(f);
-    data[n] = '\0';
-    *out = data;
-    *len = n;
-    return 0;
-}
-
 /* Finds the next "-----BEGIN CERTIFICATE-----" block at or after *pos and converts it to
  * DER (malloc'd). Returns 1 when one was found, 0 at the end, negative on error. */
 static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **der, size_t *der_len)
@@ -182,20 +137,12 @@ static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **d
     return 1;
 }
 
-static void wipe_free(char *p, size_t n)
-{
-    if (p == NULL)
-        return;
-    explicit_bzero(p, n);
-    free(p);
-}
-
 void tg_identity_free(struct tg_identity *id)
 {
     if (id == NULL)
         return;
     free(id->chain_pem);
-    wipe_free(id->key_pem, id->key_len);
+    tg_wipe_free(id->key_pem, id->key_len);
     free(id->bundle_pem);
     free(id->roots);
     for (size_t i = 0; i < id->n_crl; i++)
@@ -330,7 +277,8 @@ static int read_crls(struct tg_identity *id, const struct tg_strlist *paths, cha
     if (alloc_crls(id, paths->n) < 0)
         return TG_ENOMEM;
     for (size_t i = 0; i < paths->n; i++) {
-        int rc = read_file("identity.crl", paths->v[i], &id->crl[i], &id->crl_len[i], err);
+        int rc = tg_file_read("identity.crl", paths->v[i], MAX_PEM_FILE, 0, &id->crl[i],
+                              &id->crl_len[i], err);
 
         if (rc < 0)
             return rc;
@@ -459,8 +407,8 @@ void tg_identity_key_free(struct tg_identity_key *k)
 {
     if (k == NULL)
         return;
-    wipe_free((char *)k->der, k->der_len);
-    wipe_free(k->pem, k->pem_len);
+    tg_wipe_free((char *)k->der, k->der_len);
+    tg_wipe_free(k->pem, k->pem_len);
     explicit_bzero(k, sizeof(*k));
     free(k);
 }
@@ -709,12 +657,14 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
 
     if (id == NULL)
         return rc;
-    if ((rc = read_file("identity.cert", f->cert, &id->chain_pem, &id->chain_len, err)) < 0)
+    if ((rc = tg_file_read("identity.cert", f->cert, MAX_PEM_FILE, 0, &id->chain_pem,
+                           &id->chain_len, err)) < 0)
         goto fail;
-    if ((rc = read_file("identity.key", f->key, &id->key_pem, &id->key_len, err)) < 0)
+    if ((rc = tg_file_read("identity.key", f->key, MAX_PEM_FILE, TG_FILE_SECRET, &id->key_pem,
+                           &id->key_len, err)) < 0)
         goto fail;
-    if ((rc = read_file("identity.trust_bundle", f->bundle, &id->bundle_pem, &id->bundle_len,
-                        err)) < 0)
+    if ((rc = tg_file_read("identity.trust_bundle", f->bundle, MAX_PEM_FILE, 0, &id->bundle_pem,
+                           &id->bundle_len, err)) < 0)
         goto fail;
     if ((rc = read_crls(id, f->crls, err)) < 0)
         goto fail;

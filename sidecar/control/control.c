@@ -10,6 +10,7 @@
 
 #include "tollgate/admin.h"
 #include "tollgate/cp_client.h"
+#include "tollgate/file.h"
 #include "tollgate/gen.h"
 #include "tollgate/identity.h"
 #include "tollgate/log.h"
@@ -717,32 +718,6 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
     return 0;
 }
 
-static int read_small(const char *path, char **out, size_t *len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0;
-    long size;
-
-    if (f == NULL)
-        return tg_err_set(err, TG_EIO, "%s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || size > (1L << 20) ||
-        fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return tg_err_set(err, TG_EIO, "%s: unreadable or over 1 MiB", path);
-    }
-    if ((buf = malloc((size_t)size + 1)) == NULL) {
-        fclose(f);
-        return TG_ENOMEM;
-    }
-    n = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 static int start_cp(struct control *ctl, char *err)
 {
     const struct tg_cp_cfg *cp = &ctl->cfg->cp;
@@ -766,7 +741,8 @@ static int start_cp(struct control *ctl, char *err)
     };
     int rc;
 
-    if ((rc = read_small(cp->ca_path, &ctl->ca_pem, &ctl->ca_len, err)) < 0)
+    if ((rc = tg_file_read("control_plane.ca", cp->ca_path, TG_FILE_MAX, 0, &ctl->ca_pem,
+                           &ctl->ca_len, err)) < 0)
         return rc;
     if ((rc = new_csr(ctl, err)) < 0)
         return rc;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "tollgate.pb-c.h"
+#include "tollgate/file.h"
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
@@ -296,30 +297,30 @@ int tg_cp_client_request_cert(struct tg_cp_client *c, const unsigned char *csr, 
     return 0;
 }
 
-/* Reads the bootstrap token: the file's first line, surrounding white space trimmed. */
+/* Reads the bootstrap token: the file's first line, surrounding white space trimmed. A first
+ * line longer than we send is refused rather than cut. */
 static int read_token(const char *path, char *dst, size_t cap, char *err)
 {
-    FILE *f = fopen(path, "r");
-    size_t n;
+    char *text = NULL;
+    size_t len = 0, n, skip;
+    int rc;
 
-    if (f == NULL)
-        return tg_err_set(err, TG_EIO, "bootstrap token %s: %s", path, strerror(errno));
-    if (fgets(dst, (int)cap, f) == NULL)
-        dst[0] = '\0';
-    /* a line that filled dst without ending: longer than we send, refused rather than cut */
-    if (strchr(dst, '\n') == NULL && strlen(dst) == cap - 1 && fgetc(f) != EOF) {
-        fclose(f);
-        explicit_bzero(dst, cap);
+    if ((rc = tg_file_read("bootstrap token", path, TG_FILE_MAX, TG_FILE_SECRET, &text, &len,
+                           err)) < 0)
+        return rc;
+    n = strcspn(text, "\r\n");
+    if (n > cap - 2) {
+        tg_wipe_free(text, len);
         return tg_err_set(err, TG_ETOOBIG, "bootstrap token %s: first line over %zu bytes", path,
                           cap - 2);
     }
-    fclose(f);
-    n = strcspn(dst, "\r\n");
-    dst[n] = '\0';
-    while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == '\t'))
-        dst[--n] = '\0';
-    n = strspn(dst, " \t");
-    memmove(dst, dst + n, strlen(dst + n) + 1);
+    while (n > 0 && (text[n - 1] == ' ' || text[n - 1] == '\t'))
+        n--;
+    skip = strspn(text, " \t");
+    skip = skip < n ? skip : n;
+    memcpy(dst, text + skip, n - skip);
+    dst[n - skip] = '\0';
+    tg_wipe_free(text, len);
     if (dst[0] == '\0')
         return tg_err_set(err, TG_EINVAL, "bootstrap token %s: empty", path);
     return 0;

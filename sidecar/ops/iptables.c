@@ -1,6 +1,7 @@
 /* `tollgate init-iptables`: options, the rules (pure), and applying them through
  * iptables-restore. See include/tollgate/iptables.h and deploy/README.md. */
 #include "tollgate/iptables.h"
+#include "tollgate/file.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -659,19 +660,17 @@ static int run_feed(char *const argv[], const char *text)
 
 static bool ipv6_wanted(enum tg_ipt_ipv6 mode)
 {
-    FILE *f;
-    char buf[8192];
-    size_t n;
+    char *text = NULL;
+    size_t len;
+    bool v6;
 
     if (mode != TG_IPT_V6_AUTO)
         return mode == TG_IPT_V6_ON;
-    f = fopen("/proc/net/if_inet6", "r");
-    if (f == NULL)
+    if (tg_file_read(NULL, "/proc/net/if_inet6", TG_FILE_MAX, 0, &text, &len, NULL) < 0)
         return false; /* no IPv6 in this kernel or namespace */
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return tg_iptables_v6_present(buf);
+    v6 = tg_iptables_v6_present(text);
+    free(text);
+    return v6;
 }
 
 static int apply_family(const struct tg_iptables_opts *o, int family)
