@@ -888,6 +888,58 @@ START_TEST(test_http_fragment_refused_by_the_parser)
 }
 END_TEST
 
+/* A rule's path must be in the normal form requests are matched in; the error says which. */
+static const struct {
+    const char *path, *why; /* why NULL: accepted */
+} rule_path_cases[] = {
+    {"/admin/*", NULL},
+    {"/admin*", NULL},
+    {"/*", NULL},
+    {"/", NULL},
+    {"/a/.*", NULL}, /* a prefix of "/a/.well-known", not a "." segment */
+    {"/a/..*", NULL},
+    {"/caf%C3%A9", NULL},
+    {"/%2561", NULL},
+    {"/a/../b", "write \"/b\""},
+    {"//admin/*", "write \"/admin/*\""},
+    {"/./admin/*", "write \"/admin/*\""},
+    {"/%61dmin/*", "write \"/admin/*\""},
+    {"/caf%c3%a9", "write \"/caf%C3%A9\""},
+    {"/a/.", "write \"/a/\""},
+    {"/admin%2F*", "encoded slash"},
+    {"/a\\b", "backslash"},
+    {"/../*", "above the root"},
+    {"/a%2*", "malformed percent-escape"},
+};
+
+static void check_rule_path_case(int i)
+{
+    char *const paths[] = {(char *)rule_path_cases[i].path};
+    struct tg_policy_rule rule = {.name = "r", .action = TG_POLICY_DENY, .paths = {paths, 1}};
+    struct tg_policy_input in = {.rules = &rule, .n_rules = 1};
+    struct tg_policy *p = NULL;
+    char err[TG_ERRLEN] = "";
+    int rc = tg_policy_compile(&in, &p, err);
+
+    if (rule_path_cases[i].why == NULL) {
+        ck_assert_msg(rc == 0, "%s: %s", paths[0], err);
+        tg_policy_free(p);
+        return;
+    }
+    ck_assert_int_eq(rc, TG_EINVAL);
+    ck_assert_msg(strstr(err, "rule \"r\": paths[0]") != NULL &&
+                      strstr(err, rule_path_cases[i].why) != NULL,
+                  "%s: %s", paths[0], err);
+}
+
+/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
+START_TEST(test_http_rule_paths_normal_form)
+{
+    for (int i = 0; i < (int)(sizeof(rule_path_cases) / sizeof(rule_path_cases[0])); i++)
+        check_rule_path_case(i);
+}
+END_TEST
+
 /* Every byte in a header name and in a value, against RFC 9110's definitions. */
 START_TEST(test_http_byte_classes)
 {
@@ -942,6 +994,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_http_path_normalize_table);
     tcase_add_test(tc, test_http_target_normalize_table);
     tcase_add_test(tc, test_http_fragment_refused_by_the_parser);
+    tcase_add_test(tc, test_http_rule_paths_normal_form);
     suite_add_tcase(s, tc);
     return s;
 }
