@@ -41,7 +41,7 @@ int main(void)
         .xfcc = true,
     };
     static struct tg_http_field fields[100];
-    static char out[8192];
+    static char out[8192], path[1024];
     const char *what[] = {"parse + rewrite (xfcc) + response", "the same with Client-Cert too",
                           "parse + response, no header added"};
     static char lines[2048];
@@ -66,7 +66,8 @@ int main(void)
                 int status;
 
                 if (tg_http_parse_request(request, sizeof(request) - 1, &lim, fields, &scanned,
-                                          &req, &status, err) <= 0)
+                                          &req, &status, err) <= 0 ||
+                    tg_http_target_normalize(&req, path, sizeof(path), &status, err) < 0)
                     return 1;
                 sink += tg_http_rewrite(&req, &who, out, sizeof(out));
                 tg_http_response_init(&resp, &resp_lim, false, false, false);

@@ -51,8 +51,12 @@ enum tg_http_framing {
 struct tg_http_request {
     const char *method;
     size_t method_len;
-    const char *target;
+    const char *target; /* as received */
     size_t target_len;
+    /* The target the rules see and the app gets (tg_http_target_normalize); NULL until then.
+     * Points into the buffer given to that function. */
+    const char *path;
+    size_t path_len;
     int minor; /* HTTP/1.<minor>: 0 or 1 */
     struct tg_http_field *fields;
     unsigned n_fields;
@@ -79,6 +83,43 @@ struct tg_http_request {
 TG_MUST_USE int tg_http_parse_request(const char *buf, size_t len, const struct tg_http_limits *lim,
                                       struct tg_http_field *fields, size_t *scanned,
                                       struct tg_http_request *req, int *status, char *err);
+
+/* ---- request targets ----
+ *
+ * Rules on paths are only as good as the agreement between the sidecar and the app on what a
+ * path is, so the sidecar decides it once, the rules match that, and the app is sent that
+ * (the request line is rewritten). The policy, after RFC 3986 and Envoy's normalize_path,
+ * merge_slashes and path_with_escaped_slashes_action REJECT_REQUEST (its CVE-2019-9901 and
+ * CVE-2021-29492 were bypasses of exactly this kind):
+ *   - percent-escapes of unreserved characters (ALPHA DIGIT - . _ ~) are decoded (section
+ *     6.2.2.2), once: "%2561" is "%2561", never "a"; the escapes that remain get upper-case
+ *     hex (6.2.2.1);
+ *   - runs of '/' are merged into one, then "." and ".." segments are removed (5.2.4); a ".."
+ *     that would climb above the root is refused rather than clamped: no client that
+ *     resolves its references sends one;
+ *   - refused, as no normal form says what the app would make of them: an encoded '/' or
+ *     '\' (%2F, %5C), a '\', an encoded NUL or control byte (%00-%1F, %7F), a malformed
+ *     escape, a fragment ('#', anywhere in the target), and (from any caller but the parser,
+ *     which refuses them first) a raw control byte, space or non-ASCII byte;
+ *   - the query (from the first '?') is left exactly as it is;
+ *   - an absolute-form target ("http://host/p", RFC 9112 3.2.2) is matched and forwarded by
+ *     its path, in origin-form; its authority must name the same host and port as Host
+ *     (host case-insensitive, no port meaning the scheme's default), must carry no user
+ *     info, and there must be a Host field to compare it with.
+ * The result of normalising a normal path is the path itself. */
+
+/* Normalises an origin-form path: in holds len bytes starting with '/', without the query.
+ * Writes the normal form to dst (cap >= len is always enough; the result is never longer)
+ * and its length to *out_len. TG_EINVAL with err naming what was wrong. Pure. */
+TG_MUST_USE int tg_http_path_normalize(const char *in, size_t len, char *dst, size_t cap,
+                                       size_t *out_len, char *err);
+
+/* Sets req->path: the normal origin-form target (path and query) of an origin- or
+ * absolute-form target, written to dst (cap >= req->target_len + 1 is always enough), or
+ * the target itself for CONNECT's authority and OPTIONS' '*'. TG_EINVAL with *status 400 and
+ * err when the target is refused (see above). */
+TG_MUST_USE int tg_http_target_normalize(struct tg_http_request *req, char *dst, size_t cap,
+                                         int *status, char *err);
 
 /* A message body followed byte by byte: Content-Length, or chunked with extensions and
  * trailers (checked, not kept). */
@@ -172,9 +213,9 @@ size_t tg_http_caller_lines(const struct tg_http_caller *who, char *dst, size_t 
  * x-forwarded-client-cert, client-cert and client-cert-chain (any case). */
 bool tg_http_owned_field(const char *name, size_t len);
 
-/* Writes the head the app gets: the request line as parsed, every field except the owned
- * ones as "name: value", then ours, then CRLF. Returns its length, or 0 when it does not fit
- * in cap. */
+/* Writes the head the app gets: the request line with the normalised target (req->path),
+ * every field except the owned ones as "name: value", then ours, then CRLF. Returns its
+ * length, or 0 when it does not fit in cap or req->path is not set. */
 size_t tg_http_rewrite(const struct tg_http_request *req, const struct tg_http_caller *who,
                        char *dst, size_t cap);
 

@@ -93,7 +93,9 @@ struct tg_policy_rule {
     /* HTTP conditions, for protocol: http ports only: a rule with any of them matches only
      * a request (tg_policy_decide_request), never a connection (tg_policy_decide). methods:
      * exact ("GET"); paths: exact ("/health") or prefix ("/api/" then '*'), matched against the
-     * request target up to any '?'; hosts: the Host header without its port, any case. */
+     * request's normalised target (http.h, "request targets") up to any '?', and therefore
+     * refused unless already in that normal form ("/a/../b", "//a", "/%61" are, with the form
+     * to write); hosts: the Host header without its port, any case. */
     struct tg_policy_strs methods, paths, hosts;
 };
 
@@ -164,7 +166,7 @@ void tg_policy_decide(const struct tg_policy *p, const struct tg_policy_peer *pe
 struct tg_policy_request {
     const char *method;
     size_t method_len;
-    const char *target; /* the request target as received */
+    const char *target; /* the normalised target, path and query (tg_http_target_normalize) */
     size_t target_len;
     const char *host; /* the Host header's value, or NULL */
     size_t host_len;

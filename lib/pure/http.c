@@ -1,6 +1,7 @@
 /* HTTP/1.1 request heads, bodies and response framing (RFC 9112, RFC 9110). Pure. */
 #include "tollgate/http.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -180,6 +181,8 @@ static int parse_request_line(const char *buf, size_t n, struct tg_http_request 
     t = ++i;
     while (i < n && buf[i] > 0x20 && buf[i] < 0x7f && buf[i] != '#')
         i++;
+    if (i < n && buf[i] == '#')
+        return refuse(status, 400, err, "%s", "fragment (#) in the request target");
     if (i == t || i >= n || buf[i] != ' ')
         return refuse(status, 400, err, "%s", "malformed request target");
     req->target = buf + t;
@@ -375,6 +378,205 @@ int tg_http_parse_request(const char *buf, size_t len, const struct tg_http_limi
     if ((rc = check_target(req, status, err)) < 0)
         return rc;
     return (int)head;
+}
+
+/* ---- request targets ---- */
+
+static bool unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* One byte of a path into dst[*o] (an escape: its value, or the escape with upper-case hex);
+ * *i moves past what was read. 0 or TG_EINVAL. */
+static int path_byte(const char *in, size_t len, size_t *i, char *dst, size_t *o, char *err)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    unsigned char c = (unsigned char)in[*i];
+    int hi, lo, v;
+
+    if (c == '\\')
+        return tg_err_set(err, TG_EINVAL, "backslash in the path");
+    if (c == '#')
+        return tg_err_set(err, TG_EINVAL, "fragment (#) in the request target");
+    if (c == '?')
+        return tg_err_set(err, TG_EINVAL, "'?' in a path (a query has no place here)");
+    if (c <= 0x20 || c >= 0x7f)
+        return tg_err_set(err, TG_EINVAL,
+                          "control byte, space or non-ASCII byte 0x%02x in the path", c);
+    if (c != '%') {
+        dst[(*o)++] = (char)c;
+        (*i)++;
+        return 0;
+    }
+    if (len - *i < 3 || (hi = hexval((unsigned char)in[*i + 1])) < 0 ||
+        (lo = hexval((unsigned char)in[*i + 2])) < 0)
+        return tg_err_set(err, TG_EINVAL, "malformed percent-escape in the path");
+    v = hi * 16 + lo;
+    if (v == '/' || v == '\\')
+        return tg_err_set(err, TG_EINVAL, "encoded %s (%%%c%c) in the path",
+                          v == '/' ? "slash" : "backslash", hex[hi], hex[lo]);
+    if (v < 0x20 || v == 0x7f)
+        return tg_err_set(err, TG_EINVAL, "encoded control byte (%%%c%c) in the path", hex[hi],
+                          hex[lo]);
+    if (unreserved((unsigned char)v)) {
+        dst[(*o)++] = (char)v;
+    } else {
+        dst[(*o)++] = '%';
+        dst[(*o)++] = hex[hi];
+        dst[(*o)++] = hex[lo];
+    }
+    *i += 3;
+    return 0;
+}
+
+/* RFC 3986 5.2.4 on a path whose slashes are merged, one segment at a time: the output is
+ * "/seg/seg..." and each segment is decoded into place before it is looked at, so "%2e%2e"
+ * is a ".." segment. Every byte written stands for at least one byte read: the output never
+ * outgrows the input. */
+int tg_http_path_normalize(const char *in, size_t len, char *dst, size_t cap, size_t *out_len,
+                           char *err)
+{
+    size_t i = 1, o = 0;
+    int rc;
+
+    if (len == 0 || in[0] != '/')
+        return tg_err_set(err, TG_EINVAL, "path does not start with '/'");
+    if (cap < len)
+        return tg_err_set(err, TG_EINVAL, "internal: path buffer too small");
+    for (;;) {
+        size_t seg; /* where the segment's '/' is in dst */
+        bool at_end, dot = false;
+
+        while (i < len && in[i] == '/') /* merge_slashes */
+            i++;
+        seg = o;
+        dst[o++] = '/';
+        while (i < len && in[i] != '/')
+            if ((rc = path_byte(in, len, &i, dst, &o, err)) < 0)
+                return rc;
+        at_end = i == len;
+        if (o - seg == 2 && dst[seg + 1] == '.') {
+            dot = true; /* "." goes */
+            o = seg;
+        } else if (o - seg == 3 && dst[seg + 1] == '.' && dst[seg + 2] == '.') {
+            if (seg == 0)
+                return tg_err_set(err, TG_EINVAL, "'..' in the path climbs above the root");
+            dot = true; /* ".." goes, and the segment before it (dst[0] is a '/') */
+            o = seg;
+            while (dst[o - 1] != '/')
+                o--;
+            o--;
+        }
+        if (at_end) {
+            if (dot) /* a dot segment last: the path ends in '/' (5.2.4 steps 2B, 2C) */
+                dst[o++] = '/';
+            break;
+        }
+        i++;
+    }
+    assert(o <= len);
+    *out_len = o;
+    return 0;
+}
+
+/* host[:port] into its host and port; an IPv6 literal keeps its brackets. */
+static void split_authority(const char *a, size_t n, struct elem *host, struct elem *port)
+{
+    size_t colon = n;
+
+    for (size_t i = n; i > 0 && a[i - 1] != ']'; i--) {
+        if (a[i - 1] == ':') {
+            colon = i - 1;
+            break;
+        }
+    }
+    host->s = a;
+    host->n = colon;
+    port->s = colon < n ? a + colon + 1 : a + n;
+    port->n = colon < n ? n - colon - 1 : 0;
+}
+
+static bool same_authority(const char *a, size_t an, const char *b, size_t bn,
+                           const char *default_port)
+{
+    struct elem ah, ap, bh, bp;
+
+    split_authority(a, an, &ah, &ap);
+    split_authority(b, bn, &bh, &bp);
+    if (ap.n == 0) {
+        ap.s = default_port;
+        ap.n = strlen(default_port);
+    }
+    if (bp.n == 0) {
+        bp.s = default_port;
+        bp.n = strlen(default_port);
+    }
+    if (ah.n != bh.n || ap.n != bp.n || memcmp(ap.s, bp.s, ap.n) != 0)
+        return false;
+    for (size_t i = 0; i < ah.n; i++)
+        if (lower((unsigned char)ah.s[i]) != lower((unsigned char)bh.s[i]))
+            return false;
+    return true;
+}
+
+int tg_http_target_normalize(struct tg_http_request *req, char *dst, size_t cap, int *status,
+                             char *err)
+{
+    const char *t = req->target, *q;
+    size_t n = req->target_len, path_len, out;
+    int rc;
+
+    *status = 400;
+    req->path = NULL;
+    req->path_len = 0;
+    if (req->connect || (n == 1 && t[0] == '*')) {
+        req->path = t;
+        req->path_len = n;
+        return 0;
+    }
+    if (memchr(t, '#', n) != NULL)
+        return tg_err_set(err, TG_EINVAL, "fragment (#) in the request target");
+    if (cap < n + 1)
+        return tg_err_set(err, TG_EINVAL, "internal: target buffer too small");
+    if (n == 0 || t[0] != '/') { /* absolute-form: scheme "://" authority, then the rest */
+        size_t skip = n > 7 && ieq(t, 7, "http://") ? 7 : n > 8 && ieq(t, 8, "https://") ? 8 : 0;
+        const char *auth = t + skip;
+        size_t an = 0;
+
+        if (skip == 0)
+            return tg_err_set(err, TG_EINVAL,
+                              "request target is not origin, absolute or asterisk form");
+        while (skip + an < n && auth[an] != '/' && auth[an] != '?')
+            an++;
+        if (an == 0)
+            return tg_err_set(err, TG_EINVAL, "no host in the absolute-form request target");
+        if (memchr(auth, '@', an) != NULL)
+            return tg_err_set(err, TG_EINVAL, "user info in the request target");
+        if (memchr(auth, '\\', an) != NULL)
+            return tg_err_set(err, TG_EINVAL, "backslash in the request target's authority");
+        if (req->host == NULL)
+            return tg_err_set(err, TG_EINVAL, "absolute-form request target without a Host header");
+        if (!same_authority(auth, an, req->host, req->host_len, skip == 7 ? "80" : "443"))
+            return tg_err_set(err, TG_EINVAL,
+                              "the request target's authority differs from the Host header");
+        t = auth + an;
+        n -= skip + an;
+    }
+    q = memchr(t, '?', n);
+    path_len = q != NULL ? (size_t)(q - t) : n;
+    if (path_len == 0) { /* "http://host" or "http://host?q": the path is "/" */
+        dst[0] = '/';
+        out = 1;
+    } else if ((rc = tg_http_path_normalize(t, path_len, dst, cap, &out, err)) < 0) {
+        return rc;
+    }
+    memcpy(dst + out, t + path_len, n - path_len); /* the query as it is */
+    req->path = dst;
+    req->path_len = out + n - path_len;
+    *status = 0;
+    return 0;
 }
 
 /* ---- bodies ---- */
@@ -960,9 +1162,11 @@ size_t tg_http_rewrite(const struct tg_http_request *req, const struct tg_http_c
 {
     struct out o = {.dst = dst, .cap = cap};
 
+    if (req->path == NULL)
+        return 0; /* never the raw target: the rules saw the normalised one */
     put(&o, req->method, req->method_len);
     put(&o, " ", 1);
-    put(&o, req->target, req->target_len);
+    put(&o, req->path, req->path_len);
     puts_(&o, req->minor == 1 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
     for (unsigned i = 0; i < req->n_fields; i++) {
         const struct tg_http_field *f = &req->fields[i];

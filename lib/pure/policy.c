@@ -23,6 +23,8 @@
  * one-field rule is decided without loading it. */
 #include "tollgate/policy.h"
 
+#include "tollgate/http.h"
+
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1149,7 +1151,31 @@ static const char *reason(struct arena *a, const struct tg_policy_rule *r)
     return s;
 }
 
-/* Checks rule r and, when it applies to this workload, keeps it as rules[n_rules]. */
+/* Requests are matched by their normalised path (http.h, "request targets"), so a rule's
+ * path that is not in that form could never match: it is refused, with the form to write.
+ * A prefix is checked with a byte after it, so that "/a/." (a prefix of "/a/.well-known")
+ * is not taken for a "." segment. */
+static int check_rule_path(struct build *b, const char *rule, size_t i, const char *v, size_t len)
+{
+    char tmp[2050], norm[2050], why[TG_ERRLEN];
+    bool prefix = v[len - 1] == '*';
+    size_t body = len - prefix, n;
+
+    memcpy(tmp, v, body);
+    if (prefix)
+        tmp[body++] = 'x';
+    if (tg_http_path_normalize(tmp, body, norm, sizeof(norm), &n, why) < 0)
+        return tg_err_set(b->err, TG_EINVAL, "rule \"%.64s\": paths[%zu] \"%.64s\": %s", rule, i, v,
+                          why);
+    if (n != body || memcmp(norm, tmp, n) != 0)
+        return tg_err_set(b->err, TG_EINVAL,
+                          "rule \"%.64s\": paths[%zu] \"%.64s\": not in normal form (requests are "
+                          "matched normalised): write \"%.*s%s\"",
+                          rule, i, v, (int)(n - prefix < 64 ? n - prefix : 64), norm,
+                          prefix ? "*" : "");
+    return 0;
+}
+
 /* One list of HTTP conditions into the arena: methods are tokens, paths start with '/' (a
  * prefix ends in '*'), hosts are names or addresses without spaces. */
 static int build_http_list(struct build *b, struct arena *a, const char *rule, const char *field,
@@ -1157,6 +1183,7 @@ static int build_http_list(struct build *b, struct arena *a, const char *rule, c
 {
     static const char tchars[] = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm"
                                  "nopqrstuvwxyz";
+    int rc;
 
     *n = 0;
     if (in->n == 0)
@@ -1181,6 +1208,8 @@ static int build_http_list(struct build *b, struct arena *a, const char *rule, c
                 strcmp(field, "methods") == 0 ? "not a method (a token such as GET)"
                 : strcmp(field, "paths") == 0 ? "not a path (\"/exact\" or \"/prefix*\", no query)"
                                               : "not a host name");
+        if (strcmp(field, "paths") == 0 && (rc = check_rule_path(b, rule, i, v, len)) < 0)
+            return rc;
         if (((*out)[i].s = arena_strndup(a, v, len)) == NULL)
             return nomem(b->err);
         (*out)[i].len = (uint32_t)len;
@@ -1189,6 +1218,7 @@ static int build_http_list(struct build *b, struct arena *a, const char *rule, c
     return 0;
 }
 
+/* Checks rule r and, when it applies to this workload, keeps it as rules[n_rules]. */
 static int compile_rule(struct build *b, const struct tg_policy_input *in,
                         const struct tg_policy_rule *r)
 {

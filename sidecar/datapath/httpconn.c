@@ -68,13 +68,16 @@ struct tg_http_conn {
     struct tg_buf out;
 };
 
-/* The parsed fields of a head live only while it is decided and rewritten, so each worker
- * thread has one array for all its connections (freed when the thread ends). */
+/* The parsed fields of a head and its normalised target live only while it is decided and
+ * rewritten, so each worker thread has one array and one target buffer for all its
+ * connections (freed when the thread ends). */
 static pthread_once_t fields_once = PTHREAD_ONCE_INIT;
 static pthread_key_t fields_key;
 
 struct fields {
     unsigned cap;
+    size_t path_cap;
+    char *path; /* after v[cap] */
     struct tg_http_field v[];
 };
 
@@ -84,21 +87,25 @@ static void fields_key_make(void)
         abort(); /* only at start-up, and only when the system is out of keys */
 }
 
-static struct tg_http_field *thread_fields(unsigned n)
+/* Room for n fields and a target of a request line up to line bytes (the normalised target
+ * is never longer than the line). */
+static struct fields *thread_fields(unsigned n, size_t line)
 {
     struct fields *f;
 
     pthread_once(&fields_once, fields_key_make);
     f = pthread_getspecific(fields_key);
-    if (f != NULL && f->cap >= n)
-        return f->v;
+    if (f != NULL && f->cap >= n && f->path_cap >= line)
+        return f;
     free(f);
     pthread_setspecific(fields_key, NULL);
-    if ((f = malloc(sizeof(*f) + n * sizeof(f->v[0]))) == NULL)
+    if ((f = malloc(sizeof(*f) + n * sizeof(f->v[0]) + line)) == NULL)
         return NULL;
     f->cap = n;
+    f->path_cap = line;
+    f->path = (char *)&f->v[n];
     pthread_setspecific(fields_key, f);
-    return f->v;
+    return f;
 }
 
 static uint64_t unix_ms(void)
@@ -219,7 +226,10 @@ static void fill_entry(struct entry *e, const struct tg_http_request *req, bool 
         return;
     }
     copy_str(e->method, sizeof(e->method), req->method, req->method_len);
-    copy_str(e->path, sizeof(e->path), req->target, req->target_len);
+    if (req->path != NULL) /* what the rules saw and the app got */
+        copy_str(e->path, sizeof(e->path), req->path, req->path_len);
+    else
+        copy_str(e->path, sizeof(e->path), req->target, req->target_len);
     if (req->host != NULL) {
         e->has_host = true;
         copy_str(e->host, sizeof(e->host), req->host, req->host_len);
@@ -330,8 +340,8 @@ static int decide(struct tg_conn *c, const struct tg_http_request *req, unsigned
                   size_t cap)
 {
     struct tg_http_conn *h = c->http;
-    struct tg_policy_request pr = {req->method,     req->method_len, req->target,
-                                   req->target_len, req->host,       req->host_len};
+    struct tg_policy_request pr = {req->method,   req->method_len, req->path,
+                                   req->path_len, req->host,       req->host_len};
     struct tg_policy_verdict v;
     uint64_t wait = 0;
 
@@ -382,7 +392,7 @@ static bool next_head(struct tg_conn *c)
 {
     struct tg_http_conn *h = c->http;
     struct tg_buf *in = &c->dir[0].buf;
-    struct tg_http_field *fields;
+    struct fields *scratch;
     struct tg_http_request req;
     struct entry e;
     char err[TG_ERRLEN], why[160];
@@ -393,12 +403,12 @@ static bool next_head(struct tg_conn *c)
     /* one head at a time into an empty output buffer: the rewritten head always fits */
     if (tg_buf_len(in) == 0 || h->q_n == INFLIGHT || tg_buf_len(&h->out) > 0 || c->up.writing > 0)
         return false;
-    if ((fields = thread_fields(h->lim.max_fields)) == NULL) {
+    if ((scratch = thread_fields(h->lim.max_fields, h->lim.max_line)) == NULL) {
         tg_conn_close(c, "error", "out of memory");
         return false;
     }
-    rc = tg_http_parse_request(tg_buf_data(in), tg_buf_len(in), &h->lim, fields, &h->scanned, &req,
-                               &status, err);
+    rc = tg_http_parse_request(tg_buf_data(in), tg_buf_len(in), &h->lim, scratch->v, &h->scanned,
+                               &req, &status, err);
     if (rc == 0) {
         if (c->dir[0].eof) /* an unfinished request and nothing more coming */
             tg_buf_consume(in, tg_buf_len(in));
@@ -410,6 +420,15 @@ static bool next_head(struct tg_conn *c)
         tg_counter_add(&c->stats->http_bad_requests, 1);
         tg_info("%s: client %s: request refused (%d): %s", c->l->name, c->peer_addr, status, err);
         refuse(c, status, 0, true, NULL, err);
+        return false;
+    }
+    /* the rules and the app see one path: the normalised one (http.h, "request targets") */
+    if (tg_http_target_normalize(&req, scratch->path, scratch->path_cap, &status, err) < 0) {
+        tg_counter_add(&c->stats->http_bad_requests, 1);
+        tg_info("%s: client %s: request refused (%d): %s", c->l->name, c->peer_addr, status, err);
+        fill_entry(&e, &req, c->w->rt->cfg->access_log);
+        tg_buf_consume(in, (size_t)rc);
+        refuse(c, status, 0, true, &e, err);
         return false;
     }
     if (!h->caller_ready)

@@ -349,12 +349,15 @@ START_TEST(test_http_rewrite_strips_and_adds)
     };
     struct tg_http_field fields[16];
     struct tg_http_request req, again;
-    char err[TG_ERRLEN], out[1024];
+    char err[TG_ERRLEN], out[1024], path[64];
     size_t scanned = 0, n;
     int status;
 
     ck_assert_int_gt(
         tg_http_parse_request(in, sizeof(in) - 1, &lim, fields, &scanned, &req, &status, err), 0);
+    /* never the raw target: without a normalised one, nothing is written */
+    ck_assert_uint_eq(tg_http_rewrite(&req, &who, out, sizeof(out)), 0);
+    ck_assert_int_eq(tg_http_target_normalize(&req, path, sizeof(path), &status, err), 0);
     n = tg_http_rewrite(&req, &who, out, sizeof(out));
     ck_assert_uint_gt(n, 0);
     out[n] = '\0';
@@ -374,6 +377,7 @@ START_TEST(test_http_rewrite_strips_and_adds)
     scanned = 0;
     ck_assert_int_gt(
         tg_http_parse_request(in, sizeof(in) - 1, &lim, fields, &scanned, &req, &status, err), 0);
+    ck_assert_int_eq(tg_http_target_normalize(&req, path, sizeof(path), &status, err), 0);
     n = tg_http_rewrite(&req, &none, out, sizeof(out));
     out[n] = '\0';
     ck_assert_str_eq(out, "GET /p HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
@@ -682,6 +686,260 @@ START_TEST(test_http_policy_conditions)
 }
 END_TEST
 
+/* tg_http_path_normalize: the issue's corpus, RFC 3986 5.4's examples that are paths, and
+ * ours. out NULL: refused, with why in the message. */
+static const struct {
+    const char *in, *out, *why;
+} path_cases[] = {
+    /* the issue's corpus */
+    {"/public/../secret.txt", "/secret.txt", NULL},
+    {"/public/%2e%2e/secret.txt", "/secret.txt", NULL},
+    {"//admin/x", "/admin/x", NULL},
+    {"/%61dmin/x", "/admin/x", NULL},
+    {"/./admin/x", "/admin/x", NULL},
+    /* dot segments, plain and encoded, any case */
+    {"/public/%2E%2E/secret.txt", "/secret.txt", NULL},
+    {"/public/.%2e/secret.txt", "/secret.txt", NULL},
+    {"/public/%2E./secret.txt", "/secret.txt", NULL},
+    {"/%2e/admin/x", "/admin/x", NULL},
+    {"/a/b/c/./../../g", "/a/g", NULL}, /* RFC 3986 5.2.4 */
+    {"/mid/content=5/../6", "/mid/6", NULL},
+    {"/a/b/c/.", "/a/b/c/", NULL},
+    {"/a/b/c/..", "/a/b/", NULL},
+    {"/a/.", "/a/", NULL},
+    {"/a/..", "/", NULL},
+    {"/.", "/", NULL},
+    {"/./", "/", NULL},
+    {"/a/./b/./", "/a/b/", NULL},
+    {"/a/b/../../c", "/c", NULL},
+    {"/...", "/...", NULL}, /* not a dot segment */
+    {"/..a/b..", "/..a/b..", NULL},
+    {"/.%2E.", "/...", NULL},
+    {"/a/.b", "/a/.b", NULL},
+    /* slashes merge, before the dots are removed */
+    {"/", "/", NULL},
+    {"//", "/", NULL},
+    {"///a//b///", "/a/b/", NULL},
+    {"/a//../b", "/b", NULL},
+    {"/public//../secret.txt", "/secret.txt", NULL},
+    /* escapes: unreserved decoded, once; others upper-cased */
+    {"/%41%7a%30%2D%2e%5F%7E", "/Az0-._~", NULL},
+    {"/ad%6din/x", "/admin/x", NULL},
+    {"/ad%6Din/x", "/admin/x", NULL},
+    {"/%2561dmin/x", "/%2561dmin/x", NULL}, /* %25 is '%': never decoded twice */
+    {"/%25", "/%25", NULL},
+    {"/%2e%2e%2561dmin", "/..%2561dmin", NULL},
+    {"/caf%c3%a9", "/caf%C3%A9", NULL},
+    {"/%e2%82%AC", "/%E2%82%AC", NULL},
+    {"/a%20b", "/a%20b", NULL},
+    {"/a%3fb%23c", "/a%3Fb%23c", NULL}, /* an encoded ? or # is data */
+    {"/a;b=c/d:e@f!$&'()*+,=", "/a;b=c/d:e@f!$&'()*+,=", NULL},
+    /* refused */
+    {"/..", NULL, "climbs above the root"},
+    {"/../a", NULL, "climbs above the root"},
+    {"/a/../..", NULL, "climbs above the root"},
+    {"/public/%2e%2e/%2e%2e/etc/passwd", NULL, "climbs above the root"},
+    {"/a//../../b", NULL, "climbs above the root"},
+    {"/%2e%2e", NULL, "climbs above the root"},
+    {"/admin%2fx", NULL, "encoded slash (%2F)"},
+    {"/admin%2Fx", NULL, "encoded slash (%2F)"},
+    {"/public/..%2fsecret.txt", NULL, "encoded slash"},
+    {"/admin%5cx", NULL, "encoded backslash (%5C)"},
+    {"/admin\\x", NULL, "backslash in the path"},
+    {"/\\admin", NULL, "backslash"},
+    {"/admin#x", NULL, "fragment"},
+    {"/a?b", NULL, "'?'"},
+    {"/a%00", NULL, "encoded control byte (%00)"},
+    {"/a%0d%0a", NULL, "encoded control byte (%0D)"},
+    {"/a%7f", NULL, "encoded control byte (%7F)"},
+    {"/a%1F", NULL, "encoded control byte (%1F)"},
+    {"/a%", NULL, "malformed percent-escape"},
+    {"/a%4", NULL, "malformed percent-escape"},
+    {"/a%zz", NULL, "malformed percent-escape"},
+    {"/a%%41", NULL, "malformed percent-escape"},
+    {"/a b", NULL, "space"},
+    {"/a\tb", NULL, "control byte"},
+    {"/a\x80", NULL, "non-ASCII"},
+    {"/a\x7f", NULL, "control byte"},
+    {"a/b", NULL, "does not start with '/'"},
+    {"", NULL, "does not start with '/'"},
+};
+
+static void check_path_case(int i)
+{
+    const char *in = path_cases[i].in, *want = path_cases[i].out;
+    char out[256], again[256], err[TG_ERRLEN] = "";
+    size_t n = 0, m = 0;
+    int rc = tg_http_path_normalize(in, strlen(in), out, sizeof(out), &n, err);
+
+    if (want == NULL) {
+        ck_assert_msg(rc == TG_EINVAL, "%s: accepted as %.*s", in, (int)n, out);
+        ck_assert_msg(strstr(err, path_cases[i].why) != NULL, "%s: %s", in, err);
+        return;
+    }
+    ck_assert_msg(rc == 0, "%s: %s", in, err);
+    ck_assert_msg(n == strlen(want) && memcmp(out, want, n) == 0, "%s: got %.*s, want %s", in,
+                  (int)n, out, want);
+    ck_assert_uint_le(n, strlen(in));
+    /* idempotent */
+    ck_assert_int_eq(tg_http_path_normalize(out, n, again, sizeof(again), &m, err), 0);
+    ck_assert_msg(m == n && memcmp(again, out, n) == 0, "%s: not idempotent", in);
+    /* in place of exactly the input's size: never more */
+    ck_assert_int_eq(tg_http_path_normalize(in, strlen(in), out, strlen(in), &n, err), 0);
+}
+
+/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
+START_TEST(test_http_path_normalize_table)
+{
+    for (int i = 0; i < (int)(sizeof(path_cases) / sizeof(path_cases[0])); i++)
+        check_path_case(i);
+}
+END_TEST
+
+/* tg_http_target_normalize on whole heads: the target the rules see and the app gets. */
+static const struct {
+    const char *head;
+    int status;       /* 0: accepted */
+    const char *path; /* accepted: req.path; refused: part of the reason */
+} target_cases[] = {
+    {"GET /a/./b/../c?x=/../%2f&y HTTP/1.1\r\nHost: a\r\n\r\n", 0, "/a/c?x=/../%2f&y"},
+    {"GET /?%zz HTTP/1.1\r\nHost: a\r\n\r\n", 0, "/?%zz"}, /* the query as it is */
+    {"GET //?q HTTP/1.1\r\nHost: a\r\n\r\n", 0, "/?q"},
+    {"GET /%2e%2e?q HTTP/1.1\r\nHost: a\r\n\r\n", 400, "above the root"},
+    {"GET /a%2fb?q HTTP/1.1\r\nHost: a\r\n\r\n", 400, "encoded slash"},
+    {"GET /a\\b HTTP/1.1\r\nHost: a\r\n\r\n", 400, "backslash"},
+    /* absolute-form: by its path, in origin-form; its authority must be Host's */
+    {"GET http://web.local/admin/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 0, "/admin/x"},
+    {"GET http://web.local//%61dmin/./x HTTP/1.1\r\nHost: web.local\r\n\r\n", 0, "/admin/x"},
+    {"GET HTTP://WEB.local HTTP/1.1\r\nHost: web.LOCAL\r\n\r\n", 0, "/"},
+    {"GET http://web.local?q=1 HTTP/1.1\r\nHost: web.local\r\n\r\n", 0, "/?q=1"},
+    {"GET http://web.local:80/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 0, "/x"},
+    {"GET http://web.local/x HTTP/1.1\r\nHost: web.local:80\r\n\r\n", 0, "/x"},
+    {"GET http://web.local:/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 0, "/x"},
+    {"GET https://web.local/x HTTP/1.1\r\nHost: web.local:443\r\n\r\n", 0, "/x"},
+    {"GET http://[::1]:8080/x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 0, "/x"},
+    {"GET http://[::1]/x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 0, "/x"},
+    {"GET https://web.local/x HTTP/1.1\r\nHost: web.local:80\r\n\r\n", 400, "differs from"},
+    {"GET http://web.local:8080/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "differs from"},
+    {"GET http://other/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "differs from"},
+    {"GET http://web.local.evil/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "differs from"},
+    {"GET http://[::1]/x HTTP/1.1\r\nHost: [::2]\r\n\r\n", 400, "differs from"},
+    {"GET http://user@web.local/x HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "user info"},
+    {"GET http:///x HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "no host"},
+    {"GET http://web.local/x HTTP/1.0\r\n\r\n", 400, "without a Host"},
+    {"GET http://web.local/../x HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "above the root"},
+    {"GET http://web.local\\x/ HTTP/1.1\r\nHost: web.local\r\n\r\n", 400, "backslash"},
+    /* as they are: CONNECT's authority, OPTIONS * */
+    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 0, "a:443"},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0, "*"},
+};
+
+static void check_target_case(int i)
+{
+    const char *head = target_cases[i].head;
+    struct tg_http_field fields[16];
+    struct tg_http_request req;
+    char err[TG_ERRLEN] = "", path[256];
+    size_t scanned = 0;
+    int status = -1;
+
+    ck_assert_msg(
+        tg_http_parse_request(head, strlen(head), &lim, fields, &scanned, &req, &status, err) > 0,
+        "%s: %s", head, err);
+    ck_assert_ptr_null(req.path);
+    if (target_cases[i].status != 0) {
+        ck_assert_int_eq(tg_http_target_normalize(&req, path, sizeof(path), &status, err),
+                         TG_EINVAL);
+        ck_assert_int_eq(status, target_cases[i].status);
+        ck_assert_msg(strstr(err, target_cases[i].path) != NULL, "%s: %s", head, err);
+        ck_assert_ptr_null(req.path);
+        return;
+    }
+    ck_assert_msg(tg_http_target_normalize(&req, path, req.target_len + 1, &status, err) == 0,
+                  "%s: %s", head, err);
+    ck_assert_msg(req.path_len == strlen(target_cases[i].path) &&
+                      memcmp(req.path, target_cases[i].path, req.path_len) == 0,
+                  "%s: got %.*s", head, (int)req.path_len, req.path);
+}
+
+/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
+START_TEST(test_http_target_normalize_table)
+{
+    for (int i = 0; i < (int)(sizeof(target_cases) / sizeof(target_cases[0])); i++)
+        check_target_case(i);
+}
+END_TEST
+
+/* The parser names a fragment; the request line keeps refusing control bytes and spaces. */
+START_TEST(test_http_fragment_refused_by_the_parser)
+{
+    static const char in[] = "GET /admin#x HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct tg_http_field fields[16];
+    struct tg_http_request req;
+    char err[TG_ERRLEN] = "";
+    size_t scanned = 0;
+    int status = 0;
+
+    ck_assert_int_eq(
+        tg_http_parse_request(in, sizeof(in) - 1, &lim, fields, &scanned, &req, &status, err),
+        TG_EINVAL);
+    ck_assert_int_eq(status, 400);
+    ck_assert_str_eq(err, "fragment (#) in the request target");
+}
+END_TEST
+
+/* A rule's path must be in the normal form requests are matched in; the error says which. */
+static const struct {
+    const char *path, *why; /* why NULL: accepted */
+} rule_path_cases[] = {
+    {"/admin/*", NULL},
+    {"/admin*", NULL},
+    {"/*", NULL},
+    {"/", NULL},
+    {"/a/.*", NULL}, /* a prefix of "/a/.well-known", not a "." segment */
+    {"/a/..*", NULL},
+    {"/caf%C3%A9", NULL},
+    {"/%2561", NULL},
+    {"/a/../b", "write \"/b\""},
+    {"//admin/*", "write \"/admin/*\""},
+    {"/./admin/*", "write \"/admin/*\""},
+    {"/%61dmin/*", "write \"/admin/*\""},
+    {"/caf%c3%a9", "write \"/caf%C3%A9\""},
+    {"/a/.", "write \"/a/\""},
+    {"/admin%2F*", "encoded slash"},
+    {"/a\\b", "backslash"},
+    {"/../*", "above the root"},
+    {"/a%2*", "malformed percent-escape"},
+};
+
+static void check_rule_path_case(int i)
+{
+    char *const paths[] = {(char *)rule_path_cases[i].path};
+    struct tg_policy_rule rule = {.name = "r", .action = TG_POLICY_DENY, .paths = {paths, 1}};
+    struct tg_policy_input in = {.rules = &rule, .n_rules = 1};
+    struct tg_policy *p = NULL;
+    char err[TG_ERRLEN] = "";
+    int rc = tg_policy_compile(&in, &p, err);
+
+    if (rule_path_cases[i].why == NULL) {
+        ck_assert_msg(rc == 0, "%s: %s", paths[0], err);
+        tg_policy_free(p);
+        return;
+    }
+    ck_assert_int_eq(rc, TG_EINVAL);
+    ck_assert_msg(strstr(err, "rule \"r\": paths[0]") != NULL &&
+                      strstr(err, rule_path_cases[i].why) != NULL,
+                  "%s: %s", paths[0], err);
+}
+
+/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
+START_TEST(test_http_rule_paths_normal_form)
+{
+    for (int i = 0; i < (int)(sizeof(rule_path_cases) / sizeof(rule_path_cases[0])); i++)
+        check_rule_path_case(i);
+}
+END_TEST
+
 /* Every byte in a header name and in a value, against RFC 9110's definitions. */
 START_TEST(test_http_byte_classes)
 {
@@ -733,6 +991,10 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_http_request_bucket);
     tcase_add_test(tc, test_http_policy_conditions);
     tcase_add_test(tc, test_http_byte_classes);
+    tcase_add_test(tc, test_http_path_normalize_table);
+    tcase_add_test(tc, test_http_target_normalize_table);
+    tcase_add_test(tc, test_http_fragment_refused_by_the_parser);
+    tcase_add_test(tc, test_http_rule_paths_normal_form);
     suite_add_tcase(s, tc);
     return s;
 }
