@@ -1,24 +1,25 @@
-/* tollgate-cp's admin endpoint (cp.yaml "admin: IP:PORT"): a small plain-HTTP/1.1 server on
- * the control plane's loop, for probes and scraping, not for the world:
+/* tollgate-cp's admin endpoint (cp.yaml "admin: IP:PORT"): its pages as routes of the admin
+ * server both binaries run (tollgate/adminsrv.h, which says how requests are read, limited
+ * and refused), for probes and scraping:
  *   GET /healthz  200 "ok" while the state is loaded and the stream listener is bound;
  *                 503 once the control plane is shutting down
  *   GET /stats    counters in Prometheus text (streams, Hellos refused, certificates
  *                 issued, CSRs refused, pushes, ACKs, NACKs, reloads)
  * HEAD works as GET without the body; other methods get 405, other paths 404. One request
  * per connection (Connection: close). A request head is at most 4 KiB (else 431); a client
- * that has not sent its whole head within 5 s is closed (408); at most 64 clients at a time,
- * more are closed at once. Loop thread only. */
+ * that has not sent its whole head within TG_ADMINSRV_HEAD_MS is answered 408 and closed; at
+ * most TG_ADMINSRV_MAX_CONNS clients at a time and TG_ADMINSRV_MAX_PER_PEER from one
+ * address, the oldest giving way to a new one. Loop thread only. */
 #ifndef TOLLGATE_CP_ADMIN_H
 #define TOLLGATE_CP_ADMIN_H
 
 #include <uv.h>
 
+#include "tollgate/adminsrv.h"
 #include "tollgate/config.h"
 #include "tollgate/err.h"
 
 #define TG_CP_ADMIN_HEAD_MAX 4096
-#define TG_CP_ADMIN_TIMEOUT_MS 5000
-#define TG_CP_ADMIN_MAX_CLIENTS 64
 
 struct tg_cp_server;
 struct tg_cp_admin;

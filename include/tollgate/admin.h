@@ -1,19 +1,15 @@
-/* The admin HTTP endpoint (HTTP/1.1, one request per connection, Connection: close):
- *   GET /live         200 "live"
+/* The sidecar's admin endpoint: its pages as routes of the admin server both binaries run
+ * (adminsrv.h, which says how requests are read, limited and refused):
+ *   GET /live         200 "live" while the process runs (also while it drains)
  *   GET /ready        200 "ready" or 503 "not ready"
  *   GET /stats        200 Prometheus text
- *   GET /config_dump  200 JSON (never a private key)
- *   POST /drain       200 "draining"
- * Anything else: 404 (405 for a known path with the wrong method); a malformed or oversize
- * request (head > 8 KiB) gets 400 and is closed. HEAD is accepted wherever GET is. Bodies
- * end with a newline ("live\n"). Runs on the loop given (the control thread's); the
- * callbacks run on that loop, one at a time, and must not block it.
- *
- * Limits: at most TG_ADMIN_MAX_CONNS connections at once (more are accepted and closed at
- * once); a connection that has not sent its whole head within the timeout (default
- * TG_ADMIN_TIMEOUT_MS) is closed without an answer. After the response our side is shut
- * down and what the client still sends is read and dropped for a short while, so a close
- * with unread bytes never resets the connection before the client has read the answer. */
+ *   GET /config_dump  200 JSON (never a private key)       loopback peers, not a browser
+ *   POST /drain       200 "draining"                        loopback peers, not a browser
+ * HEAD is accepted wherever GET is. Anyone who reaches the port may probe and scrape; the
+ * two marked paths answer only loopback peers and never a browser's request (403 with the
+ * reason, adminreq.h), whatever address the endpoint binds: a pod's admin port listens on
+ * the pod IP for the kubelet, and a page in a browser on a VM can reach 127.0.0.1. Runs on
+ * the loop given (the control thread's); the callbacks run on that loop. */
 #ifndef TOLLGATE_ADMIN_H
 #define TOLLGATE_ADMIN_H
 
@@ -21,11 +17,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tollgate/adminsrv.h"
 #include "tollgate/config.h"
 
-#define TG_ADMIN_HEAD_MAX 8192    /* bytes: request line and headers, blank line included */
-#define TG_ADMIN_MAX_CONNS 64     /* admin connections open at once */
-#define TG_ADMIN_TIMEOUT_MS 10000 /* to receive a whole request head */
+#define TG_ADMIN_HEAD_MAX TG_ADMINSRV_HEAD_MAX
 
 struct tg_admin_ops {
     void *arg;

@@ -44,7 +44,8 @@ struct control {
     uv_signal_t sigterm, sigint, sighup;
     bool config_changed; /* the config file changed since the last rebuild */
     bool draining;       /* not ready, listeners closed */
-    bool stopping;       /* a signal: exit once drained */
+    bool stopping;       /* exit once drained: a signal, or POST /drain */
+    bool signalled;      /* SIGTERM or SIGINT came: a second one stops at once */
     uint64_t drain_deadline;
     int exit_code;
 
@@ -456,13 +457,22 @@ static char *on_admin_config_dump(void *arg, size_t *len)
     return text;
 }
 
-static void start_drain(struct control *ctl, const char *why);
+static void start_stop(struct control *ctl, const char *why);
 
+/* A drained sidecar must not linger looking healthy (issue 12 item 3): it exits like a
+ * stopped one, once its connections are gone or timeouts.drain has passed, but with
+ * TG_EXIT_DRAINED, so that a supervisor restarts it (Restart=on-failure; the kubelet restarts
+ * a native sidecar whatever its status). /live stays 200 meanwhile: a liveness kill would cut
+ * the connections it is finishing. */
 static void on_admin_drain(void *arg)
 {
     struct control *ctl = arg;
 
-    start_drain(ctl, "POST /drain");
+    if (ctl->stopping)
+        return; /* already on its way out (a signal, or an earlier POST) */
+    if (ctl->exit_code == 0)
+        ctl->exit_code = TG_EXIT_DRAINED;
+    start_stop(ctl, "POST /drain");
 }
 
 /* ---- drain and stop ---- */
@@ -505,6 +515,10 @@ static void on_drain_timer(uv_timer_t *t)
         tg_warn("drain deadline reached: closing %zu connections", n);
     else
         tg_info("drained: no connections left");
+    if (ctl->exit_code == TG_EXIT_DRAINED)
+        tg_info("drained on request (POST /drain): exiting with exit status %d, for the "
+                "supervisor to start a fresh sidecar",
+                TG_EXIT_DRAINED);
     stop_everything(ctl);
 }
 
@@ -519,6 +533,15 @@ static void start_drain(struct control *ctl, const char *why)
         tg_worker_drain(&ctl->workers[i]);
 }
 
+/* Drains, then exits once no connection is left or at the drain deadline. */
+static void start_stop(struct control *ctl, const char *why)
+{
+    start_drain(ctl, why);
+    ctl->stopping = true;
+    ctl->drain_deadline = uv_now(&ctl->loop) + ctl->cur->drain_timeout_ms;
+    uv_timer_start(&ctl->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct control *ctl = s->data;
@@ -527,15 +550,19 @@ static void on_signal(uv_signal_t *s, int signum)
         reload(ctl, "SIGHUP");
         return;
     }
-    if (ctl->stopping) {
+    if (ctl->signalled) {
         tg_warn("second signal: stopping now");
         ctl->drain_deadline = 0;
         return;
     }
-    start_drain(ctl, signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    ctl->stopping = true;
-    ctl->drain_deadline = uv_now(&ctl->loop) + ctl->cur->drain_timeout_ms;
-    uv_timer_start(&ctl->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
+    ctl->signalled = true;
+    /* a stop the supervisor asked for is a clean one, even during a requested drain (a
+     * preStop hook's POST /drain, then the kubelet's SIGTERM), and keeps that drain's
+     * deadline */
+    if (ctl->exit_code == TG_EXIT_DRAINED)
+        ctl->exit_code = 0;
+    if (!ctl->stopping)
+        start_stop(ctl, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* ---- control plane (cfg->cp.enabled) ---- */

@@ -308,17 +308,20 @@ START_TEST(test_sigterm_drains_open_connection_then_exits_0)
 }
 END_TEST
 
-/* POST /drain does what SIGTERM does, without exiting: not ready, the listener closed, open
- * connections carrying on; the process stays up (live) until it is told to stop. */
-START_TEST(test_post_drain_closes_listener_and_keeps_running)
+/* POST /drain does what SIGTERM does: not ready, the listener closed, open connections
+ * carrying on; live meanwhile; then, at the drain deadline, it exits with status 3 so that
+ * its supervisor starts a fresh one (a drained sidecar must not linger looking healthy). */
+START_TEST(test_post_drain_closes_listener_then_exits_3)
 {
     char buf[16];
     int fd = it_connect(mesh.out_port, 10000);
     int late, st;
+    uint64_t t0;
 
     ck_assert_msg(fd >= 0, "connect: %s", strerror(-fd));
     ck_assert(it_send_all(fd, "before\n", 7));
     ck_assert_int_eq(it_recv_full(fd, buf, 7), 7);
+    t0 = it_now_ms();
     ck_assert_int_eq(it_http(mesh.b_admin, "POST", "/drain", NULL), 200);
     it_sleep_ms(300);
     ck_assert_msg(it_http(mesh.b_admin, "GET", "/ready", NULL) == 503, "B ready after /drain");
@@ -328,11 +331,13 @@ START_TEST(test_post_drain_closes_listener_and_keeps_running)
     ck_assert(it_send_all(fd, "during\n", 7));
     ck_assert_msg(it_recv_full(fd, buf, 7) == 7 && memcmp(buf, "during\n", 7) == 0,
                   "open connection broken after /drain: %s", strerror(errno));
-    it_sleep_ms(1000);
-    ck_assert_msg(kill(mesh.b->pid, 0) == 0, "B exited after /drain");
+    ck_assert_msg(kill(mesh.b->pid, 0) == 0, "B exited before its drain deadline");
+    st = it_wait(mesh.b, 8000);
+    ck_assert_msg(st == 3, "B exited %d after /drain, want 3", st);
+    ck_assert_msg(it_now_ms() - t0 >= 1500, "B exited after %llu ms, want about 2000",
+                  (unsigned long long)(it_now_ms() - t0));
+    mesh.b->must_exit_0 = false;
     close(fd);
-    st = it_stop(mesh.b, 5000);
-    ck_assert_msg(st == 0, "B exited %d after SIGTERM", st);
 }
 END_TEST
 
@@ -352,7 +357,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_upstream_refusing_closes_client_cleanly);
     tcase_add_test(tc, test_sigterm_without_connections_exits_0_quickly);
     tcase_add_test(tc, test_sigterm_drains_open_connection_then_exits_0);
-    tcase_add_test(tc, test_post_drain_closes_listener_and_keeps_running);
+    tcase_add_test(tc, test_post_drain_closes_listener_then_exits_3);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -61,23 +61,32 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int dial(int port)
+/* From 127.0.0.<src> (0: the kernel's choice, 127.0.0.1) to 127.0.0.1:port. */
+static int dial_from(int src, int port)
 {
     struct timeval tv = {.tv_sec = CLIENT_TIMEOUT_S};
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in from = {.sin_family = AF_INET};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
     if (fd < 0)
         return -1;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    from.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)src);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+    if ((src != 0 && bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0) ||
+        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
         F.connect_errno = errno;
         close(fd);
         return -1;
     }
     return fd;
+}
+
+static int dial(int port)
+{
+    return dial_from(0, port);
 }
 
 static void send_all(int fd, const char *p, size_t n)
@@ -608,13 +617,13 @@ static void script_oversize(struct fix *f)
     free(big);
 }
 
-START_TEST(test_admin_oversize_head_is_400)
+START_TEST(test_admin_oversize_head_is_431)
 {
     run(script_oversize);
     ck_assert_int_eq(F.n_resp, 3);
-    assert_response(0, 400, "text/plain; charset=utf-8", NULL);
+    assert_response(0, 431, "text/plain; charset=utf-8", NULL);
     assert_response(1, 200, NULL, "live\n"); /* exactly the limit */
-    assert_response(2, 400, NULL, NULL);     /* one byte over */
+    assert_response(2, 431, NULL, NULL);     /* one byte over */
 }
 END_TEST
 
@@ -672,13 +681,12 @@ static void script_slow(struct fix *f)
     exchange("GET /live HTTP/1.1\r\n\r\n");
 }
 
-START_TEST(test_admin_slow_client_times_out)
+START_TEST(test_admin_slow_client_gets_408)
 {
     F.timeout_ms = 200;
     run(script_slow);
     ck_assert_int_eq(F.n_resp, 2);
-    ck_assert_str_eq(F.resp[0], "");
-    ck_assert_msg(F.end[0] == 0 || F.end[0] == ECONNRESET, "end %d", F.end[0]);
+    assert_response(0, 408, "text/plain; charset=utf-8", NULL);
     ck_assert_msg(F.secs[0] > 0.1 && F.secs[0] < 2.0, "closed after %.3f s", F.secs[0]);
     assert_response(1, 200, NULL, "live\n");
 }
@@ -723,61 +731,143 @@ START_TEST(test_admin_stop_closes_open_connections)
 }
 END_TEST
 
-static void script_cap(struct fix *f)
+/* Whether fd has been closed by the server (EOF or reset) within ms. */
+static bool closed_within(int fd, int ms)
 {
-    int idle[TG_ADMIN_MAX_CONNS], i, tries;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    char c;
+    ssize_t r;
 
-    for (i = 0; i < TG_ADMIN_MAX_CONNS; i++)
-        idle[i] = dial(f->port);
-    /* over the cap: closed at once, several in a row (the spare is busy for some) */
-    for (i = 0; i < 4; i++) {
-        int fd = dial(f->port);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    r = recv(fd, &c, 1, 0);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
 
-        if (fd < 0)
-            continue;
+/* Over the per-address cap, the oldest connection of that address gives way to the new
+ * one; the others, and other addresses, are left alone. */
+static void script_peer_cap(struct fix *f)
+{
+    int idle[TG_ADMINSRV_MAX_PER_PEER], other, i;
+
+    other = dial_from(2, f->port);
+    for (i = 0; i < TG_ADMINSRV_MAX_PER_PEER; i++) {
+        idle[i] = dial_from(3, f->port);
+        usleep(2000); /* accepted in this order */
+    }
+    exchange_n("GET /live HTTP/1.1\r\n\r\n", 22, false); /* 127.0.0.1: inside its own cap */
+    f->case_i = 0;
+    /* one more from 127.0.0.3: served, and idle[0] is closed for it */
+    {
+        int fd = dial_from(3, f->port);
+
+        send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
         record(fd);
         close(fd);
     }
-    /* the ones inside the cap are served */
-    if (idle[0] >= 0) {
-        send_all(idle[0], "GET /live HTTP/1.1\r\n\r\n", 22);
-        record(idle[0]);
+    f->case_i |= closed_within(idle[0], 1000) ? 1 : 0;
+    for (i = 1; i < TG_ADMINSRV_MAX_PER_PEER; i++)
+        f->case_i |= closed_within(idle[i], 50) ? 2 : 0;
+    f->case_i |= closed_within(other, 50) ? 4 : 0;
+    if (idle[1] >= 0) {
+        send_all(idle[1], "GET /live HTTP/1.1\r\n\r\n", 22);
+        record(idle[1]);
     }
-    for (i = 0; i < TG_ADMIN_MAX_CONNS; i++) {
-        if (idle[i] >= 0)
-            close(idle[i]);
-    }
-    /* once they are gone there is room again */
-    for (tries = 0; tries < 50; tries++) {
-        int fd = dial(f->port);
-        char buf[16] = "";
-
-        if (fd < 0)
-            break;
-        send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
-        if (recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL) > 0 && status_of(buf) == 200) {
-            close(fd);
-            break;
-        }
-        close(fd);
-        usleep(20000);
-    }
-    exchange("GET /live HTTP/1.1\r\n\r\n");
+    for (i = 0; i < TG_ADMINSRV_MAX_PER_PEER; i++)
+        close(idle[i]);
+    close(other);
 }
 
-START_TEST(test_admin_connection_cap)
+START_TEST(test_admin_per_peer_cap_oldest_gives_way)
 {
-    int i;
+    run(script_peer_cap);
+    ck_assert_int_eq(F.n_resp, 3);
+    assert_response(0, 200, NULL, "live\n");
+    assert_response(1, 200, NULL, "live\n");
+    assert_response(2, 200, NULL, "live\n");
+    ck_assert_msg(F.case_i == 1, "closed: oldest %s, others of its address %s, another %s",
+                  F.case_i & 1 ? "yes" : "NO", F.case_i & 2 ? "YES" : "no",
+                  F.case_i & 4 ? "YES" : "no");
+}
+END_TEST
 
-    run(script_cap);
-    ck_assert_int_eq(F.n_resp, 6);
-    for (i = 0; i < 4; i++) {
-        ck_assert_msg(strcmp(F.resp[i], "") == 0, "over the cap but served: [%s]", F.resp[i]);
-        ck_assert_msg(F.end[i] == 0 || F.end[i] == ECONNRESET, "end %d", F.end[i]);
-        ck_assert_msg(F.secs[i] < 1.0, "closed after %.3f s", F.secs[i]);
+/* Over the total cap, the oldest connection of the address holding the most gives way: a
+ * lone client (a probe) is never the one pushed out while anyone holds two. */
+static void script_total_cap(struct fix *f)
+{
+    enum { PEERS = TG_ADMINSRV_MAX_CONNS / TG_ADMINSRV_MAX_PER_PEER };
+    int idle[PEERS][TG_ADMINSRV_MAX_PER_PEER], lone, i, j, fd;
+
+    lone = dial_from(100, f->port); /* the oldest of all, alone on its address */
+    usleep(2000);
+    for (i = 0; i < PEERS; i++) {
+        for (j = 0; j < TG_ADMINSRV_MAX_PER_PEER - (i == 0); j++) {
+            idle[i][j] = dial_from(10 + i, f->port);
+            usleep(1000);
+        }
     }
-    assert_response(4, 200, NULL, "live\n");
-    assert_response(5, 200, NULL, "live\n");
+    idle[0][TG_ADMINSRV_MAX_PER_PEER - 1] = -1; /* 127.0.0.10 holds one less */
+    /* all slots taken; a new client is served... */
+    fd = dial_from(200, f->port);
+    send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
+    record(fd);
+    close(fd);
+    /* ...for it the oldest of 127.0.0.11 gave way, not the lone one nor 127.0.0.10's */
+    f->case_i = 0;
+    f->case_i |= closed_within(idle[1][0], 1000) ? 1 : 0;
+    f->case_i |= closed_within(lone, 50) ? 2 : 0;
+    f->case_i |= closed_within(idle[0][0], 50) ? 4 : 0;
+    if (lone >= 0) {
+        send_all(lone, "GET /live HTTP/1.1\r\n\r\n", 22);
+        record(lone);
+        close(lone);
+    }
+    for (i = 0; i < PEERS; i++)
+        for (j = 0; j < TG_ADMINSRV_MAX_PER_PEER; j++)
+            if (idle[i][j] >= 0)
+                close(idle[i][j]);
+}
+
+START_TEST(test_admin_total_cap_busiest_address_gives_way)
+{
+    run(script_total_cap);
+    ck_assert_int_eq(F.n_resp, 2);
+    assert_response(0, 200, NULL, "live\n");
+    assert_response(1, 200, NULL, "live\n");
+    ck_assert_msg(F.case_i == 1, "closed: busiest's oldest %s, the lone one %s, 127.0.0.10 %s",
+                  F.case_i & 1 ? "yes" : "NO", F.case_i & 2 ? "YES" : "no",
+                  F.case_i & 4 ? "YES" : "no");
+}
+END_TEST
+
+/* The local-only paths refuse a browser's requests even from loopback, without calling
+ * their callbacks; the others answer them. */
+static void script_browser(struct fix *f)
+{
+    (void)f;
+    exchange("POST /drain HTTP/1.1\r\nOrigin: http://evil.example\r\n\r\n");
+    exchange("POST /drain HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n");
+    exchange("GET /config_dump HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+    exchange("HEAD /config_dump HTTP/1.1\r\nSec-Fetch-Site: cross-site\r\n\r\n");
+    exchange("GET /stats HTTP/1.1\r\nOrigin: http://evil.example\r\n\r\n");
+    exchange("GET /config_dump HTTP/1.1\r\nHost: localhost:15000\r\n\r\n");
+}
+
+START_TEST(test_admin_local_paths_refuse_browsers)
+{
+    run(script_browser);
+    ck_assert_int_eq(F.n_resp, 6);
+    assert_response(0, 403, NULL,
+                    "forbidden: an Origin header: a browser's request, refused here\n");
+    assert_response(1, 403, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(F.resp[1], "form content type"));
+    assert_response(2, 403, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(F.resp[2], "Host is not"));
+    assert_response(3, 403, NULL, NULL);
+    ck_assert_str_eq(body_of(F.resp[3]), "");
+    assert_response(4, 200, NULL, F.stats_body);
+    assert_response(5, 200, "application/json", F.config_body);
+    ck_assert_int_eq(F.drain_calls, 0);
+    ck_assert_int_eq(F.config_calls, 1);
 }
 END_TEST
 
@@ -826,11 +916,13 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_admin_stop_from_callback);
     tcase_add_loop_test(tc, test_admin_request_table, 0, (int)TG_NELEM(requests));
     tcase_add_test(tc, test_admin_random_bytes);
-    tcase_add_test(tc, test_admin_oversize_head_is_400);
+    tcase_add_test(tc, test_admin_oversize_head_is_431);
     tcase_add_test(tc, test_admin_client_closes_early);
-    tcase_add_test(tc, test_admin_slow_client_times_out);
+    tcase_add_test(tc, test_admin_slow_client_gets_408);
     tcase_add_test(tc, test_admin_stop_closes_open_connections);
-    tcase_add_test(tc, test_admin_connection_cap);
+    tcase_add_test(tc, test_admin_per_peer_cap_oldest_gives_way);
+    tcase_add_test(tc, test_admin_total_cap_busiest_address_gives_way);
+    tcase_add_test(tc, test_admin_local_paths_refuse_browsers);
     tcase_add_test(tc, test_admin_start_fails_on_busy_port);
     suite_add_tcase(s, tc);
     return s;
