@@ -55,10 +55,11 @@ static inline char *tg_buf_tail(const struct tg_buf *b)
  * Returns 0 or TG_ENOMEM. */
 TG_MUST_USE int tg_buf_reserve(struct tg_buf *b, struct tg_pool *p, bool may_move);
 
-/* Records n bytes written at the tail. */
+/* Records n bytes written at the tail; n at most tg_buf_room() (asserted in debug builds). */
 void tg_buf_commit(struct tg_buf *b, size_t n);
 
-/* Drops n bytes from the head; an empty buffer starts again at offset 0. */
+/* Drops n bytes from the head, at most tg_buf_len() (asserted in debug builds); an empty
+ * buffer starts again at offset 0. */
 void tg_buf_consume(struct tg_buf *b, size_t n);
 
 /* Gives the storage back to the pool if the buffer is empty. */

@@ -1,5 +1,6 @@
 #include "tollgate/buf.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@ void tg_pool_init(struct tg_pool *p, size_t block_size, size_t max_free)
 
 void tg_pool_cleanup(struct tg_pool *p)
 {
+    assert(p->n_out == 0); /* every block came back */
     while (p->free_list != NULL) {
         void *next = *(void **)p->free_list;
 
@@ -39,6 +41,7 @@ static void *pool_get(struct tg_pool *p)
 
 static void pool_put(struct tg_pool *p, void *block)
 {
+    assert(p->n_out > 0);
     p->n_out--;
     if (p->n_free >= p->max_free) {
         free(block);
@@ -69,13 +72,19 @@ int tg_buf_reserve(struct tg_buf *b, struct tg_pool *p, bool may_move)
     return 0;
 }
 
+/* The cursors' invariant, head <= tail <= cap, is checked where they move (debug builds), as
+ * s2n-tls's stuffers do: a caller that commits more than the room or consumes more than it
+ * holds stops there, not several calls later in someone else's bytes. */
 void tg_buf_commit(struct tg_buf *b, size_t n)
 {
+    assert(n <= tg_buf_room(b));
+    assert(n == 0 || b->data != NULL);
     b->tail += n;
 }
 
 void tg_buf_consume(struct tg_buf *b, size_t n)
 {
+    assert(n <= tg_buf_len(b));
     b->head += n;
     if (b->head == b->tail)
         b->head = b->tail = 0;

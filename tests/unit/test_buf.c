@@ -1,5 +1,6 @@
 /* buf.c: fixed buffers whose storage comes from a pool only while they hold bytes. */
 #include <check.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,32 @@ START_TEST(test_pool_keeps_at_most_max_free)
 }
 END_TEST
 
+#ifndef NDEBUG
+/* Debug builds (the ASan stage) stop at the first cursor that leaves its bounds. */
+START_TEST(test_buf_consume_past_len_aborts)
+{
+    struct tg_pool p;
+    struct tg_buf b = {0};
+
+    tg_pool_init(&p, 32, 1);
+    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    tg_buf_commit(&b, 4);
+    tg_buf_consume(&b, 5);
+}
+END_TEST
+
+START_TEST(test_buf_commit_past_room_aborts)
+{
+    struct tg_pool p;
+    struct tg_buf b = {0};
+
+    tg_pool_init(&p, 32, 1);
+    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    tg_buf_commit(&b, 33);
+}
+END_TEST
+#endif
+
 int main(void)
 {
     Suite *s = suite_create("buf");
@@ -80,6 +107,10 @@ int main(void)
     tcase_add_test(tc, test_buf_storage_comes_and_goes_with_bytes);
     tcase_add_test(tc, test_buf_moves_bytes_only_when_allowed);
     tcase_add_test(tc, test_pool_keeps_at_most_max_free);
+#ifndef NDEBUG
+    tcase_add_test_raise_signal(tc, test_buf_consume_past_len_aborts, SIGABRT);
+    tcase_add_test_raise_signal(tc, test_buf_commit_past_room_aborts, SIGABRT);
+#endif
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
