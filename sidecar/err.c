@@ -1,7 +1,7 @@
 #include "tollgate/err.h"
+#include "tollgate/esc.h"
 
 #include <stdarg.h>
-#include <stdio.h>
 #include <uv.h>
 
 const char *tg_strerror(int code)
@@ -41,7 +41,7 @@ int tg_err_set(char *err, int code, const char *fmt, ...)
     if (err == NULL)
         return code;
     va_start(ap, fmt);
-    vsnprintf(err, TG_ERRLEN, fmt, ap);
+    tg_esc_vformat(err, TG_ERRLEN, fmt, ap);
     va_end(ap);
     return code;
 }

@@ -1,7 +1,7 @@
-/* esc.c: the one escaper of strings from outside (text logs, error texts, JSON) and its
- * formatter. Table-driven: every control byte, every C1 control, overlong and truncated
- * UTF-8, surrogates, code points past U+10FFFF, separators and bidi controls, quotes and
- * backslashes, in every mode. */
+/* esc.c: the one escaper of strings from outside (text logs, error texts, JSON), its
+ * formatter, and the two sinks that format through it (tg_log, tg_err_set). Table-driven:
+ * every control byte, every C1 control, overlong and truncated UTF-8, surrogates, code
+ * points past U+10FFFF, separators and bidi controls, quotes and backslashes, in every mode. */
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +17,7 @@
 
 #include "tollgate/err.h"
 #include "tollgate/esc.h"
+#include "tollgate/log.h"
 
 static const enum tg_esc_mode modes[] = {TG_ESC_TEXT, TG_ESC_TEXT_DQ, TG_ESC_TEXT_SQ, TG_ESC_JSON};
 
@@ -502,6 +503,70 @@ START_TEST(test_esc_format_is_cut_whole)
 }
 END_TEST
 
+/* ---- the sinks ----------------------------------------------------------------------- */
+
+START_TEST(test_err_set_escapes)
+{
+    char err[TG_ERRLEN];
+
+    ck_assert_int_eq(tg_err_set(err, TG_EINVAL, "issuer \"%s\" is not %s", "x\"\n", "y\r"),
+                     TG_EINVAL);
+    ck_assert_str_eq(err, "issuer \"x\\\"\\x0a\" is not y\\x0d");
+    ck_assert_int_eq(tg_err_set(NULL, TG_EPEER, "%s", "x"), TG_EPEER);
+}
+END_TEST
+
+/* Runs tg_log with stderr on a pipe and returns what came out. */
+static size_t capture_log(char *dst, size_t cap, const char *arg)
+{
+    int fds[2], saved;
+    ssize_t r;
+    size_t n = 0;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fds[1], STDERR_FILENO), 0);
+    tg_log_set_level(TG_LOG_INFO);
+    tg_warn("stream %d (node \"%s\") refused: %s", 7, arg, arg);
+    tg_debug("not written: %s", arg);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    close(fds[1]);
+    while (n < cap - 1 && (r = read(fds[0], dst + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    dst[n] = '\0';
+    close(fds[0]);
+    return n;
+}
+
+/* A forged line in an argument stays inside the one line of its event. */
+START_TEST(test_log_one_event_one_line)
+{
+    static char out[8192], arg[6000];
+    const char *msg;
+    size_t n = capture_log(out, sizeof(out), "x\r\n2026-01-01T00:00:00.000Z error FORGED\x1b[2J");
+
+    ck_assert_uint_gt(n, 30);
+    ck_assert_int_eq(out[n - 1], '\n');
+    ck_assert_ptr_eq(strchr(out, '\n'), out + n - 1); /* one line */
+    ck_assert_int_eq(out[4], '-');
+    ck_assert_int_eq(out[23], 'Z');
+    msg = out + 25;
+    ck_assert_str_eq(msg, "warn stream 7 (node \"x\\x0d\\x0a2026-01-01T00:00:00.000Z error "
+                          "FORGED\\x1b[2J\") refused: x\\x0d\\x0a2026-01-01T00:00:00.000Z error "
+                          "FORGED\\x1b[2J\n");
+    /* a long argument is cut: still one line, within the line limit, at an escape's end */
+    memset(arg, '\n', sizeof(arg) - 1);
+    arg[sizeof(arg) - 1] = '\0';
+    n = capture_log(out, sizeof(out), arg);
+    ck_assert_uint_le(n, TG_LOG_LINE_MAX);
+    ck_assert_ptr_eq(strchr(out, '\n'), out + n - 1);
+    ck_assert_msg(strncmp(out + n - 5, "\\x0a\n", 5) == 0, "cut inside an escape: %s",
+                  out + n - 20);
+}
+END_TEST
+
 static Suite *esc_suite(void)
 {
     Suite *s = suite_create("esc");
@@ -520,6 +585,8 @@ static Suite *esc_suite(void)
     tcase_add_test(tc, test_esc_format_width_pads_the_escaped_text);
     tcase_add_test(tc, test_esc_format_numbers_are_printf);
     tcase_add_test(tc, test_esc_format_is_cut_whole);
+    tcase_add_test(tc, test_err_set_escapes);
+    tcase_add_test(tc, test_log_one_event_one_line);
     suite_add_tcase(s, tc);
     return s;
 }
