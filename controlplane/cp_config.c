@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "cp_ca.h"
+#include "tollgate/esc.h"
 #include "tollgate/file.h"
 #include "tollgate/policy.h"
 #include "tollgate/spiffe.h"
@@ -43,14 +44,11 @@ static int fail_at(struct yw *y, const yaml_node_t *n, const char *key, const ch
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    tg_esc_vformat(msg, sizeof(msg), fmt, ap); /* values quoted in fmt stay quoted (esc.h) */
     va_end(ap);
     tg_err_set(y->err, TG_ECONFIG, "%s:%lu: %s%s%s", y->file,
                n != NULL ? (unsigned long)n->start_mark.line + 1 : 1UL, key, key[0] ? ": " : "",
                msg);
-    for (char *p = y->err; p != NULL && *p != '\0'; p++) /* keys and values are quoted */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
     return TG_ECONFIG;
 }
 

@@ -414,7 +414,7 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
     }
     if (authenticate(c, &c->who, err) < 0) {
         st->refused++;
-        tg_warn("stream %" PRIu64 " from %s (node %s) refused: %s", c->id,
+        tg_warn("stream %" PRIu64 " from %s (node \"%s\") refused: %s", c->id,
                 tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", err);
         tg_cp_stream_refuse(c, "%s", err);
         return;
@@ -441,7 +441,7 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
             snprintf(c->sent[t], sizeof(c->sent[t]), "%s", h->resource_versions[i]->value);
     }
     c->hello_seen = true;
-    tg_info("stream %" PRIu64 " from %s: node %s is %s (by %s), sidecar %s", c->id,
+    tg_info("stream %" PRIu64 " from %s: node \"%s\" is %s (by %s), sidecar \"%s\"", c->id,
             tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
             c->who.by_cert  ? "certificate"
             : c->who.by_jwt ? "service-account token"
@@ -513,13 +513,13 @@ static void on_ack(struct tg_cp_conn *c, const Tollgate__V1__Ack *a)
         return;
     tg_cp_server_stats_mut(c->srv)->acks++;
     if (t == TG_RES_IDENTITY) {
-        tg_debug("stream %" PRIu64 ": certificate of CSR %s applied", c->id, a->nonce);
+        tg_debug("stream %" PRIu64 ": certificate of CSR \"%s\" applied", c->id, a->nonce);
         return;
     }
     if (strcmp(a->nonce, c->nonce[t]) != 0)
         return; /* an answer to an older push */
     snprintf(c->acked[t], sizeof(c->acked[t]), "%s", a->version);
-    tg_debug("stream %" PRIu64 " (%s): %s version %s applied", c->id, c->who.id,
+    tg_debug("stream %" PRIu64 " (%s): %s version \"%s\" applied", c->id, c->who.id,
              tg_res_type_name(t), a->version);
 }
 
@@ -528,8 +528,8 @@ static void on_nack(struct tg_cp_conn *c, const Tollgate__V1__Nack *n)
     enum tg_res_type t = (enum tg_res_type)n->type;
 
     tg_cp_server_stats_mut(c->srv)->nacks++;
-    tg_warn("stream %" PRIu64 " (%s, node %s) refused %s (nonce %s): %.200s", c->id, c->who.id,
-            c->node_id[0] ? c->node_id : "?",
+    tg_warn("stream %" PRIu64 " (%s, node \"%s\") refused %s (nonce \"%s\"): \"%.200s\"", c->id,
+            c->who.id, c->node_id[0] ? c->node_id : "?",
             type_ok(n->type) ? tg_res_type_name(t) : "an unknown type", n->nonce, n->error);
 }
 

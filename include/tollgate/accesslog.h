@@ -32,9 +32,10 @@ struct tg_access_entry {
 };
 
 /* Formats e as one JSON object and a newline into dst (cap bytes), keys in the order of the
- * struct, "time" as "2026-11-28T15:00:00.123Z" (UTC). Strings are escaped (RFC 8259):
- * control characters and DEL as \u00XX, each byte that is not well-formed UTF-8 as \ufffd;
- * NULL strings become null. Returns the length written, without the NUL that follows it.
+ * struct, "time" as "2026-11-28T15:00:00.123Z" (UTC). Strings are escaped by esc.h's
+ * TG_ESC_JSON (RFC 8259): control characters, DEL, C1 controls, U+2028/U+2029 and bidi
+ * controls as \u00XX / \uXXXX, each byte that is not well-formed UTF-8 as \ufffd; NULL
+ * strings become null. Returns the length written, without the NUL that follows it.
  * A line that would not fit is cut at a field boundary: the first field that does not fit
  * and all after it are dropped, and the line is still valid JSON. Below 4 bytes of cap
  * (not even "{}\n" and the NUL) it writes nothing and returns 0. Pure; any thread. */

@@ -25,7 +25,9 @@ enum {
 /* Static string naming a TG_E* or UV_E* code. Thread-safe. */
 const char *tg_strerror(int code);
 
-/* Writes "fmt..." into err (TG_ERRLEN bytes) unless err is NULL. Returns code. */
+/* Writes "fmt..." into err (TG_ERRLEN bytes) unless err is NULL. Returns code. Formats with
+ * tg_esc_vformat (esc.h): an argument cannot break the text into lines or hide in it, and one
+ * the format quotes ("\"%s\"", '%s') cannot close its quotes. */
 int tg_err_set(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -1,4 +1,5 @@
 #include "tollgate/err.h"
+#include "tollgate/esc.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -55,7 +56,7 @@ int tg_err_set(char *err, int code, const char *fmt, ...)
     if (err == NULL)
         return code;
     va_start(ap, fmt);
-    vsnprintf(err, TG_ERRLEN, fmt, ap);
+    tg_esc_vformat(err, TG_ERRLEN, fmt, ap);
     va_end(ap);
     return code;
 }

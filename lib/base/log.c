@@ -1,4 +1,5 @@
 #include "tollgate/log.h"
+#include "tollgate/esc.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,21 +30,20 @@ void tg_log_timestamp(char *dst, size_t cap)
 
 void tg_log(enum tg_log_level level, const char *fmt, ...)
 {
-    char line[1024];
+    char line[TG_LOG_LINE_MAX];
     va_list ap;
-    int n;
+    size_t n;
 
     if ((int)level < atomic_load_explicit(&min_level, memory_order_relaxed))
         return;
     tg_log_timestamp(line, 32);
-    n = (int)strnlen(line, 32);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, " %s ", level_names[level]);
+    n = strnlen(line, 32);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " %s ", level_names[level]);
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    n += tg_esc_vformat(line + n, sizeof(line) - n, fmt, ap); /* the sink: esc.h */
     va_end(ap);
-    n = (int)strlen(line);
-    line[n++] = '\n';
+    line[n++] = '\n'; /* over the NUL: n < sizeof(line) */
     /* one write per line so threads never interleave within a line */
-    if (write(STDERR_FILENO, line, (size_t)n) < 0)
+    if (write(STDERR_FILENO, line, n) < 0)
         return;
 }

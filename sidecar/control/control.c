@@ -10,6 +10,7 @@
 
 #include "tollgate/admin.h"
 #include "tollgate/cp_client.h"
+#include "tollgate/esc.h"
 #include "tollgate/file.h"
 #include "tollgate/gen.h"
 #include "tollgate/identity.h"
@@ -349,19 +350,18 @@ static char *on_admin_stats(void *arg, size_t *len)
     return text;
 }
 
-/* Appends s to the JSON text as a string literal. */
+/* Appends s to the JSON text as a string literal, escaped by the one escaper (esc.h). */
 static void json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
+    size_t n = strlen(s), i = 0;
 
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
+    fputc('"', f);
+    while (i < n) {
+        struct tg_esc_piece p;
+
+        tg_esc_next(TG_ESC_JSON, s + i, n - i, &p);
+        fwrite(p.out, 1, p.out_len, f);
+        i += p.in_len;
     }
     fputc('"', f);
 }

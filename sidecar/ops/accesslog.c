@@ -1,5 +1,6 @@
 #include "tollgate/accesslog.h"
 #include "tollgate/err.h"
+#include "tollgate/esc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,54 +31,13 @@ static void put(struct line *l, const char *s, size_t n)
     l->len += n;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes available), or 0 when the first
- * byte does not start one: overlong forms, surrogates and code points past U+10FFFF are
- * ill-formed (RFC 3629 section 4). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t need, i;
-
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        need = 2;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        need = 3;
-        if (s[0] == 0xe0)
-            lo = 0xa0;
-        else if (s[0] == 0xed)
-            hi = 0x9f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        need = 4;
-        if (s[0] == 0xf0)
-            lo = 0x90;
-        else if (s[0] == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (n < need || s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < need; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    }
-    return need;
-}
-
-/* Printable ASCII that goes into a JSON string as it is. */
-static bool plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-}
-
-/* A JSON string (RFC 8259 section 7), or null. Control characters and DEL become \u00XX
- * so a log line never moves a terminal; each byte that is not part of well-formed UTF-8
- * becomes \ufffd so the line stays valid UTF-8. */
+/* A JSON string, or null, escaped by the one escaper (esc.h, TG_ESC_JSON): control
+ * characters, DEL, C1 and bidi controls as \u00XX / \uXXXX so a log line never moves a
+ * terminal, each byte that is not part of well-formed UTF-8 as \ufffd so the line stays
+ * valid UTF-8. */
 static void put_str(struct line *l, const char *str)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = (const unsigned char *)str;
-    size_t n, i = 0, run;
+    size_t n, i = 0;
 
     if (str == NULL) {
         put(l, "null", 4);
@@ -86,31 +46,11 @@ static void put_str(struct line *l, const char *str)
     n = strlen(str);
     put(l, "\"", 1);
     while (i < n && !l->full) {
-        unsigned char c = s[i];
+        struct tg_esc_piece p;
 
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-
-            put(l, esc, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-
-            put(l, esc, 6);
-            i++;
-        } else if (c < 0x80) {
-            run = i + 1;
-            while (run < n && plain(s[run]))
-                run++;
-            put(l, str + i, run - i);
-            i = run;
-        } else if ((run = utf8_len(s + i, n - i)) > 0) {
-            put(l, str + i, run);
-            i += run;
-        } else {
-            put(l, "\\ufffd", 6);
-            i++;
-        }
+        tg_esc_next(TG_ESC_JSON, str + i, n - i, &p);
+        put(l, p.out, p.out_len);
+        i += p.in_len;
     }
     put(l, "\"", 1);
 }

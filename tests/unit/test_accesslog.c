@@ -265,7 +265,14 @@ static const struct {
     {"a\x1b[31mred", "\"a\\u001b[31mred\""},
     {"caf\xc3\xa9", "\"caf\xc3\xa9\""},
     {"\xe2\x82\xac", "\"\xe2\x82\xac\""},
-    {"\xe2\x80\xa8", "\"\xe2\x80\xa8\""},
+    /* C1 controls, line and paragraph separators, bidi controls: escaped (esc.h) */
+    {"\xc2\x85\xc2\x9b[2J", "\"\\u0085\\u009b[2J\""},
+    {"\xc2\xa0", "\"\xc2\xa0\""},
+    {"\xe2\x80\xa8\xe2\x80\xa9", "\"\\u2028\\u2029\""},
+    {"a\xe2\x80\xae"
+     "b\xe2\x81\xa6"
+     "c",
+     "\"a\\u202eb\\u2066c\""},
     {"\xef\xbf\xbf", "\"\xef\xbf\xbf\""},
     {"\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\""},
     {"\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\""},
