@@ -10,12 +10,12 @@
 
 #include "tollgate/admin.h"
 #include "tollgate/cp_client.h"
-#include "tollgate/esc.h"
 #include "tollgate/file.h"
 #include "tollgate/gen.h"
 #include "tollgate/identity.h"
 #include "tollgate/log.h"
 #include "tollgate/metrics.h"
+#include "tollgate/views.h"
 #include "tollgate/worker.h"
 
 #define WATCH_INTERVAL_MS 1000
@@ -302,159 +302,16 @@ static bool on_admin_ready(void *arg)
 static char *on_admin_stats(void *arg, size_t *len)
 {
     struct control *ctl = arg;
-    const struct tg_cp_client_stats *st;
-    char *base = tg_metrics_render(&ctl->metrics, len), *text = NULL;
-    size_t n = 0;
-    FILE *f;
 
-    if (base == NULL || ctl->cp == NULL)
-        return base;
-    st = tg_cp_client_stats(ctl->cp);
-    if ((f = open_memstream(&text, &n)) == NULL) {
-        free(base);
-        return NULL;
-    }
-    fwrite(base, 1, *len, f);
-    free(base);
-#define CP_STAT(name, type, help, fmt, v)                                                          \
-    fprintf(f,                                                                                     \
-            "# HELP tollgate_cp_" name " " help "\n# TYPE tollgate_cp_" name " " type              \
-            "\ntollgate_cp_" name " " fmt "\n",                                                    \
-            v)
-    CP_STAT("connected", "gauge", "1 while the control-plane stream is up.", "%d",
-            st->connected ? 1 : 0);
-    CP_STAT("connects_total", "counter", "Control-plane streams established.", "%llu",
-            (unsigned long long)st->connects);
-    CP_STAT("reconnects_total", "counter", "Control-plane connection attempts after the first.",
-            "%llu", (unsigned long long)st->reconnects);
-    CP_STAT("disconnects_total", "counter", "Established control-plane streams lost.", "%llu",
-            (unsigned long long)st->disconnects);
-    CP_STAT("pushes_accepted_total", "counter", "Pushes applied and ACKed.", "%llu",
-            (unsigned long long)st->pushes_accepted);
-    CP_STAT("pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
-            "%llu", (unsigned long long)st->pushes_rejected);
-    CP_STAT("csrs_sent_total", "counter", "Certificate signing requests sent.", "%llu",
-            (unsigned long long)st->csrs_sent);
-    CP_STAT("certs_accepted_total", "counter", "Signed certificates applied.", "%llu",
-            (unsigned long long)st->certs_accepted);
-    CP_STAT("certs_rejected_total", "counter", "Signed certificates refused (NACK).", "%llu",
-            (unsigned long long)st->certs_rejected);
-    CP_STAT("csrs_refused_total", "counter", "CSRs the control plane refused.", "%llu",
-            (unsigned long long)st->csrs_refused);
-#undef CP_STAT
-    if (fclose(f) != 0) {
-        free(text);
-        return NULL;
-    }
-    *len = n;
-    return text;
-}
-
-/* Appends s to the JSON text as a string literal, escaped by the one escaper (esc.h). */
-static void json_str(FILE *f, const char *s)
-{
-    size_t n = strlen(s), i = 0;
-
-    fputc('"', f);
-    while (i < n) {
-        struct tg_esc_piece p;
-
-        tg_esc_next(TG_ESC_JSON, s + i, n - i, &p);
-        fwrite(p.out, 1, p.out_len, f);
-        i += p.in_len;
-    }
-    fputc('"', f);
-}
-
-/* control_plane: the stream's state and the version of each resource we hold. */
-static void dump_cp(struct control *ctl, FILE *f)
-{
-    const struct tg_cp_client_stats *st = tg_cp_client_stats(ctl->cp);
-
-    fputs(",\"control_plane\":{\"address\":", f);
-    json_str(f, ctl->cfg->cp.address.text);
-    fprintf(f, ",\"connected\":%s,\"last_error\":", st->connected ? "true" : "false");
-    json_str(f, st->last_error);
-    fputs(",\"resources\":{", f);
-    for (int t = TG_RES_IDENTITY, n = 0; t < TG_RES_N; t++, n++) {
-        fprintf(f, "%s\"%s\":", n ? "," : "", tg_res_type_name((enum tg_res_type)t));
-        json_str(f, tg_cp_client_version(ctl->cp, (enum tg_res_type)t));
-    }
-    fputs("}}", f);
+    return tg_view_stats(&ctl->metrics, ctl->cp, len);
 }
 
 static char *on_admin_config_dump(void *arg, size_t *len)
 {
-    struct control *ctl = arg;
-    const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
-    char *text = NULL;
-    FILE *f = open_memstream(&text, len);
+    const struct control *ctl = arg;
+    const struct tg_view_src src = {ctl->cfg, ctl->gen, &ctl->rt, ctl->cp};
 
-    if (f == NULL)
-        return NULL;
-    fprintf(f, "{\"generation\":%llu,\"identity\":",
-            (unsigned long long)(ctl->gen != NULL ? ctl->gen->id : 0));
-    if (id == NULL) {
-        fputs("null", f); /* control-plane mode, before the first certificate */
-    } else {
-        fputs("{\"spiffe_id\":", f);
-        json_str(f, id->leaf.id.id);
-        fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_before\":%lld,\"not_after\":%lld,",
-                id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
-                (long long)id->leaf.not_after);
-        fputs("\"cert\":", f);
-        json_str(f, ctl->cfg->cp.enabled ? "(control plane)" : ctl->cfg->cert_path);
-        fputs(",\"trust_bundle\":", f);
-        json_str(f, ctl->cfg->cp.enabled ? "(control plane)" : ctl->cfg->bundle_path);
-        fprintf(f, ",\"n_roots\":%zu,\"roots\":[", id->n_roots);
-        for (size_t i = 0; i < id->n_roots; i++) {
-            const struct tg_cert_info *r = &id->roots[i];
-
-            fprintf(f, "%s{\"cn\":", i ? "," : "");
-            json_str(f, r->cn);
-            fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
-                    r->sha256, (long long)r->not_after);
-        }
-        fputs("]}", f);
-    }
-    fputs(",\"trust_domains\":[", f);
-    if (id != NULL) {
-        const struct tg_strlist *d =
-            ctl->gen->domains.v != NULL ? &ctl->gen->domains : &ctl->gen->cfg->trust_domains;
-
-        json_str(f, id->trust_domain);
-        for (size_t i = 0; i < d->n; i++) {
-            fputc(',', f);
-            json_str(f, d->v[i]);
-        }
-    }
-    fputc(']', f);
-    if (ctl->cp != NULL)
-        dump_cp(ctl, f);
-    fputs(",\"listeners\":[", f);
-    for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
-        const struct tg_listener_def *l = &ctl->defs[i];
-
-        fprintf(f, "%s{\"name\":", i ? "," : "");
-        json_str(f, l->name);
-        fprintf(f, ",\"direction\":\"%s\",\"listen\":", l->inbound ? "inbound" : "outbound");
-        json_str(f, l->listen->text);
-        fputs(",\"upstream\":", f);
-        json_str(f, l->transparent ? "original destination" : l->upstream->text);
-        fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
-        for (size_t j = 0; j < l->rule.ids->n; j++) {
-            if (j)
-                fputc(',', f);
-            json_str(f, l->rule.ids->v[j]);
-        }
-        fputs("]}", f);
-    }
-    fputs("]}\n", f);
-    if (fclose(f) != 0) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    return tg_view_config_dump(&src, len);
 }
 
 static void start_stop(struct control *ctl, const char *why);

@@ -1,0 +1,164 @@
+/* /stats and /config_dump of the sidecar's admin endpoint (views.h). */
+#include "tollgate/views.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/esc.h"
+
+char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t *len)
+{
+    const struct tg_cp_client_stats *st;
+    char *base = tg_metrics_render(m, len), *text = NULL;
+    size_t n = 0;
+    FILE *f;
+
+    if (base == NULL || cp == NULL)
+        return base;
+    st = tg_cp_client_stats(cp);
+    if ((f = open_memstream(&text, &n)) == NULL) {
+        free(base);
+        return NULL;
+    }
+    fwrite(base, 1, *len, f);
+    free(base);
+#define CP_STAT(name, type, help, fmt, v)                                                          \
+    fprintf(f,                                                                                     \
+            "# HELP tollgate_cp_" name " " help "\n# TYPE tollgate_cp_" name " " type              \
+            "\ntollgate_cp_" name " " fmt "\n",                                                    \
+            v)
+    CP_STAT("connected", "gauge", "1 while the control-plane stream is up.", "%d",
+            st->connected ? 1 : 0);
+    CP_STAT("connects_total", "counter", "Control-plane streams established.", "%llu",
+            (unsigned long long)st->connects);
+    CP_STAT("reconnects_total", "counter", "Control-plane connection attempts after the first.",
+            "%llu", (unsigned long long)st->reconnects);
+    CP_STAT("disconnects_total", "counter", "Established control-plane streams lost.", "%llu",
+            (unsigned long long)st->disconnects);
+    CP_STAT("pushes_accepted_total", "counter", "Pushes applied and ACKed.", "%llu",
+            (unsigned long long)st->pushes_accepted);
+    CP_STAT("pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
+            "%llu", (unsigned long long)st->pushes_rejected);
+    CP_STAT("csrs_sent_total", "counter", "Certificate signing requests sent.", "%llu",
+            (unsigned long long)st->csrs_sent);
+    CP_STAT("certs_accepted_total", "counter", "Signed certificates applied.", "%llu",
+            (unsigned long long)st->certs_accepted);
+    CP_STAT("certs_rejected_total", "counter", "Signed certificates refused (NACK).", "%llu",
+            (unsigned long long)st->certs_rejected);
+    CP_STAT("csrs_refused_total", "counter", "CSRs the control plane refused.", "%llu",
+            (unsigned long long)st->csrs_refused);
+#undef CP_STAT
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    *len = n;
+    return text;
+}
+
+/* Appends s to the JSON text as a string literal, escaped by the one escaper (esc.h). */
+static void json_str(FILE *f, const char *s)
+{
+    size_t n = strlen(s), i = 0;
+
+    fputc('"', f);
+    while (i < n) {
+        struct tg_esc_piece p;
+
+        tg_esc_next(TG_ESC_JSON, s + i, n - i, &p);
+        fwrite(p.out, 1, p.out_len, f);
+        i += p.in_len;
+    }
+    fputc('"', f);
+}
+
+/* control_plane: the stream's state and the version of each resource we hold. */
+static void dump_cp(const struct tg_view_src *v, FILE *f)
+{
+    const struct tg_cp_client_stats *st = tg_cp_client_stats(v->cp);
+
+    fputs(",\"control_plane\":{\"address\":", f);
+    json_str(f, v->cfg->cp.address.text);
+    fprintf(f, ",\"connected\":%s,\"last_error\":", st->connected ? "true" : "false");
+    json_str(f, st->last_error);
+    fputs(",\"resources\":{", f);
+    for (int t = TG_RES_IDENTITY, n = 0; t < TG_RES_N; t++, n++) {
+        fprintf(f, "%s\"%s\":", n ? "," : "", tg_res_type_name((enum tg_res_type)t));
+        json_str(f, tg_cp_client_version(v->cp, (enum tg_res_type)t));
+    }
+    fputs("}}", f);
+}
+
+char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
+{
+    const struct tg_identity *id = v->gen != NULL ? v->gen->identity : NULL;
+    char *text = NULL;
+    FILE *f = open_memstream(&text, len);
+
+    if (f == NULL)
+        return NULL;
+    fprintf(f, "{\"generation\":%llu,\"identity\":",
+            (unsigned long long)(v->gen != NULL ? v->gen->id : 0));
+    if (id == NULL) {
+        fputs("null", f); /* control-plane mode, before the first certificate */
+    } else {
+        fputs("{\"spiffe_id\":", f);
+        json_str(f, id->leaf.id.id);
+        fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_before\":%lld,\"not_after\":%lld,",
+                id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
+                (long long)id->leaf.not_after);
+        fputs("\"cert\":", f);
+        json_str(f, v->cfg->cp.enabled ? "(control plane)" : v->cfg->cert_path);
+        fputs(",\"trust_bundle\":", f);
+        json_str(f, v->cfg->cp.enabled ? "(control plane)" : v->cfg->bundle_path);
+        fprintf(f, ",\"n_roots\":%zu,\"roots\":[", id->n_roots);
+        for (size_t i = 0; i < id->n_roots; i++) {
+            const struct tg_cert_info *r = &id->roots[i];
+
+            fprintf(f, "%s{\"cn\":", i ? "," : "");
+            json_str(f, r->cn);
+            fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
+                    r->sha256, (long long)r->not_after);
+        }
+        fputs("]}", f);
+    }
+    fputs(",\"trust_domains\":[", f);
+    if (id != NULL) {
+        const struct tg_strlist *d =
+            v->gen->domains.v != NULL ? &v->gen->domains : &v->gen->cfg->trust_domains;
+
+        json_str(f, id->trust_domain);
+        for (size_t i = 0; i < d->n; i++) {
+            fputc(',', f);
+            json_str(f, d->v[i]);
+        }
+    }
+    fputc(']', f);
+    if (v->cp != NULL)
+        dump_cp(v, f);
+    fputs(",\"listeners\":[", f);
+    for (size_t i = 0; i < v->rt->n_listeners; i++) {
+        const struct tg_listener_def *l = &v->rt->listeners[i];
+
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        json_str(f, l->name);
+        fprintf(f, ",\"direction\":\"%s\",\"listen\":", l->inbound ? "inbound" : "outbound");
+        json_str(f, l->listen->text);
+        fputs(",\"upstream\":", f);
+        json_str(f, l->transparent ? "original destination" : l->upstream->text);
+        fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
+        for (size_t j = 0; j < l->rule.ids->n; j++) {
+            if (j)
+                fputc(',', f);
+            json_str(f, l->rule.ids->v[j]);
+        }
+        fputs("]}", f);
+    }
+    fputs("]}\n", f);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
