@@ -273,6 +273,7 @@ static const struct field inbound_fields[] = {
     {.key = "mode", .kind = K_MODE, .off = IN(mode)},
     {.key = "proxy_protocol", .kind = K_BOOL, .off = IN(proxy_protocol)},
     {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
+    {.key = "allow_unauthenticated", .kind = K_BOOL, .off = IN(allow_unauth)},
     {.key = "protocol", .kind = K_PROTOCOL, .off = IN(http)},
     {.key = "http", .kind = K_HTTP, .off = IN(http_cfg), .sub = http_fields},
     {.key = "limits", .kind = K_MAP, .sub = listener_limit_fields, .off = IN(limits)},
@@ -1193,6 +1194,13 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
 
             if ((rc = check_upstream(ps, item_line, item, l->transparent, &l->upstream)) < 0)
                 return rc;
+            if (l->allow_unauth && l->allow.n == 0) {
+                char key[KEYPATH];
+
+                return fail(ps, item_line, join(key, item, "allow_unauthenticated"),
+                            "only with an allow list (without one the listener refuses no "
+                            "plain-text caller; the authorization rules decide)");
+            }
             name = &c->inbound[*n - 1].name;
             listen_text = c->inbound[*n - 1].listen.text;
             if (l->http_given && !l->http && !l->transparent) {

@@ -311,19 +311,23 @@ void tg_conn_paced(struct tg_conn *c, size_t n)
 
 bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap)
 {
-    const struct tg_peer_info *peer;
+    const struct tg_peer_info *peer = NULL;
     struct tg_spiffe_id id;
     struct tg_policy_peer pp;
     struct tg_policy_verdict v;
     char err[TG_ERRLEN];
 
-    if (c->tls == NULL || !c->handshake_done)
-        return true;
-    peer = tg_tls_peer(c->tls);
-    if (peer->id == NULL || tg_spiffe_parse(peer->id, &id, err) < 0 ||
-        tg_policy_peer_init(&pp, &id, peer->sha256, peer->serial, err) < 0) {
-        snprintf(why, cap, "peer identity unusable for policy");
-        return false;
+    if (c->plain) {
+        memset(&pp, 0, sizeof(pp)); /* no identity, fingerprint or serial */
+    } else {
+        if (c->tls == NULL || !c->handshake_done)
+            return true;
+        peer = tg_tls_peer(c->tls);
+        if (peer->id == NULL || tg_spiffe_parse(peer->id, &id, err) < 0 ||
+            tg_policy_peer_init(&pp, &id, peer->sha256, peer->serial, err) < 0) {
+            snprintf(why, cap, "peer identity unusable for policy");
+            return false;
+        }
     }
     tg_policy_decide(p, &pp, c->dest_port, &v);
     if (v.allow)
@@ -334,6 +338,11 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     if (c->http_cfg != NULL &&
         (v.outcome == TG_POLICY_NO_MATCH || v.outcome == TG_POLICY_DEFAULT_DENY))
         return true;
+    if (peer == NULL) {
+        tg_counter_add(&c->stats->plain_refused[TG_PLAIN_DENIED], 1);
+        snprintf(why, cap, "denied: %s", v.reason);
+        return false;
+    }
     tg_counter_add(
         v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked : &c->stats->policy_denied, 1);
     if (v.outcome == TG_POLICY_REVOKED)
@@ -604,9 +613,25 @@ static int route(struct tg_conn *c)
     return 0;
 }
 
+/* A plain-text caller of a permissive port has no identity: the listener's allow list, when
+ * it names identities, refuses it unless allow_unauthenticated says otherwise; then the
+ * rules decide as for any caller without an identity. */
+static bool plain_admitted(struct tg_conn *c, char *why, size_t cap)
+{
+    if (c->l->rule.ids->n > 0 && !c->l->allow_unauth) {
+        tg_counter_add(&c->stats->plain_refused[TG_PLAIN_NOT_ALLOWED], 1);
+        snprintf(why, cap,
+                 "not_allowed: the listener's allow list names identities and a plain-text "
+                 "caller has none (allow_unauthenticated: true lets it in)");
+        return false;
+    }
+    return tg_conn_authorized(c, c->gen->policy, why, cap);
+}
+
 void tg_conn_peek_step(struct tg_conn *c)
 {
     struct tg_buf *in = tg_tls_cipher_in(c->tls);
+    char verdict[200];
     bool timed_out = uv_timer_get_due_in(&c->timer) == 0;
     enum tg_peek p = tg_intercept_peek((const uint8_t *)tg_buf_data(in), tg_buf_len(in));
 
@@ -637,6 +662,13 @@ void tg_conn_peek_step(struct tg_conn *c)
     c->tls = NULL;
     c->down.tls = false;
     c->down.wbuf = &c->dir[1].buf;
+    c->plain = true;
+    if (!plain_admitted(c, verdict, sizeof(verdict))) {
+        tg_info("%s: client %s (plain text, no identity) refused: %s", c->l->name, c->peer_addr,
+                verdict);
+        tg_conn_close(c, "refused", "%s", verdict);
+        return;
+    }
     tg_counter_add(&c->stats->plaintext, 1);
     start_connect(c);
 }

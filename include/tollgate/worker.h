@@ -31,6 +31,7 @@ struct tg_listener_def {
     bool transparent;          /* captured traffic: the original destination decides the upstream */
     enum tg_inbound_mode mode; /* inbound: strict or permissive */
     bool proxy_protocol;       /* inbound: PROXY v2 header to the app */
+    bool allow_unauth;         /* inbound: a plain-text caller passes the allow list */
     const char *name;
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */

@@ -188,6 +188,8 @@ write_config() { # name identity mode outside inbound(yes/no)
         if [ "$5" = yes ]; then
             echo "inbound:"
             echo "  - {name: capture-in, listen: 0.0.0.0:15006, transparent: true, mode: $3,"
+            # permissive: a plain-text caller has no identity; let it past the allow list
+            [ "$3" = permissive ] && echo "     allow_unauthenticated: true,"
             echo "     allow: [spiffe://$TD/ns/default/sa/a]}"
         fi
         echo "outbound:"

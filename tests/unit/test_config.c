@@ -69,6 +69,15 @@ static const struct {
      NULL},
     {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: '127.0.0.1:1'}]\n",
      "t.yaml:2: inbound[0].upstream: not with transparent: true"},
+    /* plain-text callers past an allow list: only said where there is one */
+    {ID IN1 "    mode: permissive\n    allow: [spiffe://mesh.local/a]\n"
+            "    allow_unauthenticated: true\n",
+     NULL},
+    {ID IN1 "    allow_unauthenticated: false\n", NULL},
+    {ID IN1 "    mode: permissive\n    allow_unauthenticated: true\n",
+     "t.yaml:3: inbound[0].allow_unauthenticated: only with an allow list"},
+    {ID IN1 "    allow: [spiffe://mesh.local/a]\n    allow_unauthenticated: yes\n",
+     "t.yaml:6: inbound[0].allow_unauthenticated: \"yes\" is not true or false"},
     {ID "outbound: [{listen: '127.0.0.1:15001', transparent: true, expect: "
         "[spiffe://mesh.local/a]}]\n",
      "t.yaml:2: outbound[0].expect: not with transparent: true"},
