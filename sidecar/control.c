@@ -438,7 +438,9 @@ static char *on_admin_config_dump(void *arg, size_t *len)
         fprintf(f, ",\"direction\":\"%s\",\"listen\":", l->inbound ? "inbound" : "outbound");
         json_str(f, l->listen->text);
         fputs(",\"upstream\":", f);
-        json_str(f, l->transparent ? "original destination" : l->upstream->text);
+        json_str(f, !l->transparent        ? l->upstream->text
+                    : l->upstream_loopback ? "loopback, original port"
+                                           : "original destination");
         fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
         for (size_t j = 0; j < l->rule.ids->n; j++) {
             if (j)
@@ -846,6 +848,7 @@ static int make_listeners(struct control *ctl)
             l->listen = &in->listen;
             l->upstream = in->transparent ? NULL : &in->upstream;
             l->transparent = in->transparent;
+            l->upstream_loopback = in->upstream_loopback;
             l->mode = in->mode;
             l->proxy_protocol = in->proxy_protocol;
             l->allow_unauth = in->allow_unauth;
