@@ -51,10 +51,12 @@ struct tg_inbound_cfg {
     char *name;                /* "name:" or "in-<listen>" */
     struct tg_addr listen;     /* mTLS in */
     struct tg_addr upstream;   /* plain text to the app; len 0 when transparent */
-    bool transparent;          /* captured: the app is 127.0.0.1:<original port> */
+    bool transparent;          /* captured: the app is at the original destination */
+    bool upstream_loopback;    /* transparent, upstream: loopback: at 127.0.0.1 / ::1 instead */
     enum tg_inbound_mode mode; /* default strict */
     bool proxy_protocol;       /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
     struct tg_strlist allow;   /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
+    bool allow_unauth;         /* allow_unauthenticated: plain text passes a non-empty allow */
     bool http;                 /* protocol: http (default tcp): requests parsed, see http.h */
     bool http_given;           /* an http: mapping was written */
     struct tg_http_cfg http_cfg;

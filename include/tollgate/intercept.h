@@ -10,6 +10,14 @@
 
 #include "tollgate/err.h"
 
+/* The source address of the sidecar's own connection to the app at a captured connection's
+ * original destination (the pod's address; inbound upstream: original). The capture rules
+ * exempt it on lo, or that connection would be captured again as inbound (a loop); as
+ * Istio's inbound passthrough does with the same addresses. IPv4 has all of 127/8 on lo;
+ * ::6 is not on lo until init-iptables adds it (ip -6 addr add ::6/128 dev lo). */
+#define TG_INBOUND_SOURCE4 "127.0.0.6"
+#define TG_INBOUND_SOURCE6 "::6"
+
 /* The destination before REDIRECT (IPv4 SO_ORIGINAL_DST or IPv6 IP6T_SO_ORIGINAL_DST).
  * 0, or a negative errno (-ENOENT: the connection was not redirected). */
 TG_MUST_USE int tg_intercept_original_dst(int fd, struct sockaddr_storage *out);

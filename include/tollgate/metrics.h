@@ -33,6 +33,14 @@ enum tg_hs_fail {
 
 const char *tg_hs_fail_name(enum tg_hs_fail r);
 
+/* Why a plain-text caller of a permissive inbound port was refused; each is a label value of
+ * tollgate_plaintext_refused_total. */
+enum tg_plain_refusal {
+    TG_PLAIN_NOT_ALLOWED, /* "not_allowed": the listener's allow list names identities */
+    TG_PLAIN_DENIED,      /* "denied": the authorization rules (a DENY, no ALLOW, default) */
+    TG_PLAIN_N
+};
+
 struct tg_counter {
     _Atomic uint64_t v;
 };
@@ -55,6 +63,7 @@ struct tg_listener_stats {
     struct tg_counter bytes_sent;     /* payload bytes to the downstream */
     struct tg_counter hs_ok;
     struct tg_counter hs_failed[TG_HSF_N];
+    struct tg_counter plain_refused[TG_PLAIN_N]; /* inbound: plain-text callers refused */
     struct tg_counter upstream_connect_failed;
     struct tg_counter plaintext;         /* passed through without mTLS (permissive, outside) */
     struct tg_counter policy_revoked;    /* inbound: refused, certificate revoked */

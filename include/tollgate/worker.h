@@ -29,8 +29,10 @@ struct tg_listener_def {
     size_t index;              /* into the metrics slots */
     bool inbound;              /* mTLS in, plain to upstream; else plain in, mTLS to upstream */
     bool transparent;          /* captured traffic: the original destination decides the upstream */
+    bool upstream_loopback;    /* transparent inbound: the app on loopback, not at the original */
     enum tg_inbound_mode mode; /* inbound: strict or permissive */
     bool proxy_protocol;       /* inbound: PROXY v2 header to the app */
+    bool allow_unauth;         /* inbound: a plain-text caller passes the allow list */
     const char *name;
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */

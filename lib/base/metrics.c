@@ -286,6 +286,20 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
                  "Connections passed through in plain text (permissive inbound, or a "
                  "destination outside the mesh).",
                  offsetof(struct tg_listener_stats, plaintext));
+    family(&o, "tollgate_plaintext_refused_total", "counter",
+           "Plain-text callers of a permissive inbound port refused, by reason (not_allowed: "
+           "the listener's allow list; denied: the authorization rules).");
+    for (l = 0; l < m->n_listeners; l++) {
+        static const char *const reasons[TG_PLAIN_N] = {"not_allowed", "denied"};
+
+        for (r = 0; r < TG_PLAIN_N; r++) {
+            size_t off =
+                offsetof(struct tg_listener_stats, plain_refused) + r * sizeof(struct tg_counter);
+
+            series_start(&o, m, "tollgate_plaintext_refused_total", l);
+            putf(&o, ",reason=\"%s\"} %" PRIu64 "\n", reasons[r], sum(m, l, off));
+        }
+    }
     per_listener(&o, m, "tollgate_capture_refused_total", "counter",
                  "Captured connections refused: outside the mesh, a loop to ourselves, or no "
                  "original destination.",

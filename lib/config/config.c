@@ -68,6 +68,7 @@ enum kind {
     K_FRACTION, /* double, strictly between 0 and 1 */
     K_PROTOCOL, /* bool http: "tcp" or "http" */
     K_HTTP,     /* an inbound listener's http: mapping (struct tg_http_cfg) */
+    K_INUP,     /* struct tg_addr: as K_ADDR, or "original" / "loopback" (len 0, text only) */
 };
 
 struct field {
@@ -269,11 +270,12 @@ static const struct field http_fields[] = {
 static const struct field inbound_fields[] = {
     {.key = "name", .kind = K_NAME, .off = IN(name)},
     {.key = "listen", .kind = K_LISTEN, .off = IN(listen), .required = true},
-    {.key = "upstream", .kind = K_ADDR, .off = IN(upstream)},
+    {.key = "upstream", .kind = K_INUP, .off = IN(upstream)},
     {.key = "transparent", .kind = K_BOOL, .off = IN(transparent)},
     {.key = "mode", .kind = K_MODE, .off = IN(mode)},
     {.key = "proxy_protocol", .kind = K_BOOL, .off = IN(proxy_protocol)},
     {.key = "allow", .kind = K_IDS, .off = IN(allow), .min = 0},
+    {.key = "allow_unauthenticated", .kind = K_BOOL, .off = IN(allow_unauth)},
     {.key = "protocol", .kind = K_PROTOCOL, .off = IN(http)},
     {.key = "http", .kind = K_HTTP, .off = IN(http_cfg), .sub = http_fields},
     {.key = "limits", .kind = K_MAP, .sub = listener_limit_fields, .off = IN(limits)},
@@ -1081,17 +1083,24 @@ static int parse_labels(struct parse *ps, const char *path, struct tg_labels *l)
     }
 }
 
-/* A listener has an upstream, or is transparent (captured traffic), never both. */
+/* A listener has an upstream address, or is transparent (captured traffic), never both. A
+ * transparent inbound listener's upstream says where the original destination's port is
+ * reached: "original" (the default: the original destination itself) or "loopback". */
 static int check_upstream(struct parse *ps, size_t line, const char *path, bool transparent,
                           const struct tg_addr *upstream)
 {
     char key[KEYPATH];
+    bool word = upstream->len == 0 && upstream->text[0] != '\0';
 
     join(key, path, "upstream");
     if (transparent && upstream->len > 0)
         return fail(ps, line, key,
-                    "not with transparent: true (the original destination is "
-                    "used)");
+                    "not with transparent: true as an address (the original destination is "
+                    "used: want original, the default, or loopback)");
+    if (!transparent && word)
+        return fail(ps, line, key,
+                    "%s only with transparent: true (a fixed upstream is an address, IP:PORT)",
+                    upstream->text);
     if (!transparent && upstream->len == 0)
         return fail(ps, line, key, "missing (required unless transparent: true)");
     return 0;
@@ -1190,10 +1199,22 @@ static int parse_listeners(struct parse *ps, const char *path, bool inbound)
                            arr + (*n - 1) * size)) < 0)
             return rc;
         if (inbound) {
-            const struct tg_inbound_cfg *l = &c->inbound[*n - 1];
+            struct tg_inbound_cfg *l = &c->inbound[*n - 1];
 
             if ((rc = check_upstream(ps, item_line, item, l->transparent, &l->upstream)) < 0)
                 return rc;
+            if (l->transparent) { /* "original" is the default: the same as no upstream */
+                l->upstream_loopback = strcmp(l->upstream.text, "loopback") == 0;
+                if (!l->upstream_loopback)
+                    l->upstream.text[0] = '\0';
+            }
+            if (l->allow_unauth && l->allow.n == 0) {
+                char key[KEYPATH];
+
+                return fail(ps, item_line, join(key, item, "allow_unauthenticated"),
+                            "only with an allow list (without one the listener refuses no "
+                            "plain-text caller; the authorization rules decide)");
+            }
             name = &c->inbound[*n - 1].name;
             listen_text = c->inbound[*n - 1].listen.text;
             if (l->http_given && !l->http && !l->transparent) {
@@ -1294,6 +1315,18 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
     if ((rc = scalar(ps, path, &v)) < 0)
         return rc;
     switch (f->kind) {
+    case K_INUP:
+        if (strcmp(v, "original") == 0 || strcmp(v, "loopback") == 0) {
+            struct tg_addr *a = dst;
+
+            memset(a, 0, sizeof(*a));
+            snprintf(a->text, sizeof(a->text), "%s", v);
+            return 0;
+        }
+        if (tg_addr_parse(v, false, dst, why) < 0)
+            return fail(ps, line_of(ps), path,
+                        "%s; or, with transparent: true, original or loopback", why);
+        return 0;
     case K_ADDR:
     case K_LISTEN: {
         struct tg_addr a;

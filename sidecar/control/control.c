@@ -216,8 +216,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
             x->mode != y->mode || x->proxy_protocol != y->proxy_protocol ||
-            !same_list(&x->allow, &y->allow) || x->http != y->http ||
-            x->http_cfg.xfcc != y->http_cfg.xfcc ||
+            !same_list(&x->allow, &y->allow) || x->allow_unauth != y->allow_unauth ||
+            x->http != y->http || x->http_cfg.xfcc != y->http_cfg.xfcc ||
             x->http_cfg.client_cert != y->http_cfg.client_cert ||
             x->http_cfg.max_head != y->http_cfg.max_head ||
             x->http_cfg.max_line != y->http_cfg.max_line ||
@@ -706,8 +706,10 @@ static int make_listeners(struct control *ctl)
             l->listen = &in->listen;
             l->upstream = in->transparent ? NULL : &in->upstream;
             l->transparent = in->transparent;
+            l->upstream_loopback = in->upstream_loopback;
             l->mode = in->mode;
             l->proxy_protocol = in->proxy_protocol;
+            l->allow_unauth = in->allow_unauth;
             l->http = in->http ? &in->http_cfg : NULL;
             l->http_mesh = in->transparent && !in->http ? &in->http_cfg : NULL;
             l->rule.ids = &in->allow;

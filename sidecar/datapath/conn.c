@@ -1,6 +1,7 @@
 /* Connection life cycle: accept, upstream connect, handshake, deadlines, close. */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,19 +312,23 @@ void tg_conn_paced(struct tg_conn *c, size_t n)
 
 bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap)
 {
-    const struct tg_peer_info *peer;
+    const struct tg_peer_info *peer = NULL;
     struct tg_spiffe_id id;
     struct tg_policy_peer pp;
     struct tg_policy_verdict v;
     char err[TG_ERRLEN];
 
-    if (c->tls == NULL || !c->handshake_done)
-        return true;
-    peer = tg_tls_peer(c->tls);
-    if (peer->id == NULL || tg_spiffe_parse(peer->id, &id, err) < 0 ||
-        tg_policy_peer_init(&pp, &id, peer->sha256, peer->serial, err) < 0) {
-        snprintf(why, cap, "peer identity unusable for policy");
-        return false;
+    if (c->plain) {
+        memset(&pp, 0, sizeof(pp)); /* no identity, fingerprint or serial */
+    } else {
+        if (c->tls == NULL || !c->handshake_done)
+            return true;
+        peer = tg_tls_peer(c->tls);
+        if (peer->id == NULL || tg_spiffe_parse(peer->id, &id, err) < 0 ||
+            tg_policy_peer_init(&pp, &id, peer->sha256, peer->serial, err) < 0) {
+            snprintf(why, cap, "peer identity unusable for policy");
+            return false;
+        }
     }
     tg_policy_decide(p, &pp, c->dest_port, &v);
     if (v.allow)
@@ -334,6 +339,11 @@ bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why,
     if (c->http_cfg != NULL &&
         (v.outcome == TG_POLICY_NO_MATCH || v.outcome == TG_POLICY_DEFAULT_DENY))
         return true;
+    if (peer == NULL) {
+        tg_counter_add(&c->stats->plain_refused[TG_PLAIN_DENIED], 1);
+        snprintf(why, cap, "denied: %s", v.reason);
+        return false;
+    }
     tg_counter_add(
         v.outcome == TG_POLICY_REVOKED ? &c->stats->policy_revoked : &c->stats->policy_denied, 1);
     if (v.outcome == TG_POLICY_REVOKED)
@@ -492,6 +502,37 @@ static void on_connect(uv_connect_t *req, int status)
     tg_conn_handshake_step(c); /* sends the ClientHello */
 }
 
+/* Captured inbound to the original destination (the pod's own address) leaves from
+ * TG_INBOUND_SOURCE4/6, which the capture rules exempt on lo: from any other source the
+ * connection would be captured again as inbound. */
+static int bind_inbound_source(struct tg_conn *c)
+{
+    struct sockaddr_storage src;
+    bool v6 = c->upstream.ss.ss_family == AF_INET6;
+    int rc;
+
+    memset(&src, 0, sizeof(src));
+    if (v6)
+        rc = uv_ip6_addr(TG_INBOUND_SOURCE6, 0, (struct sockaddr_in6 *)&src);
+    else
+        rc = uv_ip4_addr(TG_INBOUND_SOURCE4, 0, (struct sockaddr_in *)&src);
+    if (rc == 0)
+        rc = uv_tcp_bind(&c->up.tcp, (const struct sockaddr *)&src, 0);
+    if (rc < 0) {
+        tg_counter_add(&c->stats->upstream_connect_failed, 1);
+        if (c->tls != NULL) {
+            tg_tls_shutdown(c->tls); /* the client sees a clean close_notify */
+            flush_tls_now(c);
+        }
+        tg_conn_close(c, "error", "upstream %s: source address %s: %s%s", c->upstream.text,
+                      v6 ? TG_INBOUND_SOURCE6 : TG_INBOUND_SOURCE4, uv_strerror(rc),
+                      v6 && rc == UV_EADDRNOTAVAIL
+                          ? " (not on lo: tollgate init-iptables adds it; or upstream: loopback)"
+                          : "");
+    }
+    return rc;
+}
+
 static void start_connect(struct tg_conn *c)
 {
     int rc;
@@ -505,6 +546,9 @@ static void start_connect(struct tg_conn *c)
     }
     c->up.open = true;
     c->open_handles++;
+    if (c->l->inbound && c->l->transparent && !c->l->upstream_loopback &&
+        bind_inbound_source(c) < 0)
+        return;
     c->creq.data = c;
     rc = uv_tcp_connect(&c->creq, &c->up.tcp, (const struct sockaddr *)&c->upstream.ss, on_connect);
     if (rc < 0) {
@@ -527,10 +571,30 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
                                            : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
+/* Whether the caller is our own inbound source address: our connection to the app at an
+ * original destination, captured again because the capture rules lack its exemption. */
+static bool from_inbound_source(const struct tg_conn *c)
+{
+    struct sockaddr_storage ss;
+    struct in_addr a4;
+    struct in6_addr a6;
+    int len = sizeof(ss);
+
+    if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&ss, &len) < 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return inet_pton(AF_INET, TG_INBOUND_SOURCE4, &a4) == 1 &&
+               memcmp(&((struct sockaddr_in *)&ss)->sin_addr, &a4, sizeof(a4)) == 0;
+    return ss.ss_family == AF_INET6 && inet_pton(AF_INET6, TG_INBOUND_SOURCE6, &a6) == 1 &&
+           memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &a6, sizeof(a6)) == 0;
+}
+
 /* Decides where the connection goes and whether it is mTLS: a fixed upstream, or for a
- * captured connection its original destination (inbound: the app on loopback at the same
- * port; outbound: the mesh table's expected servers, or plain text / refusal outside the
- * mesh). Makes the TLS session when there is one. Closes c and returns -1 on refusal. */
+ * captured connection its original destination (inbound: the app at that very address and
+ * port, the pod's own, as Istio does since 1.10, so an app bound only to loopback is not
+ * exposed; or on loopback at the same port with upstream: loopback; outbound: the mesh
+ * table's expected servers, or plain text / refusal outside the mesh). Makes the TLS
+ * session when there is one. Closes c and returns -1 on refusal. */
 static int route(struct tg_conn *c)
 {
     const struct tg_listener_def *l = c->l;
@@ -560,13 +624,24 @@ static int route(struct tg_conn *c)
         }
         c->dest_port = port_of(&orig);
         if (l->inbound) {
-            struct sockaddr_storage app;
+            struct sockaddr_storage app = orig;
 
-            memset(&app, 0, sizeof(app));
-            if (orig.ss_family == AF_INET6)
-                uv_ip6_addr("::1", port_of(&orig), (struct sockaddr_in6 *)&app);
-            else
-                uv_ip4_addr("127.0.0.1", port_of(&orig), (struct sockaddr_in *)&app);
+            if (from_inbound_source(c)) {
+                tg_counter_add(&c->stats->refused_capture, 1);
+                tg_conn_close(c, "refused",
+                              "loop: our own connection to the app was captured again (the "
+                              "capture rules must exempt %s and %s on lo: tollgate "
+                              "init-iptables)",
+                              TG_INBOUND_SOURCE4, TG_INBOUND_SOURCE6);
+                return -1;
+            }
+            if (l->upstream_loopback) {
+                memset(&app, 0, sizeof(app));
+                if (orig.ss_family == AF_INET6)
+                    uv_ip6_addr("::1", port_of(&orig), (struct sockaddr_in6 *)&app);
+                else
+                    uv_ip4_addr("127.0.0.1", port_of(&orig), (struct sockaddr_in *)&app);
+            }
             set_upstream(c, &app);
             if (l->http_mesh != NULL) { /* the mesh table says which of our ports are HTTP */
                 const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &orig);
@@ -604,9 +679,25 @@ static int route(struct tg_conn *c)
     return 0;
 }
 
+/* A plain-text caller of a permissive port has no identity: the listener's allow list, when
+ * it names identities, refuses it unless allow_unauthenticated says otherwise; then the
+ * rules decide as for any caller without an identity. */
+static bool plain_admitted(struct tg_conn *c, char *why, size_t cap)
+{
+    if (c->l->rule.ids->n > 0 && !c->l->allow_unauth) {
+        tg_counter_add(&c->stats->plain_refused[TG_PLAIN_NOT_ALLOWED], 1);
+        snprintf(why, cap,
+                 "not_allowed: the listener's allow list names identities and a plain-text "
+                 "caller has none (allow_unauthenticated: true lets it in)");
+        return false;
+    }
+    return tg_conn_authorized(c, c->gen->policy, why, cap);
+}
+
 void tg_conn_peek_step(struct tg_conn *c)
 {
     struct tg_buf *in = tg_tls_cipher_in(c->tls);
+    char verdict[200];
     bool timed_out = uv_timer_get_due_in(&c->timer) == 0;
     enum tg_peek p = tg_intercept_peek((const uint8_t *)tg_buf_data(in), tg_buf_len(in));
 
@@ -637,6 +728,13 @@ void tg_conn_peek_step(struct tg_conn *c)
     c->tls = NULL;
     c->down.tls = false;
     c->down.wbuf = &c->dir[1].buf;
+    c->plain = true;
+    if (!plain_admitted(c, verdict, sizeof(verdict))) {
+        tg_info("%s: client %s (plain text, no identity) refused: %s", c->l->name, c->peer_addr,
+                verdict);
+        tg_conn_close(c, "refused", "%s", verdict);
+        return;
+    }
     tg_counter_add(&c->stats->plaintext, 1);
     start_connect(c);
 }

@@ -78,6 +78,7 @@ struct tg_conn {
     enum tg_conn_state state;
     bool closing;
     bool handshake_done;
+    bool plain; /* inbound: a plain-text caller (permissive port): no identity, decided as one */
     int open_handles;
     uint64_t start_unix_ms;
     uint64_t last_active;    /* uv_now() of the last byte moved */
@@ -128,9 +129,12 @@ void tg_conn_handshake_step(struct tg_conn *c);
 /* conn.c: the first bytes of a permissive inbound connection arrived (from pipe.c). */
 void tg_conn_peek_step(struct tg_conn *c);
 
-/* conn.c: whether the verified peer of an inbound connection passes policy p (revocation,
- * then the rules). Fills why with the verdict on refusal. A connection without a TLS peer
- * (plain text) always passes. */
+/* conn.c: whether the caller of an inbound connection passes policy p (revocation, then the
+ * rules). A verified TLS peer is decided by its identity and certificate; a plain-text caller
+ * (c->plain) by no identity at all: rules that name identities never match it, their not_
+ * forms do (Istio's semantics for an unauthenticated source), and default deny refuses it.
+ * Counts a refusal and fills why with the verdict. A connection whose caller is neither yet
+ * (still in its handshake or peek) passes. */
 bool tg_conn_authorized(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap);
 
 #endif

@@ -316,8 +316,12 @@ static void caller_setup(struct tg_conn *c)
     h->who.xfcc = c->http_cfg->xfcc;
     h->who.client_cert = c->http_cfg->client_cert;
     h->who.our_id = c->gen->identity->leaf.id.id;
-    if (peer == NULL || peer->id == NULL)
-        return; /* plain text (permissive): no identity to forward, none to decide on */
+    if (peer == NULL || peer->id == NULL) {
+        /* plain text (permissive): no identity to forward; each request is decided as a
+         * caller without one (h->peer zeroed: no ID, fingerprint or serial) */
+        h->peer_ok = c->plain;
+        return;
+    }
     h->who.peer_id = peer->id;
     h->who.sha256 = peer->sha256;
     h->who.der = peer->der;
@@ -345,8 +349,6 @@ static int decide(struct tg_conn *c, const struct tg_http_request *req, unsigned
     struct tg_policy_verdict v;
     uint64_t wait = 0;
 
-    if (h->who.peer_id == NULL)
-        return 0;
     if (!h->peer_ok) {
         snprintf(why, cap, "denied: peer identity unusable for policy");
         return 403;

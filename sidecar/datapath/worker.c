@@ -41,17 +41,18 @@ static void on_walk_close(uv_handle_t *h, void *arg)
 }
 
 /* A new generation that refuses a peer (revoked, or denied by the rules) closes that peer's
- * live connections too, when the generation asks for it (authorization.close_denied). */
+ * live connections too, when the generation asks for it (authorization.close_denied); a
+ * plain-text caller is decided again as one without an identity. */
 static void recheck_conns(struct tg_worker *w)
 {
     char why[160];
 
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
-        if (!c->l->inbound || c->closing || !c->handshake_done)
+        if (!c->l->inbound || c->closing || !(c->handshake_done || c->plain))
             continue;
         if (!tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) {
-            tg_info("%s: closing live connection of %s: %s", c->l->name, tg_tls_peer(c->tls)->id,
-                    why);
+            tg_info("%s: closing live connection of %s: %s", c->l->name,
+                    c->plain ? "a plain-text caller" : tg_tls_peer(c->tls)->id, why);
             tg_conn_close(c, "refused", "%s (live connection closed by a new generation)", why);
         }
     }

@@ -6,13 +6,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "tollgate/intercept.h"
 
 #define JUMP_IN "-A PREROUTING -p tcp -j " TG_IPT_CHAIN_INBOUND
 #define JUMP_OUT "-A OUTPUT -p tcp -j " TG_IPT_CHAIN_OUTPUT
@@ -454,7 +458,11 @@ static void render_install(FILE *f, const struct tg_iptables_opts *o, int family
         fprintf(f, "-A %s -p tcp --dport %u -j %s\n", TG_IPT_CHAIN_INBOUND, o->include_in[i],
                 TG_IPT_CHAIN_IN_REDIRECT);
 
-    /* outbound: what the app sends, but the exemptions */
+    /* outbound: what the app sends, but the exemptions. First the sidecar's own connection
+     * to the app at a captured connection's original destination (the pod's address, over
+     * lo): it leaves from the inbound source address, and captured it would come back in. */
+    fprintf(f, "-A %s -s %s -o lo -j RETURN\n", TG_IPT_CHAIN_OUTPUT,
+            family == AF_INET ? TG_INBOUND_SOURCE4 "/32" : TG_INBOUND_SOURCE6 "/128");
     for (size_t i = 0; i < o->n_exclude_ifaces; i++)
         fprintf(f, "-A %s -o %s -j RETURN\n", TG_IPT_CHAIN_OUTPUT, o->exclude_ifaces[i]);
     if (o->proxy_uid != TG_IPT_NO_ID)
@@ -506,6 +514,9 @@ int tg_iptables_render(const struct tg_iptables_opts *o, int family,
     fprintf(f, "# tollgate init-iptables%s (%s): for %s --noflush\n", o->clean ? " --clean" : "",
             family == AF_INET ? "IPv4" : "IPv6",
             family == AF_INET ? "iptables-restore" : "ip6tables-restore");
+    if (family == AF_INET6)
+        fprintf(f, "# and %s %s/128 on lo (the sidecar's inbound source), as ip -6 addr %s\n",
+                o->clean ? "removes" : "adds", TG_INBOUND_SOURCE6, o->clean ? "del" : "add");
     fprintf(f, "*nat\n");
     if (o->clean)
         render_clean(f, st);
@@ -716,6 +727,43 @@ fail:
     return rc;
 }
 
+/* linux/ipv6.h's struct in6_ifreq (that header clashes with glibc's netinet/in.h). */
+struct in6_ifreq_ {
+    struct in6_addr ifr6_addr;
+    uint32_t ifr6_prefixlen;
+    int ifr6_ifindex;
+};
+
+/* Adds (or removes) TG_INBOUND_SOURCE6/128 on lo, as `ip -6 addr add ::6/128 dev lo`: IPv6
+ * puts only ::1 on lo, so the sidecar could not bind its inbound source otherwise. An
+ * address already there (or already gone) is fine. */
+static int lo_inbound_source6(bool add)
+{
+    struct in6_ifreq_ r;
+    int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
+
+    if (fd < 0) {
+        rc = -errno;
+    } else {
+        memset(&r, 0, sizeof(r));
+        r.ifr6_prefixlen = 128;
+        r.ifr6_ifindex = (int)if_nametoindex("lo");
+        if (r.ifr6_ifindex == 0 || inet_pton(AF_INET6, TG_INBOUND_SOURCE6, &r.ifr6_addr) != 1)
+            rc = -ENODEV;
+        else if (ioctl(fd, add ? SIOCSIFADDR : SIOCDIFADDR, &r) < 0 &&
+                 errno != (add ? EEXIST : EADDRNOTAVAIL))
+            rc = -errno;
+        close(fd);
+    }
+    if (rc < 0)
+        fprintf(stderr, "tollgate: init-iptables: lo: cannot %s %s/128: %s\n",
+                add ? "add" : "remove", TG_INBOUND_SOURCE6, strerror(-rc));
+    else
+        printf("tollgate: init-iptables: lo: %s/128 %s (the sidecar's inbound source)\n",
+               TG_INBOUND_SOURCE6, add ? "present" : "removed");
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tollgate init-iptables [OPTIONS]\n"
@@ -767,8 +815,11 @@ int tg_iptables_main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN); /* a restore that dies early must not kill us mid-write */
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (apply_family(&o, families[i]) < 0)
             return 1;
+        if (families[i] == AF_INET6 && lo_inbound_source6(!o.clean) < 0)
+            return 1;
+    }
     return 0;
 }

@@ -146,7 +146,9 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         fprintf(f, ",\"direction\":\"%s\",\"listen\":", l->inbound ? "inbound" : "outbound");
         json_str(f, l->listen->text);
         fputs(",\"upstream\":", f);
-        json_str(f, l->transparent ? "original destination" : l->upstream->text);
+        json_str(f, !l->transparent        ? l->upstream->text
+                    : l->upstream_loopback ? "loopback, original port"
+                                           : "original destination");
         fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
         for (size_t j = 0; j < l->rule.ids->n; j++) {
             if (j)

@@ -1,7 +1,8 @@
 /* Feeds bytes to tg_config_parse() as a whole file. Besides the sanitizers' checks: a refusal
  * must be one line naming the file, and an accepted config must keep the loader's promises
- * (at least one listener, every listener named and bound, expect never empty). The same bytes
- * also go through tg_addr_parse() and tg_duration_parse(). */
+ * (at least one listener, every listener named and bound, an upstream address unless
+ * transparent, expect never empty unless transparent). The same bytes also go through
+ * tg_addr_parse() and tg_duration_parse(). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,19 @@ static void check_config(const struct tg_config *c)
         c->handshake_timeout_ms == 0 || c->idle_timeout_ms == 0 || c->connect_timeout_ms == 0)
         abort();
     for (size_t i = 0; i < c->n_inbound; i++) {
-        if (c->inbound[i].name == NULL || c->inbound[i].listen.len == 0 ||
-            c->inbound[i].upstream.len == 0)
+        const struct tg_inbound_cfg *l = &c->inbound[i];
+
+        /* an upstream address exactly when not transparent; loopback only when transparent;
+         * allow_unauthenticated only beside an allow list */
+        if (l->name == NULL || l->listen.len == 0 || (l->upstream.len == 0) != l->transparent ||
+            (l->upstream_loopback && !l->transparent) || (l->allow_unauth && l->allow.n == 0))
             abort();
     }
     for (size_t i = 0; i < c->n_outbound; i++) {
-        if (c->outbound[i].name == NULL || c->outbound[i].listen.len == 0 ||
-            c->outbound[i].upstream.len == 0 || c->outbound[i].expect.n == 0)
+        const struct tg_outbound_cfg *l = &c->outbound[i];
+
+        if (l->name == NULL || l->listen.len == 0 || (l->upstream.len == 0) != l->transparent ||
+            (!l->transparent && l->expect.n == 0))
             abort();
     }
 }

@@ -3,7 +3,7 @@
 #
 #   tg-a-PID (10.77.0.1)      tg-br-PID (bridge br0)      tg-b-PID (10.77.0.2)
 #   curl -> [iptables :15001]  ====== capture here ======  [iptables :15006] -> tollgate B
-#           tollgate A (sa/a) ---------- mTLS ---------->   (allows sa/a) -> app 127.0.0.1:8080
+#           tollgate A (sa/a) ---------- mTLS ---------->   (allows sa/a) -> app 10.77.0.2:8080
 #   tg-c-PID (10.77.0.3): tollgate C (sa/c, refused by B), and a plain server on :9090 that
 #   is outside the mesh.
 #
@@ -138,7 +138,7 @@ mkdir -p www-b www-c
 echo "$MARKER" >www-b/secret.txt
 echo "plain $VISIBLE for permissive" >www-b/plain.txt
 echo "outside $VISIBLE" >www-c/outside.txt
-ip netns exec "$NS_B" python3 -u -m http.server 8080 --bind 127.0.0.1 --directory www-b >app-b.log 2>&1 &
+ip netns exec "$NS_B" python3 -u -m http.server 8080 --bind 0.0.0.0 --directory www-b >app-b.log 2>&1 &
 PIDS+=($!)
 ip netns exec "$NS_C" python3 -u -m http.server 9090 --bind 0.0.0.0 --directory www-c >app-c.log 2>&1 &
 PIDS+=($!)
@@ -149,7 +149,7 @@ wait_http() { # ns url
     done
     return 1
 }
-check "app B listens on 127.0.0.1:8080" wait_http "$NS_B" http://127.0.0.1:8080/
+check "app B listens on 0.0.0.0:8080 (the sidecar forwards to the pod address)" wait_http "$NS_B" http://127.0.0.1:8080/
 check "plain server C listens on :9090" wait_http "$NS_C" http://127.0.0.1:9090/
 
 # ---- iptables: a foreign rule first, so we can see it survive ----
@@ -188,6 +188,8 @@ write_config() { # name identity mode outside inbound(yes/no)
         if [ "$5" = yes ]; then
             echo "inbound:"
             echo "  - {name: capture-in, listen: 0.0.0.0:15006, transparent: true, mode: $3,"
+            # permissive: a plain-text caller has no identity; let it past the allow list
+            [ "$3" = permissive ] && echo "     allow_unauthenticated: true,"
             echo "     allow: [spiffe://$TD/ns/default/sa/a]}"
         fi
         echo "outbound:"

@@ -69,6 +69,28 @@ static const struct {
      NULL},
     {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: '127.0.0.1:1'}]\n",
      "t.yaml:2: inbound[0].upstream: not with transparent: true"},
+    /* where a transparent inbound listener sends what it captured */
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: original}]\n", NULL},
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: loopback}]\n", NULL},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: loopback}]\n",
+     "t.yaml:2: inbound[0].upstream: loopback only with transparent: true"},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: original}]\n",
+     "t.yaml:2: inbound[0].upstream: original only with transparent: true"},
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: Loopback}]\n",
+     "inbound[0].upstream: \"Loopback\" is not an address"},
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, upstream: local}]\n",
+     "or, with transparent: true, original or loopback"},
+    {ID "outbound: [{listen: '127.0.0.1:15001', transparent: true, upstream: loopback}]\n",
+     "outbound[0].upstream: \"loopback\" is not an address"},
+    /* plain-text callers past an allow list: only said where there is one */
+    {ID IN1 "    mode: permissive\n    allow: [spiffe://mesh.local/a]\n"
+            "    allow_unauthenticated: true\n",
+     NULL},
+    {ID IN1 "    allow_unauthenticated: false\n", NULL},
+    {ID IN1 "    mode: permissive\n    allow_unauthenticated: true\n",
+     "t.yaml:3: inbound[0].allow_unauthenticated: only with an allow list"},
+    {ID IN1 "    allow: [spiffe://mesh.local/a]\n    allow_unauthenticated: yes\n",
+     "t.yaml:6: inbound[0].allow_unauthenticated: \"yes\" is not true or false"},
     {ID "outbound: [{listen: '127.0.0.1:15001', transparent: true, expect: "
         "[spiffe://mesh.local/a]}]\n",
      "t.yaml:2: outbound[0].expect: not with transparent: true"},
@@ -464,6 +486,34 @@ START_TEST(test_config_full_file_sets_every_field)
     ck_assert_uint_eq(c->outbound[1].expect.n, 2);
     ck_assert_str_eq(c->outbound[1].expect.v[1], "spiffe://mesh.local/b");
     ck_assert_ptr_null(c->outbound[1].sni);
+    tg_config_unref(c);
+}
+END_TEST
+
+/* Captured inbound goes to the original destination unless the listener says loopback;
+ * original is the same as no upstream at all; an allow list lets plain text in only when
+ * allow_unauthenticated says so. */
+START_TEST(test_config_inbound_upstream_and_unauthenticated)
+{
+    static const char yaml[] = ID "inbound:\n"
+                                  "  - {listen: '0.0.0.0:15006', transparent: true}\n"
+                                  "  - {listen: '0.0.0.0:15007', transparent: true, upstream: "
+                                  "original}\n"
+                                  "  - {listen: '[::]:15006', transparent: true, upstream: "
+                                  "loopback,\n"
+                                  "     mode: permissive, allow: [spiffe://mesh.local/a],\n"
+                                  "     allow_unauthenticated: true}\n";
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err) == 0, "%s", err);
+    ck_assert_uint_eq(c->n_inbound, 3);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq(c->inbound[i].upstream.len, 0);
+        ck_assert(c->inbound[i].upstream_loopback == (i == 2));
+        ck_assert(c->inbound[i].allow_unauth == (i == 2));
+    }
+    ck_assert_str_eq(c->inbound[0].upstream.text, c->inbound[1].upstream.text);
     tg_config_unref(c);
 }
 END_TEST
@@ -955,6 +1005,7 @@ static Suite *config_suite(void)
 
     tcase_add_loop_test(tc, test_config_table, 0, TG_NELEM(cases));
     tcase_add_test(tc, test_config_full_file_sets_every_field);
+    tcase_add_test(tc, test_config_inbound_upstream_and_unauthenticated);
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_config_control_plane_fields);
     tcase_add_test(tc, test_config_control_plane_defaults);

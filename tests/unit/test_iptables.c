@@ -66,6 +66,7 @@ static const char golden_default_v4[] =
     "-A TOLLGATE_OUT_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n"
     "-A TOLLGATE_INBOUND -p tcp --dport 15000 -j RETURN\n"
     "-A TOLLGATE_INBOUND -p tcp -j TOLLGATE_IN_REDIRECT\n"
+    "-A TOLLGATE_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n"
     "-A TOLLGATE_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j "
     "TOLLGATE_IN_REDIRECT\n"
     "-A TOLLGATE_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN\n"
@@ -90,7 +91,11 @@ START_TEST(test_iptables_default_rules_ipv6_use_v6_loopback)
     char *text = render("", AF_INET6);
 
     assert_has(text, "(IPv6): for ip6tables-restore --noflush\n");
-    assert_has(text, "-A TOLLGATE_OUTPUT -o lo ! -d ::1/128 -m owner --uid-owner 1337 -j "
+    assert_has(text, "# and adds ::6/128 on lo (the sidecar's inbound source)");
+    /* the sidecar's connection to the pod address, from its inbound source: not captured,
+     * before the rule that sends its other connections on lo to the inbound side */
+    assert_has(text, "-A TOLLGATE_OUTPUT -s ::6/128 -o lo -j RETURN\n"
+                     "-A TOLLGATE_OUTPUT -o lo ! -d ::1/128 -m owner --uid-owner 1337 -j "
                      "TOLLGATE_IN_REDIRECT\n");
     assert_has(text, "-A TOLLGATE_OUTPUT -d ::1/128 -j RETURN\n");
     assert_lacks(text, "127.0.0.1");

@@ -31,7 +31,7 @@
 #define DB_ID "spiffe://mesh.local/ns/prod/sa/db"
 
 /* The callers the table uses. */
-enum { WEB, DB, DEV, OTHER, NONS, NOID };
+enum { WEB, DB, DEV, OTHER, NONS, NOID, PLAIN };
 static const struct {
     const char *id, *sha256, *serial;
 } peers[] = {
@@ -41,6 +41,7 @@ static const struct {
     [OTHER] = {"spiffe://other.org/ns/prod/sa/web", NULL, NULL},
     [NONS] = {"spiffe://mesh.local/job/batch", NULL, NULL},
     [NOID] = {NULL, FP_B, NULL},
+    [PLAIN] = {NULL, NULL, NULL}, /* a plain-text caller: no certificate at all */
 };
 
 /* The workload the rules are compiled for. */
@@ -270,6 +271,47 @@ static const struct {
             .principals = STRS(DB_ID),
             .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"app", "db"})}}),
      false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    /* a plain-text caller (permissive port): an unauthenticated source as Istio defines it.
+     * Fields that name identities never match it, "*" included; their not_ forms always do;
+     * a rule that names no identity (ports only) matches it like anyone. */
+    {"plain: principal", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"plain: any principal", RULES({.name = "a", .principals = STRS("*")}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"plain: principal prefix", RULES({.name = "a", .principals = STRS("spiffe://*")}), false,
+     PLAIN, 80, TG_POLICY_NO_MATCH, NULL},
+    {"plain: namespace", RULES({.name = "a", .namespaces = STRS("*")}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"plain: trust domain", RULES({.name = "a", .trust_domains = STRS("*")}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"plain: fingerprint", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"plain: serial", RULES({.name = "a", .serials = STRS("0a1b")}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"plain: deny any principal does not match",
+     RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS("*")}), false, PLAIN, 80,
+     TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"plain: deny not_principals any (require mTLS)",
+     RULES({.name = "d", .action = TG_POLICY_DENY, .not_principals = STRS("*")},
+           {.name = "a", .ports = PORTS(80)}),
+     false, PLAIN, 80, TG_POLICY_DENIED, "d"},
+    {"plain: allow not_principals any (unauthenticated only)",
+     RULES({.name = "a", .not_principals = STRS("*")}), true, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
+    {"plain: not_namespaces matches (ISTIO-SECURITY-2021-004)",
+     RULES({.name = "a", .not_namespaces = STRS("dev")}), false, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
+    {"plain: not_trust_domains, not_fingerprints, not_serials match",
+     RULES({.name = "a",
+            .not_trust_domains = STRS("mesh.local"),
+            .not_fingerprints = STRS(FP_A),
+            .not_serials = STRS("1")}),
+     false, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
+    {"plain: ports only", RULES({.name = "a", .ports = PORTS(80)}), true, PLAIN, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"plain: default deny", RULES({.name = "a", .ports = PORTS(81)}), true, PLAIN, 80,
+     TG_POLICY_DEFAULT_DENY, NULL},
+    {"plain: mixed rule needs its identity field too",
+     RULES({.name = "a", .ports = PORTS(80), .principals = STRS("*")}), false, PLAIN, 80,
+     TG_POLICY_NO_MATCH, NULL},
 };
 
 static void peer_of(int i, struct tg_spiffe_id *id, struct tg_policy_peer *peer)
