@@ -11,7 +11,9 @@
 #include <wolfssl/openssl/evp.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/rsa.h>
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -210,10 +212,11 @@ static int print_cert(const unsigned char *der, size_t len, int index, char *err
     WOLFSSL_EVP_PKEY *pk = NULL;
     char name[NAME_CAP], nb[CERTS_RFC3339], na[CERTS_RFC3339], key[64];
     int64_t now = tg_identity_now();
+    char why[TG_ERRLEN];
     int ret, rc;
 
-    if ((rc = tg_cert_inspect(der, len, &info, err)) < 0)
-        return tg_err_set(err, TG_EINVAL, "certificate %d: %s", index, err);
+    if ((rc = tg_cert_inspect(der, len, &info, why)) < 0)
+        return tg_err_set(err, TG_EINVAL, "certificate %d: %s", index, why);
     wc_InitDecodedCert(&dc, der, (word32)len, NULL);
     if ((ret = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL)) != 0) {
         wc_FreeDecodedCert(&dc);
@@ -386,10 +389,54 @@ static int print_crl(const unsigned char *der, size_t len, int index, char *err)
 
 /* ---- keys and requests ---- */
 
+/* "P-256" for wolfCrypt's "SECP256R1", as openssl and the NIST name it. */
+static const char *curve_text(const char *name)
+{
+    static const struct {
+        const char *wolf, *nist;
+    } curves[] = {{"SECP256R1", "P-256"}, {"SECP384R1", "P-384"}, {"SECP521R1", "P-521"}};
+
+    for (size_t i = 0; i < TG_NELEM(curves); i++)
+        if (strcmp(name, curves[i].wolf) == 0)
+            return curves[i].nist;
+    return name;
+}
+
+/* The type of the private key in der (traditional or PKCS#8; format: its algorithm, from
+ * the PEM decoder), read with wolfCrypt, whose key objects wipe their secrets when freed. */
+static void private_key_text(byte *der, word32 len, int format, char *out, size_t cap)
+{
+    word32 idx = 0;
+
+    snprintf(out, cap, "(a key type tollgate does not read)");
+    if (format == ED25519k || format == ED448k) {
+        snprintf(out, cap, format == ED25519k ? "Ed25519" : "Ed448");
+        return;
+    }
+    if (wc_GetPkcs8TraditionalOffset(der, &idx, len) < 0)
+        idx = 0; /* not PKCS#8: the key itself */
+    if (format == ECDSAk) {
+        ecc_key k;
+
+        if (wc_ecc_init(&k) != 0)
+            return;
+        if (wc_EccPrivateKeyDecode(der, &idx, &k, len) == 0 && k.dp != NULL)
+            snprintf(out, cap, "EC %s", curve_text(k.dp->name));
+        wc_ecc_free(&k);
+    } else if (format == RSAk) {
+        RsaKey k;
+
+        if (wc_InitRsaKey(&k, NULL) != 0)
+            return;
+        if (wc_RsaPrivateKeyDecode(der, &idx, &k, len) == 0)
+            snprintf(out, cap, "RSA %d bits", wc_RsaEncryptSize(&k) * 8);
+        wc_FreeRsaKey(&k);
+    }
+}
+
 static int print_private_key(const struct pem_block *b, int index, char *err)
 {
     DerBuffer *der = NULL;
-    WOLFSSL_EVP_PKEY *k = NULL;
     int format = 0;
     char key[64];
 
@@ -400,15 +447,8 @@ static int print_private_key(const struct pem_block *b, int index, char *err)
     }
     if (block_der(b, PRIVATEKEY_TYPE, &der, &format) != 0)
         return tg_err_set(err, TG_EINVAL, "private key %d does not parse", index);
-    if (format == ECDSAk || format == RSAk) {
-        const unsigned char *p = der->buffer;
-
-        k = wolfSSL_d2i_PrivateKey(format == RSAk ? EVP_PKEY_RSA : EVP_PKEY_EC, NULL, &p,
-                                   (long)der->length);
-    }
-    pkey_text(k, (word32)format, key, sizeof(key));
-    wolfSSL_EVP_PKEY_free(k);
-    wc_FreeDer(&der);
+    private_key_text(der->buffer, der->length, format, key, sizeof(key));
+    wc_FreeDer(&der); /* wipes the key's bytes */
     printf("private key %d\n  type: %s (the key itself is not shown)\n", index, key);
     return 0;
 }
