@@ -1,9 +1,13 @@
 /* tollgate-certs: development and test certificates, made with wolfSSL's certificate
- * generation (EC P-256 keys, ECDSA with SHA-256). See certs/README.md for the commands.
+ * generation (EC P-256 keys, ECDSA with SHA-256), and the reading of any PEM file the way the
+ * sidecar reads it (inspect, verify: inspect.c). See certs/README.md for the commands.
  *
  * The certificate building it shares with tollgate-cp is in x509.h (keys, serials, validity,
- * names, key identifiers, the basicConstraints fix, signing, PEM); no other tollgate module
- * but err.h. Errors: one line on stderr naming what was wrong, exit 1; usage errors exit 2. */
+ * names, key identifiers, the basicConstraints fix, signing, PEM). What it takes as the
+ * sidecar does comes from the sidecar's own modules: durations (tg_duration_parse, the
+ * config's grammar) and SPIFFE IDs (tg_spiffe_parse, the handshake's parser). Help and the
+ * version go to stdout, exit 0; errors are one line on stderr naming what was wrong, exit 1;
+ * usage errors exit 2. */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
@@ -28,32 +32,47 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "certtool.h"
+#include "tollgate/config.h"
 #include "tollgate/err.h"
+#include "tollgate/file.h"
+#include "tollgate/spiffe.h"
+#include "tollgate/tls.h"
 #include "tollgate/x509.h"
 
 #define PROG "tollgate-certs"
 #define EXIT_USAGE 2
-#define MAX_NAMES 32           /* --uri / --dns given at most this often each */
-#define MAX_FILE (1024 * 1024) /* largest PEM file we read */
+#define MAX_NAMES 32 /* --uri / --dns / --crl / --trust-domain given at most this often each */
 #define DER_CAP TG_X509_DER_CAP
 #define SKEW_SECS 300 /* default notBefore is this far in the past */
 #define DAY_SECS 86400L
-#define KEY_PEM_CAP 1024 /* PEM of a P-256 SEC1 key is about 230 bytes */
+#define MAX_LIFETIME_S (100LL * 365 * DAY_SECS) /* --valid-for, --backdate: 100 years at most */
+#define KEY_PEM_CAP 1024                        /* PEM of a P-256 SEC1 key is about 230 bytes */
 
-enum cmd { CMD_CA, CMD_INTERMEDIATE, CMD_ISSUE, CMD_CSR, CMD_KEYGEN, CMD_SHOW, CMD_COUNT };
+enum cmd {
+    CMD_CA,
+    CMD_INTERMEDIATE,
+    CMD_ISSUE,
+    CMD_CSR,
+    CMD_KEYGEN,
+    CMD_SHOW,
+    CMD_INSPECT,
+    CMD_VERIFY,
+    CMD_VERSION,
+    CMD_HELP,
+    CMD_COUNT
+};
 
-static const char *const cmd_names[CMD_COUNT] = {"ca",  "intermediate", "issue",
-                                                 "csr", "keygen",       "show"};
+static const char *const cmd_names[CMD_COUNT] = {
+    "ca", "intermediate", "issue", "csr", "keygen", "show", "inspect", "verify", "version", "help"};
 
 enum opt {
     O_BASE = 256,
     O_OUT = O_BASE,
     O_CA,
     O_CN,
-    O_DAYS,
-    O_HOURS,
-    O_SECONDS,
-    O_NOT_BEFORE_DAYS,
+    O_VALID_FOR,
+    O_BACKDATE,
     O_EXPIRED,
     O_NOT_YET_VALID,
     O_EKU,
@@ -66,6 +85,16 @@ enum opt {
     O_SERIAL,
     O_SPIFFE,
     O_PATH_LEN,
+    O_BUNDLE,
+    O_CRL,
+    O_INTERMEDIATES,
+    O_PEER,
+    O_TRUST_DOMAIN,
+    O_MAX_CHAIN_DEPTH,
+    O_GONE_DAYS, /* the lifetime options before durations: refused, naming the new one */
+    O_GONE_HOURS,
+    O_GONE_SECONDS,
+    O_GONE_NOT_BEFORE_DAYS,
     O_END
 };
 
@@ -73,10 +102,8 @@ static const struct option long_opts[] = {
     {"out", required_argument, NULL, O_OUT},
     {"ca", required_argument, NULL, O_CA},
     {"cn", required_argument, NULL, O_CN},
-    {"days", required_argument, NULL, O_DAYS},
-    {"hours", required_argument, NULL, O_HOURS},
-    {"seconds", required_argument, NULL, O_SECONDS},
-    {"not-before-days", required_argument, NULL, O_NOT_BEFORE_DAYS},
+    {"valid-for", required_argument, NULL, O_VALID_FOR},
+    {"backdate", required_argument, NULL, O_BACKDATE},
     {"expired", no_argument, NULL, O_EXPIRED},
     {"not-yet-valid", no_argument, NULL, O_NOT_YET_VALID},
     {"eku", required_argument, NULL, O_EKU},
@@ -89,6 +116,16 @@ static const struct option long_opts[] = {
     {"serial", required_argument, NULL, O_SERIAL},
     {"spiffe", required_argument, NULL, O_SPIFFE},
     {"path-len", required_argument, NULL, O_PATH_LEN},
+    {"bundle", required_argument, NULL, O_BUNDLE},
+    {"crl", required_argument, NULL, O_CRL},
+    {"intermediates", required_argument, NULL, O_INTERMEDIATES},
+    {"peer", required_argument, NULL, O_PEER},
+    {"trust-domain", required_argument, NULL, O_TRUST_DOMAIN},
+    {"max-chain-depth", required_argument, NULL, O_MAX_CHAIN_DEPTH},
+    {"days", required_argument, NULL, O_GONE_DAYS},
+    {"hours", required_argument, NULL, O_GONE_HOURS},
+    {"seconds", required_argument, NULL, O_GONE_SECONDS},
+    {"not-before-days", required_argument, NULL, O_GONE_NOT_BEFORE_DAYS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -101,10 +138,8 @@ static const unsigned opt_cmds[O_END - O_BASE] = {
     [O_OUT - O_BASE] = SIGNING | C(CMD_CSR) | C(CMD_KEYGEN),
     [O_CA - O_BASE] = C(CMD_INTERMEDIATE) | C(CMD_ISSUE),
     [O_CN - O_BASE] = SIGNING | C(CMD_CSR),
-    [O_DAYS - O_BASE] = SIGNING,
-    [O_HOURS - O_BASE] = SIGNING,
-    [O_SECONDS - O_BASE] = SIGNING,
-    [O_NOT_BEFORE_DAYS - O_BASE] = SIGNING,
+    [O_VALID_FOR - O_BASE] = SIGNING,
+    [O_BACKDATE - O_BASE] = SIGNING,
     [O_EXPIRED - O_BASE] = SIGNING,
     [O_NOT_YET_VALID - O_BASE] = SIGNING,
     [O_EKU - O_BASE] = C(CMD_ISSUE),
@@ -117,12 +152,23 @@ static const unsigned opt_cmds[O_END - O_BASE] = {
     [O_SERIAL - O_BASE] = SIGNING,
     [O_SPIFFE - O_BASE] = C(CMD_ISSUE) | C(CMD_CSR),
     [O_PATH_LEN - O_BASE] = C(CMD_CA) | C(CMD_INTERMEDIATE),
+    [O_BUNDLE - O_BASE] = C(CMD_VERIFY),
+    [O_CRL - O_BASE] = C(CMD_VERIFY),
+    [O_INTERMEDIATES - O_BASE] = C(CMD_VERIFY),
+    [O_PEER - O_BASE] = C(CMD_VERIFY),
+    [O_TRUST_DOMAIN - O_BASE] = C(CMD_VERIFY),
+    [O_MAX_CHAIN_DEPTH - O_BASE] = C(CMD_VERIFY),
+    [O_GONE_DAYS - O_BASE] = ~0u, /* refused everywhere, with the new spelling */
+    [O_GONE_HOURS - O_BASE] = ~0u,
+    [O_GONE_SECONDS - O_BASE] = ~0u,
+    [O_GONE_NOT_BEFORE_DAYS - O_BASE] = ~0u,
 };
 
 struct opts {
     enum cmd cmd;
     const char *out, *ca, *cn, *spiffe, *key, *eku, *file;
-    long days, hours, seconds, not_before_days, path_len;
+    long long valid_for, backdate; /* seconds */
+    long path_len;
     bool has_lifetime;
     bool expired, not_yet_valid, no_san, ca_flag, self_signed;
     byte serial[CTC_SERIAL_SIZE];
@@ -131,7 +177,11 @@ struct opts {
     size_t n_uris;
     const char *dns[MAX_NAMES];
     size_t n_dns;
-    uint32_t seen; /* bit (opt - O_BASE) for each option given */
+    char *crls[MAX_NAMES];    /* verify --crl */
+    char *domains[MAX_NAMES]; /* verify --trust-domain */
+    struct certs_verify verify;
+    const char *help_of; /* help COMMAND */
+    uint32_t seen;       /* bit (opt - O_BASE) for each option given */
 };
 
 /* The CA that signs: its key, its first certificate, and the intermediates above it. */
@@ -145,29 +195,81 @@ struct signer {
 };
 
 static const char usage_text[] =
-    "usage: " PROG " COMMAND [OPTIONS]\n"
-    "  ca           --out PREFIX [--cn NAME] [--days N] [--not-before-days N] [--path-len N]\n"
-    "               [--key FILE] [--serial HEX]        -> PREFIX.pem PREFIX.key\n"
-    "  intermediate --ca PREFIX --out PREFIX2 [--cn NAME] [--days N] [--path-len N] ...\n"
-    "                                                  -> PREFIX2.pem PREFIX2.chain.pem "
-    "PREFIX2.key\n"
-    "  issue        (--ca PREFIX | --self-signed) --out PREFIX3 --spiffe ID\n"
-    "               [--days N] [--hours N] [--seconds N] [--expired | --not-yet-valid |\n"
-    "               --not-before-days N] [--eku server|client|both|none|codesign]\n"
-    "               [--no-san] [--uri URI]... [--dns NAME]... [--ca-flag] [--cn NAME]\n"
-    "               [--key FILE] [--serial HEX]        -> PREFIX3.pem (leaf + chain) "
-    "PREFIX3.key\n"
-    "  csr          --key FILE --spiffe ID --out FILE.csr [--uri URI]... [--dns NAME]...\n"
-    "  keygen       --out FILE.key\n"
-    "  show         FILE.pem    (serial=, sha256=, not_before=, not_after=, uri=, dns=)\n"
-    "Validity options apply to ca, intermediate and issue; --days/--hours/--seconds add up.\n";
+    "usage: " PROG " COMMAND [OPTIONS]      (" PROG " COMMAND --help: one command's options)\n"
+    "  ca             a self-signed root CA            -> PREFIX.pem PREFIX.key\n"
+    "  intermediate   an intermediate CA under --ca    -> PREFIX.pem PREFIX.chain.pem PREFIX.key\n"
+    "  issue          a SPIFFE leaf (and bad ones)     -> PREFIX.pem (leaf + chain) PREFIX.key\n"
+    "  csr            a PKCS#10 request for a key\n"
+    "  keygen         an EC P-256 key\n"
+    "  show           the first certificate of a file as key=value lines (for scripts)\n"
+    "  inspect        every PEM block of a file: certificates, CRLs, keys (type only), CSRs\n"
+    "  verify         a chain against a bundle and CRLs, with the sidecar's checks\n"
+    "  version        the versions of tollgate-certs and wolfSSL (also: --version)\n"
+    "  help [COMMAND] this text, or one command's (also: --help, -h)\n"
+    "Durations are written as in the sidecar's config: 250ms, 10s, 5m, 24h, or seconds.\n";
 
-static void wipe_free(void *p, size_t len)
-{
-    if (p != NULL)
-        explicit_bzero(p, len);
-    free(p);
-}
+#define VALIDITY_HELP                                                                              \
+    "  --valid-for DURATION   lifetime, as the config writes durations (24h, 90m, 30s)\n"          \
+    "  --backdate DURATION    notBefore this long ago (notAfter stays now + lifetime)\n"           \
+    "  --expired              validity entirely in the past: it ended a day ago\n"                 \
+    "  --not-yet-valid        validity starts in a day\n"                                          \
+    "  --key FILE             reuse a P-256 key (SEC1 or PKCS#8 PEM, or DER)\n"                    \
+    "  --serial HEX           a fixed serial (not zero, at most 20 bytes)\n"                       \
+    "  --cn NAME              subject CN\n"
+
+static const char *const cmd_usage[CMD_COUNT] = {
+    [CMD_CA] = "usage: " PROG " ca --out PREFIX [OPTIONS]           -> PREFIX.pem PREFIX.key\n"
+               "A self-signed root: CA:TRUE, keyCertSign + cRLSign; 87600h (10 years) unless\n"
+               "--valid-for.\n" VALIDITY_HELP "  --path-len N           pathLenConstraint\n",
+    [CMD_INTERMEDIATE] =
+        "usage: " PROG " intermediate --ca PREFIX --out PREFIX2 [OPTIONS]\n"
+        "An intermediate CA signed by PREFIX -> PREFIX2.pem, PREFIX2.chain.pem (it and the\n"
+        "intermediates above it, never the root), PREFIX2.key; 8760h (a year) unless\n"
+        "--valid-for.\n" VALIDITY_HELP "  --path-len N           pathLenConstraint\n",
+    [CMD_ISSUE] =
+        "usage: " PROG " issue (--ca PREFIX | --self-signed) --out PREFIX3 --spiffe ID [OPTIONS]\n"
+        "A leaf for the SPIFFE ID -> PREFIX3.pem (the leaf, then PREFIX.chain.pem), PREFIX3.key;\n"
+        "24h unless --valid-for. The ID must be one the sidecar accepts "
+        "(spiffe://DOMAIN/PATH).\n" VALIDITY_HELP "Certificates the sidecar must refuse (tests):\n"
+        "  --eku server|client|both|none|codesign   extendedKeyUsage (both by default)\n"
+        "  --no-san               no SAN; the ID only in the subject CN\n"
+        "  --uri URI              another URI SAN, not checked (repeat; without --spiffe the only\n"
+        "                         way to put a malformed ID into a certificate)\n"
+        "  --dns NAME             a DNS SAN (repeat)\n"
+        "  --ca-flag              CA:TRUE and keyCertSign on a leaf\n"
+        "  --self-signed          the leaf signs itself\n",
+    [CMD_CSR] =
+        "usage: " PROG " csr --key FILE --spiffe ID --out FILE.csr [--cn NAME] [--uri URI]...\n"
+        "          [--dns NAME]...\n"
+        "A PKCS#10 request signed with the key in FILE; the ID is checked as for issue.\n",
+    [CMD_KEYGEN] = "usage: " PROG " keygen --out FILE.key\n"
+                   "A new EC P-256 key, PEM (SEC1), mode 0600.\n",
+    [CMD_SHOW] = "usage: " PROG " show FILE\n"
+                 "The first certificate of FILE (PEM or DER) as lines for scripts: serial=,\n"
+                 "sha256=, not_before=, not_after= (RFC 3339, UTC), uri=, dns=.\n",
+    [CMD_INSPECT] =
+        "usage: " PROG " inspect FILE\n"
+        "Every PEM block of FILE: each certificate of a chain (subject, issuer, serial, SHA-256\n"
+        "fingerprint as the sidecar logs it, validity in RFC 3339, CA or leaf, key type,\n"
+        "extendedKeyUsage, SANs, SPIFFE ID or why there is none), CRLs (issuer, updates,\n"
+        "revoked serials), private keys (type only, never the key), public keys and CSRs.\n",
+    [CMD_VERIFY] =
+        "usage: " PROG " verify --bundle FILE [--crl FILE]... [--intermediates FILE] CHAIN\n"
+        "Checks the chain in CHAIN (leaf first; --intermediates adds more) as the sidecar's\n"
+        "handshake checks a peer: against the roots of --bundle and the --crl lists (each signed\n"
+        "by a root, not stale), then the leaf: not a CA, its extendedKeyUsage, one valid SPIFFE\n"
+        "ID. Prints 'ok: ...' and exits 0, or 'refused: REASON: why' with the sidecar's reason\n"
+        "name (expired, not_yet_valid, untrusted, revoked, bad_cert, bad_spiffe_id,\n"
+        "trust_domain) and exits 1.\n"
+        "  --peer client|server   check it as a client's or a server's (default: both)\n"
+        "  --trust-domain TD      accept IDs of TD (repeat); none given: not checked\n"
+        "  --max-chain-depth N    certificates the peer may send, leaf included (4, as the\n"
+        "                         config's identity.max_chain_depth)\n",
+    [CMD_VERSION] = "usage: " PROG " version      (or: " PROG " --version)\n"
+                    "Prints the versions of tollgate-certs and wolfSSL.\n",
+    [CMD_HELP] = "usage: " PROG " help [COMMAND]      (or: " PROG " --help, COMMAND --help)\n"
+                 "Prints the list of commands, or the usage of one.\n",
+};
 
 static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -179,52 +281,11 @@ static int usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(run '" PROG " --help' for usage)\n");
+    fprintf(stderr, "\n(run '" PROG " %s%s--help' for usage)\n", cmd ? cmd : "", cmd ? " " : "");
     return EXIT_USAGE;
 }
 
 /* ---- files ---- */
-
-/* Reads a whole file (at most MAX_FILE bytes) into a NUL-terminated heap buffer. A missing
- * file is TG_EIO with errno ENOENT left for the caller to test. */
-static int read_file(const char *path, char **out, size_t *out_len, char *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len;
-    int rc = TG_EIO;
-
-    if (f == NULL) {
-        int e = errno;
-
-        tg_err_set(err, TG_EIO, "%s: %s", path, strerror(e));
-        errno = e; /* callers test for ENOENT */
-        return TG_EIO;
-    }
-    buf = malloc(MAX_FILE + 1);
-    if (buf == NULL) {
-        rc = tg_err_set(err, TG_ENOMEM, "out of memory reading %s", path);
-        goto fail;
-    }
-    len = fread(buf, 1, MAX_FILE + 1, f);
-    if (ferror(f)) {
-        tg_err_set(err, rc, "%s: read error", path);
-        goto fail;
-    }
-    if (len > MAX_FILE) {
-        rc = tg_err_set(err, TG_ETOOBIG, "%s: larger than %d bytes", path, MAX_FILE);
-        goto fail;
-    }
-    buf[len] = '\0';
-    fclose(f);
-    *out = buf;
-    *out_len = len;
-    return 0;
-fail:
-    fclose(f);
-    wipe_free(buf, MAX_FILE + 1);
-    return rc;
-}
 
 /* Writes path atomically (a temporary file in the same directory, then rename), so a file
  * watcher never sees half a certificate. mode applies even when path already exists. */
@@ -300,10 +361,10 @@ static int load_key(const char *path, ecc_key *key, char *err)
     size_t file_len = 0;
     int rc;
 
-    if ((rc = read_file(path, &file, &file_len, err)) < 0)
+    if ((rc = tg_file_read(NULL, path, TG_FILE_MAX, TG_FILE_SECRET, &file, &file_len, err)) < 0)
         return rc;
     rc = tg_x509_key_decode(file, file_len, true, key, path, err);
-    wipe_free(file, file_len);
+    tg_wipe_free(file, file_len);
     return rc;
 }
 
@@ -334,7 +395,7 @@ static int key_to_pem(ecc_key *key, char **pem, int *pem_len, char *err)
     return 0;
 fail:
     explicit_bzero(der, sizeof(der));
-    wipe_free(out, KEY_PEM_CAP);
+    tg_wipe_free(out, KEY_PEM_CAP);
     return rc;
 }
 
@@ -347,7 +408,7 @@ static int write_key(const char *path, ecc_key *key, char *err)
     if ((rc = key_to_pem(key, &pem, &pem_len, err)) < 0)
         return rc;
     rc = write_file(path, pem, (size_t)pem_len, 0600, err);
-    wipe_free(pem, KEY_PEM_CAP);
+    tg_wipe_free(pem, KEY_PEM_CAP);
     return rc;
 }
 
@@ -372,20 +433,16 @@ static int set_validity(const struct opts *o, Cert *cert, char *err)
     time_t now = time(NULL), nb, na;
 
     if (o->has_lifetime)
-        life = o->days * (long long)DAY_SECS + o->hours * 3600LL + o->seconds;
-    if (life <= 0)
-        return tg_err_set(err, TG_EINVAL, "--days/--hours/--seconds: lifetime must be positive");
+        life = o->valid_for;
     if (o->expired) {
         na = now - DAY_SECS;
         nb = na - (time_t)life;
     } else if (o->not_yet_valid) {
         nb = now + DAY_SECS;
         na = nb + (time_t)life;
-    } else if (o->seen & C(O_NOT_BEFORE_DAYS - O_BASE)) {
-        nb = now - (time_t)o->not_before_days * DAY_SECS;
+    } else if (o->seen & C(O_BACKDATE - O_BASE)) {
+        nb = now - (time_t)o->backdate;
         na = now + (time_t)life;
-        if (na <= nb)
-            return tg_err_set(err, TG_EINVAL, "--not-before-days: starts after it ends");
     } else {
         nb = now - SKEW_SECS;
         na = now + (time_t)life;
@@ -486,7 +543,7 @@ static int signer_load(const char *prefix, struct signer *s, char *err)
     memset(s, 0, sizeof(*s));
     if ((rc = path_join(path, prefix, ".pem", err)) < 0)
         return rc;
-    if ((rc = read_file(path, &pem, &pem_len, err)) < 0)
+    if ((rc = tg_file_read(NULL, path, TG_FILE_MAX, TG_FILE_SECRET, &pem, &pem_len, err)) < 0)
         return rc;
     rc = TG_EINVAL;
     s->der = malloc(pem_len + 1);
@@ -513,8 +570,9 @@ static int signer_load(const char *prefix, struct signer *s, char *err)
         goto fail;
     if ((rc = path_join(path, prefix, ".chain.pem", err)) < 0)
         goto fail;
-    rc = read_file(path, &s->chain, &s->chain_len, err);
-    if (rc < 0 && errno != ENOENT)
+    /* the chain file is optional: a CA made by an older tollgate-certs has none */
+    if ((access(path, F_OK) == 0 || errno != ENOENT) &&
+        (rc = tg_file_read(NULL, path, TG_FILE_MAX, 0, &s->chain, &s->chain_len, err)) < 0)
         goto fail;
     rc = 0;
 fail:
@@ -666,7 +724,7 @@ static int cmd_sign(const struct opts *o, char *err)
     size_t der_len, pem_len;
     int rc;
     struct tm nb_tm, na_tm;
-    char not_after[32];
+    char not_after[CERTS_RFC3339];
 
     if ((rc = path_join(key_path, o->out, ".key", err)) < 0 ||
         (rc = path_join(pem_path, o->out, ".pem", err)) < 0 ||
@@ -694,7 +752,7 @@ static int cmd_sign(const struct opts *o, char *err)
     na_tm = (struct tm){0};
     not_after[0] = '\0';
     if (wc_GetCertDates(j.cert, &nb_tm, &na_tm) == 0)
-        snprintf(not_after, sizeof(not_after), "%lld", (long long)timegm(&na_tm));
+        certs_rfc3339((int64_t)timegm(&na_tm), not_after);
     printf("%s: wrote %s%s %s serial=%s not_after=%s\n", cmd_names[o->cmd], pem_path,
            o->cmd == CMD_INTERMEDIATE ? " (+ .chain.pem)" : "", key_path, serial, not_after);
     rc = 0;
@@ -762,10 +820,13 @@ static int print_date(const char *name, const byte *date, int date_len)
     int len;
     struct tm tm = {0};
 
+    char text[CERTS_RFC3339];
+
     if (wc_GetDateInfo(date, date_len, &p, &format, &len) != 0 ||
         wc_GetDateAsCalendarTime(p, len, format, &tm) != 0)
         return TG_EINVAL;
-    printf("%s=%lld\n", name, (long long)timegm(&tm));
+    certs_rfc3339((int64_t)timegm(&tm), text);
+    printf("%s=%s\n", name, text);
     return 0;
 }
 
@@ -781,7 +842,7 @@ static int cmd_show(const struct opts *o, char *err)
     char text[2 * (EXTERNAL_SERIAL_SIZE + WC_SHA256_DIGEST_SIZE) + 1];
     DNS_entry *e;
 
-    if ((rc = read_file(o->file, &file, &file_len, err)) < 0)
+    if ((rc = tg_file_read(NULL, o->file, TG_FILE_MAX, TG_FILE_SECRET, &file, &file_len, err)) < 0)
         return rc;
     rc = TG_EINVAL;
     der = malloc(file_len + 1);
@@ -852,6 +913,81 @@ static int parse_long(const char *cmd, const char *name, const char *s, long min
     return 0;
 }
 
+/* A duration in the sidecar config's grammar (tg_duration_parse: 250ms, 10s, 5m, 24h, or
+ * seconds), in whole seconds, positive unless zero_ok, at most MAX_LIFETIME_S. */
+static int parse_duration(const char *cmd, const char *name, const char *s, bool zero_ok,
+                          long long *out)
+{
+    char why[TG_ERRLEN];
+    uint64_t ms;
+
+    if (tg_duration_parse(s, &ms, why) < 0)
+        return usage_error(cmd, "--%s: %s", name, why);
+    if (ms % 1000 != 0)
+        return usage_error(cmd, "--%s: %s: certificates count whole seconds", name, s);
+    if ((ms == 0 && !zero_ok) || ms / 1000 > (uint64_t)MAX_LIFETIME_S)
+        return usage_error(cmd, "--%s: %s: want more than 0s and at most %lldh", name, s,
+                           MAX_LIFETIME_S / 3600);
+    *out = (long long)(ms / 1000);
+    return 0;
+}
+
+/* The lifetime options before durations: refused, naming the spelling that replaces them
+ * (one spelling per concept: a duration is written as the config writes it). */
+static int gone_option(const char *cmd, int c, const char *arg)
+{
+    static const struct {
+        int opt;
+        const char *name, *now;
+        long long unit;
+    } gone[] = {
+        {O_GONE_DAYS, "days", "valid-for", 24},
+        {O_GONE_HOURS, "hours", "valid-for", 1},
+        {O_GONE_SECONDS, "seconds", "valid-for", 0},
+        {O_GONE_NOT_BEFORE_DAYS, "not-before-days", "backdate", 24},
+    };
+    char *end;
+    long long v;
+
+    for (size_t i = 0; i < TG_NELEM(gone); i++) {
+        if (gone[i].opt != c)
+            continue;
+        errno = 0;
+        v = strtoll(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || v <= 0 || v > 1000000)
+            return usage_error(cmd,
+                               "--%s is gone: give a duration as the config does, --%s 24h "
+                               "(units ms, s, m, h)",
+                               gone[i].name, gone[i].now);
+        if (gone[i].unit == 0)
+            return usage_error(cmd, "--%s is gone: give a duration as the config does: --%s %llds",
+                               gone[i].name, gone[i].now, v);
+        return usage_error(cmd, "--%s is gone: give a duration as the config does: --%s %lldh",
+                           gone[i].name, gone[i].now, v * gone[i].unit);
+    }
+    return EXIT_USAGE;
+}
+
+/* --spiffe: an ID the sidecar accepts in a workload's certificate, or a usage error with the
+ * sidecar parser's reason. */
+static int check_spiffe(const char *cmd, const char *id)
+{
+    struct tg_spiffe_id parsed;
+    char why[TG_ERRLEN];
+
+    if (tg_spiffe_parse(id, &parsed, why) < 0)
+        return usage_error(cmd,
+                           "--spiffe: '%s' is not a SPIFFE ID the sidecar accepts: %s (a test "
+                           "that wants a malformed one in a certificate gives it with --uri)",
+                           id, why);
+    if (parsed.path_off == parsed.len)
+        return usage_error(cmd,
+                           "--spiffe: '%s' names a trust domain, not a workload (want "
+                           "spiffe://DOMAIN/PATH)",
+                           id);
+    return 0;
+}
+
 static int parse_serial(const char *cmd, const char *s, struct opts *o)
 {
     byte b[CTC_SERIAL_SIZE + 1];
@@ -886,6 +1022,155 @@ static int parse_serial(const char *cmd, const char *s, struct opts *o)
     return 0;
 }
 
+/* A repeatable option's value into list (at most MAX_NAMES). */
+static int add_name(const char *cmd, const char *name, const char *v, const char **list, size_t *n)
+{
+    if (*n == MAX_NAMES)
+        return usage_error(cmd, "--%s: at most %d", name, MAX_NAMES);
+    if (v[0] == '\0')
+        return usage_error(cmd, "--%s: empty", name);
+    list[(*n)++] = v;
+    return 0;
+}
+
+/* One option c (with optarg) of the command in o. 0, or the exit status. */
+static int take_option(const char *cmd, int c, struct opts *o)
+{
+    switch (c) {
+    case O_OUT:
+        o->out = optarg;
+        return 0;
+    case O_CA:
+        o->ca = optarg;
+        return 0;
+    case O_CN:
+        o->cn = optarg;
+        return 0;
+    case O_SPIFFE:
+        o->spiffe = optarg;
+        return 0;
+    case O_KEY:
+        o->key = optarg;
+        return 0;
+    case O_VALID_FOR:
+        o->has_lifetime = true;
+        return parse_duration(cmd, "valid-for", optarg, false, &o->valid_for);
+    case O_BACKDATE:
+        return parse_duration(cmd, "backdate", optarg, true, &o->backdate);
+    case O_PATH_LEN:
+        return parse_long(cmd, "path-len", optarg, 0, 127, &o->path_len);
+    case O_EXPIRED:
+        o->expired = true;
+        return 0;
+    case O_NOT_YET_VALID:
+        o->not_yet_valid = true;
+        return 0;
+    case O_NO_SAN:
+        o->no_san = true;
+        return 0;
+    case O_CA_FLAG:
+        o->ca_flag = true;
+        return 0;
+    case O_SELF_SIGNED:
+        o->self_signed = true;
+        return 0;
+    case O_EKU:
+        o->eku = optarg;
+        if (strcmp(optarg, "server") != 0 && strcmp(optarg, "client") != 0 &&
+            strcmp(optarg, "both") != 0 && strcmp(optarg, "none") != 0 &&
+            strcmp(optarg, "codesign") != 0)
+            return usage_error(
+                cmd, "--eku: expected server, client, both, none or codesign, got '%s'", optarg);
+        return 0;
+    case O_URI:
+        return add_name(cmd, "uri", optarg, o->uris, &o->n_uris);
+    case O_DNS:
+        return add_name(cmd, "dns", optarg, o->dns, &o->n_dns);
+    case O_SERIAL:
+        return parse_serial(cmd, optarg, o);
+    case O_BUNDLE:
+        o->verify.bundle = optarg;
+        return 0;
+    case O_CRL:
+        return add_name(cmd, "crl", optarg, (const char **)o->crls, &o->verify.crls.n);
+    case O_INTERMEDIATES:
+        o->verify.intermediates = optarg;
+        return 0;
+    case O_PEER:
+        o->verify.peer = optarg;
+        if (strcmp(optarg, "client") != 0 && strcmp(optarg, "server") != 0)
+            return usage_error(cmd, "--peer: expected client or server, got '%s'", optarg);
+        return 0;
+    case O_TRUST_DOMAIN:
+        return add_name(cmd, "trust-domain", optarg, (const char **)o->domains,
+                        &o->verify.domains.n);
+    case O_MAX_CHAIN_DEPTH: {
+        long n = 0;
+        int rc = parse_long(cmd, "max-chain-depth", optarg, 1, 16, &n);
+
+        o->verify.max_chain_depth = (unsigned)n;
+        return rc;
+    }
+    default:
+        return gone_option(cmd, c, optarg);
+    }
+}
+
+/* The arguments after the options, and what each command needs. 0 or EXIT_USAGE. */
+static int check_args(const char *cmd, int argc, char **argv, struct opts *o)
+{
+    int rest = argc - optind;
+
+    switch (o->cmd) {
+    case CMD_SHOW:
+    case CMD_INSPECT:
+    case CMD_VERIFY:
+        if (rest == 0)
+            return usage_error(cmd, "expected a %s", o->cmd == CMD_VERIFY ? "CHAIN file" : "FILE");
+        if (rest > 1)
+            return usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+        o->file = argv[optind];
+        if (o->cmd == CMD_VERIFY && o->verify.bundle == NULL)
+            return usage_error(cmd, "--bundle FILE is required (the roots to verify against)");
+        return 0;
+    case CMD_HELP:
+        if (rest > 1)
+            return usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+        o->help_of = rest == 1 ? argv[optind] : NULL;
+        return 0;
+    default:
+        break;
+    }
+    if (rest > 0)
+        return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (o->cmd == CMD_VERSION)
+        return 0;
+    if (o->out == NULL || o->out[0] == '\0')
+        return usage_error(cmd, "--out is required");
+    if ((o->cmd == CMD_INTERMEDIATE || (o->cmd == CMD_ISSUE && !o->self_signed)) && o->ca == NULL)
+        return usage_error(cmd, "--ca PREFIX is required%s",
+                           o->cmd == CMD_ISSUE ? " (or --self-signed)" : "");
+    if (o->self_signed && o->ca != NULL)
+        return usage_error(cmd, "--self-signed and --ca exclude each other");
+    if (o->expired + o->not_yet_valid + !!(o->seen & C(O_BACKDATE - O_BASE)) > 1)
+        return usage_error(cmd, "--expired, --not-yet-valid and --backdate exclude each other");
+    if (o->cmd == CMD_CSR && o->key == NULL)
+        return usage_error(cmd, "--key FILE is required");
+    if (o->cmd == CMD_ISSUE || o->cmd == CMD_CSR) {
+        if (o->spiffe != NULL && check_spiffe(cmd, o->spiffe) != 0)
+            return EXIT_USAGE;
+        if (o->spiffe == NULL && o->n_uris == 0 && o->n_dns == 0)
+            return usage_error(cmd, "--spiffe ID is required (or --uri / --dns)");
+    }
+    if (o->no_san) {
+        if (o->spiffe == NULL)
+            return usage_error(cmd, "--no-san needs --spiffe (the ID goes into the CN)");
+        if (o->n_uris > 0 || o->n_dns > 0 || o->cn != NULL)
+            return usage_error(cmd, "--no-san excludes --uri, --dns and --cn");
+    }
+    return 0;
+}
+
 /* Returns 0, or an exit status (EXIT_USAGE, or 0 with *done for --help). */
 static int parse_args(int argc, char **argv, struct opts *o, bool *done)
 {
@@ -901,139 +1186,48 @@ static int parse_args(int argc, char **argv, struct opts *o, bool *done)
     if (i == CMD_COUNT)
         return usage_error(NULL, "unknown command '%s'", cmd);
     o->cmd = (enum cmd)i;
+    o->verify.max_chain_depth = 4; /* the config's identity.max_chain_depth default */
+    o->verify.crls.v = o->crls;
+    o->verify.domains.v = o->domains;
     snprintf(prog, sizeof(prog), PROG " %s", cmd);
     argv[0] = prog; /* getopt names the command in its messages */
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         if (c == 'h') {
-            fputs(usage_text, stdout);
+            fputs(cmd_usage[o->cmd], stdout);
             *done = true;
             return 0;
         }
         if (c < O_BASE || c >= O_END) { /* getopt has named the bad option */
-            fprintf(stderr, "(run '" PROG " --help' for usage)\n");
+            fprintf(stderr, "(run '" PROG " %s --help' for usage)\n", cmd);
             return EXIT_USAGE;
         }
         if (!(opt_cmds[c - O_BASE] & C(o->cmd)))
             return usage_error(cmd, "--%s does not apply to this command",
                                long_opts[c - O_BASE].name);
-        if ((o->seen & C(c - O_BASE)) && c != O_URI && c != O_DNS)
+        if ((o->seen & C(c - O_BASE)) && c != O_URI && c != O_DNS && c != O_CRL &&
+            c != O_TRUST_DOMAIN)
             return usage_error(cmd, "--%s given twice", long_opts[c - O_BASE].name);
         o->seen |= C(c - O_BASE);
-        rc = 0;
-        switch (c) {
-        case O_OUT:
-            o->out = optarg;
-            break;
-        case O_CA:
-            o->ca = optarg;
-            break;
-        case O_CN:
-            o->cn = optarg;
-            break;
-        case O_SPIFFE:
-            o->spiffe = optarg;
-            break;
-        case O_KEY:
-            o->key = optarg;
-            break;
-        case O_DAYS:
-            rc = parse_long(cmd, "days", optarg, 0, 36500, &o->days);
-            o->has_lifetime = true;
-            break;
-        case O_HOURS:
-            rc = parse_long(cmd, "hours", optarg, 0, 876000, &o->hours);
-            o->has_lifetime = true;
-            break;
-        case O_SECONDS:
-            rc = parse_long(cmd, "seconds", optarg, 0, 3153600000L, &o->seconds);
-            o->has_lifetime = true;
-            break;
-        case O_NOT_BEFORE_DAYS:
-            rc = parse_long(cmd, "not-before-days", optarg, -36500, 36500, &o->not_before_days);
-            break;
-        case O_PATH_LEN:
-            rc = parse_long(cmd, "path-len", optarg, 0, 127, &o->path_len);
-            break;
-        case O_EXPIRED:
-            o->expired = true;
-            break;
-        case O_NOT_YET_VALID:
-            o->not_yet_valid = true;
-            break;
-        case O_NO_SAN:
-            o->no_san = true;
-            break;
-        case O_CA_FLAG:
-            o->ca_flag = true;
-            break;
-        case O_SELF_SIGNED:
-            o->self_signed = true;
-            break;
-        case O_EKU:
-            o->eku = optarg;
-            if (strcmp(optarg, "server") != 0 && strcmp(optarg, "client") != 0 &&
-                strcmp(optarg, "both") != 0 && strcmp(optarg, "none") != 0 &&
-                strcmp(optarg, "codesign") != 0)
-                rc = usage_error(cmd,
-                                 "--eku: expected server, client, both, none or codesign, "
-                                 "got '%s'",
-                                 optarg);
-            break;
-        case O_URI:
-        case O_DNS: {
-            const char **list = c == O_URI ? o->uris : o->dns;
-            size_t *n = c == O_URI ? &o->n_uris : &o->n_dns;
-
-            if (*n == MAX_NAMES)
-                rc = usage_error(cmd, "--%s: at most %d", c == O_URI ? "uri" : "dns", MAX_NAMES);
-            else if (optarg[0] == '\0')
-                rc = usage_error(cmd, "--%s: empty name", c == O_URI ? "uri" : "dns");
-            else
-                list[(*n)++] = optarg;
-            break;
-        }
-        case O_SERIAL:
-            rc = parse_serial(cmd, optarg, o);
-            break;
-        }
-        if (rc != 0)
+        if ((rc = take_option(cmd, c, o)) != 0)
             return rc;
     }
+    return check_args(cmd, argc, argv, o);
+}
 
-    if (o->cmd == CMD_SHOW) {
-        if (argc - optind != 1)
-            return usage_error(cmd, "expected exactly one FILE");
-        o->file = argv[optind];
+static int cmd_help(const struct opts *o)
+{
+    if (o->help_of == NULL) {
+        fputs(usage_text, stdout);
         return 0;
     }
-    if (optind < argc)
-        return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (o->out == NULL || o->out[0] == '\0')
-        return usage_error(cmd, "--out is required");
-    if ((o->cmd == CMD_INTERMEDIATE || (o->cmd == CMD_ISSUE && !o->self_signed)) && o->ca == NULL)
-        return usage_error(cmd, "--ca PREFIX is required%s",
-                           o->cmd == CMD_ISSUE ? " (or --self-signed)" : "");
-    if (o->self_signed && o->ca != NULL)
-        return usage_error(cmd, "--self-signed and --ca exclude each other");
-    if (o->expired + o->not_yet_valid + !!(o->seen & C(O_NOT_BEFORE_DAYS - O_BASE)) > 1)
-        return usage_error(cmd, "--expired, --not-yet-valid and --not-before-days exclude each "
-                                "other");
-    if (o->cmd == CMD_CSR && o->key == NULL)
-        return usage_error(cmd, "--key FILE is required");
-    if (o->cmd == CMD_ISSUE || o->cmd == CMD_CSR) {
-        if (o->spiffe != NULL && o->spiffe[0] == '\0')
-            return usage_error(cmd, "--spiffe: empty ID");
-        if (o->spiffe == NULL && o->n_uris == 0 && o->n_dns == 0)
-            return usage_error(cmd, "--spiffe ID is required (or --uri / --dns)");
+    for (int i = 0; i < CMD_COUNT; i++) {
+        if (strcmp(o->help_of, cmd_names[i]) == 0) {
+            fputs(cmd_usage[i], stdout);
+            return 0;
+        }
     }
-    if (o->no_san) {
-        if (o->spiffe == NULL)
-            return usage_error(cmd, "--no-san needs --spiffe (the ID goes into the CN)");
-        if (o->n_uris > 0 || o->n_dns > 0 || o->cn != NULL)
-            return usage_error(cmd, "--no-san excludes --uri, --dns and --cn");
-    }
-    return 0;
+    return usage_error("help", "unknown command '%s'", o->help_of);
 }
 
 int main(int argc, char **argv)
@@ -1044,18 +1238,25 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc < 2)
-        return usage_error(NULL, "missing COMMAND");
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        fputs(usage_text, stdout);
-        return 0;
-    }
+        return usage_error(NULL, "missing command");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
+        argv[1] = "help";
+    if (strcmp(argv[1], "--version") == 0)
+        argv[1] = "version";
     rc = parse_args(argc - 1, argv + 1, &o, &done);
     if (rc != 0 || done)
         return rc;
-    if (wolfCrypt_Init() != 0) {
-        fprintf(stderr, PROG ": wolfCrypt_Init failed\n");
+    if (o.cmd == CMD_HELP)
+        return cmd_help(&o);
+    if (o.cmd == CMD_VERSION) {
+        printf(PROG " %s (%s)\n", TG_VERSION, tg_tls_version_text());
+        return 0;
+    }
+    if (tg_tls_init() < 0) {
+        fprintf(stderr, PROG ": the TLS library failed to start\n");
         return 1;
     }
+    o.verify.chain = o.file;
     switch (o.cmd) {
     case CMD_KEYGEN:
         rc = cmd_keygen(&o, err);
@@ -1066,14 +1267,20 @@ int main(int argc, char **argv)
     case CMD_SHOW:
         rc = cmd_show(&o, err);
         break;
+    case CMD_INSPECT:
+        rc = certs_inspect(o.file, err);
+        break;
+    case CMD_VERIFY:
+        rc = certs_verify(&o.verify, err);
+        break;
     default:
         rc = cmd_sign(&o, err);
         break;
     }
-    wolfCrypt_Cleanup();
+    tg_tls_cleanup();
     if (rc < 0) {
         fprintf(stderr, PROG " %s: %s\n", cmd_names[o.cmd], err[0] ? err : "failed");
         return 1;
     }
-    return 0;
+    return rc;
 }

@@ -1,8 +1,13 @@
 /* tollgate-cp: the reference control plane. CLI verbs only:
  *   tollgate-cp run -c mesh.yaml     serve until SIGTERM/SIGINT (SIGHUP: reload now)
  *   tollgate-cp check -c mesh.yaml   load every file as run would; 0 when all is well
- *   tollgate-cp version */
+ *   tollgate-cp version              (or --version)
+ *   tollgate-cp help [COMMAND]       (or --help, -h, COMMAND --help)
+ * Help and the version go to stdout with exit 0; a usage error is one line on stderr naming
+ * what was wrong, then the usage, exit 2. */
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +27,56 @@ struct run {
     bool stopping;
 };
 
-static int usage(const char *why)
+static const char main_usage[] =
+    "usage: tollgate-cp COMMAND [OPTIONS]\n"
+    "  run -c FILE      serve the mesh described by FILE (mesh.yaml)\n"
+    "  check -c FILE    load FILE and every file it names as run would\n"
+    "  version          the versions of tollgate-cp and wolfSSL (also: --version)\n"
+    "  help [COMMAND]   this text, or one command's (also: --help, -h, COMMAND --help)\n";
+
+static const struct verb {
+    const char *name;
+    bool takes_config;
+    const char *usage;
+} verbs[] = {
+    {"run", true,
+     "usage: tollgate-cp run -c FILE\n"
+     "Serves the mesh of FILE (-c or --config: mesh.yaml) until SIGTERM or SIGINT; SIGHUP\n"
+     "reloads the files now (they are also watched). Exit 0 when stopped, 1 when FILE or a\n"
+     "file it names is bad.\n"},
+    {"check", true,
+     "usage: tollgate-cp check -c FILE\n"
+     "Loads FILE (-c or --config) and every file it names as run would and prints one line.\n"
+     "Exit 0 when all is well, 1 naming the first problem.\n"},
+    {"version", false,
+     "usage: tollgate-cp version      (or: tollgate-cp --version)\n"
+     "Prints the versions of tollgate-cp and wolfSSL.\n"},
+    {"help", false,
+     "usage: tollgate-cp help [COMMAND]      (or: tollgate-cp --help, COMMAND --help)\n"
+     "Prints the list of commands, or the usage of one.\n"},
+};
+
+static const struct verb *find_verb(const char *name)
 {
-    if (why != NULL)
-        fprintf(stderr, "tollgate-cp: %s\n", why);
-    fprintf(stderr, "usage: tollgate-cp run -c FILE\n"
-                    "       tollgate-cp check -c FILE\n"
-                    "       tollgate-cp version\n");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strcmp(verbs[i].name, name) == 0)
+            return &verbs[i];
+    return NULL;
+}
+
+static int usage_error(const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("tollgate-cp: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage, stderr);
     return EXIT_USAGE;
 }
 
@@ -119,41 +167,88 @@ static int cmd_check(const char *path)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Parses argv[2..] of verb v: -h/--help, and -c/--config FILE when the verb takes one.
+ * Returns -1 to go on (*path set when the verb takes one), else the exit status. */
+static int parse_verb(const struct verb *v, int argc, char **argv, const char **path)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *cmd, *path = NULL;
-    int c, rc;
+    int c;
+
+    *path = NULL;
+    optind = 2;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, v->takes_config ? ":c:h" : ":h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(v->usage, stdout);
+            return 0;
+        }
+        if (c == 'c' && *path != NULL)
+            return usage_error(v->usage, "%s: -c/--config given twice", v->name);
+        if (c == 'c') {
+            *path = optarg;
+            continue;
+        }
+        if (c == ':')
+            return usage_error(v->usage, "%s: -c/--config wants the config FILE", v->name);
+        if (optopt != 0)
+            return usage_error(v->usage, "%s: unknown option '-%c'", v->name, optopt);
+        return usage_error(v->usage, "%s: unknown option '%s'", v->name, argv[optind - 1]);
+    }
+    if (v->takes_config && *path == NULL)
+        return usage_error(v->usage, "%s: missing -c FILE (mesh.yaml)", v->name);
+    if (optind < argc && strcmp(v->name, "help") != 0)
+        return usage_error(v->usage, "%s: unexpected argument '%s'", v->name, argv[optind]);
+    return -1;
+}
+
+/* help [COMMAND] */
+static int cmd_help(int argc, char **argv)
+{
+    const struct verb *v;
+
+    if (argc > 3)
+        return usage_error(find_verb("help")->usage, "help: unexpected argument '%s'", argv[3]);
+    if (argc < 3) {
+        fputs(main_usage, stdout);
+        return 0;
+    }
+    if ((v = find_verb(argv[2])) == NULL)
+        return usage_error(main_usage, "help: unknown command '%s'", argv[2]);
+    fputs(v->usage, stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const struct verb *v;
+    const char *path;
+    int rc;
 
     if (argc < 2)
-        return usage("missing command");
-    cmd = argv[1];
-    if (strcmp(cmd, "version") == 0) {
+        return usage_error(main_usage, "missing command");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        argv[1] = "help";
+    if (strcmp(argv[1], "--version") == 0)
+        argv[1] = "version";
+    if ((v = find_verb(argv[1])) == NULL)
+        return usage_error(main_usage, "unknown command '%s'", argv[1]);
+    if ((rc = parse_verb(v, argc, argv, &path)) >= 0)
+        return rc;
+    if (strcmp(v->name, "help") == 0)
+        return cmd_help(argc, argv);
+    if (strcmp(v->name, "version") == 0) {
         printf("tollgate-cp %s (%s)\n", TG_VERSION, tg_tls_version_text());
         return 0;
     }
-    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)
-        return usage(NULL), 0;
-    if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0)
-        return usage("unknown command");
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (c == 'c')
-            path = optarg;
-        else
-            return usage(c == 'h' ? NULL : "bad option");
-    }
-    if (path == NULL || optind != argc)
-        return usage("want -c FILE");
     if (tg_tls_init() < 0) {
         fprintf(stderr, "tollgate-cp: TLS library failed to start\n");
         return 1;
     }
-    rc = strcmp(cmd, "run") == 0 ? cmd_run(path) : cmd_check(path);
+    rc = strcmp(v->name, "run") == 0 ? cmd_run(path) : cmd_check(path);
     tg_tls_cleanup();
     return rc;
 }

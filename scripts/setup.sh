@@ -32,7 +32,7 @@ PACKAGES=(
     libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libyaml-dev libjansson-dev
     openssl curl python3 python3-yaml iptables iproute2 procps psmisc tcpdump util-linux nginx
     autoconf automake libtool dpkg-dev clang libclang-rt-14-dev valgrind
-    clang-format cppcheck shellcheck
+    clang-format cppcheck shellcheck debhelper fakeroot
 )
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -1,4 +1,7 @@
-/* tollgate: CLI verbs only. */
+/* tollgate: CLI verbs only. Every verb answers -h/--help on stdout with exit 0; a usage
+ * error is one line on stderr naming what was wrong, then the verb's usage, exit 2. */
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,30 +16,106 @@
 #include "tollgate/log.h"
 #include "tollgate/tls.h"
 
-static int usage(FILE *f)
-{
-    fprintf(f, "usage: tollgate run -c FILE      run the sidecar\n"
-               "       tollgate check -c FILE    check a config file and the files it names\n"
-               "       tollgate version          versions, and whether AES-NI is compiled in\n"
-               "       tollgate init-iptables ... capture rules (tollgate init-iptables --help)\n");
-    return f == stderr ? 2 : 0;
-}
+#define EXIT_USAGE 2
 
-static const char *config_arg(int argc, char **argv)
+static const char main_usage[] =
+    "usage: tollgate COMMAND [OPTIONS]\n"
+    "  run -c FILE          run the sidecar\n"
+    "  check -c FILE        check a config file and the files it names\n"
+    "  init-iptables ...    write or remove the capture rules (tollgate init-iptables --help)\n"
+    "  version              versions, and whether AES-NI is compiled in (also: --version)\n"
+    "  help [COMMAND]       this text, or one command's (also: --help, -h, COMMAND --help)\n";
+
+/* The verbs other than init-iptables (whose options and help live in iptables.c). */
+static const struct verb {
+    const char *name;
+    bool takes_config; /* -c FILE, required */
+    const char *usage;
+} verbs[] = {
+    {"run", true,
+     "usage: tollgate run -c FILE\n"
+     "Runs the sidecar with the config FILE (-c or --config) until SIGTERM or SIGINT, which\n"
+     "drain (timeouts.drain); SIGHUP reloads the identity files at once. Logs go to stderr.\n"
+     "Exit 0 after a drain, 1 when the config or a listener fails.\n"},
+    {"check", true,
+     "usage: tollgate check -c FILE\n"
+     "Loads FILE (-c or --config) and every file it names as run would, builds the TLS\n"
+     "contexts, and prints one line. Exit 0 when all is well, 1 naming the file, line and key\n"
+     "of the first problem.\n"},
+    {"version", false,
+     "usage: tollgate version      (or: tollgate --version)\n"
+     "Prints the versions of tollgate, wolfSSL (and whether AES-NI is compiled in) and libuv.\n"},
+    {"help", false,
+     "usage: tollgate help [COMMAND]      (or: tollgate --help, tollgate COMMAND --help)\n"
+     "Prints the list of commands, or the usage of one.\n"},
+};
+
+static const struct verb *find_verb(const char *name)
 {
-    for (int i = 2; i + 1 < argc; i++)
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0)
-            return argv[i + 1];
+    for (size_t i = 0; i < TG_NELEM(verbs); i++)
+        if (strcmp(verbs[i].name, name) == 0)
+            return &verbs[i];
     return NULL;
 }
 
-static int load(int argc, char **argv, struct tg_config **cfg)
+static int usage_error(const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *usage, const char *fmt, ...)
 {
-    const char *path = config_arg(argc, argv);
+    va_list ap;
+
+    fputs("tollgate: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage, stderr);
+    return EXIT_USAGE;
+}
+
+/* Parses argv[2..] of verb v: -h/--help, and -c/--config FILE when the verb takes one.
+ * Returns -1 to go on (*config set when the verb takes one), else the exit status. */
+static int parse_verb(const struct verb *v, int argc, char **argv, const char **config)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    *config = NULL;
+    optind = 2;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, v->takes_config ? ":c:h" : ":h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(v->usage, stdout);
+            return 0;
+        }
+        if (c == 'c' && *config != NULL)
+            return usage_error(v->usage, "%s: -c/--config given twice", v->name);
+        if (c == 'c') {
+            *config = optarg;
+            continue;
+        }
+        if (c == ':')
+            return usage_error(v->usage, "%s: -c/--config wants the config FILE", v->name);
+        if (optopt != 0)
+            return usage_error(v->usage, "%s: unknown option '-%c'", v->name, optopt);
+        return usage_error(v->usage, "%s: unknown option '%s'", v->name, argv[optind - 1]);
+    }
+    if (v->takes_config && *config == NULL)
+        return usage_error(v->usage, "%s: missing -c FILE (the config file)", v->name);
+    if (optind < argc && strcmp(v->name, "help") != 0)
+        return usage_error(v->usage, "%s: unexpected argument '%s'", v->name, argv[optind]);
+    return -1;
+}
+
+static int load(const char *path, struct tg_config **cfg)
+{
     char err[TG_ERRLEN] = "";
 
-    if (path == NULL || argc != 4)
-        return usage(stderr);
     if (tg_config_load(path, cfg, err) < 0) {
         fprintf(stderr, "tollgate: %s\n", err);
         return 1;
@@ -79,13 +158,13 @@ static int check_cp(struct tg_config *cfg)
     return 0;
 }
 
-static int cmd_check(int argc, char **argv)
+static int cmd_check(const char *path)
 {
     struct tg_config *cfg;
     struct tg_gen_input in = {0};
     struct tg_gen *g;
     char err[TG_ERRLEN] = "";
-    int rc = load(argc, argv, &cfg);
+    int rc = load(path, &cfg);
 
     if (rc != 0)
         return rc;
@@ -110,10 +189,10 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
-static int cmd_run(int argc, char **argv)
+static int cmd_run(const char *path)
 {
     struct tg_config *cfg;
-    int rc = load(argc, argv, &cfg);
+    int rc = load(path, &cfg);
 
     if (rc != 0)
         return rc;
@@ -131,24 +210,55 @@ static int cmd_run(int argc, char **argv)
     return rc;
 }
 
-int main(int argc, char **argv)
+static int cmd_version(void)
 {
-    if (argc < 2)
-        return usage(stderr);
-    if (strcmp(argv[1], "run") == 0)
-        return cmd_run(argc, argv);
-    if (strcmp(argv[1], "check") == 0)
-        return cmd_check(argc, argv);
-    if (strcmp(argv[1], "init-iptables") == 0)
-        return tg_iptables_main(argc, argv);
-    if (strcmp(argv[1], "version") == 0) {
-        printf("tollgate %s\n%s\nlibuv %s\n", TG_VERSION, tg_tls_version_text(),
-               uv_version_string());
+    printf("tollgate %s\n%s\nlibuv %s\n", TG_VERSION, tg_tls_version_text(), uv_version_string());
+    return 0;
+}
+
+/* help [COMMAND] */
+static int cmd_help(int argc, char **argv)
+{
+    const struct verb *v;
+    char *help_argv[] = {argv[0], "init-iptables", "--help", NULL};
+
+    if (argc > 3)
+        return usage_error(find_verb("help")->usage, "help: unexpected argument '%s'", argv[3]);
+    if (argc < 3) {
+        fputs(main_usage, stdout);
         return 0;
     }
-    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "-h") == 0)
-        return usage(stdout);
-    fprintf(stderr, "tollgate: unknown command '%s'\n", argv[1]);
-    return usage(stderr);
+    if (strcmp(argv[2], "init-iptables") == 0)
+        return tg_iptables_main(3, help_argv);
+    if ((v = find_verb(argv[2])) == NULL)
+        return usage_error(main_usage, "help: unknown command '%s'", argv[2]);
+    fputs(v->usage, stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const struct verb *v;
+    const char *config;
+    int rc;
+
+    if (argc < 2)
+        return usage_error(main_usage, "missing command");
+    if (strcmp(argv[1], "init-iptables") == 0)
+        return tg_iptables_main(argc, argv);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        argv[1] = "help";
+    if (strcmp(argv[1], "--version") == 0)
+        argv[1] = "version";
+    if ((v = find_verb(argv[1])) == NULL)
+        return usage_error(main_usage, "unknown command '%s'", argv[1]);
+    if ((rc = parse_verb(v, argc, argv, &config)) >= 0)
+        return rc;
+    if (strcmp(v->name, "run") == 0)
+        return cmd_run(config);
+    if (strcmp(v->name, "check") == 0)
+        return cmd_check(config);
+    if (strcmp(v->name, "version") == 0)
+        return cmd_version();
+    return cmd_help(argc, argv);
 }

@@ -71,6 +71,15 @@ TG_MUST_USE int tg_identity_load(const struct tg_identity_files *f, struct tg_id
 
 void tg_identity_free(struct tg_identity *id);
 
+/* A trust bundle and its CRLs (crls may be NULL) alone, with no identity of our own: read and
+ * checked as tg_identity_load checks them, messages naming them bundle_name and crl_name (an
+ * option or a config key) before the path. For checking a peer's chain away from a handshake
+ * (tg_tls_verify_chain, tollgate-certs verify). The result has no chain, key or leaf, and an
+ * empty trust_domain. */
+TG_MUST_USE int tg_identity_load_trust(const char *bundle, const struct tg_strlist *crls,
+                                       const char *bundle_name, const char *crl_name,
+                                       struct tg_identity **out, char *err);
+
 /* Checks a trust bundle alone (PEM, len bytes): at least one certificate, each a CA usable
  * as a root. 0, or TG_EINVAL with err. */
 TG_MUST_USE int tg_identity_check_bundle(const char *pem, size_t len, char *err);

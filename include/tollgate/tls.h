@@ -135,6 +135,27 @@ void tg_tls_offer(struct tg_tls *t, struct tg_tls_cache *cache, const char *key)
 /* After a verified client session (typically at close): keeps its ticket for key. */
 void tg_tls_remember(struct tg_tls *t, struct tg_tls_cache *cache, const char *key);
 const char *tg_tls_version(const struct tg_tls *t);
+
+/* A peer's chain as it would send it: der[0] the leaf, then its intermediates. */
+struct tg_tls_chain {
+    const unsigned char *const *der;
+    const size_t *len;
+    size_t n;
+};
+
+/* Checks chain away from a handshake (tollgate-certs verify), with the handshake's own
+ * checks: trust's bundle and CRLs loaded as a context loads them; the certificates verified
+ * from the root side down as wolfSSL takes a peer's chain; then the leaf checks of the
+ * handshake for s->server's side (true: the chain is a client's): s->max_chain_depth, not a
+ * CA, the extendedKeyUsage of its side, one valid SPIFFE ID; and its trust domain when one
+ * is known (trust->trust_domain or s->trust_domains; none: not checked). Allow and expect
+ * lists are not. *leaf gets what the leaf says as far as it parses. Returns 0 (accepted),
+ * TG_EPEER (refused: *fail is the handshake's reason, why its line), or another negative
+ * code with why (no certificate, trust not usable, out of memory). */
+TG_MUST_USE int tg_tls_verify_chain(const struct tg_identity *trust,
+                                    const struct tg_tls_settings *s,
+                                    const struct tg_tls_chain *chain, struct tg_cert_info *leaf,
+                                    enum tg_hs_fail *fail, char *why);
 const char *tg_tls_cipher(const struct tg_tls *t);
 /* Gives wolfSSL's and our buffers back while the connection is idle. */
 void tg_tls_release_buffers(struct tg_tls *t);

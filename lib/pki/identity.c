@@ -19,6 +19,8 @@
 #include "tollgate/file.h"
 
 #define MAX_PEM_FILE TG_FILE_MAX
+#define BUNDLE_KEY "identity.trust_bundle" /* the config keys, as messages name the files */
+#define CRL_KEY "identity.crl"
 
 int64_t tg_identity_now(void)
 {
@@ -153,9 +155,10 @@ void tg_identity_free(struct tg_identity *id)
     free(id);
 }
 
-/* Counts the bundle's certificates, each of which must be a CA, and loads them into cm. */
-static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MANAGER *cm,
-                       char *err)
+/* Counts the bundle's certificates, each of which must be a CA, and loads them into cm. what
+ * names the bundle in messages (its config key). */
+static int load_bundle(struct tg_identity *id, const char *what, const char *path,
+                       WOLFSSL_CERT_MANAGER *cm, char *err)
 {
     size_t pos = 0;
     unsigned char *der;
@@ -186,14 +189,14 @@ static int load_bundle(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
             char why[TG_ERRLEN];
 
             snprintf(why, sizeof(why), "%s", err);
-            return tg_err_set(err, TG_EINVAL, "identity.trust_bundle: %s: %s", path, why);
+            return tg_err_set(err, TG_EINVAL, "%s: %s: %s", what, path, why);
         }
         id->n_roots++;
     }
     if (found < 0)
-        return tg_err_set(err, TG_EINVAL, "identity.trust_bundle: %s: malformed PEM", path);
+        return tg_err_set(err, TG_EINVAL, "%s: %s: malformed PEM", what, path);
     if (id->n_roots == 0)
-        return tg_err_set(err, TG_EINVAL, "identity.trust_bundle: %s: no certificate", path);
+        return tg_err_set(err, TG_EINVAL, "%s: %s: no certificate", what, path);
     return 0;
 }
 
@@ -205,7 +208,7 @@ int tg_identity_check_bundle(const char *pem, size_t len, char *err)
 
     if (cm == NULL)
         return TG_ENOMEM;
-    rc = load_bundle(&id, "(pushed)", cm, err);
+    rc = load_bundle(&id, BUNDLE_KEY, "(pushed)", cm, err);
     free(id.roots);
     wolfSSL_CertManagerFree(cm);
     return rc;
@@ -270,15 +273,16 @@ static int alloc_crls(struct tg_identity *id, size_t n)
     return id->crl == NULL || id->crl_len == NULL || id->crl_pem == NULL ? TG_ENOMEM : 0;
 }
 
-static int read_crls(struct tg_identity *id, const struct tg_strlist *paths, char *err)
+static int read_crls(struct tg_identity *id, const char *what, const struct tg_strlist *paths,
+                     char *err)
 {
     if (paths == NULL || paths->n == 0)
         return 0;
     if (alloc_crls(id, paths->n) < 0)
         return TG_ENOMEM;
     for (size_t i = 0; i < paths->n; i++) {
-        int rc = tg_file_read("identity.crl", paths->v[i], MAX_PEM_FILE, 0, &id->crl[i],
-                              &id->crl_len[i], err);
+        int rc =
+            tg_file_read(what, paths->v[i], MAX_PEM_FILE, 0, &id->crl[i], &id->crl_len[i], err);
 
         if (rc < 0)
             return rc;
@@ -346,8 +350,8 @@ static int crl_next_update(const char *data, size_t len, bool pem, int64_t *out)
 
 /* Checks that each CRL parses, is signed by a root of the bundle (already in cm) and is not
  * stale: a CRL that could never apply is a configuration error, not a silent no-op. paths
- * name them in err (NULL: by position). */
-static int check_crls(struct tg_identity *id, const struct tg_strlist *paths,
+ * name them in err (NULL: by position), after what. */
+static int check_crls(struct tg_identity *id, const char *what, const struct tg_strlist *paths,
                       WOLFSSL_CERT_MANAGER *cm, char *err)
 {
     for (size_t i = 0; i < id->n_crl; i++) {
@@ -364,13 +368,11 @@ static int check_crls(struct tg_identity *id, const struct tg_strlist *paths,
         snprintf(name, sizeof(name), "(in memory) CRL %zu", i + 1);
         if (crl_next_update(id->crl[i], id->crl_len[i], id->crl_pem[i], &next) == 0 &&
             next <= tg_identity_now())
-            return tg_err_set(err, TG_EINVAL,
-                              "identity.crl: %s: stale: its nextUpdate passed %lld s ago",
-                              paths != NULL && i < paths->n ? paths->v[i] : name,
+            return tg_err_set(err, TG_EINVAL, "%s: %s: stale: its nextUpdate passed %lld s ago",
+                              what, paths != NULL && i < paths->n ? paths->v[i] : name,
                               (long long)(tg_identity_now() - next));
-        return tg_err_set(err, TG_EINVAL,
-                          "identity.crl: %s: not a CRL signed by a root of the bundle: %s",
-                          paths != NULL && i < paths->n ? paths->v[i] : name,
+        return tg_err_set(err, TG_EINVAL, "%s: %s: not a CRL signed by a root of the bundle: %s",
+                          what, paths != NULL && i < paths->n ? paths->v[i] : name,
                           wolfSSL_ERR_reason_error_string((unsigned long)rc));
     }
     return 0;
@@ -589,9 +591,9 @@ static int check_identity(struct tg_identity *id, const struct tg_identity_files
         return TG_ENOMEM;
     /* our own chain before the CRLs: a CRL that revokes us must still apply to our peers
      * (and a renewal replaces our certificate) */
-    if ((rc = load_bundle(id, f->bundle, cm, err)) == 0 &&
+    if ((rc = load_bundle(id, BUNDLE_KEY, f->bundle, cm, err)) == 0 &&
         (rc = check_chain(id, f->cert, cm, err)) == 0 &&
-        (rc = check_crls(id, f->crls, cm, err)) == 0 && (rc = check_key(id, f, err)) == 0)
+        (rc = check_crls(id, CRL_KEY, f->crls, cm, err)) == 0 && (rc = check_key(id, f, err)) == 0)
         tg_spiffe_trust_domain(&id->leaf.id, id->trust_domain, sizeof(id->trust_domain));
     wolfSSL_CertManagerFree(cm);
     return rc;
@@ -663,16 +665,45 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
     if ((rc = tg_file_read("identity.key", f->key, MAX_PEM_FILE, TG_FILE_SECRET, &id->key_pem,
                            &id->key_len, err)) < 0)
         goto fail;
-    if ((rc = tg_file_read("identity.trust_bundle", f->bundle, MAX_PEM_FILE, 0, &id->bundle_pem,
-                           &id->bundle_len, err)) < 0)
+    if ((rc = tg_file_read(BUNDLE_KEY, f->bundle, MAX_PEM_FILE, 0, &id->bundle_pem, &id->bundle_len,
+                           err)) < 0)
         goto fail;
-    if ((rc = read_crls(id, f->crls, err)) < 0)
+    if ((rc = read_crls(id, CRL_KEY, f->crls, err)) < 0)
         goto fail;
     if ((rc = check_identity(id, f, err)) < 0)
         goto fail;
     *out = id;
     return 0;
 fail:
+    tg_identity_free(id);
+    return rc;
+}
+
+int tg_identity_load_trust(const char *bundle, const struct tg_strlist *crls,
+                           const char *bundle_name, const char *crl_name, struct tg_identity **out,
+                           char *err)
+{
+    struct tg_identity *id = calloc(1, sizeof(*id));
+    WOLFSSL_CERT_MANAGER *cm = NULL;
+    int rc = TG_ENOMEM;
+
+    if (id == NULL)
+        return rc;
+    if ((rc = tg_file_read(bundle_name, bundle, MAX_PEM_FILE, 0, &id->bundle_pem, &id->bundle_len,
+                           err)) < 0 ||
+        (rc = read_crls(id, crl_name, crls, err)) < 0)
+        goto fail;
+    rc = TG_ENOMEM;
+    if ((cm = wolfSSL_CertManagerNew()) == NULL)
+        goto fail;
+    if ((rc = load_bundle(id, bundle_name, bundle, cm, err)) < 0 ||
+        (rc = check_crls(id, crl_name, crls, cm, err)) < 0)
+        goto fail;
+    wolfSSL_CertManagerFree(cm);
+    *out = id;
+    return 0;
+fail:
+    wolfSSL_CertManagerFree(cm);
     tg_identity_free(id);
     return rc;
 }

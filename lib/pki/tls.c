@@ -306,6 +306,64 @@ static bool accepted(struct tg_tls *t, const struct tg_spiffe_id *id)
     return true;
 }
 
+/* wolfSSL's verdict on a certificate of the chain, as a reason: a failure that names no
+ * reason of ours is "untrusted". */
+static enum tg_hs_fail verify_fail(int wolf_err, const char **text)
+{
+    enum tg_hs_fail why = classify(wolf_err, text);
+
+    return why == TG_HSF_OTHER ? TG_HSF_UNTRUSTED : why;
+}
+
+static bool leaf_refused(enum tg_hs_fail *fail, enum tg_hs_fail why, char *dst, size_t cap,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static bool leaf_refused(enum tg_hs_fail *fail, enum tg_hs_fail why, char *dst, size_t cap,
+                         const char *fmt, ...)
+{
+    va_list ap;
+
+    *fail = why;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* The checks of the peer's leaf that need no session, made after the chain verified: the
+ * chain's length, a leaf that is not a CA, the extendedKeyUsage of its side (a client
+ * needs clientAuth, a server serverAuth; none at all is fine), exactly one valid SPIFFE ID.
+ * server: we are the server, the peer a client. Inside the handshake (on_verify) and away
+ * from one (tg_tls_verify_chain). info is filled as far as the certificate parses (serial
+ * "" when it does not); on false, *fail and dst (cap bytes) say why. */
+static bool leaf_ok(bool server, unsigned max_depth, int n_certs, const unsigned char *der,
+                    size_t len, struct tg_cert_info *info, enum tg_hs_fail *fail, char *dst,
+                    size_t cap)
+{
+    const char *side = server ? "client" : "server";
+    char err[TG_ERRLEN];
+
+    memset(info, 0, sizeof(*info));
+    if (n_certs > (int)max_depth)
+        return leaf_refused(fail, TG_HSF_BAD_CERT, dst, cap,
+                            "%s chain of %d certificates (max_chain_depth %u)", side, n_certs,
+                            max_depth);
+    if (der == NULL || n_certs < 1 || tg_cert_inspect(der, len, info, err) < 0)
+        return leaf_refused(fail, TG_HSF_BAD_CERT, dst, cap, "%s certificate: %s", side,
+                            der == NULL ? "none" : err);
+    if (info->is_ca || info->key_cert_sign)
+        return leaf_refused(fail, TG_HSF_BAD_CERT, dst, cap,
+                            "%s leaf is a CA certificate (serial %s)", side, info->serial);
+    if (info->eku_set && !(server ? info->eku_client : info->eku_server))
+        return leaf_refused(fail, TG_HSF_BAD_CERT, dst, cap,
+                            "%s leaf lacks extendedKeyUsage %s (serial %s)", side,
+                            server ? "clientAuth" : "serverAuth", info->serial);
+    if (!info->id_ok)
+        return leaf_refused(fail, TG_HSF_BAD_SPIFFE, dst, cap, "%s certificate (serial %s): %s",
+                            side, info->serial, info->id_err);
+    return true;
+}
+
 /* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
  * certificate that failed. Returning 0 fails the handshake with an alert. */
 static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
@@ -315,38 +373,29 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     struct tg_cert_info info;
     const char *side = c->server ? "client" : "server";
     const char *text;
-    char err[TG_ERRLEN];
+    bool have = store->certs != NULL && store->totalCerts >= 1;
+    enum tg_hs_fail fail;
 
     if (t->failed)
         return 0;
     if (!preverify) {
-        enum tg_hs_fail why = classify(store->error, &text);
-
-        if (why == TG_HSF_OTHER)
-            why = TG_HSF_UNTRUSTED;
-        return refuse(t, why, "%s certificate %d: %s", side, store->error_depth, text);
+        fail = verify_fail(store->error, &text);
+        return refuse(t, fail, "%s certificate %d: %s", side, store->error_depth, text);
     }
     if (store->error_depth != 0)
         return 1;
-    if (c->peer_optional && (store->certs == NULL || store->totalCerts < 1))
+    if (c->peer_optional && !have)
         return 1; /* no certificate and none required: the control plane's bootstrap */
-    if (store->totalCerts > (int)c->max_chain_depth)
-        return refuse(t, TG_HSF_BAD_CERT, "%s chain of %d certificates (max_chain_depth %u)", side,
-                      store->totalCerts, c->max_chain_depth);
-    if (store->certs == NULL || store->totalCerts < 1 ||
-        tg_cert_inspect(store->certs[0].buffer, store->certs[0].length, &info, err) < 0)
-        return refuse(t, TG_HSF_BAD_CERT, "%s certificate: %s", side, err);
+    if (!leaf_ok(c->server, c->max_chain_depth, store->totalCerts,
+                 have ? store->certs[0].buffer : NULL, have ? store->certs[0].length : 0, &info,
+                 &fail, t->why, sizeof(t->why))) {
+        memcpy(t->peer.serial, info.serial, sizeof(info.serial));
+        t->failed = true;
+        t->fail = fail;
+        return 0;
+    }
     memcpy(t->peer.serial, info.serial, sizeof(info.serial)); /* for logs, refused or not */
-    if (info.is_ca || info.key_cert_sign)
-        return refuse(t, TG_HSF_BAD_CERT, "%s leaf is a CA certificate (serial %s)", side,
-                      info.serial);
-    if (info.eku_set && !(c->server ? info.eku_client : info.eku_server))
-        return refuse(t, TG_HSF_BAD_CERT, "%s leaf lacks extendedKeyUsage %s (serial %s)", side,
-                      c->server ? "clientAuth" : "serverAuth", info.serial);
-    if (!info.id_ok)
-        return refuse(t, TG_HSF_BAD_SPIFFE, "%s certificate (serial %s): %s", side, info.serial,
-                      info.id_err);
-    t->peer.claimed = strdup(info.id.id); /* names who was refused, in logs */
+    t->peer.claimed = strdup(info.id.id);                     /* names who was refused, in logs */
     if (!accepted(t, &info.id))
         return 0;
     t->peer.id = t->peer.claimed;
@@ -569,6 +618,26 @@ bool tg_tls_resumed(const struct tg_tls *t)
     return wolfSSL_session_reused(t->ssl) == 1;
 }
 
+/* What a context trusts: id's bundle, and its CRLs checked for every certificate of a peer's
+ * chain (a certificate whose issuer has no CRL among them is refused). The handshake's
+ * contexts and tg_tls_verify_chain load it alike. */
+static int load_trust(WOLFSSL_CTX *ctx, const struct tg_identity *id, char *err)
+{
+    if (wolfSSL_CTX_load_verify_buffer(ctx, (const unsigned char *)id->bundle_pem,
+                                       (long)id->bundle_len,
+                                       WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        return tg_err_set(err, TG_ETLS, "TLS: trust bundle not usable");
+    if (id->n_crl > 0 && wolfSSL_CTX_EnableCRL(ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS)
+        return tg_err_set(err, TG_ETLS, "TLS: cannot enable CRL checking");
+    for (size_t i = 0; i < id->n_crl; i++) {
+        if (wolfSSL_CTX_LoadCRLBuffer(ctx, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
+                                      id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM
+                                                     : WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            return tg_err_set(err, TG_ETLS, "TLS: CRL %zu not usable", i + 1);
+    }
+    return 0;
+}
+
 int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
                    struct tg_tls_ctx **out, char *err)
 {
@@ -614,24 +683,9 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
         tg_err_set(err, rc, "TLS: identity not usable");
         goto fail;
     }
-    if (wolfSSL_CTX_load_verify_buffer(c->ctx, (const unsigned char *)id->bundle_pem,
-                                       (long)id->bundle_len,
-                                       WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: trust bundle not usable");
+    if ((rc = load_trust(c->ctx, id, err)) < 0)
         goto fail;
-    }
-    if (id->n_crl > 0 && wolfSSL_CTX_EnableCRL(c->ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: cannot enable CRL checking");
-        goto fail;
-    }
-    for (size_t i = 0; i < id->n_crl; i++) {
-        if (wolfSSL_CTX_LoadCRLBuffer(
-                c->ctx, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
-                id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
-            tg_err_set(err, rc, "TLS: CRL %zu not usable", i + 1);
-            goto fail;
-        }
-    }
+    rc = TG_ETLS;
     wolfSSL_CTX_set_verify(
         c->ctx, WOLFSSL_VERIFY_PEER | (c->peer_optional ? 0 : WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT),
         on_verify);
@@ -918,4 +972,66 @@ void tg_tls_release_buffers(struct tg_tls *t)
 {
     tg_buf_release(&t->cipher_in, t->pool);
     tg_buf_release(&t->cipher_out, t->pool);
+}
+
+/* ---- a chain checked away from a handshake ---- */
+
+int tg_tls_verify_chain(const struct tg_identity *trust, const struct tg_tls_settings *s,
+                        const struct tg_tls_chain *chain, struct tg_cert_info *leaf,
+                        enum tg_hs_fail *fail, char *why)
+{
+    struct tg_tls_ctx c = {.server = s->server,
+                           .max_chain_depth = s->max_chain_depth,
+                           .id = trust,
+                           .trust_domains = s->trust_domains};
+    const char *side = s->server ? "client" : "server";
+    WOLFSSL_CERT_MANAGER *cm;
+    struct tg_cert_info info;
+    const char *text;
+    int v, rc;
+
+    memset(leaf, 0, sizeof(*leaf));
+    *fail = TG_HSF_OTHER;
+    if (chain->n == 0)
+        return tg_err_set(why, TG_EINVAL, "no certificate");
+    if ((c.ctx = wolfSSL_CTX_new(wolfTLS_server_method())) == NULL)
+        return TG_ENOMEM;
+    if ((rc = load_trust(c.ctx, trust, why)) < 0)
+        goto done;
+    cm = wolfSSL_CTX_GetCertManager(c.ctx);
+    rc = TG_EPEER;
+    /* As the handshake takes a peer's chain: from the root side down, each certificate
+     * verified (signature, dates, CRLs) by what is trusted so far, and an intermediate that
+     * is a CA trusted in turn; then the leaf, and its checks as on_verify makes them. */
+    for (size_t i = chain->n; i-- > 0;) {
+        v = wolfSSL_CertManagerVerifyBuffer(cm, chain->der[i], (long)chain->len[i],
+                                            WOLFSSL_FILETYPE_ASN1);
+        if (v != WOLFSSL_SUCCESS) {
+            *fail = verify_fail(v, &text);
+            tg_err_set(why, rc, "%s certificate %zu: %s", side, i, text);
+            goto done;
+        }
+        if (i > 0 && tg_cert_inspect(chain->der[i], chain->len[i], &info, NULL) == 0 &&
+            info.is_ca &&
+            wolfSSL_CertManagerLoadCABuffer(cm, chain->der[i], (long)chain->len[i],
+                                            WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
+            *fail = TG_HSF_UNTRUSTED;
+            tg_err_set(why, rc, "%s certificate %zu: not usable as a CA", side, i);
+            goto done;
+        }
+    }
+    if (!leaf_ok(s->server, s->max_chain_depth, (int)chain->n, chain->der[0], chain->len[0], leaf,
+                 fail, why, TG_ERRLEN))
+        goto done;
+    /* the trust domain, when one is known: the trust's own or those listed in s */
+    if ((trust->trust_domain[0] != '\0' || (s->trust_domains != NULL && s->trust_domains->n > 0)) &&
+        !domain_accepted(&c, &leaf->id)) {
+        *fail = TG_HSF_TRUST_DOMAIN;
+        tg_err_set(why, rc, "%s %s: trust domain not accepted", side, leaf->id.id);
+        goto done;
+    }
+    rc = 0;
+done:
+    wolfSSL_CTX_free(c.ctx);
+    return rc;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks tollgate-certs ($TG_CERTS_BIN) against the openssl CLI: every command and every
 # bad-certificate option, `show` output, openssl verify pass/fail, and a TLS 1.3 mutual
-# handshake between openssl s_server and s_client with the certificates it makes.
+# handshake between openssl s_server and s_client with the certificates it makes; durations
+# as the config writes them and RFC 3339 dates; SPIFFE IDs the sidecar refuses are refused;
+# `inspect` and `verify` on a PKI that the openssl CLI made (an independent peer).
 set -euo pipefail
 
 B=${TG_CERTS_BIN:?set TG_CERTS_BIN to the tollgate-certs binary}
@@ -27,6 +29,13 @@ hasnt() { ! text "$1" | grep -Eq -- "$2" || fail "$1: unexpected /$2/ in openssl
 # The line after an extension's name holds its value.
 ext_value() { text "$1" | grep -A1 -- "$2" | tail -n +2 | sed 's/^ *//'; }
 show() { "$B" show "$1" | sed -n "s/^$2=//p"; }
+# a date that show prints (RFC 3339, UTC) as unix seconds; the form itself is checked too
+showt() {
+    local v
+    v=$(show "$1" "$2")
+    [[ $v =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] || fail "$1 $2: not RFC 3339: $v"
+    date -u -d "$v" +%s
+}
 ncerts() { grep -c 'BEGIN CERTIFICATE' "$1"; }
 now() { date +%s; }
 near() { # near VALUE EXPECTED SLACK
@@ -64,14 +73,14 @@ has root.pem 'ecdsa-with-SHA256'
 has root.pem 'NIST CURVE: P-256'
 has root.pem 'Subject Key Identifier'
 verify_ok -x509_strict -CAfile root.pem root.pem
-near "$(show root.pem not_after)" $(($(now) + 3650 * 86400)) 120
+near "$(showt root.pem not_after)" $(($(now) + 3650 * 86400)) 120
 ok "ca: self-signed root, CA:TRUE critical, keyCertSign+cRLSign, 0600 key"
 
-"$B" ca --out old --days 20 --not-before-days 10 --path-len 0 >/dev/null
-near "$(show old.pem not_before)" $(($(now) - 10 * 86400)) 120
-near "$(show old.pem not_after)" $(($(now) + 20 * 86400)) 120
+"$B" ca --out old --valid-for 480h --backdate 240h --path-len 0 >/dev/null
+near "$(showt old.pem not_before)" $(($(now) - 10 * 86400)) 120
+near "$(showt old.pem not_after)" $(($(now) + 20 * 86400)) 120
 has old.pem 'CA:TRUE, pathlen:0'
-ok "ca: --days, --not-before-days, --path-len"
+ok "ca: --valid-for, --backdate, --path-len"
 
 # ---- intermediate ----
 "$B" intermediate --ca root --out inter >/dev/null
@@ -102,8 +111,8 @@ has leaf.pem 'Authority Key Identifier'
 verify_ok -x509_strict -CAfile root.pem -untrusted inter.pem leaf.pem
 verify_ok -purpose sslserver -CAfile root.pem -untrusted inter.pem leaf.pem
 verify_ok -purpose sslclient -CAfile root.pem -untrusted inter.pem leaf.pem
-near "$(show leaf.pem not_before)" $(($(now) - 300)) 60
-near "$(show leaf.pem not_after)" $(($(now) + 86400)) 60
+near "$(showt leaf.pem not_before)" $(($(now) - 300)) 60
+near "$(showt leaf.pem not_after)" $(($(now) + 86400)) 60
 "$B" issue --ca root --out direct --spiffe "$ID" >/dev/null
 [[ $(ncerts direct.pem) == 1 ]] || fail "a root-issued leaf has no chain"
 verify_ok -CAfile root.pem direct.pem
@@ -125,24 +134,39 @@ s=$(show leaf.pem serial)
 der_hash=$(openssl x509 -in leaf.pem -outform DER | sha256sum | cut -d' ' -f1)
 [[ $(show leaf.pem sha256) == "$der_hash" ]] || fail "show sha256"
 end=$(openssl x509 -in leaf.pem -noout -enddate | cut -d= -f2)
-[[ $(show leaf.pem not_after) == $(date -u -d "$end" +%s) ]] || fail "show not_after"
+[[ $(show leaf.pem not_after) == $(date -u -d "$end" +%FT%TZ) ]] || fail "show not_after"
 [[ $(show leaf.pem uri) == "$ID" ]] || fail "show uri"
 ok "show: serial, sha256, not_after, uri match openssl"
 
-# ---- validity options ----
-"$B" issue --ca inter --out h2 --spiffe "$ID" --hours 2 >/dev/null
-near "$(show h2.pem not_after)" $(($(now) + 7200)) 60
-"$B" issue --ca inter --out s30 --spiffe "$ID" --seconds 30 >/dev/null
-near "$(show s30.pem not_after)" $(($(now) + 30)) 10
-"$B" issue --ca inter --out d2 --spiffe "$ID" --days 2 --hours 1 >/dev/null
-near "$(show d2.pem not_after)" $(($(now) + 2 * 86400 + 3600)) 60
-ok "issue: --hours, --seconds, --days add up"
+# ---- validity options: durations as the config writes them ----
+"$B" issue --ca inter --out h2 --spiffe "$ID" --valid-for 2h >/dev/null
+near "$(showt h2.pem not_after)" $(($(now) + 7200)) 60
+"$B" issue --ca inter --out s30 --spiffe "$ID" --valid-for 30s >/dev/null
+near "$(showt s30.pem not_after)" $(($(now) + 30)) 10
+"$B" issue --ca inter --out m90 --spiffe "$ID" --valid-for 90m >/dev/null
+near "$(showt m90.pem not_after)" $(($(now) + 5400)) 60
+"$B" issue --ca inter --out bare --spiffe "$ID" --valid-for 45 >/dev/null
+near "$(showt bare.pem not_after)" $(($(now) + 45)) 10
+"$B" issue --ca inter --out h49 --spiffe "$ID" --valid-for 49h >summary.txt
+near "$(showt h49.pem not_after)" $(($(now) + 49 * 3600)) 60
+# the summary line's date is RFC 3339 and the certificate's, as openssl reads it
+end=$(openssl x509 -in h49.pem -noout -enddate | cut -d= -f2)
+grep -q "not_after=$(date -u -d "$end" +%FT%TZ)\$" summary.txt || fail "summary: $(cat summary.txt)"
+exits 2 '--days is gone.*--valid-for 48h' "$B" issue --ca inter --out x --spiffe "$ID" --days 2
+exits 2 '--hours is gone.*--valid-for 5h' "$B" issue --ca inter --out x --spiffe "$ID" --hours 5
+exits 2 '--seconds is gone.*--valid-for 30s' "$B" issue --ca inter --out x --spiffe "$ID" --seconds 30
+exits 2 '--not-before-days is gone.*--backdate 72h' "$B" ca --out x --not-before-days 3
+exits 2 '"2d" is not a duration' "$B" issue --ca inter --out x --spiffe "$ID" --valid-for 2d
+exits 2 'whole seconds' "$B" issue --ca inter --out x --spiffe "$ID" --valid-for 2500ms
+exits 2 'more than 0s' "$B" issue --ca inter --out x --spiffe "$ID" --valid-for 0
+[[ ! -e x.pem && ! -e x.key ]] || fail "a refused duration left files"
+ok "issue: --valid-for 2h, 30s, 90m, 45 (seconds), as the config; --days and friends refused"
 
 "$B" issue --ca inter --out expired --spiffe "$ID" --expired >/dev/null
-(($(show expired.pem not_after) < $(now) - 3600)) || fail "--expired: not_after not in the past"
+(($(showt expired.pem not_after) < $(now) - 3600)) || fail "--expired: not_after not in the past"
 verify_fails 'expired' -CAfile root.pem -untrusted inter.pem expired.pem
 "$B" issue --ca inter --out future --spiffe "$ID" --not-yet-valid >/dev/null
-(($(show future.pem not_before) > $(now) + 3600)) || fail "--not-yet-valid: starts now"
+(($(showt future.pem not_before) > $(now) + 3600)) || fail "--not-yet-valid: starts now"
 verify_fails 'not yet valid' -CAfile root.pem -untrusted inter.pem future.pem
 ok "issue: --expired and --not-yet-valid fail openssl verify"
 
@@ -184,6 +208,23 @@ verify_ok -CAfile root.pem -untrusted inter.pem nosan.pem
 "$B" issue --ca inter --out dnsonly --dns svc.example >/dev/null
 [[ $(ext_value dnsonly.pem 'Subject Alternative Name') == "DNS:svc.example" ]] || fail "--dns only"
 ok "issue: --no-san, repeated --uri and --dns"
+
+# ---- SPIFFE IDs: --spiffe takes only what the sidecar accepts (tg_spiffe_parse) ----
+for bad in 'spiffe://Mesh.local/ns/a/sa/b' 'spiffe://mesh.local/ns/../sa/b' \
+    'spiffe://mesh.local/ns/./sa/b' 'spiffe://mesh.local/ns//sa/b' 'spiffe://mesh.local/ns/a/' \
+    'spiffe://mesh.local/ns/a%20b' 'spiffe://mesh.local/ns/a?x=1' 'spiffe://mesh.local:8443/ns/a' \
+    'spiffe://user@mesh.local/ns/a' 'SPIFFE://mesh.local/ns/a' 'https://mesh.local/ns/a' \
+    'spiffe:///ns/a'; do
+    exits 2 "--spiffe: '.*' is not a SPIFFE ID the sidecar accepts: " \
+        "$B" issue --ca inter --out badid --spiffe "$bad"
+    exits 2 "not a SPIFFE ID the sidecar accepts" "$B" csr --key leaf.key --out badid.csr --spiffe "$bad"
+done
+exits 2 'names a trust domain, not a workload' "$B" issue --ca inter --out badid --spiffe spiffe://mesh.local
+[[ ! -e badid.pem && ! -e badid.key && ! -e badid.csr ]] || fail "a refused ID left files"
+# a test that needs a malformed ID in a certificate still gets one, with --uri
+"$B" issue --ca inter --out upper --uri 'spiffe://Mesh.local/ns/a/sa/b' >/dev/null
+[[ $(show upper.pem uri) == 'spiffe://Mesh.local/ns/a/sa/b' ]] || fail "--uri: malformed ID not kept"
+ok "issue, csr: --spiffe refuses what the sidecar refuses, with its reason; --uri does not"
 
 # ---- CA flag and self-signed ----
 "$B" issue --ca inter --out caleaf --spiffe "$ID" --ca-flag >/dev/null
@@ -240,6 +281,195 @@ exits 2 'unrecognized option' "$B" issue --bogus
 exits 2 'unknown command' "$B" frobnicate
 [[ ! -e x.pem && ! -e x.key ]] || fail "a failed command left files"
 ok "errors: exit 1 for bad input files, 2 for usage, message names the problem"
+
+# ---- inspect and verify, on a PKI the openssl CLI makes ----
+# root (EC P-256) -> inter (RSA 2048, pathlen 0) -> leaves; leaves straight under the root
+# for the CRL cases (the sidecar takes CRLs signed by a root of the bundle, and once CRLs are
+# given every issuer in a chain needs one); dates set with `openssl ca -startdate/-enddate`.
+mkdir -p ossl && cd ossl
+o() { openssl "$@" 2>>openssl.log || fail "openssl $*: $(tail -3 openssl.log)"; }
+o req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem \
+    -subj "/O=Independent Peer/CN=openssl root" -days 30 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+o req -new -newkey rsa:2048 -nodes -keyout inter.key -out inter.csr -subj "/CN=openssl inter"
+printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n' >inter.ext
+o x509 -req -in inter.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 \
+    -extfile inter.ext -out inter.pem
+mkdir -p newcerts && touch index.txt && echo 1000 >serial && echo 01 >crlnumber
+cat >ca.cnf <<'CNF'
+[ca]
+default_ca = d
+[d]
+database = index.txt
+new_certs_dir = newcerts
+serial = serial
+crlnumber = crlnumber
+default_md = sha256
+default_crl_days = 7
+policy = p
+unique_subject = no
+[p]
+commonName = supplied
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = $ENV::SAN
+[caleaf]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,digitalSignature,keyCertSign
+subjectAltName = $ENV::SAN
+[srvonly]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = $ENV::SAN
+CNF
+# sign NAME CA EXTENSIONS SAN [openssl ca options]: NAME.pem (leaf alone), NAME.key
+sign() {
+    local name=$1 ca=$2 ext=$3 san=$4
+    shift 4
+    o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$name.key" \
+        -out "$name.csr" -subj "/CN=$name"
+    SAN=$san o ca -batch -config ca.cnf -cert "$ca.pem" -keyfile "$ca.key" -extensions "$ext" \
+        -in "$name.csr" -out "$name.pem" -notext "$@"
+}
+WEB=spiffe://mesh.local/ns/default/sa/web
+sign good inter leaf "URI:$WEB,DNS:web.mesh.local" -days 2
+sign direct root leaf "URI:$WEB" -days 2
+sign revoked root leaf "URI:$WEB" -days 2
+sign old inter leaf "URI:$WEB" -startdate 20200101000000Z -enddate 20200201000000Z
+sign early inter leaf "URI:$WEB" -startdate 20991201000000Z -enddate 20991231000000Z
+sign twouri inter leaf "URI:$WEB,URI:spiffe://mesh.local/ns/default/sa/api" -days 2
+sign upper inter leaf "URI:spiffe://Mesh.local/ns/default/sa/web" -days 2
+sign nouri inter leaf "DNS:web.mesh.local" -days 2
+sign caleaf root caleaf "URI:$WEB" -days 2
+sign pathlen inter caleaf "URI:$WEB" -days 2
+sign srvonly inter srvonly "URI:$WEB" -days 2
+sign other inter leaf "URI:spiffe://other.local/ns/default/sa/web" -days 2
+o req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout stranger.key \
+    -out stranger-root.pem -subj "/CN=stranger" -days 3 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+SAN=unused o ca -batch -config ca.cnf -cert root.pem -keyfile root.key -revoke revoked.pem
+SAN=unused o ca -batch -config ca.cnf -cert root.pem -keyfile root.key -gencrl -out root.crl
+cat good.pem inter.pem >good-chain.pem
+
+# inspect: a chain, field by field against openssl
+"$B" inspect good-chain.pem >insp.txt
+field() { # field FILE SECTION KEY: the value of "  KEY: " in the section that starts with SECTION
+    awk -v sec="$2" -v key="  $3: " '$0 == sec {in_s = 1; next} /^[a-z]/ {in_s = 0}
+        in_s && index($0, key) == 1 {print substr($0, length(key) + 1)}' "$1"
+}
+dn() { openssl x509 -in "$1" -noout "-$2" -nameopt RFC2253 | sed 's/^[a-z]*=//'; }
+nodn() { sed 's/\([^\\]\), /\1,/g'; } # wolfSSL's RFC 2253 text puts a space after each comma
+fpr() { openssl x509 -in "$1" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr A-F a-f; }
+ser() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^\(00\)*//'; }
+date3339() { date -u -d "$(openssl x509 -in "$1" -noout "-$2" | cut -d= -f2)" +%FT%TZ; }
+for pair in "certificate 1:good.pem" "certificate 2:inter.pem"; do
+    sec=${pair%%:*} f=${pair#*:}
+    [[ $(field insp.txt "$sec" subject | nodn) == "$(dn "$f" subject)" ]] ||
+        fail "inspect $sec subject: $(field insp.txt "$sec" subject) vs $(dn "$f" subject)"
+    [[ $(field insp.txt "$sec" issuer | nodn) == "$(dn "$f" issuer)" ]] || fail "inspect $sec issuer"
+    [[ $(field insp.txt "$sec" serial) == "$(ser "$f")" ]] ||
+        fail "inspect $sec serial: $(field insp.txt "$sec" serial) vs $(ser "$f")"
+    [[ $(field insp.txt "$sec" sha256) == "$(fpr "$f")" ]] || fail "inspect $sec sha256"
+    [[ $(field insp.txt "$sec" not_before) == "$(date3339 "$f" startdate)" ]] || fail "inspect $sec not_before"
+    [[ $(field insp.txt "$sec" not_after) == "$(date3339 "$f" enddate)" ]] || fail "inspect $sec not_after"
+done
+[[ $(field insp.txt "certificate 1" kind) == leaf ]] || fail "inspect: leaf kind"
+[[ $(field insp.txt "certificate 2" kind) == "CA, path length 0" ]] ||
+    fail "inspect: inter kind: $(field insp.txt "certificate 2" kind)"
+[[ $(field insp.txt "certificate 1" key) == "EC P-256" ]] || fail "inspect: leaf key"
+[[ $(field insp.txt "certificate 2" key) == "RSA 2048 bits" ]] || fail "inspect: inter key"
+[[ $(field insp.txt "certificate 1" uri) == "$WEB" && $(field insp.txt "certificate 1" dns) == web.mesh.local ]] ||
+    fail "inspect: SANs"
+[[ $(field insp.txt "certificate 1" spiffe_id) == "$WEB" ]] || fail "inspect: SPIFFE ID"
+[[ $(field insp.txt "certificate 1" ext_key_usage) == "serverAuth, clientAuth" ]] || fail "inspect: EKU"
+[[ $(field insp.txt "certificate 1" validity) == "valid now" ]] || fail "inspect: validity"
+"$B" inspect root.pem | grep -qx '  kind: CA (self-signed: a root)' || fail "inspect: root kind"
+"$B" inspect old.pem | grep -qx '  validity: expired' || fail "inspect: expired"
+"$B" inspect twouri.pem | grep -qx '  spiffe_id: none: 2 URI SANs (want exactly one SPIFFE ID)' ||
+    fail "inspect: two URIs"
+"$B" inspect upper.pem | grep -q '^  spiffe_id: none: .*trust domain' || fail "inspect: bad ID: $("$B" inspect upper.pem)"
+ok "inspect: chain from openssl: subject, issuer, serial, sha256, RFC 3339 dates, kind, key, SANs, SPIFFE ID"
+
+# inspect: a CRL, keys (type only: never a byte of the key), a CSR, a public key
+"$B" inspect root.crl >crl.txt
+[[ $(field crl.txt "crl 1" issuer | nodn) == "$(openssl crl -in root.crl -noout -issuer -nameopt RFC2253 | sed 's/^issuer=//')" ]] ||
+    fail "inspect crl issuer: $(cat crl.txt)"
+[[ $(field crl.txt "crl 1" revoked) == "$(ser revoked.pem) since "* ]] || fail "inspect crl revoked: $(cat crl.txt)"
+[[ $(field crl.txt "crl 1" next_update) == "$(date -u -d "$(openssl crl -in root.crl -noout -nextupdate | cut -d= -f2)" +%FT%TZ)" ]] ||
+    fail "inspect crl next_update"
+"$B" inspect inter.key >key.txt
+grep -qx '  type: RSA 2048 bits (the key itself is not shown)' key.txt || fail "inspect rsa key: $(cat key.txt)"
+"$B" inspect good.key | grep -qx '  type: EC P-256 (the key itself is not shown)' || fail "inspect ec key"
+openssl genpkey -algorithm ed25519 -out ed.key 2>/dev/null
+"$B" inspect ed.key | grep -qx '  type: Ed25519 (the key itself is not shown)' || fail "inspect ed25519 key"
+for k in inter.key good.key ed.key; do # no line of the key's base64 comes out
+    "$B" inspect "$k" >k.txt
+    while read -r line; do
+        [[ $line == -----* ]] && continue
+        ! grep -qF -- "${line:0:24}" k.txt || fail "inspect $k printed key bytes"
+    done <"$k"
+done
+openssl req -new -key good.key -subj /CN=web -addext "subjectAltName=URI:$WEB" -out web.csr 2>/dev/null
+"$B" inspect web.csr >csr.txt
+grep -qx '  signature: valid' csr.txt && grep -qx "  spiffe_id: $WEB" csr.txt &&
+    grep -qx '  key: EC P-256' csr.txt || fail "inspect csr: $(cat csr.txt)"
+openssl pkey -in inter.key -pubout -out inter.pub 2>/dev/null
+"$B" inspect inter.pub | grep -qx '  type: RSA 2048 bits' || fail "inspect public key"
+cat good.pem good.key root.crl >mixed.pem
+"$B" inspect mixed.pem >mixed.txt
+grep -qx 'certificate 1' mixed.txt && grep -qx 'private key 1' mixed.txt && grep -qx 'crl 1' mixed.txt ||
+    fail "inspect mixed: $(cat mixed.txt)"
+exits 1 'no PEM block' "$B" inspect index.txt
+exits 1 'nothere.pem' "$B" inspect nothere.pem
+ok "inspect: CRL (issuer, next update, revoked serial), RSA/EC/Ed25519 keys by type only, CSR, public key, a mixed file"
+
+# verify: the sidecar's verdict and reason names
+verdict() { # verdict STATUS PATTERN ARGS...: verify exits STATUS and says PATTERN on stdout
+    local want=$1 pat=$2 rc=0
+    shift 2
+    "$B" verify "$@" >v.out 2>v.err || rc=$?
+    ((rc == want)) || fail "verify $*: exit $rc, wanted $want: $(cat v.out v.err)"
+    grep -Eq -- "$pat" v.out || fail "verify $*: stdout lacks /$pat/: $(cat v.out v.err)"
+}
+verdict 0 "^good-chain.pem: ok: $WEB as a client and a server \(serial $(ser good.pem), sha256 $(fpr good.pem)" \
+    --bundle root.pem good-chain.pem
+verdict 0 ': ok: ' --bundle root.pem --intermediates inter.pem good.pem
+verdict 0 ': ok: ' --bundle root.pem --trust-domain mesh.local good-chain.pem
+verdict 1 '^good.pem: refused: untrusted: ' --bundle root.pem good.pem
+verdict 1 ': refused: untrusted: ' --bundle stranger-root.pem good-chain.pem
+verdict 1 ': refused: expired: ' --bundle root.pem --intermediates inter.pem old.pem
+verdict 1 ': refused: not_yet_valid: ' --bundle root.pem --intermediates inter.pem early.pem
+verdict 1 ': refused: bad_spiffe_id: .*2 URI SANs' --bundle root.pem --intermediates inter.pem twouri.pem
+verdict 1 ': refused: bad_spiffe_id: ' --bundle root.pem --intermediates inter.pem upper.pem
+verdict 1 ': refused: bad_spiffe_id: .*0 URI SANs' --bundle root.pem --intermediates inter.pem nouri.pem
+verdict 1 ': refused: bad_cert: .*CA certificate' --bundle root.pem caleaf.pem
+verdict 1 ': refused: bad_cert: .*path length' --bundle root.pem --intermediates inter.pem pathlen.pem
+verdict 1 ': refused: bad_cert: client leaf lacks extendedKeyUsage clientAuth' \
+    --bundle root.pem --intermediates inter.pem srvonly.pem
+verdict 0 ': ok: .* as a server ' --peer server --bundle root.pem --intermediates inter.pem srvonly.pem
+verdict 1 ': refused: trust_domain: ' --bundle root.pem --trust-domain mesh.local \
+    --intermediates inter.pem other.pem
+verdict 1 ': refused: bad_cert: .*max_chain_depth 1' --bundle root.pem --max-chain-depth 1 good-chain.pem
+verdict 0 ': ok: ' --bundle root.pem --crl root.crl direct.pem
+verdict 1 ': refused: revoked: ' --bundle root.pem --crl root.crl revoked.pem
+verdict 0 ': ok: ' --bundle root.pem revoked.pem # without the CRL nothing says it is revoked
+# once CRLs are given every issuer needs one, as in the handshake: the intermediate has none
+verdict 1 ': refused: untrusted: ' --bundle root.pem --crl root.crl good-chain.pem
+# openssl agrees where it checks the same thing
+openssl verify -CAfile root.pem -untrusted inter.pem good.pem >/dev/null 2>&1 || fail "openssl: good"
+! openssl verify -crl_check -CRLfile root.crl -CAfile root.pem revoked.pem >/dev/null 2>&1 ||
+    fail "openssl: revoked accepted"
+# inputs that cannot be used are errors (exit 1, stderr), not verdicts
+exits 1 '--bundle: good.pem: certificate 1 .* is not a CA' "$B" verify --bundle good.pem good-chain.pem
+exits 1 '--crl: .*not a CRL signed by a root of the bundle' \
+    "$B" verify --bundle stranger-root.pem --crl root.crl good-chain.pem
+exits 1 'CHAIN: good.key: no certificate' "$B" verify --bundle root.pem good.key
+exits 1 '--bundle: nothere.pem' "$B" verify --bundle nothere.pem good.pem
+cd ..
+ok "verify: openssl-made chains: ok, untrusted, expired, not_yet_valid, bad_spiffe_id, bad_cert, trust_domain, revoked"
 
 # ---- TLS 1.3 mutual handshake with openssl s_server / s_client ----
 "$B" issue --ca inter --out srv --spiffe spiffe://mesh.local/ns/default/sa/srv >/dev/null

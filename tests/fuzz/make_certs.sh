@@ -13,37 +13,37 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
 
-D=36500
-"$CERTS" ca --out root --cn "fuzz root" --days $D >/dev/null
-"$CERTS" ca --out other --cn "foreign root" --days $D >/dev/null
-"$CERTS" intermediate --ca root --out inter --cn "fuzz inter" --days $D >/dev/null
+D=876000h # 100 years, as the config writes durations
+"$CERTS" ca --out root --cn "fuzz root" --valid-for $D >/dev/null
+"$CERTS" ca --out other --cn "foreign root" --valid-for $D >/dev/null
+"$CERTS" intermediate --ca root --out inter --cn "fuzz inter" --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out server --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --days $D --eku both >/dev/null
+    --valid-for $D --eku both >/dev/null
 "$CERTS" issue --ca inter --out client --spiffe spiffe://mesh.local/ns/default/sa/client \
-    --days $D --eku both >/dev/null
+    --valid-for $D --eku both >/dev/null
 # leaves for the chain seeds: each must be refused for its own reason (or accepted)
 "$CERTS" issue --ca root --out direct --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --days $D >/dev/null
+    --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out wrongid --spiffe spiffe://mesh.local/ns/default/sa/mallory \
-    --days $D >/dev/null
+    --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out otherdomain --spiffe spiffe://other.test/ns/default/sa/server \
-    --days $D >/dev/null
+    --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out cacert --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --days $D --ca-flag >/dev/null
+    --valid-for $D --ca-flag >/dev/null
 "$CERTS" issue --ca inter --out nosan --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --days $D --no-san >/dev/null
+    --valid-for $D --no-san >/dev/null
 "$CERTS" issue --ca inter --out twouri --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --uri spiffe://mesh.local/ns/default/sa/client --days $D >/dev/null
+    --uri spiffe://mesh.local/ns/default/sa/client --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out dnsalso --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --dns server.mesh.local --days $D >/dev/null
+    --dns server.mesh.local --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out codesign --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --eku codesign --days $D >/dev/null
+    --eku codesign --valid-for $D >/dev/null
 "$CERTS" issue --ca inter --out expired --spiffe spiffe://mesh.local/ns/default/sa/server \
     --expired >/dev/null
 "$CERTS" issue --self-signed --out selfsigned --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --days $D >/dev/null
+    --valid-for $D >/dev/null
 "$CERTS" issue --ca other --out foreign --spiffe spiffe://mesh.local/ns/default/sa/server \
-    --days $D >/dev/null
+    --valid-for $D >/dev/null
 
 python3 - "$HERE" <<'EOF'
 import base64, re, subprocess, sys, os

@@ -1,5 +1,8 @@
 /* tls.c: mutual TLS 1.3 handshakes run in memory through our I/O adapter, and the peer
  * checks that run inside the handshake. Certificates are made at run time. */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +199,36 @@ static void make_bad_clients(void)
     cu_certs("issue", "--self-signed", "--out", "selfsigned", "--spiffe", API, NULL);
 }
 
+/* tg_tls_verify_chain (tollgate-certs verify) on the leaf of prefix.pem, as a server with
+ * ca.pem and the trust domain mesh.local: its verdict. */
+static int offline_verdict(const char *prefix, enum tg_hs_fail *fail)
+{
+    struct tg_identity trust;
+    struct tg_tls_settings st = {.server = true, .max_chain_depth = 4};
+    struct tg_cert_info leaf;
+    static unsigned char der[16384];
+    const unsigned char *ders[1] = {der};
+    size_t len[1], pem_len;
+    struct tg_tls_chain chain = {ders, len, 1};
+    char name[64], why[TG_ERRLEN] = "";
+    char *pem;
+    int n, rc;
+
+    memset(&trust, 0, sizeof(trust));
+    snprintf(name, sizeof(name), "%s.pem", prefix);
+    pem = cu_read(name, &pem_len);
+    n = wc_CertPemToDer((const unsigned char *)pem, (int)pem_len, der, (int)sizeof(der), CERT_TYPE);
+    ck_assert_int_gt(n, 0);
+    len[0] = (size_t)n;
+    trust.bundle_pem = cu_read("ca.pem", &trust.bundle_len);
+    snprintf(trust.trust_domain, sizeof(trust.trust_domain), "mesh.local");
+    rc = tg_tls_verify_chain(&trust, &st, &chain, &leaf, fail, why);
+    ck_assert_msg(rc == 0 || rc == TG_EPEER, "%s: %d %s", prefix, rc, why);
+    free(pem);
+    free(trust.bundle_pem);
+    return rc;
+}
+
 START_TEST(test_tls_refusals)
 {
     struct side c, s;
@@ -211,8 +244,25 @@ START_TEST(test_tls_refusals)
     ck_assert_msg(fail_of(refuser) == refusals[_i].why, "%s: reason %s (%s)", refusals[_i].name,
                   tg_hs_fail_name(fail_of(refuser)), (tg_tls_fail(refuser->tls, &why), why));
     ck_assert_ptr_null(tg_tls_peer(refuser->tls)->id);
+    /* away from a handshake (tollgate-certs verify) the same chain gets the same reason */
+    if (refusals[_i].server_refuses && refusals[_i].allow == NULL) {
+        enum tg_hs_fail fail = TG_HSF_OTHER;
+
+        ck_assert_int_eq(offline_verdict(refusals[_i].client, &fail), TG_EPEER);
+        ck_assert_msg(fail == refusals[_i].why, "%s: offline reason %s, handshake's %s",
+                      refusals[_i].name, tg_hs_fail_name(fail), tg_hs_fail_name(refusals[_i].why));
+    }
     side_free(&c);
     side_free(&s);
+}
+END_TEST
+
+START_TEST(test_tls_verify_chain_accepts_what_the_handshake_accepts)
+{
+    enum tg_hs_fail fail = TG_HSF_OTHER;
+
+    ck_assert_int_eq(offline_verdict("api", &fail), 0);
+    ck_assert_int_eq(offline_verdict("web", &fail), 0);
 }
 END_TEST
 
@@ -448,6 +498,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_check_suites);
     tcase_add_test(tc, test_tls_cipher_suites_applied);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
+    tcase_add_test(tc, test_tls_verify_chain_accepts_what_the_handshake_accepts);
     tcase_add_test(tc, test_tls_extra_trust_domain_accepted_when_listed);
     tcase_add_test(tc, test_tls_chain_depth_limit);
     tcase_add_test(tc, test_tls_resumption_keeps_identities);
