@@ -464,6 +464,7 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
             snprintf(c->sent[t], sizeof(c->sent[t]), "%s", h->resource_versions[i]->value);
     }
     c->hello_seen = true;
+    tg_cp_server_authenticated(c);
     tg_info("stream %" PRIu64 " from %s: node %s is %s (by %s), sidecar %s", c->id,
             tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
             c->who.by_cert  ? "certificate"
@@ -568,15 +569,42 @@ static void on_ping(struct tg_cp_conn *c, const Tollgate__V1__Ping *p)
     send_server_msg(c, &m);
 }
 
+/* Before Hello, decoding may allocate TG_CP_HELLO_DECODE_BUDGET bytes in all: a small frame
+ * of empty map entries must not become a large heap. */
+struct budget {
+    size_t left;
+};
+
+static void *budget_alloc(void *arg, size_t size)
+{
+    struct budget *b = arg;
+
+    if (size > b->left)
+        return NULL; /* protobuf-c frees what it took and the unpack fails */
+    b->left -= size;
+    return malloc(size);
+}
+
+static void budget_free(void *arg, void *p)
+{
+    (void)arg;
+    free(p);
+}
+
 void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
 {
+    struct budget b = {TG_CP_HELLO_DECODE_BUDGET};
+    ProtobufCAllocator budgeted = {budget_alloc, budget_free, &b};
+    ProtobufCAllocator *alloc = c->hello_seen ? NULL : &budgeted;
     Tollgate__V1__ClientMessage *m =
-        tollgate__v1__client_message__unpack(NULL, len, (const uint8_t *)frame);
+        tollgate__v1__client_message__unpack(alloc, len, (const uint8_t *)frame);
 
     if (m == NULL) {
-        tg_warn("stream %" PRIu64 " from %s: message of %zu bytes does not decode", c->id,
-                tg_msgstream_peer_addr(c->ms), len);
-        tg_cp_stream_refuse(c, "message of %zu bytes does not decode", len);
+        const char *within = alloc != NULL ? " (within the memory allowed before Hello)" : "";
+
+        tg_warn("stream %" PRIu64 " from %s: message of %zu bytes does not decode%s", c->id,
+                tg_msgstream_peer_addr(c->ms), len, within);
+        tg_cp_stream_refuse(c, "message of %zu bytes does not decode%s", len, within);
         return;
     }
     c->last_rx = uv_now(tg_cp_server_loop(c->srv));
@@ -604,5 +632,5 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
             break;
         }
     }
-    tollgate__v1__client_message__free_unpacked(m, NULL);
+    tollgate__v1__client_message__free_unpacked(m, alloc);
 }
