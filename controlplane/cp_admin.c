@@ -46,6 +46,19 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
         {"tollgate_cp_nacks_total", "counter", "Pushes NACKed", s->nacks},
         {"tollgate_cp_reloads_total", "counter", "Configuration reloads", s->reloads},
         {"tollgate_cp_reload_failures_total", "counter", "Reloads refused", s->reload_failures},
+        {"tollgate_cp_unauthenticated_open", "gauge", "Streams open and not yet past Hello",
+         s->unauthenticated_open},
+    };
+    /* the front door's refusals (cp.yaml limits, timeouts), by reason */
+    const struct {
+        const char *reason;
+        uint64_t v;
+    } r[] = {
+        {"max_connections", s->refused_max_connections},
+        {"per_address", s->refused_per_address},
+        {"evicted", s->evicted},
+        {"handshake_timeout", s->handshake_timeouts},
+        {"hello_timeout", s->hello_timeouts},
     };
     char *body = malloc(BODY_MAX);
     size_t o = 0;
@@ -59,6 +72,19 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
     for (size_t i = 0; i < TG_NELEM(m) && o < BODY_MAX; i++) {
         int n = snprintf(body + o, BODY_MAX - o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
                          m[i].name, m[i].help, m[i].name, m[i].type, m[i].name, m[i].v);
+
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+    for (size_t i = 0; i < TG_NELEM(r) && o < BODY_MAX; i++) {
+        int n = snprintf(body + o, BODY_MAX - o,
+                         "%stollgate_cp_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+                         i > 0 ? ""
+                               : "# HELP tollgate_cp_connections_refused_total Streams refused or "
+                                 "closed before they authenticated\n"
+                                 "# TYPE tollgate_cp_connections_refused_total counter\n",
+                         r[i].reason, r[i].v);
 
         if (n < 0)
             break;

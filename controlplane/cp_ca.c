@@ -446,3 +446,19 @@ int tg_cp_ca_crl_der(const unsigned char *data, size_t len, const char *what, st
     out->len = der_len;
     return 0;
 }
+
+bool tg_cp_ca_crl_signed_by(const struct tg_strlist *roots, const struct tg_res_blob *crl)
+{
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    bool ok;
+
+    if (cm == NULL)
+        return false;
+    for (size_t i = 0; i < roots->n; i++)
+        wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)roots->v[i],
+                                        (long)strlen(roots->v[i]), WOLFSSL_FILETYPE_PEM);
+    ok = wolfSSL_CertManagerLoadCRLBuffer(cm, crl->data, (long)crl->len, WOLFSSL_FILETYPE_ASN1) ==
+         WOLFSSL_SUCCESS;
+    wolfSSL_CertManagerFree(cm);
+    return ok;
+}

@@ -54,4 +54,9 @@ TG_MUST_USE int tg_cp_ca_split_roots(const char *pem, size_t len, const char *wh
 TG_MUST_USE int tg_cp_ca_crl_der(const unsigned char *data, size_t len, const char *what,
                                  struct tg_resource *r, struct tg_res_blob *out, char *err);
 
+/* Whether wolfSSL loads crl (DER) into a store holding only roots (PEM certificates), as a
+ * TLS context trusting those roots loads it: for a CRL already checked against the whole
+ * trust bundle (so fresh and well formed), false means another trust domain signed it. */
+bool tg_cp_ca_crl_signed_by(const struct tg_strlist *roots, const struct tg_res_blob *crl);
+
 #endif

@@ -615,6 +615,57 @@ static int on_extra_root(struct yw *y, void *obj, const char *k, yaml_node_t *v,
     return get_paths(y, v, key, &e->files);
 }
 
+/* limits: and timeouts:, one row per key. */
+static const struct limit_key {
+    const char *section, *name;
+    size_t off;
+    bool duration;
+    uint64_t min, max;
+} LIMIT_KEYS[] = {
+    {"limits", "max_connections", offsetof(struct tg_cp_limits, max_connections), false, 1,
+     1000000},
+    {"limits", "max_unauthenticated", offsetof(struct tg_cp_limits, max_unauthenticated), false, 1,
+     1000000},
+    {"limits", "max_unauthenticated_per_address", offsetof(struct tg_cp_limits, max_per_address),
+     false, 1, 1000000},
+    {"timeouts", "handshake", offsetof(struct tg_cp_limits, handshake_ms), true, 100, 300000},
+    {"timeouts", "hello", offsetof(struct tg_cp_limits, hello_ms), true, 100, 300000},
+};
+
+static int on_limit_key(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key,
+                        const char *section)
+{
+    struct tg_cp_limits *l = obj;
+
+    for (size_t i = 0; i < TG_NELEM(LIMIT_KEYS); i++) {
+        const struct limit_key *e = &LIMIT_KEYS[i];
+        uint64_t *dst = (uint64_t *)((char *)l + e->off);
+        int rc;
+
+        if (strcmp(e->section, section) != 0 || strcmp(e->name, k) != 0)
+            continue;
+        if (!e->duration)
+            return get_uint(y, v, key, e->min, e->max, dst);
+        if ((rc = get_duration(y, v, key, dst)) < 0)
+            return rc;
+        if (*dst < e->min || *dst > e->max)
+            return fail_at(y, v, key, "want %llums to %llus", (unsigned long long)e->min,
+                           (unsigned long long)e->max / 1000);
+        return 0;
+    }
+    return 1;
+}
+
+static int on_limits(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
+{
+    return on_limit_key(y, obj, k, v, key, "limits");
+}
+
+static int on_cp_timeouts(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
+{
+    return on_limit_key(y, obj, k, v, key, "timeouts");
+}
+
 static int on_config(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct tg_cp_config *c = obj;
@@ -678,6 +729,33 @@ static int on_config(struct yw *y, void *obj, const char *k, yaml_node_t *v, con
     }
     if (strcmp(k, "mesh") == 0)
         return get_paths(y, v, key, &c->mesh);
+    if (strcmp(k, "limits") == 0) {
+        struct tg_cp_limits set = {0}; /* what the file says; 0: not said */
+
+        if ((rc = walk_map(y, v, key, on_limits, &set)) < 0)
+            return rc;
+        if (set.max_unauthenticated > 0 && set.max_connections > 0 &&
+            set.max_unauthenticated > set.max_connections)
+            return fail_at(y, v, key, "max_unauthenticated (%llu) over max_connections (%llu)",
+                           (unsigned long long)set.max_unauthenticated,
+                           (unsigned long long)set.max_connections);
+        if (set.max_per_address > 0 && set.max_unauthenticated > 0 &&
+            set.max_per_address > set.max_unauthenticated)
+            return fail_at(y, v, key,
+                           "max_unauthenticated_per_address (%llu) over max_unauthenticated "
+                           "(%llu)",
+                           (unsigned long long)set.max_per_address,
+                           (unsigned long long)set.max_unauthenticated);
+        if (set.max_connections > 0)
+            c->limits.max_connections = set.max_connections;
+        if (set.max_unauthenticated > 0)
+            c->limits.max_unauthenticated = set.max_unauthenticated;
+        if (set.max_per_address > 0)
+            c->limits.max_per_address = set.max_per_address;
+        return 0;
+    }
+    if (strcmp(k, "timeouts") == 0)
+        return walk_map(y, v, key, on_cp_timeouts, &c->limits);
     if (strcmp(k, "log_level") == 0) {
         static const char *const levels[] = {"debug", "info", "warn", "error"};
 
@@ -706,6 +784,11 @@ int tg_cp_config_parse(const char *text, size_t len, const char *name, struct tg
         return tg_err_set(err, TG_ENOMEM, "out of memory");
     c->cert_ttl_ms = TG_CP_DEFAULT_TTL_MS;
     c->log_level = TG_LOG_INFO;
+    c->limits = (struct tg_cp_limits){.max_connections = 10000,
+                                      .max_unauthenticated = 512,
+                                      .max_per_address = 16,
+                                      .handshake_ms = 5000,
+                                      .hello_ms = 5000};
     if (tg_addr_parse(TG_CP_DEFAULT_LISTEN, false, &c->listen, err) < 0 ||
         (c->path = strdup(name)) == NULL) {
         tg_cp_config_free(c);
@@ -730,6 +813,11 @@ int tg_cp_config_parse(const char *text, size_t len, const char *name, struct tg
         fail_at(&y, root, "ca", "required, with cert and key");
     else
         rc = 0;
+    /* a default never exceeds what was set above it */
+    if (c->limits.max_unauthenticated > c->limits.max_connections)
+        c->limits.max_unauthenticated = c->limits.max_connections;
+    if (c->limits.max_per_address > c->limits.max_unauthenticated)
+        c->limits.max_per_address = c->limits.max_unauthenticated;
     for (size_t i = 0; rc == 0 && i < c->n_extra_roots; i++)
         if (strcmp(c->extra_roots[i].trust_domain, c->trust_domain) == 0)
             rc = fail_at(&y, root, "extra_roots",

@@ -15,6 +15,16 @@
 #define TG_CP_DEFAULT_LISTEN "0.0.0.0:15010"
 #define TG_CP_DEFAULT_TTL_MS (24ull * 3600 * 1000)
 
+/* The front door (limits:, timeouts:): what a peer may hold before it has authenticated.
+ * "Unauthenticated" is a stream whose Hello has not been accepted yet. */
+struct tg_cp_limits {
+    uint64_t max_connections;     /* streams open at once; default 10000 */
+    uint64_t max_unauthenticated; /* of them, not yet past Hello; default 512 */
+    uint64_t max_per_address;     /* of those, from one source address (IPv6: /64); default 16 */
+    uint64_t handshake_ms;        /* TLS handshake, from accept; default 5 s */
+    uint64_t hello_ms;            /* Hello, from the end of the handshake; default 5 s */
+};
+
 struct tg_cp_extra_roots {
     char *trust_domain;
     struct tg_strlist files;
@@ -40,6 +50,7 @@ struct tg_cp_config {
     size_t n_extra_roots;
     struct tg_strlist mesh; /* mesh files */
     enum tg_log_level log_level;
+    struct tg_cp_limits limits;
 };
 
 /* Reads and checks path. 0 with *out (tg_cp_config_free), or TG_ECONFIG / TG_EIO / TG_ENOMEM

@@ -2,16 +2,23 @@
 #include "cp_server.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cp_admin.h"
+#include "tollgate/frame.h"
 #include "tollgate/log.h"
 
 #define WATCH_INTERVAL_MS 1000
 #define RELOAD_SETTLE_MS 300 /* files are seldom replaced in one step */
 #define SWEEP_MS 10000
+#define DEADLINE_TICK_MS 100 /* the front door's deadlines are this precise */
+#define SOURCE_BUCKETS 1024
+#define ACCEPTS_PER_TURN 64 /* connections taken per loop iteration */
+/* msgstream's own handshake deadline, a backstop behind ours */
+#define HANDSHAKE_BACKSTOP_MS 2000
 
 struct watcher {
     uv_fs_poll_t poll;
@@ -25,15 +32,22 @@ struct tg_cp_server {
     uv_tcp_t listener;
     uv_timer_t reload_timer;
     uv_timer_t sweep_timer;
+    uv_timer_t deadline_timer; /* runs while a stream is unauthenticated */
+    uv_check_t accept_turn;    /* after each iteration's I/O: the accept budget again */
+    unsigned accepts_this_turn;
+    bool accept_waiting;       /* a connection left on the listener for the next turn */
     int open_handles;          /* listener, timers, watchers, admin endpoint */
     struct tg_cp_admin *admin; /* NULL: none */
     bool admin_closing;
     struct watcher **watchers;
     size_t n_watchers;
     struct tg_cp_conn *conns;
+    struct tg_cp_conn *unauth_head, *unauth_tail; /* not yet past Hello, oldest first */
+    struct tg_cp_source *sources[SOURCE_BUCKETS]; /* their source addresses */
     uint64_t next_id;
     int port;
     struct tg_cp_server_stats stats;
+    struct tg_cp_server_stats logged; /* as of the last front-door summary in the log */
     bool closing;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -132,12 +146,232 @@ static void conn_free(struct tg_cp_conn *c)
     free(c);
 }
 
+/* ---- the front door (cp_server.h) ---- */
+
+static void on_deadline(uv_timer_t *t);
+
+/* A source address with unauthenticated streams, and how many: in the server's table while
+ * it has one. */
+struct tg_cp_source {
+    unsigned char key[16];
+    size_t key_len;
+    uint64_t n;
+    struct tg_cp_source *next; /* hash chain */
+};
+
+/* The source address of ms, as the per-address cap counts it: IPv4, or an IPv6 /64 (one
+ * site's, which an attacker has whole). Its length, 0 when unknown. */
+static size_t source_key(const struct tg_msgstream *ms, unsigned char key[16])
+{
+    const struct sockaddr_storage *ss = tg_msgstream_peer_sockaddr(ms);
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+    if (ss->ss_family == AF_INET) {
+        memcpy(key, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        return 4;
+    }
+    if (ss->ss_family != AF_INET6)
+        return 0;
+    if (IN6_IS_ADDR_V4MAPPED(a6)) {
+        memcpy(key, a6->s6_addr + 12, 4);
+        return 4;
+    }
+    memcpy(key, a6->s6_addr, 8);
+    return 8;
+}
+
+static struct tg_cp_source **source_slot(struct tg_cp_server *srv, const unsigned char *key,
+                                         size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    struct tg_cp_source **p;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ key[i]) * 16777619u;
+    for (p = &srv->sources[h % SOURCE_BUCKETS]; *p != NULL; p = &(*p)->next)
+        if ((*p)->key_len == len && memcmp((*p)->key, key, len) == 0)
+            break;
+    return p; /* the entry, or where it would go */
+}
+
+static void unauth_add(struct tg_cp_server *srv, struct tg_cp_conn *c, const unsigned char *key,
+                       size_t key_len)
+{
+    c->unauth = true;
+    c->uprev = srv->unauth_tail;
+    c->unext = NULL;
+    if (srv->unauth_tail != NULL)
+        srv->unauth_tail->unext = c;
+    else
+        srv->unauth_head = c;
+    srv->unauth_tail = c;
+    if (key_len > 0) {
+        struct tg_cp_source **p = source_slot(srv, key, key_len);
+
+        if (*p == NULL && (*p = calloc(1, sizeof(**p))) != NULL) {
+            memcpy((*p)->key, key, key_len);
+            (*p)->key_len = key_len;
+        }
+        if ((c->source = *p) != NULL) /* out of memory: not counted, still capped in all */
+            c->source->n++;
+    }
+    if (srv->stats.unauthenticated_open++ == 0)
+        uv_timer_start(&srv->deadline_timer, on_deadline, DEADLINE_TICK_MS, DEADLINE_TICK_MS);
+}
+
+static void unauth_remove(struct tg_cp_server *srv, struct tg_cp_conn *c)
+{
+    if (!c->unauth)
+        return;
+    c->unauth = false;
+    if (c->uprev != NULL)
+        c->uprev->unext = c->unext;
+    else
+        srv->unauth_head = c->unext;
+    if (c->unext != NULL)
+        c->unext->uprev = c->uprev;
+    else
+        srv->unauth_tail = c->uprev;
+    c->uprev = c->unext = NULL;
+    if (c->source != NULL && --c->source->n == 0) {
+        struct tg_cp_source **p = source_slot(srv, c->source->key, c->source->key_len);
+
+        *p = c->source->next;
+        free(c->source);
+    }
+    c->source = NULL;
+    if (--srv->stats.unauthenticated_open == 0)
+        uv_timer_stop(&srv->deadline_timer);
+}
+
+/* The stream to close to make room: the oldest of the source address with the most
+ * unauthenticated streams. NULL when none is unauthenticated. */
+static struct tg_cp_conn *victim(const struct tg_cp_server *srv)
+{
+    struct tg_cp_conn *best = NULL;
+    uint64_t most = 0;
+
+    for (struct tg_cp_conn *p = srv->unauth_head; p != NULL; p = p->unext) {
+        uint64_t n = p->source != NULL ? p->source->n : 1;
+
+        if (best == NULL || n > most) { /* oldest first: ties keep the older */
+            best = p;
+            most = n;
+        }
+    }
+    return best;
+}
+
+/* Ends c, not authenticated, for the front door: counted, logged at debug (a flood must not
+ * flood the log too; on_sweep sums them up). */
+static void turn_away(struct tg_cp_conn *c, uint64_t *counter, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void turn_away(struct tg_cp_conn *c, uint64_t *counter, const char *fmt, ...)
+{
+    char reason[TG_ERRLEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    unauth_remove(c->srv, c);
+    c->quiet = true;
+    (*counter)++;
+    tg_msgstream_close(c->ms, false, "%s", reason);
+}
+
+/* Deadlines of the unauthenticated: the handshake from accept, Hello from the handshake. */
+static void on_deadline(uv_timer_t *t)
+{
+    struct tg_cp_server *srv = t->data;
+    const struct tg_cp_limits *lim = &srv->state->cfg->limits;
+    uint64_t now = uv_now(srv->loop);
+    struct tg_cp_conn *next;
+
+    for (struct tg_cp_conn *c = srv->unauth_head; c != NULL; c = next) {
+        next = c->unext; /* turn_away takes c off the list */
+        if (c->connected_at != 0 && !tg_msgstream_is_connected(c->ms))
+            continue; /* refused (its Close is being written, within msgstream's deadline) */
+        if (c->connected_at == 0 && now - c->accepted_at >= lim->handshake_ms)
+            turn_away(c, &srv->stats.handshake_timeouts,
+                      "no TLS handshake within %" PRIu64 " ms (timeouts.handshake)",
+                      lim->handshake_ms);
+        else if (c->connected_at != 0 && now - c->connected_at >= lim->hello_ms)
+            turn_away(c, &srv->stats.hello_timeouts,
+                      "no Hello within %" PRIu64 " ms of the handshake (timeouts.hello)",
+                      lim->hello_ms);
+    }
+}
+
+/* At accept: the per-address cap, then room among the unauthenticated and the open. False
+ * when c was refused. */
+static bool admit(struct tg_cp_server *srv, struct tg_cp_conn *c)
+{
+    const struct tg_cp_limits *lim = &srv->state->cfg->limits;
+    unsigned char key[16];
+    size_t key_len = source_key(c->ms, key);
+    const struct tg_cp_source *from = key_len > 0 ? *source_slot(srv, key, key_len) : NULL;
+    struct tg_cp_conn *v;
+
+    if (from != NULL && from->n >= lim->max_per_address) {
+        turn_away(c, &srv->stats.refused_per_address,
+                  "refused: %" PRIu64 " unauthenticated streams from its address already "
+                  "(limits.max_unauthenticated_per_address)",
+                  from->n);
+        return false;
+    }
+    if (srv->stats.unauthenticated_open >= lim->max_unauthenticated ||
+        srv->stats.open_streams > lim->max_connections) {
+        if ((v = victim(srv)) == NULL) {
+            turn_away(c, &srv->stats.refused_max_connections,
+                      "refused: %" PRIu64 " streams open (limits.max_connections)",
+                      srv->stats.open_streams - 1);
+            return false;
+        }
+        turn_away(v, &srv->stats.evicted,
+                  "closed to make room for a newer stream: the oldest of the %" PRIu64
+                  " unauthenticated from its address, of %" PRIu64
+                  " in all (limits.max_unauthenticated %" PRIu64 ", max_connections %" PRIu64 ")",
+                  v->source != NULL ? v->source->n : 1, srv->stats.unauthenticated_open,
+                  lim->max_unauthenticated, lim->max_connections);
+    }
+    unauth_add(srv, c, key, key_len);
+    return true;
+}
+
+void tg_cp_server_authenticated(struct tg_cp_conn *c)
+{
+    unauth_remove(c->srv, c);
+    tg_msgstream_set_max_frame_in(c->ms, TG_FRAME_MAX);
+}
+
+/* Once per sweep, when the front door turned anyone away: how many, why. */
+static void log_front_door(struct tg_cp_server *srv)
+{
+    const struct tg_cp_server_stats *s = &srv->stats, *l = &srv->logged;
+    uint64_t full = s->refused_max_connections - l->refused_max_connections,
+             addr = s->refused_per_address - l->refused_per_address, room = s->evicted - l->evicted,
+             hs = s->handshake_timeouts - l->handshake_timeouts,
+             hello = s->hello_timeouts - l->hello_timeouts;
+
+    if (full + addr + room + hs + hello == 0)
+        return;
+    tg_warn("front door, last %d s: refused %" PRIu64 " at max_connections and %" PRIu64
+            " at the per-address cap, closed %" PRIu64 " to make room, %" PRIu64
+            " at the handshake deadline and %" PRIu64 " at the Hello deadline; %" PRIu64
+            " unauthenticated and %" PRIu64 " streams open",
+            SWEEP_MS / 1000, full, addr, room, hs, hello, s->unauthenticated_open, s->open_streams);
+    srv->logged = *s;
+}
+
 static void on_stream_connected(struct tg_msgstream *s)
 {
     struct tg_cp_conn *c = tg_msgstream_data(s);
     const struct tg_peer_info *peer = tg_msgstream_peer(s);
 
     c->last_rx = uv_now(c->srv->loop);
+    c->connected_at = c->last_rx > 0 ? c->last_rx : 1;
     tg_debug("stream %" PRIu64 " from %s: TLS up, client %s", c->id, tg_msgstream_peer_addr(s),
              peer->id != NULL ? peer->id : "without certificate");
 }
@@ -154,9 +388,13 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
 
     if (c->hello_seen)
         tg_info("stream %" PRIu64 " (%s) ended: %s", c->id, c->who.id, reason);
+    else if (c->quiet)
+        tg_debug("stream %" PRIu64 " from %s ended before Hello: %s", c->id,
+                 tg_msgstream_peer_addr(s), reason);
     else
         tg_info("stream %" PRIu64 " from %s ended before Hello: %s", c->id,
                 tg_msgstream_peer_addr(s), reason);
+    unauth_remove(srv, c);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -173,19 +411,21 @@ static void on_drop_closed(uv_handle_t *h)
     free(h);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* Takes the connection waiting on the listener. */
+static void accept_one(struct tg_cp_server *srv)
 {
     static const struct tg_msgstream_ops ops = {on_stream_connected, on_stream_frame,
                                                 on_stream_closed};
     static const struct tg_strlist any = {NULL, 0};
     static const struct tg_tls_peer_rule rule = {&any};
-    struct tg_cp_server *srv = server->data;
+    uv_stream_t *server = (uv_stream_t *)&srv->listener;
+    const struct tg_cp_limits *lim = &srv->state->cfg->limits;
+    struct tg_msgstream_opts opts = {
+        .handshake_timeout_ms = lim->handshake_ms + HANDSHAKE_BACKSTOP_MS,
+        .max_frame_in = TG_CP_HELLO_MAX,
+    };
     struct tg_cp_conn *c;
 
-    if (status < 0) {
-        tg_warn("accept: %s", uv_strerror(status));
-        return;
-    }
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         uv_tcp_t *drop = malloc(sizeof(*drop)); /* take it off the backlog, let it go */
 
@@ -201,8 +441,8 @@ static void on_connection(uv_stream_t *server, int status)
     c->srv = srv;
     c->id = ++srv->next_id;
     c->state = tg_cp_state_ref(srv->state);
-    c->last_rx = uv_now(srv->loop);
-    if (tg_msgstream_accept(srv->loop, server, c->state->tls, &rule, NULL, &ops, c, &c->ms) < 0) {
+    c->last_rx = c->accepted_at = uv_now(srv->loop);
+    if (tg_msgstream_accept(srv->loop, server, c->state->tls, &rule, &opts, &ops, c, &c->ms) < 0) {
         tg_warn("accept: out of memory");
         conn_free(c);
         return;
@@ -213,6 +453,39 @@ static void on_connection(uv_stream_t *server, int status)
     srv->conns = c;
     srv->stats.streams++;
     srv->stats.open_streams++;
+    (void)admit(srv, c);
+}
+
+/* At most ACCEPTS_PER_TURN connections are taken per loop iteration. Left on the listener,
+ * a connection stops libuv from watching it until uv_accept (on_accept_turn, after this
+ * iteration's I/O): otherwise clients that come back at once when they are closed to make
+ * room keep libuv's accept loop going, with nothing else served and nothing closed freed. */
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct tg_cp_server *srv = server->data;
+
+    if (status < 0) {
+        tg_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    if (srv->accepts_this_turn >= ACCEPTS_PER_TURN) {
+        srv->accept_waiting = true;
+        return;
+    }
+    srv->accepts_this_turn++;
+    accept_one(srv);
+}
+
+static void on_accept_turn(uv_check_t *h)
+{
+    struct tg_cp_server *srv = h->data;
+
+    srv->accepts_this_turn = 0;
+    if (srv->accept_waiting && !srv->closing) {
+        srv->accept_waiting = false;
+        srv->accepts_this_turn++;
+        accept_one(srv); /* uv_accept watches the listener again */
+    }
 }
 
 /* Ends streams that have been silent too long (a sidecar pings every 10 s), and those whose
@@ -226,6 +499,7 @@ static void on_sweep(uv_timer_t *t)
         if (now - c->last_rx >= TG_CP_IDLE_MS)
             tg_msgstream_close(c->ms, false, "nothing received for %d s", TG_CP_IDLE_MS / 1000);
     }
+    log_front_door(srv);
 }
 
 /* ---- files ---- */
@@ -380,10 +654,15 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
     srv->listener.data = srv;
     srv->reload_timer.data = srv;
     srv->sweep_timer.data = srv;
+    srv->deadline_timer.data = srv;
+    srv->accept_turn.data = srv;
     uv_tcp_init(loop, &srv->listener);
     uv_timer_init(loop, &srv->reload_timer);
     uv_timer_init(loop, &srv->sweep_timer);
-    srv->open_handles = 3;
+    uv_timer_init(loop, &srv->deadline_timer);
+    uv_check_init(loop, &srv->accept_turn);
+    uv_check_start(&srv->accept_turn, on_accept_turn);
+    srv->open_handles = 5;
     *out = srv;
     rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&srv->state->cfg->listen.ss, 0);
     if (rc == 0)
@@ -428,6 +707,8 @@ void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), 
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     uv_close((uv_handle_t *)&srv->reload_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sweep_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->deadline_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->accept_turn, on_handle_closed);
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
         if (c->hello_seen)
             tg_cp_stream_refuse(c, "control plane shutting down");

@@ -2,7 +2,21 @@
  * client certificate optional), watches every file the state was built from and rebuilds
  * the state when one changes (a state that does not load is refused with its reason and the
  * last good one keeps being served), and has cp_stream.c push what changed to every stream.
- * Streams survive reloads: each keeps the state of its handshake until it ends. */
+ * Streams survive reloads: each keeps the state of its handshake until it ends.
+ *
+ * The front door (cp.yaml limits: and timeouts:). A stream is unauthenticated from accept
+ * until its Hello is accepted; while it is, it may send frames of TG_CP_HELLO_MAX bytes at
+ * most, its Hello is decoded within a fixed allocation budget, and it must finish its TLS
+ * handshake within timeouts.handshake and send its Hello within timeouts.hello after that.
+ * At accept: a source address (IPv6: its /64) with max_unauthenticated_per_address
+ * unauthenticated streams already gets refused; when max_unauthenticated are unauthenticated,
+ * or max_connections are open, an unauthenticated stream is closed to make room: the oldest
+ * of the source address that has the most (a flood comes from few addresses, many streams
+ * each; a sidecar bootstraps with one stream, through within a round trip), and when none is
+ * unauthenticated the new one is refused. Each is counted (tg_cp_server_stats). A stream
+ * turned away gives its TLS session back at once (msgstream.h). So what peers can make us
+ * hold before they authenticate is bounded by max_unauthenticated times one TLS handshake's
+ * state and TG_CP_HELLO_MAX. */
 #ifndef TOLLGATE_CP_SERVER_H
 #define TOLLGATE_CP_SERVER_H
 
@@ -16,8 +30,18 @@
 
 #define TG_CP_VERSION_MAX 64
 #define TG_CP_IDLE_MS 60000 /* a sidecar pings every 10 s: a minute of silence ends it */
+/* The largest frame before Hello is accepted. A real Hello, measured (three labels, six
+ * resource versions): 367 bytes with a bootstrap token of 24 characters, 1.4 KiB with a
+ * Kubernetes service-account token of 1.1 KiB, 8.5 KiB with the largest token a sidecar
+ * sends (8 KiB); that leaves room for many labels. The CSR comes in a frame of its own,
+ * after Hello. */
+#define TG_CP_HELLO_MAX (16 * 1024)
+/* What decoding a message before Hello may allocate (protobuf-c makes a struct per map
+ * entry: a frame of empty entries costs some 30 times its size). */
+#define TG_CP_HELLO_DECODE_BUDGET (64 * 1024)
 
 struct tg_cp_server;
+struct tg_cp_source;
 
 /* One sidecar's stream. Owned by the server's list; freed when its msgstream closes. */
 struct tg_cp_conn {
@@ -38,6 +62,13 @@ struct tg_cp_conn {
     char acked[TG_RES_N][TG_CP_VERSION_MAX + 1];
     char nonce[TG_RES_N][32]; /* of the last push of each type */
     uint64_t pushes;
+    /* the front door */
+    uint64_t accepted_at;             /* uv_now */
+    uint64_t connected_at;            /* uv_now at the end of the handshake; 0 before */
+    bool unauth;                      /* on the server's unauthenticated list */
+    bool quiet;                       /* ended by the front door: logged at debug only */
+    struct tg_cp_conn *uprev, *unext; /* that list, oldest first */
+    struct tg_cp_source *source;      /* its source address, while on it; NULL: unknown */
 };
 
 struct tg_cp_server_stats {
@@ -51,6 +82,13 @@ struct tg_cp_server_stats {
     uint64_t nacks;
     uint64_t reloads;
     uint64_t reload_failures;
+    /* the front door: streams refused or closed before they authenticated, by reason */
+    uint64_t refused_max_connections; /* at accept: max_connections open, none to close */
+    uint64_t refused_per_address;     /* at accept: its address at its cap */
+    uint64_t evicted;                 /* closed to make room: the oldest unauthenticated */
+    uint64_t handshake_timeouts;      /* no TLS handshake within timeouts.handshake */
+    uint64_t hello_timeouts;          /* no Hello within timeouts.hello after it */
+    uint64_t unauthenticated_open;    /* now */
 };
 
 /* Loads the state from config_path and listens. 0, or a negative code with err (nothing is
@@ -74,6 +112,10 @@ int tg_cp_server_admin_port(const struct tg_cp_server *srv);
 
 /* Reloads the state now (as a file change does). 0, or the load's error (kept state). */
 int tg_cp_server_reload(struct tg_cp_server *srv, const char *why);
+
+/* c's Hello was accepted: it leaves the unauthenticated and may send frames up to
+ * TG_FRAME_MAX. */
+void tg_cp_server_authenticated(struct tg_cp_conn *c);
 
 /* ---- cp_stream.c: the protocol (protobuf) on one stream ---- */
 

@@ -34,6 +34,7 @@ static void state_free(struct tg_cp_state *s)
     tg_cp_jwt_keys_free(s->jwt_keys);
     for (int t = 0; t < TG_RES_N; t++)
         tg_resource_free(s->res[t]);
+    tg_cp_files_free(&s->crl_files);
     tg_cp_files_free(&s->files);
     tg_cp_config_free(s->cfg);
     free(s);
@@ -162,29 +163,113 @@ static int load_bundle(struct tg_cp_state *s, char *err)
     return 0;
 }
 
+/* The roots of the bundle's first (all false: our own) or every trust domain, as one PEM text
+ * (malloc'd, NUL-terminated). NULL: out of memory. */
+static char *roots_text(const struct tg_res_trust_bundle *b, bool all, size_t *len)
+{
+    size_t n_domains = all ? b->n_domains : 1, at = 0;
+    char *text;
+
+    *len = 0;
+    for (size_t d = 0; d < n_domains; d++)
+        for (size_t i = 0; i < b->domains[d].roots_pem.n; i++)
+            *len += strlen(b->domains[d].roots_pem.v[i]) + 1;
+    if ((text = malloc(*len + 1)) == NULL)
+        return NULL;
+    for (size_t d = 0; d < n_domains; d++) {
+        for (size_t i = 0; i < b->domains[d].roots_pem.n; i++) {
+            size_t n = strlen(b->domains[d].roots_pem.v[i]);
+
+            memcpy(text + at, b->domains[d].roots_pem.v[i], n);
+            at += n;
+            text[at++] = '\n';
+        }
+    }
+    text[at] = '\0';
+    return text;
+}
+
+/* An identity of p and a server context of it, then both freed: the checks a sidecar makes
+ * of what it is pushed before it uses it (gen.c: tg_identity_from_pem, tg_tls_ctx_new). */
+static int sidecar_would_take(const struct tg_identity_pem *p, char *why)
+{
+    struct tg_tls_settings ts = {.server = true, .max_chain_depth = 4};
+    struct tg_identity *id = NULL;
+    struct tg_tls_ctx *ctx = NULL;
+    int rc = tg_identity_from_pem(p, &id, why);
+
+    if (rc == 0)
+        rc = tg_tls_ctx_new(id, &ts, &ctx, why);
+    tg_tls_ctx_free(ctx);
+    tg_identity_free(id);
+    return rc;
+}
+
+/* The published CRLs, checked as a sidecar checks the revocations it is pushed: with the whole
+ * pushed bundle, our own certificate standing in for the sidecar's. A CRL a sidecar would
+ * refuse (broken, stale, signed by no root of the bundle) is refused here, naming its file,
+ * so that the sidecars never hold CRLs we do not (they would keep their last good ones, as we
+ * keep our last good state). Then those our own roots signed, the ones that can revoke a
+ * certificate we accept, go into own (room for all), *n_own of them. */
+static int select_crls(struct tg_cp_state *s, const struct tg_identity_pem *base,
+                       struct tg_identity_crl *own, size_t *n_own, char *err)
+{
+    const struct tg_res_trust_bundle *b = &s->res[TG_RES_TRUST_BUNDLE]->u.trust_bundle;
+    const struct tg_res_revocations *rv = &s->res[TG_RES_REVOCATIONS]->u.revocations;
+    struct tg_identity_crl *all = calloc(rv->n_crls + 1, sizeof(*all));
+    struct tg_identity_pem p = *base;
+    char why[TG_ERRLEN] = "";
+    int rc = TG_ENOMEM;
+
+    *n_own = 0;
+    if (all == NULL || (p.bundle = roots_text(b, true, &p.bundle_len)) == NULL)
+        goto done;
+    for (size_t i = 0; i < rv->n_crls; i++)
+        all[i] = (struct tg_identity_crl){rv->crls[i].data, rv->crls[i].len};
+    p.crls = all;
+    p.n_crls = rv->n_crls;
+    if ((rc = sidecar_would_take(&p, why)) < 0) {
+        /* which one: each alone, so that the message names its file */
+        for (size_t i = 0; i < rv->n_crls; i++) {
+            p.crls = &all[i];
+            p.n_crls = 1;
+            if (sidecar_would_take(&p, why) < 0) {
+                tg_err_set(err, TG_ECONFIG, "revocations.crls: %s: %s (a sidecar would refuse it)",
+                           i < s->crl_files.n ? s->crl_files.v[i] : "?", why);
+                goto done;
+            }
+        }
+        tg_err_set(err, TG_ECONFIG, "revocations.crls: %s (a sidecar would refuse them)", why);
+        goto done;
+    }
+    for (size_t i = 0; i < rv->n_crls; i++)
+        if (tg_cp_ca_crl_signed_by(&b->domains[0].roots_pem, &rv->crls[i]))
+            own[(*n_own)++] = all[i];
+    rc = 0;
+done:
+    free((char *)p.bundle);
+    free(all);
+    return rc;
+}
+
 /* Our own TLS identity, checked against our trust domain's roots, and the server context
- * that verifies sidecars against the same roots (a certificate is optional: bootstrap). */
+ * that verifies sidecars against the same roots and the CRLs they signed (a certificate is
+ * optional: bootstrap). So a client certificate is verified, chain, expiry and revocation by
+ * CRL, by the very code a sidecar verifies its peers with (tls.c), and refused in the
+ * handshake where a sidecar would refuse it. */
 static int load_server(struct tg_cp_state *s, char *err)
 {
-    const struct tg_res_domain_roots *own = &s->res[TG_RES_TRUST_BUNDLE]->u.trust_bundle.domains[0];
+    const struct tg_res_trust_bundle *b = &s->res[TG_RES_TRUST_BUNDLE]->u.trust_bundle;
+    const struct tg_res_revocations *rv = &s->res[TG_RES_REVOCATIONS]->u.revocations;
     struct tg_tls_settings ts = {.server = true, .max_chain_depth = 4, .peer_optional = true};
     struct tg_identity_pem p = {0};
+    struct tg_identity_crl *own = calloc(rv->n_crls + 1, sizeof(*own));
     char *cert = NULL, *key = NULL, *bundle = NULL, why[TG_ERRLEN];
-    size_t cert_len = 0, key_len = 0, bundle_len = 0;
-    int rc;
+    size_t cert_len = 0, key_len = 0, bundle_len = 0, n_own = 0;
+    int rc = TG_ENOMEM;
 
-    for (size_t i = 0; i < own->roots_pem.n; i++)
-        bundle_len += strlen(own->roots_pem.v[i]) + 1;
-    if ((bundle = malloc(bundle_len + 1)) == NULL)
-        return TG_ENOMEM;
-    bundle_len = 0;
-    for (size_t i = 0; i < own->roots_pem.n; i++) {
-        size_t n = strlen(own->roots_pem.v[i]);
-
-        memcpy(bundle + bundle_len, own->roots_pem.v[i], n);
-        bundle_len += n;
-        bundle[bundle_len++] = '\n';
-    }
+    if (own == NULL || (bundle = roots_text(b, false, &bundle_len)) == NULL)
+        goto done;
     if ((rc = read_pem(s, "server.cert", s->cfg->server_cert, 0, &cert, &cert_len, err)) < 0 ||
         (rc = read_pem(s, "server.key", s->cfg->server_key, TG_FILE_SECRET, &key, &key_len, err)) <
             0)
@@ -200,6 +285,20 @@ static int load_server(struct tg_cp_state *s, char *err)
                    why);
         goto done;
     }
+    if (rv->n_crls > 0) {
+        if ((rc = select_crls(s, &p, own, &n_own, err)) < 0)
+            goto done;
+        if (n_own > 0) { /* again, with our CRLs: the identity the context is made of */
+            tg_identity_free(s->server_id);
+            s->server_id = NULL;
+            p.crls = own;
+            p.n_crls = n_own;
+            if ((rc = tg_identity_from_pem(&p, &s->server_id, why)) < 0) {
+                tg_err_set(err, rc, "server with revocations.crls: %s", why);
+                goto done;
+            }
+        }
+    }
     if (!tg_spiffe_in_domain(&s->server_id->leaf.id, s->cfg->trust_domain)) {
         rc = tg_err_set(err, TG_ECONFIG, "server.cert %s: %s is not of trust domain %s",
                         s->cfg->server_cert, s->server_id->leaf.id.id, s->cfg->trust_domain);
@@ -208,10 +307,26 @@ static int load_server(struct tg_cp_state *s, char *err)
     if ((rc = tg_tls_ctx_new(s->server_id, &ts, &s->tls, why)) < 0)
         tg_err_set(err, rc, "server: %s", why);
 done:
+    free(own);
     free(cert);
     tg_wipe_free(key, key_len);
     free(bundle);
     return rc;
+}
+
+bool tg_cp_state_same_trust(const struct tg_cp_state *a, const struct tg_cp_state *b)
+{
+    const struct tg_identity *x = a->server_id, *y = b->server_id;
+
+    if (a == b)
+        return true;
+    if (x->bundle_len != y->bundle_len ||
+        memcmp(x->bundle_pem, y->bundle_pem, x->bundle_len) != 0 || x->n_crl != y->n_crl)
+        return false;
+    for (size_t i = 0; i < x->n_crl; i++)
+        if (x->crl_len[i] != y->crl_len[i] || memcmp(x->crl[i], y->crl[i], x->crl_len[i]) != 0)
+            return false;
+    return true;
 }
 
 static int load_mesh(struct tg_cp_state *s, char *err)
@@ -234,6 +349,8 @@ static int load_mesh(struct tg_cp_state *s, char *err)
             s->res[t] = m.res[t];
             m.res[t] = NULL;
         }
+        s->crl_files = m.crl_files;
+        m.crl_files = (struct tg_strlist){NULL, 0};
     }
     tg_cp_mesh_cleanup(&m);
     return rc;
@@ -255,9 +372,10 @@ int tg_cp_state_load(const char *config_path, struct tg_cp_state **out,
     if (s->cfg->tokens != NULL && ((rc = watch(s, s->cfg->tokens)) < 0 ||
                                    (rc = tg_cp_tokens_load(s->cfg->tokens, &s->tokens, err)) < 0))
         goto fail;
+    /* the mesh before our server context: the context holds the published CRLs */
     if ((rc = load_jwt_keys(s, err)) < 0 || (rc = load_ca(s, err)) < 0 ||
-        (rc = load_bundle(s, err)) < 0 || (rc = load_server(s, err)) < 0 ||
-        (rc = load_mesh(s, err)) < 0)
+        (rc = load_bundle(s, err)) < 0 || (rc = load_mesh(s, err)) < 0 ||
+        (rc = load_server(s, err)) < 0)
         goto fail;
     if (files_out != NULL)
         *files_out = (struct tg_strlist){NULL, 0};

@@ -367,6 +367,26 @@ static char *dup_claim(const char *s)
     return strdup(s != NULL ? s : "");
 }
 
+/* A client certificate is verified in the handshake, by tls.c under the state of that
+ * handshake (chain, expiry, CRLs), and by nothing else here. Before a stream is trusted again
+ * (its Hello, each CSR) the certificate must still be valid now, and the roots and CRLs we
+ * hold now must be those it was verified under; if not, the stream is told to reconnect, and
+ * the new handshake verifies it again (or refuses it, as a sidecar would). */
+static int still_verified(const struct tg_cp_conn *c, const struct tg_peer_info *peer, char *err)
+{
+    int64_t now = tg_identity_now();
+
+    if (peer->not_after <= now)
+        return tg_err_set(err, TG_EPEER, "client certificate %s (serial %s) expired %lld s ago",
+                          peer->id, peer->serial, (long long)(now - peer->not_after));
+    if (!tg_cp_state_same_trust(c->state, tg_cp_server_state(c->srv)))
+        return tg_err_set(err, TG_EPEER,
+                          "client certificate %s (serial %s) was verified under roots or CRLs "
+                          "that have changed since",
+                          peer->id, peer->serial);
+    return 0;
+}
+
 static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
 {
     const struct tg_cp_state *s = tg_cp_server_state(c->srv);
@@ -391,7 +411,10 @@ static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
         .revoked_serials = &rv->serials,
         .revoked_fingerprints = &rv->fingerprints,
     };
+    int rc;
 
+    if (peer->id != NULL && (rc = still_verified(c, peer, err)) < 0)
+        return rc;
     return tg_cp_authn_decide(&in, who, err);
 }
 
@@ -441,6 +464,7 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
             snprintf(c->sent[t], sizeof(c->sent[t]), "%s", h->resource_versions[i]->value);
     }
     c->hello_seen = true;
+    tg_cp_server_authenticated(c);
     tg_info("stream %" PRIu64 " from %s: node \"%s\" is %s (by %s), sidecar \"%s\"", c->id,
             tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
             c->who.by_cert  ? "certificate"
@@ -462,24 +486,25 @@ static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
     int64_t ttl = (int64_t)(s->cfg->cert_ttl_ms / 1000);
     int rc;
 
-    /* again, against the current files: a token taken out or a certificate revoked since the
-     * Hello gets no new identity */
+    /* again, against the current files: a token taken out, a service-account token expired,
+     * a certificate revoked (serial, fingerprint, CRL) or expired since the Hello, or roots
+     * and CRLs changed since the handshake: no new identity on this stream. It is closed, and
+     * the sidecar reconnects: with its certificate if it has one (verified again in the
+     * handshake: a revoked one is refused there), else with its token (kubelet rewrites a
+     * service-account token's file before it expires). */
     rc = authenticate(c, &who, err);
     if (rc == 0 && strcmp(who.id, c->who.id) != 0)
         rc = tg_err_set(err, TG_EPEER, "identity changed since Hello (%.100s, now %.100s)",
                         c->who.id, who.id);
-    if (rc < 0 && c->who.by_jwt) {
-        /* a service-account token expires (kubelet rewrites the file): the sidecar
-         * reconnects, with its certificate if it has one, else with the fresh token */
+    if (rc < 0) {
         st->csrs_refused++;
         tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
                 c->who.id, err);
         tg_cp_stream_refuse(c, "%s; reconnect", err);
         return;
     }
-    if (rc == 0)
-        rc = tg_cp_ca_sign(s->ca, req->csr_der.data, req->csr_der.len, c->who.id, ttl, &chain,
-                           &chain_len, err);
+    rc = tg_cp_ca_sign(s->ca, req->csr_der.data, req->csr_der.len, c->who.id, ttl, &chain,
+                       &chain_len, err);
     resp.request_id = req->request_id;
     if (chain != NULL) {
         resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_CHAIN_PEM;
@@ -544,15 +569,42 @@ static void on_ping(struct tg_cp_conn *c, const Tollgate__V1__Ping *p)
     send_server_msg(c, &m);
 }
 
+/* Before Hello, decoding may allocate TG_CP_HELLO_DECODE_BUDGET bytes in all: a small frame
+ * of empty map entries must not become a large heap. */
+struct budget {
+    size_t left;
+};
+
+static void *budget_alloc(void *arg, size_t size)
+{
+    struct budget *b = arg;
+
+    if (size > b->left)
+        return NULL; /* protobuf-c frees what it took and the unpack fails */
+    b->left -= size;
+    return malloc(size);
+}
+
+static void budget_free(void *arg, void *p)
+{
+    (void)arg;
+    free(p);
+}
+
 void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
 {
+    struct budget b = {TG_CP_HELLO_DECODE_BUDGET};
+    ProtobufCAllocator budgeted = {budget_alloc, budget_free, &b};
+    ProtobufCAllocator *alloc = c->hello_seen ? NULL : &budgeted;
     Tollgate__V1__ClientMessage *m =
-        tollgate__v1__client_message__unpack(NULL, len, (const uint8_t *)frame);
+        tollgate__v1__client_message__unpack(alloc, len, (const uint8_t *)frame);
 
     if (m == NULL) {
-        tg_warn("stream %" PRIu64 " from %s: message of %zu bytes does not decode", c->id,
-                tg_msgstream_peer_addr(c->ms), len);
-        tg_cp_stream_refuse(c, "message of %zu bytes does not decode", len);
+        const char *within = alloc != NULL ? " (within the memory allowed before Hello)" : "";
+
+        tg_warn("stream %" PRIu64 " from %s: message of %zu bytes does not decode%s", c->id,
+                tg_msgstream_peer_addr(c->ms), len, within);
+        tg_cp_stream_refuse(c, "message of %zu bytes does not decode%s", len, within);
         return;
     }
     c->last_rx = uv_now(tg_cp_server_loop(c->srv));
@@ -580,5 +632,5 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
             break;
         }
     }
-    tollgate__v1__client_message__free_unpacked(m, NULL);
+    tollgate__v1__client_message__free_unpacked(m, alloc);
 }

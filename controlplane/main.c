@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -111,6 +112,25 @@ static void on_signal(uv_signal_t *h, int signum)
     tg_cp_server_close(r->srv, on_server_closed, r);
 }
 
+/* Every stream is a file descriptor: take the hard limit of open files, and say so when even
+ * that is below limits.max_connections (accept then fails, and the newcomer is dropped). */
+static void raise_nofile(const struct tg_cp_limits *lim)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim->max_connections + 64)
+        tg_warn("open files limit %llu is below limits.max_connections (%llu) plus 64: raise "
+                "it (ulimit -n, LimitNOFILE=) or lower max_connections",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)lim->max_connections);
+}
+
 static int cmd_run(const char *path)
 {
     struct run r;
@@ -127,6 +147,7 @@ static int cmd_run(const char *path)
         uv_loop_close(&r.loop);
         return 1;
     }
+    raise_nofile(&tg_cp_server_state(r.srv)->cfg->limits);
     r.sigterm.data = r.sigint.data = r.sighup.data = &r;
     uv_signal_init(&r.loop, &r.sigterm);
     uv_signal_init(&r.loop, &r.sigint);

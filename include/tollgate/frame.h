@@ -31,6 +31,10 @@ struct tg_frame_decoder {
 /* max: largest body length accepted, at most TG_FRAME_MAX is the stream's rule (a larger
  * value is clamped to UINT32_MAX). */
 void tg_frame_decoder_init(struct tg_frame_decoder *d, size_t max);
+/* Changes the largest body accepted, from the next frame header on (a frame whose header is
+ * in already was checked against the old limit): a server raises it once its peer has
+ * authenticated. Clamped like tg_frame_decoder_init. */
+void tg_frame_decoder_set_max(struct tg_frame_decoder *d, size_t max);
 /* Frees the body storage. The decoder may be initialised again. */
 void tg_frame_decoder_cleanup(struct tg_frame_decoder *d);
 

@@ -34,6 +34,7 @@ struct tg_msgstream_ops {
 struct tg_msgstream_opts {
     uint64_t handshake_timeout_ms; /* 0: 10 s */
     size_t max_frame;              /* 0: TG_FRAME_MAX, in both directions */
+    size_t max_frame_in;           /* frames from the peer, until raised; 0: max_frame */
     size_t max_queued;             /* plaintext waiting to be sent; 0: 4 * max_frame + 4 */
 };
 
@@ -63,11 +64,18 @@ TG_MUST_USE int tg_msgstream_send(struct tg_msgstream *s, const void *msg, size_
 void tg_msgstream_close(struct tg_msgstream *s, bool flush, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The largest frame accepted from the peer from its next frame on (a server keeps it small
+ * until the peer has authenticated), at most max_frame. */
+void tg_msgstream_set_max_frame_in(struct tg_msgstream *s, size_t max);
+
 void *tg_msgstream_data(const struct tg_msgstream *s);
-/* After on_connected: the verified peer. */
+/* After on_connected: the verified peer (empty again once the stream is closing). */
 const struct tg_peer_info *tg_msgstream_peer(const struct tg_msgstream *s);
 /* "10.0.0.5:41234", or "?" */
 const char *tg_msgstream_peer_addr(const struct tg_msgstream *s);
+/* The peer's address once the TCP connection is up (an accepted stream: at once);
+ * ss_family AF_UNSPEC before, or when the kernel would not say. */
+const struct sockaddr_storage *tg_msgstream_peer_sockaddr(const struct tg_msgstream *s);
 bool tg_msgstream_is_connected(const struct tg_msgstream *s);
 
 #endif

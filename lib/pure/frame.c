@@ -14,6 +14,11 @@ void tg_frame_decoder_init(struct tg_frame_decoder *d, size_t max)
     d->max = max > UINT32_MAX ? UINT32_MAX : max;
 }
 
+void tg_frame_decoder_set_max(struct tg_frame_decoder *d, size_t max)
+{
+    d->max = max > UINT32_MAX ? UINT32_MAX : max;
+}
+
 void tg_frame_decoder_cleanup(struct tg_frame_decoder *d)
 {
     free(d->body);

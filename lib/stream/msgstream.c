@@ -14,6 +14,9 @@
 #define PLAIN_CHUNK 16384      /* one TLS record of plaintext */
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define FLUSH_TIMEOUT_MS 5000
+/* No block is kept once released: a control stream is idle nearly always, and a server with
+ * thousands of streams must not hold two blocks for each (blocks come back between bursts). */
+#define POOL_KEEP 0
 
 struct queue {
     char *data;
@@ -46,6 +49,7 @@ struct tg_msgstream {
     bool closing;       /* handles are closing */
     char reason[TG_ERRLEN];
     char addr[64];
+    struct sockaddr_storage peer_ss; /* AF_UNSPEC until known */
 };
 
 static void pump(struct tg_msgstream *s);
@@ -57,7 +61,9 @@ void *tg_msgstream_data(const struct tg_msgstream *s)
 
 const struct tg_peer_info *tg_msgstream_peer(const struct tg_msgstream *s)
 {
-    return tg_tls_peer(s->tls);
+    static const struct tg_peer_info none;
+
+    return s->tls != NULL ? tg_tls_peer(s->tls) : &none; /* none once closed (release) */
 }
 
 const char *tg_msgstream_peer_addr(const struct tg_msgstream *s)
@@ -65,9 +71,29 @@ const char *tg_msgstream_peer_addr(const struct tg_msgstream *s)
     return s->addr;
 }
 
+const struct sockaddr_storage *tg_msgstream_peer_sockaddr(const struct tg_msgstream *s)
+{
+    return &s->peer_ss;
+}
+
+void tg_msgstream_set_max_frame_in(struct tg_msgstream *s, size_t max)
+{
+    tg_frame_decoder_set_max(&s->dec, max < s->opts.max_frame ? max : s->opts.max_frame);
+}
+
 bool tg_msgstream_is_connected(const struct tg_msgstream *s)
 {
     return s->hs_done && !s->closing && !s->flushing;
+}
+
+/* The session, the frame being read and the queue. */
+static void release(struct tg_msgstream *s)
+{
+    tg_tls_free(s->tls);
+    s->tls = NULL;
+    tg_frame_decoder_cleanup(&s->dec);
+    free(s->q.data);
+    memset(&s->q, 0, sizeof(s->q));
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -77,9 +103,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (--s->open_handles > 0)
         return;
     s->ops.on_closed(s, s->reason[0] ? s->reason : "closed");
-    tg_tls_free(s->tls);
-    tg_frame_decoder_cleanup(&s->dec);
-    free(s->q.data);
+    release(s);
     tg_pool_cleanup(&s->pool);
     free(s);
 }
@@ -97,6 +121,12 @@ static void close_now(struct tg_msgstream *s)
     s->closing = true;
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    /* uv_close closed the socket: nothing more is read or written, so the session can go now
+     * rather than after the close callbacks (a server turning thousands of peers away within
+     * one loop iteration must not hold a session for each until then). A write in flight
+     * still points into cipher_out: then it goes in on_handle_closed. */
+    if (s->writing == 0)
+        release(s);
 }
 
 static void on_flush_timeout(uv_timer_t *t)
@@ -383,6 +413,7 @@ static void start(struct tg_msgstream *s)
 
     s->tcp_connected = true;
     if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        s->peer_ss = ss;
         if (ss.ss_family == AF_INET) {
             uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
             snprintf(s->addr, sizeof(s->addr), "%s:%d", host,
@@ -435,11 +466,14 @@ static int create(uv_loop_t *loop, struct tg_tls_ctx *ctx, const struct tg_tls_p
         s->opts.handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS;
     if (s->opts.max_frame == 0)
         s->opts.max_frame = TG_FRAME_MAX;
+    if (s->opts.max_frame_in == 0 || s->opts.max_frame_in > s->opts.max_frame)
+        s->opts.max_frame_in = s->opts.max_frame;
     if (s->opts.max_queued == 0)
         s->opts.max_queued = 4 * (s->opts.max_frame + TG_FRAME_HDR);
     snprintf(s->addr, sizeof(s->addr), "?");
-    tg_pool_init(&s->pool, POOL_BLOCK, 2);
-    tg_frame_decoder_init(&s->dec, s->opts.max_frame);
+    s->peer_ss.ss_family = AF_UNSPEC;
+    tg_pool_init(&s->pool, POOL_BLOCK, POOL_KEEP);
+    tg_frame_decoder_init(&s->dec, s->opts.max_frame_in);
     s->tcp.data = s;
     s->timer.data = s;
     s->creq.data = s;

@@ -62,6 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (c->trust_domain == NULL || c->server_cert == NULL || c->ca_key == NULL ||
                    c->cert_ttl_ms < 1000) {
             abort();
+        } else if (c->limits.max_per_address < 1 ||
+                   c->limits.max_per_address > c->limits.max_unauthenticated ||
+                   c->limits.max_unauthenticated > c->limits.max_connections ||
+                   c->limits.handshake_ms < 100 || c->limits.hello_ms < 100) {
+            abort(); /* the front door's caps hold together */
         }
         tg_cp_config_free(c);
     } else {

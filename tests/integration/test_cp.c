@@ -11,7 +11,8 @@
  * control plane killed and restarted: traffic unaffected, the sidecars reconnect.
  *
  * pushes (certificates of 1 h): pushed rate limits, proxy settings (cipher suites) and CRLs
- * take effect for new connections; a stale CRL is NACKed and the last good one kept. B also
+ * take effect for new connections; a stale CRL is refused by the control plane (a sidecar
+ * would refuse it) and the last good one kept. B also
  * has a protocol: http port (A's api-http -> B's web-http -> python -m http.server): a
  * pushed rule with HTTP conditions answers 403 there, a pushed requests_per_second 429, and
  * such a rule that could apply to B's TCP port is NACKed with the reason. */
@@ -494,11 +495,13 @@ START_TEST(test_cp_pushes)
                                5000) >= 1,
                   "the refusal was not counted as revoked");
 
-    /* a stale CRL (its nextUpdate passed): NACKed, the last good one kept */
+    /* a stale CRL (its nextUpdate passed): a sidecar would refuse it, so the control plane
+     * refuses the file with the reason and goes on serving the last good one */
     make_crl("stale.pem", NULL, 1);
     it_sleep_ms(2000);
-    push("revocations:\n  crls: [stale.pem]\n", true);
-    ck_assert_msg(it_wait_lines("b.err", 1, 5000, "stale", NULL) >= 1, "NACK without the reason");
+    it_replace_file("mesh.yaml", "%srevocations:\n  crls: [stale.pem]\n", mesh_ok);
+    ck_assert_msg(it_wait_lines("cp.err", 1, 5000, "refused", "stale.pem", "stale", NULL) >= 1,
+                  "the stale CRL was not refused with its reason");
     ck_assert_msg(it_round_trip(out_port, "still revoked?", err) < 0,
                   "the stale CRL replaced the good one");
 

@@ -219,6 +219,26 @@ START_TEST(test_frame_small_limit)
 }
 END_TEST
 
+/* A server raises the limit once its peer has authenticated: from the next header on. */
+START_TEST(test_frame_limit_raised_between_frames)
+{
+    struct tg_frame_decoder d;
+    const char *frame;
+    size_t used, len;
+    char err[TG_ERRLEN] = "";
+
+    tg_frame_decoder_init(&d, 3);
+    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\3abc\0\0\0\5hello", 16, &used, &frame, &len, err),
+                     1);
+    ck_assert_uint_eq(used, 7);
+    tg_frame_decoder_set_max(&d, 5);
+    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\5hello", 9, &used, &frame, &len, err), 1);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\6", 4, &used, &frame, &len, err), TG_ETOOBIG);
+    tg_frame_decoder_cleanup(&d);
+}
+END_TEST
+
 START_TEST(test_frame_truncated_at_eof)
 {
     struct tg_frame_decoder d;
@@ -263,6 +283,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_frame_oversize_refused_on_header);
     tcase_add_test(tc, test_frame_max_exactly_accepted);
     tcase_add_test(tc, test_frame_small_limit);
+    tcase_add_test(tc, test_frame_limit_raised_between_frames);
     tcase_add_test(tc, test_frame_truncated_at_eof);
     tcase_add_test(tc, test_frame_header_encoding);
     suite_add_tcase(s, tc);
