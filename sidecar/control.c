@@ -36,7 +36,7 @@ struct control {
     unsigned started;
     struct tg_gen *gen; /* newest published */
     struct tg_admin *admin;
-    uv_fs_poll_t *watch; /* config file, cert, key, bundle, then each CRL */
+    uv_fs_poll_t *watch; /* config, cert, key, bundle, each CRL, each federated bundle */
     size_t n_watch;
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
@@ -193,7 +193,9 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
     if (a->access_log != b->access_log)
         return "access_log";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
-        !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths))
+        !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
+        !same_list(&a->trust_domains, &b->trust_domains) ||
+        !same_list(&a->trust_domain_bundles, &b->trust_domain_bundles))
         return "identity file paths";
     if (a->cp.enabled != b->cp.enabled ||
         (a->cp.enabled && (strcmp(a->cp.address.text, b->cp.address.text) != 0 ||
@@ -408,7 +410,11 @@ static char *on_admin_config_dump(void *arg, size_t *len)
         for (size_t i = 0; i < id->n_roots; i++) {
             const struct tg_cert_info *r = &id->roots[i];
 
-            fprintf(f, "%s{\"cn\":", i ? "," : "");
+            fprintf(f, "%s{\"trust_domain\":", i ? "," : "");
+            for (size_t d = 0; d < id->n_domains; d++)
+                if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
+                    json_str(f, id->domains[d].name);
+            fputs(",\"cn\":", f);
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
                     r->sha256, (long long)r->not_after);
@@ -416,15 +422,9 @@ static char *on_admin_config_dump(void *arg, size_t *len)
         fputs("]}", f);
     }
     fputs(",\"trust_domains\":[", f);
-    if (id != NULL) {
-        const struct tg_strlist *d =
-            ctl->gen->domains.v != NULL ? &ctl->gen->domains : &ctl->gen->cfg->trust_domains;
-
-        json_str(f, id->trust_domain);
-        for (size_t i = 0; i < d->n; i++) {
-            fputc(',', f);
-            json_str(f, d->v[i]);
-        }
+    for (size_t i = 0; id != NULL && i < id->n_domains; i++) {
+        fputs(i ? "," : "", f);
+        json_str(f, id->domains[i].name);
     }
     fputc(']', f);
     if (ctl->cp != NULL)
@@ -609,10 +609,7 @@ static void schedule_renewal(struct control *ctl)
 static int on_cp_tls_ctx(void *arg, struct tg_tls_ctx **out, bool *has_identity, char *err)
 {
     struct control *ctl = arg;
-    struct tg_tls_settings s = {
-        .max_chain_depth = ctl->cfg->max_chain_depth,
-        .trust_domains = &ctl->cfg->trust_domains,
-    };
+    struct tg_tls_settings s = {.max_chain_depth = ctl->cfg->max_chain_depth};
     const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
 
     /* an expired certificate would be refused: bootstrap again with the token */
@@ -880,7 +877,10 @@ static void init_handles(struct control *ctl)
     uv_timer_init(&ctl->loop, &ctl->drain_timer);
     ctl->drain_timer.data = ctl;
     for (size_t i = 0; i < ctl->n_watch; i++) {
-        const char *file = i < 4 ? fixed[i] : cfg->crl_paths.v[i - 4];
+        const char *file = i < 4 ? fixed[i]
+                           : i < 4 + cfg->crl_paths.n
+                               ? cfg->crl_paths.v[i - 4]
+                               : cfg->trust_domain_bundles.v[i - 4 - cfg->crl_paths.n];
 
         uv_fs_poll_init(&ctl->loop, &ctl->watch[i]);
         ctl->watch[i].data = ctl;
@@ -913,7 +913,8 @@ int tg_control_run(struct tg_config *cfg)
     struct tg_gen_input in = {.cfg = cfg};
     struct tg_admin_ops ops;
     char err[TG_ERRLEN] = "";
-    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n; /* cp: the config file only */
+    /* cp: the config file only */
+    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
     int rc = 1;
 
     if (ctl == NULL)
