@@ -341,6 +341,12 @@ static char *on_admin_stats(void *arg, size_t *len)
     CP_STAT("csrs_refused_total", "counter", "CSRs the control plane refused.", "%llu",
             (unsigned long long)st->csrs_refused);
 #undef CP_STAT
+    fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane that "
+          "failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
+          f);
+    for (int r = 0; r < TG_HSF_N; r++)
+        fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
+                tg_hs_fail_name((enum tg_hs_fail)r), (unsigned long long)st->handshakes_failed[r]);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

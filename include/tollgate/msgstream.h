@@ -69,5 +69,8 @@ const struct tg_peer_info *tg_msgstream_peer(const struct tg_msgstream *s);
 /* "10.0.0.5:41234", or "?" */
 const char *tg_msgstream_peer_addr(const struct tg_msgstream *s);
 bool tg_msgstream_is_connected(const struct tg_msgstream *s);
+/* In on_closed: why the TLS handshake failed, or TG_HSF_N when it did not (it completed, or
+ * the TCP connection never came up). */
+enum tg_hs_fail tg_msgstream_hs_fail(const struct tg_msgstream *s);
 
 #endif
