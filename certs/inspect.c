@@ -643,8 +643,7 @@ int certs_verify(const struct certs_verify *v, char *err)
     struct tg_identity *trust = NULL;
     struct chain c = {.n = 0};
     struct tg_tls_chain tc;
-    struct tg_tls_settings st = {.max_chain_depth = v->max_chain_depth,
-                                 .trust_domains = &v->domains};
+    struct tg_tls_settings st = {.max_chain_depth = v->max_chain_depth};
     struct tg_cert_info leaf;
     enum tg_hs_fail fail;
     char why[TG_ERRLEN], na[CERTS_RFC3339];
@@ -664,7 +663,7 @@ int certs_verify(const struct certs_verify *v, char *err)
         if (v->peer != NULL && strcmp(v->peer, sides[i]) != 0)
             continue;
         st.server = i == 0; /* a client's chain is what a server verifies */
-        rc = tg_tls_verify_chain(trust, &st, &tc, &leaf, &fail, why);
+        rc = tg_tls_verify_chain(trust, &st, &v->domains, &tc, &leaf, &fail, why);
         if (rc == TG_EPEER) {
             printf("%s: refused: %s: %s\n", v->chain, tg_hs_fail_name(fail), why);
             rc = 1;

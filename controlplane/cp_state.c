@@ -102,9 +102,40 @@ static int load_ca(struct tg_cp_state *s, char *err)
     return rc;
 }
 
+/* The bundle as every sidecar will check it (tg_identity_check_roots): each domain's roots
+ * its own, no root in two domains. Refused here rather than NACKed by all of them. */
+static int check_pushed_roots(const struct tg_cp_state *s, const struct tg_res_trust_bundle *b,
+                              char *err)
+{
+    struct tg_identity_roots *d = calloc(b->n_domains + 1, sizeof(*d));
+    char **text = calloc(b->n_domains + 1, sizeof(*text)), why[TG_ERRLEN];
+    int rc = TG_ENOMEM;
+
+    for (size_t i = 0; d != NULL && text != NULL && i < b->n_domains; i++) {
+        FILE *f = open_memstream(&text[i], &d[i].len);
+
+        if (f == NULL)
+            goto done;
+        for (size_t j = 0; j < b->domains[i].roots_pem.n; j++)
+            fprintf(f, "%s\n", b->domains[i].roots_pem.v[j]);
+        if (fclose(f) != 0)
+            goto done;
+        d[i].domain = b->domains[i].trust_domain;
+        d[i].pem = text[i];
+    }
+    if (d != NULL && text != NULL && (rc = tg_identity_check_roots(d, b->n_domains, why)) < 0)
+        tg_err_set(err, TG_ECONFIG, "%s: roots, extra_roots: %s", s->cfg->path, why);
+done:
+    for (size_t i = 0; text != NULL && i < b->n_domains; i++)
+        free(text[i]);
+    free(text);
+    free(d);
+    return rc == TG_EINVAL ? TG_ECONFIG : rc;
+}
+
 /* The trust bundle: our roots (from roots:, or the CA itself when it is a root), then the
- * extra trust domains. The CA must chain to our roots, or no sidecar could use what it
- * signs. */
+ * extra trust domains, each with roots of its own. The CA must chain to our roots, or no
+ * sidecar could use what it signs. */
 static int load_bundle(struct tg_cp_state *s, char *err)
 {
     const struct tg_cp_config *c = s->cfg;
@@ -160,7 +191,7 @@ static int load_bundle(struct tg_cp_state *s, char *err)
                 return rc;
         }
     }
-    return 0;
+    return check_pushed_roots(s, b, err);
 }
 
 /* The roots of the bundle's first (all false: our own) or every trust domain, as one PEM text

@@ -148,13 +148,17 @@ struct tg_config {
 
     /* identity: static mode (required without control_plane, refused with it); the files
      * are reloaded when they change */
-    char *cert_path;                 /* leaf first, then intermediates (PEM) */
-    char *key_path;                  /* PEM private key */
-    char *bundle_path;               /* trust bundle: one or more CA roots (PEM) */
-    struct tg_strlist crl_paths;     /* identity.crl: CRL files (PEM or DER), one per issuer;
-                                      * when set, every certificate's issuer must have one */
-    struct tg_strlist trust_domains; /* accepted besides our own */
-    unsigned max_chain_depth;        /* default 4: certificates below the root, leaf included */
+    char *cert_path;             /* leaf first, then intermediates (PEM) */
+    char *key_path;              /* PEM private key */
+    char *bundle_path;           /* trust bundle: our trust domain's CA roots (PEM) */
+    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), one per issuer;
+                                  * when set, every certificate's issuer must have one */
+    /* identity.trust_domains, a mapping: the federated trust domains accepted besides our
+     * own, and each one's bundle file (trust_domain_bundles.v[i] holds the roots of
+     * trust_domains.v[i]; only they may vouch for an ID of it). Static mode only. */
+    struct tg_strlist trust_domains;
+    struct tg_strlist trust_domain_bundles;
+    unsigned max_chain_depth; /* default 4: certificates below the root, leaf included */
 
     /* tls */
     bool allow_tls12;    /* tls.min_version: "1.2"; default "1.3" only */

@@ -74,8 +74,10 @@ struct tg_cp_client_stats {
     uint64_t pushes_rejected; /* NACKed */
     uint64_t csrs_sent;
     uint64_t certs_accepted;
-    uint64_t certs_rejected; /* chains we NACKed */
-    uint64_t csrs_refused;   /* by the control plane */
+    uint64_t certs_rejected;              /* chains we NACKed */
+    uint64_t csrs_refused;                /* by the control plane */
+    uint64_t handshakes_failed[TG_HSF_N]; /* by reason: a server we refused, or that refused
+                                           * us (TG_HSF_PEER_REFUSED), or a timeout */
     bool connected;
     char last_error[TG_ERRLEN]; /* why the last stream or attempt ended; "" if none */
 };

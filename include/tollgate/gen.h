@@ -53,17 +53,16 @@ struct tg_gen {
     enum tg_inbound_mode inbound_mode;  /* when inbound_mode_set */
     struct tg_cp_res *pushed[TG_RES_N]; /* references to the pushes it was built from */
     struct tg_mesh_dest *pushed_dests;  /* the pushed mesh table, converted; owned */
-    struct tg_strlist domains;          /* accepted trust domains besides our own: the
-                                         * config's, then the pushed bundle's (v owned, the
-                                         * strings borrowed from cfg and pushed) */
 };
 
 /* Where the identity comes from:
  * - static mode (chain_pem NULL): the files named by the config (identity.cert/key/
- *   trust_bundle/crl), read at each build;
- * - control-plane mode: the chain the control plane signed, our in-memory key, and as the
- *   trust bundle every root of the pushed trust bundle (cp->res[TG_RES_TRUST_BUNDLE],
- *   required), and as CRLs those of the pushed revocations (identity.crl is not used).
+ *   trust_bundle/crl, and each federated domain's bundle in identity.trust_domains), read at
+ *   each build;
+ * - control-plane mode: the chain the control plane signed, our in-memory key, and the
+ *   pushed trust bundle (cp->res[TG_RES_TRUST_BUNDLE], required) domain by domain: ours is
+ *   the one our certificate's ID is in, each other one federated, with its own roots; and as
+ *   CRLs those of the pushed revocations (identity.crl is not used).
  * Precedence: a pushed resource, once one of its type has been accepted, replaces the
  * config's matching section whole: authorization (rules, default, close_denied),
  * revocations (serials, fingerprints), mesh table (destinations, outside), rate limits

@@ -37,35 +37,58 @@ struct tg_cert_info {
 TG_MUST_USE int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *out,
                                 char *err);
 
+/* A trust domain name is at most this long (the SPIFFE spec's limit), NUL excluded. */
+#define TG_TRUST_DOMAIN_MAX 255
+
+/* The roots of one trust domain: the only ones that may vouch for an ID of that domain
+ * (tls.c checks the chain a peer sends against the roots of its ID's trust domain). */
+struct tg_trust_roots {
+    char name[TG_TRUST_DOMAIN_MAX + 1];
+    size_t off, len; /* its PEM text: bundle_pem + off, len bytes */
+    size_t first, n; /* its roots: roots[first .. first + n) */
+};
+
 /* Our identity as loaded from files. Immutable once loaded; shared by generations. */
 struct tg_identity {
     char *chain_pem; /* leaf first, then intermediates */
     size_t chain_len;
     char *key_pem; /* wiped before free */
     size_t key_len;
-    char *bundle_pem;
+    char *bundle_pem; /* every root of every trust domain in domains, ours first */
     size_t bundle_len;
     size_t n_roots;
-    struct tg_cert_info *roots; /* what each root of the bundle says, [n_roots] */
-    char **crl;                 /* CRLs as read, PEM or DER */
+    struct tg_cert_info *roots;     /* what each root of the bundle says, [n_roots] */
+    struct tg_trust_roots *domains; /* [n_domains]: [0] our trust domain, then each federated
+                                     * one. NULL in an identity filled by hand (tests): then
+                                     * bundle_pem is our trust domain's roots, and no other
+                                     * domain is accepted. */
+    size_t n_domains;
+    char **crl; /* CRLs as read, PEM or DER */
     size_t *crl_len;
     bool *crl_pem;
     size_t n_crl;
     struct tg_cert_info leaf;
-    char trust_domain[256];
+    char trust_domain[TG_TRUST_DOMAIN_MAX + 1]; /* our leaf's */
 };
 
 struct tg_identity_files {
     const char *cert;
     const char *key;
-    const char *bundle;
+    const char *bundle;            /* our trust domain's roots */
     const struct tg_strlist *crls; /* may be NULL or empty */
+    /* federated trust domains (may be NULL or empty), and each one's bundle file:
+     * domain_bundles->v[i] holds the roots of domains->v[i] */
+    const struct tg_strlist *domains;
+    const struct tg_strlist *domain_bundles;
 };
 
-/* Reads the three files and checks them: the chain parses and its leaf carries one valid
- * SPIFFE ID, is not a CA, and is valid now; the key is the leaf's; the bundle holds at least
- * one CA certificate and the chain leads to it. On failure returns a negative code and err
- * names the file and the problem; nothing is kept. */
+/* Reads the files and checks them: the chain parses and its leaf carries one valid SPIFFE
+ * ID, is not a CA, and is valid now; the key is the leaf's; each bundle holds at least one
+ * CA certificate; the chain leads to a root of our trust domain's bundle (the leaf's trust
+ * domain is ours); a federated domain is not ours, and no root is in two domains' bundles,
+ * nor in one whose name differs from the trust domain of a SPIFFE ID the root carries. On
+ * failure returns a negative code and err names the file (and its config key) and the
+ * problem; nothing is kept. */
 TG_MUST_USE int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out,
                                  char *err);
 
@@ -80,9 +103,18 @@ TG_MUST_USE int tg_identity_load_trust(const char *bundle, const struct tg_strli
                                        const char *bundle_name, const char *crl_name,
                                        struct tg_identity **out, char *err);
 
-/* Checks a trust bundle alone (PEM, len bytes): at least one certificate, each a CA usable
- * as a root. 0, or TG_EINVAL with err. */
-TG_MUST_USE int tg_identity_check_bundle(const char *pem, size_t len, char *err);
+/* One trust domain's roots in memory (PEM, not NUL-terminated). */
+struct tg_identity_roots {
+    const char *domain;
+    const char *pem;
+    size_t len;
+};
+
+/* Checks trust bundles alone, as tg_identity_from_pem would (one per trust domain, PEM):
+ * each domain a valid trust domain name, named once, with at least one certificate, each a
+ * CA usable as a root, no root in two domains, nor in one whose name differs from the trust
+ * domain of a SPIFFE ID the root carries. 0, or TG_EINVAL with err naming the domain. */
+TG_MUST_USE int tg_identity_check_roots(const struct tg_identity_roots *d, size_t n, char *err);
 
 /* Unix time now (seconds); the one clock identity checks use. */
 int64_t tg_identity_now(void);
@@ -116,22 +148,26 @@ struct tg_identity_crl {
     size_t len;
 };
 
-/* The three PEM texts of an identity, in memory (not NUL-terminated; lengths in bytes), and
- * its CRLs. */
+/* The PEM texts of an identity, in memory (not NUL-terminated; lengths in bytes), and its
+ * CRLs. */
 struct tg_identity_pem {
     const char *chain; /* leaf first, then intermediates */
     size_t chain_len;
     const char *key;
     size_t key_len;
-    const char *bundle;
+    const char *bundle; /* our trust domain's roots; NULL: those of the entry of domains named
+                         * by our leaf's trust domain (a pushed bundle names every domain) */
     size_t bundle_len;
+    const struct tg_identity_roots *domains; /* the federated trust domains (and, with bundle
+                                              * NULL, ours), each with its own roots */
+    size_t n_domains;
     const struct tg_identity_crl *crls; /* each must be signed by a root of the bundle and not
                                          * past its nextUpdate */
     size_t n_crls;
 };
 
 /* tg_identity_load for texts in memory: copies them and makes the same checks; err names
- * them "(in memory)" and a CRL by its position. */
+ * them "(in memory)", a trust bundle by its domain and a CRL by its position. */
 TG_MUST_USE int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **out,
                                      char *err);
 

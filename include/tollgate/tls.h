@@ -23,11 +23,10 @@
 struct tg_tls_settings {
     bool server;
     bool allow_tls12;
-    unsigned max_chain_depth;               /* certificates the peer sends, leaf included */
-    const struct tg_strlist *trust_domains; /* accepted besides the identity's own */
-    bool peer_optional; /* server: a client without a certificate gets through the handshake
-                         * (tg_tls_peer()->id stays NULL): the control plane's bootstrap */
-    bool resumption;    /* TLS 1.3 session tickets between sidecars */
+    unsigned max_chain_depth; /* certificates the peer sends, leaf included */
+    bool peer_optional;       /* server: a client without a certificate gets through the handshake
+                               * (tg_tls_peer()->id stays NULL): the control plane's bootstrap */
+    bool resumption;          /* TLS 1.3 session tickets between sidecars */
     const struct tg_strlist *cipher_suites; /* NULL or empty: all we offer; else a subset, in
                                              * order of preference (tg_tls_check_suites) */
 };
@@ -39,18 +38,23 @@ TG_MUST_USE int tg_tls_check_suites(const struct tg_strlist *suites, bool allow_
 
 struct tg_tls_ctx;
 
-/* Makes a context presenting id and trusting id's bundle. id must outlive the context.
- * Returns 0, or a negative code with err. */
+/* Makes a context presenting id and trusting id's bundle: a peer's ID is accepted when it is
+ * in one of id's trust domains (ours and the federated ones) and the chain the peer sent ends
+ * at a root of that trust domain (checked inside the handshake, after wolfSSL's own chain
+ * check: each certificate signed by the next one's key, the last by a root of the ID's
+ * domain; a failure is TG_HSF_UNTRUSTED or TG_HSF_TRUST_DOMAIN). id must outlive the
+ * context. Returns 0, or a negative code with err. */
 TG_MUST_USE int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
                                struct tg_tls_ctx **out, char *err);
 void tg_tls_ctx_free(struct tg_tls_ctx *ctx);
 
 /* A client context for the control-plane stream. Presents id (NULL before the first
  * identity: no client certificate) and trusts the roots in ca_pem (the bootstrap root of
- * the sidecar's config) plus, with id, id's trust bundle. Keeps no pointer to id. The server
- * must be one of the IDs of the session's peer rule; its trust domain is not otherwise
- * checked. s->server and s->resumption are ignored (a client, no tickets). Returns 0, or a
- * negative code with err. */
+ * the sidecar's config) plus, with id, the roots of id's own trust domain: never a federated
+ * domain's, whatever a push says. The chain the server sends must end at one of those roots
+ * (checked as for tg_tls_ctx_new), and its ID be one of the session's peer rule. Keeps no
+ * pointer to id. s->server and s->resumption are ignored (a client, no tickets). Returns 0,
+ * or a negative code with err. */
 TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t ca_len,
                                   const struct tg_tls_settings *s, struct tg_tls_ctx **out,
                                   char *err);
@@ -148,12 +152,14 @@ struct tg_tls_chain {
  * from the root side down as wolfSSL takes a peer's chain; then the leaf checks of the
  * handshake for s->server's side (true: the chain is a client's): s->max_chain_depth, not a
  * CA, the extendedKeyUsage of its side, one valid SPIFFE ID; and its trust domain when one
- * is known (trust->trust_domain or s->trust_domains; none: not checked). Allow and expect
- * lists are not. *leaf gets what the leaf says as far as it parses. Returns 0 (accepted),
- * TG_EPEER (refused: *fail is the handshake's reason, why its line), or another negative
- * code with why (no certificate, trust not usable, out of memory). */
+ * is known (trust->trust_domain or domains, which may be NULL; none: not checked). The
+ * bundle stands for the domains as one: a bundle per domain is the handshake's business.
+ * Allow and expect lists are not checked. *leaf gets what the leaf says as far as it parses.
+ * Returns 0 (accepted), TG_EPEER (refused: *fail is the handshake's reason, why its line), or
+ * another negative code with why (no certificate, trust not usable, out of memory). */
 TG_MUST_USE int tg_tls_verify_chain(const struct tg_identity *trust,
                                     const struct tg_tls_settings *s,
+                                    const struct tg_strlist *domains,
                                     const struct tg_tls_chain *chain, struct tg_cert_info *leaf,
                                     enum tg_hs_fail *fail, char *why);
 const char *tg_tls_cipher(const struct tg_tls *t);

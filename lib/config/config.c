@@ -47,7 +47,7 @@ enum kind {
     K_NAME,     /* char *, listener name, unique */
     K_SNI,      /* char *, a host name */
     K_IDS,      /* struct tg_strlist of SPIFFE IDs, at least min */
-    K_DOMAINS,  /* struct tg_strlist of trust domain names */
+    K_DOMAINS,  /* identity.trust_domains: federated trust domain -> its bundle file */
     K_INBOUND,  /* the inbound listener list */
     K_OUTBOUND, /* the outbound listener list */
     K_MODE,     /* enum tg_inbound_mode */
@@ -95,7 +95,7 @@ static const struct field identity_fields[] = {
     {.key = "key", .kind = K_PATH, .off = CFG(key_path), .static_only = true},
     {.key = "trust_bundle", .kind = K_PATH, .off = CFG(bundle_path), .static_only = true},
     {.key = "crl", .kind = K_PATHS, .off = CFG(crl_paths)},
-    {.key = "trust_domains", .kind = K_DOMAINS, .off = CFG(trust_domains)},
+    {.key = "trust_domains", .kind = K_DOMAINS},
     {.key = "max_chain_depth", .kind = K_UINT, .off = CFG(max_chain_depth), .min = 1, .max = 16},
     {.key = NULL},
 };
@@ -838,6 +838,9 @@ static int check_list_item(struct parse *ps, const char *path, enum kind kind, c
                     show(shown, v));
     /* the trust domain rule lives in spiffe.c: check "spiffe://NAME" and want no path */
     n = strlen(v);
+    if (n > 255) /* the SPIFFE spec's limit (TG_TRUST_DOMAIN_MAX) */
+        return fail(ps, line_of(ps), path, "%s is longer than 255 bytes (not a trust domain)",
+                    show(shown, v));
     if (n <= TG_SPIFFE_MAX - 9) {
         memcpy(buf, "spiffe://", 9);
         memcpy(buf + 9, v, n + 1);
@@ -933,6 +936,67 @@ static int parse_paths(struct parse *ps, const char *path, struct tg_strlist *li
                                &list->v[list->n])) < 0)
             return rc;
         list->n++;
+    }
+}
+
+/* identity.trust_domains: a mapping of each federated trust domain to its own bundle file,
+ * {partner.example: partner-roots.pem}: only those roots may vouch for an ID of it. The list
+ * of names it used to be said which domains to accept, not which roots vouch for each (every
+ * root sat in identity.trust_bundle, so a partner's could vouch for ours): refused, naming
+ * the new spelling; an empty list still means none. */
+static int parse_federation(struct parse *ps, const char *path)
+{
+    struct tg_strlist *names = &ps->c->trust_domains, *files = &ps->c->trust_domain_bundles;
+    char item[KEYPATH];
+    size_t cap = 0, cap2 = 0, line;
+    int rc;
+
+    if ((rc = next(ps, path)) < 0)
+        return rc;
+    if (ps->ev.type == YAML_SEQUENCE_START_EVENT) {
+        line = line_of(ps);
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        return fail(ps, line, path,
+                    "a list of names no longer says which roots vouch for each: write "
+                    "{DOMAIN: ITS-BUNDLE.pem, ...} and keep only our own roots in "
+                    "identity.trust_bundle");
+    }
+    if (ps->ev.type != YAML_MAPPING_START_EVENT)
+        return wrong_type(ps, path, "a mapping of trust domains to bundle files");
+    for (;;) {
+        const char *v;
+
+        if ((rc = next(ps, path)) < 0)
+            return rc;
+        if (ps->ev.type == YAML_MAPPING_END_EVENT)
+            return 0;
+        if (ps->ev.type != YAML_SCALAR_EVENT || is_null(&ps->ev))
+            return wrong_type(ps, path, "a trust domain name");
+        v = (const char *)ps->ev.data.scalar.value;
+        if (strlen(v) != ps->ev.data.scalar.length)
+            return fail(ps, line_of(ps), path, "a trust domain name contains a NUL byte");
+        if (v[0] == '\0')
+            return fail(ps, line_of(ps), path, "an empty trust domain name");
+        keypath(item, "%s.%.60s", path, v);
+        if ((rc = check_list_item(ps, item, K_DOMAINS, v)) < 0)
+            return rc;
+        for (size_t i = 0; i < names->n; i++)
+            if (strcmp(names->v[i], v) == 0)
+                return fail(ps, line_of(ps), item, "duplicate trust domain");
+        if ((rc = grow(ps, path, (void **)&names->v, names->n, &cap, sizeof(*names->v),
+                       "trust domains")) < 0 ||
+            (rc = grow(ps, path, (void **)&files->v, files->n, &cap2, sizeof(*files->v),
+                       "trust domains")) < 0)
+            return rc;
+        if ((names->v[names->n] = strdup(v)) == NULL)
+            return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+        names->n++;
+        if ((rc = parse_path(ps, item, &files->v[files->n])) < 0)
+            return rc;
+        files->n++;
     }
 }
 
@@ -1300,8 +1364,9 @@ static int parse_value(struct parse *ps, const char *path, const struct field *f
     case K_LABELS:
         return parse_labels(ps, path, dst);
     case K_IDS:
-    case K_DOMAINS:
         return parse_strlist(ps, path, f, dst);
+    case K_DOMAINS:
+        return parse_federation(ps, path);
     case K_NAME:
         return parse_name(ps, path, dst);
     case K_SNI:
@@ -1558,6 +1623,10 @@ static int check_identity_source(struct parse *ps)
             return fail(ps, ps->identity_line, names[i],
                         "not used with control_plane (the identity comes from the control "
                         "plane; remove it)");
+    if (c->trust_domains.n > 0)
+        return fail(ps, ps->identity_line, "identity.trust_domains",
+                    "not used with control_plane (its trust bundle names each federated domain "
+                    "with its roots: extra_roots in tollgate-cp)");
     return 0;
 }
 
@@ -1872,6 +1941,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->inbound);
     free(c->outbound);
     strlist_free(&c->trust_domains);
+    strlist_free(&c->trust_domain_bundles);
     strlist_free(&c->crl_paths);
     strlist_free(&c->cipher_suites);
     free(c->cert_path);

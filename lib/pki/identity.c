@@ -19,8 +19,7 @@
 #include "tollgate/file.h"
 
 #define MAX_PEM_FILE TG_FILE_MAX
-#define BUNDLE_KEY "identity.trust_bundle" /* the config keys, as messages name the files */
-#define CRL_KEY "identity.crl"
+#define CRL_KEY "identity.crl" /* the config key, as messages name the files */
 
 int64_t tg_identity_now(void)
 {
@@ -147,6 +146,7 @@ void tg_identity_free(struct tg_identity *id)
     tg_wipe_free(id->key_pem, id->key_len);
     free(id->bundle_pem);
     free(id->roots);
+    free(id->domains);
     for (size_t i = 0; i < id->n_crl; i++)
         free(id->crl[i]);
     free(id->crl);
@@ -155,66 +155,185 @@ void tg_identity_free(struct tg_identity *id)
     free(id);
 }
 
-/* Counts the bundle's certificates, each of which must be a CA, and loads them into cm. what
- * names the bundle in messages (its config key). */
-static int load_bundle(struct tg_identity *id, const char *what, const char *path,
-                       WOLFSSL_CERT_MANAGER *cm, char *err)
+/* Appends len bytes of text and a newline to the identity's bundle. */
+static int append_bundle(struct tg_identity *id, const char *text, size_t len)
 {
-    size_t pos = 0;
-    unsigned char *der;
-    size_t der_len;
-    int found;
+    char *grown = realloc(id->bundle_pem, id->bundle_len + len + 2);
 
-    while ((found = next_cert(id->bundle_pem, id->bundle_len, &pos, &der, &der_len)) == 1) {
-        struct tg_cert_info info;
-        int rc = tg_cert_inspect(der, der_len, &info, err);
-
-        if (rc == 0 && !info.is_ca)
-            rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not a CA",
-                            id->n_roots + 1, info.serial);
-        if (rc == 0 &&
-            wolfSSL_CertManagerLoadCABuffer(cm, der, (long)der_len, WOLFSSL_FILETYPE_ASN1) != 1)
-            rc = tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not usable as a root",
-                            id->n_roots + 1, info.serial);
-        free(der);
-        if (rc == 0) {
-            struct tg_cert_info *grown = realloc(id->roots, (id->n_roots + 1) * sizeof(*grown));
-
-            if (grown == NULL)
-                return TG_ENOMEM;
-            id->roots = grown;
-            id->roots[id->n_roots] = info;
-        }
-        if (rc < 0) {
-            char why[TG_ERRLEN];
-
-            snprintf(why, sizeof(why), "%s", err);
-            return tg_err_set(err, TG_EINVAL, "%s: %s: %s", what, path, why);
-        }
-        id->n_roots++;
-    }
-    if (found < 0)
-        return tg_err_set(err, TG_EINVAL, "%s: %s: malformed PEM", what, path);
-    if (id->n_roots == 0)
-        return tg_err_set(err, TG_EINVAL, "%s: %s: no certificate", what, path);
+    if (grown == NULL)
+        return TG_ENOMEM;
+    id->bundle_pem = grown;
+    memcpy(id->bundle_pem + id->bundle_len, text, len);
+    id->bundle_len += len;
+    id->bundle_pem[id->bundle_len++] = '\n';
+    id->bundle_pem[id->bundle_len] = '\0';
     return 0;
 }
 
-int tg_identity_check_bundle(const char *pem, size_t len, char *err)
+/* 0 when name is a trust domain name: what spiffe.c takes after "spiffe://", no path. */
+static int check_domain_name(const char *name, char *err)
 {
-    struct tg_identity id = {.bundle_pem = (char *)pem, .bundle_len = len};
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    int rc;
+    char buf[TG_TRUST_DOMAIN_MAX + 10];
+    struct tg_spiffe_id sid;
+    size_t n = strlen(name);
 
-    if (cm == NULL)
-        return TG_ENOMEM;
-    rc = load_bundle(&id, BUNDLE_KEY, "(pushed)", cm, err);
-    free(id.roots);
-    wolfSSL_CertManagerFree(cm);
+    if (n == 0)
+        return tg_err_set(err, TG_EINVAL, "a trust domain without a name");
+    if (n > TG_TRUST_DOMAIN_MAX)
+        return tg_err_set(err, TG_EINVAL, "trust domain \"%.40s...\" longer than %d bytes", name,
+                          TG_TRUST_DOMAIN_MAX);
+    snprintf(buf, sizeof(buf), "spiffe://%s", name);
+    if (tg_spiffe_parse(buf, &sid, NULL) < 0 || sid.path_off != sid.len)
+        return tg_err_set(err, TG_EINVAL,
+                          "\"%.60s\" is not a trust domain name (want [a-z0-9.-_]+)", name);
+    return 0;
+}
+
+/* The name of the trust domain whose roots hold root i of id. */
+static const char *domain_of(const struct tg_identity *id, size_t i)
+{
+    for (size_t d = 0; d < id->n_domains; d++)
+        if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
+            return id->domains[d].name;
+    return "?";
+}
+
+/* One root of domain name (certificate k of its bundle, DER): a CA, not a root of an earlier
+ * domain of id, not carrying a SPIFFE ID of another domain, usable as a root in a store of its
+ * domain alone (dcm) and in cm (NULL: none). 0, or TG_EINVAL with err. */
+static int check_root(const struct tg_identity *id, const char *name, size_t k,
+                      const unsigned char *der, size_t der_len, WOLFSSL_CERT_MANAGER *dcm,
+                      WOLFSSL_CERT_MANAGER *cm, struct tg_cert_info *info, char *err)
+{
+    if (tg_cert_inspect(der, der_len, info, err) < 0)
+        return TG_EINVAL;
+    if (!info->is_ca)
+        return tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is not a CA", k,
+                          info->serial);
+    for (size_t i = 0; i < id->n_roots; i++)
+        if (strcmp(id->roots[i].sha256, info->sha256) == 0 && strcmp(domain_of(id, i), name) != 0)
+            return tg_err_set(err, TG_EINVAL,
+                              "certificate %zu (serial %s) is a root of %.60s too: a root "
+                              "vouches for one trust domain only",
+                              k, info->serial, domain_of(id, i));
+    if (info->id_ok && name[0] != '\0' && !tg_spiffe_in_domain(&info->id, name))
+        return tg_err_set(err, TG_EINVAL, "certificate %zu (serial %s) is a CA of %.80s, not of %s",
+                          k, info->serial, info->id.id, name);
+    /* alone: tls.c keeps each domain's roots in a store of their own */
+    if (wolfSSL_CertManagerLoadCABuffer(dcm, der, (long)der_len, WOLFSSL_FILETYPE_ASN1) != 1 ||
+        (cm != NULL &&
+         wolfSSL_CertManagerLoadCABuffer(cm, der, (long)der_len, WOLFSSL_FILETYPE_ASN1) != 1))
+        return tg_err_set(err, TG_EINVAL,
+                          "certificate %zu (serial %s) is not usable as a root (a CA signed by "
+                          "no root before it in this bundle)",
+                          k, info->serial);
+    return 0;
+}
+
+/* Adds the trust domain name with its roots (PEM, len bytes) to id (see check_root), each
+ * loaded into cm too (NULL: none). what names the roots in err ("identity.trust_bundle:
+ * FILE"). */
+static int load_domain(struct tg_identity *id, const char *name, const char *what, const char *pem,
+                       size_t len, WOLFSSL_CERT_MANAGER *cm, char *err)
+{
+    struct tg_trust_roots *grown = realloc(id->domains, (id->n_domains + 1) * sizeof(*grown));
+    WOLFSSL_CERT_MANAGER *dcm = NULL;
+    size_t pos = 0, first = id->n_roots;
+    unsigned char *der;
+    size_t der_len;
+    char why[TG_ERRLEN];
+    int found, rc = TG_ENOMEM;
+
+    if (grown == NULL)
+        return rc;
+    id->domains = grown;
+    grown = &id->domains[id->n_domains];
+    memset(grown, 0, sizeof(*grown));
+    snprintf(grown->name, sizeof(grown->name), "%s", name);
+    grown->off = id->bundle_len;
+    grown->len = len;
+    grown->first = first;
+    if ((dcm = wolfSSL_CertManagerNew()) == NULL || (rc = append_bundle(id, pem, len)) < 0)
+        goto fail;
+    id->n_domains++;
+    while ((found = next_cert(pem, len, &pos, &der, &der_len)) == 1) {
+        struct tg_cert_info info, *more;
+
+        rc = check_root(id, name, id->n_roots - first + 1, der, der_len, dcm, cm, &info, why);
+        free(der);
+        if (rc < 0) {
+            rc = tg_err_set(err, rc, "%s: %s", what, why);
+            goto fail;
+        }
+        rc = TG_ENOMEM;
+        if ((more = realloc(id->roots, (id->n_roots + 1) * sizeof(*more))) == NULL)
+            goto fail;
+        id->roots = more;
+        id->roots[id->n_roots++] = info;
+        id->domains[id->n_domains - 1].n++;
+    }
+    rc = 0;
+    if (found < 0)
+        rc = tg_err_set(err, TG_EINVAL, "%s: malformed PEM", what);
+    else if (id->n_roots == first)
+        rc = tg_err_set(err, TG_EINVAL, "%s: no certificate", what);
+fail:
+    wolfSSL_CertManagerFree(dcm);
     return rc;
 }
 
-/* Checks the chain: leaf first, then intermediates, leading to a root already in cm. */
+/* A federated domain: a valid name, not ours nor one already loaded, and its roots. */
+static int load_federated(struct tg_identity *id, const char *name, const char *what,
+                          const char *pem, size_t len, WOLFSSL_CERT_MANAGER *cm, char *err)
+{
+    char why[TG_ERRLEN];
+
+    if (check_domain_name(name, why) < 0)
+        return tg_err_set(err, TG_EINVAL, "%s: %s", what, why);
+    for (size_t i = 0; i < id->n_domains; i++) {
+        if (strcmp(id->domains[i].name, name) != 0)
+            continue;
+        if (i == 0)
+            return tg_err_set(err, TG_EINVAL,
+                              "%s: %s is our own trust domain (our certificate's): its roots are "
+                              "ours, not a federated domain's",
+                              what, name);
+        return tg_err_set(err, TG_EINVAL, "%s: trust domain %s named twice", what, name);
+    }
+    return load_domain(id, name, what, pem, len, cm, err);
+}
+
+int tg_identity_check_roots(const struct tg_identity_roots *d, size_t n, char *err)
+{
+    struct tg_identity id;
+    char what[96], why[TG_ERRLEN];
+    int rc = 0;
+
+    memset(&id, 0, sizeof(id));
+    if (n == 0)
+        rc = tg_err_set(err, TG_EINVAL, "trust bundle: no trust domain");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *name = d[i].domain != NULL ? d[i].domain : "";
+
+        snprintf(what, sizeof(what), "trust bundle of %.60s", name[0] ? name : "(no name)");
+        if (check_domain_name(name, why) < 0) {
+            rc = tg_err_set(err, TG_EINVAL, "%s: %s", what, why);
+            break;
+        }
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (strcmp(id.domains[j].name, name) == 0)
+                rc = tg_err_set(err, TG_EINVAL, "%s: trust domain named twice", what);
+        if (rc == 0)
+            rc = load_domain(&id, name, what, d[i].pem, d[i].len, NULL, err);
+    }
+    free(id.bundle_pem);
+    free(id.roots);
+    free(id.domains);
+    return rc;
+}
+
+/* Checks the chain: leaf first, then intermediates, leading to a root already in cm (our
+ * trust domain's roots, and nothing else yet). */
 static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MANAGER *cm,
                        char *err)
 {
@@ -244,13 +363,14 @@ static int check_chain(struct tg_identity *id, const char *path, WOLFSSL_CERT_MA
     for (size_t i = n; rc == 0 && i-- > 1;) {
         if (wolfSSL_CertManagerLoadCABuffer(cm, der[i], (long)der_len[i], WOLFSSL_FILETYPE_ASN1) !=
             1)
-            rc = tg_err_set(err, TG_EINVAL, "intermediate %zu does not chain to the bundle", i);
+            rc = tg_err_set(err, TG_EINVAL,
+                            "intermediate %zu does not chain to our trust domain's roots", i);
     }
     if (rc == 0) {
         int v =
             wolfSSL_CertManagerVerifyBuffer(cm, der[0], (long)der_len[0], WOLFSSL_FILETYPE_ASN1);
         if (v != 1)
-            rc = tg_err_set(err, TG_EINVAL, "leaf does not chain to the trust bundle: %s",
+            rc = tg_err_set(err, TG_EINVAL, "leaf does not chain to our trust domain's roots: %s",
                             wolfSSL_ERR_reason_error_string((unsigned long)v));
     }
     for (size_t i = 0; i < n; i++)
@@ -350,7 +470,7 @@ static int crl_next_update(const char *data, size_t len, bool pem, int64_t *out)
 
 /* Checks that each CRL parses, is signed by a root of the bundle (already in cm) and is not
  * stale: a CRL that could never apply is a configuration error, not a silent no-op. paths
- * name them in err (NULL: by position), after what. */
+ * name them in err (NULL: by position). */
 static int check_crls(struct tg_identity *id, const char *what, const struct tg_strlist *paths,
                       WOLFSSL_CERT_MANAGER *cm, char *err)
 {
@@ -581,20 +701,85 @@ fail:
     return rc;
 }
 
-/* The checks of an identity whose texts are in place; f names them in messages. */
-static int check_identity(struct tg_identity *id, const struct tg_identity_files *f, char *err)
+/* Where an identity's trust bundles come from, and the words that name them in messages. */
+struct bundles {
+    const char *own; /* our trust domain's roots; NULL: the entry of fed named by our leaf */
+    size_t own_len;
+    const char *own_what;                /* "identity.trust_bundle: FILE" */
+    const struct tg_identity_roots *fed; /* federated domains (and ours when own is NULL) */
+    size_t n_fed;
+    char (*fed_what)[TG_ERRLEN]; /* [n_fed] "identity.trust_domains.D: FILE"; NULL in memory */
+};
+
+/* The trust domain of the leaf of chain (PEM) into dst, or "" when it has none. */
+static void leaf_domain(const char *chain, size_t len, char *dst, size_t cap)
+{
+    unsigned char *der;
+    size_t der_len, pos = 0;
+    struct tg_cert_info info;
+
+    dst[0] = '\0';
+    if (next_cert(chain, len, &pos, &der, &der_len) != 1)
+        return;
+    if (tg_cert_inspect(der, der_len, &info, NULL) == 0 && info.id_ok &&
+        info.id.td_len <= TG_TRUST_DOMAIN_MAX)
+        tg_spiffe_trust_domain(&info.id, dst, cap);
+    free(der);
+}
+
+/* The checks of an identity whose chain, key and CRLs are in place, with its trust bundles
+ * from b; f names the files in messages. */
+static int check_identity(struct tg_identity *id, const struct tg_identity_files *f,
+                          const struct bundles *b, char *err)
 {
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    int rc;
+    char ours[TG_TRUST_DOMAIN_MAX + 1], what[TG_ERRLEN];
+    const char *own = b->own;
+    size_t own_len = b->own_len, own_i = b->n_fed;
+    int rc = 0;
 
     if (cm == NULL)
         return TG_ENOMEM;
-    /* our own chain before the CRLs: a CRL that revokes us must still apply to our peers
-     * (and a renewal replaces our certificate) */
-    if ((rc = load_bundle(id, BUNDLE_KEY, f->bundle, cm, err)) == 0 &&
-        (rc = check_chain(id, f->cert, cm, err)) == 0 &&
-        (rc = check_crls(id, CRL_KEY, f->crls, cm, err)) == 0 && (rc = check_key(id, f, err)) == 0)
+    leaf_domain(id->chain_pem, id->chain_len, ours, sizeof(ours));
+    for (size_t i = 0; own == NULL && ours[0] != '\0' && i < b->n_fed; i++) {
+        if (b->fed[i].domain != NULL && strcmp(b->fed[i].domain, ours) == 0) {
+            own = b->fed[i].pem;
+            own_len = b->fed[i].len;
+            own_i = i;
+        }
+    }
+    snprintf(what, sizeof(what), "%s", b->own_what);
+    if (b->own == NULL)
+        snprintf(what, sizeof(what), "trust bundle of %.60s", ours);
+    /* our roots alone first: our chain must lead to one of them, not to a federated root;
+     * then our own chain before the CRLs: a CRL that revokes us must still apply to our
+     * peers (and a renewal replaces our certificate) */
+    if (own == NULL && ours[0] != '\0')
+        rc = tg_err_set(err, TG_EINVAL,
+                        "trust bundle: no roots for our trust domain %.60s (our certificate's)",
+                        ours);
+    else if (own != NULL)
+        rc = load_domain(id, ours, what, own, own_len, cm, err);
+    if (rc == 0)
+        rc = check_chain(id, f->cert, cm, err);
+    if (rc == 0 && id->leaf.id.td_len > TG_TRUST_DOMAIN_MAX)
+        rc = tg_err_set(err, TG_EINVAL, "identity.cert: %s: trust domain longer than %d bytes",
+                        f->cert, TG_TRUST_DOMAIN_MAX);
+    if (rc == 0)
         tg_spiffe_trust_domain(&id->leaf.id, id->trust_domain, sizeof(id->trust_domain));
+    for (size_t i = 0; rc == 0 && i < b->n_fed; i++) {
+        const char *name = b->fed[i].domain != NULL ? b->fed[i].domain : "";
+
+        if (i == own_i)
+            continue;
+        if (b->fed_what != NULL)
+            snprintf(what, sizeof(what), "%s", b->fed_what[i]);
+        else
+            snprintf(what, sizeof(what), "trust bundle of %.60s", name[0] ? name : "(no name)");
+        rc = load_federated(id, name, what, b->fed[i].pem, b->fed[i].len, cm, err);
+    }
+    if (rc == 0 && (rc = check_crls(id, CRL_KEY, f->crls, cm, err)) == 0)
+        rc = check_key(id, f, err);
     wolfSSL_CertManagerFree(cm);
     return rc;
 }
@@ -615,6 +800,11 @@ int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **o
     static const struct tg_identity_files names = {
         .cert = "(in memory)", .key = "(in memory)", .bundle = "(in memory)"};
     struct tg_identity *id = calloc(1, sizeof(*id));
+    struct bundles b = {.own = p->bundle,
+                        .own_len = p->bundle_len,
+                        .own_what = "identity.trust_bundle: (in memory)",
+                        .fed = p->domains,
+                        .n_fed = p->n_domains};
     int rc = TG_ENOMEM;
 
     if (id == NULL)
@@ -623,15 +813,20 @@ int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **o
         rc = tg_err_set(err, TG_ETOOBIG, "identity PEM larger than %d bytes", MAX_PEM_FILE);
         goto fail;
     }
+    for (size_t i = 0; i < p->n_domains; i++) {
+        if (p->domains[i].len > MAX_PEM_FILE) {
+            rc = tg_err_set(err, TG_ETOOBIG, "trust bundle of %.60s larger than %d bytes",
+                            p->domains[i].domain != NULL ? p->domains[i].domain : "(no name)",
+                            MAX_PEM_FILE);
+            goto fail;
+        }
+    }
     if ((id->chain_pem = dup_text(p->chain, p->chain_len)) == NULL)
         goto fail;
     id->chain_len = p->chain_len;
     if ((id->key_pem = dup_text(p->key, p->key_len)) == NULL)
         goto fail;
     id->key_len = p->key_len;
-    if ((id->bundle_pem = dup_text(p->bundle, p->bundle_len)) == NULL)
-        goto fail;
-    id->bundle_len = p->bundle_len;
     if (p->n_crls > 0 && alloc_crls(id, p->n_crls) < 0)
         goto fail;
     for (size_t i = 0; i < p->n_crls; i++, id->n_crl++) {
@@ -643,7 +838,7 @@ int tg_identity_from_pem(const struct tg_identity_pem *p, struct tg_identity **o
             goto fail;
         id->crl_len[i] = p->crls[i].len;
     }
-    if ((rc = check_identity(id, &names, err)) < 0)
+    if ((rc = check_identity(id, &names, &b, err)) < 0)
         goto fail;
     *out = id;
     return 0;
@@ -655,27 +850,51 @@ fail:
 int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out, char *err)
 {
     struct tg_identity *id = calloc(1, sizeof(*id));
+    size_t n_fed = f->domains != NULL ? f->domains->n : 0;
+    struct tg_identity_roots *fed = calloc(n_fed + 1, sizeof(*fed));
+    char(*fed_what)[TG_ERRLEN] = calloc(n_fed + 1, sizeof(*fed_what));
+    char *own = NULL, own_what[TG_ERRLEN];
+    struct bundles b = {.fed = fed, .fed_what = fed_what, .own_what = own_what};
     int rc = TG_ENOMEM;
 
-    if (id == NULL)
-        return rc;
+    if (id == NULL || fed == NULL || fed_what == NULL)
+        goto fail;
     if ((rc = tg_file_read("identity.cert", f->cert, MAX_PEM_FILE, 0, &id->chain_pem,
                            &id->chain_len, err)) < 0)
         goto fail;
     if ((rc = tg_file_read("identity.key", f->key, MAX_PEM_FILE, TG_FILE_SECRET, &id->key_pem,
                            &id->key_len, err)) < 0)
         goto fail;
-    if ((rc = tg_file_read(BUNDLE_KEY, f->bundle, MAX_PEM_FILE, 0, &id->bundle_pem, &id->bundle_len,
+    if ((rc = tg_file_read("identity.trust_bundle", f->bundle, MAX_PEM_FILE, 0, &own, &b.own_len,
                            err)) < 0)
         goto fail;
+    b.own = own;
+    snprintf(own_what, sizeof(own_what), "identity.trust_bundle: %s", f->bundle);
+    for (; b.n_fed < n_fed; b.n_fed++) {
+        char key[96];
+        char *text;
+
+        snprintf(key, sizeof(key), "identity.trust_domains.%.60s", f->domains->v[b.n_fed]);
+        if ((rc = tg_file_read(key, f->domain_bundles->v[b.n_fed], MAX_PEM_FILE, 0, &text,
+                               &fed[b.n_fed].len, err)) < 0)
+            goto fail;
+        fed[b.n_fed].domain = f->domains->v[b.n_fed];
+        fed[b.n_fed].pem = text;
+        snprintf(fed_what[b.n_fed], TG_ERRLEN, "%s: %s", key, f->domain_bundles->v[b.n_fed]);
+    }
     if ((rc = read_crls(id, CRL_KEY, f->crls, err)) < 0)
         goto fail;
-    if ((rc = check_identity(id, f, err)) < 0)
+    if ((rc = check_identity(id, f, &b, err)) < 0)
         goto fail;
     *out = id;
-    return 0;
-fail:
+    id = NULL;
+fail: /* and done: what was read is copied into the identity */
     tg_identity_free(id);
+    free(own);
+    for (size_t i = 0; i < b.n_fed; i++)
+        free((char *)fed[i].pem);
+    free(fed);
+    free(fed_what);
     return rc;
 }
 
@@ -685,25 +904,30 @@ int tg_identity_load_trust(const char *bundle, const struct tg_strlist *crls,
 {
     struct tg_identity *id = calloc(1, sizeof(*id));
     WOLFSSL_CERT_MANAGER *cm = NULL;
+    char *pem = NULL, what[TG_ERRLEN];
+    size_t len = 0;
     int rc = TG_ENOMEM;
 
     if (id == NULL)
         return rc;
-    if ((rc = tg_file_read(bundle_name, bundle, MAX_PEM_FILE, 0, &id->bundle_pem, &id->bundle_len,
-                           err)) < 0 ||
+    if ((rc = tg_file_read(bundle_name, bundle, MAX_PEM_FILE, 0, &pem, &len, err)) < 0 ||
         (rc = read_crls(id, crl_name, crls, err)) < 0)
         goto fail;
     rc = TG_ENOMEM;
     if ((cm = wolfSSL_CertManagerNew()) == NULL)
         goto fail;
-    if ((rc = load_bundle(id, bundle_name, bundle, cm, err)) < 0 ||
+    /* one nameless domain: the bundle as it was given, whatever the roots vouch for */
+    snprintf(what, sizeof(what), "%s: %s", bundle_name, bundle);
+    if ((rc = load_domain(id, "", what, pem, len, cm, err)) < 0 ||
         (rc = check_crls(id, crl_name, crls, cm, err)) < 0)
         goto fail;
     wolfSSL_CertManagerFree(cm);
+    free(pem);
     *out = id;
     return 0;
 fail:
     wolfSSL_CertManagerFree(cm);
+    free(pem);
     tg_identity_free(id);
     return rc;
 }

@@ -1,12 +1,15 @@
 /* wolfSSL adapter: contexts, in-memory I/O, and the peer checks that run inside the
- * handshake (chain depth, leaf usage, SPIFFE ID, trust domain, allow/expect lists). */
+ * handshake (chain depth, leaf usage, SPIFFE ID, trust domain and the root it was vouched for
+ * by, allow/expect lists). */
 #include <wolfssl/options.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/aes.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "tollgate/tls.h"
 
@@ -35,15 +38,40 @@ struct ticket_slot {
     struct tg_peer_info peer;
 };
 
+/* Who may vouch for which IDs: one store per trust domain holding that domain's roots and
+ * nothing else. The context's own store cannot say it: it holds every domain's roots, and
+ * wolfSSL adds to it each intermediate CA a peer's chain brought (internal.c, AddCA with
+ * WOLFSSL_CHAIN_CA), and it finds a signer by key identifier or name, not by the chain sent. */
+struct anchors {
+    char domain[TG_TRUST_DOMAIN_MAX + 1]; /* "" (control-plane client): any ID's */
+    WOLFSSL_CERT_MANAGER *cm;
+};
+
+/* Chains found anchored, by the SHA-256 of the chain a peer sent (each certificate's length
+ * and bytes): where a chain ends is a fact about its bytes and the context's stores, both
+ * fixed, so a peer that comes back with the same chain costs a hash, not the signature checks
+ * (a full handshake makes two or three of its own). Direct-mapped; a collision of slots
+ * replaces the older chain. */
+#define ANCHORED_SLOTS 512
+
+struct anchored_slot {
+    unsigned char hash[WC_SHA256_DIGEST_SIZE];
+    const struct anchors *a; /* NULL: empty */
+};
+
 struct tg_tls_ctx {
     WOLFSSL_CTX *ctx;
-    uint64_t serial; /* unique per context, for the client cache */
+    struct anchors *anchors; /* [n_anchors], made with the context, read-only after */
+    size_t n_anchors;
+    pthread_mutex_t anchored_lock; /* the slots below: workers share the context */
+    bool anchored_lock_ready;
+    struct anchored_slot *anchored; /* [ANCHORED_SLOTS], made with the first chain */
+    uint64_t serial;                /* unique per context, for the client cache */
     bool server;
     bool peer_optional; /* server: a client may come without a certificate */
     bool resumption;
     unsigned max_chain_depth;
     const struct tg_identity *id;
-    const struct tg_strlist *trust_domains;
     pthread_mutex_t lock; /* the ticket state below: workers share the context */
     bool lock_ready;
     WC_RNG rng;
@@ -219,6 +247,19 @@ static int on_tls_send(WOLFSSL *ssl, char *src, int n, void *arg)
 
 /* ---- peer verification ---- */
 
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
 static int refuse(struct tg_tls *t, enum tg_hs_fail why, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -270,16 +311,14 @@ static enum tg_hs_fail classify(int wolf_err, const char **text)
     }
 }
 
-static bool domain_accepted(const struct tg_tls_ctx *c, const struct tg_spiffe_id *id)
+/* The store of the roots that may vouch for id: its trust domain's, or NULL when we accept
+ * no ID of that domain. */
+static const struct anchors *anchors_for(const struct tg_tls_ctx *c, const struct tg_spiffe_id *id)
 {
-    if (c->id == NULL)
-        return true; /* control-plane client: the server's exact ID is checked instead */
-    if (tg_spiffe_in_domain(id, c->id->trust_domain))
-        return true;
-    for (size_t i = 0; c->trust_domains != NULL && i < c->trust_domains->n; i++)
-        if (tg_spiffe_in_domain(id, c->trust_domains->v[i]))
-            return true;
-    return false;
+    for (size_t i = 0; i < c->n_anchors; i++)
+        if (c->anchors[i].domain[0] == '\0' || tg_spiffe_in_domain(id, c->anchors[i].domain))
+            return &c->anchors[i];
+    return NULL;
 }
 
 static bool listed(const struct tg_strlist *l, const struct tg_spiffe_id *id)
@@ -297,7 +336,7 @@ static bool accepted(struct tg_tls *t, const struct tg_spiffe_id *id)
     const struct tg_tls_ctx *c = t->ctx;
     const char *side = c->server ? "client" : "server";
 
-    if (!domain_accepted(c, id))
+    if (anchors_for(c, id) == NULL)
         return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side, id->id);
     if (c->server && t->rule->ids->n > 0 && !listed(t->rule->ids, id))
         return refuse(t, TG_HSF_NOT_ALLOWED, "client %s not in the allow list", id->id);
@@ -364,12 +403,93 @@ static bool leaf_ok(bool server, unsigned max_depth, int n_certs, const unsigned
     return true;
 }
 
+/* SHA-256 over each certificate of the chain the peer sent: its length, then its bytes. */
+static int chain_hash(const WOLFSSL_X509_STORE_CTX *store, unsigned char *out)
+{
+    wc_Sha256 sha;
+    int rc = wc_InitSha256(&sha);
+
+    for (int i = 0; rc == 0 && i < store->totalCerts; i++) {
+        unsigned char len[4];
+
+        put_be32(len, store->certs[i].length);
+        rc = wc_Sha256Update(&sha, len, sizeof(len));
+        if (rc == 0)
+            rc = wc_Sha256Update(&sha, store->certs[i].buffer, store->certs[i].length);
+    }
+    if (rc == 0)
+        rc = wc_Sha256Final(&sha, out);
+    wc_Sha256Free(&sha);
+    return rc;
+}
+
+/* Whether the chain the peer sent (certs[0] its leaf, already verified by wolfSSL against the
+ * context's store) ends at a root of a: each certificate signed by the key of the next one
+ * sent, which must be a CA, and the last one signed by a root in a's store. A real signature
+ * check each time: a partner's root may copy the subject and key identifier of ours, or a
+ * peer append our (public) root to a chain that a partner signed. */
+static bool anchored(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *store, const struct anchors *a,
+                     const char *side, const char *id)
+{
+    const WOLFSSL_BUFFER_INFO *top = &store->certs[store->totalCerts - 1];
+    unsigned char hash[WC_SHA256_DIGEST_SIZE];
+    struct tg_tls_ctx *c = t->ctx;
+    bool hashed = chain_hash(store, hash) == 0, known = false;
+    size_t slot = hashed ? (size_t)be32(hash) % ANCHORED_SLOTS : 0;
+    int v;
+
+    if (hashed && c->anchored_lock_ready) {
+        pthread_mutex_lock(&c->anchored_lock);
+        known = c->anchored != NULL && c->anchored[slot].a == a &&
+                memcmp(c->anchored[slot].hash, hash, sizeof(hash)) == 0;
+        pthread_mutex_unlock(&c->anchored_lock);
+    }
+    if (known)
+        return true;
+
+    for (int i = 0; i + 1 < store->totalCerts; i++) {
+        const WOLFSSL_BUFFER_INFO *cert = &store->certs[i], *next = &store->certs[i + 1];
+        DecodedCert issuer;
+        int rc;
+
+        wc_InitDecodedCert(&issuer, next->buffer, next->length, NULL);
+        rc = wc_ParseCert(&issuer, CERT_TYPE, NO_VERIFY, NULL);
+        if (rc == 0 && (!issuer.isCA ||
+                        (issuer.extKeyUsageSet && !(issuer.extKeyUsage & KEYUSE_KEY_CERT_SIGN))))
+            rc = -1;
+        if (rc == 0)
+            rc = wc_CheckCertSigPubKey(cert->buffer, cert->length, NULL, issuer.publicKey,
+                                       issuer.pubKeySize, (int)issuer.keyOID);
+        wc_FreeDecodedCert(&issuer);
+        if (rc != 0)
+            return refuse(t, TG_HSF_UNTRUSTED,
+                          "%s certificate %d is not signed by the CA sent after it in its chain",
+                          side, i);
+    }
+    v = wolfSSL_CertManagerVerifyBuffer(a->cm, top->buffer, top->length, WOLFSSL_FILETYPE_ASN1);
+    if (v != WOLFSSL_SUCCESS)
+        return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: its chain does not end at a root of %s", side,
+                      id, a->domain[0] ? a->domain : "the control plane's trust");
+    if (hashed && c->anchored_lock_ready) {
+        pthread_mutex_lock(&c->anchored_lock);
+        if (c->anchored == NULL)
+            c->anchored = calloc(ANCHORED_SLOTS, sizeof(*c->anchored));
+        if (c->anchored != NULL) {
+            memcpy(c->anchored[slot].hash, hash, sizeof(hash));
+            c->anchored[slot].a = a;
+        }
+        pthread_mutex_unlock(&c->anchored_lock);
+    }
+    return true;
+}
+
 /* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
  * certificate that failed. Returning 0 fails the handshake with an alert. */
 static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
     struct tg_tls *t = store->userCtx;
     const struct tg_tls_ctx *c = t->ctx;
+    const struct anchors *a;
     struct tg_cert_info info;
     const char *side = c->server ? "client" : "server";
     const char *text;
@@ -396,7 +516,9 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     }
     memcpy(t->peer.serial, info.serial, sizeof(info.serial)); /* for logs, refused or not */
     t->peer.claimed = strdup(info.id.id);                     /* names who was refused, in logs */
-    if (!accepted(t, &info.id))
+    if ((a = anchors_for(c, &info.id)) == NULL)
+        return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side, info.id.id);
+    if (!anchored(t, store, a, side, info.id.id) || !accepted(t, &info.id))
         return 0;
     t->peer.id = t->peer.claimed;
     t->peer.claimed = NULL;
@@ -454,19 +576,6 @@ static uint32_t hash_str(const char *s)
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 16777619u;
     return h;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
 }
 
 /* AES-128-GCM over the ticket in place; AAD = key_name | iv. */
@@ -638,6 +747,60 @@ static int load_trust(WOLFSSL_CTX *ctx, const struct tg_identity *id, char *err)
     return 0;
 }
 
+/* The roots of id's own trust domain (all of bundle_pem in an identity filled by hand). */
+static void own_roots(const struct tg_identity *id, const char **pem, size_t *len)
+{
+    *pem = id->bundle_pem;
+    *len = id->bundle_len;
+    if (id->n_domains > 0) {
+        *pem = id->bundle_pem + id->domains[0].off;
+        *len = id->domains[0].len;
+    }
+}
+
+/* A new store for domain's roots (n texts of PEM), the context's anchors[c->n_anchors]; the
+ * array has room. */
+static int add_anchors(struct tg_tls_ctx *c, const char *domain, const char *const *pem,
+                       const size_t *len, size_t n, char *err)
+{
+    struct anchors *a = &c->anchors[c->n_anchors];
+
+    snprintf(a->domain, sizeof(a->domain), "%s", domain);
+    if ((a->cm = wolfSSL_CertManagerNew()) == NULL)
+        return TG_ENOMEM;
+    c->n_anchors++;
+    for (size_t i = 0; i < n; i++)
+        if (wolfSSL_CertManagerLoadCABuffer(a->cm, (const unsigned char *)pem[i], (long)len[i],
+                                            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+            return tg_err_set(err, TG_ETLS, "TLS: the roots of %.60s are not usable",
+                              domain[0] ? domain : "the control plane");
+    return 0;
+}
+
+/* One store per trust domain of id (our own only, for an identity filled by hand). */
+static int make_anchors(struct tg_tls_ctx *c, const struct tg_identity *id, char *err)
+{
+    size_t n = id->n_domains > 0 ? id->n_domains : 1;
+
+    if ((c->anchors = calloc(n, sizeof(*c->anchors))) == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *pem = id->bundle_pem;
+        size_t len = id->bundle_len;
+        int rc;
+
+        if (id->n_domains > 0) {
+            pem = id->bundle_pem + id->domains[i].off;
+            len = id->domains[i].len;
+        }
+        rc = add_anchors(c, id->n_domains > 0 ? id->domains[i].name : id->trust_domain, &pem, &len,
+                         1, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
                    struct tg_tls_ctx **out, char *err)
 {
@@ -653,7 +816,6 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     c->resumption = s->resumption;
     c->serial = atomic_fetch_add(&next_ctx_serial, 1);
     c->max_chain_depth = s->max_chain_depth;
-    c->trust_domains = s->trust_domains;
     c->id = id;
     if (s->server)
         method = s->allow_tls12 ? wolfSSLv23_server_method() : wolfTLSv1_3_server_method();
@@ -685,6 +847,10 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     }
     if ((rc = load_trust(c->ctx, id, err)) < 0)
         goto fail;
+    if ((rc = make_anchors(c, id, err)) < 0)
+        goto fail;
+    if (pthread_mutex_init(&c->anchored_lock, NULL) == 0)
+        c->anchored_lock_ready = true; /* else no memory of anchored chains: slower, as safe */
     rc = TG_ETLS;
     wolfSSL_CTX_set_verify(
         c->ctx, WOLFSSL_VERIFY_PEER | (c->peer_optional ? 0 : WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT),
@@ -727,6 +893,8 @@ int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t c
 {
     struct tg_tls_ctx *c = calloc(1, sizeof(*c));
     int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+    const char *roots[2] = {ca_pem, NULL};
+    size_t lens[2] = {ca_len, 0};
     int rc = TG_ENOMEM;
 
     if (c == NULL)
@@ -755,12 +923,24 @@ int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t c
         tg_err_set(err, rc, "TLS: control-plane root not usable");
         goto fail;
     }
-    if (id != NULL && wolfSSL_CTX_load_verify_buffer(c->ctx, (const unsigned char *)id->bundle_pem,
-                                                     (long)id->bundle_len,
-                                                     WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: trust bundle not usable");
+    /* our own trust domain's roots, never a federated one's: a partner must not be able to
+     * vouch for the control plane */
+    if (id != NULL) {
+        own_roots(id, &roots[1], &lens[1]);
+        if (wolfSSL_CTX_load_verify_buffer(c->ctx, (const unsigned char *)roots[1], (long)lens[1],
+                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+            tg_err_set(err, rc, "TLS: trust bundle not usable");
+            goto fail;
+        }
+    }
+    if ((c->anchors = calloc(1, sizeof(*c->anchors))) == NULL) {
+        rc = TG_ENOMEM;
         goto fail;
     }
+    if ((rc = add_anchors(c, "", roots, lens, id != NULL ? 2 : 1, err)) < 0)
+        goto fail;
+    if (pthread_mutex_init(&c->anchored_lock, NULL) == 0)
+        c->anchored_lock_ready = true;
     wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, on_verify);
     wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
     wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
@@ -777,6 +957,12 @@ void tg_tls_ctx_free(struct tg_tls_ctx *c)
     if (c == NULL)
         return;
     wolfSSL_CTX_free(c->ctx);
+    for (size_t i = 0; i < c->n_anchors; i++)
+        wolfSSL_CertManagerFree(c->anchors[i].cm);
+    free(c->anchors);
+    free(c->anchored);
+    if (c->anchored_lock_ready)
+        pthread_mutex_destroy(&c->anchored_lock);
     for (size_t i = 0; c->slots != NULL && i < TICKET_SLOTS; i++)
         peer_clear(&c->slots[i].peer);
     free(c->slots);
@@ -976,14 +1162,27 @@ void tg_tls_release_buffers(struct tg_tls *t)
 
 /* ---- a chain checked away from a handshake ---- */
 
-int tg_tls_verify_chain(const struct tg_identity *trust, const struct tg_tls_settings *s,
-                        const struct tg_tls_chain *chain, struct tg_cert_info *leaf,
-                        enum tg_hs_fail *fail, char *why)
+/* Whether id is of trust's domain or one of domains (NULL: none), when either names one. */
+static bool in_domains(const struct tg_identity *trust, const struct tg_strlist *domains,
+                       const struct tg_spiffe_id *id)
 {
-    struct tg_tls_ctx c = {.server = s->server,
-                           .max_chain_depth = s->max_chain_depth,
-                           .id = trust,
-                           .trust_domains = s->trust_domains};
+    size_t n = domains != NULL ? domains->n : 0;
+
+    if (trust->trust_domain[0] == '\0' && n == 0)
+        return true; /* none known: not checked */
+    if (trust->trust_domain[0] != '\0' && tg_spiffe_in_domain(id, trust->trust_domain))
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (tg_spiffe_in_domain(id, domains->v[i]))
+            return true;
+    return false;
+}
+
+int tg_tls_verify_chain(const struct tg_identity *trust, const struct tg_tls_settings *s,
+                        const struct tg_strlist *domains, const struct tg_tls_chain *chain,
+                        struct tg_cert_info *leaf, enum tg_hs_fail *fail, char *why)
+{
+    struct tg_tls_ctx c = {.server = s->server, .max_chain_depth = s->max_chain_depth};
     const char *side = s->server ? "client" : "server";
     WOLFSSL_CERT_MANAGER *cm;
     struct tg_cert_info info;
@@ -1023,9 +1222,7 @@ int tg_tls_verify_chain(const struct tg_identity *trust, const struct tg_tls_set
     if (!leaf_ok(s->server, s->max_chain_depth, (int)chain->n, chain->der[0], chain->len[0], leaf,
                  fail, why, TG_ERRLEN))
         goto done;
-    /* the trust domain, when one is known: the trust's own or those listed in s */
-    if ((trust->trust_domain[0] != '\0' || (s->trust_domains != NULL && s->trust_domains->n > 0)) &&
-        !domain_accepted(&c, &leaf->id)) {
+    if (!in_domains(trust, domains, &leaf->id)) {
         *fail = TG_HSF_TRUST_DOMAIN;
         tg_err_set(why, rc, "%s %s: trust domain not accepted", side, leaf->id.id);
         goto done;

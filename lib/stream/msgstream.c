@@ -44,9 +44,10 @@ struct tg_msgstream {
     void *data;
     bool tcp_connected;
     bool hs_done;
-    bool flushing;      /* closing after the queue is written */
-    bool shutdown_sent; /* close_notify queued */
-    bool closing;       /* handles are closing */
+    bool flushing;           /* closing after the queue is written */
+    bool shutdown_sent;      /* close_notify queued */
+    bool closing;            /* handles are closing */
+    enum tg_hs_fail hs_fail; /* why the handshake failed; TG_HSF_N: it did not */
     char reason[TG_ERRLEN];
     char addr[64];
     struct sockaddr_storage peer_ss; /* AF_UNSPEC until known */
@@ -57,6 +58,11 @@ static void pump(struct tg_msgstream *s);
 void *tg_msgstream_data(const struct tg_msgstream *s)
 {
     return s->data;
+}
+
+enum tg_hs_fail tg_msgstream_hs_fail(const struct tg_msgstream *s)
+{
+    return s->hs_fail;
 }
 
 const struct tg_peer_info *tg_msgstream_peer(const struct tg_msgstream *s)
@@ -347,6 +353,7 @@ static void handshake(struct tg_msgstream *s)
         return;
     if (rc < 0) {
         f = tg_tls_fail(s->tls, &why);
+        s->hs_fail = f;
         flush_now(s); /* the peer learns why from the alert */
         fail(s, "TLS handshake with %s: %s: %s", s->addr, tg_hs_fail_name(f), why);
         return;
@@ -402,6 +409,7 @@ static void on_handshake_timeout(uv_timer_t *t)
 {
     struct tg_msgstream *s = t->data;
 
+    s->hs_fail = TG_HSF_TIMEOUT;
     fail(s, "TLS handshake with %s: %s", s->addr, tg_hs_fail_name(TG_HSF_TIMEOUT));
 }
 
@@ -460,6 +468,7 @@ static int create(uv_loop_t *loop, struct tg_tls_ctx *ctx, const struct tg_tls_p
     s->rule = rule;
     s->ops = *ops;
     s->data = data;
+    s->hs_fail = TG_HSF_N;
     if (opts != NULL)
         s->opts = *opts;
     if (s->opts.handshake_timeout_ms == 0)

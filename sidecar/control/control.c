@@ -38,7 +38,7 @@ struct control {
     unsigned started;
     struct tg_gen *gen; /* newest published */
     struct tg_admin *admin;
-    uv_fs_poll_t *watch; /* config file, cert, key, bundle, then each CRL */
+    uv_fs_poll_t *watch; /* config, cert, key, bundle, each CRL, each federated bundle */
     size_t n_watch;
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
@@ -196,7 +196,9 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
     if (a->access_log != b->access_log)
         return "access_log";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
-        !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths))
+        !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
+        !same_list(&a->trust_domains, &b->trust_domains) ||
+        !same_list(&a->trust_domain_bundles, &b->trust_domain_bundles))
         return "identity file paths";
     if (a->cp.enabled != b->cp.enabled ||
         (a->cp.enabled && (strcmp(a->cp.address.text, b->cp.address.text) != 0 ||
@@ -494,10 +496,7 @@ static void schedule_renewal(struct control *ctl)
 static int on_cp_tls_ctx(void *arg, struct tg_tls_ctx **out, bool *has_identity, char *err)
 {
     struct control *ctl = arg;
-    struct tg_tls_settings s = {
-        .max_chain_depth = ctl->cfg->max_chain_depth,
-        .trust_domains = &ctl->cfg->trust_domains,
-    };
+    struct tg_tls_settings s = {.max_chain_depth = ctl->cfg->max_chain_depth};
     const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
 
     /* an expired certificate would be refused: bootstrap again with the token */
@@ -742,7 +741,10 @@ static void init_handles(struct control *ctl)
     uv_timer_init(&ctl->loop, &ctl->drain_timer);
     ctl->drain_timer.data = ctl;
     for (size_t i = 0; i < ctl->n_watch; i++) {
-        const char *file = i < 4 ? fixed[i] : cfg->crl_paths.v[i - 4];
+        const char *file = i < 4 ? fixed[i]
+                           : i < 4 + cfg->crl_paths.n
+                               ? cfg->crl_paths.v[i - 4]
+                               : cfg->trust_domain_bundles.v[i - 4 - cfg->crl_paths.n];
 
         uv_fs_poll_init(&ctl->loop, &ctl->watch[i]);
         ctl->watch[i].data = ctl;
@@ -775,7 +777,8 @@ int tg_control_run(struct tg_config *cfg)
     struct tg_gen_input in = {.cfg = cfg};
     struct tg_admin_ops ops;
     char err[TG_ERRLEN] = "";
-    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n; /* cp: the config file only */
+    /* cp: the config file only */
+    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
     int rc = 1;
 
     if (ctl == NULL)

@@ -859,6 +859,8 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
     struct tg_cp_client *c = tg_msgstream_data(s);
     bool was_up = c->state == ST_UP;
 
+    if (tg_msgstream_hs_fail(s) < TG_HSF_N)
+        c->stats.handshakes_failed[tg_msgstream_hs_fail(s)]++;
     c->ms = NULL;
     tg_tls_ctx_free(c->ctx);
     c->ctx = NULL;

@@ -265,31 +265,45 @@ static int build_pushed_mesh(struct tg_gen *g, const struct tg_res_mesh_table *m
     return 0;
 }
 
-/* The trust bundle for tg_identity_from_pem: every pushed root, and the other domains it
- * names added to the accepted ones. */
-static int pushed_bundle(struct tg_gen *g, const struct tg_res_trust_bundle *b, char **pem,
-                         size_t *len, char *err)
-{
-    FILE *f = open_memstream(pem, len);
-    size_t n = 0;
+/* The pushed trust bundle as tg_identity takes it: one PEM text per trust domain, named. */
+struct pushed_roots {
+    struct tg_identity_roots *d; /* [n]; d[i].pem is text[i] */
+    char **text;
+    size_t n;
+};
 
-    if (f == NULL)
+static void pushed_roots_free(struct pushed_roots *p)
+{
+    for (size_t i = 0; p->text != NULL && i < p->n; i++)
+        free(p->text[i]);
+    free(p->text);
+    free(p->d);
+}
+
+static int pushed_roots(const struct tg_res_trust_bundle *b, struct pushed_roots *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (b->n_domains == 0)
+        return tg_err_set(err, TG_EINVAL, "trust bundle (pushed): no trust domain");
+    out->d = calloc(b->n_domains, sizeof(*out->d));
+    out->text = calloc(b->n_domains, sizeof(*out->text));
+    if (out->d == NULL || out->text == NULL)
         return TG_ENOMEM;
-    for (size_t i = 0; i < b->n_domains; i++)
-        for (size_t j = 0; j < b->domains[i].roots_pem.n; j++, n++)
-            fprintf(f, "%s\n", b->domains[i].roots_pem.v[j]);
-    if (fclose(f) != 0)
-        return TG_ENOMEM;
-    if (n == 0)
-        return tg_err_set(err, TG_EINVAL, "trust bundle (pushed): no roots");
-    g->domains.v = calloc(g->cfg->trust_domains.n + b->n_domains + 1, sizeof(char *));
-    if (g->domains.v == NULL)
-        return TG_ENOMEM;
-    for (size_t i = 0; i < g->cfg->trust_domains.n; i++)
-        g->domains.v[g->domains.n++] = g->cfg->trust_domains.v[i];
-    for (size_t i = 0; i < b->n_domains; i++)
-        if (b->domains[i].trust_domain != NULL && b->domains[i].trust_domain[0])
-            g->domains.v[g->domains.n++] = b->domains[i].trust_domain;
+    out->n = b->n_domains; /* texts not made yet are NULL: pushed_roots_free copes */
+    for (size_t i = 0; i < b->n_domains; i++) {
+        const struct tg_res_domain_roots *r = &b->domains[i];
+        size_t len = 0;
+        FILE *f = open_memstream(&out->text[i], &len);
+
+        if (f == NULL)
+            return TG_ENOMEM;
+        for (size_t j = 0; j < r->roots_pem.n; j++)
+            fprintf(f, "%s\n", r->roots_pem.v[j]);
+        if (fclose(f) != 0)
+            return TG_ENOMEM;
+        out->d[i] = (struct tg_identity_roots){r->trust_domain != NULL ? r->trust_domain : "",
+                                               out->text[i], len};
+    }
     return 0;
 }
 
@@ -299,13 +313,13 @@ static int load_cp_identity(const struct tg_gen_input *in, struct tg_gen *g, cha
     const struct tg_resource *rv = pushed(in, TG_RES_REVOCATIONS);
     struct tg_identity_pem p = {.chain = in->chain_pem, .chain_len = in->chain_len};
     struct tg_identity_crl *crls = NULL;
-    char *bundle = NULL;
-    size_t blen = 0;
+    struct pushed_roots roots;
     int rc;
 
     if (tb == NULL || in->key == NULL)
         return tg_err_set(err, TG_EINVAL, "no trust bundle from the control plane yet");
-    if ((rc = pushed_bundle(g, &tb->u.trust_bundle, &bundle, &blen, err)) < 0)
+    /* every domain named: ours is the one our certificate's ID is in (see tg_identity_pem) */
+    if ((rc = pushed_roots(&tb->u.trust_bundle, &roots, err)) < 0)
         goto done;
     if (rv != NULL && rv->u.revocations.n_crls > 0) {
         if ((crls = calloc(rv->u.revocations.n_crls, sizeof(*crls))) == NULL) {
@@ -320,12 +334,12 @@ static int load_cp_identity(const struct tg_gen_input *in, struct tg_gen *g, cha
     }
     p.key = in->key->pem;
     p.key_len = in->key->pem_len;
-    p.bundle = bundle;
-    p.bundle_len = blen;
+    p.domains = roots.d;
+    p.n_domains = roots.n;
     rc = tg_identity_from_pem(&p, &g->identity, err);
 done:
     free(crls);
-    free(bundle);
+    pushed_roots_free(&roots);
     return rc;
 }
 
@@ -489,7 +503,6 @@ static int build_parts(const struct tg_gen_input *in, struct tg_gen *g, struct t
     *s = (struct tg_tls_settings){
         .allow_tls12 = cfg->allow_tls12,
         .max_chain_depth = cfg->max_chain_depth,
-        .trust_domains = &cfg->trust_domains,
         .resumption = cfg->tls_resumption,
         .cipher_suites = &cfg->cipher_suites,
     };
@@ -522,16 +535,17 @@ int tg_gen_check(const struct tg_gen_input *in, char *err)
     const struct tg_resource *tb = pushed(in, TG_RES_TRUST_BUNDLE);
     struct tg_gen *g = calloc(1, sizeof(*g));
     struct tg_tls_settings s;
-    char *bundle = NULL;
-    size_t blen = 0;
+    struct pushed_roots roots = {0};
+    char why[TG_ERRLEN];
     int rc = TG_ENOMEM;
 
     if (g == NULL)
         return rc;
     if ((rc = build_parts(in, g, &s, err)) == 0 && tb != NULL &&
-        (rc = pushed_bundle(g, &tb->u.trust_bundle, &bundle, &blen, err)) == 0)
-        rc = tg_identity_check_bundle(bundle, blen, err);
-    free(bundle);
+        (rc = pushed_roots(&tb->u.trust_bundle, &roots, err)) == 0 &&
+        (rc = tg_identity_check_roots(roots.d, roots.n, why)) < 0)
+        tg_err_set(err, rc, "trust bundle (pushed): %s", why);
+    pushed_roots_free(&roots);
     tg_gen_unref(g);
     return rc;
 }
@@ -558,8 +572,9 @@ int tg_gen_apply_push(const struct tg_gen_input *in, struct tg_cp_res *p, bool b
 int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
 {
     struct tg_config *cfg = in->cfg;
-    struct tg_identity_files files = {cfg->cert_path, cfg->key_path, cfg->bundle_path,
-                                      &cfg->crl_paths};
+    struct tg_identity_files files = {cfg->cert_path,      cfg->key_path,
+                                      cfg->bundle_path,    &cfg->crl_paths,
+                                      &cfg->trust_domains, &cfg->trust_domain_bundles};
     struct tg_tls_settings s;
     struct tg_gen *g = calloc(1, sizeof(*g));
     int rc = TG_ENOMEM;
@@ -570,8 +585,8 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         goto fail;
     if (in->chain_pem == NULL)
         rc = tg_identity_load(&files, &g->identity, err);
-    else if ((rc = load_cp_identity(in, g, err)) == 0)
-        s.trust_domains = &g->domains;
+    else
+        rc = load_cp_identity(in, g, err);
     if (rc < 0)
         goto fail;
     s.server = true;
@@ -607,6 +622,5 @@ void tg_gen_unref(struct tg_gen *g)
     for (int t = 0; t < TG_RES_N; t++)
         tg_cp_res_unref(g->pushed[t]);
     free(g->pushed_dests);
-    free(g->domains.v);
     free(g);
 }

@@ -49,6 +49,12 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t 
     CP_STAT("csrs_refused_total", "counter", "CSRs the control plane refused.", "%llu",
             (unsigned long long)st->csrs_refused);
 #undef CP_STAT
+    fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane that "
+          "failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
+          f);
+    for (int r = 0; r < TG_HSF_N; r++)
+        fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
+                tg_hs_fail_name((enum tg_hs_fail)r), (unsigned long long)st->handshakes_failed[r]);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -116,7 +122,11 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         for (size_t i = 0; i < id->n_roots; i++) {
             const struct tg_cert_info *r = &id->roots[i];
 
-            fprintf(f, "%s{\"cn\":", i ? "," : "");
+            fprintf(f, "%s{\"trust_domain\":", i ? "," : "");
+            for (size_t d = 0; d < id->n_domains; d++)
+                if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
+                    json_str(f, id->domains[d].name);
+            fputs(",\"cn\":", f);
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
                     r->sha256, (long long)r->not_after);
@@ -124,15 +134,9 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         fputs("]}", f);
     }
     fputs(",\"trust_domains\":[", f);
-    if (id != NULL) {
-        const struct tg_strlist *d =
-            v->gen->domains.v != NULL ? &v->gen->domains : &v->gen->cfg->trust_domains;
-
-        json_str(f, id->trust_domain);
-        for (size_t i = 0; i < d->n; i++) {
-            fputc(',', f);
-            json_str(f, d->v[i]);
-        }
+    for (size_t i = 0; id != NULL && i < id->n_domains; i++) {
+        fputs(i ? "," : "", f);
+        json_str(f, id->domains[i].name);
     }
     fputc(']', f);
     if (v->cp != NULL)

@@ -142,7 +142,9 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
         m->roots[1].n_roots_pem = 1;
         m->roots[1].roots_pem = root_pem;
         m->tb.domains = m->rootsp;
-        m->tb.n_domains = v % 5 == 2 ? 0 : v % 5 == 1 ? 2 : 1; /* 2: no roots at all */
+        /* 2: no domain at all; 1: the same root for two domains, refused (a root vouches for
+         * one trust domain only) */
+        m->tb.n_domains = v % 5 == 2 ? 0 : v % 5 == 1 ? 2 : 1;
         if (v % 5 == 4)
             m->roots[0].trust_domain = "Bad..Domain";
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;

@@ -193,7 +193,7 @@ static void tc_open(struct tc *t, const char *src, const char *cert)
     ck_assert_msg(t->fd >= 0, "connect from %s: %s", src, strerror(-t->fd));
     tg_pool_init(&t->pool, 64 * 1024, 2);
     if (cert != NULL) {
-        struct tg_identity_files f = {certf, keyf, "ca.pem", NULL};
+        struct tg_identity_files f = {.cert = certf, .key = keyf, .bundle = "ca.pem"};
 
         snprintf(certf, sizeof(certf), "%s.pem", cert);
         snprintf(keyf, sizeof(keyf), "%s.key", cert);

@@ -57,11 +57,12 @@ START_TEST(test_check_good_config)
     ck_assert_int_eq(rename("web.pem", "conf/web.pem"), 0);
     ck_assert_int_eq(rename("web.key", "conf/web.key"), 0);
     ck_assert_int_eq(rename("ca.pem", "conf/ca.pem"), 0);
+    it_certs("ca", "--out", "conf/other", "--cn", "other.local root", NULL);
     it_write_file("conf/good.yaml",
                   "admin: 127.0.0.1:15000\n"
                   "workers: 2\n"
                   "log_level: info\n"
-                  "access_log: true\n" IDENTITY "  trust_domains: [other.local]\n"
+                  "access_log: true\n" IDENTITY "  trust_domains: {other.local: other.pem}\n"
                   "  max_chain_depth: 4\n"
                   "tls:\n"
                   "  min_version: \"1.3\"\n"
@@ -105,6 +106,9 @@ static const struct bad {
     {"TLS 1.1 minimum", IDENTITY "tls:\n  min_version: \"1.1\"\n" INBOUND, "min_version",
      "min_version"},
     {"workers not a number", "workers: many\n" IDENTITY INBOUND, "workers", "workers"},
+    {"trust_domains as the list it used to be (no roots per domain)",
+     IDENTITY "  trust_domains: [other.local]\n" INBOUND, "write {DOMAIN: ITS-BUNDLE.pem",
+     "trust_domains"},
     {"certificate file missing",
      "identity:\n  cert: nothing-here.pem\n  key: web.key\n  trust_bundle: ca.pem\n" INBOUND,
      "nothing-here.pem", NULL},

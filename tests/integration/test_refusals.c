@@ -54,8 +54,8 @@ static void start_b(const char *trust_domains)
                   "  - name: open-in\n"
                   "    listen: 127.0.0.1:%d\n"
                   "    upstream: 127.0.0.1:%d\n",
-                  b_admin, trust_domains ? "  trust_domains: [" : "",
-                  trust_domains ? trust_domains : "", trust_domains ? "]\n" : "", web_in, echo_port,
+                  b_admin, trust_domains ? "  trust_domains: {" : "",
+                  trust_domains ? trust_domains : "", trust_domains ? "}\n" : "", web_in, echo_port,
                   open_in, echo_port);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
@@ -330,22 +330,23 @@ START_TEST(test_outbound_unexpected_server)
 }
 END_TEST
 
-/* The same other.local certificate that open-in refuses as trust_domain is served once both
- * sides list each other's trust domain. */
+/* An other.local certificate from other.local's own root is served once each side names
+ * the other's trust domain with its roots. */
 START_TEST(test_other_trust_domain_accepted_when_listed)
 {
     int a_admin = it_free_port(), out_port = it_free_port();
     char err[256] = "", line[IT_LINE_MAX], id[256];
 
-    start_b("other.local");
-    it_certs("issue", "--ca", "ca", "--out", "other", "--spiffe", OTHER_API_ID, NULL);
+    it_certs("ca", "--out", "other_ca", "--cn", "other.local root", NULL);
+    start_b("other.local: other_ca.pem");
+    it_certs("issue", "--ca", "other_ca", "--out", "other", "--spiffe", OTHER_API_ID, NULL);
     it_write_file("a.yaml",
                   "admin: 127.0.0.1:%d\n"
                   "identity:\n"
                   "  cert: other.pem\n"
                   "  key: other.key\n"
-                  "  trust_bundle: ca.pem\n"
-                  "  trust_domains: [mesh.local]\n"
+                  "  trust_bundle: other_ca.pem\n"
+                  "  trust_domains: {mesh.local: ca.pem}\n"
                   "outbound:\n"
                   "  - name: other-out\n"
                   "    listen: 127.0.0.1:%d\n"

@@ -392,6 +392,15 @@ static void write_config(void)
         fputs(files[i].text, f);
         fclose(f);
     }
+    /* other.local's roots: the intermediate CA of the server chain (a CA, not a root of ours) */
+    snprintf(path, sizeof(path), "%s/other.pem", dir);
+    {
+        FILE *f = fopen(path, "w");
+
+        ck_assert_ptr_nonnull(f);
+        fputs(strstr(FUZZ_SERVER_CHAIN + 1, "-----BEGIN CERTIFICATE-----"), f);
+        fclose(f);
+    }
     snprintf(config_text, sizeof(config_text),
              "admin: 127.0.0.1:15000\n"
              "workers: 2\n"
@@ -399,7 +408,7 @@ static void write_config(void)
              "  cert: server.pem\n"
              "  key: server.key\n"
              "  trust_bundle: root.pem\n"
-             "  trust_domains: [other.local]\n"
+             "  trust_domains: {other.local: other.pem}\n"
              "tls: {min_version: \"1.2\"}\n"
              "timeouts: {handshake: 2s, idle: 5m, connect: 2s}\n"
              "workload:\n"

@@ -111,7 +111,10 @@ static const struct {
 
     /* control_plane: the identity comes from the control plane */
     {CP OUT1, NULL},
-    {"identity: {trust_domains: [partner.example], max_chain_depth: 3}\n" CP OUT1, NULL},
+    {"identity: {max_chain_depth: 3}\n" CP OUT1, NULL},
+    {"identity: {trust_domains: [], max_chain_depth: 3}\n" CP OUT1, NULL},
+    {"identity: {trust_domains: {partner.example: p.pem}}\n" CP OUT1,
+     "t.yaml:1: identity.trust_domains: not used with control_plane (its trust bundle names"},
     {"control_plane: {address: 127.0.0.1:15010, ca: r.pem, token: t,\n"
      "  server_ids: [spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp],\n"
      "  node_id: n1, namespace: default, service_account: web, labels: {app: web},\n"
@@ -207,7 +210,20 @@ static const struct {
     {"identity: {cert: c, key: k, trust_bundle: b, max_chain_depth: 17}\n" OUT1,
      "t.yaml:1: identity.max_chain_depth: 17 is out of range"},
     {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: x.local}\n" OUT1,
-     "t.yaml:1: identity.trust_domains: want a list, not a single value"},
+     "t.yaml:1: identity.trust_domains: want a mapping of trust domains to bundle files, not a "
+     "single value"},
+    /* the list it used to be: which domains, not which roots vouch for each */
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: [partner.example]}\n" OUT1,
+     "t.yaml:1: identity.trust_domains: a list of names no longer says which roots vouch for "
+     "each: write {DOMAIN: ITS-BUNDLE.pem, ...} and keep only our own roots in "
+     "identity.trust_bundle"},
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: {p.example: [a.pem]}}\n" OUT1,
+     "t.yaml:1: identity.trust_domains.p.example: want a single value, not a list"},
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: {p.example: }}\n" OUT1,
+     "t.yaml:1: identity.trust_domains.p.example: has no value"},
+    {"identity:\n  cert: c\n  key: k\n  trust_bundle: b\n"
+     "  trust_domains: {p.example: a.pem, p.example: b.pem}\n" OUT1,
+     "t.yaml:5: identity.trust_domains.p.example: duplicate trust domain"},
     {"identity: {cert: [c], key: k, trust_bundle: b}\n" OUT1,
      "t.yaml:1: identity.cert: want a single value, not a list"},
     {"identity: {cert: \"\", key: k, trust_bundle: b}\n" OUT1,
@@ -276,14 +292,15 @@ static const struct {
     {ID "outbound:\n  - listen: 127.0.0.1:9000\n    upstream: 127.0.0.1:8443\n"
         "    expect:\n",
      "t.yaml:5: outbound[0].expect: has no value (want a list)"},
-    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: [ok.local, Other.local]}\n" OUT1,
-     "t.yaml:1: identity.trust_domains[1]: \"Other.local\" is not a trust domain name"},
-    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: [\"spiffe://x\"]}\n" OUT1,
-     "t.yaml:1: identity.trust_domains[0]: \"spiffe://x\": want the trust domain name without"},
-    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: [a/b]}\n" OUT1,
-     "t.yaml:1: identity.trust_domains[0]: \"a/b\" is not a trust domain name"},
-    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: [\"\"]}\n" OUT1,
-     "t.yaml:1: identity.trust_domains[0]: \"\" is not a trust domain name"},
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: {ok.local: a, Other.local: "
+     "b}}\n" OUT1,
+     "t.yaml:1: identity.trust_domains.Other.local: \"Other.local\" is not a trust domain name"},
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: {\"spiffe://x\": a}}\n" OUT1,
+     "t.yaml:1: identity.trust_domains.spiffe://x: \"spiffe://x\": want the trust domain name"},
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: {a/b: a}}\n" OUT1,
+     "t.yaml:1: identity.trust_domains.a/b: \"a/b\" is not a trust domain name"},
+    {"identity: {cert: c, key: k, trust_bundle: b, trust_domains: {\"\": a}}\n" OUT1,
+     "t.yaml:1: identity.trust_domains: an empty trust domain name"},
 
     /* TLS versions */
     {ID OUT1 "tls: {min_version: 1.1}\n", "t.yaml:6: tls.min_version: TLS 1.1 is not supported"},
@@ -369,7 +386,9 @@ static const char *const full_yaml =
     "  cert: certs/web.pem\n"
     "  key: /abs/web.key\n"
     "  trust_bundle: certs/ca.pem\n"
-    "  trust_domains: [other.local, third.local]\n"
+    "  trust_domains:\n"
+    "    other.local: other.pem\n"
+    "    third.local: /abs/third.pem\n"
     "  max_chain_depth: 7\n"
     "tls:\n"
     "  min_version: \"1.2\"\n"
@@ -457,6 +476,9 @@ START_TEST(test_config_full_file_sets_every_field)
     ck_assert_uint_eq(c->trust_domains.n, 2);
     ck_assert_str_eq(c->trust_domains.v[0], "other.local");
     ck_assert_str_eq(c->trust_domains.v[1], "third.local");
+    ck_assert_uint_eq(c->trust_domain_bundles.n, 2);
+    ck_assert_str_eq(c->trust_domain_bundles.v[0], "conf/other.pem"); /* relative to the file */
+    ck_assert_str_eq(c->trust_domain_bundles.v[1], "/abs/third.pem");
     ck_assert_uint_eq(c->max_chain_depth, 7);
     ck_assert(c->allow_tls12);
     ck_assert_uint_eq(c->handshake_timeout_ms, 250);

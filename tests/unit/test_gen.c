@@ -205,14 +205,118 @@ START_TEST(test_gen_cp_identity_needs_a_pushed_bundle)
     ck_assert_msg(cp_build(&f, &g, err) == 0, "%s", err);
     ck_assert_str_eq(g->identity->leaf.id.id, WEB);
     ck_assert_uint_eq(g->identity->n_roots, 1);
-    ck_assert_uint_eq(g->domains.n, 1);
-    ck_assert_str_eq(g->domains.v[0], "mesh.local");
+    ck_assert_uint_eq(g->identity->n_domains, 1);
+    ck_assert_str_eq(g->identity->domains[0].name, "mesh.local");
     /* the generation holds what it was built from after the caller lets go */
     tg_cp_res_unref(f.st.res[TG_RES_TRUST_BUNDLE]);
     f.st.res[TG_RES_TRUST_BUNDLE] = NULL;
     ck_assert_ptr_nonnull(g->pushed[TG_RES_TRUST_BUNDLE]);
     tg_gen_unref(g);
     cp_fixture_cleanup(&f);
+}
+END_TEST
+
+/* A pushed bundle per trust domain: ours (the one our certificate is in) and federated ones,
+ * each with roots of its own; anything that leaves a root's domain in doubt is refused. */
+static struct tg_cp_res *push_domains(const char *const *names, const char *const *roots, size_t n)
+{
+    struct tg_resource *r = tg_resource_new(TG_RES_TRUST_BUNDLE);
+    struct tg_res_trust_bundle *b = &r->u.trust_bundle;
+
+    b->domains = tg_resource_array(r, n, sizeof(*b->domains));
+    b->n_domains = n;
+    for (size_t i = 0; i < n; i++) {
+        b->domains[i].trust_domain = tg_resource_strdup(r, names[i]);
+        ck_assert_int_eq(tg_resource_strlist(r, &b->domains[i].roots_pem, &roots[i], 1), 0);
+    }
+    return tg_cp_res_new(r, "tb-2");
+}
+
+START_TEST(test_gen_pushed_bundle_per_trust_domain)
+{
+    static const struct {
+        const char *names[2];
+        int roots[2]; /* 0: ours, 1: the partner's */
+        size_t n;
+        const char *want; /* NULL: built */
+    } cases[] = {
+        {{"partner.example", "mesh.local"}, {1, 0}, 2, NULL},
+        {{"partner.example", NULL}, {1, 0}, 1, "no roots for our trust domain mesh.local"},
+        {{"mesh.local", "partner.example"}, {0, 0}, 2, "is a root of mesh.local too"},
+        {{"mesh.local", ""}, {0, 1}, 2, "without a name"},
+        {{"mesh.local", "mesh.local"}, {0, 1}, 2, "our own trust domain"},
+        {{"mesh.local", "Partner"}, {0, 1}, 2, "is not a trust domain name"},
+        {{"mesh.local", "partner.example"}, {1, 0}, 2, "chain"},
+    };
+    struct cp_fixture f;
+    char *partner;
+    size_t partner_len;
+
+    cu_certs("ca", "--out", "partner", NULL);
+    partner = cu_read("partner.pem", &partner_len);
+    cp_fixture_init(&f);
+    for (size_t i = 0; i < TG_NELEM(cases); i++) {
+        const char *roots[2] = {cases[i].roots[0] ? partner : f.root,
+                                cases[i].roots[1] ? partner : f.root};
+        struct tg_gen *g = NULL;
+        char err[TG_ERRLEN] = "";
+        int rc;
+
+        tg_cp_res_unref(f.st.res[TG_RES_TRUST_BUNDLE]);
+        f.st.res[TG_RES_TRUST_BUNDLE] = push_domains(cases[i].names, roots, cases[i].n);
+        rc = cp_build(&f, &g, err);
+        if (cases[i].want == NULL) {
+            ck_assert_msg(rc == 0, "case %zu: %s", i, err);
+            ck_assert_uint_eq(g->identity->n_domains, 2);
+            ck_assert_str_eq(g->identity->domains[0].name, "mesh.local"); /* ours first */
+            ck_assert_str_eq(g->identity->domains[1].name, "partner.example");
+            tg_gen_unref(g);
+        } else {
+            ck_assert_msg(rc < 0 && strstr(err, cases[i].want) != NULL, "case %zu: rc %d: %s", i,
+                          rc, err);
+        }
+    }
+    cp_fixture_cleanup(&f);
+    free(partner);
+}
+END_TEST
+
+/* Static mode: each federated trust domain names its own bundle file. */
+START_TEST(test_gen_federated_bundle_files)
+{
+    static char *names[] = {"partner.example"}, *files[1];
+    struct tg_gen *g = NULL;
+    char err[TG_ERRLEN] = "";
+
+    cu_certs("ca", "--out", "partner", NULL);
+    files[0] = (char *)cu_path("partner.pem");
+    cfg.trust_domains = (struct tg_strlist){names, 1};
+    cfg.trust_domain_bundles = (struct tg_strlist){files, 1};
+    ck_assert_msg(build(&g, err) == 0, "%s", err);
+    ck_assert_uint_eq(g->identity->n_domains, 2);
+    ck_assert_uint_eq(g->identity->n_roots, 2);
+    ck_assert_str_eq(g->identity->domains[1].name, "partner.example");
+    tg_gen_unref(g);
+    /* our own root listed as the partner's too: refused, naming the file and key */
+    files[0] = (char *)cu_path("ca.pem");
+    ck_assert_int_lt(build(&g, err), 0);
+    ck_assert_msg(strstr(err, "identity.trust_domains.partner.example: ") != NULL &&
+                      strstr(err, "is a root of mesh.local too") != NULL,
+                  "%s", err);
+    /* our own trust domain as a federated one */
+    names[0] = "mesh.local";
+    files[0] = (char *)cu_path("partner.pem");
+    ck_assert_int_lt(build(&g, err), 0);
+    ck_assert_msg(strstr(err, "our own trust domain") != NULL, "%s", err);
+    names[0] = "partner.example";
+    /* a missing file */
+    files[0] = (char *)cu_path("nothing.pem");
+    ck_assert_int_lt(build(&g, err), 0);
+    ck_assert_msg(strstr(err, "identity.trust_domains.partner.example: ") != NULL &&
+                      strstr(err, "cannot open") != NULL,
+                  "%s", err);
+    cfg.trust_domains = (struct tg_strlist){NULL, 0};
+    cfg.trust_domain_bundles = (struct tg_strlist){NULL, 0};
 }
 END_TEST
 
@@ -401,6 +505,8 @@ static Suite *gen_suite(void)
     tcase_add_loop_test(tc, test_gen_build_refuses_broken_identity, 0, TG_NELEM(broken));
     tcase_add_test(tc, test_gen_cp_identity_needs_a_pushed_bundle);
     tcase_add_test(tc, test_gen_cp_key_must_match_chain);
+    tcase_add_test(tc, test_gen_pushed_bundle_per_trust_domain);
+    tcase_add_test(tc, test_gen_federated_bundle_files);
     tcase_add_test(tc, test_gen_http_rules_follow_the_mesh_table);
     tcase_add_test(tc, test_gen_pushed_authorization_wins);
     tcase_add_test(tc, test_gen_pushed_mesh_and_settings);

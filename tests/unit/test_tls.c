@@ -14,7 +14,8 @@
 #define API "spiffe://mesh.local/ns/default/sa/api"
 
 struct side {
-    struct tg_identity id; /* filled from files without tg_identity_load's checks */
+    struct tg_identity id;      /* filled from files without tg_identity_load's checks */
+    struct tg_identity *loaded; /* or loaded with them (side_init_id), freed with the side */
     struct tg_tls_ctx *ctx;
     struct tg_tls *tls;
     struct tg_strlist ids;
@@ -71,6 +72,7 @@ static void side_free(struct side *s)
 {
     tg_tls_free(s->tls);
     tg_tls_ctx_free(s->ctx);
+    tg_identity_free(s->loaded);
     free(s->id.chain_pem);
     free(s->id.key_pem);
     free(s->id.bundle_pem);
@@ -222,7 +224,7 @@ static int offline_verdict(const char *prefix, enum tg_hs_fail *fail)
     len[0] = (size_t)n;
     trust.bundle_pem = cu_read("ca.pem", &trust.bundle_len);
     snprintf(trust.trust_domain, sizeof(trust.trust_domain), "mesh.local");
-    rc = tg_tls_verify_chain(&trust, &st, &chain, &leaf, fail, why);
+    rc = tg_tls_verify_chain(&trust, &st, NULL, &chain, &leaf, fail, why);
     ck_assert_msg(rc == 0 || rc == TG_EPEER, "%s: %d %s", prefix, rc, why);
     free(pem);
     free(trust.bundle_pem);
@@ -266,22 +268,285 @@ START_TEST(test_tls_verify_chain_accepts_what_the_handshake_accepts)
 }
 END_TEST
 
-START_TEST(test_tls_extra_trust_domain_accepted_when_listed)
+/* ---- trust domains and the roots that vouch for them ---- */
+
+#define P_API "spiffe://partner.example/ns/default/sa/api"
+#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
+
+static void cat(const char *out, const char *a, const char *b, const char *c)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "cd %s && cat %s %s %s > %s", cu_dir, a, b, c ? c : "", out);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Our roots ca and ca2, a partner's root, intermediates under ca and the partner's root, and
+ * the leaves the rows below present. */
+static void make_federation(void)
+{
+    cu_certs("ca", "--out", "ca2", "--cn", "second root of mesh.local", NULL);
+    cu_certs("ca", "--out", "partner", "--cn", "partner root", NULL);
+    cu_certs("intermediate", "--ca", "ca", "--out", "int", NULL);
+    cu_certs("intermediate", "--ca", "partner", "--out", "pint", NULL);
+    cu_certs("issue", "--ca", "ca2", "--out", "api2", "--spiffe", API, NULL);
+    cu_certs("issue", "--ca", "int", "--out", "api_int", "--spiffe", API, NULL);
+    cu_certs("issue", "--ca", "partner", "--out", "p_api", "--spiffe", P_API, NULL);
+    cu_certs("issue", "--ca", "partner", "--out", "evil", "--spiffe", API, NULL);
+    cu_certs("issue", "--ca", "pint", "--out", "evil_int", "--spiffe", API, NULL);
+    cu_certs("issue", "--ca", "ca", "--out", "ours_as_partner", "--spiffe", P_API, NULL);
+    cu_certs("issue", "--ca", "partner", "--out", "evil_web", "--spiffe", WEB, NULL);
+    cu_certs("issue", "--ca", "partner", "--out", "evil_cp", "--spiffe", CP_ID, NULL);
+    cu_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    cat("ours.pem", "ca.pem", "ca2.pem", NULL);
+    /* the partner's leaf with our (public) root appended, and our own leaf sent with the
+     * whole chain, root included */
+    cat("evilchain.pem", "evil.pem", "ca.pem", NULL);
+    cat("evilchain.key", "evil.key", "", NULL);
+    cat("api_int_root.pem", "api_int.pem", "ca.pem", NULL);
+    cat("api_int_root.key", "api_int.key", "", NULL);
+    cat("evilcp_chain.pem", "evil_cp.pem", "ca.pem", NULL);
+    cat("evilcp_chain.key", "evil_cp.key", "", NULL);
+}
+
+/* PREFIX.pem/.key loaded as tollgate does: our roots ours.pem, partner.example's partner.pem. */
+static struct tg_identity *load_federated(const char *prefix)
+{
+    char cert[64], key[64];
+    char *dv[] = {"partner.example"}, *fv[] = {(char *)cu_path("partner.pem")};
+    struct tg_strlist domains = {dv, 1}, files = {fv, 1};
+    struct tg_identity_files f = {.domains = &domains, .domain_bundles = &files};
+    struct tg_identity *id = NULL;
+    char err[TG_ERRLEN] = "";
+
+    snprintf(cert, sizeof(cert), "%s.pem", prefix);
+    snprintf(key, sizeof(key), "%s.key", prefix);
+    f.cert = cu_path(cert);
+    f.key = cu_path(key);
+    f.bundle = cu_path("ours.pem");
+    ck_assert_msg(tg_identity_load(&f, &id, err) == 0, "%s: %s", prefix, err);
+    return id;
+}
+
+/* A side over a loaded identity (which the side frees). */
+static void side_init_id(struct side *s, struct tg_identity *id, bool server, const char *peer_id)
+{
+    struct tg_tls_settings st = {.server = server, .max_chain_depth = 4};
+    char err[TG_ERRLEN] = "";
+
+    memset(s, 0, sizeof(*s));
+    s->loaded = id;
+    ck_assert_msg(tg_tls_ctx_new(id, &st, &s->ctx, err) == 0, "%s", err);
+    s->idv[0] = (char *)peer_id;
+    s->ids.v = s->idv;
+    s->ids.n = peer_id != NULL ? 1 : 0;
+    s->rule.ids = &s->ids;
+    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
+    s->rc = TG_EAGAIN;
+}
+
+static const struct {
+    const char *client;  /* presents CLIENT.pem (leaf first, then what it sends with it) */
+    enum tg_hs_fail why; /* TG_HSF_N: served */
+    const char *id;
+} vouched[] = {
+    {"api", TG_HSF_N, API},                          /* our root */
+    {"api2", TG_HSF_N, API},                         /* our second root (a CA rotation) */
+    {"api_int", TG_HSF_N, API},                      /* our root <- our intermediate */
+    {"api_int_root", TG_HSF_N, API},                 /* the same, our root sent too */
+    {"p_api", TG_HSF_N, P_API},                      /* the partner's own ID from its root */
+    {"evil", TG_HSF_TRUST_DOMAIN, API},              /* the partner's root vouching for our ID */
+    {"evil_int", TG_HSF_TRUST_DOMAIN, API},          /* ... through its intermediate */
+    {"evilchain", TG_HSF_UNTRUSTED, API},            /* ... with our root appended to its chain */
+    {"ours_as_partner", TG_HSF_TRUST_DOMAIN, P_API}, /* our root vouching for the partner */
+};
+
+/* Inbound: an ID is served only from a chain that ends at a root of its own trust domain. */
+START_TEST(test_tls_root_vouches_only_for_its_trust_domain)
 {
     struct side c, s;
-    char *domains[] = {"other.local"};
-    struct tg_strlist list = {domains, 1};
-    struct tg_tls_settings st = {.max_chain_depth = 4, .trust_domains = &list};
+    const char *why = "";
 
-    cu_certs("issue", "--ca", "ca", "--out", "otherdomain", "--spiffe",
-             "spiffe://other.local/ns/default/sa/api", NULL);
-    side_init(&s, "web", "ca.pem", true, NULL, &st);
-    side_init(&c, "otherdomain", "ca.pem", false, WEB, NULL);
+    make_federation();
+    side_init_id(&s, load_federated("web"), true, NULL);
+    side_init(&c, vouched[_i].client, "ca.pem", false, WEB, NULL);
     handshake(&c, &s);
-    ck_assert_int_eq(s.rc, 0);
-    ck_assert_str_eq(tg_tls_peer(s.tls)->id, "spiffe://other.local/ns/default/sa/api");
+    if (vouched[_i].why == TG_HSF_N) {
+        ck_assert_msg(s.rc == 0 && c.rc == 0, "%s: server %d client %d: %s", vouched[_i].client,
+                      s.rc, c.rc, (tg_tls_fail(s.tls, &why), why));
+        ck_assert_str_eq(tg_tls_peer(s.tls)->id, vouched[_i].id);
+    } else {
+        ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == vouched[_i].why,
+                      "%s: rc %d reason %s (%s)", vouched[_i].client, s.rc,
+                      tg_hs_fail_name(fail_of(&s)), (tg_tls_fail(s.tls, &why), why));
+        ck_assert_ptr_null(tg_tls_peer(s.tls)->id);
+        ck_assert_str_eq(tg_tls_peer(s.tls)->claimed, vouched[_i].id);
+    }
     side_free(&c);
     side_free(&s);
+}
+END_TEST
+
+/* A context remembers the chains it found anchored (by their hash, with their domain): a
+ * remembered good chain does not let another one through, nor a refused one become good. */
+START_TEST(test_tls_remembered_chains_stay_exact)
+{
+    static const struct {
+        const char *client;
+        enum tg_hs_fail why;
+    } seq[] = {
+        {"api", TG_HSF_N},
+        {"evil", TG_HSF_TRUST_DOMAIN},
+        {"api", TG_HSF_N},
+        {"evil", TG_HSF_TRUST_DOMAIN},
+        {"evilchain", TG_HSF_UNTRUSTED},
+        {"api_int", TG_HSF_N},
+        {"evil_int", TG_HSF_TRUST_DOMAIN},
+        {"api_int", TG_HSF_N},
+        {"p_api", TG_HSF_N},
+        {"ours_as_partner", TG_HSF_TRUST_DOMAIN},
+    };
+    struct side s;
+
+    make_federation();
+    side_init_id(&s, load_federated("web"), true, NULL);
+    for (size_t i = 0; i < TG_NELEM(seq); i++) {
+        struct side c;
+
+        side_init(&c, seq[i].client, "ca.pem", false, WEB, NULL);
+        tg_tls_free(s.tls);
+        ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
+        s.rc = TG_EAGAIN;
+        handshake(&c, &s);
+        if (seq[i].why == TG_HSF_N)
+            ck_assert_msg(s.rc == 0, "step %zu (%s): rc %d", i, seq[i].client, s.rc);
+        else
+            ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == seq[i].why,
+                          "step %zu (%s): rc %d reason %s", i, seq[i].client, s.rc,
+                          tg_hs_fail_name(fail_of(&s)));
+        side_free(&c);
+    }
+    side_free(&s);
+}
+END_TEST
+
+/* Outbound: a server the partner's root vouches for under our ID is refused by the client. */
+START_TEST(test_tls_partner_cannot_serve_as_our_id)
+{
+    struct side c, s;
+
+    make_federation();
+    side_init(&s, "evil_web", "ours.pem", true, NULL, NULL);
+    side_init_id(&c, load_federated("api"), false, WEB);
+    handshake(&c, &s);
+    ck_assert_int_eq(c.rc, TG_EPEER);
+    ck_assert_int_eq(fail_of(&c), TG_HSF_TRUST_DOMAIN);
+    side_free(&c);
+    side_free(&s);
+}
+END_TEST
+
+/* The check is a signature check: a root of another domain with our root's subject and key
+ * identifier, even where wolfSSL's store took it for ours, does not vouch for our IDs. */
+START_TEST(test_tls_copycat_root_is_not_ours)
+{
+    char cmd[2048], *copycat, *ours;
+    size_t copycat_len, ours_len;
+    struct side c, s;
+    struct tg_identity *id;
+    const char *why = "";
+
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && set -e; o=openssl;"
+             "skid=$($o x509 -in ca.pem -noout -ext subjectKeyIdentifier | tail -1 | tr -d ' ');"
+             "$o ecparam -name prime256v1 -genkey -noout -out cc.key;"
+             "$o x509 -in ca.pem -x509toreq -signkey cc.key -out cc.csr 2>/dev/null;"
+             "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign\\n"
+             "subjectKeyIdentifier=%%s\\n' $skid > cc.ext;"
+             "$o x509 -req -in cc.csr -signkey cc.key -days 2 -extfile cc.ext -out cc.pem "
+             "2>/dev/null;"
+             "printf 'basicConstraints=critical,CA:FALSE\\nextendedKeyUsage=clientAuth\\n"
+             "subjectAltName=URI:%s\\nauthorityKeyIdentifier=keyid\\n' > ccl.ext;"
+             "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ccleaf.key "
+             "-out ccl.csr -subj /CN=api 2>/dev/null;"
+             "$o x509 -req -in ccl.csr -CA cc.pem -CAkey cc.key -CAcreateserial -days 1 "
+             "-extfile ccl.ext -out ccleaf.pem 2>/dev/null",
+             cu_dir, API);
+    ck_assert_int_eq(system(cmd), 0);
+    /* a server whose wolfSSL store holds the copycat first (so it passes wolfSSL's own
+     * check), with the copycat as copycat.example's root and ca as ours */
+    copycat = cu_read("cc.pem", &copycat_len);
+    ours = cu_read("ca.pem", &ours_len);
+    id = calloc(1, sizeof(*id));
+    id->chain_pem = cu_read("web.pem", &id->chain_len);
+    id->key_pem = cu_read("web.key", &id->key_len);
+    id->bundle_pem = malloc(copycat_len + ours_len + 1);
+    memcpy(id->bundle_pem, copycat, copycat_len);
+    memcpy(id->bundle_pem + copycat_len, ours, ours_len + 1);
+    id->bundle_len = copycat_len + ours_len;
+    id->domains = calloc(2, sizeof(*id->domains));
+    id->n_domains = 2;
+    id->domains[0] =
+        (struct tg_trust_roots){.name = "mesh.local", .off = copycat_len, .len = ours_len};
+    id->domains[1] = (struct tg_trust_roots){.name = "copycat.example", .len = copycat_len};
+    snprintf(id->trust_domain, sizeof(id->trust_domain), "mesh.local");
+    side_init_id(&s, id, true, NULL);
+    side_init(&c, "ccleaf", "ca.pem", false, WEB, NULL);
+    handshake(&c, &s);
+    ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == TG_HSF_TRUST_DOMAIN, "rc %d reason %s (%s)",
+                  s.rc, tg_hs_fail_name(fail_of(&s)), (tg_tls_fail(s.tls, &why), why));
+    side_free(&c);
+    side_free(&s);
+    free(copycat);
+    free(ours);
+}
+END_TEST
+
+/* The control-plane client trusts the bootstrap root and our own trust domain's roots, never
+ * a federated domain's, though our identity carries them. */
+START_TEST(test_tls_control_plane_only_from_our_roots)
+{
+    static const struct {
+        const char *server;
+        bool with_identity, served;
+    } cases[] = {
+        {"cp", false, true},           {"cp", true, true},
+        {"evil_cp", false, false},     {"evil_cp", true, false},
+        {"evilcp_chain", true, false},
+    };
+    char *ca;
+    size_t ca_len;
+
+    make_federation();
+    ca = cu_read("ca.pem", &ca_len);
+    for (size_t i = 0; i < TG_NELEM(cases); i++) {
+        struct tg_tls_settings st = {.server = true, .max_chain_depth = 4, .peer_optional = true};
+        struct tg_tls_settings cst = {.max_chain_depth = 4};
+        struct tg_identity *id = cases[i].with_identity ? load_federated("api") : NULL;
+        struct side c, s;
+        char err[TG_ERRLEN] = "";
+
+        side_init(&s, cases[i].server, "ca.pem", true, NULL, &st);
+        memset(&c, 0, sizeof(c));
+        ck_assert_msg(tg_tls_ctx_new_cp(id, ca, ca_len, &cst, &c.ctx, err) == 0, "%s", err);
+        c.idv[0] = CP_ID;
+        c.ids = (struct tg_strlist){c.idv, 1};
+        c.rule.ids = &c.ids;
+        ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
+        c.rc = TG_EAGAIN;
+        c.loaded = id;
+        handshake(&c, &s);
+        if (cases[i].served)
+            ck_assert_msg(c.rc == 0, "case %zu: rc %d", i, c.rc);
+        else
+            ck_assert_msg(c.rc == TG_EPEER && (fail_of(&c) == TG_HSF_UNTRUSTED ||
+                                               fail_of(&c) == TG_HSF_TRUST_DOMAIN),
+                          "case %zu (%s): rc %d reason %s", i, cases[i].server, c.rc,
+                          tg_hs_fail_name(fail_of(&c)));
+        side_free(&c);
+        side_free(&s);
+    }
+    free(ca);
 }
 END_TEST
 
@@ -499,7 +764,11 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_cipher_suites_applied);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
     tcase_add_test(tc, test_tls_verify_chain_accepts_what_the_handshake_accepts);
-    tcase_add_test(tc, test_tls_extra_trust_domain_accepted_when_listed);
+    tcase_add_loop_test(tc, test_tls_root_vouches_only_for_its_trust_domain, 0, TG_NELEM(vouched));
+    tcase_add_test(tc, test_tls_remembered_chains_stay_exact);
+    tcase_add_test(tc, test_tls_partner_cannot_serve_as_our_id);
+    tcase_add_test(tc, test_tls_copycat_root_is_not_ours);
+    tcase_add_test(tc, test_tls_control_plane_only_from_our_roots);
     tcase_add_test(tc, test_tls_chain_depth_limit);
     tcase_add_test(tc, test_tls_resumption_keeps_identities);
     tcase_add_test(tc, test_tls_resumption_refused_across_generations_and_rules);
