@@ -26,6 +26,7 @@ struct control {
     const struct tg_config *cfg; /* the one the process started with: listeners, workers */
     struct tg_config *cur;       /* the newest accepted: what generations are built from */
     uv_loop_t loop;
+    bool loop_ready; /* uv_loop_init succeeded: teardown runs and closes it */
     struct tg_runtime rt;
     struct tg_listener_def *defs;
     const char **names;
@@ -771,87 +772,72 @@ static int start_workers(struct control *ctl, char *err)
     return 0;
 }
 
-int tg_control_run(struct tg_config *cfg)
+/* Set-up, in order: the loop, the first generation (static mode), listeners and metrics,
+ * workers, the admin endpoint, the control-plane client, the file watches and signals. On
+ * failure err says why and teardown() undoes what was made, whatever it was. */
+static int setup(struct control *ctl, char *err)
 {
-    struct control *ctl = calloc(1, sizeof(*ctl));
+    struct tg_config *cfg = ctl->cur;
     struct tg_gen_input in = {.cfg = cfg};
-    struct tg_admin_ops ops;
-    char err[TG_ERRLEN] = "";
+    struct tg_admin_ops ops = {ctl, on_admin_ready, on_admin_stats, on_admin_config_dump,
+                               on_admin_drain};
     /* cp: the config file only */
     size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
-    int rc = 1;
+    int rc;
 
-    if (ctl == NULL)
-        return 1;
-    ctl->cfg = cfg;
-    ctl->cur = tg_config_ref(cfg);
-    signal(SIGPIPE, SIG_IGN);
-    uv_loop_init(&ctl->loop);
+    if ((rc = uv_loop_init(&ctl->loop)) < 0)
+        return tg_err_set(err, rc, "control loop: %s", uv_strerror(rc));
+    ctl->loop_ready = true;
     ctl->n_workers = cfg->workers ? cfg->workers : uv_available_parallelism();
     /* control-plane mode: the first generation comes with our first certificate */
-    if (!cfg->cp.enabled && tg_gen_build(&in, &ctl->gen, err) < 0) {
-        tg_error("%s", err);
-        goto done;
-    }
-    if (make_listeners(ctl) < 0 ||
-        tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
-                        ctl->directions) < 0 ||
-        (ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
-        (ctl->watch = calloc(n_watch, sizeof(*ctl->watch))) == NULL) {
-        tg_error("out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < ctl->rt.n_listeners; i++) {
-        if (tg_listener_probe(ctl->defs[i].listen, err) < 0) {
-            tg_error("%s", err);
-            goto stop;
-        }
-    }
+    if (!cfg->cp.enabled && (rc = tg_gen_build(&in, &ctl->gen, err)) < 0)
+        return rc;
+    if ((rc = make_listeners(ctl)) < 0 ||
+        (rc = tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
+                              ctl->directions)) < 0)
+        return tg_err_set(err, rc, "out of memory");
+    if ((ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
+        (ctl->watch = calloc(n_watch, sizeof(*ctl->watch))) == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ctl->rt.n_listeners; i++)
+        if ((rc = tg_listener_probe(ctl->defs[i].listen, err)) < 0)
+            return rc;
     if (ctl->gen != NULL) {
         atomic_store(&ctl->metrics.process.generation, ctl->gen->id);
         atomic_store(&ctl->metrics.process.identity_expiry_unix,
                      ctl->gen->identity->leaf.not_after);
-        if (start_workers(ctl, err) < 0) {
-            tg_error("%s", err);
-            goto stop;
-        }
+        if ((rc = start_workers(ctl, err)) < 0)
+            return rc;
     }
-    if (cfg->admin.len > 0) {
-        ops = (struct tg_admin_ops){ctl, on_admin_ready, on_admin_stats, on_admin_config_dump,
-                                    on_admin_drain};
-        if (tg_admin_start(&ctl->loop, &cfg->admin, &ops, &ctl->admin, err) < 0) {
-            tg_error("%s", err);
-            goto stop;
-        }
-    }
-    if (cfg->cp.enabled && start_cp(ctl, err) < 0) {
-        tg_error("control_plane: %s", err);
-        tg_admin_stop(ctl->admin);
-        ctl->admin = NULL;
-        goto stop;
+    if (cfg->admin.len > 0 &&
+        (rc = tg_admin_start(&ctl->loop, &cfg->admin, &ops, &ctl->admin, err)) < 0)
+        return rc;
+    if (cfg->cp.enabled && (rc = start_cp(ctl, err)) < 0) {
+        char why[TG_ERRLEN];
+
+        snprintf(why, sizeof(why), "%s", err);
+        return tg_err_set(err, rc, "control_plane: %s", why);
     }
     ctl->n_watch = n_watch;
     init_handles(ctl);
-    if (ctl->gen != NULL)
-        tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu",
-                TG_VERSION, ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial,
-                ctl->n_workers, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
-    uv_run(&ctl->loop, UV_RUN_DEFAULT);
-    rc = ctl->exit_code;
-    goto join;
-stop:
-    for (unsigned i = 0; i < ctl->started; i++)
-        tg_worker_stop(&ctl->workers[i]);
-join:
+    return 0;
+}
+
+/* Undoes setup(), all of it or the part that was made: workers joined (they were told to
+ * stop, by stop_everything or by the caller), the loop run until its handles have closed,
+ * then everything freed. */
+static void teardown(struct control *ctl)
+{
     for (unsigned i = 0; i < ctl->started; i++)
         tg_worker_join(&ctl->workers[i]);
-    uv_run(&ctl->loop, UV_RUN_DEFAULT); /* admin and timers finish closing */
+    if (ctl->loop_ready) {
+        uv_run(&ctl->loop, UV_RUN_DEFAULT); /* admin and timers finish closing */
+        if (uv_loop_close(&ctl->loop) != 0)
+            tg_warn("control loop closed with handles open");
+    }
     tg_metrics_cleanup(&ctl->metrics);
-done:
     tg_gen_unref(ctl->gen);
     tg_config_unref(ctl->cur);
-    if (uv_loop_close(&ctl->loop) != 0)
-        tg_warn("control loop closed with handles open");
     free_cp(ctl);
     free(ctl->workers);
     for (size_t i = 0; i < ctl->n_llimits; i++) {
@@ -864,7 +850,38 @@ done:
     free(ctl->names);
     free(ctl->directions);
     free(ctl);
+}
+
+int tg_control_run(struct tg_config *cfg)
+{
+    struct control *ctl = calloc(1, sizeof(*ctl));
+    char err[TG_ERRLEN] = "";
+    int rc;
+
+    if (ctl == NULL)
+        return 1;
+    ctl->cfg = cfg;
+    ctl->cur = tg_config_ref(cfg);
+    signal(SIGPIPE, SIG_IGN);
+    if (setup(ctl, err) < 0)
+        goto fail;
+    if (ctl->gen != NULL)
+        tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu",
+                TG_VERSION, ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial,
+                ctl->n_workers, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
+    uv_run(&ctl->loop, UV_RUN_DEFAULT);
+    rc = ctl->exit_code;
+    teardown(ctl);
     if (rc == 0)
         tg_info("stopped");
     return rc;
+fail:
+    tg_error("%s", err);
+    /* the loop never ran: nothing has told the workers or the admin endpoint to stop */
+    for (unsigned i = 0; i < ctl->started; i++)
+        tg_worker_stop(&ctl->workers[i]);
+    tg_admin_stop(ctl->admin);
+    ctl->admin = NULL;
+    teardown(ctl);
+    return 1;
 }
