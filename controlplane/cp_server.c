@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cp_admin.h"
+#include "cp_k8s.h"
 #include "tollgate/log.h"
 
 #define WATCH_INTERVAL_MS 1000
@@ -27,6 +28,7 @@ struct tg_cp_server {
     uv_timer_t sweep_timer;
     int open_handles;          /* listener, timers, watchers, admin endpoint */
     struct tg_cp_admin *admin; /* NULL: none */
+    struct tg_cp_k8s *k8s;     /* kubernetes.discovery; NULL: none */
     bool admin_closing;
     struct watcher **watchers;
     size_t n_watchers;
@@ -69,6 +71,19 @@ bool tg_cp_server_healthy(const struct tg_cp_server *srv)
     return !srv->closing && srv->state != NULL && srv->port > 0;
 }
 
+const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv,
+                                                enum tg_res_type t)
+{
+    if (t == TG_RES_MESH_TABLE && srv->k8s != NULL)
+        return tg_cp_k8s_table(srv->k8s); /* NULL until the cluster is listed */
+    return srv->state->res[t];
+}
+
+const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
+{
+    return srv->k8s;
+}
+
 int tg_cp_server_admin_port(const struct tg_cp_server *srv)
 {
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
@@ -103,6 +118,24 @@ static void on_handle_closed(uv_handle_t *h)
 
     srv->open_handles--;
     maybe_free(srv);
+}
+
+static void on_k8s_closed(void *arg)
+{
+    struct tg_cp_server *srv = arg;
+
+    srv->k8s = NULL;
+    srv->open_handles--;
+    maybe_free(srv);
+}
+
+/* The derived mesh table changed: push it where it differs. */
+static void on_k8s_table(void *arg)
+{
+    struct tg_cp_server *srv = arg;
+
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
+        tg_cp_stream_push_changed(c);
 }
 
 static void on_admin_closed(void *arg)
@@ -353,6 +386,8 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     srv->stats.reloads++;
     log_state(s, "reloaded");
     rewatch(srv, NULL);
+    if (srv->k8s != NULL)
+        tg_cp_k8s_set_overlay(srv->k8s, s->res[TG_RES_MESH_TABLE]); /* pushes, once synced */
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
         tg_cp_stream_push_changed(c);
     return 0;
@@ -407,6 +442,16 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
             return rc;
         }
     }
+    if (srv->state->cfg->k8s_discovery) {
+        rc = tg_cp_k8s_new(loop, srv->state->cfg, srv->state->res[TG_RES_MESH_TABLE], on_k8s_table,
+                           srv, &srv->k8s, err);
+        if (rc < 0) {
+            *out = NULL;
+            tg_cp_server_close(srv, NULL, NULL);
+            return rc;
+        }
+        srv->open_handles++; /* until on_k8s_closed */
+    }
     uv_timer_start(&srv->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     rewatch(srv, NULL);
     log_state(srv->state, "loaded");
@@ -425,6 +470,8 @@ void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), 
     srv->on_closed = on_closed;
     srv->closed_arg = arg;
     unwatch(srv);
+    if (srv->k8s != NULL)
+        tg_cp_k8s_close(srv->k8s, on_k8s_closed, srv);
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     uv_close((uv_handle_t *)&srv->reload_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sweep_timer, on_handle_closed);
