@@ -71,8 +71,7 @@ bool tg_cp_server_healthy(const struct tg_cp_server *srv)
     return !srv->closing && srv->state != NULL && srv->port > 0;
 }
 
-const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv,
-                                                enum tg_res_type t)
+const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, enum tg_res_type t)
 {
     if (t == TG_RES_MESH_TABLE && srv->k8s != NULL)
         return tg_cp_k8s_table(srv->k8s); /* NULL until the cluster is listed */

@@ -72,8 +72,7 @@ bool tg_cp_server_healthy(const struct tg_cp_server *srv);
 /* What is pushed of type t: the state's, but for the mesh table with kubernetes.discovery,
  * the derived table merged with the mesh files' (cp_k8s.h), NULL until the cluster has been
  * listed (nothing of that type is pushed then). */
-const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv,
-                                                enum tg_res_type t);
+const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, enum tg_res_type t);
 struct tg_cp_k8s;
 /* NULL without kubernetes.discovery. */
 const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv);

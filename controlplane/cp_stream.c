@@ -340,7 +340,8 @@ void tg_cp_stream_push_changed(struct tg_cp_conn *c)
         Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
         struct tg_resource *a = tg_resource_new(TG_RES_NONE);
         char version[TG_CP_VERSION_MAX + 1];
-        int rc = a == NULL ? TG_ENOMEM : build_push(c, (enum tg_res_type)t, a, &p, version, sizeof(version));
+        int rc = a == NULL ? TG_ENOMEM
+                           : build_push(c, (enum tg_res_type)t, a, &p, version, sizeof(version));
 
         if (rc == TG_EAGAIN) {
             tg_resource_free(a);

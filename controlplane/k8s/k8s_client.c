@@ -44,8 +44,8 @@ struct watcher {
     enum wstate state;
     CURL *easy; /* the request in flight, or NULL */
     char curl_err[CURL_ERROR_SIZE];
-    char *rv;   /* watch from here */
-    char *cont; /* list: the next page's continue token */
+    char *rv;                    /* watch from here */
+    char *cont;                  /* list: the next page's continue token */
     struct cache cache, pending; /* pending: the pages of a list in progress */
     bool synced;
     char *buf; /* list: the body; watch: the bytes after the last whole line */
@@ -207,15 +207,14 @@ static int token_refresh(struct tg_k8s_client *c, bool force, char *err)
     int rc;
 
     if (stat(c->token_file, &st) < 0)
-        return tg_err_set(err, TG_EIO, "token %s: cannot stat: %s", c->token_file,
-                          strerror(errno));
+        return tg_err_set(err, TG_EIO, "token %s: cannot stat: %s", c->token_file, strerror(errno));
     if (!force && c->token != NULL && st.st_ino == c->token_st.st_ino &&
         st.st_dev == c->token_st.st_dev && st.st_size == c->token_st.st_size &&
         st.st_mtim.tv_sec == c->token_st.st_mtim.tv_sec &&
         st.st_mtim.tv_nsec == c->token_st.st_mtim.tv_nsec)
         return 0;
-    if ((rc = tg_file_read("token", c->token_file, MAX_TOKEN, TG_FILE_SECRET, &text, &len,
-                           err)) < 0)
+    if ((rc = tg_file_read("token", c->token_file, MAX_TOKEN, TG_FILE_SECRET, &text, &len, err)) <
+        0)
         return rc;
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
         text[--len] = '\0';
@@ -312,8 +311,8 @@ static int on_event(struct watcher *w, const char *line, size_t len)
     type = json_string_value(json_object_get(ev, "type"));
     obj = json_object_get(ev, "object");
     if (type == NULL || !json_is_object(obj)) {
-        tg_warn("kubernetes: watch %s: an event without type or object: reconnecting from %s",
-                what, w->rv);
+        tg_warn("kubernetes: watch %s: an event without type or object: reconnecting from %s", what,
+                w->rv);
         w->failed = true;
         goto done;
     }
@@ -382,7 +381,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
     if (w->status == 0)
         curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &w->status);
     if (w->status != 200) { /* an error's body: keep its start for the log */
-        if (w->len < MAX_ERRBODY && append(w, p, n < MAX_ERRBODY - w->len ? n : MAX_ERRBODY - w->len) < 0)
+        if (w->len < MAX_ERRBODY &&
+            append(w, p, n < MAX_ERRBODY - w->len ? n : MAX_ERRBODY - w->len) < 0)
             return 0;
         return n;
     }
@@ -847,7 +847,8 @@ static int resolve_server(const struct tg_k8s_client_cfg *cfg, char **out, char 
         url[--n] = '\0';
     if (strncmp(url, "https://", 8) != 0 || n == 8 || strpbrk(url, "?# \r\n") != NULL)
         return tg_err_set(err, TG_ECONFIG,
-                          "kubernetes.discovery.api_server: \"%.128s\" is not an https:// URL", url);
+                          "kubernetes.discovery.api_server: \"%.128s\" is not an https:// URL",
+                          url);
     return (*out = strdup(url)) == NULL ? TG_ENOMEM : 0;
 }
 

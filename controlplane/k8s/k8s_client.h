@@ -50,17 +50,17 @@
 #define TG_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 struct tg_k8s_client_cfg {
-    const char *api_server; /* "https://host:port"; NULL: in-cluster from the environment */
-    const char *ca_file;    /* NULL: TG_K8S_SA_DIR/ca.crt */
-    const char *token_file; /* NULL: TG_K8S_SA_DIR/token */
+    const char *api_server;   /* "https://host:port"; NULL: in-cluster from the environment */
+    const char *ca_file;      /* NULL: TG_K8S_SA_DIR/ca.crt */
+    const char *token_file;   /* NULL: TG_K8S_SA_DIR/token */
     unsigned watch_timeout_s; /* timeoutSeconds of a watch; 0: 300 */
 };
 
 struct tg_k8s_client_stats {
-    uint64_t lists;       /* complete lists (all pages) */
+    uint64_t lists; /* complete lists (all pages) */
     uint64_t list_pages;
-    uint64_t watches;     /* watch requests started */
-    uint64_t events;      /* ADDED, MODIFIED, DELETED applied */
+    uint64_t watches; /* watch requests started */
+    uint64_t events;  /* ADDED, MODIFIED, DELETED applied */
     uint64_t bookmarks;
     uint64_t gone;        /* 410s, either form: relists */
     uint64_t errors;      /* failed requests, bad responses */
@@ -78,8 +78,8 @@ typedef void (*tg_k8s_on_change)(void *arg);
 /* Resolves the configuration (the environment for in-cluster), reads the token once and
  * starts the four lists. 0 with *out, or a negative code with err (nothing left running). */
 TG_MUST_USE int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
-                                  tg_k8s_on_change on_change, void *arg,
-                                  struct tg_k8s_client **out, char *err);
+                                  tg_k8s_on_change on_change, void *arg, struct tg_k8s_client **out,
+                                  char *err);
 /* Stops every request; on_closed(arg) runs once every handle is closed, then c is freed. */
 void tg_k8s_client_close(struct tg_k8s_client *c, void (*on_closed)(void *arg), void *arg);
 

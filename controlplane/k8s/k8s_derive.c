@@ -151,8 +151,7 @@ static const char *endpoint_id(struct derive *d, const struct tg_k8s_obj *slice,
     ns = find(&d->lists[TG_K8S_NAMESPACE], slice->ns);
     if (!pod->u.pod.sidecar && !(ns != NULL && ns->u.ns.inject && !pod->u.pod.opt_out))
         return NULL;
-    snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", d->td, pod->ns,
-             pod->u.pod.service_account);
+    snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", d->td, pod->ns, pod->u.pod.service_account);
     if (tg_spiffe_parse(id, &parsed, NULL) < 0) {
         d->st.skipped++;
         return NULL;

@@ -41,7 +41,7 @@ struct tg_k8s_list {
 
 struct tg_k8s_derive_stats {
     size_t destinations;
-    size_t services_meshed;  /* with at least one meshed ready endpoint */
+    size_t services_meshed;   /* with at least one meshed ready endpoint */
     size_t endpoints_outside; /* ready endpoints not backed by a meshed pod */
     size_t services_mixed;    /* meshed and outside ready endpoints together */
     size_t skipped;           /* names that make no SPIFFE ID, unparsable addresses */

@@ -206,10 +206,9 @@ static int parse_pod(struct parse *p, const json_t *meta, const json_t *spec, co
         pod->service_account = "default";
     else if (!dns_name(pod->service_account, TG_K8S_NAME_MAX))
         return bad(p, "not a DNS-1123 name", "spec.serviceAccountName");
-    if (status != NULL &&
-        ((rc = opt_str(p, status, "phase", "status.phase", &phase)) < 0 ||
-         (rc = opt_str(p, status, "podIP", "status.podIP", &ip)) < 0 ||
-         (rc = opt_array(p, status, "podIPs", "status.podIPs", &ips)) < 0))
+    if (status != NULL && ((rc = opt_str(p, status, "phase", "status.phase", &phase)) < 0 ||
+                           (rc = opt_str(p, status, "podIP", "status.podIP", &ip)) < 0 ||
+                           (rc = opt_array(p, status, "podIPs", "status.podIPs", &ips)) < 0))
         return rc;
     if (ips != NULL && json_array_size(ips) > 0) {
         json_t *flat = json_array();
@@ -331,8 +330,9 @@ static int parse_slice(struct parse *p, const json_t *root, const json_t *meta)
         if (ready != NULL && !json_is_null(ready) && !json_is_boolean(ready))
             return bad(p, "not a boolean", "endpoints[].conditions.ready");
         ep->ready = ready == NULL || json_is_null(ready) || json_is_true(ready);
-        if (ref != NULL && ((rc = opt_str(p, ref, "kind", "endpoints[].targetRef.kind", &kind)) < 0 ||
-                            (rc = opt_str(p, ref, "name", "endpoints[].targetRef.name", &name)) < 0))
+        if (ref != NULL &&
+            ((rc = opt_str(p, ref, "kind", "endpoints[].targetRef.kind", &kind)) < 0 ||
+             (rc = opt_str(p, ref, "name", "endpoints[].targetRef.name", &name)) < 0))
             return rc;
         if (strcmp(kind, "Pod") == 0) {
             if (!dns_name(name, TG_K8S_NAME_MAX))

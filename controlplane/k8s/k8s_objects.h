@@ -17,8 +17,8 @@
 #include "tollgate/resource.h"
 
 /* The mesh's own names (docs/kubernetes.md). */
-#define TG_K8S_INJECT_LABEL "tollgate.dev/inject"     /* on a Namespace: "enabled" */
-#define TG_K8S_INJECT_ANNOTATION "tollgate.dev/inject" /* on a Pod: "false" opts out */
+#define TG_K8S_INJECT_LABEL "tollgate.dev/inject"          /* on a Namespace: "enabled" */
+#define TG_K8S_INJECT_ANNOTATION "tollgate.dev/inject"     /* on a Pod: "false" opts out */
 #define TG_K8S_INJECTED_ANNOTATION "tollgate.dev/injected" /* "true": the sidecar is in */
 #define TG_K8S_SIDECAR_CONTAINER "tollgate-proxy"          /* deploy/k8s/components/inject */
 
@@ -81,9 +81,9 @@ struct tg_k8s_slice {
 
 struct tg_k8s_obj {
     enum tg_k8s_kind kind;
-    const char *ns;   /* "" for a Namespace */
+    const char *ns; /* "" for a Namespace */
     const char *name;
-    const char *key;  /* "ns/name", or "name" for a Namespace: the cache's key */
+    const char *key; /* "ns/name", or "name" for a Namespace: the cache's key */
     const char *resource_version;
     union {
         struct tg_k8s_namespace ns;

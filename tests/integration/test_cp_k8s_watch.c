@@ -127,18 +127,18 @@ static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
 }
 
 /* Runs change, then asserts both sidecars apply a new table within bound_ms. */
-#define EXPECT_PUSH(what, bound_ms, change)                                                       \
-    do {                                                                                          \
-        int a0_ = applied("a.err"), b0_ = applied("b.err");                                       \
-        uint64_t t0_;                                                                             \
-        long ms_;                                                                                 \
-        change;                                                                                   \
-        t0_ = it_now_ms();                                                                        \
-        ms_ = wait_both(a0_, b0_, t0_, bound_ms);                                                 \
-        ck_assert_msg(ms_ >= 0, "%s: no new mesh_table in both sidecars within %d ms", what,      \
-                      bound_ms);                                                                  \
-        fprintf(stderr, "k8s watch: %s: both sidecars applied the new table in %ld ms\n", what,   \
-                ms_);                                                                             \
+#define EXPECT_PUSH(what, bound_ms, change)                                                        \
+    do {                                                                                           \
+        int a0_ = applied("a.err"), b0_ = applied("b.err");                                        \
+        uint64_t t0_;                                                                              \
+        long ms_;                                                                                  \
+        change;                                                                                    \
+        t0_ = it_now_ms();                                                                         \
+        ms_ = wait_both(a0_, b0_, t0_, bound_ms);                                                  \
+        ck_assert_msg(ms_ >= 0, "%s: no new mesh_table in both sidecars within %d ms", what,       \
+                      bound_ms);                                                                   \
+        fprintf(stderr, "k8s watch: %s: both sidecars applied the new table in %ld ms\n", what,    \
+                ms_);                                                                              \
     } while (0)
 
 static void write_sidecar(const char *file, const char *token, int admin, const char *listeners)
@@ -161,15 +161,30 @@ static void write_sidecar(const char *file, const char *token, int admin, const 
 static void make_api_certs(void)
 {
     const char *ossl = it_openssl();
-    const char *ca[] = {ossl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", "api-ca.key", "-out",
-                        "api-ca.pem", "-days", "1", "-subj", "/CN=stand-in cluster CA", NULL};
-    const char *csr[] = {ossl, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                         "-nodes", "-keyout", "api.key", "-out", "api.csr", "-subj",
-                         "/CN=kube-apiserver", NULL};
-    const char *sign[] = {ossl, "x509", "-req", "-in", "api.csr", "-CA", "api-ca.pem", "-CAkey",
-                          "api-ca.key", "-CAcreateserial", "-out", "api.pem", "-days", "1",
-                          "-extfile", "api.ext", NULL};
+    const char *ca[] = {ossl,
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:P-256",
+                        "-nodes",
+                        "-keyout",
+                        "api-ca.key",
+                        "-out",
+                        "api-ca.pem",
+                        "-days",
+                        "1",
+                        "-subj",
+                        "/CN=stand-in cluster CA",
+                        NULL};
+    const char *csr[] = {
+        ossl,      "req",     "-newkey", "ec",      "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "api.key", "-out",    "api.csr", "-subj",    "/CN=kube-apiserver",      NULL};
+    const char *sign[] = {ossl,      "x509",       "-req",   "-in",        "api.csr",
+                          "-CA",     "api-ca.pem", "-CAkey", "api-ca.key", "-CAcreateserial",
+                          "-out",    "api.pem",    "-days",  "1",          "-extfile",
+                          "api.ext", NULL};
 
     it_write_file("api.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
     ck_assert_int_eq(it_run(ca, NULL, 20000, NULL, NULL), 0);
@@ -180,8 +195,17 @@ static void make_api_certs(void)
 static void start_apiserver(void)
 {
     char script[4096], *out;
-    const char *argv[] = {"/usr/bin/python3", script, "--cert", "api.pem", "--key", "api.key",
-                          "--token", "token-one", "--bookmark-interval", "0.3", NULL};
+    const char *argv[] = {"/usr/bin/python3",
+                          script,
+                          "--cert",
+                          "api.pem",
+                          "--key",
+                          "api.key",
+                          "--token",
+                          "token-one",
+                          "--bookmark-interval",
+                          "0.3",
+                          NULL};
 
     snprintf(script, sizeof(script), "%s/tests/k8s/apiserver.py", it_env("TG_SOURCE_DIR"));
     it_spawn("apiserver", argv, IT_STDIN_NULL);
@@ -307,7 +331,8 @@ static void validate_schemas(void)
         fprintf(stderr, "k8s watch: no /usr/bin/node: schema validation skipped\n");
         return;
     }
-    snprintf(script, sizeof(script), "%s/tests/deploy/validate_schema.cjs", it_env("TG_SOURCE_DIR"));
+    snprintf(script, sizeof(script), "%s/tests/deploy/validate_schema.cjs",
+             it_env("TG_SOURCE_DIR"));
     snprintf(node_path, sizeof(node_path), "%s/.cache/npm/node_modules", it_env("TG_SOURCE_DIR"));
     if (getenv("NODE_PATH") == NULL)
         setenv("NODE_PATH", node_path, 1);
@@ -343,7 +368,8 @@ START_TEST(test_k8s_watch_end_to_end)
         slice(true);
     });
     ck_assert(derived("3 destinations", 1000));
-    EXPECT_PUSH("pod web-2 changes service account", PUSH_BOUND_MS, pod("web-2", "web-v2", "10.1.0.12"));
+    EXPECT_PUSH("pod web-2 changes service account", PUSH_BOUND_MS,
+                pod("web-2", "web-v2", "10.1.0.12"));
     EXPECT_PUSH("pod web-2 stops", PUSH_BOUND_MS, {
         slice(false);
         del("pods", "prod", "web-2");
@@ -395,15 +421,13 @@ START_TEST(test_k8s_watch_end_to_end)
 
     /* the token expires: 401s until the token file holds a new one the server accepts */
     un0 = stat_of("unauthorized");
-    ck_assert_int_eq(ctl("POST", "/token", "{\"token\": \"token-one\", \"ttl\": 0}", buf,
-                         sizeof(buf)),
-                     200);
+    ck_assert_int_eq(
+        ctl("POST", "/token", "{\"token\": \"token-one\", \"ttl\": 0}", buf, sizeof(buf)), 200);
     ck_assert_int_eq(ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 1, 3000, "401 Unauthorized", NULL) >= 1);
     ck_assert(stat_of("unauthorized") > un0);
-    ck_assert_int_eq(ctl("POST", "/token", "{\"token\": \"token-two\", \"ttl\": null}", buf,
-                         sizeof(buf)),
-                     200);
+    ck_assert_int_eq(
+        ctl("POST", "/token", "{\"token\": \"token-two\", \"ttl\": null}", buf, sizeof(buf)), 200);
     it_replace_file("api.token", "token-two");
     EXPECT_PUSH("a change after the token was rotated", 5000, {
         pod("web-2", "web", "10.1.0.12");

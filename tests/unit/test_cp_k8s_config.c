@@ -8,9 +8,9 @@
 
 #include "cp_config.h"
 
-#define BASE                                                                                      \
-    "trust_domain: mesh.local\n"                                                                  \
-    "server: {cert: cp.pem, key: cp.key}\n"                                                       \
+#define BASE                                                                                       \
+    "trust_domain: mesh.local\n"                                                                   \
+    "server: {cert: cp.pem, key: cp.key}\n"                                                        \
     "ca: {cert: ca.pem, key: ca.key}\n"
 
 static int parse(const char *text, struct tg_cp_config **c, char *err)
@@ -23,8 +23,8 @@ START_TEST(test_k8s_discovery_in_cluster)
     struct tg_cp_config *c = NULL;
     char err[TG_ERRLEN] = "";
 
-    ck_assert_msg(parse(BASE "kubernetes:\n  discovery: {in_cluster: true}\n", &c, err) == 0,
-                  "%s", err);
+    ck_assert_msg(parse(BASE "kubernetes:\n  discovery: {in_cluster: true}\n", &c, err) == 0, "%s",
+                  err);
     ck_assert(c->k8s_discovery && c->k8s_in_cluster);
     ck_assert_ptr_null(c->k8s_api_server);
     ck_assert_ptr_null(c->k8s_ca);

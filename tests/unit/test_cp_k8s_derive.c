@@ -136,8 +136,8 @@ static const char *derive(struct tg_k8s_derive_stats *st)
     for (size_t i = 0; i < r->u.mesh_table.n_destinations; i++) {
         const struct tg_res_destination *d = &r->u.mesh_table.destinations[i];
 
-        used += (size_t)snprintf(out + used, sizeof(out) - used, "%s %u %s ", d->address,
-                                 d->port, d->protocol == TG_RES_HTTP ? "http" : "tcp");
+        used += (size_t)snprintf(out + used, sizeof(out) - used, "%s %u %s ", d->address, d->port,
+                                 d->protocol == TG_RES_HTTP ? "http" : "tcp");
         for (size_t k = 0; k < d->expected_ids.n; k++)
             used += (size_t)snprintf(out + used, sizeof(out) - used, "%s%s", k ? "," : "",
                                      d->expected_ids.v[k] + strlen("spiffe://mesh.local/"));
@@ -148,8 +148,8 @@ static const char *derive(struct tg_k8s_derive_stats *st)
     return out;
 }
 
-#define EP(ip, podname, ready)                                                                    \
-    "{\"addresses\":[\"" ip "\"],\"conditions\":{\"ready\":" ready "},\"targetRef\":"            \
+#define EP(ip, podname, ready)                                                                     \
+    "{\"addresses\":[\"" ip "\"],\"conditions\":{\"ready\":" ready "},\"targetRef\":"              \
     "{\"kind\":\"Pod\",\"namespace\":\"prod\",\"name\":\"" podname "\"}}"
 
 /* Two ports, two slices (a Service's endpoints split across slices), one meshed namespace. */
@@ -370,24 +370,30 @@ static const struct {
     {TG_K8S_POD, "[]", "not an object"},
     {TG_K8S_POD, "{\"metadata\":{\"name\":\"Web\",\"namespace\":\"p\"},\"spec\":{}}",
      "metadata.name: not a DNS-1123 name"},
-    {TG_K8S_POD, "{\"metadata\":{\"name\":\"w\",\"namespace\":\"p\"},\"spec\":"
-                 "{\"serviceAccountName\":\"a/../b\"}}",
+    {TG_K8S_POD,
+     "{\"metadata\":{\"name\":\"w\",\"namespace\":\"p\"},\"spec\":"
+     "{\"serviceAccountName\":\"a/../b\"}}",
      "spec.serviceAccountName"},
-    {TG_K8S_POD, "{\"metadata\":{\"name\":\"w\",\"namespace\":\"p\"},\"spec\":{},\"status\":"
-                 "{\"podIP\":\"10.0.0.999\"}}",
+    {TG_K8S_POD,
+     "{\"metadata\":{\"name\":\"w\",\"namespace\":\"p\"},\"spec\":{},\"status\":"
+     "{\"podIP\":\"10.0.0.999\"}}",
      "status.podIP: not a numeric address"},
-    {TG_K8S_SERVICE, "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"spec\":{\"ports\":"
-                     "[{\"port\":70000}]}}",
+    {TG_K8S_SERVICE,
+     "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"spec\":{\"ports\":"
+     "[{\"port\":70000}]}}",
      "spec.ports: port not an integer 1..65535"},
-    {TG_K8S_SERVICE, "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"spec\":"
-                     "{\"clusterIPs\":[\"web.example\"]}}",
+    {TG_K8S_SERVICE,
+     "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"spec\":"
+     "{\"clusterIPs\":[\"web.example\"]}}",
      "spec.clusterIPs"},
-    {TG_K8S_SLICE, "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"addressType\":"
-                   "\"IPv4\",\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}",
+    {TG_K8S_SLICE,
+     "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"addressType\":"
+     "\"IPv4\",\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}",
      "endpoints[].addresses: not a numeric address of its family"},
-    {TG_K8S_SLICE, "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"addressType\":"
-                   "\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"conditions\":"
-                   "{\"ready\":\"yes\"}}]}",
+    {TG_K8S_SLICE,
+     "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"addressType\":"
+     "\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"conditions\":"
+     "{\"ready\":\"yes\"}}]}",
      "conditions.ready: not a boolean"},
     {TG_K8S_SLICE, "{\"metadata\":{\"name\":\"s\",\"namespace\":\"p\"},\"addressType\":\"X\"}",
      "addressType"},
