@@ -25,7 +25,7 @@
 #define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define PUSH_BOUND_MS 1000
 
-static int api_port, ctl_port, cp_port, echo_port, in_port, out_port, a_admin, b_admin;
+static int api_port, ctl_port, cp_port, cp_admin, echo_port, in_port, out_port, a_admin, b_admin;
 
 /* One request to the stand-in's control port; returns the status, the body in buf. */
 static int ctl(const char *method, const char *path, const char *body, char *buf, size_t cap)
@@ -242,6 +242,7 @@ static void setup(void)
     it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
     cp_port = it_free_port();
+    cp_admin = it_free_port();
     in_port = it_free_port();
     out_port = it_free_port();
     a_admin = it_free_port();
@@ -258,6 +259,7 @@ static void setup(void)
                                "      expected_ids: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
     it_write_file("cp.yaml",
                   "listen: 127.0.0.1:%d\n"
+                  "admin: 127.0.0.1:%d\n"
                   "trust_domain: mesh.local\n"
                   "server: {cert: cp.pem, key: cp.key}\n"
                   "ca: {cert: ca.pem, key: ca.key}\n"
@@ -269,7 +271,7 @@ static void setup(void)
                   "    api_server: https://127.0.0.1:%d\n"
                   "    ca: api-ca.pem\n"
                   "    token: api.token\n",
-                  cp_port, api_port);
+                  cp_port, cp_admin, api_port);
     it_echo_start("echo", &echo_port);
     snprintf(listeners, sizeof(listeners),
              "inbound:\n"
@@ -435,6 +437,13 @@ START_TEST(test_k8s_watch_end_to_end)
     });
 
     traffic("at the end");
+    /* what the control plane counted */
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_synced", "") == 1);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 8);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bookmarks_total", "") > 0);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bad_objects_total", "") >= 1);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_unauthorized_total", "") >= 1);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_lists_total", "") >= 12);
     validate_schemas();
     ck_assert_int_eq(it_stop(cp, 5000), 0);
 }
