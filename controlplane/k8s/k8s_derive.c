@@ -291,7 +291,8 @@ int tg_k8s_derive(const struct tg_k8s_list lists[TG_K8S_NKINDS], const char *tru
     for (size_t i = 0; i < lists[TG_K8S_SERVICE].n; i++)
         if ((rc = derive_service(&d, lists[TG_K8S_SERVICE].v[i])) < 0)
             goto fail;
-    qsort(d.rows.v, d.rows.n, sizeof(*d.rows.v), cmp_row);
+    if (d.rows.n > 0) /* qsort wants a non-NULL base even for nothing */
+        qsort(d.rows.v, d.rows.n, sizeof(*d.rows.v), cmp_row);
     if ((rc = build(&d.rows, false, r)) < 0)
         goto fail;
     d.st.destinations = r->u.mesh_table.n_destinations;
@@ -341,7 +342,8 @@ int tg_k8s_mesh_merge(const struct tg_resource *derived, const struct tg_resourc
         goto fail;
     if ((rc = add_table(&rows, derived, false)) < 0 || (rc = add_table(&rows, overlay, true)) < 0)
         goto fail;
-    qsort(rows.v, rows.n, sizeof(*rows.v), cmp_row);
+    if (rows.n > 0)
+        qsort(rows.v, rows.n, sizeof(*rows.v), cmp_row);
     if ((rc = build(&rows, true, r)) < 0)
         goto fail;
     r->u.mesh_table.outside_refuse = overlay != NULL && overlay->u.mesh_table.outside_refuse;
