@@ -12,7 +12,9 @@
  * last resourceVersion (a BOOKMARK's: no relist); 410 Gone as a watch ERROR event and as the
  * HTTP status each bring one relist of every kind, after which changes still arrive; an
  * expired token gets 401s until the token file holds a new one, then changes arrive again.
- * Traffic through A and B works throughout, and the objects served validate against the
+ * Lists come in pages of one (the stand-in's cap), and a continue token that expired between
+ * pages (410) starts that list again. Traffic through A and B works throughout, and the
+ * objects served validate against the
  * official schemas (npm kubernetes-models, when installed: tests/deploy/validate_schema.cjs).
  * SIGTERM: the control plane exits 0. */
 #include "harness.h"
@@ -205,6 +207,8 @@ static void start_apiserver(void)
                           "token-one",
                           "--bookmark-interval",
                           "0.3",
+                          "--max-page",
+                          "1",
                           NULL};
 
     snprintf(script, sizeof(script), "%s/tests/k8s/apiserver.py", it_env("TG_SOURCE_DIR"));
@@ -410,11 +414,22 @@ START_TEST(test_k8s_watch_end_to_end)
     ck_assert_int_eq(stat_of("lists"), lists0 + 4);
     EXPECT_PUSH("a change after 410 (event)", PUSH_BOUND_MS, pod("web-2", "web-v2", "10.1.0.12"));
 
+    /* lists are paged; a continue token that expires mid-list (410) starts that list again */
+    ck_assert(stat_of("pages") > stat_of("lists"));
+    lists0 = stat_of("lists");
+    ck_assert_int_eq(ctl("POST", "/expire", "{\"count\": 1}", buf, sizeof(buf)), 200);
+    ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
+    ck_assert(it_wait_lines("cp.err", 1, 3000, "list", ": 410 Gone (The provided continue", NULL) >=
+              1);
+    ck_assert(it_wait_lines("cp.err", 8, 3000, "relisted", NULL) >= 8);
+    ck_assert_int_eq(stat_of("gone_continue"), 1);
+    ck_assert_int_eq(stat_of("lists"), lists0 + 4);
+
     /* 410 Gone as the HTTP status of the watch request (the watches cut, then refused) */
     ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"http\"}", buf, sizeof(buf)), 200);
-    ck_assert(it_wait_lines("cp.err", 8, 5000, "watch", ": 410 Gone (too old resource version",
-                            "): relisting", NULL) >= 8);
-    ck_assert(it_wait_lines("cp.err", 8, 5000, "relisted", NULL) >= 8);
+    ck_assert(it_wait_lines("cp.err", 12, 5000, "watch", ": 410 Gone (too old resource version",
+                            "): relisting", NULL) >= 12);
+    ck_assert(it_wait_lines("cp.err", 12, 5000, "relisted", NULL) >= 12);
     ck_assert(stat_of("gone_http") >= 4);
     EXPECT_PUSH("a change after 410 (http)", PUSH_BOUND_MS, {
         slice(false);
@@ -439,11 +454,11 @@ START_TEST(test_k8s_watch_end_to_end)
     traffic("at the end");
     /* what the control plane counted */
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_synced", "") == 1);
-    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 8);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 13);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bookmarks_total", "") > 0);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bad_objects_total", "") >= 1);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_unauthorized_total", "") >= 1);
-    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_lists_total", "") >= 12);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_lists_total", "") >= 16);
     validate_schemas();
     ck_assert_int_eq(it_stop(cp, 5000), 0);
 }

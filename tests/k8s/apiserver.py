@@ -5,8 +5,9 @@ Serves, over HTTPS with the certificate the test made, the list/watch protocol o
 concepts ("Efficient detection of changes") for v1 Namespaces, Pods, Services and
 discovery.k8s.io/v1 EndpointSlices:
   - bearer tokens checked: 401 (a v1 Status) for a token not accepted or past its deadline;
-  - lists with metadata.resourceVersion, paged by limit/continue (continue tokens are
-    snapshots; they expire with a compaction: 410 Expired);
+  - lists with metadata.resourceVersion, paged by limit/continue (a page holds at most
+    --max-page items whatever the limit asked, as a server may; continue tokens are snapshots;
+    they expire with a compaction, or on request: 410 Expired);
   - watches (?watch=1&resourceVersion=RV) as chunked JSON lines: ADDED, MODIFIED, DELETED
     from RV on, BOOKMARK every --bookmark-interval seconds when allowWatchBookmarks=true,
     the end after timeoutSeconds;
@@ -21,6 +22,7 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
   POST   /token     {"token": T, "ttl": seconds or null}: accept T (until now + ttl)
   POST   /gone      {"mode": "http" | "event"}: compact: every resourceVersion so far is too old
   POST   /drop      cut every open watch
+  POST   /expire    {"count": N}: the next N continue tokens presented are too old (410)
   GET    /objects   every object served, as a JSON array (to validate against the schemas)
   GET    /stats     counters as JSON
 On start it writes {"port": P, "ctl": C} as one line to stdout.
@@ -49,7 +51,7 @@ BY_PATH = {v[0]: k for k, v in KINDS.items()}
 
 
 class Store:
-    def __init__(self, bookmark_interval):
+    def __init__(self, bookmark_interval, max_page):
         self.cond = threading.Condition()
         self.rv = 1000
         self.objs = {k: {} for k in KINDS}
@@ -61,6 +63,8 @@ class Store:
         self.tokens = {}  # token -> deadline (time.monotonic) or None
         self.snapshots = {}  # continue token -> (rv, items left)
         self.bookmark_interval = bookmark_interval
+        self.max_page = max_page
+        self.expire = 0  # continue tokens to refuse
         self.stats = {k: 0 for k in ("lists", "pages", "watches", "unauthorized", "gone_http",
                                      "gone_event", "gone_continue", "bookmarks", "drops",
                                      "events", "watching")}
@@ -144,9 +148,14 @@ def make_api_handler(store):
         def list(self, plural, q):
             path, api, kind, _ = KINDS[plural]
             limit = int(q.get("limit", "0") or 0)
+            if store.max_page > 0 and (limit <= 0 or limit > store.max_page):
+                limit = store.max_page
             with store.cond:
                 if q.get("continue"):
                     snap = store.snapshots.pop(q["continue"], None)
+                    if store.expire > 0:
+                        store.expire -= 1
+                        snap = None
                     if snap is None:
                         store.stats["gone_continue"] += 1
                         return self.send_json(410, status(
@@ -332,6 +341,8 @@ def make_ctl_handler(store):
                     store.snapshots = {}
                     store.gone_epoch += 1
                     store.cond.notify_all()
+                elif self.path == "/expire":
+                    store.expire = int(b.get("count", 1))
                 elif self.path == "/drop":
                     store.drop_epoch += 1
                     store.cond.notify_all()
@@ -349,8 +360,9 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--token", action="append", default=[], help="accepted from the start")
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
+    ap.add_argument("--max-page", type=int, default=0, help="items per list page at most")
     a = ap.parse_args()
-    store = Store(a.bookmark_interval)
+    store = Store(a.bookmark_interval, a.max_page)
     for t in a.token:
         store.tokens[t] = None
     ThreadingHTTPServer.daemon_threads = True
