@@ -16,7 +16,11 @@
  * pages (410) starts that list again. Traffic through A and B works throughout, and the
  * objects served validate against the
  * official schemas (npm kubernetes-models, when installed: tests/deploy/validate_schema.cjs).
- * SIGTERM: the control plane exits 0. */
+ * SIGTERM: the control plane exits 0.
+ *
+ * in_cluster: the API server from KUBERNETES_SERVICE_HOST/PORT (and the service account's
+ * files, here overridden by ca: and token:) gives the same first table; without those
+ * variables the control plane does not start, and says why. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -464,6 +468,39 @@ START_TEST(test_k8s_watch_end_to_end)
 }
 END_TEST
 
+START_TEST(test_k8s_in_cluster)
+{
+    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
+    char port[16], *err = NULL;
+    struct it_proc *cp;
+
+    /* the same cp.yaml, but in_cluster: the address from the environment */
+    it_replace_file("cp.yaml",
+                    "listen: 127.0.0.1:%d\n"
+                    "trust_domain: mesh.local\n"
+                    "server: {cert: cp.pem, key: cp.key}\n"
+                    "ca: {cert: ca.pem, key: ca.key}\n"
+                    "mesh: [mesh.yaml]\n"
+                    "kubernetes:\n"
+                    "  discovery: {in_cluster: true, ca: api-ca.pem, token: api.token}\n",
+                    cp_port);
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    ck_assert_int_eq(it_run(argv, NULL, 10000, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "kubernetes.discovery: no api_server, and not in a cluster "
+                              "(KUBERNETES_SERVICE_HOST is not set)") != NULL,
+                  "%s", err);
+    free(err);
+    snprintf(port, sizeof(port), "%d", api_port);
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", port, 1);
+    cp = it_spawn("cp", argv, IT_STDIN_NULL);
+    ck_assert(it_wait_lines("cp.err", 1, 5000, "watching namespaces",
+                            "at https://127.0.0.1:", NULL) >= 1);
+    ck_assert_msg(derived("2 destinations (1 services meshed", 5000), "no first table");
+    ck_assert_int_eq(it_stop(cp, 5000), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cp_k8s_watch");
@@ -474,6 +511,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_k8s_watch_end_to_end);
+    tcase_add_test(tc, test_k8s_in_cluster);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
