@@ -127,6 +127,8 @@ static bool is_http(const struct tg_k8s_port *p)
 
 struct derive {
     const struct tg_k8s_list *lists;
+    const struct tg_k8s_obj **slices; /* of a Service and an IP family, by namespace/service */
+    size_t n_slices;
     const char *td;
     struct tg_resource *scratch; /* identities, freed at the end */
     struct rows rows;
@@ -174,23 +176,59 @@ static int add_claim(struct derive *d, const char *address, uint32_t port, bool 
     return rows_add(&d->rows, &r);
 }
 
+/* Slices by (namespace, service name, key): a Service's slices are one run, found by a
+ * binary search, so a derivation costs O((S + L) log L), not O(S * L). */
+static int cmp_owner(const char *ns, const char *svc, const struct tg_k8s_obj *b)
+{
+    int c = strcmp(ns, b->ns);
+
+    return c != 0 ? c : strcmp(svc, b->u.slice.service);
+}
+
+static int cmp_slice(const void *pa, const void *pb)
+{
+    const struct tg_k8s_obj *a = *(const struct tg_k8s_obj *const *)pa;
+    const struct tg_k8s_obj *b = *(const struct tg_k8s_obj *const *)pb;
+    int c = cmp_owner(a->ns, a->u.slice.service, b);
+
+    return c != 0 ? c : strcmp(a->key, b->key);
+}
+
+static int index_slices(struct derive *d)
+{
+    const struct tg_k8s_list *l = &d->lists[TG_K8S_SLICE];
+
+    if ((d->slices = calloc(l->n + 1, sizeof(*d->slices))) == NULL)
+        return TG_ENOMEM;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i]->u.slice.service != NULL && l->v[i]->u.slice.family != 0)
+            d->slices[d->n_slices++] = l->v[i];
+    if (d->n_slices > 0)
+        qsort(d->slices, d->n_slices, sizeof(*d->slices), cmp_slice);
+    return 0;
+}
+
 /* One Service: its slices' endpoints, then its ClusterIPs for every meshed endpoint. */
 static int derive_service(struct derive *d, const struct tg_k8s_obj *svc)
 {
-    const struct tg_k8s_list *slices = &d->lists[TG_K8S_SLICE];
     const struct tg_k8s_service *s = &svc->u.svc;
-    size_t meshed = 0, outside = 0;
+    size_t meshed = 0, outside = 0, lo = 0, hi = d->n_slices;
     int rc;
 
     if (s->external_name)
         return 0;
-    for (size_t i = 0; i < slices->n; i++) {
-        const struct tg_k8s_obj *so = slices->v[i];
+    while (lo < hi) { /* the first slice of this Service */
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (cmp_owner(svc->ns, svc->name, d->slices[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < d->n_slices && cmp_owner(svc->ns, svc->name, d->slices[i]) == 0; i++) {
+        const struct tg_k8s_obj *so = d->slices[i];
         const struct tg_k8s_slice *sl = &so->u.slice;
 
-        if (sl->service == NULL || sl->family == 0 || strcmp(so->ns, svc->ns) != 0 ||
-            strcmp(sl->service, svc->name) != 0)
-            continue;
         for (size_t e = 0; e < sl->n_endpoints; e++) {
             const struct tg_k8s_endpoint *ep = &sl->endpoints[e];
             const char *id;
@@ -286,7 +324,8 @@ int tg_k8s_derive(const struct tg_k8s_list lists[TG_K8S_NKINDS], const char *tru
     struct tg_resource *r = tg_resource_new(TG_RES_MESH_TABLE);
     int rc = TG_ENOMEM;
 
-    if (r == NULL || (d.scratch = tg_resource_new(TG_RES_NONE)) == NULL)
+    if (r == NULL || (d.scratch = tg_resource_new(TG_RES_NONE)) == NULL ||
+        (rc = index_slices(&d)) < 0)
         goto fail;
     for (size_t i = 0; i < lists[TG_K8S_SERVICE].n; i++)
         if ((rc = derive_service(&d, lists[TG_K8S_SERVICE].v[i])) < 0)
@@ -300,10 +339,12 @@ int tg_k8s_derive(const struct tg_k8s_list lists[TG_K8S_NKINDS], const char *tru
         *stats = d.st;
     *out = r;
     free(d.rows.v);
+    free(d.slices);
     tg_resource_free(d.scratch);
     return 0;
 fail:
     free(d.rows.v);
+    free(d.slices);
     tg_resource_free(d.scratch);
     tg_resource_free(r);
     return rc;
