@@ -379,6 +379,10 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     if (strcmp(s->cfg->admin.text, srv->state->cfg->admin.text) != 0)
         tg_warn("admin changed to %s: takes effect at the next start",
                 s->cfg->admin.len > 0 ? s->cfg->admin.text : "none");
+    if (s->cfg->k8s_discovery != srv->state->cfg->k8s_discovery ||
+        strcmp(s->cfg->k8s_api_server ? s->cfg->k8s_api_server : "",
+               srv->state->cfg->k8s_api_server ? srv->state->cfg->k8s_api_server : "") != 0)
+        tg_warn("kubernetes.discovery changed: takes effect at the next start");
     tg_log_set_level(s->cfg->log_level);
     tg_cp_state_unref(srv->state);
     srv->state = s;
