@@ -405,7 +405,7 @@ START_TEST(test_k8s_watch_end_to_end)
     lists0 = stat_of("lists");
     ck_assert_int_eq(ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 4, 3000, "dropped", "reconnecting from", NULL) >= 4);
-    EXPECT_PUSH("a change after the watches were cut", PUSH_BOUND_MS, {
+    EXPECT_PUSH("a change after the watches were cut", 2000, {
         pod("web-2", "web", "10.1.0.12");
         slice(true);
     });
