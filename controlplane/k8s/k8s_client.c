@@ -284,9 +284,24 @@ static int append(struct watcher *w, const char *p, size_t n)
     return 0;
 }
 
+/* metadata.resourceVersion, when it is one: opaque, but printable and without spaces (it goes
+ * into URLs and log lines). */
 static const char *meta_rv(const json_t *obj)
 {
-    return json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+    const char *rv =
+        json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+
+    for (const char *p = rv; p != NULL && *p != '\0'; p++)
+        if (*p <= ' ' || *p >= 0x7f)
+            return NULL;
+    return rv != NULL && strlen(rv) <= 256 ? rv : NULL;
+}
+
+/* A string of the API server's, fit for one log line (cut at cap - 1 bytes). */
+static const char *quote(const char *s, char *dst, size_t cap)
+{
+    snprintf(dst, cap, "%s", s != NULL ? s : "");
+    return tg_k8s_printable(dst);
 }
 
 /* One watch event line. 0 to go on, -1 to end the transfer (w->relist or w->failed). */
@@ -299,12 +314,12 @@ static int on_event(struct watcher *w, const char *line, size_t len)
     const json_t *obj;
     const char *type, *rv;
     struct tg_k8s_obj *o = NULL;
-    char err[TG_ERRLEN] = "";
+    char err[TG_ERRLEN] = "", q[256];
     int rc = -1;
 
     if (ev == NULL) {
         tg_warn("kubernetes: watch %s: an event is not JSON (%s): reconnecting from %s", what,
-                je.text, w->rv);
+                tg_k8s_printable(je.text), w->rv);
         w->failed = true;
         return -1;
     }
@@ -322,12 +337,13 @@ static int on_event(struct watcher *w, const char *line, size_t len)
         const char *msg = json_string_value(json_object_get(obj, "message"));
 
         if (json_is_integer(code) && json_integer_value(code) == 410) {
-            tg_info("kubernetes: watch %s: 410 Gone (%s): relisting", what, msg ? msg : "");
+            tg_info("kubernetes: watch %s: 410 Gone (%s): relisting", what,
+                    quote(msg, q, sizeof(q)));
             c->stats.gone++;
             w->relist = true;
         } else {
             tg_warn("kubernetes: watch %s: ERROR event (code %" JSON_INTEGER_FORMAT ": %s)", what,
-                    json_is_integer(code) ? json_integer_value(code) : 0, msg ? msg : "");
+                    json_is_integer(code) ? json_integer_value(code) : 0, quote(msg, q, sizeof(q)));
             w->failed = true;
         }
         goto done;
@@ -345,7 +361,7 @@ static int on_event(struct watcher *w, const char *line, size_t len)
     }
     if (strcmp(type, "ADDED") != 0 && strcmp(type, "MODIFIED") != 0 &&
         strcmp(type, "DELETED") != 0) {
-        tg_warn("kubernetes: watch %s: unknown event type \"%.32s\"", what, type);
+        tg_warn("kubernetes: watch %s: unknown event type \"%s\"", what, quote(type, q, 33));
         w->failed = true;
         goto done;
     }
@@ -506,12 +522,13 @@ static int on_page(struct watcher *w)
     int rc = -1;
 
     if (j == NULL) {
-        tg_warn("kubernetes: list %s: not JSON: %s (line %d)", what, je.text, je.line);
+        tg_warn("kubernetes: list %s: not JSON: %s (line %d)", what, tg_k8s_printable(je.text),
+                je.line);
         return -1;
     }
     items = json_object_get(j, "items");
     meta = json_object_get(j, "metadata");
-    rv = json_string_value(json_object_get(meta, "resourceVersion"));
+    rv = meta_rv(j);
     cont = json_string_value(json_object_get(meta, "continue"));
     if (!json_is_array(items) || rv == NULL || rv[0] == '\0') {
         tg_warn("kubernetes: list %s: not a list (want items[] and metadata.resourceVersion)",
@@ -564,7 +581,7 @@ static void status_message(const struct watcher *w, char *dst, size_t cap)
     json_t *j = w->len > 0 ? json_loadb(w->buf, w->len, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(j, "message"));
 
-    snprintf(dst, cap, "%s", msg != NULL ? msg : "");
+    quote(msg, dst, cap);
     json_decref(j);
 }
 

@@ -422,6 +422,14 @@ fail:
     return rc;
 }
 
+char *tg_k8s_printable(char *s)
+{
+    for (char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    return s;
+}
+
 int tg_k8s_obj_parse(enum tg_k8s_kind k, const char *text, size_t len, struct tg_k8s_obj **out,
                      char *err)
 {
@@ -429,9 +437,9 @@ int tg_k8s_obj_parse(enum tg_k8s_kind k, const char *text, size_t len, struct tg
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     int rc;
 
-    if (j == NULL)
+    if (j == NULL) /* je.text quotes the input near the error */
         return tg_err_set(err, TG_EINVAL, "%s: not JSON: %s (line %d)", tg_k8s_kind_name(k),
-                          je.text, je.line);
+                          tg_k8s_printable(je.text), je.line);
     rc = tg_k8s_obj_from_json(k, j, out, err);
     json_decref(j);
     return rc;

@@ -108,4 +108,8 @@ TG_MUST_USE int tg_k8s_obj_parse(enum tg_k8s_kind k, const char *text, size_t le
 /* NULL is fine. */
 void tg_k8s_obj_free(struct tg_k8s_obj *o);
 
+/* Replaces every byte of s outside printable ASCII with '?' (text from the API server goes
+ * into one log line: no line breaks, no terminal escapes). Returns s. */
+char *tg_k8s_printable(char *s);
+
 #endif
