@@ -20,7 +20,8 @@
  *
  * in_cluster: the API server from KUBERNETES_SERVICE_HOST/PORT (and the service account's
  * files, here overridden by ca: and token:) gives the same first table; without those
- * variables the control plane does not start, and says why. */
+ * variables the control plane does not start, and says why; with a CA that did not sign the
+ * API server's certificate it derives nothing and says why. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -472,6 +473,7 @@ START_TEST(test_k8s_in_cluster)
 {
     const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
     char port[16], *err = NULL;
+
     struct it_proc *cp;
 
     /* the same cp.yaml, but in_cluster: the address from the environment */
@@ -493,6 +495,21 @@ START_TEST(test_k8s_in_cluster)
     snprintf(port, sizeof(port), "%d", api_port);
     setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
     setenv("KUBERNETES_SERVICE_PORT", port, 1);
+    /* the mesh CA is not the cluster's: the API server is not believed */
+    it_replace_file("cp-wrong.yaml",
+                    "listen: 127.0.0.1:%d\n"
+                    "trust_domain: mesh.local\n"
+                    "server: {cert: cp.pem, key: cp.key}\n"
+                    "ca: {cert: ca.pem, key: ca.key}\n"
+                    "kubernetes:\n"
+                    "  discovery: {in_cluster: true, ca: ca.pem, token: api.token}\n",
+                    cp_port);
+    argv[3] = "cp-wrong.yaml";
+    cp = it_spawn("cp-wrong", argv, IT_STDIN_NULL);
+    ck_assert(it_wait_lines("cp-wrong.err", 4, 5000, "kubernetes: list", "certificate", NULL) >= 4);
+    ck_assert_int_eq(it_count_lines("cp-wrong.err", "mesh table derived", NULL), 0);
+    ck_assert_int_eq(it_stop(cp, 5000), 0);
+    argv[3] = "cp.yaml";
     cp = it_spawn("cp", argv, IT_STDIN_NULL);
     ck_assert(it_wait_lines("cp.err", 1, 5000, "watching namespaces",
                             "at https://127.0.0.1:", NULL) >= 1);
