@@ -549,7 +549,7 @@ def check_dockerfile():
           "debian:bookworm-slim", str(froms))
     check("Dockerfile: the builder runs scripts/setup.sh", "scripts/setup.sh" in text)
     runtime = text.split("FROM debian:bookworm-slim", 1)[-1]
-    for pkg in ("libuv1", "libyaml-0-2", "libprotobuf-c1", "iptables"):
+    for pkg in ("libuv1", "libyaml-0-2", "libprotobuf-c1", "libjansson4", "libcurl4", "iptables"):
         check(f"Dockerfile: runtime installs {pkg}", re.search(rf"\b{re.escape(pkg)}\b", runtime)
               is not None)
     check("Dockerfile: runtime has tollgate and tollgate-cp",
