@@ -7,7 +7,8 @@
  * In order: the first list gives a table (counted in the control plane's log) that both
  * sidecars apply; a pod that starts, changes service account and stops each reaches both
  * sidecars as a new mesh_table version within 1 s of the API server taking the change
- * (measured from the control request's answer to the sidecar's "applied" line); an object
+ * (measured from the control request's answer to the sidecar's "applied" line), A from one
+ * control plane and B from a second replica, with the same version (content hashes); an object
  * that does not parse is logged and changes nothing; watches cut mid-stream resume from the
  * last resourceVersion (a BOOKMARK's: no relist); 410 Gone as a watch ERROR event and as the
  * HTTP status each bring one relist of every kind, after which changes still arrive; an
@@ -32,7 +33,8 @@
 #define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define PUSH_BOUND_MS 1000
 
-static int api_port, ctl_port, cp_port, cp_admin, echo_port, in_port, out_port, a_admin, b_admin;
+static int api_port, ctl_port, cp_port, cp2_port, cp_admin, echo_port, in_port, out_port, a_admin,
+    b_admin;
 
 /* One request to the stand-in's control port; returns the status, the body in buf. */
 static int ctl(const char *method, const char *path, const char *body, char *buf, size_t cap)
@@ -83,6 +85,19 @@ static long long stat_of(const char *key)
     return it_json_num(buf, key);
 }
 
+/* Waits until the stand-in's counter key is want (both control planes relisted, say). */
+static bool wait_stat(const char *key, long long want, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+
+    while (stat_of(key) != want) {
+        if (it_now_ms() >= end)
+            return false;
+        it_sleep_ms(20);
+    }
+    return true;
+}
+
 static void pod(const char *name, const char *sa, const char *ip)
 {
     char j[1024];
@@ -119,14 +134,31 @@ static int applied(const char *log)
     return it_count_lines(log, "mesh_table version", "applied", NULL);
 }
 
-/* Waits until both sidecars have applied more mesh tables than a0/b0; returns the ms it
+/* The version of the last mesh table log applied. */
+static void last_version(const char *log, char *dst, size_t cap)
+{
+    char line[IT_LINE_MAX];
+    const char *v;
+
+    dst[0] = '\0';
+    if (it_last_line(log, line, sizeof(line), "control plane: mesh_table version", "applied",
+                     NULL) &&
+        (v = strstr(line, "mesh_table version ")) != NULL)
+        snprintf(dst, cap, "%.16s", v + strlen("mesh_table version "));
+}
+
+/* Waits until both sidecars have applied more mesh tables than a0/b0, and the same version
+ * (A's from one control plane, B's from the other: content hashes agree); returns the ms it
  * took from t0 (or -1 after bound_ms). */
 static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
 {
     uint64_t end = t0 + (uint64_t)bound_ms;
+    char va[32], vb[32];
 
     while (it_now_ms() < end) {
-        if (applied("a.err") > a0 && applied("b.err") > b0)
+        last_version("a.err", va, sizeof(va));
+        last_version("b.err", vb, sizeof(vb));
+        if (applied("a.err") > a0 && applied("b.err") > b0 && strcmp(va, vb) == 0)
             return (long)(it_now_ms() - t0);
         it_sleep_ms(5);
     }
@@ -144,11 +176,14 @@ static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
         ms_ = wait_both(a0_, b0_, t0_, bound_ms);                                                  \
         ck_assert_msg(ms_ >= 0, "%s: no new mesh_table in both sidecars within %d ms", what,       \
                       bound_ms);                                                                   \
-        fprintf(stderr, "k8s watch: %s: both sidecars applied the new table in %ld ms\n", what,    \
-                ms_);                                                                              \
+        fprintf(stderr,                                                                            \
+                "k8s watch: %s: both sidecars, one per replica, applied the same new table in "    \
+                "%ld ms\n",                                                                        \
+                what, ms_);                                                                        \
     } while (0)
 
-static void write_sidecar(const char *file, const char *token, int admin, const char *listeners)
+static void write_sidecar(const char *file, const char *token, int admin, int cp,
+                          const char *listeners)
 {
     it_write_file(file,
                   "admin: 127.0.0.1:%d\n"
@@ -162,7 +197,7 @@ static void write_sidecar(const char *file, const char *token, int admin, const 
                   "  node_id: %s\n"
                   "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
                   "%s",
-                  admin, cp_port, token, file, listeners);
+                  admin, cp, token, file, listeners);
 }
 
 static void make_api_certs(void)
@@ -227,6 +262,30 @@ static void start_apiserver(void)
     ck_assert(api_port > 0 && ctl_port > 0);
 }
 
+/* A control plane's cp.yaml (admin 0: none). */
+static void write_cp(const char *file, int port, int admin)
+{
+    char admin_line[64] = "";
+
+    if (admin > 0)
+        snprintf(admin_line, sizeof(admin_line), "admin: 127.0.0.1:%d\n", admin);
+    it_write_file(file,
+                  "listen: 127.0.0.1:%d\n"
+                  "%s"
+                  "trust_domain: mesh.local\n"
+                  "server: {cert: cp.pem, key: cp.key}\n"
+                  "ca: {cert: ca.pem, key: ca.key}\n"
+                  "tokens: tokens.txt\n"
+                  "mesh: [mesh.yaml]\n"
+                  "log_level: debug\n"
+                  "kubernetes:\n"
+                  "  discovery:\n"
+                  "    api_server: https://127.0.0.1:%d\n"
+                  "    ca: api-ca.pem\n"
+                  "    token: api.token\n",
+                  port, admin_line, api_port);
+}
+
 static void setup(void)
 {
     char listeners[1024];
@@ -251,6 +310,7 @@ static void setup(void)
     it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
     cp_port = it_free_port();
+    cp2_port = it_free_port();
     cp_admin = it_free_port();
     in_port = it_free_port();
     out_port = it_free_port();
@@ -266,21 +326,8 @@ static void setup(void)
                                "  destinations:\n"
                                "    - address: 192.168.10.0/24\n"
                                "      expected_ids: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "admin: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n"
-                  "log_level: debug\n"
-                  "kubernetes:\n"
-                  "  discovery:\n"
-                  "    api_server: https://127.0.0.1:%d\n"
-                  "    ca: api-ca.pem\n"
-                  "    token: api.token\n",
-                  cp_port, cp_admin, api_port);
+    write_cp("cp.yaml", cp_port, cp_admin);
+    write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
     it_echo_start("echo", &echo_port);
     snprintf(listeners, sizeof(listeners),
              "inbound:\n"
@@ -289,7 +336,7 @@ static void setup(void)
              "    upstream: 127.0.0.1:%d\n"
              "    allow: [\"" IT_API_ID "\"]\n",
              in_port, echo_port);
-    write_sidecar("b.yaml", "b.token", b_admin, listeners);
+    write_sidecar("b.yaml", "b.token", b_admin, cp2_port, listeners);
     snprintf(listeners, sizeof(listeners),
              "outbound:\n"
              "  - name: api-out\n"
@@ -297,7 +344,7 @@ static void setup(void)
              "    upstream: 127.0.0.1:%d\n"
              "    expect: [\"" IT_WEB_ID "\"]\n",
              out_port, in_port);
-    write_sidecar("a.yaml", "a.token", a_admin, listeners);
+    write_sidecar("a.yaml", "a.token", a_admin, cp_port, listeners);
 }
 
 static void teardown(void)
@@ -364,7 +411,11 @@ START_TEST(test_k8s_watch_end_to_end)
     long long lists0, un0;
     char buf[4096];
 
+    const char *cp2_argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp2.yaml", NULL};
+    struct it_proc *cp2 = it_spawn("cp2", cp2_argv, IT_STDIN_NULL);
+
     ck_assert_msg(it_wait_port(cp_port, 10000), "tollgate-cp did not listen");
+    ck_assert_msg(it_wait_port(cp2_port, 10000), "the second tollgate-cp did not listen");
     it_sidecar_start("b", "b.yaml", b_admin, 0);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
     traffic("at start");
@@ -416,7 +467,7 @@ START_TEST(test_k8s_watch_end_to_end)
     ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 4, 3000, "410 Gone", "relisting", NULL) >= 4);
     ck_assert(it_wait_lines("cp.err", 4, 3000, "relisted", NULL) >= 4);
-    ck_assert_int_eq(stat_of("lists"), lists0 + 4);
+    ck_assert_msg(wait_stat("lists", lists0 + 8, 3000), "not one relist of each kind by each");
     EXPECT_PUSH("a change after 410 (event)", PUSH_BOUND_MS, pod("web-2", "web-v2", "10.1.0.12"));
 
     /* lists are paged; a continue token that expires mid-list (410) starts that list again */
@@ -424,11 +475,20 @@ START_TEST(test_k8s_watch_end_to_end)
     lists0 = stat_of("lists");
     ck_assert_int_eq(ctl("POST", "/expire", "{\"count\": 1}", buf, sizeof(buf)), 200);
     ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
-    ck_assert(it_wait_lines("cp.err", 1, 3000, "list", ": 410 Gone (The provided continue", NULL) >=
-              1);
+    {
+        uint64_t end = it_now_ms() + 3000;
+
+        while (
+            it_count_lines("cp.err", "list", ": 410 Gone (The provided continue", NULL) +
+                    it_count_lines("cp2.err", "list", ": 410 Gone (The provided continue", NULL) <
+                1 &&
+            it_now_ms() < end)
+            it_sleep_ms(20);
+        ck_assert_msg(it_now_ms() < end, "no list restarted after its continue token expired");
+    }
     ck_assert(it_wait_lines("cp.err", 8, 3000, "relisted", NULL) >= 8);
     ck_assert_int_eq(stat_of("gone_continue"), 1);
-    ck_assert_int_eq(stat_of("lists"), lists0 + 4);
+    ck_assert_msg(wait_stat("lists", lists0 + 8, 3000), "not one relist of each kind by each");
 
     /* 410 Gone as the HTTP status of the watch request (the watches cut, then refused) */
     ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"http\"}", buf, sizeof(buf)), 200);
@@ -459,13 +519,14 @@ START_TEST(test_k8s_watch_end_to_end)
     traffic("at the end");
     /* what the control plane counted */
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_synced", "") == 1);
-    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 13);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 12);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bookmarks_total", "") > 0);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bad_objects_total", "") >= 1);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_unauthorized_total", "") >= 1);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_lists_total", "") >= 16);
     validate_schemas();
     ck_assert_int_eq(it_stop(cp, 5000), 0);
+    ck_assert_int_eq(it_stop(cp2, 5000), 0);
 }
 END_TEST
 
