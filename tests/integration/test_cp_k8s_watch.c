@@ -9,8 +9,9 @@
  * sidecars as a new mesh_table version within 1 s of the API server taking the change
  * (measured from the control request's answer to the sidecar's "applied" line), A from one
  * control plane and B from a second replica, with the same version (content hashes); an object
- * that does not parse is logged and changes nothing; watches cut mid-stream resume from the
- * last resourceVersion (a BOOKMARK's: no relist); 410 Gone as a watch ERROR event and as the
+ * that does not parse is logged and changes nothing, and so are list pages and a watch event
+ * that are not JSON (the event comes again on the next watch); watches cut mid-stream resume from
+ * the last resourceVersion (a BOOKMARK's: no relist); 410 Gone as a watch ERROR event and as the
  * HTTP status each bring one relist of every kind, after which changes still arrive; an
  * expired token gets 401s until the token file holds a new one, then changes arrive again.
  * Lists come in pages of one (the stand-in's cap), and a continue token that expired between
@@ -452,23 +453,48 @@ START_TEST(test_k8s_watch_end_to_end)
         del("pods", "prod", "bad");
     }
 
+    /* list pages that are not JSON: logged, nothing changes, the list is tried again */
+    {
+        int a0 = applied("a.err");
+        long long l0 = stat_of("lists");
+
+        ck_assert_int_eq(
+            ctl("POST", "/corrupt", "{\"what\": \"list\", \"count\": 2}", buf, sizeof(buf)), 200);
+        ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
+        ck_assert_msg(wait_stat("lists", l0 + 8, 5000), "the lists were not tried again");
+        ck_assert_int_eq(it_count_lines("cp.err", "kubernetes: list", ": not JSON: ", NULL) +
+                             it_count_lines("cp2.err", "kubernetes: list", ": not JSON: ", NULL),
+                         2);
+        it_sleep_ms(300);
+        ck_assert_int_eq(applied("a.err"), a0);
+    }
+    /* a watch event line that is not JSON: the watch starts again from the last good
+     * resourceVersion, and the event lost on the spoiled stream comes again */
+    EXPECT_PUSH("a change whose watch event arrived spoiled", 3000, {
+        ck_assert_int_eq(
+            ctl("POST", "/corrupt", "{\"what\": \"watch\", \"count\": 1}", buf, sizeof(buf)), 200);
+        pod("web-2", "web", "10.1.0.12");
+        slice(true);
+    });
+    ck_assert_int_eq(
+        it_count_lines("cp.err", "an event is not JSON", "reconnecting from", NULL) +
+            it_count_lines("cp2.err", "an event is not JSON", "reconnecting from", NULL),
+        1);
+
     /* BOOKMARKs move the resourceVersion; cut watches resume from it without a relist */
     ck_assert(stat_of("bookmarks") > 0);
     lists0 = stat_of("lists");
     ck_assert_int_eq(ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 4, 3000, "dropped", "reconnecting from", NULL) >= 4);
-    EXPECT_PUSH("a change after the watches were cut", 2000, {
-        pod("web-2", "web", "10.1.0.12");
-        slice(true);
-    });
+    EXPECT_PUSH("a change after the watches were cut", 2000, pod("web-2", "web-v2", "10.1.0.12"));
     ck_assert_int_eq(stat_of("lists"), lists0);
 
     /* 410 Gone as an ERROR event: one relist of each kind, then changes arrive again */
     ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
-    ck_assert(it_wait_lines("cp.err", 4, 3000, "410 Gone", "relisting", NULL) >= 4);
-    ck_assert(it_wait_lines("cp.err", 4, 3000, "relisted", NULL) >= 4);
+    ck_assert(it_wait_lines("cp.err", 8, 3000, "410 Gone", "relisting", NULL) >= 8);
+    ck_assert(it_wait_lines("cp.err", 8, 3000, "relisted", NULL) >= 8);
     ck_assert_msg(wait_stat("lists", lists0 + 8, 3000), "not one relist of each kind by each");
-    EXPECT_PUSH("a change after 410 (event)", PUSH_BOUND_MS, pod("web-2", "web-v2", "10.1.0.12"));
+    EXPECT_PUSH("a change after 410 (event)", PUSH_BOUND_MS, pod("web-2", "web", "10.1.0.12"));
 
     /* lists are paged; a continue token that expires mid-list (410) starts that list again */
     ck_assert(stat_of("pages") > stat_of("lists"));
@@ -486,15 +512,15 @@ START_TEST(test_k8s_watch_end_to_end)
             it_sleep_ms(20);
         ck_assert_msg(it_now_ms() < end, "no list restarted after its continue token expired");
     }
-    ck_assert(it_wait_lines("cp.err", 8, 3000, "relisted", NULL) >= 8);
+    ck_assert(it_wait_lines("cp.err", 12, 3000, "relisted", NULL) >= 12);
     ck_assert_int_eq(stat_of("gone_continue"), 1);
     ck_assert_msg(wait_stat("lists", lists0 + 8, 3000), "not one relist of each kind by each");
 
     /* 410 Gone as the HTTP status of the watch request (the watches cut, then refused) */
     ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"http\"}", buf, sizeof(buf)), 200);
-    ck_assert(it_wait_lines("cp.err", 12, 5000, "watch", ": 410 Gone (too old resource version",
-                            "): relisting", NULL) >= 12);
-    ck_assert(it_wait_lines("cp.err", 12, 5000, "relisted", NULL) >= 12);
+    ck_assert(it_wait_lines("cp.err", 16, 5000, "watch", ": 410 Gone (too old resource version",
+                            "): relisting", NULL) >= 16);
+    ck_assert(it_wait_lines("cp.err", 16, 5000, "relisted", NULL) >= 16);
     ck_assert(stat_of("gone_http") >= 4);
     EXPECT_PUSH("a change after 410 (http)", PUSH_BOUND_MS, {
         slice(false);
@@ -519,11 +545,11 @@ START_TEST(test_k8s_watch_end_to_end)
     traffic("at the end");
     /* what the control plane counted */
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_synced", "") == 1);
-    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 12);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_gone_total", "") >= 16);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bookmarks_total", "") > 0);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_bad_objects_total", "") >= 1);
     ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_unauthorized_total", "") >= 1);
-    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_lists_total", "") >= 16);
+    ck_assert(it_stat(cp_admin, "tollgate_cp_k8s_lists_total", "") >= 20);
     validate_schemas();
     ck_assert_int_eq(it_stop(cp, 5000), 0);
     ck_assert_int_eq(it_stop(cp2, 5000), 0);

@@ -23,6 +23,8 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
   POST   /gone      {"mode": "http" | "event"}: compact: every resourceVersion so far is too old
   POST   /drop      cut every open watch
   POST   /expire    {"count": N}: the next N continue tokens presented are too old (410)
+  POST   /corrupt   {"what": "list" | "watch", "count": N}: the next N list pages are not JSON,
+                    or the next N watch events are sent as a line that is not JSON instead
   GET    /objects   every object served, as a JSON array (to validate against the schemas)
   GET    /stats     counters as JSON
 On start it writes {"port": P, "ctl": C} as one line to stdout.
@@ -65,6 +67,7 @@ class Store:
         self.bookmark_interval = bookmark_interval
         self.max_page = max_page
         self.expire = 0  # continue tokens to refuse
+        self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
         self.stats = {k: 0 for k in ("lists", "pages", "watches", "unauthorized", "gone_http",
                                      "gone_event", "gone_continue", "bookmarks", "drops",
                                      "events", "watching")}
@@ -180,6 +183,18 @@ def make_api_handler(store):
             for it in page:  # list items carry no kind/apiVersion, as the API serves them
                 it.pop("kind", None)
                 it.pop("apiVersion", None)
+            with store.cond:
+                spoil = store.corrupt["list"] > 0
+                if spoil:
+                    store.corrupt["list"] -= 1
+            if spoil:
+                data = b'{"kind": "' + kind.encode() + b'List", "items": [\n{"truncated'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             self.send_json(200, {"kind": kind + "List", "apiVersion": api, "metadata": meta,
                                  "items": page})
 
@@ -252,6 +267,15 @@ def make_api_handler(store):
                     self.chunk({"type": "ERROR", "object": gone_ev})
                     return self.finish_stream()
                 for rv, _, typ, obj in evs:
+                    with store.cond:
+                        spoil = store.corrupt["watch"] > 0
+                        if spoil:
+                            store.corrupt["watch"] -= 1
+                    if spoil:  # the event is lost on this stream: a line that is not JSON
+                        data = b'{"type": "ADDED", "object": {"metadata": \x01\n'
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                        self.wfile.flush()
+                        continue
                     self.chunk({"type": typ, "object": obj})
                     cur = rv
                 now = time.monotonic()
@@ -341,6 +365,8 @@ def make_ctl_handler(store):
                     store.snapshots = {}
                     store.gone_epoch += 1
                     store.cond.notify_all()
+                elif self.path == "/corrupt":
+                    store.corrupt[b.get("what", "list")] = int(b.get("count", 1))
                 elif self.path == "/expire":
                     store.expire = int(b.get("count", 1))
                 elif self.path == "/drop":
