@@ -172,21 +172,20 @@ def make_api_handler(store):
                              for k in sorted(store.objs[plural])]
                 page, rest = (items[:limit], items[limit:]) if limit > 0 else (items, [])
                 meta = {"resourceVersion": str(rv)}
-                if rest:
+                spoil = store.corrupt["list"] > 0
+                if spoil:
+                    store.corrupt["list"] -= 1
+                elif rest:
                     tok = secrets.token_urlsafe(12)
                     store.snapshots[tok] = (rv, rest)
                     meta["continue"] = tok
                     meta["remainingItemCount"] = len(rest)
                 else:
-                    store.stats["lists"] += 1
+                    store.stats["lists"] += 1  # complete lists served (spoiled ones are not)
                 store.stats["pages"] += 1
             for it in page:  # list items carry no kind/apiVersion, as the API serves them
                 it.pop("kind", None)
                 it.pop("apiVersion", None)
-            with store.cond:
-                spoil = store.corrupt["list"] > 0
-                if spoil:
-                    store.corrupt["list"] -= 1
             if spoil:
                 data = b'{"kind": "' + kind.encode() + b'List", "items": [\n{"truncated'
                 self.send_response(200)
@@ -380,6 +379,21 @@ def make_ctl_handler(store):
     return Ctl
 
 
+class TLSServer(ThreadingHTTPServer):
+    """The TLS handshake in each connection's own thread, not in the accepting one, so a
+    client slow to handshake delays nobody else."""
+    daemon_threads = True
+
+    def finish_request(self, request, client_address):
+        try:
+            request.settimeout(10)
+            request.do_handshake()
+            request.settimeout(None)
+        except (ssl.SSLError, OSError):
+            return
+        super().finish_request(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cert", required=True)
@@ -392,10 +406,10 @@ def main():
     for t in a.token:
         store.tokens[t] = None
     ThreadingHTTPServer.daemon_threads = True
-    api = ThreadingHTTPServer(("127.0.0.1", 0), make_api_handler(store))
+    api = TLSServer(("127.0.0.1", 0), make_api_handler(store))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
-    api.socket = ctx.wrap_socket(api.socket, server_side=True)
+    api.socket = ctx.wrap_socket(api.socket, server_side=True, do_handshake_on_connect=False)
     ctl = ThreadingHTTPServer(("127.0.0.1", 0), make_ctl_handler(store))
     threading.Thread(target=ctl.serve_forever, daemon=True).start()
     print(json.dumps({"port": api.server_address[1], "ctl": ctl.server_address[1]}), flush=True)
