@@ -20,7 +20,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DTOLLGATE_TESTS=OFF \
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libuv1 libyaml-0-2 libprotobuf-c1 libjansson4 iptables ca-certificates \
+        libuv1 libyaml-0-2 libprotobuf-c1 libjansson4 libcurl4 iptables ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 1337 tollgate \
     && useradd --system --uid 1337 --gid 1337 --no-create-home --home-dir /nonexistent \

@@ -7,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cp_k8s.h"
 #include "cp_server.h"
 
-#define BODY_MAX 4096
+#define BODY_MAX 8192
 
 struct tg_cp_admin {
     struct tg_cp_server *srv;
@@ -27,14 +28,46 @@ static void on_healthz(void *arg, struct tg_adminsrv_reply *out)
     out->len = strlen(out->body);
 }
 
+struct metric {
+    const char *name, *type, *help;
+    uint64_t v;
+};
+
+static size_t put_metrics(char *body, size_t o, const struct metric *m, size_t n)
+{
+    for (size_t i = 0; i < n && o < BODY_MAX; i++) {
+        int w = snprintf(body + o, BODY_MAX - o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+                         m[i].name, m[i].help, m[i].name, m[i].type, m[i].name, m[i].v);
+
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return o;
+}
+
 static void on_stats(void *arg, struct tg_adminsrv_reply *out)
 {
     struct tg_cp_admin *a = arg;
     const struct tg_cp_server_stats *s = tg_cp_server_stats(a->srv);
-    const struct {
-        const char *name, *type, *help;
-        uint64_t v;
-    } m[] = {
+    const struct tg_cp_k8s *k8s = tg_cp_server_k8s(a->srv);
+    const struct tg_k8s_client_stats none = {0}, *k = k8s != NULL ? tg_cp_k8s_stats(k8s) : &none;
+    const struct metric k8s_m[] = {
+        /* only with kubernetes.discovery */
+        {"tollgate_cp_k8s_lists_total", "counter", "Kubernetes lists completed", k->lists},
+        {"tollgate_cp_k8s_watches_total", "counter", "Kubernetes watches started", k->watches},
+        {"tollgate_cp_k8s_events_total", "counter", "Kubernetes watch events applied", k->events},
+        {"tollgate_cp_k8s_bookmarks_total", "counter", "Kubernetes BOOKMARKs", k->bookmarks},
+        {"tollgate_cp_k8s_gone_total", "counter", "Kubernetes 410 Gone (relists)", k->gone},
+        {"tollgate_cp_k8s_errors_total", "counter", "Kubernetes requests failed", k->errors},
+        {"tollgate_cp_k8s_bad_objects_total", "counter", "Kubernetes objects skipped",
+         k->bad_objects},
+        {"tollgate_cp_k8s_unauthorized_total", "counter", "Kubernetes 401 answers",
+         k->unauthorized},
+        {"tollgate_cp_k8s_synced", "gauge", "1 once the cluster is listed and a table pushable",
+         k8s != NULL && tg_cp_k8s_table(k8s) != NULL},
+    };
+    const struct metric m[] = {
         {"tollgate_cp_streams_total", "counter", "Streams accepted", s->streams},
         {"tollgate_cp_streams_open", "gauge", "Streams connected now", s->open_streams},
         {"tollgate_cp_hellos_refused_total", "counter", "Hellos refused (authentication)",
@@ -69,14 +102,9 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
         out->len = strlen(out->body);
         return;
     }
-    for (size_t i = 0; i < TG_NELEM(m) && o < BODY_MAX; i++) {
-        int n = snprintf(body + o, BODY_MAX - o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
-                         m[i].name, m[i].help, m[i].name, m[i].type, m[i].name, m[i].v);
-
-        if (n < 0)
-            break;
-        o += (size_t)n;
-    }
+    o = put_metrics(body, o, m, TG_NELEM(m));
+    if (k8s != NULL)
+        o = put_metrics(body, o, k8s_m, TG_NELEM(k8s_m));
     for (size_t i = 0; i < TG_NELEM(r) && o < BODY_MAX; i++) {
         int n = snprintf(body + o, BODY_MAX - o,
                          "%stollgate_cp_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",

@@ -527,6 +527,9 @@ void tg_cp_config_free(struct tg_cp_config *c)
     free(c->k8s_issuer);
     strlist_free(&c->k8s_audiences);
     free(c->k8s_keys);
+    free(c->k8s_api_server);
+    free(c->k8s_ca);
+    free(c->k8s_token);
     strlist_free(&c->roots);
     for (size_t i = 0; i < c->n_extra_roots; i++) {
         free(c->extra_roots[i].trust_domain);
@@ -579,6 +582,33 @@ static int get_strings(struct yw *y, const yaml_node_t *n, const char *key, stru
     return get_heap_list(y, n, key, 64, out, on_string_entry);
 }
 
+static int on_discovery(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
+{
+    struct tg_cp_config *c = obj;
+    const char *s;
+    bool in_cluster;
+    int rc;
+
+    if (strcmp(k, "in_cluster") == 0) {
+        if ((rc = get_bool(y, v, key, &in_cluster)) < 0)
+            return rc;
+        c->k8s_in_cluster = in_cluster;
+        return in_cluster ? 0 : fail_at(y, v, key, "true, or name api_server instead");
+    }
+    if (strcmp(k, "api_server") == 0) {
+        if ((rc = get_nonempty(y, v, key, &s)) < 0)
+            return rc;
+        if (strncmp(s, "https://", 8) != 0 || s[8] == '\0' || strpbrk(s, "?# ") != NULL)
+            return fail_at(y, v, key, "\"%.64s\" is not an https:// URL", s);
+        return (c->k8s_api_server = strdup(s)) == NULL ? TG_ENOMEM : 0;
+    }
+    if (strcmp(k, "ca") == 0)
+        return get_path(y, v, key, &c->k8s_ca);
+    if (strcmp(k, "token") == 0)
+        return get_path(y, v, key, &c->k8s_token);
+    return 1;
+}
+
 static int on_kubernetes(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct tg_cp_config *c = obj;
@@ -598,6 +628,17 @@ static int on_kubernetes(struct yw *y, void *obj, const char *k, yaml_node_t *v,
     }
     if (strcmp(k, "keys") == 0)
         return get_path(y, v, key, &c->k8s_keys);
+    if (strcmp(k, "discovery") == 0) {
+        c->k8s_discovery = true;
+        if ((rc = walk_map(y, v, key, on_discovery, c)) < 0)
+            return rc;
+        if (c->k8s_api_server != NULL && c->k8s_in_cluster)
+            return fail_at(y, v, key, "in_cluster and api_server exclude each other");
+        if (c->k8s_api_server != NULL ? c->k8s_ca == NULL || c->k8s_token == NULL
+                                      : !c->k8s_in_cluster)
+            return fail_at(y, v, key, "wants in_cluster: true, or api_server with ca and token");
+        return 0;
+    }
     return 1;
 }
 
@@ -704,8 +745,11 @@ static int on_config(struct yw *y, void *obj, const char *k, yaml_node_t *v, con
     if (strcmp(k, "kubernetes") == 0) {
         if ((rc = walk_map(y, v, key, on_kubernetes, c)) < 0)
             return rc;
-        if (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL)
+        if ((c->k8s_issuer != NULL || c->k8s_audiences.n != 0 || c->k8s_keys != NULL) &&
+            (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL))
             return fail_at(y, v, key, "wants issuer, audiences and keys");
+        if (c->k8s_issuer == NULL && !c->k8s_discovery)
+            return fail_at(y, v, key, "wants issuer, audiences and keys, or discovery");
         return 0;
     }
     if (strcmp(k, "admin") == 0) {

@@ -7,6 +7,7 @@
 #ifndef TOLLGATE_CP_CONFIG_H
 #define TOLLGATE_CP_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tollgate/config.h"
@@ -44,8 +45,14 @@ struct tg_cp_config {
     char *k8s_issuer;
     struct tg_strlist k8s_audiences; /* at least one */
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
-    struct tg_addr admin;            /* plain-HTTP /healthz and /stats; len 0: none */
-    struct tg_strlist roots;         /* our trust domain's roots; empty: ca.cert when self-signed */
+    /* kubernetes.discovery (k8s_client.h): watch the API, derive the mesh table */
+    bool k8s_discovery;
+    bool k8s_in_cluster;     /* in_cluster: true */
+    char *k8s_api_server;    /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+    char *k8s_ca;            /* NULL: the mounted service account's ca.crt */
+    char *k8s_token;         /* NULL: the mounted service account's token */
+    struct tg_addr admin;    /* plain-HTTP /healthz and /stats; len 0: none */
+    struct tg_strlist roots; /* our trust domain's roots; empty: ca.cert when self-signed */
     struct tg_cp_extra_roots *extra_roots;
     size_t n_extra_roots;
     struct tg_strlist mesh; /* mesh files */

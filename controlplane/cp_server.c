@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cp_admin.h"
+#include "cp_k8s.h"
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 
@@ -38,6 +39,7 @@ struct tg_cp_server {
     bool accept_waiting;       /* a connection left on the listener for the next turn */
     int open_handles;          /* listener, timers, watchers, admin endpoint */
     struct tg_cp_admin *admin; /* NULL: none */
+    struct tg_cp_k8s *k8s;     /* kubernetes.discovery; NULL: none */
     bool admin_closing;
     struct watcher **watchers;
     size_t n_watchers;
@@ -83,6 +85,18 @@ bool tg_cp_server_healthy(const struct tg_cp_server *srv)
     return !srv->closing && srv->state != NULL && srv->port > 0;
 }
 
+const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, enum tg_res_type t)
+{
+    if (t == TG_RES_MESH_TABLE && srv->k8s != NULL)
+        return tg_cp_k8s_table(srv->k8s); /* NULL until the cluster is listed */
+    return srv->state->res[t];
+}
+
+const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
+{
+    return srv->k8s;
+}
+
 int tg_cp_server_admin_port(const struct tg_cp_server *srv)
 {
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
@@ -117,6 +131,24 @@ static void on_handle_closed(uv_handle_t *h)
 
     srv->open_handles--;
     maybe_free(srv);
+}
+
+static void on_k8s_closed(void *arg)
+{
+    struct tg_cp_server *srv = arg;
+
+    srv->k8s = NULL;
+    srv->open_handles--;
+    maybe_free(srv);
+}
+
+/* The derived mesh table changed: push it where it differs. */
+static void on_k8s_table(void *arg)
+{
+    struct tg_cp_server *srv = arg;
+
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
+        tg_cp_stream_push_changed(c);
 }
 
 static void on_admin_closed(void *arg)
@@ -621,12 +653,18 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     if (strcmp(s->cfg->admin.text, srv->state->cfg->admin.text) != 0)
         tg_warn("admin changed to %s: takes effect at the next start",
                 s->cfg->admin.len > 0 ? s->cfg->admin.text : "none");
+    if (s->cfg->k8s_discovery != srv->state->cfg->k8s_discovery ||
+        strcmp(s->cfg->k8s_api_server ? s->cfg->k8s_api_server : "",
+               srv->state->cfg->k8s_api_server ? srv->state->cfg->k8s_api_server : "") != 0)
+        tg_warn("kubernetes.discovery changed: takes effect at the next start");
     tg_log_set_level(s->cfg->log_level);
     tg_cp_state_unref(srv->state);
     srv->state = s;
     srv->stats.reloads++;
     log_state(s, "reloaded");
     rewatch(srv, NULL);
+    if (srv->k8s != NULL)
+        tg_cp_k8s_set_overlay(srv->k8s, s->res[TG_RES_MESH_TABLE]); /* pushes, once synced */
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
         tg_cp_stream_push_changed(c);
     return 0;
@@ -686,6 +724,16 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
             return rc;
         }
     }
+    if (srv->state->cfg->k8s_discovery) {
+        rc = tg_cp_k8s_new(loop, srv->state->cfg, srv->state->res[TG_RES_MESH_TABLE], on_k8s_table,
+                           srv, &srv->k8s, err);
+        if (rc < 0) {
+            *out = NULL;
+            tg_cp_server_close(srv, NULL, NULL);
+            return rc;
+        }
+        srv->open_handles++; /* until on_k8s_closed */
+    }
     uv_timer_start(&srv->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     rewatch(srv, NULL);
     log_state(srv->state, "loaded");
@@ -704,6 +752,8 @@ void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), 
     srv->on_closed = on_closed;
     srv->closed_arg = arg;
     unwatch(srv);
+    if (srv->k8s != NULL)
+        tg_cp_k8s_close(srv->k8s, on_k8s_closed, srv);
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     uv_close((uv_handle_t *)&srv->reload_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sweep_timer, on_handle_closed);

@@ -107,6 +107,13 @@ struct tg_cp_server_stats *tg_cp_server_stats_mut(struct tg_cp_server *srv);
 uv_loop_t *tg_cp_server_loop(const struct tg_cp_server *srv);
 /* The state is loaded and the stream listener bound, and we are not shutting down. */
 bool tg_cp_server_healthy(const struct tg_cp_server *srv);
+/* What is pushed of type t: the state's, but for the mesh table with kubernetes.discovery,
+ * the derived table merged with the mesh files' (cp_k8s.h), NULL until the cluster has been
+ * listed (nothing of that type is pushed then). */
+const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, enum tg_res_type t);
+struct tg_cp_k8s;
+/* NULL without kubernetes.discovery. */
+const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv);
 /* The admin endpoint's port (cp.yaml admin:), 0 when there is none. */
 int tg_cp_server_admin_port(const struct tg_cp_server *srv);
 

@@ -288,9 +288,11 @@ static void version_of(const ProtobufCMessage *m, struct tg_resource *a, char *o
 static int build_push(struct tg_cp_conn *c, enum tg_res_type t, struct tg_resource *a,
                       Tollgate__V1__Push *p, char *version, size_t cap)
 {
-    const struct tg_cp_state *s = tg_cp_server_state(c->srv);
-    const struct tg_resource *r = s->res[t];
+    const struct tg_resource *r = tg_cp_server_resource(c->srv, t);
     const ProtobufCMessage *body = NULL;
+
+    if (r == NULL)
+        return TG_EAGAIN; /* not known yet: push nothing of this type */
 
     p->type = (Tollgate__V1__ResourceType)t;
     switch (t) {
@@ -338,8 +340,14 @@ void tg_cp_stream_push_changed(struct tg_cp_conn *c)
         Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
         struct tg_resource *a = tg_resource_new(TG_RES_NONE);
         char version[TG_CP_VERSION_MAX + 1];
+        int rc = a == NULL ? TG_ENOMEM
+                           : build_push(c, (enum tg_res_type)t, a, &p, version, sizeof(version));
 
-        if (a == NULL || build_push(c, (enum tg_res_type)t, a, &p, version, sizeof(version)) < 0) {
+        if (rc == TG_EAGAIN) {
+            tg_resource_free(a);
+            continue;
+        }
+        if (rc < 0) {
             tg_resource_free(a);
             tg_msgstream_close(c->ms, false, "out of memory building a push");
             return;

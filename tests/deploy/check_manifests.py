@@ -314,10 +314,25 @@ def check_control_plane(objs):
         if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             check(f"control plane: {o['kind']} {o['metadata']['name']} in {ns}",
                   o["metadata"].get("namespace") == ns)
-    rbac = [k for k in by if k[0] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
-    check("control plane: no RBAC (it verifies tokens with keys, and calls no API)", not rbac,
-          str(rbac))
-    check("control plane: the ServiceAccount mounts no API token",
+    rbac = sorted(k for k in by if k[0] in ("Role", "RoleBinding", "ClusterRole",
+                                            "ClusterRoleBinding"))
+    check("control plane: RBAC is the discovery ClusterRole and its binding only",
+          rbac == [("ClusterRole", "tollgate-cp-discovery"),
+                   ("ClusterRoleBinding", "tollgate-cp-discovery")], str(rbac))
+    role = by.get(("ClusterRole", "tollgate-cp-discovery"), {})
+    granted = sorted((g, r, tuple(sorted(rule.get("verbs", []))))
+                     for rule in role.get("rules", []) for g in rule.get("apiGroups", [])
+                     for r in rule.get("resources", []))
+    read = ("get", "list", "watch")
+    check("control plane: discovery reads namespaces, pods, services, endpointslices, no more",
+          granted == [("", "namespaces", read), ("", "pods", read), ("", "services", read),
+                      ("discovery.k8s.io", "endpointslices", read)], str(granted))
+    binding = by.get(("ClusterRoleBinding", "tollgate-cp-discovery"), {})
+    check("control plane: the binding names the tollgate-cp ServiceAccount",
+          binding.get("subjects") == [{"kind": "ServiceAccount", "name": "tollgate-cp",
+                                       "namespace": ns}]
+          and get(binding, "roleRef", "name") == "tollgate-cp-discovery")
+    check("control plane: the ServiceAccount mounts no API token by default",
           by.get(("ServiceAccount", "tollgate-cp"), {}).get("automountServiceAccountToken")
           is False)
     d = by.get(("Deployment", "tollgate-cp"))
@@ -325,9 +340,9 @@ def check_control_plane(objs):
         return
     spec = pod_spec(d)
     check("control plane: 2 replicas", d["spec"].get("replicas") == 2)
-    check("control plane: serviceAccountName tollgate-cp, no API token mounted",
+    check("control plane: serviceAccountName tollgate-cp, its API token mounted (discovery)",
           spec.get("serviceAccountName") == "tollgate-cp"
-          and spec.get("automountServiceAccountToken") is False)
+          and spec.get("automountServiceAccountToken") is True)
     check("control plane: pod runs as non-root",
           get(spec, "securityContext", "runAsNonRoot") is True
           and (get(spec, "securityContext", "runAsUser") or 0) != 0)
@@ -534,7 +549,7 @@ def check_dockerfile():
           "debian:bookworm-slim", str(froms))
     check("Dockerfile: the builder runs scripts/setup.sh", "scripts/setup.sh" in text)
     runtime = text.split("FROM debian:bookworm-slim", 1)[-1]
-    for pkg in ("libuv1", "libyaml-0-2", "libprotobuf-c1", "iptables"):
+    for pkg in ("libuv1", "libyaml-0-2", "libprotobuf-c1", "libjansson4", "libcurl4", "iptables"):
         check(f"Dockerfile: runtime installs {pkg}", re.search(rf"\b{re.escape(pkg)}\b", runtime)
               is not None)
     check("Dockerfile: runtime has tollgate and tollgate-cp",

@@ -1,0 +1,36 @@
+/* tollgate-cp as a Kubernetes controller, part one: the mesh table derived from the cluster
+ * (k8s/k8s_client.h watches, k8s/k8s_derive.h derives) and merged with the mesh files'
+ * mesh_table (the overlay: it wins where it names the same address and port). A change in
+ * the cluster is debounced (TG_CP_K8S_DEBOUNCE_MS from the first change, so a burst of
+ * events makes one new version and a steady stream of them still one every 100 ms), then
+ * the table is derived again and on_table runs, for the server to push what changed.
+ * Until every watched kind has been listed once, there is no table (NULL): sidecars keep
+ * what they hold rather than get a table that misses part of the cluster.
+ * Loop thread only. */
+#ifndef TOLLGATE_CP_K8S_H
+#define TOLLGATE_CP_K8S_H
+
+#include <uv.h>
+
+#include "cp_config.h"
+#include "k8s_client.h"
+#include "tollgate/resource.h"
+
+#define TG_CP_K8S_DEBOUNCE_MS 100
+
+struct tg_cp_k8s;
+
+/* Starts watching per cfg's kubernetes.discovery, with overlay (borrowed for this call: it
+ * is copied) as the mesh files' table. 0 with *out, or a negative code with err. */
+TG_MUST_USE int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
+                              const struct tg_resource *overlay, void (*on_table)(void *arg),
+                              void *arg, struct tg_cp_k8s **out, char *err);
+/* The mesh files were reloaded: merges again now (on_table runs when synced). */
+void tg_cp_k8s_set_overlay(struct tg_cp_k8s *k, const struct tg_resource *overlay);
+/* The merged mesh table (borrowed until the next on_table), NULL before the first sync. */
+const struct tg_resource *tg_cp_k8s_table(const struct tg_cp_k8s *k);
+const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k);
+/* Stops; on_closed(arg) once every handle is closed, then k is freed. */
+void tg_cp_k8s_close(struct tg_cp_k8s *k, void (*on_closed)(void *arg), void *arg);
+
+#endif
