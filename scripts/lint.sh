@@ -3,7 +3,9 @@
 #   - clang-format: every tracked .c/.h file as .clang-format says (fix: clang-format -i FILE);
 #   - cppcheck: no finding in our C (warning, portability and performance classes; errors
 #     are always on);
-#   - shellcheck: no warning in any of our shell scripts.
+#   - shellcheck: no warning in any of our shell scripts;
+#   - links: every relative link of every tracked *.md resolves inside the repo, anchors
+#     included (scripts/check_links.py).
 # Needs clang-format, cppcheck and shellcheck (scripts/setup.sh installs them), and the
 # generated protobuf header from a build (BUILD, default build/) so cppcheck sees its types.
 set -euo pipefail
@@ -37,5 +39,10 @@ if ! shellcheck -S warning "${sh_files[@]}"; then
     failed=1
 fi
 
+if ! python3 "$ROOT/scripts/check_links.py"; then
+    echo "lint: links: the links above do not resolve inside the repo" >&2
+    failed=1
+fi
+
 [ "$failed" = 0 ] || exit 1
-echo "lint: clang-format, cppcheck and shellcheck clean (${#c_files[@]} C files, ${#sh_files[@]} scripts)"
+echo "lint: clang-format, cppcheck, shellcheck and links clean (${#c_files[@]} C files, ${#sh_files[@]} scripts)"
