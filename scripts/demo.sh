@@ -111,6 +111,13 @@ grep -q "\"serial\":\"$new\"" a.access.log || { echo "rotation not seen by new c
 step "7. B's /stats (non-zero series)"
 curl -s "127.0.0.1:$B_ADMIN/stats" | grep -v '^#' | grep -v ' 0$'
 
+step "7b. The admin endpoint refuses what a web page could send it"
+# a cross-site form POST to 127.0.0.1 would take B off the mesh if /drain took it
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Origin: http://evil.example' \
+    -H 'Content-Type: application/x-www-form-urlencoded' "127.0.0.1:$B_ADMIN/drain")
+echo "POST /drain with a browser's Origin and form body: $code (refused); B still $(curl -s "127.0.0.1:$B_ADMIN/ready")"
+[ "$code" = 403 ] || { echo "demo: the admin endpoint took a browser-style drain" >&2; exit 1; }
+
 step "8. SIGTERM drains and exits 0"
 kill -TERM "${PIDS[1]}"
 wait "${PIDS[1]}" && echo "sidecar B exited 0"
