@@ -6,7 +6,7 @@
 #      fuzz corpus replays, and the deployment-file checks;
 #   2. the unit tests under valgrind (definite leaks and memory errors fail);
 #   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/);
-#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (20) each, TOLLGATE_FUZZ_JOBS
+#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (10) each, TOLLGATE_FUZZ_JOBS
 #      (one per core) at a time (build-fuzz/, clang).
 # `scripts/test.sh quick`: set-up, lint and the unit tests only (ctest -L unit), under two
 # minutes once set up: the loop to run while working.
@@ -17,7 +17,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
-FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-20}
+FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-10}
 FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
 
 QUICK=${TOLLGATE_QUICK:-0}
