@@ -19,6 +19,7 @@
 #define TG_IT_HARNESS_H
 
 #include <check.h>
+#include "check_main.h"
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -547,7 +547,7 @@ START_TEST(test_sidecar_logs_hold_against_forged_fields)
 }
 END_TEST
 
-static Suite *adversarial_log_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_log");
     TCase *tc = tcase_create("adversarial_log");
@@ -558,15 +558,4 @@ static Suite *adversarial_log_suite(void)
     tcase_add_test(tc, test_sidecar_logs_hold_against_forged_fields);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(adversarial_log_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

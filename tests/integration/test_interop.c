@@ -193,7 +193,7 @@ START_TEST(test_openssl_s_server_as_outbound_upstream)
 }
 END_TEST
 
-static Suite *interop_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("interop");
     TCase *tc = tcase_create("openssl");
@@ -204,15 +204,4 @@ static Suite *interop_suite(void)
     tcase_add_test(tc, test_openssl_s_server_as_outbound_upstream);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(interop_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1213,7 +1213,7 @@ static void add(Suite *s, const char *name, const TTest *t)
     suite_add_tcase(s, tc);
 }
 
-static Suite *load_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("load");
 
@@ -1226,16 +1226,10 @@ static Suite *load_suite(void)
     return s;
 }
 
-int main(int argc, char **argv)
+int tg_test_subcommand(int argc, char **argv)
 {
-    SRunner *sr;
-    int failed;
-
     if (argc == 4 && strcmp(argv[1], "serve") == 0)
         return serve(argv[2], atoi(argv[3]));
-    sr = srunner_create(load_suite());
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    fprintf(stderr, "%s: unknown helper command %s\n", argv[0], argv[1]);
+    return 2;
 }

@@ -14,6 +14,7 @@
  * Under valgrind only every few N are tried (the whole range takes minutes there).
  * TG_ALLOCFAIL_TRACE=1 prints each N before it runs (to find one that crashes). */
 #include <check.h>
+#include "check_main.h"
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -687,12 +688,10 @@ static void teardown(void)
     tg_tls_cleanup();
 }
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("allocfail");
     TCase *tc = tcase_create("allocfail");
-    SRunner *r;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
@@ -700,9 +699,5 @@ int main(void)
     tcase_add_test(tc, test_allocfail_config_path);
     tcase_add_test(tc, test_allocfail_push_path);
     suite_add_tcase(s, tc);
-    r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

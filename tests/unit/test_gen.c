@@ -1,6 +1,7 @@
 /* gen.c + identity.c: a generation is built complete or not at all from the identity files,
  * and lives exactly as long as its references. */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -493,7 +494,7 @@ START_TEST(test_gen_http_rules_follow_the_mesh_table)
 }
 END_TEST
 
-static Suite *gen_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("gen");
     TCase *tc = tcase_create("build");
@@ -512,15 +513,4 @@ static Suite *gen_suite(void)
     tcase_add_test(tc, test_gen_pushed_mesh_and_settings);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(gen_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

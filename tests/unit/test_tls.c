@@ -4,6 +4,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -752,7 +753,7 @@ START_TEST(test_tls_cipher_suites_applied)
 }
 END_TEST
 
-static Suite *tls_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("tls");
     TCase *tc = tcase_create("handshake");
@@ -775,15 +776,4 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_version_text_names_aesni);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(tls_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
