@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "fuzz_certs.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/cp_client.h"
@@ -77,23 +78,18 @@ static void print_stats(void)
 
 static void setup(void)
 {
-    static int done;
     char err[TG_ERRLEN];
 
-    if (done)
-        return;
-    done = 1;
+    FUZZ_ONCE();
     if (tg_tls_init() < 0 ||
         tg_config_parse(CONFIG, sizeof(CONFIG) - 1, "fuzz.yaml", &cfg, err) < 0) {
-        fprintf(stderr, "fuzz_pushseq: %s\n", err);
-        abort();
+        fuzz_setup_failed("fuzz_pushseq", err);
     }
     keys[0].pem = (char *)FUZZ_SERVER_KEY;
     keys[0].pem_len = strlen(FUZZ_SERVER_KEY);
     keys[1].pem = (char *)FUZZ_CLIENT_KEY;
     keys[1].pem_len = strlen(FUZZ_CLIENT_KEY);
-    if (getenv("TG_FUZZ_STATS") != NULL)
-        atexit(print_stats);
+    fuzz_stats_at_exit(print_stats);
 }
 
 /* ---- pushes made from a table ---- */

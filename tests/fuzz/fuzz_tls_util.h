@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "fuzz_certs.h"
+#include "fuzz_util.h"
 #include "tollgate/tls.h"
 
 #define FUZZ_SERVER_ID "spiffe://mesh.local/ns/default/sa/server"
@@ -124,11 +125,7 @@ static struct tg_pool fuzz_pool;
 /* Once per process: the library, the clock, and the buffer pool. */
 static void fuzz_tls_once(void)
 {
-    static int done;
-
-    if (done)
-        return;
-    done = 1;
+    FUZZ_ONCE();
     fuzz_rng_reset();
     if (tg_tls_init() < 0)
         abort();
