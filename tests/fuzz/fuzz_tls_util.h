@@ -43,6 +43,10 @@
 int __real_open(const char *path, int flags, ...);
 ssize_t __real_read(int fd, void *buf, size_t n);
 int __real_close(int fd);
+int __wrap_open(const char *path, int flags, ...);
+ssize_t __wrap_read(int fd, void *buf, size_t n);
+int __wrap_close(int fd);
+int __wrap_gettimeofday(struct timeval *tv, void *tz);
 
 static int fuzz_urandom_fd = -1;
 static uint64_t fuzz_rng_state;

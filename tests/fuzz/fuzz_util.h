@@ -4,11 +4,15 @@
 #define TOLLGATE_FUZZ_UTIL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tollgate/err.h"
+
+/* libFuzzer's entry point, which every fuzz_<parser>.c defines (replay_main.c calls it too). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The error rule: a refusal says why in one non-empty line that fits err[TG_ERRLEN];
  * anything else aborts. */
