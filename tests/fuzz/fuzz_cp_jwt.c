@@ -27,8 +27,9 @@ static const char keys_pem[] = "-----BEGIN PUBLIC KEY-----\n"
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct tg_cp_jwt_keys *keys;
-    static const char *const aud[] = {"tollgate"};
-    static const struct tg_strlist audiences = {(char **)aud, 1};
+    static char tollgate[] = "tollgate";
+    static char *aud[] = {tollgate};
+    static const struct tg_strlist audiences = {aud, 1};
     char err[TG_ERRLEN] = "", ns[TG_CP_JWT_NAME_MAX + 1] = "", sa[TG_CP_JWT_NAME_MAX + 1] = "";
     char *text;
     int rc;

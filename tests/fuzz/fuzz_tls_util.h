@@ -142,11 +142,11 @@ static void fuzz_tls_once(void)
 static void fuzz_identity(struct tg_identity *id, const char *chain, const char *key)
 {
     memset(id, 0, sizeof(*id));
-    id->chain_pem = (char *)chain;
+    id->chain_pem = tg_unconst(chain);
     id->chain_len = strlen(chain);
-    id->key_pem = (char *)key;
+    id->key_pem = tg_unconst(key);
     id->key_len = strlen(key);
-    id->bundle_pem = (char *)FUZZ_ROOT_PEM;
+    id->bundle_pem = tg_unconst(FUZZ_ROOT_PEM);
     id->bundle_len = strlen(FUZZ_ROOT_PEM);
     snprintf(id->trust_domain, sizeof(id->trust_domain), "mesh.local");
 }

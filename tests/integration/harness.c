@@ -1,5 +1,6 @@
 /* Integration test harness; see harness.h. Runs inside Check's forked test process. */
 #include "harness.h"
+#include "tollgate/err.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
@@ -242,7 +243,7 @@ static void spawn_into(struct it_proc *p, const char *name, const char *const ar
         signal(SIGPIPE, SIG_DFL);
         if (dup2(infd, 0) < 0 || dup2(outfd, 1) < 0 || dup2(errfd, 2) < 0)
             _exit(127);
-        execv(argv[0], (char *const *)argv);
+        execv(argv[0], tg_unconst(argv));
         dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -363,7 +364,8 @@ int it_run(const char *const argv[], const char *input, int timeout_ms, char **o
 
 /* ---- files -------------------------------------------------------------------------- */
 
-static void write_to(const char *path, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void write_to(const char *path, const char *fmt,
+                                                           va_list ap)
 {
     char *text = NULL;
     int n = vasprintf(&text, fmt, ap);
@@ -870,14 +872,15 @@ double it_metric(const char *stats, const char *name, const char *labels)
 
         if (llen < sizeof(buf) && line[0] != '#' && strncmp(line, name, nlen) == 0 &&
             (line[nlen] == '{' || line[nlen] == ' ')) {
-            const char *val, *want = labels;
+            const char *want = labels;
+            char *val;
             bool ok = true;
 
             memcpy(buf, line, llen);
             buf[llen] = '\0';
             val = line[nlen] == '{' ? strchr(buf, '}') : buf + nlen;
             if (val != NULL) {
-                *(char *)val = '\0'; /* labels end here */
+                *val = '\0'; /* labels end here */
                 while (ok && want != NULL && *want != '\0') {
                     const char *comma = strchr(want, ',');
                     size_t wl = comma != NULL ? (size_t)(comma - want) : strlen(want);

@@ -318,7 +318,7 @@ static bool tc_hello(struct tc *t, const char *token)
     h.node_id = "adversary";
     h.version = "test";
     if (token != NULL)
-        h.token = (char *)token;
+        h.token = tg_unconst(token);
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
     m.hello = &h;
     return tc_send(t, &m);

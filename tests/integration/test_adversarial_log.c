@@ -225,11 +225,11 @@ static void hello(Tollgate__V1__ClientMessage *m, Tollgate__V1__Hello *h, const 
 {
     tollgate__v1__client_message__init(m);
     tollgate__v1__hello__init(h);
-    h->token = (char *)token;
-    h->node_id = (char *)(node != NULL ? node : "");
-    h->namespace_ = (char *)(ns != NULL ? ns : "");
-    h->service_account = (char *)(sa != NULL ? sa : "");
-    h->version = (char *)(version != NULL ? version : "");
+    h->token = tg_unconst(token);
+    h->node_id = tg_unconst(node != NULL ? node : "");
+    h->namespace_ = tg_unconst(ns != NULL ? ns : "");
+    h->service_account = tg_unconst(sa != NULL ? sa : "");
+    h->version = tg_unconst(version != NULL ? version : "");
     m->msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
     m->hello = h;
 }

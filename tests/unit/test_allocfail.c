@@ -520,7 +520,7 @@ static void make_pushes(void)
                                "  server_ids: [\"spiffe://mesh.local/cp\"]\n"
                                "inbound:\n"
                                "  - {name: in, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}\n";
-    static char *roots[] = {(char *)FUZZ_ROOT_PEM}, *ids[] = {CLIENT_ID};
+    static char *roots[] = {NULL}, *ids[] = {CLIENT_ID};
     Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
     Tollgate__V1__TrustBundle tb = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
@@ -531,8 +531,9 @@ static void make_pushes(void)
     char err[TG_ERRLEN] = "";
 
     ck_assert_msg(tg_config_parse(yaml, sizeof(yaml) - 1, "cp.yaml", &cp_cfg, err) == 0, "%s", err);
-    cp_key.pem = (char *)FUZZ_SERVER_KEY;
+    cp_key.pem = tg_unconst(FUZZ_SERVER_KEY);
     cp_key.pem_len = strlen(FUZZ_SERVER_KEY);
+    roots[0] = tg_unconst(FUZZ_ROOT_PEM);
     p.version = "v1";
     p.nonce = "n";
     d.trust_domain = "mesh.local";

@@ -16,8 +16,9 @@
 #define NOW 1767225600 /* make_fixtures.py's clock */
 #define ISS "https://kubernetes.default.svc.cluster.local"
 
-static const char *const aud_list[] = {"other", "tollgate"};
-static const struct tg_strlist audiences = {(char **)aud_list, 2};
+static char aud_other[] = "other", aud_tollgate[] = "tollgate";
+static char *aud_list[] = {aud_other, aud_tollgate};
+static const struct tg_strlist audiences = {aud_list, 2};
 
 /* name -> NULL: accepted as demo/client; else a substring of the refusal */
 static const struct {

@@ -915,7 +915,7 @@ static const struct {
 
 static void check_rule_path_case(int i)
 {
-    char *const paths[] = {(char *)rule_path_cases[i].path};
+    char *const paths[] = {tg_unconst(rule_path_cases[i].path)};
     struct tg_policy_rule rule = {.name = "r", .action = TG_POLICY_DENY, .paths = {paths, 1}};
     struct tg_policy_input in = {.rules = &rule, .n_rules = 1};
     struct tg_policy *p = NULL;

@@ -61,7 +61,7 @@ static void side_init(struct side *s, const char *prefix, const char *bundle, bo
     if (extra != NULL)
         st = *extra, st.server = server;
     ck_assert_msg(tg_tls_ctx_new(&s->id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = (char *)peer_id;
+    s->idv[0] = tg_unconst(peer_id);
     s->ids.v = s->idv;
     s->ids.n = peer_id != NULL ? 1 : 0;
     s->rule.ids = &s->ids;
@@ -314,7 +314,7 @@ static void make_federation(void)
 static struct tg_identity *load_federated(const char *prefix)
 {
     char cert[64], key[64];
-    char *dv[] = {"partner.example"}, *fv[] = {(char *)cu_path("partner.pem")};
+    char *dv[] = {"partner.example"}, *fv[] = {tg_unconst(cu_path("partner.pem"))};
     struct tg_strlist domains = {dv, 1}, files = {fv, 1};
     struct tg_identity_files f = {.domains = &domains, .domain_bundles = &files};
     struct tg_identity *id = NULL;
@@ -338,7 +338,7 @@ static void side_init_id(struct side *s, struct tg_identity *id, bool server, co
     memset(s, 0, sizeof(*s));
     s->loaded = id;
     ck_assert_msg(tg_tls_ctx_new(id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = (char *)peer_id;
+    s->idv[0] = tg_unconst(peer_id);
     s->ids.v = s->idv;
     s->ids.n = peer_id != NULL ? 1 : 0;
     s->rule.ids = &s->ids;
@@ -718,7 +718,7 @@ START_TEST(test_tls_check_suites)
     };
 
     for (size_t i = 0; i < TG_NELEM(cases); i++) {
-        struct tg_strlist l = {(char **)cases[i].v, 0};
+        struct tg_strlist l = {tg_unconst(cases[i].v), 0};
         char why[TG_ERRLEN] = "";
         int rc;
 
