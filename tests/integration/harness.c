@@ -588,25 +588,31 @@ void it_serial_norm(const char *in, char *dst, size_t cap)
 
 /* ---- certificates ------------------------------------------------------------------- */
 
-void it_certs(const char *arg, ...)
+void it_tool_v(const char *bin, const char *arg, va_list ap)
 {
     const char *argv[MAX_ARGS];
     size_t n = 0;
     char *err = NULL;
-    va_list ap;
     int st;
 
-    argv[n++] = it_env("TG_CERTS_BIN");
-    va_start(ap, arg);
+    argv[n++] = bin;
     for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
         ck_assert(n < MAX_ARGS - 1);
         argv[n++] = a;
     }
-    va_end(ap);
     argv[n] = NULL;
     st = it_run(argv, NULL, 30000, NULL, &err);
-    ck_assert_msg(st == 0, "tollgate-certs %s ... exited %d: %s", arg, st, err ? err : "");
+    ck_assert_msg(st == 0, "%s %s ... exited %d: %s", bin, arg, st, err ? err : "");
     free(err);
+}
+
+void it_certs(const char *arg, ...)
+{
+    va_list ap;
+
+    va_start(ap, arg);
+    it_tool_v(it_env("TG_CERTS_BIN"), arg, ap);
+    va_end(ap);
 }
 
 void it_cert_serial(const char *pem, char *dst, size_t cap)

@@ -43,17 +43,6 @@
 #define STORE_ID "spiffe://mesh.local/ns/default/sa/store"
 #define MIB (1024 * 1024)
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN true
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN true
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN false
-#endif
-
 /* The issue's figures; under AddressSanitizer (an unoptimised build, run again by test.sh for
  * its memory checks) the outage is shorter: 35 s, with 20 s certificates. */
 #define OUTAGE_MS (UNDER_ASAN ? 35000 : 60000)

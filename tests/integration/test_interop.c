@@ -11,27 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_ARGS 40
-
 static void openssl(const char *arg, ...)
 {
-    const char *argv[MAX_ARGS];
-    char *err = NULL;
-    size_t n = 0;
     va_list ap;
-    int st;
 
-    argv[n++] = it_openssl();
     va_start(ap, arg);
-    for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
-        ck_assert(n < MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    it_tool_v(it_openssl(), arg, ap);
     va_end(ap);
-    argv[n] = NULL;
-    st = it_run(argv, NULL, 30000, NULL, &err);
-    ck_assert_msg(st == 0, "openssl %s exited %d: %s", arg, st, err ? err : "");
-    free(err);
 }
 
 static void openssl_leaf(const char *name, const char *spiffe)

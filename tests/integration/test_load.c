@@ -25,18 +25,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ASan's quarantine holds freed memory back on purpose: RSS cannot stay flat under it */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN true
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN true
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN false
-#endif
-
 #define NOFILE 8192
 #define MIB (1024 * 1024)
 
