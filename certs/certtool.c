@@ -177,8 +177,8 @@ struct opts {
     size_t n_uris;
     const char *dns[MAX_NAMES];
     size_t n_dns;
-    char *crls[MAX_NAMES];    /* verify --crl */
-    char *domains[MAX_NAMES]; /* verify --trust-domain */
+    const char *crls[MAX_NAMES];    /* verify --crl */
+    const char *domains[MAX_NAMES]; /* verify --trust-domain */
     struct certs_verify verify;
     const char *help_of; /* help COMMAND */
     uint32_t seen;       /* bit (opt - O_BASE) for each option given */
@@ -1092,7 +1092,7 @@ static int take_option(const char *cmd, int c, struct opts *o)
         o->verify.bundle = optarg;
         return 0;
     case O_CRL:
-        return add_name(cmd, "crl", optarg, (const char **)o->crls, &o->verify.crls.n);
+        return add_name(cmd, "crl", optarg, o->crls, &o->verify.crls.n);
     case O_INTERMEDIATES:
         o->verify.intermediates = optarg;
         return 0;
@@ -1102,8 +1102,7 @@ static int take_option(const char *cmd, int c, struct opts *o)
             return usage_error(cmd, "--peer: expected client or server, got '%s'", optarg);
         return 0;
     case O_TRUST_DOMAIN:
-        return add_name(cmd, "trust-domain", optarg, (const char **)o->domains,
-                        &o->verify.domains.n);
+        return add_name(cmd, "trust-domain", optarg, o->domains, &o->verify.domains.n);
     case O_MAX_CHAIN_DEPTH: {
         long n = 0;
         int rc = parse_long(cmd, "max-chain-depth", optarg, 1, 16, &n);
@@ -1187,8 +1186,8 @@ static int parse_args(int argc, char **argv, struct opts *o, bool *done)
         return usage_error(NULL, "unknown command '%s'", cmd);
     o->cmd = (enum cmd)i;
     o->verify.max_chain_depth = 4; /* the config's identity.max_chain_depth default */
-    o->verify.crls.v = o->crls;
-    o->verify.domains.v = o->domains;
+    o->verify.crls.v = tg_unconst(o->crls);
+    o->verify.domains.v = tg_unconst(o->domains);
     snprintf(prog, sizeof(prog), PROG " %s", cmd);
     argv[0] = prog; /* getopt names the command in its messages */
     optind = 1;

@@ -319,7 +319,7 @@ static int fill_leaf(const struct tg_cp_ca *ca, const struct tg_spiffe_id *id, i
         return tg_err_set(err, TG_ETLS, "key usage: %s", wc_GetErrorString(ret));
     if (tg_x509_set_alt_names(cert, &uri, 1, NULL, 0, err) < 0)
         return tg_err_set(err, TG_ETOOBIG, "SPIFFE ID too long for a certificate");
-    return tg_x509_set_key_ids(cert, subject, ca->der, ca->der_len, (ecc_key *)&ca->key, err);
+    return tg_x509_set_key_ids(cert, subject, ca->der, ca->der_len, tg_unconst(&ca->key), err);
 }
 
 int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t csr_len,
@@ -352,7 +352,7 @@ int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t cs
         goto fail;
     if ((rc = tg_x509_cert_init(cert, err)) < 0 ||
         (rc = fill_leaf(ca, &id, ttl_s, &subject, &rng, cert, err)) < 0 ||
-        (rc = tg_x509_make(cert, &subject, (ecc_key *)&ca->key, &rng, der, TG_X509_DER_CAP,
+        (rc = tg_x509_make(cert, &subject, tg_unconst(&ca->key), &rng, der, TG_X509_DER_CAP,
                            &der_len, err)) < 0 ||
         (rc = tg_x509_pem(der, der_len, CERT_TYPE, &leaf, &leaf_len, err)) < 0)
         goto fail;

@@ -278,7 +278,7 @@ static int select_crls(struct tg_cp_state *s, const struct tg_identity_pem *base
             own[(*n_own)++] = all[i];
     rc = 0;
 done:
-    free((char *)p.bundle);
+    free(tg_unconst(p.bundle));
     free(all);
     return rc;
 }

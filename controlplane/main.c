@@ -252,9 +252,9 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage_error(main_usage, "missing command");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-        argv[1] = "help";
+        argv[1] = tg_unconst("help");
     if (strcmp(argv[1], "--version") == 0)
-        argv[1] = "version";
+        argv[1] = tg_unconst("version");
     if ((v = find_verb(argv[1])) == NULL)
         return usage_error(main_usage, "unknown command '%s'", argv[1]);
     if ((rc = parse_verb(v, argc, argv, &path)) >= 0)

@@ -220,7 +220,7 @@ static int cmd_version(void)
 static int cmd_help(int argc, char **argv)
 {
     const struct verb *v;
-    char *help_argv[] = {argv[0], "init-iptables", "--help", NULL};
+    char *help_argv[] = {argv[0], tg_unconst("init-iptables"), tg_unconst("--help"), NULL};
 
     if (argc > 3)
         return usage_error(find_verb("help")->usage, "help: unexpected argument '%s'", argv[3]);
@@ -247,9 +247,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "init-iptables") == 0)
         return tg_iptables_main(argc, argv);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-        argv[1] = "help";
+        argv[1] = tg_unconst("help");
     if (strcmp(argv[1], "--version") == 0)
-        argv[1] = "version";
+        argv[1] = tg_unconst("version");
     if ((v = find_verb(argv[1])) == NULL)
         return usage_error(main_usage, "unknown command '%s'", argv[1]);
     if ((rc = parse_verb(v, argc, argv, &config)) >= 0)

@@ -52,7 +52,7 @@ enum tg_adminsrv_access {
 struct tg_adminsrv_reply {
     int status;       /* 200, 500, 501, 503 ... (the reason phrase is the server's) */
     const char *type; /* Content-Type; NULL: text/plain; charset=utf-8 */
-    char *body;       /* NULL with len 0: no body */
+    const char *body; /* NULL with len 0: no body */
     size_t len;
     bool owned; /* body is malloc'd and now the server's; else it must be static */
 };

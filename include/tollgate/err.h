@@ -9,6 +9,19 @@
 #define TG_MUST_USE __attribute__((warn_unused_result))
 #define TG_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
+/* p without its const, for the interfaces that take a non-const pointer they do not write
+ * through (protobuf-c's string fields, some wolfSSL calls) and for freeing a buffer held as
+ * const. A union rather than a cast, so that -Wcast-qual keeps finding the accidental ones. */
+static inline void *tg_unconst(const void *p)
+{
+    union {
+        const void *c;
+        void *v;
+    } u = {.c = p};
+
+    return u.v;
+}
+
 enum {
     TG_ENOMEM = -1000,  /* allocation failed */
     TG_EINVAL = -1001,  /* bad argument or input (the err text says which) */

@@ -124,7 +124,8 @@ static inline struct tg_listener_stats *tg_metrics_slot(struct tg_metrics *m, si
 }
 
 /* Renders Prometheus text exposition (version 0.0.4) into a malloc'd NUL-terminated
- * string; *len gets its length. Returns NULL when out of memory. Any thread. */
-char *tg_metrics_render(const struct tg_metrics *m, size_t *len);
+ * string; *len gets its length. Returns NULL when out of memory. Any thread; m is not const
+ * because the by-caller counts are read under their lock. */
+char *tg_metrics_render(struct tg_metrics *m, size_t *len);
 
 #endif

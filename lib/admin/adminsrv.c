@@ -161,7 +161,7 @@ static void respond(struct conn *c, const struct tg_adminsrv_reply *r, bool head
     int n;
 
     if (r->owned)
-        c->body = r->body;
+        c->body = tg_unconst(r->body);
     c->responded = true;
     if (c->closing) /* serve stopped the server */
         return;
@@ -175,7 +175,7 @@ static void respond(struct conn *c, const struct tg_adminsrv_reply *r, bool head
         return;
     }
     bufs[0] = uv_buf_init(c->status, (unsigned)n);
-    bufs[1] = uv_buf_init(r->body, (unsigned)r->len);
+    bufs[1] = uv_buf_init(tg_unconst(r->body), (unsigned)r->len);
     if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, head_only || r->len == 0 ? 1 : 2,
                  on_written) < 0) {
         conn_close(c);
@@ -188,7 +188,7 @@ static void respond(struct conn *c, const struct tg_adminsrv_reply *r, bool head
 static void respond_text(struct conn *c, int status, const char *text, bool head_only,
                          const char *allow)
 {
-    struct tg_adminsrv_reply r = {status, CT_TEXT, (char *)text, strlen(text), false};
+    struct tg_adminsrv_reply r = {status, CT_TEXT, text, strlen(text), false};
 
     respond(c, &r, head_only, allow);
 }
@@ -283,7 +283,7 @@ static void route(struct conn *c, const struct tg_adminreq *rq)
     rt->serve(s->cfg.arg, &r);
     if (r.status == 0 || r.len > UINT32_MAX) { /* uv_buf_t: an unsigned length */
         if (r.owned)
-            free(r.body);
+            free(tg_unconst(r.body));
         respond_text(c, 500, "internal error\n", head_only, NULL);
         return;
     }

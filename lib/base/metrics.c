@@ -216,7 +216,7 @@ static void per_listener(struct out *o, const struct tg_metrics *m, const char *
     }
 }
 
-char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
+char *tg_metrics_render(struct tg_metrics *m, size_t *len)
 {
     struct out o = {0};
     int64_t expiry = atomic_load_explicit(&m->process.identity_expiry_unix, memory_order_relaxed);
@@ -318,7 +318,7 @@ char *tg_metrics_render(const struct tg_metrics *m, size_t *len)
                  "Requests refused over requests_per_second (429).",
                  offsetof(struct tg_listener_stats, http_rate_limited));
     {
-        struct tg_id_counts *c = (struct tg_id_counts *)&m->http_limited_ids;
+        struct tg_id_counts *c = &m->http_limited_ids;
 
         family(&o, "tollgate_http_rate_limited_by_id_total", "counter",
                "Requests refused with 429, by caller (the first 20 callers; later ones as "

@@ -892,7 +892,7 @@ fail: /* and done: what was read is copied into the identity */
     tg_identity_free(id);
     free(own);
     for (size_t i = 0; i < b.n_fed; i++)
-        free((char *)fed[i].pem);
+        free(tg_unconst(fed[i].pem));
     free(fed);
     free(fed_what);
     return rc;

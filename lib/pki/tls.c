@@ -994,7 +994,7 @@ int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool, const struct tg_tls
     wolfSSL_SetCertCbCtx(t->ssl, t);
     /* The client offers our token; the server accepts it and still serves a plain TLS
      * client that offers none (an explicit inbound listener). */
-    if (wolfSSL_UseALPN(t->ssl, (char *)TG_ALPN, sizeof(TG_ALPN) - 1,
+    if (wolfSSL_UseALPN(t->ssl, tg_unconst(TG_ALPN), sizeof(TG_ALPN) - 1,
                         ctx->server ? WOLFSSL_ALPN_CONTINUE_ON_MISMATCH
                                     : WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) {
         tg_tls_free(t);

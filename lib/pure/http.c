@@ -98,10 +98,10 @@ static bool all_tchar(const char *s, size_t n)
 
 /* ---- request heads ---- */
 
-static int refuse(int *status, int code, char *err, const char *fmt, const char *what)
+static int refuse(int *status, int code, char *err, const char *why)
 {
     *status = code;
-    return tg_err_set(err, TG_EINVAL, fmt, what);
+    return tg_err_set(err, TG_EINVAL, "%s", why);
 }
 
 /* Finds the end of the head: checks every complete line for a bare CR or LF and the line and
@@ -117,7 +117,7 @@ static int find_end(const char *buf, size_t len, const struct tg_http_limits *li
     while (*skipped + 1 < len && buf[*skipped] == '\r' && buf[*skipped + 1] == '\n')
         *skipped += 2;
     if (*skipped > 2 * MAX_SKIPPED_LINES)
-        return refuse(status, 400, err, "%s", "too many empty lines before the request line");
+        return refuse(status, 400, err, "too many empty lines before the request line");
     if (start < *skipped)
         start = *skipped;
     first = start == *skipped;
@@ -153,7 +153,7 @@ static int find_end(const char *buf, size_t len, const struct tg_http_limits *li
             why = "bare LF in the request head";
         }
         if (why != NULL)
-            return refuse(status, code, err, "%s", why);
+            return refuse(status, code, err, why);
         if (lf == NULL) {
             *scanned = start;
             return 0;
@@ -175,23 +175,23 @@ static int parse_request_line(const char *buf, size_t n, struct tg_http_request 
     while (i < n && tchar((unsigned char)buf[i]))
         i++;
     if (i == 0 || i >= n || buf[i] != ' ')
-        return refuse(status, 400, err, "%s", "malformed method in the request line");
+        return refuse(status, 400, err, "malformed method in the request line");
     req->method = buf;
     req->method_len = i;
     t = ++i;
     while (i < n && buf[i] > 0x20 && buf[i] < 0x7f && buf[i] != '#')
         i++;
     if (i < n && buf[i] == '#')
-        return refuse(status, 400, err, "%s", "fragment (#) in the request target");
+        return refuse(status, 400, err, "fragment (#) in the request target");
     if (i == t || i >= n || buf[i] != ' ')
-        return refuse(status, 400, err, "%s", "malformed request target");
+        return refuse(status, 400, err, "malformed request target");
     req->target = buf + t;
     req->target_len = i - t;
     i++;
     if (n - i != 8 || memcmp(buf + i, "HTTP/1.", 7) != 0)
-        return refuse(status, 400, err, "%s", "malformed HTTP version in the request line");
+        return refuse(status, 400, err, "malformed HTTP version in the request line");
     if (buf[i + 7] != '0' && buf[i + 7] != '1')
-        return refuse(status, 505, err, "%s", "HTTP version not supported");
+        return refuse(status, 505, err, "HTTP version not supported");
     req->minor = buf[i + 7] - '0';
     return 0;
 }
@@ -203,7 +203,7 @@ static int check_target(struct tg_http_request *req, int *status, char *err)
 
     if (req->connect) {
         if (memchr(t, '/', n) != NULL || memchr(t, ':', n) == NULL)
-            return refuse(status, 400, err, "%s", "CONNECT target is not host:port");
+            return refuse(status, 400, err, "CONNECT target is not host:port");
         return 0;
     }
     if (t[0] == '/')
@@ -212,8 +212,7 @@ static int check_target(struct tg_http_request *req, int *status, char *err)
         return 0;
     if ((n > 7 && ieq(t, 7, "http://")) || (n > 8 && ieq(t, 8, "https://")))
         return 0;
-    return refuse(status, 400, err, "%s",
-                  "request target is not origin, absolute or asterisk form");
+    return refuse(status, 400, err, "request target is not origin, absolute or asterisk form");
 }
 
 struct framing_seen {
@@ -231,12 +230,12 @@ static int interpret(struct tg_http_request *req, const struct tg_http_field *f,
         uint64_t v = 0;
 
         if (++s->n_cl > 1)
-            return refuse(status, 400, err, "%s", "more than one Content-Length");
+            return refuse(status, 400, err, "more than one Content-Length");
         if (f->value_len == 0 || f->value_len > MAX_LENGTH_DIGITS)
-            return refuse(status, 400, err, "%s", "invalid Content-Length");
+            return refuse(status, 400, err, "invalid Content-Length");
         for (size_t i = 0; i < f->value_len; i++) {
             if (f->value[i] < '0' || f->value[i] > '9')
-                return refuse(status, 400, err, "%s", "invalid Content-Length");
+                return refuse(status, 400, err, "invalid Content-Length");
             v = v * 10 + (uint64_t)(f->value[i] - '0');
         }
         req->content_length = v;
@@ -253,11 +252,11 @@ static int interpret(struct tg_http_request *req, const struct tg_http_field *f,
         }
     } else if (ieq(f->name, f->name_len, "host")) {
         if (++s->n_host > 1)
-            return refuse(status, 400, err, "%s", "more than one Host");
+            return refuse(status, 400, err, "more than one Host");
         for (size_t i = 0; i < f->value_len; i++)
             if (ows((unsigned char)f->value[i]) || f->value[i] == ',' || f->value[i] == '@' ||
                 f->value[i] == '/')
-                return refuse(status, 400, err, "%s", "invalid Host");
+                return refuse(status, 400, err, "invalid Host");
         req->host = f->value;
         req->host_len = f->value_len;
     } else if (ieq(f->name, f->name_len, "expect")) {
@@ -324,18 +323,17 @@ int tg_http_parse_request(const char *buf, size_t len, const struct tg_http_limi
         struct tg_http_field *f;
 
         if (ows((unsigned char)buf[pos]))
-            return refuse(status, 400, err, "%s",
-                          "obs-fold (a header line starting with whitespace)");
+            return refuse(status, 400, err, "obs-fold (a header line starting with whitespace)");
         while (i < end && tchar((unsigned char)buf[i]))
             i++;
         if (i == pos)
-            return refuse(status, 400, err, "%s", "header name missing or not a token");
+            return refuse(status, 400, err, "header name missing or not a token");
         if (i < end && ows((unsigned char)buf[i]))
-            return refuse(status, 400, err, "%s", "whitespace before the colon of a header");
+            return refuse(status, 400, err, "whitespace before the colon of a header");
         if (i >= end || buf[i] != ':')
-            return refuse(status, 400, err, "%s", "header name is not a token");
+            return refuse(status, 400, err, "header name is not a token");
         if (req->n_fields >= lim->max_fields)
-            return refuse(status, 431, err, "%s", "too many header fields");
+            return refuse(status, 431, err, "too many header fields");
         f = &fields[req->n_fields++];
         f->name = buf + pos;
         f->name_len = i - pos;
@@ -344,7 +342,7 @@ int tg_http_parse_request(const char *buf, size_t len, const struct tg_http_limi
             v++;
         for (i = v; i < end; i++)
             if (!vchar_ws((unsigned char)buf[i]))
-                return refuse(status, 400, err, "%s", "control character in a header value");
+                return refuse(status, 400, err, "control character in a header value");
         while (end > v && ows((unsigned char)buf[end - 1]))
             end--;
         f->value = buf + v;
@@ -354,22 +352,22 @@ int tg_http_parse_request(const char *buf, size_t len, const struct tg_http_limi
         pos = (size_t)((const char *)memchr(buf + pos, '\n', head - pos) - buf) + 1;
     }
     if (req->minor == 1 && seen.n_host == 0)
-        return refuse(status, 400, err, "%s", "no Host header (required in HTTP/1.1)");
+        return refuse(status, 400, err, "no Host header (required in HTTP/1.1)");
     if (seen.n_te > 0) {
         if (req->minor == 0)
-            return refuse(status, 400, err, "%s", "Transfer-Encoding in an HTTP/1.0 request");
+            return refuse(status, 400, err, "Transfer-Encoding in an HTTP/1.0 request");
         if (seen.n_cl > 0)
-            return refuse(status, 400, err, "%s", "both Content-Length and Transfer-Encoding");
+            return refuse(status, 400, err, "both Content-Length and Transfer-Encoding");
         if (seen.te_bad)
-            return refuse(status, 400, err, "%s", "malformed Transfer-Encoding");
+            return refuse(status, 400, err, "malformed Transfer-Encoding");
         if (!seen.te_chunked_last || seen.te_chunked_early)
-            return refuse(status, 400, err, "%s", "Transfer-Encoding does not end in chunked");
+            return refuse(status, 400, err, "Transfer-Encoding does not end in chunked");
         req->framing = TG_HTTP_CHUNKED;
     } else if (seen.n_cl > 0) {
         req->framing = TG_HTTP_LENGTH;
     }
     if (req->connect && req->framing != TG_HTTP_NO_BODY)
-        return refuse(status, 400, err, "%s", "CONNECT with a body");
+        return refuse(status, 400, err, "CONNECT with a body");
     /* close wins over keep-alive, in any order */
     req->keep_alive = conn_has(req, "close") ? false
                       : req->minor == 1      ? true

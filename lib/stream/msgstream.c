@@ -114,7 +114,8 @@ static void on_handle_closed(uv_handle_t *h)
     free(s);
 }
 
-static void set_reason(struct tg_msgstream *s, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void set_reason(struct tg_msgstream *s,
+                                                             const char *fmt, va_list ap)
 {
     if (s->reason[0] == '\0' && fmt != NULL)
         vsnprintf(s->reason, sizeof(s->reason), fmt, ap);

@@ -244,8 +244,8 @@ static void send_ack(struct tg_cp_client *c, enum tg_res_type t, const char *ver
     Tollgate__V1__Ack ack = TOLLGATE__V1__ACK__INIT;
 
     ack.type = (Tollgate__V1__ResourceType)t;
-    ack.version = (char *)version;
-    ack.nonce = (char *)nonce;
+    ack.version = tg_unconst(version);
+    ack.nonce = tg_unconst(nonce);
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK;
     m.ack = &ack;
     send_msg(c, &m);
@@ -257,8 +257,8 @@ static void send_nack(struct tg_cp_client *c, int type, const char *nonce, const
     Tollgate__V1__Nack nack = TOLLGATE__V1__NACK__INIT;
 
     nack.type = (Tollgate__V1__ResourceType)type;
-    nack.nonce = (char *)nonce;
-    nack.error = (char *)error;
+    nack.nonce = tg_unconst(nonce);
+    nack.error = tg_unconst(error);
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK;
     m.nack = &nack;
     send_msg(c, &m);
@@ -338,7 +338,7 @@ static void send_hello(struct tg_cp_client *c, const char *token)
     hello.namespace_ = c->namespace_;
     hello.service_account = c->service_account;
     hello.version = c->version;
-    hello.token = (char *)(token != NULL ? token : "");
+    hello.token = tg_unconst(token != NULL ? token : "");
     for (size_t i = 0; i < c->n_labels && i < TG_NELEM(labels); i++) {
         tollgate__v1__hello__labels_entry__init(&labels[i]);
         labels[i].key = c->labels[i].key;
@@ -351,7 +351,7 @@ static void send_hello(struct tg_cp_client *c, const char *token)
         if (c->versions[t][0] == '\0')
             continue;
         tollgate__v1__hello__resource_versions_entry__init(&vers[n]);
-        vers[n].key = (char *)tg_res_type_name((enum tg_res_type)t);
+        vers[n].key = tg_unconst(tg_res_type_name((enum tg_res_type)t));
         vers[n].value = c->versions[t];
         ver_ptrs[n] = &vers[n];
         n++;

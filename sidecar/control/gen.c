@@ -553,7 +553,7 @@ int tg_gen_check(const struct tg_gen_input *in, char *err)
 int tg_gen_apply_push(const struct tg_gen_input *in, struct tg_cp_res *p, bool build,
                       struct tg_gen **out, char *err)
 {
-    struct tg_cp_state *st = (struct tg_cp_state *)in->cp;
+    struct tg_cp_state *st = tg_unconst(in->cp);
     enum tg_res_type t = p->r->type;
     struct tg_cp_res *old = st->res[t];
     int rc;

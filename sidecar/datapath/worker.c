@@ -140,7 +140,7 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
         if ((rc = tg_listener_bind(&w->loop, &w->listeners[i], rt->listeners[i].listen, on_accept,
                                    err)) < 0)
             goto fail;
-        w->listeners[i].data = (void *)&rt->listeners[i];
+        w->listeners[i].data = tg_unconst(&rt->listeners[i]);
         w->open_listeners++;
     }
     uv_async_init(&w->loop, &w->wake, on_wake);

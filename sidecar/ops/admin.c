@@ -15,7 +15,7 @@ struct tg_admin {
 static void text(struct tg_adminsrv_reply *out, int status, const char *body)
 {
     out->status = status;
-    out->body = (char *)body;
+    out->body = body;
     out->len = strlen(body);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "tollgate/adminreq.h"
 
 static int inside(const char *p, size_t n, const uint8_t *buf, size_t size)

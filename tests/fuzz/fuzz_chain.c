@@ -62,12 +62,9 @@ static void load_signer(struct signer *s, const char *pem)
 
 static void setup(void)
 {
-    static int done;
     char err[TG_ERRLEN];
 
-    if (done)
-        return;
-    done = 1;
+    FUZZ_ONCE();
     fuzz_tls_once();
     load_signer(&signers[0], FUZZ_INTER_KEY);
     load_signer(&signers[1], FUZZ_ROOT_KEY);
@@ -83,13 +80,11 @@ static void setup(void)
             };
 
             if (tg_tls_ctx_new(server ? &server_id : &client_id, &s, &ctxs[server][d], err) < 0) {
-                fprintf(stderr, "fuzz_chain: %s\n", err);
-                abort();
+                fuzz_setup_failed("fuzz_chain", err);
             }
         }
     }
-    if (getenv("TG_FUZZ_STATS") != NULL)
-        atexit(print_stats);
+    fuzz_stats_at_exit(print_stats);
 }
 
 /* ---- building messages ---- */

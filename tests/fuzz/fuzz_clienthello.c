@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fuzz_util.h"
 #include "tollgate/intercept.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

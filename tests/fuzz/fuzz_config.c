@@ -7,15 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "tollgate/config.h"
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == TG_ERRLEN || strncmp(err, "fuzz.yaml", 9) != 0 || memchr(err, '\n', n) != NULL)
-        abort();
-}
 
 static void check_config(const struct tg_config *c)
 {
@@ -54,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (rc != TG_ECONFIG && rc != TG_ENOMEM) {
         abort();
     } else {
-        check_err(err);
+        fuzz_check_err_names(err, "fuzz.yaml", false);
         if (c != NULL)
             abort();
     }

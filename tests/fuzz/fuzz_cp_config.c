@@ -6,18 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "cp_authn.h"
 #include "cp_config.h"
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
-        abort();
-    if (strncmp(err, "fuzz.yaml", 9) != 0 && strncmp(err, "out of memory", 13) != 0)
-        abort();
-}
 
 static void check_mesh(const struct tg_cp_mesh *m)
 {
@@ -49,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         rc = tg_cp_mesh_parse(&m, text, len, "fuzz.yaml", err);
         if (rc < 0)
-            check_err(err);
+            fuzz_check_err_names(err, "fuzz.yaml", true);
         else
             check_mesh(&m);
         tg_cp_mesh_cleanup(&m);
@@ -58,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         rc = tg_cp_config_parse(text, len, "fuzz.yaml", &c, err);
         if (rc < 0) {
-            check_err(err);
+            fuzz_check_err_names(err, "fuzz.yaml", true);
         } else if (c->trust_domain == NULL || c->server_cert == NULL || c->ca_key == NULL ||
                    c->cert_ttl_ms < 1000) {
             abort();
@@ -74,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         rc = tg_cp_tokens_parse(text, len, "fuzz.yaml", &t, err);
         if (rc < 0) {
-            check_err(err);
+            fuzz_check_err_names(err, "fuzz.yaml", true);
         } else {
             for (size_t i = 0; i < t.n; i++)
                 if (strlen(t.v[i].token) < TG_CP_TOKEN_MIN || t.v[i].ns[0] == '\0')

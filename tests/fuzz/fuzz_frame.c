@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "tollgate/frame.h"
 
 struct ref {
@@ -45,14 +46,6 @@ static struct ref ref_decode(const uint8_t *s, size_t n, size_t max)
         r.consumed = off;
     }
     return r;
-}
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
-        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -97,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             off += used;
             len -= used;
             if (rc < 0) {
-                check_err(err);
+                fuzz_check_err(err);
                 if (rc != TG_ETOOBIG)
                     abort();
                 outcome = rc;
@@ -121,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = '\0';
     outcome = tg_frame_decoder_eof(&d, err);
     if (outcome != 0)
-        check_err(err);
+        fuzz_check_err(err);
 done:
     if (outcome != want.outcome || frames != want.n_frames || re_len != want.consumed ||
         memcmp(re, stream, re_len) != 0)

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "tollgate/http.h"
 
 #define MAX_REQ 64
@@ -32,14 +33,6 @@ struct summary {
     uint64_t bodies[MAX_REQ];
     int framing[MAX_REQ];
 };
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
-        abort();
-}
 
 static bool same_req(const struct tg_http_request *a, const struct tg_http_request *b)
 {
@@ -189,7 +182,7 @@ static void paths(const uint8_t *in, size_t len)
     if ((rc < 0) != (ref_normalize((const char *)slash, n, ref, &r) < 0))
         abort();
     if (rc < 0) {
-        check_err(err);
+        fuzz_check_err(err);
         return;
     }
     if (m > n || m != r || memcmp(out, ref, m) != 0)
@@ -217,7 +210,7 @@ static void check_rewrite(struct tg_http_request *req)
     if (tg_http_rewrite(req, &who, out, sizeof(out)) != 0)
         abort(); /* never the raw target */
     if (tg_http_target_normalize(req, path, sizeof(path), &status, err) < 0) {
-        check_err(err);
+        fuzz_check_err(err);
         if (status != 400)
             abort();
         return;
@@ -272,7 +265,7 @@ static void run(const uint8_t *in, size_t len, size_t step, bool rewrite, struct
                 rc = tg_http_parse_request((const char *)in + pos, avail - pos, &lim, fields,
                                            &scanned, &req, &s->status, err);
                 if (rc < 0) {
-                    check_err(err);
+                    fuzz_check_err(err);
                     if (s->status < 400 || s->status > 599)
                         abort();
                     s->consumed = pos;
@@ -294,7 +287,7 @@ static void run(const uint8_t *in, size_t len, size_t step, bool rewrite, struct
             rc = tg_http_body_feed(&body, (const char *)in + pos, avail - pos, &used, err);
             pos += used;
             if (rc < 0) {
-                check_err(err);
+                fuzz_check_err(err);
                 s->status = 400;
                 s->consumed = pos;
                 return;
@@ -327,7 +320,7 @@ static void responses(const uint8_t *in, size_t len)
         used_a += u;
     } while (ra == TG_HTTP_RESP_INTERIM && used_a < len);
     if (ra < 0)
-        check_err(err);
+        fuzz_check_err(err);
     while (used_b < len) {
         rb = tg_http_response_feed(&b, (const char *)in + used_b, 1, &u, err);
         used_b += u;

@@ -10,15 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "tollgate/proxyproto.h"
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
-        abort();
-}
 
 static bool inside(const void *p, size_t n, const uint8_t *buf, size_t size)
 {
@@ -90,7 +83,7 @@ static void decode_arbitrary(const uint8_t *data, size_t size)
     if (rc != 0) {
         if (rc != TG_EINVAL)
             abort();
-        check_err(err);
+        fuzz_check_err(err);
         return;
     }
     if (used < TG_PP2_HEADER_LEN || used > size)

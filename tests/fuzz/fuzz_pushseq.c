@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "fuzz_certs.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/cp_client.h"
@@ -75,30 +76,27 @@ static void print_stats(void)
             (unsigned long long)stats[S_RAW_REASON]);
 }
 
+static char *root_pem[1];
+
 static void setup(void)
 {
-    static int done;
     char err[TG_ERRLEN];
 
-    if (done)
-        return;
-    done = 1;
+    FUZZ_ONCE();
     if (tg_tls_init() < 0 ||
         tg_config_parse(CONFIG, sizeof(CONFIG) - 1, "fuzz.yaml", &cfg, err) < 0) {
-        fprintf(stderr, "fuzz_pushseq: %s\n", err);
-        abort();
+        fuzz_setup_failed("fuzz_pushseq", err);
     }
-    keys[0].pem = (char *)FUZZ_SERVER_KEY;
+    keys[0].pem = tg_unconst(FUZZ_SERVER_KEY);
     keys[0].pem_len = strlen(FUZZ_SERVER_KEY);
-    keys[1].pem = (char *)FUZZ_CLIENT_KEY;
+    keys[1].pem = tg_unconst(FUZZ_CLIENT_KEY);
     keys[1].pem_len = strlen(FUZZ_CLIENT_KEY);
-    if (getenv("TG_FUZZ_STATS") != NULL)
-        atexit(print_stats);
+    root_pem[0] = tg_unconst(FUZZ_ROOT_PEM);
+    fuzz_stats_at_exit(print_stats);
 }
 
 /* ---- pushes made from a table ---- */
 
-static char *root_pem[] = {(char *)FUZZ_ROOT_PEM};
 static char *not_pem[] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
 static char *ids_ok[] = {"spiffe://mesh.local/ns/default/sa/client"};
 static char *ids_bad[] = {"https://mesh.local/x"};
@@ -244,7 +242,7 @@ static size_t make_frame(enum tg_res_type t, unsigned v, const char *version, ui
 
     memset(&m, 0, sizeof(m));
     p.type = (Tollgate__V1__ResourceType)t;
-    p.version = (char *)version;
+    p.version = tg_unconst(version);
     p.nonce = "n";
     resource_variant(&p, &m, t, v);
     sm.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "tollgate/spiffe.h"
 
 enum ref_state {
@@ -89,14 +90,6 @@ static struct ref_result ref_parse(const uint8_t *s, size_t n)
     return r;
 }
 
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
-        abort(); /* one non-empty line */
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct tg_spiffe_id id, again; /* 2 KiB each: off the stack */
@@ -107,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((rc == 0) != want.ok || (rc != 0 && rc != TG_ESPIFFE))
         abort();
     if (rc != 0) {
-        check_err(err);
+        fuzz_check_err(err);
     } else {
         char td[TG_SPIFFE_MAX + 1];
 

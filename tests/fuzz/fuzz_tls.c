@@ -63,20 +63,16 @@ static struct tg_tls_ctx *make_ctx(const struct tg_identity *id, bool server, bo
     char err[TG_ERRLEN];
 
     if (tg_tls_ctx_new(id, &s, &c, err) < 0) {
-        fprintf(stderr, "fuzz_tls: %s\n", err);
-        abort();
+        fuzz_setup_failed("fuzz_tls", err);
     }
     return c;
 }
 
 static void setup(void)
 {
-    static int done;
     char err[TG_ERRLEN];
 
-    if (done)
-        return;
-    done = 1;
+    FUZZ_ONCE();
     fuzz_tls_once();
     fuzz_identity(&server_id, FUZZ_SERVER_CHAIN, FUZZ_SERVER_KEY);
     fuzz_identity(&client_id, FUZZ_CLIENT_CHAIN, FUZZ_CLIENT_KEY);
@@ -94,12 +90,10 @@ static void setup(void)
         peer_resume[v] = make_ctx(&client_id, false, v, true);
         if (tg_tls_ctx_new_cp(NULL, FUZZ_ROOT_PEM, strlen(FUZZ_ROOT_PEM), &s, &peer_anon[v], err) <
             0) {
-            fprintf(stderr, "fuzz_tls: %s\n", err);
-            abort();
+            fuzz_setup_failed("fuzz_tls", err);
         }
     }
-    if (getenv("TG_FUZZ_STATS") != NULL)
-        atexit(print_stats);
+    fuzz_stats_at_exit(print_stats);
 }
 
 /* ---- one endpoint ---- */

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "fuzz_certs.h"
+#include "fuzz_util.h"
 #include "tollgate/tls.h"
 
 #define FUZZ_SERVER_ID "spiffe://mesh.local/ns/default/sa/server"
@@ -42,6 +43,10 @@
 int __real_open(const char *path, int flags, ...);
 ssize_t __real_read(int fd, void *buf, size_t n);
 int __real_close(int fd);
+int __wrap_open(const char *path, int flags, ...);
+ssize_t __wrap_read(int fd, void *buf, size_t n);
+int __wrap_close(int fd);
+int __wrap_gettimeofday(struct timeval *tv, void *tz);
 
 static int fuzz_urandom_fd = -1;
 static uint64_t fuzz_rng_state;
@@ -124,11 +129,7 @@ static struct tg_pool fuzz_pool;
 /* Once per process: the library, the clock, and the buffer pool. */
 static void fuzz_tls_once(void)
 {
-    static int done;
-
-    if (done)
-        return;
-    done = 1;
+    FUZZ_ONCE();
     fuzz_rng_reset();
     if (tg_tls_init() < 0)
         abort();
@@ -141,11 +142,11 @@ static void fuzz_tls_once(void)
 static void fuzz_identity(struct tg_identity *id, const char *chain, const char *key)
 {
     memset(id, 0, sizeof(*id));
-    id->chain_pem = (char *)chain;
+    id->chain_pem = tg_unconst(chain);
     id->chain_len = strlen(chain);
-    id->key_pem = (char *)key;
+    id->key_pem = tg_unconst(key);
     id->key_len = strlen(key);
-    id->bundle_pem = (char *)FUZZ_ROOT_PEM;
+    id->bundle_pem = tg_unconst(FUZZ_ROOT_PEM);
     id->bundle_len = strlen(FUZZ_ROOT_PEM);
     snprintf(id->trust_domain, sizeof(id->trust_domain), "mesh.local");
 }

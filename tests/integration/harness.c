@@ -1,5 +1,6 @@
 /* Integration test harness; see harness.h. Runs inside Check's forked test process. */
 #include "harness.h"
+#include "tollgate/err.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
@@ -242,7 +243,7 @@ static void spawn_into(struct it_proc *p, const char *name, const char *const ar
         signal(SIGPIPE, SIG_DFL);
         if (dup2(infd, 0) < 0 || dup2(outfd, 1) < 0 || dup2(errfd, 2) < 0)
             _exit(127);
-        execv(argv[0], (char *const *)argv);
+        execv(argv[0], tg_unconst(argv));
         dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -363,7 +364,8 @@ int it_run(const char *const argv[], const char *input, int timeout_ms, char **o
 
 /* ---- files -------------------------------------------------------------------------- */
 
-static void write_to(const char *path, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void write_to(const char *path, const char *fmt,
+                                                           va_list ap)
 {
     char *text = NULL;
     int n = vasprintf(&text, fmt, ap);
@@ -586,25 +588,31 @@ void it_serial_norm(const char *in, char *dst, size_t cap)
 
 /* ---- certificates ------------------------------------------------------------------- */
 
-void it_certs(const char *arg, ...)
+void it_tool_v(const char *bin, const char *arg, va_list ap)
 {
     const char *argv[MAX_ARGS];
     size_t n = 0;
     char *err = NULL;
-    va_list ap;
     int st;
 
-    argv[n++] = it_env("TG_CERTS_BIN");
-    va_start(ap, arg);
+    argv[n++] = bin;
     for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
         ck_assert(n < MAX_ARGS - 1);
         argv[n++] = a;
     }
-    va_end(ap);
     argv[n] = NULL;
     st = it_run(argv, NULL, 30000, NULL, &err);
-    ck_assert_msg(st == 0, "tollgate-certs %s ... exited %d: %s", arg, st, err ? err : "");
+    ck_assert_msg(st == 0, "%s %s ... exited %d: %s", bin, arg, st, err ? err : "");
     free(err);
+}
+
+void it_certs(const char *arg, ...)
+{
+    va_list ap;
+
+    va_start(ap, arg);
+    it_tool_v(it_env("TG_CERTS_BIN"), arg, ap);
+    va_end(ap);
 }
 
 void it_cert_serial(const char *pem, char *dst, size_t cap)
@@ -870,14 +878,15 @@ double it_metric(const char *stats, const char *name, const char *labels)
 
         if (llen < sizeof(buf) && line[0] != '#' && strncmp(line, name, nlen) == 0 &&
             (line[nlen] == '{' || line[nlen] == ' ')) {
-            const char *val, *want = labels;
+            const char *want = labels;
+            char *val;
             bool ok = true;
 
             memcpy(buf, line, llen);
             buf[llen] = '\0';
             val = line[nlen] == '{' ? strchr(buf, '}') : buf + nlen;
             if (val != NULL) {
-                *(char *)val = '\0'; /* labels end here */
+                *val = '\0'; /* labels end here */
                 while (ok && want != NULL && *want != '\0') {
                     const char *comma = strchr(want, ',');
                     size_t wl = comma != NULL ? (size_t)(comma - want) : strlen(want);

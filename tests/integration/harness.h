@@ -19,7 +19,9 @@
 #define TG_IT_HARNESS_H
 
 #include <check.h>
+#include "check_main.h"
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -102,6 +104,8 @@ void it_serial_norm(const char *in, char *dst, size_t cap);
 
 /* Runs $TG_CERTS_BIN with the NULL-terminated arguments; ck_asserts it exits 0. */
 void it_certs(const char *arg, ...) __attribute__((sentinel));
+/* Runs bin with the arguments from arg on, up to a NULL; ck_asserts it exits 0 within 30 s. */
+void it_tool_v(const char *bin, const char *arg, va_list ap);
 /* The normalised serial of the first certificate in pem, by `tollgate-certs show`. */
 void it_cert_serial(const char *pem, char *dst, size_t cap);
 
@@ -200,5 +204,18 @@ uint64_t it_streams_stop(struct it_streams *st);
 /* A new connection through port whose access-log line in log (matched by our local port)
  * says ok; its "serial" (normalised) into serial. */
 void it_probe_serial(int port, const char *log, char *serial, size_t cap);
+
+/* Built with AddressSanitizer: its quarantine holds freed memory back on purpose, so RSS
+ * cannot stay flat under it and memory bounds must allow for it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN true
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN true
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN false
+#endif
 
 #endif

@@ -557,12 +557,10 @@ START_TEST(test_control_plane_probes_answer_under_idle_and_slow_flood)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_admin");
     TCase *tc = tcase_create("admin");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
@@ -573,9 +571,5 @@ int main(void)
     tcase_add_test(tc, test_sidecar_probes_answer_under_idle_and_slow_flood);
     tcase_add_test(tc, test_control_plane_probes_answer_under_idle_and_slow_flood);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -318,7 +318,7 @@ static bool tc_hello(struct tc *t, const char *token)
     h.node_id = "adversary";
     h.version = "test";
     if (token != NULL)
-        h.token = (char *)token;
+        h.token = tg_unconst(token);
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
     m.hello = &h;
     return tc_send(t, &m);
@@ -847,12 +847,10 @@ START_TEST(test_deadlines_for_the_handshake_and_the_first_message)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_cp");
     TCase *tc = tcase_create("front door");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
@@ -861,9 +859,5 @@ int main(void)
     tcase_add_test(tc, test_flood_past_the_caps_while_a_sidecar_bootstraps_and_renews);
     tcase_add_test(tc, test_deadlines_for_the_handshake_and_the_first_message);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

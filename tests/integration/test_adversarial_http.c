@@ -247,7 +247,7 @@ START_TEST(test_path_rules_see_the_normalised_path)
 }
 END_TEST
 
-static Suite *adversarial_http_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_http");
     TCase *tc = tcase_create("paths");
@@ -257,15 +257,4 @@ static Suite *adversarial_http_suite(void)
     tcase_add_test(tc, test_path_rules_see_the_normalised_path);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(adversarial_http_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -293,7 +293,7 @@ START_TEST(test_not_forms_and_close_denied_for_plain_callers)
 }
 END_TEST
 
-static Suite *adversarial_inbound_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_inbound");
     TCase *tc = tcase_create("plain_text_callers");
@@ -305,15 +305,4 @@ static Suite *adversarial_inbound_suite(void)
     tcase_add_test(tc, test_not_forms_and_close_denied_for_plain_callers);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(adversarial_inbound_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
 }

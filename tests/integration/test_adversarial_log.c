@@ -225,11 +225,11 @@ static void hello(Tollgate__V1__ClientMessage *m, Tollgate__V1__Hello *h, const 
 {
     tollgate__v1__client_message__init(m);
     tollgate__v1__hello__init(h);
-    h->token = (char *)token;
-    h->node_id = (char *)(node != NULL ? node : "");
-    h->namespace_ = (char *)(ns != NULL ? ns : "");
-    h->service_account = (char *)(sa != NULL ? sa : "");
-    h->version = (char *)(version != NULL ? version : "");
+    h->token = tg_unconst(token);
+    h->node_id = tg_unconst(node != NULL ? node : "");
+    h->namespace_ = tg_unconst(ns != NULL ? ns : "");
+    h->service_account = tg_unconst(sa != NULL ? sa : "");
+    h->version = tg_unconst(version != NULL ? version : "");
     m->msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
     m->hello = h;
 }
@@ -547,7 +547,7 @@ START_TEST(test_sidecar_logs_hold_against_forged_fields)
 }
 END_TEST
 
-static Suite *adversarial_log_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_log");
     TCase *tc = tcase_create("adversarial_log");
@@ -558,15 +558,4 @@ static Suite *adversarial_log_suite(void)
     tcase_add_test(tc, test_sidecar_logs_hold_against_forged_fields);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(adversarial_log_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

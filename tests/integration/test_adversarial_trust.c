@@ -613,7 +613,7 @@ static void teardown(void)
     it_teardown();
 }
 
-static Suite *trust_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adversarial_trust");
     TCase *tc = tcase_create("trust");
@@ -626,15 +626,4 @@ static Suite *trust_suite(void)
     tcase_add_test(tc, test_config_says_which_roots_vouch_for_which_domain);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(trust_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

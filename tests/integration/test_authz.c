@@ -156,7 +156,7 @@ START_TEST(test_bad_rule_in_reload_is_refused_and_old_rules_stay)
 }
 END_TEST
 
-static Suite *authz_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("authz");
     TCase *tc = tcase_create("authz");
@@ -168,15 +168,4 @@ static Suite *authz_suite(void)
     tcase_add_test(tc, test_bad_rule_in_reload_is_refused_and_old_rules_stay);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(authz_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

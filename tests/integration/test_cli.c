@@ -397,7 +397,7 @@ START_TEST(test_cli_version_spellings_agree)
 }
 END_TEST
 
-static Suite *cli_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -419,15 +419,4 @@ static Suite *cli_suite(void)
     tcase_add_loop_test(tc, test_cli_version_spellings_agree, 0, 3);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(cli_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

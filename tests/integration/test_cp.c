@@ -512,7 +512,7 @@ START_TEST(test_cp_pushes)
 }
 END_TEST
 
-static Suite *cp_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp");
     TCase *tc = tcase_create("rotation");
@@ -527,15 +527,4 @@ static Suite *cp_suite(void)
     tcase_add_test(tp, test_cp_pushes);
     suite_add_tcase(s, tp);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(cp_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -166,12 +166,10 @@ START_TEST(test_issuer_without_a_crl_is_refused)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("crl");
     TCase *tc = tcase_create("crl");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
@@ -179,9 +177,5 @@ int main(void)
     tcase_add_test(tc, test_stale_crl_is_refused_and_the_last_good_one_kept);
     tcase_add_test(tc, test_issuer_without_a_crl_is_refused);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -977,7 +977,7 @@ START_TEST(test_outbound_offers_no_early_data_and_no_post_handshake_auth)
 }
 END_TEST
 
-static Suite *hostile_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("hostile");
     TCase *tc = tcase_create("hostile");
@@ -993,15 +993,4 @@ static Suite *hostile_suite(void)
     tcase_add_test(tc, test_outbound_offers_no_early_data_and_no_post_handshake_auth);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(hostile_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

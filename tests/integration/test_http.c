@@ -429,7 +429,7 @@ START_TEST(test_permissive_plain_text_caller)
 }
 END_TEST
 
-static Suite *http_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("http");
@@ -443,15 +443,4 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_permissive_plain_text_caller);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(http_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

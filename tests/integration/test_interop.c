@@ -11,27 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_ARGS 40
-
 static void openssl(const char *arg, ...)
 {
-    const char *argv[MAX_ARGS];
-    char *err = NULL;
-    size_t n = 0;
     va_list ap;
-    int st;
 
-    argv[n++] = it_openssl();
     va_start(ap, arg);
-    for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
-        ck_assert(n < MAX_ARGS - 1);
-        argv[n++] = a;
-    }
+    it_tool_v(it_openssl(), arg, ap);
     va_end(ap);
-    argv[n] = NULL;
-    st = it_run(argv, NULL, 30000, NULL, &err);
-    ck_assert_msg(st == 0, "openssl %s exited %d: %s", arg, st, err ? err : "");
-    free(err);
 }
 
 static void openssl_leaf(const char *name, const char *spiffe)
@@ -193,7 +179,7 @@ START_TEST(test_openssl_s_server_as_outbound_upstream)
 }
 END_TEST
 
-static Suite *interop_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("interop");
     TCase *tc = tcase_create("openssl");
@@ -204,15 +190,4 @@ static Suite *interop_suite(void)
     tcase_add_test(tc, test_openssl_s_server_as_outbound_upstream);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(interop_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -243,12 +243,10 @@ START_TEST(test_listener_bytes_per_second_shared)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("limits");
     TCase *tc = tcase_create("limits");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
@@ -257,9 +255,5 @@ int main(void)
     tcase_add_test(tc, test_listener_cap_closes_the_excess_at_once);
     tcase_add_test(tc, test_listener_bytes_per_second_shared);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -25,18 +25,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ASan's quarantine holds freed memory back on purpose: RSS cannot stay flat under it */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN true
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN true
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN false
-#endif
-
 #define NOFILE 8192
 #define MIB (1024 * 1024)
 
@@ -311,11 +299,18 @@ struct engine {
     struct client *c;
 };
 
-static void client_fail(struct engine *e, struct client *c, int *counter, const char *fmt, int a,
-                        int b)
+/* fmt: what went wrong with connection c, after "conn <index>: " */
+__attribute__((format(printf, 4, 5))) static void client_fail(struct engine *e, struct client *c,
+                                                              int *counter, const char *fmt, ...)
 {
-    if (e->first_err[0] == '\0')
-        snprintf(e->first_err, sizeof(e->first_err), fmt, (int)(c - e->c), a, b);
+    if (e->first_err[0] == '\0') {
+        int n = snprintf(e->first_err, sizeof(e->first_err), "conn %d: ", (int)(c - e->c));
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(e->first_err + n, sizeof(e->first_err) - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
     (*counter)++;
     e->failed++;
     if (c->fd >= 0)
@@ -361,7 +356,7 @@ static void step_io(struct engine *e, struct client *c, short rev, uint64_t now)
         it_pattern((uint64_t)(c - e->c) + 1, pos + c->sent, out, n);
         r = send(c->fd, out, n, MSG_NOSIGNAL);
         if (r < 0 && errno != EAGAIN && errno != EINTR) {
-            client_fail(e, c, &e->resets, "conn %d: send: errno %d (round %d)", errno, c->round);
+            client_fail(e, c, &e->resets, "send: errno %d (round %d)", errno, c->round);
             return;
         }
         if (r > 0)
@@ -370,12 +365,11 @@ static void step_io(struct engine *e, struct client *c, short rev, uint64_t now)
     if (rev & (POLLIN | POLLHUP | POLLERR)) {
         r = recv(c->fd, c->in + c->got, e->len - c->got, 0);
         if (r == 0) {
-            client_fail(e, c, &e->resets, "conn %d: EOF in round %d after %d bytes", c->round,
-                        (int)c->got);
+            client_fail(e, c, &e->resets, "EOF in round %d after %d bytes", c->round, (int)c->got);
             return;
         }
         if (r < 0 && errno != EAGAIN && errno != EINTR) {
-            client_fail(e, c, &e->resets, "conn %d: recv: errno %d (round %d)", errno, c->round);
+            client_fail(e, c, &e->resets, "recv: errno %d (round %d)", errno, c->round);
             return;
         }
         if (r > 0)
@@ -385,7 +379,7 @@ static void step_io(struct engine *e, struct client *c, short rev, uint64_t now)
         size_t ok = it_pattern_check((uint64_t)(c - e->c) + 1, pos, c->in, e->len);
 
         if (ok != e->len) {
-            client_fail(e, c, &e->corrupt, "conn %d: corrupt echo at byte %d of round %d", (int)ok,
+            client_fail(e, c, &e->corrupt, "corrupt echo at byte %d of round %d", (int)ok,
                         c->round);
             return;
         }
@@ -404,8 +398,7 @@ static void step(struct engine *e, struct client *c, short rev, uint64_t now)
         socklen_t l = sizeof(err);
 
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err != 0) {
-            client_fail(e, c, &e->connect_failed, "conn %d: connect: errno %d (round %d)", err,
-                        c->round);
+            client_fail(e, c, &e->connect_failed, "connect: errno %d (round %d)", err, c->round);
             return;
         }
         c->connected_at = now;
@@ -422,7 +415,7 @@ static void step(struct engine *e, struct client *c, short rev, uint64_t now)
         r = recv(c->fd, &b, 1, 0);
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             return;
-        client_fail(e, c, &e->resets, "conn %d: between rounds: recv %d, errno %d", (int)r,
+        client_fail(e, c, &e->resets, "between rounds: recv %d, errno %d", (int)r,
                     r < 0 ? errno : 0);
         return;
     case C_EOF:
@@ -430,7 +423,7 @@ static void step(struct engine *e, struct client *c, short rev, uint64_t now)
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (r != 0) {
-            client_fail(e, c, &e->resets, "conn %d: want EOF, got recv %d errno %d", (int)r,
+            client_fail(e, c, &e->resets, "want EOF, got recv %d errno %d", (int)r,
                         r < 0 ? errno : 0);
             return;
         }
@@ -473,8 +466,8 @@ static void run_engine(struct engine *e)
 
             c->fd = nb_connect(e->port);
             if (c->fd < 0) {
-                client_fail(e, c, &e->connect_failed,
-                            "conn %d: socket/connect: errno %d (round %d)", -c->fd, 0);
+                client_fail(e, c, &e->connect_failed, "socket/connect: errno %d (round %d)", -c->fd,
+                            0);
                 continue;
             }
             c->st = C_CONNECTING;
@@ -509,8 +502,8 @@ static void run_engine(struct engine *e)
             if (c->st == C_NEW || c->st == C_DONE)
                 continue;
             if (c->st != C_WAIT && now >= c->deadline) {
-                client_fail(e, c, &e->timeouts, "conn %d: no progress in %d ms (round %d)",
-                            e->timeout_ms, c->round);
+                client_fail(e, c, &e->timeouts, "no progress in %d ms (round %d)", e->timeout_ms,
+                            c->round);
                 continue;
             }
             if (c->st == C_WAIT && now >= c->due) {
@@ -1213,7 +1206,7 @@ static void add(Suite *s, const char *name, const TTest *t)
     suite_add_tcase(s, tc);
 }
 
-static Suite *load_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("load");
 
@@ -1226,16 +1219,10 @@ static Suite *load_suite(void)
     return s;
 }
 
-int main(int argc, char **argv)
+int tg_test_subcommand(int argc, char **argv)
 {
-    SRunner *sr;
-    int failed;
-
     if (argc == 4 && strcmp(argv[1], "serve") == 0)
         return serve(argv[2], atoi(argv[3]));
-    sr = srunner_create(load_suite());
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    fprintf(stderr, "%s: unknown helper command %s\n", argv[0], argv[1]);
+    return 2;
 }

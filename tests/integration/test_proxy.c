@@ -341,7 +341,7 @@ START_TEST(test_post_drain_closes_listener_then_exits_3)
 }
 END_TEST
 
-static Suite *proxy_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("proxy");
     TCase *tc = tcase_create("proxy");
@@ -360,15 +360,4 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_post_drain_closes_listener_then_exits_3);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(proxy_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

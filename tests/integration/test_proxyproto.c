@@ -167,21 +167,15 @@ START_TEST(test_tlvs_carry_spiffe_id_and_fingerprint)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("proxyproto");
     TCase *tc = tcase_create("proxyproto");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_nginx_sees_the_callers_address);
     tcase_add_test(tc, test_tlvs_carry_spiffe_id_and_fingerprint);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -365,7 +365,7 @@ START_TEST(test_other_trust_domain_accepted_when_listed)
 }
 END_TEST
 
-static Suite *refusals_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("refusals");
     TCase *tc = tcase_create("refusals");
@@ -384,15 +384,4 @@ static Suite *refusals_suite(void)
     tcase_add_test(tc, test_other_trust_domain_accepted_when_listed);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(refusals_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

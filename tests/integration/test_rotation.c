@@ -145,7 +145,7 @@ START_TEST(test_rotation_under_load)
 }
 END_TEST
 
-static Suite *rotation_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("rotation");
     TCase *tc = tcase_create("rotation");
@@ -155,15 +155,4 @@ static Suite *rotation_suite(void)
     tcase_add_test(tc, test_rotation_under_load);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(rotation_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,4 +1,5 @@
 #include <check.h>
+#include "check_main.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -504,7 +505,7 @@ START_TEST(test_accesslog_checker_refuses_bad_json)
 }
 END_TEST
 
-static Suite *accesslog_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("accesslog");
     TCase *tc = tcase_create("format");
@@ -521,15 +522,4 @@ static Suite *accesslog_suite(void)
     tcase_add_test(tc, test_accesslog_write_long_entry_is_cut);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(accesslog_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -3,6 +3,7 @@
  * thread runs the loop. The client thread only records what it saw; assertions run on the
  * test thread after the join. A guard timer stops the admin if a test runs too long. */
 #include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -895,7 +896,7 @@ START_TEST(test_admin_start_fails_on_busy_port)
 }
 END_TEST
 
-static Suite *admin_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("admin");
     TCase *tc = tcase_create("http");
@@ -926,15 +927,4 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_admin_start_fails_on_busy_port);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(admin_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

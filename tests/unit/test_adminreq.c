@@ -2,6 +2,7 @@
  * refusal of browsers' requests on the local-only paths. Pure: no loop, no sockets. */
 #include <arpa/inet.h>
 #include <check.h>
+#include "check_main.h"
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -217,12 +218,10 @@ START_TEST(test_adminreq_refusal_table)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("adminreq");
     TCase *tc = tcase_create("adminreq");
-    SRunner *sr;
-    int failed;
 
     tcase_add_loop_test(tc, test_adminreq_parse_table, 0, (int)TG_NELEM(heads));
     tcase_add_test(tc, test_adminreq_parse_records_fields);
@@ -231,9 +230,5 @@ int main(void)
     tcase_add_test(tc, test_adminreq_other_families_are_not_loopback);
     tcase_add_loop_test(tc, test_adminreq_refusal_table, 0, (int)TG_NELEM(access_cases));
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

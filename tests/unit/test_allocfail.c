@@ -14,6 +14,7 @@
  * Under valgrind only every few N are tried (the whole range takes minutes there).
  * TG_ALLOCFAIL_TRACE=1 prints each N before it runs (to find one that crashes). */
 #include <check.h>
+#include "check_main.h"
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +38,12 @@ void *__real_realloc(void *p, size_t n);
 void __real_free(void *p);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *old, size_t n);
+void __wrap_free(void *p);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
 
 #define LIVE_SLOTS (1u << 18)
 
@@ -513,7 +520,7 @@ static void make_pushes(void)
                                "  server_ids: [\"spiffe://mesh.local/cp\"]\n"
                                "inbound:\n"
                                "  - {name: in, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}\n";
-    static char *roots[] = {(char *)FUZZ_ROOT_PEM}, *ids[] = {CLIENT_ID};
+    static char *roots[] = {NULL}, *ids[] = {CLIENT_ID};
     Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
     Tollgate__V1__TrustBundle tb = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
@@ -524,8 +531,9 @@ static void make_pushes(void)
     char err[TG_ERRLEN] = "";
 
     ck_assert_msg(tg_config_parse(yaml, sizeof(yaml) - 1, "cp.yaml", &cp_cfg, err) == 0, "%s", err);
-    cp_key.pem = (char *)FUZZ_SERVER_KEY;
+    cp_key.pem = tg_unconst(FUZZ_SERVER_KEY);
     cp_key.pem_len = strlen(FUZZ_SERVER_KEY);
+    roots[0] = tg_unconst(FUZZ_ROOT_PEM);
     p.version = "v1";
     p.nonce = "n";
     d.trust_domain = "mesh.local";
@@ -687,12 +695,10 @@ static void teardown(void)
     tg_tls_cleanup();
 }
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("allocfail");
     TCase *tc = tcase_create("allocfail");
-    SRunner *r;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
@@ -700,9 +706,5 @@ int main(void)
     tcase_add_test(tc, test_allocfail_config_path);
     tcase_add_test(tc, test_allocfail_push_path);
     suite_add_tcase(s, tc);
-    r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -1,5 +1,6 @@
 /* buf.c: fixed buffers whose storage comes from a pool only while they hold bytes. */
 #include <check.h>
+#include "check_main.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,12 +98,10 @@ START_TEST(test_buf_commit_past_room_aborts)
 END_TEST
 #endif
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("buf");
     TCase *tc = tcase_create("buf");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_buf_storage_comes_and_goes_with_bytes);
     tcase_add_test(tc, test_buf_moves_bytes_only_when_allowed);
@@ -112,9 +111,5 @@ int main(void)
     tcase_add_test_raise_signal(tc, test_buf_commit_past_room_aborts, SIGABRT);
 #endif
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -2,6 +2,7 @@
  * refusal must name the file, the line where there is one, and the key. */
 #include <arpa/inet.h>
 #include <check.h>
+#include "check_main.h"
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -1020,7 +1021,7 @@ START_TEST(test_duration_parse_table)
 }
 END_TEST
 
-static Suite *config_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -1047,15 +1048,4 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_duration_parse_table, 0, TG_NELEM(durations));
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

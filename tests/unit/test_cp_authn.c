@@ -2,6 +2,7 @@
  * from how the stream authenticated (certificate, else bootstrap token), never from what
  * the sidecar asks for; and the tokens file. */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,7 +205,7 @@ START_TEST(test_cp_tokens_file_nul_refused)
 }
 END_TEST
 
-static Suite *cp_authn_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_authn");
     TCase *tc = tcase_create("authn");
@@ -220,15 +221,4 @@ static Suite *cp_authn_suite(void)
     tcase_add_test(tc, test_cp_tokens_file_nul_refused);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(cp_authn_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,6 +1,7 @@
 /* cp.yaml's front door (limits:, timeouts:): defaults, values, and a clear error for each
  * wrong one. Pure: tg_cp_config_parse on text. */
 #include <check.h>
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,20 +91,14 @@ START_TEST(test_cp_config_front_door_errors)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_config");
     TCase *tc = tcase_create("front door");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_cp_config_front_door_defaults);
     tcase_add_test(tc, test_cp_config_front_door_values);
     tcase_add_loop_test(tc, test_cp_config_front_door_errors, 0, TG_NELEM(bad));
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -5,6 +5,7 @@
  * refused with their own reason; keys as PEM and as a JWK Set; keys that must be refused; and
  * the decision of cp_authn.c with such a token. */
 #include <check.h>
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,9 @@
 #define NOW 1767225600 /* make_fixtures.py's clock */
 #define ISS "https://kubernetes.default.svc.cluster.local"
 
-static const char *const aud_list[] = {"other", "tollgate"};
-static const struct tg_strlist audiences = {(char **)aud_list, 2};
+static char aud_other[] = "other", aud_tollgate[] = "tollgate";
+static char *aud_list[] = {aud_other, aud_tollgate};
+static const struct tg_strlist audiences = {aud_list, 2};
 
 /* name -> NULL: accepted as demo/client; else a substring of the refusal */
 static const struct {
@@ -293,12 +295,10 @@ START_TEST(test_jwt_authn_decide)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_jwt");
     TCase *tc = tcase_create("jwt");
-    SRunner *sr;
-    int failed;
 
     tcase_add_loop_test(tc, test_jwt_table_pem_keys, 0, sizeof(cases) / sizeof(cases[0]));
     tcase_add_loop_test(tc, test_jwt_table_jwks_keys, 0, sizeof(cases) / sizeof(cases[0]));
@@ -309,9 +309,5 @@ int main(void)
     tcase_add_test(tc, test_jwt_oversize_refused);
     tcase_add_test(tc, test_jwt_authn_decide);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -3,6 +3,7 @@
  * those, go into the server context that verifies client certificates. Certificates by
  * $TG_CERTS_BIN, CRLs by the openssl CLI. */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,20 +137,14 @@ START_TEST(test_cp_state_crl_a_sidecar_would_refuse_is_refused)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_state");
     TCase *tc = tcase_create("crls");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_cp_state_own_crl_verifies_clients_partner_crl_only_pushed);
     tcase_add_test(tc, test_cp_state_crl_a_sidecar_would_refuse_is_refused);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

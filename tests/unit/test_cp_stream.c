@@ -3,6 +3,7 @@
  * made with $TG_CERTS_BIN. Bootstrap by token, CSR, the six pushes and their ACKs, NACK, reload,
  * resume after a reconnect (by certificate), a refused token, and bad frames. */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -550,7 +551,7 @@ START_TEST(test_cp_stream_backoff_bounds)
 }
 END_TEST
 
-static Suite *cp_stream_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_stream");
     TCase *tc = tcase_create("stream");
@@ -571,15 +572,4 @@ static Suite *cp_stream_suite(void)
     tcase_add_test(tc, test_cp_stream_first_message_must_be_hello);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(cp_stream_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -3,6 +3,7 @@
  * every control byte, every C1 control, overlong and truncated UTF-8, surrogates, code
  * points past U+10FFFF, separators and bidi controls, quotes and backslashes, in every mode. */
 #include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -570,7 +571,7 @@ START_TEST(test_log_one_event_one_line)
 }
 END_TEST
 
-static Suite *esc_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("esc");
     TCase *tc = tcase_create("esc");
@@ -592,15 +593,4 @@ static Suite *esc_suite(void)
     tcase_add_test(tc, test_log_one_event_one_line);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(esc_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,6 +1,7 @@
 /* tg_frame_*: length framing of the control-plane stream (4-byte big-endian length, body;
  * bodies over the limit refused on the header; zero-length frames are frames). */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,7 +273,7 @@ START_TEST(test_frame_header_encoding)
 }
 END_TEST
 
-static Suite *frame_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("frame");
     TCase *tc = tcase_create("frame");
@@ -288,15 +289,4 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_frame_header_encoding);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(frame_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,6 +1,7 @@
 /* gen.c + identity.c: a generation is built complete or not at all from the identity files,
  * and lives exactly as long as its references. */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,9 +19,9 @@ static void setup(void)
     cu_certs("ca", "--out", "ca", NULL);
     cu_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", WEB, NULL);
     memset(&cfg, 0, sizeof(cfg));
-    cfg.cert_path = (char *)cu_path("web.pem");
-    cfg.key_path = (char *)cu_path("web.key");
-    cfg.bundle_path = (char *)cu_path("ca.pem");
+    cfg.cert_path = tg_unconst(cu_path("web.pem"));
+    cfg.key_path = tg_unconst(cu_path("web.key"));
+    cfg.bundle_path = tg_unconst(cu_path("ca.pem"));
     cfg.max_chain_depth = 4;
     atomic_init(&cfg.refs, 1000); /* the test owns it: generations never free it */
 }
@@ -130,9 +131,9 @@ START_TEST(test_gen_build_refuses_broken_identity)
         snprintf(cmd + n, sizeof(cmd) - n, " >/dev/null");
         ck_assert_int_eq(system(cmd), 0);
     }
-    cfg.cert_path = (char *)cu_path(broken[_i].cert);
-    cfg.key_path = (char *)cu_path(broken[_i].key);
-    cfg.bundle_path = (char *)cu_path(broken[_i].bundle);
+    cfg.cert_path = tg_unconst(cu_path(broken[_i].cert));
+    cfg.key_path = tg_unconst(cu_path(broken[_i].key));
+    cfg.bundle_path = tg_unconst(cu_path(broken[_i].bundle));
     ck_assert_int_lt(build(&g, err), 0);
     ck_assert_ptr_null(g);
     ck_assert_msg(strstr(err, broken[_i].want) != NULL, "%s: error \"%s\" lacks \"%s\"",
@@ -289,7 +290,7 @@ START_TEST(test_gen_federated_bundle_files)
     char err[TG_ERRLEN] = "";
 
     cu_certs("ca", "--out", "partner", NULL);
-    files[0] = (char *)cu_path("partner.pem");
+    files[0] = tg_unconst(cu_path("partner.pem"));
     cfg.trust_domains = (struct tg_strlist){names, 1};
     cfg.trust_domain_bundles = (struct tg_strlist){files, 1};
     ck_assert_msg(build(&g, err) == 0, "%s", err);
@@ -298,19 +299,19 @@ START_TEST(test_gen_federated_bundle_files)
     ck_assert_str_eq(g->identity->domains[1].name, "partner.example");
     tg_gen_unref(g);
     /* our own root listed as the partner's too: refused, naming the file and key */
-    files[0] = (char *)cu_path("ca.pem");
+    files[0] = tg_unconst(cu_path("ca.pem"));
     ck_assert_int_lt(build(&g, err), 0);
     ck_assert_msg(strstr(err, "identity.trust_domains.partner.example: ") != NULL &&
                       strstr(err, "is a root of mesh.local too") != NULL,
                   "%s", err);
     /* our own trust domain as a federated one */
     names[0] = "mesh.local";
-    files[0] = (char *)cu_path("partner.pem");
+    files[0] = tg_unconst(cu_path("partner.pem"));
     ck_assert_int_lt(build(&g, err), 0);
     ck_assert_msg(strstr(err, "our own trust domain") != NULL, "%s", err);
     names[0] = "partner.example";
     /* a missing file */
-    files[0] = (char *)cu_path("nothing.pem");
+    files[0] = tg_unconst(cu_path("nothing.pem"));
     ck_assert_int_lt(build(&g, err), 0);
     ck_assert_msg(strstr(err, "identity.trust_domains.partner.example: ") != NULL &&
                       strstr(err, "cannot open") != NULL,
@@ -493,7 +494,7 @@ START_TEST(test_gen_http_rules_follow_the_mesh_table)
 }
 END_TEST
 
-static Suite *gen_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("gen");
     TCase *tc = tcase_create("build");
@@ -512,15 +513,4 @@ static Suite *gen_suite(void)
     tcase_add_test(tc, test_gen_pushed_mesh_and_settings);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(gen_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,6 +1,7 @@
 /* tg_http_*: request heads, bodies (Content-Length, chunked, trailers), the smuggling corpus,
  * the head rewrite with the caller's identity, response framing, local responses. */
 #include <check.h>
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -914,7 +915,7 @@ static const struct {
 
 static void check_rule_path_case(int i)
 {
-    char *const paths[] = {(char *)rule_path_cases[i].path};
+    char *const paths[] = {tg_unconst(rule_path_cases[i].path)};
     struct tg_policy_rule rule = {.name = "r", .action = TG_POLICY_DENY, .paths = {paths, 1}};
     struct tg_policy_input in = {.rules = &rule, .n_rules = 1};
     struct tg_policy *p = NULL;
@@ -967,7 +968,7 @@ START_TEST(test_http_byte_classes)
 }
 END_TEST
 
-static Suite *http_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("http");
@@ -997,15 +998,4 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_http_rule_paths_normal_form);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(http_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

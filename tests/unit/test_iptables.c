@@ -1,6 +1,7 @@
 /* tg_iptables_*: init-iptables options, the iptables-restore text they make, and reading
  * iptables-save output back. Pure: nothing here runs iptables (tests/netns does). */
 #include <check.h>
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,7 +406,7 @@ START_TEST(test_iptables_v6_detection)
 }
 END_TEST
 
-static Suite *iptables_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("iptables");
     TCase *tc = tcase_create("rules");
@@ -424,15 +425,4 @@ static Suite *iptables_suite(void)
     tcase_add_test(tc, test_iptables_v6_detection);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(iptables_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,4 +1,5 @@
 #include <check.h>
+#include "check_main.h"
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -346,7 +347,7 @@ START_TEST(test_metrics_many_listeners)
 }
 END_TEST
 
-static Suite *metrics_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("render");
@@ -361,15 +362,4 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_many_listeners);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(metrics_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,5 +1,6 @@
 /* tg_policy_*: authorization rules, revocation and their compile-time checks. */
 #include <check.h>
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -729,7 +730,7 @@ START_TEST(test_policy_many_rules)
 }
 END_TEST
 
-static Suite *policy_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("policy");
     TCase *tc = tcase_create("core");
@@ -746,15 +747,4 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, test_policy_many_rules);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(policy_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,6 +1,7 @@
 /* tg_proxyproto_*: PROXY protocol v2 encoding, strict decoding and CRC32c. */
 #include <arpa/inet.h>
 #include <check.h>
+#include "check_main.h"
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,7 +393,7 @@ START_TEST(test_proxyproto_crc_catches_flips)
 }
 END_TEST
 
-static Suite *proxyproto_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("proxyproto");
     TCase *tc = tcase_create("core");
@@ -410,15 +411,4 @@ static Suite *proxyproto_suite(void)
     tcase_add_test(tc, test_proxyproto_crc_catches_flips);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(proxyproto_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

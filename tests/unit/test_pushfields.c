@@ -2,6 +2,7 @@
  * field sits (the push itself, the resource, a repeated message inside it, a map entry), and
  * the refusal names the message and the field; the same push without it is accepted. */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,18 +89,12 @@ START_TEST(test_push_unknown_field_refused)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("pushfields");
     TCase *tc = tcase_create("unknown_fields");
-    SRunner *r;
-    int failed;
 
     tcase_add_loop_test(tc, test_push_unknown_field_refused, NOWHERE, IN_LABEL + 1);
     suite_add_tcase(s, tc);
-    r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

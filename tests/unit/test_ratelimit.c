@@ -1,5 +1,6 @@
 /* tg_bucket_*, tg_ratelimit_*: token buckets and the keyed limit table, on a fake clock. */
 #include <check.h>
+#include "check_main.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -556,7 +557,7 @@ START_TEST(test_limit_set_bad_match)
 }
 END_TEST
 
-static Suite *ratelimit_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("core");
@@ -584,15 +585,4 @@ static Suite *ratelimit_suite(void)
     tcase_add_test(tc, test_limit_set_bad_match);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(ratelimit_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,6 +1,7 @@
 /* tg_spiffe_*: strict SPIFFE ID parsing (SPIFFE-ID.md 2.1-2.3, plus the stricter rules of
  * DESIGN.md: lowercase scheme, no percent-encoding). */
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,7 +215,7 @@ START_TEST(test_spiffe_err_null)
 }
 END_TEST
 
-static Suite *spiffe_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("spiffe");
     TCase *tc = tcase_create("parse");
@@ -228,15 +229,4 @@ static Suite *spiffe_suite(void)
     tcase_add_test(tc, test_spiffe_err_null);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(spiffe_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

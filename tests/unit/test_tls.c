@@ -4,6 +4,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 
 #include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +61,7 @@ static void side_init(struct side *s, const char *prefix, const char *bundle, bo
     if (extra != NULL)
         st = *extra, st.server = server;
     ck_assert_msg(tg_tls_ctx_new(&s->id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = (char *)peer_id;
+    s->idv[0] = tg_unconst(peer_id);
     s->ids.v = s->idv;
     s->ids.n = peer_id != NULL ? 1 : 0;
     s->rule.ids = &s->ids;
@@ -313,7 +314,7 @@ static void make_federation(void)
 static struct tg_identity *load_federated(const char *prefix)
 {
     char cert[64], key[64];
-    char *dv[] = {"partner.example"}, *fv[] = {(char *)cu_path("partner.pem")};
+    char *dv[] = {"partner.example"}, *fv[] = {tg_unconst(cu_path("partner.pem"))};
     struct tg_strlist domains = {dv, 1}, files = {fv, 1};
     struct tg_identity_files f = {.domains = &domains, .domain_bundles = &files};
     struct tg_identity *id = NULL;
@@ -337,7 +338,7 @@ static void side_init_id(struct side *s, struct tg_identity *id, bool server, co
     memset(s, 0, sizeof(*s));
     s->loaded = id;
     ck_assert_msg(tg_tls_ctx_new(id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = (char *)peer_id;
+    s->idv[0] = tg_unconst(peer_id);
     s->ids.v = s->idv;
     s->ids.n = peer_id != NULL ? 1 : 0;
     s->rule.ids = &s->ids;
@@ -717,7 +718,7 @@ START_TEST(test_tls_check_suites)
     };
 
     for (size_t i = 0; i < TG_NELEM(cases); i++) {
-        struct tg_strlist l = {(char **)cases[i].v, 0};
+        struct tg_strlist l = {tg_unconst(cases[i].v), 0};
         char why[TG_ERRLEN] = "";
         int rc;
 
@@ -752,7 +753,7 @@ START_TEST(test_tls_cipher_suites_applied)
 }
 END_TEST
 
-static Suite *tls_suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("tls");
     TCase *tc = tcase_create("handshake");
@@ -775,15 +776,4 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_version_text_names_aesni);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(tls_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
