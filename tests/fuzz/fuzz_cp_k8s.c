@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "k8s_derive.h"
 #include "tollgate/spiffe.h"
 
@@ -23,14 +24,6 @@ static const char *const fixed[TG_K8S_NKINDS] = {
     "[{\"port\":8080}],\"endpoints\":[{\"addresses\":[\"10.1.0.11\"],\"targetRef\":"
     "{\"kind\":\"Pod\",\"name\":\"web-1\"}}]}",
 };
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, TG_ERRLEN);
-
-    if (n == 0 || n == TG_ERRLEN || memchr(err, '\n', n) != NULL)
-        abort();
-}
 
 static void check_table(const struct tg_resource *r)
 {
@@ -67,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     k = (enum tg_k8s_kind)(data[0] % TG_K8S_NKINDS);
     if (tg_k8s_obj_parse(k, (const char *)data + 1, size - 1, &o, err) < 0) {
-        check_err(err);
+        fuzz_check_err(err);
         return 0;
     }
     for (int i = 0; i < TG_K8S_NKINDS; i++) {

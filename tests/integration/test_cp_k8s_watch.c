@@ -605,21 +605,15 @@ START_TEST(test_k8s_in_cluster)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_k8s_watch");
     TCase *tc = tcase_create("watch");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_k8s_watch_end_to_end);
     tcase_add_test(tc, test_k8s_in_cluster);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

@@ -2,6 +2,8 @@
  * explicit API server with its CA and token; the service-account token keys stay optional
  * beside it; every mistake named with its line and key. */
 #include <check.h>
+
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,20 +93,14 @@ START_TEST(test_k8s_discovery_refused)
 }
 END_TEST
 
-int main(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_k8s_config");
     TCase *tc = tcase_create("config");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_k8s_discovery_in_cluster);
     tcase_add_test(tc, test_k8s_discovery_explicit);
     tcase_add_loop_test(tc, test_k8s_discovery_refused, 0, TG_NELEM(bad));
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }

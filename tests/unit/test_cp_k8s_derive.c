@@ -3,6 +3,8 @@
  * table is rendered one destination a line, "ADDRESS PORT PROTO ID[,ID]", so each test reads
  * as the table it expects. */
 #include <check.h>
+
+#include "check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,7 +416,7 @@ START_TEST(test_k8s_bad_objects_named)
 }
 END_TEST
 
-static Suite *suite(void)
+Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_k8s_derive");
     TCase *tc = tcase_create("derive");
@@ -432,15 +434,4 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_k8s_bad_objects_named, 0, TG_NELEM(bad_objects));
     suite_add_tcase(s, tc);
     return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
