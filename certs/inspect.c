@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "certtool.h"
+#include "tollgate/der.h"
 #include "tollgate/file.h"
 #include "tollgate/identity.h"
 #include "tollgate/metrics.h"
@@ -264,29 +265,14 @@ static int print_cert(const unsigned char *der, size_t len, int index, char *err
 static int tlv(const unsigned char **p, const unsigned char *end, int *tag,
                const unsigned char **content, size_t *clen)
 {
-    const unsigned char *q = *p;
-    size_t len = 0;
+    size_t off = 0;
+    unsigned char t;
 
-    if (end - q < 2)
+    if (tg_der_header(*p, (size_t)(end - *p), &off, &t, clen) < 0)
         return -1;
-    *tag = q[0];
-    if (q[1] < 0x80) {
-        len = q[1];
-        q += 2;
-    } else {
-        int n = q[1] & 0x7f;
-
-        if (n == 0 || n > 4 || end - q < 2 + n)
-            return -1;
-        for (int i = 0; i < n; i++)
-            len = len << 8 | q[2 + i];
-        q += 2 + n;
-    }
-    if ((size_t)(end - q) < len)
-        return -1;
-    *content = q;
-    *clen = len;
-    *p = q + len;
+    *tag = t;
+    *content = *p + off;
+    *p = *content + *clen;
     return 0;
 }
 

@@ -1,11 +1,18 @@
-/* Small DER pieces that wolfSSL's certificate encoder cannot be asked for. Pure: no I/O, no
- * wolfSSL. Used by x509.c, which builds certificates for tollgate-certs and tollgate-cp. */
+/* Small DER pieces that wolfSSL cannot be asked for. Pure: no I/O, no wolfSSL. Used by x509.c,
+ * which builds certificates for tollgate-certs and tollgate-cp, and by the CRL readers of
+ * identity.c and tollgate-certs inspect. */
 #ifndef TOLLGATE_DER_H
 #define TOLLGATE_DER_H
 
 #include <stddef.h>
 
 #include "tollgate/err.h"
+
+/* The one DER reader: the header of the TLV at buf[*off] (buf ends at end), definite lengths
+ * of up to four bytes. *tag and *len (the content's length) are set and *off moves to the
+ * content, which must fit before end. 0, or TG_EINVAL (the header or content does not fit). */
+TG_MUST_USE int tg_der_header(const unsigned char *buf, size_t end, size_t *off, unsigned char *tag,
+                              size_t *len);
 
 /* RFC 5280 4.2.1.9 wants basicConstraints critical in CA certificates, and SPIFFE X509-SVID
  * section 4.1 in leaves too, but wolfSSL 5.5.4's (non-template) encoder always writes it

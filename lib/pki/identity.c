@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tollgate/der.h"
 #include "tollgate/file.h"
 
 #define MAX_PEM_FILE TG_FILE_MAX
@@ -414,27 +415,13 @@ static int read_crls(struct tg_identity *id, const char *what, const struct tg_s
 /* One DER TLV at *p (before end): its tag, and *p moved past it (enter: into it). */
 static int der_next(const unsigned char **p, const unsigned char *end, bool enter, int *tag)
 {
-    const unsigned char *q = *p;
-    size_t len = 0;
+    size_t off = 0, len;
+    unsigned char t;
 
-    if (end - q < 2)
+    if (tg_der_header(*p, (size_t)(end - *p), &off, &t, &len) < 0)
         return -1;
-    *tag = q[0];
-    if (q[1] < 0x80) {
-        len = q[1];
-        q += 2;
-    } else {
-        int n = q[1] & 0x7f;
-
-        if (n == 0 || n > 4 || end - q < 2 + n)
-            return -1;
-        for (int i = 0; i < n; i++)
-            len = len << 8 | q[2 + i];
-        q += 2 + n;
-    }
-    if ((size_t)(end - q) < len)
-        return -1;
-    *p = enter ? q : q + len;
+    *tag = t;
+    *p += enter ? off : off + len;
     return 0;
 }
 

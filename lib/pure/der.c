@@ -32,10 +32,8 @@ static size_t der_hdr(unsigned char *out, unsigned char tag, size_t len)
     return n;
 }
 
-/* Reads the header at buf[*off] (buf ends at end); *off moves to the content, whose tag and
- * length are returned. The content must fit before end. */
-static int der_next(const unsigned char *buf, size_t end, size_t *off, unsigned char *tag,
-                    size_t *len)
+int tg_der_header(const unsigned char *buf, size_t end, size_t *off, unsigned char *tag,
+                  size_t *len)
 {
     size_t i = *off, n = 0, nlen;
 
@@ -45,7 +43,7 @@ static int der_next(const unsigned char *buf, size_t end, size_t *off, unsigned 
     nlen = buf[i++];
     if (nlen & 0x80) {
         nlen &= 0x7f;
-        if (nlen == 0 || nlen > 3 || i + nlen > end)
+        if (nlen == 0 || nlen > 4 || i + nlen > end)
             return TG_EINVAL;
         while (nlen-- > 0)
             n = (n << 8) | buf[i++];
@@ -92,14 +90,14 @@ int tg_der_mark_bc_critical(unsigned char *tbs, int *tbs_len, size_t cap)
     unsigned char tag;
     int rc = TG_EINVAL;
 
-    if (der_next(tbs, end, &off, &tag, &tbs_l) < 0 || tag != 0x30 || off + tbs_l != end)
+    if (tg_der_header(tbs, end, &off, &tag, &tbs_l) < 0 || tag != 0x30 || off + tbs_l != end)
         return TG_EINVAL;
     tbs_c = off;
     for (;;) { /* find the [3] extensions wrapper */
         a3_at = off;
         if (off >= end)
             return 0;
-        if (der_next(tbs, end, &off, &tag, &l) < 0)
+        if (tg_der_header(tbs, end, &off, &tag, &l) < 0)
             return TG_EINVAL;
         if (tag == 0xa3)
             break;
@@ -107,13 +105,13 @@ int tg_der_mark_bc_critical(unsigned char *tbs, int *tbs_len, size_t cap)
     }
     a3_c = off;
     a3_l = l;
-    if (der_next(tbs, a3_c + a3_l, &off, &tag, &seq_l) < 0 || tag != 0x30 ||
+    if (tg_der_header(tbs, a3_c + a3_l, &off, &tag, &seq_l) < 0 || tag != 0x30 ||
         off + seq_l != a3_c + a3_l)
         return TG_EINVAL;
     seq_c = off;
     while (off < seq_c + seq_l) {
         ext_at = off;
-        if (der_next(tbs, seq_c + seq_l, &off, &tag, &l) < 0 || tag != 0x30)
+        if (tg_der_header(tbs, seq_c + seq_l, &off, &tag, &l) < 0 || tag != 0x30)
             return TG_EINVAL;
         if (l > sizeof(bc_oid) && memcmp(tbs + off, bc_oid, sizeof(bc_oid)) == 0) {
             ext_c = off;
