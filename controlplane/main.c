@@ -5,7 +5,6 @@
  *   tollgate-cp help [COMMAND]       (or --help, -h, COMMAND --help)
  * Help and the version go to stdout with exit 0; a usage error is one line on stderr naming
  * what was wrong, then the usage, exit 2. */
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -17,9 +16,8 @@
 
 #include "cp_server.h"
 #include "cp_state.h"
+#include "tollgate/cli.h"
 #include "tollgate/log.h"
-
-#define EXIT_USAGE 2
 
 struct run {
     uv_loop_t loop;
@@ -35,11 +33,7 @@ static const char main_usage[] =
     "  version          the versions of tollgate-cp and wolfSSL (also: --version)\n"
     "  help [COMMAND]   this text, or one command's (also: --help, -h, COMMAND --help)\n";
 
-static const struct verb {
-    const char *name;
-    bool takes_config;
-    const char *usage;
-} verbs[] = {
+static const struct tg_cli_verb verbs[] = {
     {"run", true,
      "usage: tollgate-cp run -c FILE\n"
      "Serves the mesh of FILE (-c or --config: mesh.yaml) until SIGTERM or SIGINT; SIGHUP\n"
@@ -57,29 +51,7 @@ static const struct verb {
      "Prints the list of commands, or the usage of one.\n"},
 };
 
-static const struct verb *find_verb(const char *name)
-{
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(verbs[i].name, name) == 0)
-            return &verbs[i];
-    return NULL;
-}
-
-static int usage_error(const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int usage_error(const char *usage, const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("tollgate-cp: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fputs(usage, stderr);
-    return EXIT_USAGE;
-}
+static const struct tg_cli cli = {"tollgate-cp", "mesh.yaml", verbs, TG_NELEM(verbs)};
 
 static void on_signal_closed(uv_handle_t *h)
 {
@@ -188,76 +160,39 @@ static int cmd_check(const char *path)
     return 0;
 }
 
-/* Parses argv[2..] of verb v: -h/--help, and -c/--config FILE when the verb takes one.
- * Returns -1 to go on (*path set when the verb takes one), else the exit status. */
-static int parse_verb(const struct verb *v, int argc, char **argv, const char **path)
-{
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    *path = NULL;
-    optind = 2;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, v->takes_config ? ":c:h" : ":h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(v->usage, stdout);
-            return 0;
-        }
-        if (c == 'c' && *path != NULL)
-            return usage_error(v->usage, "%s: -c/--config given twice", v->name);
-        if (c == 'c') {
-            *path = optarg;
-            continue;
-        }
-        if (c == ':')
-            return usage_error(v->usage, "%s: -c/--config wants the config FILE", v->name);
-        if (optopt != 0)
-            return usage_error(v->usage, "%s: unknown option '-%c'", v->name, optopt);
-        return usage_error(v->usage, "%s: unknown option '%s'", v->name, argv[optind - 1]);
-    }
-    if (v->takes_config && *path == NULL)
-        return usage_error(v->usage, "%s: missing -c FILE (mesh.yaml)", v->name);
-    if (optind < argc && strcmp(v->name, "help") != 0)
-        return usage_error(v->usage, "%s: unexpected argument '%s'", v->name, argv[optind]);
-    return -1;
-}
-
 /* help [COMMAND] */
 static int cmd_help(int argc, char **argv)
 {
-    const struct verb *v;
+    const struct tg_cli_verb *v;
 
     if (argc > 3)
-        return usage_error(find_verb("help")->usage, "help: unexpected argument '%s'", argv[3]);
+        return tg_cli_usage_error(&cli, tg_cli_verb(&cli, "help")->usage,
+                                  "help: unexpected argument '%s'", argv[3]);
     if (argc < 3) {
         fputs(main_usage, stdout);
         return 0;
     }
-    if ((v = find_verb(argv[2])) == NULL)
-        return usage_error(main_usage, "help: unknown command '%s'", argv[2]);
+    if ((v = tg_cli_verb(&cli, argv[2])) == NULL)
+        return tg_cli_usage_error(&cli, main_usage, "help: unknown command '%s'", argv[2]);
     fputs(v->usage, stdout);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const struct verb *v;
+    const struct tg_cli_verb *v;
     const char *path;
     int rc;
 
     if (argc < 2)
-        return usage_error(main_usage, "missing command");
+        return tg_cli_usage_error(&cli, main_usage, "missing command");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         argv[1] = tg_unconst("help");
     if (strcmp(argv[1], "--version") == 0)
         argv[1] = tg_unconst("version");
-    if ((v = find_verb(argv[1])) == NULL)
-        return usage_error(main_usage, "unknown command '%s'", argv[1]);
-    if ((rc = parse_verb(v, argc, argv, &path)) >= 0)
+    if ((v = tg_cli_verb(&cli, argv[1])) == NULL)
+        return tg_cli_usage_error(&cli, main_usage, "unknown command '%s'", argv[1]);
+    if ((rc = tg_cli_parse_verb(&cli, v, argc, argv, &path)) >= 0)
         return rc;
     if (strcmp(v->name, "help") == 0)
         return cmd_help(argc, argv);

@@ -1,6 +1,5 @@
 /* tollgate: CLI verbs only. Every verb answers -h/--help on stdout with exit 0; a usage
  * error is one line on stderr naming what was wrong, then the verb's usage, exit 2. */
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "tollgate/cli.h"
 #include "tollgate/config.h"
 #include "tollgate/control.h"
 #include "tollgate/file.h"
@@ -15,8 +15,6 @@
 #include "tollgate/iptables.h"
 #include "tollgate/log.h"
 #include "tollgate/tls.h"
-
-#define EXIT_USAGE 2
 
 static const char main_usage[] =
     "usage: tollgate COMMAND [OPTIONS]\n"
@@ -27,11 +25,7 @@ static const char main_usage[] =
     "  help [COMMAND]       this text, or one command's (also: --help, -h, COMMAND --help)\n";
 
 /* The verbs other than init-iptables (whose options and help live in iptables.c). */
-static const struct verb {
-    const char *name;
-    bool takes_config; /* -c FILE, required */
-    const char *usage;
-} verbs[] = {
+static const struct tg_cli_verb verbs[] = {
     {"run", true,
      "usage: tollgate run -c FILE\n"
      "Runs the sidecar with the config FILE (-c or --config) until SIGTERM or SIGINT, which\n"
@@ -50,67 +44,7 @@ static const struct verb {
      "Prints the list of commands, or the usage of one.\n"},
 };
 
-static const struct verb *find_verb(const char *name)
-{
-    for (size_t i = 0; i < TG_NELEM(verbs); i++)
-        if (strcmp(verbs[i].name, name) == 0)
-            return &verbs[i];
-    return NULL;
-}
-
-static int usage_error(const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int usage_error(const char *usage, const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("tollgate: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fputs(usage, stderr);
-    return EXIT_USAGE;
-}
-
-/* Parses argv[2..] of verb v: -h/--help, and -c/--config FILE when the verb takes one.
- * Returns -1 to go on (*config set when the verb takes one), else the exit status. */
-static int parse_verb(const struct verb *v, int argc, char **argv, const char **config)
-{
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    *config = NULL;
-    optind = 2;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, v->takes_config ? ":c:h" : ":h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(v->usage, stdout);
-            return 0;
-        }
-        if (c == 'c' && *config != NULL)
-            return usage_error(v->usage, "%s: -c/--config given twice", v->name);
-        if (c == 'c') {
-            *config = optarg;
-            continue;
-        }
-        if (c == ':')
-            return usage_error(v->usage, "%s: -c/--config wants the config FILE", v->name);
-        if (optopt != 0)
-            return usage_error(v->usage, "%s: unknown option '-%c'", v->name, optopt);
-        return usage_error(v->usage, "%s: unknown option '%s'", v->name, argv[optind - 1]);
-    }
-    if (v->takes_config && *config == NULL)
-        return usage_error(v->usage, "%s: missing -c FILE (the config file)", v->name);
-    if (optind < argc && strcmp(v->name, "help") != 0)
-        return usage_error(v->usage, "%s: unexpected argument '%s'", v->name, argv[optind]);
-    return -1;
-}
+static const struct tg_cli cli = {"tollgate", "the config file", verbs, TG_NELEM(verbs)};
 
 static int load(const char *path, struct tg_config **cfg)
 {
@@ -219,40 +153,41 @@ static int cmd_version(void)
 /* help [COMMAND] */
 static int cmd_help(int argc, char **argv)
 {
-    const struct verb *v;
+    const struct tg_cli_verb *v;
     char *help_argv[] = {argv[0], tg_unconst("init-iptables"), tg_unconst("--help"), NULL};
 
     if (argc > 3)
-        return usage_error(find_verb("help")->usage, "help: unexpected argument '%s'", argv[3]);
+        return tg_cli_usage_error(&cli, tg_cli_verb(&cli, "help")->usage,
+                                  "help: unexpected argument '%s'", argv[3]);
     if (argc < 3) {
         fputs(main_usage, stdout);
         return 0;
     }
     if (strcmp(argv[2], "init-iptables") == 0)
         return tg_iptables_main(3, help_argv);
-    if ((v = find_verb(argv[2])) == NULL)
-        return usage_error(main_usage, "help: unknown command '%s'", argv[2]);
+    if ((v = tg_cli_verb(&cli, argv[2])) == NULL)
+        return tg_cli_usage_error(&cli, main_usage, "help: unknown command '%s'", argv[2]);
     fputs(v->usage, stdout);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const struct verb *v;
+    const struct tg_cli_verb *v;
     const char *config;
     int rc;
 
     if (argc < 2)
-        return usage_error(main_usage, "missing command");
+        return tg_cli_usage_error(&cli, main_usage, "missing command");
     if (strcmp(argv[1], "init-iptables") == 0)
         return tg_iptables_main(argc, argv);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         argv[1] = tg_unconst("help");
     if (strcmp(argv[1], "--version") == 0)
         argv[1] = tg_unconst("version");
-    if ((v = find_verb(argv[1])) == NULL)
-        return usage_error(main_usage, "unknown command '%s'", argv[1]);
-    if ((rc = parse_verb(v, argc, argv, &config)) >= 0)
+    if ((v = tg_cli_verb(&cli, argv[1])) == NULL)
+        return tg_cli_usage_error(&cli, main_usage, "unknown command '%s'", argv[1]);
+    if ((rc = tg_cli_parse_verb(&cli, v, argc, argv, &config)) >= 0)
         return rc;
     if (strcmp(v->name, "run") == 0)
         return cmd_run(config);
