@@ -1,0 +1,45 @@
+# shellcheck shell=bash
+# What every netns test shares, sourced after it has set DIR (its scratch folder), PIDS=()
+# (the processes it starts), PASS=0 FAILED=0 and NAMESPACES (the namespaces it makes, all
+# named with its own id): in_ns, the cleanup trap (its processes by pid, then anything left
+# inside its own namespaces, then the namespaces; logs kept on failure or with KEEP=1), and
+# ok/fail/check in TAP form.
+
+# Background processes are started with `ip netns exec` itself (never through a shell
+# function), so $! is the process: ip and setpriv exec what they run.
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+cleanup() {
+    local p ns
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null; done
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for ns in "${NAMESPACES[@]}"; do
+        # Anything still inside one of our own namespaces was started by this test.
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    if [ "${KEEP:-0}" = 1 ] || [ "$FAILED" -ne 0 ]; then
+        echo "logs kept in $DIR"
+    else
+        rm -rf "$DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "ok $PASS - $*"; }
+fail() {
+    FAILED=$((FAILED + 1))
+    echo "not ok - $*"
+    for f in "$DIR"/*.err "$DIR"/*.log; do
+        [ -s "$f" ] && { echo "--- $f (last 15 lines)"; tail -15 "$f"; }
+    done
+    echo "$PASS passed, $FAILED failed"
+    exit 1
+}
+check() { # description, command...
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
