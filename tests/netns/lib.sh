@@ -43,3 +43,26 @@ check() { # description, command...
     shift
     if "$@"; then ok "$what"; else fail "$what"; fi
 }
+
+# Sidecars: `$TG run -c $DIR/NAME.yaml` in netns NS as the sidecar's uid ($PROXY_UID, which
+# the capture rules exempt), logging to NAME.access.log and NAME.err; started waits for its
+# /ready on 127.0.0.1:15000 in NS for up to TRIES x 50 ms (default 100), and fails at once if
+# it exits. stop_sidecar NAME: SIGTERM, then SIGKILL if it is not gone within 10 s.
+declare -A SIDECAR
+start_sidecar() { # NAME NS [TRIES]
+    ip netns exec "$2" setpriv --reuid="$PROXY_UID" --regid="$PROXY_UID" --clear-groups \
+        "$TG" run -c "$DIR/$1.yaml" >>"$1.access.log" 2>>"$1.err" &
+    SIDECAR[$1]=$!
+    PIDS+=($!)
+    for _ in $(seq "${3:-100}"); do
+        in_ns "$2" curl -sf --max-time 1 -o /dev/null http://127.0.0.1:15000/ready && return 0
+        kill -0 "${SIDECAR[$1]}" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+stop_sidecar() { # NAME
+    local p=${SIDECAR[$1]}
+    kill -TERM "$p" 2>/dev/null
+    timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null
+}

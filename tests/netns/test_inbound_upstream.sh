@@ -161,29 +161,10 @@ mesh:
     - {address: $IP_B/32, expect: [spiffe://$TD/ns/default/sa/b]}
     - {address: $IP6_B/128, expect: [spiffe://$TD/ns/default/sa/b]}
 EOF
-declare -A SIDECAR
-start_sidecar() { # pod
-    local ns=tg-inbound-$1-$ID
-    ip netns exec "$ns" setpriv --reuid=$PROXY_UID --regid=$PROXY_UID --clear-groups \
-        "$TG" run -c "$DIR/$1.yaml" >>"$1.access.log" 2>>"$1.err" &
-    SIDECAR[$1]=$!
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        in_ns "$ns" curl -sf --max-time 1 -o /dev/null http://127.0.0.1:15000/ready && return 0
-        kill -0 "${SIDECAR[$1]}" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-stop_sidecar() { # pod
-    local p=${SIDECAR[$1]}
-    kill -TERM "$p" 2>/dev/null
-    timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null
-}
 write_b ""
 check "tollgate check accepts B's config" "$TG" check -c b.yaml
-check "sidecar B ready" start_sidecar b
-check "sidecar A ready" start_sidecar a
+check "sidecar B ready" start_sidecar b "$NS_B"
+check "sidecar A ready" start_sidecar a "$NS_A"
 
 # A's app (root, so captured) asks B's pod address; prints the body, or nothing.
 get() { in_ns "$NS_A" curl -gsS --max-time 5 "$1" 2>>curl.err; }
@@ -222,7 +203,7 @@ check "with the exemption back, A reaches B's public app" [ "$(get "http://$IP_B
 stop_sidecar b
 write_b "upstream: loopback, "
 check "tollgate check accepts upstream: loopback" "$TG" check -c b.yaml
-check "sidecar B restarted with upstream: loopback" start_sidecar b
+check "sidecar B restarted with upstream: loopback" start_sidecar b "$NS_B"
 for fam in 4 6; do
     if [ $fam = 4 ]; then host=$IP_B; else host="[$IP6_B]"; fi
     check "IPv$fam, loopback: A reaches B's loopback-only app" [ "$(get "http://$host:9090/")" = debug ]

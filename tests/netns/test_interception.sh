@@ -165,25 +165,6 @@ write_config() { # name identity mode outside inbound(yes/no)
         echo "    - {address: $IP_B/32, port: 8080, expect: [spiffe://$TD/ns/default/sa/b]}"
     } >"$1.yaml"
 }
-declare -A SIDECAR
-start_sidecar() { # pod name
-    local ns=tg-$1-$ID
-    ip netns exec "$ns" setpriv --reuid=$PROXY_UID --regid=$PROXY_UID --clear-groups \
-        "$TG" run -c "$DIR/$2.yaml" >>"$2.access.log" 2>>"$2.err" &
-    SIDECAR[$1]=$!
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        in_ns "$ns" curl -sf --max-time 1 -o /dev/null http://127.0.0.1:15000/ready && return 0
-        kill -0 "${SIDECAR[$1]}" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-stop_sidecar() { # pod
-    local p=${SIDECAR[$1]}
-    kill -TERM "$p" 2>/dev/null
-    timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null
-}
 write_config a a strict passthrough yes
 write_config b b strict passthrough yes
 write_config c c strict passthrough no
@@ -191,9 +172,9 @@ for s in a b c; do
     "$TG" check -c "$s.yaml" >"check-$s.log" 2>&1 || fail "tollgate check $s.yaml: $(cat check-$s.log)"
 done
 ok "tollgate check accepts the transparent configs"
-check "sidecar B ready (strict)" start_sidecar b b
-check "sidecar A ready (outside: passthrough)" start_sidecar a a
-check "sidecar C ready" start_sidecar c c
+check "sidecar B ready (strict)" start_sidecar b "$NS_B"
+check "sidecar A ready (outside: passthrough)" start_sidecar a "$NS_A"
+check "sidecar C ready" start_sidecar c "$NS_C"
 
 # ---- A -> B through both sidecars ----
 curl_in() { # ns url [curl options...]: body on stdout
@@ -241,7 +222,7 @@ check "STRICT: a plain client is refused" [ "$(plain_from_a)" != "plain $VISIBLE
 check "STRICT: the app never saw the plain request" bash -c "! grep -q 'GET /plain.txt' app-b.log"
 stop_sidecar b
 write_config b b permissive passthrough yes
-check "sidecar B restarted permissive" start_sidecar b b
+check "sidecar B restarted permissive" start_sidecar b "$NS_B"
 check "PERMISSIVE: a plain client reaches the app" \
     [ "$(plain_from_a)" = "plain $VISIBLE for permissive" ]
 check "PERMISSIVE: the app saw the plain request" grep -q 'GET /plain.txt' app-b.log
@@ -251,7 +232,7 @@ check "PERMISSIVE: mTLS from A still works" [ "$body" = "$MARKER" ]
 # ---- outside the mesh: refuse ----
 stop_sidecar a
 write_config a a strict refuse yes
-check "sidecar A restarted with outside: refuse" start_sidecar a a
+check "sidecar A restarted with outside: refuse" start_sidecar a "$NS_A"
 if curl_in "$NS_A" "http://$IP_C:9090/outside.txt" >outside-refused.txt 2>>curl-a.err &&
     grep -q outside outside-refused.txt; then
     fail "outside the mesh, refuse: A refuses $IP_C:9090"
@@ -277,7 +258,7 @@ else
 fi
 sed -i "s|\($IP_B/32, port: 8080, expect: \[spiffe://$TD/ns/default/sa/b\]\)}|\1, protocol: http}|" b.yaml
 check "tollgate check accepts it with $IP_B/32:8080 http too" "$TG" check -c b.yaml
-check "sidecar B restarted with :8080 http by its mesh table" start_sidecar b b
+check "sidecar B restarted with :8080 http by its mesh table" start_sidecar b "$NS_B"
 body=$(curl_in "$NS_A" "http://$IP_B:8080/secret.txt" -H "X-Marker: $MARKER" 2>>curl-a.err)
 check "HTTP by the mesh table: A's request reaches the app" [ "$body" = "$MARKER" ]
 check "B logged the request itself (method, path)" \

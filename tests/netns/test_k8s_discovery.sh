@@ -164,18 +164,8 @@ write_config() { # name control-plane-address inbound(yes/no)
 }
 write_config a "$IP_B:15010" no
 write_config b "127.0.0.1:15010" yes
-start_sidecar() { # name netns
-    ip netns exec "$2" setpriv --reuid=$PROXY_UID --regid=$PROXY_UID --clear-groups \
-        "$TG" run -c "$DIR/$1.yaml" >>"$1.access.log" 2>>"$1.err" &
-    PIDS+=($!)
-    for _ in $(seq 200); do
-        in_ns "$2" curl -sf --max-time 1 -o /dev/null http://127.0.0.1:15000/ready && return 0
-        sleep 0.05
-    done
-    return 1
-}
-check "sidecar B ready (identity sa/web from the control plane)" start_sidecar b "$NS_B"
-check "sidecar A ready (identity sa/a)" start_sidecar a "$NS_A"
+check "sidecar B ready (identity sa/web from the control plane)" start_sidecar b "$NS_B" 200
+check "sidecar A ready (identity sa/a)" start_sidecar a "$NS_A" 200
 tables() { grep -c "mesh_table version .* applied" a.err; }
 wait_table() { # more than N tables applied by A
     for _ in $(seq 100); do [ "$(tables)" -gt "$1" ] && return 0; sleep 0.05; done
