@@ -1102,7 +1102,7 @@ static int check_rules(struct yw *y, const yaml_node_t *n, const struct tg_res_a
             labels[li].key = s->scope_labels[j].key;
             labels[li].value = s->scope_labels[j].value;
         }
-#define STRS(f) d->f = (struct tg_policy_strs){s->f.v, s->f.n}
+#define STRS(f) d->f = tg_policy_strs_of(s->f.v, s->f.n)
         STRS(principals);
         STRS(not_principals);
         STRS(namespaces);
@@ -1128,8 +1128,8 @@ static int check_rules(struct yw *y, const yaml_node_t *n, const struct tg_res_a
     in.n_rules = a->n_rules;
     in.default_deny = a->default_deny;
     if (rv != NULL) {
-        in.revoked_serials = (struct tg_policy_strs){rv->serials.v, rv->serials.n};
-        in.revoked_fingerprints = (struct tg_policy_strs){rv->fingerprints.v, rv->fingerprints.n};
+        in.revoked_serials = tg_policy_strs_of(rv->serials.v, rv->serials.n);
+        in.revoked_fingerprints = tg_policy_strs_of(rv->fingerprints.v, rv->fingerprints.n);
     }
     rc = tg_policy_compile(&in, &p, why);
     if (rc == TG_ENOMEM)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cp_authn.h"
+#include "unit_util.h"
 
 static const char tokens_text[] = "# token namespace service-account\n"
                                   "\n"
@@ -138,8 +139,8 @@ END_TEST
 
 START_TEST(test_cp_revoked_certificate_refused)
 {
-    static char *serials[] = {"a1b2"};
-    static char *shas[] = {"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"};
+    char *serials[] = {UT_STR("a1b2")};
+    char *shas[] = {UT_STR("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")};
     struct tg_strlist rs = {serials, 1}, rf = {shas, 1};
     struct tg_cp_authn_in in = {
         .trust_domain = "mesh.local",

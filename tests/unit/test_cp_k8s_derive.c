@@ -341,10 +341,10 @@ START_TEST(test_k8s_merge_overlay_wins)
     }
     ck_assert_int_eq(tg_k8s_derive(lists, "mesh.local", &d, NULL), 0);
     t->destinations = tg_resource_array(o, 2, sizeof(*t->destinations));
-    t->destinations[0].address = "10.96.0.10"; /* same place as a derived one */
+    t->destinations[0].address = tg_resource_strdup(o, "10.96.0.10"); /* as a derived one */
     t->destinations[0].port = 80;
     ck_assert_int_eq(tg_resource_strlist(o, &t->destinations[0].expected_ids, vm_id, 1), 0);
-    t->destinations[1].address = "10.0.0.0/8"; /* a CIDR: kept beside the /32s */
+    t->destinations[1].address = tg_resource_strdup(o, "10.0.0.0/8"); /* kept beside /32s */
     ck_assert_int_eq(tg_resource_strlist(o, &t->destinations[1].expected_ids, vm_id, 1), 0);
     t->n_destinations = 2;
     t->outside_refuse = true;

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "certs_util.h"
+#include "unit_util.h"
 #include "cp_server.h"
 #include "tollgate/cp_client.h"
 #include "tollgate/frame.h"
@@ -226,11 +227,13 @@ static void start_server(void)
     ck_assert_msg(tg_cp_server_new(&H.loop, cu_path("cp.yaml"), &H.srv, err) == 0, "%s", err);
 }
 
+/* The control plane as the client expects it (kept by the client), and the client's labels. */
+static char *cp_ids[] = {UT_STR(CP_ID)};
+static const struct tg_strlist server_ids = {cp_ids, 1};
+static const struct tg_res_label labels[] = {{UT_STR("app"), UT_STR("web")}};
+
 static void start_client(void)
 {
-    static char *ids[] = {CP_ID};
-    static const struct tg_strlist server_ids = {ids, 1};
-    static const struct tg_res_label labels[] = {{"app", "web"}};
     struct tg_cp_client_ops ops = {on_make_ctx,     on_up,   on_down, on_cert,
                                    on_cert_refused, on_push, &H};
     char address[64], err[TG_ERRLEN] = "";
@@ -482,9 +485,7 @@ static bool raw_done(struct h *h)
 static void raw_run(const char *payload, size_t len, size_t max_frame)
 {
     static const struct tg_msgstream_ops ops = {raw_connected, raw_frame, raw_closed};
-    static char *ids[] = {CP_ID};
-    static const struct tg_strlist list = {ids, 1};
-    static const struct tg_tls_peer_rule rule = {&list};
+    static const struct tg_tls_peer_rule rule = {&server_ids};
     struct tg_msgstream_opts opts = {.max_frame = max_frame};
     struct tg_tls_settings s = {.max_chain_depth = 4};
     struct sockaddr_in a;

@@ -625,9 +625,9 @@ END_TEST
 /* Rules with HTTP conditions: per request only; a connection never matches them. */
 START_TEST(test_http_policy_conditions)
 {
-    static char *const get[] = {"GET"}, *const api[] = {"/api/*", "/health"},
-                       *const host[] = {"Web.Local"}, *const del[] = {"DELETE"},
-                       *const ns[] = {"default"};
+    static const char *const get[] = {"GET"}, *const api[] = {"/api/*", "/health"},
+                             *const host[] = {"Web.Local"}, *const del[] = {"DELETE"},
+                             *const ns[] = {"default"};
     struct tg_policy_rule rules[2];
     struct tg_policy_input in;
     struct tg_policy *p = NULL;
@@ -676,7 +676,7 @@ START_TEST(test_http_policy_conditions)
     ck_assert(!v.allow && v.outcome == TG_POLICY_NO_MATCH);
     tg_policy_free(p);
     /* bad values are refused with the rule and field */
-    static char *const badpath[] = {"api"}, *const badm[] = {"G T"};
+    static const char *const badpath[] = {"api"}, *const badm[] = {"G T"};
     rules[0].paths = (struct tg_policy_strs){badpath, 1};
     ck_assert_int_lt(tg_policy_compile(&in, &p, err), 0);
     ck_assert_ptr_nonnull(strstr(err, "rule \"reads\": paths[0] \"api\": not a path"));
@@ -915,7 +915,7 @@ static const struct {
 
 static void check_rule_path_case(int i)
 {
-    char *const paths[] = {tg_unconst(rule_path_cases[i].path)};
+    const char *const paths[] = {rule_path_cases[i].path};
     struct tg_policy_rule rule = {.name = "r", .action = TG_POLICY_DENY, .paths = {paths, 1}};
     struct tg_policy_input in = {.rules = &rule, .n_rules = 1};
     struct tg_policy *p = NULL;

@@ -9,7 +9,7 @@
 
 #define STRS(...)                                                                                  \
     {                                                                                              \
-        (char *[]){__VA_ARGS__}, TG_NELEM(((char *[]){__VA_ARGS__}))                               \
+        (const char *const[]){__VA_ARGS__}, TG_NELEM(((const char *const[]){__VA_ARGS__}))         \
     }
 #define PORTS(...)                                                                                 \
     {                                                                                              \
@@ -644,7 +644,7 @@ START_TEST(test_policy_many_rules)
     struct tg_policy_rule *rules = calloc(N, sizeof(*rules));
     char(*names)[16] = calloc(N, sizeof(*names));
     char(*vals)[96] = calloc(N, sizeof(*vals));
-    char **ptrs = calloc(N, sizeof(*ptrs));
+    const char **ptrs = calloc(N, sizeof(*ptrs));
     int *ports = calloc(N, sizeof(*ports));
     static struct tg_spiffe_id id;
     struct tg_policy_input in = {.rules = rules, .n_rules = N};

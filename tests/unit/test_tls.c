@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "certs_util.h"
+#include "unit_util.h"
 #include "tollgate/tls.h"
 
 #define WEB "spiffe://mesh.local/ns/default/sa/web"
@@ -314,7 +315,7 @@ static void make_federation(void)
 static struct tg_identity *load_federated(const char *prefix)
 {
     char cert[64], key[64];
-    char *dv[] = {"partner.example"}, *fv[] = {tg_unconst(cu_path("partner.pem"))};
+    char *dv[] = {UT_STR("partner.example")}, *fv[] = {tg_unconst(cu_path("partner.pem"))};
     struct tg_strlist domains = {dv, 1}, files = {fv, 1};
     struct tg_identity_files f = {.domains = &domains, .domain_bundles = &files};
     struct tg_identity *id = NULL;
@@ -530,7 +531,7 @@ START_TEST(test_tls_control_plane_only_from_our_roots)
         side_init(&s, cases[i].server, "ca.pem", true, NULL, &st);
         memset(&c, 0, sizeof(c));
         ck_assert_msg(tg_tls_ctx_new_cp(id, ca, ca_len, &cst, &c.ctx, err) == 0, "%s", err);
-        c.idv[0] = CP_ID;
+        c.idv[0] = UT_STR(CP_ID);
         c.ids = (struct tg_strlist){c.idv, 1};
         c.rule.ids = &c.ids;
         ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
@@ -642,7 +643,7 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     struct tg_tls_cache *cache;
     struct side c, s, s2, c2;
     struct tg_tls *t;
-    char *other[] = {"spiffe://mesh.local/ns/default/sa/other"};
+    char *other[] = {UT_STR("spiffe://mesh.local/ns/default/sa/other")};
     struct tg_strlist only_other = {other, 1};
     struct tg_tls_peer_rule strict = {&only_other};
 
@@ -737,7 +738,7 @@ END_TEST
 /* A server restricted to one suite: the handshake picks it. */
 START_TEST(test_tls_cipher_suites_applied)
 {
-    char *only[] = {"TLS13-CHACHA20-POLY1305-SHA256"};
+    char *only[] = {UT_STR("TLS13-CHACHA20-POLY1305-SHA256")};
     struct tg_strlist suites = {only, 1};
     struct tg_tls_settings st = {.max_chain_depth = 4, .cipher_suites = &suites};
     struct side c, s;
