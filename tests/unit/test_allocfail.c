@@ -698,14 +698,11 @@ static void teardown(void)
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("allocfail");
-    TCase *tc = tcase_create("allocfail");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("allocfail", "allocfail", &tc, test_allocfail_tls_path,
+                             test_allocfail_config_path, test_allocfail_push_path);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_allocfail_tls_path);
-    tcase_add_test(tc, test_allocfail_config_path);
-    tcase_add_test(tc, test_allocfail_push_path);
-    suite_add_tcase(s, tc);
     return s;
 }

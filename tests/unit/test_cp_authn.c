@@ -208,18 +208,15 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_authn");
-    TCase *tc = tcase_create("authn");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_authn", "authn", &tc, test_cp_token_gives_its_own_identity,
+                             test_cp_token_of_ns_a_cannot_get_ns_b,
+                             test_cp_unknown_or_missing_token_refused,
+                             test_cp_certificate_identity_wins_over_token,
+                             test_cp_certificate_must_be_a_workload_of_our_domain,
+                             test_cp_revoked_certificate_refused, test_cp_tokens_file_nul_refused);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cp_token_gives_its_own_identity);
-    tcase_add_test(tc, test_cp_token_of_ns_a_cannot_get_ns_b);
-    tcase_add_test(tc, test_cp_unknown_or_missing_token_refused);
-    tcase_add_test(tc, test_cp_certificate_identity_wins_over_token);
-    tcase_add_test(tc, test_cp_certificate_must_be_a_workload_of_our_domain);
-    tcase_add_test(tc, test_cp_revoked_certificate_refused);
     tcase_add_loop_test(tc, test_cp_tokens_file_table, 0, TG_NELEM(token_files));
-    tcase_add_test(tc, test_cp_tokens_file_nul_refused);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -139,12 +139,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_state");
-    TCase *tc = tcase_create("crls");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_state", "crls", &tc,
+                             test_cp_state_own_crl_verifies_clients_partner_crl_only_pushed,
+                             test_cp_state_crl_a_sidecar_would_refuse_is_refused);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cp_state_own_crl_verifies_clients_partner_crl_only_pushed);
-    tcase_add_test(tc, test_cp_state_crl_a_sidecar_would_refuse_is_refused);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -554,23 +554,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_stream");
-    TCase *tc = tcase_create("stream");
-    TCase *pure = tcase_create("pure");
-
-    tcase_add_test(pure, test_cp_stream_backoff_bounds);
-    suite_add_tcase(s, pure);
+    Suite *s = TG_TEST_SUITE("cp_stream", "pure", NULL, test_cp_stream_backoff_bounds);
+    TCase *tc = TG_TEST_CASE(
+        s, "stream", test_cp_stream_bootstrap_by_token, test_cp_stream_nack_keeps_last_version,
+        test_cp_stream_reload_pushes_what_changed, test_cp_stream_resume_after_reconnect,
+        test_cp_stream_unknown_token_refused, test_cp_stream_undecodable_message_closes,
+        test_cp_stream_oversize_frame_closes, test_cp_stream_first_message_must_be_hello);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_cp_stream_bootstrap_by_token);
-    tcase_add_test(tc, test_cp_stream_nack_keeps_last_version);
-    tcase_add_test(tc, test_cp_stream_reload_pushes_what_changed);
-    tcase_add_test(tc, test_cp_stream_resume_after_reconnect);
-    tcase_add_test(tc, test_cp_stream_unknown_token_refused);
-    tcase_add_test(tc, test_cp_stream_undecodable_message_closes);
-    tcase_add_test(tc, test_cp_stream_oversize_frame_closes);
-    tcase_add_test(tc, test_cp_stream_first_message_must_be_hello);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -275,18 +275,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("frame");
-    TCase *tc = tcase_create("frame");
-
-    tcase_add_test(tc, test_frame_round_trip);
-    tcase_add_test(tc, test_frame_every_split_point);
-    tcase_add_test(tc, test_frame_stops_after_each_frame);
-    tcase_add_test(tc, test_frame_oversize_refused_on_header);
-    tcase_add_test(tc, test_frame_max_exactly_accepted);
-    tcase_add_test(tc, test_frame_small_limit);
-    tcase_add_test(tc, test_frame_limit_raised_between_frames);
-    tcase_add_test(tc, test_frame_truncated_at_eof);
-    tcase_add_test(tc, test_frame_header_encoding);
-    suite_add_tcase(s, tc);
-    return s;
+    return TG_TEST_SUITE("frame", "frame", NULL, test_frame_round_trip,
+                         test_frame_every_split_point, test_frame_stops_after_each_frame,
+                         test_frame_oversize_refused_on_header, test_frame_max_exactly_accepted,
+                         test_frame_small_limit, test_frame_limit_raised_between_frames,
+                         test_frame_truncated_at_eof, test_frame_header_encoding);
 }

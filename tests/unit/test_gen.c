@@ -497,21 +497,16 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("gen");
-    TCase *tc = tcase_create("build");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "gen", "build", &tc, test_gen_build_holds_identity_and_contexts,
+        test_gen_refcount_frees_on_last_unref, test_gen_cp_identity_needs_a_pushed_bundle,
+        test_gen_cp_key_must_match_chain, test_gen_pushed_bundle_per_trust_domain,
+        test_gen_federated_bundle_files, test_gen_http_rules_follow_the_mesh_table,
+        test_gen_pushed_authorization_wins, test_gen_pushed_mesh_and_settings);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_gen_build_holds_identity_and_contexts);
-    tcase_add_test(tc, test_gen_refcount_frees_on_last_unref);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_gen_build_refuses_broken_identity, 0, TG_NELEM(broken));
-    tcase_add_test(tc, test_gen_cp_identity_needs_a_pushed_bundle);
-    tcase_add_test(tc, test_gen_cp_key_must_match_chain);
-    tcase_add_test(tc, test_gen_pushed_bundle_per_trust_domain);
-    tcase_add_test(tc, test_gen_federated_bundle_files);
-    tcase_add_test(tc, test_gen_http_rules_follow_the_mesh_table);
-    tcase_add_test(tc, test_gen_pushed_authorization_wins);
-    tcase_add_test(tc, test_gen_pushed_mesh_and_settings);
-    suite_add_tcase(s, tc);
     return s;
 }

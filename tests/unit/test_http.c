@@ -970,32 +970,22 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("http");
-    TCase *tc = tcase_create("http");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "http", "http", &tc, test_http_nul_in_value, test_http_limits, test_http_request_fields,
+        test_http_incremental_head, test_http_chunked_split, test_http_rewrite_strips_and_adds,
+        test_http_local_response, test_http_config_defaults, test_http_request_bucket,
+        test_http_policy_conditions, test_http_byte_classes, test_http_path_normalize_table,
+        test_http_target_normalize_table, test_http_fragment_refused_by_the_parser,
+        test_http_rule_paths_normal_form);
 
     tcase_add_loop_test(tc, test_http_stream_table, 0,
                         (int)(sizeof(stream_cases) / sizeof(stream_cases[0])));
-    tcase_add_test(tc, test_http_nul_in_value);
-    tcase_add_test(tc, test_http_limits);
-    tcase_add_test(tc, test_http_request_fields);
     tcase_add_loop_test(tc, test_http_keep_alive_table, 0,
                         (int)(sizeof(keepalive_cases) / sizeof(keepalive_cases[0])));
-    tcase_add_test(tc, test_http_incremental_head);
-    tcase_add_test(tc, test_http_chunked_split);
-    tcase_add_test(tc, test_http_rewrite_strips_and_adds);
     tcase_add_loop_test(tc, test_http_response_table, 0,
                         (int)(sizeof(resp_cases) / sizeof(resp_cases[0])));
-    tcase_add_test(tc, test_http_local_response);
     tcase_add_loop_test(tc, test_http_config_table, 0,
                         (int)(sizeof(config_cases) / sizeof(config_cases[0])));
-    tcase_add_test(tc, test_http_config_defaults);
-    tcase_add_test(tc, test_http_request_bucket);
-    tcase_add_test(tc, test_http_policy_conditions);
-    tcase_add_test(tc, test_http_byte_classes);
-    tcase_add_test(tc, test_http_path_normalize_table);
-    tcase_add_test(tc, test_http_target_normalize_table);
-    tcase_add_test(tc, test_http_fragment_refused_by_the_parser);
-    tcase_add_test(tc, test_http_rule_paths_normal_form);
-    suite_add_tcase(s, tc);
     return s;
 }

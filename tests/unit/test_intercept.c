@@ -168,14 +168,12 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("intercept");
-    TCase *tc = tcase_create("peek");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("intercept", "peek", &tc, test_peek_our_client_hello_is_mesh,
+                      test_peek_other_alpn_or_plain_is_other, test_peek_lying_lengths_are_other,
+                      test_mesh_lookup_most_specific_wins);
 
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_peek_our_client_hello_is_mesh);
-    tcase_add_test(tc, test_peek_other_alpn_or_plain_is_other);
-    tcase_add_test(tc, test_peek_lying_lengths_are_other);
-    tcase_add_test(tc, test_mesh_lookup_most_specific_wins);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -408,21 +408,15 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("iptables");
-    TCase *tc = tcase_create("rules");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "iptables", "rules", &tc, test_iptables_default_rules_golden,
+        test_iptables_default_rules_ipv6_use_v6_loopback, test_iptables_defaults_struct,
+        test_iptables_flags_and_ipv6_modes, test_iptables_list_limits, test_iptables_help,
+        test_iptables_scan_counts_our_jumps_and_chains, test_iptables_install_is_idempotent,
+        test_iptables_clean_removes_every_jump_then_chains, test_iptables_v6_detection);
 
-    tcase_add_test(tc, test_iptables_default_rules_golden);
-    tcase_add_test(tc, test_iptables_default_rules_ipv6_use_v6_loopback);
-    tcase_add_test(tc, test_iptables_defaults_struct);
     tcase_add_loop_test(tc, test_iptables_each_option, 0, TG_NELEM(option_cases));
-    tcase_add_test(tc, test_iptables_flags_and_ipv6_modes);
     tcase_add_loop_test(tc, test_iptables_bad_options_refused, 0, TG_NELEM(bad_cases));
-    tcase_add_test(tc, test_iptables_list_limits);
-    tcase_add_test(tc, test_iptables_help);
-    tcase_add_test(tc, test_iptables_scan_counts_our_jumps_and_chains);
-    tcase_add_test(tc, test_iptables_install_is_idempotent);
-    tcase_add_test(tc, test_iptables_clean_removes_every_jump_then_chains);
-    tcase_add_test(tc, test_iptables_v6_detection);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -732,19 +732,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("policy");
-    TCase *tc = tcase_create("core");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("policy", "core", &tc, test_policy_reasons, test_policy_revocation,
+                             test_policy_revocation_without_rules, test_policy_scope_drops_rules,
+                             test_policy_revocation_errors, test_policy_normalisers,
+                             test_policy_peer_init, test_policy_many_rules);
 
     tcase_add_loop_test(tc, test_policy_decide_table, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_policy_reasons);
-    tcase_add_test(tc, test_policy_revocation);
-    tcase_add_test(tc, test_policy_revocation_without_rules);
-    tcase_add_test(tc, test_policy_scope_drops_rules);
     tcase_add_loop_test(tc, test_policy_compile_errors, 0, TG_NELEM(bad_cases));
-    tcase_add_test(tc, test_policy_revocation_errors);
-    tcase_add_test(tc, test_policy_normalisers);
-    tcase_add_test(tc, test_policy_peer_init);
-    tcase_add_test(tc, test_policy_many_rules);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -395,20 +395,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("proxyproto");
-    TCase *tc = tcase_create("core");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("proxyproto", "core", &tc, test_proxyproto_crc32c_check_value,
+                             test_proxyproto_exact_bytes_ipv4,
+                             test_proxyproto_exact_bytes_local_and_ipv6, test_proxyproto_crc_field,
+                             test_proxyproto_round_trip, test_proxyproto_every_prefix_wants_more,
+                             test_proxyproto_encode_errors, test_proxyproto_decode_fields,
+                             test_proxyproto_bad_prefixes, test_proxyproto_crc_catches_flips);
 
-    tcase_add_test(tc, test_proxyproto_crc32c_check_value);
-    tcase_add_test(tc, test_proxyproto_exact_bytes_ipv4);
-    tcase_add_test(tc, test_proxyproto_exact_bytes_local_and_ipv6);
-    tcase_add_test(tc, test_proxyproto_crc_field);
-    tcase_add_test(tc, test_proxyproto_round_trip);
-    tcase_add_test(tc, test_proxyproto_every_prefix_wants_more);
-    tcase_add_test(tc, test_proxyproto_encode_errors);
     tcase_add_loop_test(tc, test_proxyproto_decode_raw, 0, TG_NELEM(raw_cases));
-    tcase_add_test(tc, test_proxyproto_decode_fields);
-    tcase_add_test(tc, test_proxyproto_bad_prefixes);
-    tcase_add_test(tc, test_proxyproto_crc_catches_flips);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -93,10 +93,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("pushfields");
-    TCase *tc = tcase_create("unknown_fields");
+    TCase *tc;
+    Suite *s = tg_test_suite_of("pushfields", "unknown_fields", NULL, 0, &tc);
 
     tcase_add_loop_test(tc, test_push_unknown_field_refused, NOWHERE, IN_LABEL + 1);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -756,25 +756,19 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("tls");
-    TCase *tc = tcase_create("handshake");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "tls", "handshake", &tc, test_tls_mutual_handshake_and_data, test_tls_check_suites,
+        test_tls_cipher_suites_applied, test_tls_verify_chain_accepts_what_the_handshake_accepts,
+        test_tls_remembered_chains_stay_exact, test_tls_partner_cannot_serve_as_our_id,
+        test_tls_copycat_root_is_not_ours, test_tls_control_plane_only_from_our_roots,
+        test_tls_chain_depth_limit, test_tls_resumption_keeps_identities,
+        test_tls_resumption_refused_across_generations_and_rules,
+        test_tls_version_text_names_aesni);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_tls_mutual_handshake_and_data);
-    tcase_add_test(tc, test_tls_check_suites);
-    tcase_add_test(tc, test_tls_cipher_suites_applied);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
-    tcase_add_test(tc, test_tls_verify_chain_accepts_what_the_handshake_accepts);
     tcase_add_loop_test(tc, test_tls_root_vouches_only_for_its_trust_domain, 0, TG_NELEM(vouched));
-    tcase_add_test(tc, test_tls_remembered_chains_stay_exact);
-    tcase_add_test(tc, test_tls_partner_cannot_serve_as_our_id);
-    tcase_add_test(tc, test_tls_copycat_root_is_not_ours);
-    tcase_add_test(tc, test_tls_control_plane_only_from_our_roots);
-    tcase_add_test(tc, test_tls_chain_depth_limit);
-    tcase_add_test(tc, test_tls_resumption_keeps_identities);
-    tcase_add_test(tc, test_tls_resumption_refused_across_generations_and_rules);
-    tcase_add_test(tc, test_tls_version_text_names_aesni);
-    suite_add_tcase(s, tc);
     return s;
 }
