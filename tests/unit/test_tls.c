@@ -594,6 +594,14 @@ static void full_then_ticket(struct side *c, struct side *s, struct tg_tls_cache
     tg_tls_remember(c->tls, cache, "127.0.0.1:8443");
 }
 
+/* A new session of x on its context, under its own rule, ready for a handshake. */
+static void renew(struct side *x)
+{
+    tg_tls_free(x->tls);
+    ck_assert_int_eq(tg_tls_new(x->ctx, &pool, &x->rule, &x->tls), 0);
+    x->rc = TG_EAGAIN;
+}
+
 START_TEST(test_tls_resumption_keeps_identities)
 {
     struct tg_tls_settings st = {.max_chain_depth = 4, .resumption = true};
@@ -605,11 +613,8 @@ START_TEST(test_tls_resumption_keeps_identities)
     side_init(&c, "api", "ca.pem", false, WEB, &st);
     full_then_ticket(&c, &s, cache);
     /* a second connection on the same contexts */
-    tg_tls_free(c.tls);
-    tg_tls_free(s.tls);
-    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = s.rc = TG_EAGAIN;
+    renew(&s);
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s);
     ck_assert_int_eq(c.rc, 0);
@@ -620,11 +625,8 @@ START_TEST(test_tls_resumption_keeps_identities)
     ck_assert_str_eq(tg_tls_peer(c.tls)->id, WEB);
     ck_assert_uint_eq(strlen(tg_tls_peer(s.tls)->sha256), 64);
     /* another upstream key has no ticket: full handshake */
-    tg_tls_free(c.tls);
-    tg_tls_free(s.tls);
-    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = s.rc = TG_EAGAIN;
+    renew(&s);
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:9999");
     handshake(&c, &s);
     ck_assert_int_eq(s.rc, 0);
@@ -656,9 +658,8 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &strict, &t), 0);
     tg_tls_free(s.tls);
     s.tls = t;
-    tg_tls_free(c.tls);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = s.rc = TG_EAGAIN;
+    s.rc = TG_EAGAIN;
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s);
     ck_assert_int_eq(s.rc, TG_EPEER);
@@ -666,9 +667,7 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
 
     /* a new server context (new generation) cannot open the old ticket: full handshake */
     side_init(&s2, "web", "ca.pem", true, API, &st);
-    tg_tls_free(c.tls);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = TG_EAGAIN;
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s2);
     ck_assert_int_eq(s2.rc, 0);
@@ -678,9 +677,7 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     /* a new client context (new generation) does not offer the old ticket at all */
     side_init(&c2, "api", "ca.pem", false, WEB, &st);
     tg_tls_offer(c2.tls, cache, "127.0.0.1:8443");
-    tg_tls_free(s2.tls);
-    ck_assert_int_eq(tg_tls_new(s2.ctx, &pool, &s2.rule, &s2.tls), 0);
-    s2.rc = TG_EAGAIN;
+    renew(&s2);
     handshake(&c2, &s2);
     ck_assert_int_eq(c2.rc, 0);
     ck_assert(!tg_tls_resumed(c2.tls));
