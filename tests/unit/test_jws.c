@@ -193,15 +193,15 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
+    const TTest *tests[] = {test_es256_spki_and_coordinates, test_rs256_spki_pkcs1_and_raw,
+                            test_keys_refused, test_sha256};
     Suite *s = suite_create("jws");
     TCase *tc = tcase_create("jws");
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_es256_spki_and_coordinates);
-    tcase_add_test(tc, test_rs256_spki_pkcs1_and_raw);
-    tcase_add_test(tc, test_keys_refused);
-    tcase_add_test(tc, test_sha256);
+    for (size_t i = 0; i < TG_NELEM(tests); i++)
+        tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
     return s;
 }
