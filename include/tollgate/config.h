@@ -185,8 +185,9 @@ struct tg_config {
                               * connections of peers it now refuses */
     struct tg_rule_cfg *rules;
     size_t n_rules;
-    struct tg_strlist revoked_serials;      /* revocation.serials */
-    struct tg_strlist revoked_fingerprints; /* revocation.fingerprints */
+    struct tg_strlist revoked_serials;      /* revocations.serials */
+    struct tg_strlist revoked_fingerprints; /* revocations.fingerprints */
+    struct tg_strlist revocation_crls;      /* revocations.crls: tollgate-cp's files only */
 
     /* rate_limits (inbound, per caller) */
     bool limit_by_fingerprint;         /* rate_limits.key: fingerprint; default id */

@@ -65,17 +65,19 @@ static const struct {
     const char *extra, *want;
 } bad[] = {
     {"limits: {max_conections: 5}\n", "cp.yaml:4: limits.max_conections: unknown key"},
-    {"limits: {max_connections: 0}\n", "limits.max_connections: want a whole number from 1"},
-    {"limits: {max_connections: -1}\n", "limits.max_connections: want a whole number"},
-    {"limits: {max_unauthenticated: lots}\n", "limits.max_unauthenticated: want a whole number"},
+    {"limits: {max_connections: 0}\n",
+     "limits.max_connections: 0 is out of range (want 1..1000000)"},
+    {"limits: {max_connections: -1}\n", "limits.max_connections: \"-1\" is not a whole number"},
+    {"limits: {max_unauthenticated: lots}\n",
+     "limits.max_unauthenticated: \"lots\" is not a whole number"},
     {"limits: {max_connections: 10, max_unauthenticated: 20}\n",
      "limits: max_unauthenticated (20) over max_connections (10)"},
     {"limits: {max_unauthenticated: 4, max_unauthenticated_per_address: 5}\n",
      "limits: max_unauthenticated_per_address (5) over max_unauthenticated (4)"},
     {"limits: 5\n", "limits: want a mapping"},
-    {"timeouts: {handshake: 0s}\n", "timeouts.handshake: must be more than zero"},
-    {"timeouts: {hello: 10ms}\n", "timeouts.hello: want 100ms to 300s"},
-    {"timeouts: {hello: 1h}\n", "timeouts.hello: want 100ms to 300s"},
+    {"timeouts: {handshake: 0s}\n", "timeouts.handshake: must be more than 0"},
+    {"timeouts: {hello: 10ms}\n", "timeouts.hello: out of range (want 100ms to 300s)"},
+    {"timeouts: {hello: 1h}\n", "timeouts.hello: out of range (want 100ms to 300s)"},
     {"timeouts: {idle: 1h}\n", "timeouts.idle: unknown key"},
 };
 
