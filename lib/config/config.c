@@ -632,6 +632,7 @@ static const struct tg_cfg_field top_fields[] = {
     TG_CFG_ROWX("revocations", TG_CFG_MAP, 0, .sub = revocation_fields),
     TG_CFG_ROWX("rate_limits", TG_CFG_MAP, 0, .sub = ratelimit_fields),
     RENAMED_ROW("revocation", "revocations"),
+    RENAMED_ROW("mesh_table", "mesh"),
     {.key = NULL},
 };
 
