@@ -125,7 +125,7 @@ static void setup(void)
     cp_port = it_free_port();
     cp_admin = it_free_port();
     it_write_file("tokens.txt", TOKEN " default web\n");
-    it_write_file("mesh.yaml", "%s", "authorization: {default_deny: false}\n");
+    it_write_file("mesh.yaml", "%s", "authorization: {default: allow}\n");
     ca_pem = it_read_file("ca.pem", &ca_len);
     ck_assert(ca_pem != NULL);
     ck_assert_int_eq(tg_tls_init(), 0);
@@ -464,7 +464,7 @@ START_TEST(test_crl_revoked_certificate_gets_no_new_one)
     it_certs("issue", "--ca", "ca", "--out", "brief", "--spiffe", DB_ID, "--valid-for", "4s", NULL);
     make_crl(first, 1);
     it_write_file("mesh.yaml", "%s",
-                  "authorization: {default_deny: false}\nrevocations: {crls: [crl.pem]}\n");
+                  "authorization: {default: allow}\nrevocations: {crls: [crl.pem]}\n");
     write_cp(3600, "");
     start_cp();
 

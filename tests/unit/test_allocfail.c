@@ -437,7 +437,7 @@ static void write_config(void)
              "    - name: bad\n"
              "      action: deny\n"
              "      not_trust_domains: [mesh.local]\n"
-             "revocation:\n"
+             "revocations:\n"
              "  serials: [\"0f3a\"]\n"
              "  fingerprints: [\"%064d\"]\n"
              "rate_limits:\n"

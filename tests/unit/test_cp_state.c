@@ -58,7 +58,7 @@ static void write_config(const char *crls)
              "mesh: mesh.yaml\n");
     write_file("cp.yaml", text);
     snprintf(text, sizeof(text), "revocations: {crls: [%s]}\n", crls);
-    write_file("mesh.yaml", crls[0] ? text : "authorization: {default_deny: false}\n");
+    write_file("mesh.yaml", crls[0] ? text : "authorization: {default: allow}\n");
 }
 
 static struct tg_cp_state *load(char *err)
