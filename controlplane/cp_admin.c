@@ -123,8 +123,8 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
 }
 
 static const struct tg_adminsrv_route routes[] = {
-    {"/healthz", "GET, HEAD", TG_ADMINSRV_ANYONE, on_healthz},
-    {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats},
+    {"/healthz", "GET, HEAD", TG_ADMINSRV_ANYONE, on_healthz, false, NULL},
+    {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats, false, NULL},
 };
 
 static void on_http_closed(void *arg)

@@ -221,6 +221,8 @@ static const struct field ratelimit_fields[] = {
 
 static const struct field top_fields[] = {
     {.key = "admin", .kind = K_LISTEN, .off = CFG(admin)},
+    {.key = "health", .kind = K_LISTEN, .off = CFG(health)},
+    {.key = "metrics", .kind = K_LISTEN, .off = CFG(metrics)},
     {.key = "workers", .kind = K_UINT, .off = CFG(workers), .min = 0, .max = 256},
     {.key = "log_level", .kind = K_LEVEL, .off = CFG(log_level)},
     {.key = "access_log", .kind = K_BOOL, .off = CFG(access_log)},
@@ -695,9 +697,16 @@ static int check_listen(struct parse *ps, const char *path, const struct tg_addr
     char other[KEYPATH] = "";
     const struct tg_addr *o = NULL;
 
-    if (addr_clash(a, &c->admin)) {
-        o = &c->admin;
-        keypath(other, "admin");
+    const struct {
+        const char *key;
+        const struct tg_addr *addr;
+    } tops[] = {{"admin", &c->admin}, {"health", &c->health}, {"metrics", &c->metrics}};
+
+    for (size_t i = 0; o == NULL && i < TG_NELEM(tops); i++) {
+        if (addr_clash(a, tops[i].addr)) {
+            o = tops[i].addr;
+            keypath(other, "%s", tops[i].key);
+        }
     }
     for (size_t i = 0; o == NULL && i < c->n_inbound; i++) {
         if (addr_clash(a, &c->inbound[i].listen)) {
