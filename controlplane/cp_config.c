@@ -530,6 +530,10 @@ void tg_cp_config_free(struct tg_cp_config *c)
     free(c->k8s_api_server);
     free(c->k8s_ca);
     free(c->k8s_token);
+    free(c->webhook.service);
+    free(c->webhook.ns);
+    free(c->webhook.configuration);
+    free(c->webhook.image);
     strlist_free(&c->roots);
     for (size_t i = 0; i < c->n_extra_roots; i++) {
         free(c->extra_roots[i].trust_domain);
@@ -609,6 +613,59 @@ static int on_discovery(struct yw *y, void *obj, const char *k, yaml_node_t *v, 
     return 1;
 }
 
+/* kubernetes.webhook: the admission webhook's keys and their defaults, in one place. */
+static int on_webhook(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
+{
+    struct tg_cp_webhook *w = obj;
+    char why[TG_ERRLEN];
+    const char *s;
+    char **dst = NULL;
+    int rc;
+
+    if (strcmp(k, "listen") == 0) {
+        if ((rc = get_str(y, v, key, &s)) < 0)
+            return rc;
+        return tg_addr_parse(s, true, &w->listen, why) < 0 ? fail_at(y, v, key, "%s", why) : 0;
+    }
+    if (strcmp(k, "service") == 0)
+        dst = &w->service;
+    else if (strcmp(k, "namespace") == 0)
+        dst = &w->ns;
+    else if (strcmp(k, "configuration") == 0)
+        dst = &w->configuration;
+    else if (strcmp(k, "image") == 0)
+        dst = &w->image;
+    if (dst == NULL)
+        return 1;
+    if ((rc = get_nonempty(y, v, key, &s)) < 0)
+        return rc;
+    if (dst != &w->image &&
+        (strlen(s) > 63 || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s)))
+        return fail_at(y, v, key, "\"%.64s\" is not a DNS label (lowercase [a-z0-9-], 63 at most)",
+                       s);
+    free(*dst);
+    return (*dst = strdup(s)) == NULL ? TG_ENOMEM : 0;
+}
+
+static int webhook_section(struct yw *y, yaml_node_t *v, const char *key, struct tg_cp_webhook *w)
+{
+    static const char *const defaults[] = {"tollgate-cp", "tollgate-system",
+                                           "tollgate-sidecar-injector", "tollgate:0.1.0"};
+    char **fields[] = {&w->service, &w->ns, &w->configuration, &w->image};
+    char why[TG_ERRLEN];
+    int rc;
+
+    w->on = true;
+    if (tg_addr_parse("0.0.0.0:15017", false, &w->listen, why) < 0)
+        return TG_EINVAL;
+    if ((rc = walk_map(y, v, key, on_webhook, w)) < 0)
+        return rc;
+    for (size_t i = 0; i < TG_NELEM(fields); i++)
+        if (*fields[i] == NULL && (*fields[i] = strdup(defaults[i])) == NULL)
+            return TG_ENOMEM;
+    return 0;
+}
+
 static int on_kubernetes(struct yw *y, void *obj, const char *k, yaml_node_t *v, const char *key)
 {
     struct tg_cp_config *c = obj;
@@ -628,6 +685,8 @@ static int on_kubernetes(struct yw *y, void *obj, const char *k, yaml_node_t *v,
     }
     if (strcmp(k, "keys") == 0)
         return get_path(y, v, key, &c->k8s_keys);
+    if (strcmp(k, "webhook") == 0)
+        return webhook_section(y, v, key, &c->webhook);
     if (strcmp(k, "discovery") == 0) {
         c->k8s_discovery = true;
         if ((rc = walk_map(y, v, key, on_discovery, c)) < 0)
@@ -750,6 +809,8 @@ static int on_config(struct yw *y, void *obj, const char *k, yaml_node_t *v, con
             return fail_at(y, v, key, "wants issuer, audiences and keys");
         if (c->k8s_issuer == NULL && !c->k8s_discovery)
             return fail_at(y, v, key, "wants issuer, audiences and keys, or discovery");
+        if (c->webhook.on && !c->k8s_discovery)
+            return fail_at(y, v, key, "webhook wants discovery (the API server it patches)");
         return 0;
     }
     if (strcmp(k, "admin") == 0) {
