@@ -291,7 +291,13 @@ def app_health(certs, hook, ctx):
 
     app = http.server.HTTPServer(("127.0.0.1", app_port), App)
     threading.Thread(target=app.serve_forever, daemon=True).start()
-    env = dict(os.environ, TOLLGATE_APP_PROBES=probes)
+    silent = socket.socket()  # accepts (the backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    table = json.loads(probes)
+    table["silent/readyz"] = {"httpGet": {"port": silent.getsockname()[1], "path": "/"},
+                              "timeoutSeconds": 1}
+    env = dict(os.environ, TOLLGATE_APP_PROBES=json.dumps(table))
     sc = subprocess.Popen([os.environ["TG_BIN"], "run", "-c", "sidecar.yaml"], env=env,
                           stdout=subprocess.DEVNULL, stderr=open("sidecar.err", "w"))
     PROCS.append(sc)
@@ -316,6 +322,17 @@ def app_health(certs, hook, ctx):
           "app down: the same URL is 503 with the reason", (st, body))
     st, body = http_get(health, live_path)
     check(st == 503, "app down: the tcpSocket probe is 503", (st, body))
+    t0 = time.monotonic()
+    st, body = http_get(health, "/app-health/silent/readyz")
+    check(st == 503 and "did not answer" in body and 0.8 < time.monotonic() - t0 < 3,
+          "an app that never answers: 503 at the probe's timeoutSeconds", (st, body))
+    for _ in range(3):  # the kubelet gives up first: the answer comes to no one
+        with socket.create_connection(("127.0.0.1", health), timeout=5) as c:
+            c.sendall(b"GET /app-health/silent/readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(1.3)
+    check(http_get(health, "/ready")[0] == 200,
+          "probes whose caller left are finished and dropped; the port serves on")
+    silent.close()
     st, body = http_get(health, "/app-health/other/livez")
     check(st == 404, "a probe that was never declared: 404", (st, body))
     st, _ = http_get(health, "/stats")
