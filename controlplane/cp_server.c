@@ -99,6 +99,11 @@ const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
     return srv->k8s;
 }
 
+const struct tg_k8s_webhook *tg_cp_server_webhook(const struct tg_cp_server *srv)
+{
+    return srv->webhook;
+}
+
 int tg_cp_server_admin_port(const struct tg_cp_server *srv)
 {
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;

@@ -443,7 +443,7 @@ def main():
     with open("cp.yaml", "w") as f:
         f.write("listen: 127.0.0.1:0\ntrust_domain: mesh.local\n"
                 "server: {cert: cp.pem, key: cp.key}\nca: {cert: ca.pem, key: ca.key}\n"
-                "log_level: info\nkubernetes:\n"
+                "admin: 127.0.0.1:0\nlog_level: info\nkubernetes:\n"
                 "  discovery: {api_server: \"https://127.0.0.1:%d\", ca: api-ca.pem, "
                 "token: api.token}\n"
                 "  webhook: {listen: \"127.0.0.1:0\", image: \"registry.example.com/tollgate:"
@@ -627,6 +627,17 @@ def main():
     resp, r = decide(hook, ctx2, "uid-rot", "prod", pod)
     check(resp is not None and resp["allowed"],
           "the serving certificate comes from the new CA (verified with the new caBundle)", r)
+
+    m = re.search(r"admin endpoint on \S+ \(port (\d+)\)", log())
+    st, body = http_get(int(m.group(1)), "/stats") if m else (None, "")
+    counts = dict(re.findall(r"^(tollgate_cp_webhook_\w+) (\d+)$", body, re.M))
+    check(st == 200 and int(counts.get("tollgate_cp_webhook_injected_total", 0)) >= 7 and
+          int(counts.get("tollgate_cp_webhook_refused_total", 0)) >= 3 and
+          int(counts.get("tollgate_cp_webhook_rejected_total", 0)) >= 6 and
+          int(counts.get("tollgate_cp_webhook_certs_total", 0)) == 2 and
+          int(counts.get("tollgate_cp_webhook_cabundle_ok_total", 0)) >= 2,
+          "tollgate-cp's /stats counts the webhook's reviews, refusals, errors, certificates",
+          counts)
 
     cp.send_signal(signal.SIGTERM)
     try:
