@@ -18,23 +18,9 @@
 # Exit 77 (ctest SKIP_RETURN_CODE) when not root or network namespaces are unavailable.
 set -uo pipefail
 
-SKIP=77
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: needs root (network namespaces and iptables)"
-    exit $SKIP
-fi
-if ! ip netns add "tg-inbound-probe-$$" 2>/dev/null; then
-    echo "SKIP: cannot make a network namespace here (ip netns add failed)"
-    exit $SKIP
-fi
-ip netns del "tg-inbound-probe-$$"
-
-for tool in iptables-restore ip6tables-restore curl python3 setpriv timeout; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "FAIL: $tool not found (scripts/setup.sh installs iptables, curl, python3, util-linux)"
-        exit 1
-    fi
-done
+# shellcheck source=tests/netns/preflight.sh
+source "$(dirname "$0")/preflight.sh"
+netns_preflight "tg-inbound-probe-$$" iptables-restore ip6tables-restore curl python3 setpriv timeout
 : "${TG_BIN:?TG_BIN must name the tollgate binary}"
 : "${TG_CERTS_BIN:?TG_CERTS_BIN must name the tollgate-certs binary}"
 
