@@ -34,6 +34,7 @@ struct fix {
     void (*script)(struct fix *f);
     bool timed_out;
     int case_i;
+    const char *path; /* run_get's */
 
     /* ops state, loop thread only */
     bool ready;
@@ -339,6 +340,21 @@ static void assert_response(int i, int status, const char *type, const char *bod
 
 /* ---- tests ---- */
 
+static void script_get(struct fix *f)
+{
+    char req[128];
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n\r\n", f->path);
+    exchange(req);
+}
+
+/* One GET of path, on a fresh server. */
+static void run_get(const char *path)
+{
+    F.path = path;
+    run(script_get);
+}
+
 static void script_live(struct fix *f)
 {
     (void)f;
@@ -363,15 +379,9 @@ START_TEST(test_admin_live)
 }
 END_TEST
 
-static void script_ready(struct fix *f)
-{
-    (void)f;
-    exchange("GET /ready HTTP/1.1\r\n\r\n");
-}
-
 START_TEST(test_admin_ready_true)
 {
-    run(script_ready);
+    run_get("/ready");
     assert_response(0, 200, "text/plain; charset=utf-8", "ready\n");
     ck_assert_int_eq(F.ready_calls, 1);
 }
@@ -380,7 +390,7 @@ END_TEST
 START_TEST(test_admin_ready_false)
 {
     F.ready = false;
-    run(script_ready);
+    run_get("/ready");
     assert_response(0, 503, "text/plain; charset=utf-8", "not ready\n");
     ck_assert_int_eq(F.ready_calls, 1);
 }
@@ -389,20 +399,14 @@ END_TEST
 START_TEST(test_admin_ready_without_callback_is_ready)
 {
     F.ops.ready = NULL;
-    run(script_ready);
+    run_get("/ready");
     assert_response(0, 200, NULL, "ready\n");
 }
 END_TEST
 
-static void script_stats(struct fix *f)
-{
-    (void)f;
-    exchange("GET /stats HTTP/1.1\r\n\r\n");
-}
-
 START_TEST(test_admin_stats_body_from_callback)
 {
-    run(script_stats);
+    run_get("/stats");
     assert_response(0, 200, "text/plain; version=0.0.4; charset=utf-8", F.stats_body);
     ck_assert_int_eq(F.stats_calls, 1);
 }
@@ -411,7 +415,7 @@ END_TEST
 START_TEST(test_admin_stats_null_body_is_500)
 {
     F.stats_body = NULL;
-    run(script_stats);
+    run_get("/stats");
     assert_response(0, 500, NULL, NULL);
     ck_assert_int_eq(F.stats_calls, 1);
 }
@@ -420,20 +424,14 @@ END_TEST
 START_TEST(test_admin_stats_without_callback_is_501)
 {
     F.ops.stats = NULL;
-    run(script_stats);
+    run_get("/stats");
     assert_response(0, 501, NULL, NULL);
 }
 END_TEST
 
-static void script_config_dump(struct fix *f)
-{
-    (void)f;
-    exchange("GET /config_dump HTTP/1.1\r\n\r\n");
-}
-
 START_TEST(test_admin_config_dump_is_json)
 {
-    run(script_config_dump);
+    run_get("/config_dump");
     assert_response(0, 200, "application/json", F.config_body);
     ck_assert_int_eq(F.config_calls, 1);
 }
