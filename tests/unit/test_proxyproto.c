@@ -68,6 +68,17 @@ static void encodes_to(const struct tg_proxyproto *h, const uint8_t *want, size_
     ck_assert_int_eq(memcmp(buf, want, len), 0);
 }
 
+/* h from 192.0.2.1:1 to 192.0.2.2:2, encoded into buf; its length. */
+static size_t encode_192(struct tg_proxyproto *h, uint8_t *buf, size_t cap)
+{
+    size_t len = 0;
+
+    set_addr(&h->src, "192.0.2.1", 1);
+    set_addr(&h->dst, "192.0.2.2", 2);
+    ck_assert_int_eq(tg_proxyproto_encode(h, buf, cap, &len, NULL), 0);
+    return len;
+}
+
 START_TEST(test_proxyproto_exact_bytes_ipv4)
 {
     static const uint8_t want[] = SIG "\x21\x11\x00\x3f" ADDR4 "\xe0\x00\x0d" ID "\xe1\x00\x20"
@@ -108,9 +119,7 @@ START_TEST(test_proxyproto_crc_field)
     size_t len;
     uint32_t crc;
 
-    set_addr(&h.src, "192.0.2.1", 1);
-    set_addr(&h.dst, "192.0.2.2", 2);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
+    len = encode_192(&h, buf, sizeof(buf));
     /* the CRC TLV comes right after the addresses; big-endian, over the zeroed header */
     ck_assert_int_eq(buf[28], TG_PP2_TYPE_CRC32C);
     ck_assert_int_eq(buf[29], 0);
@@ -200,9 +209,7 @@ START_TEST(test_proxyproto_every_prefix_wants_more)
     struct tg_proxyproto out;
     size_t len, used;
 
-    set_addr(&h.src, "192.0.2.1", 1);
-    set_addr(&h.dst, "192.0.2.2", 2);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
+    len = encode_192(&h, buf, sizeof(buf));
     for (size_t n = 0; n < len; n++) {
         ck_assert_msg(tg_proxyproto_decode(buf, n, &out, &used, NULL) == TG_EAGAIN, "%zu", n);
         ck_assert_uint_eq(used, n < 16 ? 0 : len);
@@ -375,9 +382,7 @@ START_TEST(test_proxyproto_crc_catches_flips)
     struct tg_proxyproto out;
     size_t len, used;
 
-    set_addr(&h.src, "192.0.2.1", 1);
-    set_addr(&h.dst, "192.0.2.2", 2);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
+    len = encode_192(&h, buf, sizeof(buf));
     for (size_t i = 0; i < len; i++) {
         if (i == 28)
             continue; /* the CRC TLV's type: changed, the TLV is one to skip, and unchecked */

@@ -44,6 +44,17 @@ static void teardown(void)
     cu_teardown();
 }
 
+/* s's allow list (peer_id, or nobody) and its first session on s->ctx. */
+static void side_start(struct side *s, const char *peer_id)
+{
+    s->idv[0] = tg_unconst(peer_id);
+    s->ids.v = s->idv;
+    s->ids.n = peer_id != NULL ? 1 : 0;
+    s->rule.ids = &s->ids;
+    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
+    s->rc = TG_EAGAIN;
+}
+
 /* Loads prefix.pem/.key and the bundle as they are (expired or odd certificates too). */
 static void side_init(struct side *s, const char *prefix, const char *bundle, bool server,
                       const char *peer_id, const struct tg_tls_settings *extra)
@@ -62,12 +73,7 @@ static void side_init(struct side *s, const char *prefix, const char *bundle, bo
     if (extra != NULL)
         st = *extra, st.server = server;
     ck_assert_msg(tg_tls_ctx_new(&s->id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = tg_unconst(peer_id);
-    s->ids.v = s->idv;
-    s->ids.n = peer_id != NULL ? 1 : 0;
-    s->rule.ids = &s->ids;
-    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
-    s->rc = TG_EAGAIN;
+    side_start(s, peer_id);
 }
 
 static void side_free(struct side *s)
@@ -349,12 +355,7 @@ static void side_init_id(struct side *s, struct tg_identity *id, bool server, co
     memset(s, 0, sizeof(*s));
     s->loaded = id;
     ck_assert_msg(tg_tls_ctx_new(id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = tg_unconst(peer_id);
-    s->ids.v = s->idv;
-    s->ids.n = peer_id != NULL ? 1 : 0;
-    s->rule.ids = &s->ids;
-    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
-    s->rc = TG_EAGAIN;
+    side_start(s, peer_id);
 }
 
 static const struct {
