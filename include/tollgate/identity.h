@@ -12,6 +12,8 @@
 #include "tollgate/err.h"
 #include "tollgate/spiffe.h"
 
+struct tg_revocations;
+
 #define TG_SERIAL_HEX 65 /* up to 32 serial bytes as hex + NUL */
 #define TG_SHA256_HEX 65
 
@@ -67,6 +69,8 @@ struct tg_identity {
     size_t *crl_len;
     bool *crl_pem;
     size_t n_crl;
+    struct tg_revocations *rev; /* the CRLs tied to their signers (revocation.h), and the roots;
+                                 * NULL in an identity filled by hand: nothing is revoked */
     struct tg_cert_info leaf;
     char trust_domain[TG_TRUST_DOMAIN_MAX + 1]; /* our leaf's */
 };
@@ -161,8 +165,8 @@ struct tg_identity_pem {
     const struct tg_identity_roots *domains; /* the federated trust domains (and, with bundle
                                               * NULL, ours), each with its own roots */
     size_t n_domains;
-    const struct tg_identity_crl *crls; /* each must be signed by a root of the bundle and not
-                                         * past its nextUpdate */
+    const struct tg_identity_crl *crls; /* each signed by a CA of the bundle or of our chain
+                                         * (revocation.h), not past its nextUpdate */
     size_t n_crls;
 };
 
