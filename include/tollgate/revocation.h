@@ -80,4 +80,17 @@ enum tg_rev_verdict tg_revocations_check(const struct tg_revocations *r, const c
 /* Whether r holds any CRL. */
 bool tg_revocations_any(const struct tg_revocations *r);
 
+/* What one CRL is, for /config_dump. */
+struct tg_rev_crl_info {
+    const char *issuer; /* its signer's commonName, "" when none */
+    const char *domain; /* its signer's trust domain */
+    bool root;          /* signed by a root (else by an intermediate of our chain) */
+    size_t n_serials;   /* how many certificates it lists */
+};
+
+/* The CRLs of r (NULL: none). */
+size_t tg_revocations_n(const struct tg_revocations *r);
+/* The i-th one (i < tg_revocations_n(r)). */
+void tg_revocations_crl(const struct tg_revocations *r, size_t i, struct tg_rev_crl_info *out);
+
 #endif

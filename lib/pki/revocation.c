@@ -364,3 +364,18 @@ enum tg_rev_verdict tg_revocations_check(const struct tg_revocations *r, const c
     }
     return TG_REV_OK;
 }
+
+size_t tg_revocations_n(const struct tg_revocations *r)
+{
+    return r != NULL ? r->n_crls : 0;
+}
+
+void tg_revocations_crl(const struct tg_revocations *r, size_t i, struct tg_rev_crl_info *out)
+{
+    const struct ca *ca = &r->cas[r->crls[i].ca];
+
+    out->issuer = ca->cn;
+    out->domain = r->domains[ca->domain];
+    out->root = ca->root;
+    out->n_serials = r->crls[i].v.n_serials;
+}
