@@ -105,23 +105,6 @@ static void write_b(const char *crls, const char *extra_identity)
                     b_admin, crls, extra_identity, in_port, echo_port);
 }
 
-static struct it_proc *client(const char *name, const char *cert, int port, int admin)
-{
-    char file[32];
-
-    snprintf(file, sizeof(file), "%s.yaml", name);
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "identity: {cert: %s-chain.pem, key: %s.key, trust_bundle: root.pem}\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
-                  "outbound:\n"
-                  "  - {name: out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-                  "expect: [\"" IT_WEB_ID "\"]}\n",
-                  admin, cert, cert, port, in_port);
-    return it_sidecar_start(name, file, admin, 0);
-}
-
 /* b, and a (api) and c (api2) calling it, in the directory with the PKI */
 static void start(const char *crls, const char *extra_identity)
 {
@@ -134,8 +117,8 @@ static void start(const char *crls, const char *extra_identity)
     c_admin = it_free_port();
     write_b(crls, extra_identity);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-    a = client("a", "api", a_port, a_admin);
-    c = client("c", "api2", c_port, c_admin);
+    a = it_client_start("a", "api-chain.pem", "api.key", "root.pem", a_port, in_port, a_admin);
+    c = it_client_start("c", "api2-chain.pem", "api2.key", "root.pem", c_port, in_port, c_admin);
 }
 
 static void teardown(void)
@@ -166,7 +149,7 @@ static double revoked_refusals(void)
 START_TEST(test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate)
 {
     int live;
-    char buf[8];
+    char buf[8], *dump = NULL;
 
     it_setup();
     make_pki();
@@ -204,6 +187,13 @@ START_TEST(test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate)
                                5000) >= 2,
                   "the refusal under a revoked intermediate was not counted as revoked");
     ck_assert(it_file_contains("b.err", "certificate 1 of its chain (serial 1001)"));
+    ck_assert_int_eq(it_http(b_admin, "GET", "/config_dump", &dump), 200);
+    ck_assert_msg(strstr(dump, "\"crls\":[{\"issuer\":\"offline root\",\"trust_domain\":"
+                               "\"mesh.local\",\"signer\":\"root\",\"revoked\":1},"
+                               "{\"issuer\":\"issuing\",\"trust_domain\":\"mesh.local\","
+                               "\"signer\":\"intermediate\",\"revoked\":1}]") != NULL,
+                  "/config_dump does not show the CRLs: %s", dump);
+    free(dump);
     ck_assert_int_eq(it_echo_accepts(echo), 4); /* a, c, the live one, c */
 }
 END_TEST
