@@ -69,6 +69,8 @@ struct tg_identity {
     size_t *crl_len;
     bool *crl_pem;
     size_t n_crl;
+    char *inter_pem; /* identity.intermediates as read, or NULL */
+    size_t inter_len;
     struct tg_revocations *rev; /* the CRLs tied to their signers (revocation.h), and the roots;
                                  * NULL in an identity filled by hand: nothing is revoked */
     struct tg_cert_info leaf;
@@ -84,6 +86,10 @@ struct tg_identity_files {
      * domain_bundles->v[i] holds the roots of domains->v[i] */
     const struct tg_strlist *domains;
     const struct tg_strlist *domain_bundles;
+    /* CA certificates (PEM) besides our chain's intermediates whose CRLs may be loaded: each
+     * must chain to a root of one of the bundles (then it is of that root's trust domain),
+     * given root side first. NULL: none. */
+    const char *intermediates;
 };
 
 /* Reads the files and checks them: the chain parses and its leaf carries one valid SPIFFE

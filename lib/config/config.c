@@ -95,6 +95,7 @@ static const struct field identity_fields[] = {
     {.key = "key", .kind = K_PATH, .off = CFG(key_path), .static_only = true},
     {.key = "trust_bundle", .kind = K_PATH, .off = CFG(bundle_path), .static_only = true},
     {.key = "crl", .kind = K_PATHS, .off = CFG(crl_paths)},
+    {.key = "intermediates", .kind = K_PATH, .off = CFG(intermediates_path)},
     {.key = "trust_domains", .kind = K_DOMAINS},
     {.key = "max_chain_depth", .kind = K_UINT, .off = CFG(max_chain_depth), .min = 1, .max = 16},
     {.key = NULL},
@@ -1608,9 +1609,9 @@ static int check_identity_source(struct parse *ps)
 {
     struct tg_config *c = ps->c;
     static const char *const names[] = {"identity.cert", "identity.key", "identity.trust_bundle",
-                                        "identity.crl"};
+                                        "identity.crl", "identity.intermediates"};
     const bool set[] = {c->cert_path != NULL, c->key_path != NULL, c->bundle_path != NULL,
-                        c->crl_paths.n > 0};
+                        c->crl_paths.n > 0, c->intermediates_path != NULL};
 
     c->cp.enabled = ps->cp_line > 0;
     if (!c->cp.enabled) {
@@ -1947,6 +1948,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->cert_path);
     free(c->key_path);
     free(c->bundle_path);
+    free(c->intermediates_path);
     free(c->cp.ca_path);
     free(c->cp.token_path);
     strlist_free(&c->cp.server_ids);

@@ -144,6 +144,7 @@ void tg_identity_free(struct tg_identity *id)
     free(id->crl);
     free(id->crl_len);
     free(id->crl_pem);
+    free(id->inter_pem);
     tg_revocations_free(id->rev);
     free(id);
 }
@@ -465,12 +466,78 @@ static int crl_der(const struct tg_identity *id, size_t i, DerBuffer **owned,
     return 0;
 }
 
-/* The CAs that may sign CRLs: every root of every trust domain of id, then the
- * intermediates of our own chain (checked by check_chain to lead to our roots), as DER in
- * cas (n_cas; each der malloc'd). */
-static int crl_signers(const struct tg_identity *id, struct tg_rev_ca **cas, size_t *n_cas)
+#define MAX_INTERMEDIATES 64
+
+/* identity.intermediates (path names it in err): each certificate a CA that chains to the
+ * roots of one trust domain (with the intermediates before it), appended to c as of that
+ * domain. The roots and our chain's intermediates are c[0 .. *n). */
+static int add_intermediates(const struct tg_identity *id, const char *path, struct tg_rev_ca *c,
+                             size_t *n, char *err)
 {
-    size_t cap = id->n_roots + 16, n = 0;
+    WOLFSSL_CERT_MANAGER **cms = calloc(id->n_domains + 1, sizeof(*cms));
+    size_t pos = 0, k = 0, known = *n;
+    unsigned char *der;
+    size_t der_len;
+    int found, rc = TG_ENOMEM;
+
+    if (cms == NULL)
+        return rc;
+    for (size_t d = 0; d < id->n_domains; d++)
+        if ((cms[d] = wolfSSL_CertManagerNew()) == NULL)
+            goto done;
+    for (size_t i = 0; i < known; i++)
+        (void)wolfSSL_CertManagerLoadCABuffer(cms[c[i].domain], c[i].der, (long)c[i].len,
+                                              WOLFSSL_FILETYPE_ASN1);
+    rc = 0;
+    while (rc == 0 &&
+           (found = next_cert(id->inter_pem, id->inter_len, &pos, &der, &der_len)) == 1) {
+        struct tg_cert_info info;
+        size_t d = id->n_domains;
+
+        k++;
+        if (k > MAX_INTERMEDIATES)
+            rc = tg_err_set(err, TG_EINVAL, "identity.intermediates: %s: more than %d certificates",
+                            path, MAX_INTERMEDIATES);
+        else if (tg_cert_inspect(der, der_len, &info, NULL) < 0 || !info.is_ca)
+            rc = tg_err_set(err, TG_EINVAL,
+                            "identity.intermediates: %s: certificate %zu is not a CA certificate",
+                            path, k);
+        for (d = 0; rc == 0 && d < id->n_domains; d++)
+            if (wolfSSL_CertManagerVerifyBuffer(cms[d], der, (long)der_len,
+                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS)
+                break;
+        if (rc == 0 && d == id->n_domains)
+            rc = tg_err_set(err, TG_EINVAL,
+                            "identity.intermediates: %s: certificate %zu (CN %s) does not chain to "
+                            "a root of any trust bundle (give the root side first)",
+                            path, k, info.cn);
+        if (rc == 0 && wolfSSL_CertManagerLoadCABuffer(cms[d], der, (long)der_len,
+                                                       WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            rc = TG_ENOMEM;
+        if (rc < 0) {
+            free(der);
+            break;
+        }
+        c[(*n)++] = (struct tg_rev_ca){der, der_len, d, false};
+    }
+    if (rc == 0 && found < 0)
+        rc = tg_err_set(err, TG_EINVAL, "identity.intermediates: %s: malformed PEM", path);
+    if (rc == 0 && k == 0)
+        rc = tg_err_set(err, TG_EINVAL, "identity.intermediates: %s: no certificate", path);
+done:
+    for (size_t d = 0; d < id->n_domains; d++)
+        wolfSSL_CertManagerFree(cms[d]);
+    free(cms);
+    return rc;
+}
+
+/* The CAs that may sign CRLs: every root of every trust domain of id, then the
+ * intermediates of our own chain (checked by check_chain to lead to our roots), then those
+ * of identity.intermediates (inter_path), as DER in cas (n_cas; each der malloc'd). */
+static int crl_signers(const struct tg_identity *id, const char *inter_path, struct tg_rev_ca **cas,
+                       size_t *n_cas, char *err)
+{
+    size_t cap = id->n_roots + 16 + MAX_INTERMEDIATES + 1, n = 0;
     struct tg_rev_ca *c = calloc(cap, sizeof(*c));
     unsigned char *der;
     size_t der_len;
@@ -497,15 +564,20 @@ static int crl_signers(const struct tg_identity *id, struct tg_rev_ca **cas, siz
         }
     }
     *cas = c;
+    if (found < 0) {
+        *n_cas = n;
+        return TG_ENOMEM; /* the same PEM parsed before: only memory can fail */
+    }
+    found = id->inter_pem != NULL ? add_intermediates(id, inter_path, c, &n, err) : 0;
     *n_cas = n;
-    return found < 0 ? TG_ENOMEM : 0; /* the same PEM parsed before: only memory can fail */
+    return found;
 }
 
 /* Checks each CRL (parses, not stale, signed by one of our CAs: revocation.h) and ties it to
  * its signer in id->rev, which is made even without CRLs (it knows the roots, for the links
  * of a peer's chain). paths name them in err (NULL: by position). */
 static int check_crls(struct tg_identity *id, const char *what, const struct tg_strlist *paths,
-                      char *err)
+                      const char *inter_path, char *err)
 {
     struct tg_rev_ca *cas = NULL;
     struct tg_rev_crl *crls = calloc(id->n_crl + 1, sizeof(*crls));
@@ -516,7 +588,7 @@ static int check_crls(struct tg_identity *id, const char *what, const struct tg_
     int rc = TG_ENOMEM;
 
     if (crls == NULL || owned == NULL || names == NULL || domains == NULL ||
-        (rc = crl_signers(id, &cas, &n_cas)) < 0)
+        (rc = crl_signers(id, inter_path, &cas, &n_cas, err)) < 0)
         goto done;
     for (size_t i = 0; i < id->n_domains; i++)
         domains[i] = id->domains[i].name;
@@ -834,7 +906,7 @@ static int check_identity(struct tg_identity *id, const struct tg_identity_files
             snprintf(what, sizeof(what), "trust bundle of %.60s", name[0] ? name : "(no name)");
         rc = load_federated(id, name, what, b->fed[i].pem, b->fed[i].len, cm, err);
     }
-    if (rc == 0 && (rc = check_crls(id, CRL_KEY, f->crls, err)) == 0)
+    if (rc == 0 && (rc = check_crls(id, CRL_KEY, f->crls, f->intermediates, err)) == 0)
         rc = check_key(id, f, err);
     wolfSSL_CertManagerFree(cm);
     return rc;
@@ -940,6 +1012,10 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
     }
     if ((rc = read_crls(id, CRL_KEY, f->crls, err)) < 0)
         goto fail;
+    if (f->intermediates != NULL &&
+        (rc = tg_file_read("identity.intermediates", f->intermediates, MAX_PEM_FILE, 0,
+                           &id->inter_pem, &id->inter_len, err)) < 0)
+        goto fail;
     if ((rc = check_identity(id, f, &b, err)) < 0)
         goto fail;
     *out = id;
@@ -975,7 +1051,7 @@ int tg_identity_load_trust(const char *bundle, const struct tg_strlist *crls,
     /* one nameless domain: the bundle as it was given, whatever the roots vouch for */
     snprintf(what, sizeof(what), "%s: %s", bundle_name, bundle);
     if ((rc = load_domain(id, "", what, pem, len, cm, err)) < 0 ||
-        (rc = check_crls(id, crl_name, crls, err)) < 0)
+        (rc = check_crls(id, crl_name, crls, NULL, err)) < 0)
         goto fail;
     wolfSSL_CertManagerFree(cm);
     free(pem);

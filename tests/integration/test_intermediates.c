@@ -1,6 +1,7 @@
-/* An offline root with an issuing intermediate, made by the openssl CLI at test time: the
- * intermediate's CRL revokes a leaf, the root's CRL revokes the intermediate, both refused as
- * "revoked", and a CRL update closes the live connections it now lists (close_denied). And
+/* An offline root with issuing intermediates, made by the openssl CLI at test time: an
+ * intermediate's CRL revokes a leaf, the root's CRL revokes an intermediate (one known from
+ * identity.intermediates), both refused as "revoked", and a CRL update closes the live
+ * connections it now lists (close_denied). And
  * the CRLs that must not revoke: the root's CRL listing a serial the intermediate issued, a
  * federated partner's root (which copies our root's name) listing our intermediate's and
  * leaf's serials, and a CRL naming our intermediate but signed by an impostor, which does not
@@ -49,8 +50,9 @@ static void gencrl(const char *name)
     ck_assert_int_eq(rename(from, to), 0);
 }
 
-/* root (offline: only its certificate and CRL reach the sidecars) -> int (issuing) -> web,
- * api, api2; p: a partner's root with our root's very name; evil: a CA with int's name. */
+/* root (offline: only its certificate and CRLs reach the sidecars) -> int (issuing) -> web,
+ * api; root -> int2 (issuing, not in any chain b holds: identity.intermediates) -> api2;
+ * p: a partner's root with our root's very name; evil: a CA with int's name. */
 static void make_pki(void)
 {
     char script[4096];
@@ -58,6 +60,9 @@ static void make_pki(void)
     snprintf(script, sizeof(script),
              "set -e; o='%s'; n() { $o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
              "-keyout $1.key -out $1.csr -subj \"$2\" 2>/dev/null; };"
+             "db() { printf '[ca]\\ndefault_ca = d\\n[d]\\ndatabase = %%s.idx\\n"
+             "crlnumber = %%s.num\\ndefault_md = sha256\\ndefault_crl_days = 1\\npolicy = p\\n"
+             "[p]\\n' $1 $1 > $1.cnf; : > $1.idx; echo 01 > $1.num; };"
              "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n"
              "subjectKeyIdentifier=hash\\n' > root.ext;"
              "printf 'basicConstraints=critical,CA:TRUE,pathlen:0\\nkeyUsage=critical,keyCertSign,"
@@ -65,26 +70,22 @@ static void make_pki(void)
              "for r in root p evil; do case $r in root|p) s='/O=tollgate test/CN=offline root';;"
              " evil) s='/O=tollgate test/CN=issuing';; esac;"
              " n $r \"$s\"; $o x509 -req -in $r.csr -signkey $r.key -days 2 -extfile root.ext"
-             " -out $r.pem 2>/dev/null;"
-             " printf '[ca]\\ndefault_ca = d\\n[d]\\ndatabase = %%s.idx\\ncrlnumber = %%s.num\\n"
-             "default_md = sha256\\ndefault_crl_days = 1\\npolicy = p\\n[p]\\n' $r $r > $r.cnf;"
-             " : > $r.idx; echo 01 > $r.num; done;"
-             "n int '/O=tollgate test/CN=issuing';"
-             "$o x509 -req -in int.csr -CA root.pem -CAkey root.key -set_serial 0x1001 -days 1"
-             " -extfile int.ext -out int.pem 2>/dev/null;"
-             "printf '[ca]\\ndefault_ca = d\\n[d]\\ndatabase = int.idx\\ncrlnumber = int.num\\n"
-             "default_md = sha256\\ndefault_crl_days = 1\\npolicy = p\\n[p]\\n' > int.cnf;"
-             ": > int.idx; echo 01 > int.num; s=8193;"
-             "for l in web api api2; do s=$((s+1)); n $l /CN=$l;"
+             " -out $r.pem 2>/dev/null; db $r; done;"
+             "n int '/O=tollgate test/CN=issuing'; n int2 '/O=tollgate test/CN=issuing 2';"
+             "for i in int:0x1001 int2:0x1002; do"
+             " $o x509 -req -in ${i%%:*}.csr -CA root.pem -CAkey root.key -set_serial ${i#*:}"
+             " -days 1 -extfile int.ext -out ${i%%:*}.pem 2>/dev/null; db ${i%%:*}; done; s=8193;"
+             "for l in web api api2; do s=$((s+1)); n $l /CN=$l; i=int; [ $l = api2 ] && i=int2;"
              " printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
              "extendedKeyUsage=clientAuth,serverAuth\\nauthorityKeyIdentifier=keyid\\n"
              "subjectAltName=URI:spiffe://mesh.local/ns/default/sa/%%s\\n' $l > $l.ext;"
-             " $o x509 -req -in $l.csr -CA int.pem -CAkey int.key -set_serial $s -days 1"
-             " -extfile $l.ext -out $l.pem 2>/dev/null; cat $l.pem int.pem > $l-chain.pem; done",
+             " $o x509 -req -in $l.csr -CA $i.pem -CAkey $i.key -set_serial $s -days 1"
+             " -extfile $l.ext -out $l.pem 2>/dev/null; cat $l.pem $i.pem > $l-chain.pem; done",
              it_openssl());
     sh(script);
     gencrl("root");
     gencrl("int");
+    gencrl("int2");
     gencrl("p");
 }
 
@@ -153,7 +154,7 @@ START_TEST(test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate)
 
     it_setup();
     make_pki();
-    start("root.crl, int.crl", "");
+    start("root.crl, int.crl, int2.crl", ", intermediates: int2.pem");
     ck_assert_msg(through(a_port), "api refused under empty CRLs of root and intermediate");
     ck_assert_msg(through(c_port), "api2 refused under empty CRLs of root and intermediate");
 
@@ -177,8 +178,8 @@ START_TEST(test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate)
                   "the refusal was not counted as revoked");
     ck_assert_msg(through(c_port), "api2, not revoked, refused");
 
-    /* the root's CRL lists the intermediate: every leaf under it is refused */
-    ca("root", "-revoke int.pem");
+    /* the root's CRL lists int2 (known from identity.intermediates): its leaves are refused */
+    ca("root", "-revoke int2.pem");
     gencrl("root");
     wait_reload(2);
     ck_assert_msg(!through(c_port), "a leaf under an intermediate revoked by the root got through");
@@ -186,12 +187,14 @@ START_TEST(test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate)
                                "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 2,
                                5000) >= 2,
                   "the refusal under a revoked intermediate was not counted as revoked");
-    ck_assert(it_file_contains("b.err", "certificate 1 of its chain (serial 1001)"));
+    ck_assert(it_file_contains("b.err", "certificate 1 of its chain (serial 1002)"));
     ck_assert_int_eq(it_http(b_admin, "GET", "/config_dump", &dump), 200);
     ck_assert_msg(strstr(dump, "\"crls\":[{\"issuer\":\"offline root\",\"trust_domain\":"
                                "\"mesh.local\",\"signer\":\"root\",\"revoked\":1},"
                                "{\"issuer\":\"issuing\",\"trust_domain\":\"mesh.local\","
-                               "\"signer\":\"intermediate\",\"revoked\":1}]") != NULL,
+                               "\"signer\":\"intermediate\",\"revoked\":1},"
+                               "{\"issuer\":\"issuing 2\",\"trust_domain\":\"mesh.local\","
+                               "\"signer\":\"intermediate\",\"revoked\":0}]") != NULL,
                   "/config_dump does not show the CRLs: %s", dump);
     free(dump);
     ck_assert_int_eq(it_echo_accepts(echo), 4); /* a, c, the live one, c */
@@ -199,8 +202,9 @@ START_TEST(test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate)
 END_TEST
 
 /* Attacks on the CRL rules: the root listing a serial its intermediate issued, a partner's
- * root with our root's name listing our serials (both loaded, revoking nothing of ours), and
- * a CRL with our intermediate's name signed by another key (refused, the last good kept). */
+ * root with our root's name listing our serials (both loaded, revoking nothing of ours), a
+ * CRL with our intermediate's name signed by another key, and an intermediates file with a
+ * CA no root of ours signed (both refused, the last good kept). */
 START_TEST(test_crls_revoke_only_what_their_signer_issued)
 {
     it_setup();
@@ -209,9 +213,11 @@ START_TEST(test_crls_revoke_only_what_their_signer_issued)
     ca("root", "-revoke api.pem");
     gencrl("root");
     ca("p", "-revoke int.pem");
+    ca("p", "-revoke int2.pem");
     ca("p", "-revoke api.pem");
     gencrl("p");
-    start("root.crl, int.crl, p.crl", ", trust_domains: {partner.test: p.pem}");
+    start("root.crl, int.crl, int2.crl, p.crl",
+          ", intermediates: int2.pem, trust_domains: {partner.test: p.pem}");
     ck_assert_msg(through(a_port), "a CRL revoked a certificate its signer did not issue");
     ck_assert_msg(through(c_port), "a partner's CRL revoked our intermediate");
     ck_assert_msg(revoked_refusals() <= 0, "a refusal counted as revoked");
@@ -224,7 +230,15 @@ START_TEST(test_crls_revoke_only_what_their_signer_issued)
                   "a CRL signed by an impostor of the intermediate was not refused");
     ck_assert(it_file_contains("b.err", "refused, keeping serial"));
     ck_assert_msg(through(a_port), "api refused after an impostor's CRL was refused");
-    ck_assert_int_eq(it_echo_accepts(echo), 3);
+
+    /* an "intermediate" that no root of ours signed does not become a CRL signer */
+    sh("cp evil.pem int2.pem.new && mv int2.pem.new int2.pem");
+    ck_assert_msg(
+        it_wait_file_contains("b.err", "does not chain to a root of any trust bundle", 8000),
+        "an intermediates file with a CA of no root of ours was not refused");
+    ck_assert(it_file_contains("b.err", "identity.intermediates"));
+    ck_assert_msg(through(c_port), "api2 refused after a bad intermediates file was refused");
+    ck_assert_int_eq(it_echo_accepts(echo), 4);
 }
 END_TEST
 
