@@ -210,7 +210,7 @@ Suite *tg_test_suite(void)
     tcase_add_test(tc, test_crl_lists_serials_as_certificates_spell_them);
     tcase_add_test(tc, test_crl_without_entries_lists_nothing);
     tcase_add_loop_test(tc, test_crl_extensions_that_change_its_meaning_are_refused, 0,
-                        (int)(sizeof(refused) / sizeof(refused[0])));
+                        (int)TG_NELEM(refused));
     tcase_add_test(tc, test_crl_malformed_is_refused);
     suite_add_tcase(s, tc);
     return s;
