@@ -615,21 +615,111 @@ void it_certs(const char *arg, ...)
     va_end(ap);
 }
 
-void it_cert_serial(const char *pem, char *dst, size_t cap)
+/* The value of "field=" in `tollgate-certs show pem`, up to the end of its line. */
+static void cert_field(const char *pem, const char *field, char *dst, size_t cap)
 {
     const char *argv[] = {it_env("TG_CERTS_BIN"), "show", pem, NULL};
-    char *out = NULL, *s, *e;
+    char *out = NULL, *s;
     int st = it_run(argv, NULL, 30000, &out, NULL);
 
     ck_assert_msg(st == 0 && out != NULL, "tollgate-certs show %s exited %d", pem, st);
-    s = strstr(out, "serial=");
-    ck_assert_msg(s != NULL, "no serial= in: %s", out);
-    s += strlen("serial=");
-    e = strchr(s, '\n');
-    if (e != NULL)
-        *e = '\0';
-    it_serial_norm(s, dst, cap);
+    s = strstr(out, field);
+    ck_assert_msg(s != NULL, "no %s in: %s", field, out);
+    s += strlen(field);
+    snprintf(dst, cap, "%.*s", (int)strcspn(s, " \n"), s);
     free(out);
+}
+
+void it_cert_serial(const char *pem, char *dst, size_t cap)
+{
+    char raw[256];
+
+    cert_field(pem, "serial=", raw, sizeof(raw));
+    it_serial_norm(raw, dst, cap);
+}
+
+void it_cert_sha256(const char *pem, char *dst, size_t cap)
+{
+    cert_field(pem, "sha256=", dst, cap);
+}
+
+void it_openssl_ca(const char *ca, const char *fmt, ...)
+{
+    char cmd[2048], args[512], cnf[256], file[256], *out = NULL, *err = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    va_list ap;
+
+    snprintf(file, sizeof(file), "%s-index.txt", ca);
+    if (access(file, F_OK) != 0)
+        it_crl_index(ca, NULL, 0);
+    snprintf(file, sizeof(file), "%s-crlnumber", ca);
+    if (access(file, F_OK) != 0)
+        it_write_file(file, "01\n");
+    snprintf(cnf, sizeof(cnf), "%s-ca.cnf", ca);
+    it_write_file(cnf,
+                  "[ca]\ndefault_ca = d\n[d]\ndatabase = %s-index.txt\ncrlnumber = %s\n"
+                  "default_md = sha256\ndefault_crl_days = 1\npolicy = p\n[p]\n",
+                  ca, file);
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "'%s' ca -config %s -batch -keyfile %s.key -cert %s.pem %s",
+             it_openssl(), cnf, ca, ca, args);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, &err) == 0, "openssl ca %s: %s", args, err);
+    free(out);
+    free(err);
+}
+
+void it_crl_index(const char *ca, const char *const *serials, size_t n)
+{
+    char index[256], *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < n; i++) /* R, expiry, revocation, serial (even length), file, subject */
+        fprintf(f, "R\t301231235959Z\t240101000000Z\t%s%s\tunknown\t/CN=x%zu\n",
+                strlen(serials[i]) % 2 ? "0" : "", serials[i], i);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(index, sizeof(index), "%s-index.txt", ca);
+    it_write_file(index, "%s", text);
+    free(text);
+}
+
+void it_crl(const char *ca, const char *out, int valid_s)
+{
+    char last[32], next[32], tmp[256];
+    time_t t1 = time(NULL) - 2 * 86400, t2 = time(NULL) - 86400;
+    struct tm tm;
+
+    if (valid_s > 0) {
+        it_openssl_ca(ca, "-gencrl -crlsec %d -out %s.new", valid_s, out);
+    } else {
+        gmtime_r(&t1, &tm);
+        strftime(last, sizeof(last), "%Y%m%d%H%M%SZ", &tm);
+        gmtime_r(&t2, &tm);
+        strftime(next, sizeof(next), "%Y%m%d%H%M%SZ", &tm);
+        it_openssl_ca(ca, "-gencrl -crl_lastupdate %s -crl_nextupdate %s -out %s.new", last, next,
+                      out);
+    }
+    snprintf(tmp, sizeof(tmp), "%s.new", out);
+    ck_assert_msg(rename(tmp, out) == 0, "rename %s: %s", tmp, strerror(errno));
+}
+
+bool it_s_client_echo(int port, const char *cert)
+{
+    char cmd[512], *out = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    bool echoed;
+
+    snprintf(cmd, sizeof(cmd),
+             "(echo marker-7f3a; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
+             "-tls1_3 -brief -cert %s.pem -key %s.key 2>&1",
+             it_openssl(), port, cert, cert);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client as %s did not end", cert);
+    echoed = out != NULL && strstr(out, "marker-7f3a") != NULL;
+    free(out);
+    return echoed;
 }
 
 /* ---- network ------------------------------------------------------------------------ */
@@ -1200,32 +1290,11 @@ void it_mesh_certs(void)
     it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
 }
 
-static void write_b_config(const struct it_mesh *m, const char *drain)
-{
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "identity:\n"
-                  "  cert: web.pem\n"
-                  "  key: web.key\n"
-                  "  trust_bundle: ca.pem\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: %s}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n"
-                  "  - name: dead-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n",
-                  m->b_admin, drain, m->in_port, m->echo_port, m->dead_in_port, m->closed_port);
-}
-
 void it_mesh_start(struct it_mesh *m, const char *drain)
 {
+    char timeouts[128];
+    struct it_cfg a, b;
+
     memset(m, 0, sizeof(*m));
     it_mesh_certs();
     it_cert_serial("web.pem", m->web_serial, sizeof(m->web_serial));
@@ -1238,29 +1307,169 @@ void it_mesh_start(struct it_mesh *m, const char *drain)
     m->dead_out_port = it_free_port();
     m->a_admin = it_free_port();
     m->b_admin = it_free_port();
-    write_b_config(m, drain);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "identity:\n"
-                  "  cert: api.pem\n"
-                  "  key: api.key\n"
-                  "  trust_bundle: ca.pem\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: %s}\n"
-                  "outbound:\n"
-                  "  - name: api-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n"
-                  "  - name: dead-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n",
-                  m->a_admin, drain, m->out_port, m->in_port, m->dead_out_port, m->dead_in_port);
+    snprintf(timeouts, sizeof(timeouts), "handshake: 5s, idle: 1h, connect: 2s, drain: %s", drain);
+    b = it_cfg_of(m->b_admin, "web", 2, timeouts);
+    b.in[0] = (struct it_listener){"web-in", m->in_port, m->echo_port, IT_API_ID, NULL};
+    b.in[1] = (struct it_listener){"dead-in", m->dead_in_port, m->closed_port, IT_API_ID, NULL};
+    it_cfg_write("b.yaml", &b, NULL);
+    a = it_cfg_of(m->a_admin, "api", 2, timeouts);
+    a.out[0] = (struct it_listener){"api-out", m->out_port, m->in_port, IT_WEB_ID, NULL};
+    a.out[1] = (struct it_listener){"dead-out", m->dead_out_port, m->dead_in_port, IT_WEB_ID, NULL};
+    it_cfg_write("a.yaml", &a, NULL);
+    it_cfg_write(
+        "a.yaml",
+        &(struct it_cfg){.admin = m->a_admin,
+                         .workers = 2,
+                         .id = "api",
+                         .timeouts = timeouts,
+                         .out = {{"api-out", m->out_port, m->in_port, IT_WEB_ID},
+                                 {"dead-out", m->dead_out_port, m->dead_in_port, IT_WEB_ID}}},
+        NULL);
     m->b = it_sidecar_start("b", "b.yaml", m->b_admin, 0);
     m->a = it_sidecar_start("a", "a.yaml", m->a_admin, 0);
+}
+
+/* ---- an HTTP app -------------------------------------------------------------------- */
+
+struct it_proc *it_http_app_start(const char *name, int port, const char *methods)
+{
+    char file[128];
+    const char *argv[] = {"/usr/bin/python3", file, NULL};
+    struct it_proc *p;
+
+    snprintf(file, sizeof(file), "%s.py", name);
+    it_write_file(file,
+                  "import http.server, socketserver\n"
+                  "class H(http.server.BaseHTTPRequestHandler):\n"
+                  "    protocol_version = 'HTTP/1.1'\n"
+                  "    def log_message(self, *a): pass\n"
+                  "    def reply(self, out):\n"
+                  "        self.send_response(200)\n"
+                  "        self.send_header('Content-Length', str(len(out)))\n"
+                  "        self.end_headers()\n"
+                  "        self.wfile.write(out)\n"
+                  "%s"
+                  "class S(socketserver.ThreadingMixIn, http.server.HTTPServer):\n"
+                  "    daemon_threads = True\n"
+                  "    allow_reuse_address = True\n"
+                  "S(('127.0.0.1', %d), H).serve_forever()\n",
+                  methods, port);
+    p = it_spawn(name, argv, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_port(port, 10000), "%s (python3 %s) did not start", name, file);
+    return p;
+}
+
+/* ---- sidecar configs ---------------------------------------------------------------- */
+
+static void cfg_listeners(FILE *f, const char *section, const char *peer_key,
+                          const struct it_listener *l)
+{
+    if (l[0].name == NULL)
+        return;
+    fprintf(f, "%s:\n", section);
+    for (size_t i = 0; i < IT_CFG_LISTENERS && l[i].name != NULL; i++) {
+        fprintf(f, "  - {name: %s, listen: '127.0.0.1:%d'", l[i].name, l[i].listen);
+        if (l[i].upstream > 0)
+            fprintf(f, ", upstream: '127.0.0.1:%d'", l[i].upstream);
+        if (l[i].peer != NULL)
+            fprintf(f, ", %s: [\"%s\"]", peer_key, l[i].peer);
+        if (l[i].more != NULL)
+            fprintf(f, ", %s", l[i].more);
+        fprintf(f, "}\n");
+    }
+}
+
+struct it_cfg it_cfg_of(int admin, const char *id, int workers, const char *timeouts)
+{
+    return (struct it_cfg){.admin = admin, .id = id, .workers = workers, .timeouts = timeouts};
+}
+
+void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    va_list ap;
+
+    ck_assert_ptr_nonnull(f);
+    if (c->admin_at != NULL)
+        fprintf(f, "admin: \"%s\"\n", c->admin_at);
+    else if (c->admin > 0)
+        fprintf(f, "admin: 127.0.0.1:%d\n", c->admin);
+    if (c->workers > 0)
+        fprintf(f, "workers: %d\n", c->workers);
+    if (c->log_level != NULL)
+        fprintf(f, "log_level: %s\n", c->log_level);
+    if (c->id != NULL)
+        fprintf(f, "identity: {cert: %s.pem, key: %s.key, trust_bundle: %s%s%s}\n", c->id, c->id,
+                c->bundle != NULL ? c->bundle : "ca.pem", c->id_more != NULL ? ", " : "",
+                c->id_more != NULL ? c->id_more : "");
+    if (c->cp_port > 0) {
+        fprintf(f,
+                "control_plane:\n  address: %s:%d\n  ca: ca.pem\n  token: %s\n"
+                "  server_ids: [\"" IT_CP_ID "\"]\n",
+                c->cp_host != NULL ? c->cp_host : "127.0.0.1", c->cp_port, c->cp_token);
+        if (c->cp_node != NULL)
+            fprintf(f, "  node_id: %s\n", c->cp_node);
+        if (c->cp_renew > 0)
+            fprintf(f, "  renew_fraction: %.2f\n", c->cp_renew);
+    }
+    if (c->timeouts != NULL)
+        fprintf(f, "timeouts: {%s}\n", c->timeouts);
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vfprintf(f, fmt, ap);
+        va_end(ap);
+    }
+    cfg_listeners(f, "inbound", "allow", c->in);
+    cfg_listeners(f, "outbound", "expect", c->out);
+    ck_assert_int_eq(fclose(f), 0);
+    it_replace_file(file, "%s", text);
+    free(text);
+}
+
+void it_cfg_write_cp(const char *file, int admin, int cp_port, const char *token, struct it_cfg *c)
+{
+    c->admin = admin;
+    c->cp_port = cp_port;
+    c->cp_token = token;
+    c->cp_node = file;
+    if (c->timeouts == NULL)
+        c->timeouts = "handshake: 5s, idle: 1h, connect: 2s, drain: 2s";
+    it_cfg_write(file, c, NULL);
+}
+
+/* ---- control planes ----------------------------------------------------------------- */
+
+void it_cp_cfg_write(const char *file, int port, int admin, const char *fmt, ...)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    va_list ap;
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "listen: 127.0.0.1:%d\n", port);
+    if (admin > 0)
+        fprintf(f, "admin: 127.0.0.1:%d\n", admin);
+    fprintf(f, "trust_domain: mesh.local\n"
+               "server: {cert: cp.pem, key: cp.key}\n"
+               "ca: {cert: ca.pem, key: ca.key}\n");
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    ck_assert_int_eq(fclose(f), 0);
+    it_replace_file(file, "%s", text);
+    free(text);
+}
+
+struct it_proc *it_cp_start(const char *name, const char *config, int port)
+{
+    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", config, NULL};
+    struct it_proc *p = it_spawn(name, argv, IT_STDIN_NULL);
+
+    ck_assert_msg(it_wait_port(port, 10000), "%s (tollgate-cp) did not listen on %d", name, port);
+    return p;
 }
 
 /* ---- streams: many connections each echoing a paced, checked pattern ----------------- */
