@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,8 +33,9 @@
 #define DUMP_TAIL 3000     /* bytes of each log the guardian prints after a failure */
 #define MAX_SUBS 16        /* substrings per line match */
 #define MAX_ARGS 64
-#define PORT_BASE 20000 /* below the ephemeral range (32768-60999): no clash with */
-#define PORT_SPAN 12000 /* the local ports of our own outgoing connections */
+#define PORT_BASE 20000                 /* below the ephemeral range (32768-60999): no clash with */
+#define PORT_SPAN 12000                 /* the local ports of our own outgoing connections */
+#define PORT_CLAIMS "tollgate-it-ports" /* under /tmp: one lock file per port handed out */
 #define HTTP_MAX (4 * 1024 * 1024)
 
 static char dir[PATH_MAX];
@@ -42,6 +44,7 @@ static pid_t guard_pid;
 static struct it_proc procs[IT_MAX_PROCS];
 static size_t n_procs;
 static int ports[512];
+static int port_locks[512]; /* flock()ed claim files, held until the test process ends */
 static size_t n_ports;
 static unsigned run_seq;
 
@@ -146,6 +149,13 @@ static void guardian(int rfd)
     _exit(0);
 }
 
+static void ports_release(void) /* the claims of it_free_port */
+{
+    for (size_t i = 0; i < n_ports; i++)
+        close(port_locks[i]);
+    n_ports = 0;
+}
+
 void it_setup(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -153,7 +163,7 @@ void it_setup(void)
 
     signal(SIGPIPE, SIG_IGN);
     n_procs = 0;
-    n_ports = 0;
+    ports_release();
     snprintf(dir, sizeof(dir), "%s/tg-it-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
     ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
     ck_assert_msg(chdir(dir) == 0, "chdir %s: %s", dir, strerror(errno));
@@ -182,6 +192,7 @@ void it_teardown(void)
         if (p->must_exit_0 && st != 0 && blen < sizeof(bad) - 100)
             blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen, " %s exited %d;", p->name, st);
     }
+    ports_release();
     if (chdir("/") != 0)
         perror("chdir /");
     if (bad[0] == '\0') {
@@ -736,19 +747,49 @@ static bool port_bindable(int port)
     return ok;
 }
 
+/* Integration tests run in parallel (ctest -j), each handing out ports: a port is claimed
+ * by an exclusive flock() on /tmp/tollgate-it-ports/PORT before it is handed out, so two
+ * tests never get the same one between its pick and its bind. The kernel drops the lock
+ * when the test process ends, however it ends: no stale claims. Returns the lock's fd, or
+ * -1 when another test holds the port. */
+static int port_claim(int port)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    snprintf(path, sizeof(path), "/tmp/%s", PORT_CLAIMS);
+    if (mkdir(path, 0755) == 0)
+        chmod(path, 01777); /* shared by every user's tests, like /tmp */
+    else if (errno != EEXIST)
+        ck_abort_msg("mkdir %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "/tmp/%s/%d", PORT_CLAIMS, port);
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int it_free_port(void)
 {
     unsigned start = ((unsigned)getpid() * 7919u + (unsigned)it_now_ms()) % PORT_SPAN;
 
+    ck_assert(n_ports < sizeof(ports) / sizeof(ports[0]));
     for (unsigned i = 0; i < PORT_SPAN; i++) {
-        int port = PORT_BASE + (int)((start + i * 37u) % PORT_SPAN);
+        int port = PORT_BASE + (int)((start + i * 37u) % PORT_SPAN), lock;
         bool used = false;
 
         for (size_t j = 0; j < n_ports; j++)
             used = used || ports[j] == port;
-        if (used || !port_bindable(port))
+        if (used || (lock = port_claim(port)) < 0)
             continue;
-        ck_assert(n_ports < sizeof(ports) / sizeof(ports[0]));
+        if (!port_bindable(port)) { /* in use by something that is not one of our tests */
+            close(lock);
+            continue;
+        }
+        port_locks[n_ports] = lock;
         ports[n_ports++] = port;
         return port;
     }
