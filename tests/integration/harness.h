@@ -102,6 +102,15 @@ void it_serial_norm(const char *in, char *dst, size_t cap);
 
 /* ---- certificates ------------------------------------------------------------------- */
 
+/* `openssl x509 -extfile` text of an X.509-SVID leaf whose URI SAN is the one %s. */
+#define IT_SVID_EXT                                                                                \
+    "basicConstraints = critical, CA:FALSE\n"                                                      \
+    "keyUsage = critical, digitalSignature\n"                                                      \
+    "extendedKeyUsage = serverAuth, clientAuth\n"                                                  \
+    "subjectAltName = URI:%s\n"                                                                    \
+    "subjectKeyIdentifier = hash\n"                                                                \
+    "authorityKeyIdentifier = keyid\n"
+
 /* Runs $TG_CERTS_BIN with the NULL-terminated arguments; ck_asserts it exits 0. */
 void it_certs(const char *arg, ...) __attribute__((sentinel));
 /* Runs bin with the arguments from arg on, up to a NULL; ck_asserts it exits 0 within 30 s. */

@@ -393,14 +393,7 @@ static void make_leaf(const char *name, const char *issuer, const char *id)
 {
     char ext[512];
 
-    snprintf(ext, sizeof(ext),
-             "basicConstraints = critical, CA:FALSE\n"
-             "keyUsage = critical, digitalSignature\n"
-             "extendedKeyUsage = serverAuth, clientAuth\n"
-             "subjectAltName = URI:%s\n"
-             "subjectKeyIdentifier = hash\n"
-             "authorityKeyIdentifier = keyid\n",
-             id);
+    snprintf(ext, sizeof(ext), IT_SVID_EXT, id);
     make_cert(name, name, issuer, -HOUR, 2 * DAY, ext);
 }
 

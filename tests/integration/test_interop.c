@@ -29,14 +29,7 @@ static void openssl_leaf(const char *name, const char *spiffe)
     snprintf(pem, sizeof(pem), "%s.pem", name);
     snprintf(ext, sizeof(ext), "%s.ext", name);
     snprintf(cn, sizeof(cn), "/CN=%s", name);
-    it_write_file(ext,
-                  "basicConstraints = critical, CA:FALSE\n"
-                  "keyUsage = critical, digitalSignature\n"
-                  "extendedKeyUsage = serverAuth, clientAuth\n"
-                  "subjectAltName = URI:%s\n"
-                  "subjectKeyIdentifier = hash\n"
-                  "authorityKeyIdentifier = keyid\n",
-                  spiffe);
+    it_write_file(ext, IT_SVID_EXT, spiffe);
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", key, "-out", csr, "-subj", cn, NULL);
     openssl("x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
