@@ -818,25 +818,44 @@ static int add_name(const char *cmd, const char *name, const char *v, const char
     return 0;
 }
 
+/* Options kept as given (a string) or as a flag: where each goes in struct opts. */
+struct opt_slot {
+    int opt;
+    size_t off;
+};
+
+static const struct opt_slot string_opts[] = {
+    {O_OUT, offsetof(struct opts, out)},
+    {O_CA, offsetof(struct opts, ca)},
+    {O_CN, offsetof(struct opts, cn)},
+    {O_SPIFFE, offsetof(struct opts, spiffe)},
+    {O_KEY, offsetof(struct opts, key)},
+    {O_BUNDLE, offsetof(struct opts, verify.bundle)},
+    {O_INTERMEDIATES, offsetof(struct opts, verify.intermediates)},
+};
+
+static const struct opt_slot flag_opts[] = {
+    {O_EXPIRED, offsetof(struct opts, expired)},
+    {O_NOT_YET_VALID, offsetof(struct opts, not_yet_valid)},
+    {O_NO_SAN, offsetof(struct opts, no_san)},
+    {O_CA_FLAG, offsetof(struct opts, ca_flag)},
+    {O_SELF_SIGNED, offsetof(struct opts, self_signed)},
+};
+
 /* One option c (with optarg) of the command in o. 0, or the exit status. */
 static int take_option(const char *cmd, int c, struct opts *o)
 {
+    for (size_t i = 0; i < TG_NELEM(string_opts); i++)
+        if (string_opts[i].opt == c) {
+            *(const char **)((char *)o + string_opts[i].off) = optarg;
+            return 0;
+        }
+    for (size_t i = 0; i < TG_NELEM(flag_opts); i++)
+        if (flag_opts[i].opt == c) {
+            *(bool *)((char *)o + flag_opts[i].off) = true;
+            return 0;
+        }
     switch (c) {
-    case O_OUT:
-        o->out = optarg;
-        return 0;
-    case O_CA:
-        o->ca = optarg;
-        return 0;
-    case O_CN:
-        o->cn = optarg;
-        return 0;
-    case O_SPIFFE:
-        o->spiffe = optarg;
-        return 0;
-    case O_KEY:
-        o->key = optarg;
-        return 0;
     case O_VALID_FOR:
         o->has_lifetime = true;
         return parse_duration(cmd, "valid-for", optarg, false, &o->valid_for);
@@ -844,21 +863,6 @@ static int take_option(const char *cmd, int c, struct opts *o)
         return parse_duration(cmd, "backdate", optarg, true, &o->backdate);
     case O_PATH_LEN:
         return parse_long(cmd, "path-len", optarg, 0, 127, &o->path_len);
-    case O_EXPIRED:
-        o->expired = true;
-        return 0;
-    case O_NOT_YET_VALID:
-        o->not_yet_valid = true;
-        return 0;
-    case O_NO_SAN:
-        o->no_san = true;
-        return 0;
-    case O_CA_FLAG:
-        o->ca_flag = true;
-        return 0;
-    case O_SELF_SIGNED:
-        o->self_signed = true;
-        return 0;
     case O_EKU:
         o->eku = optarg;
         if (strcmp(optarg, "server") != 0 && strcmp(optarg, "client") != 0 &&
@@ -873,14 +877,8 @@ static int take_option(const char *cmd, int c, struct opts *o)
         return add_name(cmd, "dns", optarg, o->dns, &o->n_dns);
     case O_SERIAL:
         return parse_serial(cmd, optarg, o);
-    case O_BUNDLE:
-        o->verify.bundle = optarg;
-        return 0;
     case O_CRL:
         return add_name(cmd, "crl", optarg, o->crls, &o->verify.crls.n);
-    case O_INTERMEDIATES:
-        o->verify.intermediates = optarg;
-        return 0;
     case O_PEER:
         o->verify.peer = optarg;
         if (strcmp(optarg, "client") != 0 && strcmp(optarg, "server") != 0)
