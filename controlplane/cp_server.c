@@ -169,11 +169,7 @@ static void conn_free(struct tg_cp_conn *c)
     free(c->token);
     free(c->claim_ns);
     free(c->claim_sa);
-    for (size_t i = 0; i < c->n_labels; i++) {
-        free(c->labels[i].key);
-        free(c->labels[i].value);
-    }
-    free(c->labels);
+    tg_res_labels_free(c->labels, c->n_labels);
     tg_cp_state_unref(c->state);
     free(c);
 }

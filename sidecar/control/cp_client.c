@@ -143,11 +143,7 @@ static void free_client(struct tg_cp_client *c)
     free(c->namespace_);
     free(c->service_account);
     free(c->version);
-    for (size_t i = 0; i < c->n_labels; i++) {
-        free(c->labels[i].key);
-        free(c->labels[i].value);
-    }
-    free(c->labels);
+    tg_res_labels_free(c->labels, c->n_labels);
     free(c->csr);
     free(c);
     if (cb != NULL)
