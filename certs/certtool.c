@@ -612,20 +612,20 @@ static int cmd_keygen(const struct opts *o, char *err)
     return rc;
 }
 
+/* A request for the key at --key, naming what the options name, as PEM at --out. */
 static int cmd_csr(const struct opts *o, char *err)
 {
     struct tg_cert_spec spec = {0};
-    struct tg_key *key = NULL;
     struct names nm;
+    struct tg_key *key = NULL;
+    size_t der_len, pem_len;
     unsigned char *der = NULL;
     char *pem = NULL;
-    size_t der_len, pem_len;
     int rc;
 
-    if ((rc = load_key(o->key, &key, err)) < 0)
-        goto fail;
     set_names(o, &nm, &spec);
-    if ((rc = tg_csr_make(&spec, key, &der, &der_len, err)) < 0 ||
+    if ((rc = load_key(o->key, &key, err)) < 0 ||
+        (rc = tg_csr_make(&spec, key, &der, &der_len, err)) < 0 ||
         (rc = tg_pem_encode(der, der_len, TG_PEM_CSR, &pem, &pem_len, err)) < 0 ||
         (rc = write_file(o->out, pem, pem_len, 0644, err)) < 0)
         goto fail;
@@ -818,43 +818,39 @@ static int add_name(const char *cmd, const char *name, const char *v, const char
     return 0;
 }
 
-/* Options kept as given (a string) or as a flag: where each goes in struct opts. */
-struct opt_slot {
+/* Options kept as given (a string) or as a flag (true when given): where each goes in
+ * struct opts. */
+static const struct {
     int opt;
+    bool flag;
     size_t off;
-};
-
-static const struct opt_slot string_opts[] = {
-    {O_OUT, offsetof(struct opts, out)},
-    {O_CA, offsetof(struct opts, ca)},
-    {O_CN, offsetof(struct opts, cn)},
-    {O_SPIFFE, offsetof(struct opts, spiffe)},
-    {O_KEY, offsetof(struct opts, key)},
-    {O_BUNDLE, offsetof(struct opts, verify.bundle)},
-    {O_INTERMEDIATES, offsetof(struct opts, verify.intermediates)},
-};
-
-static const struct opt_slot flag_opts[] = {
-    {O_EXPIRED, offsetof(struct opts, expired)},
-    {O_NOT_YET_VALID, offsetof(struct opts, not_yet_valid)},
-    {O_NO_SAN, offsetof(struct opts, no_san)},
-    {O_CA_FLAG, offsetof(struct opts, ca_flag)},
-    {O_SELF_SIGNED, offsetof(struct opts, self_signed)},
+} slots[] = {
+    {O_OUT, false, offsetof(struct opts, out)},
+    {O_CA, false, offsetof(struct opts, ca)},
+    {O_CN, false, offsetof(struct opts, cn)},
+    {O_SPIFFE, false, offsetof(struct opts, spiffe)},
+    {O_KEY, false, offsetof(struct opts, key)},
+    {O_BUNDLE, false, offsetof(struct opts, verify.bundle)},
+    {O_INTERMEDIATES, false, offsetof(struct opts, verify.intermediates)},
+    {O_EXPIRED, true, offsetof(struct opts, expired)},
+    {O_NOT_YET_VALID, true, offsetof(struct opts, not_yet_valid)},
+    {O_NO_SAN, true, offsetof(struct opts, no_san)},
+    {O_CA_FLAG, true, offsetof(struct opts, ca_flag)},
+    {O_SELF_SIGNED, true, offsetof(struct opts, self_signed)},
 };
 
 /* One option c (with optarg) of the command in o. 0, or the exit status. */
 static int take_option(const char *cmd, int c, struct opts *o)
 {
-    for (size_t i = 0; i < TG_NELEM(string_opts); i++)
-        if (string_opts[i].opt == c) {
-            *(const char **)((char *)o + string_opts[i].off) = optarg;
-            return 0;
-        }
-    for (size_t i = 0; i < TG_NELEM(flag_opts); i++)
-        if (flag_opts[i].opt == c) {
-            *(bool *)((char *)o + flag_opts[i].off) = true;
-            return 0;
-        }
+    for (size_t i = 0; i < TG_NELEM(slots); i++) {
+        if (slots[i].opt != c)
+            continue;
+        if (slots[i].flag)
+            *(bool *)((char *)o + slots[i].off) = true;
+        else
+            *(const char **)((char *)o + slots[i].off) = optarg;
+        return 0;
+    }
     switch (c) {
     case O_VALID_FOR:
         o->has_lifetime = true;
