@@ -94,8 +94,10 @@ const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k)
     return tg_k8s_client_stats(k->client);
 }
 
-static void k8s_free(struct tg_cp_k8s *k)
+static void k8s_free(void *owner)
 {
+    struct tg_cp_k8s *k = owner;
+
     tg_resource_free(k->derived);
     tg_resource_free(k->overlay);
     tg_resource_free(k->merged);
@@ -105,12 +107,8 @@ static void k8s_free(struct tg_cp_k8s *k)
 
 static void maybe_free(struct tg_cp_k8s *k)
 {
-    struct tg_closer done = k->closer; /* k is freed below */
-
-    if (--k->closer.open > 0)
-        return;
-    k8s_free(k);
-    tg_closer_notify(&done);
+    if (--k->closer.open == 0)
+        tg_closer_finish(&k->closer, k8s_free, k);
 }
 
 static void on_timer_closed(uv_handle_t *h)

@@ -790,8 +790,10 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 
 /* ---- life cycle ---- */
 
-static void client_free(struct tg_k8s_client *c)
+static void client_free(void *owner)
 {
+    struct tg_k8s_client *c = owner;
+
     for (int k = 0; k < TG_K8S_NKINDS; k++) {
         struct watcher *w = &c->w[k];
 
@@ -811,12 +813,8 @@ static void client_free(struct tg_k8s_client *c)
 
 static void maybe_free(struct tg_k8s_client *c)
 {
-    struct tg_closer done = c->closer; /* c is freed below */
-
-    if (!tg_closer_done(&c->closer))
-        return;
-    client_free(c);
-    tg_closer_notify(&done);
+    if (tg_closer_done(&c->closer))
+        tg_closer_finish(&c->closer, client_free, c);
 }
 
 static void on_handle_closed(uv_handle_t *h)

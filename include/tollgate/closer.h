@@ -40,4 +40,14 @@ static inline void tg_closer_notify(const struct tg_closer *done)
         done->on_closed(done->arg);
 }
 
+/* Frees the owner with free_owner(owner), cl being inside it, then tells whoever closed it. */
+static inline void tg_closer_finish(struct tg_closer *cl, void (*free_owner)(void *owner),
+                                    void *owner)
+{
+    struct tg_closer done = *cl;
+
+    free_owner(owner);
+    tg_closer_notify(&done);
+}
+
 #endif
