@@ -100,10 +100,13 @@ int tg_cp_server_admin_port(const struct tg_cp_server *srv)
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
 }
 
-static void maybe_free(struct tg_cp_server *srv)
+/* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
+ * is closing and nothing is left open. */
+static void maybe_free(struct tg_cp_server *srv, int closed)
 {
     struct tg_closer done = srv->closer; /* srv is freed below */
 
+    srv->closer.open -= closed;
     if (!srv->closer.closing)
         return;
     if (srv->conns == NULL && srv->admin != NULL && !srv->admin_closing) {
@@ -121,10 +124,7 @@ static void maybe_free(struct tg_cp_server *srv)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    struct tg_cp_server *srv = h->data;
-
-    srv->closer.open--;
-    maybe_free(srv);
+    maybe_free(h->data, 1);
 }
 
 static void on_k8s_closed(void *arg)
@@ -132,8 +132,7 @@ static void on_k8s_closed(void *arg)
     struct tg_cp_server *srv = arg;
 
     srv->k8s = NULL;
-    srv->closer.open--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 /* The derived mesh table changed: push it where it differs. */
@@ -150,8 +149,7 @@ static void on_admin_closed(void *arg)
     struct tg_cp_server *srv = arg;
 
     srv->admin = NULL;
-    srv->closer.open--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 /* ---- streams ---- */
@@ -425,7 +423,7 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
         c->next->prev = c->prev;
     srv->stats.open_streams--;
     conn_free(c);
-    maybe_free(srv);
+    maybe_free(srv, 0);
 }
 
 static void on_drop_closed(uv_handle_t *h)
@@ -554,8 +552,7 @@ static void on_watcher_closed(uv_handle_t *h)
     struct tg_cp_server *srv = w->srv;
 
     free(w);
-    srv->closer.open--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 static void unwatch(struct tg_cp_server *srv)

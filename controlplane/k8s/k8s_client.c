@@ -686,7 +686,7 @@ static void check_done(struct tg_k8s_client *c)
 
 /* ---- libcurl on libuv ---- */
 
-static void maybe_free(struct tg_k8s_client *c);
+static void maybe_free(struct tg_k8s_client *c, int closed);
 
 static void on_sock_closed(uv_handle_t *h)
 {
@@ -694,8 +694,7 @@ static void on_sock_closed(uv_handle_t *h)
     struct tg_k8s_client *c = k->c;
 
     free(k);
-    c->closer.open--;
-    maybe_free(c);
+    maybe_free(c, 1);
 }
 
 static void sock_close(struct sock *k)
@@ -811,18 +810,18 @@ static void client_free(void *owner)
     free(c);
 }
 
-static void maybe_free(struct tg_k8s_client *c)
+/* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
+ * is closing and nothing is left open. */
+static void maybe_free(struct tg_k8s_client *c, int closed)
 {
+    c->closer.open -= closed;
     if (tg_closer_done(&c->closer))
         tg_closer_finish(&c->closer, client_free, c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    struct tg_k8s_client *c = h->data;
-
-    c->closer.open--;
-    maybe_free(c);
+    maybe_free(h->data, 1);
 }
 
 /* The API server's URL: cfg's, else https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
@@ -941,8 +940,7 @@ static void on_retry_closed(uv_handle_t *h)
     struct watcher *w = h->data;
     struct tg_k8s_client *c = w->c;
 
-    c->closer.open--;
-    maybe_free(c);
+    maybe_free(c, 1);
 }
 
 void tg_k8s_client_close(struct tg_k8s_client *c, void (*on_closed)(void *arg), void *arg)

@@ -814,8 +814,11 @@ static void on_ping_timer(uv_timer_t *t)
 
 /* ---- connection life cycle ---- */
 
-static void maybe_free(struct tg_cp_client *c)
+/* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
+ * is closing and nothing is left open. */
+static void maybe_free(struct tg_cp_client *c, int closed)
 {
+    c->closer.open -= closed;
     if (tg_closer_done(&c->closer) && c->ms == NULL && !c->resolving)
         free_client(c);
 }
@@ -861,7 +864,7 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
     uv_timer_stop(&c->ping);
     snprintf(c->stats.last_error, sizeof(c->stats.last_error), "%s", reason);
     if (c->closer.closing) {
-        maybe_free(c);
+        maybe_free(c, 0);
         return;
     }
     if (was_up) {
@@ -926,7 +929,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     c->resolving = false;
     if (c->closer.closing) {
         uv_freeaddrinfo(res);
-        maybe_free(c);
+        maybe_free(c, 0);
         return;
     }
     if (status < 0 || res == NULL) {
@@ -987,10 +990,7 @@ void tg_cp_client_start(struct tg_cp_client *c)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    struct tg_cp_client *c = h->data;
-
-    c->closer.open--;
-    maybe_free(c);
+    maybe_free(h->data, 1);
 }
 
 void tg_cp_client_close(struct tg_cp_client *c, void (*on_closed)(void *arg), void *arg)
