@@ -1010,6 +1010,7 @@ static int cmd_help(const struct opts *o)
 
 int main(int argc, char **argv)
 {
+    static char help[] = "help", version[] = "version"; /* the verbs -h and --version stand for */
     struct opts o = {0};
     char err[TG_ERRLEN] = "";
     bool done;
@@ -1018,9 +1019,9 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage_error(NULL, "missing command");
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
-        argv[1] = "help";
+        argv[1] = help;
     if (strcmp(argv[1], "--version") == 0)
-        argv[1] = "version";
+        argv[1] = version;
     rc = parse_args(argc - 1, argv + 1, &o, &done);
     if (rc != 0 || done)
         return rc;
