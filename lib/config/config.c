@@ -97,6 +97,8 @@ static const struct field identity_fields[] = {
     {.key = "crl", .kind = K_PATHS, .off = CFG(crl_paths)},
     {.key = "trust_domains", .kind = K_DOMAINS},
     {.key = "max_chain_depth", .kind = K_UINT, .off = CFG(max_chain_depth), .min = 1, .max = 16},
+    {.key = "workload_api", .kind = K_STR, .off = CFG(wl.endpoint)},
+    {.key = "spiffe_id", .kind = K_STR, .off = CFG(wl.spiffe_id)},
     {.key = NULL},
 };
 
@@ -1603,7 +1605,53 @@ static int walk_map(struct parse *ps, const char *path, const struct field *fiel
     return 0;
 }
 
-/* Static files or the control plane: one of the two, never both. */
+/* identity.workload_api and identity.spiffe_id: the endpoint resolved to its socket (with
+ * "default", from SPIFFE_ENDPOINT_SOCKET, as the SPIFFE Workload Endpoint spec says), the ID
+ * checked; nothing else of identity but max_chain_depth goes with it, and no control_plane
+ * (its identity would come from two places). */
+static int check_workload_api(struct parse *ps)
+{
+    struct tg_config *c = ps->c;
+    static const char *const names[] = {"identity.cert", "identity.key", "identity.trust_bundle",
+                                        "identity.crl", "identity.trust_domains"};
+    const bool set[] = {c->cert_path != NULL, c->key_path != NULL, c->bundle_path != NULL,
+                        c->crl_paths.n > 0, c->trust_domains.n > 0};
+    const char *uri = c->wl.endpoint, *from = "identity.workload_api";
+    char path[TG_SPIFFE_SOCKET_MAX + 1], why[TG_ERRLEN];
+    struct tg_spiffe_id id;
+
+    if (c->wl.spiffe_id != NULL && tg_spiffe_parse(c->wl.spiffe_id, &id, why) < 0)
+        return fail(ps, ps->identity_line, "identity.spiffe_id", "%s", why);
+    if (c->wl.spiffe_id != NULL && c->wl.endpoint == NULL)
+        return fail(ps, ps->identity_line, "identity.spiffe_id",
+                    "only with identity.workload_api (it picks one of its SVIDs)");
+    if (c->wl.endpoint == NULL)
+        return 0;
+    c->wl.enabled = true;
+    if (ps->cp_line > 0)
+        return fail(ps, ps->identity_line, "identity.workload_api",
+                    "not with control_plane (the identity comes from one of them: remove one)");
+    for (size_t i = 0; i < TG_NELEM(names); i++)
+        if (set[i])
+            return fail(ps, ps->identity_line, names[i],
+                        "not used with identity.workload_api (the SVID, its bundle and the "
+                        "federated bundles come from the Workload API; remove it)");
+    if (strcmp(uri, "default") == 0) {
+        uri = getenv("SPIFFE_ENDPOINT_SOCKET");
+        from = "SPIFFE_ENDPOINT_SOCKET";
+        if (uri == NULL || uri[0] == '\0')
+            return fail(ps, ps->identity_line, "identity.workload_api",
+                        "default: SPIFFE_ENDPOINT_SOCKET is not set (set it to unix:///PATH, "
+                        "or write the socket's address here)");
+    }
+    if (tg_spiffe_endpoint_socket(uri, from[0] == 'i', path, sizeof(path), why) < 0)
+        return fail(ps, ps->identity_line, from, "%s", why);
+    if ((c->wl.socket = strdup(path)) == NULL)
+        return tg_err_set(ps->err, TG_ENOMEM, "%s: out of memory", ps->name);
+    return 0;
+}
+
+/* Static files, the control plane or the Workload API: one of them. */
 static int check_identity_source(struct parse *ps)
 {
     struct tg_config *c = ps->c;
@@ -1611,8 +1659,11 @@ static int check_identity_source(struct parse *ps)
                                         "identity.crl"};
     const bool set[] = {c->cert_path != NULL, c->key_path != NULL, c->bundle_path != NULL,
                         c->crl_paths.n > 0};
+    int rc;
 
     c->cp.enabled = ps->cp_line > 0;
+    if ((rc = check_workload_api(ps)) < 0 || c->wl.enabled)
+        return rc;
     if (!c->cp.enabled) {
         if (ps->static_path[0] != '\0')
             return fail(ps, ps->static_line, ps->static_path, "missing (required)");
@@ -1945,6 +1996,9 @@ void tg_config_unref(struct tg_config *c)
     strlist_free(&c->crl_paths);
     strlist_free(&c->cipher_suites);
     free(c->cert_path);
+    free(c->wl.endpoint);
+    free(c->wl.socket);
+    free(c->wl.spiffe_id);
     free(c->key_path);
     free(c->bundle_path);
     free(c->cp.ca_path);

@@ -17,6 +17,7 @@
 #include "tollgate/metrics.h"
 #include "tollgate/views.h"
 #include "tollgate/worker.h"
+#include "tollgate/workload.h"
 
 #define WATCH_INTERVAL_MS 1000
 #define RELOAD_SETTLE_MS 200 /* cert and key files are seldom replaced in one step */
@@ -66,6 +67,10 @@ struct control {
     uv_timer_t renew_timer;      /* next renewal, or the retry of one */
     unsigned renew_attempt;      /* retries of the current renewal */
     int64_t renew_at_ms;         /* loop ms the current renewal started; 0: none */
+
+    /* Workload API mode (cfg->wl.enabled) */
+    struct tg_wl_client *wl;
+    struct tg_svid *svid; /* the SVID the newest generation was built from; NULL: none yet */
 };
 
 static int start_workers(struct control *ctl, char *err);
@@ -83,8 +88,9 @@ static void publish(struct control *ctl, struct tg_gen *g)
     ctl->gen = g;
     atomic_store(&ctl->metrics.process.generation, g->id);
     atomic_store(&ctl->metrics.process.identity_expiry_unix, g->identity->leaf.not_after);
-    /* control-plane mode: listeners open only once there is an identity and a bundle */
-    if (first && ctl->cfg->cp.enabled && !ctl->draining) {
+    /* control-plane and Workload API modes: listeners open only once there is an identity
+     * and a bundle */
+    if (first && (ctl->cfg->cp.enabled || ctl->cfg->wl.enabled) && !ctl->draining) {
         if (start_workers(ctl, err) < 0) {
             tg_error("%s; stopping", err);
             ctl->exit_code = 1;
@@ -108,6 +114,8 @@ static void build_input(struct control *ctl, struct tg_gen_input *in)
         in->key = ctl->key;
         in->cp = &ctl->cps;
     }
+    if (ctl->cfg->wl.enabled)
+        in->svid = ctl->svid;
 }
 
 static int build(struct control *ctl, struct tg_gen **out, char *err)
@@ -117,6 +125,8 @@ static int build(struct control *ctl, struct tg_gen **out, char *err)
     build_input(ctl, &in);
     if (ctl->cfg->cp.enabled && ctl->chain == NULL)
         return tg_err_set(err, TG_EINVAL, "no identity from the control plane yet");
+    if (ctl->cfg->wl.enabled && ctl->svid == NULL)
+        return tg_err_set(err, TG_EINVAL, "no SVID from the Workload API yet");
     return tg_gen_build(&in, out, err);
 }
 
@@ -127,7 +137,8 @@ static void reload(struct control *ctl, const char *why)
     const struct tg_cert_info *old;
 
     if (ctl->gen == NULL) {
-        tg_info("reload (%s) skipped: no identity from the control plane yet", why);
+        tg_info("reload (%s) skipped: no identity from the %s yet", why,
+                ctl->cfg->wl.enabled ? "Workload API" : "control plane");
         return;
     }
     old = &ctl->gen->identity->leaf;
@@ -211,6 +222,10 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
                            !same_str(a->cp.service_account, b->cp.service_account) ||
                            a->cp.renew_fraction != b->cp.renew_fraction)))
         return "control_plane";
+    if (a->wl.enabled != b->wl.enabled ||
+        (a->wl.enabled &&
+         (strcmp(a->wl.socket, b->wl.socket) != 0 || !same_str(a->wl.spiffe_id, b->wl.spiffe_id))))
+        return "identity.workload_api";
     if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
         return "listeners";
     for (size_t i = 0; i < a->n_inbound; i++) {
@@ -312,7 +327,7 @@ static char *on_admin_stats(void *arg, size_t *len)
 static char *on_admin_config_dump(void *arg, size_t *len)
 {
     const struct control *ctl = arg;
-    const struct tg_view_src src = {ctl->cfg, ctl->gen, &ctl->rt, ctl->cp};
+    const struct tg_view_src src = {ctl->cfg, ctl->gen, &ctl->rt, ctl->cp, ctl->wl};
 
     return tg_view_config_dump(&src, len);
 }
@@ -360,6 +375,8 @@ static void stop_everything(struct control *ctl)
     tg_admin_stop(ctl->admin);
     ctl->admin = NULL;
     stop_cp(ctl);
+    tg_wl_client_close(ctl->wl);
+    ctl->wl = NULL;
 }
 
 static void on_drain_timer(uv_timer_t *t)
@@ -670,6 +687,50 @@ static void free_cp(struct control *ctl)
     free(ctl->labels);
 }
 
+/* ---- Workload API (cfg->wl.enabled) ---- */
+
+/* Each SVID the Workload API sends becomes a generation, as a file rotation does; one that
+ * does not make one is refused and the last good one serves on. */
+static int on_wl_svid(void *arg, struct tg_svid *s, char *err)
+{
+    struct control *ctl = arg;
+    struct tg_svid *old = ctl->svid;
+    struct tg_gen *g;
+    int rc;
+
+    ctl->svid = s;
+    if ((rc = build(ctl, &g, err)) < 0) {
+        ctl->svid = old;
+        tg_svid_free(s);
+        tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+        return rc; /* the client logs it, naming the socket */
+    }
+    tg_info("identity from the Workload API: %s serial %s (expires in %lld s, %zu federated "
+            "trust domains), generation %llu",
+            g->identity->leaf.id.id, g->identity->leaf.serial,
+            (long long)(g->identity->leaf.not_after - tg_identity_now()),
+            g->identity->n_domains > 0 ? g->identity->n_domains - 1 : 0, (unsigned long long)g->id);
+    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
+    tg_svid_free(old);
+    publish(ctl, g);
+    return 0;
+}
+
+static int start_wl(struct control *ctl, char *err)
+{
+    const struct tg_wl_cfg cfg = {ctl->cfg->wl.socket, ctl->cfg->wl.spiffe_id};
+    const struct tg_wl_ops ops = {on_wl_svid, ctl};
+    int rc;
+
+    if ((rc = tg_wl_client_new(&ctl->loop, &cfg, &ops, &ctl->wl, err)) < 0)
+        return rc;
+    tg_wl_client_start(ctl->wl);
+    tg_info("tollgate %s: waiting for an SVID from the Workload API at %s; %zu listeners open "
+            "once it comes",
+            TG_VERSION, ctl->cfg->wl.socket, ctl->rt.n_listeners);
+    return 0;
+}
+
 /* ---- start-up ---- */
 
 static int make_listeners(struct control *ctl)
@@ -781,16 +842,17 @@ static int setup(struct control *ctl, char *err)
     struct tg_gen_input in = {.cfg = cfg};
     struct tg_admin_ops ops = {ctl, on_admin_ready, on_admin_stats, on_admin_config_dump,
                                on_admin_drain};
-    /* cp: the config file only */
-    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
+    /* cp, Workload API: the config file only */
+    size_t n_watch =
+        cfg->cp.enabled || cfg->wl.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
     int rc;
 
     if ((rc = uv_loop_init(&ctl->loop)) < 0)
         return tg_err_set(err, rc, "control loop: %s", uv_strerror(rc));
     ctl->loop_ready = true;
     ctl->n_workers = cfg->workers ? cfg->workers : uv_available_parallelism();
-    /* control-plane mode: the first generation comes with our first certificate */
-    if (!cfg->cp.enabled && (rc = tg_gen_build(&in, &ctl->gen, err)) < 0)
+    /* control plane, Workload API: the first generation comes with our first certificate */
+    if (!cfg->cp.enabled && !cfg->wl.enabled && (rc = tg_gen_build(&in, &ctl->gen, err)) < 0)
         return rc;
     if ((rc = make_listeners(ctl)) < 0 ||
         (rc = tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
@@ -818,6 +880,8 @@ static int setup(struct control *ctl, char *err)
         snprintf(why, sizeof(why), "%s", err);
         return tg_err_set(err, rc, "control_plane: %s", why);
     }
+    if (cfg->wl.enabled && (rc = start_wl(ctl, err)) < 0)
+        return rc;
     ctl->n_watch = n_watch;
     init_handles(ctl);
     return 0;
@@ -839,6 +903,7 @@ static void teardown(struct control *ctl)
     tg_gen_unref(ctl->gen);
     tg_config_unref(ctl->cur);
     free_cp(ctl);
+    tg_svid_free(ctl->svid);
     free(ctl->workers);
     for (size_t i = 0; i < ctl->n_llimits; i++) {
         tg_ratelimit_global_cleanup(&ctl->llimits[i].rate);
