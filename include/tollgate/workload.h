@@ -34,6 +34,9 @@ struct tg_wl_ops {
      * Return 0 once it is in use, or negative with a one-line err (logged, counted as
      * refused; the caller keeps what it had). */
     int (*on_svid)(void *arg, struct tg_svid *s, char *err);
+    /* An answer refused before it came to on_svid (it does not decode, names no usable
+     * SVID); logged here already. May be NULL. */
+    void (*on_refused)(void *arg, const char *why);
     void *arg;
 };
 

@@ -716,10 +716,18 @@ static int on_wl_svid(void *arg, struct tg_svid *s, char *err)
     return 0;
 }
 
+static void on_wl_refused(void *arg, const char *why)
+{
+    struct control *ctl = arg;
+
+    (void)why; /* logged by the client */
+    tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+}
+
 static int start_wl(struct control *ctl, char *err)
 {
     const struct tg_wl_cfg cfg = {ctl->cfg->wl.socket, ctl->cfg->wl.spiffe_id};
-    const struct tg_wl_ops ops = {on_wl_svid, ctl};
+    const struct tg_wl_ops ops = {on_wl_svid, on_wl_refused, ctl};
     int rc;
 
     if ((rc = tg_wl_client_new(&ctl->loop, &cfg, &ops, &ctl->wl, err)) < 0)

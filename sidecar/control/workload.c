@@ -202,6 +202,7 @@ static int on_message(void *arg, const uint8_t *msg, size_t len, char *err)
 {
     struct tg_wl_client *c = arg;
     struct tg_svid *s = NULL;
+    bool decoded;
     int rc;
 
     if (!c->answered) {
@@ -210,7 +211,8 @@ static int on_message(void *arg, const uint8_t *msg, size_t len, char *err)
         c->stats.connected = true;
         tg_info("workload API %s: connected", c->socket);
     }
-    if ((rc = tg_wl_decode(msg, len, c->spiffe_id, &s, err)) == 0)
+    decoded = (rc = tg_wl_decode(msg, len, c->spiffe_id, &s, err)) == 0;
+    if (decoded)
         rc = c->ops.on_svid(c->ops.arg, s, err);
     if (rc < 0) {
         /* a bad answer is refused, the stream stays: the next update may be good */
@@ -218,6 +220,8 @@ static int on_message(void *arg, const uint8_t *msg, size_t len, char *err)
         snprintf(c->stats.last_error, sizeof(c->stats.last_error), "%s", err);
         tg_warn("workload API %s: SVID refused, keeping the last good identity: %s", c->socket,
                 err);
+        if (!decoded && c->ops.on_refused != NULL)
+            c->ops.on_refused(c->ops.arg, err);
         err[0] = '\0';
         return 0;
     }
