@@ -231,6 +231,22 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     return 0;
 }
 
+/* nghttp2 found the peer breaking HTTP/2 and is closing the connection (GOAWAY with an
+ * error): the call is over, and says why. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct tg_grpc *g = arg;
+    char why[96];
+
+    (void)s;
+    if (f->hd.type != NGHTTP2_GOAWAY || f->goaway.error_code == NGHTTP2_NO_ERROR || g->ended)
+        return 0;
+    snprintf(why, sizeof(why), "HTTP/2 protocol error from the server (%s)",
+             nghttp2_http2_strerror(f->goaway.error_code));
+    end_call(g, -1, why, false);
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t stream, uint32_t code, void *arg)
 {
     struct tg_grpc *g = arg;
@@ -305,6 +321,7 @@ int tg_grpc_new(const struct tg_grpc_call *call, const struct tg_grpc_ops *ops,
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_option_set_max_reserved_remote_streams(opt, 0);
     if (nghttp2_session_client_new2(&g->s, cb, g, opt) != 0)
         goto nomem;
