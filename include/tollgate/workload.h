@@ -5,7 +5,7 @@
  * SPIFFE ID, or the first), converted (svid.h) and handed to on_svid, which builds a
  * generation from it or refuses it (the last good one stays; the refusal is logged and
  * counted here). A call that ends, a connection that fails or closes, or a protocol error
- * ends the connection and it reconnects after a jittered backoff (0.5 s to 8 s: the agent is
+ * ends the connection and it reconnects after a jittered backoff (0.5 s to 4 s: the agent is
  * local). Losing the connection changes nothing else: the caller serves on with what it
  * holds until it expires.
  *

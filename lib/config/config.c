@@ -1607,8 +1607,8 @@ static int walk_map(struct parse *ps, const char *path, const struct field *fiel
 
 /* identity.workload_api and identity.spiffe_id: the endpoint resolved to its socket (with
  * "default", from SPIFFE_ENDPOINT_SOCKET, as the SPIFFE Workload Endpoint spec says), the ID
- * checked; nothing else of identity but max_chain_depth goes with it, and no control_plane
- * (its identity would come from two places). */
+ * checked; nothing else of identity but max_chain_depth goes with it. A control_plane beside
+ * it authenticates with its token and pushes everything but the identity. */
 static int check_workload_api(struct parse *ps)
 {
     struct tg_config *c = ps->c;
@@ -1627,10 +1627,7 @@ static int check_workload_api(struct parse *ps)
                     "only with identity.workload_api (it picks one of its SVIDs)");
     if (c->wl.endpoint == NULL)
         return 0;
-    c->wl.enabled = true;
-    if (ps->cp_line > 0)
-        return fail(ps, ps->identity_line, "identity.workload_api",
-                    "not with control_plane (the identity comes from one of them: remove one)");
+    c->wl.enabled = true; /* with control_plane too: it pushes policy, limits, mesh table */
     for (size_t i = 0; i < TG_NELEM(names); i++)
         if (set[i])
             return fail(ps, ps->identity_line, names[i],

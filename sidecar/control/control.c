@@ -123,7 +123,7 @@ static int build(struct control *ctl, struct tg_gen **out, char *err)
     struct tg_gen_input in;
 
     build_input(ctl, &in);
-    if (ctl->cfg->cp.enabled && ctl->chain == NULL)
+    if (ctl->cfg->cp.enabled && !ctl->cfg->wl.enabled && ctl->chain == NULL)
         return tg_err_set(err, TG_EINVAL, "no identity from the control plane yet");
     if (ctl->cfg->wl.enabled && ctl->svid == NULL)
         return tg_err_set(err, TG_EINVAL, "no SVID from the Workload API yet");
@@ -517,8 +517,9 @@ static int on_cp_tls_ctx(void *arg, struct tg_tls_ctx **out, bool *has_identity,
     struct tg_tls_settings s = {.max_chain_depth = ctl->cfg->max_chain_depth};
     const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
 
-    /* an expired certificate would be refused: bootstrap again with the token */
-    if (id != NULL && id->leaf.not_after <= tg_identity_now())
+    /* an expired certificate would be refused: bootstrap again with the token; an SVID from
+     * the Workload API is not the control plane's to verify: the token authenticates us */
+    if (id != NULL && (id->leaf.not_after <= tg_identity_now() || ctl->cfg->wl.enabled))
         id = NULL;
     *has_identity = id != NULL;
     return tg_tls_ctx_new_cp(id, ctl->ca_pem, ctl->ca_len, &s, out, err);
@@ -535,7 +536,7 @@ static int on_cp_cert(void *arg, const char *chain_pem, size_t len, char *err)
 
     if (chain == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
-    if (ctl->pending_key == NULL) {
+    if (ctl->pending_key == NULL || ctl->cfg->wl.enabled) {
         free(chain);
         return tg_err_set(err, TG_EINVAL, "a certificate we did not ask for");
     }
@@ -595,19 +596,24 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
     can_build = ctl->chain != NULL &&
                 (ctl->cps.res[TG_RES_TRUST_BUNDLE] != NULL || t == TG_RES_TRUST_BUNDLE) &&
                 !(ctl->gen != NULL && ctl->gen->identity->leaf.not_after <= tg_identity_now());
+    /* with the Workload API the identity and every trust bundle are its (a pushed bundle and
+     * pushed CRLs are checked and held, not used): a push applies once there is an SVID */
+    if (ctl->cfg->wl.enabled)
+        can_build = ctl->svid != NULL;
     build_input(ctl, &in);
     if ((rc = tg_gen_apply_push(&in, p, can_build, &g, err)) < 0)
         return rc; /* cp_client logs the NACK with err */
     if (!can_build) {
         tg_info("%s %s held; waiting for %s", tg_res_type_name(t), version,
-                ctl->chain == NULL                          ? "our certificate"
+                ctl->cfg->wl.enabled                        ? "an SVID from the Workload API"
+                : ctl->chain == NULL                        ? "our certificate"
                 : ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL ? "the trust bundle"
                                                             : "a new certificate (ours expired)");
         return 0; /* built with the next generation */
     }
     tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
             (unsigned long long)g->id);
-    if (ctl->gen == NULL) {
+    if (ctl->gen == NULL && !ctl->cfg->wl.enabled) {
         tg_info("identity from the control plane: %s serial %s (expires in %lld s)",
                 g->identity->leaf.id.id, g->identity->leaf.serial,
                 (long long)(g->identity->leaf.not_after - tg_identity_now()));
@@ -645,7 +651,7 @@ static int start_cp(struct control *ctl, char *err)
     if ((rc = tg_file_read("control_plane.ca", cp->ca_path, TG_FILE_MAX, 0, &ctl->ca_pem,
                            &ctl->ca_len, err)) < 0)
         return rc;
-    if ((rc = new_csr(ctl, err)) < 0)
+    if (!ctl->cfg->wl.enabled && (rc = new_csr(ctl, err)) < 0)
         return rc;
     ctl->labels = calloc(cp->labels.n + 1, sizeof(*ctl->labels));
     if (ctl->labels == NULL)
@@ -658,6 +664,12 @@ static int start_cp(struct control *ctl, char *err)
     uv_timer_init(&ctl->loop, &ctl->renew_timer); /* closed by stop_cp */
     ctl->renew_timer.data = ctl;
     tg_cp_client_start(ctl->cp);
+    if (ctl->cfg->wl.enabled) {
+        tg_info("control plane %s: policy, limits and mesh table (our identity comes from the "
+                "Workload API)",
+                cp->address.text);
+        return 0;
+    }
     ctl->renew_at_ms = (int64_t)uv_now(&ctl->loop); /* the first request, not a renewal */
     request_cert(ctl);
     tg_info("tollgate %s: waiting for an identity from the control plane %s; %zu listeners "

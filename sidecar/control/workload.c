@@ -12,7 +12,7 @@
 #include "tollgate/log.h"
 #include "workload.pb-c.h"
 
-#define BACKOFF_MAX_ATTEMPT 3 /* 1 s << 3: at most 8 s between attempts */
+#define BACKOFF_MAX_ATTEMPT 2 /* 1 s << 2: at most 4 s between attempts (a local agent) */
 #define BACKOFF_FIRST_MS 500  /* after a call that was answered: try again soon */
 #define READ_CHUNK 16384
 

@@ -117,7 +117,7 @@ static void dump_wl(const struct tg_view_src *v, FILE *f)
 
 static const char *identity_from(const struct tg_view_src *v, const char *path)
 {
-    return v->cfg->cp.enabled ? "(control plane)" : v->cfg->wl.enabled ? "(workload API)" : path;
+    return v->cfg->wl.enabled ? "(workload API)" : v->cfg->cp.enabled ? "(control plane)" : path;
 }
 
 char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)

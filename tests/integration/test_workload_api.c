@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define N_STREAMS 50
 #define ROTATE_MS 6000
@@ -26,11 +27,13 @@ struct wl_mesh {
 };
 
 static struct wl_mesh m;
+static char cp_extra[512]; /* B's control_plane section, or "" */
 
 static void setup(void)
 {
     it_setup();
     memset(&m, 0, sizeof(m));
+    cp_extra[0] = '\0';
 }
 
 static void teardown(void)
@@ -77,24 +80,26 @@ static void gen_code(void)
     free(err);
 }
 
-/* Starts the server name on SOCKET.sock serving spec; waits for it to listen. */
-static struct it_proc *start_server(const char *name, const char *socket, const char *spec)
+/* Starts the server name on SOCKET.sock serving spec; wait_server waits for it to listen. */
+static struct it_proc *spawn_server(const char *name, const char *socket, const char *spec)
 {
-    char sock[PATH_MAX], script[PATH_MAX], proto[PATH_MAX], out[96];
+    char sock[PATH_MAX], script[PATH_MAX], proto[PATH_MAX];
     const char *argv[] = {PY,          script, "--socket",    sock,  "--spec", spec,
                           "--gen-dir", "gen",  "--proto-dir", proto, NULL};
-    struct it_proc *p;
 
     snprintf(sock, sizeof(sock), "%s/%s.sock", it_dir(), socket);
     snprintf(script, sizeof(script), "%s/tests/spiffe/workload_server.py", it_env("TG_SOURCE_DIR"));
     snprintf(proto, sizeof(proto), "%s/proto", it_env("TG_SOURCE_DIR"));
-    p = it_spawn(name, argv, IT_STDIN_NULL);
-    snprintf(out, sizeof(out), "%s.out", name);
+    return it_spawn(name, argv, IT_STDIN_NULL);
+}
+
+static void wait_server(const struct it_proc *p)
+{
+    char out[96];
+
+    snprintf(out, sizeof(out), "%s.out", p->name);
     ck_assert_msg(it_wait_file_contains(out, "ready", 15000),
-                  "%s: the Workload API server did "
-                  "not come up",
-                  name);
-    return p;
+                  "%s: the Workload API server did not come up", p->name);
 }
 
 /* B: inbound web-in -> echo allowing api (and allow_extra); A: outbound api-out -> B. */
@@ -106,8 +111,10 @@ static void start_mesh(const char *allow_extra)
     m.a_admin = it_free_port();
     m.b_admin = it_free_port();
     gen_code();
-    m.b_wl = start_server("b-wl", "b-wl", "b.json");
-    m.a_wl = start_server("a-wl", "a-wl", "a.json");
+    m.b_wl = spawn_server("b-wl", "b-wl", "b.json");
+    m.a_wl = spawn_server("a-wl", "a-wl", "a.json");
+    wait_server(m.b_wl);
+    wait_server(m.a_wl);
     it_write_file("b.yaml",
                   "admin: 127.0.0.1:%d\n"
                   "workers: 2\n"
@@ -116,12 +123,13 @@ static void start_mesh(const char *allow_extra)
                   "  workload_api: unix://%s/b-wl.sock\n"
                   "  spiffe_id: " IT_WEB_ID "\n"
                   "timeouts: {handshake: 5s, connect: 2s, drain: 2s}\n"
+                  "%s"
                   "inbound:\n"
                   "  - name: web-in\n"
                   "    listen: 127.0.0.1:%d\n"
                   "    upstream: 127.0.0.1:%d\n"
                   "    allow: [\"" IT_API_ID "\"%s]\n",
-                  m.b_admin, it_dir(), m.in_port, m.echo_port, allow_extra);
+                  m.b_admin, it_dir(), cp_extra, m.in_port, m.echo_port, allow_extra);
     it_write_file("a.yaml",
                   "admin: 127.0.0.1:%d\n"
                   "workers: 2\n"
@@ -211,12 +219,22 @@ START_TEST(test_workload_api_rotation_under_load)
 }
 END_TEST
 
-/* Round trip from a static sidecar of partner.example through its outbound listener. */
-static bool partner_through(int port)
+/* A round trip through an outbound listener (a partner's, or A's) gets through. */
+static bool gets_through(int port)
 {
     char err[256];
 
     return it_round_trip(port, "partner\n", err) >= 0;
+}
+
+/* The workers take a new generation at their next loop turn: a new connection right after
+ * the log line may still get the old one. True once gets_through(port) == want (5 s). */
+static bool comes_to(int port, bool want)
+{
+    for (uint64_t end = it_now_ms() + 5000; gets_through(port) != want; it_sleep_ms(100))
+        if (it_now_ms() >= end)
+            return false;
+    return true;
 }
 
 static struct it_proc *start_partner(const char *name, const char *cert, int *port)
@@ -258,7 +276,7 @@ START_TEST(test_workload_api_federated_bundle)
     start_partner("d", "pno", &d_port);
 
     /* no federated bundle: partner.example is no trust domain of B's */
-    ck_assert_msg(!partner_through(c_port), "a partner got in without its bundle");
+    ck_assert_msg(!gets_through(c_port), "a partner got in without its bundle");
     /* wolfSSL's own chain check finds no root for it: untrusted */
     td0 = it_stat(m.b_admin, "tollgate_handshakes_failed_total", "reason=\"untrusted\"") +
           it_stat(m.b_admin, "tollgate_handshakes_failed_total", "reason=\"trust_domain\"");
@@ -267,8 +285,8 @@ START_TEST(test_workload_api_federated_bundle)
     write_spec("b.json", IT_WEB_ID, "web.pem", "web.key", NULL, "pca.pem");
     ck_assert_msg(it_wait_lines("b.err", 1, 5000, "1 federated trust domains", NULL) == 1,
                   "the federated bundle was not taken");
-    ck_assert_msg(partner_through(c_port), "the allowed partner was refused");
-    ck_assert_msg(!partner_through(d_port), "a partner the allow list does not name got in");
+    ck_assert_msg(comes_to(c_port, true), "the allowed partner was refused");
+    ck_assert_msg(!gets_through(d_port), "a partner the allow list does not name got in");
     ck_assert_msg(
         it_stat(m.b_admin, "tollgate_handshakes_failed_total", "reason=\"not_allowed\"") >= 1,
         "not refused as not_allowed");
@@ -278,40 +296,115 @@ START_TEST(test_workload_api_federated_bundle)
     ck_assert_msg(
         it_wait_lines("b.err", 1, 5000, "0 federated trust domains), generation 3", NULL) == 1,
         "the withdrawn bundle was not applied");
-    ck_assert_msg(!partner_through(c_port), "a partner got in after its bundle was withdrawn");
+    ck_assert_msg(comes_to(c_port, false), "a partner got in after its bundle was withdrawn");
 }
 END_TEST
 
 START_TEST(test_workload_api_server_gone)
 {
-    char web[80], got[80];
-    uint64_t t0, end;
+    char web[80], got[80], *dump = NULL;
+    long long not_after;
+    int ready;
 
     it_mesh_certs();
-    it_certs("issue", "--ca", "ca", "--out", "short", "--spiffe", IT_WEB_ID, "--valid-for", "6s",
+    write_spec("a.json", IT_API_ID, "api.pem", "api.key", NULL, NULL);
+    write_spec("b.json", IT_WEB_ID, "web.pem", "web.key", NULL, NULL);
+    start_mesh("");
+    /* a short-lived SVID, made now (a loaded machine takes its time to start the mesh) */
+    it_certs("issue", "--ca", "ca", "--out", "short", "--spiffe", IT_WEB_ID, "--valid-for", "8s",
              NULL);
     serial_of("short.pem", web);
-    write_spec("a.json", IT_API_ID, "api.pem", "api.key", NULL, NULL);
     write_spec("b.json", IT_WEB_ID, "short.pem", "short.key", NULL, NULL);
-    t0 = it_now_ms();
-    start_mesh("");
+    expect_serial(web, "the short-lived SVID");
+    ck_assert_int_eq(it_http(m.b_admin, "GET", "/config_dump", &dump), 200);
+    not_after = it_json_num(dump, "not_after"); /* the identity's comes first */
+    free(dump);
+    ck_assert_int_gt(not_after, 0);
     it_stop(m.b_wl, 3000);
     ck_assert_msg(it_wait_lines("b.err", 1, 5000, "connection lost", NULL) == 1,
                   "B did not notice its Workload API server go");
-    /* the last good SVID serves on */
-    it_probe_serial(m.out_port, "a.out", got, sizeof(got));
-    ck_assert_msg(strcmp(got, web) == 0, "with the server gone B serves %s, want %s", got, web);
-    ck_assert_int_eq(it_http(m.b_admin, "GET", "/ready", NULL), 200);
+    /* the last good SVID serves on, while it is valid */
+    if ((long long)time(NULL) + 1 < not_after) {
+        it_probe_serial(m.out_port, "a.out", got, sizeof(got));
+        ck_assert_msg(strcmp(got, web) == 0, "with the server gone B serves %s, want %s", got, web);
+    }
+    ready = it_http(m.b_admin, "GET", "/ready", NULL);
+    ck_assert_msg(ready == 200 || (long long)time(NULL) >= not_after,
+                  "/ready %d with the SVID still valid", ready);
     /* until it expires: then not ready */
-    ck_assert_msg(it_wait_http(m.b_admin, "/ready", 503, 10000),
+    ck_assert_msg(it_wait_http(m.b_admin, "/ready", 503, 12000),
                   "/ready still 200 after the SVID expired");
-    ck_assert_msg(it_now_ms() - t0 >= 4000, "not ready before the SVID expired");
-    /* the server comes back with a fresh SVID: found again (backoff at most 8 s) */
+    ck_assert_msg((long long)time(NULL) >= not_after, "not ready before the SVID expired");
+    /* the server comes back with a fresh SVID: found again (backoff at most 4 s) */
     write_spec("b.json", IT_WEB_ID, "web.pem", "web.key", NULL, NULL);
-    m.b_wl = start_server("b-wl2", "b-wl", "b.json");
-    end = it_now_ms() + 12000;
+    m.b_wl = spawn_server("b-wl2", "b-wl", "b.json");
+    wait_server(m.b_wl);
     ck_assert_msg(it_wait_http(m.b_admin, "/ready", 200, 12000), "not ready again");
-    ck_assert_msg(it_now_ms() <= end, "too slow");
+}
+END_TEST
+
+#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
+
+static void write_mesh(const char *action)
+{
+    it_replace_file("mesh.yaml",
+                    "authorization:\n"
+                    "  close_denied_connections: false\n"
+                    "  rules:\n"
+                    "    - name: api\n"
+                    "      action: %s\n"
+                    "      principals: [\"" IT_API_ID "\"]\n",
+                    action);
+}
+
+/* A control plane beside the Workload API: B authenticates with its token and takes the
+ * pushed authorization (applied to each SVID's generation), never a certificate. */
+START_TEST(test_workload_api_with_control_plane)
+{
+    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
+    int cp_port = it_free_port();
+    char err[256], *dump = NULL;
+
+    it_mesh_certs();
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_write_file("tokens.txt", "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
+    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    write_mesh("allow");
+    it_write_file("cp.yaml",
+                  "listen: 127.0.0.1:%d\n"
+                  "trust_domain: mesh.local\n"
+                  "server: {cert: cp.pem, key: cp.key}\n"
+                  "ca: {cert: ca.pem, key: ca.key}\n"
+                  "tokens: tokens.txt\n"
+                  "mesh: [mesh.yaml]\n",
+                  cp_port);
+    it_spawn("cp", argv, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_port(cp_port, 10000), "tollgate-cp did not listen");
+    write_spec("a.json", IT_API_ID, "api.pem", "api.key", NULL, NULL);
+    write_spec("b.json", IT_WEB_ID, "web.pem", "web.key", NULL, NULL);
+    snprintf(cp_extra, sizeof(cp_extra),
+             "control_plane:\n"
+             "  address: 127.0.0.1:%d\n"
+             "  ca: ca.pem\n"
+             "  token: b.token\n"
+             "  server_ids: [\"" CP_ID "\"]\n",
+             cp_port);
+    start_mesh("");
+    ck_assert_msg(it_wait_lines("b.err", 1, 5000, "authorization", "applied", NULL) >= 1,
+                  "the pushed authorization was not applied");
+    ck_assert_msg(it_round_trip(m.out_port, "allowed\n", err) >= 0, "refused: %s", err);
+    ck_assert_int_eq(it_http(m.b_admin, "GET", "/config_dump", &dump), 200);
+    ck_assert_msg(strstr(dump, "\"control_plane\":{") && strstr(dump, "\"workload_api\":{") &&
+                      strstr(dump, "\"cert\":\"(workload API)\""),
+                  "config_dump: %s", dump);
+    free(dump);
+    /* the control plane denies api now: the next connection is refused */
+    write_mesh("deny");
+    ck_assert_msg(it_wait_lines("b.err", 2, 5000, "authorization", "applied", NULL) >= 2,
+                  "the second authorization was not applied");
+    ck_assert_msg(comes_to(m.out_port, false), "A is not refused after the push");
+    ck_assert_msg(it_stat(m.b_admin, "tollgate_cp_pushes_accepted_total", "") >= 2,
+                  "pushes not counted");
 }
 END_TEST
 
@@ -325,6 +418,7 @@ Suite *tg_test_suite(void)
     tcase_add_test(tc, test_workload_api_rotation_under_load);
     tcase_add_test(tc, test_workload_api_federated_bundle);
     tcase_add_test(tc, test_workload_api_server_gone);
+    tcase_add_test(tc, test_workload_api_with_control_plane);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -74,7 +74,7 @@ static const struct {
      "identity.crl: not used with identity.workload_api"},
     {"identity: {workload_api: unix:///run/a.sock}\ncontrol_plane: {address: 127.0.0.1:1, ca: c, "
      "token: t, server_ids: [spiffe://m/cp]}\n" OUT1,
-     "identity.workload_api: not with control_plane"},
+     NULL},
     {"identity: {cert: c, key: k, trust_bundle: b, spiffe_id: spiffe://m/web}\n" OUT1,
      "identity.spiffe_id: only with identity.workload_api"},
     {"identity: {workload_api: unix:///run/a.sock, spiffe_id: spiffe://M/web}\n" OUT1,
