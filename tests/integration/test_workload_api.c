@@ -189,6 +189,17 @@ START_TEST(test_workload_api_rotation_under_load)
                   "config_dump: %s", dump);
     free(dump);
 
+    /* tollgate check: the config, and whether the socket is there */
+    {
+        const char *argv[] = {it_env("TG_BIN"), "check", "-c", "b.yaml", NULL};
+        char *out = NULL;
+
+        ck_assert_int_eq(it_run(argv, NULL, 10000, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "ok: identity from the Workload API at ") &&
+                          strstr(out, "(socket present)"),
+                      "tollgate check: %s", out);
+        free(out);
+    }
     st = it_streams_start(m.out_port, N_STREAMS, 7000);
     it_streams_expect_progress(st, "before rotation");
     write_spec("b.json", IT_WEB_ID, "web2.pem", "web2.key", NULL, NULL);
