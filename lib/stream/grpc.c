@@ -183,17 +183,20 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream, cons
         if (cap > PREFIX + g->max_message + 16384)
             cap = PREFIX + g->max_message + 16384;
         if (cap < g->msg_len + len) {
-            /* the message in front is at its largest: the prefix check refuses it */
-            len = cap - g->msg_len;
+            /* cannot be: what is held is less than one largest message (else it would have
+             * been handed out or refused), a DATA frame at most 16 KiB */
+            fail_call(g, "message buffer over its bound");
+            return 0;
         }
         if ((p = malloc(cap)) == NULL) {
             fail_call(g, "out of memory");
             return 0;
         }
-        memcpy(p, g->msg, g->msg_len);
-        if (g->msg != NULL)
+        if (g->msg != NULL) {
+            memcpy(p, g->msg, g->msg_len);
             explicit_bzero(g->msg, g->msg_cap);
-        free(g->msg);
+            free(g->msg);
+        }
         g->msg = p;
         g->msg_cap = cap;
     }
