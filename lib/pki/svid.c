@@ -133,15 +133,16 @@ int tg_svid_from_der(const struct tg_svid_der *d, struct tg_svid **out, char *er
         rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
     }
-    for (; s->n_domains < d->n_fed; s->n_domains++) {
-        struct tg_identity_roots *r = &s->domains[s->n_domains];
-        const struct tg_svid_fed *f = &d->fed[s->n_domains];
+    for (size_t i = 0; i < d->n_fed; i++) {
+        struct tg_identity_roots *r = &s->domains[i];
+        const struct tg_svid_fed *f = &d->fed[i];
         char *name = NULL, *pem = NULL, what[TG_ERRLEN];
 
         if ((rc = fed_name(f->domain, &name, err)) < 0)
             goto fail;
-        snprintf(what, sizeof(what), "federated_bundles[%.80s]", name);
         r->domain = name;
+        s->n_domains++; /* tg_svid_free frees it from here on, pem or not */
+        snprintf(what, sizeof(what), "federated_bundles[%.80s]", name);
         if ((rc = certs_pem(f->der, f->len, what, &pem, &r->len, err)) < 0)
             goto fail;
         r->pem = pem;

@@ -30,6 +30,7 @@ struct tg_wl_client {
     unsigned attempt;     /* failed attempts in a row */
     bool started, closing, answered;
     struct tg_wl_stats stats;
+    char why[TG_ERRLEN]; /* how the current connection's call ended; "" while it runs */
     char rbuf[READ_CHUNK];
 };
 
@@ -195,7 +196,7 @@ static void flush(struct tg_wl_client *c)
         }
     }
     if (!tg_grpc_alive(c->grpc))
-        drop(c, c->stats.last_error[0] ? c->stats.last_error : "the call ended");
+        drop(c, c->why[0] ? c->why : "the call ended");
 }
 
 static int on_message(void *arg, const uint8_t *msg, size_t len, char *err)
@@ -234,7 +235,7 @@ static void on_end(void *arg, int status, const char *why)
 {
     struct tg_wl_client *c = arg;
 
-    snprintf(c->stats.last_error, sizeof(c->stats.last_error), "FetchX509SVID ended: %s", why);
+    snprintf(c->why, sizeof(c->why), "FetchX509SVID ended: %s", why);
     (void)status; /* any end, even OK, ends the stream: reconnect */
 }
 
@@ -259,8 +260,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         drop(c, err);
         return;
     }
-    if (tg_grpc_recv(c->grpc, b->base, (size_t)n, err) < 0)
-        snprintf(c->stats.last_error, sizeof(c->stats.last_error), "%s", err);
+    if (tg_grpc_recv(c->grpc, b->base, (size_t)n, err) < 0 && c->why[0] == '\0')
+        snprintf(c->why, sizeof(c->why), "%s", err);
     explicit_bzero(b->base, (size_t)n); /* key material */
     flush(c);
 }
@@ -305,7 +306,7 @@ static void attempt_connect(struct tg_wl_client *c)
     int rc;
 
     c->answered = false;
-    c->stats.last_error[0] = '\0';
+    c->why[0] = '\0';
     if ((rc = uv_pipe_init(c->loop, &c->pipe, 0)) < 0) {
         schedule_retry(c, uv_strerror(rc));
         return;

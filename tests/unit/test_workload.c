@@ -410,7 +410,9 @@ struct resp {
     size_t len;
 };
 
-static void make_resp(struct resp *x, const char *fed_key, bool trailing_junk)
+/* fed_key names the federated bundle (bad_fed: its bytes are no DER); trailing_junk follows
+ * web's chain with bytes that are no certificate */
+static void make_resp(struct resp *x, const char *fed_key, bool bad_fed, bool trailing_junk)
 {
     ProtobufCBinaryData ca = der_of(CERT_DER, "ca"), pca = der_of(CERT_DER, "pca");
 
@@ -437,6 +439,8 @@ static void make_resp(struct resp *x, const char *fed_key, bool trailing_junk)
     x509_svidresponse__federated_bundles_entry__init(&x->f);
     x->f.key = (char *)tg_unconst(fed_key);
     x->f.value = pca;
+    if (bad_fed)
+        x->f.value.len = 7; /* a certificate's first bytes only */
     x->fp[0] = &x->f;
     x->r.n_federated_bundles = 1;
     x->r.federated_bundles = x->fp;
@@ -470,7 +474,7 @@ START_TEST(test_decode_picks_the_svid)
     struct tg_identity *id = NULL;
     char err[TG_ERRLEN] = "";
 
-    make_resp(&x, "spiffe://partner.example", false);
+    make_resp(&x, "spiffe://partner.example", false, false);
     /* the first, or the one asked for */
     ck_assert_msg(tg_wl_decode(x.packed, x.len, NULL, &s, err) == 0, "%s", err);
     ck_assert_str_eq(s->spiffe_id, "spiffe://mesh.local/ns/default/sa/api");
@@ -505,13 +509,19 @@ START_TEST(test_decode_refuses_malformed_parts)
     struct tg_svid *s = NULL;
     char err[TG_ERRLEN] = "";
 
-    make_resp(&x, "spiffe://partner.example/path", false);
+    make_resp(&x, "spiffe://partner.example/path", false, false);
     ck_assert(tg_wl_decode(x.packed, x.len, NULL, &s, err) < 0);
     ck_assert_msg(strstr(err, "is not a trust domain ID") != NULL, "%s", err);
     free(x.packed);
-    make_resp(&x, "partner.example", true);
+    make_resp(&x, "partner.example", false, true);
     ck_assert(tg_wl_decode(x.packed, x.len, "spiffe://mesh.local/ns/default/sa/web", &s, err) < 0);
     ck_assert_msg(strstr(err, "x509_svid: certificate 2 is not a DER SEQUENCE") != NULL, "%s", err);
+    free(x.packed);
+    /* a federated bundle cut short: refused, its name freed with the rest (ASan) */
+    make_resp(&x, "partner.example", true, false);
+    ck_assert(tg_wl_decode(x.packed, x.len, NULL, &s, err) < 0);
+    ck_assert_msg(strstr(err, "federated_bundles[partner.example]: certificate 1 is not") != NULL,
+                  "%s", err);
     free(x.packed);
 }
 END_TEST
