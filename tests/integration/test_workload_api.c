@@ -286,6 +286,27 @@ START_TEST(test_workload_api_federated_bundle)
     start_partner("c", "pok", &c_port);
     start_partner("d", "pno", &d_port);
 
+    /* a sidecar whose Workload API is not there (yet): not ready, its listener closed, and
+     * /config_dump says why */
+    {
+        int e_admin = it_free_port(), e_port = it_free_port();
+        char *dump = NULL;
+
+        it_write_file("e.yaml",
+                      "admin: 127.0.0.1:%d\n"
+                      "identity: {workload_api: unix://%s/nobody.sock}\n"
+                      "inbound: [{listen: 127.0.0.1:%d, upstream: 127.0.0.1:%d}]\n",
+                      e_admin, it_dir(), e_port, m.echo_port);
+        it_spawn("e", (const char *const[]){it_env("TG_BIN"), "run", "-c", "e.yaml", NULL},
+                 IT_STDIN_NULL);
+        ck_assert_msg(it_wait_http(e_admin, "/ready", 503, 10000), "no 503 before an SVID");
+        ck_assert_int_lt(it_connect(e_port, 1000), 0);
+        ck_assert_int_eq(it_http(e_admin, "GET", "/config_dump", &dump), 200);
+        ck_assert_msg(strstr(dump, "\"identity\":null") && strstr(dump, "\"connected\":false") &&
+                          strstr(dump, "nobody.sock: no such file or directory"),
+                      "config_dump: %s", dump);
+        free(dump);
+    }
     /* no federated bundle: partner.example is no trust domain of B's */
     ck_assert_msg(!gets_through(c_port), "a partner got in without its bundle");
     /* wolfSSL's own chain check finds no root for it: untrusted */
@@ -322,7 +343,7 @@ START_TEST(test_workload_api_server_gone)
     write_spec("b.json", IT_WEB_ID, "web.pem", "web.key", NULL, NULL);
     start_mesh("");
     /* a short-lived SVID, made now (a loaded machine takes its time to start the mesh) */
-    it_certs("issue", "--ca", "ca", "--out", "short", "--spiffe", IT_WEB_ID, "--valid-for", "8s",
+    it_certs("issue", "--ca", "ca", "--out", "short", "--spiffe", IT_WEB_ID, "--valid-for", "6s",
              NULL);
     serial_of("short.pem", web);
     write_spec("b.json", IT_WEB_ID, "short.pem", "short.key", NULL, NULL);
