@@ -12,8 +12,8 @@ stream whenever the file changes (written to a temporary file and renamed over i
 PEM files are read at each change and sent as the spec says (DER: the chain and bundles
 concatenated, the key as PKCS#8 by the openssl CLI). "garbage" replaces that part with bytes
 that are no DER, for the sidecar to refuse. A call without the `workload.spiffe.io: true`
-metadata is refused with INVALID_ARGUMENT, as the spec says. Prints "sent N" on stdout
-for each response sent (N counts them), "ready" once it listens.
+metadata is refused with INVALID_ARGUMENT, as the spec says. Prints "sent N at T" on stdout
+for each response sent (N counts them, T the Unix time), "ready" once it listens.
 
 usage: workload_server.py --socket PATH --spec FILE --gen-dir DIR --proto-dir DIR
 """
@@ -122,7 +122,7 @@ def main():
                     resp = state["response"]
                     sent[0] += 1
                     n = sent[0]
-                print("sent %d" % n, flush=True)
+                print("sent %d at %.3f" % (n, time.time()), flush=True)
                 yield resp
 
     threading.Thread(target=watch, daemon=True).start()
