@@ -1,9 +1,11 @@
-/* tollgate-cp's files, read with libyaml: its own configuration (-c FILE) and the mesh files
- * it names (authorization rules, rate limits, revocations, mesh table, proxy settings),
- * turned into struct tg_resource (resource.h). Every key and value is checked; the first
- * problem refuses the file with "FILE:LINE: KEY: what is wrong". Unknown keys, anchors and
- * aliases are refused. Relative paths are resolved against the directory of the file that
- * names them. See README.md "Control plane" for the formats. */
+/* tollgate-cp's files, read by the one YAML layer (cfgload.h): its own configuration
+ * (-c FILE) and the mesh files it names (authorization rules, rate limits, revocations, mesh
+ * table, proxy settings), turned into struct tg_resource (resource.h). The mesh files'
+ * authorization, rate_limits, revocations and mesh sections are the sidecar config's, read
+ * with its tables (tg_config_section_fields). Every key and value is checked; the first
+ * problem refuses the file with "FILE:LINE: KEY: what is wrong". Unknown keys, old
+ * spellings, anchors and aliases are refused. Relative paths are resolved against the
+ * directory of the file that names them. See README.md "Control plane" for the formats. */
 #ifndef TOLLGATE_CP_CONFIG_H
 #define TOLLGATE_CP_CONFIG_H
 

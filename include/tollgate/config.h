@@ -1,4 +1,5 @@
-/* The sidecar's configuration file (YAML, read with libyaml) turned into a plain struct.
+/* The sidecar's configuration file (YAML, read by the one YAML layer, cfgload.h) turned into
+ * a plain struct.
  * Pure: no libuv, no wolfSSL. tg_config_load() checks every key and value and refuses the
  * whole file on the first problem, naming file, line and key in err. Unknown keys are
  * errors. The struct is immutable once loaded and shared by reference (tg_config_unref). */
@@ -100,8 +101,8 @@ struct tg_labels {
 struct tg_rule_cfg {
     char *name;
     bool deny;                     /* action: deny; else allow */
-    char *scope_ns;                /* namespace: the rule is for workloads of this namespace */
-    struct tg_labels scope_labels; /* labels: ... and carrying these labels */
+    char *scope_ns;                /* scope.namespace: for workloads of this namespace */
+    struct tg_labels scope_labels; /* scope.labels: ... and carrying these labels */
     struct tg_strlist principals, not_principals;
     struct tg_strlist namespaces, not_namespaces;
     struct tg_strlist trust_domains, not_trust_domains;
@@ -195,8 +196,9 @@ struct tg_config {
                               * connections of peers it now refuses */
     struct tg_rule_cfg *rules;
     size_t n_rules;
-    struct tg_strlist revoked_serials;      /* revocation.serials */
-    struct tg_strlist revoked_fingerprints; /* revocation.fingerprints */
+    struct tg_strlist revoked_serials;      /* revocations.serials */
+    struct tg_strlist revoked_fingerprints; /* revocations.fingerprints */
+    struct tg_strlist revocation_crls;      /* revocations.crls: tollgate-cp's files only */
 
     /* rate_limits (inbound, per caller) */
     bool limit_by_fingerprint;         /* rate_limits.key: fingerprint; default id */

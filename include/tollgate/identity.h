@@ -1,6 +1,6 @@
 /* Our identity (certificate chain + private key) and trust bundle, read from PEM files and
  * checked before anything uses them; and the inspection of one X.509 certificate that the
- * handshake's verification and the tooling share. wolfSSL stays behind this file and tls.c. */
+ * handshake's verification and the tooling share. wolfSSL stays behind lib/pki (tls.h). */
 #ifndef TOLLGATE_IDENTITY_H
 #define TOLLGATE_IDENTITY_H
 

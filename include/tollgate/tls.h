@@ -1,8 +1,9 @@
 /* The wolfSSL adapter. wolfSSL never sees a socket: it reads the ciphertext we received from
  * the connection's cipher_in buffer and appends what it wants sent to cipher_out, so
  * handshakes run (and are tested) in memory. wolfSSL's other doors in lib/pki are identity.c
- * (certificates, keys, CRLs) and x509.c (building certificates); the control plane's CA
- * (cp_ca.c), its token verifier (cp_jwt.c) and tollgate-certs call it directly for now.
+ * (certificates, keys, CRLs), certgen.c over x509.c (making certificates), certview.c
+ * (reading them for display) and jws.c (token signatures); only the control plane's CA
+ * (cp_ca.c) still calls it directly, for now.
  *
  * Threads: a tg_tls_ctx is immutable after tg_tls_ctx_new and may be used from any thread to
  * make sessions (wolfSSL reference-counts the WOLFSSL_CTX under its own lock). A tg_tls

@@ -175,21 +175,20 @@ fail:
 
 int tg_svid_identity(const struct tg_svid *s, struct tg_identity **out, char *err)
 {
-    struct tg_identity_pem p = {
-        .chain = s->chain,
-        .chain_len = s->chain_len,
-        .key = s->key,
-        .key_len = s->key_len,
-        .bundle = s->bundle,
-        .bundle_len = s->bundle_len,
-        .domains = s->domains,
-        .n_domains = s->n_domains,
-        .crls = s->crls,
-        .n_crls = s->n_crls,
-    };
+    /* the texts are ours; the identity copies them */
+    struct tg_identity_pem p = {.chain = s->chain,
+                                .key = s->key,
+                                .bundle = s->bundle,
+                                .domains = s->domains,
+                                .crls = s->crls};
     struct tg_identity *id;
     int rc;
 
+    p.chain_len = s->chain_len;
+    p.key_len = s->key_len;
+    p.bundle_len = s->bundle_len;
+    p.n_domains = s->n_domains;
+    p.n_crls = s->n_crls;
     if ((rc = tg_identity_from_pem(&p, &id, err)) < 0)
         return rc;
     /* the entry's spiffe_id is what a registration entry says; the certificate must agree */

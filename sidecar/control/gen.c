@@ -9,7 +9,7 @@ static atomic_uint_fast64_t next_id = 1;
 
 static struct tg_policy_strs strs(const struct tg_strlist *l)
 {
-    return (struct tg_policy_strs){l->v, l->n};
+    return tg_policy_strs_of(l->v, l->n);
 }
 
 static struct tg_policy_ports ports(const struct tg_intlist *l)

@@ -129,33 +129,26 @@ def render(dirpath, want_kind="Kustomization"):
     for res in k.get("resources", []):
         path = os.path.join(dirpath, res)
         objs += render(path) if os.path.isdir(path) else load_all(path)
-    for gen in k.get("secretGenerator", []):
-        data = {}
-        for spec in gen.get("files", []):
-            key, _, rel = spec.partition("=") if "=" in spec else (os.path.basename(spec), "", spec)
-            with open(os.path.join(dirpath, rel), "rb") as f:
-                data[key] = base64.b64encode(f.read()).decode()
-        opts = gen.get("options", {})
-        if not opts.get("disableNameSuffixHash"):
-            raise RenderError(f"{kfile}: secretGenerator without disableNameSuffixHash")
-        meta = {"name": gen["name"]}
-        if opts.get("labels"):
-            meta["labels"] = dict(opts["labels"])
-        objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
-                     "type": gen.get("type", "Opaque"), "data": data})
-    for gen in k.get("configMapGenerator", []):
-        data = {}
-        for spec in gen.get("files", []):
-            key, _, rel = spec.partition("=") if "=" in spec else (os.path.basename(spec), "", spec)
-            with open(os.path.join(dirpath, rel), encoding="utf-8") as f:
-                data[key] = f.read()
-        opts = gen.get("options", {})
-        if not opts.get("disableNameSuffixHash"):
-            raise RenderError(f"{kfile}: configMapGenerator without disableNameSuffixHash")
-        meta = {"name": gen["name"]}
-        if opts.get("labels"):
-            meta["labels"] = dict(opts["labels"])
-        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
+    for kind, field in (("Secret", "secretGenerator"), ("ConfigMap", "configMapGenerator")):
+        for gen in k.get(field, []):
+            data = {}
+            for spec in gen.get("files", []):
+                key, rel = spec.split("=", 1) if "=" in spec else (os.path.basename(spec), spec)
+                with open(os.path.join(dirpath, rel), "rb") as f:
+                    raw = f.read()
+                data[key] = (base64.b64encode(raw).decode() if kind == "Secret"
+                             else raw.decode("utf-8"))
+            opts = gen.get("options", {})
+            if not opts.get("disableNameSuffixHash"):
+                raise RenderError(f"{kfile}: {field} without disableNameSuffixHash")
+            meta = {"name": gen["name"]}
+            if opts.get("labels"):
+                meta["labels"] = dict(opts["labels"])
+            obj = {"apiVersion": "v1", "kind": kind, "metadata": meta}
+            if kind == "Secret":
+                obj["type"] = gen.get("type", "Opaque")
+            obj["data"] = data
+            objs.append(obj)
     for comp in k.get("components", []):
         objs = apply_component(os.path.join(dirpath, comp), objs)
     for p in k.get("patches", []):

@@ -51,11 +51,11 @@ struct fz {
     struct tg_policy_rule rules[MAX_RULES];
     char names[MAX_RULES][8];
     char vals[MAX_RULES][12][MAX_VALS][VAL_LEN];
-    char *ptrs[MAX_RULES][12][MAX_VALS];
+    const char *ptrs[MAX_RULES][12][MAX_VALS];
     int ports[MAX_RULES][2][MAX_VALS];
     struct tg_policy_label labels[MAX_RULES][2];
     char rev_vals[2][VAL_LEN];
-    char *rev_ptrs[2];
+    const char *rev_ptrs[2];
 };
 
 enum { PRIN, NS, TD, FP, SER, NSTR };

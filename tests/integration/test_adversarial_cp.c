@@ -125,7 +125,7 @@ static void setup(void)
     cp_port = it_free_port();
     cp_admin = it_free_port();
     it_write_file("tokens.txt", TOKEN " default web\n");
-    it_write_file("mesh.yaml", "%s", "authorization: {default_deny: false}\n");
+    it_write_file("mesh.yaml", "%s", "authorization: {default: allow}\n");
     ca_pem = it_read_file("ca.pem", &ca_len);
     ck_assert(ca_pem != NULL);
     ck_assert_int_eq(tg_tls_init(), 0);
@@ -138,7 +138,7 @@ static void teardown(void)
 
 /* ---- a client over a blocking socket, with the project's TLS adapter ---- */
 
-static char *cp_ids_v[] = {CP_ID};
+static char cp_id[] = CP_ID, *cp_ids_v[] = {cp_id};
 static const struct tg_strlist cp_ids = {cp_ids_v, 1};
 static const struct tg_tls_peer_rule cp_rule = {&cp_ids};
 
@@ -314,9 +314,10 @@ static bool tc_hello(struct tc *t, const char *token)
 {
     Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
     Tollgate__V1__Hello h = TOLLGATE__V1__HELLO__INIT;
+    char node_id[] = "adversary", version[] = "test";
 
-    h.node_id = "adversary";
-    h.version = "test";
+    h.node_id = node_id;
+    h.version = version;
     if (token != NULL)
         h.token = tg_unconst(token);
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
@@ -463,7 +464,7 @@ START_TEST(test_crl_revoked_certificate_gets_no_new_one)
     it_certs("issue", "--ca", "ca", "--out", "brief", "--spiffe", DB_ID, "--valid-for", "4s", NULL);
     make_crl(first, 1);
     it_write_file("mesh.yaml", "%s",
-                  "authorization: {default_deny: false}\nrevocations: {crls: [crl.pem]}\n");
+                  "authorization: {default: allow}\nrevocations: {crls: [crl.pem]}\n");
     write_cp(3600, "");
     start_cp();
 

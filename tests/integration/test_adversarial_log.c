@@ -189,7 +189,8 @@ static void on_raw_deadline(uv_timer_t *t)
 static void raw_stream(int port, Tollgate__V1__ClientMessage **msgs, size_t n, bool wait_csr)
 {
     static const struct tg_msgstream_ops ops = {on_raw_connected, on_raw_frame, on_raw_closed};
-    char *ca = it_read_file("ca.pem", NULL), err[TG_ERRLEN] = "", *ids_v[] = {CP_ID};
+    char cp_id[] = CP_ID, *ca = it_read_file("ca.pem", NULL), err[TG_ERRLEN] = "";
+    char *ids_v[] = {cp_id};
     struct tg_strlist ids = {ids_v, 1};
     struct tg_tls_peer_rule rule = {&ids};
     struct tg_tls_settings set = {.max_chain_depth = 4};
@@ -330,18 +331,20 @@ START_TEST(test_cp_logs_hold_against_forged_fields)
         Tollgate__V1__Ack ack = TOLLGATE__V1__ACK__INIT;
         Tollgate__V1__CsrRequest req = TOLLGATE__V1__CSR_REQUEST__INIT;
         Tollgate__V1__ClientMessage *msgs[] = {&m_hello, &m_nack, &m_ack, &m_csr};
+        char nack_nonce[] = FORGE("nack_nonce"), nack_error[] = FORGE("nack_error");
+        char ack_nonce[] = FORGE("ack_nonce"), ack_version[] = FORGE("ack_version");
 
         hello(&m_hello, &h, TOKEN, FORGE("node_id"), "default", "api", FORGE("version"));
         tollgate__v1__client_message__init(&m_nack);
         nack.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
-        nack.nonce = FORGE("nack_nonce");
-        nack.error = FORGE("nack_error");
+        nack.nonce = nack_nonce;
+        nack.error = nack_error;
         m_nack.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK;
         m_nack.nack = &nack;
         tollgate__v1__client_message__init(&m_ack);
         ack.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_IDENTITY;
-        ack.nonce = FORGE("ack_nonce");
-        ack.version = FORGE("ack_version");
+        ack.nonce = ack_nonce;
+        ack.version = ack_version;
         m_ack.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK;
         m_ack.ack = &ack;
         tollgate__v1__client_message__init(&m_csr);

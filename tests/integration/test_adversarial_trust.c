@@ -452,7 +452,7 @@ START_TEST(test_control_plane_impostor_signed_by_a_partner_is_refused)
     openssl_leaf("copycat_cp", "copycat", CP_ID);
     it_write_file("tokens.txt", "ssssssssssssssssssssssss default web\n");
     it_write_file("s.token", "ssssssssssssssssssssssss\n");
-    it_write_file("mesh.yaml", "authorization:\n  default_deny: false\n");
+    it_write_file("mesh.yaml", "authorization:\n  default: allow\n");
     it_write_file("cp.yaml",
                   "listen: 127.0.0.1:%d\n"
                   "trust_domain: mesh.local\n"
@@ -577,7 +577,7 @@ START_TEST(test_config_says_which_roots_vouch_for_which_domain)
 
     /* tollgate-cp refuses the same at load, rather than push what every sidecar NACKs */
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
-    it_write_file("mesh.yaml", "authorization:\n  default_deny: false\n");
+    it_write_file("mesh.yaml", "authorization:\n  default: allow\n");
     it_write_file("cp.yaml", "trust_domain: mesh.local\n"
                              "server: {cert: cp.pem, key: cp.key}\n"
                              "ca: {cert: ca.pem, key: ca.key}\n"

@@ -127,7 +127,7 @@ START_TEST(test_serial_revoked_live_refuses_new_and_closes_open)
 
     /* revoke api's serial by editing B's config: picked up live */
     it_cert_serial("api.pem", serial, sizeof(serial));
-    snprintf(revoked, sizeof(revoked), "revocation:\n  serials: [\"%s\"]\n", serial);
+    snprintf(revoked, sizeof(revoked), "revocations:\n  serials: [\"%s\"]\n", serial);
     write_b(revoked, true);
     ck_assert_msg(it_wait_file_contains("b.err", "config changed", 5000),
                   "B did not reload its config");
@@ -146,7 +146,7 @@ START_TEST(test_bad_rule_in_reload_is_refused_and_old_rules_stay)
 {
     write_b("", false);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-    write_b("revocation:\n  fingerprints: [\"not-hex\"]\n", false);
+    write_b("revocations:\n  fingerprints: [\"not-hex\"]\n", false);
     ck_assert_msg(it_wait_file_contains("b.err", "config reload refused", 5000) ||
                       it_wait_file_contains("b.err", "refused, keeping", 1000),
                   "bad revocation not refused");

@@ -36,7 +36,7 @@ static bool with_http;
 static struct it_proc *cp;
 
 static const char mesh_ok[] = "authorization:\n"
-                              "  default_deny: false\n"
+                              "  default: allow\n"
                               "  rules:\n"
                               "    - name: api-to-web\n"
                               "      action: allow\n"
@@ -435,8 +435,8 @@ static void pushes_http(void)
     /* requests_per_second: 1 with a burst of 1 for A's identity: 429 from B (the rule kept,
      * so that only the limits change) */
     snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
-             "rate_limits:\n  - match: \"%s\"\n    requests_per_second: 1\n"
-             "    requests_burst: 1\n",
+             "rate_limits:\n  overrides:\n    - principal: \"%s\"\n      requests_per_second: 1\n"
+             "      requests_burst: 1\n",
              IT_API_ID);
     push(extra, false);
     for (int round = 0; round < 10 && limited < 2; round++) { /* the push may be in flight */
@@ -449,7 +449,7 @@ static void pushes_http(void)
                   "the 429s were not counted");
 
     /* back to mesh_ok alone: the rule and the limit gone */
-    push("rate_limits: []\n", false);
+    push("rate_limits: {}\n", false);
     for (int i = 0; i < 50 && http_status("DELETE") != 501; i++)
         it_sleep_ms(100);
     ck_assert_int_eq(http_status("DELETE"), 501);
@@ -465,9 +465,10 @@ START_TEST(test_cp_pushes)
     probe_serial(s, sizeof(s));
 
     /* rate limits: one new connection per second for A's identity */
-    snprintf(limit, sizeof(limit),
-             "rate_limits:\n  - match: \"%s\"\n    connections_per_second: 1\n    burst: 1\n",
-             IT_API_ID);
+    snprintf(
+        limit, sizeof(limit),
+        "rate_limits:\n  overrides: [{principal: \"%s\", connections_per_second: 1, burst: 1}]\n",
+        IT_API_ID);
     pushes_http();
     push(limit, false);
     for (int i = 0; i < 4; i++)
@@ -475,7 +476,7 @@ START_TEST(test_cp_pushes)
     ck_assert_msg(refused >= 2, "%d of 4 quick connections refused under 1/s", refused);
     ck_assert_msg(it_stat(b_admin, "tollgate_rate_limited_total", "") >= refused,
                   "the refusals were not counted as rate_limited");
-    push("rate_limits: []\n", false);
+    push("rate_limits: {}\n", false);
     it_sleep_ms(1100); /* the bucket refills */
     for (int i = 0; i < 4; i++)
         ck_assert_msg(it_round_trip(out_port, "unlimited", err) > 0, "limit lifted: %s", err);

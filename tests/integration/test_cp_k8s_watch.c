@@ -322,11 +322,11 @@ static void setup(void)
     it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
     it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     /* the overlay: a VM network outside the cluster */
-    it_write_file("mesh.yaml", "mesh_table:\n"
-                               "  outside_mesh: passthrough\n"
+    it_write_file("mesh.yaml", "mesh:\n"
+                               "  outside: passthrough\n"
                                "  destinations:\n"
                                "    - address: 192.168.10.0/24\n"
-                               "      expected_ids: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
+                               "      expect: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
     write_cp("cp.yaml", cp_port, cp_admin);
     write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
     it_echo_start("echo", &echo_port);

@@ -242,16 +242,17 @@ static void push_bundle(void)
     Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
     Tollgate__V1__TrustBundle b = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
-    char *roots[1] = {fk.ca_pem};
+    char *roots[1] = {fk.ca_pem}, trust_domain[] = "mesh.local";
+    char version[] = "bundle-1", nonce[] = "bundle";
 
-    d.trust_domain = "mesh.local";
+    d.trust_domain = trust_domain;
     d.n_roots_pem = 1;
     d.roots_pem = roots;
     b.n_domains = 1;
     b.domains = &dp;
     p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
-    p.version = "bundle-1";
-    p.nonce = "bundle";
+    p.version = version;
+    p.nonce = nonce;
     p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
     p.trust_bundle = &b;
     fake_push(&p);
@@ -269,8 +270,10 @@ static void storm_push(int i)
     Tollgate__V1__Revocations rv = TOLLGATE__V1__REVOCATIONS__INIT;
     Tollgate__V1__TrustBundle b = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots td = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *tdp = &td;
-    char *api[1] = {IT_API_ID}, *web[1] = {IT_WEB_ID}, *bad_fp[1] = {"zz"};
-    char *junk_root[1] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
+    char api_id[] = IT_API_ID, web_id[] = IT_WEB_ID, fp[] = "zz", broken[] = "broken";
+    char junk[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    char trust_domain[] = "mesh.local", no_version[] = "";
+    char *api[1] = {api_id}, *web[1] = {web_id}, *bad_fp[1] = {fp}, *junk_root[1] = {junk};
     char serial[40], *serials[1] = {serial}, nonce[16], version[24], name[40], addr[32];
     uint32_t bad_port[1] = {70000};
     ProtobufCBinaryData crl;
@@ -311,7 +314,7 @@ static void storm_push(int i)
     } else {
         /* each would deny api if any part of it were applied, or carries garbage */
         r1.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
-        r2.name = "broken";
+        r2.name = broken;
         r2.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
         r2.n_principals = 1;
         r2.principals = api;
@@ -335,7 +338,7 @@ static void storm_push(int i)
             p.mesh_table = &mt;
             break;
         case 4: /* no version */
-            p.version = "";
+            p.version = no_version;
             break;
         case 5: /* a destination with an unknown protocol */
             t = TG_RES_MESH_TABLE;
@@ -349,7 +352,7 @@ static void storm_push(int i)
             break;
         default: /* a trust bundle whose root is not a certificate */
             t = TG_RES_TRUST_BUNDLE;
-            td.trust_domain = "mesh.local";
+            td.trust_domain = trust_domain;
             td.n_roots_pem = 1;
             td.roots_pem = junk_root;
             b.n_domains = 1;

@@ -381,7 +381,7 @@ static void write_mesh(const char *action)
 {
     it_replace_file("mesh.yaml",
                     "authorization:\n"
-                    "  close_denied_connections: false\n"
+                    "  close_denied: false\n"
                     "  rules:\n"
                     "    - name: api\n"
                     "      action: %s\n"

@@ -119,20 +119,24 @@ def status(code, reason, message):
             "message": message, "reason": reason, "code": code}
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """What both servers' handlers share: a JSON reply with its length."""
+
+    def send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def make_api_handler(store):
-    class Api(BaseHTTPRequestHandler):
+    class Api(JsonHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, fmt, *args):
             sys.stderr.write("apiserver: %s %s\n" % (self.address_string(), fmt % args))
-
-        def send_json(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def do_GET(self):
             url = urlsplit(self.path)
@@ -297,19 +301,11 @@ def make_api_handler(store):
 
 
 def make_ctl_handler(store):
-    class Ctl(BaseHTTPRequestHandler):
+    class Ctl(JsonHandler):
         protocol_version = "HTTP/1.0"
 
         def log_message(self, fmt, *args):
             pass
-
-        def reply(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def body(self):
             n = int(self.headers.get("Content-Length", "0") or 0)
@@ -319,39 +315,39 @@ def make_ctl_handler(store):
             if self.path == "/stats":
                 with store.cond:
                     s = dict(store.stats, resourceVersion=store.rv)
-                return self.reply(200, s)
+                return self.send_json(200, s)
             if self.path == "/objects":
                 with store.cond:
                     objs = [o for k in KINDS for o in store.objs[k].values()]
-                return self.reply(200, objs)
-            self.reply(404, {"error": "no such path"})
+                return self.send_json(200, objs)
+            self.send_json(404, {"error": "no such path"})
 
         def do_PUT(self):
             parts = self.path.strip("/").split("/")
             if len(parts) != 2 or parts[0] != "objects" or parts[1] not in KINDS:
-                return self.reply(404, {"error": "PUT /objects/<plural>"})
+                return self.send_json(404, {"error": "PUT /objects/<plural>"})
             try:
                 obj = self.body()
                 typ = store.apply(parts[1], obj)
             except (ValueError, KeyError, TypeError) as e:
-                return self.reply(400, {"error": "bad object: %r" % (e,)})
-            self.reply(200, {"type": typ, "resourceVersion": store.rv})
+                return self.send_json(400, {"error": "bad object: %r" % (e,)})
+            self.send_json(200, {"type": typ, "resourceVersion": store.rv})
 
         def do_DELETE(self):
             parts = self.path.strip("/").split("/")
             if len(parts) != 4 or parts[0] != "objects" or parts[1] not in KINDS:
-                return self.reply(404, {"error": "DELETE /objects/<plural>/<ns>/<name>"})
+                return self.send_json(404, {"error": "DELETE /objects/<plural>/<ns>/<name>"})
             meta = {"name": parts[3]}
             if parts[2] != "-":
                 meta["namespace"] = parts[2]
             typ = store.apply(parts[1], {"metadata": meta}, deleted=True)
-            self.reply(200 if typ else 404, {"type": typ, "resourceVersion": store.rv})
+            self.send_json(200 if typ else 404, {"type": typ, "resourceVersion": store.rv})
 
         def do_POST(self):
             try:
                 b = self.body()
             except ValueError:
-                return self.reply(400, {"error": "not JSON"})
+                return self.send_json(400, {"error": "not JSON"})
             with store.cond:
                 if self.path == "/token":
                     ttl = b.get("ttl")
@@ -372,9 +368,9 @@ def make_ctl_handler(store):
                     store.drop_epoch += 1
                     store.cond.notify_all()
                 else:
-                    return self.reply(404, {"error": "no such path"})
+                    return self.send_json(404, {"error": "no such path"})
                 s = dict(store.stats, resourceVersion=store.rv)
-            self.reply(200, s)
+            self.send_json(200, s)
 
     return Ctl
 

@@ -507,19 +507,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("accesslog");
-    TCase *tc = tcase_create("format");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("accesslog", "format", &tc, test_accesslog_checker_refuses_bad_json,
+                             test_accesslog_full_line, test_accesslog_nulls,
+                             test_accesslog_time_edges, test_accesslog_truncation_stays_valid,
+                             test_accesslog_small_buffers, test_accesslog_python_agrees,
+                             test_accesslog_write_one_line, test_accesslog_write_long_entry_is_cut);
 
-    tcase_add_test(tc, test_accesslog_checker_refuses_bad_json);
-    tcase_add_test(tc, test_accesslog_full_line);
-    tcase_add_test(tc, test_accesslog_nulls);
-    tcase_add_test(tc, test_accesslog_time_edges);
     tcase_add_loop_test(tc, test_accesslog_escaping_table, 0, (int)TG_NELEM(escapes));
-    tcase_add_test(tc, test_accesslog_truncation_stays_valid);
-    tcase_add_test(tc, test_accesslog_small_buffers);
-    tcase_add_test(tc, test_accesslog_python_agrees);
-    tcase_add_test(tc, test_accesslog_write_one_line);
-    tcase_add_test(tc, test_accesslog_write_long_entry_is_cut);
-    suite_add_tcase(s, tc);
     return s;
 }

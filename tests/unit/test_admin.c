@@ -898,33 +898,21 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("admin");
-    TCase *tc = tcase_create("http");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "admin", "http", &tc, test_admin_live, test_admin_ready_true, test_admin_ready_false,
+        test_admin_ready_without_callback_is_ready, test_admin_stats_body_from_callback,
+        test_admin_stats_null_body_is_500, test_admin_stats_without_callback_is_501,
+        test_admin_config_dump_is_json, test_admin_post_drain_calls_callback,
+        test_admin_drain_without_callback_is_501, test_admin_post_body_is_ignored,
+        test_admin_stop_from_callback, test_admin_random_bytes, test_admin_oversize_head_is_431,
+        test_admin_client_closes_early, test_admin_slow_client_gets_408,
+        test_admin_stop_closes_open_connections, test_admin_per_peer_cap_oldest_gives_way,
+        test_admin_total_cap_busiest_address_gives_way, test_admin_local_paths_refuse_browsers,
+        test_admin_start_fails_on_busy_port);
 
     tcase_set_timeout(tc, 30);
     tcase_add_checked_fixture(tc, fix_init, fix_cleanup);
-    tcase_add_test(tc, test_admin_live);
-    tcase_add_test(tc, test_admin_ready_true);
-    tcase_add_test(tc, test_admin_ready_false);
-    tcase_add_test(tc, test_admin_ready_without_callback_is_ready);
-    tcase_add_test(tc, test_admin_stats_body_from_callback);
-    tcase_add_test(tc, test_admin_stats_null_body_is_500);
-    tcase_add_test(tc, test_admin_stats_without_callback_is_501);
-    tcase_add_test(tc, test_admin_config_dump_is_json);
-    tcase_add_test(tc, test_admin_post_drain_calls_callback);
-    tcase_add_test(tc, test_admin_drain_without_callback_is_501);
-    tcase_add_test(tc, test_admin_post_body_is_ignored);
-    tcase_add_test(tc, test_admin_stop_from_callback);
     tcase_add_loop_test(tc, test_admin_request_table, 0, (int)TG_NELEM(requests));
-    tcase_add_test(tc, test_admin_random_bytes);
-    tcase_add_test(tc, test_admin_oversize_head_is_431);
-    tcase_add_test(tc, test_admin_client_closes_early);
-    tcase_add_test(tc, test_admin_slow_client_gets_408);
-    tcase_add_test(tc, test_admin_stop_closes_open_connections);
-    tcase_add_test(tc, test_admin_per_peer_cap_oldest_gives_way);
-    tcase_add_test(tc, test_admin_total_cap_busiest_address_gives_way);
-    tcase_add_test(tc, test_admin_local_paths_refuse_browsers);
-    tcase_add_test(tc, test_admin_start_fails_on_busy_port);
-    suite_add_tcase(s, tc);
     return s;
 }

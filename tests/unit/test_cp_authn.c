@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cp_authn.h"
+#include "unit_util.h"
 
 static const char tokens_text[] = "# token namespace service-account\n"
                                   "\n"
@@ -138,8 +139,8 @@ END_TEST
 
 START_TEST(test_cp_revoked_certificate_refused)
 {
-    static char *serials[] = {"a1b2"};
-    static char *shas[] = {"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"};
+    char *serials[] = {UT_STR("a1b2")};
+    char *shas[] = {UT_STR("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")};
     struct tg_strlist rs = {serials, 1}, rf = {shas, 1};
     struct tg_cp_authn_in in = {
         .trust_domain = "mesh.local",
@@ -207,18 +208,15 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_authn");
-    TCase *tc = tcase_create("authn");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_authn", "authn", &tc, test_cp_token_gives_its_own_identity,
+                             test_cp_token_of_ns_a_cannot_get_ns_b,
+                             test_cp_unknown_or_missing_token_refused,
+                             test_cp_certificate_identity_wins_over_token,
+                             test_cp_certificate_must_be_a_workload_of_our_domain,
+                             test_cp_revoked_certificate_refused, test_cp_tokens_file_nul_refused);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cp_token_gives_its_own_identity);
-    tcase_add_test(tc, test_cp_token_of_ns_a_cannot_get_ns_b);
-    tcase_add_test(tc, test_cp_unknown_or_missing_token_refused);
-    tcase_add_test(tc, test_cp_certificate_identity_wins_over_token);
-    tcase_add_test(tc, test_cp_certificate_must_be_a_workload_of_our_domain);
-    tcase_add_test(tc, test_cp_revoked_certificate_refused);
     tcase_add_loop_test(tc, test_cp_tokens_file_table, 0, TG_NELEM(token_files));
-    tcase_add_test(tc, test_cp_tokens_file_nul_refused);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -9,7 +9,7 @@
 
 #define STRS(...)                                                                                  \
     {                                                                                              \
-        (char *[]){__VA_ARGS__}, TG_NELEM(((char *[]){__VA_ARGS__}))                               \
+        (const char *const[]){__VA_ARGS__}, TG_NELEM(((const char *const[]){__VA_ARGS__}))         \
     }
 #define PORTS(...)                                                                                 \
     {                                                                                              \
@@ -644,7 +644,7 @@ START_TEST(test_policy_many_rules)
     struct tg_policy_rule *rules = calloc(N, sizeof(*rules));
     char(*names)[16] = calloc(N, sizeof(*names));
     char(*vals)[96] = calloc(N, sizeof(*vals));
-    char **ptrs = calloc(N, sizeof(*ptrs));
+    const char **ptrs = calloc(N, sizeof(*ptrs));
     int *ports = calloc(N, sizeof(*ports));
     static struct tg_spiffe_id id;
     struct tg_policy_input in = {.rules = rules, .n_rules = N};
@@ -732,19 +732,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("policy");
-    TCase *tc = tcase_create("core");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("policy", "core", &tc, test_policy_reasons, test_policy_revocation,
+                             test_policy_revocation_without_rules, test_policy_scope_drops_rules,
+                             test_policy_revocation_errors, test_policy_normalisers,
+                             test_policy_peer_init, test_policy_many_rules);
 
     tcase_add_loop_test(tc, test_policy_decide_table, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_policy_reasons);
-    tcase_add_test(tc, test_policy_revocation);
-    tcase_add_test(tc, test_policy_revocation_without_rules);
-    tcase_add_test(tc, test_policy_scope_drops_rules);
     tcase_add_loop_test(tc, test_policy_compile_errors, 0, TG_NELEM(bad_cases));
-    tcase_add_test(tc, test_policy_revocation_errors);
-    tcase_add_test(tc, test_policy_normalisers);
-    tcase_add_test(tc, test_policy_peer_init);
-    tcase_add_test(tc, test_policy_many_rules);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -60,6 +60,18 @@ START_TEST(test_proxyproto_crc32c_check_value)
 }
 END_TEST
 
+/* h encodes to exactly the n bytes of want. */
+static void encodes_to(const struct tg_proxyproto *h, const uint8_t *want, size_t n)
+{
+    uint8_t buf[256];
+    size_t len;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_proxyproto_encode(h, buf, sizeof(buf), &len, err) == 0, "%s", err);
+    ck_assert_uint_eq(len, n);
+    ck_assert_int_eq(memcmp(buf, want, len), 0);
+}
+
 START_TEST(test_proxyproto_exact_bytes_ipv4)
 {
     static const uint8_t want[] = SIG "\x21\x11\x00\x3f" ADDR4 "\xe0\x00\x0d" ID "\xe1\x00\x20"
@@ -67,15 +79,10 @@ START_TEST(test_proxyproto_exact_bytes_ipv4)
                                       "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b"
                                       "\x1c\x1d\x1e\x1f";
     struct tg_proxyproto h = {.spiffe_id = ID, .spiffe_id_len = strlen(ID), .sha256 = sha};
-    uint8_t buf[256];
-    size_t len;
-    char err[TG_ERRLEN] = "";
 
     set4(&h.src, "192.0.2.1", 51234);
     set4(&h.dst, "198.51.100.7", 8080);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, err), 0);
-    ck_assert_uint_eq(len, sizeof(want) - 1);
-    ck_assert_int_eq(memcmp(buf, want, len), 0);
+    encodes_to(&h, want, sizeof(want) - 1);
 }
 END_TEST
 
@@ -88,19 +95,13 @@ START_TEST(test_proxyproto_exact_bytes_local_and_ipv6)
             "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x0a\x00\x00\x02"
             "\x00\x50\x01\xbb";
     struct tg_proxyproto h = {.local = true};
-    uint8_t buf[64];
-    size_t len;
 
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
-    ck_assert_uint_eq(len, 16);
-    ck_assert_int_eq(memcmp(buf, local, len), 0);
+    encodes_to(&h, local, 16);
     /* a mix of families goes as IPv6, the IPv4 address mapped */
     h.local = false;
     set6(&h.src, "2001:db8::1", 80);
     set4(&h.dst, "10.0.0.2", 443);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
-    ck_assert_uint_eq(len, sizeof(v6) - 1);
-    ck_assert_int_eq(memcmp(buf, v6, len), 0);
+    encodes_to(&h, v6, sizeof(v6) - 1);
 }
 END_TEST
 
@@ -395,20 +396,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("proxyproto");
-    TCase *tc = tcase_create("core");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("proxyproto", "core", &tc, test_proxyproto_crc32c_check_value,
+                             test_proxyproto_exact_bytes_ipv4,
+                             test_proxyproto_exact_bytes_local_and_ipv6, test_proxyproto_crc_field,
+                             test_proxyproto_round_trip, test_proxyproto_every_prefix_wants_more,
+                             test_proxyproto_encode_errors, test_proxyproto_decode_fields,
+                             test_proxyproto_bad_prefixes, test_proxyproto_crc_catches_flips);
 
-    tcase_add_test(tc, test_proxyproto_crc32c_check_value);
-    tcase_add_test(tc, test_proxyproto_exact_bytes_ipv4);
-    tcase_add_test(tc, test_proxyproto_exact_bytes_local_and_ipv6);
-    tcase_add_test(tc, test_proxyproto_crc_field);
-    tcase_add_test(tc, test_proxyproto_round_trip);
-    tcase_add_test(tc, test_proxyproto_every_prefix_wants_more);
-    tcase_add_test(tc, test_proxyproto_encode_errors);
     tcase_add_loop_test(tc, test_proxyproto_decode_raw, 0, TG_NELEM(raw_cases));
-    tcase_add_test(tc, test_proxyproto_decode_fields);
-    tcase_add_test(tc, test_proxyproto_bad_prefixes);
-    tcase_add_test(tc, test_proxyproto_crc_catches_flips);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -559,30 +559,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("ratelimit");
-    TCase *tc = tcase_create("core");
-
-    tcase_add_test(tc, test_bucket_rate_and_burst);
-    tcase_add_test(tc, test_bucket_refill_keeps_fractions);
-    tcase_add_test(tc, test_bucket_delay_counts_partial_progress);
-    tcase_add_test(tc, test_bucket_defaults_and_unlimited);
-    tcase_add_test(tc, test_bucket_clock_steps_back);
-    tcase_add_test(tc, test_bucket_large_numbers);
-    tcase_add_test(tc, test_bucket_limit_change_keeps_level);
-    tcase_add_test(tc, test_global_bucket);
-    tcase_add_test(tc, test_table_connection_rate);
-    tcase_add_test(tc, test_table_concurrency);
-    tcase_add_test(tc, test_table_concurrency_unlimited_rate);
-    tcase_add_test(tc, test_table_bytes);
-    tcase_add_test(tc, test_table_limit_change_keeps_level);
-    tcase_add_test(tc, test_table_eviction);
-    tcase_add_test(tc, test_table_refused_use_counts_as_recent);
-    tcase_add_test(tc, test_table_sweep);
-    tcase_add_test(tc, test_table_many_keys);
-    tcase_add_test(tc, test_table_bad_arguments);
-    tcase_add_test(tc, test_table_shared_by_threads);
-    tcase_add_test(tc, test_limit_set_match_and_carry_over);
-    tcase_add_test(tc, test_limit_set_bad_match);
-    suite_add_tcase(s, tc);
-    return s;
+    return TG_TEST_SUITE(
+        "ratelimit", "core", NULL, test_bucket_rate_and_burst, test_bucket_refill_keeps_fractions,
+        test_bucket_delay_counts_partial_progress, test_bucket_defaults_and_unlimited,
+        test_bucket_clock_steps_back, test_bucket_large_numbers,
+        test_bucket_limit_change_keeps_level, test_global_bucket, test_table_connection_rate,
+        test_table_concurrency, test_table_concurrency_unlimited_rate, test_table_bytes,
+        test_table_limit_change_keeps_level, test_table_eviction,
+        test_table_refused_use_counts_as_recent, test_table_sweep, test_table_many_keys,
+        test_table_bad_arguments, test_table_shared_by_threads, test_limit_set_match_and_carry_over,
+        test_limit_set_bad_match);
 }

@@ -171,8 +171,8 @@ static ssize_t srv_read_body(nghttp2_session *s, int32_t stream, uint8_t *buf, s
     memcpy(buf, x->body + x->body_off, n);
     x->body_off += n;
     if (x->body_off == x->body_len) {
-        nghttp2_nv t[] = {{(uint8_t *)"grpc-status", (uint8_t *)tg_unconst(x->grpc_status), 11,
-                           strlen(x->grpc_status), 0}};
+        nghttp2_nv t[] = {{(uint8_t *)tg_unconst("grpc-status"),
+                           (uint8_t *)tg_unconst(x->grpc_status), 11, strlen(x->grpc_status), 0}};
 
         /* trailers follow the last DATA (submitted earlier they would overtake it) */
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -266,9 +266,10 @@ static void answer(struct srv *x, const char *status, const char *ctype, const u
                    size_t len, const char *grpc_status)
 {
     nghttp2_nv h[] = {
-        {(uint8_t *)":status", (uint8_t *)tg_unconst(status), 7, strlen(status), 0},
-        {(uint8_t *)"content-type", (uint8_t *)tg_unconst(ctype), 12, strlen(ctype), 0},
-        {(uint8_t *)"grpc-status", (uint8_t *)tg_unconst(grpc_status), 11, strlen(grpc_status), 0},
+        {(uint8_t *)tg_unconst(":status"), (uint8_t *)tg_unconst(status), 7, strlen(status), 0},
+        {(uint8_t *)tg_unconst("content-type"), (uint8_t *)tg_unconst(ctype), 12, strlen(ctype), 0},
+        {(uint8_t *)tg_unconst("grpc-status"), (uint8_t *)tg_unconst(grpc_status), 11,
+         strlen(grpc_status), 0},
     };
     nghttp2_data_provider d = {.read_callback = srv_read_body};
 
@@ -422,8 +423,8 @@ static void make_resp(struct resp *x, const char *fed_key, bool bad_fed, bool tr
         const char *name = i == 0 ? "api" : "web";
 
         x509_svid__init(&x->s[i]);
-        x->s[i].spiffe_id = i == 0 ? "spiffe://mesh.local/ns/default/sa/api"
-                                   : "spiffe://mesh.local/ns/default/sa/web";
+        x->s[i].spiffe_id = tg_unconst(i == 0 ? "spiffe://mesh.local/ns/default/sa/api"
+                                              : "spiffe://mesh.local/ns/default/sa/web");
         x->s[i].x509_svid = der_of(CERT_DER, name);
         x->s[i].x509_svid_key = der_of(KEY_DER, name);
         x->s[i].bundle = ca;
