@@ -47,6 +47,10 @@ void tg_cp_config_free(struct tg_cp_config *c)
     free(c->k8s_api_server);
     free(c->k8s_ca);
     free(c->k8s_token);
+    free(c->webhook.service);
+    free(c->webhook.ns);
+    free(c->webhook.configuration);
+    free(c->webhook.image);
     tg_strlist_free(&c->roots);
     for (size_t i = 0; i < c->n_extra_roots; i++) {
         free(c->extra_roots[i].trust_domain);
@@ -91,6 +95,35 @@ static int check_discovery(struct tg_cfg *cfg, const struct tg_cfg_node *v, cons
     return 0;
 }
 
+static int check_dns_label(const char *s, char *norm, char *why)
+{
+    (void)norm;
+    if (strlen(s) > 63 || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s))
+        return tg_err_set(why, TG_EINVAL,
+                          "\"%.64s\" is not a DNS label (lowercase [a-z0-9-], 63 at most)", s);
+    return 0;
+}
+
+/* kubernetes.webhook: the admission webhook's defaults, in one place, for keys not given. */
+static int check_webhook(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path,
+                         void *dst, void *obj)
+{
+    static const char *const defaults[] = {"tollgate-cp", "tollgate-system",
+                                           "tollgate-sidecar-injector", "tollgate:0.1.0"};
+    struct tg_cp_webhook *w = dst;
+    char **fields[] = {&w->service, &w->ns, &w->configuration, &w->image};
+    char why[TG_ERRLEN];
+
+    (void)obj;
+    w->on = true;
+    if (w->listen.len == 0 && tg_addr_parse("0.0.0.0:15017", false, &w->listen, why) < 0)
+        return tg_cfg_fail(cfg, v->line, path, "%s", why);
+    for (size_t i = 0; i < TG_NELEM(fields); i++)
+        if (*fields[i] == NULL && (*fields[i] = strdup(defaults[i])) == NULL)
+            return tg_cfg_nomem(cfg);
+    return 0;
+}
+
 static int check_kubernetes(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path,
                             void *dst, void *obj)
 {
@@ -102,6 +135,9 @@ static int check_kubernetes(struct tg_cfg *cfg, const struct tg_cfg_node *v, con
         return tg_cfg_fail(cfg, v->line, path, "wants issuer, audiences and keys");
     if (c->k8s_issuer == NULL && !c->k8s_discovery)
         return tg_cfg_fail(cfg, v->line, path, "wants issuer, audiences and keys, or discovery");
+    if (c->webhook.on && !c->k8s_discovery)
+        return tg_cfg_fail(cfg, v->line, path,
+                           "webhook wants discovery (the API server it patches)");
     return 0;
 }
 
@@ -203,11 +239,22 @@ static const struct tg_cfg_field discovery_fields[] = {
     {.key = NULL},
 };
 
+#define CPW(m) offsetof(struct tg_cp_webhook, m)
+static const struct tg_cfg_field webhook_fields[] = {
+    TG_CFG_ROW("listen", TG_CFG_ADDR, CPW(listen)),
+    TG_CFG_ROWX("service", TG_CFG_STR, CPW(service), .item = check_dns_label),
+    TG_CFG_ROWX("namespace", TG_CFG_STR, CPW(ns), .item = check_dns_label),
+    TG_CFG_ROWX("configuration", TG_CFG_STR, CPW(configuration), .item = check_dns_label),
+    TG_CFG_ROW("image", TG_CFG_STR, CPW(image)),
+    {.key = NULL},
+};
+
 static const struct tg_cfg_field kubernetes_fields[] = {
     TG_CFG_ROW("issuer", TG_CFG_STR, CPC(k8s_issuer)),
     TG_CFG_ROWX("audiences", TG_CFG_STRS, CPC(k8s_audiences), .min = 1),
     TG_CFG_ROW("keys", TG_CFG_PATH, CPC(k8s_keys)),
     TG_CFG_ROWX("discovery", TG_CFG_MAP, 0, .sub = discovery_fields, .fn = check_discovery),
+    TG_CFG_ROWX("webhook", TG_CFG_MAP, CPC(webhook), .sub = webhook_fields, .fn = check_webhook),
     {.key = NULL},
 };
 

@@ -49,10 +49,20 @@ struct tg_cp_config {
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
     /* kubernetes.discovery (k8s_client.h): watch the API, derive the mesh table */
     bool k8s_discovery;
-    bool k8s_in_cluster;     /* in_cluster: true */
-    char *k8s_api_server;    /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
-    char *k8s_ca;            /* NULL: the mounted service account's ca.crt */
-    char *k8s_token;         /* NULL: the mounted service account's token */
+    bool k8s_in_cluster;  /* in_cluster: true */
+    char *k8s_api_server; /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+    char *k8s_ca;         /* NULL: the mounted service account's ca.crt */
+    char *k8s_token;      /* NULL: the mounted service account's token */
+    /* kubernetes.webhook (k8s/k8s_webhook.h): sidecar injection; wants discovery */
+    struct tg_cp_webhook {
+        bool on;
+        struct tg_addr listen; /* default 0.0.0.0:15017 */
+        char *service;         /* the webhook's Service; default tollgate-cp */
+        char *ns;              /* its namespace; default tollgate-system */
+        char *configuration;   /* MutatingWebhookConfiguration kept current; default
+                                * tollgate-sidecar-injector */
+        char *image;           /* the sidecar's image; default tollgate:0.1.0 */
+    } webhook;
     struct tg_addr admin;    /* plain-HTTP /healthz and /stats; len 0: none */
     struct tg_strlist roots; /* our trust domain's roots; empty: ca.cert when self-signed */
     struct tg_cp_extra_roots *extra_roots;

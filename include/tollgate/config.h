@@ -149,10 +149,12 @@ struct tg_wl_cfg_file {
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
-    atomic_uint refs;     /* the control thread and each generation built from it */
-    char *path;           /* the file it came from */
-    struct tg_addr admin; /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
-    unsigned workers;     /* 0 = one per CPU */
+    atomic_uint refs;       /* the control thread and each generation built from it */
+    char *path;             /* the file it came from */
+    struct tg_addr admin;   /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
+    struct tg_addr health;  /* "health:" (admin.h TG_ADMIN_HEALTH); len 0: none */
+    struct tg_addr metrics; /* "metrics:" (admin.h TG_ADMIN_METRICS); len 0: none */
+    unsigned workers;       /* 0 = one per CPU */
 
     struct tg_cp_cfg cp;      /* control_plane; cp.enabled false: static identity files */
     struct tg_wl_cfg_file wl; /* identity.workload_api (never with control_plane) */

@@ -60,6 +60,13 @@ TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_p
                                   const struct tg_tls_settings *s, struct tg_tls_ctx **out,
                                   char *err);
 
+/* A server context for plain HTTPS (tollgate-cp's admission webhook): presents chain_pem
+ * (leaf first) with key_pem, TLS 1.2 or 1.3, asks no client certificate and verifies no peer
+ * (sessions from it get no peer ID; pass a rule with an empty list). Copies both texts.
+ * Returns 0, or a negative code with err. */
+TG_MUST_USE int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *key_pem,
+                                     size_t key_len, struct tg_tls_ctx **out, char *err);
+
 /* Global library set-up and tear-down; once per process. */
 TG_MUST_USE int tg_tls_init(void);
 void tg_tls_cleanup(void);

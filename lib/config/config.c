@@ -246,9 +246,16 @@ static int read_listen(struct tg_cfg *cfg, const struct tg_cfg_node *v, const ch
         return rc;
     if (tg_addr_parse(s, false, &a, why) < 0)
         return tg_cfg_fail(cfg, v->line, path, "%s", why);
-    if (addr_clash(&a, &c->admin)) {
-        o = &c->admin;
-        snprintf(other, sizeof(other), "admin");
+    const struct {
+        const char *key;
+        const struct tg_addr *addr;
+    } tops[] = {{"admin", &c->admin}, {"health", &c->health}, {"metrics", &c->metrics}};
+
+    for (size_t i = 0; o == NULL && i < TG_NELEM(tops); i++) {
+        if (addr_clash(&a, tops[i].addr)) {
+            o = tops[i].addr;
+            snprintf(other, sizeof(other), "%s", tops[i].key);
+        }
     }
     for (size_t i = 0; o == NULL && i < c->n_inbound; i++) {
         if (addr_clash(&a, &c->inbound[i].listen)) {
@@ -614,6 +621,8 @@ static int check_outbound(struct tg_cfg *cfg, const struct tg_cfg_node *v, const
 
 static const struct tg_cfg_field top_fields[] = {
     TG_CFG_ROWX("admin", TG_CFG_FUNC, CFG(admin), .fn = read_listen),
+    TG_CFG_ROWX("health", TG_CFG_FUNC, CFG(health), .fn = read_listen),
+    TG_CFG_ROWX("metrics", TG_CFG_FUNC, CFG(metrics), .fn = read_listen),
     UINT_ROW("workers", struct tg_config, workers, 0, 256),
     ENUM_ROW("log_level", struct tg_config, log_level, level_choices, "a log level"),
     TG_CFG_ROW("access_log", TG_CFG_BOOL, CFG(access_log)),

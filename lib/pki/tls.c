@@ -887,6 +887,55 @@ fail:
     return rc;
 }
 
+/* A plain HTTPS server (tollgate-cp's admission webhook): the API server verifies us by its
+ * caBundle and presents no certificate, so none is asked for; TLS 1.2 or 1.3, no tickets. */
+int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *key_pem,
+                         size_t key_len, struct tg_tls_ctx **out, char *err)
+{
+    struct tg_tls_ctx *c = calloc(1, sizeof(*c));
+    struct tg_tls_settings s = {.server = true, .allow_tls12 = true};
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+    int rc = TG_ENOMEM;
+
+    if (c == NULL)
+        return rc;
+    c->server = true;
+    c->peer_optional = true;
+    c->serial = atomic_fetch_add(&next_ctx_serial, 1);
+    if ((c->ctx = wolfSSL_CTX_new(wolfSSLv23_server_method())) == NULL)
+        goto fail;
+    rc = TG_ETLS;
+    if (wolfSSL_CTX_SetMinVersion(c->ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: cannot set the minimum version");
+        goto fail;
+    }
+    if ((rc = set_suites(c->ctx, &s, err)) < 0)
+        goto fail;
+    rc = TG_ETLS;
+    if (wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: key exchange groups not available");
+        goto fail;
+    }
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(c->ctx, (const unsigned char *)chain_pem,
+                                                        (long)chain_len,
+                                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)key_pem, (long)key_len,
+                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: certificate or key not usable");
+        goto fail;
+    }
+    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_NONE, NULL);
+    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
+    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
+    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
+    wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
+    *out = c;
+    return 0;
+fail:
+    tg_tls_ctx_free(c);
+    return rc;
+}
+
 /* The control-plane stream is ours at both ends: TLS 1.3 only, no tickets. */
 int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t ca_len,
                       const struct tg_tls_settings *s, struct tg_tls_ctx **out, char *err)

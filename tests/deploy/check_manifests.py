@@ -413,11 +413,12 @@ def check_injected(objs):
         init_args = init.get("args", [])
         check(f"{name}: the rules exempt the sidecar's uid (--proxy-uid 1337)",
               flags.get("--proxy-uid") == str(get(proxy, "securityContext", "runAsUser")))
+        excluded = flags.get("--exclude-inbound-ports", "").split(",")
         for probe, path in (("startupProbe", "/ready"), ("readinessProbe", "/ready"),
                             ("livenessProbe", "/live")):
-            check(f"{name}: tollgate-proxy {probe} GET {path} on the admin port",
+            check(f"{name}: tollgate-proxy {probe} GET {path} on the health port, never captured",
                   get(proxy, probe, "httpGet", "path") == path
-                  and str(get(proxy, probe, "httpGet", "port")) == flags.get("--admin-port"))
+                  and str(get(proxy, probe, "httpGet", "port")) in excluded)
         vols = {v["name"]: v for v in spec.get("volumes", [])}
         token = [s["serviceAccountToken"] for v in vols.values()
                  for s in get(v, "projected", "sources") or [] if "serviceAccountToken" in s]
@@ -440,8 +441,15 @@ def check_injected(objs):
               any(l["listen"].endswith(":" + flags.get("--inbound-port", "15006")) for l in ins)
               and any(l["listen"].endswith(":" + flags.get("--outbound-port", "15001"))
                       for l in outs))
-        check("injection: sidecar.yaml's admin port is the one the rules never capture",
-              str(sidecar_cfg.get("admin", "")).endswith(":" + flags.get("--admin-port", "15000")))
+        check("injection: sidecar.yaml's admin listens on loopback only, on the uncaptured port",
+              str(sidecar_cfg.get("admin", "")) == "127.0.0.1:" + flags.get("--admin-port", "15000"))
+        excluded = flags.get("--exclude-inbound-ports", "").split(",")
+        check("injection: sidecar.yaml's health and metrics ports are ones the rules never capture",
+              str(sidecar_cfg.get("health", "")).rpartition(":")[2] in excluded
+              and str(sidecar_cfg.get("metrics", "")).rpartition(":")[2] in excluded)
+        check("injection: sidecar.yaml listens on IPv6 too, where the rules capture it",
+              any(l["listen"].startswith("[::]:") for l in ins)
+              and any(l["listen"].startswith("[::1]:") for l in outs))
     return init_args
 
 

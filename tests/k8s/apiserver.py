@@ -26,6 +26,12 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
   POST   /corrupt   {"what": "list" | "watch", "count": N}: the next N list pages are not JSON,
                     or the next N watch events are sent as a line that is not JSON instead
   GET    /objects   every object served, as a JSON array (to validate against the schemas)
+  PUT    /webhookconfigs          body: a MutatingWebhookConfiguration (stored, not watched)
+  GET    /webhookconfigs/<name>   it, as the webhook left it
+Admission webhook configurations (admissionregistration.k8s.io/v1
+mutatingwebhookconfigurations/<name>) answer GET and PATCH with a JSON patch (RFC 6902: test,
+add, replace; a failed test is 422, as the API server answers; each write moves
+resourceVersion).
   GET    /stats     counters as JSON
 On start it writes {"port": P, "ctl": C} as one line to stdout.
 """
@@ -68,7 +74,8 @@ class Store:
         self.max_page = max_page
         self.expire = 0  # continue tokens to refuse
         self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
-        self.stats = {k: 0 for k in ("lists", "pages", "watches", "unauthorized", "gone_http",
+        self.webhook_configs = {}  # name -> MutatingWebhookConfiguration
+        self.stats = {k: 0 for k in ("patches", "lists", "pages", "watches", "unauthorized", "gone_http",
                                      "gone_event", "gone_continue", "bookmarks", "drops",
                                      "events", "watching")}
 
@@ -131,6 +138,38 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+WEBHOOK_CONFIGS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+
+
+def json_patch(doc, ops):
+    """RFC 6902 test, add and replace (what tollgate-cp sends); ValueError when one fails."""
+    for op in ops:
+        toks = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        parent = doc
+        for t in toks[:-1]:
+            parent = parent[int(t)] if isinstance(parent, list) else parent[t]
+        last = toks[-1]
+        if op["op"] == "test":
+            have = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if have != op["value"]:
+                raise ValueError("test failed at " + op["path"])
+        elif op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                if last == "-":
+                    parent.append(op["value"])
+                elif op["op"] == "add":
+                    parent.insert(int(last), op["value"])
+                else:
+                    parent[int(last)] = op["value"]
+            else:
+                if op["op"] == "replace" and last not in parent:
+                    raise ValueError("replace of a missing member " + op["path"])
+                parent[last] = op["value"]
+        else:
+            raise ValueError("op %s not supported here" % op["op"])
+    return doc
+
+
 def make_api_handler(store):
     class Api(JsonHandler):
         protocol_version = "HTTP/1.1"
@@ -138,9 +177,39 @@ def make_api_handler(store):
         def log_message(self, fmt, *args):
             sys.stderr.write("apiserver: %s %s\n" % (self.address_string(), fmt % args))
 
+        def webhook_config(self, patch):
+            name = urlsplit(self.path).path[len(WEBHOOK_CONFIGS):]
+            if not store.token_ok(self.headers.get("Authorization")):
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            with store.cond:
+                obj = store.webhook_configs.get(name)
+                if obj is None:
+                    return self.send_json(404, status(404, "NotFound", name + " not found"))
+                if not patch:
+                    return self.send_json(200, obj)
+                if self.headers.get("Content-Type") != "application/json-patch+json":
+                    return self.send_json(415, status(415, "UnsupportedMediaType", "json-patch"))
+                n = int(self.headers.get("Content-Length", "0") or 0)
+                try:
+                    new = json_patch(copy.deepcopy(obj), json.loads(self.rfile.read(n)))
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    return self.send_json(422, status(422, "Invalid", str(e)))
+                store.rv += 1
+                new["metadata"]["resourceVersion"] = str(store.rv)
+                store.webhook_configs[name] = new
+                store.stats["patches"] += 1
+                return self.send_json(200, new)
+
+        def do_PATCH(self):
+            if not self.path.startswith(WEBHOOK_CONFIGS):
+                return self.send_json(405, status(405, "MethodNotAllowed", "PATCH"))
+            return self.webhook_config(True)
+
         def do_GET(self):
             url = urlsplit(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if url.path.startswith(WEBHOOK_CONFIGS):
+                return self.webhook_config(False)
             plural = BY_PATH.get(url.path)
             if plural is None:
                 return self.send_json(404, status(404, "NotFound", "no such path " + url.path))
@@ -320,9 +389,20 @@ def make_ctl_handler(store):
                 with store.cond:
                     objs = [o for k in KINDS for o in store.objs[k].values()]
                 return self.send_json(200, objs)
+            if self.path.startswith("/webhookconfigs/"):
+                with store.cond:
+                    obj = store.webhook_configs.get(self.path[len("/webhookconfigs/"):])
+                return self.send_json(200 if obj else 404, obj or {"error": "no such config"})
             self.send_json(404, {"error": "no such path"})
 
         def do_PUT(self):
+            if self.path == "/webhookconfigs":
+                obj = self.body()
+                with store.cond:
+                    store.rv += 1
+                    obj.setdefault("metadata", {})["resourceVersion"] = str(store.rv)
+                    store.webhook_configs[obj["metadata"]["name"]] = obj
+                return self.send_json(200, {"resourceVersion": store.rv})
             parts = self.path.strip("/").split("/")
             if len(parts) != 2 or parts[0] != "objects" or parts[1] not in KINDS:
                 return self.send_json(404, {"error": "PUT /objects/<plural>"})
