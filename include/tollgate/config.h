@@ -164,8 +164,10 @@ struct tg_config {
     char *cert_path;             /* leaf first, then intermediates (PEM) */
     char *key_path;              /* PEM private key */
     char *bundle_path;           /* trust bundle: our trust domain's CA roots (PEM) */
-    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), one per issuer;
-                                  * when set, every certificate's issuer must have one */
+    char *intermediates_path;    /* identity.intermediates: CA certificates (PEM) besides our
+                                  * chain's whose CRLs may be loaded; NULL: none */
+    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), each of a CA of the
+                                  * chain (revocation.h) */
     /* identity.trust_domains, a mapping: the federated trust domains accepted besides our
      * own, and each one's bundle file (trust_domain_bundles.v[i] holds the roots of
      * trust_domains.v[i]; only they may vouch for an ID of it). Static mode only. */

@@ -18,6 +18,7 @@
 #include "tollgate/config.h"
 #include "tollgate/identity.h"
 #include "tollgate/metrics.h"
+#include "tollgate/revocation.h"
 
 #define TG_ALPN "tollgate"
 
@@ -126,8 +127,15 @@ struct tg_peer_info {
     uint8_t *der; /* the peer's certificate, malloc'd (Client-Cert on HTTP ports); NULL once
                    * dropped, or when the session resumed from a ticket that had none */
     size_t der_len;
+    struct tg_chain_link *links; /* its chain as revocation sees it (revocation.h), malloc'd:
+                                  * a live connection is checked again when CRLs change */
+    size_t n_links;
 };
 const struct tg_peer_info *tg_tls_peer(const struct tg_tls *t);
+/* Whether a verified peer's chain is revoked, or lacks a CRL its trust domain needs, by id's
+ * CRLs (a new generation's, for its live connections): revocation.h. why as there. */
+enum tg_rev_verdict tg_tls_peer_revoked(const struct tg_peer_info *p, const struct tg_identity *id,
+                                        char *why, size_t cap);
 /* Frees the peer certificate's DER kept by the handshake, for connections that do not
  * forward it (most): call once the handshake is done. */
 void tg_tls_drop_peer_der(struct tg_tls *t);

@@ -434,6 +434,7 @@ static const struct tg_cfg_field identity_fields[] = {
     TG_CFG_ROW("key", TG_CFG_PATH, CFG(key_path)),
     TG_CFG_ROW("trust_bundle", TG_CFG_PATH, CFG(bundle_path)),
     TG_CFG_ROW("crl", TG_CFG_PATHS, CFG(crl_paths)),
+    TG_CFG_ROW("intermediates", TG_CFG_PATH, CFG(intermediates_path)),
     TG_CFG_ROWX("trust_domains", TG_CFG_FUNC, 0, .fn = read_federation),
     UINT_ROW("max_chain_depth", struct tg_config, max_chain_depth, 1, 16),
     TG_CFG_ROW("workload_api", TG_CFG_STR, CFG(wl.endpoint)),
@@ -654,10 +655,12 @@ static const struct tg_cfg_field top_fields[] = {
 static int check_workload_api(struct tg_cfg *cfg, size_t line)
 {
     struct tg_config *c = config_of(cfg);
-    static const char *const names[] = {"identity.cert", "identity.key", "identity.trust_bundle",
-                                        "identity.crl", "identity.trust_domains"};
-    const bool set[] = {c->cert_path != NULL, c->key_path != NULL, c->bundle_path != NULL,
-                        c->crl_paths.n > 0, c->trust_domains.n > 0};
+    static const char *const names[] = {"identity.cert",          "identity.key",
+                                        "identity.trust_bundle",  "identity.crl",
+                                        "identity.trust_domains", "identity.intermediates"};
+    const bool set[] = {c->cert_path != NULL,   c->key_path != NULL,
+                        c->bundle_path != NULL, c->crl_paths.n > 0,
+                        c->trust_domains.n > 0, c->intermediates_path != NULL};
     const char *uri = c->wl.endpoint, *from = "identity.workload_api";
     char path[TG_SPIFFE_SOCKET_MAX + 1], why[TG_ERRLEN];
     struct tg_spiffe_id id;
@@ -695,9 +698,9 @@ static int check_identity_source(struct tg_cfg *cfg, const struct tg_cfg_node *r
 {
     struct tg_config *c = config_of(cfg);
     static const char *const names[] = {"identity.cert", "identity.key", "identity.trust_bundle",
-                                        "identity.crl"};
+                                        "identity.crl", "identity.intermediates"};
     const bool set[] = {c->cert_path != NULL, c->key_path != NULL, c->bundle_path != NULL,
-                        c->crl_paths.n > 0};
+                        c->crl_paths.n > 0, c->intermediates_path != NULL};
     const struct tg_cfg_node *key = NULL;
     const struct tg_cfg_node *id = tg_cfg_get(root, "identity", &key);
     size_t line = key != NULL ? key->line : 0;
@@ -978,6 +981,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->wl.spiffe_id);
     free(c->key_path);
     free(c->bundle_path);
+    free(c->intermediates_path);
     free(c->cp.ca_path);
     free(c->cp.token_path);
     tg_strlist_free(&c->cp.server_ids);

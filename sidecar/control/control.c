@@ -213,6 +213,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "access_log";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
         !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
+        !same_str(a->intermediates_path, b->intermediates_path) ||
         !same_list(&a->trust_domains, &b->trust_domains) ||
         !same_list(&a->trust_domain_bundles, &b->trust_domain_bundles))
         return "identity file paths";
@@ -828,10 +829,11 @@ static void init_handles(struct control *ctl)
     uv_timer_init(&ctl->loop, &ctl->drain_timer);
     ctl->drain_timer.data = ctl;
     for (size_t i = 0; i < ctl->n_watch; i++) {
-        const char *file = i < 4 ? fixed[i]
-                           : i < 4 + cfg->crl_paths.n
-                               ? cfg->crl_paths.v[i - 4]
-                               : cfg->trust_domain_bundles.v[i - 4 - cfg->crl_paths.n];
+        size_t k = i - 4 - cfg->crl_paths.n; /* past the CRLs: bundles, then intermediates */
+        const char *file = i < 4                             ? fixed[i]
+                           : i < 4 + cfg->crl_paths.n        ? cfg->crl_paths.v[i - 4]
+                           : k < cfg->trust_domain_bundles.n ? cfg->trust_domain_bundles.v[k]
+                                                             : cfg->intermediates_path;
 
         uv_fs_poll_init(&ctl->loop, &ctl->watch[i]);
         ctl->watch[i].data = ctl;
@@ -902,8 +904,10 @@ static int setup(struct control *ctl, char *err)
     struct tg_admin_ops ops = {
         ctl, on_admin_ready, on_admin_stats, on_admin_config_dump, on_admin_drain, NULL};
     /* cp, Workload API: the config file only */
-    size_t n_watch =
-        cfg->cp.enabled || cfg->wl.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
+    size_t n_watch = cfg->cp.enabled || cfg->wl.enabled
+                         ? 1
+                         : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n +
+                               (cfg->intermediates_path != NULL);
     int rc;
 
     if ((rc = uv_loop_init(&ctl->loop)) < 0)

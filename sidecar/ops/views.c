@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tollgate/esc.h"
+#include "tollgate/revocation.h"
 
 /* The control-plane client's counters, in Prometheus text. */
 static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
@@ -158,6 +159,18 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
                     r->sha256, (long long)r->not_after);
+        }
+        fputs("],\"crls\":[", f);
+        for (size_t i = 0; i < tg_revocations_n(id->rev); i++) {
+            struct tg_rev_crl_info crl;
+
+            tg_revocations_crl(id->rev, i, &crl);
+            fputs(i ? ",{\"issuer\":" : "{\"issuer\":", f);
+            json_str(f, crl.issuer);
+            fputs(",\"trust_domain\":", f);
+            json_str(f, crl.domain);
+            fprintf(f, ",\"signer\":\"%s\",\"revoked\":%zu}", crl.root ? "root" : "intermediate",
+                    crl.n_serials);
         }
         fputs("]}", f);
     }

@@ -1224,6 +1224,24 @@ static void write_b_config(const struct it_mesh *m, const char *drain)
                   m->b_admin, drain, m->in_port, m->echo_port, m->dead_in_port, m->closed_port);
 }
 
+struct it_proc *it_client_start(const char *name, const char *cert, const char *key,
+                                const char *bundle, int port, int upstream, int admin)
+{
+    char file[80];
+
+    snprintf(file, sizeof(file), "%s.yaml", name);
+    it_write_file(file,
+                  "admin: 127.0.0.1:%d\n"
+                  "workers: 1\n"
+                  "identity: {cert: %s, key: %s, trust_bundle: %s}\n"
+                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
+                  "outbound:\n"
+                  "  - {name: out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
+                  "expect: [\"" IT_WEB_ID "\"]}\n",
+                  admin, cert, key, bundle, port, upstream);
+    return it_sidecar_start(name, file, admin, 0);
+}
+
 void it_mesh_start(struct it_mesh *m, const char *drain)
 {
     memset(m, 0, sizeof(*m));

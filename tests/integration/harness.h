@@ -184,6 +184,12 @@ struct it_mesh {
 };
 
 void it_mesh_certs(void); /* ca, web, api only */
+
+/* A calling sidecar NAME (config NAME.yaml): identity cert (PEM, leaf first), key and trust
+ * bundle; one outbound listener "out" on 127.0.0.1:port to 127.0.0.1:upstream expecting
+ * IT_WEB_ID; admin on admin. Started as it_sidecar_start starts one. */
+struct it_proc *it_client_start(const char *name, const char *cert, const char *key,
+                                const char *bundle, int port, int upstream, int admin);
 void it_mesh_start(struct it_mesh *m, const char *drain);
 
 /* ---- streams ------------------------------------------------------------------------ */

@@ -123,6 +123,8 @@ static const struct {
      NULL},
     {ID CP OUT1, "t.yaml:1: identity.cert: not used with control_plane"},
     {"identity: {crl: [x.crl]}\n" CP OUT1, "t.yaml:1: identity.crl: not used with control_plane"},
+    {"identity: {intermediates: i.pem}\n" CP OUT1,
+     "t.yaml:1: identity.intermediates: not used with control_plane"},
     {"control_plane: {ca: r.pem, token: t, server_ids: [spiffe://m/cp]}\n" OUT1,
      "t.yaml:1: control_plane.address: missing (required)"},
     {"control_plane: {address: 127.0.0.1:1, token: t, server_ids: [spiffe://m/cp]}\n" OUT1,

@@ -10,6 +10,7 @@
 #include "tollgate/http.h"
 #include "tollgate/policy.h"
 #include "tollgate/ratelimit.h"
+#include "unit_util.h"
 
 static const struct tg_http_limits lim = {.max_head = 4096, .max_line = 1024, .max_fields = 16};
 
@@ -789,13 +790,7 @@ static void check_path_case(int i)
     ck_assert_int_eq(tg_http_path_normalize(in, strlen(in), out, strlen(in), &n, err), 0);
 }
 
-/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
-START_TEST(test_http_path_normalize_table)
-{
-    for (int i = 0; i < (int)(sizeof(path_cases) / sizeof(path_cases[0])); i++)
-        check_path_case(i);
-}
-END_TEST
+UT_TABLE_TEST(test_http_path_normalize_table, path_cases, check_path_case)
 
 /* tg_http_target_normalize on whole heads: the target the rules see and the app gets. */
 static const struct {
@@ -863,13 +858,7 @@ static void check_target_case(int i)
                   "%s: got %.*s", head, (int)req.path_len, req.path);
 }
 
-/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
-START_TEST(test_http_target_normalize_table)
-{
-    for (int i = 0; i < (int)(sizeof(target_cases) / sizeof(target_cases[0])); i++)
-        check_target_case(i);
-}
-END_TEST
+UT_TABLE_TEST(test_http_target_normalize_table, target_cases, check_target_case)
 
 /* The parser names a fragment; the request line keeps refusing control bytes and spaces. */
 START_TEST(test_http_fragment_refused_by_the_parser)
@@ -933,13 +922,7 @@ static void check_rule_path_case(int i)
                   "%s: %s", paths[0], err);
 }
 
-/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
-START_TEST(test_http_rule_paths_normal_form)
-{
-    for (int i = 0; i < (int)(sizeof(rule_path_cases) / sizeof(rule_path_cases[0])); i++)
-        check_rule_path_case(i);
-}
-END_TEST
+UT_TABLE_TEST(test_http_rule_paths_normal_form, rule_path_cases, check_rule_path_case)
 
 /* Every byte in a header name and in a value, against RFC 9110's definitions. */
 START_TEST(test_http_byte_classes)

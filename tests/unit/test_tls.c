@@ -44,6 +44,17 @@ static void teardown(void)
     cu_teardown();
 }
 
+/* s's allow list (peer_id, or nobody) and its first session on s->ctx. */
+static void side_start(struct side *s, const char *peer_id)
+{
+    s->idv[0] = tg_unconst(peer_id);
+    s->ids.v = s->idv;
+    s->ids.n = peer_id != NULL ? 1 : 0;
+    s->rule.ids = &s->ids;
+    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
+    s->rc = TG_EAGAIN;
+}
+
 /* Loads prefix.pem/.key and the bundle as they are (expired or odd certificates too). */
 static void side_init(struct side *s, const char *prefix, const char *bundle, bool server,
                       const char *peer_id, const struct tg_tls_settings *extra)
@@ -62,12 +73,7 @@ static void side_init(struct side *s, const char *prefix, const char *bundle, bo
     if (extra != NULL)
         st = *extra, st.server = server;
     ck_assert_msg(tg_tls_ctx_new(&s->id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = tg_unconst(peer_id);
-    s->ids.v = s->idv;
-    s->ids.n = peer_id != NULL ? 1 : 0;
-    s->rule.ids = &s->ids;
-    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
-    s->rc = TG_EAGAIN;
+    side_start(s, peer_id);
 }
 
 static void side_free(struct side *s)
@@ -122,6 +128,16 @@ static enum tg_hs_fail fail_of(struct side *s)
     const char *why;
 
     return tg_tls_fail(s->tls, &why);
+}
+
+/* x refused its peer (TG_EPEER) for why; what (a case's name) and x's own text otherwise. */
+static void assert_refused(struct side *x, enum tg_hs_fail why, const char *what)
+{
+    const char *text = "";
+    enum tg_hs_fail got = tg_tls_fail(x->tls, &text);
+
+    ck_assert_msg(x->rc == TG_EPEER && got == why, "%s: rc %d reason %s, want %s (%s)", what, x->rc,
+                  tg_hs_fail_name(got), tg_hs_fail_name(why), text);
 }
 
 START_TEST(test_tls_mutual_handshake_and_data)
@@ -339,12 +355,7 @@ static void side_init_id(struct side *s, struct tg_identity *id, bool server, co
     memset(s, 0, sizeof(*s));
     s->loaded = id;
     ck_assert_msg(tg_tls_ctx_new(id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = tg_unconst(peer_id);
-    s->ids.v = s->idv;
-    s->ids.n = peer_id != NULL ? 1 : 0;
-    s->rule.ids = &s->ids;
-    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
-    s->rc = TG_EAGAIN;
+    side_start(s, peer_id);
 }
 
 static const struct {
@@ -378,9 +389,7 @@ START_TEST(test_tls_root_vouches_only_for_its_trust_domain)
                       s.rc, c.rc, (tg_tls_fail(s.tls, &why), why));
         ck_assert_str_eq(tg_tls_peer(s.tls)->id, vouched[_i].id);
     } else {
-        ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == vouched[_i].why,
-                      "%s: rc %d reason %s (%s)", vouched[_i].client, s.rc,
-                      tg_hs_fail_name(fail_of(&s)), (tg_tls_fail(s.tls, &why), why));
+        assert_refused(&s, vouched[_i].why, vouched[_i].client);
         ck_assert_ptr_null(tg_tls_peer(s.tls)->id);
         ck_assert_str_eq(tg_tls_peer(s.tls)->claimed, vouched[_i].id);
     }
@@ -423,9 +432,7 @@ START_TEST(test_tls_remembered_chains_stay_exact)
         if (seq[i].why == TG_HSF_N)
             ck_assert_msg(s.rc == 0, "step %zu (%s): rc %d", i, seq[i].client, s.rc);
         else
-            ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == seq[i].why,
-                          "step %zu (%s): rc %d reason %s", i, seq[i].client, s.rc,
-                          tg_hs_fail_name(fail_of(&s)));
+            assert_refused(&s, seq[i].why, seq[i].client);
         side_free(&c);
     }
     side_free(&s);
@@ -441,8 +448,7 @@ START_TEST(test_tls_partner_cannot_serve_as_our_id)
     side_init(&s, "evil_web", "ours.pem", true, NULL, NULL);
     side_init_id(&c, load_federated("api"), false, WEB);
     handshake(&c, &s);
-    ck_assert_int_eq(c.rc, TG_EPEER);
-    ck_assert_int_eq(fail_of(&c), TG_HSF_TRUST_DOMAIN);
+    assert_refused(&c, TG_HSF_TRUST_DOMAIN, "evil_web");
     side_free(&c);
     side_free(&s);
 }
@@ -456,7 +462,6 @@ START_TEST(test_tls_copycat_root_is_not_ours)
     size_t copycat_len, ours_len;
     struct side c, s;
     struct tg_identity *id;
-    const char *why = "";
 
     snprintf(cmd, sizeof(cmd),
              "cd %s && set -e; o=openssl;"
@@ -495,8 +500,7 @@ START_TEST(test_tls_copycat_root_is_not_ours)
     side_init_id(&s, id, true, NULL);
     side_init(&c, "ccleaf", "ca.pem", false, WEB, NULL);
     handshake(&c, &s);
-    ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == TG_HSF_TRUST_DOMAIN, "rc %d reason %s (%s)",
-                  s.rc, tg_hs_fail_name(fail_of(&s)), (tg_tls_fail(s.tls, &why), why));
+    assert_refused(&s, TG_HSF_TRUST_DOMAIN, "ccleaf");
     side_free(&c);
     side_free(&s);
     free(copycat);
@@ -570,8 +574,7 @@ START_TEST(test_tls_chain_depth_limit)
     side_init(&s, "web", "ca.pem", true, NULL, &st);
     side_init(&c, "deep", "ca.pem", false, WEB, NULL);
     handshake(&c, &s);
-    ck_assert_int_eq(s.rc, TG_EPEER);
-    ck_assert_int_eq(fail_of(&s), TG_HSF_BAD_CERT);
+    assert_refused(&s, TG_HSF_BAD_CERT, "deep, max_chain_depth 1");
     side_free(&c);
     side_free(&s);
 }
@@ -662,8 +665,7 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s);
-    ck_assert_int_eq(s.rc, TG_EPEER);
-    ck_assert_int_eq(fail_of(&s), TG_HSF_NOT_ALLOWED);
+    assert_refused(&s, TG_HSF_NOT_ALLOWED, "resumed outside the allow list");
 
     /* a new server context (new generation) cannot open the old ticket: full handshake */
     side_init(&s2, "web", "ca.pem", true, API, &st);
