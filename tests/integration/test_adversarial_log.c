@@ -34,7 +34,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define ISS "https://kubernetes.default.svc.cluster.local"
 #define TOKEN "aaaaaaaaaaaaaaaaaaaaaaaa" /* tokens.txt: default/api */
 #define FORGED_TS "1999-01-01T00:00:00.000Z"
@@ -189,7 +188,7 @@ static void on_raw_deadline(uv_timer_t *t)
 static void raw_stream(int port, Tollgate__V1__ClientMessage **msgs, size_t n, bool wait_csr)
 {
     static const struct tg_msgstream_ops ops = {on_raw_connected, on_raw_frame, on_raw_closed};
-    char cp_id[] = CP_ID, *ca = it_read_file("ca.pem", NULL), err[TG_ERRLEN] = "";
+    char cp_id[] = IT_CP_ID, *ca = it_read_file("ca.pem", NULL), err[TG_ERRLEN] = "";
     char *ids_v[] = {cp_id};
     struct tg_strlist ids = {ids_v, 1};
     struct tg_tls_peer_rule rule = {&ids};
@@ -269,13 +268,12 @@ static void b64url(const char *in, char *out, size_t cap)
 
 START_TEST(test_cp_logs_hold_against_forged_fields)
 {
-    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
     int port = it_free_port();
     char header[256], jwt[512], *csr;
     size_t csr_len;
     struct it_proc *cp;
 
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     {
         /* the service-account signing key (its public half is all the control plane needs),
          * and a CSR whose subject is the forged line (no '/' or '\\': -subj syntax) */
@@ -294,20 +292,14 @@ START_TEST(test_cp_logs_hold_against_forged_fields)
     }
     it_write_file("tokens.txt", TOKEN " default api\n");
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "cert_ttl: 1h\n"
-                  "tokens: tokens.txt\n"
-                  "kubernetes: {issuer: \"" ISS "\", audiences: [tollgate], keys: sa.pub}\n"
-                  "mesh: mesh.yaml\n"
-                  "log_level: debug\n",
-                  port);
-    cp = it_spawn("cp", argv, IT_STDIN_NULL);
+    it_cp_cfg_write("cp.yaml", port, 0,
+                    "cert_ttl: 1h\n"
+                    "tokens: tokens.txt\n"
+                    "kubernetes: {issuer: \"" ISS "\", audiences: [tollgate], keys: sa.pub}\n"
+                    "mesh: mesh.yaml\n"
+                    "log_level: debug\n");
+    cp = it_cp_start("cp", "cp.yaml", port);
     cp->must_exit_0 = true;
-    ck_assert_msg(it_wait_port(port, 10000), "tollgate-cp did not listen");
 
     /* refused Hellos: an unknown bootstrap token; a JWT whose alg (read before the
      * signature) is a C1 CSI, the marker and a right-to-left override; claims that
@@ -493,28 +485,19 @@ START_TEST(test_sidecar_logs_hold_against_forged_fields)
     it_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", IT_WEB_ID, NULL);
     hostile_certs();
     it_echo_start("echo", &echo_port);
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "log_level: debug\n"
-                  "access_log: true\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: bundle.pem}\n"
-                  "timeouts: {handshake: 2s, idle: 5s, drain: 1s}\n"
-                  "inbound:\n"
-                  "  - name: mtls-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n"
-                  "  - name: tcp-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    mode: permissive\n"
-                  "  - name: http-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    protocol: http\n"
-                  "    mode: permissive\n",
-                  admin, mtls_port, echo_port, tcp_port, echo_port, http_port, echo_port);
+    it_cfg_write(
+        "b.yaml",
+        &(struct it_cfg){
+            .admin = admin,
+            .workers = 1,
+            .log_level = "debug",
+            .id = "web",
+            .bundle = "bundle.pem",
+            .timeouts = "handshake: 2s, idle: 5s, drain: 1s",
+            .in = {{"mtls-in", mtls_port, echo_port, IT_API_ID},
+                   {"tcp-in", tcp_port, echo_port, .more = "mode: permissive"},
+                   {"http-in", http_port, echo_port, .more = "protocol: http, mode: permissive"}}},
+        NULL);
     b = it_sidecar_start("b", "b.yaml", admin, 0);
 
     hostile_tls_client(mtls_port);

@@ -31,8 +31,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define PUSH_BOUND_MS 1000
+#define TIMEOUTS "handshake: 5s, idle: 1h, connect: 2s, drain: 1s" /* of both sidecars */
 
 static int api_port, ctl_port, cp_port, cp2_port, cp_admin, echo_port, in_port, out_port, a_admin,
     b_admin;
@@ -183,24 +183,6 @@ static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
                 what, ms_);                                                                        \
     } while (0)
 
-static void write_sidecar(const char *file, const char *token, int admin, int cp,
-                          const char *listeners)
-{
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "log_level: info\n"
-                  "control_plane:\n"
-                  "  address: 127.0.0.1:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: %s\n"
-                  "  server_ids: [\"" CP_ID "\"]\n"
-                  "  node_id: %s\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
-                  "%s",
-                  admin, cp, token, file, listeners);
-}
-
 static void make_api_certs(void)
 {
     const char *ossl = it_openssl();
@@ -266,31 +248,20 @@ static void start_apiserver(void)
 /* A control plane's cp.yaml (admin 0: none). */
 static void write_cp(const char *file, int port, int admin)
 {
-    char admin_line[64] = "";
-
-    if (admin > 0)
-        snprintf(admin_line, sizeof(admin_line), "admin: 127.0.0.1:%d\n", admin);
-    it_write_file(file,
-                  "listen: 127.0.0.1:%d\n"
-                  "%s"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n"
-                  "log_level: debug\n"
-                  "kubernetes:\n"
-                  "  discovery:\n"
-                  "    api_server: https://127.0.0.1:%d\n"
-                  "    ca: api-ca.pem\n"
-                  "    token: api.token\n",
-                  port, admin_line, api_port);
+    it_cp_cfg_write(file, port, admin,
+                    "tokens: tokens.txt\n"
+                    "mesh: [mesh.yaml]\n"
+                    "log_level: debug\n"
+                    "kubernetes:\n"
+                    "  discovery:\n"
+                    "    api_server: https://127.0.0.1:%d\n"
+                    "    ca: api-ca.pem\n"
+                    "    token: api.token\n",
+                    api_port);
 }
 
 static void setup(void)
 {
-    char listeners[1024];
-
     it_setup();
     make_api_certs();
     start_apiserver();
@@ -309,7 +280,7 @@ static void setup(void)
     slice(false);
 
     it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     cp_port = it_free_port();
     cp2_port = it_free_port();
     cp_admin = it_free_port();
@@ -330,22 +301,14 @@ static void setup(void)
     write_cp("cp.yaml", cp_port, cp_admin);
     write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
     it_echo_start("echo", &echo_port);
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n"
-             "  - name: web-in\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "    allow: [\"" IT_API_ID "\"]\n",
-             in_port, echo_port);
-    write_sidecar("b.yaml", "b.token", b_admin, cp2_port, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "outbound:\n"
-             "  - name: api-out\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "    expect: [\"" IT_WEB_ID "\"]\n",
-             out_port, in_port);
-    write_sidecar("a.yaml", "a.token", a_admin, cp_port, listeners);
+    it_cfg_write_cp("b.yaml", b_admin, cp2_port, "b.token",
+                    &(struct it_cfg){.workers = 1,
+                                     .timeouts = TIMEOUTS,
+                                     .in = {{"web-in", in_port, echo_port, IT_API_ID}}});
+    it_cfg_write_cp("a.yaml", a_admin, cp_port, "a.token",
+                    &(struct it_cfg){.workers = 1,
+                                     .timeouts = TIMEOUTS,
+                                     .out = {{"api-out", out_port, in_port, IT_WEB_ID}}});
 }
 
 static void teardown(void)
@@ -564,15 +527,10 @@ START_TEST(test_k8s_in_cluster)
     struct it_proc *cp;
 
     /* the same cp.yaml, but in_cluster: the address from the environment */
-    it_replace_file("cp.yaml",
-                    "listen: 127.0.0.1:%d\n"
-                    "trust_domain: mesh.local\n"
-                    "server: {cert: cp.pem, key: cp.key}\n"
-                    "ca: {cert: ca.pem, key: ca.key}\n"
+    it_cp_cfg_write("cp.yaml", cp_port, 0,
                     "mesh: [mesh.yaml]\n"
                     "kubernetes:\n"
-                    "  discovery: {in_cluster: true, ca: api-ca.pem, token: api.token}\n",
-                    cp_port);
+                    "  discovery: {in_cluster: true, ca: api-ca.pem, token: api.token}\n");
     unsetenv("KUBERNETES_SERVICE_HOST");
     ck_assert_int_eq(it_run(argv, NULL, 10000, NULL, &err), 1);
     ck_assert_msg(strstr(err, "kubernetes.discovery: no api_server, and not in a cluster "
@@ -583,14 +541,9 @@ START_TEST(test_k8s_in_cluster)
     setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
     setenv("KUBERNETES_SERVICE_PORT", port, 1);
     /* the mesh CA is not the cluster's: the API server is not believed */
-    it_replace_file("cp-wrong.yaml",
-                    "listen: 127.0.0.1:%d\n"
-                    "trust_domain: mesh.local\n"
-                    "server: {cert: cp.pem, key: cp.key}\n"
-                    "ca: {cert: ca.pem, key: ca.key}\n"
+    it_cp_cfg_write("cp-wrong.yaml", cp_port, 0,
                     "kubernetes:\n"
-                    "  discovery: {in_cluster: true, ca: ca.pem, token: api.token}\n",
-                    cp_port);
+                    "  discovery: {in_cluster: true, ca: ca.pem, token: api.token}\n");
     argv[3] = "cp-wrong.yaml";
     cp = it_spawn("cp-wrong", argv, IT_STDIN_NULL);
     ck_assert(it_wait_lines("cp-wrong.err", 4, 5000, "kubernetes: list", "certificate", NULL) >= 4);
