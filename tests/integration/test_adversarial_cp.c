@@ -99,18 +99,12 @@ static void setup(void)
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "adversarial cp CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    cp_port = it_free_port();
-    cp_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &cp_admin);
     it_write_file("tokens.txt", TOKEN " default web\n");
     it_write_file("mesh.yaml", "%s", "authorization: {default: allow}\n");
     ca_pem = it_read_file("ca.pem", &ca_len);
     ck_assert(ca_pem != NULL);
     ck_assert_int_eq(tg_tls_init(), 0);
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 /* ---- a client over a blocking socket, with the project's TLS adapter ---- */
@@ -823,15 +817,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_cp");
-    TCase *tc = tcase_create("front door");
+    Suite *s = IT_TEST_SUITE("adversarial_cp", "front door", NULL, setup, it_teardown, 60,
+                             test_crl_revoked_certificate_gets_no_new_one,
+                             test_huge_hello_before_authentication_is_refused_early,
+                             test_flood_past_the_caps_while_a_sidecar_bootstraps_and_renews,
+                             test_deadlines_for_the_handshake_and_the_first_message);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_crl_revoked_certificate_gets_no_new_one);
-    tcase_add_test(tc, test_huge_hello_before_authentication_is_refused_early);
-    tcase_add_test(tc, test_flood_past_the_caps_while_a_sidecar_bootstraps_and_renews);
-    tcase_add_test(tc, test_deadlines_for_the_handshake_and_the_first_message);
-    suite_add_tcase(s, tc);
     return s;
 }

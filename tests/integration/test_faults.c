@@ -59,11 +59,6 @@ static void setup(void)
     self_exe[n] = '\0';
 }
 
-static void teardown(void)
-{
-    it_teardown();
-}
-
 static bool round_trip(int port)
 {
     char err[256] = "";
@@ -650,9 +645,7 @@ static void storm_setup(struct storm *x)
     int echo_port = 0, in_port = it_free_port(), a_admin = it_free_port();
 
     memset(x, 0, sizeof(*x));
-    x->cp_port = it_free_port();
-    x->out_port = it_free_port();
-    x->b_admin = it_free_port();
+    IT_FREE_PORTS(&x->cp_port, &x->out_port, &x->b_admin);
     it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
     it_write_file("sb.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     make_crls();
@@ -1133,23 +1126,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("cp_outage");
+    Suite *s =
+        IT_TEST_SUITE("faults", "cp_outage", NULL, setup, it_teardown, 180,
+                      test_cp_killed_60s_another_stalled_certificate_expires_push_storm_beside);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test_cp_killed_60s_another_stalled_certificate_expires_push_storm_beside);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("wrong_cp");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_control_plane_with_wrong_identity_never_hears_the_token);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("sigterm");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_sigterm_during_transfer_completes_identical_refuses_new_exits_0);
-    suite_add_tcase(s, tc);
+    IT_TEST_CASE(s, "wrong_cp", setup, it_teardown, 60,
+                 test_control_plane_with_wrong_identity_never_hears_the_token);
+    IT_TEST_CASE(s, "sigterm", setup, it_teardown, 60,
+                 test_sigterm_during_transfer_completes_identical_refuses_new_exits_0);
     return s;
 }
 
