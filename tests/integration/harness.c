@@ -750,6 +750,30 @@ bool it_s_client_echo(int port, const char *cert)
     return echoed;
 }
 
+void *it_pattern_sender(void *arg)
+{
+    struct it_sender *s = arg;
+    struct it_sha256 *h = it_sha256_new();
+    char *buf = malloc(s->chunk);
+
+    ck_assert_ptr_nonnull(buf);
+    while (s->sent < s->bytes) {
+        size_t n = s->bytes - s->sent < s->chunk ? (size_t)(s->bytes - s->sent) : s->chunk;
+
+        it_pattern(s->seed, s->sent, buf, n);
+        if (!it_send_all(s->fd, buf, n))
+            break;
+        it_sha256_update(h, buf, n);
+        s->sent += n;
+        if (s->pause_ms > 0)
+            it_sleep_ms(s->pause_ms);
+    }
+    shutdown(s->fd, SHUT_WR);
+    it_sha256_final(h, s->hex);
+    free(buf);
+    return NULL;
+}
+
 void it_argv_add_of(struct it_argv *a, const char *const *args, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

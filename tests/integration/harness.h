@@ -235,6 +235,19 @@ struct it_sha256 *it_sha256_new(void);
 void it_sha256_update(struct it_sha256 *h, const void *buf, size_t len);
 void it_sha256_final(struct it_sha256 *h, char hex[65]); /* frees h */
 
+/* A pthread body (arg: struct it_sender *) that sends bytes of pattern seed to fd in chunks
+ * of chunk bytes, sleeping pause_ms after each, then shuts its write side. sent counts what
+ * went out (less than bytes when a send failed), hex is its SHA-256. */
+struct it_sender {
+    int fd;
+    uint64_t seed, bytes;
+    size_t chunk;
+    int pause_ms;
+    uint64_t sent;
+    char hex[65];
+};
+void *it_pattern_sender(void *arg);
+
 /* ---- sidecars ----------------------------------------------------------------------- */
 
 /* Starts `$TG_BIN run -c config` as NAME and waits for 200 on admin /ready (admin_port > 0)

@@ -546,13 +546,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("adversarial_admin", "admin", NULL, setup, it_teardown, 60,
-                             test_drain_and_config_dump_refused_from_non_loopback_peer,
-                             test_browser_requests_refused_even_from_loopback,
-                             test_drained_sidecar_exits_3_at_its_deadline,
-                             test_sigterm_during_requested_drain_keeps_deadline_and_exits_0,
-                             test_sidecar_probes_answer_under_idle_and_slow_flood,
-                             test_control_plane_probes_answer_under_idle_and_slow_flood);
-
-    return s;
+    return IT_TEST_SUITE("adversarial_admin", "admin", NULL, setup, it_teardown, 60,
+                         test_drain_and_config_dump_refused_from_non_loopback_peer,
+                         test_browser_requests_refused_even_from_loopback,
+                         test_drained_sidecar_exits_3_at_its_deadline,
+                         test_sigterm_during_requested_drain_keeps_deadline_and_exits_0,
+                         test_sidecar_probes_answer_under_idle_and_slow_flood,
+                         test_control_plane_probes_answer_under_idle_and_slow_flood);
 }

@@ -215,8 +215,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("adversarial_http", "paths", NULL, setup, it_teardown, 60,
-                             test_path_rules_see_the_normalised_path);
-
-    return s;
+    return IT_TEST_SUITE("adversarial_http", "paths", NULL, setup, it_teardown, 60,
+                         test_path_rules_see_the_normalised_path);
 }

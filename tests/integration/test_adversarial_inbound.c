@@ -267,10 +267,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("adversarial_inbound", "plain_text_callers", NULL, setup, it_teardown,
-                             60, test_plain_callers_never_match_identity_rules,
-                             test_plain_callers_let_in_only_explicitly,
-                             test_not_forms_and_close_denied_for_plain_callers);
-
-    return s;
+    return IT_TEST_SUITE("adversarial_inbound", "plain_text_callers", NULL, setup, it_teardown, 60,
+                         test_plain_callers_never_match_identity_rules,
+                         test_plain_callers_let_in_only_explicitly,
+                         test_not_forms_and_close_denied_for_plain_callers);
 }

@@ -530,9 +530,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("adversarial_log", "adversarial_log", NULL, setup, it_teardown, 60,
-                             test_cp_logs_hold_against_forged_fields,
-                             test_sidecar_logs_hold_against_forged_fields);
-
-    return s;
+    return IT_TEST_SUITE("adversarial_log", "adversarial_log", NULL, setup, it_teardown, 60,
+                         test_cp_logs_hold_against_forged_fields,
+                         test_sidecar_logs_hold_against_forged_fields);
 }

@@ -524,11 +524,9 @@ static void setup(void)
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("adversarial_trust", "trust", NULL, setup, it_teardown, 60,
-                             test_inbound_partner_cannot_vouch_for_our_ids,
-                             test_outbound_partner_cannot_serve_as_our_ids,
-                             test_control_plane_impostor_signed_by_a_partner_is_refused,
-                             test_config_says_which_roots_vouch_for_which_domain);
-
-    return s;
+    return IT_TEST_SUITE("adversarial_trust", "trust", NULL, setup, it_teardown, 60,
+                         test_inbound_partner_cannot_vouch_for_our_ids,
+                         test_outbound_partner_cannot_serve_as_our_ids,
+                         test_control_plane_impostor_signed_by_a_partner_is_refused,
+                         test_config_says_which_roots_vouch_for_which_domain);
 }

@@ -128,10 +128,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("authz", "authz", NULL, setup, it_teardown, 120,
-                             test_rules_allow_and_deny_by_principal_and_fingerprint,
-                             test_serial_revoked_live_refuses_new_and_closes_open,
-                             test_bad_rule_in_reload_is_refused_and_old_rules_stay);
-
-    return s;
+    return IT_TEST_SUITE("authz", "authz", NULL, setup, it_teardown, 120,
+                         test_rules_allow_and_deny_by_principal_and_fingerprint,
+                         test_serial_revoked_live_refuses_new_and_closes_open,
+                         test_bad_rule_in_reload_is_refused_and_old_rules_stay);
 }

@@ -193,8 +193,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("cp_k8s", "cp_k8s", NULL, setup, it_teardown, 120,
-                             test_cp_k8s_admin_and_token_bootstrap);
-
-    return s;
+    return IT_TEST_SUITE("cp_k8s", "cp_k8s", NULL, setup, it_teardown, 120,
+                         test_cp_k8s_admin_and_token_bootstrap);
 }

@@ -549,8 +549,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("cp_k8s_watch", "watch", NULL, setup, it_teardown, 60,
-                             test_k8s_watch_end_to_end, test_k8s_in_cluster);
-
-    return s;
+    return IT_TEST_SUITE("cp_k8s_watch", "watch", NULL, setup, it_teardown, 60,
+                         test_k8s_watch_end_to_end, test_k8s_in_cluster);
 }

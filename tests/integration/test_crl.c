@@ -117,10 +117,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("crl", "crl", NULL, setup, it_teardown, 60,
-                             test_crl_revocation_applies_live_and_bad_crl_is_refused,
-                             test_stale_crl_is_refused_and_the_last_good_one_kept,
-                             test_issuer_without_a_crl_is_refused);
-
-    return s;
+    return IT_TEST_SUITE("crl", "crl", NULL, setup, it_teardown, 60,
+                         test_crl_revocation_applies_live_and_bad_crl_is_refused,
+                         test_stale_crl_is_refused_and_the_last_good_one_kept,
+                         test_issuer_without_a_crl_is_refused);
 }

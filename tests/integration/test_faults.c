@@ -1036,38 +1036,12 @@ END_TEST
 #define T_BYTES (64ull * MIB)
 #define T_CHUNK (256 * 1024)
 
-struct sender {
-    int fd;
-    uint64_t sent;
-    char hex[65];
-};
-
-/* Sends T_BYTES of pattern 77, paced to about 32 MiB/s so the transfer is in flight when
- * SIGTERM comes, then shuts its write side. */
-static void *send_paced(void *arg)
-{
-    struct sender *s = arg;
-    struct it_sha256 *h = it_sha256_new();
-    char *buf = malloc(T_CHUNK);
-
-    while (buf != NULL && s->sent < T_BYTES) {
-        it_pattern(77, s->sent, buf, T_CHUNK);
-        if (!it_send_all(s->fd, buf, T_CHUNK))
-            break;
-        it_sha256_update(h, buf, T_CHUNK);
-        s->sent += T_CHUNK;
-        it_sleep_ms(8);
-    }
-    shutdown(s->fd, SHUT_WR);
-    it_sha256_final(h, s->hex);
-    free(buf);
-    return NULL;
-}
-
 START_TEST(test_sigterm_during_transfer_completes_identical_refuses_new_exits_0)
 {
     struct it_mesh m;
-    struct sender snd = {0};
+    /* T_BYTES of pattern 77, paced to about 32 MiB/s so the transfer is in flight when
+     * SIGTERM comes */
+    struct it_sender snd = {.seed = 77, .bytes = T_BYTES, .chunk = T_CHUNK, .pause_ms = 8};
     struct it_sha256 *h;
     char *buf = malloc(T_CHUNK), hex[65];
     uint64_t got = 0, bad_at = UINT64_MAX, t_term = 0, t_done;
@@ -1082,7 +1056,7 @@ START_TEST(test_sigterm_during_transfer_completes_identical_refuses_new_exits_0)
     snd.fd = it_connect(m.out_port, 30000);
     ck_assert_msg(snd.fd >= 0, "connect: %s", strerror(-snd.fd));
     h = it_sha256_new();
-    ck_assert_int_eq(pthread_create(&th, NULL, send_paced, &snd), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, it_pattern_sender, &snd), 0);
     while ((n = recv(snd.fd, buf, T_CHUNK, 0)) > 0) {
         size_t ok = bad_at == UINT64_MAX ? it_pattern_check(77, got, buf, (size_t)n) : 0;
 

@@ -109,8 +109,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("fingerprints", "fingerprints", NULL, setup, it_teardown, 60,
-                             test_limit_by_fingerprint_holds_one_certificate_not_its_workload);
-
-    return s;
+    return IT_TEST_SUITE("fingerprints", "fingerprints", NULL, setup, it_teardown, 60,
+                         test_limit_by_fingerprint_holds_one_certificate_not_its_workload);
 }

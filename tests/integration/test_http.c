@@ -397,10 +397,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE(
+    return IT_TEST_SUITE(
         "http", "http", NULL, setup, it_teardown, 60, test_keepalive_pipelined_headers_and_upgrade,
         test_smuggling_corpus_refused, test_rules_403_and_rate_limit_429,
         test_reload_applies_to_the_next_request, test_permissive_plain_text_caller);
-
-    return s;
 }

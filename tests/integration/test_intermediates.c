@@ -234,9 +234,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("intermediates", "intermediates", NULL, NULL, it_teardown, 60,
-                             test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate,
-                             test_crls_revoke_only_what_their_signer_issued);
-
-    return s;
+    return IT_TEST_SUITE("intermediates", "intermediates", NULL, NULL, it_teardown, 60,
+                         test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate,
+                         test_crls_revoke_only_what_their_signer_issued);
 }

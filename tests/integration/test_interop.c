@@ -152,9 +152,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s =
-        IT_TEST_SUITE("interop", "openssl", NULL, setup, it_teardown, 60,
-                      test_openssl_s_client_to_inbound, test_openssl_s_server_as_outbound_upstream);
-
-    return s;
+    return IT_TEST_SUITE("interop", "openssl", NULL, setup, it_teardown, 60,
+                         test_openssl_s_client_to_inbound,
+                         test_openssl_s_server_as_outbound_upstream);
 }

@@ -233,11 +233,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("limits", "limits", NULL, setup, it_teardown, 90,
-                             test_noisy_identity_limited_while_other_runs_free,
-                             test_bytes_per_second_paces_within_15_percent,
-                             test_listener_cap_closes_the_excess_at_once,
-                             test_listener_bytes_per_second_shared);
-
-    return s;
+    return IT_TEST_SUITE("limits", "limits", NULL, setup, it_teardown, 90,
+                         test_noisy_identity_limited_while_other_runs_free,
+                         test_bytes_per_second_paces_within_15_percent,
+                         test_listener_cap_closes_the_excess_at_once,
+                         test_listener_bytes_per_second_shared);
 }

@@ -41,39 +41,10 @@ START_TEST(test_round_trip_through_both_sidecars)
 }
 END_TEST
 
-struct sender {
-    int fd;
-    uint64_t seed;
-    uint64_t sent;
-    char hex[65];
-};
-
-static void *send_big(void *arg)
-{
-    struct sender *s = arg;
-    struct it_sha256 *h = it_sha256_new();
-    char *buf = malloc(BIG_CHUNK);
-
-    ck_assert_ptr_nonnull(buf);
-    while (s->sent < BIG_BYTES) {
-        size_t n = BIG_BYTES - s->sent < BIG_CHUNK ? (size_t)(BIG_BYTES - s->sent) : BIG_CHUNK;
-
-        it_pattern(s->seed, s->sent, buf, n);
-        if (!it_send_all(s->fd, buf, n))
-            break;
-        it_sha256_update(h, buf, n);
-        s->sent += n;
-    }
-    shutdown(s->fd, SHUT_WR);
-    it_sha256_final(h, s->hex);
-    free(buf);
-    return NULL;
-}
-
 /* Sends and receives at once (two threads), so neither side's buffers have to hold it all. */
 START_TEST(test_100_mib_each_way_arrive_identical)
 {
-    struct sender s = {.seed = 42};
+    struct it_sender s = {.seed = 42, .bytes = BIG_BYTES, .chunk = BIG_CHUNK};
     struct it_sha256 *h = it_sha256_new();
     char *buf = malloc(BIG_CHUNK);
     char hex[65];
@@ -84,7 +55,7 @@ START_TEST(test_100_mib_each_way_arrive_identical)
     ck_assert_ptr_nonnull(buf);
     s.fd = it_connect(mesh.out_port, 30000);
     ck_assert_msg(s.fd >= 0, "connect: %s", strerror(-s.fd));
-    ck_assert_int_eq(pthread_create(&th, NULL, send_big, &s), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, it_pattern_sender, &s), 0);
     while ((n = recv(s.fd, buf, BIG_CHUNK, 0)) > 0) {
         size_t ok = bad_at == UINT64_MAX ? it_pattern_check(s.seed, got, buf, (size_t)n) : 0;
 
@@ -171,10 +142,20 @@ START_TEST(test_half_close_still_gets_echo_then_eof)
 }
 END_TEST
 
+/* The access log line's serial, normalised, is want. */
+static void expect_serial(const char *line, const char *want)
+{
+    char v[256], serial[80];
+
+    ck_assert_msg(it_json_str(line, "serial", v, sizeof(v)), "no serial: %s", line);
+    it_serial_norm(v, serial, sizeof(serial));
+    ck_assert_str_eq(serial, want);
+}
+
 START_TEST(test_access_log_lines_on_both_sidecars)
 {
     const char *msg = "log me\n";
-    char err[256] = "", peer[64], line[IT_LINE_MAX], v[256], serial[80];
+    char err[256] = "", peer[64], line[IT_LINE_MAX];
     int local = it_round_trip(mesh.out_port, msg, err);
 
     ck_assert_msg(local > 0, "%s", err);
@@ -184,9 +165,7 @@ START_TEST(test_access_log_lines_on_both_sidecars)
     ck_assert_msg(strstr(line, "\"direction\":\"outbound\"") != NULL, "%s", line);
     ck_assert_msg(strstr(line, "\"reason\":null") != NULL, "%s", line);
     it_expect_json_str(line, "peer_id", IT_WEB_ID);
-    ck_assert_msg(it_json_str(line, "serial", v, sizeof(v)), "A serial: %s", line);
-    it_serial_norm(v, serial, sizeof(serial));
-    ck_assert_str_eq(serial, mesh.web_serial);
+    expect_serial(line, mesh.web_serial);
     it_expect_json_str(line, "tls_version", "TLSv1.3");
     ck_assert_msg(it_json_num(line, "bytes_received") == (long long)strlen(msg), "%s", line);
     ck_assert_msg(it_json_num(line, "bytes_sent") == (long long)strlen(msg), "%s", line);
@@ -194,9 +173,7 @@ START_TEST(test_access_log_lines_on_both_sidecars)
     it_log_line_ok("b.out", "\"listener\":\"web-in\"", line);
     ck_assert_msg(strstr(line, "\"direction\":\"inbound\"") != NULL, "%s", line);
     it_expect_json_str(line, "peer_id", IT_API_ID);
-    ck_assert_msg(it_json_str(line, "serial", v, sizeof(v)), "B serial: %s", line);
-    it_serial_norm(v, serial, sizeof(serial));
-    ck_assert_str_eq(serial, mesh.api_serial);
+    expect_serial(line, mesh.api_serial);
     snprintf(peer, sizeof(peer), "127.0.0.1:%d", mesh.echo_port);
     it_expect_json_str(line, "upstream", peer);
 }
@@ -330,7 +307,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE(
+    return IT_TEST_SUITE(
         "proxy", "proxy", NULL, setup, it_teardown, 120, test_round_trip_through_both_sidecars,
         test_100_mib_each_way_arrive_identical, test_200_concurrent_connections_echo,
         test_half_close_still_gets_echo_then_eof, test_access_log_lines_on_both_sidecars,
@@ -338,6 +315,4 @@ Suite *tg_test_suite(void)
         test_sigterm_without_connections_exits_0_quickly,
         test_sigterm_drains_open_connection_then_exits_0,
         test_post_drain_closes_listener_then_exits_3);
-
-    return s;
 }

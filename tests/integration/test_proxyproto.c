@@ -161,9 +161,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("proxyproto", "proxyproto", NULL, setup, it_teardown, 60,
-                             test_nginx_sees_the_callers_address,
-                             test_tlvs_carry_spiffe_id_and_fingerprint);
-
-    return s;
+    return IT_TEST_SUITE("proxyproto", "proxyproto", NULL, setup, it_teardown, 60,
+                         test_nginx_sees_the_callers_address,
+                         test_tlvs_carry_spiffe_id_and_fingerprint);
 }

@@ -142,8 +142,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = IT_TEST_SUITE("rotation", "rotation", NULL, setup, it_teardown, 120,
-                             test_rotation_under_load);
-
-    return s;
+    return IT_TEST_SUITE("rotation", "rotation", NULL, setup, it_teardown, 120,
+                         test_rotation_under_load);
 }
