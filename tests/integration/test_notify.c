@@ -3,6 +3,7 @@
  * SIGTERM starts the drain, WATCHDOG=1 every WATCHDOG_USEC/2 while the workers answer and
  * not at all when WATCHDOG_PID names another process; a NOTIFY_SOCKET the sidecar cannot use
  * stops it at start with a message naming the variable. */
+#include "check_main.h"
 #include "harness.h"
 
 #include <errno.h>
@@ -250,18 +251,46 @@ START_TEST(test_bad_notify_socket_stops_at_start)
 }
 END_TEST
 
+/* Control-plane mode: no READY=1 while there is no identity (the listener is not open yet),
+ * then READY=1 once the first certificate has come and the listener accepts. */
+START_TEST(test_control_plane_ready_only_with_an_identity)
+{
+    char msg[512];
+    struct it_proc *s;
+    struct it_cfg c = it_cfg_of(0, NULL, 1, NULL);
+    int cp_port = it_free_port(), fd;
+
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
+    it_write_file("tokens.txt", "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
+    it_write_file("s.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_cfg_write("cp.yaml", cp_port, 0, "tokens: tokens.txt\n");
+    c.in[0] = (struct it_listener){"web-in", in_port, echo_port, IT_API_ID, NULL};
+    it_cfg_write_cp("s.yaml", admin_port, cp_port, "s.token", &c);
+    s = spawn();
+    ck_assert_msg(wait_msg("STATUS=waiting for an identity", 10000, msg, sizeof(msg), NULL),
+                  "no waiting STATUS");
+    ck_assert_msg(!wait_msg("READY=1", 1000, msg, sizeof(msg), NULL), "READY=1 without identity");
+    fd = it_connect(in_port, 1000);
+    ck_assert_msg(fd < 0, "the listener accepts before the identity came");
+    it_cp_start("cp", "cp.yaml", cp_port);
+    ck_assert_msg(wait_msg("READY=1", 15000, msg, sizeof(msg), NULL), "no READY=1 after the cp");
+    fd = it_connect(in_port, 1000);
+    ck_assert_msg(fd >= 0, "READY=1 came but the listener refused: %s", strerror(-fd));
+    close(fd);
+    ck_assert_int_eq(it_stop(s, 10000), 0);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("notify");
-    TCase *tc = tcase_create("notify");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "notify", "notify", &tc, test_ready_after_listeners_then_stopping_on_sigterm,
+        test_watchdog_pings_at_half_the_interval, test_stuck_worker_stops_the_watchdog,
+        test_watchdog_for_another_pid_is_not_ours, test_bad_notify_socket_stops_at_start,
+        test_control_plane_ready_only_with_an_identity);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_ready_after_listeners_then_stopping_on_sigterm);
-    tcase_add_test(tc, test_watchdog_pings_at_half_the_interval);
-    tcase_add_test(tc, test_stuck_worker_stops_the_watchdog);
-    tcase_add_test(tc, test_watchdog_for_another_pid_is_not_ours);
-    tcase_add_test(tc, test_bad_notify_socket_stops_at_start);
-    suite_add_tcase(s, tc);
     return s;
 }
