@@ -74,11 +74,7 @@ static void setup(void)
     out_port = it_free_port();
     a_admin = it_free_port();
     b_admin = it_free_port();
-    it_write_file("tokens.txt", "# TOKEN NAMESPACE SERVICE_ACCOUNT\n"
-                                "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_tokens(NULL);
     it_write_file("mesh.yaml", "%s", mesh_ok);
     write_cp("cp", "ca", "[ca.pem]");
     cp = start_cp();

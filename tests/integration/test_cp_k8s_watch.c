@@ -288,10 +288,7 @@ static void setup(void)
     out_port = it_free_port();
     a_admin = it_free_port();
     b_admin = it_free_port();
-    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_tokens(NULL);
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh:\n"
                                "  outside: passthrough\n"
