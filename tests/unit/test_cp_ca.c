@@ -160,15 +160,46 @@ START_TEST(test_cp_ca_intermediate_issues_a_chain)
 }
 END_TEST
 
+/* The admission webhook's server certificate through the intermediate: leaf + intermediate,
+ * and the key handed back is the leaf's. */
+START_TEST(test_cp_ca_intermediate_issues_dns)
+{
+    struct tg_cp_ca *ca = NULL;
+    struct tg_key *k = NULL;
+    unsigned char *leaf = NULL;
+    char *cert, *key, *chain = NULL, *leaf_key = NULL, err[TG_ERRLEN] = "";
+    size_t cert_len, key_len, chain_len, leaf_key_len, leaf_len;
+
+    cert = cu_read("int.chain.pem", &cert_len);
+    key = cu_read("int.key", &key_len);
+    ck_assert_msg(tg_cp_ca_new(cert, cert_len, key, key_len, "int", &ca, err) == 0, "%s", err);
+    ck_assert_msg(tg_cp_ca_issue_dns(ca, (const char *const[]){"hook.svc"}, 1, 600, &chain,
+                                     &chain_len, &leaf_key, &leaf_key_len, err) == 0,
+                  "%s", err);
+    ck_assert_ptr_nonnull(strstr(strstr(chain, "-----END CERTIFICATE-----"), "BEGIN CERTIFICATE"));
+    ck_assert_int_eq(tg_pem_cert_der(chain, chain_len, "leaf", &leaf, &leaf_len, err), 0);
+    ck_assert_int_eq(tg_key_decode(leaf_key, leaf_key_len, false, "leaf key", &k, err), 0);
+    ck_assert_msg(tg_key_matches(k, leaf, leaf_len, "leaf", err) == 0, "%s", err);
+    tg_key_free(k);
+    free(leaf);
+    free(chain);
+    tg_wipe_free(leaf_key, leaf_key_len);
+    tg_cp_ca_free(ca);
+    free(cert);
+    tg_wipe_free(key, key_len);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_ca");
     TCase *tc = tcase_create("intermediate");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cp_ca_intermediate_loads);
-    tcase_add_loop_test(tc, test_cp_ca_refusals, 0, TG_NELEM(bad));
-    tcase_add_test(tc, test_cp_ca_intermediate_issues_a_chain);
     suite_add_tcase(s, tc);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, test_cp_ca_refusals, 0, TG_NELEM(bad));
+    tcase_add_test(tc, test_cp_ca_intermediate_loads);
+    tcase_add_test(tc, test_cp_ca_intermediate_issues_a_chain);
+    tcase_add_test(tc, test_cp_ca_intermediate_issues_dns);
     return s;
 }
