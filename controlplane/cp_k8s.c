@@ -4,21 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tollgate/closer.h"
 #include "tollgate/log.h"
 
 struct tg_cp_k8s {
     struct tg_k8s_client *client;
     uv_timer_t debounce;
-    int open_handles; /* debounce timer, client */
+    struct tg_closer closer; /* open: the debounce timer, the client */
     char *trust_domain;
     struct tg_resource *derived; /* NULL before the first sync */
     struct tg_resource *overlay; /* a copy of the mesh files' table */
     struct tg_resource *merged;  /* what is pushed; NULL before the first sync */
     void (*on_table)(void *arg);
     void *arg;
-    bool closing;
-    void (*on_closed)(void *arg);
-    void *closed_arg;
 };
 
 static void remerge(struct tg_cp_k8s *k)
@@ -63,7 +61,7 @@ static void on_change(void *arg)
 {
     struct tg_cp_k8s *k = arg;
 
-    if (!k->closing && !uv_is_active((uv_handle_t *)&k->debounce))
+    if (!k->closer.closing && !uv_is_active((uv_handle_t *)&k->debounce))
         uv_timer_start(&k->debounce, on_debounce, TG_CP_K8S_DEBOUNCE_MS, 0);
 }
 
@@ -101,8 +99,10 @@ const struct tg_k8s_client *tg_cp_k8s_client(const struct tg_cp_k8s *k)
     return k->client;
 }
 
-static void k8s_free(struct tg_cp_k8s *k)
+static void k8s_free(void *owner)
 {
+    struct tg_cp_k8s *k = owner;
+
     tg_resource_free(k->derived);
     tg_resource_free(k->overlay);
     tg_resource_free(k->merged);
@@ -112,14 +112,8 @@ static void k8s_free(struct tg_cp_k8s *k)
 
 static void maybe_free(struct tg_cp_k8s *k)
 {
-    void (*cb)(void *) = k->on_closed;
-    void *arg = k->closed_arg;
-
-    if (--k->open_handles > 0)
-        return;
-    k8s_free(k);
-    if (cb != NULL)
-        cb(arg);
+    if (--k->closer.open == 0)
+        tg_closer_finish(&k->closer, k8s_free, k);
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -155,18 +149,15 @@ int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
     }
     uv_timer_init(loop, &k->debounce);
     k->debounce.data = k;
-    k->open_handles = 2;
+    k->closer.open = 2;
     *out = k;
     return 0;
 }
 
 void tg_cp_k8s_close(struct tg_cp_k8s *k, void (*on_closed)(void *arg), void *arg)
 {
-    if (k->closing)
+    if (!tg_closer_start(&k->closer, on_closed, arg))
         return;
-    k->closing = true;
-    k->on_closed = on_closed;
-    k->closed_arg = arg;
     uv_close((uv_handle_t *)&k->debounce, on_timer_closed);
     tg_k8s_client_close(k->client, on_client_closed, k);
 }

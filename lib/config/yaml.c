@@ -10,6 +10,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#define SORTED_KEYS 64 /* a mapping with more keys is checked for duplicates once, sorted */
 #define TG_STR_(x) #x
 #define TG_STR(x) TG_STR_(x)
 
@@ -126,7 +127,7 @@ static int attach(struct build *b, struct tg_cfg_node *n)
                          n->type == TG_CFG_T_MAPPING ? "a key must be a name, not a mapping"
                                                      : "a key must be a name, not a list");
         where(b, b->depth, path);
-        for (size_t i = 0; i < top->n; i++)
+        for (size_t i = 0; i < top->n && top->n < SORTED_KEYS; i++) /* more: at the end */
             if (strcmp(top->kids[2 * i]->str, n->str) == 0)
                 return bfail(b, n->line, "%s%s%.64s: duplicate key (first at line %zu)", path,
                              path[0] != '\0' ? "." : "", n->str, top->kids[2 * i]->line);
@@ -163,6 +164,43 @@ static int on_scalar(struct build *b)
     n->null = n->plain && (v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
                            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0);
     return attach(b, n);
+}
+
+static int cmp_key(const void *x, const void *y)
+{
+    const struct tg_cfg_node *a = *(const struct tg_cfg_node *const *)x;
+    const struct tg_cfg_node *c = *(const struct tg_cfg_node *const *)y;
+    int r = strcmp(a->str, c->str);
+
+    return r != 0 ? r : (a->line > c->line) - (a->line < c->line);
+}
+
+/* A large mapping, complete: its keys sorted, so that a duplicate costs n log n to find, not
+ * n * n; the one reported is the duplicate that comes first in the file. */
+static int check_sorted_keys(struct build *b, const struct tg_cfg_node *m)
+{
+    const struct tg_cfg_node **keys = malloc(m->n * sizeof(*keys));
+    const struct tg_cfg_node *dup = NULL, *first = NULL;
+    char path[TG_CFG_KEYPATH];
+
+    if (keys == NULL)
+        return tg_err_set(b->err, TG_ENOMEM, "%s: out of memory", b->name);
+    for (size_t i = 0; i < m->n; i++)
+        keys[i] = m->kids[2 * i];
+    qsort(keys, m->n, sizeof(*keys), cmp_key);
+    for (size_t i = 1; i < m->n; i++) {
+        if (strcmp(keys[i]->str, keys[i - 1]->str) == 0 &&
+            (dup == NULL || keys[i]->line < dup->line)) {
+            dup = keys[i];
+            first = keys[i - 1];
+        }
+    }
+    free(keys);
+    if (dup == NULL)
+        return 0;
+    where(b, b->depth, path);
+    return bfail(b, dup->line, "%s%s%.64s: duplicate key (first at line %zu)", path,
+                 path[0] != '\0' ? "." : "", dup->str, first->line);
 }
 
 static int on_open(struct build *b, enum tg_cfg_type type)
@@ -226,8 +264,16 @@ static int step(struct build *b)
         return on_open(b, TG_CFG_T_LIST);
     case YAML_MAPPING_START_EVENT:
         return on_open(b, TG_CFG_T_MAPPING);
-    case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
+        if (b->stack[b->depth - 1]->n >= SORTED_KEYS) {
+            int rc = check_sorted_keys(b, b->stack[b->depth - 1]);
+
+            if (rc < 0)
+                return rc;
+        }
+        b->depth--;
+        return 0;
+    case YAML_SEQUENCE_END_EVENT:
         b->depth--;
         return 0;
     default:

@@ -39,7 +39,6 @@ static void write_cp(const char *in)
 
 static void setup(void)
 {
-    int *ports[] = {&cp_port, &in_port, &out_port, &a_admin, &b_admin};
     char key[512], root[512], ca[512];
 
     it_setup();
@@ -57,8 +56,7 @@ static void setup(void)
     snprintf(ca, sizeof(ca), "%s/ca.pem", it_dir());
     ck_assert_int_eq(
         it_run((const char *const[]){"/bin/cp", root, ca, NULL}, NULL, 5000, NULL, NULL), 0);
-    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
-        *ports[i] = it_free_port();
+    IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
     it_cp_tokens(NULL);
     it_write_file("mesh.yaml", "authorization: {default: allow}\n");
     write_cp("int1");

@@ -281,13 +281,7 @@ static void setup(void)
 
     it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    cp_port = it_free_port();
-    cp2_port = it_free_port();
-    cp_admin = it_free_port();
-    in_port = it_free_port();
-    out_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &cp2_port, &cp_admin, &in_port, &out_port, &a_admin, &b_admin);
     it_cp_tokens(NULL);
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh:\n"
@@ -306,11 +300,6 @@ static void setup(void)
                     &(struct it_cfg){.workers = 1,
                                      .timeouts = TIMEOUTS,
                                      .out = {{"api-out", out_port, in_port, IT_WEB_ID}}});
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 static void traffic(const char *when)
@@ -557,13 +546,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_watch");
-    TCase *tc = tcase_create("watch");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_k8s_watch_end_to_end);
-    tcase_add_test(tc, test_k8s_in_cluster);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("cp_k8s_watch", "watch", NULL, setup, it_teardown, 60,
+                         test_k8s_watch_end_to_end, test_k8s_in_cluster);
 }
