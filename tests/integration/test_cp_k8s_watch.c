@@ -282,10 +282,7 @@ static void setup(void)
     it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     IT_FREE_PORTS(&cp_port, &cp2_port, &cp_admin, &in_port, &out_port, &a_admin, &b_admin);
-    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_tokens(NULL);
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh:\n"
                                "  outside: passthrough\n"
