@@ -173,15 +173,21 @@ static bool on_ready(void *arg)
     return f->ready;
 }
 
+/* A copy of body (NULL: a failure) and its length in *len: what a view callback returns. */
+static char *view_body(const char *body, size_t *len)
+{
+    if (body == NULL)
+        return NULL;
+    *len = strlen(body);
+    return strdup(body);
+}
+
 static char *on_stats(void *arg, size_t *len)
 {
     struct fix *f = arg;
 
     f->stats_calls++;
-    if (f->stats_body == NULL)
-        return NULL;
-    *len = strlen(f->stats_body);
-    return strdup(f->stats_body);
+    return view_body(f->stats_body, len);
 }
 
 static char *on_config_dump(void *arg, size_t *len)
@@ -189,10 +195,7 @@ static char *on_config_dump(void *arg, size_t *len)
     struct fix *f = arg;
 
     f->config_calls++;
-    if (f->config_body == NULL)
-        return NULL;
-    *len = strlen(f->config_body);
-    return strdup(f->config_body);
+    return view_body(f->config_body, len);
 }
 
 static void on_drain(void *arg)
