@@ -253,18 +253,12 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_config");
-    TCase *tc = tcase_create("front door");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_config", "front door", &tc, test_cp_config_front_door_defaults,
+                             test_cp_config_front_door_values);
 
-    tcase_add_test(tc, test_cp_config_front_door_defaults);
-    tcase_add_test(tc, test_cp_config_front_door_values);
-    tcase_add_loop_test(tc, test_cp_config_front_door_errors, 0, TG_NELEM(bad));
-    suite_add_tcase(s, tc);
-    tc = tcase_create("files");
-    tcase_add_test(tc, test_cp_config_good_files);
-    tcase_add_test(tc, test_cp_config_bad_files);
-    tcase_add_test(tc, test_cp_config_mesh_resources);
-    tcase_add_test(tc, test_cp_config_too_deep);
-    suite_add_tcase(s, tc);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_cp_config_front_door_errors, bad));
+    TG_TEST_CASE(s, "files", test_cp_config_good_files, test_cp_config_bad_files,
+                 test_cp_config_mesh_resources, test_cp_config_too_deep);
     return s;
 }
