@@ -13,6 +13,7 @@
 #include "tollgate/closer.h"
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
+#include "tollgate/list.h"
 
 #define WATCH_INTERVAL_MS 1000
 #define RELOAD_SETTLE_MS 300 /* files are seldom replaced in one step */
@@ -259,14 +260,7 @@ static void unauth_remove(struct tg_cp_server *srv, struct tg_cp_conn *c)
     if (!c->unauth)
         return;
     c->unauth = false;
-    if (c->uprev != NULL)
-        c->uprev->unext = c->unext;
-    else
-        srv->unauth_head = c->unext;
-    if (c->unext != NULL)
-        c->unext->uprev = c->uprev;
-    else
-        srv->unauth_tail = c->uprev;
+    TG_DLIST_UNLINK(&srv->unauth_head, &srv->unauth_tail, c, uprev, unext);
     c->uprev = c->unext = NULL;
     if (c->source != NULL && --c->source->n == 0) {
         struct tg_cp_source **p = source_slot(srv, c->source->key, c->source->key_len);
@@ -430,12 +424,7 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
         tg_info("stream %" PRIu64 " from %s ended before Hello: %s", c->id,
                 tg_msgstream_peer_addr(s), reason);
     unauth_remove(srv, c);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    TG_DLIST_UNLINK(&srv->conns, TG_DLIST_NO_TAIL, c, prev, next);
     srv->stats.open_streams--;
     conn_free(c);
     maybe_free(srv, 0);

@@ -14,6 +14,7 @@
 #include "tollgate/closer.h"
 #include "tollgate/file.h"
 #include "tollgate/log.h"
+#include "tollgate/list.h"
 
 #define PAGE_LIMIT 500
 #define MAX_PAGE (64u << 20)
@@ -701,12 +702,7 @@ static void sock_close(struct sock *k)
 {
     struct tg_k8s_client *c = k->c;
 
-    if (k->prev != NULL)
-        k->prev->next = k->next;
-    else
-        c->socks = k->next;
-    if (k->next != NULL)
-        k->next->prev = k->prev;
+    TG_DLIST_UNLINK(&c->socks, TG_DLIST_NO_TAIL, k, prev, next);
     uv_poll_stop(&k->poll);
     uv_close((uv_handle_t *)&k->poll, on_sock_closed);
 }

@@ -2,6 +2,7 @@
 #include "tollgate/adminsrv.h"
 #include "tollgate/adminreq.h"
 #include "tollgate/log.h"
+#include "tollgate/list.h"
 
 #include <netinet/in.h>
 #include <stddef.h>
@@ -80,14 +81,7 @@ static void on_conn_closed(uv_handle_t *h)
         c->gone = true;
         return;
     }
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        s->last = c->prev;
+    TG_DLIST_UNLINK(&s->conns, &s->last, c, prev, next);
     free(c->body);
     free(c);
     release(s);

@@ -6,6 +6,7 @@
  * its buckets are full again (it is then indistinguishable from a new key), and is refused
  * otherwise: evicting a key still paying back a burst would hand it a fresh one. */
 #include "tollgate/ratelimit.h"
+#include "tollgate/list.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,14 +181,7 @@ static uint64_t hash_key(const char *s, size_t n)
 
 static void idle_unlink(struct tg_ratelimit *t, struct tg_ratelimit_key *k)
 {
-    if (k->idle_prev != NULL)
-        k->idle_prev->idle_next = k->idle_next;
-    else
-        t->idle_head = k->idle_next;
-    if (k->idle_next != NULL)
-        k->idle_next->idle_prev = k->idle_prev;
-    else
-        t->idle_tail = k->idle_prev;
+    TG_DLIST_UNLINK(&t->idle_head, &t->idle_tail, k, idle_prev, idle_next);
     k->idle_prev = k->idle_next = NULL;
 }
 

@@ -8,6 +8,7 @@
 
 #include "conn.h"
 #include "tollgate/log.h"
+#include "tollgate/list.h"
 
 static void on_accept(uv_stream_t *server, int status)
 {
@@ -114,12 +115,7 @@ void tg_worker_conn_added(struct tg_worker *w, struct tg_conn *c)
 
 void tg_worker_conn_removed(struct tg_worker *w, struct tg_conn *c)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    TG_DLIST_UNLINK(&w->conns, TG_DLIST_NO_TAIL, c, prev, next);
     atomic_fetch_sub_explicit(&w->n_conns, 1, memory_order_relaxed);
 }
 
