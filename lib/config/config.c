@@ -18,6 +18,7 @@
 #include "tollgate/file.h"
 #include "tollgate/policy.h"
 #include "tollgate/ratelimit.h"
+#include "tollgate/ref.h"
 
 #define MAX_NAME 64 /* listener names */
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
@@ -918,13 +919,13 @@ int tg_config_load(const char *path, struct tg_config **out, char *err)
 
 struct tg_config *tg_config_ref(struct tg_config *c)
 {
-    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    tg_ref_take(&c->refs);
     return c;
 }
 
 void tg_config_unref(struct tg_config *c)
 {
-    if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+    if (c == NULL || !tg_ref_drop(&c->refs))
         return;
     for (size_t i = 0; i < c->n_inbound; i++) {
         free(c->inbound[i].name);

@@ -7,6 +7,7 @@
  * otherwise: evicting a key still paying back a burst would hand it a fresh one. */
 #include "tollgate/ratelimit.h"
 #include "tollgate/list.h"
+#include "tollgate/ref.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,13 +316,13 @@ int tg_ratelimit_new(const struct tg_ratelimit_limits *lim, size_t max_keys,
 
 struct tg_ratelimit *tg_ratelimit_ref(struct tg_ratelimit *t)
 {
-    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    tg_ref_take(&t->refs);
     return t;
 }
 
 void tg_ratelimit_unref(struct tg_ratelimit *t)
 {
-    if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+    if (t == NULL || !tg_ref_drop(&t->refs))
         return;
     for (size_t i = 0; i <= t->mask; i++) {
         while (t->buckets[i] != NULL) {
@@ -575,13 +576,13 @@ const struct tg_limiter *tg_limit_set_find(const struct tg_limit_set *s, const c
 
 struct tg_limit_set *tg_limit_set_ref(struct tg_limit_set *s)
 {
-    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    tg_ref_take(&s->refs);
     return s;
 }
 
 void tg_limit_set_unref(struct tg_limit_set *s)
 {
-    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+    if (s == NULL || !tg_ref_drop(&s->refs))
         return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->v[i].match);

@@ -1,4 +1,5 @@
 #include "tollgate/gen.h"
+#include "tollgate/ref.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -110,13 +111,13 @@ struct tg_cp_res *tg_cp_res_new(struct tg_resource *r, const char *version)
 
 struct tg_cp_res *tg_cp_res_ref(struct tg_cp_res *p)
 {
-    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    tg_ref_take(&p->refs);
     return p;
 }
 
 void tg_cp_res_unref(struct tg_cp_res *p)
 {
-    if (p == NULL || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+    if (p == NULL || !tg_ref_drop(&p->refs))
         return;
     tg_resource_free(p->r);
     free(p);
@@ -608,13 +609,13 @@ fail:
 
 struct tg_gen *tg_gen_ref(struct tg_gen *g)
 {
-    atomic_fetch_add_explicit(&g->refcnt, 1, memory_order_relaxed);
+    tg_ref_take(&g->refcnt);
     return g;
 }
 
 void tg_gen_unref(struct tg_gen *g)
 {
-    if (g == NULL || atomic_fetch_sub_explicit(&g->refcnt, 1, memory_order_acq_rel) != 1)
+    if (g == NULL || !tg_ref_drop(&g->refcnt))
         return;
     tg_tls_ctx_free(g->server);
     tg_tls_ctx_free(g->client);
