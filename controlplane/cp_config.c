@@ -530,6 +530,7 @@ void tg_cp_config_free(struct tg_cp_config *c)
     free(c->k8s_api_server);
     free(c->k8s_ca);
     free(c->k8s_token);
+    free(c->k8s_admin_ns);
     strlist_free(&c->roots);
     for (size_t i = 0; i < c->n_extra_roots; i++) {
         free(c->extra_roots[i].trust_domain);
@@ -606,6 +607,14 @@ static int on_discovery(struct yw *y, void *obj, const char *k, yaml_node_t *v, 
         return get_path(y, v, key, &c->k8s_ca);
     if (strcmp(k, "token") == 0)
         return get_path(y, v, key, &c->k8s_token);
+    if (strcmp(k, "policy_resources") == 0) /* docs/kubernetes.md, "Policy resources" */
+        return get_bool(y, v, key, &c->k8s_policy);
+    if (strcmp(k, "admin_namespace") == 0) {
+        if ((rc = get_nonempty(y, v, key, &s)) < 0)
+            return rc;
+        free(c->k8s_admin_ns);
+        return (c->k8s_admin_ns = strdup(s)) == NULL ? TG_ENOMEM : 0;
+    }
     return 1;
 }
 

@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "k8s_policy.h"
 
 #include "tollgate/log.h"
 
@@ -16,6 +19,10 @@ struct tg_cp_k8s {
     struct tg_resource *merged;  /* what is pushed; NULL before the first sync */
     void (*on_table)(void *arg);
     void *arg;
+    /* kubernetes.discovery.policy_resources (k8s_policy.h); NULL: not watched */
+    struct tg_k8s_policy *policy;
+    struct tg_resource *files[TG_RES_N];  /* copies of the mesh files' policy resources */
+    struct tg_resource *pushed[TG_RES_N]; /* files' and the custom resources'; NULL: not yet */
     bool closing;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -36,6 +43,89 @@ static void remerge(struct tg_cp_k8s *k)
     k->on_table(k->arg);
 }
 
+static const enum tg_res_type policy_types[] = {TG_RES_AUTHORIZATION, TG_RES_RATE_LIMITS,
+                                                TG_RES_REVOCATIONS};
+
+/* dst[t] = src[t] merged with p's compiled custom resources (p NULL: a copy), for each policy
+ * type, all or none. */
+static int merge_into(const struct tg_k8s_policy *p, struct tg_resource *const src[TG_RES_N],
+                      struct tg_resource *dst[TG_RES_N])
+{
+    struct tg_resource *m[TG_RES_N] = {NULL};
+
+    for (size_t i = 0; i < TG_NELEM(policy_types); i++) {
+        enum tg_res_type t = policy_types[i];
+
+        if (src[t] == NULL || tg_k8s_policy_merge(p, t, src[t], &m[t]) < 0) {
+            for (size_t j = 0; j < i; j++)
+                tg_resource_free(m[policy_types[j]]);
+            return TG_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < TG_NELEM(policy_types); i++) {
+        tg_resource_free(dst[policy_types[i]]);
+        dst[policy_types[i]] = m[policy_types[i]];
+    }
+    return 0;
+}
+
+/* The pushed policy resources again, from the files' and the compiled custom resources. */
+static void remerge_policy(struct tg_cp_k8s *k)
+{
+    if (merge_into(k->policy, k->files, k->pushed) < 0)
+        tg_error("kubernetes: out of memory merging the policy resources: keeping the last");
+}
+
+static void on_status_written(void *arg, long status, const char *body, const char *err)
+{
+    char *path = arg;
+
+    if (status < 200 || status > 299)
+        tg_warn("kubernetes: writing the status of %s: %s%ld %.200s", path,
+                status == 0 ? err : "HTTP ", status, status == 0 ? "" : body);
+    free(path);
+}
+
+static void write_status(void *arg, const struct tg_k8s_policy_status *st)
+{
+    struct tg_cp_k8s *k = arg;
+    char path[1024], now[32], *body, *copy;
+    time_t t = time(NULL);
+    struct tm tm;
+
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    if (st->ready)
+        tg_info("kubernetes: %s %s/%s applied", tg_k8s_kind_name(st->kind), st->ns, st->name);
+    else
+        tg_warn("kubernetes: %s %s/%s not applied (%s): %s%s", tg_k8s_kind_name(st->kind), st->ns,
+                st->name, st->reason, st->message,
+                st->reason[0] == 'I' ? " (its last good version, if any, stays)" : "");
+    body = tg_k8s_policy_status_patch(st, now, path, sizeof(path));
+    copy = body != NULL ? strdup(path) : NULL;
+    if (copy == NULL ||
+        tg_k8s_client_request(k->client, "PATCH", path, body, "application/merge-patch+json",
+                              on_status_written, copy) < 0) {
+        tg_error("kubernetes: out of memory writing the status of %s", path);
+        free(copy);
+    }
+    free(body);
+}
+
+static void update_policy(struct tg_cp_k8s *k, const struct tg_k8s_list lists[TG_K8S_NKINDS])
+{
+    bool changed = false;
+
+    if (k->policy == NULL)
+        return;
+    if (tg_k8s_policy_update(k->policy, lists, &changed) < 0) {
+        tg_error("kubernetes: out of memory compiling the policy resources: keeping the last");
+        return;
+    }
+    if (changed || k->pushed[TG_RES_AUTHORIZATION] == NULL)
+        remerge_policy(k);
+    tg_k8s_policy_stale(k->policy, write_status, k);
+}
+
 static void on_debounce(uv_timer_t *t)
 {
     struct tg_cp_k8s *k = t->data;
@@ -46,6 +136,7 @@ static void on_debounce(uv_timer_t *t)
     if (!tg_k8s_client_synced(k->client))
         return; /* the last list to complete calls again */
     tg_k8s_client_lists(k->client, lists);
+    update_policy(k, lists);
     if (tg_k8s_derive(lists, k->trust_domain, &d, &st) < 0) {
         tg_error("kubernetes: out of memory deriving the mesh table: keeping the last one");
         return;
@@ -91,6 +182,24 @@ const struct tg_resource *tg_cp_k8s_table(const struct tg_cp_k8s *k)
     return k->merged;
 }
 
+void tg_cp_k8s_set_policy_files(struct tg_cp_k8s *k, struct tg_resource *const res[TG_RES_N])
+{
+    if (k->policy == NULL)
+        return;
+    if (merge_into(NULL, res, k->files) < 0) {
+        tg_error("kubernetes: out of memory copying the mesh files' policy: keeping the last");
+        return;
+    }
+    if (k->pushed[TG_RES_AUTHORIZATION] != NULL)
+        remerge_policy(k); /* else: at the first sync */
+}
+
+const struct tg_resource *tg_cp_k8s_policy(const struct tg_cp_k8s *k, enum tg_res_type t,
+                                           const struct tg_resource *files)
+{
+    return k->policy != NULL ? k->pushed[t] : files;
+}
+
 const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k)
 {
     return tg_k8s_client_stats(k->client);
@@ -101,6 +210,11 @@ static void k8s_free(struct tg_cp_k8s *k)
     tg_resource_free(k->derived);
     tg_resource_free(k->overlay);
     tg_resource_free(k->merged);
+    for (int t = 0; t < TG_RES_N; t++) {
+        tg_resource_free(k->files[t]);
+        tg_resource_free(k->pushed[t]);
+    }
+    tg_k8s_policy_free(k->policy);
     free(k->trust_domain);
     free(k);
 }
@@ -132,12 +246,17 @@ int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
                   struct tg_cp_k8s **out, char *err)
 {
     struct tg_cp_k8s *k = calloc(1, sizeof(*k));
-    struct tg_k8s_client_cfg kc = {
-        .api_server = cfg->k8s_api_server, .ca_file = cfg->k8s_ca, .token_file = cfg->k8s_token};
+    struct tg_k8s_client_cfg kc = {.api_server = cfg->k8s_api_server,
+                                   .ca_file = cfg->k8s_ca,
+                                   .token_file = cfg->k8s_token,
+                                   .policy = cfg->k8s_policy};
     int rc;
 
     if (k == NULL || (k->trust_domain = strdup(cfg->trust_domain)) == NULL ||
-        copy_overlay(overlay, &k->overlay) < 0) {
+        copy_overlay(overlay, &k->overlay) < 0 ||
+        (cfg->k8s_policy &&
+         tg_k8s_policy_new(cfg->k8s_admin_ns ? cfg->k8s_admin_ns : TG_CP_K8S_ADMIN_NS, &k->policy) <
+             0)) {
         if (k != NULL)
             k8s_free(k);
         return tg_err_set(err, TG_ENOMEM, "out of memory");

@@ -83,19 +83,19 @@ static Tollgate__V1__TrustBundle *pb_bundle(struct tg_resource *a,
     return m;
 }
 
-/* A rule concerns a sidecar when its scope names the sidecar's namespace (or none) and every
- * scope label is among the sidecar's labels. */
-static bool concerns(const struct tg_res_rule *r, const struct tg_cp_conn *c)
+/* A rule (or limit) concerns a sidecar when its scope names the sidecar's namespace (or none)
+ * and every scope label is among the sidecar's labels. */
+static bool concerns(const char *scope_ns, const struct tg_res_label *labels, size_t n,
+                     const struct tg_cp_conn *c)
 {
-    if (r->scope_namespace != NULL && r->scope_namespace[0] != '\0' &&
-        strcmp(r->scope_namespace, c->who.ns) != 0)
+    if (scope_ns != NULL && scope_ns[0] != '\0' && strcmp(scope_ns, c->who.ns) != 0)
         return false;
-    for (size_t i = 0; i < r->n_scope_labels; i++) {
+    for (size_t i = 0; i < n; i++) {
         bool found = false;
 
         for (size_t j = 0; j < c->n_labels && !found; j++)
-            found = strcmp(r->scope_labels[i].key, c->labels[j].key) == 0 &&
-                    strcmp(r->scope_labels[i].value, c->labels[j].value) == 0;
+            found = strcmp(labels[i].key, c->labels[j].key) == 0 &&
+                    strcmp(labels[i].value, c->labels[j].value) == 0;
         if (!found)
             return false;
     }
@@ -161,7 +161,8 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
     m->default_deny = z->default_deny;
     m->close_denied_connections = z->close_denied_connections;
     for (size_t i = 0; i < z->n_rules; i++) {
-        if (!concerns(&z->rules[i], c))
+        if (!concerns(z->rules[i].scope_namespace, z->rules[i].scope_labels,
+                      z->rules[i].n_scope_labels, c))
             continue;
         if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i])) == NULL)
             return NULL;
@@ -170,8 +171,8 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
     return m;
 }
 
-static Tollgate__V1__RateLimits *pb_limits(struct tg_resource *a,
-                                           const struct tg_res_rate_limits *l)
+static Tollgate__V1__RateLimits *
+pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struct tg_cp_conn *c)
 {
     Tollgate__V1__RateLimits *m = new_msg(a, &tollgate__v1__rate_limits__descriptor);
 
@@ -179,9 +180,11 @@ static Tollgate__V1__RateLimits *pb_limits(struct tg_resource *a,
         return NULL;
     for (size_t i = 0; i < l->n_limits; i++) {
         const struct tg_res_limit *s = &l->limits[i];
-        Tollgate__V1__Limit *d = new_msg(a, &tollgate__v1__limit__descriptor);
+        Tollgate__V1__Limit *d;
 
-        if (d == NULL)
+        if (!concerns(s->scope_namespace, s->scope_labels, s->n_scope_labels, c))
+            continue;
+        if ((d = new_msg(a, &tollgate__v1__limit__descriptor)) == NULL)
             return NULL;
         d->key_by = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
                         ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
@@ -306,7 +309,7 @@ static int build_push(struct tg_cp_conn *c, enum tg_res_type t, struct tg_resour
         break;
     case TG_RES_RATE_LIMITS:
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS;
-        body = (const ProtobufCMessage *)(p->rate_limits = pb_limits(a, &r->u.rate_limits));
+        body = (const ProtobufCMessage *)(p->rate_limits = pb_limits(a, &r->u.rate_limits, c));
         break;
     case TG_RES_REVOCATIONS:
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_REVOCATIONS;

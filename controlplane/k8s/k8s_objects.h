@@ -29,10 +29,16 @@ enum tg_k8s_kind {
     TG_K8S_POD = 1,
     TG_K8S_SERVICE = 2,
     TG_K8S_SLICE = 3,
+    /* the policy custom resources (k8s_policy.h), watched with kubernetes.discovery.policy */
+    TG_K8S_AUTHZ = 4,
+    TG_K8S_LIMITS = 5,
+    TG_K8S_REVOKE = 6,
     TG_K8S_NKINDS
 };
+#define TG_K8S_NDISCOVERY 4 /* the kinds discovery always watches: NAMESPACE .. SLICE */
 
-/* "Namespace", "Pod", "Service", "EndpointSlice". */
+/* "Namespace", "Pod", "Service", "EndpointSlice", "AuthorizationPolicy", "RateLimit",
+ * "Revocation". */
 const char *tg_k8s_kind_name(enum tg_k8s_kind k);
 
 enum tg_k8s_proto { TG_K8S_TCP = 0, TG_K8S_UDP = 1, TG_K8S_SCTP = 2 };
@@ -79,6 +85,16 @@ struct tg_k8s_slice {
     size_t n_endpoints;
 };
 
+/* A policy custom resource, kept as text so k8s_policy.c can compile it (and say what is
+ * wrong with it) apart from the watch, which keeps every object whatever its spec holds. */
+struct tg_k8s_policy_obj {
+    const char *spec;         /* .spec as compact JSON with sorted keys; "{}" when absent */
+    int64_t generation;       /* metadata.generation; 0 when absent */
+    const char *ready;        /* status.conditions[type=Ready].status, "" when absent */
+    const char *ready_reason; /* its reason and message, "" when absent */
+    const char *ready_message;
+};
+
 struct tg_k8s_obj {
     enum tg_k8s_kind kind;
     const char *ns; /* "" for a Namespace */
@@ -90,6 +106,7 @@ struct tg_k8s_obj {
         struct tg_k8s_pod pod;
         struct tg_k8s_service svc;
         struct tg_k8s_slice slice;
+        struct tg_k8s_policy_obj policy;
     } u;
     struct tg_resource *arena; /* every pointer above points in here */
 };

@@ -89,6 +89,10 @@ struct tg_res_limit {
     uint64_t bytes_per_second;    /* 0: none */
     uint32_t requests_per_second; /* protocol: http ports; 0: none */
     uint32_t requests_burst;      /* 0: one second's worth */
+    /* the control plane's own: which sidecars get it (not pushed; scope as a rule's) */
+    char *scope_namespace; /* "" or NULL: any */
+    struct tg_res_label *scope_labels;
+    size_t n_scope_labels;
 };
 
 struct tg_res_rate_limits {

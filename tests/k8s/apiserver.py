@@ -14,7 +14,10 @@ discovery.k8s.io/v1 EndpointSlices:
   - "410 Gone" for a resourceVersion older than the last compaction, as the HTTP status of
     the watch request (mode http) or as an ERROR watch event with a Status of code 410
     (mode event);
-  - watches dropped mid-stream on request (the TCP connection cut, no last chunk).
+  - watches dropped mid-stream on request (the TCP connection cut, no last chunk);
+  - tollgate.dev/v1alpha1 AuthorizationPolicies, RateLimits and Revocations (namespaced), with
+    metadata.generation bumped on a spec change and a status subresource: PATCH
+    .../namespaces/NS/PLURAL/NAME/status with a merge patch changes only .status.
 
 The control API is plain HTTP on 127.0.0.1 (a second port):
   PUT    /objects/<plural>               body: an object; ADDED or MODIFIED
@@ -26,6 +29,7 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
   POST   /corrupt   {"what": "list" | "watch", "count": N}: the next N list pages are not JSON,
                     or the next N watch events are sent as a line that is not JSON instead
   GET    /objects   every object served, as a JSON array (to validate against the schemas)
+  GET    /objects/<plural>/<ns>/<name>   one object (<ns> "-" for a cluster-scoped one)
   GET    /stats     counters as JSON
 On start it writes {"port": P, "ctl": C} as one line to stdout.
 """
@@ -48,7 +52,15 @@ KINDS = {
     "services": ("/api/v1/services", "v1", "Service", True),
     "endpointslices": ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1",
                        "EndpointSlice", True),
+    # tollgate's policy custom resources (deploy/k8s/base/crds.yaml), with a status subresource
+    "authorizationpolicies": ("/apis/tollgate.dev/v1alpha1/authorizationpolicies",
+                              "tollgate.dev/v1alpha1", "AuthorizationPolicy", True),
+    "ratelimits": ("/apis/tollgate.dev/v1alpha1/ratelimits", "tollgate.dev/v1alpha1",
+                   "RateLimit", True),
+    "revocations": ("/apis/tollgate.dev/v1alpha1/revocations", "tollgate.dev/v1alpha1",
+                    "Revocation", True),
 }
+STATUS_KINDS = ("authorizationpolicies", "ratelimits", "revocations")
 BY_PATH = {v[0]: k for k, v in KINDS.items()}
 
 
@@ -70,7 +82,7 @@ class Store:
         self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
         self.stats = {k: 0 for k in ("lists", "pages", "watches", "unauthorized", "gone_http",
                                      "gone_event", "gone_continue", "bookmarks", "drops",
-                                     "events", "watching")}
+                                     "events", "watching", "status_writes")}
 
     def key(self, plural, obj):
         m = obj["metadata"]
@@ -94,6 +106,12 @@ class Store:
                 typ = "DELETED"
             else:
                 m.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
+                if plural in STATUS_KINDS:  # the status subresource: spec bumps generation
+                    same = old is not None and old.get("spec") == obj.get("spec")
+                    gen = old["metadata"].get("generation", 1) if old else 0
+                    m["generation"] = gen if same else gen + 1
+                    if old is not None and "status" in old and "status" not in obj:
+                        obj["status"] = old["status"]
                 m.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
                 m["resourceVersion"] = str(self.rv)
                 self.objs[plural][k] = obj
@@ -112,6 +130,20 @@ class Store:
                 return False
             deadline = self.tokens[tok]
             return deadline is None or time.monotonic() < deadline
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
 
 
 def status(code, reason, message):
@@ -133,6 +165,38 @@ def make_api_handler(store):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def do_PATCH(self):
+            # PATCH /apis/tollgate.dev/v1alpha1/namespaces/NS/PLURAL/NAME/status, merge patch:
+            # only .status changes (the status subresource's rule), generation stays
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            n = int(self.headers.get("Content-Length", "0") or 0)
+            body = self.rfile.read(n)
+            if not store.token_ok(self.headers.get("Authorization")):
+                with store.cond:
+                    store.stats["unauthorized"] += 1
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            if (len(parts) != 8 or parts[:4] != ["apis", "tollgate.dev", "v1alpha1", "namespaces"]
+                    or parts[5] not in STATUS_KINDS or parts[7] != "status"):
+                return self.send_json(404, status(404, "NotFound", "no such path " + self.path))
+            if self.headers.get("Content-Type") != "application/merge-patch+json":
+                return self.send_json(415, status(415, "UnsupportedMediaType", "merge patch only"))
+            try:
+                patch = json.loads(body)
+            except ValueError:
+                return self.send_json(400, status(400, "BadRequest", "not JSON"))
+            plural, key = parts[5], parts[4] + "/" + parts[6]
+            with store.cond:
+                old = store.objs[plural].get(key)
+                if old is None:
+                    return self.send_json(404, status(404, "NotFound", key + " not found"))
+                obj = copy.deepcopy(old)
+                obj["status"] = merge_patch(obj.get("status"), patch.get("status", {}))
+                store.stats["status_writes"] += 1
+            store.apply(plural, obj)
+            with store.cond:
+                cur = copy.deepcopy(store.objs[plural][key])
+            self.send_json(200, cur)
 
         def do_GET(self):
             url = urlsplit(self.path)
@@ -324,6 +388,12 @@ def make_ctl_handler(store):
                 with store.cond:
                     objs = [o for k in KINDS for o in store.objs[k].values()]
                 return self.reply(200, objs)
+            parts = self.path.strip("/").split("/")
+            if len(parts) == 4 and parts[0] == "objects" and parts[1] in KINDS:
+                key = parts[3] if parts[2] == "-" else parts[2] + "/" + parts[3]
+                with store.cond:
+                    obj = store.objs[parts[1]].get(key)
+                return self.reply(200 if obj else 404, obj or {"error": "not found"})
             self.reply(404, {"error": "no such path"})
 
         def do_PUT(self):
