@@ -111,12 +111,12 @@ static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_ru
     m->name = r->name;
     m->action = r->action == TG_RES_DENY ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
                                          : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
-    if (r->scope_namespace != NULL)
+    if (r->scope_namespace != NULL && !r->scope_resolved)
         m->scope_namespace = r->scope_namespace;
     m->scope_labels = tg_resource_array(a, r->n_scope_labels, sizeof(void *));
     if (m->scope_labels == NULL)
         return NULL;
-    for (size_t i = 0; i < r->n_scope_labels; i++) {
+    for (size_t i = 0; i < r->n_scope_labels && !r->scope_resolved; i++) {
         Tollgate__V1__Rule__ScopeLabelsEntry *e =
             new_msg(a, &tollgate__v1__rule__scope_labels_entry__descriptor);
 

@@ -192,6 +192,7 @@ static int one_rule(struct cc *c, json_t *j, const char *at, void *dst)
     d->action = strcmp(json_string_value(action), "deny") == 0 ? TG_RES_DENY : TG_RES_ALLOW;
     d->scope_labels = c->sel;
     d->n_scope_labels = c->n_sel;
+    d->scope_resolved = true; /* the sidecar needs no workload namespace or labels of its own */
 #define S(f)                                                                                       \
     if ((rc = list(c, j, #f, at, &d->f, NULL)) < 0)                                                \
         return rc;
@@ -673,6 +674,7 @@ static int copy_rule(struct tg_resource *r, struct tg_res_rule *d, const struct 
             return TG_ENOMEM;
     d->name = copy_str(r, s->name);
     d->action = s->action;
+    d->scope_resolved = s->scope_resolved;
     d->scope_namespace = copy_str(r, s->scope_namespace);
     if ((s->name != NULL && d->name == NULL) ||
         (s->scope_namespace != NULL && d->scope_namespace == NULL) ||

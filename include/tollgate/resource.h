@@ -69,6 +69,9 @@ struct tg_res_rule {
     struct tg_strlist serials, not_serials;
     struct tg_res_ports ports, not_ports;
     struct tg_strlist methods, paths, hosts; /* HTTP conditions, as tg_rule_cfg's */
+    /* the control plane's own: it checked the scope (a policy resource's) and pushes the rule
+     * without it, to the sidecars it concerns only (not pushed) */
+    bool scope_resolved;
 };
 
 struct tg_res_authorization {

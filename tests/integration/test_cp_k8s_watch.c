@@ -121,56 +121,22 @@ static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
                 what, ms_);                                                                        \
     } while (0)
 
-static void write_sidecar(const char *file, const char *token, int admin, int cp,
-                          const char *listeners)
-{
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "log_level: info\n"
-                  "control_plane:\n"
-                  "  address: 127.0.0.1:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: %s\n"
-                  "  server_ids: [\"" CP_ID "\"]\n"
-                  "  node_id: %s\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
-                  "%s",
-                  admin, cp, token, file, listeners);
-}
-
 /* A control plane's cp.yaml (admin 0: none). */
 static void write_cp(const char *file, int port, int admin)
 {
-    char admin_line[64] = "";
+    char top[64] = "";
 
     if (admin > 0)
-        snprintf(admin_line, sizeof(admin_line), "admin: 127.0.0.1:%d\n", admin);
-    it_write_file(file,
-                  "listen: 127.0.0.1:%d\n"
-                  "%s"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n"
-                  "log_level: debug\n"
-                  "kubernetes:\n"
-                  "  discovery:\n"
-                  "    api_server: https://127.0.0.1:%d\n"
-                  "    ca: api-ca.pem\n"
-                  "    token: api.token\n",
-                  port, admin_line, it_k8s_api_port);
+        snprintf(top, sizeof(top), "admin: 127.0.0.1:%d\n", admin);
+    strcat(top, "log_level: debug\n");
+    it_k8s_write_cp(file, port, top, "");
 }
 
 static void setup(void)
 {
-    char listeners[1024];
-
     it_setup();
     it_k8s_certs();
     it_k8s_start("token-one", "0.3", 1);
-    it_write_file("api.token", "token-one\n");
     /* the cluster: a labelled namespace, Service web (ClusterIP 10.96.0.10, port 80 -> 8080,
      * named http), its pod web-1 with the sidecar, and an unmeshed namespace */
     it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"prod\",\"labels\":"
@@ -185,8 +151,7 @@ static void setup(void)
                "\"protocol\":\"TCP\"}]}}");
     slice(false);
 
-    it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_k8s_mesh_files();
     cp_port = it_free_port();
     cp2_port = it_free_port();
     cp_admin = it_free_port();
@@ -194,10 +159,6 @@ static void setup(void)
     out_port = it_free_port();
     a_admin = it_free_port();
     b_admin = it_free_port();
-    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh_table:\n"
                                "  outside_mesh: passthrough\n"
@@ -207,22 +168,18 @@ static void setup(void)
     write_cp("cp.yaml", cp_port, cp_admin);
     write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
     it_echo_start("echo", &echo_port);
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n"
-             "  - name: web-in\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "    allow: [\"" IT_API_ID "\"]\n",
-             in_port, echo_port);
-    write_sidecar("b.yaml", "b.token", b_admin, cp2_port, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "outbound:\n"
-             "  - name: api-out\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "    expect: [\"" IT_WEB_ID "\"]\n",
-             out_port, in_port);
-    write_sidecar("a.yaml", "a.token", a_admin, cp_port, listeners);
+    it_k8s_write_sidecars(&(struct it_k8s_pair){
+        .a_cp = cp_port,
+        .b_cp = cp2_port, /* a second replica: B's */
+        .a_admin = a_admin,
+        .b_admin = b_admin,
+        .in_port = in_port,
+        .out_port = out_port,
+        .echo_port = echo_port,
+        .b_inbound = "    allow: [\"" IT_API_ID "\"]\n",
+        .a_labels = "",
+        .b_labels = "",
+    });
 }
 
 static void teardown(void)
