@@ -609,6 +609,8 @@ static int on_discovery(struct yw *y, void *obj, const char *k, yaml_node_t *v, 
         return get_path(y, v, key, &c->k8s_token);
     if (strcmp(k, "policy_resources") == 0) /* docs/kubernetes.md, "Policy resources" */
         return get_bool(y, v, key, &c->k8s_policy);
+    if (strcmp(k, "trust_configmaps") == 0) /* docs/kubernetes.md, "Trust-root ConfigMaps" */
+        return get_bool(y, v, key, &c->k8s_trust_configmaps);
     if (strcmp(k, "admin_namespace") == 0) {
         if ((rc = get_nonempty(y, v, key, &s)) < 0)
             return rc;

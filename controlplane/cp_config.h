@@ -47,14 +47,15 @@ struct tg_cp_config {
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
     /* kubernetes.discovery (k8s_client.h): watch the API, derive the mesh table */
     bool k8s_discovery;
-    bool k8s_in_cluster;     /* in_cluster: true */
-    char *k8s_api_server;    /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
-    char *k8s_ca;            /* NULL: the mounted service account's ca.crt */
-    char *k8s_token;         /* NULL: the mounted service account's token */
-    bool k8s_policy;         /* policy_resources: true (k8s_policy.h) */
-    char *k8s_admin_ns;      /* admin_namespace; NULL: TG_CP_K8S_ADMIN_NS */
-    struct tg_addr admin;    /* plain-HTTP /healthz and /stats; len 0: none */
-    struct tg_strlist roots; /* our trust domain's roots; empty: ca.cert when self-signed */
+    bool k8s_in_cluster;       /* in_cluster: true */
+    char *k8s_api_server;      /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+    char *k8s_ca;              /* NULL: the mounted service account's ca.crt */
+    char *k8s_token;           /* NULL: the mounted service account's token */
+    bool k8s_policy;           /* policy_resources: true (k8s_policy.h) */
+    bool k8s_trust_configmaps; /* trust_configmaps: true (k8s_publish.h) */
+    char *k8s_admin_ns;        /* admin_namespace; NULL: TG_CP_K8S_ADMIN_NS */
+    struct tg_addr admin;      /* plain-HTTP /healthz and /stats; len 0: none */
+    struct tg_strlist roots;   /* our trust domain's roots; empty: ca.cert when self-signed */
     struct tg_cp_extra_roots *extra_roots;
     size_t n_extra_roots;
     struct tg_strlist mesh; /* mesh files */

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "k8s_policy.h"
+#include "k8s_publish.h"
 
 #include "tollgate/log.h"
 
@@ -23,6 +24,11 @@ struct tg_cp_k8s {
     struct tg_k8s_policy *policy;
     struct tg_resource *files[TG_RES_N];  /* copies of the mesh files' policy resources */
     struct tg_resource *pushed[TG_RES_N]; /* files' and the custom resources'; NULL: not yet */
+    /* kubernetes.discovery.trust_configmaps (k8s_publish.h) */
+    bool publish;
+    char *bundle_pem;   /* our trust domain's roots, one PEM text; NULL: none yet */
+    unsigned cm_writes; /* ConfigMap writes in flight: no new ones until they are answered */
+    bool cm_again;      /* something changed meanwhile: look again after them */
     bool closing;
     void (*on_closed)(void *arg);
     void *closed_arg;
@@ -126,6 +132,52 @@ static void update_policy(struct tg_cp_k8s *k, const struct tg_k8s_list lists[TG
     tg_k8s_policy_stale(k->policy, write_status, k);
 }
 
+static void on_change(void *arg);
+
+static void on_cm_written(void *arg, long status, const char *body, const char *err)
+{
+    struct tg_cp_k8s *k = arg;
+
+    k->cm_writes--;
+    if (status == 200 || status == 201)
+        tg_debug("kubernetes: ConfigMap " TG_K8S_CA_CONFIGMAP " written");
+    else if (status != 409) /* 409: created meanwhile (another replica); the watch shows it */
+        tg_warn("kubernetes: writing a ConfigMap " TG_K8S_CA_CONFIGMAP ": %s%ld %.200s",
+                status == 0 ? err : "HTTP ", status, status == 0 ? "" : body);
+    if (k->cm_writes == 0 && k->cm_again) {
+        k->cm_again = false;
+        on_change(k);
+    }
+}
+
+static void write_cm(void *arg, const char *ns, bool create)
+{
+    struct tg_cp_k8s *k = arg;
+    char path[512], *body = tg_k8s_publish_request(ns, k->bundle_pem, create, path, sizeof(path));
+
+    tg_info("kubernetes: %s ConfigMap %s/" TG_K8S_CA_CONFIGMAP " (the trust bundle)",
+            create ? "creating" : "updating", ns);
+    if (body == NULL ||
+        tg_k8s_client_request(k->client, create ? "POST" : "PATCH", path, body,
+                              create ? "application/json" : "application/merge-patch+json",
+                              on_cm_written, k) < 0)
+        tg_error("kubernetes: out of memory writing ConfigMap %s/" TG_K8S_CA_CONFIGMAP, ns);
+    else
+        k->cm_writes++;
+    free(body);
+}
+
+static void publish(struct tg_cp_k8s *k, const struct tg_k8s_list lists[TG_K8S_NKINDS])
+{
+    if (!k->publish || k->bundle_pem == NULL)
+        return;
+    if (k->cm_writes > 0) {
+        k->cm_again = true; /* the answers may change what is stale: look after them */
+        return;
+    }
+    tg_k8s_publish_stale(lists, k->bundle_pem, write_cm, k);
+}
+
 static void on_debounce(uv_timer_t *t)
 {
     struct tg_cp_k8s *k = t->data;
@@ -137,6 +189,7 @@ static void on_debounce(uv_timer_t *t)
         return; /* the last list to complete calls again */
     tg_k8s_client_lists(k->client, lists);
     update_policy(k, lists);
+    publish(k, lists);
     if (tg_k8s_derive(lists, k->trust_domain, &d, &st) < 0) {
         tg_error("kubernetes: out of memory deriving the mesh table: keeping the last one");
         return;
@@ -182,8 +235,45 @@ const struct tg_resource *tg_cp_k8s_table(const struct tg_cp_k8s *k)
     return k->merged;
 }
 
-void tg_cp_k8s_set_policy_files(struct tg_cp_k8s *k, struct tg_resource *const res[TG_RES_N])
+/* Our trust domain's roots (the bundle's first domain) as one PEM text, or NULL. */
+static char *bundle_text(const struct tg_resource *b)
 {
+    const struct tg_strlist *roots = &b->u.trust_bundle.domains[0].roots_pem;
+    size_t len = 1, at = 0;
+    char *out;
+
+    for (size_t i = 0; i < roots->n; i++)
+        len += strlen(roots->v[i]) + 1;
+    if ((out = malloc(len)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < roots->n; i++) {
+        size_t n = strlen(roots->v[i]);
+
+        memcpy(out + at, roots->v[i], n);
+        at += n;
+        if (n > 0 && roots->v[i][n - 1] != '\n')
+            out[at++] = '\n';
+    }
+    out[at] = '\0';
+    return out;
+}
+
+void tg_cp_k8s_set_files(struct tg_cp_k8s *k, struct tg_resource *const res[TG_RES_N])
+{
+    char *pem;
+
+    if (k->publish && res[TG_RES_TRUST_BUNDLE] != NULL &&
+        res[TG_RES_TRUST_BUNDLE]->u.trust_bundle.n_domains > 0) {
+        if ((pem = bundle_text(res[TG_RES_TRUST_BUNDLE])) == NULL) {
+            tg_error("kubernetes: out of memory copying the trust bundle: keeping the last");
+        } else if (k->bundle_pem == NULL || strcmp(pem, k->bundle_pem) != 0) {
+            free(k->bundle_pem);
+            k->bundle_pem = pem;
+            on_change(k); /* the ConfigMaps follow, once listed */
+        } else {
+            free(pem);
+        }
+    }
     if (k->policy == NULL)
         return;
     if (merge_into(NULL, res, k->files) < 0) {
@@ -215,6 +305,7 @@ static void k8s_free(struct tg_cp_k8s *k)
         tg_resource_free(k->pushed[t]);
     }
     tg_k8s_policy_free(k->policy);
+    free(k->bundle_pem);
     free(k->trust_domain);
     free(k);
 }
@@ -249,7 +340,8 @@ int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
     struct tg_k8s_client_cfg kc = {.api_server = cfg->k8s_api_server,
                                    .ca_file = cfg->k8s_ca,
                                    .token_file = cfg->k8s_token,
-                                   .policy = cfg->k8s_policy};
+                                   .policy = cfg->k8s_policy,
+                                   .configmaps = cfg->k8s_trust_configmaps};
     int rc;
 
     if (k == NULL || (k->trust_domain = strdup(cfg->trust_domain)) == NULL ||
@@ -263,6 +355,7 @@ int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
     }
     k->on_table = on_table;
     k->arg = arg;
+    k->publish = cfg->k8s_trust_configmaps;
     if ((rc = tg_k8s_client_new(loop, &kc, on_change, k, &k->client, err)) < 0) {
         k8s_free(k);
         return rc;

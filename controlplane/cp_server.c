@@ -667,7 +667,7 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     log_state(s, "reloaded");
     rewatch(srv, NULL);
     if (srv->k8s != NULL) {
-        tg_cp_k8s_set_policy_files(srv->k8s, s->res);
+        tg_cp_k8s_set_files(srv->k8s, s->res);
         tg_cp_k8s_set_overlay(srv->k8s, s->res[TG_RES_MESH_TABLE]); /* pushes, once synced */
     }
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
@@ -738,7 +738,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
             return rc;
         }
         srv->open_handles++; /* until on_k8s_closed */
-        tg_cp_k8s_set_policy_files(srv->k8s, srv->state->res);
+        tg_cp_k8s_set_files(srv->k8s, srv->state->res);
     }
     uv_timer_start(&srv->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     rewatch(srv, NULL);

@@ -32,6 +32,8 @@ static const char *const paths[TG_K8S_NKINDS] = {
     [TG_K8S_AUTHZ] = TG_K8S_POLICY_API "/authorizationpolicies",
     [TG_K8S_LIMITS] = TG_K8S_POLICY_API "/ratelimits",
     [TG_K8S_REVOKE] = TG_K8S_POLICY_API "/revocations",
+    /* ours only: RBAC grants list and watch on this name alone (resourceNames) */
+    [TG_K8S_CONFIGMAP] = "/api/v1/configmaps?fieldSelector=metadata.name%3D" TG_K8S_CA_CONFIGMAP,
 };
 
 struct cache {
@@ -170,8 +172,8 @@ static void cache_clear(struct cache *c)
 static const char *kind_plural(enum tg_k8s_kind k)
 {
     static const char *const names[TG_K8S_NKINDS] = {
-        "namespaces", "pods",       "services", "endpointslices", "authorizationpolicies",
-        "ratelimits", "revocations"};
+        "namespaces", "pods",        "services",  "endpointslices", "authorizationpolicies",
+        "ratelimits", "revocations", "configmaps"};
 
     return names[k];
 }
@@ -464,14 +466,16 @@ static void start(struct watcher *w)
     if (w->state == W_LIST) {
         if (w->cont != NULL && (esc = curl_easy_escape(e, w->cont, 0)) == NULL)
             goto oom;
-        snprintf(url, sizeof(url), "%s%s?limit=%d%s%s", c->server, paths[w->kind], PAGE_LIMIT,
+        snprintf(url, sizeof(url), "%s%s%slimit=%d%s%s", c->server, paths[w->kind],
+                 strchr(paths[w->kind], '?') != NULL ? "&" : "?", PAGE_LIMIT,
                  esc != NULL ? "&continue=" : "", esc != NULL ? esc : "");
     } else {
         if ((esc = curl_easy_escape(e, w->rv, 0)) == NULL)
             goto oom;
         snprintf(url, sizeof(url),
-                 "%s%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
-                 c->server, paths[w->kind], c->watch_timeout_s, esc);
+                 "%s%s%swatch=1&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
+                 c->server, paths[w->kind], strchr(paths[w->kind], '?') != NULL ? "&" : "?",
+                 c->watch_timeout_s, esc);
         c->stats.watches++;
     }
     curl_free(esc);
@@ -944,7 +948,8 @@ int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
             cfg->policy ? ", and the policy resources of " TG_K8S_POLICY_API : "", c->server,
             c->ca_file, c->token_file);
     for (int k = 0; k < TG_K8S_NKINDS; k++) {
-        if (k < TG_K8S_NDISCOVERY || cfg->policy)
+        if (k < TG_K8S_NDISCOVERY || (cfg->policy && k != TG_K8S_CONFIGMAP) ||
+            (cfg->configmaps && k == TG_K8S_CONFIGMAP))
             start(&c->w[k]);
         else
             c->w[k].synced = true; /* not watched: an empty list, known */

@@ -56,6 +56,7 @@ struct tg_k8s_client_cfg {
     const char *token_file;   /* NULL: TG_K8S_SA_DIR/token */
     unsigned watch_timeout_s; /* timeoutSeconds of a watch; 0: 300 */
     bool policy;              /* watch the policy custom resources too (k8s_policy.h) */
+    bool configmaps;          /* and the trust-root ConfigMaps (k8s_publish.h) */
 };
 
 struct tg_k8s_client_stats {

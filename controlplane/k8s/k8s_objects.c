@@ -11,8 +11,8 @@
 #define MAX_ITEMS 10000 /* ports, endpoints, addresses, containers of one object */
 
 static const char *const kind_names[TG_K8S_NKINDS] = {
-    "Namespace",           "Pod",       "Service",   "EndpointSlice",
-    "AuthorizationPolicy", "RateLimit", "Revocation"};
+    "Namespace",           "Pod",       "Service",    "EndpointSlice",
+    "AuthorizationPolicy", "RateLimit", "Revocation", "ConfigMap"};
 
 const char *tg_k8s_kind_name(enum tg_k8s_kind k)
 {
@@ -452,6 +452,17 @@ int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj 
     case TG_K8S_REVOKE:
         rc = parse_policy(&p, meta, spec, status);
         break;
+    case TG_K8S_CONFIGMAP: {
+        const json_t *data = NULL;
+        const char *pem = NULL;
+
+        if ((rc = opt_obj(&p, j, "data", "data", &data)) < 0)
+            break;
+        pem = map_value(data, TG_K8S_CA_KEY);
+        if (pem != NULL && (o->u.cm.ca_pem = tg_resource_strdup(arena, pem)) == NULL)
+            rc = TG_ENOMEM;
+        break;
+    }
     default:
         rc = tg_err_set(err, TG_EINVAL, "unknown kind");
     }

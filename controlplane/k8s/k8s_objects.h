@@ -21,6 +21,8 @@
 #define TG_K8S_INJECT_ANNOTATION "tollgate.dev/inject"     /* on a Pod: "false" opts out */
 #define TG_K8S_INJECTED_ANNOTATION "tollgate.dev/injected" /* "true": the sidecar is in */
 #define TG_K8S_SIDECAR_CONTAINER "tollgate-proxy"          /* deploy/k8s/components/inject */
+#define TG_K8S_CA_CONFIGMAP "tollgate-ca-root" /* the trust bundle, in each meshed namespace */
+#define TG_K8S_CA_KEY "ca.pem"                 /* its data key */
 
 #define TG_K8S_NAME_MAX 253 /* DNS-1123 subdomain */
 
@@ -33,6 +35,9 @@ enum tg_k8s_kind {
     TG_K8S_AUTHZ = 4,
     TG_K8S_LIMITS = 5,
     TG_K8S_REVOKE = 6,
+    /* the trust-root ConfigMaps (k8s_publish.h), watched with
+     * kubernetes.discovery.trust_configmaps: only those named TG_K8S_CA_CONFIGMAP */
+    TG_K8S_CONFIGMAP = 7,
     TG_K8S_NKINDS
 };
 #define TG_K8S_NDISCOVERY 4 /* the kinds discovery always watches: NAMESPACE .. SLICE */
@@ -95,6 +100,10 @@ struct tg_k8s_policy_obj {
     const char *ready_message;
 };
 
+struct tg_k8s_configmap {
+    const char *ca_pem; /* data[TG_K8S_CA_KEY]; NULL when absent */
+};
+
 struct tg_k8s_obj {
     enum tg_k8s_kind kind;
     const char *ns; /* "" for a Namespace */
@@ -107,6 +116,7 @@ struct tg_k8s_obj {
         struct tg_k8s_service svc;
         struct tg_k8s_slice slice;
         struct tg_k8s_policy_obj policy;
+        struct tg_k8s_configmap cm;
     } u;
     struct tg_resource *arena; /* every pointer above points in here */
 };

@@ -326,8 +326,10 @@ def check_control_plane(objs):
     read = ("get", "list", "watch")
     status = ("patch", "update")
     check("control plane: discovery reads namespaces, pods, services, endpointslices and the "
-          "policy resources, writes their status only, no more",
-          granted == [("", "namespaces", read), ("", "pods", read), ("", "services", read),
+          "policy resources, writes their status and the trust-root ConfigMaps only, no more",
+          granted == [("", "configmaps", ("create",)),
+                      ("", "configmaps", ("get", "list", "patch", "update", "watch")),
+                      ("", "namespaces", read), ("", "pods", read), ("", "services", read),
                       ("discovery.k8s.io", "endpointslices", read),
                       ("tollgate.dev", "authorizationpolicies", read),
                       ("tollgate.dev", "authorizationpolicies/status", status),
@@ -335,6 +337,10 @@ def check_control_plane(objs):
                       ("tollgate.dev", "ratelimits/status", status),
                       ("tollgate.dev", "revocations", read),
                       ("tollgate.dev", "revocations/status", status)], str(granted))
+    named = [rule.get("resourceNames") for rule in role.get("rules", [])
+             if "configmaps" in rule.get("resources", []) and "patch" in rule.get("verbs", [])]
+    check("control plane: ConfigMaps are read and changed by the name tollgate-ca-root only",
+          named == [["tollgate-ca-root"]], str(named))
     binding = by.get(("ClusterRoleBinding", "tollgate-cp-discovery"), {})
     check("control plane: the binding names the tollgate-cp ServiceAccount",
           binding.get("subjects") == [{"kind": "ServiceAccount", "name": "tollgate-cp",

@@ -36,7 +36,8 @@ static void setup(void)
     a_admin = it_free_port();
     b_admin = it_free_port();
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
-    it_k8s_write_cp("cp.yaml", cp_port, "", "    policy_resources: true\n");
+    it_k8s_write_cp("cp.yaml", cp_port, "",
+                    "    policy_resources: true\n    trust_configmaps: true\n");
     it_echo_start("echo", &echo_port);
     it_k8s_write_sidecars(&(struct it_k8s_pair){
         .a_cp = cp_port,
@@ -179,6 +180,76 @@ START_TEST(test_k8s_policy_resources_end_to_end)
 }
 END_TEST
 
+/* The second line of a PEM file (base64, no escapes in JSON): what to look for in a body. */
+static void pem_line(const char *file, char *dst, size_t cap)
+{
+    char *pem = it_read_file(file, NULL), *nl;
+
+    ck_assert_ptr_nonnull(pem);
+    nl = strchr(pem, '\n');
+    ck_assert_ptr_nonnull(nl);
+    snprintf(dst, cap, "%.*s", (int)strcspn(nl + 1, "\n"), nl + 1);
+    free(pem);
+}
+
+/* Waits until namespace ns's trust-root ConfigMap exists (want) holding n1 and n2 ("": any),
+ * or is absent (!want). */
+static bool configmap_is(const char *ns, bool want, const char *n1, const char *n2, int ms)
+{
+    static char buf[1 << 16];
+    char path[256];
+    uint64_t end = it_now_ms() + (uint64_t)ms;
+
+    snprintf(path, sizeof(path), "/objects/configmaps/%s/tollgate-ca-root", ns);
+    do {
+        int st = it_k8s_ctl("GET", path, "", buf, sizeof(buf));
+
+        if (want ? st == 200 && strstr(buf, "\"ca.pem\"") != NULL && strstr(buf, n1) != NULL &&
+                       strstr(buf, n2) != NULL
+                 : st == 404)
+            return true;
+        it_sleep_ms(20);
+    } while (it_now_ms() < end);
+    fprintf(stderr, "k8s configmaps: %s: %s\n", path, buf);
+    return false;
+}
+
+/* Trust-root ConfigMaps: published in labelled namespaces only, in a namespace labelled
+ * later, re-created when deleted, and following a CA rotation (roots: old and new). */
+START_TEST(test_k8s_trust_configmaps)
+{
+    const char *cp_argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
+    struct it_proc *cp = it_spawn("cp", cp_argv, IT_STDIN_NULL);
+    char old_line[128], new_line[128];
+
+    cp->must_exit_0 = true;
+    pem_line("ca.pem", old_line, sizeof(old_line));
+    ck_assert_msg(configmap_is("default", true, old_line, "", 5000),
+                  "no trust-root ConfigMap in the labelled namespace");
+    ck_assert_msg(configmap_is("evil", false, "", "", 0), "a ConfigMap in an unlabelled one");
+
+    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"shop\",\"labels\":"
+                             "{\"tollgate.dev/inject\":\"enabled\"}}}");
+    ck_assert_msg(configmap_is("shop", true, old_line, "", 3000),
+                  "no ConfigMap in a namespace labelled later");
+
+    it_k8s_del("configmaps", "default", "tollgate-ca-root");
+    ck_assert_msg(configmap_is("default", true, old_line, "", 3000), "not re-created");
+    ck_assert_int_eq(it_k8s_stat("cm_creates"), 3);
+
+    /* a CA rotation: the bundle holds old and new; every ConfigMap follows */
+    it_certs("ca", "--out", "ca2", "--cn", "k8s policy test CA 2", NULL);
+    pem_line("ca2.pem", new_line, sizeof(new_line));
+    it_k8s_write_cp("cp.yaml", cp_port, "roots: [ca.pem, ca2.pem]\n",
+                    "    policy_resources: true\n    trust_configmaps: true\n");
+    ck_assert_msg(configmap_is("default", true, old_line, new_line, 5000) &&
+                      configmap_is("shop", true, old_line, new_line, 1000),
+                  "the ConfigMaps did not follow the rotation");
+    ck_assert_int_eq(it_k8s_stat("cm_patches"), 2);
+    ck_assert_int_eq(it_stop(cp, 10000), 0);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("cp_k8s_policy");
@@ -187,6 +258,7 @@ Suite *tg_test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_k8s_policy_resources_end_to_end);
+    tcase_add_test(tc, test_k8s_trust_configmaps);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,8 @@ discovery.k8s.io/v1 EndpointSlices:
     the watch request (mode http) or as an ERROR watch event with a Status of code 410
     (mode event);
   - watches dropped mid-stream on request (the TCP connection cut, no last chunk);
+  - v1 ConfigMaps, list and watch with fieldSelector=metadata.name=X, POST (create: 409 when it
+    exists) and PATCH with a merge patch;
   - tollgate.dev/v1alpha1 AuthorizationPolicies, RateLimits and Revocations (namespaced), with
     metadata.generation bumped on a spec change and a status subresource: PATCH
     .../namespaces/NS/PLURAL/NAME/status with a merge patch changes only .status.
@@ -59,6 +61,7 @@ KINDS = {
                    "RateLimit", True),
     "revocations": ("/apis/tollgate.dev/v1alpha1/revocations", "tollgate.dev/v1alpha1",
                     "Revocation", True),
+    "configmaps": ("/api/v1/configmaps", "v1", "ConfigMap", True),
 }
 STATUS_KINDS = ("authorizationpolicies", "ratelimits", "revocations")
 BY_PATH = {v[0]: k for k, v in KINDS.items()}
@@ -82,7 +85,8 @@ class Store:
         self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
         self.stats = {k: 0 for k in ("lists", "pages", "watches", "unauthorized", "gone_http",
                                      "gone_event", "gone_continue", "bookmarks", "drops",
-                                     "events", "watching", "status_writes")}
+                                     "events", "watching", "status_writes", "cm_creates",
+                                     "cm_patches")}
 
     def key(self, plural, obj):
         m = obj["metadata"]
@@ -146,6 +150,15 @@ def merge_patch(target, patch):
     return target
 
 
+def selected(q, obj):
+    """fieldSelector=metadata.name=X (the only one served); no selector: every object."""
+    sel = q.get("fieldSelector")
+    if not sel:
+        return True
+    k, _, v = sel.partition("=")
+    return k == "metadata.name" and obj["metadata"]["name"] == v
+
+
 def status(code, reason, message):
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "code": code}
@@ -176,6 +189,11 @@ def make_api_handler(store):
                 with store.cond:
                     store.stats["unauthorized"] += 1
                 return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            if (len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"]
+                    and parts[4] == "configmaps"):
+                if self.headers.get("Content-Type") != "application/merge-patch+json":
+                    return self.send_json(415, status(415, "UnsupportedMediaType", "merge only"))
+                return self.patch_configmap(parts, body)
             if (len(parts) != 8 or parts[:4] != ["apis", "tollgate.dev", "v1alpha1", "namespaces"]
                     or parts[5] not in STATUS_KINDS or parts[7] != "status"):
                 return self.send_json(404, status(404, "NotFound", "no such path " + self.path))
@@ -197,6 +215,45 @@ def make_api_handler(store):
             with store.cond:
                 cur = copy.deepcopy(store.objs[plural][key])
             self.send_json(200, cur)
+
+        def do_POST(self):
+            # POST /api/v1/namespaces/NS/configmaps: create (409 when it exists)
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+            if not store.token_ok(self.headers.get("Authorization")):
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            if len(parts) != 5 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "configmaps":
+                return self.send_json(404, status(404, "NotFound", "no such path " + self.path))
+            try:
+                obj = json.loads(body)
+                name = obj["metadata"]["name"]
+            except (ValueError, KeyError, TypeError):
+                return self.send_json(400, status(400, "BadRequest", "not a ConfigMap"))
+            if obj["metadata"].get("namespace", parts[3]) != parts[3]:
+                return self.send_json(400, status(400, "BadRequest", "namespace mismatch"))
+            obj["metadata"]["namespace"] = parts[3]
+            with store.cond:
+                if parts[3] + "/" + name in store.objs["configmaps"]:
+                    return self.send_json(409, status(409, "AlreadyExists", name + " exists"))
+                store.stats["cm_creates"] += 1
+            store.apply("configmaps", obj)
+            self.send_json(201, obj)
+
+        def patch_configmap(self, parts, body):
+            # PATCH /api/v1/namespaces/NS/configmaps/NAME, merge patch
+            key = parts[3] + "/" + parts[5]
+            try:
+                patch = json.loads(body)
+            except ValueError:
+                return self.send_json(400, status(400, "BadRequest", "not JSON"))
+            with store.cond:
+                old = store.objs["configmaps"].get(key)
+                if old is None:
+                    return self.send_json(404, status(404, "NotFound", key + " not found"))
+                obj = merge_patch(copy.deepcopy(old), patch)
+                store.stats["cm_patches"] += 1
+            store.apply("configmaps", obj)
+            return self.send_json(200, obj)
 
         def do_GET(self):
             url = urlsplit(self.path)
@@ -233,7 +290,8 @@ def make_api_handler(store):
                 else:
                     rv = store.rv
                     items = [copy.deepcopy(store.objs[plural][k])
-                             for k in sorted(store.objs[plural])]
+                             for k in sorted(store.objs[plural])
+                             if selected(q, store.objs[plural][k])]
                 page, rest = (items[:limit], items[limit:]) if limit > 0 else (items, [])
                 meta = {"resourceVersion": str(rv)}
                 spoil = store.corrupt["list"] > 0
@@ -288,14 +346,14 @@ def make_api_handler(store):
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                self.stream(plural, api, kind, since, too_old, timeout, bookmarks, drop, gone)
+                self.stream(plural, api, kind, since, too_old, timeout, bookmarks, drop, gone, q)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
                 self.close_connection = True
             finally:
                 with store.cond:
                     store.stats["watching"] -= 1
 
-        def stream(self, plural, api, kind, cur, too_old, timeout, bookmarks, drop, gone):
+        def stream(self, plural, api, kind, cur, too_old, timeout, bookmarks, drop, gone, q):
             end = time.monotonic() + timeout
             last_bm = time.monotonic()
             gone_ev = status(410, "Expired", "too old resource version: %d" % cur)
@@ -306,13 +364,15 @@ def make_api_handler(store):
                 return self.finish_stream()
             while True:
                 with store.cond:
-                    evs = [e for e in store.history if e[0] > cur and e[1] == plural]
+                    evs = [e for e in store.history
+                           if e[0] > cur and e[1] == plural and selected(q, e[3])]
                     now = time.monotonic()
                     if not evs and store.drop_epoch == drop and store.gone_epoch == gone:
                         wait = min(end, last_bm + store.bookmark_interval) - now
                         if wait > 0:
                             store.cond.wait(wait)
-                        evs = [e for e in store.history if e[0] > cur and e[1] == plural]
+                        evs = [e for e in store.history
+                               if e[0] > cur and e[1] == plural and selected(q, e[3])]
                     seen = store.rv
                     cut = store.drop_epoch != drop
                     gone_now = store.gone_epoch != gone

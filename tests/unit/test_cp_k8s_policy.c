@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "k8s_policy.h"
+#include "k8s_publish.h"
 
 #define WEB "spiffe://mesh.local/ns/prod/sa/web"
 
@@ -262,11 +263,58 @@ START_TEST(test_k8s_policy_status_patch)
 }
 END_TEST
 
+static char stale_ns[64];
+static int stale_creates, stale_patches;
+
+static void on_cm(void *arg, const char *ns, bool create)
+{
+    (void)arg;
+    snprintf(stale_ns, sizeof(stale_ns), "%s", ns);
+    if (create)
+        stale_creates++;
+    else
+        stale_patches++;
+}
+
+START_TEST(test_k8s_publish_stale)
+{
+    struct fixture f = {0};
+    char path[256], *body;
+
+    fx_set(&f, TG_K8S_NAMESPACE,
+           "{\"metadata\":{\"name\":\"shop\",\"labels\":{\"tollgate.dev/inject\":\"enabled\"}}}");
+    ck_assert_uint_eq(tg_k8s_publish_stale(f.lists, "PEM\n", on_cm, NULL), 1);
+    ck_assert_int_eq(stale_creates, 1);
+    ck_assert_str_eq(stale_ns, "shop");
+    fx_set(&f, TG_K8S_CONFIGMAP,
+           "{\"metadata\":{\"name\":\"tollgate-ca-root\",\"namespace\":\"shop\"},"
+           "\"data\":{\"ca.pem\":\"OLD\\n\"}}");
+    ck_assert_uint_eq(tg_k8s_publish_stale(f.lists, "PEM\n", on_cm, NULL), 1);
+    ck_assert_int_eq(stale_patches, 1);
+    ck_assert_uint_eq(tg_k8s_publish_stale(f.lists, "OLD\n", on_cm, NULL), 0);
+    fx_set(&f, TG_K8S_NAMESPACE, "{\"metadata\":{\"name\":\"shop\"}}"); /* unlabelled */
+    ck_assert_uint_eq(tg_k8s_publish_stale(f.lists, "PEM\n", on_cm, NULL), 0);
+
+    body = tg_k8s_publish_request("shop", "PEM\n", true, path, sizeof(path));
+    ck_assert_str_eq(path, "/api/v1/namespaces/shop/configmaps");
+    ck_assert_msg(strstr(body, "\"name\":\"tollgate-ca-root\"") != NULL &&
+                      strstr(body, "\"ca.pem\":\"PEM\\n\"") != NULL,
+                  "%s", body);
+    free(body);
+    body = tg_k8s_publish_request("shop", "PEM\n", false, path, sizeof(path));
+    ck_assert_str_eq(path, "/api/v1/namespaces/shop/configmaps/tollgate-ca-root");
+    ck_assert_str_eq(body, "{\"data\":{\"ca.pem\":\"PEM\\n\"}}");
+    free(body);
+    fx_free(&f);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
-    const TTest *const tests[] = {
-        test_k8s_policy_scoped_to_own_namespace, test_k8s_policy_last_good_and_delete,
-        test_k8s_policy_revocation_admin_namespace_only, test_k8s_policy_status_patch};
+    const TTest *const tests[] = {test_k8s_policy_scoped_to_own_namespace,
+                                  test_k8s_policy_last_good_and_delete,
+                                  test_k8s_policy_revocation_admin_namespace_only,
+                                  test_k8s_policy_status_patch, test_k8s_publish_stale};
     Suite *s = suite_create("cp_k8s_policy");
     TCase *tc = tcase_create("cp_k8s_policy");
 
