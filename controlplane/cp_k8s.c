@@ -82,20 +82,26 @@ static void remerge_policy(struct tg_cp_k8s *k)
         tg_error("kubernetes: out of memory merging the policy resources: keeping the last");
 }
 
+/* A write to the API that failed: what it was, and the answer (a v1 Status names the object). */
+static void write_failed(const char *what, long status, const char *body, const char *err)
+{
+    if (status == 0)
+        tg_warn("kubernetes: writing %s: %s", what, err);
+    else
+        tg_warn("kubernetes: writing %s: HTTP %ld %.300s", what, status, body);
+}
+
 static void on_status_written(void *arg, long status, const char *body, const char *err)
 {
-    char *path = arg;
-
+    (void)arg;
     if (status < 200 || status > 299)
-        tg_warn("kubernetes: writing the status of %s: %s%ld %.200s", path,
-                status == 0 ? err : "HTTP ", status, status == 0 ? "" : body);
-    free(path);
+        write_failed("the status of a policy resource", status, body, err);
 }
 
 static void write_status(void *arg, const struct tg_k8s_policy_status *st)
 {
     struct tg_cp_k8s *k = arg;
-    char path[1024], now[32], *body, *copy;
+    char path[1024], now[32], *body;
     time_t t = time(NULL);
     struct tm tm;
 
@@ -107,13 +113,10 @@ static void write_status(void *arg, const struct tg_k8s_policy_status *st)
                 st->name, st->reason, st->message,
                 st->reason[0] == 'I' ? " (its last good version, if any, stays)" : "");
     body = tg_k8s_policy_status_patch(st, now, path, sizeof(path));
-    copy = body != NULL ? strdup(path) : NULL;
-    if (copy == NULL ||
+    if (body == NULL ||
         tg_k8s_client_request(k->client, "PATCH", path, body, "application/merge-patch+json",
-                              on_status_written, copy) < 0) {
+                              on_status_written, k) < 0)
         tg_error("kubernetes: out of memory writing the status of %s", path);
-        free(copy);
-    }
     free(body);
 }
 
@@ -142,8 +145,7 @@ static void on_cm_written(void *arg, long status, const char *body, const char *
     if (status == 200 || status == 201)
         tg_debug("kubernetes: ConfigMap " TG_K8S_CA_CONFIGMAP " written");
     else if (status != 409) /* 409: created meanwhile (another replica); the watch shows it */
-        tg_warn("kubernetes: writing a ConfigMap " TG_K8S_CA_CONFIGMAP ": %s%ld %.200s",
-                status == 0 ? err : "HTTP ", status, status == 0 ? "" : body);
+        write_failed("a ConfigMap " TG_K8S_CA_CONFIGMAP, status, body, err);
     if (k->cm_writes == 0 && k->cm_again) {
         k->cm_again = false;
         on_change(k);
