@@ -1,7 +1,9 @@
 /* A Kubernetes API client for tollgate-cp: lists and watches Namespaces, Pods, Services and
  * EndpointSlices with the API's own protocol ("Efficient detection of changes" in the API
  * concepts) and keeps a local cache of each, keyed by namespace/name, that the derivation
- * reads (k8s_derive.h).
+ * reads (k8s_derive.h); optionally the policy custom resources (k8s_policy.h) and the
+ * trust-root ConfigMaps (k8s_publish.h) the same way. It also makes the few writes the
+ * control plane needs (tg_k8s_client_request: a resource's status, a ConfigMap).
  *
  * Why on the control plane's loop and not in a thread: the cache is read by the derivation
  * and the pushes, which run on that loop; with libcurl's multi interface driven by the
@@ -79,7 +81,8 @@ struct tg_k8s_client;
 typedef void (*tg_k8s_on_change)(void *arg);
 
 /* Resolves the configuration (the environment for in-cluster), reads the token once and
- * starts the four lists. 0 with *out, or a negative code with err (nothing left running). */
+ * starts the lists of the kinds cfg asks for. 0 with *out, or a negative code with err (nothing
+ * left running). */
 TG_MUST_USE int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
                                   tg_k8s_on_change on_change, void *arg, struct tg_k8s_client **out,
                                   char *err);
