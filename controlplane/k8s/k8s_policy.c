@@ -699,17 +699,17 @@ static int copy_limit(struct tg_resource *r, struct tg_res_limit *d, const struc
 /* Appends src's strings to dst (grown in r). */
 static int append_strs(struct tg_resource *r, struct tg_strlist *dst, const struct tg_strlist *src)
 {
-    struct tg_strlist both = {0};
     char **v = tg_resource_array(r, dst->n + src->n, sizeof(*v));
-    int rc;
 
     if (v == NULL)
         return TG_ENOMEM;
-    memcpy(v, dst->v, dst->n * sizeof(*v));
-    memcpy(v + dst->n, src->v, src->n * sizeof(*v));
-    if ((rc = tg_resource_strlist(r, &both, (const char *const *)v, dst->n + src->n)) < 0)
-        return rc;
-    *dst = both;
+    for (size_t i = 0; i < dst->n; i++)
+        v[i] = dst->v[i]; /* already in r */
+    for (size_t i = 0; i < src->n; i++)
+        if ((v[dst->n + i] = tg_resource_strdup(r, src->v[i])) == NULL)
+            return TG_ENOMEM;
+    dst->v = v;
+    dst->n += src->n;
     return 0;
 }
 

@@ -24,7 +24,7 @@ size_t tg_k8s_publish_stale(const struct tg_k8s_list lists[TG_K8S_NKINDS], const
         if (!ns->u.ns.inject)
             continue;
         snprintf(key, sizeof(key), "%s/%s", ns->name, TG_K8S_CA_CONFIGMAP);
-        cm = bsearch(key, cms->v, cms->n, sizeof(*cms->v), by_key);
+        cm = cms->n > 0 ? bsearch(key, cms->v, cms->n, sizeof(*cms->v), by_key) : NULL;
         if (cm != NULL && (*cm)->u.cm.ca_pem != NULL && strcmp((*cm)->u.cm.ca_pem, pem) == 0)
             continue;
         fn(arg, ns->name, cm == NULL);
