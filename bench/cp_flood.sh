@@ -76,7 +76,7 @@ cd "$T" || die "no temp dir"
     "$BUILD/tollgate-certs" issue --ca ca --out cp --spiffe "$CP_ID" >/dev/null ||
     die "tollgate-certs failed"
 printf 'flood-token-aaaaaaaaaaaaaaaa default sa-a\nflood-token-bbbbbbbbbbbbbbbb default sa-b\n' >tokens.txt
-echo "authorization: {default_deny: false}" >mesh.yaml
+echo "authorization: {default: allow}" >mesh.yaml
 cat >cp.yaml <<EOF
 listen: 127.0.0.1:$CP_PORT
 admin: 127.0.0.1:$CP_ADMIN

@@ -19,7 +19,7 @@
 struct set {
     struct tg_policy_rule *rules;
     char (*vals)[96];
-    char **ptrs;
+    const char **ptrs;
     char (*names)[24]; /* "r" and up to 20 digits */
     int *ports;
 };

@@ -103,7 +103,7 @@ static int handshake(struct tg_tls_ctx *sc, struct tg_tls_ctx *cc, struct tg_poo
 static int run(const char *what, const char *server, const char *client, int n)
 {
     struct tg_tls_settings st = {.max_chain_depth = 4};
-    char *server_ids[] = {SERVER_ID};
+    char server_id[] = SERVER_ID, *server_ids[] = {server_id};
     struct tg_strlist none = {NULL, 0}, expect = {server_ids, 1};
     struct tg_tls_peer_rule srule = {&none}, crule = {&expect};
     struct tg_identity *sid, *cid;

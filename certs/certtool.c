@@ -1,23 +1,13 @@
-/* tollgate-certs: development and test certificates, made with wolfSSL's certificate
- * generation (EC P-256 keys, ECDSA with SHA-256), and the reading of any PEM file the way the
- * sidecar reads it (inspect, verify: inspect.c). See certs/README.md for the commands.
+/* tollgate-certs: development and test certificates (EC P-256 keys, ECDSA with SHA-256),
+ * and the reading of any PEM file the way the sidecar reads it (inspect, verify: inspect.c).
+ * See certs/README.md for the commands.
  *
- * The certificate building it shares with tollgate-cp is in x509.h (keys, serials, validity,
- * names, key identifiers, the basicConstraints fix, signing, PEM). What it takes as the
- * sidecar does comes from the sidecar's own modules: durations (tg_duration_parse, the
- * config's grammar) and SPIFFE IDs (tg_spiffe_parse, the handshake's parser). Help and the
- * version go to stdout, exit 0; errors are one line on stderr naming what was wrong, exit 1;
- * usage errors exit 2. */
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/asn.h>
-#include <wolfssl/wolfcrypt/asn_public.h>
-#include <wolfssl/wolfcrypt/ecc.h>
-#include <wolfssl/wolfcrypt/error-crypt.h>
-#include <wolfssl/wolfcrypt/random.h>
-#include <wolfssl/wolfcrypt/settings.h>
-#include <wolfssl/wolfcrypt/sha256.h>
-#include <wolfssl/wolfcrypt/wc_port.h>
-
+ * Keys, certificates and requests are made by lib/pki (certgen.h), the calls tollgate-cp's
+ * CA can share; what a certificate says is read by lib/pki too (identity.h, certview.h), so
+ * no file here sees wolfSSL. What it takes as the sidecar does comes from the sidecar's own
+ * modules: durations (tg_duration_parse, the config's grammar) and SPIFFE IDs
+ * (tg_spiffe_parse, the handshake's parser). Help and the version go to stdout, exit 0;
+ * errors are one line on stderr naming what was wrong, exit 1; usage errors exit 2. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -33,21 +23,21 @@
 #include <unistd.h>
 
 #include "certtool.h"
+#include "tollgate/certgen.h"
+#include "tollgate/certview.h"
 #include "tollgate/config.h"
 #include "tollgate/err.h"
 #include "tollgate/file.h"
+#include "tollgate/identity.h"
 #include "tollgate/spiffe.h"
 #include "tollgate/tls.h"
-#include "tollgate/x509.h"
 
 #define PROG "tollgate-certs"
 #define EXIT_USAGE 2
-#define MAX_NAMES 32 /* --uri / --dns / --crl / --trust-domain given at most this often each */
-#define DER_CAP TG_X509_DER_CAP
+#define MAX_NAMES 32  /* --uri / --dns / --crl / --trust-domain given at most this often each */
 #define SKEW_SECS 300 /* default notBefore is this far in the past */
 #define DAY_SECS 86400L
 #define MAX_LIFETIME_S (100LL * 365 * DAY_SECS) /* --valid-for, --backdate: 100 years at most */
-#define KEY_PEM_CAP 1024                        /* PEM of a P-256 SEC1 key is about 230 bytes */
 
 enum cmd {
     CMD_CA,
@@ -171,8 +161,8 @@ struct opts {
     long path_len;
     bool has_lifetime;
     bool expired, not_yet_valid, no_san, ca_flag, self_signed;
-    byte serial[CTC_SERIAL_SIZE];
-    int serial_len; /* 0: make a random one */
+    unsigned char serial[TG_CERT_SERIAL_MAX];
+    size_t serial_len; /* 0: make a random one */
     const char *uris[MAX_NAMES];
     size_t n_uris;
     const char *dns[MAX_NAMES];
@@ -186,10 +176,9 @@ struct opts {
 
 /* The CA that signs: its key, its first certificate, and the intermediates above it. */
 struct signer {
-    ecc_key key;
-    bool key_ok;
-    byte *der;
-    int der_len;
+    struct tg_key *key;
+    unsigned char *der;
+    size_t der_len;
     char *chain; /* PREFIX.chain.pem, or NULL for a root */
     size_t chain_len;
 };
@@ -344,18 +333,8 @@ static int path_join(char *out, const char *prefix, const char *suffix, char *er
 
 /* ---- keys ---- */
 
-static int make_key(WC_RNG *rng, ecc_key *key, char *err)
-{
-    int ret = wc_ecc_make_key_ex(rng, 32, key, ECC_SECP256R1);
-
-    if (ret != 0)
-        return tg_err_set(err, TG_ETLS, "making a P-256 key: %s", wc_GetErrorString(ret));
-    return 0;
-}
-
-/* Loads a P-256 private key (PEM "EC PRIVATE KEY" or "PRIVATE KEY", or DER) into an
- * initialised key. */
-static int load_key(const char *path, ecc_key *key, char *err)
+/* Loads a P-256 private key (PEM "EC PRIVATE KEY" or "PRIVATE KEY", or DER). */
+static int load_key(const char *path, struct tg_key **key, char *err)
 {
     char *file = NULL;
     size_t file_len = 0;
@@ -363,52 +342,21 @@ static int load_key(const char *path, ecc_key *key, char *err)
 
     if ((rc = tg_file_read(NULL, path, TG_FILE_MAX, TG_FILE_SECRET, &file, &file_len, err)) < 0)
         return rc;
-    rc = tg_x509_key_decode(file, file_len, true, key, path, err);
+    rc = tg_key_decode(file, file_len, true, path, key, err);
     tg_wipe_free(file, file_len);
     return rc;
 }
 
-/* PEM "EC PRIVATE KEY" (SEC1) of key into a heap string. */
-static int key_to_pem(ecc_key *key, char **pem, int *pem_len, char *err)
-{
-    byte der[256];
-    char *out = NULL;
-    int der_len, len;
-    int rc = TG_ETLS;
-
-    der_len = wc_EccKeyToDer(key, der, sizeof(der));
-    if (der_len <= 0)
-        return tg_err_set(err, rc, "encoding the key: %s", wc_GetErrorString(der_len));
-    out = malloc(KEY_PEM_CAP);
-    if (out == NULL) {
-        rc = tg_err_set(err, TG_ENOMEM, "out of memory");
-        goto fail;
-    }
-    len = wc_DerToPem(der, (word32)der_len, (byte *)out, KEY_PEM_CAP, ECC_PRIVATEKEY_TYPE);
-    if (len <= 0) {
-        tg_err_set(err, rc, "PEM-encoding the key: %s", wc_GetErrorString(len));
-        goto fail;
-    }
-    explicit_bzero(der, sizeof(der));
-    *pem = out;
-    *pem_len = len;
-    return 0;
-fail:
-    explicit_bzero(der, sizeof(der));
-    tg_wipe_free(out, KEY_PEM_CAP);
-    return rc;
-}
-
-static int write_key(const char *path, ecc_key *key, char *err)
+static int write_key(const char *path, const struct tg_key *key, char *err)
 {
     char *pem = NULL;
-    int pem_len = 0;
+    size_t pem_len = 0;
     int rc;
 
-    if ((rc = key_to_pem(key, &pem, &pem_len, err)) < 0)
+    if ((rc = tg_key_pem(key, &pem, &pem_len, err)) < 0)
         return rc;
-    rc = write_file(path, pem, (size_t)pem_len, 0600, err);
-    tg_wipe_free(pem, KEY_PEM_CAP);
+    rc = write_file(path, pem, pem_len, 0600, err);
+    tg_wipe_free(pem, pem_len + 1);
     return rc;
 }
 
@@ -427,7 +375,7 @@ static long long default_lifetime(enum cmd cmd)
 }
 
 /* notBefore/notAfter as described in the usage text and README. */
-static int set_validity(const struct opts *o, Cert *cert, char *err)
+static void set_validity(const struct opts *o, struct tg_cert_spec *spec)
 {
     long long life = default_lifetime(o->cmd);
     time_t now = time(NULL), nb, na;
@@ -447,16 +395,8 @@ static int set_validity(const struct opts *o, Cert *cert, char *err)
         nb = now - SKEW_SECS;
         na = now + (time_t)life;
     }
-    return tg_x509_set_validity(cert, nb, na, err);
-}
-
-static int set_serial(const struct opts *o, WC_RNG *rng, Cert *cert, char *err)
-{
-    if (o->serial_len == 0)
-        return tg_x509_set_serial(cert, rng, err);
-    memcpy(cert->serial, o->serial, (size_t)o->serial_len);
-    cert->serialSz = o->serial_len;
-    return 0;
+    spec->not_before = (int64_t)nb;
+    spec->not_after = (int64_t)na;
 }
 
 /* Leaf CN: the service account of a spiffe://td/ns/N/sa/SA ID when it fits, else "tollgate". */
@@ -470,62 +410,69 @@ static void leaf_cn(const char *spiffe, char *cn)
         return;
     sa += 4;
     len = strcspn(sa, "/");
-    if (len > 0 && len < CTC_NAME_SIZE && sa[len] == '\0') {
+    if (len > 0 && len <= TG_CERT_CN_MAX && sa[len] == '\0') {
         memcpy(cn, sa, len);
         cn[len] = '\0';
     }
 }
 
-/* SubjectAltName GeneralNames: the SPIFFE ID, then each --uri, then each --dns. */
-static int set_alt_names(const struct opts *o, Cert *cert, char *err)
-{
+/* What a certificate or request made here names: its CN and subjectAltName (the SPIFFE ID,
+ * then each --uri, then each --dns). */
+struct names {
+    char cn[TG_CERT_CN_MAX + 1];
     const char *uris[MAX_NAMES + 1];
-    size_t n = 0;
+};
 
+static void set_names(const struct opts *o, struct names *nm, struct tg_cert_spec *spec)
+{
+    if (o->cmd == CMD_CA)
+        spec->cn = o->cn ? o->cn : "tollgate dev root CA";
+    else if (o->cmd == CMD_INTERMEDIATE)
+        spec->cn = o->cn ? o->cn : "tollgate dev intermediate CA";
+    else if (o->cn != NULL)
+        spec->cn = o->cn;
+    else if (o->no_san && o->cmd == CMD_ISSUE)
+        spec->cn = o->spiffe;
+    else
+        leaf_cn(o->spiffe, nm->cn), spec->cn = nm->cn;
     if (o->no_san)
-        return 0;
+        return;
     if (o->spiffe != NULL)
-        uris[n++] = o->spiffe;
-    memcpy(uris + n, o->uris, o->n_uris * sizeof(*uris));
-    return tg_x509_set_alt_names(cert, uris, n + o->n_uris, o->dns, o->n_dns, err);
+        nm->uris[spec->n_uris++] = o->spiffe;
+    memcpy(nm->uris + spec->n_uris, o->uris, o->n_uris * sizeof(*nm->uris));
+    spec->n_uris += o->n_uris;
+    spec->uris = nm->uris;
+    spec->dns = o->dns;
+    spec->n_dns = o->n_dns;
 }
 
-static int set_usage(const struct opts *o, Cert *cert, char *err)
+/* basicConstraints, keyUsage, extendedKeyUsage. */
+static void set_usage(const struct opts *o, struct tg_cert_spec *spec)
 {
-    const char *ku = "digitalSignature";
-    const char *eku = "serverAuth,clientAuth";
-    int ret;
-
-    if (o->cmd != CMD_ISSUE)
-        ku = "keyCertSign,cRLSign";
-    else if (o->ca_flag)
-        ku = "digitalSignature,keyCertSign";
-    if ((ret = wc_SetKeyUsage(cert, ku)) != 0)
-        return tg_err_set(err, TG_ETLS, "key usage %s: %s", ku, wc_GetErrorString(ret));
-    if (o->cmd != CMD_ISSUE)
-        return 0; /* CAs: no EKU, so they may sign leaves of any purpose */
+    spec->ca = o->cmd != CMD_ISSUE || o->ca_flag;
+    spec->path_len = spec->ca && (o->seen & C(O_PATH_LEN - O_BASE)) ? (int)o->path_len : -1;
+    if (o->cmd != CMD_ISSUE) {
+        spec->key_usage = "keyCertSign,cRLSign";
+        return; /* CAs: no EKU, so they may sign leaves of any purpose */
+    }
+    spec->key_usage = o->ca_flag ? "digitalSignature,keyCertSign" : "digitalSignature";
     if (o->eku == NULL || strcmp(o->eku, "both") == 0)
-        eku = "serverAuth,clientAuth";
+        spec->ext_key_usage = "serverAuth,clientAuth";
     else if (strcmp(o->eku, "server") == 0)
-        eku = "serverAuth";
+        spec->ext_key_usage = "serverAuth";
     else if (strcmp(o->eku, "client") == 0)
-        eku = "clientAuth";
+        spec->ext_key_usage = "clientAuth";
     else if (strcmp(o->eku, "codesign") == 0)
-        eku = "codeSigning";
-    else
-        return 0; /* none: checked when parsing */
-    if ((ret = wc_SetExtKeyUsage(cert, eku)) != 0)
-        return tg_err_set(err, TG_ETLS, "extended key usage %s: %s", eku, wc_GetErrorString(ret));
-    return 0;
+        spec->ext_key_usage = "codeSigning";
+    /* else none: checked when parsing */
 }
 
 /* ---- the signing CA ---- */
 
 static void signer_cleanup(struct signer *s)
 {
-    if (s->key_ok)
-        wc_ecc_free(&s->key);
-    s->key_ok = false;
+    tg_key_free(s->key);
+    s->key = NULL;
     free(s->der);
     s->der = NULL;
     free(s->chain);
@@ -538,37 +485,18 @@ static int signer_load(const char *prefix, struct signer *s, char *err)
     char path[PATH_MAX];
     char *pem = NULL;
     size_t pem_len = 0;
-    int ret, rc;
+    int rc;
 
     memset(s, 0, sizeof(*s));
     if ((rc = path_join(path, prefix, ".pem", err)) < 0)
         return rc;
     if ((rc = tg_file_read(NULL, path, TG_FILE_MAX, TG_FILE_SECRET, &pem, &pem_len, err)) < 0)
         return rc;
-    rc = TG_EINVAL;
-    s->der = malloc(pem_len + 1);
-    if (s->der == NULL) {
-        rc = tg_err_set(err, TG_ENOMEM, "out of memory");
-        goto fail;
-    }
-    ret = wc_CertPemToDer((const byte *)pem, (int)pem_len, s->der, (int)pem_len, CERT_TYPE);
-    if (ret <= 0) {
-        tg_err_set(err, rc, "%s: no PEM certificate: %s", path, wc_GetErrorString(ret));
-        goto fail;
-    }
-    s->der_len = ret;
-    if ((rc = path_join(path, prefix, ".key", err)) < 0)
-        goto fail;
-    if ((ret = wc_ecc_init(&s->key)) != 0) {
-        rc = tg_err_set(err, TG_ETLS, "ecc init: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    s->key_ok = true;
-    if ((rc = load_key(path, &s->key, err)) < 0)
-        goto fail;
-    if ((rc = tg_x509_key_matches(s->der, (size_t)s->der_len, &s->key, path, err)) < 0)
-        goto fail;
-    if ((rc = path_join(path, prefix, ".chain.pem", err)) < 0)
+    if ((rc = tg_pem_cert_der(pem, pem_len, path, &s->der, &s->der_len, err)) < 0 ||
+        (rc = path_join(path, prefix, ".key", err)) < 0 ||
+        (rc = load_key(path, &s->key, err)) < 0 ||
+        (rc = tg_key_matches(s->key, s->der, s->der_len, path, err)) < 0 ||
+        (rc = path_join(path, prefix, ".chain.pem", err)) < 0)
         goto fail;
     /* the chain file is optional: a CA made by an older tollgate-certs has none */
     if ((access(path, F_OK) == 0 || errno != ENOENT) &&
@@ -584,102 +512,11 @@ fail:
 
 /* ---- commands ---- */
 
-static int load_or_make_key(const struct opts *o, WC_RNG *rng, ecc_key *key, char *err)
+static int load_or_make_key(const struct opts *o, struct tg_key **key, char *err)
 {
     if (o->key != NULL)
         return load_key(o->key, key, err);
-    return make_key(rng, key, err);
-}
-
-/* Fills cert for the ca, intermediate and issue commands. */
-static int fill_cert(const struct opts *o, WC_RNG *rng, ecc_key *key, struct signer *s, Cert *cert,
-                     char *err)
-{
-    char cn[CTC_NAME_SIZE];
-    int rc;
-
-    if (o->cmd == CMD_CA)
-        rc = tg_x509_set_cn(cert, o->cn ? o->cn : "tollgate dev root CA", err);
-    else if (o->cmd == CMD_INTERMEDIATE)
-        rc = tg_x509_set_cn(cert, o->cn ? o->cn : "tollgate dev intermediate CA", err);
-    else if (o->cn != NULL)
-        rc = tg_x509_set_cn(cert, o->cn, err);
-    else if (o->no_san)
-        rc = tg_x509_set_cn(cert, o->spiffe, err);
-    else {
-        leaf_cn(o->spiffe, cn);
-        rc = tg_x509_set_cn(cert, cn, err);
-    }
-    if (rc < 0)
-        return rc;
-    if ((rc = set_serial(o, rng, cert, err)) < 0 || (rc = set_validity(o, cert, err)) < 0)
-        return rc;
-    if (o->cmd != CMD_ISSUE || o->ca_flag) {
-        cert->isCA = 1;
-        if (o->seen & C(O_PATH_LEN - O_BASE)) {
-            cert->pathLen = (byte)o->path_len;
-            cert->pathLenSet = 1;
-        }
-    } else {
-        cert->basicConstSet = 1; /* CA:FALSE, written out explicitly */
-    }
-    if ((rc = set_usage(o, cert, err)) < 0 || (rc = set_alt_names(o, cert, err)) < 0)
-        return rc;
-    if (s == NULL) /* self-signed */
-        return tg_x509_set_key_ids(cert, key, NULL, 0, NULL, err);
-    return tg_x509_set_key_ids(cert, key, s->der, (size_t)s->der_len, &s->key, err);
-}
-
-static void hex(const byte *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
-
-/* What the commands that make a key, a certificate or a CSR hold: the random generator, the
- * subject's key, and for certificates and CSRs the Cert and room for its DER. */
-struct job {
-    WC_RNG rng;
-    ecc_key key;
-    bool rng_ok, key_ok;
-    Cert *cert;
-    byte *der;
-};
-
-/* job_end() undoes it, also after a failure. */
-static int job_begin(struct job *j, bool with_cert, char *err)
-{
-    int ret;
-
-    if ((ret = wc_InitRng(&j->rng)) != 0)
-        return tg_err_set(err, TG_ETLS, "random generator: %s", wc_GetErrorString(ret));
-    j->rng_ok = true;
-    if ((ret = wc_ecc_init(&j->key)) != 0)
-        return tg_err_set(err, TG_ETLS, "ecc init: %s", wc_GetErrorString(ret));
-    j->key_ok = true;
-    if (!with_cert)
-        return 0;
-    j->cert = calloc(1, sizeof(*j->cert));
-    j->der = malloc(DER_CAP);
-    if (j->cert == NULL || j->der == NULL)
-        return tg_err_set(err, TG_ENOMEM, "out of memory");
-    return tg_x509_cert_init(j->cert, err);
-}
-
-static void job_end(struct job *j)
-{
-    free(j->der);
-    free(j->cert);
-    if (j->key_ok)
-        wc_ecc_free(&j->key);
-    if (j->rng_ok)
-        wc_FreeRng(&j->rng);
+    return tg_key_generate(key, err);
 }
 
 /* PREFIX.pem and, for an intermediate, PREFIX.chain.pem; a stale one of a CA is removed. */
@@ -715,182 +552,130 @@ static int write_certs(const struct opts *o, const char *pem_path, const char *c
 
 static int cmd_sign(const struct opts *o, char *err)
 {
-    char key_path[PATH_MAX], pem_path[PATH_MAX], chain_path[PATH_MAX],
-        serial[2 * CTC_SERIAL_SIZE + 1];
+    char key_path[PATH_MAX], pem_path[PATH_MAX], chain_path[PATH_MAX];
+    struct tg_cert_spec spec = {.serial = o->serial_len > 0 ? o->serial : NULL,
+                                .serial_len = o->serial_len};
+    struct tg_cert_issuer issuer = {0};
+    struct tg_cert_info info;
     struct signer s = {0};
-    bool have_signer = false;
-    struct job j = {0};
+    struct tg_key *key = NULL;
+    struct names nm;
+    unsigned char *der = NULL;
     char *pem = NULL;
     size_t der_len, pem_len;
-    int rc;
-    struct tm nb_tm, na_tm;
     char not_after[CERTS_RFC3339];
+    int rc;
 
     if ((rc = path_join(key_path, o->out, ".key", err)) < 0 ||
         (rc = path_join(pem_path, o->out, ".pem", err)) < 0 ||
         (rc = path_join(chain_path, o->out, ".chain.pem", err)) < 0)
         return rc;
-    if ((rc = job_begin(&j, true, err)) < 0 || (rc = load_or_make_key(o, &j.rng, &j.key, err)) < 0)
+    if ((rc = load_or_make_key(o, &key, err)) < 0)
         goto fail;
     if (o->ca != NULL) {
         if ((rc = signer_load(o->ca, &s, err)) < 0)
             goto fail;
-        have_signer = true;
+        issuer = (struct tg_cert_issuer){.der = s.der, .len = s.der_len, .key = s.key};
     }
-    if ((rc = fill_cert(o, &j.rng, &j.key, have_signer ? &s : NULL, j.cert, err)) < 0 ||
-        (rc = tg_x509_make(j.cert, &j.key, have_signer ? &s.key : &j.key, &j.rng, j.der, DER_CAP,
-                           &der_len, err)) < 0 ||
-        (rc = tg_x509_pem(j.der, der_len, CERT_TYPE, &pem, &pem_len, err)) < 0)
+    set_names(o, &nm, &spec);
+    set_validity(o, &spec);
+    set_usage(o, &spec);
+    if ((rc = tg_cert_make(&spec, key, o->ca != NULL ? &issuer : NULL, &der, &der_len, err)) < 0 ||
+        (rc = tg_pem_encode(der, der_len, TG_PEM_CERT, &pem, &pem_len, err)) < 0)
         goto fail;
     /* The key first: a watcher that reloads on the certificate then finds its key. */
-    if ((rc = write_key(key_path, &j.key, err)) < 0 ||
+    if ((rc = write_key(key_path, key, err)) < 0 ||
         (rc = write_certs(o, pem_path, chain_path, pem, pem_len, &s, err)) < 0)
         goto fail;
-
-    hex(j.cert->serial, (size_t)j.cert->serialSz, serial);
-    nb_tm = (struct tm){0};
-    na_tm = (struct tm){0};
-    not_after[0] = '\0';
-    if (wc_GetCertDates(j.cert, &nb_tm, &na_tm) == 0)
-        certs_rfc3339((int64_t)timegm(&na_tm), not_after);
+    if ((rc = tg_cert_inspect(der, der_len, &info, err)) < 0)
+        goto fail;
+    certs_rfc3339(info.not_after, not_after);
     printf("%s: wrote %s%s %s serial=%s not_after=%s\n", cmd_names[o->cmd], pem_path,
-           o->cmd == CMD_INTERMEDIATE ? " (+ .chain.pem)" : "", key_path, serial, not_after);
+           o->cmd == CMD_INTERMEDIATE ? " (+ .chain.pem)" : "", key_path, info.serial, not_after);
     rc = 0;
 fail:
     free(pem);
-    if (have_signer)
-        signer_cleanup(&s);
-    job_end(&j);
+    free(der);
+    signer_cleanup(&s);
+    tg_key_free(key);
     return rc;
 }
 
 static int cmd_keygen(const struct opts *o, char *err)
 {
-    struct job j = {0};
+    struct tg_key *key = NULL;
     int rc;
 
-    if ((rc = job_begin(&j, false, err)) == 0 && (rc = make_key(&j.rng, &j.key, err)) == 0 &&
-        (rc = write_key(o->out, &j.key, err)) == 0)
+    if ((rc = tg_key_generate(&key, err)) == 0 && (rc = write_key(o->out, key, err)) == 0)
         printf("keygen: wrote %s (P-256)\n", o->out);
-    job_end(&j);
+    tg_key_free(key);
     return rc;
 }
 
 static int cmd_csr(const struct opts *o, char *err)
 {
-    struct job j = {0};
+    struct tg_cert_spec spec = {0};
+    struct tg_key *key = NULL;
+    struct names nm;
+    unsigned char *der = NULL;
     char *pem = NULL;
-    char cn[CTC_NAME_SIZE];
-    size_t pem_len;
-    int len, rc;
+    size_t der_len, pem_len;
+    int rc;
 
-    if ((rc = job_begin(&j, true, err)) < 0 || (rc = load_key(o->key, &j.key, err)) < 0)
+    if ((rc = load_key(o->key, &key, err)) < 0)
         goto fail;
-    j.cert->version = 0; /* PKCS#10 v1 */
-    leaf_cn(o->spiffe, cn);
-    if ((rc = tg_x509_set_cn(j.cert, o->cn ? o->cn : cn, err)) < 0 ||
-        (rc = set_alt_names(o, j.cert, err)) < 0)
-        goto fail;
-    rc = TG_ETLS;
-    len = wc_MakeCertReq_ex(j.cert, j.der, DER_CAP, ECC_TYPE, &j.key);
-    if (len <= 0) {
-        tg_err_set(err, rc, "making the CSR: %s", wc_GetErrorString(len));
-        goto fail;
-    }
-    len = wc_SignCert_ex(j.cert->bodySz, j.cert->sigType, j.der, DER_CAP, ECC_TYPE, &j.key, &j.rng);
-    if (len <= 0) {
-        tg_err_set(err, rc, "signing the CSR: %s", wc_GetErrorString(len));
-        goto fail;
-    }
-    if ((rc = tg_x509_pem(j.der, (size_t)len, CERTREQ_TYPE, &pem, &pem_len, err)) < 0 ||
+    set_names(o, &nm, &spec);
+    if ((rc = tg_csr_make(&spec, key, &der, &der_len, err)) < 0 ||
+        (rc = tg_pem_encode(der, der_len, TG_PEM_CSR, &pem, &pem_len, err)) < 0 ||
         (rc = write_file(o->out, pem, pem_len, 0644, err)) < 0)
         goto fail;
     printf("csr: wrote %s\n", o->out);
-    rc = 0;
 fail:
     free(pem);
-    job_end(&j);
+    free(der);
+    tg_key_free(key);
     return rc;
-}
-
-static int print_date(const char *name, const byte *date, int date_len)
-{
-    const byte *p;
-    byte format;
-    int len;
-    struct tm tm = {0};
-
-    char text[CERTS_RFC3339];
-
-    if (wc_GetDateInfo(date, date_len, &p, &format, &len) != 0 ||
-        wc_GetDateAsCalendarTime(p, len, format, &tm) != 0)
-        return TG_EINVAL;
-    certs_rfc3339((int64_t)timegm(&tm), text);
-    printf("%s=%s\n", name, text);
-    return 0;
 }
 
 static int cmd_show(const struct opts *o, char *err)
 {
-    DecodedCert dc;
-    bool dc_ok = false;
+    struct tg_cert_view view = {0};
+    struct tg_cert_info info;
     char *file = NULL;
-    size_t file_len = 0;
-    byte *der = NULL;
-    int der_len, ret, rc;
-    byte hash[WC_SHA256_DIGEST_SIZE];
-    char text[2 * (EXTERNAL_SERIAL_SIZE + WC_SHA256_DIGEST_SIZE) + 1];
-    DNS_entry *e;
+    size_t file_len = 0, der_len;
+    unsigned char *der = NULL;
+    char nb[CERTS_RFC3339], na[CERTS_RFC3339], why[TG_ERRLEN];
+    int rc;
 
     if ((rc = tg_file_read(NULL, o->file, TG_FILE_MAX, TG_FILE_SECRET, &file, &file_len, err)) < 0)
         return rc;
-    rc = TG_EINVAL;
-    der = malloc(file_len + 1);
-    if (der == NULL) {
+    if (strstr(file, "-----BEGIN") != NULL) {
+        if ((rc = tg_pem_cert_der(file, file_len, o->file, &der, &der_len, err)) < 0)
+            goto fail;
+    } else if ((der = malloc(file_len + 1)) == NULL) {
         rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
-    }
-    if (strstr(file, "-----BEGIN") != NULL) {
-        der_len = wc_CertPemToDer((const byte *)file, (int)file_len, der, (int)file_len, CERT_TYPE);
-        if (der_len <= 0) {
-            tg_err_set(err, rc, "%s: no PEM certificate: %s", o->file, wc_GetErrorString(der_len));
-            goto fail;
-        }
     } else {
         memcpy(der, file, file_len);
-        der_len = (int)file_len;
+        der_len = file_len;
     }
-    wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
-    dc_ok = true;
-    if ((ret = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL)) != 0) {
-        tg_err_set(err, rc, "%s: not a certificate: %s", o->file, wc_GetErrorString(ret));
+    if (tg_cert_inspect(der, der_len, &info, why) < 0 ||
+        tg_cert_view(der, der_len, &view, why) < 0) {
+        rc = tg_err_set(err, TG_EINVAL, "%s: not a certificate: %s", o->file, why);
         goto fail;
     }
-    if (wc_Sha256Hash(der, (word32)der_len, hash) != 0) {
-        rc = tg_err_set(err, TG_ETLS, "sha256 failed");
-        goto fail;
-    }
-    hex(dc.serial, (size_t)dc.serialSz, text);
-    printf("serial=%s\n", text);
-    hex(hash, sizeof(hash), text);
-    printf("sha256=%s\n", text);
-    if (print_date("not_before", dc.beforeDate, dc.beforeDateLen) < 0 ||
-        print_date("not_after", dc.afterDate, dc.afterDateLen) < 0) {
-        tg_err_set(err, rc, "%s: cannot read the validity dates", o->file);
-        goto fail;
-    }
-    for (e = dc.altNames; e != NULL; e = e->next) { /* in certificate order */
-        if (e->type == ASN_URI_TYPE)
-            printf("uri=%.*s\n", e->len, e->name);
-    }
-    for (e = dc.altNames; e != NULL; e = e->next) {
-        if (e->type == ASN_DNS_TYPE)
-            printf("dns=%.*s\n", e->len, e->name);
-    }
+    certs_rfc3339(info.not_before, nb);
+    certs_rfc3339(info.not_after, na);
+    printf("serial=%s\nsha256=%s\nnot_before=%s\nnot_after=%s\n", info.serial, info.sha256, nb, na);
+    for (size_t i = 0; i < view.n_sans; i++) /* URIs, then DNS names, each in certificate order */
+        if (view.sans[i].type == TG_SAN_URI)
+            printf("uri=%s\n", view.sans[i].value);
+    for (size_t i = 0; i < view.n_sans; i++)
+        if (view.sans[i].type == TG_SAN_DNS)
+            printf("dns=%s\n", view.sans[i].value);
     rc = 0;
 fail:
-    if (dc_ok)
-        wc_FreeDecodedCert(&dc);
+    tg_cert_view_cleanup(&view);
     free(der);
     free(file);
     return rc;
@@ -990,7 +775,7 @@ static int check_spiffe(const char *cmd, const char *id)
 
 static int parse_serial(const char *cmd, const char *s, struct opts *o)
 {
-    byte b[CTC_SERIAL_SIZE + 1];
+    unsigned char b[TG_CERT_SERIAL_MAX + 1];
     size_t len, i, n = 0, skip = 0;
 
     if (strncmp(s, "0x", 2) == 0 || strncmp(s, "0X", 2) == 0)
@@ -1002,23 +787,23 @@ static int parse_serial(const char *cmd, const char *s, struct opts *o)
         skip++;
     s += skip;
     len -= skip;
-    if ((len + 1) / 2 > CTC_SERIAL_SIZE)
-        return usage_error(cmd, "--serial: longer than %d bytes", CTC_SERIAL_SIZE);
+    if ((len + 1) / 2 > TG_CERT_SERIAL_MAX)
+        return usage_error(cmd, "--serial: longer than %d bytes", TG_CERT_SERIAL_MAX);
     for (i = 0; i < len;) { /* odd length: the first digit stands alone */
         char pair[3] = {s[i], '\0', '\0'};
 
         if (i > 0 || len % 2 == 0)
             pair[1] = s[++i];
         i++;
-        b[n++] = (byte)strtoul(pair, NULL, 16);
+        b[n++] = (unsigned char)strtoul(pair, NULL, 16);
     }
     if (n == 1 && b[0] == 0)
         return usage_error(cmd, "--serial: must not be zero (RFC 5280 4.1.2.2)");
-    if ((b[0] & 0x80) && n >= CTC_SERIAL_SIZE)
+    if ((b[0] & 0x80) && n >= TG_CERT_SERIAL_MAX)
         return usage_error(cmd, "--serial: at most %d bytes when the top bit is set",
-                           CTC_SERIAL_SIZE - 1);
+                           TG_CERT_SERIAL_MAX - 1);
     memcpy(o->serial, b, n);
-    o->serial_len = (int)n;
+    o->serial_len = n;
     return 0;
 }
 
@@ -1231,6 +1016,7 @@ static int cmd_help(const struct opts *o)
 
 int main(int argc, char **argv)
 {
+    static char help[] = "help", version[] = "version"; /* the verbs -h and --version stand for */
     struct opts o = {0};
     char err[TG_ERRLEN] = "";
     bool done;
@@ -1239,9 +1025,9 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage_error(NULL, "missing command");
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
-        argv[1] = "help";
+        argv[1] = help;
     if (strcmp(argv[1], "--version") == 0)
-        argv[1] = "version";
+        argv[1] = version;
     rc = parse_args(argc - 1, argv + 1, &o, &done);
     if (rc != 0 || done)
         return rc;

@@ -2,26 +2,17 @@
  *
  * inspect names what each PEM block is and what it says; for a certificate the serial,
  * SHA-256 fingerprint and SPIFFE ID come from tg_cert_inspect, the sidecar's own reading
- * (identity.h), so they print in the form its logs and rules use. A private key shows its
+ * (identity.h), so they print in the form its logs and rules use; the rest (names, key types,
+ * subjectAltNames) from certview.h, so no file here sees wolfSSL. A private key shows its
  * type only: its bytes are wiped once read. verify hands the chain to tg_tls_verify_chain,
  * the checks of the sidecar's handshake (tls.h), and prints the handshake's reason names. */
-#include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
-#include <wolfssl/openssl/ec.h>
-#include <wolfssl/openssl/evp.h>
-#include <wolfssl/wolfcrypt/asn.h>
-#include <wolfssl/wolfcrypt/asn_public.h>
-#include <wolfssl/wolfcrypt/ecc.h>
-#include <wolfssl/wolfcrypt/error-crypt.h>
-#include <wolfssl/wolfcrypt/rsa.h>
-
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "certtool.h"
+#include "tollgate/certview.h"
 #include "tollgate/der.h"
 #include "tollgate/file.h"
 #include "tollgate/identity.h"
@@ -30,7 +21,6 @@
 #include "tollgate/tls.h"
 
 #define MAX_CHAIN 32 /* certificates verify reads from the chain and intermediates files */
-#define NAME_CAP 512
 
 void certs_rfc3339(int64_t t, char *out)
 {
@@ -77,159 +67,56 @@ static int next_block(const char *s, size_t len, size_t *pos, struct pem_block *
     return 1;
 }
 
-/* The DER of a block (wolfSSL's PEM decoder); *der is freed with wc_FreeDer, which wipes a
- * private key's. keyFormat: the key's algorithm for PRIVATEKEY_TYPE. */
-static int block_der(const struct pem_block *b, int type, DerBuffer **der, int *key_format)
+/* ---- certificates and requests ---- */
+
+static void print_sans(const struct tg_cert_view *v)
 {
-    int ret = wc_PemToDer((const unsigned char *)b->text, (long)b->len, type, der, NULL, NULL,
-                          key_format);
+    static const struct {
+        enum tg_san_type type;
+        const char *name;
+    } kinds[] = {
+        {TG_SAN_URI, "uri"}, {TG_SAN_DNS, "dns"}, {TG_SAN_IP, "ip"}, {TG_SAN_EMAIL, "email"}};
 
-    if (ret != 0) {
-        wc_FreeDer(der); /* wolfSSL 5.5 may leave it allocated on bad base64 */
-        *der = NULL;
-    }
-    return ret;
-}
-
-/* ---- names, keys, SANs ---- */
-
-static void name_text(WOLFSSL_X509_NAME *name, char *out, size_t cap)
-{
-    WOLFSSL_BIO *bio = wolfSSL_BIO_new(wolfSSL_BIO_s_mem());
-    char *data = NULL;
-    int n;
-
-    snprintf(out, cap, "(none)");
-    if (bio == NULL || name == NULL)
-        goto done;
-    if (wolfSSL_X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) != WOLFSSL_SUCCESS)
-        goto done;
-    n = wolfSSL_BIO_get_mem_data(bio, &data);
-    if (n > 0)
-        snprintf(out, cap, "%.*s", n, data);
-    else
-        snprintf(out, cap, "(empty)");
-done:
-    wolfSSL_BIO_free(bio);
-}
-
-/* "EC P-256", "RSA 2048 bits", "Ed25519"... from a public or private key. */
-static void pkey_text(WOLFSSL_EVP_PKEY *k, word32 oid, char *out, size_t cap)
-{
-    if (oid == ED25519k) {
-        snprintf(out, cap, "Ed25519");
-    } else if (oid == ED448k) {
-        snprintf(out, cap, "Ed448");
-    } else if (k != NULL && wolfSSL_EVP_PKEY_id(k) == EVP_PKEY_EC) {
-        WOLFSSL_EC_KEY *ec = wolfSSL_EVP_PKEY_get0_EC_KEY(k);
-        int nid = ec != NULL ? wolfSSL_EC_GROUP_get_curve_name(wolfSSL_EC_KEY_get0_group(ec)) : 0;
-        const char *nist = nid > 0 ? wolfSSL_EC_curve_nid2nist(nid) : NULL;
-        const char *sn = nid > 0 ? wolfSSL_OBJ_nid2sn(nid) : NULL;
-
-        snprintf(out, cap, "EC %s", nist != NULL ? nist : sn != NULL ? sn : "(unknown curve)");
-    } else if (k != NULL && wolfSSL_EVP_PKEY_id(k) == EVP_PKEY_RSA) {
-        snprintf(out, cap, "RSA %d bits", wolfSSL_EVP_PKEY_bits(k));
-    } else {
-        snprintf(out, cap, "(a key type tollgate does not read)");
-    }
-}
-
-static void print_sans(const DNS_entry *names)
-{
-    for (const DNS_entry *e = names; e != NULL; e = e->next)
-        if (e->type == ASN_URI_TYPE)
-            printf("  uri: %.*s\n", e->len, e->name);
-    for (const DNS_entry *e = names; e != NULL; e = e->next)
-        if (e->type == ASN_DNS_TYPE)
-            printf("  dns: %.*s\n", e->len, e->name);
-    for (const DNS_entry *e = names; e != NULL; e = e->next) {
-        char ip[INET6_ADDRSTRLEN];
-
-        if (e->type != ASN_IP_TYPE)
-            continue;
-        if ((e->len == 4 && inet_ntop(AF_INET, e->name, ip, sizeof(ip)) != NULL) ||
-            (e->len == 16 && inet_ntop(AF_INET6, e->name, ip, sizeof(ip)) != NULL))
-            printf("  ip: %s\n", ip);
-        else /* wolfSSL may hand it over as text already */
-            printf("  ip: %.*s\n", e->len, e->name);
-    }
-    for (const DNS_entry *e = names; e != NULL; e = e->next)
-        if (e->type == ASN_RFC822_TYPE)
-            printf("  email: %.*s\n", e->len, e->name);
+    for (size_t k = 0; k < TG_NELEM(kinds); k++)
+        for (size_t i = 0; i < v->n_sans; i++)
+            if (v->sans[i].type == kinds[k].type)
+                printf("  %s: %s\n", kinds[k].name, v->sans[i].value);
 }
 
 /* The SPIFFE ID line as the sidecar judges a peer's URI SANs: exactly one, and valid. */
-static void print_spiffe(const DNS_entry *names)
+static void print_spiffe(const struct tg_cert_view *v)
 {
-    const DNS_entry *uri = NULL;
+    const struct tg_san *uri = NULL;
     struct tg_spiffe_id id;
     char why[TG_ERRLEN];
     int n = 0;
 
-    for (const DNS_entry *e = names; e != NULL; e = e->next)
-        if (e->type == ASN_URI_TYPE)
-            uri = e, n++;
+    for (size_t i = 0; i < v->n_sans; i++)
+        if (v->sans[i].type == TG_SAN_URI)
+            uri = &v->sans[i], n++;
     if (n != 1)
         printf("  spiffe_id: none: %d URI SANs (want exactly one SPIFFE ID)\n", n);
-    else if (tg_spiffe_parse_n(uri->name, (size_t)uri->len, &id, why) < 0)
+    else if (tg_spiffe_parse_n(uri->value, uri->len, &id, why) < 0)
         printf("  spiffe_id: none: %s\n", why);
     else
         printf("  spiffe_id: %s\n", id.id);
 }
 
-static void print_eku(const DecodedCert *dc)
-{
-    static const struct {
-        int bit;
-        const char *name;
-    } ekus[] = {
-        {EXTKEYUSE_SERVER_AUTH, "serverAuth"},  {EXTKEYUSE_CLIENT_AUTH, "clientAuth"},
-        {EXTKEYUSE_CODESIGN, "codeSigning"},    {EXTKEYUSE_EMAILPROT, "emailProtection"},
-        {EXTKEYUSE_TIMESTAMP, "timeStamping"},  {EXTKEYUSE_OCSP_SIGN, "OCSPSigning"},
-        {EXTKEYUSE_ANY, "anyExtendedKeyUsage"},
-    };
-    const char *sep = "";
-
-    if (!dc->extExtKeyUsageSet) {
-        printf("  ext_key_usage: (none: any)\n");
-        return;
-    }
-    printf("  ext_key_usage: ");
-    for (size_t i = 0; i < TG_NELEM(ekus); i++) {
-        if (dc->extExtKeyUsage & ekus[i].bit) {
-            printf("%s%s", sep, ekus[i].name);
-            sep = ", ";
-        }
-    }
-    printf("%s\n", sep[0] == '\0' ? "(none known)" : "");
-}
-
-/* ---- one certificate ---- */
-
 static int print_cert(const unsigned char *der, size_t len, int index, char *err)
 {
     struct tg_cert_info info;
-    DecodedCert dc;
-    WOLFSSL_X509 *x = NULL;
-    WOLFSSL_EVP_PKEY *pk = NULL;
-    char name[NAME_CAP], nb[CERTS_RFC3339], na[CERTS_RFC3339], key[64];
+    struct tg_cert_view v = {0};
+    char nb[CERTS_RFC3339], na[CERTS_RFC3339];
     int64_t now = tg_identity_now();
     char why[TG_ERRLEN];
-    int ret, rc;
+    int rc;
 
-    if ((rc = tg_cert_inspect(der, len, &info, why)) < 0)
-        return tg_err_set(err, TG_EINVAL, "certificate %d: %s", index, why);
-    wc_InitDecodedCert(&dc, der, (word32)len, NULL);
-    if ((ret = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL)) != 0) {
-        wc_FreeDecodedCert(&dc);
-        return tg_err_set(err, TG_EINVAL, "certificate %d: %s", index, wc_GetErrorString(ret));
-    }
-    x = wolfSSL_X509_load_certificate_buffer(der, (int)len, WOLFSSL_FILETYPE_ASN1);
+    if ((rc = tg_cert_inspect(der, len, &info, why)) < 0 ||
+        (rc = tg_cert_view(der, len, &v, why)) < 0)
+        return tg_err_set(err, rc == TG_ENOMEM ? rc : TG_EINVAL, "certificate %d: %s", index, why);
     printf("certificate %d\n", index);
-    name_text(x != NULL ? wolfSSL_X509_get_subject_name(x) : NULL, name, sizeof(name));
-    printf("  subject: %s\n", name);
-    name_text(x != NULL ? wolfSSL_X509_get_issuer_name(x) : NULL, name, sizeof(name));
-    printf("  issuer: %s\n", name);
+    printf("  subject: %s\n", v.subject);
+    printf("  issuer: %s\n", v.issuer);
     printf("  serial: %s\n", info.serial);
     printf("  sha256: %s\n", info.sha256);
     certs_rfc3339(info.not_before, nb);
@@ -239,23 +126,22 @@ static int print_cert(const unsigned char *der, size_t len, int index, char *err
     printf("  validity: %s\n", now < info.not_before   ? "not yet valid"
                                : now >= info.not_after ? "expired"
                                                        : "valid now");
-    if (info.is_ca && dc.pathLengthSet)
-        printf("  kind: CA%s, path length %d\n", dc.selfSigned ? " (self-signed: a root)" : "",
-               dc.pathLength);
+    if (info.is_ca && v.path_len_set)
+        printf("  kind: CA%s, path length %d\n", v.self_signed ? " (self-signed: a root)" : "",
+               v.path_len);
     else if (info.is_ca)
-        printf("  kind: CA%s\n", dc.selfSigned ? " (self-signed: a root)" : "");
+        printf("  kind: CA%s\n", v.self_signed ? " (self-signed: a root)" : "");
     else
-        printf("  kind: leaf%s\n", dc.selfSigned ? " (self-signed)" : "");
-    pk = x != NULL ? wolfSSL_X509_get_pubkey(x) : NULL;
-    pkey_text(pk, dc.keyOID, key, sizeof(key));
-    printf("  key: %s\n", key);
-    print_eku(&dc);
-    print_sans(dc.altNames);
+        printf("  kind: leaf%s\n", v.self_signed ? " (self-signed)" : "");
+    printf("  key: %s\n", v.key);
+    if (!v.eku_set)
+        printf("  ext_key_usage: (none: any)\n");
+    else
+        printf("  ext_key_usage: %s\n", v.eku[0] != '\0' ? v.eku : "(none known)");
+    print_sans(&v);
     printf("  spiffe_id: %s%s\n",
            info.id_ok ? "" : "none: ", info.id_ok ? info.id.id : info.id_err);
-    wolfSSL_EVP_PKEY_free(pk);
-    wolfSSL_X509_free(x);
-    wc_FreeDecodedCert(&dc);
+    tg_cert_view_cleanup(&v);
     return 0;
 }
 
@@ -279,15 +165,11 @@ static int tlv(const unsigned char **p, const unsigned char *end, int *tag,
 /* A Time TLV starting at t (whole TLV, len bytes) as RFC 3339. */
 static int time_text(const unsigned char *t, size_t len, char *out)
 {
-    const byte *date;
-    byte format;
-    int dlen;
-    struct tm tm = {0};
+    int64_t when;
 
-    if (wc_GetDateInfo(t, (int)len, &date, &format, &dlen) != 0 ||
-        wc_GetDateAsCalendarTime(date, dlen, format, &tm) != 0)
+    if (tg_asn_time(t, len, &when) < 0)
         return -1;
-    certs_rfc3339((int64_t)timegm(&tm), out);
+    certs_rfc3339(when, out);
     return 0;
 }
 
@@ -306,8 +188,7 @@ static int print_crl(const unsigned char *der, size_t len, int index, char *err)
     const unsigned char *p = der, *end = der + len, *c, *tbs_end, *t0;
     size_t clen;
     int tag;
-    char when[CERTS_RFC3339], name[NAME_CAP];
-    WOLFSSL_X509_CRL *crl;
+    char when[CERTS_RFC3339], name[TG_NAME_TEXT];
     size_t n_revoked = 0;
 
     /* CertificateList ::= SEQUENCE { tbsCertList SEQUENCE { version INTEGER OPTIONAL,
@@ -321,9 +202,7 @@ static int print_crl(const unsigned char *der, size_t len, int index, char *err)
         return tg_err_set(err, TG_EINVAL, "CRL %d: no tbsCertList", index);
     p = c;
     tbs_end = c + clen;
-    crl = wolfSSL_d2i_X509_CRL(NULL, der, (int)len);
-    name_text(crl != NULL ? wolfSSL_X509_CRL_get_issuer_name(crl) : NULL, name, sizeof(name));
-    wolfSSL_X509_CRL_free(crl);
+    tg_crl_issuer(der, len, name);
     printf("crl %d\n", index);
     printf("  issuer: %s\n", name);
     if (tlv(&p, tbs_end, &tag, &c, &clen) == 0 && tag == 0x02 && /* version */
@@ -376,144 +255,80 @@ static int print_crl(const unsigned char *der, size_t len, int index, char *err)
 
 /* ---- keys and requests ---- */
 
-/* "P-256" for wolfCrypt's "SECP256R1", as openssl and the NIST name it. */
-static const char *curve_text(const char *name)
-{
-    static const struct {
-        const char *wolf, *nist;
-    } curves[] = {{"SECP256R1", "P-256"}, {"SECP384R1", "P-384"}, {"SECP521R1", "P-521"}};
-
-    for (size_t i = 0; i < TG_NELEM(curves); i++)
-        if (strcmp(name, curves[i].wolf) == 0)
-            return curves[i].nist;
-    return name;
-}
-
-/* The type of the private key in der (traditional or PKCS#8; format: its algorithm, from
- * the PEM decoder), read with wolfCrypt, whose key objects wipe their secrets when freed. */
-static void private_key_text(byte *der, word32 len, int format, char *out, size_t cap)
-{
-    word32 idx = 0;
-
-    snprintf(out, cap, "(a key type tollgate does not read)");
-    if (format == ED25519k || format == ED448k) {
-        snprintf(out, cap, format == ED25519k ? "Ed25519" : "Ed448");
-        return;
-    }
-    if (wc_GetPkcs8TraditionalOffset(der, &idx, len) < 0)
-        idx = 0; /* not PKCS#8: the key itself */
-    if (format == ECDSAk) {
-        ecc_key k;
-
-        if (wc_ecc_init(&k) != 0)
-            return;
-        if (wc_EccPrivateKeyDecode(der, &idx, &k, len) == 0 && k.dp != NULL)
-            snprintf(out, cap, "EC %s", curve_text(k.dp->name));
-        wc_ecc_free(&k);
-    } else if (format == RSAk) {
-        RsaKey k;
-
-        if (wc_InitRsaKey(&k, NULL) != 0)
-            return;
-        if (wc_RsaPrivateKeyDecode(der, &idx, &k, len) == 0)
-            snprintf(out, cap, "RSA %d bits", wc_RsaEncryptSize(&k) * 8);
-        wc_FreeRsaKey(&k);
-    }
-}
-
 static int print_private_key(const struct pem_block *b, int index, char *err)
 {
-    DerBuffer *der = NULL;
-    int format = 0;
-    char key[64];
+    char key[TG_KEY_TEXT];
 
     if (strcmp(b->label, "ENCRYPTED PRIVATE KEY") == 0) {
         printf("private key %d\n  type: encrypted PKCS#8 (its type is inside the encryption)\n",
                index);
         return 0;
     }
-    if (block_der(b, PRIVATEKEY_TYPE, &der, &format) != 0)
+    if (tg_private_key_type(b->text, b->len, key) < 0)
         return tg_err_set(err, TG_EINVAL, "private key %d does not parse", index);
-    private_key_text(der->buffer, der->length, format, key, sizeof(key));
-    wc_FreeDer(&der); /* wipes the key's bytes */
     printf("private key %d\n  type: %s (the key itself is not shown)\n", index, key);
     return 0;
 }
 
 static int print_public_key(const struct pem_block *b, int index, char *err)
 {
-    DerBuffer *der = NULL;
-    WOLFSSL_EVP_PKEY *k;
-    const unsigned char *p;
-    char key[64];
+    unsigned char *der = NULL;
+    size_t der_len;
+    char key[TG_KEY_TEXT];
 
-    if (block_der(b, PUBLICKEY_TYPE, &der, NULL) != 0)
+    if (tg_pem_block_der(b->text, b->len, TG_PEM_BLOCK_PUBLIC_KEY, &der, &der_len) < 0)
         return tg_err_set(err, TG_EINVAL, "public key %d does not parse", index);
-    p = der->buffer;
-    k = wolfSSL_d2i_PUBKEY(NULL, &p, (long)der->length);
-    pkey_text(k, k == NULL && der->length == 44 ? ED25519k : 0, key, sizeof(key));
-    wolfSSL_EVP_PKEY_free(k);
-    wc_FreeDer(&der);
+    tg_public_key_type(der, der_len, key);
+    free(der);
     printf("public key %d\n  type: %s\n", index, key);
     return 0;
 }
 
 static int print_csr(const struct pem_block *b, int index, char *err)
 {
-    DerBuffer *der = NULL;
-    DecodedCert dc;
-    WOLFSSL_X509 *req = NULL;
-    WOLFSSL_EVP_PKEY *pk = NULL;
-    char name[NAME_CAP], key[64];
-    int ret, rc = 0;
+    struct tg_cert_view v = {0};
+    unsigned char *der = NULL;
+    size_t der_len;
+    char why[TG_ERRLEN];
+    int rc;
 
-    if (block_der(b, CERTREQ_TYPE, &der, NULL) != 0)
+    if (tg_pem_block_der(b->text, b->len, TG_PEM_BLOCK_CSR, &der, &der_len) < 0)
         return tg_err_set(err, TG_EINVAL, "certificate request %d does not parse", index);
-    wc_InitDecodedCert(&dc, der->buffer, der->length, NULL);
-    if ((ret = wc_ParseCert(&dc, CERTREQ_TYPE, NO_VERIFY, NULL)) != 0) {
-        rc =
-            tg_err_set(err, TG_EINVAL, "certificate request %d: %s", index, wc_GetErrorString(ret));
-        goto done;
-    }
-    req = wolfSSL_X509_REQ_d2i(NULL, der->buffer, (int)der->length);
-    pk = req != NULL ? wolfSSL_X509_get_pubkey(req) : NULL;
+    rc = tg_csr_view(der, der_len, &v, why);
+    free(der);
+    if (rc < 0)
+        return tg_err_set(err, rc == TG_ENOMEM ? rc : TG_EINVAL, "certificate request %d: %s",
+                          index, why);
     printf("certificate request %d\n", index);
-    name_text(req != NULL ? wolfSSL_X509_get_subject_name(req) : NULL, name, sizeof(name));
-    printf("  subject: %s\n", name);
-    pkey_text(pk, dc.keyOID, key, sizeof(key));
-    printf("  key: %s\n", key);
-    printf("  signature: %s\n", pk != NULL && wolfSSL_X509_REQ_verify(req, pk) == WOLFSSL_SUCCESS
-                                    ? "valid"
-                                    : "NOT valid");
-    print_sans(dc.altNames);
-    print_spiffe(dc.altNames);
-done:
-    wolfSSL_EVP_PKEY_free(pk);
-    wolfSSL_X509_free(req);
-    wc_FreeDecodedCert(&dc);
-    wc_FreeDer(&der);
-    return rc;
+    printf("  subject: %s\n", v.subject);
+    printf("  key: %s\n", v.key);
+    printf("  signature: %s\n", v.sig_ok ? "valid" : "NOT valid");
+    print_sans(&v);
+    print_spiffe(&v);
+    tg_cert_view_cleanup(&v);
+    return 0;
 }
 
 /* ---- inspect ---- */
 
 static int print_block(const struct pem_block *b, int *counts, char *err)
 {
-    DerBuffer *der = NULL;
+    unsigned char *der = NULL;
+    size_t der_len;
     int rc;
 
     if (strcmp(b->label, "CERTIFICATE") == 0 || strcmp(b->label, "TRUSTED CERTIFICATE") == 0) {
-        if (block_der(b, CERT_TYPE, &der, NULL) != 0)
+        if (tg_pem_block_der(b->text, b->len, TG_PEM_BLOCK_CERT, &der, &der_len) < 0)
             return tg_err_set(err, TG_EINVAL, "certificate %d: bad PEM", counts[0] + 1);
-        rc = print_cert(der->buffer, der->length, ++counts[0], err);
-        wc_FreeDer(&der);
+        rc = print_cert(der, der_len, ++counts[0], err);
+        free(der);
         return rc;
     }
     if (strcmp(b->label, "X509 CRL") == 0) {
-        if (block_der(b, CRL_TYPE, &der, NULL) != 0)
+        if (tg_pem_block_der(b->text, b->len, TG_PEM_BLOCK_CRL, &der, &der_len) < 0)
             return tg_err_set(err, TG_EINVAL, "CRL %d: bad PEM", counts[1] + 1);
-        rc = print_crl(der->buffer, der->length, ++counts[1], err);
-        wc_FreeDer(&der);
+        rc = print_crl(der, der_len, ++counts[1], err);
+        free(der);
         return rc;
     }
     if (strstr(b->label, "PRIVATE KEY") != NULL)
@@ -582,7 +397,6 @@ static int read_certs(const char *what, const char *path, struct chain *c, char 
     char *file = NULL;
     size_t len = 0, pos = 0, before = c->n;
     struct pem_block b;
-    DerBuffer *der = NULL;
     int found, rc;
 
     if ((rc = tg_file_read(NULL, path, TG_FILE_MAX, TG_FILE_SECRET, &file, &len, err)) < 0)
@@ -595,15 +409,12 @@ static int read_certs(const char *what, const char *path, struct chain *c, char 
                             MAX_CHAIN);
             goto done;
         }
-        if (block_der(&b, CERT_TYPE, &der, NULL) != 0 ||
-            (c->der[c->n] = malloc(der->length)) == NULL) {
+        if (tg_pem_block_der(b.text, b.len, TG_PEM_BLOCK_CERT, &c->der[c->n], &c->len[c->n]) < 0) {
             rc = tg_err_set(err, TG_EINVAL, "%s: %s: certificate %zu: bad PEM", what, path,
                             c->n - before + 1);
             goto done;
         }
-        memcpy(c->der[c->n], der->buffer, der->length);
-        c->len[c->n++] = der->length;
-        wc_FreeDer(&der);
+        c->n++;
     }
     if (found < 0) {
         rc = tg_err_set(err, TG_EINVAL, "%s: %s: a PEM block without its END line", what, path);
@@ -617,7 +428,6 @@ static int read_certs(const char *what, const char *path, struct chain *c, char 
     if (c->n == before)
         rc = tg_err_set(err, TG_EINVAL, "%s: %s: no certificate in it", what, path);
 done:
-    wc_FreeDer(&der);
     explicit_bzero(file, len);
     free(file);
     return rc;

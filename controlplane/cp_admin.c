@@ -9,6 +9,7 @@
 
 #include "cp_k8s.h"
 #include "cp_server.h"
+#include "k8s_webhook.h"
 
 #define BODY_MAX 8192
 
@@ -67,6 +68,24 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
         {"tollgate_cp_k8s_synced", "gauge", "1 once the cluster is listed and a table pushable",
          k8s != NULL && tg_cp_k8s_table(k8s) != NULL},
     };
+    const struct tg_k8s_webhook *wh = tg_cp_server_webhook(a->srv);
+    const struct tg_k8s_webhook_stats wnone = {0},
+                                      *w = wh != NULL ? tg_k8s_webhook_stats(wh) : &wnone;
+    const struct metric webhook_m[] = {
+        /* only with kubernetes.webhook */
+        {"tollgate_cp_webhook_reviews_total", "counter", "AdmissionReviews decided", w->requests},
+        {"tollgate_cp_webhook_injected_total", "counter", "Pods patched with the sidecar",
+         w->injected},
+        {"tollgate_cp_webhook_refused_total", "counter", "Pods refused (allowed: false)",
+         w->refused},
+        {"tollgate_cp_webhook_rejected_total", "counter",
+         "Webhook requests answered with an HTTP error", w->rejected},
+        {"tollgate_cp_webhook_certs_total", "counter", "Serving certificates issued", w->certs},
+        {"tollgate_cp_webhook_cabundle_ok_total", "counter", "caBundle checks that ended current",
+         w->bundle_ok},
+        {"tollgate_cp_webhook_cabundle_failed_total", "counter", "caBundle checks that failed",
+         w->bundle_failed},
+    };
     const struct metric m[] = {
         {"tollgate_cp_streams_total", "counter", "Streams accepted", s->streams},
         {"tollgate_cp_streams_open", "gauge", "Streams connected now", s->open_streams},
@@ -105,6 +124,8 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
     o = put_metrics(body, o, m, TG_NELEM(m));
     if (k8s != NULL)
         o = put_metrics(body, o, k8s_m, TG_NELEM(k8s_m));
+    if (wh != NULL)
+        o = put_metrics(body, o, webhook_m, TG_NELEM(webhook_m));
     for (size_t i = 0; i < TG_NELEM(r) && o < BODY_MAX; i++) {
         int n = snprintf(body + o, BODY_MAX - o,
                          "%stollgate_cp_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
@@ -123,8 +144,8 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
 }
 
 static const struct tg_adminsrv_route routes[] = {
-    {"/healthz", "GET, HEAD", TG_ADMINSRV_ANYONE, on_healthz},
-    {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats},
+    {"/healthz", "GET, HEAD", TG_ADMINSRV_ANYONE, on_healthz, false, NULL},
+    {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats, false, NULL},
 };
 
 static void on_http_closed(void *arg)

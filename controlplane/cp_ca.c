@@ -295,18 +295,24 @@ fail:
     return rc;
 }
 
-static int fill_leaf(const struct tg_cp_ca *ca, const struct tg_spiffe_id *id, int64_t ttl_s,
+/* What a leaf says beyond its key: CN, SANs and extended key usage. */
+struct leaf_spec {
+    const char *cn;
+    const char *const *uris;
+    size_t n_uris;
+    const char *const *dns;
+    size_t n_dns;
+    const char *eku;
+};
+
+static int fill_leaf(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t ttl_s,
                      ecc_key *subject, WC_RNG *rng, Cert *cert, char *err)
 {
-    const char *sa = strstr(id->id + id->path_off, "/sa/");
-    const char *uri = id->id;
     time_t now = time(NULL), na = now + (time_t)ttl_s;
     int64_t skew = ttl_s / 10 < MAX_SKEW_S ? ttl_s / 10 : MAX_SKEW_S;
     int ret, rc;
 
-    /* CN: the service account, or "tollgate" when it does not fit */
-    if ((rc = tg_x509_set_cn(
-             cert, sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE ? sa + 4 : "tollgate", err)) < 0 ||
+    if ((rc = tg_x509_set_cn(cert, ls->cn, err)) < 0 ||
         (rc = tg_x509_set_serial(cert, rng, err)) < 0)
         return rc;
     if (na > (time_t)ca->info.not_after)
@@ -315,20 +321,17 @@ static int fill_leaf(const struct tg_cp_ca *ca, const struct tg_spiffe_id *id, i
         return rc;
     cert->basicConstSet = 1; /* CA:FALSE, written out (critical: see der.h) */
     if ((ret = wc_SetKeyUsage(cert, "digitalSignature")) != 0 ||
-        (ret = wc_SetExtKeyUsage(cert, "serverAuth,clientAuth")) != 0)
+        (ret = wc_SetExtKeyUsage(cert, ls->eku)) != 0)
         return tg_err_set(err, TG_ETLS, "key usage: %s", wc_GetErrorString(ret));
-    if (tg_x509_set_alt_names(cert, &uri, 1, NULL, 0, err) < 0)
-        return tg_err_set(err, TG_ETOOBIG, "SPIFFE ID too long for a certificate");
+    if (tg_x509_set_alt_names(cert, ls->uris, ls->n_uris, ls->dns, ls->n_dns, err) < 0)
+        return tg_err_set(err, TG_ETOOBIG, "names too long for a certificate");
     return tg_x509_set_key_ids(cert, subject, ca->der, ca->der_len, tg_unconst(&ca->key), err);
 }
 
-int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t csr_len,
-                  const char *spiffe_id, int64_t ttl_s, char **chain, size_t *chain_len, char *err)
+/* Makes the certificate of ls for subject and appends the CA's chain: *chain malloc'd PEM. */
+static int issue(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t ttl_s,
+                 ecc_key *subject, WC_RNG *rng, char **chain, size_t *chain_len, char *err)
 {
-    struct tg_spiffe_id id;
-    ecc_key subject;
-    WC_RNG rng;
-    bool subject_ok = false, rng_ok = false;
     Cert *cert = calloc(1, sizeof(*cert));
     byte *der = malloc(TG_X509_DER_CAP);
     char *leaf = NULL, *out;
@@ -337,23 +340,10 @@ int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t cs
 
     if (cert == NULL || der == NULL)
         goto fail;
-    if ((rc = tg_spiffe_parse(spiffe_id, &id, err)) < 0)
-        goto fail;
-    rc = TG_ETLS;
-    if (ttl_s <= 0 || wc_InitRng(&rng) != 0) {
-        tg_err_set(err, rc, "random generator");
-        goto fail;
-    }
-    rng_ok = true;
-    if (wc_ecc_init(&subject) != 0)
-        goto fail;
-    subject_ok = true;
-    if ((rc = csr_key(csr, csr_len, &subject, err)) < 0)
-        goto fail;
     if ((rc = tg_x509_cert_init(cert, err)) < 0 ||
-        (rc = fill_leaf(ca, &id, ttl_s, &subject, &rng, cert, err)) < 0 ||
-        (rc = tg_x509_make(cert, &subject, tg_unconst(&ca->key), &rng, der, TG_X509_DER_CAP,
-                           &der_len, err)) < 0 ||
+        (rc = fill_leaf(ca, ls, ttl_s, subject, rng, cert, err)) < 0 ||
+        (rc = tg_x509_make(cert, subject, tg_unconst(&ca->key), rng, der, TG_X509_DER_CAP, &der_len,
+                           err)) < 0 ||
         (rc = tg_x509_pem(der, der_len, CERT_TYPE, &leaf, &leaf_len, err)) < 0)
         goto fail;
     rc = TG_ENOMEM;
@@ -370,10 +360,94 @@ fail:
     free(leaf);
     free(der);
     free(cert);
+    return rc;
+}
+
+/* Where the subject's public key comes from: a CSR, or a key made here. */
+typedef int (*load_key_fn)(const void *arg, size_t len, ecc_key *key, char *err);
+
+/* Makes the subject key with load, then the certificate of ls for it. */
+static int issue_with(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t ttl_s,
+                      load_key_fn load, const void *arg, size_t len, char **chain,
+                      size_t *chain_len, char *err)
+{
+    ecc_key subject;
+    WC_RNG rng;
+    bool subject_ok = false, rng_ok = false;
+    int rc = TG_ETLS;
+
+    if (ttl_s <= 0 || wc_InitRng(&rng) != 0) {
+        tg_err_set(err, rc, "random generator");
+        goto fail;
+    }
+    rng_ok = true;
+    if (wc_ecc_init(&subject) != 0)
+        goto fail;
+    subject_ok = true;
+    if ((rc = load(arg, len, &subject, err)) < 0)
+        goto fail;
+    rc = issue(ca, ls, ttl_s, &subject, &rng, chain, chain_len, err);
+fail:
     if (subject_ok)
         wc_ecc_free(&subject);
     if (rng_ok)
         wc_FreeRng(&rng);
+    return rc;
+}
+
+static int load_csr(const void *csr, size_t len, ecc_key *key, char *err)
+{
+    return csr_key(csr, len, key, err);
+}
+
+static int load_pem(const void *pem, size_t len, ecc_key *key, char *err)
+{
+    return tg_x509_key_decode(pem, len, false, key, "new key", err);
+}
+
+int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t csr_len,
+                  const char *spiffe_id, int64_t ttl_s, char **chain, size_t *chain_len, char *err)
+{
+    struct tg_spiffe_id id;
+    struct leaf_spec ls = {.n_uris = 1, .eku = "serverAuth,clientAuth"};
+    const char *sa;
+    int rc;
+
+    if ((rc = tg_spiffe_parse(spiffe_id, &id, err)) < 0)
+        return rc;
+    /* CN: the service account, or "tollgate" when it does not fit */
+    sa = strstr(id.id + id.path_off, "/sa/");
+    ls.cn = sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE ? sa + 4 : "tollgate";
+    ls.uris = (const char *const[]){id.id};
+    return issue_with(ca, &ls, ttl_s, load_csr, csr, csr_len, chain, chain_len, err);
+}
+
+int tg_cp_ca_issue_dns(const struct tg_cp_ca *ca, const char *const *dns, size_t n_dns,
+                       int64_t ttl_s, char **chain, size_t *chain_len, char **key_pem,
+                       size_t *key_len, char *err)
+{
+    struct leaf_spec ls = {.dns = dns, .n_dns = n_dns, .eku = "serverAuth"};
+    struct tg_identity_key *k = NULL;
+    int rc;
+
+    if (n_dns == 0 || strlen(dns[0]) >= CTC_NAME_SIZE)
+        return tg_err_set(err, TG_EINVAL, "a DNS name of at most %d bytes is needed",
+                          CTC_NAME_SIZE - 1);
+    ls.cn = dns[0];
+    if ((rc = tg_identity_keygen(&k, err)) < 0)
+        return rc;
+    if ((rc = issue_with(ca, &ls, ttl_s, load_pem, k->pem, k->pem_len, chain, chain_len, err)) < 0)
+        goto done;
+    if ((*key_pem = malloc(k->pem_len + 1)) == NULL) {
+        free(*chain);
+        *chain = NULL;
+        rc = TG_ENOMEM;
+        goto done;
+    }
+    memcpy(*key_pem, k->pem, k->pem_len + 1);
+    *key_len = k->pem_len;
+done:
+    tg_identity_key_free(k);
     return rc;
 }
 

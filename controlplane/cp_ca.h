@@ -44,6 +44,14 @@ TG_MUST_USE int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *cs
                               const char *spiffe_id, int64_t ttl_s, char **chain, size_t *chain_len,
                               char *err);
 
+/* Issues a server certificate (EKU serverAuth) for the DNS names dns[0..n_dns) (dns[0] also
+ * the CN) to a key made here: tollgate-cp's admission webhook. Validity as tg_cp_ca_sign.
+ * *chain (the leaf, then the intermediates) and *key_pem ("EC PRIVATE KEY") are malloc'd,
+ * NUL-terminated; the caller wipes the key before freeing it. 0, or a negative code with err. */
+TG_MUST_USE int tg_cp_ca_issue_dns(const struct tg_cp_ca *ca, const char *const *dns, size_t n_dns,
+                                   int64_t ttl_s, char **chain, size_t *chain_len, char **key_pem,
+                                   size_t *key_len, char *err);
+
 /* Appends each certificate of pem (len bytes) to out as its own PEM string, allocated in r.
  * Each must parse and be a CA certificate; at least one. what names the source in err. */
 TG_MUST_USE int tg_cp_ca_split_roots(const char *pem, size_t len, const char *what,

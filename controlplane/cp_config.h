@@ -1,9 +1,11 @@
-/* tollgate-cp's files, read with libyaml: its own configuration (-c FILE) and the mesh files
- * it names (authorization rules, rate limits, revocations, mesh table, proxy settings),
- * turned into struct tg_resource (resource.h). Every key and value is checked; the first
- * problem refuses the file with "FILE:LINE: KEY: what is wrong". Unknown keys, anchors and
- * aliases are refused. Relative paths are resolved against the directory of the file that
- * names them. See README.md "Control plane" for the formats. */
+/* tollgate-cp's files, read by the one YAML layer (cfgload.h): its own configuration
+ * (-c FILE) and the mesh files it names (authorization rules, rate limits, revocations, mesh
+ * table, proxy settings), turned into struct tg_resource (resource.h). The mesh files'
+ * authorization, rate_limits, revocations and mesh sections are the sidecar config's, read
+ * with its tables (tg_config_section_fields). Every key and value is checked; the first
+ * problem refuses the file with "FILE:LINE: KEY: what is wrong". Unknown keys, old
+ * spellings, anchors and aliases are refused. Relative paths are resolved against the
+ * directory of the file that names them. See README.md "Control plane" for the formats. */
 #ifndef TOLLGATE_CP_CONFIG_H
 #define TOLLGATE_CP_CONFIG_H
 
@@ -54,8 +56,18 @@ struct tg_cp_config {
     bool k8s_policy;           /* policy_resources: true (k8s_policy.h) */
     bool k8s_trust_configmaps; /* trust_configmaps: true (k8s_publish.h) */
     char *k8s_admin_ns;        /* admin_namespace; NULL: TG_CP_K8S_ADMIN_NS */
-    struct tg_addr admin;      /* plain-HTTP /healthz and /stats; len 0: none */
-    struct tg_strlist roots;   /* our trust domain's roots; empty: ca.cert when self-signed */
+    /* kubernetes.webhook (k8s/k8s_webhook.h): sidecar injection; wants discovery */
+    struct tg_cp_webhook {
+        bool on;
+        struct tg_addr listen; /* default 0.0.0.0:15017 */
+        char *service;         /* the webhook's Service; default tollgate-cp */
+        char *ns;              /* its namespace; default tollgate-system */
+        char *configuration;   /* MutatingWebhookConfiguration kept current; default
+                                * tollgate-sidecar-injector */
+        char *image;           /* the sidecar's image; default tollgate:0.1.0 */
+    } webhook;
+    struct tg_addr admin;    /* plain-HTTP /healthz and /stats; len 0: none */
+    struct tg_strlist roots; /* our trust domain's roots; empty: ca.cert when self-signed */
     struct tg_cp_extra_roots *extra_roots;
     size_t n_extra_roots;
     struct tg_strlist mesh; /* mesh files */

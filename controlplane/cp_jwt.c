@@ -1,11 +1,4 @@
 /* Kubernetes service-account tokens: keys and verification (cp_jwt.h). */
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/asn_public.h>
-#include <wolfssl/wolfcrypt/ecc.h>
-#include <wolfssl/wolfcrypt/hash.h>
-#include <wolfssl/wolfcrypt/rsa.h>
-#include <wolfssl/wolfcrypt/signature.h>
-
 #include "cp_jwt.h"
 
 #include <jansson.h>
@@ -14,23 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tollgate/jws.h"
+
 #define MAX_KEYS_FILE (1024 * 1024)
-#define MAX_DER 4096  /* one public key: RSA 8192 bits fits in ~1.1 KiB */
-#define MAX_SIG 1024  /* RSA 8192 bits */
+#define MAX_DER 4096 /* one public key: RSA 8192 bits fits in ~1.1 KiB */
+#define MAX_SIG TG_JWS_SIG_MAX
 #define MAX_PART 6144 /* decoded header or payload: 3/4 of TG_CP_JWT_MAX */
 #define KID_MAX 128
-#define MIN_RSA_BITS 2048
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 #define B64URL "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #define B64STD "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
-enum key_type { KEY_RSA, KEY_EC };
-
 struct key {
-    enum key_type type;
     char kid[KID_MAX + 1]; /* "" when unknown */
-    RsaKey rsa;
-    ecc_key ecc;
+    struct tg_jws_key *jws;
 };
 
 struct tg_cp_jwt_keys {
@@ -121,10 +111,7 @@ static void key_free(struct key *k)
 {
     if (k == NULL)
         return;
-    if (k->type == KEY_RSA)
-        wc_FreeRsaKey(&k->rsa);
-    else
-        wc_ecc_free(&k->ecc);
+    tg_jws_key_free(k->jws);
     free(k);
 }
 
@@ -142,75 +129,33 @@ size_t tg_cp_jwt_keys_count(const struct tg_cp_jwt_keys *k)
     return k != NULL ? k->n : 0;
 }
 
-static int check_key(struct key *k, const char *what, char *err)
+/* Adds k, made by rc (a tg_jws_key_from_* result), to ks; frees it on failure. The key
+ * file is the operator's configuration: a key that is not fit is TG_ECONFIG. */
+static int add_key(struct tg_cp_jwt_keys *ks, struct key *k, int rc, const char *what, char *err)
 {
-    if (k->type == KEY_RSA) {
-        int bytes = wc_RsaEncryptSize(&k->rsa);
-
-        if (bytes * 8 < MIN_RSA_BITS || bytes > MAX_SIG)
-            return tg_err_set(err, TG_ECONFIG, "%s: an RSA key of %d bits (want %d to %d)", what,
-                              bytes * 8, MIN_RSA_BITS, MAX_SIG * 8);
-        return 0;
-    }
-    if (k->ecc.dp == NULL || k->ecc.dp->id != ECC_SECP256R1)
-        return tg_err_set(err, TG_ECONFIG, "%s: an EC key not on P-256 (ES256 wants P-256)", what);
-    if (wc_ecc_check_key(&k->ecc) != 0)
-        return tg_err_set(err, TG_ECONFIG, "%s: the EC point is not on the curve", what);
-    return 0;
-}
-
-static int add_key(struct tg_cp_jwt_keys *ks, struct key *k, const char *what, char *err)
-{
-    int rc = check_key(k, what, err);
-
+    if (rc == 0 && ks->n == TG_CP_JWT_MAX_KEYS)
+        rc = tg_err_set(err, TG_ECONFIG, "%s: more than %d keys", what, TG_CP_JWT_MAX_KEYS);
     if (rc < 0) {
         key_free(k);
-        return rc;
-    }
-    if (ks->n == TG_CP_JWT_MAX_KEYS) {
-        key_free(k);
-        return tg_err_set(err, TG_ECONFIG, "%s: more than %d keys", what, TG_CP_JWT_MAX_KEYS);
+        return rc == TG_ENOMEM ? rc : TG_ECONFIG;
     }
     ks->v[ks->n++] = k;
     return 0;
 }
 
-/* A DER public key: SubjectPublicKeyInfo (RSA or EC), or PKCS#1 RSAPublicKey. */
-static int key_from_der(const unsigned char *der, size_t len, bool spki, struct key **out,
-                        const char *what, char *err)
+/* A DER public key (SubjectPublicKeyInfo, RSA or EC; or PKCS#1 RSAPublicKey) into ks. */
+static int add_der_key(struct tg_cp_jwt_keys *ks, const unsigned char *der, size_t len, bool spki,
+                       const char *what, char *err)
 {
     struct key *k = calloc(1, sizeof(*k));
-    word32 idx = 0;
+    unsigned char sha[TG_SHA256_LEN];
 
     if (k == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
-    k->type = KEY_RSA;
-    if (wc_InitRsaKey(&k->rsa, NULL) != 0) {
-        free(k);
-        return tg_err_set(err, TG_ENOMEM, "out of memory");
-    }
-    if (wc_RsaPublicKeyDecode(der, &idx, &k->rsa, (word32)len) == 0 && idx == len)
-        goto found;
-    wc_FreeRsaKey(&k->rsa);
-    k->type = KEY_EC;
-    idx = 0;
-    if (wc_ecc_init(&k->ecc) != 0) {
-        free(k);
-        return tg_err_set(err, TG_ENOMEM, "out of memory");
-    }
-    if (!spki || wc_EccPublicKeyDecode(der, &idx, &k->ecc, (word32)len) != 0 || idx != len) {
-        key_free(k);
-        return tg_err_set(err, TG_ECONFIG, "%s: not an RSA or EC public key", what);
-    }
-found:
-    if (spki) { /* Kubernetes' key ID: base64url(SHA-256(SubjectPublicKeyInfo DER)) */
-        unsigned char sha[WC_SHA256_DIGEST_SIZE];
-
-        if (wc_Sha256Hash(der, (word32)len, sha) == 0)
-            b64url_encode(sha, sizeof(sha), k->kid);
-    }
-    *out = k;
-    return 0;
+    /* Kubernetes' key ID: base64url(SHA-256(SubjectPublicKeyInfo DER)) */
+    if (spki && tg_sha256(der, len, sha) == 0)
+        b64url_encode(sha, sizeof(sha), k->kid);
+    return add_key(ks, k, tg_jws_key_from_der(der, len, spki, &k->jws, what, err), what, err);
 }
 
 static int parse_pem(struct tg_cp_jwt_keys *ks, const char *text, size_t len, const char *name,
@@ -226,7 +171,6 @@ static int parse_pem(struct tg_cp_jwt_keys *ks, const char *text, size_t len, co
     while (rc == 0 && (p = memmem(p, (size_t)(end - p), begin, sizeof(begin) - 1)) != NULL) {
         const char *label = p + sizeof(begin) - 1, *label_end, *body, *stop;
         char what[TG_ERRLEN], endline[96];
-        struct key *k = NULL;
         size_t label_len;
         long n;
 
@@ -248,19 +192,17 @@ static int parse_pem(struct tg_cp_jwt_keys *ks, const char *text, size_t len, co
         if (label_len == 10 && memcmp(label, "PUBLIC KEY", 10) == 0) {
             n = b64_decode(body, (size_t)(stop - body), false, der, MAX_DER);
             rc = n <= 0 ? tg_err_set(err, TG_ECONFIG, "%s: bad base64", what)
-                        : key_from_der(der, (size_t)n, true, &k, what, err);
+                        : add_der_key(ks, der, (size_t)n, true, what, err);
         } else if (label_len == 14 && memcmp(label, "RSA PUBLIC KEY", 14) == 0) {
             n = b64_decode(body, (size_t)(stop - body), false, der, MAX_DER);
             rc = n <= 0 ? tg_err_set(err, TG_ECONFIG, "%s: bad base64", what)
-                        : key_from_der(der, (size_t)n, false, &k, what, err);
+                        : add_der_key(ks, der, (size_t)n, false, what, err);
         } else {
             rc = tg_err_set(err, TG_ECONFIG,
                             "%s: only public keys belong here (\"PUBLIC KEY\" or \"RSA PUBLIC "
                             "KEY\"), not %.*s",
                             name, (int)label_len, label);
         }
-        if (rc == 0)
-            rc = add_key(ks, k, what, err);
     }
     free(der);
     return rc;
@@ -282,6 +224,7 @@ static int parse_jwk(struct tg_cp_jwt_keys *ks, json_t *jwk, const char *what, c
     unsigned char a[MAX_SIG], b[MAX_SIG];
     struct key *k;
     long an, bn;
+    int rc;
 
     if (!json_is_object(jwk) || kty == NULL)
         return tg_err_set(err, TG_ECONFIG, "%s: not a JWK (no \"kty\")", what);
@@ -293,42 +236,33 @@ static int parse_jwk(struct tg_cp_jwt_keys *ks, json_t *jwk, const char *what, c
         return tg_err_set(err, TG_ENOMEM, "out of memory");
     snprintf(k->kid, sizeof(k->kid), "%s", kid != NULL ? kid : "");
     if (strcmp(kty, "RSA") == 0) {
-        k->type = KEY_RSA;
         an = jwk_b64(jwk, "n", a, sizeof(a));
         bn = jwk_b64(jwk, "e", b, 8);
-        if (wc_InitRsaKey(&k->rsa, NULL) != 0) {
+        if (an <= 0 || bn <= 0) {
             free(k);
-            return tg_err_set(err, TG_ENOMEM, "out of memory");
-        }
-        if (an <= 0 || bn <= 0 ||
-            wc_RsaPublicKeyDecodeRaw(a, (word32)an, b, (word32)bn, &k->rsa) != 0) {
-            key_free(k);
             return tg_err_set(err, TG_ECONFIG, "%s: RSA \"n\" and \"e\" must be base64url", what);
         }
+        rc = tg_jws_key_from_rsa(a, (size_t)an, b, (size_t)bn, &k->jws, what, err);
     } else if (strcmp(kty, "EC") == 0) {
         const char *crv = json_string_value(json_object_get(jwk, "crv"));
 
-        k->type = KEY_EC;
-        if (wc_ecc_init(&k->ecc) != 0) {
-            free(k);
-            return tg_err_set(err, TG_ENOMEM, "out of memory");
-        }
         if (crv == NULL || strcmp(crv, "P-256") != 0) {
-            key_free(k);
+            free(k);
             return tg_err_set(err, TG_ECONFIG, "%s: EC keys on P-256 only (\"crv\")", what);
         }
-        an = jwk_b64(jwk, "x", a, 32);
-        bn = jwk_b64(jwk, "y", b, 32);
-        if (an != 32 || bn != 32 || wc_ecc_import_unsigned(&k->ecc, a, b, NULL, ECC_SECP256R1)) {
-            key_free(k);
+        an = jwk_b64(jwk, "x", a, TG_JWS_P256_COORD);
+        bn = jwk_b64(jwk, "y", b, TG_JWS_P256_COORD);
+        if (an != TG_JWS_P256_COORD || bn != TG_JWS_P256_COORD) {
+            free(k);
             return tg_err_set(err, TG_ECONFIG, "%s: \"x\" and \"y\" must be 32 bytes base64url",
                               what);
         }
+        rc = tg_jws_key_from_p256(a, b, &k->jws, what, err);
     } else {
         free(k);
         return tg_err_set(err, TG_ECONFIG, "%s: \"kty\" %.16s (want RSA or EC)", what, kty);
     }
-    return add_key(ks, k, what, err);
+    return add_key(ks, k, rc, what, err);
 }
 
 static int parse_jwks(struct tg_cp_jwt_keys *ks, const char *text, size_t len, const char *name,
@@ -421,28 +355,6 @@ static int decode_part(const char *part, size_t n, const char *what, json_t **ou
     return rc;
 }
 
-static int verify_one(const struct key *k, bool es256, const unsigned char *data, size_t data_len,
-                      const unsigned char *sig, size_t sig_len)
-{
-    unsigned char der[80];
-    word32 der_len = sizeof(der);
-
-    if (!es256)
-        return (size_t)wc_RsaEncryptSize(&k->rsa) == sig_len &&
-                       wc_SignatureVerify(WC_HASH_TYPE_SHA256, WC_SIGNATURE_TYPE_RSA_W_ENC, data,
-                                          (word32)data_len, sig, (word32)sig_len, &k->rsa,
-                                          sizeof(k->rsa)) == 0
-                   ? 0
-                   : -1;
-    /* JWS carries r || s (RFC 7518 section 3.4); wolfSSL verifies DER */
-    if (sig_len != 64 || wc_ecc_rs_raw_to_sig(sig, 32, sig + 32, 32, der, &der_len) != 0)
-        return -1;
-    return wc_SignatureVerify(WC_HASH_TYPE_SHA256, WC_SIGNATURE_TYPE_ECC, data, (word32)data_len,
-                              der, der_len, &k->ecc, sizeof(k->ecc)) == 0
-               ? 0
-               : -1;
-}
-
 static int check_header(json_t *h, bool *es256, const char **kid, char *err)
 {
     const char *alg = json_string_value(json_object_get(h, "alg"));
@@ -466,7 +378,7 @@ static int check_header(json_t *h, bool *es256, const char **kid, char *err)
 static int check_signature(const struct tg_cp_jwt_keys *ks, bool es256, const char *kid,
                            const char *token, size_t signed_len, const char *sig_b64, char *err)
 {
-    enum key_type want = es256 ? KEY_EC : KEY_RSA;
+    enum tg_jws_alg want = es256 ? TG_JWS_ES256 : TG_JWS_RS256;
     unsigned char sig[MAX_SIG];
     bool kid_known = false;
     size_t tried = 0;
@@ -479,11 +391,11 @@ static int check_signature(const struct tg_cp_jwt_keys *ks, bool es256, const ch
     for (size_t i = 0; i < ks->n; i++) {
         const struct key *k = ks->v[i];
 
-        if (k->type != want || (kid_known && strcmp(k->kid, kid) != 0))
+        if (tg_jws_key_alg(k->jws) != want || (kid_known && strcmp(k->kid, kid) != 0))
             continue;
         tried++;
-        if (verify_one(k, es256, (const unsigned char *)token, signed_len, sig, (size_t)sig_len) ==
-            0)
+        if (tg_jws_verify(k->jws, want, (const unsigned char *)token, signed_len, sig,
+                          (size_t)sig_len) == 0)
             return 0;
     }
     if (tried == 0)

@@ -1,6 +1,6 @@
 /* Kubernetes service-account tokens (projected, audience-bound JWTs) as a sidecar's bootstrap
- * credential: the keys that sign them, and their verification. The signature is checked with
- * wolfSSL, the JSON read with jansson (used nowhere else). Loop thread or any thread: no
+ * credential: the keys that sign them, and their verification. The signature is checked by
+ * lib/pki (jws.h), the JSON read with jansson (used nowhere else). Loop thread or any thread: no
  * shared state; keys are immutable once parsed.
  *
  * A token is accepted only when all of these hold (RFC 7515 compact serialization, RFC 7519

@@ -297,6 +297,11 @@ const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k)
     return tg_k8s_client_stats(k->client);
 }
 
+const struct tg_k8s_client *tg_cp_k8s_client(const struct tg_cp_k8s *k)
+{
+    return k->client;
+}
+
 static void k8s_free(struct tg_cp_k8s *k)
 {
     tg_resource_free(k->derived);

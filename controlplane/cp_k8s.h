@@ -41,6 +41,8 @@ const struct tg_resource *tg_cp_k8s_policy(const struct tg_cp_k8s *k, enum tg_re
 /* The merged mesh table (borrowed until the next on_table), NULL before the first sync. */
 const struct tg_resource *tg_cp_k8s_table(const struct tg_cp_k8s *k);
 const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k);
+/* The client (the webhook reads its Namespace cache and API server). */
+const struct tg_k8s_client *tg_cp_k8s_client(const struct tg_cp_k8s *k);
 /* Stops; on_closed(arg) once every handle is closed, then k is freed. */
 void tg_cp_k8s_close(struct tg_cp_k8s *k, void (*on_closed)(void *arg), void *arg);
 

@@ -9,6 +9,7 @@
 
 #include "cp_admin.h"
 #include "cp_k8s.h"
+#include "cp_webhook.h"
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 
@@ -36,10 +37,11 @@ struct tg_cp_server {
     uv_timer_t deadline_timer; /* runs while a stream is unauthenticated */
     uv_check_t accept_turn;    /* after each iteration's I/O: the accept budget again */
     unsigned accepts_this_turn;
-    bool accept_waiting;       /* a connection left on the listener for the next turn */
-    int open_handles;          /* listener, timers, watchers, admin endpoint */
-    struct tg_cp_admin *admin; /* NULL: none */
-    struct tg_cp_k8s *k8s;     /* kubernetes.discovery; NULL: none */
+    bool accept_waiting;            /* a connection left on the listener for the next turn */
+    int open_handles;               /* listener, timers, watchers, admin endpoint */
+    struct tg_cp_admin *admin;      /* NULL: none */
+    struct tg_cp_k8s *k8s;          /* kubernetes.discovery; NULL: none */
+    struct tg_k8s_webhook *webhook; /* kubernetes.webhook; NULL: none */
     bool admin_closing;
     struct watcher **watchers;
     size_t n_watchers;
@@ -100,6 +102,11 @@ const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
     return srv->k8s;
 }
 
+const struct tg_k8s_webhook *tg_cp_server_webhook(const struct tg_cp_server *srv)
+{
+    return srv->webhook;
+}
+
 int tg_cp_server_admin_port(const struct tg_cp_server *srv)
 {
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
@@ -141,6 +148,15 @@ static void on_k8s_closed(void *arg)
     struct tg_cp_server *srv = arg;
 
     srv->k8s = NULL;
+    srv->open_handles--;
+    maybe_free(srv);
+}
+
+static void on_webhook_closed(void *arg)
+{
+    struct tg_cp_server *srv = arg;
+
+    srv->webhook = NULL;
     srv->open_handles--;
     maybe_free(srv);
 }
@@ -670,6 +686,7 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
         tg_cp_k8s_set_files(srv->k8s, s->res);
         tg_cp_k8s_set_overlay(srv->k8s, s->res[TG_RES_MESH_TABLE]); /* pushes, once synced */
     }
+    tg_cp_webhook_reload(srv->webhook, s); /* a new CA or new roots */
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
         tg_cp_stream_push_changed(c);
     return 0;
@@ -739,6 +756,13 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
         }
         srv->open_handles++; /* until on_k8s_closed */
         tg_cp_k8s_set_files(srv->k8s, srv->state->res);
+        if ((rc = tg_cp_webhook_start(loop, srv->state, srv->k8s, &srv->webhook, err)) < 0) {
+            *out = NULL;
+            tg_cp_server_close(srv, NULL, NULL);
+            return rc;
+        }
+        if (srv->webhook != NULL)
+            srv->open_handles++; /* until on_webhook_closed */
     }
     uv_timer_start(&srv->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     rewatch(srv, NULL);
@@ -758,6 +782,8 @@ void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), 
     srv->on_closed = on_closed;
     srv->closed_arg = arg;
     unwatch(srv);
+    if (srv->webhook != NULL)
+        tg_k8s_webhook_close(srv->webhook, on_webhook_closed, srv);
     if (srv->k8s != NULL)
         tg_cp_k8s_close(srv->k8s, on_k8s_closed, srv);
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);

@@ -26,6 +26,7 @@
 
 #include "cp_authn.h"
 #include "cp_state.h"
+#include "k8s_webhook.h"
 #include "tollgate/msgstream.h"
 
 #define TG_CP_VERSION_MAX 64
@@ -114,6 +115,8 @@ const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, 
 struct tg_cp_k8s;
 /* NULL without kubernetes.discovery. */
 const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv);
+/* The admission webhook (kubernetes.webhook), or NULL. */
+const struct tg_k8s_webhook *tg_cp_server_webhook(const struct tg_cp_server *srv);
 /* The admin endpoint's port (cp.yaml admin:), 0 when there is none. */
 int tg_cp_server_admin_port(const struct tg_cp_server *srv);
 

@@ -1,6 +1,8 @@
 /* Loading tollgate-cp's state from its files (cp_state.h). */
 #include "cp_state.h"
 
+#include "tollgate/cfgload.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +20,7 @@ struct tg_cp_state *tg_cp_state_ref(struct tg_cp_state *s)
 
 void tg_cp_files_free(struct tg_strlist *files)
 {
-    for (size_t i = 0; i < files->n; i++)
-        free(files->v[i]);
-    free(files->v);
-    files->v = NULL;
-    files->n = 0;
+    tg_strlist_free(files);
 }
 
 static void state_free(struct tg_cp_state *s)

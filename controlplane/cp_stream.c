@@ -62,23 +62,32 @@ static void *new_msg(struct tg_resource *a, const ProtobufCMessageDescriptor *d)
     return m;
 }
 
+/* n messages described by d, as an array of pointers, in arena a; NULL when out of memory. */
+static void *new_msgs(struct tg_resource *a, const ProtobufCMessageDescriptor *d, size_t n)
+{
+    void **v = tg_resource_array(a, n, sizeof(void *));
+
+    for (size_t i = 0; v != NULL && i < n; i++)
+        if ((v[i] = new_msg(a, d)) == NULL)
+            return NULL;
+    return v;
+}
+
 static Tollgate__V1__TrustBundle *pb_bundle(struct tg_resource *a,
                                             const struct tg_res_trust_bundle *b)
 {
     Tollgate__V1__TrustBundle *m = new_msg(a, &tollgate__v1__trust_bundle__descriptor);
 
-    if (m == NULL || (m->domains = tg_resource_array(a, b->n_domains, sizeof(void *))) == NULL)
+    if (m == NULL || (m->domains = new_msgs(a, &tollgate__v1__trust_domain_roots__descriptor,
+                                            b->n_domains)) == NULL)
         return NULL;
+    m->n_domains = b->n_domains;
     for (size_t i = 0; i < b->n_domains; i++) {
-        Tollgate__V1__TrustDomainRoots *d =
-            new_msg(a, &tollgate__v1__trust_domain_roots__descriptor);
+        Tollgate__V1__TrustDomainRoots *d = m->domains[i];
 
-        if (d == NULL)
-            return NULL;
         d->trust_domain = b->domains[i].trust_domain;
         d->n_roots_pem = b->domains[i].roots_pem.n;
         d->roots_pem = b->domains[i].roots_pem.v;
-        m->domains[m->n_domains++] = d;
     }
     return m;
 }
@@ -113,18 +122,14 @@ static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_ru
                                          : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
     if (r->scope_namespace != NULL && !r->scope_resolved)
         m->scope_namespace = r->scope_namespace;
-    m->scope_labels = tg_resource_array(a, r->n_scope_labels, sizeof(void *));
+    m->scope_labels =
+        new_msgs(a, &tollgate__v1__rule__scope_labels_entry__descriptor, r->n_scope_labels);
     if (m->scope_labels == NULL)
         return NULL;
-    for (size_t i = 0; i < r->n_scope_labels && !r->scope_resolved; i++) {
-        Tollgate__V1__Rule__ScopeLabelsEntry *e =
-            new_msg(a, &tollgate__v1__rule__scope_labels_entry__descriptor);
-
-        if (e == NULL)
-            return NULL;
-        e->key = r->scope_labels[i].key;
-        e->value = r->scope_labels[i].value;
-        m->scope_labels[m->n_scope_labels++] = e;
+    m->n_scope_labels = r->scope_resolved ? 0 : r->n_scope_labels;
+    for (size_t i = 0; i < m->n_scope_labels; i++) {
+        m->scope_labels[i]->key = r->scope_labels[i].key;
+        m->scope_labels[i]->value = r->scope_labels[i].value;
     }
 #define LIST(f)                                                                                    \
     do {                                                                                           \
@@ -175,8 +180,12 @@ static Tollgate__V1__RateLimits *
 pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struct tg_cp_conn *c)
 {
     Tollgate__V1__RateLimits *m = new_msg(a, &tollgate__v1__rate_limits__descriptor);
+    size_t n = 0;
 
-    if (m == NULL || (m->limits = tg_resource_array(a, l->n_limits, sizeof(void *))) == NULL)
+    for (size_t i = 0; i < l->n_limits; i++)
+        n += concerns(l->limits[i].scope_namespace, l->limits[i].scope_labels,
+                      l->limits[i].n_scope_labels, c);
+    if (m == NULL || (m->limits = new_msgs(a, &tollgate__v1__limit__descriptor, n)) == NULL)
         return NULL;
     for (size_t i = 0; i < l->n_limits; i++) {
         const struct tg_res_limit *s = &l->limits[i];
@@ -184,8 +193,7 @@ pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struc
 
         if (!concerns(s->scope_namespace, s->scope_labels, s->n_scope_labels, c))
             continue;
-        if ((d = new_msg(a, &tollgate__v1__limit__descriptor)) == NULL)
-            return NULL;
+        d = m->limits[m->n_limits++];
         d->key_by = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
                         ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
                         : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
@@ -196,7 +204,6 @@ pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struc
         d->bytes_per_second = s->bytes_per_second;
         d->requests_per_second = s->requests_per_second;
         d->requests_burst = s->requests_burst;
-        m->limits[m->n_limits++] = d;
     }
     return m;
 }
@@ -222,24 +229,22 @@ static Tollgate__V1__MeshTable *pb_mesh(struct tg_resource *a, const struct tg_r
 {
     Tollgate__V1__MeshTable *m = new_msg(a, &tollgate__v1__mesh_table__descriptor);
 
-    if (m == NULL ||
-        (m->destinations = tg_resource_array(a, t->n_destinations, sizeof(void *))) == NULL)
+    if (m == NULL || (m->destinations = new_msgs(a, &tollgate__v1__destination__descriptor,
+                                                 t->n_destinations)) == NULL)
         return NULL;
     m->outside_mesh = t->outside_refuse ? TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE
                                         : TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH;
+    m->n_destinations = t->n_destinations;
     for (size_t i = 0; i < t->n_destinations; i++) {
         const struct tg_res_destination *s = &t->destinations[i];
-        Tollgate__V1__Destination *d = new_msg(a, &tollgate__v1__destination__descriptor);
+        Tollgate__V1__Destination *d = m->destinations[i];
 
-        if (d == NULL)
-            return NULL;
         d->cidr_or_address = s->address;
         d->port = s->port;
         d->n_expected_ids = s->expected_ids.n;
         d->expected_ids = s->expected_ids.v;
         d->protocol = s->protocol == TG_RES_HTTP ? TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP
                                                  : TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP;
-        m->destinations[m->n_destinations++] = d;
     }
     return m;
 }

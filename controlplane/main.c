@@ -51,7 +51,7 @@ static const struct tg_cli_verb verbs[] = {
      "Prints the list of commands, or the usage of one.\n"},
 };
 
-static const struct tg_cli cli = {"tollgate-cp", "mesh.yaml", verbs, TG_NELEM(verbs)};
+static const struct tg_cli cli = {"tollgate-cp", main_usage, "mesh.yaml", verbs, TG_NELEM(verbs)};
 
 static void on_signal_closed(uv_handle_t *h)
 {
@@ -160,42 +160,16 @@ static int cmd_check(const char *path)
     return 0;
 }
 
-/* help [COMMAND] */
-static int cmd_help(int argc, char **argv)
-{
-    const struct tg_cli_verb *v;
-
-    if (argc > 3)
-        return tg_cli_usage_error(&cli, tg_cli_verb(&cli, "help")->usage,
-                                  "help: unexpected argument '%s'", argv[3]);
-    if (argc < 3) {
-        fputs(main_usage, stdout);
-        return 0;
-    }
-    if ((v = tg_cli_verb(&cli, argv[2])) == NULL)
-        return tg_cli_usage_error(&cli, main_usage, "help: unknown command '%s'", argv[2]);
-    fputs(v->usage, stdout);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const struct tg_cli_verb *v;
     const char *path;
     int rc;
 
-    if (argc < 2)
-        return tg_cli_usage_error(&cli, main_usage, "missing command");
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-        argv[1] = tg_unconst("help");
-    if (strcmp(argv[1], "--version") == 0)
-        argv[1] = tg_unconst("version");
-    if ((v = tg_cli_verb(&cli, argv[1])) == NULL)
-        return tg_cli_usage_error(&cli, main_usage, "unknown command '%s'", argv[1]);
-    if ((rc = tg_cli_parse_verb(&cli, v, argc, argv, &path)) >= 0)
+    if ((rc = tg_cli_start(&cli, argc, argv, &v, &path)) >= 0)
         return rc;
     if (strcmp(v->name, "help") == 0)
-        return cmd_help(argc, argv);
+        return tg_cli_help(&cli, argc, argv);
     if (strcmp(v->name, "version") == 0) {
         printf("tollgate-cp %s (%s)\n", TG_VERSION, tg_tls_version_text());
         return 0;

@@ -30,27 +30,42 @@ quick) QUICK=1 ;;
     ;;
 esac
 
+# stage NAME: starts a stage, saying the time so far; each stage's time is listed at the end
+stage_name="set-up" stage_t0=0 stage_times=()
+stage() {
+    stage_times+=("$(printf '%-46s %4d s' "$stage_name" $((SECONDS - stage_t0)))")
+    stage_name=$1 stage_t0=$SECONDS
+    echo "test: $1 ($((SECONDS / 60)) min $((SECONDS % 60)) s so far)"
+}
+stage_summary() {
+    stage "end"
+    printf 'test:   %s\n' "${stage_times[@]}"
+}
+
 "$ROOT/scripts/setup.sh"
 
-echo "test: [0/4] lint (set-up took $((SECONDS / 60)) min)"
+stage "[0/4] lint"
 TOLLGATE_BUILD_DIR="$BUILD" "$ROOT/scripts/lint.sh"
 
 if [ "$QUICK" = 1 ]; then
-    echo "test: [1/4] unit tests, Release build ($BUILD)"
+    stage "[1/4] unit tests, Release build"
     # shellcheck disable=SC2086
     ctest --test-dir "$BUILD" --output-on-failure --timeout 300 -j"$(nproc)" -L unit \
         ${TOLLGATE_TEST_ARGS:-}
+    stage_summary
     echo "test: quick: lint and unit tests passed in $((SECONDS / 60)) min $((SECONDS % 60)) s" \
         "(stages 2-4 and the integration tests: scripts/test.sh)"
     exit 0
 fi
 
-echo "test: [1/4] ctest, Release build ($BUILD) ($((SECONDS / 60)) min so far)"
-# -j: unit tests and corpus replays share the cores; integration tests (RUN_SERIAL) run alone
+stage "[1/4] ctest, Release build"
+# -j: everything runs in parallel (integration tests claim their ports across processes) but
+# the load test, which is RUN_SERIAL (tests/CMakeLists.txt); per-test times are in
+# $BUILD/Testing/Temporary/LastTest.log
 # shellcheck disable=SC2086
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j"$(nproc)" ${TOLLGATE_TEST_ARGS:-}
 
-echo "test: [2/4] unit tests under valgrind, $(nproc) at a time ($((SECONDS / 60)) min so far)"
+stage "[2/4] unit tests under valgrind, $(nproc) at a time"
 export TG_CERTS_BIN="$BUILD/tollgate-certs"
 valgrind_one() { # test binary; its log is kept beside it
     local log
@@ -70,9 +85,10 @@ find "$BUILD/tests" -maxdepth 1 -name 'test_*' -type f -executable -print0 | sor
     exit 1
 }
 
-echo "test: [3/4] AddressSanitizer + UBSan build (build-asan) ($((SECONDS / 60)) min so far)"
+stage "[3/4] AddressSanitizer + UBSan build (build-asan)"
 cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON >/dev/null
 cmake --build "$ROOT/build-asan" -j"$(nproc)"
+stage "[3/4] unit and integration tests, AddressSanitizer + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # shellcheck disable=SC2086
@@ -80,13 +96,13 @@ ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -j"$(nproc
     -L "unit|integration" \
     ${TOLLGATE_TEST_ARGS:-}
 
-echo "test: [4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time (build-fuzz)" \
-    "($((SECONDS / 60)) min so far)"
+stage "[4/4] libFuzzer build (build-fuzz)"
 CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_FUZZ=ON \
     >/dev/null
 targets=()
 for src in "$ROOT"/tests/fuzz/fuzz_*.c; do targets+=("$(basename "$src" .c)"); done
 cmake --build "$ROOT/build-fuzz" -j"$(nproc)" --target "${targets[@]}"
+stage "[4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # new inputs go to a scratch copy of each corpus; a crash leaves its input in $scratch/<name>.out
@@ -126,4 +142,5 @@ for r in "${running[@]}"; do
     wait "${r#*:}" || status=$?
     fuzz_done "${r%%:*}" "$status"
 done
+stage_summary
 echo "test: all stages passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"

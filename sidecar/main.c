@@ -44,7 +44,8 @@ static const struct tg_cli_verb verbs[] = {
      "Prints the list of commands, or the usage of one.\n"},
 };
 
-static const struct tg_cli cli = {"tollgate", "the config file", verbs, TG_NELEM(verbs)};
+static const struct tg_cli cli = {"tollgate", main_usage, "the config file", verbs,
+                                  TG_NELEM(verbs)};
 
 static int load(const char *path, struct tg_config **cfg)
 {
@@ -150,25 +151,14 @@ static int cmd_version(void)
     return 0;
 }
 
-/* help [COMMAND] */
+/* help [COMMAND]; init-iptables has its own. */
 static int cmd_help(int argc, char **argv)
 {
-    const struct tg_cli_verb *v;
     char *help_argv[] = {argv[0], tg_unconst("init-iptables"), tg_unconst("--help"), NULL};
 
-    if (argc > 3)
-        return tg_cli_usage_error(&cli, tg_cli_verb(&cli, "help")->usage,
-                                  "help: unexpected argument '%s'", argv[3]);
-    if (argc < 3) {
-        fputs(main_usage, stdout);
-        return 0;
-    }
-    if (strcmp(argv[2], "init-iptables") == 0)
+    if (argc == 3 && strcmp(argv[2], "init-iptables") == 0)
         return tg_iptables_main(3, help_argv);
-    if ((v = tg_cli_verb(&cli, argv[2])) == NULL)
-        return tg_cli_usage_error(&cli, main_usage, "help: unknown command '%s'", argv[2]);
-    fputs(v->usage, stdout);
-    return 0;
+    return tg_cli_help(&cli, argc, argv);
 }
 
 int main(int argc, char **argv)
@@ -177,17 +167,9 @@ int main(int argc, char **argv)
     const char *config;
     int rc;
 
-    if (argc < 2)
-        return tg_cli_usage_error(&cli, main_usage, "missing command");
-    if (strcmp(argv[1], "init-iptables") == 0)
+    if (argc >= 2 && strcmp(argv[1], "init-iptables") == 0)
         return tg_iptables_main(argc, argv);
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-        argv[1] = tg_unconst("help");
-    if (strcmp(argv[1], "--version") == 0)
-        argv[1] = tg_unconst("version");
-    if ((v = tg_cli_verb(&cli, argv[1])) == NULL)
-        return tg_cli_usage_error(&cli, main_usage, "unknown command '%s'", argv[1]);
-    if ((rc = tg_cli_parse_verb(&cli, v, argc, argv, &config)) >= 0)
+    if ((rc = tg_cli_start(&cli, argc, argv, &v, &config)) >= 0)
         return rc;
     if (strcmp(v->name, "run") == 0)
         return cmd_run(config);

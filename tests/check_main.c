@@ -7,6 +7,27 @@
 /* Weak: only the tests that re-execute themselves as helpers define it. */
 __attribute__((weak)) int tg_test_subcommand(int argc, char **argv);
 
+TCase *tg_test_case_of(Suite *s, const char *tcase, const TTest *const *tests, size_t n)
+{
+    TCase *tc = tcase_create(tcase);
+
+    for (size_t i = 0; i < n; i++)
+        tcase_add_test(tc, tests[i]);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+Suite *tg_test_suite_of(const char *suite, const char *tcase, const TTest *const *tests, size_t n,
+                        TCase **tc)
+{
+    Suite *s = suite_create(suite);
+    TCase *c = tg_test_case_of(s, tcase, tests, n);
+
+    if (tc != NULL)
+        *tc = c;
+    return s;
+}
+
 int main(int argc, char **argv)
 {
     SRunner *sr;

@@ -7,9 +7,26 @@
 #define TG_TESTS_CHECK_MAIN_H
 
 #include <check.h>
+#include <stddef.h>
 
 /* The suite this test program runs. Every test file defines it. */
 Suite *tg_test_suite(void);
+
+/* A test case named tcase, added to s, that runs tests[0..n-1] (the names START_TEST
+ * defines) once each, in order. Returns it, for what the file adds (fixtures, a timeout, loop
+ * tests). */
+TCase *tg_test_case_of(Suite *s, const char *tcase, const TTest *const *tests, size_t n);
+/* A suite named suite of that one test case: what most test files are. *tc, unless tc is
+ * NULL, gets the test case. */
+Suite *tg_test_suite_of(const char *suite, const char *tcase, const TTest *const *tests, size_t n,
+                        TCase **tc);
+/* The same with the tests listed: TG_TEST_SUITE("buf", "buf", NULL, test_a, test_b). */
+#define TG_TEST_LIST(...)                                                                          \
+    (const TTest *const[]){__VA_ARGS__},                                                           \
+        sizeof((const TTest *const[]){__VA_ARGS__}) / sizeof(const TTest *)
+#define TG_TEST_CASE(s, tcase, ...) tg_test_case_of(s, tcase, TG_TEST_LIST(__VA_ARGS__))
+#define TG_TEST_SUITE(suite, tcase, tc, ...)                                                       \
+    tg_test_suite_of(suite, tcase, TG_TEST_LIST(__VA_ARGS__), tc)
 
 /* Optional: a test file that re-executes itself as a helper process (a fake control plane,
  * a load server) defines this. When the program is started with arguments, the shared main

@@ -248,20 +248,19 @@ static int check_compiles(struct cc *c, const struct tg_res_rule *rules, size_t 
             d->scope = (struct tg_policy_scope){TG_POLICY_SCOPE_WORKLOAD, s->scope_namespace,
                                                 labels, s->n_scope_labels};
         }
-        d->principals = (struct tg_policy_strs){s->principals.v, s->principals.n};
-        d->not_principals = (struct tg_policy_strs){s->not_principals.v, s->not_principals.n};
-        d->namespaces = (struct tg_policy_strs){s->namespaces.v, s->namespaces.n};
-        d->not_namespaces = (struct tg_policy_strs){s->not_namespaces.v, s->not_namespaces.n};
-        d->trust_domains = (struct tg_policy_strs){s->trust_domains.v, s->trust_domains.n};
-        d->not_trust_domains =
-            (struct tg_policy_strs){s->not_trust_domains.v, s->not_trust_domains.n};
-        d->fingerprints = (struct tg_policy_strs){s->fingerprints.v, s->fingerprints.n};
-        d->not_fingerprints = (struct tg_policy_strs){s->not_fingerprints.v, s->not_fingerprints.n};
-        d->serials = (struct tg_policy_strs){s->serials.v, s->serials.n};
-        d->not_serials = (struct tg_policy_strs){s->not_serials.v, s->not_serials.n};
-        d->methods = (struct tg_policy_strs){s->methods.v, s->methods.n};
-        d->paths = (struct tg_policy_strs){s->paths.v, s->paths.n};
-        d->hosts = (struct tg_policy_strs){s->hosts.v, s->hosts.n};
+        d->principals = tg_policy_strs_of(s->principals.v, s->principals.n);
+        d->not_principals = tg_policy_strs_of(s->not_principals.v, s->not_principals.n);
+        d->namespaces = tg_policy_strs_of(s->namespaces.v, s->namespaces.n);
+        d->not_namespaces = tg_policy_strs_of(s->not_namespaces.v, s->not_namespaces.n);
+        d->trust_domains = tg_policy_strs_of(s->trust_domains.v, s->trust_domains.n);
+        d->not_trust_domains = tg_policy_strs_of(s->not_trust_domains.v, s->not_trust_domains.n);
+        d->fingerprints = tg_policy_strs_of(s->fingerprints.v, s->fingerprints.n);
+        d->not_fingerprints = tg_policy_strs_of(s->not_fingerprints.v, s->not_fingerprints.n);
+        d->serials = tg_policy_strs_of(s->serials.v, s->serials.n);
+        d->not_serials = tg_policy_strs_of(s->not_serials.v, s->not_serials.n);
+        d->methods = tg_policy_strs_of(s->methods.v, s->methods.n);
+        d->paths = tg_policy_strs_of(s->paths.v, s->paths.n);
+        d->hosts = tg_policy_strs_of(s->hosts.v, s->hosts.n);
         d->ports.v = pv + pi;
         d->ports.n = s->ports.n;
         for (size_t j = 0; j < s->ports.n; j++)
@@ -274,8 +273,8 @@ static int check_compiles(struct cc *c, const struct tg_res_rule *rules, size_t 
     in.rules = pr;
     in.n_rules = n;
     if (rv != NULL) {
-        in.revoked_serials = (struct tg_policy_strs){rv->serials.v, rv->serials.n};
-        in.revoked_fingerprints = (struct tg_policy_strs){rv->fingerprints.v, rv->fingerprints.n};
+        in.revoked_serials = tg_policy_strs_of(rv->serials.v, rv->serials.n);
+        in.revoked_fingerprints = tg_policy_strs_of(rv->fingerprints.v, rv->fingerprints.n);
     }
     rc = tg_policy_compile(&in, &pol, c->err);
     tg_policy_free(pol);

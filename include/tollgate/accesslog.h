@@ -16,6 +16,7 @@ struct tg_access_entry {
     const char *tls_version; /* "TLSv1.3", or NULL */
     const char *cipher;      /* or NULL */
     const char *serial;      /* TLS peer certificate serial (hex), or NULL */
+    const char *sha256;      /* its SHA-256 fingerprint (lowercase hex, as rules spell it) */
     bool resumed;            /* the TLS session was resumed from a ticket */
     uint64_t bytes_received; /* payload from the downstream */
     uint64_t bytes_sent;     /* payload to the downstream */

@@ -30,7 +30,17 @@ struct tg_admin_ops {
     char *(*config_dump)(void *arg, size_t *len);
     /* Starts draining; NULL when not supported (then 501). */
     void (*drain)(void *arg);
+    /* The app's probes for GET /app-health/... (appprobe.h); borrowed, may be NULL (404). */
+    const struct tg_appprobes *probes;
 };
+
+/* Which pages a listener serves. The sidecar runs one server per configured address: admin
+ * (all of the above), and in a pod also health (config `health:`, the kubelet's port:
+ * GET /live, /ready and /app-health/<container>/<livez|readyz|startupz>, the app's own
+ * probe run locally, appprobe.h) and metrics (config `metrics:`, Prometheus' port: GET
+ * /metrics and /stats/prometheus, the text of /stats). The same server code, another
+ * table of routes. */
+enum tg_admin_role { TG_ADMIN_FULL, TG_ADMIN_HEALTH, TG_ADMIN_METRICS };
 
 struct tg_admin;
 
@@ -41,6 +51,11 @@ struct tg_admin;
  * listener already made is closed, so the loop must still run for it to be freed. */
 TG_MUST_USE int tg_admin_start(uv_loop_t *loop, const struct tg_addr *addr,
                                const struct tg_admin_ops *ops, struct tg_admin **out, char *err);
+
+/* tg_admin_start for one role's pages ("health 0.0.0.0:15021: ..." in err). */
+TG_MUST_USE int tg_admin_start_role(uv_loop_t *loop, const struct tg_addr *addr,
+                                    const struct tg_admin_ops *ops, enum tg_admin_role role,
+                                    struct tg_admin **out, char *err);
 
 /* Closes the listener and every open admin connection (requests in flight get no answer);
  * frees a once the last handle has closed (the loop must run on), so the caller drops its

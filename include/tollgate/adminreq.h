@@ -56,4 +56,7 @@ bool tg_adminreq_loopback(const struct sockaddr *sa);
 /* NULL when the request from peer may use a local-only path, else why not (static). */
 const char *tg_adminreq_refusal(const struct tg_adminreq *rq, const struct sockaddr *peer);
 
+/* The reason phrase of an answer's status line (RFC 9110 section 15): "Not Found". */
+const char *tg_adminreq_reason(int status);
+
 #endif

@@ -57,14 +57,28 @@ struct tg_adminsrv_reply {
     bool owned; /* body is malloc'd and now the server's; else it must be static */
 };
 
+/* A request answered later (a route's serve_async): the connection waits for it. */
+struct tg_adminsrv_pending;
+
 struct tg_adminsrv_route {
-    const char *path;  /* "/live" */
+    const char *path;  /* "/live"; with prefix, "/app-health/" matches what starts with it */
     const char *allow; /* the methods, "GET, HEAD" or "POST": also the Allow of a 405 */
     enum tg_adminsrv_access access;
     /* Fills *out (zeroed before the call). May call tg_adminsrv_stop(); the answer is then
      * dropped (an owned body is still freed). */
     void (*serve)(void *arg, struct tg_adminsrv_reply *out);
+    bool prefix;
+    /* Instead of serve (NULL otherwise): starts the answer to path (path_len bytes, without
+     * the query, valid during the call) and must end it with exactly one tg_adminsrv_answer(p,
+     * ...), on the loop, within a bounded time (its own timeout): the connection and the
+     * server wait for it (the head deadline no longer runs), even once the client has gone or
+     * tg_adminsrv_stop was called. */
+    void (*serve_async)(void *arg, const char *path, size_t path_len,
+                        struct tg_adminsrv_pending *p);
 };
+
+/* Ends a pending request with r (as serve fills it; an owned body becomes the server's). */
+void tg_adminsrv_answer(struct tg_adminsrv_pending *p, const struct tg_adminsrv_reply *r);
 
 struct tg_adminsrv_cfg {
     const char *name;                       /* "admin": starts log lines and messages */

@@ -1,4 +1,5 @@
-/* The sidecar's configuration file (YAML, read with libyaml) turned into a plain struct.
+/* The sidecar's configuration file (YAML, read by the one YAML layer, cfgload.h) turned into
+ * a plain struct.
  * Pure: no libuv, no wolfSSL. tg_config_load() checks every key and value and refuses the
  * whole file on the first problem, naming file, line and key in err. Unknown keys are
  * errors. The struct is immutable once loaded and shared by reference (tg_config_unref). */
@@ -100,8 +101,8 @@ struct tg_labels {
 struct tg_rule_cfg {
     char *name;
     bool deny;                     /* action: deny; else allow */
-    char *scope_ns;                /* namespace: the rule is for workloads of this namespace */
-    struct tg_labels scope_labels; /* labels: ... and carrying these labels */
+    char *scope_ns;                /* scope.namespace: for workloads of this namespace */
+    struct tg_labels scope_labels; /* scope.labels: ... and carrying these labels */
     struct tg_strlist principals, not_principals;
     struct tg_strlist namespaces, not_namespaces;
     struct tg_strlist trust_domains, not_trust_domains;
@@ -139,10 +140,12 @@ struct tg_cp_cfg {
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
-    atomic_uint refs;     /* the control thread and each generation built from it */
-    char *path;           /* the file it came from */
-    struct tg_addr admin; /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
-    unsigned workers;     /* 0 = one per CPU */
+    atomic_uint refs;       /* the control thread and each generation built from it */
+    char *path;             /* the file it came from */
+    struct tg_addr admin;   /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
+    struct tg_addr health;  /* "health:" (admin.h TG_ADMIN_HEALTH); len 0: none */
+    struct tg_addr metrics; /* "metrics:" (admin.h TG_ADMIN_METRICS); len 0: none */
+    unsigned workers;       /* 0 = one per CPU */
 
     struct tg_cp_cfg cp; /* control_plane; cp.enabled false: static identity files */
 
@@ -151,8 +154,10 @@ struct tg_config {
     char *cert_path;             /* leaf first, then intermediates (PEM) */
     char *key_path;              /* PEM private key */
     char *bundle_path;           /* trust bundle: our trust domain's CA roots (PEM) */
-    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), one per issuer;
-                                  * when set, every certificate's issuer must have one */
+    char *intermediates_path;    /* identity.intermediates: CA certificates (PEM) besides our
+                                  * chain's whose CRLs may be loaded; NULL: none */
+    struct tg_strlist crl_paths; /* identity.crl: CRL files (PEM or DER), each of a CA of the
+                                  * chain (revocation.h) */
     /* identity.trust_domains, a mapping: the federated trust domains accepted besides our
      * own, and each one's bundle file (trust_domain_bundles.v[i] holds the roots of
      * trust_domains.v[i]; only they may vouch for an ID of it). Static mode only. */
@@ -185,8 +190,9 @@ struct tg_config {
                               * connections of peers it now refuses */
     struct tg_rule_cfg *rules;
     size_t n_rules;
-    struct tg_strlist revoked_serials;      /* revocation.serials */
-    struct tg_strlist revoked_fingerprints; /* revocation.fingerprints */
+    struct tg_strlist revoked_serials;      /* revocations.serials */
+    struct tg_strlist revoked_fingerprints; /* revocations.fingerprints */
+    struct tg_strlist revocation_crls;      /* revocations.crls: tollgate-cp's files only */
 
     /* rate_limits (inbound, per caller) */
     bool limit_by_fingerprint;         /* rate_limits.key: fingerprint; default id */

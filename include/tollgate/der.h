@@ -30,4 +30,12 @@ TG_MUST_USE int tg_der_general_names(unsigned char *out, size_t cap, const char 
                                      size_t n_uris, const char *const *dns, size_t n_dns,
                                      size_t *len);
 
+/* n bytes as lowercase hex into dst (2n + 1 bytes). */
+void tg_hex(const unsigned char *src, size_t n, char *dst);
+
+/* A serial number (a DER INTEGER's content bytes) as certificates, CRLs and rules spell it:
+ * lowercase hex without leading zero bytes, into dst (cap bytes). 0, or TG_ETOOBIG when it
+ * does not fit (dst then ""), TG_EINVAL when n is 0. */
+TG_MUST_USE int tg_serial_hex(const unsigned char *p, size_t n, char *dst, size_t cap);
+
 #endif

@@ -1,6 +1,6 @@
 /* Our identity (certificate chain + private key) and trust bundle, read from PEM files and
  * checked before anything uses them; and the inspection of one X.509 certificate that the
- * handshake's verification and the tooling share. wolfSSL stays behind this file and tls.c. */
+ * handshake's verification and the tooling share. wolfSSL stays behind lib/pki (tls.h). */
 #ifndef TOLLGATE_IDENTITY_H
 #define TOLLGATE_IDENTITY_H
 
@@ -11,6 +11,8 @@
 #include "tollgate/config.h"
 #include "tollgate/err.h"
 #include "tollgate/spiffe.h"
+
+struct tg_revocations;
 
 #define TG_SERIAL_HEX 65 /* up to 32 serial bytes as hex + NUL */
 #define TG_SHA256_HEX 65
@@ -67,6 +69,10 @@ struct tg_identity {
     size_t *crl_len;
     bool *crl_pem;
     size_t n_crl;
+    char *inter_pem; /* identity.intermediates as read, or NULL */
+    size_t inter_len;
+    struct tg_revocations *rev; /* the CRLs tied to their signers (revocation.h), and the roots;
+                                 * NULL in an identity filled by hand: nothing is revoked */
     struct tg_cert_info leaf;
     char trust_domain[TG_TRUST_DOMAIN_MAX + 1]; /* our leaf's */
 };
@@ -80,6 +86,10 @@ struct tg_identity_files {
      * domain_bundles->v[i] holds the roots of domains->v[i] */
     const struct tg_strlist *domains;
     const struct tg_strlist *domain_bundles;
+    /* CA certificates (PEM) besides our chain's intermediates whose CRLs may be loaded: each
+     * must chain to a root of one of the bundles (then it is of that root's trust domain),
+     * given root side first. NULL: none. */
+    const char *intermediates;
 };
 
 /* Reads the files and checks them: the chain parses and its leaf carries one valid SPIFFE
@@ -161,8 +171,8 @@ struct tg_identity_pem {
     const struct tg_identity_roots *domains; /* the federated trust domains (and, with bundle
                                               * NULL, ours), each with its own roots */
     size_t n_domains;
-    const struct tg_identity_crl *crls; /* each must be signed by a root of the bundle and not
-                                         * past its nextUpdate */
+    const struct tg_identity_crl *crls; /* each signed by a CA of the bundle or of our chain
+                                         * (revocation.h), not past its nextUpdate */
     size_t n_crls;
 };
 

@@ -36,6 +36,9 @@ struct tg_msgstream_opts {
     size_t max_frame;              /* 0: TG_FRAME_MAX, in both directions */
     size_t max_frame_in;           /* frames from the peer, until raised; 0: max_frame */
     size_t max_queued;             /* plaintext waiting to be sent; 0: 4 * max_frame + 4 */
+    bool raw; /* no framing (HTTPS: tollgate-cp's webhook): on_frame gets each piece of
+               * plaintext as it is decrypted, whatever its size (the callee caps what it
+               * keeps), and send queues the bytes as they are (max_queued still holds) */
 };
 
 /* Connects to addr and handshakes as a TLS client. ctx and rule are borrowed and must

@@ -67,11 +67,19 @@ struct tg_policy_scope {
     size_t n_labels;
 };
 
-/* A list of strings; char *const * so that a config's char ** converts without a cast. */
+/* A read-only view of a list of strings: a table of literals, or a config's char ** through
+ * tg_policy_strs_of(). */
 struct tg_policy_strs {
-    char *const *v;
+    const char *const *v;
     size_t n;
 };
+
+/* The view of n strings at v. C converts char ** to const char *const * only with a cast; this
+ * one adds const at every level, so it hides nothing from -Wcast-qual. */
+static inline struct tg_policy_strs tg_policy_strs_of(char *const *v, size_t n)
+{
+    return (struct tg_policy_strs){(const char *const *)v, n};
+}
 
 struct tg_policy_ports {
     const int *v; /* int, so that an out-of-range value from a parser can be refused */

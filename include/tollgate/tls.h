@@ -1,8 +1,9 @@
 /* The wolfSSL adapter. wolfSSL never sees a socket: it reads the ciphertext we received from
  * the connection's cipher_in buffer and appends what it wants sent to cipher_out, so
  * handshakes run (and are tested) in memory. wolfSSL's other doors in lib/pki are identity.c
- * (certificates, keys, CRLs) and x509.c (building certificates); the control plane's CA
- * (cp_ca.c), its token verifier (cp_jwt.c) and tollgate-certs call it directly for now.
+ * (certificates, keys, CRLs), certgen.c over x509.c (making certificates), certview.c
+ * (reading them for display) and jws.c (token signatures); only the control plane's CA
+ * (cp_ca.c) still calls it directly, for now.
  *
  * Threads: a tg_tls_ctx is immutable after tg_tls_ctx_new and may be used from any thread to
  * make sessions (wolfSSL reference-counts the WOLFSSL_CTX under its own lock). A tg_tls
@@ -17,6 +18,7 @@
 #include "tollgate/config.h"
 #include "tollgate/identity.h"
 #include "tollgate/metrics.h"
+#include "tollgate/revocation.h"
 
 #define TG_ALPN "tollgate"
 
@@ -58,6 +60,13 @@ void tg_tls_ctx_free(struct tg_tls_ctx *ctx);
 TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t ca_len,
                                   const struct tg_tls_settings *s, struct tg_tls_ctx **out,
                                   char *err);
+
+/* A server context for plain HTTPS (tollgate-cp's admission webhook): presents chain_pem
+ * (leaf first) with key_pem, TLS 1.2 or 1.3, asks no client certificate and verifies no peer
+ * (sessions from it get no peer ID; pass a rule with an empty list). Copies both texts.
+ * Returns 0, or a negative code with err. */
+TG_MUST_USE int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *key_pem,
+                                     size_t key_len, struct tg_tls_ctx **out, char *err);
 
 /* Global library set-up and tear-down; once per process. */
 TG_MUST_USE int tg_tls_init(void);
@@ -118,8 +127,15 @@ struct tg_peer_info {
     uint8_t *der; /* the peer's certificate, malloc'd (Client-Cert on HTTP ports); NULL once
                    * dropped, or when the session resumed from a ticket that had none */
     size_t der_len;
+    struct tg_chain_link *links; /* its chain as revocation sees it (revocation.h), malloc'd:
+                                  * a live connection is checked again when CRLs change */
+    size_t n_links;
 };
 const struct tg_peer_info *tg_tls_peer(const struct tg_tls *t);
+/* Whether a verified peer's chain is revoked, or lacks a CRL its trust domain needs, by id's
+ * CRLs (a new generation's, for its live connections): revocation.h. why as there. */
+enum tg_rev_verdict tg_tls_peer_revoked(const struct tg_peer_info *p, const struct tg_identity *id,
+                                        char *why, size_t cap);
 /* Frees the peer certificate's DER kept by the handshake, for connections that do not
  * forward it (most): call once the handshake is done. */
 void tg_tls_drop_peer_der(struct tg_tls *t);

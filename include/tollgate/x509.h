@@ -1,9 +1,10 @@
-/* Building X.509 certificates with wolfSSL's certificate generation: the steps that
- * tollgate-certs (certs/certtool.c) and tollgate-cp's CA (controlplane/cp_ca.c) share. EC
- * P-256 keys, ECDSA with SHA-256. This header includes wolfSSL: only files whose job is
- * making certificates include it. Functions with err write one line into it (TG_ERRLEN
- * bytes) naming what was wrong; what, where given, starts that line. No global state; any
- * thread, one Cert per thread. */
+/* Building X.509 certificates with wolfSSL's certificate generation, at wolfSSL's level (its
+ * Cert, ecc_key and WC_RNG types): the steps under certgen.h, which is what callers outside
+ * lib/pki use. EC P-256 keys, ECDSA with SHA-256. This header includes wolfSSL, so only
+ * lib/pki includes it, and tollgate-cp's CA (controlplane/cp_ca.c) until it moves to
+ * certgen.h. Functions with err write one line into it (TG_ERRLEN bytes) naming what was
+ * wrong; what, where given, starts that line. No global state; any thread, one Cert per
+ * thread. */
 #ifndef TOLLGATE_X509_H
 #define TOLLGATE_X509_H
 
@@ -42,7 +43,7 @@ TG_MUST_USE int tg_x509_cert_init(Cert *cert, char *err);
 TG_MUST_USE int tg_x509_set_serial(Cert *cert, WC_RNG *rng, char *err);
 
 /* notBefore and notAfter: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280
- * 4.1.2.5). 0, or TG_EINVAL for dates out of range. */
+ * 4.1.2.5). 0, or TG_EINVAL for dates before 1950 or after 9999. */
 TG_MUST_USE int tg_x509_set_validity(Cert *cert, time_t not_before, time_t not_after, char *err);
 
 /* The subject's common name (UTF8String). 0, or TG_EINVAL when it is too long. */

@@ -27,6 +27,9 @@ struct conn {
     bool responded; /* answer queued: head[] is now a scratch buffer for dropped bytes */
     bool shut;      /* our side is shut down */
     bool peer_eof;
+    bool pending; /* a serve_async answer is awaited: the memory stays until it comes */
+    bool gone;    /* closed while pending: freed by tg_adminsrv_answer */
+    bool head_only;
     char *body; /* malloc'd answer body, or NULL when it is static */
     char status[512];
     size_t head_len;
@@ -73,6 +76,10 @@ static void on_conn_closed(uv_handle_t *h)
 
     if (--c->open_handles > 0)
         return;
+    if (c->pending) { /* tg_adminsrv_answer frees it */
+        c->gone = true;
+        return;
+    }
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -124,34 +131,6 @@ static void on_shutdown(uv_shutdown_t *req, int status)
                    0);
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
-
 /* Queues the whole answer and a shutdown of our side. An owned body is taken over (freed
  * with c), else it must be static. allow is the Allow header value, or NULL. */
 static void respond(struct conn *c, const struct tg_adminsrv_reply *r, bool head_only,
@@ -168,7 +147,7 @@ static void respond(struct conn *c, const struct tg_adminsrv_reply *r, bool head
     n = snprintf(c->status, sizeof(c->status),
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s"
                  "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                 r->status, reason_phrase(r->status), r->type ? r->type : CT_TEXT, r->len,
+                 r->status, tg_adminreq_reason(r->status), r->type ? r->type : CT_TEXT, r->len,
                  allow ? "Allow: " : "", allow ? allow : "", allow ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(c->status)) {
         conn_close(c);
@@ -243,6 +222,8 @@ static void log_refusal(struct tg_adminsrv *s, struct conn *c, const struct tg_a
             rq->path_len > 200 ? 200 : (int)rq->path_len, rq->path, c->peer_text, why);
 }
 
+static void finish(struct conn *c, const struct tg_adminsrv_reply *rp, bool head_only);
+
 static void route(struct conn *c, const struct tg_adminreq *rq)
 {
     struct tg_adminsrv *s = c->srv;
@@ -253,8 +234,10 @@ static void route(struct conn *c, const struct tg_adminreq *rq)
     char *msg;
 
     for (size_t i = 0; i < s->cfg.n_routes && rt == NULL; i++) {
-        if (strlen(s->cfg.routes[i].path) == rq->path_len &&
-            memcmp(s->cfg.routes[i].path, rq->path, rq->path_len) == 0)
+        size_t n = strlen(s->cfg.routes[i].path);
+
+        if ((n == rq->path_len || (s->cfg.routes[i].prefix && n < rq->path_len)) &&
+            memcmp(s->cfg.routes[i].path, rq->path, n) == 0)
             rt = &s->cfg.routes[i];
     }
     if (rt == NULL) {
@@ -280,7 +263,42 @@ static void route(struct conn *c, const struct tg_adminreq *rq)
         respond_text(c, 405, "method not allowed\n", head_only, rt->allow);
         return;
     }
+    if (rt->serve_async != NULL) {
+        c->pending = true;
+        c->head_only = head_only;
+        uv_timer_stop(&c->timer); /* the route's own timeout bounds the wait */
+        rt->serve_async(s->cfg.arg, rq->path, rq->path_len, (struct tg_adminsrv_pending *)c);
+        return;
+    }
     rt->serve(s->cfg.arg, &r);
+    finish(c, &r, head_only);
+}
+
+void tg_adminsrv_answer(struct tg_adminsrv_pending *p, const struct tg_adminsrv_reply *r)
+{
+    struct conn *c = (struct conn *)p;
+
+    c->pending = false;
+    if (c->gone) { /* closed meanwhile: what on_conn_closed left undone */
+        if (r->owned)
+            free(tg_unconst(r->body));
+        c->open_handles = 1;
+        on_conn_closed((uv_handle_t *)&c->tcp);
+        return;
+    }
+    if (c->closing) {
+        if (r->owned)
+            free(tg_unconst(r->body));
+        return;
+    }
+    finish(c, r, c->head_only);
+}
+
+/* Sends what serve made of the request, or 500 when it made nothing. */
+static void finish(struct conn *c, const struct tg_adminsrv_reply *rp, bool head_only)
+{
+    struct tg_adminsrv_reply r = *rp;
+
     if (r.status == 0 || r.len > UINT32_MAX) { /* uv_buf_t: an unsigned length */
         if (r.owned)
             free(tg_unconst(r.body));
@@ -319,7 +337,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
     (void)suggested;
     /* before the answer head_len < head_max: a full head is answered at once */
-    if (c->responded)
+    if (c->responded || c->pending) /* the head was used: the buffer is scratch now */
         *buf = uv_buf_init(c->head, (unsigned)max);
     else
         *buf = uv_buf_init(c->head + c->head_len, (unsigned)(max - c->head_len));
@@ -336,6 +354,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread != UV_EOF) {
             conn_close(c);
+        } else if (c->pending) { /* half-closed while we probe: answer all the same */
+            c->peer_eof = true;
+            uv_read_stop(st);
         } else if (c->responded) {
             c->peer_eof = true;
             uv_read_stop(st);
@@ -351,7 +372,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    if (c->responded)
+    if (c->responded || c->pending)
         return; /* dropped: one request per connection */
     c->head_len += (size_t)nread;
     on_head_bytes(c, from);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tollgate/err.h"
+
 const struct tg_cli_verb *tg_cli_verb(const struct tg_cli *cli, const char *name)
 {
     for (size_t i = 0; i < cli->n_verbs; i++)
@@ -24,6 +26,37 @@ int tg_cli_usage_error(const struct tg_cli *cli, const char *usage, const char *
     fputc('\n', stderr);
     fputs(usage, stderr);
     return TG_EXIT_USAGE;
+}
+
+int tg_cli_start(const struct tg_cli *cli, int argc, char **argv, const struct tg_cli_verb **v,
+                 const char **config)
+{
+    if (argc < 2)
+        return tg_cli_usage_error(cli, cli->usage, "missing command");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        argv[1] = tg_unconst("help");
+    if (strcmp(argv[1], "--version") == 0)
+        argv[1] = tg_unconst("version");
+    if ((*v = tg_cli_verb(cli, argv[1])) == NULL)
+        return tg_cli_usage_error(cli, cli->usage, "unknown command '%s'", argv[1]);
+    return tg_cli_parse_verb(cli, *v, argc, argv, config);
+}
+
+int tg_cli_help(const struct tg_cli *cli, int argc, char **argv)
+{
+    const struct tg_cli_verb *v;
+
+    if (argc > 3)
+        return tg_cli_usage_error(cli, tg_cli_verb(cli, "help")->usage,
+                                  "help: unexpected argument '%s'", argv[3]);
+    if (argc < 3) {
+        fputs(cli->usage, stdout);
+        return 0;
+    }
+    if ((v = tg_cli_verb(cli, argv[2])) == NULL)
+        return tg_cli_usage_error(cli, cli->usage, "help: unknown command '%s'", argv[2]);
+    fputs(v->usage, stdout);
+    return 0;
 }
 
 int tg_cli_parse_verb(const struct tg_cli *cli, const struct tg_cli_verb *v, int argc, char **argv,

@@ -203,29 +203,116 @@ static uint64_t sum(const struct tg_metrics *m, size_t listener, size_t offset)
     return total;
 }
 
-/* One counter family with a single series per listener. */
-static void per_listener(struct out *o, const struct tg_metrics *m, const char *name,
-                         const char *type, const char *help, size_t offset)
-{
-    size_t l;
+/* A counter family with one series per listener: its name, help text and where its counter
+ * sits in struct tg_listener_stats. */
+struct family_def {
+    const char *name, *help;
+    size_t offset;
+};
 
-    family(o, name, type, help);
-    for (l = 0; l < m->n_listeners; l++) {
-        series_start(o, m, name, l);
-        putf(o, "} %" PRIu64 "\n", sum(m, l, offset));
+#define LISTENER_COUNTER(name, help, field)                                                        \
+    {                                                                                              \
+        name, help, offsetof(struct tg_listener_stats, field)                                      \
+    }
+
+static const struct family_def bytes_families[] = {
+    LISTENER_COUNTER("tollgate_bytes_received_total", "Payload bytes received from the downstream.",
+                     bytes_received),
+    LISTENER_COUNTER("tollgate_bytes_sent_total", "Payload bytes sent to the downstream.",
+                     bytes_sent),
+};
+
+static const struct family_def refusal_families[] = {
+    LISTENER_COUNTER("tollgate_upstream_connect_failures_total",
+                     "Connections to the upstream that failed.", upstream_connect_failed),
+    LISTENER_COUNTER("tollgate_revoked_total",
+                     "Inbound connections refused because the peer certificate is revoked.",
+                     policy_revoked),
+    LISTENER_COUNTER("tollgate_denied_total",
+                     "Inbound connections refused by the authorization rules.", policy_denied),
+    LISTENER_COUNTER("tollgate_rate_limited_total",
+                     "Inbound connections refused over a per-identity connection limit.",
+                     rate_limited),
+    LISTENER_COUNTER("tollgate_listener_limited_total",
+                     "Connections closed at accept over the listener's own limits "
+                     "(max_connections, connections_per_second).",
+                     listener_limited),
+    LISTENER_COUNTER(
+        "tollgate_throttled_total",
+        "Times an inbound connection's reads were paused by its bytes_per_second limit.",
+        throttled),
+    LISTENER_COUNTER("tollgate_plaintext_connections_total",
+                     "Connections passed through in plain text (permissive inbound, or a "
+                     "destination outside the mesh).",
+                     plaintext),
+};
+
+static const struct family_def capture_http_families[] = {
+    LISTENER_COUNTER("tollgate_capture_refused_total",
+                     "Captured connections refused: outside the mesh, a loop to ourselves, or "
+                     "no original destination.",
+                     refused_capture),
+    LISTENER_COUNTER("tollgate_http_requests_total", "Requests parsed on protocol: http ports.",
+                     http_requests),
+    LISTENER_COUNTER("tollgate_http_bad_requests_total",
+                     "Requests refused as malformed or ambiguous (400, 414, 431, 505).",
+                     http_bad_requests),
+    LISTENER_COUNTER("tollgate_http_denied_total",
+                     "Requests refused by the authorization rules (403).", http_denied),
+    LISTENER_COUNTER("tollgate_http_rate_limited_total",
+                     "Requests refused over requests_per_second (429).", http_rate_limited),
+};
+
+/* Each family of defs (n of them), a counter per listener. */
+static void per_listener(struct out *o, const struct tg_metrics *m, const struct family_def *defs,
+                         size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        family(o, defs[i].name, "counter", defs[i].help);
+        for (size_t l = 0; l < m->n_listeners; l++) {
+            series_start(o, m, defs[i].name, l);
+            putf(o, "} %" PRIu64 "\n", sum(m, l, defs[i].offset));
+        }
+    }
+}
+
+/* A counter family by listener and reason: n counters side by side from def's offset, the
+ * r-th labelled reasons[r]. */
+static void per_listener_reason(struct out *o, const struct tg_metrics *m,
+                                const struct family_def *def, const char *const *reasons, size_t n)
+{
+    family(o, def->name, "counter", def->help);
+    for (size_t l = 0; l < m->n_listeners; l++) {
+        for (size_t r = 0; r < n; r++) {
+            series_start(o, m, def->name, l);
+            putf(o, ",reason=\"%s\"} %" PRIu64 "\n", reasons[r],
+                 sum(m, l, def->offset + r * sizeof(struct tg_counter)));
+        }
     }
 }
 
 char *tg_metrics_render(struct tg_metrics *m, size_t *len)
 {
+    static const struct family_def traffic[] = {
+        LISTENER_COUNTER("tollgate_connections_opened_total", "Connections accepted.", opened),
+        LISTENER_COUNTER("tollgate_connections_closed_total", "Connections ended.", closed),
+    };
+    static const struct family_def hs_failed = LISTENER_COUNTER(
+        "tollgate_handshakes_failed_total", "TLS handshakes failed, by reason.", hs_failed);
+    static const struct family_def plain_refused = LISTENER_COUNTER(
+        "tollgate_plaintext_refused_total",
+        "Plain-text callers of a permissive inbound port refused, by reason (not_allowed: the "
+        "listener's allow list; denied: the authorization rules).",
+        plain_refused);
+    static const char *const plain_reasons[TG_PLAIN_N] = {"not_allowed", "denied"};
+    const char *hs_reasons[TG_HSF_N];
     struct out o = {0};
     int64_t expiry = atomic_load_explicit(&m->process.identity_expiry_unix, memory_order_relaxed);
-    size_t l, r;
+    size_t l;
 
-    per_listener(&o, m, "tollgate_connections_opened_total", "counter", "Connections accepted.",
-                 offsetof(struct tg_listener_stats, opened));
-    per_listener(&o, m, "tollgate_connections_closed_total", "counter", "Connections ended.",
-                 offsetof(struct tg_listener_stats, closed));
+    for (size_t r = 0; r < TG_HSF_N; r++)
+        hs_reasons[r] = tg_hs_fail_name((enum tg_hs_fail)r);
+    per_listener(&o, m, traffic, TG_NELEM(traffic));
 
     family(&o, "tollgate_connections_active", "gauge", "Connections open now.");
     for (l = 0; l < m->n_listeners; l++) {
@@ -237,12 +324,7 @@ char *tg_metrics_render(struct tg_metrics *m, size_t *len)
         putf(&o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
     }
 
-    per_listener(&o, m, "tollgate_bytes_received_total", "counter",
-                 "Payload bytes received from the downstream.",
-                 offsetof(struct tg_listener_stats, bytes_received));
-    per_listener(&o, m, "tollgate_bytes_sent_total", "counter",
-                 "Payload bytes sent to the downstream.",
-                 offsetof(struct tg_listener_stats, bytes_sent));
+    per_listener(&o, m, bytes_families, TG_NELEM(bytes_families));
 
     family(&o, "tollgate_handshakes_total", "counter", "TLS handshakes completed.");
     for (l = 0; l < m->n_listeners; l++) {
@@ -250,73 +332,10 @@ char *tg_metrics_render(struct tg_metrics *m, size_t *len)
         putf(&o, ",result=\"ok\"} %" PRIu64 "\n",
              sum(m, l, offsetof(struct tg_listener_stats, hs_ok)));
     }
-
-    family(&o, "tollgate_handshakes_failed_total", "counter", "TLS handshakes failed, by reason.");
-    for (l = 0; l < m->n_listeners; l++) {
-        for (r = 0; r < TG_HSF_N; r++) {
-            size_t off =
-                offsetof(struct tg_listener_stats, hs_failed) + r * sizeof(struct tg_counter);
-
-            series_start(&o, m, "tollgate_handshakes_failed_total", l);
-            putf(&o, ",reason=\"%s\"} %" PRIu64 "\n", tg_hs_fail_name((enum tg_hs_fail)r),
-                 sum(m, l, off));
-        }
-    }
-
-    per_listener(&o, m, "tollgate_upstream_connect_failures_total", "counter",
-                 "Connections to the upstream that failed.",
-                 offsetof(struct tg_listener_stats, upstream_connect_failed));
-    per_listener(&o, m, "tollgate_revoked_total", "counter",
-                 "Inbound connections refused because the peer certificate is revoked.",
-                 offsetof(struct tg_listener_stats, policy_revoked));
-    per_listener(&o, m, "tollgate_denied_total", "counter",
-                 "Inbound connections refused by the authorization rules.",
-                 offsetof(struct tg_listener_stats, policy_denied));
-    per_listener(&o, m, "tollgate_rate_limited_total", "counter",
-                 "Inbound connections refused over a per-identity connection limit.",
-                 offsetof(struct tg_listener_stats, rate_limited));
-    per_listener(&o, m, "tollgate_listener_limited_total", "counter",
-                 "Connections closed at accept over the listener's own limits "
-                 "(max_connections, connections_per_second).",
-                 offsetof(struct tg_listener_stats, listener_limited));
-    per_listener(&o, m, "tollgate_throttled_total", "counter",
-                 "Times an inbound connection's reads were paused by its bytes_per_second limit.",
-                 offsetof(struct tg_listener_stats, throttled));
-    per_listener(&o, m, "tollgate_plaintext_connections_total", "counter",
-                 "Connections passed through in plain text (permissive inbound, or a "
-                 "destination outside the mesh).",
-                 offsetof(struct tg_listener_stats, plaintext));
-    family(&o, "tollgate_plaintext_refused_total", "counter",
-           "Plain-text callers of a permissive inbound port refused, by reason (not_allowed: "
-           "the listener's allow list; denied: the authorization rules).");
-    for (l = 0; l < m->n_listeners; l++) {
-        static const char *const reasons[TG_PLAIN_N] = {"not_allowed", "denied"};
-
-        for (r = 0; r < TG_PLAIN_N; r++) {
-            size_t off =
-                offsetof(struct tg_listener_stats, plain_refused) + r * sizeof(struct tg_counter);
-
-            series_start(&o, m, "tollgate_plaintext_refused_total", l);
-            putf(&o, ",reason=\"%s\"} %" PRIu64 "\n", reasons[r], sum(m, l, off));
-        }
-    }
-    per_listener(&o, m, "tollgate_capture_refused_total", "counter",
-                 "Captured connections refused: outside the mesh, a loop to ourselves, or no "
-                 "original destination.",
-                 offsetof(struct tg_listener_stats, refused_capture));
-
-    per_listener(&o, m, "tollgate_http_requests_total", "counter",
-                 "Requests parsed on protocol: http ports.",
-                 offsetof(struct tg_listener_stats, http_requests));
-    per_listener(&o, m, "tollgate_http_bad_requests_total", "counter",
-                 "Requests refused as malformed or ambiguous (400, 414, 431, 505).",
-                 offsetof(struct tg_listener_stats, http_bad_requests));
-    per_listener(&o, m, "tollgate_http_denied_total", "counter",
-                 "Requests refused by the authorization rules (403).",
-                 offsetof(struct tg_listener_stats, http_denied));
-    per_listener(&o, m, "tollgate_http_rate_limited_total", "counter",
-                 "Requests refused over requests_per_second (429).",
-                 offsetof(struct tg_listener_stats, http_rate_limited));
+    per_listener_reason(&o, m, &hs_failed, hs_reasons, TG_HSF_N);
+    per_listener(&o, m, refusal_families, TG_NELEM(refusal_families));
+    per_listener_reason(&o, m, &plain_refused, plain_reasons, TG_PLAIN_N);
+    per_listener(&o, m, capture_http_families, TG_NELEM(capture_http_families));
     {
         struct tg_id_counts *c = &m->http_limited_ids;
 

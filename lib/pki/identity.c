@@ -18,6 +18,7 @@
 
 #include "tollgate/der.h"
 #include "tollgate/file.h"
+#include "tollgate/revocation.h"
 
 #define MAX_PEM_FILE TG_FILE_MAX
 #define CRL_KEY "identity.crl" /* the config key, as messages name the files */
@@ -25,17 +26,6 @@
 int64_t tg_identity_now(void)
 {
     return (int64_t)time(NULL);
-}
-
-static void hex(const unsigned char *src, size_t n, char *dst)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        dst[2 * i] = digits[src[i] >> 4];
-        dst[2 * i + 1] = digits[src[i] & 15];
-    }
-    dst[2 * n] = '\0';
 }
 
 static int asn_time(const byte *raw, int raw_len, int64_t *out)
@@ -59,7 +49,6 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
     struct DecodedCert dc;
     byte digest[WC_SHA256_DIGEST_SIZE];
     const DNS_entry *uri = NULL;
-    size_t skip = 0;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -72,11 +61,13 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
         return tg_err_set(err, TG_EPEER, "certificate does not parse: %s",
                           wolfSSL_ERR_reason_error_string((unsigned long)rc));
     }
-    while (skip + 1 < (size_t)dc.serialSz && dc.serial[skip] == 0)
-        skip++;
-    hex(dc.serial + skip, (size_t)dc.serialSz - skip, out->serial);
+    if (dc.serialSz > 0 &&
+        tg_serial_hex(dc.serial, (size_t)dc.serialSz, out->serial, sizeof(out->serial)) < 0) {
+        wc_FreeDecodedCert(&dc);
+        return tg_err_set(err, TG_EPEER, "certificate serial of %d bytes", dc.serialSz);
+    }
     if (wc_Sha256Hash(der, (word32)len, digest) == 0)
-        hex(digest, sizeof(digest), out->sha256);
+        tg_hex(digest, sizeof(digest), out->sha256);
     if (asn_time(dc.beforeDate, dc.beforeDateLen, &out->not_before) != 0 ||
         asn_time(dc.afterDate, dc.afterDateLen, &out->not_after) != 0) {
         wc_FreeDecodedCert(&dc);
@@ -153,6 +144,8 @@ void tg_identity_free(struct tg_identity *id)
     free(id->crl);
     free(id->crl_len);
     free(id->crl_pem);
+    free(id->inter_pem);
+    tg_revocations_free(id->rev);
     free(id);
 }
 
@@ -455,34 +448,182 @@ static int crl_next_update(const char *data, size_t len, bool pem, int64_t *out)
     return rc;
 }
 
-/* Checks that each CRL parses, is signed by a root of the bundle (already in cm) and is not
- * stale: a CRL that could never apply is a configuration error, not a silent no-op. paths
- * name them in err (NULL: by position). */
-static int check_crls(struct tg_identity *id, const char *what, const struct tg_strlist *paths,
-                      WOLFSSL_CERT_MANAGER *cm, char *err)
+/* One CRL as DER into *der (*owned: malloc'd by wolfSSL, free with wc_FreeDer). */
+static int crl_der(const struct tg_identity *id, size_t i, DerBuffer **owned,
+                   const unsigned char **der, size_t *len)
 {
+    *owned = NULL;
+    *der = (const unsigned char *)id->crl[i];
+    *len = id->crl_len[i];
+    if (!id->crl_pem[i])
+        return 0;
+    if (wc_PemToDer(*der, (long)*len, CRL_TYPE, owned, NULL, NULL, NULL) != 0) {
+        wc_FreeDer(owned); /* wolfSSL 5.5 leaves it allocated when the base64 is bad */
+        return -1;
+    }
+    *der = (*owned)->buffer;
+    *len = (*owned)->length;
+    return 0;
+}
+
+#define MAX_INTERMEDIATES 64
+
+/* identity.intermediates (path names it in err): each certificate a CA that chains to the
+ * roots of one trust domain (with the intermediates before it), appended to c as of that
+ * domain. The roots and our chain's intermediates are c[0 .. *n). */
+static int add_intermediates(const struct tg_identity *id, const char *path, struct tg_rev_ca *c,
+                             size_t *n, char *err)
+{
+    WOLFSSL_CERT_MANAGER **cms = calloc(id->n_domains + 1, sizeof(*cms));
+    size_t pos = 0, k = 0, known = *n;
+    unsigned char *der;
+    size_t der_len;
+    int found, rc = TG_ENOMEM;
+
+    if (cms == NULL)
+        return rc;
+    for (size_t d = 0; d < id->n_domains; d++)
+        if ((cms[d] = wolfSSL_CertManagerNew()) == NULL)
+            goto done;
+    for (size_t i = 0; i < known; i++)
+        (void)wolfSSL_CertManagerLoadCABuffer(cms[c[i].domain], c[i].der, (long)c[i].len,
+                                              WOLFSSL_FILETYPE_ASN1);
+    rc = 0;
+    while (rc == 0 &&
+           (found = next_cert(id->inter_pem, id->inter_len, &pos, &der, &der_len)) == 1) {
+        struct tg_cert_info info;
+        size_t d = id->n_domains;
+
+        k++;
+        if (k > MAX_INTERMEDIATES)
+            rc = tg_err_set(err, TG_EINVAL, "identity.intermediates: %s: more than %d certificates",
+                            path, MAX_INTERMEDIATES);
+        else if (tg_cert_inspect(der, der_len, &info, NULL) < 0 || !info.is_ca)
+            rc = tg_err_set(err, TG_EINVAL,
+                            "identity.intermediates: %s: certificate %zu is not a CA certificate",
+                            path, k);
+        for (d = 0; rc == 0 && d < id->n_domains; d++)
+            if (wolfSSL_CertManagerVerifyBuffer(cms[d], der, (long)der_len,
+                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS)
+                break;
+        if (rc == 0 && d == id->n_domains)
+            rc = tg_err_set(err, TG_EINVAL,
+                            "identity.intermediates: %s: certificate %zu (CN %s) does not chain to "
+                            "a root of any trust bundle (give the root side first)",
+                            path, k, info.cn);
+        if (rc == 0 && wolfSSL_CertManagerLoadCABuffer(cms[d], der, (long)der_len,
+                                                       WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            rc = TG_ENOMEM;
+        if (rc < 0) {
+            free(der);
+            break;
+        }
+        c[(*n)++] = (struct tg_rev_ca){der, der_len, d, false};
+    }
+    if (rc == 0 && found < 0)
+        rc = tg_err_set(err, TG_EINVAL, "identity.intermediates: %s: malformed PEM", path);
+    if (rc == 0 && k == 0)
+        rc = tg_err_set(err, TG_EINVAL, "identity.intermediates: %s: no certificate", path);
+done:
+    for (size_t d = 0; d < id->n_domains; d++)
+        wolfSSL_CertManagerFree(cms[d]);
+    free(cms);
+    return rc;
+}
+
+/* The CAs that may sign CRLs: every root of every trust domain of id, then the
+ * intermediates of our own chain (checked by check_chain to lead to our roots), then those
+ * of identity.intermediates (inter_path), as DER in cas (n_cas; each der malloc'd). */
+static int crl_signers(const struct tg_identity *id, const char *inter_path, struct tg_rev_ca **cas,
+                       size_t *n_cas, char *err)
+{
+    size_t cap = id->n_roots + 16 + MAX_INTERMEDIATES + 1, n = 0;
+    struct tg_rev_ca *c = calloc(cap, sizeof(*c));
+    unsigned char *der;
+    size_t der_len;
+    int found = 1;
+
+    if (c == NULL)
+        return TG_ENOMEM;
+    for (size_t d = 0; d < id->n_domains; d++) {
+        size_t pos = id->domains[d].off, end = id->domains[d].off + id->domains[d].len;
+
+        while (n < cap && (found = next_cert(id->bundle_pem, end, &pos, &der, &der_len)) == 1)
+            c[n++] = (struct tg_rev_ca){der, der_len, d, true};
+    }
+    if (id->chain_pem != NULL) {
+        size_t pos = 0, k = 0;
+
+        while (n < cap &&
+               (found = next_cert(id->chain_pem, id->chain_len, &pos, &der, &der_len)) == 1) {
+            if (k++ == 0) { /* our leaf signs nothing */
+                free(der);
+                continue;
+            }
+            c[n++] = (struct tg_rev_ca){der, der_len, 0, false};
+        }
+    }
+    *cas = c;
+    if (found < 0) {
+        *n_cas = n;
+        return TG_ENOMEM; /* the same PEM parsed before: only memory can fail */
+    }
+    found = id->inter_pem != NULL ? add_intermediates(id, inter_path, c, &n, err) : 0;
+    *n_cas = n;
+    return found;
+}
+
+/* Checks each CRL (parses, not stale, signed by one of our CAs: revocation.h) and ties it to
+ * its signer in id->rev, which is made even without CRLs (it knows the roots, for the links
+ * of a peer's chain). paths name them in err (NULL: by position). */
+static int check_crls(struct tg_identity *id, const char *what, const struct tg_strlist *paths,
+                      const char *inter_path, char *err)
+{
+    struct tg_rev_ca *cas = NULL;
+    struct tg_rev_crl *crls = calloc(id->n_crl + 1, sizeof(*crls));
+    DerBuffer **owned = calloc(id->n_crl + 1, sizeof(*owned));
+    char(*names)[TG_ERRLEN] = calloc(id->n_crl + 1, sizeof(*names));
+    const char **domains = calloc(id->n_domains + 1, sizeof(*domains));
+    size_t n_cas = 0;
+    int rc = TG_ENOMEM;
+
+    if (crls == NULL || owned == NULL || names == NULL || domains == NULL ||
+        (rc = crl_signers(id, inter_path, &cas, &n_cas, err)) < 0)
+        goto done;
+    for (size_t i = 0; i < id->n_domains; i++)
+        domains[i] = id->domains[i].name;
     for (size_t i = 0; i < id->n_crl; i++) {
         char name[48];
         int64_t next = 0;
-        int rc;
 
-        id->crl_pem[i] = memmem(id->crl[i], id->crl_len[i], "-----BEGIN X509 CRL-----", 24) != NULL;
-        rc = wolfSSL_CertManagerLoadCRLBuffer(
-            cm, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
-            id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM : WOLFSSL_FILETYPE_ASN1);
-        if (rc == WOLFSSL_SUCCESS)
-            continue;
         snprintf(name, sizeof(name), "(in memory) CRL %zu", i + 1);
+        snprintf(names[i], TG_ERRLEN, "%s: %s", what,
+                 paths != NULL && i < paths->n ? paths->v[i] : name);
+        id->crl_pem[i] = memmem(id->crl[i], id->crl_len[i], "-----BEGIN X509 CRL-----", 24) != NULL;
+        if (crl_der(id, i, &owned[i], &crls[i].der, &crls[i].len) < 0) {
+            rc = tg_err_set(err, TG_EINVAL, "%s: malformed PEM CRL", names[i]);
+            goto done;
+        }
+        crls[i].name = names[i];
         if (crl_next_update(id->crl[i], id->crl_len[i], id->crl_pem[i], &next) == 0 &&
-            next <= tg_identity_now())
-            return tg_err_set(err, TG_EINVAL, "%s: %s: stale: its nextUpdate passed %lld s ago",
-                              what, paths != NULL && i < paths->n ? paths->v[i] : name,
-                              (long long)(tg_identity_now() - next));
-        return tg_err_set(err, TG_EINVAL, "%s: %s: not a CRL signed by a root of the bundle: %s",
-                          what, paths != NULL && i < paths->n ? paths->v[i] : name,
-                          wolfSSL_ERR_reason_error_string((unsigned long)rc));
+            next <= tg_identity_now()) {
+            rc = tg_err_set(err, TG_EINVAL, "%s: stale: its nextUpdate passed %lld s ago", names[i],
+                            (long long)(tg_identity_now() - next));
+            goto done;
+        }
     }
-    return 0;
+    rc = tg_revocations_new(cas, n_cas, domains, id->n_domains, crls, id->n_crl, &id->rev, err);
+done:
+    for (size_t i = 0; cas != NULL && i < n_cas; i++)
+        free(tg_unconst(cas[i].der));
+    for (size_t i = 0; owned != NULL && i < id->n_crl; i++)
+        wc_FreeDer(&owned[i]);
+    free(cas);
+    free(crls);
+    free(owned);
+    free(names);
+    free(domains);
+    return rc;
 }
 
 static int check_key(struct tg_identity *id, const struct tg_identity_files *f, char *err)
@@ -765,7 +906,7 @@ static int check_identity(struct tg_identity *id, const struct tg_identity_files
             snprintf(what, sizeof(what), "trust bundle of %.60s", name[0] ? name : "(no name)");
         rc = load_federated(id, name, what, b->fed[i].pem, b->fed[i].len, cm, err);
     }
-    if (rc == 0 && (rc = check_crls(id, CRL_KEY, f->crls, cm, err)) == 0)
+    if (rc == 0 && (rc = check_crls(id, CRL_KEY, f->crls, f->intermediates, err)) == 0)
         rc = check_key(id, f, err);
     wolfSSL_CertManagerFree(cm);
     return rc;
@@ -871,6 +1012,10 @@ int tg_identity_load(const struct tg_identity_files *f, struct tg_identity **out
     }
     if ((rc = read_crls(id, CRL_KEY, f->crls, err)) < 0)
         goto fail;
+    if (f->intermediates != NULL &&
+        (rc = tg_file_read("identity.intermediates", f->intermediates, MAX_PEM_FILE, 0,
+                           &id->inter_pem, &id->inter_len, err)) < 0)
+        goto fail;
     if ((rc = check_identity(id, f, &b, err)) < 0)
         goto fail;
     *out = id;
@@ -906,7 +1051,7 @@ int tg_identity_load_trust(const char *bundle, const struct tg_strlist *crls,
     /* one nameless domain: the bundle as it was given, whatever the roots vouch for */
     snprintf(what, sizeof(what), "%s: %s", bundle_name, bundle);
     if ((rc = load_domain(id, "", what, pem, len, cm, err)) < 0 ||
-        (rc = check_crls(id, crl_name, crls, cm, err)) < 0)
+        (rc = check_crls(id, crl_name, crls, NULL, err)) < 0)
         goto fail;
     wolfSSL_CertManagerFree(cm);
     free(pem);

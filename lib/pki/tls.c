@@ -483,6 +483,37 @@ static bool anchored(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *store, cons
     return true;
 }
 
+/* The chain a peer sent (anchored at a root of a's domain) against our CRLs (revocation.h):
+ * its links are kept with the peer, so that a new generation's CRLs can close it later. */
+static bool check_revocation(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *store,
+                             const struct anchors *a, const char *side,
+                             const struct tg_cert_info *info)
+{
+    const unsigned char *der[16];
+    size_t len[16], n = 0;
+    const struct tg_revocations *rev = t->ctx->id != NULL ? t->ctx->id->rev : NULL;
+    char why[160];
+
+    for (int i = 0; i < store->totalCerts && n < TG_NELEM(der); i++, n++) {
+        der[n] = store->certs[i].buffer;
+        len[n] = store->certs[i].length;
+    }
+    free(t->peer.links);
+    t->peer.links = NULL;
+    if (tg_revocations_links(rev, a->domain, der, len, n, &t->peer.links, &t->peer.n_links) < 0)
+        return refuse(t, TG_HSF_OTHER, "out of memory");
+    switch (
+        tg_revocations_check(rev, a->domain, t->peer.links, t->peer.n_links, why, sizeof(why))) {
+    case TG_REV_REVOKED:
+        return refuse(t, TG_HSF_REVOKED, "%s %s: %s", side, info->id.id, why);
+    case TG_REV_NO_CRL:
+        return refuse(t, TG_HSF_UNTRUSTED, "%s %s: %s", side, info->id.id, why);
+    case TG_REV_OK:
+        break;
+    }
+    return true;
+}
+
 /* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
  * certificate that failed. Returning 0 fails the handshake with an alert. */
 static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
@@ -518,7 +549,8 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
     t->peer.claimed = strdup(info.id.id);                     /* names who was refused, in logs */
     if ((a = anchors_for(c, &info.id)) == NULL)
         return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side, info.id.id);
-    if (!anchored(t, store, a, side, info.id.id) || !accepted(t, &info.id))
+    if (!anchored(t, store, a, side, info.id.id) || !check_revocation(t, store, a, side, &info) ||
+        !accepted(t, &info.id))
         return 0;
     t->peer.id = t->peer.claimed;
     t->peer.claimed = NULL;
@@ -544,6 +576,7 @@ static void peer_clear(struct tg_peer_info *p)
     free(p->id);
     free(p->claimed);
     free(p->der);
+    free(p->links);
     memset(p, 0, sizeof(*p));
 }
 
@@ -554,12 +587,40 @@ static int peer_copy(struct tg_peer_info *dst, const struct tg_peer_info *src)
     dst->claimed = NULL;
     dst->der = NULL;
     dst->der_len = 0;
+    dst->links = NULL;
+    dst->n_links = 0;
     if (src->der != NULL && (dst->der = malloc(src->der_len)) != NULL) {
         memcpy(dst->der, src->der, src->der_len);
         dst->der_len = src->der_len;
     }
+    if (src->n_links > 0 && (dst->links = malloc(src->n_links * sizeof(*src->links))) != NULL) {
+        memcpy(dst->links, src->links, src->n_links * sizeof(*src->links));
+        dst->n_links = src->n_links;
+    }
     dst->id = strdup(src->id);
-    return dst->id != NULL ? 0 : TG_ENOMEM;
+    return dst->id != NULL && (src->n_links == 0 || dst->links != NULL) ? 0 : TG_ENOMEM;
+}
+
+/* The name of the trust domain of id that holds sid: as anchors_for picks a store ("" for a
+ * bundle that stands for every domain), or NULL when none does. */
+static const char *domain_of_id(const struct tg_identity *id, const struct tg_spiffe_id *sid)
+{
+    for (size_t i = 0; i < id->n_domains; i++)
+        if (id->domains[i].name[0] == '\0' || tg_spiffe_in_domain(sid, id->domains[i].name))
+            return id->domains[i].name;
+    return id->n_domains == 0 ? id->trust_domain : NULL;
+}
+
+enum tg_rev_verdict tg_tls_peer_revoked(const struct tg_peer_info *p, const struct tg_identity *id,
+                                        char *why, size_t cap)
+{
+    struct tg_spiffe_id sid;
+    const char *domain;
+
+    if (p->id == NULL || p->n_links == 0 || tg_spiffe_parse(p->id, &sid, NULL) < 0 ||
+        (domain = domain_of_id(id, &sid)) == NULL)
+        return TG_REV_OK;
+    return tg_revocations_check(id->rev, domain, p->links, p->n_links, why, cap);
 }
 
 void tg_tls_drop_peer_der(struct tg_tls *t)
@@ -727,23 +788,16 @@ bool tg_tls_resumed(const struct tg_tls *t)
     return wolfSSL_session_reused(t->ssl) == 1;
 }
 
-/* What a context trusts: id's bundle, and its CRLs checked for every certificate of a peer's
- * chain (a certificate whose issuer has no CRL among them is refused). The handshake's
- * contexts and tg_tls_verify_chain load it alike. */
+/* What a context trusts: id's bundle. Its CRLs are not wolfSSL's business: wolfSSL finds a
+ * CRL by its issuer's name and wants one for every CA of every chain once any is loaded;
+ * ours are tied to their signer's key and checked after the chain (check_revocation). The
+ * handshake's contexts and tg_tls_verify_chain load it alike. */
 static int load_trust(WOLFSSL_CTX *ctx, const struct tg_identity *id, char *err)
 {
     if (wolfSSL_CTX_load_verify_buffer(ctx, (const unsigned char *)id->bundle_pem,
                                        (long)id->bundle_len,
                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
         return tg_err_set(err, TG_ETLS, "TLS: trust bundle not usable");
-    if (id->n_crl > 0 && wolfSSL_CTX_EnableCRL(ctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS)
-        return tg_err_set(err, TG_ETLS, "TLS: cannot enable CRL checking");
-    for (size_t i = 0; i < id->n_crl; i++) {
-        if (wolfSSL_CTX_LoadCRLBuffer(ctx, (const unsigned char *)id->crl[i], (long)id->crl_len[i],
-                                      id->crl_pem[i] ? WOLFSSL_FILETYPE_PEM
-                                                     : WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
-            return tg_err_set(err, TG_ETLS, "TLS: CRL %zu not usable", i + 1);
-    }
     return 0;
 }
 
@@ -880,6 +934,55 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
         wolfSSL_CTX_set_TicketEncCtx(c->ctx, c);
         wolfSSL_CTX_set_TicketHint(c->ctx, TICKET_LIFETIME_S);
     }
+    *out = c;
+    return 0;
+fail:
+    tg_tls_ctx_free(c);
+    return rc;
+}
+
+/* A plain HTTPS server (tollgate-cp's admission webhook): the API server verifies us by its
+ * caBundle and presents no certificate, so none is asked for; TLS 1.2 or 1.3, no tickets. */
+int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *key_pem,
+                         size_t key_len, struct tg_tls_ctx **out, char *err)
+{
+    struct tg_tls_ctx *c = calloc(1, sizeof(*c));
+    struct tg_tls_settings s = {.server = true, .allow_tls12 = true};
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+    int rc = TG_ENOMEM;
+
+    if (c == NULL)
+        return rc;
+    c->server = true;
+    c->peer_optional = true;
+    c->serial = atomic_fetch_add(&next_ctx_serial, 1);
+    if ((c->ctx = wolfSSL_CTX_new(wolfSSLv23_server_method())) == NULL)
+        goto fail;
+    rc = TG_ETLS;
+    if (wolfSSL_CTX_SetMinVersion(c->ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: cannot set the minimum version");
+        goto fail;
+    }
+    if ((rc = set_suites(c->ctx, &s, err)) < 0)
+        goto fail;
+    rc = TG_ETLS;
+    if (wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: key exchange groups not available");
+        goto fail;
+    }
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(c->ctx, (const unsigned char *)chain_pem,
+                                                        (long)chain_len,
+                                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)key_pem, (long)key_len,
+                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        tg_err_set(err, rc, "TLS: certificate or key not usable");
+        goto fail;
+    }
+    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_NONE, NULL);
+    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
+    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
+    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
+    wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
     *out = c;
     return 0;
 fail:
@@ -1183,7 +1286,10 @@ int tg_tls_verify_chain(const struct tg_identity *trust, const struct tg_tls_set
                         struct tg_cert_info *leaf, enum tg_hs_fail *fail, char *why)
 {
     struct tg_tls_ctx c = {.server = s->server, .max_chain_depth = s->max_chain_depth};
-    const char *side = s->server ? "client" : "server";
+    const char *side = s->server ? "client" : "server", *domain;
+    struct tg_chain_link *links = NULL;
+    size_t n_links = 0;
+    char rev_why[160];
     WOLFSSL_CERT_MANAGER *cm;
     struct tg_cert_info info;
     const char *text;
@@ -1227,8 +1333,28 @@ int tg_tls_verify_chain(const struct tg_identity *trust, const struct tg_tls_set
         tg_err_set(why, rc, "%s %s: trust domain not accepted", side, leaf->id.id);
         goto done;
     }
+    if ((domain = domain_of_id(trust, &leaf->id)) == NULL)
+        domain = "";
+    if (tg_revocations_links(trust->rev, domain, chain->der, chain->len, chain->n, &links,
+                             &n_links) < 0) {
+        rc = TG_ENOMEM;
+        goto done;
+    }
+    switch (tg_revocations_check(trust->rev, domain, links, n_links, rev_why, sizeof(rev_why))) {
+    case TG_REV_REVOKED:
+        *fail = TG_HSF_REVOKED;
+        tg_err_set(why, rc, "%s %s: %s", side, leaf->id.id, rev_why);
+        goto done;
+    case TG_REV_NO_CRL:
+        *fail = TG_HSF_UNTRUSTED;
+        tg_err_set(why, rc, "%s %s: %s", side, leaf->id.id, rev_why);
+        goto done;
+    case TG_REV_OK:
+        break;
+    }
     rc = 0;
 done:
+    free(links);
     wolfSSL_CTX_free(c.ctx);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* Certificate building shared by tollgate-certs and tollgate-cp (x509.h). */
+/* Certificate building at wolfSSL's level, under certgen.c and tollgate-cp's CA (x509.h). */
 #include "tollgate/x509.h"
 
 #include <wolfssl/wolfcrypt/asn.h>
@@ -122,7 +122,9 @@ static int encode_time(time_t t, byte *out, int *out_len)
     if (gmtime_r(&t, &tm) == NULL)
         return TG_EINVAL;
     year = tm.tm_year + 1900;
-    if (year >= 1950 && year < 2050) {
+    if (year < 1950 || year > 9999) /* UTCTime starts at 1950; GeneralizedTime has 4 digits */
+        return TG_EINVAL;
+    if (year < 2050) {
         n = snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1,
                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
         out[0] = ASN_UTC_TIME;

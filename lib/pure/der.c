@@ -182,3 +182,30 @@ int tg_der_general_names(unsigned char *out, size_t cap, const char *const *uris
     *len = b.n;
     return 0;
 }
+
+void tg_hex(const unsigned char *src, size_t n, char *dst)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[src[i] >> 4];
+        dst[2 * i + 1] = digits[src[i] & 15];
+    }
+    dst[2 * n] = '\0';
+}
+
+int tg_serial_hex(const unsigned char *p, size_t n, char *dst, size_t cap)
+{
+    size_t skip = 0;
+
+    if (cap > 0)
+        dst[0] = '\0';
+    if (n == 0)
+        return TG_EINVAL;
+    while (skip + 1 < n && p[skip] == 0)
+        skip++;
+    if (2 * (n - skip) + 1 > cap)
+        return TG_ETOOBIG;
+    tg_hex(p + skip, n - skip, dst);
+    return 0;
+}

@@ -251,9 +251,9 @@ int tg_msgstream_send(struct tg_msgstream *s, const void *msg, size_t len, char 
 
     if (s->closing || s->flushing || !s->hs_done)
         return tg_err_set(err, TG_ECLOSED, "stream is not open");
-    if ((rc = tg_frame_header(len, s->opts.max_frame, hdr, err)) < 0)
+    if (!s->opts.raw && (rc = tg_frame_header(len, s->opts.max_frame, hdr, err)) < 0)
         return rc;
-    need = TG_FRAME_HDR + len;
+    need = (s->opts.raw ? 0 : TG_FRAME_HDR) + len;
     if (s->q.len + need > s->opts.max_queued)
         return tg_err_set(err, TG_ETOOBIG, "%zu bytes already wait to be sent: peer not reading",
                           s->q.len);
@@ -273,9 +273,10 @@ int tg_msgstream_send(struct tg_msgstream *s, const void *msg, size_t len, char 
         s->q.data = p;
         s->q.cap = cap;
     }
-    memcpy(s->q.data + s->q.head + s->q.len, hdr, TG_FRAME_HDR);
+    if (!s->opts.raw)
+        memcpy(s->q.data + s->q.head + s->q.len, hdr, TG_FRAME_HDR);
     if (len > 0)
-        memcpy(s->q.data + s->q.head + s->q.len + TG_FRAME_HDR, msg, len);
+        memcpy(s->q.data + s->q.head + s->q.len + need - len, msg, len);
     s->q.len += need;
     pump(s);
     return 0;
@@ -287,6 +288,11 @@ static void feed(struct tg_msgstream *s, const char *p, size_t n)
 {
     char err[TG_ERRLEN];
 
+    if (s->opts.raw) { /* no framing: the bytes as they came */
+        if (n > 0 && !s->closing && !s->flushing)
+            s->ops.on_frame(s, p, n);
+        return;
+    }
     while (n > 0 && !s->closing && !s->flushing) {
         const char *frame;
         size_t used, len;

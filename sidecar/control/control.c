@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "tollgate/admin.h"
+#include "tollgate/appprobe.h"
 #include "tollgate/cp_client.h"
 #include "tollgate/file.h"
 #include "tollgate/gen.h"
@@ -39,7 +40,10 @@ struct control {
     unsigned started;
     struct tg_gen *gen; /* newest published */
     struct tg_admin *admin;
-    uv_fs_poll_t *watch; /* config, cert, key, bundle, each CRL, each federated bundle */
+    struct tg_admin *health;     /* "health:", the kubelet's port; NULL: none */
+    struct tg_admin *metrics_ep; /* "metrics:", Prometheus' port; NULL: none */
+    struct tg_appprobes *probes; /* TG_APPPROBE_ENV (appprobe.h); NULL: none */
+    uv_fs_poll_t *watch;         /* config, cert, key, bundle, each CRL, each federated bundle */
     size_t n_watch;
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
@@ -198,6 +202,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "access_log";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
         !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
+        !same_str(a->intermediates_path, b->intermediates_path) ||
         !same_list(&a->trust_domains, &b->trust_domains) ||
         !same_list(&a->trust_domain_bundles, &b->trust_domain_bundles))
         return "identity file paths";
@@ -346,6 +351,8 @@ static size_t open_conns(struct control *ctl)
     return n;
 }
 
+static void stop_admins(struct control *ctl);
+
 static void stop_everything(struct control *ctl)
 {
     for (unsigned i = 0; i < ctl->started; i++)
@@ -357,8 +364,7 @@ static void stop_everything(struct control *ctl)
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
-    tg_admin_stop(ctl->admin);
-    ctl->admin = NULL;
+    stop_admins(ctl);
     stop_cp(ctl);
 }
 
@@ -742,10 +748,11 @@ static void init_handles(struct control *ctl)
     uv_timer_init(&ctl->loop, &ctl->drain_timer);
     ctl->drain_timer.data = ctl;
     for (size_t i = 0; i < ctl->n_watch; i++) {
-        const char *file = i < 4 ? fixed[i]
-                           : i < 4 + cfg->crl_paths.n
-                               ? cfg->crl_paths.v[i - 4]
-                               : cfg->trust_domain_bundles.v[i - 4 - cfg->crl_paths.n];
+        size_t k = i - 4 - cfg->crl_paths.n; /* past the CRLs: bundles, then intermediates */
+        const char *file = i < 4                             ? fixed[i]
+                           : i < 4 + cfg->crl_paths.n        ? cfg->crl_paths.v[i - 4]
+                           : k < cfg->trust_domain_bundles.n ? cfg->trust_domain_bundles.v[k]
+                                                             : cfg->intermediates_path;
 
         uv_fs_poll_init(&ctl->loop, &ctl->watch[i]);
         ctl->watch[i].data = ctl;
@@ -772,6 +779,40 @@ static int start_workers(struct control *ctl, char *err)
     return 0;
 }
 
+/* The admin endpoint and, when configured, the health and metrics listeners: the same
+ * server, three tables of routes (admin.h). The app's probes come from the environment. */
+static int start_admins(struct control *ctl, struct tg_admin_ops *ops, char *err)
+{
+    const struct tg_config *cfg = ctl->cur;
+    const char *env = getenv(TG_APPPROBE_ENV);
+    char why[TG_ERRLEN];
+    int rc;
+
+    if (env != NULL && env[0] != '\0' &&
+        (rc = tg_appprobes_parse(env, strlen(env), &ctl->probes, why)) < 0)
+        return tg_err_set(err, rc, TG_APPPROBE_ENV ": %s", why);
+    ops->probes = ctl->probes;
+    if (cfg->admin.len > 0 &&
+        (rc = tg_admin_start(&ctl->loop, &cfg->admin, ops, &ctl->admin, err)) < 0)
+        return rc;
+    if (cfg->health.len > 0 && (rc = tg_admin_start_role(&ctl->loop, &cfg->health, ops,
+                                                         TG_ADMIN_HEALTH, &ctl->health, err)) < 0)
+        return rc;
+    if (cfg->metrics.len > 0 &&
+        (rc = tg_admin_start_role(&ctl->loop, &cfg->metrics, ops, TG_ADMIN_METRICS,
+                                  &ctl->metrics_ep, err)) < 0)
+        return rc;
+    return 0;
+}
+
+static void stop_admins(struct control *ctl)
+{
+    tg_admin_stop(ctl->admin);
+    tg_admin_stop(ctl->health);
+    tg_admin_stop(ctl->metrics_ep);
+    ctl->admin = ctl->health = ctl->metrics_ep = NULL;
+}
+
 /* Set-up, in order: the loop, the first generation (static mode), listeners and metrics,
  * workers, the admin endpoint, the control-plane client, the file watches and signals. On
  * failure err says why and teardown() undoes what was made, whatever it was. */
@@ -779,10 +820,12 @@ static int setup(struct control *ctl, char *err)
 {
     struct tg_config *cfg = ctl->cur;
     struct tg_gen_input in = {.cfg = cfg};
-    struct tg_admin_ops ops = {ctl, on_admin_ready, on_admin_stats, on_admin_config_dump,
-                               on_admin_drain};
+    struct tg_admin_ops ops = {
+        ctl, on_admin_ready, on_admin_stats, on_admin_config_dump, on_admin_drain, NULL};
     /* cp: the config file only */
-    size_t n_watch = cfg->cp.enabled ? 1 : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n;
+    size_t n_watch = cfg->cp.enabled ? 1
+                                     : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n +
+                                           (cfg->intermediates_path != NULL);
     int rc;
 
     if ((rc = uv_loop_init(&ctl->loop)) < 0)
@@ -809,8 +852,7 @@ static int setup(struct control *ctl, char *err)
         if ((rc = start_workers(ctl, err)) < 0)
             return rc;
     }
-    if (cfg->admin.len > 0 &&
-        (rc = tg_admin_start(&ctl->loop, &cfg->admin, &ops, &ctl->admin, err)) < 0)
+    if ((rc = start_admins(ctl, &ops, err)) < 0)
         return rc;
     if (cfg->cp.enabled && (rc = start_cp(ctl, err)) < 0) {
         char why[TG_ERRLEN];
@@ -840,6 +882,7 @@ static void teardown(struct control *ctl)
     tg_config_unref(ctl->cur);
     free_cp(ctl);
     free(ctl->workers);
+    tg_appprobes_free(ctl->probes);
     for (size_t i = 0; i < ctl->n_llimits; i++) {
         tg_ratelimit_global_cleanup(&ctl->llimits[i].rate);
         tg_ratelimit_global_cleanup(&ctl->llimits[i].bytes);
@@ -880,8 +923,7 @@ fail:
     /* the loop never ran: nothing has told the workers or the admin endpoint to stop */
     for (unsigned i = 0; i < ctl->started; i++)
         tg_worker_stop(&ctl->workers[i]);
-    tg_admin_stop(ctl->admin);
-    ctl->admin = NULL;
+    stop_admins(ctl);
     teardown(ctl);
     return 1;
 }

@@ -9,7 +9,7 @@ static atomic_uint_fast64_t next_id = 1;
 
 static struct tg_policy_strs strs(const struct tg_strlist *l)
 {
-    return (struct tg_policy_strs){l->v, l->n};
+    return tg_policy_strs_of(l->v, l->n);
 }
 
 static struct tg_policy_ports ports(const struct tg_intlist *l)
@@ -572,9 +572,10 @@ int tg_gen_apply_push(const struct tg_gen_input *in, struct tg_cp_res *p, bool b
 int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
 {
     struct tg_config *cfg = in->cfg;
-    struct tg_identity_files files = {cfg->cert_path,      cfg->key_path,
-                                      cfg->bundle_path,    &cfg->crl_paths,
-                                      &cfg->trust_domains, &cfg->trust_domain_bundles};
+    struct tg_identity_files files = {cfg->cert_path,         cfg->key_path,
+                                      cfg->bundle_path,       &cfg->crl_paths,
+                                      &cfg->trust_domains,    &cfg->trust_domain_bundles,
+                                      cfg->intermediates_path};
     struct tg_tls_settings s;
     struct tg_gen *g = calloc(1, sizeof(*g));
     int rc = TG_ENOMEM;

@@ -150,6 +150,7 @@ static void on_handle_closed(uv_handle_t *h)
         e.tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
         e.cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
         e.serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
+        e.sha256 = peer != NULL && peer->sha256[0] ? peer->sha256 : NULL;
         e.resumed = c->handshake_done && tg_tls_resumed(c->tls);
         e.bytes_received = c->bytes_received;
         e.bytes_sent = c->bytes_sent;

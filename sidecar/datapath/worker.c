@@ -1,6 +1,7 @@
 /* Worker threads: loop, listeners, generation mailbox, drain and stop. */
 #include "tollgate/worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,17 +41,34 @@ static void on_walk_close(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* A new generation that refuses a peer (revoked, or denied by the rules) closes that peer's
- * live connections too, when the generation asks for it (authorization.close_denied); a
- * plain-text caller is decided again as one without an identity. */
+/* Whether the new generation's CRLs list a certificate of the peer's chain (revocation.h);
+ * counted as a revocation, why says which. */
+static bool crl_revoked(struct tg_worker *w, struct tg_conn *c, char *why, size_t cap)
+{
+    char what[160];
+
+    if (c->plain || c->tls == NULL ||
+        tg_tls_peer_revoked(tg_tls_peer(c->tls), w->gen->identity, what, sizeof(what)) !=
+            TG_REV_REVOKED)
+        return false;
+    tg_counter_add(&c->stats->policy_revoked, 1);
+    snprintf(why, cap, "revoked: %s", what);
+    return true;
+}
+
+/* A new generation that refuses a peer (revoked by serial, fingerprint or a CRL, or denied
+ * by the rules) closes that peer's live connections too, when the generation asks for it
+ * (authorization.close_denied); a plain-text caller is decided again as one without an
+ * identity. */
 static void recheck_conns(struct tg_worker *w)
 {
-    char why[160];
+    char why[240];
 
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
         if (!c->l->inbound || c->closing || !(c->handshake_done || c->plain))
             continue;
-        if (!tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) {
+        if (crl_revoked(w, c, why, sizeof(why)) ||
+            !tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) {
             tg_info("%s: closing live connection of %s: %s", c->l->name,
                     c->plain ? "a plain-text caller" : tg_tls_peer(c->tls)->id, why);
             tg_conn_close(c, "refused", "%s (live connection closed by a new generation)", why);

@@ -103,6 +103,7 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
         {"tls_version", STR, e->tls_version, 0},
         {"cipher", STR, e->cipher, 0},
         {"serial", STR, e->serial, 0},
+        {"sha256", STR, e->sha256, 0},
         {"resumed", BOOL, NULL, e->resumed},
         {"bytes_received", U64, NULL, e->bytes_received},
         {"bytes_sent", U64, NULL, e->bytes_sent},

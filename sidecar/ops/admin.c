@@ -1,13 +1,17 @@
 /* The sidecar's admin pages (admin.h) over the shared admin server (adminsrv.h). */
 #include "tollgate/admin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tollgate/appprobe.h"
 
 #define CT_PROM "text/plain; version=0.0.4; charset=utf-8"
 #define CT_JSON "application/json"
 
 struct tg_admin {
+    uv_loop_t *loop;
     struct tg_admin_ops ops;
     struct tg_adminsrv *srv;
 };
@@ -78,12 +82,83 @@ static void on_drain(void *arg, struct tg_adminsrv_reply *out)
     text(out, 200, "draining\n");
 }
 
+/* One app probe run for a kubelet's request on the health listener. */
+struct probe_req {
+    struct tg_adminsrv_pending *p;
+    char name[96];
+};
+
+static void on_probe_done(void *arg, bool ok, const char *why)
+{
+    struct probe_req *q = arg;
+    struct tg_adminsrv_reply r = {ok ? 200 : 503, NULL, NULL, 0, true};
+    char *body = malloc(strlen(why) + strlen(q->name) + 8);
+
+    if (body == NULL) {
+        r.body = ok ? "ok\n" : "failed\n";
+        r.len = strlen(r.body);
+        r.owned = false;
+    } else {
+        r.len = (size_t)sprintf(body, "%s: %s\n", q->name, why);
+        r.body = body;
+    }
+    tg_adminsrv_answer(q->p, &r);
+    free(q);
+}
+
+/* GET /app-health/<container>/<livez|readyz|startupz>: the app's own probe, run here. */
+static void on_app_health(void *arg, const char *path, size_t len, struct tg_adminsrv_pending *p)
+{
+    struct tg_admin *a = arg;
+    size_t skip = strlen(TG_APPPROBE_PREFIX);
+    const struct tg_appprobe *pr = tg_appprobes_find(a->ops.probes, path + skip, len - skip);
+    struct tg_adminsrv_reply r = {404, NULL, "no such app probe\n", 18, false};
+    struct probe_req *q;
+
+    if (pr == NULL || (q = calloc(1, sizeof(*q))) == NULL) {
+        if (pr != NULL)
+            r = (struct tg_adminsrv_reply){500, NULL, "out of memory\n", 14, false};
+        tg_adminsrv_answer(p, &r);
+        return;
+    }
+    q->p = p;
+    snprintf(q->name, sizeof(q->name), "%s", pr->name);
+    if (tg_appprobe_run(a->loop, pr, on_probe_done, q) < 0) {
+        free(q);
+        r = (struct tg_adminsrv_reply){500, NULL, "out of memory\n", 14, false};
+        tg_adminsrv_answer(p, &r);
+    }
+}
+
 static const struct tg_adminsrv_route routes[] = {
-    {"/live", "GET, HEAD", TG_ADMINSRV_ANYONE, on_live},
-    {"/ready", "GET, HEAD", TG_ADMINSRV_ANYONE, on_ready},
-    {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats},
-    {"/config_dump", "GET, HEAD", TG_ADMINSRV_LOCAL, on_config_dump},
-    {"/drain", "POST", TG_ADMINSRV_LOCAL, on_drain},
+    {"/live", "GET, HEAD", TG_ADMINSRV_ANYONE, on_live, false, NULL},
+    {"/ready", "GET, HEAD", TG_ADMINSRV_ANYONE, on_ready, false, NULL},
+    {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats, false, NULL},
+    {"/config_dump", "GET, HEAD", TG_ADMINSRV_LOCAL, on_config_dump, false, NULL},
+    {"/drain", "POST", TG_ADMINSRV_LOCAL, on_drain, false, NULL},
+};
+
+/* The kubelet's port: readiness, liveness and the app's probes, nothing else. */
+static const struct tg_adminsrv_route health_routes[] = {
+    {"/live", "GET, HEAD", TG_ADMINSRV_ANYONE, on_live, false, NULL},
+    {"/ready", "GET, HEAD", TG_ADMINSRV_ANYONE, on_ready, false, NULL},
+    {TG_APPPROBE_PREFIX, "GET, HEAD", TG_ADMINSRV_ANYONE, NULL, true, on_app_health},
+};
+
+/* Prometheus' port: the scrape only (the text of /stats). */
+static const struct tg_adminsrv_route metrics_routes[] = {
+    {"/metrics", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats, false, NULL},
+    {"/stats/prometheus", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats, false, NULL},
+};
+
+static const struct {
+    const char *name;
+    const struct tg_adminsrv_route *routes;
+    size_t n;
+} roles[] = {
+    [TG_ADMIN_FULL] = {"admin", routes, TG_NELEM(routes)},
+    [TG_ADMIN_HEALTH] = {"health", health_routes, TG_NELEM(health_routes)},
+    [TG_ADMIN_METRICS] = {"metrics", metrics_routes, TG_NELEM(metrics_routes)},
 };
 
 static void on_srv_closed(void *arg)
@@ -94,17 +169,24 @@ static void on_srv_closed(void *arg)
 int tg_admin_start(uv_loop_t *loop, const struct tg_addr *addr, const struct tg_admin_ops *ops,
                    struct tg_admin **out, char *err)
 {
+    return tg_admin_start_role(loop, addr, ops, TG_ADMIN_FULL, out, err);
+}
+
+int tg_admin_start_role(uv_loop_t *loop, const struct tg_addr *addr, const struct tg_admin_ops *ops,
+                        enum tg_admin_role role, struct tg_admin **out, char *err)
+{
     struct tg_admin *a = calloc(1, sizeof(*a));
-    struct tg_adminsrv_cfg cfg = {.name = "admin",
-                                  .routes = routes,
-                                  .n_routes = TG_NELEM(routes),
+    struct tg_adminsrv_cfg cfg = {.name = roles[role].name,
+                                  .routes = roles[role].routes,
+                                  .n_routes = roles[role].n,
                                   .arg = a,
                                   .head_max = TG_ADMIN_HEAD_MAX,
                                   .on_closed = on_srv_closed};
     int rc;
 
     if (a == NULL)
-        return tg_err_set(err, TG_ENOMEM, "admin %s: out of memory", addr->text);
+        return tg_err_set(err, TG_ENOMEM, "%s %s: out of memory", roles[role].name, addr->text);
+    a->loop = loop;
     a->ops = *ops;
     /* on failure the server frees a through on_srv_closed */
     if ((rc = tg_adminsrv_start(loop, addr, &cfg, &a->srv, err)) < 0)

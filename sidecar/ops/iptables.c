@@ -571,31 +571,42 @@ static int wait_tool(pid_t pid, const char *name)
     return TG_EIO;
 }
 
-/* Runs argv with stdin from /dev/null; *out gets its stdout (malloc'd, NUL-terminated). */
-static int run_capture(char *const argv[], char **out)
+/* Starts argv with a pipe on one side: feed, its stdin (*fd: the end we write); else its
+ * stdout, with stdin from /dev/null (*fd: the end we read). The rest of its stdio is ours. */
+static int start_piped(char *const argv[], bool feed, int *fd, pid_t *pid)
 {
     int fds[2];
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    pid_t pid;
-    int rc = 0;
 
     if (pipe2(fds, O_CLOEXEC) < 0)
         return TG_EIO;
-    pid = fork();
-    if (pid < 0) {
+    *pid = fork();
+    if (*pid < 0) {
         close(fds[0]);
         close(fds[1]);
         return TG_EIO;
     }
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
+    if (*pid == 0) {
+        int in = feed ? fds[0] : open("/dev/null", O_RDONLY);
 
-        if (null < 0 || dup2(null, 0) < 0 || dup2(fds[1], 1) < 0)
+        if (in < 0 || dup2(in, 0) < 0 || (!feed && dup2(fds[1], 1) < 0))
             _exit(127);
         exec_tool(argv);
     }
-    close(fds[1]);
+    close(fds[feed ? 0 : 1]);
+    *fd = fds[feed ? 1 : 0];
+    return 0;
+}
+
+/* Runs argv with stdin from /dev/null; *out gets its stdout (malloc'd, NUL-terminated). */
+static int run_capture(char *const argv[], char **out)
+{
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    pid_t pid;
+    int fd, rc;
+
+    if ((rc = start_piped(argv, false, &fd, &pid)) < 0)
+        return rc;
     for (;;) {
         ssize_t n;
 
@@ -609,7 +620,7 @@ static int run_capture(char *const argv[], char **out)
             text = bigger;
             cap += 65536;
         }
-        n = read(fds[0], text + len, cap - len - 1);
+        n = read(fd, text + len, cap - len - 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -618,7 +629,7 @@ static int run_capture(char *const argv[], char **out)
         }
         len += (size_t)n;
     }
-    close(fds[0]); /* a tool still writing gets EPIPE and ends; we always reap it */
+    close(fd); /* a tool still writing gets EPIPE and ends; we always reap it */
     if (wait_tool(pid, argv[0]) < 0 && rc == 0)
         rc = TG_EIO;
     if (rc < 0) {
@@ -633,27 +644,14 @@ static int run_capture(char *const argv[], char **out)
 /* Runs argv with text on its stdin; its stdout and stderr are ours. */
 static int run_feed(char *const argv[], const char *text)
 {
-    int fds[2];
     size_t len = strlen(text), off = 0;
     pid_t pid;
-    int rc = 0;
+    int fd, rc;
 
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return TG_EIO;
-    pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return TG_EIO;
-    }
-    if (pid == 0) {
-        if (dup2(fds[0], 0) < 0)
-            _exit(127);
-        exec_tool(argv);
-    }
-    close(fds[0]);
+    if ((rc = start_piped(argv, true, &fd, &pid)) < 0)
+        return rc;
     while (off < len) {
-        ssize_t n = write(fds[1], text + off, len - off);
+        ssize_t n = write(fd, text + off, len - off);
 
         if (n < 0 && errno == EINTR)
             continue;
@@ -663,7 +661,7 @@ static int run_feed(char *const argv[], const char *text)
         }
         off += (size_t)n;
     }
-    close(fds[1]);
+    close(fd);
     if (wait_tool(pid, argv[0]) < 0)
         rc = TG_EIO;
     return rc;

@@ -6,6 +6,36 @@
 #include <string.h>
 
 #include "tollgate/esc.h"
+#include "tollgate/revocation.h"
+
+/* The control-plane client's counters, in Prometheus text. */
+static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
+{
+    const struct {
+        const char *name, *type, *help;
+        uint64_t v;
+    } rows[] = {
+        {"connected", "gauge", "1 while the control-plane stream is up.", st->connected ? 1 : 0},
+        {"connects_total", "counter", "Control-plane streams established.", st->connects},
+        {"reconnects_total", "counter", "Control-plane connection attempts after the first.",
+         st->reconnects},
+        {"disconnects_total", "counter", "Established control-plane streams lost.",
+         st->disconnects},
+        {"pushes_accepted_total", "counter", "Pushes applied and ACKed.", st->pushes_accepted},
+        {"pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
+         st->pushes_rejected},
+        {"csrs_sent_total", "counter", "Certificate signing requests sent.", st->csrs_sent},
+        {"certs_accepted_total", "counter", "Signed certificates applied.", st->certs_accepted},
+        {"certs_rejected_total", "counter", "Signed certificates refused (NACK).",
+         st->certs_rejected},
+        {"csrs_refused_total", "counter", "CSRs the control plane refused.", st->csrs_refused},
+    };
+
+    for (size_t i = 0; i < TG_NELEM(rows); i++)
+        fprintf(f, "# HELP tollgate_cp_%s %s\n# TYPE tollgate_cp_%s %s\ntollgate_cp_%s %llu\n",
+                rows[i].name, rows[i].help, rows[i].name, rows[i].type, rows[i].name,
+                (unsigned long long)rows[i].v);
+}
 
 char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t *len)
 {
@@ -23,32 +53,7 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t 
     }
     fwrite(base, 1, *len, f);
     free(base);
-#define CP_STAT(name, type, help, fmt, v)                                                          \
-    fprintf(f,                                                                                     \
-            "# HELP tollgate_cp_" name " " help "\n# TYPE tollgate_cp_" name " " type              \
-            "\ntollgate_cp_" name " " fmt "\n",                                                    \
-            v)
-    CP_STAT("connected", "gauge", "1 while the control-plane stream is up.", "%d",
-            st->connected ? 1 : 0);
-    CP_STAT("connects_total", "counter", "Control-plane streams established.", "%llu",
-            (unsigned long long)st->connects);
-    CP_STAT("reconnects_total", "counter", "Control-plane connection attempts after the first.",
-            "%llu", (unsigned long long)st->reconnects);
-    CP_STAT("disconnects_total", "counter", "Established control-plane streams lost.", "%llu",
-            (unsigned long long)st->disconnects);
-    CP_STAT("pushes_accepted_total", "counter", "Pushes applied and ACKed.", "%llu",
-            (unsigned long long)st->pushes_accepted);
-    CP_STAT("pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
-            "%llu", (unsigned long long)st->pushes_rejected);
-    CP_STAT("csrs_sent_total", "counter", "Certificate signing requests sent.", "%llu",
-            (unsigned long long)st->csrs_sent);
-    CP_STAT("certs_accepted_total", "counter", "Signed certificates applied.", "%llu",
-            (unsigned long long)st->certs_accepted);
-    CP_STAT("certs_rejected_total", "counter", "Signed certificates refused (NACK).", "%llu",
-            (unsigned long long)st->certs_rejected);
-    CP_STAT("csrs_refused_total", "counter", "CSRs the control plane refused.", "%llu",
-            (unsigned long long)st->csrs_refused);
-#undef CP_STAT
+    cp_stats(f, st);
     fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane that "
           "failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
           f);
@@ -130,6 +135,18 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
                     r->sha256, (long long)r->not_after);
+        }
+        fputs("],\"crls\":[", f);
+        for (size_t i = 0; i < tg_revocations_n(id->rev); i++) {
+            struct tg_rev_crl_info crl;
+
+            tg_revocations_crl(id->rev, i, &crl);
+            fputs(i ? ",{\"issuer\":" : "{\"issuer\":", f);
+            json_str(f, crl.issuer);
+            fputs(",\"trust_domain\":", f);
+            json_str(f, crl.domain);
+            fprintf(f, ",\"signer\":\"%s\",\"revoked\":%zu}", crl.root ? "root" : "intermediate",
+                    crl.n_serials);
         }
         fputs("]}", f);
     }

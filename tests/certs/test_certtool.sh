@@ -284,8 +284,8 @@ ok "errors: exit 1 for bad input files, 2 for usage, message names the problem"
 
 # ---- inspect and verify, on a PKI the openssl CLI makes ----
 # root (EC P-256) -> inter (RSA 2048, pathlen 0) -> leaves; leaves straight under the root
-# for the CRL cases (the sidecar takes CRLs signed by a root of the bundle, and once CRLs are
-# given every issuer in a chain needs one); dates set with `openssl ca -startdate/-enddate`.
+# for the CRL cases (verify takes CRLs signed by a root of the bundle, and once CRLs are
+# given every CA of a chain needs one); dates set with `openssl ca -startdate/-enddate`.
 mkdir -p ossl && cd ossl
 o() { openssl "$@" 2>>openssl.log || fail "openssl $*: $(tail -3 openssl.log)"; }
 o req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem \
@@ -464,7 +464,7 @@ openssl verify -CAfile root.pem -untrusted inter.pem good.pem >/dev/null 2>&1 ||
     fail "openssl: revoked accepted"
 # inputs that cannot be used are errors (exit 1, stderr), not verdicts
 exits 1 '--bundle: good.pem: certificate 1 .* is not a CA' "$B" verify --bundle good.pem good-chain.pem
-exits 1 '--crl: .*not a CRL signed by a root of the bundle' \
+exits 1 '--crl: root.crl: its issuer is none of our CAs' \
     "$B" verify --bundle stranger-root.pem --crl root.crl good-chain.pem
 exits 1 'CHAIN: good.key: no certificate' "$B" verify --bundle root.pem good.key
 exits 1 '--bundle: nothere.pem' "$B" verify --bundle nothere.pem good.pem

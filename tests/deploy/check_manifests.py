@@ -129,33 +129,26 @@ def render(dirpath, want_kind="Kustomization"):
     for res in k.get("resources", []):
         path = os.path.join(dirpath, res)
         objs += render(path) if os.path.isdir(path) else load_all(path)
-    for gen in k.get("secretGenerator", []):
-        data = {}
-        for spec in gen.get("files", []):
-            key, _, rel = spec.partition("=") if "=" in spec else (os.path.basename(spec), "", spec)
-            with open(os.path.join(dirpath, rel), "rb") as f:
-                data[key] = base64.b64encode(f.read()).decode()
-        opts = gen.get("options", {})
-        if not opts.get("disableNameSuffixHash"):
-            raise RenderError(f"{kfile}: secretGenerator without disableNameSuffixHash")
-        meta = {"name": gen["name"]}
-        if opts.get("labels"):
-            meta["labels"] = dict(opts["labels"])
-        objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
-                     "type": gen.get("type", "Opaque"), "data": data})
-    for gen in k.get("configMapGenerator", []):
-        data = {}
-        for spec in gen.get("files", []):
-            key, _, rel = spec.partition("=") if "=" in spec else (os.path.basename(spec), "", spec)
-            with open(os.path.join(dirpath, rel), encoding="utf-8") as f:
-                data[key] = f.read()
-        opts = gen.get("options", {})
-        if not opts.get("disableNameSuffixHash"):
-            raise RenderError(f"{kfile}: configMapGenerator without disableNameSuffixHash")
-        meta = {"name": gen["name"]}
-        if opts.get("labels"):
-            meta["labels"] = dict(opts["labels"])
-        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
+    for kind, field in (("Secret", "secretGenerator"), ("ConfigMap", "configMapGenerator")):
+        for gen in k.get(field, []):
+            data = {}
+            for spec in gen.get("files", []):
+                key, rel = spec.split("=", 1) if "=" in spec else (os.path.basename(spec), spec)
+                with open(os.path.join(dirpath, rel), "rb") as f:
+                    raw = f.read()
+                data[key] = (base64.b64encode(raw).decode() if kind == "Secret"
+                             else raw.decode("utf-8"))
+            opts = gen.get("options", {})
+            if not opts.get("disableNameSuffixHash"):
+                raise RenderError(f"{kfile}: {field} without disableNameSuffixHash")
+            meta = {"name": gen["name"]}
+            if opts.get("labels"):
+                meta["labels"] = dict(opts["labels"])
+            obj = {"apiVersion": "v1", "kind": kind, "metadata": meta}
+            if kind == "Secret":
+                obj["type"] = gen.get("type", "Opaque")
+            obj["data"] = data
+            objs.append(obj)
     for comp in k.get("components", []):
         objs = apply_component(os.path.join(dirpath, comp), objs)
     for p in k.get("patches", []):
@@ -434,11 +427,12 @@ def check_injected(objs):
         init_args = init.get("args", [])
         check(f"{name}: the rules exempt the sidecar's uid (--proxy-uid 1337)",
               flags.get("--proxy-uid") == str(get(proxy, "securityContext", "runAsUser")))
+        excluded = flags.get("--exclude-inbound-ports", "").split(",")
         for probe, path in (("startupProbe", "/ready"), ("readinessProbe", "/ready"),
                             ("livenessProbe", "/live")):
-            check(f"{name}: tollgate-proxy {probe} GET {path} on the admin port",
+            check(f"{name}: tollgate-proxy {probe} GET {path} on the health port, never captured",
                   get(proxy, probe, "httpGet", "path") == path
-                  and str(get(proxy, probe, "httpGet", "port")) == flags.get("--admin-port"))
+                  and str(get(proxy, probe, "httpGet", "port")) in excluded)
         vols = {v["name"]: v for v in spec.get("volumes", [])}
         token = [s["serviceAccountToken"] for v in vols.values()
                  for s in get(v, "projected", "sources") or [] if "serviceAccountToken" in s]
@@ -461,8 +455,15 @@ def check_injected(objs):
               any(l["listen"].endswith(":" + flags.get("--inbound-port", "15006")) for l in ins)
               and any(l["listen"].endswith(":" + flags.get("--outbound-port", "15001"))
                       for l in outs))
-        check("injection: sidecar.yaml's admin port is the one the rules never capture",
-              str(sidecar_cfg.get("admin", "")).endswith(":" + flags.get("--admin-port", "15000")))
+        check("injection: sidecar.yaml's admin listens on loopback only, on the uncaptured port",
+              str(sidecar_cfg.get("admin", "")) == "127.0.0.1:" + flags.get("--admin-port", "15000"))
+        excluded = flags.get("--exclude-inbound-ports", "").split(",")
+        check("injection: sidecar.yaml's health and metrics ports are ones the rules never capture",
+              str(sidecar_cfg.get("health", "")).rpartition(":")[2] in excluded
+              and str(sidecar_cfg.get("metrics", "")).rpartition(":")[2] in excluded)
+        check("injection: sidecar.yaml listens on IPv6 too, where the rules capture it",
+              any(l["listen"].startswith("[::]:") for l in ins)
+              and any(l["listen"].startswith("[::1]:") for l in outs))
     return init_args
 
 

@@ -6,6 +6,19 @@
 #define FUZZ_NOT_BEFORE 1795887120LL
 #define FUZZ_NOW (FUZZ_NOT_BEFORE + 86400)
 
+#define FUZZ_INTER_PEM                                                                             \
+    "-----BEGIN CERTIFICATE-----\n"                                                                \
+    "MIIBjDCCATKgAwIBAgIQbzQ6QpMYxNA4Mpu1uC4bfjAKBggqhkjOPQQDAjAUMRIw\n"                           \
+    "EAYDVQQDDAlmdXp6IHJvb3QwIBcNMjYxMTI4MTczMjAwWhgPMjEyNjExMDQxNzM3\n"                           \
+    "MDBaMBUxEzARBgNVBAMMCmZ1enogaW50ZXIwWTATBgcqhkjOPQIBBggqhkjOPQMB\n"                           \
+    "BwNCAARU3gPTz5skpCH2jRuijgXaANPwhrxVYmY2UEXnjJwO82Usy830u/8PJpha\n"                           \
+    "eouqOXDj/8tSuTpdw9yIDqjJdZkio2MwYTAPBgNVHRMBAf8EBTADAQH/MB0GA1Ud\n"                           \
+    "DgQWBBSUOykGdnP42NGgxjPMbmbpixSOMzAfBgNVHSMEGDAWgBS98kBXlEDOLTQ9\n"                           \
+    "oZ6AdwUCqPjbUDAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDSAAwRQIgROw5\n"                           \
+    "HQzFCgZHvLOLCBtt6dPZKdz2dSOKvKGdKcyzEycCIQDTOTZGYNyQ7oVOz/VACAOL\n"                           \
+    "8Kz5mZ2fr7XvVLSte34XUA==\n"                                                                   \
+    "-----END CERTIFICATE-----\n"
+
 static const char FUZZ_ROOT_PEM[] =
     "-----BEGIN CERTIFICATE-----\n"
     "MIIBizCCATGgAwIBAgIQVrFa2lljG79ahUZ1jxORRTAKBggqhkjOPQQDAjAUMRIw\n"
@@ -45,18 +58,7 @@ static const char FUZZ_SERVER_CHAIN[] =
     "oMYzzG5m6YsUjjMwDgYDVR0PAQH/BAQDAgeAMB0GA1UdJQQWMBQGCCsGAQUFBwMB\n"
     "BggrBgEFBQcDAjAKBggqhkjOPQQDAgNIADBFAiEAoFvgq3+i9wbVq7aMNZQG9/F9\n"
     "Y8fDN6atF+LQyfMWYHwCIHfB6RUW4TEBMhUY8GLjYPyVy8Md9lPOsfzMF15/uO3u\n"
-    "-----END CERTIFICATE-----\n"
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBjDCCATKgAwIBAgIQbzQ6QpMYxNA4Mpu1uC4bfjAKBggqhkjOPQQDAjAUMRIw\n"
-    "EAYDVQQDDAlmdXp6IHJvb3QwIBcNMjYxMTI4MTczMjAwWhgPMjEyNjExMDQxNzM3\n"
-    "MDBaMBUxEzARBgNVBAMMCmZ1enogaW50ZXIwWTATBgcqhkjOPQIBBggqhkjOPQMB\n"
-    "BwNCAARU3gPTz5skpCH2jRuijgXaANPwhrxVYmY2UEXnjJwO82Usy830u/8PJpha\n"
-    "eouqOXDj/8tSuTpdw9yIDqjJdZkio2MwYTAPBgNVHRMBAf8EBTADAQH/MB0GA1Ud\n"
-    "DgQWBBSUOykGdnP42NGgxjPMbmbpixSOMzAfBgNVHSMEGDAWgBS98kBXlEDOLTQ9\n"
-    "oZ6AdwUCqPjbUDAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDSAAwRQIgROw5\n"
-    "HQzFCgZHvLOLCBtt6dPZKdz2dSOKvKGdKcyzEycCIQDTOTZGYNyQ7oVOz/VACAOL\n"
-    "8Kz5mZ2fr7XvVLSte34XUA==\n"
-    "-----END CERTIFICATE-----\n";
+    "-----END CERTIFICATE-----\n" FUZZ_INTER_PEM;
 
 static const char FUZZ_SERVER_KEY[] =
     "-----BEGIN EC PRIVATE KEY-----\n"
@@ -77,18 +79,7 @@ static const char FUZZ_CLIENT_CHAIN[] =
     "oMYzzG5m6YsUjjMwDgYDVR0PAQH/BAQDAgeAMB0GA1UdJQQWMBQGCCsGAQUFBwMB\n"
     "BggrBgEFBQcDAjAKBggqhkjOPQQDAgNHADBEAiA0Xxes6i7N5S6dM6ppExHo9slW\n"
     "m7ehUqc2l0reF77kwQIgVEXzZlEYukBl45psFHXq0OBCUhv5dL5fYyIA17GFHlI=\n"
-    "-----END CERTIFICATE-----\n"
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBjDCCATKgAwIBAgIQbzQ6QpMYxNA4Mpu1uC4bfjAKBggqhkjOPQQDAjAUMRIw\n"
-    "EAYDVQQDDAlmdXp6IHJvb3QwIBcNMjYxMTI4MTczMjAwWhgPMjEyNjExMDQxNzM3\n"
-    "MDBaMBUxEzARBgNVBAMMCmZ1enogaW50ZXIwWTATBgcqhkjOPQIBBggqhkjOPQMB\n"
-    "BwNCAARU3gPTz5skpCH2jRuijgXaANPwhrxVYmY2UEXnjJwO82Usy830u/8PJpha\n"
-    "eouqOXDj/8tSuTpdw9yIDqjJdZkio2MwYTAPBgNVHRMBAf8EBTADAQH/MB0GA1Ud\n"
-    "DgQWBBSUOykGdnP42NGgxjPMbmbpixSOMzAfBgNVHSMEGDAWgBS98kBXlEDOLTQ9\n"
-    "oZ6AdwUCqPjbUDAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDSAAwRQIgROw5\n"
-    "HQzFCgZHvLOLCBtt6dPZKdz2dSOKvKGdKcyzEycCIQDTOTZGYNyQ7oVOz/VACAOL\n"
-    "8Kz5mZ2fr7XvVLSte34XUA==\n"
-    "-----END CERTIFICATE-----\n";
+    "-----END CERTIFICATE-----\n" FUZZ_INTER_PEM;
 
 static const char FUZZ_CLIENT_KEY[] =
     "-----BEGIN EC PRIVATE KEY-----\n"

@@ -33,37 +33,24 @@ static const char *const fps[] = {
 static const char *const serials[] = {"1", "a1", "ff", "100", "0"};
 static const int port_vals[] = {80, 81, 443, 8080};
 
-struct reader {
-    const uint8_t *p;
-    size_t n;
-};
-
-static unsigned next(struct reader *r)
-{
-    if (r->n == 0)
-        return 0;
-    r->n--;
-    return *r->p++;
-}
-
 /* Storage for every string and list of one input. */
 struct fz {
     struct tg_policy_rule rules[MAX_RULES];
     char names[MAX_RULES][8];
     char vals[MAX_RULES][12][MAX_VALS][VAL_LEN];
-    char *ptrs[MAX_RULES][12][MAX_VALS];
+    const char *ptrs[MAX_RULES][12][MAX_VALS];
     int ports[MAX_RULES][2][MAX_VALS];
     struct tg_policy_label labels[MAX_RULES][2];
     char rev_vals[2][VAL_LEN];
-    char *rev_ptrs[2];
+    const char *rev_ptrs[2];
 };
 
 enum { PRIN, NS, TD, FP, SER, NSTR };
 
 /* Rewrites a hex value in another accepted spelling: case, colons, leading zeros, 0x. */
-static void respell(struct reader *r, int kind, const char *in, char *out)
+static void respell(struct fuzz_reader *r, int kind, const char *in, char *out)
 {
-    unsigned how = next(r);
+    unsigned how = fuzz_next(r);
     size_t n = strlen(in), k = 0;
 
     if (kind == SER && (how & 1)) {
@@ -83,9 +70,9 @@ static void respell(struct reader *r, int kind, const char *in, char *out)
 }
 
 /* A value for a string field: exact, cut into "x*" or "*x", or "*". */
-static void gen_value(struct reader *r, int kind, char *out)
+static void gen_value(struct fuzz_reader *r, int kind, char *out)
 {
-    unsigned pick = next(r), form = next(r) % 8, cut = next(r);
+    unsigned pick = fuzz_next(r), form = fuzz_next(r) % 8, cut = fuzz_next(r);
     const char *base;
     size_t n, lo;
 
@@ -130,17 +117,17 @@ static const struct tg_policy_label workload_labels[] = {{"app", "p"}};
 /* refused in every string field */
 static const char *const invalid[] = {"spiffe://A/x", "a*b", "", "z z", "spiffe://a/"};
 
-static void gen_input(struct reader *r, struct fz *z, struct tg_policy_input *in, bool *bad)
+static void gen_input(struct fuzz_reader *r, struct fz *z, struct tg_policy_input *in, bool *bad)
 {
-    unsigned n_rules = next(r) % (MAX_RULES + 1);
-    int bad_at = next(r) % 16 == 0 ? (int)(next(r) % (MAX_RULES * 12)) : -1;
+    unsigned n_rules = fuzz_next(r) % (MAX_RULES + 1);
+    int bad_at = fuzz_next(r) % 16 == 0 ? (int)(fuzz_next(r) % (MAX_RULES * 12)) : -1;
 
     memset(in, 0, sizeof(*in));
     *bad = false;
     in->workload_ns = "x";
     in->workload_labels = workload_labels;
     in->n_workload_labels = 1;
-    in->default_deny = next(r) & 1;
+    in->default_deny = fuzz_next(r) & 1;
     for (unsigned i = 0; i < n_rules; i++) {
         struct tg_policy_rule *rule = &z->rules[i];
         struct tg_policy_strs *strs[2][NSTR] = {
@@ -150,12 +137,12 @@ static void gen_input(struct reader *r, struct fz *z, struct tg_policy_input *in
              &rule->not_fingerprints, &rule->not_serials},
         };
         struct tg_policy_ports *ports[2] = {&rule->ports, &rule->not_ports};
-        unsigned scope = next(r) % 6;
+        unsigned scope = fuzz_next(r) % 6;
         bool any = false;
 
         snprintf(z->names[i], sizeof(z->names[i]), "r%u", i);
         rule->name = z->names[i];
-        rule->action = next(r) & 1 ? TG_POLICY_DENY : TG_POLICY_ALLOW;
+        rule->action = fuzz_next(r) & 1 ? TG_POLICY_DENY : TG_POLICY_ALLOW;
         z->labels[i][0] = (struct tg_policy_label){"app", scope == 4 ? "q" : "p"};
         if (scope == 1 || scope == 2)
             rule->scope = (struct tg_policy_scope){TG_POLICY_SCOPE_NAMESPACE,
@@ -164,7 +151,7 @@ static void gen_input(struct reader *r, struct fz *z, struct tg_policy_input *in
             rule->scope = (struct tg_policy_scope){TG_POLICY_SCOPE_WORKLOAD,
                                                    scope == 5 ? "y" : NULL, z->labels[i], 1};
         for (int f = 0; f < 12; f++) {
-            unsigned pres = next(r);
+            unsigned pres = fuzz_next(r);
             unsigned n = pres % 4 == 0 ? 1 + (pres >> 2) % MAX_VALS : 0;
 
             any |= n > 0;
@@ -173,17 +160,17 @@ static void gen_input(struct reader *r, struct fz *z, struct tg_policy_input *in
                     gen_value(r, f % NSTR, z->vals[i][f][k]);
                     z->ptrs[i][f][k] = z->vals[i][f][k];
                 } else {
-                    z->ports[i][f - 10][k] = port_vals[next(r) % TG_NELEM(port_vals)];
+                    z->ports[i][f - 10][k] = port_vals[fuzz_next(r) % TG_NELEM(port_vals)];
                 }
             }
             if ((int)(i * 12 + f) == bad_at) { /* one invalid value */
                 if (n == 0)
                     n = 1;
                 if (f < 10) {
-                    strcpy(z->vals[i][f][0], invalid[next(r) % TG_NELEM(invalid)]);
+                    strcpy(z->vals[i][f][0], invalid[fuzz_next(r) % TG_NELEM(invalid)]);
                     z->ptrs[i][f][0] = z->vals[i][f][0];
                 } else {
-                    z->ports[i][f - 10][0] = next(r) & 1 ? 0 : 65536;
+                    z->ports[i][f - 10][0] = fuzz_next(r) & 1 ? 0 : 65536;
                 }
                 *bad = any = true;
             }
@@ -193,19 +180,19 @@ static void gen_input(struct reader *r, struct fz *z, struct tg_policy_input *in
                 *ports[f - 10] = (struct tg_policy_ports){z->ports[i][f - 10], n};
         }
         if (!any) {
-            z->ports[i][0][0] = port_vals[next(r) % TG_NELEM(port_vals)];
+            z->ports[i][0][0] = port_vals[fuzz_next(r) % TG_NELEM(port_vals)];
             rule->ports = (struct tg_policy_ports){z->ports[i][0], 1};
         }
     }
     in->rules = z->rules;
     in->n_rules = n_rules;
-    if (next(r) % 4 == 0) {
-        respell(r, SER, serials[next(r) % TG_NELEM(serials)], z->rev_vals[0]);
+    if (fuzz_next(r) % 4 == 0) {
+        respell(r, SER, serials[fuzz_next(r) % TG_NELEM(serials)], z->rev_vals[0]);
         z->rev_ptrs[0] = z->rev_vals[0];
         in->revoked_serials = (struct tg_policy_strs){&z->rev_ptrs[0], 1};
     }
-    if (next(r) % 4 == 0) {
-        respell(r, FP, fps[next(r) % TG_NELEM(fps)], z->rev_vals[1]);
+    if (fuzz_next(r) % 4 == 0) {
+        respell(r, FP, fps[fuzz_next(r) % TG_NELEM(fps)], z->rev_vals[1]);
         z->rev_ptrs[1] = z->rev_vals[1];
         in->revoked_fingerprints = (struct tg_policy_strs){&z->rev_ptrs[1], 1};
     }
@@ -386,7 +373,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct fz z;
     static struct tg_spiffe_id sid;
-    struct reader r = {data, size};
+    struct fuzz_reader r = {data, size};
     struct tg_policy_input in;
     struct tg_policy *p = NULL;
     char err[TG_ERRLEN] = "";
@@ -407,9 +394,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* every caller on every port */
     for (size_t c = 0; c < 4; c++) {
-        unsigned pick = next(&r) % (TG_NELEM(ids) + 1);
+        unsigned pick = fuzz_next(&r) % (TG_NELEM(ids) + 1);
         const char *id = pick < TG_NELEM(ids) ? ids[pick] : NULL;
-        unsigned fpick = next(&r), spick = next(&r);
+        unsigned fpick = fuzz_next(&r), spick = fuzz_next(&r);
         char fp[VAL_LEN], ser[VAL_LEN];
         const char *fpp = NULL, *serp = NULL;
         struct tg_policy_peer peer;

@@ -98,40 +98,21 @@ static void decode_arbitrary(const uint8_t *data, size_t size)
         abort();
 }
 
-struct reader {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t next(struct reader *r)
-{
-    if (r->n == 0)
-        return 0;
-    r->n--;
-    return *r->p++;
-}
-
-static void take(struct reader *r, void *dst, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        ((uint8_t *)dst)[i] = next(r);
-}
-
-static void gen_addr(struct reader *r, struct sockaddr_storage *ss, bool v6)
+static void gen_addr(struct fuzz_reader *r, struct sockaddr_storage *ss, bool v6)
 {
     memset(ss, 0, sizeof(*ss));
     if (v6) {
         struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
 
         s->sin6_family = AF_INET6;
-        take(r, &s->sin6_addr, 16);
-        take(r, &s->sin6_port, 2);
+        fuzz_take(r, &s->sin6_addr, 16);
+        fuzz_take(r, &s->sin6_port, 2);
     } else {
         struct sockaddr_in *s = (struct sockaddr_in *)ss;
 
         s->sin_family = AF_INET;
-        take(r, &s->sin_addr, 4);
-        take(r, &s->sin_port, 2);
+        fuzz_take(r, &s->sin_addr, 4);
+        fuzz_take(r, &s->sin_port, 2);
     }
 }
 
@@ -144,8 +125,8 @@ static const char *const ids[] = {
 static void encode_fields(const uint8_t *data, size_t size)
 {
     static uint8_t buf[TG_PP2_ENCODED_MAX];
-    struct reader r = {data, size};
-    uint8_t flags = next(&r), sha[32], version[40];
+    struct fuzz_reader r = {data, size};
+    uint8_t flags = fuzz_next(&r), sha[32], version[40];
     struct tg_proxyproto h, out;
     char err[TG_ERRLEN] = "";
     size_t len, used;
@@ -158,20 +139,20 @@ static void encode_fields(const uint8_t *data, size_t size)
         gen_addr(&r, &h.dst, flags & 0x04);
     }
     if (flags & 0x08) {
-        h.spiffe_id = ids[next(&r) % 3];
+        h.spiffe_id = ids[fuzz_next(&r) % 3];
         h.spiffe_id_len = strlen(h.spiffe_id);
     }
     if (flags & 0x10) {
-        take(&r, sha, sizeof(sha));
+        fuzz_take(&r, sha, sizeof(sha));
         h.sha256 = sha;
     }
     if (flags & 0x20) {
         h.ssl = true;
-        h.ssl_client = next(&r);
-        take(&r, &h.ssl_verify, 4);
-        h.ssl_version_len = next(&r) % sizeof(version);
+        h.ssl_client = fuzz_next(&r);
+        fuzz_take(&r, &h.ssl_verify, 4);
+        h.ssl_version_len = fuzz_next(&r) % sizeof(version);
         for (size_t i = 0; i < h.ssl_version_len; i++)
-            version[i] = (uint8_t)(0x21 + next(&r) % 0x5e); /* printable, no space */
+            version[i] = (uint8_t)(0x21 + fuzz_next(&r) % 0x5e); /* printable, no space */
         h.ssl_version = h.ssl_version_len > 0 ? (const char *)version : NULL;
     }
     h.crc32c = (flags & 0x40) != 0;

@@ -37,6 +37,7 @@
 
 #include "fuzz_util.h"
 #include "fuzz_certs.h"
+#include "../unit/unit_util.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/cp_client.h"
 #include "tollgate/gen.h"
@@ -97,14 +98,19 @@ static void setup(void)
 
 /* ---- pushes made from a table ---- */
 
-static char *not_pem[] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
-static char *ids_ok[] = {"spiffe://mesh.local/ns/default/sa/client"};
-static char *ids_bad[] = {"https://mesh.local/x"};
-static char *serial_ok[] = {"0abc"};
-static char *serial_bad[] = {"XYZ"};
-static char *fpr_bad[] = {"abcd"};
-static char *suites_ok[] = {"TLS13-AES128-GCM-SHA256"};
-static char *suites_bad[] = {"NULL-MD5"};
+/* protobuf-c's strings are char *: writable copies, which outlive the messages */
+static char *not_pem[] = {UT_STR("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")};
+static char *ids_ok[] = {UT_STR("spiffe://mesh.local/ns/default/sa/client")};
+static char *ids_bad[] = {UT_STR("https://mesh.local/x")};
+static char *serial_ok[] = {UT_STR("0abc")};
+static char *serial_bad[] = {UT_STR("XYZ")};
+static char *fpr_bad[] = {UT_STR("abcd")};
+static char *suites_ok[] = {UT_STR("TLS13-AES128-GCM-SHA256")};
+static char *suites_bad[] = {UT_STR("NULL-MD5")};
+static char td_ok[] = "mesh.local", td_other[] = "other.test", td_bad[] = "Bad..Domain";
+static char rule_name[] = "r", match_any[] = "*", match_bad[] = "spiffe://[";
+static char addr_ok[] = "10.0.0.0/24", addr_bad[] = "999.1.1.1";
+static char tls12[] = "1.2", tls11[] = "1.1", tls_default[] = "", nonce[] = "n";
 static uint32_t port_ok[] = {443}, port_bad[] = {70000};
 static unsigned char crl_junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
 
@@ -133,10 +139,10 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
             tollgate__v1__trust_domain_roots__init(&m->roots[i]);
             m->rootsp[i] = &m->roots[i];
         }
-        m->roots[0].trust_domain = "mesh.local";
+        m->roots[0].trust_domain = td_ok;
         m->roots[0].n_roots_pem = 1;
         m->roots[0].roots_pem = v % 5 == 3 ? not_pem : root_pem;
-        m->roots[1].trust_domain = "other.test";
+        m->roots[1].trust_domain = td_other;
         m->roots[1].n_roots_pem = 1;
         m->roots[1].roots_pem = root_pem;
         m->tb.domains = m->rootsp;
@@ -144,7 +150,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
          * one trust domain only) */
         m->tb.n_domains = v % 5 == 2 ? 0 : v % 5 == 1 ? 2 : 1;
         if (v % 5 == 4)
-            m->roots[0].trust_domain = "Bad..Domain";
+            m->roots[0].trust_domain = td_bad;
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
         p->trust_bundle = &m->tb;
         break;
@@ -152,7 +158,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
         tollgate__v1__authorization_policy__init(&m->ap);
         tollgate__v1__rule__init(&m->rule);
         m->rulep[0] = &m->rule;
-        m->rule.name = "r";
+        m->rule.name = rule_name;
         if (v % 5 != 0) {
             m->ap.rules = m->rulep;
             m->ap.n_rules = 1;
@@ -179,7 +185,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
             m->rl.limits = m->limitp;
             m->rl.n_limits = 1;
         }
-        m->limit.match = v % 5 == 3 ? "spiffe://[" : "*";
+        m->limit.match = v % 5 == 3 ? match_bad : match_any;
         m->limit.connections_per_second = v % 5 == 2 ? -1.5 : 10;
         m->limit.burst = v % 5 == 4 ? 4000000000u : 5;
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS;
@@ -209,7 +215,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
             m->mt.destinations = m->destp;
             m->mt.n_destinations = 1;
         }
-        m->dest.cidr_or_address = v % 5 == 2 ? "999.1.1.1" : "10.0.0.0/24";
+        m->dest.cidr_or_address = v % 5 == 2 ? addr_bad : addr_ok;
         m->dest.port = 443;
         m->dest.expected_ids = v % 5 == 3 ? ids_bad : ids_ok;
         m->dest.n_expected_ids = v % 5 == 4 ? 0 : 1;
@@ -218,7 +224,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
         break;
     case TG_RES_PROXY_SETTINGS:
         tollgate__v1__proxy_settings__init(&m->ps);
-        m->ps.min_tls_version = v % 5 == 1 ? "1.2" : v % 5 == 2 ? "1.1" : "";
+        m->ps.min_tls_version = v % 5 == 1 ? tls12 : v % 5 == 2 ? tls11 : tls_default;
         if (v % 5 == 3) {
             m->ps.cipher_suites = v & 8 ? suites_ok : suites_bad;
             m->ps.n_cipher_suites = 1;
@@ -243,7 +249,7 @@ static size_t make_frame(enum tg_res_type t, unsigned v, const char *version, ui
     memset(&m, 0, sizeof(m));
     p.type = (Tollgate__V1__ResourceType)t;
     p.version = tg_unconst(version);
-    p.nonce = "n";
+    p.nonce = nonce;
     resource_variant(&p, &m, t, v);
     sm.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
     sm.push = &p;

@@ -34,6 +34,28 @@ static inline void fuzz_check_err_names(const char *err, const char *what, bool 
         abort();
 }
 
+/* The input read as a stream of choices: each fuzz_next() takes the next byte, 0 once the
+ * input is used up, so that every input, however short, makes a whole case. */
+struct fuzz_reader {
+    const uint8_t *p;
+    size_t n;
+};
+
+static inline uint8_t fuzz_next(struct fuzz_reader *r)
+{
+    if (r->n == 0)
+        return 0;
+    r->n--;
+    return *r->p++;
+}
+
+/* n choices into dst. */
+static inline void fuzz_take(struct fuzz_reader *r, void *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ((uint8_t *)dst)[i] = fuzz_next(r);
+}
+
 /* In a set-up function: returns at once on every call but the first. */
 #define FUZZ_ONCE()                                                                                \
     do {                                                                                           \

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,8 +33,9 @@
 #define DUMP_TAIL 3000     /* bytes of each log the guardian prints after a failure */
 #define MAX_SUBS 16        /* substrings per line match */
 #define MAX_ARGS 64
-#define PORT_BASE 20000 /* below the ephemeral range (32768-60999): no clash with */
-#define PORT_SPAN 12000 /* the local ports of our own outgoing connections */
+#define PORT_BASE 20000                 /* below the ephemeral range (32768-60999): no clash with */
+#define PORT_SPAN 12000                 /* the local ports of our own outgoing connections */
+#define PORT_CLAIMS "tollgate-it-ports" /* under /tmp: one lock file per port handed out */
 #define HTTP_MAX (4 * 1024 * 1024)
 
 static char dir[PATH_MAX];
@@ -42,6 +44,7 @@ static pid_t guard_pid;
 static struct it_proc procs[IT_MAX_PROCS];
 static size_t n_procs;
 static int ports[512];
+static int port_locks[512]; /* flock()ed claim files, held until the test process ends */
 static size_t n_ports;
 static unsigned run_seq;
 
@@ -146,6 +149,13 @@ static void guardian(int rfd)
     _exit(0);
 }
 
+static void ports_release(void) /* the claims of it_free_port */
+{
+    for (size_t i = 0; i < n_ports; i++)
+        close(port_locks[i]);
+    n_ports = 0;
+}
+
 void it_setup(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -153,7 +163,7 @@ void it_setup(void)
 
     signal(SIGPIPE, SIG_IGN);
     n_procs = 0;
-    n_ports = 0;
+    ports_release();
     snprintf(dir, sizeof(dir), "%s/tg-it-XXXXXX", tmp != NULL && tmp[0] ? tmp : "/tmp");
     ck_assert_msg(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
     ck_assert_msg(chdir(dir) == 0, "chdir %s: %s", dir, strerror(errno));
@@ -182,6 +192,7 @@ void it_teardown(void)
         if (p->must_exit_0 && st != 0 && blen < sizeof(bad) - 100)
             blen += (size_t)snprintf(bad + blen, sizeof(bad) - blen, " %s exited %d;", p->name, st);
     }
+    ports_release();
     if (chdir("/") != 0)
         perror("chdir /");
     if (bad[0] == '\0') {
@@ -615,21 +626,111 @@ void it_certs(const char *arg, ...)
     va_end(ap);
 }
 
-void it_cert_serial(const char *pem, char *dst, size_t cap)
+/* The value of "field=" in `tollgate-certs show pem`, up to the end of its line. */
+static void cert_field(const char *pem, const char *field, char *dst, size_t cap)
 {
     const char *argv[] = {it_env("TG_CERTS_BIN"), "show", pem, NULL};
-    char *out = NULL, *s, *e;
+    char *out = NULL, *s;
     int st = it_run(argv, NULL, 30000, &out, NULL);
 
     ck_assert_msg(st == 0 && out != NULL, "tollgate-certs show %s exited %d", pem, st);
-    s = strstr(out, "serial=");
-    ck_assert_msg(s != NULL, "no serial= in: %s", out);
-    s += strlen("serial=");
-    e = strchr(s, '\n');
-    if (e != NULL)
-        *e = '\0';
-    it_serial_norm(s, dst, cap);
+    s = strstr(out, field);
+    ck_assert_msg(s != NULL, "no %s in: %s", field, out);
+    s += strlen(field);
+    snprintf(dst, cap, "%.*s", (int)strcspn(s, " \n"), s);
     free(out);
+}
+
+void it_cert_serial(const char *pem, char *dst, size_t cap)
+{
+    char raw[256];
+
+    cert_field(pem, "serial=", raw, sizeof(raw));
+    it_serial_norm(raw, dst, cap);
+}
+
+void it_cert_sha256(const char *pem, char *dst, size_t cap)
+{
+    cert_field(pem, "sha256=", dst, cap);
+}
+
+void it_openssl_ca(const char *ca, const char *fmt, ...)
+{
+    char cmd[2048], args[512], cnf[256], file[256], *out = NULL, *err = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    va_list ap;
+
+    snprintf(file, sizeof(file), "%s-index.txt", ca);
+    if (access(file, F_OK) != 0)
+        it_crl_index(ca, NULL, 0);
+    snprintf(file, sizeof(file), "%s-crlnumber", ca);
+    if (access(file, F_OK) != 0)
+        it_write_file(file, "01\n");
+    snprintf(cnf, sizeof(cnf), "%s-ca.cnf", ca);
+    it_write_file(cnf,
+                  "[ca]\ndefault_ca = d\n[d]\ndatabase = %s-index.txt\ncrlnumber = %s\n"
+                  "default_md = sha256\ndefault_crl_days = 1\npolicy = p\n[p]\n",
+                  ca, file);
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "'%s' ca -config %s -batch -keyfile %s.key -cert %s.pem %s",
+             it_openssl(), cnf, ca, ca, args);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, &err) == 0, "openssl ca %s: %s", args, err);
+    free(out);
+    free(err);
+}
+
+void it_crl_index(const char *ca, const char *const *serials, size_t n)
+{
+    char index[256], *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < n; i++) /* R, expiry, revocation, serial (even length), file, subject */
+        fprintf(f, "R\t301231235959Z\t240101000000Z\t%s%s\tunknown\t/CN=x%zu\n",
+                strlen(serials[i]) % 2 ? "0" : "", serials[i], i);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(index, sizeof(index), "%s-index.txt", ca);
+    it_write_file(index, "%s", text);
+    free(text);
+}
+
+void it_crl(const char *ca, const char *out, int valid_s)
+{
+    char last[32], next[32], tmp[256];
+    time_t t1 = time(NULL) - 2 * 86400, t2 = time(NULL) - 86400;
+    struct tm tm;
+
+    if (valid_s > 0) {
+        it_openssl_ca(ca, "-gencrl -crlsec %d -out %s.new", valid_s, out);
+    } else {
+        gmtime_r(&t1, &tm);
+        strftime(last, sizeof(last), "%Y%m%d%H%M%SZ", &tm);
+        gmtime_r(&t2, &tm);
+        strftime(next, sizeof(next), "%Y%m%d%H%M%SZ", &tm);
+        it_openssl_ca(ca, "-gencrl -crl_lastupdate %s -crl_nextupdate %s -out %s.new", last, next,
+                      out);
+    }
+    snprintf(tmp, sizeof(tmp), "%s.new", out);
+    ck_assert_msg(rename(tmp, out) == 0, "rename %s: %s", tmp, strerror(errno));
+}
+
+bool it_s_client_echo(int port, const char *cert)
+{
+    char cmd[512], *out = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    bool echoed;
+
+    snprintf(cmd, sizeof(cmd),
+             "(echo marker-7f3a; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
+             "-tls1_3 -brief -cert %s.pem -key %s.key 2>&1",
+             it_openssl(), port, cert, cert);
+    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client as %s did not end", cert);
+    echoed = out != NULL && strstr(out, "marker-7f3a") != NULL;
+    free(out);
+    return echoed;
 }
 
 /* ---- network ------------------------------------------------------------------------ */
@@ -646,19 +747,49 @@ static bool port_bindable(int port)
     return ok;
 }
 
+/* Integration tests run in parallel (ctest -j), each handing out ports: a port is claimed
+ * by an exclusive flock() on /tmp/tollgate-it-ports/PORT before it is handed out, so two
+ * tests never get the same one between its pick and its bind. The kernel drops the lock
+ * when the test process ends, however it ends: no stale claims. Returns the lock's fd, or
+ * -1 when another test holds the port. */
+static int port_claim(int port)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    snprintf(path, sizeof(path), "/tmp/%s", PORT_CLAIMS);
+    if (mkdir(path, 0755) == 0)
+        chmod(path, 01777); /* shared by every user's tests, like /tmp */
+    else if (errno != EEXIST)
+        ck_abort_msg("mkdir %s: %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "/tmp/%s/%d", PORT_CLAIMS, port);
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    ck_assert_msg(fd >= 0, "open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int it_free_port(void)
 {
     unsigned start = ((unsigned)getpid() * 7919u + (unsigned)it_now_ms()) % PORT_SPAN;
 
+    ck_assert(n_ports < sizeof(ports) / sizeof(ports[0]));
     for (unsigned i = 0; i < PORT_SPAN; i++) {
-        int port = PORT_BASE + (int)((start + i * 37u) % PORT_SPAN);
+        int port = PORT_BASE + (int)((start + i * 37u) % PORT_SPAN), lock;
         bool used = false;
 
         for (size_t j = 0; j < n_ports; j++)
             used = used || ports[j] == port;
-        if (used || !port_bindable(port))
+        if (used || (lock = port_claim(port)) < 0)
             continue;
-        ck_assert(n_ports < sizeof(ports) / sizeof(ports[0]));
+        if (!port_bindable(port)) { /* in use by something that is not one of our tests */
+            close(lock);
+            continue;
+        }
+        port_locks[n_ports] = lock;
         ports[n_ports++] = port;
         return port;
     }
@@ -1200,32 +1331,29 @@ void it_mesh_certs(void)
     it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
 }
 
-static void write_b_config(const struct it_mesh *m, const char *drain)
+struct it_proc *it_client_start(const char *name, const char *cert, const char *key,
+                                const char *bundle, int port, int upstream, int admin)
 {
-    it_write_file("b.yaml",
+    char file[80];
+
+    snprintf(file, sizeof(file), "%s.yaml", name);
+    it_write_file(file,
                   "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "identity:\n"
-                  "  cert: web.pem\n"
-                  "  key: web.key\n"
-                  "  trust_bundle: ca.pem\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: %s}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n"
-                  "  - name: dead-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n",
-                  m->b_admin, drain, m->in_port, m->echo_port, m->dead_in_port, m->closed_port);
+                  "workers: 1\n"
+                  "identity: {cert: %s, key: %s, trust_bundle: %s}\n"
+                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
+                  "outbound:\n"
+                  "  - {name: out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
+                  "expect: [\"" IT_WEB_ID "\"]}\n",
+                  admin, cert, key, bundle, port, upstream);
+    return it_sidecar_start(name, file, admin, 0);
 }
 
 void it_mesh_start(struct it_mesh *m, const char *drain)
 {
+    char timeouts[128];
+    struct it_cfg a, b;
+
     memset(m, 0, sizeof(*m));
     it_mesh_certs();
     it_cert_serial("web.pem", m->web_serial, sizeof(m->web_serial));
@@ -1238,29 +1366,162 @@ void it_mesh_start(struct it_mesh *m, const char *drain)
     m->dead_out_port = it_free_port();
     m->a_admin = it_free_port();
     m->b_admin = it_free_port();
-    write_b_config(m, drain);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "identity:\n"
-                  "  cert: api.pem\n"
-                  "  key: api.key\n"
-                  "  trust_bundle: ca.pem\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: %s}\n"
-                  "outbound:\n"
-                  "  - name: api-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n"
-                  "  - name: dead-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n",
-                  m->a_admin, drain, m->out_port, m->in_port, m->dead_out_port, m->dead_in_port);
+    snprintf(timeouts, sizeof(timeouts), "handshake: 5s, idle: 1h, connect: 2s, drain: %s", drain);
+    b = it_cfg_of(m->b_admin, "web", 2, timeouts);
+    b.in[0] = (struct it_listener){"web-in", m->in_port, m->echo_port, IT_API_ID, NULL};
+    b.in[1] = (struct it_listener){"dead-in", m->dead_in_port, m->closed_port, IT_API_ID, NULL};
+    it_cfg_write("b.yaml", &b, NULL);
+    a = it_cfg_of(m->a_admin, "api", 2, timeouts);
+    a.out[0] = (struct it_listener){"api-out", m->out_port, m->in_port, IT_WEB_ID, NULL};
+    a.out[1] = (struct it_listener){"dead-out", m->dead_out_port, m->dead_in_port, IT_WEB_ID, NULL};
+    it_cfg_write("a.yaml", &a, NULL);
     m->b = it_sidecar_start("b", "b.yaml", m->b_admin, 0);
     m->a = it_sidecar_start("a", "a.yaml", m->a_admin, 0);
+}
+
+/* ---- an HTTP app -------------------------------------------------------------------- */
+
+struct it_proc *it_http_app_start(const char *name, int port, const char *methods)
+{
+    char file[128];
+    const char *argv[] = {"/usr/bin/python3", file, NULL};
+    struct it_proc *p;
+
+    snprintf(file, sizeof(file), "%s.py", name);
+    it_write_file(file,
+                  "import http.server, socketserver\n"
+                  "class H(http.server.BaseHTTPRequestHandler):\n"
+                  "    protocol_version = 'HTTP/1.1'\n"
+                  "    def log_message(self, *a): pass\n"
+                  "    def reply(self, out):\n"
+                  "        self.send_response(200)\n"
+                  "        self.send_header('Content-Length', str(len(out)))\n"
+                  "        self.end_headers()\n"
+                  "        self.wfile.write(out)\n"
+                  "%s"
+                  "class S(socketserver.ThreadingMixIn, http.server.HTTPServer):\n"
+                  "    daemon_threads = True\n"
+                  "    allow_reuse_address = True\n"
+                  "S(('127.0.0.1', %d), H).serve_forever()\n",
+                  methods, port);
+    p = it_spawn(name, argv, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_port(port, 10000), "%s (python3 %s) did not start", name, file);
+    return p;
+}
+
+/* ---- sidecar configs ---------------------------------------------------------------- */
+
+static void cfg_listeners(FILE *f, const char *section, const char *peer_key,
+                          const struct it_listener *l)
+{
+    if (l[0].name == NULL)
+        return;
+    fprintf(f, "%s:\n", section);
+    for (size_t i = 0; i < IT_CFG_LISTENERS && l[i].name != NULL; i++) {
+        fprintf(f, "  - {name: %s, listen: '127.0.0.1:%d'", l[i].name, l[i].listen);
+        if (l[i].upstream > 0)
+            fprintf(f, ", upstream: '127.0.0.1:%d'", l[i].upstream);
+        if (l[i].peer != NULL)
+            fprintf(f, ", %s: [\"%s\"]", peer_key, l[i].peer);
+        if (l[i].more != NULL)
+            fprintf(f, ", %s", l[i].more);
+        fprintf(f, "}\n");
+    }
+}
+
+struct it_cfg it_cfg_of(int admin, const char *id, int workers, const char *timeouts)
+{
+    return (struct it_cfg){.admin = admin, .id = id, .workers = workers, .timeouts = timeouts};
+}
+
+void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    va_list ap;
+
+    ck_assert_ptr_nonnull(f);
+    if (c->admin_at != NULL)
+        fprintf(f, "admin: \"%s\"\n", c->admin_at);
+    else if (c->admin > 0)
+        fprintf(f, "admin: 127.0.0.1:%d\n", c->admin);
+    if (c->workers > 0)
+        fprintf(f, "workers: %d\n", c->workers);
+    if (c->log_level != NULL)
+        fprintf(f, "log_level: %s\n", c->log_level);
+    if (c->id != NULL)
+        fprintf(f, "identity: {cert: %s.pem, key: %s.key, trust_bundle: %s%s%s}\n", c->id, c->id,
+                c->bundle != NULL ? c->bundle : "ca.pem", c->id_more != NULL ? ", " : "",
+                c->id_more != NULL ? c->id_more : "");
+    if (c->cp_port > 0) {
+        fprintf(f,
+                "control_plane:\n  address: %s:%d\n  ca: ca.pem\n  token: %s\n"
+                "  server_ids: [\"" IT_CP_ID "\"]\n",
+                c->cp_host != NULL ? c->cp_host : "127.0.0.1", c->cp_port, c->cp_token);
+        if (c->cp_node != NULL)
+            fprintf(f, "  node_id: %s\n", c->cp_node);
+        if (c->cp_renew > 0)
+            fprintf(f, "  renew_fraction: %.2f\n", c->cp_renew);
+        if (c->cp_labels != NULL)
+            fprintf(f, "  labels: {%s}\n", c->cp_labels);
+    }
+    if (c->timeouts != NULL)
+        fprintf(f, "timeouts: {%s}\n", c->timeouts);
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vfprintf(f, fmt, ap);
+        va_end(ap);
+    }
+    cfg_listeners(f, "inbound", "allow", c->in);
+    cfg_listeners(f, "outbound", "expect", c->out);
+    ck_assert_int_eq(fclose(f), 0);
+    it_replace_file(file, "%s", text);
+    free(text);
+}
+
+void it_cfg_write_cp(const char *file, int admin, int cp_port, const char *token, struct it_cfg *c)
+{
+    c->admin = admin;
+    c->cp_port = cp_port;
+    c->cp_token = token;
+    c->cp_node = file;
+    if (c->timeouts == NULL)
+        c->timeouts = "handshake: 5s, idle: 1h, connect: 2s, drain: 2s";
+    it_cfg_write(file, c, NULL);
+}
+
+/* ---- control planes ----------------------------------------------------------------- */
+
+void it_cp_cfg_write(const char *file, int port, int admin, const char *fmt, ...)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    va_list ap;
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "listen: 127.0.0.1:%d\n", port);
+    if (admin > 0)
+        fprintf(f, "admin: 127.0.0.1:%d\n", admin);
+    fprintf(f, "trust_domain: mesh.local\n"
+               "server: {cert: cp.pem, key: cp.key}\n"
+               "ca: {cert: ca.pem, key: ca.key}\n");
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    ck_assert_int_eq(fclose(f), 0);
+    it_replace_file(file, "%s", text);
+    free(text);
+}
+
+struct it_proc *it_cp_start(const char *name, const char *config, int port)
+{
+    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", config, NULL};
+    struct it_proc *p = it_spawn(name, argv, IT_STDIN_NULL);
+
+    ck_assert_msg(it_wait_port(port, 10000), "%s (tollgate-cp) did not listen on %d", name, port);
+    return p;
 }
 
 /* ---- streams: many connections each echoing a paced, checked pattern ----------------- */

@@ -102,12 +102,34 @@ void it_serial_norm(const char *in, char *dst, size_t cap);
 
 /* ---- certificates ------------------------------------------------------------------- */
 
+/* `openssl x509 -extfile` text of an X.509-SVID leaf whose URI SAN is the one %s. */
+#define IT_SVID_EXT                                                                                \
+    "basicConstraints = critical, CA:FALSE\n"                                                      \
+    "keyUsage = critical, digitalSignature\n"                                                      \
+    "extendedKeyUsage = serverAuth, clientAuth\n"                                                  \
+    "subjectAltName = URI:%s\n"                                                                    \
+    "subjectKeyIdentifier = hash\n"                                                                \
+    "authorityKeyIdentifier = keyid\n"
+
 /* Runs $TG_CERTS_BIN with the NULL-terminated arguments; ck_asserts it exits 0. */
 void it_certs(const char *arg, ...) __attribute__((sentinel));
 /* Runs bin with the arguments from arg on, up to a NULL; ck_asserts it exits 0 within 30 s. */
 void it_tool_v(const char *bin, const char *arg, va_list ap);
 /* The normalised serial of the first certificate in pem, by `tollgate-certs show`. */
 void it_cert_serial(const char *pem, char *dst, size_t cap);
+/* Its SHA-256 fingerprint as `tollgate-certs show` prints it. */
+void it_cert_sha256(const char *pem, char *dst, size_t cap);
+
+/* `openssl ca` as CA (CA.pem, CA.key) with args from fmt ("-revoke api.pem"), on its own
+ * database in the test directory (CA-ca.cnf, CA-index.txt, CA-crlnumber: made on first use,
+ * then kept). ck_asserts that it exits 0. */
+void it_openssl_ca(const char *ca, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Replaces CA's database with the n serials (hex, upper case) revoked. */
+void it_crl_index(const char *ca, const char *const *serials, size_t n);
+/* A CRL of CA listing what its database holds revoked, into out in one step (rename, as a
+ * rotating agent does): valid for valid_s seconds, or when valid_s <= 0 stale (its
+ * nextUpdate a day ago, so no wait is needed for it to go stale). */
+void it_crl(const char *ca, const char *out, int valid_s);
 
 /* ---- network ------------------------------------------------------------------------ */
 
@@ -139,6 +161,11 @@ double it_stat(int admin_port, const char *name, const char *labels);
 double it_wait_stat(int admin_port, const char *name, const char *labels, double min,
                     int timeout_ms);
 
+/* `openssl s_client` (TLS 1.3) to port presenting CERT.pem/CERT.key, trusting ca.pem: sends
+ * a marker line and waits a second for it to come back, then leaves. Whether the marker
+ * was echoed (the caller got through to the app). */
+bool it_s_client_echo(int port, const char *cert);
+
 /* ---- echo server -------------------------------------------------------------------- */
 
 /* A forked poll() echo server on 127.0.0.1:*port (0: pick one, written back). Echoes every
@@ -146,6 +173,12 @@ double it_wait_stat(int admin_port, const char *name, const char *labels, double
  * line "accept" to NAME.out for every connection it accepts. */
 struct it_proc *it_echo_start(const char *name, int *port);
 int it_echo_accepts(const struct it_proc *echo);
+
+/* A python3 HTTP/1.1 server (a thread per connection, keep-alive) on 127.0.0.1:port as
+ * process NAME, from NAME.py: its request handler class H has the methods in methods
+ * (python, indented by 4) and reply(self, out), a 200 with the bytes out as its body. Waits
+ * until it listens. */
+struct it_proc *it_http_app_start(const char *name, int port, const char *methods);
 
 /* ---- data --------------------------------------------------------------------------- */
 
@@ -184,7 +217,76 @@ struct it_mesh {
 };
 
 void it_mesh_certs(void); /* ca, web, api only */
+
+/* A calling sidecar NAME (config NAME.yaml): identity cert (PEM, leaf first), key and trust
+ * bundle; one outbound listener "out" on 127.0.0.1:port to 127.0.0.1:upstream expecting
+ * IT_WEB_ID; admin on admin. Started as it_sidecar_start starts one. */
+struct it_proc *it_client_start(const char *name, const char *cert, const char *key,
+                                const char *bundle, int port, int upstream, int admin);
 void it_mesh_start(struct it_mesh *m, const char *drain);
+
+/* ---- sidecar configs ---------------------------------------------------------------- */
+
+/* The one builder of sidecar config files for the integration tests: a test sets the knobs
+ * it needs in a struct it_cfg and writes only the YAML of what it is about; the name of
+ * every key written here (admin, identity, control_plane, timeouts, inbound, outbound, their
+ * listeners' name/listen/upstream/allow/expect) lives in it_cfg_write and nowhere else. */
+#define IT_CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
+#define IT_CFG_LISTENERS 16
+
+struct it_listener {
+    const char *name; /* NULL: the end of the list */
+    int listen;       /* 127.0.0.1:listen */
+    int upstream;     /* 127.0.0.1:upstream; 0: not written */
+    const char *peer; /* the one SPIFFE ID on the other side; NULL: not written. Inbound:
+                       * the caller allowed (allow); outbound: the one the upstream must
+                       * present (expect) */
+    const char *more; /* more keys of the listener, flow-map text ("protocol: http") */
+};
+
+struct it_cfg {
+    int admin;             /* admin: 127.0.0.1:admin; 0: no admin port */
+    const char *admin_at;  /* the admin address as written ("[::]:PORT"), instead of admin */
+    int workers;           /* 0: not written */
+    const char *log_level; /* NULL: not written (info); the access log is on by default */
+    const char *id;        /* identity: cert ID.pem, key ID.key; NULL: no identity section */
+    const char *bundle;    /* identity.trust_bundle; NULL: ca.pem */
+    const char *id_more;   /* more identity keys, flow-map text ("crl: [crl.pem]") */
+    const char *timeouts;  /* flow-map text ("handshake: 2s, drain: 1s"); NULL: none */
+    /* control_plane, when cp_port > 0: CA ca.pem, server ID IT_CP_ID */
+    int cp_port;
+    const char *cp_host;   /* NULL: 127.0.0.1 */
+    const char *cp_token;  /* the token file */
+    const char *cp_node;   /* node_id; NULL: not written */
+    double cp_renew;       /* renew_fraction; 0: not written */
+    const char *cp_labels; /* control_plane.labels, flow-map text ("app: web"); NULL: none */
+    struct it_listener in[IT_CFG_LISTENERS], out[IT_CFG_LISTENERS];
+};
+
+/* The knobs most sidecars of a test share: admin port, identity, workers (0: the default),
+ * timeouts (NULL: none); listeners and the rest are set on the result. */
+struct it_cfg it_cfg_of(int admin, const char *id, int workers, const char *timeouts);
+
+/* Writes the config file (to FILE.tmp, then renamed over it, as it_replace_file): c's
+ * settings, then the test's own top-level YAML from fmt (NULL: none), then c's inbound and
+ * outbound listeners. A test with listeners of its own writes them in fmt, c's in/out left
+ * empty. */
+void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A sidecar of the control plane at cp_port: it_cfg_write(file, c, NULL) with c's admin port
+ * admin, token file token, node_id file and, unless c sets them, timeouts {handshake: 5s,
+ * idle: 1h, connect: 2s, drain: 2s}. */
+void it_cfg_write_cp(const char *file, int admin, int cp_port, const char *token, struct it_cfg *c);
+
+/* ---- control planes ----------------------------------------------------------------- */
+
+/* The one builder of tollgate-cp config files: listen 127.0.0.1:port, admin 127.0.0.1:admin
+ * (0: none), trust_domain mesh.local, its certificate cp.pem and its CA ca.pem (keys
+ * beside them), then the test's own top-level YAML from fmt. Written by rename. */
+void it_cp_cfg_write(const char *file, int port, int admin, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Starts `$TG_CP_BIN run -c config` as NAME and waits (10 s) for port to accept. */
+struct it_proc *it_cp_start(const char *name, const char *config, int port);
 
 /* ---- streams ------------------------------------------------------------------------ */
 

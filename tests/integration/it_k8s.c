@@ -139,7 +139,7 @@ void it_k8s_start(const char *token, const char *bookmark_s, int max_page)
 void it_k8s_mesh_files(void)
 {
     it_certs("ca", "--out", "ca", "--cn", "k8s test CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", TG_IT_K8S_CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
                                 "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
     it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
@@ -147,62 +147,35 @@ void it_k8s_mesh_files(void)
     it_write_file("api.token", "token-one\n");
 }
 
-void it_k8s_write_cp(const char *file, int port, const char *top, const char *discovery)
+void it_k8s_write_cp(const char *file, int port, int admin, const char *top, const char *discovery)
 {
-    it_write_file(file,
-                  "listen: 127.0.0.1:%d\n"
-                  "%s"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n"
-                  "kubernetes:\n"
-                  "  discovery:\n"
-                  "    api_server: https://127.0.0.1:%d\n"
-                  "    ca: api-ca.pem\n"
-                  "    token: api.token\n"
-                  "%s",
-                  port, top, it_k8s_api_port, discovery);
+    it_cp_cfg_write(file, port, admin,
+                    "%s"
+                    "tokens: tokens.txt\n"
+                    "mesh: [mesh.yaml]\n"
+                    "kubernetes:\n"
+                    "  discovery:\n"
+                    "    api_server: https://127.0.0.1:%d\n"
+                    "    ca: api-ca.pem\n"
+                    "    token: api.token\n"
+                    "%s",
+                    top, it_k8s_api_port, discovery);
 }
 
-static void write_sidecar(const char *file, const char *token, int admin, int cp,
-                          const char *labels, const char *listeners)
-{
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "log_level: info\n"
-                  "control_plane:\n"
-                  "  address: 127.0.0.1:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: %s\n"
-                  "  server_ids: [\"" TG_IT_K8S_CP_ID "\"]\n"
-                  "  node_id: %s\n"
-                  "  labels: {%s}\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 1s}\n"
-                  "%s",
-                  admin, cp, token, file, labels, listeners);
-}
+#define SIDECAR_TIMEOUTS "handshake: 5s, idle: 1h, connect: 2s, drain: 1s"
 
 void it_k8s_write_sidecars(const struct it_k8s_pair *p)
 {
-    char listeners[1024];
-
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n"
-             "  - name: web-in\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "%s",
-             p->in_port, p->echo_port, p->b_inbound);
-    write_sidecar("b.yaml", "b.token", p->b_admin, p->b_cp, p->b_labels, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "outbound:\n"
-             "  - name: api-out\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "    expect: [\"" IT_WEB_ID "\"]\n",
-             p->out_port, p->in_port);
-    write_sidecar("a.yaml", "a.token", p->a_admin, p->a_cp, p->a_labels, listeners);
+    it_cfg_write_cp("b.yaml", p->b_admin, p->b_cp, "b.token",
+                    &(struct it_cfg){.workers = 1,
+                                     .log_level = "info",
+                                     .timeouts = SIDECAR_TIMEOUTS,
+                                     .cp_labels = p->b_labels,
+                                     .in = {{"web-in", p->in_port, p->echo_port, p->b_allow}}});
+    it_cfg_write_cp("a.yaml", p->a_admin, p->a_cp, "a.token",
+                    &(struct it_cfg){.workers = 1,
+                                     .log_level = "info",
+                                     .timeouts = SIDECAR_TIMEOUTS,
+                                     .cp_labels = p->a_labels,
+                                     .out = {{"api-out", p->out_port, p->in_port, IT_WEB_ID}}});
 }

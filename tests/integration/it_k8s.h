@@ -20,19 +20,20 @@ int it_k8s_ctl(const char *method, const char *path, const char *body, char *buf
 void it_k8s_put(const char *plural, const char *json);
 void it_k8s_del(const char *plural, const char *ns, const char *name);
 /* The mesh side of a test against the stand-in: a CA (ca.pem, ca.key), the control plane's
- * certificate for TG_IT_K8S_CP_ID (cp.pem, cp.key), and bootstrap tokens for sidecars A
+ * certificate for IT_CP_ID (cp.pem, cp.key), and bootstrap tokens for sidecars A
  * (default/api: a.token) and B (default/web: b.token) in tokens.txt. */
-#define TG_IT_K8S_CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 void it_k8s_mesh_files(void);
-/* A cp.yaml listening on port, with top (lines, "" for none) and kubernetes.discovery against
- * the stand-in plus discovery (indented lines, "" for none). */
-void it_k8s_write_cp(const char *file, int port, const char *top, const char *discovery);
+/* A cp.yaml (it_cp_cfg_write) listening on port, admin on admin (0: none), with top (lines,
+ * "" for none), tokens.txt, mesh.yaml and kubernetes.discovery against the stand-in plus
+ * discovery (indented lines, "" for none). */
+void it_k8s_write_cp(const char *file, int port, int admin, const char *top, const char *discovery);
 /* Sidecars A (a.yaml: outbound api-out on out_port -> B's in_port, expecting B's ID) and B
- * (b.yaml: inbound web-in on in_port -> echo_port, b_inbound extra lines under it), each with
- * its control plane's port, admin port and Hello labels (a flow mapping's inside). */
+ * (b.yaml: inbound web-in on in_port -> echo_port, allowing b_allow, NULL: no allow list),
+ * each with its control plane's port, admin port and Hello labels (flow-map text, NULL: none),
+ * written by it_cfg_write_cp. */
 struct it_k8s_pair {
     int a_cp, b_cp, a_admin, b_admin, in_port, out_port, echo_port;
-    const char *b_inbound, *a_labels, *b_labels;
+    const char *b_allow, *a_labels, *b_labels;
 };
 void it_k8s_write_sidecars(const struct it_k8s_pair *p);
 /* A counter of GET /stats. */

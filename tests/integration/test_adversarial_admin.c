@@ -32,7 +32,6 @@
 
 #define V4_OUTSIDE "10.77.0.1"
 #define V6_OUTSIDE "fd00:7467::1"
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define PROBE_DEADLINE_MS 1000 /* the kubelet's default timeoutSeconds */
 #define FLOOD_MAX 256
 
@@ -144,19 +143,17 @@ static void certs(void)
 static struct it_proc *sidecar(const char *name, const char *admin, int admin_port, int in_port,
                                const char *drain)
 {
-    char file[64];
+    char file[64], timeouts[64];
 
     snprintf(file, sizeof(file), "%s.yaml", name);
-    it_write_file(file,
-                  "admin: \"%s\"\n"
-                  "workers: 1\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {handshake: 10s, drain: %s}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n",
-                  admin, drain, in_port, it_free_port());
+    snprintf(timeouts, sizeof(timeouts), "handshake: 10s, drain: %s", drain);
+    it_cfg_write(file,
+                 &(struct it_cfg){.admin_at = admin,
+                                  .workers = 1,
+                                  .id = "web",
+                                  .timeouts = timeouts,
+                                  .in = {{"web-in", in_port, it_free_port()}}},
+                 NULL);
     return it_sidecar_start(name, file, admin_port, 0);
 }
 
@@ -320,6 +317,24 @@ END_TEST
 
 /* ---- item 3: a drained sidecar does not linger -------------------------------------- */
 
+/* Sidecar b (admin port admin, drain 1.5 s) holding an open connection (a client still in
+ * its handshake, which keeps the drain going; its fd into *held), then POST /drain at *t0. */
+static struct it_proc *drain_holding(int admin, int in_port, int *held, uint64_t *t0)
+{
+    struct it_proc *b;
+    char addr[32];
+
+    certs();
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", admin);
+    b = sidecar("b", addr, admin, in_port, "1500ms");
+    *held = it_connect(in_port, 5000);
+    ck_assert_int_ge(*held, 0);
+    it_sleep_ms(100); /* accepted */
+    *t0 = it_now_ms();
+    ck_assert_int_eq(it_http(admin, "POST", "/drain", NULL), 200);
+    return b;
+}
+
 START_TEST(test_drained_sidecar_exits_3_at_its_deadline)
 {
     int admin = it_free_port(), in_port = it_free_port(), held, st;
@@ -327,15 +342,7 @@ START_TEST(test_drained_sidecar_exits_3_at_its_deadline)
     uint64_t t0, dt;
     char addr[32];
 
-    certs();
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", admin);
-    b = sidecar("b", addr, admin, in_port, "1500ms");
-    /* an open connection (a client still in its handshake) keeps the drain going */
-    held = it_connect(in_port, 5000);
-    ck_assert_int_ge(held, 0);
-    it_sleep_ms(100);
-    t0 = it_now_ms();
-    ck_assert_int_eq(it_http(admin, "POST", "/drain", NULL), 200);
+    b = drain_holding(admin, in_port, &held, &t0);
     it_sleep_ms(300);
     ck_assert_int_eq(it_http(admin, "GET", "/ready", NULL), 503);
     /* live while it finishes what it holds: a kill now would cut those connections */
@@ -353,6 +360,7 @@ START_TEST(test_drained_sidecar_exits_3_at_its_deadline)
     ck_assert(it_wait_lines("b.err", 1, 1000, "drained on request", "exit status 3", NULL) >= 1);
 
     /* no connection: it goes at once */
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", admin);
     b = sidecar("c", addr, admin, in_port, "20s");
     t0 = it_now_ms();
     ck_assert_int_eq(it_http(admin, "POST", "/drain", NULL), 200);
@@ -369,18 +377,10 @@ START_TEST(test_sigterm_during_requested_drain_keeps_deadline_and_exits_0)
     int admin = it_free_port(), in_port = it_free_port(), held, st;
     struct it_proc *b;
     uint64_t t0, dt;
-    char addr[32];
 
-    certs();
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", admin);
-    b = sidecar("b", addr, admin, in_port, "1500ms");
-    held = it_connect(in_port, 5000);
-    ck_assert_int_ge(held, 0);
-    it_sleep_ms(100);
-    t0 = it_now_ms();
     /* a preStop hook drains, then the kubelet sends SIGTERM: the stop it asked for is
      * clean (0), and the drain is not cut short */
-    ck_assert_int_eq(it_http(admin, "POST", "/drain", NULL), 200);
+    b = drain_holding(admin, in_port, &held, &t0);
     it_sleep_ms(200);
     ck_assert_int_eq(kill(b->pid, SIGTERM), 0);
     it_sleep_ms(300);
@@ -536,16 +536,9 @@ START_TEST(test_control_plane_probes_answer_under_idle_and_slow_flood)
     struct it_proc *cp;
 
     it_certs("ca", "--out", "ca", "--cn", "admin test CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "admin: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "mesh: mesh.yaml\n",
-                  it_free_port(), admin);
+    it_cp_cfg_write("cp.yaml", it_free_port(), admin, "mesh: mesh.yaml\n");
     cp = it_spawn("cp", argv, IT_STDIN_NULL);
     cp->must_exit_0 = true;
     ck_assert_msg(it_wait_http(admin, "/healthz", 200, 10000), "control plane not healthy");

@@ -36,7 +36,6 @@
 #include "tollgate/identity.h"
 #include "tollgate/tls.h"
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define TOKEN "aaaaaaaaaaaaaaaaaaaaaaaa"
 #define DB_ID "spiffe://mesh.local/ns/default/sa/db"
 
@@ -50,18 +49,13 @@ static size_t ca_len;
 /* cp.yaml with extra appended (limits, timeouts). */
 static void write_cp(int ttl_s, const char *extra)
 {
-    it_replace_file("cp.yaml",
-                    "listen: 127.0.0.1:%d\n"
-                    "admin: 127.0.0.1:%d\n"
-                    "trust_domain: mesh.local\n"
-                    "server: {cert: cp.pem, key: cp.key}\n"
-                    "ca: {cert: ca.pem, key: ca.key}\n"
+    it_cp_cfg_write("cp.yaml", cp_port, cp_admin,
                     "cert_ttl: %ds\n"
                     "tokens: tokens.txt\n"
                     "mesh: [mesh.yaml]\n"
                     "log_level: info\n"
                     "%s",
-                    cp_port, cp_admin, ttl_s, extra);
+                    ttl_s, extra);
 }
 
 static void start_cp(void)
@@ -96,36 +90,19 @@ static long cp_peak_kib(void)
  * replaced in one step. */
 static void make_crl(const char *const *serials, size_t n)
 {
-    char cmd[1024], *out = NULL, *err = NULL, index[1024] = "";
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-
-    it_write_file("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
-                            "crlnumber = crlnumber\ndefault_md = sha256\npolicy = p\n[p]\n");
-    if (!it_file_contains("crlnumber", "0"))
-        it_write_file("crlnumber", "01\n");
-    for (size_t i = 0; i < n; i++)
-        snprintf(index + strlen(index), sizeof(index) - strlen(index),
-                 "R\t301231235959Z\t240101000000Z\t%s\tunknown\t/CN=x%zu\n", serials[i], i);
-    it_write_file("index.txt", "%s", index);
-    snprintf(cmd, sizeof(cmd),
-             "'%s' ca -config ca.cnf -batch -keyfile ca.key -cert ca.pem -gencrl "
-             "-crlhours 1 "
-             "-out crl.new && mv crl.new crl.pem",
-             it_openssl());
-    ck_assert_msg(it_run(argv, NULL, 15000, &out, &err) == 0, "openssl ca -gencrl: %s", err);
-    free(out);
-    free(err);
+    it_crl_index("ca", serials, n);
+    it_crl("ca", "crl.pem", 3600);
 }
 
 static void setup(void)
 {
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "adversarial cp CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     cp_port = it_free_port();
     cp_admin = it_free_port();
     it_write_file("tokens.txt", TOKEN " default web\n");
-    it_write_file("mesh.yaml", "%s", "authorization: {default_deny: false}\n");
+    it_write_file("mesh.yaml", "%s", "authorization: {default: allow}\n");
     ca_pem = it_read_file("ca.pem", &ca_len);
     ck_assert(ca_pem != NULL);
     ck_assert_int_eq(tg_tls_init(), 0);
@@ -138,7 +115,7 @@ static void teardown(void)
 
 /* ---- a client over a blocking socket, with the project's TLS adapter ---- */
 
-static char *cp_ids_v[] = {CP_ID};
+static char cp_id[] = IT_CP_ID, *cp_ids_v[] = {cp_id};
 static const struct tg_strlist cp_ids = {cp_ids_v, 1};
 static const struct tg_tls_peer_rule cp_rule = {&cp_ids};
 
@@ -314,9 +291,10 @@ static bool tc_hello(struct tc *t, const char *token)
 {
     Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
     Tollgate__V1__Hello h = TOLLGATE__V1__HELLO__INIT;
+    char node_id[] = "adversary", version[] = "test";
 
-    h.node_id = "adversary";
-    h.version = "test";
+    h.node_id = node_id;
+    h.version = version;
     if (token != NULL)
         h.token = tg_unconst(token);
     m.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO;
@@ -463,7 +441,7 @@ START_TEST(test_crl_revoked_certificate_gets_no_new_one)
     it_certs("issue", "--ca", "ca", "--out", "brief", "--spiffe", DB_ID, "--valid-for", "4s", NULL);
     make_crl(first, 1);
     it_write_file("mesh.yaml", "%s",
-                  "authorization: {default_deny: false}\nrevocations: {crls: [crl.pem]}\n");
+                  "authorization: {default: allow}\nrevocations: {crls: [crl.pem]}\n");
     write_cp(3600, "");
     start_cp();
 
@@ -726,19 +704,15 @@ START_TEST(test_flood_past_the_caps_while_a_sidecar_bootstraps_and_renews)
                   "connections over the per-address cap were not refused");
 
     it_write_file("sc.token", TOKEN "\n");
-    it_write_file("sc.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "control_plane:\n"
-                  "  address: 127.0.0.1:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: sc.token\n"
-                  "  server_ids: [\"" CP_ID "\"]\n"
-                  "  node_id: sc\n"
-                  "  renew_fraction: 0.5\n"
-                  "inbound:\n"
-                  "  - {name: in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n",
-                  sc_admin, cp_port, it_free_port(), it_free_port());
+    it_cfg_write("sc.yaml",
+                 &(struct it_cfg){.admin = sc_admin,
+                                  .workers = 1,
+                                  .cp_port = cp_port,
+                                  .cp_token = "sc.token",
+                                  .cp_node = "sc",
+                                  .cp_renew = 0.5,
+                                  .in = {{"in", it_free_port(), it_free_port()}}},
+                 NULL);
     it_sidecar_start("sc", "sc.yaml", sc_admin, 0);
 
     /* keep the flood up: every connection the control plane ends is opened again

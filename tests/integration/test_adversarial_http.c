@@ -23,22 +23,11 @@
 static int app_port, allow_in, deny_in, allow_out, deny_out, a_admin, b_admin;
 
 /* Logs each request line to app.log and answers 200 with it as the body. */
-static const char app_py[] =
-    "import sys, http.server, socketserver\n"
-    "class H(http.server.BaseHTTPRequestHandler):\n"
-    "    protocol_version = 'HTTP/1.1'\n"
-    "    def log_message(self, *a): pass\n"
+/* The app: logs each request line to app.log and answers with it. */
+static const char app_methods[] =
     "    def do_GET(self):\n"
     "        with open('app.log', 'a') as f: f.write(self.requestline + '\\n')\n"
-    "        out = ('seen: ' + self.requestline + '\\n').encode('latin-1')\n"
-    "        self.send_response(200)\n"
-    "        self.send_header('Content-Length', str(len(out)))\n"
-    "        self.end_headers()\n"
-    "        self.wfile.write(out)\n"
-    "class S(socketserver.ThreadingMixIn, http.server.HTTPServer):\n"
-    "    daemon_threads = True\n"
-    "    allow_reuse_address = True\n"
-    "S(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+    "        self.reply(('seen: ' + self.requestline + '\\n').encode('latin-1'))\n";
 
 enum side { ALLOW, DENY };
 
@@ -137,40 +126,28 @@ static void teardown(void)
 
 static void start_all(void)
 {
-    char port[16];
-    const char *argv[] = {"/usr/bin/python3", "app.py", port, NULL};
-
-    it_write_file("app.py", "%s", app_py);
-    snprintf(port, sizeof(port), "%d", app_port);
-    it_spawn("app", argv, IT_STDIN_NULL);
-    ck_assert_msg(it_wait_port(app_port, 10000), "python app did not start");
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {handshake: 2s, drain: 1s}\n"
-                  "authorization:\n"
-                  "  rules:\n"
-                  "    - {name: public-only, action: allow, paths: [\"/public/*\"], ports: [%d]}\n"
-                  "    - {name: no-admin, action: deny, paths: [\"/admin/*\"], ports: [%d]}\n"
-                  "inbound:\n"
-                  "  - {name: allow-in, listen: 127.0.0.1:%d, upstream: 127.0.0.1:%d,"
-                  " protocol: http}\n"
-                  "  - {name: deny-in, listen: 127.0.0.1:%d, upstream: 127.0.0.1:%d,"
-                  " protocol: http}\n",
-                  b_admin, allow_in, deny_in, allow_in, app_port, deny_in, app_port);
+    it_http_app_start("app", app_port, app_methods);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = b_admin,
+                                  .workers = 1,
+                                  .id = "web",
+                                  .timeouts = "handshake: 2s, drain: 1s",
+                                  .in = {{"allow-in", allow_in, app_port, .more = "protocol: http"},
+                                         {"deny-in", deny_in, app_port, .more = "protocol: http"}}},
+                 "authorization:\n"
+                 "  rules:\n"
+                 "    - {name: public-only, action: allow, paths: [\"/public/*\"], ports: [%d]}\n"
+                 "    - {name: no-admin, action: deny, paths: [\"/admin/*\"], ports: [%d]}\n",
+                 allow_in, deny_in);
     it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {drain: 1s}\n"
-                  "outbound:\n"
-                  "  - {name: allow-out, listen: 127.0.0.1:%d, upstream: 127.0.0.1:%d,"
-                  " expect: [" IT_WEB_ID "]}\n"
-                  "  - {name: deny-out, listen: 127.0.0.1:%d, upstream: 127.0.0.1:%d,"
-                  " expect: [" IT_WEB_ID "]}\n",
-                  a_admin, allow_out, allow_in, deny_out, deny_in);
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .workers = 1,
+                                  .id = "api",
+                                  .timeouts = "drain: 1s",
+                                  .out = {{"allow-out", allow_out, allow_in, IT_WEB_ID},
+                                          {"deny-out", deny_out, deny_in, IT_WEB_ID}}},
+                 NULL);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
 }
 

@@ -47,14 +47,9 @@ static char api_sha256[80], api_serial[80];
 
 static void setup(void)
 {
-    char *show;
-    const char *argv[] = {it_env("TG_CERTS_BIN"), "show", "api.pem", NULL};
-
     it_setup();
     it_mesh_certs();
-    ck_assert_int_eq(it_run(argv, NULL, 10000, &show, NULL), 0);
-    ck_assert_int_eq(sscanf(strstr(show, "sha256="), "sha256=%64s", api_sha256), 1);
-    free(show);
+    it_cert_sha256("api.pem", api_sha256, sizeof(api_sha256));
     it_cert_serial("api.pem", api_serial, sizeof(api_serial));
     echo = it_echo_start("echo", &echo_port);
     b_admin = it_free_port();
@@ -72,25 +67,19 @@ static void teardown(void)
  * listener per attack (listed_extra: more keys of the L_LISTED listener, may be ""). */
 static void write_b(const char *extra_rules, const char *listed_extra, bool close_denied)
 {
-    char listeners[4096];
-    size_t o = 0;
+    struct it_cfg c = {
+        .admin = b_admin, .workers = 1, .id = "web", .timeouts = "handshake: 2s, drain: 1s"};
+    char listed_more[256];
 
+    snprintf(listed_more, sizeof(listed_more), "mode: permissive%s", listed_extra);
     for (int i = 0; i < L_N; i++)
-        o += (size_t)snprintf(listeners + o, sizeof(listeners) - o,
-                              "  - {name: %s, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-                              "mode: permissive%s%s}\n",
-                              names[i], port[i], echo_port,
-                              i == L_HTTP     ? ", protocol: http"
-                              : i == L_LISTED ? ", allow: [\"" IT_API_ID "\"]"
-                                              : "",
-                              i == L_LISTED ? listed_extra : "");
-    ck_assert_uint_lt(o, sizeof(listeners));
-    it_replace_file(
-        "b.yaml",
-        "admin: 127.0.0.1:%d\n"
-        "workers: 1\n"
-        "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-        "timeouts: {handshake: 2s, drain: 1s}\n"
+        c.in[i] =
+            (struct it_listener){names[i], port[i], echo_port, i == L_LISTED ? IT_API_ID : NULL,
+                                 i == L_HTTP     ? "mode: permissive, protocol: http"
+                                 : i == L_LISTED ? listed_more
+                                                 : "mode: permissive"};
+    it_cfg_write(
+        "b.yaml", &c,
         "authorization:\n"
         "  default: deny\n"
         "  close_denied: %s\n"
@@ -104,12 +93,10 @@ static void write_b(const char *extra_rules, const char *listed_extra, bool clos
         "    - {name: need-mtls, action: deny, not_principals: [\"*\"], ports: [%d]}\n"
         "    - {name: deny-plain-port, action: allow, ports: [%d]}\n"
         "    - {name: listed-port, action: allow, ports: [%d]}\n"
-        "%s"
-        "inbound:\n"
         "%s",
-        b_admin, close_denied ? "true" : "false", port[L_PRINCIPAL], port[L_ANY_ID],
-        port[L_NAMESPACE], port[L_DOMAIN], api_sha256, port[L_CERT], api_serial, port[L_CERT],
-        port[L_DENY_PLAIN], port[L_DENY_PLAIN], port[L_LISTED], extra_rules, listeners);
+        close_denied ? "true" : "false", port[L_PRINCIPAL], port[L_ANY_ID], port[L_NAMESPACE],
+        port[L_DOMAIN], api_sha256, port[L_CERT], api_serial, port[L_CERT], port[L_DENY_PLAIN],
+        port[L_DENY_PLAIN], port[L_LISTED], extra_rules);
 }
 
 /* A: outbound api-<i> to B's listener i for the listed ones, as spiffe .../sa/api. */
@@ -117,27 +104,18 @@ static int out_port[L_N];
 
 static void start_a(const int *which, size_t n)
 {
-    char listeners[2048];
-    size_t o = 0;
+    struct it_cfg c = {.admin = a_admin, .workers = 1, .id = "api", .timeouts = "drain: 1s"};
+    char names_out[L_N][32];
 
+    ck_assert_uint_le(n, L_N);
     for (size_t k = 0; k < n; k++) {
         int i = which[k];
 
         out_port[i] = it_free_port();
-        o += (size_t)snprintf(listeners + o, sizeof(listeners) - o,
-                              "  - {name: api-%s, listen: '127.0.0.1:%d', upstream: "
-                              "'127.0.0.1:%d', expect: [\"" IT_WEB_ID "\"]}\n",
-                              names[i], out_port[i], port[i]);
+        snprintf(names_out[k], sizeof(names_out[k]), "api-%s", names[i]);
+        c.out[k] = (struct it_listener){names_out[k], out_port[i], port[i], IT_WEB_ID, NULL};
     }
-    ck_assert_uint_lt(o, sizeof(listeners));
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "tls: {resumption: false}\n"
-                  "timeouts: {drain: 1s}\n"
-                  "outbound:\n%s",
-                  a_admin, listeners);
+    it_cfg_write("a.yaml", &c, "tls: {resumption: false}\n");
     it_sidecar_start("a", "a.yaml", a_admin, 0);
 }
 

@@ -34,7 +34,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define ISS "https://kubernetes.default.svc.cluster.local"
 #define TOKEN "aaaaaaaaaaaaaaaaaaaaaaaa" /* tokens.txt: default/api */
 #define FORGED_TS "1999-01-01T00:00:00.000Z"
@@ -189,7 +188,8 @@ static void on_raw_deadline(uv_timer_t *t)
 static void raw_stream(int port, Tollgate__V1__ClientMessage **msgs, size_t n, bool wait_csr)
 {
     static const struct tg_msgstream_ops ops = {on_raw_connected, on_raw_frame, on_raw_closed};
-    char *ca = it_read_file("ca.pem", NULL), err[TG_ERRLEN] = "", *ids_v[] = {CP_ID};
+    char cp_id[] = IT_CP_ID, *ca = it_read_file("ca.pem", NULL), err[TG_ERRLEN] = "";
+    char *ids_v[] = {cp_id};
     struct tg_strlist ids = {ids_v, 1};
     struct tg_tls_peer_rule rule = {&ids};
     struct tg_tls_settings set = {.max_chain_depth = 4};
@@ -268,13 +268,12 @@ static void b64url(const char *in, char *out, size_t cap)
 
 START_TEST(test_cp_logs_hold_against_forged_fields)
 {
-    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
     int port = it_free_port();
     char header[256], jwt[512], *csr;
     size_t csr_len;
     struct it_proc *cp;
 
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     {
         /* the service-account signing key (its public half is all the control plane needs),
          * and a CSR whose subject is the forged line (no '/' or '\\': -subj syntax) */
@@ -293,20 +292,14 @@ START_TEST(test_cp_logs_hold_against_forged_fields)
     }
     it_write_file("tokens.txt", TOKEN " default api\n");
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "cert_ttl: 1h\n"
-                  "tokens: tokens.txt\n"
-                  "kubernetes: {issuer: \"" ISS "\", audiences: [tollgate], keys: sa.pub}\n"
-                  "mesh: mesh.yaml\n"
-                  "log_level: debug\n",
-                  port);
-    cp = it_spawn("cp", argv, IT_STDIN_NULL);
+    it_cp_cfg_write("cp.yaml", port, 0,
+                    "cert_ttl: 1h\n"
+                    "tokens: tokens.txt\n"
+                    "kubernetes: {issuer: \"" ISS "\", audiences: [tollgate], keys: sa.pub}\n"
+                    "mesh: mesh.yaml\n"
+                    "log_level: debug\n");
+    cp = it_cp_start("cp", "cp.yaml", port);
     cp->must_exit_0 = true;
-    ck_assert_msg(it_wait_port(port, 10000), "tollgate-cp did not listen");
 
     /* refused Hellos: an unknown bootstrap token; a JWT whose alg (read before the
      * signature) is a C1 CSI, the marker and a right-to-left override; claims that
@@ -330,18 +323,20 @@ START_TEST(test_cp_logs_hold_against_forged_fields)
         Tollgate__V1__Ack ack = TOLLGATE__V1__ACK__INIT;
         Tollgate__V1__CsrRequest req = TOLLGATE__V1__CSR_REQUEST__INIT;
         Tollgate__V1__ClientMessage *msgs[] = {&m_hello, &m_nack, &m_ack, &m_csr};
+        char nack_nonce[] = FORGE("nack_nonce"), nack_error[] = FORGE("nack_error");
+        char ack_nonce[] = FORGE("ack_nonce"), ack_version[] = FORGE("ack_version");
 
         hello(&m_hello, &h, TOKEN, FORGE("node_id"), "default", "api", FORGE("version"));
         tollgate__v1__client_message__init(&m_nack);
         nack.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
-        nack.nonce = FORGE("nack_nonce");
-        nack.error = FORGE("nack_error");
+        nack.nonce = nack_nonce;
+        nack.error = nack_error;
         m_nack.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK;
         m_nack.nack = &nack;
         tollgate__v1__client_message__init(&m_ack);
         ack.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_IDENTITY;
-        ack.nonce = FORGE("ack_nonce");
-        ack.version = FORGE("ack_version");
+        ack.nonce = ack_nonce;
+        ack.version = ack_version;
         m_ack.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK;
         m_ack.ack = &ack;
         tollgate__v1__client_message__init(&m_csr);
@@ -490,28 +485,19 @@ START_TEST(test_sidecar_logs_hold_against_forged_fields)
     it_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", IT_WEB_ID, NULL);
     hostile_certs();
     it_echo_start("echo", &echo_port);
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "log_level: debug\n"
-                  "access_log: true\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: bundle.pem}\n"
-                  "timeouts: {handshake: 2s, idle: 5s, drain: 1s}\n"
-                  "inbound:\n"
-                  "  - name: mtls-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n"
-                  "  - name: tcp-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    mode: permissive\n"
-                  "  - name: http-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    protocol: http\n"
-                  "    mode: permissive\n",
-                  admin, mtls_port, echo_port, tcp_port, echo_port, http_port, echo_port);
+    it_cfg_write(
+        "b.yaml",
+        &(struct it_cfg){
+            .admin = admin,
+            .workers = 1,
+            .log_level = "debug",
+            .id = "web",
+            .bundle = "bundle.pem",
+            .timeouts = "handshake: 2s, idle: 5s, drain: 1s",
+            .in = {{"mtls-in", mtls_port, echo_port, IT_API_ID},
+                   {"tcp-in", tcp_port, echo_port, .more = "mode: permissive"},
+                   {"http-in", http_port, echo_port, .more = "protocol: http, mode: permissive"}}},
+        NULL);
     b = it_sidecar_start("b", "b.yaml", admin, 0);
 
     hostile_tls_client(mtls_port);

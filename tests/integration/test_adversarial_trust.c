@@ -35,7 +35,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define P_API_ID "spiffe://partner.example/ns/default/sa/api"
 #define P_WEB_ID "spiffe://partner.example/ns/default/sa/web"
 #define PAYLOAD "trust boundary payload, must not pass a refusal\n"
@@ -120,18 +119,23 @@ static void make_roots(void)
     make_copycat();
 }
 
-/* The identity section of a sidecar presenting NAME.pem: our trust domain's roots, and each
- * federated domain with its own. */
-static void identity_yaml(const char *name, char *dst, size_t cap)
+/* Sidecar NAME (config NAME.yaml, admin port admin) presenting ID.pem: our trust domain's
+ * roots, and each federated domain with its own; c's listeners; more: top-level YAML. */
+static void start_federated(const char *name, const char *id, int admin, struct it_cfg *c,
+                            const char *more)
 {
+    char file[64];
+
     sh("cat ca.pem ca2.pem > ours.pem");
-    snprintf(dst, cap,
-             "identity:\n"
-             "  cert: %s.pem\n"
-             "  key: %s.key\n"
-             "  trust_bundle: ours.pem\n"
-             "  trust_domains: {partner.example: partner.pem, copycat.example: copycat.pem}\n",
-             name, name);
+    snprintf(file, sizeof(file), "%s.yaml", name);
+    c->admin = admin;
+    c->workers = 1;
+    c->id = id;
+    c->bundle = "ours.pem";
+    c->id_more = "trust_domains: {partner.example: partner.pem, copycat.example: copycat.pem}";
+    c->timeouts = "handshake: 3s, drain: 1s";
+    it_cfg_write(file, c, "%s", more);
+    it_sidecar_start(name, file, admin, 0);
 }
 
 /* ---- checks --------------------------------------------------------------------------- */
@@ -168,22 +172,11 @@ static struct it_proc *echo;
 
 static void start_b(void)
 {
-    char id[1024];
-
-    identity_yaml("web", id, sizeof(id));
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "access_log: true\n"
-                  "%s"
-                  "timeouts: {handshake: 3s, drain: 1s}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\", \"" P_API_ID "\"]\n",
-                  b_admin, id, in_port, echo_port);
-    it_sidecar_start("b", "b.yaml", b_admin, 0);
+    start_federated(
+        "b", "web", b_admin,
+        &(struct it_cfg){.in = {{"web-in", in_port, echo_port,
+                                 .more = "allow: [\"" IT_API_ID "\", \"" P_API_ID "\"]"}}},
+        "");
 }
 
 /* s_client presents NAME.pem (and chain, when not NULL) to B's web-in and sends PAYLOAD.
@@ -318,7 +311,7 @@ START_TEST(test_outbound_partner_cannot_serve_as_our_ids)
 {
     int a_admin = it_free_port(), out_ports[TG_NELEM(upstreams)];
     struct it_proc *srv[TG_NELEM(upstreams)];
-    char id[1024], listeners[4096] = "", *at = listeners;
+    struct it_cfg a = {0};
 
     make_roots();
     it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
@@ -354,25 +347,12 @@ START_TEST(test_outbound_partner_cannot_serve_as_our_ids)
         argv[n] = NULL;
         srv[i] = it_spawn(u->listener, argv, IT_STDIN_PIPE);
         out_ports[i] = it_free_port();
-        at += snprintf(at, sizeof(listeners) - (size_t)(at - listeners),
-                       "  - {name: %s, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-                       "expect: [\"%s\"]}\n",
-                       u->listener, out_ports[i], port, u->expect);
+        a.out[i] = (struct it_listener){u->listener, out_ports[i], port, u->expect, NULL};
     }
     for (size_t i = 0; i < TG_NELEM(upstreams); i++)
         ck_assert_msg(it_wait_file_contains(srv[i]->out_path, "ACCEPT", 10000),
                       "s_server %s did not start", upstreams[i].listener);
-    identity_yaml("api", id, sizeof(id));
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "access_log: true\n"
-                  "%s"
-                  "tls: {resumption: false}\n"
-                  "timeouts: {handshake: 3s, drain: 1s}\n"
-                  "outbound:\n%s",
-                  a_admin, id, listeners);
-    it_sidecar_start("a", "a.yaml", a_admin, 0);
+    start_federated("a", "api", a_admin, &a, "tls: {resumption: false}\n");
 
     for (size_t i = 0; i < TG_NELEM(upstreams); i++) {
         const struct upstream *u = &upstreams[i];
@@ -399,7 +379,7 @@ END_TEST
 
 /* ---- control plane -------------------------------------------------------------------- */
 
-/* s_server on port as the control plane: cert (and chain) claiming CP_ID. */
+/* s_server on port as the control plane: cert (and chain) claiming IT_CP_ID. */
 static struct it_proc *fake_cp(int port, const char *cert, const char *chain)
 {
     char addr[32], certf[64], keyf[64];
@@ -441,44 +421,33 @@ START_TEST(test_control_plane_impostor_signed_by_a_partner_is_refused)
         {"evil_cp", "ca.pem"},
     };
     int cp_port = it_free_port(), s_admin = it_free_port(), in = it_free_port();
-    const char *cp_argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
     struct it_proc *cp;
     char *dump = NULL;
     int connects, refused = 0;
 
     make_roots();
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
-    it_certs("issue", "--ca", "partner", "--out", "evil_cp", "--spiffe", CP_ID, NULL);
-    openssl_leaf("copycat_cp", "copycat", CP_ID);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
+    it_certs("issue", "--ca", "partner", "--out", "evil_cp", "--spiffe", IT_CP_ID, NULL);
+    openssl_leaf("copycat_cp", "copycat", IT_CP_ID);
     it_write_file("tokens.txt", "ssssssssssssssssssssssss default web\n");
     it_write_file("s.token", "ssssssssssssssssssssssss\n");
-    it_write_file("mesh.yaml", "authorization:\n  default_deny: false\n");
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "roots: [ca.pem, ca2.pem]\n"
-                  "extra_roots:\n"
-                  "  partner.example: [partner.pem]\n"
-                  "  copycat.example: [copycat.pem]\n"
-                  "cert_ttl: 1h\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n",
-                  cp_port);
-    cp = it_spawn("cp", cp_argv, IT_STDIN_NULL);
-    ck_assert_msg(it_wait_port(cp_port, 10000), "tollgate-cp did not listen");
-    it_write_file("s.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "control_plane:\n"
-                  "  address: 127.0.0.1:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: s.token\n"
-                  "  server_ids: [\"" CP_ID "\"]\n"
-                  "inbound:\n"
-                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:9'}\n",
-                  s_admin, cp_port, in);
+    it_write_file("mesh.yaml", "authorization:\n  default: allow\n");
+    it_cp_cfg_write("cp.yaml", cp_port, 0,
+                    "roots: [ca.pem, ca2.pem]\n"
+                    "extra_roots:\n"
+                    "  partner.example: [partner.pem]\n"
+                    "  copycat.example: [copycat.pem]\n"
+                    "cert_ttl: 1h\n"
+                    "tokens: tokens.txt\n"
+                    "mesh: [mesh.yaml]\n");
+    cp = it_cp_start("cp", "cp.yaml", cp_port);
+    it_cfg_write("s.yaml",
+                 &(struct it_cfg){.admin = s_admin,
+                                  .workers = 1,
+                                  .cp_port = cp_port,
+                                  .cp_token = "s.token",
+                                  .in = {{"web-in", in, 9}}},
+                 NULL);
     it_sidecar_start("s", "s.yaml", s_admin, 0);
     /* S holds the pushed bundle, partner roots and all */
     ck_assert_int_eq(it_http(s_admin, "GET", "/config_dump", &dump), 200);
@@ -576,8 +545,8 @@ START_TEST(test_config_says_which_roots_vouch_for_which_domain)
     free(err);
 
     /* tollgate-cp refuses the same at load, rather than push what every sidecar NACKs */
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
-    it_write_file("mesh.yaml", "authorization:\n  default_deny: false\n");
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
+    it_write_file("mesh.yaml", "authorization:\n  default: allow\n");
     it_write_file("cp.yaml", "trust_domain: mesh.local\n"
                              "server: {cert: cp.pem, key: cp.key}\n"
                              "ca: {cert: ca.pem, key: ca.key}\n"

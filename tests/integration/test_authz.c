@@ -19,16 +19,11 @@ static char pinned_sha256[80];
 
 static void setup(void)
 {
-    char *show;
-    const char *argv[] = {it_env("TG_CERTS_BIN"), "show", "pinned.pem", NULL};
-
     it_setup();
     it_mesh_certs();
     it_certs("issue", "--ca", "ca", "--out", "bad", "--spiffe", BAD_ID, NULL);
     it_certs("issue", "--ca", "ca", "--out", "pinned", "--spiffe", PINNED_ID, NULL);
-    ck_assert_int_eq(it_run(argv, NULL, 10000, &show, NULL), 0);
-    ck_assert_int_eq(sscanf(strstr(show, "sha256="), "sha256=%64s", pinned_sha256), 1);
-    free(show);
+    it_cert_sha256("pinned.pem", pinned_sha256, sizeof(pinned_sha256));
     echo = it_echo_start("echo", &echo_port);
     in_port = it_free_port();
     b_admin = it_free_port();
@@ -43,43 +38,27 @@ static void teardown(void)
  * namespace default; revoked: extra revocation lines (may be ""). */
 static void write_b(const char *revoked, bool close_denied)
 {
-    it_replace_file("b.yaml",
-                    "admin: 127.0.0.1:%d\n"
-                    "workers: 2\n"
-                    "access_log: true\n"
-                    "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                    "timeouts: {handshake: 2s, drain: 1s}\n"
-                    "authorization:\n"
-                    "  close_denied: %s\n"
-                    "  rules:\n"
-                    "    - {name: no-bad, action: deny, principals: [\"" BAD_ID "\"]}\n"
-                    "    - {name: no-pinned, action: deny, fingerprints: [\"%s\"]}\n"
-                    "    - {name: default-ns, action: allow, namespaces: [default]}\n"
-                    "%s"
-                    "inbound:\n"
-                    "  - name: web-in\n"
-                    "    listen: 127.0.0.1:%d\n"
-                    "    upstream: 127.0.0.1:%d\n",
-                    b_admin, close_denied ? "true" : "false", pinned_sha256, revoked, in_port,
-                    echo_port);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = b_admin,
+                                  .workers = 2,
+                                  .id = "web",
+                                  .timeouts = "handshake: 2s, drain: 1s",
+                                  .in = {{"web-in", in_port, echo_port}}},
+                 "authorization:\n"
+                 "  close_denied: %s\n"
+                 "  rules:\n"
+                 "    - {name: no-bad, action: deny, principals: [\"" BAD_ID "\"]}\n"
+                 "    - {name: no-pinned, action: deny, fingerprints: [\"%s\"]}\n"
+                 "    - {name: default-ns, action: allow, namespaces: [default]}\n"
+                 "%s",
+                 close_denied ? "true" : "false", pinned_sha256, revoked);
 }
 
 /* s_client as identity cert: sends a marker, waits a second for the echo, then leaves.
  * Returns whether the echo came back. */
 static bool call_as(const char *cert)
 {
-    char cmd[512], *out = NULL;
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    bool echoed;
-
-    snprintf(cmd, sizeof(cmd),
-             "(echo marker-7f3a; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
-             "-tls1_3 -brief -cert %s.pem -key %s.key 2>&1",
-             it_openssl(), in_port, cert, cert);
-    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client as %s did not end", cert);
-    echoed = out != NULL && strstr(out, "marker-7f3a") != NULL;
-    free(out);
-    return echoed;
+    return it_s_client_echo(in_port, cert);
 }
 
 START_TEST(test_rules_allow_and_deny_by_principal_and_fingerprint)
@@ -111,14 +90,11 @@ START_TEST(test_serial_revoked_live_refuses_new_and_closes_open)
 
     write_b("", true);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "tls: {resumption: false}\n"
-                  "outbound:\n"
-                  "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
-                  "     expect: [\"" IT_WEB_ID "\"]}\n",
-                  a_admin, out_port, in_port);
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .id = "api",
+                                  .out = {{"api-out", out_port, in_port, IT_WEB_ID}}},
+                 "tls: {resumption: false}\n");
     a = it_sidecar_start("a", "a.yaml", a_admin, 0);
     fd = it_connect(out_port, 5000);
     ck_assert_int_ge(fd, 0);
@@ -127,7 +103,7 @@ START_TEST(test_serial_revoked_live_refuses_new_and_closes_open)
 
     /* revoke api's serial by editing B's config: picked up live */
     it_cert_serial("api.pem", serial, sizeof(serial));
-    snprintf(revoked, sizeof(revoked), "revocation:\n  serials: [\"%s\"]\n", serial);
+    snprintf(revoked, sizeof(revoked), "revocations:\n  serials: [\"%s\"]\n", serial);
     write_b(revoked, true);
     ck_assert_msg(it_wait_file_contains("b.err", "config changed", 5000),
                   "B did not reload its config");
@@ -146,7 +122,7 @@ START_TEST(test_bad_rule_in_reload_is_refused_and_old_rules_stay)
 {
     write_b("", false);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-    write_b("revocation:\n  fingerprints: [\"not-hex\"]\n", false);
+    write_b("revocations:\n  fingerprints: [\"not-hex\"]\n", false);
     ck_assert_msg(it_wait_file_contains("b.err", "config reload refused", 5000) ||
                       it_wait_file_contains("b.err", "refused, keeping", 1000),
                   "bad revocation not refused");

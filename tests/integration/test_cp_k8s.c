@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define ISS "https://kubernetes.default.svc.cluster.local"
 
 static int cp_port, cp_admin;
@@ -42,19 +41,14 @@ static void token_file(const char *name, const char *file)
 static void write_sidecar(const char *file, const char *token, int admin, int in_port,
                           int echo_port)
 {
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "control_plane:\n"
-                  "  address: localhost:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: %s\n"
-                  "  server_ids: [\"" CP_ID "\"]\n"
-                  "inbound:\n"
-                  "  - name: in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n",
-                  admin, cp_port, token, in_port, echo_port);
+    it_cfg_write(file,
+                 &(struct it_cfg){.admin = admin,
+                                  .workers = 1,
+                                  .cp_port = cp_port,
+                                  .cp_host = "localhost",
+                                  .cp_token = token,
+                                  .in = {{"in", in_port, echo_port}}},
+                 NULL);
 }
 
 /* Sends raw bytes to the admin port and returns the status of the answer (-1: none). */
@@ -79,7 +73,7 @@ static void setup(void)
 
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "k8s test CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     snprintf(script, sizeof(script), "%s/tests/unit/jwt/make_fixtures.py", it_env("TG_SOURCE_DIR"));
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     argv[1] = script;
@@ -89,19 +83,13 @@ static void setup(void)
     cp_port = it_free_port();
     cp_admin = it_free_port();
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
-    it_write_file("cp.yaml",
-                  "listen: 127.0.0.1:%d\n"
-                  "admin: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "cert_ttl: 1h\n"
-                  "kubernetes:\n"
-                  "  issuer: " ISS "\n"
-                  "  audiences: [tollgate]\n"
-                  "  keys: jwks.json\n"
-                  "mesh: mesh.yaml\n",
-                  cp_port, cp_admin);
+    it_cp_cfg_write("cp.yaml", cp_port, cp_admin,
+                    "cert_ttl: 1h\n"
+                    "kubernetes:\n"
+                    "  issuer: " ISS "\n"
+                    "  audiences: [tollgate]\n"
+                    "  keys: jwks.json\n"
+                    "mesh: mesh.yaml\n");
 }
 
 static void teardown(void)

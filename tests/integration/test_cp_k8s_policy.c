@@ -36,7 +36,7 @@ static void setup(void)
     a_admin = it_free_port();
     b_admin = it_free_port();
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
-    it_k8s_write_cp("cp.yaml", cp_port, "",
+    it_k8s_write_cp("cp.yaml", cp_port, 0, "",
                     "    policy_resources: true\n    trust_configmaps: true\n");
     it_echo_start("echo", &echo_port);
     it_k8s_write_sidecars(&(struct it_k8s_pair){
@@ -47,7 +47,6 @@ static void setup(void)
         .in_port = in_port,
         .out_port = out_port,
         .echo_port = echo_port,
-        .b_inbound = "",
         .a_labels = "app: api",
         .b_labels = "app: web",
     });
@@ -240,7 +239,7 @@ START_TEST(test_k8s_trust_configmaps)
     /* a CA rotation: the bundle holds old and new; every ConfigMap follows */
     it_certs("ca", "--out", "ca2", "--cn", "k8s policy test CA 2", NULL);
     pem_line("ca2.pem", new_line, sizeof(new_line));
-    it_k8s_write_cp("cp.yaml", cp_port, "roots: [ca.pem, ca2.pem]\n",
+    it_k8s_write_cp("cp.yaml", cp_port, 0, "roots: [ca.pem, ca2.pem]\n",
                     "    policy_resources: true\n    trust_configmaps: true\n");
     ck_assert_msg(configmap_is("default", true, old_line, new_line, 5000) &&
                       configmap_is("shop", true, old_line, new_line, 1000),

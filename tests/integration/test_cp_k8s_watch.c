@@ -32,7 +32,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define PUSH_BOUND_MS 1000
 
 static int cp_port, cp2_port, cp_admin, echo_port, in_port, out_port, a_admin, b_admin;
@@ -124,12 +123,7 @@ static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
 /* A control plane's cp.yaml (admin 0: none). */
 static void write_cp(const char *file, int port, int admin)
 {
-    char top[64] = "";
-
-    if (admin > 0)
-        snprintf(top, sizeof(top), "admin: 127.0.0.1:%d\n", admin);
-    strcat(top, "log_level: debug\n");
-    it_k8s_write_cp(file, port, top, "");
+    it_k8s_write_cp(file, port, admin, "log_level: debug\n", "");
 }
 
 static void setup(void)
@@ -160,11 +154,11 @@ static void setup(void)
     a_admin = it_free_port();
     b_admin = it_free_port();
     /* the overlay: a VM network outside the cluster */
-    it_write_file("mesh.yaml", "mesh_table:\n"
-                               "  outside_mesh: passthrough\n"
+    it_write_file("mesh.yaml", "mesh:\n"
+                               "  outside: passthrough\n"
                                "  destinations:\n"
                                "    - address: 192.168.10.0/24\n"
-                               "      expected_ids: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
+                               "      expect: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
     write_cp("cp.yaml", cp_port, cp_admin);
     write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
     it_echo_start("echo", &echo_port);
@@ -176,9 +170,7 @@ static void setup(void)
         .in_port = in_port,
         .out_port = out_port,
         .echo_port = echo_port,
-        .b_inbound = "    allow: [\"" IT_API_ID "\"]\n",
-        .a_labels = "",
-        .b_labels = "",
+        .b_allow = IT_API_ID,
     });
 }
 
@@ -405,15 +397,10 @@ START_TEST(test_k8s_in_cluster)
     struct it_proc *cp;
 
     /* the same cp.yaml, but in_cluster: the address from the environment */
-    it_replace_file("cp.yaml",
-                    "listen: 127.0.0.1:%d\n"
-                    "trust_domain: mesh.local\n"
-                    "server: {cert: cp.pem, key: cp.key}\n"
-                    "ca: {cert: ca.pem, key: ca.key}\n"
+    it_cp_cfg_write("cp.yaml", cp_port, 0,
                     "mesh: [mesh.yaml]\n"
                     "kubernetes:\n"
-                    "  discovery: {in_cluster: true, ca: api-ca.pem, token: api.token}\n",
-                    cp_port);
+                    "  discovery: {in_cluster: true, ca: api-ca.pem, token: api.token}\n");
     unsetenv("KUBERNETES_SERVICE_HOST");
     ck_assert_int_eq(it_run(argv, NULL, 10000, NULL, &err), 1);
     ck_assert_msg(strstr(err, "kubernetes.discovery: no api_server, and not in a cluster "
@@ -424,14 +411,9 @@ START_TEST(test_k8s_in_cluster)
     setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
     setenv("KUBERNETES_SERVICE_PORT", port, 1);
     /* the mesh CA is not the cluster's: the API server is not believed */
-    it_replace_file("cp-wrong.yaml",
-                    "listen: 127.0.0.1:%d\n"
-                    "trust_domain: mesh.local\n"
-                    "server: {cert: cp.pem, key: cp.key}\n"
-                    "ca: {cert: ca.pem, key: ca.key}\n"
+    it_cp_cfg_write("cp-wrong.yaml", cp_port, 0,
                     "kubernetes:\n"
-                    "  discovery: {in_cluster: true, ca: ca.pem, token: api.token}\n",
-                    cp_port);
+                    "  discovery: {in_cluster: true, ca: ca.pem, token: api.token}\n");
     argv[3] = "cp-wrong.yaml";
     cp = it_spawn("cp-wrong", argv, IT_STDIN_NULL);
     ck_assert(it_wait_lines("cp-wrong.err", 4, 5000, "kubernetes: list", "certificate", NULL) >= 4);

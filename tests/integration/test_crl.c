@@ -13,45 +13,26 @@
 static struct it_proc *echo, *b;
 static int echo_port, in_port, b_admin;
 
-static void openssl_ca(const char *args)
-{
-    char cmd[512], *out = NULL, *err = NULL;
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-
-    snprintf(cmd, sizeof(cmd), "'%s' ca -config ca.cnf -batch -keyfile ca.key -cert ca.pem %s",
-             it_openssl(), args);
-    ck_assert_msg(it_run(argv, NULL, 15000, &out, &err) == 0, "openssl ca %s: %s", args, err);
-    free(out);
-    free(err);
-}
-
 /* A fresh CRL into crl.pem, replaced in one step as a Secret update would. */
 static void make_crl(void)
 {
-    openssl_ca("-gencrl -crldays 1 -out crl.new");
-    ck_assert_int_eq(rename("crl.new", "crl.pem"), 0);
+    it_crl("ca", "crl.pem", 86400);
 }
 
 static void setup(void)
 {
     it_setup();
     it_mesh_certs();
-    it_write_file("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
-                            "crlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n"
-                            "policy = p\n[p]\n");
-    it_write_file("index.txt", "%s", "");
-    it_write_file("crlnumber", "01\n");
     make_crl();
     echo = it_echo_start("echo", &echo_port);
     in_port = it_free_port();
     b_admin = it_free_port();
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "access_log: true\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem, crl: [crl.pem]}\n"
-                  "inbound:\n"
-                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n",
-                  b_admin, in_port, echo_port);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = b_admin,
+                                  .id = "web",
+                                  .id_more = "crl: [crl.pem]",
+                                  .in = {{"web-in", in_port, echo_port}}},
+                 NULL);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
@@ -62,18 +43,7 @@ static void teardown(void)
 
 static bool call_as(const char *cert)
 {
-    char cmd[512], *out = NULL;
-    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    bool echoed;
-
-    snprintf(cmd, sizeof(cmd),
-             "(echo marker-c41; sleep 1) | '%s' s_client -connect 127.0.0.1:%d -CAfile ca.pem "
-             "-tls1_3 -brief -cert %s.pem -key %s.key 2>&1",
-             it_openssl(), in_port, cert, cert);
-    ck_assert_msg(it_run(argv, NULL, 15000, &out, NULL) >= 0, "s_client did not end");
-    echoed = out != NULL && strstr(out, "marker-c41") != NULL;
-    free(out);
-    return echoed;
+    return it_s_client_echo(in_port, cert);
 }
 
 START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
@@ -87,7 +57,7 @@ START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
     ck_assert_msg(call_as("api"), "api refused after a broken CRL was refused");
 
     /* revoke api: the next handshake is refused as revoked */
-    openssl_ca("-revoke api.pem");
+    it_openssl_ca("ca", "-revoke api.pem");
     make_crl();
     ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000), "CRL not reloaded");
     ck_assert_msg(!call_as("api"), "a certificate revoked by CRL got through");
@@ -102,23 +72,8 @@ END_TEST
  * like a broken one and the last good one stays; api is still served under the good one. */
 START_TEST(test_stale_crl_is_refused_and_the_last_good_one_kept)
 {
-    char last[32], next[32];
-    time_t now = time(NULL) - 2 * 86400, then = time(NULL) - 86400;
-    struct tm tm;
-
     ck_assert_msg(call_as("api"), "api refused under a fresh CRL");
-    gmtime_r(&now, &tm);
-    strftime(last, sizeof(last), "%Y%m%d%H%M%SZ", &tm);
-    gmtime_r(&then, &tm);
-    strftime(next, sizeof(next), "%Y%m%d%H%M%SZ", &tm);
-    {
-        char args[160];
-
-        snprintf(args, sizeof(args), "-gencrl -crl_lastupdate %s -crl_nextupdate %s -out crl.new",
-                 last, next);
-        openssl_ca(args);
-    }
-    ck_assert_int_eq(rename("crl.new", "crl.pem"), 0);
+    it_crl("ca", "crl.pem", 0);
     ck_assert_msg(it_wait_file_contains("b.err", "refused, keeping serial", 5000),
                   "a stale CRL was not refused");
     ck_assert(it_file_contains("b.err", "identity.crl"));

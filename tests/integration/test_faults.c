@@ -39,7 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 #define STORE_ID "spiffe://mesh.local/ns/default/sa/store"
 #define MIB (1024 * 1024)
 
@@ -72,25 +71,13 @@ static bool round_trip(int port)
     return it_round_trip(port, "through?\n", err) > 0;
 }
 
-/* A sidecar on the control plane at cp_port, with its token file and listeners. */
+/* A sidecar on the control plane at cp_port, with its token file and c's listeners. */
 static void write_cp_sidecar(const char *file, int admin, int cp_port, const char *token,
-                             double renew, const char *listeners)
+                             struct it_cfg *c)
 {
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "control_plane:\n"
-                  "  address: 127.0.0.1:%d\n"
-                  "  ca: ca.pem\n"
-                  "  token: %s\n"
-                  "  server_ids: [\"" CP_ID "\"]\n"
-                  "  node_id: %s\n"
-                  "  renew_fraction: %.2f\n"
-                  "timeouts: {handshake: 5s, idle: 1h, connect: 2s, drain: 2s}\n"
-                  "%s",
-                  admin, cp_port, token, file, renew, listeners);
+    c->workers = 1;
+    c->cp_renew = 0.5;
+    it_cfg_write_cp(file, admin, cp_port, token, c);
 }
 
 /* ---- (1) control plane stalled, killed, certificate expiry ------------------------- */
@@ -108,25 +95,17 @@ static const char mesh_v2[] = "authorization:\n"
 
 static void write_cp_yaml(const char *file, int port, const char *ttl)
 {
-    it_write_file(file,
-                  "listen: 127.0.0.1:%d\n"
-                  "trust_domain: mesh.local\n"
-                  "server: {cert: cp.pem, key: cp.key}\n"
-                  "ca: {cert: ca.pem, key: ca.key}\n"
-                  "cert_ttl: %s\n"
-                  "tokens: tokens.txt\n"
-                  "mesh: [mesh.yaml]\n"
-                  "log_level: debug\n",
-                  port, ttl);
+    it_cp_cfg_write(file, port, 0,
+                    "cert_ttl: %s\n"
+                    "tokens: tokens.txt\n"
+                    "mesh: [mesh.yaml]\n"
+                    "log_level: debug\n",
+                    ttl);
 }
 
 static struct it_proc *start_cp(const char *name, const char *yaml, int port)
 {
-    const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", yaml, NULL};
-    struct it_proc *p = it_spawn(name, argv, IT_STDIN_NULL);
-
-    ck_assert_msg(it_wait_port(port, 10000), "%s did not listen on %d", name, port);
-    return p;
+    return it_cp_start(name, yaml, port);
 }
 
 /* "authorization":"VERSION" of /config_dump */
@@ -242,16 +221,17 @@ static void push_bundle(void)
     Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
     Tollgate__V1__TrustBundle b = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
-    char *roots[1] = {fk.ca_pem};
+    char *roots[1] = {fk.ca_pem}, trust_domain[] = "mesh.local";
+    char version[] = "bundle-1", nonce[] = "bundle";
 
-    d.trust_domain = "mesh.local";
+    d.trust_domain = trust_domain;
     d.n_roots_pem = 1;
     d.roots_pem = roots;
     b.n_domains = 1;
     b.domains = &dp;
     p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
-    p.version = "bundle-1";
-    p.nonce = "bundle";
+    p.version = version;
+    p.nonce = nonce;
     p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
     p.trust_bundle = &b;
     fake_push(&p);
@@ -269,8 +249,10 @@ static void storm_push(int i)
     Tollgate__V1__Revocations rv = TOLLGATE__V1__REVOCATIONS__INIT;
     Tollgate__V1__TrustBundle b = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots td = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *tdp = &td;
-    char *api[1] = {IT_API_ID}, *web[1] = {IT_WEB_ID}, *bad_fp[1] = {"zz"};
-    char *junk_root[1] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
+    char api_id[] = IT_API_ID, web_id[] = IT_WEB_ID, fp[] = "zz", broken[] = "broken";
+    char junk[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    char trust_domain[] = "mesh.local", no_version[] = "";
+    char *api[1] = {api_id}, *web[1] = {web_id}, *bad_fp[1] = {fp}, *junk_root[1] = {junk};
     char serial[40], *serials[1] = {serial}, nonce[16], version[24], name[40], addr[32];
     uint32_t bad_port[1] = {70000};
     ProtobufCBinaryData crl;
@@ -311,7 +293,7 @@ static void storm_push(int i)
     } else {
         /* each would deny api if any part of it were applied, or carries garbage */
         r1.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
-        r2.name = "broken";
+        r2.name = broken;
         r2.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
         r2.n_principals = 1;
         r2.principals = api;
@@ -335,7 +317,7 @@ static void storm_push(int i)
             p.mesh_table = &mt;
             break;
         case 4: /* no version */
-            p.version = "";
+            p.version = no_version;
             break;
         case 5: /* a destination with an unknown protocol */
             t = TG_RES_MESH_TABLE;
@@ -349,7 +331,7 @@ static void storm_push(int i)
             break;
         default: /* a trust bundle whose root is not a certificate */
             t = TG_RES_TRUST_BUNDLE;
-            td.trust_domain = "mesh.local";
+            td.trust_domain = trust_domain;
             td.n_roots_pem = 1;
             td.roots_pem = junk_root;
             b.n_domains = 1;
@@ -637,27 +619,16 @@ static struct it_proc *fake_start(const char *name, int port, const char *cert, 
 /* fresh.crl.der and stale.crl.der (nextUpdate a day ago) of ca, by `openssl ca` */
 static void make_crls(void)
 {
-    char cmd[1024], *err = NULL, last[32], next[32];
+    char cmd[1024], *err = NULL;
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    time_t t1 = time(NULL) - 2 * 86400, t2 = time(NULL) - 86400;
-    struct tm tm;
 
-    gmtime_r(&t1, &tm);
-    strftime(last, sizeof(last), "%Y%m%d%H%M%SZ", &tm);
-    gmtime_r(&t2, &tm);
-    strftime(next, sizeof(next), "%Y%m%d%H%M%SZ", &tm);
-    it_write_file("crl.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
-                             "crlnumber = crlnumber\ndefault_md = sha256\npolicy = p\n[p]\n");
-    it_write_file("index.txt", "%s", "");
-    it_write_file("crlnumber", "01\n");
+    it_crl("ca", "fresh.crl.pem", 86400);
+    it_crl("ca", "stale.crl.pem", 0);
     snprintf(cmd, sizeof(cmd),
-             "set -e; o='%s'; c='-config crl.cnf -batch -keyfile ca.key -cert ca.pem';"
-             "$o ca $c -gencrl -crldays 1 -out fresh.crl.pem;"
-             "$o ca $c -gencrl -crl_lastupdate %s -crl_nextupdate %s -out stale.crl.pem;"
-             "$o crl -in fresh.crl.pem -outform DER -out fresh.crl.der;"
-             "$o crl -in stale.crl.pem -outform DER -out stale.crl.der",
-             it_openssl(), last, next);
-    ck_assert_msg(it_run(argv, NULL, 20000, NULL, &err) == 0, "openssl ca -gencrl: %s", err);
+             "set -e; o='%s'; for c in fresh stale; do"
+             " $o crl -in $c.crl.pem -outform DER -out $c.crl.der; done",
+             it_openssl());
+    ck_assert_msg(it_run(argv, NULL, 20000, NULL, &err) == 0, "openssl crl: %s", err);
     free(err);
 }
 
@@ -677,7 +648,6 @@ struct storm {
 static void storm_setup(struct storm *x)
 {
     int echo_port = 0, in_port = it_free_port(), a_admin = it_free_port();
-    char listeners[512];
 
     memset(x, 0, sizeof(*x));
     x->cp_port = it_free_port();
@@ -688,21 +658,15 @@ static void storm_setup(struct storm *x)
     make_crls();
     x->fake = fake_start("fake", x->cp_port, "cp", "ca.pem");
     it_echo_start("secho", &echo_port);
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "allow: [\"" IT_API_ID "\"]}\n",
-             in_port, echo_port);
-    write_cp_sidecar("sb.yaml", x->b_admin, x->cp_port, "sb.token", 0.5, listeners);
+    write_cp_sidecar("sb.yaml", x->b_admin, x->cp_port, "sb.token",
+                     &(struct it_cfg){.in = {{"web-in", in_port, echo_port, IT_API_ID}}});
     x->b = it_sidecar_start("sb", "sb.yaml", x->b_admin, 0);
-    it_write_file("sa.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "access_log: true\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "outbound:\n"
-                  "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-                  "expect: [\"" IT_WEB_ID "\"]}\n",
-                  a_admin, x->out_port, in_port);
+    it_cfg_write("sa.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .workers = 1,
+                                  .id = "api",
+                                  .out = {{"api-out", x->out_port, in_port, IT_WEB_ID}}},
+                 NULL);
     it_sidecar_start("sa", "sa.yaml", a_admin, 0);
     ck_assert_msg(round_trip(x->out_port), "SA -> SB before the storm");
     x->st = it_streams_start(x->out_port, 10, 9000);
@@ -798,7 +762,7 @@ START_TEST(test_cp_killed_60s_another_stalled_certificate_expires_push_storm_bes
     int s_admin = it_free_port();
     struct it_proc *cpl, *cps, *echo2;
     struct it_streams *st;
-    char listeners[1024], v_before[80], v_after[80], v_s[80];
+    char v_before[80], v_after[80], v_s[80];
     double ra0, rb0, rs0, certs_s = 0;
     uint64_t t0, t_stall = 0, t_unready = 0, t_cont = 0, t_cert = 0, t_ready = 0, now;
     uint64_t next_probe, end;
@@ -808,7 +772,7 @@ START_TEST(test_cp_killed_60s_another_stalled_certificate_expires_push_storm_bes
     bool expired_checked = false, s_back_checked = false;
 
     it_certs("ca", "--out", "ca", "--cn", "faults CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", CP_ID, NULL);
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
                                 "bbbbbbbbbbbbbbbbbbbbbbbb default web\n"
                                 "ssssssssssssssssssssssss default store\n");
@@ -823,24 +787,13 @@ START_TEST(test_cp_killed_60s_another_stalled_certificate_expires_push_storm_bes
     it_echo_start("echo", &echo_port);
     echo2 = it_echo_start("echo2", &echo2_port);
 
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "allow: [\"" IT_API_ID "\"]}\n",
-             in_port, echo_port);
-    write_cp_sidecar("b.yaml", b_admin, cpl_port, "b.token", 0.5, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "inbound:\n  - {name: store-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "allow: [\"" IT_API_ID "\"]}\n",
-             s_in_port, echo2_port);
-    write_cp_sidecar("s.yaml", s_admin, cps_port, "s.token", 0.5, listeners);
-    snprintf(listeners, sizeof(listeners),
-             "outbound:\n"
-             "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "expect: [\"" IT_WEB_ID "\"]}\n"
-             "  - {name: store-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-             "expect: [\"" STORE_ID "\"]}\n",
-             out_port, in_port, s_out_port, s_in_port);
-    write_cp_sidecar("a.yaml", a_admin, cpl_port, "a.token", 0.5, listeners);
+    write_cp_sidecar("b.yaml", b_admin, cpl_port, "b.token",
+                     &(struct it_cfg){.in = {{"web-in", in_port, echo_port, IT_API_ID}}});
+    write_cp_sidecar("s.yaml", s_admin, cps_port, "s.token",
+                     &(struct it_cfg){.in = {{"store-in", s_in_port, echo2_port, IT_API_ID}}});
+    write_cp_sidecar("a.yaml", a_admin, cpl_port, "a.token",
+                     &(struct it_cfg){.out = {{"api-out", out_port, in_port, IT_WEB_ID},
+                                              {"store-out", s_out_port, s_in_port, STORE_ID}}});
     it_sidecar_start("b", "b.yaml", b_admin, 0);
     it_sidecar_start("s", "s.yaml", s_admin, 0);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
@@ -1056,18 +1009,14 @@ START_TEST(test_control_plane_with_wrong_identity_never_hears_the_token)
     ck_assert_msg(it_run(argv, NULL, 20000, NULL, &err) == 0, "openssl CAs: %s", err);
     free(err);
     openssl_leaf("evil", "ca", "spiffe://mesh.local/ns/default/sa/not-the-cp");
-    openssl_leaf("foreign", "other", CP_ID);
+    openssl_leaf("foreign", "other", IT_CP_ID);
     it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     f1 = fake_start("fake_evil", p1, "evil", "ca.pem");
     f2 = fake_start("fake_foreign", p2, "foreign", "other.pem");
-    snprintf(cmd, sizeof(cmd),
-             "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:9'}\n",
-             it_free_port());
-    write_cp_sidecar("s1.yaml", adm1, p1, "b.token", 0.5, cmd);
-    snprintf(cmd, sizeof(cmd),
-             "inbound:\n  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:9'}\n",
-             it_free_port());
-    write_cp_sidecar("s2.yaml", adm2, p2, "b.token", 0.5, cmd);
+    write_cp_sidecar("s1.yaml", adm1, p1, "b.token",
+                     &(struct it_cfg){.in = {{"web-in", it_free_port(), 9}}});
+    write_cp_sidecar("s2.yaml", adm2, p2, "b.token",
+                     &(struct it_cfg){.in = {{"web-in", it_free_port(), 9}}});
     s1 = it_spawn("s1", run1, IT_STDIN_NULL);
     s2 = it_spawn("s2", run2, IT_STDIN_NULL);
     s1->must_exit_0 = s2->must_exit_0 = true;

@@ -21,11 +21,8 @@ static const char *b_mode = "strict"; /* B's inbound mode */
 
 /* Echoes the request line, the headers and the body back as the response body; logs each
  * request line to app.log; an Upgrade gets 101 and then every byte echoed. */
-static const char app_py[] =
-    "import sys, http.server, socketserver\n"
-    "class H(http.server.BaseHTTPRequestHandler):\n"
-    "    protocol_version = 'HTTP/1.1'\n"
-    "    def log_message(self, *a): pass\n"
+/* The app: logs each request line to app.log and answers with the request it got. */
+static const char app_methods[] =
     "    def any(self):\n"
     "        with open('app.log', 'a') as f: f.write(self.requestline + '\\n')\n"
     "        n = int(self.headers.get('Content-Length') or 0)\n"
@@ -41,16 +38,8 @@ static const char app_py[] =
     "                self.wfile.write(d); self.wfile.flush()\n"
     "            self.close_connection = True\n"
     "            return\n"
-    "        out = (self.requestline + '\\n' + str(self.headers)).encode('latin-1') + body\n"
-    "        self.send_response(200)\n"
-    "        self.send_header('Content-Length', str(len(out)))\n"
-    "        self.end_headers()\n"
-    "        self.wfile.write(out)\n"
-    "    do_GET = do_POST = do_PUT = do_DELETE = any\n"
-    "class S(socketserver.ThreadingMixIn, http.server.HTTPServer):\n"
-    "    daemon_threads = True\n"
-    "    allow_reuse_address = True\n"
-    "S(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+    "        self.reply((self.requestline + '\\n' + str(self.headers)).encode('latin-1') + body)\n"
+    "    do_GET = do_POST = do_PUT = do_DELETE = any\n";
 
 static void setup(void)
 {
@@ -71,45 +60,31 @@ static void teardown(void)
 /* B's config: protocol: http with http_opts; extra: more YAML at the top level. */
 static void write_b(const char *http_opts, const char *extra, const char *mode)
 {
-    it_replace_file("b.yaml",
-                    "admin: 127.0.0.1:%d\n"
-                    "workers: 1\n"
-                    "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                    "timeouts: {handshake: 2s, drain: 1s}\n"
-                    "%s"
-                    "inbound:\n"
-                    "  - name: web-in\n"
-                    "    listen: 127.0.0.1:%d\n"
-                    "    upstream: 127.0.0.1:%d\n"
-                    "    protocol: http\n"
-                    "    mode: %s\n"
-                    "    http: {%s}\n",
-                    b_admin, extra, in_port, app_port, mode, http_opts);
+    char more[256];
+
+    snprintf(more, sizeof(more), "protocol: http, mode: %s, http: {%s}", mode, http_opts);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = b_admin,
+                                  .workers = 1,
+                                  .id = "web",
+                                  .timeouts = "handshake: 2s, drain: 1s",
+                                  .in = {{"web-in", in_port, app_port, .more = more}}},
+                 "%s", extra);
 }
 
 /* The app, B (protocol: http; extra: more YAML at the top level) and A. */
 static void start_all(const char *http_opts, const char *extra)
 {
-    char port[16];
-    const char *argv[] = {"/usr/bin/python3", "app.py", port, NULL};
-
-    it_write_file("app.py", "%s", app_py);
-    snprintf(port, sizeof(port), "%d", app_port);
-    it_spawn("app", argv, IT_STDIN_NULL);
-    ck_assert_msg(it_wait_port(app_port, 10000), "python app did not start");
+    it_http_app_start("app", app_port, app_methods);
     write_b(http_opts, extra, b_mode);
     it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 1\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {drain: 1s}\n"
-                  "outbound:\n"
-                  "  - name: api-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [" IT_WEB_ID "]\n",
-                  a_admin, out_port, in_port);
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .workers = 1,
+                                  .id = "api",
+                                  .timeouts = "drain: 1s",
+                                  .out = {{"api-out", out_port, in_port, IT_WEB_ID}}},
+                 NULL);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
 }
 

@@ -29,14 +29,7 @@ static void openssl_leaf(const char *name, const char *spiffe)
     snprintf(pem, sizeof(pem), "%s.pem", name);
     snprintf(ext, sizeof(ext), "%s.ext", name);
     snprintf(cn, sizeof(cn), "/CN=%s", name);
-    it_write_file(ext,
-                  "basicConstraints = critical, CA:FALSE\n"
-                  "keyUsage = critical, digitalSignature\n"
-                  "extendedKeyUsage = serverAuth, clientAuth\n"
-                  "subjectAltName = URI:%s\n"
-                  "subjectKeyIdentifier = hash\n"
-                  "authorityKeyIdentifier = keyid\n",
-                  spiffe);
+    it_write_file(ext, IT_SVID_EXT, spiffe);
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", key, "-out", csr, "-subj", cn, NULL);
     openssl("x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -67,15 +60,11 @@ START_TEST(test_openssl_s_client_to_inbound)
     char addr[32], line[IT_LINE_MAX], v[256];
     int st;
 
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n",
-                  admin, in_port, echo_port);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = admin,
+                                  .id = "web",
+                                  .in = {{"web-in", in_port, echo_port, IT_API_ID}}},
+                 NULL);
     it_sidecar_start("b", "b.yaml", admin, 0);
 
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", in_port);
@@ -135,15 +124,11 @@ START_TEST(test_openssl_s_server_as_outbound_upstream)
     srv = it_spawn("s_server", argv, IT_STDIN_NULL);
     ck_assert_msg(it_wait_file_contains(srv->out_path, "ACCEPT", 10000), "s_server did not start");
 
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "outbound:\n"
-                  "  - name: api-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n",
-                  admin, out_port, srv_port);
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = admin,
+                                  .id = "api",
+                                  .out = {{"api-out", out_port, srv_port, IT_WEB_ID}}},
+                 NULL);
     it_sidecar_start("a", "a.yaml", admin, 0);
 
     fd = it_connect(out_port, 10000);

@@ -21,6 +21,8 @@ static int echo_port, in_port, capped_port, shared_port, b_admin;
 
 static void setup(void)
 {
+    char shared_more[64];
+
     it_setup();
     it_mesh_certs();
     it_certs("issue", "--ca", "ca", "--out", "noisy", "--spiffe", NOISY_ID, NULL);
@@ -29,21 +31,20 @@ static void setup(void)
     capped_port = it_free_port();
     shared_port = it_free_port();
     b_admin = it_free_port();
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "rate_limits:\n"
-                  "  overrides:\n"
-                  "    - {principal: \"" NOISY_ID "\", connections_per_second: 2, burst: 2}\n"
-                  "    - {principal: \"" IT_API_ID "\", bytes_per_second: %d}\n"
-                  "inbound:\n"
-                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d'}\n"
-                  "  - {name: capped-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
-                  "     limits: {max_connections: 3}}\n"
-                  "  - {name: shared-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
-                  "     limits: {bytes_per_second: %d}}\n",
-                  b_admin, BYTES_PER_SECOND, in_port, echo_port, capped_port, echo_port,
-                  shared_port, echo_port, BYTES_PER_SECOND);
+    snprintf(shared_more, sizeof(shared_more), "limits: {bytes_per_second: %d}", BYTES_PER_SECOND);
+    it_cfg_write(
+        "b.yaml",
+        &(struct it_cfg){
+            .admin = b_admin,
+            .id = "web",
+            .in = {{"web-in", in_port, echo_port},
+                   {"capped-in", capped_port, echo_port, .more = "limits: {max_connections: 3}"},
+                   {"shared-in", shared_port, echo_port, .more = shared_more}}},
+        "rate_limits:\n"
+        "  overrides:\n"
+        "    - {principal: \"" NOISY_ID "\", connections_per_second: 2, burst: 2}\n"
+        "    - {principal: \"" IT_API_ID "\", bytes_per_second: %d}\n",
+        BYTES_PER_SECOND);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
@@ -59,14 +60,9 @@ static int start_a_to(const char *name, int to)
     char file[64];
 
     snprintf(file, sizeof(file), "%s.yaml", name);
-    it_write_file(file,
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: %s.pem, key: %s.key, trust_bundle: ca.pem}\n"
-                  "tls: {resumption: false}\n"
-                  "outbound:\n"
-                  "  - {name: out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
-                  "     expect: [\"" IT_WEB_ID "\"]}\n",
-                  admin, name, name, port, to);
+    it_cfg_write(
+        file, &(struct it_cfg){.admin = admin, .id = name, .out = {{"out", port, to, IT_WEB_ID}}},
+        "tls: {resumption: false}\n");
     it_sidecar_start(name, file, admin, 0);
     return port;
 }

@@ -30,9 +30,15 @@
 
 /* ---- the mesh ----------------------------------------------------------------------- */
 
+#define MAX_PAIRS 3
+
 static struct {
     struct it_proc *echo, *a, *b;
     int echo_port, in_port, out_port, a_admin, b_admin;
+    /* fault_pair's listeners, beside web-in and api-out */
+    int n_pairs;
+    struct it_listener b_in[MAX_PAIRS], a_out[MAX_PAIRS];
+    char names[MAX_PAIRS][2][32];
 } m;
 
 static char self_exe[PATH_MAX];
@@ -67,24 +73,19 @@ static void teardown(void)
     it_teardown();
 }
 
-/* B: web-in (in_port -> echo, allow api) plus b_extra listeners. With ulimit > 0 it runs
- * under `ulimit -n ULIMIT`, through /bin/sh (it_spawn execs a path, no shell). */
-static void start_b(const char *timeouts, const char *b_extra, int ulimit)
+/* B: web-in (in_port -> echo, allow api) plus fault_pair's listeners. With ulimit > 0 it
+ * runs under `ulimit -n ULIMIT`, through /bin/sh (it_spawn execs a path, no shell). */
+static void start_b(const char *timeouts, int ulimit)
 {
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {%s}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n"
-                  "%s",
-                  m.b_admin, timeouts, m.in_port, m.echo_port, b_extra);
+    struct it_cfg c = {.admin = m.b_admin,
+                       .workers = 2,
+                       .id = "web",
+                       .timeouts = timeouts,
+                       .in = {{"web-in", m.in_port, m.echo_port, IT_API_ID, NULL}}};
+
+    for (int i = 0; i < m.n_pairs; i++)
+        c.in[1 + i] = m.b_in[i];
+    it_cfg_write("b.yaml", &c, NULL);
     if (ulimit == 0) {
         m.b = it_sidecar_start("b", "b.yaml", m.b_admin, 0);
         return;
@@ -102,45 +103,32 @@ static void start_b(const char *timeouts, const char *b_extra, int ulimit)
     }
 }
 
-/* A: api-out (out_port -> B's web-in, expect web) plus a_extra listeners. */
-static void start_a(const char *tls, const char *a_extra)
+/* A: api-out (out_port -> B's web-in, expect web) plus fault_pair's listeners. */
+static void start_a(void)
 {
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "log_level: info\n"
-                  "access_log: true\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "tls: {%s}\n"
-                  "timeouts: {handshake: 10s, idle: 1h, connect: 5s, drain: 2s}\n"
-                  "outbound:\n"
-                  "  - name: api-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n"
-                  "%s",
-                  m.a_admin, tls, m.out_port, m.in_port, a_extra);
+    struct it_cfg c = {.admin = m.a_admin,
+                       .workers = 2,
+                       .id = "api",
+                       .timeouts = "handshake: 10s, idle: 1h, connect: 5s, drain: 2s",
+                       .out = {{"api-out", m.out_port, m.in_port, IT_WEB_ID, NULL}}};
+
+    for (int i = 0; i < m.n_pairs; i++)
+        c.out[1 + i] = m.a_out[i];
+    it_cfg_write("a.yaml", &c, NULL);
     m.a = it_sidecar_start("a", "a.yaml", m.a_admin, 0);
 }
 
 /* A listener pair for a fault upstream: B's NAME-in -> up_port, A's NAME-out -> NAME-in. */
-static void fault_pair(const char *name, int up_port, int *out_port, char *b_extra, char *a_extra,
-                       size_t cap)
+static void fault_pair(const char *name, int up_port, int *out_port)
 {
-    int in_port = it_free_port();
+    int in_port = it_free_port(), i = m.n_pairs++;
 
+    ck_assert_int_lt(i, MAX_PAIRS);
     *out_port = it_free_port();
-    snprintf(b_extra + strlen(b_extra), cap - strlen(b_extra),
-             "  - name: %s-in\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n",
-             name, in_port, up_port);
-    snprintf(a_extra + strlen(a_extra), cap - strlen(a_extra),
-             "  - name: %s-out\n"
-             "    listen: 127.0.0.1:%d\n"
-             "    upstream: 127.0.0.1:%d\n"
-             "    expect: [\"" IT_WEB_ID "\"]\n",
-             name, *out_port, in_port);
+    snprintf(m.names[i][0], sizeof(m.names[i][0]), "%s-in", name);
+    snprintf(m.names[i][1], sizeof(m.names[i][1]), "%s-out", name);
+    m.b_in[i] = (struct it_listener){m.names[i][0], in_port, up_port, NULL, NULL};
+    m.a_out[i] = (struct it_listener){m.names[i][1], *out_port, in_port, IT_WEB_ID, NULL};
 }
 
 /* ---- /proc -------------------------------------------------------------------------- */
@@ -588,34 +576,20 @@ START_TEST(test_1000_echoing_connections_and_200_handshakes_a_second_for_30s)
                         .timeout_ms = 10000};
     int fd0, fds, resumed, in2 = it_free_port(), out2 = it_free_port();
     int a2_admin = it_free_port(), b2_admin = it_free_port();
+    struct it_cfg a2, b2;
     double drift, hs;
     pthread_t th;
     uint64_t t0;
 
-    start_b("handshake: 10s, idle: 1h, connect: 5s, drain: 2s", "", 0);
-    start_a("", "");
-    it_write_file("b2.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "access_log: true\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "timeouts: {handshake: 10s, idle: 1h, connect: 5s, drain: 2s}\n"
-                  "inbound:\n"
-                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-                  "allow: [\"" IT_API_ID "\"]}\n",
-                  b2_admin, in2, m.echo_port);
+    start_b("handshake: 10s, idle: 1h, connect: 5s, drain: 2s", 0);
+    start_a();
+    b2 = it_cfg_of(b2_admin, "web", 2, "handshake: 10s, idle: 1h, connect: 5s, drain: 2s");
+    b2.in[0] = (struct it_listener){"web-in", in2, m.echo_port, IT_API_ID, NULL};
+    it_cfg_write("b2.yaml", &b2, NULL);
     it_sidecar_start("b2", "b2.yaml", b2_admin, 0);
-    it_write_file("a2.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "access_log: true\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "tls: {resumption: false}\n"
-                  "timeouts: {handshake: 10s, idle: 1h, connect: 5s, drain: 2s}\n"
-                  "outbound:\n"
-                  "  - {name: api-out, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d', "
-                  "expect: [\"" IT_WEB_ID "\"]}\n",
-                  a2_admin, out2, in2);
+    a2 = it_cfg_of(a2_admin, "api", 2, b2.timeouts);
+    a2.out[0] = (struct it_listener){"api-out", out2, in2, IT_WEB_ID, NULL};
+    it_cfg_write("a2.yaml", &a2, "tls: {resumption: false}\n");
     it_sidecar_start("a2", "a2.yaml", a2_admin, 0);
     round_trip_ok(m.out_port, "warm-up");
     expect_stat(m.b_admin, "tollgate_connections_active", "listener=\"web-in\"", 0);
@@ -859,7 +833,6 @@ static void bulk_finish(struct bulk *b)
 
 START_TEST(test_slow_upstream_backpressure_bounds_memory)
 {
-    char b_extra[1024] = "", a_extra[1024] = "";
     int slow_port = it_free_port(), slow_out, fd, sndbuf = 64 * 1024;
     struct it_proc *slow;
     static char chunk[256 * 1024];
@@ -871,9 +844,9 @@ START_TEST(test_slow_upstream_backpressure_bounds_memory)
     size_t read_total = 0;
 
     slow = fault_start("slow", slow_port);
-    fault_pair("slow", slow_port, &slow_out, b_extra, a_extra, sizeof(b_extra));
-    start_b("handshake: 10s, idle: 1h, connect: 5s, drain: 2s", b_extra, 0);
-    start_a("", a_extra);
+    fault_pair("slow", slow_port, &slow_out);
+    start_b("handshake: 10s, idle: 1h, connect: 5s, drain: 2s", 0);
+    start_a();
     round_trip_ok(m.out_port, "warm-up");
     base = it_rss_kib(m.b->pid);
     if (!UNDER_ASAN) /* its buffers count in the bound below */
@@ -959,8 +932,8 @@ START_TEST(test_slowloris_silent_sockets_time_out_legit_served)
     int left = D_SILENT, early = 0, late = 0;
     uint64_t dmin = UINT64_MAX, dmax = 0, legit_done;
 
-    start_b("handshake: 2s, idle: 1h, connect: 5s, drain: 2s", "", 0);
-    start_a("", "");
+    start_b("handshake: 2s, idle: 1h, connect: 5s, drain: 2s", 0);
+    start_a();
     for (int i = 0; i < D_SILENT; i++) {
         struct pollfd p;
 
@@ -1066,7 +1039,7 @@ static int read_to_end(int fd, char *buf, size_t cap, size_t *got, int timeout_m
 
 START_TEST(test_upstream_reset_blackhole_halfclose_end_cleanly)
 {
-    char b_extra[2048] = "", a_extra[2048] = "", buf[256];
+    char buf[256];
     int reset_port = it_free_port(), hole_port = it_free_port(), half_port = it_free_port();
     int reset_out, hole_out, half_out, fd, rc;
     struct it_proc *reset, *hole, *half;
@@ -1077,11 +1050,11 @@ START_TEST(test_upstream_reset_blackhole_halfclose_end_cleanly)
     reset = fault_start("reset", reset_port);
     hole = fault_start("hole", hole_port);
     half = fault_start("half", half_port);
-    fault_pair("reset", reset_port, &reset_out, b_extra, a_extra, sizeof(b_extra));
-    fault_pair("hole", hole_port, &hole_out, b_extra, a_extra, sizeof(b_extra));
-    fault_pair("half", half_port, &half_out, b_extra, a_extra, sizeof(b_extra));
-    start_b("handshake: 5s, idle: 2s, connect: 2s, drain: 2s", b_extra, 0);
-    start_a("", a_extra);
+    fault_pair("reset", reset_port, &reset_out);
+    fault_pair("hole", hole_port, &hole_out);
+    fault_pair("half", half_port, &half_out);
+    start_b("handshake: 5s, idle: 2s, connect: 2s, drain: 2s", 0);
+    start_a();
     it_pattern(5, 0, data, sizeof(data));
 
     /* resets mid-stream: the client sees EOF or a reset, then B serves the next one */
@@ -1156,8 +1129,8 @@ START_TEST(test_fd_exhaustion_no_busy_loop_and_recovers)
     bool ok = false;
     char err[256] = "";
 
-    start_b("handshake: 30s, idle: 1h, connect: 5s, drain: 2s", "", F_LIMIT);
-    start_a("", "");
+    start_b("handshake: 30s, idle: 1h, connect: 5s, drain: 2s", F_LIMIT);
+    start_a();
     round_trip_ok(m.out_port, "before saturation");
     for (int i = 0; i < F_ATTEMPTS; i++) {
         fds[i] = nb_connect(m.in_port);

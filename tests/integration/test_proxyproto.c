@@ -33,13 +33,12 @@ static void teardown(void)
 
 static struct it_proc *start_b(void)
 {
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}\n"
-                  "inbound:\n"
-                  "  - {name: web-in, listen: '127.0.0.1:%d', upstream: '127.0.0.1:%d',\n"
-                  "     proxy_protocol: true}\n",
-                  b_admin, in_port, app_port);
+    it_cfg_write(
+        "b.yaml",
+        &(struct it_cfg){.admin = b_admin,
+                         .id = "web",
+                         .in = {{"web-in", in_port, app_port, .more = "proxy_protocol: true"}}},
+        NULL);
     return it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 

@@ -36,27 +36,19 @@ static void teardown(void)
 /* B: web identity; web-in allows only api; open-in allows any ID of an accepted domain. */
 static void start_b(const char *trust_domains)
 {
-    it_write_file("b.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "workers: 2\n"
-                  "access_log: true\n"
-                  "identity:\n"
-                  "  cert: web.pem\n"
-                  "  key: web.key\n"
-                  "  trust_bundle: ca.pem\n"
-                  "%s%s%s"
-                  "timeouts: {handshake: 2s, drain: 1s}\n"
-                  "inbound:\n"
-                  "  - name: web-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    allow: [\"" IT_API_ID "\"]\n"
-                  "  - name: open-in\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n",
-                  b_admin, trust_domains ? "  trust_domains: {" : "",
-                  trust_domains ? trust_domains : "", trust_domains ? "}\n" : "", web_in, echo_port,
-                  open_in, echo_port);
+    char domains[256] = "";
+
+    if (trust_domains != NULL)
+        snprintf(domains, sizeof(domains), "trust_domains: {%s}", trust_domains);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = b_admin,
+                                  .workers = 2,
+                                  .id = "web",
+                                  .id_more = trust_domains != NULL ? domains : NULL,
+                                  .timeouts = "handshake: 2s, drain: 1s",
+                                  .in = {{"web-in", web_in, echo_port, IT_API_ID},
+                                         {"open-in", open_in, echo_port}}},
+                 NULL);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
@@ -295,15 +287,12 @@ START_TEST(test_outbound_unexpected_server)
     double v;
 
     start_b(NULL);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity: {cert: api.pem, key: api.key, trust_bundle: ca.pem}\n"
-                  "outbound:\n"
-                  "  - name: api-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"spiffe://mesh.local/ns/default/sa/db\"]\n",
-                  a_admin, out_port, web_in);
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .id = "api",
+                                  .out = {{"api-out", out_port, web_in,
+                                           "spiffe://mesh.local/ns/default/sa/db"}}},
+                 NULL);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
     fd = it_connect(out_port, 10000);
     ck_assert_msg(fd >= 0, "connect: %s", strerror(-fd));
@@ -340,19 +329,13 @@ START_TEST(test_other_trust_domain_accepted_when_listed)
     it_certs("ca", "--out", "other_ca", "--cn", "other.local root", NULL);
     start_b("other.local: other_ca.pem");
     it_certs("issue", "--ca", "other_ca", "--out", "other", "--spiffe", OTHER_API_ID, NULL);
-    it_write_file("a.yaml",
-                  "admin: 127.0.0.1:%d\n"
-                  "identity:\n"
-                  "  cert: other.pem\n"
-                  "  key: other.key\n"
-                  "  trust_bundle: other_ca.pem\n"
-                  "  trust_domains: {mesh.local: ca.pem}\n"
-                  "outbound:\n"
-                  "  - name: other-out\n"
-                  "    listen: 127.0.0.1:%d\n"
-                  "    upstream: 127.0.0.1:%d\n"
-                  "    expect: [\"" IT_WEB_ID "\"]\n",
-                  a_admin, out_port, open_in);
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .id = "other",
+                                  .bundle = "other_ca.pem",
+                                  .id_more = "trust_domains: {mesh.local: ca.pem}",
+                                  .out = {{"other-out", out_port, open_in, IT_WEB_ID}}},
+                 NULL);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
     ck_assert_msg(it_round_trip(out_port, "from another trust domain\n", err) > 0, "%s", err);
     ck_assert_msg(it_wait_lines("b.out", 1, 5000, "\"listener\":\"open-in\"", NULL) == 1,

@@ -32,6 +32,12 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
                     or the next N watch events are sent as a line that is not JSON instead
   GET    /objects   every object served, as a JSON array (to validate against the schemas)
   GET    /objects/<plural>/<ns>/<name>   one object (<ns> "-" for a cluster-scoped one)
+  PUT    /webhookconfigs          body: a MutatingWebhookConfiguration (stored, not watched)
+  GET    /webhookconfigs/<name>   it, as the webhook left it
+Admission webhook configurations (admissionregistration.k8s.io/v1
+mutatingwebhookconfigurations/<name>) answer GET and PATCH with a JSON patch (RFC 6902: test,
+add, replace; a failed test is 422, as the API server answers; each write moves
+resourceVersion).
   GET    /stats     counters as JSON
 On start it writes {"port": P, "ctl": C} as one line to stdout.
 """
@@ -83,8 +89,9 @@ class Store:
         self.max_page = max_page
         self.expire = 0  # continue tokens to refuse
         self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
-        self.stats = {k: 0 for k in ("lists", "pages", "watches", "unauthorized", "gone_http",
-                                     "gone_event", "gone_continue", "bookmarks", "drops",
+        self.webhook_configs = {}  # name -> MutatingWebhookConfiguration
+        self.stats = {k: 0 for k in ("patches", "lists", "pages", "watches", "unauthorized",
+                                     "gone_http", "gone_event", "gone_continue", "bookmarks", "drops",
                                      "events", "watching", "status_writes", "cm_creates",
                                      "cm_patches")}
 
@@ -164,22 +171,83 @@ def status(code, reason, message):
             "message": message, "reason": reason, "code": code}
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """What both servers' handlers share: a JSON reply with its length."""
+
+    def send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+WEBHOOK_CONFIGS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+
+
+def json_patch(doc, ops):
+    """RFC 6902 test, add and replace (what tollgate-cp sends); ValueError when one fails."""
+    for op in ops:
+        toks = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        parent = doc
+        for t in toks[:-1]:
+            parent = parent[int(t)] if isinstance(parent, list) else parent[t]
+        last = toks[-1]
+        if op["op"] == "test":
+            have = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if have != op["value"]:
+                raise ValueError("test failed at " + op["path"])
+        elif op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                if last == "-":
+                    parent.append(op["value"])
+                elif op["op"] == "add":
+                    parent.insert(int(last), op["value"])
+                else:
+                    parent[int(last)] = op["value"]
+            else:
+                if op["op"] == "replace" and last not in parent:
+                    raise ValueError("replace of a missing member " + op["path"])
+                parent[last] = op["value"]
+        else:
+            raise ValueError("op %s not supported here" % op["op"])
+    return doc
+
+
 def make_api_handler(store):
-    class Api(BaseHTTPRequestHandler):
+    class Api(JsonHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, fmt, *args):
             sys.stderr.write("apiserver: %s %s\n" % (self.address_string(), fmt % args))
 
-        def send_json(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+        def webhook_config(self, patch):
+            name = urlsplit(self.path).path[len(WEBHOOK_CONFIGS):]
+            if not store.token_ok(self.headers.get("Authorization")):
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            with store.cond:
+                obj = store.webhook_configs.get(name)
+                if obj is None:
+                    return self.send_json(404, status(404, "NotFound", name + " not found"))
+                if not patch:
+                    return self.send_json(200, obj)
+                if self.headers.get("Content-Type") != "application/json-patch+json":
+                    return self.send_json(415, status(415, "UnsupportedMediaType", "json-patch"))
+                n = int(self.headers.get("Content-Length", "0") or 0)
+                try:
+                    new = json_patch(copy.deepcopy(obj), json.loads(self.rfile.read(n)))
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    return self.send_json(422, status(422, "Invalid", str(e)))
+                store.rv += 1
+                new["metadata"]["resourceVersion"] = str(store.rv)
+                store.webhook_configs[name] = new
+                store.stats["patches"] += 1
+                return self.send_json(200, new)
 
         def do_PATCH(self):
+            if self.path.startswith(WEBHOOK_CONFIGS):
+                return self.webhook_config(True)
             # PATCH /apis/tollgate.dev/v1alpha1/namespaces/NS/PLURAL/NAME/status, merge patch:
             # only .status changes (the status subresource's rule), generation stays
             parts = urlsplit(self.path).path.strip("/").split("/")
@@ -258,6 +326,8 @@ def make_api_handler(store):
         def do_GET(self):
             url = urlsplit(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if url.path.startswith(WEBHOOK_CONFIGS):
+                return self.webhook_config(False)
             plural = BY_PATH.get(url.path)
             if plural is None:
                 return self.send_json(404, status(404, "NotFound", "no such path " + url.path))
@@ -421,19 +491,11 @@ def make_api_handler(store):
 
 
 def make_ctl_handler(store):
-    class Ctl(BaseHTTPRequestHandler):
+    class Ctl(JsonHandler):
         protocol_version = "HTTP/1.0"
 
         def log_message(self, fmt, *args):
             pass
-
-        def reply(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def body(self):
             n = int(self.headers.get("Content-Length", "0") or 0)
@@ -443,45 +505,56 @@ def make_ctl_handler(store):
             if self.path == "/stats":
                 with store.cond:
                     s = dict(store.stats, resourceVersion=store.rv)
-                return self.reply(200, s)
+                return self.send_json(200, s)
             if self.path == "/objects":
                 with store.cond:
                     objs = [o for k in KINDS for o in store.objs[k].values()]
-                return self.reply(200, objs)
+                return self.send_json(200, objs)
+            if self.path.startswith("/webhookconfigs/"):
+                with store.cond:
+                    obj = store.webhook_configs.get(self.path[len("/webhookconfigs/"):])
+                return self.send_json(200 if obj else 404, obj or {"error": "no such config"})
             parts = self.path.strip("/").split("/")
             if len(parts) == 4 and parts[0] == "objects" and parts[1] in KINDS:
                 key = parts[3] if parts[2] == "-" else parts[2] + "/" + parts[3]
                 with store.cond:
                     obj = store.objs[parts[1]].get(key)
-                return self.reply(200 if obj else 404, obj or {"error": "not found"})
-            self.reply(404, {"error": "no such path"})
+                return self.send_json(200 if obj else 404, obj or {"error": "not found"})
+            self.send_json(404, {"error": "no such path"})
 
         def do_PUT(self):
+            if self.path == "/webhookconfigs":
+                obj = self.body()
+                with store.cond:
+                    store.rv += 1
+                    obj.setdefault("metadata", {})["resourceVersion"] = str(store.rv)
+                    store.webhook_configs[obj["metadata"]["name"]] = obj
+                return self.send_json(200, {"resourceVersion": store.rv})
             parts = self.path.strip("/").split("/")
             if len(parts) != 2 or parts[0] != "objects" or parts[1] not in KINDS:
-                return self.reply(404, {"error": "PUT /objects/<plural>"})
+                return self.send_json(404, {"error": "PUT /objects/<plural>"})
             try:
                 obj = self.body()
                 typ = store.apply(parts[1], obj)
             except (ValueError, KeyError, TypeError) as e:
-                return self.reply(400, {"error": "bad object: %r" % (e,)})
-            self.reply(200, {"type": typ, "resourceVersion": store.rv})
+                return self.send_json(400, {"error": "bad object: %r" % (e,)})
+            self.send_json(200, {"type": typ, "resourceVersion": store.rv})
 
         def do_DELETE(self):
             parts = self.path.strip("/").split("/")
             if len(parts) != 4 or parts[0] != "objects" or parts[1] not in KINDS:
-                return self.reply(404, {"error": "DELETE /objects/<plural>/<ns>/<name>"})
+                return self.send_json(404, {"error": "DELETE /objects/<plural>/<ns>/<name>"})
             meta = {"name": parts[3]}
             if parts[2] != "-":
                 meta["namespace"] = parts[2]
             typ = store.apply(parts[1], {"metadata": meta}, deleted=True)
-            self.reply(200 if typ else 404, {"type": typ, "resourceVersion": store.rv})
+            self.send_json(200 if typ else 404, {"type": typ, "resourceVersion": store.rv})
 
         def do_POST(self):
             try:
                 b = self.body()
             except ValueError:
-                return self.reply(400, {"error": "not JSON"})
+                return self.send_json(400, {"error": "not JSON"})
             with store.cond:
                 if self.path == "/token":
                     ttl = b.get("ttl")
@@ -502,9 +575,9 @@ def make_ctl_handler(store):
                     store.drop_epoch += 1
                     store.cond.notify_all()
                 else:
-                    return self.reply(404, {"error": "no such path"})
+                    return self.send_json(404, {"error": "no such path"})
                 s = dict(store.stats, resourceVersion=store.rv)
-            self.reply(200, s)
+            self.send_json(200, s)
 
     return Ctl
 

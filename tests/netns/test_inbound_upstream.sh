@@ -18,23 +18,9 @@
 # Exit 77 (ctest SKIP_RETURN_CODE) when not root or network namespaces are unavailable.
 set -uo pipefail
 
-SKIP=77
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: needs root (network namespaces and iptables)"
-    exit $SKIP
-fi
-if ! ip netns add "tg-inbound-probe-$$" 2>/dev/null; then
-    echo "SKIP: cannot make a network namespace here (ip netns add failed)"
-    exit $SKIP
-fi
-ip netns del "tg-inbound-probe-$$"
-
-for tool in iptables-restore ip6tables-restore curl python3 setpriv timeout; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "FAIL: $tool not found (scripts/setup.sh installs iptables, curl, python3, util-linux)"
-        exit 1
-    fi
-done
+# shellcheck source=tests/netns/preflight.sh
+source "$(dirname "$0")/preflight.sh"
+netns_preflight "tg-inbound-probe-$$" iptables-restore ip6tables-restore curl python3 setpriv timeout
 : "${TG_BIN:?TG_BIN must name the tollgate binary}"
 : "${TG_CERTS_BIN:?TG_CERTS_BIN must name the tollgate-certs binary}"
 
@@ -136,22 +122,24 @@ check "B's lo has ::6 (the IPv6 inbound source)" \
     bash -c "ip -n $NS_B -6 addr show dev lo | grep -q 'inet6 ::6/128'"
 
 # ---- sidecars, as uid 1337 ----
-write_b() { # extra listener keys (e.g. "upstream: loopback, ")
-    cat >b.yaml <<EOF
+head_of() { # POD: what both sidecars' configs start with
+    cat <<EOF
 admin: 127.0.0.1:15000
 workers: 1
-identity: {cert: $DIR/b.pem, key: $DIR/b.key, trust_bundle: $DIR/ca.pem}
+identity: {cert: $DIR/$1.pem, key: $DIR/$1.key, trust_bundle: $DIR/ca.pem}
 timeouts: {drain: 1s, connect: 2s, handshake: 3s}
+EOF
+}
+write_b() { # extra listener keys (e.g. "upstream: loopback, ")
+    head_of b >b.yaml
+    cat >>b.yaml <<EOF
 inbound:
   - {name: capture-in, listen: 0.0.0.0:15006, transparent: true, $1allow: [spiffe://$TD/ns/default/sa/a]}
   - {name: capture-in6, listen: "[::]:15006", transparent: true, $1allow: [spiffe://$TD/ns/default/sa/a]}
 EOF
 }
-cat >a.yaml <<EOF
-admin: 127.0.0.1:15000
-workers: 1
-identity: {cert: $DIR/a.pem, key: $DIR/a.key, trust_bundle: $DIR/ca.pem}
-timeouts: {drain: 1s, connect: 2s, handshake: 3s}
+head_of a >a.yaml
+cat >>a.yaml <<EOF
 outbound:
   - {name: capture-out, listen: 127.0.0.1:15001, transparent: true}
   - {name: capture-out6, listen: "[::1]:15001", transparent: true}

@@ -18,27 +18,9 @@
 # Exit 77 (ctest SKIP_RETURN_CODE) when not root or network namespaces are unavailable.
 set -uo pipefail
 
-SKIP=77
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: needs root (network namespaces and iptables)"
-    exit $SKIP
-fi
-if ! ip netns add "tg-probe-$$" 2>/dev/null; then
-    echo "SKIP: cannot make a network namespace here (ip netns add failed)"
-    exit $SKIP
-fi
-ip netns del "tg-probe-$$"
-
-for tool in iptables-restore iptables-save ip6tables-save tcpdump curl python3 setpriv timeout; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        case $tool in
-        tcpdump) pkg=tcpdump ;; curl) pkg=curl ;; python3) pkg=python3 ;;
-        setpriv | timeout) pkg="util-linux / coreutils" ;; *) pkg=iptables ;;
-        esac
-        echo "FAIL: $tool not found: install the Debian package $pkg (scripts/setup.sh)"
-        exit 1
-    fi
-done
+# shellcheck source=tests/netns/preflight.sh
+source "$(dirname "$0")/preflight.sh"
+netns_preflight "tg-probe-$$" iptables-restore iptables-save ip6tables-save tcpdump curl python3 setpriv timeout
 : "${TG_BIN:?TG_BIN must name the tollgate binary}"
 : "${TG_CERTS_BIN:?TG_CERTS_BIN must name the tollgate-certs binary}"
 

@@ -17,22 +17,9 @@
 # Exit 77 (ctest SKIP_RETURN_CODE) when not root or network namespaces are unavailable.
 set -uo pipefail
 
-SKIP=77
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: needs root (network namespaces and iptables)"
-    exit $SKIP
-fi
-if ! ip netns add "tg-kprobe-$$" 2>/dev/null; then
-    echo "SKIP: cannot make a network namespace here (ip netns add failed)"
-    exit $SKIP
-fi
-ip netns del "tg-kprobe-$$"
-for tool in iptables-restore curl openssl setpriv timeout; do
-    command -v "$tool" >/dev/null 2>&1 || {
-        echo "FAIL: $tool not found (scripts/setup.sh installs it)"
-        exit 1
-    }
-done
+# shellcheck source=tests/netns/preflight.sh
+source "$(dirname "$0")/preflight.sh"
+netns_preflight "tg-kprobe-$$" iptables-restore curl openssl setpriv timeout
 : "${TG_BIN:?TG_BIN must name the tollgate binary}"
 : "${TG_CERTS_BIN:?TG_CERTS_BIN must name the tollgate-certs binary}"
 : "${TG_CP_BIN:?TG_CP_BIN must name the tollgate-cp binary}"

@@ -190,6 +190,7 @@ static const struct tg_access_entry full = {
     .tls_version = "TLSv1.3",
     .cipher = "TLS_AES_128_GCM_SHA256",
     .serial = "3f2a",
+    .sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     .bytes_received = 1234,
     .bytes_sent = 18446744073709551615ULL,
     .duration_ms = 56,
@@ -201,7 +202,9 @@ static const char full_line[] =
     "{\"time\":\"2026-11-28T15:00:00.123Z\",\"listener\":\"in-http\",\"direction\":\"inbound\","
     "\"peer\":\"10.0.0.7:53122\",\"peer_id\":\"spiffe://mesh.local/ns/default/sa/web\","
     "\"upstream\":\"127.0.0.1:8080\",\"tls_version\":\"TLSv1.3\","
-    "\"cipher\":\"TLS_AES_128_GCM_SHA256\",\"serial\":\"3f2a\",\"resumed\":false,"
+    "\"cipher\":\"TLS_AES_128_GCM_SHA256\",\"serial\":\"3f2a\","
+    "\"sha256\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
+    "\"resumed\":false,"
     "\"bytes_received\":1234,"
     "\"bytes_sent\":18446744073709551615,\"duration_ms\":56,\"outcome\":\"refused\","
     "\"reason\":\"not_allowed\"}\n";
@@ -222,7 +225,7 @@ START_TEST(test_accesslog_nulls)
     static const char want[] =
         "{\"time\":\"1970-01-01T00:00:00.000Z\",\"listener\":null,\"direction\":null,"
         "\"peer\":null,\"peer_id\":null,\"upstream\":null,\"tls_version\":null,"
-        "\"cipher\":null,\"serial\":null,\"resumed\":false,\"bytes_received\":0,"
+        "\"cipher\":null,\"serial\":null,\"sha256\":null,\"resumed\":false,\"bytes_received\":0,"
         "\"bytes_sent\":0,"
         "\"duration_ms\":0,\"outcome\":null,\"reason\":null}\n";
     struct tg_access_entry e = {0};
@@ -331,9 +334,9 @@ static struct tg_access_entry long_entry(void)
 static void keys_of(const char *line, char *out, size_t cap)
 {
     static const char *const keys[] = {
-        "time",           "listener",    "direction",   "peer",    "peer_id",
-        "upstream",       "tls_version", "cipher",      "serial",  "resumed",
-        "bytes_received", "bytes_sent",  "duration_ms", "outcome", "reason",
+        "time",        "listener",    "direction", "peer",   "peer_id", "upstream",
+        "tls_version", "cipher",      "serial",    "sha256", "resumed", "bytes_received",
+        "bytes_sent",  "duration_ms", "outcome",   "reason",
     };
     char pat[40];
     size_t i;
@@ -507,19 +510,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("accesslog");
-    TCase *tc = tcase_create("format");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("accesslog", "format", &tc, test_accesslog_checker_refuses_bad_json,
+                             test_accesslog_full_line, test_accesslog_nulls,
+                             test_accesslog_time_edges, test_accesslog_truncation_stays_valid,
+                             test_accesslog_small_buffers, test_accesslog_python_agrees,
+                             test_accesslog_write_one_line, test_accesslog_write_long_entry_is_cut);
 
-    tcase_add_test(tc, test_accesslog_checker_refuses_bad_json);
-    tcase_add_test(tc, test_accesslog_full_line);
-    tcase_add_test(tc, test_accesslog_nulls);
-    tcase_add_test(tc, test_accesslog_time_edges);
     tcase_add_loop_test(tc, test_accesslog_escaping_table, 0, (int)TG_NELEM(escapes));
-    tcase_add_test(tc, test_accesslog_truncation_stays_valid);
-    tcase_add_test(tc, test_accesslog_small_buffers);
-    tcase_add_test(tc, test_accesslog_python_agrees);
-    tcase_add_test(tc, test_accesslog_write_one_line);
-    tcase_add_test(tc, test_accesslog_write_long_entry_is_cut);
-    suite_add_tcase(s, tc);
     return s;
 }

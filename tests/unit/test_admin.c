@@ -34,6 +34,7 @@ struct fix {
     void (*script)(struct fix *f);
     bool timed_out;
     int case_i;
+    const char *path; /* run_get's */
 
     /* ops state, loop thread only */
     bool ready;
@@ -339,6 +340,21 @@ static void assert_response(int i, int status, const char *type, const char *bod
 
 /* ---- tests ---- */
 
+static void script_get(struct fix *f)
+{
+    char req[128];
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n\r\n", f->path);
+    exchange(req);
+}
+
+/* One GET of path, on a fresh server. */
+static void run_get(const char *path)
+{
+    F.path = path;
+    run(script_get);
+}
+
 static void script_live(struct fix *f)
 {
     (void)f;
@@ -363,15 +379,9 @@ START_TEST(test_admin_live)
 }
 END_TEST
 
-static void script_ready(struct fix *f)
-{
-    (void)f;
-    exchange("GET /ready HTTP/1.1\r\n\r\n");
-}
-
 START_TEST(test_admin_ready_true)
 {
-    run(script_ready);
+    run_get("/ready");
     assert_response(0, 200, "text/plain; charset=utf-8", "ready\n");
     ck_assert_int_eq(F.ready_calls, 1);
 }
@@ -380,7 +390,7 @@ END_TEST
 START_TEST(test_admin_ready_false)
 {
     F.ready = false;
-    run(script_ready);
+    run_get("/ready");
     assert_response(0, 503, "text/plain; charset=utf-8", "not ready\n");
     ck_assert_int_eq(F.ready_calls, 1);
 }
@@ -389,20 +399,14 @@ END_TEST
 START_TEST(test_admin_ready_without_callback_is_ready)
 {
     F.ops.ready = NULL;
-    run(script_ready);
+    run_get("/ready");
     assert_response(0, 200, NULL, "ready\n");
 }
 END_TEST
 
-static void script_stats(struct fix *f)
-{
-    (void)f;
-    exchange("GET /stats HTTP/1.1\r\n\r\n");
-}
-
 START_TEST(test_admin_stats_body_from_callback)
 {
-    run(script_stats);
+    run_get("/stats");
     assert_response(0, 200, "text/plain; version=0.0.4; charset=utf-8", F.stats_body);
     ck_assert_int_eq(F.stats_calls, 1);
 }
@@ -411,7 +415,7 @@ END_TEST
 START_TEST(test_admin_stats_null_body_is_500)
 {
     F.stats_body = NULL;
-    run(script_stats);
+    run_get("/stats");
     assert_response(0, 500, NULL, NULL);
     ck_assert_int_eq(F.stats_calls, 1);
 }
@@ -420,20 +424,14 @@ END_TEST
 START_TEST(test_admin_stats_without_callback_is_501)
 {
     F.ops.stats = NULL;
-    run(script_stats);
+    run_get("/stats");
     assert_response(0, 501, NULL, NULL);
 }
 END_TEST
 
-static void script_config_dump(struct fix *f)
-{
-    (void)f;
-    exchange("GET /config_dump HTTP/1.1\r\n\r\n");
-}
-
 START_TEST(test_admin_config_dump_is_json)
 {
-    run(script_config_dump);
+    run_get("/config_dump");
     assert_response(0, 200, "application/json", F.config_body);
     ck_assert_int_eq(F.config_calls, 1);
 }
@@ -744,6 +742,20 @@ static bool closed_within(int fd, int ms)
     return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
+/* GET /live on fd, its answer recorded. */
+static void get_live(int fd)
+{
+    send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
+    record(fd);
+}
+
+/* case_i, as the script left it: bit 0, 1 and 2 for a, b and c closed. Only a must be. */
+static void assert_only_first_closed(const char *a, const char *b, const char *c)
+{
+    ck_assert_msg(F.case_i == 1, "closed: %s %s, %s %s, %s %s", a, F.case_i & 1 ? "yes" : "NO", b,
+                  F.case_i & 2 ? "YES" : "no", c, F.case_i & 4 ? "YES" : "no");
+}
+
 /* Over the per-address cap, the oldest connection of that address gives way to the new
  * one; the others, and other addresses, are left alone. */
 static void script_peer_cap(struct fix *f)
@@ -761,18 +773,15 @@ static void script_peer_cap(struct fix *f)
     {
         int fd = dial_from(3, f->port);
 
-        send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
-        record(fd);
+        get_live(fd);
         close(fd);
     }
     f->case_i |= closed_within(idle[0], 1000) ? 1 : 0;
     for (i = 1; i < TG_ADMINSRV_MAX_PER_PEER; i++)
         f->case_i |= closed_within(idle[i], 50) ? 2 : 0;
     f->case_i |= closed_within(other, 50) ? 4 : 0;
-    if (idle[1] >= 0) {
-        send_all(idle[1], "GET /live HTTP/1.1\r\n\r\n", 22);
-        record(idle[1]);
-    }
+    if (idle[1] >= 0)
+        get_live(idle[1]);
     for (i = 0; i < TG_ADMINSRV_MAX_PER_PEER; i++)
         close(idle[i]);
     close(other);
@@ -785,9 +794,7 @@ START_TEST(test_admin_per_peer_cap_oldest_gives_way)
     assert_response(0, 200, NULL, "live\n");
     assert_response(1, 200, NULL, "live\n");
     assert_response(2, 200, NULL, "live\n");
-    ck_assert_msg(F.case_i == 1, "closed: oldest %s, others of its address %s, another %s",
-                  F.case_i & 1 ? "yes" : "NO", F.case_i & 2 ? "YES" : "no",
-                  F.case_i & 4 ? "YES" : "no");
+    assert_only_first_closed("oldest", "others of its address", "another");
 }
 END_TEST
 
@@ -809,8 +816,7 @@ static void script_total_cap(struct fix *f)
     idle[0][TG_ADMINSRV_MAX_PER_PEER - 1] = -1; /* 127.0.0.10 holds one less */
     /* all slots taken; a new client is served... */
     fd = dial_from(200, f->port);
-    send_all(fd, "GET /live HTTP/1.1\r\n\r\n", 22);
-    record(fd);
+    get_live(fd);
     close(fd);
     /* ...for it the oldest of 127.0.0.11 gave way, not the lone one nor 127.0.0.10's */
     f->case_i = 0;
@@ -818,8 +824,7 @@ static void script_total_cap(struct fix *f)
     f->case_i |= closed_within(lone, 50) ? 2 : 0;
     f->case_i |= closed_within(idle[0][0], 50) ? 4 : 0;
     if (lone >= 0) {
-        send_all(lone, "GET /live HTTP/1.1\r\n\r\n", 22);
-        record(lone);
+        get_live(lone);
         close(lone);
     }
     for (i = 0; i < PEERS; i++)
@@ -834,9 +839,7 @@ START_TEST(test_admin_total_cap_busiest_address_gives_way)
     ck_assert_int_eq(F.n_resp, 2);
     assert_response(0, 200, NULL, "live\n");
     assert_response(1, 200, NULL, "live\n");
-    ck_assert_msg(F.case_i == 1, "closed: busiest's oldest %s, the lone one %s, 127.0.0.10 %s",
-                  F.case_i & 1 ? "yes" : "NO", F.case_i & 2 ? "YES" : "no",
-                  F.case_i & 4 ? "YES" : "no");
+    assert_only_first_closed("busiest's oldest", "the lone one", "127.0.0.10");
 }
 END_TEST
 
@@ -898,33 +901,21 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("admin");
-    TCase *tc = tcase_create("http");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "admin", "http", &tc, test_admin_live, test_admin_ready_true, test_admin_ready_false,
+        test_admin_ready_without_callback_is_ready, test_admin_stats_body_from_callback,
+        test_admin_stats_null_body_is_500, test_admin_stats_without_callback_is_501,
+        test_admin_config_dump_is_json, test_admin_post_drain_calls_callback,
+        test_admin_drain_without_callback_is_501, test_admin_post_body_is_ignored,
+        test_admin_stop_from_callback, test_admin_random_bytes, test_admin_oversize_head_is_431,
+        test_admin_client_closes_early, test_admin_slow_client_gets_408,
+        test_admin_stop_closes_open_connections, test_admin_per_peer_cap_oldest_gives_way,
+        test_admin_total_cap_busiest_address_gives_way, test_admin_local_paths_refuse_browsers,
+        test_admin_start_fails_on_busy_port);
 
     tcase_set_timeout(tc, 30);
     tcase_add_checked_fixture(tc, fix_init, fix_cleanup);
-    tcase_add_test(tc, test_admin_live);
-    tcase_add_test(tc, test_admin_ready_true);
-    tcase_add_test(tc, test_admin_ready_false);
-    tcase_add_test(tc, test_admin_ready_without_callback_is_ready);
-    tcase_add_test(tc, test_admin_stats_body_from_callback);
-    tcase_add_test(tc, test_admin_stats_null_body_is_500);
-    tcase_add_test(tc, test_admin_stats_without_callback_is_501);
-    tcase_add_test(tc, test_admin_config_dump_is_json);
-    tcase_add_test(tc, test_admin_post_drain_calls_callback);
-    tcase_add_test(tc, test_admin_drain_without_callback_is_501);
-    tcase_add_test(tc, test_admin_post_body_is_ignored);
-    tcase_add_test(tc, test_admin_stop_from_callback);
     tcase_add_loop_test(tc, test_admin_request_table, 0, (int)TG_NELEM(requests));
-    tcase_add_test(tc, test_admin_random_bytes);
-    tcase_add_test(tc, test_admin_oversize_head_is_431);
-    tcase_add_test(tc, test_admin_client_closes_early);
-    tcase_add_test(tc, test_admin_slow_client_gets_408);
-    tcase_add_test(tc, test_admin_stop_closes_open_connections);
-    tcase_add_test(tc, test_admin_per_peer_cap_oldest_gives_way);
-    tcase_add_test(tc, test_admin_total_cap_busiest_address_gives_way);
-    tcase_add_test(tc, test_admin_local_paths_refuse_browsers);
-    tcase_add_test(tc, test_admin_start_fails_on_busy_port);
-    suite_add_tcase(s, tc);
     return s;
 }

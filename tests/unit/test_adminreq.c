@@ -220,15 +220,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adminreq");
-    TCase *tc = tcase_create("adminreq");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("adminreq", "adminreq", &tc, test_adminreq_parse_records_fields,
+                             test_adminreq_other_families_are_not_loopback);
 
     tcase_add_loop_test(tc, test_adminreq_parse_table, 0, (int)TG_NELEM(heads));
-    tcase_add_test(tc, test_adminreq_parse_records_fields);
     tcase_add_loop_test(tc, test_adminreq_fetch_metadata_and_form_types, 0, (int)TG_NELEM(fields));
     tcase_add_loop_test(tc, test_adminreq_loopback_table, 0, (int)TG_NELEM(peers));
-    tcase_add_test(tc, test_adminreq_other_families_are_not_loopback);
     tcase_add_loop_test(tc, test_adminreq_refusal_table, 0, (int)TG_NELEM(access_cases));
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -29,6 +29,7 @@
 #include "tollgate/cp_client.h"
 #include "tollgate/gen.h"
 #include "tollgate/tls.h"
+#include "unit_util.h"
 
 /* ---- the wrappers ---- */
 
@@ -436,7 +437,7 @@ static void write_config(void)
              "    - name: bad\n"
              "      action: deny\n"
              "      not_trust_domains: [mesh.local]\n"
-             "revocation:\n"
+             "revocations:\n"
              "  serials: [\"0f3a\"]\n"
              "  fingerprints: [\"%064d\"]\n"
              "rate_limits:\n"
@@ -520,7 +521,7 @@ static void make_pushes(void)
                                "  server_ids: [\"spiffe://mesh.local/cp\"]\n"
                                "inbound:\n"
                                "  - {name: in, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}\n";
-    static char *roots[] = {NULL}, *ids[] = {CLIENT_ID};
+    char *roots[] = {NULL}, *ids[] = {UT_STR(CLIENT_ID)};
     Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
     Tollgate__V1__TrustBundle tb = TOLLGATE__V1__TRUST_BUNDLE__INIT;
     Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
@@ -534,9 +535,9 @@ static void make_pushes(void)
     cp_key.pem = tg_unconst(FUZZ_SERVER_KEY);
     cp_key.pem_len = strlen(FUZZ_SERVER_KEY);
     roots[0] = tg_unconst(FUZZ_ROOT_PEM);
-    p.version = "v1";
-    p.nonce = "n";
-    d.trust_domain = "mesh.local";
+    p.version = UT_STR("v1");
+    p.nonce = UT_STR("n");
+    d.trust_domain = UT_STR("mesh.local");
     d.roots_pem = roots;
     d.n_roots_pem = 1;
     tb.domains = &dp;
@@ -545,7 +546,7 @@ static void make_pushes(void)
     p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
     p.trust_bundle = &tb;
     frame_len[0] = pack_push(&p, frames[0], sizeof(frames[0]));
-    rule.name = "r";
+    rule.name = UT_STR("r");
     rule.principals = ids;
     rule.n_principals = 1;
     ap.rules = &rp;
@@ -554,7 +555,7 @@ static void make_pushes(void)
     p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
     p.authorization = &ap;
     frame_len[1] = pack_push(&p, frames[1], sizeof(frames[1]));
-    dest.cidr_or_address = "10.0.0.0/24";
+    dest.cidr_or_address = UT_STR("10.0.0.0/24");
     dest.port = 443;
     dest.expected_ids = ids;
     dest.n_expected_ids = 1;
@@ -697,14 +698,11 @@ static void teardown(void)
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("allocfail");
-    TCase *tc = tcase_create("allocfail");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("allocfail", "allocfail", &tc, test_allocfail_tls_path,
+                             test_allocfail_config_path, test_allocfail_push_path);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_allocfail_tls_path);
-    tcase_add_test(tc, test_allocfail_config_path);
-    tcase_add_test(tc, test_allocfail_push_path);
-    suite_add_tcase(s, tc);
     return s;
 }

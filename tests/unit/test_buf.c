@@ -100,16 +100,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("buf");
-    TCase *tc = tcase_create("buf");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("buf", "buf", &tc, test_buf_storage_comes_and_goes_with_bytes,
+                      test_buf_moves_bytes_only_when_allowed, test_pool_keeps_at_most_max_free);
 
-    tcase_add_test(tc, test_buf_storage_comes_and_goes_with_bytes);
-    tcase_add_test(tc, test_buf_moves_bytes_only_when_allowed);
-    tcase_add_test(tc, test_pool_keeps_at_most_max_free);
 #ifndef NDEBUG
     tcase_add_test_raise_signal(tc, test_buf_consume_past_len_aborts, SIGABRT);
     tcase_add_test_raise_signal(tc, test_buf_commit_past_room_aborts, SIGABRT);
 #endif
-    suite_add_tcase(s, tc);
     return s;
 }

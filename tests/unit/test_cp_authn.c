@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cp_authn.h"
+#include "unit_util.h"
 
 static const char tokens_text[] = "# token namespace service-account\n"
                                   "\n"
@@ -45,56 +46,58 @@ static int decide(const char *peer_id, const char *token, const char *ns, const 
     return tg_cp_authn_decide(&in, who, err);
 }
 
-START_TEST(test_cp_token_gives_its_own_identity)
+#define WEB_TOKEN "web-token-0123456789abcdef"
+#define WEB_ID "spiffe://mesh.local/ns/default/sa/web"
+
+/* What a token, and what the sidecar claims beside it, come to: the identity, or a refusal
+ * (TG_EPEER) whose text has why. The central rule: a token of namespace A cannot obtain an
+ * identity of namespace B, however the sidecar claims it. */
+static const struct {
+    const char *token, *ns, *sa;
+    const char *id;  /* NULL: refused */
+    const char *why; /* a part of the refusal's text; NULL: any */
+} token_cases[] = {
+    /* a token gives its own identity */
+    {WEB_TOKEN, NULL, NULL, WEB_ID, NULL},
+    {"api-token-0123456789abcdef", "", "", "spiffe://mesh.local/ns/prod/sa/api", NULL},
+    /* a token of one namespace cannot get another's; matching claims are fine */
+    {WEB_TOKEN, "prod", "api", NULL, "claims namespace prod"},
+    {WEB_TOKEN, "default", "api", NULL, "claims service account api"},
+    {WEB_TOKEN, "default", "web", WEB_ID, NULL},
+    /* unknown or missing tokens */
+    {"web-token-0123456789abcdeX", NULL, NULL, NULL, "not recognised"},
+    {"web-token-0123456789abcde", NULL, NULL, NULL, NULL},
+    {"web-token-0123456789abcdef0", NULL, NULL, NULL, NULL},
+    {"", NULL, NULL, NULL, "who is asking"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+START_TEST(test_cp_token_decides_identity)
 {
     struct tg_cp_who who;
     char err[TG_ERRLEN] = "";
+    int rc = decide(NULL, token_cases[_i].token, token_cases[_i].ns, token_cases[_i].sa, &who, err);
+    const char *what = token_cases[_i].token != NULL ? token_cases[_i].token : "(no token)";
 
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", NULL, NULL, &who, err), 0);
-    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/default/sa/web");
-    ck_assert(!who.by_cert);
-    ck_assert_int_eq(decide(NULL, "api-token-0123456789abcdef", "", "", &who, err), 0);
-    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/prod/sa/api");
-}
-END_TEST
-
-/* The central rule: a token of namespace A cannot obtain an identity of namespace B, however
- * the sidecar claims it. */
-START_TEST(test_cp_token_of_ns_a_cannot_get_ns_b)
-{
-    struct tg_cp_who who;
-    char err[TG_ERRLEN] = "";
-
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", "prod", "api", &who, err),
-                     TG_EPEER);
-    ck_assert_msg(strstr(err, "claims namespace prod") != NULL, "%s", err);
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", "default", "api", &who, err),
-                     TG_EPEER);
-    ck_assert_msg(strstr(err, "claims service account api") != NULL, "%s", err);
-    /* matching claims are fine */
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef", "default", "web", &who, err), 0);
-    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/default/sa/web");
-}
-END_TEST
-
-START_TEST(test_cp_unknown_or_missing_token_refused)
-{
-    struct tg_cp_who who;
-    char err[TG_ERRLEN] = "";
-
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdeX", NULL, NULL, &who, err), TG_EPEER);
-    ck_assert_msg(strstr(err, "not recognised") != NULL, "%s", err);
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcde", NULL, NULL, &who, err), TG_EPEER);
-    ck_assert_int_eq(decide(NULL, "web-token-0123456789abcdef0", NULL, NULL, &who, err), TG_EPEER);
-    ck_assert_int_eq(decide(NULL, "", NULL, NULL, &who, err), TG_EPEER);
-    ck_assert_msg(strstr(err, "who is asking") != NULL, "%s", err);
-    ck_assert_int_eq(decide(NULL, NULL, NULL, NULL, &who, err), TG_EPEER);
-    {
-        struct tg_cp_authn_in in = {.trust_domain = "mesh.local",
-                                    .token = "web-token-0123456789abcdef"};
-
-        ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER); /* no tokens file */
+    if (token_cases[_i].id != NULL) {
+        ck_assert_msg(rc == 0, "%s: %s", what, err);
+        ck_assert_str_eq(who.id, token_cases[_i].id);
+        ck_assert(!who.by_cert);
+        return;
     }
+    ck_assert_msg(rc == TG_EPEER, "%s: rc %d", what, rc);
+    ck_assert_msg(token_cases[_i].why == NULL || strstr(err, token_cases[_i].why) != NULL, "%s: %s",
+                  what, err);
+}
+END_TEST
+
+START_TEST(test_cp_token_without_tokens_file_refused)
+{
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+    struct tg_cp_authn_in in = {.trust_domain = "mesh.local", .token = WEB_TOKEN};
+
+    ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER);
 }
 END_TEST
 
@@ -103,8 +106,7 @@ START_TEST(test_cp_certificate_identity_wins_over_token)
     struct tg_cp_who who;
     char err[TG_ERRLEN] = "";
 
-    ck_assert_int_eq(decide("spiffe://mesh.local/ns/prod/sa/api", "web-token-0123456789abcdef",
-                            NULL, NULL, &who, err),
+    ck_assert_int_eq(decide("spiffe://mesh.local/ns/prod/sa/api", WEB_TOKEN, NULL, NULL, &who, err),
                      0);
     ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/prod/sa/api");
     ck_assert(who.by_cert);
@@ -130,16 +132,15 @@ START_TEST(test_cp_certificate_must_be_a_workload_of_our_domain)
     char err[TG_ERRLEN] = "";
 
     for (size_t i = 0; i < TG_NELEM(bad); i++)
-        ck_assert_msg(decide(bad[i], "web-token-0123456789abcdef", NULL, NULL, &who, err) ==
-                          TG_EPEER,
-                      "%s accepted", bad[i]);
+        ck_assert_msg(decide(bad[i], WEB_TOKEN, NULL, NULL, &who, err) == TG_EPEER, "%s accepted",
+                      bad[i]);
 }
 END_TEST
 
 START_TEST(test_cp_revoked_certificate_refused)
 {
-    static char *serials[] = {"a1b2"};
-    static char *shas[] = {"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"};
+    char *serials[] = {UT_STR("a1b2")};
+    char *shas[] = {UT_STR("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")};
     struct tg_strlist rs = {serials, 1}, rf = {shas, 1};
     struct tg_cp_authn_in in = {
         .trust_domain = "mesh.local",
@@ -207,18 +208,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_authn");
-    TCase *tc = tcase_create("authn");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_authn", "authn", &tc, test_cp_token_without_tokens_file_refused,
+                             test_cp_certificate_identity_wins_over_token,
+                             test_cp_certificate_must_be_a_workload_of_our_domain,
+                             test_cp_revoked_certificate_refused, test_cp_tokens_file_nul_refused);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cp_token_gives_its_own_identity);
-    tcase_add_test(tc, test_cp_token_of_ns_a_cannot_get_ns_b);
-    tcase_add_test(tc, test_cp_unknown_or_missing_token_refused);
-    tcase_add_test(tc, test_cp_certificate_identity_wins_over_token);
-    tcase_add_test(tc, test_cp_certificate_must_be_a_workload_of_our_domain);
-    tcase_add_test(tc, test_cp_revoked_certificate_refused);
+    tcase_add_loop_test(tc, test_cp_token_decides_identity, 0, TG_NELEM(token_cases));
     tcase_add_loop_test(tc, test_cp_tokens_file_table, 0, TG_NELEM(token_files));
-    tcase_add_test(tc, test_cp_tokens_file_nul_refused);
-    suite_add_tcase(s, tc);
     return s;
 }

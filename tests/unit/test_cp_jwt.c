@@ -297,17 +297,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_jwt");
-    TCase *tc = tcase_create("jwt");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("cp_jwt", "jwt", &tc, test_jwt_keys_counted_with_kids, test_jwt_time_bounds,
+                      test_jwt_shape_refused, test_jwt_oversize_refused, test_jwt_authn_decide);
 
     tcase_add_loop_test(tc, test_jwt_table_pem_keys, 0, sizeof(cases) / sizeof(cases[0]));
     tcase_add_loop_test(tc, test_jwt_table_jwks_keys, 0, sizeof(cases) / sizeof(cases[0]));
-    tcase_add_test(tc, test_jwt_keys_counted_with_kids);
     tcase_add_loop_test(tc, test_jwt_bad_keys_refused, 0, sizeof(bad_keys) / sizeof(bad_keys[0]));
-    tcase_add_test(tc, test_jwt_time_bounds);
-    tcase_add_test(tc, test_jwt_shape_refused);
-    tcase_add_test(tc, test_jwt_oversize_refused);
-    tcase_add_test(tc, test_jwt_authn_decide);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -95,12 +95,10 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_config");
-    TCase *tc = tcase_create("config");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_k8s_config", "config", &tc, test_k8s_discovery_in_cluster,
+                             test_k8s_discovery_explicit);
 
-    tcase_add_test(tc, test_k8s_discovery_in_cluster);
-    tcase_add_test(tc, test_k8s_discovery_explicit);
     tcase_add_loop_test(tc, test_k8s_discovery_refused, 0, TG_NELEM(bad));
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -341,10 +341,10 @@ START_TEST(test_k8s_merge_overlay_wins)
     }
     ck_assert_int_eq(tg_k8s_derive(lists, "mesh.local", &d, NULL), 0);
     t->destinations = tg_resource_array(o, 2, sizeof(*t->destinations));
-    t->destinations[0].address = "10.96.0.10"; /* same place as a derived one */
+    t->destinations[0].address = tg_resource_strdup(o, "10.96.0.10"); /* as a derived one */
     t->destinations[0].port = 80;
     ck_assert_int_eq(tg_resource_strlist(o, &t->destinations[0].expected_ids, vm_id, 1), 0);
-    t->destinations[1].address = "10.0.0.0/8"; /* a CIDR: kept beside the /32s */
+    t->destinations[1].address = tg_resource_strdup(o, "10.0.0.0/8"); /* kept beside /32s */
     ck_assert_int_eq(tg_resource_strlist(o, &t->destinations[1].expected_ids, vm_id, 1), 0);
     t->n_destinations = 2;
     t->outside_refuse = true;
@@ -418,20 +418,16 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_derive");
-    TCase *tc = tcase_create("derive");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("cp_k8s_derive", "derive", &tc, /* services, then pods, then the merge */
+                      test_k8s_service_two_ports_two_slices, test_k8s_dual_stack_cluster_ips,
+                      test_k8s_headless_service_endpoints_only,
+                      test_k8s_app_protocol_and_port_names, test_k8s_unready_endpoint_is_left_out,
+                      test_k8s_pod_changes_service_account, test_k8s_pod_without_sidecar_is_outside,
+                      test_k8s_unknown_pods_are_outside, test_k8s_merge_overlay_wins);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_k8s_service_two_ports_two_slices);
-    tcase_add_test(tc, test_k8s_pod_changes_service_account);
-    tcase_add_test(tc, test_k8s_unready_endpoint_is_left_out);
-    tcase_add_test(tc, test_k8s_pod_without_sidecar_is_outside);
-    tcase_add_test(tc, test_k8s_dual_stack_cluster_ips);
-    tcase_add_test(tc, test_k8s_headless_service_endpoints_only);
-    tcase_add_test(tc, test_k8s_app_protocol_and_port_names);
-    tcase_add_test(tc, test_k8s_unknown_pods_are_outside);
-    tcase_add_test(tc, test_k8s_merge_overlay_wins);
     tcase_add_loop_test(tc, test_k8s_bad_objects_named, 0, TG_NELEM(bad_objects));
-    suite_add_tcase(s, tc);
     return s;
 }

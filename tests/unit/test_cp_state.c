@@ -58,7 +58,7 @@ static void write_config(const char *crls)
              "mesh: mesh.yaml\n");
     write_file("cp.yaml", text);
     snprintf(text, sizeof(text), "revocations: {crls: [%s]}\n", crls);
-    write_file("mesh.yaml", crls[0] ? text : "authorization: {default_deny: false}\n");
+    write_file("mesh.yaml", crls[0] ? text : "authorization: {default: allow}\n");
 }
 
 static struct tg_cp_state *load(char *err)
@@ -139,12 +139,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_state");
-    TCase *tc = tcase_create("crls");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_state", "crls", &tc,
+                             test_cp_state_own_crl_verifies_clients_partner_crl_only_pushed,
+                             test_cp_state_crl_a_sidecar_would_refuse_is_refused);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cp_state_own_crl_verifies_clients_partner_crl_only_pushed);
-    tcase_add_test(tc, test_cp_state_crl_a_sidecar_would_refuse_is_refused);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "certs_util.h"
+#include "unit_util.h"
 #include "cp_server.h"
 #include "tollgate/cp_client.h"
 #include "tollgate/frame.h"
@@ -33,18 +34,19 @@ static const char mesh_yaml[] = "authorization:\n"
                                 "      paths: [/admin/*, /x]\n"
                                 "      hosts: [web.local]\n"
                                 "rate_limits:\n"
-                                "  - match: \"spiffe://mesh.local/ns/default/*\"\n"
-                                "    connections_per_second: 100\n"
-                                "    burst: 200\n"
-                                "    requests_per_second: 7\n"
-                                "    requests_burst: 9\n"
+                                "  overrides:\n"
+                                "    - principal: \"spiffe://mesh.local/ns/default/*\"\n"
+                                "      connections_per_second: 100\n"
+                                "      burst: 200\n"
+                                "      requests_per_second: 7\n"
+                                "      requests_burst: 9\n"
                                 "revocations:\n"
                                 "  serials: [\"0A:1B\"]\n"
-                                "mesh_table:\n"
+                                "mesh:\n"
                                 "  destinations:\n"
                                 "    - address: 10.0.0.0/24\n"
                                 "      port: 8080\n"
-                                "      expected_ids: [\"spiffe://mesh.local/ns/prod/sa/api\"]\n"
+                                "      expect: [\"spiffe://mesh.local/ns/prod/sa/api\"]\n"
                                 "settings:\n"
                                 "  inbound_mode: permissive\n";
 
@@ -226,11 +228,13 @@ static void start_server(void)
     ck_assert_msg(tg_cp_server_new(&H.loop, cu_path("cp.yaml"), &H.srv, err) == 0, "%s", err);
 }
 
+/* The control plane as the client expects it (kept by the client), and the client's labels. */
+static char *cp_ids[] = {UT_STR(CP_ID)};
+static const struct tg_strlist server_ids = {cp_ids, 1};
+static const struct tg_res_label labels[] = {{UT_STR("app"), UT_STR("web")}};
+
 static void start_client(void)
 {
-    static char *ids[] = {CP_ID};
-    static const struct tg_strlist server_ids = {ids, 1};
-    static const struct tg_res_label labels[] = {{"app", "web"}};
     struct tg_cp_client_ops ops = {on_make_ctx,     on_up,   on_down, on_cert,
                                    on_cert_refused, on_push, &H};
     char address[64], err[TG_ERRLEN] = "";
@@ -482,9 +486,7 @@ static bool raw_done(struct h *h)
 static void raw_run(const char *payload, size_t len, size_t max_frame)
 {
     static const struct tg_msgstream_ops ops = {raw_connected, raw_frame, raw_closed};
-    static char *ids[] = {CP_ID};
-    static const struct tg_strlist list = {ids, 1};
-    static const struct tg_tls_peer_rule rule = {&list};
+    static const struct tg_tls_peer_rule rule = {&server_ids};
     struct tg_msgstream_opts opts = {.max_frame = max_frame};
     struct tg_tls_settings s = {.max_chain_depth = 4};
     struct sockaddr_in a;
@@ -553,23 +555,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_stream");
-    TCase *tc = tcase_create("stream");
-    TCase *pure = tcase_create("pure");
-
-    tcase_add_test(pure, test_cp_stream_backoff_bounds);
-    suite_add_tcase(s, pure);
+    Suite *s = TG_TEST_SUITE("cp_stream", "pure", NULL, test_cp_stream_backoff_bounds);
+    TCase *tc = TG_TEST_CASE(
+        s, "stream", test_cp_stream_bootstrap_by_token, test_cp_stream_nack_keeps_last_version,
+        test_cp_stream_reload_pushes_what_changed, test_cp_stream_resume_after_reconnect,
+        test_cp_stream_unknown_token_refused, test_cp_stream_undecodable_message_closes,
+        test_cp_stream_oversize_frame_closes, test_cp_stream_first_message_must_be_hello);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_cp_stream_bootstrap_by_token);
-    tcase_add_test(tc, test_cp_stream_nack_keeps_last_version);
-    tcase_add_test(tc, test_cp_stream_reload_pushes_what_changed);
-    tcase_add_test(tc, test_cp_stream_resume_after_reconnect);
-    tcase_add_test(tc, test_cp_stream_unknown_token_refused);
-    tcase_add_test(tc, test_cp_stream_undecodable_message_closes);
-    tcase_add_test(tc, test_cp_stream_oversize_frame_closes);
-    tcase_add_test(tc, test_cp_stream_first_message_must_be_hello);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -573,24 +573,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("esc");
-    TCase *tc = tcase_create("esc");
-
-    tcase_add_test(tc, test_esc_every_single_byte);
-    tcase_add_test(tc, test_esc_every_c1_control);
-    tcase_add_test(tc, test_esc_table);
-    tcase_add_test(tc, test_esc_nul_inside_the_input);
-    tcase_add_test(tc, test_esc_properties);
-    tcase_add_test(tc, test_esc_bounded_output);
-    tcase_add_test(tc, test_esc_pieces);
-    tcase_add_test(tc, test_esc_format_quotes_follow_the_format);
-    tcase_add_test(tc, test_esc_format_literal_text_is_escaped_too);
-    tcase_add_test(tc, test_esc_format_precision_reads_no_further);
-    tcase_add_test(tc, test_esc_format_width_pads_the_escaped_text);
-    tcase_add_test(tc, test_esc_format_numbers_are_printf);
-    tcase_add_test(tc, test_esc_format_is_cut_whole);
-    tcase_add_test(tc, test_err_set_escapes);
-    tcase_add_test(tc, test_log_one_event_one_line);
-    suite_add_tcase(s, tc);
-    return s;
+    return TG_TEST_SUITE(
+        "esc", "esc", NULL, test_esc_every_single_byte, test_esc_every_c1_control, test_esc_table,
+        test_esc_nul_inside_the_input, test_esc_properties, test_esc_bounded_output,
+        test_esc_pieces, test_esc_format_quotes_follow_the_format,
+        test_esc_format_literal_text_is_escaped_too, test_esc_format_precision_reads_no_further,
+        test_esc_format_width_pads_the_escaped_text, test_esc_format_numbers_are_printf,
+        test_esc_format_is_cut_whole, test_err_set_escapes, test_log_one_event_one_line);
 }

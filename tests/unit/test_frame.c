@@ -130,77 +130,88 @@ START_TEST(test_frame_every_split_point)
 }
 END_TEST
 
+/* One decoder and what its last feed returned. */
+struct feeder {
+    struct tg_frame_decoder d;
+    const char *frame;
+    size_t used, len;
+    char err[TG_ERRLEN];
+};
+
+static void feeder_init(struct feeder *f, size_t max)
+{
+    memset(f, 0, sizeof(*f));
+    tg_frame_decoder_init(&f->d, max);
+}
+
+static int feed(struct feeder *f, const void *src, size_t n)
+{
+    return tg_frame_feed(&f->d, src, n, &f->used, &f->frame, &f->len, f->err);
+}
+
 /* feed stops right after a complete frame: the caller sees the rest as not used. */
 START_TEST(test_frame_stops_after_each_frame)
 {
-    struct tg_frame_decoder d;
-    const char *frame;
-    size_t n, used, len;
-    char err[TG_ERRLEN] = "";
+    struct feeder f;
+    size_t n;
     char *stream = three_frames(&n);
 
-    tg_frame_decoder_init(&d, TG_FRAME_MAX);
-    ck_assert_int_eq(tg_frame_feed(&d, stream, n, &used, &frame, &len, err), 1);
-    ck_assert_uint_eq(used, 9);
-    ck_assert_uint_eq(len, 5);
-    ck_assert_int_eq(memcmp(frame, "hello", 5), 0);
-    ck_assert_int_eq(tg_frame_feed(&d, stream + 9, n - 9, &used, &frame, &len, err), 1);
-    ck_assert_uint_eq(used, 4);
-    ck_assert_uint_eq(len, 0);
-    ck_assert_ptr_nonnull(frame);
-    ck_assert_int_eq(tg_frame_feed(&d, stream + 13, n - 13, &used, &frame, &len, err), 1);
-    ck_assert_uint_eq(used, 304);
-    ck_assert_uint_eq(len, 300);
-    ck_assert_int_eq(tg_frame_feed(&d, stream, 0, &used, &frame, &len, err), 0);
-    ck_assert_uint_eq(used, 0);
-    tg_frame_decoder_cleanup(&d);
+    feeder_init(&f, TG_FRAME_MAX);
+    ck_assert_int_eq(feed(&f, stream, n), 1);
+    ck_assert_uint_eq(f.used, 9);
+    ck_assert_uint_eq(f.len, 5);
+    ck_assert_int_eq(memcmp(f.frame, "hello", 5), 0);
+    ck_assert_int_eq(feed(&f, stream + 9, n - 9), 1);
+    ck_assert_uint_eq(f.used, 4);
+    ck_assert_uint_eq(f.len, 0);
+    ck_assert_ptr_nonnull(f.frame);
+    ck_assert_int_eq(feed(&f, stream + 13, n - 13), 1);
+    ck_assert_uint_eq(f.used, 304);
+    ck_assert_uint_eq(f.len, 300);
+    ck_assert_int_eq(feed(&f, stream, 0), 0);
+    ck_assert_uint_eq(f.used, 0);
+    tg_frame_decoder_cleanup(&f.d);
     free(stream);
 }
 END_TEST
 
 START_TEST(test_frame_oversize_refused_on_header)
 {
-    struct tg_frame_decoder d;
-    const char *frame;
-    size_t used, len;
-    char err[TG_ERRLEN] = "";
+    struct feeder f;
     /* 4 MiB + 1 */
     static const unsigned char hdr[] = {0x00, 0x40, 0x00, 0x01, 'x'};
 
-    tg_frame_decoder_init(&d, TG_FRAME_MAX);
-    ck_assert_int_eq(tg_frame_feed(&d, hdr, 2, &used, &frame, &len, err), 0);
-    ck_assert_int_eq(tg_frame_feed(&d, hdr + 2, 3, &used, &frame, &len, err), TG_ETOOBIG);
-    ck_assert_uint_eq(used, 2);
-    ck_assert_msg(strstr(err, "4194305 bytes") != NULL && strstr(err, "4194304") != NULL, "%s",
-                  err);
-    ck_assert_ptr_null(d.body); /* nothing allocated for the claimed size */
+    feeder_init(&f, TG_FRAME_MAX);
+    ck_assert_int_eq(feed(&f, hdr, 2), 0);
+    ck_assert_int_eq(feed(&f, hdr + 2, 3), TG_ETOOBIG);
+    ck_assert_uint_eq(f.used, 2);
+    ck_assert_msg(strstr(f.err, "4194305 bytes") != NULL && strstr(f.err, "4194304") != NULL, "%s",
+                  f.err);
+    ck_assert_ptr_null(f.d.body); /* nothing allocated for the claimed size */
     /* sticky */
-    ck_assert_int_eq(tg_frame_feed(&d, "abc", 3, &used, &frame, &len, err), TG_ETOOBIG);
-    tg_frame_decoder_cleanup(&d);
+    ck_assert_int_eq(feed(&f, "abc", 3), TG_ETOOBIG);
+    tg_frame_decoder_cleanup(&f.d);
 }
 END_TEST
 
 START_TEST(test_frame_max_exactly_accepted)
 {
-    struct tg_frame_decoder d;
-    const char *frame = NULL;
-    size_t used, len = 0;
-    char err[TG_ERRLEN] = "";
+    struct feeder f;
     char *enc, *body = calloc(1, TG_FRAME_MAX);
     size_t enc_len;
 
-    ck_assert_int_eq(tg_frame_encode(body, TG_FRAME_MAX + 1, TG_FRAME_MAX, &enc, &enc_len, err),
+    ck_assert_int_eq(tg_frame_encode(body, TG_FRAME_MAX + 1, TG_FRAME_MAX, &enc, &enc_len, f.err),
                      TG_ETOOBIG);
-    ck_assert_int_eq(tg_frame_encode(body, TG_FRAME_MAX, TG_FRAME_MAX, &enc, &enc_len, err), 0);
-    tg_frame_decoder_init(&d, TG_FRAME_MAX);
-    ck_assert_int_eq(tg_frame_feed(&d, enc, enc_len, &used, &frame, &len, err), 1);
-    ck_assert_uint_eq(len, TG_FRAME_MAX);
-    ck_assert_uint_eq(used, enc_len);
+    ck_assert_int_eq(tg_frame_encode(body, TG_FRAME_MAX, TG_FRAME_MAX, &enc, &enc_len, f.err), 0);
+    feeder_init(&f, TG_FRAME_MAX);
+    ck_assert_int_eq(feed(&f, enc, enc_len), 1);
+    ck_assert_uint_eq(f.len, TG_FRAME_MAX);
+    ck_assert_uint_eq(f.used, enc_len);
     /* the large buffer is let go when the next frame starts */
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\1z", 5, &used, &frame, &len, err), 1);
-    ck_assert_uint_eq(len, 1);
-    ck_assert_int_eq(frame[0], 'z');
-    tg_frame_decoder_cleanup(&d);
+    ck_assert_int_eq(feed(&f, "\0\0\0\1z", 5), 1);
+    ck_assert_uint_eq(f.len, 1);
+    ck_assert_int_eq(f.frame[0], 'z');
+    tg_frame_decoder_cleanup(&f.d);
     free(enc);
     free(body);
 }
@@ -208,56 +219,46 @@ END_TEST
 
 START_TEST(test_frame_small_limit)
 {
-    struct tg_frame_decoder d;
-    const char *frame;
-    size_t used, len;
-    char err[TG_ERRLEN] = "";
+    struct feeder f;
 
-    tg_frame_decoder_init(&d, 3);
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\3abc", 7, &used, &frame, &len, err), 1);
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\4abcd", 8, &used, &frame, &len, err), TG_ETOOBIG);
-    tg_frame_decoder_cleanup(&d);
+    feeder_init(&f, 3);
+    ck_assert_int_eq(feed(&f, "\0\0\0\3abc", 7), 1);
+    ck_assert_int_eq(feed(&f, "\0\0\0\4abcd", 8), TG_ETOOBIG);
+    tg_frame_decoder_cleanup(&f.d);
 }
 END_TEST
 
 /* A server raises the limit once its peer has authenticated: from the next header on. */
 START_TEST(test_frame_limit_raised_between_frames)
 {
-    struct tg_frame_decoder d;
-    const char *frame;
-    size_t used, len;
-    char err[TG_ERRLEN] = "";
+    struct feeder f;
 
-    tg_frame_decoder_init(&d, 3);
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\3abc\0\0\0\5hello", 16, &used, &frame, &len, err),
-                     1);
-    ck_assert_uint_eq(used, 7);
-    tg_frame_decoder_set_max(&d, 5);
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\5hello", 9, &used, &frame, &len, err), 1);
-    ck_assert_uint_eq(len, 5);
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0\0\6", 4, &used, &frame, &len, err), TG_ETOOBIG);
-    tg_frame_decoder_cleanup(&d);
+    feeder_init(&f, 3);
+    ck_assert_int_eq(feed(&f, "\0\0\0\3abc\0\0\0\5hello", 16), 1);
+    ck_assert_uint_eq(f.used, 7);
+    tg_frame_decoder_set_max(&f.d, 5);
+    ck_assert_int_eq(feed(&f, "\0\0\0\5hello", 9), 1);
+    ck_assert_uint_eq(f.len, 5);
+    ck_assert_int_eq(feed(&f, "\0\0\0\6", 4), TG_ETOOBIG);
+    tg_frame_decoder_cleanup(&f.d);
 }
 END_TEST
 
 START_TEST(test_frame_truncated_at_eof)
 {
-    struct tg_frame_decoder d;
-    const char *frame;
-    size_t used, len;
-    char err[TG_ERRLEN] = "";
+    struct feeder f;
 
-    tg_frame_decoder_init(&d, TG_FRAME_MAX);
-    ck_assert_int_eq(tg_frame_decoder_eof(&d, err), 0); /* nothing at all: clean */
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\0", 2, &used, &frame, &len, err), 0);
-    ck_assert_int_eq(tg_frame_decoder_eof(&d, err), TG_ECLOSED);
-    ck_assert_msg(strstr(err, "header (2 of 4 bytes)") != NULL, "%s", err);
-    ck_assert_int_eq(tg_frame_feed(&d, "\0\5he", 4, &used, &frame, &len, err), 0);
-    ck_assert_int_eq(tg_frame_decoder_eof(&d, err), TG_ECLOSED);
-    ck_assert_msg(strstr(err, "(2 of 5 bytes)") != NULL, "%s", err);
-    ck_assert_int_eq(tg_frame_feed(&d, "llo", 3, &used, &frame, &len, err), 1);
-    ck_assert_int_eq(tg_frame_decoder_eof(&d, err), 0); /* ended right after a frame */
-    tg_frame_decoder_cleanup(&d);
+    feeder_init(&f, TG_FRAME_MAX);
+    ck_assert_int_eq(tg_frame_decoder_eof(&f.d, f.err), 0); /* nothing at all: clean */
+    ck_assert_int_eq(feed(&f, "\0\0", 2), 0);
+    ck_assert_int_eq(tg_frame_decoder_eof(&f.d, f.err), TG_ECLOSED);
+    ck_assert_msg(strstr(f.err, "header (2 of 4 bytes)") != NULL, "%s", f.err);
+    ck_assert_int_eq(feed(&f, "\0\5he", 4), 0);
+    ck_assert_int_eq(tg_frame_decoder_eof(&f.d, f.err), TG_ECLOSED);
+    ck_assert_msg(strstr(f.err, "(2 of 5 bytes)") != NULL, "%s", f.err);
+    ck_assert_int_eq(feed(&f, "llo", 3), 1);
+    ck_assert_int_eq(tg_frame_decoder_eof(&f.d, f.err), 0); /* ended right after a frame */
+    tg_frame_decoder_cleanup(&f.d);
 }
 END_TEST
 
@@ -275,18 +276,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("frame");
-    TCase *tc = tcase_create("frame");
-
-    tcase_add_test(tc, test_frame_round_trip);
-    tcase_add_test(tc, test_frame_every_split_point);
-    tcase_add_test(tc, test_frame_stops_after_each_frame);
-    tcase_add_test(tc, test_frame_oversize_refused_on_header);
-    tcase_add_test(tc, test_frame_max_exactly_accepted);
-    tcase_add_test(tc, test_frame_small_limit);
-    tcase_add_test(tc, test_frame_limit_raised_between_frames);
-    tcase_add_test(tc, test_frame_truncated_at_eof);
-    tcase_add_test(tc, test_frame_header_encoding);
-    suite_add_tcase(s, tc);
-    return s;
+    return TG_TEST_SUITE("frame", "frame", NULL, test_frame_round_trip,
+                         test_frame_every_split_point, test_frame_stops_after_each_frame,
+                         test_frame_oversize_refused_on_header, test_frame_max_exactly_accepted,
+                         test_frame_small_limit, test_frame_limit_raised_between_frames,
+                         test_frame_truncated_at_eof, test_frame_header_encoding);
 }

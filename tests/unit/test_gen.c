@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "certs_util.h"
+#include "unit_util.h"
 #include "tollgate/gen.h"
 
 #define WEB "spiffe://mesh.local/ns/default/sa/web"
@@ -285,7 +286,7 @@ END_TEST
 /* Static mode: each federated trust domain names its own bundle file. */
 START_TEST(test_gen_federated_bundle_files)
 {
-    static char *names[] = {"partner.example"}, *files[1];
+    char *names[] = {UT_STR("partner.example")}, *files[1];
     struct tg_gen *g = NULL;
     char err[TG_ERRLEN] = "";
 
@@ -305,11 +306,11 @@ START_TEST(test_gen_federated_bundle_files)
                       strstr(err, "is a root of mesh.local too") != NULL,
                   "%s", err);
     /* our own trust domain as a federated one */
-    names[0] = "mesh.local";
+    names[0] = UT_STR("mesh.local");
     files[0] = tg_unconst(cu_path("partner.pem"));
     ck_assert_int_lt(build(&g, err), 0);
     ck_assert_msg(strstr(err, "our own trust domain") != NULL, "%s", err);
-    names[0] = "partner.example";
+    names[0] = UT_STR("partner.example");
     /* a missing file */
     files[0] = tg_unconst(cu_path("nothing.pem"));
     ck_assert_int_lt(build(&g, err), 0);
@@ -343,10 +344,10 @@ END_TEST
 START_TEST(test_gen_pushed_authorization_wins)
 {
     struct cp_fixture f;
-    static char *ids[] = {WEB};
+    char *ids[] = {UT_STR(WEB)};
     struct tg_rule_cfg rules[2] = {
-        {.name = "a", .deny = false, .principals = {ids, 1}},
-        {.name = "b", .deny = true, .principals = {ids, 1}},
+        {.name = UT_STR("a"), .deny = false, .principals = {ids, 1}},
+        {.name = UT_STR("b"), .deny = true, .principals = {ids, 1}},
     };
     struct tg_resource *r = tg_resource_new(TG_RES_AUTHORIZATION);
     struct tg_res_authorization *a = &r->u.authorization;
@@ -427,11 +428,11 @@ END_TEST
 START_TEST(test_gen_http_rules_follow_the_mesh_table)
 {
     struct cp_fixture f;
-    static char *paths[] = {"/x"};
-    static int port80[] = {80};
+    char *paths[] = {UT_STR("/x")};
+    int port80[] = {80};
     struct tg_rule_cfg rule = {
-        .name = "r", .deny = true, .paths = {paths, 1}, .ports = {port80, 1}};
-    struct tg_inbound_cfg in = {.name = "captured", .transparent = true};
+        .name = UT_STR("r"), .deny = true, .paths = {paths, 1}, .ports = {port80, 1}};
+    struct tg_inbound_cfg in = {.name = UT_STR("captured"), .transparent = true};
     struct tg_resource *r = tg_resource_new(TG_RES_MESH_TABLE);
     struct tg_resource *az = tg_resource_new(TG_RES_AUTHORIZATION);
     struct tg_res_mesh_table *m = &r->u.mesh_table;
@@ -496,21 +497,16 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("gen");
-    TCase *tc = tcase_create("build");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "gen", "build", &tc, test_gen_build_holds_identity_and_contexts,
+        test_gen_refcount_frees_on_last_unref, test_gen_cp_identity_needs_a_pushed_bundle,
+        test_gen_cp_key_must_match_chain, test_gen_pushed_bundle_per_trust_domain,
+        test_gen_federated_bundle_files, test_gen_http_rules_follow_the_mesh_table,
+        test_gen_pushed_authorization_wins, test_gen_pushed_mesh_and_settings);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_gen_build_holds_identity_and_contexts);
-    tcase_add_test(tc, test_gen_refcount_frees_on_last_unref);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_gen_build_refuses_broken_identity, 0, TG_NELEM(broken));
-    tcase_add_test(tc, test_gen_cp_identity_needs_a_pushed_bundle);
-    tcase_add_test(tc, test_gen_cp_key_must_match_chain);
-    tcase_add_test(tc, test_gen_pushed_bundle_per_trust_domain);
-    tcase_add_test(tc, test_gen_federated_bundle_files);
-    tcase_add_test(tc, test_gen_http_rules_follow_the_mesh_table);
-    tcase_add_test(tc, test_gen_pushed_authorization_wins);
-    tcase_add_test(tc, test_gen_pushed_mesh_and_settings);
-    suite_add_tcase(s, tc);
     return s;
 }

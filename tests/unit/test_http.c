@@ -10,6 +10,7 @@
 #include "tollgate/http.h"
 #include "tollgate/policy.h"
 #include "tollgate/ratelimit.h"
+#include "unit_util.h"
 
 static const struct tg_http_limits lim = {.max_head = 4096, .max_line = 1024, .max_fields = 16};
 
@@ -625,9 +626,9 @@ END_TEST
 /* Rules with HTTP conditions: per request only; a connection never matches them. */
 START_TEST(test_http_policy_conditions)
 {
-    static char *const get[] = {"GET"}, *const api[] = {"/api/*", "/health"},
-                       *const host[] = {"Web.Local"}, *const del[] = {"DELETE"},
-                       *const ns[] = {"default"};
+    static const char *const get[] = {"GET"}, *const api[] = {"/api/*", "/health"},
+                             *const host[] = {"Web.Local"}, *const del[] = {"DELETE"},
+                             *const ns[] = {"default"};
     struct tg_policy_rule rules[2];
     struct tg_policy_input in;
     struct tg_policy *p = NULL;
@@ -676,7 +677,7 @@ START_TEST(test_http_policy_conditions)
     ck_assert(!v.allow && v.outcome == TG_POLICY_NO_MATCH);
     tg_policy_free(p);
     /* bad values are refused with the rule and field */
-    static char *const badpath[] = {"api"}, *const badm[] = {"G T"};
+    static const char *const badpath[] = {"api"}, *const badm[] = {"G T"};
     rules[0].paths = (struct tg_policy_strs){badpath, 1};
     ck_assert_int_lt(tg_policy_compile(&in, &p, err), 0);
     ck_assert_ptr_nonnull(strstr(err, "rule \"reads\": paths[0] \"api\": not a path"));
@@ -789,13 +790,7 @@ static void check_path_case(int i)
     ck_assert_int_eq(tg_http_path_normalize(in, strlen(in), out, strlen(in), &n, err), 0);
 }
 
-/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
-START_TEST(test_http_path_normalize_table)
-{
-    for (int i = 0; i < (int)(sizeof(path_cases) / sizeof(path_cases[0])); i++)
-        check_path_case(i);
-}
-END_TEST
+UT_TABLE_TEST(test_http_path_normalize_table, path_cases, check_path_case)
 
 /* tg_http_target_normalize on whole heads: the target the rules see and the app gets. */
 static const struct {
@@ -863,13 +858,7 @@ static void check_target_case(int i)
                   "%s: got %.*s", head, (int)req.path_len, req.path);
 }
 
-/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
-START_TEST(test_http_target_normalize_table)
-{
-    for (int i = 0; i < (int)(sizeof(target_cases) / sizeof(target_cases[0])); i++)
-        check_target_case(i);
-}
-END_TEST
+UT_TABLE_TEST(test_http_target_normalize_table, target_cases, check_target_case)
 
 /* The parser names a fragment; the request line keeps refusing control bytes and spaces. */
 START_TEST(test_http_fragment_refused_by_the_parser)
@@ -915,7 +904,7 @@ static const struct {
 
 static void check_rule_path_case(int i)
 {
-    char *const paths[] = {tg_unconst(rule_path_cases[i].path)};
+    const char *const paths[] = {rule_path_cases[i].path};
     struct tg_policy_rule rule = {.name = "r", .action = TG_POLICY_DENY, .paths = {paths, 1}};
     struct tg_policy_input in = {.rules = &rule, .n_rules = 1};
     struct tg_policy *p = NULL;
@@ -933,13 +922,7 @@ static void check_rule_path_case(int i)
                   "%s: %s", paths[0], err);
 }
 
-/* (one process for the whole table: a fork per case costs more than the case, under ASan) */
-START_TEST(test_http_rule_paths_normal_form)
-{
-    for (int i = 0; i < (int)(sizeof(rule_path_cases) / sizeof(rule_path_cases[0])); i++)
-        check_rule_path_case(i);
-}
-END_TEST
+UT_TABLE_TEST(test_http_rule_paths_normal_form, rule_path_cases, check_rule_path_case)
 
 /* Every byte in a header name and in a value, against RFC 9110's definitions. */
 START_TEST(test_http_byte_classes)
@@ -970,32 +953,22 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("http");
-    TCase *tc = tcase_create("http");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "http", "http", &tc, test_http_nul_in_value, test_http_limits, test_http_request_fields,
+        test_http_incremental_head, test_http_chunked_split, test_http_rewrite_strips_and_adds,
+        test_http_local_response, test_http_config_defaults, test_http_request_bucket,
+        test_http_policy_conditions, test_http_byte_classes, test_http_path_normalize_table,
+        test_http_target_normalize_table, test_http_fragment_refused_by_the_parser,
+        test_http_rule_paths_normal_form);
 
     tcase_add_loop_test(tc, test_http_stream_table, 0,
                         (int)(sizeof(stream_cases) / sizeof(stream_cases[0])));
-    tcase_add_test(tc, test_http_nul_in_value);
-    tcase_add_test(tc, test_http_limits);
-    tcase_add_test(tc, test_http_request_fields);
     tcase_add_loop_test(tc, test_http_keep_alive_table, 0,
                         (int)(sizeof(keepalive_cases) / sizeof(keepalive_cases[0])));
-    tcase_add_test(tc, test_http_incremental_head);
-    tcase_add_test(tc, test_http_chunked_split);
-    tcase_add_test(tc, test_http_rewrite_strips_and_adds);
     tcase_add_loop_test(tc, test_http_response_table, 0,
                         (int)(sizeof(resp_cases) / sizeof(resp_cases[0])));
-    tcase_add_test(tc, test_http_local_response);
     tcase_add_loop_test(tc, test_http_config_table, 0,
                         (int)(sizeof(config_cases) / sizeof(config_cases[0])));
-    tcase_add_test(tc, test_http_config_defaults);
-    tcase_add_test(tc, test_http_request_bucket);
-    tcase_add_test(tc, test_http_policy_conditions);
-    tcase_add_test(tc, test_http_byte_classes);
-    tcase_add_test(tc, test_http_path_normalize_table);
-    tcase_add_test(tc, test_http_target_normalize_table);
-    tcase_add_test(tc, test_http_fragment_refused_by_the_parser);
-    tcase_add_test(tc, test_http_rule_paths_normal_form);
-    suite_add_tcase(s, tc);
     return s;
 }

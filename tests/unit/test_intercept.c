@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include "check_main.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "certs_util.h"
+#include "unit_util.h"
 #include "tollgate/intercept.h"
 #include "tollgate/mesh.h"
 #include "tollgate/tls.h"
@@ -23,7 +25,7 @@ static void make_hello(void)
     struct tg_tls_settings st = {.server = false, .max_chain_depth = 4};
     struct tg_tls_ctx *ctx;
     struct tg_tls *t;
-    char *ids[] = {"spiffe://mesh.local/ns/default/sa/web"};
+    char *ids[] = {UT_STR("spiffe://mesh.local/ns/default/sa/web")};
     struct tg_strlist list = {ids, 1};
     struct tg_tls_peer_rule rule = {&list};
     struct tg_buf *out;
@@ -104,10 +106,10 @@ START_TEST(test_peek_lying_lengths_are_other)
 }
 END_TEST
 
-static struct tg_mesh_dest dest(const char *net, unsigned prefix, uint16_t port, char *id)
+static struct tg_mesh_dest dest(const char *net, unsigned prefix, uint16_t port, const char *id)
 {
     struct tg_mesh_dest d;
-    static char *ids[16];
+    static char names[16][32], *ids[16];
     static int n;
 
     memset(&d, 0, sizeof(d));
@@ -120,7 +122,9 @@ static struct tg_mesh_dest dest(const char *net, unsigned prefix, uint16_t port,
     }
     d.prefix = prefix;
     d.port = port;
-    ids[n] = id;
+    ck_assert_int_lt(n, (int)TG_NELEM(ids));
+    snprintf(names[n], sizeof(names[n]), "%s", id);
+    ids[n] = names[n];
     d.expect.v = &ids[n++];
     d.expect.n = 1;
     return d;
@@ -164,14 +168,12 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("intercept");
-    TCase *tc = tcase_create("peek");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("intercept", "peek", &tc, test_peek_our_client_hello_is_mesh,
+                      test_peek_other_alpn_or_plain_is_other, test_peek_lying_lengths_are_other,
+                      test_mesh_lookup_most_specific_wins);
 
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_peek_our_client_hello_is_mesh);
-    tcase_add_test(tc, test_peek_other_alpn_or_plain_is_other);
-    tcase_add_test(tc, test_peek_lying_lengths_are_other);
-    tcase_add_test(tc, test_mesh_lookup_most_specific_wins);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -31,15 +31,24 @@ static void parse_ok(const char *line, struct tg_iptables_opts *o)
     ck_assert_msg(tg_iptables_parse(argc, argv, o, err) == 0, "%s: %s", line, err);
 }
 
-/* Renders the options in line for family, for an empty table; the caller frees. */
-static char *render(const char *line, int family)
+/* Renders the options in line for family, over the table iptables-save printed as save (NULL:
+ * an empty table); the caller frees. */
+static char *render_over(const char *line, int family, const char *save)
 {
     struct tg_iptables_opts o;
+    struct tg_iptables_state st;
     char *text = NULL;
 
     parse_ok(line, &o);
-    ck_assert_int_eq(tg_iptables_render(&o, family, NULL, &text), 0);
+    if (save != NULL)
+        tg_iptables_scan(save, &st);
+    ck_assert_int_eq(tg_iptables_render(&o, family, save != NULL ? &st : NULL, &text), 0);
     return text;
+}
+
+static char *render(const char *line, int family)
+{
+    return render_over(line, family, NULL);
 }
 
 static void assert_has(const char *text, const char *want)
@@ -344,13 +353,8 @@ END_TEST
 
 START_TEST(test_iptables_install_is_idempotent)
 {
-    struct tg_iptables_opts o;
-    struct tg_iptables_state st;
-    char *text;
+    char *text = render_over("", AF_INET, save_with_ours);
 
-    parse_ok("", &o);
-    tg_iptables_scan(save_with_ours, &st);
-    ck_assert_int_eq(tg_iptables_render(&o, AF_INET, &st, &text), 0);
     assert_lacks(text, "PREROUTING");
     assert_lacks(text, "-A OUTPUT");
     assert_has(text, "-F TOLLGATE_OUTPUT\n");
@@ -360,13 +364,8 @@ END_TEST
 
 START_TEST(test_iptables_clean_removes_every_jump_then_chains)
 {
-    struct tg_iptables_opts o;
-    struct tg_iptables_state st;
-    char *text;
+    char *text = render_over("--clean", AF_INET, save_with_ours);
 
-    parse_ok("--clean", &o);
-    tg_iptables_scan(save_with_ours, &st);
-    ck_assert_int_eq(tg_iptables_render(&o, AF_INET, &st, &text), 0);
     ck_assert_str_eq(text, "# tollgate init-iptables --clean (IPv4): for iptables-restore "
                            "--noflush\n"
                            "*nat\n"
@@ -387,8 +386,7 @@ START_TEST(test_iptables_clean_removes_every_jump_then_chains)
                            "-X TOLLGATE_OUT_REDIRECT\n"
                            "COMMIT\n");
     free(text);
-    tg_iptables_scan("*nat\nCOMMIT\n", &st);
-    ck_assert_int_eq(tg_iptables_render(&o, AF_INET, &st, &text), 0);
+    text = render_over("--clean", AF_INET, "*nat\nCOMMIT\n");
     assert_lacks(text, "-D ");
     assert_has(text, "-X TOLLGATE_INBOUND\n");
     free(text);
@@ -408,21 +406,15 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("iptables");
-    TCase *tc = tcase_create("rules");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "iptables", "rules", &tc, test_iptables_default_rules_golden,
+        test_iptables_default_rules_ipv6_use_v6_loopback, test_iptables_defaults_struct,
+        test_iptables_flags_and_ipv6_modes, test_iptables_list_limits, test_iptables_help,
+        test_iptables_scan_counts_our_jumps_and_chains, test_iptables_install_is_idempotent,
+        test_iptables_clean_removes_every_jump_then_chains, test_iptables_v6_detection);
 
-    tcase_add_test(tc, test_iptables_default_rules_golden);
-    tcase_add_test(tc, test_iptables_default_rules_ipv6_use_v6_loopback);
-    tcase_add_test(tc, test_iptables_defaults_struct);
     tcase_add_loop_test(tc, test_iptables_each_option, 0, TG_NELEM(option_cases));
-    tcase_add_test(tc, test_iptables_flags_and_ipv6_modes);
     tcase_add_loop_test(tc, test_iptables_bad_options_refused, 0, TG_NELEM(bad_cases));
-    tcase_add_test(tc, test_iptables_list_limits);
-    tcase_add_test(tc, test_iptables_help);
-    tcase_add_test(tc, test_iptables_scan_counts_our_jumps_and_chains);
-    tcase_add_test(tc, test_iptables_install_is_idempotent);
-    tcase_add_test(tc, test_iptables_clean_removes_every_jump_then_chains);
-    tcase_add_test(tc, test_iptables_v6_detection);
-    suite_add_tcase(s, tc);
     return s;
 }

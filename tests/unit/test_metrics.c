@@ -349,17 +349,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("metrics");
-    TCase *tc = tcase_create("render");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("metrics", "render", &tc, test_metrics_hs_fail_name_out_of_range,
+                      test_metrics_render_sums_workers, test_metrics_every_reason_series_present,
+                      test_metrics_label_values_escaped, test_metrics_process_values,
+                      test_metrics_no_listeners, test_metrics_many_listeners);
 
     tcase_add_loop_test(tc, test_metrics_hs_fail_names, 0, (int)TG_NELEM(reasons));
-    tcase_add_test(tc, test_metrics_hs_fail_name_out_of_range);
-    tcase_add_test(tc, test_metrics_render_sums_workers);
-    tcase_add_test(tc, test_metrics_every_reason_series_present);
-    tcase_add_test(tc, test_metrics_label_values_escaped);
-    tcase_add_test(tc, test_metrics_process_values);
-    tcase_add_test(tc, test_metrics_no_listeners);
-    tcase_add_test(tc, test_metrics_many_listeners);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -9,7 +9,7 @@
 
 #define STRS(...)                                                                                  \
     {                                                                                              \
-        (char *[]){__VA_ARGS__}, TG_NELEM(((char *[]){__VA_ARGS__}))                               \
+        (const char *const[]){__VA_ARGS__}, TG_NELEM(((const char *const[]){__VA_ARGS__}))         \
     }
 #define PORTS(...)                                                                                 \
     {                                                                                              \
@@ -44,6 +44,15 @@ static const struct {
     [NOID] = {NULL, FP_B, NULL},
     [PLAIN] = {NULL, NULL, NULL}, /* a plain-text caller: no certificate at all */
 };
+
+/* Rule sets that several cases ask about. */
+#define DB_ON_8080 RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)})
+#define DB_NOT_ON_9090 RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)})
+#define DENY_22 RULES({.name = "d", .action = TG_POLICY_DENY, .ports = PORTS(22)})
+#define DENY_DB RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS(DB_ID)})
+#define ALL_BUT_WEB                                                                                \
+    RULES({.name = "all", .trust_domains = STRS("mesh.local")},                                    \
+          {.name = "no-web", .action = TG_POLICY_DENY, .principals = STRS(WEB_ID)})
 
 /* The workload the rules are compiled for. */
 static const struct tg_policy_label workload_labels[] = {{"app", "web"}, {"tier", "front"}};
@@ -147,21 +156,13 @@ static const struct {
     {"port-scoped allow, right peer",
      RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080, 8443)}), false, DB, 8443,
      TG_POLICY_ALLOWED, "a"},
-    {"port-scoped allow, wrong peer",
-     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)}), false, WEB, 8080,
-     TG_POLICY_NO_MATCH, NULL},
-    {"port-scoped allow, other port",
-     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)}), false, WEB, 9090,
-     TG_POLICY_DEFAULT_ALLOW, NULL},
-    {"port-scoped allow, other port, default deny",
-     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)}), true, WEB, 9090,
+    {"port-scoped allow, wrong peer", DB_ON_8080, false, WEB, 8080, TG_POLICY_NO_MATCH, NULL},
+    {"port-scoped allow, other port", DB_ON_8080, false, WEB, 9090, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"port-scoped allow, other port, default deny", DB_ON_8080, true, WEB, 9090,
      TG_POLICY_DEFAULT_DENY, NULL},
-    {"not_ports allow, excluded port",
-     RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)}), false, WEB, 9090,
-     TG_POLICY_DEFAULT_ALLOW, NULL},
-    {"not_ports allow, other port",
-     RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)}), false, WEB, 8080,
-     TG_POLICY_NO_MATCH, NULL},
+    {"not_ports allow, excluded port", DB_NOT_ON_9090, false, WEB, 9090, TG_POLICY_DEFAULT_ALLOW,
+     NULL},
+    {"not_ports allow, other port", DB_NOT_ON_9090, false, WEB, 8080, TG_POLICY_NO_MATCH, NULL},
     {"two not_ports allows cover each other's port",
      RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)},
            {.name = "b", .principals = STRS(DB_ID), .not_ports = PORTS(8080)}),
@@ -172,11 +173,8 @@ static const struct {
      false, WEB, 81, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"ports-only allow", RULES({.name = "a", .ports = PORTS(8080)}), false, NOID, 8080,
      TG_POLICY_ALLOWED, "a"},
-    {"ports-only deny", RULES({.name = "d", .action = TG_POLICY_DENY, .ports = PORTS(22)}), false,
-     WEB, 22, TG_POLICY_DENIED, "d"},
-    {"ports-only deny, other port",
-     RULES({.name = "d", .action = TG_POLICY_DENY, .ports = PORTS(22)}), false, WEB, 23,
-     TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"ports-only deny", DENY_22, false, WEB, 22, TG_POLICY_DENIED, "d"},
+    {"ports-only deny, other port", DENY_22, false, WEB, 23, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"any principal on a port", RULES({.name = "a", .principals = STRS("*"), .ports = PORTS(80)}),
      false, WEB, 80, TG_POLICY_ALLOWED, "a"},
     /* every field must match */
@@ -205,14 +203,8 @@ static const struct {
      RULES({.name = "a", .principals = STRS(DB_ID, "*/sa/web", "spiffe://x*")}), false, WEB, 80,
      TG_POLICY_ALLOWED, "a"},
     /* DENY before ALLOW; the first rule in input order reports */
-    {"deny over allow",
-     RULES({.name = "all", .trust_domains = STRS("mesh.local")},
-           {.name = "no-web", .action = TG_POLICY_DENY, .principals = STRS(WEB_ID)}),
-     false, WEB, 80, TG_POLICY_DENIED, "no-web"},
-    {"deny does not hit others",
-     RULES({.name = "all", .trust_domains = STRS("mesh.local")},
-           {.name = "no-web", .action = TG_POLICY_DENY, .principals = STRS(WEB_ID)}),
-     false, DB, 80, TG_POLICY_ALLOWED, "all"},
+    {"deny over allow", ALL_BUT_WEB, false, WEB, 80, TG_POLICY_DENIED, "no-web"},
+    {"deny does not hit others", ALL_BUT_WEB, false, DB, 80, TG_POLICY_ALLOWED, "all"},
     {"first deny reports",
      RULES({.name = "d1", .action = TG_POLICY_DENY, .principals = STRS("*/web")},
            {.name = "d0", .action = TG_POLICY_DENY, .fingerprints = STRS(FP_A)},
@@ -222,12 +214,8 @@ static const struct {
      RULES({.name = "a2", .not_principals = STRS(DB_ID)}, {.name = "a1", .serials = STRS("a1b")},
            {.name = "a0", .principals = STRS(WEB_ID)}),
      false, WEB, 80, TG_POLICY_ALLOWED, "a2"},
-    {"only deny rules, none matches",
-     RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS(DB_ID)}), false, WEB, 80,
-     TG_POLICY_DEFAULT_ALLOW, NULL},
-    {"only deny rules, default deny",
-     RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS(DB_ID)}), true, WEB, 80,
-     TG_POLICY_DEFAULT_DENY, NULL},
+    {"only deny rules, none matches", DENY_DB, false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"only deny rules, default deny", DENY_DB, true, WEB, 80, TG_POLICY_DEFAULT_DENY, NULL},
     {"no rules", NULL, 0, false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"no rules, default deny", NULL, 0, true, WEB, 80, TG_POLICY_DEFAULT_DENY, NULL},
     /* scope: rules for other workloads are dropped */
@@ -636,6 +624,22 @@ START_TEST(test_policy_peer_init)
 }
 END_TEST
 
+/* A peer of SPIFFE ID id (and certificate SHA-256 sha256, or NULL) on port is decided for the
+ * reason want. */
+static void decides(const struct tg_policy *p, const char *id, const char *sha256, uint16_t port,
+                    const char *want)
+{
+    struct tg_spiffe_id sid;
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_spiffe_parse(id, &sid, err) == 0, "%s: %s", id, err);
+    ck_assert_msg(tg_policy_peer_init(&peer, &sid, sha256, NULL, err) == 0, "%s: %s", id, err);
+    tg_policy_decide(p, &peer, port, &v);
+    ck_assert_msg(strcmp(v.reason, want) == 0, "%s on %u: %s, want %s", id, port, v.reason, want);
+}
+
 /* Many rules filed in every index: each peer is decided as an in-order scan would, by the
  * first DENY, else the first ALLOW. */
 START_TEST(test_policy_many_rules)
@@ -644,12 +648,9 @@ START_TEST(test_policy_many_rules)
     struct tg_policy_rule *rules = calloc(N, sizeof(*rules));
     char(*names)[16] = calloc(N, sizeof(*names));
     char(*vals)[96] = calloc(N, sizeof(*vals));
-    char **ptrs = calloc(N, sizeof(*ptrs));
+    const char **ptrs = calloc(N, sizeof(*ptrs));
     int *ports = calloc(N, sizeof(*ports));
-    static struct tg_spiffe_id id;
     struct tg_policy_input in = {.rules = rules, .n_rules = N};
-    struct tg_policy_peer peer;
-    struct tg_policy_verdict v;
     struct tg_policy *p;
     char err[TG_ERRLEN] = "", want[80];
 
@@ -690,37 +691,20 @@ START_TEST(test_policy_many_rules)
     ck_assert_msg(tg_policy_compile(&in, &p, err) == 0, "%s", err);
     ck_assert_uint_eq(tg_policy_rule_count(p), N);
     /* exact rule 20; no rule on port 1020 names other peers (rules 20 + 50k are exact) */
-    ck_assert_int_eq(tg_spiffe_parse("spiffe://mesh.local/ns/n20/sa/s20", &id, err), 0);
-    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
-    tg_policy_decide(p, &peer, 1020, &v);
-    ck_assert_str_eq(v.reason, "allowed by rule r20");
+    decides(p, "spiffe://mesh.local/ns/n20/sa/s20", NULL, 1020, "allowed by rule r20");
     /* the fingerprint DENY of rule 38 (38 % 7 == 3) beats every ALLOW */
     snprintf(want, sizeof(want), "%064x", 38);
-    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, want, NULL, err), 0);
-    tg_policy_decide(p, &peer, 1020, &v);
-    ck_assert_str_eq(v.reason, "denied by rule r38");
-    /* prefix rule 11 */
-    ck_assert_int_eq(tg_spiffe_parse("spiffe://mesh.local/ns/n11/sa/x", &id, err), 0);
-    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
-    tg_policy_decide(p, &peer, 1011, &v);
-    ck_assert_str_eq(v.reason, "allowed by rule r11");
-    tg_policy_decide(p, &peer, 80, &v); /* rules without ports apply to every port */
-    ck_assert_str_eq(v.reason, "allowed by rule r11");
+    decides(p, "spiffe://mesh.local/ns/n20/sa/s20", want, 1020, "denied by rule r38");
+    /* prefix rule 11; rules without ports apply to every port */
+    decides(p, "spiffe://mesh.local/ns/n11/sa/x", NULL, 1011, "allowed by rule r11");
+    decides(p, "spiffe://mesh.local/ns/n11/sa/x", NULL, 80, "allowed by rule r11");
     /* port 1004: rule 4 (not_namespaces n4) allows, but rule 304 (DENY, not_namespaces n304,
      * port 1004) matches too */
-    tg_policy_decide(p, &peer, 1004, &v);
-    ck_assert_str_eq(v.reason, "denied by rule r304");
+    decides(p, "spiffe://mesh.local/ns/n11/sa/x", NULL, 1004, "denied by rule r304");
     /* suffix rule 12 on its port only */
-    ck_assert_int_eq(tg_spiffe_parse("spiffe://mesh.local/ns/zz/sa/s12", &id, err), 0);
-    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
-    tg_policy_decide(p, &peer, 1012, &v);
-    ck_assert_str_eq(v.reason, "allowed by rule r12");
-    tg_policy_decide(p, &peer, 1013, &v);
-    ck_assert_str_eq(v.reason, "no ALLOW rule matched");
-    ck_assert_int_eq(tg_spiffe_parse("spiffe://other/x", &id, err), 0);
-    ck_assert_int_eq(tg_policy_peer_init(&peer, &id, NULL, NULL, err), 0);
-    tg_policy_decide(p, &peer, 80, &v);
-    ck_assert_str_eq(v.reason, "no ALLOW rule matched");
+    decides(p, "spiffe://mesh.local/ns/zz/sa/s12", NULL, 1012, "allowed by rule r12");
+    decides(p, "spiffe://mesh.local/ns/zz/sa/s12", NULL, 1013, "no ALLOW rule matched");
+    decides(p, "spiffe://other/x", NULL, 80, "no ALLOW rule matched");
     tg_policy_free(p);
     free(rules);
     free(names);
@@ -732,19 +716,13 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("policy");
-    TCase *tc = tcase_create("core");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("policy", "core", &tc, test_policy_reasons, test_policy_revocation,
+                             test_policy_revocation_without_rules, test_policy_scope_drops_rules,
+                             test_policy_revocation_errors, test_policy_normalisers,
+                             test_policy_peer_init, test_policy_many_rules);
 
     tcase_add_loop_test(tc, test_policy_decide_table, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_policy_reasons);
-    tcase_add_test(tc, test_policy_revocation);
-    tcase_add_test(tc, test_policy_revocation_without_rules);
-    tcase_add_test(tc, test_policy_scope_drops_rules);
     tcase_add_loop_test(tc, test_policy_compile_errors, 0, TG_NELEM(bad_cases));
-    tcase_add_test(tc, test_policy_revocation_errors);
-    tcase_add_test(tc, test_policy_normalisers);
-    tcase_add_test(tc, test_policy_peer_init);
-    tcase_add_test(tc, test_policy_many_rules);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -16,24 +16,20 @@
 static const uint8_t sha[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
                                 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 
-static void set4(struct sockaddr_storage *ss, const char *ip, uint16_t port)
+/* ss = ip:port; IPv6 when ip has a ':'. */
+static void set_addr(struct sockaddr_storage *ss, const char *ip, uint16_t port)
 {
-    struct sockaddr_in *s = (struct sockaddr_in *)ss;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    bool v6 = strchr(ip, ':') != NULL;
 
     memset(ss, 0, sizeof(*ss));
-    s->sin_family = AF_INET;
-    s->sin_port = htons(port);
-    ck_assert_int_eq(inet_pton(AF_INET, ip, &s->sin_addr), 1);
-}
-
-static void set6(struct sockaddr_storage *ss, const char *ip, uint16_t port)
-{
-    struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-
-    memset(ss, 0, sizeof(*ss));
-    s->sin6_family = AF_INET6;
-    s->sin6_port = htons(port);
-    ck_assert_int_eq(inet_pton(AF_INET6, ip, &s->sin6_addr), 1);
+    ss->ss_family = v6 ? AF_INET6 : AF_INET;
+    if (v6)
+        s6->sin6_port = htons(port);
+    else
+        s4->sin_port = htons(port);
+    ck_assert_int_eq(inet_pton(ss->ss_family, ip, v6 ? (void *)&s6->sin6_addr : &s4->sin_addr), 1);
 }
 
 static void addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -60,6 +56,29 @@ START_TEST(test_proxyproto_crc32c_check_value)
 }
 END_TEST
 
+/* h encodes to exactly the n bytes of want. */
+static void encodes_to(const struct tg_proxyproto *h, const uint8_t *want, size_t n)
+{
+    uint8_t buf[256];
+    size_t len;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_proxyproto_encode(h, buf, sizeof(buf), &len, err) == 0, "%s", err);
+    ck_assert_uint_eq(len, n);
+    ck_assert_int_eq(memcmp(buf, want, len), 0);
+}
+
+/* h from 192.0.2.1:1 to 192.0.2.2:2, encoded into buf; its length. */
+static size_t encode_192(struct tg_proxyproto *h, uint8_t *buf, size_t cap)
+{
+    size_t len = 0;
+
+    set_addr(&h->src, "192.0.2.1", 1);
+    set_addr(&h->dst, "192.0.2.2", 2);
+    ck_assert_int_eq(tg_proxyproto_encode(h, buf, cap, &len, NULL), 0);
+    return len;
+}
+
 START_TEST(test_proxyproto_exact_bytes_ipv4)
 {
     static const uint8_t want[] = SIG "\x21\x11\x00\x3f" ADDR4 "\xe0\x00\x0d" ID "\xe1\x00\x20"
@@ -67,15 +86,10 @@ START_TEST(test_proxyproto_exact_bytes_ipv4)
                                       "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b"
                                       "\x1c\x1d\x1e\x1f";
     struct tg_proxyproto h = {.spiffe_id = ID, .spiffe_id_len = strlen(ID), .sha256 = sha};
-    uint8_t buf[256];
-    size_t len;
-    char err[TG_ERRLEN] = "";
 
-    set4(&h.src, "192.0.2.1", 51234);
-    set4(&h.dst, "198.51.100.7", 8080);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, err), 0);
-    ck_assert_uint_eq(len, sizeof(want) - 1);
-    ck_assert_int_eq(memcmp(buf, want, len), 0);
+    set_addr(&h.src, "192.0.2.1", 51234);
+    set_addr(&h.dst, "198.51.100.7", 8080);
+    encodes_to(&h, want, sizeof(want) - 1);
 }
 END_TEST
 
@@ -88,19 +102,13 @@ START_TEST(test_proxyproto_exact_bytes_local_and_ipv6)
             "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x0a\x00\x00\x02"
             "\x00\x50\x01\xbb";
     struct tg_proxyproto h = {.local = true};
-    uint8_t buf[64];
-    size_t len;
 
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
-    ck_assert_uint_eq(len, 16);
-    ck_assert_int_eq(memcmp(buf, local, len), 0);
+    encodes_to(&h, local, 16);
     /* a mix of families goes as IPv6, the IPv4 address mapped */
     h.local = false;
-    set6(&h.src, "2001:db8::1", 80);
-    set4(&h.dst, "10.0.0.2", 443);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
-    ck_assert_uint_eq(len, sizeof(v6) - 1);
-    ck_assert_int_eq(memcmp(buf, v6, len), 0);
+    set_addr(&h.src, "2001:db8::1", 80);
+    set_addr(&h.dst, "10.0.0.2", 443);
+    encodes_to(&h, v6, sizeof(v6) - 1);
 }
 END_TEST
 
@@ -111,9 +119,7 @@ START_TEST(test_proxyproto_crc_field)
     size_t len;
     uint32_t crc;
 
-    set4(&h.src, "192.0.2.1", 1);
-    set4(&h.dst, "192.0.2.2", 2);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
+    len = encode_192(&h, buf, sizeof(buf));
     /* the CRC TLV comes right after the addresses; big-endian, over the zeroed header */
     ck_assert_int_eq(buf[28], TG_PP2_TYPE_CRC32C);
     ck_assert_int_eq(buf[29], 0);
@@ -176,11 +182,11 @@ START_TEST(test_proxyproto_round_trip)
         .crc32c = true,
     };
 
-    set4(&h.src, "10.1.2.3", 40000);
-    set4(&h.dst, "10.1.2.4", 8443);
+    set_addr(&h.src, "10.1.2.3", 40000);
+    set_addr(&h.dst, "10.1.2.4", 8443);
     round_trip(&h);
-    set6(&h.src, "fe80::1", 1);
-    set6(&h.dst, "::1", 65535);
+    set_addr(&h.src, "fe80::1", 1);
+    set_addr(&h.dst, "::1", 65535);
     round_trip(&h);
     h.ssl_version = NULL;
     h.ssl_verify = 0x01020304;
@@ -203,9 +209,7 @@ START_TEST(test_proxyproto_every_prefix_wants_more)
     struct tg_proxyproto out;
     size_t len, used;
 
-    set4(&h.src, "192.0.2.1", 1);
-    set4(&h.dst, "192.0.2.2", 2);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
+    len = encode_192(&h, buf, sizeof(buf));
     for (size_t n = 0; n < len; n++) {
         ck_assert_msg(tg_proxyproto_decode(buf, n, &out, &used, NULL) == TG_EAGAIN, "%zu", n);
         ck_assert_uint_eq(used, n < 16 ? 0 : len);
@@ -223,10 +227,10 @@ START_TEST(test_proxyproto_encode_errors)
 
     ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, err), TG_EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "IPv4 or IPv6")); /* AF_UNSPEC addresses */
-    set4(&h.src, "192.0.2.1", 1);
+    set_addr(&h.src, "192.0.2.1", 1);
     h.dst.ss_family = AF_UNIX;
     ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, err), TG_EINVAL);
-    set4(&h.dst, "192.0.2.2", 2);
+    set_addr(&h.dst, "192.0.2.2", 2);
     ck_assert_int_eq(tg_proxyproto_encode(&h, buf, 20, &len, err), TG_EAGAIN);
     ck_assert_uint_eq(len, 16 + 12 + 3 + strlen(ID));
     ck_assert_ptr_nonnull(strstr(err, "44 bytes needed"));
@@ -378,9 +382,7 @@ START_TEST(test_proxyproto_crc_catches_flips)
     struct tg_proxyproto out;
     size_t len, used;
 
-    set4(&h.src, "192.0.2.1", 1);
-    set4(&h.dst, "192.0.2.2", 2);
-    ck_assert_int_eq(tg_proxyproto_encode(&h, buf, sizeof(buf), &len, NULL), 0);
+    len = encode_192(&h, buf, sizeof(buf));
     for (size_t i = 0; i < len; i++) {
         if (i == 28)
             continue; /* the CRC TLV's type: changed, the TLV is one to skip, and unchecked */
@@ -395,20 +397,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("proxyproto");
-    TCase *tc = tcase_create("core");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("proxyproto", "core", &tc, test_proxyproto_crc32c_check_value,
+                             test_proxyproto_exact_bytes_ipv4,
+                             test_proxyproto_exact_bytes_local_and_ipv6, test_proxyproto_crc_field,
+                             test_proxyproto_round_trip, test_proxyproto_every_prefix_wants_more,
+                             test_proxyproto_encode_errors, test_proxyproto_decode_fields,
+                             test_proxyproto_bad_prefixes, test_proxyproto_crc_catches_flips);
 
-    tcase_add_test(tc, test_proxyproto_crc32c_check_value);
-    tcase_add_test(tc, test_proxyproto_exact_bytes_ipv4);
-    tcase_add_test(tc, test_proxyproto_exact_bytes_local_and_ipv6);
-    tcase_add_test(tc, test_proxyproto_crc_field);
-    tcase_add_test(tc, test_proxyproto_round_trip);
-    tcase_add_test(tc, test_proxyproto_every_prefix_wants_more);
-    tcase_add_test(tc, test_proxyproto_encode_errors);
     tcase_add_loop_test(tc, test_proxyproto_decode_raw, 0, TG_NELEM(raw_cases));
-    tcase_add_test(tc, test_proxyproto_decode_fields);
-    tcase_add_test(tc, test_proxyproto_bad_prefixes);
-    tcase_add_test(tc, test_proxyproto_crc_catches_flips);
-    suite_add_tcase(s, tc);
     return s;
 }

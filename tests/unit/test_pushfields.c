@@ -8,6 +8,7 @@
 
 #include "tollgate.pb-c.h"
 #include "tollgate/cp_client.h"
+#include "unit_util.h"
 
 enum where { NOWHERE, IN_PUSH, IN_POLICY, IN_RULE, IN_LABEL };
 
@@ -25,8 +26,9 @@ static int decode_with_unknown(enum where w, char *err)
     Tollgate__V1__Rule rule = TOLLGATE__V1__RULE__INIT, *rp = &rule;
     Tollgate__V1__Rule__ScopeLabelsEntry label = TOLLGATE__V1__RULE__SCOPE_LABELS_ENTRY__INIT,
                                          *lp = &label;
-    char *principals[] = {"spiffe://mesh.local/ns/default/sa/web"};
-    char *methods[] = {"GET"}, *paths[] = {"/api/*"}, *hosts[] = {"web.local"};
+    char *principals[] = {UT_STR("spiffe://mesh.local/ns/default/sa/web")};
+    char *methods[] = {UT_STR("GET")}, *paths[] = {UT_STR("/api/*")};
+    char *hosts[] = {UT_STR("web.local")};
     ProtobufCMessage *at[] = {NULL, &p.base, &ap.base, &rule.base, &label.base};
     struct tg_resource *r = NULL;
     char version[129];
@@ -34,9 +36,9 @@ static int decode_with_unknown(enum where w, char *err)
     size_t len;
     int rc;
 
-    label.key = "app";
-    label.value = "web";
-    rule.name = "r";
+    label.key = UT_STR("app");
+    label.value = UT_STR("web");
+    rule.name = UT_STR("r");
     rule.principals = principals;
     rule.n_principals = 1;
     rule.methods = methods; /* the HTTP conditions are known fields */
@@ -50,8 +52,8 @@ static int decode_with_unknown(enum where w, char *err)
     ap.rules = &rp;
     ap.n_rules = 1;
     p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_AUTHORIZATION;
-    p.version = "v1";
-    p.nonce = "1";
+    p.version = UT_STR("v1");
+    p.nonce = UT_STR("1");
     p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
     p.authorization = &ap;
     sm.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
@@ -91,10 +93,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("pushfields");
-    TCase *tc = tcase_create("unknown_fields");
+    TCase *tc;
+    Suite *s = tg_test_suite_of("pushfields", "unknown_fields", NULL, 0, &tc);
 
     tcase_add_loop_test(tc, test_push_unknown_field_refused, NOWHERE, IN_LABEL + 1);
-    suite_add_tcase(s, tc);
     return s;
 }

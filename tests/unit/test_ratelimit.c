@@ -170,6 +170,18 @@ END_TEST
 #define B "spiffe://mesh.local/ns/b/sa/b"
 #define C "spiffe://mesh.local/ns/c/sa/c"
 
+/* A table of cap keys under lim; with a, key A admitted at T0 into *a. */
+static struct tg_ratelimit *table_new(const struct tg_ratelimit_limits *lim, size_t cap,
+                                      struct tg_ratelimit_key **a)
+{
+    struct tg_ratelimit *t = NULL;
+
+    ck_assert_int_eq(tg_ratelimit_new(lim, cap, &t), 0);
+    if (a != NULL)
+        ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, a, NULL), TG_RATELIMIT_ADMIT);
+    return t;
+}
+
 START_TEST(test_table_connection_rate)
 {
     struct tg_ratelimit_limits lim = {.conns = {.rate = 2, .burst = 2}};
@@ -177,7 +189,7 @@ START_TEST(test_table_connection_rate)
     struct tg_ratelimit_key *k[4];
     uint64_t retry = 7;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 16, &t), 0);
+    t = table_new(&lim, 16, NULL);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k[0], &retry), TG_RATELIMIT_ADMIT);
     ck_assert_uint_eq(retry, 0);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k[1], &retry), TG_RATELIMIT_ADMIT);
@@ -206,8 +218,7 @@ START_TEST(test_table_concurrency)
     struct tg_ratelimit_stat st;
     uint64_t retry = 7;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 16, &t), 0);
-    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k, NULL), TG_RATELIMIT_ADMIT);
+    t = table_new(&lim, 16, &k);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k2, &retry),
                      TG_RATELIMIT_OVER_CONCURRENT);
     ck_assert_uint_eq(retry, 0);
@@ -231,7 +242,7 @@ START_TEST(test_table_concurrency_unlimited_rate)
     struct tg_ratelimit *t;
     struct tg_ratelimit_key *k[4];
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 16, &t), 0);
+    t = table_new(&lim, 16, NULL);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k[i], NULL), TG_RATELIMIT_ADMIT);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k[3], NULL),
@@ -256,8 +267,7 @@ START_TEST(test_table_bytes)
     struct tg_ratelimit_key *a, *a2, *b;
     uint64_t delay;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 16, &t), 0);
-    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &a, NULL), TG_RATELIMIT_ADMIT);
+    t = table_new(&lim, 16, &a);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &a2, NULL), TG_RATELIMIT_ADMIT);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(B), T0, &b, NULL), TG_RATELIMIT_ADMIT);
     ck_assert_uint_eq(tg_ratelimit_bytes_take(t, a, 40000, T0, &delay), 40000);
@@ -283,8 +293,7 @@ START_TEST(test_table_limit_change_keeps_level)
     struct tg_ratelimit_key *a;
     struct tg_ratelimit_stat st;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 16, &t), 0);
-    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &a, NULL), TG_RATELIMIT_ADMIT);
+    t = table_new(&lim, 16, &a);
     ck_assert_uint_eq(tg_ratelimit_bytes_take(t, a, 700, T0, NULL), 700);
     lim.bytes = (struct tg_bucket_limit){.rate = 10000, .burst = 10000};
     tg_ratelimit_set_limits(t, &lim, T0 + 100 * MS); /* 100 earned at the old rate */
@@ -308,8 +317,7 @@ START_TEST(test_table_eviction)
     struct tg_ratelimit_key *k;
     struct tg_ratelimit_stat st;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 2, &t), 0);
-    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k, NULL), TG_RATELIMIT_ADMIT);
+    t = table_new(&lim, 2, &k);
     tg_ratelimit_conn_release(t, k, T0);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(B), T0 + 100 * MS, &k, NULL),
                      TG_RATELIMIT_ADMIT);
@@ -345,8 +353,7 @@ START_TEST(test_table_refused_use_counts_as_recent)
     struct tg_ratelimit_key *k;
     struct tg_ratelimit_stat st;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 2, &t), 0);
-    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &k, NULL), TG_RATELIMIT_ADMIT);
+    t = table_new(&lim, 2, &k);
     tg_ratelimit_conn_release(t, k, T0);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(B), T0, &k, NULL), TG_RATELIMIT_ADMIT);
     tg_ratelimit_conn_release(t, k, T0);
@@ -368,8 +375,7 @@ START_TEST(test_table_sweep)
     struct tg_ratelimit *t;
     struct tg_ratelimit_key *a, *b, *c;
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 16, &t), 0);
-    ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(A), T0, &a, NULL), TG_RATELIMIT_ADMIT);
+    t = table_new(&lim, 16, &a);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(B), T0, &b, NULL), TG_RATELIMIT_ADMIT);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(C), T0, &c, NULL), TG_RATELIMIT_ADMIT);
     tg_ratelimit_conn_release(t, a, T0);
@@ -392,7 +398,7 @@ START_TEST(test_table_many_keys)
     struct tg_ratelimit_stat st;
     char key[64];
 
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 5000, &t), 0);
+    t = table_new(&lim, 5000, NULL);
     for (int i = 0; i < 3000; i++) {
         snprintf(key, sizeof(key), "spiffe://td/ns/n/sa/s%d", i);
         ck_assert_int_eq(tg_ratelimit_conn_acquire(t, KEY(key), T0, &k, NULL), TG_RATELIMIT_ADMIT);
@@ -419,7 +425,7 @@ START_TEST(test_table_bad_arguments)
     memset(big, 'a', TG_RATELIMIT_KEY_MAX + 1);
     ck_assert_int_eq(tg_ratelimit_new(&lim, 0, &t), TG_EINVAL);
     ck_assert_ptr_null(t);
-    ck_assert_int_eq(tg_ratelimit_new(&lim, 1, &t), 0);
+    t = table_new(&lim, 1, NULL);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, "", 0, T0, &k, NULL), TG_EINVAL);
     ck_assert_int_eq(tg_ratelimit_conn_acquire(t, big, TG_RATELIMIT_KEY_MAX + 1, T0, &k, NULL),
                      TG_EINVAL);
@@ -559,30 +565,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("ratelimit");
-    TCase *tc = tcase_create("core");
-
-    tcase_add_test(tc, test_bucket_rate_and_burst);
-    tcase_add_test(tc, test_bucket_refill_keeps_fractions);
-    tcase_add_test(tc, test_bucket_delay_counts_partial_progress);
-    tcase_add_test(tc, test_bucket_defaults_and_unlimited);
-    tcase_add_test(tc, test_bucket_clock_steps_back);
-    tcase_add_test(tc, test_bucket_large_numbers);
-    tcase_add_test(tc, test_bucket_limit_change_keeps_level);
-    tcase_add_test(tc, test_global_bucket);
-    tcase_add_test(tc, test_table_connection_rate);
-    tcase_add_test(tc, test_table_concurrency);
-    tcase_add_test(tc, test_table_concurrency_unlimited_rate);
-    tcase_add_test(tc, test_table_bytes);
-    tcase_add_test(tc, test_table_limit_change_keeps_level);
-    tcase_add_test(tc, test_table_eviction);
-    tcase_add_test(tc, test_table_refused_use_counts_as_recent);
-    tcase_add_test(tc, test_table_sweep);
-    tcase_add_test(tc, test_table_many_keys);
-    tcase_add_test(tc, test_table_bad_arguments);
-    tcase_add_test(tc, test_table_shared_by_threads);
-    tcase_add_test(tc, test_limit_set_match_and_carry_over);
-    tcase_add_test(tc, test_limit_set_bad_match);
-    suite_add_tcase(s, tc);
-    return s;
+    return TG_TEST_SUITE(
+        "ratelimit", "core", NULL, test_bucket_rate_and_burst, test_bucket_refill_keeps_fractions,
+        test_bucket_delay_counts_partial_progress, test_bucket_defaults_and_unlimited,
+        test_bucket_clock_steps_back, test_bucket_large_numbers,
+        test_bucket_limit_change_keeps_level, test_global_bucket, test_table_connection_rate,
+        test_table_concurrency, test_table_concurrency_unlimited_rate, test_table_bytes,
+        test_table_limit_change_keeps_level, test_table_eviction,
+        test_table_refused_use_counts_as_recent, test_table_sweep, test_table_many_keys,
+        test_table_bad_arguments, test_table_shared_by_threads, test_limit_set_match_and_carry_over,
+        test_limit_set_bad_match);
 }

@@ -217,16 +217,12 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("spiffe");
-    TCase *tc = tcase_create("parse");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("spiffe", "parse", &tc, test_spiffe_fields, test_spiffe_trust_domain_only,
+                      test_spiffe_parse_n_not_terminated, test_spiffe_parse_n_embedded_nul,
+                      test_spiffe_length_limit, test_spiffe_err_null);
 
     tcase_add_loop_test(tc, test_spiffe_parse_table, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_spiffe_fields);
-    tcase_add_test(tc, test_spiffe_trust_domain_only);
-    tcase_add_test(tc, test_spiffe_parse_n_not_terminated);
-    tcase_add_test(tc, test_spiffe_parse_n_embedded_nul);
-    tcase_add_test(tc, test_spiffe_length_limit);
-    tcase_add_test(tc, test_spiffe_err_null);
-    suite_add_tcase(s, tc);
     return s;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "certs_util.h"
+#include "unit_util.h"
 #include "tollgate/tls.h"
 
 #define WEB "spiffe://mesh.local/ns/default/sa/web"
@@ -43,6 +44,17 @@ static void teardown(void)
     cu_teardown();
 }
 
+/* s's allow list (peer_id, or nobody) and its first session on s->ctx. */
+static void side_start(struct side *s, const char *peer_id)
+{
+    s->idv[0] = tg_unconst(peer_id);
+    s->ids.v = s->idv;
+    s->ids.n = peer_id != NULL ? 1 : 0;
+    s->rule.ids = &s->ids;
+    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
+    s->rc = TG_EAGAIN;
+}
+
 /* Loads prefix.pem/.key and the bundle as they are (expired or odd certificates too). */
 static void side_init(struct side *s, const char *prefix, const char *bundle, bool server,
                       const char *peer_id, const struct tg_tls_settings *extra)
@@ -61,12 +73,7 @@ static void side_init(struct side *s, const char *prefix, const char *bundle, bo
     if (extra != NULL)
         st = *extra, st.server = server;
     ck_assert_msg(tg_tls_ctx_new(&s->id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = tg_unconst(peer_id);
-    s->ids.v = s->idv;
-    s->ids.n = peer_id != NULL ? 1 : 0;
-    s->rule.ids = &s->ids;
-    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
-    s->rc = TG_EAGAIN;
+    side_start(s, peer_id);
 }
 
 static void side_free(struct side *s)
@@ -121,6 +128,16 @@ static enum tg_hs_fail fail_of(struct side *s)
     const char *why;
 
     return tg_tls_fail(s->tls, &why);
+}
+
+/* x refused its peer (TG_EPEER) for why; what (a case's name) and x's own text otherwise. */
+static void assert_refused(struct side *x, enum tg_hs_fail why, const char *what)
+{
+    const char *text = "";
+    enum tg_hs_fail got = tg_tls_fail(x->tls, &text);
+
+    ck_assert_msg(x->rc == TG_EPEER && got == why, "%s: rc %d reason %s, want %s (%s)", what, x->rc,
+                  tg_hs_fail_name(got), tg_hs_fail_name(why), text);
 }
 
 START_TEST(test_tls_mutual_handshake_and_data)
@@ -314,7 +331,7 @@ static void make_federation(void)
 static struct tg_identity *load_federated(const char *prefix)
 {
     char cert[64], key[64];
-    char *dv[] = {"partner.example"}, *fv[] = {tg_unconst(cu_path("partner.pem"))};
+    char *dv[] = {UT_STR("partner.example")}, *fv[] = {tg_unconst(cu_path("partner.pem"))};
     struct tg_strlist domains = {dv, 1}, files = {fv, 1};
     struct tg_identity_files f = {.domains = &domains, .domain_bundles = &files};
     struct tg_identity *id = NULL;
@@ -338,12 +355,7 @@ static void side_init_id(struct side *s, struct tg_identity *id, bool server, co
     memset(s, 0, sizeof(*s));
     s->loaded = id;
     ck_assert_msg(tg_tls_ctx_new(id, &st, &s->ctx, err) == 0, "%s", err);
-    s->idv[0] = tg_unconst(peer_id);
-    s->ids.v = s->idv;
-    s->ids.n = peer_id != NULL ? 1 : 0;
-    s->rule.ids = &s->ids;
-    ck_assert_int_eq(tg_tls_new(s->ctx, &pool, &s->rule, &s->tls), 0);
-    s->rc = TG_EAGAIN;
+    side_start(s, peer_id);
 }
 
 static const struct {
@@ -377,9 +389,7 @@ START_TEST(test_tls_root_vouches_only_for_its_trust_domain)
                       s.rc, c.rc, (tg_tls_fail(s.tls, &why), why));
         ck_assert_str_eq(tg_tls_peer(s.tls)->id, vouched[_i].id);
     } else {
-        ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == vouched[_i].why,
-                      "%s: rc %d reason %s (%s)", vouched[_i].client, s.rc,
-                      tg_hs_fail_name(fail_of(&s)), (tg_tls_fail(s.tls, &why), why));
+        assert_refused(&s, vouched[_i].why, vouched[_i].client);
         ck_assert_ptr_null(tg_tls_peer(s.tls)->id);
         ck_assert_str_eq(tg_tls_peer(s.tls)->claimed, vouched[_i].id);
     }
@@ -422,9 +432,7 @@ START_TEST(test_tls_remembered_chains_stay_exact)
         if (seq[i].why == TG_HSF_N)
             ck_assert_msg(s.rc == 0, "step %zu (%s): rc %d", i, seq[i].client, s.rc);
         else
-            ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == seq[i].why,
-                          "step %zu (%s): rc %d reason %s", i, seq[i].client, s.rc,
-                          tg_hs_fail_name(fail_of(&s)));
+            assert_refused(&s, seq[i].why, seq[i].client);
         side_free(&c);
     }
     side_free(&s);
@@ -440,8 +448,7 @@ START_TEST(test_tls_partner_cannot_serve_as_our_id)
     side_init(&s, "evil_web", "ours.pem", true, NULL, NULL);
     side_init_id(&c, load_federated("api"), false, WEB);
     handshake(&c, &s);
-    ck_assert_int_eq(c.rc, TG_EPEER);
-    ck_assert_int_eq(fail_of(&c), TG_HSF_TRUST_DOMAIN);
+    assert_refused(&c, TG_HSF_TRUST_DOMAIN, "evil_web");
     side_free(&c);
     side_free(&s);
 }
@@ -455,7 +462,6 @@ START_TEST(test_tls_copycat_root_is_not_ours)
     size_t copycat_len, ours_len;
     struct side c, s;
     struct tg_identity *id;
-    const char *why = "";
 
     snprintf(cmd, sizeof(cmd),
              "cd %s && set -e; o=openssl;"
@@ -494,8 +500,7 @@ START_TEST(test_tls_copycat_root_is_not_ours)
     side_init_id(&s, id, true, NULL);
     side_init(&c, "ccleaf", "ca.pem", false, WEB, NULL);
     handshake(&c, &s);
-    ck_assert_msg(s.rc == TG_EPEER && fail_of(&s) == TG_HSF_TRUST_DOMAIN, "rc %d reason %s (%s)",
-                  s.rc, tg_hs_fail_name(fail_of(&s)), (tg_tls_fail(s.tls, &why), why));
+    assert_refused(&s, TG_HSF_TRUST_DOMAIN, "ccleaf");
     side_free(&c);
     side_free(&s);
     free(copycat);
@@ -530,7 +535,7 @@ START_TEST(test_tls_control_plane_only_from_our_roots)
         side_init(&s, cases[i].server, "ca.pem", true, NULL, &st);
         memset(&c, 0, sizeof(c));
         ck_assert_msg(tg_tls_ctx_new_cp(id, ca, ca_len, &cst, &c.ctx, err) == 0, "%s", err);
-        c.idv[0] = CP_ID;
+        c.idv[0] = UT_STR(CP_ID);
         c.ids = (struct tg_strlist){c.idv, 1};
         c.rule.ids = &c.ids;
         ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
@@ -569,8 +574,7 @@ START_TEST(test_tls_chain_depth_limit)
     side_init(&s, "web", "ca.pem", true, NULL, &st);
     side_init(&c, "deep", "ca.pem", false, WEB, NULL);
     handshake(&c, &s);
-    ck_assert_int_eq(s.rc, TG_EPEER);
-    ck_assert_int_eq(fail_of(&s), TG_HSF_BAD_CERT);
+    assert_refused(&s, TG_HSF_BAD_CERT, "deep, max_chain_depth 1");
     side_free(&c);
     side_free(&s);
 }
@@ -593,6 +597,14 @@ static void full_then_ticket(struct side *c, struct side *s, struct tg_tls_cache
     tg_tls_remember(c->tls, cache, "127.0.0.1:8443");
 }
 
+/* A new session of x on its context, under its own rule, ready for a handshake. */
+static void renew(struct side *x)
+{
+    tg_tls_free(x->tls);
+    ck_assert_int_eq(tg_tls_new(x->ctx, &pool, &x->rule, &x->tls), 0);
+    x->rc = TG_EAGAIN;
+}
+
 START_TEST(test_tls_resumption_keeps_identities)
 {
     struct tg_tls_settings st = {.max_chain_depth = 4, .resumption = true};
@@ -604,11 +616,8 @@ START_TEST(test_tls_resumption_keeps_identities)
     side_init(&c, "api", "ca.pem", false, WEB, &st);
     full_then_ticket(&c, &s, cache);
     /* a second connection on the same contexts */
-    tg_tls_free(c.tls);
-    tg_tls_free(s.tls);
-    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = s.rc = TG_EAGAIN;
+    renew(&s);
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s);
     ck_assert_int_eq(c.rc, 0);
@@ -619,11 +628,8 @@ START_TEST(test_tls_resumption_keeps_identities)
     ck_assert_str_eq(tg_tls_peer(c.tls)->id, WEB);
     ck_assert_uint_eq(strlen(tg_tls_peer(s.tls)->sha256), 64);
     /* another upstream key has no ticket: full handshake */
-    tg_tls_free(c.tls);
-    tg_tls_free(s.tls);
-    ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &s.rule, &s.tls), 0);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = s.rc = TG_EAGAIN;
+    renew(&s);
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:9999");
     handshake(&c, &s);
     ck_assert_int_eq(s.rc, 0);
@@ -642,7 +648,7 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     struct tg_tls_cache *cache;
     struct side c, s, s2, c2;
     struct tg_tls *t;
-    char *other[] = {"spiffe://mesh.local/ns/default/sa/other"};
+    char *other[] = {UT_STR("spiffe://mesh.local/ns/default/sa/other")};
     struct tg_strlist only_other = {other, 1};
     struct tg_tls_peer_rule strict = {&only_other};
 
@@ -655,19 +661,15 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     ck_assert_int_eq(tg_tls_new(s.ctx, &pool, &strict, &t), 0);
     tg_tls_free(s.tls);
     s.tls = t;
-    tg_tls_free(c.tls);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = s.rc = TG_EAGAIN;
+    s.rc = TG_EAGAIN;
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s);
-    ck_assert_int_eq(s.rc, TG_EPEER);
-    ck_assert_int_eq(fail_of(&s), TG_HSF_NOT_ALLOWED);
+    assert_refused(&s, TG_HSF_NOT_ALLOWED, "resumed outside the allow list");
 
     /* a new server context (new generation) cannot open the old ticket: full handshake */
     side_init(&s2, "web", "ca.pem", true, API, &st);
-    tg_tls_free(c.tls);
-    ck_assert_int_eq(tg_tls_new(c.ctx, &pool, &c.rule, &c.tls), 0);
-    c.rc = TG_EAGAIN;
+    renew(&c);
     tg_tls_offer(c.tls, cache, "127.0.0.1:8443");
     handshake(&c, &s2);
     ck_assert_int_eq(s2.rc, 0);
@@ -677,9 +679,7 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
     /* a new client context (new generation) does not offer the old ticket at all */
     side_init(&c2, "api", "ca.pem", false, WEB, &st);
     tg_tls_offer(c2.tls, cache, "127.0.0.1:8443");
-    tg_tls_free(s2.tls);
-    ck_assert_int_eq(tg_tls_new(s2.ctx, &pool, &s2.rule, &s2.tls), 0);
-    s2.rc = TG_EAGAIN;
+    renew(&s2);
     handshake(&c2, &s2);
     ck_assert_int_eq(c2.rc, 0);
     ck_assert(!tg_tls_resumed(c2.tls));
@@ -737,7 +737,7 @@ END_TEST
 /* A server restricted to one suite: the handshake picks it. */
 START_TEST(test_tls_cipher_suites_applied)
 {
-    char *only[] = {"TLS13-CHACHA20-POLY1305-SHA256"};
+    char *only[] = {UT_STR("TLS13-CHACHA20-POLY1305-SHA256")};
     struct tg_strlist suites = {only, 1};
     struct tg_tls_settings st = {.max_chain_depth = 4, .cipher_suites = &suites};
     struct side c, s;
@@ -755,25 +755,19 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("tls");
-    TCase *tc = tcase_create("handshake");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "tls", "handshake", &tc, test_tls_mutual_handshake_and_data, test_tls_check_suites,
+        test_tls_cipher_suites_applied, test_tls_verify_chain_accepts_what_the_handshake_accepts,
+        test_tls_remembered_chains_stay_exact, test_tls_partner_cannot_serve_as_our_id,
+        test_tls_copycat_root_is_not_ours, test_tls_control_plane_only_from_our_roots,
+        test_tls_chain_depth_limit, test_tls_resumption_keeps_identities,
+        test_tls_resumption_refused_across_generations_and_rules,
+        test_tls_version_text_names_aesni);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_tls_mutual_handshake_and_data);
-    tcase_add_test(tc, test_tls_check_suites);
-    tcase_add_test(tc, test_tls_cipher_suites_applied);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
-    tcase_add_test(tc, test_tls_verify_chain_accepts_what_the_handshake_accepts);
     tcase_add_loop_test(tc, test_tls_root_vouches_only_for_its_trust_domain, 0, TG_NELEM(vouched));
-    tcase_add_test(tc, test_tls_remembered_chains_stay_exact);
-    tcase_add_test(tc, test_tls_partner_cannot_serve_as_our_id);
-    tcase_add_test(tc, test_tls_copycat_root_is_not_ours);
-    tcase_add_test(tc, test_tls_control_plane_only_from_our_roots);
-    tcase_add_test(tc, test_tls_chain_depth_limit);
-    tcase_add_test(tc, test_tls_resumption_keeps_identities);
-    tcase_add_test(tc, test_tls_resumption_refused_across_generations_and_rules);
-    tcase_add_test(tc, test_tls_version_text_names_aesni);
-    suite_add_tcase(s, tc);
     return s;
 }
