@@ -100,5 +100,10 @@ TG_MUST_USE int tg_cp_mesh_load(struct tg_cp_mesh *m, const char *path, char *er
 TG_MUST_USE int tg_cp_mesh_parse(struct tg_cp_mesh *m, const char *text, size_t len,
                                  const char *name, char *err);
 void tg_cp_mesh_cleanup(struct tg_cp_mesh *m);
+/* Checks rules (and revocations, rv NULL: none) the way every sidecar will, with
+ * tg_policy_compile: rules of every scope are checked, so the answer is the same for all.
+ * The mesh files' authorization and the policy resources (k8s_policy.c) both use it. */
+TG_MUST_USE int tg_cp_rules_check(const struct tg_res_authorization *a,
+                                  const struct tg_res_revocations *rv, char *why);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tollgate/policy.h"
+#include "cp_config.h"
 
 #define NPOLICY 3 /* TG_K8S_AUTHZ .. TG_K8S_REVOKE */
 
@@ -38,6 +38,7 @@ struct cc {
     const char *ns, *name;
     struct tg_res_label *sel; /* spec.selector.matchLabels */
     size_t n_sel;
+    enum tg_res_limit_key key; /* RateLimit spec.key */
     char *err;
 };
 
@@ -216,73 +217,13 @@ static int one_rule(struct cc *c, json_t *j, const char *at, void *dst)
     return 0;
 }
 
-/* The rules as every sidecar's policy compiler will read them (the answer does not depend on
- * the sidecar: rules of every scope are checked). */
-static int check_compiles(struct cc *c, const struct tg_res_rule *rules, size_t n,
+/* The rules (or revocations) as every sidecar's policy compiler will read them. */
+static int check_compiles(struct cc *c, struct tg_res_rule *rules, size_t n,
                           const struct tg_res_revocations *rv)
 {
-    struct tg_policy_rule *pr = calloc(n + 1, sizeof(*pr));
-    struct tg_policy_label *labels = NULL;
-    int *pv = NULL;
-    size_t np = 0, pi = 0;
-    struct tg_policy_input in = {0};
-    struct tg_policy *pol = NULL;
-    int rc = TG_ENOMEM;
+    const struct tg_res_authorization a = {.rules = rules, .n_rules = n};
 
-    for (size_t i = 0; i < n; i++)
-        np += rules[i].ports.n + rules[i].not_ports.n;
-    if (pr == NULL || (pv = calloc(np + 1, sizeof(*pv))) == NULL ||
-        (labels = calloc((n > 0 ? rules[0].n_scope_labels : 0) + 1, sizeof(*labels))) == NULL)
-        goto done;
-    for (size_t i = 0; i < n; i++) {
-        const struct tg_res_rule *s = &rules[i];
-        struct tg_policy_rule *d = &pr[i];
-
-        d->name = s->name;
-        d->action = s->action == TG_RES_DENY ? TG_POLICY_DENY : TG_POLICY_ALLOW;
-        d->scope = (struct tg_policy_scope){TG_POLICY_SCOPE_NAMESPACE, s->scope_namespace, NULL, 0};
-        if (s->n_scope_labels > 0) { /* one selector for all of a resource's rules */
-            for (size_t j = 0; j < s->n_scope_labels; j++)
-                labels[j] =
-                    (struct tg_policy_label){s->scope_labels[j].key, s->scope_labels[j].value};
-            d->scope = (struct tg_policy_scope){TG_POLICY_SCOPE_WORKLOAD, s->scope_namespace,
-                                                labels, s->n_scope_labels};
-        }
-        d->principals = tg_policy_strs_of(s->principals.v, s->principals.n);
-        d->not_principals = tg_policy_strs_of(s->not_principals.v, s->not_principals.n);
-        d->namespaces = tg_policy_strs_of(s->namespaces.v, s->namespaces.n);
-        d->not_namespaces = tg_policy_strs_of(s->not_namespaces.v, s->not_namespaces.n);
-        d->trust_domains = tg_policy_strs_of(s->trust_domains.v, s->trust_domains.n);
-        d->not_trust_domains = tg_policy_strs_of(s->not_trust_domains.v, s->not_trust_domains.n);
-        d->fingerprints = tg_policy_strs_of(s->fingerprints.v, s->fingerprints.n);
-        d->not_fingerprints = tg_policy_strs_of(s->not_fingerprints.v, s->not_fingerprints.n);
-        d->serials = tg_policy_strs_of(s->serials.v, s->serials.n);
-        d->not_serials = tg_policy_strs_of(s->not_serials.v, s->not_serials.n);
-        d->methods = tg_policy_strs_of(s->methods.v, s->methods.n);
-        d->paths = tg_policy_strs_of(s->paths.v, s->paths.n);
-        d->hosts = tg_policy_strs_of(s->hosts.v, s->hosts.n);
-        d->ports.v = pv + pi;
-        d->ports.n = s->ports.n;
-        for (size_t j = 0; j < s->ports.n; j++)
-            pv[pi++] = (int)s->ports.v[j];
-        d->not_ports.v = pv + pi;
-        d->not_ports.n = s->not_ports.n;
-        for (size_t j = 0; j < s->not_ports.n; j++)
-            pv[pi++] = (int)s->not_ports.v[j];
-    }
-    in.rules = pr;
-    in.n_rules = n;
-    if (rv != NULL) {
-        in.revoked_serials = tg_policy_strs_of(rv->serials.v, rv->serials.n);
-        in.revoked_fingerprints = tg_policy_strs_of(rv->fingerprints.v, rv->fingerprints.n);
-    }
-    rc = tg_policy_compile(&in, &pol, c->err);
-    tg_policy_free(pol);
-done:
-    free(pr);
-    free(pv);
-    free(labels);
-    return rc;
+    return tg_cp_rules_check(&a, rv, c->err);
 }
 
 /* One entry of the spec's list: checked, and written into dst (an element of its array). */
@@ -341,19 +282,17 @@ static bool pattern_ok(const char *s)
     return strchr(star + 1, '*') == NULL && (star == s || star == s + n - 1);
 }
 
-static const char *const limit_keys[] = {"match",
-                                         "key_by",
-                                         "connections_per_second",
-                                         "burst",
-                                         "max_concurrent",
-                                         "bytes_per_second",
-                                         "requests_per_second",
-                                         "requests_burst",
-                                         NULL};
+/* A limit's keys, as in the mesh files' rate_limits: principal (overrides only), then its
+ * values. */
+static const char *const limit_keys[] = {
+    "principal",        "connections_per_second", "burst",          "max_concurrent",
+    "bytes_per_second", "requests_per_second",    "requests_burst", NULL};
 
-static int one_limit(struct cc *c, json_t *j, const char *at, void *dst)
+/* One limit: an override (its principal a pattern) or, when principal is false, the default
+ * (pushed as principal "*", after the overrides, as the mesh files' default is). */
+static int one_limit(struct cc *c, json_t *j, const char *at, bool principal,
+                     struct tg_res_limit *d)
 {
-    struct tg_res_limit *d = dst;
     static const struct {
         const char *k;
         uint64_t max;
@@ -362,17 +301,18 @@ static int one_limit(struct cc *c, json_t *j, const char *at, void *dst)
                 {"bytes_per_second", 1ULL << 40},
                 {"requests_per_second", 10000000},
                 {"requests_burst", 10000000}};
-    const json_t *match = json_object_get(j, "match"), *key_by = json_object_get(j, "key_by"),
+    const json_t *who = json_object_get(j, "principal"),
                  *cps = json_object_get(j, "connections_per_second");
     uint64_t v[TG_NELEM(nums)] = {0};
+    int rc;
 
-    if (!json_is_string(match) || !pattern_ok(json_string_value(match)))
-        return bad(c, at, "match: required: \"*\", \"prefix*\", \"*suffix\" or a spiffe:// ID",
+    if (!json_is_object(j))
+        return bad(c, at, "not an object", NULL);
+    if ((rc = known_keys(c, j, at, principal ? limit_keys : limit_keys + 1)) < 0)
+        return rc;
+    if (principal && (!json_is_string(who) || !pattern_ok(json_string_value(who))))
+        return bad(c, at, "principal: required: \"*\", \"prefix*\", \"*suffix\" or a spiffe:// ID",
                    NULL);
-    if (key_by != NULL &&
-        (!json_is_string(key_by) || (strcmp(json_string_value(key_by), "id") != 0 &&
-                                     strcmp(json_string_value(key_by), "fingerprint") != 0)))
-        return bad(c, at, "key_by: id or fingerprint", NULL);
     if (cps != NULL &&
         (!json_is_number(cps) || json_number_value(cps) < 0 || json_number_value(cps) > 1000000))
         return bad(c, at, "connections_per_second: a number from 0 to 1000000", NULL);
@@ -386,12 +326,10 @@ static int one_limit(struct cc *c, json_t *j, const char *at, void *dst)
             return bad(c, at, "out of range or not an integer: ", nums[k].k);
         v[k] = (uint64_t)json_integer_value(n);
     }
-    if ((d->match = tg_resource_strdup(c->r, json_string_value(match))) == NULL ||
+    if ((d->match = tg_resource_strdup(c->r, principal ? json_string_value(who) : "*")) == NULL ||
         (d->scope_namespace = tg_resource_strdup(c->r, c->ns)) == NULL)
         return TG_ENOMEM;
-    d->key_by = key_by != NULL && strcmp(json_string_value(key_by), "fingerprint") == 0
-                    ? TG_RES_LIMIT_BY_FINGERPRINT
-                    : TG_RES_LIMIT_BY_ID;
+    d->key_by = c->key;
     d->connections_per_second = cps != NULL ? json_number_value(cps) : 0;
     d->burst = (uint32_t)v[0];
     d->max_concurrent = (uint32_t)v[1];
@@ -403,14 +341,48 @@ static int one_limit(struct cc *c, json_t *j, const char *at, void *dst)
     return 0;
 }
 
+/* spec: {selector, key, default, overrides}, the shape of a mesh file's rate_limits. */
 static int compile_limits(struct cc *c)
 {
-    void *v = NULL;
-    int rc = compile_list(c, "limits", limit_keys, sizeof(struct tg_res_limit), one_limit, &v,
-                          &c->r->u.rate_limits.n_limits);
+    static const char *const keys[] = {"selector", "key", "default", "overrides", NULL};
+    struct tg_res_rate_limits *rl = &c->r->u.rate_limits;
+    json_t *key = json_object_get(c->spec, "key"), *def = json_object_get(c->spec, "default"),
+           *ov = json_object_get(c->spec, "overrides"), *j;
+    size_t i;
+    int rc;
 
-    c->r->u.rate_limits.limits = v;
-    return rc;
+    if ((rc = known_keys(c, c->spec, "", keys)) < 0 || (rc = selector(c, &c->sel, &c->n_sel)) < 0)
+        return rc;
+    if (key != NULL &&
+        (!json_is_string(key) || (strcmp(json_string_value(key), "id") != 0 &&
+                                  strcmp(json_string_value(key), "fingerprint") != 0)))
+        return bad(c, "key", "id or fingerprint", NULL);
+    c->key = key != NULL && strcmp(json_string_value(key), "fingerprint") == 0
+                 ? TG_RES_LIMIT_BY_FINGERPRINT
+                 : TG_RES_LIMIT_BY_ID;
+    if (def == NULL && ov == NULL)
+        return bad(c, "default", "required, or overrides", NULL);
+    if (ov != NULL && (!json_is_array(ov) || json_array_size(ov) == 0 ||
+                       json_array_size(ov) > TG_K8S_POLICY_MAX_ITEMS))
+        return bad(c, "overrides", "not a list of 1 to 64 entries", NULL);
+    rl->limits = tg_resource_array(c->r, json_array_size(ov) + 1, sizeof(*rl->limits));
+    if (rl->limits == NULL)
+        return TG_ENOMEM;
+    json_array_foreach(ov, i, j)
+    {
+        char at[64];
+
+        snprintf(at, sizeof(at), "overrides[%zu].", i);
+        if ((rc = one_limit(c, j, at, true, &rl->limits[rl->n_limits])) < 0)
+            return rc;
+        rl->n_limits++;
+    }
+    if (def != NULL) {
+        if ((rc = one_limit(c, def, "default.", false, &rl->limits[rl->n_limits])) < 0)
+            return rc;
+        rl->n_limits++;
+    }
+    return 0;
 }
 
 static int compile_revoke(struct cc *c)

@@ -758,9 +758,10 @@ def crd_cases():
     bad("a fingerprint of 63 digits", authz, ["spec", "rules", 0, "fingerprints"], ["a" * 63])
     bad("matchLabels value that is not a label", authz, ["spec", "selector", "matchLabels"],
         {"app": "a b"})
-    bad("a limit without match", limit, ["spec", "limits", 0, "match"], None)
-    bad("key_by ip", limit, ["spec", "limits", 0, "key_by"], "ip")
-    bad("a negative burst", limit, ["spec", "limits", 0, "burst"], -1)
+    bad("an override without principal", limit, ["spec", "overrides", 0, "principal"], None)
+    bad("key ip", limit, ["spec", "key"], "ip")
+    bad("a negative burst", limit, ["spec", "overrides", 0, "burst"], -1)
+    bad("the old shape (a limits list alone)", limit, ["spec"], {"limits": [{"match": "*"}]})
     bad("a serial that is not hex", revoke, ["spec", "serials"], ["zz"])
     bad("a Revocation with nothing", revoke, ["spec"], {})
     return cases

@@ -39,12 +39,16 @@ static const struct {
     {TG_K8S_AUTHZ, "{\"scope\":\"mesh\",\"rules\":[{\"name\":\"a\",\"action\":\"allow\"}]}",
      "spec.scope: unknown field"},
     {TG_K8S_LIMITS,
-     "{\"limits\":[{\"match\":\"spiffe://mesh.local/ns/batch/*\",\"key_by\":\"id\","
-     "\"connections_per_second\":5,\"burst\":10}]}",
+     "{\"key\":\"id\",\"default\":{\"connections_per_second\":50},\"overrides\":"
+     "[{\"principal\":\"spiffe://mesh.local/ns/batch/*\",\"connections_per_second\":5,"
+     "\"burst\":10}]}",
      NULL},
-    {TG_K8S_LIMITS, "{\"limits\":[{\"match\":\"batch\"}]}", "match: required"},
-    {TG_K8S_LIMITS, "{\"limits\":[{\"match\":\"*\",\"burst\":-1}]}", "burst"},
-    {TG_K8S_LIMITS, "{\"limits\":[{\"match\":\"*\",\"key_by\":\"ip\"}]}", "key_by"},
+    {TG_K8S_LIMITS, "{\"overrides\":[{\"principal\":\"batch\"}]}", "principal: required"},
+    {TG_K8S_LIMITS, "{\"default\":{\"burst\":-1}}", "burst"},
+    {TG_K8S_LIMITS, "{\"key\":\"ip\",\"default\":{}}", "spec.key: id or fingerprint"},
+    {TG_K8S_LIMITS, "{\"selector\":{}}", "spec.default: required, or overrides"},
+    {TG_K8S_LIMITS, "{\"default\":{\"principal\":\"*\"}}", "default.principal: unknown"},
+    {TG_K8S_LIMITS, "{\"limits\":[{\"match\":\"*\"}]}", "spec.limits: unknown field"},
     {TG_K8S_REVOKE, "{\"serials\":[\"0a1b2c\"]}", NULL},
     {TG_K8S_REVOKE, "{}", "both empty"},
     {TG_K8S_REVOKE, "{\"fingerprints\":[\"abc\"]}", "fingerprint"},
@@ -88,9 +92,18 @@ START_TEST(test_k8s_policy_scoped_to_own_namespace)
     tg_resource_free(r);
     r = NULL;
     ck_assert_int_eq(tg_k8s_policy_compile(TG_K8S_LIMITS, "a", "l",
-                                           "{\"limits\":[{\"match\":\"*\",\"max_concurrent\":1}]}",
+                                           "{\"key\":\"fingerprint\",\"default\":{\"max_"
+                                           "concurrent\":1},\"overrides\":[{\"principal\":"
+                                           "\"spiffe://mesh.local/ns/a/*\",\"burst\":3}]}",
                                            &r, err),
                      0);
+    /* the overrides in order, then the default as "*", as a mesh file's rate_limits */
+    ck_assert_uint_eq(r->u.rate_limits.n_limits, 2);
+    ck_assert_str_eq(r->u.rate_limits.limits[0].match, "spiffe://mesh.local/ns/a/*");
+    ck_assert_uint_eq(r->u.rate_limits.limits[0].burst, 3);
+    ck_assert_str_eq(r->u.rate_limits.limits[1].match, "*");
+    ck_assert_uint_eq(r->u.rate_limits.limits[1].max_concurrent, 1);
+    ck_assert_int_eq(r->u.rate_limits.limits[1].key_by, TG_RES_LIMIT_BY_FINGERPRINT);
     ck_assert_str_eq(r->u.rate_limits.limits[0].scope_namespace, "a");
     tg_resource_free(r);
 }
