@@ -168,6 +168,25 @@ START_TEST(test_k8s_policy_resources_end_to_end)
                   "B applied no new authorization after the delete");
     ck_assert_msg(traffic_becomes(true, 3000), "A still refused after the policy was deleted");
 
+    /* a RateLimit in the mesh files' shape reaches B; the old shape is refused, named */
+    b0 = it_count_lines("b.err", "control plane: rate_limits version", "applied", NULL);
+    it_k8s_put("ratelimits", "{\"metadata\":{\"name\":\"web\",\"namespace\":\"default\"},\"spec\":{"
+                             "\"selector\":{\"matchLabels\":{\"app\":\"web\"}},\"key\":\"id\","
+                             "\"default\":{\"max_concurrent\":100},\"overrides\":[{\"principal\":"
+                             "\"" IT_API_ID "\",\"connections_per_second\":1000}]}}");
+    ck_assert_msg(ready_is("ratelimits", "default", "web", "True", "Applied", 5000),
+                  "default/web RateLimit got no Ready=True");
+    ck_assert_msg(it_wait_lines("b.err", b0 + 1, 5000, "control plane: rate_limits version",
+                                "applied", NULL) > b0,
+                  "B applied no rate limits from the RateLimit");
+    ck_assert_msg(traffic_becomes(true, 1000), "A refused under a generous limit");
+    it_k8s_put("ratelimits", "{\"metadata\":{\"name\":\"old\",\"namespace\":\"default\"},"
+                             "\"spec\":{\"limits\":[{\"match\":\"*\",\"key_by\":\"id\"}]}}");
+    ck_assert_msg(ready_is("ratelimits", "default", "old", "False", "InvalidSpec", 5000),
+                  "the old RateLimit shape got no Ready=False InvalidSpec");
+    ck_assert_msg(it_file_contains("cp.err", "spec.limits: unknown field"),
+                  "the control plane did not name the old field");
+
     /* a Revocation is mesh-wide: refused outside the control plane's namespace */
     it_k8s_put("revocations", "{\"metadata\":{\"name\":\"r\",\"namespace\":\"evil\"},\"spec\":"
                               "{\"serials\":[\"0a1b2c\"]}}");
