@@ -612,20 +612,20 @@ static int cmd_keygen(const struct opts *o, char *err)
     return rc;
 }
 
+/* A request for the key at --key, naming what the options name, as PEM at --out. */
 static int cmd_csr(const struct opts *o, char *err)
 {
     struct tg_cert_spec spec = {0};
-    struct tg_key *key = NULL;
     struct names nm;
+    struct tg_key *key = NULL;
+    size_t der_len, pem_len;
     unsigned char *der = NULL;
     char *pem = NULL;
-    size_t der_len, pem_len;
     int rc;
 
-    if ((rc = load_key(o->key, &key, err)) < 0)
-        goto fail;
     set_names(o, &nm, &spec);
-    if ((rc = tg_csr_make(&spec, key, &der, &der_len, err)) < 0 ||
+    if ((rc = load_key(o->key, &key, err)) < 0 ||
+        (rc = tg_csr_make(&spec, key, &der, &der_len, err)) < 0 ||
         (rc = tg_pem_encode(der, der_len, TG_PEM_CSR, &pem, &pem_len, err)) < 0 ||
         (rc = write_file(o->out, pem, pem_len, 0644, err)) < 0)
         goto fail;
@@ -818,25 +818,40 @@ static int add_name(const char *cmd, const char *name, const char *v, const char
     return 0;
 }
 
+/* Options kept as given (a string) or as a flag (true when given): where each goes in
+ * struct opts. */
+static const struct {
+    int opt;
+    bool flag;
+    size_t off;
+} slots[] = {
+    {O_OUT, false, offsetof(struct opts, out)},
+    {O_CA, false, offsetof(struct opts, ca)},
+    {O_CN, false, offsetof(struct opts, cn)},
+    {O_SPIFFE, false, offsetof(struct opts, spiffe)},
+    {O_KEY, false, offsetof(struct opts, key)},
+    {O_BUNDLE, false, offsetof(struct opts, verify.bundle)},
+    {O_INTERMEDIATES, false, offsetof(struct opts, verify.intermediates)},
+    {O_EXPIRED, true, offsetof(struct opts, expired)},
+    {O_NOT_YET_VALID, true, offsetof(struct opts, not_yet_valid)},
+    {O_NO_SAN, true, offsetof(struct opts, no_san)},
+    {O_CA_FLAG, true, offsetof(struct opts, ca_flag)},
+    {O_SELF_SIGNED, true, offsetof(struct opts, self_signed)},
+};
+
 /* One option c (with optarg) of the command in o. 0, or the exit status. */
 static int take_option(const char *cmd, int c, struct opts *o)
 {
+    for (size_t i = 0; i < TG_NELEM(slots); i++) {
+        if (slots[i].opt != c)
+            continue;
+        if (slots[i].flag)
+            *(bool *)((char *)o + slots[i].off) = true;
+        else
+            *(const char **)((char *)o + slots[i].off) = optarg;
+        return 0;
+    }
     switch (c) {
-    case O_OUT:
-        o->out = optarg;
-        return 0;
-    case O_CA:
-        o->ca = optarg;
-        return 0;
-    case O_CN:
-        o->cn = optarg;
-        return 0;
-    case O_SPIFFE:
-        o->spiffe = optarg;
-        return 0;
-    case O_KEY:
-        o->key = optarg;
-        return 0;
     case O_VALID_FOR:
         o->has_lifetime = true;
         return parse_duration(cmd, "valid-for", optarg, false, &o->valid_for);
@@ -844,21 +859,6 @@ static int take_option(const char *cmd, int c, struct opts *o)
         return parse_duration(cmd, "backdate", optarg, true, &o->backdate);
     case O_PATH_LEN:
         return parse_long(cmd, "path-len", optarg, 0, 127, &o->path_len);
-    case O_EXPIRED:
-        o->expired = true;
-        return 0;
-    case O_NOT_YET_VALID:
-        o->not_yet_valid = true;
-        return 0;
-    case O_NO_SAN:
-        o->no_san = true;
-        return 0;
-    case O_CA_FLAG:
-        o->ca_flag = true;
-        return 0;
-    case O_SELF_SIGNED:
-        o->self_signed = true;
-        return 0;
     case O_EKU:
         o->eku = optarg;
         if (strcmp(optarg, "server") != 0 && strcmp(optarg, "client") != 0 &&
@@ -873,14 +873,8 @@ static int take_option(const char *cmd, int c, struct opts *o)
         return add_name(cmd, "dns", optarg, o->dns, &o->n_dns);
     case O_SERIAL:
         return parse_serial(cmd, optarg, o);
-    case O_BUNDLE:
-        o->verify.bundle = optarg;
-        return 0;
     case O_CRL:
         return add_name(cmd, "crl", optarg, o->crls, &o->verify.crls.n);
-    case O_INTERMEDIATES:
-        o->verify.intermediates = optarg;
-        return 0;
     case O_PEER:
         o->verify.peer = optarg;
         if (strcmp(optarg, "client") != 0 && strcmp(optarg, "server") != 0)

@@ -162,6 +162,21 @@ static int tlv(const unsigned char **p, const unsigned char *end, int *tag,
     return 0;
 }
 
+/* Steps into the TLV at *p (before *end) when its tag is want: *p and *end then bound its
+ * content. 0 or -1. */
+static int enter(const unsigned char **p, const unsigned char **end, int want)
+{
+    const unsigned char *c;
+    size_t clen;
+    int tag;
+
+    if (tlv(p, *end, &tag, &c, &clen) < 0 || tag != want)
+        return -1;
+    *p = c;
+    *end = c + clen;
+    return 0;
+}
+
 /* A Time TLV starting at t (whole TLV, len bytes) as RFC 3339. */
 static int time_text(const unsigned char *t, size_t len, char *out)
 {
@@ -185,7 +200,7 @@ static void serial_hex(const unsigned char *b, size_t n, char *out, size_t cap)
 
 static int print_crl(const unsigned char *der, size_t len, int index, char *err)
 {
-    const unsigned char *p = der, *end = der + len, *c, *tbs_end, *t0;
+    const unsigned char *p = der, *tbs_end = der + len, *c, *t0;
     size_t clen;
     int tag;
     char when[CERTS_RFC3339], name[TG_NAME_TEXT];
@@ -194,14 +209,10 @@ static int print_crl(const unsigned char *der, size_t len, int index, char *err)
     /* CertificateList ::= SEQUENCE { tbsCertList SEQUENCE { version INTEGER OPTIONAL,
      * signature, issuer, thisUpdate, nextUpdate OPTIONAL, revokedCertificates OPTIONAL,
      * [0] crlExtensions OPTIONAL }, ... } */
-    if (tlv(&p, end, &tag, &c, &clen) < 0 || tag != 0x30)
+    if (enter(&p, &tbs_end, 0x30) < 0)
         return tg_err_set(err, TG_EINVAL, "CRL %d does not parse", index);
-    p = c;
-    end = c + clen;
-    if (tlv(&p, end, &tag, &c, &clen) < 0 || tag != 0x30)
+    if (enter(&p, &tbs_end, 0x30) < 0)
         return tg_err_set(err, TG_EINVAL, "CRL %d: no tbsCertList", index);
-    p = c;
-    tbs_end = c + clen;
     tg_crl_issuer(der, len, name);
     printf("crl %d\n", index);
     printf("  issuer: %s\n", name);
@@ -229,15 +240,14 @@ static int print_crl(const unsigned char *der, size_t len, int index, char *err)
         const unsigned char *r = c, *r_end = c + clen;
 
         while (r < r_end) {
-            const unsigned char *e, *s, *d0, *q, *q_end;
-            size_t elen, slen;
-            int etag, stag;
+            const unsigned char *s, *d0, *q = r, *q_end = r_end;
+            size_t slen;
+            int stag;
             char serial[2 * 64 + 1] = "";
 
-            if (tlv(&r, r_end, &etag, &e, &elen) < 0 || etag != 0x30)
+            if (enter(&q, &q_end, 0x30) < 0)
                 return tg_err_set(err, TG_EINVAL, "CRL %d: a revoked entry does not parse", index);
-            q = e;
-            q_end = e + elen;
+            r = q_end;
             if (tlv(&q, q_end, &stag, &s, &slen) < 0 || stag != 0x02)
                 return tg_err_set(err, TG_EINVAL, "CRL %d: a revoked serial does not parse", index);
             serial_hex(s, slen, serial, sizeof(serial));

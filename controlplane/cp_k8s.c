@@ -8,12 +8,13 @@
 #include "k8s_policy.h"
 #include "k8s_publish.h"
 
+#include "tollgate/closer.h"
 #include "tollgate/log.h"
 
 struct tg_cp_k8s {
     struct tg_k8s_client *client;
     uv_timer_t debounce;
-    int open_handles; /* debounce timer, client */
+    struct tg_closer closer; /* open: the debounce timer, the client */
     char *trust_domain;
     struct tg_resource *derived; /* NULL before the first sync */
     struct tg_resource *overlay; /* a copy of the mesh files' table */
@@ -29,9 +30,6 @@ struct tg_cp_k8s {
     char *bundle_pem;   /* our trust domain's roots, one PEM text; NULL: none yet */
     unsigned cm_writes; /* ConfigMap writes in flight: no new ones until they are answered */
     bool cm_again;      /* something changed meanwhile: look again after them */
-    bool closing;
-    void (*on_closed)(void *arg);
-    void *closed_arg;
 };
 
 static void remerge(struct tg_cp_k8s *k)
@@ -209,7 +207,7 @@ static void on_change(void *arg)
 {
     struct tg_cp_k8s *k = arg;
 
-    if (!k->closing && !uv_is_active((uv_handle_t *)&k->debounce))
+    if (!k->closer.closing && !uv_is_active((uv_handle_t *)&k->debounce))
         uv_timer_start(&k->debounce, on_debounce, TG_CP_K8S_DEBOUNCE_MS, 0);
 }
 
@@ -302,8 +300,10 @@ const struct tg_k8s_client *tg_cp_k8s_client(const struct tg_cp_k8s *k)
     return k->client;
 }
 
-static void k8s_free(struct tg_cp_k8s *k)
+static void k8s_free(void *owner)
 {
+    struct tg_cp_k8s *k = owner;
+
     tg_resource_free(k->derived);
     tg_resource_free(k->overlay);
     tg_resource_free(k->merged);
@@ -319,14 +319,8 @@ static void k8s_free(struct tg_cp_k8s *k)
 
 static void maybe_free(struct tg_cp_k8s *k)
 {
-    void (*cb)(void *) = k->on_closed;
-    void *arg = k->closed_arg;
-
-    if (--k->open_handles > 0)
-        return;
-    k8s_free(k);
-    if (cb != NULL)
-        cb(arg);
+    if (--k->closer.open == 0)
+        tg_closer_finish(&k->closer, k8s_free, k);
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -369,18 +363,15 @@ int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
     }
     uv_timer_init(loop, &k->debounce);
     k->debounce.data = k;
-    k->open_handles = 2;
+    k->closer.open = 2;
     *out = k;
     return 0;
 }
 
 void tg_cp_k8s_close(struct tg_cp_k8s *k, void (*on_closed)(void *arg), void *arg)
 {
-    if (k->closing)
+    if (!tg_closer_start(&k->closer, on_closed, arg))
         return;
-    k->closing = true;
-    k->on_closed = on_closed;
-    k->closed_arg = arg;
     uv_close((uv_handle_t *)&k->debounce, on_timer_closed);
     tg_k8s_client_close(k->client, on_client_closed, k);
 }

@@ -10,6 +10,7 @@
 #include "cp_admin.h"
 #include "cp_k8s.h"
 #include "cp_webhook.h"
+#include "tollgate/closer.h"
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 
@@ -38,7 +39,7 @@ struct tg_cp_server {
     uv_check_t accept_turn;    /* after each iteration's I/O: the accept budget again */
     unsigned accepts_this_turn;
     bool accept_waiting;            /* a connection left on the listener for the next turn */
-    int open_handles;               /* listener, timers, watchers, admin endpoint */
+    struct tg_closer closer;        /* open: listener, timers, watchers, admin endpoint */
     struct tg_cp_admin *admin;      /* NULL: none */
     struct tg_cp_k8s *k8s;          /* kubernetes.discovery; NULL: none */
     struct tg_k8s_webhook *webhook; /* kubernetes.webhook; NULL: none */
@@ -52,9 +53,6 @@ struct tg_cp_server {
     int port;
     struct tg_cp_server_stats stats;
     struct tg_cp_server_stats logged; /* as of the last front-door summary in the log */
-    bool closing;
-    void (*on_closed)(void *arg);
-    void *closed_arg;
 };
 
 struct tg_cp_state *tg_cp_server_state(const struct tg_cp_server *srv)
@@ -84,7 +82,7 @@ uv_loop_t *tg_cp_server_loop(const struct tg_cp_server *srv)
 
 bool tg_cp_server_healthy(const struct tg_cp_server *srv)
 {
-    return !srv->closing && srv->state != NULL && srv->port > 0;
+    return !srv->closer.closing && srv->state != NULL && srv->port > 0;
 }
 
 const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, enum tg_res_type t)
@@ -112,35 +110,31 @@ int tg_cp_server_admin_port(const struct tg_cp_server *srv)
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
 }
 
-static void maybe_free(struct tg_cp_server *srv)
+/* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
+ * is closing and nothing is left open. */
+static void maybe_free(struct tg_cp_server *srv, int closed)
 {
-    void (*cb)(void *);
-    void *arg;
+    struct tg_closer done = srv->closer; /* srv is freed below */
 
-    if (!srv->closing)
+    srv->closer.open -= closed;
+    if (!srv->closer.closing)
         return;
     if (srv->conns == NULL && srv->admin != NULL && !srv->admin_closing) {
         srv->admin_closing = true; /* last: /healthz says 503 while the streams end */
         tg_cp_admin_close(srv->admin);
     }
-    if (srv->open_handles > 0 || srv->conns != NULL)
+    if (!tg_closer_done(&srv->closer) || srv->conns != NULL)
         return;
-    cb = srv->on_closed;
-    arg = srv->closed_arg;
     tg_cp_state_unref(srv->state);
     free(srv->watchers);
     free(srv->config_path);
     free(srv);
-    if (cb != NULL)
-        cb(arg);
+    tg_closer_notify(&done);
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    struct tg_cp_server *srv = h->data;
-
-    srv->open_handles--;
-    maybe_free(srv);
+    maybe_free(h->data, 1);
 }
 
 static void on_k8s_closed(void *arg)
@@ -148,8 +142,7 @@ static void on_k8s_closed(void *arg)
     struct tg_cp_server *srv = arg;
 
     srv->k8s = NULL;
-    srv->open_handles--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 static void on_webhook_closed(void *arg)
@@ -157,8 +150,7 @@ static void on_webhook_closed(void *arg)
     struct tg_cp_server *srv = arg;
 
     srv->webhook = NULL;
-    srv->open_handles--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 /* The derived mesh table changed: push it where it differs. */
@@ -175,8 +167,7 @@ static void on_admin_closed(void *arg)
     struct tg_cp_server *srv = arg;
 
     srv->admin = NULL;
-    srv->open_handles--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 /* ---- streams ---- */
@@ -188,11 +179,7 @@ static void conn_free(struct tg_cp_conn *c)
     free(c->token);
     free(c->claim_ns);
     free(c->claim_sa);
-    for (size_t i = 0; i < c->n_labels; i++) {
-        free(c->labels[i].key);
-        free(c->labels[i].value);
-    }
-    free(c->labels);
+    tg_res_labels_free(c->labels, c->n_labels);
     tg_cp_state_unref(c->state);
     free(c);
 }
@@ -454,7 +441,7 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
         c->next->prev = c->prev;
     srv->stats.open_streams--;
     conn_free(c);
-    maybe_free(srv);
+    maybe_free(srv, 0);
 }
 
 static void on_drop_closed(uv_handle_t *h)
@@ -532,7 +519,7 @@ static void on_accept_turn(uv_check_t *h)
     struct tg_cp_server *srv = h->data;
 
     srv->accepts_this_turn = 0;
-    if (srv->accept_waiting && !srv->closing) {
+    if (srv->accept_waiting && !srv->closer.closing) {
         srv->accept_waiting = false;
         srv->accepts_this_turn++;
         accept_one(srv); /* uv_accept watches the listener again */
@@ -573,7 +560,7 @@ static void on_file_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
     (void)status; /* a file that vanished is reported too: the reload says what is wrong */
     (void)prev;
     (void)curr;
-    if (!w->srv->closing)
+    if (!w->srv->closer.closing)
         uv_timer_start(&w->srv->reload_timer, on_reload_timer, RELOAD_SETTLE_MS, 0);
 }
 
@@ -583,8 +570,7 @@ static void on_watcher_closed(uv_handle_t *h)
     struct tg_cp_server *srv = w->srv;
 
     free(w);
-    srv->open_handles--;
-    maybe_free(srv);
+    maybe_free(srv, 1);
 }
 
 static void unwatch(struct tg_cp_server *srv)
@@ -611,7 +597,7 @@ static void watch_one(struct tg_cp_server *srv, const char *path)
     w->srv = srv;
     w->poll.data = w;
     uv_fs_poll_init(srv->loop, &w->poll);
-    srv->open_handles++;
+    srv->closer.open++;
     srv->watchers[srv->n_watchers++] = w;
     rc = uv_fs_poll_start(&w->poll, on_file_changed, path, WATCH_INTERVAL_MS);
     if (rc < 0)
@@ -722,7 +708,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
     uv_timer_init(loop, &srv->deadline_timer);
     uv_check_init(loop, &srv->accept_turn);
     uv_check_start(&srv->accept_turn, on_accept_turn);
-    srv->open_handles = 5;
+    srv->closer.open = 5;
     *out = srv;
     rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&srv->state->cfg->listen.ss, 0);
     if (rc == 0)
@@ -737,7 +723,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
         srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
     if (srv->state->cfg->admin.len > 0) {
-        srv->open_handles++; /* until on_admin_closed, whether _new succeeds or not */
+        srv->closer.open++; /* until on_admin_closed, whether _new succeeds or not */
         rc = tg_cp_admin_new(loop, &srv->state->cfg->admin, srv, on_admin_closed, srv, &srv->admin,
                              err);
         if (rc < 0) {
@@ -754,7 +740,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
             tg_cp_server_close(srv, NULL, NULL);
             return rc;
         }
-        srv->open_handles++; /* until on_k8s_closed */
+        srv->closer.open++; /* until on_k8s_closed */
         tg_cp_k8s_set_files(srv->k8s, srv->state->res);
         if ((rc = tg_cp_webhook_start(loop, srv->state, srv->k8s, &srv->webhook, err)) < 0) {
             *out = NULL;
@@ -762,7 +748,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
             return rc;
         }
         if (srv->webhook != NULL)
-            srv->open_handles++; /* until on_webhook_closed */
+            srv->closer.open++; /* until on_webhook_closed */
     }
     uv_timer_start(&srv->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
     rewatch(srv, NULL);
@@ -776,11 +762,8 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
 
 void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), void *arg)
 {
-    if (srv->closing)
+    if (!tg_closer_start(&srv->closer, on_closed, arg))
         return;
-    srv->closing = true;
-    srv->on_closed = on_closed;
-    srv->closed_arg = arg;
     unwatch(srv);
     if (srv->webhook != NULL)
         tg_k8s_webhook_close(srv->webhook, on_webhook_closed, srv);

@@ -11,8 +11,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 "$ROOT/scripts/setup.sh" >/dev/null
 
-BIN="$ROOT/build/tollgate"
-CERTS="$ROOT/build/tollgate-certs"
+BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
+BIN="$BUILD/tollgate"
+CERTS="$BUILD/tollgate-certs"
 DIR=$(mktemp -d /tmp/tollgate-demo.XXXXXX)
 PIDS=()
 cleanup() {
@@ -23,6 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 APP=17080 B_IN=17443 A_OUT=17000 C_OUT=17001 B_ADMIN=17100 A_ADMIN=17200 C_ADMIN=17300
+B_HEALTH=17121 B_METRICS=17190
 TD=mesh.local
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -54,6 +56,8 @@ EOT
 }
 cat >b.yaml <<EOT
 admin: 127.0.0.1:$B_ADMIN
+health: 127.0.0.1:$B_HEALTH   # what a kubelet may see: /live, /ready, /app-health/...
+metrics: 127.0.0.1:$B_METRICS # what Prometheus may see: /metrics only
 workers: 2
 identity: {cert: web.pem, key: web.key, trust_bundle: ca.pem}
 inbound:
@@ -108,8 +112,15 @@ echo "B's serial before: $old (seen by A on $(grep -c "\"serial\":\"$old\"" a.ac
 echo "B's serial now:    $new (seen by A on $(grep -c "\"serial\":\"$new\"" a.access.log) connection after the rotation)"
 grep -q "\"serial\":\"$new\"" a.access.log || { echo "rotation not seen by new connections" >&2; exit 1; }
 
-step "7. B's /stats (non-zero series)"
-curl -s "127.0.0.1:$B_ADMIN/stats" | grep -v '^#' | grep -v ' 0$'
+step "7. B's metrics port (non-zero series), and its health port, which serves nothing else"
+curl -s "127.0.0.1:$B_METRICS/metrics" | grep -v '^#' | grep -v ' 0$'
+h_ready=$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$B_HEALTH/ready")
+h_dump=$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$B_HEALTH/config_dump")
+echo "health port: /ready $h_ready, /config_dump $h_dump (admin only)"
+if [ "$h_ready" != 200 ] || [ "$h_dump" != 404 ]; then
+    echo "demo: the health port is wrong" >&2
+    exit 1
+fi
 
 step "7b. The admin endpoint refuses what a web page could send it"
 # a cross-site form POST to 127.0.0.1 would take B off the mesh if /drain took it
@@ -145,7 +156,7 @@ cert_ttl: 12s                   # short, so the demo shows renewals
 tokens: tokens.txt
 mesh: [mesh.yaml]
 EOT
-"$ROOT/build/tollgate-cp" run -c cp.yaml >cp.log 2>&1 &
+"$BUILD/tollgate-cp" run -c cp.yaml >cp.log 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$CP) 2>/dev/null && break; sleep 0.1; done
 cp_sidecar() { # name admin token listeners

@@ -30,7 +30,7 @@ WOLF_CFLAGS="-O2 -fPIC -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB -DNO_ERROR
 PACKAGES=(
     build-essential cmake pkg-config git ca-certificates
     libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libyaml-dev libjansson-dev
-    libcurl4-openssl-dev
+    libcurl4-openssl-dev libnghttp2-dev python3-grpcio python3-grpc-tools
     openssl curl python3 python3-yaml iptables iproute2 procps psmisc tcpdump util-linux nginx
     autoconf automake libtool dpkg-dev clang libclang-rt-14-dev valgrind
     clang-format cppcheck shellcheck debhelper fakeroot

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "tollgate/cli.h"
@@ -93,6 +94,22 @@ static int check_cp(struct tg_config *cfg)
     return 0;
 }
 
+/* identity.workload_api: the config only (the SVID comes at run time); says whether the
+ * socket is there yet, which an agent that starts later makes fine. */
+static int check_wl(const struct tg_config *cfg)
+{
+    struct stat st;
+    const char *state = stat(cfg->wl.socket, &st) != 0 ? "not there yet"
+                        : S_ISSOCK(st.st_mode)         ? "present"
+                                                       : "present but not a socket";
+
+    printf("%s: ok: identity from the Workload API at %s (socket %s)%s%s, %zu inbound, %zu "
+           "outbound listeners\n",
+           cfg->path, cfg->wl.socket, state, cfg->cp.enabled ? ", control plane at " : "",
+           cfg->cp.enabled ? cfg->cp.address.text : "", cfg->n_inbound, cfg->n_outbound);
+    return 0;
+}
+
 static int cmd_check(const char *path)
 {
     struct tg_config *cfg;
@@ -103,8 +120,8 @@ static int cmd_check(const char *path)
 
     if (rc != 0)
         return rc;
-    if (cfg->cp.enabled) {
-        rc = check_cp(cfg);
+    if (cfg->wl.enabled || cfg->cp.enabled) {
+        rc = cfg->wl.enabled ? check_wl(cfg) : check_cp(cfg);
         tg_config_unref(cfg);
         return rc;
     }

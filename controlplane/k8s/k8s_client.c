@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tollgate/closer.h"
 #include "tollgate/file.h"
 #include "tollgate/log.h"
 
@@ -76,7 +77,7 @@ struct tg_k8s_client {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timeout;
-    int open_handles;
+    struct tg_closer closer; /* open: the timer, each socket and retry timer */
     struct sock *socks;
     struct watcher w[TG_K8S_NKINDS];
     char *server, *ca_file, *token_file;
@@ -90,9 +91,6 @@ struct tg_k8s_client {
     void *arg;
     struct tg_k8s_client_stats stats;
     struct tg_k8s_req *reqs; /* writes in flight (tg_k8s_client_request) */
-    bool closing;
-    void (*on_closed)(void *arg);
-    void *closed_arg;
 };
 
 /* ---- the cache: sorted by key ---- */
@@ -200,7 +198,7 @@ static uint64_t next_random(struct tg_k8s_client *c)
 
 static void notify(struct tg_k8s_client *c)
 {
-    if (c->on_change != NULL && !c->closing)
+    if (c->on_change != NULL && !c->closer.closing)
         c->on_change(c->arg);
 }
 
@@ -433,7 +431,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
         w->len -= line + 1;
         w->buf[w->len] = '\0';
         w->scanned = 0;
-        if (w->c->closing)
+        if (w->c->closer.closing)
             return 0;
     }
     w->scanned = w->len;
@@ -453,7 +451,7 @@ static void start(struct watcher *w)
     char *esc = NULL;
     CURL *e;
 
-    if (c->closing || w->easy != NULL)
+    if (c->closer.closing || w->easy != NULL)
         return;
     if (token_refresh(c, false, err) < 0) {
         tg_warn("kubernetes: %s: %s", kind_plural(w->kind), err);
@@ -605,7 +603,7 @@ static void on_done(struct watcher *w, CURLcode result)
     curl_multi_remove_handle(c->multi, w->easy);
     curl_easy_cleanup(w->easy);
     w->easy = NULL;
-    if (c->closing)
+    if (c->closer.closing)
         return;
     if (w->relist) {
         to_list(w);
@@ -701,7 +699,7 @@ static void check_done(struct tg_k8s_client *c)
 
 /* ---- libcurl on libuv ---- */
 
-static void maybe_free(struct tg_k8s_client *c);
+static void maybe_free(struct tg_k8s_client *c, int closed);
 
 static void on_sock_closed(uv_handle_t *h)
 {
@@ -709,8 +707,7 @@ static void on_sock_closed(uv_handle_t *h)
     struct tg_k8s_client *c = k->c;
 
     free(k);
-    c->open_handles--;
-    maybe_free(c);
+    maybe_free(c, 1);
 }
 
 static void sock_close(struct sock *k)
@@ -767,7 +764,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
             return -1;
         }
         k->poll.data = k;
-        c->open_handles++;
+        c->closer.open++;
         k->next = c->socks;
         if (c->socks != NULL)
             c->socks->prev = k;
@@ -805,8 +802,10 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 
 /* ---- life cycle ---- */
 
-static void client_free(struct tg_k8s_client *c)
+static void client_free(void *owner)
 {
+    struct tg_k8s_client *c = owner;
+
     for (int k = 0; k < TG_K8S_NKINDS; k++) {
         struct watcher *w = &c->w[k];
 
@@ -824,26 +823,18 @@ static void client_free(struct tg_k8s_client *c)
     free(c);
 }
 
-static void maybe_free(struct tg_k8s_client *c)
+/* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
+ * is closing and nothing is left open. */
+static void maybe_free(struct tg_k8s_client *c, int closed)
 {
-    void (*cb)(void *);
-    void *arg;
-
-    if (!c->closing || c->open_handles > 0)
-        return;
-    cb = c->on_closed;
-    arg = c->closed_arg;
-    client_free(c);
-    if (cb != NULL)
-        cb(arg);
+    c->closer.open -= closed;
+    if (tg_closer_done(&c->closer))
+        tg_closer_finish(&c->closer, client_free, c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    struct tg_k8s_client *c = h->data;
-
-    c->open_handles--;
-    maybe_free(c);
+    maybe_free(h->data, 1);
 }
 
 /* The API server's URL: cfg's, else https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
@@ -932,7 +923,7 @@ int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     uv_timer_init(loop, &c->timeout);
     c->timeout.data = c;
-    c->open_handles = 1;
+    c->closer.open = 1;
     for (int k = 0; k < TG_K8S_NKINDS; k++) {
         struct watcher *w = &c->w[k];
 
@@ -941,7 +932,7 @@ int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
         w->state = W_LIST;
         uv_timer_init(loop, &w->retry);
         w->retry.data = w;
-        c->open_handles++;
+        c->closer.open++;
     }
     tg_info("kubernetes: watching namespaces, pods, services and endpointslices%s at %s (CA %s, "
             "token %s)",
@@ -968,19 +959,15 @@ static void on_retry_closed(uv_handle_t *h)
     struct watcher *w = h->data;
     struct tg_k8s_client *c = w->c;
 
-    c->open_handles--;
-    maybe_free(c);
+    maybe_free(c, 1);
 }
 
 static void reqs_cancel(struct tg_k8s_client *c);
 
 void tg_k8s_client_close(struct tg_k8s_client *c, void (*on_closed)(void *arg), void *arg)
 {
-    if (c->closing)
+    if (!tg_closer_start(&c->closer, on_closed, arg))
         return;
-    c->closing = true;
-    c->on_closed = on_closed;
-    c->closed_arg = arg;
     for (int k = 0; k < TG_K8S_NKINDS; k++) {
         struct watcher *w = &c->w[k];
 

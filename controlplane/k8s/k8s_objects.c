@@ -56,32 +56,19 @@ static int opt_str(struct parse *p, const json_t *obj, const char *k, const char
     return 0;
 }
 
-/* An optional object member: NULL when absent or null; a non-object is an error. */
-static int opt_obj(struct parse *p, const json_t *obj, const char *k, const char *field,
-                   const json_t **out)
+/* An optional member of type (JSON_OBJECT or JSON_ARRAY, at most MAX_ITEMS items): NULL
+ * when absent or null; another type is an error. */
+static int opt_member(struct parse *p, const json_t *obj, const char *k, const char *field,
+                      json_type type, const json_t **out)
 {
     const json_t *v = json_object_get(obj, k);
 
     *out = NULL;
     if (v == NULL || json_is_null(v))
         return 0;
-    if (!json_is_object(v))
-        return bad(p, "not an object", field);
-    *out = v;
-    return 0;
-}
-
-static int opt_array(struct parse *p, const json_t *obj, const char *k, const char *field,
-                     const json_t **out)
-{
-    const json_t *v = json_object_get(obj, k);
-
-    *out = NULL;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_array(v))
-        return bad(p, "not an array", field);
-    if (json_array_size(v) > MAX_ITEMS)
+    if (json_typeof(v) != type)
+        return bad(p, type == JSON_OBJECT ? "not an object" : "not an array", field);
+    if (json_is_array(v) && json_array_size(v) > MAX_ITEMS)
         return bad(p, "too many items", field);
     *out = v;
     return 0;
@@ -172,7 +159,7 @@ static int parse_namespace(struct parse *p, const json_t *meta)
     const char *v;
     int rc;
 
-    if ((rc = opt_obj(p, meta, "labels", "metadata.labels", &labels)) < 0)
+    if ((rc = opt_member(p, meta, "labels", "metadata.labels", JSON_OBJECT, &labels)) < 0)
         return rc;
     v = map_value(labels, TG_K8S_INJECT_LABEL);
     p->o->u.ns.inject = v != NULL && strcmp(v, "enabled") == 0;
@@ -197,19 +184,20 @@ static int parse_pod(struct parse *p, const json_t *meta, const json_t *spec, co
     const char *v, *phase = "", *ip = "";
     int rc;
 
-    if ((rc = opt_obj(p, meta, "annotations", "metadata.annotations", &ann)) < 0 ||
+    if ((rc = opt_member(p, meta, "annotations", "metadata.annotations", JSON_OBJECT, &ann)) < 0 ||
         (rc = opt_str(p, spec, "serviceAccountName", "spec.serviceAccountName",
                       &pod->service_account)) < 0 ||
-        (rc = opt_array(p, spec, "containers", "spec.containers", &cs)) < 0 ||
-        (rc = opt_array(p, spec, "initContainers", "spec.initContainers", &ics)) < 0)
+        (rc = opt_member(p, spec, "containers", "spec.containers", JSON_ARRAY, &cs)) < 0 ||
+        (rc = opt_member(p, spec, "initContainers", "spec.initContainers", JSON_ARRAY, &ics)) < 0)
         return rc;
     if (pod->service_account[0] == '\0')
         pod->service_account = "default";
     else if (!dns_name(pod->service_account, TG_K8S_NAME_MAX))
         return bad(p, "not a DNS-1123 name", "spec.serviceAccountName");
-    if (status != NULL && ((rc = opt_str(p, status, "phase", "status.phase", &phase)) < 0 ||
-                           (rc = opt_str(p, status, "podIP", "status.podIP", &ip)) < 0 ||
-                           (rc = opt_array(p, status, "podIPs", "status.podIPs", &ips)) < 0))
+    if (status != NULL &&
+        ((rc = opt_str(p, status, "phase", "status.phase", &phase)) < 0 ||
+         (rc = opt_str(p, status, "podIP", "status.podIP", &ip)) < 0 ||
+         (rc = opt_member(p, status, "podIPs", "status.podIPs", JSON_ARRAY, &ips)) < 0))
         return rc;
     if (ips != NULL && json_array_size(ips) > 0) {
         json_t *flat = json_array();
@@ -259,8 +247,8 @@ static int parse_service(struct parse *p, const json_t *spec)
         return bad(p, "missing", "spec");
     if ((rc = opt_str(p, spec, "type", "spec.type", &type)) < 0 ||
         (rc = opt_str(p, spec, "clusterIP", "spec.clusterIP", &ip)) < 0 ||
-        (rc = opt_array(p, spec, "clusterIPs", "spec.clusterIPs", &ips)) < 0 ||
-        (rc = opt_array(p, spec, "ports", "spec.ports", &pts)) < 0)
+        (rc = opt_member(p, spec, "clusterIPs", "spec.clusterIPs", JSON_ARRAY, &ips)) < 0 ||
+        (rc = opt_member(p, spec, "ports", "spec.ports", JSON_ARRAY, &pts)) < 0)
         return rc;
     s->external_name = strcmp(type, "ExternalName") == 0;
     if ((rc = ports(p, pts, false, &s->ports, &s->n_ports)) < 0)
@@ -287,10 +275,10 @@ static int parse_slice(struct parse *p, const json_t *root, const json_t *meta)
     const char *type, *svc;
     int rc;
 
-    if ((rc = opt_obj(p, meta, "labels", "metadata.labels", &labels)) < 0 ||
+    if ((rc = opt_member(p, meta, "labels", "metadata.labels", JSON_OBJECT, &labels)) < 0 ||
         (rc = opt_str(p, root, "addressType", "addressType", &type)) < 0 ||
-        (rc = opt_array(p, root, "ports", "ports", &pts)) < 0 ||
-        (rc = opt_array(p, root, "endpoints", "endpoints", &eps)) < 0)
+        (rc = opt_member(p, root, "ports", "ports", JSON_ARRAY, &pts)) < 0 ||
+        (rc = opt_member(p, root, "endpoints", "endpoints", JSON_ARRAY, &eps)) < 0)
         return rc;
     if (strcmp(type, "IPv4") == 0)
         sl->family = AF_INET;
@@ -319,9 +307,10 @@ static int parse_slice(struct parse *p, const json_t *root, const json_t *meta)
 
         if (!json_is_object(e))
             return bad(p, "an item is not an object", "endpoints");
-        if ((rc = opt_array(p, e, "addresses", "endpoints[].addresses", &addrs)) < 0 ||
-            (rc = opt_obj(p, e, "conditions", "endpoints[].conditions", &cond)) < 0 ||
-            (rc = opt_obj(p, e, "targetRef", "endpoints[].targetRef", &ref)) < 0)
+        if ((rc = opt_member(p, e, "addresses", "endpoints[].addresses", JSON_ARRAY, &addrs)) < 0 ||
+            (rc = opt_member(p, e, "conditions", "endpoints[].conditions", JSON_OBJECT, &cond)) <
+                0 ||
+            (rc = opt_member(p, e, "targetRef", "endpoints[].targetRef", JSON_OBJECT, &ref)) < 0)
             return rc;
         if (addrs == NULL || json_array_size(addrs) == 0)
             return bad(p, "at least one address", "endpoints[].addresses");
@@ -364,7 +353,7 @@ static int parse_policy(struct parse *p, const json_t *meta, const json_t *spec,
     pol->generation = json_is_integer(gen) ? (int64_t)json_integer_value(gen) : 0;
     pol->ready = pol->ready_reason = pol->ready_message = "";
     if (status != NULL &&
-        (rc = opt_array(p, status, "conditions", "status.conditions", &conds)) < 0)
+        (rc = opt_member(p, status, "conditions", "status.conditions", JSON_ARRAY, &conds)) < 0)
         return rc;
     json_array_foreach(conds, i, c)
     {
@@ -402,7 +391,7 @@ int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj 
         rc = bad(&p, "not an object", "(object)");
         goto fail;
     }
-    if ((rc = opt_obj(&p, j, "metadata", "metadata", &meta)) < 0)
+    if ((rc = opt_member(&p, j, "metadata", "metadata", JSON_OBJECT, &meta)) < 0)
         goto fail;
     if (meta == NULL) {
         rc = bad(&p, "missing", "metadata");
@@ -431,8 +420,8 @@ int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj 
     o->name = name;
     o->resource_version = rv;
     p.o = o;
-    if ((rc = opt_obj(&p, j, "spec", "spec", &spec)) < 0 ||
-        (rc = opt_obj(&p, j, "status", "status", &status)) < 0)
+    if ((rc = opt_member(&p, j, "spec", "spec", JSON_OBJECT, &spec)) < 0 ||
+        (rc = opt_member(&p, j, "status", "status", JSON_OBJECT, &status)) < 0)
         goto fail;
     switch (k) {
     case TG_K8S_NAMESPACE:
@@ -456,7 +445,7 @@ int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj 
         const json_t *data = NULL;
         const char *pem = NULL;
 
-        if ((rc = opt_obj(&p, j, "data", "data", &data)) < 0)
+        if ((rc = opt_member(&p, j, "data", "data", JSON_OBJECT, &data)) < 0)
             break;
         pem = map_value(data, TG_K8S_CA_KEY);
         if (pem != NULL && (o->u.cm.ca_pem = tg_resource_strdup(arena, pem)) == NULL)

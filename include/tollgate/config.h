@@ -137,6 +137,15 @@ struct tg_cp_cfg {
     double renew_fraction;   /* renew at this fraction of the lifetime; default 0.5 */
 };
 
+/* identity.workload_api: the identity comes from the SPIFFE Workload API (a SPIRE agent). */
+struct tg_wl_cfg_file {
+    bool enabled;    /* identity.workload_api is set */
+    char *endpoint;  /* as written: unix:///PATH, unix:/PATH, /PATH, or "default" */
+    char *socket;    /* the Unix socket's path it resolved to ("default":
+                      * $SPIFFE_ENDPOINT_SOCKET, read when the file is loaded) */
+    char *spiffe_id; /* identity.spiffe_id: the SVID to take; NULL: the first */
+};
+
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 
 struct tg_config {
@@ -147,7 +156,8 @@ struct tg_config {
     struct tg_addr metrics; /* "metrics:" (admin.h TG_ADMIN_METRICS); len 0: none */
     unsigned workers;       /* 0 = one per CPU */
 
-    struct tg_cp_cfg cp; /* control_plane; cp.enabled false: static identity files */
+    struct tg_cp_cfg cp;      /* control_plane; cp.enabled false: static identity files */
+    struct tg_wl_cfg_file wl; /* identity.workload_api (never with control_plane) */
 
     /* identity: static mode (required without control_plane, refused with it); the files
      * are reloaded when they change */

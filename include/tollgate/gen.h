@@ -14,6 +14,7 @@
 #include "tollgate/policy.h"
 #include "tollgate/ratelimit.h"
 #include "tollgate/resource.h"
+#include "tollgate/svid.h"
 #include "tollgate/tls.h"
 
 /* A resource pushed by the control plane and accepted, shared by the control thread (which
@@ -79,6 +80,9 @@ struct tg_gen_input {
                                              * none */
     const struct tg_limit_set *prev_limits; /* the published generation's: tables whose
                                              * limiter stays keep their buckets; may be NULL */
+    const struct tg_svid *svid; /* Workload API mode (identity.workload_api): the identity,
+                                 * its bundle, federated bundles and CRLs, all from the SVID
+                                 * (tg_svid_identity); chain_pem is then NULL */
 };
 
 /* Builds the identity (see struct tg_gen_input), the policy and both TLS contexts. On failure

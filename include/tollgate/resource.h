@@ -39,6 +39,9 @@ struct tg_res_label {
     char *value;
 };
 
+/* Frees n labels kept outside a resource (each key and value malloc'd) and the array v. */
+void tg_res_labels_free(struct tg_res_label *v, size_t n);
+
 struct tg_res_domain_roots {
     char *trust_domain;
     struct tg_strlist roots_pem; /* one PEM certificate each */

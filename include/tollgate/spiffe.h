@@ -36,4 +36,17 @@ void tg_spiffe_trust_domain(const struct tg_spiffe_id *id, char *dst, size_t cap
 /* true when id's trust domain equals td (exact, case-sensitive: both are lowercase). */
 bool tg_spiffe_in_domain(const struct tg_spiffe_id *id, const char *td);
 
+/* The longest Unix socket path (sun_path holds 108 bytes with its NUL). */
+#define TG_SPIFFE_SOCKET_MAX 107
+
+/* A Workload API endpoint address (SPIFFE Workload Endpoint spec, section 4: the form of
+ * SPIFFE_ENDPOINT_SOCKET) into the Unix socket's path, NUL-terminated in path (cap bytes):
+ * "unix:///abs/path" or "unix:/abs/path"; with bare_path, a plain "/abs/path" too (the
+ * config file's convenience; the variable takes URIs only). Refused with a one-line err
+ * (TG_EINVAL): tcp:// (tollgate speaks to a local agent over its Unix socket only), another
+ * scheme, an authority ("unix://host/..."), a relative path, a query or fragment, an empty
+ * path, or one longer than TG_SPIFFE_SOCKET_MAX bytes. */
+TG_MUST_USE int tg_spiffe_endpoint_socket(const char *uri, bool bare_path, char *path, size_t cap,
+                                          char *err);
+
 #endif

@@ -13,12 +13,14 @@
 #include "tollgate/gen.h"
 #include "tollgate/metrics.h"
 #include "tollgate/worker.h"
+#include "tollgate/workload.h"
 
 struct tg_view_src {
     const struct tg_config *cfg;   /* as the process started: listeners, paths */
     const struct tg_gen *gen;      /* newest published; NULL before the first certificate */
     const struct tg_runtime *rt;   /* the listeners */
     const struct tg_cp_client *cp; /* NULL: static mode */
+    const struct tg_wl_client *wl; /* NULL: not identity.workload_api */
 };
 
 char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t *len);

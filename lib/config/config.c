@@ -437,6 +437,8 @@ static const struct tg_cfg_field identity_fields[] = {
     TG_CFG_ROW("intermediates", TG_CFG_PATH, CFG(intermediates_path)),
     TG_CFG_ROWX("trust_domains", TG_CFG_FUNC, 0, .fn = read_federation),
     UINT_ROW("max_chain_depth", struct tg_config, max_chain_depth, 1, 16),
+    TG_CFG_ROW("workload_api", TG_CFG_STR, CFG(wl.endpoint)),
+    TG_CFG_ROW("spiffe_id", TG_CFG_STR, CFG(wl.spiffe_id)),
     {.key = NULL},
 };
 
@@ -646,7 +648,52 @@ static const struct tg_cfg_field top_fields[] = {
     {.key = NULL},
 };
 
-/* Static files or the control plane: one of the two, never both. */
+/* identity.workload_api and identity.spiffe_id: the endpoint resolved to its socket (with
+ * "default", from SPIFFE_ENDPOINT_SOCKET, as the SPIFFE Workload Endpoint spec says), the ID
+ * checked; nothing else of identity but max_chain_depth goes with it. A control_plane beside
+ * it authenticates with its token and pushes everything but the identity. line: identity's. */
+static int check_workload_api(struct tg_cfg *cfg, size_t line)
+{
+    struct tg_config *c = config_of(cfg);
+    static const char *const names[] = {"identity.cert",          "identity.key",
+                                        "identity.trust_bundle",  "identity.crl",
+                                        "identity.trust_domains", "identity.intermediates"};
+    const bool set[] = {c->cert_path != NULL,   c->key_path != NULL,
+                        c->bundle_path != NULL, c->crl_paths.n > 0,
+                        c->trust_domains.n > 0, c->intermediates_path != NULL};
+    const char *uri = c->wl.endpoint, *from = "identity.workload_api";
+    char path[TG_SPIFFE_SOCKET_MAX + 1], why[TG_ERRLEN];
+    struct tg_spiffe_id id;
+
+    if (c->wl.spiffe_id != NULL && tg_spiffe_parse(c->wl.spiffe_id, &id, why) < 0)
+        return tg_cfg_fail(cfg, line, "identity.spiffe_id", "%s", why);
+    if (c->wl.spiffe_id != NULL && c->wl.endpoint == NULL)
+        return tg_cfg_fail(cfg, line, "identity.spiffe_id",
+                           "only with identity.workload_api (it picks one of its SVIDs)");
+    if (c->wl.endpoint == NULL)
+        return 0;
+    c->wl.enabled = true; /* with control_plane too: it pushes policy, limits, mesh table */
+    for (size_t i = 0; i < TG_NELEM(names); i++)
+        if (set[i])
+            return tg_cfg_fail(cfg, line, names[i],
+                               "not used with identity.workload_api (the SVID, its bundle and "
+                               "the federated bundles come from the Workload API; remove it)");
+    if (strcmp(uri, "default") == 0) {
+        uri = getenv("SPIFFE_ENDPOINT_SOCKET");
+        from = "SPIFFE_ENDPOINT_SOCKET";
+        if (uri == NULL || uri[0] == '\0')
+            return tg_cfg_fail(cfg, line, "identity.workload_api",
+                               "default: SPIFFE_ENDPOINT_SOCKET is not set (set it to "
+                               "unix:///PATH, or write the socket's address here)");
+    }
+    if (tg_spiffe_endpoint_socket(uri, from[0] == 'i', path, sizeof(path), why) < 0)
+        return tg_cfg_fail(cfg, line, from, "%s", why);
+    if ((c->wl.socket = strdup(path)) == NULL)
+        return tg_err_set(cfg->err, TG_ENOMEM, "%s: out of memory", cfg->file);
+    return 0;
+}
+
+/* Static files, the control plane or the Workload API: one of them. */
 static int check_identity_source(struct tg_cfg *cfg, const struct tg_cfg_node *root)
 {
     struct tg_config *c = config_of(cfg);
@@ -657,8 +704,11 @@ static int check_identity_source(struct tg_cfg *cfg, const struct tg_cfg_node *r
     const struct tg_cfg_node *key = NULL;
     const struct tg_cfg_node *id = tg_cfg_get(root, "identity", &key);
     size_t line = key != NULL ? key->line : 0;
+    int rc;
 
     c->cp.enabled = tg_cfg_get(root, "control_plane", NULL) != NULL;
+    if ((rc = check_workload_api(cfg, line)) < 0 || c->wl.enabled)
+        return rc;
     if (!c->cp.enabled) {
         if (id == NULL)
             return tg_cfg_fail(cfg, 0, "identity", "missing (required)");
@@ -926,6 +976,9 @@ void tg_config_unref(struct tg_config *c)
     tg_strlist_free(&c->crl_paths);
     tg_strlist_free(&c->cipher_suites);
     free(c->cert_path);
+    free(c->wl.endpoint);
+    free(c->wl.socket);
+    free(c->wl.spiffe_id);
     free(c->key_path);
     free(c->bundle_path);
     free(c->intermediates_path);

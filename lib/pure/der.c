@@ -1,6 +1,8 @@
 /* DER edits (der.h). */
 #include "tollgate/der.h"
 
+#include "tollgate/cursor.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,27 +59,11 @@ int tg_der_header(const unsigned char *buf, size_t end, size_t *off, unsigned ch
     return 0;
 }
 
-struct dbuf {
-    unsigned char *p;
-    size_t n, cap;
-    bool overflow;
-};
-
-static void put(struct dbuf *b, const void *src, size_t len)
-{
-    if (b->overflow || len > b->cap - b->n) {
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->p + b->n, src, len);
-    b->n += len;
-}
-
-static void put_hdr(struct dbuf *b, unsigned char tag, size_t len)
+static void put_hdr(struct tg_cursor *b, unsigned char tag, size_t len)
 {
     unsigned char h[6];
 
-    put(b, h, der_hdr(h, tag, len));
+    tg_cursor_put(b, h, der_hdr(h, tag, len));
 }
 
 int tg_der_mark_bc_critical(unsigned char *tbs, int *tbs_len, size_t cap)
@@ -86,7 +72,7 @@ int tg_der_mark_bc_critical(unsigned char *tbs, int *tbs_len, size_t cap)
     static const unsigned char crit[] = {0x01, 0x01, 0xff};
     size_t end = (size_t)*tbs_len, off = 0, tbs_c, tbs_l, a3_at, a3_c, a3_l, seq_c, seq_l;
     size_t ext_at = 0, ext_c = 0, ext_l = 0, l, ext_new, seq_new, a3_new, tbs_new;
-    struct dbuf out = {0};
+    struct tg_cursor out = {0};
     unsigned char tag;
     int rc = TG_EINVAL;
 
@@ -130,25 +116,25 @@ int tg_der_mark_bc_critical(unsigned char *tbs, int *tbs_len, size_t cap)
     out.cap = der_hdr(NULL, 0x30, tbs_new) + tbs_new;
     if (out.cap > cap)
         return TG_ETOOBIG;
-    out.p = malloc(out.cap);
-    if (out.p == NULL)
+    out.dst = malloc(out.cap);
+    if (out.dst == NULL)
         return TG_ENOMEM;
     put_hdr(&out, 0x30, tbs_new);
-    put(&out, tbs + tbs_c, a3_at - tbs_c);
+    tg_cursor_put(&out, tbs + tbs_c, a3_at - tbs_c);
     put_hdr(&out, 0xa3, a3_new);
     put_hdr(&out, 0x30, seq_new);
-    put(&out, tbs + seq_c, ext_at - seq_c);
+    tg_cursor_put(&out, tbs + seq_c, ext_at - seq_c);
     put_hdr(&out, 0x30, ext_new);
-    put(&out, tbs + ext_c, sizeof(bc_oid));
-    put(&out, crit, sizeof(crit));
-    put(&out, tbs + ext_c + sizeof(bc_oid), end - (ext_c + sizeof(bc_oid)));
-    if (out.overflow || out.n != out.cap)
+    tg_cursor_put(&out, tbs + ext_c, sizeof(bc_oid));
+    tg_cursor_put(&out, crit, sizeof(crit));
+    tg_cursor_put(&out, tbs + ext_c + sizeof(bc_oid), end - (ext_c + sizeof(bc_oid)));
+    if (out.full || out.len != out.cap)
         goto fail;
-    memcpy(tbs, out.p, out.n);
-    *tbs_len = (int)out.n;
+    memcpy(tbs, out.dst, out.len);
+    *tbs_len = (int)out.len;
     rc = 0;
 fail:
-    free(out.p);
+    free(out.dst);
     return rc;
 }
 
@@ -158,7 +144,7 @@ fail:
 int tg_der_general_names(unsigned char *out, size_t cap, const char *const *uris, size_t n_uris,
                          const char *const *dns, size_t n_dns, size_t *len)
 {
-    struct dbuf b = {.p = out, .cap = cap};
+    struct tg_cursor b = {.dst = (char *)out, .cap = cap};
     size_t total = 0, i;
 
     *len = 0;
@@ -171,15 +157,15 @@ int tg_der_general_names(unsigned char *out, size_t cap, const char *const *uris
     put_hdr(&b, 0x30, total);
     for (i = 0; i < n_uris; i++) {
         put_hdr(&b, GN_URI, strlen(uris[i]));
-        put(&b, uris[i], strlen(uris[i]));
+        tg_cursor_put(&b, uris[i], strlen(uris[i]));
     }
     for (i = 0; i < n_dns; i++) {
         put_hdr(&b, GN_DNS, strlen(dns[i]));
-        put(&b, dns[i], strlen(dns[i]));
+        tg_cursor_put(&b, dns[i], strlen(dns[i]));
     }
-    if (b.overflow)
+    if (b.full)
         return TG_ETOOBIG;
-    *len = b.n;
+    *len = b.len;
     return 0;
 }
 

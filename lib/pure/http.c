@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tollgate/cursor.h"
+
 #define MAX_SKIPPED_LINES 8 /* empty lines tolerated before a request line */
 #define MAX_LENGTH_DIGITS 18
 
@@ -1112,28 +1114,12 @@ bool tg_http_owned_field(const char *name, size_t len)
            ieq(name, len, "client-cert-chain");
 }
 
-struct out {
-    char *dst;
-    size_t len, cap;
-    bool full;
-};
-
-static void put(struct out *o, const void *s, size_t n)
+static void puts_(struct tg_cursor *o, const char *s)
 {
-    if (o->full || n > o->cap - o->len) {
-        o->full = true;
-        return;
-    }
-    memcpy(o->dst + o->len, s, n);
-    o->len += n;
+    tg_cursor_put(o, s, strlen(s));
 }
 
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void put_base64(struct out *o, const uint8_t *p, size_t n)
+static void put_base64(struct tg_cursor *o, const uint8_t *p, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char q[4];
@@ -1149,50 +1135,50 @@ static void put_base64(struct out *o, const uint8_t *p, size_t n)
         q[1] = tab[v >> 12 & 63];
         q[2] = i + 1 < n ? tab[v >> 6 & 63] : '=';
         q[3] = i + 2 < n ? tab[v & 63] : '=';
-        put(o, q, 4);
+        tg_cursor_put(o, q, 4);
     }
 }
 
-static void put_caller(struct out *o, const struct tg_http_caller *who);
+static void put_caller(struct tg_cursor *o, const struct tg_http_caller *who);
 
 size_t tg_http_rewrite(const struct tg_http_request *req, const struct tg_http_caller *who,
                        char *dst, size_t cap)
 {
-    struct out o = {.dst = dst, .cap = cap};
+    struct tg_cursor o = {.dst = dst, .cap = cap};
 
     if (req->path == NULL)
         return 0; /* never the raw target: the rules saw the normalised one */
-    put(&o, req->method, req->method_len);
-    put(&o, " ", 1);
-    put(&o, req->path, req->path_len);
+    tg_cursor_put(&o, req->method, req->method_len);
+    tg_cursor_put(&o, " ", 1);
+    tg_cursor_put(&o, req->path, req->path_len);
     puts_(&o, req->minor == 1 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
     for (unsigned i = 0; i < req->n_fields; i++) {
         const struct tg_http_field *f = &req->fields[i];
 
         if (tg_http_owned_field(f->name, f->name_len))
             continue;
-        put(&o, f->name, f->name_len);
-        put(&o, ": ", 2);
-        put(&o, f->value, f->value_len);
-        put(&o, "\r\n", 2);
+        tg_cursor_put(&o, f->name, f->name_len);
+        tg_cursor_put(&o, ": ", 2);
+        tg_cursor_put(&o, f->value, f->value_len);
+        tg_cursor_put(&o, "\r\n", 2);
     }
     if (who != NULL && who->lines != NULL)
-        put(&o, who->lines, who->lines_len);
+        tg_cursor_put(&o, who->lines, who->lines_len);
     else if (who != NULL)
         put_caller(&o, who);
-    put(&o, "\r\n", 2);
+    tg_cursor_put(&o, "\r\n", 2);
     return o.full ? 0 : o.len;
 }
 
 size_t tg_http_caller_lines(const struct tg_http_caller *who, char *dst, size_t cap)
 {
-    struct out o = {.dst = dst, .cap = cap};
+    struct tg_cursor o = {.dst = dst, .cap = cap};
 
     put_caller(&o, who);
     return o.full ? 0 : o.len;
 }
 
-static void put_caller(struct out *o, const struct tg_http_caller *who)
+static void put_caller(struct tg_cursor *o, const struct tg_http_caller *who)
 {
     if (who->peer_id != NULL && who->xfcc) {
         puts_(o, "x-forwarded-client-cert: By=");
@@ -1201,7 +1187,7 @@ static void put_caller(struct out *o, const struct tg_http_caller *who)
         puts_(o, who->sha256);
         puts_(o, ";URI=");
         puts_(o, who->peer_id);
-        put(o, "\r\n", 2);
+        tg_cursor_put(o, "\r\n", 2);
     }
     if (who->peer_id != NULL && who->client_cert && who->der != NULL) {
         puts_(o, "client-cert: :");

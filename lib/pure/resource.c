@@ -46,6 +46,15 @@ struct tg_resource *tg_resource_new(enum tg_res_type t)
     return r;
 }
 
+void tg_res_labels_free(struct tg_res_label *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].key);
+        free(v[i].value);
+    }
+    free(v);
+}
+
 void tg_resource_free(struct tg_resource *r)
 {
     if (r == NULL)

@@ -150,3 +150,41 @@ bool tg_spiffe_in_domain(const struct tg_spiffe_id *id, const char *td)
 {
     return strlen(td) == id->td_len && memcmp(id->id + SCHEME_LEN, td, id->td_len) == 0;
 }
+
+int tg_spiffe_endpoint_socket(const char *uri, bool bare_path, char *path, size_t cap, char *err)
+{
+    const char *p;
+    size_t n;
+
+    if (strncmp(uri, "unix:", 5) == 0) {
+        p = uri + 5;
+        if (strncmp(p, "//", 2) == 0) {
+            if (p[2] != '/')
+                return tg_err_set(err, TG_EINVAL,
+                                  "\"%.80s\": a unix: address names no host (want unix:///PATH)",
+                                  uri);
+            p += 2;
+        }
+    } else if (strncmp(uri, "tcp:", 4) == 0) {
+        return tg_err_set(err, TG_EINVAL,
+                          "\"%.80s\": tcp endpoints are not supported (want the agent's Unix "
+                          "socket: unix:///PATH)",
+                          uri);
+    } else if (bare_path && uri[0] == '/') {
+        p = uri;
+    } else {
+        return tg_err_set(err, TG_EINVAL, "\"%.80s\": not a unix:///PATH address", uri);
+    }
+    if (p[0] != '/')
+        return tg_err_set(err, TG_EINVAL, "\"%.80s\": the socket path must be absolute", uri);
+    if (strpbrk(p, "?#") != NULL)
+        return tg_err_set(err, TG_EINVAL, "\"%.80s\": a query or fragment is not allowed", uri);
+    n = strlen(p);
+    if (n < 2)
+        return tg_err_set(err, TG_EINVAL, "\"%.80s\": no socket path", uri);
+    if (n > TG_SPIFFE_SOCKET_MAX || n >= cap)
+        return tg_err_set(err, TG_EINVAL, "\"%.80s\": socket path longer than %d bytes", uri,
+                          TG_SPIFFE_SOCKET_MAX);
+    memcpy(path, p, n + 1);
+    return 0;
+}

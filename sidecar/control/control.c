@@ -18,6 +18,7 @@
 #include "tollgate/metrics.h"
 #include "tollgate/views.h"
 #include "tollgate/worker.h"
+#include "tollgate/workload.h"
 
 #define WATCH_INTERVAL_MS 1000
 #define RELOAD_SETTLE_MS 200 /* cert and key files are seldom replaced in one step */
@@ -70,6 +71,10 @@ struct control {
     uv_timer_t renew_timer;      /* next renewal, or the retry of one */
     unsigned renew_attempt;      /* retries of the current renewal */
     int64_t renew_at_ms;         /* loop ms the current renewal started; 0: none */
+
+    /* Workload API mode (cfg->wl.enabled) */
+    struct tg_wl_client *wl;
+    struct tg_svid *svid; /* the SVID the newest generation was built from; NULL: none yet */
 };
 
 static int start_workers(struct control *ctl, char *err);
@@ -87,8 +92,9 @@ static void publish(struct control *ctl, struct tg_gen *g)
     ctl->gen = g;
     atomic_store(&ctl->metrics.process.generation, g->id);
     atomic_store(&ctl->metrics.process.identity_expiry_unix, g->identity->leaf.not_after);
-    /* control-plane mode: listeners open only once there is an identity and a bundle */
-    if (first && ctl->cfg->cp.enabled && !ctl->draining) {
+    /* control-plane and Workload API modes: listeners open only once there is an identity
+     * and a bundle */
+    if (first && (ctl->cfg->cp.enabled || ctl->cfg->wl.enabled) && !ctl->draining) {
         if (start_workers(ctl, err) < 0) {
             tg_error("%s; stopping", err);
             ctl->exit_code = 1;
@@ -112,6 +118,8 @@ static void build_input(struct control *ctl, struct tg_gen_input *in)
         in->key = ctl->key;
         in->cp = &ctl->cps;
     }
+    if (ctl->cfg->wl.enabled)
+        in->svid = ctl->svid;
 }
 
 static int build(struct control *ctl, struct tg_gen **out, char *err)
@@ -119,8 +127,10 @@ static int build(struct control *ctl, struct tg_gen **out, char *err)
     struct tg_gen_input in;
 
     build_input(ctl, &in);
-    if (ctl->cfg->cp.enabled && ctl->chain == NULL)
+    if (ctl->cfg->cp.enabled && !ctl->cfg->wl.enabled && ctl->chain == NULL)
         return tg_err_set(err, TG_EINVAL, "no identity from the control plane yet");
+    if (ctl->cfg->wl.enabled && ctl->svid == NULL)
+        return tg_err_set(err, TG_EINVAL, "no SVID from the Workload API yet");
     return tg_gen_build(&in, out, err);
 }
 
@@ -131,7 +141,8 @@ static void reload(struct control *ctl, const char *why)
     const struct tg_cert_info *old;
 
     if (ctl->gen == NULL) {
-        tg_info("reload (%s) skipped: no identity from the control plane yet", why);
+        tg_info("reload (%s) skipped: no identity from the %s yet", why,
+                ctl->cfg->wl.enabled ? "Workload API" : "control plane");
         return;
     }
     old = &ctl->gen->identity->leaf;
@@ -216,6 +227,10 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
                            !same_str(a->cp.service_account, b->cp.service_account) ||
                            a->cp.renew_fraction != b->cp.renew_fraction)))
         return "control_plane";
+    if (a->wl.enabled != b->wl.enabled ||
+        (a->wl.enabled &&
+         (strcmp(a->wl.socket, b->wl.socket) != 0 || !same_str(a->wl.spiffe_id, b->wl.spiffe_id))))
+        return "identity.workload_api";
     if (a->n_inbound != b->n_inbound || a->n_outbound != b->n_outbound)
         return "listeners";
     for (size_t i = 0; i < a->n_inbound; i++) {
@@ -317,7 +332,7 @@ static char *on_admin_stats(void *arg, size_t *len)
 static char *on_admin_config_dump(void *arg, size_t *len)
 {
     const struct control *ctl = arg;
-    const struct tg_view_src src = {ctl->cfg, ctl->gen, &ctl->rt, ctl->cp};
+    const struct tg_view_src src = {ctl->cfg, ctl->gen, &ctl->rt, ctl->cp, ctl->wl};
 
     return tg_view_config_dump(&src, len);
 }
@@ -366,6 +381,8 @@ static void stop_everything(struct control *ctl)
     uv_close((uv_handle_t *)&ctl->sighup, NULL);
     stop_admins(ctl);
     stop_cp(ctl);
+    tg_wl_client_close(ctl->wl);
+    ctl->wl = NULL;
 }
 
 static void on_drain_timer(uv_timer_t *t)
@@ -506,8 +523,9 @@ static int on_cp_tls_ctx(void *arg, struct tg_tls_ctx **out, bool *has_identity,
     struct tg_tls_settings s = {.max_chain_depth = ctl->cfg->max_chain_depth};
     const struct tg_identity *id = ctl->gen != NULL ? ctl->gen->identity : NULL;
 
-    /* an expired certificate would be refused: bootstrap again with the token */
-    if (id != NULL && id->leaf.not_after <= tg_identity_now())
+    /* an expired certificate would be refused: bootstrap again with the token; an SVID from
+     * the Workload API is not the control plane's to verify: the token authenticates us */
+    if (id != NULL && (id->leaf.not_after <= tg_identity_now() || ctl->cfg->wl.enabled))
         id = NULL;
     *has_identity = id != NULL;
     return tg_tls_ctx_new_cp(id, ctl->ca_pem, ctl->ca_len, &s, out, err);
@@ -524,7 +542,7 @@ static int on_cp_cert(void *arg, const char *chain_pem, size_t len, char *err)
 
     if (chain == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
-    if (ctl->pending_key == NULL) {
+    if (ctl->pending_key == NULL || ctl->cfg->wl.enabled) {
         free(chain);
         return tg_err_set(err, TG_EINVAL, "a certificate we did not ask for");
     }
@@ -584,19 +602,24 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
     can_build = ctl->chain != NULL &&
                 (ctl->cps.res[TG_RES_TRUST_BUNDLE] != NULL || t == TG_RES_TRUST_BUNDLE) &&
                 !(ctl->gen != NULL && ctl->gen->identity->leaf.not_after <= tg_identity_now());
+    /* with the Workload API the identity and every trust bundle are its (a pushed bundle and
+     * pushed CRLs are checked and held, not used): a push applies once there is an SVID */
+    if (ctl->cfg->wl.enabled)
+        can_build = ctl->svid != NULL;
     build_input(ctl, &in);
     if ((rc = tg_gen_apply_push(&in, p, can_build, &g, err)) < 0)
         return rc; /* cp_client logs the NACK with err */
     if (!can_build) {
         tg_info("%s %s held; waiting for %s", tg_res_type_name(t), version,
-                ctl->chain == NULL                          ? "our certificate"
+                ctl->cfg->wl.enabled                        ? "an SVID from the Workload API"
+                : ctl->chain == NULL                        ? "our certificate"
                 : ctl->cps.res[TG_RES_TRUST_BUNDLE] == NULL ? "the trust bundle"
                                                             : "a new certificate (ours expired)");
         return 0; /* built with the next generation */
     }
     tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
             (unsigned long long)g->id);
-    if (ctl->gen == NULL) {
+    if (ctl->gen == NULL && !ctl->cfg->wl.enabled) {
         tg_info("identity from the control plane: %s serial %s (expires in %lld s)",
                 g->identity->leaf.id.id, g->identity->leaf.serial,
                 (long long)(g->identity->leaf.not_after - tg_identity_now()));
@@ -634,7 +657,7 @@ static int start_cp(struct control *ctl, char *err)
     if ((rc = tg_file_read("control_plane.ca", cp->ca_path, TG_FILE_MAX, 0, &ctl->ca_pem,
                            &ctl->ca_len, err)) < 0)
         return rc;
-    if ((rc = new_csr(ctl, err)) < 0)
+    if (!ctl->cfg->wl.enabled && (rc = new_csr(ctl, err)) < 0)
         return rc;
     ctl->labels = calloc(cp->labels.n + 1, sizeof(*ctl->labels));
     if (ctl->labels == NULL)
@@ -647,6 +670,12 @@ static int start_cp(struct control *ctl, char *err)
     uv_timer_init(&ctl->loop, &ctl->renew_timer); /* closed by stop_cp */
     ctl->renew_timer.data = ctl;
     tg_cp_client_start(ctl->cp);
+    if (ctl->cfg->wl.enabled) {
+        tg_info("control plane %s: policy, limits and mesh table (our identity comes from the "
+                "Workload API)",
+                cp->address.text);
+        return 0;
+    }
     ctl->renew_at_ms = (int64_t)uv_now(&ctl->loop); /* the first request, not a renewal */
     request_cert(ctl);
     tg_info("tollgate %s: waiting for an identity from the control plane %s; %zu listeners "
@@ -674,6 +703,58 @@ static void free_cp(struct control *ctl)
     free(ctl->chain);
     free(ctl->ca_pem);
     free(ctl->labels);
+}
+
+/* ---- Workload API (cfg->wl.enabled) ---- */
+
+/* Each SVID the Workload API sends becomes a generation, as a file rotation does; one that
+ * does not make one is refused and the last good one serves on. */
+static int on_wl_svid(void *arg, struct tg_svid *s, char *err)
+{
+    struct control *ctl = arg;
+    struct tg_svid *old = ctl->svid;
+    struct tg_gen *g;
+    int rc;
+
+    ctl->svid = s;
+    if ((rc = build(ctl, &g, err)) < 0) {
+        ctl->svid = old;
+        tg_svid_free(s);
+        tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+        return rc; /* the client logs it, naming the socket */
+    }
+    tg_info("identity from the Workload API: %s serial %s (expires in %lld s, %zu federated "
+            "trust domains), generation %llu",
+            g->identity->leaf.id.id, g->identity->leaf.serial,
+            (long long)(g->identity->leaf.not_after - tg_identity_now()),
+            g->identity->n_domains > 0 ? g->identity->n_domains - 1 : 0, (unsigned long long)g->id);
+    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
+    tg_svid_free(old);
+    publish(ctl, g);
+    return 0;
+}
+
+static void on_wl_refused(void *arg, const char *why)
+{
+    struct control *ctl = arg;
+
+    (void)why; /* logged by the client */
+    tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
+}
+
+static int start_wl(struct control *ctl, char *err)
+{
+    const struct tg_wl_cfg cfg = {ctl->cfg->wl.socket, ctl->cfg->wl.spiffe_id};
+    const struct tg_wl_ops ops = {on_wl_svid, on_wl_refused, ctl};
+    int rc;
+
+    if ((rc = tg_wl_client_new(&ctl->loop, &cfg, &ops, &ctl->wl, err)) < 0)
+        return rc;
+    tg_wl_client_start(ctl->wl);
+    tg_info("tollgate %s: waiting for an SVID from the Workload API at %s; %zu listeners open "
+            "once it comes",
+            TG_VERSION, ctl->cfg->wl.socket, ctl->rt.n_listeners);
+    return 0;
 }
 
 /* ---- start-up ---- */
@@ -822,18 +903,19 @@ static int setup(struct control *ctl, char *err)
     struct tg_gen_input in = {.cfg = cfg};
     struct tg_admin_ops ops = {
         ctl, on_admin_ready, on_admin_stats, on_admin_config_dump, on_admin_drain, NULL};
-    /* cp: the config file only */
-    size_t n_watch = cfg->cp.enabled ? 1
-                                     : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n +
-                                           (cfg->intermediates_path != NULL);
+    /* cp, Workload API: the config file only */
+    size_t n_watch = cfg->cp.enabled || cfg->wl.enabled
+                         ? 1
+                         : 4 + cfg->crl_paths.n + cfg->trust_domain_bundles.n +
+                               (cfg->intermediates_path != NULL);
     int rc;
 
     if ((rc = uv_loop_init(&ctl->loop)) < 0)
         return tg_err_set(err, rc, "control loop: %s", uv_strerror(rc));
     ctl->loop_ready = true;
     ctl->n_workers = cfg->workers ? cfg->workers : uv_available_parallelism();
-    /* control-plane mode: the first generation comes with our first certificate */
-    if (!cfg->cp.enabled && (rc = tg_gen_build(&in, &ctl->gen, err)) < 0)
+    /* control plane, Workload API: the first generation comes with our first certificate */
+    if (!cfg->cp.enabled && !cfg->wl.enabled && (rc = tg_gen_build(&in, &ctl->gen, err)) < 0)
         return rc;
     if ((rc = make_listeners(ctl)) < 0 ||
         (rc = tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
@@ -860,6 +942,8 @@ static int setup(struct control *ctl, char *err)
         snprintf(why, sizeof(why), "%s", err);
         return tg_err_set(err, rc, "control_plane: %s", why);
     }
+    if (cfg->wl.enabled && (rc = start_wl(ctl, err)) < 0)
+        return rc;
     ctl->n_watch = n_watch;
     init_handles(ctl);
     return 0;
@@ -881,6 +965,7 @@ static void teardown(struct control *ctl)
     tg_gen_unref(ctl->gen);
     tg_config_unref(ctl->cur);
     free_cp(ctl);
+    tg_svid_free(ctl->svid);
     free(ctl->workers);
     tg_appprobes_free(ctl->probes);
     for (size_t i = 0; i < ctl->n_llimits; i++) {

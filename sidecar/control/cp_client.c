@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "tollgate.pb-c.h"
+#include "tollgate/closer.h"
 #include "tollgate/file.h"
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
@@ -39,8 +40,8 @@ struct tg_cp_client {
     uv_timer_t retry; /* backoff between attempts */
     uv_timer_t ping;  /* ping and stall check while up */
     uv_getaddrinfo_t gai;
-    bool resolving; /* gai in flight (counts as open) */
-    int open_handles;
+    bool resolving;          /* gai in flight (counts as open) */
+    struct tg_closer closer; /* open: the retry and ping timers */
     struct tg_msgstream *ms; /* the current connection, or NULL */
     struct tg_tls_ctx *ctx;  /* ms's context, freed with it */
     bool has_identity;       /* ctx presents a certificate */
@@ -57,9 +58,6 @@ struct tg_cp_client {
     uint64_t next_csr_id;
 
     struct tg_cp_client_stats stats;
-    bool closing;
-    void (*on_closed)(void *arg);
-    void *closed_arg;
 };
 
 static void schedule_retry(struct tg_cp_client *c);
@@ -129,8 +127,7 @@ static int split_address(const char *a, char **host, char **port, char *err)
 
 static void free_client(struct tg_cp_client *c)
 {
-    void (*cb)(void *) = c->on_closed;
-    void *arg = c->closed_arg;
+    struct tg_closer done = c->closer; /* c is freed below */
 
     free(c->host);
     free(c->port);
@@ -143,15 +140,10 @@ static void free_client(struct tg_cp_client *c)
     free(c->namespace_);
     free(c->service_account);
     free(c->version);
-    for (size_t i = 0; i < c->n_labels; i++) {
-        free(c->labels[i].key);
-        free(c->labels[i].value);
-    }
-    free(c->labels);
+    tg_res_labels_free(c->labels, c->n_labels);
     free(c->csr);
     free(c);
-    if (cb != NULL)
-        cb(arg);
+    tg_closer_notify(&done);
 }
 
 int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
@@ -207,7 +199,7 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
     uv_timer_init(loop, &c->ping);
     c->retry.data = c;
     c->ping.data = c;
-    c->open_handles = 2;
+    c->closer.open = 2;
     c->next_csr_id = 1;
     *out = c;
     return 0;
@@ -707,7 +699,7 @@ static void on_push(struct tg_cp_client *c, const Tollgate__V1__Push *p)
             snprintf(err, sizeof(err), "%s", tg_strerror(rc));
         one_line(err); /* the reason may quote what was pushed: logs and NACKs stay one line */
     }
-    if (c->closing || c->ms == NULL)
+    if (c->closer.closing || c->ms == NULL)
         return;
     if (rc < 0) {
         c->stats.pushes_rejected++;
@@ -748,7 +740,7 @@ static void on_csr_response(struct tg_cp_client *c, const Tollgate__V1__CsrRespo
         return;
     }
     rc = c->ops.on_cert(c->ops.arg, m->chain_pem, strlen(m->chain_pem), err);
-    if (c->closing || c->ms == NULL)
+    if (c->closer.closing || c->ms == NULL)
         return;
     if (rc < 0) {
         if (err[0] == '\0')
@@ -822,9 +814,12 @@ static void on_ping_timer(uv_timer_t *t)
 
 /* ---- connection life cycle ---- */
 
-static void maybe_free(struct tg_cp_client *c)
+/* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
+ * is closing and nothing is left open. */
+static void maybe_free(struct tg_cp_client *c, int closed)
 {
-    if (c->closing && c->open_handles == 0 && c->ms == NULL && !c->resolving)
+    c->closer.open -= closed;
+    if (tg_closer_done(&c->closer) && c->ms == NULL && !c->resolving)
         free_client(c);
 }
 
@@ -868,8 +863,8 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
     c->stats.connected = false;
     uv_timer_stop(&c->ping);
     snprintf(c->stats.last_error, sizeof(c->stats.last_error), "%s", reason);
-    if (c->closing) {
-        maybe_free(c);
+    if (c->closer.closing) {
+        maybe_free(c, 0);
         return;
     }
     if (was_up) {
@@ -880,7 +875,7 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
     } else {
         tg_warn("control plane: %s: %s", c->address, reason);
     }
-    if (!c->closing)
+    if (!c->closer.closing)
         schedule_retry(c);
 }
 
@@ -932,9 +927,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct tg_cp_client *c = req->data;
 
     c->resolving = false;
-    if (c->closing) {
+    if (c->closer.closing) {
         uv_freeaddrinfo(res);
-        maybe_free(c);
+        maybe_free(c, 0);
         return;
     }
     if (status < 0 || res == NULL) {
@@ -952,7 +947,7 @@ static void attempt(struct tg_cp_client *c)
     struct addrinfo hints;
     int rc;
 
-    if (c->closing)
+    if (c->closer.closing)
         return;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -995,19 +990,13 @@ void tg_cp_client_start(struct tg_cp_client *c)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    struct tg_cp_client *c = h->data;
-
-    c->open_handles--;
-    maybe_free(c);
+    maybe_free(h->data, 1);
 }
 
 void tg_cp_client_close(struct tg_cp_client *c, void (*on_closed)(void *arg), void *arg)
 {
-    if (c->closing)
+    if (!tg_closer_start(&c->closer, on_closed, arg))
         return;
-    c->closing = true;
-    c->on_closed = on_closed;
-    c->closed_arg = arg;
     uv_close((uv_handle_t *)&c->retry, on_timer_closed);
     uv_close((uv_handle_t *)&c->ping, on_timer_closed);
     if (c->resolving)

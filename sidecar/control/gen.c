@@ -584,7 +584,9 @@ int tg_gen_build(const struct tg_gen_input *in, struct tg_gen **out, char *err)
         return rc;
     if ((rc = build_parts(in, g, &s, err)) < 0)
         goto fail;
-    if (in->chain_pem == NULL)
+    if (in->svid != NULL)
+        rc = tg_svid_identity(in->svid, &g->identity, err);
+    else if (in->chain_pem == NULL)
         rc = tg_identity_load(&files, &g->identity, err);
     else
         rc = load_cp_identity(in, g, err);

@@ -124,11 +124,27 @@ static uint64_t mono_ns(void)
     return uv_hrtime();
 }
 
+void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e)
+{
+    const struct tg_peer_info *peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
+
+    memset(e, 0, sizeof(*e));
+    e->listener = c->l->name;
+    e->direction = c->l->inbound ? "inbound" : "outbound";
+    e->peer = c->peer_addr;
+    e->peer_id = peer == NULL ? NULL : peer->id != NULL ? peer->id : peer->claimed;
+    e->upstream = c->upstream.text;
+    e->tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
+    e->cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
+    e->serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
+    e->sha256 = peer != NULL && peer->sha256[0] ? peer->sha256 : NULL;
+    e->resumed = c->handshake_done && tg_tls_resumed(c->tls);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct tg_conn *c = h->data;
     struct tg_access_entry e;
-    const struct tg_peer_info *peer;
 
     if (h != (uv_handle_t *)&c->timer && h != (uv_handle_t *)&c->throttle)
         c = ((struct tg_side *)h->data)->conn;
@@ -138,20 +154,9 @@ static void on_handle_closed(uv_handle_t *h)
         tg_ratelimit_conn_release(c->rl, c->rl_key, mono_ns());
     if (c->listener_counted)
         atomic_fetch_sub(&c->l->limit->open, 1);
-    peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
     if (c->w->rt->cfg->access_log) {
-        memset(&e, 0, sizeof(e));
+        tg_conn_log_entry(c, &e);
         e.start_unix_ms = c->start_unix_ms;
-        e.listener = c->l->name;
-        e.direction = c->l->inbound ? "inbound" : "outbound";
-        e.peer = c->peer_addr;
-        e.peer_id = peer == NULL ? NULL : peer->id != NULL ? peer->id : peer->claimed;
-        e.upstream = c->upstream.text;
-        e.tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
-        e.cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
-        e.serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
-        e.sha256 = peer != NULL && peer->sha256[0] ? peer->sha256 : NULL;
-        e.resumed = c->handshake_done && tg_tls_resumed(c->tls);
         e.bytes_received = c->bytes_received;
         e.bytes_sent = c->bytes_sent;
         e.duration_ms = unix_ms() - c->start_unix_ms;

@@ -99,6 +99,12 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
 void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An access-log entry, zeroed, with what the connection says of itself: listener,
+ * direction, peer, its ID (or the one it claimed), upstream, TLS version, cipher, serial,
+ * resumption. The caller adds times, bytes and the outcome. */
+struct tg_access_entry;
+void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e);
+
 /* The connection moved bytes: the idle deadline starts again. */
 void tg_conn_touch(struct tg_conn *c);
 

@@ -148,22 +148,12 @@ static void copy_str(char *dst, size_t cap, const char *s, size_t n)
 static void log_request(struct tg_conn *c, const struct entry *e, unsigned status,
                         uint64_t resp_bytes, const char *outcome, const char *reason)
 {
-    const struct tg_peer_info *peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
     struct tg_access_entry a;
 
     if (!c->w->rt->cfg->access_log)
         return;
-    memset(&a, 0, sizeof(a));
+    tg_conn_log_entry(c, &a);
     a.start_unix_ms = e->start_unix_ms;
-    a.listener = c->l->name;
-    a.direction = "inbound";
-    a.peer = c->peer_addr;
-    a.peer_id = peer != NULL ? peer->id : NULL;
-    a.upstream = c->upstream.text;
-    a.tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
-    a.cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
-    a.serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
-    a.resumed = c->handshake_done && tg_tls_resumed(c->tls);
     a.bytes_received = e->req_bytes;
     a.bytes_sent = resp_bytes;
     a.duration_ms = (uv_hrtime() - e->start_ns) / 1000000;

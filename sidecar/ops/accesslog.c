@@ -1,4 +1,5 @@
 #include "tollgate/accesslog.h"
+#include "tollgate/cursor.h"
 #include "tollgate/err.h"
 #include "tollgate/esc.h"
 
@@ -13,49 +14,31 @@
 /* Room kept back for the closing "}\n" and a NUL. */
 #define TAIL 3
 
-/* Output cursor over dst: writes stop at lim (cap - TAIL) and set full instead. */
-struct line {
-    char *dst;
-    size_t len;
-    size_t lim;
-    bool full;
-};
-
-static void put(struct line *l, const char *s, size_t n)
-{
-    if (l->full || n > l->lim - l->len) {
-        l->full = true;
-        return;
-    }
-    memcpy(l->dst + l->len, s, n);
-    l->len += n;
-}
-
 /* A JSON string, or null, escaped by the one escaper (esc.h, TG_ESC_JSON): control
  * characters, DEL, C1 and bidi controls as \u00XX / \uXXXX so a log line never moves a
  * terminal, each byte that is not part of well-formed UTF-8 as \ufffd so the line stays
  * valid UTF-8. */
-static void put_str(struct line *l, const char *str)
+static void put_str(struct tg_cursor *l, const char *str)
 {
     size_t n, i = 0;
 
     if (str == NULL) {
-        put(l, "null", 4);
+        tg_cursor_put(l, "null", 4);
         return;
     }
     n = strlen(str);
-    put(l, "\"", 1);
+    tg_cursor_put(l, "\"", 1);
     while (i < n && !l->full) {
         struct tg_esc_piece p;
 
         tg_esc_next(TG_ESC_JSON, str + i, n - i, &p);
-        put(l, p.out, p.out_len);
+        tg_cursor_put(l, p.out, p.out_len);
         i += p.in_len;
     }
-    put(l, "\"", 1);
+    tg_cursor_put(l, "\"", 1);
 }
 
-static void put_time(struct line *l, uint64_t unix_ms)
+static void put_time(struct tg_cursor *l, uint64_t unix_ms)
 {
     char buf[96];
     time_t secs = (time_t)(unix_ms / 1000);
@@ -63,25 +46,25 @@ static void put_time(struct line *l, uint64_t unix_ms)
     int n;
 
     if ((uint64_t)secs != unix_ms / 1000 || gmtime_r(&secs, &tm) == NULL) {
-        put(l, "null", 4);
+        tg_cursor_put(l, "null", 4);
         return;
     }
     n = snprintf(buf, sizeof(buf), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (unsigned)(unix_ms % 1000));
     if (n < 0 || (size_t)n >= sizeof(buf)) {
-        put(l, "null", 4);
+        tg_cursor_put(l, "null", 4);
         return;
     }
-    put(l, buf, (size_t)n);
+    tg_cursor_put(l, buf, (size_t)n);
 }
 
-static void put_u64(struct line *l, uint64_t v)
+static void put_u64(struct tg_cursor *l, uint64_t v)
 {
     char buf[24];
     int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
 
-    put(l, buf, (size_t)n);
+    tg_cursor_put(l, buf, (size_t)n);
 }
 
 enum kind { STR, U64, TIME, BOOL, HTTP_STR, HTTP_U64 };
@@ -115,7 +98,8 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
         {"host", HTTP_STR, e->host, 0},
         {"status", HTTP_U64, NULL, e->status},
     };
-    struct line l = {.dst = dst, .len = 0, .lim = cap < TAIL ? 0 : cap - TAIL, .full = false};
+    /* writes stop short of the tail (cap - TAIL) and set full instead */
+    struct tg_cursor l = {.dst = dst, .len = 0, .cap = cap < TAIL ? 0 : cap - TAIL, .full = false};
     size_t i;
 
     if (cap < TAIL + 1) { /* not even "{}\n" fits */
@@ -123,23 +107,23 @@ size_t tg_accesslog_format(const struct tg_access_entry *e, char *dst, size_t ca
             dst[0] = '\0';
         return 0;
     }
-    put(&l, "{", 1);
+    tg_cursor_put(&l, "{", 1);
     for (i = 0; i < TG_NELEM(fields); i++) {
         size_t mark = l.len;
 
         if ((fields[i].kind == HTTP_STR || fields[i].kind == HTTP_U64) && e->method == NULL)
             continue;
         if (i > 0)
-            put(&l, ",", 1);
-        put(&l, "\"", 1);
-        put(&l, fields[i].key, strlen(fields[i].key));
-        put(&l, "\":", 2);
+            tg_cursor_put(&l, ",", 1);
+        tg_cursor_put(&l, "\"", 1);
+        tg_cursor_put(&l, fields[i].key, strlen(fields[i].key));
+        tg_cursor_put(&l, "\":", 2);
         if (fields[i].kind == STR || fields[i].kind == HTTP_STR)
             put_str(&l, fields[i].s);
         else if (fields[i].kind == U64 || fields[i].kind == HTTP_U64)
             put_u64(&l, fields[i].u);
         else if (fields[i].kind == BOOL)
-            put(&l, fields[i].u ? "true" : "false", fields[i].u ? 4 : 5);
+            tg_cursor_put(&l, fields[i].u ? "true" : "false", fields[i].u ? 4 : 5);
         else
             put_time(&l, fields[i].u);
         if (l.full) { /* drop this field and every one after it */

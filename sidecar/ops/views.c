@@ -101,6 +101,30 @@ static void dump_cp(const struct tg_view_src *v, FILE *f)
     fputs("}}", f);
 }
 
+/* identity.workload_api: where the SVID comes from and how the stream fares. */
+static void dump_wl(const struct tg_view_src *v, FILE *f)
+{
+    const struct tg_wl_stats *st = tg_wl_client_stats(v->wl);
+
+    fputs(",\"workload_api\":{\"endpoint\":", f);
+    json_str(f, v->cfg->wl.endpoint);
+    fputs(",\"socket\":", f);
+    json_str(f, v->cfg->wl.socket);
+    fputs(",\"spiffe_id\":", f);
+    json_str(f, v->cfg->wl.spiffe_id != NULL ? v->cfg->wl.spiffe_id : "(the first SVID)");
+    fprintf(f, ",\"connected\":%s,\"updates\":%llu,\"refused\":%llu,\"reconnects\":%llu,",
+            st->connected ? "true" : "false", (unsigned long long)st->updates,
+            (unsigned long long)st->refused, (unsigned long long)st->reconnects);
+    fputs("\"last_error\":", f);
+    json_str(f, st->last_error);
+    fputc('}', f);
+}
+
+static const char *identity_from(const struct tg_view_src *v, const char *path)
+{
+    return v->cfg->wl.enabled ? "(workload API)" : v->cfg->cp.enabled ? "(control plane)" : path;
+}
+
 char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
 {
     const struct tg_identity *id = v->gen != NULL ? v->gen->identity : NULL;
@@ -112,7 +136,7 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
     fprintf(f, "{\"generation\":%llu,\"identity\":",
             (unsigned long long)(v->gen != NULL ? v->gen->id : 0));
     if (id == NULL) {
-        fputs("null", f); /* control-plane mode, before the first certificate */
+        fputs("null", f); /* control plane or Workload API, before the first certificate */
     } else {
         fputs("{\"spiffe_id\":", f);
         json_str(f, id->leaf.id.id);
@@ -120,9 +144,9 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
                 id->leaf.serial, id->leaf.sha256, (long long)id->leaf.not_before,
                 (long long)id->leaf.not_after);
         fputs("\"cert\":", f);
-        json_str(f, v->cfg->cp.enabled ? "(control plane)" : v->cfg->cert_path);
+        json_str(f, identity_from(v, v->cfg->cert_path));
         fputs(",\"trust_bundle\":", f);
-        json_str(f, v->cfg->cp.enabled ? "(control plane)" : v->cfg->bundle_path);
+        json_str(f, identity_from(v, v->cfg->bundle_path));
         fprintf(f, ",\"n_roots\":%zu,\"roots\":[", id->n_roots);
         for (size_t i = 0; i < id->n_roots; i++) {
             const struct tg_cert_info *r = &id->roots[i];
@@ -158,6 +182,8 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
     fputc(']', f);
     if (v->cp != NULL)
         dump_cp(v, f);
+    if (v->wl != NULL)
+        dump_wl(v, f);
     fputs(",\"listeners\":[", f);
     for (size_t i = 0; i < v->rt->n_listeners; i++) {
         const struct tg_listener_def *l = &v->rt->listeners[i];

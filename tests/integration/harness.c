@@ -575,6 +575,23 @@ bool it_json_str(const char *line, const char *key, char *dst, size_t cap)
     return *v == '"';
 }
 
+void it_log_line_ok(const char *name, const char *match, char *line)
+{
+    int n = it_wait_lines(name, 1, 5000, match, NULL);
+
+    ck_assert_msg(n == 1, "%d access log lines with %s in %s, want 1", n, match, name);
+    ck_assert(it_last_line(name, line, IT_LINE_MAX, match, NULL));
+    ck_assert_msg(strstr(line, "\"outcome\":\"ok\"") != NULL, "%s", line);
+}
+
+void it_expect_json_str(const char *line, const char *key, const char *want)
+{
+    char v[IT_LINE_MAX];
+
+    ck_assert_msg(it_json_str(line, key, v, sizeof(v)) && strcmp(v, want) == 0, "%s is not %s: %s",
+                  key, want, line);
+}
+
 long long it_json_num(const char *line, const char *key)
 {
     const char *v = json_value(line, key);
@@ -733,6 +750,58 @@ bool it_s_client_echo(int port, const char *cert)
     return echoed;
 }
 
+void *it_pattern_sender(void *arg)
+{
+    struct it_sender *s = arg;
+    struct it_sha256 *h = it_sha256_new();
+    char *buf = malloc(s->chunk);
+
+    ck_assert_ptr_nonnull(buf);
+    while (s->sent < s->bytes) {
+        size_t n = s->bytes - s->sent < s->chunk ? (size_t)(s->bytes - s->sent) : s->chunk;
+
+        it_pattern(s->seed, s->sent, buf, n);
+        if (!it_send_all(s->fd, buf, n))
+            break;
+        it_sha256_update(h, buf, n);
+        s->sent += n;
+        if (s->pause_ms > 0)
+            it_sleep_ms(s->pause_ms);
+    }
+    shutdown(s->fd, SHUT_WR);
+    it_sha256_final(h, s->hex);
+    free(buf);
+    return NULL;
+}
+
+void it_argv_add_of(struct it_argv *a, const char *const *args, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (args[i] == NULL)
+            continue;
+        ck_assert_msg(a->n < IT_ARGV_MAX, "more than %d arguments for %s", IT_ARGV_MAX, a->v[0]);
+        a->v[a->n++] = args[i];
+        a->v[a->n] = NULL;
+    }
+}
+
+void it_openssl_argv(struct it_argv *a, const char *verb, int port, const char *cert,
+                     const char *chain)
+{
+    bool server = strcmp(verb, "s_server") == 0;
+
+    a->n = 0;
+    snprintf(a->addr, sizeof(a->addr), "127.0.0.1:%d", port);
+    IT_ARGV_ADD(a, it_openssl(), verb, server ? "-accept" : "-connect", a->addr);
+    if (cert != NULL) {
+        snprintf(a->cert, sizeof(a->cert), "%s.pem", cert);
+        snprintf(a->key, sizeof(a->key), "%s.key", cert);
+        IT_ARGV_ADD(a, "-cert", a->cert, "-key", a->key);
+    }
+    if (chain != NULL)
+        IT_ARGV_ADD(a, "-cert_chain", chain);
+}
+
 /* ---- network ------------------------------------------------------------------------ */
 
 static bool port_bindable(int port)
@@ -770,6 +839,12 @@ static int port_claim(int port)
         return -1;
     }
     return fd;
+}
+
+void it_free_ports_of(int *const *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        *dst[i] = it_free_port();
 }
 
 int it_free_port(void)
@@ -1753,4 +1828,25 @@ void it_probe_serial(int port, const char *log, char *serial, size_t cap)
     ck_assert_msg(strstr(line, "\"outcome\":\"ok\"") != NULL, "%s", line);
     ck_assert_msg(it_json_str(line, "serial", raw, sizeof(raw)), "no serial: %s", line);
     it_serial_norm(raw, serial, cap);
+}
+
+TCase *it_test_case_of(Suite *s, const char *tcase, void (*setup)(void), void (*teardown)(void),
+                       int seconds, const TTest *const *tests, size_t n)
+{
+    TCase *tc = tg_test_case_of(s, tcase, tests, n);
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, seconds);
+    return tc;
+}
+
+Suite *it_test_suite_of(const char *suite, const char *tcase, TCase **tc, void (*setup)(void),
+                        void (*teardown)(void), int seconds, const TTest *const *tests, size_t n)
+{
+    Suite *s = suite_create(suite);
+    TCase *c = it_test_case_of(s, tcase, setup, teardown, seconds, tests, n);
+
+    if (tc != NULL)
+        *tc = c;
+    return s;
 }

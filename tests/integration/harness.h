@@ -34,6 +34,21 @@
 
 void it_setup(void);
 void it_teardown(void);
+
+/* A test case named tcase, added to s, that runs tests[0..n-1] once each between setup and
+ * teardown (a checked fixture; either may be NULL), each within seconds. Returns it, for what
+ * the file adds (loop tests). tests/CMakeLists.txt finds the name in IT_TEST_CASE(s, "name"
+ * and IT_TEST_SUITE("suite", "name" to run each test case as a ctest test of its own. */
+TCase *it_test_case_of(Suite *s, const char *tcase, void (*setup)(void), void (*teardown)(void),
+                       int seconds, const TTest *const *tests, size_t n);
+/* A suite named suite of that one test case: what most test files are. *tc, unless tc is
+ * NULL, gets the test case. */
+Suite *it_test_suite_of(const char *suite, const char *tcase, TCase **tc, void (*setup)(void),
+                        void (*teardown)(void), int seconds, const TTest *const *tests, size_t n);
+#define IT_TEST_CASE(s, tcase, setup, teardown, seconds, ...)                                      \
+    it_test_case_of(s, tcase, setup, teardown, seconds, TG_TEST_LIST(__VA_ARGS__))
+#define IT_TEST_SUITE(suite, tcase, tc, setup, teardown, seconds, ...)                             \
+    it_test_suite_of(suite, tcase, tc, setup, teardown, seconds, TG_TEST_LIST(__VA_ARGS__))
 const char *it_dir(void);             /* absolute path of this test's directory */
 const char *it_env(const char *name); /* ck_asserts that the variable is set */
 uint64_t it_now_ms(void);             /* CLOCK_MONOTONIC */
@@ -96,6 +111,11 @@ int it_wait_lines(const char *name, int min, int timeout_ms, ...) __attribute__(
 bool it_json_str(const char *line, const char *key, char *dst, size_t cap);
 /* The numeric value of "key":N; -1 if absent. */
 long long it_json_num(const char *line, const char *key);
+/* Waits up to 5 s until exactly one line of the access log name contains match, and copies it
+ * into line (IT_LINE_MAX bytes); ck_asserts that it came and that it has outcome "ok". */
+void it_log_line_ok(const char *name, const char *match, char *line);
+/* ck_asserts that line's "key" is the string want. */
+void it_expect_json_str(const char *line, const char *key, const char *want);
 
 /* Serial numbers are compared after lowercasing and dropping ':' and leading zeros. */
 void it_serial_norm(const char *in, char *dst, size_t cap);
@@ -135,6 +155,11 @@ void it_crl(const char *ca, const char *out, int valid_s);
 
 /* A loopback port that nothing listens on now and that this test has not handed out. */
 int it_free_port(void);
+/* Sets *dst[0..n-1] to distinct free ports: IT_FREE_PORTS(&in_port, &admin). */
+void it_free_ports_of(int *const *dst, size_t n);
+#define IT_FREE_PORTS(...)                                                                         \
+    it_free_ports_of((int *const[]){__VA_ARGS__},                                                  \
+                     sizeof((int *const[]){__VA_ARGS__}) / sizeof(int *))
 /* Connects to 127.0.0.1:port with SO_RCVTIMEO/SO_SNDTIMEO = timeout_ms. Returns the fd,
  * or -errno. */
 int it_connect(int port, int timeout_ms);
@@ -166,6 +191,24 @@ double it_wait_stat(int admin_port, const char *name, const char *labels, double
  * was echoed (the caller got through to the app). */
 bool it_s_client_echo(int port, const char *cert);
 
+/* A command line built argument by argument; v is NULL-terminated at every step. */
+#define IT_ARGV_MAX 48
+struct it_argv {
+    const char *v[IT_ARGV_MAX + 1];
+    size_t n;
+    char addr[32], cert[64], key[64]; /* storage for what it_openssl_argv puts in v */
+};
+/* Starts a with `openssl verb` ("s_client" or "s_server") on 127.0.0.1:port (-connect, or
+ * -accept for s_server), presenting CERT.pem/CERT.key unless cert is NULL, with -cert_chain
+ * chain unless chain is NULL. */
+void it_openssl_argv(struct it_argv *a, const char *verb, int port, const char *cert,
+                     const char *chain);
+/* Appends args[0..n-1] (NULL ones skipped); ck_asserts that they fit. */
+void it_argv_add_of(struct it_argv *a, const char *const *args, size_t n);
+#define IT_ARGV_ADD(a, ...)                                                                        \
+    it_argv_add_of(a, (const char *const[]){__VA_ARGS__},                                          \
+                   sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+
 /* ---- echo server -------------------------------------------------------------------- */
 
 /* A forked poll() echo server on 127.0.0.1:*port (0: pick one, written back). Echoes every
@@ -191,6 +234,19 @@ struct it_sha256;
 struct it_sha256 *it_sha256_new(void);
 void it_sha256_update(struct it_sha256 *h, const void *buf, size_t len);
 void it_sha256_final(struct it_sha256 *h, char hex[65]); /* frees h */
+
+/* A pthread body (arg: struct it_sender *) that sends bytes of pattern seed to fd in chunks
+ * of chunk bytes, sleeping pause_ms after each, then shuts its write side. sent counts what
+ * went out (less than bytes when a send failed), hex is its SHA-256. */
+struct it_sender {
+    int fd;
+    uint64_t seed, bytes;
+    size_t chunk;
+    int pause_ms;
+    uint64_t sent;
+    char hex[65];
+};
+void *it_pattern_sender(void *arg);
 
 /* ---- sidecars ----------------------------------------------------------------------- */
 

@@ -40,11 +40,6 @@ static void setup(void)
     it_setup();
 }
 
-static void teardown(void)
-{
-    it_teardown();
-}
-
 /* ---- raw HTTP from a chosen source address ------------------------------------------ */
 
 struct answer {
@@ -204,8 +199,7 @@ START_TEST(test_drain_and_config_dump_refused_from_non_loopback_peer)
     if (!own_netns())
         return;
     certs();
-    admin = it_free_port();
-    in_port = it_free_port();
+    IT_FREE_PORTS(&admin, &in_port);
     {
         char addr[32];
 
@@ -552,17 +546,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_admin");
-    TCase *tc = tcase_create("admin");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_drain_and_config_dump_refused_from_non_loopback_peer);
-    tcase_add_test(tc, test_browser_requests_refused_even_from_loopback);
-    tcase_add_test(tc, test_drained_sidecar_exits_3_at_its_deadline);
-    tcase_add_test(tc, test_sigterm_during_requested_drain_keeps_deadline_and_exits_0);
-    tcase_add_test(tc, test_sidecar_probes_answer_under_idle_and_slow_flood);
-    tcase_add_test(tc, test_control_plane_probes_answer_under_idle_and_slow_flood);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("adversarial_admin", "admin", NULL, setup, it_teardown, 60,
+                         test_drain_and_config_dump_refused_from_non_loopback_peer,
+                         test_browser_requests_refused_even_from_loopback,
+                         test_drained_sidecar_exits_3_at_its_deadline,
+                         test_sigterm_during_requested_drain_keeps_deadline_and_exits_0,
+                         test_sidecar_probes_answer_under_idle_and_slow_flood,
+                         test_control_plane_probes_answer_under_idle_and_slow_flood);
 }

@@ -99,18 +99,12 @@ static void setup(void)
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "adversarial cp CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    cp_port = it_free_port();
-    cp_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &cp_admin);
     it_write_file("tokens.txt", TOKEN " default web\n");
     it_write_file("mesh.yaml", "%s", "authorization: {default: allow}\n");
     ca_pem = it_read_file("ca.pem", &ca_len);
     ck_assert(ca_pem != NULL);
     ck_assert_int_eq(tg_tls_init(), 0);
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 /* ---- a client over a blocking socket, with the project's TLS adapter ---- */
@@ -400,6 +394,20 @@ static enum outcome tc_csr_answer(struct tc *t, int ms, char *why, size_t cap)
     return NOTHING;
 }
 
+/* A new stream presenting CERT.pem that asks for a certificate (CSR request id): the answer,
+ * or ENDED when the handshake, the Hello or the CSR failed. Closes the stream. */
+static enum outcome tc_new_stream_csr(const char *cert, uint64_t id, char *why, size_t cap)
+{
+    struct tc t;
+    enum outcome o = ENDED;
+
+    tc_open(&t, "127.0.0.1", cert);
+    if (tc_handshake(&t, 5000) == 0 && tc_hello(&t, NULL) && tc_csr(&t, id))
+        o = tc_csr_answer(&t, 5000, why, cap);
+    tc_close(&t);
+    return o;
+}
+
 /* Waits for the first push after Hello: the stream was accepted. */
 static bool tc_accepted(struct tc *t, int ms)
 {
@@ -429,10 +437,9 @@ START_TEST(test_crl_revoked_certificate_gets_no_new_one)
 {
     static const char *const first[] = {"5A5A0001"};
     static const char *const both[] = {"5A5A0001", "5A5A0002"};
-    struct tc tok, live, brief, stolen, again;
+    struct tc tok, live, brief;
     char why[TG_ERRLEN];
     enum outcome o;
-    int rc;
 
     it_certs("issue", "--ca", "ca", "--out", "stolen", "--spiffe", IT_WEB_ID, "--serial",
              "5A5A0001", NULL);
@@ -463,14 +470,8 @@ START_TEST(test_crl_revoked_certificate_gets_no_new_one)
                   "certificates nobody revoked were refused");
 
     /* the stolen key: its certificate is on the published CRL */
-    tc_open(&stolen, "127.0.0.1", "stolen");
-    rc = tc_handshake(&stolen, 5000);
-    if (rc == 0 && tc_hello(&stolen, NULL) && tc_csr(&stolen, 2))
-        o = tc_csr_answer(&stolen, 5000, why, sizeof(why));
-    else
-        o = ENDED;
+    o = tc_new_stream_csr("stolen", 2, why, sizeof(why));
     ck_assert_msg(o != GOT_CERT, "a certificate revoked by CRL was issued a fresh one");
-    tc_close(&stolen);
 
     /* live's certificate revoked by a new CRL while its stream is open: its CSR gets nothing */
     make_crl(both, 2);
@@ -480,14 +481,8 @@ START_TEST(test_crl_revoked_certificate_gets_no_new_one)
     o = tc_csr_answer(&live, 5000, why, sizeof(why));
     ck_assert_msg(o != GOT_CERT, "a stream whose certificate a new CRL lists got a certificate");
     tc_close(&live);
-    tc_open(&again, "127.0.0.1", "live");
-    rc = tc_handshake(&again, 5000);
-    if (rc == 0 && tc_hello(&again, NULL) && tc_csr(&again, 4))
-        o = tc_csr_answer(&again, 5000, why, sizeof(why));
-    else
-        o = ENDED;
+    o = tc_new_stream_csr("live", 4, why, sizeof(why));
     ck_assert_msg(o != GOT_CERT, "a reconnect with a certificate revoked by CRL got a new one");
-    tc_close(&again);
 
     /* brief's certificate expired while its stream was open: its CSR gets nothing
      * */
@@ -823,15 +818,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_cp");
-    TCase *tc = tcase_create("front door");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_crl_revoked_certificate_gets_no_new_one);
-    tcase_add_test(tc, test_huge_hello_before_authentication_is_refused_early);
-    tcase_add_test(tc, test_flood_past_the_caps_while_a_sidecar_bootstraps_and_renews);
-    tcase_add_test(tc, test_deadlines_for_the_handshake_and_the_first_message);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("adversarial_cp", "front door", NULL, setup, it_teardown, 60,
+                         test_crl_revoked_certificate_gets_no_new_one,
+                         test_huge_hello_before_authentication_is_refused_early,
+                         test_flood_past_the_caps_while_a_sidecar_bootstraps_and_renews,
+                         test_deadlines_for_the_handshake_and_the_first_message);
 }

@@ -110,18 +110,7 @@ static void setup(void)
 {
     it_setup();
     it_mesh_certs();
-    app_port = it_free_port();
-    allow_in = it_free_port();
-    deny_in = it_free_port();
-    allow_out = it_free_port();
-    deny_out = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
+    IT_FREE_PORTS(&app_port, &allow_in, &deny_in, &allow_out, &deny_out, &a_admin, &b_admin);
 }
 
 static void start_all(void)
@@ -226,12 +215,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_http");
-    TCase *tc = tcase_create("paths");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_path_rules_see_the_normalised_path);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("adversarial_http", "paths", NULL, setup, it_teardown, 60,
+                         test_path_rules_see_the_normalised_path);
 }

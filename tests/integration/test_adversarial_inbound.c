@@ -52,15 +52,9 @@ static void setup(void)
     it_cert_sha256("api.pem", api_sha256, sizeof(api_sha256));
     it_cert_serial("api.pem", api_serial, sizeof(api_serial));
     echo = it_echo_start("echo", &echo_port);
-    b_admin = it_free_port();
-    a_admin = it_free_port();
+    IT_FREE_PORTS(&b_admin, &a_admin);
     for (int i = 0; i < L_N; i++)
         port[i] = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 /* B: the rules below, then extra_rules (YAML list items, may be ""), then one permissive
@@ -273,14 +267,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_inbound");
-    TCase *tc = tcase_create("plain_text_callers");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_plain_callers_never_match_identity_rules);
-    tcase_add_test(tc, test_plain_callers_let_in_only_explicitly);
-    tcase_add_test(tc, test_not_forms_and_close_denied_for_plain_callers);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("adversarial_inbound", "plain_text_callers", NULL, setup, it_teardown, 60,
+                         test_plain_callers_never_match_identity_rules,
+                         test_plain_callers_let_in_only_explicitly,
+                         test_not_forms_and_close_denied_for_plain_callers);
 }

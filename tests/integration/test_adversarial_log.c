@@ -112,11 +112,6 @@ static void setup(void)
     it_certs("ca", "--out", "ca", "--cn", "log test CA", NULL);
 }
 
-static void teardown(void)
-{
-    it_teardown();
-}
-
 /* ---- a raw client of tollgate-cp --------------------------------------------------- */
 
 struct raw {
@@ -535,13 +530,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_log");
-    TCase *tc = tcase_create("adversarial_log");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_cp_logs_hold_against_forged_fields);
-    tcase_add_test(tc, test_sidecar_logs_hold_against_forged_fields);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("adversarial_log", "adversarial_log", NULL, setup, it_teardown, 60,
+                         test_cp_logs_hold_against_forged_fields,
+                         test_sidecar_logs_hold_against_forged_fields);
 }

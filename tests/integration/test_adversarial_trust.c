@@ -184,31 +184,14 @@ static void start_b(void)
  * closed it (a refusal ends at once). */
 static int call_b(const char *name, const char *chain)
 {
-    char addr[32], cert[64], key[64];
-    const char *argv[16];
+    struct it_argv a;
     struct it_proc *cli;
-    size_t n = 0;
     uint64_t end = it_now_ms() + PEER_TIMEOUT_MS;
     bool echoed = false, open = true;
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", in_port);
-    snprintf(cert, sizeof(cert), "%s.pem", name);
-    snprintf(key, sizeof(key), "%s.key", name);
-    argv[n++] = it_openssl();
-    argv[n++] = "s_client";
-    argv[n++] = "-connect";
-    argv[n++] = addr;
-    argv[n++] = "-ign_eof";
-    argv[n++] = "-cert";
-    argv[n++] = cert;
-    argv[n++] = "-key";
-    argv[n++] = key;
-    if (chain != NULL) {
-        argv[n++] = "-cert_chain";
-        argv[n++] = chain;
-    }
-    argv[n] = NULL;
-    cli = it_spawn(name, argv, IT_STDIN_PIPE);
+    it_openssl_argv(&a, "s_client", in_port, name, chain);
+    IT_ARGV_ADD(&a, "-ign_eof");
+    cli = it_spawn(name, a.v, IT_STDIN_PIPE);
     ck_assert(it_send_all(cli->stdin_fd, PAYLOAD, strlen(PAYLOAD)));
     while (!echoed && open && it_now_ms() < end) {
         echoed = it_file_contains(cli->out_path, PAYLOAD);
@@ -321,31 +304,12 @@ START_TEST(test_outbound_partner_cannot_serve_as_our_ids)
     openssl_leaf("copycat_web", "copycat", IT_WEB_ID);
     for (size_t i = 0; i < TG_NELEM(upstreams); i++) {
         const struct upstream *u = &upstreams[i];
-        char addr[32], cert[64], key[64];
-        const char *argv[20];
-        size_t n = 0;
+        struct it_argv arg;
         int port = it_free_port();
 
-        snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-        snprintf(cert, sizeof(cert), "%s.pem", u->cert);
-        snprintf(key, sizeof(key), "%s.key", u->cert);
-        argv[n++] = it_openssl();
-        argv[n++] = "s_server";
-        argv[n++] = "-accept";
-        argv[n++] = addr;
-        argv[n++] = "-cert";
-        argv[n++] = cert;
-        argv[n++] = "-key";
-        argv[n++] = key;
-        if (u->chain != NULL) {
-            argv[n++] = "-cert_chain";
-            argv[n++] = u->chain;
-        }
-        argv[n++] = "-alpn";
-        argv[n++] = "tollgate";
-        argv[n++] = "-rev"; /* answers each line reversed */
-        argv[n] = NULL;
-        srv[i] = it_spawn(u->listener, argv, IT_STDIN_PIPE);
+        it_openssl_argv(&arg, "s_server", port, u->cert, u->chain);
+        IT_ARGV_ADD(&arg, "-alpn", "tollgate", "-rev"); /* answers each line reversed */
+        srv[i] = it_spawn(u->listener, arg.v, IT_STDIN_PIPE);
         out_ports[i] = it_free_port();
         a.out[i] = (struct it_listener){u->listener, out_ports[i], port, u->expect, NULL};
     }
@@ -382,30 +346,12 @@ END_TEST
 /* s_server on port as the control plane: cert (and chain) claiming IT_CP_ID. */
 static struct it_proc *fake_cp(int port, const char *cert, const char *chain)
 {
-    char addr[32], certf[64], keyf[64];
-    const char *argv[20];
+    struct it_argv a;
     struct it_proc *p;
-    size_t n = 0;
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    snprintf(certf, sizeof(certf), "%s.pem", cert);
-    snprintf(keyf, sizeof(keyf), "%s.key", cert);
-    argv[n++] = it_openssl();
-    argv[n++] = "s_server";
-    argv[n++] = "-accept";
-    argv[n++] = addr;
-    argv[n++] = "-cert";
-    argv[n++] = certf;
-    argv[n++] = "-key";
-    argv[n++] = keyf;
-    if (chain != NULL) {
-        argv[n++] = "-cert_chain";
-        argv[n++] = chain;
-    }
-    argv[n++] = "-alpn";
-    argv[n++] = "tollgate";
-    argv[n] = NULL;
-    p = it_spawn("fake_cp", argv, IT_STDIN_PIPE);
+    it_openssl_argv(&a, "s_server", port, cert, chain);
+    IT_ARGV_ADD(&a, "-alpn", "tollgate");
+    p = it_spawn("fake_cp", a.v, IT_STDIN_PIPE);
     ck_assert_msg(it_wait_file_contains(p->out_path, "ACCEPT", 10000), "fake control plane %s",
                   cert);
     return p;
@@ -573,26 +519,14 @@ static void setup(void)
     it_setup();
     echo_port = 0;
     echo = it_echo_start("echo", &echo_port);
-    in_port = it_free_port();
-    b_admin = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
+    IT_FREE_PORTS(&in_port, &b_admin);
 }
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("adversarial_trust");
-    TCase *tc = tcase_create("trust");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_inbound_partner_cannot_vouch_for_our_ids);
-    tcase_add_test(tc, test_outbound_partner_cannot_serve_as_our_ids);
-    tcase_add_test(tc, test_control_plane_impostor_signed_by_a_partner_is_refused);
-    tcase_add_test(tc, test_config_says_which_roots_vouch_for_which_domain);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("adversarial_trust", "trust", NULL, setup, it_teardown, 60,
+                         test_inbound_partner_cannot_vouch_for_our_ids,
+                         test_outbound_partner_cannot_serve_as_our_ids,
+                         test_control_plane_impostor_signed_by_a_partner_is_refused,
+                         test_config_says_which_roots_vouch_for_which_domain);
 }

@@ -25,13 +25,7 @@ static void setup(void)
     it_certs("issue", "--ca", "ca", "--out", "pinned", "--spiffe", PINNED_ID, NULL);
     it_cert_sha256("pinned.pem", pinned_sha256, sizeof(pinned_sha256));
     echo = it_echo_start("echo", &echo_port);
-    in_port = it_free_port();
-    b_admin = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
+    IT_FREE_PORTS(&in_port, &b_admin);
 }
 
 /* B with rules: deny a principal, deny one certificate by fingerprint, allow the rest of
@@ -134,14 +128,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("authz");
-    TCase *tc = tcase_create("authz");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_rules_allow_and_deny_by_principal_and_fingerprint);
-    tcase_add_test(tc, test_serial_revoked_live_refuses_new_and_closes_open);
-    tcase_add_test(tc, test_bad_rule_in_reload_is_refused_and_old_rules_stay);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("authz", "authz", NULL, setup, it_teardown, 120,
+                         test_rules_allow_and_deny_by_principal_and_fingerprint,
+                         test_serial_revoked_live_refuses_new_and_closes_open,
+                         test_bad_rule_in_reload_is_refused_and_old_rules_stay);
 }

@@ -33,11 +33,6 @@ static void setup(void)
     it_mesh_certs();
 }
 
-static void teardown(void)
-{
-    it_teardown();
-}
-
 static int check(const char *file, char **out, char **err)
 {
     const char *argv[] = {it_env("TG_BIN"), "check", "-c", file, NULL};
@@ -399,24 +394,15 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cli");
-    TCase *tc = tcase_create("cli");
+    TCase *tc;
+    Suite *s = IT_TEST_SUITE("cli", "cli", &tc, setup, it_teardown, 30, test_check_good_config,
+                             test_check_key_not_matching_cert, test_check_missing_file,
+                             test_second_sidecar_on_same_port_refuses_to_start,
+                             test_version_names_wolfssl_and_aesni);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, test_check_good_config);
     tcase_add_loop_test(tc, test_check_bad_config_names_file_line_and_key, 0,
                         (int)(sizeof(bad_configs) / sizeof(bad_configs[0])));
-    tcase_add_test(tc, test_check_key_not_matching_cert);
-    tcase_add_test(tc, test_check_missing_file);
-    tcase_add_test(tc, test_second_sidecar_on_same_port_refuses_to_start);
-    tcase_add_test(tc, test_version_names_wolfssl_and_aesni);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("verbs");
-    tcase_add_checked_fixture(tc, it_setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_cli_every_verb);
+    tc = IT_TEST_CASE(s, "verbs", it_setup, it_teardown, 120, test_cli_every_verb);
     tcase_add_loop_test(tc, test_cli_version_spellings_agree, 0, 3);
-    suite_add_tcase(s, tc);
     return s;
 }

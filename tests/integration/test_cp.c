@@ -69,11 +69,7 @@ static void setup(void)
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "cp test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    cp_port = it_free_port();
-    in_port = it_free_port();
-    out_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
     it_write_file("tokens.txt", "# TOKEN NAMESPACE SERVICE_ACCOUNT\n"
                                 "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
                                 "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
@@ -84,9 +80,7 @@ static void setup(void)
     cp = start_cp();
     it_echo_start("echo", &echo_port);
     if (with_http) {
-        app_port = it_free_port();
-        http_in_port = it_free_port();
-        http_out_port = it_free_port();
+        IT_FREE_PORTS(&app_port, &http_in_port, &http_out_port);
     }
     it_cfg_write_cp("b.yaml", b_admin, cp_port, "b.token",
                     &(struct it_cfg){.workers = 2,
@@ -113,11 +107,6 @@ static void setup_pushes(void)
     ttl_s = 3600;
     with_http = true;
     setup();
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 static void probe_serial(char *serial, size_t cap)
@@ -454,17 +443,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp");
-    TCase *tc = tcase_create("rotation");
-    TCase *tp = tcase_create("pushes");
+    Suite *s =
+        IT_TEST_SUITE("cp", "rotation", NULL, setup_rotation, it_teardown, 180, test_cp_end_to_end);
 
-    tcase_add_checked_fixture(tc, setup_rotation, teardown);
-    tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test_cp_end_to_end);
-    suite_add_tcase(s, tc);
-    tcase_add_checked_fixture(tp, setup_pushes, teardown);
-    tcase_set_timeout(tp, 90);
-    tcase_add_test(tp, test_cp_pushes);
-    suite_add_tcase(s, tp);
+    IT_TEST_CASE(s, "pushes", setup_pushes, it_teardown, 90, test_cp_pushes);
     return s;
 }

@@ -80,8 +80,7 @@ static void setup(void)
     argv[3] = now;
     ck_assert_msg(it_run(argv, NULL, 60000, NULL, &err) == 0, "make_fixtures.py: %s", err);
     free(err);
-    cp_port = it_free_port();
-    cp_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &cp_admin);
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
     it_cp_cfg_write("cp.yaml", cp_port, cp_admin,
                     "cert_ttl: 1h\n"
@@ -90,11 +89,6 @@ static void setup(void)
                     "  audiences: [tollgate]\n"
                     "  keys: jwks.json\n"
                     "mesh: mesh.yaml\n");
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 START_TEST(test_cp_k8s_admin_and_token_bootstrap)
@@ -199,12 +193,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s");
-    TCase *tc = tcase_create("cp_k8s");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_cp_k8s_admin_and_token_bootstrap);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("cp_k8s", "cp_k8s", NULL, setup, it_teardown, 120,
+                         test_cp_k8s_admin_and_token_bootstrap);
 }

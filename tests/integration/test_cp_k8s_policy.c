@@ -30,11 +30,7 @@ static void setup(void)
                              "{\"tollgate.dev/inject\":\"enabled\"}}}");
     it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"evil\"}}");
     it_k8s_mesh_files();
-    cp_port = it_free_port();
-    in_port = it_free_port();
-    out_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
     it_k8s_write_cp("cp.yaml", cp_port, 0, "",
                     "    policy_resources: true\n    trust_configmaps: true\n");

@@ -146,13 +146,7 @@ static void setup(void)
     slice(false);
 
     it_k8s_mesh_files();
-    cp_port = it_free_port();
-    cp2_port = it_free_port();
-    cp_admin = it_free_port();
-    in_port = it_free_port();
-    out_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
+    IT_FREE_PORTS(&cp_port, &cp2_port, &cp_admin, &in_port, &out_port, &a_admin, &b_admin);
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh:\n"
                                "  outside: passthrough\n"
@@ -172,11 +166,6 @@ static void setup(void)
         .echo_port = echo_port,
         .b_allow = IT_API_ID,
     });
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 static void traffic(const char *when)
@@ -430,13 +419,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_watch");
-    TCase *tc = tcase_create("watch");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_k8s_watch_end_to_end);
-    tcase_add_test(tc, test_k8s_in_cluster);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("cp_k8s_watch", "watch", NULL, setup, it_teardown, 60,
+                         test_k8s_watch_end_to_end, test_k8s_in_cluster);
 }

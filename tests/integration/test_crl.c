@@ -25,8 +25,7 @@ static void setup(void)
     it_mesh_certs();
     make_crl();
     echo = it_echo_start("echo", &echo_port);
-    in_port = it_free_port();
-    b_admin = it_free_port();
+    IT_FREE_PORTS(&in_port, &b_admin);
     it_cfg_write("b.yaml",
                  &(struct it_cfg){.admin = b_admin,
                                   .id = "web",
@@ -34,11 +33,6 @@ static void setup(void)
                                   .in = {{"web-in", in_port, echo_port}}},
                  NULL);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 static bool call_as(const char *cert)
@@ -123,14 +117,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("crl");
-    TCase *tc = tcase_create("crl");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_crl_revocation_applies_live_and_bad_crl_is_refused);
-    tcase_add_test(tc, test_stale_crl_is_refused_and_the_last_good_one_kept);
-    tcase_add_test(tc, test_issuer_without_a_crl_is_refused);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("crl", "crl", NULL, setup, it_teardown, 60,
+                         test_crl_revocation_applies_live_and_bad_crl_is_refused,
+                         test_stale_crl_is_refused_and_the_last_good_one_kept,
+                         test_issuer_without_a_crl_is_refused);
 }

@@ -59,11 +59,6 @@ static void setup(void)
     self_exe[n] = '\0';
 }
 
-static void teardown(void)
-{
-    it_teardown();
-}
-
 static bool round_trip(int port)
 {
     char err[256] = "";
@@ -650,9 +645,7 @@ static void storm_setup(struct storm *x)
     int echo_port = 0, in_port = it_free_port(), a_admin = it_free_port();
 
     memset(x, 0, sizeof(*x));
-    x->cp_port = it_free_port();
-    x->out_port = it_free_port();
-    x->b_admin = it_free_port();
+    IT_FREE_PORTS(&x->cp_port, &x->out_port, &x->b_admin);
     it_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", IT_API_ID, NULL);
     it_write_file("sb.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
     make_crls();
@@ -1043,38 +1036,12 @@ END_TEST
 #define T_BYTES (64ull * MIB)
 #define T_CHUNK (256 * 1024)
 
-struct sender {
-    int fd;
-    uint64_t sent;
-    char hex[65];
-};
-
-/* Sends T_BYTES of pattern 77, paced to about 32 MiB/s so the transfer is in flight when
- * SIGTERM comes, then shuts its write side. */
-static void *send_paced(void *arg)
-{
-    struct sender *s = arg;
-    struct it_sha256 *h = it_sha256_new();
-    char *buf = malloc(T_CHUNK);
-
-    while (buf != NULL && s->sent < T_BYTES) {
-        it_pattern(77, s->sent, buf, T_CHUNK);
-        if (!it_send_all(s->fd, buf, T_CHUNK))
-            break;
-        it_sha256_update(h, buf, T_CHUNK);
-        s->sent += T_CHUNK;
-        it_sleep_ms(8);
-    }
-    shutdown(s->fd, SHUT_WR);
-    it_sha256_final(h, s->hex);
-    free(buf);
-    return NULL;
-}
-
 START_TEST(test_sigterm_during_transfer_completes_identical_refuses_new_exits_0)
 {
     struct it_mesh m;
-    struct sender snd = {0};
+    /* T_BYTES of pattern 77, paced to about 32 MiB/s so the transfer is in flight when
+     * SIGTERM comes */
+    struct it_sender snd = {.seed = 77, .bytes = T_BYTES, .chunk = T_CHUNK, .pause_ms = 8};
     struct it_sha256 *h;
     char *buf = malloc(T_CHUNK), hex[65];
     uint64_t got = 0, bad_at = UINT64_MAX, t_term = 0, t_done;
@@ -1089,7 +1056,7 @@ START_TEST(test_sigterm_during_transfer_completes_identical_refuses_new_exits_0)
     snd.fd = it_connect(m.out_port, 30000);
     ck_assert_msg(snd.fd >= 0, "connect: %s", strerror(-snd.fd));
     h = it_sha256_new();
-    ck_assert_int_eq(pthread_create(&th, NULL, send_paced, &snd), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, it_pattern_sender, &snd), 0);
     while ((n = recv(snd.fd, buf, T_CHUNK, 0)) > 0) {
         size_t ok = bad_at == UINT64_MAX ? it_pattern_check(77, got, buf, (size_t)n) : 0;
 
@@ -1133,23 +1100,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("cp_outage");
+    Suite *s =
+        IT_TEST_SUITE("faults", "cp_outage", NULL, setup, it_teardown, 180,
+                      test_cp_killed_60s_another_stalled_certificate_expires_push_storm_beside);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test_cp_killed_60s_another_stalled_certificate_expires_push_storm_beside);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("wrong_cp");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_control_plane_with_wrong_identity_never_hears_the_token);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("sigterm");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_sigterm_during_transfer_completes_identical_refuses_new_exits_0);
-    suite_add_tcase(s, tc);
+    IT_TEST_CASE(s, "wrong_cp", setup, it_teardown, 60,
+                 test_control_plane_with_wrong_identity_never_hears_the_token);
+    IT_TEST_CASE(s, "sigterm", setup, it_teardown, 60,
+                 test_sigterm_during_transfer_completes_identical_refuses_new_exits_0);
     return s;
 }
 

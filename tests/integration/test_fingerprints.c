@@ -20,12 +20,7 @@ static void setup(void)
     /* a second certificate of the same workload, as a second replica holds */
     it_certs("issue", "--ca", "ca", "--out", "api2", "--spiffe", IT_API_ID, NULL);
     echo = it_echo_start("echo", &echo_port);
-    in_port = it_free_port();
-    a_port = it_free_port();
-    d_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
-    d_admin = it_free_port();
+    IT_FREE_PORTS(&in_port, &a_port, &d_port, &a_admin, &b_admin, &d_admin);
     it_write_file("b.yaml",
                   "admin: 127.0.0.1:%d\n"
                   "workers: 2\n"
@@ -42,11 +37,6 @@ static void setup(void)
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
     a = it_client_start("a", "api.pem", "api.key", "ca.pem", a_port, in_port, a_admin);
     d = it_client_start("d", "api2.pem", "api2.key", "ca.pem", d_port, in_port, d_admin);
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 /* The SHA-256 fingerprint of pem's certificate by the openssl CLI, as lowercase hex. */
@@ -119,12 +109,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("fingerprints");
-    TCase *tc = tcase_create("fingerprints");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_limit_by_fingerprint_holds_one_certificate_not_its_workload);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("fingerprints", "fingerprints", NULL, setup, it_teardown, 60,
+                         test_limit_by_fingerprint_holds_one_certificate_not_its_workload);
 }

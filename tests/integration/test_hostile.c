@@ -624,44 +624,32 @@ static void start_a(const struct hostile *c)
                   &(struct it_cfg){.out = {{"api-out", out_port, srv_port, IT_WEB_ID}}});
 }
 
-static size_t add_args(const char **argv, size_t n, const struct hostile *c)
+static void add_args(struct it_argv *a, const struct hostile *c)
 {
     for (size_t i = 0; i < TG_NELEM(c->args) && c->args[i] != NULL; i++)
-        argv[n++] = c->args[i];
-    return n;
+        IT_ARGV_ADD(a, c->args[i]);
+}
+
+/* The intermediates the peer presents, if any. */
+static const char *chain(const struct hostile *c)
+{
+    return (c->flags & (F_ONE_INT | F_TWO_INTS)) ? "chain.pem" : NULL;
 }
 
 /* s_client presents the peer certificate to B, sends PAYLOAD and keeps reading (-ign_eof).
  * Returns whether the echo came back; ck_asserts that a refused client was closed. */
 static bool run_client(const struct hostile *c)
 {
-    const char *argv[MAX_ARGS];
-    char addr[32];
+    struct it_argv a;
     struct it_proc *cli;
-    size_t n = 0;
     bool echoed;
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", (c->flags & F_OPEN) ? open_port : in_port);
-    argv[n++] = it_openssl();
-    argv[n++] = "s_client";
-    argv[n++] = "-connect";
-    argv[n++] = addr;
-    argv[n++] = "-CAfile";
-    argv[n++] = "ca.pem";
-    argv[n++] = "-ign_eof";
-    if (!(c->flags & F_NO_CERT)) {
-        argv[n++] = "-cert";
-        argv[n++] = "peer.pem";
-        argv[n++] = "-key";
-        argv[n++] = "peer.key";
-        if (c->flags & (F_ONE_INT | F_TWO_INTS)) {
-            argv[n++] = "-cert_chain";
-            argv[n++] = "chain.pem";
-        }
-    }
-    n = add_args(argv, n, c);
-    argv[n] = NULL;
-    cli = it_spawn("s_client", argv, IT_STDIN_PIPE);
+    it_openssl_argv(&a, "s_client", (c->flags & F_OPEN) ? open_port : in_port,
+                    (c->flags & F_NO_CERT) ? NULL : "peer",
+                    (c->flags & F_NO_CERT) ? NULL : chain(c));
+    IT_ARGV_ADD(&a, "-CAfile", "ca.pem", "-ign_eof");
+    add_args(&a, c);
+    cli = it_spawn("s_client", a.v, IT_STDIN_PIPE);
     ck_assert(it_send_all(cli->stdin_fd, PAYLOAD, strlen(PAYLOAD)));
     if (c->reason == NULL) {
         echoed = it_wait_file_contains(cli->out_path, PAYLOAD, PEER_TIMEOUT_MS);
@@ -678,33 +666,19 @@ static bool run_client(const struct hostile *c)
  * A. Returns whether s_server's answer (the payload reversed) came back. */
 static bool run_server(const struct hostile *c)
 {
-    const char *argv[MAX_ARGS];
-    char addr[32], buf[128];
+    char buf[128];
+    struct it_argv a;
     struct it_proc *srv;
-    size_t n = 0, got;
+    size_t got;
     int fd, eof;
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", srv_port);
-    argv[n++] = it_openssl();
-    argv[n++] = "s_server";
-    argv[n++] = "-accept";
-    argv[n++] = addr;
-    argv[n++] = "-cert";
-    argv[n++] = "peer.pem";
-    argv[n++] = "-key";
-    argv[n++] = "peer.key";
-    if (c->flags & (F_ONE_INT | F_TWO_INTS)) {
-        argv[n++] = "-cert_chain";
-        argv[n++] = "chain.pem";
-    }
-    argv[n++] = "-alpn";
-    argv[n++] = "tollgate";
+    it_openssl_argv(&a, "s_server", srv_port, "peer", chain(c));
+    IT_ARGV_ADD(&a, "-alpn", "tollgate");
     if (c->reason == NULL)
-        argv[n++] = "-rev"; /* answers each line reversed; otherwise it prints what it got */
-    n = add_args(argv, n, c);
-    argv[n] = NULL;
+        IT_ARGV_ADD(&a, "-rev"); /* answers each line reversed; otherwise it prints what it got */
+    add_args(&a, c);
     /* stdin stays open: at its EOF s_server (without -rev) would end the session */
-    srv = it_spawn("s_server", argv, IT_STDIN_PIPE);
+    srv = it_spawn("s_server", a.v, IT_STDIN_PIPE);
     ck_assert_msg(it_wait_file_contains(srv->out_path, "ACCEPT", 10000), "s_server did not start");
     start_a(c);
 
@@ -807,11 +781,7 @@ static void setup(void)
     it_setup();
     echo_port = 0;
     echo = it_echo_start("echo", &echo_port);
-    admin_port = it_free_port();
-    in_port = it_free_port();
-    open_port = it_free_port();
-    out_port = it_free_port();
-    srv_port = it_free_port();
+    IT_FREE_PORTS(&admin_port, &in_port, &open_port, &out_port, &srv_port);
 }
 
 static void teardown(void)
@@ -951,28 +921,19 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("hostile");
     /* the cases in two halves: ctest runs each TCase as a test of its own, side by side
-     * (tests/CMakeLists.txt finds them by their tcase_create lines) */
+     * (tests/CMakeLists.txt finds them by their names in these calls) */
+    Suite *s = IT_TEST_SUITE("hostile", "early_data_pha", NULL, setup, teardown, 60,
+                             test_inbound_never_accepts_early_data,
+                             test_outbound_offers_no_early_data_and_no_post_handshake_auth);
     TCase *halves[] = {
-        tcase_create("hostile_first_half"),
-        tcase_create("hostile_second_half"),
+        it_test_case_of(s, "hostile_first_half", setup, teardown, 60, NULL, 0),
+        it_test_case_of(s, "hostile_second_half", setup, teardown, 60, NULL, 0),
     };
     int n = (int)TG_NELEM(cases);
-    TCase *tc;
 
-    for (int h = 0; h < 2; h++) {
-        tc = halves[h];
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_loop_test(tc, test_hostile_peer_refused_in_handshake, h * n / 2, (h + 1) * n / 2);
-        suite_add_tcase(s, tc);
-    }
-    tc = tcase_create("early_data_pha");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_inbound_never_accepts_early_data);
-    tcase_add_test(tc, test_outbound_offers_no_early_data_and_no_post_handshake_auth);
-    suite_add_tcase(s, tc);
+    for (int h = 0; h < 2; h++)
+        tcase_add_loop_test(halves[h], test_hostile_peer_refused_in_handshake, h * n / 2,
+                            (h + 1) * n / 2);
     return s;
 }

@@ -45,16 +45,7 @@ static void setup(void)
 {
     it_setup();
     it_mesh_certs();
-    app_port = it_free_port();
-    in_port = it_free_port();
-    out_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
+    IT_FREE_PORTS(&app_port, &in_port, &out_port, &a_admin, &b_admin);
 }
 
 /* B's config: protocol: http with http_opts; extra: more YAML at the top level. */
@@ -406,16 +397,8 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("http");
-    TCase *tc = tcase_create("http");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_keepalive_pipelined_headers_and_upgrade);
-    tcase_add_test(tc, test_smuggling_corpus_refused);
-    tcase_add_test(tc, test_rules_403_and_rate_limit_429);
-    tcase_add_test(tc, test_reload_applies_to_the_next_request);
-    tcase_add_test(tc, test_permissive_plain_text_caller);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE(
+        "http", "http", NULL, setup, it_teardown, 60, test_keepalive_pipelined_headers_and_upgrade,
+        test_smuggling_corpus_refused, test_rules_403_and_rate_limit_429,
+        test_reload_applies_to_the_next_request, test_permissive_plain_text_caller);
 }

@@ -110,21 +110,11 @@ static void write_b(const char *crls, const char *extra_identity)
 static void start(const char *crls, const char *extra_identity)
 {
     echo = it_echo_start("echo", &echo_port);
-    in_port = it_free_port();
-    a_port = it_free_port();
-    c_port = it_free_port();
-    a_admin = it_free_port();
-    b_admin = it_free_port();
-    c_admin = it_free_port();
+    IT_FREE_PORTS(&in_port, &a_port, &c_port, &a_admin, &b_admin, &c_admin);
     write_b(crls, extra_identity);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
     a = it_client_start("a", "api-chain.pem", "api.key", "root.pem", a_port, in_port, a_admin);
     c = it_client_start("c", "api2-chain.pem", "api2.key", "root.pem", c_port, in_port, c_admin);
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 static bool through(int port)
@@ -244,13 +234,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("intermediates");
-    TCase *tc = tcase_create("intermediates");
-
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate);
-    tcase_add_test(tc, test_crls_revoke_only_what_their_signer_issued);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("intermediates", "intermediates", NULL, NULL, it_teardown, 60,
+                         test_intermediate_crl_revokes_a_leaf_root_crl_an_intermediate,
+                         test_crls_revoke_only_what_their_signer_issued);
 }

@@ -27,10 +27,7 @@ static void setup(void)
     it_mesh_certs();
     it_certs("issue", "--ca", "ca", "--out", "noisy", "--spiffe", NOISY_ID, NULL);
     echo = it_echo_start("echo", &echo_port);
-    in_port = it_free_port();
-    capped_port = it_free_port();
-    shared_port = it_free_port();
-    b_admin = it_free_port();
+    IT_FREE_PORTS(&in_port, &capped_port, &shared_port, &b_admin);
     snprintf(shared_more, sizeof(shared_more), "limits: {bytes_per_second: %d}", BYTES_PER_SECOND);
     it_cfg_write(
         "b.yaml",
@@ -46,11 +43,6 @@ static void setup(void)
         "    - {principal: \"" IT_API_ID "\", bytes_per_second: %d}\n",
         BYTES_PER_SECOND);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-}
-
-static void teardown(void)
-{
-    it_teardown();
 }
 
 /* An outbound sidecar with identity name, without resumption, towards B's port to. */
@@ -241,15 +233,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("limits");
-    TCase *tc = tcase_create("limits");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, test_noisy_identity_limited_while_other_runs_free);
-    tcase_add_test(tc, test_bytes_per_second_paces_within_15_percent);
-    tcase_add_test(tc, test_listener_cap_closes_the_excess_at_once);
-    tcase_add_test(tc, test_listener_bytes_per_second_shared);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("limits", "limits", NULL, setup, it_teardown, 90,
+                         test_noisy_identity_limited_while_other_runs_free,
+                         test_bytes_per_second_paces_within_15_percent,
+                         test_listener_cap_closes_the_excess_at_once,
+                         test_listener_bytes_per_second_shared);
 }

@@ -62,15 +62,7 @@ static void setup(void)
     self_exe[n] = '\0';
     it_mesh_certs();
     m.echo = it_echo_start("echo", &m.echo_port);
-    m.in_port = it_free_port();
-    m.out_port = it_free_port();
-    m.a_admin = it_free_port();
-    m.b_admin = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
+    IT_FREE_PORTS(&m.in_port, &m.out_port, &m.a_admin, &m.b_admin);
 }
 
 /* B: web-in (in_port -> echo, allow api) plus fault_pair's listeners. With ulimit > 0 it
@@ -1169,26 +1161,19 @@ START_TEST(test_fd_exhaustion_no_busy_loop_and_recovers)
 END_TEST
 
 /* One TCase per test, so that one can be run alone: CK_RUN_CASE=slowloris it_test_load */
-static void add(Suite *s, const char *name, const TTest *t)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, t);
-    suite_add_tcase(s, tc);
-}
-
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("load");
+    Suite *s = IT_TEST_SUITE("load", "concurrent_and_rate", NULL, setup, it_teardown, 90,
+                             test_1000_echoing_connections_and_200_handshakes_a_second_for_30s);
 
-    add(s, "concurrent_and_rate",
-        test_1000_echoing_connections_and_200_handshakes_a_second_for_30s);
-    add(s, "slow_upstream", test_slow_upstream_backpressure_bounds_memory);
-    add(s, "slowloris", test_slowloris_silent_sockets_time_out_legit_served);
-    add(s, "upstream_faults", test_upstream_reset_blackhole_halfclose_end_cleanly);
-    add(s, "fd_exhaustion", test_fd_exhaustion_no_busy_loop_and_recovers);
+    IT_TEST_CASE(s, "slow_upstream", setup, it_teardown, 90,
+                 test_slow_upstream_backpressure_bounds_memory);
+    IT_TEST_CASE(s, "slowloris", setup, it_teardown, 90,
+                 test_slowloris_silent_sockets_time_out_legit_served);
+    IT_TEST_CASE(s, "upstream_faults", setup, it_teardown, 90,
+                 test_upstream_reset_blackhole_halfclose_end_cleanly);
+    IT_TEST_CASE(s, "fd_exhaustion", setup, it_teardown, 90,
+                 test_fd_exhaustion_no_busy_loop_and_recovers);
     return s;
 }
 

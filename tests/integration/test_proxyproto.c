@@ -21,14 +21,7 @@ static void setup(void)
 {
     it_setup();
     it_mesh_certs();
-    in_port = it_free_port();
-    b_admin = it_free_port();
-    app_port = it_free_port();
-}
-
-static void teardown(void)
-{
-    it_teardown();
+    IT_FREE_PORTS(&in_port, &b_admin, &app_port);
 }
 
 static struct it_proc *start_b(void)
@@ -168,13 +161,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("proxyproto");
-    TCase *tc = tcase_create("proxyproto");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_nginx_sees_the_callers_address);
-    tcase_add_test(tc, test_tlvs_carry_spiffe_id_and_fingerprint);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("proxyproto", "proxyproto", NULL, setup, it_teardown, 60,
+                         test_nginx_sees_the_callers_address,
+                         test_tlvs_carry_spiffe_id_and_fingerprint);
 }

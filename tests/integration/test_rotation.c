@@ -22,11 +22,6 @@ static void setup(void)
     it_mesh_start(&mesh, "2s");
 }
 
-static void teardown(void)
-{
-    it_teardown();
-}
-
 /* A new connection through A; returns B's serial as A saw it (normalised). */
 static void probe_serial(char *serial, size_t cap)
 {
@@ -147,12 +142,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("rotation");
-    TCase *tc = tcase_create("rotation");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_rotation_under_load);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("rotation", "rotation", NULL, setup, it_teardown, 120,
+                         test_rotation_under_load);
 }
