@@ -15,6 +15,8 @@ export LC_ALL=C
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
 CLIENTS=${FLOOD_CLIENTS:-1000}
 SECONDS_=${FLOOD_SECONDS:-40}
@@ -37,16 +39,7 @@ for c in curl bc; do command -v $c >/dev/null || die "$c is needed"; done
 T=$(mktemp -d /tmp/tollgate-cp-flood.XXXXXX)
 PIDS=()
 cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-        local left=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
-        [ $left -eq 0 ] && break
-        sleep 0.1
-    done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    stop_pids 20 "${PIDS[@]}"
     rm -rf "$T"
 }
 trap cleanup EXIT

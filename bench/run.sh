@@ -18,6 +18,8 @@ export LC_ALL=C
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
 TG=$BUILD/tollgate
 TGC=$BUILD/tollgate-certs
@@ -94,15 +96,7 @@ cleanup() {
         # nginx masters' workers too, in case the master dies before they do
         for c in $(pgrep -P "$p" 2>/dev/null); do all+=("$c"); done
     done
-    for p in "${all[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        local left=0
-        for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
-        [ $left -eq 0 ] && break
-        sleep 0.1
-    done
-    for p in "${all[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    stop_pids 10 "${all[@]}"
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -392,14 +386,29 @@ EOF
         { REASON="$REASON: $(tail -qn1 "$d/in/error.log" "$d/out/error.log" | tr '\n' ' ')"; return 1; }
 }
 
+# stunnel_conf DIR SIDE TLS WEB_ACCEPT WEB_CONNECT BULK_ACCEPT BULK_CONNECT: DIR/SIDE.conf, the
+# [web] and [bulk] services of one side (in or out) with the TLS lines given
+stunnel_conf() {
+    cat >"$1/$2.conf" <<EOF
+foreground = yes
+syslog = no
+debug = 3
+pid = $1/$2.pid
+[web]
+accept = 127.0.0.1:$4
+connect = 127.0.0.1:$5
+$3
+[bulk]
+accept = 127.0.0.1:$6
+connect = 127.0.0.1:$7
+$3
+EOF
+}
 # --- stunnel: two processes (stunnel runs one thread per connection; no worker setting)
 start_stunnel() { # NAME INDEX
     local n=$1 d=$T/$1
     ports_of "$2"
     mkdir -p "$d"
-    local glob="foreground = yes
-syslog = no
-debug = 3"
     local cli="client = yes
 cert = $T/client.pem
 key = $T/client.key
@@ -417,30 +426,8 @@ requireCert = yes
 sslVersionMin = TLSv1.3
 options = NO_TICKET
 TIMEOUTclose = 0"
-    cat >"$d/out.conf" <<EOF
-$glob
-pid = $d/out.pid
-[web]
-accept = 127.0.0.1:$OW
-connect = 127.0.0.1:$IW
-$cli
-[bulk]
-accept = 127.0.0.1:$OB
-connect = 127.0.0.1:$IB
-$cli
-EOF
-    cat >"$d/in.conf" <<EOF
-$glob
-pid = $d/in.pid
-[web]
-accept = 127.0.0.1:$IW
-connect = 127.0.0.1:$BACKEND
-$srv
-[bulk]
-accept = 127.0.0.1:$IB
-connect = 127.0.0.1:$IPERF
-$srv
-EOF
+    stunnel_conf "$d" out "$cli" "$OW" "$IW" "$OB" "$IB"
+    stunnel_conf "$d" in "$srv" "$IW" "$BACKEND" "$IB" "$IPERF"
     spawn "$d/in.log" stunnel4 "$d/in.conf"
     INPID[$n]=$SPAWNED
     spawn "$d/out.log" stunnel4 "$d/out.conf"

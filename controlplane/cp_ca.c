@@ -1,14 +1,5 @@
-/* The control plane's CA (cp_ca.h): certificates built with x509.h, which tollgate-certs
- * (certs/certtool.c) shares. */
-#include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
-#include <wolfssl/wolfcrypt/asn.h>
-#include <wolfssl/wolfcrypt/asn_public.h>
-#include <wolfssl/wolfcrypt/coding.h>
-#include <wolfssl/wolfcrypt/ecc.h>
-#include <wolfssl/wolfcrypt/error-crypt.h>
-#include <wolfssl/wolfcrypt/random.h>
-
+/* The control plane's CA (cp_ca.h): certificates built and checked through certgen.h, which
+ * tollgate-certs (certs/certtool.c) shares; wolfSSL stays behind lib/pki. */
 #include "cp_ca.h"
 
 #include <stdio.h>
@@ -16,16 +7,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "tollgate/certgen.h"
+#include "tollgate/certview.h"
+#include "tollgate/file.h"
 #include "tollgate/identity.h"
 #include "tollgate/spiffe.h"
-#include "tollgate/x509.h"
 
 #define MAX_CHAIN 8
 #define MAX_SKEW_S 60
 
 struct tg_cp_ca {
-    ecc_key key;
-    bool key_ok;
+    struct tg_key *key;
     unsigned char *der; /* the signing certificate */
     size_t der_len;
     struct tg_cert_info info;
@@ -70,34 +62,12 @@ static int next_block(const char *pem, size_t len, size_t *pos, const char *labe
 static int next_cert(const char *pem, size_t len, size_t *pos, unsigned char **der, size_t *der_len,
                      const char **block, size_t *block_len)
 {
-    int n, found = next_block(pem, len, pos, "CERTIFICATE", block, block_len);
-    unsigned char *buf;
+    int found = next_block(pem, len, pos, "CERTIFICATE", block, block_len);
 
     if (found <= 0)
         return found;
-    buf = malloc(*block_len);
-    if (buf == NULL)
-        return TG_ENOMEM;
-    n = wc_CertPemToDer((const unsigned char *)*block, (int)*block_len, buf, (int)*block_len,
-                        CERT_TYPE);
-    if (n <= 0) {
-        free(buf);
-        return TG_EINVAL;
-    }
-    *der = buf;
-    *der_len = (size_t)n;
-    return 1;
-}
-
-static bool self_signed(const unsigned char *der, size_t len)
-{
-    DecodedCert dc;
-    bool yes;
-
-    wc_InitDecodedCert(&dc, der, (word32)len, NULL);
-    yes = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.selfSigned;
-    wc_FreeDecodedCert(&dc);
-    return yes;
+    return tg_pem_block_der(*block, *block_len, TG_PEM_BLOCK_CERT, der, der_len) < 0 ? TG_EINVAL
+                                                                                     : 1;
 }
 
 /* ---- the CA ---- */
@@ -106,8 +76,7 @@ void tg_cp_ca_free(struct tg_cp_ca *ca)
 {
     if (ca == NULL)
         return;
-    if (ca->key_ok)
-        wc_ecc_free(&ca->key);
+    tg_key_free(ca->key);
     free(ca->der);
     for (size_t i = 0; i < ca->n_up; i++)
         free(ca->up_der[i]);
@@ -141,7 +110,7 @@ static int load_certs(struct tg_cp_ca *ca, const char *pem, size_t len, const ch
     int found;
 
     while ((found = next_cert(pem, len, &pos, &der, &der_len, &block, &block_len)) == 1) {
-        bool root = self_signed(der, der_len);
+        bool root = tg_cert_self_signed(der, der_len);
         char *grown;
 
         if (n > 0 && root) {
@@ -197,27 +166,29 @@ int tg_cp_ca_new(const char *cert_pem, size_t cert_len, const char *key_pem, siz
         goto fail;
     }
     rc = TG_EINVAL;
-    if (!ca->info.is_ca || (!ca->info.key_cert_sign && ca->info.eku_set)) {
-        tg_err_set(err, rc, "%s: cert (serial %s) is not a CA certificate", what, ca->info.serial);
+    if (!ca->info.is_ca) {
+        tg_err_set(err, rc,
+                   "%s: cert (serial %s) is not a CA certificate (basicConstraints CA:TRUE)", what,
+                   ca->info.serial);
+        goto fail;
+    }
+    if (ca->info.ku_set && !ca->info.key_cert_sign) {
+        tg_err_set(err, rc, "%s: cert (serial %s): its keyUsage lacks keyCertSign", what,
+                   ca->info.serial);
         goto fail;
     }
     if (ca->info.not_after <= now || ca->info.not_before > now + MAX_SKEW_S) {
         tg_err_set(err, rc, "%s: cert (serial %s) is not valid now", what, ca->info.serial);
         goto fail;
     }
-    if (wc_ecc_init(&ca->key) != 0) {
-        rc = TG_ETLS;
-        goto fail;
-    }
-    ca->key_ok = true;
     snprintf(key_what, sizeof(key_what), "%s: key", what);
-    if ((rc = tg_x509_key_decode(key_pem, key_len, false, &ca->key, key_what, err)) < 0 ||
-        (rc = tg_x509_key_matches(ca->der, ca->der_len, &ca->key, what, err)) < 0)
+    if ((rc = tg_key_decode(key_pem, key_len, false, key_what, &ca->key, err)) < 0 ||
+        (rc = tg_key_matches(ca->key, ca->der, ca->der_len, what, err)) < 0)
         goto fail;
-    if (self_signed(ca->der, ca->der_len)) {
+    if (tg_cert_self_signed(ca->der, ca->der_len)) {
         size_t n;
 
-        if ((rc = tg_x509_pem(ca->der, ca->der_len, CERT_TYPE, &ca->root_pem, &n, err)) < 0)
+        if ((rc = tg_pem_encode(ca->der, ca->der_len, TG_PEM_CERT, &ca->root_pem, &n, err)) < 0)
             goto fail;
     }
     *out = ca;
@@ -227,73 +198,31 @@ fail:
     return rc;
 }
 
+/* The certificates above the signing one, from the root side down, then (with self) the
+ * signing one: what verifies the next. cas has room for MAX_CHAIN + 1. */
+static size_t chain_down(const struct tg_cp_ca *ca, bool self, struct tg_cert_der *cas)
+{
+    size_t n = 0;
+
+    for (size_t i = ca->n_up; i-- > 0;)
+        cas[n++] = (struct tg_cert_der){ca->up_der[i], ca->up_len[i]};
+    if (self)
+        cas[n++] = (struct tg_cert_der){ca->der, ca->der_len};
+    return n;
+}
+
 int tg_cp_ca_check_roots(const struct tg_cp_ca *ca, const struct tg_strlist *roots, char *err)
 {
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    int rc = TG_EINVAL, v;
+    struct tg_cert_der cas[MAX_CHAIN + 1];
+    char what[TG_ERRLEN];
+    size_t n = chain_down(ca, false, cas);
 
-    if (cm == NULL)
-        return TG_ENOMEM;
-    for (size_t i = 0; i < roots->n; i++)
-        wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)roots->v[i],
-                                        (long)strlen(roots->v[i]), WOLFSSL_FILETYPE_PEM);
-    /* the intermediates from the root side down, each verified by what is loaded */
-    for (size_t i = ca->n_up; i-- > 0;) {
-        if (wolfSSL_CertManagerLoadCABuffer(cm, ca->up_der[i], (long)ca->up_len[i],
-                                            WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
-            tg_err_set(err, rc, "CA intermediate %zu does not chain to the roots", i + 1);
-            goto fail;
-        }
-    }
-    v = wolfSSL_CertManagerVerifyBuffer(cm, ca->der, (long)ca->der_len, WOLFSSL_FILETYPE_ASN1);
-    if (v != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "CA certificate (serial %s) does not chain to the roots: %s",
-                   ca->info.serial, wolfSSL_ERR_reason_error_string((unsigned long)v));
-        goto fail;
-    }
-    rc = 0;
-fail:
-    wolfSSL_CertManagerFree(cm);
-    return rc;
+    snprintf(what, sizeof(what), "CA certificate (serial %s)", ca->info.serial);
+    return tg_cert_chain_check((const char *const *)roots->v, roots->n, cas, n, ca->der,
+                               ca->der_len, what, err);
 }
 
 /* ---- issuing ---- */
-
-/* The CSR's public key, after checking the CSR's own signature (proof that the asker holds
- * the private key). */
-static int csr_key(const unsigned char *csr, size_t len, ecc_key *key, char *err)
-{
-    DecodedCert dc;
-    byte spki[256];
-    word32 spki_len = sizeof(spki), idx = 0;
-    int ret, rc = TG_EINVAL;
-
-    if (len == 0 || len > 64 * 1024)
-        return tg_err_set(err, rc, "CSR of %zu bytes", len);
-    wc_InitDecodedCert(&dc, csr, (word32)len, NULL);
-    ret = wc_ParseCert(&dc, CERTREQ_TYPE, VERIFY, NULL);
-    if (ret != 0) {
-        tg_err_set(err, rc, "CSR does not parse or its signature does not verify: %s",
-                   wc_GetErrorString(ret));
-        goto fail;
-    }
-    if (dc.keyOID != ECDSAk || wc_GetPubKeyDerFromCert(&dc, spki, &spki_len) != 0) {
-        tg_err_set(err, rc, "CSR key is not an EC key");
-        goto fail;
-    }
-    if ((ret = wc_EccPublicKeyDecode(spki, &idx, key, spki_len)) != 0) {
-        tg_err_set(err, rc, "CSR key does not decode: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    if (key->dp == NULL || key->dp->id != ECC_SECP256R1) {
-        tg_err_set(err, rc, "CSR key is not P-256");
-        goto fail;
-    }
-    rc = 0;
-fail:
-    wc_FreeDecodedCert(&dc);
-    return rc;
-}
 
 /* What a leaf says beyond its key: CN, SANs and extended key usage. */
 struct leaf_spec {
@@ -305,46 +234,32 @@ struct leaf_spec {
     const char *eku;
 };
 
-static int fill_leaf(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t ttl_s,
-                     ecc_key *subject, WC_RNG *rng, Cert *cert, char *err)
-{
-    time_t now = time(NULL), na = now + (time_t)ttl_s;
-    int64_t skew = ttl_s / 10 < MAX_SKEW_S ? ttl_s / 10 : MAX_SKEW_S;
-    int ret, rc;
-
-    if ((rc = tg_x509_set_cn(cert, ls->cn, err)) < 0 ||
-        (rc = tg_x509_set_serial(cert, rng, err)) < 0)
-        return rc;
-    if (na > (time_t)ca->info.not_after)
-        na = (time_t)ca->info.not_after; /* never outlive the CA */
-    if ((rc = tg_x509_set_validity(cert, now - (time_t)skew, na, err)) < 0)
-        return rc;
-    cert->basicConstSet = 1; /* CA:FALSE, written out (critical: see der.h) */
-    if ((ret = wc_SetKeyUsage(cert, "digitalSignature")) != 0 ||
-        (ret = wc_SetExtKeyUsage(cert, ls->eku)) != 0)
-        return tg_err_set(err, TG_ETLS, "key usage: %s", wc_GetErrorString(ret));
-    if (tg_x509_set_alt_names(cert, ls->uris, ls->n_uris, ls->dns, ls->n_dns, err) < 0)
-        return tg_err_set(err, TG_ETOOBIG, "names too long for a certificate");
-    return tg_x509_set_key_ids(cert, subject, ca->der, ca->der_len, tg_unconst(&ca->key), err);
-}
-
 /* Makes the certificate of ls for subject and appends the CA's chain: *chain malloc'd PEM. */
 static int issue(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t ttl_s,
-                 ecc_key *subject, WC_RNG *rng, char **chain, size_t *chain_len, char *err)
+                 const struct tg_key *subject, char **chain, size_t *chain_len, char *err)
 {
-    Cert *cert = calloc(1, sizeof(*cert));
-    byte *der = malloc(TG_X509_DER_CAP);
+    int64_t now = (int64_t)time(NULL), skew = ttl_s / 10 < MAX_SKEW_S ? ttl_s / 10 : MAX_SKEW_S;
+    struct tg_cert_spec spec = {.cn = ls->cn,
+                                .not_before = now - skew,
+                                .not_after = now + ttl_s,
+                                .key_usage = "digitalSignature",
+                                .ext_key_usage = ls->eku,
+                                .uris = ls->uris,
+                                .n_uris = ls->n_uris,
+                                .dns = ls->dns,
+                                .n_dns = ls->n_dns};
+    struct tg_cert_issuer by = {ca->der, ca->der_len, ca->key};
+    unsigned char *der = NULL;
     char *leaf = NULL, *out;
     size_t leaf_len = 0, der_len;
-    int rc = TG_ENOMEM;
+    int rc;
 
-    if (cert == NULL || der == NULL)
-        goto fail;
-    if ((rc = tg_x509_cert_init(cert, err)) < 0 ||
-        (rc = fill_leaf(ca, ls, ttl_s, subject, rng, cert, err)) < 0 ||
-        (rc = tg_x509_make(cert, subject, tg_unconst(&ca->key), rng, der, TG_X509_DER_CAP, &der_len,
-                           err)) < 0 ||
-        (rc = tg_x509_pem(der, der_len, CERT_TYPE, &leaf, &leaf_len, err)) < 0)
+    if (ttl_s <= 0)
+        return tg_err_set(err, TG_EINVAL, "TTL of %lld s", (long long)ttl_s);
+    if (spec.not_after > ca->info.not_after)
+        spec.not_after = ca->info.not_after; /* never outlive the CA */
+    if ((rc = tg_cert_make(&spec, subject, &by, &der, &der_len, err)) < 0 ||
+        (rc = tg_pem_encode(der, der_len, TG_PEM_CERT, &leaf, &leaf_len, err)) < 0)
         goto fail;
     rc = TG_ENOMEM;
     if ((out = malloc(leaf_len + ca->chain_len + 1)) == NULL)
@@ -359,50 +274,7 @@ static int issue(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t 
 fail:
     free(leaf);
     free(der);
-    free(cert);
     return rc;
-}
-
-/* Where the subject's public key comes from: a CSR, or a key made here. */
-typedef int (*load_key_fn)(const void *arg, size_t len, ecc_key *key, char *err);
-
-/* Makes the subject key with load, then the certificate of ls for it. */
-static int issue_with(const struct tg_cp_ca *ca, const struct leaf_spec *ls, int64_t ttl_s,
-                      load_key_fn load, const void *arg, size_t len, char **chain,
-                      size_t *chain_len, char *err)
-{
-    ecc_key subject;
-    WC_RNG rng;
-    bool subject_ok = false, rng_ok = false;
-    int rc = TG_ETLS;
-
-    if (ttl_s <= 0 || wc_InitRng(&rng) != 0) {
-        tg_err_set(err, rc, "random generator");
-        goto fail;
-    }
-    rng_ok = true;
-    if (wc_ecc_init(&subject) != 0)
-        goto fail;
-    subject_ok = true;
-    if ((rc = load(arg, len, &subject, err)) < 0)
-        goto fail;
-    rc = issue(ca, ls, ttl_s, &subject, &rng, chain, chain_len, err);
-fail:
-    if (subject_ok)
-        wc_ecc_free(&subject);
-    if (rng_ok)
-        wc_FreeRng(&rng);
-    return rc;
-}
-
-static int load_csr(const void *csr, size_t len, ecc_key *key, char *err)
-{
-    return csr_key(csr, len, key, err);
-}
-
-static int load_pem(const void *pem, size_t len, ecc_key *key, char *err)
-{
-    return tg_x509_key_decode(pem, len, false, key, "new key", err);
 }
 
 int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t csr_len,
@@ -410,6 +282,7 @@ int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t cs
 {
     struct tg_spiffe_id id;
     struct leaf_spec ls = {.n_uris = 1, .eku = "serverAuth,clientAuth"};
+    struct tg_key *subject = NULL;
     const char *sa;
     int rc;
 
@@ -417,9 +290,13 @@ int tg_cp_ca_sign(const struct tg_cp_ca *ca, const unsigned char *csr, size_t cs
         return rc;
     /* CN: the service account, or "tollgate" when it does not fit */
     sa = strstr(id.id + id.path_off, "/sa/");
-    ls.cn = sa != NULL && strlen(sa + 4) < CTC_NAME_SIZE ? sa + 4 : "tollgate";
+    ls.cn = sa != NULL && strlen(sa + 4) <= TG_CERT_CN_MAX ? sa + 4 : "tollgate";
     ls.uris = (const char *const[]){id.id};
-    return issue_with(ca, &ls, ttl_s, load_csr, csr, csr_len, chain, chain_len, err);
+    if ((rc = tg_csr_key(csr, csr_len, &subject, err)) < 0)
+        return rc;
+    rc = issue(ca, &ls, ttl_s, subject, chain, chain_len, err);
+    tg_key_free(subject);
+    return rc;
 }
 
 int tg_cp_ca_issue_dns(const struct tg_cp_ca *ca, const char *const *dns, size_t n_dns,
@@ -427,27 +304,23 @@ int tg_cp_ca_issue_dns(const struct tg_cp_ca *ca, const char *const *dns, size_t
                        size_t *key_len, char *err)
 {
     struct leaf_spec ls = {.dns = dns, .n_dns = n_dns, .eku = "serverAuth"};
-    struct tg_identity_key *k = NULL;
+    struct tg_key *k = NULL;
     int rc;
 
-    if (n_dns == 0 || strlen(dns[0]) >= CTC_NAME_SIZE)
+    if (n_dns == 0 || strlen(dns[0]) > TG_CERT_CN_MAX)
         return tg_err_set(err, TG_EINVAL, "a DNS name of at most %d bytes is needed",
-                          CTC_NAME_SIZE - 1);
+                          TG_CERT_CN_MAX);
     ls.cn = dns[0];
-    if ((rc = tg_identity_keygen(&k, err)) < 0)
+    if ((rc = tg_key_generate(&k, err)) < 0)
         return rc;
-    if ((rc = issue_with(ca, &ls, ttl_s, load_pem, k->pem, k->pem_len, chain, chain_len, err)) < 0)
+    if ((rc = issue(ca, &ls, ttl_s, k, chain, chain_len, err)) < 0)
         goto done;
-    if ((*key_pem = malloc(k->pem_len + 1)) == NULL) {
+    if ((rc = tg_key_pem(k, key_pem, key_len, err)) < 0) {
         free(*chain);
         *chain = NULL;
-        rc = TG_ENOMEM;
-        goto done;
     }
-    memcpy(*key_pem, k->pem, k->pem_len + 1);
-    *key_len = k->pem_len;
 done:
-    tg_identity_key_free(k);
+    tg_key_free(k);
     return rc;
 }
 
@@ -495,8 +368,9 @@ int tg_cp_ca_crl_der(const unsigned char *data, size_t len, const char *what, st
                      struct tg_res_blob *out, char *err)
 {
     size_t pos = 0, block_len;
-    const char *block, *b64, *b64_end;
-    word32 der_len;
+    const char *block;
+    unsigned char *der;
+    size_t der_len;
     int found = next_block((const char *)data, len, &pos, "X509 CRL", &block, &block_len);
 
     if (found < 0)
@@ -508,31 +382,19 @@ int tg_cp_ca_crl_der(const unsigned char *data, size_t len, const char *what, st
         out->len = len;
         return out->data == NULL ? TG_ENOMEM : 0;
     }
-    b64 = strchr(block, '\n');
-    b64_end = block + block_len - strlen("-----END X509 CRL-----");
-    if (b64 == NULL || b64 >= b64_end)
-        return tg_err_set(err, TG_EINVAL, "%s: empty PEM CRL", what);
-    der_len = (word32)(b64_end - b64);
-    if ((out->data = tg_resource_alloc(r, der_len)) == NULL)
-        return TG_ENOMEM;
-    if (Base64_Decode((const byte *)b64, (word32)(b64_end - b64), out->data, &der_len) != 0)
+    if (tg_pem_block_der(block, block_len, TG_PEM_BLOCK_CRL, &der, &der_len) < 0)
         return tg_err_set(err, TG_EINVAL, "%s: PEM CRL does not decode", what);
+    out->data = tg_resource_memdup(r, der, der_len);
     out->len = der_len;
-    return 0;
+    free(der);
+    return out->data == NULL ? TG_ENOMEM : 0;
 }
 
-bool tg_cp_ca_crl_signed_by(const struct tg_strlist *roots, const struct tg_res_blob *crl)
+bool tg_cp_ca_crl_signed_by(const struct tg_cp_ca *ca, const struct tg_strlist *roots,
+                            const struct tg_res_blob *crl)
 {
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    bool ok;
+    struct tg_cert_der cas[MAX_CHAIN + 1];
+    size_t n = chain_down(ca, !tg_cert_self_signed(ca->der, ca->der_len), cas);
 
-    if (cm == NULL)
-        return false;
-    for (size_t i = 0; i < roots->n; i++)
-        wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)roots->v[i],
-                                        (long)strlen(roots->v[i]), WOLFSSL_FILETYPE_PEM);
-    ok = wolfSSL_CertManagerLoadCRLBuffer(cm, crl->data, (long)crl->len, WOLFSSL_FILETYPE_ASN1) ==
-         WOLFSSL_SUCCESS;
-    wolfSSL_CertManagerFree(cm);
-    return ok;
+    return tg_crl_signed_by((const char *const *)roots->v, roots->n, cas, n, crl->data, crl->len);
 }

@@ -1,7 +1,7 @@
 /* tollgate-cp's certificate authority: the signing CA (key and certificate from files; an
  * intermediate under an offline root is fine), the issuing of SPIFFE leaf certificates for
- * CSRs, and the certificate handling around it (roots, CRLs). The only file of tollgate-cp
- * that uses wolfSSL. */
+ * CSRs, and the certificate handling around it (roots, CRLs), through lib/pki's certgen.h
+ * (no wolfSSL here). */
 #ifndef TOLLGATE_CP_CA_H
 #define TOLLGATE_CP_CA_H
 
@@ -17,7 +17,8 @@ struct tg_cp_ca;
 /* cert_pem: the signing CA's certificate first, then the intermediates above it (which go
  * into every issued chain; a self-signed certificate in the file does not). key_pem: its
  * EC P-256 private key (SEC1 or PKCS#8 PEM). what names the files in messages. Checks that
- * the certificate is a CA that may sign certificates, is valid now, and the key is its own.
+ * the certificate is a CA (basicConstraints CA:TRUE) that may sign certificates (a keyUsage
+ * without keyCertSign is refused), is valid now, and the key is its own.
  * 0, or a negative code with err. */
 TG_MUST_USE int tg_cp_ca_new(const char *cert_pem, size_t cert_len, const char *key_pem,
                              size_t key_len, const char *what, struct tg_cp_ca **out, char *err);
@@ -62,9 +63,11 @@ TG_MUST_USE int tg_cp_ca_split_roots(const char *pem, size_t len, const char *wh
 TG_MUST_USE int tg_cp_ca_crl_der(const unsigned char *data, size_t len, const char *what,
                                  struct tg_resource *r, struct tg_res_blob *out, char *err);
 
-/* Whether wolfSSL loads crl (DER) into a store holding only roots (PEM certificates), as a
- * TLS context trusting those roots loads it: for a CRL already checked against the whole
- * trust bundle (so fresh and well formed), false means another trust domain signed it. */
-bool tg_cp_ca_crl_signed_by(const struct tg_strlist *roots, const struct tg_res_blob *crl);
+/* Whether crl (DER) is signed by one of roots (PEM certificates) or by a CA of ca's chain
+ * below them (the signing intermediate and those above it), as a TLS context trusting them
+ * loads it: for a CRL already checked against the whole trust bundle (so fresh and well
+ * formed), false means another trust domain signed it. */
+bool tg_cp_ca_crl_signed_by(const struct tg_cp_ca *ca, const struct tg_strlist *roots,
+                            const struct tg_res_blob *crl);
 
 #endif

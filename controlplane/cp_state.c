@@ -272,7 +272,7 @@ static int select_crls(struct tg_cp_state *s, const struct tg_identity_pem *base
         goto done;
     }
     for (size_t i = 0; i < rv->n_crls; i++)
-        if (tg_cp_ca_crl_signed_by(&b->domains[0].roots_pem, &rv->crls[i]))
+        if (tg_cp_ca_crl_signed_by(s->ca, &b->domains[0].roots_pem, &rv->crls[i]))
             own[(*n_own)++] = all[i];
     rc = 0;
 done:

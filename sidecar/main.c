@@ -31,7 +31,9 @@ static const struct tg_cli_verb verbs[] = {
      "usage: tollgate run -c FILE\n"
      "Runs the sidecar with the config FILE (-c or --config) until SIGTERM or SIGINT, which\n"
      "drain (timeouts.drain); SIGHUP reloads the identity files at once. Logs go to stderr.\n"
-     "Exit 0 after a drain, 1 when the config or a listener fails.\n"},
+     "Under systemd ($NOTIFY_SOCKET set, Type=notify) it sends READY=1 once every listener\n"
+     "accepts, STOPPING=1 on drain, and WATCHDOG=1 while its workers answer ($WATCHDOG_USEC).\n"
+     "Exit 0 after a drain, 1 when the config, a listener or $NOTIFY_SOCKET fails.\n"},
     {"check", true,
      "usage: tollgate check -c FILE\n"
      "Loads FILE (-c or --config) and every file it names as run would, builds the TLS\n"

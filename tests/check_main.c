@@ -28,6 +28,13 @@ Suite *tg_test_suite_of(const char *suite, const char *tcase, const TTest *const
     return s;
 }
 
+TCase *tg_test_add_loops(TCase *tc, const struct tg_test_loop *loops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tcase_add_loop_test(tc, loops[i].test, 0, loops[i].n);
+    return tc;
+}
+
 int main(int argc, char **argv)
 {
     SRunner *sr;

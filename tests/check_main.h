@@ -28,6 +28,23 @@ Suite *tg_test_suite_of(const char *suite, const char *tcase, const TTest *const
 #define TG_TEST_SUITE(suite, tcase, tc, ...)                                                       \
     tg_test_suite_of(suite, tcase, TG_TEST_LIST(__VA_ARGS__), tc)
 
+/* A loop test over a table: test runs once for each _i from 0 to the table's length. */
+struct tg_test_loop {
+    const TTest *test;
+    int n;
+};
+#define TG_TEST_LOOP(test, table)                                                                  \
+    {                                                                                              \
+        test, (int)(sizeof(table) / sizeof((table)[0]))                                            \
+    }
+/* Adds loops[0..n-1] to tc, in order, and returns tc. */
+TCase *tg_test_add_loops(TCase *tc, const struct tg_test_loop *loops, size_t n);
+/* The same with the loops listed: TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_a, cases)). */
+#define TG_TEST_LOOPS(tc, ...)                                                                     \
+    tg_test_add_loops(tc, (const struct tg_test_loop[]){__VA_ARGS__},                              \
+                      sizeof((const struct tg_test_loop[]){__VA_ARGS__}) /                         \
+                          sizeof(struct tg_test_loop))
+
 /* Optional: a test file that re-executes itself as a helper process (a fake control plane,
  * a load server) defines this. When the program is started with arguments, the shared main
  * calls it instead of running the suite and exits with what it returns; without it, any

@@ -1,6 +1,4 @@
 /* Sidecar injection by admission webhook (k8s_inject.h). */
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/coding.h>
 
 #include "k8s_inject.h"
 
@@ -10,6 +8,7 @@
 #include <string.h>
 
 #include "k8s_objects.h"
+#include "tollgate/certgen.h"
 #include "tollgate/log.h"
 
 #define INIT_CONTAINER "tollgate-init"
@@ -339,12 +338,12 @@ fail:
 
 int tg_k8s_base64(const char *in, size_t n, char **out)
 {
-    word32 cap = (word32)((n + 2) / 3 * 4 + 1);
+    size_t cap = (n + 2) / 3 * 4 + 1;
     char *p = malloc(cap);
 
     if (p == NULL)
         return TG_ENOMEM;
-    if (Base64_Encode_NoNl((const byte *)in, (word32)n, (byte *)p, &cap) != 0) {
+    if (tg_base64_encode(in, n, p, &cap) != 0) {
         free(p);
         return TG_ENOMEM;
     }

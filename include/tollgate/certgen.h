@@ -96,4 +96,37 @@ TG_MUST_USE int tg_pem_encode(const unsigned char *der, size_t len, enum tg_pem_
 TG_MUST_USE int tg_pem_cert_der(const char *pem, size_t len, const char *what, unsigned char **der,
                                 size_t *der_len, char *err);
 
+/* ---- what a CA checks (cacheck.c) ---- */
+
+/* A certificate as DER, borrowed. */
+struct tg_cert_der {
+    const unsigned char *der;
+    size_t len;
+};
+
+/* Whether der parses and is self-signed (a root). */
+bool tg_cert_self_signed(const unsigned char *der, size_t len);
+
+/* Whether the certificate der chains to one of roots (PEM strings) through cas (DER, from
+ * the root side down: cas[0] is signed by a root, each next one by the one before). what
+ * starts err. 0, TG_EINVAL or TG_ENOMEM. */
+TG_MUST_USE int tg_cert_chain_check(const char *const *roots, size_t n_roots,
+                                    const struct tg_cert_der *cas, size_t n_cas,
+                                    const unsigned char *der, size_t len, const char *what,
+                                    char *err);
+
+/* Whether the CRL crl (DER) is signed by one of roots (PEM) or of cas (DER, from the root
+ * side down, each verified first) and loads as a TLS context trusting them loads it. */
+bool tg_crl_signed_by(const char *const *roots, size_t n_roots, const struct tg_cert_der *cas,
+                      size_t n_cas, const unsigned char *crl, size_t len);
+
+/* The public key of a PKCS#10 request (DER) after its own signature verifies (proof that the
+ * asker holds the private key): EC P-256 only. *out holds no private half: it can be the
+ * subject of tg_cert_make, never a signer. TG_EINVAL naming what was wrong. */
+TG_MUST_USE int tg_csr_key(const unsigned char *csr, size_t len, struct tg_key **out, char *err);
+
+/* in (n bytes) as base64 without line breaks into out (*cap bytes, room for the NUL-less
+ * text: 4 * ceil(n / 3)); *cap becomes the length. 0, or TG_ETOOBIG. */
+TG_MUST_USE int tg_base64_encode(const void *in, size_t n, char *out, size_t *cap);
+
 #endif

@@ -25,6 +25,7 @@ struct tg_cert_info {
     int64_t not_after;
     char cn[65];            /* subject commonName, "" when none (cut at 64 bytes) */
     bool is_ca;             /* basicConstraints CA:TRUE */
+    bool ku_set;            /* keyUsage present */
     bool key_cert_sign;     /* keyUsage keyCertSign */
     bool eku_set;           /* extendedKeyUsage present */
     bool eku_server;        /* serverAuth (or anyExtendedKeyUsage) */

@@ -64,6 +64,7 @@ struct tg_worker {
     atomic_bool drain_requested;
     atomic_bool stop_requested;
     atomic_size_t n_conns; /* open connections, for the drain wait */
+    atomic_uint beats;     /* wake-ups handled: the control thread's watchdog sees it move */
     struct tg_gen *gen;    /* current, owned reference; loop thread only */
     uv_tcp_t *listeners;   /* [rt->n_listeners] */
     size_t open_listeners;
@@ -84,6 +85,10 @@ void tg_worker_publish(struct tg_worker *w, struct tg_gen *g);
 
 /* Any thread: stop accepting (listeners close); open connections carry on. */
 void tg_worker_drain(struct tg_worker *w);
+
+/* Control thread: asks the worker to show it is alive; its loop adds one to beats when it
+ * gets to the wake-up. A worker stuck in a call never does (the watchdog, control.c). */
+void tg_worker_ping(struct tg_worker *w);
 
 /* Any thread: close every connection and handle; the thread ends. Then tg_worker_join. */
 void tg_worker_stop(struct tg_worker *w);

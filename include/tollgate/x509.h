@@ -1,10 +1,9 @@
 /* Building X.509 certificates with wolfSSL's certificate generation, at wolfSSL's level (its
  * Cert, ecc_key and WC_RNG types): the steps under certgen.h, which is what callers outside
  * lib/pki use. EC P-256 keys, ECDSA with SHA-256. This header includes wolfSSL, so only
- * lib/pki includes it, and tollgate-cp's CA (controlplane/cp_ca.c) until it moves to
- * certgen.h. Functions with err write one line into it (TG_ERRLEN bytes) naming what was
- * wrong; what, where given, starts that line. No global state; any thread, one Cert per
- * thread. */
+ * lib/pki includes it (callers elsewhere use certgen.h). Functions with err write one line
+ * into it (TG_ERRLEN bytes) naming what was wrong; what, where given, starts that line. No global
+ * state; any thread, one Cert per thread. */
 #ifndef TOLLGATE_X509_H
 #define TOLLGATE_X509_H
 

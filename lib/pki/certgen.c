@@ -267,3 +267,44 @@ int tg_pem_cert_der(const char *pem, size_t len, const char *what, unsigned char
     *der_len = (size_t)n;
     return 0;
 }
+
+int tg_csr_key(const unsigned char *csr, size_t len, struct tg_key **out, char *err)
+{
+    struct tg_key *k = NULL;
+    DecodedCert dc;
+    byte spki[256];
+    word32 spki_len = sizeof(spki), idx = 0;
+    int ret, rc = TG_EINVAL;
+
+    if (len == 0 || len > 64 * 1024)
+        return tg_err_set(err, rc, "CSR of %zu bytes", len);
+    wc_InitDecodedCert(&dc, csr, (word32)len, NULL);
+    ret = wc_ParseCert(&dc, CERTREQ_TYPE, VERIFY, NULL);
+    if (ret != 0) {
+        tg_err_set(err, rc, "CSR does not parse or its signature does not verify: %s",
+                   wc_GetErrorString(ret));
+        goto fail;
+    }
+    if (dc.keyOID != ECDSAk || wc_GetPubKeyDerFromCert(&dc, spki, &spki_len) != 0) {
+        tg_err_set(err, rc, "CSR key is not an EC key");
+        goto fail;
+    }
+    if ((rc = key_new(&k, err)) < 0)
+        goto fail;
+    rc = TG_EINVAL;
+    if ((ret = wc_EccPublicKeyDecode(spki, &idx, &k->ecc, spki_len)) != 0) {
+        tg_err_set(err, rc, "CSR key does not decode: %s", wc_GetErrorString(ret));
+        goto fail;
+    }
+    if (k->ecc.dp == NULL || k->ecc.dp->id != ECC_SECP256R1) {
+        tg_err_set(err, rc, "CSR key is not P-256");
+        goto fail;
+    }
+    *out = k;
+    k = NULL;
+    rc = 0;
+fail:
+    tg_key_free(k);
+    wc_FreeDecodedCert(&dc);
+    return rc;
+}

@@ -77,6 +77,7 @@ int tg_cert_inspect(const unsigned char *der, size_t len, struct tg_cert_info *o
         snprintf(out->cn, sizeof(out->cn), "%.*s", dc.subjectCNLen < 64 ? (int)dc.subjectCNLen : 64,
                  dc.subjectCN);
     out->is_ca = dc.isCA;
+    out->ku_set = dc.extKeyUsageSet;
     out->key_cert_sign = dc.extKeyUsageSet && (dc.extKeyUsage & KEYUSE_KEY_CERT_SIGN);
     out->eku_set = dc.extExtKeyUsageSet;
     out->eku_server = dc.extExtKeyUsage & (EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_ANY);

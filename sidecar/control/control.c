@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "tollgate/admin.h"
@@ -16,6 +18,7 @@
 #include "tollgate/identity.h"
 #include "tollgate/log.h"
 #include "tollgate/metrics.h"
+#include "tollgate/notify.h"
 #include "tollgate/views.h"
 #include "tollgate/worker.h"
 #include "tollgate/workload.h"
@@ -48,6 +51,11 @@ struct control {
     size_t n_watch;
     uv_timer_t reload_timer;
     uv_timer_t drain_timer;
+    uv_timer_t watchdog_timer; /* WATCHDOG_USEC/2, when systemd asks for a watchdog */
+    struct tg_notify notify;   /* sd_notify: READY, STOPPING, STATUS, WATCHDOG */
+    unsigned *beats_seen;      /* [n_workers]: each worker's beats at the last watchdog tick */
+    unsigned pinged;           /* workers pinged at the last tick */
+    bool watchdog_stalled;     /* a worker missed a tick: pings withheld (logged once) */
     uv_signal_t sigterm, sigint, sighup;
     bool config_changed; /* the config file changed since the last rebuild */
     bool draining;       /* not ready, listeners closed */
@@ -80,6 +88,62 @@ struct control {
 static int start_workers(struct control *ctl, char *err);
 static void stop_cp(struct control *ctl);
 
+/* ---- systemd (notify.h) ---- */
+
+static void notify(struct control *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notify(struct control *ctl, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    int rc;
+
+    if (ctl->notify.fd < 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if ((rc = tg_notify_send(&ctl->notify, msg)) < 0)
+        tg_warn("NOTIFY_SOCKET: send failed: %s", strerror(-rc));
+}
+
+/* Every listener accepts: systemd may start the units ordered after ours. */
+static void notify_ready(struct control *ctl)
+{
+    notify(ctl, "READY=1\nSTATUS=ready: %s, %zu listeners, generation %llu\nMAINPID=%ld",
+           ctl->gen->identity->leaf.id.id, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id,
+           (long)getpid());
+}
+
+/* WATCHDOG=1 only when every worker answered the previous tick's ping: a worker stuck in a
+ * call stops the pings, and systemd restarts the sidecar (WatchdogSec=). */
+static void on_watchdog_timer(uv_timer_t *t)
+{
+    struct control *ctl = t->data;
+    unsigned stuck = ctl->pinged;
+
+    for (unsigned i = 0; i < ctl->pinged; i++)
+        if (atomic_load(&ctl->workers[i].beats) == ctl->beats_seen[i]) {
+            stuck = i;
+            break;
+        }
+    if (stuck == ctl->pinged) {
+        notify(ctl, "WATCHDOG=1");
+        if (ctl->watchdog_stalled)
+            tg_info("watchdog: every worker answers again");
+        ctl->watchdog_stalled = false;
+    } else if (!ctl->watchdog_stalled) {
+        tg_error("watchdog: worker %u has not answered for %llu ms: keep-alives to systemd "
+                 "withheld",
+                 stuck, (unsigned long long)(ctl->notify.watchdog_usec / 2000));
+        ctl->watchdog_stalled = true;
+    }
+    for (unsigned i = 0; i < ctl->started; i++) {
+        ctl->beats_seen[i] = atomic_load(&ctl->workers[i].beats);
+        tg_worker_ping(&ctl->workers[i]);
+    }
+    ctl->pinged = ctl->started;
+}
+
 static void publish(struct control *ctl, struct tg_gen *g)
 {
     char err[TG_ERRLEN] = "";
@@ -104,6 +168,10 @@ static void publish(struct control *ctl, struct tg_gen *g)
         tg_info("ready: %s, serial %s, %u workers, %zu listeners, generation %llu",
                 g->identity->leaf.id.id, g->identity->leaf.serial, ctl->n_workers,
                 ctl->rt.n_listeners, (unsigned long long)g->id);
+        notify_ready(ctl);
+    } else if (!first) {
+        notify(ctl, "STATUS=ready: %s, %zu listeners, generation %llu", g->identity->leaf.id.id,
+               ctl->rt.n_listeners, (unsigned long long)g->id);
     }
 }
 
@@ -373,6 +441,7 @@ static void stop_everything(struct control *ctl)
     for (unsigned i = 0; i < ctl->started; i++)
         tg_worker_stop(&ctl->workers[i]);
     uv_close((uv_handle_t *)&ctl->drain_timer, NULL);
+    uv_close((uv_handle_t *)&ctl->watchdog_timer, NULL);
     uv_close((uv_handle_t *)&ctl->reload_timer, NULL);
     for (size_t i = 0; i < ctl->n_watch; i++)
         uv_close((uv_handle_t *)&ctl->watch[i], NULL);
@@ -412,6 +481,7 @@ static void start_drain(struct control *ctl, const char *why)
     ctl->draining = true;
     tg_info("draining (%s): not ready, listeners closed, %zu connections open", why,
             open_conns(ctl));
+    notify(ctl, "STOPPING=1\nSTATUS=draining (%s): %zu connections open", why, open_conns(ctl));
     for (unsigned i = 0; i < ctl->started; i++)
         tg_worker_drain(&ctl->workers[i]);
 }
@@ -828,6 +898,13 @@ static void init_handles(struct control *ctl)
     ctl->reload_timer.data = ctl;
     uv_timer_init(&ctl->loop, &ctl->drain_timer);
     ctl->drain_timer.data = ctl;
+    uv_timer_init(&ctl->loop, &ctl->watchdog_timer);
+    ctl->watchdog_timer.data = ctl;
+    if (ctl->notify.watchdog_usec > 0) {
+        uint64_t ms = ctl->notify.watchdog_usec / 2000;
+
+        uv_timer_start(&ctl->watchdog_timer, on_watchdog_timer, 0, ms > 0 ? ms : 1);
+    }
     for (size_t i = 0; i < ctl->n_watch; i++) {
         size_t k = i - 4 - cfg->crl_paths.n; /* past the CRLs: bundles, then intermediates */
         const char *file = i < 4                             ? fixed[i]
@@ -922,6 +999,7 @@ static int setup(struct control *ctl, char *err)
                               ctl->directions)) < 0)
         return tg_err_set(err, rc, "out of memory");
     if ((ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
+        (ctl->beats_seen = calloc(ctl->n_workers, sizeof(*ctl->beats_seen))) == NULL ||
         (ctl->watch = calloc(n_watch, sizeof(*ctl->watch))) == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
     for (size_t i = 0; i < ctl->rt.n_listeners; i++)
@@ -967,6 +1045,8 @@ static void teardown(struct control *ctl)
     free_cp(ctl);
     tg_svid_free(ctl->svid);
     free(ctl->workers);
+    free(ctl->beats_seen);
+    tg_notify_close(&ctl->notify);
     tg_appprobes_free(ctl->probes);
     for (size_t i = 0; i < ctl->n_llimits; i++) {
         tg_ratelimit_global_cleanup(&ctl->llimits[i].rate);
@@ -990,13 +1070,18 @@ int tg_control_run(struct tg_config *cfg)
         return 1;
     ctl->cfg = cfg;
     ctl->cur = tg_config_ref(cfg);
+    ctl->notify.fd = -1;
     signal(SIGPIPE, SIG_IGN);
-    if (setup(ctl, err) < 0)
+    if (tg_notify_open(&ctl->notify, err) < 0 || setup(ctl, err) < 0)
         goto fail;
-    if (ctl->gen != NULL)
+    if (ctl->gen != NULL) {
         tg_info("tollgate %s: %s, serial %s, %u workers, %zu listeners, generation %llu",
                 TG_VERSION, ctl->gen->identity->leaf.id.id, ctl->gen->identity->leaf.serial,
                 ctl->n_workers, ctl->rt.n_listeners, (unsigned long long)ctl->gen->id);
+        notify_ready(ctl);
+    } else {
+        notify(ctl, "STATUS=waiting for an identity from the control plane");
+    }
     uv_run(&ctl->loop, UV_RUN_DEFAULT);
     rc = ctl->exit_code;
     teardown(ctl);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "conn.h"
 #include "tollgate/log.h"
@@ -81,6 +82,7 @@ static void on_wake(uv_async_t *a)
     struct tg_worker *w = a->data;
     struct tg_gen *next = atomic_exchange(&w->mailbox, NULL);
 
+    atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
     if (next != NULL) { /* wake-ups coalesce; only the newest generation matters */
         tg_gen_unref(w->gen);
         w->gen = next;
@@ -124,7 +126,11 @@ void tg_worker_conn_removed(struct tg_worker *w, struct tg_conn *c)
 static void run(void *arg)
 {
     struct tg_worker *w = arg;
+    char name[16]; /* the kernel's limit: TASK_COMM_LEN */
 
+    /* "tg-worker-N" in top -H, ps -T and /proc/PID/task/TID/comm */
+    snprintf(name, sizeof(name), "tg-worker-%u", w->index);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* stop: anything still open (none expected) is closed so the loop can end */
     uv_walk(&w->loop, on_walk_close, NULL);
@@ -144,6 +150,7 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     atomic_init(&w->drain_requested, false);
     atomic_init(&w->stop_requested, false);
     atomic_init(&w->n_conns, 0);
+    atomic_init(&w->beats, 0);
     /* a TLS record and its overhead must fit any buffer */
     tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 16);
     if ((rc = uv_loop_init(&w->loop)) < 0)
@@ -186,6 +193,11 @@ fail:
 void tg_worker_publish(struct tg_worker *w, struct tg_gen *g)
 {
     tg_gen_unref(atomic_exchange(&w->mailbox, tg_gen_ref(g)));
+    uv_async_send(&w->wake);
+}
+
+void tg_worker_ping(struct tg_worker *w)
+{
     uv_async_send(&w->wake);
 }
 

@@ -506,6 +506,16 @@ def check_vm():
           "ReadWritePaths" not in svc and svc.get("StateDirectory") == ["tollgate"])
     check("vm: tollgate.service starts after the rules",
           "tollgate-iptables.service" in " ".join(svc.get("After", [])))
+    for key, want in (("Type", "notify"), ("NotifyAccess", "main"), ("WatchdogSec", "30s"),
+                      ("BindsTo", "tollgate-iptables.service"),
+                      ("PartOf", "tollgate-iptables.service")):
+        check(f"vm: tollgate.service {key}={want}", svc.get(key) == [want], str(svc.get(key)))
+    check("vm: the rules stay when the sidecar stops (fail-closed: no ExecStopPost clean)",
+          not any("--clean" in v for k in ("ExecStop", "ExecStopPost") for v in svc.get(k, [])))
+    for key, want in (("DevicePolicy", "closed"), ("SystemCallFilter", "@system-service"),
+                      ("UMask", "0077"), ("NoNewPrivileges", "yes")):
+        check(f"vm: tollgate-iptables.service {key}={want}", ipt.get(key) == [want],
+              str(ipt.get(key)))
     check("vm: tollgate-iptables.service is a oneshot that stays active",
           ipt.get("Type") == ["oneshot"] and ipt.get("RemainAfterExit") == ["yes"])
     check("vm: tollgate-iptables.service has NET_ADMIN and NET_RAW only",

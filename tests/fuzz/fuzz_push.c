@@ -18,14 +18,20 @@ static void touch_list(const struct tg_strlist *l)
         sink += strlen(l->v[i]);
 }
 
+/* A name and the list it names (a trust domain's roots, a destination's identities). */
+static void touch_named(const char *name, const struct tg_strlist *l)
+{
+    sink += strlen(name);
+    touch_list(l);
+}
+
 static void touch(const struct tg_resource *r)
 {
     switch (r->type) {
     case TG_RES_TRUST_BUNDLE:
-        for (size_t i = 0; i < r->u.trust_bundle.n_domains; i++) {
-            sink += strlen(r->u.trust_bundle.domains[i].trust_domain);
-            touch_list(&r->u.trust_bundle.domains[i].roots_pem);
-        }
+        for (size_t i = 0; i < r->u.trust_bundle.n_domains; i++)
+            touch_named(r->u.trust_bundle.domains[i].trust_domain,
+                        &r->u.trust_bundle.domains[i].roots_pem);
         break;
     case TG_RES_AUTHORIZATION:
         for (size_t i = 0; i < r->u.authorization.n_rules; i++) {
@@ -49,10 +55,9 @@ static void touch(const struct tg_resource *r)
             sink += r->u.revocations.crls[i].len;
         break;
     case TG_RES_MESH_TABLE:
-        for (size_t i = 0; i < r->u.mesh_table.n_destinations; i++) {
-            sink += strlen(r->u.mesh_table.destinations[i].address);
-            touch_list(&r->u.mesh_table.destinations[i].expected_ids);
-        }
+        for (size_t i = 0; i < r->u.mesh_table.n_destinations; i++)
+            touch_named(r->u.mesh_table.destinations[i].address,
+                        &r->u.mesh_table.destinations[i].expected_ids);
         break;
     case TG_RES_PROXY_SETTINGS:
         sink += strlen(r->u.proxy_settings.min_tls_version);

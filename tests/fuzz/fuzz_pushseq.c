@@ -130,6 +130,17 @@ struct msgs {
     Tollgate__V1__ProxySettings ps;
 };
 
+/* The one element elem in list (through the pointer array ptrs), n_list 1; in variant 0 of v,
+ * the list stays empty. */
+#define ONE_UNLESS_VARIANT_0(list, n_list, ptrs, elem, v)                                          \
+    do {                                                                                           \
+        (ptrs)[0] = (elem);                                                                        \
+        if ((v) % 5 != 0) {                                                                        \
+            (list) = (ptrs);                                                                       \
+            (n_list) = 1;                                                                          \
+        }                                                                                          \
+    } while (0)
+
 static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_type t, unsigned v)
 {
     switch (t) {
@@ -157,12 +168,8 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
     case TG_RES_AUTHORIZATION:
         tollgate__v1__authorization_policy__init(&m->ap);
         tollgate__v1__rule__init(&m->rule);
-        m->rulep[0] = &m->rule;
         m->rule.name = rule_name;
-        if (v % 5 != 0) {
-            m->ap.rules = m->rulep;
-            m->ap.n_rules = 1;
-        }
+        ONE_UNLESS_VARIANT_0(m->ap.rules, m->ap.n_rules, m->rulep, &m->rule, v);
         m->rule.principals = v % 5 == 2 ? ids_bad : ids_ok;
         m->rule.n_principals = 1;
         if (v % 5 == 3) {
@@ -180,11 +187,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
     case TG_RES_RATE_LIMITS:
         tollgate__v1__rate_limits__init(&m->rl);
         tollgate__v1__limit__init(&m->limit);
-        m->limitp[0] = &m->limit;
-        if (v % 5 != 0) {
-            m->rl.limits = m->limitp;
-            m->rl.n_limits = 1;
-        }
+        ONE_UNLESS_VARIANT_0(m->rl.limits, m->rl.n_limits, m->limitp, &m->limit, v);
         m->limit.match = v % 5 == 3 ? match_bad : match_any;
         m->limit.connections_per_second = v % 5 == 2 ? -1.5 : 10;
         m->limit.burst = v % 5 == 4 ? 4000000000u : 5;
@@ -210,11 +213,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
     case TG_RES_MESH_TABLE:
         tollgate__v1__mesh_table__init(&m->mt);
         tollgate__v1__destination__init(&m->dest);
-        m->destp[0] = &m->dest;
-        if (v % 5 != 0) {
-            m->mt.destinations = m->destp;
-            m->mt.n_destinations = 1;
-        }
+        ONE_UNLESS_VARIANT_0(m->mt.destinations, m->mt.n_destinations, m->destp, &m->dest, v);
         m->dest.cidr_or_address = v % 5 == 2 ? addr_bad : addr_ok;
         m->dest.port = 443;
         m->dest.expected_ids = v % 5 == 3 ? ids_bad : ids_ok;

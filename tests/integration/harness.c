@@ -1555,6 +1555,17 @@ void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...
     free(text);
 }
 
+void it_cp_tokens(const char *more)
+{
+    it_write_file("tokens.txt",
+                  "# TOKEN NAMESPACE SERVICE_ACCOUNT\n"
+                  "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
+                  "bbbbbbbbbbbbbbbbbbbbbbbb default web\n%s",
+                  more != NULL ? more : "");
+    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
+    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+}
+
 void it_cfg_write_cp(const char *file, int admin, int cp_port, const char *token, struct it_cfg *c)
 {
     c->admin = admin;

@@ -333,6 +333,9 @@ void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...
  * admin, token file token, node_id file and, unless c sets them, timeouts {handshake: 5s,
  * idle: 1h, connect: 2s, drain: 2s}. */
 void it_cfg_write_cp(const char *file, int admin, int cp_port, const char *token, struct it_cfg *c);
+/* tollgate-cp's tokens.txt: a.token (A, service account api) and b.token (B, web), both in
+ * namespace default, then the lines of more (NULL: none); writes a.token and b.token too. */
+void it_cp_tokens(const char *more);
 
 /* ---- control planes ----------------------------------------------------------------- */
 

@@ -140,10 +140,7 @@ void it_k8s_mesh_files(void)
 {
     it_certs("ca", "--out", "ca", "--cn", "k8s test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_tokens(NULL);
     it_write_file("api.token", "token-one\n");
 }
 

@@ -70,11 +70,7 @@ static void setup(void)
     it_certs("ca", "--out", "ca", "--cn", "cp test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
     IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
-    it_write_file("tokens.txt", "# TOKEN NAMESPACE SERVICE_ACCOUNT\n"
-                                "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_tokens(NULL);
     it_write_file("mesh.yaml", "%s", mesh_ok);
     write_cp("cp", "ca", "[ca.pem]");
     cp = start_cp();

@@ -766,11 +766,7 @@ START_TEST(test_cp_killed_60s_another_stalled_certificate_expires_push_storm_bes
 
     it_certs("ca", "--out", "ca", "--cn", "faults CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    it_write_file("tokens.txt", "aaaaaaaaaaaaaaaaaaaaaaaa default api\n"
-                                "bbbbbbbbbbbbbbbbbbbbbbbb default web\n"
-                                "ssssssssssssssssssssssss default store\n");
-    it_write_file("a.token", "aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    it_write_file("b.token", "bbbbbbbbbbbbbbbbbbbbbbbb\n");
+    it_cp_tokens("ssssssssssssssssssssssss default store\n");
     it_write_file("s.token", "ssssssssssssssssssssssss\n");
     it_write_file("mesh.yaml", "%s", mesh_v1);
     write_cp_yaml("cpl.yaml", cpl_port, "10m");

@@ -3,7 +3,7 @@
 # (the processes it starts), PASS=0 FAILED=0 and NAMESPACES (the namespaces it makes, all
 # named with its own id): in_ns, the cleanup trap (its processes by pid, then anything left
 # inside its own namespaces, then the namespaces; logs kept on failure or with KEEP=1), and
-# ok/fail/check in TAP form.
+# ok/fail/check in TAP form, wait_http, and the sidecars' start and stop.
 
 # Background processes are started with `ip netns exec` itself (never through a shell
 # function), so $! is the process: ip and setpriv exec what they run.
@@ -42,6 +42,15 @@ check() { # description, command...
     local what=$1
     shift
     if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# wait_http NS URL: up to 100 x 50 ms for URL to answer 2xx from inside NS.
+wait_http() { # ns url
+    for _ in $(seq 100); do
+        in_ns "$1" curl -sf --max-time 1 -o /dev/null "$2" && return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 # Sidecars: `$TG run -c $DIR/NAME.yaml` in netns NS as the sidecar's uid ($PROXY_UID, which

@@ -89,13 +89,6 @@ ip netns exec "$NS_B" python3 -u -m http.server 8080 --bind 0.0.0.0 --directory 
 PIDS+=($!)
 ip netns exec "$NS_C" python3 -u -m http.server 9090 --bind 0.0.0.0 --directory www-c >app-c.log 2>&1 &
 PIDS+=($!)
-wait_http() { # ns url
-    for _ in $(seq 100); do
-        in_ns "$1" curl -sf --max-time 1 -o /dev/null "$2" && return 0
-        sleep 0.05
-    done
-    return 1
-}
 check "app B listens on 0.0.0.0:8080 (the sidecar forwards to the pod address)" wait_http "$NS_B" http://127.0.0.1:8080/
 check "plain server C listens on :9090" wait_http "$NS_C" http://127.0.0.1:9090/
 

@@ -57,6 +57,16 @@ __attribute__((unused)) static const char *cu_path(const char *name)
     return b;
 }
 
+/* Writes text into cu_dir/name. */
+__attribute__((unused)) static void cu_write(const char *name, const char *text)
+{
+    FILE *f = fopen(cu_path(name), "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 __attribute__((unused)) static char *cu_read(const char *name, size_t *len)
 {
     FILE *f = fopen(cu_path(name), "rb");

@@ -224,9 +224,9 @@ Suite *tg_test_suite(void)
     Suite *s = TG_TEST_SUITE("adminreq", "adminreq", &tc, test_adminreq_parse_records_fields,
                              test_adminreq_other_families_are_not_loopback);
 
-    tcase_add_loop_test(tc, test_adminreq_parse_table, 0, (int)TG_NELEM(heads));
-    tcase_add_loop_test(tc, test_adminreq_fetch_metadata_and_form_types, 0, (int)TG_NELEM(fields));
-    tcase_add_loop_test(tc, test_adminreq_loopback_table, 0, (int)TG_NELEM(peers));
-    tcase_add_loop_test(tc, test_adminreq_refusal_table, 0, (int)TG_NELEM(access_cases));
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_adminreq_parse_table, heads),
+                  TG_TEST_LOOP(test_adminreq_fetch_metadata_and_form_types, fields),
+                  TG_TEST_LOOP(test_adminreq_loopback_table, peers),
+                  TG_TEST_LOOP(test_adminreq_refusal_table, access_cases));
     return s;
 }

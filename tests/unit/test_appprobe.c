@@ -124,12 +124,9 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("appprobe");
-    TCase *tc = tcase_create("appprobe");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("appprobe", "appprobe", &tc, test_appprobes_find, test_appprobe_runs);
 
-    tcase_add_loop_test(tc, test_appprobes_parse_table, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_appprobes_find);
-    tcase_add_test(tc, test_appprobe_runs);
-    suite_add_tcase(s, tc);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_appprobes_parse_table, cases));
     return s;
 }

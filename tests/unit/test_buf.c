@@ -7,6 +7,13 @@
 
 #include "tollgate/buf.h"
 
+/* A pool of size-byte buffers (max_free kept) and b holding one of them, empty. */
+static void pool_and_buf(struct tg_pool *p, struct tg_buf *b, size_t size, size_t max_free)
+{
+    tg_pool_init(p, size, max_free);
+    ck_assert_int_eq(tg_buf_reserve(b, p, true), 0);
+}
+
 START_TEST(test_buf_storage_comes_and_goes_with_bytes)
 {
     struct tg_pool p;
@@ -37,8 +44,7 @@ START_TEST(test_buf_moves_bytes_only_when_allowed)
     struct tg_pool p;
     struct tg_buf b = {0};
 
-    tg_pool_init(&p, 16, 1);
-    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    pool_and_buf(&p, &b, 16, 1);
     memcpy(tg_buf_tail(&b), "0123456789abcdef", 16);
     tg_buf_commit(&b, 16);
     tg_buf_consume(&b, 10);
@@ -79,8 +85,7 @@ START_TEST(test_buf_consume_past_len_aborts)
     struct tg_pool p;
     struct tg_buf b = {0};
 
-    tg_pool_init(&p, 32, 1);
-    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    pool_and_buf(&p, &b, 32, 1);
     tg_buf_commit(&b, 4);
     tg_buf_consume(&b, 5);
 }
@@ -91,8 +96,7 @@ START_TEST(test_buf_commit_past_room_aborts)
     struct tg_pool p;
     struct tg_buf b = {0};
 
-    tg_pool_init(&p, 32, 1);
-    ck_assert_int_eq(tg_buf_reserve(&b, &p, true), 0);
+    pool_and_buf(&p, &b, 32, 1);
     tg_buf_commit(&b, 33);
 }
 END_TEST

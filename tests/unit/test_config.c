@@ -1029,28 +1029,20 @@ END_TEST
 Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("config");
-    TCase *tc = tcase_create("config");
+    TCase *tc = TG_TEST_CASE(
+        s, "config", test_config_full_file_sets_every_field,
+        test_config_inbound_upstream_and_unauthenticated, test_config_defaults,
+        test_config_control_plane_fields, test_config_control_plane_defaults,
+        test_config_names_only_for_control_plane, test_config_parse_resolves_against_name,
+        test_config_load_resolves_relative_paths, test_config_load_error_names_file,
+        test_config_load_missing_file, test_config_load_directory, test_config_huge_input,
+        test_config_huge_values, test_config_too_many_entries, test_config_parse_uses_len);
 
-    tcase_add_loop_test(tc, test_config_table, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_config_full_file_sets_every_field);
-    tcase_add_test(tc, test_config_inbound_upstream_and_unauthenticated);
-    tcase_add_test(tc, test_config_defaults);
-    tcase_add_test(tc, test_config_control_plane_fields);
-    tcase_add_test(tc, test_config_control_plane_defaults);
-    tcase_add_loop_test(tc, test_config_control_plane_address_table, 0, TG_NELEM(cp_addrs));
-    tcase_add_test(tc, test_config_names_only_for_control_plane);
-    tcase_add_test(tc, test_config_parse_resolves_against_name);
-    tcase_add_test(tc, test_config_load_resolves_relative_paths);
-    tcase_add_test(tc, test_config_load_error_names_file);
-    tcase_add_test(tc, test_config_load_missing_file);
-    tcase_add_test(tc, test_config_load_directory);
-    tcase_add_test(tc, test_config_huge_input);
-    tcase_add_test(tc, test_config_huge_values);
-    tcase_add_test(tc, test_config_too_many_entries);
-    tcase_add_test(tc, test_config_parse_uses_len);
-    tcase_add_loop_test(tc, test_addr_parse_table, 0, TG_NELEM(addrs));
-    tcase_add_test(tc, test_addr_parse_long_input);
-    tcase_add_loop_test(tc, test_duration_parse_table, 0, TG_NELEM(durations));
-    suite_add_tcase(s, tc);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_config_table, cases),
+                  TG_TEST_LOOP(test_config_control_plane_address_table, cp_addrs));
+    /* the address and duration grammars the control plane's config shares */
+    tc = TG_TEST_CASE(s, "grammars", test_addr_parse_long_input);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_addr_parse_table, addrs),
+                  TG_TEST_LOOP(test_duration_parse_table, durations));
     return s;
 }

@@ -23,17 +23,24 @@ static int parse(const char *extra, struct tg_cp_config **out, char *err)
     return tg_cp_config_parse(text, strlen(text), "cp.yaml", out, err);
 }
 
+/* c's front-door limits are these. */
+static void check_limits(const struct tg_cp_config *c, uint64_t conns, uint64_t unauth,
+                         uint64_t per_address, uint64_t handshake_ms, uint64_t hello_ms)
+{
+    ck_assert_uint_eq(c->limits.max_connections, conns);
+    ck_assert_uint_eq(c->limits.max_unauthenticated, unauth);
+    ck_assert_uint_eq(c->limits.max_per_address, per_address);
+    ck_assert_uint_eq(c->limits.handshake_ms, handshake_ms);
+    ck_assert_uint_eq(c->limits.hello_ms, hello_ms);
+}
+
 START_TEST(test_cp_config_front_door_defaults)
 {
     struct tg_cp_config *c = NULL;
     char err[TG_ERRLEN] = "";
 
     ck_assert_msg(parse("", &c, err) == 0, "%s", err);
-    ck_assert_uint_eq(c->limits.max_connections, 10000);
-    ck_assert_uint_eq(c->limits.max_unauthenticated, 512);
-    ck_assert_uint_eq(c->limits.max_per_address, 16);
-    ck_assert_uint_eq(c->limits.handshake_ms, 5000);
-    ck_assert_uint_eq(c->limits.hello_ms, 5000);
+    check_limits(c, 10000, 512, 16, 5000, 5000);
     tg_cp_config_free(c);
 }
 END_TEST
@@ -48,11 +55,7 @@ START_TEST(test_cp_config_front_door_values)
                         "timeouts: {handshake: 2s, hello: 1500ms}\n",
                         &c, err) == 0,
                   "%s", err);
-    ck_assert_uint_eq(c->limits.max_connections, 500);
-    ck_assert_uint_eq(c->limits.max_unauthenticated, 100);
-    ck_assert_uint_eq(c->limits.max_per_address, 4);
-    ck_assert_uint_eq(c->limits.handshake_ms, 2000);
-    ck_assert_uint_eq(c->limits.hello_ms, 1500);
+    check_limits(c, 500, 100, 4, 2000, 1500);
     tg_cp_config_free(c);
 
     /* a default never exceeds what is set above it */
@@ -250,18 +253,12 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_config");
-    TCase *tc = tcase_create("front door");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_config", "front door", &tc, test_cp_config_front_door_defaults,
+                             test_cp_config_front_door_values);
 
-    tcase_add_test(tc, test_cp_config_front_door_defaults);
-    tcase_add_test(tc, test_cp_config_front_door_values);
-    tcase_add_loop_test(tc, test_cp_config_front_door_errors, 0, TG_NELEM(bad));
-    suite_add_tcase(s, tc);
-    tc = tcase_create("files");
-    tcase_add_test(tc, test_cp_config_good_files);
-    tcase_add_test(tc, test_cp_config_bad_files);
-    tcase_add_test(tc, test_cp_config_mesh_resources);
-    tcase_add_test(tc, test_cp_config_too_deep);
-    suite_add_tcase(s, tc);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_cp_config_front_door_errors, bad));
+    TG_TEST_CASE(s, "files", test_cp_config_good_files, test_cp_config_bad_files,
+                 test_cp_config_mesh_resources, test_cp_config_too_deep);
     return s;
 }

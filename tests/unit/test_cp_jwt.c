@@ -302,8 +302,8 @@ Suite *tg_test_suite(void)
         TG_TEST_SUITE("cp_jwt", "jwt", &tc, test_jwt_keys_counted_with_kids, test_jwt_time_bounds,
                       test_jwt_shape_refused, test_jwt_oversize_refused, test_jwt_authn_decide);
 
-    tcase_add_loop_test(tc, test_jwt_table_pem_keys, 0, sizeof(cases) / sizeof(cases[0]));
-    tcase_add_loop_test(tc, test_jwt_table_jwks_keys, 0, sizeof(cases) / sizeof(cases[0]));
-    tcase_add_loop_test(tc, test_jwt_bad_keys_refused, 0, sizeof(bad_keys) / sizeof(bad_keys[0]));
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_jwt_table_pem_keys, cases),
+                  TG_TEST_LOOP(test_jwt_table_jwks_keys, cases),
+                  TG_TEST_LOOP(test_jwt_bad_keys_refused, bad_keys));
     return s;
 }

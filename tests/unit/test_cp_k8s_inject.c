@@ -163,13 +163,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_inject");
-    TCase *tc = tcase_create("inject");
+    TCase *tc;
+    Suite *s =
+        TG_TEST_SUITE("cp_k8s_inject", "inject", &tc, test_base64, test_webhook_config_defaults);
 
-    tcase_add_loop_test(tc, test_inject_decisions, 0, TG_NELEM(cases));
-    tcase_add_test(tc, test_base64);
-    tcase_add_test(tc, test_webhook_config_defaults);
-    tcase_add_loop_test(tc, test_webhook_config_refused, 0, TG_NELEM(bad));
-    suite_add_tcase(s, tc);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_inject_decisions, cases),
+                  TG_TEST_LOOP(test_webhook_config_refused, bad));
     return s;
 }

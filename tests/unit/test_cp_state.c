@@ -13,25 +13,16 @@
 
 #define CP_ID "spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp"
 
-static void write_file(const char *name, const char *text)
-{
-    FILE *f = fopen(cu_path(name), "w");
-
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* A CRL of ca (ca.pem, ca.key) revoking nothing, into out; its nextUpdate `hours` from now
  * (negative: that long ago, by setting the dates explicitly). */
 static void make_crl(const char *ca, const char *out, int hours)
 {
     char cmd[2048], dates[128] = "";
 
-    write_file("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
-                         "crlnumber = crlnumber\ndefault_md = sha256\npolicy = p\n[p]\n");
-    write_file("index.txt", "");
-    write_file("crlnumber", "01\n");
+    cu_write("ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
+                       "crlnumber = crlnumber\ndefault_md = sha256\npolicy = p\n[p]\n");
+    cu_write("index.txt", "");
+    cu_write("crlnumber", "01\n");
     if (hours > 0)
         snprintf(dates, sizeof(dates), "-crlhours %d", hours);
     else
@@ -56,9 +47,9 @@ static void write_config(const char *crls)
              "ca: {cert: root.pem, key: root.key}\n"
              "extra_roots: {partner.example: [partner.pem]}\n"
              "mesh: mesh.yaml\n");
-    write_file("cp.yaml", text);
+    cu_write("cp.yaml", text);
     snprintf(text, sizeof(text), "revocations: {crls: [%s]}\n", crls);
-    write_file("mesh.yaml", crls[0] ? text : "authorization: {default: allow}\n");
+    cu_write("mesh.yaml", crls[0] ? text : "authorization: {default: allow}\n");
 }
 
 static struct tg_cp_state *load(char *err)

@@ -204,14 +204,11 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("crl");
-    TCase *tc = tcase_create("crl");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("crl", "crl", &tc, test_crl_lists_serials_as_certificates_spell_them,
+                             test_crl_without_entries_lists_nothing, test_crl_malformed_is_refused);
 
-    tcase_add_test(tc, test_crl_lists_serials_as_certificates_spell_them);
-    tcase_add_test(tc, test_crl_without_entries_lists_nothing);
-    tcase_add_loop_test(tc, test_crl_extensions_that_change_its_meaning_are_refused, 0,
-                        (int)TG_NELEM(refused));
-    tcase_add_test(tc, test_crl_malformed_is_refused);
-    suite_add_tcase(s, tc);
+    TG_TEST_LOOPS(tc,
+                  TG_TEST_LOOP(test_crl_extensions_that_change_its_meaning_are_refused, refused));
     return s;
 }

@@ -507,6 +507,6 @@ Suite *tg_test_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_loop_test(tc, test_gen_build_refuses_broken_identity, 0, TG_NELEM(broken));
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_gen_build_refuses_broken_identity, broken));
     return s;
 }

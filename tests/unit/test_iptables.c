@@ -414,7 +414,7 @@ Suite *tg_test_suite(void)
         test_iptables_scan_counts_our_jumps_and_chains, test_iptables_install_is_idempotent,
         test_iptables_clean_removes_every_jump_then_chains, test_iptables_v6_detection);
 
-    tcase_add_loop_test(tc, test_iptables_each_option, 0, TG_NELEM(option_cases));
-    tcase_add_loop_test(tc, test_iptables_bad_options_refused, 0, TG_NELEM(bad_cases));
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_iptables_each_option, option_cases),
+                  TG_TEST_LOOP(test_iptables_bad_options_refused, bad_cases));
     return s;
 }

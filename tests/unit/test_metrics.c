@@ -356,6 +356,6 @@ Suite *tg_test_suite(void)
                       test_metrics_label_values_escaped, test_metrics_process_values,
                       test_metrics_no_listeners, test_metrics_many_listeners);
 
-    tcase_add_loop_test(tc, test_metrics_hs_fail_names, 0, (int)TG_NELEM(reasons));
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_metrics_hs_fail_names, reasons));
     return s;
 }

@@ -223,6 +223,6 @@ Suite *tg_test_suite(void)
                       test_spiffe_parse_n_not_terminated, test_spiffe_parse_n_embedded_nul,
                       test_spiffe_length_limit, test_spiffe_err_null);
 
-    tcase_add_loop_test(tc, test_spiffe_parse_table, 0, TG_NELEM(cases));
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_spiffe_parse_table, cases));
     return s;
 }
