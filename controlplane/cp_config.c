@@ -47,6 +47,7 @@ void tg_cp_config_free(struct tg_cp_config *c)
     free(c->k8s_api_server);
     free(c->k8s_ca);
     free(c->k8s_token);
+    free(c->k8s_admin_ns);
     free(c->webhook.service);
     free(c->webhook.ns);
     free(c->webhook.configuration);
@@ -236,6 +237,10 @@ static const struct tg_cfg_field discovery_fields[] = {
     TG_CFG_ROWX("api_server", TG_CFG_STR, CPC(k8s_api_server), .item = check_api_server),
     TG_CFG_ROW("ca", TG_CFG_PATH, CPC(k8s_ca)),
     TG_CFG_ROW("token", TG_CFG_PATH, CPC(k8s_token)),
+    /* docs/kubernetes.md, "Policy resources" and "Trust-root ConfigMaps" */
+    TG_CFG_ROW("policy_resources", TG_CFG_BOOL, CPC(k8s_policy)),
+    TG_CFG_ROW("trust_configmaps", TG_CFG_BOOL, CPC(k8s_trust_configmaps)),
+    TG_CFG_ROWX("admin_namespace", TG_CFG_STR, CPC(k8s_admin_ns), .item = check_dns_label),
     {.key = NULL},
 };
 
@@ -553,10 +558,8 @@ static int make_revocations(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_
     return 0;
 }
 
-/* Checks the rules the way every sidecar will: tg_policy_compile (rules of every scope are
- * checked, so the answer is the same for all). */
-static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
-                       const struct tg_res_authorization *a, const struct tg_res_revocations *rv)
+int tg_cp_rules_check(const struct tg_res_authorization *a, const struct tg_res_revocations *rv,
+                      char *why)
 {
     struct tg_policy_input in = {0};
     struct tg_policy_rule *rules = calloc(a->n_rules + 1, sizeof(*rules));
@@ -564,7 +567,6 @@ static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
     int *ports = NULL;
     size_t n_labels = 0, n_ports = 0, li = 0, pi = 0;
     struct tg_policy *p = NULL;
-    char why[TG_ERRLEN];
     int rc = TG_ENOMEM;
 
     for (size_t i = 0; i < a->n_rules; i++) {
@@ -622,15 +624,24 @@ static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
         in.revoked_fingerprints = tg_policy_strs_of(rv->fingerprints.v, rv->fingerprints.n);
     }
     rc = tg_policy_compile(&in, &p, why);
-    if (rc == TG_ENOMEM)
-        tg_cfg_nomem(cfg);
-    else if (rc < 0)
-        rc = tg_cfg_fail(cfg, n->line, "authorization", "%s", why);
     tg_policy_free(p);
 done:
     free(rules);
     free(labels);
     free(ports);
+    return rc;
+}
+
+static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
+                       const struct tg_res_authorization *a, const struct tg_res_revocations *rv)
+{
+    char why[TG_ERRLEN] = "";
+    int rc = tg_cp_rules_check(a, rv, why);
+
+    if (rc == TG_ENOMEM)
+        return tg_cfg_nomem(cfg);
+    if (rc < 0)
+        return tg_cfg_fail(cfg, n->line, "authorization", "%s", why);
     return rc;
 }
 

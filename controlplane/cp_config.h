@@ -49,10 +49,13 @@ struct tg_cp_config {
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
     /* kubernetes.discovery (k8s_client.h): watch the API, derive the mesh table */
     bool k8s_discovery;
-    bool k8s_in_cluster;  /* in_cluster: true */
-    char *k8s_api_server; /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
-    char *k8s_ca;         /* NULL: the mounted service account's ca.crt */
-    char *k8s_token;      /* NULL: the mounted service account's token */
+    bool k8s_in_cluster;       /* in_cluster: true */
+    char *k8s_api_server;      /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT) */
+    char *k8s_ca;              /* NULL: the mounted service account's ca.crt */
+    char *k8s_token;           /* NULL: the mounted service account's token */
+    bool k8s_policy;           /* policy_resources: true (k8s_policy.h) */
+    bool k8s_trust_configmaps; /* trust_configmaps: true (k8s_publish.h) */
+    char *k8s_admin_ns;        /* admin_namespace; NULL: TG_CP_K8S_ADMIN_NS */
     /* kubernetes.webhook (k8s/k8s_webhook.h): sidecar injection; wants discovery */
     struct tg_cp_webhook {
         bool on;
@@ -97,5 +100,10 @@ TG_MUST_USE int tg_cp_mesh_load(struct tg_cp_mesh *m, const char *path, char *er
 TG_MUST_USE int tg_cp_mesh_parse(struct tg_cp_mesh *m, const char *text, size_t len,
                                  const char *name, char *err);
 void tg_cp_mesh_cleanup(struct tg_cp_mesh *m);
+/* Checks rules (and revocations, rv NULL: none) the way every sidecar will, with
+ * tg_policy_compile: rules of every scope are checked, so the answer is the same for all.
+ * The mesh files' authorization and the policy resources (k8s_policy.c) both use it. */
+TG_MUST_USE int tg_cp_rules_check(const struct tg_res_authorization *a,
+                                  const struct tg_res_revocations *rv, char *why);
 
 #endif

@@ -17,6 +17,7 @@
 #include "tollgate/resource.h"
 
 #define TG_CP_K8S_DEBOUNCE_MS 100
+#define TG_CP_K8S_ADMIN_NS "tollgate-system" /* kubernetes.discovery.admin_namespace */
 
 struct tg_cp_k8s;
 
@@ -27,6 +28,16 @@ TG_MUST_USE int tg_cp_k8s_new(uv_loop_t *loop, const struct tg_cp_config *cfg,
                               void *arg, struct tg_cp_k8s **out, char *err);
 /* The mesh files were reloaded: merges again now (on_table runs when synced). */
 void tg_cp_k8s_set_overlay(struct tg_cp_k8s *k, const struct tg_resource *overlay);
+/* The state's resources (borrowed: copied), at start and after every reload. With
+ * policy_resources, its policy (res[TG_RES_AUTHORIZATION], _RATE_LIMITS, _REVOCATIONS) is
+ * merged with the custom resources' (k8s_policy.h) at each change; with trust_configmaps,
+ * its trust bundle's roots are what the ConfigMaps publish (k8s_publish.h). */
+void tg_cp_k8s_set_files(struct tg_cp_k8s *k, struct tg_resource *const res[TG_RES_N]);
+/* What to push of policy type t: files (the state's) without policy_resources; with them,
+ * files' and the custom resources' merged, NULL before the first sync (nothing pushed:
+ * sidecars keep what they hold). Borrowed until the next on_table. */
+const struct tg_resource *tg_cp_k8s_policy(const struct tg_cp_k8s *k, enum tg_res_type t,
+                                           const struct tg_resource *files);
 /* The merged mesh table (borrowed until the next on_table), NULL before the first sync. */
 const struct tg_resource *tg_cp_k8s_table(const struct tg_cp_k8s *k);
 const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k);

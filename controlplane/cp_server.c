@@ -90,6 +90,9 @@ const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, 
 {
     if (t == TG_RES_MESH_TABLE && srv->k8s != NULL)
         return tg_cp_k8s_table(srv->k8s); /* NULL until the cluster is listed */
+    if (srv->k8s != NULL &&
+        (t == TG_RES_AUTHORIZATION || t == TG_RES_RATE_LIMITS || t == TG_RES_REVOCATIONS))
+        return tg_cp_k8s_policy(srv->k8s, t, srv->state->res[t]); /* with the custom resources */
     return srv->state->res[t];
 }
 
@@ -654,9 +657,11 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     srv->stats.reloads++;
     log_state(s, "reloaded");
     rewatch(srv, NULL);
-    if (srv->k8s != NULL)
+    if (srv->k8s != NULL) {
+        tg_cp_k8s_set_files(srv->k8s, s->res);
         tg_cp_k8s_set_overlay(srv->k8s, s->res[TG_RES_MESH_TABLE]); /* pushes, once synced */
-    tg_cp_webhook_reload(srv->webhook, s);                          /* a new CA or new roots */
+    }
+    tg_cp_webhook_reload(srv->webhook, s); /* a new CA or new roots */
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
         tg_cp_stream_push_changed(c);
     return 0;
@@ -725,6 +730,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
             return rc;
         }
         srv->closer.open++; /* until on_k8s_closed */
+        tg_cp_k8s_set_files(srv->k8s, srv->state->res);
         if ((rc = tg_cp_webhook_start(loop, srv->state, srv->k8s, &srv->webhook, err)) < 0) {
             *out = NULL;
             tg_cp_server_close(srv, NULL, NULL);

@@ -92,19 +92,19 @@ static Tollgate__V1__TrustBundle *pb_bundle(struct tg_resource *a,
     return m;
 }
 
-/* A rule concerns a sidecar when its scope names the sidecar's namespace (or none) and every
- * scope label is among the sidecar's labels. */
-static bool concerns(const struct tg_res_rule *r, const struct tg_cp_conn *c)
+/* A rule (or limit) concerns a sidecar when its scope names the sidecar's namespace (or none)
+ * and every scope label is among the sidecar's labels. */
+static bool concerns(const char *scope_ns, const struct tg_res_label *labels, size_t n,
+                     const struct tg_cp_conn *c)
 {
-    if (r->scope_namespace != NULL && r->scope_namespace[0] != '\0' &&
-        strcmp(r->scope_namespace, c->who.ns) != 0)
+    if (scope_ns != NULL && scope_ns[0] != '\0' && strcmp(scope_ns, c->who.ns) != 0)
         return false;
-    for (size_t i = 0; i < r->n_scope_labels; i++) {
+    for (size_t i = 0; i < n; i++) {
         bool found = false;
 
         for (size_t j = 0; j < c->n_labels && !found; j++)
-            found = strcmp(r->scope_labels[i].key, c->labels[j].key) == 0 &&
-                    strcmp(r->scope_labels[i].value, c->labels[j].value) == 0;
+            found = strcmp(labels[i].key, c->labels[j].key) == 0 &&
+                    strcmp(labels[i].value, c->labels[j].value) == 0;
         if (!found)
             return false;
     }
@@ -120,14 +120,14 @@ static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_ru
     m->name = r->name;
     m->action = r->action == TG_RES_DENY ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
                                          : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
-    if (r->scope_namespace != NULL)
+    if (r->scope_namespace != NULL && !r->scope_resolved)
         m->scope_namespace = r->scope_namespace;
     m->scope_labels =
         new_msgs(a, &tollgate__v1__rule__scope_labels_entry__descriptor, r->n_scope_labels);
     if (m->scope_labels == NULL)
         return NULL;
-    m->n_scope_labels = r->n_scope_labels;
-    for (size_t i = 0; i < r->n_scope_labels; i++) {
+    m->n_scope_labels = r->scope_resolved ? 0 : r->n_scope_labels;
+    for (size_t i = 0; i < m->n_scope_labels; i++) {
         m->scope_labels[i]->key = r->scope_labels[i].key;
         m->scope_labels[i]->value = r->scope_labels[i].value;
     }
@@ -166,7 +166,8 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
     m->default_deny = z->default_deny;
     m->close_denied_connections = z->close_denied_connections;
     for (size_t i = 0; i < z->n_rules; i++) {
-        if (!concerns(&z->rules[i], c))
+        if (!concerns(z->rules[i].scope_namespace, z->rules[i].scope_labels,
+                      z->rules[i].n_scope_labels, c))
             continue;
         if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i])) == NULL)
             return NULL;
@@ -175,19 +176,24 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
     return m;
 }
 
-static Tollgate__V1__RateLimits *pb_limits(struct tg_resource *a,
-                                           const struct tg_res_rate_limits *l)
+static Tollgate__V1__RateLimits *
+pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struct tg_cp_conn *c)
 {
     Tollgate__V1__RateLimits *m = new_msg(a, &tollgate__v1__rate_limits__descriptor);
+    size_t n = 0;
 
-    if (m == NULL ||
-        (m->limits = new_msgs(a, &tollgate__v1__limit__descriptor, l->n_limits)) == NULL)
+    for (size_t i = 0; i < l->n_limits; i++)
+        n += concerns(l->limits[i].scope_namespace, l->limits[i].scope_labels,
+                      l->limits[i].n_scope_labels, c);
+    if (m == NULL || (m->limits = new_msgs(a, &tollgate__v1__limit__descriptor, n)) == NULL)
         return NULL;
-    m->n_limits = l->n_limits;
     for (size_t i = 0; i < l->n_limits; i++) {
         const struct tg_res_limit *s = &l->limits[i];
-        Tollgate__V1__Limit *d = m->limits[i];
+        Tollgate__V1__Limit *d;
 
+        if (!concerns(s->scope_namespace, s->scope_labels, s->n_scope_labels, c))
+            continue;
+        d = m->limits[m->n_limits++];
         d->key_by = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
                         ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
                         : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
@@ -308,7 +314,7 @@ static int build_push(struct tg_cp_conn *c, enum tg_res_type t, struct tg_resour
         break;
     case TG_RES_RATE_LIMITS:
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS;
-        body = (const ProtobufCMessage *)(p->rate_limits = pb_limits(a, &r->u.rate_limits));
+        body = (const ProtobufCMessage *)(p->rate_limits = pb_limits(a, &r->u.rate_limits, c));
         break;
     case TG_RES_REVOCATIONS:
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_REVOCATIONS;

@@ -31,6 +31,11 @@ static const char *const paths[TG_K8S_NKINDS] = {
     [TG_K8S_POD] = "/api/v1/pods",
     [TG_K8S_SERVICE] = "/api/v1/services",
     [TG_K8S_SLICE] = "/apis/discovery.k8s.io/v1/endpointslices",
+    [TG_K8S_AUTHZ] = TG_K8S_POLICY_API "/authorizationpolicies",
+    [TG_K8S_LIMITS] = TG_K8S_POLICY_API "/ratelimits",
+    [TG_K8S_REVOKE] = TG_K8S_POLICY_API "/revocations",
+    /* ours only: RBAC grants list and watch on this name alone (resourceNames) */
+    [TG_K8S_CONFIGMAP] = "/api/v1/configmaps?fieldSelector=metadata.name%3D" TG_K8S_CA_CONFIGMAP,
 };
 
 struct cache {
@@ -86,6 +91,7 @@ struct tg_k8s_client {
     tg_k8s_on_change on_change;
     void *arg;
     struct tg_k8s_client_stats stats;
+    struct tg_k8s_req *reqs; /* writes in flight (tg_k8s_client_request) */
 };
 
 /* ---- the cache: sorted by key ---- */
@@ -164,8 +170,9 @@ static void cache_clear(struct cache *c)
 
 static const char *kind_plural(enum tg_k8s_kind k)
 {
-    static const char *const names[TG_K8S_NKINDS] = {"namespaces", "pods", "services",
-                                                     "endpointslices"};
+    static const char *const names[TG_K8S_NKINDS] = {
+        "namespaces", "pods",        "services",  "endpointslices", "authorizationpolicies",
+        "ratelimits", "revocations", "configmaps"};
 
     return names[k];
 }
@@ -458,14 +465,16 @@ static void start(struct watcher *w)
     if (w->state == W_LIST) {
         if (w->cont != NULL && (esc = curl_easy_escape(e, w->cont, 0)) == NULL)
             goto oom;
-        snprintf(url, sizeof(url), "%s%s?limit=%d%s%s", c->server, paths[w->kind], PAGE_LIMIT,
+        snprintf(url, sizeof(url), "%s%s%slimit=%d%s%s", c->server, paths[w->kind],
+                 strchr(paths[w->kind], '?') != NULL ? "&" : "?", PAGE_LIMIT,
                  esc != NULL ? "&continue=" : "", esc != NULL ? esc : "");
     } else {
         if ((esc = curl_easy_escape(e, w->rv, 0)) == NULL)
             goto oom;
         snprintf(url, sizeof(url),
-                 "%s%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
-                 c->server, paths[w->kind], c->watch_timeout_s, esc);
+                 "%s%s%swatch=1&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
+                 c->server, paths[w->kind], strchr(paths[w->kind], '?') != NULL ? "&" : "?",
+                 c->watch_timeout_s, esc);
         c->stats.watches++;
     }
     curl_free(esc);
@@ -670,6 +679,8 @@ static void on_done(struct watcher *w, CURLcode result)
     }
 }
 
+static bool req_done(struct tg_k8s_client *c, CURL *e, CURLcode result);
+
 static void check_done(struct tg_k8s_client *c)
 {
     CURLMsg *m;
@@ -680,6 +691,8 @@ static void check_done(struct tg_k8s_client *c)
 
         if (m->msg != CURLMSG_DONE)
             continue;
+        if (req_done(c, m->easy_handle, m->data.result))
+            continue; /* a write, not a watcher's */
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&w);
         on_done(w, m->data.result);
     }
@@ -917,11 +930,17 @@ int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
         w->retry.data = w;
         c->closer.open++;
     }
-    tg_info("kubernetes: watching namespaces, pods, services and endpointslices at %s (CA %s, "
+    tg_info("kubernetes: watching namespaces, pods, services and endpointslices%s at %s (CA %s, "
             "token %s)",
-            c->server, c->ca_file, c->token_file);
-    for (int k = 0; k < TG_K8S_NKINDS; k++)
-        start(&c->w[k]);
+            cfg->policy ? ", and the policy resources of " TG_K8S_POLICY_API : "", c->server,
+            c->ca_file, c->token_file);
+    for (int k = 0; k < TG_K8S_NKINDS; k++) {
+        if (k < TG_K8S_NDISCOVERY || (cfg->policy && k != TG_K8S_CONFIGMAP) ||
+            (cfg->configmaps && k == TG_K8S_CONFIGMAP))
+            start(&c->w[k]);
+        else
+            c->w[k].synced = true; /* not watched: an empty list, known */
+    }
     *out = c;
     return 0;
 fail:
@@ -939,6 +958,8 @@ static void on_retry_closed(uv_handle_t *h)
     maybe_free(c, 1);
 }
 
+static void reqs_cancel(struct tg_k8s_client *c);
+
 void tg_k8s_client_close(struct tg_k8s_client *c, void (*on_closed)(void *arg), void *arg)
 {
     if (!tg_closer_start(&c->closer, on_closed, arg))
@@ -953,6 +974,7 @@ void tg_k8s_client_close(struct tg_k8s_client *c, void (*on_closed)(void *arg), 
         }
         uv_close((uv_handle_t *)&w->retry, on_retry_closed);
     }
+    reqs_cancel(c);
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     while (c->socks != NULL) /* those curl did not remove itself */
@@ -982,4 +1004,135 @@ const struct tg_k8s_client_stats *tg_k8s_client_stats(const struct tg_k8s_client
 const char *tg_k8s_client_server(const struct tg_k8s_client *c)
 {
     return c->server;
+}
+
+/* ---- writes (k8s_client.h: tg_k8s_client_request) ---- */
+
+#define REQ_TIMEOUT_MS 10000
+
+struct tg_k8s_req {
+    struct tg_k8s_client *c;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *body; /* what is sent; curl reads it in place */
+    char reply[TG_K8S_REPLY_MAX + 1];
+    size_t len;
+    char curl_err[CURL_ERROR_SIZE];
+    tg_k8s_on_reply on_reply;
+    void *arg;
+    struct tg_k8s_req *prev, *next;
+};
+
+static size_t on_req_write(char *p, size_t size, size_t n, void *arg)
+{
+    struct tg_k8s_req *r = arg;
+    size_t len = size * n, room = TG_K8S_REPLY_MAX - r->len;
+
+    memcpy(r->reply + r->len, p, len < room ? len : room); /* the rest is dropped */
+    r->len += len < room ? len : room;
+    r->reply[r->len] = '\0';
+    return len;
+}
+
+static void req_free(struct tg_k8s_req *r)
+{
+    struct tg_k8s_client *c = r->c;
+
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else if (c->reqs == r)
+        c->reqs = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    if (r->easy != NULL) {
+        if (c->multi != NULL)
+            curl_multi_remove_handle(c->multi, r->easy);
+        curl_easy_cleanup(r->easy);
+    }
+    curl_slist_free_all(r->headers);
+    free(r->body);
+    free(r);
+}
+
+/* Whether e was a write's; if so, it is answered and freed. */
+static bool req_done(struct tg_k8s_client *c, CURL *e, CURLcode result)
+{
+    struct tg_k8s_req *r = c->reqs;
+    long status = 0;
+    char err[TG_ERRLEN] = "";
+
+    while (r != NULL && r->easy != e)
+        r = r->next;
+    if (r == NULL)
+        return false;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (result != CURLE_OK) {
+        snprintf(err, sizeof(err), "%s", r->curl_err[0] ? r->curl_err : curl_easy_strerror(result));
+        status = 0;
+    } else if (status == 401) {
+        c->stats.unauthorized++;
+        (void)token_refresh(c, true, err); /* the next write carries the new one */
+        err[0] = '\0';
+    }
+    if (status < 200 || status > 299)
+        c->stats.errors++;
+    r->on_reply(r->arg, status, r->reply, err);
+    req_free(r);
+    return true;
+}
+
+static void reqs_cancel(struct tg_k8s_client *c)
+{
+    while (c->reqs != NULL)
+        req_free(c->reqs);
+}
+
+int tg_k8s_client_request(struct tg_k8s_client *c, const char *method, const char *path,
+                          const char *body, const char *content_type, tg_k8s_on_reply on_reply,
+                          void *arg)
+{
+    struct tg_k8s_req *r = calloc(1, sizeof(*r));
+    char url[2048], ctype[128], err[TG_ERRLEN];
+
+    if (r == NULL)
+        return TG_ENOMEM;
+    r->c = c;
+    r->on_reply = on_reply;
+    r->arg = arg;
+    r->next = c->reqs;
+    if (c->reqs != NULL)
+        c->reqs->prev = r;
+    c->reqs = r;
+    if (token_refresh(c, false, err) < 0)
+        tg_warn("kubernetes: %s (the last token is sent)", err);
+    snprintf(url, sizeof(url), "%s%s", c->server, path);
+    snprintf(ctype, sizeof(ctype), "Content-Type: %s", content_type);
+    if ((r->body = strdup(body)) == NULL || (r->easy = curl_easy_init()) == NULL ||
+        (r->headers = curl_slist_append(NULL, "Accept: application/json")) == NULL ||
+        curl_slist_append(r->headers, ctype) == NULL)
+        goto fail;
+    curl_easy_setopt(r->easy, CURLOPT_URL, url);
+    curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
+    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(r->easy, CURLOPT_CAINFO, c->ca_file);
+    curl_easy_setopt(r->easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+    curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+    curl_easy_setopt(r->easy, CURLOPT_XOAUTH2_BEARER, c->token);
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_req_write);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->curl_err);
+    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)REQ_TIMEOUT_MS);
+    if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
+        goto fail;
+    return 0;
+fail:
+    req_free(r);
+    return TG_ENOMEM;
 }

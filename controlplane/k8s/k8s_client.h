@@ -1,7 +1,9 @@
 /* A Kubernetes API client for tollgate-cp: lists and watches Namespaces, Pods, Services and
  * EndpointSlices with the API's own protocol ("Efficient detection of changes" in the API
  * concepts) and keeps a local cache of each, keyed by namespace/name, that the derivation
- * reads (k8s_derive.h).
+ * reads (k8s_derive.h); optionally the policy custom resources (k8s_policy.h) and the
+ * trust-root ConfigMaps (k8s_publish.h) the same way. It also makes the few writes the
+ * control plane needs (tg_k8s_client_request: a resource's status, a ConfigMap).
  *
  * Why on the control plane's loop and not in a thread: the cache is read by the derivation
  * and the pushes, which run on that loop; with libcurl's multi interface driven by the
@@ -48,12 +50,15 @@
 #include "k8s_objects.h"
 
 #define TG_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define TG_K8S_POLICY_API "/apis/tollgate.dev/v1alpha1" /* deploy/k8s/base/crds.yaml */
 
 struct tg_k8s_client_cfg {
     const char *api_server;   /* "https://host:port"; NULL: in-cluster from the environment */
     const char *ca_file;      /* NULL: TG_K8S_SA_DIR/ca.crt */
     const char *token_file;   /* NULL: TG_K8S_SA_DIR/token */
     unsigned watch_timeout_s; /* timeoutSeconds of a watch; 0: 300 */
+    bool policy;              /* watch the policy custom resources too (k8s_policy.h) */
+    bool configmaps;          /* and the trust-root ConfigMaps (k8s_publish.h) */
 };
 
 struct tg_k8s_client_stats {
@@ -76,7 +81,8 @@ struct tg_k8s_client;
 typedef void (*tg_k8s_on_change)(void *arg);
 
 /* Resolves the configuration (the environment for in-cluster), reads the token once and
- * starts the four lists. 0 with *out, or a negative code with err (nothing left running). */
+ * starts the lists of the kinds cfg asks for. 0 with *out, or a negative code with err (nothing
+ * left running). */
 TG_MUST_USE int tg_k8s_client_new(uv_loop_t *loop, const struct tg_k8s_client_cfg *cfg,
                                   tg_k8s_on_change on_change, void *arg, struct tg_k8s_client **out,
                                   char *err);
@@ -90,5 +96,18 @@ void tg_k8s_client_lists(const struct tg_k8s_client *c, struct tg_k8s_list out[T
 const struct tg_k8s_client_stats *tg_k8s_client_stats(const struct tg_k8s_client *c);
 /* The API server's URL as resolved. */
 const char *tg_k8s_client_server(const struct tg_k8s_client *c);
+
+/* A write (status of a policy resource, a ConfigMap): one request, its answer to on_reply.
+ * Answered once, on the loop: status is the HTTP status (0: no answer; err then says why),
+ * body the answer's first TG_K8S_REPLY_MAX bytes, NUL-terminated. Never answered after
+ * tg_k8s_client_close (the request is dropped). Authenticated like the watches, 10 s
+ * timeout, no retry (the caller decides). */
+#define TG_K8S_REPLY_MAX 4096
+typedef void (*tg_k8s_on_reply)(void *arg, long status, const char *body, const char *err);
+/* method "POST", "PUT", "PATCH"; path from "/api..." (the caller escapes it); body JSON, sent
+ * with content_type. 0, or TG_ENOMEM (nothing sent, on_reply never runs). */
+TG_MUST_USE int tg_k8s_client_request(struct tg_k8s_client *c, const char *method, const char *path,
+                                      const char *body, const char *content_type,
+                                      tg_k8s_on_reply on_reply, void *arg);
 
 #endif

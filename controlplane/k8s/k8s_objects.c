@@ -10,8 +10,9 @@
 
 #define MAX_ITEMS 10000 /* ports, endpoints, addresses, containers of one object */
 
-static const char *const kind_names[TG_K8S_NKINDS] = {"Namespace", "Pod", "Service",
-                                                      "EndpointSlice"};
+static const char *const kind_names[TG_K8S_NKINDS] = {
+    "Namespace",           "Pod",       "Service",    "EndpointSlice",
+    "AuthorizationPolicy", "RateLimit", "Revocation", "ConfigMap"};
 
 const char *tg_k8s_kind_name(enum tg_k8s_kind k)
 {
@@ -332,6 +333,44 @@ static int parse_slice(struct parse *p, const json_t *root, const json_t *meta)
     return 0;
 }
 
+/* A policy resource: its spec as text (checked later, by k8s_policy.c) and its Ready
+ * condition as last written (so a status already saying the same is not written again). */
+static int parse_policy(struct parse *p, const json_t *meta, const json_t *spec,
+                        const json_t *status)
+{
+    struct tg_k8s_policy_obj *pol = &p->o->u.policy;
+    const json_t *gen = json_object_get(meta, "generation"), *conds = NULL, *c;
+    char *text = spec != NULL ? json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    size_t i;
+    int rc;
+
+    if (spec != NULL && text == NULL)
+        return TG_ENOMEM;
+    pol->spec = tg_resource_strdup(p->o->arena, text != NULL ? text : "{}");
+    free(text);
+    if (pol->spec == NULL)
+        return TG_ENOMEM;
+    pol->generation = json_is_integer(gen) ? (int64_t)json_integer_value(gen) : 0;
+    pol->ready = pol->ready_reason = pol->ready_message = "";
+    if (status != NULL &&
+        (rc = opt_member(p, status, "conditions", "status.conditions", JSON_ARRAY, &conds)) < 0)
+        return rc;
+    json_array_foreach(conds, i, c)
+    {
+        const char *type = map_value(c, "type");
+
+        if (type == NULL || strcmp(type, "Ready") != 0)
+            continue;
+        if ((rc = opt_str(p, c, "status", "status.conditions[Ready].status", &pol->ready)) < 0 ||
+            (rc = opt_str(p, c, "reason", "status.conditions[Ready].reason", &pol->ready_reason)) <
+                0 ||
+            (rc = opt_str(p, c, "message", "status.conditions[Ready].message",
+                          &pol->ready_message)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj **out, char *err)
 {
     struct tg_k8s_obj *o = NULL;
@@ -397,6 +436,22 @@ int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj 
     case TG_K8S_SLICE:
         rc = parse_slice(&p, j, meta);
         break;
+    case TG_K8S_AUTHZ:
+    case TG_K8S_LIMITS:
+    case TG_K8S_REVOKE:
+        rc = parse_policy(&p, meta, spec, status);
+        break;
+    case TG_K8S_CONFIGMAP: {
+        const json_t *data = NULL;
+        const char *pem = NULL;
+
+        if ((rc = opt_member(&p, j, "data", "data", JSON_OBJECT, &data)) < 0)
+            break;
+        pem = map_value(data, TG_K8S_CA_KEY);
+        if (pem != NULL && (o->u.cm.ca_pem = tg_resource_strdup(arena, pem)) == NULL)
+            rc = TG_ENOMEM;
+        break;
+    }
     default:
         rc = tg_err_set(err, TG_EINVAL, "unknown kind");
     }

@@ -21,6 +21,8 @@
 #define TG_K8S_INJECT_ANNOTATION "tollgate.dev/inject"     /* on a Pod: "false" opts out */
 #define TG_K8S_INJECTED_ANNOTATION "tollgate.dev/injected" /* "true": the sidecar is in */
 #define TG_K8S_SIDECAR_CONTAINER "tollgate-proxy"          /* deploy/k8s/components/inject */
+#define TG_K8S_CA_CONFIGMAP "tollgate-ca-root" /* the trust bundle, in each meshed namespace */
+#define TG_K8S_CA_KEY "ca.pem"                 /* its data key */
 
 #define TG_K8S_NAME_MAX 253 /* DNS-1123 subdomain */
 
@@ -29,10 +31,19 @@ enum tg_k8s_kind {
     TG_K8S_POD = 1,
     TG_K8S_SERVICE = 2,
     TG_K8S_SLICE = 3,
+    /* the policy custom resources (k8s_policy.h), watched with kubernetes.discovery.policy */
+    TG_K8S_AUTHZ = 4,
+    TG_K8S_LIMITS = 5,
+    TG_K8S_REVOKE = 6,
+    /* the trust-root ConfigMaps (k8s_publish.h), watched with
+     * kubernetes.discovery.trust_configmaps: only those named TG_K8S_CA_CONFIGMAP */
+    TG_K8S_CONFIGMAP = 7,
     TG_K8S_NKINDS
 };
+#define TG_K8S_NDISCOVERY 4 /* the kinds discovery always watches: NAMESPACE .. SLICE */
 
-/* "Namespace", "Pod", "Service", "EndpointSlice". */
+/* "Namespace", "Pod", "Service", "EndpointSlice", "AuthorizationPolicy", "RateLimit",
+ * "Revocation". */
 const char *tg_k8s_kind_name(enum tg_k8s_kind k);
 
 enum tg_k8s_proto { TG_K8S_TCP = 0, TG_K8S_UDP = 1, TG_K8S_SCTP = 2 };
@@ -79,6 +90,20 @@ struct tg_k8s_slice {
     size_t n_endpoints;
 };
 
+/* A policy custom resource, kept as text so k8s_policy.c can compile it (and say what is
+ * wrong with it) apart from the watch, which keeps every object whatever its spec holds. */
+struct tg_k8s_policy_obj {
+    const char *spec;         /* .spec as compact JSON with sorted keys; "{}" when absent */
+    int64_t generation;       /* metadata.generation; 0 when absent */
+    const char *ready;        /* status.conditions[type=Ready].status, "" when absent */
+    const char *ready_reason; /* its reason and message, "" when absent */
+    const char *ready_message;
+};
+
+struct tg_k8s_configmap {
+    const char *ca_pem; /* data[TG_K8S_CA_KEY]; NULL when absent */
+};
+
 struct tg_k8s_obj {
     enum tg_k8s_kind kind;
     const char *ns; /* "" for a Namespace */
@@ -90,6 +115,8 @@ struct tg_k8s_obj {
         struct tg_k8s_pod pod;
         struct tg_k8s_service svc;
         struct tg_k8s_slice slice;
+        struct tg_k8s_policy_obj policy;
+        struct tg_k8s_configmap cm;
     } u;
     struct tg_resource *arena; /* every pointer above points in here */
 };

@@ -72,6 +72,9 @@ struct tg_res_rule {
     struct tg_strlist serials, not_serials;
     struct tg_res_ports ports, not_ports;
     struct tg_strlist methods, paths, hosts; /* HTTP conditions, as tg_rule_cfg's */
+    /* the control plane's own: it checked the scope (a policy resource's) and pushes the rule
+     * without it, to the sidecars it concerns only (not pushed) */
+    bool scope_resolved;
 };
 
 struct tg_res_authorization {
@@ -92,6 +95,10 @@ struct tg_res_limit {
     uint64_t bytes_per_second;    /* 0: none */
     uint32_t requests_per_second; /* protocol: http ports; 0: none */
     uint32_t requests_burst;      /* 0: one second's worth */
+    /* the control plane's own: which sidecars get it (not pushed; scope as a rule's) */
+    char *scope_namespace; /* "" or NULL: any */
+    struct tg_res_label *scope_labels;
+    size_t n_scope_labels;
 };
 
 struct tg_res_rate_limits {

@@ -304,7 +304,7 @@ def check_control_plane(objs):
                        ("Secret", "tollgate-ca"), ("Secret", "tollgate-cp-tls")):
         check(f"control plane: {kind} {want}", (kind, want) in by)
     for o in objs:
-        if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+        if o["kind"] not in CLUSTER_SCOPED:
             check(f"control plane: {o['kind']} {o['metadata']['name']} in {ns}",
                   o["metadata"].get("namespace") == ns)
     rbac = sorted(k for k in by if k[0] in ("Role", "RoleBinding", "ClusterRole",
@@ -317,9 +317,23 @@ def check_control_plane(objs):
                      for rule in role.get("rules", []) for g in rule.get("apiGroups", [])
                      for r in rule.get("resources", []))
     read = ("get", "list", "watch")
-    check("control plane: discovery reads namespaces, pods, services, endpointslices, no more",
-          granted == [("", "namespaces", read), ("", "pods", read), ("", "services", read),
-                      ("discovery.k8s.io", "endpointslices", read)], str(granted))
+    status = ("patch", "update")
+    check("control plane: discovery reads namespaces, pods, services, endpointslices and the "
+          "policy resources, writes their status and the trust-root ConfigMaps only, no more",
+          granted == [("", "configmaps", ("create",)),
+                      ("", "configmaps", ("get", "list", "patch", "update", "watch")),
+                      ("", "namespaces", read), ("", "pods", read), ("", "services", read),
+                      ("discovery.k8s.io", "endpointslices", read),
+                      ("tollgate.dev", "authorizationpolicies", read),
+                      ("tollgate.dev", "authorizationpolicies/status", status),
+                      ("tollgate.dev", "ratelimits", read),
+                      ("tollgate.dev", "ratelimits/status", status),
+                      ("tollgate.dev", "revocations", read),
+                      ("tollgate.dev", "revocations/status", status)], str(granted))
+    named = [rule.get("resourceNames") for rule in role.get("rules", [])
+             if "configmaps" in rule.get("resources", []) and "patch" in rule.get("verbs", [])]
+    check("control plane: ConfigMaps are read and changed by the name tollgate-ca-root only",
+          named == [["tollgate-ca-root"]], str(named))
     binding = by.get(("ClusterRoleBinding", "tollgate-cp-discovery"), {})
     check("control plane: the binding names the tollgate-cp ServiceAccount",
           binding.get("subjects") == [{"kind": "ServiceAccount", "name": "tollgate-cp",
@@ -721,6 +735,74 @@ def check_schemas(objs):
         check("schemas: validator ran", False, r.stderr.strip())
 
 
+def crd_cases():
+    """The examples (deploy/k8s/examples/policy.yaml) must validate; each bad case, a copy of
+    one with one thing wrong, must be refused by the schema."""
+    good = load_all(os.path.join(DEPLOY, "k8s", "examples", "policy.yaml"))
+    cases = [{"name": f"example {o['kind']} {o['metadata']['name']}", "ok": True, "obj": o}
+             for o in good]
+    authz, limit, revoke = good
+
+    def bad(name, base, path, value):
+        o = copy.deepcopy(base)
+        d = o
+        for k in path[:-1]:
+            d = d[k]
+        if value is None:
+            del d[path[-1]]
+        else:
+            d[path[-1]] = value
+        cases.append({"name": name, "ok": False, "obj": o})
+
+    bad("an action that is not allow or deny", authz, ["spec", "rules", 0, "action"], "permit")
+    bad("a principal that is not a SPIFFE ID pattern", authz,
+        ["spec", "rules", 0, "principals"], ["mesh.local/ns/demo/sa/client"])
+    bad("a principal with a space", authz, ["spec", "rules", 0, "principals"],
+        ["spiffe://mesh.local/ns/demo/sa/a b"])
+    bad("a rule without a name", authz, ["spec", "rules", 0, "name"], None)
+    bad("no rules", authz, ["spec", "rules"], [])
+    bad("rules missing", authz, ["spec", "rules"], None)
+    bad("65 rules (maxItems 64)", authz, ["spec", "rules"],
+        [dict(authz["spec"]["rules"][0], name=f"r{i}") for i in range(65)])
+    bad("port 0", authz, ["spec", "rules", 0, "ports"], [0])
+    bad("a fingerprint of 63 digits", authz, ["spec", "rules", 0, "fingerprints"], ["a" * 63])
+    bad("matchLabels value that is not a label", authz, ["spec", "selector", "matchLabels"],
+        {"app": "a b"})
+    bad("an override without principal", limit, ["spec", "overrides", 0, "principal"], None)
+    bad("key ip", limit, ["spec", "key"], "ip")
+    bad("a negative burst", limit, ["spec", "overrides", 0, "burst"], -1)
+    bad("the old shape (a limits list alone)", limit, ["spec"], {"limits": [{"match": "*"}]})
+    bad("a serial that is not hex", revoke, ["spec", "serials"], ["zz"])
+    bad("a Revocation with nothing", revoke, ["spec"], {})
+    return cases
+
+
+def check_crds(objs):
+    node = shutil.which("node")
+    crds = [o for o in objs if o["kind"] == "CustomResourceDefinition"]
+    check("crds: AuthorizationPolicy, RateLimit, Revocation, namespaced, with a status "
+          "subresource",
+          sorted((c["spec"]["names"]["kind"], c["spec"]["scope"],
+                  "status" in c["spec"]["versions"][0].get("subresources", {})) for c in crds)
+          == [("AuthorizationPolicy", "Namespaced", True), ("RateLimit", "Namespaced", True),
+              ("Revocation", "Namespaced", True)], str([c["metadata"]["name"] for c in crds]))
+    if not node:
+        print("note - crds: node not found; custom resource validation skipped")
+        return
+    path = os.path.join(WORK, "crs.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"crds": crds, "cases": crd_cases()}, f)
+    r = run([node, os.path.join(SRC, "tests", "deploy", "validate_crs.cjs"), path])
+    if r.returncode == 77:
+        print("note - crds: " + r.stdout.strip())
+        return
+    for line in r.stdout.splitlines():
+        if line.startswith(("ok - ", "not ok - ")):
+            check(line.split(" - ", 1)[1], line.startswith("ok"))
+    if r.returncode not in (0, 1) or r.stderr.strip():
+        check("crds: validator ran", False, r.stderr.strip())
+
+
 def main():
     check_parse()
     k8s = os.path.join(WORK, "k8s")
@@ -734,6 +816,7 @@ def main():
         check_workloads_common(ex, "example")
         check_init_args(args, "injection: tollgate-init")
     check_schemas(cp + ex)
+    check_crds(cp)
     check_files(cp, ex)
     check_vm()
     check_dockerfile()

@@ -1,5 +1,6 @@
 /* Fuzzing of what tollgate-cp reads from the Kubernetes API (controlplane/k8s/): the first
- * byte picks the kind (Namespace, Pod, Service, EndpointSlice), the rest is the object's JSON.
+ * byte picks the kind (Namespace, Pod, Service, EndpointSlice, the policy resources, the
+ * trust-root ConfigMap), the rest is the object's JSON; a policy resource's spec is compiled.
  * Each must parse or be refused with one line, without crashing or leaking; what parses is
  * then fed, with a fixed Namespace and Pod, to the derivation, whose output must hold only
  * SPIFFE IDs of the trust domain and be sorted and free of duplicates. */
@@ -10,10 +11,11 @@
 
 #include "fuzz_util.h"
 #include "k8s_derive.h"
+#include "k8s_policy.h"
 #include "tollgate/spiffe.h"
 
 /* The cluster the fuzzed object joins: it replaces the fixed object of its kind. */
-static const char *const fixed[TG_K8S_NKINDS] = {
+static const char *const fixed[TG_K8S_NDISCOVERY] = {
     "{\"metadata\":{\"name\":\"prod\",\"labels\":{\"tollgate.dev/inject\":\"enabled\"}}}",
     "{\"metadata\":{\"name\":\"web-1\",\"namespace\":\"prod\"},\"spec\":"
     "{\"serviceAccountName\":\"web\"},\"status\":{\"podIP\":\"10.1.0.11\"}}",
@@ -63,7 +65,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_err(err);
         return 0;
     }
+    if (k >= TG_K8S_NDISCOVERY) { /* a policy resource, compiled; a ConfigMap: parsed is all */
+        if (k <= TG_K8S_REVOKE &&
+            tg_k8s_policy_compile(k, o->ns, o->name, o->u.policy.spec, &r, err) < 0)
+            fuzz_check_err(err);
+        tg_resource_free(r);
+        tg_k8s_obj_free(o);
+        return 0;
+    }
     for (int i = 0; i < TG_K8S_NKINDS; i++) {
+        if (i >= TG_K8S_NDISCOVERY) {
+            lists[i] = (struct tg_k8s_list){NULL, 0};
+            continue;
+        }
         if (i == (int)k) {
             objs[i] = o;
         } else if (tg_k8s_obj_parse((enum tg_k8s_kind)i, fixed[i], strlen(fixed[i]), &objs[i],
@@ -76,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_table(r);
         tg_resource_free(r);
     }
-    for (int i = 0; i < TG_K8S_NKINDS; i++)
+    for (int i = 0; i < TG_K8S_NDISCOVERY; i++)
         tg_k8s_obj_free(objs[i]);
     return 0;
 }

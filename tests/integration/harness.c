@@ -1538,6 +1538,8 @@ void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...
             fprintf(f, "  node_id: %s\n", c->cp_node);
         if (c->cp_renew > 0)
             fprintf(f, "  renew_fraction: %.2f\n", c->cp_renew);
+        if (c->cp_labels != NULL)
+            fprintf(f, "  labels: {%s}\n", c->cp_labels);
     }
     if (c->timeouts != NULL)
         fprintf(f, "timeouts: {%s}\n", c->timeouts);

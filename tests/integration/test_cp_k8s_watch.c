@@ -25,6 +25,7 @@
  * variables the control plane does not start, and says why; with a CA that did not sign the
  * API server's certificate it derives nothing and says why. */
 #include "harness.h"
+#include "it_k8s.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,72 +33,8 @@
 #include <unistd.h>
 
 #define PUSH_BOUND_MS 1000
-#define TIMEOUTS "handshake: 5s, idle: 1h, connect: 2s, drain: 1s" /* of both sidecars */
 
-static int api_port, ctl_port, cp_port, cp2_port, cp_admin, echo_port, in_port, out_port, a_admin,
-    b_admin;
-
-/* One request to the stand-in's control port; returns the status, the body in buf. */
-static int ctl(const char *method, const char *path, const char *body, char *buf, size_t cap)
-{
-    char req[8192];
-    int fd = it_connect(ctl_port, 5000), status = -1;
-    size_t n;
-    const char *p;
-
-    ck_assert_msg(fd >= 0, "control port %d: %d", ctl_port, fd);
-    snprintf(req, sizeof(req),
-             "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             method, path, strlen(body), body);
-    ck_assert(it_send_all(fd, req, strlen(req)));
-    n = it_recv_full(fd, buf, cap - 1);
-    buf[n] = '\0';
-    close(fd);
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        status = -1;
-    p = strstr(buf, "\r\n\r\n");
-    if (p != NULL)
-        memmove(buf, p + 4, strlen(p + 4) + 1);
-    return status;
-}
-
-static void put(const char *plural, const char *json)
-{
-    char path[128], buf[4096];
-
-    snprintf(path, sizeof(path), "/objects/%s", plural);
-    ck_assert_msg(ctl("PUT", path, json, buf, sizeof(buf)) == 200, "PUT %s: %s", json, buf);
-}
-
-static void del(const char *plural, const char *ns, const char *name)
-{
-    char path[256], buf[4096];
-
-    snprintf(path, sizeof(path), "/objects/%s/%s/%s", plural, ns, name);
-    ck_assert_msg(ctl("DELETE", path, "", buf, sizeof(buf)) == 200, "DELETE %s: %s", path, buf);
-}
-
-static long long stat_of(const char *key)
-{
-    char buf[4096];
-
-    ck_assert_int_eq(ctl("GET", "/stats", "", buf, sizeof(buf)), 200);
-    return it_json_num(buf, key);
-}
-
-/* Waits until the stand-in's counter key is want (both control planes relisted, say). */
-static bool wait_stat(const char *key, long long want, int timeout_ms)
-{
-    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
-
-    while (stat_of(key) != want) {
-        if (it_now_ms() >= end)
-            return false;
-        it_sleep_ms(20);
-    }
-    return true;
-}
+static int cp_port, cp2_port, cp_admin, echo_port, in_port, out_port, a_admin, b_admin;
 
 static void pod(const char *name, const char *sa, const char *ip)
 {
@@ -110,7 +47,7 @@ static void pod(const char *name, const char *sa, const char *ip)
              "\"image\":\"tollgate:0.1.0\",\"restartPolicy\":\"Always\"}]},"
              "\"status\":{\"phase\":\"Running\",\"podIP\":\"%s\",\"podIPs\":[{\"ip\":\"%s\"}]}}",
              name, sa, ip, ip);
-    put("pods", j);
+    it_k8s_put("pods", j);
 }
 
 /* The slice of Service web holding the pods web-1 (10.1.0.11) and, when with2, web-2. */
@@ -127,7 +64,7 @@ static void slice(bool with2)
              with2 ? ",{\"addresses\":[\"10.1.0.12\"],\"conditions\":{\"ready\":true},"
                      "\"targetRef\":{\"kind\":\"Pod\",\"namespace\":\"prod\",\"name\":\"web-2\"}}"
                    : "");
-    put("endpointslices", j);
+    it_k8s_put("endpointslices", j);
 }
 
 static int applied(const char *log)
@@ -183,106 +120,33 @@ static long wait_both(int a0, int b0, uint64_t t0, int bound_ms)
                 what, ms_);                                                                        \
     } while (0)
 
-static void make_api_certs(void)
-{
-    const char *ossl = it_openssl();
-    const char *ca[] = {ossl,
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "ec",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-256",
-                        "-nodes",
-                        "-keyout",
-                        "api-ca.key",
-                        "-out",
-                        "api-ca.pem",
-                        "-days",
-                        "1",
-                        "-subj",
-                        "/CN=stand-in cluster CA",
-                        NULL};
-    const char *csr[] = {
-        ossl,      "req",     "-newkey", "ec",      "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "api.key", "-out",    "api.csr", "-subj",    "/CN=kube-apiserver",      NULL};
-    const char *sign[] = {ossl,      "x509",       "-req",   "-in",        "api.csr",
-                          "-CA",     "api-ca.pem", "-CAkey", "api-ca.key", "-CAcreateserial",
-                          "-out",    "api.pem",    "-days",  "1",          "-extfile",
-                          "api.ext", NULL};
-
-    it_write_file("api.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    ck_assert_int_eq(it_run(ca, NULL, 20000, NULL, NULL), 0);
-    ck_assert_int_eq(it_run(csr, NULL, 20000, NULL, NULL), 0);
-    ck_assert_int_eq(it_run(sign, NULL, 20000, NULL, NULL), 0);
-}
-
-static void start_apiserver(void)
-{
-    char script[4096], *out;
-    const char *argv[] = {"/usr/bin/python3",
-                          script,
-                          "--cert",
-                          "api.pem",
-                          "--key",
-                          "api.key",
-                          "--token",
-                          "token-one",
-                          "--bookmark-interval",
-                          "0.3",
-                          "--max-page",
-                          "1",
-                          NULL};
-
-    snprintf(script, sizeof(script), "%s/tests/k8s/apiserver.py", it_env("TG_SOURCE_DIR"));
-    it_spawn("apiserver", argv, IT_STDIN_NULL);
-    ck_assert_msg(it_wait_file_contains("apiserver.out", "\"ctl\"", 10000),
-                  "the stand-in API server did not start");
-    out = it_read_file("apiserver.out", NULL);
-    api_port = (int)it_json_num(out, "port");
-    ctl_port = (int)it_json_num(out, "ctl");
-    free(out);
-    ck_assert(api_port > 0 && ctl_port > 0);
-}
-
 /* A control plane's cp.yaml (admin 0: none). */
 static void write_cp(const char *file, int port, int admin)
 {
-    it_cp_cfg_write(file, port, admin,
-                    "tokens: tokens.txt\n"
-                    "mesh: [mesh.yaml]\n"
-                    "log_level: debug\n"
-                    "kubernetes:\n"
-                    "  discovery:\n"
-                    "    api_server: https://127.0.0.1:%d\n"
-                    "    ca: api-ca.pem\n"
-                    "    token: api.token\n",
-                    api_port);
+    it_k8s_write_cp(file, port, admin, "log_level: debug\n", "");
 }
 
 static void setup(void)
 {
     it_setup();
-    make_api_certs();
-    start_apiserver();
-    it_write_file("api.token", "token-one\n");
+    it_k8s_certs();
+    it_k8s_start("token-one", "0.3", 1);
     /* the cluster: a labelled namespace, Service web (ClusterIP 10.96.0.10, port 80 -> 8080,
      * named http), its pod web-1 with the sidecar, and an unmeshed namespace */
-    put("namespaces", "{\"metadata\":{\"name\":\"prod\",\"labels\":"
-                      "{\"tollgate.dev/inject\":\"enabled\"}}}");
-    put("namespaces", "{\"metadata\":{\"name\":\"legacy\"}}");
+    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"prod\",\"labels\":"
+                             "{\"tollgate.dev/inject\":\"enabled\"}}}");
+    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"legacy\"}}");
     pod("web-1", "web", "10.1.0.11");
-    put("services", "{\"metadata\":{\"name\":\"web\",\"namespace\":\"prod\"},\"spec\":"
-                    "{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.0.10\",\"clusterIPs\":"
-                    "[\"10.96.0.10\"],\"ipFamilies\":[\"IPv4\"],\"selector\":{\"app\":\"web\"},"
-                    "\"ports\":[{\"name\":\"http\",\"port\":80,\"targetPort\":8080,"
-                    "\"protocol\":\"TCP\"}]}}");
+    it_k8s_put("services",
+               "{\"metadata\":{\"name\":\"web\",\"namespace\":\"prod\"},\"spec\":"
+               "{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.0.10\",\"clusterIPs\":"
+               "[\"10.96.0.10\"],\"ipFamilies\":[\"IPv4\"],\"selector\":{\"app\":\"web\"},"
+               "\"ports\":[{\"name\":\"http\",\"port\":80,\"targetPort\":8080,"
+               "\"protocol\":\"TCP\"}]}}");
     slice(false);
 
-    it_certs("ca", "--out", "ca", "--cn", "k8s watch test CA", NULL);
-    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
+    it_k8s_mesh_files();
     IT_FREE_PORTS(&cp_port, &cp2_port, &cp_admin, &in_port, &out_port, &a_admin, &b_admin);
-    it_cp_tokens(NULL);
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh:\n"
                                "  outside: passthrough\n"
@@ -292,14 +156,16 @@ static void setup(void)
     write_cp("cp.yaml", cp_port, cp_admin);
     write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
     it_echo_start("echo", &echo_port);
-    it_cfg_write_cp("b.yaml", b_admin, cp2_port, "b.token",
-                    &(struct it_cfg){.workers = 1,
-                                     .timeouts = TIMEOUTS,
-                                     .in = {{"web-in", in_port, echo_port, IT_API_ID}}});
-    it_cfg_write_cp("a.yaml", a_admin, cp_port, "a.token",
-                    &(struct it_cfg){.workers = 1,
-                                     .timeouts = TIMEOUTS,
-                                     .out = {{"api-out", out_port, in_port, IT_WEB_ID}}});
+    it_k8s_write_sidecars(&(struct it_k8s_pair){
+        .a_cp = cp_port,
+        .b_cp = cp2_port, /* a second replica: B's */
+        .a_admin = a_admin,
+        .b_admin = b_admin,
+        .in_port = in_port,
+        .out_port = out_port,
+        .echo_port = echo_port,
+        .b_allow = IT_API_ID,
+    });
 }
 
 static void traffic(const char *when)
@@ -332,7 +198,7 @@ static void validate_schemas(void)
     int rc;
 
     ck_assert_ptr_nonnull(objs);
-    ck_assert_int_eq(ctl("GET", "/objects", "", objs, 1 << 20), 200);
+    ck_assert_int_eq(it_k8s_ctl("GET", "/objects", "", objs, 1 << 20), 200);
     it_write_file("objects.json", "%s", objs);
     free(objs);
     if (access("/usr/bin/node", X_OK) != 0) {
@@ -384,7 +250,7 @@ START_TEST(test_k8s_watch_end_to_end)
                 pod("web-2", "web-v2", "10.1.0.12"));
     EXPECT_PUSH("pod web-2 stops", PUSH_BOUND_MS, {
         slice(false);
-        del("pods", "prod", "web-2");
+        it_k8s_del("pods", "prod", "web-2");
     });
     ck_assert(derived("2 destinations", 1000));
     traffic("after pod changes");
@@ -393,24 +259,26 @@ START_TEST(test_k8s_watch_end_to_end)
     {
         int a0 = applied("a.err");
 
-        put("pods", "{\"metadata\":{\"name\":\"bad\",\"namespace\":\"prod\"},\"spec\":"
-                    "{\"serviceAccountName\":\"Not_A_Name\",\"containers\":[]}}");
+        it_k8s_put("pods", "{\"metadata\":{\"name\":\"bad\",\"namespace\":\"prod\"},\"spec\":"
+                           "{\"serviceAccountName\":\"Not_A_Name\",\"containers\":[]}}");
         ck_assert(it_wait_lines("cp.err", 1, 2000, "watch pods: ADDED event skipped",
                                 "spec.serviceAccountName: not a DNS-1123 name", NULL) >= 1);
         it_sleep_ms(300);
         ck_assert_int_eq(applied("a.err"), a0);
-        del("pods", "prod", "bad");
+        it_k8s_del("pods", "prod", "bad");
     }
 
     /* list pages that are not JSON: logged, nothing changes, the list is tried again */
     {
         int a0 = applied("a.err");
-        long long l0 = stat_of("lists");
+        long long l0 = it_k8s_stat("lists");
 
         ck_assert_int_eq(
-            ctl("POST", "/corrupt", "{\"what\": \"list\", \"count\": 2}", buf, sizeof(buf)), 200);
-        ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
-        ck_assert_msg(wait_stat("lists", l0 + 8, 5000), "the lists were not tried again");
+            it_k8s_ctl("POST", "/corrupt", "{\"what\": \"list\", \"count\": 2}", buf, sizeof(buf)),
+            200);
+        ck_assert_int_eq(it_k8s_ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)),
+                         200);
+        ck_assert_msg(it_k8s_wait_stat("lists", l0 + 8, 5000), "the lists were not tried again");
         ck_assert_int_eq(it_count_lines("cp.err", "kubernetes: list", ": not JSON: ", NULL) +
                              it_count_lines("cp2.err", "kubernetes: list", ": not JSON: ", NULL),
                          2);
@@ -421,7 +289,8 @@ START_TEST(test_k8s_watch_end_to_end)
      * resourceVersion, and the event lost on the spoiled stream comes again */
     EXPECT_PUSH("a change whose watch event arrived spoiled", 3000, {
         ck_assert_int_eq(
-            ctl("POST", "/corrupt", "{\"what\": \"watch\", \"count\": 1}", buf, sizeof(buf)), 200);
+            it_k8s_ctl("POST", "/corrupt", "{\"what\": \"watch\", \"count\": 1}", buf, sizeof(buf)),
+            200);
         pod("web-2", "web", "10.1.0.12");
         slice(true);
     });
@@ -431,25 +300,26 @@ START_TEST(test_k8s_watch_end_to_end)
         1);
 
     /* BOOKMARKs move the resourceVersion; cut watches resume from it without a relist */
-    ck_assert(stat_of("bookmarks") > 0);
-    lists0 = stat_of("lists");
-    ck_assert_int_eq(ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
+    ck_assert(it_k8s_stat("bookmarks") > 0);
+    lists0 = it_k8s_stat("lists");
+    ck_assert_int_eq(it_k8s_ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 4, 3000, "dropped", "reconnecting from", NULL) >= 4);
     EXPECT_PUSH("a change after the watches were cut", 2000, pod("web-2", "web-v2", "10.1.0.12"));
-    ck_assert_int_eq(stat_of("lists"), lists0);
+    ck_assert_int_eq(it_k8s_stat("lists"), lists0);
 
     /* 410 Gone as an ERROR event: one relist of each kind, then changes arrive again */
-    ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
+    ck_assert_int_eq(it_k8s_ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 8, 3000, "410 Gone", "relisting", NULL) >= 8);
     ck_assert(it_wait_lines("cp.err", 8, 3000, "relisted", NULL) >= 8);
-    ck_assert_msg(wait_stat("lists", lists0 + 8, 3000), "not one relist of each kind by each");
+    ck_assert_msg(it_k8s_wait_stat("lists", lists0 + 8, 3000),
+                  "not one relist of each kind by each");
     EXPECT_PUSH("a change after 410 (event)", PUSH_BOUND_MS, pod("web-2", "web", "10.1.0.12"));
 
     /* lists are paged; a continue token that expires mid-list (410) starts that list again */
-    ck_assert(stat_of("pages") > stat_of("lists"));
-    lists0 = stat_of("lists");
-    ck_assert_int_eq(ctl("POST", "/expire", "{\"count\": 1}", buf, sizeof(buf)), 200);
-    ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
+    ck_assert(it_k8s_stat("pages") > it_k8s_stat("lists"));
+    lists0 = it_k8s_stat("lists");
+    ck_assert_int_eq(it_k8s_ctl("POST", "/expire", "{\"count\": 1}", buf, sizeof(buf)), 200);
+    ck_assert_int_eq(it_k8s_ctl("POST", "/gone", "{\"mode\": \"event\"}", buf, sizeof(buf)), 200);
     {
         uint64_t end = it_now_ms() + 3000;
 
@@ -462,29 +332,32 @@ START_TEST(test_k8s_watch_end_to_end)
         ck_assert_msg(it_now_ms() < end, "no list restarted after its continue token expired");
     }
     ck_assert(it_wait_lines("cp.err", 12, 3000, "relisted", NULL) >= 12);
-    ck_assert_int_eq(stat_of("gone_continue"), 1);
-    ck_assert_msg(wait_stat("lists", lists0 + 8, 3000), "not one relist of each kind by each");
+    ck_assert_int_eq(it_k8s_stat("gone_continue"), 1);
+    ck_assert_msg(it_k8s_wait_stat("lists", lists0 + 8, 3000),
+                  "not one relist of each kind by each");
 
     /* 410 Gone as the HTTP status of the watch request (the watches cut, then refused) */
-    ck_assert_int_eq(ctl("POST", "/gone", "{\"mode\": \"http\"}", buf, sizeof(buf)), 200);
+    ck_assert_int_eq(it_k8s_ctl("POST", "/gone", "{\"mode\": \"http\"}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 16, 5000, "watch", ": 410 Gone (too old resource version",
                             "): relisting", NULL) >= 16);
     ck_assert(it_wait_lines("cp.err", 16, 5000, "relisted", NULL) >= 16);
-    ck_assert(stat_of("gone_http") >= 4);
+    ck_assert(it_k8s_stat("gone_http") >= 4);
     EXPECT_PUSH("a change after 410 (http)", PUSH_BOUND_MS, {
         slice(false);
-        del("pods", "prod", "web-2");
+        it_k8s_del("pods", "prod", "web-2");
     });
 
     /* the token expires: 401s until the token file holds a new one the server accepts */
-    un0 = stat_of("unauthorized");
+    un0 = it_k8s_stat("unauthorized");
     ck_assert_int_eq(
-        ctl("POST", "/token", "{\"token\": \"token-one\", \"ttl\": 0}", buf, sizeof(buf)), 200);
-    ck_assert_int_eq(ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
+        it_k8s_ctl("POST", "/token", "{\"token\": \"token-one\", \"ttl\": 0}", buf, sizeof(buf)),
+        200);
+    ck_assert_int_eq(it_k8s_ctl("POST", "/drop", "{}", buf, sizeof(buf)), 200);
     ck_assert(it_wait_lines("cp.err", 1, 3000, "401 Unauthorized", NULL) >= 1);
-    ck_assert(stat_of("unauthorized") > un0);
+    ck_assert(it_k8s_stat("unauthorized") > un0);
     ck_assert_int_eq(
-        ctl("POST", "/token", "{\"token\": \"token-two\", \"ttl\": null}", buf, sizeof(buf)), 200);
+        it_k8s_ctl("POST", "/token", "{\"token\": \"token-two\", \"ttl\": null}", buf, sizeof(buf)),
+        200);
     it_replace_file("api.token", "token-two");
     EXPECT_PUSH("a change after the token was rotated", 5000, {
         pod("web-2", "web", "10.1.0.12");
@@ -523,7 +396,7 @@ START_TEST(test_k8s_in_cluster)
                               "(KUBERNETES_SERVICE_HOST is not set)") != NULL,
                   "%s", err);
     free(err);
-    snprintf(port, sizeof(port), "%d", api_port);
+    snprintf(port, sizeof(port), "%d", it_k8s_api_port);
     setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
     setenv("KUBERNETES_SERVICE_PORT", port, 1);
     /* the mesh CA is not the cluster's: the API server is not believed */

@@ -14,7 +14,12 @@ discovery.k8s.io/v1 EndpointSlices:
   - "410 Gone" for a resourceVersion older than the last compaction, as the HTTP status of
     the watch request (mode http) or as an ERROR watch event with a Status of code 410
     (mode event);
-  - watches dropped mid-stream on request (the TCP connection cut, no last chunk).
+  - watches dropped mid-stream on request (the TCP connection cut, no last chunk);
+  - v1 ConfigMaps, list and watch with fieldSelector=metadata.name=X, POST (create: 409 when it
+    exists) and PATCH with a merge patch;
+  - tollgate.dev/v1alpha1 AuthorizationPolicies, RateLimits and Revocations (namespaced), with
+    metadata.generation bumped on a spec change and a status subresource: PATCH
+    .../namespaces/NS/PLURAL/NAME/status with a merge patch changes only .status.
 
 The control API is plain HTTP on 127.0.0.1 (a second port):
   PUT    /objects/<plural>               body: an object; ADDED or MODIFIED
@@ -26,6 +31,7 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
   POST   /corrupt   {"what": "list" | "watch", "count": N}: the next N list pages are not JSON,
                     or the next N watch events are sent as a line that is not JSON instead
   GET    /objects   every object served, as a JSON array (to validate against the schemas)
+  GET    /objects/<plural>/<ns>/<name>   one object (<ns> "-" for a cluster-scoped one)
   PUT    /webhookconfigs          body: a MutatingWebhookConfiguration (stored, not watched)
   GET    /webhookconfigs/<name>   it, as the webhook left it
 Admission webhook configurations (admissionregistration.k8s.io/v1
@@ -54,7 +60,16 @@ KINDS = {
     "services": ("/api/v1/services", "v1", "Service", True),
     "endpointslices": ("/apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1",
                        "EndpointSlice", True),
+    # tollgate's policy custom resources (deploy/k8s/base/crds.yaml), with a status subresource
+    "authorizationpolicies": ("/apis/tollgate.dev/v1alpha1/authorizationpolicies",
+                              "tollgate.dev/v1alpha1", "AuthorizationPolicy", True),
+    "ratelimits": ("/apis/tollgate.dev/v1alpha1/ratelimits", "tollgate.dev/v1alpha1",
+                   "RateLimit", True),
+    "revocations": ("/apis/tollgate.dev/v1alpha1/revocations", "tollgate.dev/v1alpha1",
+                    "Revocation", True),
+    "configmaps": ("/api/v1/configmaps", "v1", "ConfigMap", True),
 }
+STATUS_KINDS = ("authorizationpolicies", "ratelimits", "revocations")
 BY_PATH = {v[0]: k for k, v in KINDS.items()}
 
 
@@ -75,9 +90,10 @@ class Store:
         self.expire = 0  # continue tokens to refuse
         self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
         self.webhook_configs = {}  # name -> MutatingWebhookConfiguration
-        self.stats = {k: 0 for k in ("patches", "lists", "pages", "watches", "unauthorized", "gone_http",
-                                     "gone_event", "gone_continue", "bookmarks", "drops",
-                                     "events", "watching")}
+        self.stats = {k: 0 for k in ("patches", "lists", "pages", "watches", "unauthorized",
+                                     "gone_http", "gone_event", "gone_continue", "bookmarks", "drops",
+                                     "events", "watching", "status_writes", "cm_creates",
+                                     "cm_patches")}
 
     def key(self, plural, obj):
         m = obj["metadata"]
@@ -101,6 +117,12 @@ class Store:
                 typ = "DELETED"
             else:
                 m.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
+                if plural in STATUS_KINDS:  # the status subresource: spec bumps generation
+                    same = old is not None and old.get("spec") == obj.get("spec")
+                    gen = old["metadata"].get("generation", 1) if old else 0
+                    m["generation"] = gen if same else gen + 1
+                    if old is not None and "status" in old and "status" not in obj:
+                        obj["status"] = old["status"]
                 m.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
                 m["resourceVersion"] = str(self.rv)
                 self.objs[plural][k] = obj
@@ -119,6 +141,29 @@ class Store:
                 return False
             deadline = self.tokens[tok]
             return deadline is None or time.monotonic() < deadline
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
+
+
+def selected(q, obj):
+    """fieldSelector=metadata.name=X (the only one served); no selector: every object."""
+    sel = q.get("fieldSelector")
+    if not sel:
+        return True
+    k, _, v = sel.partition("=")
+    return k == "metadata.name" and obj["metadata"]["name"] == v
 
 
 def status(code, reason, message):
@@ -201,9 +246,82 @@ def make_api_handler(store):
                 return self.send_json(200, new)
 
         def do_PATCH(self):
-            if not self.path.startswith(WEBHOOK_CONFIGS):
-                return self.send_json(405, status(405, "MethodNotAllowed", "PATCH"))
-            return self.webhook_config(True)
+            if self.path.startswith(WEBHOOK_CONFIGS):
+                return self.webhook_config(True)
+            # PATCH /apis/tollgate.dev/v1alpha1/namespaces/NS/PLURAL/NAME/status, merge patch:
+            # only .status changes (the status subresource's rule), generation stays
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            n = int(self.headers.get("Content-Length", "0") or 0)
+            body = self.rfile.read(n)
+            if not store.token_ok(self.headers.get("Authorization")):
+                with store.cond:
+                    store.stats["unauthorized"] += 1
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            if (len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"]
+                    and parts[4] == "configmaps"):
+                if self.headers.get("Content-Type") != "application/merge-patch+json":
+                    return self.send_json(415, status(415, "UnsupportedMediaType", "merge only"))
+                return self.patch_configmap(parts, body)
+            if (len(parts) != 8 or parts[:4] != ["apis", "tollgate.dev", "v1alpha1", "namespaces"]
+                    or parts[5] not in STATUS_KINDS or parts[7] != "status"):
+                return self.send_json(404, status(404, "NotFound", "no such path " + self.path))
+            if self.headers.get("Content-Type") != "application/merge-patch+json":
+                return self.send_json(415, status(415, "UnsupportedMediaType", "merge patch only"))
+            try:
+                patch = json.loads(body)
+            except ValueError:
+                return self.send_json(400, status(400, "BadRequest", "not JSON"))
+            plural, key = parts[5], parts[4] + "/" + parts[6]
+            with store.cond:
+                old = store.objs[plural].get(key)
+                if old is None:
+                    return self.send_json(404, status(404, "NotFound", key + " not found"))
+                obj = copy.deepcopy(old)
+                obj["status"] = merge_patch(obj.get("status"), patch.get("status", {}))
+                store.stats["status_writes"] += 1
+            store.apply(plural, obj)
+            with store.cond:
+                cur = copy.deepcopy(store.objs[plural][key])
+            self.send_json(200, cur)
+
+        def do_POST(self):
+            # POST /api/v1/namespaces/NS/configmaps: create (409 when it exists)
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+            if not store.token_ok(self.headers.get("Authorization")):
+                return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            if len(parts) != 5 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "configmaps":
+                return self.send_json(404, status(404, "NotFound", "no such path " + self.path))
+            try:
+                obj = json.loads(body)
+                name = obj["metadata"]["name"]
+            except (ValueError, KeyError, TypeError):
+                return self.send_json(400, status(400, "BadRequest", "not a ConfigMap"))
+            if obj["metadata"].get("namespace", parts[3]) != parts[3]:
+                return self.send_json(400, status(400, "BadRequest", "namespace mismatch"))
+            obj["metadata"]["namespace"] = parts[3]
+            with store.cond:
+                if parts[3] + "/" + name in store.objs["configmaps"]:
+                    return self.send_json(409, status(409, "AlreadyExists", name + " exists"))
+                store.stats["cm_creates"] += 1
+            store.apply("configmaps", obj)
+            self.send_json(201, obj)
+
+        def patch_configmap(self, parts, body):
+            # PATCH /api/v1/namespaces/NS/configmaps/NAME, merge patch
+            key = parts[3] + "/" + parts[5]
+            try:
+                patch = json.loads(body)
+            except ValueError:
+                return self.send_json(400, status(400, "BadRequest", "not JSON"))
+            with store.cond:
+                old = store.objs["configmaps"].get(key)
+                if old is None:
+                    return self.send_json(404, status(404, "NotFound", key + " not found"))
+                obj = merge_patch(copy.deepcopy(old), patch)
+                store.stats["cm_patches"] += 1
+            store.apply("configmaps", obj)
+            return self.send_json(200, obj)
 
         def do_GET(self):
             url = urlsplit(self.path)
@@ -242,7 +360,8 @@ def make_api_handler(store):
                 else:
                     rv = store.rv
                     items = [copy.deepcopy(store.objs[plural][k])
-                             for k in sorted(store.objs[plural])]
+                             for k in sorted(store.objs[plural])
+                             if selected(q, store.objs[plural][k])]
                 page, rest = (items[:limit], items[limit:]) if limit > 0 else (items, [])
                 meta = {"resourceVersion": str(rv)}
                 spoil = store.corrupt["list"] > 0
@@ -297,14 +416,14 @@ def make_api_handler(store):
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                self.stream(plural, api, kind, since, too_old, timeout, bookmarks, drop, gone)
+                self.stream(plural, api, kind, since, too_old, timeout, bookmarks, drop, gone, q)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
                 self.close_connection = True
             finally:
                 with store.cond:
                     store.stats["watching"] -= 1
 
-        def stream(self, plural, api, kind, cur, too_old, timeout, bookmarks, drop, gone):
+        def stream(self, plural, api, kind, cur, too_old, timeout, bookmarks, drop, gone, q):
             end = time.monotonic() + timeout
             last_bm = time.monotonic()
             gone_ev = status(410, "Expired", "too old resource version: %d" % cur)
@@ -315,13 +434,15 @@ def make_api_handler(store):
                 return self.finish_stream()
             while True:
                 with store.cond:
-                    evs = [e for e in store.history if e[0] > cur and e[1] == plural]
+                    evs = [e for e in store.history
+                           if e[0] > cur and e[1] == plural and selected(q, e[3])]
                     now = time.monotonic()
                     if not evs and store.drop_epoch == drop and store.gone_epoch == gone:
                         wait = min(end, last_bm + store.bookmark_interval) - now
                         if wait > 0:
                             store.cond.wait(wait)
-                        evs = [e for e in store.history if e[0] > cur and e[1] == plural]
+                        evs = [e for e in store.history
+                               if e[0] > cur and e[1] == plural and selected(q, e[3])]
                     seen = store.rv
                     cut = store.drop_epoch != drop
                     gone_now = store.gone_epoch != gone
@@ -393,6 +514,12 @@ def make_ctl_handler(store):
                 with store.cond:
                     obj = store.webhook_configs.get(self.path[len("/webhookconfigs/"):])
                 return self.send_json(200 if obj else 404, obj or {"error": "no such config"})
+            parts = self.path.strip("/").split("/")
+            if len(parts) == 4 and parts[0] == "objects" and parts[1] in KINDS:
+                key = parts[3] if parts[2] == "-" else parts[2] + "/" + parts[3]
+                with store.cond:
+                    obj = store.objs[parts[1]].get(key)
+                return self.send_json(200 if obj else 404, obj or {"error": "not found"})
             self.send_json(404, {"error": "no such path"})
 
         def do_PUT(self):

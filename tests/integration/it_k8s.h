@@ -1,0 +1,44 @@
+/* The stand-in Kubernetes API server (tests/k8s/apiserver.py) for integration tests: its
+ * certificates (a CA made here, a server certificate for 127.0.0.1), the process, and its
+ * plain-HTTP control port. ck_asserts on every failure. */
+#ifndef TG_IT_K8S_H
+#define TG_IT_K8S_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+extern int it_k8s_api_port, it_k8s_ctl_port;
+
+/* Makes api-ca.pem (the CA to trust), api.pem and api.key in the test's directory. */
+void it_k8s_certs(void);
+/* Starts the stand-in as "apiserver", accepting token, with BOOKMARKs every bookmark_s and
+ * list pages of max_page items (0: no cap); sets the two ports. */
+void it_k8s_start(const char *token, const char *bookmark_s, int max_page);
+/* One request to the control port; returns the status, the body in buf. */
+int it_k8s_ctl(const char *method, const char *path, const char *body, char *buf, size_t cap);
+/* PUT /objects/<plural> (ADDED or MODIFIED); DELETE /objects/<plural>/<ns>/<name>. */
+void it_k8s_put(const char *plural, const char *json);
+void it_k8s_del(const char *plural, const char *ns, const char *name);
+/* The mesh side of a test against the stand-in: a CA (ca.pem, ca.key), the control plane's
+ * certificate for IT_CP_ID (cp.pem, cp.key), and bootstrap tokens for sidecars A
+ * (default/api: a.token) and B (default/web: b.token) in tokens.txt. */
+void it_k8s_mesh_files(void);
+/* A cp.yaml (it_cp_cfg_write) listening on port, admin on admin (0: none), with top (lines,
+ * "" for none), tokens.txt, mesh.yaml and kubernetes.discovery against the stand-in plus
+ * discovery (indented lines, "" for none). */
+void it_k8s_write_cp(const char *file, int port, int admin, const char *top, const char *discovery);
+/* Sidecars A (a.yaml: outbound api-out on out_port -> B's in_port, expecting B's ID) and B
+ * (b.yaml: inbound web-in on in_port -> echo_port, allowing b_allow, NULL: no allow list),
+ * each with its control plane's port, admin port and Hello labels (flow-map text, NULL: none),
+ * written by it_cfg_write_cp. */
+struct it_k8s_pair {
+    int a_cp, b_cp, a_admin, b_admin, in_port, out_port, echo_port;
+    const char *b_allow, *a_labels, *b_labels;
+};
+void it_k8s_write_sidecars(const struct it_k8s_pair *p);
+/* A counter of GET /stats. */
+long long it_k8s_stat(const char *key);
+/* Waits until the counter key is want. */
+bool it_k8s_wait_stat(const char *key, long long want, int timeout_ms);
+
+#endif
