@@ -244,8 +244,12 @@ check "the app never saw the forbidden request" bash -c "! grep -q 'GET /forbidd
 
 # ---- what crossed the bridge ----
 # A capture that missed packets could not prove the marker's absence: stop tcpdump only
-# after a quiet second, and require that it wrote every packet its filter took.
+# after a quiet second with the bridge's ports down (so no late packet, a FIN or a
+# keep-alive, can reach the filter while tcpdump exits), and require that it wrote every
+# packet its filter took.
 sleep 1
+for pod in a b c; do ip -n "$NS_BR" link set "veth-$pod" down; done
+sleep 0.2
 kill -INT "$TCPDUMP_PID" 2>/dev/null
 timeout 5 tail --pid="$TCPDUMP_PID" -f /dev/null
 captured=$(sed -n 's/^\([0-9]*\) packets captured$/\1/p' tcpdump.log)
