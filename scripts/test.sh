@@ -66,7 +66,9 @@ stage "[1/4] ctest, Release build"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j"$(nproc)" ${TOLLGATE_TEST_ARGS:-}
 
 stage "[2/4] unit tests under valgrind, $(nproc) at a time"
-export TG_CERTS_BIN="$BUILD/tollgate-certs"
+# what ctest gives every test (tests/CMakeLists.txt, TG_TEST_ENV)
+export TG_BIN="$BUILD/tollgate" TG_CERTS_BIN="$BUILD/tollgate-certs" TG_CP_BIN="$BUILD/tollgate-cp"
+export TG_SOURCE_DIR="$ROOT"
 valgrind_one() { # test binary; its log is kept beside it
     local log
     log="$(dirname "$1")/../valgrind-$(basename "$1").log"
