@@ -35,7 +35,7 @@ static const char *const paths[TG_K8S_NKINDS] = {
     [TG_K8S_LIMITS] = TG_K8S_POLICY_API "/ratelimits",
     [TG_K8S_REVOKE] = TG_K8S_POLICY_API "/revocations",
     /* ours only: RBAC grants list and watch on this name alone (resourceNames) */
-    [TG_K8S_CONFIGMAP] = "/api/v1/configmaps?fieldSelector=metadata.name%3D" TG_K8S_CA_CONFIGMAP,
+    [TG_K8S_CONFIGMAP] = ("/api/v1/configmaps?fieldSelector=metadata.name%3D" TG_K8S_CA_CONFIGMAP),
 };
 
 struct cache {
