@@ -10,6 +10,8 @@
 #include "cp_k8s.h"
 #include "cp_server.h"
 #include "k8s_webhook.h"
+#include "tollgate/metrics.h"
+#include "tollgate/tls.h"
 
 #define BODY_MAX 8192
 
@@ -44,6 +46,23 @@ static size_t put_metrics(char *body, size_t o, const struct metric *m, size_t n
             break;
         o += (size_t)w;
     }
+    return o;
+}
+
+/* Appends tollgate_build_info and the process_* series to *body (o bytes so far; grown, or
+ * left as it is when out of memory) and returns its new length. */
+static size_t put_process(char **body, size_t o)
+{
+    const struct tg_build_info b = {TG_VERSION, tg_tls_wolfssl_version(), tg_tls_aesni()};
+    size_t n = 0;
+    char *proc = tg_metrics_render_process(&b, &n), *grown;
+
+    if (proc != NULL && (grown = realloc(*body, o + n + 1)) != NULL) {
+        memcpy(grown + o, proc, n + 1);
+        *body = grown;
+        o += n;
+    }
+    free(proc);
     return o;
 }
 
@@ -139,8 +158,11 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
             break;
         o += (size_t)n;
     }
-    *out = (struct tg_adminsrv_reply){200, "text/plain; version=0.0.4; charset=utf-8", body,
-                                      o < BODY_MAX ? o : BODY_MAX - 1, true};
+    if (o >= BODY_MAX)
+        o = BODY_MAX - 1;
+    o = put_process(&body, o);
+    *out =
+        (struct tg_adminsrv_reply){200, "text/plain; version=0.0.4; charset=utf-8", body, o, true};
 }
 
 static const struct tg_adminsrv_route routes[] = {

@@ -37,29 +37,66 @@ static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
                 (unsigned long long)rows[i].v);
 }
 
-char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t *len)
+/* The trust domain root i of id belongs to. */
+static const char *root_domain(const struct tg_identity *id, size_t i)
 {
-    const struct tg_cp_client_stats *st;
-    char *base = tg_metrics_render(m, len), *text = NULL;
+    for (size_t d = 0; d < id->n_domains; d++)
+        if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
+            return id->domains[d].name;
+    return id->trust_domain; /* an identity filled by hand: the bundle is our domain's */
+}
+
+/* When our certificate and each root of the bundle expire, as timestamps: an alert compares
+ * them with time() and needs no knowledge of when they were read. Trust domains are of
+ * [a-z0-9.-_] and serials hex, so no label value needs escaping. */
+static void cert_expiry(FILE *f, const struct tg_identity *id)
+{
+    fputs("# HELP tollgate_certificate_expiry_timestamp_seconds When a certificate expires "
+          "(notAfter, unix seconds): kind=\"identity\" ours, kind=\"root\" each root of the "
+          "trust bundle.\n# TYPE tollgate_certificate_expiry_timestamp_seconds gauge\n",
+          f);
+    if (id == NULL)
+        return; /* control plane or Workload API, before the first certificate */
+    fprintf(f,
+            "tollgate_certificate_expiry_timestamp_seconds{kind=\"identity\",trust_domain=\"%s\","
+            "serial=\"%s\"} %lld\n",
+            id->trust_domain, id->leaf.serial, (long long)id->leaf.not_after);
+    for (size_t i = 0; i < id->n_roots; i++)
+        fprintf(f,
+                "tollgate_certificate_expiry_timestamp_seconds{kind=\"root\",trust_domain=\"%s\","
+                "serial=\"%s\"} %lld\n",
+                root_domain(id, i), id->roots[i].serial, (long long)id->roots[i].not_after);
+}
+
+char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct tg_cp_client *cp,
+                    size_t *len)
+{
+    const struct tg_identity *id = gen != NULL ? gen->identity : NULL;
+    char *base = tg_metrics_render(m, id != NULL ? id->leaf.id.id : NULL, len), *text = NULL;
     size_t n = 0;
     FILE *f;
 
-    if (base == NULL || cp == NULL)
-        return base;
-    st = tg_cp_client_stats(cp);
+    if (base == NULL)
+        return NULL;
     if ((f = open_memstream(&text, &n)) == NULL) {
         free(base);
         return NULL;
     }
     fwrite(base, 1, *len, f);
     free(base);
-    cp_stats(f, st);
-    fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane that "
-          "failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
-          f);
-    for (int r = 0; r < TG_HSF_N; r++)
-        fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
-                tg_hs_fail_name((enum tg_hs_fail)r), (unsigned long long)st->handshakes_failed[r]);
+    cert_expiry(f, id);
+    if (cp != NULL) {
+        const struct tg_cp_client_stats *st = tg_cp_client_stats(cp);
+
+        cp_stats(f, st);
+        fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane "
+              "that failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
+              f);
+        for (int r = 0; r < TG_HSF_N; r++)
+            fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
+                    tg_hs_fail_name((enum tg_hs_fail)r),
+                    (unsigned long long)st->handshakes_failed[r]);
+    }
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -152,9 +189,7 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
             const struct tg_cert_info *r = &id->roots[i];
 
             fprintf(f, "%s{\"trust_domain\":", i ? "," : "");
-            for (size_t d = 0; d < id->n_domains; d++)
-                if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
-                    json_str(f, id->domains[d].name);
+            json_str(f, root_domain(id, i));
             fputs(",\"cn\":", f);
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,
