@@ -179,6 +179,18 @@ static inline struct tg_listener_stats *tg_metrics_slot(struct tg_metrics *m, si
  * has none yet. Ends with the process series (tg_metrics_render_process). */
 char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *len);
 
+/* One certificate of tollgate_certificate_expiry_timestamp_seconds. Strings borrowed. */
+struct tg_cert_expiry {
+    const char *kind;         /* "identity", "root", "ca" */
+    const char *trust_domain; /* "" when unknown */
+    const char *serial;       /* hex */
+    int64_t not_after;        /* unix seconds */
+};
+
+/* The tollgate_certificate_expiry_timestamp_seconds family of the n certificates (its HELP
+ * and TYPE even when n is 0). A malloc'd text as below, or NULL when out of memory. */
+char *tg_metrics_render_certs(const struct tg_cert_expiry *c, size_t n, size_t *len);
+
 /* tollgate_build_info and the standard process_* series (CPU seconds, resident and virtual
  * memory, open and max fds, start time) of the calling process, read from /proc; a value that
  * cannot be read is left out. A malloc'd text as above, or NULL when out of memory. */

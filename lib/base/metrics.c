@@ -260,7 +260,16 @@ static void put_label_value(struct out *o, const char *s)
 
 static void family(struct out *o, const char *name, const char *type, const char *help)
 {
-    putf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    /* in pieces: putf's fixed buffer would fail a long help text */
+    puts_(o, "# HELP ");
+    puts_(o, name);
+    puts_(o, " ");
+    puts_(o, help);
+    puts_(o, "\n# TYPE ");
+    puts_(o, name);
+    puts_(o, " ");
+    puts_(o, type);
+    puts_(o, "\n");
 }
 
 /* Writes '{listener="..",direction=".."' and leaves the brace open for more labels. */
@@ -578,6 +587,28 @@ char *tg_metrics_render_process(const struct tg_build_info *b, size_t *len)
     struct out o = {0};
 
     render_process(&o, b);
+    return finish(&o, len);
+}
+
+char *tg_metrics_render_certs(const struct tg_cert_expiry *c, size_t n, size_t *len)
+{
+    static const char name[] = "tollgate_certificate_expiry_timestamp_seconds";
+    struct out o = {0};
+
+    /* a timestamp: an alert compares it with time() and needs no knowledge of when it was
+     * read */
+    family(&o, name, "gauge",
+           "When a certificate expires (notAfter, unix seconds): kind=\"identity\" ours, "
+           "kind=\"root\" each root of the trust bundle, kind=\"ca\" the signing CA.");
+    for (size_t i = 0; i < n; i++) {
+        putf(&o, "%s{kind=\"", name);
+        put_label_value(&o, c[i].kind);
+        puts_(&o, "\",trust_domain=\"");
+        put_label_value(&o, c[i].trust_domain);
+        puts_(&o, "\",serial=\"");
+        put_label_value(&o, c[i].serial);
+        putf(&o, "\"} %" PRId64 "\n", c[i].not_after);
+    }
     return finish(&o, len);
 }
 

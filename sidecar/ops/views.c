@@ -1,6 +1,7 @@
 /* /stats and /config_dump of the sidecar's admin endpoint (views.h). */
 #include "tollgate/views.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,35 +38,20 @@ static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
                 (unsigned long long)rows[i].v);
 }
 
-/* The trust domain root i of id belongs to. */
-static const char *root_domain(const struct tg_identity *id, size_t i)
+/* tollgate_certificate_expiry_timestamp_seconds of our certificate and each root (none
+ * before the first certificate, in control-plane or Workload API mode). False when out of
+ * memory. */
+static bool cert_expiry(FILE *f, const struct tg_identity *id)
 {
-    for (size_t d = 0; d < id->n_domains; d++)
-        if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
-            return id->domains[d].name;
-    return id->trust_domain; /* an identity filled by hand: the bundle is our domain's */
-}
+    struct tg_cert_expiry *c = calloc(id != NULL ? 1 + id->n_roots : 1, sizeof(*c));
+    size_t n = c != NULL && id != NULL ? tg_identity_expiries(id, c) : 0, len = 0;
+    char *text = c != NULL ? tg_metrics_render_certs(c, n, &len) : NULL;
 
-/* When our certificate and each root of the bundle expire, as timestamps: an alert compares
- * them with time() and needs no knowledge of when they were read. Trust domains are of
- * [a-z0-9.-_] and serials hex, so no label value needs escaping. */
-static void cert_expiry(FILE *f, const struct tg_identity *id)
-{
-    fputs("# HELP tollgate_certificate_expiry_timestamp_seconds When a certificate expires "
-          "(notAfter, unix seconds): kind=\"identity\" ours, kind=\"root\" each root of the "
-          "trust bundle.\n# TYPE tollgate_certificate_expiry_timestamp_seconds gauge\n",
-          f);
-    if (id == NULL)
-        return; /* control plane or Workload API, before the first certificate */
-    fprintf(f,
-            "tollgate_certificate_expiry_timestamp_seconds{kind=\"identity\",trust_domain=\"%s\","
-            "serial=\"%s\"} %lld\n",
-            id->trust_domain, id->leaf.serial, (long long)id->leaf.not_after);
-    for (size_t i = 0; i < id->n_roots; i++)
-        fprintf(f,
-                "tollgate_certificate_expiry_timestamp_seconds{kind=\"root\",trust_domain=\"%s\","
-                "serial=\"%s\"} %lld\n",
-                root_domain(id, i), id->roots[i].serial, (long long)id->roots[i].not_after);
+    if (text != NULL)
+        fwrite(text, 1, len, f);
+    free(text);
+    free(c);
+    return text != NULL;
 }
 
 char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct tg_cp_client *cp,
@@ -74,6 +60,7 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct
     const struct tg_identity *id = gen != NULL ? gen->identity : NULL;
     char *base = tg_metrics_render(m, id != NULL ? id->leaf.id.id : NULL, len), *text = NULL;
     size_t n = 0;
+    bool ok;
     FILE *f;
 
     if (base == NULL)
@@ -84,7 +71,7 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct
     }
     fwrite(base, 1, *len, f);
     free(base);
-    cert_expiry(f, id);
+    ok = cert_expiry(f, id);
     if (cp != NULL) {
         const struct tg_cp_client_stats *st = tg_cp_client_stats(cp);
 
@@ -97,7 +84,7 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct
                     tg_hs_fail_name((enum tg_hs_fail)r),
                     (unsigned long long)st->handshakes_failed[r]);
     }
-    if (fclose(f) != 0) {
+    if (fclose(f) != 0 || !ok) {
         free(text);
         return NULL;
     }
@@ -189,7 +176,7 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
             const struct tg_cert_info *r = &id->roots[i];
 
             fprintf(f, "%s{\"trust_domain\":", i ? "," : "");
-            json_str(f, root_domain(id, i));
+            json_str(f, tg_identity_root_domain(id, i));
             fputs(",\"cn\":", f);
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,

@@ -170,8 +170,8 @@ START_TEST(test_metrics_static_promtool_and_histograms)
 }
 END_TEST
 
-/* tollgate-cp and a sidecar of it: both scrapes pass promtool, with build and process
- * series. */
+/* tollgate-cp and a sidecar of it: both scrapes pass promtool, with certificate expiry,
+ * build and process series. */
 START_TEST(test_metrics_control_plane_promtool)
 {
     char *cp_stats, *b_stats;
@@ -193,6 +193,13 @@ START_TEST(test_metrics_control_plane_promtool)
     ck_assert(metric(b_stats, "tollgate_cp_connected", "") == 1);
     ck_assert(metric(b_stats, "tollgate_certificate_expiry_timestamp_seconds",
                      "kind=\"identity\"") > (double)time(NULL));
+    /* tollgate-cp: its serving certificate, the roots it pushes, its signing CA */
+    ck_assert(metric(cp_stats, "tollgate_certificate_expiry_timestamp_seconds",
+                     "kind=\"identity\",trust_domain=\"mesh.local\"") > (double)time(NULL));
+    ck_assert(metric(cp_stats, "tollgate_certificate_expiry_timestamp_seconds",
+                     "kind=\"root\",trust_domain=\"mesh.local\"") > (double)time(NULL));
+    ck_assert(metric(cp_stats, "tollgate_certificate_expiry_timestamp_seconds",
+                     "kind=\"ca\",trust_domain=\"mesh.local\"") > (double)time(NULL));
     ck_assert(metric(cp_stats, "tollgate_build_info", "aesni=") == 1);
     ck_assert(metric(cp_stats, "process_cpu_seconds_total", "") >= 0);
     ck_assert(metric(cp_stats, "process_start_time_seconds", "") > (double)time(NULL) - 600);

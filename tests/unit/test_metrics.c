@@ -550,6 +550,32 @@ START_TEST(test_metrics_build_and_process_series)
 }
 END_TEST
 
+START_TEST(test_metrics_cert_expiry_series)
+{
+    const struct tg_cert_expiry c[] = {
+        {"identity", "mesh.local", "0a1b", 1900000000},
+        {"root", "we\"ird", "ff", 2000000000},
+    };
+    size_t len = 0;
+    char *text = tg_metrics_render_certs(c, TG_NELEM(c), &len);
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    ASSERT_LINE(text, "# TYPE tollgate_certificate_expiry_timestamp_seconds gauge");
+    ASSERT_LINE(text, "tollgate_certificate_expiry_timestamp_seconds{kind=\"identity\","
+                      "trust_domain=\"mesh.local\",serial=\"0a1b\"} 1900000000");
+    ASSERT_LINE(text, "tollgate_certificate_expiry_timestamp_seconds{kind=\"root\","
+                      "trust_domain=\"we\\\"ird\",serial=\"ff\"} 2000000000");
+    free(text);
+    /* no certificate yet: the family without samples, still well formed */
+    text = tg_metrics_render_certs(NULL, 0, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(check_exposition(text, len) == NULL, "%s", check_exposition(text, len));
+    ck_assert_ptr_null(strstr(text, "\ntollgate_certificate_expiry_timestamp_seconds{"));
+    free(text);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     TCase *tc;
@@ -559,7 +585,8 @@ Suite *tg_test_suite(void)
         test_metrics_label_values_escaped, test_metrics_process_values, test_metrics_no_listeners,
         test_metrics_many_listeners, test_metrics_histogram_buckets_cumulative,
         test_metrics_identity_labels_bounded, test_metrics_identity_index_threads_agree,
-        test_metrics_response_classes, test_metrics_build_and_process_series);
+        test_metrics_response_classes, test_metrics_build_and_process_series,
+        test_metrics_cert_expiry_series);
 
     TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_metrics_hs_fail_names, reasons));
     return s;
