@@ -1,15 +1,17 @@
 #include "tollgate/metrics.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <dirent.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "tollgate/file.h"
 
 static const char *const hs_fail_names[TG_HSF_N] = {
     [TG_HSF_NO_CERT] = "no_peer_cert",
@@ -486,33 +488,13 @@ static char *finish(struct out *o, size_t *len)
     return o->p;
 }
 
-/* The first line of path into buf (NUL-terminated, newline dropped); false when unreadable. */
-static bool read_line(const char *path, char *buf, size_t cap)
+/* btime of /proc/stat (text): the boot time, unix seconds; 0 when absent. */
+static long long boot_time(const char *stat)
 {
-    FILE *f = fopen(path, "re");
-    bool ok;
-
-    if (f == NULL)
-        return false;
-    ok = fgets(buf, (int)cap, f) != NULL;
-    fclose(f);
-    return ok;
-}
-
-/* btime of /proc/stat: the boot time, unix seconds; 0 when unknown. */
-static long long boot_time(void)
-{
-    char line[256];
+    const char *p = strstr(stat, "\nbtime ");
     long long t = 0;
-    FILE *f = fopen("/proc/stat", "re");
 
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "btime %lld", &t) == 1)
-            break;
-    fclose(f);
-    return t;
+    return p != NULL && sscanf(p, "\nbtime %lld", &t) == 1 ? t : 0;
 }
 
 static void gauge_line(struct out *o, const char *name, const char *type, const char *help,
@@ -526,8 +508,9 @@ static void gauge_line(struct out *o, const char *name, const char *type, const 
  * collector reads the same files). */
 static void render_process(struct out *o, const struct tg_build_info *b)
 {
-    char stat[1024], num[64];
+    char *stat = NULL, *sys = NULL, num[64], err[TG_ERRLEN];
     unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    size_t len;
     long long rss = 0, btime;
     long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
     const char *p;
@@ -545,7 +528,8 @@ static void render_process(struct out *o, const struct tg_build_info *b)
     /* /proc/self/stat: "pid (comm) state ...": comm may hold spaces and parentheses, so the
      * fields are counted from its last ')': utime and stime are fields 14 and 15, starttime
      * 22, vsize 23, rss 24 (proc(5)) */
-    if (read_line("/proc/self/stat", stat, sizeof(stat)) && (p = strrchr(stat, ')')) != NULL &&
+    if (tg_file_read(NULL, "/proc/self/stat", TG_FILE_MAX, 0, &stat, &len, err) == 0 &&
+        (p = strrchr(stat, ')')) != NULL &&
         sscanf(p + 2,
                "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
                "%llu %llu %lld",
@@ -560,12 +544,15 @@ static void render_process(struct out *o, const struct tg_build_info *b)
         snprintf(num, sizeof(num), "%llu", vsize);
         gauge_line(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
                    num);
-        if ((btime = boot_time()) > 0) {
+        if (tg_file_read(NULL, "/proc/stat", TG_FILE_MAX, 0, &sys, &len, err) == 0 &&
+            (btime = boot_time(sys)) > 0) {
             snprintf(num, sizeof(num), "%.2f", (double)btime + (double)start / (double)tick);
             gauge_line(o, "process_start_time_seconds", "gauge",
                        "Start time of the process since unix epoch in seconds.", num);
         }
     }
+    free(stat);
+    free(sys);
     if ((d = opendir("/proc/self/fd")) != NULL) {
         long long n = -1; /* the directory's own descriptor is not counted */
         struct dirent *e;
