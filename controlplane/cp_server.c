@@ -154,13 +154,25 @@ static void on_webhook_closed(void *arg)
     maybe_free(srv, 1);
 }
 
-/* The derived mesh table changed: push it where it differs. */
+/* The cluster changed: each stream's pod is checked again (its labels follow the Pod's; a
+ * pod gone or changed so that it contradicts the stream ends it), then what differs is
+ * pushed. */
 static void on_k8s_table(void *arg)
 {
     struct tg_cp_server *srv = arg;
+    char err[TG_ERRLEN];
 
-    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (!c->hello_seen || !tg_msgstream_is_connected(c->ms))
+            continue;
+        if (tg_cp_stream_check_pod(c, err) < 0) {
+            srv->stats.refused++;
+            tg_warn("stream %" PRIu64 " (%s): pod check refused: %s", c->id, c->who.id, err);
+            tg_cp_stream_refuse(c, "%s", err);
+            continue;
+        }
         tg_cp_stream_push_changed(c);
+    }
 }
 
 static void on_admin_closed(void *arg)
@@ -180,6 +192,8 @@ static void conn_free(struct tg_cp_conn *c)
     free(c->token);
     free(c->claim_ns);
     free(c->claim_sa);
+    free(c->claim_pod);
+    tg_res_labels_free(c->claims, c->n_claims);
     tg_res_labels_free(c->labels, c->n_labels);
     tg_cp_state_unref(c->state);
     free(c);

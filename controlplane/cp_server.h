@@ -56,9 +56,13 @@ struct tg_cp_conn {
     struct tg_cp_who who; /* who authenticated, after Hello */
     char *token;          /* Hello's bootstrap token (wiped), re-checked at each CSR */
     char *claim_ns, *claim_sa;
+    char *claim_pod; /* Hello's pod_name */
     char node_id[128];
-    struct tg_res_label *labels; /* Hello's, for rule scopes */
+    struct tg_res_label *claims; /* Hello's labels */
+    size_t n_claims;
+    struct tg_res_label *labels; /* for rule scopes: the Pod's, or the claims (cp_pod.h) */
     size_t n_labels;
+    int pod_verdict;                            /* enum tg_cp_pod_verdict of the last check */
     char sent[TG_RES_N][TG_CP_VERSION_MAX + 1]; /* last pushed, or held per Hello */
     char acked[TG_RES_N][TG_CP_VERSION_MAX + 1];
     char nonce[TG_RES_N][32]; /* of the last push of each type */
@@ -134,6 +138,10 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len);
 /* Pushes, to a stream past its Hello, every resource whose version differs from what it
  * was last sent (or holds). */
 void tg_cp_stream_push_changed(struct tg_cp_conn *c);
+/* Checks c's pod claims again (cp_pod.h) against the Pods watched now and takes the labels
+ * that scope its rules: 1 when they changed, 0 when not, or TG_EPEER with the reason in err
+ * (the caller refuses the stream), TG_ENOMEM. */
+TG_MUST_USE int tg_cp_stream_check_pod(struct tg_cp_conn *c, char *err);
 /* Sends Close with reason and ends the stream once it is written. */
 void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

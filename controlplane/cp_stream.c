@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cp_k8s.h"
+#include "cp_pod.h"
 #include "cp_server.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/log.h"
@@ -111,22 +113,29 @@ static bool concerns(const char *scope_ns, const struct tg_res_label *labels, si
     return true;
 }
 
-static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_rule *r)
+/* A rule as pushed to c. Its scope goes with it only when the stream's labels are its own
+ * claims (no kubernetes.discovery), for the sidecar to match against its workload section as
+ * before; otherwise the control plane has decided already, from the authenticated namespace
+ * and the Pod's labels (concerns), and the rule goes unscoped so that an injected sidecar,
+ * which has no workload section, applies it. */
+static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_rule *r,
+                                   const struct tg_cp_conn *c)
 {
     Tollgate__V1__Rule *m = new_msg(a, &tollgate__v1__rule__descriptor);
+    bool resolved = r->scope_resolved || c->pod_verdict != TG_CP_POD_CLAIMS;
 
     if (m == NULL)
         return NULL;
     m->name = r->name;
     m->action = r->action == TG_RES_DENY ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
                                          : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
-    if (r->scope_namespace != NULL && !r->scope_resolved)
+    if (r->scope_namespace != NULL && !resolved)
         m->scope_namespace = r->scope_namespace;
     m->scope_labels =
         new_msgs(a, &tollgate__v1__rule__scope_labels_entry__descriptor, r->n_scope_labels);
     if (m->scope_labels == NULL)
         return NULL;
-    m->n_scope_labels = r->scope_resolved ? 0 : r->n_scope_labels;
+    m->n_scope_labels = resolved ? 0 : r->n_scope_labels;
     for (size_t i = 0; i < m->n_scope_labels; i++) {
         m->scope_labels[i]->key = r->scope_labels[i].key;
         m->scope_labels[i]->value = r->scope_labels[i].value;
@@ -169,7 +178,7 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
         if (!concerns(z->rules[i].scope_namespace, z->rules[i].scope_labels,
                       z->rules[i].n_scope_labels, c))
             continue;
-        if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i])) == NULL)
+        if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i], c)) == NULL)
             return NULL;
         m->n_rules++;
     }
@@ -434,6 +443,84 @@ static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
     return tg_cp_authn_decide(&in, who, err);
 }
 
+/* A copy of n labels (n + 1 entries, so that none is calloc(0)); NULL when out of memory. */
+static struct tg_res_label *copy_labels(const struct tg_res_label *v, size_t n)
+{
+    struct tg_res_label *l = calloc(n + 1, sizeof(*l));
+
+    for (size_t i = 0; l != NULL && i < n; i++) {
+        l[i].key = strdup(v[i].key);
+        l[i].value = strdup(v[i].value);
+        if (l[i].key == NULL || l[i].value == NULL) {
+            tg_res_labels_free(l, n);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+static bool same_labels(const struct tg_res_label *a, size_t na, const struct tg_res_label *b,
+                        size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].key, b[i].key) != 0 || strcmp(a[i].value, b[i].value) != 0)
+            return false;
+    return true;
+}
+
+static const char *const verdict_names[] = {"as claimed (no kubernetes.discovery)",
+                                            "none (Hello names no pod)",
+                                            "none until the Pods are listed", "the Pod's"};
+
+int tg_cp_stream_check_pod(struct tg_cp_conn *c, char *err)
+{
+    const struct tg_cp_k8s *k = tg_cp_server_k8s(c->srv);
+    const struct tg_k8s_client *kc = k != NULL ? tg_cp_k8s_client(k) : NULL;
+    struct tg_k8s_list lists[TG_K8S_NKINDS];
+    struct tg_cp_pod_in in = {
+        .ns = c->who.ns,
+        .sa = c->who.sa,
+        .claim_pod = c->claim_pod,
+        .claims = c->claims,
+        .n_claims = c->n_claims,
+        .discovery = kc != NULL,
+        .synced = kc != NULL && tg_k8s_client_synced(kc),
+        .pods = &lists[TG_K8S_POD],
+    };
+    enum tg_cp_pod_verdict v;
+    const struct tg_k8s_obj *pod;
+    const struct tg_res_label *want = NULL;
+    struct tg_res_label *copy;
+    size_t n = 0;
+    int rc;
+
+    if (kc != NULL)
+        tg_k8s_client_lists(kc, lists);
+    if ((rc = tg_cp_pod_decide(&in, &v, &pod, err)) < 0)
+        return rc;
+    if (v == TG_CP_POD_CLAIMS) {
+        want = c->claims;
+        n = c->n_claims;
+    } else if (v == TG_CP_POD_BOUND) {
+        want = pod->u.pod.labels;
+        n = pod->u.pod.n_labels;
+    }
+    if (c->labels != NULL && (int)v == c->pod_verdict &&
+        same_labels(c->labels, c->n_labels, want, n))
+        return 0;
+    if ((copy = copy_labels(want, n)) == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    tg_res_labels_free(c->labels, c->n_labels);
+    c->labels = copy;
+    c->n_labels = n;
+    c->pod_verdict = (int)v;
+    tg_info("stream %" PRIu64 " (%s, pod \"%s\"): rule-scoping labels: %s, %zu", c->id, c->who.id,
+            c->claim_pod[0] ? c->claim_pod : "?", verdict_names[v], n);
+    return 1;
+}
+
 static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
 {
     struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
@@ -458,19 +545,26 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
         tg_cp_stream_refuse(c, "%s", err);
         return;
     }
-    c->labels = calloc(h->n_labels + 1, sizeof(*c->labels));
-    if (c->labels == NULL) {
+    c->claims = calloc(h->n_labels + 1, sizeof(*c->claims));
+    if (c->claims == NULL || (c->claim_pod = dup_claim(h->pod_name)) == NULL) {
         tg_msgstream_close(c->ms, false, "out of memory");
         return;
     }
     for (size_t i = 0; i < h->n_labels; i++) {
-        c->labels[i].key = strdup(h->labels[i]->key);
-        c->labels[i].value = strdup(h->labels[i]->value);
-        c->n_labels++;
-        if (c->labels[i].key == NULL || c->labels[i].value == NULL) {
+        c->claims[i].key = strdup(h->labels[i]->key);
+        c->claims[i].value = strdup(h->labels[i]->value);
+        c->n_claims++;
+        if (c->claims[i].key == NULL || c->claims[i].value == NULL) {
             tg_msgstream_close(c->ms, false, "out of memory");
             return;
         }
+    }
+    if (tg_cp_stream_check_pod(c, err) < 0) {
+        st->refused++;
+        tg_warn("stream %" PRIu64 " from %s (%s, node \"%s\") refused: %s", c->id,
+                tg_msgstream_peer_addr(c->ms), c->who.id, c->node_id[0] ? c->node_id : "?", err);
+        tg_cp_stream_refuse(c, "%s", err);
+        return;
     }
     /* resume: what the sidecar holds is not pushed again */
     for (size_t i = 0; i < h->n_resource_versions; i++) {

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -168,11 +170,47 @@ void it_k8s_write_sidecars(const struct it_k8s_pair *p)
                                      .log_level = "info",
                                      .timeouts = SIDECAR_TIMEOUTS,
                                      .cp_labels = p->b_labels,
+                                     .cp_pod_info = p->b_pod_info,
                                      .in = {{"web-in", p->in_port, p->echo_port, p->b_allow}}});
     it_cfg_write_cp("a.yaml", p->a_admin, p->a_cp, "a.token",
                     &(struct it_cfg){.workers = 1,
                                      .log_level = "info",
                                      .timeouts = SIDECAR_TIMEOUTS,
                                      .cp_labels = p->a_labels,
+                                     .cp_pod_info = p->a_pod_info,
                                      .out = {{"api-out", p->out_port, p->in_port, IT_WEB_ID}}});
+}
+
+void it_k8s_pod_info(const char *dir, const char *ns, const char *name, const char *labels)
+{
+    char path[512];
+
+    ck_assert_int_eq(mkdir(dir, 0755) == 0 || errno == EEXIST, 1);
+    snprintf(path, sizeof(path), "%s/name", dir);
+    it_replace_file(path, "%s", name);
+    snprintf(path, sizeof(path), "%s/namespace", dir);
+    it_replace_file(path, "%s", ns);
+    snprintf(path, sizeof(path), "%s/labels", dir);
+    it_replace_file(path, "%s", labels);
+}
+
+void it_k8s_pair_setup(int cp_port, struct it_k8s_pair *p)
+{
+    IT_FREE_PORTS(&p->in_port, &p->out_port, &p->a_admin, &p->b_admin);
+    p->a_cp = p->b_cp = cp_port;
+    it_echo_start("echo", &p->echo_port);
+    it_k8s_write_sidecars(p);
+}
+
+bool it_k8s_traffic_becomes(int out_port, bool want, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    char err[256];
+
+    do {
+        if ((it_round_trip(out_port, "through A and B", err) > 0) == want)
+            return true;
+        it_sleep_ms(50);
+    } while (it_now_ms() < end);
+    return false;
 }
