@@ -17,28 +17,36 @@ int tg_cp_pod_decide(const struct tg_cp_pod_in *in, enum tg_cp_pod_verdict *verd
 {
     char key[2 * TG_K8S_NAME_MAX + 2];
     const struct tg_k8s_obj *o;
+    const char *name = in->claim_pod;
 
     *pod = NULL;
     if (!in->discovery) {
         *verdict = TG_CP_POD_CLAIMS;
         return 0;
     }
-    if (in->claim_pod == NULL || in->claim_pod[0] == '\0') {
+    if (in->token_pod != NULL && in->token_pod[0] != '\0') {
+        if (name != NULL && name[0] != '\0' && strcmp(name, in->token_pod) != 0)
+            return tg_err_set(err, TG_EPEER,
+                              "Hello names pod %.253s but the token was issued for pod %.253s",
+                              name, in->token_pod);
+        name = in->token_pod;
+    }
+    if (name == NULL || name[0] == '\0') {
         *verdict = TG_CP_POD_NONE;
         return 0;
     }
-    if (strlen(in->claim_pod) > TG_K8S_NAME_MAX)
+    if (strlen(name) > TG_K8S_NAME_MAX)
         return tg_err_set(err, TG_EPEER, "Hello's pod_name is longer than %d bytes",
                           TG_K8S_NAME_MAX);
     if (!in->synced) {
         *verdict = TG_CP_POD_WAIT;
         return 0;
     }
-    snprintf(key, sizeof(key), "%s/%s", in->ns, in->claim_pod);
+    snprintf(key, sizeof(key), "%s/%s", in->ns, name);
     if (in->pods == NULL || (o = tg_k8s_list_find(in->pods, key)) == NULL)
         return tg_err_set(err, TG_EPEER,
-                          "Hello names pod %s, which is not among the Pods of namespace %s",
-                          in->claim_pod, in->ns);
+                          "Hello names pod %s, which is not among the Pods of namespace %s", name,
+                          in->ns);
     if (strcmp(o->u.pod.service_account, in->sa) != 0)
         return tg_err_set(err, TG_EPEER, "pod %s runs under service account %s, not %s", key,
                           o->u.pod.service_account, in->sa);

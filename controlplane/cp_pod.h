@@ -5,6 +5,8 @@
  * Without kubernetes.discovery there is no Pod to check against: Hello's labels are taken
  * as claimed (TG_CP_POD_CLAIMS), as the sidecar's own config says them.
  * With it, labels come from the Pod and from nothing else:
+ *   - the token names a pod (TokenReview): that is the pod, and a Hello naming another is
+ *     refused;
  *   - Hello names no pod: no labels (TG_CP_POD_NONE): a rule or limit scoped by labels does
  *     not select the stream (one scoped by namespace alone still does);
  *   - the Pods are not listed yet: no labels for now (TG_CP_POD_WAIT); the check runs again
@@ -34,6 +36,7 @@ enum tg_cp_pod_verdict {
 struct tg_cp_pod_in {
     const char *ns, *sa;   /* authenticated (cp_authn.h) */
     const char *claim_pod; /* Hello.pod_name; NULL or "": none */
+    const char *token_pod; /* the pod the token was issued for (TokenReview); NULL or "" */
     const struct tg_res_label *claims;
     size_t n_claims;
     bool discovery;                 /* kubernetes.discovery: Pods are watched */

@@ -412,7 +412,20 @@ static int still_verified(const struct tg_cp_conn *c, const struct tg_peer_info 
     return 0;
 }
 
-static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
+/* Whether c's token is for the API server to check (kubernetes.token_review): no client
+ * certificate, and a token of a JWT's shape. */
+static bool needs_review(const struct tg_cp_conn *c)
+{
+    const struct tg_cp_state *s = tg_cp_server_state(c->srv);
+
+    return s->cfg->k8s_token_review && tg_msgstream_peer(c->ms)->id == NULL && c->token != NULL &&
+           tg_cp_authn_jwt_shaped(c->token);
+}
+
+/* Who c is. review: the API server's answer about its token, or NULL: the cached one when
+ * the token needs one (none cached: refused, for the caller to have the stream reconnect). */
+static int authenticate(struct tg_cp_conn *c, const struct tg_cp_review *review,
+                        struct tg_cp_who *who, char *err)
 {
     const struct tg_cp_state *s = tg_cp_server_state(c->srv);
     const struct tg_peer_info *peer = tg_msgstream_peer(c->ms);
@@ -440,6 +453,11 @@ static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
 
     if (peer->id != NULL && (rc = still_verified(c, peer, err)) < 0)
         return rc;
+    if (review == NULL && needs_review(c) &&
+        (review = tg_cp_reviews_get(tg_cp_server_reviews(c->srv), c->token, jwt.now)) == NULL)
+        return tg_err_set(err, TG_EPEER,
+                          "the API server's review of the service-account token has expired");
+    in.review = review;
     return tg_cp_authn_decide(&in, who, err);
 }
 
@@ -483,6 +501,7 @@ int tg_cp_stream_check_pod(struct tg_cp_conn *c, char *err)
         .ns = c->who.ns,
         .sa = c->who.sa,
         .claim_pod = c->claim_pod,
+        .token_pod = c->who.pod,
         .claims = c->claims,
         .n_claims = c->n_claims,
         .discovery = kc != NULL,
@@ -517,16 +536,71 @@ int tg_cp_stream_check_pod(struct tg_cp_conn *c, char *err)
     c->n_labels = n;
     c->pod_verdict = (int)v;
     tg_info("stream %" PRIu64 " (%s, pod \"%s\"): rule-scoping labels: %s, %zu", c->id, c->who.id,
-            c->claim_pod[0] ? c->claim_pod : "?", verdict_names[v], n);
+            pod != NULL       ? pod->name
+            : c->claim_pod[0] ? c->claim_pod
+                              : "?",
+            verdict_names[v], n);
     return 1;
+}
+
+static void on_csr(struct tg_cp_conn *c, uint64_t request_id, const uint8_t *der, size_t len);
+
+/* The second half of Hello, once what it claims is copied into c: who it is (review: the API
+ * server's answer about its token, or NULL), its pod, then the pushes. A token the API server
+ * must check and has not (cached) sends it off: this runs again with the answer. */
+static void finish_hello(struct tg_cp_conn *c, const struct tg_cp_review *review)
+{
+    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
+    char err[TG_ERRLEN];
+    int rc;
+
+    if (review == NULL && needs_review(c) &&
+        tg_cp_reviews_get(tg_cp_server_reviews(c->srv), c->token, (int64_t)time(NULL)) == NULL) {
+        if ((rc = tg_cp_server_review(c->srv, c->id, c->token)) < 0) {
+            tg_cp_stream_refuse(c, "cannot ask the API server about the token: %s",
+                                tg_strerror(rc));
+            return;
+        }
+        c->reviewing = true;
+        return;
+    }
+    if ((rc = authenticate(c, review, &c->who, err)) == 0)
+        rc = tg_cp_stream_check_pod(c, err);
+    if (rc < 0) {
+        st->refused++;
+        tg_warn("stream %" PRIu64 " from %s (node \"%s\") refused: %s", c->id,
+                tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", err);
+        tg_cp_stream_refuse(c, "%s", err);
+        return;
+    }
+    c->hello_seen = true;
+    tg_cp_server_authenticated(c);
+    tg_info("stream %" PRIu64 " from %s: node \"%s\" is %s (by %s)", c->id,
+            tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
+            c->who.by_cert ? "certificate"
+            : review != NULL || needs_review(c)
+                ? "service-account token, reviewed by the API server"
+            : c->who.by_jwt ? "service-account token"
+                            : "bootstrap token");
+    tg_cp_stream_push_changed(c);
+    if (c->csr_der != NULL && tg_msgstream_is_connected(c->ms)) {
+        on_csr(c, c->csr_id, c->csr_der, c->csr_len); /* it came while the API server answered */
+        free(c->csr_der);
+        c->csr_der = NULL;
+    }
+}
+
+void tg_cp_stream_on_review(struct tg_cp_conn *c, const struct tg_cp_review *r)
+{
+    if (!c->reviewing || !tg_msgstream_is_connected(c->ms))
+        return;
+    c->reviewing = false;
+    finish_hello(c, r);
 }
 
 static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
 {
-    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
-    char err[TG_ERRLEN];
-
-    if (c->hello_seen) {
+    if (c->hello_seen || c->reviewing) {
         tg_cp_stream_refuse(c, "a second Hello");
         return;
     }
@@ -534,19 +608,10 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
     c->token = dup_claim(h->token);
     c->claim_ns = dup_claim(h->namespace_);
     c->claim_sa = dup_claim(h->service_account);
-    if (c->token == NULL || c->claim_ns == NULL || c->claim_sa == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory");
-        return;
-    }
-    if (authenticate(c, &c->who, err) < 0) {
-        st->refused++;
-        tg_warn("stream %" PRIu64 " from %s (node \"%s\") refused: %s", c->id,
-                tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", err);
-        tg_cp_stream_refuse(c, "%s", err);
-        return;
-    }
+    c->claim_pod = dup_claim(h->pod_name);
     c->claims = calloc(h->n_labels + 1, sizeof(*c->claims));
-    if (c->claims == NULL || (c->claim_pod = dup_claim(h->pod_name)) == NULL) {
+    if (c->token == NULL || c->claim_ns == NULL || c->claim_sa == NULL || c->claim_pod == NULL ||
+        c->claims == NULL) {
         tg_msgstream_close(c->ms, false, "out of memory");
         return;
     }
@@ -559,13 +624,6 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
             return;
         }
     }
-    if (tg_cp_stream_check_pod(c, err) < 0) {
-        st->refused++;
-        tg_warn("stream %" PRIu64 " from %s (%s, node \"%s\") refused: %s", c->id,
-                tg_msgstream_peer_addr(c->ms), c->who.id, c->node_id[0] ? c->node_id : "?", err);
-        tg_cp_stream_refuse(c, "%s", err);
-        return;
-    }
     /* resume: what the sidecar holds is not pushed again */
     for (size_t i = 0; i < h->n_resource_versions; i++) {
         enum tg_res_type t = tg_res_type_from_name(h->resource_versions[i]->key);
@@ -573,18 +631,12 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
         if (t >= TG_RES_TRUST_BUNDLE && t < TG_RES_N)
             snprintf(c->sent[t], sizeof(c->sent[t]), "%s", h->resource_versions[i]->value);
     }
-    c->hello_seen = true;
-    tg_cp_server_authenticated(c);
-    tg_info("stream %" PRIu64 " from %s: node \"%s\" is %s (by %s), sidecar \"%s\"", c->id,
-            tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
-            c->who.by_cert  ? "certificate"
-            : c->who.by_jwt ? "service-account token"
-                            : "bootstrap token",
-            h->version[0] ? h->version : "?");
-    tg_cp_stream_push_changed(c);
+    tg_debug("stream %" PRIu64 ": Hello from sidecar \"%s\"", c->id,
+             h->version[0] ? h->version : "?");
+    finish_hello(c, NULL);
 }
 
-static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
+static void on_csr(struct tg_cp_conn *c, uint64_t request_id, const uint8_t *der, size_t len)
 {
     struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
     const struct tg_cp_state *s = tg_cp_server_state(c->srv);
@@ -602,31 +654,30 @@ static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
      * the sidecar reconnects: with its certificate if it has one (verified again in the
      * handshake: a revoked one is refused there), else with its token (kubelet rewrites a
      * service-account token's file before it expires). */
-    rc = authenticate(c, &who, err);
+    rc = authenticate(c, NULL, &who, err);
     if (rc == 0 && strcmp(who.id, c->who.id) != 0)
         rc = tg_err_set(err, TG_EPEER, "identity changed since Hello (%.100s, now %.100s)",
                         c->who.id, who.id);
     if (rc < 0) {
         st->csrs_refused++;
-        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
+        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, request_id,
                 c->who.id, err);
         tg_cp_stream_refuse(c, "%s; reconnect", err);
         return;
     }
-    rc = tg_cp_ca_sign(s->ca, req->csr_der.data, req->csr_der.len, c->who.id, ttl, &chain,
-                       &chain_len, err);
-    resp.request_id = req->request_id;
+    rc = tg_cp_ca_sign(s->ca, der, len, c->who.id, ttl, &chain, &chain_len, err);
+    resp.request_id = request_id;
     if (chain != NULL) {
         resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_CHAIN_PEM;
         resp.chain_pem = chain;
         st->certs_issued++;
         tg_info("stream %" PRIu64 ": issued %s for %lld s (CSR %" PRIu64 ", CA serial %s)", c->id,
-                c->who.id, (long long)ttl, req->request_id, tg_cp_ca_serial(s->ca));
+                c->who.id, (long long)ttl, request_id, tg_cp_ca_serial(s->ca));
     } else {
         resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_ERROR;
         resp.error = err;
         st->csrs_refused++;
-        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
+        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, request_id,
                 c->who.id, err);
     }
     m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_CSR;
@@ -679,6 +730,23 @@ static void on_ping(struct tg_cp_conn *c, const Tollgate__V1__Ping *p)
     send_server_msg(c, &m);
 }
 
+/* A CSR that arrives while Hello waits for the API server (the last one wins; its frame was
+ * at most TG_CP_HELLO_MAX bytes). */
+static void keep_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
+{
+    unsigned char *copy = malloc(req->csr_der.len + 1);
+
+    if (copy == NULL) {
+        tg_msgstream_close(c->ms, false, "out of memory");
+        return;
+    }
+    memcpy(copy, req->csr_der.data, req->csr_der.len);
+    free(c->csr_der);
+    c->csr_der = copy;
+    c->csr_len = req->csr_der.len;
+    c->csr_id = req->request_id;
+}
+
 /* Before Hello, decoding may allocate TG_CP_HELLO_DECODE_BUDGET bytes in all: a small frame
  * of empty map entries must not become a large heap. */
 struct budget {
@@ -718,7 +786,12 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
         return;
     }
     c->last_rx = uv_now(tg_cp_server_loop(c->srv));
-    if (!c->hello_seen && m->msg_case != TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO) {
+    if (c->reviewing && m->msg_case == TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR) {
+        keep_csr(c, m->csr); /* the sidecar sends it right after Hello: answered after it */
+    } else if (c->reviewing && m->msg_case == TOLLGATE__V1__CLIENT_MESSAGE__MSG_PING) {
+        on_ping(c, m->ping);
+    } else if (!c->hello_seen && !c->reviewing &&
+               m->msg_case != TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO) {
         tg_cp_stream_refuse(c, "the first message must be Hello");
     } else {
         switch (m->msg_case) {
@@ -726,7 +799,7 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
             on_hello(c, m->hello);
             break;
         case TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR:
-            on_csr(c, m->csr);
+            on_csr(c, m->csr->request_id, m->csr->csr_der.data, m->csr->csr_der.len);
             break;
         case TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK:
             on_ack(c, m->ack);

@@ -121,12 +121,10 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_podmeta");
-    TCase *tc = tcase_create("cp_k8s_podmeta");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE("cp_k8s_podmeta", "cp_k8s_podmeta", &tc, test_k8s_pod_labels_from_the_pod);
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_k8s_pod_labels_from_the_pod);
     tcase_set_timeout(tc, 60);
-    suite_add_tcase(s, tc);
     return s;
 }
