@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 int it_k8s_api_port, it_k8s_ctl_port;
@@ -213,4 +214,39 @@ bool it_k8s_traffic_becomes(int out_port, bool want, int timeout_ms)
         it_sleep_ms(50);
     } while (it_now_ms() < end);
     return false;
+}
+
+Suite *it_k8s_suite(const char *name, const TTest *test, void (*setup)(void),
+                    void (*teardown)(void))
+{
+    TCase *tc;
+    Suite *s = tg_test_suite_of(name, name, &test, 1, &tc);
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    return s;
+}
+
+void it_k8s_pod(const char *ns, const char *name, const char *sa, const char *labels,
+                const char *ip)
+{
+    char j[1024];
+
+    snprintf(j, sizeof(j),
+             "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\",\"labels\":%s},\"spec\":"
+             "{\"serviceAccountName\":\"%s\",\"containers\":[{\"name\":\"app\",\"image\":"
+             "\"app:1\"}]},\"status\":{\"phase\":\"Running\",\"podIP\":\"%s\"}}",
+             name, ns, labels, sa, ip);
+    it_k8s_put("pods", j);
+}
+
+void it_k8s_two_pods(const char *api_labels, const char *web_labels)
+{
+    it_setup();
+    it_k8s_certs();
+    it_k8s_start("token-one", "1", 0);
+    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"default\"}}");
+    it_k8s_pod("default", "api-0", "api", api_labels, "10.1.0.10");
+    it_k8s_pod("default", "web-0", "web", web_labels, "10.1.0.11");
+    it_k8s_mesh_files();
 }

@@ -4,6 +4,7 @@
 #ifndef TG_IT_K8S_H
 #define TG_IT_K8S_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -51,5 +52,18 @@ bool it_k8s_traffic_becomes(int out_port, bool want, int timeout_ms);
 long long it_k8s_stat(const char *key);
 /* Waits until the counter key is want. */
 bool it_k8s_wait_stat(const char *key, long long want, int timeout_ms);
+
+/* PUT a Running Pod ns/name under service account sa with metadata.labels labels (a JSON
+ * object's text) and pod IP ip. */
+void it_k8s_pod(const char *ns, const char *name, const char *sa, const char *labels,
+                const char *ip);
+/* it_setup, the stand-in API server (accepting token-one) with namespace default holding Pods
+ * api-0 (service account api, labels api_labels) and web-0 (web, web_labels), and the mesh
+ * side's files (it_k8s_mesh_files). */
+void it_k8s_two_pods(const char *api_labels, const char *web_labels);
+/* A suite of one test case named name holding test, with setup and teardown around it and
+ * a 60 s timeout. */
+Suite *it_k8s_suite(const char *name, const TTest *test, void (*setup)(void),
+                    void (*teardown)(void));
 
 #endif

@@ -21,28 +21,19 @@
 static int cp_port;
 static struct it_k8s_pair pair;
 
+/* Pod default/name under service account sa, labelled app=app. */
 static void pod(const char *name, const char *sa, const char *app)
 {
-    char j[1024];
+    char labels[128];
 
-    snprintf(j, sizeof(j),
-             "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\",\"labels\":{\"app\":\"%s\","
-             "\"pod-template-hash\":\"7d9f\"}},\"spec\":{\"serviceAccountName\":\"%s\","
-             "\"containers\":[{\"name\":\"app\",\"image\":\"app:1\"}]},\"status\":{\"phase\":"
-             "\"Running\",\"podIP\":\"10.1.0.%d\"}}",
-             name, app, sa, name[0] == 'a' ? 10 : 11);
-    it_k8s_put("pods", j);
+    snprintf(labels, sizeof(labels), "{\"app\":\"%s\",\"pod-template-hash\":\"7d9f\"}", app);
+    it_k8s_pod("default", name, sa, labels, name[0] == 'a' ? "10.1.0.10" : "10.1.0.11");
 }
 
 static void setup(void)
 {
-    it_setup();
-    it_k8s_certs();
-    it_k8s_start("token-one", "1", 0);
-    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"default\"}}");
-    pod("api-0", "api", "api");
-    pod("web-0", "web", "web");
-    it_k8s_mesh_files();
+    it_k8s_two_pods("{\"app\":\"api\",\"pod-template-hash\":\"7d9f\"}",
+                    "{\"app\":\"web\",\"pod-template-hash\":\"7d9f\"}");
     IT_FREE_PORTS(&cp_port);
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n"
                                "authorization:\n"
@@ -121,10 +112,5 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    TCase *tc;
-    Suite *s = TG_TEST_SUITE("cp_k8s_podmeta", "cp_k8s_podmeta", &tc, test_k8s_pod_labels_from_the_pod);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    return s;
+    return it_k8s_suite("cp_k8s_podmeta", test_k8s_pod_labels_from_the_pod, setup, teardown);
 }

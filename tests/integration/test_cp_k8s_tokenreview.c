@@ -33,27 +33,9 @@ static void sa_token(const char *file, const char *tag, const char *sa, const ch
     ck_assert_int_eq(it_k8s_ctl("POST", "/satoken", j, reply, sizeof(reply)), 200);
 }
 
-static void pod(const char *name, const char *sa)
-{
-    char j[512];
-
-    snprintf(j, sizeof(j),
-             "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\"},\"spec\":"
-             "{\"serviceAccountName\":\"%s\",\"containers\":[{\"name\":\"app\",\"image\":"
-             "\"app:1\"}]},\"status\":{\"phase\":\"Running\"}}",
-             name, sa);
-    it_k8s_put("pods", j);
-}
-
 static void setup(void)
 {
-    it_setup();
-    it_k8s_certs();
-    it_k8s_start("token-one", "1", 0);
-    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"default\"}}");
-    pod("api-0", "api");
-    pod("web-0", "web");
-    it_k8s_mesh_files();
+    it_k8s_two_pods("{}", "{}");
     sa_token("a.token", "a", "api", "api-0", "tollgate", 3600);
     sa_token("b.token", "b", "web", "web-0", "tollgate", 3600);
     sa_token("c.token", "c", "api", "api-0", "tollgate", 0); /* expired */
@@ -130,10 +112,5 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    TCase *tc;
-    Suite *s = TG_TEST_SUITE("cp_k8s_tokenreview", "cp_k8s_tokenreview", &tc, test_k8s_token_review);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    return s;
+    return it_k8s_suite("cp_k8s_tokenreview", test_k8s_token_review, setup, teardown);
 }
