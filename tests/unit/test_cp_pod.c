@@ -38,6 +38,8 @@ static const struct tg_k8s_obj *found;
 
 /* Decides for a stream of namespace prod, service account sa, naming pod and claiming claim
  * (NULL: nothing). 0 with the verdict in *v and the Pod in found, or the error with err. */
+static const char *token_pod; /* the pod of the stream's token (TokenReview); NULL: none */
+
 static int decide(const char *sa, const char *pod, const struct tg_res_label *claim, bool discovery,
                   bool synced, enum tg_cp_pod_verdict *v, char *err)
 {
@@ -45,6 +47,7 @@ static int decide(const char *sa, const char *pod, const struct tg_res_label *cl
         .ns = "prod",
         .sa = sa,
         .claim_pod = pod,
+        .token_pod = token_pod,
         .claims = claim,
         .n_claims = claim != NULL,
         .discovery = discovery,
@@ -74,6 +77,23 @@ START_TEST(test_bound_to_the_pod)
     ck_assert_str_eq(found->u.pod.labels[0].key, "app");
     ck_assert_str_eq(found->u.pod.labels[1].value, "front");
     ck_assert_int_eq(verdict("web", "web-0", &agrees, true, true), TG_CP_POD_BOUND);
+}
+END_TEST
+
+/* The token's pod (TokenReview) is the pod: Hello may name it or nothing, not another. */
+START_TEST(test_token_pod)
+{
+    enum tg_cp_pod_verdict v;
+    char err[TG_ERRLEN] = "";
+
+    token_pod = "web-0";
+    ck_assert_int_eq(verdict("web", "", NULL, true, true), TG_CP_POD_BOUND);
+    ck_assert_ptr_eq(found, pods[1]);
+    ck_assert_int_eq(verdict("web", "web-0", NULL, true, true), TG_CP_POD_BOUND);
+    ck_assert_int_eq(decide("web", "api-0", NULL, true, true, &v, err), TG_EPEER);
+    ck_assert_msg(strstr(err, "Hello names pod api-0 but the token was issued for pod web-0"), "%s",
+                  err);
+    token_pod = NULL;
 }
 END_TEST
 
@@ -127,6 +147,7 @@ Suite *tg_test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_bound_to_the_pod);
     tcase_add_test(tc, test_without_a_pod);
+    tcase_add_test(tc, test_token_pod);
     tcase_add_test(tc, test_refused);
     suite_add_tcase(s, tc);
     return s;
