@@ -311,12 +311,13 @@ struct it_cfg {
     const char *timeouts;  /* flow-map text ("handshake: 2s, drain: 1s"); NULL: none */
     /* control_plane, when cp_port > 0: CA ca.pem, server ID IT_CP_ID */
     int cp_port;
-    const char *cp_host;     /* NULL: 127.0.0.1 */
-    const char *cp_token;    /* the token file */
-    const char *cp_node;     /* node_id; NULL: not written */
-    double cp_renew;         /* renew_fraction; 0: not written */
-    const char *cp_labels;   /* control_plane.labels, flow-map text ("app: web"); NULL: none */
-    const char *cp_pod_info; /* control_plane.pod_info (a directory); NULL: none */
+    const char *cp_host;   /* NULL: 127.0.0.1 */
+    const char *cp_token;  /* the token file */
+    const char *cp_node;   /* node_id; NULL: not written */
+    double cp_renew;       /* renew_fraction; 0: not written */
+    const char *cp_labels; /* control_plane.labels, flow-map text ("app: web"); NULL: none */
+    /* control_plane.pod_info (a directory); NULL: none */
+    const char *cp_pod_info;
     struct it_listener in[IT_CFG_LISTENERS], out[IT_CFG_LISTENERS];
 };
 
