@@ -31,7 +31,7 @@ static void setup(void)
     it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"evil\"}}");
     it_k8s_mesh_files();
     IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     it_k8s_write_cp("cp.yaml", cp_port, 0, "",
                     "    policy_resources: true\n    trust_configmaps: true\n");
     it_echo_start("echo", &echo_port);
