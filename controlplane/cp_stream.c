@@ -13,23 +13,13 @@
 #include "cp_server.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/log.h"
+#include "tollgate/pbstream.h"
 
 /* ---- sending ---- */
 
 static void send_server_msg(struct tg_cp_conn *c, const Tollgate__V1__ServerMessage *m)
 {
-    size_t len = tollgate__v1__server_message__get_packed_size(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    char err[TG_ERRLEN];
-
-    if (buf == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory packing a message");
-        return;
-    }
-    tollgate__v1__server_message__pack(m, buf);
-    if (tg_msgstream_send(c->ms, buf, len, err) < 0)
-        tg_msgstream_close(c->ms, false, "sending: %s", err);
-    free(buf);
+    (void)tg_pbstream_send(c->ms, &m->base); /* a failure closes the stream */
 }
 
 void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)

@@ -16,6 +16,7 @@
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
+#include "tollgate/pbstream.h"
 
 #define MAX_TOKEN (8192 + 2) /* a line of up to 8 KiB (what tollgate-cp takes), \n, NUL */
 #define VERSION_MAX 128      /* longest version we keep; longer ones are NACKed */
@@ -210,23 +211,10 @@ fail:
 
 /* ---- sending ---- */
 
+/* 0, or an error (the stream is then closed). */
 static int send_msg(struct tg_cp_client *c, const Tollgate__V1__ClientMessage *m)
 {
-    size_t len = tollgate__v1__client_message__get_packed_size(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    char err[TG_ERRLEN];
-    int rc;
-
-    if (buf == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory packing a message");
-        return TG_ENOMEM;
-    }
-    tollgate__v1__client_message__pack(m, buf);
-    rc = tg_msgstream_send(c->ms, buf, len, err);
-    free(buf);
-    if (rc < 0)
-        tg_msgstream_close(c->ms, false, "sending: %s", err);
-    return rc;
+    return tg_pbstream_send(c->ms, &m->base);
 }
 
 static void send_ack(struct tg_cp_client *c, enum tg_res_type t, const char *version,
