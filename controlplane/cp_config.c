@@ -17,6 +17,7 @@
 #include "tollgate/cfgload.h"
 #include "tollgate/file.h"
 #include "tollgate/policy.h"
+#include "tollgate/tls.h"
 
 #define CPC(m) offsetof(struct tg_cp_config, m)
 #define CPL(m) offsetof(struct tg_cp_limits, m)
@@ -654,19 +655,29 @@ static bool said(const struct tg_cfg_node *v, const char *section, const char *k
     return m != NULL && m->type == TG_CFG_T_MAPPING && tg_cfg_get(m, key, NULL) != NULL;
 }
 
-/* settings, read with the sidecar's own rows (tg_config_section_fields), as ProxySettings. */
-static int make_settings(struct tg_resource *r, const struct tg_config *in,
+/* settings, read with the sidecar's own rows (tg_config_section_fields), as ProxySettings.
+ * The cipher suites are checked as a sidecar checks them (tls.h), so a list that every
+ * sidecar would refuse is refused here first; without a pushed min_version a TLS 1.2 suite
+ * passes, as a sidecar may allow 1.2 in its own file (one that does not NACKs the push). */
+static int make_settings(struct tg_cfg *cfg, struct tg_resource *r, const struct tg_config *in,
                          const struct tg_cfg_node *v)
 {
     struct tg_res_proxy_settings *p = &r->u.proxy_settings;
+    const struct tg_cfg_node *tls = tg_cfg_get(v, "tls", NULL);
+    const struct tg_cfg_node *suites = tls != NULL ? tg_cfg_get(tls, "cipher_suites", NULL) : NULL;
+    bool min_said = said(v, "tls", "min_version");
+    char why[TG_ERRLEN];
 
+    if (tg_tls_check_suites(&in->cipher_suites, !min_said || in->allow_tls12, why) < 0)
+        return tg_cfg_fail(cfg, suites != NULL ? suites->line : v->line,
+                           "settings.tls.cipher_suites", "%s", why);
     p->handshake_timeout_ms = in->handshake_timeout_ms;
     p->idle_timeout_ms = in->idle_timeout_ms;
     p->connect_timeout_ms = in->connect_timeout_ms;
     p->inbound_mode = !said(v, "inbound", "mode")               ? TG_RES_INBOUND_UNSET
                       : in->settings_mode == TG_MODE_PERMISSIVE ? TG_RES_INBOUND_PERMISSIVE
                                                                 : TG_RES_INBOUND_STRICT;
-    if (said(v, "tls", "min_version") &&
+    if (min_said &&
         (p->min_tls_version = tg_resource_strdup(r, in->allow_tls12 ? "1.2" : "1.3")) == NULL)
         return TG_ENOMEM;
     return copy_strs(r, &p->cipher_suites, &in->cipher_suites);
@@ -718,7 +729,7 @@ static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_reso
         rc = make_mesh_table(r, in);
         break;
     case TG_RES_PROXY_SETTINGS:
-        rc = make_settings(r, in, v);
+        rc = make_settings(cfg, r, in, v);
         break;
     default:
         rc = make_revocations(cfg, m, r, in, v, key);
