@@ -548,6 +548,9 @@ static int make_revocations(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_
         copy_strs(r, &rv->fingerprints, &in->revoked_fingerprints) < 0 ||
         (rv->crls = tg_resource_array(r, in->revocation_crls.n, sizeof(*rv->crls))) == NULL)
         return tg_cfg_nomem(cfg);
+    if (m == NULL && in->revocation_crls.n > 0)
+        return tg_cfg_fail(cfg, crls->line, tg_cfg_join(item, key, "crls"),
+                           "CRL files are read from the mesh files only");
     if (in->revocation_crls.n > MAX_CRLS)
         return tg_cfg_fail(cfg, crls->line, "revocations.crls", "more than %d CRL files", MAX_CRLS);
     for (size_t i = 0; i < in->revocation_crls.n; i++) {
@@ -633,7 +636,7 @@ done:
     return rc;
 }
 
-static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
+static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n, const char *path,
                        const struct tg_res_authorization *a, const struct tg_res_revocations *rv)
 {
     char why[TG_ERRLEN] = "";
@@ -642,7 +645,7 @@ static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
     if (rc == TG_ENOMEM)
         return tg_cfg_nomem(cfg);
     if (rc < 0)
-        return tg_cfg_fail(cfg, n->line, "authorization", "%s", why);
+        return tg_cfg_fail(cfg, n->line, path, "%s", why);
     return rc;
 }
 
@@ -660,17 +663,17 @@ static bool said(const struct tg_cfg_node *v, const char *section, const char *k
  * sidecar would refuse is refused here first; without a pushed min_version a TLS 1.2 suite
  * passes, as a sidecar may allow 1.2 in its own file (one that does not NACKs the push). */
 static int make_settings(struct tg_cfg *cfg, struct tg_resource *r, const struct tg_config *in,
-                         const struct tg_cfg_node *v)
+                         const struct tg_cfg_node *v, const char *path)
 {
     struct tg_res_proxy_settings *p = &r->u.proxy_settings;
     const struct tg_cfg_node *tls = tg_cfg_get(v, "tls", NULL);
     const struct tg_cfg_node *suites = tls != NULL ? tg_cfg_get(tls, "cipher_suites", NULL) : NULL;
     bool min_said = said(v, "tls", "min_version");
-    char why[TG_ERRLEN];
+    char why[TG_ERRLEN], key[TG_CFG_KEYPATH];
 
     if (tg_tls_check_suites(&in->cipher_suites, !min_said || in->allow_tls12, why) < 0)
         return tg_cfg_fail(cfg, suites != NULL ? suites->line : v->line,
-                           "settings.tls.cipher_suites", "%s", why);
+                           tg_cfg_join(key, path, "tls.cipher_suites"), "%s", why);
     p->handshake_timeout_ms = in->handshake_timeout_ms;
     p->idle_timeout_ms = in->idle_timeout_ms;
     p->connect_timeout_ms = in->connect_timeout_ms;
@@ -700,27 +703,26 @@ static const struct {
     {"revocation", "revocations"},
 };
 
-/* One section's value v into the new resource r. */
-static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
-                        const char *key, const struct tg_cfg_node *v)
+int tg_cp_section_read(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
+                       const char *key, const char *path, const struct tg_cfg_node *v)
 {
     struct tg_config *in = NULL;
     int rc;
 
     if (r->type == TG_RES_RATE_LIMITS && v->type == TG_CFG_T_LIST)
-        return tg_cfg_fail(cfg, v->line, key,
+        return tg_cfg_fail(cfg, v->line, path,
                            "a list of limits is now a mapping, as in the sidecar's file: "
                            "{key: id, default: {...}, overrides: [{principal: ..., ...}]}");
     if ((in = calloc(1, sizeof(*in))) == NULL)
         return tg_cfg_nomem(cfg);
     atomic_init(&in->refs, 1); /* freed, with all it holds, by tg_config_unref */
-    if ((rc = tg_cfg_walk(cfg, v, key, tg_config_section_fields(key), in)) < 0)
+    if ((rc = tg_cfg_walk(cfg, v, path, tg_config_section_fields(key), in)) < 0)
         goto done;
     switch (r->type) {
     case TG_RES_AUTHORIZATION:
         if ((rc = make_authorization(r, in)) < 0)
             break;
-        rc = check_rules(cfg, v, &r->u.authorization, NULL);
+        rc = check_rules(cfg, v, path, &r->u.authorization, NULL);
         break;
     case TG_RES_RATE_LIMITS:
         rc = make_rate_limits(r, in);
@@ -729,10 +731,10 @@ static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_reso
         rc = make_mesh_table(r, in);
         break;
     case TG_RES_PROXY_SETTINGS:
-        rc = make_settings(cfg, r, in, v);
+        rc = make_settings(cfg, r, in, v, path);
         break;
     default:
-        rc = make_revocations(cfg, m, r, in, v, key);
+        rc = make_revocations(cfg, m, r, in, v, path);
         break;
     }
     if (rc == TG_ENOMEM)
@@ -786,7 +788,7 @@ static int read_mesh_file(struct tg_cfg *cfg, struct tg_cp_mesh *m, const struct
             return tg_cfg_fail(cfg, k->line, k->str, "already set in %s", m->section_file[t]);
         if ((r = tg_resource_new(t)) == NULL)
             return tg_cfg_nomem(cfg);
-        if ((rc = read_section(cfg, m, r, k->str, v)) == 0 &&
+        if ((rc = tg_cp_section_read(cfg, m, r, k->str, k->str, v)) == 0 &&
             (m->section_file[t] = strdup(cfg->file)) == NULL)
             rc = tg_cfg_nomem(cfg);
         if (rc < 0) {
