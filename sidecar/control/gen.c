@@ -109,19 +109,13 @@ struct tg_cp_res *tg_cp_res_new(struct tg_resource *r, const char *version)
     return p;
 }
 
-struct tg_cp_res *tg_cp_res_ref(struct tg_cp_res *p)
+static void cp_res_free(struct tg_cp_res *p)
 {
-    tg_ref_take(&p->refs);
-    return p;
-}
-
-void tg_cp_res_unref(struct tg_cp_res *p)
-{
-    if (p == NULL || !tg_ref_drop(&p->refs))
-        return;
     tg_resource_free(p->r);
     free(p);
 }
+
+TG_REF_DEFINE(struct tg_cp_res, tg_cp_res_ref, tg_cp_res_unref, refs, cp_res_free)
 
 static const struct tg_resource *pushed(const struct tg_gen_input *in, enum tg_res_type t)
 {
@@ -607,16 +601,8 @@ fail:
     return rc;
 }
 
-struct tg_gen *tg_gen_ref(struct tg_gen *g)
+static void gen_free(struct tg_gen *g)
 {
-    tg_ref_take(&g->refcnt);
-    return g;
-}
-
-void tg_gen_unref(struct tg_gen *g)
-{
-    if (g == NULL || !tg_ref_drop(&g->refcnt))
-        return;
     tg_tls_ctx_free(g->server);
     tg_tls_ctx_free(g->client);
     tg_identity_free(g->identity);
@@ -628,3 +614,5 @@ void tg_gen_unref(struct tg_gen *g)
     free(g->pushed_dests);
     free(g);
 }
+
+TG_REF_DEFINE(struct tg_gen, tg_gen_ref, tg_gen_unref, refcnt, gen_free)
