@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cp_port, echo_port, in_port, out_port, a_admin, b_admin;
+static int cp_port;
+static struct it_k8s_pair pair = {.a_labels = "app: api", .b_labels = "app: web"};
 
 static void setup(void)
 {
@@ -30,22 +31,13 @@ static void setup(void)
                              "{\"tollgate.dev/inject\":\"enabled\"}}}");
     it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"evil\"}}");
     it_k8s_mesh_files();
-    IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
+    IT_FREE_PORTS(&cp_port, &pair.in_port, &pair.out_port, &pair.a_admin, &pair.b_admin);
     it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
     it_k8s_write_cp("cp.yaml", cp_port, 0, "",
                     "    policy_resources: true\n    trust_configmaps: true\n");
-    it_echo_start("echo", &echo_port);
-    it_k8s_write_sidecars(&(struct it_k8s_pair){
-        .a_cp = cp_port,
-        .b_cp = cp_port,
-        .a_admin = a_admin,
-        .b_admin = b_admin,
-        .in_port = in_port,
-        .out_port = out_port,
-        .echo_port = echo_port,
-        .a_labels = "app: api",
-        .b_labels = "app: web",
-    });
+    it_echo_start("echo", &pair.echo_port);
+    pair.a_cp = pair.b_cp = cp_port;
+    it_k8s_write_sidecars(&pair);
 }
 
 static void teardown(void)
@@ -61,7 +53,7 @@ static bool traffic_becomes(bool want, int timeout_ms)
     char err[256];
 
     do {
-        if ((it_round_trip(out_port, "through A and B", err) > 0) == want)
+        if ((it_round_trip(pair.out_port, "through A and B", err) > 0) == want)
             return true;
         it_sleep_ms(50);
     } while (it_now_ms() < end);
@@ -117,8 +109,8 @@ START_TEST(test_k8s_policy_resources_end_to_end)
 
     cp->must_exit_0 = true;
     ck_assert_msg(it_wait_port(cp_port, 10000), "tollgate-cp did not listen");
-    it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_sidecar_start("a", "a.yaml", a_admin, 0);
+    it_sidecar_start("b", "b.yaml", pair.b_admin, 0);
+    it_sidecar_start("a", "a.yaml", pair.a_admin, 0);
     ck_assert_msg(traffic_becomes(true, 5000), "no traffic through A and B at the start");
     /* the first authorization comes once the cluster is listed (none before: see cp_k8s.h) */
     ck_assert_msg(it_wait_lines("b.err", 1, 5000, "control plane: authorization version", "applied",
@@ -266,13 +258,6 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("cp_k8s_policy");
-    TCase *tc = tcase_create("cp_k8s_policy");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, test_k8s_policy_resources_end_to_end);
-    tcase_add_test(tc, test_k8s_trust_configmaps);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("cp_k8s_policy", "cp_k8s_policy", NULL, setup, teardown, 90,
+                         test_k8s_policy_resources_end_to_end, test_k8s_trust_configmaps);
 }
