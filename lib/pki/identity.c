@@ -826,9 +826,9 @@ int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint, un
     der = NULL;
     rc = 0;
 fail:
-    ecc_done(&w);
     free(cert);
     free(der);
+    ecc_done(&w);
     return rc;
 }
 
