@@ -40,9 +40,13 @@ int main(int argc, char **argv)
     SRunner *sr;
     int failed;
 
+    if (argc > 1 && tg_test_subcommand != NULL) {
+        if ((failed = tg_test_subcommand(argc, argv)) != TG_TEST_NO_SUBCOMMAND)
+            return failed;
+        fprintf(stderr, "%s: unknown helper command %s\n", argv[0], argv[1]);
+        return 2;
+    }
     if (argc > 1) {
-        if (tg_test_subcommand != NULL)
-            return tg_test_subcommand(argc, argv);
         fprintf(stderr, "%s: takes no arguments (select tests with CK_RUN_SUITE/CK_RUN_CASE)\n",
                 argv[0]);
         return 2;

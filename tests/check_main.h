@@ -48,7 +48,9 @@ TCase *tg_test_add_loops(TCase *tc, const struct tg_test_loop *loops, size_t n);
 /* Optional: a test file that re-executes itself as a helper process (a fake control plane,
  * a load server) defines this. When the program is started with arguments, the shared main
  * calls it instead of running the suite and exits with what it returns; without it, any
- * argument is a usage error (exit 2). */
+ * argument is a usage error (exit 2). It returns TG_TEST_NO_SUBCOMMAND for a command it does
+ * not know: the main says so and exits 2. */
 int tg_test_subcommand(int argc, char **argv);
+#define TG_TEST_NO_SUBCOMMAND (-1)
 
 #endif

@@ -28,16 +28,16 @@
 
 enum tg_k8s_kind {
     TG_K8S_NAMESPACE = 0,
-    TG_K8S_POD = 1,
-    TG_K8S_SERVICE = 2,
-    TG_K8S_SLICE = 3,
+    TG_K8S_POD,
+    TG_K8S_SERVICE,
+    TG_K8S_SLICE,
     /* the policy custom resources (k8s_policy.h), watched with kubernetes.discovery.policy */
-    TG_K8S_AUTHZ = 4,
-    TG_K8S_LIMITS = 5,
-    TG_K8S_REVOKE = 6,
+    TG_K8S_AUTHZ,
+    TG_K8S_LIMITS,
+    TG_K8S_REVOKE,
     /* the trust-root ConfigMaps (k8s_publish.h), watched with
      * kubernetes.discovery.trust_configmaps: only those named TG_K8S_CA_CONFIGMAP */
-    TG_K8S_CONFIGMAP = 7,
+    TG_K8S_CONFIGMAP,
     TG_K8S_NKINDS
 };
 #define TG_K8S_NDISCOVERY 4 /* the kinds discovery always watches: NAMESPACE .. SLICE */

@@ -19,4 +19,20 @@ static inline bool tg_ref_drop(atomic_uint *refs)
     return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
 }
 
+/* Defines the _ref and _unref of a shared type T whose count is its member `member`:
+ * `T *ref(T *o)` takes a reference and returns o; `void unref(T *o)` accepts NULL and calls
+ * destroy(o) when it drops the last reference. One definition for every shared type, so that
+ * none forgets the NULL test or the ordering. The names are spelt out in full, to be found. */
+#define TG_REF_DEFINE(T, ref, unref, member, destroy)                                              \
+    T *ref(T *o)                                                                                   \
+    {                                                                                              \
+        tg_ref_take(&o->member);                                                                   \
+        return o;                                                                                  \
+    }                                                                                              \
+    void unref(T *o)                                                                               \
+    {                                                                                              \
+        if (o != NULL && tg_ref_drop(&o->member))                                                  \
+            destroy(o);                                                                            \
+    }
+
 #endif

@@ -989,16 +989,8 @@ int tg_config_load(const char *path, struct tg_config **out, char *err)
     return rc;
 }
 
-struct tg_config *tg_config_ref(struct tg_config *c)
+static void config_free(struct tg_config *c)
 {
-    tg_ref_take(&c->refs);
-    return c;
-}
-
-void tg_config_unref(struct tg_config *c)
-{
-    if (c == NULL || !tg_ref_drop(&c->refs))
-        return;
     for (size_t i = 0; i < c->n_inbound; i++) {
         free(c->inbound[i].name);
         tg_strlist_free(&c->inbound[i].allow);
@@ -1066,3 +1058,5 @@ void tg_config_unref(struct tg_config *c)
     free(c->path);
     free(c);
 }
+
+TG_REF_DEFINE(struct tg_config, tg_config_ref, tg_config_unref, refs, config_free)

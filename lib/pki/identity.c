@@ -672,6 +672,35 @@ static int check_key(struct tg_identity *id, const struct tg_identity_files *f, 
 #define KEY_PEM_CAP 1024
 #define CSR_DER_CAP 4096 /* a CSR with one URI SAN of at most TG_SPIFFE_MAX bytes */
 
+/* A random generator and an ECC key, as making a key and signing a CSR both want. ecc_done
+ * frees what ecc_start made, also when it stopped half-way; w starts zeroed. */
+struct ecc_work {
+    WC_RNG rng;
+    ecc_key key;
+    bool rng_ok, key_ok;
+};
+
+static int ecc_start(struct ecc_work *w, char *err)
+{
+    int ret;
+
+    if ((ret = wc_InitRng(&w->rng)) != 0)
+        return tg_err_set(err, TG_ETLS, "random generator: %s", wc_GetErrorString(ret));
+    w->rng_ok = true;
+    if ((ret = wc_ecc_init(&w->key)) != 0)
+        return tg_err_set(err, TG_ETLS, "ecc init: %s", wc_GetErrorString(ret));
+    w->key_ok = true;
+    return 0;
+}
+
+static void ecc_done(struct ecc_work *w)
+{
+    if (w->key_ok)
+        wc_ecc_free(&w->key);
+    if (w->rng_ok)
+        wc_FreeRng(&w->rng);
+}
+
 void tg_identity_key_free(struct tg_identity_key *k)
 {
     if (k == NULL)
@@ -685,31 +714,21 @@ void tg_identity_key_free(struct tg_identity_key *k)
 int tg_identity_keygen(struct tg_identity_key **out, char *err)
 {
     struct tg_identity_key *k = calloc(1, sizeof(*k));
-    WC_RNG rng;
-    ecc_key key;
-    bool rng_ok = false, key_ok = false;
+    struct ecc_work w = {0};
     int ret, rc = TG_ENOMEM;
 
     if (k == NULL)
         return rc;
     if ((k->der = malloc(KEY_DER_CAP)) == NULL || (k->pem = malloc(KEY_PEM_CAP)) == NULL)
         goto fail;
+    if ((rc = ecc_start(&w, err)) < 0)
+        goto fail;
     rc = TG_ETLS;
-    if ((ret = wc_InitRng(&rng)) != 0) {
-        tg_err_set(err, rc, "random generator: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    rng_ok = true;
-    if ((ret = wc_ecc_init(&key)) != 0) {
-        tg_err_set(err, rc, "ecc init: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    key_ok = true;
-    if ((ret = wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1)) != 0) {
+    if ((ret = wc_ecc_make_key_ex(&w.rng, 32, &w.key, ECC_SECP256R1)) != 0) {
         tg_err_set(err, rc, "making a P-256 key: %s", wc_GetErrorString(ret));
         goto fail;
     }
-    ret = wc_EccKeyToDer(&key, k->der, KEY_DER_CAP);
+    ret = wc_EccKeyToDer(&w.key, k->der, KEY_DER_CAP);
     if (ret <= 0) {
         tg_err_set(err, rc, "encoding the key: %s", wc_GetErrorString(ret));
         goto fail;
@@ -723,15 +742,11 @@ int tg_identity_keygen(struct tg_identity_key **out, char *err)
     }
     k->pem_len = (size_t)ret;
     k->pem[k->pem_len] = '\0';
-    wc_ecc_free(&key);
-    wc_FreeRng(&rng);
+    ecc_done(&w);
     *out = k;
     return 0;
 fail:
-    if (key_ok)
-        wc_ecc_free(&key);
-    if (rng_ok)
-        wc_FreeRng(&rng);
+    ecc_done(&w);
     if (k->der != NULL)
         k->der_len = KEY_DER_CAP; /* wipe all of it */
     if (k->pem != NULL)
@@ -782,27 +797,17 @@ int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint, un
     Cert *cert = calloc(1, sizeof(*cert));
     unsigned char *der = malloc(CSR_DER_CAP);
     struct tg_spiffe_id id;
-    WC_RNG rng;
-    ecc_key key;
-    bool rng_ok = false, key_ok = false;
+    struct ecc_work w = {0};
     word32 idx = 0;
     const char *sa;
     int ret, rc = TG_ENOMEM;
 
     if (cert == NULL || der == NULL)
         goto fail;
+    if ((rc = ecc_start(&w, err)) < 0)
+        goto fail;
     rc = TG_ETLS;
-    if ((ret = wc_InitRng(&rng)) != 0) {
-        tg_err_set(err, rc, "random generator: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    rng_ok = true;
-    if ((ret = wc_ecc_init(&key)) != 0) {
-        tg_err_set(err, rc, "ecc init: %s", wc_GetErrorString(ret));
-        goto fail;
-    }
-    key_ok = true;
-    if ((ret = wc_EccPrivateKeyDecode(k->der, &idx, &key, (word32)k->der_len)) != 0) {
+    if ((ret = wc_EccPrivateKeyDecode(k->der, &idx, &w.key, (word32)k->der_len)) != 0) {
         tg_err_set(err, rc, "decoding our key: %s", wc_GetErrorString(ret));
         goto fail;
     }
@@ -824,12 +829,12 @@ int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint, un
             goto fail;
         rc = TG_ETLS;
     }
-    ret = wc_MakeCertReq_ex(cert, der, CSR_DER_CAP, ECC_TYPE, &key);
+    ret = wc_MakeCertReq_ex(cert, der, CSR_DER_CAP, ECC_TYPE, &w.key);
     if (ret <= 0) {
         tg_err_set(err, rc, "making the CSR: %s", wc_GetErrorString(ret));
         goto fail;
     }
-    ret = wc_SignCert_ex(cert->bodySz, cert->sigType, der, CSR_DER_CAP, ECC_TYPE, &key, &rng);
+    ret = wc_SignCert_ex(cert->bodySz, cert->sigType, der, CSR_DER_CAP, ECC_TYPE, &w.key, &w.rng);
     if (ret <= 0) {
         tg_err_set(err, rc, "signing the CSR: %s", wc_GetErrorString(ret));
         goto fail;
@@ -839,12 +844,9 @@ int tg_identity_csr(const struct tg_identity_key *k, const char *spiffe_hint, un
     der = NULL;
     rc = 0;
 fail:
-    if (key_ok)
-        wc_ecc_free(&key);
-    if (rng_ok)
-        wc_FreeRng(&rng);
     free(cert);
     free(der);
+    ecc_done(&w);
     return rc;
 }
 

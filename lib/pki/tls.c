@@ -186,6 +186,35 @@ static int set_suites(WOLFSSL_CTX *ctx, const struct tg_tls_settings *s, char *e
     return 0;
 }
 
+/* The key exchange groups we offer and accept, best first. */
+static int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+
+/* The versions, suites and key exchange groups of a context we serve or dial with s. */
+static int set_protocol(WOLFSSL_CTX *ctx, const struct tg_tls_settings *s, char *err)
+{
+    int rc;
+
+    if (wolfSSL_CTX_SetMinVersion(ctx, s->allow_tls12 ? WOLFSSL_TLSV1_2 : WOLFSSL_TLSV1_3) !=
+        WOLFSSL_SUCCESS)
+        return tg_err_set(err, TG_ETLS, "TLS: cannot set the minimum version");
+    if ((rc = set_suites(ctx, s, err)) < 0)
+        return rc;
+    if (wolfSSL_CTX_set_groups(ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS)
+        return tg_err_set(err, TG_ETLS, "TLS: key exchange groups not available");
+    return 0;
+}
+
+/* Our certificate chain and its private key, both PEM; false if wolfSSL takes either not. */
+static bool use_key_pair(WOLFSSL_CTX *ctx, const char *chain, size_t chain_len, const char *key,
+                         size_t key_len)
+{
+    return wolfSSL_CTX_use_certificate_chain_buffer_format(ctx, (const unsigned char *)chain,
+                                                           (long)chain_len, WOLFSSL_FILETYPE_PEM) ==
+               WOLFSSL_SUCCESS &&
+           wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)key, (long)key_len,
+                                             WOLFSSL_FILETYPE_PEM) == WOLFSSL_SUCCESS;
+}
+
 int tg_tls_init(void)
 {
     return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : TG_ETLS;
@@ -860,12 +889,20 @@ static int make_anchors(struct tg_tls_ctx *c, const struct tg_identity *id, char
     return 0;
 }
 
+/* wolfSSL never sees a socket (on_tls_recv/on_tls_send), and keeps no session cache: resumption,
+ * where we allow it, is by tickets only. */
+static void use_memory_io(WOLFSSL_CTX *ctx)
+{
+    wolfSSL_CTX_SetIORecv(ctx, on_tls_recv);
+    wolfSSL_CTX_SetIOSend(ctx, on_tls_send);
+    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+}
+
 int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s,
                    struct tg_tls_ctx **out, char *err)
 {
     struct tg_tls_ctx *c = calloc(1, sizeof(*c));
     WOLFSSL_METHOD *method;
-    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
     int rc = TG_ENOMEM;
 
     if (c == NULL)
@@ -882,25 +919,10 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
         method = s->allow_tls12 ? wolfSSLv23_client_method() : wolfTLSv1_3_client_method();
     if (method == NULL || (c->ctx = wolfSSL_CTX_new(method)) == NULL)
         goto fail;
-    rc = TG_ETLS;
-    if (wolfSSL_CTX_SetMinVersion(c->ctx, s->allow_tls12 ? WOLFSSL_TLSV1_2 : WOLFSSL_TLSV1_3) !=
-        WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: cannot set the minimum version");
-        goto fail;
-    }
-    if ((rc = set_suites(c->ctx, s, err)) < 0)
+    if ((rc = set_protocol(c->ctx, s, err)) < 0)
         goto fail;
     rc = TG_ETLS;
-    if (wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: key exchange groups not available");
-        goto fail;
-    }
-    if (wolfSSL_CTX_use_certificate_chain_buffer_format(
-            c->ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
-            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)id->key_pem,
-                                          (long)id->key_len,
-                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    if (!use_key_pair(c->ctx, id->chain_pem, id->chain_len, id->key_pem, id->key_len)) {
         tg_err_set(err, rc, "TLS: identity not usable");
         goto fail;
     }
@@ -914,9 +936,7 @@ int tg_tls_ctx_new(const struct tg_identity *id, const struct tg_tls_settings *s
     wolfSSL_CTX_set_verify(
         c->ctx, WOLFSSL_VERIFY_PEER | (c->peer_optional ? 0 : WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT),
         on_verify);
-    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
-    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
-    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
+    use_memory_io(c->ctx);
     if (s->server && !s->resumption) {
         wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
     } else if (s->server) {
@@ -953,7 +973,6 @@ int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *ke
 {
     struct tg_tls_ctx *c = calloc(1, sizeof(*c));
     struct tg_tls_settings s = {.server = true, .allow_tls12 = true};
-    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
     int rc = TG_ENOMEM;
 
     if (c == NULL)
@@ -963,30 +982,15 @@ int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *ke
     c->serial = atomic_fetch_add(&next_ctx_serial, 1);
     if ((c->ctx = wolfSSL_CTX_new(wolfSSLv23_server_method())) == NULL)
         goto fail;
-    rc = TG_ETLS;
-    if (wolfSSL_CTX_SetMinVersion(c->ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: cannot set the minimum version");
-        goto fail;
-    }
-    if ((rc = set_suites(c->ctx, &s, err)) < 0)
+    if ((rc = set_protocol(c->ctx, &s, err)) < 0)
         goto fail;
     rc = TG_ETLS;
-    if (wolfSSL_CTX_set_groups(c->ctx, groups, (int)TG_NELEM(groups)) != WOLFSSL_SUCCESS) {
-        tg_err_set(err, rc, "TLS: key exchange groups not available");
-        goto fail;
-    }
-    if (wolfSSL_CTX_use_certificate_chain_buffer_format(c->ctx, (const unsigned char *)chain_pem,
-                                                        (long)chain_len,
-                                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)key_pem, (long)key_len,
-                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    if (!use_key_pair(c->ctx, chain_pem, chain_len, key_pem, key_len)) {
         tg_err_set(err, rc, "TLS: certificate or key not usable");
         goto fail;
     }
     wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_NONE, NULL);
-    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
-    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
-    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
+    use_memory_io(c->ctx);
     wolfSSL_CTX_no_ticket_TLSv13(c->ctx);
     *out = c;
     return 0;
@@ -1000,7 +1004,6 @@ int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t c
                       const struct tg_tls_settings *s, struct tg_tls_ctx **out, char *err)
 {
     struct tg_tls_ctx *c = calloc(1, sizeof(*c));
-    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
     const char *roots[2] = {ca_pem, NULL};
     size_t lens[2] = {ca_len, 0};
     int rc = TG_ENOMEM;
@@ -1017,12 +1020,8 @@ int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t c
         tg_err_set(err, rc, "TLS: cipher suites or key exchange groups not available");
         goto fail;
     }
-    if (id != NULL && (wolfSSL_CTX_use_certificate_chain_buffer_format(
-                           c->ctx, (const unsigned char *)id->chain_pem, (long)id->chain_len,
-                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-                       wolfSSL_CTX_use_PrivateKey_buffer(c->ctx, (const unsigned char *)id->key_pem,
-                                                         (long)id->key_len, WOLFSSL_FILETYPE_PEM) !=
-                           WOLFSSL_SUCCESS)) {
+    if (id != NULL &&
+        !use_key_pair(c->ctx, id->chain_pem, id->chain_len, id->key_pem, id->key_len)) {
         tg_err_set(err, rc, "TLS: identity not usable");
         goto fail;
     }
@@ -1050,9 +1049,7 @@ int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_pem, size_t c
     if (pthread_mutex_init(&c->anchored_lock, NULL) == 0)
         c->anchored_lock_ready = true;
     wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, on_verify);
-    wolfSSL_CTX_SetIORecv(c->ctx, on_tls_recv);
-    wolfSSL_CTX_SetIOSend(c->ctx, on_tls_send);
-    wolfSSL_CTX_set_session_cache_mode(c->ctx, WOLFSSL_SESS_CACHE_OFF);
+    use_memory_io(c->ctx);
     *out = c;
     return 0;
 fail:

@@ -635,6 +635,90 @@ static bool qdtext(unsigned char c)
            (c >= 0x5d && c <= 0x7e) || c >= 0x80;
 }
 
+/* What may follow a chunk size (RFC 9112 7.1.1): chunk-ext = *( BWS ";" BWS ext-name
+ * [ BWS "=" BWS ext-val ] ), then CRLF. The state after c in state st, or -1 where c may not
+ * stand. C_SIZE here is the first byte after the size's digits. */
+static int chunk_ext_next(int st, unsigned char c)
+{
+    bool ws = ows(c), tok = tchar(c), semi = c == ';', cr = c == '\r';
+
+    switch (st) {
+    case C_SIZE:
+        return semi ? C_EXT_NAME_START : ws ? C_SIZE_BWS : cr ? C_SIZE_LF : -1;
+    case C_SIZE_BWS:
+        return ws ? st : semi ? C_EXT_NAME_START : -1;
+    case C_EXT_NAME_START:
+        return ws ? st : tok ? C_EXT_NAME : -1;
+    case C_EXT_NAME:
+        if (tok)
+            return st;
+        return ws         ? C_EXT_AFTER_NAME
+               : c == '=' ? C_EXT_VAL_START
+               : semi     ? C_EXT_NAME_START
+               : cr       ? C_SIZE_LF
+                          : -1;
+    case C_EXT_AFTER_NAME:
+        return ws ? st : c == '=' ? C_EXT_VAL_START : semi ? C_EXT_NAME_START : -1;
+    case C_EXT_VAL_START:
+        return ws ? st : c == '"' ? C_EXT_VAL_Q : tok ? C_EXT_VAL_TOKEN : -1;
+    case C_EXT_VAL_TOKEN:
+    case C_EXT_AFTER_Q:
+        if (tok && st == C_EXT_VAL_TOKEN)
+            return st;
+        return ws ? C_SIZE_BWS : semi ? C_EXT_NAME_START : cr ? C_SIZE_LF : -1;
+    case C_EXT_VAL_Q:
+        return c == '"' ? C_EXT_AFTER_Q : c == '\\' ? C_EXT_VAL_QESC : qdtext(c) ? st : -1;
+    case C_EXT_VAL_QESC:
+        return vchar_ws(c) ? C_EXT_VAL_Q : -1;
+    default:
+        return -1;
+    }
+}
+
+/* What was wrong when chunk_ext_next refused a byte in state st. */
+static const char *chunk_ext_what(int st)
+{
+    switch (st) {
+    case C_SIZE:
+        return "invalid chunk size";
+    case C_SIZE_BWS:
+        return "invalid chunk size line";
+    case C_EXT_VAL_START:
+    case C_EXT_VAL_Q:
+    case C_EXT_VAL_QESC:
+        return "invalid chunk extension value";
+    default:
+        return "invalid chunk extension";
+    }
+}
+
+/* One byte of a chunk's size line after the size (chunk_ext_next); 0 ok, TG_EINVAL with err
+ * naming the part of the line that was wrong. */
+static int chunk_ext(struct tg_http_body *b, unsigned char c, char *err)
+{
+    int next = chunk_ext_next(b->st, c);
+
+    if (next < 0)
+        return tg_err_set(err, TG_EINVAL, "%s", chunk_ext_what(b->st));
+    b->st = next;
+    return 0;
+}
+
+/* The byte c must be want (a CR or LF of the framing): then the state becomes next, and an LF
+ * ends a line; else TG_EINVAL with what as the message. */
+static int expect(struct tg_http_body *b, unsigned char c, unsigned char want, int next,
+                  const char *what, char *err)
+{
+    if (c != want)
+        return tg_err_set(err, TG_EINVAL, "%s", what);
+    b->st = next;
+    if (want == '\n') {
+        b->line = 0;
+        b->digits = 0;
+    }
+    return 0;
+}
+
 /* One byte of chunk framing or trailers; 0 ok, TG_EINVAL with err. */
 static int body_byte(struct tg_http_body *b, unsigned char c, char *err)
 {
@@ -658,98 +742,25 @@ static int body_byte(struct tg_http_body *b, unsigned char c, char *err)
         }
         if (b->digits == 0)
             return tg_err_set(err, TG_EINVAL, "invalid chunk size");
-        if (c == ';')
-            b->st = C_EXT_NAME_START;
-        else if (ows(c))
-            b->st = C_SIZE_BWS;
-        else if (c == '\r')
-            b->st = C_SIZE_LF;
-        else
-            return tg_err_set(err, TG_EINVAL, "invalid chunk size");
-        return 0;
+        return chunk_ext(b, c, err);
     }
     case C_SIZE_BWS:
-        if (ows(c))
-            return 0;
-        if (c == ';') {
-            b->st = C_EXT_NAME_START;
-            return 0;
-        }
-        return tg_err_set(err, TG_EINVAL, "invalid chunk size line");
     case C_EXT_NAME_START:
-        if (ows(c))
-            return 0;
-        if (!tchar(c))
-            return tg_err_set(err, TG_EINVAL, "invalid chunk extension");
-        b->st = C_EXT_NAME;
-        return 0;
     case C_EXT_NAME:
-    case C_EXT_VAL_TOKEN:
-    case C_EXT_AFTER_Q:
-        if (b->st != C_EXT_AFTER_Q && tchar(c))
-            return 0;
-        if (ows(c))
-            b->st = b->st == C_EXT_NAME ? C_EXT_AFTER_NAME : C_SIZE_BWS;
-        else if (c == '=' && b->st == C_EXT_NAME)
-            b->st = C_EXT_VAL_START;
-        else if (c == ';')
-            b->st = C_EXT_NAME_START;
-        else if (c == '\r')
-            b->st = C_SIZE_LF;
-        else
-            return tg_err_set(err, TG_EINVAL, "invalid chunk extension");
-        return 0;
     case C_EXT_AFTER_NAME:
-        if (ows(c))
-            return 0;
-        if (c == '=')
-            b->st = C_EXT_VAL_START;
-        else if (c == ';')
-            b->st = C_EXT_NAME_START;
-        else
-            return tg_err_set(err, TG_EINVAL, "invalid chunk extension");
-        return 0;
     case C_EXT_VAL_START:
-        if (ows(c))
-            return 0;
-        if (c == '"')
-            b->st = C_EXT_VAL_Q;
-        else if (tchar(c))
-            b->st = C_EXT_VAL_TOKEN;
-        else
-            return tg_err_set(err, TG_EINVAL, "invalid chunk extension value");
-        return 0;
+    case C_EXT_VAL_TOKEN:
     case C_EXT_VAL_Q:
-        if (c == '"')
-            b->st = C_EXT_AFTER_Q;
-        else if (c == '\\')
-            b->st = C_EXT_VAL_QESC;
-        else if (!qdtext(c))
-            return tg_err_set(err, TG_EINVAL, "invalid chunk extension value");
-        return 0;
     case C_EXT_VAL_QESC:
-        if (!vchar_ws(c))
-            return tg_err_set(err, TG_EINVAL, "invalid chunk extension value");
-        b->st = C_EXT_VAL_Q;
-        return 0;
+    case C_EXT_AFTER_Q:
+        return chunk_ext(b, c, err);
     case C_SIZE_LF:
-        if (c != '\n')
-            return tg_err_set(err, TG_EINVAL, "chunk size line not ended by CRLF");
-        b->line = 0;
-        b->st = b->remaining == 0 ? T_LINE_START : C_DATA;
-        return 0;
+        return expect(b, c, '\n', b->remaining == 0 ? T_LINE_START : C_DATA,
+                      "chunk size line not ended by CRLF", err);
     case C_DATA_CR:
-        if (c != '\r')
-            return tg_err_set(err, TG_EINVAL, "chunk data not followed by CRLF");
-        b->st = C_DATA_LF;
-        return 0;
+        return expect(b, c, '\r', C_DATA_LF, "chunk data not followed by CRLF", err);
     case C_DATA_LF:
-        if (c != '\n')
-            return tg_err_set(err, TG_EINVAL, "chunk data not followed by CRLF");
-        b->st = C_SIZE;
-        b->digits = 0;
-        b->line = 0;
-        return 0;
+        return expect(b, c, '\n', C_SIZE, "chunk data not followed by CRLF", err);
     case T_LINE_START:
         if (c == '\r') {
             b->st = T_END_LF;
@@ -779,16 +790,9 @@ static int body_byte(struct tg_http_body *b, unsigned char c, char *err)
             return tg_err_set(err, TG_EINVAL, "control character in a trailer value");
         return 0;
     case T_LF:
-        if (c != '\n')
-            return tg_err_set(err, TG_EINVAL, "bare CR in the trailers");
-        b->st = T_LINE_START;
-        b->line = 0;
-        return 0;
+        return expect(b, c, '\n', T_LINE_START, "bare CR in the trailers", err);
     case T_END_LF:
-        if (c != '\n')
-            return tg_err_set(err, TG_EINVAL, "bare CR in the trailers");
-        b->st = B_DONE;
-        return 0;
+        return expect(b, c, '\n', B_DONE, "bare CR in the trailers", err);
     default:
         return tg_err_set(err, TG_EINVAL, "internal: body state");
     }
@@ -946,6 +950,19 @@ static int response_head_done(struct tg_http_response *r)
     return TG_HTTP_RESP_MORE;
 }
 
+/* Counts n more bytes of the response head, on its current line; TG_EINVAL past a limit. */
+static int head_bytes(struct tg_http_response *r, size_t n, char *err)
+{
+    if (r->head + n > r->lim.max_head)
+        return tg_err_set(err, TG_EINVAL, "response head from the app too large");
+    if (r->line + n > r->lim.max_line)
+        return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+    r->head += n;
+    r->line += n;
+    r->bytes += n;
+    return 0;
+}
+
 int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t len, size_t *used,
                           char *err)
 {
@@ -981,10 +998,8 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
             const char *colon = memchr(buf + i, ':', len - i);
             size_t end = colon != NULL ? (size_t)(colon - buf) : len, n = end - i;
 
-            if (r->head + n + (colon != NULL) > r->lim.max_head)
-                return tg_err_set(err, TG_EINVAL, "response head from the app too large");
-            if (r->line + n + (colon != NULL) > r->lim.max_line)
-                return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+            if ((rc = head_bytes(r, n + (colon != NULL), err)) < 0)
+                return rc;
             for (size_t k = i; k < end; k++) {
                 unsigned char v = (unsigned char)buf[k];
 
@@ -994,15 +1009,9 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
                     r->name[r->name_len] = (char)lower(v);
                 r->name_len++;
             }
-            r->head += n;
-            r->line += n;
-            r->bytes += n;
             i = end;
             if (colon != NULL) {
                 i++;
-                r->head++;
-                r->line++;
-                r->bytes++;
                 r->st = RH_VALUE;
             }
             continue;
@@ -1014,10 +1023,8 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
             /* only the status line and the values of the fields we interpret are kept */
             bool keep = r->st == RS_LINE || interesting(r);
 
-            if (r->head + n > r->lim.max_head)
-                return tg_err_set(err, TG_EINVAL, "response head from the app too large");
-            if (r->line + n > r->lim.max_line)
-                return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+            if ((rc = head_bytes(r, n, err)) < 0)
+                return rc;
             /* Only a line end can move a boundary: a bare LF is refused (a client might end
              * the line there); other bytes of the app's values pass as they are. */
             if (memchr(buf + i, '\n', n) != NULL)
@@ -1035,27 +1042,18 @@ int tg_http_response_feed(struct tg_http_response *r, const char *buf, size_t le
                                : sizeof(r->value) - r->value_len);
                 r->value_len += end - k;
             }
-            r->head += n;
-            r->line += n;
-            r->bytes += n;
             i = end;
             if (cr == NULL)
                 break;
             i++;
-            r->bytes++;
-            if (++r->head > r->lim.max_head)
-                return tg_err_set(err, TG_EINVAL, "response head from the app too large");
-            if (++r->line > r->lim.max_line)
-                return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+            if ((rc = head_bytes(r, 1, err)) < 0)
+                return rc;
             r->st = r->st == RS_LINE ? RS_LINE_LF : RH_LF;
             continue;
         }
         i++;
-        r->bytes++;
-        if (++r->head > r->lim.max_head)
-            return tg_err_set(err, TG_EINVAL, "response head from the app too large");
-        if (++r->line > r->lim.max_line)
-            return tg_err_set(err, TG_EINVAL, "response line from the app too long");
+        if ((rc = head_bytes(r, 1, err)) < 0)
+            return rc;
         switch (r->st) {
         case RS_LINE_LF:
             if (c != '\n' || status_line(r, err) < 0)

@@ -314,16 +314,8 @@ int tg_ratelimit_new(const struct tg_ratelimit_limits *lim, size_t max_keys,
     return 0;
 }
 
-struct tg_ratelimit *tg_ratelimit_ref(struct tg_ratelimit *t)
+static void ratelimit_free(struct tg_ratelimit *t)
 {
-    tg_ref_take(&t->refs);
-    return t;
-}
-
-void tg_ratelimit_unref(struct tg_ratelimit *t)
-{
-    if (t == NULL || !tg_ref_drop(&t->refs))
-        return;
     for (size_t i = 0; i <= t->mask; i++) {
         while (t->buckets[i] != NULL) {
             struct tg_ratelimit_key *k = t->buckets[i];
@@ -336,6 +328,8 @@ void tg_ratelimit_unref(struct tg_ratelimit *t)
     free(t->buckets);
     free(t);
 }
+
+TG_REF_DEFINE(struct tg_ratelimit, tg_ratelimit_ref, tg_ratelimit_unref, refs, ratelimit_free)
 
 void tg_ratelimit_set_limits(struct tg_ratelimit *t, const struct tg_ratelimit_limits *lim,
                              uint64_t now_ns)
@@ -574,19 +568,13 @@ const struct tg_limiter *tg_limit_set_find(const struct tg_limit_set *s, const c
     return NULL;
 }
 
-struct tg_limit_set *tg_limit_set_ref(struct tg_limit_set *s)
+static void limit_set_free(struct tg_limit_set *s)
 {
-    tg_ref_take(&s->refs);
-    return s;
-}
-
-void tg_limit_set_unref(struct tg_limit_set *s)
-{
-    if (s == NULL || !tg_ref_drop(&s->refs))
-        return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->v[i].match);
         tg_ratelimit_unref(s->v[i].table);
     }
     free(s);
 }
+
+TG_REF_DEFINE(struct tg_limit_set, tg_limit_set_ref, tg_limit_set_unref, refs, limit_set_free)

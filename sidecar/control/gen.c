@@ -18,30 +18,76 @@ static struct tg_policy_ports ports(const struct tg_intlist *l)
     return (struct tg_policy_ports){l->v, l->n};
 }
 
+/* The peer and HTTP conditions of a rule, spelt alike in the config's rules (struct tg_rule_cfg)
+ * and the pushed ones (struct tg_res_rule): a macro, as the two are different types. The ports
+ * are given, converted: the pushed ones arrive as uint32_t. */
+#define SET_CONDITIONS(p, r, ports_, not_ports_)                                                   \
+    do {                                                                                           \
+        (p)->principals = strs(&(r)->principals);                                                  \
+        (p)->not_principals = strs(&(r)->not_principals);                                          \
+        (p)->namespaces = strs(&(r)->namespaces);                                                  \
+        (p)->not_namespaces = strs(&(r)->not_namespaces);                                          \
+        (p)->trust_domains = strs(&(r)->trust_domains);                                            \
+        (p)->not_trust_domains = strs(&(r)->not_trust_domains);                                    \
+        (p)->fingerprints = strs(&(r)->fingerprints);                                              \
+        (p)->not_fingerprints = strs(&(r)->not_fingerprints);                                      \
+        (p)->serials = strs(&(r)->serials);                                                        \
+        (p)->not_serials = strs(&(r)->not_serials);                                                \
+        (p)->ports = (ports_);                                                                     \
+        (p)->not_ports = (not_ports_);                                                             \
+        (p)->methods = strs(&(r)->methods);                                                        \
+        (p)->paths = strs(&(r)->paths);                                                            \
+        (p)->hosts = strs(&(r)->hosts);                                                            \
+    } while (0)
+
+/* An array for our workload's labels and n_scope more (the rules' scopes), with ours copied in
+ * at its start; *at is where the rules' go. NULL: out of memory. */
+static struct tg_policy_label *labels_new(const struct tg_config *cfg, size_t n_scope, size_t *at)
+{
+    struct tg_policy_label *labels = calloc(cfg->workload_labels.n + n_scope + 1, sizeof(*labels));
+
+    for (*at = 0; labels != NULL && *at < cfg->workload_labels.n; (*at)++)
+        labels[*at] = (struct tg_policy_label){cfg->workload_labels.keys[*at],
+                                               cfg->workload_labels.values[*at]};
+    return labels;
+}
+
+/* Compiles rules (with the label array of labels_new) for our workload; the revocations are
+ * rv's when it is not NULL, else the config's. */
+static int compile(const struct tg_config *cfg, struct tg_policy_rule *rules, size_t n_rules,
+                   struct tg_policy_label *labels, bool default_deny,
+                   const struct tg_res_revocations *rv, struct tg_policy **out, char *why)
+{
+    struct tg_policy_input in = {
+        .workload_ns = cfg->workload_ns,
+        .workload_labels = labels,
+        .n_workload_labels = cfg->workload_labels.n,
+        .rules = rules,
+        .n_rules = n_rules,
+        .default_deny = default_deny,
+        .revoked_serials = strs(rv != NULL ? &rv->serials : &cfg->revoked_serials),
+        .revoked_fingerprints = strs(rv != NULL ? &rv->fingerprints : &cfg->revoked_fingerprints),
+    };
+
+    return tg_policy_compile(&in, out, why);
+}
+
 /* The rules, scopes and revocations of the config (the revocations pushed instead, when
  * rv is not NULL), compiled. */
 static int build_policy_rev(const struct tg_config *cfg, const struct tg_res_revocations *rv,
                             struct tg_policy **out, char *err)
 {
-    size_t n_labels = cfg->workload_labels.n;
     struct tg_policy_rule *rules = calloc(cfg->n_rules + 1, sizeof(*rules));
     struct tg_policy_label *labels;
-    struct tg_policy_input in;
-    size_t total = n_labels, at = 0;
+    size_t n_scope = 0, at;
     char why[TG_ERRLEN];
-    int rc;
+    int rc = TG_ENOMEM;
 
     for (size_t i = 0; i < cfg->n_rules; i++)
-        total += cfg->rules[i].scope_labels.n;
-    labels = calloc(total + 1, sizeof(*labels));
-    if (rules == NULL || labels == NULL) {
-        free(rules);
-        free(labels);
-        return TG_ENOMEM;
-    }
-    for (size_t i = 0; i < n_labels; i++)
-        labels[at++] =
-            (struct tg_policy_label){cfg->workload_labels.keys[i], cfg->workload_labels.values[i]};
+        n_scope += cfg->rules[i].scope_labels.n;
+    labels = labels_new(cfg, n_scope, &at);
+    if (rules == NULL || labels == NULL)
+        goto done;
     for (size_t i = 0; i < cfg->n_rules; i++) {
         const struct tg_rule_cfg *r = &cfg->rules[i];
         struct tg_policy_rule *p = &rules[i];
@@ -59,35 +105,12 @@ static int build_policy_rev(const struct tg_config *cfg, const struct tg_res_rev
         } else {
             p->scope.kind = r->scope_ns != NULL ? TG_POLICY_SCOPE_NAMESPACE : TG_POLICY_SCOPE_MESH;
         }
-        p->principals = strs(&r->principals);
-        p->not_principals = strs(&r->not_principals);
-        p->namespaces = strs(&r->namespaces);
-        p->not_namespaces = strs(&r->not_namespaces);
-        p->trust_domains = strs(&r->trust_domains);
-        p->not_trust_domains = strs(&r->not_trust_domains);
-        p->fingerprints = strs(&r->fingerprints);
-        p->not_fingerprints = strs(&r->not_fingerprints);
-        p->serials = strs(&r->serials);
-        p->not_serials = strs(&r->not_serials);
-        p->ports = ports(&r->ports);
-        p->not_ports = ports(&r->not_ports);
-        p->methods = strs(&r->methods);
-        p->paths = strs(&r->paths);
-        p->hosts = strs(&r->hosts);
+        SET_CONDITIONS(p, r, ports(&r->ports), ports(&r->not_ports));
     }
-    in = (struct tg_policy_input){
-        .workload_ns = cfg->workload_ns,
-        .workload_labels = labels,
-        .n_workload_labels = n_labels,
-        .rules = rules,
-        .n_rules = cfg->n_rules,
-        .default_deny = cfg->authz_default_deny,
-        .revoked_serials = strs(rv != NULL ? &rv->serials : &cfg->revoked_serials),
-        .revoked_fingerprints = strs(rv != NULL ? &rv->fingerprints : &cfg->revoked_fingerprints),
-    };
-    rc = tg_policy_compile(&in, out, why);
+    rc = compile(cfg, rules, cfg->n_rules, labels, cfg->authz_default_deny, rv, out, why);
     if (rc < 0)
         tg_err_set(err, rc, "authorization: %s", why);
+done:
     free(rules);
     free(labels);
     return rc;
@@ -109,19 +132,13 @@ struct tg_cp_res *tg_cp_res_new(struct tg_resource *r, const char *version)
     return p;
 }
 
-struct tg_cp_res *tg_cp_res_ref(struct tg_cp_res *p)
+static void cp_res_free(struct tg_cp_res *p)
 {
-    tg_ref_take(&p->refs);
-    return p;
-}
-
-void tg_cp_res_unref(struct tg_cp_res *p)
-{
-    if (p == NULL || !tg_ref_drop(&p->refs))
-        return;
     tg_resource_free(p->r);
     free(p);
 }
+
+TG_REF_DEFINE(struct tg_cp_res, tg_cp_res_ref, tg_cp_res_unref, refs, cp_res_free)
 
 static const struct tg_resource *pushed(const struct tg_gen_input *in, enum tg_res_type t)
 {
@@ -129,13 +146,13 @@ static const struct tg_resource *pushed(const struct tg_gen_input *in, enum tg_r
 }
 
 /* Ports arrive as uint32_t; the policy takes int so that it can refuse out-of-range ones. */
-static int *rports(const struct tg_res_ports *p, int **pool, size_t *at)
+static struct tg_policy_ports rports(const struct tg_res_ports *p, int **pool, size_t *at)
 {
     int *start = *pool + *at;
 
     for (size_t i = 0; i < p->n; i++)
         (*pool)[(*at)++] = p->v[i] > 0x7fffffff ? -1 : (int)p->v[i];
-    return start;
+    return (struct tg_policy_ports){start, p->n};
 }
 
 /* The pushed authorization (replacing the config's) and revocations (replacing the
@@ -148,29 +165,21 @@ static int build_pushed_policy(const struct tg_gen_input *in, const struct tg_me
     const struct tg_resource *az = pushed(in, TG_RES_AUTHORIZATION);
     const struct tg_resource *rv = pushed(in, TG_RES_REVOCATIONS);
     const struct tg_res_authorization *a = &az->u.authorization;
-    size_t n_labels = cfg->workload_labels.n, total = n_labels, n_ports = 0, at = 0, pat = 0;
+    size_t n_scope = 0, n_ports = 0, at, pat = 0;
     struct tg_policy_rule *rules = calloc(a->n_rules + 1, sizeof(*rules));
     struct tg_policy_label *labels;
-    struct tg_policy_input pin;
     int *portpool;
     char why[TG_ERRLEN];
-    int rc;
+    int rc = TG_ENOMEM;
 
     for (size_t i = 0; i < a->n_rules; i++) {
-        total += a->rules[i].n_scope_labels;
+        n_scope += a->rules[i].n_scope_labels;
         n_ports += a->rules[i].ports.n + a->rules[i].not_ports.n;
     }
-    labels = calloc(total + 1, sizeof(*labels));
+    labels = labels_new(cfg, n_scope, &at);
     portpool = calloc(n_ports + 1, sizeof(*portpool));
-    if (rules == NULL || labels == NULL || portpool == NULL) {
-        free(rules);
-        free(labels);
-        free(portpool);
-        return TG_ENOMEM;
-    }
-    for (size_t i = 0; i < n_labels; i++)
-        labels[at++] =
-            (struct tg_policy_label){cfg->workload_labels.keys[i], cfg->workload_labels.values[i]};
+    if (rules == NULL || labels == NULL || portpool == NULL)
+        goto done;
     for (size_t i = 0; i < a->n_rules; i++) {
         const struct tg_res_rule *r = &a->rules[i];
         struct tg_policy_rule *p = &rules[i];
@@ -190,22 +199,8 @@ static int build_pushed_policy(const struct tg_gen_input *in, const struct tg_me
         } else {
             p->scope.kind = ns != NULL ? TG_POLICY_SCOPE_NAMESPACE : TG_POLICY_SCOPE_MESH;
         }
-        p->principals = strs(&r->principals);
-        p->not_principals = strs(&r->not_principals);
-        p->namespaces = strs(&r->namespaces);
-        p->not_namespaces = strs(&r->not_namespaces);
-        p->trust_domains = strs(&r->trust_domains);
-        p->not_trust_domains = strs(&r->not_trust_domains);
-        p->fingerprints = strs(&r->fingerprints);
-        p->not_fingerprints = strs(&r->not_fingerprints);
-        p->serials = strs(&r->serials);
-        p->not_serials = strs(&r->not_serials);
-        p->ports = (struct tg_policy_ports){rports(&r->ports, &portpool, &pat), r->ports.n};
-        p->not_ports =
-            (struct tg_policy_ports){rports(&r->not_ports, &portpool, &pat), r->not_ports.n};
-        p->methods = strs(&r->methods);
-        p->paths = strs(&r->paths);
-        p->hosts = strs(&r->hosts);
+        SET_CONDITIONS(p, r, rports(&r->ports, &portpool, &pat),
+                       rports(&r->not_ports, &portpool, &pat));
         if (r->methods.n + r->paths.n + r->hosts.n > 0 &&
             (rc = tg_config_http_rule_check(cfg, mesh->dests, mesh->n,
                                             r->name != NULL ? r->name : "", p->ports.v, p->ports.n,
@@ -214,20 +209,9 @@ static int build_pushed_policy(const struct tg_gen_input *in, const struct tg_me
             goto done;
         }
     }
-    pin = (struct tg_policy_input){
-        .workload_ns = cfg->workload_ns,
-        .workload_labels = labels,
-        .n_workload_labels = n_labels,
-        .rules = rules,
-        .n_rules = a->n_rules,
-        .default_deny = a->default_deny,
-        .revoked_serials =
-            rv != NULL ? strs(&rv->u.revocations.serials) : strs(&cfg->revoked_serials),
-        .revoked_fingerprints =
-            rv != NULL ? strs(&rv->u.revocations.fingerprints) : strs(&cfg->revoked_fingerprints),
-    };
     *close_denied = a->close_denied_connections;
-    rc = tg_policy_compile(&pin, out, why);
+    rc = compile(cfg, rules, a->n_rules, labels, a->default_deny,
+                 rv != NULL ? &rv->u.revocations : NULL, out, why);
     if (rc < 0)
         tg_err_set(err, rc, "authorization (pushed): %s", why);
 done:
@@ -607,16 +591,8 @@ fail:
     return rc;
 }
 
-struct tg_gen *tg_gen_ref(struct tg_gen *g)
+static void gen_free(struct tg_gen *g)
 {
-    tg_ref_take(&g->refcnt);
-    return g;
-}
-
-void tg_gen_unref(struct tg_gen *g)
-{
-    if (g == NULL || !tg_ref_drop(&g->refcnt))
-        return;
     tg_tls_ctx_free(g->server);
     tg_tls_ctx_free(g->client);
     tg_identity_free(g->identity);
@@ -628,3 +604,5 @@ void tg_gen_unref(struct tg_gen *g)
     free(g->pushed_dests);
     free(g);
 }
+
+TG_REF_DEFINE(struct tg_gen, tg_gen_ref, tg_gen_unref, refcnt, gen_free)

@@ -5,14 +5,9 @@
 // refused (not ok), the way the API server's schema check would. Exit 77 without ajv.
 "use strict";
 const fs = require("fs");
+const optional = require("./optional.cjs");
 
-let Ajv;
-try {
-    Ajv = require("ajv");
-} catch (e) {
-    console.log("ajv not installed (npm); custom resource validation skipped");
-    process.exit(77);
-}
+const Ajv = optional("ajv", "custom resource validation");
 const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: false });
 const input = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const byKind = {};

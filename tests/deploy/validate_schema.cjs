@@ -3,15 +3,9 @@
 // it into .cache/npm; NODE_PATH points there. Exit 77 when the package is missing.
 "use strict";
 const fs = require("fs");
+const optional = require("./optional.cjs");
 
-let probe;
-try {
-    probe = require("kubernetes-models/v1/ConfigMap");
-} catch (e) {
-    console.log("kubernetes-models not installed (npm); schema validation skipped");
-    process.exit(77);
-}
-void probe;
+optional("kubernetes-models/v1/ConfigMap", "schema validation");
 
 // apiVersion "apps/v1" -> module "kubernetes-models/apps/v1/<Kind>"; core "v1" -> "v1/<Kind>"
 function modelFor(obj) {

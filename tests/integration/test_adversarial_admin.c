@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -48,35 +49,35 @@ struct answer {
     uint64_t ms;
 };
 
+/* The address of the IPv4 or IPv6 literal addr, port port, into ss; its length. */
+static socklen_t sockaddr_of(const char *addr, int port, struct sockaddr_storage *ss)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM},
+                    *res;
+    char service[8];
+    socklen_t len;
+
+    snprintf(service, sizeof(service), "%d", port);
+    ck_assert_msg(getaddrinfo(addr, service, &hints, &res) == 0, "not an address: %s", addr);
+    len = res->ai_addrlen;
+    memcpy(ss, res->ai_addr, len);
+    freeaddrinfo(res);
+    return len;
+}
+
 /* Connects from src (NULL: the kernel's choice) to dst:port; dst and src are IPv4 or IPv6
  * literals. Returns the fd or -errno. */
 static int dial_from(const char *src, const char *dst, int port, int timeout_ms)
 {
-    struct sockaddr_storage sd = {0}, ss = {0};
+    struct sockaddr_storage sd, ss;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    socklen_t len;
-    int fd, one = 1, family = strchr(dst, ':') != NULL ? AF_INET6 : AF_INET;
+    socklen_t len = sockaddr_of(dst, port, &sd);
+    int fd, one = 1;
 
-    if (family == AF_INET) {
-        struct sockaddr_in *d = (struct sockaddr_in *)&sd, *s = (struct sockaddr_in *)&ss;
-
-        d->sin_family = s->sin_family = AF_INET;
-        d->sin_port = htons((uint16_t)port);
-        ck_assert_int_eq(inet_pton(AF_INET, dst, &d->sin_addr), 1);
-        if (src != NULL)
-            ck_assert_int_eq(inet_pton(AF_INET, src, &s->sin_addr), 1);
-        len = sizeof(*d);
-    } else {
-        struct sockaddr_in6 *d = (struct sockaddr_in6 *)&sd, *s = (struct sockaddr_in6 *)&ss;
-
-        d->sin6_family = s->sin6_family = AF_INET6;
-        d->sin6_port = htons((uint16_t)port);
-        ck_assert_int_eq(inet_pton(AF_INET6, dst, &d->sin6_addr), 1);
-        if (src != NULL)
-            ck_assert_int_eq(inet_pton(AF_INET6, src, &s->sin6_addr), 1);
-        len = sizeof(*d);
-    }
-    if ((fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    if (src != NULL)
+        ck_assert_int_eq(sockaddr_of(src, 0, &ss), len);
+    if ((fd = socket(sd.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
         return -errno;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* bounds connect() too */
@@ -89,6 +90,20 @@ static int dial_from(const char *src, const char *dst, int port, int timeout_ms)
         return -e;
     }
     return fd;
+}
+
+/* b, draining since t0, exits with status want at its drain deadline (about 1500 ms). */
+static void exits_at_deadline(struct it_proc *b, uint64_t t0, int want, const char *after)
+{
+    int st;
+    uint64_t dt;
+
+    ck_assert_int_eq(it_wait(b, 0), -1);
+    st = it_wait(b, 5000);
+    dt = it_now_ms() - t0;
+    ck_assert_msg(st == want, "exit status %d after %s, want %d", st, after, want);
+    ck_assert_msg(dt >= 1300 && dt < 3500, "exited %llu ms after the drain, want about 1500",
+                  (unsigned long long)dt);
 }
 
 /* One request (the whole head and body in req) on its own connection; reads to EOF. */
@@ -342,12 +357,7 @@ START_TEST(test_drained_sidecar_exits_3_at_its_deadline)
     /* live while it finishes what it holds: a kill now would cut those connections */
     ck_assert_int_eq(it_http(admin, "GET", "/live", NULL), 200);
     ck_assert_int_eq(it_connect(in_port, 1000), -ECONNREFUSED);
-    ck_assert_int_eq(it_wait(b, 0), -1);
-    st = it_wait(b, 5000);
-    dt = it_now_ms() - t0;
-    ck_assert_msg(st == 3, "exit status %d after POST /drain, want 3 (restart me)", st);
-    ck_assert_msg(dt >= 1300 && dt < 3500, "exited %llu ms after the drain, want about 1500",
-                  (unsigned long long)dt);
+    exits_at_deadline(b, t0, 3, "POST /drain (3: restart me)");
     b->must_exit_0 = false;
     ck_assert_int_eq(it_recv_eof(held), 0);
     close(held);
@@ -368,9 +378,9 @@ END_TEST
 
 START_TEST(test_sigterm_during_requested_drain_keeps_deadline_and_exits_0)
 {
-    int admin = it_free_port(), in_port = it_free_port(), held, st;
+    int admin = it_free_port(), in_port = it_free_port(), held;
     struct it_proc *b;
-    uint64_t t0, dt;
+    uint64_t t0;
 
     /* a preStop hook drains, then the kubelet sends SIGTERM: the stop it asked for is
      * clean (0), and the drain is not cut short */
@@ -378,12 +388,7 @@ START_TEST(test_sigterm_during_requested_drain_keeps_deadline_and_exits_0)
     it_sleep_ms(200);
     ck_assert_int_eq(kill(b->pid, SIGTERM), 0);
     it_sleep_ms(300);
-    ck_assert_int_eq(it_wait(b, 0), -1);
-    st = it_wait(b, 5000);
-    dt = it_now_ms() - t0;
-    ck_assert_msg(st == 0, "exit status %d after POST /drain then SIGTERM, want 0", st);
-    ck_assert_msg(dt >= 1300 && dt < 3500, "exited %llu ms after the drain, want about 1500",
-                  (unsigned long long)dt);
+    exits_at_deadline(b, t0, 0, "POST /drain then SIGTERM");
     close(held);
 }
 END_TEST
@@ -501,22 +506,32 @@ static void probe_under_flood(struct flood *f, const char *const paths[], const 
             probes, f->n, f->reconnects, (unsigned long long)worst);
 }
 
+/* Floods the admin port, probes paths under it (probe_under_flood), ends the flood; then the
+ * first path still answers its status. */
+static void probes_hold_under_flood(int admin, const char *const paths[], const int want[],
+                                    size_t n_paths, const char *who)
+{
+    struct flood *f = calloc(1, sizeof(*f));
+
+    ck_assert_ptr_nonnull(f);
+    flood_start(f, admin);
+    probe_under_flood(f, paths, want, n_paths, 4, who);
+    flood_stop(f);
+    free(f);
+    ck_assert_int_eq(it_http(admin, "GET", paths[0], NULL), want[0]);
+}
+
 START_TEST(test_sidecar_probes_answer_under_idle_and_slow_flood)
 {
     static const char *const paths[] = {"/live", "/ready"};
     static const int want[] = {200, 200};
     int admin = it_free_port(), in_port = it_free_port();
-    struct flood *f = calloc(1, sizeof(*f));
     char addr[32];
 
     certs();
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", admin);
     sidecar("b", addr, admin, in_port, "1s");
-    flood_start(f, admin);
-    probe_under_flood(f, paths, want, 2, 4, "sidecar");
-    flood_stop(f);
-    free(f);
-    ck_assert_int_eq(it_http(admin, "GET", "/live", NULL), 200);
+    probes_hold_under_flood(admin, paths, want, 2, "sidecar");
 }
 END_TEST
 
@@ -526,7 +541,6 @@ START_TEST(test_control_plane_probes_answer_under_idle_and_slow_flood)
     static const int want[] = {200};
     const char *argv[] = {it_env("TG_CP_BIN"), "run", "-c", "cp.yaml", NULL};
     int admin = it_free_port();
-    struct flood *f = calloc(1, sizeof(*f));
     struct it_proc *cp;
 
     it_certs("ca", "--out", "ca", "--cn", "admin test CA", NULL);
@@ -536,11 +550,7 @@ START_TEST(test_control_plane_probes_answer_under_idle_and_slow_flood)
     cp = it_spawn("cp", argv, IT_STDIN_NULL);
     cp->must_exit_0 = true;
     ck_assert_msg(it_wait_http(admin, "/healthz", 200, 10000), "control plane not healthy");
-    flood_start(f, admin);
-    probe_under_flood(f, paths, want, 1, 4, "control plane");
-    flood_stop(f);
-    free(f);
-    ck_assert_int_eq(it_http(admin, "GET", "/healthz", NULL), 200);
+    probes_hold_under_flood(admin, paths, want, 1, "control plane");
 }
 END_TEST
 

@@ -34,7 +34,8 @@
 
 #define PUSH_BOUND_MS 1000
 
-static int cp_port, cp2_port, cp_admin, echo_port, in_port, out_port, a_admin, b_admin;
+static int cp_port, cp2_port, cp_admin;
+static struct it_k8s_pair pair = {.b_allow = IT_API_ID};
 
 static void pod(const char *name, const char *sa, const char *ip)
 {
@@ -146,7 +147,8 @@ static void setup(void)
     slice(false);
 
     it_k8s_mesh_files();
-    IT_FREE_PORTS(&cp_port, &cp2_port, &cp_admin, &in_port, &out_port, &a_admin, &b_admin);
+    IT_FREE_PORTS(&cp_port, &cp2_port, &cp_admin, &pair.in_port, &pair.out_port, &pair.a_admin,
+                  &pair.b_admin);
     /* the overlay: a VM network outside the cluster */
     it_write_file("mesh.yaml", "mesh:\n"
                                "  outside: passthrough\n"
@@ -155,24 +157,17 @@ static void setup(void)
                                "      expect: [\"spiffe://mesh.local/ns/vm/sa/legacy\"]\n");
     write_cp("cp.yaml", cp_port, cp_admin);
     write_cp("cp2.yaml", cp2_port, 0); /* a second replica: B's */
-    it_echo_start("echo", &echo_port);
-    it_k8s_write_sidecars(&(struct it_k8s_pair){
-        .a_cp = cp_port,
-        .b_cp = cp2_port, /* a second replica: B's */
-        .a_admin = a_admin,
-        .b_admin = b_admin,
-        .in_port = in_port,
-        .out_port = out_port,
-        .echo_port = echo_port,
-        .b_allow = IT_API_ID,
-    });
+    it_echo_start("echo", &pair.echo_port);
+    pair.a_cp = cp_port;
+    pair.b_cp = cp2_port; /* a second replica: B's */
+    it_k8s_write_sidecars(&pair);
 }
 
 static void traffic(const char *when)
 {
     char err[256] = "";
 
-    ck_assert_msg(it_round_trip(out_port, "through A and B", err) > 0, "%s: %s", when, err);
+    ck_assert_msg(it_round_trip(pair.out_port, "through A and B", err) > 0, "%s: %s", when, err);
 }
 
 /* The control plane's last "mesh table derived" line holds want. */
@@ -232,8 +227,8 @@ START_TEST(test_k8s_watch_end_to_end)
 
     ck_assert_msg(it_wait_port(cp_port, 10000), "tollgate-cp did not listen");
     ck_assert_msg(it_wait_port(cp2_port, 10000), "the second tollgate-cp did not listen");
-    it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_sidecar_start("a", "a.yaml", a_admin, 0);
+    it_sidecar_start("b", "b.yaml", pair.b_admin, 0);
+    it_sidecar_start("a", "a.yaml", pair.a_admin, 0);
     traffic("at start");
     /* the first table: web-1:8080, the ClusterIP 10.96.0.10:80, the overlay's VM network */
     ck_assert_msg(derived("2 destinations (1 services meshed", 5000), "no first table");

@@ -51,31 +51,24 @@ static void setup(void)
 /* B's config: protocol: http with http_opts; extra: more YAML at the top level. */
 static void write_b(const char *http_opts, const char *extra, const char *mode)
 {
+    struct it_cfg b = it_cfg_of(b_admin, "web", 1, "handshake: 2s, drain: 1s");
     char more[256];
 
     snprintf(more, sizeof(more), "protocol: http, mode: %s, http: {%s}", mode, http_opts);
-    it_cfg_write("b.yaml",
-                 &(struct it_cfg){.admin = b_admin,
-                                  .workers = 1,
-                                  .id = "web",
-                                  .timeouts = "handshake: 2s, drain: 1s",
-                                  .in = {{"web-in", in_port, app_port, .more = more}}},
-                 "%s", extra);
+    b.in[0] = (struct it_listener){"web-in", in_port, app_port, .more = more};
+    it_cfg_write("b.yaml", &b, "%s", extra);
 }
 
 /* The app, B (protocol: http; extra: more YAML at the top level) and A. */
 static void start_all(const char *http_opts, const char *extra)
 {
+    struct it_cfg a = it_cfg_of(a_admin, "api", 1, "drain: 1s");
+
+    a.out[0] = (struct it_listener){"api-out", out_port, in_port, IT_WEB_ID, NULL};
     it_http_app_start("app", app_port, app_methods);
     write_b(http_opts, extra, b_mode);
     it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_cfg_write("a.yaml",
-                 &(struct it_cfg){.admin = a_admin,
-                                  .workers = 1,
-                                  .id = "api",
-                                  .timeouts = "drain: 1s",
-                                  .out = {{"api-out", out_port, in_port, IT_WEB_ID}}},
-                 NULL);
+    it_cfg_write("a.yaml", &a, NULL);
     it_sidecar_start("a", "a.yaml", a_admin, 0);
 }
 

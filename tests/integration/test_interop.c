@@ -52,14 +52,12 @@ START_TEST(test_openssl_s_client_to_inbound)
     const char *msg = "hello from openssl s_client\n";
     int echo_port = 0, in_port = it_free_port(), admin = it_free_port();
     struct it_proc *echo = it_echo_start("echo", &echo_port), *cli;
+    struct it_cfg b = it_cfg_of(admin, "web", 0, NULL);
     char addr[32], line[IT_LINE_MAX];
     int st;
 
-    it_cfg_write("b.yaml",
-                 &(struct it_cfg){.admin = admin,
-                                  .id = "web",
-                                  .in = {{"web-in", in_port, echo_port, IT_API_ID}}},
-                 NULL);
+    b.in[0] = (struct it_listener){"web-in", in_port, echo_port, IT_API_ID, NULL};
+    it_cfg_write("b.yaml", &b, NULL);
     it_sidecar_start("b", "b.yaml", admin, 0);
 
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", in_port);
@@ -97,6 +95,7 @@ START_TEST(test_openssl_s_server_as_outbound_upstream)
 {
     const char *msg = "hello interop\n", *want = "poretni olleh\n";
     int srv_port = it_free_port(), out_port = it_free_port(), admin = it_free_port();
+    struct it_cfg a = it_cfg_of(admin, "api", 0, NULL);
     char addr[32], buf[64], line[IT_LINE_MAX];
     struct it_proc *srv;
     int fd, eof, st;
@@ -114,11 +113,8 @@ START_TEST(test_openssl_s_server_as_outbound_upstream)
     srv = it_spawn("s_server", argv, IT_STDIN_NULL);
     ck_assert_msg(it_wait_file_contains(srv->out_path, "ACCEPT", 10000), "s_server did not start");
 
-    it_cfg_write("a.yaml",
-                 &(struct it_cfg){.admin = admin,
-                                  .id = "api",
-                                  .out = {{"api-out", out_port, srv_port, IT_WEB_ID}}},
-                 NULL);
+    a.out[0] = (struct it_listener){"api-out", out_port, srv_port, IT_WEB_ID, NULL};
+    it_cfg_write("a.yaml", &a, NULL);
     it_sidecar_start("a", "a.yaml", admin, 0);
 
     fd = it_connect(out_port, 10000);

@@ -1181,6 +1181,5 @@ int tg_test_subcommand(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "serve") == 0)
         return serve(argv[2], atoi(argv[3]));
-    fprintf(stderr, "%s: unknown helper command %s\n", argv[0], argv[1]);
-    return 2;
+    return TG_TEST_NO_SUBCOMMAND;
 }

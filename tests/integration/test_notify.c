@@ -283,14 +283,10 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    TCase *tc;
-    Suite *s = TG_TEST_SUITE(
-        "notify", "notify", &tc, test_ready_after_listeners_then_stopping_on_sigterm,
+    return IT_TEST_SUITE(
+        "notify", "notify", NULL, setup, teardown, 60,
+        test_ready_after_listeners_then_stopping_on_sigterm,
         test_watchdog_pings_at_half_the_interval, test_stuck_worker_stops_the_watchdog,
         test_watchdog_for_another_pid_is_not_ours, test_bad_notify_socket_stops_at_start,
         test_control_plane_ready_only_with_an_identity);
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    return s;
 }

@@ -442,15 +442,7 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("workload_api");
-    TCase *tc = tcase_create("workload_api");
-
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, test_workload_api_rotation_under_load);
-    tcase_add_test(tc, test_workload_api_federated_bundle);
-    tcase_add_test(tc, test_workload_api_server_gone);
-    tcase_add_test(tc, test_workload_api_with_control_plane);
-    suite_add_tcase(s, tc);
-    return s;
+    return IT_TEST_SUITE("workload_api", "workload_api", NULL, setup, teardown, 90,
+                         test_workload_api_rotation_under_load, test_workload_api_federated_bundle,
+                         test_workload_api_server_gone, test_workload_api_with_control_plane);
 }

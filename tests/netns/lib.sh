@@ -1,9 +1,13 @@
 # shellcheck shell=bash
-# What every netns test shares, sourced after it has set DIR (its scratch folder), PIDS=()
-# (the processes it starts), PASS=0 FAILED=0 and NAMESPACES (the namespaces it makes, all
-# named with its own id): in_ns, the cleanup trap (its processes by pid, then anything left
-# inside its own namespaces, then the namespaces; logs kept on failure or with KEEP=1), and
-# ok/fail/check in TAP form, wait_http, and the sidecars' start and stop.
+# What every netns test shares, sourced after it has set DIR (its scratch folder) and
+# NAMESPACES (the namespaces it makes, all named with its own id): PIDS (the processes it
+# starts) and the PASS/FAILED counts, the working directory $DIR (mode 755, so that the
+# sidecars' uid reaches it), in_ns, the cleanup trap (its processes by pid, then anything left
+# inside its own namespaces, then the namespaces; logs kept on failure or with KEEP=1),
+# ok/fail/check in TAP form, veth_pair, wait_http, and the sidecars' start and stop.
+
+PIDS=()
+PASS=0 FAILED=0
 
 # Background processes are started with `ip netns exec` itself (never through a shell
 # function), so $! is the process: ip and setpriv exec what they run.
@@ -27,6 +31,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+cd "$DIR" || exit 1
+chmod 755 "$DIR"
 
 ok() { PASS=$((PASS + 1)); echo "ok $PASS - $*"; }
 fail() {
@@ -42,6 +48,17 @@ check() { # description, command...
     local what=$1
     shift
     if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# veth_pair NS1 IP1 NS2 IP2: makes namespaces NS1 and NS2 joined by a veth pair (eth0 in
+# each, IP1/24 and IP2/24), loopback up in both; fails the test if any step does.
+veth_pair() {
+    ip netns add "$1" && ip netns add "$3" &&
+        ip link add eth0 netns "$1" type veth peer name eth0 netns "$3" &&
+        ip -n "$1" link set lo up && ip -n "$3" link set lo up &&
+        ip -n "$1" link set eth0 up && ip -n "$3" link set eth0 up &&
+        ip -n "$1" addr add "$2/24" dev eth0 && ip -n "$3" addr add "$4/24" dev eth0 ||
+        fail "namespaces $1 and $3"
 }
 
 # wait_http NS URL: up to 100 x 50 ms for URL to answer 2xx from inside NS.

@@ -29,14 +29,10 @@ NS_VM=tg-sd-vm-$ID NS_PEER=tg-sd-peer-$ID
 IP_VM=10.79.0.1 IP_PEER=10.79.0.2
 PROXY_UID=1337
 DIR=$(mktemp -d /tmp/tg-netns-capture.XXXXXX)
-PIDS=()
-PASS=0 FAILED=0
 NAMESPACES=("$NS_VM" "$NS_PEER")
 # shellcheck source=tests/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-cd "$DIR" || exit 1
-chmod 755 "$DIR"
 {
     "$TG_CERTS_BIN" ca --out ca --cn "capture policy test CA"
     "$TG_CERTS_BIN" issue --ca ca --out orders --spiffe spiffe://mesh.local/ns/shop/sa/orders
@@ -53,12 +49,7 @@ read -ra STOP <<<"$(unit_exec ExecStop)"
 unit_cmds() { [ "${START[0]:-}" = init-iptables ] && [ "${STOP[*]:-}" = "init-iptables --clean" ]; }
 check "the capture unit's ExecStart and ExecStop are init-iptables" unit_cmds
 
-ip netns add "$NS_VM" && ip netns add "$NS_PEER" &&
-    ip link add eth0 netns "$NS_VM" type veth peer name eth0 netns "$NS_PEER" &&
-    ip -n "$NS_VM" link set lo up && ip -n "$NS_PEER" link set lo up &&
-    ip -n "$NS_VM" link set eth0 up && ip -n "$NS_PEER" link set eth0 up &&
-    ip -n "$NS_VM" addr add "$IP_VM/24" dev eth0 && ip -n "$NS_PEER" addr add "$IP_PEER/24" dev eth0 ||
-    fail "namespaces $NS_VM and $NS_PEER"
+veth_pair "$NS_VM" "$IP_VM" "$NS_PEER" "$IP_PEER"
 
 mkdir -p www
 echo "peer says hello" >www/hello.txt

@@ -30,16 +30,11 @@ IP_A=10.78.0.1 IP_B=10.78.0.2 IP6_A=fd78::1 IP6_B=fd78::2
 TD=mesh.local
 PROXY_UID=1337
 DIR=$(mktemp -d /tmp/tg-netns-inbound.XXXXXX)
-PIDS=()
-PASS=0 FAILED=0
-
 NAMESPACES=("$NS_A" "$NS_B" "$NS_BR")
 # shellcheck source=tests/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 # ---- certificates (readable by the sidecars' uid) ----
-cd "$DIR" || exit 1
-chmod 755 "$DIR"
 {
     "$TG_CERTS_BIN" ca --out ca --cn "netns inbound test CA"
     for who in a b; do

@@ -32,16 +32,11 @@ PROXY_UID=1337
 DIR=$(mktemp -d /tmp/tg-netns.XXXXXX)
 MARKER="tg-marker-$ID-$RANDOM$RANDOM"     # only ever sent through the mesh
 VISIBLE="tg-visible-$ID-$RANDOM$RANDOM"   # sent in plain text on purpose (control)
-PIDS=()
-PASS=0 FAILED=0
-
 NAMESPACES=("$NS_A" "$NS_B" "$NS_C" "$NS_BR")
 # shellcheck source=tests/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 # ---- certificates (readable by the sidecars' uid) ----
-cd "$DIR" || exit 1
-chmod 755 "$DIR"
 {
     "$TG_CERTS_BIN" ca --out ca --cn "netns test CA"
     for who in a b c; do

@@ -32,15 +32,10 @@ CP_ID=spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp
 PROXY_UID=1337
 DIR=$(mktemp -d /tmp/tg-netns-k8s.XXXXXX)
 MARKER="tg-k8s-marker-$ID-$RANDOM$RANDOM"
-PIDS=()
-PASS=0 FAILED=0
-
 NAMESPACES=("$NS_A" "$NS_B")
 # shellcheck source=tests/netns/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-cd "$DIR" || exit 1
-chmod 755 "$DIR"
 # ---- the mesh CA and the control plane's identity; the cluster's CA and API server cert ----
 {
     "$TG_CERTS_BIN" ca --out ca --cn "netns k8s test CA" &&
@@ -61,12 +56,7 @@ cp "$TG_BIN" ./tollgate && chmod 755 ./tollgate # reachable for uid 1337 whereve
 TG=$DIR/tollgate
 
 # ---- two pods on one veth pair ----
-ip netns add "$NS_A" && ip netns add "$NS_B" &&
-    ip link add eth0 netns "$NS_A" type veth peer name eth0 netns "$NS_B" &&
-    ip -n "$NS_A" link set lo up && ip -n "$NS_B" link set lo up &&
-    ip -n "$NS_A" link set eth0 up && ip -n "$NS_B" link set eth0 up &&
-    ip -n "$NS_A" addr add "$IP_A/24" dev eth0 && ip -n "$NS_B" addr add "$IP_B/24" dev eth0 ||
-    fail "namespaces $NS_A and $NS_B"
+veth_pair "$NS_A" "$IP_A" "$NS_B" "$IP_B"
 
 # ---- in B: the stand-in API server and tollgate-cp (port 15010, not captured) ----
 ip netns exec "$NS_B" /usr/bin/python3 "$SRC/tests/k8s/apiserver.py" --cert api.pem --key api.key \

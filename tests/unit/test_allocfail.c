@@ -61,21 +61,23 @@ static size_t slot_of(const void *p)
     return ((uintptr_t)p >> 4) * 2654435761u % LIVE_SLOTS;
 }
 
-static void live_add(void *p, void *site)
+/* Records p (when armed and not NULL) as allocated at site; returns p. */
+static void *live_add(void *p, void *site)
 {
     size_t i = slot_of(p);
 
     if (p == NULL || !armed)
-        return;
+        return p;
     for (size_t k = 0; k < LIVE_SLOTS; k++, i = (i + 1) % LIVE_SLOTS) {
         if (live[i] == NULL || live[i] == (void *)1) {
             live[i] = p;
             live_site[i] = site;
             n_live++;
-            return;
+            return p;
         }
     }
     live_overflow = true;
+    return p;
 }
 
 static void live_del(void *p)
@@ -112,38 +114,28 @@ static void *leaked_site(void)
 
 void *__wrap_malloc(size_t n)
 {
-    void *p;
+    void *site = __builtin_return_address(0);
 
-    if (fail_now(__builtin_return_address(0)))
-        return NULL;
-    p = __real_malloc(n);
-    live_add(p, __builtin_return_address(0));
-    return p;
+    return fail_now(site) ? NULL : live_add(__real_malloc(n), site);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-    void *p;
+    void *site = __builtin_return_address(0);
 
-    if (fail_now(__builtin_return_address(0)))
-        return NULL;
-    p = __real_calloc(n, size);
-    live_add(p, __builtin_return_address(0));
-    return p;
+    return fail_now(site) ? NULL : live_add(__real_calloc(n, size), site);
 }
 
 void *__wrap_realloc(void *old, size_t n)
 {
-    void *p;
+    void *site = __builtin_return_address(0), *p;
 
-    if (fail_now(__builtin_return_address(0)))
+    if (fail_now(site))
         return NULL;
     p = __real_realloc(old, n);
-    if (p != NULL) {
+    if (p != NULL)
         live_del(old);
-        live_add(p, __builtin_return_address(0));
-    }
-    return p;
+    return live_add(p, site);
 }
 
 void __wrap_free(void *p)
@@ -154,24 +146,16 @@ void __wrap_free(void *p)
 
 char *__wrap_strdup(const char *s)
 {
-    char *p;
+    void *site = __builtin_return_address(0);
 
-    if (fail_now(__builtin_return_address(0)))
-        return NULL;
-    p = __real_strdup(s);
-    live_add(p, __builtin_return_address(0));
-    return p;
+    return fail_now(site) ? NULL : live_add(__real_strdup(s), site);
 }
 
 char *__wrap_strndup(const char *s, size_t n)
 {
-    char *p;
+    void *site = __builtin_return_address(0);
 
-    if (fail_now(__builtin_return_address(0)))
-        return NULL;
-    p = __real_strndup(s, n);
-    live_add(p, __builtin_return_address(0));
-    return p;
+    return fail_now(site) ? NULL : live_add(__real_strndup(s, n), site);
 }
 
 /* wolfSSL 5.5.4's TLSX_KeyShare_Establish (src/tls.c) returns without freeing the key share

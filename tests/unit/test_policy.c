@@ -45,9 +45,23 @@ static const struct {
     [PLAIN] = {NULL, NULL, NULL}, /* a plain-text caller: no certificate at all */
 };
 
+/* One ALLOW rule, named a, of the conditions given: what most cases ask about. */
+#define RULE_A(...) RULES({.name = "a", __VA_ARGS__})
+/* DENY web as rule d, for workloads of the scope given (kind, namespace, labels). */
+#define DENY_WEB_SCOPED(...)                                                                       \
+    RULES({.name = "d",                                                                            \
+           .action = TG_POLICY_DENY,                                                               \
+           .principals = STRS(WEB_ID),                                                             \
+           .scope = {__VA_ARGS__}})
+
+/* Conditions in three fields that web meets. */
+#define WEB_MEETS                                                                                  \
+    .principals = STRS("spiffe://mesh.local/*"), .namespaces = STRS("prod"),                       \
+    .fingerprints = STRS(FP_A)
+
 /* Rule sets that several cases ask about. */
-#define DB_ON_8080 RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080)})
-#define DB_NOT_ON_9090 RULES({.name = "a", .principals = STRS(DB_ID), .not_ports = PORTS(9090)})
+#define DB_ON_8080 RULE_A(.principals = STRS(DB_ID), .ports = PORTS(8080))
+#define DB_NOT_ON_9090 RULE_A(.principals = STRS(DB_ID), .not_ports = PORTS(9090))
 #define DENY_22 RULES({.name = "d", .action = TG_POLICY_DENY, .ports = PORTS(22)})
 #define DENY_DB RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS(DB_ID)})
 #define ALL_BUT_WEB                                                                                \
@@ -68,94 +82,84 @@ static const struct {
     const char *rule; /* deciding rule, NULL for the defaults */
 } cases[] = {
     /* principals: exact, prefix, suffix, any, not_ */
-    {"exact principal", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, WEB, 80,
+    {"exact principal", RULE_A(.principals = STRS(WEB_ID)), false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"exact principal, other peer", RULE_A(.principals = STRS(WEB_ID)), false, DB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"exact principal, no ID", RULE_A(.principals = STRS(WEB_ID)), false, NOID, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"prefix principal", RULE_A(.principals = STRS("spiffe://mesh.local/ns/prod/*")), false, DB, 80,
      TG_POLICY_ALLOWED, "a"},
-    {"exact principal, other peer", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, DB, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"exact principal, no ID", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, NOID, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"prefix principal", RULES({.name = "a", .principals = STRS("spiffe://mesh.local/ns/prod/*")}),
-     false, DB, 80, TG_POLICY_ALLOWED, "a"},
-    {"prefix principal, other ns",
-     RULES({.name = "a", .principals = STRS("spiffe://mesh.local/ns/prod/*")}), false, DEV, 80,
-     TG_POLICY_NO_MATCH, NULL},
+    {"prefix principal, other ns", RULE_A(.principals = STRS("spiffe://mesh.local/ns/prod/*")),
+     false, DEV, 80, TG_POLICY_NO_MATCH, NULL},
     {"nested prefixes",
      RULES({.name = "a", .principals = STRS("spiffe://mesh.local/ns/prod/sa/x*")},
            {.name = "b", .principals = STRS("spiffe://mesh.local/*")},
            {.name = "c", .principals = STRS("spiffe://mesh.local/ns/p*")}),
      false, WEB, 80, TG_POLICY_ALLOWED, "b"},
-    {"suffix principal", RULES({.name = "a", .principals = STRS("*/sa/web")}), false, DEV, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"suffix principal, other sa", RULES({.name = "a", .principals = STRS("*/sa/web")}), false, DB,
-     80, TG_POLICY_NO_MATCH, NULL},
-    {"any principal", RULES({.name = "a", .principals = STRS("*")}), false, OTHER, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"any principal needs an ID", RULES({.name = "a", .principals = STRS("*")}), false, NOID, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"not_principals, listed", RULES({.name = "a", .not_principals = STRS(WEB_ID)}), false, WEB, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"not_principals, unlisted", RULES({.name = "a", .not_principals = STRS(WEB_ID)}), false, DB,
-     80, TG_POLICY_ALLOWED, "a"},
-    {"not_principals, no ID", RULES({.name = "a", .not_principals = STRS("*")}), false, NOID, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"not_principals prefix", RULES({.name = "a", .not_principals = STRS("spiffe://mesh.local/*")}),
-     false, OTHER, 80, TG_POLICY_ALLOWED, "a"},
-    /* namespaces */
-    {"namespace", RULES({.name = "a", .namespaces = STRS("prod")}), false, WEB, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"namespace, other", RULES({.name = "a", .namespaces = STRS("prod")}), false, DEV, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"namespace, ID without one", RULES({.name = "a", .namespaces = STRS("*")}), false, NONS, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"namespace prefix", RULES({.name = "a", .namespaces = STRS("pr*")}), false, OTHER, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"namespace suffix", RULES({.name = "a", .namespaces = STRS("*ev")}), false, DEV, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"not_namespaces", RULES({.name = "a", .not_namespaces = STRS("dev")}), false, DEV, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"not_namespaces, ID without one", RULES({.name = "a", .not_namespaces = STRS("dev")}), false,
-     NONS, 80, TG_POLICY_ALLOWED, "a"},
-    /* trust domains */
-    {"trust domain", RULES({.name = "a", .trust_domains = STRS("mesh.local")}), false, NONS, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"trust domain, other", RULES({.name = "a", .trust_domains = STRS("mesh.local")}), false, OTHER,
-     80, TG_POLICY_NO_MATCH, NULL},
-    {"trust domain suffix", RULES({.name = "a", .trust_domains = STRS("*.org")}), false, OTHER, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"trust domain is not a prefix match", RULES({.name = "a", .trust_domains = STRS("mesh.loc")}),
-     false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
-    {"not_trust_domains", RULES({.name = "a", .not_trust_domains = STRS("other.org")}), false,
-     OTHER, 80, TG_POLICY_NO_MATCH, NULL},
-    /* fingerprints, in any accepted spelling */
-    {"fingerprint", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, WEB, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"fingerprint, colons and upper case", RULES({.name = "a", .fingerprints = STRS(FP_A_COLONS)}),
-     false, WEB, 80, TG_POLICY_ALLOWED, "a"},
-    {"fingerprint, other", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, DB, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"fingerprint, unknown", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, DEV, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"fingerprint without an ID", RULES({.name = "a", .fingerprints = STRS(FP_B)}), false, NOID, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"not_fingerprints", RULES({.name = "a", .not_fingerprints = STRS(FP_A_COLONS)}), false, WEB,
-     80, TG_POLICY_NO_MATCH, NULL},
-    {"not_fingerprints, unknown", RULES({.name = "a", .not_fingerprints = STRS(FP_A)}), false, DEV,
-     80, TG_POLICY_ALLOWED, "a"},
-    /* serials: leading zeros, case, colons, 0x */
-    {"serial", RULES({.name = "a", .serials = STRS("0x000A1B")}), false, WEB, 80, TG_POLICY_ALLOWED,
+    {"suffix principal", RULE_A(.principals = STRS("*/sa/web")), false, DEV, 80, TG_POLICY_ALLOWED,
      "a"},
-    {"serial with colons", RULES({.name = "a", .serials = STRS("00:0a:1b")}), false, WEB, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"serial, other", RULES({.name = "a", .serials = STRS("a1b0")}), false, WEB, 80,
+    {"suffix principal, other sa", RULE_A(.principals = STRS("*/sa/web")), false, DB, 80,
      TG_POLICY_NO_MATCH, NULL},
-    {"not_serials", RULES({.name = "a", .not_serials = STRS("1")}), false, DB, 80,
+    {"any principal", RULE_A(.principals = STRS("*")), false, OTHER, 80, TG_POLICY_ALLOWED, "a"},
+    {"any principal needs an ID", RULE_A(.principals = STRS("*")), false, NOID, 80,
      TG_POLICY_NO_MATCH, NULL},
-    {"not_serials, unlisted", RULES({.name = "a", .not_serials = STRS("1")}), false, WEB, 80,
+    {"not_principals, listed", RULE_A(.not_principals = STRS(WEB_ID)), false, WEB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_principals, unlisted", RULE_A(.not_principals = STRS(WEB_ID)), false, DB, 80,
      TG_POLICY_ALLOWED, "a"},
+    {"not_principals, no ID", RULE_A(.not_principals = STRS("*")), false, NOID, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"not_principals prefix", RULE_A(.not_principals = STRS("spiffe://mesh.local/*")), false, OTHER,
+     80, TG_POLICY_ALLOWED, "a"},
+    /* namespaces */
+    {"namespace", RULE_A(.namespaces = STRS("prod")), false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"namespace, other", RULE_A(.namespaces = STRS("prod")), false, DEV, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"namespace, ID without one", RULE_A(.namespaces = STRS("*")), false, NONS, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"namespace prefix", RULE_A(.namespaces = STRS("pr*")), false, OTHER, 80, TG_POLICY_ALLOWED,
+     "a"},
+    {"namespace suffix", RULE_A(.namespaces = STRS("*ev")), false, DEV, 80, TG_POLICY_ALLOWED, "a"},
+    {"not_namespaces", RULE_A(.not_namespaces = STRS("dev")), false, DEV, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"not_namespaces, ID without one", RULE_A(.not_namespaces = STRS("dev")), false, NONS, 80,
+     TG_POLICY_ALLOWED, "a"},
+    /* trust domains */
+    {"trust domain", RULE_A(.trust_domains = STRS("mesh.local")), false, NONS, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"trust domain, other", RULE_A(.trust_domains = STRS("mesh.local")), false, OTHER, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"trust domain suffix", RULE_A(.trust_domains = STRS("*.org")), false, OTHER, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"trust domain is not a prefix match", RULE_A(.trust_domains = STRS("mesh.loc")), false, WEB,
+     80, TG_POLICY_NO_MATCH, NULL},
+    {"not_trust_domains", RULE_A(.not_trust_domains = STRS("other.org")), false, OTHER, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    /* fingerprints, in any accepted spelling */
+    {"fingerprint", RULE_A(.fingerprints = STRS(FP_A)), false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"fingerprint, colons and upper case", RULE_A(.fingerprints = STRS(FP_A_COLONS)), false, WEB,
+     80, TG_POLICY_ALLOWED, "a"},
+    {"fingerprint, other", RULE_A(.fingerprints = STRS(FP_A)), false, DB, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"fingerprint, unknown", RULE_A(.fingerprints = STRS(FP_A)), false, DEV, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"fingerprint without an ID", RULE_A(.fingerprints = STRS(FP_B)), false, NOID, 80,
+     TG_POLICY_ALLOWED, "a"},
+    {"not_fingerprints", RULE_A(.not_fingerprints = STRS(FP_A_COLONS)), false, WEB, 80,
+     TG_POLICY_NO_MATCH, NULL},
+    {"not_fingerprints, unknown", RULE_A(.not_fingerprints = STRS(FP_A)), false, DEV, 80,
+     TG_POLICY_ALLOWED, "a"},
+    /* serials: leading zeros, case, colons, 0x */
+    {"serial", RULE_A(.serials = STRS("0x000A1B")), false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"serial with colons", RULE_A(.serials = STRS("00:0a:1b")), false, WEB, 80, TG_POLICY_ALLOWED,
+     "a"},
+    {"serial, other", RULE_A(.serials = STRS("a1b0")), false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
+    {"not_serials", RULE_A(.not_serials = STRS("1")), false, DB, 80, TG_POLICY_NO_MATCH, NULL},
+    {"not_serials, unlisted", RULE_A(.not_serials = STRS("1")), false, WEB, 80, TG_POLICY_ALLOWED,
+     "a"},
     /* ports: an ALLOW rule only counts on the ports it names */
-    {"port-scoped allow, right peer",
-     RULES({.name = "a", .principals = STRS(DB_ID), .ports = PORTS(8080, 8443)}), false, DB, 8443,
-     TG_POLICY_ALLOWED, "a"},
+    {"port-scoped allow, right peer", RULE_A(.principals = STRS(DB_ID), .ports = PORTS(8080, 8443)),
+     false, DB, 8443, TG_POLICY_ALLOWED, "a"},
     {"port-scoped allow, wrong peer", DB_ON_8080, false, WEB, 8080, TG_POLICY_NO_MATCH, NULL},
     {"port-scoped allow, other port", DB_ON_8080, false, WEB, 9090, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"port-scoped allow, other port, default deny", DB_ON_8080, true, WEB, 9090,
@@ -171,37 +175,23 @@ static const struct {
      RULES(
          {.name = "a", .principals = STRS(DB_ID), .ports = PORTS(80, 81), .not_ports = PORTS(81)}),
      false, WEB, 81, TG_POLICY_DEFAULT_ALLOW, NULL},
-    {"ports-only allow", RULES({.name = "a", .ports = PORTS(8080)}), false, NOID, 8080,
-     TG_POLICY_ALLOWED, "a"},
+    {"ports-only allow", RULE_A(.ports = PORTS(8080)), false, NOID, 8080, TG_POLICY_ALLOWED, "a"},
     {"ports-only deny", DENY_22, false, WEB, 22, TG_POLICY_DENIED, "d"},
     {"ports-only deny, other port", DENY_22, false, WEB, 23, TG_POLICY_DEFAULT_ALLOW, NULL},
-    {"any principal on a port", RULES({.name = "a", .principals = STRS("*"), .ports = PORTS(80)}),
-     false, WEB, 80, TG_POLICY_ALLOWED, "a"},
+    {"any principal on a port", RULE_A(.principals = STRS("*"), .ports = PORTS(80)), false, WEB, 80,
+     TG_POLICY_ALLOWED, "a"},
     /* every field must match */
     {"all fields match",
-     RULES({.name = "a",
-            .principals = STRS("spiffe://mesh.local/*"),
-            .namespaces = STRS("prod"),
-            .fingerprints = STRS(FP_A),
-            .serials = STRS("a1b"),
-            .ports = PORTS(80),
-            .not_principals = STRS(DB_ID)}),
+     RULE_A(WEB_MEETS, .serials = STRS("a1b"), .ports = PORTS(80), .not_principals = STRS(DB_ID)),
      false, WEB, 80, TG_POLICY_ALLOWED, "a"},
-    {"one field fails",
-     RULES({.name = "a",
-            .principals = STRS("spiffe://mesh.local/*"),
-            .namespaces = STRS("prod"),
-            .fingerprints = STRS(FP_A),
-            .serials = STRS("a1c"),
-            .ports = PORTS(80)}),
-     false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
+    {"one field fails", RULE_A(WEB_MEETS, .serials = STRS("a1c"), .ports = PORTS(80)), false, WEB,
+     80, TG_POLICY_NO_MATCH, NULL},
     {"a not_ field fails",
      RULES(
          {.name = "a", .principals = STRS("spiffe://mesh.local/*"), .not_namespaces = STRS("p*")}),
      false, WEB, 80, TG_POLICY_NO_MATCH, NULL},
-    {"any value of a field",
-     RULES({.name = "a", .principals = STRS(DB_ID, "*/sa/web", "spiffe://x*")}), false, WEB, 80,
-     TG_POLICY_ALLOWED, "a"},
+    {"any value of a field", RULE_A(.principals = STRS(DB_ID, "*/sa/web", "spiffe://x*")), false,
+     WEB, 80, TG_POLICY_ALLOWED, "a"},
     /* DENY before ALLOW; the first rule in input order reports */
     {"deny over allow", ALL_BUT_WEB, false, WEB, 80, TG_POLICY_DENIED, "no-web"},
     {"deny does not hit others", ALL_BUT_WEB, false, DB, 80, TG_POLICY_ALLOWED, "all"},
@@ -219,42 +209,22 @@ static const struct {
     {"no rules", NULL, 0, false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"no rules, default deny", NULL, 0, true, WEB, 80, TG_POLICY_DEFAULT_DENY, NULL},
     /* scope: rules for other workloads are dropped */
-    {"namespace scope, ours",
-     RULES({.name = "d",
-            .action = TG_POLICY_DENY,
-            .principals = STRS(WEB_ID),
-            .scope = {TG_POLICY_SCOPE_NAMESPACE, "prod", NULL, 0}}),
-     false, WEB, 80, TG_POLICY_DENIED, "d"},
-    {"namespace scope, other",
-     RULES({.name = "d",
-            .action = TG_POLICY_DENY,
-            .principals = STRS(WEB_ID),
-            .scope = {TG_POLICY_SCOPE_NAMESPACE, "dev", NULL, 0}}),
-     false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+    {"namespace scope, ours", DENY_WEB_SCOPED(TG_POLICY_SCOPE_NAMESPACE, "prod", NULL, 0), false,
+     WEB, 80, TG_POLICY_DENIED, "d"},
+    {"namespace scope, other", DENY_WEB_SCOPED(TG_POLICY_SCOPE_NAMESPACE, "dev", NULL, 0), false,
+     WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"workload scope, labels we carry",
-     RULES({.name = "d",
-            .action = TG_POLICY_DENY,
-            .principals = STRS(WEB_ID),
-            .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"tier", "front"}, {"app", "web"})}}),
+     DENY_WEB_SCOPED(TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"tier", "front"}, {"app", "web"})),
      false, WEB, 80, TG_POLICY_DENIED, "d"},
     {"workload scope, a label we lack",
-     RULES({.name = "d",
-            .action = TG_POLICY_DENY,
-            .principals = STRS(WEB_ID),
-            .scope = {TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"app", "web"}, {"tier", "back"})}}),
+     DENY_WEB_SCOPED(TG_POLICY_SCOPE_WORKLOAD, NULL, LABELS({"app", "web"}, {"tier", "back"})),
      false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
     {"workload scope, other namespace",
-     RULES({.name = "d",
-            .action = TG_POLICY_DENY,
-            .principals = STRS(WEB_ID),
-            .scope = {TG_POLICY_SCOPE_WORKLOAD, "dev", LABELS({"app", "web"})}}),
-     false, WEB, 80, TG_POLICY_DEFAULT_ALLOW, NULL},
+     DENY_WEB_SCOPED(TG_POLICY_SCOPE_WORKLOAD, "dev", LABELS({"app", "web"})), false, WEB, 80,
+     TG_POLICY_DEFAULT_ALLOW, NULL},
     {"workload scope, our namespace",
-     RULES({.name = "d",
-            .action = TG_POLICY_DENY,
-            .principals = STRS(WEB_ID),
-            .scope = {TG_POLICY_SCOPE_WORKLOAD, "prod", LABELS({"app", "web"})}}),
-     false, WEB, 80, TG_POLICY_DENIED, "d"},
+     DENY_WEB_SCOPED(TG_POLICY_SCOPE_WORKLOAD, "prod", LABELS({"app", "web"})), false, WEB, 80,
+     TG_POLICY_DENIED, "d"},
     {"a dropped allow leaves no allow rule",
      RULES({.name = "a",
             .principals = STRS(DB_ID),
@@ -263,20 +233,19 @@ static const struct {
     /* a plain-text caller (permissive port): an unauthenticated source as Istio defines it.
      * Fields that name identities never match it, "*" included; their not_ forms always do;
      * a rule that names no identity (ports only) matches it like anyone. */
-    {"plain: principal", RULES({.name = "a", .principals = STRS(WEB_ID)}), false, PLAIN, 80,
+    {"plain: principal", RULE_A(.principals = STRS(WEB_ID)), false, PLAIN, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"plain: any principal", RULE_A(.principals = STRS("*")), false, PLAIN, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"plain: principal prefix", RULE_A(.principals = STRS("spiffe://*")), false, PLAIN, 80,
      TG_POLICY_NO_MATCH, NULL},
-    {"plain: any principal", RULES({.name = "a", .principals = STRS("*")}), false, PLAIN, 80,
+    {"plain: namespace", RULE_A(.namespaces = STRS("*")), false, PLAIN, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"plain: trust domain", RULE_A(.trust_domains = STRS("*")), false, PLAIN, 80,
      TG_POLICY_NO_MATCH, NULL},
-    {"plain: principal prefix", RULES({.name = "a", .principals = STRS("spiffe://*")}), false,
-     PLAIN, 80, TG_POLICY_NO_MATCH, NULL},
-    {"plain: namespace", RULES({.name = "a", .namespaces = STRS("*")}), false, PLAIN, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"plain: trust domain", RULES({.name = "a", .trust_domains = STRS("*")}), false, PLAIN, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"plain: fingerprint", RULES({.name = "a", .fingerprints = STRS(FP_A)}), false, PLAIN, 80,
-     TG_POLICY_NO_MATCH, NULL},
-    {"plain: serial", RULES({.name = "a", .serials = STRS("0a1b")}), false, PLAIN, 80,
-     TG_POLICY_NO_MATCH, NULL},
+    {"plain: fingerprint", RULE_A(.fingerprints = STRS(FP_A)), false, PLAIN, 80, TG_POLICY_NO_MATCH,
+     NULL},
+    {"plain: serial", RULE_A(.serials = STRS("0a1b")), false, PLAIN, 80, TG_POLICY_NO_MATCH, NULL},
     {"plain: deny any principal does not match",
      RULES({.name = "d", .action = TG_POLICY_DENY, .principals = STRS("*")}), false, PLAIN, 80,
      TG_POLICY_DEFAULT_ALLOW, NULL},
@@ -284,23 +253,22 @@ static const struct {
      RULES({.name = "d", .action = TG_POLICY_DENY, .not_principals = STRS("*")},
            {.name = "a", .ports = PORTS(80)}),
      false, PLAIN, 80, TG_POLICY_DENIED, "d"},
-    {"plain: allow not_principals any (unauthenticated only)",
-     RULES({.name = "a", .not_principals = STRS("*")}), true, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
+    {"plain: allow not_principals any (unauthenticated only)", RULE_A(.not_principals = STRS("*")),
+     true, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
     {"plain: not_namespaces matches (ISTIO-SECURITY-2021-004)",
-     RULES({.name = "a", .not_namespaces = STRS("dev")}), false, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
+     RULE_A(.not_namespaces = STRS("dev")), false, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
     {"plain: not_trust_domains, not_fingerprints, not_serials match",
      RULES({.name = "a",
             .not_trust_domains = STRS("mesh.local"),
             .not_fingerprints = STRS(FP_A),
             .not_serials = STRS("1")}),
      false, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
-    {"plain: ports only", RULES({.name = "a", .ports = PORTS(80)}), true, PLAIN, 80,
-     TG_POLICY_ALLOWED, "a"},
-    {"plain: default deny", RULES({.name = "a", .ports = PORTS(81)}), true, PLAIN, 80,
-     TG_POLICY_DEFAULT_DENY, NULL},
+    {"plain: ports only", RULE_A(.ports = PORTS(80)), true, PLAIN, 80, TG_POLICY_ALLOWED, "a"},
+    {"plain: default deny", RULE_A(.ports = PORTS(81)), true, PLAIN, 80, TG_POLICY_DEFAULT_DENY,
+     NULL},
     {"plain: mixed rule needs its identity field too",
-     RULES({.name = "a", .ports = PORTS(80), .principals = STRS("*")}), false, PLAIN, 80,
-     TG_POLICY_NO_MATCH, NULL},
+     RULE_A(.ports = PORTS(80), .principals = STRS("*")), false, PLAIN, 80, TG_POLICY_NO_MATCH,
+     NULL},
 };
 
 static void peer_of(int i, struct tg_spiffe_id *id, struct tg_policy_peer *peer)
@@ -317,6 +285,28 @@ static void peer_of(int i, struct tg_spiffe_id *id, struct tg_policy_peer *peer)
 static const char *const outcome_names[] = {"revoked",      "denied",  "no-match",
                                             "default-deny", "allowed", "default-allow"};
 
+/* p compiled from in; the test fails if it does not compile. */
+static struct tg_policy *compiled(const struct tg_policy_input *in)
+{
+    struct tg_policy *p;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_policy_compile(in, &p, err) == 0, "%s", err);
+    return p;
+}
+
+/* The verdict of p for peers[who] calling port. */
+static struct tg_policy_verdict decide(const struct tg_policy *p, int who, uint16_t port)
+{
+    static struct tg_spiffe_id id; /* the peer points into it */
+    struct tg_policy_peer peer;
+    struct tg_policy_verdict v;
+
+    peer_of(who, &id, &peer);
+    tg_policy_decide(p, &peer, port, &v);
+    return v;
+}
+
 START_TEST(test_policy_decide_table)
 {
     struct tg_policy_input in = {
@@ -327,16 +317,13 @@ START_TEST(test_policy_decide_table)
         .n_rules = cases[_i].n_rules,
         .default_deny = cases[_i].default_deny,
     };
-    static struct tg_spiffe_id id;
-    struct tg_policy_peer peer;
     struct tg_policy_verdict v;
     struct tg_policy *p = NULL;
     char err[TG_ERRLEN] = "";
     char want_reason[128];
 
     ck_assert_msg(tg_policy_compile(&in, &p, err) == 0, "%s: %s", cases[_i].what, err);
-    peer_of(cases[_i].peer, &id, &peer);
-    tg_policy_decide(p, &peer, cases[_i].port, &v);
+    v = decide(p, cases[_i].peer, cases[_i].port);
     ck_assert_msg(v.outcome == cases[_i].want, "%s: got %s (%s), want %s", cases[_i].what,
                   outcome_names[v.outcome], v.reason, outcome_names[cases[_i].want]);
     ck_assert_int_eq(v.allow, cases[_i].want == TG_POLICY_ALLOWED ||
@@ -360,27 +347,18 @@ START_TEST(test_policy_reasons)
         {.name = "a", .principals = STRS(DB_ID), .ports = PORTS(80)},
     };
     struct tg_policy_input in = {.rules = rules, .n_rules = 1};
-    static struct tg_spiffe_id id;
-    struct tg_policy_peer peer;
+    struct tg_policy *p = compiled(&in);
     struct tg_policy_verdict v;
-    struct tg_policy *p;
-    char err[TG_ERRLEN] = "";
 
-    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
-    peer_of(WEB, &id, &peer);
-    tg_policy_decide(p, &peer, 80, &v);
-    ck_assert_str_eq(v.reason, "no ALLOW rule matched");
-    tg_policy_decide(p, &peer, 81, &v);
-    ck_assert_str_eq(v.reason, "default allow");
-    peer_of(DB, &id, &peer);
-    tg_policy_decide(p, &peer, 80, &v);
-    ck_assert_str_eq(v.reason, "allowed by rule a");
+    ck_assert_str_eq(decide(p, WEB, 80).reason, "no ALLOW rule matched");
+    ck_assert_str_eq(decide(p, WEB, 81).reason, "default allow");
+    ck_assert_str_eq(decide(p, DB, 80).reason, "allowed by rule a");
     tg_policy_free(p);
 
     in.n_rules = 0;
     in.default_deny = true;
-    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
-    tg_policy_decide(p, &peer, 80, &v);
+    p = compiled(&in);
+    v = decide(p, DB, 80);
     ck_assert_str_eq(v.reason, "default deny");
     ck_assert(!v.allow);
     tg_policy_free(p);
@@ -399,25 +377,16 @@ START_TEST(test_policy_revocation)
         .revoked_fingerprints =
             STRS("FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100"),
     };
-    static struct tg_spiffe_id id;
-    struct tg_policy_peer peer;
-    struct tg_policy_verdict v;
-    struct tg_policy *p;
-    char err[TG_ERRLEN] = "";
+    struct tg_policy *p = compiled(&in);
+    struct tg_policy_verdict v = decide(p, WEB, 80); /* serial 0a1b */
 
-    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
-    peer_of(WEB, &id, &peer); /* serial 0a1b */
-    tg_policy_decide(p, &peer, 80, &v);
     ck_assert_int_eq(v.outcome, TG_POLICY_REVOKED);
     ck_assert(!v.allow);
     ck_assert_ptr_null(v.rule);
     ck_assert_str_eq(v.reason, "revoked");
-    peer_of(NOID, &id, &peer); /* fingerprint FP_B, no ID */
-    tg_policy_decide(p, &peer, 80, &v);
-    ck_assert_int_eq(v.outcome, TG_POLICY_REVOKED);
-    peer_of(DEV, &id, &peer);
-    tg_policy_decide(p, &peer, 80, &v);
-    ck_assert_int_eq(v.outcome, TG_POLICY_ALLOWED);
+    /* fingerprint FP_B, no ID */
+    ck_assert_int_eq(decide(p, NOID, 80).outcome, TG_POLICY_REVOKED);
+    ck_assert_int_eq(decide(p, DEV, 80).outcome, TG_POLICY_ALLOWED);
     tg_policy_free(p);
 }
 END_TEST
@@ -426,17 +395,10 @@ END_TEST
 START_TEST(test_policy_revocation_without_rules)
 {
     struct tg_policy_input in = {.revoked_serials = STRS("1")};
-    static struct tg_spiffe_id id;
-    struct tg_policy_peer peer;
-    struct tg_policy_verdict v;
-    struct tg_policy *p;
-    char err[TG_ERRLEN] = "";
+    struct tg_policy *p = compiled(&in);
 
-    ck_assert_int_eq(tg_policy_compile(&in, &p, err), 0);
     ck_assert_uint_eq(tg_policy_rule_count(p), 0);
-    peer_of(DB, &id, &peer);
-    tg_policy_decide(p, &peer, 80, &v);
-    ck_assert_int_eq(v.outcome, TG_POLICY_REVOKED);
+    ck_assert_int_eq(decide(p, DB, 80).outcome, TG_POLICY_REVOKED);
     tg_policy_free(p);
 }
 END_TEST
@@ -657,6 +619,8 @@ START_TEST(test_policy_many_rules)
     ck_assert(rules && names && vals && ptrs && ports);
     for (int i = 0; i < N; i++) {
         struct tg_policy_rule *r = &rules[i];
+        const struct tg_policy_strs one = {&ptrs[i], 1}; /* the value vals[i] */
+        const struct tg_policy_ports port = {&ports[i], 1};
 
         snprintf(names[i], sizeof(names[i]), "r%d", i);
         r->name = names[i];
@@ -664,27 +628,27 @@ START_TEST(test_policy_many_rules)
         ptrs[i] = vals[i];
         ports[i] = 1000 + i % 50;
         switch (i % 5) {
-        case 0:
+        case 0: /* an exact ID */
             snprintf(vals[i], sizeof(vals[i]), "spiffe://mesh.local/ns/n%d/sa/s%d", i, i);
-            r->principals = (struct tg_policy_strs){&ptrs[i], 1};
+            r->principals = one;
             break;
-        case 1:
+        case 1: /* an ID prefix */
             snprintf(vals[i], sizeof(vals[i]), "spiffe://mesh.local/ns/n%d/*", i);
-            r->principals = (struct tg_policy_strs){&ptrs[i], 1};
+            r->principals = one;
             break;
-        case 2:
+        case 2: /* an ID suffix, on its port only */
             snprintf(vals[i], sizeof(vals[i]), "*/sa/s%d", i);
-            r->principals = (struct tg_policy_strs){&ptrs[i], 1};
-            r->ports = (struct tg_policy_ports){&ports[i], 1};
+            r->principals = one;
+            r->ports = port;
             break;
-        case 3:
+        case 3: /* a fingerprint */
             snprintf(vals[i], sizeof(vals[i]), "%064x", i);
-            r->fingerprints = (struct tg_policy_strs){&ptrs[i], 1};
+            r->fingerprints = one;
             break;
-        case 4:
-            r->ports = (struct tg_policy_ports){&ports[i], 1};
+        case 4: /* any namespace but one, on its port only */
             snprintf(vals[i], sizeof(vals[i]), "n%d", i);
-            r->not_namespaces = (struct tg_policy_strs){&ptrs[i], 1};
+            r->not_namespaces = one;
+            r->ports = port;
             break;
         }
     }
