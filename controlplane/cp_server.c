@@ -36,6 +36,8 @@ struct tg_cp_server {
     uv_tcp_t listener;
     uv_timer_t reload_timer;
     uv_timer_t sweep_timer;
+    uv_timer_t pace_timer;     /* runs while shared pushes are written or held */
+    unsigned pushing;          /* streams with pushing set */
     uv_timer_t deadline_timer; /* runs while a stream is unauthenticated */
     uv_check_t accept_turn;    /* after each iteration's I/O: the accept budget again */
     unsigned accepts_this_turn;
@@ -54,6 +56,8 @@ struct tg_cp_server {
     int port;
     struct tg_cp_server_stats stats;
     struct tg_cp_server_stats logged; /* as of the last front-door summary in the log */
+    uint64_t res_gen;                 /* tg_cp_server_res_gen */
+    struct tg_cp_shared_push shared[TG_RES_N];
 };
 
 struct tg_cp_state *tg_cp_server_state(const struct tg_cp_server *srv)
@@ -96,6 +100,54 @@ const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, 
     return srv->state->res[t];
 }
 
+uint64_t tg_cp_server_res_gen(const struct tg_cp_server *srv)
+{
+    return srv->res_gen;
+}
+
+struct tg_cp_shared_push *tg_cp_server_shared_push(struct tg_cp_server *srv, enum tg_res_type t)
+{
+    return &srv->shared[t];
+}
+
+static void on_pace(uv_timer_t *t);
+
+bool tg_cp_server_push_turn(struct tg_cp_server *srv, struct tg_cp_conn *c)
+{
+    if (!srv->closer.closing && !uv_is_active((uv_handle_t *)&srv->pace_timer))
+        uv_timer_start(&srv->pace_timer, on_pace, TG_CP_PACE_MS, TG_CP_PACE_MS);
+    if (c->pushing || srv->pushing >= TG_CP_PUSHING_MAX) {
+        c->held = true;
+        return false;
+    }
+    c->pushing = true;
+    srv->pushing++;
+    return true;
+}
+
+/* Turns given back by the streams that have written their push, then given to held ones. */
+static void on_pace(uv_timer_t *t)
+{
+    struct tg_cp_server *srv = t->data;
+    bool held = false;
+
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c->pushing && tg_msgstream_queued(c->ms) == 0) {
+            c->pushing = false;
+            srv->pushing--;
+        }
+    }
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c->held && srv->pushing < TG_CP_PUSHING_MAX) {
+            c->held = false;
+            tg_cp_stream_push_changed(c); /* may hold it again */
+        }
+        held |= c->held;
+    }
+    if (srv->pushing == 0 && !held)
+        uv_timer_stop(t);
+}
+
 const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
 {
     return srv->k8s;
@@ -127,6 +179,8 @@ static void maybe_free(struct tg_cp_server *srv, int closed)
     if (!tg_closer_done(&srv->closer) || srv->conns != NULL)
         return;
     tg_cp_state_unref(srv->state);
+    for (int t = 0; t < TG_RES_N; t++)
+        free(srv->shared[t].msg);
     free(srv->watchers);
     free(srv->config_path);
     free(srv);
@@ -159,6 +213,7 @@ static void on_k8s_table(void *arg)
 {
     struct tg_cp_server *srv = arg;
 
+    srv->res_gen++;
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
         tg_cp_stream_push_changed(c);
 }
@@ -175,6 +230,8 @@ static void on_admin_closed(void *arg)
 
 static void conn_free(struct tg_cp_conn *c)
 {
+    if (c->pushing)
+        c->srv->pushing--;
     if (c->token != NULL)
         explicit_bzero(c->token, strlen(c->token));
     free(c->token);
@@ -654,6 +711,7 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     tg_log_set_level(s->cfg->log_level);
     tg_cp_state_unref(srv->state);
     srv->state = s;
+    srv->res_gen++;
     srv->stats.reloads++;
     log_state(s, "reloaded");
     rewatch(srv, NULL);
@@ -689,15 +747,17 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
     srv->listener.data = srv;
     srv->reload_timer.data = srv;
     srv->sweep_timer.data = srv;
+    srv->pace_timer.data = srv;
     srv->deadline_timer.data = srv;
     srv->accept_turn.data = srv;
     uv_tcp_init(loop, &srv->listener);
     uv_timer_init(loop, &srv->reload_timer);
     uv_timer_init(loop, &srv->sweep_timer);
+    uv_timer_init(loop, &srv->pace_timer);
     uv_timer_init(loop, &srv->deadline_timer);
     uv_check_init(loop, &srv->accept_turn);
     uv_check_start(&srv->accept_turn, on_accept_turn);
-    srv->closer.open = 5;
+    srv->closer.open = 6;
     *out = srv;
     rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&srv->state->cfg->listen.ss, 0);
     if (rc == 0)
@@ -761,6 +821,7 @@ void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), 
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     uv_close((uv_handle_t *)&srv->reload_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sweep_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->pace_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->accept_turn, on_handle_closed);
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
