@@ -20,6 +20,7 @@
  *   status T connected=C hello_answered=H pushes=P push_bytes=B reconnects=R
  *       every second. */
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +308,10 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* as tollgate-cp does: 500 streams each grow a buffer (realloc, doubling) to reassemble
+     * 500 KB frames; keep what is freed on the way in the heap instead of mapping fresh pages */
+    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
