@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -162,14 +163,16 @@ class Procs:
         return p
 
     def stop_all(self):
+        log("stopping %s" % ", ".join("%s (%d)" % (n, p.pid) for n, p in self.procs))
         for _, p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for _, p in self.procs:
+        for name, p in self.procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                log("%s (%d) did not stop within 5 s of SIGTERM: SIGKILL" % (name, p.pid))
                 p.kill()
                 p.wait()
 
@@ -194,6 +197,12 @@ def proc_status_kb(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(what, cond, timeout, poll=0.1):
@@ -274,7 +283,7 @@ def write_cp_yaml(a, tmp):
                 "limits: {max_unauthenticated_per_address: %d}\n"
                 "kubernetes:\n  discovery:\n    api_server: https://127.0.0.1:%d\n"
                 "    ca: api-ca.pem\n    token: api.token\n" %
-                (a.port_base, a.port_base + 1, a.cp_log_level, 512, a.api_port))
+                (a.port_base, a.admin_port, a.cp_log_level, 512, a.api_port))
 
 
 def measure(a, build, tmp, procs):
@@ -298,7 +307,7 @@ def measure(a, build, tmp, procs):
 
     t_cp = time.monotonic()
     cp = procs.spawn("cp", [os.path.join(build, "tollgate-cp"), "run", "-c", "cp.yaml"], tmp)
-    admin = "http://127.0.0.1:%d" % (a.port_base + 1)
+    admin = "http://127.0.0.1:%d" % a.admin_port
 
     def synced():
         try:
@@ -463,6 +472,8 @@ def measure(a, build, tmp, procs):
         log("written to " + a.out)
     if a.verbose:
         sys.stderr.write(cp_stats)
+    if a.smoke:  # the machinery works: every change reached every stream
+        return 0 if missed == 0 and len(lat) == a.events else 1
     return 0 if passed_lat and passed_rss else 1
 
 
@@ -476,15 +487,21 @@ def main():
     ap.add_argument("--gap", type=float, default=0.0, help="seconds between changes")
     ap.add_argument("--event-timeout", type=float, default=10.0)
     ap.add_argument("--port-base", type=int, default=45000,
-                    help="tollgate-cp's stream port; its admin is the next")
+                    help="tollgate-cp's stream port; its admin is the next (0: free ports)")
     ap.add_argument("--build", default=os.environ.get("TOLLGATE_BUILD_DIR",
                                                       os.path.join(ROOT, "build")))
     ap.add_argument("--out", default=None, help="also write the table here")
     ap.add_argument("--cp-log-level", default="info")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--verbose", action="store_true", help="also print tollgate-cp's /stats")
+    ap.add_argument("--smoke", action="store_true",
+                    help="exit 0 when every change reached every stream, targets or not")
     a = ap.parse_args()
     a.api_port = 0
+    if a.port_base == 0:
+        a.port_base, a.admin_port = free_port(), free_port()
+    else:
+        a.admin_port = a.port_base + 1
     # SIGTERM as SIGINT: the processes started are stopped and the directory removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.pods < a.services or a.services < 1 or a.sidecars < 1 or a.namespaces < 1:
