@@ -19,6 +19,8 @@ import queue
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -199,6 +201,25 @@ def proc_status_kb(pid, key):
     return 0
 
 
+def stalled_stream(a, tmp, i):
+    """A stream authenticated by token i that never reads: a receive buffer of 4 KiB, Hello
+    sent, then nothing read, so a push larger than the socket buffers stays queued in
+    tollgate-cp. Hello is hand-encoded here (ClientMessage.hello = 1: node_id = 1,
+    token = 7; every length under 128)."""
+    ctx = ssl.create_default_context(cafile=os.path.join(tmp, "ca.pem"))
+    ctx.check_hostname = False  # tollgate-cp's certificate names a SPIFFE ID, no host
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", a.port_base))
+    tls = ctx.wrap_socket(raw)
+    node, token = b"stalled-%d" % i, b"sim-token-%06d-aaaaaaaaaaaa" % i
+    hello = b"\x0a" + bytes([len(node)]) + node + b"\x3a" + bytes([len(token)]) + token
+    msg = b"\x0a" + bytes([len(hello)]) + hello
+    tls.sendall(struct.pack(">I", len(msg)) + msg)
+    return tls
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -265,7 +286,7 @@ def setup_files(a, build, tmp, cluster):
         f.write(API_TOKEN + "\n")
     # one bootstrap token per simulated sidecar, each a workload of the cluster
     with open(os.path.join(tmp, "tokens.txt"), "w") as f:
-        for i in range(a.sidecars):
+        for i in range(a.sidecars + a.stall):
             s = i % len(cluster.svcs)
             f.write("sim-token-%06d-aaaaaaaaaaaa %s %s\n" %
                     (i, cluster.svcs[s][0], cluster.sa_of(s)))
@@ -324,6 +345,12 @@ def measure(a, build, tmp, procs):
     log("tollgate-cp synced in %.1f s, RSS %d MB, CPU %.1f s" %
         (t_synced, rss_synced // 1024, cpu_synced))
 
+    # streams that never read, first, so they take the push turns (--stall)
+    stalled = [stalled_stream(a, tmp, a.sidecars + i) for i in range(a.stall)]
+    if stalled:
+        time.sleep(1)
+        log("%d streams that never read are open" % len(stalled))
+
     # the simulated sidecars
     t_sim = time.monotonic()
     sim = procs.spawn("sim", [os.path.join(build, "bench/cp_sim"), str(a.port_base), "ca.pem",
@@ -352,7 +379,8 @@ def measure(a, build, tmp, procs):
             raise RuntimeError("cp_sim exited: see sim.err")
         return "mesh_table" in initial
 
-    wait_for("%d streams to ACK the first mesh table" % a.sidecars, all_have_table, 180)
+    wait_for("%d streams to ACK the first mesh table" % a.sidecars, all_have_table,
+             a.connect_timeout)
     t_connected = time.monotonic() - t_sim
     time.sleep(1)  # the other types' completes, and the streams settle
     while not completes.empty():
@@ -486,6 +514,8 @@ def main():
     ap.add_argument("--events", type=int, default=60, help="pod changes injected")
     ap.add_argument("--gap", type=float, default=0.0, help="seconds between changes")
     ap.add_argument("--event-timeout", type=float, default=10.0)
+    ap.add_argument("--connect-timeout", type=float, default=180.0,
+                    help="seconds for every stream to hold the first table")
     ap.add_argument("--port-base", type=int, default=45000,
                     help="tollgate-cp's stream port; its admin is the next (0: free ports)")
     ap.add_argument("--build", default=os.environ.get("TOLLGATE_BUILD_DIR",
@@ -494,6 +524,8 @@ def main():
     ap.add_argument("--cp-log-level", default="info")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--verbose", action="store_true", help="also print tollgate-cp's /stats")
+    ap.add_argument("--stall", type=int, default=0,
+                    help="also open this many streams that never read (an attack on pacing)")
     ap.add_argument("--smoke", action="store_true",
                     help="exit 0 when every change reached every stream, targets or not")
     a = ap.parse_args()

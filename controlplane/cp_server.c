@@ -37,7 +37,7 @@ struct tg_cp_server {
     uv_timer_t reload_timer;
     uv_timer_t sweep_timer;
     uv_timer_t pace_timer;     /* runs while shared pushes are written or held */
-    unsigned pushing;          /* streams with pushing set */
+    unsigned pushing;          /* streams with turn set */
     uv_timer_t deadline_timer; /* runs while a stream is unauthenticated */
     uv_check_t accept_turn;    /* after each iteration's I/O: the accept budget again */
     unsigned accepts_this_turn;
@@ -114,38 +114,55 @@ static void on_pace(uv_timer_t *t);
 
 bool tg_cp_server_push_turn(struct tg_cp_server *srv, struct tg_cp_conn *c)
 {
-    if (!srv->closer.closing && !uv_is_active((uv_handle_t *)&srv->pace_timer))
+    if (!srv->closer.closing && (!uv_is_active((uv_handle_t *)&srv->pace_timer) ||
+                                 uv_timer_get_repeat(&srv->pace_timer) != TG_CP_PACE_MS))
         uv_timer_start(&srv->pace_timer, on_pace, TG_CP_PACE_MS, TG_CP_PACE_MS);
     if (c->pushing || srv->pushing >= TG_CP_PUSHING_MAX) {
         c->held = true;
         return false;
     }
-    c->pushing = true;
+    c->pushing = c->turn = true;
+    c->turn_at = uv_now(srv->loop);
     srv->pushing++;
     return true;
 }
 
-/* Turns given back by the streams that have written their push, then given to held ones. */
+static void give_back_turn(struct tg_cp_conn *c)
+{
+    if (c->turn) {
+        c->turn = false;
+        c->srv->pushing--;
+    }
+}
+
+/* Turns given back by the streams that have written their push (or held one too long), then
+ * given to held ones. */
 static void on_pace(uv_timer_t *t)
 {
     struct tg_cp_server *srv = t->data;
-    bool held = false;
+    uint64_t now = uv_now(srv->loop);
+    bool busy = false, ready = false;
 
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
         if (c->pushing && tg_msgstream_queued(c->ms) == 0) {
             c->pushing = false;
-            srv->pushing--;
+            give_back_turn(c);
+        } else if (c->turn && now - c->turn_at >= TG_CP_TURN_MS) {
+            give_back_turn(c); /* not reading: it keeps pushing, so gets nothing new */
         }
     }
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
-        if (c->held && srv->pushing < TG_CP_PUSHING_MAX) {
+        if (c->held && !c->pushing && srv->pushing < TG_CP_PUSHING_MAX) {
             c->held = false;
             tg_cp_stream_push_changed(c); /* may hold it again */
         }
-        held |= c->held;
+        busy |= c->held || c->pushing;
+        ready |= c->held && !c->pushing;
     }
-    if (srv->pushing == 0 && !held)
+    if (!busy)
         uv_timer_stop(t);
+    else if (srv->pushing == 0 && !ready) /* only streams that do not read: look less often */
+        uv_timer_set_repeat(t, TG_CP_PACE_IDLE_MS);
 }
 
 const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
@@ -230,8 +247,7 @@ static void on_admin_closed(void *arg)
 
 static void conn_free(struct tg_cp_conn *c)
 {
-    if (c->pushing)
-        c->srv->pushing--;
+    give_back_turn(c);
     if (c->token != NULL)
         explicit_bzero(c->token, strlen(c->token));
     free(c->token);

@@ -46,6 +46,11 @@
  * queues at a time rather than 250 MB, and a stream that reads slowly never holds two. */
 #define TG_CP_PUSHING_MAX 32
 #define TG_CP_PACE_MS 1 /* how often held pushes are looked at while there are any */
+/* A turn lasts this long at most: a stream that does not read (a stopped sidecar, or one that
+ * pings and never reads) gives its turn back then, so 32 of them cannot hold every other
+ * stream's pushes. It still gets nothing new until it has written what it has. */
+#define TG_CP_TURN_MS 2000
+#define TG_CP_PACE_IDLE_MS 100 /* how often, while only such streams are left writing */
 
 struct tg_cp_server;
 struct tg_cp_source;
@@ -84,8 +89,10 @@ struct tg_cp_conn {
     char acked[TG_RES_N][TG_CP_VERSION_MAX + 1];
     char nonce[TG_RES_N][32]; /* of the last push of each type */
     uint64_t pushes;
-    bool pushing; /* a shared push is being written (it holds one of TG_CP_PUSHING_MAX) */
-    bool held;    /* a shared push waits for a turn */
+    bool pushing;     /* a shared push is being written: no other until it is */
+    bool turn;        /* and it holds one of the TG_CP_PUSHING_MAX turns */
+    bool held;        /* a shared push waits for a turn */
+    uint64_t turn_at; /* uv_now when the turn was given */
     /* the front door */
     uint64_t accepted_at;             /* uv_now */
     uint64_t connected_at;            /* uv_now at the end of the handshake; 0 before */
@@ -139,8 +146,8 @@ const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, 
  * derived table), so a shared push built before is built again. */
 uint64_t tg_cp_server_res_gen(const struct tg_cp_server *srv);
 /* May c be sent a shared push now? True: it holds one of the TG_CP_PUSHING_MAX turns until
- * it has written it. False: c is still writing one, or every turn is taken; c is marked
- * held, and tg_cp_stream_push_changed runs for it again when it has a turn. */
+ * it has written it, or for TG_CP_TURN_MS. False: c is still writing one, or every turn is
+ * taken; c is marked held, and tg_cp_stream_push_changed runs for it again when it may. */
 bool tg_cp_server_push_turn(struct tg_cp_server *srv, struct tg_cp_conn *c);
 /* The shared push of type t (cp_stream.c fills it). */
 struct tg_cp_shared_push *tg_cp_server_shared_push(struct tg_cp_server *srv, enum tg_res_type t);
