@@ -165,6 +165,7 @@ class Procs:
         return p
 
     def stop_all(self):
+        """Stops them all (SIGTERM, then SIGKILL after 5 s); their exit statuses by name."""
         log("stopping %s" % ", ".join("%s (%d)" % (n, p.pid) for n, p in self.procs))
         for _, p in reversed(self.procs):
             if p.poll() is None:
@@ -177,6 +178,7 @@ class Procs:
                 log("%s (%d) did not stop within 5 s of SIGTERM: SIGKILL" % (name, p.pid))
                 p.kill()
                 p.wait()
+        return {name: p.returncode for name, p in self.procs}
 
 
 def http(url, method="GET", body=None, timeout=30):
@@ -254,14 +256,23 @@ def run(a):
                      (build, b, a.build, os.path.basename(b)))
     tmp = tempfile.mkdtemp(prefix="tollgate-k8s-scale.")
     procs = Procs()
+    rc = 1
     try:
-        return measure(a, build, tmp, procs)
+        rc = measure(a, build, tmp, procs)
     finally:
-        procs.stop_all()
+        codes = procs.stop_all()
+        # tollgate-cp and cp_sim exit 0 on SIGTERM; anything else (a sanitizer's report,
+        # a crash, SIGKILL) fails the run
+        for name in ("cp", "sim"):
+            if codes.get(name, 0) != 0:
+                log("%s exited with %s: see %s.err%s" % (name, codes[name], name,
+                                                         "" if a.keep else " (--keep)"))
+                rc = 1
         if a.keep:
             log("kept " + tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return rc
 
 
 def setup_files(a, build, tmp, cluster):
