@@ -37,6 +37,8 @@ struct tg_cp_server {
     uv_tcp_t listener;
     uv_timer_t reload_timer;
     uv_timer_t sweep_timer;
+    uv_timer_t pace_timer;     /* runs while shared pushes are written or held */
+    unsigned pushing;          /* streams with turn set */
     uv_timer_t deadline_timer; /* runs while a stream is unauthenticated */
     uv_check_t accept_turn;    /* after each iteration's I/O: the accept budget again */
     unsigned accepts_this_turn;
@@ -55,6 +57,8 @@ struct tg_cp_server {
     int port;
     struct tg_cp_server_stats stats;
     struct tg_cp_server_stats logged; /* as of the last front-door summary in the log */
+    uint64_t res_gen;                 /* tg_cp_server_res_gen */
+    struct tg_cp_shared_push shared[TG_RES_N];
     struct tg_cp_reviews *reviews;    /* kubernetes.token_review's answers */
     struct review_wait *review_waits; /* TokenReviews in flight */
 };
@@ -105,6 +109,71 @@ const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, 
         (t == TG_RES_AUTHORIZATION || t == TG_RES_RATE_LIMITS || t == TG_RES_REVOCATIONS))
         return tg_cp_k8s_policy(srv->k8s, t, srv->state->res[t]); /* with the custom resources */
     return srv->state->res[t];
+}
+
+uint64_t tg_cp_server_res_gen(const struct tg_cp_server *srv)
+{
+    return srv->res_gen;
+}
+
+struct tg_cp_shared_push *tg_cp_server_shared_push(struct tg_cp_server *srv, enum tg_res_type t)
+{
+    return &srv->shared[t];
+}
+
+static void on_pace(uv_timer_t *t);
+
+bool tg_cp_server_push_turn(struct tg_cp_server *srv, struct tg_cp_conn *c)
+{
+    if (!srv->closer.closing && (!uv_is_active((uv_handle_t *)&srv->pace_timer) ||
+                                 uv_timer_get_repeat(&srv->pace_timer) != TG_CP_PACE_MS))
+        uv_timer_start(&srv->pace_timer, on_pace, TG_CP_PACE_MS, TG_CP_PACE_MS);
+    if (c->pushing || srv->pushing >= TG_CP_PUSHING_MAX) {
+        c->held = true;
+        return false;
+    }
+    c->pushing = c->turn = true;
+    c->turn_at = uv_now(srv->loop);
+    srv->pushing++;
+    return true;
+}
+
+static void give_back_turn(struct tg_cp_conn *c)
+{
+    if (c->turn) {
+        c->turn = false;
+        c->srv->pushing--;
+    }
+}
+
+/* Turns given back by the streams that have written their push (or held one too long), then
+ * given to held ones. */
+static void on_pace(uv_timer_t *t)
+{
+    struct tg_cp_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    bool busy = false, ready = false;
+
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c->pushing && tg_msgstream_queued(c->ms) == 0) {
+            c->pushing = false;
+            give_back_turn(c);
+        } else if (c->turn && now - c->turn_at >= TG_CP_TURN_MS) {
+            give_back_turn(c); /* not reading: it keeps pushing, so gets nothing new */
+        }
+    }
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c->held && !c->pushing && srv->pushing < TG_CP_PUSHING_MAX) {
+            c->held = false;
+            tg_cp_stream_push_changed(c); /* may hold it again */
+        }
+        busy |= c->held || c->pushing;
+        ready |= c->held && !c->pushing;
+    }
+    if (!busy)
+        uv_timer_stop(t);
+    else if (srv->pushing == 0 && !ready) /* only streams that do not read: look less often */
+        uv_timer_set_repeat(t, TG_CP_PACE_IDLE_MS);
 }
 
 const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv)
@@ -218,6 +287,8 @@ static void maybe_free(struct tg_cp_server *srv, int closed)
         return;
     reviews_free(srv);
     tg_cp_state_unref(srv->state);
+    for (int t = 0; t < TG_RES_N; t++)
+        free(srv->shared[t].msg);
     free(srv->watchers);
     free(srv->config_path);
     free(srv);
@@ -253,6 +324,7 @@ static void on_k8s_table(void *arg)
     struct tg_cp_server *srv = arg;
     char err[TG_ERRLEN];
 
+    srv->res_gen++;
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
         if (!c->hello_seen || !tg_msgstream_is_connected(c->ms))
             continue;
@@ -278,6 +350,7 @@ static void on_admin_closed(void *arg)
 
 static void conn_free(struct tg_cp_conn *c)
 {
+    give_back_turn(c);
     if (c->token != NULL)
         explicit_bzero(c->token, strlen(c->token));
     free(c->token);
@@ -760,6 +833,7 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
     tg_log_set_level(s->cfg->log_level);
     tg_cp_state_unref(srv->state);
     srv->state = s;
+    srv->res_gen++;
     srv->stats.reloads++;
     log_state(s, "reloaded");
     rewatch(srv, NULL);
@@ -801,15 +875,17 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
     srv->listener.data = srv;
     srv->reload_timer.data = srv;
     srv->sweep_timer.data = srv;
+    srv->pace_timer.data = srv;
     srv->deadline_timer.data = srv;
     srv->accept_turn.data = srv;
     uv_tcp_init(loop, &srv->listener);
     uv_timer_init(loop, &srv->reload_timer);
     uv_timer_init(loop, &srv->sweep_timer);
+    uv_timer_init(loop, &srv->pace_timer);
     uv_timer_init(loop, &srv->deadline_timer);
     uv_check_init(loop, &srv->accept_turn);
     uv_check_start(&srv->accept_turn, on_accept_turn);
-    srv->closer.open = 5;
+    srv->closer.open = 6;
     *out = srv;
     rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&srv->state->cfg->listen.ss, 0);
     if (rc == 0)
@@ -873,6 +949,7 @@ void tg_cp_server_close(struct tg_cp_server *srv, void (*on_closed)(void *arg), 
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     uv_close((uv_handle_t *)&srv->reload_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sweep_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->pace_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&srv->accept_turn, on_handle_closed);
     for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {

@@ -40,9 +40,35 @@
 /* What decoding a message before Hello may allocate (protobuf-c makes a struct per map
  * entry: a frame of empty entries costs some 30 times its size). */
 #define TG_CP_HELLO_DECODE_BUDGET (64 * 1024)
+/* Shared pushes are paced: at most this many streams are being written one at once, and a
+ * stream still writing one gets the newest version after it (intermediate versions are
+ * skipped, as xDS does). So a mesh table of 500 KB sent to 500 streams holds some 16 MB of
+ * queues at a time rather than 250 MB, and a stream that reads slowly never holds two. */
+#define TG_CP_PUSHING_MAX 32
+#define TG_CP_PACE_MS 1 /* how often held pushes are looked at while there are any */
+/* A turn lasts this long at most: a stream that does not read (a stopped sidecar, or one that
+ * pings and never reads) gives its turn back then, so 32 of them cannot hold every other
+ * stream's pushes. It still gets nothing new until it has written what it has. */
+#define TG_CP_TURN_MS 2000
+#define TG_CP_PACE_IDLE_MS 100 /* how often, while only such streams are left writing */
 
 struct tg_cp_server;
 struct tg_cp_source;
+
+/* A push that is the same for every stream (every type but authorization and rate limits,
+ * which are cut to each sidecar's scope): packed once per version and sent as those bytes to
+ * each stream that lacks it (cp_stream.c), so 500 streams cost one encoding, not 500. Its
+ * nonce is shared too (unique per rebuild). Valid while res and the server's resource
+ * generation (tg_cp_server_res_gen) are those it was built from. */
+struct tg_cp_shared_push {
+    const struct tg_resource *res; /* NULL: nothing built yet */
+    uint64_t gen;
+    uint64_t builds; /* the nonce's counter */
+    char version[TG_CP_VERSION_MAX + 1];
+    char nonce[32];
+    uint8_t *msg; /* the packed ServerMessage */
+    size_t len;
+};
 
 /* One sidecar's stream. Owned by the server's list; freed when its msgstream closes. */
 struct tg_cp_conn {
@@ -71,6 +97,10 @@ struct tg_cp_conn {
     char acked[TG_RES_N][TG_CP_VERSION_MAX + 1];
     char nonce[TG_RES_N][32]; /* of the last push of each type */
     uint64_t pushes;
+    bool pushing;     /* a shared push is being written: no other until it is */
+    bool turn;        /* and it holds one of the TG_CP_PUSHING_MAX turns */
+    bool held;        /* a shared push waits for a turn */
+    uint64_t turn_at; /* uv_now when the turn was given */
     /* the front door */
     uint64_t accepted_at;             /* uv_now */
     uint64_t connected_at;            /* uv_now at the end of the handshake; 0 before */
@@ -120,6 +150,15 @@ bool tg_cp_server_healthy(const struct tg_cp_server *srv);
  * the derived table merged with the mesh files' (cp_k8s.h), NULL until the cluster has been
  * listed (nothing of that type is pushed then). */
 const struct tg_resource *tg_cp_server_resource(const struct tg_cp_server *srv, enum tg_res_type t);
+/* Moves on whenever what tg_cp_server_resource returns may have changed (a reload, a new
+ * derived table), so a shared push built before is built again. */
+uint64_t tg_cp_server_res_gen(const struct tg_cp_server *srv);
+/* May c be sent a shared push now? True: it holds one of the TG_CP_PUSHING_MAX turns until
+ * it has written it, or for TG_CP_TURN_MS. False: c is still writing one, or every turn is
+ * taken; c is marked held, and tg_cp_stream_push_changed runs for it again when it may. */
+bool tg_cp_server_push_turn(struct tg_cp_server *srv, struct tg_cp_conn *c);
+/* The shared push of type t (cp_stream.c fills it). */
+struct tg_cp_shared_push *tg_cp_server_shared_push(struct tg_cp_server *srv, enum tg_res_type t);
 struct tg_cp_k8s;
 /* NULL without kubernetes.discovery. */
 const struct tg_cp_k8s *tg_cp_server_k8s(const struct tg_cp_server *srv);

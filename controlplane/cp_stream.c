@@ -19,6 +19,25 @@
 
 /* ---- sending ---- */
 
+/* m packed into a new buffer (*len bytes), or NULL when out of memory. */
+static uint8_t *pack_server_msg(const Tollgate__V1__ServerMessage *m, size_t *len)
+{
+    uint8_t *buf;
+
+    *len = tollgate__v1__server_message__get_packed_size(m);
+    if ((buf = malloc(*len > 0 ? *len : 1)) != NULL)
+        tollgate__v1__server_message__pack(m, buf);
+    return buf;
+}
+
+static void send_packed(struct tg_cp_conn *c, const uint8_t *buf, size_t len)
+{
+    char err[TG_ERRLEN];
+
+    if (tg_msgstream_send(c->ms, buf, len, err) < 0)
+        tg_msgstream_close(c->ms, false, "sending: %s", err);
+}
+
 static void send_server_msg(struct tg_cp_conn *c, const Tollgate__V1__ServerMessage *m)
 {
     (void)tg_pbstream_send(c->ms, &m->base); /* a failure closes the stream */
@@ -337,42 +356,122 @@ static int build_push(struct tg_cp_conn *c, enum tg_res_type t, struct tg_resour
     return 0;
 }
 
+/* The same bytes for every stream: all but authorization and rate limits, which are cut to
+ * each sidecar's scope (concerns). */
+static bool shared_type(enum tg_res_type t)
+{
+    return t != TG_RES_AUTHORIZATION && t != TG_RES_RATE_LIMITS;
+}
+
+/* The shared push of type t, built again when what is pushed has changed since. 0, TG_EAGAIN
+ * (nothing of that type yet) or TG_ENOMEM. */
+static int shared_push(struct tg_cp_conn *c, enum tg_res_type t, struct tg_cp_shared_push **out)
+{
+    struct tg_cp_shared_push *sp = tg_cp_server_shared_push(c->srv, t);
+    const struct tg_resource *r = tg_cp_server_resource(c->srv, t);
+    uint64_t gen = tg_cp_server_res_gen(c->srv);
+    Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+    Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
+    struct tg_resource *a;
+    uint8_t *msg;
+    size_t len;
+    int rc;
+
+    if (r == NULL)
+        return TG_EAGAIN;
+    *out = sp;
+    if (sp->msg != NULL && sp->res == r && sp->gen == gen)
+        return 0;
+    if ((a = tg_resource_new(TG_RES_NONE)) == NULL)
+        return TG_ENOMEM;
+    if ((rc = build_push(c, t, a, &p, sp->version, sizeof(sp->version))) < 0) {
+        tg_resource_free(a);
+        return rc;
+    }
+    /* per type, never the same twice in this process: unique on every stream it goes to */
+    snprintf(sp->nonce, sizeof(sp->nonce), "s%d-%" PRIu64, (int)t, ++sp->builds);
+    p.version = sp->version;
+    p.nonce = sp->nonce;
+    m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
+    m.push = &p;
+    msg = pack_server_msg(&m, &len);
+    tg_resource_free(a);
+    if (msg == NULL)
+        return TG_ENOMEM;
+    free(sp->msg);
+    sp->msg = msg;
+    sp->len = len;
+    sp->res = r;
+    sp->gen = gen;
+    return 0;
+}
+
+/* c has been sent version of type t. */
+static void pushed(struct tg_cp_conn *c, enum tg_res_type t, const char *version)
+{
+    snprintf(c->sent[t], sizeof(c->sent[t]), "%s", version);
+    tg_cp_server_stats_mut(c->srv)->pushes++;
+    tg_info("stream %" PRIu64 " (%s): pushed %s version %s", c->id, c->who.id, tg_res_type_name(t),
+            version);
+}
+
+/* Sends c the shared push of type t if it lacks that version and has a turn (paced:
+ * cp_server.h); without a turn it is held and sent the newest version later. 0, or
+ * TG_ENOMEM. */
+static int push_shared(struct tg_cp_conn *c, enum tg_res_type t)
+{
+    struct tg_cp_shared_push *sp;
+    int rc = shared_push(c, t, &sp);
+
+    if (rc == TG_EAGAIN)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (strcmp(sp->version, c->sent[t]) != 0 && tg_cp_server_push_turn(c->srv, c)) {
+        snprintf(c->nonce[t], sizeof(c->nonce[t]), "%s", sp->nonce);
+        send_packed(c, sp->msg, sp->len);
+        pushed(c, t, sp->version);
+    }
+    return 0;
+}
+
+/* Builds the push of type t for c alone and sends it if c lacks that version. 0, or
+ * TG_ENOMEM. */
+static int push_own(struct tg_cp_conn *c, enum tg_res_type t)
+{
+    Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
+    Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
+    struct tg_resource *a = tg_resource_new(TG_RES_NONE);
+    char version[TG_CP_VERSION_MAX + 1];
+    int rc = a == NULL ? TG_ENOMEM : build_push(c, t, a, &p, version, sizeof(version));
+
+    if (rc == TG_EAGAIN)
+        rc = 0;
+    else if (rc == 0 && strcmp(version, c->sent[t]) != 0) {
+        snprintf(c->nonce[t], sizeof(c->nonce[t]), "%" PRIu64 "-%" PRIu64, c->id, ++c->pushes);
+        p.version = version;
+        p.nonce = c->nonce[t];
+        m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
+        m.push = &p;
+        send_server_msg(c, &m);
+        pushed(c, t, version);
+    }
+    tg_resource_free(a);
+    return rc;
+}
+
 void tg_cp_stream_push_changed(struct tg_cp_conn *c)
 {
-    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
-
     if (!c->hello_seen)
         return;
     for (int t = TG_RES_TRUST_BUNDLE; t < TG_RES_N && tg_msgstream_is_connected(c->ms); t++) {
-        Tollgate__V1__ServerMessage m = TOLLGATE__V1__SERVER_MESSAGE__INIT;
-        Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
-        struct tg_resource *a = tg_resource_new(TG_RES_NONE);
-        char version[TG_CP_VERSION_MAX + 1];
-        int rc = a == NULL ? TG_ENOMEM
-                           : build_push(c, (enum tg_res_type)t, a, &p, version, sizeof(version));
+        int rc = shared_type((enum tg_res_type)t) ? push_shared(c, (enum tg_res_type)t)
+                                                  : push_own(c, (enum tg_res_type)t);
 
-        if (rc == TG_EAGAIN) {
-            tg_resource_free(a);
-            continue;
-        }
         if (rc < 0) {
-            tg_resource_free(a);
             tg_msgstream_close(c->ms, false, "out of memory building a push");
             return;
         }
-        if (strcmp(version, c->sent[t]) != 0) {
-            snprintf(c->nonce[t], sizeof(c->nonce[t]), "%" PRIu64 "-%" PRIu64, c->id, ++c->pushes);
-            p.version = version;
-            p.nonce = c->nonce[t];
-            m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_PUSH;
-            m.push = &p;
-            send_server_msg(c, &m);
-            snprintf(c->sent[t], sizeof(c->sent[t]), "%s", version);
-            st->pushes++;
-            tg_info("stream %" PRIu64 " (%s): pushed %s version %s", c->id, c->who.id,
-                    tg_res_type_name((enum tg_res_type)t), version);
-        }
-        tg_resource_free(a);
     }
 }
 

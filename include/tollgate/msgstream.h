@@ -80,6 +80,9 @@ const char *tg_msgstream_peer_addr(const struct tg_msgstream *s);
  * ss_family AF_UNSPEC before, or when the kernel would not say. */
 const struct sockaddr_storage *tg_msgstream_peer_sockaddr(const struct tg_msgstream *s);
 bool tg_msgstream_is_connected(const struct tg_msgstream *s);
+/* Bytes sent but not yet written to the socket (plaintext queued and ciphertext in flight):
+ * 0 once the peer's kernel has it all. */
+size_t tg_msgstream_queued(const struct tg_msgstream *s);
 /* In on_closed: why the TLS handshake failed, or TG_HSF_N when it did not (it completed, or
  * the TCP connection never came up). */
 enum tg_hs_fail tg_msgstream_hs_fail(const struct tg_msgstream *s);

@@ -12,6 +12,9 @@
 
 #define POOL_BLOCK (64 * 1024) /* holds a whole TLS record and then some */
 #define PLAIN_CHUNK 16384      /* one TLS record of plaintext */
+/* A queue emptied with more room than this gives it back: one large push (a mesh table of
+ * some 500 KB) must not stay allocated on each of hundreds of idle streams. */
+#define QUEUE_KEEP (64 * 1024)
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define FLUSH_TIMEOUT_MS 5000
 /* No block is kept once released: a control stream is idle nearly always, and a server with
@@ -90,6 +93,11 @@ void tg_msgstream_set_max_frame_in(struct tg_msgstream *s, size_t max)
 bool tg_msgstream_is_connected(const struct tg_msgstream *s)
 {
     return s->hs_done && !s->closing && !s->flushing;
+}
+
+size_t tg_msgstream_queued(const struct tg_msgstream *s)
+{
+    return s->q.len + s->writing;
 }
 
 /* The session, the frame being read and the queue. */
@@ -220,8 +228,14 @@ static void pump(struct tg_msgstream *s)
         s->q.head += n;
         s->q.len -= n;
     }
-    if (s->q.len == 0)
+    if (s->q.len == 0) {
         s->q.head = 0;
+        if (s->q.cap > QUEUE_KEEP) {
+            free(s->q.data);
+            s->q.data = NULL;
+            s->q.cap = 0;
+        }
+    }
     if (s->flushing && s->q.len == 0 && !s->shutdown_sent) {
         s->shutdown_sent = true;
         tg_tls_shutdown(s->tls);

@@ -47,6 +47,14 @@ mutatingwebhookconfigurations/<name>) answer GET and PATCH with a JSON patch (RF
 add, replace; a failed test is 422, as the API server answers; each write moves
 resourceVersion).
   GET    /stats     counters as JSON
+  POST   /load      {"<plural>": [objects], ...}: stored at once under one new resourceVersion,
+                    as a compaction (watches in progress are cut, older resourceVersions are
+                    410): a whole cluster in one request, for benchmarks (--state at start)
+  POST   /batch     {"ops": [{"op": "put", "plural": P, "object": O} |
+                             {"op": "delete", "plural": P, "ns": NS, "name": N}, ...]}:
+                    applied in order, one event each; answers {"t_ns": [...]}, when each was
+                    applied (time.monotonic_ns, CLOCK_MONOTONIC), and the types
+PUT and DELETE answer with "t_ns" too.
 On start it writes {"port": P, "ctl": C} as one line to stdout.
 """
 import argparse
@@ -140,6 +148,34 @@ class Store:
             self.stats["events"] += 1
             self.cond.notify_all()
             return typ
+
+    def load(self, state):
+        """Every object of state ({plural: [objects]}) stored under one new resourceVersion,
+        with no events: a compaction, so watchers relist."""
+        for plural in state:
+            if plural not in KINDS:
+                raise KeyError("no such kind " + plural)
+        with self.cond:
+            self.rv += 1
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            n = 0
+            for plural, objs in state.items():
+                path, api, kind, _ = KINDS[plural]
+                for obj in objs:
+                    obj = copy.deepcopy(obj)
+                    obj["apiVersion"], obj["kind"] = api, kind
+                    m = obj.setdefault("metadata", {})
+                    m.setdefault("uid", str(uuid.uuid4()))
+                    m.setdefault("creationTimestamp", stamp)
+                    m["resourceVersion"] = str(self.rv)
+                    self.objs[plural][self.key(plural, obj)] = obj
+                    n += 1
+            self.compacted = self.rv
+            self.history = []
+            self.snapshots = {}
+            self.gone_epoch += 1
+            self.cond.notify_all()
+            return n
 
     def token_ok(self, header):
         if not header or not header.startswith("Bearer "):
@@ -585,7 +621,8 @@ def make_ctl_handler(store):
                 typ = store.apply(parts[1], obj)
             except (ValueError, KeyError, TypeError) as e:
                 return self.send_json(400, {"error": "bad object: %r" % (e,)})
-            self.send_json(200, {"type": typ, "resourceVersion": store.rv})
+            self.send_json(200, {"type": typ, "resourceVersion": store.rv,
+                                 "t_ns": time.monotonic_ns()})
 
         def do_DELETE(self):
             parts = self.path.strip("/").split("/")
@@ -595,13 +632,40 @@ def make_ctl_handler(store):
             if parts[2] != "-":
                 meta["namespace"] = parts[2]
             typ = store.apply(parts[1], {"metadata": meta}, deleted=True)
-            self.send_json(200 if typ else 404, {"type": typ, "resourceVersion": store.rv})
+            self.send_json(200 if typ else 404, {"type": typ, "resourceVersion": store.rv,
+                                                 "t_ns": time.monotonic_ns()})
+
+        def batch(self, ops):
+            """POST /batch: each op applied in order; when each was, and what it was."""
+            times, types = [], []
+            for op in ops:
+                plural = op["plural"]
+                if plural not in KINDS:
+                    raise KeyError("no such kind " + plural)
+                if op["op"] == "put":
+                    types.append(store.apply(plural, op["object"]))
+                elif op["op"] == "delete":
+                    meta = {"name": op["name"]}
+                    if plural != "namespaces":
+                        meta["namespace"] = op["ns"]
+                    types.append(store.apply(plural, {"metadata": meta}, deleted=True))
+                else:
+                    raise ValueError("op %r is neither put nor delete" % (op["op"],))
+                times.append(time.monotonic_ns())
+            return {"t_ns": times, "types": types}
 
         def do_POST(self):
             try:
                 b = self.body()
             except ValueError:
                 return self.send_json(400, {"error": "not JSON"})
+            if self.path in ("/load", "/batch"):
+                try:
+                    out = (self.batch(b["ops"]) if self.path == "/batch"
+                           else {"loaded": store.load(b), "resourceVersion": store.rv})
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
+                    return self.send_json(400, {"error": "bad %s: %r" % (self.path[1:], e)})
+                return self.send_json(200, out)
             with store.cond:
                 if self.path == "/token":
                     ttl = b.get("ttl")
@@ -654,8 +718,12 @@ def main():
     ap.add_argument("--token", action="append", default=[], help="accepted from the start")
     ap.add_argument("--bookmark-interval", type=float, default=1.0)
     ap.add_argument("--max-page", type=int, default=0, help="items per list page at most")
+    ap.add_argument("--state", help="a JSON file {plural: [objects]} to serve from the start")
     a = ap.parse_args()
     store = Store(a.bookmark_interval, a.max_page)
+    if a.state:
+        with open(a.state) as f:
+            store.load(json.load(f))
     for t in a.token:
         store.tokens[t] = None
     ThreadingHTTPServer.daemon_threads = True
