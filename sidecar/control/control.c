@@ -320,7 +320,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
 
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
-            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni))
+            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni) || x->http != y->http)
             return "outbound";
     }
     return NULL;
@@ -878,6 +878,8 @@ static int make_listeners(struct control *ctl)
             l->upstream = out->transparent ? NULL : &out->upstream;
             l->transparent = out->transparent;
             l->rule.ids = &out->expect;
+            l->sni = out->sni;
+            l->http_app = out->http;
         }
         ctl->names[i] = l->name;
         ctl->directions[i] = l->inbound ? "inbound" : "outbound";
