@@ -279,6 +279,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "buffer_size";
     if (a->access_log != b->access_log)
         return "access_log";
+    if (a->access_log_text != b->access_log_text || a->log_format != b->log_format)
+        return "access_log_format or log_format";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
         !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
         !same_str(a->intermediates_path, b->intermediates_path) ||
