@@ -29,8 +29,8 @@ struct tg_access_entry {
     uint64_t duration_ms;
     const char *outcome; /* "ok", "refused", "error", "timeout" */
     const char *reason;  /* why, for anything but "ok"; or NULL */
-    /* one request on a protocol: http port (method NULL: a connection's line, and these
-     * four are left out); bytes_* and duration_ms are then the request's */
+    /* one request on a protocol: http port (method NULL: a connection's line, and the
+     * fields from here on are left out); bytes_* and duration_ms are then the request's */
     const char *method;
     const char *path;        /* the request target */
     const char *host;        /* or NULL */

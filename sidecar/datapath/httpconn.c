@@ -263,8 +263,8 @@ static void fill_entry(struct entry *e, const struct tg_http_request *req, bool 
  * goes to the app unchanged; else a random UUID (RFC 9562 version 4) of ours is added to the head
  * the app gets (head[0..*n), ending in the empty line; cap bytes of room). traceparent (W3C Trace
  * Context) passes unchanged and is logged. false: the head with our line does not fit. */
-static bool request_id(const struct tg_http_request *req, struct entry *e, char *head, size_t *n,
-                       size_t cap)
+static bool add_request_id(const struct tg_http_request *req, struct entry *e, char *head,
+                           size_t *n, size_t cap)
 {
     uint8_t r[16] = {0};
     char line[64];
@@ -504,7 +504,7 @@ static bool next_head(struct tg_conn *c)
         return false;
     }
     n = tg_http_rewrite(&req, &h->who, tg_buf_tail(&h->out), tg_buf_room(&h->out));
-    if (n == 0 || !request_id(&req, &e, tg_buf_tail(&h->out), &n, tg_buf_room(&h->out))) {
+    if (n == 0 || !add_request_id(&req, &e, tg_buf_tail(&h->out), &n, tg_buf_room(&h->out))) {
         tg_counter_add(&c->stats->http_bad_requests, 1);
         tg_buf_consume(in, (size_t)rc);
         refuse(c, 431, 0, true, &e, "request head too large with the headers added");
