@@ -131,9 +131,20 @@ static int check_kubernetes(struct tg_cfg *cfg, const struct tg_cfg_node *v, con
     const struct tg_cp_config *c = obj;
 
     (void)dst;
-    if ((c->k8s_issuer != NULL || c->k8s_audiences.n != 0 || c->k8s_keys != NULL) &&
-        (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL))
+    if (c->k8s_token_review) {
+        if (!c->k8s_discovery)
+            return tg_cfg_fail(cfg, v->line, path,
+                               "token_review wants discovery (the API server it asks)");
+        if (c->k8s_keys != NULL || c->k8s_issuer != NULL)
+            return tg_cfg_fail(cfg, v->line, path,
+                               "token_review excludes issuer and keys (the API server checks "
+                               "tokens; keys are for a control plane that cannot ask it)");
+        if (c->k8s_audiences.n == 0)
+            return tg_cfg_fail(cfg, v->line, path, "token_review wants audiences");
+    } else if ((c->k8s_issuer != NULL || c->k8s_audiences.n != 0 || c->k8s_keys != NULL) &&
+               (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL)) {
         return tg_cfg_fail(cfg, v->line, path, "wants issuer, audiences and keys");
+    }
     if (c->k8s_issuer == NULL && !c->k8s_discovery)
         return tg_cfg_fail(cfg, v->line, path, "wants issuer, audiences and keys, or discovery");
     if (c->webhook.on && !c->k8s_discovery)
@@ -258,6 +269,7 @@ static const struct tg_cfg_field kubernetes_fields[] = {
     TG_CFG_ROW("issuer", TG_CFG_STR, CPC(k8s_issuer)),
     TG_CFG_ROWX("audiences", TG_CFG_STRS, CPC(k8s_audiences), .min = 1),
     TG_CFG_ROW("keys", TG_CFG_PATH, CPC(k8s_keys)),
+    TG_CFG_ROW("token_review", TG_CFG_BOOL, CPC(k8s_token_review)),
     TG_CFG_ROWX("discovery", TG_CFG_MAP, 0, .sub = discovery_fields, .fn = check_discovery),
     TG_CFG_ROWX("webhook", TG_CFG_MAP, CPC(webhook), .sub = webhook_fields, .fn = check_webhook),
     {.key = NULL},

@@ -135,6 +135,8 @@ struct tg_cp_cfg {
     char *namespace_;
     char *service_account;
     struct tg_labels labels; /* sent in Hello: picks the rules scoped by labels */
+    char *pod_info;          /* downward API directory (podinfo.h): the pod's name, namespace
+                              * and labels, read at each attempt; NULL: none */
     double renew_fraction;   /* renew at this fraction of the lifetime; default 0.5 */
 };
 

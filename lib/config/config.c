@@ -446,6 +446,20 @@ static const struct tg_cfg_field identity_fields[] = {
     {.key = NULL},
 };
 
+/* control_plane.pod_info names the pod (docs/kubernetes.md, "Pod metadata"): the claims it
+ * replaces are not written beside it. */
+static int check_cp(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path, void *dst,
+                    void *obj)
+{
+    const struct tg_config *c = obj;
+
+    (void)dst;
+    if (c->cp.pod_info != NULL && (c->cp.labels.n > 0 || c->cp.namespace_ != NULL))
+        return tg_cfg_fail(cfg, v->line, path,
+                           "pod_info excludes namespace and labels (they are read from it)");
+    return 0;
+}
+
 static const struct tg_cfg_field cp_fields[] = {
     TG_CFG_ROWX("address", TG_CFG_HOSTPORT, CFG(cp.address), .required = true),
     TG_CFG_ROWX("ca", TG_CFG_PATH, CFG(cp.ca_path), .required = true),
@@ -455,6 +469,7 @@ static const struct tg_cfg_field cp_fields[] = {
     TG_CFG_ROW("namespace", TG_CFG_STR, CFG(cp.namespace_)),
     TG_CFG_ROW("service_account", TG_CFG_STR, CFG(cp.service_account)),
     TG_CFG_ROW("labels", TG_CFG_LABELS, CFG(cp.labels)),
+    TG_CFG_ROW("pod_info", TG_CFG_PATH, CFG(cp.pod_info)),
     TG_CFG_ROWX("renew_fraction", TG_CFG_FUNC, CFG(cp.renew_fraction), .fn = read_fraction),
     {.key = NULL},
 };
@@ -637,7 +652,7 @@ static const struct tg_cfg_field top_fields[] = {
              "an access log format"),
     TG_CFG_ROWX("buffer_size", TG_CFG_SIZE, CFG(buffer_size), .min = 4 << 10, .max = 16 << 20),
     TG_CFG_ROWX("identity", TG_CFG_MAP, 0, .sub = identity_fields),
-    TG_CFG_ROWX("control_plane", TG_CFG_MAP, 0, .sub = cp_fields),
+    TG_CFG_ROWX("control_plane", TG_CFG_MAP, 0, .sub = cp_fields, .fn = check_cp),
     TG_CFG_ROWX("tls", TG_CFG_MAP, 0, .sub = tls_fields),
     TG_CFG_ROWX("timeouts", TG_CFG_MAP, 0, .sub = timeout_fields),
     TG_CFG_ROWX("inbound", TG_CFG_LIST, CFG(inbound), .count = CFG(n_inbound),
@@ -997,6 +1012,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->cp.namespace_);
     free(c->cp.service_account);
     tg_labels_free(&c->cp.labels);
+    free(c->cp.pod_info);
     free(c->path);
     free(c);
 }

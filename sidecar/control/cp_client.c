@@ -16,6 +16,7 @@
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
+#include "tollgate/podinfo.h"
 
 #define MAX_TOKEN (8192 + 2) /* a line of up to 8 KiB (what tollgate-cp takes), \n, NUL */
 #define VERSION_MAX 128      /* longest version we keep; longer ones are NACKed */
@@ -35,6 +36,7 @@ struct tg_cp_client {
     char *node_id, *namespace_, *service_account, *version;
     struct tg_res_label *labels;
     size_t n_labels;
+    char *pod_info; /* the downward API directory, or NULL */
 
     enum state state;
     uv_timer_t retry; /* backoff between attempts */
@@ -139,6 +141,7 @@ static void free_client(struct tg_cp_client *c)
     free(c->node_id);
     free(c->namespace_);
     free(c->service_account);
+    free(c->pod_info);
     free(c->version);
     tg_res_labels_free(c->labels, c->n_labels);
     free(c->csr);
@@ -176,11 +179,14 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
     c->token_path = cfg->token_path != NULL ? strdup(cfg->token_path) : NULL;
     c->node_id = dup_or_empty(cfg->node_id);
     c->namespace_ = dup_or_empty(cfg->namespace_);
-    c->service_account = dup_or_empty(cfg->service_account);
+    c->service_account =
+        dup_or_empty(cfg->pod_info != NULL && getenv(TG_CP_SA_ENV) != NULL ? getenv(TG_CP_SA_ENV)
+                                                                           : cfg->service_account);
     c->version = dup_or_empty(cfg->version);
+    c->pod_info = cfg->pod_info != NULL ? strdup(cfg->pod_info) : NULL;
     if (c->address == NULL || (cfg->token_path != NULL && c->token_path == NULL) ||
-        c->node_id == NULL || c->namespace_ == NULL || c->service_account == NULL ||
-        c->version == NULL)
+        (cfg->pod_info != NULL && c->pod_info == NULL) || c->node_id == NULL ||
+        c->namespace_ == NULL || c->service_account == NULL || c->version == NULL)
         goto fail;
     if (cfg->n_labels > 0) {
         c->labels = calloc(cfg->n_labels, sizeof(*c->labels));
@@ -318,23 +324,46 @@ static int read_token(const char *path, char *dst, size_t cap, char *err)
     return 0;
 }
 
-static void send_hello(struct tg_cp_client *c, const char *token)
+/* The three files of the downward API directory dir, parsed (podinfo.h). */
+static int read_pod_info(const char *dir, struct tg_podinfo *out, char *err)
+{
+    static const char *const names[3] = {"name", "namespace", "labels"};
+    char *text[3] = {NULL, NULL, NULL}, path[4096];
+    size_t len[3] = {0, 0, 0};
+    int rc = 0;
+
+    for (size_t i = 0; i < 3 && rc == 0; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        rc = tg_file_read("control_plane.pod_info", path, TG_PODINFO_FILE_MAX, 0, &text[i], &len[i],
+                          err);
+    }
+    if (rc == 0)
+        rc = tg_podinfo_parse(dir, text[0], len[0], text[1], len[1], text[2], len[2], out, err);
+    for (size_t i = 0; i < 3; i++)
+        free(text[i]);
+    return rc;
+}
+
+static void send_hello(struct tg_cp_client *c, const char *token, const struct tg_podinfo *pod)
 {
     Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
     Tollgate__V1__Hello hello = TOLLGATE__V1__HELLO__INIT;
-    Tollgate__V1__Hello__LabelsEntry labels[64], *label_ptrs[64];
+    Tollgate__V1__Hello__LabelsEntry labels[TG_PODINFO_MAX_LABELS];
+    Tollgate__V1__Hello__LabelsEntry *label_ptrs[TG_PODINFO_MAX_LABELS];
     Tollgate__V1__Hello__ResourceVersionsEntry vers[TG_RES_N], *ver_ptrs[TG_RES_N];
-    size_t n = 0;
+    const struct tg_res_label *lv = pod != NULL ? pod->labels : c->labels;
+    size_t n = 0, nl = pod != NULL ? pod->n_labels : c->n_labels;
 
     hello.node_id = c->node_id;
-    hello.namespace_ = c->namespace_;
+    hello.namespace_ = pod != NULL ? tg_unconst(pod->ns) : c->namespace_;
+    hello.pod_name = tg_unconst(pod != NULL ? pod->name : "");
     hello.service_account = c->service_account;
     hello.version = c->version;
     hello.token = tg_unconst(token != NULL ? token : "");
-    for (size_t i = 0; i < c->n_labels && i < TG_NELEM(labels); i++) {
+    for (size_t i = 0; i < nl && i < TG_NELEM(labels); i++) {
         tollgate__v1__hello__labels_entry__init(&labels[i]);
-        labels[i].key = c->labels[i].key;
-        labels[i].value = c->labels[i].value;
+        labels[i].key = lv[i].key;
+        labels[i].value = lv[i].value;
         label_ptrs[i] = &labels[i];
         hello.n_labels++;
     }
@@ -828,9 +857,15 @@ static void on_connected(struct tg_msgstream *s)
     struct tg_cp_client *c = tg_msgstream_data(s);
     char token[MAX_TOKEN] = "", err[TG_ERRLEN] = "";
     const struct tg_peer_info *peer = tg_msgstream_peer(s);
+    struct tg_podinfo pod = {0};
 
     if (!c->has_identity && c->token_path != NULL &&
         read_token(c->token_path, token, sizeof(token), err) < 0) {
+        tg_msgstream_close(s, false, "%s", err);
+        return;
+    }
+    if (c->pod_info != NULL && read_pod_info(c->pod_info, &pod, err) < 0) {
+        explicit_bzero(token, sizeof(token));
         tg_msgstream_close(s, false, "%s", err);
         return;
     }
@@ -840,8 +875,9 @@ static void on_connected(struct tg_msgstream *s)
     c->last_rx = c->last_ping = uv_now(c->loop);
     tg_info("control plane: connected to %s (%s)%s", tg_msgstream_peer_addr(s),
             peer->id != NULL ? peer->id : "?", c->has_identity ? "" : ", bootstrapping");
-    send_hello(c, c->has_identity ? NULL : token);
+    send_hello(c, c->has_identity ? NULL : token, c->pod_info != NULL ? &pod : NULL);
     explicit_bzero(token, sizeof(token));
+    tg_podinfo_cleanup(&pod);
     if (c->csr != NULL && c->ms != NULL)
         send_csr(c);
     uv_timer_start(&c->ping, on_ping_timer, TG_CP_TICK_MS, TG_CP_TICK_MS);
