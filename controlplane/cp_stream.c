@@ -15,23 +15,13 @@
 #include "cp_server.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/log.h"
+#include "tollgate/pbstream.h"
 
 /* ---- sending ---- */
 
 static void send_server_msg(struct tg_cp_conn *c, const Tollgate__V1__ServerMessage *m)
 {
-    size_t len = tollgate__v1__server_message__get_packed_size(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    char err[TG_ERRLEN];
-
-    if (buf == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory packing a message");
-        return;
-    }
-    tollgate__v1__server_message__pack(m, buf);
-    if (tg_msgstream_send(c->ms, buf, len, err) < 0)
-        tg_msgstream_close(c->ms, false, "sending: %s", err);
-    free(buf);
+    (void)tg_pbstream_send(c->ms, &m->base); /* a failure closes the stream */
 }
 
 void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)
@@ -172,8 +162,9 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
 
     if (m == NULL || (m->rules = tg_resource_array(a, z->n_rules, sizeof(void *))) == NULL)
         return NULL;
-    m->default_deny = z->default_deny;
-    m->close_denied_connections = z->close_denied_connections;
+    m->default_ = z->default_deny ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
+                                  : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
+    m->close_denied = z->close_denied_connections;
     for (size_t i = 0; i < z->n_rules; i++) {
         if (!concerns(z->rules[i].scope_namespace, z->rules[i].scope_labels,
                       z->rules[i].n_scope_labels, c))
@@ -203,10 +194,10 @@ pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struc
         if (!concerns(s->scope_namespace, s->scope_labels, s->n_scope_labels, c))
             continue;
         d = m->limits[m->n_limits++];
-        d->key_by = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
-                        ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
-                        : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
-        d->match = s->match;
+        d->key = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
+                     ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
+                     : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
+        d->principal = s->match;
         d->connections_per_second = s->connections_per_second;
         d->burst = s->burst;
         d->max_concurrent = s->max_concurrent;
@@ -241,17 +232,17 @@ static Tollgate__V1__MeshTable *pb_mesh(struct tg_resource *a, const struct tg_r
     if (m == NULL || (m->destinations = new_msgs(a, &tollgate__v1__destination__descriptor,
                                                  t->n_destinations)) == NULL)
         return NULL;
-    m->outside_mesh = t->outside_refuse ? TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE
-                                        : TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH;
+    m->outside = t->outside_refuse ? TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE
+                                   : TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH;
     m->n_destinations = t->n_destinations;
     for (size_t i = 0; i < t->n_destinations; i++) {
         const struct tg_res_destination *s = &t->destinations[i];
         Tollgate__V1__Destination *d = m->destinations[i];
 
-        d->cidr_or_address = s->address;
+        d->address = s->address;
         d->port = s->port;
-        d->n_expected_ids = s->expected_ids.n;
-        d->expected_ids = s->expected_ids.v;
+        d->n_expect = s->expected_ids.n;
+        d->expect = s->expected_ids.v;
         d->protocol = s->protocol == TG_RES_HTTP ? TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP
                                                  : TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP;
     }
@@ -266,12 +257,12 @@ static Tollgate__V1__ProxySettings *pb_settings(struct tg_resource *a,
     if (m == NULL)
         return NULL;
     if (p->min_tls_version != NULL)
-        m->min_tls_version = p->min_tls_version;
-    m->n_cipher_suites = p->cipher_suites.n;
-    m->cipher_suites = p->cipher_suites.v;
-    m->handshake_timeout_ms = p->handshake_timeout_ms;
-    m->idle_timeout_ms = p->idle_timeout_ms;
-    m->connect_timeout_ms = p->connect_timeout_ms;
+        m->tls_min_version = p->min_tls_version;
+    m->n_tls_cipher_suites = p->cipher_suites.n;
+    m->tls_cipher_suites = p->cipher_suites.v;
+    m->timeouts_handshake_ms = p->handshake_timeout_ms;
+    m->timeouts_idle_ms = p->idle_timeout_ms;
+    m->timeouts_connect_ms = p->connect_timeout_ms;
     m->inbound_mode = p->inbound_mode == TG_RES_INBOUND_STRICT
                           ? TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_STRICT
                       : p->inbound_mode == TG_RES_INBOUND_PERMISSIVE

@@ -221,6 +221,9 @@ struct tg_config {
     struct tg_mesh_dest *dests;
     size_t n_dests;
 
+    /* settings.inbound.mode: tollgate-cp's mesh files only (pushed to every inbound listener) */
+    enum tg_inbound_mode settings_mode;
+
     struct tg_inbound_cfg *inbound;
     size_t n_inbound;
     struct tg_outbound_cfg *outbound;

@@ -16,6 +16,7 @@
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
+#include "tollgate/pbstream.h"
 #include "tollgate/podinfo.h"
 
 #define MAX_TOKEN (8192 + 2) /* a line of up to 8 KiB (what tollgate-cp takes), \n, NUL */
@@ -216,23 +217,10 @@ fail:
 
 /* ---- sending ---- */
 
+/* 0, or an error (the stream is then closed). */
 static int send_msg(struct tg_cp_client *c, const Tollgate__V1__ClientMessage *m)
 {
-    size_t len = tollgate__v1__client_message__get_packed_size(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    char err[TG_ERRLEN];
-    int rc;
-
-    if (buf == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory packing a message");
-        return TG_ENOMEM;
-    }
-    tollgate__v1__client_message__pack(m, buf);
-    rc = tg_msgstream_send(c->ms, buf, len, err);
-    free(buf);
-    if (rc < 0)
-        tg_msgstream_close(c->ms, false, "sending: %s", err);
-    return rc;
+    return tg_pbstream_send(c->ms, &m->base);
 }
 
 static void send_ack(struct tg_cp_client *c, enum tg_res_type t, const char *version,
@@ -469,8 +457,12 @@ static int from_authorization(struct tg_resource *r, const Tollgate__V1__Authori
     struct tg_res_authorization *a = &r->u.authorization;
     int rc;
 
-    a->default_deny = m->default_deny;
-    a->close_denied_connections = m->close_denied_connections;
+    if (m->default_ != TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW &&
+        m->default_ != TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY)
+        return tg_err_set(err, TG_EINVAL, "unknown default %d (want ALLOW or DENY)",
+                          (int)m->default_);
+    a->default_deny = m->default_ == TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
+    a->close_denied_connections = m->close_denied;
     if ((a->rules = tg_resource_array(r, m->n_rules, sizeof(*a->rules))) == NULL)
         return TG_ENOMEM;
     for (size_t i = 0; i < m->n_rules; i++) {
@@ -491,15 +483,15 @@ static int from_rate_limits(struct tg_resource *r, const Tollgate__V1__RateLimit
         const Tollgate__V1__Limit *s = m->limits[i];
         struct tg_res_limit *d = &l->limits[i];
 
-        if (s->key_by != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID &&
-            s->key_by != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT)
-            return tg_err_set(err, TG_EINVAL, "limit %zu: unknown key_by %d", i, (int)s->key_by);
+        if (s->key != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID &&
+            s->key != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT)
+            return tg_err_set(err, TG_EINVAL, "limit %zu: unknown key %d", i, (int)s->key);
         if (!(s->connections_per_second >= 0 && s->connections_per_second < 1e12))
             return tg_err_set(err, TG_EINVAL, "limit %zu: connections_per_second out of range", i);
-        d->key_by = s->key_by == TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
+        d->key_by = s->key == TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
                         ? TG_RES_LIMIT_BY_FINGERPRINT
                         : TG_RES_LIMIT_BY_ID;
-        if ((d->match = tg_resource_strdup(r, s->match)) == NULL)
+        if ((d->match = tg_resource_strdup(r, s->principal)) == NULL)
             return TG_ENOMEM;
         d->connections_per_second = s->connections_per_second;
         d->burst = s->burst;
@@ -535,10 +527,10 @@ static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable 
 {
     struct tg_res_mesh_table *t = &r->u.mesh_table;
 
-    if (m->outside_mesh != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH &&
-        m->outside_mesh != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE)
-        return tg_err_set(err, TG_EINVAL, "unknown outside_mesh %d", (int)m->outside_mesh);
-    t->outside_refuse = m->outside_mesh == TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE;
+    if (m->outside != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH &&
+        m->outside != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE)
+        return tg_err_set(err, TG_EINVAL, "unknown outside %d", (int)m->outside);
+    t->outside_refuse = m->outside == TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE;
     t->destinations = tg_resource_array(r, m->n_destinations, sizeof(*t->destinations));
     if (t->destinations == NULL)
         return TG_ENOMEM;
@@ -548,16 +540,16 @@ static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable 
 
         if (s->protocol != TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP &&
             s->protocol != TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP)
-            return tg_err_set(err, TG_EINVAL, "destination %s: unknown protocol %d",
-                              s->cidr_or_address, (int)s->protocol);
+            return tg_err_set(err, TG_EINVAL, "destination %s: unknown protocol %d", s->address,
+                              (int)s->protocol);
         if (s->port > 65535)
             return tg_err_set(err, TG_EINVAL, "destination %s: port %" PRIu32 " out of range",
-                              s->cidr_or_address, s->port);
+                              s->address, s->port);
         d->protocol =
             s->protocol == TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP ? TG_RES_HTTP : TG_RES_TCP;
         d->port = s->port;
-        if ((d->address = tg_resource_strdup(r, s->cidr_or_address)) == NULL ||
-            copy_list(r, &d->expected_ids, s->expected_ids, s->n_expected_ids) < 0)
+        if ((d->address = tg_resource_strdup(r, s->address)) == NULL ||
+            copy_list(r, &d->expected_ids, s->expect, s->n_expect) < 0)
             return TG_ENOMEM;
         t->n_destinations++;
     }
@@ -582,12 +574,12 @@ static int from_proxy_settings(struct tg_resource *r, const Tollgate__V1__ProxyS
     default:
         return tg_err_set(err, TG_EINVAL, "unknown inbound_mode %d", (int)m->inbound_mode);
     }
-    if ((p->min_tls_version = tg_resource_strdup(r, m->min_tls_version)) == NULL ||
-        copy_list(r, &p->cipher_suites, m->cipher_suites, m->n_cipher_suites) < 0)
+    if ((p->min_tls_version = tg_resource_strdup(r, m->tls_min_version)) == NULL ||
+        copy_list(r, &p->cipher_suites, m->tls_cipher_suites, m->n_tls_cipher_suites) < 0)
         return TG_ENOMEM;
-    p->handshake_timeout_ms = m->handshake_timeout_ms;
-    p->idle_timeout_ms = m->idle_timeout_ms;
-    p->connect_timeout_ms = m->connect_timeout_ms;
+    p->handshake_timeout_ms = m->timeouts_handshake_ms;
+    p->idle_timeout_ms = m->timeouts_idle_ms;
+    p->connect_timeout_ms = m->timeouts_connect_ms;
     return 0;
 }
 

@@ -35,7 +35,7 @@ static void setup(void)
     it_k8s_two_pods("{\"app\":\"api\",\"pod-template-hash\":\"7d9f\"}",
                     "{\"app\":\"web\",\"pod-template-hash\":\"7d9f\"}");
     IT_FREE_PORTS(&cp_port);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n"
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n"
                                "authorization:\n"
                                "  rules:\n"
                                "    - name: no-api-at-web\n"

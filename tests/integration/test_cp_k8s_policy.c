@@ -39,7 +39,7 @@ static void setup(void)
     it_k8s_pod_info("b-pod", "default", "web-0", "app=\"web\"");
     it_k8s_mesh_files();
     IT_FREE_PORTS(&cp_port);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     it_k8s_write_cp("cp.yaml", cp_port, 0, "",
                     "    policy_resources: true\n    trust_configmaps: true\n");
     pair = (struct it_k8s_pair){.a_labels = "app: api", .b_pod_info = "b-pod"};

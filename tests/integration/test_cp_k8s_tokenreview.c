@@ -43,7 +43,7 @@ static void setup(void)
     sa_token("e.token", "e", "api", "api-0", "tollgate", 3600);
     it_k8s_pod_info("e-pod", "default", "web-0", "");
     IT_FREE_PORTS(&cp_port);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     /* kubernetes: {discovery: {...}, audiences: [tollgate], token_review: true} */
     it_k8s_write_cp("cp.yaml", cp_port, 0, "", "  audiences: [tollgate]\n  token_review: true\n");
     pair = (struct it_k8s_pair){0};
