@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <uv.h>
 
+#include "tollgate/accesslog.h"
 #include "tollgate/cli.h"
 #include "tollgate/config.h"
 #include "tollgate/control.h"
@@ -151,6 +152,8 @@ static int cmd_run(const char *path)
     if (rc != 0)
         return rc;
     tg_log_set_level(cfg->log_level);
+    tg_log_set_format(cfg->log_format);
+    tg_accesslog_set_style(cfg->access_log_text ? TG_ACCESSLOG_TEXT : TG_ACCESSLOG_JSON);
     if (tg_tls_init() < 0) {
         fprintf(stderr, "tollgate: TLS library failed to start\n");
         tg_config_unref(cfg);

@@ -39,6 +39,8 @@ struct tg_adminreq {
     size_t method_len;
     const char *path; /* the target up to '?': visible ASCII only, starts with '/' */
     size_t path_len;
+    const char *query; /* after the '?', visible ASCII; NULL: no '?' */
+    size_t query_len;
     const char *host; /* the Host value without surrounding whitespace; NULL: none */
     size_t host_len;
     bool origin;     /* an Origin field, whatever its value ("null" included) */

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "tollgate/adminreq.h"
 #include "tollgate/config.h"
 #include "tollgate/err.h"
 
@@ -76,6 +77,9 @@ struct tg_adminsrv_route {
     void (*serve_async)(void *arg, const char *path, size_t path_len,
                         struct tg_adminsrv_pending *p);
 };
+
+/* In serve_async, during the call: the whole request head as parsed (method, query...). */
+const struct tg_adminreq *tg_adminsrv_request(const struct tg_adminsrv_pending *p);
 
 /* Ends a pending request with r (as serve fills it; an owned body becomes the server's). */
 void tg_adminsrv_answer(struct tg_adminsrv_pending *p, const struct tg_adminsrv_reply *r);

@@ -71,6 +71,7 @@ struct tg_outbound_cfg {
     bool transparent;         /* captured: the original destination, looked up in mesh */
     struct tg_strlist expect; /* server SPIFFE IDs accepted; at least one unless transparent */
     char *sni;                /* optional SNI to send */
+    bool http;                /* protocol: http: a refusal is answered to the app with a 503 */
     struct tg_listener_limit_cfg limits;
 };
 
@@ -149,6 +150,7 @@ struct tg_wl_cfg_file {
 };
 
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
+enum tg_log_format { TG_LOG_TEXT, TG_LOG_JSON };
 
 struct tg_config {
     atomic_uint refs;       /* the control thread and each generation built from it */
@@ -188,9 +190,11 @@ struct tg_config {
     uint64_t connect_timeout_ms;   /* default 5 s */
     uint64_t drain_timeout_ms;     /* timeouts.drain: default 20 s; SIGTERM waits this long */
 
-    size_t buffer_size;          /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
-    bool access_log;             /* default true: one JSON line per connection on stdout */
-    enum tg_log_level log_level; /* default info */
+    size_t buffer_size;            /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
+    bool access_log;               /* default true: one JSON line per connection on stdout */
+    enum tg_log_level log_level;   /* default info */
+    enum tg_log_format log_format; /* default text (log.h) */
+    bool access_log_text;          /* access_log_format: text (key=value); default json */
 
     /* workload: who we are, for rule scoping */
     char *workload_ns;

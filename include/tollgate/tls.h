@@ -104,7 +104,8 @@ void tg_tls_set_eof(struct tg_tls *t);
 TG_MUST_USE int tg_tls_handshake(struct tg_tls *t);
 
 /* Decrypts into dst: > 0 bytes, TG_EAGAIN (needs input), TG_ECLOSED (close_notify or EOF),
- * or another negative code. */
+ * TG_EPEER (the peer sent a fatal alert: tg_tls_fail says TG_HSF_PEER_REFUSED and why,
+ * tg_tls_peer_refusal the kind), or another negative code. */
 TG_MUST_USE int tg_tls_read(struct tg_tls *t, char *dst, size_t cap);
 
 /* Room needed in cipher_out for tg_tls_write of n plaintext bytes to succeed whole. */
@@ -112,6 +113,33 @@ size_t tg_tls_write_room(size_t n);
 /* Encrypts n bytes into cipher_out. The caller makes sure cipher_out has
  * tg_tls_write_room(n) bytes free. Returns n, or a negative code. */
 TG_MUST_USE int tg_tls_write(struct tg_tls *t, const char *src, size_t n);
+
+/* Server: the server name (SNI) the client's ClientHello asked for, when its first record
+ * arrived whole; NULL: none. Outside input: for logs, through the escaper. */
+const char *tg_tls_sni(const struct tg_tls *t);
+/* Client: the server name to send (outbound listeners' sni). 0 or TG_ETLS. */
+TG_MUST_USE int tg_tls_set_sni(struct tg_tls *t, const char *name);
+
+/* Refusal reasons in alerts: an inbound tells a refused caller why with a fatal alert, one
+ * per kind; the caller's sidecar decodes it.
+ *   denied, not_allowed        access_denied (49)        heard as "denied"
+ *   revoked                    certificate_revoked (44)  "revoked"
+ *   expired, not_yet_valid     certificate_expired (45)  "expired"
+ *   untrusted, trust_domain    unknown_ca (48)           "untrusted"
+ *   bad_cert, bad_spiffe_id    bad_certificate (42)      "bad_cert"
+ *   no_peer_cert               certificate_required (116) "no_peer_cert"
+ * Other kinds (rate_limited, listener_limit...) end with close_notify. A server session
+ * sends these itself when its verify callback refuses the client. */
+
+/* Ends the session with the alert of the refusal kind reason starts with ("denied: ..."),
+ * or close_notify when the kind has none. Once: later calls, and tg_tls_shutdown, do
+ * nothing. */
+void tg_tls_refuse(struct tg_tls *t, const char *reason);
+/* The kind a received alert stands for ("denied" for access_denied...), or NULL. */
+const char *tg_tls_alert_kind(int alert);
+/* After TG_EPEER with TG_HSF_PEER_REFUSED: the kind of the peer's alert, or NULL (an alert
+ * that is none of ours). */
+const char *tg_tls_peer_refusal(const struct tg_tls *t);
 
 /* Appends close_notify to cipher_out (once). */
 void tg_tls_shutdown(struct tg_tls *t);

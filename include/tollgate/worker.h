@@ -41,6 +41,9 @@ struct tg_listener_def {
     /* transparent inbound, not protocol: http: the settings for a port the mesh table says
      * is protocol: http (the listener's http: or the defaults); NULL otherwise */
     const struct tg_http_cfg *http_mesh;
+    const char *sni; /* outbound: the server name to send; NULL: none */
+    bool http_app;   /* outbound protocol: http: a refusal by the server's sidecar is answered
+                      * to the app with a 503 naming the reason */
     struct tg_listener_limit *limit;
 };
 

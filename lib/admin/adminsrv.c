@@ -25,6 +25,7 @@ struct conn {
     char peer_text[64];
     int open_handles;
     bool closing;
+    const struct tg_adminreq *rq; /* during a serve_async call only */
     bool responded; /* answer queued: head[] is now a scratch buffer for dropped bytes */
     bool shut;      /* our side is shut down */
     bool peer_eof;
@@ -261,11 +262,18 @@ static void route(struct conn *c, const struct tg_adminreq *rq)
         c->pending = true;
         c->head_only = head_only;
         uv_timer_stop(&c->timer); /* the route's own timeout bounds the wait */
+        c->rq = rq;
         rt->serve_async(s->cfg.arg, rq->path, rq->path_len, (struct tg_adminsrv_pending *)c);
+        c->rq = NULL; /* only valid during the call */
         return;
     }
     rt->serve(s->cfg.arg, &r);
     finish(c, &r, head_only);
+}
+
+const struct tg_adminreq *tg_adminsrv_request(const struct tg_adminsrv_pending *p)
+{
+    return ((const struct conn *)p)->rq;
 }
 
 void tg_adminsrv_answer(struct tg_adminsrv_pending *p, const struct tg_adminsrv_reply *r)

@@ -52,6 +52,9 @@ static const struct tg_cfg_choice level_choices[] = {{"debug", TG_LOG_DEBUG},
                                                      {"warn", TG_LOG_WARN},
                                                      {"error", TG_LOG_ERROR},
                                                      {NULL, 0}};
+static const struct tg_cfg_choice logfmt_choices[] = {
+    {"text", TG_LOG_TEXT}, {"json", TG_LOG_JSON}, {NULL, 0}};
+static const struct tg_cfg_choice alogfmt_choices[] = {{"json", 0}, {"text", 1}, {NULL, 0}};
 static const struct tg_cfg_choice tlsver_choices[] = {{"1.3", 0}, {"1.2", 1}, {NULL, 0}};
 
 /* The parse in progress, for checks across keys (cfg->user). */
@@ -596,6 +599,7 @@ static const struct tg_cfg_field outbound_fields[] = {
     TG_CFG_ROW("transparent", TG_CFG_BOOL, OUT(transparent)),
     TG_CFG_ROWX("expect", TG_CFG_IDS, OUT(expect), .min = 1),
     TG_CFG_ROWX("sni", TG_CFG_STR, OUT(sni), .item = check_sni),
+    ENUM_ROW("protocol", struct tg_outbound_cfg, http, protocol_choices, "a protocol"),
     TG_CFG_ROWX("limits", TG_CFG_MAP, OUT(limits), .sub = listener_limit_fields),
     {.key = NULL},
 };
@@ -699,7 +703,10 @@ static const struct tg_cfg_field top_fields[] = {
     TG_CFG_ROWX("metrics", TG_CFG_FUNC, CFG(metrics), .fn = read_listen),
     UINT_ROW("workers", struct tg_config, workers, 0, 256),
     ENUM_ROW("log_level", struct tg_config, log_level, level_choices, "a log level"),
+    ENUM_ROW("log_format", struct tg_config, log_format, logfmt_choices, "a log format"),
     TG_CFG_ROW("access_log", TG_CFG_BOOL, CFG(access_log)),
+    ENUM_ROW("access_log_format", struct tg_config, access_log_text, alogfmt_choices,
+             "an access log format"),
     TG_CFG_ROWX("buffer_size", TG_CFG_SIZE, CFG(buffer_size), .min = 4 << 10, .max = 16 << 20),
     TG_CFG_ROWX("identity", TG_CFG_MAP, 0, .sub = identity_fields),
     TG_CFG_ROWX("control_plane", TG_CFG_MAP, 0, .sub = cp_fields, .fn = check_cp),

@@ -109,6 +109,9 @@ struct tg_tls {
     char why[200];
     struct tg_peer_info peer;
     struct tg_peer_info resumed; /* who a ticket stands for, until the handshake says */
+    const char *peer_kind; /* the refusal kind of the peer's fatal alert (tg_tls_alert_kind) */
+    bool sni_looked;       /* server: the ClientHello was searched for a server name */
+    char sni[256];         /* what it asked for; "" none */
 };
 
 static const char CIPHERS_13[] =
@@ -307,6 +310,83 @@ static int refuse(struct tg_tls *t, enum tg_hs_fail why, const char *fmt, ...)
     vsnprintf(t->why, sizeof(t->why), fmt, ap);
     va_end(ap);
     return 0;
+}
+
+/* ---- refusal reasons in alerts ----
+ *
+ * The inbound tells a refused caller why in the fatal alert it sends (RFC 8446 6.2), one
+ * alert per kind of refusal, so the caller's sidecar can log the reason and answer its app
+ * with it; the table reads both ways. Kinds not listed (rate_limited, listener_limit) get
+ * close_notify: no alert means "later". */
+static const struct {
+    const char *kind;  /* the refusal kind as our reasons start (tg_hs_fail names, policy) */
+    int alert;         /* sent */
+    const char *heard; /* the kind a caller logs when it receives this alert */
+} refusal_alerts[] = {
+    {"denied", access_denied, "denied"},
+    {"not_allowed", access_denied, "denied"},
+    {"revoked", certificate_revoked, "revoked"},
+    {"expired", certificate_expired, "expired"},
+    {"not_yet_valid", certificate_expired, "expired"},
+    {"untrusted", unknown_ca, "untrusted"},
+    {"trust_domain", unknown_ca, "untrusted"},
+    {"bad_cert", bad_certificate, "bad_cert"},
+    {"bad_spiffe_id", bad_certificate, "bad_cert"},
+    {"no_peer_cert", certificate_required, "no_peer_cert"},
+};
+
+/* wolfSSL's own function (declared WOLFSSL_LOCAL in its internal.h; our wolfSSL is the
+ * pinned static build, where it links): the public API has no fatal alert of the caller's
+ * choosing. It appends the alert to our output buffer like any record. */
+int SendAlert(WOLFSSL *ssl, int severity, int type);
+
+static int alert_of(const char *kind, size_t n)
+{
+    for (size_t i = 0; i < TG_NELEM(refusal_alerts); i++)
+        if (strlen(refusal_alerts[i].kind) == n && memcmp(refusal_alerts[i].kind, kind, n) == 0)
+            return refusal_alerts[i].alert;
+    return -1;
+}
+
+const char *tg_tls_alert_kind(int alert)
+{
+    for (size_t i = 0; i < TG_NELEM(refusal_alerts); i++)
+        if (refusal_alerts[i].alert == alert)
+            return refusal_alerts[i].heard;
+    return NULL;
+}
+
+void tg_tls_refuse(struct tg_tls *t, const char *reason)
+{
+    int alert = alert_of(reason, strspn(reason, "abcdefghijklmnopqrstuvwxyz_"));
+
+    if (alert < 0 || t->shutdown_sent) {
+        tg_tls_shutdown(t);
+        return;
+    }
+    t->shutdown_sent = true; /* a fatal alert ends the session: no close_notify after it */
+    SendAlert(t->ssl, alert_fatal, alert);
+}
+
+/* The server refuses a client's certificate in our verify callback: wolfSSL would say
+ * bad_certificate for any reason of ours; the caller learns which one first. */
+static void refusal_alert(struct tg_tls *t)
+{
+    if (t->ctx->server)
+        tg_tls_refuse(t, tg_hs_fail_name(t->fail));
+}
+
+/* A fatal alert from the peer: why names it, and the refusal kind when it is one of ours. */
+static void heard_alert(struct tg_tls *t)
+{
+    WOLFSSL_ALERT_HISTORY h;
+    const char *kind;
+
+    wolfSSL_get_alert_history(t->ssl, &h);
+    kind = tg_tls_alert_kind(h.last_rx.code);
+    refuse(t, TG_HSF_PEER_REFUSED, "%s: peer sent alert %d (%s)", kind != NULL ? kind : "other",
+           h.last_rx.code, wolfSSL_alert_desc_string_long(h.last_rx.code));
+    t->peer_kind = kind;
 }
 
 static enum tg_hs_fail classify(int wolf_err, const char **text)
@@ -550,7 +630,7 @@ static bool check_revocation(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *sto
 
 /* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
  * certificate that failed. Returning 0 fails the handshake with an alert. */
-static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
+static int verify_cert(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
     struct tg_tls *t = store->userCtx;
     const struct tg_tls_ctx *c = t->ctx;
@@ -601,6 +681,16 @@ static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
         t->peer.der_len = store->certs[0].length;
     }
     return 1;
+}
+
+static int on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct tg_tls *t = store->userCtx;
+    int ok = verify_cert(preverify, store);
+
+    if (!ok && t->failed)
+        refusal_alert(t); /* before wolfSSL's own bad_certificate */
+    return ok;
 }
 
 /* ---- resumption ---- */
@@ -1144,21 +1234,58 @@ static int resumed(struct tg_tls *t)
 
     if (t->resumed.id == NULL || tg_spiffe_parse(t->resumed.id, &id, NULL) < 0)
         return refuse(t, TG_HSF_OTHER, "resumed session without a verified identity"), TG_EPEER;
-    if (!accepted(t, &id))
+    if (!accepted(t, &id)) {
+        refusal_alert(t);
         return TG_EPEER;
+    }
     peer_clear(&t->peer);
     t->peer = t->resumed;
     memset(&t->resumed, 0, sizeof(t->resumed));
     return 0;
 }
 
+/* The server name the client asked for, for the access log only (our server answers any):
+ * read from the ClientHello before wolfSSL takes it, when its first record arrived whole
+ * (wolfSSL keeps no SNI it was not configured with). */
+static void look_for_sni(struct tg_tls *t)
+{
+    const unsigned char *p = (const unsigned char *)tg_buf_data(&t->cipher_in);
+    size_t n = tg_buf_len(&t->cipher_in);
+    unsigned int sz = sizeof(t->sni) - 1;
+
+    if (!t->ctx->server || t->sni_looked || n < 5)
+        return;
+    t->sni_looked = true;
+    if (n < 5 + ((size_t)p[3] << 8 | p[4]) || n > UINT32_MAX ||
+        wolfSSL_SNI_GetFromBuffer(p, (unsigned int)n, WOLFSSL_SNI_HOST_NAME,
+                                  (unsigned char *)t->sni, &sz) != WOLFSSL_SUCCESS)
+        sz = 0;
+    t->sni[sz < sizeof(t->sni) ? sz : sizeof(t->sni) - 1] = '\0';
+}
+
+int tg_tls_set_sni(struct tg_tls *t, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n > UINT16_MAX ||
+        wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, name, (unsigned short)n) != WOLFSSL_SUCCESS)
+        return TG_ETLS;
+    return 0;
+}
+
+const char *tg_tls_sni(const struct tg_tls *t)
+{
+    return t->sni[0] != '\0' ? t->sni : NULL;
+}
+
 int tg_tls_handshake(struct tg_tls *t)
 {
-    int rc = t->ctx->server ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
-    int e;
+    int rc, e;
     const char *text;
     enum tg_hs_fail fail;
 
+    look_for_sni(t);
+    rc = t->ctx->server ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
     if (rc == WOLFSSL_SUCCESS) {
         if (wolfSSL_session_reused(t->ssl) == 1)
             return resumed(t);
@@ -1174,10 +1301,9 @@ int tg_tls_handshake(struct tg_tls *t)
     if (e == FATAL_ERROR) {
         WOLFSSL_ALERT_HISTORY h;
 
+        heard_alert(t);
         wolfSSL_get_alert_history(t->ssl, &h);
-        refuse(t, TG_HSF_PEER_REFUSED, "peer sent alert %d (%s)", h.last_rx.code,
-               wolfSSL_alert_desc_string_long(h.last_rx.code));
-        if (h.last_rx.code == 116 /* certificate_required */)
+        if (h.last_rx.code == certificate_required)
             t->fail = TG_HSF_NO_CERT;
         else if (h.last_rx.code == 70 /* protocol_version */)
             t->fail = TG_HSF_PROTOCOL;
@@ -1207,6 +1333,10 @@ int tg_tls_read(struct tg_tls *t, char *dst, size_t cap)
         return TG_EAGAIN;
     if (e == WOLFSSL_ERROR_ZERO_RETURN || e == ZERO_RETURN)
         return TG_ECLOSED;
+    if (e == FATAL_ERROR) { /* after our handshake: the server's refusal of our certificate */
+        heard_alert(t);
+        return TG_EPEER;
+    }
     if (t->eof && tg_buf_len(&t->cipher_in) == 0 &&
         (e == SOCKET_ERROR_E || e == SOCKET_PEER_CLOSED_E))
         return TG_ECLOSED; /* EOF without close_notify: treated as the end of the stream */
@@ -1236,6 +1366,11 @@ void tg_tls_shutdown(struct tg_tls *t)
         return;
     t->shutdown_sent = true;
     wolfSSL_shutdown(t->ssl);
+}
+
+const char *tg_tls_peer_refusal(const struct tg_tls *t)
+{
+    return t->failed && t->fail == TG_HSF_PEER_REFUSED ? t->peer_kind : NULL;
 }
 
 enum tg_hs_fail tg_tls_fail(const struct tg_tls *t, const char **why)

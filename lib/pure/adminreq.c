@@ -130,6 +130,10 @@ int tg_adminreq_parse(const char *p, size_t n, struct tg_adminreq *rq)
     rq->path = target; /* routing ignores the query */
     while (rq->path_len < target_len && target[rq->path_len] != '?')
         rq->path_len++;
+    if (rq->path_len < target_len) {
+        rq->query = target + rq->path_len + 1;
+        rq->query_len = target_len - rq->path_len - 1;
+    }
 
     for (at = next; at < n; at += next) {
         if ((len = take_line(p + at, n - at, &next)) < 0)

@@ -279,6 +279,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "buffer_size";
     if (a->access_log != b->access_log)
         return "access_log";
+    if (a->access_log_text != b->access_log_text || a->log_format != b->log_format)
+        return "access_log_format or log_format";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
         !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
         !same_str(a->intermediates_path, b->intermediates_path) ||
@@ -320,7 +322,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
 
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
-            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni))
+            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni) || x->http != y->http)
             return "outbound";
     }
     return NULL;
@@ -879,6 +881,8 @@ static int make_listeners(struct control *ctl)
             l->upstream = out->transparent ? NULL : &out->upstream;
             l->transparent = out->transparent;
             l->rule.ids = &out->expect;
+            l->sni = out->sni;
+            l->http_app = out->http;
         }
         ctl->names[i] = l->name;
         ctl->directions[i] = l->inbound ? "inbound" : "outbound";

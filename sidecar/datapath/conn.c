@@ -134,6 +134,8 @@ void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e)
     e->peer = c->peer_addr;
     e->peer_id = peer == NULL ? NULL : peer->id != NULL ? peer->id : peer->claimed;
     e->upstream = c->upstream.text;
+    e->original_dst = c->orig_dst[0] ? c->orig_dst : NULL;
+    e->sni = c->tls == NULL ? NULL : c->l->inbound ? tg_tls_sni(c->tls) : c->l->sni;
     e->tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
     e->cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
     e->serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
@@ -405,7 +407,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
                               !admitted(c, verdict, sizeof(verdict)))) {
             tg_info("%s: client %s (%s) refused: %s", c->l->name, c->peer_addr,
                     tg_tls_peer(c->tls)->id, verdict);
-            tg_tls_shutdown(c->tls);
+            tg_tls_refuse(c->tls, verdict); /* the alert of its kind tells the caller why */
             flush_tls_now(c);
             tg_conn_close(c, "refused", "%s", verdict);
             return;
@@ -423,10 +425,53 @@ void tg_conn_handshake_step(struct tg_conn *c)
         return;
     }
     fail = tg_tls_fail(c->tls, &why);
+    if (fail == TG_HSF_PEER_REFUSED && !c->l->inbound) {
+        tg_conn_peer_refused(c);
+        return;
+    }
     tg_counter_add(&c->stats->hs_failed[fail], 1);
     tg_info("%s: %s %s refused: %s: %s", c->l->name, c->l->inbound ? "client" : "server",
             c->l->inbound ? c->peer_addr : c->upstream.text, tg_hs_fail_name(fail), why);
     flush_tls_now(c);
+    tg_conn_close(c, "refused", "%s: %s", tg_hs_fail_name(fail), why);
+}
+
+/* The app of an HTTP outbound port gets an answer instead of a reset: 503 and the reason. */
+static void answer_503(struct tg_conn *c, const char *kind)
+{
+    char msg[512], body[160];
+    int len =
+        snprintf(body, sizeof(body),
+                 "upstream refused: the server's sidecar refused this connection: %s\n", kind);
+    int n = snprintf(msg, sizeof(msg),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+                     "charset=utf-8\r\nX-Tollgate-Refusal: %s\r\nConnection: close\r\n"
+                     "Content-Length: %d\r\n\r\n%s",
+                     kind, len, body);
+    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+
+    /* nothing went to the app yet, so nothing is queued before it: one try, now */
+    if (c->down.writing == 0 && uv_try_write((uv_stream_t *)&c->down.tcp, &b, 1) == n) {
+        c->bytes_sent += (uint64_t)n;
+        tg_counter_add(&c->stats->bytes_sent, (uint64_t)n);
+    }
+}
+
+void tg_conn_peer_refused(struct tg_conn *c)
+{
+    const char *why, *kind = tg_tls_peer_refusal(c->tls);
+    enum tg_hs_fail fail = tg_tls_fail(c->tls, &why);
+    const struct tg_log_field fields[] = {
+        {"listener", c->l->name},
+        {"upstream", c->upstream.text},
+        {"reason_code", kind != NULL ? kind : "other"},
+    };
+
+    tg_counter_add(&c->stats->hs_failed[TG_HSF_PEER_REFUSED], 1);
+    tg_log_fields(TG_LOG_INFO, fields, TG_NELEM(fields), "%s: server %s refused us: %s", c->l->name,
+                  c->upstream.text, why);
+    if (c->http_app && c->bytes_sent == 0)
+        answer_503(c, kind != NULL ? kind : "other");
     tg_conn_close(c, "refused", "%s: %s", tg_hs_fail_name(fail), why);
 }
 
@@ -617,6 +662,7 @@ static int route(struct tg_conn *c)
     int rc;
 
     c->rule = l->rule;
+    c->http_app = l->http_app;
     c->dest_port = port_of(&l->listen->ss);
     c->http_cfg = l->http;
     if (!l->transparent) {
@@ -637,6 +683,7 @@ static int route(struct tg_conn *c)
             return -1;
         }
         c->dest_port = port_of(&orig);
+        format_addr(&orig, c->orig_dst, sizeof(c->orig_dst));
         if (l->inbound) {
             struct sockaddr_storage app = orig;
 
@@ -676,6 +723,7 @@ static int route(struct tg_conn *c)
             if (d == NULL)
                 return 0; /* passthrough in plain text */
             c->rule.ids = &d->expect;
+            c->http_app = d->http;
         }
     }
     if (!l->inbound && own_cert_expired(c)) { /* no upstream connection for nothing */
@@ -690,6 +738,10 @@ static int route(struct tg_conn *c)
     }
     if (!l->inbound)
         tg_tls_offer(c->tls, c->w->tickets, c->upstream.text);
+    if (!l->inbound && l->sni != NULL && tg_tls_set_sni(c->tls, l->sni) < 0) {
+        tg_conn_close(c, "error", "TLS session: SNI %s not set", l->sni);
+        return -1;
+    }
     return 0;
 }
 

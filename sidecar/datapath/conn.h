@@ -78,7 +78,8 @@ struct tg_conn {
     enum tg_conn_state state;
     bool closing;
     bool handshake_done;
-    bool plain; /* inbound: a plain-text caller (permissive port): no identity, decided as one */
+    bool plain;    /* inbound: a plain-text caller (permissive port): no identity, decided as one */
+    bool http_app; /* outbound: the app speaks HTTP (listener or mesh table): 503 on refusal */
     int open_handles;
     uint64_t start_unix_ms;
     uint64_t start_ns;       /* uv_hrtime() at accept: the connection duration histogram */
@@ -90,6 +91,7 @@ struct tg_conn {
     const char *outcome;
     char reason[200];
     char peer_addr[64];
+    char orig_dst[64];           /* transparent listeners: the original destination; "" otherwise */
     struct tg_conn *prev, *next; /* the worker's list */
 };
 
@@ -131,6 +133,11 @@ void tg_pipe_progress(struct tg_conn *c);
 /* pipe.c: libuv read callbacks for either side (handle->data is the tg_side). */
 void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void tg_pipe_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* conn.c: the server's sidecar refused us with a fatal alert (tg_tls_read said TG_EPEER, or
+ * the handshake failed with TG_HSF_PEER_REFUSED): logs its reason, answers an HTTP app with
+ * a 503 naming it when nothing was sent to the app yet, and closes. */
+void tg_conn_peer_refused(struct tg_conn *c);
 
 /* conn.c: TLS bytes arrived during the handshake (called from pipe.c). */
 void tg_conn_handshake_step(struct tg_conn *c);

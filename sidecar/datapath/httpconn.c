@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include "tollgate/accesslog.h"
@@ -15,6 +16,7 @@
 
 #define INFLIGHT 8            /* pipelined requests with the app at once; more wait to be read */
 #define RESP_LIMIT (1u << 20) /* the app's response heads and lines (trusted, but bounded) */
+#define TG_REQUEST_ID_MAX 128 /* bytes of a caller's x-request-id kept for the log */
 
 enum rq_state {
     RQ_HEAD,    /* next: a request head */
@@ -34,6 +36,9 @@ struct entry {
     char path[192];
     char host[64];
     bool has_host;
+    uint64_t first_byte_ns; /* the app's first response byte; 0: none yet */
+    char request_id[TG_REQUEST_ID_MAX + 1];
+    char traceparent[64]; /* W3C version 00 is 55 bytes; longer ones are cut in the log */
 };
 
 struct tg_http_conn {
@@ -169,6 +174,10 @@ static void log_request(struct tg_conn *c, const struct entry *e, unsigned statu
     a.path = e->path;
     a.host = e->has_host ? e->host : NULL;
     a.status = status;
+    a.request_id = e->request_id[0] ? e->request_id : NULL;
+    a.traceparent = e->traceparent[0] ? e->traceparent : NULL;
+    a.upstream_service_ms =
+        e->first_byte_ns != 0 ? (e->first_byte_ns - e->start_ns) / 1000000 : TG_ACCESSLOG_NO_TIME;
     tg_accesslog_write(&a);
 }
 
@@ -202,6 +211,27 @@ void tg_http_conn_release(struct tg_conn *c)
 
 /* ---- the sidecar's own responses ---- */
 
+static const struct tg_http_field *find_field(const struct tg_http_request *req, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (unsigned i = 0; i < req->n_fields; i++)
+        if (req->fields[i].name_len == n && strncasecmp(req->fields[i].name, name, n) == 0)
+            return &req->fields[i];
+    return NULL;
+}
+
+/* The caller's x-request-id and traceparent, for the log (cut to their fields' size). */
+static void caller_ids(const struct tg_http_request *req, struct entry *e)
+{
+    const struct tg_http_field *f = find_field(req, "x-request-id");
+
+    if (f != NULL)
+        copy_str(e->request_id, sizeof(e->request_id), f->value, f->value_len);
+    if ((f = find_field(req, "traceparent")) != NULL)
+        copy_str(e->traceparent, sizeof(e->traceparent), f->value, f->value_len);
+}
+
 /* What the response tracking needs of a request and its start (the duration histogram), and
  * what its log line says (only with the access log on: without it, nothing is copied). */
 static void fill_entry(struct entry *e, const struct tg_http_request *req, bool log)
@@ -211,7 +241,8 @@ static void fill_entry(struct entry *e, const struct tg_http_request *req, bool 
     e->connect = req != NULL && req->connect;
     e->upgrade = req != NULL && req->upgrade;
     e->has_host = false;
-    e->method[0] = e->path[0] = e->host[0] = '\0';
+    e->first_byte_ns = 0;
+    e->method[0] = e->path[0] = e->host[0] = e->request_id[0] = e->traceparent[0] = '\0';
     e->start_ns = uv_hrtime(); /* the request duration histogram */
     if (!log)
         return;
@@ -230,6 +261,37 @@ static void fill_entry(struct entry *e, const struct tg_http_request *req, bool 
         e->has_host = true;
         copy_str(e->host, sizeof(e->host), req->host, req->host_len);
     }
+    caller_ids(req, e);
+}
+
+/* x-request-id (Envoy's and Istio's request correlation): the caller's, when it sent one,
+ * goes to the app unchanged; else a random UUID (RFC 9562 version 4) of ours is added to the head
+ * the app gets (head[0..*n), ending in the empty line; cap bytes of room). traceparent (W3C Trace
+ * Context) passes unchanged and is logged. false: the head with our line does not fit. */
+static bool add_request_id(const struct tg_http_request *req, struct entry *e, char *head,
+                           size_t *n, size_t cap)
+{
+    uint8_t r[16] = {0};
+    char line[64];
+    int len;
+
+    caller_ids(req, e);
+    if (find_field(req, "x-request-id") != NULL)
+        return true;
+    if (uv_random(NULL, NULL, r, sizeof(r), 0, NULL) < 0)
+        return true; /* no randomness now: the request goes on without an ID */
+    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
+    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
+    snprintf(e->request_id, sizeof(e->request_id),
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+             r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+             r[15]);
+    len = snprintf(line, sizeof(line), "x-request-id: %s\r\n\r\n", e->request_id);
+    if (*n < 2 || *n - 2 + (size_t)len > cap)
+        return false;
+    memcpy(head + *n - 2, line, (size_t)len); /* over the final CRLF */
+    *n += (size_t)len - 2;
+    return true;
 }
 
 /* Stops taking anything from the caller: its bytes are dropped, its direction ends (FIN to
@@ -447,7 +509,7 @@ static bool next_head(struct tg_conn *c)
         return false;
     }
     n = tg_http_rewrite(&req, &h->who, tg_buf_tail(&h->out), tg_buf_room(&h->out));
-    if (n == 0) {
+    if (n == 0 || !add_request_id(&req, &e, tg_buf_tail(&h->out), &n, tg_buf_room(&h->out))) {
         tg_counter_add(&c->stats->http_bad_requests, 1);
         tg_buf_consume(in, (size_t)rc);
         refuse(c, 431, 0, true, &e, "request head too large with the headers added");
@@ -563,6 +625,7 @@ void tg_http_conn_app_bytes(struct tg_conn *c, char *p, size_t n)
                 break;
             }
             e = &h->q[h->q_first];
+            h->q[h->q_first].first_byte_ns = uv_hrtime(); /* the app's service time ends */
             tg_http_response_init(&h->resp, &h->resp_lim, e->head, e->connect, e->upgrade);
             h->resp_active = true;
         }

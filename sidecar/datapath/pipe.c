@@ -171,6 +171,10 @@ static void decrypt(struct tg_conn *c, struct tg_dir *d)
             d->eof = true;
             return;
         }
+        if (n == TG_EPEER && !c->l->inbound) {
+            tg_conn_peer_refused(c);
+            return;
+        }
         tg_conn_close(c, "error", "TLS read from %s failed", c->peer_addr);
         return;
     }

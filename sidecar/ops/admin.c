@@ -1,11 +1,13 @@
 /* The sidecar's admin pages (admin.h) over the shared admin server (adminsrv.h). */
 #include "tollgate/admin.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tollgate/appprobe.h"
+#include "tollgate/log.h"
 
 #define CT_PROM "text/plain; version=0.0.4; charset=utf-8"
 #define CT_JSON "application/json"
@@ -82,6 +84,67 @@ static void on_drain(void *arg, struct tg_adminsrv_reply *out)
     text(out, 200, "draining\n");
 }
 
+/* An answer formatted into a malloc'd body; out of memory: 500. */
+static void answer(struct tg_adminsrv_reply *out, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void answer(struct tg_adminsrv_reply *out, int status, const char *fmt, ...)
+{
+    char *body = malloc(256);
+    va_list ap;
+    int n;
+
+    if (body == NULL) {
+        text(out, 500, "out of memory\n");
+        return;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(body, 256, fmt, ap);
+    va_end(ap);
+    out->status = status;
+    out->body = body; /* the server's now (owned) */
+    out->len = n < 0 ? 0 : n > 255 ? 255 : (size_t)n;
+    out->owned = true;
+}
+
+/* GET /logging: the diagnostic log's level. POST /logging?level=LEVEL: sets it for the whole
+ * process at once, until the next POST or a restart (the config file's log_level is read at
+ * start-up only). Local only: it changes state. */
+static void logging(const struct tg_adminreq *rq, struct tg_adminsrv_reply *out)
+{
+    enum tg_log_level was = tg_log_get_level(), level;
+    const char *q = rq->query;
+    size_t n = rq->query_len;
+
+    if (rq->method_len != 4 || memcmp(rq->method, "POST", 4) != 0) {
+        answer(out, 200, "level: %s\n", tg_log_level_name(was));
+        return;
+    }
+    if (q == NULL || n < 6 || memcmp(q, "level=", 6) != 0) {
+        text(out, 400, "POST /logging?level=LEVEL, LEVEL one of debug, info, warn, error\n");
+        return;
+    }
+    if (tg_log_level_parse(q + 6, n - 6, &level) < 0) {
+        /* the query is visible ASCII (adminreq.h): no escaping needed, only a bound */
+        answer(out, 400, "level \"%.*s\" unknown: one of debug, info, warn, error\n",
+               n - 6 > 32 ? 32 : (int)(n - 6), q + 6);
+        return;
+    }
+    tg_log_set_level(level);
+    tg_warn("admin: log level %s (was %s), set by POST /logging", tg_log_level_name(level),
+            tg_log_level_name(was));
+    answer(out, 200, "level: %s (was %s)\n", tg_log_level_name(level), tg_log_level_name(was));
+}
+
+static void on_logging(void *arg, const char *path, size_t len, struct tg_adminsrv_pending *p)
+{
+    struct tg_adminsrv_reply r = {0};
+
+    (void)arg, (void)path, (void)len;
+    logging(tg_adminsrv_request(p), &r);
+    tg_adminsrv_answer(p, &r);
+}
+
 /* One app probe run for a kubelet's request on the health listener. */
 struct probe_req {
     struct tg_adminsrv_pending *p;
@@ -136,6 +199,7 @@ static const struct tg_adminsrv_route routes[] = {
     {"/stats", "GET, HEAD", TG_ADMINSRV_ANYONE, on_stats, false, NULL},
     {"/config_dump", "GET, HEAD", TG_ADMINSRV_LOCAL, on_config_dump, false, NULL},
     {"/drain", "POST", TG_ADMINSRV_LOCAL, on_drain, false, NULL},
+    {"/logging", "GET, HEAD, POST", TG_ADMINSRV_LOCAL, NULL, false, on_logging},
 };
 
 /* The kubelet's port: readiness, liveness and the app's probes, nothing else. */

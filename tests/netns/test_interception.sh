@@ -159,6 +159,10 @@ check "B's sidecar accepted sa/a over mTLS" \
     grep -q '"peer_id":"spiffe://mesh.local/ns/default/sa/a"' b.access.log
 check "A's sidecar verified B as sa/b" \
     grep -q '"peer_id":"spiffe://mesh.local/ns/default/sa/b"' a.access.log
+for s in a b; do
+    check "$s's access log names the original destination $IP_B:8080" \
+        grep -q "\"original_dst\":\"$IP_B:8080\"" "$s.access.log"
+done
 
 # ---- never captured: the app calling itself over loopback, and the admin port ----
 lines_before=$(grep -c '' b.access.log)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "tollgate/accesslog.h"
+#include "unit_util.h"
 #include "tollgate/err.h"
 
 /* ---- a small strict JSON checker (RFC 8259), enough to judge our lines ---- */
@@ -187,6 +188,8 @@ static const struct tg_access_entry full = {
     .peer = "10.0.0.7:53122",
     .peer_id = "spiffe://mesh.local/ns/default/sa/web",
     .upstream = "127.0.0.1:8080",
+    .original_dst = "10.0.0.9:8080",
+    .sni = "web.default.svc",
     .tls_version = "TLSv1.3",
     .cipher = "TLS_AES_128_GCM_SHA256",
     .serial = "3f2a",
@@ -201,13 +204,14 @@ static const struct tg_access_entry full = {
 static const char full_line[] =
     "{\"time\":\"2026-11-28T15:00:00.123Z\",\"listener\":\"in-http\",\"direction\":\"inbound\","
     "\"peer\":\"10.0.0.7:53122\",\"peer_id\":\"spiffe://mesh.local/ns/default/sa/web\","
-    "\"upstream\":\"127.0.0.1:8080\",\"tls_version\":\"TLSv1.3\","
+    "\"upstream\":\"127.0.0.1:8080\",\"original_dst\":\"10.0.0.9:8080\","
+    "\"sni\":\"web.default.svc\",\"tls_version\":\"TLSv1.3\","
     "\"cipher\":\"TLS_AES_128_GCM_SHA256\",\"serial\":\"3f2a\","
     "\"sha256\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
     "\"resumed\":false,"
     "\"bytes_received\":1234,"
     "\"bytes_sent\":18446744073709551615,\"duration_ms\":56,\"outcome\":\"refused\","
-    "\"reason\":\"not_allowed\"}\n";
+    "\"reason\":\"not_allowed\",\"reason_code\":\"not_allowed\"}\n";
 
 START_TEST(test_accesslog_full_line)
 {
@@ -224,10 +228,11 @@ START_TEST(test_accesslog_nulls)
 {
     static const char want[] =
         "{\"time\":\"1970-01-01T00:00:00.000Z\",\"listener\":null,\"direction\":null,"
-        "\"peer\":null,\"peer_id\":null,\"upstream\":null,\"tls_version\":null,"
+        "\"peer\":null,\"peer_id\":null,\"upstream\":null,\"original_dst\":null,"
+        "\"sni\":null,\"tls_version\":null,"
         "\"cipher\":null,\"serial\":null,\"sha256\":null,\"resumed\":false,\"bytes_received\":0,"
         "\"bytes_sent\":0,"
-        "\"duration_ms\":0,\"outcome\":null,\"reason\":null}\n";
+        "\"duration_ms\":0,\"outcome\":null,\"reason\":null,\"reason_code\":null}\n";
     struct tg_access_entry e = {0};
     char buf[1024];
     size_t n = tg_accesslog_format(&e, buf, sizeof(buf));
@@ -303,9 +308,8 @@ START_TEST(test_accesslog_escaping_table)
 
     e.reason = escapes[_i].in;
     n = tg_accesslog_format(&e, buf, sizeof(buf));
-    snprintf(want, sizeof(want), ",\"reason\":%s}\n", escapes[_i].out);
-    ck_assert_msg(n >= strlen(want) && strcmp(buf + n - strlen(want), want) == 0,
-                  "case %d: want ...%s got %s", _i, want, buf);
+    snprintf(want, sizeof(want), ",\"reason\":%s,\"reason_code\":\"", escapes[_i].out);
+    ck_assert_msg(strstr(buf, want) != NULL, "case %d: want ...%s got %s", _i, want, buf);
     ck_assert_msg(valid_line(buf, n), "case %d: %s", _i, buf);
 }
 END_TEST
@@ -439,27 +443,18 @@ START_TEST(test_accesslog_python_agrees)
 }
 END_TEST
 
+static void write_entry(const void *e)
+{
+    tg_accesslog_write(e);
+}
+
 /* Runs tg_accesslog_write with stdout on a pipe and returns what came out. */
 static size_t capture_write(const struct tg_access_entry *e, char *dst, size_t cap)
 {
-    int fds[2], saved;
-    ssize_t r;
+    size_t n = ut_capture_fd(STDOUT_FILENO, write_entry, e, dst, cap);
 
-    ck_assert_int_eq(pipe(fds), 0);
-    fflush(stdout);
-    saved = dup(STDOUT_FILENO);
-    ck_assert_int_ge(saved, 0);
-    ck_assert_int_ge(dup2(fds[1], STDOUT_FILENO), 0);
-    tg_accesslog_write(e);
-    ck_assert_int_ge(dup2(saved, STDOUT_FILENO), 0);
-    close(saved);
-    close(fds[1]);
-    r = read(fds[0], dst, cap - 1);
-    ck_assert_int_gt(r, 0);
-    dst[r] = '\0';
-    ck_assert_int_eq(read(fds[0], dst + r, 1), 0); /* one write, nothing after it */
-    close(fds[0]);
-    return (size_t)r;
+    ck_assert_uint_gt(n, 0);
+    return n;
 }
 
 START_TEST(test_accesslog_write_one_line)
@@ -508,6 +503,98 @@ START_TEST(test_accesslog_checker_refuses_bad_json)
 }
 END_TEST
 
+/* The reason codes: each refusal kind is its own code, the fixed prefixes theirs, and the
+ * outcome is the fallback; "ok" has none. */
+static const struct {
+    const char *outcome, *reason, *code;
+} codes[] = {
+    {"ok", NULL, NULL},
+    {"refused", "denied: rule \"x\" (DENY) matched", "denied"},
+    {"refused", "revoked: certificate serial 3f is revoked", "revoked"},
+    {"refused", "not_allowed", "not_allowed"},
+    {"refused", "rate_limited: 5 concurrent connections already", "rate_limited"},
+    {"refused", "expired: client certificate 0: ASN date error, current date after", "expired"},
+    {"refused", "untrusted: client certificate 1: ASN no signer", "untrusted"},
+    {"refused", "peer_refused: denied: the server's sidecar refused us", "peer_refused"},
+    {"refused", "outside_mesh: 10.0.0.1:80 is not a mesh destination", "outside_mesh"},
+    {"refused", "our certificate (serial 3f) expired; waiting for a new one", "own_cert_expired"},
+    {"error", "upstream 127.0.0.1:9: connection refused", "upstream_connect_failed"},
+    {"error", "upstream: connection reset by peer", "upstream_reset"},
+    {"error", "downstream: connection reset by peer", "downstream_reset"},
+    {"timeout", "idle for 3600000 ms", "idle_timeout"},
+    {"timeout", "timeout: no handshake within 2000 ms", "timeout"},
+    {"refused", "deniedx: not a kind", "refused"},
+    {"refused", "Denied: not lowercase", "refused"},
+    {"error", NULL, "error"},
+};
+
+START_TEST(test_accesslog_reason_codes)
+{
+    const char *got = tg_accesslog_code(codes[_i].outcome, codes[_i].reason);
+
+    if (codes[_i].code == NULL)
+        ck_assert_ptr_null(got);
+    else
+        ck_assert_msg(got != NULL && strcmp(got, codes[_i].code) == 0, "%s: got %s, want %s",
+                      codes[_i].reason ? codes[_i].reason : "(null)", got ? got : "(null)",
+                      codes[_i].code);
+}
+END_TEST
+
+/* A request's line: the HTTP fields after the connection's, the service time null when the
+ * app never answered. */
+START_TEST(test_accesslog_http_fields)
+{
+    struct tg_access_entry e = full;
+    char buf[4096];
+    size_t n;
+
+    e.method = "GET";
+    e.path = "/x";
+    e.status = 200;
+    e.request_id = "5b2c7e3a-0d4f-4b8e-9a61-3c2f1e0d9b7a";
+    e.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    e.upstream_service_ms = 12;
+    n = tg_accesslog_format(&e, buf, sizeof(buf));
+    ck_assert(valid_line(buf, n));
+    ck_assert_ptr_nonnull(strstr(buf, ",\"status\":200,\"request_id\":\"5b2c7e3a-0d4f-4b8e-"
+                                      "9a61-3c2f1e0d9b7a\",\"traceparent\":\"00-4bf92f3577b34da6"
+                                      "a3ce929d0e0e4736-00f067aa0ba902b7-01\","
+                                      "\"upstream_service_time_ms\":12}\n"));
+    e.upstream_service_ms = TG_ACCESSLOG_NO_TIME;
+    e.request_id = NULL;
+    n = tg_accesslog_format(&e, buf, sizeof(buf));
+    ck_assert(valid_line(buf, n));
+    ck_assert_ptr_nonnull(strstr(buf, "\"request_id\":null,"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"upstream_service_time_ms\":null}\n"));
+}
+END_TEST
+
+/* The text style: key=value, strings quoted and escaped so that a value cannot close its
+ * quotes or start a line; null as -; cut at a field boundary like the JSON one. */
+START_TEST(test_accesslog_text_style)
+{
+    static char buf[4096];
+    struct tg_access_entry e = full;
+    size_t n = 0;
+
+    e.sni = NULL;
+    e.peer = "evil\" outcome=\"ok\nx";
+    n = tg_accesslog_format_as(&e, TG_ACCESSLOG_TEXT, buf, sizeof(buf));
+    ck_assert_uint_eq(n, strlen(buf));
+    ck_assert_int_eq(buf[n - 1], '\n');
+    ck_assert_ptr_null(memchr(buf, '\n', n - 1));
+    ck_assert_msg(strncmp(buf, "time=\"2026-11-28T15:00:00.123Z\" listener=\"in-http\" ",
+                          strlen("time=\"2026-11-28T15:00:00.123Z\" listener=\"in-http\" ")) == 0,
+                  "%s", buf);
+    ck_assert_ptr_nonnull(strstr(buf, " peer=\"evil\\\" outcome=\\\"ok\\x0ax\" "));
+    ck_assert_ptr_nonnull(strstr(buf, " sni=- "));
+    ck_assert_ptr_nonnull(strstr(buf, " reason_code=\"not_allowed\"\n"));
+    n = tg_accesslog_format_as(&e, TG_ACCESSLOG_TEXT, buf, 60);
+    ck_assert_str_eq(buf, "time=\"2026-11-28T15:00:00.123Z\" listener=\"in-http\"\n");
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     TCase *tc;
@@ -518,5 +605,8 @@ Suite *tg_test_suite(void)
                              test_accesslog_write_one_line, test_accesslog_write_long_entry_is_cut);
 
     tcase_add_loop_test(tc, test_accesslog_escaping_table, 0, (int)TG_NELEM(escapes));
+    tcase_add_loop_test(tc, test_accesslog_reason_codes, 0, (int)TG_NELEM(codes));
+    tcase_add_test(tc, test_accesslog_http_fields);
+    tcase_add_test(tc, test_accesslog_text_style);
     return s;
 }

@@ -61,11 +61,19 @@ START_TEST(test_adminreq_parse_records_fields)
     ck_assert(memcmp(rq.method, "POST", 4) == 0);
     ck_assert_int_eq((int)rq.path_len, 6);
     ck_assert(memcmp(rq.path, "/drain", 6) == 0);
+    ck_assert_int_eq((int)rq.query_len, 3); /* /logging?level=debug reads it */
+    ck_assert(memcmp(rq.query, "now", 3) == 0);
     ck_assert_int_eq((int)rq.host_len, 15);
     ck_assert(memcmp(rq.host, "127.0.0.1:15000", 15) == 0);
     ck_assert(rq.origin);
     ck_assert(!rq.cross_site);
     ck_assert(!rq.form_type);
+    ck_assert_int_eq(tg_adminreq_parse("GET /x HTTP/1.1\r\n\r\n", 19, &rq), 0);
+    ck_assert_ptr_null(rq.query); /* no '?' */
+    ck_assert_int_eq(tg_adminreq_parse("GET /x? HTTP/1.1\r\n\r\n", 20, &rq), 0);
+    ck_assert_ptr_nonnull(rq.query); /* an empty query */
+    ck_assert_int_eq((int)rq.query_len, 0);
+    ck_assert_int_eq((int)rq.path_len, 2);
 }
 END_TEST
 

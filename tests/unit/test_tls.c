@@ -140,17 +140,23 @@ static void assert_refused(struct side *x, enum tg_hs_fail why, const char *what
                   tg_hs_fail_name(got), tg_hs_fail_name(why), text);
 }
 
+/* web serving api, both done with their handshakes. */
+static void connected(struct side *c, struct side *s)
+{
+    side_init(s, "web", "ca.pem", true, API, NULL);
+    side_init(c, "api", "ca.pem", false, WEB, NULL);
+    handshake(c, s);
+    ck_assert_int_eq(c->rc, 0);
+    ck_assert_int_eq(s->rc, 0);
+}
+
 START_TEST(test_tls_mutual_handshake_and_data)
 {
     struct side c, s;
     char buf[64];
     int n;
 
-    side_init(&s, "web", "ca.pem", true, API, NULL);
-    side_init(&c, "api", "ca.pem", false, WEB, NULL);
-    handshake(&c, &s);
-    ck_assert_int_eq(c.rc, 0);
-    ck_assert_int_eq(s.rc, 0);
+    connected(&c, &s);
     ck_assert_str_eq(tg_tls_peer(s.tls)->id, API);
     ck_assert_str_eq(tg_tls_peer(c.tls)->id, WEB);
     ck_assert_str_eq(tg_tls_version(c.tls), "TLSv1.3");
@@ -249,6 +255,83 @@ static int offline_verdict(const char *prefix, enum tg_hs_fail *fail)
     return rc;
 }
 
+/* The kind a client hears for each refusal of the server's (tls.h, "Refusal reasons in
+ * alerts"). */
+static const char *heard_kind(enum tg_hs_fail why)
+{
+    switch (why) {
+    case TG_HSF_NOT_ALLOWED:
+        return "denied";
+    case TG_HSF_EXPIRED:
+    case TG_HSF_NOT_YET_VALID:
+        return "expired";
+    case TG_HSF_UNTRUSTED:
+    case TG_HSF_TRUST_DOMAIN:
+        return "untrusted";
+    case TG_HSF_BAD_CERT:
+    case TG_HSF_BAD_SPIFFE:
+        return "bad_cert";
+    default:
+        return NULL;
+    }
+}
+
+/* c's handshake failed on the server's alert, or (TLS 1.3: the client is done first) its
+ * first read does: either way TG_HSF_PEER_REFUSED with the kind of why. */
+static void expect_heard(struct side *c, enum tg_hs_fail why, const char *what)
+{
+    char buf[16];
+    const char *text = "";
+
+    if (c->rc == 0) {
+        c->rc = tg_tls_read(c->tls, buf, sizeof(buf));
+    }
+    ck_assert_msg(c->rc == TG_EPEER && tg_tls_fail(c->tls, &text) == TG_HSF_PEER_REFUSED,
+                  "%s: client rc %d (%s)", what, c->rc, text);
+    ck_assert_msg(tg_tls_peer_refusal(c->tls) != NULL &&
+                      strcmp(tg_tls_peer_refusal(c->tls), heard_kind(why)) == 0,
+                  "%s: heard %s, want %s (%s)", what, tg_tls_peer_refusal(c->tls), heard_kind(why),
+                  text);
+}
+
+/* After the handshake, a refusal by policy ends the session with its kind's alert; a kind
+ * without one (a limit) with close_notify. */
+START_TEST(test_tls_refusal_after_handshake)
+{
+    static const struct {
+        const char *reason, *heard;
+    } cases[] = {
+        {"denied: rule \"x\" (DENY) matched", "denied"},
+        {"revoked: certificate serial 3f is revoked", "revoked"},
+        {"rate_limited: 5 concurrent connections already", NULL},
+    };
+
+    for (size_t i = 0; i < TG_NELEM(cases); i++) {
+        struct side c, s;
+        char buf[16];
+        int rc;
+
+        connected(&c, &s);
+        ck_assert_int_eq(tg_buf_reserve(tg_tls_cipher_out(s.tls), &pool, true), 0);
+        tg_tls_refuse(s.tls, cases[i].reason);
+        tg_tls_shutdown(s.tls); /* no second record after the alert */
+        carry(&s, &c);
+        rc = tg_tls_read(c.tls, buf, sizeof(buf));
+        if (cases[i].heard == NULL) {
+            ck_assert_msg(rc == TG_ECLOSED, "%s: rc %d", cases[i].reason, rc);
+        } else {
+            ck_assert_msg(rc == TG_EPEER, "%s: rc %d", cases[i].reason, rc);
+            ck_assert_str_eq(tg_tls_peer_refusal(c.tls), cases[i].heard);
+        }
+        ck_assert_uint_eq(tg_buf_len(tg_tls_cipher_out(s.tls)), 0);
+        side_free(&c);
+        side_free(&s);
+    }
+    ck_assert_str_eq(tg_tls_alert_kind(49), "denied");
+    ck_assert_ptr_null(tg_tls_alert_kind(40)); /* handshake_failure: none of ours */
+}
+END_TEST
+
 START_TEST(test_tls_refusals)
 {
     struct side c, s;
@@ -264,6 +347,8 @@ START_TEST(test_tls_refusals)
     ck_assert_msg(fail_of(refuser) == refusals[_i].why, "%s: reason %s (%s)", refusals[_i].name,
                   tg_hs_fail_name(fail_of(refuser)), (tg_tls_fail(refuser->tls, &why), why));
     ck_assert_ptr_null(tg_tls_peer(refuser->tls)->id);
+    if (refusals[_i].server_refuses) /* the client hears which kind, in the handshake or after */
+        expect_heard(&c, refusals[_i].why, refusals[_i].name);
     /* away from a handshake (tollgate-certs verify) the same chain gets the same reason */
     if (refusals[_i].server_refuses && refusals[_i].allow == NULL) {
         enum tg_hs_fail fail = TG_HSF_OTHER;
@@ -768,6 +853,7 @@ Suite *tg_test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
+    tcase_add_test(tc, test_tls_refusal_after_handshake);
     tcase_add_loop_test(tc, test_tls_root_vouches_only_for_its_trust_domain, 0, TG_NELEM(vouched));
     return s;
 }
