@@ -21,6 +21,9 @@ static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
          st->reconnects},
         {"disconnects_total", "counter", "Established control-plane streams lost.",
          st->disconnects},
+        {"failovers_total", "counter",
+         "Control-plane streams established with another replica than the last one.",
+         st->failovers},
         {"pushes_accepted_total", "counter", "Pushes applied and ACKed.", st->pushes_accepted},
         {"pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
          st->pushes_rejected},
@@ -60,6 +63,13 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t 
     for (int r = 0; r < TG_HSF_N; r++)
         fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
                 tg_hs_fail_name((enum tg_hs_fail)r), (unsigned long long)st->handshakes_failed[r]);
+    /* an info metric: the replica's name and address (config grammar: no quote or
+     * backslash to escape), 1 while connected to it */
+    fputs("# HELP tollgate_cp_replica The control-plane replica the sidecar is, or was last, on "
+          "(1 while connected).\n# TYPE tollgate_cp_replica gauge\n",
+          f);
+    if (st->replica[0] != '\0')
+        fprintf(f, "tollgate_cp_replica{replica=\"%s\"} %d\n", st->replica, st->connected ? 1 : 0);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -91,7 +101,14 @@ static void dump_cp(const struct tg_view_src *v, FILE *f)
 
     fputs(",\"control_plane\":{\"address\":", f);
     json_str(f, v->cfg->cp.address.text);
-    fprintf(f, ",\"connected\":%s,\"last_error\":", st->connected ? "true" : "false");
+    fputs(",\"addresses\":[", f);
+    for (size_t i = 0; i < v->cfg->cp.addresses.n; i++) {
+        fputs(i ? "," : "", f);
+        json_str(f, v->cfg->cp.addresses.v[i]);
+    }
+    fprintf(f, "],\"connected\":%s,\"replica\":", st->connected ? "true" : "false");
+    json_str(f, st->replica);
+    fprintf(f, ",\"failovers\":%llu,\"last_error\":", (unsigned long long)st->failovers);
     json_str(f, st->last_error);
     fputs(",\"resources\":{", f);
     for (int t = TG_RES_IDENTITY, n = 0; t < TG_RES_N; t++, n++) {
