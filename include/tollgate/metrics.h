@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "tollgate/err.h"
+#include "tollgate/peers.h"
 
 /* Why a handshake failed; each is a label value of tollgate_handshakes_failed_total. */
 enum tg_hs_fail {
@@ -107,6 +108,7 @@ struct tg_metrics {
     struct tg_listener_stats *slots;  /* [n_workers * n_listeners] */
     struct tg_process_stats process;
     struct tg_id_counts http_limited_ids;
+    struct tg_peers peers; /* verified peers, for /config_dump (peers.h) */
 };
 
 /* Any thread: one more 429 for caller id (a lock per refused request, never per byte). */

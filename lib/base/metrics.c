@@ -55,6 +55,7 @@ int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners, 
     atomic_init(&m->process.identity_expiry_unix, 0);
     atomic_init(&m->process.generation, 0);
     pthread_mutex_init(&m->http_limited_ids.lock, NULL);
+    tg_peers_init(&m->peers);
     return 0;
 }
 
@@ -82,6 +83,7 @@ void tg_metrics_cleanup(struct tg_metrics *m)
     for (size_t i = 0; i < m->http_limited_ids.n; i++)
         free(m->http_limited_ids.id[i]);
     m->http_limited_ids.n = 0;
+    tg_peers_cleanup(&m->peers);
     m->n_workers = 0;
     m->n_listeners = 0;
 }

@@ -137,6 +137,33 @@ static void dump_wl(const struct tg_view_src *v, FILE *f)
     fputc('}', f);
 }
 
+/* peers: the verified peers' table (peers.h), most recently seen first. */
+static void dump_peers(const struct tg_view_src *v, FILE *f)
+{
+    struct tg_peer_row *rows;
+    uint64_t untracked, evicted;
+    size_t n = tg_peers_snapshot(&v->rt->metrics->peers, &rows, &untracked, &evicted);
+
+    fprintf(f,
+            ",\"peers\":{\"max\":%d,\"untracked_connections\":%llu,\"evicted\":%llu,"
+            "\"list\":[",
+            TG_PEERS_MAX, (unsigned long long)untracked, (unsigned long long)evicted);
+    for (size_t i = 0; i < n; i++) {
+        const struct tg_peer_row *r = &rows[i];
+
+        fputs(i ? ",{\"spiffe_id\":" : "{\"spiffe_id\":", f);
+        json_str(f, r->id);
+        fprintf(f,
+                ",\"sha256\":\"%s\",\"serial\":\"%s\",\"not_after\":%lld,\"first_seen\":%lld,"
+                "\"last_seen\":%lld,\"inbound\":%llu,\"outbound\":%llu,\"active\":%llu}",
+                r->sha256, r->serial, (long long)r->not_after, (long long)r->first_seen,
+                (long long)r->last_seen, (unsigned long long)r->inbound,
+                (unsigned long long)r->outbound, (unsigned long long)r->active);
+    }
+    fputs("]}", f);
+    tg_peers_snapshot_free(rows, n);
+}
+
 static const char *identity_from(const struct tg_view_src *v, const char *path)
 {
     return v->cfg->wl.enabled ? "(workload API)" : v->cfg->cp.enabled ? "(control plane)" : path;
@@ -201,6 +228,7 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         dump_cp(v, f);
     if (v->wl != NULL)
         dump_wl(v, f);
+    dump_peers(v, f);
     fputs(",\"listeners\":[", f);
     for (size_t i = 0; i < v->rt->n_listeners; i++) {
         const struct tg_listener_def *l = &v->rt->listeners[i];
