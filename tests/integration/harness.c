@@ -1530,13 +1530,11 @@ void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...
                 c->bundle != NULL ? c->bundle : "ca.pem", c->id_more != NULL ? ", " : "",
                 c->id_more != NULL ? c->id_more : "");
     if (c->cp_port > 0) {
-        const char *host = c->cp_host != NULL ? c->cp_host : "127.0.0.1";
-
-        if (c->cp_port2 > 0)
-            fprintf(f, "control_plane:\n  address: [%s:%d, %s:%d]\n", host, c->cp_port, host,
-                    c->cp_port2);
+        if (c->cp_list != NULL)
+            fprintf(f, "control_plane:\n  address: %s\n", c->cp_list);
         else
-            fprintf(f, "control_plane:\n  address: %s:%d\n", host, c->cp_port);
+            fprintf(f, "control_plane:\n  address: %s:%d\n",
+                    c->cp_host != NULL ? c->cp_host : "127.0.0.1", c->cp_port);
         fprintf(f, "  ca: ca.pem\n  token: %s\n  server_ids: [\"" IT_CP_ID "\"]\n", c->cp_token);
         if (c->cp_node != NULL)
             fprintf(f, "  node_id: %s\n", c->cp_node);

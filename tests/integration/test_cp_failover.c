@@ -1,12 +1,15 @@
 /* Control-plane failover: two tollgate-cp replicas built from the same files (CA, tokens,
  * mesh file), and two sidecars that bootstrap by token with `control_plane.address` a list of
- * both (A: api-out -> B, B: web-in -> echo). Both start on the first replica.
+ * both (A: api-out -> B, B: web-in -> echo). Both start on the first replica. Between the two
+ * in the list is an impostor: a tollgate-cp whose certificate is from the mesh's CA but for
+ * a workload's SPIFFE ID (a pod IP reused by another meshed pod, a wrong DNS answer).
  *
  * While streams run through A and B, the replica they are on is killed (SIGKILL, by pid):
  * each sidecar reconnects to the other within a few seconds (tollgate_cp_failovers_total,
  * tollgate_cp_replica and /config_dump name it), keeps the certificate it had (same serial,
  * no new CSR), drops no stream and corrupts no byte, and applies a push that only the second
- * replica can have sent (the mesh file changed after the first died). */
+ * replica can have sent (the mesh file changed after the first died). On the way the
+ * sidecars try the impostor, refuse it in the handshake and move on at once. */
 #include "harness.h"
 
 #include <signal.h>
@@ -17,7 +20,7 @@
 #define N_STREAMS 20
 #define FAILOVER_MS 5000 /* "within a few seconds": lost stream, backoff 0.5-1 s, handshake */
 
-static int cp1_port, cp2_port, echo_port, in_port, out_port, a_admin, b_admin;
+static int cp1_port, cp2_port, evil_port, echo_port, in_port, out_port, a_admin, b_admin;
 static struct it_proc *cp1;
 
 static void write_replica(const char *file, int port)
@@ -33,24 +36,37 @@ static void setup(void)
 {
     struct it_cfg a = {.workers = 2, .out = {{"api-out", 0, 0, IT_WEB_ID}}};
     struct it_cfg b = {.workers = 2, .in = {{"web-in", 0, 0, IT_API_ID}}};
+    char list[96];
 
     it_setup();
     it_certs("ca", "--out", "ca", "--cn", "failover test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    IT_FREE_PORTS(&cp1_port, &cp2_port, &in_port, &out_port, &a_admin, &b_admin);
+    it_certs("issue", "--ca", "ca", "--out", "evil", "--spiffe", IT_WEB_ID, NULL);
+    IT_FREE_PORTS(&cp1_port, &cp2_port, &evil_port, &in_port, &out_port, &a_admin, &b_admin);
     it_cp_tokens(NULL);
     it_write_file("mesh.yaml", "authorization: {default: allow}\n");
     write_replica("cp1.yaml", cp1_port);
     write_replica("cp2.yaml", cp2_port);
+    it_write_file("evil.yaml",
+                  "listen: 127.0.0.1:%d\n"
+                  "trust_domain: mesh.local\n"
+                  "server: {cert: evil.pem, key: evil.key}\n"
+                  "ca: {cert: ca.pem, key: ca.key}\n"
+                  "tokens: tokens.txt\n"
+                  "mesh: [mesh.yaml]\n",
+                  evil_port);
     cp1 = it_cp_start("cp1", "cp1.yaml", cp1_port);
     it_cp_start("cp2", "cp2.yaml", cp2_port);
+    it_cp_start("evil", "evil.yaml", evil_port);
+    snprintf(list, sizeof(list), "[127.0.0.1:%d, 127.0.0.1:%d, 127.0.0.1:%d]", cp1_port, evil_port,
+             cp2_port);
     it_echo_start("echo", &echo_port);
     b.in[0].listen = in_port;
     b.in[0].upstream = echo_port;
-    b.cp_port2 = cp2_port;
+    b.cp_list = list;
     a.out[0].listen = out_port;
     a.out[0].upstream = in_port;
-    a.cp_port2 = cp2_port;
+    a.cp_list = list;
     it_cfg_write_cp("b.yaml", b_admin, cp1_port, "b.token", &b);
     it_cfg_write_cp("a.yaml", a_admin, cp1_port, "a.token", &a);
     it_sidecar_start("b", "b.yaml", b_admin, 0);
@@ -92,7 +108,7 @@ START_TEST(test_cp_failover_under_traffic)
     const int admins[] = {a_admin, b_admin};
     struct it_streams *st;
     char serial_before[80], serial_after[80];
-    double csrs[2], pushes[2], hs[2];
+    double csrs[2], pushes[2], hs[2], cp_hs[2];
     uint64_t t0, took;
 
     for (int i = 0; i < 2; i++)
@@ -104,6 +120,7 @@ START_TEST(test_cp_failover_under_traffic)
         csrs[i] = it_stat(admins[i], "tollgate_cp_csrs_sent_total", "");
         pushes[i] = it_stat(admins[i], "tollgate_cp_pushes_accepted_total", "");
         hs[i] = it_stat(admins[i], "tollgate_handshakes_failed_total", "");
+        cp_hs[i] = it_stat(admins[i], "tollgate_cp_handshakes_failed_total", "");
         ck_assert_double_eq(it_stat(admins[i], "tollgate_cp_failovers_total", ""), 0);
     }
     it_sleep_ms(300);
@@ -122,6 +139,8 @@ START_TEST(test_cp_failover_under_traffic)
         ck_assert_double_eq(it_stat(admins[i], "tollgate_cp_failovers_total", ""), 1);
         ck_assert_msg(it_stat(admins[i], "tollgate_cp_csrs_sent_total", "") == csrs[i],
                       "sidecar %c asked for a new certificate after the failover", "AB"[i]);
+        ck_assert_msg(it_stat(admins[i], "tollgate_cp_handshakes_failed_total", "") > cp_hs[i],
+                      "sidecar %c did not try, and refuse, the impostor on its way", "AB"[i]);
     }
 
     /* a push only replica 2 can send: the mesh file changes after replica 1 died */
