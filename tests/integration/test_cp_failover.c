@@ -103,6 +103,34 @@ static bool wait_replica(int admin, int port, int timeout_ms)
     return false;
 }
 
+/* A's /config_dump parses as JSON (python3's json), and says where the control plane is:
+ * both addresses of the list, the replica (port 2), one failover, and B's certificate among
+ * the peers. */
+static void expect_config_dump(int port2)
+{
+    static const char check[] = "import json, sys\n"
+                                "d = json.load(open(sys.argv[1]))\n"
+                                "cp = d['control_plane']\n"
+                                "assert len(cp['addresses']) == 3, cp\n"
+                                "assert cp['connected'] and cp['failovers'] == 1, cp\n"
+                                "assert cp['replica'] == '127.0.0.1:' + sys.argv[2], cp\n"
+                                "ids = [p['spiffe_id'] for p in d['peers']['list']]\n"
+                                "assert ids == ['" IT_WEB_ID "'], d['peers']\n";
+    char port[16], *body = NULL, *out = NULL, *err = NULL;
+    const char *argv[] = {"/usr/bin/python3", "check.py", "dump.json", port, NULL};
+    int st;
+
+    snprintf(port, sizeof(port), "%d", port2);
+    ck_assert_int_eq(it_http(a_admin, "GET", "/config_dump", &body), 200);
+    it_write_file("dump.json", "%s", body);
+    it_write_file("check.py", "%s", check);
+    st = it_run(argv, NULL, 10000, &out, &err);
+    ck_assert_msg(st == 0, "/config_dump: %s\n%s", err != NULL ? err : "", body);
+    free(out);
+    free(err);
+    free(body);
+}
+
 START_TEST(test_cp_failover_under_traffic)
 {
     const int admins[] = {a_admin, b_admin};
@@ -156,6 +184,7 @@ START_TEST(test_cp_failover_under_traffic)
     ck_assert_msg(it_wait_lines("cp2.err", 1, 5000, "pushed authorization", NULL) >= 1,
                   "replica 2 did not push the new authorization");
 
+    expect_config_dump(cp2_port);
     it_probe_serial(out_port, "a.out", serial_after, sizeof(serial_after));
     ck_assert_str_eq(serial_after, serial_before); /* B's identity, as A sees it */
     it_streams_expect_progress(st, "after the failover");
