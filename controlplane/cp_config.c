@@ -547,6 +547,9 @@ static int make_revocations(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_
         copy_strs(r, &rv->fingerprints, &in->revoked_fingerprints) < 0 ||
         (rv->crls = tg_resource_array(r, in->revocation_crls.n, sizeof(*rv->crls))) == NULL)
         return tg_cfg_nomem(cfg);
+    if (m == NULL && in->revocation_crls.n > 0)
+        return tg_cfg_fail(cfg, crls->line, tg_cfg_join(item, key, "crls"),
+                           "CRL files are read from the mesh files only");
     if (in->revocation_crls.n > MAX_CRLS)
         return tg_cfg_fail(cfg, crls->line, "revocations.crls", "more than %d CRL files", MAX_CRLS);
     for (size_t i = 0; i < in->revocation_crls.n; i++) {
@@ -632,7 +635,7 @@ done:
     return rc;
 }
 
-static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
+static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n, const char *path,
                        const struct tg_res_authorization *a, const struct tg_res_revocations *rv)
 {
     char why[TG_ERRLEN] = "";
@@ -641,7 +644,7 @@ static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
     if (rc == TG_ENOMEM)
         return tg_cfg_nomem(cfg);
     if (rc < 0)
-        return tg_cfg_fail(cfg, n->line, "authorization", "%s", why);
+        return tg_cfg_fail(cfg, n->line, path, "%s", why);
     return rc;
 }
 
@@ -715,35 +718,34 @@ static const struct {
     {"revocation", "revocations"},
 };
 
-/* One section's value v into the new resource r. */
-static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
-                        const char *key, const struct tg_cfg_node *v)
+int tg_cp_section_read(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
+                       const char *key, const char *path, const struct tg_cfg_node *v)
 {
     struct tg_config *in = NULL;
     struct settings_read set = {0};
     int rc;
 
     if (r->type == TG_RES_PROXY_SETTINGS) {
-        if ((rc = tg_cfg_walk(cfg, v, key, settings_fields, &set)) == 0 &&
+        if ((rc = tg_cfg_walk(cfg, v, path, settings_fields, &set)) == 0 &&
             make_settings(r, &set) < 0)
             rc = tg_cfg_nomem(cfg);
         tg_strlist_free(&set.cipher_suites);
         return rc;
     }
     if (r->type == TG_RES_RATE_LIMITS && v->type == TG_CFG_T_LIST)
-        return tg_cfg_fail(cfg, v->line, key,
+        return tg_cfg_fail(cfg, v->line, path,
                            "a list of limits is now a mapping, as in the sidecar's file: "
                            "{key: id, default: {...}, overrides: [{principal: ..., ...}]}");
     if ((in = calloc(1, sizeof(*in))) == NULL)
         return tg_cfg_nomem(cfg);
     atomic_init(&in->refs, 1); /* freed, with all it holds, by tg_config_unref */
-    if ((rc = tg_cfg_walk(cfg, v, key, tg_config_section_fields(key), in)) < 0)
+    if ((rc = tg_cfg_walk(cfg, v, path, tg_config_section_fields(key), in)) < 0)
         goto done;
     switch (r->type) {
     case TG_RES_AUTHORIZATION:
         if ((rc = make_authorization(r, in)) < 0)
             break;
-        rc = check_rules(cfg, v, &r->u.authorization, NULL);
+        rc = check_rules(cfg, v, path, &r->u.authorization, NULL);
         break;
     case TG_RES_RATE_LIMITS:
         rc = make_rate_limits(r, in);
@@ -752,7 +754,7 @@ static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_reso
         rc = make_mesh_table(r, in);
         break;
     default:
-        rc = make_revocations(cfg, m, r, in, v, key);
+        rc = make_revocations(cfg, m, r, in, v, path);
         break;
     }
     if (rc == TG_ENOMEM)
@@ -806,7 +808,7 @@ static int read_mesh_file(struct tg_cfg *cfg, struct tg_cp_mesh *m, const struct
             return tg_cfg_fail(cfg, k->line, k->str, "already set in %s", m->section_file[t]);
         if ((r = tg_resource_new(t)) == NULL)
             return tg_cfg_nomem(cfg);
-        if ((rc = read_section(cfg, m, r, k->str, v)) == 0 &&
+        if ((rc = tg_cp_section_read(cfg, m, r, k->str, k->str, v)) == 0 &&
             (m->section_file[t] = strdup(cfg->file)) == NULL)
             rc = tg_cfg_nomem(cfg);
         if (rc < 0) {
