@@ -47,6 +47,7 @@ struct tg_cp_config {
     char *k8s_issuer;
     struct tg_strlist k8s_audiences; /* at least one */
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
+    bool k8s_token_review; /* token_review: true: the API server checks them (cp_review.h) */
     /* kubernetes.discovery (k8s_client.h): watch the API, derive the mesh table */
     bool k8s_discovery;
     bool k8s_in_cluster;       /* in_cluster: true */

@@ -714,6 +714,7 @@ static int start_cp(struct control *ctl, char *err)
         .service_account = cp->service_account,
         .version = TG_VERSION,
         .n_labels = cp->labels.n,
+        .pod_info = cp->pod_info,
     };
     struct tg_cp_client_ops ops = {
         .make_tls_ctx = on_cp_tls_ctx,

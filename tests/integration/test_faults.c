@@ -262,18 +262,18 @@ static void storm_push(int i)
     p.nonce = nonce;
     p.version = version;
     /* the valid authorization: default deny, api allowed (traffic flows only under it) */
-    az.default_deny = true;
+    az.default_ = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
     az.n_rules = 1;
     az.rules = rules;
     r1.name = name;
     r1.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
     r1.n_principals = 1;
     r1.principals = api;
-    d.cidr_or_address = addr;
+    d.address = addr;
     snprintf(addr, sizeof(addr), "10.%d.%d.0/24", (i >> 8) & 255, i & 255);
     d.port = (uint32_t)(i % 65535) + 1;
-    d.n_expected_ids = 1;
-    d.expected_ids = web;
+    d.n_expect = 1;
+    d.expect = web;
     mt.n_destinations = 1;
     mt.destinations = &dp;
     snprintf(serial, sizeof(serial), "7f%06x", i);
