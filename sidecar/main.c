@@ -90,9 +90,10 @@ static int check_cp(struct tg_config *cfg)
             return 1;
         }
     }
-    printf("%s: ok: identity from the control plane at %s (%s), %zu inbound, %zu outbound "
-           "listeners\n",
-           cfg->path, cfg->cp.address.text, cfg->cp.server_ids.v[0], cfg->n_inbound,
+    printf("%s: ok: identity from the control plane at %s", cfg->path, cfg->cp.address.text);
+    for (size_t i = 1; i < cfg->cp.addresses.n; i++)
+        printf(", %s", cfg->cp.addresses.v[i]); /* the other replicas */
+    printf(" (%s), %zu inbound, %zu outbound listeners\n", cfg->cp.server_ids.v[0], cfg->n_inbound,
            cfg->n_outbound);
     return 0;
 }

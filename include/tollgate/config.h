@@ -125,9 +125,13 @@ struct tg_limit_cfg {
 };
 
 /* control_plane: the identity and the mesh configuration come from tollgate-cp. */
+#define TG_CP_ADDRESSES_MAX 16
 struct tg_cp_cfg {
     bool enabled;                 /* the control_plane key is present */
-    struct tg_addr address;       /* IP:PORT, [IPv6]:PORT, or HOST:PORT (len 0: resolved later) */
+    struct tg_addr address;       /* IP:PORT, [IPv6]:PORT, or HOST:PORT (len 0: resolved later);
+                                   * the first of addresses */
+    struct tg_strlist addresses;  /* control_plane.address, one or a list of replicas, as
+                                   * checked (1 to TG_CP_ADDRESSES_MAX, no duplicates) */
     char *ca_path;                /* bootstrap root(s) the control plane is verified with */
     char *token_path;             /* bootstrap token file */
     struct tg_strlist server_ids; /* the control plane's accepted SPIFFE IDs (>= 1) */

@@ -1,5 +1,6 @@
 /* The sidecar's end of the control-plane stream (DESIGN.md, "Control-plane stream"). Runs
- * on the control thread's loop: resolves and connects to the control plane, handshakes TLS
+ * on the control thread's loop: resolves and connects to the control plane (one of its
+ * replicas, see "Replicas" below), handshakes TLS
  * (msgstream.h) verifying the server's SPIFFE ID, sends Hello (the bootstrap token while we
  * have no identity, and the resource versions we hold so a new stream resumes from them),
  * sends our CSR whenever asked, hands each certificate and push to the caller, and answers
@@ -7,6 +8,16 @@
  * 30 s, a frame over 4 MiB or a message that does not decode ends the stream with a logged
  * reason, and it reconnects after a jittered exponential backoff (1 s to 30 s). Losing the
  * stream changes nothing else: the caller keeps serving with what it has.
+ *
+ * Replicas. The control plane may be several addresses (a list in the config, or a name
+ * that resolves to several, as a headless Service does). A round resolves every name (at
+ * most TG_CP_ROUND_MAX addresses in all, duplicates once) and tries each address once, in
+ * turn, starting after the one we were last on, so a stream that dies goes to another
+ * replica first; each try has TG_CP_CONNECT_TIMEOUT_MS for its TCP connect and TLS
+ * handshake. Only a round in which every address failed waits the backoff, and a lost
+ * stream waits the backoff of attempt 0 (0.5 to 1 s: a replica that accepts and drops us at
+ * once cannot make us spin). Identity, versions and a waiting CSR are the client's, not the
+ * stream's: the next replica gets the same Hello and resumes from the versions we hold.
  *
  * protobuf-c stays inside cp_client.c: pushes arrive as struct tg_resource (resource.h).
  * Loop thread only. */
@@ -28,9 +39,14 @@
 #define TG_CP_BACKOFF_MIN_MS 1000
 #define TG_CP_BACKOFF_MAX_MS 30000
 #define TG_CP_SA_ENV "TOLLGATE_SERVICE_ACCOUNT" /* with pod_info: Hello's service account */
+#define TG_CP_CONNECT_TIMEOUT_MS 5000           /* TCP connect plus TLS handshake, one replica */
+#define TG_CP_ROUND_MAX 32    /* addresses tried in one round, all names together */
+#define TG_CP_REPLICA_LEN 330 /* "NAME:PORT (ADDRESS:PORT)" */
 
 struct tg_cp_client_cfg {
-    const char *address;    /* "host:port" or "[v6]:port"; resolved at each attempt */
+    const char *address; /* "host:port" or "[v6]:port"; resolved at each round; unused
+                          * when addresses has any */
+    const struct tg_strlist *addresses; /* the replicas, each as address; NULL: address */
     const char *token_path; /* bootstrap token file, read at each attempt made without an
                              * identity; NULL: none */
     const struct tg_strlist *server_ids; /* the control plane's accepted SPIFFE IDs (>= 1) */
@@ -84,14 +100,19 @@ struct tg_cp_client_stats {
     uint64_t csrs_refused;                /* by the control plane */
     uint64_t handshakes_failed[TG_HSF_N]; /* by reason: a server we refused, or that refused
                                            * us (TG_HSF_PEER_REFUSED), or a timeout */
+    uint64_t failovers; /* streams established with another address than the last one */
     bool connected;
-    char last_error[TG_ERRLEN]; /* why the last stream or attempt ended; "" if none */
+    char replica[TG_CP_REPLICA_LEN]; /* the replica we are (connected) or were last on: the
+                                      * configured name and the address it resolved to;
+                                      * "" before the first stream */
+    char last_error[TG_ERRLEN];      /* why the last stream or attempt ended; "" if none */
 };
 
 struct tg_cp_client;
 
 /* Checks and copies cfg (the caller's may go afterwards). Nothing is started. 0, or negative
- * with err (TG_EINVAL for a bad address or no server ID). */
+ * with err (TG_EINVAL for a bad address, none, more than TG_CP_ROUND_MAX, or no server
+ * ID). */
 TG_MUST_USE int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
                                  const struct tg_cp_client_ops *ops, struct tg_cp_client **out,
                                  char *err);

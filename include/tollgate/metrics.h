@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "tollgate/err.h"
+#include "tollgate/peers.h"
 
 /* Why a handshake failed; each is a label value of tollgate_handshakes_failed_total. */
 enum tg_hs_fail {
@@ -155,6 +156,7 @@ struct tg_metrics {
     struct tg_process_stats process;
     struct tg_id_table ids;
     struct tg_build_info build; /* set by the caller after init; strings borrowed */
+    struct tg_peers peers;      /* verified peers, for /config_dump (peers.h) */
 };
 
 /* Any thread: the label index of identity id: 0 .. TG_METRICS_IDS - 1, TG_METRICS_ID_OTHER

@@ -61,6 +61,7 @@ int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners, 
     atomic_init(&m->process.generation, 0);
     atomic_init(&m->ids.n, 0);
     pthread_mutex_init(&m->ids.lock, NULL);
+    tg_peers_init(&m->peers);
     return 0;
 }
 
@@ -169,6 +170,7 @@ void tg_metrics_cleanup(struct tg_metrics *m)
     for (size_t i = 0; i < n; i++)
         free(m->ids.id[i]);
     atomic_store(&m->ids.n, 0);
+    tg_peers_cleanup(&m->peers);
     m->n_workers = 0;
     m->n_listeners = 0;
 }

@@ -453,6 +453,54 @@ static int read_fraction(struct tg_cfg *cfg, const struct tg_cfg_node *v, const 
     return 0;
 }
 
+/* control_plane.address: one HOST:PORT, or a list of them (the replicas, tried in turn:
+ * cp_client.h). Each is checked as the one address always was; a list that is empty, longer
+ * than TG_CP_ADDRESSES_MAX or names one address twice is refused. */
+static int read_cp_address(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path,
+                           void *dst, void *obj)
+{
+    static const struct tg_cfg_field one = TG_CFG_ROW("address", TG_CFG_HOSTPORT, 0);
+    struct tg_config *c = config_of(cfg);
+    const struct tg_cfg_node *const *kids = (const struct tg_cfg_node *const *)v->kids;
+    size_t n = v->n;
+    char item[TG_CFG_KEYPATH];
+
+    (void)dst;
+    (void)obj;
+    if (v->type == TG_CFG_T_SCALAR) {
+        kids = &v;
+        n = 1;
+    } else if (v->type != TG_CFG_T_LIST) {
+        return tg_cfg_wrong_type(cfg, v, path, "HOST:PORT or a list of them");
+    } else if (n == 0 || n > TG_CP_ADDRESSES_MAX) {
+        return tg_cfg_fail(cfg, v->line, path, "a list of %zu addresses (want 1 to %d)", n,
+                           TG_CP_ADDRESSES_MAX);
+    }
+    tg_strlist_free(&c->cp.addresses);
+    if ((c->cp.addresses.v = calloc(n, sizeof(char *))) == NULL)
+        return tg_cfg_nomem(cfg);
+    for (size_t i = 0; i < n; i++) {
+        struct tg_addr a;
+        int rc;
+
+        if (v->type == TG_CFG_T_LIST)
+            snprintf(item, sizeof(item), "%s[%zu]", path, i);
+        else
+            snprintf(item, sizeof(item), "%s", path);
+        if ((rc = tg_cfg_read(cfg, kids[i], item, &one, &a)) < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->cp.addresses.v[j], a.text) == 0)
+                return tg_cfg_fail(cfg, kids[i]->line, item, "%s is listed twice", a.text);
+        if ((c->cp.addresses.v[i] = strdup(a.text)) == NULL)
+            return tg_cfg_nomem(cfg);
+        c->cp.addresses.n++;
+        if (i == 0)
+            c->cp.address = a;
+    }
+    return 0;
+}
+
 /* identity.trust_domains: a mapping of each federated trust domain to its own bundle file,
  * {partner.example: partner-roots.pem}: only those roots may vouch for an ID of it. The list
  * of names it used to be said which domains to accept, not which roots vouch for each (every
@@ -533,7 +581,7 @@ static int check_cp(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char 
 }
 
 static const struct tg_cfg_field cp_fields[] = {
-    TG_CFG_ROWX("address", TG_CFG_HOSTPORT, CFG(cp.address), .required = true),
+    TG_CFG_ROWX("address", TG_CFG_FUNC, 0, .required = true, .fn = read_cp_address),
     TG_CFG_ROWX("ca", TG_CFG_PATH, CFG(cp.ca_path), .required = true),
     TG_CFG_ROWX("token", TG_CFG_PATH, CFG(cp.token_path), .required = true),
     TG_CFG_ROWX("server_ids", TG_CFG_IDS, CFG(cp.server_ids), .required = true, .min = 1),
@@ -1057,6 +1105,7 @@ static void config_free(struct tg_config *c)
     free(c->cp.ca_path);
     free(c->cp.token_path);
     tg_strlist_free(&c->cp.server_ids);
+    tg_strlist_free(&c->cp.addresses);
     free(c->cp.node_id);
     free(c->cp.namespace_);
     free(c->cp.service_account);

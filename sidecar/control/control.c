@@ -288,7 +288,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         !same_list(&a->trust_domain_bundles, &b->trust_domain_bundles))
         return "identity file paths";
     if (a->cp.enabled != b->cp.enabled ||
-        (a->cp.enabled && (strcmp(a->cp.address.text, b->cp.address.text) != 0 ||
+        (a->cp.enabled && (!same_list(&a->cp.addresses, &b->cp.addresses) ||
                            !same_str(a->cp.ca_path, b->cp.ca_path) ||
                            !same_str(a->cp.token_path, b->cp.token_path) ||
                            !same_list(&a->cp.server_ids, &b->cp.server_ids) ||
@@ -708,6 +708,7 @@ static int start_cp(struct control *ctl, char *err)
     const struct tg_cp_cfg *cp = &ctl->cfg->cp;
     struct tg_cp_client_cfg cc = {
         .address = cp->address.text,
+        .addresses = &cp->addresses,
         .token_path = cp->token_path,
         .server_ids = &cp->server_ids,
         .node_id = cp->node_id,

@@ -24,13 +24,25 @@
 
 enum state { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_UP };
 
+/* One configured address of the control plane. */
+struct target {
+    char *host;
+    char *port;
+    char *text; /* as configured, for logs and views */
+};
+
+/* One address of a round, and the name it came from. */
+struct round_addr {
+    struct sockaddr_storage ss;
+    size_t target;
+};
+
 struct tg_cp_client {
     uv_loop_t *loop;
     struct tg_cp_client_ops ops;
     /* copied configuration */
-    char *host;
-    char *port;
-    char *address;
+    struct target *targets;
+    size_t n_targets;
     char *token_path;
     struct tg_strlist server_ids;
     struct tg_tls_peer_rule rule;
@@ -43,12 +55,21 @@ struct tg_cp_client {
     uv_timer_t retry; /* backoff between attempts */
     uv_timer_t ping;  /* ping and stall check while up */
     uv_getaddrinfo_t gai;
-    bool resolving;          /* gai in flight (counts as open) */
-    struct tg_closer closer; /* open: the retry and ping timers */
-    struct tg_msgstream *ms; /* the current connection, or NULL */
-    struct tg_tls_ctx *ctx;  /* ms's context, freed with it */
-    bool has_identity;       /* ctx presents a certificate */
-    unsigned attempt;        /* failed attempts in a row */
+    bool resolving; /* gai in flight (counts as open) */
+    /* the round (cp_client.h, "Replicas"): every name resolved, then each address tried */
+    size_t resolve_i;                         /* the target being resolved */
+    struct round_addr addrs[TG_CP_ROUND_MAX]; /* this round's addresses */
+    size_t n_addrs;                           /* of addrs */
+    size_t cur;                               /* the one being tried */
+    size_t tried;                             /* addresses of this round tried */
+    struct sockaddr_storage last;             /* the one we were last on; AF_UNSPEC: none */
+    bool ever_up;                             /* a stream was up once (failovers) */
+    uint64_t attempts;                        /* connection attempts made */
+    struct tg_closer closer;                  /* open: the retry and ping timers */
+    struct tg_msgstream *ms;                  /* the current connection, or NULL */
+    struct tg_tls_ctx *ctx;                   /* ms's context, freed with it */
+    bool has_identity;                        /* ctx presents a certificate */
+    unsigned attempt;                         /* failed attempts in a row */
     bool started;
     uint64_t last_rx;   /* uv_now of the last message */
     uint64_t last_ping; /* uv_now of the last Ping sent */
@@ -102,8 +123,10 @@ static char *dup_or_empty(const char *s)
 }
 
 /* "host:port", "[v6]:port". */
-static int split_address(const char *a, char **host, char **port, char *err)
+static int split_address(const char *a, struct target *t, char *err)
 {
+    char **host = &t->host, **port = &t->port;
+
     const char *colon, *h = a, *h_end;
 
     if (a[0] == '[') {
@@ -123,8 +146,34 @@ static int split_address(const char *a, char **host, char **port, char *err)
         return tg_err_set(err, TG_EINVAL, "control plane address %s: want host:port", a);
     *host = strndup(h, (size_t)(h_end - h));
     *port = strdup(colon + 1);
-    if (*host == NULL || *port == NULL)
+    t->text = strdup(a);
+    if (*host == NULL || *port == NULL || t->text == NULL)
         return TG_ENOMEM;
+    return 0;
+}
+
+/* The configured addresses: cfg->addresses, or cfg->address alone. */
+static int copy_targets(struct tg_cp_client *c, const struct tg_cp_client_cfg *cfg, char *err)
+{
+    const char *const one[] = {cfg->address};
+    const char *const *v = one;
+    size_t n = cfg->address != NULL ? 1 : 0;
+    int rc;
+
+    if (cfg->addresses != NULL && cfg->addresses->n > 0) {
+        v = (const char *const *)cfg->addresses->v;
+        n = cfg->addresses->n;
+    }
+    if (n == 0 || n > TG_CP_ROUND_MAX)
+        return tg_err_set(err, TG_EINVAL, "control plane: %zu addresses (want 1 to %d)", n,
+                          TG_CP_ROUND_MAX);
+    if ((c->targets = calloc(n, sizeof(*c->targets))) == NULL)
+        return TG_ENOMEM;
+    for (; c->n_targets < n; c->n_targets++)
+        if ((rc = split_address(v[c->n_targets], &c->targets[c->n_targets], err)) < 0) {
+            c->n_targets++; /* half-filled: freed with the rest */
+            return rc;
+        }
     return 0;
 }
 
@@ -132,9 +181,12 @@ static void free_client(struct tg_cp_client *c)
 {
     struct tg_closer done = c->closer; /* c is freed below */
 
-    free(c->host);
-    free(c->port);
-    free(c->address);
+    for (size_t i = 0; i < c->n_targets; i++) {
+        free(c->targets[i].host);
+        free(c->targets[i].port);
+        free(c->targets[i].text);
+    }
+    free(c->targets);
     free(c->token_path);
     for (size_t i = 0; i < c->server_ids.n; i++)
         free(c->server_ids.v[i]);
@@ -164,7 +216,7 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
         rc = tg_err_set(err, TG_EINVAL, "control plane: no server SPIFFE ID to expect");
         goto fail;
     }
-    if ((rc = split_address(cfg->address, &c->host, &c->port, err)) < 0)
+    if ((rc = copy_targets(c, cfg, err)) < 0)
         goto fail;
     rc = TG_ENOMEM;
     c->server_ids.v = calloc(cfg->server_ids->n, sizeof(char *));
@@ -176,7 +228,6 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
             goto fail;
     }
     c->rule.ids = &c->server_ids;
-    c->address = strdup(cfg->address);
     c->token_path = cfg->token_path != NULL ? strdup(cfg->token_path) : NULL;
     c->node_id = dup_or_empty(cfg->node_id);
     c->namespace_ = dup_or_empty(cfg->namespace_);
@@ -185,7 +236,7 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
                                                                            : cfg->service_account);
     c->version = dup_or_empty(cfg->version);
     c->pod_info = cfg->pod_info != NULL ? strdup(cfg->pod_info) : NULL;
-    if (c->address == NULL || (cfg->token_path != NULL && c->token_path == NULL) ||
+    if ((cfg->token_path != NULL && c->token_path == NULL) ||
         (cfg->pod_info != NULL && c->pod_info == NULL) || c->node_id == NULL ||
         c->namespace_ == NULL || c->service_account == NULL || c->version == NULL)
         goto fail;
@@ -208,6 +259,7 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
     c->ping.data = c;
     c->closer.open = 2;
     c->next_csr_id = 1;
+    c->last.ss_family = AF_UNSPEC;
     *out = c;
     return 0;
 fail:
@@ -844,12 +896,42 @@ static void maybe_free(struct tg_cp_client *c, int closed)
         free_client(c);
 }
 
+/* The replica of the address being tried, "NAME:PORT (ADDRESS:PORT)", into dst. */
+static void describe_replica(const struct tg_cp_client *c, const char *addr, char *dst, size_t cap)
+{
+    const char *name = c->targets[c->addrs[c->cur].target].text;
+
+    if (strcmp(name, addr) == 0)
+        snprintf(dst, cap, "%s", name);
+    else
+        snprintf(dst, cap, "%s (%s)", name, addr);
+}
+
+static bool same_sockaddr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return false;
+}
+
 static void on_connected(struct tg_msgstream *s)
 {
     struct tg_cp_client *c = tg_msgstream_data(s);
     char token[MAX_TOKEN] = "", err[TG_ERRLEN] = "";
     const struct tg_peer_info *peer = tg_msgstream_peer(s);
     struct tg_podinfo pod = {0};
+    const struct sockaddr_storage *at = &c->addrs[c->cur].ss;
 
     if (!c->has_identity && c->token_path != NULL &&
         read_token(c->token_path, token, sizeof(token), err) < 0) {
@@ -864,8 +946,13 @@ static void on_connected(struct tg_msgstream *s)
     c->state = ST_UP;
     c->stats.connects++;
     c->stats.connected = true;
+    if (c->ever_up && !same_sockaddr(&c->last, at))
+        c->stats.failovers++;
+    c->ever_up = true;
+    c->last = *at;
+    describe_replica(c, tg_msgstream_peer_addr(s), c->stats.replica, sizeof(c->stats.replica));
     c->last_rx = c->last_ping = uv_now(c->loop);
-    tg_info("control plane: connected to %s (%s)%s", tg_msgstream_peer_addr(s),
+    tg_info("control plane: connected to %s (%s)%s", c->stats.replica,
             peer->id != NULL ? peer->id : "?", c->has_identity ? "" : ", bootstrapping");
     send_hello(c, c->has_identity ? NULL : token, c->pod_info != NULL ? &pod : NULL);
     explicit_bzero(token, sizeof(token));
@@ -876,6 +963,8 @@ static void on_connected(struct tg_msgstream *s)
     if (c->ops.on_up != NULL && c->ms != NULL)
         c->ops.on_up(c->ops.arg);
 }
+
+static void try_next(struct tg_cp_client *c);
 
 static void on_stream_closed(struct tg_msgstream *s, const char *reason)
 {
@@ -897,16 +986,20 @@ static void on_stream_closed(struct tg_msgstream *s, const char *reason)
     }
     if (was_up) {
         c->stats.disconnects++;
-        tg_warn("control plane: stream lost: %s (serving on with what we have)", reason);
+        tg_warn("control plane: stream with %s lost: %s (serving on with what we have)",
+                c->stats.replica, reason);
         if (c->ops.on_down != NULL)
             c->ops.on_down(c->ops.arg, reason);
-    } else {
-        tg_warn("control plane: %s: %s", c->address, reason);
+        if (!c->closer.closing)
+            schedule_retry(c); /* a new round, starting after this replica */
+        return;
     }
-    if (!c->closer.closing)
-        schedule_retry(c);
+    tg_warn("control plane: %s: %s", c->targets[c->addrs[c->cur].target].text, reason);
+    c->cur = (c->cur + 1) % c->n_addrs;
+    try_next(c); /* the next replica at once; the backoff is per round */
 }
 
+/* The round is over without a stream: the backoff, then a new round. */
 static void attempt_failed(struct tg_cp_client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -922,12 +1015,17 @@ static void attempt_failed(struct tg_cp_client *c, const char *fmt, ...)
     schedule_retry(c);
 }
 
-static void connect_to(struct tg_cp_client *c, const struct sockaddr *addr)
+/* Connects to this round's address c->cur. */
+static void connect_to(struct tg_cp_client *c)
 {
     static const struct tg_msgstream_ops ops = {on_connected, on_frame, on_stream_closed};
+    const struct tg_msgstream_opts opts = {.handshake_timeout_ms = TG_CP_CONNECT_TIMEOUT_MS};
     char err[TG_ERRLEN] = "";
     int rc;
 
+    if (c->attempts++ > 0)
+        c->stats.reconnects++;
+    c->tried++;
     c->has_identity = false;
     rc = c->ops.make_tls_ctx(c->ops.arg, &c->ctx, &c->has_identity, err);
     if (rc < 0) {
@@ -942,13 +1040,71 @@ static void connect_to(struct tg_cp_client *c, const struct sockaddr *addr)
         return;
     }
     c->state = ST_CONNECTING;
-    rc = tg_msgstream_connect(c->loop, addr, c->ctx, &c->rule, NULL, &ops, c, &c->ms);
+    rc = tg_msgstream_connect(c->loop, (const struct sockaddr *)&c->addrs[c->cur].ss, c->ctx,
+                              &c->rule, &opts, &ops, c, &c->ms);
     if (rc < 0) {
         tg_tls_ctx_free(c->ctx);
         c->ctx = NULL;
         attempt_failed(c, "connect: %s", tg_strerror(rc));
     }
 }
+
+/* The next address of the round not yet tried, or the end of the round. */
+static void try_next(struct tg_cp_client *c)
+{
+    if (c->tried < c->n_addrs) {
+        connect_to(c);
+        return;
+    }
+    /* each failure was logged, and last_error keeps the last one's reason */
+    if (c->n_addrs > 1)
+        tg_warn("control plane: none of %zu addresses answered", c->n_addrs);
+    c->state = ST_IDLE;
+    schedule_retry(c);
+}
+
+/* Every name is resolved: the round starts after the address we were last on. */
+static void addresses_ready(struct tg_cp_client *c)
+{
+    if (c->n_addrs == 0) {
+        c->state = ST_IDLE; /* last_error says why, and was logged */
+        schedule_retry(c);
+        return;
+    }
+    c->cur = 0;
+    c->tried = 0;
+    for (size_t i = 0; i < c->n_addrs; i++)
+        if (same_sockaddr(&c->addrs[i].ss, &c->last)) {
+            c->cur = (i + 1) % c->n_addrs;
+            break;
+        }
+    try_next(c);
+}
+
+/* Adds what a name resolved to, once each, up to TG_CP_ROUND_MAX. */
+static void add_addrs(struct tg_cp_client *c, const struct addrinfo *res)
+{
+    for (; res != NULL; res = res->ai_next) {
+        bool seen = false;
+
+        if ((res->ai_family != AF_INET && res->ai_family != AF_INET6) ||
+            res->ai_addrlen > sizeof(struct sockaddr_storage))
+            continue;
+        if (c->n_addrs == TG_CP_ROUND_MAX) {
+            tg_warn("control plane: over %d addresses; the rest are not tried", TG_CP_ROUND_MAX);
+            return;
+        }
+        memset(&c->addrs[c->n_addrs], 0, sizeof(c->addrs[0]));
+        memcpy(&c->addrs[c->n_addrs].ss, res->ai_addr, res->ai_addrlen);
+        for (size_t i = 0; i < c->n_addrs && !seen; i++)
+            seen = same_sockaddr(&c->addrs[i].ss, &c->addrs[c->n_addrs].ss);
+        if (seen)
+            continue;
+        c->addrs[c->n_addrs++].target = c->resolve_i;
+    }
+}
+
+static void resolve_next(struct tg_cp_client *c);
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
@@ -961,41 +1117,55 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0 || res == NULL) {
-        uv_freeaddrinfo(res);
-        attempt_failed(c, "resolving %s: %s", c->host,
-                       uv_strerror(status < 0 ? status : UV_EAI_NONAME));
-        return;
+        snprintf(c->stats.last_error, sizeof(c->stats.last_error), "resolving %s: %s",
+                 c->targets[c->resolve_i].host, uv_strerror(status < 0 ? status : UV_EAI_NONAME));
+        tg_warn("control plane: %s", c->stats.last_error);
+    } else {
+        add_addrs(c, res);
     }
-    connect_to(c, res->ai_addr);
     uv_freeaddrinfo(res);
+    c->resolve_i++;
+    resolve_next(c);
 }
 
-static void attempt(struct tg_cp_client *c)
+/* Resolves the names from c->resolve_i on, one at a time, then starts trying. */
+static void resolve_next(struct tg_cp_client *c)
 {
     struct addrinfo hints;
     int rc;
 
-    if (c->closer.closing)
-        return;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    c->gai.data = c;
-    c->state = ST_RESOLVING;
-    c->resolving = true;
-    rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->host, c->port, &hints);
-    if (rc < 0) {
+    for (; c->resolve_i < c->n_targets; c->resolve_i++) {
+        const struct target *t = &c->targets[c->resolve_i];
+
+        c->gai.data = c;
+        c->resolving = true;
+        rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, t->host, t->port, &hints);
+        if (rc == 0)
+            return;
         c->resolving = false;
-        attempt_failed(c, "resolving %s: %s", c->host, uv_strerror(rc));
+        snprintf(c->stats.last_error, sizeof(c->stats.last_error), "resolving %s: %s", t->host,
+                 uv_strerror(rc));
+        tg_warn("control plane: %s", c->stats.last_error);
     }
+    addresses_ready(c);
+}
+
+static void attempt(struct tg_cp_client *c)
+{
+    if (c->closer.closing)
+        return;
+    c->state = ST_RESOLVING;
+    c->resolve_i = 0;
+    c->n_addrs = 0;
+    resolve_next(c);
 }
 
 static void on_retry_timer(uv_timer_t *t)
 {
-    struct tg_cp_client *c = t->data;
-
-    c->stats.reconnects++;
-    attempt(c);
+    attempt(t->data);
 }
 
 static void schedule_retry(struct tg_cp_client *c)

@@ -156,6 +156,8 @@ static void on_handle_closed(uv_handle_t *h)
         tg_ratelimit_conn_release(c->rl, c->rl_key, mono_ns());
     if (c->listener_counted)
         atomic_fetch_sub(&c->l->limit->open, 1);
+    if (c->peer_tracked)
+        tg_peers_close(&c->w->rt->metrics->peers, tg_tls_peer(c->tls)->sha256);
     if (c->w->rt->cfg->access_log) {
         tg_conn_log_entry(c, &e);
         e.start_unix_ms = c->start_unix_ms;
@@ -372,6 +374,17 @@ static bool own_cert_expired(const struct tg_conn *c)
     return c->gen->identity->leaf.not_after <= (int64_t)(c->start_unix_ms / 1000);
 }
 
+/* A peer verified and let through goes in the peers' table of /config_dump. */
+static void track_peer(struct tg_conn *c)
+{
+    const struct tg_peer_info *p = tg_tls_peer(c->tls);
+
+    if (p->id != NULL)
+        c->peer_tracked =
+            tg_peers_open(&c->w->rt->metrics->peers, p->id, p->sha256, p->serial, p->not_after,
+                          c->l->inbound, (int64_t)(c->start_unix_ms / 1000));
+}
+
 void tg_conn_handshake_step(struct tg_conn *c)
 {
     const char *why;
@@ -412,6 +425,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
             tg_conn_close(c, "refused", "%s", verdict);
             return;
         }
+        track_peer(c);
         if (c->l->inbound) {
             tg_pipe_progress(c); /* our Finished goes out while we connect upstream */
             if (!c->closing)

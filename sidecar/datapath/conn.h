@@ -69,6 +69,7 @@ struct tg_conn {
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
     struct tg_http_conn *http;       /* protocol: http: requests and responses followed; owned */
     bool listener_counted;           /* in its listener's open count (under a cap) */
+    bool peer_tracked;               /* in the verified peers' table (peers.h) */
     uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
     uint64_t ll_debt;                /* the same for the listener's bytes_per_second */
     /* its settings when this connection is HTTP (the listener's protocol: http, or the mesh

@@ -22,6 +22,9 @@ static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
          st->reconnects},
         {"disconnects_total", "counter", "Established control-plane streams lost.",
          st->disconnects},
+        {"failovers_total", "counter",
+         "Control-plane streams established with another replica than the last one.",
+         st->failovers},
         {"pushes_accepted_total", "counter", "Pushes applied and ACKed.", st->pushes_accepted},
         {"pushes_rejected_total", "counter", "Pushes refused (NACK); the last good is kept.",
          st->pushes_rejected},
@@ -83,6 +86,14 @@ char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct
             fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
                     tg_hs_fail_name((enum tg_hs_fail)r),
                     (unsigned long long)st->handshakes_failed[r]);
+        /* an info metric: the replica's name and address (config grammar: no quote or
+         * backslash to escape), 1 while connected to it */
+        fputs("# HELP tollgate_cp_replica The control-plane replica the sidecar is, or was last, "
+              "on (1 while connected).\n# TYPE tollgate_cp_replica gauge\n",
+              f);
+        if (st->replica[0] != '\0')
+            fprintf(f, "tollgate_cp_replica{replica=\"%s\"} %d\n", st->replica,
+                    st->connected ? 1 : 0);
     }
     if (fclose(f) != 0 || !ok) {
         free(text);
@@ -115,7 +126,14 @@ static void dump_cp(const struct tg_view_src *v, FILE *f)
 
     fputs(",\"control_plane\":{\"address\":", f);
     json_str(f, v->cfg->cp.address.text);
-    fprintf(f, ",\"connected\":%s,\"last_error\":", st->connected ? "true" : "false");
+    fputs(",\"addresses\":[", f);
+    for (size_t i = 0; i < v->cfg->cp.addresses.n; i++) {
+        fputs(i ? "," : "", f);
+        json_str(f, v->cfg->cp.addresses.v[i]);
+    }
+    fprintf(f, "],\"connected\":%s,\"replica\":", st->connected ? "true" : "false");
+    json_str(f, st->replica);
+    fprintf(f, ",\"failovers\":%llu,\"last_error\":", (unsigned long long)st->failovers);
     json_str(f, st->last_error);
     fputs(",\"resources\":{", f);
     for (int t = TG_RES_IDENTITY, n = 0; t < TG_RES_N; t++, n++) {
@@ -142,6 +160,33 @@ static void dump_wl(const struct tg_view_src *v, FILE *f)
     fputs("\"last_error\":", f);
     json_str(f, st->last_error);
     fputc('}', f);
+}
+
+/* peers: the verified peers' table (peers.h), most recently seen first. */
+static void dump_peers(const struct tg_view_src *v, FILE *f)
+{
+    struct tg_peer_row *rows;
+    uint64_t untracked, evicted;
+    size_t n = tg_peers_snapshot(&v->rt->metrics->peers, &rows, &untracked, &evicted);
+
+    fprintf(f,
+            ",\"peers\":{\"max\":%d,\"untracked_connections\":%llu,\"evicted\":%llu,"
+            "\"list\":[",
+            TG_PEERS_MAX, (unsigned long long)untracked, (unsigned long long)evicted);
+    for (size_t i = 0; i < n; i++) {
+        const struct tg_peer_row *r = &rows[i];
+
+        fputs(i ? ",{\"spiffe_id\":" : "{\"spiffe_id\":", f);
+        json_str(f, r->id);
+        fprintf(f,
+                ",\"sha256\":\"%s\",\"serial\":\"%s\",\"not_after\":%lld,\"first_seen\":%lld,"
+                "\"last_seen\":%lld,\"inbound\":%llu,\"outbound\":%llu,\"active\":%llu}",
+                r->sha256, r->serial, (long long)r->not_after, (long long)r->first_seen,
+                (long long)r->last_seen, (unsigned long long)r->inbound,
+                (unsigned long long)r->outbound, (unsigned long long)r->active);
+    }
+    fputs("]}", f);
+    tg_peers_snapshot_free(rows, n);
 }
 
 static const char *identity_from(const struct tg_view_src *v, const char *path)
@@ -206,6 +251,7 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         dump_cp(v, f);
     if (v->wl != NULL)
         dump_wl(v, f);
+    dump_peers(v, f);
     fputs(",\"listeners\":[", f);
     for (size_t i = 0; i < v->rt->n_listeners; i++) {
         const struct tg_listener_def *l = &v->rt->listeners[i];

@@ -367,6 +367,12 @@ def check_control_plane(objs):
     check("control plane: Service on 15010 selects the pods",
           [p.get("port") for p in get(svc, "spec", "ports") or []] == [15010]
           and get(svc, "spec", "selector") == d["spec"]["selector"]["matchLabels"])
+    hl = by.get(("Service", "tollgate-cp-replicas"), {})
+    check("control plane: headless Service tollgate-cp-replicas on 15010 selects the pods "
+          "(each replica's address, for failover)",
+          get(hl, "spec", "clusterIP") == "None"
+          and [p.get("port") for p in get(hl, "spec", "ports") or []] == [15010]
+          and get(hl, "spec", "selector") == d["spec"]["selector"]["matchLabels"])
     mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
     vols = {v["name"]: v for v in spec.get("volumes", [])}
     check("control plane: the CA Secret is mounted",
@@ -699,10 +705,12 @@ def check_files(cp_objs, ex_objs):
               "its mounts provide (root CA ConfigMap as deploy/README.md makes it)")
     sc = yaml.safe_load(soriginal).get("control_plane", {})
     host, _, port = str(sc.get("address", "")).rpartition(":")
-    want_host = f"{svc['metadata']['name']}.{svc['metadata'].get('namespace')}.svc"
-    check(f"files: the sidecar's control_plane.address is the Service ({want_host}:15010)",
+    hl = by.get(("Service", "tollgate-cp-replicas"), svc)
+    want_host = f"{hl['metadata']['name']}.{hl['metadata'].get('namespace')}.svc"
+    check(f"files: the sidecar's control_plane.address is the headless Service "
+          f"({want_host}:15010)",
           host in (want_host, want_host + ".cluster.local")
-          and port == str(get(svc, "spec", "ports", 0, "port")), str(sc.get("address")))
+          and port == str(get(hl, "spec", "ports", 0, "port")), str(sc.get("address")))
     check(f"files: the sidecar expects the control plane's identity {cp_id}",
           cp_id in sc.get("server_ids", []), str(sc.get("server_ids")))
     token_vol = [v for v in smounts.values() if "projected" in v]

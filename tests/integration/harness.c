@@ -1530,10 +1530,12 @@ void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...
                 c->bundle != NULL ? c->bundle : "ca.pem", c->id_more != NULL ? ", " : "",
                 c->id_more != NULL ? c->id_more : "");
     if (c->cp_port > 0) {
-        fprintf(f,
-                "control_plane:\n  address: %s:%d\n  ca: ca.pem\n  token: %s\n"
-                "  server_ids: [\"" IT_CP_ID "\"]\n",
-                c->cp_host != NULL ? c->cp_host : "127.0.0.1", c->cp_port, c->cp_token);
+        if (c->cp_list != NULL)
+            fprintf(f, "control_plane:\n  address: %s\n", c->cp_list);
+        else
+            fprintf(f, "control_plane:\n  address: %s:%d\n",
+                    c->cp_host != NULL ? c->cp_host : "127.0.0.1", c->cp_port);
+        fprintf(f, "  ca: ca.pem\n  token: %s\n  server_ids: [\"" IT_CP_ID "\"]\n", c->cp_token);
         if (c->cp_node != NULL)
             fprintf(f, "  node_id: %s\n", c->cp_node);
         if (c->cp_renew > 0)

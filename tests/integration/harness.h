@@ -312,6 +312,7 @@ struct it_cfg {
     /* control_plane, when cp_port > 0: CA ca.pem, server ID IT_CP_ID */
     int cp_port;
     const char *cp_host;   /* NULL: 127.0.0.1 */
+    const char *cp_list;   /* control_plane.address as written (replicas), not HOST:cp_port */
     const char *cp_token;  /* the token file */
     const char *cp_node;   /* node_id; NULL: not written */
     double cp_renew;       /* renew_fraction; 0: not written */

@@ -8,7 +8,7 @@
  * revocations.crls beside the root's (made before the root went off line), lists B's serial: A
  * refuses B as `revoked`; a CRL listing nothing lets it in again.
  *
- * rotation (certificates of 6 s, renewed every 2 s): while 20 streams run, cp.yaml switches
+ * rotation (certificates of 6 s, renewed every 2 s): while 100 streams run, cp.yaml switches
  * to a second intermediate under the same root: tollgate-cp reloads, the sidecars renew from
  * the new one, no stream drops, no handshake fails, every byte comes back. */
 #include "harness.h"
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define N_STREAMS 20
+#define N_STREAMS 100
 
 static int cp_port, echo_port, in_port, out_port, a_admin, b_admin, ttl_s;
 

@@ -1,7 +1,8 @@
 /* Certificates by fingerprint, end to end: a rate limit keyed by fingerprint holds one
  * certificate of a workload to its limit while another certificate of the same SPIFFE ID
  * (a second replica) is unaffected, and the access log names each by the SHA-256
- * fingerprint that rules, revocations and limits use. */
+ * fingerprint that rules, revocations and limits use; /config_dump's peers table lists each
+ * certificate let through, by fingerprint, with its connections. */
 #include "harness.h"
 
 #include <ctype.h>
@@ -107,8 +108,86 @@ START_TEST(test_limit_by_fingerprint_holds_one_certificate_not_its_workload)
 }
 END_TEST
 
+/* The row of /config_dump's peers list (on admin) for fingerprint fp, copied into row; false
+ * when there is none. */
+static bool peer_row(int admin, const char *fp, char *row, size_t cap)
+{
+    char key[96], *dump = NULL;
+    const char *at, *start, *end;
+    bool found = false;
+
+    snprintf(key, sizeof(key), "\"sha256\":\"%s\"", fp);
+    ck_assert_int_eq(it_http(admin, "GET", "/config_dump", &dump), 200);
+    if ((start = strstr(dump, "\"peers\":{")) != NULL && (at = strstr(start, key)) != NULL) {
+        while (at > start && *at != '{')
+            at--;
+        end = strchr(at, '}');
+        ck_assert_ptr_nonnull(end);
+        ck_assert_uint_lt((size_t)(end - at) + 2, cap);
+        memcpy(row, at, (size_t)(end - at) + 1);
+        row[end - at + 1] = '\0';
+        found = true;
+    }
+    free(dump);
+    return found;
+}
+
+/* peer_row, waiting up to 5 s for the row to show active connections `active`. */
+static void wait_peer_row(int admin, const char *fp, long long active, char *row, size_t cap)
+{
+    uint64_t end = it_now_ms() + 5000;
+
+    while (!(peer_row(admin, fp, row, cap) && it_json_num(row, "active") == active) &&
+           it_now_ms() < end)
+        it_sleep_ms(50);
+    ck_assert_msg(peer_row(admin, fp, row, cap) && it_json_num(row, "active") == active,
+                  "no peer %s with %lld open connections in /config_dump", fp, active);
+}
+
+/* /config_dump lists each peer certificate by fingerprint, with its SPIFFE ID, serial,
+ * expiry and connections (issue 15: "/config_dump shows the peer's SHA-256 fingerprint"):
+ * B, both of api's certificates (one held open, one closed; a connection refused by the
+ * limit is not counted); A, B's certificate. */
+START_TEST(test_config_dump_lists_each_peer_certificate)
+{
+    char fp_a[80], fp_d[80], fp_b[80], want[80], got[80], norm[80], row[1024], err[256], buf[4];
+    int live;
+
+    fingerprint("api.pem", fp_a, sizeof(fp_a));
+    fingerprint("api2.pem", fp_d, sizeof(fp_d));
+    fingerprint("web.pem", fp_b, sizeof(fp_b));
+    live = it_connect(a_port, 8000);
+    ck_assert_int_ge(live, 0);
+    ck_assert(it_send_all(live, "held", 4));
+    ck_assert_uint_eq(it_recv_full(live, buf, 4), 4);
+    ck_assert_msg(it_round_trip(a_port, "over-the-limit", err) < 0, "not limited");
+    ck_assert_msg(it_round_trip(d_port, "peers", err) > 0, "%s", err);
+
+    wait_peer_row(b_admin, fp_a, 1, row, sizeof(row));
+    ck_assert_msg(it_json_str(row, "spiffe_id", got, sizeof(got)) && !strcmp(got, IT_API_ID), "%s",
+                  row);
+    it_cert_serial("api.pem", want, sizeof(want));
+    ck_assert(it_json_str(row, "serial", got, sizeof(got)));
+    it_serial_norm(got, norm, sizeof(norm));
+    ck_assert_str_eq(norm, want);
+    ck_assert_msg(it_json_num(row, "inbound") == 1 && it_json_num(row, "outbound") == 0 &&
+                      it_json_num(row, "not_after") > it_json_num(row, "last_seen") &&
+                      it_json_num(row, "last_seen") > 0,
+                  "%s", row);
+    wait_peer_row(b_admin, fp_d, 0, row, sizeof(row));
+    ck_assert_msg(it_json_num(row, "inbound") == 1, "%s", row);
+    wait_peer_row(a_admin, fp_b, 1, row, sizeof(row));
+    ck_assert_msg(it_json_str(row, "spiffe_id", got, sizeof(got)) && !strcmp(got, IT_WEB_ID) &&
+                      it_json_num(row, "outbound") >= 1 && it_json_num(row, "inbound") == 0,
+                  "%s", row);
+    close(live);
+    wait_peer_row(b_admin, fp_a, 0, row, sizeof(row));
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     return IT_TEST_SUITE("fingerprints", "fingerprints", NULL, setup, it_teardown, 60,
-                         test_limit_by_fingerprint_holds_one_certificate_not_its_workload);
+                         test_limit_by_fingerprint_holds_one_certificate_not_its_workload,
+                         test_config_dump_lists_each_peer_certificate);
 }

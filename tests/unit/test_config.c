@@ -657,6 +657,16 @@ static const struct {
     {"\"::1:15010\"", "want HOST:PORT"},
     {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.svc:1", "not a DNS name"},
     {"aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa.aaaaaaaaaa:15010", "longer than 63"},
+    /* a list of replicas: each checked as one address, the first is `address` */
+    {"[cp-0.cp.svc:15010, cp-1.cp.svc:15010, \"[::1]:15010\"]", NULL},
+    {"[10.0.0.7:15010]", NULL},
+    {"[]", "a list of 0 addresses (want 1 to 16)"},
+    {"[a:1, b:1, c:1, d:1, e:1, f:1, g:1, h:1, i:1, j:1, k:1, l:1, m:1, n:1, o:1, p:1, q:1]",
+     "a list of 17 addresses (want 1 to 16)"},
+    {"[cp-0:15010, cp_1:15010]", "control_plane.address[1]: \"cp_1:15010\": not a DNS name"},
+    {"[cp:1, cp:1]", "control_plane.address[1]: cp:1 is listed twice"},
+    {"{host: cp}", "want HOST:PORT or a list of them"},
+    {"[[cp:1]]", "control_plane.address[0]"},
 };
 
 START_TEST(test_config_control_plane_address_table)
@@ -672,9 +682,13 @@ START_TEST(test_config_control_plane_address_table)
     rc = tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err);
     if (cp_addrs[_i].want == NULL) {
         ck_assert_msg(rc == 0, "%s: %s", cp_addrs[_i].addr, err);
-        ck_assert_msg(strchr(cp_addrs[_i].addr, '"') != NULL ||
+        ck_assert_msg(strchr(cp_addrs[_i].addr, '"') != NULL || cp_addrs[_i].addr[0] == '[' ||
                           strcmp(c->cp.address.text, cp_addrs[_i].addr) == 0,
                       "%s", c->cp.address.text);
+        ck_assert_str_eq(c->cp.address.text, c->cp.addresses.v[0]);
+        ck_assert_uint_eq(c->cp.addresses.n, cp_addrs[_i].addr[0] != '['              ? 1
+                                             : strchr(cp_addrs[_i].addr, ',') != NULL ? 3
+                                                                                      : 1);
         tg_config_unref(c);
     } else {
         ck_assert_msg(rc < 0, "%s accepted", cp_addrs[_i].addr);

@@ -6,6 +6,9 @@
 #include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -274,13 +277,15 @@ static char *cp_ids[] = {UT_STR(CP_ID)};
 static const struct tg_strlist server_ids = {cp_ids, 1};
 static const struct tg_res_label labels[] = {{UT_STR("app"), UT_STR("web")}};
 
-static void start_client(void)
+/* A client of our server, or of addresses when not NULL. */
+static void start_client_of(const struct tg_strlist *addresses)
 {
     struct tg_cp_client_ops ops = {on_make_ctx,     on_up,   on_down, on_cert,
                                    on_cert_refused, on_push, &H};
     char address[64], err[TG_ERRLEN] = "";
     struct tg_cp_client_cfg cfg = {
         .address = address,
+        .addresses = addresses,
         .token_path = cu_path("token"),
         .server_ids = &server_ids,
         .node_id = "node-1",
@@ -292,6 +297,11 @@ static void start_client(void)
     snprintf(address, sizeof(address), "127.0.0.1:%d", tg_cp_server_port(H.srv));
     ck_assert_msg(tg_cp_client_new(&H.loop, &cfg, &ops, &H.cli, err) == 0, "%s", err);
     tg_cp_client_start(H.cli);
+}
+
+static void start_client(void)
+{
+    start_client_of(NULL);
 }
 
 static void setup(void)
@@ -472,6 +482,59 @@ START_TEST(test_cp_stream_resume_after_reconnect)
 }
 END_TEST
 
+/* A list of replicas: the first refuses connections (nothing listens on port 1), the second
+ * is ours. One round tries both, without a backoff between them. */
+START_TEST(test_cp_stream_tries_every_replica)
+{
+    char live[64], dead[] = "127.0.0.1:1";
+    char *v[] = {dead, live};
+    const struct tg_strlist addresses = {v, 2};
+    const struct tg_cp_client_stats *cs;
+
+    snprintf(live, sizeof(live), "127.0.0.1:%d", tg_cp_server_port(H.srv));
+    start_client_of(&addresses);
+    ck_assert_msg(run_until(bootstrapped, DEADLINE_MS), "%s",
+                  tg_cp_client_stats(H.cli)->last_error);
+    cs = tg_cp_client_stats(H.cli);
+    ck_assert_str_eq(cs->replica, live);
+    ck_assert_uint_eq(cs->reconnects, 1); /* the dead one, then ours */
+    ck_assert_uint_eq(cs->failovers, 0);  /* the first stream is no failover */
+    ck_assert_msg(strstr(cs->last_error, "127.0.0.1:1") != NULL, "%s", cs->last_error);
+}
+END_TEST
+
+/* A replica that takes the TCP connection and never answers (a hung process, a SYN-ACK from
+ * a box in the way): the try is given up at TG_CP_CONNECT_TIMEOUT_MS, counted as a handshake
+ * timeout, and the next replica serves us in the same round. */
+START_TEST(test_cp_stream_silent_replica_times_out)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t slen = sizeof(sin);
+    char silent[64], live[64];
+    char *v[] = {silent, live};
+    const struct tg_strlist addresses = {v, 2};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    uint64_t t0;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    ck_assert_int_eq(listen(fd, 8), 0); /* the kernel completes the connect; nobody reads */
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+    snprintf(silent, sizeof(silent), "127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(live, sizeof(live), "127.0.0.1:%d", tg_cp_server_port(H.srv));
+    uv_update_time(&H.loop);
+    t0 = uv_now(&H.loop);
+    start_client_of(&addresses);
+    ck_assert_msg(run_until(bootstrapped, DEADLINE_MS), "%s",
+                  tg_cp_client_stats(H.cli)->last_error);
+    ck_assert_uint_ge(uv_now(&H.loop) - t0, TG_CP_CONNECT_TIMEOUT_MS);
+    ck_assert_uint_lt(uv_now(&H.loop) - t0, TG_CP_CONNECT_TIMEOUT_MS + 3000);
+    ck_assert_uint_eq(tg_cp_client_stats(H.cli)->handshakes_failed[TG_HSF_TIMEOUT], 1);
+    ck_assert_str_eq(tg_cp_client_stats(H.cli)->replica, live);
+    close(fd);
+}
+END_TEST
+
 static bool refused(struct h *h)
 {
     return strstr(tg_cp_client_stats(h->cli)->last_error, "not recognised") != NULL;
@@ -609,7 +672,8 @@ Suite *tg_test_suite(void)
     TCase *tc = TG_TEST_CASE(
         s, "stream", test_cp_stream_bootstrap_by_token, test_cp_stream_nack_keeps_last_version,
         test_cp_stream_reload_pushes_what_changed, test_cp_stream_resume_after_reconnect,
-        test_cp_stream_unknown_token_refused, test_cp_stream_undecodable_message_closes,
+        test_cp_stream_unknown_token_refused, test_cp_stream_tries_every_replica,
+        test_cp_stream_silent_replica_times_out, test_cp_stream_undecodable_message_closes,
         test_cp_stream_oversize_frame_closes, test_cp_stream_first_message_must_be_hello);
 
     tcase_add_checked_fixture(tc, setup, teardown);
