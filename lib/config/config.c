@@ -511,6 +511,7 @@ static const struct tg_cfg_field inbound_fields[] = {
     TG_CFG_ROW("proxy_protocol", TG_CFG_BOOL, IN(proxy_protocol)),
     TG_CFG_ROW("allow", TG_CFG_IDS, IN(allow)),
     TG_CFG_ROW("allow_unauthenticated", TG_CFG_BOOL, IN(allow_unauth)),
+    TG_CFG_ROW("tunnels", TG_CFG_BOOL, IN(tunnels)),
     ENUM_ROW("protocol", struct tg_inbound_cfg, http, protocol_choices, "a protocol"),
     TG_CFG_ROWX("http", TG_CFG_FUNC, IN(http_cfg), .fn = read_http),
     TG_CFG_ROWX("limits", TG_CFG_MAP, IN(limits), .sub = listener_limit_fields),
@@ -595,6 +596,10 @@ static int check_inbound(struct tg_cfg *cfg, const struct tg_cfg_node *v, const 
         return tg_cfg_fail(cfg, v->line, tg_cfg_join(key, path, "allow_unauthenticated"),
                            "only with an allow list (without one the listener refuses no "
                            "plain-text caller; the authorization rules decide)");
+    if (l->tunnels && (l->http || l->proxy_protocol))
+        return tg_cfg_fail(cfg, v->line, tg_cfg_join(key, path, "tunnels"),
+                           "not with %s yet (a tunnel's streams are byte pipes)",
+                           l->http ? "protocol: http" : "proxy_protocol: true");
     if (l->http_given && !l->http && !l->transparent)
         return tg_cfg_fail(cfg, v->line, tg_cfg_join(key, path, "http"),
                            "only with protocol: http or transparent: true");
