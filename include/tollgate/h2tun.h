@@ -66,6 +66,8 @@ struct tg_h2tun;
  * window bytes per stream, at most 16 MiB). 0 or TG_ENOMEM. */
 TG_MUST_USE int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
                              struct tg_h2tun **out);
+/* Frees the session; on_close is not called for the streams still open (the owner lets its
+ * own go). NULL is fine. */
 void tg_h2tun_free(struct tg_h2tun *t);
 
 /* Processes n bytes from the peer. 0, or TG_EINVAL with err: the peer broke the protocol

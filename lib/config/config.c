@@ -881,6 +881,16 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     }
     if ((rc = check_http_rules(&cfg)) < 0 || (rc = check_identity_source(&cfg, doc.root)) < 0)
         goto fail;
+    rc = TG_ECONFIG;
+    for (size_t i = 0; i < c->n_inbound; i++) {
+        /* a stream's window is its buffer, and a peer may send 65,535 bytes on a stream
+         * before it has our SETTINGS (RFC 9113 6.9.2) */
+        if (c->inbound[i].tunnels && c->buffer_size < 65535) {
+            tg_cfg_fail(&cfg, 0, "buffer_size", "at least 64KiB with tunnels: true (inbound %s)",
+                        c->inbound[i].name);
+            goto fail;
+        }
+    }
     tg_cfg_doc_free(&doc);
     *out = c;
     return 0;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tollgate/list.h"
+
 #define AUTHORITY_MAX 255
 #define WINDOW_MAX (16u << 20)
 #define CONN_WINDOW_MAX 0x7fffffff /* RFC 9113 6.9.1 */
@@ -15,15 +17,18 @@
 /* Each request stream's user data, from its first header to its close. */
 struct req {
     size_t header_bytes;
-    bool connect;  /* :method CONNECT */
-    void *bound;   /* the owner's stream, once accepted */
-    bool answered; /* a response was submitted */
-    bool refused;  /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
+    bool connect;            /* :method CONNECT */
+    void *bound;             /* the owner's stream, once accepted */
+    bool answered;           /* a response was submitted */
+    bool refused;            /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
+    struct req *prev, *next; /* the session's, freed with it (nghttp2_session_del says nothing
+                              * of the streams still open) */
     char authority[AUTHORITY_MAX + 1];
 };
 
 struct tg_h2tun {
     nghttp2_session *s;
+    struct req *reqs;
     struct tg_h2tun_ops ops;
     struct tg_buf *out; /* during tg_h2tun_send */
     struct tg_pool *pool;
@@ -40,11 +45,17 @@ static bool is_request(const nghttp2_frame *f)
     return f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST;
 }
 
+static void req_free(struct tg_h2tun *t, struct req *r)
+{
+    TG_DLIST_UNLINK(&t->reqs, TG_DLIST_NO_TAIL, r, prev, next);
+    free(r);
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
+    struct tg_h2tun *t = arg;
     struct req *r;
 
-    (void)arg;
     if (!is_request(f))
         return 0;
     r = calloc(1, sizeof(*r));
@@ -54,6 +65,10 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
         free(r);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
+    r->next = t->reqs;
+    if (t->reqs != NULL)
+        t->reqs->prev = r;
+    t->reqs = r;
     return 0;
 }
 
@@ -181,9 +196,9 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
     if (r == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(s, sid, NULL);
-    if (r->bound != NULL && t->ops.on_close != NULL)
+    if (r->bound != NULL)
         t->ops.on_close(t->ops.arg, r->bound, code);
-    free(r);
+    req_free(t, r);
     return 0;
 }
 
@@ -268,14 +283,13 @@ int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_s
     if (nghttp2_session_set_local_window_size(t->s, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window) !=
         0)
         goto fail;
-    nghttp2_session_callbacks_del(cb);
-    nghttp2_option_del(opt);
     *out = t;
-    return 0;
-fail:
+    t = NULL;
+    rc = 0;
+fail: /* and success: the set-up objects go either way */
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
-    tg_h2tun_free(t);
+    tg_h2tun_free(t); /* NULL once handed out */
     return rc;
 }
 
@@ -283,10 +297,10 @@ void tg_h2tun_free(struct tg_h2tun *t)
 {
     if (t == NULL)
         return;
-    /* nghttp2 calls on_stream_close for every stream left: their requests are freed, and the
-     * owner, told nothing more, has already let its streams go (h2tun.h) */
-    t->ops.on_close = NULL;
+    /* the owner is told nothing more of its streams (h2tun.h) */
     nghttp2_session_del(t->s);
+    while (t->reqs != NULL)
+        req_free(t, t->reqs);
     free(t);
 }
 
