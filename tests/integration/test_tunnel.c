@@ -76,7 +76,7 @@ static int client(int port, int streams, int bytes, bool refused_too, char *out,
     return client_end(client_start(port, "streams", n, b, refused_too ? "1" : "0"), out, cap);
 }
 
-/* Eight streams of 300 KiB each (several windows' worth, so flow control is exercised both
+/* Eight streams of 200 KiB each (several windows' worth, so flow control is exercised both
  * ways) over one tunnel, every byte checked; while they run a ninth is refused by the
  * caller's max_concurrent with 403 and its reason, and a GET with 405, the tunnel staying
  * up; each stream half-closes and the app's half-close comes back as END_STREAM; then the
@@ -85,7 +85,7 @@ static int client(int port, int streams, int bytes, bool refused_too, char *out,
 START_TEST(test_tunnel_streams_interop)
 {
     char out[8192], line[IT_LINE_MAX];
-    int st = client(in_port, 8, 300 * 1024, true, out, sizeof(out));
+    int st = client(in_port, 8, 200 * 1024, true, out, sizeof(out));
 
     ck_assert_msg(st == 0 && strstr(out, "OK") != NULL, "client: status %d: %s", st, out);
     ck_assert_int_eq(it_wait_lines("b.out", 9, 5000, "\"outcome\":\"ok\"", IT_API_ID, NULL), 9);
@@ -144,10 +144,24 @@ START_TEST(test_tunnel_new_generation_drains_with_goaway)
 }
 END_TEST
 
+/* The tunnel's TCP connection reset mid-transfer: every stream on it ends as an error, its
+ * app connection closed, and logged; a new tunnel carries a new stream whole. */
+START_TEST(test_tunnel_killed_mid_transfer)
+{
+    char out[8192];
+    int st = client_end(client_start(in_port, "kill", NULL, NULL, NULL), out, sizeof(out));
+
+    ck_assert_msg(st == 0 && strstr(out, "OK") != NULL, "client: status %d: %s", st, out);
+    ck_assert_int_eq(
+        it_wait_lines("b.out", 5, 5000, "\"outcome\":\"error\"", "tunnel closed", NULL), 5);
+    ck_assert_int_eq(it_wait_lines("b.out", 1, 5000, "\"outcome\":\"ok\"", NULL), 1);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
-    return IT_TEST_SUITE("tunnel", "tunnel", NULL, setup, it_teardown, 90,
-                         test_tunnel_streams_interop, test_tunnel_off_and_direct_beside,
-                         test_tunnel_abuse_refused_others_unharmed,
-                         test_tunnel_new_generation_drains_with_goaway);
+    return IT_TEST_SUITE(
+        "tunnel", "tunnel", NULL, setup, it_teardown, 90, test_tunnel_streams_interop,
+        test_tunnel_off_and_direct_beside, test_tunnel_abuse_refused_others_unharmed,
+        test_tunnel_new_generation_drains_with_goaway, test_tunnel_killed_mid_transfer);
 }

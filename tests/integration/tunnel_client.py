@@ -5,6 +5,7 @@ listener, then app connections as CONNECT streams (RFC 9113 8.5).
 usage: tunnel_client.py PORT AUTHORITY streams STREAMS BYTES REFUSED_TOO
        tunnel_client.py PORT AUTHORITY abuse OTHER_PORT
        tunnel_client.py PORT AUTHORITY drain
+       tunnel_client.py PORT AUTHORITY kill
 
 streams: STREAMS streams each send BYTES of their own pattern and half-close; the app (an echo
 server) sends every byte back and half-closes too; every byte is checked. With REFUSED_TOO
@@ -18,6 +19,9 @@ whole. These two tunnels are written by hand (hpack, hyperframe), as h2 would no
 
 drain: streams run; the client writes the file `ready` and expects GOAWAY (NO_ERROR) on the
 tunnel while its streams run on and end whole; a new stream then goes on a new tunnel.
+
+kill: five streams carry bytes, then the tunnel's TCP connection is reset mid-transfer; a
+new tunnel then carries a new stream whole.
 
 Prints OK, or exits 1 naming what was wrong. Every wait is bounded (socket timeout 10 s, whole run 60 s)."""
 import hashlib
@@ -255,8 +259,26 @@ def drain(port, authority):
     check_echoes(n, s, send_patterns(n, s, 1000))
 
 
+def kill(port, authority):
+    t = Tunnel(port)
+    sids = open_streams(t, authority, 5)
+    for s in sids:
+        t.pending[s] = pattern(s, 1 << 20)  # more than goes through before the kill
+    t.wait(lambda: all(len(t.data[s]) > 0 for s in sids), "the first echoes")
+    # RST: SO_LINGER 0, then close
+    t.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    t.sock.close()
+    n = Tunnel(port)
+    s = open_streams(n, authority, 1)
+    check_echoes(n, s, send_patterns(n, s, 5000))
+
+
 def main():
     port, authority, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if mode == "kill":
+        kill(port, authority)
+        print("OK", flush=True)
+        return
     if mode == "abuse":
         abuse(port, authority, int(sys.argv[4]))
         print("OK", flush=True)
