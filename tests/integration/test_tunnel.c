@@ -66,6 +66,15 @@ static int client_end(struct it_proc *cl, char *out, size_t cap)
     return st;
 }
 
+/* Runs the client in mode (one more argument a, or NULL) to its end: it must print OK. */
+static void client_ok(int port, const char *mode, const char *a)
+{
+    char out[8192];
+    int st = client_end(client_start(port, mode, a, NULL, NULL), out, sizeof(out));
+
+    ck_assert_msg(st == 0 && strstr(out, "OK") != NULL, "client %s: status %d: %s", mode, st, out);
+}
+
 /* The streams mode: n streams of bytes each, and the refusals when refused_too. */
 static int client(int port, int streams, int bytes, bool refused_too, char *out, size_t cap)
 {
@@ -116,12 +125,10 @@ END_TEST
  * the streams of another tunnel carry every byte. */
 START_TEST(test_tunnel_abuse_refused_others_unharmed)
 {
-    char out[8192], other[16];
-    int st;
+    char other[16];
 
     snprintf(other, sizeof(other), "%d", self_port);
-    st = client_end(client_start(in_port, "abuse", other, NULL, NULL), out, sizeof(out));
-    ck_assert_msg(st == 0 && strstr(out, "OK") != NULL, "client: status %d: %s", st, out);
+    client_ok(in_port, "abuse", other);
     ck_assert_int_eq(it_wait_lines("b.out", 3, 5000, "\"outcome\":\"ok\"", IT_API_ID, NULL), 3);
 }
 END_TEST
@@ -148,20 +155,22 @@ END_TEST
  * app connection closed, and logged; a new tunnel carries a new stream whole. */
 START_TEST(test_tunnel_killed_mid_transfer)
 {
-    char out[8192];
-    int st = client_end(client_start(in_port, "kill", NULL, NULL, NULL), out, sizeof(out));
-
-    ck_assert_msg(st == 0 && strstr(out, "OK") != NULL, "client: status %d: %s", st, out);
+    client_ok(in_port, "kill", NULL);
     ck_assert_int_eq(
         it_wait_lines("b.out", 5, 5000, "\"outcome\":\"error\"", "tunnel closed", NULL), 5);
     ck_assert_int_eq(it_wait_lines("b.out", 1, 5000, "\"outcome\":\"ok\"", NULL), 1);
 }
 END_TEST
 
+/* Two test cases, so ctest runs them side by side: streams and refusals, then the ways a
+ * tunnel ends. */
 Suite *tg_test_suite(void)
 {
-    return IT_TEST_SUITE(
-        "tunnel", "tunnel", NULL, setup, it_teardown, 90, test_tunnel_streams_interop,
-        test_tunnel_off_and_direct_beside, test_tunnel_abuse_refused_others_unharmed,
-        test_tunnel_new_generation_drains_with_goaway, test_tunnel_killed_mid_transfer);
+    Suite *s = IT_TEST_SUITE("tunnel", "streams", NULL, setup, it_teardown, 90,
+                             test_tunnel_streams_interop, test_tunnel_off_and_direct_beside,
+                             test_tunnel_abuse_refused_others_unharmed);
+
+    IT_TEST_CASE(s, "ends", setup, it_teardown, 90, test_tunnel_new_generation_drains_with_goaway,
+                 test_tunnel_killed_mid_transfer);
+    return s;
 }
