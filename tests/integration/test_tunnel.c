@@ -109,14 +109,22 @@ START_TEST(test_tunnel_streams_interop)
 END_TEST
 
 /* A listener without tunnels: true does not choose h2: the client's ALPN check fails, and
- * direct mTLS on the tunnel port still works beside tunnels. */
+ * direct mTLS on the tunnel port still works beside tunnels. /config_dump says which
+ * listeners take tunnels. */
 START_TEST(test_tunnel_off_and_direct_beside)
 {
-    char out[8192];
+    char out[8192], *dump = NULL;
     int st = client(plain_port, 1, 10, false, out, sizeof(out));
 
     ck_assert_msg(st != 0 && strstr(out, "ALPN") != NULL, "client: status %d: %s", st, out);
     ck_assert_msg(it_s_client_echo(in_port, "api"), "direct mTLS beside tunnels");
+    ck_assert_int_eq(it_http(b_admin, "GET", "/config_dump", &dump), 200);
+    ck_assert_msg(strstr(dump, "\"name\":\"web-in\"") != NULL &&
+                      strstr(strstr(dump, "\"name\":\"web-in\""), "\"tunnels\":true") != NULL &&
+                      strstr(strstr(dump, "\"name\":\"plain-in\""), "\"tunnels\"") ==
+                          strstr(strstr(dump, "\"name\":\"self-in\""), "\"tunnels\""),
+                  "%s", dump);
+    free(dump);
 }
 END_TEST
 
