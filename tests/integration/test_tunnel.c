@@ -25,8 +25,11 @@ static void write_b(int max_concurrent)
                                 {"self-in", self_port, echo_port, IT_WEB_ID, "tunnels: true"}}},
         "rate_limits:\n"
         "  overrides:\n"
-        "    - {principal: \"" IT_API_ID "\", max_concurrent: %d}\n",
-        max_concurrent);
+        "    - {principal: \"" IT_API_ID "\", max_concurrent: %d}\n"
+        "authorization:\n"
+        "  rules:\n"
+        "    - {name: no-web-here, action: deny, principals: [\"" IT_WEB_ID "\"], ports: [%d]}\n",
+        max_concurrent, self_port);
 }
 
 static void setup(void)
@@ -128,6 +131,20 @@ START_TEST(test_tunnel_off_and_direct_beside)
 }
 END_TEST
 
+/* Streams the rules deny get 403 with the rule's reason, each logged as refused; the tunnel
+ * stays up. */
+START_TEST(test_tunnel_denied_streams_tunnel_stays)
+{
+    char line[IT_LINE_MAX];
+
+    client_ok(self_port, "denied", NULL);
+    ck_assert_int_eq(it_wait_lines("b.out", 2, 5000, "\"outcome\":\"refused\"", IT_WEB_ID, NULL),
+                     2);
+    ck_assert(it_last_line("b.out", line, sizeof(line), "\"outcome\":\"refused\"", NULL));
+    ck_assert_msg(strstr(line, "no-web-here") != NULL, "%s", line);
+}
+END_TEST
+
 /* A peer that opens one stream over the 100 allowed gets REFUSED_STREAM for that one and
  * keeps its tunnel; one that sends a malformed frame gets GOAWAY PROTOCOL_ERROR; meanwhile
  * the streams of another tunnel carry every byte. */
@@ -176,7 +193,8 @@ Suite *tg_test_suite(void)
 {
     Suite *s = IT_TEST_SUITE("tunnel", "streams", NULL, setup, it_teardown, 90,
                              test_tunnel_streams_interop, test_tunnel_off_and_direct_beside,
-                             test_tunnel_abuse_refused_others_unharmed);
+                             test_tunnel_abuse_refused_others_unharmed,
+                             test_tunnel_denied_streams_tunnel_stays);
 
     IT_TEST_CASE(s, "ends", setup, it_teardown, 90, test_tunnel_new_generation_drains_with_goaway,
                  test_tunnel_killed_mid_transfer);

@@ -6,6 +6,7 @@ usage: tunnel_client.py PORT AUTHORITY streams STREAMS BYTES REFUSED_TOO
        tunnel_client.py PORT AUTHORITY abuse OTHER_PORT
        tunnel_client.py PORT AUTHORITY drain
        tunnel_client.py PORT AUTHORITY kill
+       tunnel_client.py PORT AUTHORITY denied
 
 streams: STREAMS streams each send BYTES of their own pattern and half-close; the app (an echo
 server) sends every byte back and half-closes too; every byte is checked. With REFUSED_TOO
@@ -22,6 +23,9 @@ tunnel while its streams run on and end whole; a new stream then goes on a new t
 
 kill: five streams carry bytes, then the tunnel's TCP connection is reset mid-transfer; a
 new tunnel then carries a new stream whole.
+
+denied: as web, whom the rules deny on PORT: two streams each get 403 with the rule's
+reason, and the tunnel stays up (a PING is answered).
 
 Prints OK, or exits 1 naming what was wrong. Every wait is bounded (socket timeout 10 s, whole run 60 s)."""
 import hashlib
@@ -105,6 +109,7 @@ class Tunnel:
         self.pending = {}  # stream id -> bytes not yet sent
         self.half_close = set()  # streams to end once their bytes are out
         self.goaway = None  # the GOAWAY event, when one came
+        self.pinged = False  # a PING of ours was answered
 
     def flush(self):
         out = self.conn.data_to_send()
@@ -156,6 +161,8 @@ class Tunnel:
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 self.ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.PingAckReceived):
+                self.pinged = True
             elif isinstance(ev, h2.events.StreamReset):
                 self.reset[ev.stream_id] = ev.error_code
             elif isinstance(ev, h2.events.ConnectionTerminated):
@@ -273,8 +280,25 @@ def kill(port, authority):
     check_echoes(n, s, send_patterns(n, s, 5000))
 
 
+def denied(port, authority):
+    t = Tunnel(port, "web")
+    for _ in range(2):
+        s = t.open(authority)
+        t.wait(lambda: s in t.headers, "the refusal")
+        h = t.headers[s]
+        if h.get(":status") != "403" or not h.get("tollgate-reason", "").startswith("denied:"):
+            fail("denied stream: %r" % h)
+    t.conn.ping(b"tollgate")
+    t.flush()
+    t.wait(lambda: t.pinged, "the PING's answer")
+
+
 def main():
     port, authority, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if mode == "denied":
+        denied(port, authority)
+        print("OK", flush=True)
+        return
     if mode == "kill":
         kill(port, authority)
         print("OK", flush=True)
