@@ -293,25 +293,7 @@ def denied(port, authority):
     t.wait(lambda: t.pinged, "the PING's answer")
 
 
-def main():
-    port, authority, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    if mode == "denied":
-        denied(port, authority)
-        print("OK", flush=True)
-        return
-    if mode == "kill":
-        kill(port, authority)
-        print("OK", flush=True)
-        return
-    if mode == "abuse":
-        abuse(port, authority, int(sys.argv[4]))
-        print("OK", flush=True)
-        return
-    if mode == "drain":
-        drain(port, authority)
-        print("OK", flush=True)
-        return
-    n, size, refused_too = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+def streams(port, authority, n, size, refused_too):
     t = Tunnel(port)
     sids = open_streams(t, authority, n)
     if refused_too:
@@ -337,6 +319,20 @@ def main():
             fail("last stream: %r" % bytes(t.data[s]))
     t.conn.close_connection()
     t.flush()
+
+
+MODES = {
+    "streams": lambda p, a, argv: streams(p, a, int(argv[0]), int(argv[1]), argv[2] == "1"),
+    "abuse": lambda p, a, argv: abuse(p, a, int(argv[0])),
+    "drain": lambda p, a, argv: drain(p, a),
+    "kill": lambda p, a, argv: kill(p, a),
+    "denied": lambda p, a, argv: denied(p, a),
+}
+
+
+def main():
+    port, authority, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    MODES[mode](port, authority, sys.argv[4:])
     print("OK", flush=True)
 
 
