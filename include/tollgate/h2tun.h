@@ -85,7 +85,8 @@ TG_MUST_USE int tg_h2tun_accept(struct tg_h2tun *t, int32_t sid);
 void tg_h2tun_refuse(struct tg_h2tun *t, int32_t sid, int status, const char *reason);
 /* Resets a bound stream (RST_STREAM with code). */
 void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code);
-/* n bytes of sid's payload have left the owner: its window opens by n. */
+/* n bytes of sid's payload have left the owner: its window opens by n, and the connection's
+ * (also after sid has closed: bytes an owner drops must be given back too). */
 void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n);
 /* sid has bytes (or its end) for the peer again after on_read said TG_EAGAIN. */
 void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid);

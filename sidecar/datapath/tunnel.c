@@ -111,8 +111,14 @@ static void end_stream(struct tstream *st, const char *outcome, const char *reas
     st->outcome = outcome;
     if (reason != NULL)
         snprintf(st->reason, sizeof(st->reason), "%s", reason);
-    if (strcmp(outcome, "ok") != 0 && !st->h2_gone && !c->closing)
-        tg_h2tun_reset(st->tun->h2, st->sid, TG_H2TUN_CONNECT_ERROR);
+    if (!c->closing) {
+        /* what the app will never take still counts against the tunnel's connection
+         * window: give it back, or a few streams reset while full would stall the tunnel */
+        tg_h2tun_consumed(st->tun->h2, st->sid, tg_buf_len(&st->to_app) + st->unacked);
+        st->unacked = 0;
+        if (strcmp(outcome, "ok") != 0 && !st->h2_gone)
+            tg_h2tun_reset(st->tun->h2, st->sid, TG_H2TUN_CONNECT_ERROR);
+    }
     if (strcmp(outcome, "ok") != 0 && st->connected &&
         uv_tcp_close_reset(&st->tcp, on_stream_closed) == 0)
         return;
