@@ -395,6 +395,16 @@ static bool route_stream(struct tg_conn *c, const char *authority, struct tg_add
         snprintf(why, cap, "loop: the authority is our own port %u", *port);
         return false;
     }
+    if (l->http_mesh != NULL) {
+        const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &want);
+
+        /* its requests must each be decided: a byte pipe would pass them all */
+        if (d != NULL && d->http) {
+            snprintf(why, cap, "http_port: port %u is protocol: http, not served over tunnels yet",
+                     *port);
+            return false;
+        }
+    }
     if (l->upstream_loopback) {
         memset(&orig, 0, sizeof(orig));
         if (want.ss_family == AF_INET6)
@@ -413,11 +423,16 @@ static bool stream_allowed(struct tg_conn *c, uint16_t port, struct tstream *st,
                            size_t cap)
 {
     uint16_t tunnel_port = c->dest_port;
+    const struct tg_http_cfg *http = c->http_cfg;
     bool ok;
 
-    c->dest_port = port; /* the rules match on the port this stream asked for */
+    /* the rules match on the port this stream asked for, as for a byte pipe: never with the
+     * leniency of an HTTP port, whose rules are decided for each request */
+    c->dest_port = port;
+    c->http_cfg = NULL;
     ok = tg_conn_authorized(c, c->gen->policy, why, cap);
     c->dest_port = tunnel_port;
+    c->http_cfg = http;
     return ok && tg_conn_admit(c, &st->rl, &st->rl_key, why, cap);
 }
 
@@ -669,8 +684,10 @@ void tg_tunnel_free(struct tg_conn *c)
 bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap)
 {
     uint16_t tunnel_port = c->dest_port;
+    const struct tg_http_cfg *http = c->http_cfg;
     bool revoked = false;
 
+    c->http_cfg = NULL; /* as stream_allowed decides */
     for (struct tstream *st = c->tunnel->streams; st != NULL && !revoked; st = st->next) {
         if (st->sock_closing)
             continue;
@@ -684,6 +701,7 @@ bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, 
         }
     }
     c->dest_port = tunnel_port;
+    c->http_cfg = http;
     return !revoked;
 }
 
