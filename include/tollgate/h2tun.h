@@ -83,7 +83,8 @@ TG_MUST_USE int tg_h2tun_send(struct tg_h2tun *t, struct tg_buf *out, struct tg_
 TG_MUST_USE int tg_h2tun_accept(struct tg_h2tun *t, int32_t sid);
 /* Answers sid's CONNECT with status and reason (one line, in `tollgate-reason`), END_STREAM. */
 void tg_h2tun_refuse(struct tg_h2tun *t, int32_t sid, int status, const char *reason);
-/* Resets a bound stream (RST_STREAM with code). */
+/* Resets a stream (RST_STREAM with code). Not after tg_h2tun_refuse: nghttp2 would drop the
+ * refusal not yet sent (the refusal ends the stream itself). */
 void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code);
 /* n bytes of sid's payload have left the owner: its window opens by n, and the connection's
  * (also after sid has closed: bytes an owner drops must be given back too). */

@@ -35,6 +35,7 @@ struct tstream {
     struct tg_ratelimit_key *rl_key;
     bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
     bool sock_closing, sock_closed, h2_gone;
+    bool refused; /* answered with a refusal, which a RST_STREAM of ours would cancel */
     uint64_t start_unix_ms, bytes_received, bytes_sent;
     const char *outcome;
     char reason[200];
@@ -116,13 +117,21 @@ static void end_stream(struct tstream *st, const char *outcome, const char *reas
          * window: give it back, or a few streams reset while full would stall the tunnel */
         tg_h2tun_consumed(st->tun->h2, st->sid, tg_buf_len(&st->to_app) + st->unacked);
         st->unacked = 0;
-        if (strcmp(outcome, "ok") != 0 && !st->h2_gone)
+        if (strcmp(outcome, "ok") != 0 && !st->h2_gone && !st->refused)
             tg_h2tun_reset(st->tun->h2, st->sid, TG_H2TUN_CONNECT_ERROR);
     }
     if (strcmp(outcome, "ok") != 0 && st->connected &&
         uv_tcp_close_reset(&st->tcp, on_stream_closed) == 0)
         return;
     uv_close((uv_handle_t *)&st->tcp, on_stream_closed);
+}
+
+/* The stream could not reach the app: its CONNECT is answered with status and why (the
+ * adapter then ends the stream itself). */
+static void refuse_stream(struct tstream *st, int status, const char *why)
+{
+    st->refused = true;
+    tg_h2tun_refuse(st->tun->h2, st->sid, status, why);
 }
 
 /* The app's side failed: what was being done, and libuv's code (0: none). */
@@ -445,7 +454,7 @@ static void on_app_connect(uv_connect_t *req, int status)
         return;
     if (status < 0) {
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
-        tg_h2tun_refuse(st->tun->h2, st->sid, 502, uv_strerror(status));
+        refuse_stream(st, 502, uv_strerror(status));
         end_upstream(st, "connect", status);
         progress(c);
         return;
@@ -501,7 +510,7 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
     tun->streams = st;
     if (c->l->transparent && !c->l->upstream_loopback &&
         (rc = tg_conn_bind_source(&st->tcp, st->upstream.ss.ss_family == AF_INET6)) < 0) {
-        tg_h2tun_refuse(tun->h2, sid, 502, "no source address for the app");
+        refuse_stream(st, 502, "no source address for the app");
         end_upstream(st, "source address", rc);
         return st;
     }
@@ -509,7 +518,7 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
                         on_app_connect);
     if (rc < 0) {
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
-        tg_h2tun_refuse(tun->h2, sid, 502, uv_strerror(rc));
+        refuse_stream(st, 502, uv_strerror(rc));
         end_upstream(st, "connect", rc);
     }
     return st;

@@ -7,6 +7,7 @@ usage: tunnel_client.py PORT AUTHORITY streams STREAMS BYTES REFUSED_TOO
        tunnel_client.py PORT AUTHORITY drain
        tunnel_client.py PORT AUTHORITY kill
        tunnel_client.py PORT AUTHORITY denied
+       tunnel_client.py PORT - probe AUTHORITY...
 
 streams: STREAMS streams each send BYTES of their own pattern and half-close; the app (an echo
 server) sends every byte back and half-closes too; every byte is checked. With REFUSED_TOO
@@ -24,11 +25,17 @@ tunnel while its streams run on and end whole; a new stream then goes on a new t
 kill: five streams carry bytes, then the tunnel's TCP connection is reset mid-transfer; a
 new tunnel then carries a new stream whole.
 
+probe (tests/netns/test_tunnel.sh): one stream to each AUTHORITY on one tunnel; a 200 is
+sent an HTTP/1.0 GET and half-closed; prints one line per stream: AUTHORITY STATUS and the
+app's body (or the tollgate-reason). TUNNEL_HOST (127.0.0.1) and TUNNEL_CERT (api) say where
+and as whom.
+
 denied: as web, whom the rules deny on PORT: two streams each get 403 with the rule's
 reason, and the tunnel stays up (a PING is answered).
 
 Prints OK, or exits 1 naming what was wrong. Every wait is bounded (socket timeout 10 s, whole run 60 s)."""
 import hashlib
+import os
 import socket
 import ssl
 import sys
@@ -64,7 +71,8 @@ def tls(port, cert):
     ctx.load_verify_locations("ca.pem")
     ctx.check_hostname = False
     ctx.set_alpn_protocols(["h2"])
-    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    host = os.environ.get("TUNNEL_HOST", "127.0.0.1")
+    sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=10))
     if sock.selected_alpn_protocol() != "h2":
         fail("ALPN chose %r, not h2" % sock.selected_alpn_protocol())
     return sock
@@ -93,7 +101,7 @@ def raw_frames(sock):
 
 
 class Tunnel:
-    def __init__(self, port, cert="api"):
+    def __init__(self, port, cert=os.environ.get("TUNNEL_CERT", "api")):
         self.sock = tls(port, cert)
         # h2 4.1 asks every request for :path, CONNECT's too (RFC 9113 8.5 forbids it):
         # its check of what we send is off, tollgate checks it instead
@@ -321,7 +329,24 @@ def streams(port, authority, n, size, refused_too):
     t.flush()
 
 
+def probe(port, authorities):
+    t = Tunnel(port)
+    for a in authorities:
+        s = t.open(a)
+        t.wait(lambda: s in t.headers, "the answer for " + a)
+        h = t.headers[s]
+        if h.get(":status") != "200":
+            print(a, h.get(":status"), h.get("tollgate-reason", ""), flush=True)
+            continue
+        t.pending[s] = b"GET / HTTP/1.0\r\n\r\n"
+        t.half_close.add(s)
+        t.wait(lambda: s in t.ended or s in t.reset, "the app's answer for " + a)
+        lines = bytes(t.data[s]).decode(errors="replace").strip().splitlines()
+        print(a, 200, lines[-1] if lines else "(nothing)", flush=True)
+
+
 MODES = {
+    "probe": lambda p, a, argv: probe(p, argv),
     "streams": lambda p, a, argv: streams(p, a, int(argv[0]), int(argv[1]), argv[2] == "1"),
     "abuse": lambda p, a, argv: abuse(p, a, int(argv[0])),
     "drain": lambda p, a, argv: drain(p, a),
