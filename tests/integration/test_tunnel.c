@@ -4,6 +4,7 @@
  * independent of the nghttp2 tollgate uses. */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #define PY "/usr/bin/python3"
 
 static int echo_port, in_port, plain_port, self_port, b_admin;
+static struct it_proc *sidecar_b;
 
 /* B's config; max_concurrent is the api caller's limit (a change makes a new generation). */
 static void write_b(int max_concurrent)
@@ -39,7 +41,7 @@ static void setup(void)
     it_echo_start("echo", &echo_port);
     IT_FREE_PORTS(&in_port, &plain_port, &self_port, &b_admin);
     write_b(8);
-    it_sidecar_start("b", "b.yaml", b_admin, 0);
+    sidecar_b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
 /* Starts the client against port in mode with up to three more arguments (NULL: none). */
@@ -176,6 +178,23 @@ START_TEST(test_tunnel_new_generation_drains_with_goaway)
 }
 END_TEST
 
+/* SIGTERM while streams run: GOAWAY, the streams end whole, then the sidecar exits 0. */
+START_TEST(test_tunnel_sigterm_drains_with_goaway)
+{
+    struct it_proc *cl = client_start(in_port, "drain", "last", NULL, NULL);
+    char out[8192];
+    int st;
+
+    ck_assert_msg(it_wait_file_contains("ready", "ready", 20000),
+                  "the client's streams did not start");
+    kill(sidecar_b->pid, SIGTERM);
+    st = client_end(cl, out, sizeof(out));
+    ck_assert_msg(st == 0 && strstr(out, "OK") != NULL, "client: status %d: %s", st, out);
+    ck_assert_int_eq(it_wait(sidecar_b, 10000), 0);
+    ck_assert_int_eq(it_count_lines("b.out", "\"outcome\":\"ok\"", IT_API_ID, NULL), 4);
+}
+END_TEST
+
 /* The tunnel's TCP connection reset mid-transfer: every stream on it ends as an error, its
  * app connection closed, and logged; a new tunnel carries a new stream whole. */
 START_TEST(test_tunnel_killed_mid_transfer)
@@ -197,6 +216,6 @@ Suite *tg_test_suite(void)
                              test_tunnel_denied_streams_tunnel_stays);
 
     IT_TEST_CASE(s, "ends", setup, it_teardown, 90, test_tunnel_new_generation_drains_with_goaway,
-                 test_tunnel_killed_mid_transfer);
+                 test_tunnel_killed_mid_transfer, test_tunnel_sigterm_drains_with_goaway);
     return s;
 }
