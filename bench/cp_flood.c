@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tollgate/file.h"
 #include "tollgate/frame.h"
 #include "tollgate/tls.h"
 
@@ -264,16 +265,12 @@ static void step(struct client *c, uint32_t events)
 
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf = malloc(1 << 20);
+    char *buf = NULL, err[TG_ERRLEN];
 
-    if (f == NULL || buf == NULL) {
-        fprintf(stderr, "cp_flood: cannot read %s\n", path);
+    if (tg_file_read(NULL, path, TG_FILE_MAX, 0, &buf, len, err) < 0) {
+        fprintf(stderr, "cp_flood: %s\n", err);
         exit(2);
     }
-    *len = fread(buf, 1, (1 << 20) - 1, f);
-    buf[*len] = '\0';
-    fclose(f);
     return buf;
 }
 

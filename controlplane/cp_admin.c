@@ -10,6 +10,8 @@
 #include "cp_k8s.h"
 #include "cp_server.h"
 #include "k8s_webhook.h"
+#include "tollgate/metrics.h"
+#include "tollgate/tls.h"
 
 #define BODY_MAX 8192
 
@@ -45,6 +47,51 @@ static size_t put_metrics(char *body, size_t o, const struct metric *m, size_t n
         o += (size_t)w;
     }
     return o;
+}
+
+/* Appends text (n bytes, freed here; NULL: out of memory, nothing appended) to *body (o
+ * bytes so far; grown, or left as it is when out of memory) and returns its new length. */
+static size_t append(char **body, size_t o, char *text, size_t n)
+{
+    char *grown;
+
+    if (text != NULL && (grown = realloc(*body, o + n + 1)) != NULL) {
+        memcpy(grown + o, text, n + 1);
+        *body = grown;
+        o += n;
+    }
+    free(text);
+    return o;
+}
+
+/* The expiry of our serving certificate ("identity"), each root of our bundle and the
+ * signing CA, as timestamps. */
+static size_t put_certs(char **body, size_t o, const struct tg_cp_state *st)
+{
+    const struct tg_identity *id = st->server_id;
+    struct tg_cert_expiry *c = calloc(id != NULL ? 2 + id->n_roots : 1, sizeof(*c));
+    size_t n = 0, len = 0;
+    char *text;
+
+    if (c == NULL)
+        return o;
+    if (id != NULL)
+        n = tg_identity_expiries(id, c);
+    c[n++] = (struct tg_cert_expiry){"ca", st->cfg->trust_domain, tg_cp_ca_serial(st->ca),
+                                     tg_cp_ca_not_after(st->ca)};
+    text = tg_metrics_render_certs(c, n, &len); /* len is set by the call: not an argument */
+    free(c);
+    return append(body, o, text, len);
+}
+
+/* tollgate_build_info and the process_* series, as the sidecar's. */
+static size_t put_process(char **body, size_t o)
+{
+    const struct tg_build_info b = {TG_VERSION, tg_tls_wolfssl_version(), tg_tls_aesni()};
+    size_t n = 0;
+    char *text = tg_metrics_render_process(&b, &n);
+
+    return append(body, o, text, n);
 }
 
 static void on_stats(void *arg, struct tg_adminsrv_reply *out)
@@ -139,8 +186,12 @@ static void on_stats(void *arg, struct tg_adminsrv_reply *out)
             break;
         o += (size_t)n;
     }
-    *out = (struct tg_adminsrv_reply){200, "text/plain; version=0.0.4; charset=utf-8", body,
-                                      o < BODY_MAX ? o : BODY_MAX - 1, true};
+    if (o >= BODY_MAX)
+        o = BODY_MAX - 1;
+    o = put_certs(&body, o, tg_cp_server_state(a->srv));
+    o = put_process(&body, o);
+    *out =
+        (struct tg_adminsrv_reply){200, "text/plain; version=0.0.4; charset=utf-8", body, o, true};
 }
 
 static const struct tg_adminsrv_route routes[] = {

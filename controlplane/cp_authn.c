@@ -173,7 +173,7 @@ static const struct tg_cp_token *find_token(const struct tg_cp_tokens *t, const 
 
 /* Two dots and the start of a base64url JSON object ("{" is "ey"): a JWT, not a token of
  * the tokens file that failed to match. */
-static bool jwt_shaped(const char *token)
+bool tg_cp_authn_jwt_shaped(const char *token)
 {
     const char *dot = strchr(token, '.');
 
@@ -264,8 +264,15 @@ int tg_cp_authn_decide(const struct tg_cp_authn_in *in, struct tg_cp_who *out, c
         if (t != NULL) {
             snprintf(who.ns, sizeof(who.ns), "%s", t->ns);
             snprintf(who.sa, sizeof(who.sa), "%s", t->sa);
-        } else if (!jwt_shaped(in->token)) {
+        } else if (!tg_cp_authn_jwt_shaped(in->token)) {
             return tg_err_set(err, TG_EPEER, "bootstrap token not recognised");
+        } else if (in->review != NULL) {
+            if (!in->review->ok)
+                return tg_err_set(err, TG_EPEER, "%s", in->review->why);
+            snprintf(who.ns, sizeof(who.ns), "%s", in->review->ns);
+            snprintf(who.sa, sizeof(who.sa), "%s", in->review->sa);
+            snprintf(who.pod, sizeof(who.pod), "%s", in->review->pod);
+            who.by_jwt = true;
         } else if (in->jwt == NULL) {
             return tg_err_set(err, TG_EPEER,
                               "a service-account token (JWT), but this control plane has no "

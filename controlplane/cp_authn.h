@@ -8,7 +8,9 @@
  *   - else a bootstrap token from Hello, looked up in the tokens file: the namespace and
  *     service account written next to it;
  *   - else, when Kubernetes tokens are configured and the token has the shape of a JWT, a
- *     projected service-account token verified by cp_jwt.c: the namespace and service
+ *     projected service-account token: with kubernetes.token_review the API server's answer
+ *     (cp_review.h, asked for by cp_stream.c: the namespace, service account and pod it
+ *     names), else verified by cp_jwt.c with the keys file: the namespace and service
  *     account of its "kubernetes.io" claims.
  * Hello's namespace and service_account are claims: left empty they say nothing, but a claim
  * that differs from the authenticated identity is refused (a misconfigured sidecar should
@@ -20,6 +22,7 @@
 #include <stddef.h>
 
 #include "cp_jwt.h"
+#include "cp_review.h"
 #include "tollgate/config.h"
 #include "tollgate/err.h"
 #include "tollgate/spiffe.h"
@@ -58,6 +61,8 @@ struct tg_cp_authn_in {
     const char *token;                 /* Hello.token; NULL or "": none */
     const struct tg_cp_tokens *tokens; /* NULL: no token is accepted */
     const struct tg_cp_jwt_rules *jwt; /* NULL: no service-account token is accepted */
+    const struct tg_cp_review *review; /* the API server's answer for token (cp_review.h,
+                                        * kubernetes.token_review); NULL: none */
     const char *claim_ns;              /* Hello claims; NULL or "": none */
     const char *claim_sa;
     const struct tg_strlist *revoked_serials;      /* normalised (tg_policy_serial_norm); NULL ok */
@@ -68,9 +73,14 @@ struct tg_cp_who {
     char id[TG_SPIFFE_MAX + 1]; /* what to sign */
     char ns[TG_CP_NAME_MAX + 1];
     char sa[TG_CP_NAME_MAX + 1];
-    bool by_cert; /* else by token */
-    bool by_jwt;  /* the token was a service-account token (it expires) */
+    bool by_cert;                       /* else by token */
+    bool by_jwt;                        /* the token was a service-account token (it expires) */
+    char pod[TG_CP_REVIEW_POD_MAX + 1]; /* the pod the token was issued for, as the API
+                                         * server says (TokenReview); "" otherwise */
 };
+
+/* Whether token has the shape of a JWT (a service-account token), not of a tokens file's. */
+bool tg_cp_authn_jwt_shaped(const char *token);
 
 /* 0 with *out filled, or TG_EPEER with a one-line reason in err (fit to send back). */
 TG_MUST_USE int tg_cp_authn_decide(const struct tg_cp_authn_in *in, struct tg_cp_who *out,

@@ -1,9 +1,9 @@
 /* tollgate-cp's configuration and mesh files (cp_config.h): the schema tables of its own
  * keys, read by the one YAML layer (cfgload.h), and the checks that span several keys. The
- * mesh files' authorization, rate_limits, revocations and mesh sections are read with the
- * sidecar's own tables (tg_config_section_fields) into a struct tg_config, then copied into
- * the resources pushed to the sidecars: a rule, a limit or a destination is written the same
- * way in both files. */
+ * mesh files' authorization, rate_limits, revocations, mesh and settings sections are read
+ * with the sidecar's own tables (tg_config_section_fields) into a struct tg_config, then
+ * copied into the resources pushed to the sidecars: a rule, a limit, a destination, a TLS
+ * setting or a timeout is written the same way in both files. */
 #include "cp_config.h"
 
 #include <errno.h>
@@ -17,6 +17,7 @@
 #include "tollgate/cfgload.h"
 #include "tollgate/file.h"
 #include "tollgate/policy.h"
+#include "tollgate/tls.h"
 
 #define CPC(m) offsetof(struct tg_cp_config, m)
 #define CPL(m) offsetof(struct tg_cp_limits, m)
@@ -131,9 +132,20 @@ static int check_kubernetes(struct tg_cfg *cfg, const struct tg_cfg_node *v, con
     const struct tg_cp_config *c = obj;
 
     (void)dst;
-    if ((c->k8s_issuer != NULL || c->k8s_audiences.n != 0 || c->k8s_keys != NULL) &&
-        (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL))
+    if (c->k8s_token_review) {
+        if (!c->k8s_discovery)
+            return tg_cfg_fail(cfg, v->line, path,
+                               "token_review wants discovery (the API server it asks)");
+        if (c->k8s_keys != NULL || c->k8s_issuer != NULL)
+            return tg_cfg_fail(cfg, v->line, path,
+                               "token_review excludes issuer and keys (the API server checks "
+                               "tokens; keys are for a control plane that cannot ask it)");
+        if (c->k8s_audiences.n == 0)
+            return tg_cfg_fail(cfg, v->line, path, "token_review wants audiences");
+    } else if ((c->k8s_issuer != NULL || c->k8s_audiences.n != 0 || c->k8s_keys != NULL) &&
+               (c->k8s_issuer == NULL || c->k8s_audiences.n == 0 || c->k8s_keys == NULL)) {
         return tg_cfg_fail(cfg, v->line, path, "wants issuer, audiences and keys");
+    }
     if (c->k8s_issuer == NULL && !c->k8s_discovery)
         return tg_cfg_fail(cfg, v->line, path, "wants issuer, audiences and keys, or discovery");
     if (c->webhook.on && !c->k8s_discovery)
@@ -258,6 +270,7 @@ static const struct tg_cfg_field kubernetes_fields[] = {
     TG_CFG_ROW("issuer", TG_CFG_STR, CPC(k8s_issuer)),
     TG_CFG_ROWX("audiences", TG_CFG_STRS, CPC(k8s_audiences), .min = 1),
     TG_CFG_ROW("keys", TG_CFG_PATH, CPC(k8s_keys)),
+    TG_CFG_ROW("token_review", TG_CFG_BOOL, CPC(k8s_token_review)),
     TG_CFG_ROWX("discovery", TG_CFG_MAP, 0, .sub = discovery_fields, .fn = check_discovery),
     TG_CFG_ROWX("webhook", TG_CFG_MAP, CPC(webhook), .sub = webhook_fields, .fn = check_webhook),
     {.key = NULL},
@@ -547,6 +560,9 @@ static int make_revocations(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_
         copy_strs(r, &rv->fingerprints, &in->revoked_fingerprints) < 0 ||
         (rv->crls = tg_resource_array(r, in->revocation_crls.n, sizeof(*rv->crls))) == NULL)
         return tg_cfg_nomem(cfg);
+    if (m == NULL && in->revocation_crls.n > 0)
+        return tg_cfg_fail(cfg, crls->line, tg_cfg_join(item, key, "crls"),
+                           "CRL files are read from the mesh files only");
     if (in->revocation_crls.n > MAX_CRLS)
         return tg_cfg_fail(cfg, crls->line, "revocations.crls", "more than %d CRL files", MAX_CRLS);
     for (size_t i = 0; i < in->revocation_crls.n; i++) {
@@ -632,7 +648,7 @@ done:
     return rc;
 }
 
-static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
+static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n, const char *path,
                        const struct tg_res_authorization *a, const struct tg_res_revocations *rv)
 {
     char why[TG_ERRLEN] = "";
@@ -641,61 +657,45 @@ static int check_rules(struct tg_cfg *cfg, const struct tg_cfg_node *n,
     if (rc == TG_ENOMEM)
         return tg_cfg_nomem(cfg);
     if (rc < 0)
-        return tg_cfg_fail(cfg, n->line, "authorization", "%s", why);
+        return tg_cfg_fail(cfg, n->line, path, "%s", why);
     return rc;
 }
 
-/* settings: tollgate-cp's own section (ProxySettings), read as written, then copied. */
-struct settings_read {
-    int tls_version; /* 12, 13; 0: not said */
-    struct tg_strlist cipher_suites;
-    uint64_t handshake_ms, idle_ms, connect_ms;
-    int inbound_mode;
-};
-
-#define SET(m) offsetof(struct settings_read, m)
-
-static const struct tg_cfg_choice tlsver_choices[] = {{"1.2", 12}, {"1.3", 13}, {NULL, 0}};
-static const struct tg_cfg_choice mode_choices[] = {
-    {"strict", TG_RES_INBOUND_STRICT}, {"permissive", TG_RES_INBOUND_PERMISSIVE}, {NULL, 0}};
-
-static int check_cipher(const char *s, char *norm, char *why)
+/* Whether the settings mapping v says section.key (tls.min_version, inbound.mode): their
+ * zero values are choices, not "keep the sidecar's own". */
+static bool said(const struct tg_cfg_node *v, const char *section, const char *key)
 {
-    (void)norm;
-    if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(s))
-        return tg_err_set(why, TG_EINVAL, "\"%.64s\" is not a cipher suite name", s);
-    return 0;
+    const struct tg_cfg_node *m = tg_cfg_get(v, section, NULL);
+
+    return m != NULL && m->type == TG_CFG_T_MAPPING && tg_cfg_get(m, key, NULL) != NULL;
 }
 
-static const struct tg_cfg_field settings_timeout_fields[] = {
-    TG_CFG_ROW("handshake", TG_CFG_DURATION, SET(handshake_ms)),
-    TG_CFG_ROW("idle", TG_CFG_DURATION, SET(idle_ms)),
-    TG_CFG_ROW("connect", TG_CFG_DURATION, SET(connect_ms)),
-    {.key = NULL},
-};
-
-static const struct tg_cfg_field settings_fields[] = {
-    TG_CFG_ROWX("min_tls_version", TG_CFG_ENUM, SET(tls_version), .size = sizeof(int),
-                .choices = tlsver_choices),
-    TG_CFG_ROWX("cipher_suites", TG_CFG_STRS, SET(cipher_suites), .item = check_cipher),
-    TG_CFG_ROWX("timeouts", TG_CFG_MAP, 0, .sub = settings_timeout_fields),
-    TG_CFG_ROWX("inbound_mode", TG_CFG_ENUM, SET(inbound_mode), .size = sizeof(int),
-                .choices = mode_choices),
-    {.key = NULL},
-};
-
-static int make_settings(struct tg_resource *r, const struct settings_read *s)
+/* settings, read with the sidecar's own rows (tg_config_section_fields), as ProxySettings.
+ * The cipher suites are checked as a sidecar checks them (tls.h), so a list that every
+ * sidecar would refuse is refused here first; without a pushed min_version a TLS 1.2 suite
+ * passes, as a sidecar may allow 1.2 in its own file (one that does not NACKs the push). */
+static int make_settings(struct tg_cfg *cfg, struct tg_resource *r, const struct tg_config *in,
+                         const struct tg_cfg_node *v, const char *path)
 {
     struct tg_res_proxy_settings *p = &r->u.proxy_settings;
+    const struct tg_cfg_node *tls = tg_cfg_get(v, "tls", NULL);
+    const struct tg_cfg_node *suites = tls != NULL ? tg_cfg_get(tls, "cipher_suites", NULL) : NULL;
+    bool min_said = said(v, "tls", "min_version");
+    char why[TG_ERRLEN], key[TG_CFG_KEYPATH];
 
-    p->handshake_timeout_ms = s->handshake_ms;
-    p->idle_timeout_ms = s->idle_ms;
-    p->connect_timeout_ms = s->connect_ms;
-    p->inbound_mode = (enum tg_res_inbound_mode)s->inbound_mode;
-    if (s->tls_version != 0 &&
-        (p->min_tls_version = tg_resource_strdup(r, s->tls_version == 12 ? "1.2" : "1.3")) == NULL)
+    if (tg_tls_check_suites(&in->cipher_suites, !min_said || in->allow_tls12, why) < 0)
+        return tg_cfg_fail(cfg, suites != NULL ? suites->line : v->line,
+                           tg_cfg_join(key, path, "tls.cipher_suites"), "%s", why);
+    p->handshake_timeout_ms = in->handshake_timeout_ms;
+    p->idle_timeout_ms = in->idle_timeout_ms;
+    p->connect_timeout_ms = in->connect_timeout_ms;
+    p->inbound_mode = !said(v, "inbound", "mode")               ? TG_RES_INBOUND_UNSET
+                      : in->settings_mode == TG_MODE_PERMISSIVE ? TG_RES_INBOUND_PERMISSIVE
+                                                                : TG_RES_INBOUND_STRICT;
+    if (min_said &&
+        (p->min_tls_version = tg_resource_strdup(r, in->allow_tls12 ? "1.2" : "1.3")) == NULL)
         return TG_ENOMEM;
-    return copy_strs(r, &p->cipher_suites, &s->cipher_suites);
+    return copy_strs(r, &p->cipher_suites, &in->cipher_suites);
 }
 
 static const struct {
@@ -715,35 +715,26 @@ static const struct {
     {"revocation", "revocations"},
 };
 
-/* One section's value v into the new resource r. */
-static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
-                        const char *key, const struct tg_cfg_node *v)
+int tg_cp_section_read(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
+                       const char *key, const char *path, const struct tg_cfg_node *v)
 {
     struct tg_config *in = NULL;
-    struct settings_read set = {0};
     int rc;
 
-    if (r->type == TG_RES_PROXY_SETTINGS) {
-        if ((rc = tg_cfg_walk(cfg, v, key, settings_fields, &set)) == 0 &&
-            make_settings(r, &set) < 0)
-            rc = tg_cfg_nomem(cfg);
-        tg_strlist_free(&set.cipher_suites);
-        return rc;
-    }
     if (r->type == TG_RES_RATE_LIMITS && v->type == TG_CFG_T_LIST)
-        return tg_cfg_fail(cfg, v->line, key,
+        return tg_cfg_fail(cfg, v->line, path,
                            "a list of limits is now a mapping, as in the sidecar's file: "
                            "{key: id, default: {...}, overrides: [{principal: ..., ...}]}");
     if ((in = calloc(1, sizeof(*in))) == NULL)
         return tg_cfg_nomem(cfg);
     atomic_init(&in->refs, 1); /* freed, with all it holds, by tg_config_unref */
-    if ((rc = tg_cfg_walk(cfg, v, key, tg_config_section_fields(key), in)) < 0)
+    if ((rc = tg_cfg_walk(cfg, v, path, tg_config_section_fields(key), in)) < 0)
         goto done;
     switch (r->type) {
     case TG_RES_AUTHORIZATION:
         if ((rc = make_authorization(r, in)) < 0)
             break;
-        rc = check_rules(cfg, v, &r->u.authorization, NULL);
+        rc = check_rules(cfg, v, path, &r->u.authorization, NULL);
         break;
     case TG_RES_RATE_LIMITS:
         rc = make_rate_limits(r, in);
@@ -751,8 +742,11 @@ static int read_section(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_reso
     case TG_RES_MESH_TABLE:
         rc = make_mesh_table(r, in);
         break;
+    case TG_RES_PROXY_SETTINGS:
+        rc = make_settings(cfg, r, in, v, path);
+        break;
     default:
-        rc = make_revocations(cfg, m, r, in, v, key);
+        rc = make_revocations(cfg, m, r, in, v, path);
         break;
     }
     if (rc == TG_ENOMEM)
@@ -806,7 +800,7 @@ static int read_mesh_file(struct tg_cfg *cfg, struct tg_cp_mesh *m, const struct
             return tg_cfg_fail(cfg, k->line, k->str, "already set in %s", m->section_file[t]);
         if ((r = tg_resource_new(t)) == NULL)
             return tg_cfg_nomem(cfg);
-        if ((rc = read_section(cfg, m, r, k->str, v)) == 0 &&
+        if ((rc = tg_cp_section_read(cfg, m, r, k->str, k->str, v)) == 0 &&
             (m->section_file[t] = strdup(cfg->file)) == NULL)
             rc = tg_cfg_nomem(cfg);
         if (rc < 0) {

@@ -47,6 +47,7 @@ struct tg_cp_config {
     char *k8s_issuer;
     struct tg_strlist k8s_audiences; /* at least one */
     char *k8s_keys;                  /* PEM public keys or a JWK Set */
+    bool k8s_token_review; /* token_review: true: the API server checks them (cp_review.h) */
     /* kubernetes.discovery (k8s_client.h): watch the API, derive the mesh table */
     bool k8s_discovery;
     bool k8s_in_cluster;       /* in_cluster: true */
@@ -100,6 +101,14 @@ TG_MUST_USE int tg_cp_mesh_load(struct tg_cp_mesh *m, const char *path, char *er
 TG_MUST_USE int tg_cp_mesh_parse(struct tg_cp_mesh *m, const char *text, size_t len,
                                  const char *name, char *err);
 void tg_cp_mesh_cleanup(struct tg_cp_mesh *m);
+/* One section's value v, written as in a mesh file (key: "authorization", "rate_limits",
+ * "revocations", "mesh" or "settings"), into r, a new resource of that section's type;
+ * path names v in messages ("" at the top). m NULL: not a mesh file (the policy resources,
+ * k8s_policy.c), so CRL files are refused. 0, or TG_ECONFIG / TG_ENOMEM with cfg->err. */
+struct tg_cfg;
+struct tg_cfg_node;
+TG_MUST_USE int tg_cp_section_read(struct tg_cfg *cfg, struct tg_cp_mesh *m, struct tg_resource *r,
+                                   const char *key, const char *path, const struct tg_cfg_node *v);
 /* Checks rules (and revocations, rv NULL: none) the way every sidecar will, with
  * tg_policy_compile: rules of every scope are checked, so the answer is the same for all.
  * The mesh files' authorization and the policy resources (k8s_policy.c) both use it. */

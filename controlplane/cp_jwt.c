@@ -533,3 +533,27 @@ int tg_cp_jwt_verify(const struct tg_cp_jwt_rules *r, const char *token, char *n
     json_decref(header);
     return rc;
 }
+
+int tg_cp_jwt_peek_exp(const char *token, int64_t *exp)
+{
+    const char *dot1 = strchr(token, '.'), *dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
+    json_t *claims = NULL;
+    char err[TG_ERRLEN];
+    const json_t *e;
+    int rc = -1;
+
+    if (dot2 == NULL || strnlen(token, TG_CP_JWT_MAX + 1) > TG_CP_JWT_MAX ||
+        decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1), "payload", &claims, err) < 0)
+        return -1;
+    if (json_is_integer(e = json_object_get(claims, "exp"))) {
+        *exp = (int64_t)json_integer_value(e);
+        rc = 0;
+    }
+    json_decref(claims);
+    return rc;
+}
+
+bool tg_cp_jwt_name_ok(const char *s)
+{
+    return name_ok(s);
+}

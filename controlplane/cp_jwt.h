@@ -20,6 +20,7 @@
 #ifndef TOLLGATE_CP_JWT_H
 #define TOLLGATE_CP_JWT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,5 +59,11 @@ struct tg_cp_jwt_rules {
  * claim values), or TG_ENOMEM. */
 TG_MUST_USE int tg_cp_jwt_verify(const struct tg_cp_jwt_rules *r, const char *token, char *ns,
                                  char *sa, char *err);
+
+/* The "exp" claim of token, read WITHOUT checking anything else (to bound how long an
+ * answer of the API server, which did verify it, is cached). 0 with *exp, or -1. */
+int tg_cp_jwt_peek_exp(const char *token, int64_t *exp);
+/* Whether s is a namespace or service-account name fit for a SPIFFE path, as checked above. */
+bool tg_cp_jwt_name_ok(const char *s);
 
 #endif

@@ -300,6 +300,12 @@ const struct tg_k8s_client *tg_cp_k8s_client(const struct tg_cp_k8s *k)
     return k->client;
 }
 
+int tg_cp_k8s_request(struct tg_cp_k8s *k, const char *method, const char *path, const char *body,
+                      const char *content_type, tg_k8s_on_reply on_reply, void *arg)
+{
+    return tg_k8s_client_request(k->client, method, path, body, content_type, on_reply, arg);
+}
+
 static void k8s_free(void *owner)
 {
     struct tg_cp_k8s *k = owner;

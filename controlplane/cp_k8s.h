@@ -43,6 +43,10 @@ const struct tg_resource *tg_cp_k8s_table(const struct tg_cp_k8s *k);
 const struct tg_k8s_client_stats *tg_cp_k8s_stats(const struct tg_cp_k8s *k);
 /* The client (the webhook reads its Namespace cache and API server). */
 const struct tg_k8s_client *tg_cp_k8s_client(const struct tg_cp_k8s *k);
+/* One request to the API server through the client (tg_k8s_client_request). */
+TG_MUST_USE int tg_cp_k8s_request(struct tg_cp_k8s *k, const char *method, const char *path,
+                                  const char *body, const char *content_type,
+                                  tg_k8s_on_reply on_reply, void *arg);
 /* Stops; on_closed(arg) once every handle is closed, then k is freed. */
 void tg_cp_k8s_close(struct tg_cp_k8s *k, void (*on_closed)(void *arg), void *arg);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cp_admin.h"
 #include "cp_k8s.h"
@@ -54,6 +55,16 @@ struct tg_cp_server {
     int port;
     struct tg_cp_server_stats stats;
     struct tg_cp_server_stats logged; /* as of the last front-door summary in the log */
+    struct tg_cp_reviews *reviews;    /* kubernetes.token_review's answers */
+    struct review_wait *review_waits; /* TokenReviews in flight */
+};
+
+/* A TokenReview in flight, for stream conn_id (which may be gone by the answer). */
+struct review_wait {
+    struct tg_cp_server *srv;
+    uint64_t conn_id;
+    char *token; /* wiped */
+    struct review_wait *prev, *next;
 };
 
 struct tg_cp_state *tg_cp_server_state(const struct tg_cp_server *srv)
@@ -111,6 +122,85 @@ int tg_cp_server_admin_port(const struct tg_cp_server *srv)
     return srv->admin != NULL ? tg_cp_admin_port(srv->admin) : 0;
 }
 
+/* ---- TokenReview (cp_review.h) ---- */
+
+struct tg_cp_reviews *tg_cp_server_reviews(struct tg_cp_server *srv)
+{
+    return srv->reviews;
+}
+
+static void wait_free(struct review_wait *w)
+{
+    TG_DLIST_UNLINK(&w->srv->review_waits, TG_DLIST_NO_TAIL, w, prev, next);
+    explicit_bzero(w->token, strlen(w->token));
+    free(w->token);
+    free(w);
+}
+
+/* Answers never given (the client closed first) and the cache. */
+static void reviews_free(struct tg_cp_server *srv)
+{
+    while (srv->review_waits != NULL)
+        wait_free(srv->review_waits);
+    tg_cp_reviews_free(srv->reviews);
+    srv->reviews = NULL;
+}
+
+static void on_review(void *arg, long status, const char *body, const char *err)
+{
+    struct review_wait *w = arg;
+    struct tg_cp_server *srv = w->srv;
+    int64_t now = (int64_t)time(NULL);
+    struct tg_cp_review r;
+
+    tg_cp_review_read(status, body, w->token, &srv->state->cfg->k8s_audiences, now, &r);
+    if (status == 0)
+        tg_err_set(r.why, TG_EPEER, "TokenReview: the API server could not be asked: %s", err);
+    else if (status < 500 && tg_cp_reviews_put(srv->reviews, w->token, &r, now) < 0)
+        tg_error("kubernetes: out of memory caching a TokenReview answer");
+    if (!r.ok)
+        tg_info("kubernetes: TokenReview for stream %" PRIu64 ": %s", w->conn_id, r.why);
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
+        if (c->id == w->conn_id)
+            tg_cp_stream_on_review(c, &r);
+    wait_free(w);
+}
+
+int tg_cp_server_review(struct tg_cp_server *srv, uint64_t conn_id, const char *token)
+{
+    struct review_wait *w;
+    char *body;
+    int rc;
+
+    if (srv->k8s == NULL)
+        return TG_EINVAL;
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+        return TG_ENOMEM;
+    w->srv = srv;
+    w->conn_id = conn_id;
+    if ((w->token = strdup(token)) == NULL ||
+        (body = tg_cp_review_body(token, &srv->state->cfg->k8s_audiences)) == NULL) {
+        free(w->token);
+        free(w);
+        return TG_ENOMEM;
+    }
+    rc = tg_cp_k8s_request(srv->k8s, "POST", TG_CP_REVIEW_PATH, body, "application/json", on_review,
+                           w);
+    explicit_bzero(body, strlen(body));
+    free(body);
+    if (rc < 0) {
+        explicit_bzero(w->token, strlen(w->token));
+        free(w->token);
+        free(w);
+        return rc;
+    }
+    w->next = srv->review_waits;
+    if (w->next != NULL)
+        w->next->prev = w;
+    srv->review_waits = w;
+    return 0;
+}
+
 /* closed: how many of its handles or children have just closed (0 or 1). Frees it once it
  * is closing and nothing is left open. */
 static void maybe_free(struct tg_cp_server *srv, int closed)
@@ -126,6 +216,7 @@ static void maybe_free(struct tg_cp_server *srv, int closed)
     }
     if (!tg_closer_done(&srv->closer) || srv->conns != NULL)
         return;
+    reviews_free(srv);
     tg_cp_state_unref(srv->state);
     free(srv->watchers);
     free(srv->config_path);
@@ -154,13 +245,25 @@ static void on_webhook_closed(void *arg)
     maybe_free(srv, 1);
 }
 
-/* The derived mesh table changed: push it where it differs. */
+/* The cluster changed: each stream's pod is checked again (its labels follow the Pod's; a
+ * pod gone or changed so that it contradicts the stream ends it), then what differs is
+ * pushed. */
 static void on_k8s_table(void *arg)
 {
     struct tg_cp_server *srv = arg;
+    char err[TG_ERRLEN];
 
-    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next)
+    for (struct tg_cp_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (!c->hello_seen || !tg_msgstream_is_connected(c->ms))
+            continue;
+        if (tg_cp_stream_check_pod(c, err) < 0) {
+            srv->stats.refused++;
+            tg_warn("stream %" PRIu64 " (%s): pod check refused: %s", c->id, c->who.id, err);
+            tg_cp_stream_refuse(c, "%s", err);
+            continue;
+        }
         tg_cp_stream_push_changed(c);
+    }
 }
 
 static void on_admin_closed(void *arg)
@@ -180,6 +283,9 @@ static void conn_free(struct tg_cp_conn *c)
     free(c->token);
     free(c->claim_ns);
     free(c->claim_sa);
+    free(c->claim_pod);
+    free(c->csr_der);
+    tg_res_labels_free(c->claims, c->n_claims);
     tg_res_labels_free(c->labels, c->n_labels);
     tg_cp_state_unref(c->state);
     free(c);
@@ -680,7 +786,13 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
         return tg_err_set(err, TG_ENOMEM, "out of memory");
     }
     srv->loop = loop;
+    if (tg_cp_reviews_new(&srv->reviews) < 0) {
+        free(srv->config_path);
+        free(srv);
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    }
     if ((rc = tg_cp_state_load(config_path, &srv->state, NULL, err)) < 0) {
+        tg_cp_reviews_free(srv->reviews);
         free(srv->config_path);
         free(srv);
         return rc;

@@ -56,9 +56,17 @@ struct tg_cp_conn {
     struct tg_cp_who who; /* who authenticated, after Hello */
     char *token;          /* Hello's bootstrap token (wiped), re-checked at each CSR */
     char *claim_ns, *claim_sa;
+    char *claim_pod; /* Hello's pod_name */
     char node_id[128];
-    struct tg_res_label *labels; /* Hello's, for rule scopes */
+    struct tg_res_label *claims; /* Hello's labels */
+    size_t n_claims;
+    struct tg_res_label *labels; /* for rule scopes: the Pod's, or the claims (cp_pod.h) */
     size_t n_labels;
+    int pod_verdict; /* enum tg_cp_pod_verdict of the last check */
+    bool reviewing;  /* Hello waits for the API server's TokenReview answer */
+    uint64_t csr_id; /* a CSR that came meanwhile (csr_der non-NULL), handled after Hello */
+    unsigned char *csr_der;
+    size_t csr_len;
     char sent[TG_RES_N][TG_CP_VERSION_MAX + 1]; /* last pushed, or held per Hello */
     char acked[TG_RES_N][TG_CP_VERSION_MAX + 1];
     char nonce[TG_RES_N][32]; /* of the last push of each type */
@@ -123,6 +131,13 @@ int tg_cp_server_admin_port(const struct tg_cp_server *srv);
 /* Reloads the state now (as a file change does). 0, or the load's error (kept state). */
 int tg_cp_server_reload(struct tg_cp_server *srv, const char *why);
 
+/* kubernetes.token_review (cp_review.h): the server's cache of the API server's answers, and
+ * asking it about token for stream conn_id: when the answer is in (cached unless the API
+ * server could not be asked), tg_cp_stream_on_review runs for that stream if it is still
+ * open; never after tg_cp_server_close. 0, or TG_ENOMEM / TG_EINVAL (no discovery). */
+struct tg_cp_reviews *tg_cp_server_reviews(struct tg_cp_server *srv);
+TG_MUST_USE int tg_cp_server_review(struct tg_cp_server *srv, uint64_t conn_id, const char *token);
+
 /* c's Hello was accepted: it leaves the unauthenticated and may send frames up to
  * TG_FRAME_MAX. */
 void tg_cp_server_authenticated(struct tg_cp_conn *c);
@@ -134,6 +149,12 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len);
 /* Pushes, to a stream past its Hello, every resource whose version differs from what it
  * was last sent (or holds). */
 void tg_cp_stream_push_changed(struct tg_cp_conn *c);
+/* The API server's answer about c's token (tg_cp_server_review): the Hello goes on. */
+void tg_cp_stream_on_review(struct tg_cp_conn *c, const struct tg_cp_review *r);
+/* Checks c's pod claims again (cp_pod.h) against the Pods watched now and takes the labels
+ * that scope its rules: 1 when they changed, 0 when not, or TG_EPEER with the reason in err
+ * (the caller refuses the stream), TG_ENOMEM. */
+TG_MUST_USE int tg_cp_stream_check_pod(struct tg_cp_conn *c, char *err);
 /* Sends Close with reason and ends the stream once it is written. */
 void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -10,26 +10,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "cp_k8s.h"
+#include "cp_pod.h"
 #include "cp_server.h"
 #include "tollgate.pb-c.h"
 #include "tollgate/log.h"
+#include "tollgate/pbstream.h"
 
 /* ---- sending ---- */
 
 static void send_server_msg(struct tg_cp_conn *c, const Tollgate__V1__ServerMessage *m)
 {
-    size_t len = tollgate__v1__server_message__get_packed_size(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    char err[TG_ERRLEN];
-
-    if (buf == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory packing a message");
-        return;
-    }
-    tollgate__v1__server_message__pack(m, buf);
-    if (tg_msgstream_send(c->ms, buf, len, err) < 0)
-        tg_msgstream_close(c->ms, false, "sending: %s", err);
-    free(buf);
+    (void)tg_pbstream_send(c->ms, &m->base); /* a failure closes the stream */
 }
 
 void tg_cp_stream_refuse(struct tg_cp_conn *c, const char *fmt, ...)
@@ -111,22 +103,29 @@ static bool concerns(const char *scope_ns, const struct tg_res_label *labels, si
     return true;
 }
 
-static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_rule *r)
+/* A rule as pushed to c. Its scope goes with it only when the stream's labels are its own
+ * claims (no kubernetes.discovery), for the sidecar to match against its workload section as
+ * before; otherwise the control plane has decided already, from the authenticated namespace
+ * and the Pod's labels (concerns), and the rule goes unscoped so that an injected sidecar,
+ * which has no workload section, applies it. */
+static Tollgate__V1__Rule *pb_rule(struct tg_resource *a, const struct tg_res_rule *r,
+                                   const struct tg_cp_conn *c)
 {
     Tollgate__V1__Rule *m = new_msg(a, &tollgate__v1__rule__descriptor);
+    bool resolved = r->scope_resolved || c->pod_verdict != TG_CP_POD_CLAIMS;
 
     if (m == NULL)
         return NULL;
     m->name = r->name;
     m->action = r->action == TG_RES_DENY ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
                                          : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
-    if (r->scope_namespace != NULL && !r->scope_resolved)
+    if (r->scope_namespace != NULL && !resolved)
         m->scope_namespace = r->scope_namespace;
     m->scope_labels =
         new_msgs(a, &tollgate__v1__rule__scope_labels_entry__descriptor, r->n_scope_labels);
     if (m->scope_labels == NULL)
         return NULL;
-    m->n_scope_labels = r->scope_resolved ? 0 : r->n_scope_labels;
+    m->n_scope_labels = resolved ? 0 : r->n_scope_labels;
     for (size_t i = 0; i < m->n_scope_labels; i++) {
         m->scope_labels[i]->key = r->scope_labels[i].key;
         m->scope_labels[i]->value = r->scope_labels[i].value;
@@ -163,13 +162,14 @@ pb_authz(struct tg_resource *a, const struct tg_res_authorization *z, const stru
 
     if (m == NULL || (m->rules = tg_resource_array(a, z->n_rules, sizeof(void *))) == NULL)
         return NULL;
-    m->default_deny = z->default_deny;
-    m->close_denied_connections = z->close_denied_connections;
+    m->default_ = z->default_deny ? TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY
+                                  : TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
+    m->close_denied = z->close_denied_connections;
     for (size_t i = 0; i < z->n_rules; i++) {
         if (!concerns(z->rules[i].scope_namespace, z->rules[i].scope_labels,
                       z->rules[i].n_scope_labels, c))
             continue;
-        if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i])) == NULL)
+        if ((m->rules[m->n_rules] = pb_rule(a, &z->rules[i], c)) == NULL)
             return NULL;
         m->n_rules++;
     }
@@ -194,10 +194,10 @@ pb_limits(struct tg_resource *a, const struct tg_res_rate_limits *l, const struc
         if (!concerns(s->scope_namespace, s->scope_labels, s->n_scope_labels, c))
             continue;
         d = m->limits[m->n_limits++];
-        d->key_by = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
-                        ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
-                        : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
-        d->match = s->match;
+        d->key = s->key_by == TG_RES_LIMIT_BY_FINGERPRINT
+                     ? TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
+                     : TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID;
+        d->principal = s->match;
         d->connections_per_second = s->connections_per_second;
         d->burst = s->burst;
         d->max_concurrent = s->max_concurrent;
@@ -232,17 +232,17 @@ static Tollgate__V1__MeshTable *pb_mesh(struct tg_resource *a, const struct tg_r
     if (m == NULL || (m->destinations = new_msgs(a, &tollgate__v1__destination__descriptor,
                                                  t->n_destinations)) == NULL)
         return NULL;
-    m->outside_mesh = t->outside_refuse ? TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE
-                                        : TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH;
+    m->outside = t->outside_refuse ? TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE
+                                   : TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH;
     m->n_destinations = t->n_destinations;
     for (size_t i = 0; i < t->n_destinations; i++) {
         const struct tg_res_destination *s = &t->destinations[i];
         Tollgate__V1__Destination *d = m->destinations[i];
 
-        d->cidr_or_address = s->address;
+        d->address = s->address;
         d->port = s->port;
-        d->n_expected_ids = s->expected_ids.n;
-        d->expected_ids = s->expected_ids.v;
+        d->n_expect = s->expected_ids.n;
+        d->expect = s->expected_ids.v;
         d->protocol = s->protocol == TG_RES_HTTP ? TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP
                                                  : TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP;
     }
@@ -257,12 +257,12 @@ static Tollgate__V1__ProxySettings *pb_settings(struct tg_resource *a,
     if (m == NULL)
         return NULL;
     if (p->min_tls_version != NULL)
-        m->min_tls_version = p->min_tls_version;
-    m->n_cipher_suites = p->cipher_suites.n;
-    m->cipher_suites = p->cipher_suites.v;
-    m->handshake_timeout_ms = p->handshake_timeout_ms;
-    m->idle_timeout_ms = p->idle_timeout_ms;
-    m->connect_timeout_ms = p->connect_timeout_ms;
+        m->tls_min_version = p->min_tls_version;
+    m->n_tls_cipher_suites = p->cipher_suites.n;
+    m->tls_cipher_suites = p->cipher_suites.v;
+    m->timeouts_handshake_ms = p->handshake_timeout_ms;
+    m->timeouts_idle_ms = p->idle_timeout_ms;
+    m->timeouts_connect_ms = p->connect_timeout_ms;
     m->inbound_mode = p->inbound_mode == TG_RES_INBOUND_STRICT
                           ? TOLLGATE__V1__INBOUND_MODE__INBOUND_MODE_STRICT
                       : p->inbound_mode == TG_RES_INBOUND_PERMISSIVE
@@ -403,7 +403,20 @@ static int still_verified(const struct tg_cp_conn *c, const struct tg_peer_info 
     return 0;
 }
 
-static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
+/* Whether c's token is for the API server to check (kubernetes.token_review): no client
+ * certificate, and a token of a JWT's shape. */
+static bool needs_review(const struct tg_cp_conn *c)
+{
+    const struct tg_cp_state *s = tg_cp_server_state(c->srv);
+
+    return s->cfg->k8s_token_review && tg_msgstream_peer(c->ms)->id == NULL && c->token != NULL &&
+           tg_cp_authn_jwt_shaped(c->token);
+}
+
+/* Who c is. review: the API server's answer about its token, or NULL: the cached one when
+ * the token needs one (none cached: refused, for the caller to have the stream reconnect). */
+static int authenticate(struct tg_cp_conn *c, const struct tg_cp_review *review,
+                        struct tg_cp_who *who, char *err)
 {
     const struct tg_cp_state *s = tg_cp_server_state(c->srv);
     const struct tg_peer_info *peer = tg_msgstream_peer(c->ms);
@@ -431,15 +444,154 @@ static int authenticate(struct tg_cp_conn *c, struct tg_cp_who *who, char *err)
 
     if (peer->id != NULL && (rc = still_verified(c, peer, err)) < 0)
         return rc;
+    if (review == NULL && needs_review(c) &&
+        (review = tg_cp_reviews_get(tg_cp_server_reviews(c->srv), c->token, jwt.now)) == NULL)
+        return tg_err_set(err, TG_EPEER,
+                          "the API server's review of the service-account token has expired");
+    in.review = review;
     return tg_cp_authn_decide(&in, who, err);
+}
+
+/* A copy of n labels (n + 1 entries, so that none is calloc(0)); NULL when out of memory. */
+static struct tg_res_label *copy_labels(const struct tg_res_label *v, size_t n)
+{
+    struct tg_res_label *l = calloc(n + 1, sizeof(*l));
+
+    for (size_t i = 0; l != NULL && i < n; i++) {
+        l[i].key = strdup(v[i].key);
+        l[i].value = strdup(v[i].value);
+        if (l[i].key == NULL || l[i].value == NULL) {
+            tg_res_labels_free(l, n);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+static bool same_labels(const struct tg_res_label *a, size_t na, const struct tg_res_label *b,
+                        size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].key, b[i].key) != 0 || strcmp(a[i].value, b[i].value) != 0)
+            return false;
+    return true;
+}
+
+static const char *const verdict_names[] = {"as claimed (no kubernetes.discovery)",
+                                            "none (Hello names no pod)",
+                                            "none until the Pods are listed", "the Pod's"};
+
+int tg_cp_stream_check_pod(struct tg_cp_conn *c, char *err)
+{
+    const struct tg_cp_k8s *k = tg_cp_server_k8s(c->srv);
+    const struct tg_k8s_client *kc = k != NULL ? tg_cp_k8s_client(k) : NULL;
+    struct tg_k8s_list lists[TG_K8S_NKINDS];
+    struct tg_cp_pod_in in = {
+        .ns = c->who.ns,
+        .sa = c->who.sa,
+        .claim_pod = c->claim_pod,
+        .token_pod = c->who.pod,
+        .claims = c->claims,
+        .n_claims = c->n_claims,
+        .discovery = kc != NULL,
+        .synced = kc != NULL && tg_k8s_client_synced(kc),
+        .pods = &lists[TG_K8S_POD],
+    };
+    enum tg_cp_pod_verdict v;
+    const struct tg_k8s_obj *pod;
+    const struct tg_res_label *want = NULL;
+    struct tg_res_label *copy;
+    size_t n = 0;
+    int rc;
+
+    if (kc != NULL)
+        tg_k8s_client_lists(kc, lists);
+    if ((rc = tg_cp_pod_decide(&in, &v, &pod, err)) < 0)
+        return rc;
+    if (v == TG_CP_POD_CLAIMS) {
+        want = c->claims;
+        n = c->n_claims;
+    } else if (v == TG_CP_POD_BOUND) {
+        want = pod->u.pod.labels;
+        n = pod->u.pod.n_labels;
+    }
+    if (c->labels != NULL && (int)v == c->pod_verdict &&
+        same_labels(c->labels, c->n_labels, want, n))
+        return 0;
+    if ((copy = copy_labels(want, n)) == NULL)
+        return tg_err_set(err, TG_ENOMEM, "out of memory");
+    tg_res_labels_free(c->labels, c->n_labels);
+    c->labels = copy;
+    c->n_labels = n;
+    c->pod_verdict = (int)v;
+    tg_info("stream %" PRIu64 " (%s, pod \"%s\"): rule-scoping labels: %s, %zu", c->id, c->who.id,
+            pod != NULL       ? pod->name
+            : c->claim_pod[0] ? c->claim_pod
+                              : "?",
+            verdict_names[v], n);
+    return 1;
+}
+
+static void on_csr(struct tg_cp_conn *c, uint64_t request_id, const uint8_t *der, size_t len);
+
+/* The second half of Hello, once what it claims is copied into c: who it is (review: the API
+ * server's answer about its token, or NULL), its pod, then the pushes. A token the API server
+ * must check and has not (cached) sends it off: this runs again with the answer. */
+static void finish_hello(struct tg_cp_conn *c, const struct tg_cp_review *review)
+{
+    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
+    char err[TG_ERRLEN];
+    int rc;
+
+    if (review == NULL && needs_review(c) &&
+        tg_cp_reviews_get(tg_cp_server_reviews(c->srv), c->token, (int64_t)time(NULL)) == NULL) {
+        if ((rc = tg_cp_server_review(c->srv, c->id, c->token)) < 0) {
+            tg_cp_stream_refuse(c, "cannot ask the API server about the token: %s",
+                                tg_strerror(rc));
+            return;
+        }
+        c->reviewing = true;
+        return;
+    }
+    if ((rc = authenticate(c, review, &c->who, err)) == 0)
+        rc = tg_cp_stream_check_pod(c, err);
+    if (rc < 0) {
+        st->refused++;
+        tg_warn("stream %" PRIu64 " from %s (node \"%s\") refused: %s", c->id,
+                tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", err);
+        tg_cp_stream_refuse(c, "%s", err);
+        return;
+    }
+    c->hello_seen = true;
+    tg_cp_server_authenticated(c);
+    tg_info("stream %" PRIu64 " from %s: node \"%s\" is %s (by %s)", c->id,
+            tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
+            c->who.by_cert ? "certificate"
+            : review != NULL || needs_review(c)
+                ? "service-account token, reviewed by the API server"
+            : c->who.by_jwt ? "service-account token"
+                            : "bootstrap token");
+    tg_cp_stream_push_changed(c);
+    if (c->csr_der != NULL && tg_msgstream_is_connected(c->ms)) {
+        on_csr(c, c->csr_id, c->csr_der, c->csr_len); /* it came while the API server answered */
+        free(c->csr_der);
+        c->csr_der = NULL;
+    }
+}
+
+void tg_cp_stream_on_review(struct tg_cp_conn *c, const struct tg_cp_review *r)
+{
+    if (!c->reviewing || !tg_msgstream_is_connected(c->ms))
+        return;
+    c->reviewing = false;
+    finish_hello(c, r);
 }
 
 static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
 {
-    struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
-    char err[TG_ERRLEN];
-
-    if (c->hello_seen) {
+    if (c->hello_seen || c->reviewing) {
         tg_cp_stream_refuse(c, "a second Hello");
         return;
     }
@@ -447,27 +599,18 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
     c->token = dup_claim(h->token);
     c->claim_ns = dup_claim(h->namespace_);
     c->claim_sa = dup_claim(h->service_account);
-    if (c->token == NULL || c->claim_ns == NULL || c->claim_sa == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory");
-        return;
-    }
-    if (authenticate(c, &c->who, err) < 0) {
-        st->refused++;
-        tg_warn("stream %" PRIu64 " from %s (node \"%s\") refused: %s", c->id,
-                tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", err);
-        tg_cp_stream_refuse(c, "%s", err);
-        return;
-    }
-    c->labels = calloc(h->n_labels + 1, sizeof(*c->labels));
-    if (c->labels == NULL) {
+    c->claim_pod = dup_claim(h->pod_name);
+    c->claims = calloc(h->n_labels + 1, sizeof(*c->claims));
+    if (c->token == NULL || c->claim_ns == NULL || c->claim_sa == NULL || c->claim_pod == NULL ||
+        c->claims == NULL) {
         tg_msgstream_close(c->ms, false, "out of memory");
         return;
     }
     for (size_t i = 0; i < h->n_labels; i++) {
-        c->labels[i].key = strdup(h->labels[i]->key);
-        c->labels[i].value = strdup(h->labels[i]->value);
-        c->n_labels++;
-        if (c->labels[i].key == NULL || c->labels[i].value == NULL) {
+        c->claims[i].key = strdup(h->labels[i]->key);
+        c->claims[i].value = strdup(h->labels[i]->value);
+        c->n_claims++;
+        if (c->claims[i].key == NULL || c->claims[i].value == NULL) {
             tg_msgstream_close(c->ms, false, "out of memory");
             return;
         }
@@ -479,18 +622,12 @@ static void on_hello(struct tg_cp_conn *c, const Tollgate__V1__Hello *h)
         if (t >= TG_RES_TRUST_BUNDLE && t < TG_RES_N)
             snprintf(c->sent[t], sizeof(c->sent[t]), "%s", h->resource_versions[i]->value);
     }
-    c->hello_seen = true;
-    tg_cp_server_authenticated(c);
-    tg_info("stream %" PRIu64 " from %s: node \"%s\" is %s (by %s), sidecar \"%s\"", c->id,
-            tg_msgstream_peer_addr(c->ms), c->node_id[0] ? c->node_id : "?", c->who.id,
-            c->who.by_cert  ? "certificate"
-            : c->who.by_jwt ? "service-account token"
-                            : "bootstrap token",
-            h->version[0] ? h->version : "?");
-    tg_cp_stream_push_changed(c);
+    tg_debug("stream %" PRIu64 ": Hello from sidecar \"%s\"", c->id,
+             h->version[0] ? h->version : "?");
+    finish_hello(c, NULL);
 }
 
-static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
+static void on_csr(struct tg_cp_conn *c, uint64_t request_id, const uint8_t *der, size_t len)
 {
     struct tg_cp_server_stats *st = tg_cp_server_stats_mut(c->srv);
     const struct tg_cp_state *s = tg_cp_server_state(c->srv);
@@ -508,31 +645,30 @@ static void on_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
      * the sidecar reconnects: with its certificate if it has one (verified again in the
      * handshake: a revoked one is refused there), else with its token (kubelet rewrites a
      * service-account token's file before it expires). */
-    rc = authenticate(c, &who, err);
+    rc = authenticate(c, NULL, &who, err);
     if (rc == 0 && strcmp(who.id, c->who.id) != 0)
         rc = tg_err_set(err, TG_EPEER, "identity changed since Hello (%.100s, now %.100s)",
                         c->who.id, who.id);
     if (rc < 0) {
         st->csrs_refused++;
-        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
+        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, request_id,
                 c->who.id, err);
         tg_cp_stream_refuse(c, "%s; reconnect", err);
         return;
     }
-    rc = tg_cp_ca_sign(s->ca, req->csr_der.data, req->csr_der.len, c->who.id, ttl, &chain,
-                       &chain_len, err);
-    resp.request_id = req->request_id;
+    rc = tg_cp_ca_sign(s->ca, der, len, c->who.id, ttl, &chain, &chain_len, err);
+    resp.request_id = request_id;
     if (chain != NULL) {
         resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_CHAIN_PEM;
         resp.chain_pem = chain;
         st->certs_issued++;
         tg_info("stream %" PRIu64 ": issued %s for %lld s (CSR %" PRIu64 ", CA serial %s)", c->id,
-                c->who.id, (long long)ttl, req->request_id, tg_cp_ca_serial(s->ca));
+                c->who.id, (long long)ttl, request_id, tg_cp_ca_serial(s->ca));
     } else {
         resp.result_case = TOLLGATE__V1__CSR_RESPONSE__RESULT_ERROR;
         resp.error = err;
         st->csrs_refused++;
-        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, req->request_id,
+        tg_warn("stream %" PRIu64 ": CSR %" PRIu64 " for %s refused: %s", c->id, request_id,
                 c->who.id, err);
     }
     m.msg_case = TOLLGATE__V1__SERVER_MESSAGE__MSG_CSR;
@@ -585,6 +721,23 @@ static void on_ping(struct tg_cp_conn *c, const Tollgate__V1__Ping *p)
     send_server_msg(c, &m);
 }
 
+/* A CSR that arrives while Hello waits for the API server (the last one wins; its frame was
+ * at most TG_CP_HELLO_MAX bytes). */
+static void keep_csr(struct tg_cp_conn *c, const Tollgate__V1__CsrRequest *req)
+{
+    unsigned char *copy = malloc(req->csr_der.len + 1);
+
+    if (copy == NULL) {
+        tg_msgstream_close(c->ms, false, "out of memory");
+        return;
+    }
+    memcpy(copy, req->csr_der.data, req->csr_der.len);
+    free(c->csr_der);
+    c->csr_der = copy;
+    c->csr_len = req->csr_der.len;
+    c->csr_id = req->request_id;
+}
+
 /* Before Hello, decoding may allocate TG_CP_HELLO_DECODE_BUDGET bytes in all: a small frame
  * of empty map entries must not become a large heap. */
 struct budget {
@@ -624,7 +777,12 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
         return;
     }
     c->last_rx = uv_now(tg_cp_server_loop(c->srv));
-    if (!c->hello_seen && m->msg_case != TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO) {
+    if (c->reviewing && m->msg_case == TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR) {
+        keep_csr(c, m->csr); /* the sidecar sends it right after Hello: answered after it */
+    } else if (c->reviewing && m->msg_case == TOLLGATE__V1__CLIENT_MESSAGE__MSG_PING) {
+        on_ping(c, m->ping);
+    } else if (!c->hello_seen && !c->reviewing &&
+               m->msg_case != TOLLGATE__V1__CLIENT_MESSAGE__MSG_HELLO) {
         tg_cp_stream_refuse(c, "the first message must be Hello");
     } else {
         switch (m->msg_case) {
@@ -632,7 +790,7 @@ void tg_cp_stream_on_frame(struct tg_cp_conn *c, const char *frame, size_t len)
             on_hello(c, m->hello);
             break;
         case TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR:
-            on_csr(c, m->csr);
+            on_csr(c, m->csr->request_id, m->csr->csr_der.data, m->csr->csr_der.len);
             break;
         case TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK:
             on_ack(c, m->ack);

@@ -33,7 +33,7 @@ PACKAGES=(
     libcurl4-openssl-dev libnghttp2-dev python3-grpcio python3-grpc-tools
     openssl curl python3 python3-yaml iptables iproute2 procps psmisc tcpdump util-linux nginx
     autoconf automake libtool dpkg-dev clang libclang-rt-14-dev valgrind
-    clang-format cppcheck shellcheck debhelper fakeroot
+    clang-format cppcheck shellcheck debhelper fakeroot prometheus
 )
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -6,18 +6,21 @@
 #      fuzz corpus replays, and the deployment-file checks;
 #   2. the unit tests under valgrind (definite leaks and memory errors fail);
 #   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/);
-#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (10) each, TOLLGATE_FUZZ_JOBS
+#   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (6) each, TOLLGATE_FUZZ_JOBS
 #      (one per core) at a time (build-fuzz/, clang).
 # `scripts/test.sh quick`: set-up, lint and the unit tests only (ctest -L unit), under two
 # minutes once set up: the loop to run while working.
 # Environment: TOLLGATE_TEST_ARGS (extra ctest arguments, e.g. "-R proxy"),
 #              TOLLGATE_QUICK=1 (same as quick), TOLLGATE_FUZZ_SECONDS (a long fuzzing run:
-#              TOLLGATE_FUZZ_SECONDS=600), TOLLGATE_FUZZ_JOBS.
+#              TOLLGATE_FUZZ_SECONDS=600), TOLLGATE_FUZZ_JOBS, TOLLGATE_TEST_JOBS (tests ctest
+#              runs at a time in stage 1: two per core, as most integration tests wait on
+#              timers).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
-FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-6}
+TEST_JOBS=${TOLLGATE_TEST_JOBS:-$((2 * $(nproc)))}
 FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
 
 QUICK=${TOLLGATE_QUICK:-0}
@@ -60,10 +63,11 @@ fi
 
 stage "[1/4] ctest, Release build"
 # -j: everything runs in parallel (integration tests claim their ports across processes) but
-# the load test, which is RUN_SERIAL (tests/CMakeLists.txt); per-test times are in
-# $BUILD/Testing/Temporary/LastTest.log
+# the load test, which is RUN_SERIAL (tests/CMakeLists.txt); two per core, because most
+# integration tests spend their time waiting on timers (renewals, outages, backoffs); per-test
+# times are in $BUILD/Testing/Temporary/LastTest.log
 # shellcheck disable=SC2086
-ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j"$(nproc)" ${TOLLGATE_TEST_ARGS:-}
+ctest --test-dir "$BUILD" --output-on-failure --timeout 900 -j"$TEST_JOBS" ${TOLLGATE_TEST_ARGS:-}
 
 stage "[2/4] unit tests under valgrind, $(nproc) at a time"
 # what ctest gives every test (tests/CMakeLists.txt, TG_TEST_ENV)
@@ -93,6 +97,8 @@ cmake --build "$ROOT/build-asan" -j"$(nproc)"
 stage "[3/4] unit and integration tests, AddressSanitizer + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# one per core, not two: unoptimised sidecars under ASan keep a core busy each, and at two per
+# core on a loaded machine the long timelines (renewals, a push storm) missed their deadlines
 # shellcheck disable=SC2086
 ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -j"$(nproc)" \
     -L "unit|integration" \

@@ -102,7 +102,7 @@ const char *tg_k8s_client_server(const struct tg_k8s_client *c);
  * body the answer's first TG_K8S_REPLY_MAX bytes, NUL-terminated. Never answered after
  * tg_k8s_client_close (the request is dropped). Authenticated like the watches, 10 s
  * timeout, no retry (the caller decides). */
-#define TG_K8S_REPLY_MAX 4096
+#define TG_K8S_REPLY_MAX 16384 /* a TokenReview echoes its token (up to 8 KiB) */
 typedef void (*tg_k8s_on_reply)(void *arg, long status, const char *body, const char *err);
 /* method "POST", "PUT", "PATCH"; path from "/api..." (the caller escapes it); body JSON, sent
  * with content_type. 0, or TG_ENOMEM (nothing sent, on_reply never runs). */

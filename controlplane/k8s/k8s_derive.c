@@ -98,7 +98,7 @@ static bool parse_place(const char *s, struct row *r)
     return true;
 }
 
-static const struct tg_k8s_obj *find(const struct tg_k8s_list *l, const char *key)
+const struct tg_k8s_obj *tg_k8s_list_find(const struct tg_k8s_list *l, const char *key)
 {
     size_t lo = 0, hi = l->n;
 
@@ -148,9 +148,9 @@ static const char *endpoint_id(struct derive *d, const struct tg_k8s_obj *slice,
     if (e->pod == NULL)
         return NULL;
     snprintf(key, sizeof(key), "%s/%s", slice->ns, e->pod);
-    if ((pod = find(&d->lists[TG_K8S_POD], key)) == NULL || pod->u.pod.finished)
+    if ((pod = tg_k8s_list_find(&d->lists[TG_K8S_POD], key)) == NULL || pod->u.pod.finished)
         return NULL;
-    ns = find(&d->lists[TG_K8S_NAMESPACE], slice->ns);
+    ns = tg_k8s_list_find(&d->lists[TG_K8S_NAMESPACE], slice->ns);
     if (!pod->u.pod.sidecar && !(ns != NULL && ns->u.ns.inject && !pod->u.pod.opt_out))
         return NULL;
     snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", d->td, pod->ns, pod->u.pod.service_account);

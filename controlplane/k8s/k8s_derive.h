@@ -49,6 +49,9 @@ struct tg_k8s_derive_stats {
 
 /* Derives the mesh table from lists[TG_K8S_NAMESPACE .. TG_K8S_SLICE]. 0 with *out
  * (tg_resource_free) and *stats (may be NULL), or TG_ENOMEM. */
+/* The object of key ("ns/name", or "name" for a Namespace) in l, sorted by key; NULL. */
+const struct tg_k8s_obj *tg_k8s_list_find(const struct tg_k8s_list *l, const char *key);
+
 TG_MUST_USE int tg_k8s_derive(const struct tg_k8s_list lists[TG_K8S_NKINDS],
                               const char *trust_domain, struct tg_resource **out,
                               struct tg_k8s_derive_stats *stats);

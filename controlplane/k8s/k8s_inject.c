@@ -51,7 +51,9 @@ static const char INIT_JSON[] =
     "\"volumeMounts\":["
     "{\"name\":\"tollgate-config\",\"mountPath\":\"/etc/tollgate\",\"readOnly\":true},"
     "{\"name\":\"tollgate-token\",\"mountPath\":\"/var/run/tollgate/token\",\"readOnly\":true},"
-    "{\"name\":\"tollgate-root\",\"mountPath\":\"/var/run/tollgate/root\",\"readOnly\":true}]}]";
+    "{\"name\":\"tollgate-root\",\"mountPath\":\"/var/run/tollgate/root\",\"readOnly\":true},"
+    "{\"name\":\"tollgate-podinfo\",\"mountPath\":\"/var/run/tollgate/podinfo\","
+    "\"readOnly\":true}]}]";
 
 static const char VOLUMES_JSON[] =
     "[{\"name\":\"tollgate-xtables-lock\",\"emptyDir\":{\"medium\":\"Memory\","
@@ -59,7 +61,11 @@ static const char VOLUMES_JSON[] =
     "{\"name\":\"tollgate-config\",\"configMap\":{\"name\":\"tollgate-sidecar\"}},"
     "{\"name\":\"tollgate-root\",\"configMap\":{\"name\":\"tollgate-root-ca\"}},"
     "{\"name\":\"tollgate-token\",\"projected\":{\"sources\":[{\"serviceAccountToken\":"
-    "{\"audience\":\"tollgate\",\"expirationSeconds\":3600,\"path\":\"token\"}}]}}]";
+    "{\"audience\":\"tollgate\",\"expirationSeconds\":3600,\"path\":\"token\"}}]}},"
+    "{\"name\":\"tollgate-podinfo\",\"downwardAPI\":{\"items\":["
+    "{\"path\":\"name\",\"fieldRef\":{\"fieldPath\":\"metadata.name\"}},"
+    "{\"path\":\"namespace\",\"fieldRef\":{\"fieldPath\":\"metadata.namespace\"}},"
+    "{\"path\":\"labels\",\"fieldRef\":{\"fieldPath\":\"metadata.labels\"}}]}}]";
 
 static const int sidecar_ports[] = {TG_K8S_PORT_ADMIN, TG_K8S_PORT_OUTBOUND, TG_K8S_PORT_INBOUND,
                                     TG_K8S_PORT_HEALTH, TG_K8S_PORT_METRICS};

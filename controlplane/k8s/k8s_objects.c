@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_ITEMS 10000 /* ports, endpoints, addresses, containers of one object */
@@ -177,14 +178,48 @@ static bool has_container(const json_t *arr, const char *name)
     return false;
 }
 
+static int label_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct tg_res_label *)a)->key, ((const struct tg_res_label *)b)->key);
+}
+
+/* metadata.labels (strings, at most MAX_ITEMS) into the arena, sorted by key. */
+static int pod_labels(struct parse *p, const json_t *labels, struct tg_k8s_pod *pod)
+{
+    size_t n = labels != NULL ? json_object_size(labels) : 0;
+    const char *k;
+    json_t *v;
+
+    if (n > MAX_ITEMS)
+        return bad(p, "too many items", "metadata.labels");
+    if ((pod->labels = tg_resource_array(p->o->arena, n, sizeof(*pod->labels))) == NULL)
+        return TG_ENOMEM;
+    json_object_foreach(tg_unconst(labels), k, v)
+    {
+        struct tg_res_label *l = &pod->labels[pod->n_labels];
+
+        if (!json_is_string(v))
+            return bad(p, "a label value that is not a string", "metadata.labels");
+        l->key = tg_resource_strdup(p->o->arena, k);
+        l->value = tg_resource_strdup(p->o->arena, json_string_value(v));
+        if (l->key == NULL || l->value == NULL)
+            return TG_ENOMEM;
+        pod->n_labels++;
+    }
+    qsort(pod->labels, pod->n_labels, sizeof(*pod->labels), label_cmp);
+    return 0;
+}
+
 static int parse_pod(struct parse *p, const json_t *meta, const json_t *spec, const json_t *status)
 {
     struct tg_k8s_pod *pod = &p->o->u.pod;
-    const json_t *ann = NULL, *cs = NULL, *ics = NULL, *ips = NULL;
+    const json_t *ann = NULL, *cs = NULL, *ics = NULL, *ips = NULL, *labels = NULL;
     const char *v, *phase = "", *ip = "";
     int rc;
 
-    if ((rc = opt_member(p, meta, "annotations", "metadata.annotations", JSON_OBJECT, &ann)) < 0 ||
+    if ((rc = opt_member(p, meta, "labels", "metadata.labels", JSON_OBJECT, &labels)) < 0 ||
+        (rc = pod_labels(p, labels, pod)) < 0 ||
+        (rc = opt_member(p, meta, "annotations", "metadata.annotations", JSON_OBJECT, &ann)) < 0 ||
         (rc = opt_str(p, spec, "serviceAccountName", "spec.serviceAccountName",
                       &pod->service_account)) < 0 ||
         (rc = opt_member(p, spec, "containers", "spec.containers", JSON_ARRAY, &cs)) < 0 ||

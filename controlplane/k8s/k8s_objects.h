@@ -66,6 +66,8 @@ struct tg_k8s_pod {
     bool sidecar;                /* carries TG_K8S_SIDECAR_CONTAINER or is annotated injected */
     bool opt_out;                /* annotated TG_K8S_INJECT_ANNOTATION: "false" */
     bool finished;               /* status.phase Succeeded or Failed */
+    struct tg_res_label *labels; /* metadata.labels, sorted by key */
+    size_t n_labels;
 };
 
 struct tg_k8s_service {

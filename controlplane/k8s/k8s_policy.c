@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cp_config.h"
+#include "tollgate/cfgload.h"
 
 #define NPOLICY 3 /* TG_K8S_AUTHZ .. TG_K8S_REVOKE */
 
@@ -32,406 +33,178 @@ struct tg_k8s_policy {
 
 /* ---- compiling one spec ---- */
 
-struct cc {
-    json_t *spec;
-    struct tg_resource *r;
-    const char *ns, *name;
-    struct tg_res_label *sel; /* spec.selector.matchLabels */
-    size_t n_sel;
-    enum tg_res_limit_key key; /* RateLimit spec.key */
-    char *err;
+/* A spec is the mesh files' section of the same name (cp_config.c reads it, with the
+ * sidecar's tables), plus spec.selector; JSON is YAML, so the one YAML layer reads it. */
+static const struct {
+    const char *section;
+    enum tg_res_type type;
+    const char *const mesh_only[3]; /* the section's keys a namespaced resource cannot set */
+} kinds[NPOLICY] = {
+    {"authorization", TG_RES_AUTHORIZATION, {"default", "close_denied", NULL}},
+    {"rate_limits", TG_RES_RATE_LIMITS, {NULL}},
+    {"revocations", TG_RES_REVOCATIONS, {"crls", NULL}},
 };
 
-static int bad(struct cc *c, const char *field, const char *fmt, const char *what)
+static int refuse_expressions(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path,
+                              void *dst, void *obj)
 {
-    return tg_err_set(c->err, TG_EINVAL, "spec.%s: %s%s", field, fmt, what != NULL ? what : "");
+    (void)dst;
+    (void)obj;
+    return tg_cfg_fail(cfg, v->line, path, "not supported: use matchLabels");
 }
 
-/* Every key of obj is among keys (NULL-terminated): the schema's, and nothing else. */
-static int known_keys(struct cc *c, json_t *obj, const char *at, const char *const *keys)
+static const struct tg_cfg_field selector_fields[] = {
+    TG_CFG_ROW("matchLabels", TG_CFG_LABELS, 0),
+    TG_CFG_ROWX("matchExpressions", TG_CFG_FUNC, 0, .fn = refuse_expressions),
+    {.key = NULL},
+};
+
+/* spec.selector's labels as every rule's (or limit's) scope labels, in r. */
+static int scope_labels(struct tg_resource *r, const struct tg_labels *sel,
+                        struct tg_res_label **out, size_t *n)
 {
-    const char *k;
-    json_t *v;
-
-    json_object_foreach(obj, k, v)
-    {
-        size_t i = 0;
-        char field[128];
-
-        while (keys[i] != NULL && strcmp(keys[i], k) != 0)
-            i++;
-        if (keys[i] == NULL) {
-            snprintf(field, sizeof(field), "%s%.64s", at, k);
-            return bad(c, field, "unknown field", NULL);
-        }
-    }
-    return 0;
-}
-
-/* The list obj.<k>, of strings (sv) or of ports (pv, when not NULL); absent: empty. */
-static int list(struct cc *c, const json_t *obj, const char *k, const char *at,
-                struct tg_strlist *sv, struct tg_res_ports *pv)
-{
-    const json_t *a = json_object_get(obj, k), *v;
-    char field[128];
-    size_t i, n = json_array_size(a);
-
-    snprintf(field, sizeof(field), "%s%s", at, k);
-    if (a == NULL)
-        return 0;
-    if (!json_is_array(a) || n > TG_K8S_POLICY_MAX_VALUES)
-        return bad(c, field, "not a list of at most 256 ", pv != NULL ? "ports" : "strings");
-    if (pv != NULL ? (pv->v = tg_resource_array(c->r, n, sizeof(*pv->v))) == NULL
-                   : (sv->v = tg_resource_array(c->r, n, sizeof(*sv->v))) == NULL)
+    if ((*out = tg_resource_array(r, sel->n, sizeof(**out))) == NULL)
         return TG_ENOMEM;
-    json_array_foreach(a, i, v)
-    {
-        if (pv != NULL) {
-            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
-                return bad(c, field, "an entry that is not a port (1..65535)", NULL);
-            pv->v[pv->n++] = (uint32_t)json_integer_value(v);
-            continue;
-        }
-        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 1024)
-            return bad(c, field, "an entry that is not a string of 1 to 1024 bytes", NULL);
-        if ((sv->v[sv->n++] = tg_resource_strdup(c->r, json_string_value(v))) == NULL)
-            return TG_ENOMEM;
-    }
-    return 0;
-}
-
-/* A label key ([prefix/]name) or value, as Kubernetes allows them (roughly: the API server
- * has checked the labels of pods; this keeps a selector from holding what none can match). */
-static bool label_ok(const char *s, bool key)
-{
-    size_t n = strlen(s);
-
-    if (n > (key ? 316u : 63u) || (key && n == 0))
-        return false;
-    return strspn(s, key ? "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./"
-                         : "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") ==
-           n;
-}
-
-/* spec.selector: {matchLabels: {k: v}}; absent: every pod of the namespace. */
-static int selector(struct cc *c, struct tg_res_label **out, size_t *n)
-{
-    static const char *const sel_keys[] = {"matchLabels", NULL};
-    json_t *sel = json_object_get(c->spec, "selector"), *ml, *v;
-    const char *k;
-    int rc;
-
-    *out = NULL;
-    *n = 0;
-    if (sel == NULL)
-        return 0;
-    if (!json_is_object(sel))
-        return bad(c, "selector", "not an object", NULL);
-    if (json_object_get(sel, "matchExpressions") != NULL)
-        return bad(c, "selector.matchExpressions", "not supported: use matchLabels", NULL);
-    if ((rc = known_keys(c, sel, "selector.", sel_keys)) < 0)
-        return rc;
-    ml = json_object_get(sel, "matchLabels");
-    if (ml == NULL)
-        return 0;
-    if (!json_is_object(ml) || json_object_size(ml) > 64)
-        return bad(c, "selector.matchLabels", "not a map of at most 64 labels", NULL);
-    if ((*out = tg_resource_array(c->r, json_object_size(ml), sizeof(**out))) == NULL)
-        return TG_ENOMEM;
-    json_object_foreach(ml, k, v)
-    {
-        if (!label_ok(k, true) || !json_is_string(v) || !label_ok(json_string_value(v), false))
-            return bad(c, "selector.matchLabels: not a label: ", "", k);
-        (*out)[*n].key = tg_resource_strdup(c->r, k);
-        (*out)[*n].value = tg_resource_strdup(c->r, json_string_value(v));
+    for (*n = 0; *n < sel->n; (*n)++) {
+        (*out)[*n].key = tg_resource_strdup(r, sel->keys[*n]);
+        (*out)[*n].value = tg_resource_strdup(r, sel->values[*n]);
         if ((*out)[*n].key == NULL || (*out)[*n].value == NULL)
             return TG_ENOMEM;
-        (*n)++;
     }
     return 0;
 }
 
-/* The list spec.<k> of 1..TG_K8S_POLICY_MAX_ITEMS objects. */
-static int items(struct cc *c, const char *k, json_t **out)
+/* Scopes every rule and limit of r to namespace ns and the selector: written in the
+ * resource, a scope of their own is refused (the namespace and spec.selector say it). */
+static int scope_all(struct tg_cfg *cfg, struct tg_resource *r, const char *ns, const char *name,
+                     const struct tg_labels *sel)
 {
-    *out = json_object_get(c->spec, k);
-    if (*out == NULL)
-        return bad(c, k, "required", NULL);
-    if (!json_is_array(*out) || json_array_size(*out) == 0 ||
-        json_array_size(*out) > TG_K8S_POLICY_MAX_ITEMS)
-        return bad(c, k, "not a list of 1 to 64 entries", NULL);
+    struct tg_res_label *labels;
+    size_t n_labels, n = r->type == TG_RES_AUTHORIZATION ? r->u.authorization.n_rules
+                         : r->type == TG_RES_RATE_LIMITS ? r->u.rate_limits.n_limits
+                                                         : 0;
+    const char *what = r->type == TG_RES_AUTHORIZATION ? "rules" : "overrides";
+    char full[TG_ERRLEN], at[TG_CFG_KEYPATH];
+
+    if (n > TG_K8S_POLICY_MAX_ITEMS)
+        return tg_cfg_fail(cfg, 0, what, "more than %d entries", TG_K8S_POLICY_MAX_ITEMS);
+    if (scope_labels(r, sel, &labels, &n_labels) < 0)
+        return tg_cfg_nomem(cfg);
+    for (size_t i = 0; i < n; i++) {
+        char **scope_ns;
+        struct tg_res_label **scope_l;
+        size_t *n_scope_l;
+
+        if (r->type == TG_RES_AUTHORIZATION) {
+            struct tg_res_rule *d = &r->u.authorization.rules[i];
+
+            scope_ns = &d->scope_namespace;
+            scope_l = &d->scope_labels;
+            n_scope_l = &d->n_scope_labels;
+            /* named for where it came from, unique among every rule pushed */
+            snprintf(full, sizeof(full), "k8s/%s/%s/%s", ns, name, d->name);
+            if ((d->name = tg_resource_strdup(r, full)) == NULL)
+                return tg_cfg_nomem(cfg);
+            d->scope_resolved = true; /* the sidecar needs no namespace or labels of its own */
+        } else {
+            struct tg_res_limit *d = &r->u.rate_limits.limits[i];
+
+            scope_ns = &d->scope_namespace;
+            scope_l = &d->scope_labels;
+            n_scope_l = &d->n_scope_labels;
+        }
+        if (*scope_ns != NULL || *n_scope_l > 0) {
+            snprintf(at, sizeof(at), "%s[%zu].scope", what, i);
+            return tg_cfg_fail(cfg, 0, at,
+                               "not in a policy resource: its namespace and spec.selector "
+                               "scope it");
+        }
+        if ((*scope_ns = tg_resource_strdup(r, ns)) == NULL)
+            return tg_cfg_nomem(cfg);
+        *scope_l = labels;
+        *n_scope_l = n_labels;
+    }
     return 0;
 }
 
-static const char *const rule_keys[] = {"name",          "action",
-                                        "principals",    "not_principals",
-                                        "namespaces",    "not_namespaces",
-                                        "trust_domains", "not_trust_domains",
-                                        "fingerprints",  "not_fingerprints",
-                                        "serials",       "not_serials",
-                                        "ports",         "not_ports",
-                                        "methods",       "paths",
-                                        "hosts",         NULL};
-
-static int one_rule(struct cc *c, json_t *j, const char *at, void *dst)
+/* The spec's mapping without selector (read into sel), into body (kids malloc'd). */
+static int split_selector(struct tg_cfg *cfg, const struct tg_cfg_node *spec, int kind,
+                          struct tg_cfg_node *body, struct tg_labels *sel)
 {
-    struct tg_res_rule *d = dst;
-    const json_t *name = json_object_get(j, "name"), *action = json_object_get(j, "action");
-    char full[TG_ERRLEN];
-    int rc;
+    *body = *spec;
+    body->n = 0;
+    if ((body->kids = calloc(2 * spec->n + 1, sizeof(*body->kids))) == NULL)
+        return tg_cfg_nomem(cfg);
+    for (size_t i = 0; i < spec->n; i++) {
+        const struct tg_cfg_node *k = spec->kids[2 * i], *v = spec->kids[2 * i + 1];
+        int rc;
 
-    if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 63)
-        return bad(c, at, "name: required, 1 to 63 characters", NULL);
-    if (!json_is_string(action) || (strcmp(json_string_value(action), "allow") != 0 &&
-                                    strcmp(json_string_value(action), "deny") != 0))
-        return bad(c, at, "action: required, allow or deny", NULL);
-    /* named for where it came from, unique among every rule pushed */
-    snprintf(full, sizeof(full), "k8s/%s/%s/%s", c->ns, c->name, json_string_value(name));
-    if ((d->name = tg_resource_strdup(c->r, full)) == NULL ||
-        (d->scope_namespace = tg_resource_strdup(c->r, c->ns)) == NULL)
-        return TG_ENOMEM;
-    d->action = strcmp(json_string_value(action), "deny") == 0 ? TG_RES_DENY : TG_RES_ALLOW;
-    d->scope_labels = c->sel;
-    d->n_scope_labels = c->n_sel;
-    d->scope_resolved = true; /* the sidecar needs no workload namespace or labels of its own */
-#define S(f)                                                                                       \
-    if ((rc = list(c, j, #f, at, &d->f, NULL)) < 0)                                                \
-        return rc;
-    S(principals)
-    S(not_principals)
-    S(namespaces)
-    S(not_namespaces)
-    S(trust_domains)
-    S(not_trust_domains)
-    S(fingerprints)
-    S(not_fingerprints)
-    S(serials)
-    S(not_serials)
-    S(methods)
-    S(paths)
-    S(hosts)
-#undef S
-    if ((rc = list(c, j, "ports", at, NULL, &d->ports)) < 0 ||
-        (rc = list(c, j, "not_ports", at, NULL, &d->not_ports)) < 0)
-        return rc;
-    return 0;
-}
-
-/* The rules (or revocations) as every sidecar's policy compiler will read them. */
-static int check_compiles(struct cc *c, struct tg_res_rule *rules, size_t n,
-                          const struct tg_res_revocations *rv)
-{
-    const struct tg_res_authorization a = {.rules = rules, .n_rules = n};
-
-    return tg_cp_rules_check(&a, rv, c->err);
-}
-
-/* One entry of the spec's list: checked, and written into dst (an element of its array). */
-typedef int (*item_fn)(struct cc *c, json_t *j, const char *at, void *dst);
-
-/* spec: {selector, <k>: [items]}: the selector into c, *out an array of the items (fn scopes
- * each to c's selector). */
-static int compile_list(struct cc *c, const char *k, const char *const *item_keys, size_t elem,
-                        item_fn fn, void **out, size_t *n)
-{
-    const char *const keys[] = {"selector", k, NULL};
-    json_t *list, *j;
-    size_t i;
-    int rc;
-
-    if ((rc = known_keys(c, c->spec, "", keys)) < 0 || (rc = selector(c, &c->sel, &c->n_sel)) < 0 ||
-        (rc = items(c, k, &list)) < 0)
-        return rc;
-    if ((*out = tg_resource_array(c->r, json_array_size(list), elem)) == NULL)
-        return TG_ENOMEM;
-    json_array_foreach(list, i, j)
-    {
-        char at[64];
-
-        snprintf(at, sizeof(at), "%s[%zu].", k, i);
-        if (!json_is_object(j))
-            return bad(c, at, "not an object", NULL);
-        if ((rc = known_keys(c, j, at, item_keys)) < 0 ||
-            (rc = fn(c, j, at, (char *)*out + i * elem)) < 0)
+        for (size_t j = 0; kinds[kind].mesh_only[j] != NULL; j++)
+            if (strcmp(k->str, kinds[kind].mesh_only[j]) == 0)
+                return tg_cfg_fail(cfg, 0, k->str,
+                                   "set in the mesh files only: a policy resource is namespaced");
+        if (strcmp(k->str, "selector") != 0) {
+            body->kids[2 * body->n] = spec->kids[2 * i];
+            body->kids[2 * body->n++ + 1] = spec->kids[2 * i + 1];
+        } else if ((rc = tg_cfg_walk(cfg, v, "selector", selector_fields, sel)) < 0) {
             return rc;
-        (*n)++;
+        }
     }
     return 0;
-}
-
-static int compile_authz(struct cc *c)
-{
-    struct tg_res_authorization *a = &c->r->u.authorization;
-    void *v = NULL;
-    int rc = compile_list(c, "rules", rule_keys, sizeof(*a->rules), one_rule, &v, &a->n_rules);
-
-    a->rules = v;
-    return rc < 0 ? rc : check_compiles(c, a->rules, a->n_rules, NULL);
-}
-
-/* "*", "prefix*", "*suffix" or an exact SPIFFE ID, as the pushed form's match takes. */
-static bool pattern_ok(const char *s)
-{
-    size_t n = strlen(s);
-    const char *star = strchr(s, '*');
-
-    if (n == 0 || n > 2048 || strspn(s, "\t\r\n ") > 0 || strpbrk(s, "\t\r\n ") != NULL)
-        return false;
-    if (star == NULL)
-        return strncmp(s, "spiffe://", 9) == 0 && n > 9;
-    return strchr(star + 1, '*') == NULL && (star == s || star == s + n - 1);
-}
-
-/* A limit's keys, as in the mesh files' rate_limits: principal (overrides only), then its
- * values. */
-static const char *const limit_keys[] = {
-    "principal",        "connections_per_second", "burst",          "max_concurrent",
-    "bytes_per_second", "requests_per_second",    "requests_burst", NULL};
-
-/* One limit: an override (its principal a pattern) or, when principal is false, the default
- * (pushed as principal "*", after the overrides, as the mesh files' default is). */
-static int one_limit(struct cc *c, json_t *j, const char *at, bool principal,
-                     struct tg_res_limit *d)
-{
-    static const struct {
-        const char *k;
-        uint64_t max;
-    } nums[] = {{"burst", UINT32_MAX},
-                {"max_concurrent", UINT32_MAX},
-                {"bytes_per_second", 1ULL << 40},
-                {"requests_per_second", 10000000},
-                {"requests_burst", 10000000}};
-    const json_t *who = json_object_get(j, "principal"),
-                 *cps = json_object_get(j, "connections_per_second");
-    uint64_t v[TG_NELEM(nums)] = {0};
-    int rc;
-
-    if (!json_is_object(j))
-        return bad(c, at, "not an object", NULL);
-    if ((rc = known_keys(c, j, at, principal ? limit_keys : limit_keys + 1)) < 0)
-        return rc;
-    if (principal && (!json_is_string(who) || !pattern_ok(json_string_value(who))))
-        return bad(c, at, "principal: required: \"*\", \"prefix*\", \"*suffix\" or a spiffe:// ID",
-                   NULL);
-    if (cps != NULL &&
-        (!json_is_number(cps) || json_number_value(cps) < 0 || json_number_value(cps) > 1000000))
-        return bad(c, at, "connections_per_second: a number from 0 to 1000000", NULL);
-    for (size_t k = 0; k < TG_NELEM(nums); k++) {
-        const json_t *n = json_object_get(j, nums[k].k);
-
-        if (n == NULL)
-            continue;
-        if (!json_is_integer(n) || json_integer_value(n) < 0 ||
-            (uint64_t)json_integer_value(n) > nums[k].max)
-            return bad(c, at, "out of range or not an integer: ", nums[k].k);
-        v[k] = (uint64_t)json_integer_value(n);
-    }
-    if ((d->match = tg_resource_strdup(c->r, principal ? json_string_value(who) : "*")) == NULL ||
-        (d->scope_namespace = tg_resource_strdup(c->r, c->ns)) == NULL)
-        return TG_ENOMEM;
-    d->key_by = c->key;
-    d->connections_per_second = cps != NULL ? json_number_value(cps) : 0;
-    d->burst = (uint32_t)v[0];
-    d->max_concurrent = (uint32_t)v[1];
-    d->bytes_per_second = v[2];
-    d->requests_per_second = (uint32_t)v[3];
-    d->requests_burst = (uint32_t)v[4];
-    d->scope_labels = c->sel;
-    d->n_scope_labels = c->n_sel;
-    return 0;
-}
-
-/* spec: {selector, key, default, overrides}, the shape of a mesh file's rate_limits. */
-static int compile_limits(struct cc *c)
-{
-    static const char *const keys[] = {"selector", "key", "default", "overrides", NULL};
-    struct tg_res_rate_limits *rl = &c->r->u.rate_limits;
-    json_t *key = json_object_get(c->spec, "key"), *def = json_object_get(c->spec, "default"),
-           *ov = json_object_get(c->spec, "overrides"), *j;
-    size_t i;
-    int rc;
-
-    if ((rc = known_keys(c, c->spec, "", keys)) < 0 || (rc = selector(c, &c->sel, &c->n_sel)) < 0)
-        return rc;
-    if (key != NULL &&
-        (!json_is_string(key) || (strcmp(json_string_value(key), "id") != 0 &&
-                                  strcmp(json_string_value(key), "fingerprint") != 0)))
-        return bad(c, "key", "id or fingerprint", NULL);
-    c->key = key != NULL && strcmp(json_string_value(key), "fingerprint") == 0
-                 ? TG_RES_LIMIT_BY_FINGERPRINT
-                 : TG_RES_LIMIT_BY_ID;
-    if (def == NULL && ov == NULL)
-        return bad(c, "default", "required, or overrides", NULL);
-    if (ov != NULL && (!json_is_array(ov) || json_array_size(ov) == 0 ||
-                       json_array_size(ov) > TG_K8S_POLICY_MAX_ITEMS))
-        return bad(c, "overrides", "not a list of 1 to 64 entries", NULL);
-    rl->limits = tg_resource_array(c->r, json_array_size(ov) + 1, sizeof(*rl->limits));
-    if (rl->limits == NULL)
-        return TG_ENOMEM;
-    json_array_foreach(ov, i, j)
-    {
-        char at[64];
-
-        snprintf(at, sizeof(at), "overrides[%zu].", i);
-        if ((rc = one_limit(c, j, at, true, &rl->limits[rl->n_limits])) < 0)
-            return rc;
-        rl->n_limits++;
-    }
-    if (def != NULL) {
-        if ((rc = one_limit(c, def, "default.", false, &rl->limits[rl->n_limits])) < 0)
-            return rc;
-        rl->n_limits++;
-    }
-    return 0;
-}
-
-static int compile_revoke(struct cc *c)
-{
-    static const char *const keys[] = {"serials", "fingerprints", NULL};
-    struct tg_res_revocations *rv = &c->r->u.revocations;
-    int rc;
-
-    if ((rc = known_keys(c, c->spec, "", keys)) < 0 ||
-        (rc = list(c, c->spec, "serials", "", &rv->serials, NULL)) < 0 ||
-        (rc = list(c, c->spec, "fingerprints", "", &rv->fingerprints, NULL)) < 0)
-        return rc;
-    if (rv->serials.n + rv->fingerprints.n == 0)
-        return bad(c, "serials", "and fingerprints: both empty", NULL);
-    return check_compiles(c, NULL, 0, rv);
 }
 
 int tg_k8s_policy_compile(enum tg_k8s_kind k, const char *ns, const char *name, const char *spec,
                           struct tg_resource **out, char *err)
 {
-    static const enum tg_res_type types[NPOLICY] = {TG_RES_AUTHORIZATION, TG_RES_RATE_LIMITS,
-                                                    TG_RES_REVOCATIONS};
-    json_error_t je;
-    struct cc c = {.ns = ns, .name = name, .err = err};
-    int rc;
+    struct tg_cfg cfg = {.file = "spec", .err = err};
+    struct tg_cfg_doc doc = {0};
+    struct tg_cfg_node body = {0};
+    struct tg_labels sel = {0};
+    struct tg_resource *r = NULL;
+    int kind = (int)k - TG_K8S_AUTHZ, rc;
 
     if (k < TG_K8S_AUTHZ || k > TG_K8S_REVOKE)
         return tg_err_set(err, TG_EINVAL, "not a policy kind");
-    if ((c.spec = json_loads(spec, JSON_REJECT_DUPLICATES, &je)) == NULL ||
-        !json_is_object(c.spec)) {
-        json_decref(c.spec);
-        return tg_err_set(err, TG_EINVAL, "spec: not a JSON object");
-    }
-    if ((c.r = tg_resource_new(types[k - TG_K8S_AUTHZ])) == NULL) {
-        json_decref(c.spec);
-        return tg_err_set(err, TG_ENOMEM, "out of memory");
-    }
-    rc = k == TG_K8S_AUTHZ    ? compile_authz(&c)
-         : k == TG_K8S_LIMITS ? compile_limits(&c)
-                              : compile_revoke(&c);
-    json_decref(c.spec);
-    if (rc < 0) {
-        if (rc == TG_ENOMEM)
-            tg_err_set(err, rc, "out of memory");
-        tg_resource_free(c.r);
+    if ((rc = tg_cfg_doc_parse(spec, strlen(spec), "spec", &doc, err)) < 0)
         return rc;
+    for (struct tg_cfg_node *n = doc.nodes; n != NULL; n = n->next)
+        n->line = 0; /* one line of JSON: the key paths say where */
+    if (doc.root == NULL || doc.root->type != TG_CFG_T_MAPPING) {
+        rc = tg_err_set(err, TG_EINVAL, "spec: not a JSON object");
+        goto fail;
     }
-    *out = c.r;
-    return 0;
+    if ((rc = split_selector(&cfg, doc.root, kind, &body, &sel)) < 0)
+        goto fail;
+    if ((r = tg_resource_new(kinds[kind].type)) == NULL) {
+        rc = tg_cfg_nomem(&cfg);
+        goto fail;
+    }
+    if ((rc = tg_cp_section_read(&cfg, NULL, r, kinds[kind].section, "", &body)) < 0 ||
+        (rc = scope_all(&cfg, r, ns, name, &sel)) < 0)
+        goto fail;
+    if (k == TG_K8S_REVOKE && r->u.revocations.serials.n + r->u.revocations.fingerprints.n == 0) {
+        rc = tg_err_set(err, TG_EINVAL, "spec: serials and fingerprints: both empty");
+        goto fail;
+    }
+    if (k == TG_K8S_AUTHZ && r->u.authorization.n_rules == 0) {
+        rc = tg_err_set(err, TG_EINVAL, "spec: rules: required, 1 to %d entries",
+                        TG_K8S_POLICY_MAX_ITEMS);
+        goto fail;
+    }
+    if (k == TG_K8S_LIMITS && r->u.rate_limits.n_limits == 0) {
+        rc = tg_err_set(err, TG_EINVAL, "spec: default or overrides: required");
+        goto fail;
+    }
+    *out = r;
+    r = NULL;
+fail:
+    if (rc < 0 && rc != TG_ENOMEM)
+        rc = TG_EINVAL; /* the resource's status says why; the caller keeps the last good */
+    tg_resource_free(r);
+    tg_labels_free(&sel);
+    free(body.kids);
+    tg_cfg_doc_free(&doc);
+    return rc;
 }
 
 /* ---- the resources by key ---- */

@@ -27,8 +27,7 @@
 #include "k8s_derive.h"
 #include "tollgate/resource.h"
 
-#define TG_K8S_POLICY_MAX_ITEMS 64   /* rules, limits per resource; the CRDs' maxItems */
-#define TG_K8S_POLICY_MAX_VALUES 256 /* values of one list field; serials, fingerprints */
+#define TG_K8S_POLICY_MAX_ITEMS 64 /* rules, limits per resource; the CRDs' maxItems */
 
 struct tg_k8s_policy;
 

@@ -177,8 +177,9 @@ TG_MUST_USE int tg_hostport_parse(const char *s, struct tg_addr *out, char *err)
 TG_MUST_USE int tg_size_parse(const char *s, uint64_t *bytes, char *err);
 
 /* The tables of the sections a sidecar's config and tollgate-cp's mesh files share, read
- * into a struct tg_config: "authorization", "rate_limits", "revocations", "mesh"; NULL for
- * another name. */
+ * into a struct tg_config: "authorization", "rate_limits", "revocations", "mesh", and
+ * "settings" (tollgate-cp's: the sidecar's tls and timeouts keys, and inbound.mode into
+ * settings_mode); NULL for another name. */
 const struct tg_cfg_field *tg_config_section_fields(const char *section);
 
 #endif

@@ -135,6 +135,8 @@ struct tg_cp_cfg {
     char *namespace_;
     char *service_account;
     struct tg_labels labels; /* sent in Hello: picks the rules scoped by labels */
+    char *pod_info;          /* downward API directory (podinfo.h): the pod's name, namespace
+                              * and labels, read at each attempt; NULL: none */
     double renew_fraction;   /* renew at this fraction of the lifetime; default 0.5 */
 };
 
@@ -215,6 +217,9 @@ struct tg_config {
     bool mesh_refuse_outside; /* mesh.outside: "refuse"; default "passthrough" (plain) */
     struct tg_mesh_dest *dests;
     size_t n_dests;
+
+    /* settings.inbound.mode: tollgate-cp's mesh files only (pushed to every inbound listener) */
+    enum tg_inbound_mode settings_mode;
 
     struct tg_inbound_cfg *inbound;
     size_t n_inbound;

@@ -27,6 +27,7 @@
 #define TG_CP_TICK_MS 1000   /* how often the stall is checked */
 #define TG_CP_BACKOFF_MIN_MS 1000
 #define TG_CP_BACKOFF_MAX_MS 30000
+#define TG_CP_SA_ENV "TOLLGATE_SERVICE_ACCOUNT" /* with pod_info: Hello's service account */
 
 struct tg_cp_client_cfg {
     const char *address;    /* "host:port" or "[v6]:port"; resolved at each attempt */
@@ -39,6 +40,11 @@ struct tg_cp_client_cfg {
     const char *version; /* our software version */
     const struct tg_res_label *labels;
     size_t n_labels;
+    /* A downward API directory (podinfo.h), read at each attempt: Hello's pod_name,
+     * namespace and labels come from it (a file that does not parse fails the attempt, logged:
+     * nothing is sent that is wrong), and its service_account from $TOLLGATE_SERVICE_ACCOUNT
+     * when set (the volume cannot carry spec.serviceAccountName). NULL: none. */
+    const char *pod_info;
 };
 
 /* All callbacks run on the loop thread; arg is the ops' arg. */

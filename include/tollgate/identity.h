@@ -10,6 +10,7 @@
 
 #include "tollgate/config.h"
 #include "tollgate/err.h"
+#include "tollgate/metrics.h"
 #include "tollgate/spiffe.h"
 
 struct tg_revocations;
@@ -126,6 +127,13 @@ struct tg_identity_roots {
  * CA usable as a root, no root in two domains, nor in one whose name differs from the trust
  * domain of a SPIFFE ID the root carries. 0, or TG_EINVAL with err naming the domain. */
 TG_MUST_USE int tg_identity_check_roots(const struct tg_identity_roots *d, size_t n, char *err);
+
+/* The trust domain root i of id belongs to (ours for an identity filled by hand). */
+const char *tg_identity_root_domain(const struct tg_identity *id, size_t i);
+
+/* Our certificate (kind "identity") then each root (kind "root") of id, into out (room for
+ * 1 + id->n_roots), for the expiry metrics; strings borrowed from id. Returns how many. */
+size_t tg_identity_expiries(const struct tg_identity *id, struct tg_cert_expiry *out);
 
 /* Unix time now (seconds); the one clock identity checks use. */
 int64_t tg_identity_now(void);

@@ -1,11 +1,17 @@
-/* Counters for /stats. Each worker owns one slot per listener and is its only writer, so a
- * counter update is a relaxed load and store (a plain mov on x86): no lock and no locked
- * instruction on the data path. The admin thread sums the slots when it renders. */
+/* Counters and histograms for /stats. Each worker owns one slot per listener and is its only
+ * writer, so a counter update is a relaxed load and store (a plain mov on x86): no lock and no
+ * locked instruction on the data path. The admin thread sums the slots when it renders.
+ *
+ * Histograms have fixed buckets (below), kept per slot as plain counters, one per bucket, and
+ * made cumulative when rendered. Identity labels are bounded: the first TG_METRICS_IDS
+ * identities seen get a label value each (a process-wide table, append-only, read without a
+ * lock), every later one counts as "other". */
 #ifndef TOLLGATE_METRICS_H
 #define TOLLGATE_METRICS_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +62,35 @@ static inline uint64_t tg_counter_get(const struct tg_counter *c)
     return atomic_load_explicit(&c->v, memory_order_relaxed);
 }
 
+/* The histograms, each with its fixed bucket bounds (metrics.c, docs/operations.md). */
+enum tg_hist {
+    TG_HIST_CONN,      /* tollgate_connection_duration_seconds: accept to close */
+    TG_HIST_HANDSHAKE, /* tollgate_handshake_duration_seconds: first handshake byte to done */
+    TG_HIST_REQUEST,   /* tollgate_http_request_duration_seconds: head read to response end */
+    TG_HIST_N
+};
+
+#define TG_HIST_BUCKETS 16 /* the most bounds a histogram has; its +Inf bucket comes after */
+
+struct tg_histogram {
+    struct tg_counter bucket[TG_HIST_BUCKETS + 1]; /* not cumulative; [n_bounds] is +Inf */
+    struct tg_counter sum_us;                      /* microseconds */
+};
+
+/* One observation of us microseconds in h, a histogram of kind k. The slot's worker only. */
+void tg_histogram_observe(struct tg_histogram *h, enum tg_hist k, uint64_t us);
+
+/* HTTP status classes, label code_class of tollgate_http_responses_total. */
+enum { TG_HTTP_CLASSES = 5 }; /* 1xx .. 5xx */
+
+/* Requests refused with 429, and connections and requests by identity: the first
+ * TG_METRICS_IDS identities get a series each, every later one counts in "other", and a
+ * caller without one (plain text) in "unknown", so the label set stays bounded. */
+#define TG_METRICS_IDS 20
+#define TG_METRICS_ID_OTHER TG_METRICS_IDS
+#define TG_METRICS_ID_UNKNOWN (TG_METRICS_IDS + 1)
+#define TG_METRICS_ID_SLOTS (TG_METRICS_IDS + 2)
+
 struct tg_listener_stats {
     struct tg_counter opened;         /* connections accepted */
     struct tg_counter closed;         /* connections ended (active = opened - closed) */
@@ -77,18 +112,30 @@ struct tg_listener_stats {
     struct tg_counter http_bad_requests; /* refused as malformed (400, 414, 431, 505) */
     struct tg_counter http_denied;       /* refused by an authorization rule (403) */
     struct tg_counter http_rate_limited; /* refused over requests_per_second (429) */
+    struct tg_counter http_responses[TG_HTTP_CLASSES]; /* final status, by class */
+    struct tg_histogram hist[TG_HIST_N];
+    /* by the peer's identity index (tg_metrics_id_index): mTLS connections established,
+     * requests answered, requests refused with 429 */
+    struct tg_counter conns_by_id[TG_METRICS_ID_SLOTS];
+    struct tg_counter requests_by_id[TG_METRICS_ID_SLOTS];
+    struct tg_counter limited_by_id[TG_METRICS_ID_SLOTS];
 };
 
-/* Requests refused with 429, by caller identity: the first TG_METRICS_IDS identities get a
- * series each, every later one counts in "other", so the label set stays bounded. */
-#define TG_METRICS_IDS 20
-
-struct tg_id_counts {
+/* The identities that have a label value of their own, in the order first seen. Append-only:
+ * an entry is written before n is released, so a reader that acquires n reads whole
+ * entries without the lock; the lock orders writers only, and is taken only while the table
+ * is not full and an identity is new. */
+struct tg_id_table {
     pthread_mutex_t lock;
-    size_t n;
+    _Atomic size_t n;
     char *id[TG_METRICS_IDS]; /* malloc'd */
-    uint64_t count[TG_METRICS_IDS];
-    uint64_t other;
+};
+
+/* What the build info series says (tollgate_build_info). */
+struct tg_build_info {
+    const char *version; /* ours */
+    const char *wolfssl; /* the wolfSSL version linked */
+    bool aesni;          /* wolfSSL built with AES-NI */
 };
 
 /* Process-wide values written by the control thread. */
@@ -106,11 +153,14 @@ struct tg_metrics {
     const char **listener_directions; /* [n_listeners]: "inbound" / "outbound", borrowed */
     struct tg_listener_stats *slots;  /* [n_workers * n_listeners] */
     struct tg_process_stats process;
-    struct tg_id_counts http_limited_ids;
+    struct tg_id_table ids;
+    struct tg_build_info build; /* set by the caller after init; strings borrowed */
 };
 
-/* Any thread: one more 429 for caller id (a lock per refused request, never per byte). */
-void tg_metrics_count_limited_id(struct tg_metrics *m, const char *id);
+/* Any thread: the label index of identity id: 0 .. TG_METRICS_IDS - 1, TG_METRICS_ID_OTHER
+ * once the table is full (or out of memory), TG_METRICS_ID_UNKNOWN for NULL. Takes the
+ * table's lock only to add a new identity, at most TG_METRICS_IDS times in the process. */
+unsigned tg_metrics_id_index(struct tg_metrics *m, const char *id);
 
 /* Allocates the slots. names/directions are borrowed and must outlive m. */
 TG_MUST_USE int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners,
@@ -124,8 +174,26 @@ static inline struct tg_listener_stats *tg_metrics_slot(struct tg_metrics *m, si
 }
 
 /* Renders Prometheus text exposition (version 0.0.4) into a malloc'd NUL-terminated
- * string; *len gets its length. Returns NULL when out of memory. Any thread; m is not const
- * because the by-caller counts are read under their lock. */
-char *tg_metrics_render(struct tg_metrics *m, size_t *len);
+ * string; *len gets its length. Returns NULL when out of memory. Any thread. own_id is this
+ * sidecar's SPIFFE ID (the other end of every peer in the by-identity series), NULL when it
+ * has none yet. Ends with the process series (tg_metrics_render_process). */
+char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *len);
+
+/* One certificate of tollgate_certificate_expiry_timestamp_seconds. Strings borrowed. */
+struct tg_cert_expiry {
+    const char *kind;         /* "identity", "root", "ca" */
+    const char *trust_domain; /* "" when unknown */
+    const char *serial;       /* hex */
+    int64_t not_after;        /* unix seconds */
+};
+
+/* The tollgate_certificate_expiry_timestamp_seconds family of the n certificates (its HELP
+ * and TYPE even when n is 0). A malloc'd text as below, or NULL when out of memory. */
+char *tg_metrics_render_certs(const struct tg_cert_expiry *c, size_t n, size_t *len);
+
+/* tollgate_build_info and the standard process_* series (CPU seconds, resident and virtual
+ * memory, open and max fds, start time) of the calling process, read from /proc; a value that
+ * cannot be read is left out. A malloc'd text as above, or NULL when out of memory. */
+char *tg_metrics_render_process(const struct tg_build_info *b, size_t *len);
 
 #endif

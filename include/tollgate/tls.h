@@ -75,6 +75,8 @@ void tg_tls_cleanup(void);
 /* "wolfSSL 5.5.4, AES-NI: yes" etc. */
 const char *tg_tls_version_text(void);
 bool tg_tls_aesni(void);
+/* The wolfSSL version linked, "5.5.4" (tollgate_build_info). */
+const char *tg_tls_wolfssl_version(void);
 
 struct tg_tls;
 

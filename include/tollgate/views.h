@@ -23,7 +23,9 @@ struct tg_view_src {
     const struct tg_wl_client *wl; /* NULL: not identity.workload_api */
 };
 
-char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t *len);
+/* gen: the newest published generation, NULL before the first certificate. */
+char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct tg_cp_client *cp,
+                    size_t *len);
 char *tg_view_config_dump(const struct tg_view_src *v, size_t *len);
 
 #endif

@@ -1,12 +1,17 @@
 #include "tollgate/metrics.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "tollgate/file.h"
 
 static const char *const hs_fail_names[TG_HSF_N] = {
     [TG_HSF_NO_CERT] = "no_peer_cert",
@@ -54,34 +59,116 @@ int tg_metrics_init(struct tg_metrics *m, size_t n_workers, size_t n_listeners, 
     atomic_init(&m->process.identity_reload_failures.v, 0);
     atomic_init(&m->process.identity_expiry_unix, 0);
     atomic_init(&m->process.generation, 0);
-    pthread_mutex_init(&m->http_limited_ids.lock, NULL);
+    atomic_init(&m->ids.n, 0);
+    pthread_mutex_init(&m->ids.lock, NULL);
     return 0;
 }
 
-void tg_metrics_count_limited_id(struct tg_metrics *m, const char *id)
+/* The index of id among the first n entries, or n. */
+static size_t find_id(const struct tg_id_table *t, const char *id, size_t n)
 {
-    struct tg_id_counts *c = &m->http_limited_ids;
     size_t i;
 
-    pthread_mutex_lock(&c->lock);
-    for (i = 0; i < c->n && strcmp(c->id[i], id) != 0; i++)
+    for (i = 0; i < n && strcmp(t->id[i], id) != 0; i++)
         ;
-    if (i < c->n)
-        c->count[i]++;
-    else if (c->n < TG_METRICS_IDS && (c->id[c->n] = strdup(id)) != NULL)
-        c->count[c->n++] = 1;
-    else
-        c->other++;
-    pthread_mutex_unlock(&c->lock);
+    return i;
+}
+
+unsigned tg_metrics_id_index(struct tg_metrics *m, const char *id)
+{
+    struct tg_id_table *t = &m->ids;
+    size_t n, i;
+
+    if (id == NULL)
+        return TG_METRICS_ID_UNKNOWN;
+    /* acquire: the entries below n were written before n was released */
+    n = atomic_load_explicit(&t->n, memory_order_acquire);
+    if ((i = find_id(t, id, n)) < n)
+        return (unsigned)i;
+    if (n == TG_METRICS_IDS)
+        return TG_METRICS_ID_OTHER; /* full: no lock from now on */
+    pthread_mutex_lock(&t->lock);
+    n = atomic_load_explicit(&t->n, memory_order_relaxed);
+    if ((i = find_id(t, id, n)) == n) { /* still new: another thread did not add it meanwhile */
+        if (n == TG_METRICS_IDS || (t->id[n] = strdup(id)) == NULL)
+            i = TG_METRICS_ID_OTHER;
+        else
+            atomic_store_explicit(&t->n, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return (unsigned)i;
+}
+
+/* Bucket upper bounds, in microseconds for the data path and as the le label says them. */
+struct bound {
+    uint64_t us;
+    const char *le;
+};
+
+#define MS(x, text)                                                                                \
+    {                                                                                              \
+        (x) * 1000u, text                                                                          \
+    }
+static const struct bound conn_bounds[] = {
+    MS(1, "0.001"),  MS(5, "0.005"),  MS(10, "0.01"),    MS(25, "0.025"),
+    MS(50, "0.05"),  MS(100, "0.1"),  MS(250, "0.25"),   MS(500, "0.5"),
+    MS(1000, "1"),   MS(2500, "2.5"), MS(5000, "5"),     MS(10000, "10"),
+    MS(30000, "30"), MS(60000, "60"), MS(300000, "300"), MS(1800000, "1800"),
+};
+static const struct bound hs_bounds[] = {
+    {500, "0.0005"}, MS(1, "0.001"),  MS(2, "0.002"), MS(5, "0.005"),  MS(10, "0.01"),
+    MS(25, "0.025"), MS(50, "0.05"),  MS(100, "0.1"), MS(250, "0.25"), MS(500, "0.5"),
+    MS(1000, "1"),   MS(2500, "2.5"), MS(5000, "5"),  MS(10000, "10"),
+};
+static const struct bound req_bounds[] = {
+    {500, "0.0005"}, MS(1, "0.001"),  {2500, "0.0025"}, MS(5, "0.005"),
+    MS(10, "0.01"),  MS(25, "0.025"), MS(50, "0.05"),   MS(100, "0.1"),
+    MS(250, "0.25"), MS(500, "0.5"),  MS(1000, "1"),    MS(2500, "2.5"),
+    MS(5000, "5"),   MS(10000, "10"), MS(30000, "30"),  MS(60000, "60"),
+};
+#undef MS
+
+static const struct {
+    const char *name, *help;
+    const struct bound *b;
+    size_t n;
+} hists[TG_HIST_N] = {
+    [TG_HIST_CONN] = {"tollgate_connection_duration_seconds",
+                      "Connections from accept to close, every outcome.", conn_bounds,
+                      TG_NELEM(conn_bounds)},
+    [TG_HIST_HANDSHAKE] = {"tollgate_handshake_duration_seconds",
+                           "TLS handshakes that completed, from their first byte.", hs_bounds,
+                           TG_NELEM(hs_bounds)},
+    [TG_HIST_REQUEST] = {"tollgate_http_request_duration_seconds",
+                         "Requests on protocol: http ports, from their head to the end of "
+                         "their response.",
+                         req_bounds, TG_NELEM(req_bounds)},
+};
+
+_Static_assert(TG_NELEM(conn_bounds) <= TG_HIST_BUCKETS && TG_NELEM(hs_bounds) <= TG_HIST_BUCKETS &&
+                   TG_NELEM(req_bounds) <= TG_HIST_BUCKETS,
+               "a histogram with more bounds than TG_HIST_BUCKETS");
+
+void tg_histogram_observe(struct tg_histogram *h, enum tg_hist k, uint64_t us)
+{
+    const struct bound *b = hists[k].b;
+    size_t i, n = hists[k].n;
+
+    for (i = 0; i < n && us > b[i].us; i++) /* le: a value on a bound counts in it */
+        ;
+    tg_counter_add(&h->bucket[i], 1);
+    tg_counter_add(&h->sum_us, us);
 }
 
 void tg_metrics_cleanup(struct tg_metrics *m)
 {
+    size_t n = atomic_load(&m->ids.n);
+
     free(m->slots);
     m->slots = NULL;
-    for (size_t i = 0; i < m->http_limited_ids.n; i++)
-        free(m->http_limited_ids.id[i]);
-    m->http_limited_ids.n = 0;
+    for (size_t i = 0; i < n; i++)
+        free(m->ids.id[i]);
+    atomic_store(&m->ids.n, 0);
     m->n_workers = 0;
     m->n_listeners = 0;
 }
@@ -175,7 +262,26 @@ static void put_label_value(struct out *o, const char *s)
 
 static void family(struct out *o, const char *name, const char *type, const char *help)
 {
-    putf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    /* in pieces: putf's fixed buffer would fail a long help text */
+    puts_(o, "# HELP ");
+    puts_(o, name);
+    puts_(o, " ");
+    puts_(o, help);
+    puts_(o, "\n# TYPE ");
+    puts_(o, name);
+    puts_(o, " ");
+    puts_(o, type);
+    puts_(o, "\n");
+}
+
+/* Writes '{listener="..",direction=".."' and leaves the brace open for more labels. */
+static void listener_labels(struct out *o, const struct tg_metrics *m, size_t listener)
+{
+    puts_(o, "{listener=\"");
+    put_label_value(o, m->listener_names[listener]);
+    puts_(o, "\",direction=\"");
+    put_label_value(o, m->listener_directions[listener]);
+    puts_(o, "\"");
 }
 
 /* Writes 'name{listener="..",direction=".."' and leaves the brace open for more labels. */
@@ -183,11 +289,7 @@ static void series_start(struct out *o, const struct tg_metrics *m, const char *
                          size_t listener)
 {
     puts_(o, name);
-    puts_(o, "{listener=\"");
-    put_label_value(o, m->listener_names[listener]);
-    puts_(o, "\",direction=\"");
-    put_label_value(o, m->listener_directions[listener]);
-    puts_(o, "\"");
+    listener_labels(o, m, listener);
 }
 
 static uint64_t sum(const struct tg_metrics *m, size_t listener, size_t offset)
@@ -276,22 +378,228 @@ static void per_listener(struct out *o, const struct tg_metrics *m, const struct
     }
 }
 
-/* A counter family by listener and reason: n counters side by side from def's offset, the
- * r-th labelled reasons[r]. */
-static void per_listener_reason(struct out *o, const struct tg_metrics *m,
-                                const struct family_def *def, const char *const *reasons, size_t n)
+/* A counter family by listener and one more label: n counters side by side from def's
+ * offset, the r-th labelled label="values[r]". */
+static void per_listener_label(struct out *o, const struct tg_metrics *m,
+                               const struct family_def *def, const char *label,
+                               const char *const *values, size_t n)
 {
     family(o, def->name, "counter", def->help);
     for (size_t l = 0; l < m->n_listeners; l++) {
         for (size_t r = 0; r < n; r++) {
             series_start(o, m, def->name, l);
-            putf(o, ",reason=\"%s\"} %" PRIu64 "\n", reasons[r],
+            putf(o, ",%s=\"%s\"} %" PRIu64 "\n", label, values[r],
                  sum(m, l, def->offset + r * sizeof(struct tg_counter)));
         }
     }
 }
 
-char *tg_metrics_render(struct tg_metrics *m, size_t *len)
+/* A histogram family, one set of buckets per listener: each bucket summed over workers and
+ * made cumulative; _count is the +Inf bucket, so a scrape never shows a count that disagrees
+ * with its buckets. */
+static void histogram(struct out *o, const struct tg_metrics *m, enum tg_hist k)
+{
+    const char *name = hists[k].name;
+    size_t base =
+        offsetof(struct tg_listener_stats, hist) + (size_t)k * sizeof(struct tg_histogram);
+
+    family(o, name, "histogram", hists[k].help);
+    for (size_t l = 0; l < m->n_listeners; l++) {
+        uint64_t cum = 0, us = sum(m, l, base + offsetof(struct tg_histogram, sum_us));
+
+        for (size_t b = 0; b <= hists[k].n; b++) {
+            cum += sum(m, l, base + b * sizeof(struct tg_counter));
+            putf(o, "%s_bucket", name);
+            listener_labels(o, m, l);
+            putf(o, ",le=\"%s\"} %" PRIu64 "\n", b < hists[k].n ? hists[k].b[b].le : "+Inf", cum);
+        }
+        putf(o, "%s_sum", name);
+        listener_labels(o, m, l);
+        putf(o, "} %" PRIu64 ".%06" PRIu64 "\n", us / 1000000, us % 1000000);
+        putf(o, "%s_count", name);
+        listener_labels(o, m, l);
+        putf(o, "} %" PRIu64 "\n", cum);
+    }
+}
+
+/* The label value of identity index i (n of them in the table). */
+static const char *id_label(const struct tg_metrics *m, size_t i)
+{
+    return i < TG_METRICS_IDS ? m->ids.id[i] : i == TG_METRICS_ID_OTHER ? "other" : "unknown";
+}
+
+/* A counter family by listener, source and destination identity: the peer is the source of
+ * an inbound listener's connections and the destination of an outbound one's, own_id the
+ * other end. Series that are still 0 are left out (up to 22 per listener). */
+static void per_identity(struct out *o, const struct tg_metrics *m, const struct family_def *def,
+                         const char *own_id, size_t n_ids)
+{
+    family(o, def->name, "counter", def->help);
+    for (size_t l = 0; l < m->n_listeners; l++) {
+        bool in = strcmp(m->listener_directions[l], "inbound") == 0;
+
+        for (size_t i = 0; i < TG_METRICS_ID_SLOTS; i++) {
+            uint64_t v;
+
+            if (i < TG_METRICS_IDS && i >= n_ids)
+                continue;
+            if ((v = sum(m, l, def->offset + i * sizeof(struct tg_counter))) == 0)
+                continue;
+            series_start(o, m, def->name, l);
+            puts_(o, ",source_id=\"");
+            put_label_value(o, in ? id_label(m, i) : own_id);
+            puts_(o, "\",destination_id=\"");
+            put_label_value(o, in ? own_id : id_label(m, i));
+            putf(o, "\"} %" PRIu64 "\n", v);
+        }
+    }
+}
+
+/* tollgate_http_rate_limited_by_id_total{id}: process-wide, the listeners summed. */
+static void limited_by_id(struct out *o, const struct tg_metrics *m, size_t n_ids)
+{
+    size_t off = offsetof(struct tg_listener_stats, limited_by_id);
+
+    family(o, "tollgate_http_rate_limited_by_id_total", "counter",
+           "Requests refused with 429, by caller (the first 20 identities seen; later ones as "
+           "\"other\").");
+    for (size_t i = 0; i < TG_METRICS_ID_SLOTS; i++) {
+        uint64_t v = 0;
+
+        if (i < TG_METRICS_IDS && i >= n_ids)
+            continue;
+        for (size_t l = 0; l < m->n_listeners; l++)
+            v += sum(m, l, off + i * sizeof(struct tg_counter));
+        if (v == 0)
+            continue;
+        puts_(o, "tollgate_http_rate_limited_by_id_total{id=\"");
+        put_label_value(o, id_label(m, i));
+        putf(o, "\"} %" PRIu64 "\n", v);
+    }
+}
+
+static char *finish(struct out *o, size_t *len)
+{
+    if (o->failed || o->p == NULL) {
+        free(o->p);
+        return NULL;
+    }
+    *len = o->len;
+    return o->p;
+}
+
+/* btime of /proc/stat (text): the boot time, unix seconds; 0 when absent. */
+static long long boot_time(const char *stat)
+{
+    const char *p = strstr(stat, "\nbtime ");
+    long long t = 0;
+
+    return p != NULL && sscanf(p, "\nbtime %lld", &t) == 1 ? t : 0;
+}
+
+static void gauge_line(struct out *o, const char *name, const char *type, const char *help,
+                       const char *value)
+{
+    family(o, name, type, help);
+    putf(o, "%s %s\n", name, value);
+}
+
+/* The process_* series as Prometheus' client libraries name them (client_golang's process
+ * collector reads the same files). */
+static void render_process(struct out *o, const struct tg_build_info *b)
+{
+    char *stat = NULL, *sys = NULL, num[64], err[TG_ERRLEN];
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    size_t len;
+    long long rss = 0, btime;
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    const char *p;
+    struct rlimit rl;
+    DIR *d;
+
+    family(o, "tollgate_build_info", "gauge",
+           "Always 1: the version, the wolfSSL linked and whether it uses AES-NI.");
+    puts_(o, "tollgate_build_info{version=\"");
+    put_label_value(o, b->version != NULL ? b->version : "unknown");
+    puts_(o, "\",wolfssl=\"");
+    put_label_value(o, b->wolfssl != NULL ? b->wolfssl : "unknown");
+    putf(o, "\",aesni=\"%s\"} 1\n", b->aesni ? "true" : "false");
+
+    /* /proc/self/stat: "pid (comm) state ...": comm may hold spaces and parentheses, so the
+     * fields are counted from its last ')': utime and stime are fields 14 and 15, starttime
+     * 22, vsize 23, rss 24 (proc(5)) */
+    if (tg_file_read(NULL, "/proc/self/stat", TG_FILE_MAX, 0, &stat, &len, err) == 0 &&
+        (p = strrchr(stat, ')')) != NULL &&
+        sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
+               "%llu %llu %lld",
+               &utime, &stime, &start, &vsize, &rss) == 5 &&
+        tick > 0 && page > 0) {
+        snprintf(num, sizeof(num), "%.2f", (double)(utime + stime) / (double)tick);
+        gauge_line(o, "process_cpu_seconds_total", "counter",
+                   "Total user and system CPU time spent in seconds.", num);
+        snprintf(num, sizeof(num), "%lld", rss * (long long)page);
+        gauge_line(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                   num);
+        snprintf(num, sizeof(num), "%llu", vsize);
+        gauge_line(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                   num);
+        if (tg_file_read(NULL, "/proc/stat", TG_FILE_MAX, 0, &sys, &len, err) == 0 &&
+            (btime = boot_time(sys)) > 0) {
+            snprintf(num, sizeof(num), "%.2f", (double)btime + (double)start / (double)tick);
+            gauge_line(o, "process_start_time_seconds", "gauge",
+                       "Start time of the process since unix epoch in seconds.", num);
+        }
+    }
+    free(stat);
+    free(sys);
+    if ((d = opendir("/proc/self/fd")) != NULL) {
+        long long n = -1; /* the directory's own descriptor is not counted */
+        struct dirent *e;
+
+        while ((e = readdir(d)) != NULL)
+            n += e->d_name[0] != '.';
+        closedir(d);
+        snprintf(num, sizeof(num), "%lld", n < 0 ? 0 : n);
+        gauge_line(o, "process_open_fds", "gauge", "Number of open file descriptors.", num);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)rl.rlim_cur);
+        gauge_line(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.", num);
+    }
+}
+
+char *tg_metrics_render_process(const struct tg_build_info *b, size_t *len)
+{
+    struct out o = {0};
+
+    render_process(&o, b);
+    return finish(&o, len);
+}
+
+char *tg_metrics_render_certs(const struct tg_cert_expiry *c, size_t n, size_t *len)
+{
+    static const char name[] = "tollgate_certificate_expiry_timestamp_seconds";
+    struct out o = {0};
+
+    /* a timestamp: an alert compares it with time() and needs no knowledge of when it was
+     * read */
+    family(&o, name, "gauge",
+           "When a certificate expires (notAfter, unix seconds): kind=\"identity\" ours, "
+           "kind=\"root\" each root of the trust bundle, kind=\"ca\" the signing CA.");
+    for (size_t i = 0; i < n; i++) {
+        putf(&o, "%s{kind=\"", name);
+        put_label_value(&o, c[i].kind);
+        puts_(&o, "\",trust_domain=\"");
+        put_label_value(&o, c[i].trust_domain);
+        puts_(&o, "\",serial=\"");
+        put_label_value(&o, c[i].serial);
+        putf(&o, "\"} %" PRId64 "\n", c[i].not_after);
+    }
+    return finish(&o, len);
+}
+
+char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *len)
 {
     static const struct family_def traffic[] = {
         LISTENER_COUNTER("tollgate_connections_opened_total", "Connections accepted.", opened),
@@ -304,12 +612,29 @@ char *tg_metrics_render(struct tg_metrics *m, size_t *len)
         "Plain-text callers of a permissive inbound port refused, by reason (not_allowed: the "
         "listener's allow list; denied: the authorization rules).",
         plain_refused);
+    static const struct family_def responses = LISTENER_COUNTER(
+        "tollgate_http_responses_total",
+        "Responses on protocol: http ports (the app's, or the sidecar's own), by status class.",
+        http_responses);
+    static const struct family_def conns_by_id = LISTENER_COUNTER(
+        "tollgate_connections_by_identity_total",
+        "mTLS connections established, by source and destination SPIFFE ID (the first 20 peers "
+        "seen; later ones as \"other\").",
+        conns_by_id);
+    static const struct family_def requests_by_id =
+        LISTENER_COUNTER("tollgate_http_requests_by_identity_total",
+                         "Requests answered on protocol: http ports, by source and destination "
+                         "SPIFFE ID (\"unknown\": a plain-text caller).",
+                         requests_by_id);
     static const char *const plain_reasons[TG_PLAIN_N] = {"not_allowed", "denied"};
+    static const char *const classes[TG_HTTP_CLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     const char *hs_reasons[TG_HSF_N];
     struct out o = {0};
     int64_t expiry = atomic_load_explicit(&m->process.identity_expiry_unix, memory_order_relaxed);
-    size_t l;
+    size_t l, n_ids = atomic_load_explicit(&m->ids.n, memory_order_acquire);
 
+    if (own_id == NULL)
+        own_id = "unknown";
     for (size_t r = 0; r < TG_HSF_N; r++)
         hs_reasons[r] = tg_hs_fail_name((enum tg_hs_fail)r);
     per_listener(&o, m, traffic, TG_NELEM(traffic));
@@ -323,6 +648,8 @@ char *tg_metrics_render(struct tg_metrics *m, size_t *len)
         series_start(&o, m, "tollgate_connections_active", l);
         putf(&o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
     }
+    per_identity(&o, m, &conns_by_id, own_id, n_ids);
+    histogram(&o, m, TG_HIST_CONN);
 
     per_listener(&o, m, bytes_families, TG_NELEM(bytes_families));
 
@@ -332,27 +659,15 @@ char *tg_metrics_render(struct tg_metrics *m, size_t *len)
         putf(&o, ",result=\"ok\"} %" PRIu64 "\n",
              sum(m, l, offsetof(struct tg_listener_stats, hs_ok)));
     }
-    per_listener_reason(&o, m, &hs_failed, hs_reasons, TG_HSF_N);
+    per_listener_label(&o, m, &hs_failed, "reason", hs_reasons, TG_HSF_N);
+    histogram(&o, m, TG_HIST_HANDSHAKE);
     per_listener(&o, m, refusal_families, TG_NELEM(refusal_families));
-    per_listener_reason(&o, m, &plain_refused, plain_reasons, TG_PLAIN_N);
+    per_listener_label(&o, m, &plain_refused, "reason", plain_reasons, TG_PLAIN_N);
     per_listener(&o, m, capture_http_families, TG_NELEM(capture_http_families));
-    {
-        struct tg_id_counts *c = &m->http_limited_ids;
-
-        family(&o, "tollgate_http_rate_limited_by_id_total", "counter",
-               "Requests refused with 429, by caller (the first 20 callers; later ones as "
-               "\"other\").");
-        pthread_mutex_lock(&c->lock);
-        for (size_t i = 0; i < c->n; i++) {
-            puts_(&o, "tollgate_http_rate_limited_by_id_total{id=\"");
-            put_label_value(&o, c->id[i]);
-            putf(&o, "\"} %" PRIu64 "\n", c->count[i]);
-        }
-        if (c->other > 0)
-            putf(&o, "tollgate_http_rate_limited_by_id_total{id=\"other\"} %" PRIu64 "\n",
-                 c->other);
-        pthread_mutex_unlock(&c->lock);
-    }
+    limited_by_id(&o, m, n_ids);
+    per_listener_label(&o, m, &responses, "code_class", classes, TG_HTTP_CLASSES);
+    per_identity(&o, m, &requests_by_id, own_id, n_ids);
+    histogram(&o, m, TG_HIST_REQUEST);
 
     family(&o, "tollgate_identity_reloads_total", "counter",
            "New identities or trust bundles published.");
@@ -367,18 +682,14 @@ char *tg_metrics_render(struct tg_metrics *m, size_t *len)
 
         /* negative once the certificate has expired, so an alert can fire on < 0 */
         family(&o, "tollgate_identity_expiry_seconds", "gauge",
-               "Seconds until our certificate expires.");
+               "Deprecated: use tollgate_certificate_expiry_timestamp_seconds. Seconds until "
+               "our certificate expires.");
         putf(&o, "tollgate_identity_expiry_seconds %" PRId64 "\n",
              now > 0 && expiry < INT64_MIN + now ? INT64_MIN : expiry - now);
     }
     family(&o, "tollgate_generation", "gauge", "Id of the newest configuration generation.");
     putf(&o, "tollgate_generation %" PRIu64 "\n",
          atomic_load_explicit(&m->process.generation, memory_order_relaxed));
-
-    if (o.failed || o.p == NULL) {
-        free(o.p);
-        return NULL;
-    }
-    *len = o.len;
-    return o.p;
+    render_process(&o, &m->build);
+    return finish(&o, len);
 }

@@ -92,6 +92,16 @@ static int check_match(const char *s, char *norm, char *why)
     return tg_limit_match_check(s, why);
 }
 
+/* A cipher suite's name, as wolfSSL spells them ("TLS13-AES128-GCM-SHA256"); which ones are
+ * offered is checked where the TLS context is made (tls.h). */
+static int check_cipher(const char *s, char *norm, char *why)
+{
+    (void)norm;
+    if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(s))
+        return tg_err_set(why, TG_EINVAL, "\"%.64s\" is not a cipher suite name", s);
+    return 0;
+}
+
 static const struct tg_cfg_field scope_fields[] = {
     TG_CFG_ROW("namespace", TG_CFG_STR, RULE(scope_ns)),
     TG_CFG_ROW("labels", TG_CFG_LABELS, RULE(scope_labels)),
@@ -189,16 +199,78 @@ static const struct tg_cfg_field mesh_fields[] = {
     {.key = NULL},
 };
 
+/* The tls and timeouts keys tollgate-cp also pushes (its settings section, below). */
+#define TLS_ROWS                                                                                   \
+    ENUM_ROW("min_version", struct tg_config, allow_tls12, tlsver_choices, "a TLS version"),       \
+        TG_CFG_ROWX("cipher_suites", TG_CFG_STRS, CFG(cipher_suites), .item = check_cipher)
+#define TIMEOUT_ROWS                                                                               \
+    TG_CFG_ROW("handshake", TG_CFG_DURATION, CFG(handshake_timeout_ms)),                           \
+        TG_CFG_ROW("idle", TG_CFG_DURATION, CFG(idle_timeout_ms)),                                 \
+        TG_CFG_ROW("connect", TG_CFG_DURATION, CFG(connect_timeout_ms))
+
+static const struct tg_cfg_field tls_fields[] = {
+    TLS_ROWS,
+    TG_CFG_ROW("resumption", TG_CFG_BOOL, CFG(tls_resumption)),
+    {.key = NULL},
+};
+
+static const struct tg_cfg_field timeout_fields[] = {
+    TIMEOUT_ROWS,
+    TG_CFG_ROW("drain", TG_CFG_DURATION, CFG(drain_timeout_ms)),
+    {.key = NULL},
+};
+
+/* tollgate-cp's settings section (ProxySettings): the sidecar's own tls and timeouts keys and
+ * the mode of its inbound listeners, pushed to every sidecar. A key the stream does not carry
+ * is refused (not_pushed). A timeout or list left out stays 0 or empty, and is left out of the
+ * push; tollgate-cp tells a min_version or mode left out by the document. */
+static int not_pushed(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path, void *dst,
+                      void *obj)
+{
+    (void)dst;
+    (void)obj;
+    return tg_cfg_fail(cfg, v->line, path,
+                       "not pushed by tollgate-cp (set it in each sidecar's own file)");
+}
+
+#define NOT_PUSHED_ROW(k) TG_CFG_ROWX(k, TG_CFG_FUNC, 0, .fn = not_pushed)
+
+static const struct tg_cfg_field settings_tls_fields[] = {
+    TLS_ROWS,
+    NOT_PUSHED_ROW("resumption"),
+    {.key = NULL},
+};
+
+static const struct tg_cfg_field settings_timeout_fields[] = {
+    TIMEOUT_ROWS,
+    NOT_PUSHED_ROW("drain"),
+    {.key = NULL},
+};
+
+static const struct tg_cfg_field settings_inbound_fields[] = {
+    ENUM_ROW("mode", struct tg_config, settings_mode, mode_choices, "a mode"),
+    {.key = NULL},
+};
+
+static const struct tg_cfg_field settings_fields[] = {
+    TG_CFG_ROWX("tls", TG_CFG_MAP, 0, .sub = settings_tls_fields),
+    TG_CFG_ROWX("timeouts", TG_CFG_MAP, 0, .sub = settings_timeout_fields),
+    TG_CFG_ROWX("inbound", TG_CFG_MAP, 0, .sub = settings_inbound_fields),
+    RENAMED_ROW("min_tls_version", "tls.min_version"),
+    RENAMED_ROW("cipher_suites", "tls.cipher_suites"),
+    RENAMED_ROW("inbound_mode", "inbound.mode"),
+    {.key = NULL},
+};
+
 const struct tg_cfg_field *tg_config_section_fields(const char *section)
 {
     static const struct {
         const char *name;
         const struct tg_cfg_field *fields;
     } sections[] = {
-        {"authorization", authz_fields},
-        {"rate_limits", ratelimit_fields},
-        {"revocations", revocation_fields},
-        {"mesh", mesh_fields},
+        {"authorization", authz_fields},    {"rate_limits", ratelimit_fields},
+        {"revocations", revocation_fields}, {"mesh", mesh_fields},
+        {"settings", settings_fields},
     };
 
     for (size_t i = 0; i < TG_NELEM(sections); i++)
@@ -443,6 +515,20 @@ static const struct tg_cfg_field identity_fields[] = {
     {.key = NULL},
 };
 
+/* control_plane.pod_info names the pod (docs/kubernetes.md, "Pod metadata"): the claims it
+ * replaces are not written beside it. */
+static int check_cp(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path, void *dst,
+                    void *obj)
+{
+    const struct tg_config *c = obj;
+
+    (void)dst;
+    if (c->cp.pod_info != NULL && (c->cp.labels.n > 0 || c->cp.namespace_ != NULL))
+        return tg_cfg_fail(cfg, v->line, path,
+                           "pod_info excludes namespace and labels (they are read from it)");
+    return 0;
+}
+
 static const struct tg_cfg_field cp_fields[] = {
     TG_CFG_ROWX("address", TG_CFG_HOSTPORT, CFG(cp.address), .required = true),
     TG_CFG_ROWX("ca", TG_CFG_PATH, CFG(cp.ca_path), .required = true),
@@ -452,22 +538,8 @@ static const struct tg_cfg_field cp_fields[] = {
     TG_CFG_ROW("namespace", TG_CFG_STR, CFG(cp.namespace_)),
     TG_CFG_ROW("service_account", TG_CFG_STR, CFG(cp.service_account)),
     TG_CFG_ROW("labels", TG_CFG_LABELS, CFG(cp.labels)),
+    TG_CFG_ROW("pod_info", TG_CFG_PATH, CFG(cp.pod_info)),
     TG_CFG_ROWX("renew_fraction", TG_CFG_FUNC, CFG(cp.renew_fraction), .fn = read_fraction),
-    {.key = NULL},
-};
-
-static const struct tg_cfg_field tls_fields[] = {
-    ENUM_ROW("min_version", struct tg_config, allow_tls12, tlsver_choices, "a TLS version"),
-    TG_CFG_ROW("resumption", TG_CFG_BOOL, CFG(tls_resumption)),
-    TG_CFG_ROW("cipher_suites", TG_CFG_STRS, CFG(cipher_suites)),
-    {.key = NULL},
-};
-
-static const struct tg_cfg_field timeout_fields[] = {
-    TG_CFG_ROW("handshake", TG_CFG_DURATION, CFG(handshake_timeout_ms)),
-    TG_CFG_ROW("idle", TG_CFG_DURATION, CFG(idle_timeout_ms)),
-    TG_CFG_ROW("connect", TG_CFG_DURATION, CFG(connect_timeout_ms)),
-    TG_CFG_ROW("drain", TG_CFG_DURATION, CFG(drain_timeout_ms)),
     {.key = NULL},
 };
 
@@ -635,7 +707,7 @@ static const struct tg_cfg_field top_fields[] = {
     TG_CFG_ROW("access_log", TG_CFG_BOOL, CFG(access_log)),
     TG_CFG_ROWX("buffer_size", TG_CFG_SIZE, CFG(buffer_size), .min = 4 << 10, .max = 16 << 20),
     TG_CFG_ROWX("identity", TG_CFG_MAP, 0, .sub = identity_fields),
-    TG_CFG_ROWX("control_plane", TG_CFG_MAP, 0, .sub = cp_fields),
+    TG_CFG_ROWX("control_plane", TG_CFG_MAP, 0, .sub = cp_fields, .fn = check_cp),
     TG_CFG_ROWX("tls", TG_CFG_MAP, 0, .sub = tls_fields),
     TG_CFG_ROWX("timeouts", TG_CFG_MAP, 0, .sub = timeout_fields),
     TG_CFG_ROWX("inbound", TG_CFG_LIST, CFG(inbound), .count = CFG(n_inbound),
@@ -1005,6 +1077,7 @@ void tg_config_unref(struct tg_config *c)
     free(c->cp.namespace_);
     free(c->cp.service_account);
     tg_labels_free(&c->cp.labels);
+    free(c->cp.pod_info);
     free(c->path);
     free(c);
 }

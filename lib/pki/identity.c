@@ -28,6 +28,24 @@ int64_t tg_identity_now(void)
     return (int64_t)time(NULL);
 }
 
+const char *tg_identity_root_domain(const struct tg_identity *id, size_t i)
+{
+    for (size_t d = 0; d < id->n_domains; d++)
+        if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
+            return id->domains[d].name;
+    return id->trust_domain;
+}
+
+size_t tg_identity_expiries(const struct tg_identity *id, struct tg_cert_expiry *out)
+{
+    out[0] =
+        (struct tg_cert_expiry){"identity", id->trust_domain, id->leaf.serial, id->leaf.not_after};
+    for (size_t i = 0; i < id->n_roots; i++)
+        out[1 + i] = (struct tg_cert_expiry){"root", tg_identity_root_domain(id, i),
+                                             id->roots[i].serial, id->roots[i].not_after};
+    return 1 + id->n_roots;
+}
+
 static int asn_time(const byte *raw, int raw_len, int64_t *out)
 {
     const byte *date;

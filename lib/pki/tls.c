@@ -205,6 +205,11 @@ bool tg_tls_aesni(void)
 #endif
 }
 
+const char *tg_tls_wolfssl_version(void)
+{
+    return wolfSSL_lib_version();
+}
+
 const char *tg_tls_version_text(void)
 {
     static char text[128];

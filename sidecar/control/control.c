@@ -395,7 +395,7 @@ static char *on_admin_stats(void *arg, size_t *len)
 {
     struct control *ctl = arg;
 
-    return tg_view_stats(&ctl->metrics, ctl->cp, len);
+    return tg_view_stats(&ctl->metrics, ctl->gen, ctl->cp, len);
 }
 
 static char *on_admin_config_dump(void *arg, size_t *len)
@@ -714,6 +714,7 @@ static int start_cp(struct control *ctl, char *err)
         .service_account = cp->service_account,
         .version = TG_VERSION,
         .n_labels = cp->labels.n,
+        .pod_info = cp->pod_info,
     };
     struct tg_cp_client_ops ops = {
         .make_tls_ctx = on_cp_tls_ctx,
@@ -1000,6 +1001,8 @@ static int setup(struct control *ctl, char *err)
         (rc = tg_metrics_init(&ctl->metrics, ctl->n_workers, ctl->rt.n_listeners, ctl->names,
                               ctl->directions)) < 0)
         return tg_err_set(err, rc, "out of memory");
+    ctl->metrics.build =
+        (struct tg_build_info){TG_VERSION, tg_tls_wolfssl_version(), tg_tls_aesni()};
     if ((ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
         (ctl->beats_seen = calloc(ctl->n_workers, sizeof(*ctl->beats_seen))) == NULL ||
         (ctl->watch = calloc(n_watch, sizeof(*ctl->watch))) == NULL)

@@ -16,6 +16,8 @@
 #include "tollgate/frame.h"
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
+#include "tollgate/pbstream.h"
+#include "tollgate/podinfo.h"
 
 #define MAX_TOKEN (8192 + 2) /* a line of up to 8 KiB (what tollgate-cp takes), \n, NUL */
 #define VERSION_MAX 128      /* longest version we keep; longer ones are NACKed */
@@ -35,6 +37,7 @@ struct tg_cp_client {
     char *node_id, *namespace_, *service_account, *version;
     struct tg_res_label *labels;
     size_t n_labels;
+    char *pod_info; /* the downward API directory, or NULL */
 
     enum state state;
     uv_timer_t retry; /* backoff between attempts */
@@ -139,6 +142,7 @@ static void free_client(struct tg_cp_client *c)
     free(c->node_id);
     free(c->namespace_);
     free(c->service_account);
+    free(c->pod_info);
     free(c->version);
     tg_res_labels_free(c->labels, c->n_labels);
     free(c->csr);
@@ -176,11 +180,14 @@ int tg_cp_client_new(uv_loop_t *loop, const struct tg_cp_client_cfg *cfg,
     c->token_path = cfg->token_path != NULL ? strdup(cfg->token_path) : NULL;
     c->node_id = dup_or_empty(cfg->node_id);
     c->namespace_ = dup_or_empty(cfg->namespace_);
-    c->service_account = dup_or_empty(cfg->service_account);
+    c->service_account =
+        dup_or_empty(cfg->pod_info != NULL && getenv(TG_CP_SA_ENV) != NULL ? getenv(TG_CP_SA_ENV)
+                                                                           : cfg->service_account);
     c->version = dup_or_empty(cfg->version);
+    c->pod_info = cfg->pod_info != NULL ? strdup(cfg->pod_info) : NULL;
     if (c->address == NULL || (cfg->token_path != NULL && c->token_path == NULL) ||
-        c->node_id == NULL || c->namespace_ == NULL || c->service_account == NULL ||
-        c->version == NULL)
+        (cfg->pod_info != NULL && c->pod_info == NULL) || c->node_id == NULL ||
+        c->namespace_ == NULL || c->service_account == NULL || c->version == NULL)
         goto fail;
     if (cfg->n_labels > 0) {
         c->labels = calloc(cfg->n_labels, sizeof(*c->labels));
@@ -210,23 +217,10 @@ fail:
 
 /* ---- sending ---- */
 
+/* 0, or an error (the stream is then closed). */
 static int send_msg(struct tg_cp_client *c, const Tollgate__V1__ClientMessage *m)
 {
-    size_t len = tollgate__v1__client_message__get_packed_size(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    char err[TG_ERRLEN];
-    int rc;
-
-    if (buf == NULL) {
-        tg_msgstream_close(c->ms, false, "out of memory packing a message");
-        return TG_ENOMEM;
-    }
-    tollgate__v1__client_message__pack(m, buf);
-    rc = tg_msgstream_send(c->ms, buf, len, err);
-    free(buf);
-    if (rc < 0)
-        tg_msgstream_close(c->ms, false, "sending: %s", err);
-    return rc;
+    return tg_pbstream_send(c->ms, &m->base);
 }
 
 static void send_ack(struct tg_cp_client *c, enum tg_res_type t, const char *version,
@@ -318,23 +312,46 @@ static int read_token(const char *path, char *dst, size_t cap, char *err)
     return 0;
 }
 
-static void send_hello(struct tg_cp_client *c, const char *token)
+/* The three files of the downward API directory dir, parsed (podinfo.h). */
+static int read_pod_info(const char *dir, struct tg_podinfo *out, char *err)
+{
+    static const char *const names[3] = {"name", "namespace", "labels"};
+    char *text[3] = {NULL, NULL, NULL}, path[4096];
+    size_t len[3] = {0, 0, 0};
+    int rc = 0;
+
+    for (size_t i = 0; i < 3 && rc == 0; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        rc = tg_file_read("control_plane.pod_info", path, TG_PODINFO_FILE_MAX, 0, &text[i], &len[i],
+                          err);
+    }
+    if (rc == 0)
+        rc = tg_podinfo_parse(dir, text[0], len[0], text[1], len[1], text[2], len[2], out, err);
+    for (size_t i = 0; i < 3; i++)
+        free(text[i]);
+    return rc;
+}
+
+static void send_hello(struct tg_cp_client *c, const char *token, const struct tg_podinfo *pod)
 {
     Tollgate__V1__ClientMessage m = TOLLGATE__V1__CLIENT_MESSAGE__INIT;
     Tollgate__V1__Hello hello = TOLLGATE__V1__HELLO__INIT;
-    Tollgate__V1__Hello__LabelsEntry labels[64], *label_ptrs[64];
+    Tollgate__V1__Hello__LabelsEntry labels[TG_PODINFO_MAX_LABELS];
+    Tollgate__V1__Hello__LabelsEntry *label_ptrs[TG_PODINFO_MAX_LABELS];
     Tollgate__V1__Hello__ResourceVersionsEntry vers[TG_RES_N], *ver_ptrs[TG_RES_N];
-    size_t n = 0;
+    const struct tg_res_label *lv = pod != NULL ? pod->labels : c->labels;
+    size_t n = 0, nl = pod != NULL ? pod->n_labels : c->n_labels;
 
     hello.node_id = c->node_id;
-    hello.namespace_ = c->namespace_;
+    hello.namespace_ = pod != NULL ? tg_unconst(pod->ns) : c->namespace_;
+    hello.pod_name = tg_unconst(pod != NULL ? pod->name : "");
     hello.service_account = c->service_account;
     hello.version = c->version;
     hello.token = tg_unconst(token != NULL ? token : "");
-    for (size_t i = 0; i < c->n_labels && i < TG_NELEM(labels); i++) {
+    for (size_t i = 0; i < nl && i < TG_NELEM(labels); i++) {
         tollgate__v1__hello__labels_entry__init(&labels[i]);
-        labels[i].key = c->labels[i].key;
-        labels[i].value = c->labels[i].value;
+        labels[i].key = lv[i].key;
+        labels[i].value = lv[i].value;
         label_ptrs[i] = &labels[i];
         hello.n_labels++;
     }
@@ -440,8 +457,12 @@ static int from_authorization(struct tg_resource *r, const Tollgate__V1__Authori
     struct tg_res_authorization *a = &r->u.authorization;
     int rc;
 
-    a->default_deny = m->default_deny;
-    a->close_denied_connections = m->close_denied_connections;
+    if (m->default_ != TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW &&
+        m->default_ != TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY)
+        return tg_err_set(err, TG_EINVAL, "unknown default %d (want ALLOW or DENY)",
+                          (int)m->default_);
+    a->default_deny = m->default_ == TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
+    a->close_denied_connections = m->close_denied;
     if ((a->rules = tg_resource_array(r, m->n_rules, sizeof(*a->rules))) == NULL)
         return TG_ENOMEM;
     for (size_t i = 0; i < m->n_rules; i++) {
@@ -462,15 +483,15 @@ static int from_rate_limits(struct tg_resource *r, const Tollgate__V1__RateLimit
         const Tollgate__V1__Limit *s = m->limits[i];
         struct tg_res_limit *d = &l->limits[i];
 
-        if (s->key_by != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID &&
-            s->key_by != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT)
-            return tg_err_set(err, TG_EINVAL, "limit %zu: unknown key_by %d", i, (int)s->key_by);
+        if (s->key != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_ID &&
+            s->key != TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT)
+            return tg_err_set(err, TG_EINVAL, "limit %zu: unknown key %d", i, (int)s->key);
         if (!(s->connections_per_second >= 0 && s->connections_per_second < 1e12))
             return tg_err_set(err, TG_EINVAL, "limit %zu: connections_per_second out of range", i);
-        d->key_by = s->key_by == TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
+        d->key_by = s->key == TOLLGATE__V1__LIMIT_KEY__LIMIT_KEY_FINGERPRINT
                         ? TG_RES_LIMIT_BY_FINGERPRINT
                         : TG_RES_LIMIT_BY_ID;
-        if ((d->match = tg_resource_strdup(r, s->match)) == NULL)
+        if ((d->match = tg_resource_strdup(r, s->principal)) == NULL)
             return TG_ENOMEM;
         d->connections_per_second = s->connections_per_second;
         d->burst = s->burst;
@@ -506,10 +527,10 @@ static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable 
 {
     struct tg_res_mesh_table *t = &r->u.mesh_table;
 
-    if (m->outside_mesh != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH &&
-        m->outside_mesh != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE)
-        return tg_err_set(err, TG_EINVAL, "unknown outside_mesh %d", (int)m->outside_mesh);
-    t->outside_refuse = m->outside_mesh == TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE;
+    if (m->outside != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_PASSTHROUGH &&
+        m->outside != TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE)
+        return tg_err_set(err, TG_EINVAL, "unknown outside %d", (int)m->outside);
+    t->outside_refuse = m->outside == TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE;
     t->destinations = tg_resource_array(r, m->n_destinations, sizeof(*t->destinations));
     if (t->destinations == NULL)
         return TG_ENOMEM;
@@ -519,16 +540,16 @@ static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable 
 
         if (s->protocol != TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP &&
             s->protocol != TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP)
-            return tg_err_set(err, TG_EINVAL, "destination %s: unknown protocol %d",
-                              s->cidr_or_address, (int)s->protocol);
+            return tg_err_set(err, TG_EINVAL, "destination %s: unknown protocol %d", s->address,
+                              (int)s->protocol);
         if (s->port > 65535)
             return tg_err_set(err, TG_EINVAL, "destination %s: port %" PRIu32 " out of range",
-                              s->cidr_or_address, s->port);
+                              s->address, s->port);
         d->protocol =
             s->protocol == TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP ? TG_RES_HTTP : TG_RES_TCP;
         d->port = s->port;
-        if ((d->address = tg_resource_strdup(r, s->cidr_or_address)) == NULL ||
-            copy_list(r, &d->expected_ids, s->expected_ids, s->n_expected_ids) < 0)
+        if ((d->address = tg_resource_strdup(r, s->address)) == NULL ||
+            copy_list(r, &d->expected_ids, s->expect, s->n_expect) < 0)
             return TG_ENOMEM;
         t->n_destinations++;
     }
@@ -553,12 +574,12 @@ static int from_proxy_settings(struct tg_resource *r, const Tollgate__V1__ProxyS
     default:
         return tg_err_set(err, TG_EINVAL, "unknown inbound_mode %d", (int)m->inbound_mode);
     }
-    if ((p->min_tls_version = tg_resource_strdup(r, m->min_tls_version)) == NULL ||
-        copy_list(r, &p->cipher_suites, m->cipher_suites, m->n_cipher_suites) < 0)
+    if ((p->min_tls_version = tg_resource_strdup(r, m->tls_min_version)) == NULL ||
+        copy_list(r, &p->cipher_suites, m->tls_cipher_suites, m->n_tls_cipher_suites) < 0)
         return TG_ENOMEM;
-    p->handshake_timeout_ms = m->handshake_timeout_ms;
-    p->idle_timeout_ms = m->idle_timeout_ms;
-    p->connect_timeout_ms = m->connect_timeout_ms;
+    p->handshake_timeout_ms = m->timeouts_handshake_ms;
+    p->idle_timeout_ms = m->timeouts_idle_ms;
+    p->connect_timeout_ms = m->timeouts_connect_ms;
     return 0;
 }
 
@@ -828,9 +849,15 @@ static void on_connected(struct tg_msgstream *s)
     struct tg_cp_client *c = tg_msgstream_data(s);
     char token[MAX_TOKEN] = "", err[TG_ERRLEN] = "";
     const struct tg_peer_info *peer = tg_msgstream_peer(s);
+    struct tg_podinfo pod = {0};
 
     if (!c->has_identity && c->token_path != NULL &&
         read_token(c->token_path, token, sizeof(token), err) < 0) {
+        tg_msgstream_close(s, false, "%s", err);
+        return;
+    }
+    if (c->pod_info != NULL && read_pod_info(c->pod_info, &pod, err) < 0) {
+        explicit_bzero(token, sizeof(token));
         tg_msgstream_close(s, false, "%s", err);
         return;
     }
@@ -840,8 +867,9 @@ static void on_connected(struct tg_msgstream *s)
     c->last_rx = c->last_ping = uv_now(c->loop);
     tg_info("control plane: connected to %s (%s)%s", tg_msgstream_peer_addr(s),
             peer->id != NULL ? peer->id : "?", c->has_identity ? "" : ", bootstrapping");
-    send_hello(c, c->has_identity ? NULL : token);
+    send_hello(c, c->has_identity ? NULL : token, c->pod_info != NULL ? &pod : NULL);
     explicit_bzero(token, sizeof(token));
+    tg_podinfo_cleanup(&pod);
     if (c->csr != NULL && c->ms != NULL)
         send_csr(c);
     uv_timer_start(&c->ping, on_ping_timer, TG_CP_TICK_MS, TG_CP_TICK_MS);

@@ -256,8 +256,8 @@ static int build_pushed_mesh(struct tg_gen *g, const struct tg_res_mesh_table *m
                               "mesh_table (pushed): destinations[%zu]: port %u out of range", i,
                               (unsigned)s->port);
         if (s->expected_ids.n == 0)
-            return tg_err_set(err, TG_EINVAL,
-                              "mesh_table (pushed): destinations[%zu]: no expected_ids", i);
+            return tg_err_set(err, TG_EINVAL, "mesh_table (pushed): destinations[%zu]: no expect",
+                              i);
         d->port = (uint16_t)s->port;
         d->expect = s->expected_ids;
         d->http = s->protocol == TG_RES_HTTP;
@@ -365,7 +365,7 @@ static int limits_of_push(const struct tg_res_limit *l, size_t i, struct tg_rate
 
     if (l->match == NULL || tg_limit_match_check(l->match, why) < 0)
         return tg_err_set(err, TG_EINVAL, "rate_limits (pushed): limits[%zu]: %s", i,
-                          l->match == NULL ? "no match" : why);
+                          l->match == NULL ? "no principal" : why);
     if (!isfinite(cps) || cps < 0 || cps > 1e6 || cps != floor(cps))
         return tg_err_set(err, TG_EINVAL,
                           "rate_limits (pushed): limits[%zu]: connections_per_second %g (want a "
@@ -419,7 +419,7 @@ static int build_limits(const struct tg_gen_input *in, struct tg_gen *g, char *e
     }
     if (rc == 0 && (rc = tg_limit_set_new(rules, n, in->prev_limits, LIMIT_KEYS, &g->limits)) < 0)
         tg_err_set(err, rc, "rate_limits%s: %s", rl != NULL ? " (pushed)" : "",
-                   rc == TG_ENOMEM ? "out of memory" : "a match is not usable");
+                   rc == TG_ENOMEM ? "out of memory" : "a principal is not usable");
     free(rules);
     return rc;
 }
@@ -438,7 +438,7 @@ static int apply_settings(const struct tg_res_proxy_settings *p, struct tg_gen *
         if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0)
             return tg_err_set(
                 err, TG_EINVAL,
-                "proxy_settings (pushed): min_tls_version \"%.20s\" (want 1.2 or 1.3)", v);
+                "proxy_settings (pushed): tls_min_version \"%.20s\" (want 1.2 or 1.3)", v);
         s->allow_tls12 = strcmp(v, "1.2") == 0;
     }
     if (p->cipher_suites.n > 0) {

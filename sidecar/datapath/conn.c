@@ -172,6 +172,8 @@ void tg_conn_handle_closed(struct tg_conn *c)
         tg_accesslog_write(&e);
     }
     tg_counter_add(&c->stats->closed, 1);
+    tg_histogram_observe(&c->stats->hist[TG_HIST_CONN], TG_HIST_CONN,
+                         (uv_hrtime() - c->start_ns) / 1000);
     if (c->handshake_done && !c->l->inbound)
         tg_tls_remember(c->tls, c->w->tickets, c->upstream.text);
     tg_http_conn_free(c); /* logs requests left without a response */
@@ -378,11 +380,13 @@ static bool own_cert_expired(const struct tg_conn *c)
 
 void tg_conn_handshake_step(struct tg_conn *c)
 {
-    int rc = tg_tls_handshake(c->tls);
     const char *why;
     enum tg_hs_fail fail;
+    int rc;
 
-    if (rc == TG_EAGAIN) {
+    if (c->hs_start_ns == 0)
+        c->hs_start_ns = uv_hrtime(); /* the first call: the ClientHello goes out or came in */
+    if ((rc = tg_tls_handshake(c->tls)) == TG_EAGAIN) {
         tg_pipe_progress(c);
         return;
     }
@@ -391,6 +395,10 @@ void tg_conn_handshake_step(struct tg_conn *c)
 
         c->handshake_done = true;
         tg_counter_add(&c->stats->hs_ok, 1);
+        tg_histogram_observe(&c->stats->hist[TG_HIST_HANDSHAKE], TG_HIST_HANDSHAKE,
+                             (uv_hrtime() - c->hs_start_ns) / 1000);
+        c->peer_id_idx = tg_metrics_id_index(c->w->rt->metrics, tg_tls_peer(c->tls)->id);
+        tg_counter_add(&c->stats->conns_by_id[c->peer_id_idx], 1);
         if (own_cert_expired(c)) {
             tg_tls_shutdown(c->tls);
             flush_tls_now(c);
@@ -820,6 +828,8 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     c->stats = tg_metrics_slot(w->rt->metrics, w->index, l->index);
     c->gen = tg_gen_ref(w->gen);
     c->start_unix_ms = unix_ms();
+    c->start_ns = uv_hrtime();
+    c->peer_id_idx = TG_METRICS_ID_UNKNOWN;
     c->outcome = "ok";
     init_side(c, &c->down, l->inbound);
     init_side(c, &c->up, !l->inbound);

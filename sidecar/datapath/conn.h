@@ -82,6 +82,9 @@ struct tg_conn {
     bool plain; /* inbound: a plain-text caller (permissive port): no identity, decided as one */
     int open_handles;
     uint64_t start_unix_ms;
+    uint64_t start_ns;       /* uv_hrtime() at accept: the connection duration histogram */
+    uint64_t hs_start_ns;    /* ... at the first handshake step (0 before): the handshake's */
+    unsigned peer_id_idx;    /* the peer's identity label (tg_metrics_id_index) */
     uint64_t last_active;    /* uv_now() of the last byte moved */
     uint64_t bytes_received; /* payload from the downstream */
     uint64_t bytes_sent;     /* payload to the downstream */

@@ -150,6 +150,12 @@ static void log_request(struct tg_conn *c, const struct entry *e, unsigned statu
 {
     struct tg_access_entry a;
 
+    if (status >= 100 && status <= 599) { /* 0: no response */
+        tg_counter_add(&c->stats->http_responses[status / 100 - 1], 1);
+        tg_counter_add(&c->stats->requests_by_id[c->peer_id_idx], 1);
+        tg_histogram_observe(&c->stats->hist[TG_HIST_REQUEST], TG_HIST_REQUEST,
+                             (uv_hrtime() - e->start_ns) / 1000);
+    }
     if (!c->w->rt->cfg->access_log)
         return;
     tg_conn_log_entry(c, &a);
@@ -196,8 +202,8 @@ void tg_http_conn_release(struct tg_conn *c)
 
 /* ---- the sidecar's own responses ---- */
 
-/* What the response tracking needs of a request, and what its log line says (only with the
- * access log on: without it, no clock is read and nothing is copied). */
+/* What the response tracking needs of a request and its start (the duration histogram), and
+ * what its log line says (only with the access log on: without it, nothing is copied). */
 static void fill_entry(struct entry *e, const struct tg_http_request *req, bool log)
 {
     e->req_bytes = 0;
@@ -206,10 +212,10 @@ static void fill_entry(struct entry *e, const struct tg_http_request *req, bool 
     e->upgrade = req != NULL && req->upgrade;
     e->has_host = false;
     e->method[0] = e->path[0] = e->host[0] = '\0';
+    e->start_ns = uv_hrtime(); /* the request duration histogram */
     if (!log)
         return;
     e->start_unix_ms = unix_ms();
-    e->start_ns = uv_hrtime();
     if (req == NULL) {
         strcpy(e->method, "-");
         strcpy(e->path, "-");
@@ -354,7 +360,7 @@ static int decide(struct tg_conn *c, const struct tg_http_request *req, unsigned
     }
     if (c->rl_key != NULL && !tg_ratelimit_request_take(c->rl, c->rl_key, uv_hrtime(), &wait)) {
         tg_counter_add(&c->stats->http_rate_limited, 1);
-        tg_metrics_count_limited_id(c->w->rt->metrics, h->who.peer_id);
+        tg_counter_add(&c->stats->limited_by_id[c->peer_id_idx], 1);
         *retry = (unsigned)((wait + 999999999ull) / 1000000000ull);
         if (*retry == 0)
             *retry = 1;

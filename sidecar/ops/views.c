@@ -1,6 +1,7 @@
 /* /stats and /config_dump of the sidecar's admin endpoint (views.h). */
 #include "tollgate/views.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,30 +38,53 @@ static void cp_stats(FILE *f, const struct tg_cp_client_stats *st)
                 (unsigned long long)rows[i].v);
 }
 
-char *tg_view_stats(struct tg_metrics *m, const struct tg_cp_client *cp, size_t *len)
+/* tollgate_certificate_expiry_timestamp_seconds of our certificate and each root (none
+ * before the first certificate, in control-plane or Workload API mode). False when out of
+ * memory. */
+static bool cert_expiry(FILE *f, const struct tg_identity *id)
 {
-    const struct tg_cp_client_stats *st;
-    char *base = tg_metrics_render(m, len), *text = NULL;
+    struct tg_cert_expiry *c = calloc(id != NULL ? 1 + id->n_roots : 1, sizeof(*c));
+    size_t n = c != NULL && id != NULL ? tg_identity_expiries(id, c) : 0, len = 0;
+    char *text = c != NULL ? tg_metrics_render_certs(c, n, &len) : NULL;
+
+    if (text != NULL)
+        fwrite(text, 1, len, f);
+    free(text);
+    free(c);
+    return text != NULL;
+}
+
+char *tg_view_stats(struct tg_metrics *m, const struct tg_gen *gen, const struct tg_cp_client *cp,
+                    size_t *len)
+{
+    const struct tg_identity *id = gen != NULL ? gen->identity : NULL;
+    char *base = tg_metrics_render(m, id != NULL ? id->leaf.id.id : NULL, len), *text = NULL;
     size_t n = 0;
+    bool ok;
     FILE *f;
 
-    if (base == NULL || cp == NULL)
-        return base;
-    st = tg_cp_client_stats(cp);
+    if (base == NULL)
+        return NULL;
     if ((f = open_memstream(&text, &n)) == NULL) {
         free(base);
         return NULL;
     }
     fwrite(base, 1, *len, f);
     free(base);
-    cp_stats(f, st);
-    fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane that "
-          "failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
-          f);
-    for (int r = 0; r < TG_HSF_N; r++)
-        fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
-                tg_hs_fail_name((enum tg_hs_fail)r), (unsigned long long)st->handshakes_failed[r]);
-    if (fclose(f) != 0) {
+    ok = cert_expiry(f, id);
+    if (cp != NULL) {
+        const struct tg_cp_client_stats *st = tg_cp_client_stats(cp);
+
+        cp_stats(f, st);
+        fputs("# HELP tollgate_cp_handshakes_failed_total TLS handshakes with the control plane "
+              "that failed, by reason.\n# TYPE tollgate_cp_handshakes_failed_total counter\n",
+              f);
+        for (int r = 0; r < TG_HSF_N; r++)
+            fprintf(f, "tollgate_cp_handshakes_failed_total{reason=\"%s\"} %llu\n",
+                    tg_hs_fail_name((enum tg_hs_fail)r),
+                    (unsigned long long)st->handshakes_failed[r]);
+    }
+    if (fclose(f) != 0 || !ok) {
         free(text);
         return NULL;
     }
@@ -152,9 +176,7 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
             const struct tg_cert_info *r = &id->roots[i];
 
             fprintf(f, "%s{\"trust_domain\":", i ? "," : "");
-            for (size_t d = 0; d < id->n_domains; d++)
-                if (i >= id->domains[d].first && i < id->domains[d].first + id->domains[d].n)
-                    json_str(f, id->domains[d].name);
+            json_str(f, tg_identity_root_domain(id, i));
             fputs(",\"cn\":", f);
             json_str(f, r->cn);
             fprintf(f, ",\"serial\":\"%s\",\"sha256\":\"%s\",\"not_after\":%lld}", r->serial,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One dialect: the sections of tests/config/shared.yaml (a rule, a limit, a destination) are
 # accepted unchanged by `tollgate check` (in the sidecar's config) and by `tollgate-cp check`
-# (in a mesh file), and each old spelling is refused by both with the new one named.
+# (in a mesh file), and each old spelling is refused by both with the new one named; the
+# sidecar's tls: and timeouts: blocks (tests/config/settings.yaml) are taken unchanged under
+# tollgate-cp's settings:, whose first spellings are refused naming the sidecar's keys.
 set -euo pipefail
 SIDECAR=${TG_BIN:?set TG_BIN to the tollgate binary}
 CP=${TG_CP_BIN:?set TG_CP_BIN to the tollgate-cp binary}
@@ -55,5 +57,27 @@ s/^mesh:/mesh_table:/|mesh
 s/  outside:/  outside_mesh:/|outside
 s/      expect:/      expected_ids:/|expect
 s/^revocations:/revocation:/|revocations
+CASES
+# tollgate-cp's settings: the sidecar's own tls: and timeouts: blocks, written under settings:
+write_configs "$HERE/shared.yaml"
+grep -v '^#' "$HERE/settings.yaml" >>sidecar.yaml
+{
+    echo "settings:"
+    grep -v '^#' "$HERE/settings.yaml" | sed 's/^/  /'
+} >>mesh.yaml
+"$SIDECAR" check -c sidecar.yaml >out 2>&1 || fail "tollgate check refused tls/timeouts: $(cat out)"
+"$CP" check -c cp.yaml >out 2>&1 || fail "tollgate-cp check refused settings: $(cat out)"
+
+# settings' first spellings (tollgate-cp only): refused, the sidecar's key named
+while IFS='|' read -r old new; do
+    printf 'settings:\n  %s\n' "$old" >mesh.yaml
+    if "$CP" check -c cp.yaml >out 2>&1; then
+        fail "tollgate-cp took the old spelling ($old)"
+    fi
+    grep -q "renamed to '$new'" out || fail "tollgate-cp ($old): $(cat out)"
+done <<'CASES'
+min_tls_version: "1.2"|tls.min_version
+cipher_suites: [TLS13-AES128-GCM-SHA256]|tls.cipher_suites
+inbound_mode: strict|inbound.mode
 CASES
 echo "ok: one dialect, old spellings refused by both"

@@ -319,10 +319,12 @@ def check_control_plane(objs):
     read = ("get", "list", "watch")
     status = ("patch", "update")
     check("control plane: discovery reads namespaces, pods, services, endpointslices and the "
-          "policy resources, writes their status and the trust-root ConfigMaps only, no more",
+          "policy resources, writes their status and the trust-root ConfigMaps, creates "
+          "TokenReviews, no more",
           granted == [("", "configmaps", ("create",)),
                       ("", "configmaps", ("get", "list", "patch", "update", "watch")),
                       ("", "namespaces", read), ("", "pods", read), ("", "services", read),
+                      ("authentication.k8s.io", "tokenreviews", ("create",)),
                       ("discovery.k8s.io", "endpointslices", read),
                       ("tollgate.dev", "authorizationpolicies", read),
                       ("tollgate.dev", "authorizationpolicies/status", status),

@@ -179,7 +179,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
             m->rule.ports = port_ok;
             m->rule.n_ports = 1;
             m->rule.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
-            m->ap.default_deny = 1;
+            m->ap.default_ = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
         }
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
         p->authorization = &m->ap;
@@ -188,7 +188,7 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
         tollgate__v1__rate_limits__init(&m->rl);
         tollgate__v1__limit__init(&m->limit);
         ONE_UNLESS_VARIANT_0(m->rl.limits, m->rl.n_limits, m->limitp, &m->limit, v);
-        m->limit.match = v % 5 == 3 ? match_bad : match_any;
+        m->limit.principal = v % 5 == 3 ? match_bad : match_any;
         m->limit.connections_per_second = v % 5 == 2 ? -1.5 : 10;
         m->limit.burst = v % 5 == 4 ? 4000000000u : 5;
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_RATE_LIMITS;
@@ -214,21 +214,21 @@ static void resource_variant(Tollgate__V1__Push *p, struct msgs *m, enum tg_res_
         tollgate__v1__mesh_table__init(&m->mt);
         tollgate__v1__destination__init(&m->dest);
         ONE_UNLESS_VARIANT_0(m->mt.destinations, m->mt.n_destinations, m->destp, &m->dest, v);
-        m->dest.cidr_or_address = v % 5 == 2 ? addr_bad : addr_ok;
+        m->dest.address = v % 5 == 2 ? addr_bad : addr_ok;
         m->dest.port = 443;
-        m->dest.expected_ids = v % 5 == 3 ? ids_bad : ids_ok;
-        m->dest.n_expected_ids = v % 5 == 4 ? 0 : 1;
+        m->dest.expect = v % 5 == 3 ? ids_bad : ids_ok;
+        m->dest.n_expect = v % 5 == 4 ? 0 : 1;
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_MESH_TABLE;
         p->mesh_table = &m->mt;
         break;
     case TG_RES_PROXY_SETTINGS:
         tollgate__v1__proxy_settings__init(&m->ps);
-        m->ps.min_tls_version = v % 5 == 1 ? tls12 : v % 5 == 2 ? tls11 : tls_default;
+        m->ps.tls_min_version = v % 5 == 1 ? tls12 : v % 5 == 2 ? tls11 : tls_default;
         if (v % 5 == 3) {
-            m->ps.cipher_suites = v & 8 ? suites_ok : suites_bad;
-            m->ps.n_cipher_suites = 1;
+            m->ps.tls_cipher_suites = v & 8 ? suites_ok : suites_bad;
+            m->ps.n_tls_cipher_suites = 1;
         } else if (v % 5 == 4) {
-            m->ps.idle_timeout_ms = v & 8 ? 1000 : 1ULL << 60;
+            m->ps.timeouts_idle_ms = v & 8 ? 1000 : 1ULL << 60;
         }
         p->resource_case = TOLLGATE__V1__PUSH__RESOURCE_PROXY_SETTINGS;
         p->proxy_settings = &m->ps;

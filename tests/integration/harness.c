@@ -1540,6 +1540,8 @@ void it_cfg_write(const char *file, const struct it_cfg *c, const char *fmt, ...
             fprintf(f, "  renew_fraction: %.2f\n", c->cp_renew);
         if (c->cp_labels != NULL)
             fprintf(f, "  labels: {%s}\n", c->cp_labels);
+        if (c->cp_pod_info != NULL)
+            fprintf(f, "  pod_info: %s\n", c->cp_pod_info);
     }
     if (c->timeouts != NULL)
         fprintf(f, "timeouts: {%s}\n", c->timeouts);

@@ -316,6 +316,8 @@ struct it_cfg {
     const char *cp_node;   /* node_id; NULL: not written */
     double cp_renew;       /* renew_fraction; 0: not written */
     const char *cp_labels; /* control_plane.labels, flow-map text ("app: web"); NULL: none */
+    /* control_plane.pod_info (a directory); NULL: none */
+    const char *cp_pod_info;
     struct it_listener in[IT_CFG_LISTENERS], out[IT_CFG_LISTENERS];
 };
 

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 int it_k8s_api_port, it_k8s_ctl_port;
@@ -168,11 +171,82 @@ void it_k8s_write_sidecars(const struct it_k8s_pair *p)
                                      .log_level = "info",
                                      .timeouts = SIDECAR_TIMEOUTS,
                                      .cp_labels = p->b_labels,
+                                     .cp_pod_info = p->b_pod_info,
                                      .in = {{"web-in", p->in_port, p->echo_port, p->b_allow}}});
     it_cfg_write_cp("a.yaml", p->a_admin, p->a_cp, "a.token",
                     &(struct it_cfg){.workers = 1,
                                      .log_level = "info",
                                      .timeouts = SIDECAR_TIMEOUTS,
                                      .cp_labels = p->a_labels,
+                                     .cp_pod_info = p->a_pod_info,
                                      .out = {{"api-out", p->out_port, p->in_port, IT_WEB_ID}}});
+}
+
+void it_k8s_pod_info(const char *dir, const char *ns, const char *name, const char *labels)
+{
+    char path[512];
+
+    ck_assert_int_eq(mkdir(dir, 0755) == 0 || errno == EEXIST, 1);
+    snprintf(path, sizeof(path), "%s/name", dir);
+    it_replace_file(path, "%s", name);
+    snprintf(path, sizeof(path), "%s/namespace", dir);
+    it_replace_file(path, "%s", ns);
+    snprintf(path, sizeof(path), "%s/labels", dir);
+    it_replace_file(path, "%s", labels);
+}
+
+void it_k8s_pair_setup(int cp_port, struct it_k8s_pair *p)
+{
+    IT_FREE_PORTS(&p->in_port, &p->out_port, &p->a_admin, &p->b_admin);
+    p->a_cp = p->b_cp = cp_port;
+    it_echo_start("echo", &p->echo_port);
+    it_k8s_write_sidecars(p);
+}
+
+bool it_k8s_traffic_becomes(int out_port, bool want, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    char err[256];
+
+    do {
+        if ((it_round_trip(out_port, "through A and B", err) > 0) == want)
+            return true;
+        it_sleep_ms(50);
+    } while (it_now_ms() < end);
+    return false;
+}
+
+Suite *it_k8s_suite(const char *name, const TTest *test, void (*setup)(void),
+                    void (*teardown)(void))
+{
+    TCase *tc;
+    Suite *s = tg_test_suite_of(name, name, &test, 1, &tc);
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    return s;
+}
+
+void it_k8s_pod(const char *ns, const char *name, const char *sa, const char *labels,
+                const char *ip)
+{
+    char j[1024];
+
+    snprintf(j, sizeof(j),
+             "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\",\"labels\":%s},\"spec\":"
+             "{\"serviceAccountName\":\"%s\",\"containers\":[{\"name\":\"app\",\"image\":"
+             "\"app:1\"}]},\"status\":{\"phase\":\"Running\",\"podIP\":\"%s\"}}",
+             name, ns, labels, sa, ip);
+    it_k8s_put("pods", j);
+}
+
+void it_k8s_two_pods(const char *api_labels, const char *web_labels)
+{
+    it_setup();
+    it_k8s_certs();
+    it_k8s_start("token-one", "1", 0);
+    it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"default\"}}");
+    it_k8s_pod("default", "api-0", "api", api_labels, "10.1.0.10");
+    it_k8s_pod("default", "web-0", "web", web_labels, "10.1.0.11");
+    it_k8s_mesh_files();
 }

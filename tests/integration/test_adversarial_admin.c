@@ -531,7 +531,7 @@ START_TEST(test_control_plane_probes_answer_under_idle_and_slow_flood)
 
     it_certs("ca", "--out", "ca", "--cn", "admin test CA", NULL);
     it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     it_cp_cfg_write("cp.yaml", it_free_port(), admin, "mesh: mesh.yaml\n");
     cp = it_spawn("cp", argv, IT_STDIN_NULL);
     cp->must_exit_0 = true;

@@ -286,7 +286,7 @@ START_TEST(test_cp_logs_hold_against_forged_fields)
         openssl_ok(req);
     }
     it_write_file("tokens.txt", TOKEN " default api\n");
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     it_cp_cfg_write("cp.yaml", port, 0,
                     "cert_ttl: 1h\n"
                     "tokens: tokens.txt\n"

@@ -213,10 +213,12 @@ START_TEST(test_cp_end_to_end)
     ck_assert_msg(it_stat(a_admin, "tollgate_cp_certs_accepted_total", "") >= a_certs0 + 10,
                   "A renewed too seldom");
 
-    /* a push the sidecars refuse (a cipher suite they do not offer): NACKed, traffic
-     * unaffected */
+    /* a push the sidecars refuse (a TLS 1.2 suite: tollgate-cp passes it, as a sidecar may
+     * allow TLS 1.2, but these allow 1.3 only): NACKed, traffic unaffected */
     rejected0 = it_stat(b_admin, "tollgate_cp_pushes_rejected_total", "");
-    it_replace_file("mesh.yaml", "%ssettings:\n  cipher_suites: [TLS13-AES128-CCM-SHA256]\n",
+    it_replace_file("mesh.yaml",
+                    "%ssettings:\n  tls: {cipher_suites: [TLS13-AES128-GCM-SHA256, "
+                    "ECDHE-ECDSA-AES128-GCM-SHA256]}\n",
                     mesh_ok);
     ck_assert_msg(it_wait_stat(b_admin, "tollgate_cp_pushes_rejected_total", "", rejected0 + 1,
                                10000) >= rejected0 + 1,
@@ -407,7 +409,7 @@ START_TEST(test_cp_pushes)
         ck_assert_msg(it_round_trip(out_port, "unlimited", err) > 0, "limit lifted: %s", err);
 
     /* proxy settings: the cipher suite of new connections */
-    push("settings:\n  cipher_suites: [TLS13-CHACHA20-POLY1305-SHA256]\n", false);
+    push("settings:\n  tls: {cipher_suites: [TLS13-CHACHA20-POLY1305-SHA256]}\n", false);
     probe_serial(s, sizeof(s));
     ck_assert_msg(it_wait_lines("a.out", 1, 5000, "TLS13-CHACHA20-POLY1305-SHA256", NULL) >= 1,
                   "the pushed cipher suite was not used");

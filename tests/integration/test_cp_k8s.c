@@ -81,7 +81,7 @@ static void setup(void)
     ck_assert_msg(it_run(argv, NULL, 60000, NULL, &err) == 0, "make_fixtures.py: %s", err);
     free(err);
     IT_FREE_PORTS(&cp_port, &cp_admin);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     it_cp_cfg_write("cp.yaml", cp_port, cp_admin,
                     "cert_ttl: 1h\n"
                     "kubernetes:\n"

@@ -1,7 +1,8 @@
 /* Policy as Kubernetes custom resources, end to end on loopback: tollgate-cp with
  * kubernetes.discovery.policy_resources against the stand-in API server (tests/k8s/apiserver.py),
  * and two sidecars: A (spiffe://mesh.local/ns/default/sa/api, outbound api-out -> B) and B
- * (.../ns/default/sa/web, labels app=web, inbound web-in -> echo).
+ * (.../ns/default/sa/web, pod web-0 labelled app=web, named by its pod_info, inbound web-in
+ * -> echo).
  *
  * In order: traffic A -> B flows. An AuthorizationPolicy in namespace evil selecting app=web
  * and denying A (the attack: a namespace's resource reaching another namespace's workloads)
@@ -19,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cp_port, echo_port, in_port, out_port, a_admin, b_admin;
+static int cp_port;
+static struct it_k8s_pair pair;
 
 static void setup(void)
 {
@@ -29,43 +31,24 @@ static void setup(void)
     it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"default\",\"labels\":"
                              "{\"tollgate.dev/inject\":\"enabled\"}}}");
     it_k8s_put("namespaces", "{\"metadata\":{\"name\":\"evil\"}}");
+    /* B's pod: its labels, not B's Hello, select the policy resources (cp_pod.h) */
+    it_k8s_put("pods",
+               "{\"metadata\":{\"name\":\"web-0\",\"namespace\":\"default\",\"labels\":"
+               "{\"app\":\"web\"}},\"spec\":{\"serviceAccountName\":\"web\",\"containers\":"
+               "[{\"name\":\"app\",\"image\":\"web:1\"}]},\"status\":{\"phase\":\"Running\"}}");
+    it_k8s_pod_info("b-pod", "default", "web-0", "app=\"web\"");
     it_k8s_mesh_files();
-    IT_FREE_PORTS(&cp_port, &in_port, &out_port, &a_admin, &b_admin);
-    it_write_file("mesh.yaml", "settings: {inbound_mode: strict}\n");
+    IT_FREE_PORTS(&cp_port);
+    it_write_file("mesh.yaml", "settings: {inbound: {mode: strict}}\n");
     it_k8s_write_cp("cp.yaml", cp_port, 0, "",
                     "    policy_resources: true\n    trust_configmaps: true\n");
-    it_echo_start("echo", &echo_port);
-    it_k8s_write_sidecars(&(struct it_k8s_pair){
-        .a_cp = cp_port,
-        .b_cp = cp_port,
-        .a_admin = a_admin,
-        .b_admin = b_admin,
-        .in_port = in_port,
-        .out_port = out_port,
-        .echo_port = echo_port,
-        .a_labels = "app: api",
-        .b_labels = "app: web",
-    });
+    pair = (struct it_k8s_pair){.a_labels = "app: api", .b_pod_info = "b-pod"};
+    it_k8s_pair_setup(cp_port, &pair);
 }
 
 static void teardown(void)
 {
     it_teardown();
-}
-
-/* Whether a round trip through A and B succeeds within timeout_ms (want true), or fails on
- * every try for that long (want false): polls, so a push still on its way is waited for. */
-static bool traffic_becomes(bool want, int timeout_ms)
-{
-    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
-    char err[256];
-
-    do {
-        if ((it_round_trip(out_port, "through A and B", err) > 0) == want)
-            return true;
-        it_sleep_ms(50);
-    } while (it_now_ms() < end);
-    return false;
 }
 
 /* Waits until the resource's Ready condition has status want (and, if reason, that reason). */
@@ -117,9 +100,10 @@ START_TEST(test_k8s_policy_resources_end_to_end)
 
     cp->must_exit_0 = true;
     ck_assert_msg(it_wait_port(cp_port, 10000), "tollgate-cp did not listen");
-    it_sidecar_start("b", "b.yaml", b_admin, 0);
-    it_sidecar_start("a", "a.yaml", a_admin, 0);
-    ck_assert_msg(traffic_becomes(true, 5000), "no traffic through A and B at the start");
+    it_sidecar_start("b", "b.yaml", pair.b_admin, 0);
+    it_sidecar_start("a", "a.yaml", pair.a_admin, 0);
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, true, 5000),
+                  "no traffic through A and B at the start");
     /* the first authorization comes once the cluster is listed (none before: see cp_k8s.h) */
     ck_assert_msg(it_wait_lines("b.err", 1, 5000, "control plane: authorization version", "applied",
                                 NULL) >= 1,
@@ -132,7 +116,8 @@ START_TEST(test_k8s_policy_resources_end_to_end)
                   "evil/deny-api got no Ready=True");
     it_sleep_ms(300); /* a push, had there been one, would be on its way */
     ck_assert_int_eq(authz_applied(), b0);
-    ck_assert_msg(traffic_becomes(true, 1000), "evil's policy affected B in default");
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, true, 1000),
+                  "evil's policy affected B in default");
 
     /* the same in default: B applies it, A is refused */
     b0 = authz_applied();
@@ -140,7 +125,8 @@ START_TEST(test_k8s_policy_resources_end_to_end)
     ck_assert_msg(it_wait_lines("b.err", b0 + 1, 5000, "control plane: authorization version",
                                 "applied", NULL) > b0,
                   "B applied no new authorization");
-    ck_assert_msg(traffic_becomes(false, 3000), "A still gets through B's deny rule");
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, false, 3000),
+                  "A still gets through B's deny rule");
     ck_assert_msg(ready_is("authorizationpolicies", "default", "deny-api", "True", "Applied", 5000),
                   "default/deny-api got no Ready=True");
 
@@ -152,17 +138,19 @@ START_TEST(test_k8s_policy_resources_end_to_end)
         ready_is("authorizationpolicies", "default", "deny-api", "False", "InvalidSpec", 5000),
         "the invalid update got no Ready=False InvalidSpec");
     ck_assert_int_gt(it_k8s_stat("status_writes"), writes0);
-    ck_assert_msg(it_file_contains("cp.err", "action: required, allow or deny"),
+    ck_assert_msg(it_file_contains("cp.err", "rules[0].action: \"reject\" is not allow or deny"),
                   "the control plane did not say what was wrong");
     ck_assert_int_eq(authz_applied(), b0);
-    ck_assert_msg(traffic_becomes(false, 500), "the invalid update dropped the last good rule");
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, false, 500),
+                  "the invalid update dropped the last good rule");
 
     /* deleted: its rule goes */
     it_k8s_del("authorizationpolicies", "default", "deny-api");
     ck_assert_msg(it_wait_lines("b.err", b0 + 1, 5000, "control plane: authorization version",
                                 "applied", NULL) > b0,
                   "B applied no new authorization after the delete");
-    ck_assert_msg(traffic_becomes(true, 3000), "A still refused after the policy was deleted");
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, true, 3000),
+                  "A still refused after the policy was deleted");
 
     /* a RateLimit in the mesh files' shape reaches B; the old shape is refused, named */
     b0 = it_count_lines("b.err", "control plane: rate_limits version", "applied", NULL);
@@ -175,12 +163,13 @@ START_TEST(test_k8s_policy_resources_end_to_end)
     ck_assert_msg(it_wait_lines("b.err", b0 + 1, 5000, "control plane: rate_limits version",
                                 "applied", NULL) > b0,
                   "B applied no rate limits from the RateLimit");
-    ck_assert_msg(traffic_becomes(true, 1000), "A refused under a generous limit");
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, true, 1000),
+                  "A refused under a generous limit");
     it_k8s_put("ratelimits", "{\"metadata\":{\"name\":\"old\",\"namespace\":\"default\"},"
                              "\"spec\":{\"limits\":[{\"match\":\"*\",\"key_by\":\"id\"}]}}");
     ck_assert_msg(ready_is("ratelimits", "default", "old", "False", "InvalidSpec", 5000),
                   "the old RateLimit shape got no Ready=False InvalidSpec");
-    ck_assert_msg(it_file_contains("cp.err", "spec.limits: unknown field"),
+    ck_assert_msg(it_file_contains("cp.err", "spec: limits: renamed to 'overrides'"),
                   "the control plane did not name the old field");
 
     /* a Revocation is mesh-wide: refused outside the control plane's namespace */
@@ -188,7 +177,8 @@ START_TEST(test_k8s_policy_resources_end_to_end)
                               "{\"serials\":[\"0a1b2c\"]}}");
     ck_assert_msg(ready_is("revocations", "evil", "r", "False", "NotAdminNamespace", 5000),
                   "a Revocation outside tollgate-system was not refused");
-    ck_assert_msg(traffic_becomes(true, 500), "evil's Revocation affected traffic");
+    ck_assert_msg(it_k8s_traffic_becomes(pair.out_port, true, 500),
+                  "evil's Revocation affected traffic");
 
     ck_assert_int_eq(it_stop(cp, 10000), 0);
 }

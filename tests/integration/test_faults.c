@@ -143,6 +143,7 @@ static long max_backoff(const char *log, int *count)
  * and "wrong: ..." for each answer that does not fit. */
 #include "cp_ca.h"
 #include "tollgate.pb-c.h"
+#include "tollgate/file.h"
 #include "tollgate/log.h"
 #include "tollgate/msgstream.h"
 #include "tollgate/tls.h"
@@ -261,18 +262,18 @@ static void storm_push(int i)
     p.nonce = nonce;
     p.version = version;
     /* the valid authorization: default deny, api allowed (traffic flows only under it) */
-    az.default_deny = true;
+    az.default_ = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_DENY;
     az.n_rules = 1;
     az.rules = rules;
     r1.name = name;
     r1.action = TOLLGATE__V1__RULE_ACTION__RULE_ACTION_ALLOW;
     r1.n_principals = 1;
     r1.principals = api;
-    d.cidr_or_address = addr;
+    d.address = addr;
     snprintf(addr, sizeof(addr), "10.%d.%d.0/24", (i >> 8) & 255, i & 255);
     d.port = (uint32_t)(i % 65535) + 1;
-    d.n_expected_ids = 1;
-    d.expected_ids = web;
+    d.n_expect = 1;
+    d.expect = web;
     mt.n_destinations = 1;
     mt.destinations = &dp;
     snprintf(serial, sizeof(serial), "7f%06x", i);
@@ -533,18 +534,10 @@ static void on_fake_connection(uv_stream_t *server, int status)
 /* Not it_read_file: Check's asserts (even passing ones) must not run outside a test. */
 static char *slurp(const char *name, size_t *len)
 {
-    FILE *f = fopen(name, "rb");
-    char *buf = NULL;
-    long n;
+    char *buf = NULL, err[TG_ERRLEN];
 
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) != NULL) {
-        *len = fread(buf, 1, (size_t)n, f);
-        buf[*len] = '\0';
-    }
-    fclose(f);
+    if (tg_file_read(NULL, name, TG_FILE_MAX, 0, &buf, len, err) < 0)
+        say("fake: %s", err);
     return buf;
 }
 

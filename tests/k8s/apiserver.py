@@ -17,6 +17,11 @@ discovery.k8s.io/v1 EndpointSlices:
   - watches dropped mid-stream on request (the TCP connection cut, no last chunk);
   - v1 ConfigMaps, list and watch with fieldSelector=metadata.name=X, POST (create: 409 when it
     exists) and PATCH with a merge patch;
+  - authentication.k8s.io/v1 TokenReviews: POST, authenticated like the rest, answered 201 with
+    the review's status as the API server gives it (authenticated, user with username
+    system:serviceaccount:NS:SA and extra authentication.kubernetes.io/pod-name, audiences:
+    those asked for that the token holds); an unknown or expired token, or one for none of
+    the audiences asked for, is authenticated: false with the API server's error text;
   - tollgate.dev/v1alpha1 AuthorizationPolicies, RateLimits and Revocations (namespaced), with
     metadata.generation bumped on a spec change and a status subresource: PATCH
     .../namespaces/NS/PLURAL/NAME/status with a merge patch changes only .status.
@@ -25,6 +30,9 @@ The control API is plain HTTP on 127.0.0.1 (a second port):
   PUT    /objects/<plural>               body: an object; ADDED or MODIFIED
   DELETE /objects/<plural>/<ns>/<name>   (<ns> "-" for a Namespace); DELETED
   POST   /token     {"token": T, "ttl": seconds or null}: accept T (until now + ttl)
+  POST   /satoken   {"token": T, "namespace": NS, "serviceaccount": SA, "pod": P or null,
+                     "audiences": [...], "ttl": seconds}: a service-account token that
+                     TokenReviews know (expired after ttl)
   POST   /gone      {"mode": "http" | "event"}: compact: every resourceVersion so far is too old
   POST   /drop      cut every open watch
   POST   /expire    {"count": N}: the next N continue tokens presented are too old (410)
@@ -90,10 +98,11 @@ class Store:
         self.expire = 0  # continue tokens to refuse
         self.corrupt = {"list": 0, "watch": 0}  # responses to spoil
         self.webhook_configs = {}  # name -> MutatingWebhookConfiguration
+        self.sa_tokens = {}  # service-account token -> its claims and deadline (TokenReview)
         self.stats = {k: 0 for k in ("patches", "lists", "pages", "watches", "unauthorized",
                                      "gone_http", "gone_event", "gone_continue", "bookmarks", "drops",
                                      "events", "watching", "status_writes", "cm_creates",
-                                     "cm_patches")}
+                                     "cm_patches", "tokenreviews")}
 
     def key(self, plural, obj):
         m = obj["metadata"]
@@ -284,12 +293,50 @@ def make_api_handler(store):
                 cur = copy.deepcopy(store.objs[plural][key])
             self.send_json(200, cur)
 
+        def token_review(self, body):
+            try:
+                review = json.loads(body)
+                spec = review["spec"]
+                tok, asked = spec["token"], spec.get("audiences") or []
+            except (ValueError, KeyError, TypeError):
+                return self.send_json(400, status(400, "BadRequest", "not a TokenReview"))
+            with store.cond:
+                store.stats["tokenreviews"] += 1
+                t = store.sa_tokens.get(tok)
+            st = {"authenticated": False}
+            if t is None:
+                st["error"] = "invalid bearer token"
+            elif time.monotonic() >= t["deadline"]:
+                st["error"] = "[invalid bearer token, service account token has expired]"
+            elif asked and not set(asked) & set(t["audiences"]):
+                st["error"] = ("[invalid bearer token, token audiences %s is invalid for the "
+                               "target audiences %s]" % (t["audiences"], asked))
+            else:
+                extra = {}
+                if t.get("pod"):
+                    extra = {"authentication.kubernetes.io/pod-name": [t["pod"]],
+                             "authentication.kubernetes.io/pod-uid": [str(uuid.uuid4())]}
+                st = {"authenticated": True,
+                      "user": {"username": "system:serviceaccount:%s:%s" % (
+                          t["namespace"], t["serviceaccount"]),
+                          "uid": t["uid"],
+                          "groups": ["system:serviceaccounts",
+                                     "system:serviceaccounts:" + t["namespace"],
+                                     "system:authenticated"],
+                          "extra": extra},
+                      "audiences": [a for a in asked if a in t["audiences"]] or t["audiences"]}
+            self.send_json(201, {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                                 "metadata": {"creationTimestamp": None}, "spec": spec,
+                                 "status": st})
+
         def do_POST(self):
             # POST /api/v1/namespaces/NS/configmaps: create (409 when it exists)
             parts = urlsplit(self.path).path.strip("/").split("/")
             body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
             if not store.token_ok(self.headers.get("Authorization")):
                 return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            if parts == ["apis", "authentication.k8s.io", "v1", "tokenreviews"]:
+                return self.token_review(body)
             if len(parts) != 5 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "configmaps":
                 return self.send_json(404, status(404, "NotFound", "no such path " + self.path))
             try:
@@ -559,6 +606,9 @@ def make_ctl_handler(store):
                 if self.path == "/token":
                     ttl = b.get("ttl")
                     store.tokens[b["token"]] = None if ttl is None else time.monotonic() + ttl
+                elif self.path == "/satoken":
+                    store.sa_tokens[b["token"]] = dict(
+                        b, uid=str(uuid.uuid4()), deadline=time.monotonic() + b.get("ttl", 3600))
                 elif self.path == "/gone":
                     store.mode = b.get("mode", "http")
                     store.rv += 1  # the compaction point: a relist starts here, not before

@@ -555,10 +555,10 @@ static void make_pushes(void)
     p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
     p.authorization = &ap;
     frame_len[1] = pack_push(&p, frames[1], sizeof(frames[1]));
-    dest.cidr_or_address = UT_STR("10.0.0.0/24");
+    dest.address = UT_STR("10.0.0.0/24");
     dest.port = 443;
-    dest.expected_ids = ids;
-    dest.n_expected_ids = 1;
+    dest.expect = ids;
+    dest.n_expect = 1;
     mt.destinations = &destp;
     mt.n_destinations = 1;
     p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_MESH_TABLE;

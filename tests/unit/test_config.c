@@ -132,6 +132,11 @@ static const struct {
      "  node_id: n1, namespace: default, service_account: web, labels: {app: web},\n"
      "  renew_fraction: 0.25}\n" OUT1,
      NULL},
+    {CP "  pod_info: /var/run/tollgate/podinfo\n  service_account: web\n" OUT1, NULL},
+    {CP "  pod_info: /var/run/tollgate/podinfo\n  labels: {app: web}\n" OUT1,
+     "t.yaml:2: control_plane: pod_info excludes namespace and labels"},
+    {CP "  pod_info: /var/run/tollgate/podinfo\n  namespace: default\n" OUT1,
+     "control_plane: pod_info excludes namespace and labels"},
     {ID CP OUT1, "t.yaml:1: identity.cert: not used with control_plane"},
     {"identity: {crl: [x.crl]}\n" CP OUT1, "t.yaml:1: identity.crl: not used with control_plane"},
     {"identity: {intermediates: i.pem}\n" CP OUT1,

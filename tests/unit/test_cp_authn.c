@@ -206,13 +206,47 @@ START_TEST(test_cp_tokens_file_nul_refused)
 }
 END_TEST
 
+/* kubernetes.token_review: the API server's answer decides a service-account token; a
+ * refusal carries its reason, an acceptance its namespace, service account and pod, and the
+ * Hello's claims are held against it as against any token. */
+START_TEST(test_cp_token_review_decides)
+{
+    struct tg_cp_review ok = {.ok = true, .ns = "prod", .sa = "web", .pod = "web-0"};
+    struct tg_cp_review no = {.ok = false,
+                              .why = "service-account token refused by the API "
+                                     "server: token has expired"};
+    struct tg_cp_authn_in in = {
+        .trust_domain = "mesh.local",
+        .token = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+        .tokens = &tokens,
+        .review = &ok,
+    };
+    struct tg_cp_who who;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_cp_authn_decide(&in, &who, err) == 0, "%s", err);
+    ck_assert_str_eq(who.id, "spiffe://mesh.local/ns/prod/sa/web");
+    ck_assert_str_eq(who.pod, "web-0");
+    ck_assert(who.by_jwt && !who.by_cert);
+    in.claim_ns = "default";
+    ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER);
+    ck_assert_msg(strstr(err, "Hello claims namespace default but the token is of namespace prod"),
+                  "%s", err);
+    in.claim_ns = NULL;
+    in.review = &no;
+    ck_assert_int_eq(tg_cp_authn_decide(&in, &who, err), TG_EPEER);
+    ck_assert_str_eq(err, no.why);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     TCase *tc;
     Suite *s = TG_TEST_SUITE("cp_authn", "authn", &tc, test_cp_token_without_tokens_file_refused,
                              test_cp_certificate_identity_wins_over_token,
                              test_cp_certificate_must_be_a_workload_of_our_domain,
-                             test_cp_revoked_certificate_refused, test_cp_tokens_file_nul_refused);
+                             test_cp_revoked_certificate_refused, test_cp_tokens_file_nul_refused,
+                             test_cp_token_review_decides);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_cp_token_decides_identity, 0, TG_NELEM(token_cases));

@@ -235,6 +235,48 @@ START_TEST(test_cp_config_mesh_resources)
 }
 END_TEST
 
+/* settings, in the sidecar's own tls:, timeouts: and a listener's mode: what is written is
+ * pushed, what is not is left out (the sidecar keeps its own), "1.3" and strict included. */
+static const struct {
+    const char *text, *tls, *suite;
+    uint64_t handshake, idle, connect;
+    enum tg_res_inbound_mode mode;
+} settings[] = {
+    {"settings:\n  tls: {min_version: \"1.2\", cipher_suites: [TLS13-AES128-GCM-SHA256]}\n"
+     "  timeouts: {handshake: 5s, idle: 10m, connect: 250ms}\n  inbound: {mode: permissive}\n",
+     "1.2", "TLS13-AES128-GCM-SHA256", 5000, 600000, 250, TG_RES_INBOUND_PERMISSIVE},
+    {"settings:\n  tls: {min_version: \"1.3\"}\n  inbound: {mode: strict}\n", "1.3", NULL, 0, 0, 0,
+     TG_RES_INBOUND_STRICT},
+    {"settings:\n  timeouts: {idle: 1h}\n", NULL, NULL, 0, 3600000, 0, TG_RES_INBOUND_UNSET},
+    {"settings: {}\n", NULL, NULL, 0, 0, 0, TG_RES_INBOUND_UNSET},
+};
+
+START_TEST(test_cp_config_settings)
+{
+    char err[TG_ERRLEN] = "";
+    const struct tg_res_proxy_settings *p;
+    struct tg_cp_mesh m;
+
+    ck_assert_int_eq(tg_cp_mesh_init(&m), 0);
+    ck_assert_msg(
+        tg_cp_mesh_parse(&m, settings[_i].text, strlen(settings[_i].text), "s.yaml", err) == 0,
+        "%s", err);
+    p = &m.res[TG_RES_PROXY_SETTINGS]->u.proxy_settings;
+    if (settings[_i].tls == NULL)
+        ck_assert_ptr_null(p->min_tls_version);
+    else
+        ck_assert_str_eq(p->min_tls_version, settings[_i].tls);
+    ck_assert_uint_eq(p->cipher_suites.n, settings[_i].suite != NULL);
+    if (settings[_i].suite != NULL)
+        ck_assert_str_eq(p->cipher_suites.v[0], settings[_i].suite);
+    ck_assert_uint_eq(p->handshake_timeout_ms, settings[_i].handshake);
+    ck_assert_uint_eq(p->idle_timeout_ms, settings[_i].idle);
+    ck_assert_uint_eq(p->connect_timeout_ms, settings[_i].connect);
+    ck_assert_int_eq(p->inbound_mode, settings[_i].mode);
+    tg_cp_mesh_cleanup(&m);
+}
+END_TEST
+
 /* Nesting deeper than the layer allows is refused before any walk. */
 START_TEST(test_cp_config_too_deep)
 {
@@ -258,7 +300,8 @@ Suite *tg_test_suite(void)
                              test_cp_config_front_door_values);
 
     TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_cp_config_front_door_errors, bad));
-    TG_TEST_CASE(s, "files", test_cp_config_good_files, test_cp_config_bad_files,
-                 test_cp_config_mesh_resources, test_cp_config_too_deep);
+    tc = TG_TEST_CASE(s, "files", test_cp_config_good_files, test_cp_config_bad_files,
+                      test_cp_config_mesh_resources, test_cp_config_too_deep);
+    TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_cp_config_settings, settings));
     return s;
 }

@@ -12,6 +12,7 @@
 
 #include "cp_authn.h"
 #include "cp_jwt.h"
+#include "tollgate/file.h"
 
 #define NOW 1767225600 /* make_fixtures.py's clock */
 #define ISS "https://kubernetes.default.svc.cluster.local"
@@ -62,23 +63,16 @@ static const struct {
 
 static char *read_fixture(const char *name, size_t *len)
 {
-    char path[4096];
-    const char *src = getenv("TG_SOURCE_DIR"), *slash = strrchr(__FILE__, '/');
-    FILE *f;
-    char *buf = malloc(1 << 20);
+    char path[4096], err[TG_ERRLEN], *buf = NULL;
     size_t n;
+    const char *src = getenv("TG_SOURCE_DIR"), *slash = strrchr(__FILE__, '/');
 
-    ck_assert_ptr_nonnull(buf);
     if (src != NULL) /* else next to this file (scripts/test.sh's valgrind run sets no env) */
         snprintf(path, sizeof(path), "%s/tests/unit/jwt/%s", src, name);
     else
         snprintf(path, sizeof(path), "%.*s/jwt/%s", slash != NULL ? (int)(slash - __FILE__) : 1,
                  slash != NULL ? __FILE__ : ".", name);
-    f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s: cannot open", path);
-    n = fread(buf, 1, (1 << 20) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
+    ck_assert_msg(tg_file_read(NULL, path, TG_FILE_MAX, 0, &buf, &n, err) == 0, "%s", err);
     if (len != NULL)
         *len = n;
     return buf;

@@ -62,6 +62,22 @@ START_TEST(test_k8s_discovery_explicit)
 }
 END_TEST
 
+START_TEST(test_k8s_token_review)
+{
+    struct tg_cp_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(parse(BASE "kubernetes:\n  audiences: [tollgate]\n  token_review: true\n"
+                             "  discovery: {in_cluster: true}\n",
+                        &c, err) == 0,
+                  "%s", err);
+    ck_assert(c->k8s_token_review && c->k8s_discovery);
+    ck_assert_ptr_null(c->k8s_keys);
+    ck_assert_str_eq(c->k8s_audiences.v[0], "tollgate");
+    tg_cp_config_free(c);
+}
+END_TEST
+
 static const struct {
     const char *yaml, *err;
 } bad[] = {
@@ -80,6 +96,13 @@ static const struct {
     {"kubernetes:\n  issuer: https://k\n  discovery: {in_cluster: true}\n",
      "wants issuer, audiences and keys"},
     {"kubernetes: {}\n", "wants issuer, audiences and keys, or discovery"},
+    {"kubernetes:\n  audiences: [tollgate]\n  token_review: true\n",
+     "kubernetes: token_review wants discovery (the API server it asks)"},
+    {"kubernetes:\n  token_review: true\n  discovery: {in_cluster: true}\n",
+     "kubernetes: token_review wants audiences"},
+    {"kubernetes:\n  audiences: [tollgate]\n  keys: sa.pem\n  token_review: true\n"
+     "  discovery: {in_cluster: true}\n",
+     "token_review excludes issuer and keys"},
 };
 
 START_TEST(test_k8s_discovery_refused)
@@ -97,7 +120,7 @@ Suite *tg_test_suite(void)
 {
     TCase *tc;
     Suite *s = TG_TEST_SUITE("cp_k8s_config", "config", &tc, test_k8s_discovery_in_cluster,
-                             test_k8s_discovery_explicit);
+                             test_k8s_discovery_explicit, test_k8s_token_review);
 
     tcase_add_loop_test(tc, test_k8s_discovery_refused, 0, TG_NELEM(bad));
     return s;

@@ -10,6 +10,7 @@
 
 #include "k8s_policy.h"
 #include "k8s_publish.h"
+#include "tollgate/esc.h"
 
 #define WEB "spiffe://mesh.local/ns/prod/sa/web"
 
@@ -24,34 +25,47 @@ static const struct {
      NULL},
     {TG_K8S_AUTHZ, "{\"rules\":[{\"name\":\"a\",\"action\":\"allow\",\"namespaces\":[\"prod\"]}]}",
      NULL},
-    {TG_K8S_AUTHZ, "{\"rules\":[]}", "spec.rules: not a list of 1 to 64 entries"},
-    {TG_K8S_AUTHZ, "{}", "spec.rules: required"},
-    {TG_K8S_AUTHZ, "{\"rules\":[{\"name\":\"a\",\"action\":\"maybe\"}]}", "action: required"},
+    {TG_K8S_AUTHZ, "{\"rules\":[]}", "spec: rules: required, 1 to 64 entries"},
+    {TG_K8S_AUTHZ, "{}", "spec: rules: required"},
+    {TG_K8S_AUTHZ, "{\"rules\":[{\"name\":\"a\",\"action\":\"maybe\"}]}",
+     "spec: rules[0].action: \"maybe\" is not allow or deny"},
     {TG_K8S_AUTHZ, "{\"rules\":[{\"name\":\"a\",\"action\":\"allow\",\"namespace\":\"other\"}]}",
-     "spec.rules[0].namespace: unknown field"},
+     "spec: rules[0].namespace: renamed to 'scope.namespace'"},
     {TG_K8S_AUTHZ, "{\"rules\":[{\"name\":\"a\",\"action\":\"allow\",\"ports\":[0]}]}",
-     "not a port"},
+     "spec: rules[0].ports[0]: 0 is out of range"},
     {TG_K8S_AUTHZ, "{\"rules\":[{\"name\":\"a\",\"action\":\"allow\",\"fingerprints\":[\"zz\"]}]}",
      "fingerprints"},
     {TG_K8S_AUTHZ,
      "{\"selector\":{\"matchExpressions\":[]},\"rules\":[{\"name\":\"a\",\"action\":\"allow\"}]}",
      "matchExpressions: not supported"},
     {TG_K8S_AUTHZ, "{\"scope\":\"mesh\",\"rules\":[{\"name\":\"a\",\"action\":\"allow\"}]}",
-     "spec.scope: unknown field"},
+     "spec: scope: unknown key"},
     {TG_K8S_LIMITS,
      "{\"key\":\"id\",\"default\":{\"connections_per_second\":50},\"overrides\":"
      "[{\"principal\":\"spiffe://mesh.local/ns/batch/*\",\"connections_per_second\":5,"
      "\"burst\":10}]}",
      NULL},
-    {TG_K8S_LIMITS, "{\"overrides\":[{\"principal\":\"batch\"}]}", "principal: required"},
+    {TG_K8S_LIMITS, "{\"overrides\":[{\"principal\":\"a*b\"}]}", "only at the start or the end"},
     {TG_K8S_LIMITS, "{\"default\":{\"burst\":-1}}", "burst"},
-    {TG_K8S_LIMITS, "{\"key\":\"ip\",\"default\":{}}", "spec.key: id or fingerprint"},
-    {TG_K8S_LIMITS, "{\"selector\":{}}", "spec.default: required, or overrides"},
+    {TG_K8S_LIMITS, "{\"key\":\"ip\",\"default\":{}}",
+     "spec: key: \"ip\" is not id or fingerprint"},
+    {TG_K8S_LIMITS, "{\"selector\":{}}", "spec: default or overrides: required"},
     {TG_K8S_LIMITS, "{\"default\":{\"principal\":\"*\"}}", "default.principal: unknown"},
-    {TG_K8S_LIMITS, "{\"limits\":[{\"match\":\"*\"}]}", "spec.limits: unknown field"},
+    {TG_K8S_LIMITS, "{\"limits\":[{\"match\":\"*\"}]}", "spec: limits: renamed to 'overrides'"},
     {TG_K8S_REVOKE, "{\"serials\":[\"0a1b2c\"]}", NULL},
     {TG_K8S_REVOKE, "{}", "both empty"},
     {TG_K8S_REVOKE, "{\"fingerprints\":[\"abc\"]}", "fingerprint"},
+    /* what only the mesh files (mesh-wide) may set, and a scope of a rule's own */
+    {TG_K8S_AUTHZ, "{\"default\":\"deny\",\"rules\":[{\"name\":\"a\",\"action\":\"allow\"}]}",
+     "spec: default: set in the mesh files only"},
+    {TG_K8S_AUTHZ,
+     "{\"rules\":[{\"name\":\"a\",\"action\":\"allow\",\"namespaces\":[\"b\"],"
+     "\"scope\":{\"namespace\":\"b\"}}]}",
+     "spec: rules[0].scope: not in a policy resource"},
+    {TG_K8S_LIMITS,
+     "{\"overrides\":[{\"principal\":\"*\",\"burst\":1,\"scope\":{\"namespace\":\"b\"}}]}",
+     "spec: overrides[0].scope: unknown key"},
+    {TG_K8S_REVOKE, "{\"crls\":[\"x.crl\"]}", "spec: crls: set in the mesh files only"},
 };
 
 START_TEST(test_k8s_policy_compile_table)
@@ -174,7 +188,7 @@ START_TEST(test_k8s_policy_last_good_and_delete)
     struct tg_resource *files = tg_resource_new(TG_RES_AUTHORIZATION);
     struct fixture f = {0};
     bool changed;
-    char written[2048], msg[TG_ERRLEN] = "";
+    char written[2048], msg[TG_ERRLEN] = "", esc[2 * TG_ERRLEN];
     struct tg_resource *tmp = NULL;
 
     files->u.authorization.default_deny = true;
@@ -205,7 +219,8 @@ START_TEST(test_k8s_policy_last_good_and_delete)
                                            "{\"rules\":[{\"name\":\"a\",\"action\":\"nope\"}]}",
                                            &tmp, msg),
                      0);
-    snprintf(written, sizeof(written), BAD_WRITTEN, msg);
+    tg_esc(TG_ESC_JSON, msg, strlen(msg), esc, sizeof(esc), NULL);
+    snprintf(written, sizeof(written), BAD_WRITTEN, esc);
     fx_set(&f, TG_K8S_AUTHZ, written);
     ck_assert_int_eq(tg_k8s_policy_update(p, f.lists, &changed), 0);
     stale_n = 0;

@@ -22,6 +22,8 @@
 #define DEADLINE_MS 20000
 
 static const char mesh_yaml[] = "authorization:\n"
+                                "  default: deny\n"
+                                "  close_denied: true\n"
                                 "  rules:\n"
                                 "    - name: allow-web\n"
                                 "      action: allow\n"
@@ -34,6 +36,7 @@ static const char mesh_yaml[] = "authorization:\n"
                                 "      paths: [/admin/*, /x]\n"
                                 "      hosts: [web.local]\n"
                                 "rate_limits:\n"
+                                "  key: fingerprint\n"
                                 "  overrides:\n"
                                 "    - principal: \"spiffe://mesh.local/ns/default/*\"\n"
                                 "      connections_per_second: 100\n"
@@ -43,12 +46,18 @@ static const char mesh_yaml[] = "authorization:\n"
                                 "revocations:\n"
                                 "  serials: [\"0A:1B\"]\n"
                                 "mesh:\n"
+                                "  outside: refuse\n"
                                 "  destinations:\n"
                                 "    - address: 10.0.0.0/24\n"
                                 "      port: 8080\n"
                                 "      expect: [\"spiffe://mesh.local/ns/prod/sa/api\"]\n"
+                                "      protocol: http\n"
                                 "settings:\n"
-                                "  inbound_mode: permissive\n";
+                                "  tls:\n"
+                                "    min_version: \"1.2\"\n"
+                                "    cipher_suites: [TLS13-AES128-GCM-SHA256]\n"
+                                "  timeouts: {handshake: 5s, idle: 10m, connect: 250ms}\n"
+                                "  inbound: {mode: permissive}\n";
 
 struct h {
     uv_loop_t loop;
@@ -63,8 +72,9 @@ struct h {
     int ups, downs, certs, csr_refused;
     int pushes[TG_RES_N];
     size_t authz_rules;
-    char http_conds[128]; /* the first pushed rule's methods, paths, hosts */
-    uint32_t rps, rburst; /* the first pushed limit's requests_per_second, requests_burst */
+    char http_conds[128];    /* the first pushed rule's methods, paths, hosts */
+    uint32_t rps, rburst;    /* the first pushed limit's requests_per_second, requests_burst */
+    char got[TG_RES_N][256]; /* what each push's fields that were renamed in 2026-12 carry */
     int nack_type;
     bool (*until)(struct h *h);
     char last_down[TG_ERRLEN];
@@ -139,6 +149,36 @@ static void on_cert_refused(void *arg, const char *why)
     snprintf(h->cert_refused, sizeof(h->cert_refused), "%s", why);
 }
 
+/* The fields of r whose protobuf names changed (proto/tollgate.proto), as one line. */
+static void describe(const struct tg_resource *r, char *dst, size_t cap)
+{
+    const struct tg_res_authorization *a = &r->u.authorization;
+    const struct tg_res_rate_limits *l = &r->u.rate_limits;
+    const struct tg_res_mesh_table *m = &r->u.mesh_table;
+    const struct tg_res_proxy_settings *p = &r->u.proxy_settings;
+
+    dst[0] = '\0';
+    if (r->type == TG_RES_AUTHORIZATION)
+        snprintf(dst, cap, "default %s close_denied %d", a->default_deny ? "deny" : "allow",
+                 a->close_denied_connections);
+    if (r->type == TG_RES_RATE_LIMITS && l->n_limits > 0)
+        snprintf(dst, cap, "key %s principal %s",
+                 l->limits[0].key_by == TG_RES_LIMIT_BY_FINGERPRINT ? "fingerprint" : "id",
+                 l->limits[0].match);
+    if (r->type == TG_RES_MESH_TABLE && m->n_destinations > 0)
+        snprintf(dst, cap, "outside %s address %s expect %s", m->outside_refuse ? "refuse" : "-",
+                 m->destinations[0].address,
+                 m->destinations[0].expected_ids.n > 0 ? m->destinations[0].expected_ids.v[0]
+                                                       : "-");
+    if (r->type == TG_RES_PROXY_SETTINGS)
+        snprintf(dst, cap, "tls %s %s timeouts %llu %llu %llu mode %d",
+                 p->min_tls_version != NULL ? p->min_tls_version : "-",
+                 p->cipher_suites.n > 0 ? p->cipher_suites.v[0] : "-",
+                 (unsigned long long)p->handshake_timeout_ms,
+                 (unsigned long long)p->idle_timeout_ms, (unsigned long long)p->connect_timeout_ms,
+                 (int)p->inbound_mode);
+}
+
 static int on_push(void *arg, struct tg_resource *res, const char *version, char *err)
 {
     struct h *h = arg;
@@ -163,6 +203,7 @@ static int on_push(void *arg, struct tg_resource *res, const char *version, char
         h->rps = res->u.rate_limits.limits[0].requests_per_second;
         h->rburst = res->u.rate_limits.limits[0].requests_burst;
     }
+    describe(res, h->got[type], sizeof(h->got[type]));
     tg_resource_free(res);
     if (type == h->nack_type)
         return tg_err_set(err, TG_EINVAL, "test refuses %s", tg_res_type_name(type));
@@ -326,6 +367,15 @@ START_TEST(test_cp_stream_bootstrap_by_token)
     ck_assert_str_eq(H.http_conds, "DELETE /admin/* /x web.local");
     ck_assert_uint_eq(H.rps, 7);
     ck_assert_uint_eq(H.rburst, 9);
+    /* so do the fields renamed in the proto, under the names of the YAML */
+    ck_assert_str_eq(H.got[TG_RES_AUTHORIZATION], "default deny close_denied 1");
+    ck_assert_str_eq(H.got[TG_RES_RATE_LIMITS],
+                     "key fingerprint principal spiffe://mesh.local/ns/default/*");
+    ck_assert_str_eq(
+        H.got[TG_RES_MESH_TABLE],
+        "outside refuse address 10.0.0.0/24 expect spiffe://mesh.local/ns/prod/sa/api");
+    ck_assert_str_eq(H.got[TG_RES_PROXY_SETTINGS],
+                     "tls 1.2 TLS13-AES128-GCM-SHA256 timeouts 5000 600000 250 mode 2");
     cs = tg_cp_client_stats(H.cli);
     ck_assert(cs->connected);
     ck_assert_uint_eq(cs->pushes_accepted, 6);

@@ -417,7 +417,7 @@ START_TEST(test_gen_pushed_mesh_and_settings)
     ps->u.proxy_settings.min_tls_version = tg_resource_strdup(ps, "1.1");
     f.st.res[TG_RES_PROXY_SETTINGS] = tg_cp_res_new(ps, "ps-1");
     ck_assert_int_lt(cp_build(&f, &g, err), 0);
-    ck_assert_msg(strstr(err, "min_tls_version") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "tls_min_version") != NULL, "%s", err);
     cp_fixture_cleanup(&f);
 }
 END_TEST
