@@ -65,10 +65,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
         free(r);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    r->next = t->reqs;
-    if (t->reqs != NULL)
-        t->reqs->prev = r;
-    t->reqs = r;
+    TG_DLIST_PUSH(&t->reqs, r, prev, next);
     return 0;
 }
 

@@ -504,10 +504,7 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
     uv_tcp_init(&c->w->loop, &st->tcp);
     st->tcp.data = st; /* the requests' callbacks find the stream through their handle */
     c->open_handles++;
-    st->next = tun->streams;
-    if (tun->streams != NULL)
-        tun->streams->prev = st;
-    tun->streams = st;
+    TG_DLIST_PUSH(&tun->streams, st, prev, next);
     if (c->l->transparent && !c->l->upstream_loopback &&
         (rc = tg_conn_bind_source(&st->tcp, st->upstream.ss.ss_family == AF_INET6)) < 0) {
         refuse_stream(st, 502, "no source address for the app");

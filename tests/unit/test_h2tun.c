@@ -420,18 +420,14 @@ END_TEST
 
 Suite *tg_test_suite(void)
 {
-    Suite *s = suite_create("h2tun");
-    TCase *tc = tcase_create("h2tun");
+    TCase *tc;
+    Suite *s = TG_TEST_SUITE(
+        "h2tun", "h2tun", &tc, test_h2tun_connect_both_ways_with_end_stream,
+        test_h2tun_window_opens_only_when_consumed, test_h2tun_refused_stream_leaves_tunnel_up,
+        test_h2tun_dropped_bytes_reopen_the_connection_window, test_h2tun_reset_both_ways,
+        test_h2tun_only_connect_with_authority, test_h2tun_header_block_bounded,
+        test_h2tun_goaway_lets_open_streams_finish);
 
     tcase_add_checked_fixture(tc, setup_settled, teardown);
-    tcase_add_test(tc, test_h2tun_connect_both_ways_with_end_stream);
-    tcase_add_test(tc, test_h2tun_window_opens_only_when_consumed);
-    tcase_add_test(tc, test_h2tun_refused_stream_leaves_tunnel_up);
-    tcase_add_test(tc, test_h2tun_dropped_bytes_reopen_the_connection_window);
-    tcase_add_test(tc, test_h2tun_reset_both_ways);
-    tcase_add_test(tc, test_h2tun_only_connect_with_authority);
-    tcase_add_test(tc, test_h2tun_header_block_bounded);
-    tcase_add_test(tc, test_h2tun_goaway_lets_open_streams_finish);
-    suite_add_tcase(s, tc);
     return s;
 }
