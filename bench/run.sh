@@ -212,7 +212,7 @@ wait_ports "$BACKEND_PID" "$IPERF_PID" -- "$BACKEND" "$IPERF" ||
 # ---------------------------------------------------------------------------- contenders
 # Per contender: OUTPID/INPID (the side's main process), WEB/BULK (ports the client uses).
 declare -A OUTPID INPID WEB BULK
-CONTENDERS=(direct tollgate1 tollgate0 haproxy nginx stunnel)
+CONTENDERS=(direct relay tollgate1 tollgate0 haproxy nginx stunnel)
 
 versions() {
     local vs=()
@@ -272,9 +272,10 @@ EOF
         { REASON="$REASON: $(tail -qn1 "$d/in.log" "$d/out.log" | tr '\n' ' ')"; return 1; }
 }
 
-# --- haproxy: two processes, mode tcp, one thread each
-start_haproxy() { # NAME INDEX
-    local n=$1 d=$T/$1
+# --- haproxy: two processes, mode tcp, one thread each; with PLAIN, no TLS on either hop:
+# the no-TLS relay pair, the ceiling for new connections through two proxies (issue 16)
+start_haproxy() { # NAME INDEX [PLAIN]
+    local n=$1 d=$T/$1 plain=${3:-}
     ports_of "$2"
     mkdir -p "$d"
     local global="global
@@ -289,6 +290,7 @@ defaults
     timeout server 300s
 "
     local srv="ssl crt $T/client.combined.pem ca-file $T/ca.pem verify required verifyhost $SERVER_DNS no-ssl-reuse ssl-min-ver TLSv1.3"
+    [ -n "$plain" ] && srv=""
     cat >"$d/out.cfg" <<EOF
 $global
 frontend web
@@ -303,6 +305,7 @@ backend bulk
     server in 127.0.0.1:$IB $srv
 EOF
     local bnd="ssl crt $T/server.combined.pem ca-file $T/ca.pem verify required ssl-min-ver TLSv1.3 no-tls-tickets"
+    [ -n "$plain" ] && bnd=""
     cat >"$d/in.cfg" <<EOF
 $global
 frontend web
@@ -451,6 +454,7 @@ start_contender() { # NAME INDEX
     tollgate0) start_tollgate "$n" 0 "$i" "$TG_FULL_YAML" ;;
     tollgate1r) start_tollgate "$n" 1 "$i" "$TG_RESUME_YAML" ;;
     haproxy) start_haproxy "$n" "$i" ;;
+    relay) start_haproxy "$n" "$i" plain ;;
     nginx) start_nginx "$n" "$i" ;;
     stunnel) start_stunnel "$n" "$i" ;;
     esac
@@ -476,6 +480,7 @@ label() {
     tollgate1) echo "tollgate pair, 1 worker" ;;
     tollgate0) echo "tollgate pair, default workers ($NCPU)" ;;
     haproxy) echo "haproxy pair, nbthread 1" ;;
+    relay) echo "no-TLS relay pair (haproxy, nbthread 1, no TLS on either hop: the ceiling)" ;;
     nginx) echo "nginx stream pair, 1 worker" ;;
     stunnel) echo "stunnel pair (thread per connection)" ;;
     esac

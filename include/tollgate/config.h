@@ -58,6 +58,7 @@ struct tg_inbound_cfg {
     bool proxy_protocol;       /* send a PROXY v2 header (address, SPIFFE ID, SHA-256) to the app */
     struct tg_strlist allow;   /* SPIFFE IDs allowed; empty: any ID of an accepted domain */
     bool allow_unauth;         /* allow_unauthenticated: plain text passes a non-empty allow */
+    bool tunnels;              /* accept HTTP/2 CONNECT tunnels (ALPN h2) too; default false */
     bool http;                 /* protocol: http (default tcp): requests parsed, see http.h */
     bool http_given;           /* an http: mapping was written */
     struct tg_http_cfg http_cfg;

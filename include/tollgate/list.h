@@ -7,6 +7,16 @@
 /* A throwaway for lists that keep no last node. */
 #define TG_DLIST_NO_TAIL (&(void *){NULL})
 
+/* Puts node first in a list that keeps no last node. */
+#define TG_DLIST_PUSH(head, node, prev, next)                                                      \
+    do {                                                                                           \
+        (node)->prev = NULL;                                                                       \
+        (node)->next = *(head);                                                                    \
+        if (*(head) != NULL)                                                                       \
+            (*(head))->prev = (node);                                                              \
+        *(head) = (node);                                                                          \
+    } while (0)
+
 /* Takes node out of its list: its neighbours (or *head and *tail, at the ends) are linked
  * past it. The node's own prev/next are left as they were. */
 #define TG_DLIST_UNLINK(head, tail, node, prev, next)                                              \

@@ -21,6 +21,7 @@
 #include "tollgate/revocation.h"
 
 #define TG_ALPN "tollgate"
+#define TG_ALPN_H2 "h2" /* a tunnel of HTTP/2 CONNECT streams (h2tun.h) */
 
 struct tg_tls_settings {
     bool server;
@@ -91,6 +92,11 @@ TG_MUST_USE int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool,
                            const struct tg_tls_peer_rule *rule, struct tg_tls **out);
 /* Wipes and frees; the buffers go back to the pool. NULL is fine. */
 void tg_tls_free(struct tg_tls *t);
+/* Before the handshake: offers ALPN "h2" too, after ours (a tunnel, when the peer is a
+ * client that lists it first). 0 or TG_ETLS. */
+TG_MUST_USE int tg_tls_offer_h2(struct tg_tls *t);
+/* After the handshake: whether ALPN chose "h2". */
+bool tg_tls_alpn_h2(const struct tg_tls *t);
 
 /* Ciphertext received from the peer goes here (reserve, write at tail, commit). */
 struct tg_buf *tg_tls_cipher_in(struct tg_tls *t);

@@ -33,6 +33,7 @@ struct tg_listener_def {
     enum tg_inbound_mode mode; /* inbound: strict or permissive */
     bool proxy_protocol;       /* inbound: PROXY v2 header to the app */
     bool allow_unauth;         /* inbound: a plain-text caller passes the allow list */
+    bool tunnels;              /* inbound: HTTP/2 CONNECT tunnels accepted too (ALPN h2) */
     const char *name;
     const struct tg_addr *listen;
     const struct tg_addr *upstream; /* NULL when transparent */

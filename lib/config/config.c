@@ -634,6 +634,7 @@ static const struct tg_cfg_field inbound_fields[] = {
     TG_CFG_ROW("proxy_protocol", TG_CFG_BOOL, IN(proxy_protocol)),
     TG_CFG_ROW("allow", TG_CFG_IDS, IN(allow)),
     TG_CFG_ROW("allow_unauthenticated", TG_CFG_BOOL, IN(allow_unauth)),
+    TG_CFG_ROW("tunnels", TG_CFG_BOOL, IN(tunnels)),
     ENUM_ROW("protocol", struct tg_inbound_cfg, http, protocol_choices, "a protocol"),
     TG_CFG_ROWX("http", TG_CFG_FUNC, IN(http_cfg), .fn = read_http),
     TG_CFG_ROWX("limits", TG_CFG_MAP, IN(limits), .sub = listener_limit_fields),
@@ -719,6 +720,10 @@ static int check_inbound(struct tg_cfg *cfg, const struct tg_cfg_node *v, const 
         return tg_cfg_fail(cfg, v->line, tg_cfg_join(key, path, "allow_unauthenticated"),
                            "only with an allow list (without one the listener refuses no "
                            "plain-text caller; the authorization rules decide)");
+    if (l->tunnels && (l->http || l->proxy_protocol))
+        return tg_cfg_fail(cfg, v->line, tg_cfg_join(key, path, "tunnels"),
+                           "not with %s yet (a tunnel's streams are byte pipes)",
+                           l->http ? "protocol: http" : "proxy_protocol: true");
     if (l->http_given && !l->http && !l->transparent)
         return tg_cfg_fail(cfg, v->line, tg_cfg_join(key, path, "http"),
                            "only with protocol: http or transparent: true");
@@ -1003,6 +1008,16 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     }
     if ((rc = check_http_rules(&cfg)) < 0 || (rc = check_identity_source(&cfg, doc.root)) < 0)
         goto fail;
+    rc = TG_ECONFIG;
+    for (size_t i = 0; i < c->n_inbound; i++) {
+        /* a stream's window is its buffer, and a peer may send 65,535 bytes on a stream
+         * before it has our SETTINGS (RFC 9113 6.9.2) */
+        if (c->inbound[i].tunnels && c->buffer_size < 65535) {
+            tg_cfg_fail(&cfg, 0, "buffer_size", "at least 64KiB with tunnels: true (inbound %s)",
+                        c->inbound[i].name);
+            goto fail;
+        }
+    }
     tg_cfg_doc_free(&doc);
     *out = c;
     return 0;

@@ -1199,6 +1199,28 @@ int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool, const struct tg_tls
     return 0;
 }
 
+int tg_tls_offer_h2(struct tg_tls *t)
+{
+    /* replaces the list tg_tls_new set; a server picks the first of the client's list that it
+     * knows, so the client's order decides */
+    static const char list[] = TG_ALPN "," TG_ALPN_H2;
+
+    if (wolfSSL_UseALPN(t->ssl, tg_unconst(list), sizeof(list) - 1,
+                        t->ctx->server ? WOLFSSL_ALPN_CONTINUE_ON_MISMATCH
+                                       : WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS)
+        return TG_ETLS;
+    return 0;
+}
+
+bool tg_tls_alpn_h2(const struct tg_tls *t)
+{
+    char *name = NULL;
+    word16 len = 0;
+
+    return wolfSSL_ALPN_GetProtocol(t->ssl, &name, &len) == WOLFSSL_SUCCESS && name != NULL &&
+           len == sizeof(TG_ALPN_H2) - 1 && memcmp(name, TG_ALPN_H2, len) == 0;
+}
+
 void tg_tls_free(struct tg_tls *t)
 {
     if (t == NULL)

@@ -310,7 +310,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
             x->mode != y->mode || x->proxy_protocol != y->proxy_protocol ||
             !same_list(&x->allow, &y->allow) || x->allow_unauth != y->allow_unauth ||
-            x->http != y->http || x->http_cfg.xfcc != y->http_cfg.xfcc ||
+            x->tunnels != y->tunnels || x->http != y->http ||
+            x->http_cfg.xfcc != y->http_cfg.xfcc ||
             x->http_cfg.client_cert != y->http_cfg.client_cert ||
             x->http_cfg.max_head != y->http_cfg.max_head ||
             x->http_cfg.max_line != y->http_cfg.max_line ||
@@ -871,6 +872,7 @@ static int make_listeners(struct control *ctl)
             l->mode = in->mode;
             l->proxy_protocol = in->proxy_protocol;
             l->allow_unauth = in->allow_unauth;
+            l->tunnels = in->tunnels;
             l->http = in->http ? &in->http_cfg : NULL;
             l->http_mesh = in->transparent && !in->http ? &in->http_cfg : NULL;
             l->rule.ids = &in->allow;

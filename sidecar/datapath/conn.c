@@ -9,6 +9,7 @@
 #include <sys/time.h>
 
 #include "httpconn.h"
+#include "tunnel.h"
 #include "tollgate/accesslog.h"
 #include "tollgate/intercept.h"
 #include "tollgate/log.h"
@@ -146,10 +147,16 @@ void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e)
 static void on_handle_closed(uv_handle_t *h)
 {
     struct tg_conn *c = h->data;
-    struct tg_access_entry e;
 
     if (h != (uv_handle_t *)&c->timer && h != (uv_handle_t *)&c->throttle)
         c = ((struct tg_side *)h->data)->conn;
+    tg_conn_handle_closed(c);
+}
+
+void tg_conn_handle_closed(struct tg_conn *c)
+{
+    struct tg_access_entry e;
+
     if (--c->open_handles > 0)
         return;
     if (c->rl_key != NULL)
@@ -158,7 +165,7 @@ static void on_handle_closed(uv_handle_t *h)
         atomic_fetch_sub(&c->l->limit->open, 1);
     if (c->peer_tracked)
         tg_peers_close(&c->w->rt->metrics->peers, tg_tls_peer(c->tls)->sha256);
-    if (c->w->rt->cfg->access_log) {
+    if (c->w->rt->cfg->access_log && c->tunnel == NULL) { /* a tunnel logs its streams */
         tg_conn_log_entry(c, &e);
         e.start_unix_ms = c->start_unix_ms;
         e.bytes_received = c->bytes_received;
@@ -174,6 +181,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (c->handshake_done && !c->l->inbound)
         tg_tls_remember(c->tls, c->w->tickets, c->upstream.text);
     tg_http_conn_free(c); /* logs requests left without a response */
+    tg_tunnel_free(c);
     tg_tls_free(c->tls);
     tg_buf_drop(&c->dir[0].buf, &c->w->pool);
     tg_buf_drop(&c->dir[1].buf, &c->w->pool);
@@ -208,6 +216,7 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->throttle, on_handle_closed);
+    tg_tunnel_close(c); /* its streams' sockets */
     close_side(c, &c->down);
     if (c->up.open)
         close_side(c, &c->up);
@@ -246,9 +255,8 @@ static void flush_tls_now(struct tg_conn *c)
         tg_buf_consume(out, tg_buf_len(out));
 }
 
-/* Admits the verified caller under its connection limits (rate and concurrency), keyed by
- * its SPIFFE ID or certificate fingerprint. false, with why, when over. */
-static bool admitted(struct tg_conn *c, char *why, size_t cap)
+bool tg_conn_admit(struct tg_conn *c, struct tg_ratelimit **rl, struct tg_ratelimit_key **rkey,
+                   char *why, size_t cap)
 {
     const struct tg_peer_info *peer = tg_tls_peer(c->tls);
     const struct tg_limiter *lim = tg_limit_set_find(c->gen->limits, peer->id);
@@ -259,9 +267,9 @@ static bool admitted(struct tg_conn *c, char *why, size_t cap)
     if (lim == NULL || lim->table == NULL)
         return true;
     key = lim->by_fingerprint ? peer->sha256 : peer->id;
-    rc = tg_ratelimit_conn_acquire(lim->table, key, strlen(key), mono_ns(), &c->rl_key, &retry);
+    rc = tg_ratelimit_conn_acquire(lim->table, key, strlen(key), mono_ns(), rkey, &retry);
     if (rc == TG_RATELIMIT_ADMIT) {
-        c->rl = lim->table;
+        *rl = lim->table;
         return true;
     }
     tg_counter_add(&c->stats->rate_limited, 1);
@@ -416,8 +424,12 @@ void tg_conn_handshake_step(struct tg_conn *c)
         }
         if (c->http == NULL || !c->http_cfg->client_cert)
             tg_tls_drop_peer_der(c->tls); /* only Client-Cert needs the certificate itself */
+        if (c->l->inbound && c->l->tunnels && tg_tls_alpn_h2(c->tls)) {
+            tg_tunnel_start(c); /* each stream is decided as a connection */
+            return;
+        }
         if (c->l->inbound && (!tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict)) ||
-                              !admitted(c, verdict, sizeof(verdict)))) {
+                              !tg_conn_admit(c, &c->rl, &c->rl_key, verdict, sizeof(verdict)))) {
             tg_info("%s: client %s (%s) refused: %s", c->l->name, c->peer_addr,
                     tg_tls_peer(c->tls)->id, verdict);
             tg_tls_refuse(c->tls, verdict); /* the alert of its kind tells the caller why */
@@ -578,10 +590,9 @@ static void on_connect(uv_connect_t *req, int status)
 /* Captured inbound to the original destination (the pod's own address) leaves from
  * TG_INBOUND_SOURCE4/6, which the capture rules exempt on lo: from any other source the
  * connection would be captured again as inbound. */
-static int bind_inbound_source(struct tg_conn *c)
+int tg_conn_bind_source(uv_tcp_t *tcp, bool v6)
 {
     struct sockaddr_storage src;
-    bool v6 = c->upstream.ss.ss_family == AF_INET6;
     int rc;
 
     memset(&src, 0, sizeof(src));
@@ -590,7 +601,15 @@ static int bind_inbound_source(struct tg_conn *c)
     else
         rc = uv_ip4_addr(TG_INBOUND_SOURCE4, 0, (struct sockaddr_in *)&src);
     if (rc == 0)
-        rc = uv_tcp_bind(&c->up.tcp, (const struct sockaddr *)&src, 0);
+        rc = uv_tcp_bind(tcp, (const struct sockaddr *)&src, 0);
+    return rc;
+}
+
+static int bind_inbound_source(struct tg_conn *c)
+{
+    bool v6 = c->upstream.ss.ss_family == AF_INET6;
+    int rc = tg_conn_bind_source(&c->up.tcp, v6);
+
     if (rc < 0) {
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
         if (c->tls != NULL) {
@@ -754,6 +773,10 @@ static int route(struct tg_conn *c)
         tg_tls_offer(c->tls, c->w->tickets, c->upstream.text);
     if (!l->inbound && l->sni != NULL && tg_tls_set_sni(c->tls, l->sni) < 0) {
         tg_conn_close(c, "error", "TLS session: SNI %s not set", l->sni);
+        return -1;
+    }
+    if (l->inbound && l->tunnels && tg_tls_offer_h2(c->tls) < 0) {
+        tg_conn_close(c, "error", "TLS session: ALPN h2 could not be offered");
         return -1;
     }
     return 0;

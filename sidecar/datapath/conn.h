@@ -68,6 +68,7 @@ struct tg_conn {
     struct tg_ratelimit *rl;         /* the caller's limits, when it has any */
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
     struct tg_http_conn *http;       /* protocol: http: requests and responses followed; owned */
+    struct tg_tunnel *tunnel;        /* ALPN h2: CONNECT streams (tunnel.h); owned */
     bool listener_counted;           /* in its listener's open count (under a cap) */
     bool peer_tracked;               /* in the verified peers' table (peers.h) */
     uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
@@ -145,6 +146,20 @@ void tg_conn_handshake_step(struct tg_conn *c);
 
 /* conn.c: the first bytes of a permissive inbound connection arrived (from pipe.c). */
 void tg_conn_peek_step(struct tg_conn *c);
+
+/* conn.c: admits the verified caller of c under its connection limits (rate and
+ * concurrency), keyed by its SPIFFE ID or fingerprint: *rl and *key get its admission (NULL
+ * without limits), to release at the end. false, with why, when over (counted). */
+bool tg_conn_admit(struct tg_conn *c, struct tg_ratelimit **rl, struct tg_ratelimit_key **key,
+                   char *why, size_t cap);
+
+/* conn.c: one more of c's handles (a tunnel stream's socket) has closed; the last one frees
+ * c. */
+void tg_conn_handle_closed(struct tg_conn *c);
+
+/* conn.c: binds an inbound connection to the app to our exempt source address
+ * (TG_INBOUND_SOURCE4/6), for a transparent listener. 0 or a libuv code. */
+int tg_conn_bind_source(uv_tcp_t *tcp, bool v6);
 
 /* conn.c: whether the caller of an inbound connection passes policy p (revocation, then the
  * rules). A verified TLS peer is decided by its identity and certificate; a plain-text caller

@@ -6,6 +6,7 @@
 #include "conn.h"
 
 #include "httpconn.h"
+#include "tunnel.h"
 #include "tollgate/log.h"
 
 #define RECORD_MAX 16384
@@ -288,7 +289,17 @@ void tg_pipe_progress(struct tg_conn *c)
     for (int round = 0; wrote && round < 4; round++) {
         if (c->closing)
             return;
-        if (c->state == TG_CONN_PIPE) {
+        if (c->state == TG_CONN_PIPE && c->tunnel != NULL) {
+            /* frames from the peer into the session (which takes all it is given), until TLS
+             * has no more; then the session's frames back out */
+            do {
+                decrypt(c, &c->dir[0]);
+                if (!c->closing)
+                    tg_tunnel_io(c);
+            } while (!c->closing && tg_tunnel_more(c));
+            if (!c->closing)
+                encrypt(c, &c->dir[1]);
+        } else if (c->state == TG_CONN_PIPE) {
             for (int i = 0; i < 2 && !c->closing; i++) {
                 struct tg_dir *d = &c->dir[i];
 

@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 
 #include "conn.h"
+#include "tunnel.h"
 #include "tollgate/log.h"
 #include "tollgate/list.h"
 
@@ -69,13 +70,22 @@ static void recheck_conns(struct tg_worker *w)
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
         if (!c->l->inbound || c->closing || !(c->handshake_done || c->plain))
             continue;
+        /* a tunnel's streams were decided by their own ports: only a revoked peer ends the
+         * tunnel here; its streams end with it, and new ones are decided afresh */
         if (crl_revoked(w, c, why, sizeof(why)) ||
-            !tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) {
+            (c->tunnel == NULL && !tg_conn_authorized(c, w->gen->policy, why, sizeof(why))) ||
+            (c->tunnel != NULL && !tg_tunnel_recheck(c, w->gen->policy, why, sizeof(why)))) {
             tg_info("%s: closing live connection of %s: %s", c->l->name,
                     c->plain ? "a plain-text caller" : tg_tls_peer(c->tls)->id, why);
             tg_conn_close(c, "refused", "%s (live connection closed by a new generation)", why);
         }
     }
+}
+
+static void drain_tunnels(struct tg_worker *w)
+{
+    for (struct tg_conn *c = w->conns; c != NULL; c = c->next)
+        tg_tunnel_drain(c);
 }
 
 static void on_wake(uv_async_t *a)
@@ -89,10 +99,12 @@ static void on_wake(uv_async_t *a)
         w->gen = next;
         if (next->close_denied)
             recheck_conns(w);
+        drain_tunnels(w); /* new streams go over connections made with the new generation */
     }
     if (atomic_load(&w->drain_requested) && !w->draining) {
         w->draining = true;
         close_listeners(w);
+        drain_tunnels(w);
     }
     if (atomic_load(&w->stop_requested)) {
         close_listeners(w);

@@ -264,6 +264,8 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         json_str(f, !l->transparent        ? l->upstream->text
                     : l->upstream_loopback ? "loopback, original port"
                                            : "original destination");
+        if (l->tunnels)
+            fputs(",\"tunnels\":true", f);
         fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
         for (size_t j = 0; j < l->rule.ids->n; j++) {
             if (j)

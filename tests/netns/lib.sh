@@ -9,6 +9,9 @@
 PIDS=()
 PASS=0 FAILED=0
 
+# shellcheck disable=SC2034 # used by the tests that source this file
+NETNS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) # for the shared files beside lib.sh
+
 # Background processes are started with `ip netns exec` itself (never through a shell
 # function), so $! is the process: ip and setpriv exec what they run.
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -91,4 +94,43 @@ stop_sidecar() { # NAME
     local p=${SIDECAR[$1]}
     kill -TERM "$p" 2>/dev/null
     timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null
+}
+
+# make_certs CN WHO...: in the current directory, a CA (ca.pem, ca.key) named CN and for each
+# WHO an identity WHO.pem/WHO.key of spiffe://$TD/ns/default/sa/WHO; fails the test if
+# tollgate-certs does.
+make_certs() {
+    local cn=$1 who
+    shift
+    {
+        "$TG_CERTS_BIN" ca --out ca --cn "$cn"
+        for who in "$@"; do
+            "$TG_CERTS_BIN" issue --ca ca --out "$who" --spiffe "spiffe://$TD/ns/default/sa/$who"
+        done
+    } >certs.log 2>&1 || fail "tollgate-certs made the CA and identities"
+}
+
+# make_pods BRIDGE-NS POD:NS:IP...: the bridge namespace, then each pod namespace NS with lo
+# up and an eth0 on the bridge (its peer there veth-POD) holding IP/24.
+make_pods() {
+    local br=$1 spec pod ns ip
+    shift
+    ip netns add "$br" && ip -n "$br" link set lo up &&
+        ip -n "$br" link add br0 type bridge && ip -n "$br" link set br0 up ||
+        fail "bridge namespace $br"
+    for spec in "$@"; do
+        IFS=: read -r pod ns ip <<<"$spec"
+        ip netns add "$ns" &&
+            ip link add eth0 netns "$ns" type veth peer name "veth-$pod" netns "$br" &&
+            ip -n "$br" link set "veth-$pod" master br0 up &&
+            ip -n "$ns" link set lo up && ip -n "$ns" link set eth0 up &&
+            ip -n "$ns" addr add "$ip/24" dev eth0 || fail "pod namespace $ns with $ip"
+    done
+}
+
+# copy_tollgate: a copy of $TG_BIN in $DIR as $TG, reachable for the sidecars' uid wherever
+# the build is.
+copy_tollgate() {
+    cp "$TG_BIN" ./tollgate && chmod 755 ./tollgate || fail "copying $TG_BIN"
+    TG=$DIR/tollgate
 }

@@ -38,8 +38,7 @@ source "$(dirname "$0")/lib.sh"
     "$TG_CERTS_BIN" issue --ca ca --out orders --spiffe spiffe://mesh.local/ns/shop/sa/orders
 } >certs.log 2>&1 || fail "tollgate-certs made the CA and identity"
 chown "$PROXY_UID:$PROXY_UID" orders.key
-cp "$TG_BIN" ./tollgate && chmod 755 ./tollgate # reachable for uid 1337 wherever the build is
-TG=$DIR/tollgate
+copy_tollgate
 sed -e "s|/etc/tollgate/identity/|$DIR/|" -e 's|^workers: 0 |workers: 1 |' \
     "$SRC/deploy/vm/tollgate.yaml" >vm.yaml
 # the capture unit's own command lines, on the binary under test

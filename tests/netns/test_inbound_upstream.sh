@@ -35,15 +35,9 @@ NAMESPACES=("$NS_A" "$NS_B" "$NS_BR")
 source "$(dirname "$0")/lib.sh"
 
 # ---- certificates (readable by the sidecars' uid) ----
-{
-    "$TG_CERTS_BIN" ca --out ca --cn "netns inbound test CA"
-    for who in a b; do
-        "$TG_CERTS_BIN" issue --ca ca --out "$who" --spiffe "spiffe://$TD/ns/default/sa/$who"
-    done
-} >certs.log 2>&1 || fail "tollgate-certs made the CA and identities"
+copy_tollgate
+make_certs "netns inbound test CA" a b
 chown "$PROXY_UID:$PROXY_UID" a.key b.key
-cp "$TG_BIN" ./tollgate && chmod 755 ./tollgate # reachable for uid 1337 wherever the build is
-TG=$DIR/tollgate
 
 # ---- two pods on one bridge, each with an IPv4 and an IPv6 address ----
 ip netns add "$NS_BR" && ip -n "$NS_BR" link set lo up &&
@@ -61,35 +55,8 @@ for pod in a b; do
 done
 
 # ---- B's apps: each answers GET / with its own name ----
-cat >app.py <<'EOF'
-import socket, sys, http.server, socketserver
-name, port, addrs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = f"{name}\n".encode()
-        with open(f"app-{name}.log", "a") as f:
-            f.write(f"{self.client_address[0]} {self.requestline}\n")
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S4(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-class S6(S4):
-    address_family = socket.AF_INET6
-    def server_bind(self):
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        super().server_bind()
-import threading
-servers = [(S6 if ":" in a else S4)((a, port), H) for a in addrs]
-for s in servers[1:]:
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-servers[0].serve_forever()
-EOF
 start_app() { # name port addresses...
-    ip netns exec "$NS_B" python3 -u app.py "$@" >"app-$1.out" 2>"app-$1.err" &
+    ip netns exec "$NS_B" python3 -u "$NETNS_DIR/name_app.py" "$@" >"app-$1.out" 2>"app-$1.err" &
     PIDS+=($!)
 }
 start_app public 8080 0.0.0.0 ::

@@ -37,29 +37,12 @@ NAMESPACES=("$NS_A" "$NS_B" "$NS_C" "$NS_BR")
 source "$(dirname "$0")/lib.sh"
 
 # ---- certificates (readable by the sidecars' uid) ----
-{
-    "$TG_CERTS_BIN" ca --out ca --cn "netns test CA"
-    for who in a b c; do
-        "$TG_CERTS_BIN" issue --ca ca --out "$who" --spiffe "spiffe://$TD/ns/default/sa/$who"
-    done
-} >certs.log 2>&1 || fail "tollgate-certs made the CA and identities"
+copy_tollgate
+make_certs "netns test CA" a b c
 chown "$PROXY_UID:$PROXY_UID" a.key b.key c.key
-cp "$TG_BIN" ./tollgate && chmod 755 ./tollgate # reachable for uid 1337 wherever the build is
-TG=$DIR/tollgate
 
 # ---- namespaces: three pods on one bridge ----
-ip netns add "$NS_BR" && ip -n "$NS_BR" link set lo up &&
-    ip -n "$NS_BR" link add br0 type bridge && ip -n "$NS_BR" link set br0 up ||
-    fail "bridge namespace $NS_BR"
-for pod in a b c; do
-    ns=tg-$pod-$ID
-    case $pod in a) ip=$IP_A ;; b) ip=$IP_B ;; c) ip=$IP_C ;; esac
-    ip netns add "$ns" &&
-        ip link add eth0 netns "$ns" type veth peer name "veth-$pod" netns "$NS_BR" &&
-        ip -n "$NS_BR" link set "veth-$pod" master br0 up &&
-        ip -n "$ns" link set lo up && ip -n "$ns" link set eth0 up &&
-        ip -n "$ns" addr add "$ip/24" dev eth0 || fail "pod namespace $ns with $ip"
-done
+make_pods "$NS_BR" "a:tg-a-$ID:$IP_A" "b:tg-b-$ID:$IP_B" "c:tg-c-$ID:$IP_C"
 if command -v ping >/dev/null 2>&1; then
     for _ in $(seq 50); do
         in_ns "$NS_A" ping -c1 -W1 "$IP_B" >/dev/null 2>&1 && break

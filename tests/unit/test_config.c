@@ -88,6 +88,17 @@ static const struct {
             "    allow_unauthenticated: true\n",
      NULL},
     {ID IN1 "    allow_unauthenticated: false\n", NULL},
+    /* tunnels: byte pipes only, so far; a stream's window is a buffer of 64 KiB or more */
+    {ID "buffer_size: 16KiB\ninbound: [{listen: '0.0.0.0:15006', transparent: true, "
+        "tunnels: true}]\n",
+     "buffer_size: at least 64KiB with tunnels: true"},
+    {ID "inbound: [{listen: '0.0.0.0:15006', transparent: true, tunnels: true}]\n", NULL},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', tunnels: true, "
+        "protocol: http}]\n",
+     "t.yaml:2: inbound[0].tunnels: not with protocol: http yet"},
+    {ID "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', tunnels: true, "
+        "proxy_protocol: true}]\n",
+     "inbound[0].tunnels: not with proxy_protocol: true yet"},
     {ID IN1 "    mode: permissive\n    allow_unauthenticated: true\n",
      "t.yaml:3: inbound[0].allow_unauthenticated: only with an allow list"},
     {ID IN1 "    allow: [spiffe://mesh.local/a]\n    allow_unauthenticated: yes\n",

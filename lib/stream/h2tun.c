@@ -1,0 +1,372 @@
+/* The server end of a tunnel: CONNECT streams over an nghttp2 server session, bytes in and
+ * bytes out (h2tun.h). */
+#include "tollgate/h2tun.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollgate/list.h"
+
+#define AUTHORITY_MAX 255
+#define WINDOW_MAX (16u << 20)
+#define CONN_WINDOW_MAX 0x7fffffff /* RFC 9113 6.9.1 */
+
+/* Each request stream's user data, from its first header to its close. */
+struct req {
+    size_t header_bytes;
+    bool connect;            /* :method CONNECT */
+    void *bound;             /* the owner's stream, once accepted */
+    bool answered;           /* a response was submitted */
+    bool refused;            /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
+    struct req *prev, *next; /* the session's, freed with it (nghttp2_session_del says nothing
+                              * of the streams still open) */
+    char authority[AUTHORITY_MAX + 1];
+};
+
+struct tg_h2tun {
+    nghttp2_session *s;
+    struct req *reqs;
+    struct tg_h2tun_ops ops;
+    struct tg_buf *out; /* during tg_h2tun_send */
+    struct tg_pool *pool;
+    bool out_of_memory;
+};
+
+static struct req *req_of(struct tg_h2tun *t, int32_t sid)
+{
+    return nghttp2_session_get_stream_user_data(t->s, sid);
+}
+
+static bool is_request(const nghttp2_frame *f)
+{
+    return f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST;
+}
+
+static void req_free(struct tg_h2tun *t, struct req *r)
+{
+    TG_DLIST_UNLINK(&t->reqs, TG_DLIST_NO_TAIL, r, prev, next);
+    free(r);
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    struct req *r;
+
+    if (!is_request(f))
+        return 0;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (nghttp2_session_set_stream_user_data(s, f->hd.stream_id, r) != 0) {
+        free(r);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    TG_DLIST_PUSH(&t->reqs, r, prev, next);
+    return 0;
+}
+
+static bool is(const uint8_t *p, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(p, lit, n) == 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    struct req *r;
+
+    (void)s;
+    (void)flags;
+    if (!is_request(f))
+        return 0; /* trailers: nothing of ours */
+    r = req_of(t, f->hd.stream_id);
+    if (r == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    r->header_bytes += nlen + vlen + 32; /* RFC 9113 6.5.2's accounting */
+    if (r->header_bytes > TG_H2TUN_MAX_HEADERS)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    if (is(name, nlen, ":method")) {
+        r->connect = is(value, vlen, "CONNECT");
+    } else if (is(name, nlen, ":authority")) {
+        if (vlen > AUTHORITY_MAX)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        memcpy(r->authority, value, vlen);
+        r->authority[vlen] = '\0';
+    }
+    return 0;
+}
+
+static int submit_status(struct tg_h2tun *t, int32_t sid, int status, const char *reason,
+                         const nghttp2_data_provider *dp)
+{
+    struct req *r = req_of(t, sid);
+    char st[4], why[200];
+    nghttp2_nv nv[2];
+    size_t n = 1, i;
+
+    if (r == NULL || r->answered)
+        return NGHTTP2_ERR_INVALID_ARGUMENT;
+    r->answered = true;
+    r->refused = dp == NULL;
+    snprintf(st, sizeof(st), "%03u", (unsigned)status % 1000u);
+    nv[0] = (nghttp2_nv){tg_unconst(":status"), (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    if (reason != NULL) {
+        /* one line of visible ASCII: a header value may hold nothing else */
+        for (i = 0; i < sizeof(why) - 1 && reason[i] != '\0'; i++)
+            why[i] = reason[i] >= 0x20 && reason[i] < 0x7f ? reason[i] : '?';
+        why[i] = '\0';
+        nv[1] = (nghttp2_nv){tg_unconst("tollgate-reason"), (uint8_t *)why, 15, i,
+                             NGHTTP2_NV_FLAG_NONE};
+        n = 2;
+    }
+    return nghttp2_submit_response(t->s, sid, nv, n, dp);
+}
+
+/* After a refusal has gone out whole, the peer is told to stop sending on that stream
+ * without error, so the stream does not linger half-closed. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    struct req *r;
+
+    if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    r = req_of(t, f->hd.stream_id);
+    if (r != NULL && r->refused)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    struct req *r;
+
+    (void)s;
+    if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    r = req_of(t, f->hd.stream_id);
+    if (r == NULL)
+        return 0;
+    if (!is_request(f)) { /* DATA, or trailers: END_STREAM of a bound stream */
+        if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && r->bound != NULL)
+            t->ops.on_eof(t->ops.arg, r->bound);
+        return 0;
+    }
+    if (!r->connect)
+        submit_status(t, f->hd.stream_id, 405, "only CONNECT is served here", NULL);
+    else if (r->authority[0] == '\0')
+        submit_status(t, f->hd.stream_id, 400, "CONNECT without :authority", NULL);
+    else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        submit_status(t, f->hd.stream_id, 400, "CONNECT that ends at once", NULL);
+    else
+        r->bound = t->ops.on_open(t->ops.arg, f->hd.stream_id, r->authority);
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *p, size_t n,
+                         void *arg)
+{
+    struct tg_h2tun *t = arg;
+    struct req *r = req_of(t, sid);
+
+    (void)flags;
+    if (r == NULL || r->bound == NULL) {
+        /* before an answer, or refused: nobody holds these bytes, give the window back */
+        nghttp2_session_consume(s, sid, n);
+        return 0;
+    }
+    t->ops.on_data(t->ops.arg, r->bound, p, n);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    struct req *r = req_of(t, sid);
+
+    if (r == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, sid, NULL);
+    if (r->bound != NULL)
+        t->ops.on_close(t->ops.arg, r->bound, code);
+    req_free(t, r);
+    return 0;
+}
+
+static ssize_t on_send(nghttp2_session *s, const uint8_t *p, size_t n, int flags, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    size_t room;
+
+    (void)s;
+    (void)flags;
+    if (tg_buf_reserve(t->out, t->pool, true) < 0) {
+        t->out_of_memory = true;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    room = tg_buf_room(t->out);
+    if (room == 0)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    n = n < room ? n : room;
+    memcpy(tg_buf_tail(t->out), p, n);
+    tg_buf_commit(t->out, n);
+    return (ssize_t)n;
+}
+
+static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *dst, size_t cap,
+                            uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+    struct tg_h2tun *t = arg;
+    bool eof = false;
+    ssize_t n;
+
+    (void)s;
+    (void)sid;
+    n = t->ops.on_read(t->ops.arg, src->ptr, dst, cap, &eof);
+    if (n == TG_EAGAIN)
+        return NGHTTP2_ERR_DEFERRED;
+    if (n < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    if (eof)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return n;
+}
+
+int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
+                 struct tg_h2tun **out)
+{
+    struct tg_h2tun *t = calloc(1, sizeof(*t));
+    nghttp2_session_callbacks *cb = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_settings_entry set[4];
+    uint64_t conn_window;
+    int rc = TG_ENOMEM;
+
+    if (t == NULL)
+        return rc;
+    t->ops = *ops;
+    if (window > WINDOW_MAX)
+        window = WINDOW_MAX;
+    if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
+        goto fail;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_send_callback(cb, on_send);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    /* windows open only as the owner's sockets take the bytes (h2tun.h) */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_reserved_remote_streams(opt, 0);
+    if (nghttp2_session_server_new2(&t->s, cb, t, opt) != 0)
+        goto fail;
+    set[0] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams};
+    set[1] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window};
+    set[2] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, TG_H2TUN_MAX_HEADERS};
+    set[3] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+    if (nghttp2_submit_settings(t->s, NGHTTP2_FLAG_NONE, set, 4) != 0)
+        goto fail;
+    /* the connection's window holds every stream's, so only a stream's own window stalls it */
+    conn_window = (uint64_t)window * (max_streams + 1);
+    if (conn_window > CONN_WINDOW_MAX)
+        conn_window = CONN_WINDOW_MAX;
+    if (nghttp2_session_set_local_window_size(t->s, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window) !=
+        0)
+        goto fail;
+    *out = t;
+    t = NULL;
+    rc = 0;
+fail: /* and success: the set-up objects go either way */
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
+    tg_h2tun_free(t); /* NULL once handed out */
+    return rc;
+}
+
+void tg_h2tun_free(struct tg_h2tun *t)
+{
+    if (t == NULL)
+        return;
+    /* the owner is told nothing more of its streams (h2tun.h) */
+    nghttp2_session_del(t->s);
+    while (t->reqs != NULL)
+        req_free(t, t->reqs);
+    free(t);
+}
+
+int tg_h2tun_recv(struct tg_h2tun *t, const uint8_t *p, size_t n, char *err)
+{
+    ssize_t k = nghttp2_session_mem_recv(t->s, p, n);
+
+    if (k < 0)
+        return tg_err_set(err, TG_EINVAL, "HTTP/2: %s", nghttp2_strerror((int)k));
+    return 0;
+}
+
+int tg_h2tun_send(struct tg_h2tun *t, struct tg_buf *out, struct tg_pool *pool)
+{
+    int rc;
+
+    t->out = out;
+    t->pool = pool;
+    rc = nghttp2_session_send(t->s);
+    t->out = NULL;
+    if (t->out_of_memory)
+        return TG_ENOMEM;
+    return rc == 0 ? 0 : TG_EINVAL;
+}
+
+int tg_h2tun_accept(struct tg_h2tun *t, int32_t sid)
+{
+    struct req *r = req_of(t, sid);
+    nghttp2_data_provider dp = {.read_callback = on_read_data};
+
+    if (r == NULL || r->bound == NULL)
+        return TG_EINVAL;
+    dp.source.ptr = r->bound;
+    return submit_status(t, sid, 200, NULL, &dp) == 0 ? 0 : TG_EINVAL;
+}
+
+void tg_h2tun_refuse(struct tg_h2tun *t, int32_t sid, int status, const char *reason)
+{
+    (void)submit_status(t, sid, status, reason, NULL);
+}
+
+void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code)
+{
+    nghttp2_submit_rst_stream(t->s, NGHTTP2_FLAG_NONE, sid, code);
+}
+
+void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n)
+{
+    nghttp2_session_consume(t->s, sid, n);
+}
+
+void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid)
+{
+    nghttp2_session_resume_data(t->s, sid);
+}
+
+void tg_h2tun_goaway(struct tg_h2tun *t)
+{
+    /* the last stream ID taken so far: the peer opens nothing newer here */
+    nghttp2_submit_goaway(t->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(t->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+}
+
+bool tg_h2tun_done(const struct tg_h2tun *t)
+{
+    return !nghttp2_session_want_read(t->s) && !nghttp2_session_want_write(t->s);
+}
+
+bool tg_h2tun_want_write(const struct tg_h2tun *t)
+{
+    return nghttp2_session_want_write(t->s) != 0;
+}

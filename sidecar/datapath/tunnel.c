@@ -1,0 +1,720 @@
+/* The inbound end of a tunnel: CONNECT streams to the app (tunnel.h). */
+#include "tunnel.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "conn.h"
+#include "tollgate/accesslog.h"
+#include "tollgate/h2tun.h"
+#include "tollgate/intercept.h"
+#include "tollgate/list.h"
+#include "tollgate/log.h"
+
+#define MAX_STREAMS 100
+
+/* One app connection carried by the tunnel. It lives until both its socket has closed and
+ * the session has said the stream is gone (or the session is freed). */
+struct tstream {
+    struct tg_tunnel *tun;
+    int32_t sid;
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    struct tg_buf to_app;  /* the peer's payload; its window is this buffer's room */
+    struct tg_buf to_peer; /* the app's bytes, taken by the session as windows allow */
+    size_t writing;        /* bytes of to_app in flight to the app */
+    size_t unacked;        /* bytes the app took, not yet given back as window */
+    struct tg_addr upstream;
+    uint16_t dest_port;
+    struct tg_ratelimit *rl;
+    struct tg_ratelimit_key *rl_key;
+    bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
+    bool sock_closing, sock_closed, h2_gone;
+    bool refused; /* answered with a refusal, which a RST_STREAM of ours would cancel */
+    uint64_t start_unix_ms, bytes_received, bytes_sent;
+    const char *outcome;
+    char reason[200];
+    struct tstream *prev, *next;
+};
+
+struct tg_tunnel {
+    struct tg_conn *c;
+    struct tg_h2tun *h2;
+    struct tstream *streams;
+    bool fed;    /* the last tg_tunnel_io took bytes */
+    bool ending; /* the session is over: close_notify queued, closing once sent */
+};
+
+static uint64_t unix_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void log_stream(struct tg_conn *c, const char *upstream, uint64_t start, uint64_t in,
+                       uint64_t out, const char *outcome, const char *reason)
+{
+    struct tg_access_entry e;
+
+    if (!c->w->rt->cfg->access_log)
+        return;
+    tg_conn_log_entry(c, &e); /* the tunnel's peer, identity and TLS fields */
+    e.upstream = upstream;
+    e.start_unix_ms = start;
+    e.bytes_received = in;
+    e.bytes_sent = out;
+    e.duration_ms = unix_ms() - start;
+    e.outcome = outcome;
+    e.reason = reason != NULL && reason[0] ? reason : NULL;
+    tg_accesslog_write(&e);
+}
+
+static void free_stream(struct tstream *st)
+{
+    TG_DLIST_UNLINK(&st->tun->streams, TG_DLIST_NO_TAIL, st, prev, next);
+    free(st);
+}
+
+static void on_stream_closed(uv_handle_t *h)
+{
+    struct tstream *st = h->data;
+    struct tg_conn *c = st->tun->c;
+
+    st->sock_closed = true;
+    if (st->rl_key != NULL)
+        tg_ratelimit_conn_release(st->rl, st->rl_key, uv_hrtime());
+    log_stream(c, st->upstream.text, st->start_unix_ms, st->bytes_received, st->bytes_sent,
+               st->outcome, st->reason);
+    tg_counter_add(&c->stats->closed, 1);
+    tg_buf_drop(&st->to_app, &c->w->pool);
+    tg_buf_drop(&st->to_peer, &c->w->pool);
+    if (st->h2_gone)
+        free_stream(st);
+    tg_conn_handle_closed(c); /* may free c, and with it the streams the session held */
+}
+
+/* Ends the stream's app side: a reset on an error, so the app learns the stream broke;
+ * RST_STREAM to the peer unless the session is done with it. The first outcome stays. */
+static void end_stream(struct tstream *st, const char *outcome, const char *reason)
+{
+    struct tg_conn *c = st->tun->c;
+
+    if (st->sock_closing)
+        return;
+    st->sock_closing = true;
+    st->outcome = outcome;
+    if (reason != NULL)
+        snprintf(st->reason, sizeof(st->reason), "%s", reason);
+    if (!c->closing) {
+        /* what the app will never take still counts against the tunnel's connection
+         * window: give it back, or a few streams reset while full would stall the tunnel */
+        tg_h2tun_consumed(st->tun->h2, st->sid, tg_buf_len(&st->to_app) + st->unacked);
+        st->unacked = 0;
+        if (strcmp(outcome, "ok") != 0 && !st->h2_gone && !st->refused)
+            tg_h2tun_reset(st->tun->h2, st->sid, TG_H2TUN_CONNECT_ERROR);
+    }
+    if (strcmp(outcome, "ok") != 0 && st->connected &&
+        uv_tcp_close_reset(&st->tcp, on_stream_closed) == 0)
+        return;
+    uv_close((uv_handle_t *)&st->tcp, on_stream_closed);
+}
+
+/* The stream could not reach the app: its CONNECT is answered with status and why (the
+ * adapter then ends the stream itself). */
+static void refuse_stream(struct tstream *st, int status, const char *why)
+{
+    st->refused = true;
+    tg_h2tun_refuse(st->tun->h2, st->sid, status, why);
+}
+
+/* The app's side failed: what was being done, and libuv's code (0: none). */
+static void end_upstream(struct tstream *st, const char *what, int rc)
+{
+    char why[200];
+
+    snprintf(why, sizeof(why), "upstream %s: %s%s%s", st->upstream.text, what, rc < 0 ? ": " : "",
+             rc < 0 ? uv_strerror(rc) : "");
+    end_stream(st, "error", why);
+}
+
+static void progress(struct tg_conn *c)
+{
+    tg_pipe_progress(c);
+}
+
+static void maybe_done(struct tstream *st)
+{
+    if (st->h2_gone && st->shut_done && st->app_eof && tg_buf_len(&st->to_peer) == 0)
+        end_stream(st, "ok", NULL);
+}
+
+static void on_app_shutdown(uv_shutdown_t *req, int status)
+{
+    struct tstream *st = req->handle->data;
+
+    if (st->sock_closing)
+        return;
+    if (status < 0 && status != UV_ENOTCONN) {
+        end_upstream(st, "shutdown", status);
+        progress(st->tun->c);
+        return;
+    }
+    st->shut_done = true;
+    maybe_done(st);
+}
+
+/* The app took n more bytes of to_app: once no write is in flight, the buffer moves its
+ * bytes to the front and the peer gets that much window back, so the window never exceeds
+ * the room at the buffer's tail. */
+static void gave(struct tstream *st, size_t n)
+{
+    struct tg_conn *c = st->tun->c;
+
+    tg_buf_consume(&st->to_app, n);
+    st->unacked += n;
+    if (st->writing > 0)
+        return;
+    if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->pool, true) < 0) {
+        end_stream(st, "error", "out of memory");
+        return;
+    }
+    tg_h2tun_consumed(st->tun->h2, st->sid, st->unacked);
+    st->unacked = 0;
+}
+
+static void flush_app(struct tstream *st);
+
+static void on_app_write(uv_write_t *req, int status)
+{
+    struct tstream *st = req->handle->data;
+    size_t n = st->writing;
+
+    if (st->sock_closing)
+        return; /* UV_ECANCELED: never touch the peer */
+    st->writing = 0;
+    if (status < 0) { /* the write's bytes stay unacknowledged: the stream ends */
+        end_upstream(st, "write", status);
+        progress(st->tun->c);
+        return;
+    }
+    gave(st, n);
+    flush_app(st);
+    progress(st->tun->c);
+}
+
+static void flush_app(struct tstream *st)
+{
+    size_t len = tg_buf_len(&st->to_app);
+    uv_buf_t b;
+    int rc;
+
+    if (st->sock_closing || !st->connected || st->writing > 0)
+        return;
+    if (len > 0) {
+        b = uv_buf_init(tg_buf_data(&st->to_app), (unsigned)len);
+        rc = uv_try_write((uv_stream_t *)&st->tcp, &b, 1);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            end_upstream(st, "write", rc);
+            return;
+        }
+        if (rc > 0 && (size_t)rc == len) {
+            gave(st, len);
+        } else {
+            size_t done = rc > 0 ? (size_t)rc : 0;
+
+            st->writing = len - done;
+            if (done > 0) {
+                tg_buf_consume(&st->to_app, done);
+                st->unacked += done;
+            }
+            b = uv_buf_init(tg_buf_data(&st->to_app), (unsigned)st->writing);
+            rc = uv_write(&st->wreq, (uv_stream_t *)&st->tcp, &b, 1, on_app_write);
+            if (rc < 0) {
+                st->writing = 0;
+                end_upstream(st, "write", rc);
+            }
+            return;
+        }
+    }
+    if (st->peer_eof && !st->shut_issued && tg_buf_len(&st->to_app) == 0) {
+        st->shut_issued = true;
+        rc = uv_shutdown(&st->sreq, (uv_stream_t *)&st->tcp, on_app_shutdown);
+        if (rc < 0)
+            end_upstream(st, "shutdown", rc);
+    }
+}
+
+static void on_app_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct tstream *st = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(NULL, 0);
+    if (tg_buf_reserve(&st->to_peer, &st->tun->c->w->pool, true) < 0)
+        return; /* UV_ENOBUFS follows: reading stops */
+    *buf = uv_buf_init(tg_buf_tail(&st->to_peer), (unsigned)tg_buf_room(&st->to_peer));
+}
+
+static void set_reading(struct tstream *st, bool want);
+
+static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tstream *st = s->data;
+    struct tg_conn *c = st->tun->c;
+
+    (void)buf;
+    if (st->sock_closing || nread == 0)
+        return;
+    if (nread > 0) {
+        tg_buf_commit(&st->to_peer, (size_t)nread);
+        st->bytes_sent += (size_t)nread;
+        tg_conn_touch(c);
+        if (tg_buf_room(&st->to_peer) == 0)
+            set_reading(st, false);
+    } else if (nread == UV_ENOBUFS) {
+        set_reading(st, false);
+    } else if (nread == UV_EOF) {
+        set_reading(st, false);
+        st->app_eof = true;
+    } else {
+        end_upstream(st, "read", (int)nread);
+        progress(c);
+        return;
+    }
+    if (st->deferred) {
+        st->deferred = false;
+        tg_h2tun_resume(st->tun->h2, st->sid);
+    }
+    progress(c);
+}
+
+static void set_reading(struct tstream *st, bool want)
+{
+    if (want == st->reading || st->sock_closing || !st->connected || st->app_eof)
+        return;
+    st->reading = want;
+    if (!want) {
+        uv_read_stop((uv_stream_t *)&st->tcp);
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&st->tcp, on_app_alloc, on_app_read) < 0) {
+        st->reading = false;
+        end_upstream(st, "read start failed", 0);
+    }
+}
+
+/* ---- the session's callbacks -------------------------------------------------------- */
+
+static bool parse_authority(const char *a, struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(a, ':');
+    char *end;
+    unsigned long port;
+    size_t hlen;
+
+    if (colon == NULL || colon == a || colon[1] == '\0')
+        return false;
+    port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || port == 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
+        return false;
+    hlen = (size_t)(colon - a);
+    if (hlen >= sizeof(host))
+        return false;
+    memset(ss, 0, sizeof(*ss));
+    if (a[0] == '[') {
+        if (hlen < 3 || a[hlen - 1] != ']')
+            return false;
+        memcpy(host, a + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+        return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0;
+    }
+    memcpy(host, a, hlen);
+    host[hlen] = '\0';
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+static void set_addr(struct tg_addr *dst, const struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+
+    dst->ss = *ss;
+    if (ss->ss_family == AF_INET6) {
+        dst->len = sizeof(struct sockaddr_in6);
+        uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
+        snprintf(dst->text, sizeof(dst->text), "[%s]:%u", host, port_of(ss));
+    } else {
+        dst->len = sizeof(struct sockaddr_in);
+        uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
+        snprintf(dst->text, sizeof(dst->text), "%s:%u", host, port_of(ss));
+    }
+}
+
+/* Where a stream for authority goes. An explicit listener sends every stream to its
+ * upstream (the authority is only checked for form); a transparent one to the port asked
+ * for, on this pod's own address only: the one the tunnel itself was sent to, so a peer
+ * cannot reach any other host through us. */
+static bool route_stream(struct tg_conn *c, const char *authority, struct tg_addr *up,
+                         uint16_t *port, char *why, size_t cap)
+{
+    const struct tg_listener_def *l = c->l;
+    struct sockaddr_storage want, orig;
+    uv_os_fd_t fd;
+
+    if (!parse_authority(authority, &want)) {
+        snprintf(why, cap, "bad_authority: not an address and port");
+        return false;
+    }
+    if (!l->transparent) {
+        *up = *l->upstream;
+        *port = port_of(&l->listen->ss);
+        return true;
+    }
+    if (uv_fileno((uv_handle_t *)&c->down.tcp, &fd) < 0 ||
+        tg_intercept_original_dst(fd, &orig) < 0 || !same_host(&want, &orig)) {
+        snprintf(why, cap, "bad_authority: not this workload's address");
+        return false;
+    }
+    *port = port_of(&want);
+    if (*port == port_of(&l->listen->ss)) {
+        snprintf(why, cap, "loop: the authority is our own port %u", *port);
+        return false;
+    }
+    if (l->http_mesh != NULL) {
+        const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &want);
+
+        /* its requests must each be decided: a byte pipe would pass them all */
+        if (d != NULL && d->http) {
+            snprintf(why, cap, "http_port: port %u is protocol: http, not served over tunnels yet",
+                     *port);
+            return false;
+        }
+    }
+    if (l->upstream_loopback) {
+        memset(&orig, 0, sizeof(orig));
+        if (want.ss_family == AF_INET6)
+            uv_ip6_addr("::1", *port, (struct sockaddr_in6 *)&orig);
+        else
+            uv_ip4_addr("127.0.0.1", *port, (struct sockaddr_in *)&orig);
+        want = orig;
+    }
+    set_addr(up, &want);
+    return true;
+}
+
+/* The stream's verdict, as a connection's: revocation and the rules for its port, then the
+ * caller's connection limits. */
+static bool stream_allowed(struct tg_conn *c, uint16_t port, struct tstream *st, char *why,
+                           size_t cap)
+{
+    uint16_t tunnel_port = c->dest_port;
+    const struct tg_http_cfg *http = c->http_cfg;
+    bool ok;
+
+    /* the rules match on the port this stream asked for, as for a byte pipe: never with the
+     * leniency of an HTTP port, whose rules are decided for each request */
+    c->dest_port = port;
+    c->http_cfg = NULL;
+    ok = tg_conn_authorized(c, c->gen->policy, why, cap);
+    c->dest_port = tunnel_port;
+    c->http_cfg = http;
+    return ok && tg_conn_admit(c, &st->rl, &st->rl_key, why, cap);
+}
+
+static void on_app_connect(uv_connect_t *req, int status)
+{
+    struct tstream *st = req->handle->data;
+    struct tg_conn *c = st->tun->c;
+
+    if (st->sock_closing)
+        return;
+    if (status < 0) {
+        tg_counter_add(&c->stats->upstream_connect_failed, 1);
+        refuse_stream(st, 502, uv_strerror(status));
+        end_upstream(st, "connect", status);
+        progress(c);
+        return;
+    }
+    st->connected = true;
+    uv_tcp_nodelay(&st->tcp, 1);
+    if (tg_h2tun_accept(st->tun->h2, st->sid) < 0) {
+        end_stream(st, "error", "the stream was gone before the app answered");
+        progress(c);
+        return;
+    }
+    set_reading(st, true);
+    flush_app(st); /* what the peer sent before the answer */
+    progress(c);
+}
+
+static void *on_open(void *arg, int32_t sid, const char *authority)
+{
+    struct tg_tunnel *tun = arg;
+    struct tg_conn *c = tun->c;
+    struct tstream *st = calloc(1, sizeof(*st));
+    char why[200];
+    uint64_t start = unix_ms();
+    int rc;
+
+    tg_counter_add(&c->stats->opened, 1);
+    if (st == NULL) {
+        tg_h2tun_refuse(tun->h2, sid, 503, "out of memory");
+        tg_counter_add(&c->stats->closed, 1);
+        return NULL;
+    }
+    st->tun = tun;
+    st->sid = sid;
+    st->start_unix_ms = start;
+    st->outcome = "ok";
+    snprintf(st->upstream.text, sizeof(st->upstream.text), "%s", authority);
+    if (!route_stream(c, authority, &st->upstream, &st->dest_port, why, sizeof(why)) ||
+        !stream_allowed(c, st->dest_port, st, why, sizeof(why))) {
+        tg_info("%s: tunnel stream of %s to %s refused: %s", c->l->name, tg_tls_peer(c->tls)->id,
+                authority, why);
+        tg_h2tun_refuse(tun->h2, sid, 403, why);
+        log_stream(c, st->upstream.text, start, 0, 0, "refused", why);
+        tg_counter_add(&c->stats->closed, 1);
+        free(st);
+        return NULL;
+    }
+    uv_tcp_init(&c->w->loop, &st->tcp);
+    st->tcp.data = st; /* the requests' callbacks find the stream through their handle */
+    c->open_handles++;
+    TG_DLIST_PUSH(&tun->streams, st, prev, next);
+    if (c->l->transparent && !c->l->upstream_loopback &&
+        (rc = tg_conn_bind_source(&st->tcp, st->upstream.ss.ss_family == AF_INET6)) < 0) {
+        refuse_stream(st, 502, "no source address for the app");
+        end_upstream(st, "source address", rc);
+        return st;
+    }
+    rc = uv_tcp_connect(&st->creq, &st->tcp, (const struct sockaddr *)&st->upstream.ss,
+                        on_app_connect);
+    if (rc < 0) {
+        tg_counter_add(&c->stats->upstream_connect_failed, 1);
+        refuse_stream(st, 502, uv_strerror(rc));
+        end_upstream(st, "connect", rc);
+    }
+    return st;
+}
+
+static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
+{
+    struct tstream *st = stream;
+    struct tg_conn *c = st->tun->c;
+
+    (void)arg;
+    if (st->sock_closing) { /* nobody to give them to: the window goes back at once */
+        tg_h2tun_consumed(st->tun->h2, st->sid, n);
+        return;
+    }
+    if (tg_buf_reserve(&st->to_app, &c->w->pool, st->writing == 0) < 0 ||
+        tg_buf_room(&st->to_app) < n) {
+        end_stream(st, "error", "no room for the peer's bytes (window exceeded)");
+        tg_h2tun_consumed(st->tun->h2, st->sid, n);
+        return;
+    }
+    memcpy(tg_buf_tail(&st->to_app), p, n);
+    tg_buf_commit(&st->to_app, n);
+    st->bytes_received += n;
+    tg_conn_touch(c);
+    flush_app(st);
+}
+
+static void on_eof(void *arg, void *stream)
+{
+    struct tstream *st = stream;
+
+    (void)arg;
+    st->peer_eof = true;
+    flush_app(st);
+}
+
+static void on_close(void *arg, void *stream, uint32_t code)
+{
+    struct tstream *st = stream;
+
+    (void)arg;
+    st->h2_gone = true;
+    if (st->sock_closed) {
+        free_stream(st);
+        return;
+    }
+    if (code != 0) {
+        char why[80];
+
+        snprintf(why, sizeof(why), "stream reset by the tunnel peer (HTTP/2 error %u)", code);
+        end_stream(st, "error", why);
+    } else {
+        maybe_done(st);
+    }
+}
+
+static ssize_t on_read(void *arg, void *stream, uint8_t *dst, size_t cap, bool *eof)
+{
+    struct tstream *st = stream;
+    size_t n = tg_buf_len(&st->to_peer);
+
+    (void)arg;
+    if (n > 0) {
+        n = n < cap ? n : cap;
+        memcpy(dst, tg_buf_data(&st->to_peer), n);
+        tg_buf_consume(&st->to_peer, n);
+        set_reading(st, true);
+        return (ssize_t)n;
+    }
+    if (st->app_eof) {
+        *eof = true;
+        return 0;
+    }
+    if (st->sock_closing)
+        return TG_EINVAL; /* resets the stream */
+    st->deferred = true;
+    return TG_EAGAIN;
+}
+
+/* ---- the tunnel --------------------------------------------------------------------- */
+
+void tg_tunnel_start(struct tg_conn *c)
+{
+    struct tg_tunnel *tun = calloc(1, sizeof(*tun));
+    struct tg_h2tun_ops ops = {.on_open = on_open,
+                               .on_data = on_data,
+                               .on_eof = on_eof,
+                               .on_close = on_close,
+                               .on_read = on_read,
+                               .arg = tun};
+
+    if (tun == NULL ||
+        tg_h2tun_new(&ops, (uint32_t)c->w->pool.block_size, MAX_STREAMS, &tun->h2) < 0) {
+        free(tun);
+        tg_conn_close(c, "error", "out of memory");
+        return;
+    }
+    tun->c = c;
+    c->tunnel = tun;
+    c->state = TG_CONN_PIPE;
+    /* what the tunnel's TLS side writes comes from the frames the session makes */
+    c->dir[1].eof = false;
+    tg_conn_touch(c);
+    tg_conn_arm_idle(c);
+    tg_pipe_progress(c);
+}
+
+bool tg_tunnel_more(const struct tg_conn *c)
+{
+    return c->tunnel->fed && !c->dir[0].eof;
+}
+
+void tg_tunnel_io(struct tg_conn *c)
+{
+    struct tg_tunnel *tun = c->tunnel;
+    struct tg_buf *in = &c->dir[0].buf;
+    char err[TG_ERRLEN];
+    int rc;
+
+    tun->fed = false;
+    if (tg_buf_len(in) > 0 && !tun->ending) {
+        rc = tg_h2tun_recv(tun->h2, (const uint8_t *)tg_buf_data(in), tg_buf_len(in), err);
+        tg_buf_consume(in, tg_buf_len(in));
+        tun->fed = true;
+        if (rc < 0)
+            tg_info("%s: tunnel of %s: %s", c->l->name, tg_tls_peer(c->tls)->id, err);
+    }
+    if (c->closing)
+        return;
+    if (tg_h2tun_send(tun->h2, &c->dir[1].buf, &c->w->pool) < 0) {
+        tg_conn_close(c, "error", "tunnel: out of memory");
+        return;
+    }
+    if (c->dir[0].eof) { /* the peer's TLS stream ended: nothing more can come */
+        tg_conn_close(c, tun->streams != NULL ? "error" : "ok", "tunnel closed by the peer");
+        return;
+    }
+    if (!tun->ending && tg_h2tun_done(tun->h2) && tg_buf_len(&c->dir[1].buf) == 0) {
+        tun->ending = true;
+        tg_tls_shutdown(c->tls);
+    }
+    if (tun->ending && tg_buf_len(tg_tls_cipher_out(c->tls)) == 0 && c->down.writing == 0)
+        tg_conn_close(c, "ok", NULL);
+}
+
+void tg_tunnel_close(struct tg_conn *c)
+{
+    struct tg_tunnel *tun = c->tunnel;
+    char why[240];
+
+    if (tun == NULL)
+        return;
+    snprintf(why, sizeof(why), "tunnel closed: %s", c->reason[0] ? c->reason : c->outcome);
+    for (struct tstream *st = tun->streams; st != NULL; st = st->next)
+        end_stream(st, "error", why);
+}
+
+void tg_tunnel_free(struct tg_conn *c)
+{
+    struct tg_tunnel *tun = c->tunnel;
+
+    if (tun == NULL)
+        return;
+    tg_h2tun_free(tun->h2); /* says nothing more of the streams */
+    while (tun->streams != NULL)
+        free_stream(tun->streams);
+    free(tun);
+    c->tunnel = NULL;
+}
+
+bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap)
+{
+    uint16_t tunnel_port = c->dest_port;
+    const struct tg_http_cfg *http = c->http_cfg;
+    bool revoked = false;
+
+    c->http_cfg = NULL; /* as stream_allowed decides */
+    for (struct tstream *st = c->tunnel->streams; st != NULL && !revoked; st = st->next) {
+        if (st->sock_closing)
+            continue;
+        c->dest_port = st->dest_port;
+        if (!tg_conn_authorized(c, p, why, cap)) {
+            char line[240];
+
+            revoked = strncmp(why, "revoked:", 8) == 0;
+            snprintf(line, sizeof(line), "%s (live stream closed by a new generation)", why);
+            end_stream(st, "refused", line);
+        }
+    }
+    c->dest_port = tunnel_port;
+    c->http_cfg = http;
+    return !revoked;
+}
+
+void tg_tunnel_drain(struct tg_conn *c)
+{
+    if (c->tunnel == NULL || c->closing)
+        return;
+    tg_h2tun_goaway(c->tunnel->h2);
+    tg_pipe_progress(c);
+}
