@@ -23,12 +23,6 @@
 #define CPL(m) offsetof(struct tg_cp_limits, m)
 #define MAX_CRLS 64
 
-static const struct tg_cfg_choice level_choices[] = {{"debug", TG_LOG_DEBUG},
-                                                     {"info", TG_LOG_INFO},
-                                                     {"warn", TG_LOG_WARN},
-                                                     {"error", TG_LOG_ERROR},
-                                                     {NULL, 0}};
-
 /* ==== tollgate-cp's own configuration ==== */
 
 void tg_cp_config_free(struct tg_cp_config *c)
@@ -293,7 +287,9 @@ static const struct tg_cfg_field config_fields[] = {
     TG_CFG_ROWX("limits", TG_CFG_FUNC, CPC(limits), .fn = read_limits),
     TG_CFG_ROWX("timeouts", TG_CFG_MAP, CPC(limits), .sub = timeout_fields),
     TG_CFG_ROWX("log_level", TG_CFG_ENUM, CPC(log_level), .size = sizeof(enum tg_log_level),
-                .choices = level_choices),
+                .choices = tg_cfg_log_levels, .what = "a log level"),
+    TG_CFG_ROWX("log_format", TG_CFG_ENUM, CPC(log_format), .size = sizeof(enum tg_log_format),
+                .choices = tg_cfg_log_formats, .what = "a log format"),
     {.key = NULL},
 };
 

@@ -73,6 +73,7 @@ struct tg_cp_config {
     size_t n_extra_roots;
     struct tg_strlist mesh; /* mesh files */
     enum tg_log_level log_level;
+    enum tg_log_format log_format; /* text (default) or json, as the sidecar's */
     struct tg_cp_limits limits;
 };
 

@@ -831,6 +831,7 @@ int tg_cp_server_reload(struct tg_cp_server *srv, const char *why)
                srv->state->cfg->k8s_api_server ? srv->state->cfg->k8s_api_server : "") != 0)
         tg_warn("kubernetes.discovery changed: takes effect at the next start");
     tg_log_set_level(s->cfg->log_level);
+    tg_log_set_format(s->cfg->log_format);
     tg_cp_state_unref(srv->state);
     srv->state = s;
     srv->res_gen++;
@@ -872,6 +873,7 @@ int tg_cp_server_new(uv_loop_t *loop, const char *config_path, struct tg_cp_serv
         return rc;
     }
     tg_log_set_level(srv->state->cfg->log_level);
+    tg_log_set_format(srv->state->cfg->log_format);
     srv->listener.data = srv;
     srv->reload_timer.data = srv;
     srv->sweep_timer.data = srv;

@@ -176,6 +176,11 @@ TG_MUST_USE int tg_hostport_parse(const char *s, struct tg_addr *out, char *err)
 /* A size: bytes, or a number with KiB or MiB. */
 TG_MUST_USE int tg_size_parse(const char *s, uint64_t *bytes, char *err);
 
+/* The log levels and formats, as every binary's file spells them (enum tg_log_level and
+ * tg_log_format values). */
+extern const struct tg_cfg_choice tg_cfg_log_levels[];
+extern const struct tg_cfg_choice tg_cfg_log_formats[];
+
 /* The tables of the sections a sidecar's config and tollgate-cp's mesh files share, read
  * into a struct tg_config: "authorization", "rate_limits", "revocations", "mesh", and
  * "settings" (tollgate-cp's: the sidecar's tls and timeouts keys, and inbound.mode into

@@ -47,12 +47,12 @@ static const struct tg_cfg_choice outside_choices[] = {
 static const struct tg_cfg_choice protocol_choices[] = {{"tcp", 0}, {"http", 1}, {NULL, 0}};
 static const struct tg_cfg_choice mode_choices[] = {
     {"strict", TG_MODE_STRICT}, {"permissive", TG_MODE_PERMISSIVE}, {NULL, 0}};
-static const struct tg_cfg_choice level_choices[] = {{"debug", TG_LOG_DEBUG},
-                                                     {"info", TG_LOG_INFO},
-                                                     {"warn", TG_LOG_WARN},
-                                                     {"error", TG_LOG_ERROR},
-                                                     {NULL, 0}};
-static const struct tg_cfg_choice logfmt_choices[] = {
+const struct tg_cfg_choice tg_cfg_log_levels[] = {{"debug", TG_LOG_DEBUG},
+                                                  {"info", TG_LOG_INFO},
+                                                  {"warn", TG_LOG_WARN},
+                                                  {"error", TG_LOG_ERROR},
+                                                  {NULL, 0}};
+const struct tg_cfg_choice tg_cfg_log_formats[] = {
     {"text", TG_LOG_TEXT}, {"json", TG_LOG_JSON}, {NULL, 0}};
 static const struct tg_cfg_choice alogfmt_choices[] = {{"json", 0}, {"text", 1}, {NULL, 0}};
 static const struct tg_cfg_choice tlsver_choices[] = {{"1.3", 0}, {"1.2", 1}, {NULL, 0}};
@@ -755,8 +755,8 @@ static const struct tg_cfg_field top_fields[] = {
     TG_CFG_ROWX("health", TG_CFG_FUNC, CFG(health), .fn = read_listen),
     TG_CFG_ROWX("metrics", TG_CFG_FUNC, CFG(metrics), .fn = read_listen),
     UINT_ROW("workers", struct tg_config, workers, 0, 256),
-    ENUM_ROW("log_level", struct tg_config, log_level, level_choices, "a log level"),
-    ENUM_ROW("log_format", struct tg_config, log_format, logfmt_choices, "a log format"),
+    ENUM_ROW("log_level", struct tg_config, log_level, tg_cfg_log_levels, "a log level"),
+    ENUM_ROW("log_format", struct tg_config, log_format, tg_cfg_log_formats, "a log format"),
     TG_CFG_ROW("access_log", TG_CFG_BOOL, CFG(access_log)),
     ENUM_ROW("access_log_format", struct tg_config, access_log_text, alogfmt_choices,
              "an access log format"),

@@ -306,8 +306,26 @@ START_TEST(test_refusal_reasons_and_log_fields)
 }
 END_TEST
 
+/* tollgate-cp takes the sidecar's log_format: its diagnostic lines are JSON too. */
+START_TEST(test_control_plane_logs_json)
+{
+    int cp_port = it_free_port();
+
+    it_certs("issue", "--ca", "ca", "--out", "cp", "--spiffe", IT_CP_ID, NULL);
+    it_cp_tokens(NULL);
+    it_write_file("mesh.yaml", "authorization:\n  default: allow\n");
+    it_cp_cfg_write("cp.yaml", cp_port, 0,
+                    "tokens: tokens.txt\nmesh: [mesh.yaml]\n"
+                    "log_level: debug\nlog_format: json\n");
+    it_cp_start("cp", "cp.yaml", cp_port);
+    ck_assert_msg(it_wait_lines("cp.err", 1, 5000, "listening", NULL) >= 1,
+                  "tollgate-cp logged no line saying it listens");
+    expect_json_lines("cp.err");
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     return IT_TEST_SUITE("logs", "logs", NULL, setup, it_teardown, 60,
-                         test_refusal_reasons_and_log_fields);
+                         test_refusal_reasons_and_log_fields, test_control_plane_logs_json);
 }
