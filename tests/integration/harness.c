@@ -1865,3 +1865,20 @@ Suite *it_test_suite_of(const char *suite, const char *tcase, TCase **tc, void (
         *tc = c;
     return s;
 }
+
+void it_promtool_clean(const char *what, const char *text)
+{
+    const char *bin = getenv("PROMTOOL") != NULL ? getenv("PROMTOOL") : "/usr/bin/promtool";
+    const char *const argv[] = {bin, "check", "metrics", NULL};
+    char *out = NULL, *err = NULL;
+    int rc;
+
+    ck_assert_msg(text != NULL && *text != '\0', "%s: no scrape", what);
+    rc = it_run(argv, text, 20000, &out, &err);
+    ck_assert_msg(rc == 0,
+                  "%s: promtool check metrics exited %d (127: promtool is missing, "
+                  "scripts/setup.sh installs it):\n%s%s",
+                  what, rc, out != NULL ? out : "", err != NULL ? err : "");
+    free(out);
+    free(err);
+}

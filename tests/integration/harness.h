@@ -382,4 +382,8 @@ void it_probe_serial(int port, const char *log, char *serial, size_t cap);
 #define UNDER_ASAN false
 #endif
 
+/* `promtool check metrics` (PROMTOOL, else /usr/bin/promtool) passes on text, a scrape of
+ * what (for the message). */
+void it_promtool_clean(const char *what, const char *text);
+
 #endif

@@ -200,6 +200,13 @@ START_TEST(test_workload_api_rotation_under_load)
                       "tollgate check: %s", out);
         free(out);
     }
+    {
+        char *stats = NULL; /* promtool is clean on a sidecar whose identity is an SVID */
+
+        ck_assert_int_eq(it_http(m.b_admin, "GET", "/stats", &stats), 200);
+        it_promtool_clean("sidecar on the Workload API", stats);
+        free(stats);
+    }
     st = it_streams_start(m.out_port, N_STREAMS, 7000);
     it_streams_expect_progress(st, "before rotation");
     write_spec("b.json", IT_WEB_ID, "web2.pem", "web2.key", NULL, NULL);
@@ -429,6 +436,10 @@ START_TEST(test_workload_api_with_control_plane)
     ck_assert_msg(strstr(dump, "\"control_plane\":{") && strstr(dump, "\"workload_api\":{") &&
                       strstr(dump, "\"cert\":\"(workload API)\""),
                   "config_dump: %s", dump);
+    free(dump);
+    /* the scrape of a sidecar on the Workload API with a control plane: promtool is clean */
+    ck_assert_int_eq(it_http(m.b_admin, "GET", "/stats", &dump), 200);
+    it_promtool_clean("sidecar on the Workload API", dump);
     free(dump);
     /* the control plane denies api now: the next connection is refused */
     write_mesh("deny");
