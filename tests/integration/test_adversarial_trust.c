@@ -62,11 +62,19 @@ static void got_through(const char *fmt, ...)
 
 /* ---- PKI ------------------------------------------------------------------------------ */
 
-static void sh(const char *cmd)
+/* Runs the shell command that fmt formats (it must fit in 2 KiB); it must exit 0. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
 {
+    char cmd[2048], *err = NULL;
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    char *err = NULL;
+    va_list ap;
+    int n;
 
+    va_start(ap, fmt);
+    n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    ck_assert_msg(n >= 0 && (size_t)n < sizeof(cmd), "command too long: %s", cmd);
     ck_assert_msg(it_run(argv, NULL, 20000, NULL, &err) == 0, "failed: %s\n%s", cmd,
                   err ? err : "");
     free(err);
@@ -76,38 +84,30 @@ static void sh(const char *cmd)
  * key of its own. */
 static void make_copycat(void)
 {
-    char cmd[1024];
-
-    snprintf(cmd, sizeof(cmd),
-             "set -e; o='%s';"
-             "skid=$($o x509 -in ca.pem -noout -ext subjectKeyIdentifier | tail -1 | tr -d ' ');"
-             "$o ecparam -name prime256v1 -genkey -noout -out copycat.key;"
-             "$o x509 -in ca.pem -x509toreq -signkey copycat.key -out copycat.csr 2>/dev/null;"
-             "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n"
-             "subjectKeyIdentifier=%%s\\nauthorityKeyIdentifier=keyid:always\\n' $skid > cc.ext;"
-             "$o x509 -req -in copycat.csr -signkey copycat.key -days 2 -extfile cc.ext "
-             "-out copycat.pem 2>/dev/null",
-             it_openssl());
-    sh(cmd);
+    sh("set -e; o='%s';"
+       "skid=$($o x509 -in ca.pem -noout -ext subjectKeyIdentifier | tail -1 | tr -d ' ');"
+       "$o ecparam -name prime256v1 -genkey -noout -out copycat.key;"
+       "$o x509 -in ca.pem -x509toreq -signkey copycat.key -out copycat.csr 2>/dev/null;"
+       "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n"
+       "subjectKeyIdentifier=%%s\\nauthorityKeyIdentifier=keyid:always\\n' $skid > cc.ext;"
+       "$o x509 -req -in copycat.csr -signkey copycat.key -days 2 -extfile cc.ext "
+       "-out copycat.pem 2>/dev/null",
+       it_openssl());
 }
 
 /* NAME.pem/.key: a leaf for id signed by the CA ca (openssl), its authority key identifier
  * taken from the CA. */
 static void openssl_leaf(const char *name, const char *ca, const char *id)
 {
-    char cmd[2048];
-
-    snprintf(cmd, sizeof(cmd),
-             "set -e; o='%s';"
-             "printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
-             "extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=URI:%s\\n"
-             "authorityKeyIdentifier=keyid\\n' > %s.ext;"
-             "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-             "-out %s.csr -subj /CN=%s 2>/dev/null;"
-             "$o x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -days 1 "
-             "-extfile %s.ext -out %s.pem 2>/dev/null",
-             it_openssl(), id, name, name, name, name, name, ca, ca, name, name);
-    sh(cmd);
+    sh("set -e; o='%s';"
+       "printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+       "extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=URI:%s\\n"
+       "authorityKeyIdentifier=keyid\\n' > %s.ext;"
+       "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
+       "-out %s.csr -subj /CN=%s 2>/dev/null;"
+       "$o x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -days 1 "
+       "-extfile %s.ext -out %s.pem 2>/dev/null",
+       it_openssl(), id, name, name, name, name, name, ca, ca, name, name);
 }
 
 /* Our roots ca and ca2, the partner's root, the copycat root. */
