@@ -498,29 +498,36 @@ static int match_lines(const char *name, const char **subs, size_t n_subs, char 
     return count;
 }
 
-int it_count_lines(const char *name, ...)
+/* match_lines with the substrings of a NULL-terminated argument list. */
+static int match_lines_v(const char *name, char *last, size_t cap, va_list ap)
 {
     const char *subs[MAX_SUBS];
-    size_t n;
+    size_t n = collect_subs(ap, subs);
+
+    return match_lines(name, subs, n, last, cap);
+}
+
+int it_count_lines(const char *name, ...)
+{
     va_list ap;
+    int count;
 
     va_start(ap, name);
-    n = collect_subs(ap, subs);
+    count = match_lines_v(name, NULL, 0, ap);
     va_end(ap);
-    return match_lines(name, subs, n, NULL, 0);
+    return count;
 }
 
 bool it_last_line(const char *name, char *dst, size_t cap, ...)
 {
-    const char *subs[MAX_SUBS];
-    size_t n;
     va_list ap;
+    int count;
 
-    va_start(ap, cap);
-    n = collect_subs(ap, subs);
-    va_end(ap);
     dst[0] = '\0';
-    return match_lines(name, subs, n, dst, cap) > 0;
+    va_start(ap, cap);
+    count = match_lines_v(name, dst, cap, ap);
+    va_end(ap);
+    return count > 0;
 }
 
 int it_wait_lines(const char *name, int min, int timeout_ms, ...)

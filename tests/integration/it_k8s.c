@@ -164,22 +164,32 @@ void it_k8s_write_cp(const char *file, int port, int admin, const char *top, con
 
 #define SIDECAR_TIMEOUTS "handshake: 5s, idle: 1h, connect: 2s, drain: 1s"
 
+/* One sidecar of the pair: FILE with its admin and control-plane ports, token file, pod
+ * labels and pod info, and the listener in or out (the other NULL). */
+static void write_sidecar(const char *file, int admin, int cp, const char *token,
+                          const char *labels, const char *pod_info, const struct it_listener *in,
+                          const struct it_listener *out)
+{
+    struct it_cfg c = {.workers = 1,
+                       .log_level = "info",
+                       .timeouts = SIDECAR_TIMEOUTS,
+                       .cp_labels = labels,
+                       .cp_pod_info = pod_info};
+
+    if (in != NULL)
+        c.in[0] = *in;
+    if (out != NULL)
+        c.out[0] = *out;
+    it_cfg_write_cp(file, admin, cp, token, &c);
+}
+
 void it_k8s_write_sidecars(const struct it_k8s_pair *p)
 {
-    it_cfg_write_cp("b.yaml", p->b_admin, p->b_cp, "b.token",
-                    &(struct it_cfg){.workers = 1,
-                                     .log_level = "info",
-                                     .timeouts = SIDECAR_TIMEOUTS,
-                                     .cp_labels = p->b_labels,
-                                     .cp_pod_info = p->b_pod_info,
-                                     .in = {{"web-in", p->in_port, p->echo_port, p->b_allow}}});
-    it_cfg_write_cp("a.yaml", p->a_admin, p->a_cp, "a.token",
-                    &(struct it_cfg){.workers = 1,
-                                     .log_level = "info",
-                                     .timeouts = SIDECAR_TIMEOUTS,
-                                     .cp_labels = p->a_labels,
-                                     .cp_pod_info = p->a_pod_info,
-                                     .out = {{"api-out", p->out_port, p->in_port, IT_WEB_ID}}});
+    write_sidecar("b.yaml", p->b_admin, p->b_cp, "b.token", p->b_labels, p->b_pod_info,
+                  &(struct it_listener){"web-in", p->in_port, p->echo_port, p->b_allow, NULL},
+                  NULL);
+    write_sidecar("a.yaml", p->a_admin, p->a_cp, "a.token", p->a_labels, p->a_pod_info, NULL,
+                  &(struct it_listener){"api-out", p->out_port, p->in_port, IT_WEB_ID, NULL});
 }
 
 void it_k8s_pod_info(const char *dir, const char *ns, const char *name, const char *labels)

@@ -215,6 +215,9 @@ static void raw_stream(int port, Tollgate__V1__ClientMessage **msgs, size_t n, b
 }
 
 /* Hello with the given claims (NULL: empty). */
+/* The head of a ClientMessage initialiser; the one message of its oneof follows. */
+#define CLIENT_MESSAGE_INIT PROTOBUF_C_MESSAGE_INIT(&tollgate__v1__client_message__descriptor)
+
 static void hello(Tollgate__V1__ClientMessage *m, Tollgate__V1__Hello *h, const char *token,
                   const char *node, const char *ns, const char *sa, const char *version)
 {
@@ -312,34 +315,28 @@ START_TEST(test_cp_logs_hold_against_forged_fields)
     csr = it_read_file("evil.csr", &csr_len);
     ck_assert_ptr_nonnull(csr);
     {
-        Tollgate__V1__ClientMessage m_hello, m_nack, m_ack, m_csr;
-        Tollgate__V1__Hello h;
-        Tollgate__V1__Nack nack = TOLLGATE__V1__NACK__INIT;
-        Tollgate__V1__Ack ack = TOLLGATE__V1__ACK__INIT;
-        Tollgate__V1__CsrRequest req = TOLLGATE__V1__CSR_REQUEST__INIT;
-        Tollgate__V1__ClientMessage *msgs[] = {&m_hello, &m_nack, &m_ack, &m_csr};
         char nack_nonce[] = FORGE("nack_nonce"), nack_error[] = FORGE("nack_error");
         char ack_nonce[] = FORGE("ack_nonce"), ack_version[] = FORGE("ack_version");
+        Tollgate__V1__Hello h;
+        Tollgate__V1__Nack nack = {PROTOBUF_C_MESSAGE_INIT(&tollgate__v1__nack__descriptor),
+                                   .type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE,
+                                   .nonce = nack_nonce, .error = nack_error};
+        Tollgate__V1__Ack ack = {PROTOBUF_C_MESSAGE_INIT(&tollgate__v1__ack__descriptor),
+                                 .type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_IDENTITY,
+                                 .version = ack_version, .nonce = ack_nonce};
+        Tollgate__V1__CsrRequest req = {
+            PROTOBUF_C_MESSAGE_INIT(&tollgate__v1__csr_request__descriptor), .request_id = 7,
+            .csr_der = {csr_len, (uint8_t *)csr}};
+        Tollgate__V1__ClientMessage m_hello,
+            m_nack = {CLIENT_MESSAGE_INIT, .msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK,
+                      .nack = &nack},
+            m_ack = {CLIENT_MESSAGE_INIT, .msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK,
+                     .ack = &ack},
+            m_csr = {CLIENT_MESSAGE_INIT, .msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR,
+                     .csr = &req};
+        Tollgate__V1__ClientMessage *msgs[] = {&m_hello, &m_nack, &m_ack, &m_csr};
 
         hello(&m_hello, &h, TOKEN, FORGE("node_id"), "default", "api", FORGE("version"));
-        tollgate__v1__client_message__init(&m_nack);
-        nack.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
-        nack.nonce = nack_nonce;
-        nack.error = nack_error;
-        m_nack.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_NACK;
-        m_nack.nack = &nack;
-        tollgate__v1__client_message__init(&m_ack);
-        ack.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_IDENTITY;
-        ack.nonce = ack_nonce;
-        ack.version = ack_version;
-        m_ack.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_ACK;
-        m_ack.ack = &ack;
-        tollgate__v1__client_message__init(&m_csr);
-        req.request_id = 7;
-        req.csr_der.data = (uint8_t *)csr;
-        req.csr_der.len = csr_len;
-        m_csr.msg_case = TOLLGATE__V1__CLIENT_MESSAGE__MSG_CSR;
-        m_csr.csr = &req;
         raw_stream(port, msgs, 4, true);
     }
     free(csr);

@@ -62,11 +62,19 @@ static void got_through(const char *fmt, ...)
 
 /* ---- PKI ------------------------------------------------------------------------------ */
 
-static void sh(const char *cmd)
+/* Runs the shell command that fmt formats (it must fit in 2 KiB); it must exit 0. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
 {
+    char cmd[2048], *err = NULL;
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    char *err = NULL;
+    va_list ap;
+    int n;
 
+    va_start(ap, fmt);
+    n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    ck_assert_msg(n >= 0 && (size_t)n < sizeof(cmd), "command too long: %s", cmd);
     ck_assert_msg(it_run(argv, NULL, 20000, NULL, &err) == 0, "failed: %s\n%s", cmd,
                   err ? err : "");
     free(err);
@@ -76,38 +84,30 @@ static void sh(const char *cmd)
  * key of its own. */
 static void make_copycat(void)
 {
-    char cmd[1024];
-
-    snprintf(cmd, sizeof(cmd),
-             "set -e; o='%s';"
-             "skid=$($o x509 -in ca.pem -noout -ext subjectKeyIdentifier | tail -1 | tr -d ' ');"
-             "$o ecparam -name prime256v1 -genkey -noout -out copycat.key;"
-             "$o x509 -in ca.pem -x509toreq -signkey copycat.key -out copycat.csr 2>/dev/null;"
-             "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n"
-             "subjectKeyIdentifier=%%s\\nauthorityKeyIdentifier=keyid:always\\n' $skid > cc.ext;"
-             "$o x509 -req -in copycat.csr -signkey copycat.key -days 2 -extfile cc.ext "
-             "-out copycat.pem 2>/dev/null",
-             it_openssl());
-    sh(cmd);
+    sh("set -e; o='%s';"
+       "skid=$($o x509 -in ca.pem -noout -ext subjectKeyIdentifier | tail -1 | tr -d ' ');"
+       "$o ecparam -name prime256v1 -genkey -noout -out copycat.key;"
+       "$o x509 -in ca.pem -x509toreq -signkey copycat.key -out copycat.csr 2>/dev/null;"
+       "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n"
+       "subjectKeyIdentifier=%%s\\nauthorityKeyIdentifier=keyid:always\\n' $skid > cc.ext;"
+       "$o x509 -req -in copycat.csr -signkey copycat.key -days 2 -extfile cc.ext "
+       "-out copycat.pem 2>/dev/null",
+       it_openssl());
 }
 
 /* NAME.pem/.key: a leaf for id signed by the CA ca (openssl), its authority key identifier
  * taken from the CA. */
 static void openssl_leaf(const char *name, const char *ca, const char *id)
 {
-    char cmd[2048];
-
-    snprintf(cmd, sizeof(cmd),
-             "set -e; o='%s';"
-             "printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
-             "extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=URI:%s\\n"
-             "authorityKeyIdentifier=keyid\\n' > %s.ext;"
-             "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-             "-out %s.csr -subj /CN=%s 2>/dev/null;"
-             "$o x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -days 1 "
-             "-extfile %s.ext -out %s.pem 2>/dev/null",
-             it_openssl(), id, name, name, name, name, name, ca, ca, name, name);
-    sh(cmd);
+    sh("set -e; o='%s';"
+       "printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+       "extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=URI:%s\\n"
+       "authorityKeyIdentifier=keyid\\n' > %s.ext;"
+       "$o req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
+       "-out %s.csr -subj /CN=%s 2>/dev/null;"
+       "$o x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -days 1 "
+       "-extfile %s.ext -out %s.pem 2>/dev/null",
+       it_openssl(), id, name, name, name, name, name, ca, ca, name, name);
 }
 
 /* Our roots ca and ca2, the partner's root, the copycat root. */
@@ -453,41 +453,45 @@ static int check(const char *file, char **err)
     return st;
 }
 
+/* Writes FILE: web's identity with trust bundle BUNDLE and trust_domains DOMAINS (flow text),
+ * and one listener; `tollgate check` on it, as check(). */
+static int check_trust(const char *file, const char *bundle, const char *domains, char **err)
+{
+    it_write_file(file,
+                  "identity:\n  cert: web.pem\n  key: web.key\n  trust_bundle: %s\n"
+                  "  trust_domains: %s\n"
+                  "inbound:\n"
+                  "  - {name: web-in, listen: '127.0.0.1:18443', upstream: '127.0.0.1:18080'}\n",
+                  bundle, domains);
+    return check(file, err);
+}
+
+/* As check_trust(), which must refuse the file with an error holding want and also. */
+static void check_trust_refused(const char *file, const char *bundle, const char *domains,
+                                const char *want, const char *also)
+{
+    char *err = NULL;
+
+    ck_assert_int_eq(check_trust(file, bundle, domains, &err), 1);
+    ck_assert_msg(strstr(err, want) && strstr(err, also), "%s", err);
+    free(err);
+}
+
 /* The spelling that put every root in one bundle is refused with the new one named, and so is
  * a migration that left the partner's root in our trust bundle. */
 START_TEST(test_config_says_which_roots_vouch_for_which_domain)
 {
-    static const char listeners[] = "inbound:\n"
-                                    "  - {name: web-in, listen: '127.0.0.1:18443', "
-                                    "upstream: '127.0.0.1:18080'}\n";
     char *err = NULL;
 
     make_roots();
     it_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", IT_WEB_ID, NULL);
     sh("cat ca.pem partner.pem > all.pem");
-    it_write_file("old.yaml",
-                  "identity:\n  cert: web.pem\n  key: web.key\n  trust_bundle: all.pem\n"
-                  "  trust_domains: [partner.example]\n%s",
-                  listeners);
-    ck_assert_int_eq(check("old.yaml", &err), 1);
-    ck_assert_msg(strstr(err, "old.yaml:5: identity.trust_domains: a list of names no longer") &&
-                      strstr(err, "{DOMAIN: ITS-BUNDLE.pem, ...}"),
-                  "%s", err);
-    free(err);
-    it_write_file("half.yaml",
-                  "identity:\n  cert: web.pem\n  key: web.key\n  trust_bundle: all.pem\n"
-                  "  trust_domains: {partner.example: partner.pem}\n%s",
-                  listeners);
-    ck_assert_int_eq(check("half.yaml", &err), 1);
-    ck_assert_msg(strstr(err, "identity.trust_domains.partner.example: ") &&
-                      strstr(err, "is a root of mesh.local too"),
-                  "%s", err);
-    free(err);
-    it_write_file("new.yaml",
-                  "identity:\n  cert: web.pem\n  key: web.key\n  trust_bundle: ca.pem\n"
-                  "  trust_domains: {partner.example: partner.pem}\n%s",
-                  listeners);
-    ck_assert_int_eq(check("new.yaml", &err), 0);
+    check_trust_refused("old.yaml", "all.pem", "[partner.example]",
+                        "old.yaml:5: identity.trust_domains: a list of names no longer",
+                        "{DOMAIN: ITS-BUNDLE.pem, ...}");
+    check_trust_refused("half.yaml", "all.pem", "{partner.example: partner.pem}",
+                        "identity.trust_domains.partner.example: ", "is a root of mesh.local too");
+    ck_assert_int_eq(check_trust("new.yaml", "ca.pem", "{partner.example: partner.pem}", &err), 0);
     free(err);
 
     /* tollgate-cp refuses the same at load, rather than push what every sidecar NACKs */

@@ -212,19 +212,28 @@ static void fake_push(Tollgate__V1__Push *p)
     fake_send(&m);
 }
 
+/* b: a trust bundle of one domain, trust_domain, with the one root *root (d and *dp the
+ * caller's). */
+static void one_domain_bundle(Tollgate__V1__TrustBundle *b, Tollgate__V1__TrustDomainRoots *d,
+                              Tollgate__V1__TrustDomainRoots **dp, char *trust_domain, char **root)
+{
+    *dp = d;
+    d->trust_domain = trust_domain;
+    d->n_roots_pem = 1;
+    d->roots_pem = root;
+    b->n_domains = 1;
+    b->domains = dp;
+}
+
 static void push_bundle(void)
 {
     Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
     Tollgate__V1__TrustBundle b = TOLLGATE__V1__TRUST_BUNDLE__INIT;
-    Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
+    Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp;
     char *roots[1] = {fk.ca_pem}, trust_domain[] = "mesh.local";
     char version[] = "bundle-1", nonce[] = "bundle";
 
-    d.trust_domain = trust_domain;
-    d.n_roots_pem = 1;
-    d.roots_pem = roots;
-    b.n_domains = 1;
-    b.domains = &dp;
+    one_domain_bundle(&b, &d, &dp, trust_domain, roots);
     p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
     p.version = version;
     p.nonce = nonce;
@@ -244,7 +253,7 @@ static void storm_push(int i)
     Tollgate__V1__Destination d = TOLLGATE__V1__DESTINATION__INIT, *dp = &d;
     Tollgate__V1__Revocations rv = TOLLGATE__V1__REVOCATIONS__INIT;
     Tollgate__V1__TrustBundle b = TOLLGATE__V1__TRUST_BUNDLE__INIT;
-    Tollgate__V1__TrustDomainRoots td = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *tdp = &td;
+    Tollgate__V1__TrustDomainRoots td = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *tdp;
     char api_id[] = IT_API_ID, web_id[] = IT_WEB_ID, fp[] = "zz", broken[] = "broken";
     char junk[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
     char trust_domain[] = "mesh.local", no_version[] = "";
@@ -327,11 +336,7 @@ static void storm_push(int i)
             break;
         default: /* a trust bundle whose root is not a certificate */
             t = TG_RES_TRUST_BUNDLE;
-            td.trust_domain = trust_domain;
-            td.n_roots_pem = 1;
-            td.roots_pem = junk_root;
-            b.n_domains = 1;
-            b.domains = &tdp;
+            one_domain_bundle(&b, &td, &tdp, trust_domain, junk_root);
             break;
         }
     }

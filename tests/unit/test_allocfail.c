@@ -492,6 +492,19 @@ static size_t pack_push(Tollgate__V1__Push *p, uint8_t *buf, size_t cap)
 
 static uint8_t frames[3][8192];
 static size_t frame_len[3];
+
+/* The head of an initialiser of message NAME (a container whose fields are all zero by
+ * default, so that what the initialiser leaves out is as INIT would have it). */
+#define PB_HEAD(name) PROTOBUF_C_MESSAGE_INIT(&tollgate__v1__##name##__descriptor)
+/* A push's head: version v1, nonce n; type and resource follow. */
+#define PUSH_HEAD PB_HEAD(push), .version = UT_STR("v1"), .nonce = UT_STR("n")
+
+/* Packs p into frames[i]. */
+static void pack_frame(int i, Tollgate__V1__Push p)
+{
+    frame_len[i] = pack_push(&p, frames[i], sizeof(frames[i]));
+}
+
 static struct tg_config *cp_cfg;
 static struct tg_identity_key cp_key;
 
@@ -505,50 +518,40 @@ static void make_pushes(void)
                                "  server_ids: [\"spiffe://mesh.local/cp\"]\n"
                                "inbound:\n"
                                "  - {name: in, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}\n";
-    char *roots[] = {NULL}, *ids[] = {UT_STR(CLIENT_ID)};
-    Tollgate__V1__Push p = TOLLGATE__V1__PUSH__INIT;
-    Tollgate__V1__TrustBundle tb = TOLLGATE__V1__TRUST_BUNDLE__INIT;
-    Tollgate__V1__TrustDomainRoots d = TOLLGATE__V1__TRUST_DOMAIN_ROOTS__INIT, *dp = &d;
-    Tollgate__V1__AuthorizationPolicy ap = TOLLGATE__V1__AUTHORIZATION_POLICY__INIT;
+    char *roots[] = {tg_unconst(FUZZ_ROOT_PEM)}, *ids[] = {UT_STR(CLIENT_ID)};
+    Tollgate__V1__TrustDomainRoots d = {PB_HEAD(trust_domain_roots),
+                                        .trust_domain = UT_STR("mesh.local"), .n_roots_pem = 1,
+                                        .roots_pem = roots},
+                                   *dp = &d;
+    Tollgate__V1__TrustBundle tb = {PB_HEAD(trust_bundle), .n_domains = 1, .domains = &dp};
     Tollgate__V1__Rule rule = TOLLGATE__V1__RULE__INIT, *rp = &rule;
-    Tollgate__V1__MeshTable mt = TOLLGATE__V1__MESH_TABLE__INIT;
+    Tollgate__V1__AuthorizationPolicy ap = {PB_HEAD(authorization_policy), .n_rules = 1,
+                                            .rules = &rp};
     Tollgate__V1__Destination dest = TOLLGATE__V1__DESTINATION__INIT, *destp = &dest;
+    Tollgate__V1__MeshTable mt = {PB_HEAD(mesh_table), .n_destinations = 1, .destinations = &destp};
     char err[TG_ERRLEN] = "";
 
     ck_assert_msg(tg_config_parse(yaml, sizeof(yaml) - 1, "cp.yaml", &cp_cfg, err) == 0, "%s", err);
     cp_key.pem = tg_unconst(FUZZ_SERVER_KEY);
     cp_key.pem_len = strlen(FUZZ_SERVER_KEY);
-    roots[0] = tg_unconst(FUZZ_ROOT_PEM);
-    p.version = UT_STR("v1");
-    p.nonce = UT_STR("n");
-    d.trust_domain = UT_STR("mesh.local");
-    d.roots_pem = roots;
-    d.n_roots_pem = 1;
-    tb.domains = &dp;
-    tb.n_domains = 1;
-    p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE;
-    p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE;
-    p.trust_bundle = &tb;
-    frame_len[0] = pack_push(&p, frames[0], sizeof(frames[0]));
+    pack_frame(0, (Tollgate__V1__Push){
+                      PUSH_HEAD, .type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_TRUST_BUNDLE,
+                      .resource_case = TOLLGATE__V1__PUSH__RESOURCE_TRUST_BUNDLE,
+                      .trust_bundle = &tb});
     rule.name = UT_STR("r");
     rule.principals = ids;
     rule.n_principals = 1;
-    ap.rules = &rp;
-    ap.n_rules = 1;
-    p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_AUTHORIZATION;
-    p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION;
-    p.authorization = &ap;
-    frame_len[1] = pack_push(&p, frames[1], sizeof(frames[1]));
+    pack_frame(1, (Tollgate__V1__Push){
+                      PUSH_HEAD, .type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_AUTHORIZATION,
+                      .resource_case = TOLLGATE__V1__PUSH__RESOURCE_AUTHORIZATION,
+                      .authorization = &ap});
     dest.address = UT_STR("10.0.0.0/24");
     dest.port = 443;
     dest.expect = ids;
     dest.n_expect = 1;
-    mt.destinations = &destp;
-    mt.n_destinations = 1;
-    p.type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_MESH_TABLE;
-    p.resource_case = TOLLGATE__V1__PUSH__RESOURCE_MESH_TABLE;
-    p.mesh_table = &mt;
-    frame_len[2] = pack_push(&p, frames[2], sizeof(frames[2]));
+    pack_frame(2, (Tollgate__V1__Push){
+                      PUSH_HEAD, .type = TOLLGATE__V1__RESOURCE_TYPE__RESOURCE_TYPE_MESH_TABLE,
+                      .resource_case = TOLLGATE__V1__PUSH__RESOURCE_MESH_TABLE, .mesh_table = &mt});
 }
 
 /* The sidecar's push path: each frame decoded (cp_client.c), held, and a generation built in

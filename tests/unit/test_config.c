@@ -32,6 +32,16 @@
     "  token: token\n"                                                                             \
     "  server_ids: [spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp]\n"
 
+/* Parses text, which must be valid, as the file name: the caller unrefs the result. */
+static struct tg_config *parse_ok(const char *text, size_t len, const char *name)
+{
+    struct tg_config *c = NULL;
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(tg_config_parse(text, len, name, &c, err) == 0, "%s", err);
+    return c;
+}
+
 /* want: NULL when the text is valid, else a substring of the error, which always starts
  * with the file name; each names the key and, where there is one, the line. */
 static const struct {
@@ -481,11 +491,8 @@ END_TEST
 
 START_TEST(test_config_full_file_sets_every_field)
 {
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(full_yaml, strlen(full_yaml), "conf/t.yaml");
 
-    ck_assert_msg(tg_config_parse(full_yaml, strlen(full_yaml), "conf/t.yaml", &c, err) == 0, "%s",
-                  err);
     ck_assert_str_eq(c->path, "conf/t.yaml");
     assert_addr(&c->admin, AF_INET, "127.0.0.1", 15000, "127.0.0.1:15000");
     ck_assert_uint_eq(c->workers, 3);
@@ -547,10 +554,8 @@ START_TEST(test_config_inbound_upstream_and_unauthenticated)
                                   "loopback,\n"
                                   "     mode: permissive, allow: [spiffe://mesh.local/a],\n"
                                   "     allow_unauthenticated: true}\n";
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(yaml, strlen(yaml), "t.yaml");
 
-    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err) == 0, "%s", err);
     ck_assert_uint_eq(c->n_inbound, 3);
     for (size_t i = 0; i < 3; i++) {
         ck_assert_uint_eq(c->inbound[i].upstream.len, 0);
@@ -565,10 +570,8 @@ END_TEST
 START_TEST(test_config_defaults)
 {
     static const char yaml[] = ID OUT1;
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(yaml, strlen(yaml), "t.yaml");
 
-    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err) == 0, "%s", err);
     ck_assert_uint_eq(c->admin.len, 0); /* no admin endpoint */
     ck_assert_uint_eq(c->workers, 0);
     ck_assert_int_eq(c->log_level, TG_LOG_INFO);
@@ -603,10 +606,8 @@ START_TEST(test_config_control_plane_fields)
                                "  service_account: web\n"
                                "  labels: {app: web, tier: front}\n"
                                "  renew_fraction: 0.3\n" OUT1;
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(yaml, strlen(yaml), "d/t.yaml");
 
-    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "d/t.yaml", &c, err) == 0, "%s", err);
     ck_assert(c->cp.enabled);
     ck_assert_str_eq(c->cp.address.text, "127.0.0.1:15010");
     ck_assert_str_eq(c->cp.ca_path, "d/root.pem");
@@ -628,16 +629,14 @@ END_TEST
 START_TEST(test_config_control_plane_defaults)
 {
     static const char yaml[] = CP OUT1;
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(yaml, strlen(yaml), "t.yaml");
 
-    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err) == 0, "%s", err);
     ck_assert(c->cp.enabled);
     ck_assert_double_eq_tol(c->cp.renew_fraction, 0.5, 1e-9);
     ck_assert_ptr_null(c->cp.node_id);
     ck_assert_uint_eq(c->cp.labels.n, 0);
     tg_config_unref(c);
-    ck_assert_int_eq(tg_config_parse(ID OUT1, strlen(ID OUT1), "t.yaml", &c, err), 0);
+    c = parse_ok(ID OUT1, strlen(ID OUT1), "t.yaml");
     ck_assert(!c->cp.enabled);
     tg_config_unref(c);
 }
@@ -727,15 +726,13 @@ END_TEST
 START_TEST(test_config_parse_resolves_against_name)
 {
     static const char yaml[] = "identity: {cert: c, key: /k, trust_bundle: ./b}\n" OUT1;
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(yaml, strlen(yaml), "/t.yaml");
 
-    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "/t.yaml", &c, err) == 0, "%s", err);
     ck_assert_str_eq(c->cert_path, "/c");
     ck_assert_str_eq(c->key_path, "/k");
     ck_assert_str_eq(c->bundle_path, "/./b");
     tg_config_unref(c);
-    ck_assert_msg(tg_config_parse(yaml, strlen(yaml), "/etc/tg/t.yaml", &c, err) == 0, "%s", err);
+    c = parse_ok(yaml, strlen(yaml), "/etc/tg/t.yaml");
     ck_assert_str_eq(c->cert_path, "/etc/tg/c");
     ck_assert_str_eq(c->key_path, "/k");
     ck_assert_str_eq(c->bundle_path, "/etc/tg/./b");
@@ -924,10 +921,8 @@ END_TEST
 START_TEST(test_config_parse_uses_len)
 {
     static const char yaml[] = ID OUT1 "workers: 12345";
-    struct tg_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_config *c = parse_ok(yaml, sizeof(yaml) - 4, "t.yaml");
 
-    ck_assert_msg(tg_config_parse(yaml, sizeof(yaml) - 4, "t.yaml", &c, err) == 0, "%s", err);
     ck_assert_uint_eq(c->workers, 12);
     tg_config_unref(c);
 }

@@ -20,13 +20,20 @@ static int parse(const char *text, struct tg_cp_config **c, char *err)
     return tg_cp_config_parse(text, strlen(text), "/etc/cp/cp.yaml", c, err);
 }
 
-START_TEST(test_k8s_discovery_in_cluster)
+/* Parses text, which must be valid: the caller frees the result. */
+static struct tg_cp_config *parse_ok(const char *text)
 {
     struct tg_cp_config *c = NULL;
     char err[TG_ERRLEN] = "";
 
-    ck_assert_msg(parse(BASE "kubernetes:\n  discovery: {in_cluster: true}\n", &c, err) == 0, "%s",
-                  err);
+    ck_assert_msg(parse(text, &c, err) == 0, "%s", err);
+    return c;
+}
+
+START_TEST(test_k8s_discovery_in_cluster)
+{
+    struct tg_cp_config *c = parse_ok(BASE "kubernetes:\n  discovery: {in_cluster: true}\n");
+
     ck_assert(c->k8s_discovery && c->k8s_in_cluster);
     ck_assert_ptr_null(c->k8s_api_server);
     ck_assert_ptr_null(c->k8s_ca);
@@ -37,26 +44,22 @@ END_TEST
 
 START_TEST(test_k8s_discovery_explicit)
 {
-    struct tg_cp_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_cp_config *c = parse_ok(BASE "kubernetes:\n"
+                                           "  issuer: https://k8s\n"
+                                           "  audiences: [tollgate]\n"
+                                           "  keys: sa.pem\n"
+                                           "  discovery:\n"
+                                           "    api_server: https://10.0.0.1:6443\n"
+                                           "    ca: k8s/ca.crt\n"
+                                           "    token: /var/run/token\n");
 
-    ck_assert_msg(parse(BASE "kubernetes:\n"
-                             "  issuer: https://k8s\n"
-                             "  audiences: [tollgate]\n"
-                             "  keys: sa.pem\n"
-                             "  discovery:\n"
-                             "    api_server: https://10.0.0.1:6443\n"
-                             "    ca: k8s/ca.crt\n"
-                             "    token: /var/run/token\n",
-                        &c, err) == 0,
-                  "%s", err);
     ck_assert(c->k8s_discovery && !c->k8s_in_cluster);
     ck_assert_str_eq(c->k8s_api_server, "https://10.0.0.1:6443");
     ck_assert_str_eq(c->k8s_ca, "/etc/cp/k8s/ca.crt");
     ck_assert_str_eq(c->k8s_token, "/var/run/token");
     ck_assert_str_eq(c->k8s_keys, "/etc/cp/sa.pem");
     tg_cp_config_free(c);
-    ck_assert_int_eq(parse(BASE, &c, err), 0); /* off by default */
+    c = parse_ok(BASE); /* off by default */
     ck_assert(!c->k8s_discovery);
     tg_cp_config_free(c);
 }
@@ -64,13 +67,10 @@ END_TEST
 
 START_TEST(test_k8s_token_review)
 {
-    struct tg_cp_config *c = NULL;
-    char err[TG_ERRLEN] = "";
+    struct tg_cp_config *c =
+        parse_ok(BASE "kubernetes:\n  audiences: [tollgate]\n  token_review: true\n"
+                      "  discovery: {in_cluster: true}\n");
 
-    ck_assert_msg(parse(BASE "kubernetes:\n  audiences: [tollgate]\n  token_review: true\n"
-                             "  discovery: {in_cluster: true}\n",
-                        &c, err) == 0,
-                  "%s", err);
     ck_assert(c->k8s_token_review && c->k8s_discovery);
     ck_assert_ptr_null(c->k8s_keys);
     ck_assert_str_eq(c->k8s_audiences.v[0], "tollgate");
