@@ -300,7 +300,7 @@ def check_control_plane(objs):
     check("control plane: Namespace tollgate-system", ("Namespace", ns) in by)
     for kind, want in (("ServiceAccount", "tollgate-cp"), ("Deployment", "tollgate-cp"),
                        ("Service", "tollgate-cp"), ("PodDisruptionBudget", "tollgate-cp"),
-                       ("ConfigMap", "tollgate-cp-config"), ("ConfigMap", "tollgate-sa-keys"),
+                       ("ConfigMap", "tollgate-cp-config"),
                        ("Secret", "tollgate-ca"), ("Secret", "tollgate-cp-tls")):
         check(f"control plane: {kind} {want}", (kind, want) in by)
     for o in objs:
@@ -672,10 +672,10 @@ def check_files(cp_objs, ex_objs):
                         "with the files its mounts provide")
     # the check has teeth: a misspelt key and a path no mount provides are refused
     bad = os.path.join(os.path.dirname(cfg), "bad.yaml")
-    for mutation, needle in (("audiences:", "unknown key"), ("/sa-keys/sa-keys.pem", "cannot open")):
+    for mutation, needle in (("audiences:", "unknown key"), ("/tls/tls.key", "cannot open")):
         with open(bad, "w", encoding="utf-8") as f:
             f.write(text.replace(mutation, {"audiences:": "audience:",
-                                            "/sa-keys/sa-keys.pem": "/sa-keys/keys.pem"}[mutation]))
+                                            "/tls/tls.key": "/tls/key.pem"}[mutation]))
         run_check(cpbin, bad, f"files: tollgate-cp check refuses cp.yaml with {mutation!r} "
                   "changed", must_fail=needle)
     cpy = yaml.safe_load(original)

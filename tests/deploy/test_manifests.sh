@@ -27,11 +27,8 @@ if [ -n "${TG_CERTS_BIN:-}" ]; then
     "$TG_CERTS_BIN" ca --out "$CA/ca" --cn "manifest test CA" >/dev/null
     "$TG_CERTS_BIN" issue --ca "$CA/ca" --out "$CA/cp" \
         --spiffe spiffe://mesh.local/ns/tollgate-system/sa/tollgate-cp >/dev/null
-    # the cluster's service-account public key, as the API server's --service-account-key-file
-    openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/sa.key" 2>/dev/null
-    openssl ec -in "$WORK/sa.key" -pubout -out "$CA/sa-keys.pem" 2>/dev/null
 else
-    for f in ca.pem ca.key cp.pem cp.key sa-keys.pem; do printf 'placeholder\n' >"$CA/$f"; done
+    for f in ca.pem ca.key cp.pem cp.key; do printf 'placeholder\n' >"$CA/$f"; done
 fi
 
 export NODE_PATH="${NODE_PATH:-$SRC/.cache/npm/node_modules}"
