@@ -81,6 +81,9 @@ static void put_raw(char *line, size_t *n, size_t cap, const char *s, bool *cut)
 }
 
 static void emit(enum tg_log_level level, const struct tg_log_field *fields, size_t n_fields,
+                 const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void emit(enum tg_log_level level, const struct tg_log_field *fields, size_t n_fields,
                  const char *fmt, va_list ap)
 {
     /* a JSON line's escapes may grow the message: its raw text gets the smaller share */
