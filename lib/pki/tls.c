@@ -1271,12 +1271,13 @@ static int resumed(struct tg_tls *t)
  * (wolfSSL keeps no SNI it was not configured with). */
 static void look_for_sni(struct tg_tls *t)
 {
-    const unsigned char *p = (const unsigned char *)tg_buf_data(&t->cipher_in);
+    const unsigned char *p;
     size_t n = tg_buf_len(&t->cipher_in);
     unsigned int sz = sizeof(t->sni) - 1;
 
     if (!t->ctx->server || t->sni_looked || n < 5)
         return;
+    p = (const unsigned char *)tg_buf_data(&t->cipher_in); /* storage only when n > 0 */
     t->sni_looked = true;
     if (n < 5 + ((size_t)p[3] << 8 | p[4]) || n > UINT32_MAX ||
         wolfSSL_SNI_GetFromBuffer(p, (unsigned int)n, WOLFSSL_SNI_HOST_NAME,

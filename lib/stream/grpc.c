@@ -25,11 +25,12 @@ struct tg_grpc {
     int grpc_status;     /* -1: none yet */
     char grpc_message[128];
     bool ended;
+    bool terminate; /* the session is to be told to finish, once out of nghttp2's calls */
     char why[TG_ERRLEN];
 };
 
 /* Ends the call once: on_end, the stream reset when it is still open, the session told to
- * finish (GOAWAY once the output is taken). */
+ * finish (GOAWAY once the output is taken) by finish_session. */
 static void end_call(struct tg_grpc *g, int status, const char *why, bool reset)
 {
     if (g->ended)
@@ -38,8 +39,19 @@ static void end_call(struct tg_grpc *g, int status, const char *why, bool reset)
     snprintf(g->why, sizeof(g->why), "%s", why);
     if (reset)
         nghttp2_submit_rst_stream(g->s, NGHTTP2_FLAG_NONE, g->stream, NGHTTP2_CANCEL);
-    nghttp2_session_terminate_session(g->s, NGHTTP2_NO_ERROR);
+    g->terminate = true;
     g->ops.on_end(g->ops.arg, status, g->why);
+}
+
+/* Tells nghttp2 to finish the session of an ended call, never from inside its callbacks:
+ * terminated inside nghttp2_session_mem_recv, a frame size error later in the same input
+ * trips an assertion of nghttp2's (1.52: it expects to terminate the session itself). */
+static void finish_session(struct tg_grpc *g)
+{
+    if (g->terminate) {
+        g->terminate = false;
+        nghttp2_session_terminate_session(g->s, NGHTTP2_NO_ERROR);
+    }
 }
 
 static void fail_call(struct tg_grpc *g, const char *why)
@@ -366,8 +378,12 @@ fail:
 
 int tg_grpc_recv(struct tg_grpc *g, const void *data, size_t len, char *err)
 {
-    ssize_t n = nghttp2_session_mem_recv(g->s, data, len);
+    ssize_t n;
 
+    if (g->ended) /* the call is over: what follows is not read */
+        return 0;
+    n = nghttp2_session_mem_recv(g->s, data, len);
+    finish_session(g);
     if (n < 0) {
         char why[TG_ERRLEN];
 
@@ -389,6 +405,7 @@ int tg_grpc_take_output(struct tg_grpc *g, uint8_t **out, size_t *len, char *err
     *len = 0;
     if (f == NULL)
         return tg_err_set(err, TG_ENOMEM, "out of memory");
+    finish_session(g);
     for (;;) {
         const uint8_t *p;
         ssize_t k = nghttp2_session_mem_send(g->s, &p);
