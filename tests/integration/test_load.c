@@ -173,41 +173,29 @@ static int wait_fds(pid_t pid, int want, int slack, int timeout_ms)
     }
 }
 
-static void expect_stat(int admin, const char *name, const char *labels, double want)
-{
-    double v = it_wait_stat(admin, name, labels, want, 10000);
-
-    if (v > want) /* it_wait_stat stops at >= */
-        v = it_stat(admin, name, labels);
-    ck_assert_msg(v == want, "%s{%s} = %.0f, want %.0f", name, labels, v, want);
-}
-
-static void wait_stat_zero(int admin, const char *name, const char *labels, int timeout_ms)
+/* name{labels} once it equals want, or after timeout_ms: a gauge that falls (connections
+ * closing) and a counter that rises are both waited for. */
+static double stat_when(int admin, const char *name, const char *labels, double want,
+                        int timeout_ms)
 {
     uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
     double v;
 
     for (;;) {
         v = it_stat(admin, name, labels);
-        if (v == 0 || it_now_ms() >= end)
-            break;
-        it_sleep_ms(50);
-    }
-    ck_assert_msg(v == 0, "%s{%s} = %.0f after %d ms, want 0", name, labels, v, timeout_ms);
-}
-
-/* tollgate_connections_active{labels} once it is 0, or after timeout_ms */
-static double stat_after(int admin, const char *labels, int timeout_ms)
-{
-    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
-    double v;
-
-    for (;;) {
-        v = it_stat(admin, "tollgate_connections_active", labels);
-        if (v == 0 || it_now_ms() >= end)
+        if (v == want || it_now_ms() >= end)
             return v;
         it_sleep_ms(50);
     }
+}
+
+static void expect_stat(int admin, const char *name, const char *labels, double want,
+                        int timeout_ms)
+{
+    double v = stat_when(admin, name, labels, want, timeout_ms);
+
+    ck_assert_msg(v == want, "%s{%s} = %.0f after %d ms, want %.0f", name, labels, v, timeout_ms,
+                  want);
 }
 
 static void round_trip_ok(int port, const char *what)
@@ -585,7 +573,7 @@ START_TEST(test_1000_echoing_connections_and_200_handshakes_a_second_for_30s)
     it_sidecar_start("a2", "a2.yaml", a2_admin, 0);
     round_trip_ok(m.out_port, "warm-up");
     /* the warm-up's close reaches B after the round trip ends */
-    wait_stat_zero(m.b_admin, "tollgate_connections_active", "listener=\"web-in\"", 5000);
+    expect_stat(m.b_admin, "tollgate_connections_active", "listener=\"web-in\"", 0, 5000);
     fd0 = fd_count(m.b->pid);
     e.port = m.out_port;
     eb.port = out2;
@@ -625,8 +613,8 @@ START_TEST(test_1000_echoing_connections_and_200_handshakes_a_second_for_30s)
     fds = wait_fds(m.b->pid, fd0, 5, 10000);
     ck_assert_msg(fds >= fd0 - 5 && fds <= fd0 + 5, "B has %d fds open after all closed, %d before",
                   fds, fd0);
-    wait_stat_zero(m.b_admin, "tollgate_connections_active", "listener=\"web-in\"", 5000);
-    wait_stat_zero(m.a_admin, "tollgate_connections_active", "listener=\"api-out\"", 5000);
+    expect_stat(m.b_admin, "tollgate_connections_active", "listener=\"web-in\"", 0, 5000);
+    expect_stat(m.a_admin, "tollgate_connections_active", "listener=\"api-out\"", 0, 5000);
     hs = it_wait_stat(b2_admin, "tollgate_handshakes_total", "listener=\"web-in\",result=\"ok\"",
                       eb.ok, 10000);
     ck_assert_msg(hs >= eb.ok, "B2 counted %.0f ok handshakes for %d connections", hs, eb.ok);
@@ -893,8 +881,8 @@ START_TEST(test_slow_upstream_backpressure_bounds_memory)
      * nothing is owed downstream. (A graceful FIN could not be seen before the queued bytes,
      * at 1 KiB/s; that is TCP, not tollgate.) */
     abort_close(fd);
-    a_left = stat_after(m.a_admin, "listener=\"slow-out\"", 5000);
-    b_left = stat_after(m.b_admin, "listener=\"slow-in\"", 1000);
+    a_left = stat_when(m.a_admin, "tollgate_connections_active", "listener=\"slow-out\"", 0, 5000);
+    b_left = stat_when(m.b_admin, "tollgate_connections_active", "listener=\"slow-in\"", 0, 1000);
     ck_assert_msg(a_left == 0 && b_left == 0,
                   "5 s after the client reset its connection, A still holds %.0f and B %.0f "
                   "(tollgate_connections_active): a paused reader does not notice a reset",
@@ -995,7 +983,7 @@ START_TEST(test_slowloris_silent_sockets_time_out_legit_served)
                   "want the 2 s handshake timeout",
                   (unsigned long long)dmin, (unsigned long long)dmax, early, late);
     expect_stat(m.b_admin, "tollgate_handshakes_failed_total",
-                "listener=\"web-in\",reason=\"timeout\"", D_SILENT);
+                "listener=\"web-in\",reason=\"timeout\"", D_SILENT, 10000);
     ck_assert_int_eq(it_echo_accepts(m.echo), D_LEGIT);
 }
 END_TEST
@@ -1102,9 +1090,9 @@ START_TEST(test_upstream_reset_blackhole_halfclose_end_cleanly)
                   "then EOF");
     close(fd);
     round_trip_ok(m.out_port, "after a half-closing upstream");
-    wait_stat_zero(m.b_admin, "tollgate_connections_active", "listener=\"half-in\"", 5000);
-    wait_stat_zero(m.b_admin, "tollgate_connections_active", "listener=\"reset-in\"", 5000);
-    wait_stat_zero(m.b_admin, "tollgate_connections_active", "listener=\"hole-in\"", 5000);
+    expect_stat(m.b_admin, "tollgate_connections_active", "listener=\"half-in\"", 0, 5000);
+    expect_stat(m.b_admin, "tollgate_connections_active", "listener=\"reset-in\"", 0, 5000);
+    expect_stat(m.b_admin, "tollgate_connections_active", "listener=\"hole-in\"", 0, 5000);
 }
 END_TEST
 
