@@ -31,6 +31,22 @@ enum tg_inbound_mode {
     TG_MODE_PERMISSIVE, /* mTLS when a ClientHello offers our ALPN; anything else plain */
 };
 
+/* tunnel: on an outbound listener or a mesh destination: whether app connections ride as
+ * HTTP/2 CONNECT streams of a pooled mTLS connection to the destination's sidecar. */
+enum tg_tunnel_mode {
+    TG_TUNNEL_UNSET, /* a mesh destination without the key: its listener's mode */
+    TG_TUNNEL_OFF,   /* one mTLS connection per app connection */
+    TG_TUNNEL_AUTO,  /* a tunnel when the sidecar offers one (ALPN h2), else direct */
+    TG_TUNNEL_ON,    /* a tunnel or nothing: refused when the sidecar offers none */
+};
+
+/* tunnel_pool: the outbound tunnels each worker keeps. */
+struct tg_tunnel_pool_cfg {
+    unsigned streams_per_connection;      /* default 100 (and the server's own cap) */
+    unsigned connections_per_destination; /* per worker; default 2 */
+    uint64_t idle_timeout_ms;             /* a tunnel without streams closes; default 60 s */
+};
+
 /* A listener's own limits, over all its callers (0: none). */
 struct tg_listener_limit_cfg {
     unsigned conns_per_second; /* new connections accepted per second */
@@ -66,13 +82,14 @@ struct tg_inbound_cfg {
 };
 
 struct tg_outbound_cfg {
-    char *name;               /* "name:" or "out-<listen>" */
-    struct tg_addr listen;    /* plain text in from the app */
-    struct tg_addr upstream;  /* mTLS out; len 0 when transparent */
-    bool transparent;         /* captured: the original destination, looked up in mesh */
-    struct tg_strlist expect; /* server SPIFFE IDs accepted; at least one unless transparent */
-    char *sni;                /* optional SNI to send */
-    bool http;                /* protocol: http: a refusal is answered to the app with a 503 */
+    char *name;                 /* "name:" or "out-<listen>" */
+    struct tg_addr listen;      /* plain text in from the app */
+    struct tg_addr upstream;    /* mTLS out; len 0 when transparent */
+    bool transparent;           /* captured: the original destination, looked up in mesh */
+    struct tg_strlist expect;   /* server SPIFFE IDs accepted; at least one unless transparent */
+    char *sni;                  /* optional SNI to send */
+    bool http;                  /* protocol: http: a refusal is answered to the app with a 503 */
+    enum tg_tunnel_mode tunnel; /* default off; a mesh destination's own mode wins */
     struct tg_listener_limit_cfg limits;
 };
 
@@ -85,6 +102,7 @@ struct tg_mesh_dest {
     struct tg_strlist expect;    /* at least one */
     char text[64];               /* the address as written */
     bool http;                   /* protocol: http: a transparent inbound listener's port */
+    enum tg_tunnel_mode tunnel;  /* unset: the outbound listener's */
 };
 
 struct tg_intlist {
@@ -195,7 +213,8 @@ struct tg_config {
     uint64_t connect_timeout_ms;   /* default 5 s */
     uint64_t drain_timeout_ms;     /* timeouts.drain: default 20 s; SIGTERM waits this long */
 
-    size_t buffer_size;            /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
+    size_t buffer_size; /* per direction, bytes; default 64 KiB (4 KiB .. 16 MiB) */
+    struct tg_tunnel_pool_cfg tunnel_pool; /* outbound tunnels (tunnel: auto or on) */
     bool access_log;               /* default true: one JSON line per connection on stdout */
     enum tg_log_level log_level;   /* default info */
     enum tg_log_format log_format; /* default text (log.h) */

@@ -45,6 +45,7 @@ struct tg_listener_def {
     const char *sni; /* outbound: the server name to send; NULL: none */
     bool http_app;   /* outbound protocol: http: a refusal by the server's sidecar is answered
                       * to the app with a 503 naming the reason */
+    enum tg_tunnel_mode tunnel; /* outbound: off, auto or on (a mesh destination's wins) */
     struct tg_listener_limit *limit;
 };
 

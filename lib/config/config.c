@@ -971,6 +971,8 @@ static int parse_text(const char *text, size_t len, const char *name, const char
     c->access_log = true;
     c->log_level = TG_LOG_INFO;
     c->buffer_size = 64 << 10;
+    c->tunnel_pool = (struct tg_tunnel_pool_cfg){
+        .streams_per_connection = 100, .connections_per_destination = 2, .idle_timeout_ms = 60000};
     c->max_chain_depth = 4;
     c->handshake_timeout_ms = 10 * 1000;
     c->idle_timeout_ms = 60 * 60 * 1000;

@@ -886,6 +886,7 @@ static int make_listeners(struct control *ctl)
             l->rule.ids = &out->expect;
             l->sni = out->sni;
             l->http_app = out->http;
+            l->tunnel = out->tunnel == TG_TUNNEL_UNSET ? TG_TUNNEL_OFF : out->tunnel;
         }
         ctl->names[i] = l->name;
         ctl->directions[i] = l->inbound ? "inbound" : "outbound";
