@@ -1,4 +1,4 @@
-/* The server end of a tunnel between sidecars: app connections carried as HTTP/2 CONNECT
+/* Either end of a tunnel between sidecars: app connections carried as HTTP/2 CONNECT
  * streams (RFC 9113 8.5) over one mTLS connection, with nghttp2, as a protocol adapter built
  * like the TLS adapter (tls.h): it never sees a socket. The caller feeds it the plaintext
  * the TLS session decrypted (tg_h2tun_recv) and encrypts what it appends to a buffer
@@ -9,6 +9,11 @@
  * stream. For a CONNECT the owner gets on_open and answers with tg_h2tun_accept (200, then
  * the stream's bytes both ways) or tg_h2tun_refuse (a status and a `tollgate-reason`
  * header, END_STREAM); the tunnel stays up either way.
+ *
+ * Client streams: tg_h2tun_open sends a CONNECT for an authority; on_response gives the
+ * answer (200: the stream's bytes flow both ways; anything else: refused, with the server's
+ * reason). A stream the server never took (it sent GOAWAY first) closes with
+ * TG_H2TUN_REFUSED: nothing of it reached the server, so the owner may try it elsewhere.
  *
  * Flow control: each stream's receive window is `window` bytes and is given back only by
  * tg_h2tun_consumed, so the owner holds at most `window` unconsumed bytes per stream (a
@@ -41,11 +46,14 @@
 
 /* stream is what the owner's on_open returned for the stream. */
 struct tg_h2tun_ops {
-    /* A CONNECT for authority (as sent, NUL-terminated, at most 255 bytes). The owner returns
-     * its stream, which the calls below get, and answers with tg_h2tun_accept or
+    /* Server: a CONNECT for authority (as sent, NUL-terminated, at most 255 bytes). The owner
+     * returns its stream, which the calls below get, and answers with tg_h2tun_accept or
      * tg_h2tun_refuse, now or later; or it refuses at once and returns NULL (nothing more is
      * said of the stream). */
     void *(*on_open)(void *arg, int32_t sid, const char *authority);
+    /* Client: the final answer to stream's CONNECT: its status and the server's
+     * tollgate-reason (NULL: none; 200 has none). */
+    void (*on_response)(void *arg, void *stream, int status, const char *reason);
     /* Payload of a stream (bytes may come before the answer); the owner keeps all n bytes
      * (the window guarantees its room) and calls tg_h2tun_consumed once they have left. */
     void (*on_data)(void *arg, void *stream, const uint8_t *p, size_t n);
@@ -66,6 +74,10 @@ struct tg_h2tun;
  * window bytes per stream, at most 16 MiB). 0 or TG_ENOMEM. */
 TG_MUST_USE int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
                              struct tg_h2tun **out);
+/* A client session (a CONNECT stream per tg_h2tun_open) that has queued its preface and
+ * SETTINGS; windows as for a server; max_streams is not sent (the server's cap rules). */
+TG_MUST_USE int tg_h2tun_new_client(const struct tg_h2tun_ops *ops, uint32_t window,
+                                    uint32_t max_streams, struct tg_h2tun **out);
 /* Frees the session; on_close is not called for the streams still open (the owner lets its
  * own go). NULL is fine. */
 void tg_h2tun_free(struct tg_h2tun *t);
@@ -77,6 +89,18 @@ TG_MUST_USE int tg_h2tun_recv(struct tg_h2tun *t, const uint8_t *p, size_t n, ch
 /* Appends the frames ready to go to out, as far as its room allows (storage from pool).
  * 0, or TG_ENOMEM / TG_EINVAL. */
 TG_MUST_USE int tg_h2tun_send(struct tg_h2tun *t, struct tg_buf *out, struct tg_pool *pool);
+
+/* Client: opens a stream, a CONNECT for authority (HOST:PORT, at most 255 bytes); the
+ * owner's stream is what the callbacks get. Its payload is asked for with on_read (say
+ * TG_EAGAIN until the answer, so nothing is lost if the stream is refused). The stream ID,
+ * or TG_EINVAL (not a client, a bad authority, or no new stream allowed) / TG_ENOMEM. */
+TG_MUST_USE int32_t tg_h2tun_open(struct tg_h2tun *t, const char *authority, void *stream);
+/* Client: whether a new stream may be opened (no GOAWAY either way, stream IDs left). */
+bool tg_h2tun_can_open(struct tg_h2tun *t);
+/* Streams open now (a server's: those whose request has begun). */
+size_t tg_h2tun_streams(const struct tg_h2tun *t);
+/* The peer's SETTINGS_MAX_CONCURRENT_STREAMS (before its SETTINGS: unlimited). */
+uint32_t tg_h2tun_peer_max_streams(const struct tg_h2tun *t);
 
 /* Answers sid's CONNECT with 200; its payload then flows both ways. 0 or TG_EINVAL (sid is
  * gone or was answered). */

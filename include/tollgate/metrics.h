@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tollgate/config.h"
 #include "tollgate/err.h"
 #include "tollgate/peers.h"
 
@@ -114,6 +115,15 @@ struct tg_listener_stats {
     struct tg_counter http_denied;       /* refused by an authorization rule (403) */
     struct tg_counter http_rate_limited; /* refused over requests_per_second (429) */
     struct tg_counter http_responses[TG_HTTP_CLASSES]; /* final status, by class */
+    /* outbound tunnels (tunnel: auto | on) */
+    struct tg_counter tunnels_opened;         /* pooled tunnels dialled */
+    struct tg_counter tunnels_closed;         /* ... ended (open = opened - closed) */
+    struct tg_counter tunnel_streams;         /* app connections opened as a stream */
+    struct tg_counter tunnel_streams_refused; /* ... refused by the server's sidecar */
+    struct tg_counter tunnel_retries;         /* ... tried again on another tunnel */
+    struct tg_counter tunnel_fallbacks;       /* app connections sent direct (no h2, pool full) */
+    struct tg_counter tunnel_bytes_sent;      /* bytes of frames into pooled tunnels */
+    struct tg_counter tunnel_bytes_received;  /* ... and out of them */
     struct tg_histogram hist[TG_HIST_N];
     /* by the peer's identity index (tg_metrics_id_index): mTLS connections established,
      * requests answered, requests refused with 429 */
@@ -155,8 +165,9 @@ struct tg_metrics {
     struct tg_listener_stats *slots;  /* [n_workers * n_listeners] */
     struct tg_process_stats process;
     struct tg_id_table ids;
-    struct tg_build_info build; /* set by the caller after init; strings borrowed */
-    struct tg_peers peers;      /* verified peers, for /config_dump (peers.h) */
+    struct tg_build_info build;            /* set by the caller after init; strings borrowed */
+    struct tg_tunnel_pool_cfg tunnel_pool; /* set by the caller after init: shown as gauges */
+    struct tg_peers peers;                 /* verified peers, for /config_dump (peers.h) */
 };
 
 /* Any thread: the label index of identity id: 0 .. TG_METRICS_IDS - 1, TG_METRICS_ID_OTHER

@@ -92,8 +92,8 @@ TG_MUST_USE int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool,
                            const struct tg_tls_peer_rule *rule, struct tg_tls **out);
 /* Wipes and frees; the buffers go back to the pool. NULL is fine. */
 void tg_tls_free(struct tg_tls *t);
-/* Before the handshake: offers ALPN "h2" too, after ours (a tunnel, when the peer is a
- * client that lists it first). 0 or TG_ETLS. */
+/* Before the handshake: offers ALPN "h2" too (a server: a tunnel to a client that lists it
+ * first; a client: a tunnel first, then ours). 0 or TG_ETLS. */
 TG_MUST_USE int tg_tls_offer_h2(struct tg_tls *t);
 /* After the handshake: whether ALPN chose "h2". */
 bool tg_tls_alpn_h2(const struct tg_tls *t);

@@ -77,6 +77,7 @@ struct tg_worker {
     struct tg_pool pool;
     struct tg_tls_cache *tickets; /* outbound: session tickets by upstream */
     struct tg_conn *conns;        /* open connections, linked through conn->next */
+    struct tg_tunnels *tunnels;   /* outbound tunnels' pool (tunnel.h); made on first use */
 };
 
 /* Binds the worker's listeners (on the calling thread, so a bind error is reported here),

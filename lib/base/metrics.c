@@ -367,6 +367,33 @@ static const struct family_def capture_http_families[] = {
                      "Requests refused over requests_per_second (429).", http_rate_limited),
 };
 
+static const struct family_def tunnel_families[] = {
+    LISTENER_COUNTER("tollgate_tunnels_opened_total",
+                     "Outbound tunnels (pooled mTLS connections of HTTP/2 CONNECT streams) "
+                     "dialled.",
+                     tunnels_opened),
+    LISTENER_COUNTER("tollgate_tunnels_closed_total", "Outbound tunnels ended.", tunnels_closed),
+    LISTENER_COUNTER("tollgate_tunnel_streams_total",
+                     "Outbound app connections carried as a stream of a tunnel.", tunnel_streams),
+    LISTENER_COUNTER("tollgate_tunnel_streams_refused_total",
+                     "Outbound tunnel streams refused by the server's sidecar.",
+                     tunnel_streams_refused),
+    LISTENER_COUNTER("tollgate_tunnel_retries_total",
+                     "Outbound tunnel streams the server never took, tried again on another "
+                     "tunnel.",
+                     tunnel_retries),
+    LISTENER_COUNTER("tollgate_tunnel_fallbacks_total",
+                     "Outbound app connections sent direct although tunnel: auto (the sidecar "
+                     "offers no tunnel, or the pool is full).",
+                     tunnel_fallbacks),
+    LISTENER_COUNTER("tollgate_tunnel_bytes_sent_total",
+                     "Bytes of HTTP/2 frames into outbound tunnels (before TLS).",
+                     tunnel_bytes_sent),
+    LISTENER_COUNTER("tollgate_tunnel_bytes_received_total",
+                     "Bytes of HTTP/2 frames out of outbound tunnels (after TLS).",
+                     tunnel_bytes_received),
+};
+
 /* Each family of defs (n of them), a counter per listener. */
 static void per_listener(struct out *o, const struct tg_metrics *m, const struct family_def *defs,
                          size_t n)
@@ -667,6 +694,23 @@ char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *
     per_listener_label(&o, m, &plain_refused, "reason", plain_reasons, TG_PLAIN_N);
     per_listener(&o, m, capture_http_families, TG_NELEM(capture_http_families));
     limited_by_id(&o, m, n_ids);
+    per_listener(&o, m, tunnel_families, TG_NELEM(tunnel_families));
+    family(&o, "tollgate_tunnels_active", "gauge", "Outbound tunnels open now.");
+    for (l = 0; l < m->n_listeners; l++) {
+        uint64_t closed = sum(m, l, offsetof(struct tg_listener_stats, tunnels_closed));
+        uint64_t opened = sum(m, l, offsetof(struct tg_listener_stats, tunnels_opened));
+
+        series_start(&o, m, "tollgate_tunnels_active", l);
+        putf(&o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
+    }
+    family(&o, "tollgate_tunnel_pool_limit", "gauge",
+           "The outbound tunnel pool's limits (tunnel_pool:), per worker.");
+    putf(&o, "tollgate_tunnel_pool_limit{limit=\"streams_per_connection\"} %u\n",
+         m->tunnel_pool.streams_per_connection);
+    putf(&o, "tollgate_tunnel_pool_limit{limit=\"connections_per_destination\"} %u\n",
+         m->tunnel_pool.connections_per_destination);
+    putf(&o, "tollgate_tunnel_pool_limit{limit=\"idle_timeout_seconds\"} %.3f\n",
+         (double)m->tunnel_pool.idle_timeout_ms / 1000.0);
     per_listener_label(&o, m, &responses, "code_class", classes, TG_HTTP_CLASSES);
     per_identity(&o, m, &requests_by_id, own_id, n_ids);
     histogram(&o, m, TG_HIST_REQUEST);

@@ -1202,8 +1202,8 @@ int tg_tls_new(struct tg_tls_ctx *ctx, struct tg_pool *pool, const struct tg_tls
 int tg_tls_offer_h2(struct tg_tls *t)
 {
     /* replaces the list tg_tls_new set; a server picks the first of the client's list that it
-     * knows, so the client's order decides */
-    static const char list[] = TG_ALPN "," TG_ALPN_H2;
+     * knows, so the client's order decides: a tunnel first, ours as the fallback */
+    static const char list[] = TG_ALPN_H2 "," TG_ALPN;
 
     if (wolfSSL_UseALPN(t->ssl, tg_unconst(list), sizeof(list) - 1,
                         t->ctx->server ? WOLFSSL_ALPN_CONTINUE_ON_MISMATCH

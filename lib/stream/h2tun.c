@@ -1,5 +1,5 @@
-/* The server end of a tunnel: CONNECT streams over an nghttp2 server session, bytes in and
- * bytes out (h2tun.h). */
+/* Both ends of a tunnel: CONNECT streams over an nghttp2 session, bytes in and bytes out
+ * (h2tun.h). */
 #include "tollgate/h2tun.h"
 
 #include <nghttp2/nghttp2.h>
@@ -21,9 +21,10 @@ struct req {
     void *bound;             /* the owner's stream, once accepted */
     bool answered;           /* a response was submitted */
     bool refused;            /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
+    int status;              /* client: the response's :status (0: none yet) */
     struct req *prev, *next; /* the session's, freed with it (nghttp2_session_del says nothing
                               * of the streams still open) */
-    char authority[AUTHORITY_MAX + 1];
+    char authority[AUTHORITY_MAX + 1]; /* server: as asked; client: tollgate-reason */
 };
 
 struct tg_h2tun {
@@ -32,6 +33,9 @@ struct tg_h2tun {
     struct tg_h2tun_ops ops;
     struct tg_buf *out; /* during tg_h2tun_send */
     struct tg_pool *pool;
+    size_t n_reqs;
+    bool client;
+    bool goaway_received;
     bool out_of_memory;
 };
 
@@ -45,9 +49,23 @@ static bool is_request(const nghttp2_frame *f)
     return f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST;
 }
 
+/* A response's header block (final or 1xx) on a client session. */
+static bool is_response(const struct tg_h2tun *t, const nghttp2_frame *f)
+{
+    return t->client && f->hd.type == NGHTTP2_HEADERS &&
+           (f->headers.cat == NGHTTP2_HCAT_RESPONSE || f->headers.cat == NGHTTP2_HCAT_HEADERS);
+}
+
+static void req_add(struct tg_h2tun *t, struct req *r)
+{
+    TG_DLIST_PUSH(&t->reqs, r, prev, next);
+    t->n_reqs++;
+}
+
 static void req_free(struct tg_h2tun *t, struct req *r)
 {
     TG_DLIST_UNLINK(&t->reqs, TG_DLIST_NO_TAIL, r, prev, next);
+    t->n_reqs--;
     free(r);
 }
 
@@ -65,7 +83,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
         free(r);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    TG_DLIST_PUSH(&t->reqs, r, prev, next);
+    req_add(t, r);
     return 0;
 }
 
@@ -82,7 +100,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
     (void)s;
     (void)flags;
-    if (!is_request(f))
+    if (!is_request(f) && !is_response(t, f))
         return 0; /* trailers: nothing of ours */
     r = req_of(t, f->hd.stream_id);
     if (r == NULL)
@@ -90,6 +108,13 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     r->header_bytes += nlen + vlen + 32; /* RFC 9113 6.5.2's accounting */
     if (r->header_bytes > TG_H2TUN_MAX_HEADERS)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    if (t->client) {
+        if (is(name, nlen, ":status")) /* nghttp2 has checked it: three digits */
+            r->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        else if (is(name, nlen, "tollgate-reason"))
+            snprintf(r->authority, sizeof(r->authority), "%.*s", (int)vlen, (const char *)value);
+        return 0;
+    }
     if (is(name, nlen, ":method")) {
         r->connect = is(value, vlen, "CONNECT");
     } else if (is(name, nlen, ":authority")) {
@@ -142,12 +167,38 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     return 0;
 }
 
+/* A client's frame: the answer to a CONNECT, END_STREAM, GOAWAY. */
+static int on_client_frame(struct tg_h2tun *t, const nghttp2_frame *f)
+{
+    struct req *r;
+
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        t->goaway_received = true;
+        return 0;
+    }
+    if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    r = req_of(t, f->hd.stream_id);
+    if (r == NULL)
+        return 0;
+    if (is_response(t, f) && !r->answered && r->status >= 200) {
+        r->answered = true;
+        t->ops.on_response(t->ops.arg, r->bound, r->status,
+                           r->status == 200 || r->authority[0] == '\0' ? NULL : r->authority);
+    }
+    if (r->answered && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        t->ops.on_eof(t->ops.arg, r->bound);
+    return 0;
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
     struct tg_h2tun *t = arg;
     struct req *r;
 
     (void)s;
+    if (t->client)
+        return on_client_frame(t, f);
     if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
         return 0;
     r = req_of(t, f->hd.stream_id);
@@ -238,8 +289,8 @@ static ssize_t on_read_data(nghttp2_session *s, int32_t sid, uint8_t *dst, size_
     return n;
 }
 
-int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
-                 struct tg_h2tun **out)
+static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
+                       bool client, struct tg_h2tun **out)
 {
     struct tg_h2tun *t = calloc(1, sizeof(*t));
     nghttp2_session_callbacks *cb = NULL;
@@ -251,6 +302,7 @@ int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_s
     if (t == NULL)
         return rc;
     t->ops = *ops;
+    t->client = client;
     if (window > WINDOW_MAX)
         window = WINDOW_MAX;
     if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
@@ -265,9 +317,12 @@ int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_s
     /* windows open only as the owner's sockets take the bytes (h2tun.h) */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_reserved_remote_streams(opt, 0);
-    if (nghttp2_session_server_new2(&t->s, cb, t, opt) != 0)
+    if ((client ? nghttp2_session_client_new2 : nghttp2_session_server_new2)(&t->s, cb, t, opt) !=
+        0)
         goto fail;
-    set[0] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams};
+    /* a client's cap is on the streams the server may open: none (no push) */
+    set[0] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, client ? 0 : max_streams};
     set[1] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window};
     set[2] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, TG_H2TUN_MAX_HEADERS};
     set[3] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
@@ -288,6 +343,18 @@ fail: /* and success: the set-up objects go either way */
     nghttp2_option_del(opt);
     tg_h2tun_free(t); /* NULL once handed out */
     return rc;
+}
+
+int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
+                 struct tg_h2tun **out)
+{
+    return session_new(ops, window, max_streams, false, out);
+}
+
+int tg_h2tun_new_client(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
+                        struct tg_h2tun **out)
+{
+    return session_new(ops, window, max_streams, true, out);
 }
 
 void tg_h2tun_free(struct tg_h2tun *t)
@@ -332,6 +399,47 @@ int tg_h2tun_accept(struct tg_h2tun *t, int32_t sid)
         return TG_EINVAL;
     dp.source.ptr = r->bound;
     return submit_status(t, sid, 200, NULL, &dp) == 0 ? 0 : TG_EINVAL;
+}
+
+int32_t tg_h2tun_open(struct tg_h2tun *t, const char *authority, void *stream)
+{
+    struct req *r;
+    nghttp2_data_provider dp = {.source.ptr = stream, .read_callback = on_read_data};
+    nghttp2_nv nv[2];
+    size_t alen = strlen(authority);
+    int32_t sid;
+
+    if (!t->client || alen == 0 || alen > AUTHORITY_MAX || !tg_h2tun_can_open(t))
+        return TG_EINVAL;
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return TG_ENOMEM;
+    r->bound = stream;
+    r->connect = true;
+    nv[0] = (nghttp2_nv){tg_unconst(":method"), tg_unconst("CONNECT"), 7, 7, NGHTTP2_NV_FLAG_NONE};
+    nv[1] = (nghttp2_nv){tg_unconst(":authority"), (uint8_t *)tg_unconst(authority), 10, alen,
+                         NGHTTP2_NV_FLAG_NONE};
+    sid = nghttp2_submit_request(t->s, NULL, nv, 2, &dp, r);
+    if (sid < 0) {
+        free(r);
+        return sid == NGHTTP2_ERR_NOMEM ? TG_ENOMEM : TG_EINVAL;
+    }
+    req_add(t, r);
+    return sid;
+}
+
+bool tg_h2tun_can_open(struct tg_h2tun *t)
+{
+    return !t->goaway_received && nghttp2_session_check_request_allowed(t->s) != 0;
+}
+
+size_t tg_h2tun_streams(const struct tg_h2tun *t)
+{
+    return t->n_reqs;
+}
+
+uint32_t tg_h2tun_peer_max_streams(const struct tg_h2tun *t)
+{
+    return nghttp2_session_get_remote_settings(t->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }
 
 void tg_h2tun_refuse(struct tg_h2tun *t, int32_t sid, int status, const char *reason)

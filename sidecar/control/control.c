@@ -1009,6 +1009,7 @@ static int setup(struct control *ctl, char *err)
         return tg_err_set(err, rc, "out of memory");
     ctl->metrics.build =
         (struct tg_build_info){TG_VERSION, tg_tls_wolfssl_version(), tg_tls_aesni()};
+    ctl->metrics.tunnel_pool = ctl->rt.cfg->tunnel_pool;
     if ((ctl->workers = calloc(ctl->n_workers, sizeof(*ctl->workers))) == NULL ||
         (ctl->beats_seen = calloc(ctl->n_workers, sizeof(*ctl->beats_seen))) == NULL ||
         (ctl->watch = calloc(n_watch, sizeof(*ctl->watch))) == NULL)

@@ -21,6 +21,7 @@
 #define PEEK_WINDOW_MS 1000
 
 static void start_connect(struct tg_conn *c);
+static int make_tls(struct tg_conn *c);
 
 static uint64_t unix_ms(void)
 {
@@ -52,8 +53,6 @@ static void format_addr(const struct sockaddr_storage *ss, char *dst, size_t cap
     }
 }
 
-static void arm_timer(struct tg_conn *c, uint64_t ms);
-
 /* While backpressure keeps a side from being read, libuv does not watch it at all, so a
  * reset from that peer would go unseen for as long as bytes trickle the other way. The
  * connection's timer comes back this often to ask the kernel. */
@@ -77,6 +76,19 @@ static int probe(struct tg_side *s)
     return -e;
 }
 
+/* An app connection waits this long for its tunnel stream: a new tunnel's connect and
+ * handshake, then the answer to its CONNECT. */
+static uint64_t tunnel_wait_ms(const struct tg_conn *c)
+{
+    return c->gen->connect_timeout_ms + c->gen->handshake_timeout_ms;
+}
+
+/* One of the worker's outbound tunnels (not an app connection of its own). */
+static bool pooled(const struct tg_conn *c)
+{
+    return c->tunnel != NULL && !c->l->inbound;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct tg_conn *c = t->data;
@@ -88,7 +100,11 @@ static void on_timer(uv_timer_t *t)
         return;
     case TG_CONN_CONNECT:
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
-        tg_conn_close(c, "error", "upstream %s: connect timed out", c->upstream.text);
+        if (c->ostream != NULL)
+            tg_conn_close(c, "timeout", "upstream %s: no tunnel stream within %llu ms",
+                          c->upstream.text, (unsigned long long)tunnel_wait_ms(c));
+        else
+            tg_conn_close(c, "error", "upstream %s: connect timed out", c->upstream.text);
         return;
     case TG_CONN_HANDSHAKE:
         tg_counter_add(&c->stats->hs_failed[TG_HSF_TIMEOUT], 1);
@@ -104,6 +120,10 @@ static void on_timer(uv_timer_t *t)
                           uv_strerror(down < 0 ? down : up));
             return;
         }
+        if (pooled(c)) { /* its own idle rule: no streams for the pool's idle_timeout */
+            tg_tunnel_idle(c);
+            return;
+        }
         idle = uv_now(&c->w->loop) - c->last_active;
         if (idle >= c->gen->idle_timeout_ms) {
             tg_conn_close(c, "timeout", "idle for %llu ms", (unsigned long long)idle);
@@ -115,7 +135,7 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-static void arm_timer(struct tg_conn *c, uint64_t ms)
+void tg_conn_arm_timer(struct tg_conn *c, uint64_t ms)
 {
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
@@ -127,7 +147,9 @@ static uint64_t mono_ns(void)
 
 void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e)
 {
-    const struct tg_peer_info *peer = c->tls != NULL ? tg_tls_peer(c->tls) : NULL;
+    /* a connection carried by a tunnel stream shows the tunnel's identity and TLS fields */
+    const struct tg_conn *t = c->carrier != NULL ? c->carrier : c;
+    const struct tg_peer_info *peer = t->tls != NULL ? tg_tls_peer(t->tls) : NULL;
 
     memset(e, 0, sizeof(*e));
     e->listener = c->l->name;
@@ -136,12 +158,12 @@ void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e)
     e->peer_id = peer == NULL ? NULL : peer->id != NULL ? peer->id : peer->claimed;
     e->upstream = c->upstream.text;
     e->original_dst = c->orig_dst[0] ? c->orig_dst : NULL;
-    e->sni = c->tls == NULL ? NULL : c->l->inbound ? tg_tls_sni(c->tls) : c->l->sni;
-    e->tls_version = c->handshake_done ? tg_tls_version(c->tls) : NULL;
-    e->cipher = c->handshake_done ? tg_tls_cipher(c->tls) : NULL;
+    e->sni = t->tls == NULL ? NULL : c->l->inbound ? tg_tls_sni(t->tls) : c->l->sni;
+    e->tls_version = t->handshake_done ? tg_tls_version(t->tls) : NULL;
+    e->cipher = t->handshake_done ? tg_tls_cipher(t->tls) : NULL;
     e->serial = peer != NULL && peer->serial[0] ? peer->serial : NULL;
     e->sha256 = peer != NULL && peer->sha256[0] ? peer->sha256 : NULL;
-    e->resumed = c->handshake_done && tg_tls_resumed(c->tls);
+    e->resumed = t->handshake_done && tg_tls_resumed(t->tls);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -175,9 +197,11 @@ void tg_conn_handle_closed(struct tg_conn *c)
         e.reason = c->reason[0] ? c->reason : NULL;
         tg_accesslog_write(&e);
     }
-    tg_counter_add(&c->stats->closed, 1);
-    tg_histogram_observe(&c->stats->hist[TG_HIST_CONN], TG_HIST_CONN,
-                         (uv_hrtime() - c->start_ns) / 1000);
+    if (!pooled(c)) { /* a tunnel is no app connection: its own series count it */
+        tg_counter_add(&c->stats->closed, 1);
+        tg_histogram_observe(&c->stats->hist[TG_HIST_CONN], TG_HIST_CONN,
+                             (uv_hrtime() - c->start_ns) / 1000);
+    }
     if (c->handshake_done && !c->l->inbound)
         tg_tls_remember(c->tls, c->w->tickets, c->upstream.text);
     tg_http_conn_free(c); /* logs requests left without a response */
@@ -187,6 +211,8 @@ void tg_conn_handle_closed(struct tg_conn *c)
     tg_buf_drop(&c->dir[1].buf, &c->w->pool);
     tg_worker_conn_removed(c->w, c);
     tg_gen_unref(c->gen);
+    if (c->carrier != NULL)
+        tg_conn_handle_closed(c->carrier); /* the tunnel's hold for c's log line */
     free(c);
 }
 
@@ -216,8 +242,10 @@ void tg_conn_close(struct tg_conn *c, const char *outcome, const char *fmt, ...)
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->throttle, on_handle_closed);
-    tg_tunnel_close(c); /* its streams' sockets */
-    close_side(c, &c->down);
+    tg_tunnel_close(c); /* its streams' sockets, or the app connections it carries */
+    tg_tunnel_leave(c); /* the stream that carries c */
+    if (c->down.open)
+        close_side(c, &c->down);
     if (c->up.open)
         close_side(c, &c->up);
 }
@@ -229,7 +257,7 @@ void tg_conn_arm_idle(struct tg_conn *c)
 
     if ((paused(&c->down) || paused(&c->up)) && left > PAUSED_PROBE_MS)
         left = PAUSED_PROBE_MS;
-    arm_timer(c, left);
+    tg_conn_arm_timer(c, left);
 }
 
 void tg_conn_touch(struct tg_conn *c)
@@ -438,6 +466,10 @@ void tg_conn_handshake_step(struct tg_conn *c)
             return;
         }
         track_peer(c);
+        if (pooled(c)) {
+            tg_tunnel_ready(c); /* h2 chosen or not, the tunnel decides */
+            return;
+        }
         if (c->l->inbound) {
             tg_pipe_progress(c); /* our Finished goes out while we connect upstream */
             if (!c->closing)
@@ -446,7 +478,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
         }
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);
-        arm_timer(c, c->gen->idle_timeout_ms);
+        tg_conn_arm_timer(c, c->gen->idle_timeout_ms);
         tg_pipe_progress(c);
         return;
     }
@@ -462,8 +494,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
     tg_conn_close(c, "refused", "%s: %s", tg_hs_fail_name(fail), why);
 }
 
-/* The app of an HTTP outbound port gets an answer instead of a reset: 503 and the reason. */
-static void answer_503(struct tg_conn *c, const char *kind)
+void tg_conn_answer_refusal(struct tg_conn *c, const char *kind)
 {
     char msg[512], body[160];
     int len =
@@ -476,6 +507,8 @@ static void answer_503(struct tg_conn *c, const char *kind)
                      kind, len, body);
     uv_buf_t b = uv_buf_init(msg, (unsigned)n);
 
+    if (!c->http_app || c->bytes_sent > 0 || !c->down.open)
+        return;
     /* nothing went to the app yet, so nothing is queued before it: one try, now */
     if (c->down.writing == 0 && uv_try_write((uv_stream_t *)&c->down.tcp, &b, 1) == n) {
         c->bytes_sent += (uint64_t)n;
@@ -496,8 +529,7 @@ void tg_conn_peer_refused(struct tg_conn *c)
     tg_counter_add(&c->stats->hs_failed[TG_HSF_PEER_REFUSED], 1);
     tg_log_fields(TG_LOG_INFO, fields, TG_NELEM(fields), "%s: server %s refused us: %s", c->l->name,
                   c->upstream.text, why);
-    if (c->http_app && c->bytes_sent == 0)
-        answer_503(c, kind != NULL ? kind : "other");
+    tg_conn_answer_refusal(c, kind != NULL ? kind : "other");
     tg_conn_close(c, "refused", "%s: %s", tg_hs_fail_name(fail), why);
 }
 
@@ -578,12 +610,12 @@ static void on_connect(uv_connect_t *req, int status)
     if (c->l->inbound || c->tls == NULL) {
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);
-        arm_timer(c, c->gen->idle_timeout_ms);
+        tg_conn_arm_timer(c, c->gen->idle_timeout_ms);
         tg_pipe_progress(c);
         return;
     }
     c->state = TG_CONN_HANDSHAKE;
-    arm_timer(c, c->gen->handshake_timeout_ms);
+    tg_conn_arm_timer(c, c->gen->handshake_timeout_ms);
     tg_conn_handshake_step(c); /* sends the ClientHello */
 }
 
@@ -630,7 +662,7 @@ static void start_connect(struct tg_conn *c)
     int rc;
 
     c->state = TG_CONN_CONNECT;
-    arm_timer(c, c->gen->connect_timeout_ms);
+    tg_conn_arm_timer(c, c->gen->connect_timeout_ms);
     rc = uv_tcp_init(&c->w->loop, &c->up.tcp);
     if (rc < 0) {
         tg_conn_close(c, "error", "upstream socket: %s", uv_strerror(rc));
@@ -690,6 +722,7 @@ static bool from_inbound_source(const struct tg_conn *c)
 static int route(struct tg_conn *c)
 {
     const struct tg_listener_def *l = c->l;
+    const struct tg_mesh_dest *dest = NULL;
     struct sockaddr_storage orig;
     uv_os_fd_t fd;
     int rc;
@@ -744,19 +777,18 @@ static int route(struct tg_conn *c)
                     c->http_cfg = l->http_mesh;
             }
         } else {
-            const struct tg_mesh_dest *d = tg_mesh_lookup(&c->gen->mesh, &orig);
-
+            dest = tg_mesh_lookup(&c->gen->mesh, &orig);
             set_upstream(c, &orig);
-            if (d == NULL && c->gen->mesh.refuse_outside) {
+            if (dest == NULL && c->gen->mesh.refuse_outside) {
                 tg_counter_add(&c->stats->refused_capture, 1);
                 tg_conn_close(c, "refused", "outside_mesh: %s is not a mesh destination",
                               c->upstream.text);
                 return -1;
             }
-            if (d == NULL)
+            if (dest == NULL)
                 return 0; /* passthrough in plain text */
-            c->rule.ids = &d->expect;
-            c->http_app = d->http;
+            c->rule.ids = &dest->expect;
+            c->http_app = dest->http;
         }
     }
     if (!l->inbound && own_cert_expired(c)) { /* no upstream connection for nothing */
@@ -764,6 +796,25 @@ static int route(struct tg_conn *c)
                       c->gen->identity->leaf.serial);
         return -1;
     }
+    if (!l->inbound) {
+        c->tunnel_mode = dest != NULL && dest->tunnel != TG_TUNNEL_UNSET ? dest->tunnel : l->tunnel;
+        /* a port the server's sidecar serves as protocol: http decides each request there,
+         * which its tunnel end does not do yet: such a port always goes direct */
+        if (c->tunnel_mode == TG_TUNNEL_UNSET || (dest != NULL && dest->http))
+            c->tunnel_mode = TG_TUNNEL_OFF;
+        if (c->tunnel_mode != TG_TUNNEL_OFF)
+            return 0; /* the pool decides; a TLS session of its own only if it goes direct */
+    }
+    return make_tls(c);
+}
+
+/* The connection's own TLS session (route() chose mTLS). Closes c and returns -1 on
+ * failure. */
+static int make_tls(struct tg_conn *c)
+{
+    const struct tg_listener_def *l = c->l;
+    int rc;
+
     rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->pool, &c->rule, &c->tls);
     if (rc < 0) {
         tg_conn_close(c, "error", "TLS session: %s", tg_strerror(rc));
@@ -810,7 +861,7 @@ void tg_conn_peek_step(struct tg_conn *c)
     }
     if (p == TG_PEEK_MESH) {
         c->state = TG_CONN_HANDSHAKE;
-        arm_timer(c, c->gen->handshake_timeout_ms);
+        tg_conn_arm_timer(c, c->gen->handshake_timeout_ms);
         tg_conn_handshake_step(c);
         return;
     }
@@ -929,6 +980,12 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     uv_tcp_nodelay(&c->down.tcp, 1);
     if (route(c) < 0)
         return;
+    if (c->tunnel_mode == TG_TUNNEL_AUTO || c->tunnel_mode == TG_TUNNEL_ON) {
+        c->down.wbuf = &c->dir[1].buf; /* what the tunnel stream brings */
+        c->up.tls = false;             /* no socket of its own upstream: a stream */
+        tg_tunnel_join(c);
+        return;
+    }
     if (c->tls == NULL) { /* plain-text passthrough */
         c->down.tls = c->up.tls = false;
         c->down.wbuf = &c->dir[1].buf;
@@ -950,15 +1007,97 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     if (l->inbound &&
         (c->gen->inbound_mode_set ? c->gen->inbound_mode : l->mode) == TG_MODE_PERMISSIVE) {
         c->state = TG_CONN_PEEK;
-        arm_timer(c, PEEK_WINDOW_MS);
+        tg_conn_arm_timer(c, PEEK_WINDOW_MS);
         tg_pipe_progress(c); /* reads the first bytes into the TLS input buffer */
         return;
     }
     if (l->inbound) {
         c->state = TG_CONN_HANDSHAKE;
-        arm_timer(c, c->gen->handshake_timeout_ms);
+        tg_conn_arm_timer(c, c->gen->handshake_timeout_ms);
         tg_pipe_progress(c); /* starts reading the ClientHello */
         return;
     }
     start_connect(c);
+}
+
+void tg_conn_direct(struct tg_conn *c)
+{
+    c->tunnel_mode = TG_TUNNEL_OFF;
+    if (make_tls(c) < 0)
+        return;
+    c->up.tls = true;
+    c->down.wbuf = &c->dir[1].buf;
+    c->up.wbuf = tg_tls_cipher_out(c->tls);
+    start_connect(c);
+}
+
+struct tg_conn *tg_conn_dial_tunnel(struct tg_conn *app, struct tg_tunnel *tun, char *why,
+                                    size_t cap)
+{
+    struct tg_conn *c = calloc(1, sizeof(*c));
+    struct tg_worker *w = app->w;
+    int rc;
+
+    if (c == NULL) {
+        snprintf(why, cap, "out of memory");
+        return NULL;
+    }
+    c->w = w;
+    c->l = app->l;
+    c->stats = app->stats;
+    c->gen = tg_gen_ref(app->gen);
+    c->start_unix_ms = unix_ms();
+    c->start_ns = uv_hrtime();
+    c->peer_id_idx = TG_METRICS_ID_UNKNOWN;
+    c->outcome = "ok";
+    c->upstream = app->upstream;
+    c->rule = app->rule;
+    c->dest_port = app->dest_port;
+    snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", app->upstream.text);
+    init_side(c, &c->down, false); /* never opened: a tunnel has no app socket */
+    init_side(c, &c->up, true);
+    /* frames for the server go out through dir[0]; its plaintext comes in through dir[1] */
+    c->dir[0] = (struct tg_dir){.src = &c->down,
+                                .dst = &c->up,
+                                .bytes_stat = &c->stats->tunnel_bytes_sent,
+                                .bytes = &c->bytes_received};
+    c->dir[1] = (struct tg_dir){.src = &c->up,
+                                .dst = &c->down,
+                                .bytes_stat = &c->stats->tunnel_bytes_received,
+                                .bytes = &c->bytes_sent};
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_init(&w->loop, &c->throttle);
+    c->throttle.data = c;
+    c->open_handles = 2;
+    tg_worker_conn_added(w, c);
+    c->tunnel = tun;
+    tun->c = c;
+    rc = tg_tls_new(c->gen->client, &w->pool, &c->rule, &c->tls);
+    if (rc == 0) {
+        tg_tls_offer(c->tls, w->tickets, c->upstream.text);
+        if (c->l->sni != NULL && tg_tls_set_sni(c->tls, c->l->sni) < 0)
+            rc = TG_EINVAL;
+        else
+            rc = tg_tls_offer_h2(c->tls);
+    }
+    if (rc < 0) {
+        snprintf(why, cap, "TLS session: %s", tg_strerror(rc));
+        c->tunnel = NULL; /* the caller still owns tun */
+        tg_conn_close(c, "error", "%s", why);
+        return NULL;
+    }
+    c->up.wbuf = tg_tls_cipher_out(c->tls);
+    start_connect(c); /* a failure closes c, and with it the tunnel's waiting streams */
+    return c;
+}
+
+void tg_conn_tunnel_failed(struct tg_conn *app, const struct tg_conn *t)
+{
+    const char *kind = t->tls != NULL ? tg_tls_peer_refusal(t->tls) : NULL;
+
+    if (kind != NULL)
+        tg_conn_answer_refusal(app, kind);
+    tg_conn_close(app, t->outcome, "tunnel to %s: %s", t->upstream.text,
+                  t->reason[0] ? t->reason : t->outcome);
 }

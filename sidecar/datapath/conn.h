@@ -68,7 +68,15 @@ struct tg_conn {
     struct tg_ratelimit *rl;         /* the caller's limits, when it has any */
     struct tg_ratelimit_key *rl_key; /* its admission, released at the end */
     struct tg_http_conn *http;       /* protocol: http: requests and responses followed; owned */
-    struct tg_tunnel *tunnel;        /* ALPN h2: CONNECT streams (tunnel.h); owned */
+    struct tg_tunnel *tunnel;        /* ALPN h2: CONNECT streams (tunnel.h); owned. Inbound: a
+                                      * connection whose handshake chose h2; outbound: one of
+                                      * the worker's pooled tunnels, from its dial on */
+    struct tg_ostream *ostream;      /* outbound: carried as a stream of a pooled tunnel */
+    struct tg_conn *carrier;         /* ... the tunnel that answered it, held (one of its
+                                      * handles) until c is freed: c's log line names its
+                                      * identity and TLS fields */
+    enum tg_tunnel_mode tunnel_mode; /* outbound: the route's (off: a direct connection) */
+    unsigned tunnel_tries;           /* streams opened for it so far (a refused one retries) */
     bool listener_counted;           /* in its listener's open count (under a cap) */
     bool peer_tracked;               /* in the verified peers' table (peers.h) */
     uint64_t rl_debt;                /* bytes read beyond the tokens taken so far */
@@ -132,6 +140,11 @@ bool tg_conn_in_debt(const struct tg_conn *c);
  * any event. */
 void tg_pipe_progress(struct tg_conn *c);
 
+/* pipe.c: the tunnel stream that carries c took bytes of dir[0]: reading from the app
+ * starts again if it had stopped for room (nothing else moves: safe inside the session's
+ * callbacks). */
+void tg_pipe_read_again(struct tg_conn *c);
+
 /* pipe.c: libuv read callbacks for either side (handle->data is the tg_side). */
 void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void tg_pipe_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -156,6 +169,29 @@ bool tg_conn_admit(struct tg_conn *c, struct tg_ratelimit **rl, struct tg_rateli
 /* conn.c: one more of c's handles (a tunnel stream's socket) has closed; the last one frees
  * c. */
 void tg_conn_handle_closed(struct tg_conn *c);
+
+/* conn.c: an outbound connection whose route chose a tunnel goes direct after all (the
+ * sidecar offers none, or the pool is full): its TLS session, then the upstream connect. */
+void tg_conn_direct(struct tg_conn *c);
+
+/* conn.c: a new pooled tunnel to app's upstream, for app's listener, generation and
+ * expected identities: its TCP connect and mTLS handshake (offering ALPN h2) start; tun
+ * becomes its c->tunnel; once the handshake is done tg_tunnel_ready is called. NULL when it
+ * could not even start (why says so). */
+struct tg_conn *tg_conn_dial_tunnel(struct tg_conn *app, struct tg_tunnel *tun, char *why,
+                                    size_t cap);
+
+/* conn.c: app was waiting for tunnel t, which failed before it carried anything: app ends
+ * as t did (an HTTP app is answered 503 when t was refused by the server's sidecar). */
+void tg_conn_tunnel_failed(struct tg_conn *app, const struct tg_conn *t);
+
+/* conn.c: (re)arms c's one timer: on_timer decides by c's state what its end means. */
+void tg_conn_arm_timer(struct tg_conn *c, uint64_t ms);
+
+/* conn.c: the server's sidecar refused an outbound connection of kind (the reason's code):
+ * the app of an HTTP port gets a 503 naming it instead of a reset, when nothing went to it
+ * yet. Nothing for any other app. */
+void tg_conn_answer_refusal(struct tg_conn *c, const char *kind);
 
 /* conn.c: binds an inbound connection to the app to our exempt source address
  * (TG_INBOUND_SOURCE4/6), for a transparent listener. 0 or a libuv code. */

@@ -293,12 +293,12 @@ void tg_pipe_progress(struct tg_conn *c)
             /* frames from the peer into the session (which takes all it is given), until TLS
              * has no more; then the session's frames back out */
             do {
-                decrypt(c, &c->dir[0]);
+                decrypt(c, tg_tunnel_in(c));
                 if (!c->closing)
                     tg_tunnel_io(c);
             } while (!c->closing && tg_tunnel_more(c));
             if (!c->closing)
-                encrypt(c, &c->dir[1]);
+                encrypt(c, tg_tunnel_out(c));
         } else if (c->state == TG_CONN_PIPE) {
             for (int i = 0; i < 2 && !c->closing; i++) {
                 struct tg_dir *d = &c->dir[i];
@@ -314,6 +314,8 @@ void tg_pipe_progress(struct tg_conn *c)
         wrote = flush(c, &c->down);
         wrote = flush(c, &c->up) || wrote;
     }
+    if (c->ostream != NULL)
+        tg_tunnel_app_progress(c); /* window back for what the app took; its new bytes */
     if (c->state == TG_CONN_PIPE) {
         carry_eof(c, &c->dir[0]);
         carry_eof(c, &c->dir[1]);
@@ -334,4 +336,13 @@ void tg_pipe_progress(struct tg_conn *c)
         tg_http_conn_release(c);
     if (c->dir[0].done && c->dir[1].done && c->up.writing == 0 && c->down.writing == 0)
         tg_conn_close(c, "ok", NULL);
+}
+
+void tg_pipe_read_again(struct tg_conn *c)
+{
+    if (c->closing)
+        return;
+    if (tg_buf_len(&c->dir[0].buf) == 0)
+        tg_buf_release(&c->dir[0].buf, &c->w->pool);
+    set_reading(c, &c->down, want_read(c, &c->down));
 }

@@ -14,11 +14,9 @@
 #include "tollgate/list.h"
 #include "tollgate/log.h"
 
-#define MAX_STREAMS 100
-
 /* One app connection carried by the tunnel. It lives until both its socket has closed and
  * the session has said the stream is gone (or the session is freed). */
-struct tstream {
+struct tg_tstream {
     struct tg_tunnel *tun;
     int32_t sid;
     uv_tcp_t tcp;
@@ -39,15 +37,7 @@ struct tstream {
     uint64_t start_unix_ms, bytes_received, bytes_sent;
     const char *outcome;
     char reason[200];
-    struct tstream *prev, *next;
-};
-
-struct tg_tunnel {
-    struct tg_conn *c;
-    struct tg_h2tun *h2;
-    struct tstream *streams;
-    bool fed;    /* the last tg_tunnel_io took bytes */
-    bool ending; /* the session is over: close_notify queued, closing once sent */
+    struct tg_tstream *prev, *next;
 };
 
 static uint64_t unix_ms(void)
@@ -76,7 +66,7 @@ static void log_stream(struct tg_conn *c, const char *upstream, uint64_t start, 
     tg_accesslog_write(&e);
 }
 
-static void free_stream(struct tstream *st)
+static void free_stream(struct tg_tstream *st)
 {
     TG_DLIST_UNLINK(&st->tun->streams, TG_DLIST_NO_TAIL, st, prev, next);
     free(st);
@@ -84,7 +74,7 @@ static void free_stream(struct tstream *st)
 
 static void on_stream_closed(uv_handle_t *h)
 {
-    struct tstream *st = h->data;
+    struct tg_tstream *st = h->data;
     struct tg_conn *c = st->tun->c;
 
     st->sock_closed = true;
@@ -102,7 +92,7 @@ static void on_stream_closed(uv_handle_t *h)
 
 /* Ends the stream's app side: a reset on an error, so the app learns the stream broke;
  * RST_STREAM to the peer unless the session is done with it. The first outcome stays. */
-static void end_stream(struct tstream *st, const char *outcome, const char *reason)
+static void end_stream(struct tg_tstream *st, const char *outcome, const char *reason)
 {
     struct tg_conn *c = st->tun->c;
 
@@ -128,14 +118,14 @@ static void end_stream(struct tstream *st, const char *outcome, const char *reas
 
 /* The stream could not reach the app: its CONNECT is answered with status and why (the
  * adapter then ends the stream itself). */
-static void refuse_stream(struct tstream *st, int status, const char *why)
+static void refuse_stream(struct tg_tstream *st, int status, const char *why)
 {
     st->refused = true;
     tg_h2tun_refuse(st->tun->h2, st->sid, status, why);
 }
 
 /* The app's side failed: what was being done, and libuv's code (0: none). */
-static void end_upstream(struct tstream *st, const char *what, int rc)
+static void end_upstream(struct tg_tstream *st, const char *what, int rc)
 {
     char why[200];
 
@@ -149,7 +139,7 @@ static void progress(struct tg_conn *c)
     tg_pipe_progress(c);
 }
 
-static void maybe_done(struct tstream *st)
+static void maybe_done(struct tg_tstream *st)
 {
     if (st->h2_gone && st->shut_done && st->app_eof && tg_buf_len(&st->to_peer) == 0)
         end_stream(st, "ok", NULL);
@@ -157,7 +147,7 @@ static void maybe_done(struct tstream *st)
 
 static void on_app_shutdown(uv_shutdown_t *req, int status)
 {
-    struct tstream *st = req->handle->data;
+    struct tg_tstream *st = req->handle->data;
 
     if (st->sock_closing)
         return;
@@ -173,7 +163,7 @@ static void on_app_shutdown(uv_shutdown_t *req, int status)
 /* The app took n more bytes of to_app: once no write is in flight, the buffer moves its
  * bytes to the front and the peer gets that much window back, so the window never exceeds
  * the room at the buffer's tail. */
-static void gave(struct tstream *st, size_t n)
+static void gave(struct tg_tstream *st, size_t n)
 {
     struct tg_conn *c = st->tun->c;
 
@@ -189,11 +179,11 @@ static void gave(struct tstream *st, size_t n)
     st->unacked = 0;
 }
 
-static void flush_app(struct tstream *st);
+static void flush_app(struct tg_tstream *st);
 
 static void on_app_write(uv_write_t *req, int status)
 {
-    struct tstream *st = req->handle->data;
+    struct tg_tstream *st = req->handle->data;
     size_t n = st->writing;
 
     if (st->sock_closing)
@@ -209,7 +199,7 @@ static void on_app_write(uv_write_t *req, int status)
     progress(st->tun->c);
 }
 
-static void flush_app(struct tstream *st)
+static void flush_app(struct tg_tstream *st)
 {
     size_t len = tg_buf_len(&st->to_app);
     uv_buf_t b;
@@ -253,7 +243,7 @@ static void flush_app(struct tstream *st)
 
 static void on_app_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct tstream *st = h->data;
+    struct tg_tstream *st = h->data;
 
     (void)suggested;
     *buf = uv_buf_init(NULL, 0);
@@ -262,11 +252,11 @@ static void on_app_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(tg_buf_tail(&st->to_peer), (unsigned)tg_buf_room(&st->to_peer));
 }
 
-static void set_reading(struct tstream *st, bool want);
+static void set_reading(struct tg_tstream *st, bool want);
 
 static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    struct tstream *st = s->data;
+    struct tg_tstream *st = s->data;
     struct tg_conn *c = st->tun->c;
 
     (void)buf;
@@ -295,7 +285,7 @@ static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     progress(c);
 }
 
-static void set_reading(struct tstream *st, bool want)
+static void set_reading(struct tg_tstream *st, bool want)
 {
     if (want == st->reading || st->sock_closing || !st->connected || st->app_eof)
         return;
@@ -428,7 +418,7 @@ static bool route_stream(struct tg_conn *c, const char *authority, struct tg_add
 
 /* The stream's verdict, as a connection's: revocation and the rules for its port, then the
  * caller's connection limits. */
-static bool stream_allowed(struct tg_conn *c, uint16_t port, struct tstream *st, char *why,
+static bool stream_allowed(struct tg_conn *c, uint16_t port, struct tg_tstream *st, char *why,
                            size_t cap)
 {
     uint16_t tunnel_port = c->dest_port;
@@ -447,7 +437,7 @@ static bool stream_allowed(struct tg_conn *c, uint16_t port, struct tstream *st,
 
 static void on_app_connect(uv_connect_t *req, int status)
 {
-    struct tstream *st = req->handle->data;
+    struct tg_tstream *st = req->handle->data;
     struct tg_conn *c = st->tun->c;
 
     if (st->sock_closing)
@@ -475,7 +465,7 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
 {
     struct tg_tunnel *tun = arg;
     struct tg_conn *c = tun->c;
-    struct tstream *st = calloc(1, sizeof(*st));
+    struct tg_tstream *st = calloc(1, sizeof(*st));
     char why[200];
     uint64_t start = unix_ms();
     int rc;
@@ -523,7 +513,7 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
 
 static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
 {
-    struct tstream *st = stream;
+    struct tg_tstream *st = stream;
     struct tg_conn *c = st->tun->c;
 
     (void)arg;
@@ -546,7 +536,7 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
 
 static void on_eof(void *arg, void *stream)
 {
-    struct tstream *st = stream;
+    struct tg_tstream *st = stream;
 
     (void)arg;
     st->peer_eof = true;
@@ -555,7 +545,7 @@ static void on_eof(void *arg, void *stream)
 
 static void on_close(void *arg, void *stream, uint32_t code)
 {
-    struct tstream *st = stream;
+    struct tg_tstream *st = stream;
 
     (void)arg;
     st->h2_gone = true;
@@ -575,7 +565,7 @@ static void on_close(void *arg, void *stream, uint32_t code)
 
 static ssize_t on_read(void *arg, void *stream, uint8_t *dst, size_t cap, bool *eof)
 {
-    struct tstream *st = stream;
+    struct tg_tstream *st = stream;
     size_t n = tg_buf_len(&st->to_peer);
 
     (void)arg;
@@ -609,7 +599,8 @@ void tg_tunnel_start(struct tg_conn *c)
                                .arg = tun};
 
     if (tun == NULL ||
-        tg_h2tun_new(&ops, (uint32_t)c->w->pool.block_size, MAX_STREAMS, &tun->h2) < 0) {
+        tg_h2tun_new(&ops, (uint32_t)c->w->pool.block_size,
+                     c->w->rt->cfg->tunnel_pool.streams_per_connection, &tun->h2) < 0) {
         free(tun);
         tg_conn_close(c, "error", "out of memory");
         return;
@@ -624,41 +615,77 @@ void tg_tunnel_start(struct tg_conn *c)
     tg_pipe_progress(c);
 }
 
+struct tg_dir *tg_tunnel_in(struct tg_conn *c)
+{
+    return &c->dir[c->l->inbound ? 0 : 1];
+}
+
+struct tg_dir *tg_tunnel_out(struct tg_conn *c)
+{
+    return &c->dir[c->l->inbound ? 1 : 0];
+}
+
 bool tg_tunnel_more(const struct tg_conn *c)
 {
-    return c->tunnel->fed && !c->dir[0].eof;
+    return c->tunnel->fed && !c->dir[c->l->inbound ? 0 : 1].eof;
+}
+
+void tg_tunnel_kick(struct tg_tunnel *tun)
+{
+    if (tun->busy)
+        tun->kicked = true; /* tg_tunnel_io sends again before it returns */
+    else if (!tun->c->closing)
+        tg_pipe_progress(tun->c);
 }
 
 void tg_tunnel_io(struct tg_conn *c)
 {
     struct tg_tunnel *tun = c->tunnel;
-    struct tg_buf *in = &c->dir[0].buf;
+    struct tg_buf *in = &tg_tunnel_in(c)->buf, *out = &tg_tunnel_out(c)->buf;
     char err[TG_ERRLEN];
-    int rc;
+    int rc = 0;
 
     tun->fed = false;
+    tun->busy = true;
     if (tg_buf_len(in) > 0 && !tun->ending) {
         rc = tg_h2tun_recv(tun->h2, (const uint8_t *)tg_buf_data(in), tg_buf_len(in), err);
         tg_buf_consume(in, tg_buf_len(in));
         tun->fed = true;
         if (rc < 0)
-            tg_info("%s: tunnel of %s: %s", c->l->name, tg_tls_peer(c->tls)->id, err);
+            tg_info("%s: tunnel %s %s: %s", c->l->name, c->l->inbound ? "of" : "to",
+                    tg_tls_peer(c->tls)->id, err);
     }
+    /* the streams' callbacks ask for more sending (a window given back, an app's bytes);
+     * each such kick is one more round here, never a call back into the session */
+    do {
+        size_t before = tg_buf_len(out);
+
+        tun->kicked = false;
+        if (!c->closing && (rc = tg_h2tun_send(tun->h2, out, &c->w->pool)) < 0)
+            break;
+        if (tun->outbound) /* an inbound tunnel's frames count as its listener's bytes */
+            tg_counter_add(tg_tunnel_out(c)->bytes_stat, tg_buf_len(out) - before);
+        if (!c->closing && tun->outbound)
+            tg_tunnel_poke(tun);
+    } while (tun->kicked && !c->closing);
+    tun->busy = false;
     if (c->closing)
         return;
-    if (tg_h2tun_send(tun->h2, &c->dir[1].buf, &c->w->pool) < 0) {
+    if (rc < 0) {
         tg_conn_close(c, "error", "tunnel: out of memory");
         return;
     }
-    if (c->dir[0].eof) { /* the peer's TLS stream ended: nothing more can come */
-        tg_conn_close(c, tun->streams != NULL ? "error" : "ok", "tunnel closed by the peer");
+    if (tg_tunnel_in(c)->eof) { /* the peer's TLS stream ended: nothing more can come */
+        tg_conn_close(c, tun->streams != NULL || tun->riding > 0 ? "error" : "ok",
+                      "tunnel closed by the peer");
         return;
     }
-    if (!tun->ending && tg_h2tun_done(tun->h2) && tg_buf_len(&c->dir[1].buf) == 0) {
+    if (!tun->ending && tg_h2tun_done(tun->h2) && tg_buf_len(out) == 0) {
         tun->ending = true;
         tg_tls_shutdown(c->tls);
     }
-    if (tun->ending && tg_buf_len(tg_tls_cipher_out(c->tls)) == 0 && c->down.writing == 0)
+    if (tun->ending && tg_buf_len(tg_tls_cipher_out(c->tls)) == 0 &&
+        (c->l->inbound ? c->down.writing : c->up.writing) == 0)
         tg_conn_close(c, "ok", NULL);
 }
 
@@ -669,8 +696,12 @@ void tg_tunnel_close(struct tg_conn *c)
 
     if (tun == NULL)
         return;
+    if (tun->outbound) {
+        tg_tunnel_close_outbound(tun);
+        return;
+    }
     snprintf(why, sizeof(why), "tunnel closed: %s", c->reason[0] ? c->reason : c->outcome);
-    for (struct tstream *st = tun->streams; st != NULL; st = st->next)
+    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
         end_stream(st, "error", why);
 }
 
@@ -683,6 +714,7 @@ void tg_tunnel_free(struct tg_conn *c)
     tg_h2tun_free(tun->h2); /* says nothing more of the streams */
     while (tun->streams != NULL)
         free_stream(tun->streams);
+    tg_tunnel_free_outbound(tun);
     free(tun);
     c->tunnel = NULL;
 }
@@ -694,7 +726,7 @@ bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, 
     bool revoked = false;
 
     c->http_cfg = NULL; /* as stream_allowed decides */
-    for (struct tstream *st = c->tunnel->streams; st != NULL && !revoked; st = st->next) {
+    for (struct tg_tstream *st = c->tunnel->streams; st != NULL && !revoked; st = st->next) {
         if (st->sock_closing)
             continue;
         c->dest_port = st->dest_port;
@@ -715,6 +747,10 @@ void tg_tunnel_drain(struct tg_conn *c)
 {
     if (c->tunnel == NULL || c->closing)
         return;
+    if (c->tunnel->outbound) {
+        tg_tunnel_retire(c->tunnel);
+        return;
+    }
     tg_h2tun_goaway(c->tunnel->h2);
     tg_pipe_progress(c);
 }

@@ -143,6 +143,7 @@ static void run(void *arg)
     /* stop: anything still open (none expected) is closed so the loop can end */
     uv_walk(&w->loop, on_walk_close, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    tg_tunnel_pool_free(w);
 }
 
 int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime *rt,

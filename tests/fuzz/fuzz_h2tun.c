@@ -90,7 +90,11 @@ static ssize_t on_read(void *arg, void *stream, uint8_t *dst, size_t cap, bool *
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const struct tg_h2tun_ops ops = {on_open, on_data, on_eof, on_close, on_read, NULL};
+    const struct tg_h2tun_ops ops = {.on_open = on_open,
+                                     .on_data = on_data,
+                                     .on_eof = on_eof,
+                                     .on_close = on_close,
+                                     .on_read = on_read};
     struct tg_pool pool;
     struct tg_buf out = {0};
     char err[TG_ERRLEN] = "";

@@ -174,7 +174,12 @@ static ssize_t cl_upload(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t c
 
 static void setup(void)
 {
-    const struct tg_h2tun_ops ops = {o_open, o_data, o_eof, o_close, o_read, &P};
+    const struct tg_h2tun_ops ops = {.on_open = o_open,
+                                     .on_data = o_data,
+                                     .on_eof = o_eof,
+                                     .on_close = o_close,
+                                     .on_read = o_read,
+                                     .arg = &P};
     nghttp2_session_callbacks *cb;
 
     memset(&P, 0, sizeof(P));
