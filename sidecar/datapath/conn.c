@@ -120,7 +120,7 @@ static void on_timer(uv_timer_t *t)
                           uv_strerror(down < 0 ? down : up));
             return;
         }
-        if (pooled(c)) { /* its own idle rule: no streams for the pool's idle_timeout */
+        if (c->tunnel != NULL) { /* its streams' deadlines, and its own */
             tg_tunnel_idle(c);
             return;
         }
@@ -893,28 +893,39 @@ void tg_conn_peek_step(struct tg_conn *c)
     start_connect(c);
 }
 
-/* The listener's own limits, before any work on the connection: over its cap or its rate,
- * the connection is closed at once, before TLS or the upstream cost anything. */
-static bool listener_admitted(struct tg_conn *c)
+bool tg_conn_listener_admit(const struct tg_listener_def *l, struct tg_listener_stats *stats,
+                            bool *counted, char *why, size_t cap)
 {
-    struct tg_listener_limit *ll = c->l->limit;
+    struct tg_listener_limit *ll = l->limit;
     unsigned max = atomic_load_explicit(&ll->max, memory_order_relaxed);
 
     if (max > 0) {
         if (atomic_fetch_add(&ll->open, 1) >= max) {
             atomic_fetch_sub(&ll->open, 1);
-            tg_counter_add(&c->stats->listener_limited, 1);
-            tg_conn_close(c, "refused", "listener_limit: %u connections open already", max);
+            tg_counter_add(&stats->listener_limited, 1);
+            snprintf(why, cap, "listener_limit: %u connections open already", max);
             return false;
         }
-        c->listener_counted = true;
+        *counted = true;
     }
     if (tg_ratelimit_global_take(&ll->rate, 1, mono_ns(), NULL) == 0) {
-        tg_counter_add(&c->stats->listener_limited, 1);
-        tg_conn_close(c, "refused", "listener_limit: over its connections_per_second");
+        tg_counter_add(&stats->listener_limited, 1);
+        snprintf(why, cap, "listener_limit: over its connections_per_second");
         return false;
     }
     return true;
+}
+
+/* The listener's own limits, before any work on the connection: over its cap or its rate,
+ * the connection is closed at once, before TLS or the upstream cost anything. */
+static bool listener_admitted(struct tg_conn *c)
+{
+    char why[120];
+
+    if (tg_conn_listener_admit(c->l, c->stats, &c->listener_counted, why, sizeof(why)))
+        return true;
+    tg_conn_close(c, "refused", "%s", why);
+    return false;
 }
 
 static void init_side(struct tg_conn *c, struct tg_side *s, bool tls)

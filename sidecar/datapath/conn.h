@@ -166,6 +166,12 @@ void tg_conn_peek_step(struct tg_conn *c);
 bool tg_conn_admit(struct tg_conn *c, struct tg_ratelimit **rl, struct tg_ratelimit_key **key,
                    char *why, size_t cap);
 
+/* conn.c: the listener l's own limits (max_connections, connections_per_second) for one
+ * more connection, or tunnel stream: false with why when over (counted in stats); *counted
+ * is set when it took a place under max_connections, to give back at its end. */
+bool tg_conn_listener_admit(const struct tg_listener_def *l, struct tg_listener_stats *stats,
+                            bool *counted, char *why, size_t cap);
+
 /* conn.c: one more of c's handles (a tunnel stream's socket) has closed; the last one frees
  * c. */
 void tg_conn_handle_closed(struct tg_conn *c);

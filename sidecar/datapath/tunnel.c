@@ -31,6 +31,8 @@ struct tg_tstream {
     uint16_t dest_port;
     struct tg_ratelimit *rl;
     struct tg_ratelimit_key *rl_key;
+    bool listener_counted; /* in its listener's open count (under max_connections) */
+    uint64_t last_active;  /* uv_now() of its last byte either way: its idle deadline */
     bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
     bool sock_closing, sock_closed, h2_gone;
     bool refused; /* answered with a refusal, which a RST_STREAM of ours would cancel */
@@ -66,6 +68,13 @@ static void log_stream(struct tg_conn *c, const char *upstream, uint64_t start, 
     tg_accesslog_write(&e);
 }
 
+/* The stream moved bytes: its idle deadline, and the tunnel's, start again. */
+static void touch(struct tg_tstream *st)
+{
+    st->last_active = uv_now(&st->tun->c->w->loop);
+    tg_conn_touch(st->tun->c);
+}
+
 static void free_stream(struct tg_tstream *st)
 {
     TG_DLIST_UNLINK(&st->tun->streams, TG_DLIST_NO_TAIL, st, prev, next);
@@ -80,6 +89,8 @@ static void on_stream_closed(uv_handle_t *h)
     st->sock_closed = true;
     if (st->rl_key != NULL)
         tg_ratelimit_conn_release(st->rl, st->rl_key, uv_hrtime());
+    if (st->listener_counted)
+        atomic_fetch_sub(&c->l->limit->open, 1);
     log_stream(c, st->upstream.text, st->start_unix_ms, st->bytes_received, st->bytes_sent,
                st->outcome, st->reason);
     tg_counter_add(&c->stats->closed, 1);
@@ -265,7 +276,7 @@ static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         tg_buf_commit(&st->to_peer, (size_t)nread);
         st->bytes_sent += (size_t)nread;
-        tg_conn_touch(c);
+        touch(st);
         if (tg_buf_room(&st->to_peer) == 0)
             set_reading(st, false);
     } else if (nread == UV_ENOBUFS) {
@@ -432,7 +443,9 @@ static bool stream_allowed(struct tg_conn *c, uint16_t port, struct tg_tstream *
     ok = tg_conn_authorized(c, c->gen->policy, why, cap);
     c->dest_port = tunnel_port;
     c->http_cfg = http;
-    return ok && tg_conn_admit(c, &st->rl, &st->rl_key, why, cap);
+    /* each stream is an app connection under the listener's own limits too */
+    return ok && tg_conn_listener_admit(c->l, c->stats, &st->listener_counted, why, cap) &&
+           tg_conn_admit(c, &st->rl, &st->rl_key, why, cap);
 }
 
 static void on_app_connect(uv_connect_t *req, int status)
@@ -479,6 +492,7 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
     st->tun = tun;
     st->sid = sid;
     st->start_unix_ms = start;
+    st->last_active = uv_now(&c->w->loop);
     st->outcome = "ok";
     snprintf(st->upstream.text, sizeof(st->upstream.text), "%s", authority);
     if (!route_stream(c, authority, &st->upstream, &st->dest_port, why, sizeof(why)) ||
@@ -488,6 +502,8 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
         tg_h2tun_refuse(tun->h2, sid, 403, why);
         log_stream(c, st->upstream.text, start, 0, 0, "refused", why);
         tg_counter_add(&c->stats->closed, 1);
+        if (st->listener_counted)
+            atomic_fetch_sub(&c->l->limit->open, 1);
         free(st);
         return NULL;
     }
@@ -530,7 +546,7 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
     memcpy(tg_buf_tail(&st->to_app), p, n);
     tg_buf_commit(&st->to_app, n);
     st->bytes_received += n;
-    tg_conn_touch(c);
+    touch(st);
     flush_app(st);
 }
 
@@ -608,6 +624,10 @@ void tg_tunnel_start(struct tg_conn *c)
     tun->c = c;
     c->tunnel = tun;
     c->state = TG_CONN_PIPE;
+    if (c->listener_counted) { /* not an app connection: its streams count, each */
+        atomic_fetch_sub(&c->l->limit->open, 1);
+        c->listener_counted = false;
+    }
     /* what the tunnel's TLS side writes comes from the frames the session makes */
     c->dir[1].eof = false;
     tg_conn_touch(c);
@@ -741,6 +761,43 @@ bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, 
     c->dest_port = tunnel_port;
     c->http_cfg = http;
     return !revoked;
+}
+
+/* The inbound end's timer: streams idle for the idle timeout end (each is a connection of
+ * its own); the tunnel ends once it has had no stream for as long. */
+static void sweep(struct tg_conn *c)
+{
+    uint64_t now = uv_now(&c->w->loop), limit = c->gen->idle_timeout_ms, next = limit;
+
+    for (struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next) {
+        uint64_t idle = now - st->last_active;
+
+        if (st->sock_closing)
+            continue;
+        if (idle >= limit) {
+            char why[80];
+
+            snprintf(why, sizeof(why), "idle for %llu ms", (unsigned long long)idle);
+            end_stream(st, "timeout", why);
+        } else if (limit - idle < next) {
+            next = limit - idle;
+        }
+    }
+    if (c->tunnel->streams == NULL && now - c->last_active >= limit) {
+        tg_conn_close(c, "timeout", "idle for %llu ms", (unsigned long long)(now - c->last_active));
+        return;
+    }
+    tg_pipe_progress(c); /* the RST_STREAMs of the streams that ended */
+    if (!c->closing)
+        tg_conn_arm_timer(c, next);
+}
+
+void tg_tunnel_idle(struct tg_conn *c)
+{
+    if (c->tunnel->outbound)
+        tg_tunnel_pool_idle(c);
+    else
+        sweep(c);
 }
 
 void tg_tunnel_drain(struct tg_conn *c)

@@ -89,9 +89,11 @@ void tg_tunnel_leave(struct tg_conn *app);
  * their streams; without, they go direct or are refused, the sidecar is remembered, and
  * c closes. */
 void tg_tunnel_ready(struct tg_conn *c);
-/* conn.c: a pooled tunnel's timer: closes it once it has carried nothing for the pool's
- * idle_timeout, else arms again. */
+/* conn.c: a tunnel's timer. Inbound: streams idle for the idle timeout end, and the tunnel
+ * once it has had none for as long; outbound: the pool closes a tunnel that carried nothing
+ * for tunnel_pool.idle_timeout (tg_tunnel_pool_idle). Arms the next deadline. */
 void tg_tunnel_idle(struct tg_conn *c);
+void tg_tunnel_pool_idle(struct tg_conn *c);
 /* pipe.c, after an app connection carried by a stream moved bytes: the peer gets window
  * back for what the app took, the stream is told of the app's new bytes or its end. */
 void tg_tunnel_app_progress(struct tg_conn *app);

@@ -471,7 +471,7 @@ void tg_tunnel_ready(struct tg_conn *c)
     tg_pipe_progress(c);
 }
 
-void tg_tunnel_idle(struct tg_conn *c)
+void tg_tunnel_pool_idle(struct tg_conn *c)
 {
     struct tg_tunnel *tun = c->tunnel;
     uint64_t idle = c->w->rt->cfg->tunnel_pool.idle_timeout_ms;
