@@ -1,7 +1,8 @@
 /* The tunnel keys in a running sidecar: /config_dump shows each outbound listener's mode, the
  * mesh destinations' own modes and tunnel_pool; a reload changes a destination's mode live,
  * refuses (and logs) a change to a listener's mode or to tunnel_pool, and refuses a bad mode
- * naming it, keeping what it had. No traffic: the keys, not the pool that acts on them. */
+ * naming it, keeping what it had; and a listener's mode reaches the data path (one
+ * connection each: the keys, not the pool, whose own tests are test_tunnel's). */
 #include "harness.h"
 
 #include <jansson.h>
@@ -119,8 +120,49 @@ START_TEST(test_tunnel_modes_shown_and_reloaded)
 }
 END_TEST
 
+/* A listener's key reaches the data path: auto rides B's tunnels, a listener without the key
+ * goes direct to the same port, and on is refused where B offers no tunnel. */
+START_TEST(test_listener_modes_take_effect)
+{
+    struct it_proc *a;
+    int echo_port, tun_in, plain_in, a_admin, auto_out, off_out, on_out;
+    char err[256] = "";
+
+    it_echo_start("echo", &echo_port);
+    IT_FREE_PORTS(&tun_in, &plain_in, &a_admin, &auto_out, &off_out, &on_out);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = admin,
+                                  .workers = 1,
+                                  .id = "web",
+                                  .in = {{"tun-in", tun_in, echo_port, IT_API_ID, "tunnels: true"},
+                                         {"plain-in", plain_in, echo_port, IT_API_ID, NULL}}},
+                 NULL);
+    it_cfg_write(
+        "a.yaml",
+        &(struct it_cfg){.admin = a_admin,
+                         .workers = 1,
+                         .id = "api",
+                         .out = {{"auto-out", auto_out, tun_in, IT_WEB_ID, "tunnel: auto"},
+                                 {"off-out", off_out, tun_in, IT_WEB_ID, NULL},
+                                 {"on-out", on_out, plain_in, IT_WEB_ID, "tunnel: \"on\""}}},
+        NULL);
+    b = it_sidecar_start("b", "b.yaml", admin, 0);
+    a = it_sidecar_start("a", "a.yaml", a_admin, 0);
+    ck_assert_msg(it_round_trip(auto_out, "over a tunnel\n", err) > 0, "auto: %s", err);
+    ck_assert_msg(it_round_trip(off_out, "direct\n", err) > 0, "off: %s", err);
+    ck_assert_msg(it_round_trip(on_out, "nowhere\n", err) < 0, "on went through without a tunnel");
+    ck_assert(it_stat(a_admin, "tollgate_tunnel_streams_total", "listener=\"auto-out\"") == 1);
+    ck_assert(it_stat(a_admin, "tollgate_tunnel_streams_total", "listener=\"off-out\"") == 0);
+    ck_assert(it_stat(a_admin, "tollgate_tunnel_streams_total", "listener=\"on-out\"") == 0);
+    ck_assert_msg(it_wait_file_contains("a.out", "tunnel_required", 5000),
+                  "no tunnel_required refusal in A's access log");
+    ck_assert_int_eq(it_stop(a, 5000), 0);
+    ck_assert_int_eq(it_stop(b, 5000), 0); /* the echo server: it_teardown */
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     return IT_TEST_SUITE("tunnelcfg", "tunnelcfg", NULL, setup, it_teardown, 60,
-                         test_tunnel_modes_shown_and_reloaded);
+                         test_tunnel_modes_shown_and_reloaded, test_listener_modes_take_effect);
 }
