@@ -502,6 +502,7 @@ static int make_mesh_table(struct tg_resource *r, const struct tg_config *c)
 
         d->port = s->port;
         d->protocol = s->http ? TG_RES_HTTP : TG_RES_TCP;
+        d->tunnel = s->tunnel;
         if ((d->address = tg_resource_strdup(r, s->text)) == NULL ||
             copy_strs(r, &d->expected_ids, &s->expect) < 0)
             return TG_ENOMEM;

@@ -244,6 +244,21 @@ static Tollgate__V1__Revocations *pb_revocations(struct tg_resource *a,
     return m;
 }
 
+/* enum tg_tunnel_mode as tollgate.v1.TunnelMode. */
+static Tollgate__V1__TunnelMode pb_tunnel(enum tg_tunnel_mode m)
+{
+    switch (m) {
+    case TG_TUNNEL_OFF:
+        return TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_OFF;
+    case TG_TUNNEL_AUTO:
+        return TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_AUTO;
+    case TG_TUNNEL_ON:
+        return TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_ON;
+    default:
+        return TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_UNSET;
+    }
+}
+
 static Tollgate__V1__MeshTable *pb_mesh(struct tg_resource *a, const struct tg_res_mesh_table *t)
 {
     Tollgate__V1__MeshTable *m = new_msg(a, &tollgate__v1__mesh_table__descriptor);
@@ -264,6 +279,7 @@ static Tollgate__V1__MeshTable *pb_mesh(struct tg_resource *a, const struct tg_r
         d->expect = s->expected_ids.v;
         d->protocol = s->protocol == TG_RES_HTTP ? TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP
                                                  : TOLLGATE__V1__PROTOCOL__PROTOCOL_TCP;
+        d->tunnel = pb_tunnel(s->tunnel);
     }
     return m;
 }

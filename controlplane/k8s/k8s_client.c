@@ -311,6 +311,14 @@ static const char *quote(const char *s, char *dst, size_t cap)
 }
 
 /* One watch event line. 0 to go on, -1 to end the transfer (w->relist or w->failed). */
+/* An object kept with something in it ignored (k8s_objects.h): said once each time it
+ * arrives, naming it. */
+static void warn_obj(const char *what, const struct tg_k8s_obj *o)
+{
+    if (o->warning != NULL)
+        tg_warn("kubernetes: %s %s: %s", what, o->key, o->warning);
+}
+
 static int on_event(struct watcher *w, const char *line, size_t len)
 {
     struct tg_k8s_client *c = w->c;
@@ -380,6 +388,8 @@ static int on_event(struct watcher *w, const char *line, size_t len)
         goto done;
     }
     c->stats.events++;
+    if (type[0] != 'D')
+        warn_obj(what, o);
     if (type[0] == 'D') {
         cache_del(&w->cache, o->key);
         tg_k8s_obj_free(o);
@@ -552,6 +562,7 @@ static int on_page(struct watcher *w)
             c->stats.bad_objects++;
             continue;
         }
+        warn_obj(what, o);
         if (cache_put(&w->pending, o) < 0) {
             tg_error("kubernetes: list %s: out of memory", what);
             goto done;

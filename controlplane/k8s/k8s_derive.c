@@ -17,6 +17,7 @@ struct row {
     unsigned prefix;
     uint32_t port;
     bool http;
+    enum tg_tunnel_mode tunnel;           /* derive: the Service's annotation */
     const char *id;                       /* derive: one identity per row */
     const struct tg_res_destination *dst; /* merge: the destination the row stands for */
     bool overlay;
@@ -164,9 +165,9 @@ static const char *endpoint_id(struct derive *d, const struct tg_k8s_obj *slice,
 }
 
 static int add_claim(struct derive *d, const char *address, uint32_t port, bool http,
-                     const char *id)
+                     enum tg_tunnel_mode tunnel, const char *id)
 {
-    struct row r = {.port = port, .http = http, .id = id};
+    struct row r = {.port = port, .http = http, .tunnel = tunnel, .id = id};
 
     if (!parse_place(address, &r)) {
         d->st.skipped++;
@@ -247,7 +248,7 @@ static int derive_service(struct derive *d, const struct tg_k8s_obj *svc)
                     continue;
                 for (size_t a = 0; a < ep->addresses.n; a++)
                     if ((rc = add_claim(d, ep->addresses.v[a], sl->ports[p].port,
-                                        is_http(&sl->ports[p]), id)) < 0)
+                                        is_http(&sl->ports[p]), s->tunnel, id)) < 0)
                         return rc;
             }
             for (size_t p = 0; p < s->n_ports; p++) {
@@ -255,7 +256,7 @@ static int derive_service(struct derive *d, const struct tg_k8s_obj *svc)
                     continue;
                 for (size_t a = 0; a < s->cluster_ips.n; a++)
                     if ((rc = add_claim(d, s->cluster_ips.v[a], s->ports[p].port,
-                                        is_http(&s->ports[p]), id)) < 0)
+                                        is_http(&s->ports[p]), s->tunnel, id)) < 0)
                         return rc;
             }
         }
@@ -267,7 +268,8 @@ static int derive_service(struct derive *d, const struct tg_k8s_obj *svc)
 }
 
 /* Rows sorted by place: each run of one place becomes a destination (ids: the run's
- * distinct identities; http only if every row says http). */
+ * distinct identities; http only if every row says http; the tunnel mode the rows agree on,
+ * else unset, and never on for http: HTTP ports are not carried over tunnels yet). */
 static int build(struct rows *rows, bool from_overlay_wins, struct tg_resource *out)
 {
     struct tg_res_mesh_table *t = &out->u.mesh_table;
@@ -295,6 +297,7 @@ static int build(struct rows *rows, bool from_overlay_wins, struct tg_resource *
             const struct tg_res_destination *src = r->dst;
 
             dst->protocol = src->protocol;
+            dst->tunnel = src->tunnel;
             if (tg_resource_strlist(out, &dst->expected_ids,
                                     (const char *const *)src->expected_ids.v,
                                     src->expected_ids.n) < 0)
@@ -302,17 +305,22 @@ static int build(struct rows *rows, bool from_overlay_wins, struct tg_resource *
             continue;
         }
         dst->protocol = TG_RES_HTTP;
+        dst->tunnel = r->tunnel;
         if ((dst->expected_ids.v = tg_resource_array(out, end - i, sizeof(char *))) == NULL)
             return TG_ENOMEM;
         for (size_t k = i; k < end; k++) {
             if (!rows->v[k].http)
                 dst->protocol = TG_RES_TCP;
+            if (rows->v[k].tunnel != r->tunnel)
+                dst->tunnel = TG_TUNNEL_UNSET; /* Services that disagree: the listener's */
             if (ids > 0 && strcmp(dst->expected_ids.v[ids - 1], rows->v[k].id) == 0)
                 continue;
             if ((dst->expected_ids.v[ids++] = tg_resource_strdup(out, rows->v[k].id)) == NULL)
                 return TG_ENOMEM;
         }
         dst->expected_ids.n = ids;
+        if (dst->protocol == TG_RES_HTTP && dst->tunnel == TG_TUNNEL_ON)
+            dst->tunnel = TG_TUNNEL_OFF;
     }
     return 0;
 }

@@ -25,6 +25,10 @@
  *   "http2", "grpc", "h2c", "kubernetes.io/h2c" and everything else are tcp, since the
  *   sidecar parses HTTP/1.1 only and must pipe HTTP/2 as bytes. One address:port claimed as
  *   both (two Services on one pod port) is tcp. UDP and SCTP ports are skipped.
+ * - Tunnel mode: the Service's annotation TG_K8S_TUNNEL_ANNOTATION (off, auto, on; absent or
+ *   any other value: unset, the sidecar listener's own) on each destination it gives. One
+ *   address:port claimed by Services that disagree is unset; an http one is never on (HTTP
+ *   ports are not carried over tunnels yet, and the sidecar refuses such a push): off.
  * - Output order: by address family, address bytes, then port; expected IDs sorted and
  *   without duplicates. outside_refuse is false (the overlay's setting applies on merge). */
 #ifndef TOLLGATE_K8S_DERIVE_H

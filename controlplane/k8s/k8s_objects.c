@@ -271,7 +271,29 @@ static int parse_pod(struct parse *p, const json_t *meta, const json_t *spec, co
     return 0;
 }
 
-static int parse_service(struct parse *p, const json_t *spec)
+/* The Service's TG_K8S_TUNNEL_ANNOTATION: a value that is not a mode is ignored, never
+ * fatal (the Service is still in the mesh), and said in the object's warning. */
+static int service_tunnel(struct parse *p, const json_t *meta, struct tg_k8s_service *s)
+{
+    const json_t *ann = NULL;
+    const char *v;
+    char text[160];
+    int rc;
+
+    if ((rc = opt_member(p, meta, "annotations", "metadata.annotations", JSON_OBJECT, &ann)) < 0)
+        return rc;
+    if ((v = map_value(ann, TG_K8S_TUNNEL_ANNOTATION)) == NULL ||
+        tg_config_tunnel_parse(v, &s->tunnel) == 0)
+        return 0;
+    snprintf(text, sizeof(text),
+             "annotation " TG_K8S_TUNNEL_ANNOTATION " \"%.40s\" is not off, auto or on: ignored",
+             v);
+    if ((p->o->warning = tg_resource_strdup(p->o->arena, tg_k8s_printable(text))) == NULL)
+        return TG_ENOMEM;
+    return 0;
+}
+
+static int parse_service(struct parse *p, const json_t *meta, const json_t *spec)
 {
     struct tg_k8s_service *s = &p->o->u.svc;
     const json_t *ips = NULL, *pts = NULL;
@@ -280,7 +302,8 @@ static int parse_service(struct parse *p, const json_t *spec)
 
     if (spec == NULL)
         return bad(p, "missing", "spec");
-    if ((rc = opt_str(p, spec, "type", "spec.type", &type)) < 0 ||
+    if ((rc = service_tunnel(p, meta, s)) < 0 ||
+        (rc = opt_str(p, spec, "type", "spec.type", &type)) < 0 ||
         (rc = opt_str(p, spec, "clusterIP", "spec.clusterIP", &ip)) < 0 ||
         (rc = opt_member(p, spec, "clusterIPs", "spec.clusterIPs", JSON_ARRAY, &ips)) < 0 ||
         (rc = opt_member(p, spec, "ports", "spec.ports", JSON_ARRAY, &pts)) < 0)
@@ -466,7 +489,7 @@ int tg_k8s_obj_from_json(enum tg_k8s_kind k, const json_t *j, struct tg_k8s_obj 
         rc = spec == NULL ? bad(&p, "missing", "spec") : parse_pod(&p, meta, spec, status);
         break;
     case TG_K8S_SERVICE:
-        rc = parse_service(&p, spec);
+        rc = parse_service(&p, meta, spec);
         break;
     case TG_K8S_SLICE:
         rc = parse_slice(&p, j, meta);

@@ -20,6 +20,7 @@
 #define TG_K8S_INJECT_LABEL "tollgate.dev/inject"          /* on a Namespace: "enabled" */
 #define TG_K8S_INJECT_ANNOTATION "tollgate.dev/inject"     /* on a Pod: "false" opts out */
 #define TG_K8S_INJECTED_ANNOTATION "tollgate.dev/injected" /* "true": the sidecar is in */
+#define TG_K8S_TUNNEL_ANNOTATION "tollgate.dev/tunnel"     /* on a Service: off, auto, on */
 #define TG_K8S_SIDECAR_CONTAINER "tollgate-proxy"          /* deploy/k8s/components/inject */
 #define TG_K8S_CA_CONFIGMAP "tollgate-ca-root" /* the trust bundle, in each meshed namespace */
 #define TG_K8S_CA_KEY "ca.pem"                 /* its data key */
@@ -74,7 +75,9 @@ struct tg_k8s_service {
     struct tg_strlist cluster_ips; /* spec.clusterIPs (or clusterIP); empty: headless */
     struct tg_k8s_port *ports;
     size_t n_ports;
-    bool external_name; /* type ExternalName: no endpoints, nothing to derive */
+    bool external_name;         /* type ExternalName: no endpoints, nothing to derive */
+    enum tg_tunnel_mode tunnel; /* annotated TG_K8S_TUNNEL_ANNOTATION; UNSET when absent or
+                                 * not off, auto or on (then the object's warning says so) */
 };
 
 struct tg_k8s_endpoint {
@@ -112,6 +115,8 @@ struct tg_k8s_obj {
     const char *name;
     const char *key; /* "ns/name", or "name" for a Namespace: the cache's key */
     const char *resource_version;
+    const char *warning; /* something the object says that was ignored (one line, printable),
+                          * logged by whoever receives it; NULL: none */
     union {
         struct tg_k8s_namespace ns;
         struct tg_k8s_pod pod;

@@ -295,6 +295,12 @@ TG_MUST_USE int tg_config_http_rule_check(const struct tg_config *c,
                                           const char *rule, const int *ports, size_t n_ports,
                                           const int *not_ports, size_t n_not_ports, char *why);
 
+/* The one spelling of a tunnel mode, as the tunnel: key has it: "off", "auto", "on" (exact
+ * case). tg_config_tunnel_parse: 0, or TG_EINVAL for anything else (*out untouched);
+ * tg_config_tunnel_name: the word, "unset" for TG_TUNNEL_UNSET or any other value. */
+TG_MUST_USE int tg_config_tunnel_parse(const char *s, enum tg_tunnel_mode *out);
+const char *tg_config_tunnel_name(enum tg_tunnel_mode m);
+
 /* Parses "250ms", "10s", "5m", "1h", or a bare number of seconds. */
 TG_MUST_USE int tg_duration_parse(const char *s, uint64_t *ms, char *err);
 

@@ -125,6 +125,7 @@ struct tg_res_destination {
     uint32_t port; /* 0: any */
     struct tg_strlist expected_ids;
     enum tg_res_protocol protocol;
+    enum tg_tunnel_mode tunnel; /* numbered as tollgate.v1.TunnelMode; UNSET: the listener's */
 };
 
 struct tg_res_mesh_table {

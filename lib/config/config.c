@@ -56,6 +56,27 @@ const struct tg_cfg_choice tg_cfg_log_formats[] = {
     {"text", TG_LOG_TEXT}, {"json", TG_LOG_JSON}, {NULL, 0}};
 static const struct tg_cfg_choice alogfmt_choices[] = {{"json", 0}, {"text", 1}, {NULL, 0}};
 static const struct tg_cfg_choice tlsver_choices[] = {{"1.3", 0}, {"1.2", 1}, {NULL, 0}};
+static const struct tg_cfg_choice tunnel_choices[] = {
+    {"off", TG_TUNNEL_OFF}, {"auto", TG_TUNNEL_AUTO}, {"on", TG_TUNNEL_ON}, {NULL, 0}};
+
+int tg_config_tunnel_parse(const char *s, enum tg_tunnel_mode *out)
+{
+    for (const struct tg_cfg_choice *c = tunnel_choices; c->name != NULL; c++) {
+        if (strcmp(c->name, s) == 0) {
+            *out = (enum tg_tunnel_mode)c->value;
+            return 0;
+        }
+    }
+    return TG_EINVAL;
+}
+
+const char *tg_config_tunnel_name(enum tg_tunnel_mode m)
+{
+    for (const struct tg_cfg_choice *c = tunnel_choices; c->name != NULL; c++)
+        if (c->value == (int)m)
+            return c->name;
+    return "unset";
+}
 
 /* The parse in progress, for checks across keys (cfg->user). */
 struct parse {
@@ -185,19 +206,59 @@ static const struct tg_cfg_field revocation_fields[] = {
     {.key = NULL},
 };
 
+/* tunnel (outbound listeners, mesh destinations: how we connect out) and tunnels (inbound
+ * listeners: whether we accept them) are one letter apart: where one is written in the
+ * other's place, the error names the right one. */
+static int tunnel_key_misplaced(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path,
+                                void *dst, void *obj)
+{
+    size_t n = strlen(path);
+    bool inbound_key = n >= 7 && strcmp(path + n - 7, "tunnels") == 0;
+
+    (void)dst;
+    (void)obj;
+    return tg_cfg_fail(cfg, v->line, path, "%s",
+                       inbound_key ? "an inbound listener's key (it accepts tunnels); here write "
+                                     "tunnel: off, auto or on"
+                                   : "not an inbound key (an inbound listener accepts tunnels "
+                                     "with tunnels: true; tunnel: off, auto or on is for "
+                                     "outbound listeners and mesh destinations)");
+}
+
 static const struct tg_cfg_field dest_fields[] = {
     TG_CFG_ROWX("address", TG_CFG_CIDR, 0, .required = true),
     TG_CFG_ROW("port", TG_CFG_PORT, DEST(port)),
     TG_CFG_ROWX("expect", TG_CFG_IDS, DEST(expect), .required = true, .min = 1),
     ENUM_ROW("protocol", struct tg_mesh_dest, http, protocol_choices, "a protocol"),
+    ENUM_ROW("tunnel", struct tg_mesh_dest, tunnel, tunnel_choices, "a tunnel mode"),
     RENAMED_ROW("expected_ids", "expect"),
+    TG_CFG_ROWX("tunnels", TG_CFG_FUNC, 0, .fn = tunnel_key_misplaced),
     {.key = NULL},
 };
+
+/* tunnel: on promises a tunnel or nothing, and the destination's sidecar refuses a stream to
+ * a protocol: http port (its requests must each be decided; tunnel.c): such a destination
+ * could never be reached. auto is fine there: it connects directly. */
+static int check_dest(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path, void *dst,
+                      void *obj)
+{
+    const struct tg_mesh_dest *d = dst;
+    const struct tg_cfg_node *k = NULL;
+    char key[TG_CFG_KEYPATH];
+
+    (void)obj;
+    if (d->tunnel == TG_TUNNEL_ON && d->http && tg_cfg_get(v, "tunnel", &k) != NULL)
+        return tg_cfg_fail(cfg, k->line, tg_cfg_join(key, path, "tunnel"),
+                           "on is not for a protocol: http destination yet (HTTP ports are not "
+                           "carried over tunnels: want auto or off)");
+    return 0;
+}
 
 static const struct tg_cfg_field mesh_fields[] = {
     ENUM_ROW("outside", struct tg_config, mesh_refuse_outside, outside_choices, NULL),
     TG_CFG_ROWX("destinations", TG_CFG_LIST, CFG(dests), .count = CFG(n_dests),
-                .size = sizeof(struct tg_mesh_dest), .sub = dest_fields, .what = "destinations"),
+                .size = sizeof(struct tg_mesh_dest), .sub = dest_fields, .fn = check_dest,
+                .what = "destinations"),
     RENAMED_ROW("outside_mesh", "outside"),
     {.key = NULL},
 };
@@ -635,6 +696,7 @@ static const struct tg_cfg_field inbound_fields[] = {
     TG_CFG_ROW("allow", TG_CFG_IDS, IN(allow)),
     TG_CFG_ROW("allow_unauthenticated", TG_CFG_BOOL, IN(allow_unauth)),
     TG_CFG_ROW("tunnels", TG_CFG_BOOL, IN(tunnels)),
+    TG_CFG_ROWX("tunnel", TG_CFG_FUNC, 0, .fn = tunnel_key_misplaced),
     ENUM_ROW("protocol", struct tg_inbound_cfg, http, protocol_choices, "a protocol"),
     TG_CFG_ROWX("http", TG_CFG_FUNC, IN(http_cfg), .fn = read_http),
     TG_CFG_ROWX("limits", TG_CFG_MAP, IN(limits), .sub = listener_limit_fields),
@@ -649,7 +711,20 @@ static const struct tg_cfg_field outbound_fields[] = {
     TG_CFG_ROWX("expect", TG_CFG_IDS, OUT(expect), .min = 1),
     TG_CFG_ROWX("sni", TG_CFG_STR, OUT(sni), .item = check_sni),
     ENUM_ROW("protocol", struct tg_outbound_cfg, http, protocol_choices, "a protocol"),
+    ENUM_ROW("tunnel", struct tg_outbound_cfg, tunnel, tunnel_choices, "a tunnel mode"),
+    TG_CFG_ROWX("tunnels", TG_CFG_FUNC, 0, .fn = tunnel_key_misplaced),
     TG_CFG_ROWX("limits", TG_CFG_MAP, OUT(limits), .sub = listener_limit_fields),
+    {.key = NULL},
+};
+
+/* tunnel_pool: the outbound tunnels each worker keeps (config.h). */
+static const struct tg_cfg_field tunnel_pool_fields[] = {
+    UINT_ROW("streams_per_connection", struct tg_tunnel_pool_cfg, streams_per_connection, 1, 1000),
+    UINT_ROW("connections_per_destination", struct tg_tunnel_pool_cfg, connections_per_destination,
+             1, 64),
+    TG_CFG_ROWX("idle_timeout", TG_CFG_DURATION,
+                offsetof(struct tg_tunnel_pool_cfg, idle_timeout_ms), .min = 1000,
+                .max = 3600 * 1000),
     {.key = NULL},
 };
 
@@ -699,6 +774,11 @@ static void inbound_init(void *el)
         .max_line = 16 << 10,
         .max_fields = 100,
     };
+}
+
+static void outbound_init(void *el)
+{
+    ((struct tg_outbound_cfg *)el)->tunnel = TG_TUNNEL_OFF;
 }
 
 static int check_inbound(struct tg_cfg *cfg, const struct tg_cfg_node *v, const char *path,
@@ -761,6 +841,7 @@ static const struct tg_cfg_field top_fields[] = {
     ENUM_ROW("access_log_format", struct tg_config, access_log_text, alogfmt_choices,
              "an access log format"),
     TG_CFG_ROWX("buffer_size", TG_CFG_SIZE, CFG(buffer_size), .min = 4 << 10, .max = 16 << 20),
+    TG_CFG_ROWX("tunnel_pool", TG_CFG_MAP, CFG(tunnel_pool), .sub = tunnel_pool_fields),
     TG_CFG_ROWX("identity", TG_CFG_MAP, 0, .sub = identity_fields),
     TG_CFG_ROWX("control_plane", TG_CFG_MAP, 0, .sub = cp_fields, .fn = check_cp),
     TG_CFG_ROWX("tls", TG_CFG_MAP, 0, .sub = tls_fields),
@@ -770,7 +851,7 @@ static const struct tg_cfg_field top_fields[] = {
                 .fn = check_inbound, .what = "listeners"),
     TG_CFG_ROWX("outbound", TG_CFG_LIST, CFG(outbound), .count = CFG(n_outbound),
                 .size = sizeof(struct tg_outbound_cfg), .sub = outbound_fields,
-                .fn = check_outbound, .what = "listeners"),
+                .init = outbound_init, .fn = check_outbound, .what = "listeners"),
     TG_CFG_ROWX("mesh", TG_CFG_MAP, 0, .sub = mesh_fields),
     TG_CFG_ROWX("workload", TG_CFG_MAP, 0, .sub = workload_fields),
     TG_CFG_ROWX("authorization", TG_CFG_MAP, 0, .sub = authz_fields),

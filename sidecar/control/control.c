@@ -277,6 +277,10 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         return "workers";
     if (a->buffer_size != b->buffer_size)
         return "buffer_size";
+    if (a->tunnel_pool.streams_per_connection != b->tunnel_pool.streams_per_connection ||
+        a->tunnel_pool.connections_per_destination != b->tunnel_pool.connections_per_destination ||
+        a->tunnel_pool.idle_timeout_ms != b->tunnel_pool.idle_timeout_ms)
+        return "tunnel_pool";
     if (a->access_log != b->access_log)
         return "access_log";
     if (a->access_log_text != b->access_log_text || a->log_format != b->log_format)
@@ -323,7 +327,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
 
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
-            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni) || x->http != y->http)
+            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni) || x->http != y->http ||
+            x->tunnel != y->tunnel)
             return "outbound";
     }
     return NULL;

@@ -575,6 +575,28 @@ static int from_revocations(struct tg_resource *r, const Tollgate__V1__Revocatio
     return 0;
 }
 
+/* tollgate.v1.TunnelMode as enum tg_tunnel_mode; false for a value this sidecar does not
+ * know (a newer control plane's, or garbage): the push is refused, not read as another. */
+static bool tunnel_mode(int v, enum tg_tunnel_mode *out)
+{
+    switch (v) {
+    case TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_UNSET:
+        *out = TG_TUNNEL_UNSET;
+        return true;
+    case TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_OFF:
+        *out = TG_TUNNEL_OFF;
+        return true;
+    case TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_AUTO:
+        *out = TG_TUNNEL_AUTO;
+        return true;
+    case TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_ON:
+        *out = TG_TUNNEL_ON;
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable *m, char *err)
 {
     struct tg_res_mesh_table *t = &r->u.mesh_table;
@@ -597,6 +619,16 @@ static int from_mesh_table(struct tg_resource *r, const Tollgate__V1__MeshTable 
         if (s->port > 65535)
             return tg_err_set(err, TG_EINVAL, "destination %s: port %" PRIu32 " out of range",
                               s->address, s->port);
+        if (!tunnel_mode((int)s->tunnel, &d->tunnel))
+            return tg_err_set(err, TG_EINVAL,
+                              "destination %s: unknown tunnel mode %d (want unset, off, auto or "
+                              "on)",
+                              s->address, (int)s->tunnel);
+        if (d->tunnel == TG_TUNNEL_ON && s->protocol == TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP)
+            return tg_err_set(err, TG_EINVAL,
+                              "destination %s: tunnel on with protocol http (HTTP ports are not "
+                              "carried over tunnels yet)",
+                              s->address);
         d->protocol =
             s->protocol == TOLLGATE__V1__PROTOCOL__PROTOCOL_HTTP ? TG_RES_HTTP : TG_RES_TCP;
         d->port = s->port;

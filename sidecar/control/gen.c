@@ -245,6 +245,7 @@ static int build_pushed_mesh(struct tg_gen *g, const struct tg_res_mesh_table *m
         d->port = (uint16_t)s->port;
         d->expect = s->expected_ids;
         d->http = s->protocol == TG_RES_HTTP;
+        d->tunnel = s->tunnel;
     }
     g->mesh = (struct tg_mesh){g->pushed_dests, m->n_destinations, m->outside_refuse};
     return 0;

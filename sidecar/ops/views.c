@@ -189,6 +189,37 @@ static void dump_peers(const struct tg_view_src *v, FILE *f)
     tg_peers_snapshot_free(rows, n);
 }
 
+/* mesh: the table the generation holds (its file's or the pushed one), counted, and each
+ * destination whose own tunnel mode is set (the others follow their listener's); and
+ * tunnel_pool, the limits of outbound tunnels. */
+static void dump_tunnels(const struct tg_view_src *v, FILE *f)
+{
+    const struct tg_tunnel_pool_cfg *p = &v->cfg->tunnel_pool;
+
+    if (v->gen != NULL) {
+        const struct tg_mesh *m = &v->gen->mesh;
+
+        fprintf(f, ",\"mesh\":{\"outside\":\"%s\",\"destinations\":%zu,\"tunnel\":[",
+                m->refuse_outside ? "refuse" : "passthrough", m->n);
+        for (size_t i = 0, n = 0; i < m->n; i++) {
+            const struct tg_mesh_dest *d = &m->dests[i];
+
+            if (d->tunnel == TG_TUNNEL_UNSET)
+                continue;
+            fputs(n++ ? ",{\"address\":" : "{\"address\":", f);
+            json_str(f, d->text);
+            fprintf(f, ",\"port\":%u,\"tunnel\":\"%s\"}", (unsigned)d->port,
+                    tg_config_tunnel_name(d->tunnel));
+        }
+        fputs("]}", f);
+    }
+    fprintf(f,
+            ",\"tunnel_pool\":{\"streams_per_connection\":%u,\"connections_per_destination\":%u,"
+            "\"idle_timeout_ms\":%llu}",
+            p->streams_per_connection, p->connections_per_destination,
+            (unsigned long long)p->idle_timeout_ms);
+}
+
 static const char *identity_from(const struct tg_view_src *v, const char *path)
 {
     return v->cfg->wl.enabled ? "(workload API)" : v->cfg->cp.enabled ? "(control plane)" : path;
@@ -266,6 +297,8 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
                                            : "original destination");
         if (l->tunnels)
             fputs(",\"tunnels\":true", f);
+        if (!l->inbound)
+            fprintf(f, ",\"tunnel\":\"%s\"", tg_config_tunnel_name(l->tunnel));
         fprintf(f, ",\"%s\":[", l->inbound ? "allow" : "expect");
         for (size_t j = 0; j < l->rule.ids->n; j++) {
             if (j)
@@ -274,7 +307,9 @@ char *tg_view_config_dump(const struct tg_view_src *v, size_t *len)
         }
         fputs("]}", f);
     }
-    fputs("]}\n", f);
+    fputc(']', f);
+    dump_tunnels(v, f);
+    fputs("}\n", f);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

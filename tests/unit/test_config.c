@@ -109,6 +109,44 @@ static const struct {
     {ID "inbound: [{listen: '127.0.0.1:1', upstream: '127.0.0.1:2', tunnels: true, "
         "proxy_protocol: true}]\n",
      "inbound[0].tunnels: not with proxy_protocol: true yet"},
+    /* tunnel: how an outbound listener and a mesh destination connect; tunnel_pool: limits */
+    {ID OUT1 "    tunnel: auto\n", NULL},
+    {ID "outbound: [{listen: '127.0.0.1:15001', transparent: true, tunnel: on}]\n"
+        "mesh:\n  destinations:\n"
+        "    - {address: 10.0.0.0/8, expect: [spiffe://a/b], tunnel: off}\n"
+        "    - {address: 10.1.0.0/16, expect: [spiffe://a/b], protocol: http, tunnel: auto}\n"
+        "    - {address: 10.2.0.0/16, expect: [spiffe://a/b], tunnel: 'on'}\n"
+        "tunnel_pool: {streams_per_connection: 1000, connections_per_destination: 64, "
+        "idle_timeout: 1h}\n",
+     NULL},
+    {ID OUT1 "tunnel_pool: {streams_per_connection: 1, connections_per_destination: 1, "
+             "idle_timeout: 1s}\n",
+     NULL},
+    {ID OUT1 "tunnel_pool: {}\n", NULL},
+    {ID OUT1 "tunnel_pool: 100\n", "t.yaml:6: tunnel_pool: want a mapping"},
+    {ID OUT1 "    tunnel: yes\n",
+     "t.yaml:6: outbound[0].tunnel: \"yes\" is not a tunnel mode (want off, auto or on)"},
+    {ID OUT1 "    tunnel: On\n", "outbound[0].tunnel: \"On\" is not a tunnel mode"},
+    {ID OUT1 "    tunnel: true\n", "outbound[0].tunnel: \"true\" is not a tunnel mode"},
+    {ID OUT1 "    tunnel:\n", "t.yaml:6: outbound[0].tunnel: has no value"},
+    {ID OUT1 "    tunnels: true\n",
+     "t.yaml:6: outbound[0].tunnels: an inbound listener's key (it accepts tunnels); here write "
+     "tunnel: off, auto or on"},
+    {ID IN1 "    tunnel: auto\n",
+     "t.yaml:5: inbound[0].tunnel: not an inbound key (an inbound listener accepts tunnels with "
+     "tunnels: true"},
+    {ID OUT1 "mesh: {destinations: [{address: 10.0.0.1, expect: [spiffe://a/b], tunnels: on}]}\n",
+     "t.yaml:6: mesh.destinations[0].tunnels: an inbound listener's key"},
+    {ID OUT1
+     "mesh: {destinations: [{address: 10.0.0.1, expect: [spiffe://a/b], tunnel: always}]}\n",
+     "t.yaml:6: mesh.destinations[0].tunnel: \"always\" is not a tunnel mode (want off, auto or "
+     "on)"},
+    {ID OUT1 "mesh:\n  destinations:\n"
+             "    - {address: 10.0.0.1, expect: [spiffe://a/b], protocol: tcp}\n"
+             "    - {address: 10.0.0.2, port: 80, expect: [spiffe://a/b],\n"
+             "       tunnel: on, protocol: http}\n",
+     "t.yaml:10: mesh.destinations[1].tunnel: on is not for a protocol: http destination yet "
+     "(HTTP ports are not carried over tunnels: want auto or off)"},
     {ID IN1 "    mode: permissive\n    allow_unauthenticated: true\n",
      "t.yaml:3: inbound[0].allow_unauthenticated: only with an allow list"},
     {ID IN1 "    allow: [spiffe://mesh.local/a]\n    allow_unauthenticated: yes\n",
@@ -594,6 +632,79 @@ START_TEST(test_config_defaults)
 }
 END_TEST
 
+/* Outbound listeners are off unless they say otherwise, a destination without the key
+ * keeps its listener's mode (unset), and the pool's limits have their defaults. */
+START_TEST(test_config_tunnel_modes_and_pool)
+{
+    static const char plain[] = ID OUT1 "mesh: {destinations: [{address: 10.0.0.1, expect: "
+                                        "[spiffe://a/b]}]}\n";
+    static const char set[] =
+        ID "outbound:\n"
+           "  - {listen: '127.0.0.1:15001', transparent: true, tunnel: auto}\n"
+           "  - {listen: '127.0.0.1:15002', upstream: '127.0.0.1:1', expect: [spiffe://a/b], "
+           "tunnel: on}\n"
+           "  - {listen: '127.0.0.1:15003', upstream: '127.0.0.1:1', expect: [spiffe://a/b], "
+           "tunnel: off}\n"
+           "mesh:\n  destinations:\n"
+           "    - {address: 10.0.0.1, expect: [spiffe://a/b], tunnel: off}\n"
+           "    - {address: 10.0.0.2, expect: [spiffe://a/b], tunnel: auto}\n"
+           "    - {address: 10.0.0.3, expect: [spiffe://a/b], tunnel: on}\n"
+           "    - {address: 10.0.0.4, expect: [spiffe://a/b]}\n"
+           "tunnel_pool: {streams_per_connection: 7, connections_per_destination: 3, "
+           "idle_timeout: 90s}\n";
+    struct tg_config *c = parse_ok(plain, strlen(plain), "t.yaml");
+
+    ck_assert_int_eq(c->outbound[0].tunnel, TG_TUNNEL_OFF);
+    ck_assert_int_eq(c->dests[0].tunnel, TG_TUNNEL_UNSET);
+    ck_assert_uint_eq(c->tunnel_pool.streams_per_connection, 100);
+    ck_assert_uint_eq(c->tunnel_pool.connections_per_destination, 2);
+    ck_assert_uint_eq(c->tunnel_pool.idle_timeout_ms, 60 * 1000);
+    tg_config_unref(c);
+
+    c = parse_ok(set, strlen(set), "t.yaml");
+    ck_assert_int_eq(c->outbound[0].tunnel, TG_TUNNEL_AUTO);
+    ck_assert_int_eq(c->outbound[1].tunnel, TG_TUNNEL_ON);
+    ck_assert_int_eq(c->outbound[2].tunnel, TG_TUNNEL_OFF);
+    ck_assert_int_eq(c->dests[0].tunnel, TG_TUNNEL_OFF);
+    ck_assert_int_eq(c->dests[1].tunnel, TG_TUNNEL_AUTO);
+    ck_assert_int_eq(c->dests[2].tunnel, TG_TUNNEL_ON);
+    ck_assert_int_eq(c->dests[3].tunnel, TG_TUNNEL_UNSET);
+    ck_assert_uint_eq(c->tunnel_pool.streams_per_connection, 7);
+    ck_assert_uint_eq(c->tunnel_pool.connections_per_destination, 3);
+    ck_assert_uint_eq(c->tunnel_pool.idle_timeout_ms, 90 * 1000);
+    tg_config_unref(c);
+}
+END_TEST
+
+/* tunnel_pool's keys, one at a time: "KEY: VALUE" and what is said of it. */
+static const struct {
+    const char *pair, *want;
+} pool_bad[] = {
+    {"streams_per_connection: 0", "streams_per_connection: 0 is out of range (want 1..1000)"},
+    {"streams_per_connection: 1001", "streams_per_connection: 1001 is out of range (want 1..1000)"},
+    {"connections_per_destination: 65", "connections_per_destination: 65 is out of range (want "
+                                        "1..64)"},
+    {"connections_per_destination: 0", "connections_per_destination: 0 is out of range"},
+    {"idle_timeout: 500ms", "idle_timeout: out of range (want 1000ms to 3600s)"},
+    {"idle_timeout: 61m", "idle_timeout: out of range (want 1000ms to 3600s)"},
+    {"idle_timeout: 0", "idle_timeout: must be more than 0"},
+    {"idle_timeout: soon", "idle_timeout: \"soon\" is not a duration"},
+    {"streams: 10", "streams: unknown key"},
+};
+
+START_TEST(test_config_tunnel_pool_refused)
+{
+    char yaml[256], want[160], err[TG_ERRLEN] = "";
+    struct tg_config *c = NULL;
+
+    snprintf(yaml, sizeof(yaml), ID OUT1 "tunnel_pool: {%s}\n", pool_bad[_i].pair);
+    snprintf(want, sizeof(want), "t.yaml:6: tunnel_pool.%s", pool_bad[_i].want);
+    ck_assert_int_eq(tg_config_parse(yaml, strlen(yaml), "t.yaml", &c, err), TG_ECONFIG);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s:\n  err:  %s\n  want: %s",
+                  pool_bad[_i].pair, err, want);
+}
+END_TEST
+
 START_TEST(test_config_control_plane_fields)
 {
     static const char yaml[] = "control_plane:\n"
@@ -1057,13 +1168,15 @@ Suite *tg_test_suite(void)
     TCase *tc = TG_TEST_CASE(
         s, "config", test_config_full_file_sets_every_field,
         test_config_inbound_upstream_and_unauthenticated, test_config_defaults,
-        test_config_control_plane_fields, test_config_control_plane_defaults,
-        test_config_names_only_for_control_plane, test_config_parse_resolves_against_name,
-        test_config_load_resolves_relative_paths, test_config_load_error_names_file,
-        test_config_load_missing_file, test_config_load_directory, test_config_huge_input,
-        test_config_huge_values, test_config_too_many_entries, test_config_parse_uses_len);
+        test_config_tunnel_modes_and_pool, test_config_control_plane_fields,
+        test_config_control_plane_defaults, test_config_names_only_for_control_plane,
+        test_config_parse_resolves_against_name, test_config_load_resolves_relative_paths,
+        test_config_load_error_names_file, test_config_load_missing_file,
+        test_config_load_directory, test_config_huge_input, test_config_huge_values,
+        test_config_too_many_entries, test_config_parse_uses_len);
 
     TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_config_table, cases),
+                  TG_TEST_LOOP(test_config_tunnel_pool_refused, pool_bad),
                   TG_TEST_LOOP(test_config_control_plane_address_table, cp_addrs));
     /* the address and duration grammars the control plane's config shares */
     tc = TG_TEST_CASE(s, "grammars", test_addr_parse_long_input);

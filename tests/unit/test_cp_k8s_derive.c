@@ -92,15 +92,24 @@ static void pod(const char *nsn, const char *name, const char *sa, const char *i
     add(TG_K8S_POD, j);
 }
 
-static void svc(const char *nsn, const char *name, const char *cluster_ips, const char *ports)
+/* tunnel: the value of the annotation tollgate.dev/tunnel (a JSON string's body); NULL: none */
+static void svc_tunnel(const char *nsn, const char *name, const char *tunnel,
+                       const char *cluster_ips, const char *ports)
 {
-    char j[1024];
+    char j[1024], ann[128] = "";
 
+    if (tunnel != NULL)
+        snprintf(ann, sizeof(ann), ",\"annotations\":{\"tollgate.dev/tunnel\":\"%s\"}", tunnel);
     snprintf(j, sizeof(j),
              "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\","
-             "\"namespace\":\"%s\"},\"spec\":{\"clusterIPs\":[%s],\"ports\":[%s]}}",
-             name, nsn, cluster_ips, ports);
+             "\"namespace\":\"%s\"%s},\"spec\":{\"clusterIPs\":[%s],\"ports\":[%s]}}",
+             name, nsn, ann, cluster_ips, ports);
     add(TG_K8S_SERVICE, j);
+}
+
+static void svc(const char *nsn, const char *name, const char *cluster_ips, const char *ports)
+{
+    svc_tunnel(nsn, name, NULL, cluster_ips, ports);
 }
 
 static void slice(const char *nsn, const char *name, const char *service, const char *type,
@@ -143,6 +152,9 @@ static const char *derive(struct tg_k8s_derive_stats *st)
         for (size_t k = 0; k < d->expected_ids.n; k++)
             used += (size_t)snprintf(out + used, sizeof(out) - used, "%s%s", k ? "," : "",
                                      d->expected_ids.v[k] + strlen("spiffe://mesh.local/"));
+        if (d->tunnel != TG_TUNNEL_UNSET)
+            used += (size_t)snprintf(out + used, sizeof(out) - used, " tunnel=%s",
+                                     tg_config_tunnel_name(d->tunnel));
         used += (size_t)snprintf(out + used, sizeof(out) - used, "\n");
     }
     ck_assert(!r->u.mesh_table.outside_refuse);
@@ -310,6 +322,60 @@ START_TEST(test_k8s_app_protocol_and_port_names)
 }
 END_TEST
 
+/* tollgate.dev/tunnel on a Service: its mode on every destination it gives; never on for
+ * an http port (off); a pod port two Services claim with different modes: unset. */
+START_TEST(test_k8s_tunnel_annotation)
+{
+    ns("prod", true);
+    pod("prod", "db", "db", "{\"ip\":\"10.1.0.70\"}", true);
+    svc_tunnel("prod", "db", "on", "\"10.96.0.70\"",
+               "{\"name\":\"pg\",\"port\":5432},{\"name\":\"http-admin\",\"port\":80}");
+    svc_tunnel("prod", "db-ro", "auto", "\"10.96.0.71\"", "{\"name\":\"pg\",\"port\":5432}");
+    svc("prod", "db-any", "\"10.96.0.72\"", "{\"name\":\"pg\",\"port\":5432}");
+    slice("prod", "db-1", "db", "IPv4", "{\"name\":\"pg\",\"port\":5432}",
+          EP("10.1.0.70", "db", "true"));
+    slice("prod", "db-ro-1", "db-ro", "IPv4", "{\"name\":\"pg\",\"port\":5432}",
+          EP("10.1.0.70", "db", "true"));
+    ck_assert_str_eq(derive(NULL), "10.1.0.70 5432 tcp ns/prod/sa/db\n" /* on and auto: unset */
+                                   "10.96.0.70 80 http ns/prod/sa/db tunnel=off\n"
+                                   "10.96.0.70 5432 tcp ns/prod/sa/db tunnel=on\n"
+                                   "10.96.0.71 5432 tcp ns/prod/sa/db tunnel=auto\n");
+    /* both Services of the pod port agree: kept */
+    svc_tunnel("prod", "db-ro", "on", "\"10.96.0.71\"", "{\"name\":\"pg\",\"port\":5432}");
+    ck_assert_str_eq(derive(NULL), "10.1.0.70 5432 tcp ns/prod/sa/db tunnel=on\n"
+                                   "10.96.0.70 80 http ns/prod/sa/db tunnel=off\n"
+                                   "10.96.0.70 5432 tcp ns/prod/sa/db tunnel=on\n"
+                                   "10.96.0.71 5432 tcp ns/prod/sa/db tunnel=on\n");
+}
+END_TEST
+
+/* A value that is not a mode: the Service is kept, unset, and its warning names the value
+ * (logged by the watch with the Service's name), one printable line. */
+static const struct {
+    const char *value, *warning;
+} tunnel_bad[] = {
+    {"yes", "annotation tollgate.dev/tunnel \"yes\" is not off, auto or on: ignored"},
+    {"On", "annotation tollgate.dev/tunnel \"On\" is not off, auto or on: ignored"},
+    {"", "annotation tollgate.dev/tunnel \"\" is not off, auto or on: ignored"},
+    {"on\\n\\u001b[2J", "annotation tollgate.dev/tunnel \"on??[2J\" is not off"},
+};
+
+START_TEST(test_k8s_tunnel_annotation_bad_value)
+{
+    const struct tg_k8s_obj *o;
+
+    svc_tunnel("prod", "web", tunnel_bad[_i].value, "\"10.96.0.80\"", "{\"port\":80}");
+    o = w.objs[TG_K8S_SERVICE][0];
+    ck_assert_int_eq(o->u.svc.tunnel, TG_TUNNEL_UNSET);
+    ck_assert_ptr_nonnull(o->warning);
+    ck_assert_msg(strncmp(o->warning, tunnel_bad[_i].warning, strlen(tunnel_bad[_i].warning)) == 0,
+                  "%s", o->warning);
+    svc_tunnel("prod", "web", "off", "\"10.96.0.80\"", "{\"port\":80}"); /* fixed: no warning */
+    ck_assert_int_eq(w.objs[TG_K8S_SERVICE][0]->u.svc.tunnel, TG_TUNNEL_OFF);
+    ck_assert_ptr_null(w.objs[TG_K8S_SERVICE][0]->warning);
+}
+END_TEST
+
 /* Endpoints without a Pod reference, slices of no Service, finished pods: nothing. */
 START_TEST(test_k8s_unknown_pods_are_outside)
 {
@@ -343,6 +409,7 @@ START_TEST(test_k8s_merge_overlay_wins)
     t->destinations = tg_resource_array(o, 2, sizeof(*t->destinations));
     t->destinations[0].address = tg_resource_strdup(o, "10.96.0.10"); /* as a derived one */
     t->destinations[0].port = 80;
+    t->destinations[0].tunnel = TG_TUNNEL_AUTO; /* kept with the rest of the overlay's */
     ck_assert_int_eq(tg_resource_strlist(o, &t->destinations[0].expected_ids, vm_id, 1), 0);
     t->destinations[1].address = tg_resource_strdup(o, "10.0.0.0/8"); /* kept beside /32s */
     ck_assert_int_eq(tg_resource_strlist(o, &t->destinations[1].expected_ids, vm_id, 1), 0);
@@ -356,6 +423,8 @@ START_TEST(test_k8s_merge_overlay_wins)
     ck_assert_uint_eq(m->u.mesh_table.destinations[5].port, 80);
     ck_assert_str_eq(m->u.mesh_table.destinations[5].expected_ids.v[0], vm_id[0]);
     ck_assert_uint_eq(m->u.mesh_table.destinations[5].expected_ids.n, 1);
+    ck_assert_int_eq(m->u.mesh_table.destinations[5].tunnel, TG_TUNNEL_AUTO);
+    ck_assert_int_eq(m->u.mesh_table.destinations[0].tunnel, TG_TUNNEL_UNSET);
     tg_resource_free(m);
     ck_assert_int_eq(tg_k8s_mesh_merge(NULL, o, &m), 0); /* no cluster yet: the overlay */
     ck_assert_uint_eq(m->u.mesh_table.n_destinations, 2);
@@ -419,15 +488,16 @@ END_TEST
 Suite *tg_test_suite(void)
 {
     TCase *tc;
-    Suite *s =
-        TG_TEST_SUITE("cp_k8s_derive", "derive", &tc, /* services, then pods, then the merge */
-                      test_k8s_service_two_ports_two_slices, test_k8s_dual_stack_cluster_ips,
-                      test_k8s_headless_service_endpoints_only,
-                      test_k8s_app_protocol_and_port_names, test_k8s_unready_endpoint_is_left_out,
-                      test_k8s_pod_changes_service_account, test_k8s_pod_without_sidecar_is_outside,
-                      test_k8s_unknown_pods_are_outside, test_k8s_merge_overlay_wins);
+    Suite *s = TG_TEST_SUITE(
+        "cp_k8s_derive", "derive", &tc, /* services, then pods, then the merge */
+        test_k8s_service_two_ports_two_slices, test_k8s_dual_stack_cluster_ips,
+        test_k8s_headless_service_endpoints_only, test_k8s_app_protocol_and_port_names,
+        test_k8s_unready_endpoint_is_left_out, test_k8s_pod_changes_service_account,
+        test_k8s_pod_without_sidecar_is_outside, test_k8s_unknown_pods_are_outside,
+        test_k8s_tunnel_annotation, test_k8s_merge_overlay_wins);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_k8s_bad_objects_named, 0, TG_NELEM(bad_objects));
+    tcase_add_loop_test(tc, test_k8s_tunnel_annotation_bad_value, 0, TG_NELEM(tunnel_bad));
     return s;
 }

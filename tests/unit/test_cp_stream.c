@@ -55,6 +55,7 @@ static const char mesh_yaml[] = "authorization:\n"
                                 "      port: 8080\n"
                                 "      expect: [\"spiffe://mesh.local/ns/prod/sa/api\"]\n"
                                 "      protocol: http\n"
+                                "      tunnel: auto\n"
                                 "settings:\n"
                                 "  tls:\n"
                                 "    min_version: \"1.2\"\n"
@@ -169,10 +170,10 @@ static void describe(const struct tg_resource *r, char *dst, size_t cap)
                  l->limits[0].key_by == TG_RES_LIMIT_BY_FINGERPRINT ? "fingerprint" : "id",
                  l->limits[0].match);
     if (r->type == TG_RES_MESH_TABLE && m->n_destinations > 0)
-        snprintf(dst, cap, "outside %s address %s expect %s", m->outside_refuse ? "refuse" : "-",
-                 m->destinations[0].address,
-                 m->destinations[0].expected_ids.n > 0 ? m->destinations[0].expected_ids.v[0]
-                                                       : "-");
+        snprintf(dst, cap, "outside %s address %s expect %s tunnel %s",
+                 m->outside_refuse ? "refuse" : "-", m->destinations[0].address,
+                 m->destinations[0].expected_ids.n > 0 ? m->destinations[0].expected_ids.v[0] : "-",
+                 tg_config_tunnel_name(m->destinations[0].tunnel));
     if (r->type == TG_RES_PROXY_SETTINGS)
         snprintf(dst, cap, "tls %s %s timeouts %llu %llu %llu mode %d",
                  p->min_tls_version != NULL ? p->min_tls_version : "-",
@@ -383,7 +384,8 @@ START_TEST(test_cp_stream_bootstrap_by_token)
                      "key fingerprint principal spiffe://mesh.local/ns/default/*");
     ck_assert_str_eq(
         H.got[TG_RES_MESH_TABLE],
-        "outside refuse address 10.0.0.0/24 expect spiffe://mesh.local/ns/prod/sa/api");
+        "outside refuse address 10.0.0.0/24 expect spiffe://mesh.local/ns/prod/sa/api tunnel "
+        "auto");
     ck_assert_str_eq(H.got[TG_RES_PROXY_SETTINGS],
                      "tls 1.2 TLS13-AES128-GCM-SHA256 timeouts 5000 600000 250 mode 2");
     cs = tg_cp_client_stats(H.cli);

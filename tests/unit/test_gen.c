@@ -400,6 +400,7 @@ START_TEST(test_gen_pushed_mesh_and_settings)
     m->n_destinations = 1;
     m->destinations[0].address = tg_resource_strdup(r, "10.0.0.0/24");
     m->destinations[0].port = 8080;
+    m->destinations[0].tunnel = TG_TUNNEL_AUTO;
     ck_assert_int_eq(tg_resource_strlist(r, &m->destinations[0].expected_ids, &who, 1), 0);
     m->outside_refuse = true;
     f.st.res[TG_RES_MESH_TABLE] = tg_cp_res_new(r, "mt-1");
@@ -409,6 +410,7 @@ START_TEST(test_gen_pushed_mesh_and_settings)
     ck_assert_str_eq(g->mesh.dests[0].text, "10.0.0.0/24");
     ck_assert_uint_eq(g->mesh.dests[0].prefix, 24);
     ck_assert_uint_eq(g->mesh.dests[0].port, 8080);
+    ck_assert_int_eq(g->mesh.dests[0].tunnel, TG_TUNNEL_AUTO); /* the destination's own mode */
     tg_gen_unref(g);
     m->destinations[0].address = tg_resource_strdup(r, "10.0.0.1/24");
     ck_assert_int_lt(cp_build(&f, &g, err), 0);

@@ -245,7 +245,9 @@ START_TEST(test_pushwire_mesh_table)
     ck_assert_uint_eq(got->expected_ids.n, 1);
     ck_assert_str_eq(got->expected_ids.v[0], "spiffe://mesh.local/ns/prod/sa/api");
     ck_assert_int_eq(got->protocol, TG_RES_HTTP);
+    ck_assert_int_eq(got->tunnel, TG_TUNNEL_UNSET); /* an older control plane's: unset */
 
+    /* and packed with the tunnel field unset (its zero), the very bytes an older one sends */
     d.address = UT_STR("10.0.0.0/24");
     d.port = 8080;
     d.expect = expect;
@@ -256,6 +258,95 @@ START_TEST(test_pushwire_mesh_table)
     mt.outside = TOLLGATE__V1__OUTSIDE_MESH__OUTSIDE_MESH_REFUSE;
     F.p.mesh_table = &mt;
     pack_equals(&F.p, TG_RES_MESH_TABLE, &F.w);
+}
+END_TEST
+
+/* Destination.tunnel (field 5, TunnelMode): a varint after the old fields; every mode
+ * decodes, and the message packs into the same bytes. */
+static void tunnel_dest(struct wire *out, unsigned protocol, unsigned tunnel)
+{
+    struct wire d = {0}, mt = {0};
+
+    put_str(&d, 1, "10.0.0.7");
+    put_uint(&d, 2, 5432);
+    put_str(&d, 3, "spiffe://mesh.local/ns/prod/sa/db");
+    if (protocol != 0)
+        put_uint(&d, 4, protocol);
+    put_uint(&d, 5, tunnel);
+    put_msg(&mt, 1, &d);
+    server_push(out, 6, 8, &mt);
+}
+
+START_TEST(test_pushwire_tunnel_modes)
+{
+    static const struct {
+        Tollgate__V1__TunnelMode pb;
+        enum tg_tunnel_mode mode;
+    } modes[] = {
+        {TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_OFF, TG_TUNNEL_OFF},
+        {TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_AUTO, TG_TUNNEL_AUTO},
+        {TOLLGATE__V1__TUNNEL_MODE__TUNNEL_MODE_ON, TG_TUNNEL_ON},
+    };
+
+    for (size_t i = 0; i < TG_NELEM(modes); i++) {
+        Tollgate__V1__MeshTable mt = TOLLGATE__V1__MESH_TABLE__INIT;
+        Tollgate__V1__Destination d = TOLLGATE__V1__DESTINATION__INIT, *dp = &d;
+        char *expect[] = {UT_STR("spiffe://mesh.local/ns/prod/sa/db")};
+
+        F.w.n = 0;
+        tunnel_dest(&F.w, 0, (unsigned)modes[i].pb);
+        ck_assert_uint_eq((unsigned)modes[i].pb, i + 1); /* the numbers on the wire: 1, 2, 3 */
+        F.r = decode(&F.w);
+        ck_assert_uint_eq(F.r->u.mesh_table.n_destinations, 1);
+        ck_assert_int_eq(F.r->u.mesh_table.destinations[0].tunnel, modes[i].mode);
+        ck_assert_int_eq(F.r->u.mesh_table.destinations[0].protocol, TG_RES_TCP);
+        tg_resource_free(F.r);
+        F.r = NULL;
+
+        d.address = UT_STR("10.0.0.7");
+        d.port = 5432;
+        d.expect = expect;
+        d.n_expect = 1;
+        d.tunnel = modes[i].pb;
+        mt.destinations = &dp;
+        mt.n_destinations = 1;
+        tollgate__v1__push__init(&F.p);
+        F.p.mesh_table = &mt;
+        pack_equals(&F.p, TG_RES_MESH_TABLE, &F.w);
+    }
+}
+END_TEST
+
+/* A mode this sidecar does not know, or on with protocol http, refuses the push (the caller
+ * NACKs it and keeps the last table): never read as another mode. */
+START_TEST(test_pushwire_tunnel_refused)
+{
+    static const struct {
+        unsigned protocol, tunnel;
+        const char *want;
+    } bad[] = {
+        {0, 4, "destination 10.0.0.7: unknown tunnel mode 4 (want unset, off, auto or on)"},
+        {0, 0x7fffffff, "destination 10.0.0.7: unknown tunnel mode 2147483647"},
+        {1, 3,
+         "destination 10.0.0.7: tunnel on with protocol http (HTTP ports are not carried "
+         "over tunnels yet)"},
+    };
+
+    for (size_t i = 0; i < TG_NELEM(bad); i++) {
+        char version[129], err[TG_ERRLEN] = "";
+
+        F.w.n = 0;
+        tunnel_dest(&F.w, bad[i].protocol, bad[i].tunnel);
+        ck_assert_int_eq(
+            tg_cp_client_decode_push(F.w.b, F.w.n, &F.r, version, sizeof(version), err), TG_EINVAL);
+        ck_assert_ptr_null(F.r);
+        ck_assert_msg(strstr(err, bad[i].want) != NULL, "%zu: %s", i, err);
+    }
+    /* auto with http is fine: such a destination connects directly */
+    F.w.n = 0;
+    tunnel_dest(&F.w, 1, 2);
+    F.r = decode(&F.w);
+    ck_assert_int_eq(F.r->u.mesh_table.destinations[0].tunnel, TG_TUNNEL_AUTO);
 }
 END_TEST
 
@@ -293,7 +384,8 @@ Suite *tg_test_suite(void)
     TCase *tc;
     Suite *s = TG_TEST_SUITE("pushwire", "renamed_fields", &tc, test_pushwire_authorization,
                              test_pushwire_default_values, test_pushwire_rate_limits,
-                             test_pushwire_mesh_table, test_pushwire_proxy_settings);
+                             test_pushwire_mesh_table, test_pushwire_tunnel_modes,
+                             test_pushwire_tunnel_refused, test_pushwire_proxy_settings);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     return s;
