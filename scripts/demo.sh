@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-APP=17080 B_IN=17443 A_OUT=17000 C_OUT=17001 B_ADMIN=17100 A_ADMIN=17200 C_ADMIN=17300
+APP=17080 B_IN=17443 A_OUT=17000 C_OUT=17001 A_TUN=17003 B_ADMIN=17100 A_ADMIN=17200 C_ADMIN=17300
 B_HEALTH=17121 B_METRICS=17190
 TD=mesh.local
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -65,8 +65,16 @@ inbound:
     listen: 127.0.0.1:$B_IN
     upstream: 127.0.0.1:$APP
     allow: [spiffe://$TD/ns/default/sa/api]
+    tunnels: true # HTTP/2 CONNECT tunnels too, beside one mTLS connection per caller
 EOT
 sidecar_out a "$A_ADMIN" "$A_OUT" api
+cat >>a.yaml <<EOT
+  - name: a-tunnel # the same destination, each app connection a stream of one pooled tunnel
+    listen: 127.0.0.1:$A_TUN
+    upstream: 127.0.0.1:$B_IN
+    expect: [spiffe://$TD/ns/default/sa/web]
+    tunnel: on
+EOT
 sidecar_out c "$C_ADMIN" "$C_OUT" stranger
 
 step "3. Three sidecars: B in front of the app, A for the caller sa/api, C for sa/stranger"
@@ -128,6 +136,18 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Origin: http://evil.ex
     -H 'Content-Type: application/x-www-form-urlencoded' "127.0.0.1:$B_ADMIN/drain")
 echo "POST /drain with a browser's Origin and form body: $code (refused); B still $(curl -s "127.0.0.1:$B_ADMIN/ready")"
 [ "$code" = 403 ] || { echo "demo: the admin endpoint took a browser-style drain" >&2; exit 1; }
+
+step "7c. Tunnels: 50 new app connections through A's tunnel listener, one mTLS handshake"
+for i in $(seq 50); do
+    curl -sS --max-time 5 -o /dev/null "http://127.0.0.1:$A_TUN/hello.txt" || {
+        echo "demo: request $i through the tunnel failed" >&2
+        exit 1
+    }
+done
+stat_of() { curl -s "127.0.0.1:$A_ADMIN/stats" | awk -v k="$1{listener=\"a-tunnel\"" 'index($0, k) == 1 {print $NF}'; }
+echo "a-tunnel: $(stat_of tollgate_tunnel_streams_total) streams over $(stat_of tollgate_tunnels_opened_total) tunnel(s), $(stat_of tollgate_handshakes_total) handshake(s)"
+[ "$(stat_of tollgate_tunnels_opened_total)" = 1 ] || { echo "demo: more than one tunnel" >&2; exit 1; }
+echo "the last one in A's access log:"; grep '"listener":"a-tunnel"' a.access.log | tail -1
 
 step "8. SIGTERM drains and exits 0"
 kill -TERM "${PIDS[1]}"
