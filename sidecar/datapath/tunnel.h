@@ -105,7 +105,8 @@ void tg_tunnel_pool_free(struct tg_worker *w);
 void tg_tunnel_kick(struct tg_tunnel *tun);
 
 /* tunout.c, for tunnel.c: after the session sent, app connections whose stream ended get
- * their turn; an outbound tunnel's close, free and retirement. */
+ * their turn, and a tunnel the server sent GOAWAY on leaves the pool; an outbound tunnel's
+ * close, free and retirement. */
 void tg_tunnel_poke(struct tg_tunnel *tun);
 void tg_tunnel_close_outbound(struct tg_tunnel *tun);
 void tg_tunnel_free_outbound(struct tg_tunnel *tun);

@@ -531,6 +531,12 @@ void tg_tunnel_poke(struct tg_tunnel *tun)
 {
     struct tg_ostream *os, *next;
 
+    if (!tun->retired && !tg_h2tun_can_open(tun->h2)) {
+        /* the server's GOAWAY: it takes no new streams, and no longer counts against
+         * connections_per_destination while its last streams run out */
+        tun->retired = true;
+        pool_remove(tun);
+    }
     for (os = tun->ostreams; os != NULL; os = next) {
         next = os->next;
         if (os->poke && os->app != NULL) {
