@@ -32,6 +32,7 @@ struct tg_tstream {
     struct tg_ratelimit *rl;
     struct tg_ratelimit_key *rl_key;
     bool listener_counted; /* in its listener's open count (under max_connections) */
+    uint64_t debt;         /* the peer's bytes not yet paid for from its bytes_per_second */
     uint64_t last_active;  /* uv_now() of its last byte either way: its idle deadline */
     bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
     bool sock_closing, sock_closed, h2_gone;
@@ -89,6 +90,8 @@ static void on_stream_closed(uv_handle_t *h)
     st->sock_closed = true;
     if (st->rl_key != NULL)
         tg_ratelimit_conn_release(st->rl, st->rl_key, uv_hrtime());
+    st->rl_key = NULL; /* the pace timer may still see the stream */
+    st->debt = 0;
     if (st->listener_counted)
         atomic_fetch_sub(&c->l->limit->open, 1);
     log_stream(c, st->upstream.text, st->start_unix_ms, st->bytes_received, st->bytes_sent,
@@ -171,16 +174,14 @@ static void on_app_shutdown(uv_shutdown_t *req, int status)
     maybe_done(st);
 }
 
-/* The app took n more bytes of to_app: once no write is in flight, the buffer moves its
- * bytes to the front and the peer gets that much window back, so the window never exceeds
- * the room at the buffer's tail. */
-static void gave(struct tg_tstream *st, size_t n)
+/* What the app took goes back to the peer as window once no write is in flight (the buffer
+ * moves its bytes to the front first, so the window never exceeds the room at its tail) and
+ * the bytes are paid for (a paced caller's stream waits for its tokens, alone). */
+static void give_back(struct tg_tstream *st)
 {
     struct tg_conn *c = st->tun->c;
 
-    tg_buf_consume(&st->to_app, n);
-    st->unacked += n;
-    if (st->writing > 0)
+    if (st->writing > 0 || st->debt > 0 || st->unacked == 0 || st->sock_closing)
         return;
     if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->pool, true) < 0) {
         end_stream(st, "error", "out of memory");
@@ -188,6 +189,53 @@ static void gave(struct tg_tstream *st, size_t n)
     }
     tg_h2tun_consumed(st->tun->h2, st->sid, st->unacked);
     st->unacked = 0;
+}
+
+/* The app took n more bytes of to_app. */
+static void gave(struct tg_tstream *st, size_t n)
+{
+    tg_buf_consume(&st->to_app, n);
+    st->unacked += n;
+    give_back(st);
+}
+
+static void on_pace(uv_timer_t *t);
+
+/* The caller's own bytes_per_second (its rate_limits) paces each of its streams as it does
+ * its direct connections, from the same bucket: a stream's window goes back only for bytes
+ * paid for, so the peer's stream waits while the others flow. */
+static void pay(struct tg_tstream *st)
+{
+    struct tg_tunnel *tun = st->tun;
+    uint64_t delay = 0, ms;
+
+    if (st->debt == 0 || st->rl_key == NULL)
+        return;
+    st->debt -= tg_ratelimit_bytes_take(st->rl, st->rl_key, st->debt, uv_hrtime(), &delay);
+    if (st->debt == 0)
+        return;
+    ms = delay / 1000000 + 1;
+    if (!tun->pace_open) {
+        uv_timer_init(&tun->c->w->loop, &tun->pace);
+        tun->pace.data = tun;
+        tun->pace_open = true;
+        tun->c->open_handles++;
+    }
+    if (!uv_is_active((uv_handle_t *)&tun->pace) || uv_timer_get_due_in(&tun->pace) > ms) {
+        tg_counter_add(&tun->c->stats->throttled, 1);
+        uv_timer_start(&tun->pace, on_pace, ms, 0);
+    }
+}
+
+static void on_pace(uv_timer_t *t)
+{
+    struct tg_tunnel *tun = t->data;
+
+    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
+        pay(st);
+        give_back(st);
+    }
+    tg_pipe_progress(tun->c); /* the WINDOW_UPDATEs */
 }
 
 static void flush_app(struct tg_tstream *st);
@@ -546,6 +594,10 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
     memcpy(tg_buf_tail(&st->to_app), p, n);
     tg_buf_commit(&st->to_app, n);
     st->bytes_received += n;
+    if (st->rl_key != NULL) {
+        st->debt += n;
+        pay(st);
+    }
     touch(st);
     flush_app(st);
 }
@@ -709,6 +761,11 @@ void tg_tunnel_io(struct tg_conn *c)
         tg_conn_close(c, "ok", NULL);
 }
 
+static void on_pace_closed(uv_handle_t *h)
+{
+    tg_conn_handle_closed(((struct tg_tunnel *)h->data)->c);
+}
+
 void tg_tunnel_close(struct tg_conn *c)
 {
     struct tg_tunnel *tun = c->tunnel;
@@ -720,6 +777,8 @@ void tg_tunnel_close(struct tg_conn *c)
         tg_tunnel_close_outbound(tun);
         return;
     }
+    if (tun->pace_open)
+        uv_close((uv_handle_t *)&tun->pace, on_pace_closed);
     snprintf(why, sizeof(why), "tunnel closed: %s", c->reason[0] ? c->reason : c->outcome);
     for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
         end_stream(st, "error", why);
