@@ -553,6 +553,14 @@ void tg_tunnel_close_outbound(struct tg_tunnel *tun)
         next = os->next;
         if (app == NULL || app->closing)
             continue;
+        if (os->answered && os->h2_gone) {
+            /* the stream ended whole both ways (a reset would have closed app): app only
+             * waits for its own socket (the FIN's shutdown, the last writes), so the
+             * tunnel's end (a GOAWAY'd tunnel with no streams left) is none of its business */
+            detach(os);
+            tg_pipe_progress(app);
+            continue;
+        }
         if (!os->answered && app->tunnel_tries < MAX_TRIES && c->handshake_done) {
             /* never answered, so nothing of the app's went out: another tunnel may carry it */
             tg_counter_add(&app->stats->tunnel_retries, 1);
