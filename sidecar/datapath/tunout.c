@@ -383,9 +383,19 @@ void tg_tunnel_join(struct tg_conn *app)
         no_tunnel(app, why);
         return;
     }
-    for (struct tg_tunnel *tun = p->list; tun != NULL; tun = tun->pool_next) {
+    for (struct tg_tunnel *tun = p->list, *next; tun != NULL; tun = next) {
+        next = tun->pool_next;
         if (!same_key(tun->c, app))
             continue;
+        if (tun->h2 != NULL && !tg_h2tun_can_open(tun->h2)) {
+            /* GOAWAY from the server (its new generation, its drain): it will never take a
+             * stream again, so it leaves the pool and no longer counts against
+             * connections_per_destination; its streams run on (no call into the session
+             * here: that could end streams and rejoin their apps while we walk the list) */
+            tun->retired = true;
+            pool_remove(tun);
+            continue;
+        }
         n++;
         if (best == NULL && usable(tun))
             best = tun;
