@@ -41,7 +41,8 @@ struct tg_tunnel {
     bool busy;                   /* inside the session's calls (no re-entry) */
     bool kicked;                 /* ... and asked to send again meanwhile */
     bool fed;                    /* the last tg_tunnel_io took bytes */
-    bool ending;                 /* the session is over: close_notify queued */
+    bool ending;                 /* the session is over: close_notify queued, the peer's
+                                  * own end awaited (LINGER_MS in tunnel.c) */
     struct tg_tunnel *pool_prev, *pool_next;
 };
 
