@@ -14,6 +14,13 @@
 #include "tollgate/list.h"
 #include "tollgate/log.h"
 
+/* A tunnel whose session is over sends close_notify, then waits this long at most for the
+ * peer's own end before it closes its socket: frames the peer sent meanwhile (a window
+ * update for bytes its apps took) are read and dropped, as a close with unread bytes would
+ * answer them with a TCP reset, and the peer could lose the last frames we sent it (the
+ * END_STREAMs its streams wait for) to that reset. */
+#define LINGER_MS 2000
+
 /* One app connection carried by the tunnel. It lives until both its socket has closed and
  * the session has said the stream is gone (or the session is freed). */
 struct tg_tstream {
@@ -726,6 +733,9 @@ void tg_tunnel_io(struct tg_conn *c)
         if (rc < 0)
             tg_info("%s: tunnel %s %s: %s", c->l->name, c->l->inbound ? "of" : "to",
                     tg_tls_peer(c->tls)->id, err);
+    } else if (tg_buf_len(in) > 0) { /* ending: read until the peer's end, dropped */
+        tg_buf_consume(in, tg_buf_len(in));
+        tun->fed = true;
     }
     /* the streams' callbacks ask for more sending (a window given back, an app's bytes);
      * each such kick is one more round here, never a call back into the session */
@@ -753,12 +763,11 @@ void tg_tunnel_io(struct tg_conn *c)
         return;
     }
     if (!tun->ending && tg_h2tun_done(tun->h2) && tg_buf_len(out) == 0) {
+        /* close_notify, then the peer's end (above), or LINGER_MS (tg_tunnel_idle) */
         tun->ending = true;
         tg_tls_shutdown(c->tls);
+        tg_conn_arm_timer(c, LINGER_MS);
     }
-    if (tun->ending && tg_buf_len(tg_tls_cipher_out(c->tls)) == 0 &&
-        (c->l->inbound ? c->down.writing : c->up.writing) == 0)
-        tg_conn_close(c, "ok", NULL);
 }
 
 static void on_pace_closed(uv_handle_t *h)
@@ -853,7 +862,9 @@ static void sweep(struct tg_conn *c)
 
 void tg_tunnel_idle(struct tg_conn *c)
 {
-    if (c->tunnel->outbound)
+    if (c->tunnel->ending)
+        tg_conn_close(c, "ok", NULL); /* the peer did not end in LINGER_MS */
+    else if (c->tunnel->outbound)
         tg_tunnel_pool_idle(c);
     else
         sweep(c);

@@ -42,7 +42,8 @@ struct tg_tunnel {
     bool busy;                   /* inside the session's calls (no re-entry) */
     bool kicked;                 /* ... and asked to send again meanwhile */
     bool fed;                    /* the last tg_tunnel_io took bytes */
-    bool ending;                 /* the session is over: close_notify queued */
+    bool ending;                 /* the session is over: close_notify queued, the peer's
+                                  * own end awaited (LINGER_MS in tunnel.c) */
     uv_timer_t pace; /* inbound: paced streams wait for tokens (made on first use, then one
                       * of c's handles) */
     bool pace_open;
@@ -109,8 +110,7 @@ void tg_tunnel_pool_free(struct tg_worker *w);
 void tg_tunnel_kick(struct tg_tunnel *tun);
 
 /* tunout.c, for tunnel.c: after the session sent, app connections whose stream ended get
- * their turn, and a tunnel the server sent GOAWAY on leaves the pool; an outbound tunnel's
- * close, free and retirement. */
+ * their turn; an outbound tunnel's close, free and retirement. */
 void tg_tunnel_poke(struct tg_tunnel *tun);
 void tg_tunnel_close_outbound(struct tg_tunnel *tun);
 void tg_tunnel_free_outbound(struct tg_tunnel *tun);

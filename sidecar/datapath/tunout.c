@@ -383,9 +383,19 @@ void tg_tunnel_join(struct tg_conn *app)
         no_tunnel(app, why);
         return;
     }
-    for (struct tg_tunnel *tun = p->list; tun != NULL; tun = tun->pool_next) {
+    for (struct tg_tunnel *tun = p->list, *next; tun != NULL; tun = next) {
+        next = tun->pool_next;
         if (!same_key(tun->c, app))
             continue;
+        if (tun->h2 != NULL && !tg_h2tun_can_open(tun->h2)) {
+            /* GOAWAY from the server (its new generation, its drain): it will never take a
+             * stream again, so it leaves the pool and no longer counts against
+             * connections_per_destination; its streams run on (no call into the session
+             * here: that could end streams and rejoin their apps while we walk the list) */
+            tun->retired = true;
+            pool_remove(tun);
+            continue;
+        }
         n++;
         if (best == NULL && usable(tun))
             best = tun;
@@ -531,12 +541,6 @@ void tg_tunnel_poke(struct tg_tunnel *tun)
 {
     struct tg_ostream *os, *next;
 
-    if (!tun->retired && !tg_h2tun_can_open(tun->h2)) {
-        /* the server's GOAWAY: it takes no new streams, and no longer counts against
-         * connections_per_destination while its last streams run out */
-        tun->retired = true;
-        pool_remove(tun);
-    }
     for (os = tun->ostreams; os != NULL; os = next) {
         next = os->next;
         if (os->poke && os->app != NULL) {
@@ -559,6 +563,14 @@ void tg_tunnel_close_outbound(struct tg_tunnel *tun)
         next = os->next;
         if (app == NULL || app->closing)
             continue;
+        if (os->answered && os->h2_gone) {
+            /* the stream ended whole both ways (a reset would have closed app): app only
+             * waits for its own socket (the FIN's shutdown, the last writes), so the
+             * tunnel's end (a GOAWAY'd tunnel with no streams left) is none of its business */
+            detach(os);
+            tg_pipe_progress(app);
+            continue;
+        }
         if (!os->answered && app->tunnel_tries < MAX_TRIES && c->handshake_done) {
             /* never answered, so nothing of the app's went out: another tunnel may carry it */
             tg_counter_add(&app->stats->tunnel_retries, 1);
