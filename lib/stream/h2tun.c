@@ -22,6 +22,7 @@ struct req {
     bool answered;           /* a response was submitted */
     bool refused;            /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
     int status;              /* client: the response's :status (0: none yet) */
+    size_t held;             /* payload the owner got and has not given back */
     struct req *prev, *next; /* the session's, freed with it (nghttp2_session_del says nothing
                               * of the streams still open) */
     char authority[AUTHORITY_MAX + 1]; /* server: as asked; client: tollgate-reason */
@@ -37,6 +38,7 @@ struct tg_h2tun {
     bool client;
     bool goaway_received;
     bool out_of_memory;
+    char why[80]; /* what a callback found broken, for tg_h2tun_recv's error */
 };
 
 static struct req *req_of(struct tg_h2tun *t, int32_t sid)
@@ -226,12 +228,23 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
     struct tg_h2tun *t = arg;
     struct req *r = req_of(t, sid);
 
+    int32_t window = nghttp2_session_get_stream_effective_local_window_size(s, sid);
+
     (void)flags;
     if (r == NULL || r->bound == NULL) {
         /* before an answer, or refused: nobody holds these bytes, give the window back */
         nghttp2_session_consume(s, sid, n);
         return 0;
     }
+    /* nghttp2 resets a stream sent past its window but still hands the bytes over, and the
+     * owner's room is the window (h2tun.h): the peer broke the protocol, the session ends
+     * (RFC 9113 6.9.1 allows a connection error) */
+    if (r->held + n > (size_t)(window > 0 ? window : 0)) {
+        snprintf(t->why, sizeof(t->why), "stream %d sent past its flow-control window", (int)sid);
+        nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    r->held += n;
     t->ops.on_data(t->ops.arg, r->bound, p, n);
     return 0;
 }
@@ -373,7 +386,8 @@ int tg_h2tun_recv(struct tg_h2tun *t, const uint8_t *p, size_t n, char *err)
     ssize_t k = nghttp2_session_mem_recv(t->s, p, n);
 
     if (k < 0)
-        return tg_err_set(err, TG_EINVAL, "HTTP/2: %s", nghttp2_strerror((int)k));
+        return tg_err_set(err, TG_EINVAL, "HTTP/2: %s",
+                          t->why[0] != '\0' ? t->why : nghttp2_strerror((int)k));
     return 0;
 }
 
@@ -454,6 +468,10 @@ void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code)
 
 void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n)
 {
+    struct req *r = req_of(t, sid);
+
+    if (r != NULL)
+        r->held -= n < r->held ? n : r->held;
     nghttp2_session_consume(t->s, sid, n);
 }
 
