@@ -94,6 +94,19 @@ static bool is(const uint8_t *p, size_t n, const char *lit)
     return n == strlen(lit) && memcmp(p, lit, n) == 0;
 }
 
+/* src, at most cap - 1 bytes of it, as one line of visible ASCII into dst (the rest '?'): the
+ * one form a reason takes either way, since a header value may hold tabs and bytes over 0x7f,
+ * and the client's owner logs it and names it to an app. Its length. */
+static size_t one_line(char *dst, size_t cap, const char *src, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < cap - 1 && i < n && src[i] != '\0'; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
+    return i;
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
@@ -114,7 +127,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         if (is(name, nlen, ":status")) /* nghttp2 has checked it: three digits */
             r->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         else if (is(name, nlen, "tollgate-reason"))
-            snprintf(r->authority, sizeof(r->authority), "%.*s", (int)vlen, (const char *)value);
+            one_line(r->authority, sizeof(r->authority), (const char *)value, vlen);
         return 0;
     }
     if (is(name, nlen, ":method")) {
@@ -134,7 +147,7 @@ static int submit_status(struct tg_h2tun *t, int32_t sid, int status, const char
     struct req *r = req_of(t, sid);
     char st[4], why[200];
     nghttp2_nv nv[2];
-    size_t n = 1, i;
+    size_t n = 1;
 
     if (r == NULL || r->answered)
         return NGHTTP2_ERR_INVALID_ARGUMENT;
@@ -143,12 +156,8 @@ static int submit_status(struct tg_h2tun *t, int32_t sid, int status, const char
     snprintf(st, sizeof(st), "%03u", (unsigned)status % 1000u);
     nv[0] = (nghttp2_nv){tg_unconst(":status"), (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE};
     if (reason != NULL) {
-        /* one line of visible ASCII: a header value may hold nothing else */
-        for (i = 0; i < sizeof(why) - 1 && reason[i] != '\0'; i++)
-            why[i] = reason[i] >= 0x20 && reason[i] < 0x7f ? reason[i] : '?';
-        why[i] = '\0';
-        nv[1] = (nghttp2_nv){tg_unconst("tollgate-reason"), (uint8_t *)why, 15, i,
-                             NGHTTP2_NV_FLAG_NONE};
+        nv[1] = (nghttp2_nv){tg_unconst("tollgate-reason"), (uint8_t *)why, 15,
+                             one_line(why, sizeof(why), reason, SIZE_MAX), NGHTTP2_NV_FLAG_NONE};
         n = 2;
     }
     return nghttp2_submit_response(t->s, sid, nv, n, dp);

@@ -666,6 +666,18 @@ static int send_in(char *err)
     return rc;
 }
 
+/* The hostile server answers e: status, and reason (NULL: none); tg_h2tun_recv's result. */
+static int answer(struct end *e, const char *status, const char *reason, uint8_t flags, char *err)
+{
+    uint8_t block[300];
+    size_t n = hpack_status(block, status);
+
+    if (reason != NULL)
+        n += hpack_field(block + n, "tollgate-reason", reason, strlen(reason));
+    header_block(T_HEADERS, flags, e->sid, block, n);
+    return send_in(err);
+}
+
 /* The session ended for the peer's fault: GOAWAY with code went out, nothing more opens. */
 static void assert_ended(uint32_t code)
 {
@@ -791,21 +803,28 @@ START_TEST(test_h2tun_client_interim_then_final)
 {
     struct end *e = hostile_setup();
     char err[TG_ERRLEN] = "";
-    uint8_t block[64];
-    size_t n = hpack_status(block, "100");
 
-    header_block(T_HEADERS, 0, e->sid, block, n);
-    ck_assert_msg(send_in(err) == 0, "%s", err);
+    ck_assert_msg(answer(e, "100", NULL, 0, err) == 0, "%s", err);
     ck_assert_int_eq(e->responses, 0);
-    n = hpack_status(block, "403");
-    n += hpack_field(block + n, "tollgate-reason", "denied: by policy", 17);
-    header_block(T_HEADERS, F_END_STREAM, e->sid, block, n);
-    ck_assert_msg(send_in(err) == 0, "%s", err);
+    ck_assert_msg(answer(e, "403", "denied: by policy", F_END_STREAM, err) == 0, "%s", err);
     ck_assert_int_eq(e->responses, 1);
     ck_assert_int_eq(e->status, 403);
     ck_assert_str_eq(e->reason, "denied: by policy");
     ck_assert_int_eq(e->eofs, 1);
     ck_assert(!goaway_sent);
+}
+END_TEST
+
+/* A reason is outside input that the owner logs and names to an app: one line of visible
+ * ASCII, whatever bytes a header value may hold (tabs, bytes over 0x7f). */
+START_TEST(test_h2tun_client_reason_one_line)
+{
+    struct end *e = hostile_setup();
+    char err[TG_ERRLEN] = "";
+
+    ck_assert_msg(answer(e, "503", "down:\tfor\x80now", F_END_STREAM, err) == 0, "%s", err);
+    ck_assert_int_eq(e->status, 503);
+    ck_assert_str_eq(e->reason, "down:?for?now");
 }
 END_TEST
 
@@ -819,7 +838,8 @@ Suite *tg_test_suite(void)
         test_h2tun_client_goaway_refuses_later_streams, test_h2tun_client_peer_max_streams,
         test_h2tun_client_open_refuses_bad_authority, test_h2tun_client_streams_counted,
         test_h2tun_client_attack_header_block_over_cap, test_h2tun_client_attack_data_past_window,
-        test_h2tun_client_attack_push_promise, test_h2tun_client_interim_then_final);
+        test_h2tun_client_attack_push_promise, test_h2tun_client_interim_then_final,
+        test_h2tun_client_reason_one_line);
 
     tcase_add_loop_test(tc, test_h2tun_client_attack_response_on_unopened_stream, 0, 3);
     tcase_add_checked_fixture(tc, setup, teardown);
