@@ -18,8 +18,11 @@
  * Flow control: each stream's receive window is `window` bytes and is given back only by
  * tg_h2tun_consumed, so the owner holds at most `window` unconsumed bytes per stream (a
  * peer that sends more breaks the protocol: the bytes past the window never reach the owner,
- * and the session ends with GOAWAY FLOW_CONTROL_ERROR). The connection's
- * window is large enough for every stream's. The other way nghttp2 asks the owner for bytes
+ * and the session ends with GOAWAY FLOW_CONTROL_ERROR). One exception, on a server: a client
+ * may open streams before it has our SETTINGS, and until it acknowledges them it may send
+ * 65,535 bytes on each (RFC 9113 6.9.2); a client's SETTINGS always precede its streams, so
+ * a client's owner never gets more than `window`. The connection's window is large enough
+ * for every stream's. The other way nghttp2 asks the owner for bytes
  * (on_read) as the peer's windows allow; an owner with none says TG_EAGAIN and calls
  * tg_h2tun_resume when it has some.
  *

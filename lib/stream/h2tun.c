@@ -35,8 +35,10 @@ struct tg_h2tun {
     struct tg_buf *out; /* during tg_h2tun_send */
     struct tg_pool *pool;
     size_t n_reqs;
+    uint32_t window; /* each stream's receive window, as asked in our SETTINGS */
     bool client;
     bool goaway_received;
+    bool goaway_sent; /* tg_h2tun_goaway: nghttp2 would still let a client open streams */
     bool out_of_memory;
     char why[80]; /* what a callback found broken, for tg_h2tun_recv's error */
 };
@@ -238,6 +240,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
     struct req *r = req_of(t, sid);
 
     int32_t window = nghttp2_session_get_stream_effective_local_window_size(s, sid);
+    size_t room = window > 0 ? (size_t)window : 0;
 
     (void)flags;
     if (r == NULL || r->bound == NULL) {
@@ -247,8 +250,12 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
     }
     /* nghttp2 resets a stream sent past its window but still hands the bytes over, and the
      * owner's room is the window (h2tun.h): the peer broke the protocol, the session ends
-     * (RFC 9113 6.9.1 allows a connection error) */
-    if (r->held + n > (size_t)(window > 0 ? window : 0)) {
+     * (RFC 9113 6.9.1 allows a connection error). nghttp2 allows 65,535 bytes until the peer
+     * acknowledges our SETTINGS, but a client's SETTINGS precede its first stream, so a server
+     * knows the window of every stream it is sent (6.9.2): the client holds it to ours. */
+    if (t->client && t->window < room)
+        room = t->window;
+    if (r->held + n > room) {
         snprintf(t->why, sizeof(t->why), "stream %d sent past its flow-control window", (int)sid);
         nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -327,6 +334,7 @@ static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t
     t->client = client;
     if (window > WINDOW_MAX)
         window = WINDOW_MAX;
+    t->window = window;
     if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
         goto fail;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
@@ -452,7 +460,8 @@ int32_t tg_h2tun_open(struct tg_h2tun *t, const char *authority, void *stream)
 
 bool tg_h2tun_can_open(struct tg_h2tun *t)
 {
-    return !t->goaway_received && nghttp2_session_check_request_allowed(t->s) != 0;
+    return !t->goaway_received && !t->goaway_sent &&
+           nghttp2_session_check_request_allowed(t->s) != 0;
 }
 
 size_t tg_h2tun_streams(const struct tg_h2tun *t)
@@ -492,6 +501,7 @@ void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid)
 void tg_h2tun_goaway(struct tg_h2tun *t)
 {
     /* the last stream ID taken so far: the peer opens nothing newer here */
+    t->goaway_sent = true;
     nghttp2_submit_goaway(t->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(t->s),
                           NGHTTP2_NO_ERROR, NULL, 0);
 }

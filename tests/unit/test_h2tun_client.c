@@ -459,6 +459,28 @@ START_TEST(test_h2tun_client_goaway_refuses_later_streams)
 }
 END_TEST
 
+/* A client retires a tunnel (a new generation, a drain) with its own GOAWAY: nothing new
+ * opens, the streams it has run to their end, then both sessions are done. */
+START_TEST(test_h2tun_client_retires_with_goaway)
+{
+    struct end *s, *c = open_accepted("a:1", &s);
+
+    tg_h2tun_goaway(cl.t);
+    pump();
+    ck_assert(!tg_h2tun_can_open(cl.t));
+    ck_assert_int_eq(tg_h2tun_open(cl.t, "a:2", &cl.st[NSLOT - 1]), TG_EINVAL);
+    ck_assert(!tg_h2tun_done(cl.t) && !tg_h2tun_done(srv.t));
+    say(&cl, c, 9, true);
+    say(&srv, s, 11, true);
+    pump();
+    ck_assert_uint_eq(s->got, 9);
+    ck_assert_uint_eq(c->got, 11);
+    ck_assert(c->closed && s->closed);
+    ck_assert(tg_h2tun_done(cl.t));
+    ck_assert(tg_h2tun_done(srv.t));
+}
+END_TEST
+
 /* The server's cap, once its SETTINGS came; streams past it wait for a free one. */
 START_TEST(test_h2tun_client_peer_max_streams)
 {
@@ -687,8 +709,9 @@ static void assert_ended(uint32_t code)
     ck_assert(!tg_h2tun_can_open(cl.t));
 }
 
-/* A client session whose server is the test: SETTINGS both ways, stream 1 opened. */
-static struct end *hostile_setup(void)
+/* A client session whose server is the test: its SETTINGS (and their ACK if ack), stream 1
+ * opened. */
+static struct end *hostile_start(bool ack)
 {
     char err[TG_ERRLEN] = "";
     struct end *e;
@@ -701,13 +724,19 @@ static struct end *hostile_setup(void)
     goaway_sent = false;
     memset(rst_sent, 0, sizeof(rst_sent));
     frame(T_SETTINGS, 0, 0, NULL, 0);
-    frame(T_SETTINGS, F_ACK, 0, NULL, 0);
+    if (ack)
+        frame(T_SETTINGS, F_ACK, 0, NULL, 0);
     ck_assert_msg(send_in(err) == 0, "%s", err);
     ck_assert_uint_eq(tg_h2tun_peer_max_streams(cl.t), UINT32_MAX); /* SETTINGS without a cap */
     e = open_stream("a:1");
     drain_client();
     ck_assert(!goaway_sent);
     return e;
+}
+
+static struct end *hostile_setup(void)
+{
+    return hostile_start(true);
 }
 
 /* Many small fields, each well under the cap, over it together: the stream is reset, never
@@ -737,11 +766,12 @@ START_TEST(test_h2tun_client_attack_header_block_over_cap)
 END_TEST
 
 /* DATA past the stream's window: the owner never holds more than the window it gave, and the
- * session ends with FLOW_CONTROL_ERROR. */
+ * session ends with FLOW_CONTROL_ERROR; also before the server acknowledged the window (it
+ * had it before the stream: nghttp2 alone would allow 65,535 bytes). */
 START_TEST(test_h2tun_client_attack_data_past_window)
 {
     static uint8_t body[WINDOW + 1];
-    struct end *e = hostile_setup();
+    struct end *e = hostile_start(_i == 0);
     char err[TG_ERRLEN] = "";
 
     cl.hold = true;
@@ -835,12 +865,13 @@ Suite *tg_test_suite(void)
         "h2tun_client", "h2tun_client", &tc, test_h2tun_client_connect_accept,
         test_h2tun_client_payload_over_windows, test_h2tun_client_half_close_each_way,
         test_h2tun_client_refusal_has_reason, test_h2tun_client_reset_each_way,
-        test_h2tun_client_goaway_refuses_later_streams, test_h2tun_client_peer_max_streams,
-        test_h2tun_client_open_refuses_bad_authority, test_h2tun_client_streams_counted,
-        test_h2tun_client_attack_header_block_over_cap, test_h2tun_client_attack_data_past_window,
+        test_h2tun_client_goaway_refuses_later_streams, test_h2tun_client_retires_with_goaway,
+        test_h2tun_client_peer_max_streams, test_h2tun_client_open_refuses_bad_authority,
+        test_h2tun_client_streams_counted, test_h2tun_client_attack_header_block_over_cap,
         test_h2tun_client_attack_push_promise, test_h2tun_client_interim_then_final,
         test_h2tun_client_reason_one_line);
 
+    tcase_add_loop_test(tc, test_h2tun_client_attack_data_past_window, 0, 2); /* ACK or not */
     tcase_add_loop_test(tc, test_h2tun_client_attack_response_on_unopened_stream, 0, 3);
     tcase_add_checked_fixture(tc, setup, teardown);
     return s;
