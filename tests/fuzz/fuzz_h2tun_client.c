@@ -1,7 +1,8 @@
 /* Fuzzing of the frame path of a tunnel's client end (h2tun.h): a client session with a few
  * CONNECT streams open is fed the input as its server's bytes (from the server's SETTINGS
- * on), cut into pieces. The input's first byte is not fed: its low six bits choose the
- * pieces' size, bit 6 makes the owner hold what it gets until the piece is done (a slow app)
+ * on), cut into pieces. The input's first byte is not fed: its low six bits k choose the
+ * pieces' size (k * k bytes; 0: the whole input at once, so a piece may hold more than a
+ * window), bit 6 makes the owner hold what it gets until the piece is done (a slow app)
  * rather than give the window back at once. The owner behaves as tunout.c: nothing of a
  * stream's payload before its 200 (TG_EAGAIN, resumed at the answer), a refused stream's app
  * leaves (its bytes dropped and given back, on_read resets the stream), a stream the server
@@ -9,9 +10,9 @@
  *
  * Whatever the bytes: no crash, no leak, a protocol error is one line, no callback for a
  * stream after its close, at most one answer (a final status, 200 to 999, its reason one
- * line of visible ASCII) and one END_STREAM per stream, never more payload held than a window
- * (65,535 bytes: the most before the server acknowledges ours), the session's count of
- * streams the owner's, and its output bounded. */
+ * line of visible ASCII) and one END_STREAM per stream, never more payload held than the
+ * window (acknowledged by the server or not), the session's count of streams the owner's,
+ * and its output bounded. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,6 @@
 #include "tollgate/h2tun.h"
 
 #define WINDOW 1024
-#define WINDOW_BEFORE_ACK 65535 /* RFC 9113 6.9.2: the initial window until SETTINGS apply */
 #define MAX_STREAMS 16
 #define FIRST_STREAMS 4
 #define MAX_OPENS 24 /* streams opened in one run at the most, retries included */
@@ -109,7 +109,7 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
     (void)arg;
     (void)p;
     st->held += n;
-    if (st->held > WINDOW_BEFORE_ACK)
+    if (st->held > WINDOW)
         abort(); /* the window is the owner's room */
     if (!hold || st->left)
         give_back(st);
@@ -171,7 +171,8 @@ static void drain(struct tg_buf *out, struct tg_pool *pool)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t cut = size > 0 ? data[0] % 64 + 1 : 1, at = 1;
+    size_t cut = size > 0 && data[0] % 64 != 0 ? (size_t)(data[0] % 64) * (data[0] % 64) : size,
+           at = 1;
     struct tg_buf out = {0};
     struct tg_pool pool;
     char err[TG_ERRLEN] = "";
