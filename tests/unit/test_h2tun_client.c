@@ -845,6 +845,27 @@ START_TEST(test_h2tun_client_interim_then_final)
 }
 END_TEST
 
+/* Endless 1xx answers (each allowed, none final) count against the header cap together:
+ * the stream is reset, never answered, and the tunnel stays up. */
+START_TEST(test_h2tun_client_attack_endless_interim)
+{
+    struct end *e = hostile_setup();
+    char err[TG_ERRLEN] = "";
+    int sent = 0;
+
+    while (!e->closed && sent < 1000) {
+        ck_assert_msg(answer(e, "103", NULL, 0, err) == 0, "%s", err);
+        sent++;
+    }
+    ck_assert_msg(e->closed, "%d 1xx answers and the stream lives", sent);
+    ck_assert_int_le(sent, TG_H2TUN_MAX_HEADERS / 32 + 1);
+    ck_assert_int_eq(e->responses, 0);
+    ck_assert(rst_sent[slot(e->sid)]);
+    ck_assert(!goaway_sent);
+    ck_assert(tg_h2tun_can_open(cl.t));
+}
+END_TEST
+
 /* A reason is outside input that the owner logs and names to an app: one line of visible
  * ASCII, whatever bytes a header value may hold (tabs, bytes over 0x7f). */
 START_TEST(test_h2tun_client_reason_one_line)
@@ -869,7 +890,7 @@ Suite *tg_test_suite(void)
         test_h2tun_client_peer_max_streams, test_h2tun_client_open_refuses_bad_authority,
         test_h2tun_client_streams_counted, test_h2tun_client_attack_header_block_over_cap,
         test_h2tun_client_attack_push_promise, test_h2tun_client_interim_then_final,
-        test_h2tun_client_reason_one_line);
+        test_h2tun_client_reason_one_line, test_h2tun_client_attack_endless_interim);
 
     tcase_add_loop_test(tc, test_h2tun_client_attack_data_past_window, 0, 2); /* ACK or not */
     tcase_add_loop_test(tc, test_h2tun_client_attack_response_on_unopened_stream, 0, 3);
