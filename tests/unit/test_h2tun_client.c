@@ -286,6 +286,22 @@ static struct end *open_accepted(const char *authority, struct end **server)
     return e;
 }
 
+/* Both ends of an accepted stream send their last bytes (up from the client, down from the
+ * server) and END_STREAM: all of them arrive, and the stream closes without error. */
+static void finish(struct end *c, struct end *s, size_t up, size_t down)
+{
+    size_t up0 = s->got, down0 = c->got;
+
+    say(&cl, c, up, true);
+    say(&srv, s, down, true);
+    pump();
+    ck_assert_uint_eq(s->got - up0, up);
+    ck_assert_uint_eq(c->got - down0, down);
+    ck_assert(c->closed && s->closed);
+    ck_assert_uint_eq(c->code, 0);
+    ck_assert_uint_eq(s->code, 0);
+}
+
 START_TEST(test_h2tun_client_connect_accept)
 {
     struct end *e = open_stream("10.0.0.7:8080");
@@ -448,13 +464,7 @@ START_TEST(test_h2tun_client_goaway_refuses_later_streams)
     ck_assert_uint_eq(c->code, TG_H2TUN_REFUSED);
     ck_assert_int_eq(b->responses + c->responses, 0);
     ck_assert(!a->closed); /* a runs to its end */
-    say(&cl, a, 4, true);
-    say(&srv, sa, 6, true);
-    pump();
-    ck_assert_uint_eq(sa->got, 4);
-    ck_assert_uint_eq(a->got, 6);
-    ck_assert(a->closed && sa->closed);
-    ck_assert_uint_eq(a->code, 0);
+    finish(a, sa, 4, 6);
     ck_assert(tg_h2tun_done(srv.t));
 }
 END_TEST
@@ -470,12 +480,7 @@ START_TEST(test_h2tun_client_retires_with_goaway)
     ck_assert(!tg_h2tun_can_open(cl.t));
     ck_assert_int_eq(tg_h2tun_open(cl.t, "a:2", &cl.st[NSLOT - 1]), TG_EINVAL);
     ck_assert(!tg_h2tun_done(cl.t) && !tg_h2tun_done(srv.t));
-    say(&cl, c, 9, true);
-    say(&srv, s, 11, true);
-    pump();
-    ck_assert_uint_eq(s->got, 9);
-    ck_assert_uint_eq(c->got, 11);
-    ck_assert(c->closed && s->closed);
+    finish(c, s, 9, 11);
     ck_assert(tg_h2tun_done(cl.t));
     ck_assert(tg_h2tun_done(srv.t));
 }
@@ -535,9 +540,7 @@ START_TEST(test_h2tun_client_streams_counted)
     ck_assert_uint_eq(tg_h2tun_streams(cl.t), 3); /* counted from the open */
     pump();
     ck_assert_uint_eq(tg_h2tun_streams(srv.t), 3);
-    say(&cl, c1, 0, true);
-    say(&srv, s1, 0, true);
-    pump();
+    finish(c1, s1, 0, 0);
     ck_assert_uint_eq(tg_h2tun_streams(cl.t), 2);
     ck_assert_uint_eq(tg_h2tun_streams(srv.t), 2);
     tg_h2tun_reset(srv.t, c2->sid, TG_H2TUN_CONNECT_ERROR);
