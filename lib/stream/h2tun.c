@@ -238,7 +238,6 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 {
     struct tg_h2tun *t = arg;
     struct req *r = req_of(t, sid);
-
     int32_t window = nghttp2_session_get_stream_effective_local_window_size(s, sid);
     size_t room = window > 0 ? (size_t)window : 0;
 
