@@ -702,6 +702,44 @@ START_TEST(test_tls_sigmemo_second_handshake_and_forged_twin)
 }
 END_TEST
 
+/* A chain the context accepted before skips the leaf's parse (known_take), not the checks of
+ * the session: the same peer comes out with the same facts, and an allow list that does not
+ * name it still refuses it. */
+START_TEST(test_tls_known_chain_keeps_session_checks)
+{
+    struct side c, s;
+    struct tg_peer_info first;
+    const struct tg_peer_info *p;
+
+    connected(&c, &s);
+    first = *tg_tls_peer(s.tls);
+    first.id = strdup(first.id);
+    first.links = malloc(first.n_links * sizeof(*first.links) + 1);
+    memcpy(first.links, tg_tls_peer(s.tls)->links, first.n_links * sizeof(*first.links));
+    side_free(&c);
+    for (int i = 0; i < 2; i++) { /* the second time from the known chain */
+        tg_tls_free(s.tls);
+        side_start(&s, API);
+        side_init(&c, "api", "ca.pem", false, WEB, NULL);
+        handshake(&c, &s);
+        ck_assert_int_eq(s.rc, 0);
+        p = tg_tls_peer(s.tls);
+        ck_assert_str_eq(p->id, first.id);
+        ck_assert_str_eq(p->serial, first.serial);
+        ck_assert_str_eq(p->sha256, first.sha256);
+        ck_assert_int_eq(p->not_after, first.not_after);
+        ck_assert_uint_eq(p->n_links, first.n_links);
+        ck_assert_int_eq(memcmp(p->links, first.links, p->n_links * sizeof(*p->links)), 0);
+        side_free(&c);
+    }
+    tg_tls_free(s.tls);
+    side_start(&s, WEB); /* api is not allowed here */
+    client_refused(&s, "api", TG_HSF_NOT_ALLOWED);
+    free(first.id);
+    free(first.links);
+}
+END_TEST
+
 /* The control-plane client trusts the bootstrap root and our own trust domain's roots, never
  * a federated domain's, though our identity carries them. */
 START_TEST(test_tls_control_plane_only_from_our_roots)
@@ -958,7 +996,8 @@ Suite *tg_test_suite(void)
         test_tls_chain_depth_limit, test_tls_resumption_keeps_identities,
         test_tls_resumption_refused_across_generations_and_rules, test_tls_version_text_names_aesni,
         test_tls_sigmemo_remembers_only_what_verified,
-        test_tls_sigmemo_second_handshake_and_forged_twin);
+        test_tls_sigmemo_second_handshake_and_forged_twin,
+        test_tls_known_chain_keeps_session_checks);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
