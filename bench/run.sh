@@ -12,6 +12,9 @@
 #   BENCH_BULK_DURATION (5 s per iperf3 run) BENCH_IDLE_CONNS (1000) BENCH_PORT_BASE (28100)
 #   BENCH_BUDGET (330 s: measurements not yet started by then are skipped)
 #   BENCH_OUT (build/bench-results-latest.md) TOLLGATE_BUILD_DIR (build)
+#   BENCH_CONTENDERS (all: direct relay tollgate1 tollgate0 haproxy nginx stunnel)
+#   BENCH_FIGURES (all: idle ka nc bulk limits) BENCH_PERF (unset: no profile; a directory:
+#   one extra new-connection run per proxy pair under perf record -g, one file per side)
 set -uo pipefail # no -e: a contender that fails is reported as failed and the run goes on
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -212,7 +215,21 @@ wait_ports "$BACKEND_PID" "$IPERF_PID" -- "$BACKEND" "$IPERF" ||
 # ---------------------------------------------------------------------------- contenders
 # Per contender: OUTPID/INPID (the side's main process), WEB/BULK (ports the client uses).
 declare -A OUTPID INPID WEB BULK
-CONTENDERS=(direct relay tollgate1 tollgate0 haproxy nginx stunnel)
+ALL_CONTENDERS="direct relay tollgate1 tollgate0 haproxy nginx stunnel"
+read -r -a CONTENDERS <<<"${BENCH_CONTENDERS:-$ALL_CONTENDERS}"
+for c in "${CONTENDERS[@]}"; do
+    [[ " $ALL_CONTENDERS " == *" $c "* ]] || die "BENCH_CONTENDERS: unknown contender $c (known: $ALL_CONTENDERS)"
+done
+FIGURES=" ${BENCH_FIGURES:-idle ka nc bulk limits} "
+for f in $FIGURES; do
+    [[ " idle ka nc bulk limits " == *" $f "* ]] || die "BENCH_FIGURES: unknown figure $f (known: idle ka nc bulk limits)"
+done
+want() { [[ "$FIGURES" == *" $1 "* ]]; }
+PERF_DIR=${BENCH_PERF:-}
+if [ -n "$PERF_DIR" ]; then
+    command -v perf >/dev/null || die "BENCH_PERF: perf is not installed"
+    mkdir -p "$PERF_DIR" || die "BENCH_PERF: cannot make $PERF_DIR"
+fi
 
 versions() {
     local vs=()
@@ -509,7 +526,9 @@ for c in "${CONTENDERS[@]}"; do
     i=$((i + 1))
 done
 RES_OK=0
-if [ -n "$TG_RESUME_YAML" ]; then
+if ! want nc || [[ " ${CONTENDERS[*]} " != *" tollgate1 "* ]]; then
+    : # no resumed cell to measure
+elif [ -n "$TG_RESUME_YAML" ]; then
     if start_contender tollgate1r $i &&
         [ "$(curl -s -m 5 "http://127.0.0.1:${WEB[tollgate1r]}/")" = "$BODY" ]; then
         RES_OK=1
@@ -533,6 +552,7 @@ for c in "${OK[@]}"; do
     ro=$(rss_kb $out_pids) ri=$(rss_kb $in_pids)
     rec "$c" rss_out "$ro"
     rec "$c" rss_in "$ri"
+    want idle || continue
     if over_budget; then rec "$c" idle_kb_fail "skipped (time budget)"; continue; fi
     read -r held after fails lasterr < <(timeout 90 python3 "$HELPER" idle "${WEB[$c]}" "$IDLE_CONNS" "$out_pids $in_pids")
     if [ -z "${held:-}" ] || [ "${held:-0}" -eq 0 ]; then
@@ -596,21 +616,44 @@ bulk_run() { # CONTENDER
     fi
 }
 
+# perf_run CONTENDER: one more new-connection run (not counted) with perf record -g on each
+# side, into $PERF_DIR/CONTENDER-{out,in}.data (perf report -i FILE --no-children)
+perf_run() {
+    local c=$1 s pid perfs=()
+    for s in out in; do
+        [ "$s" = out ] && pid=${OUTPID[$c]} || pid=${INPID[$c]}
+        perf record -q -g -o "$PERF_DIR/$c-$s.data" -p "$(side_pids "$pid" | paste -sd,)" \
+            -- sleep $((DUR + 1)) >"$PERF_DIR/$c-$s.log" 2>&1 &
+        perfs+=($!)
+    done
+    sleep 0.5 # perf attached
+    REC_AS=_perf wrk_run "$c" nc -H "Connection: close"
+    wait "${perfs[@]}"
+    log "$c: profile in $PERF_DIR/$c-{out,in}.data"
+}
+
 for _ in $(seq "$RUNS"); do
+    want ka || break
     for c in "${OK[@]}"; do wrk_run "$c" ka; done
 done
 for _ in $(seq "$RUNS"); do
+    want nc || break
     for c in "${OK[@]}"; do wrk_run "$c" nc -H "Connection: close"; done
     if [ $RES_OK -eq 1 ]; then
         REC_AS=tollgate1 wrk_run tollgate1r rs -H "Connection: close"
     fi
 done
+if [ -n "$PERF_DIR" ]; then
+    for c in "${OK[@]}"; do [ "$c" = direct ] || perf_run "$c"; done
+fi
 for _ in $(seq "$RUNS"); do
+    want bulk || break
     for c in "${OK[@]}"; do bulk_run "$c"; done
 done
 
 # ---------------------------------------------------------------------------- limits
 for _ in $(seq "$RUNS"); do
+    want limits || break
     v=$(openssl speed -seconds 1 -bytes 16384 -evp aes-128-gcm 2>/dev/null |
         awk '/^AES-128-GCM/ {sub(/k$/, "", $NF); printf "%.3f", $NF * 1000 / 1e9}')
     [ -n "$v" ] && rec _limits aes_gbs "$v" || rec _limits aes_gbs_fail "openssl speed failed"
@@ -618,7 +661,7 @@ for _ in $(seq "$RUNS"); do
     if [ -n "${s:-}" ]; then rec _limits sign "$s"; rec _limits verify "$vv"; else
         rec _limits sign_fail "openssl speed failed"; rec _limits verify_fail "openssl speed failed"; fi
 done
-log "limits measured"
+want limits && log "limits measured"
 
 # ---------------------------------------------------------------------------- report
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
