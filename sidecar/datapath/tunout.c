@@ -31,6 +31,8 @@ struct tg_ostream {
     bool h2_gone;        /* the session is done with the stream */
     bool deferred;       /* on_read said TG_EAGAIN: resume when the app has bytes or its end */
     bool poke;           /* its END_STREAM went out: the app connection may be done */
+    bool done;           /* ended well both ways: only the app's socket has bytes to take, so
+                          * the tunnel's own end no longer concerns it */
     uint64_t delivered;  /* payload the server sent (into app->dir[1].buf) */
     uint64_t given;      /* ... given back to it as window */
     struct tg_ostream *prev, *next;
@@ -252,6 +254,7 @@ static void on_close(void *arg, void *stream, uint32_t code)
         tg_conn_close(app, "error", "tunnel stream ended without an answer");
         return;
     }
+    os->done = true;
     tg_pipe_progress(app); /* both ends are done: the app connection may close */
 }
 
@@ -369,8 +372,8 @@ void tg_tunnel_join(struct tg_conn *app)
 {
     struct tg_tunnels *p = pool_of(app->w);
     const struct tg_tunnel_pool_cfg *cfg = &app->w->rt->cfg->tunnel_pool;
-    struct tg_tunnel *best = NULL;
-    unsigned n = 0;
+    struct tg_tunnel *best = NULL, *next;
+    unsigned n = 0, cap = 0;
     char why[160];
 
     if (p == NULL) {
@@ -383,10 +386,19 @@ void tg_tunnel_join(struct tg_conn *app)
         no_tunnel(app, why);
         return;
     }
-    for (struct tg_tunnel *tun = p->list; tun != NULL; tun = tun->pool_next) {
+    for (struct tg_tunnel *tun = p->list; tun != NULL; tun = next) {
+        next = tun->pool_next;
         if (!same_key(tun->c, app))
             continue;
+        if (tun->h2 != NULL && !tg_h2tun_can_open(tun->h2)) {
+            /* the server said GOAWAY: this tunnel takes no new stream, so it leaves the pool
+             * and no longer counts against its limit; its streams run on to their end */
+            tun->retired = true;
+            pool_remove(tun);
+            continue;
+        }
         n++;
+        cap = capacity(tun) > cap ? capacity(tun) : cap;
         if (best == NULL && usable(tun))
             best = tun;
     }
@@ -398,8 +410,9 @@ void tg_tunnel_join(struct tg_conn *app)
         dial(p, app);
         return;
     }
+    /* the server's own limit (SETTINGS_MAX_CONCURRENT_STREAMS) may be below ours */
     snprintf(why, sizeof(why), "the pool's %u tunnels to %s carry %u streams each already", n,
-             app->upstream.text, cfg->streams_per_connection);
+             app->upstream.text, cap);
     no_tunnel(app, why);
 }
 
@@ -551,7 +564,7 @@ void tg_tunnel_close_outbound(struct tg_tunnel *tun)
         struct tg_conn *app = os->app;
 
         next = os->next;
-        if (app == NULL || app->closing)
+        if (app == NULL || app->closing || os->done)
             continue;
         if (!os->answered && app->tunnel_tries < MAX_TRIES && c->handshake_done) {
             /* never answered, so nothing of the app's went out: another tunnel may carry it */

@@ -546,6 +546,99 @@ START_TEST(test_interop_unsolicited_answer)
 }
 END_TEST
 
+/* An app connection to port whose first len bytes of pattern seed came back: its fd. */
+static int echoing(int port, uint64_t seed, size_t len)
+{
+    char buf[4096];
+    int fd = it_connect(port, 5000);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert(len <= sizeof(buf));
+    it_pattern(seed, 0, buf, len);
+    ck_assert(it_send_all(fd, buf, len));
+    ck_assert_uint_eq(it_recv_full(fd, buf, len), len);
+    ck_assert_uint_eq(it_pattern_check(seed, 0, buf, len), len);
+    return fd;
+}
+
+/* fd (of echoing's seed, len bytes so far) half-closes and ends cleanly. */
+static void echo_end(int fd)
+{
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(it_recv_eof(fd), 0);
+    close(fd);
+}
+
+/* The server answers one stream of three, then says GOAWAY naming it the last it took: the
+ * other two were never answered, so nothing of theirs went out, and they are tried again on
+ * a new tunnel, although the pool allows one tunnel a destination (the one that said GOAWAY
+ * takes no new stream, so it no longer counts), while the first runs on to its end. */
+START_TEST(test_interop_goaway_retried)
+{
+    struct it_proc *srv;
+    int srv_port = it_free_port(), fd[3];
+    char buf[1000];
+
+    srv = server_start("goaway", srv_port);
+    start_a("connections_per_destination: 1",
+            (struct it_listener[]){{"h2-out", out_port, srv_port, IT_WEB_ID, ON}}, 1);
+    fd[0] = echoing(out_port, 10, 1000);
+    for (int i = 1; i < 3; i++) { /* held by the server, then retried */
+        fd[i] = it_connect(out_port, 5000);
+        ck_assert_int_ge(fd[i], 0);
+        it_pattern((uint64_t)(10 + i), 0, buf, sizeof(buf));
+        ck_assert(it_send_all(fd[i], buf, sizeof(buf)));
+    }
+    for (int i = 1; i < 3; i++) {
+        ck_assert_msg(it_recv_full(fd[i], buf, sizeof(buf)) == sizeof(buf),
+                      "stream %d: no echo after the GOAWAY", i);
+        ck_assert_uint_eq(it_pattern_check((uint64_t)(10 + i), 0, buf, sizeof(buf)), sizeof(buf));
+    }
+    ck_assert(it_file_contains(srv->out_path, "goaway after stream 1"));
+    it_pattern(10, 1000, buf, sizeof(buf)); /* the first stream runs on after the GOAWAY */
+    ck_assert(it_send_all(fd[0], buf, sizeof(buf)));
+    ck_assert_uint_eq(it_recv_full(fd[0], buf, sizeof(buf)), sizeof(buf));
+    ck_assert_uint_eq(it_pattern_check(10, 1000, buf, sizeof(buf)), sizeof(buf));
+    for (int i = 0; i < 3; i++)
+        echo_end(fd[i]);
+    ck_assert(a_stat("tollgate_tunnel_retries_total", "h2-out") == 2);
+    ck_assert(a_stat("tollgate_tunnels_opened_total", "h2-out") == 2);
+    ck_assert_int_eq(
+        it_wait_lines("a.out", 3, 5000, "\"listener\":\"h2-out\"", "\"outcome\":\"ok\"", NULL), 3);
+}
+END_TEST
+
+/* The server allows two streams a tunnel: A opens no third on it (h2 would end the tunnel)
+ * but a second tunnel; with both full, tunnel: on refuses the fifth and says why. */
+START_TEST(test_interop_peer_stream_limit)
+{
+    struct it_proc *srv;
+    int srv_port = it_free_port(), fd[5];
+    char line[IT_LINE_MAX];
+
+    srv = server_start("max2", srv_port);
+    start_a(NULL, (struct it_listener[]){{"h2-out", out_port, srv_port, IT_WEB_ID, ON}}, 1);
+    for (int i = 0; i < 4; i++)
+        fd[i] = echoing(out_port, (uint64_t)i, 100);
+    ck_assert(a_stat("tollgate_tunnels_opened_total", "h2-out") == 2);
+    fd[4] = it_connect(out_port, 5000);
+    ck_assert_int_ge(fd[4], 0);
+    ck_assert(it_send_all(fd[4], "x", 1));
+    ck_assert_int_ne(it_recv_eof(fd[4]), 1);
+    close(fd[4]);
+    ck_assert(it_wait_lines("a.out", 1, 5000, "\"outcome\":\"refused\"", NULL) == 1);
+    ck_assert(it_last_line("a.out", line, sizeof(line), "\"outcome\":\"refused\"", NULL));
+    ck_assert_msg(strstr(line, "tunnel_required: the pool's 2 tunnels") != NULL &&
+                      strstr(line, "carry 2 streams each") != NULL,
+                  "%s", line);
+    for (int i = 0; i < 4; i++)
+        echo_end(fd[i]);
+    ck_assert_msg(!it_file_contains(srv->out_path, "tunnel 1:") &&
+                      !it_file_contains(srv->out_path, "tunnel 2:"),
+                  "the server ended a tunnel: A opened more streams than it allows");
+}
+END_TEST
+
 /* ---- 7. the pool in /stats and /config_dump ----------------------------------------- */
 
 /* The pool's limits are shown and hold: eight open app connections with seven streams a
@@ -605,6 +698,8 @@ Suite *tg_test_suite(void)
     IT_TEST_CASE(s, "interop", setup, it_teardown, 60, test_interop_h2_server);
     IT_TEST_CASE(s, "interop_bad", setup, it_teardown, 60, test_interop_malformed_frame,
                  test_interop_unsolicited_answer);
+    IT_TEST_CASE(s, "interop_goaway", setup, it_teardown, 60, test_interop_goaway_retried);
+    IT_TEST_CASE(s, "interop_limit", setup, it_teardown, 60, test_interop_peer_stream_limit);
     IT_TEST_CASE(s, "pool", setup, it_teardown, 60, test_pool_shown_and_limits_hold);
     return s;
 }

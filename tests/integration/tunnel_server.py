@@ -14,6 +14,11 @@ MODE malformed: the first tunnel, once three streams have carried bytes, gets a 
 on stream 0 (a connection error, RFC 9113 6.1); later tunnels behave.
 MODE unsolicited: the same, with a response HEADERS on stream 99, which the client never
 opened (RFC 9113 5.1, an idle stream).
+MODE goaway: the first tunnel answers its first stream only; when two more have come it
+sends GOAWAY (NO_ERROR) naming the first as the last it took, then serves the first to its
+end (the client must try the other two again elsewhere, RFC 9113 6.8); later tunnels behave.
+MODE max2: every tunnel allows two concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS);
+h2 ends a tunnel whose client opens a third with GOAWAY PROTOCOL_ERROR.
 
 Bounded: each socket times out after 20 s, the whole run ends after 120 s."""
 import socket
@@ -26,6 +31,8 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
+import hyperframe.frame as hf
 
 from tunnel_client import send_within_windows
 
@@ -46,9 +53,11 @@ def peer_uri(tls):
 
 
 class Tunnel:
-    def __init__(self, tls, bad):
+    def __init__(self, tls, mode):
         self.tls = tls
-        self.bad = bad
+        self.bad = BAD_FRAMES.get(mode)
+        self.goaway = mode == "goaway"
+        self.held = []  # goaway: the streams left unanswered
         self.h2 = h2.connection.H2Connection(
             # h2 4.1 asks every request for :path and :scheme, which a CONNECT must omit
             # (RFC 9113 8.5): event() checks the request instead
@@ -59,6 +68,11 @@ class Tunnel:
         self.pending = {}  # stream id -> bytes still to echo
         self.ended = set()  # streams whose END_STREAM came
         self.carried = set()  # streams that carried bytes
+        if mode == "max2":
+            self.h2.local_settings = h2.settings.Settings(
+                client=False,
+                initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2},
+            )
 
     def event(self, ev):
         if isinstance(ev, h2.events.RequestReceived):
@@ -67,6 +81,16 @@ class Tunnel:
                     or ":path" in h or ":scheme" in h):
                 print("not a CONNECT of RFC 9113 8.5: %r" % ev.headers, flush=True)
                 self.h2.send_headers(ev.stream_id, [(":status", "405")], end_stream=True)
+                return
+            if self.goaway and self.pending:
+                self.held.append(ev.stream_id)
+                if len(self.held) == 2:
+                    # written by hand: h2 sends nothing more once it has sent a GOAWAY
+                    first = min(self.pending)
+                    self.tls.sendall(self.h2.data_to_send() + hf.GoAwayFrame(
+                        0, last_stream_id=first, error_code=0).serialize())
+                    print("goaway after stream %d, streams %r unanswered" % (first, self.held),
+                          flush=True)
                 return
             self.h2.send_headers(ev.stream_id, [(":status", "200")])
             self.pending[ev.stream_id] = b""
@@ -108,7 +132,7 @@ def serve(ctx, sock, n, mode):
         tls = ctx.wrap_socket(sock, server_side=True)
         print("tunnel %d peer %s alpn %s" % (n, peer_uri(tls), tls.selected_alpn_protocol()),
               flush=True)
-        Tunnel(tls, BAD_FRAMES.get(mode) if n == 1 else None).run()
+        Tunnel(tls, mode if n == 1 or mode == "max2" else "echo").run()
         tls.close()
     except (OSError, ssl.SSLError, h2.exceptions.ProtocolError) as e:
         print("tunnel %d: %s" % (n, e), flush=True)
@@ -117,7 +141,7 @@ def serve(ctx, sock, n, mode):
 
 def main():
     port, mode = int(sys.argv[1]), sys.argv[2]
-    if mode not in ("echo", "malformed", "unsolicited"):
+    if mode not in ("echo", "malformed", "unsolicited", "goaway", "max2"):
         sys.exit("unknown mode " + mode)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
