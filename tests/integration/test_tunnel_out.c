@@ -32,7 +32,7 @@ static void setup(void)
 
 /* B (web): web-in takes tunnels, plain-in does not, both to the echo app; more is B's own
  * top-level YAML (NULL: none), extra one more inbound listener (its name NULL: none). */
-static void start_b(const char *more, struct it_listener extra)
+static void write_b(const char *more, struct it_listener extra)
 {
     it_cfg_write("b.yaml",
                  &(struct it_cfg){.admin = b_admin,
@@ -42,6 +42,11 @@ static void start_b(const char *more, struct it_listener extra)
                                          {"plain-in", plain_port, echo_port, IT_API_ID, NULL},
                                          extra}},
                  "%s", more != NULL ? more : "");
+}
+
+static void start_b(const char *more, struct it_listener extra)
+{
+    write_b(more, extra);
     sidecar_b = it_sidecar_start("b", "b.yaml", b_admin, 0);
 }
 
@@ -403,6 +408,38 @@ START_TEST(test_tunnel_killed_mid_transfer)
 }
 END_TEST
 
+/* B's new generation (a new limit) while four streams run through A's one tunnel: B says
+ * GOAWAY, the four run on to their end whole (zero dropped, each logged ok), and a new app
+ * connection goes over a new tunnel although the pool allows one a destination. */
+START_TEST(test_server_new_generation_drains)
+{
+    static const char limit[] = "rate_limits:\n"
+                                "  overrides:\n"
+                                "    - {principal: \"" IT_API_ID "\", max_concurrent: %d}\n";
+    struct it_streams *st;
+    char more[256], err[160];
+
+    snprintf(more, sizeof(more), limit, 50);
+    start_b(more, (struct it_listener){0});
+    start_a("connections_per_destination: 1",
+            (struct it_listener[]){{"tun-out", out_port, in_port, IT_WEB_ID, ON}}, 1);
+    st = it_streams_start(out_port, 4, 400);
+    it_streams_expect_progress(st, "four streams");
+    snprintf(more, sizeof(more), limit, 51);
+    write_b(more, (struct it_listener){0});
+    ck_assert(it_wait_stat(b_admin, "tollgate_generation", "", 2, 5000) >= 2);
+    it_streams_expect_progress(st, "four streams after B's GOAWAY");
+    ck_assert_msg(echo_one(out_port, 1, 20000, err), "a new stream after B's GOAWAY: %s", err);
+    ck_assert(a_stat("tollgate_tunnels_opened_total", "tun-out") == 2);
+    it_streams_expect_progress(st, "four streams beside the new tunnel");
+    it_streams_stop(st);
+    ck_assert_int_eq(
+        it_wait_lines("a.out", 5, 5000, "\"listener\":\"tun-out\"", "\"outcome\":\"ok\"", NULL), 5);
+    ck_assert_int_eq(it_count_lines("a.out", "\"outcome\":\"error\"", NULL), 0);
+    ck_assert_int_eq(it_count_lines("b.out", "\"outcome\":\"error\"", NULL), 0);
+}
+END_TEST
+
 /* ---- 5. fallback where no tunnel is offered ----------------------------------------- */
 
 /* A line through port to s_server -rev: whether it came back reversed. */
@@ -694,6 +731,7 @@ Suite *tg_test_suite(void)
     IT_TEST_CASE(s, "half_close", setup, it_teardown, 60, test_half_close_both_ways);
     IT_TEST_CASE(s, "refused", setup, it_teardown, 60, test_refused_stream_others_run);
     IT_TEST_CASE(s, "killed", setup, it_teardown, 60, test_tunnel_killed_mid_transfer);
+    IT_TEST_CASE(s, "server_drain", setup, it_teardown, 60, test_server_new_generation_drains);
     IT_TEST_CASE(s, "fallback", setup, it_teardown, 60, test_fallback_without_h2);
     IT_TEST_CASE(s, "interop", setup, it_teardown, 60, test_interop_h2_server);
     IT_TEST_CASE(s, "interop_bad", setup, it_teardown, 60, test_interop_malformed_frame,
