@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,20 +367,53 @@ static bool kill_tunnel_socket(void)
     return killed;
 }
 
-/* Four streams mid-transfer when the tunnel's TCP connection is reset: each app connection
- * ends with a reset, not a clean EOF, logged as an error; a new app connection opens a new
- * tunnel and goes through whole. */
-START_TEST(test_tunnel_killed_mid_transfer)
+/* A relay of the test's own between A and B (python3, a thread each way), NAME, on port. */
+static const char relay_py[] =
+    "import socket, sys, threading\n"
+    "srv = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n"
+    "print('listening', flush=True)\n"
+    "def pipe(a, b):\n"
+    "    try:\n"
+    "        while (d := a.recv(65536)):\n"
+    "            b.sendall(d)\n"
+    "        b.shutdown(socket.SHUT_WR)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "while True:\n"
+    "    c, _ = srv.accept()\n"
+    "    u = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n"
+    "    for a, b in ((c, u), (u, c)):\n"
+    "        threading.Thread(target=pipe, args=(a, b), daemon=True).start()\n";
+
+static struct it_proc *relay_start(const char *name, int port)
 {
-    int fd[KILLED];
+    static char p[16], up[16];
+    struct it_proc *r;
+
+    snprintf(p, sizeof(p), "%d", port);
+    snprintf(up, sizeof(up), "%d", in_port);
+    it_write_file("relay.py", "%s", relay_py);
+    r = it_spawn(name, (const char *const[]){PY, "relay.py", p, up, NULL}, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_file_contains(r->out_path, "listening", 10000), "%s did not start", name);
+    return r;
+}
+
+/* Four streams mid-transfer when the tunnel's TCP connection dies: destroyed by `ss -K`
+ * (the kernel resets it), or with relay, the test's relay between A and B killed by pid.
+ * Each app connection ends with a reset, not a clean EOF, logged as an error; a new app
+ * connection opens a new tunnel and goes through whole. */
+static void killed_mid_transfer(bool relay)
+{
+    struct it_proc *r = NULL;
+    int fd[KILLED], upstream = in_port;
     char buf[8192], err[160];
 
-    if (geteuid() != 0 || access(SS, X_OK) != 0) {
-        fprintf(stderr, "tunnel_out: skipped the tunnel kill: ss -K wants root and %s\n", SS);
-        return;
-    }
     start_b(NULL, (struct it_listener){0});
-    start_a(NULL, (struct it_listener[]){{"tun-out", out_port, in_port, IT_WEB_ID, ON}}, 1);
+    if (relay) {
+        upstream = it_free_port();
+        r = relay_start("relay", upstream);
+    }
+    start_a(NULL, (struct it_listener[]){{"tun-out", out_port, upstream, IT_WEB_ID, ON}}, 1);
     for (int i = 0; i < KILLED; i++) {
         fd[i] = it_connect(out_port, 5000);
         ck_assert_int_ge(fd[i], 0);
@@ -390,7 +424,12 @@ START_TEST(test_tunnel_killed_mid_transfer)
         ck_assert(it_send_all(fd[i], buf, sizeof(buf))); /* in flight when the tunnel dies */
     }
     ck_assert(a_stat("tollgate_tunnels_opened_total", "tun-out") == 1);
-    ck_assert_msg(kill_tunnel_socket(), "ss -K destroyed no socket to port %d", in_port);
+    if (relay) {
+        ck_assert_int_eq(kill(r->pid, SIGKILL), 0);
+        ck_assert_int_eq(it_wait(r, 5000), 128 + SIGKILL);
+    } else {
+        ck_assert_msg(kill_tunnel_socket(), "ss -K destroyed no socket to port %d", in_port);
+    }
     for (int i = 0; i < KILLED; i++) {
         int end = read_to_end(fd[i]);
 
@@ -401,10 +440,30 @@ START_TEST(test_tunnel_killed_mid_transfer)
     ck_assert_int_eq(it_wait_lines("a.out", KILLED, 5000, "\"listener\":\"tun-out\"",
                                    "\"outcome\":\"error\"", "tunnel to", NULL),
                      KILLED);
+    if (relay)
+        relay_start("relay2", upstream);
     ck_assert_msg(echo_one(out_port, 99, 30000, err), "after the kill: %s", err);
     ck_assert(a_stat("tollgate_tunnels_opened_total", "tun-out") == 2);
     expect_a_stat("tollgate_tunnels_active", "tun-out", 1);
     ck_assert(it_wait_http(a_admin, "/ready", 200, 2000));
+}
+
+START_TEST(test_tunnel_killed_by_ss)
+{
+    if (geteuid() != 0 || access(SS, X_OK) != 0) {
+        fprintf(stderr,
+                "tunnel_out: skipped ss -K (it wants root and %s); "
+                "killed_relay kills a relay instead\n",
+                SS);
+        return;
+    }
+    killed_mid_transfer(false);
+}
+END_TEST
+
+START_TEST(test_tunnel_killed_relay)
+{
+    killed_mid_transfer(true);
 }
 END_TEST
 
@@ -723,21 +782,24 @@ START_TEST(test_pool_shown_and_limits_hold)
 }
 END_TEST
 
+/* A test case per behaviour (two for the close kin), so ctest runs them side by side; each
+ * takes a few seconds. */
 Suite *tg_test_suite(void)
 {
     Suite *s = IT_TEST_SUITE("tunnel_out", "thousand", NULL, setup, it_teardown, 90,
                              test_thousand_connections_one_tunnel);
 
     IT_TEST_CASE(s, "half_close", setup, it_teardown, 60, test_half_close_both_ways);
-    IT_TEST_CASE(s, "refused", setup, it_teardown, 60, test_refused_stream_others_run);
-    IT_TEST_CASE(s, "killed", setup, it_teardown, 60, test_tunnel_killed_mid_transfer);
-    IT_TEST_CASE(s, "server_drain", setup, it_teardown, 60, test_server_new_generation_drains);
+    IT_TEST_CASE(s, "refused", setup, it_teardown, 60, test_refused_stream_others_run,
+                 test_server_new_generation_drains);
+    IT_TEST_CASE(s, "killed", setup, it_teardown, 60, test_tunnel_killed_by_ss,
+                 test_tunnel_killed_relay);
     IT_TEST_CASE(s, "fallback", setup, it_teardown, 60, test_fallback_without_h2);
-    IT_TEST_CASE(s, "interop", setup, it_teardown, 60, test_interop_h2_server);
+    IT_TEST_CASE(s, "interop", setup, it_teardown, 60, test_interop_h2_server,
+                 test_interop_peer_stream_limit);
     IT_TEST_CASE(s, "interop_bad", setup, it_teardown, 60, test_interop_malformed_frame,
                  test_interop_unsolicited_answer);
     IT_TEST_CASE(s, "interop_goaway", setup, it_teardown, 60, test_interop_goaway_retried);
-    IT_TEST_CASE(s, "interop_limit", setup, it_teardown, 60, test_interop_peer_stream_limit);
     IT_TEST_CASE(s, "pool", setup, it_teardown, 60, test_pool_shown_and_limits_hold);
     return s;
 }
