@@ -290,6 +290,66 @@ START_TEST(test_half_close_both_ways)
 }
 END_TEST
 
+/* An app that sends and never reads: its stream stalls (every window and buffer on the way
+ * fills, A stops reading it) while three streams beside it on the same tunnel run on; once
+ * it reads, every byte comes back. */
+START_TEST(test_slow_reader_stalls_only_its_stream)
+{
+    static char buf[64 * 1024];
+    struct it_streams *st;
+    uint64_t sent = 0, got = 0, stalled_at = 0;
+    int fd;
+
+    start_b(NULL, (struct it_listener){0});
+    start_a("connections_per_destination: 1",
+            (struct it_listener[]){{"tun-out", out_port, in_port, IT_WEB_ID, ON}}, 1);
+    st = it_streams_start(out_port, 3, 800);
+    fd = it_connect(out_port, 10000);
+    ck_assert_int_ge(fd, 0);
+    /* until nothing more goes for 500 ms, at most 64 MiB */
+    while (sent < 64u << 20) {
+        ssize_t n;
+
+        it_pattern(77, sent, buf, sizeof(buf));
+        n = send(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) {
+            sent += (uint64_t)n;
+            stalled_at = 0;
+            continue;
+        }
+        ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "send: %s", strerror(errno));
+        if (stalled_at == 0)
+            stalled_at = it_now_ms();
+        else if (it_now_ms() - stalled_at > 500)
+            break;
+        it_sleep_ms(10);
+    }
+    /* most of it sits in the kernel's socket buffers on the way (loopback autotuning) */
+    fprintf(stderr,
+            "tunnel_out: a stream that is not read stalled after %llu KiB; A's RSS %ld KiB\n",
+            (unsigned long long)(sent >> 10), it_rss_kib(sidecar_a->pid));
+    ck_assert_msg(sent < 64u << 20, "64 MiB went into a stream nobody reads");
+    ck_assert_msg(UNDER_ASAN || it_rss_kib(sidecar_a->pid) < 32 * 1024,
+                  "A holds %ld KiB for a stream nobody reads", it_rss_kib(sidecar_a->pid));
+    it_streams_expect_progress(st, "three streams beside a stalled one");
+    it_streams_expect_progress(st, "three streams beside a stalled one, again");
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    while (got < sent) {
+        size_t want = sent - got < sizeof(buf) ? (size_t)(sent - got) : sizeof(buf);
+        size_t n = it_recv_full(fd, buf, want);
+
+        ck_assert_msg(n == want, "the stalled stream: %llu of %llu bytes back",
+                      (unsigned long long)(got + n), (unsigned long long)sent);
+        ck_assert_uint_eq(it_pattern_check(77, got, buf, n), n);
+        got += n;
+    }
+    ck_assert_int_eq(it_recv_eof(fd), 0);
+    close(fd);
+    it_streams_stop(st);
+    ck_assert(a_stat("tollgate_tunnels_opened_total", "tun-out") == 1);
+}
+END_TEST
+
 /* ---- 3. a stream refused by B while others run -------------------------------------- */
 
 /* B lets api hold three connections at a time: three streams run, a fourth is refused by B
@@ -575,22 +635,48 @@ static struct it_proc *server_start(const char *mode, int port)
     return srv;
 }
 
+/* An app connection to port that sends what and then closes with a reset (SO_LINGER 0). */
+static void reset_after(int port, const char *what)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    int fd = it_connect(port, 5000);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert(it_send_all(fd, what, strlen(what)));
+    it_sleep_ms(100);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+}
+
 /* Six concurrent streams through A into the python3-h2 server, every byte echoed and
- * checked; the server sees A's identity and ALPN h2 on its one tunnel. */
+ * checked; the server sees A's identity and ALPN h2 on its one tunnel. Resets both ways
+ * beside them: the server's RST_STREAM reaches its app as a reset, an app's reset reaches
+ * the server as RST_STREAM, and the six run on. */
 START_TEST(test_interop_h2_server)
 {
     struct it_proc *srv;
     struct it_streams *st;
-    int srv_port = it_free_port();
+    int srv_port = it_free_port(), fd, end;
 
     srv = server_start("echo", srv_port);
     start_a(NULL, (struct it_listener[]){{"h2-out", out_port, srv_port, IT_WEB_ID, ON}}, 1);
     st = it_streams_start(out_port, 6, 600);
     it_streams_expect_progress(st, "six streams through python3-h2");
+    fd = it_connect(out_port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(it_send_all(fd, "rst!", 4));
+    end = read_to_end(fd);
+    ck_assert_msg(end == -ECONNRESET, "the server's RST_STREAM reached the app as %s",
+                  end == 0 ? "a clean EOF" : strerror(-end));
+    close(fd);
+    reset_after(out_port, "hello");
+    ck_assert_msg(it_wait_file_contains(srv->out_path, "reset by the client: 8", 5000),
+                  "the app's reset did not reach the server as RST_STREAM CANCEL");
+    it_streams_expect_progress(st, "six streams after two resets beside them");
     ck_assert_uint_gt(it_streams_stop(st), 1024 * 1024);
     ck_assert(it_file_contains(srv->out_path, "tunnel 1 peer " IT_API_ID " alpn h2"));
     ck_assert(!it_file_contains(srv->out_path, "tunnel 2"));
-    ck_assert(a_stat("tollgate_tunnel_streams_total", "h2-out") == 6);
+    ck_assert(a_stat("tollgate_tunnel_streams_total", "h2-out") == 8);
     ck_assert_int_eq(it_wait_lines("a.out", 6, 5000, "\"listener\":\"h2-out\"",
                                    "\"outcome\":\"ok\"", WEB_PEER, NULL),
                      6);
@@ -789,7 +875,8 @@ Suite *tg_test_suite(void)
     Suite *s = IT_TEST_SUITE("tunnel_out", "thousand", NULL, setup, it_teardown, 90,
                              test_thousand_connections_one_tunnel);
 
-    IT_TEST_CASE(s, "half_close", setup, it_teardown, 60, test_half_close_both_ways);
+    IT_TEST_CASE(s, "half_close", setup, it_teardown, 60, test_half_close_both_ways,
+                 test_slow_reader_stalls_only_its_stream);
     IT_TEST_CASE(s, "refused", setup, it_teardown, 60, test_refused_stream_others_run,
                  test_server_new_generation_drains);
     IT_TEST_CASE(s, "killed", setup, it_teardown, 60, test_tunnel_killed_by_ss,

@@ -6,7 +6,8 @@ usage: tunnel_server.py PORT MODE      (in the test's directory: web.pem/web.key
 
 TLS 1.3 with the web certificate, a client certificate required (ca.pem), ALPN h2 only. Each
 CONNECT stream is answered 200 and its bytes are echoed, END_STREAM for END_STREAM, within
-the client's flow-control windows; any other method gets 405. Prints one line per tunnel:
+the client's flow-control windows; any other method gets 405. A stream whose bytes start
+with "rst!" gets RST_STREAM (CANCEL) instead, and a stream the client resets is logged. Prints one line per tunnel:
 "tunnel N peer URI" (the client's SPIFFE ID), and "listening" once it listens.
 
 MODE echo: every tunnel behaves.
@@ -96,13 +97,18 @@ class Tunnel:
             self.pending[ev.stream_id] = b""
         elif isinstance(ev, h2.events.DataReceived):
             self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-            if ev.stream_id in self.pending:
+            if ev.stream_id in self.pending and ev.data.startswith(b"rst!"):
+                del self.pending[ev.stream_id]
+                self.h2.reset_stream(ev.stream_id, error_code=8)  # CANCEL
+                print("reset stream %d" % ev.stream_id, flush=True)
+            elif ev.stream_id in self.pending:
                 self.pending[ev.stream_id] += ev.data
                 self.carried.add(ev.stream_id)
         elif isinstance(ev, h2.events.StreamEnded):
             self.ended.add(ev.stream_id)
         elif isinstance(ev, h2.events.StreamReset):
             self.pending.pop(ev.stream_id, None)
+            print("stream %d reset by the client: %d" % (ev.stream_id, ev.error_code), flush=True)
 
     def run(self):
         self.h2.initiate_connection()
