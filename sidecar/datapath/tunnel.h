@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct tg_conn;
 struct tg_tstream;
@@ -41,7 +42,11 @@ struct tg_tunnel {
     bool busy;                   /* inside the session's calls (no re-entry) */
     bool kicked;                 /* ... and asked to send again meanwhile */
     bool fed;                    /* the last tg_tunnel_io took bytes */
-    bool ending;                 /* the session is over: close_notify queued */
+    bool ending;                 /* the session is over: close_notify queued, the peer's
+                                  * own end awaited (LINGER_MS in tunnel.c) */
+    uv_timer_t pace; /* inbound: paced streams wait for tokens (made on first use, then one
+                      * of c's handles) */
+    bool pace_open;
     struct tg_tunnel *pool_prev, *pool_next;
 };
 

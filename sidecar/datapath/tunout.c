@@ -31,8 +31,6 @@ struct tg_ostream {
     bool h2_gone;        /* the session is done with the stream */
     bool deferred;       /* on_read said TG_EAGAIN: resume when the app has bytes or its end */
     bool poke;           /* its END_STREAM went out: the app connection may be done */
-    bool done;           /* ended well both ways: only the app's socket has bytes to take, so
-                          * the tunnel's own end no longer concerns it */
     uint64_t delivered;  /* payload the server sent (into app->dir[1].buf) */
     uint64_t given;      /* ... given back to it as window */
     struct tg_ostream *prev, *next;
@@ -254,7 +252,6 @@ static void on_close(void *arg, void *stream, uint32_t code)
         tg_conn_close(app, "error", "tunnel stream ended without an answer");
         return;
     }
-    os->done = true;
     tg_pipe_progress(app); /* both ends are done: the app connection may close */
 }
 
@@ -372,7 +369,7 @@ void tg_tunnel_join(struct tg_conn *app)
 {
     struct tg_tunnels *p = pool_of(app->w);
     const struct tg_tunnel_pool_cfg *cfg = &app->w->rt->cfg->tunnel_pool;
-    struct tg_tunnel *best = NULL, *next;
+    struct tg_tunnel *best = NULL;
     unsigned n = 0, cap = 0;
     char why[160];
 
@@ -386,13 +383,15 @@ void tg_tunnel_join(struct tg_conn *app)
         no_tunnel(app, why);
         return;
     }
-    for (struct tg_tunnel *tun = p->list; tun != NULL; tun = next) {
+    for (struct tg_tunnel *tun = p->list, *next; tun != NULL; tun = next) {
         next = tun->pool_next;
         if (!same_key(tun->c, app))
             continue;
         if (tun->h2 != NULL && !tg_h2tun_can_open(tun->h2)) {
-            /* the server said GOAWAY: this tunnel takes no new stream, so it leaves the pool
-             * and no longer counts against its limit; its streams run on to their end */
+            /* GOAWAY from the server (its new generation, its drain): it will never take a
+             * stream again, so it leaves the pool and no longer counts against
+             * connections_per_destination; its streams run on (no call into the session
+             * here: that could end streams and rejoin their apps while we walk the list) */
             tun->retired = true;
             pool_remove(tun);
             continue;
@@ -564,8 +563,16 @@ void tg_tunnel_close_outbound(struct tg_tunnel *tun)
         struct tg_conn *app = os->app;
 
         next = os->next;
-        if (app == NULL || app->closing || os->done)
+        if (app == NULL || app->closing)
             continue;
+        if (os->answered && os->h2_gone) {
+            /* the stream ended whole both ways (a reset would have closed app): app only
+             * waits for its own socket (the FIN's shutdown, the last writes), so the
+             * tunnel's end (a GOAWAY'd tunnel with no streams left) is none of its business */
+            detach(os);
+            tg_pipe_progress(app);
+            continue;
+        }
         if (!os->answered && app->tunnel_tries < MAX_TRIES && c->handshake_done) {
             /* never answered, so nothing of the app's went out: another tunnel may carry it */
             tg_counter_add(&app->stats->tunnel_retries, 1);
