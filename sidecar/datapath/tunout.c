@@ -370,7 +370,7 @@ void tg_tunnel_join(struct tg_conn *app)
     struct tg_tunnels *p = pool_of(app->w);
     const struct tg_tunnel_pool_cfg *cfg = &app->w->rt->cfg->tunnel_pool;
     struct tg_tunnel *best = NULL;
-    unsigned n = 0;
+    unsigned n = 0, cap = 0;
     char why[160];
 
     if (p == NULL) {
@@ -397,6 +397,7 @@ void tg_tunnel_join(struct tg_conn *app)
             continue;
         }
         n++;
+        cap = capacity(tun) > cap ? capacity(tun) : cap;
         if (best == NULL && usable(tun))
             best = tun;
     }
@@ -408,8 +409,9 @@ void tg_tunnel_join(struct tg_conn *app)
         dial(p, app);
         return;
     }
+    /* the server's own limit (SETTINGS_MAX_CONCURRENT_STREAMS) may be below ours */
     snprintf(why, sizeof(why), "the pool's %u tunnels to %s carry %u streams each already", n,
-             app->upstream.text, cfg->streams_per_connection);
+             app->upstream.text, cap);
     no_tunnel(app, why);
 }
 

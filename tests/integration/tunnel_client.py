@@ -65,6 +65,25 @@ def pattern(seed, n):
     return bytes(out[:n])
 
 
+def send_within_windows(conn, pending, ended):
+    """Sends what pending (stream id -> bytes) holds as far as the peer's windows allow; a
+    stream in ended whose bytes are all out gets END_STREAM and leaves both. Shared with
+    tunnel_server.py."""
+    for sid in list(pending):
+        buf = pending[sid]
+        while buf:
+            room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if room <= 0:
+                break
+            conn.send_data(sid, buf[:room])
+            buf = buf[room:]
+        pending[sid] = buf
+        if not buf and sid in ended:
+            conn.end_stream(sid)
+            ended.discard(sid)
+            del pending[sid]
+
+
 def tls(port, cert):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -143,20 +162,7 @@ class Tunnel:
         return sid
 
     def pump_send(self):
-        for sid in list(self.pending):
-            buf = self.pending[sid]
-            while buf:
-                room = min(self.conn.local_flow_control_window(sid),
-                           self.conn.max_outbound_frame_size)
-                if room <= 0:
-                    break
-                self.conn.send_data(sid, buf[:room])
-                buf = buf[room:]
-            self.pending[sid] = buf
-            if not buf and sid in self.half_close:
-                self.conn.end_stream(sid)
-                self.half_close.discard(sid)
-                del self.pending[sid]
+        send_within_windows(self.conn, self.pending, self.half_close)
         self.flush()
 
     def step(self):
@@ -401,4 +407,5 @@ def main():
     print("OK", flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()
