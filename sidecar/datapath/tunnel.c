@@ -403,7 +403,7 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
                                            : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
-static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+bool tg_tunnel_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     if (a->ss_family != b->ss_family)
         return false;
@@ -451,7 +451,7 @@ static bool route_stream(struct tg_conn *c, const char *authority, struct tg_add
         return true;
     }
     if (uv_fileno((uv_handle_t *)&c->down.tcp, &fd) < 0 ||
-        tg_intercept_original_dst(fd, &orig) < 0 || !same_host(&want, &orig)) {
+        tg_intercept_original_dst(fd, &orig) < 0 || !tg_tunnel_same_host(&want, &orig)) {
         snprintf(why, cap, "bad_authority: not this workload's address");
         return false;
     }

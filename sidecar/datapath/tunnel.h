@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 struct tg_conn;
@@ -108,6 +109,9 @@ void tg_tunnel_pool_free(struct tg_worker *w);
 /* tunnel.c, shared by both ends: the session has something to send (a window given back,
  * an app's bytes or end): sent now, or once the session's current call returns. */
 void tg_tunnel_kick(struct tg_tunnel *tun);
+
+/* tunnel.c: whether a and b are the same host (family and address; ports aside). */
+bool tg_tunnel_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* tunout.c, for tunnel.c: after the session sent, app connections whose stream ended get
  * their turn; an outbound tunnel's close, free and retirement. */

@@ -61,13 +61,7 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
 static bool same_sidecar(const struct tg_listener_def *l, const struct sockaddr_storage *a,
                          const struct sockaddr_storage *b)
 {
-    if (a->ss_family != b->ss_family || (!l->transparent && port_of(a) != port_of(b)))
-        return false;
-    if (a->ss_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-                      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return (l->transparent || port_of(a) == port_of(b)) && tg_tunnel_same_host(a, b);
 }
 
 /* The pool's key: sidecar address, expected identities, listener and generation. */
