@@ -12,11 +12,12 @@
 # A's mesh table: B:8080 and B:8081 (the listener's auto), B:8082 protocol: http, B:8083
 # tunnel: "off", C:8080 (auto), C:8081 tunnel: "on".
 #
-# Proves, as A's app sees it: B:8080 and B:8081 ride one tunnel (one dialled, a stream per
-# connection, B logs each stream with A's identity and its port, and no handshake of its
-# own); B:8083's own `off` beats the listener's auto and B:8082's protocol: http goes direct
-# (a handshake each on B, no stream); C offers no tunnel: auto falls back to direct (counted),
-# `on` is refused (tunnel_required) and C's app never sees it.
+# Proves, as A's app sees it: B:8080 and B:8081, one after another and four at once, ride
+# one tunnel (one dialled, a stream per connection, one handshake on B, B logs each stream
+# with A's identity, its own port and the tunnel's one peer address); B:8083's own `off`
+# beats the listener's auto and B:8082's protocol: http goes direct (a handshake each on B,
+# no stream); C offers no tunnel: auto falls back to direct (counted), `on` is refused
+# (tunnel_required) and C's app never sees it.
 # Needs root, iproute2, iptables, curl, python3, setpriv (util-linux).
 # Exit 77 (ctest SKIP_RETURN_CODE) when not root or network namespaces are unavailable.
 set -uo pipefail
@@ -135,17 +136,27 @@ hs_before=$(hs_b)
 check "A's app gets B:8080" [ "$(app_get "http://$IP_B:8080/one")" = b8080 ]
 check "A's app gets B:8081" [ "$(app_get "http://$IP_B:8081/two")" = b8081 ]
 check "A's app gets B:8080 again" [ "$(app_get "http://$IP_B:8080/three")" = b8080 ]
+# four at once, two to each port (each curl bounded by --max-time)
+for i in 1 2 3 4; do
+    app_get "http://$IP_B:$((8080 + i % 2))/par$i" >"par$i.out" &
+    par[i]=$!
+done
+for i in 1 2 3 4; do wait "${par[i]}"; done
+got=$(cat par1.out par2.out par3.out par4.out | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }')
+check "four at once reach both ports ($got)" [ "$got" = "b8080:2 b8081:2 " ]
 check "A dialled one tunnel" is "$NS_A" capture-out tollgate_tunnels_opened_total 1
 check "one tunnel open in A" is "$NS_A" capture-out tollgate_tunnels_active 1
-check "three streams on it" is "$NS_A" capture-out tollgate_tunnel_streams_total 3
+check "seven streams on it" is "$NS_A" capture-out tollgate_tunnel_streams_total 7
 check "no fallback" is "$NS_A" capture-out tollgate_tunnel_fallbacks_total 0
-check "B made one handshake for the three connections (the tunnel's)" \
+check "B made one handshake for the seven connections (the tunnel's)" \
     [ "$(hs_b)" = $((hs_before + 1)) ]
 sleep 0.3 # the access-log lines of closed streams
-check "B logged two streams to :8080 with A's identity" \
-    [ "$(lines b.access.log "$A_ID" "\"original_dst\":\"$IP_B:8080\"")" = 2 ]
-check "B logged one stream to :8081 with A's identity" \
-    [ "$(lines b.access.log "$A_ID" "\"original_dst\":\"$IP_B:8081\"")" = 1 ]
+check "B logged four streams to :8080 with A's identity" \
+    [ "$(lines b.access.log "$A_ID" "\"original_dst\":\"$IP_B:8080\"")" = 4 ]
+check "B logged three streams to :8081 with A's identity" \
+    [ "$(lines b.access.log "$A_ID" "\"original_dst\":\"$IP_B:8081\"")" = 3 ]
+check "B's seven lines have one peer address: one tunnel's" \
+    [ "$(grep -o '"peer":"[^"]*"' b.access.log | sort -u | wc -l)" = 1 ]
 check "B's apps saw the sidecar's inbound source" \
     bash -c "grep -q '^127.0.0.6 GET /one ' app-b8080.log && grep -q '^127.0.0.6 GET /two ' app-b8081.log"
 
@@ -153,14 +164,14 @@ check "B's apps saw the sidecar's inbound source" \
 hs_before=$(hs_b)
 check "A's app gets B:8083 (tunnel: off)" [ "$(app_get "http://$IP_B:8083/off")" = b8083 ]
 check "B:8083 made a handshake of its own on B" [ "$(hs_b)" = $((hs_before + 1)) ]
-check "B:8083 is no stream" is "$NS_A" capture-out tollgate_tunnel_streams_total 3
+check "B:8083 is no stream" is "$NS_A" capture-out tollgate_tunnel_streams_total 7
 check "B:8083 is no fallback either" is "$NS_A" capture-out tollgate_tunnel_fallbacks_total 0
 
 # ---- 4. protocol: http goes direct even with tunnel: auto ----
 hs_before=$(hs_b)
 check "A's app gets B:8082 (protocol: http)" [ "$(app_get "http://$IP_B:8082/http")" = b8082 ]
 check "B:8082 made a handshake of its own on B" [ "$(hs_b)" = $((hs_before + 1)) ]
-check "B:8082 is no stream" is "$NS_A" capture-out tollgate_tunnel_streams_total 3
+check "B:8082 is no stream" is "$NS_A" capture-out tollgate_tunnel_streams_total 7
 check "B logged :8082 with A's identity" \
     [ "$(lines b.access.log "$A_ID" "\"original_dst\":\"$IP_B:8082\"")" = 1 ]
 check "still one tunnel dialled" is "$NS_A" capture-out tollgate_tunnels_opened_total 1
@@ -169,7 +180,7 @@ check "still one tunnel dialled" is "$NS_A" capture-out tollgate_tunnels_opened_
 check "A's app gets C:8080 (auto, C has no tunnels: true)" \
     [ "$(app_get "http://$IP_C:8080/auto")" = c8080 ]
 check "A counted the fallback" is "$NS_A" capture-out tollgate_tunnel_fallbacks_total 1
-check "C:8080 is no stream" is "$NS_A" capture-out tollgate_tunnel_streams_total 3
+check "C:8080 is no stream" is "$NS_A" capture-out tollgate_tunnel_streams_total 7
 check "C's sidecar accepted A over mTLS" [ "$(lines c.access.log "$A_ID" "$IP_C:8080")" -ge 1 ]
 if [ "$(app_get "http://$IP_C:8081/on")" = c8081 ]; then
     fail "C:8081 (tunnel: on) is refused: C offers no tunnel"
