@@ -26,6 +26,9 @@ struct tg_strlist {
     size_t n;
 };
 
+/* The same strings in the same order. */
+bool tg_strlist_equal(const struct tg_strlist *a, const struct tg_strlist *b);
+
 enum tg_inbound_mode {
     TG_MODE_STRICT,     /* only mTLS */
     TG_MODE_PERMISSIVE, /* mTLS when a ClientHello offers our ALPN; anything else plain */

@@ -133,6 +133,16 @@ void tg_strlist_free(struct tg_strlist *l)
     l->n = 0;
 }
 
+bool tg_strlist_equal(const struct tg_strlist *a, const struct tg_strlist *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return false;
+    return true;
+}
+
 void tg_labels_free(struct tg_labels *l)
 {
     for (size_t i = 0; i < l->n; i++) {

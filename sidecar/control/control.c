@@ -252,16 +252,6 @@ static void relimit_listeners(struct control *ctl, const struct tg_config *next)
         set_listener_limit(&ctl->llimits[i], listener_limit_cfg(next, i));
 }
 
-static bool same_list(const struct tg_strlist *a, const struct tg_strlist *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->v[i], b->v[i]) != 0)
-            return false;
-    return true;
-}
-
 static bool same_str(const char *a, const char *b)
 {
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
@@ -286,16 +276,17 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
     if (a->access_log_text != b->access_log_text || a->log_format != b->log_format)
         return "access_log_format or log_format";
     if (!same_str(a->cert_path, b->cert_path) || !same_str(a->key_path, b->key_path) ||
-        !same_str(a->bundle_path, b->bundle_path) || !same_list(&a->crl_paths, &b->crl_paths) ||
+        !same_str(a->bundle_path, b->bundle_path) ||
+        !tg_strlist_equal(&a->crl_paths, &b->crl_paths) ||
         !same_str(a->intermediates_path, b->intermediates_path) ||
-        !same_list(&a->trust_domains, &b->trust_domains) ||
-        !same_list(&a->trust_domain_bundles, &b->trust_domain_bundles))
+        !tg_strlist_equal(&a->trust_domains, &b->trust_domains) ||
+        !tg_strlist_equal(&a->trust_domain_bundles, &b->trust_domain_bundles))
         return "identity file paths";
     if (a->cp.enabled != b->cp.enabled ||
-        (a->cp.enabled && (!same_list(&a->cp.addresses, &b->cp.addresses) ||
+        (a->cp.enabled && (!tg_strlist_equal(&a->cp.addresses, &b->cp.addresses) ||
                            !same_str(a->cp.ca_path, b->cp.ca_path) ||
                            !same_str(a->cp.token_path, b->cp.token_path) ||
-                           !same_list(&a->cp.server_ids, &b->cp.server_ids) ||
+                           !tg_strlist_equal(&a->cp.server_ids, &b->cp.server_ids) ||
                            !same_str(a->cp.node_id, b->cp.node_id) ||
                            !same_str(a->cp.namespace_, b->cp.namespace_) ||
                            !same_str(a->cp.service_account, b->cp.service_account) ||
@@ -313,7 +304,7 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
             x->mode != y->mode || x->proxy_protocol != y->proxy_protocol ||
-            !same_list(&x->allow, &y->allow) || x->allow_unauth != y->allow_unauth ||
+            !tg_strlist_equal(&x->allow, &y->allow) || x->allow_unauth != y->allow_unauth ||
             x->tunnels != y->tunnels || x->http != y->http ||
             x->http_cfg.xfcc != y->http_cfg.xfcc ||
             x->http_cfg.client_cert != y->http_cfg.client_cert ||
@@ -327,8 +318,8 @@ static const char *needs_restart(const struct tg_config *a, const struct tg_conf
 
         if (strcmp(x->name, y->name) || strcmp(x->listen.text, y->listen.text) ||
             strcmp(x->upstream.text, y->upstream.text) || x->transparent != y->transparent ||
-            !same_list(&x->expect, &y->expect) || !same_str(x->sni, y->sni) || x->http != y->http ||
-            x->tunnel != y->tunnel)
+            !tg_strlist_equal(&x->expect, &y->expect) || !same_str(x->sni, y->sni) ||
+            x->http != y->http || x->tunnel != y->tunnel)
             return "outbound";
     }
     return NULL;

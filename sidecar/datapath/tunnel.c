@@ -36,6 +36,7 @@ struct tg_tstream {
     size_t unacked;        /* bytes the app took, not yet given back as window */
     struct tg_addr upstream;
     uint16_t dest_port;
+    char orig_dst[64]; /* transparent: the pod address and port it asked for, once valid */
     struct tg_ratelimit *rl;
     struct tg_ratelimit_key *rl_key;
     bool listener_counted; /* in its listener's open count (under max_connections) */
@@ -58,19 +59,23 @@ static uint64_t unix_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-static void log_stream(struct tg_conn *c, const char *upstream, uint64_t start, uint64_t in,
-                       uint64_t out, const char *outcome, const char *reason)
+static void log_stream(struct tg_conn *c, const struct tg_tstream *st, const char *outcome,
+                       const char *reason)
 {
     struct tg_access_entry e;
 
     if (!c->w->rt->cfg->access_log)
         return;
     tg_conn_log_entry(c, &e); /* the tunnel's peer, identity and TLS fields */
-    e.upstream = upstream;
-    e.start_unix_ms = start;
-    e.bytes_received = in;
-    e.bytes_sent = out;
-    e.duration_ms = unix_ms() - start;
+    e.upstream = st->upstream.text;
+    /* a captured tunnel's own original destination is the port its first stream asked for:
+     * each stream's is the one it asked for */
+    if (c->l->transparent)
+        e.original_dst = st->orig_dst[0] ? st->orig_dst : NULL;
+    e.start_unix_ms = st->start_unix_ms;
+    e.bytes_received = st->bytes_received;
+    e.bytes_sent = st->bytes_sent;
+    e.duration_ms = unix_ms() - st->start_unix_ms;
     e.outcome = outcome;
     e.reason = reason != NULL && reason[0] ? reason : NULL;
     tg_accesslog_write(&e);
@@ -101,8 +106,7 @@ static void on_stream_closed(uv_handle_t *h)
     st->debt = 0;
     if (st->listener_counted)
         atomic_fetch_sub(&c->l->limit->open, 1);
-    log_stream(c, st->upstream.text, st->start_unix_ms, st->bytes_received, st->bytes_sent,
-               st->outcome, st->reason);
+    log_stream(c, st, st->outcome, st->reason);
     tg_counter_add(&c->stats->closed, 1);
     tg_buf_drop(&st->to_app, &c->w->pool);
     tg_buf_drop(&st->to_peer, &c->w->pool);
@@ -434,9 +438,11 @@ static void set_addr(struct tg_addr *dst, const struct sockaddr_storage *ss)
  * upstream (the authority is only checked for form); a transparent one to the port asked
  * for, on this pod's own address only: the one the tunnel itself was sent to, so a peer
  * cannot reach any other host through us. */
-static bool route_stream(struct tg_conn *c, const char *authority, struct tg_addr *up,
-                         uint16_t *port, char *why, size_t cap)
+static bool route_stream(struct tg_conn *c, const char *authority, struct tg_tstream *st, char *why,
+                         size_t cap)
 {
+    struct tg_addr *up = &st->upstream;
+    uint16_t *port = &st->dest_port;
     const struct tg_listener_def *l = c->l;
     struct sockaddr_storage want, orig;
     uv_os_fd_t fd;
@@ -455,6 +461,8 @@ static bool route_stream(struct tg_conn *c, const char *authority, struct tg_add
         snprintf(why, cap, "bad_authority: not this workload's address");
         return false;
     }
+    set_addr(up, &want); /* an address of this pod's: the stream's original destination */
+    snprintf(st->orig_dst, sizeof(st->orig_dst), "%s", up->text);
     *port = port_of(&want);
     if (*port == port_of(&l->listen->ss)) {
         snprintf(why, cap, "loop: the authority is our own port %u", *port);
@@ -476,9 +484,8 @@ static bool route_stream(struct tg_conn *c, const char *authority, struct tg_add
             uv_ip6_addr("::1", *port, (struct sockaddr_in6 *)&orig);
         else
             uv_ip4_addr("127.0.0.1", *port, (struct sockaddr_in *)&orig);
-        want = orig;
+        set_addr(up, &orig);
     }
-    set_addr(up, &want);
     return true;
 }
 
@@ -550,12 +557,12 @@ static void *on_open(void *arg, int32_t sid, const char *authority)
     st->last_active = uv_now(&c->w->loop);
     st->outcome = "ok";
     snprintf(st->upstream.text, sizeof(st->upstream.text), "%s", authority);
-    if (!route_stream(c, authority, &st->upstream, &st->dest_port, why, sizeof(why)) ||
+    if (!route_stream(c, authority, st, why, sizeof(why)) ||
         !stream_allowed(c, st->dest_port, st, why, sizeof(why))) {
         tg_info("%s: tunnel stream of %s to %s refused: %s", c->l->name, tg_tls_peer(c->tls)->id,
                 authority, why);
         tg_h2tun_refuse(tun->h2, sid, 403, why);
-        log_stream(c, st->upstream.text, start, 0, 0, "refused", why);
+        log_stream(c, st, "refused", why);
         tg_counter_add(&c->stats->closed, 1);
         if (st->listener_counted)
             atomic_fetch_sub(&c->l->limit->open, 1);

@@ -64,10 +64,12 @@ static bool same_sidecar(const struct tg_listener_def *l, const struct sockaddr_
     return (l->transparent || port_of(a) == port_of(b)) && tg_tunnel_same_host(a, b);
 }
 
-/* The pool's key: sidecar address, expected identities, listener and generation. */
+/* The pool's key: sidecar address, expected identities (by value: a mesh table has a row,
+ * and so a list, per port of a pod), listener and generation. */
 static bool same_key(const struct tg_conn *t, const struct tg_conn *app)
 {
-    return t->gen == app->gen && t->l == app->l && t->rule.ids == app->rule.ids &&
+    return t->gen == app->gen && t->l == app->l &&
+           (t->rule.ids == app->rule.ids || tg_strlist_equal(t->rule.ids, app->rule.ids)) &&
            same_sidecar(app->l, &t->upstream.ss, &app->upstream.ss);
 }
 

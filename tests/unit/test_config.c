@@ -1162,6 +1162,24 @@ START_TEST(test_duration_parse_table)
 }
 END_TEST
 
+/* Two mesh rows for one pod's ports hold equal lists at different addresses: the tunnel pool
+ * keys on the value. */
+START_TEST(test_strlist_equal)
+{
+    char x[] = "spiffe://td/ns/a/sa/x", y[] = "spiffe://td/ns/a/sa/y";
+    char x2[] = "spiffe://td/ns/a/sa/x", y2[] = "spiffe://td/ns/a/sa/y";
+    char *ab[] = {x, y}, *ab2[] = {x2, y2}, *ba[] = {y, x};
+    struct tg_strlist l_ab = {ab, 2}, l_ab2 = {ab2, 2}, l_ba = {ba, 2}, l_a = {ab, 1};
+    struct tg_strlist none = {NULL, 0}, none2 = {NULL, 0};
+
+    ck_assert(tg_strlist_equal(&l_ab, &l_ab2));
+    ck_assert(tg_strlist_equal(&none, &none2));
+    ck_assert(!tg_strlist_equal(&l_ab, &l_ba)); /* order counts */
+    ck_assert(!tg_strlist_equal(&l_ab, &l_a));
+    ck_assert(!tg_strlist_equal(&l_a, &none));
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1173,7 +1191,7 @@ Suite *tg_test_suite(void)
         test_config_parse_resolves_against_name, test_config_load_resolves_relative_paths,
         test_config_load_error_names_file, test_config_load_missing_file,
         test_config_load_directory, test_config_huge_input, test_config_huge_values,
-        test_config_too_many_entries, test_config_parse_uses_len);
+        test_config_too_many_entries, test_config_parse_uses_len, test_strlist_equal);
 
     TG_TEST_LOOPS(tc, TG_TEST_LOOP(test_config_table, cases),
                   TG_TEST_LOOP(test_config_tunnel_pool_refused, pool_bad),
