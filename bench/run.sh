@@ -12,6 +12,10 @@
 #   BENCH_BULK_DURATION (5 s per iperf3 run) BENCH_IDLE_CONNS (1000) BENCH_PORT_BASE (28100)
 #   BENCH_BUDGET (330 s: measurements not yet started by then are skipped)
 #   BENCH_OUT (build/bench-results-latest.md) TOLLGATE_BUILD_DIR (build)
+#   BENCH_ROWS (every row) BENCH_FIGURES (ka nc cfb bulk idle limits): only these, e.g.
+#   BENCH_ROWS="tunnel1 relay" BENCH_FIGURES=nc for one ratio in well under a minute
+#   BENCH_CFB_CONNS (500 sequential connections for connect-to-first-byte, at most DUR s)
+#   BENCH_KEEP (unset: set, the temporary directory with configs and logs is kept)
 set -uo pipefail # no -e: a contender that fails is reported as failed and the run goes on
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -31,6 +35,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 BASE=${BENCH_PORT_BASE:-28100}
 BUDGET=${BENCH_BUDGET:-330}
 CONNS=32
+CFB_CONNS=${BENCH_CFB_CONNS:-500}
 WRK_THREADS=2
 OUT_MD=${BENCH_OUT:-$BUILD/bench-results-latest.md}
 SERVER_ID=spiffe://bench.local/ns/default/sa/server
@@ -42,6 +47,40 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed() { echo $(($(date +%s) - START)); }
 log() { printf '[bench %3ss] %s\n' "$(elapsed)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------- what to run
+# Port slots follow this list whatever is selected, so a row keeps its ports between runs.
+ALL_CONTENDERS=(direct relay tollgate1 tunnel1 tollgate0 haproxy nginx stunnel)
+ALL_FIGURES=(ka nc cfb bulk idle limits)
+select_words() { # "REQUESTED" KNOWN...: REQUESTED's words (space or comma separated) in
+    # KNOWN's order, on one line; an unknown word is an error naming the choices
+    local req=${1//,/ } w k found out=()
+    shift
+    for w in $req; do
+        found=0
+        for k in "$@"; do [ "$w" = "$k" ] && found=1; done
+        [ $found -eq 1 ] || { echo "unknown '$w' (choose from: $*)"; return 1; }
+    done
+    for k in "$@"; do
+        for w in $req; do [ "$w" = "$k" ] && { out+=("$k"); break; }; done
+    done
+    echo "${out[*]}"
+}
+sel=$(select_words "${BENCH_ROWS:-${ALL_CONTENDERS[*]}}" "${ALL_CONTENDERS[@]}") || die "BENCH_ROWS: $sel"
+read -ra CONTENDERS <<<"$sel"
+sel=$(select_words "${BENCH_FIGURES:-${ALL_FIGURES[*]}}" "${ALL_FIGURES[@]}") || die "BENCH_FIGURES: $sel"
+read -ra FIGURES <<<"$sel"
+[ ${#CONTENDERS[@]} -gt 0 ] || die "BENCH_ROWS selects no row"
+[ ${#FIGURES[@]} -gt 0 ] || die "BENCH_FIGURES selects no figure"
+want() { # FIGURE: was it selected?
+    local f
+    for f in "${FIGURES[@]}"; do [ "$f" = "$1" ] && return 0; done
+    return 1
+}
+slot_of() { # CONTENDER -> its index in ALL_CONTENDERS
+    local i
+    for i in "${!ALL_CONTENDERS[@]}"; do [ "${ALL_CONTENDERS[$i]}" = "$1" ] && { echo "$i"; return; }; done
+}
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and raises ulimit -n)"
 
@@ -97,7 +136,7 @@ cleanup() {
         for c in $(pgrep -P "$p" 2>/dev/null); do all+=("$c"); done
     done
     stop_pids 10 "${all[@]}"
-    rm -rf "$T"
+    [ -n "${BENCH_KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -212,7 +251,6 @@ wait_ports "$BACKEND_PID" "$IPERF_PID" -- "$BACKEND" "$IPERF" ||
 # ---------------------------------------------------------------------------- contenders
 # Per contender: OUTPID/INPID (the side's main process), WEB/BULK (ports the client uses).
 declare -A OUTPID INPID WEB BULK
-CONTENDERS=(direct relay tollgate1 tollgate0 haproxy nginx stunnel)
 
 versions() {
     local vs=()
@@ -242,20 +280,32 @@ identity: {cert: $T/$2.pem, key: $T/$2.key, trust_bundle: $T/ca.pem}
 EOF
     [ -n "$3" ] && echo "tls: {$3}"
 }
-start_tollgate() { # NAME WORKERS INDEX [TLS-YAML]
-    local n=$1 w=$2 tls=${4:-} d=$T/$1
+# With TUNNEL, the inbound side accepts tunnels (tunnels: true) and the outbound side carries
+# every app connection as an HTTP/2 CONNECT stream on a pooled tunnel (tunnel: on, so a
+# failure to tunnel is an error, never a silent direct connection). tunnel_pool keeps its
+# default 100 streams per tunnel and allows enough tunnels for the idle connections.
+start_tollgate() { # NAME WORKERS INDEX [TLS-YAML] [TUNNEL]
+    local n=$1 w=$2 tls=${4:-} d=$T/$1 itun="" otun="" pool="" ntun
     ports_of "$3"
     mkdir -p "$d"
+    if [ -n "${5:-}" ]; then
+        ntun=$(((IDLE_CONNS + 99) / 100 + 1))
+        [ $ntun -gt 64 ] && ntun=64
+        itun=", tunnels: true" otun=", tunnel: \"on\""
+        pool="tunnel_pool: {connections_per_destination: $ntun}"
+    fi
     { tg_yaml_common "$w" server "$tls"; cat <<EOF
+$pool
 inbound:
-  - {name: in-web, listen: 127.0.0.1:$IW, upstream: 127.0.0.1:$BACKEND}
-  - {name: in-bulk, listen: 127.0.0.1:$IB, upstream: 127.0.0.1:$IPERF}
+  - {name: in-web, listen: 127.0.0.1:$IW, upstream: 127.0.0.1:$BACKEND$itun}
+  - {name: in-bulk, listen: 127.0.0.1:$IB, upstream: 127.0.0.1:$IPERF$itun}
 EOF
     } >"$d/in.yaml"
     { tg_yaml_common "$w" client "$tls"; cat <<EOF
+$pool
 outbound:
-  - {name: out-web, listen: 127.0.0.1:$OW, upstream: 127.0.0.1:$IW, expect: [$SERVER_ID]}
-  - {name: out-bulk, listen: 127.0.0.1:$OB, upstream: 127.0.0.1:$IB, expect: [$SERVER_ID]}
+  - {name: out-web, listen: 127.0.0.1:$OW, upstream: 127.0.0.1:$IW, expect: [$SERVER_ID]$otun}
+  - {name: out-bulk, listen: 127.0.0.1:$OB, upstream: 127.0.0.1:$IB, expect: [$SERVER_ID]$otun}
 EOF
     } >"$d/out.yaml"
     local s
@@ -452,6 +502,7 @@ start_contender() { # NAME INDEX
     direct) WEB[$n]=$BACKEND BULK[$n]=$IPERF ;;
     tollgate1) start_tollgate "$n" 1 "$i" "$TG_FULL_YAML" ;;
     tollgate0) start_tollgate "$n" 0 "$i" "$TG_FULL_YAML" ;;
+    tunnel1) start_tollgate "$n" 1 "$i" "$TG_FULL_YAML" tunnel ;;
     tollgate1r) start_tollgate "$n" 1 "$i" "$TG_RESUME_YAML" ;;
     haproxy) start_haproxy "$n" "$i" ;;
     relay) start_haproxy "$n" "$i" plain ;;
@@ -478,6 +529,7 @@ label() {
     case $1 in
     direct) echo "direct (no proxy)" ;;
     tollgate1) echo "tollgate pair, 1 worker" ;;
+    tunnel1) echo "tollgate pair with tunnels, 1 worker (A tunnel: on, B tunnels: true)" ;;
     tollgate0) echo "tollgate pair, default workers ($NCPU)" ;;
     haproxy) echo "haproxy pair, nbthread 1" ;;
     relay) echo "no-TLS relay pair (haproxy, nbthread 1, no TLS on either hop: the ceiling)" ;;
@@ -488,10 +540,9 @@ label() {
 
 # ---------------------------------------------------------------------------- start + check
 OK=()
-i=0
 for c in "${CONTENDERS[@]}"; do
     rec "$c" label "$(label "$c")"
-    if ! start_contender "$c" $i; then
+    if ! start_contender "$c" "$(slot_of "$c")"; then
         rec "$c" status "failed: $REASON"
         log "$c: failed to start: $REASON"
     else
@@ -506,11 +557,12 @@ for c in "${CONTENDERS[@]}"; do
             log "$c: up, curl through it returns the 64-byte body"
         fi
     fi
-    i=$((i + 1))
 done
 RES_OK=0
-if [ -n "$TG_RESUME_YAML" ]; then
-    if start_contender tollgate1r $i &&
+if ! want nc || [[ " ${CONTENDERS[*]} " != *" tollgate1 "* ]]; then
+    : # the resumed cell belongs to tollgate1's new-connection figure
+elif [ -n "$TG_RESUME_YAML" ]; then
+    if start_contender tollgate1r ${#ALL_CONTENDERS[@]} &&
         [ "$(curl -s -m 5 "http://127.0.0.1:${WEB[tollgate1r]}/")" = "$BODY" ]; then
         RES_OK=1
     else
@@ -533,6 +585,7 @@ for c in "${OK[@]}"; do
     ro=$(rss_kb $out_pids) ri=$(rss_kb $in_pids)
     rec "$c" rss_out "$ro"
     rec "$c" rss_in "$ri"
+    want idle || continue
     if over_budget; then rec "$c" idle_kb_fail "skipped (time budget)"; continue; fi
     read -r held after fails lasterr < <(timeout 90 python3 "$HELPER" idle "${WEB[$c]}" "$IDLE_CONNS" "$out_pids $in_pids")
     if [ -z "${held:-}" ] || [ "${held:-0}" -eq 0 ]; then
@@ -596,29 +649,61 @@ bulk_run() { # CONTENDER
     fi
 }
 
-for _ in $(seq "$RUNS"); do
-    for c in "${OK[@]}"; do wrk_run "$c" ka; done
-done
-for _ in $(seq "$RUNS"); do
-    for c in "${OK[@]}"; do wrk_run "$c" nc -H "Connection: close"; done
-    if [ $RES_OK -eq 1 ]; then
-        REC_AS=tollgate1 wrk_run tollgate1r rs -H "Connection: close"
+# One client, one connection at a time: connect() to the first byte of the answer, unloaded.
+cfb_run() { # CONTENDER -> records cfb_p50, cfb_p99 (ms)
+    local c=$1 p50 p99 n fails last
+    if over_budget; then rec "$c" cfb_p50_fail "skipped (time budget)"; return; fi
+    if ! read -r p50 p99 n fails last < <(timeout $((DUR + 30)) python3 "$HELPER" cfb \
+        "${WEB[$c]}" "$CFB_CONNS" "$DUR") || [ "${n:-0}" = 0 ]; then
+        last=${last//_/ }
+        rec "$c" cfb_p50_fail "failed: ${last:-helper error}"
+        log "$c cfb: failed: ${last:-helper error}"
+        return
     fi
-done
-for _ in $(seq "$RUNS"); do
-    for c in "${OK[@]}"; do bulk_run "$c"; done
-done
+    rec "$c" cfb_p50 "$p50"
+    rec "$c" cfb_p99 "$p99"
+    [ "$fails" -gt 0 ] && rec "$c" cfb_err "$fails"
+    log "$c cfb: $n connections, connect to first byte p50 $p50 ms, p99 $p99 ms, $fails failed"
+}
+
+if want ka; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do wrk_run "$c" ka; done
+    done
+fi
+if want nc; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do wrk_run "$c" nc -H "Connection: close"; done
+        if [ $RES_OK -eq 1 ]; then
+            REC_AS=tollgate1 wrk_run tollgate1r rs -H "Connection: close"
+        fi
+    done
+fi
+if want cfb; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do cfb_run "$c"; done
+    done
+fi
+if want bulk; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do bulk_run "$c"; done
+    done
+fi
 
 # ---------------------------------------------------------------------------- limits
-for _ in $(seq "$RUNS"); do
-    v=$(openssl speed -seconds 1 -bytes 16384 -evp aes-128-gcm 2>/dev/null |
-        awk '/^AES-128-GCM/ {sub(/k$/, "", $NF); printf "%.3f", $NF * 1000 / 1e9}')
-    [ -n "$v" ] && rec _limits aes_gbs "$v" || rec _limits aes_gbs_fail "openssl speed failed"
-    read -r s vv < <(openssl speed -seconds 1 ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
-    if [ -n "${s:-}" ]; then rec _limits sign "$s"; rec _limits verify "$vv"; else
-        rec _limits sign_fail "openssl speed failed"; rec _limits verify_fail "openssl speed failed"; fi
-done
-log "limits measured"
+measure_limits() {
+    local v s vv
+    for _ in $(seq "$RUNS"); do
+        v=$(openssl speed -seconds 1 -bytes 16384 -evp aes-128-gcm 2>/dev/null |
+            awk '/^AES-128-GCM/ {sub(/k$/, "", $NF); printf "%.3f", $NF * 1000 / 1e9}')
+        [ -n "$v" ] && rec _limits aes_gbs "$v" || rec _limits aes_gbs_fail "openssl speed failed"
+        read -r s vv < <(openssl speed -seconds 1 ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
+        if [ -n "${s:-}" ]; then rec _limits sign "$s"; rec _limits verify "$vv"; else
+            rec _limits sign_fail "openssl speed failed"; rec _limits verify_fail "openssl speed failed"; fi
+    done
+    log "limits measured"
+}
+want limits && measure_limits
 
 # ---------------------------------------------------------------------------- report
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -633,6 +718,7 @@ meta runs "$RUNS"
 meta dur "$DUR"
 meta bulk_dur "$BULK_DUR"
 meta order "${CONTENDERS[*]}"
+meta figures "${FIGURES[*]}"
 meta note "Session resumption is off in every full-handshake row: tollgate tls.resumption false (no tickets sent or offered); the resumed cell is tollgate with tls.resumption true (TLS 1.3 tickets, PSK with ECDHE); haproxy no-ssl-reuse on the client side, no-tls-tickets and tune.ssl.cachesize 0 on the server side; nginx proxy_ssl_session_reuse off, ssl_session_tickets off, ssl_session_cache off; stunnel sessionResume = no on the client side, options = NO_TICKET on the server side."
 meta note "Peer name checks: tollgate checks the server's SPIFFE ID (expect); haproxy (verifyhost), nginx (proxy_ssl_name + verify) and stunnel (checkHost) check the server's DNS SAN, since they cannot match a URI SAN. Inbound sides verify the client chain against the CA (tollgate also requires exactly one valid SPIFFE ID in it); none has an allow-list. The ECDHE group is each library's default."
 mkdir -p "$(dirname "$OUT_MD")"
