@@ -10,7 +10,7 @@
 # prints one Markdown table and saves it to build/bench-results-latest.md.
 # Environment (defaults): BENCH_RUNS (2) BENCH_DURATION (4 s per wrk run)
 #   BENCH_BULK_DURATION (5 s per iperf3 run) BENCH_IDLE_CONNS (1000) BENCH_PORT_BASE (28100)
-#   BENCH_BUDGET (330 s: measurements not yet started by then are skipped)
+#   BENCH_BUDGET (480 s: measurements not yet started by then are skipped)
 #   BENCH_OUT (build/bench-results-latest.md) TOLLGATE_BUILD_DIR (build)
 #   BENCH_ROWS (every row) BENCH_FIGURES (ka nc cfb bulk idle limits): only these, e.g.
 #   BENCH_ROWS="tunnel1 relay" BENCH_FIGURES=nc for one ratio in well under a minute
@@ -33,7 +33,7 @@ DUR=${BENCH_DURATION:-4}
 BULK_DUR=${BENCH_BULK_DURATION:-5}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 BASE=${BENCH_PORT_BASE:-28100}
-BUDGET=${BENCH_BUDGET:-330}
+BUDGET=${BENCH_BUDGET:-480}
 CONNS=32
 CFB_CONNS=${BENCH_CFB_CONNS:-500}
 WRK_THREADS=2
@@ -601,19 +601,35 @@ done
 # ---------------------------------------------------------------------------- timed figures
 # Interleaved: round 1 of a figure for every contender, then round 2, so a burst of
 # background load spreads over all contenders instead of hitting one.
-wrk_run() { # CONTENDER KEY-PREFIX [wrk args...] -> records KEY_rps, _p50, _p99, _err (+ _cpu)
-    # under the contender's name, or under $REC_AS
+# CPU of both proxy sides around a measurement: cpu_start CONTENDER, the measurement, then
+# cpu_cores prints the cores they used meanwhile (ticks / CLK_TCK / wall time), or nothing
+# for a row without proxies.
+cpu_start() {
+    CPU_PIDS=""
+    [ -n "${OUTPID[$1]:-}" ] && CPU_PIDS="$(side_pids "${OUTPID[$1]}") $(side_pids "${INPID[$1]}")"
+    CPU_T0=$(date +%s.%N)
+    CPU_C0=$(cpu_ticks $CPU_PIDS)
+}
+cpu_cores() {
+    local c1 t1
+    c1=$(cpu_ticks $CPU_PIDS)
+    t1=$(date +%s.%N)
+    [ -n "$CPU_PIDS" ] || return 0
+    awk -v d=$((c1 - CPU_C0)) -v hz="$CLK_TCK" -v a="$CPU_T0" -v b="$t1" \
+        'BEGIN {printf "%.3f", d / hz / (b - a)}'
+}
+
+wrk_run() { # CONTENDER KEY-PREFIX [wrk args...] -> records KEY_rps, _p50, _p99, _err (+ CPU:
+    # ka_cpu, % of a core per 1k req/s; KEY_cpu_us otherwise, µs per request) under the
+    # contender's name, or under $REC_AS
     local c=$1 k=$2 port=${WEB[$1]} rc=${REC_AS:-$1}
     shift 2
     if over_budget; then rec "$rc" "${k}_rps_fail" "skipped (time budget)"; return; fi
-    local pids="" t0 t1 c0 c1 line
-    [ -n "${OUTPID[$c]:-}" ] && pids="$(side_pids "${OUTPID[$c]}") $(side_pids "${INPID[$c]}")"
-    c0=$(cpu_ticks $pids)
-    t0=$(date +%s.%N)
+    local line cores
+    cpu_start "$c"
     timeout $((DUR + 15)) wrk -t$WRK_THREADS -c$CONNS -d${DUR}s --timeout 5s --latency "$@" \
         "http://127.0.0.1:$port/" >"$T/wrk.out" 2>&1
-    t1=$(date +%s.%N)
-    c1=$(cpu_ticks $pids)
+    cores=$(cpu_cores)
     if ! line=$(python3 "$HELPER" wrk "$T/wrk.out"); then
         rec "$rc" "${k}_rps_fail" "failed: $line"
         log "$c $k: $line"
@@ -624,25 +640,26 @@ wrk_run() { # CONTENDER KEY-PREFIX [wrk args...] -> records KEY_rps, _p50, _p99,
     rec "$rc" "${k}_p50" "$p50"
     rec "$rc" "${k}_p99" "$p99"
     rec "$rc" "${k}_err" "$err"
-    local cores=""
-    if [ -n "$pids" ]; then
-        # cores used by both proxy sides = ticks / CLK_TCK / wall time
-        cores=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v a="$t0" -v b="$t1" \
-            'BEGIN {printf "%.3f", d / hz / (b - a)}')
-        # per 1k req/s, as % of one core
-        [ "$k" = ka ] && rec "$rc" ka_cpu "$(awk -v c="$cores" -v r="$rps" 'BEGIN {printf "%.3f", c * 100 / (r / 1000)}')"
+    if [ -n "$cores" ] && [ "$k" = ka ]; then # per 1k req/s, as % of one core
+        rec "$rc" ka_cpu "$(awk -v c="$cores" -v r="$rps" 'BEGIN {printf "%.3f", c * 100 / (r / 1000)}')"
+    elif [ -n "$cores" ]; then # µs of CPU per request (per new connection for nc and rs)
+        rec "$rc" "${k}_cpu_us" "$(awk -v c="$cores" -v r="$rps" 'BEGIN {printf "%.1f", c * 1e6 / r}')"
     fi
     log "$c $k: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $err${cores:+, proxies used $cores cores}"
 }
 
 bulk_run() { # CONTENDER
-    local c=$1 line
+    local c=$1 line cores
     if over_budget; then rec "$c" bulk_fail "skipped (time budget)"; return; fi
+    cpu_start "$c"
     timeout $((BULK_DUR + 15)) iperf3 -c 127.0.0.1 -p "${BULK[$c]}" -t "$BULK_DUR" -P 1 -J \
         --connect-timeout 5000 >"$T/iperf.json" 2>"$T/iperf.err"
+    cores=$(cpu_cores)
     if line=$(python3 "$HELPER" iperf "$T/iperf.json"); then
         rec "$c" bulk "$line"
-        log "$c bulk: $line Gbit/s"
+        # ms of both sides' CPU per GB carried: cores / (GB/s) * 1000
+        [ -n "$cores" ] && rec "$c" bulk_cpu_ms "$(awk -v c="$cores" -v g="$line" 'BEGIN {printf "%.0f", c * 8000 / g}')"
+        log "$c bulk: $line Gbit/s${cores:+, proxies used $cores cores}"
     else
         rec "$c" bulk_fail "failed: $line"
         log "$c bulk: $line"
