@@ -244,6 +244,8 @@ static void flush_app(struct tg_tstream *st)
             return;
         }
     }
+    /* all written: the storage goes back, so an idle stream holds no buffer (as pipe.c) */
+    tg_buf_release(&st->to_app, &st->tun->c->w->pool);
     if (st->peer_eof && !st->shut_issued && tg_buf_len(&st->to_app) == 0) {
         st->shut_issued = true;
         rc = uv_shutdown(&st->sreq, (uv_stream_t *)&st->tcp, on_app_shutdown);
@@ -271,8 +273,12 @@ static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct tg_conn *c = st->tun->c;
 
     (void)buf;
-    if (st->sock_closing || nread == 0)
+    if (st->sock_closing)
         return;
+    if (nread == 0) { /* nothing after all (EAGAIN): no storage held for it */
+        tg_buf_release(&st->to_peer, &c->w->pool);
+        return;
+    }
     if (nread > 0) {
         tg_buf_commit(&st->to_peer, (size_t)nread);
         st->bytes_sent += (size_t)nread;
@@ -589,6 +595,7 @@ static ssize_t on_read(void *arg, void *stream, uint8_t *dst, size_t cap, bool *
         n = n < cap ? n : cap;
         memcpy(dst, tg_buf_data(&st->to_peer), n);
         tg_buf_consume(&st->to_peer, n);
+        tg_buf_release(&st->to_peer, &st->tun->c->w->pool); /* if the session took it all */
         set_reading(st, true);
         return (ssize_t)n;
     }
