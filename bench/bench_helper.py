@@ -335,8 +335,9 @@ class Table:
                 continue
             r = a / b
             ok = r >= goal if kind == ">=" else r <= goal
-            line = "- %s: %s / %s = **%.2f×** (target %s %.2f×): %s" % (
-                what, num(a), num(b), r, sign, goal, "met" if ok else "MISSED")
+            shown = "%.3f" % r if round(r, 2) == goal else "%.2f" % r  # 0.896 is no 0.90
+            line = "- %s: %s / %s = **%s×** (target %s %.2f×): %s" % (
+                what, num(a), num(b), shown, sign, goal, "met" if ok else "MISSED")
             ca, cb = (self.median(c, cpu), self.median(base, cpu)) if cpu else (None, None)
             if ca and cb:
                 # the work each pair does per unit of CPU, so it reads like the ratio above
