@@ -35,7 +35,8 @@ struct tg_tstream {
     uint64_t last_active;  /* uv_now() of its last byte either way: its idle deadline */
     bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
     bool sock_closing, sock_closed, h2_gone;
-    bool refused; /* answered with a refusal, which a RST_STREAM of ours would cancel */
+    bool flush_due; /* on_data added bytes: written once the session has read them all */
+    bool refused;   /* answered with a refusal, which a RST_STREAM of ours would cancel */
     uint64_t start_unix_ms, bytes_received, bytes_sent;
     const char *outcome;
     char reason[200];
@@ -553,7 +554,20 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
     tg_buf_commit(&st->to_app, n);
     st->bytes_received += n;
     touch(st);
-    flush_app(st);
+    /* one write for all the DATA frames of this read (tg_tunnel_io), not one per frame */
+    st->flush_due = true;
+}
+
+/* After the session has read what TLS gave it: each stream that got bytes writes them. */
+static void flush_streams(struct tg_tunnel *tun)
+{
+    for (struct tg_tstream *st = tun->streams, *next; st != NULL; st = next) {
+        next = st->next;
+        if (st->flush_due) {
+            st->flush_due = false;
+            flush_app(st);
+        }
+    }
 }
 
 static void on_eof(void *arg, void *stream)
@@ -678,6 +692,7 @@ void tg_tunnel_io(struct tg_conn *c)
         rc = tg_h2tun_recv(tun->h2, (const uint8_t *)tg_buf_data(in), tg_buf_len(in), err);
         tg_buf_consume(in, tg_buf_len(in));
         tun->fed = true;
+        flush_streams(tun);
         if (rc < 0)
             tg_info("%s: tunnel %s %s: %s", c->l->name, c->l->inbound ? "of" : "to",
                     tg_tls_peer(c->tls)->id, err);
