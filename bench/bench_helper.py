@@ -373,7 +373,7 @@ def render(results, metapath):
              "Run time %s s." % (m("cpu"), m("ncpu"), m("kernel"), m("load_start"),
                                  m("load_end"), m("elapsed")))
     if m("figures", "") != "ka nc cfb bulk idle limits":
-        L.append("Partial run (BENCH_ROWS / BENCH_FIGURES): figures %s only." % m("figures"))
+        L.append("Partial run (BENCH_CONTENDERS / BENCH_FIGURES): figures %s only." % m("figures"))
     L.append("Path: wrk/iperf3 → outbound proxy (plain in, mTLS out) → inbound proxy "
              "(mTLS in, plain out) → nginx (64-byte body) / iperf3 server, all on 127.0.0.1. "
              "TLS 1.3, ECDSA P-256 certificates with SPIFFE URI SANs, client certificates "

@@ -12,10 +12,12 @@
 #   BENCH_BULK_DURATION (5 s per iperf3 run) BENCH_IDLE_CONNS (1000) BENCH_PORT_BASE (28100)
 #   BENCH_BUDGET (480 s: measurements not yet started by then are skipped)
 #   BENCH_OUT (build/bench-results-latest.md) TOLLGATE_BUILD_DIR (build)
-#   BENCH_ROWS (every row) BENCH_FIGURES (ka nc cfb bulk idle limits): only these, e.g.
-#   BENCH_ROWS="tunnel1 relay" BENCH_FIGURES=nc for one ratio in well under a minute
+#   BENCH_CONTENDERS (every row) BENCH_FIGURES (ka nc cfb bulk idle limits): only these, e.g.
+#   BENCH_CONTENDERS="tunnel1 relay" BENCH_FIGURES=nc for one ratio in well under a minute
 #   BENCH_CFB_CONNS (500 sequential connections for connect-to-first-byte, at most DUR s)
 #   BENCH_KEEP (unset: set, the temporary directory with configs and logs is kept)
+#   BENCH_PERF (unset: no profile; a directory:
+#   one extra new-connection run per proxy pair under perf record -g, one file per side)
 set -uo pipefail # no -e: a contender that fails is reported as failed and the run goes on
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -66,11 +68,11 @@ select_words() { # "REQUESTED" KNOWN...: REQUESTED's words (space or comma separ
     done
     echo "${out[*]}"
 }
-sel=$(select_words "${BENCH_ROWS:-${ALL_CONTENDERS[*]}}" "${ALL_CONTENDERS[@]}") || die "BENCH_ROWS: $sel"
+sel=$(select_words "${BENCH_CONTENDERS:-${ALL_CONTENDERS[*]}}" "${ALL_CONTENDERS[@]}") || die "BENCH_CONTENDERS: $sel"
 read -ra CONTENDERS <<<"$sel"
 sel=$(select_words "${BENCH_FIGURES:-${ALL_FIGURES[*]}}" "${ALL_FIGURES[@]}") || die "BENCH_FIGURES: $sel"
 read -ra FIGURES <<<"$sel"
-[ ${#CONTENDERS[@]} -gt 0 ] || die "BENCH_ROWS selects no row"
+[ ${#CONTENDERS[@]} -gt 0 ] || die "BENCH_CONTENDERS selects no row"
 [ ${#FIGURES[@]} -gt 0 ] || die "BENCH_FIGURES selects no figure"
 want() { # FIGURE: was it selected?
     local f
@@ -251,6 +253,11 @@ wait_ports "$BACKEND_PID" "$IPERF_PID" -- "$BACKEND" "$IPERF" ||
 # ---------------------------------------------------------------------------- contenders
 # Per contender: OUTPID/INPID (the side's main process), WEB/BULK (ports the client uses).
 declare -A OUTPID INPID WEB BULK
+PERF_DIR=${BENCH_PERF:-}
+if [ -n "$PERF_DIR" ]; then
+    command -v perf >/dev/null || die "BENCH_PERF: perf is not installed"
+    mkdir -p "$PERF_DIR" || die "BENCH_PERF: cannot make $PERF_DIR"
+fi
 
 versions() {
     local vs=()
@@ -683,6 +690,22 @@ cfb_run() { # CONTENDER -> records cfb_p50, cfb_p99 (ms)
     log "$c cfb: $n connections, connect to first byte p50 $p50 ms, p99 $p99 ms, $fails failed"
 }
 
+# perf_run CONTENDER: one more new-connection run (not counted) with perf record -g on each
+# side, into $PERF_DIR/CONTENDER-{out,in}.data (perf report -i FILE --no-children)
+perf_run() {
+    local c=$1 s pid perfs=()
+    for s in out in; do
+        [ "$s" = out ] && pid=${OUTPID[$c]} || pid=${INPID[$c]}
+        perf record -q -g -o "$PERF_DIR/$c-$s.data" -p "$(side_pids "$pid" | paste -sd,)" \
+            -- sleep $((DUR + 1)) >"$PERF_DIR/$c-$s.log" 2>&1 &
+        perfs+=($!)
+    done
+    sleep 0.5 # perf attached
+    REC_AS=_perf wrk_run "$c" nc -H "Connection: close"
+    wait "${perfs[@]}"
+    log "$c: profile in $PERF_DIR/$c-{out,in}.data"
+}
+
 if want ka; then
     for _ in $(seq "$RUNS"); do
         for c in "${OK[@]}"; do wrk_run "$c" ka; done
@@ -695,6 +718,9 @@ if want nc; then
             REC_AS=tollgate1 wrk_run tollgate1r rs -H "Connection: close"
         fi
     done
+fi
+if [ -n "$PERF_DIR" ]; then
+    for c in "${OK[@]}"; do [ "$c" = direct ] || perf_run "$c"; done
 fi
 if want cfb; then
     for _ in $(seq "$RUNS"); do

@@ -17,8 +17,12 @@
  *
  * Flow control: each stream's receive window is `window` bytes and is given back only by
  * tg_h2tun_consumed, so the owner holds at most `window` unconsumed bytes per stream (a
- * peer that sends more breaks the protocol and nghttp2 ends the session). The connection's
- * window is large enough for every stream's. The other way nghttp2 asks the owner for bytes
+ * peer that sends more breaks the protocol: the bytes past the window never reach the owner,
+ * and the session ends with GOAWAY FLOW_CONTROL_ERROR). One exception, on a server: a client
+ * may open streams before it has our SETTINGS, and until it acknowledges them it may send
+ * 65,535 bytes on each (RFC 9113 6.9.2); a client's SETTINGS always precede its streams, so
+ * a client's owner never gets more than `window`. The connection's window is large enough
+ * for every stream's. The other way nghttp2 asks the owner for bytes
  * (on_read) as the peer's windows allow; an owner with none says TG_EAGAIN and calls
  * tg_h2tun_resume when it has some.
  *
@@ -99,7 +103,8 @@ TG_MUST_USE int32_t tg_h2tun_open(struct tg_h2tun *t, const char *authority, voi
 bool tg_h2tun_can_open(struct tg_h2tun *t);
 /* Streams open now (a server's: those whose request has begun). */
 size_t tg_h2tun_streams(const struct tg_h2tun *t);
-/* The peer's SETTINGS_MAX_CONCURRENT_STREAMS (before its SETTINGS: unlimited). */
+/* The peer's SETTINGS_MAX_CONCURRENT_STREAMS: before its SETTINGS, nghttp2's guess (100);
+ * after SETTINGS without one, unlimited (UINT32_MAX). */
 uint32_t tg_h2tun_peer_max_streams(const struct tg_h2tun *t);
 
 /* Answers sid's CONNECT with 200; its payload then flows both ways. 0 or TG_EINVAL (sid is

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tollgate/buf.h"
 #include "tollgate/config.h"
@@ -68,6 +69,11 @@ TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_p
  * Returns 0, or a negative code with err. */
 TG_MUST_USE int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *key_pem,
                                      size_t key_len, struct tg_tls_ctx **out, char *err);
+
+/* ECDSA verifications answered from memory (sigmemo.c) and made in full, since the start of
+ * the process, all threads: a verification is remembered once it succeeded, by its public key,
+ * hash and signature, so a peer certificate met again costs no signature check. */
+void tg_tls_sigmemo_stats(uint64_t *hits, uint64_t *misses);
 
 /* Global library set-up and tear-down; once per process. */
 TG_MUST_USE int tg_tls_init(void);

@@ -628,6 +628,21 @@ char *tg_metrics_render_certs(const struct tg_cert_expiry *c, size_t n, size_t *
     return finish(&o, len);
 }
 
+/* A gauge per listener: the counter at opened less the one at closed (offsets in struct
+ * tg_listener_stats). */
+static void active(struct out *o, const struct tg_metrics *m, const char *name, const char *help,
+                   size_t opened_at, size_t closed_at)
+{
+    family(o, name, "gauge", help);
+    for (size_t l = 0; l < m->n_listeners; l++) {
+        /* closed first: both only grow, so opened read afterwards is never smaller */
+        uint64_t closed = sum(m, l, closed_at), opened = sum(m, l, opened_at);
+
+        series_start(o, m, name, l);
+        putf(o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
+    }
+}
+
 char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *len)
 {
     static const struct family_def traffic[] = {
@@ -668,15 +683,8 @@ char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *
         hs_reasons[r] = tg_hs_fail_name((enum tg_hs_fail)r);
     per_listener(&o, m, traffic, TG_NELEM(traffic));
 
-    family(&o, "tollgate_connections_active", "gauge", "Connections open now.");
-    for (l = 0; l < m->n_listeners; l++) {
-        /* closed first: both only grow, so opened read afterwards is never smaller */
-        uint64_t closed = sum(m, l, offsetof(struct tg_listener_stats, closed));
-        uint64_t opened = sum(m, l, offsetof(struct tg_listener_stats, opened));
-
-        series_start(&o, m, "tollgate_connections_active", l);
-        putf(&o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
-    }
+    active(&o, m, "tollgate_connections_active", "Connections open now.",
+           offsetof(struct tg_listener_stats, opened), offsetof(struct tg_listener_stats, closed));
     per_identity(&o, m, &conns_by_id, own_id, n_ids);
     histogram(&o, m, TG_HIST_CONN);
 
@@ -695,14 +703,9 @@ char *tg_metrics_render(const struct tg_metrics *m, const char *own_id, size_t *
     per_listener(&o, m, capture_http_families, TG_NELEM(capture_http_families));
     limited_by_id(&o, m, n_ids);
     per_listener(&o, m, tunnel_families, TG_NELEM(tunnel_families));
-    family(&o, "tollgate_tunnels_active", "gauge", "Outbound tunnels open now.");
-    for (l = 0; l < m->n_listeners; l++) {
-        uint64_t closed = sum(m, l, offsetof(struct tg_listener_stats, tunnels_closed));
-        uint64_t opened = sum(m, l, offsetof(struct tg_listener_stats, tunnels_opened));
-
-        series_start(&o, m, "tollgate_tunnels_active", l);
-        putf(&o, "} %" PRIu64 "\n", opened > closed ? opened - closed : 0);
-    }
+    active(&o, m, "tollgate_tunnels_active", "Outbound tunnels open now.",
+           offsetof(struct tg_listener_stats, tunnels_opened),
+           offsetof(struct tg_listener_stats, tunnels_closed));
     family(&o, "tollgate_tunnel_pool_limit", "gauge",
            "The outbound tunnel pool's limits (tunnel_pool:), per worker.");
     putf(&o, "tollgate_tunnel_pool_limit{limit=\"streams_per_connection\"} %u\n",

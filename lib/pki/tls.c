@@ -54,9 +54,26 @@ struct anchors {
  * replaces the older chain. */
 #define ANCHORED_SLOTS 512
 
+/* What the checks of a chain's leaf and its revocation links came to, kept with the anchored
+ * chain once a handshake accepted it: every field is a function of the chain's bytes and of
+ * the context (its depth limit, its CRLs), so a peer met again costs the chain's hash instead
+ * of two parses of its certificate (tg_cert_inspect, tg_revocations_links). What depends on
+ * the session (the allow or expect list) and on the time (wolfSSL's date checks, our own
+ * certificate's) is checked every time. */
+struct known_leaf {
+    char serial[TG_SERIAL_HEX];
+    char sha256[TG_SHA256_HEX];
+    int64_t not_after;
+    struct tg_chain_link *links;
+    size_t n_links;
+    size_t id_len, td_len, path_off; /* the SPIFFE ID as tg_spiffe_parse cut it */
+    char id[];
+};
+
 struct anchored_slot {
     unsigned char hash[WC_SHA256_DIGEST_SIZE];
     const struct anchors *a; /* NULL: empty */
+    struct known_leaf *leaf; /* NULL: not kept yet */
 };
 
 struct tg_tls_ctx {
@@ -537,25 +554,31 @@ static int chain_hash(const WOLFSSL_X509_STORE_CTX *store, unsigned char *out)
     return rc;
 }
 
+static void known_leaf_free(struct known_leaf *k)
+{
+    if (k != NULL)
+        free(k->links);
+    free(k);
+}
+
 /* Whether the chain the peer sent (certs[0] its leaf, already verified by wolfSSL against the
  * context's store) ends at a root of a: each certificate signed by the key of the next one
  * sent, which must be a CA, and the last one signed by a root in a's store. A real signature
  * check each time: a partner's root may copy the subject and key identifier of ours, or a
  * peer append our (public) root to a chain that a partner signed. */
 static bool anchored(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *store, const struct anchors *a,
-                     const char *side, const char *id)
+                     const char *side, const char *id, const unsigned char *hash, bool hashed)
 {
     const WOLFSSL_BUFFER_INFO *top = &store->certs[store->totalCerts - 1];
-    unsigned char hash[WC_SHA256_DIGEST_SIZE];
     struct tg_tls_ctx *c = t->ctx;
-    bool hashed = chain_hash(store, hash) == 0, known = false;
+    bool known = false;
     size_t slot = hashed ? (size_t)be32(hash) % ANCHORED_SLOTS : 0;
     int v;
 
     if (hashed && c->anchored_lock_ready) {
         pthread_mutex_lock(&c->anchored_lock);
         known = c->anchored != NULL && c->anchored[slot].a == a &&
-                memcmp(c->anchored[slot].hash, hash, sizeof(hash)) == 0;
+                memcmp(c->anchored[slot].hash, hash, WC_SHA256_DIGEST_SIZE) == 0;
         pthread_mutex_unlock(&c->anchored_lock);
     }
     if (known)
@@ -588,8 +611,12 @@ static bool anchored(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *store, cons
         pthread_mutex_lock(&c->anchored_lock);
         if (c->anchored == NULL)
             c->anchored = calloc(ANCHORED_SLOTS, sizeof(*c->anchored));
-        if (c->anchored != NULL) {
-            memcpy(c->anchored[slot].hash, hash, sizeof(hash));
+        if (c->anchored != NULL &&
+            (c->anchored[slot].a != a ||
+             memcmp(c->anchored[slot].hash, hash, WC_SHA256_DIGEST_SIZE) != 0)) {
+            known_leaf_free(c->anchored[slot].leaf);
+            c->anchored[slot].leaf = NULL;
+            memcpy(c->anchored[slot].hash, hash, WC_SHA256_DIGEST_SIZE);
             c->anchored[slot].a = a;
         }
         pthread_mutex_unlock(&c->anchored_lock);
@@ -612,9 +639,8 @@ static bool check_revocation(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *sto
         der[n] = store->certs[i].buffer;
         len[n] = store->certs[i].length;
     }
-    free(t->peer.links);
-    t->peer.links = NULL;
-    if (tg_revocations_links(rev, a->domain, der, len, n, &t->peer.links, &t->peer.n_links) < 0)
+    if (t->peer.links == NULL && /* else taken from a known chain (known_take) */
+        tg_revocations_links(rev, a->domain, der, len, n, &t->peer.links, &t->peer.n_links) < 0)
         return refuse(t, TG_HSF_OTHER, "out of memory");
     switch (
         tg_revocations_check(rev, a->domain, t->peer.links, t->peer.n_links, why, sizeof(why))) {
@@ -628,6 +654,79 @@ static bool check_revocation(struct tg_tls *t, const WOLFSSL_X509_STORE_CTX *sto
     return true;
 }
 
+/* A chain accepted before by this context (its hash in an anchored slot with a kept leaf):
+ * fills info with what the leaf's checks found and gives the session a copy of the chain's
+ * revocation links. false: not known (or out of memory), check it in full. */
+static bool known_take(struct tg_tls *t, const unsigned char *hash, struct tg_cert_info *info)
+{
+    struct tg_tls_ctx *c = t->ctx;
+    const struct anchored_slot *slot;
+    const struct known_leaf *k;
+    bool found = false;
+
+    if (!c->anchored_lock_ready)
+        return false;
+    pthread_mutex_lock(&c->anchored_lock);
+    slot = c->anchored != NULL ? &c->anchored[be32(hash) % ANCHORED_SLOTS] : NULL;
+    k = slot != NULL && slot->leaf != NULL && memcmp(slot->hash, hash, sizeof(slot->hash)) == 0
+            ? slot->leaf
+            : NULL;
+    if (k != NULL &&
+        (k->n_links == 0 || (t->peer.links = malloc(k->n_links * sizeof(*k->links))) != NULL)) {
+        memset(info, 0, sizeof(*info));
+        memcpy(info->serial, k->serial, sizeof(info->serial));
+        memcpy(info->sha256, k->sha256, sizeof(info->sha256));
+        info->not_after = k->not_after;
+        info->id_ok = true;
+        memcpy(info->id.id, k->id, k->id_len + 1);
+        info->id.len = k->id_len;
+        info->id.td_len = k->td_len;
+        info->id.path_off = k->path_off;
+        if (k->n_links > 0)
+            memcpy(t->peer.links, k->links, k->n_links * sizeof(*k->links));
+        t->peer.n_links = k->n_links;
+        found = true;
+    }
+    pthread_mutex_unlock(&c->anchored_lock);
+    return found;
+}
+
+/* Keeps what a chain anchored at a and accepted now came to (info, the session's links), in
+ * its anchored slot if that still holds it. Out of memory: not kept, checked in full again. */
+static void known_keep(struct tg_tls *t, const unsigned char *hash, const struct anchors *a,
+                       const struct tg_cert_info *info)
+{
+    struct tg_tls_ctx *c = t->ctx;
+    struct anchored_slot *slot;
+    struct known_leaf *k = malloc(sizeof(*k) + info->id.len + 1);
+
+    if (k == NULL || !c->anchored_lock_ready)
+        goto fail;
+    memcpy(k->serial, info->serial, sizeof(k->serial));
+    memcpy(k->sha256, info->sha256, sizeof(k->sha256));
+    k->not_after = info->not_after;
+    k->id_len = info->id.len;
+    k->td_len = info->id.td_len;
+    k->path_off = info->id.path_off;
+    memcpy(k->id, info->id.id, info->id.len + 1);
+    k->n_links = t->peer.n_links;
+    k->links = NULL;
+    if (k->n_links > 0 && (k->links = malloc(k->n_links * sizeof(*k->links))) == NULL)
+        goto fail;
+    if (k->n_links > 0)
+        memcpy(k->links, t->peer.links, k->n_links * sizeof(*k->links));
+    pthread_mutex_lock(&c->anchored_lock);
+    slot = c->anchored != NULL ? &c->anchored[be32(hash) % ANCHORED_SLOTS] : NULL;
+    if (slot != NULL && slot->a == a && memcmp(slot->hash, hash, sizeof(slot->hash)) == 0) {
+        known_leaf_free(slot->leaf);
+        slot->leaf = k;
+        k = NULL;
+    }
+    pthread_mutex_unlock(&c->anchored_lock);
+fail:
+    known_leaf_free(k);
+}
+
 /* Runs for the peer's leaf on success and failure (WOLFSSL_ALWAYS_VERIFY_CB), and for any
  * certificate that failed. Returning 0 fails the handshake with an alert. */
 static int verify_cert(int preverify, WOLFSSL_X509_STORE_CTX *store)
@@ -638,7 +737,8 @@ static int verify_cert(int preverify, WOLFSSL_X509_STORE_CTX *store)
     struct tg_cert_info info;
     const char *side = c->server ? "client" : "server";
     const char *text;
-    bool have = store->certs != NULL && store->totalCerts >= 1;
+    bool have = store->certs != NULL && store->totalCerts >= 1, hashed, known;
+    unsigned char hash[WC_SHA256_DIGEST_SIZE];
     enum tg_hs_fail fail;
 
     if (t->failed)
@@ -651,9 +751,13 @@ static int verify_cert(int preverify, WOLFSSL_X509_STORE_CTX *store)
         return 1;
     if (c->peer_optional && !have)
         return 1; /* no certificate and none required: the control plane's bootstrap */
-    if (!leaf_ok(c->server, c->max_chain_depth, store->totalCerts,
-                 have ? store->certs[0].buffer : NULL, have ? store->certs[0].length : 0, &info,
-                 &fail, t->why, sizeof(t->why))) {
+    free(t->peer.links);
+    t->peer.links = NULL;
+    hashed = have && chain_hash(store, hash) == 0;
+    known = hashed && known_take(t, hash, &info);
+    if (!known && !leaf_ok(c->server, c->max_chain_depth, store->totalCerts,
+                           have ? store->certs[0].buffer : NULL, have ? store->certs[0].length : 0,
+                           &info, &fail, t->why, sizeof(t->why))) {
         memcpy(t->peer.serial, info.serial, sizeof(info.serial));
         t->failed = true;
         t->fail = fail;
@@ -663,9 +767,11 @@ static int verify_cert(int preverify, WOLFSSL_X509_STORE_CTX *store)
     t->peer.claimed = strdup(info.id.id);                     /* names who was refused, in logs */
     if ((a = anchors_for(c, &info.id)) == NULL)
         return refuse(t, TG_HSF_TRUST_DOMAIN, "%s %s: trust domain not accepted", side, info.id.id);
-    if (!anchored(t, store, a, side, info.id.id) || !check_revocation(t, store, a, side, &info) ||
-        !accepted(t, &info.id))
+    if (!anchored(t, store, a, side, info.id.id, hash, hashed) ||
+        !check_revocation(t, store, a, side, &info) || !accepted(t, &info.id))
         return 0;
+    if (hashed && !known)
+        known_keep(t, hash, a, &info);
     t->peer.id = t->peer.claimed;
     t->peer.claimed = NULL;
     if (t->peer.id == NULL)
@@ -1155,6 +1261,8 @@ void tg_tls_ctx_free(struct tg_tls_ctx *c)
     for (size_t i = 0; i < c->n_anchors; i++)
         wolfSSL_CertManagerFree(c->anchors[i].cm);
     free(c->anchors);
+    for (size_t i = 0; c->anchored != NULL && i < ANCHORED_SLOTS; i++)
+        known_leaf_free(c->anchored[i].leaf);
     free(c->anchored);
     if (c->anchored_lock_ready)
         pthread_mutex_destroy(&c->anchored_lock);

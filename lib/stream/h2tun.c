@@ -22,6 +22,7 @@ struct req {
     bool answered;           /* a response was submitted */
     bool refused;            /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
     int status;              /* client: the response's :status (0: none yet) */
+    size_t held;             /* payload the owner got and has not given back */
     struct req *prev, *next; /* the session's, freed with it (nghttp2_session_del says nothing
                               * of the streams still open) */
     char authority[AUTHORITY_MAX + 1]; /* server: as asked; client: tollgate-reason */
@@ -34,9 +35,12 @@ struct tg_h2tun {
     struct tg_buf *out; /* during tg_h2tun_send */
     struct tg_pool *pool;
     size_t n_reqs;
+    uint32_t window; /* each stream's receive window, as asked in our SETTINGS */
     bool client;
     bool goaway_received;
+    bool goaway_sent; /* tg_h2tun_goaway: nghttp2 would still let a client open streams */
     bool out_of_memory;
+    char why[80]; /* what a callback found broken, for tg_h2tun_recv's error */
 };
 
 static struct req *req_of(struct tg_h2tun *t, int32_t sid)
@@ -92,6 +96,19 @@ static bool is(const uint8_t *p, size_t n, const char *lit)
     return n == strlen(lit) && memcmp(p, lit, n) == 0;
 }
 
+/* src, at most cap - 1 bytes of it, as one line of visible ASCII into dst (the rest '?'): the
+ * one form a reason takes either way, since a header value may hold tabs and bytes over 0x7f,
+ * and the client's owner logs it and names it to an app. Its length. */
+static size_t one_line(char *dst, size_t cap, const char *src, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < cap - 1 && i < n && src[i] != '\0'; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+    dst[i] = '\0';
+    return i;
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
                      const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
@@ -112,7 +129,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         if (is(name, nlen, ":status")) /* nghttp2 has checked it: three digits */
             r->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         else if (is(name, nlen, "tollgate-reason"))
-            snprintf(r->authority, sizeof(r->authority), "%.*s", (int)vlen, (const char *)value);
+            one_line(r->authority, sizeof(r->authority), (const char *)value, vlen);
         return 0;
     }
     if (is(name, nlen, ":method")) {
@@ -132,7 +149,7 @@ static int submit_status(struct tg_h2tun *t, int32_t sid, int status, const char
     struct req *r = req_of(t, sid);
     char st[4], why[200];
     nghttp2_nv nv[2];
-    size_t n = 1, i;
+    size_t n = 1;
 
     if (r == NULL || r->answered)
         return NGHTTP2_ERR_INVALID_ARGUMENT;
@@ -141,12 +158,8 @@ static int submit_status(struct tg_h2tun *t, int32_t sid, int status, const char
     snprintf(st, sizeof(st), "%03u", (unsigned)status % 1000u);
     nv[0] = (nghttp2_nv){tg_unconst(":status"), (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE};
     if (reason != NULL) {
-        /* one line of visible ASCII: a header value may hold nothing else */
-        for (i = 0; i < sizeof(why) - 1 && reason[i] != '\0'; i++)
-            why[i] = reason[i] >= 0x20 && reason[i] < 0x7f ? reason[i] : '?';
-        why[i] = '\0';
-        nv[1] = (nghttp2_nv){tg_unconst("tollgate-reason"), (uint8_t *)why, 15, i,
-                             NGHTTP2_NV_FLAG_NONE};
+        nv[1] = (nghttp2_nv){tg_unconst("tollgate-reason"), (uint8_t *)why, 15,
+                             one_line(why, sizeof(why), reason, SIZE_MAX), NGHTTP2_NV_FLAG_NONE};
         n = 2;
     }
     return nghttp2_submit_response(t->s, sid, nv, n, dp);
@@ -225,6 +238,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 {
     struct tg_h2tun *t = arg;
     struct req *r = req_of(t, sid);
+    int32_t window = nghttp2_session_get_stream_effective_local_window_size(s, sid);
+    size_t room = window > 0 ? (size_t)window : 0;
 
     (void)flags;
     if (r == NULL || r->bound == NULL) {
@@ -232,6 +247,19 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
         nghttp2_session_consume(s, sid, n);
         return 0;
     }
+    /* nghttp2 resets a stream sent past its window but still hands the bytes over, and the
+     * owner's room is the window (h2tun.h): the peer broke the protocol, the session ends
+     * (RFC 9113 6.9.1 allows a connection error). nghttp2 allows 65,535 bytes until the peer
+     * acknowledges our SETTINGS, but a client's SETTINGS precede its first stream, so a server
+     * knows the window of every stream it is sent (6.9.2): the client holds it to ours. */
+    if (t->client && t->window < room)
+        room = t->window;
+    if (r->held + n > room) {
+        snprintf(t->why, sizeof(t->why), "stream %d sent past its flow-control window", (int)sid);
+        nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    r->held += n;
     t->ops.on_data(t->ops.arg, r->bound, p, n);
     return 0;
 }
@@ -305,6 +333,7 @@ static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t
     t->client = client;
     if (window > WINDOW_MAX)
         window = WINDOW_MAX;
+    t->window = window;
     if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
         goto fail;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
@@ -373,7 +402,8 @@ int tg_h2tun_recv(struct tg_h2tun *t, const uint8_t *p, size_t n, char *err)
     ssize_t k = nghttp2_session_mem_recv(t->s, p, n);
 
     if (k < 0)
-        return tg_err_set(err, TG_EINVAL, "HTTP/2: %s", nghttp2_strerror((int)k));
+        return tg_err_set(err, TG_EINVAL, "HTTP/2: %s",
+                          t->why[0] != '\0' ? t->why : nghttp2_strerror((int)k));
     return 0;
 }
 
@@ -429,7 +459,8 @@ int32_t tg_h2tun_open(struct tg_h2tun *t, const char *authority, void *stream)
 
 bool tg_h2tun_can_open(struct tg_h2tun *t)
 {
-    return !t->goaway_received && nghttp2_session_check_request_allowed(t->s) != 0;
+    return !t->goaway_received && !t->goaway_sent &&
+           nghttp2_session_check_request_allowed(t->s) != 0;
 }
 
 size_t tg_h2tun_streams(const struct tg_h2tun *t)
@@ -454,6 +485,10 @@ void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code)
 
 void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n)
 {
+    struct req *r = req_of(t, sid);
+
+    if (r != NULL)
+        r->held -= n < r->held ? n : r->held;
     nghttp2_session_consume(t->s, sid, n);
 }
 
@@ -465,6 +500,7 @@ void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid)
 void tg_h2tun_goaway(struct tg_h2tun *t)
 {
     /* the last stream ID taken so far: the peer opens nothing newer here */
+    t->goaway_sent = true;
     nghttp2_submit_goaway(t->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(t->s),
                           NGHTTP2_NO_ERROR, NULL, 0);
 }

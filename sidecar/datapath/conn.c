@@ -937,24 +937,15 @@ static void init_side(struct tg_conn *c, struct tg_side *s, bool tls)
     s->sreq.data = s;
 }
 
-void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_stream_t *server)
+/* What every connection starts with: listener l (its sides: the TLS one the mesh side),
+ * stats, a reference on gen, its clocks, its directions, its two timers; in w's list. */
+static void conn_init(struct tg_conn *c, struct tg_worker *w, const struct tg_listener_def *l,
+                      struct tg_listener_stats *stats, struct tg_gen *gen)
 {
-    struct tg_conn *c = calloc(1, sizeof(*c));
-    struct sockaddr_storage ss;
-    int len = sizeof(ss), rc;
-
-    if (c == NULL) {
-        tg_error("%s: out of memory accepting a connection", l->name);
-        return;
-    }
-    /* the loop's clock is read once per iteration: after a burst of accepts (or a busy
-     * machine) it lags, and a timeout armed from it fires that much early (a 2 s handshake
-     * deadline seen at 1.6 s in test_load). One clock read per accept keeps deadlines whole. */
-    uv_update_time(&w->loop);
     c->w = w;
     c->l = l;
-    c->stats = tg_metrics_slot(w->rt->metrics, w->index, l->index);
-    c->gen = tg_gen_ref(w->gen);
+    c->stats = stats;
+    c->gen = tg_gen_ref(gen);
     c->start_unix_ms = unix_ms();
     c->start_ns = uv_hrtime();
     c->peer_id_idx = TG_METRICS_ID_UNKNOWN;
@@ -974,10 +965,27 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     uv_timer_init(&w->loop, &c->throttle);
     c->throttle.data = c;
     c->open_handles = 2;
+    tg_worker_conn_added(w, c);
+}
+
+void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_stream_t *server)
+{
+    struct tg_conn *c = calloc(1, sizeof(*c));
+    struct sockaddr_storage ss;
+    int len = sizeof(ss), rc;
+
+    if (c == NULL) {
+        tg_error("%s: out of memory accepting a connection", l->name);
+        return;
+    }
+    /* the loop's clock is read once per iteration: after a burst of accepts (or a busy
+     * machine) it lags, and a timeout armed from it fires that much early (a 2 s handshake
+     * deadline seen at 1.6 s in test_load). One clock read per accept keeps deadlines whole. */
+    uv_update_time(&w->loop);
+    conn_init(c, w, l, tg_metrics_slot(w->rt->metrics, w->index, l->index), w->gen);
     uv_tcp_init(&w->loop, &c->down.tcp);
     c->down.open = true;
     c->open_handles++;
-    tg_worker_conn_added(w, c);
     tg_counter_add(&c->stats->opened, 1);
     if ((rc = uv_accept(server, (uv_stream_t *)&c->down.tcp)) < 0) {
         tg_conn_close(c, "error", "accept: %s", uv_strerror(rc));
@@ -1053,35 +1061,15 @@ struct tg_conn *tg_conn_dial_tunnel(struct tg_conn *app, struct tg_tunnel *tun, 
         snprintf(why, cap, "out of memory");
         return NULL;
     }
-    c->w = w;
-    c->l = app->l;
-    c->stats = app->stats;
-    c->gen = tg_gen_ref(app->gen);
-    c->start_unix_ms = unix_ms();
-    c->start_ns = uv_hrtime();
-    c->peer_id_idx = TG_METRICS_ID_UNKNOWN;
-    c->outcome = "ok";
+    conn_init(c, w, app->l, app->stats, app->gen);
     c->upstream = app->upstream;
     c->rule = app->rule;
     c->dest_port = app->dest_port;
     snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", app->upstream.text);
-    init_side(c, &c->down, false); /* never opened: a tunnel has no app socket */
-    init_side(c, &c->up, true);
-    /* frames for the server go out through dir[0]; its plaintext comes in through dir[1] */
-    c->dir[0] = (struct tg_dir){.src = &c->down,
-                                .dst = &c->up,
-                                .bytes_stat = &c->stats->tunnel_bytes_sent,
-                                .bytes = &c->bytes_received};
-    c->dir[1] = (struct tg_dir){.src = &c->up,
-                                .dst = &c->down,
-                                .bytes_stat = &c->stats->tunnel_bytes_received,
-                                .bytes = &c->bytes_sent};
-    uv_timer_init(&w->loop, &c->timer);
-    c->timer.data = c;
-    uv_timer_init(&w->loop, &c->throttle);
-    c->throttle.data = c;
-    c->open_handles = 2;
-    tg_worker_conn_added(w, c);
+    /* down is never opened: a tunnel has no app socket. Frames for the server go out
+     * through dir[0]; its plaintext comes in through dir[1]: the tunnel series count them */
+    c->dir[0].bytes_stat = &c->stats->tunnel_bytes_sent;
+    c->dir[1].bytes_stat = &c->stats->tunnel_bytes_received;
     c->tunnel = tun;
     tun->c = c;
     rc = tg_tls_new(c->gen->client, &w->pool, &c->rule, &c->tls);

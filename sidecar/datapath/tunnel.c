@@ -14,6 +14,13 @@
 #include "tollgate/list.h"
 #include "tollgate/log.h"
 
+/* A tunnel whose session is over sends close_notify, then waits this long at most for the
+ * peer's own end before it closes its socket: frames the peer sent meanwhile (a window
+ * update for bytes its apps took) are read and dropped, as a close with unread bytes would
+ * answer them with a TCP reset, and the peer could lose the last frames we sent it (the
+ * END_STREAMs its streams wait for) to that reset. */
+#define LINGER_MS 2000
+
 /* One app connection carried by the tunnel. It lives until both its socket has closed and
  * the session has said the stream is gone (or the session is freed). */
 struct tg_tstream {
@@ -32,6 +39,7 @@ struct tg_tstream {
     struct tg_ratelimit *rl;
     struct tg_ratelimit_key *rl_key;
     bool listener_counted; /* in its listener's open count (under max_connections) */
+    uint64_t debt;         /* the peer's bytes not yet paid for from its bytes_per_second */
     uint64_t last_active;  /* uv_now() of its last byte either way: its idle deadline */
     bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
     bool sock_closing, sock_closed, h2_gone;
@@ -90,6 +98,8 @@ static void on_stream_closed(uv_handle_t *h)
     st->sock_closed = true;
     if (st->rl_key != NULL)
         tg_ratelimit_conn_release(st->rl, st->rl_key, uv_hrtime());
+    st->rl_key = NULL; /* the pace timer may still see the stream */
+    st->debt = 0;
     if (st->listener_counted)
         atomic_fetch_sub(&c->l->limit->open, 1);
     log_stream(c, st->upstream.text, st->start_unix_ms, st->bytes_received, st->bytes_sent,
@@ -172,16 +182,14 @@ static void on_app_shutdown(uv_shutdown_t *req, int status)
     maybe_done(st);
 }
 
-/* The app took n more bytes of to_app: once no write is in flight, the buffer moves its
- * bytes to the front and the peer gets that much window back, so the window never exceeds
- * the room at the buffer's tail. */
-static void gave(struct tg_tstream *st, size_t n)
+/* What the app took goes back to the peer as window once no write is in flight (the buffer
+ * moves its bytes to the front first, so the window never exceeds the room at its tail) and
+ * the bytes are paid for (a paced caller's stream waits for its tokens, alone). */
+static void give_back(struct tg_tstream *st)
 {
     struct tg_conn *c = st->tun->c;
 
-    tg_buf_consume(&st->to_app, n);
-    st->unacked += n;
-    if (st->writing > 0)
+    if (st->writing > 0 || st->debt > 0 || st->unacked == 0 || st->sock_closing)
         return;
     if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->pool, true) < 0) {
         end_stream(st, "error", "out of memory");
@@ -189,6 +197,53 @@ static void gave(struct tg_tstream *st, size_t n)
     }
     tg_h2tun_consumed(st->tun->h2, st->sid, st->unacked);
     st->unacked = 0;
+}
+
+/* The app took n more bytes of to_app. */
+static void gave(struct tg_tstream *st, size_t n)
+{
+    tg_buf_consume(&st->to_app, n);
+    st->unacked += n;
+    give_back(st);
+}
+
+static void on_pace(uv_timer_t *t);
+
+/* The caller's own bytes_per_second (its rate_limits) paces each of its streams as it does
+ * its direct connections, from the same bucket: a stream's window goes back only for bytes
+ * paid for, so the peer's stream waits while the others flow. */
+static void pay(struct tg_tstream *st)
+{
+    struct tg_tunnel *tun = st->tun;
+    uint64_t delay = 0, ms;
+
+    if (st->debt == 0 || st->rl_key == NULL)
+        return;
+    st->debt -= tg_ratelimit_bytes_take(st->rl, st->rl_key, st->debt, uv_hrtime(), &delay);
+    if (st->debt == 0)
+        return;
+    ms = delay / 1000000 + 1;
+    if (!tun->pace_open) {
+        uv_timer_init(&tun->c->w->loop, &tun->pace);
+        tun->pace.data = tun;
+        tun->pace_open = true;
+        tun->c->open_handles++;
+    }
+    if (!uv_is_active((uv_handle_t *)&tun->pace) || uv_timer_get_due_in(&tun->pace) > ms) {
+        tg_counter_add(&tun->c->stats->throttled, 1);
+        uv_timer_start(&tun->pace, on_pace, ms, 0);
+    }
+}
+
+static void on_pace(uv_timer_t *t)
+{
+    struct tg_tunnel *tun = t->data;
+
+    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
+        pay(st);
+        give_back(st);
+    }
+    tg_pipe_progress(tun->c); /* the WINDOW_UPDATEs */
 }
 
 static void flush_app(struct tg_tstream *st);
@@ -355,7 +410,7 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
                                            : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
-static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+bool tg_tunnel_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     if (a->ss_family != b->ss_family)
         return false;
@@ -403,7 +458,7 @@ static bool route_stream(struct tg_conn *c, const char *authority, struct tg_add
         return true;
     }
     if (uv_fileno((uv_handle_t *)&c->down.tcp, &fd) < 0 ||
-        tg_intercept_original_dst(fd, &orig) < 0 || !same_host(&want, &orig)) {
+        tg_intercept_original_dst(fd, &orig) < 0 || !tg_tunnel_same_host(&want, &orig)) {
         snprintf(why, cap, "bad_authority: not this workload's address");
         return false;
     }
@@ -553,6 +608,10 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
     memcpy(tg_buf_tail(&st->to_app), p, n);
     tg_buf_commit(&st->to_app, n);
     st->bytes_received += n;
+    if (st->rl_key != NULL) {
+        st->debt += n;
+        pay(st);
+    }
     touch(st);
     /* one write for all the DATA frames of this read (tg_tunnel_io), not one per frame */
     st->flush_due = true;
@@ -696,6 +755,9 @@ void tg_tunnel_io(struct tg_conn *c)
         if (rc < 0)
             tg_info("%s: tunnel %s %s: %s", c->l->name, c->l->inbound ? "of" : "to",
                     tg_tls_peer(c->tls)->id, err);
+    } else if (tg_buf_len(in) > 0) { /* ending: read until the peer's end, dropped */
+        tg_buf_consume(in, tg_buf_len(in));
+        tun->fed = true;
     }
     /* the streams' callbacks ask for more sending (a window given back, an app's bytes);
      * each such kick is one more round here, never a call back into the session */
@@ -723,12 +785,16 @@ void tg_tunnel_io(struct tg_conn *c)
         return;
     }
     if (!tun->ending && tg_h2tun_done(tun->h2) && tg_buf_len(out) == 0) {
+        /* close_notify, then the peer's end (above), or LINGER_MS (tg_tunnel_idle) */
         tun->ending = true;
         tg_tls_shutdown(c->tls);
+        tg_conn_arm_timer(c, LINGER_MS);
     }
-    if (tun->ending && tg_buf_len(tg_tls_cipher_out(c->tls)) == 0 &&
-        (c->l->inbound ? c->down.writing : c->up.writing) == 0)
-        tg_conn_close(c, "ok", NULL);
+}
+
+static void on_pace_closed(uv_handle_t *h)
+{
+    tg_conn_handle_closed(((struct tg_tunnel *)h->data)->c);
 }
 
 void tg_tunnel_close(struct tg_conn *c)
@@ -742,6 +808,8 @@ void tg_tunnel_close(struct tg_conn *c)
         tg_tunnel_close_outbound(tun);
         return;
     }
+    if (tun->pace_open)
+        uv_close((uv_handle_t *)&tun->pace, on_pace_closed);
     snprintf(why, sizeof(why), "tunnel closed: %s", c->reason[0] ? c->reason : c->outcome);
     for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
         end_stream(st, "error", why);
@@ -816,7 +884,9 @@ static void sweep(struct tg_conn *c)
 
 void tg_tunnel_idle(struct tg_conn *c)
 {
-    if (c->tunnel->outbound)
+    if (c->tunnel->ending)
+        tg_conn_close(c, "ok", NULL); /* the peer did not end in LINGER_MS */
+    else if (c->tunnel->outbound)
         tg_tunnel_pool_idle(c);
     else
         sweep(c);

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
 
 struct tg_conn;
 struct tg_tstream;
@@ -41,7 +43,11 @@ struct tg_tunnel {
     bool busy;                   /* inside the session's calls (no re-entry) */
     bool kicked;                 /* ... and asked to send again meanwhile */
     bool fed;                    /* the last tg_tunnel_io took bytes */
-    bool ending;                 /* the session is over: close_notify queued */
+    bool ending;                 /* the session is over: close_notify queued, the peer's
+                                  * own end awaited (LINGER_MS in tunnel.c) */
+    uv_timer_t pace; /* inbound: paced streams wait for tokens (made on first use, then one
+                      * of c's handles) */
+    bool pace_open;
     struct tg_tunnel *pool_prev, *pool_next;
 };
 
@@ -103,6 +109,9 @@ void tg_tunnel_pool_free(struct tg_worker *w);
 /* tunnel.c, shared by both ends: the session has something to send (a window given back,
  * an app's bytes or end): sent now, or once the session's current call returns. */
 void tg_tunnel_kick(struct tg_tunnel *tun);
+
+/* tunnel.c: whether a and b are the same host (family and address; ports aside). */
+bool tg_tunnel_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* tunout.c, for tunnel.c: after the session sent, app connections whose stream ended get
  * their turn; an outbound tunnel's close, free and retirement. */

@@ -61,13 +61,7 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
 static bool same_sidecar(const struct tg_listener_def *l, const struct sockaddr_storage *a,
                          const struct sockaddr_storage *b)
 {
-    if (a->ss_family != b->ss_family || (!l->transparent && port_of(a) != port_of(b)))
-        return false;
-    if (a->ss_family == AF_INET)
-        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-                      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return (l->transparent || port_of(a) == port_of(b)) && tg_tunnel_same_host(a, b);
 }
 
 /* The pool's key: sidecar address, expected identities, listener and generation. */
@@ -370,7 +364,7 @@ void tg_tunnel_join(struct tg_conn *app)
     struct tg_tunnels *p = pool_of(app->w);
     const struct tg_tunnel_pool_cfg *cfg = &app->w->rt->cfg->tunnel_pool;
     struct tg_tunnel *best = NULL;
-    unsigned n = 0;
+    unsigned n = 0, cap = 0;
     char why[160];
 
     if (p == NULL) {
@@ -383,10 +377,21 @@ void tg_tunnel_join(struct tg_conn *app)
         no_tunnel(app, why);
         return;
     }
-    for (struct tg_tunnel *tun = p->list; tun != NULL; tun = tun->pool_next) {
+    for (struct tg_tunnel *tun = p->list, *next; tun != NULL; tun = next) {
+        next = tun->pool_next;
         if (!same_key(tun->c, app))
             continue;
+        if (tun->h2 != NULL && !tg_h2tun_can_open(tun->h2)) {
+            /* GOAWAY from the server (its new generation, its drain): it will never take a
+             * stream again, so it leaves the pool and no longer counts against
+             * connections_per_destination; its streams run on (no call into the session
+             * here: that could end streams and rejoin their apps while we walk the list) */
+            tun->retired = true;
+            pool_remove(tun);
+            continue;
+        }
         n++;
+        cap = capacity(tun) > cap ? capacity(tun) : cap;
         if (best == NULL && usable(tun))
             best = tun;
     }
@@ -398,8 +403,9 @@ void tg_tunnel_join(struct tg_conn *app)
         dial(p, app);
         return;
     }
+    /* the server's own limit (SETTINGS_MAX_CONCURRENT_STREAMS) may be below ours */
     snprintf(why, sizeof(why), "the pool's %u tunnels to %s carry %u streams each already", n,
-             app->upstream.text, cfg->streams_per_connection);
+             app->upstream.text, cap);
     no_tunnel(app, why);
 }
 
@@ -553,6 +559,14 @@ void tg_tunnel_close_outbound(struct tg_tunnel *tun)
         next = os->next;
         if (app == NULL || app->closing)
             continue;
+        if (os->answered && os->h2_gone) {
+            /* the stream ended whole both ways (a reset would have closed app): app only
+             * waits for its own socket (the FIN's shutdown, the last writes), so the
+             * tunnel's end (a GOAWAY'd tunnel with no streams left) is none of its business */
+            detach(os);
+            tg_pipe_progress(app);
+            continue;
+        }
         if (!os->answered && app->tunnel_tries < MAX_TRIES && c->handshake_done) {
             /* never answered, so nothing of the app's went out: another tunnel may carry it */
             tg_counter_add(&app->stats->tunnel_retries, 1);

@@ -3,7 +3,8 @@
  * trust-root ConfigMap), the rest is the object's JSON; a policy resource's spec is compiled.
  * Each must parse or be refused with one line, without crashing or leaking; what parses is
  * then fed, with a fixed Namespace and Pod, to the derivation, whose output must hold only
- * SPIFFE IDs of the trust domain and be sorted and free of duplicates. */
+ * SPIFFE IDs of the trust domain, be sorted and free of duplicates, and carry only tunnel
+ * modes a sidecar accepts. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,6 +38,9 @@ static void check_table(const struct tg_resource *r)
 
         if (inet_pton(strchr(d->address, ':') ? AF_INET6 : AF_INET, d->address, a) != 1 ||
             d->port == 0 || d->port > 65535 || d->expected_ids.n == 0)
+            abort();
+        /* a mode the sidecar takes: never out of range, never on for http (it refuses that) */
+        if (d->tunnel > TG_TUNNEL_ON || (d->protocol == TG_RES_HTTP && d->tunnel == TG_TUNNEL_ON))
             abort();
         for (size_t k = 0; k < d->expected_ids.n; k++) {
             struct tg_spiffe_id id;

@@ -1852,6 +1852,26 @@ void it_probe_serial(int port, const char *log, char *serial, size_t cap)
     it_serial_norm(raw, serial, cap);
 }
 
+void it_expect_serial(void (*probe)(char *serial, size_t cap), const char *want, int timeout_ms,
+                      const char *what)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    char got[80];
+
+    for (;;) {
+        probe(got, sizeof(got));
+        if (strcmp(got, want) == 0)
+            break;
+        ck_assert_msg(it_now_ms() < end, "%s: new connections still see serial %s, want %s", what,
+                      got, want);
+        it_sleep_ms(100);
+    }
+    for (int i = 0; i < 3; i++) {
+        probe(got, sizeof(got));
+        ck_assert_msg(strcmp(got, want) == 0, "%s: serial went back to %s", what, got);
+    }
+}
+
 TCase *it_test_case_of(Suite *s, const char *tcase, void (*setup)(void), void (*teardown)(void),
                        int seconds, const TTest *const *tests, size_t n)
 {

@@ -368,6 +368,10 @@ uint64_t it_streams_stop(struct it_streams *st);
 /* A new connection through port whose access-log line in log (matched by our local port)
  * says ok; its "serial" (normalised) into serial. */
 void it_probe_serial(int port, const char *log, char *serial, size_t cap);
+/* New connections see serial want within timeout_ms and keep seeing it (three more): probe
+ * makes one and gives the serial it saw (normalised). what names the step in a failure. */
+void it_expect_serial(void (*probe)(char *serial, size_t cap), const char *want, int timeout_ms,
+                      const char *what);
 
 /* Built with AddressSanitizer: its quarantine holds freed memory back on purpose, so RSS
  * cannot stay flat under it and memory bounds must allow for it. */

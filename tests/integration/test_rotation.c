@@ -31,21 +31,7 @@ static void probe_serial(char *serial, size_t cap)
 /* New handshakes see want within ROTATE_MS, and keep seeing it. */
 static void expect_serial(const char *want, const char *what)
 {
-    uint64_t end = it_now_ms() + ROTATE_MS;
-    char got[80];
-
-    for (;;) {
-        probe_serial(got, sizeof(got));
-        if (strcmp(got, want) == 0)
-            break;
-        ck_assert_msg(it_now_ms() < end, "%s: new handshakes still see serial %s, want %s", what,
-                      got, want);
-        it_sleep_ms(100);
-    }
-    for (int i = 0; i < 3; i++) {
-        probe_serial(got, sizeof(got));
-        ck_assert_msg(strcmp(got, want) == 0, "%s: serial went back to %s", what, got);
-    }
+    it_expect_serial(probe_serial, want, ROTATE_MS, what);
 }
 
 /* Lines of listener with outcome ok, the given serial and more than min_bytes received. */

@@ -206,6 +206,39 @@ START_TEST(test_tunnel_killed_mid_transfer)
 }
 END_TEST
 
+/* A stream is an app connection to the listener's limits and deadlines, and to the
+ * caller's bytes_per_second, too: with
+ * max_connections 2, a third stream is refused (listener_limit) while two are open; a
+ * stream idle for the idle timeout (2 s) is reset alone, logged as a timeout, while the
+ * other goes on echoing on the same tunnel. */
+START_TEST(test_tunnel_stream_limits_and_idle)
+{
+    int port, admin;
+    char line[IT_LINE_MAX], out[8192];
+
+    IT_FREE_PORTS(&port, &admin);
+    struct it_cfg b2 = it_cfg_of(admin, "web", 1, "idle: 2s");
+
+    b2.in[0] = (struct it_listener){"capped-in", port, echo_port, IT_API_ID,
+                                    "tunnels: true, limits: {max_connections: 2}"};
+    it_cfg_write("b2.yaml", &b2, "rate_limits:\n  default: {bytes_per_second: 256KiB}\n");
+    it_sidecar_start("b2", "b2.yaml", admin, 0);
+    client_ok(port, "deadlines", "2");
+    /* the caller's bytes_per_second paces its streams: 2 x 400 KiB through a 256 KiB/s
+     * bucket wait for tokens, and arrive whole */
+    ck_assert_int_eq(client(port, 2, 400 * 1024, false, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "OK") != NULL, "%s", out);
+    ck_assert_msg(it_stat(admin, "tollgate_throttled_total", "listener=\"capped-in\"") > 0,
+                  "no stream of B2 waited for its bytes_per_second");
+    ck_assert(it_last_line("b2.out", line, sizeof(line), "\"outcome\":\"timeout\"", NULL));
+    ck_assert_msg(strstr(line, "idle for") != NULL, "%s", line);
+    ck_assert_int_eq(
+        it_wait_lines("b2.out", 1, 5000, "\"outcome\":\"refused\"", "listener_limit", NULL), 1);
+    /* the busy stream, then the two paced ones */
+    ck_assert_int_eq(it_wait_lines("b2.out", 3, 5000, "\"outcome\":\"ok\"", NULL), 3);
+}
+END_TEST
+
 /* Two test cases, so ctest runs them side by side: streams and refusals, then the ways a
  * tunnel ends. */
 Suite *tg_test_suite(void)
@@ -216,6 +249,7 @@ Suite *tg_test_suite(void)
                              test_tunnel_denied_streams_tunnel_stays);
 
     IT_TEST_CASE(s, "ends", setup, it_teardown, 90, test_tunnel_new_generation_drains_with_goaway,
-                 test_tunnel_killed_mid_transfer, test_tunnel_sigterm_drains_with_goaway);
+                 test_tunnel_killed_mid_transfer, test_tunnel_sigterm_drains_with_goaway,
+                 test_tunnel_stream_limits_and_idle);
     return s;
 }

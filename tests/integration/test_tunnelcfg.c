@@ -125,7 +125,7 @@ END_TEST
 START_TEST(test_listener_modes_take_effect)
 {
     struct it_proc *a;
-    int echo_port, tun_in, plain_in, a_admin, auto_out, off_out, on_out;
+    int echo_port = 0, tun_in, plain_in, a_admin, auto_out, off_out, on_out; /* 0: pick one */
     char err[256] = "";
 
     it_echo_start("echo", &echo_port);

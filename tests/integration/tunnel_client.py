@@ -65,6 +65,25 @@ def pattern(seed, n):
     return bytes(out[:n])
 
 
+def send_within_windows(conn, pending, ended):
+    """Sends what pending (stream id -> bytes) holds as far as the peer's windows allow; a
+    stream in ended whose bytes are all out gets END_STREAM and leaves both. Shared with
+    tunnel_server.py."""
+    for sid in list(pending):
+        buf = pending[sid]
+        while buf:
+            room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if room <= 0:
+                break
+            conn.send_data(sid, buf[:room])
+            buf = buf[room:]
+        pending[sid] = buf
+        if not buf and sid in ended:
+            conn.end_stream(sid)
+            ended.discard(sid)
+            del pending[sid]
+
+
 def tls(port, cert):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -143,20 +162,7 @@ class Tunnel:
         return sid
 
     def pump_send(self):
-        for sid in list(self.pending):
-            buf = self.pending[sid]
-            while buf:
-                room = min(self.conn.local_flow_control_window(sid),
-                           self.conn.max_outbound_frame_size)
-                if room <= 0:
-                    break
-                self.conn.send_data(sid, buf[:room])
-                buf = buf[room:]
-            self.pending[sid] = buf
-            if not buf and sid in self.half_close:
-                self.conn.end_stream(sid)
-                self.half_close.discard(sid)
-                del self.pending[sid]
+        send_within_windows(self.conn, self.pending, self.half_close)
         self.flush()
 
     def step(self):
@@ -339,6 +345,35 @@ def streams(port, authority, n, size, refused_too):
     t.flush()
 
 
+def deadlines(port, authority, idle_s):
+    """Three streams where the listener caps connections at two: the third is refused with
+    listener_limit; then one stream idles past the idle timeout and is reset, alone, while
+    the other keeps echoing a few bytes at a time on the same tunnel."""
+    t = Tunnel(port)
+    busy, idle = open_streams(t, authority, 2)
+    third = t.open(authority)
+    t.wait(lambda: third in t.headers, "the third stream's answer")
+    h = t.headers[third]
+    if h.get(":status") != "403" or not h.get("tollgate-reason", "").startswith("listener_limit"):
+        fail("third stream: %r" % h)
+    sent = bytearray()
+    until = time.monotonic() + idle_s + 1.5
+    while time.monotonic() < until:
+        chunk = b"tick %d;" % len(sent)
+        sent.extend(chunk)
+        t.pending[busy] = chunk
+        t.wait(lambda: len(t.data[busy]) == len(sent), "the busy stream's echo")
+        if idle in t.reset and busy not in t.reset:
+            break
+        time.sleep(0.2)
+    t.wait(lambda: idle in t.reset, "the idle stream's reset")
+    if busy in t.reset or bytes(t.data[busy]) != bytes(sent):
+        fail("the busy stream broke: reset %r, %d of %d bytes" % (t.reset, len(t.data[busy]), len(sent)))
+    t.half_close.add(busy)
+    t.pending[busy] = b""
+    t.wait(lambda: busy in t.ended, "the busy stream's end")
+
+
 def probe(port, authorities):
     t = Tunnel(port)
     for a in authorities:
@@ -362,6 +397,7 @@ MODES = {
     "drain": lambda p, a, argv: drain(p, a, argv[:1] != ["last"]),
     "kill": lambda p, a, argv: kill(p, a),
     "denied": lambda p, a, argv: denied(p, a),
+    "deadlines": lambda p, a, argv: deadlines(p, a, float(argv[0])),
 }
 
 
@@ -371,4 +407,5 @@ def main():
     print("OK", flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -423,6 +423,33 @@ START_TEST(test_h2tun_goaway_lets_open_streams_finish)
 }
 END_TEST
 
+/* A peer that sends past a stream's window (nghttp2's own client never would: the frame is
+ * hand-made) ends the tunnel, and the owner never gets more than the window. */
+START_TEST(test_h2tun_data_past_window_ends_session)
+{
+    static uint8_t frame[9 + WINDOW + 1] = {(WINDOW + 1) >> 16,
+                                            (uint8_t)((WINDOW + 1) >> 8),
+                                            (uint8_t)(WINDOW + 1),
+                                            0 /* DATA */,
+                                            0,
+                                            0,
+                                            0,
+                                            0,
+                                            1};
+    char err[TG_ERRLEN] = "";
+    int32_t sid = connect_to("a:1", false);
+
+    P.consume = false;
+    pump();
+    ck_assert_int_eq(sid, 1);
+    ck_assert_int_eq(tg_h2tun_recv(P.srv, frame, sizeof(frame), err), TG_EINVAL);
+    ck_assert_msg(strstr(err, "window") != NULL, "%s", err);
+    ck_assert_uint_eq(P.st[slot(sid)].got, 0);
+    ck_assert_int_eq(tg_h2tun_send(P.srv, &P.out, &P.pool), 0); /* the GOAWAY */
+    ck_assert(tg_h2tun_done(P.srv));
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     TCase *tc;
@@ -431,7 +458,7 @@ Suite *tg_test_suite(void)
         test_h2tun_window_opens_only_when_consumed, test_h2tun_refused_stream_leaves_tunnel_up,
         test_h2tun_dropped_bytes_reopen_the_connection_window, test_h2tun_reset_both_ways,
         test_h2tun_only_connect_with_authority, test_h2tun_header_block_bounded,
-        test_h2tun_goaway_lets_open_streams_finish);
+        test_h2tun_goaway_lets_open_streams_finish, test_h2tun_data_past_window_ends_session);
 
     tcase_add_checked_fixture(tc, setup_settled, teardown);
     return s;

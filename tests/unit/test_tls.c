@@ -2,6 +2,8 @@
  * checks that run inside the handshake. Certificates are made at run time. */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
 
 #include <check.h>
 #include "check_main.h"
@@ -539,13 +541,26 @@ START_TEST(test_tls_partner_cannot_serve_as_our_id)
 }
 END_TEST
 
+/* A client presenting prefix.pem (expecting WEB) is refused by the server s for why; frees
+ * both sides. */
+static void client_refused(struct side *s, const char *prefix, enum tg_hs_fail why)
+{
+    struct side c;
+
+    side_init(&c, prefix, "ca.pem", false, WEB, NULL);
+    handshake(&c, s);
+    assert_refused(s, why, prefix);
+    side_free(&c);
+    side_free(s);
+}
+
 /* The check is a signature check: a root of another domain with our root's subject and key
  * identifier, even where wolfSSL's store took it for ours, does not vouch for our IDs. */
 START_TEST(test_tls_copycat_root_is_not_ours)
 {
     char cmd[2048], *copycat, *ours;
     size_t copycat_len, ours_len;
-    struct side c, s;
+    struct side s;
     struct tg_identity *id;
 
     snprintf(cmd, sizeof(cmd),
@@ -583,13 +598,145 @@ START_TEST(test_tls_copycat_root_is_not_ours)
     id->domains[1] = (struct tg_trust_roots){.name = "copycat.example", .len = copycat_len};
     snprintf(id->trust_domain, sizeof(id->trust_domain), "mesh.local");
     side_init_id(&s, id, true, NULL);
-    side_init(&c, "ccleaf", "ca.pem", false, WEB, NULL);
-    handshake(&c, &s);
-    assert_refused(&s, TG_HSF_TRUST_DOMAIN, "ccleaf");
-    side_free(&c);
-    side_free(&s);
+    client_refused(&s, "ccleaf", TG_HSF_TRUST_DOMAIN);
     free(copycat);
     free(ours);
+}
+END_TEST
+
+/* sigmemo.c: what each call of wc_ecc_verify_hash (wrapped at link time, as wolfSSL's are)
+ * answers, and how many were answered from memory. */
+static int memo_verify(const byte *sig, word32 sig_len, const byte *hash, ecc_key *key,
+                       uint64_t *hits)
+{
+    uint64_t misses, before;
+    int res = -1;
+
+    tg_tls_sigmemo_stats(&before, &misses);
+    ck_assert_int_eq(wc_ecc_verify_hash(sig, sig_len, hash, 32, &res, key) == 0 || res == 0, 1);
+    tg_tls_sigmemo_stats(hits, &misses);
+    *hits -= before;
+    return res;
+}
+
+/* Only an exact (key, hash, signature) that verified before is answered from memory: a
+ * signature changed in one bit, another hash, another key, or a failure seen before, are
+ * checked in full and fail. */
+START_TEST(test_tls_sigmemo_remembers_only_what_verified)
+{
+    byte hash[32], other[32], sig[ECC_MAX_SIG_SIZE], bad[ECC_MAX_SIG_SIZE];
+    word32 sig_len = sizeof(sig);
+    ecc_key key, key2;
+    WC_RNG rng;
+    uint64_t hits;
+
+    memset(hash, 0x5a, sizeof(hash));
+    memset(other, 0xa5, sizeof(other));
+    ck_assert_int_eq(wc_InitRng(&rng), 0);
+    ck_assert_int_eq(wc_ecc_init(&key), 0);
+    ck_assert_int_eq(wc_ecc_init(&key2), 0);
+    ck_assert_int_eq(wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1), 0);
+    ck_assert_int_eq(wc_ecc_make_key_ex(&rng, 32, &key2, ECC_SECP256R1), 0);
+    ck_assert_int_eq(wc_ecc_sign_hash(hash, sizeof(hash), sig, &sig_len, &rng, &key), 0);
+    memcpy(bad, sig, sig_len);
+    bad[sig_len - 1] ^= 1; /* the last byte of s: still well-formed DER */
+
+    ck_assert_int_eq(memo_verify(bad, sig_len, hash, &key, &hits), 0);
+    ck_assert_int_eq(memo_verify(bad, sig_len, hash, &key, &hits), 0); /* failures: not kept */
+    ck_assert_uint_eq(hits, 0);
+    ck_assert_int_eq(memo_verify(sig, sig_len, hash, &key, &hits), 1);
+    ck_assert_uint_eq(hits, 0); /* the first time: checked in full */
+    ck_assert_int_eq(memo_verify(sig, sig_len, hash, &key, &hits), 1);
+    ck_assert_uint_eq(hits, 1); /* then remembered */
+    ck_assert_int_eq(memo_verify(bad, sig_len, hash, &key, &hits), 0);
+    ck_assert_int_eq(memo_verify(sig, sig_len, other, &key, &hits), 0);
+    ck_assert_int_eq(memo_verify(sig, sig_len, hash, &key2, &hits), 0);
+    ck_assert_int_eq(memo_verify(sig, sig_len - 1, hash, &key, &hits), 0);
+    ck_assert_uint_eq(hits, 0);
+    ck_assert_int_eq(memo_verify(sig, sig_len, hash, &key, &hits), 1);
+    ck_assert_uint_eq(hits, 1);
+    wc_ecc_free(&key);
+    wc_ecc_free(&key2);
+    wc_FreeRng(&rng);
+}
+END_TEST
+
+/* A peer met again: each side's check of the CA's signature on the other's certificate comes
+ * from memory. A certificate whose signature was changed after its good twin was remembered
+ * is refused as untrusted: the memory answers only for the exact signature. */
+START_TEST(test_tls_sigmemo_second_handshake_and_forged_twin)
+{
+    unsigned char der[4096], pem[8192];
+    char *text, *key;
+    size_t text_len, key_len;
+    uint64_t hits0, hits1, misses;
+    struct side c, s;
+    int n;
+
+    connected(&c, &s);
+    side_free(&c);
+    side_free(&s);
+    tg_tls_sigmemo_stats(&hits0, &misses);
+    connected(&c, &s);
+    ck_assert_str_eq(tg_tls_peer(s.tls)->id, API);
+    side_free(&c);
+    side_free(&s);
+    tg_tls_sigmemo_stats(&hits1, &misses);
+    ck_assert_uint_ge(hits1 - hits0, 2); /* the client's leaf and the server's */
+
+    text = cu_read("api.pem", &text_len);
+    n = wc_CertPemToDer((const unsigned char *)text, (int)text_len, der, (int)sizeof(der),
+                        CERT_TYPE);
+    ck_assert_int_gt(n, 0);
+    der[n - 1] ^= 1; /* the CA's signature, last byte of s */
+    n = wc_DerToPem(der, (word32)n, pem, (word32)sizeof(pem) - 1, CERT_TYPE);
+    ck_assert_int_gt(n, 0);
+    pem[n] = '\0';
+    cu_write("forged.pem", (const char *)pem);
+    key = cu_read("api.key", &key_len);
+    cu_write("forged.key", key);
+    side_init(&s, "web", "ca.pem", true, API, NULL);
+    client_refused(&s, "forged", TG_HSF_UNTRUSTED);
+    free(text);
+    free(key);
+}
+END_TEST
+
+/* A chain the context accepted before skips the leaf's parse (known_take), not the checks of
+ * the session: the same peer comes out with the same facts, and an allow list that does not
+ * name it still refuses it. */
+START_TEST(test_tls_known_chain_keeps_session_checks)
+{
+    struct side c, s;
+    struct tg_peer_info first;
+    const struct tg_peer_info *p;
+
+    connected(&c, &s);
+    first = *tg_tls_peer(s.tls);
+    first.id = strdup(first.id);
+    first.links = malloc(first.n_links * sizeof(*first.links) + 1);
+    memcpy(first.links, tg_tls_peer(s.tls)->links, first.n_links * sizeof(*first.links));
+    side_free(&c);
+    for (int i = 0; i < 2; i++) { /* the second time from the known chain */
+        tg_tls_free(s.tls);
+        side_start(&s, API);
+        side_init(&c, "api", "ca.pem", false, WEB, NULL);
+        handshake(&c, &s);
+        ck_assert_int_eq(s.rc, 0);
+        p = tg_tls_peer(s.tls);
+        ck_assert_str_eq(p->id, first.id);
+        ck_assert_str_eq(p->serial, first.serial);
+        ck_assert_str_eq(p->sha256, first.sha256);
+        ck_assert_int_eq(p->not_after, first.not_after);
+        ck_assert_uint_eq(p->n_links, first.n_links);
+        ck_assert_int_eq(memcmp(p->links, first.links, p->n_links * sizeof(*p->links)), 0);
+        side_free(&c);
+    }
+    tg_tls_free(s.tls);
+    side_start(&s, WEB); /* api is not allowed here */
+    client_refused(&s, "api", TG_HSF_NOT_ALLOWED);
+    free(first.id);
+    free(first.links);
 }
 END_TEST
 
@@ -847,8 +994,10 @@ Suite *tg_test_suite(void)
         test_tls_remembered_chains_stay_exact, test_tls_partner_cannot_serve_as_our_id,
         test_tls_copycat_root_is_not_ours, test_tls_control_plane_only_from_our_roots,
         test_tls_chain_depth_limit, test_tls_resumption_keeps_identities,
-        test_tls_resumption_refused_across_generations_and_rules,
-        test_tls_version_text_names_aesni);
+        test_tls_resumption_refused_across_generations_and_rules, test_tls_version_text_names_aesni,
+        test_tls_sigmemo_remembers_only_what_verified,
+        test_tls_sigmemo_second_handshake_and_forged_twin,
+        test_tls_known_chain_keeps_session_checks);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
