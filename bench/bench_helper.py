@@ -5,9 +5,11 @@ and render the results as one Markdown table. Standard library only.
   bench_helper.py wrk FILE            -> "rps p50_ms p99_ms errors requests" (exit 1: reason)
   bench_helper.py iperf FILE          -> "gbit_per_s" (receiver side)          (exit 1: reason)
   bench_helper.py idle PORT N PIDS    -> "held rss_kb failures last_error"
+  bench_helper.py cfb PORT N SECONDS  -> "p50_ms p99_ms samples failures last_error"
   bench_helper.py render RESULTS META -> Markdown on stdout
 """
 import json
+import math
 import re
 import socket
 import statistics
@@ -135,6 +137,48 @@ def hold_idle(port, n, pids):
     return 0
 
 
+def percentile(xs, q):
+    """The q-th percentile (0..100) of sorted xs, nearest rank."""
+    k = max(0, min(len(xs) - 1, math.ceil(q / 100.0 * len(xs)) - 1))
+    return xs[k]
+
+
+def connect_first_byte(port, n, seconds):
+    """One client, one connection at a time, nothing else from it in flight: for each, the
+    time from connect() to the first byte of the response to a `Connection: close` request
+    (the TCP connect, the proxies' handshake or stream set-up, the backend's connect and
+    answer). Up to n connections or `seconds`, whichever ends first."""
+    req = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    times, fails, last = [], 0, ""
+    deadline = time.monotonic() + seconds
+    while len(times) < n and time.monotonic() < deadline:
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            t0 = time.perf_counter()
+            s.connect(("127.0.0.1", port))
+            s.sendall(req)
+            if not s.recv(1):
+                raise OSError("closed before the first byte")
+            times.append((time.perf_counter() - t0) * 1e3)
+            while s.recv(65536):  # to the end, so the next one starts on a quiet pair
+                pass
+        except OSError as e:
+            fails += 1
+            last = str(e) or e.__class__.__name__
+            if fails > 20:
+                break
+        finally:
+            s.close()
+    if not times:
+        print("- - 0 %d %s" % (fails, (last or "no_connection").replace(" ", "_")[:80]))
+        return 1
+    times.sort()
+    print("%.4f %.4f %d %d %s" % (percentile(times, 50), percentile(times, 99), len(times),
+                                  fails, (last or "-").replace(" ", "_")[:80]))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------
 # Rendering
 
@@ -214,7 +258,7 @@ class Table:
 
     def row(self, c):
         if self.first(c, "status") != "ok":
-            return [self.label(c), self.first(c, "status", "failed: not started")] + [""] * 9
+            return [self.label(c), self.first(c, "status", "failed: not started")] + [""] * 10
         errs = {}
         for k in ("ka", "nc", "rs"):
             e = sum(int(x) for x in self.get(c, k + "_err"))
@@ -242,6 +286,15 @@ class Table:
             rss = "%s (%s+%s)%s" % (num(tot), num(o / 1024), num(i / 1024), r)
         else:
             rss = self.first(c, "rss_out_fail", "—")
+        cfb_err = sum(int(x) for x in self.get(c, "cfb_err"))
+        if cfb_err:
+            self.notes.append("%s: %d connections failed in the connect-to-first-byte runs" % (
+                self.label(c), cfb_err))
+        if self.get(c, "cfb_p50"):
+            cfb = self.timed(c, "cfb_p50") + " · " + self.timed(c, "cfb_p99")
+            cfb += " ⚠" if cfb_err else ""
+        else:
+            cfb = self.first(c, "cfb_p50_fail", "—")
         idle = self.single(c, "idle_kb")
         if self.first(c, "idle_note"):
             idle += " ⚠"
@@ -249,12 +302,53 @@ class Table:
         return [self.label(c),
                 self.timed(c, "ka_rps") + mark("ka"), self.timed(c, "ka_p50"),
                 self.timed(c, "ka_p99"),
-                self.timed(c, "nc_rps") + mark("nc"), self.timed(c, "nc_p99"),
+                self.timed(c, "nc_rps") + mark("nc"), self.timed(c, "nc_p99"), cfb,
                 rs, self.timed(c, "bulk"), rss, idle, self.timed(c, "ka_cpu")]
+
+    def median(self, c, k):
+        if self.first(c, "status") != "ok" or not self.get(c, k):
+            return None
+        return stat(self.get(c, k))[0]
+
+    # Issue 16's targets: row, its baseline row, figure, >= or <=, target, the figure's CPU
+    # cost per unit of work (- for none), what it is
+    TARGETS = [line.split(None, 6) for line in """
+        tunnel1   relay     nc_rps   >=  0.8   nc_cpu_us    new app conn/s with tunnels vs the no-TLS relay pair
+        tunnel1   haproxy   cfb_p99  <=  0.3   -            connect-to-first-byte p99 with tunnels vs haproxy
+        tunnel1   tollgate1 ka_rps   >=  0.9   ka_cpu       keep-alive req/s with tunnels vs tollgate direct (1 worker)
+        tunnel1   tollgate1 bulk     >=  0.9   bulk_cpu_ms  bulk through a tunnel vs tollgate direct (1 worker)
+        tunnel1   haproxy   idle_kb  <=  0.25  -            KB per idle app connection with tunnels vs haproxy
+        tollgate1 haproxy   nc_rps   >=  3.0   nc_cpu_us    full handshakes/s, tollgate direct (1 worker) vs haproxy
+        """.strip().splitlines()]
+
+    def targets(self):
+        """One line per target: the ratio of the medians, the target, met or missed."""
+        out = []
+        for c, base, k, kind, goal, cpu, what in self.TARGETS:
+            goal, cpu = float(goal), None if cpu == "-" else cpu
+            sign = "≥" if kind == ">=" else "≤"
+            a, b = self.median(c, k), self.median(base, k)
+            if a is None or b is None or b == 0:
+                miss = [r for r, v in ((c, a), (base, b)) if v is None]
+                out.append("- %s: not measured in this run (%s) (target %s %.2f×)" % (
+                    what, ", ".join(miss) if miss else "baseline 0", sign, goal))
+                continue
+            r = a / b
+            ok = r >= goal if kind == ">=" else r <= goal
+            shown = "%.3f" % r if round(r, 2) == goal else "%.2f" % r  # 0.896 is no 0.90
+            line = "- %s: %s / %s = **%s×** (target %s %.2f×): %s" % (
+                what, num(a), num(b), shown, sign, goal, "met" if ok else "MISSED")
+            ca, cb = (self.median(c, cpu), self.median(base, cpu)) if cpu else (None, None)
+            if ca and cb:
+                # the work each pair does per unit of CPU, so it reads like the ratio above
+                line += "; per CPU the two pairs spend on it: %.2f×" % (cb / ca)
+            out.append(line)
+        return out
 
     def render(self, order):
         head = ["contender", "keep-alive req/s", "p50 ms", "p99 ms",
                 "new conn/s (full mTLS handshake)", "new-conn p99 ms",
+                "connect to first byte p50 · p99 ms (1 client)",
                 "resumed conn/s · p99 ms", "bulk Gbit/s (1 stream)",
                 "RSS fresh MB (out+in)", "RSS KB per idle conn",
                 "proxy CPU, % of a core per 1k req/s"]
@@ -278,6 +372,8 @@ def render(results, metapath):
     L.append("Machine: %s, %s CPUs, kernel %s; load average %s at start, %s at end. "
              "Run time %s s." % (m("cpu"), m("ncpu"), m("kernel"), m("load_start"),
                                  m("load_end"), m("elapsed")))
+    if m("figures", "") != "ka nc cfb bulk idle limits":
+        L.append("Partial run (BENCH_CONTENDERS / BENCH_FIGURES): figures %s only." % m("figures"))
     L.append("Path: wrk/iperf3 → outbound proxy (plain in, mTLS out) → inbound proxy "
              "(mTLS in, plain out) → nginx (64-byte body) / iperf3 server, all on 127.0.0.1. "
              "TLS 1.3, ECDSA P-256 certificates with SPIFFE URI SANs, client certificates "
@@ -289,6 +385,9 @@ def render(results, metapath):
              % (m("runs"), m("dur"), m("bulk_dur")))
     L.append("")
     L.append(table)
+    L.append("")
+    L.append("Issue 16's targets, ratios of the medians above (same run):")
+    L.extend(t.targets())
     L.append("")
     L.append("Limits measured in the same run (one core, for scale):")
     lim = res.get("_limits", {})
@@ -331,6 +430,8 @@ def main(argv):
         return parse_iperf(argv[2])
     if cmd == "idle":
         return hold_idle(int(argv[2]), int(argv[3]), argv[4].split())
+    if cmd == "cfb":
+        return connect_first_byte(int(argv[2]), int(argv[3]), float(argv[4]))
     if cmd == "render":
         return render(argv[2], argv[3])
     print("unknown command " + cmd, file=sys.stderr)

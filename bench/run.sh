@@ -10,10 +10,13 @@
 # prints one Markdown table and saves it to build/bench-results-latest.md.
 # Environment (defaults): BENCH_RUNS (2) BENCH_DURATION (4 s per wrk run)
 #   BENCH_BULK_DURATION (5 s per iperf3 run) BENCH_IDLE_CONNS (1000) BENCH_PORT_BASE (28100)
-#   BENCH_BUDGET (330 s: measurements not yet started by then are skipped)
+#   BENCH_BUDGET (480 s: measurements not yet started by then are skipped)
 #   BENCH_OUT (build/bench-results-latest.md) TOLLGATE_BUILD_DIR (build)
-#   BENCH_CONTENDERS (all: direct relay tollgate1 tollgate0 haproxy nginx stunnel)
-#   BENCH_FIGURES (all: idle ka nc bulk limits) BENCH_PERF (unset: no profile; a directory:
+#   BENCH_CONTENDERS (every row) BENCH_FIGURES (ka nc cfb bulk idle limits): only these, e.g.
+#   BENCH_CONTENDERS="tunnel1 relay" BENCH_FIGURES=nc for one ratio in well under a minute
+#   BENCH_CFB_CONNS (500 sequential connections for connect-to-first-byte, at most DUR s)
+#   BENCH_KEEP (unset: set, the temporary directory with configs and logs is kept)
+#   BENCH_PERF (unset: no profile; a directory:
 #   one extra new-connection run per proxy pair under perf record -g, one file per side)
 set -uo pipefail # no -e: a contender that fails is reported as failed and the run goes on
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -32,8 +35,9 @@ DUR=${BENCH_DURATION:-4}
 BULK_DUR=${BENCH_BULK_DURATION:-5}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 BASE=${BENCH_PORT_BASE:-28100}
-BUDGET=${BENCH_BUDGET:-330}
+BUDGET=${BENCH_BUDGET:-480}
 CONNS=32
+CFB_CONNS=${BENCH_CFB_CONNS:-500}
 WRK_THREADS=2
 OUT_MD=${BENCH_OUT:-$BUILD/bench-results-latest.md}
 SERVER_ID=spiffe://bench.local/ns/default/sa/server
@@ -45,6 +49,40 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed() { echo $(($(date +%s) - START)); }
 log() { printf '[bench %3ss] %s\n' "$(elapsed)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------- what to run
+# Port slots follow this list whatever is selected, so a row keeps its ports between runs.
+ALL_CONTENDERS=(direct relay tollgate1 tunnel1 tollgate0 haproxy nginx stunnel)
+ALL_FIGURES=(ka nc cfb bulk idle limits)
+select_words() { # "REQUESTED" KNOWN...: REQUESTED's words (space or comma separated) in
+    # KNOWN's order, on one line; an unknown word is an error naming the choices
+    local req=${1//,/ } w k found out=()
+    shift
+    for w in $req; do
+        found=0
+        for k in "$@"; do [ "$w" = "$k" ] && found=1; done
+        [ $found -eq 1 ] || { echo "unknown '$w' (choose from: $*)"; return 1; }
+    done
+    for k in "$@"; do
+        for w in $req; do [ "$w" = "$k" ] && { out+=("$k"); break; }; done
+    done
+    echo "${out[*]}"
+}
+sel=$(select_words "${BENCH_CONTENDERS:-${ALL_CONTENDERS[*]}}" "${ALL_CONTENDERS[@]}") || die "BENCH_CONTENDERS: $sel"
+read -ra CONTENDERS <<<"$sel"
+sel=$(select_words "${BENCH_FIGURES:-${ALL_FIGURES[*]}}" "${ALL_FIGURES[@]}") || die "BENCH_FIGURES: $sel"
+read -ra FIGURES <<<"$sel"
+[ ${#CONTENDERS[@]} -gt 0 ] || die "BENCH_CONTENDERS selects no row"
+[ ${#FIGURES[@]} -gt 0 ] || die "BENCH_FIGURES selects no figure"
+want() { # FIGURE: was it selected?
+    local f
+    for f in "${FIGURES[@]}"; do [ "$f" = "$1" ] && return 0; done
+    return 1
+}
+slot_of() { # CONTENDER -> its index in ALL_CONTENDERS
+    local i
+    for i in "${!ALL_CONTENDERS[@]}"; do [ "${ALL_CONTENDERS[$i]}" = "$1" ] && { echo "$i"; return; }; done
+}
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and raises ulimit -n)"
 
@@ -100,7 +138,7 @@ cleanup() {
         for c in $(pgrep -P "$p" 2>/dev/null); do all+=("$c"); done
     done
     stop_pids 10 "${all[@]}"
-    rm -rf "$T"
+    [ -n "${BENCH_KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -215,16 +253,6 @@ wait_ports "$BACKEND_PID" "$IPERF_PID" -- "$BACKEND" "$IPERF" ||
 # ---------------------------------------------------------------------------- contenders
 # Per contender: OUTPID/INPID (the side's main process), WEB/BULK (ports the client uses).
 declare -A OUTPID INPID WEB BULK
-ALL_CONTENDERS="direct relay tollgate1 tollgate0 haproxy nginx stunnel"
-read -r -a CONTENDERS <<<"${BENCH_CONTENDERS:-$ALL_CONTENDERS}"
-for c in "${CONTENDERS[@]}"; do
-    [[ " $ALL_CONTENDERS " == *" $c "* ]] || die "BENCH_CONTENDERS: unknown contender $c (known: $ALL_CONTENDERS)"
-done
-FIGURES=" ${BENCH_FIGURES:-idle ka nc bulk limits} "
-for f in $FIGURES; do
-    [[ " idle ka nc bulk limits " == *" $f "* ]] || die "BENCH_FIGURES: unknown figure $f (known: idle ka nc bulk limits)"
-done
-want() { [[ "$FIGURES" == *" $1 "* ]]; }
 PERF_DIR=${BENCH_PERF:-}
 if [ -n "$PERF_DIR" ]; then
     command -v perf >/dev/null || die "BENCH_PERF: perf is not installed"
@@ -259,20 +287,32 @@ identity: {cert: $T/$2.pem, key: $T/$2.key, trust_bundle: $T/ca.pem}
 EOF
     [ -n "$3" ] && echo "tls: {$3}"
 }
-start_tollgate() { # NAME WORKERS INDEX [TLS-YAML]
-    local n=$1 w=$2 tls=${4:-} d=$T/$1
+# With TUNNEL, the inbound side accepts tunnels (tunnels: true) and the outbound side carries
+# every app connection as an HTTP/2 CONNECT stream on a pooled tunnel (tunnel: on, so a
+# failure to tunnel is an error, never a silent direct connection). tunnel_pool keeps its
+# default 100 streams per tunnel and allows enough tunnels for the idle connections.
+start_tollgate() { # NAME WORKERS INDEX [TLS-YAML] [TUNNEL]
+    local n=$1 w=$2 tls=${4:-} d=$T/$1 itun="" otun="" pool="" ntun
     ports_of "$3"
     mkdir -p "$d"
+    if [ -n "${5:-}" ]; then
+        ntun=$(((IDLE_CONNS + 99) / 100 + 1))
+        [ $ntun -gt 64 ] && ntun=64
+        itun=", tunnels: true" otun=", tunnel: \"on\""
+        pool="tunnel_pool: {connections_per_destination: $ntun}"
+    fi
     { tg_yaml_common "$w" server "$tls"; cat <<EOF
+$pool
 inbound:
-  - {name: in-web, listen: 127.0.0.1:$IW, upstream: 127.0.0.1:$BACKEND}
-  - {name: in-bulk, listen: 127.0.0.1:$IB, upstream: 127.0.0.1:$IPERF}
+  - {name: in-web, listen: 127.0.0.1:$IW, upstream: 127.0.0.1:$BACKEND$itun}
+  - {name: in-bulk, listen: 127.0.0.1:$IB, upstream: 127.0.0.1:$IPERF$itun}
 EOF
     } >"$d/in.yaml"
     { tg_yaml_common "$w" client "$tls"; cat <<EOF
+$pool
 outbound:
-  - {name: out-web, listen: 127.0.0.1:$OW, upstream: 127.0.0.1:$IW, expect: [$SERVER_ID]}
-  - {name: out-bulk, listen: 127.0.0.1:$OB, upstream: 127.0.0.1:$IB, expect: [$SERVER_ID]}
+  - {name: out-web, listen: 127.0.0.1:$OW, upstream: 127.0.0.1:$IW, expect: [$SERVER_ID]$otun}
+  - {name: out-bulk, listen: 127.0.0.1:$OB, upstream: 127.0.0.1:$IB, expect: [$SERVER_ID]$otun}
 EOF
     } >"$d/out.yaml"
     local s
@@ -469,6 +509,7 @@ start_contender() { # NAME INDEX
     direct) WEB[$n]=$BACKEND BULK[$n]=$IPERF ;;
     tollgate1) start_tollgate "$n" 1 "$i" "$TG_FULL_YAML" ;;
     tollgate0) start_tollgate "$n" 0 "$i" "$TG_FULL_YAML" ;;
+    tunnel1) start_tollgate "$n" 1 "$i" "$TG_FULL_YAML" tunnel ;;
     tollgate1r) start_tollgate "$n" 1 "$i" "$TG_RESUME_YAML" ;;
     haproxy) start_haproxy "$n" "$i" ;;
     relay) start_haproxy "$n" "$i" plain ;;
@@ -495,6 +536,7 @@ label() {
     case $1 in
     direct) echo "direct (no proxy)" ;;
     tollgate1) echo "tollgate pair, 1 worker" ;;
+    tunnel1) echo "tollgate pair with tunnels, 1 worker (A tunnel: on, B tunnels: true)" ;;
     tollgate0) echo "tollgate pair, default workers ($NCPU)" ;;
     haproxy) echo "haproxy pair, nbthread 1" ;;
     relay) echo "no-TLS relay pair (haproxy, nbthread 1, no TLS on either hop: the ceiling)" ;;
@@ -505,10 +547,9 @@ label() {
 
 # ---------------------------------------------------------------------------- start + check
 OK=()
-i=0
 for c in "${CONTENDERS[@]}"; do
     rec "$c" label "$(label "$c")"
-    if ! start_contender "$c" $i; then
+    if ! start_contender "$c" "$(slot_of "$c")"; then
         rec "$c" status "failed: $REASON"
         log "$c: failed to start: $REASON"
     else
@@ -523,13 +564,12 @@ for c in "${CONTENDERS[@]}"; do
             log "$c: up, curl through it returns the 64-byte body"
         fi
     fi
-    i=$((i + 1))
 done
 RES_OK=0
 if ! want nc || [[ " ${CONTENDERS[*]} " != *" tollgate1 "* ]]; then
-    : # no resumed cell to measure
+    : # the resumed cell belongs to tollgate1's new-connection figure
 elif [ -n "$TG_RESUME_YAML" ]; then
-    if start_contender tollgate1r $i &&
+    if start_contender tollgate1r ${#ALL_CONTENDERS[@]} &&
         [ "$(curl -s -m 5 "http://127.0.0.1:${WEB[tollgate1r]}/")" = "$BODY" ]; then
         RES_OK=1
     else
@@ -568,19 +608,35 @@ done
 # ---------------------------------------------------------------------------- timed figures
 # Interleaved: round 1 of a figure for every contender, then round 2, so a burst of
 # background load spreads over all contenders instead of hitting one.
-wrk_run() { # CONTENDER KEY-PREFIX [wrk args...] -> records KEY_rps, _p50, _p99, _err (+ _cpu)
-    # under the contender's name, or under $REC_AS
+# CPU of both proxy sides around a measurement: cpu_start CONTENDER, the measurement, then
+# cpu_cores prints the cores they used meanwhile (ticks / CLK_TCK / wall time), or nothing
+# for a row without proxies.
+cpu_start() {
+    CPU_PIDS=""
+    [ -n "${OUTPID[$1]:-}" ] && CPU_PIDS="$(side_pids "${OUTPID[$1]}") $(side_pids "${INPID[$1]}")"
+    CPU_T0=$(date +%s.%N)
+    CPU_C0=$(cpu_ticks $CPU_PIDS)
+}
+cpu_cores() {
+    local c1 t1
+    c1=$(cpu_ticks $CPU_PIDS)
+    t1=$(date +%s.%N)
+    [ -n "$CPU_PIDS" ] || return 0
+    awk -v d=$((c1 - CPU_C0)) -v hz="$CLK_TCK" -v a="$CPU_T0" -v b="$t1" \
+        'BEGIN {printf "%.3f", d / hz / (b - a)}'
+}
+
+wrk_run() { # CONTENDER KEY-PREFIX [wrk args...] -> records KEY_rps, _p50, _p99, _err (+ CPU:
+    # ka_cpu, % of a core per 1k req/s; KEY_cpu_us otherwise, µs per request) under the
+    # contender's name, or under $REC_AS
     local c=$1 k=$2 port=${WEB[$1]} rc=${REC_AS:-$1}
     shift 2
     if over_budget; then rec "$rc" "${k}_rps_fail" "skipped (time budget)"; return; fi
-    local pids="" t0 t1 c0 c1 line
-    [ -n "${OUTPID[$c]:-}" ] && pids="$(side_pids "${OUTPID[$c]}") $(side_pids "${INPID[$c]}")"
-    c0=$(cpu_ticks $pids)
-    t0=$(date +%s.%N)
+    local line cores
+    cpu_start "$c"
     timeout $((DUR + 15)) wrk -t$WRK_THREADS -c$CONNS -d${DUR}s --timeout 5s --latency "$@" \
         "http://127.0.0.1:$port/" >"$T/wrk.out" 2>&1
-    t1=$(date +%s.%N)
-    c1=$(cpu_ticks $pids)
+    cores=$(cpu_cores)
     if ! line=$(python3 "$HELPER" wrk "$T/wrk.out"); then
         rec "$rc" "${k}_rps_fail" "failed: $line"
         log "$c $k: $line"
@@ -591,29 +647,47 @@ wrk_run() { # CONTENDER KEY-PREFIX [wrk args...] -> records KEY_rps, _p50, _p99,
     rec "$rc" "${k}_p50" "$p50"
     rec "$rc" "${k}_p99" "$p99"
     rec "$rc" "${k}_err" "$err"
-    local cores=""
-    if [ -n "$pids" ]; then
-        # cores used by both proxy sides = ticks / CLK_TCK / wall time
-        cores=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v a="$t0" -v b="$t1" \
-            'BEGIN {printf "%.3f", d / hz / (b - a)}')
-        # per 1k req/s, as % of one core
-        [ "$k" = ka ] && rec "$rc" ka_cpu "$(awk -v c="$cores" -v r="$rps" 'BEGIN {printf "%.3f", c * 100 / (r / 1000)}')"
+    if [ -n "$cores" ] && [ "$k" = ka ]; then # per 1k req/s, as % of one core
+        rec "$rc" ka_cpu "$(awk -v c="$cores" -v r="$rps" 'BEGIN {printf "%.3f", c * 100 / (r / 1000)}')"
+    elif [ -n "$cores" ]; then # µs of CPU per request (per new connection for nc and rs)
+        rec "$rc" "${k}_cpu_us" "$(awk -v c="$cores" -v r="$rps" 'BEGIN {printf "%.1f", c * 1e6 / r}')"
     fi
     log "$c $k: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, errors $err${cores:+, proxies used $cores cores}"
 }
 
 bulk_run() { # CONTENDER
-    local c=$1 line
+    local c=$1 line cores
     if over_budget; then rec "$c" bulk_fail "skipped (time budget)"; return; fi
+    cpu_start "$c"
     timeout $((BULK_DUR + 15)) iperf3 -c 127.0.0.1 -p "${BULK[$c]}" -t "$BULK_DUR" -P 1 -J \
         --connect-timeout 5000 >"$T/iperf.json" 2>"$T/iperf.err"
+    cores=$(cpu_cores)
     if line=$(python3 "$HELPER" iperf "$T/iperf.json"); then
         rec "$c" bulk "$line"
-        log "$c bulk: $line Gbit/s"
+        # ms of both sides' CPU per GB carried: cores / (GB/s) * 1000
+        [ -n "$cores" ] && rec "$c" bulk_cpu_ms "$(awk -v c="$cores" -v g="$line" 'BEGIN {printf "%.0f", c * 8000 / g}')"
+        log "$c bulk: $line Gbit/s${cores:+, proxies used $cores cores}"
     else
         rec "$c" bulk_fail "failed: $line"
         log "$c bulk: $line"
     fi
+}
+
+# One client, one connection at a time: connect() to the first byte of the answer, unloaded.
+cfb_run() { # CONTENDER -> records cfb_p50, cfb_p99 (ms)
+    local c=$1 p50 p99 n fails last
+    if over_budget; then rec "$c" cfb_p50_fail "skipped (time budget)"; return; fi
+    if ! read -r p50 p99 n fails last < <(timeout $((DUR + 30)) python3 "$HELPER" cfb \
+        "${WEB[$c]}" "$CFB_CONNS" "$DUR") || [ "${n:-0}" = 0 ]; then
+        last=${last//_/ }
+        rec "$c" cfb_p50_fail "failed: ${last:-helper error}"
+        log "$c cfb: failed: ${last:-helper error}"
+        return
+    fi
+    rec "$c" cfb_p50 "$p50"
+    rec "$c" cfb_p99 "$p99"
+    [ "$fails" -gt 0 ] && rec "$c" cfb_err "$fails"
+    log "$c cfb: $n connections, connect to first byte p50 $p50 ms, p99 $p99 ms, $fails failed"
 }
 
 # perf_run CONTENDER: one more new-connection run (not counted) with perf record -g on each
@@ -632,36 +706,47 @@ perf_run() {
     log "$c: profile in $PERF_DIR/$c-{out,in}.data"
 }
 
-for _ in $(seq "$RUNS"); do
-    want ka || break
-    for c in "${OK[@]}"; do wrk_run "$c" ka; done
-done
-for _ in $(seq "$RUNS"); do
-    want nc || break
-    for c in "${OK[@]}"; do wrk_run "$c" nc -H "Connection: close"; done
-    if [ $RES_OK -eq 1 ]; then
-        REC_AS=tollgate1 wrk_run tollgate1r rs -H "Connection: close"
-    fi
-done
+if want ka; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do wrk_run "$c" ka; done
+    done
+fi
+if want nc; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do wrk_run "$c" nc -H "Connection: close"; done
+        if [ $RES_OK -eq 1 ]; then
+            REC_AS=tollgate1 wrk_run tollgate1r rs -H "Connection: close"
+        fi
+    done
+fi
 if [ -n "$PERF_DIR" ]; then
     for c in "${OK[@]}"; do [ "$c" = direct ] || perf_run "$c"; done
 fi
-for _ in $(seq "$RUNS"); do
-    want bulk || break
-    for c in "${OK[@]}"; do bulk_run "$c"; done
-done
+if want cfb; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do cfb_run "$c"; done
+    done
+fi
+if want bulk; then
+    for _ in $(seq "$RUNS"); do
+        for c in "${OK[@]}"; do bulk_run "$c"; done
+    done
+fi
 
 # ---------------------------------------------------------------------------- limits
-for _ in $(seq "$RUNS"); do
-    want limits || break
-    v=$(openssl speed -seconds 1 -bytes 16384 -evp aes-128-gcm 2>/dev/null |
-        awk '/^AES-128-GCM/ {sub(/k$/, "", $NF); printf "%.3f", $NF * 1000 / 1e9}')
-    [ -n "$v" ] && rec _limits aes_gbs "$v" || rec _limits aes_gbs_fail "openssl speed failed"
-    read -r s vv < <(openssl speed -seconds 1 ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
-    if [ -n "${s:-}" ]; then rec _limits sign "$s"; rec _limits verify "$vv"; else
-        rec _limits sign_fail "openssl speed failed"; rec _limits verify_fail "openssl speed failed"; fi
-done
-want limits && log "limits measured"
+measure_limits() {
+    local v s vv
+    for _ in $(seq "$RUNS"); do
+        v=$(openssl speed -seconds 1 -bytes 16384 -evp aes-128-gcm 2>/dev/null |
+            awk '/^AES-128-GCM/ {sub(/k$/, "", $NF); printf "%.3f", $NF * 1000 / 1e9}')
+        [ -n "$v" ] && rec _limits aes_gbs "$v" || rec _limits aes_gbs_fail "openssl speed failed"
+        read -r s vv < <(openssl speed -seconds 1 ecdsap256 2>/dev/null | awk '/ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
+        if [ -n "${s:-}" ]; then rec _limits sign "$s"; rec _limits verify "$vv"; else
+            rec _limits sign_fail "openssl speed failed"; rec _limits verify_fail "openssl speed failed"; fi
+    done
+    log "limits measured"
+}
+want limits && measure_limits
 
 # ---------------------------------------------------------------------------- report
 meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -676,6 +761,7 @@ meta runs "$RUNS"
 meta dur "$DUR"
 meta bulk_dur "$BULK_DUR"
 meta order "${CONTENDERS[*]}"
+meta figures "${FIGURES[*]}"
 meta note "Session resumption is off in every full-handshake row: tollgate tls.resumption false (no tickets sent or offered); the resumed cell is tollgate with tls.resumption true (TLS 1.3 tickets, PSK with ECDHE); haproxy no-ssl-reuse on the client side, no-tls-tickets and tune.ssl.cachesize 0 on the server side; nginx proxy_ssl_session_reuse off, ssl_session_tickets off, ssl_session_cache off; stunnel sessionResume = no on the client side, options = NO_TICKET on the server side."
 meta note "Peer name checks: tollgate checks the server's SPIFFE ID (expect); haproxy (verifyhost), nginx (proxy_ssl_name + verify) and stunnel (checkHost) check the server's DNS SAN, since they cannot match a URI SAN. Inbound sides verify the client chain against the CA (tollgate also requires exactly one valid SPIFFE ID in it); none has an allow-list. The ECDHE group is each library's default."
 mkdir -p "$(dirname "$OUT_MD")"

@@ -44,7 +44,8 @@ struct tg_tstream {
     uint64_t last_active;  /* uv_now() of its last byte either way: its idle deadline */
     bool connected, reading, app_eof, peer_eof, shut_issued, shut_done, deferred;
     bool sock_closing, sock_closed, h2_gone;
-    bool refused; /* answered with a refusal, which a RST_STREAM of ours would cancel */
+    bool flush_due; /* on_data added bytes: written once the session has read them all */
+    bool refused;   /* answered with a refusal, which a RST_STREAM of ours would cancel */
     uint64_t start_unix_ms, bytes_received, bytes_sent;
     const char *outcome;
     char reason[200];
@@ -303,6 +304,8 @@ static void flush_app(struct tg_tstream *st)
             return;
         }
     }
+    /* all written: the storage goes back, so an idle stream holds no buffer (as pipe.c) */
+    tg_buf_release(&st->to_app, &st->tun->c->w->pool);
     if (st->peer_eof && !st->shut_issued && tg_buf_len(&st->to_app) == 0) {
         st->shut_issued = true;
         rc = uv_shutdown(&st->sreq, (uv_stream_t *)&st->tcp, on_app_shutdown);
@@ -330,8 +333,12 @@ static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct tg_conn *c = st->tun->c;
 
     (void)buf;
-    if (st->sock_closing || nread == 0)
+    if (st->sock_closing)
         return;
+    if (nread == 0) { /* nothing after all (EAGAIN): no storage held for it */
+        tg_buf_release(&st->to_peer, &c->w->pool);
+        return;
+    }
     if (nread > 0) {
         tg_buf_commit(&st->to_peer, (size_t)nread);
         st->bytes_sent += (size_t)nread;
@@ -613,7 +620,20 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
         pay(st);
     }
     touch(st);
-    flush_app(st);
+    /* one write for all the DATA frames of this read (tg_tunnel_io), not one per frame */
+    st->flush_due = true;
+}
+
+/* After the session has read what TLS gave it: each stream that got bytes writes them. */
+static void flush_streams(struct tg_tunnel *tun)
+{
+    for (struct tg_tstream *st = tun->streams, *next; st != NULL; st = next) {
+        next = st->next;
+        if (st->flush_due) {
+            st->flush_due = false;
+            flush_app(st);
+        }
+    }
 }
 
 static void on_eof(void *arg, void *stream)
@@ -655,6 +675,7 @@ static ssize_t on_read(void *arg, void *stream, uint8_t *dst, size_t cap, bool *
         n = n < cap ? n : cap;
         memcpy(dst, tg_buf_data(&st->to_peer), n);
         tg_buf_consume(&st->to_peer, n);
+        tg_buf_release(&st->to_peer, &st->tun->c->w->pool); /* if the session took it all */
         set_reading(st, true);
         return (ssize_t)n;
     }
@@ -737,6 +758,7 @@ void tg_tunnel_io(struct tg_conn *c)
         rc = tg_h2tun_recv(tun->h2, (const uint8_t *)tg_buf_data(in), tg_buf_len(in), err);
         tg_buf_consume(in, tg_buf_len(in));
         tun->fed = true;
+        flush_streams(tun);
         if (rc < 0)
             tg_info("%s: tunnel %s %s: %s", c->l->name, c->l->inbound ? "of" : "to",
                     tg_tls_peer(c->tls)->id, err);
