@@ -179,8 +179,13 @@ enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
 enum tg_log_format { TG_LOG_TEXT, TG_LOG_JSON };
 
 struct tg_config {
-    atomic_uint refs;       /* the control thread and each generation built from it */
-    char *path;             /* the file it came from */
+    atomic_uint refs;   /* the control thread and each generation built from it */
+    char *path;         /* the file it came from */
+    struct tg_file_id { /* ... as it was when read (stat before the read): a change
+                         * made before the watch began is found by comparing */
+        uint64_t ino, size;
+        int64_t mtime_ns;
+    } file_id;
     struct tg_addr admin;   /* "admin:"; admin.len == 0 when absent (no admin endpoint) */
     struct tg_addr health;  /* "health:" (admin.h TG_ADMIN_HEALTH); len 0: none */
     struct tg_addr metrics; /* "metrics:" (admin.h TG_ADMIN_METRICS); len 0: none */
@@ -262,6 +267,10 @@ struct tg_config {
  * Relative file paths in it are resolved against path's directory, made absolute with the
  * working directory (symbolic links are kept). Files over 1 MiB are refused. */
 TG_MUST_USE int tg_config_load(const char *path, struct tg_config **out, char *err);
+
+/* The identity of the file at path now (inode, size, modification time); false when it
+ * cannot be read. */
+bool tg_config_file_id(const char *path, struct tg_file_id *id);
 
 /* Same, from a string (len bytes, no NUL needed); name stands for the file in messages, and
  * relative paths are resolved against its directory as written ("t.yaml": left as they are). */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tollgate/cfgload.h"
@@ -1123,12 +1124,25 @@ int tg_config_parse(const char *text, size_t len, const char *name, struct tg_co
     return rc;
 }
 
+bool tg_config_file_id(const char *path, struct tg_file_id *id)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return false;
+    *id = (struct tg_file_id){(uint64_t)st.st_ino, (uint64_t)st.st_size,
+                              (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+    return true;
+}
+
 int tg_config_load(const char *path, struct tg_config **out, char *err)
 {
     char *text = NULL, *base = NULL;
+    struct tg_file_id id = {0};
     size_t len = 0;
     int rc;
 
+    (void)tg_config_file_id(path, &id); /* before the read: a later change differs */
     if ((rc = tg_file_read(NULL, path, TG_CFG_MAX_FILE, 0, &text, &len, err)) < 0)
         return rc;
     /* relative paths in the file are made absolute now: the result must not depend on the
@@ -1137,6 +1151,8 @@ int tg_config_load(const char *path, struct tg_config **out, char *err)
         tg_err_set(err, rc, "%s: out of memory", path);
     else
         rc = parse_text(text, len, path, base, out, err);
+    if (rc == 0)
+        (*out)->file_id = id;
     free(text);
     free(base);
     return rc;

@@ -363,6 +363,22 @@ static void on_reload_timer(uv_timer_t *t)
     reload(ctl, "files changed");
 }
 
+/* The watch compares each file with how it found it first, a stat made on a thread of
+ * libuv's some time after the start: a config file replaced in between (by a test, an
+ * operator, an agent) would never be seen. Once the watch runs, the file is compared with
+ * how it was read. */
+static void on_startup_check(uv_timer_t *t)
+{
+    struct control *ctl = t->data;
+    struct tg_file_id now;
+
+    if (ctl->draining || !tg_config_file_id(ctl->cfg->path, &now) ||
+        memcmp(&now, &ctl->cfg->file_id, sizeof(now)) == 0)
+        return;
+    ctl->config_changed = true;
+    uv_timer_start(&ctl->reload_timer, on_reload_timer, RELOAD_SETTLE_MS, 0);
+}
+
 static void on_file_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
                             const uv_stat_t *curr)
 {
@@ -921,6 +937,8 @@ static void init_handles(struct control *ctl)
         ctl->watch[i].data = ctl;
         uv_fs_poll_start(&ctl->watch[i], on_file_changed, file, WATCH_INTERVAL_MS);
     }
+    /* by then every watch has its first look (a change before it is compared by hand) */
+    uv_timer_start(&ctl->reload_timer, on_startup_check, 2 * WATCH_INTERVAL_MS, 0);
     uv_signal_init(&ctl->loop, &ctl->sigterm);
     uv_signal_init(&ctl->loop, &ctl->sigint);
     uv_signal_init(&ctl->loop, &ctl->sighup);
