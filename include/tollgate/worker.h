@@ -59,6 +59,8 @@ struct tg_runtime {
 
 struct tg_conn;
 
+#define TG_TUNNEL_WINDOW 8 /* a tunnel stream's window, in buffer_size buffers */
+
 struct tg_worker {
     unsigned index;
     const struct tg_runtime *rt;
@@ -75,6 +77,10 @@ struct tg_worker {
     size_t open_listeners;
     bool draining;
     struct tg_pool pool;
+    /* a tunnel stream's buffer toward its app: its flow-control window, TG_TUNNEL_WINDOW
+     * buffers' worth, so one stream's bulk transfer is not held to one buffer per round
+     * trip between the sidecars */
+    struct tg_pool wide;
     struct tg_tls_cache *tickets; /* outbound: session tickets by upstream */
     struct tg_conn *conns;        /* open connections, linked through conn->next */
     struct tg_tunnels *tunnels;   /* outbound tunnels' pool (tunnel.h); made on first use */

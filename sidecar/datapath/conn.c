@@ -207,8 +207,8 @@ void tg_conn_handle_closed(struct tg_conn *c)
     tg_http_conn_free(c); /* logs requests left without a response */
     tg_tunnel_free(c);
     tg_tls_free(c->tls);
-    tg_buf_drop(&c->dir[0].buf, &c->w->pool);
-    tg_buf_drop(&c->dir[1].buf, &c->w->pool);
+    tg_buf_drop(&c->dir[0].buf, c->dir[0].pool);
+    tg_buf_drop(&c->dir[1].buf, c->dir[1].pool);
     tg_worker_conn_removed(c->w, c);
     tg_gen_unref(c->gen);
     if (c->carrier != NULL)
@@ -954,10 +954,12 @@ static void conn_init(struct tg_conn *c, struct tg_worker *w, const struct tg_li
     init_side(c, &c->up, !l->inbound);
     c->dir[0] = (struct tg_dir){.src = &c->down,
                                 .dst = &c->up,
+                                .pool = &w->pool,
                                 .bytes_stat = &c->stats->bytes_received,
                                 .bytes = &c->bytes_received};
     c->dir[1] = (struct tg_dir){.src = &c->up,
                                 .dst = &c->down,
+                                .pool = &w->pool,
                                 .bytes_stat = &c->stats->bytes_sent,
                                 .bytes = &c->bytes_sent};
     uv_timer_init(&w->loop, &c->timer);
@@ -1000,8 +1002,9 @@ void tg_conn_accept(struct tg_worker *w, const struct tg_listener_def *l, uv_str
     if (route(c) < 0)
         return;
     if (c->tunnel_mode == TG_TUNNEL_AUTO || c->tunnel_mode == TG_TUNNEL_ON) {
-        c->down.wbuf = &c->dir[1].buf; /* what the tunnel stream brings */
-        c->up.tls = false;             /* no socket of its own upstream: a stream */
+        c->down.wbuf = &c->dir[1].buf; /* what the tunnel stream brings, a window's worth */
+        c->dir[1].pool = &w->wide;
+        c->up.tls = false; /* no socket of its own upstream: a stream */
         tg_tunnel_join(c);
         return;
     }
@@ -1046,6 +1049,7 @@ void tg_conn_direct(struct tg_conn *c)
         return;
     c->up.tls = true;
     c->down.wbuf = &c->dir[1].buf;
+    c->dir[1].pool = &c->w->pool; /* empty: no stream ever answered */
     c->up.wbuf = tg_tls_cipher_out(c->tls);
     start_connect(c);
 }

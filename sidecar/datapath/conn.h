@@ -37,6 +37,8 @@ struct tg_dir {
     struct tg_side *src;
     struct tg_side *dst;
     struct tg_buf buf;
+    struct tg_pool *pool;          /* where buf's storage comes from (the worker's pool, or
+                                    * its wide one for a tunnel stream's bytes) */
     bool eof;                      /* no more plaintext will come from src */
     bool shut_issued;              /* uv_shutdown of dst requested */
     bool done;                     /* end carried to dst: close_notify (TLS) and FIN sent */

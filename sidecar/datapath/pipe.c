@@ -37,7 +37,8 @@ void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
     (void)suggested;
     *buf = uv_buf_init(NULL, 0);
-    if (tg_buf_reserve(b, &c->w->pool, s->tls || may_move(other, b)) < 0)
+    if (tg_buf_reserve(b, s->tls ? &c->w->pool : dir_from(c, s)->pool,
+                       s->tls || may_move(other, b)) < 0)
         return; /* UV_ENOBUFS follows: reading stops */
     *buf = uv_buf_init(tg_buf_tail(b), (unsigned)tg_buf_room(b));
 }
@@ -152,7 +153,7 @@ static void decrypt(struct tg_conn *c, struct tg_dir *d)
     while (!d->eof) {
         int n;
 
-        if (tg_buf_reserve(&d->buf, &c->w->pool, may_move(d->dst, &d->buf)) < 0) {
+        if (tg_buf_reserve(&d->buf, d->pool, may_move(d->dst, &d->buf)) < 0) {
             tg_conn_close(c, "error", "out of memory");
             return;
         }
@@ -281,7 +282,6 @@ static bool want_read(struct tg_conn *c, struct tg_side *s)
 
 void tg_pipe_progress(struct tg_conn *c)
 {
-    struct tg_pool *pool = &c->w->pool;
     bool wrote = true;
 
     /* A synchronous write empties a buffer that encryption or decryption may fill again at
@@ -329,7 +329,7 @@ void tg_pipe_progress(struct tg_conn *c)
     /* idle: give the storage back */
     for (int i = 0; i < 2; i++)
         if (c->dir[i].dst->writing == 0 || c->dir[i].dst->wbuf != &c->dir[i].buf)
-            tg_buf_release(&c->dir[i].buf, pool);
+            tg_buf_release(&c->dir[i].buf, c->dir[i].pool);
     if (c->tls != NULL && c->up.writing == 0 && c->down.writing == 0)
         tg_tls_release_buffers(c->tls);
     if (c->http != NULL)
@@ -343,6 +343,6 @@ void tg_pipe_read_again(struct tg_conn *c)
     if (c->closing)
         return;
     if (tg_buf_len(&c->dir[0].buf) == 0)
-        tg_buf_release(&c->dir[0].buf, &c->w->pool);
+        tg_buf_release(&c->dir[0].buf, c->dir[0].pool);
     set_reading(c, &c->down, want_read(c, &c->down));
 }

@@ -109,7 +109,7 @@ static void on_stream_closed(uv_handle_t *h)
         atomic_fetch_sub(&c->l->limit->open, 1);
     log_stream(c, st, st->outcome, st->reason);
     tg_counter_add(&c->stats->closed, 1);
-    tg_buf_drop(&st->to_app, &c->w->pool);
+    tg_buf_drop(&st->to_app, &c->w->wide);
     tg_buf_drop(&st->to_peer, &c->w->pool);
     if (st->h2_gone)
         free_stream(st);
@@ -195,7 +195,7 @@ static void give_back(struct tg_tstream *st)
 
     if (st->writing > 0 || st->debt > 0 || st->unacked == 0 || st->sock_closing)
         return;
-    if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->pool, true) < 0) {
+    if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->wide, true) < 0) {
         end_stream(st, "error", "out of memory");
         return;
     }
@@ -305,7 +305,7 @@ static void flush_app(struct tg_tstream *st)
         }
     }
     /* all written: the storage goes back, so an idle stream holds no buffer (as pipe.c) */
-    tg_buf_release(&st->to_app, &st->tun->c->w->pool);
+    tg_buf_release(&st->to_app, &st->tun->c->w->wide);
     if (st->peer_eof && !st->shut_issued && tg_buf_len(&st->to_app) == 0) {
         st->shut_issued = true;
         rc = uv_shutdown(&st->sreq, (uv_stream_t *)&st->tcp, on_app_shutdown);
@@ -606,7 +606,7 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
         tg_h2tun_consumed(st->tun->h2, st->sid, n);
         return;
     }
-    if (tg_buf_reserve(&st->to_app, &c->w->pool, st->writing == 0) < 0 ||
+    if (tg_buf_reserve(&st->to_app, &c->w->wide, st->writing == 0) < 0 ||
         tg_buf_room(&st->to_app) < n) {
         end_stream(st, "error", "no room for the peer's bytes (window exceeded)");
         tg_h2tun_consumed(st->tun->h2, st->sid, n);
@@ -702,7 +702,7 @@ void tg_tunnel_start(struct tg_conn *c)
                                .arg = tun};
 
     if (tun == NULL ||
-        tg_h2tun_new(&ops, (uint32_t)c->w->pool.block_size,
+        tg_h2tun_new(&ops, (uint32_t)c->w->wide.block_size,
                      c->w->rt->cfg->tunnel_pool.streams_per_connection, &tun->h2) < 0) {
         free(tun);
         tg_conn_close(c, "error", "out of memory");

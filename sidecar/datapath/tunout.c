@@ -197,7 +197,7 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
         return;
     }
     b = &app->dir[1].buf;
-    if (tg_buf_reserve(b, &app->w->pool, app->down.writing == 0) < 0 || tg_buf_room(b) < n) {
+    if (tg_buf_reserve(b, app->dir[1].pool, app->down.writing == 0) < 0 || tg_buf_room(b) < n) {
         tg_conn_close(app, "error", "no room for the server's bytes (window exceeded)");
         return;
     }
@@ -458,7 +458,7 @@ void tg_tunnel_ready(struct tg_conn *c)
         return;
     }
     o.arg = tun;
-    if (tg_h2tun_new_client(&o, (uint32_t)c->w->pool.block_size,
+    if (tg_h2tun_new_client(&o, (uint32_t)c->w->wide.block_size,
                             c->w->rt->cfg->tunnel_pool.streams_per_connection, &tun->h2) < 0) {
         tg_conn_close(c, "error", "tunnel: out of memory");
         return;
@@ -519,7 +519,7 @@ void tg_tunnel_app_progress(struct tg_conn *app)
     taken = os->delivered - tg_buf_len(&app->dir[1].buf);
     if (taken > os->given && app->down.writing == 0) {
         if (tg_buf_len(&app->dir[1].buf) > 0 &&
-            tg_buf_reserve(&app->dir[1].buf, &app->w->pool, true) < 0) {
+            tg_buf_reserve(&app->dir[1].buf, app->dir[1].pool, true) < 0) {
             tg_conn_close(app, "error", "out of memory");
             return;
         }

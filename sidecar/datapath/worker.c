@@ -162,6 +162,7 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     atomic_init(&w->beats, 0);
     /* a TLS record and its overhead must fit any buffer */
     tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 16);
+    tg_pool_init(&w->wide, w->pool.block_size * TG_TUNNEL_WINDOW, 4);
     if ((rc = uv_loop_init(&w->loop)) < 0)
         return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
     w->loop.data = w;
@@ -233,6 +234,7 @@ void tg_worker_join(struct tg_worker *w)
     tg_tls_cache_free(w->tickets);
     w->tickets = NULL;
     tg_pool_cleanup(&w->pool);
+    tg_pool_cleanup(&w->wide);
     free(w->listeners);
     w->listeners = NULL;
 }
