@@ -30,8 +30,7 @@ struct tg_ostream {
     bool answered;       /* 200 came: bytes flow both ways */
     bool h2_gone;        /* the session is done with the stream */
     bool deferred;       /* on_read said TG_EAGAIN: resume when the app has bytes or its end */
-    bool poke;           /* news for the app connection (the server's bytes or end, or its
-                          * END_STREAM went out): its turn comes after the session's call */
+    bool poke;           /* its END_STREAM went out: the app connection may be done */
     uint64_t delivered;  /* payload the server sent (into app->dir[1].buf) */
     uint64_t given;      /* ... given back to it as window */
     struct tg_ostream *prev, *next;
@@ -206,7 +205,7 @@ static void on_data(void *arg, void *stream, const uint8_t *p, size_t n)
     app->bytes_sent += n;
     tg_counter_add(&app->stats->bytes_sent, n);
     tg_conn_touch(app);
-    os->poke = true; /* one write to the app for all the frames of this read, not each */
+    tg_pipe_progress(app);
 }
 
 static void on_eof(void *arg, void *stream)
@@ -217,7 +216,7 @@ static void on_eof(void *arg, void *stream)
     if (os->app == NULL || os->app->closing)
         return;
     os->app->dir[1].eof = true; /* carried to the app as a FIN once its bytes are out */
-    os->poke = true;
+    tg_pipe_progress(os->app);
 }
 
 static void on_close(void *arg, void *stream, uint32_t code)
