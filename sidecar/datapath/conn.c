@@ -76,9 +76,7 @@ static int probe(struct tg_side *s)
     return -e;
 }
 
-/* An app connection waits this long for its tunnel stream: a new tunnel's connect and
- * handshake, then the answer to its CONNECT. */
-static uint64_t tunnel_wait_ms(const struct tg_conn *c)
+uint64_t tg_conn_tunnel_wait_ms(const struct tg_conn *c)
 {
     return c->gen->connect_timeout_ms + c->gen->handshake_timeout_ms;
 }
@@ -102,7 +100,7 @@ static void on_timer(uv_timer_t *t)
         tg_counter_add(&c->stats->upstream_connect_failed, 1);
         if (c->ostream != NULL)
             tg_conn_close(c, "timeout", "upstream %s: no tunnel stream within %llu ms",
-                          c->upstream.text, (unsigned long long)tunnel_wait_ms(c));
+                          c->upstream.text, (unsigned long long)tg_conn_tunnel_wait_ms(c));
         else
             tg_conn_close(c, "error", "upstream %s: connect timed out", c->upstream.text);
         return;

@@ -193,6 +193,10 @@ struct tg_conn *tg_conn_dial_tunnel(struct tg_conn *app, struct tg_tunnel *tun, 
  * as t did (an HTTP app is answered 503 when t was refused by the server's sidecar). */
 void tg_conn_tunnel_failed(struct tg_conn *app, const struct tg_conn *t);
 
+/* conn.c: how long an app connection waits for its tunnel stream: a new tunnel's connect
+ * and handshake, then the answer to its CONNECT (c's connect and handshake timeouts). */
+uint64_t tg_conn_tunnel_wait_ms(const struct tg_conn *c);
+
 /* conn.c: (re)arms c's one timer: on_timer decides by c's state what its end means. */
 void tg_conn_arm_timer(struct tg_conn *c, uint64_t ms);
 

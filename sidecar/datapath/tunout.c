@@ -321,7 +321,7 @@ static void attach(struct tg_tunnel *tun, struct tg_conn *app)
     app->ostream = os;
     app->tunnel_tries++;
     app->state = TG_CONN_CONNECT;
-    tg_conn_arm_timer(app, app->gen->connect_timeout_ms + app->gen->handshake_timeout_ms);
+    tg_conn_arm_timer(app, tg_conn_tunnel_wait_ms(app));
     if (tun->h2 != NULL)
         open_stream(os);
 }
