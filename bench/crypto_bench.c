@@ -26,11 +26,14 @@ static curve25519_key xkey, xpeer;
 static byte hash[32], sig[ECC_MAX_SIG_SIZE];
 static word32 sig_len;
 
+/* into a buffer of its own: a signature's DER length varies, and sig must stay the one that
+ * sig_len describes for the verifications below */
 static int op_sign(void)
 {
-    word32 n = sizeof(sig);
+    byte out[ECC_MAX_SIG_SIZE];
+    word32 n = sizeof(out);
 
-    return wc_ecc_sign_hash(hash, sizeof(hash), sig, &n, &rng, &key);
+    return wc_ecc_sign_hash(hash, sizeof(hash), out, &n, &rng, &key);
 }
 
 /* a fresh hash each time, as a CertificateVerify's transcript is: never from memory */
