@@ -18,14 +18,18 @@ WOLF_CONFIGURE=(
     --enable-tls13 --enable-crl --enable-ocsp --enable-session-ticket --enable-sni
     --enable-alpn --enable-opensslextra --enable-certgen --enable-certreq --enable-certext
     --enable-keygen --enable-curve25519 --enable-ed25519 --enable-aesni --enable-intelasm
-    --enable-sp --enable-sp-asm --enable-harden
+    --enable-sp --enable-sp-asm --enable-harden --disable-hashdrbg
     --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark
     --enable-static --disable-shared
 )
 # WOLFSSL_ALT_NAMES: SAN encoding in certgen; WOLFSSL_ALWAYS_VERIFY_CB: our verify callback
 # sees every leaf, valid or not, so the SPIFFE checks run inside the handshake;
-# NO_ERROR_QUEUE: no global lock and allocation per wolfSSL error (we read ssl errors directly).
+# NO_ERROR_QUEUE: no global lock and allocation per wolfSSL error (we read ssl errors directly);
+# CUSTOM_RAND_GENERATE_BLOCK (with --disable-hashdrbg): every random byte from the kernel, through
+# tg_rand_block (lib/pki/rand.c), instead of a DRBG self-tested and seeded for every session; its
+# prototype is in wolfssl-src/tollgate_rand.h, which build_wolfssl writes.
 WOLF_CFLAGS="-O2 -fPIC -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB -DNO_ERROR_QUEUE"
+WOLF_CFLAGS+=" -DCUSTOM_RAND_GENERATE_BLOCK=tg_rand_block -include ./tollgate_rand.h"
 
 PACKAGES=(
     build-essential cmake pkg-config git ca-certificates
@@ -97,6 +101,9 @@ build_wolfssl() {
     (
         cd "$CACHE/wolfssl-src"
         [ -x configure ] || ./autogen.sh >/dev/null
+        printf '%s\n' '/* scripts/setup.sh: wolfSSL draws its random bytes from tollgate (lib/pki/rand.c) */' \
+            '#ifndef __ASSEMBLER__' 'int tg_rand_block(unsigned char *out, unsigned int sz);' \
+            '#endif' >tollgate_rand.h
         make distclean >/dev/null 2>&1 || true
         ./configure --prefix="$WOLF_PREFIX" "${WOLF_CONFIGURE[@]}" CFLAGS="$WOLF_CFLAGS" >/dev/null
         make -j"$(nproc)" >/dev/null

@@ -70,6 +70,14 @@ TG_MUST_USE int tg_tls_ctx_new_cp(const struct tg_identity *id, const char *ca_p
 TG_MUST_USE int tg_tls_ctx_new_https(const char *chain_pem, size_t chain_len, const char *key_pem,
                                      size_t key_len, struct tg_tls_ctx **out, char *err);
 
+/* Fills out with sz random bytes from the kernel (getrandom); 0, or -1 if the kernel refused.
+ * The static wolfSSL draws all its randomness here (rand.c, scripts/setup.sh). */
+int tg_rand_block(unsigned char *out, unsigned int sz);
+/* Whether the linked wolfSSL draws from tg_rand_block (the static build), and how many draws
+ * tg_rand_block has answered since the start. */
+bool tg_rand_from_kernel(void);
+uint64_t tg_rand_draws(void);
+
 /* ECDSA verifications answered from memory (sigmemo.c) and made in full, since the start of
  * the process, all threads: a verification is remembered once it succeeded, by its public key,
  * hash and signature, so a peer certificate met again costs no signature check. */

@@ -261,10 +261,12 @@ const char *tg_tls_wolfssl_version(void)
 
 const char *tg_tls_version_text(void)
 {
-    static char text[128];
+    static char text[160];
 
-    snprintf(text, sizeof(text), "wolfSSL %s, AES-NI %s", wolfSSL_lib_version(),
-             tg_tls_aesni() ? "compiled in" : "NOT compiled in (crypto not accelerated)");
+    snprintf(text, sizeof(text), "wolfSSL %s, AES-NI %s, random bytes from %s",
+             wolfSSL_lib_version(),
+             tg_tls_aesni() ? "compiled in" : "NOT compiled in (crypto not accelerated)",
+             tg_rand_from_kernel() ? "the kernel (getrandom)" : "wolfSSL's Hash_DRBG");
     return text;
 }
 

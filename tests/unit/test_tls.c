@@ -923,6 +923,52 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
 }
 END_TEST
 
+/* rand.c: tg_rand_block fills any size with the kernel's bytes; with the static wolfSSL
+ * (CUSTOM_RAND_GENERATE_BLOCK), every draw of wolfSSL's, a key's and a handshake's, comes
+ * through it, and `tollgate version` says so. */
+START_TEST(test_tls_random_bytes_from_the_kernel)
+{
+    static unsigned char big[300000];
+    unsigned char a[32], b[32];
+    bool seen[256] = {false};
+    size_t values = 0;
+    uint64_t before;
+    struct side c, s;
+    WC_RNG rng;
+
+    ck_assert_int_eq(tg_rand_block(a, sizeof(a)), 0);
+    ck_assert_int_eq(tg_rand_block(b, sizeof(b)), 0);
+    ck_assert_msg(memcmp(a, b, sizeof(a)) != 0, "two draws of 32 bytes alike");
+    ck_assert_int_eq(tg_rand_block(big, sizeof(big)), 0); /* more than one getrandom gives */
+    for (size_t i = sizeof(big) - 4096; i < sizeof(big); i++)
+        seen[big[i]] = true; /* the tail too: every byte value among its last 4 KiB */
+    for (int v = 0; v < 256; v++)
+        values += seen[v];
+    ck_assert_uint_eq(values, 256);
+    ck_assert_int_eq(tg_rand_block(a, 0), 0);
+#ifdef CUSTOM_RAND_GENERATE_BLOCK
+    ck_assert(tg_rand_from_kernel());
+    ck_assert_ptr_nonnull(strstr(tg_tls_version_text(), "random bytes from the kernel"));
+    before = tg_rand_draws();
+    ck_assert_int_eq(wc_InitRng(&rng), 0);
+    ck_assert_int_eq(wc_RNG_GenerateBlock(&rng, a, sizeof(a)), 0);
+    ck_assert_uint_eq(tg_rand_draws(), before + 1);
+    wc_FreeRng(&rng);
+    before = tg_rand_draws();
+    connected(&c, &s); /* both ends' Hello randoms, key shares and signatures */
+    ck_assert_uint_ge(tg_rand_draws(), before + 6);
+    side_free(&c);
+    side_free(&s);
+#else
+    (void)c;
+    (void)s;
+    (void)before;
+    (void)rng;
+    ck_assert(!tg_rand_from_kernel());
+#endif
+}
+END_TEST
+
 START_TEST(test_tls_version_text_names_aesni)
 {
     ck_assert_ptr_nonnull(strstr(tg_tls_version_text(), "AES-NI"));
@@ -997,7 +1043,7 @@ Suite *tg_test_suite(void)
         test_tls_resumption_refused_across_generations_and_rules, test_tls_version_text_names_aesni,
         test_tls_sigmemo_remembers_only_what_verified,
         test_tls_sigmemo_second_handshake_and_forged_twin,
-        test_tls_known_chain_keeps_session_checks);
+        test_tls_known_chain_keeps_session_checks, test_tls_random_bytes_from_the_kernel);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
