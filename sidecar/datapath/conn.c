@@ -477,7 +477,7 @@ void tg_conn_handshake_step(struct tg_conn *c)
         c->state = TG_CONN_PIPE;
         tg_conn_touch(c);
         tg_conn_arm_timer(c, c->gen->idle_timeout_ms);
-        tg_pipe_progress(c);
+        tg_pipe_read_now(c, &c->down); /* the app's request rides with our Finished */
         return;
     }
     fail = tg_tls_fail(c->tls, &why);

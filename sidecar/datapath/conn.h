@@ -146,6 +146,10 @@ void tg_pipe_progress(struct tg_conn *c);
  * starts again if it had stopped for room (nothing else moves: safe inside the session's
  * callbacks). */
 void tg_pipe_read_again(struct tg_conn *c);
+/* One read of side s now, without waiting for the loop to report it, then progress as after
+ * any read: the app's first bytes usually wait in the socket when our handshake ends, and so
+ * they leave in the same write as our Finished. */
+void tg_pipe_read_now(struct tg_conn *c, struct tg_side *s);
 
 /* pipe.c: libuv read callbacks for either side (handle->data is the tg_side). */
 void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);

@@ -5,6 +5,9 @@
  * the worker's pool whenever a buffer empties, so idle connections hold none. */
 #include "conn.h"
 
+#include <errno.h>
+#include <unistd.h>
+
 #include "httpconn.h"
 #include "tunnel.h"
 #include "tollgate/log.h"
@@ -336,6 +339,36 @@ void tg_pipe_progress(struct tg_conn *c)
         tg_http_conn_release(c);
     if (c->dir[0].done && c->dir[1].done && c->up.writing == 0 && c->down.writing == 0)
         tg_conn_close(c, "ok", NULL);
+}
+
+void tg_pipe_read_now(struct tg_conn *c, struct tg_side *s)
+{
+    uv_os_fd_t fd;
+    uv_buf_t buf;
+    ssize_t n;
+
+    if (s->reading || s->tcp_eof || uv_fileno((uv_handle_t *)&s->tcp, &fd) < 0) {
+        tg_pipe_progress(c);
+        return;
+    }
+    tg_pipe_on_alloc((uv_handle_t *)&s->tcp, 0, &buf);
+    if (buf.len == 0) {
+        tg_pipe_progress(c); /* no room: the loop's reads wait for it as they would */
+        return;
+    }
+    do
+        n = read(fd, buf.base, buf.len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        tg_pipe_progress(c); /* nothing yet: the loop reports it when it comes */
+        return;
+    }
+    /* as libuv would have reported it */
+    tg_pipe_on_read((uv_stream_t *)&s->tcp,
+                    n > 0    ? n
+                    : n == 0 ? UV_EOF
+                             : uv_translate_sys_error(errno),
+                    &buf);
 }
 
 void tg_pipe_read_again(struct tg_conn *c)

@@ -16,6 +16,7 @@
 #define N_CONC 200
 #define CONC_BYTES (4 * 1024)
 #define HALF_BYTES (48 * 1024)
+#define EARLY_BYTES (200 * 1024) /* more than A's first read takes (buffer_size) */
 
 static struct it_mesh mesh;
 
@@ -154,6 +155,35 @@ START_TEST(test_half_close_still_gets_echo_then_eof)
     eof = it_recv_eof(fd);
     ck_assert_msg(eof == 0, "no EOF after the echo: %s", eof > 0 ? "more data" : strerror(-eof));
     close(fd);
+}
+END_TEST
+
+/* What a client sends and ends at once waits in A's socket while A's handshake runs; A reads
+ * it when the handshake ends, before the loop reports it (its first buffer leaves with A's
+ * Finished). More than that buffer holds, or nothing but the end, arrives whole. */
+START_TEST(test_bytes_and_end_sent_before_the_handshake_ends)
+{
+    static char out[EARLY_BYTES], in[EARLY_BYTES];
+    int fd = it_connect(mesh.out_port, 10000), empty = it_connect(mesh.out_port, 10000);
+    size_t got;
+    int eof;
+
+    ck_assert_msg(fd >= 0 && empty >= 0, "connect: %s", strerror(-(fd < 0 ? fd : empty)));
+    ck_assert_int_eq(shutdown(empty, SHUT_WR), 0); /* nothing to carry but the end */
+    it_pattern(11, 0, out, sizeof(out));
+    ck_assert(it_send_all(fd, out, sizeof(out)));
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    got = it_recv_full(fd, in, sizeof(in));
+    ck_assert_msg(got == sizeof(in), "got %zu of %zu bytes back: %s", got, sizeof(in),
+                  strerror(errno));
+    ck_assert_msg(it_pattern_check(11, 0, in, got) == got, "corrupt echo");
+    eof = it_recv_eof(fd);
+    ck_assert_msg(eof == 0, "no EOF after the echo: %s", eof > 0 ? "more data" : strerror(-eof));
+    eof = it_recv_eof(empty);
+    ck_assert_msg(eof == 0, "no EOF for a client that only ended: %s",
+                  eof > 0 ? "data" : strerror(-eof));
+    close(fd);
+    close(empty);
 }
 END_TEST
 
@@ -317,8 +347,9 @@ Suite *tg_test_suite(void)
     return IT_TEST_SUITE(
         "proxy", "proxy", NULL, setup, it_teardown, 120, test_round_trip_through_both_sidecars,
         test_100_mib_each_way_arrive_identical, test_200_concurrent_connections_echo,
-        test_half_close_still_gets_echo_then_eof, test_access_log_lines_on_both_sidecars,
-        test_stats_count_connections_and_ready_is_200, test_upstream_refusing_closes_client_cleanly,
+        test_half_close_still_gets_echo_then_eof, test_bytes_and_end_sent_before_the_handshake_ends,
+        test_access_log_lines_on_both_sidecars, test_stats_count_connections_and_ready_is_200,
+        test_upstream_refusing_closes_client_cleanly,
         test_sigterm_without_connections_exits_0_quickly,
         test_sigterm_drains_open_connection_then_exits_0,
         test_post_drain_closes_listener_then_exits_3);
