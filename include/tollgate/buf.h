@@ -9,16 +9,28 @@
 
 #include "tollgate/err.h"
 
-/* Free list of equal-size blocks. Keeps at most max_free blocks for reuse. */
+/* Free list of equal-size blocks. Keeps at most max_free blocks for reuse, or, after
+ * tg_pool_keep_peak, a burst's worth until tg_pool_trim. */
 struct tg_pool {
     size_t block_size;
     size_t max_free;
     size_t n_free;
-    size_t n_out; /* blocks handed out and not yet returned */
+    size_t n_out;  /* blocks handed out and not yet returned */
+    size_t peak;   /* the most handed out at once since the last tg_pool_trim */
+    bool keep_all; /* tg_pool_keep_peak: blocks come back to the list, tg_pool_trim frees */
     void *free_list;
 };
 
 void tg_pool_init(struct tg_pool *p, size_t block_size, size_t max_free);
+/* From now on every block that comes back is kept, and tg_pool_trim, called periodically,
+ * frees those the last period did not need. A pool whose demand comes in bursts (a worker's
+ * buffers under keep-alive traffic: every request takes one and gives it back) then stops
+ * handing blocks to malloc and free, which for large blocks means the heap growing and being
+ * trimmed again, page faults included, many times a second. */
+void tg_pool_keep_peak(struct tg_pool *p);
+/* Frees the kept blocks beyond max_free and beyond what the most blocks handed out at once
+ * since the previous call would need; the period starts again. */
+void tg_pool_trim(struct tg_pool *p);
 /* Frees the kept blocks. Every block must have come back first. */
 void tg_pool_cleanup(struct tg_pool *p);
 

@@ -81,6 +81,7 @@ struct tg_worker {
      * buffers' worth, so one stream's bulk transfer is not held to one buffer per round
      * trip between the sidecars */
     struct tg_pool wide;
+    uv_timer_t trim; /* each second: both pools give back what the last second did not need */
     struct tg_tls_cache *tickets; /* outbound: session tickets by upstream */
     struct tg_conn *conns;        /* open connections, linked through conn->next */
     struct tg_tunnels *tunnels;   /* outbound tunnels' pool (tunnel.h); made on first use */

@@ -11,16 +11,35 @@ void tg_pool_init(struct tg_pool *p, size_t block_size, size_t max_free)
     p->max_free = max_free;
 }
 
-void tg_pool_cleanup(struct tg_pool *p)
+void tg_pool_keep_peak(struct tg_pool *p)
 {
-    assert(p->n_out == 0); /* every block came back */
-    while (p->free_list != NULL) {
+    p->keep_all = true;
+}
+
+/* Frees kept blocks until keep are left. */
+static void free_beyond(struct tg_pool *p, size_t keep)
+{
+    while (p->n_free > keep) {
         void *next = *(void **)p->free_list;
 
         free(p->free_list);
         p->free_list = next;
+        p->n_free--;
     }
-    p->n_free = 0;
+}
+
+void tg_pool_trim(struct tg_pool *p)
+{
+    size_t keep = p->peak - p->n_out; /* the period's peak, less what is out now */
+
+    free_beyond(p, keep > p->max_free ? keep : p->max_free);
+    p->peak = p->n_out;
+}
+
+void tg_pool_cleanup(struct tg_pool *p)
+{
+    assert(p->n_out == 0); /* every block came back */
+    free_beyond(p, 0);
 }
 
 static void *pool_get(struct tg_pool *p)
@@ -35,7 +54,8 @@ static void *pool_get(struct tg_pool *p)
         if (block == NULL)
             return NULL;
     }
-    p->n_out++;
+    if (++p->n_out > p->peak)
+        p->peak = p->n_out;
     return block;
 }
 
@@ -43,7 +63,7 @@ static void pool_put(struct tg_pool *p, void *block)
 {
     assert(p->n_out > 0);
     p->n_out--;
-    if (p->n_free >= p->max_free) {
+    if (p->n_free >= p->max_free && !p->keep_all) {
         free(block);
         return;
     }

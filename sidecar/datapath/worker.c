@@ -115,6 +115,14 @@ static void on_wake(uv_async_t *a)
     }
 }
 
+static void on_trim(uv_timer_t *t)
+{
+    struct tg_worker *w = t->data;
+
+    tg_pool_trim(&w->pool);
+    tg_pool_trim(&w->wide);
+}
+
 void tg_worker_conn_added(struct tg_worker *w, struct tg_conn *c)
 {
     c->prev = NULL;
@@ -163,6 +171,10 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     /* a TLS record and its overhead must fit any buffer */
     tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 16);
     tg_pool_init(&w->wide, w->pool.block_size * TG_TUNNEL_WINDOW, 4);
+    /* keep-alive traffic takes a buffer per request and gives it back: the pools keep what
+     * a second's traffic needed, and on_trim returns the rest */
+    tg_pool_keep_peak(&w->pool);
+    tg_pool_keep_peak(&w->wide);
     if ((rc = uv_loop_init(&w->loop)) < 0)
         return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
     w->loop.data = w;
@@ -180,6 +192,10 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     }
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
+    uv_timer_init(&w->loop, &w->trim);
+    w->trim.data = w;
+    uv_timer_start(&w->trim, on_trim, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->trim); /* the loop ends without waiting for it */
     w->gen = tg_gen_ref(gen);
     if ((rc = uv_thread_create(&w->thread, run, w)) < 0) {
         tg_err_set(err, rc, "worker %u: thread: %s", index, uv_strerror(rc));

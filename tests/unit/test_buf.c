@@ -78,6 +78,44 @@ START_TEST(test_pool_keeps_at_most_max_free)
 }
 END_TEST
 
+/* Takes n blocks of p into b[0..n-1], then gives them all back. */
+static void burst(struct tg_pool *p, struct tg_buf *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(tg_buf_reserve(&b[i], p, true), 0);
+    for (int i = 0; i < n; i++)
+        tg_buf_release(&b[i], p);
+}
+
+/* keep_peak: bursts of the same size take no block from malloc after the first; a period
+ * with smaller bursts gives back what it did not need, down to max_free after an idle one. */
+START_TEST(test_pool_keeps_a_burst_until_trimmed)
+{
+    struct tg_pool p;
+    struct tg_buf b[6] = {0};
+
+    tg_pool_init(&p, 32, 1);
+    tg_pool_keep_peak(&p);
+    burst(&p, b, 6);
+    ck_assert_uint_eq(p.n_free, 6); /* all kept, beyond max_free */
+    burst(&p, b, 6);
+    ck_assert_uint_eq(p.n_free, 6); /* the same six again: no malloc, no free */
+    tg_pool_trim(&p);
+    ck_assert_uint_eq(p.n_free, 6); /* the period needed six */
+    ck_assert_int_eq(tg_buf_reserve(&b[0], &p, true), 0);
+    burst(&p, b + 1, 2); /* three out at once at most */
+    tg_pool_trim(&p);    /* one still out: two more are kept for the next such burst */
+    ck_assert_uint_eq(p.n_free, 2);
+    ck_assert_uint_eq(p.n_out, 1);
+    tg_buf_release(&b[0], &p);
+    tg_pool_trim(&p); /* an idle period: back to max_free */
+    ck_assert_uint_eq(p.n_free, 1);
+    tg_pool_trim(&p);
+    ck_assert_uint_eq(p.n_free, 1);
+    tg_pool_cleanup(&p);
+}
+END_TEST
+
 #ifndef NDEBUG
 /* Debug builds (the ASan stage) stop at the first cursor that leaves its bounds. */
 START_TEST(test_buf_consume_past_len_aborts)
@@ -107,7 +145,8 @@ Suite *tg_test_suite(void)
     TCase *tc;
     Suite *s =
         TG_TEST_SUITE("buf", "buf", &tc, test_buf_storage_comes_and_goes_with_bytes,
-                      test_buf_moves_bytes_only_when_allowed, test_pool_keeps_at_most_max_free);
+                      test_buf_moves_bytes_only_when_allowed, test_pool_keeps_at_most_max_free,
+                      test_pool_keeps_a_burst_until_trimmed);
 
 #ifndef NDEBUG
     tcase_add_test_raise_signal(tc, test_buf_consume_past_len_aborts, SIGABRT);
