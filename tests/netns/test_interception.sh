@@ -227,11 +227,20 @@ check "the app never saw the forbidden request" bash -c "! grep -q 'GET /forbidd
 # ---- what crossed the bridge ----
 # A capture that missed packets could not prove the marker's absence: stop tcpdump only
 # after a quiet second with the bridge's ports down (so no late packet, a FIN or a
-# keep-alive, can reach the filter while tcpdump exits), and require that it wrote every
-# packet its filter took.
+# keep-alive, can reach the filter while tcpdump exits) and once its file has stopped
+# growing for three looks in a row (on a loaded machine it may still be writing what the
+# filter took: stopped then, it counts those as received and not captured), and require
+# that it wrote every packet its filter took.
 sleep 1
 for pod in a b c; do ip -n "$NS_BR" link set "veth-$pod" down; done
-sleep 0.2
+stable=0 last=-1
+for _ in $(seq 50); do
+    size=$(stat -c %s "$DIR/bridge.pcap")
+    if [ "$size" = "$last" ]; then stable=$((stable + 1)); else stable=0; fi
+    [ "$stable" -ge 3 ] && break
+    last=$size
+    sleep 0.2
+done
 kill -INT "$TCPDUMP_PID" 2>/dev/null
 timeout 5 tail --pid="$TCPDUMP_PID" -f /dev/null
 captured=$(sed -n 's/^\([0-9]*\) packets captured$/\1/p' tcpdump.log)
