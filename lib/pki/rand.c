@@ -53,8 +53,8 @@ int tg_rand_block(unsigned char *out, unsigned int sz)
     return 0;
 }
 
-#ifdef CUSTOM_RAND_GENERATE_BLOCK /* the static wolfSSL: its OpenSSL layer's RAND_poll seeds here  \
-                                   */
+/* The static wolfSSL: its OpenSSL layer's RAND_poll asks for a seed here. */
+#ifdef CUSTOM_RAND_GENERATE_BLOCK
 int wc_GenerateSeed(OS_Seed *os, byte *seed, word32 sz)
 {
     (void)os;
