@@ -109,8 +109,10 @@ static void on_wake(uv_async_t *a)
     if (atomic_load(&w->stop_requested)) {
         close_listeners(w);
         /* a closed connection leaves the list only in its last close callback */
-        for (struct tg_conn *c = w->conns; c != NULL; c = c->next)
+        for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
+            tg_tunnel_stop(c); /* a closed tunnel's streams still writing to their apps */
             tg_conn_close(c, "timeout", "drain deadline: closed at shutdown");
+        }
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
 }
