@@ -19,6 +19,7 @@
 /* Less than B's window toward its app (8 x 64 KiB) and far more than the app's socket
  * buffers hold (tail_py): A's stream ends whole while most of it waits in B's own buffer */
 #define UPLOAD (384 * 1024)
+#define LONG "idle: 30s, drain: 10s" /* B's timeouts, longer than any test */
 
 static int app_port, in_port, b_admin, a_admin, out_port;
 static struct it_proc *sidecar_a, *sidecar_b, *app;
@@ -61,13 +62,10 @@ static const char tail_py[] =
     "open('tail.tmp', 'w').write('got %d %s %s\\n' % (n, h.hexdigest(), end))\n"
     "os.rename('tail.tmp', 'tail.got')\n";
 
-/* B: web-in, tunnels to the app, drain deadline 10 s, idle as given; more is B's own
- * top-level YAML. */
-static void write_b(const char *idle, const char *more)
+/* B: web-in, tunnels to the app, with timeouts (flow-map text); more is B's own top-level
+ * YAML. */
+static void write_b(const char *timeouts, const char *more)
 {
-    char timeouts[64];
-
-    snprintf(timeouts, sizeof(timeouts), "idle: %s, drain: 10s", idle);
     it_cfg_write(
         "b.yaml",
         &(struct it_cfg){.admin = b_admin,
@@ -78,10 +76,9 @@ static void write_b(const char *idle, const char *more)
         "%s", more);
 }
 
-/* Starts the app NAME.py (script), with arg (NULL: none) after its port, then B (write_b)
- * and A (pool: its tunnel_pool flow-map text, NULL: the defaults). */
-static void start_all(const char *name, const char *script, const char *arg, const char *idle,
-                      const char *pool)
+/* Starts the app NAME.py (script), then B (write_b) and A (pool: its tunnel_pool flow-map
+ * text, NULL: the defaults). */
+static void start_all(const char *name, const char *script, const char *timeouts, const char *pool)
 {
     char port[16], file[32];
     struct it_cfg a = it_cfg_of(a_admin, "api", 1, NULL);
@@ -89,9 +86,9 @@ static void start_all(const char *name, const char *script, const char *arg, con
     snprintf(file, sizeof(file), "%s.py", name);
     it_write_file(file, "%s", script);
     snprintf(port, sizeof(port), "%d", app_port);
-    app = it_spawn("app", (const char *const[]){PY, file, port, arg, NULL}, IT_STDIN_NULL);
+    app = it_spawn("app", (const char *const[]){PY, file, port, NULL}, IT_STDIN_NULL);
     ck_assert(it_wait_file_contains(app->out_path, "listening", 10000));
-    write_b(idle, "");
+    write_b(timeouts, "");
     sidecar_b = it_sidecar_start("b", "b.yaml", b_admin, 0);
     a.out[0] = (struct it_listener){"tun-out", out_port, in_port, IT_WEB_ID, ON};
     if (pool != NULL)
@@ -146,9 +143,9 @@ static void expect_whole(const char *what)
  * has ended both ways, while the app has the tail to read. */
 START_TEST(test_tail_survives_goaway)
 {
-    start_all("tail", tail_py, NULL, "30s", NULL);
+    start_all("tail", tail_py, LONG, NULL);
     upload();
-    write_b("30s", "rate_limits: {default: {max_concurrent: 50}}\n");
+    write_b(LONG, "rate_limits: {default: {max_concurrent: 50}}\n");
     ck_assert(it_wait_stat(b_admin, "tollgate_generation", "", 2, 5000) >= 2);
     ck_assert(it_wait_stat(a_admin, "tollgate_tunnels_closed_total", "", 1, 5000) >= 1);
     it_write_file("go", "now\n");
@@ -159,7 +156,7 @@ END_TEST
 /* A's pool closes the tunnel, idle for its idle_timeout (1 s) once the stream has ended. */
 START_TEST(test_tail_survives_idle_close)
 {
-    start_all("tail", tail_py, NULL, "30s", "idle_timeout: 1s");
+    start_all("tail", tail_py, LONG, "idle_timeout: 1s");
     upload();
     ck_assert(it_wait_stat(a_admin, "tollgate_tunnels_closed_total", "", 1, 5000) >= 1);
     it_write_file("go", "now\n");
@@ -173,7 +170,7 @@ START_TEST(test_tail_survives_sigterm)
 {
     uint64_t t0;
 
-    start_all("tail", tail_py, NULL, "30s", NULL);
+    start_all("tail", tail_py, LONG, NULL);
     upload();
     ck_assert_int_eq(kill(sidecar_b->pid, SIGTERM), 0);
     ck_assert(it_wait_stat(a_admin, "tollgate_tunnels_closed_total", "", 1, 5000) >= 1);
@@ -187,30 +184,46 @@ START_TEST(test_tail_survives_sigterm)
 }
 END_TEST
 
-/* An app that does not read the tail after its tunnel closed: the stream is bounded by
- * timeouts.idle (1 s): B logs it as timeout and resets the app's connection (the app finds
- * the reset when it reads), and B's drain ends with it, well before its 10 s deadline. */
-START_TEST(test_tail_bounded_by_idle)
+/* An app that does not read the tail while B drains after SIGTERM (B's timeouts as given):
+ * the stream ends with a reset, logged as timeout with why in its reason; B exits 0 then,
+ * and the app finds the reset when it reads. */
+static void unread_tail_ends(const char *timeouts, const char *why)
 {
     char *got, line[IT_LINE_MAX];
     uint64_t t0;
 
-    start_all("tail", tail_py, NULL, "1s", NULL);
+    start_all("tail", tail_py, timeouts, NULL);
     upload();
     t0 = it_now_ms();
     ck_assert_int_eq(kill(sidecar_b->pid, SIGTERM), 0);
     ck_assert_int_eq(it_wait(sidecar_b, 9000), 0);
-    fprintf(stderr, "tunnel_tail: B with an app that did not read exited %llu ms after SIGTERM\n",
-            (unsigned long long)(it_now_ms() - t0));
+    fprintf(stderr,
+            "tunnel_tail: B (%s) with an app that did not read exited %llu ms after "
+            "SIGTERM\n",
+            timeouts, (unsigned long long)(it_now_ms() - t0));
     ck_assert(it_last_line("b.out", line, sizeof(line), "\"listener\":\"web-in\"", NULL));
     it_expect_json_str(line, "outcome", "timeout");
-    ck_assert_msg(strstr(line, "after its tunnel closed") != NULL, "%s", line);
+    ck_assert_msg(strstr(line, why) != NULL, "%s", line);
     it_write_file("go", "now\n");
     it_wait_file_contains("tail.got", "got", 15000);
     got = it_read_file("tail.got", NULL);
     ck_assert_msg(got != NULL && strstr(got, " ConnectionResetError") != NULL, "the app %s",
                   got != NULL ? got : "never ended");
     free(got);
+}
+
+/* After its tunnel closed, the stream is bounded by timeouts.idle (1 s), and B's drain ends
+ * with it, well before its 10 s deadline. */
+START_TEST(test_tail_bounded_by_idle)
+{
+    unread_tail_ends("idle: 1s, drain: 10s", "after its tunnel closed");
+}
+END_TEST
+
+/* The drain deadline (1 s, idle 30 s) ends it first, and B exits then. */
+START_TEST(test_tail_cut_at_drain_deadline)
+{
+    unread_tail_ends("idle: 30s, drain: 1s", "drain deadline");
 }
 END_TEST
 
@@ -248,7 +261,7 @@ START_TEST(test_paused_app_reset_found)
     int fd, end;
     uint64_t t0;
 
-    start_all("flood", flood_py, NULL, "30s", NULL);
+    start_all("flood", flood_py, LONG, NULL);
     fd = it_connect(out_port, 10000);
     ck_assert_int_ge(fd, 0);
     ck_assert(it_send_all(fd, "go\n", 3));
@@ -277,6 +290,6 @@ Suite *tg_test_suite(void)
                              test_tail_survives_sigterm);
 
     IT_TEST_CASE(s, "bounded", setup, it_teardown, 60, test_tail_bounded_by_idle,
-                 test_paused_app_reset_found);
+                 test_tail_cut_at_drain_deadline, test_paused_app_reset_found);
     return s;
 }
