@@ -24,10 +24,12 @@
 /* LINGER: a stream that ended whole both ways (its END_STREAM sent and the peer's received)
  * needs its tunnel no more, though its app may not have taken the last of the peer's bytes
  * yet (an app that half-closed before it read the whole upload): when the tunnel closes
- * (GOAWAY, the peer's idle close, a drain), those bytes are still written, then the FIN; a
+ * (GOAWAY, the peer's idle close, a drain), those bytes are still written, then the FIN. A
  * stream whose app takes nothing for timeouts.idle meanwhile ends with a reset, as does
- * every stream at the drain deadline (tg_tunnel_stop). Until then the stream's socket holds
- * the tunnel's tg_conn (closing, its TLS socket closed) and the worker's drain waits for it. */
+ * every such stream at the drain deadline or when a new generation revokes or denies the
+ * caller (tg_tunnel_end); a tunnel closed by policy leaves none. Until then the stream's
+ * socket holds the tunnel's tg_conn (closing, its TLS socket closed) and the worker's drain
+ * waits for it. */
 
 /* One app connection carried by the tunnel. It lives until both its socket has closed and
  * the session has said the stream is gone (or the session is freed). */
@@ -129,10 +131,8 @@ static void timer_close(struct tg_tunnel *tun)
 /* After the tunnel closed: once no stream is left writing to its app, the timer goes. */
 static void linger_check(struct tg_tunnel *tun)
 {
-    for (const struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
-        if (!st->sock_closing)
-            return;
-    timer_close(tun);
+    if (!tg_tunnel_lingers(tun->c))
+        timer_close(tun);
 }
 
 static void on_stream_closed(uv_handle_t *h)
@@ -915,7 +915,8 @@ void tg_tunnel_close(struct tg_conn *c)
     }
     snprintf(why, sizeof(why), "tunnel closed: %s", c->reason[0] ? c->reason : c->outcome);
     for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
-        if (whole(st))
+        /* not a tunnel closed by policy (a revoked or denied peer): its streams end, all */
+        if (whole(st) && strcmp(c->outcome, "refused") != 0)
             linger = true;
         else
             end_stream(st, "error", why);
@@ -927,14 +928,22 @@ void tg_tunnel_close(struct tg_conn *c)
         timer_close(tun);
 }
 
-void tg_tunnel_stop(struct tg_conn *c)
+bool tg_tunnel_lingers(const struct tg_conn *c)
 {
-    struct tg_tunnel *tun = c->tunnel;
+    if (c->tunnel == NULL || c->tunnel->outbound || !c->closing)
+        return false;
+    for (const struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next)
+        if (!st->sock_closing)
+            return true;
+    return false;
+}
 
-    if (tun == NULL || tun->outbound || !c->closing)
+void tg_tunnel_end(struct tg_conn *c, const char *outcome, const char *why)
+{
+    if (!tg_tunnel_lingers(c))
         return;
-    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
-        end_stream(st, "timeout", "drain deadline: closed at shutdown before its app took all");
+    for (struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next)
+        end_stream(st, outcome, why);
 }
 
 void tg_tunnel_free(struct tg_conn *c)

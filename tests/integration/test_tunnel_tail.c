@@ -184,12 +184,28 @@ START_TEST(test_tail_survives_sigterm)
 }
 END_TEST
 
+/* B's line for the stream says outcome, with why in its reason; the app, reading now,
+ * finds a reset after what its own socket held. */
+static void expect_cut(const char *outcome, const char *why)
+{
+    char line[IT_LINE_MAX], *got;
+
+    ck_assert(it_last_line("b.out", line, sizeof(line), "\"listener\":\"web-in\"", NULL));
+    it_expect_json_str(line, "outcome", outcome);
+    ck_assert_msg(strstr(line, why) != NULL, "%s", line);
+    it_write_file("go", "now\n");
+    it_wait_file_contains("tail.got", "got", 15000);
+    got = it_read_file("tail.got", NULL);
+    ck_assert_msg(got != NULL && strstr(got, " ConnectionResetError") != NULL, "the app %s",
+                  got != NULL ? got : "never ended");
+    free(got);
+}
+
 /* An app that does not read the tail while B drains after SIGTERM (B's timeouts as given):
  * the stream ends with a reset, logged as timeout with why in its reason; B exits 0 then,
  * and the app finds the reset when it reads. */
 static void unread_tail_ends(const char *timeouts, const char *why)
 {
-    char *got, line[IT_LINE_MAX];
     uint64_t t0;
 
     start_all("tail", tail_py, timeouts, NULL);
@@ -201,15 +217,7 @@ static void unread_tail_ends(const char *timeouts, const char *why)
             "tunnel_tail: B (%s) with an app that did not read exited %llu ms after "
             "SIGTERM\n",
             timeouts, (unsigned long long)(it_now_ms() - t0));
-    ck_assert(it_last_line("b.out", line, sizeof(line), "\"listener\":\"web-in\"", NULL));
-    it_expect_json_str(line, "outcome", "timeout");
-    ck_assert_msg(strstr(line, why) != NULL, "%s", line);
-    it_write_file("go", "now\n");
-    it_wait_file_contains("tail.got", "got", 15000);
-    got = it_read_file("tail.got", NULL);
-    ck_assert_msg(got != NULL && strstr(got, " ConnectionResetError") != NULL, "the app %s",
-                  got != NULL ? got : "never ended");
-    free(got);
+    expect_cut("timeout", why);
 }
 
 /* After its tunnel closed, the stream is bounded by timeouts.idle (1 s), and B's drain ends
@@ -224,6 +232,27 @@ END_TEST
 START_TEST(test_tail_cut_at_drain_deadline)
 {
     unread_tail_ends("idle: 30s, drain: 1s", "drain deadline");
+}
+END_TEST
+
+/* A new generation that revokes the caller (authorization.close_denied) while its stream
+ * writes its tail after the tunnel closed: the stream ends at once, refused with the
+ * revocation, as a live direct connection would. */
+START_TEST(test_tail_ends_when_peer_revoked)
+{
+    char api[80], more[256];
+
+    start_all("tail", tail_py, LONG, "idle_timeout: 1s");
+    write_b(LONG, "authorization: {close_denied: true}\n");
+    ck_assert(it_wait_stat(b_admin, "tollgate_generation", "", 2, 5000) >= 2);
+    upload();
+    ck_assert(it_wait_stat(a_admin, "tollgate_tunnels_closed_total", "", 1, 5000) >= 1);
+    it_cert_serial("api.pem", api, sizeof(api));
+    snprintf(more, sizeof(more),
+             "authorization: {close_denied: true}\nrevocations: {serials: [\"%s\"]}\n", api);
+    write_b(LONG, more);
+    ck_assert_int_eq(it_wait_lines("b.out", 1, 5000, "\"listener\":\"web-in\"", NULL), 1);
+    expect_cut("refused", "revoked");
 }
 END_TEST
 
@@ -290,6 +319,7 @@ Suite *tg_test_suite(void)
                              test_tail_survives_sigterm);
 
     IT_TEST_CASE(s, "bounded", setup, it_teardown, 60, test_tail_bounded_by_idle,
-                 test_tail_cut_at_drain_deadline, test_paused_app_reset_found);
+                 test_tail_cut_at_drain_deadline, test_tail_ends_when_peer_revoked,
+                 test_paused_app_reset_found);
     return s;
 }
