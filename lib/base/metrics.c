@@ -369,10 +369,11 @@ static const struct family_def capture_http_families[] = {
 
 static const struct family_def tunnel_families[] = {
     LISTENER_COUNTER("tollgate_tunnels_opened_total",
-                     "Outbound tunnels (pooled mTLS connections of HTTP/2 CONNECT streams) "
-                     "dialled.",
+                     "Outbound tunnels opened: pooled mTLS connections whose handshake chose "
+                     "ALPN h2, for HTTP/2 CONNECT streams (a dial that found no h2 is none).",
                      tunnels_opened),
-    LISTENER_COUNTER("tollgate_tunnels_closed_total", "Outbound tunnels ended.", tunnels_closed),
+    LISTENER_COUNTER("tollgate_tunnels_closed_total", "Outbound tunnels opened, then ended.",
+                     tunnels_closed),
     LISTENER_COUNTER("tollgate_tunnel_streams_total",
                      "Outbound app connections carried as a stream of a tunnel.", tunnel_streams),
     LISTENER_COUNTER("tollgate_tunnel_streams_refused_total",

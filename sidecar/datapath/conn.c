@@ -53,27 +53,27 @@ static void format_addr(const struct sockaddr_storage *ss, char *dst, size_t cap
     }
 }
 
-/* While backpressure keeps a side from being read, libuv does not watch it at all, so a
- * reset from that peer would go unseen for as long as bytes trickle the other way. The
- * connection's timer comes back this often to ask the kernel. */
-#define PAUSED_PROBE_MS 1000
-
 static bool paused(const struct tg_side *s)
 {
     return s->connected && !s->reading && !s->tcp_eof;
 }
 
-/* A pending socket error (ECONNRESET, ...) on a side nobody reads. */
-static int probe(struct tg_side *s)
+int tg_conn_sock_error(uv_tcp_t *tcp)
 {
     uv_os_fd_t fd;
     int e = 0;
     socklen_t len = sizeof(e);
 
-    if (!paused(s) || uv_fileno((uv_handle_t *)&s->tcp, &fd) < 0 ||
+    if (uv_fileno((uv_handle_t *)tcp, &fd) < 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
         return 0;
     return -e;
+}
+
+/* A pending socket error (ECONNRESET, ...) on a side nobody reads. */
+static int probe(struct tg_side *s)
+{
+    return paused(s) ? tg_conn_sock_error(&s->tcp) : 0;
 }
 
 uint64_t tg_conn_tunnel_wait_ms(const struct tg_conn *c)
@@ -253,8 +253,8 @@ void tg_conn_arm_idle(struct tg_conn *c)
     uint64_t idle = uv_now(&c->w->loop) - c->last_active;
     uint64_t left = c->gen->idle_timeout_ms - idle;
 
-    if ((paused(&c->down) || paused(&c->up)) && left > PAUSED_PROBE_MS)
-        left = PAUSED_PROBE_MS;
+    if ((paused(&c->down) || paused(&c->up)) && left > TG_PAUSED_PROBE_MS)
+        left = TG_PAUSED_PROBE_MS;
     tg_conn_arm_timer(c, left);
 }
 

@@ -125,9 +125,17 @@ void tg_conn_log_entry(const struct tg_conn *c, struct tg_access_entry *e);
 /* The connection moved bytes: the idle deadline starts again. */
 void tg_conn_touch(struct tg_conn *c);
 
+/* While backpressure keeps a socket from being read, libuv does not watch it at all, so a
+ * reset from its peer would go unseen for as long as bytes trickle the other way. A
+ * connection's timer (a tunnel's, for its streams) comes back this often to ask the kernel. */
+#define TG_PAUSED_PROBE_MS 1000
+
 /* (Re)arms the timer for the idle deadline, or sooner while a side is paused by
  * backpressure (its peer's resets are then probed for). */
 void tg_conn_arm_idle(struct tg_conn *c);
+
+/* The pending error on tcp's socket (SO_ERROR: -ECONNRESET, ...), or 0. */
+int tg_conn_sock_error(uv_tcp_t *tcp);
 
 /* conn.c: the caller of an inbound connection sent n more bytes; with a bytes_per_second
  * limit this may pause reading from it for a while. */

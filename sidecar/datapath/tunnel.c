@@ -21,6 +21,16 @@
  * END_STREAMs its streams wait for) to that reset. */
 #define LINGER_MS 2000
 
+/* LINGER: a stream that ended whole both ways (its END_STREAM sent and the peer's received)
+ * needs its tunnel no more, though its app may not have taken the last of the peer's bytes
+ * yet (an app that half-closed before it read the whole upload): when the tunnel closes
+ * (GOAWAY, the peer's idle close, a drain), those bytes are still written, then the FIN. A
+ * stream whose app takes nothing for timeouts.idle meanwhile ends with a reset, as does
+ * every such stream at the drain deadline or when a new generation revokes or denies the
+ * caller (tg_tunnel_end); a tunnel closed by policy leaves none. Until then the stream's
+ * socket holds the tunnel's tg_conn (closing, its TLS socket closed) and the worker's drain
+ * waits for it. */
+
 /* One app connection carried by the tunnel. It lives until both its socket has closed and
  * the session has said the stream is gone (or the session is freed). */
 struct tg_tstream {
@@ -95,6 +105,36 @@ static void free_stream(struct tg_tstream *st)
     free(st);
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    tg_conn_handle_closed(((struct tg_tunnel *)h->data)->c);
+}
+
+/* The tunnel's own timer set to cb in ms (made on first use). */
+static void timer_start(struct tg_tunnel *tun, uv_timer_cb cb, uint64_t ms)
+{
+    if (!tun->timer_open) {
+        uv_timer_init(&tun->c->w->loop, &tun->timer);
+        tun->timer.data = tun;
+        tun->timer_open = true;
+        tun->c->open_handles++;
+    }
+    uv_timer_start(&tun->timer, cb, ms, 0);
+}
+
+static void timer_close(struct tg_tunnel *tun)
+{
+    if (tun->timer_open && !uv_is_closing((uv_handle_t *)&tun->timer))
+        uv_close((uv_handle_t *)&tun->timer, timer_closed);
+}
+
+/* After the tunnel closed: once no stream is left writing to its app, the timer goes. */
+static void linger_check(struct tg_tunnel *tun)
+{
+    if (!tg_tunnel_lingers(tun->c))
+        timer_close(tun);
+}
+
 static void on_stream_closed(uv_handle_t *h)
 {
     struct tg_tstream *st = h->data;
@@ -113,7 +153,9 @@ static void on_stream_closed(uv_handle_t *h)
     tg_buf_drop(&st->to_peer, &c->w->pool);
     if (st->h2_gone)
         free_stream(st);
-    tg_conn_handle_closed(c); /* may free c, and with it the streams the session held */
+    if (c->closing)
+        linger_check(c->tunnel); /* the last of the streams that outlived the tunnel */
+    tg_conn_handle_closed(c);    /* may free c, and with it the streams the session held */
 }
 
 /* Ends the stream's app side: a reset on an error, so the app learns the stream broke;
@@ -193,7 +235,7 @@ static void give_back(struct tg_tstream *st)
 {
     struct tg_conn *c = st->tun->c;
 
-    if (st->writing > 0 || st->debt > 0 || st->unacked == 0 || st->sock_closing)
+    if (st->writing > 0 || st->debt > 0 || st->unacked == 0 || st->sock_closing || c->closing)
         return;
     if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->wide, true) < 0) {
         end_stream(st, "error", "out of memory");
@@ -203,11 +245,12 @@ static void give_back(struct tg_tstream *st)
     st->unacked = 0;
 }
 
-/* The app took n more bytes of to_app. */
+/* The app took n more bytes of to_app: progress, as a direct connection's writes are. */
 static void gave(struct tg_tstream *st, size_t n)
 {
     tg_buf_consume(&st->to_app, n);
     st->unacked += n;
+    touch(st);
     give_back(st);
 }
 
@@ -227,15 +270,10 @@ static void pay(struct tg_tstream *st)
     if (st->debt == 0)
         return;
     ms = delay / 1000000 + 1;
-    if (!tun->pace_open) {
-        uv_timer_init(&tun->c->w->loop, &tun->pace);
-        tun->pace.data = tun;
-        tun->pace_open = true;
-        tun->c->open_handles++;
-    }
-    if (!uv_is_active((uv_handle_t *)&tun->pace) || uv_timer_get_due_in(&tun->pace) > ms) {
+    if (!tun->timer_open || !uv_is_active((uv_handle_t *)&tun->timer) ||
+        uv_timer_get_due_in(&tun->timer) > ms) {
         tg_counter_add(&tun->c->stats->throttled, 1);
-        uv_timer_start(&tun->pace, on_pace, ms, 0);
+        timer_start(tun, on_pace, ms);
     }
 }
 
@@ -294,6 +332,7 @@ static void flush_app(struct tg_tstream *st)
             if (done > 0) {
                 tg_buf_consume(&st->to_app, done);
                 st->unacked += done;
+                touch(st);
             }
             b = uv_buf_init(tg_buf_data(&st->to_app), (unsigned)st->writing);
             rc = uv_write(&st->wreq, (uv_stream_t *)&st->tcp, &b, 1, on_app_write);
@@ -327,6 +366,23 @@ static void on_app_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void set_reading(struct tg_tstream *st, bool want);
 
+/* Reading the app stopped for room: its socket is probed for a reset (sweep). */
+static bool paused(const struct tg_tstream *st)
+{
+    return st->connected && !st->reading && !st->app_eof && !st->sock_closing;
+}
+
+/* A stream paused: the tunnel's timer comes within TG_PAUSED_PROBE_MS (unless it is ending:
+ * its timer is LINGER_MS then). */
+static void arm_probe(struct tg_tunnel *tun)
+{
+    uv_timer_t *t = &tun->c->timer;
+
+    if (!tun->c->closing && !tun->ending &&
+        (!uv_is_active((uv_handle_t *)t) || uv_timer_get_due_in(t) > TG_PAUSED_PROBE_MS))
+        tg_conn_arm_timer(tun->c, TG_PAUSED_PROBE_MS);
+}
+
 static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tg_tstream *st = s->data;
@@ -343,10 +399,13 @@ static void on_app_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         tg_buf_commit(&st->to_peer, (size_t)nread);
         st->bytes_sent += (size_t)nread;
         touch(st);
-        if (tg_buf_room(&st->to_peer) == 0)
+        if (tg_buf_room(&st->to_peer) == 0) {
             set_reading(st, false);
+            arm_probe(st->tun);
+        }
     } else if (nread == UV_ENOBUFS) {
         set_reading(st, false);
+        arm_probe(st->tun);
     } else if (nread == UV_EOF) {
         set_reading(st, false);
         st->app_eof = true;
@@ -745,6 +804,17 @@ void tg_tunnel_kick(struct tg_tunnel *tun)
         tg_pipe_progress(tun->c);
 }
 
+/* Whether a stream still needs the tunnel (one that ended whole does not: LINGER). */
+static bool needed(const struct tg_tunnel *tun)
+{
+    if (tun->riding > 0)
+        return true;
+    for (const struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
+        if (!st->h2_gone && !st->sock_closing)
+            return true;
+    return false;
+}
+
 void tg_tunnel_io(struct tg_conn *c)
 {
     struct tg_tunnel *tun = c->tunnel;
@@ -787,8 +857,7 @@ void tg_tunnel_io(struct tg_conn *c)
         return;
     }
     if (tg_tunnel_in(c)->eof) { /* the peer's TLS stream ended: nothing more can come */
-        tg_conn_close(c, tun->streams != NULL || tun->riding > 0 ? "error" : "ok",
-                      "tunnel closed by the peer");
+        tg_conn_close(c, needed(tun) ? "error" : "ok", "tunnel closed by the peer");
         return;
     }
     if (!tun->ending && tg_h2tun_done(tun->h2) && tg_buf_len(out) == 0) {
@@ -799,15 +868,44 @@ void tg_tunnel_io(struct tg_conn *c)
     }
 }
 
-static void on_pace_closed(uv_handle_t *h)
+/* The stream ended whole both ways: only its app's socket is left (LINGER). */
+static bool whole(const struct tg_tstream *st)
 {
-    tg_conn_handle_closed(((struct tg_tunnel *)h->data)->c);
+    return st->h2_gone && !st->sock_closing;
+}
+
+/* LINGER's deadline: a stream whose app took nothing for timeouts.idle ends with a reset. */
+static void on_linger(uv_timer_t *t)
+{
+    struct tg_tunnel *tun = t->data;
+    struct tg_conn *c = tun->c;
+    uint64_t now = uv_now(&c->w->loop), limit = c->gen->idle_timeout_ms, next = limit;
+
+    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
+        uint64_t idle = now - st->last_active;
+
+        if (st->sock_closing)
+            continue;
+        if (idle >= limit) {
+            char why[120];
+
+            snprintf(why, sizeof(why),
+                     "idle for %llu ms after its tunnel closed, %zu bytes not taken by the app",
+                     (unsigned long long)idle, tg_buf_len(&st->to_app) + st->writing);
+            end_stream(st, "timeout", why);
+        } else if (limit - idle < next) {
+            next = limit - idle;
+        }
+    }
+    timer_start(tun, on_linger, next);
+    linger_check(tun);
 }
 
 void tg_tunnel_close(struct tg_conn *c)
 {
     struct tg_tunnel *tun = c->tunnel;
     char why[240];
+    bool linger = false;
 
     if (tun == NULL)
         return;
@@ -815,11 +913,37 @@ void tg_tunnel_close(struct tg_conn *c)
         tg_tunnel_close_outbound(tun);
         return;
     }
-    if (tun->pace_open)
-        uv_close((uv_handle_t *)&tun->pace, on_pace_closed);
     snprintf(why, sizeof(why), "tunnel closed: %s", c->reason[0] ? c->reason : c->outcome);
-    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next)
-        end_stream(st, "error", why);
+    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
+        /* not a tunnel closed by policy (a revoked or denied peer): its streams end, all */
+        if (whole(st) && strcmp(c->outcome, "refused") != 0)
+            linger = true;
+        else
+            end_stream(st, "error", why);
+    }
+    /* the pace is over (no window goes back now); the streams left write their last bytes */
+    if (linger)
+        timer_start(tun, on_linger, c->gen->idle_timeout_ms);
+    else
+        timer_close(tun);
+}
+
+bool tg_tunnel_lingers(const struct tg_conn *c)
+{
+    if (c->tunnel == NULL || c->tunnel->outbound || !c->closing)
+        return false;
+    for (const struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next)
+        if (!st->sock_closing)
+            return true;
+    return false;
+}
+
+void tg_tunnel_end(struct tg_conn *c, const char *outcome, const char *why)
+{
+    if (!tg_tunnel_lingers(c))
+        return;
+    for (struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next)
+        end_stream(st, outcome, why);
 }
 
 void tg_tunnel_free(struct tg_conn *c)
@@ -861,23 +985,31 @@ bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, 
 }
 
 /* The inbound end's timer: streams idle for the idle timeout end (each is a connection of
- * its own); the tunnel ends once it has had no stream for as long. */
+ * its own), and so does one whose app reset its socket while we did not read it (probed each
+ * TG_PAUSED_PROBE_MS, as a direct connection's paused side); the tunnel ends once it has had
+ * no stream for as long. */
 static void sweep(struct tg_conn *c)
 {
     uint64_t now = uv_now(&c->w->loop), limit = c->gen->idle_timeout_ms, next = limit;
+    int err;
 
     for (struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next) {
         uint64_t idle = now - st->last_active;
 
         if (st->sock_closing)
             continue;
-        if (idle >= limit) {
+        if ((err = paused(st) ? tg_conn_sock_error(&st->tcp) : 0) < 0) {
+            end_upstream(st, "read", err); /* a reset nobody read: the peer is told at once */
+        } else if (idle >= limit) {
             char why[80];
 
             snprintf(why, sizeof(why), "idle for %llu ms", (unsigned long long)idle);
             end_stream(st, "timeout", why);
-        } else if (limit - idle < next) {
-            next = limit - idle;
+        } else {
+            if (limit - idle < next)
+                next = limit - idle;
+            if (paused(st) && next > TG_PAUSED_PROBE_MS)
+                next = TG_PAUSED_PROBE_MS;
         }
     }
     if (c->tunnel->streams == NULL && now - c->last_active >= limit) {

@@ -45,9 +45,11 @@ struct tg_tunnel {
     bool fed;                    /* the last tg_tunnel_io took bytes */
     bool ending;                 /* the session is over: close_notify queued, the peer's
                                   * own end awaited (LINGER_MS in tunnel.c) */
-    uv_timer_t pace; /* inbound: paced streams wait for tokens (made on first use, then one
-                      * of c's handles) */
-    bool pace_open;
+    uv_timer_t timer; /* inbound (made on first use, then one of c's handles): paced streams
+                       * wait here for tokens; once the tunnel has closed, the streams that
+                       * ended whole and still write their last bytes to their apps are timed
+                       * here (tunnel.c, LINGER) */
+    bool timer_open;
     struct tg_tunnel *pool_prev, *pool_next;
 };
 
@@ -67,17 +69,26 @@ void tg_tunnel_io(struct tg_conn *c);
 /* pipe.c: whether the last tg_tunnel_io took bytes (TLS may hold more plaintext). */
 bool tg_tunnel_more(const struct tg_conn *c);
 
-/* conn.c, from tg_conn_close: every stream still open ends (inbound: its app socket reset;
- * outbound: the app connection it carries closes, or tries another tunnel if the stream was
- * never answered). */
+/* conn.c, from tg_conn_close: every stream still open ends (inbound: its app socket reset,
+ * unless the stream ended whole both ways and only its app has bytes left to take: those are
+ * written first, within timeouts.idle of the app's last progress; outbound: the app
+ * connection it carries closes, or tries another tunnel if the stream was never answered). */
 void tg_tunnel_close(struct tg_conn *c);
+/* worker.c: the streams of a closed tunnel still writing their last bytes to their apps end
+ * now, with a reset, logged with outcome and why (at stop, when the drain deadline has
+ * passed; by a new generation that revokes or denies the peer). Nothing for a connection
+ * that is not a closed inbound tunnel. */
+void tg_tunnel_end(struct tg_conn *c, const char *outcome, const char *why);
+/* worker.c: whether c is a closed inbound tunnel with such streams. */
+bool tg_tunnel_lingers(const struct tg_conn *c);
 /* conn.c, when c's last handle has closed: frees the session and the streams. Copes with a
  * connection that is no tunnel. */
 void tg_tunnel_free(struct tg_conn *c);
 
 struct tg_policy;
 /* A new generation that closes denied peers: each stream is decided again for its port and
- * a denied one ends. false, with why, when the peer is revoked: the whole tunnel must end. */
+ * a denied one ends. false, with why, when the peer is revoked: the whole tunnel must end
+ * (tg_conn_close with outcome refused, or tg_tunnel_end once it has closed). */
 bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, size_t cap);
 
 /* A graceful end (a new generation, a drain): GOAWAY; open streams run to their end and new

@@ -345,7 +345,6 @@ static bool dial(struct tg_tunnels *p, struct tg_conn *app)
     }
     tun->in_pool = true;
     TG_DLIST_PUSH(&p->list, tun, pool_prev, pool_next);
-    tg_counter_add(&app->stats->tunnels_opened, 1);
     attach(tun, app); /* the dial's failure, if any, reaches app through tg_tunnel_close */
     return true;
 }
@@ -462,6 +461,7 @@ void tg_tunnel_ready(struct tg_conn *c)
         tg_conn_close(c, "error", "tunnel: out of memory");
         return;
     }
+    tg_counter_add(&c->stats->tunnels_opened, 1); /* a tunnel now: h2 chosen, a session */
     c->state = TG_CONN_PIPE;
     c->dir[0].eof = false;
     tun->idle_since = uv_now(&c->w->loop);
@@ -554,7 +554,8 @@ void tg_tunnel_close_outbound(struct tg_tunnel *tun)
     struct tg_ostream *os, *next;
 
     pool_remove(tun);
-    tg_counter_add(&c->stats->tunnels_closed, 1);
+    if (tun->h2 != NULL) /* one that was opened (a dial that found no h2 never was) */
+        tg_counter_add(&c->stats->tunnels_closed, 1);
     for (os = tun->ostreams; os != NULL; os = next) {
         struct tg_conn *app = os->app;
 

@@ -68,8 +68,14 @@ static void recheck_conns(struct tg_worker *w)
     char why[240];
 
     for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
-        if (!c->l->inbound || c->closing || !(c->handshake_done || c->plain))
+        if (!c->l->inbound || !(c->handshake_done || c->plain))
             continue;
+        if (c->closing) { /* a closed tunnel's streams still writing to their apps, too */
+            if (tg_tunnel_lingers(c) && (crl_revoked(w, c, why, sizeof(why)) ||
+                                         !tg_tunnel_recheck(c, w->gen->policy, why, sizeof(why))))
+                tg_tunnel_end(c, "refused", why);
+            continue;
+        }
         /* a tunnel's streams were decided by their own ports: only a revoked peer ends the
          * tunnel here; its streams end with it, and new ones are decided afresh */
         if (crl_revoked(w, c, why, sizeof(why)) ||
@@ -109,8 +115,12 @@ static void on_wake(uv_async_t *a)
     if (atomic_load(&w->stop_requested)) {
         close_listeners(w);
         /* a closed connection leaves the list only in its last close callback */
-        for (struct tg_conn *c = w->conns; c != NULL; c = c->next)
+        for (struct tg_conn *c = w->conns; c != NULL; c = c->next) {
+            /* a closed tunnel's streams still writing to their apps */
+            tg_tunnel_end(c, "timeout",
+                          "drain deadline: closed at shutdown before its app took all");
             tg_conn_close(c, "timeout", "drain deadline: closed at shutdown");
+        }
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
 }

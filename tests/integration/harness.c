@@ -881,7 +881,13 @@ int it_free_port(void)
 
 int it_connect(int port, int timeout_ms)
 {
+    return it_connect_from(NULL, port, timeout_ms);
+}
+
+int it_connect_from(const char *src, int port, int timeout_ms)
+{
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in from = {.sin_family = AF_INET};
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -892,7 +898,12 @@ int it_connect(int port, int timeout_ms)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* also bounds connect() */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    if (src != NULL && inet_pton(AF_INET, src, &from.sin_addr) != 1) {
+        close(fd);
+        return -EINVAL;
+    }
+    if ((src != NULL && bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0) ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         int e = errno;
 
         close(fd);

@@ -163,6 +163,8 @@ void it_free_ports_of(int *const *dst, size_t n);
 /* Connects to 127.0.0.1:port with SO_RCVTIMEO/SO_SNDTIMEO = timeout_ms. Returns the fd,
  * or -errno. */
 int it_connect(int port, int timeout_ms);
+/* The same from source address src (IPv4, any port; NULL: the kernel's choice). */
+int it_connect_from(const char *src, int port, int timeout_ms);
 bool it_wait_port(int port, int timeout_ms);
 int it_local_port(int fd);
 bool it_send_all(int fd, const void *buf, size_t len);

@@ -578,7 +578,8 @@ static bool reversed(int port)
 }
 
 /* A plain mTLS server (openssl s_server, no ALPN h2) and a B listener without tunnels: true.
- * auto goes direct and counts each fallback; on refuses with tunnel_required. */
+ * auto goes direct and counts each fallback; on refuses with tunnel_required. A dial that
+ * found no h2 opened no tunnel: tollgate_tunnels_opened_total stays 0. */
 START_TEST(test_fallback_without_h2)
 {
     int srv_port, auto_b, on_b;
@@ -615,6 +616,15 @@ START_TEST(test_fallback_without_h2)
     ck_assert_int_eq(
         it_count_lines("a.out", "\"listener\":\"auto-srv\"", "\"outcome\":\"ok\"", WEB_PEER, NULL),
         2);
+    for (int i = 0; i < 4; i++) {
+        const char *l = (const char *[]){"auto-srv", "on-srv", "auto-b", "on-b"}[i];
+
+        ck_assert_msg(a_stat("tollgate_tunnels_opened_total", l) == 0,
+                      "%s: %g tunnels opened, though no server chose h2", l,
+                      a_stat("tollgate_tunnels_opened_total", l));
+        ck_assert(a_stat("tollgate_tunnels_closed_total", l) == 0);
+        ck_assert(a_stat("tollgate_tunnels_active", l) == 0);
+    }
 }
 END_TEST
 

@@ -1,14 +1,22 @@
 /* The tunnel keys in a running sidecar: /config_dump shows each outbound listener's mode, the
  * mesh destinations' own modes and tunnel_pool; a reload changes a destination's mode live,
  * refuses (and logs) a change to a listener's mode or to tunnel_pool, and refuses a bad mode
- * naming it, keeping what it had; and a listener's mode reaches the data path (one
- * connection each: the keys, not the pool, whose own tests are test_tunnel's). */
+ * naming it, keeping what it had; a listener's mode reaches the data path (one connection
+ * each: the keys, not the pool, whose own tests are test_tunnel's); and a mesh
+ * destination's own mode wins over its listener's for captured connections, on loopback in
+ * a network namespace of the test's own. */
 #include "harness.h"
 
 #include <jansson.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define IP "/usr/sbin/ip"
+#define IPTABLES "/usr/sbin/iptables"
+#define ON "tunnel: \"on\""
 
 static struct it_proc *b;
 static int out_port, fixed_port, admin;
@@ -161,8 +169,128 @@ START_TEST(test_listener_modes_take_effect)
 }
 END_TEST
 
+/* ---- a destination's own mode, on loopback ------------------------------------------ */
+
+/* Runs the NULL-terminated command; whether it exited 0. */
+static bool run_ok(const char *const *argv)
+{
+    char *err = NULL;
+    int st = it_run(argv, NULL, 10000, NULL, &err);
+
+    if (st != 0)
+        fprintf(stderr, "tunnelcfg: %s: status %d: %s\n", argv[0], st, err != NULL ? err : "");
+    free(err);
+    return st == 0;
+}
+
+/* This test process and its children move to a network namespace of their own (loopback
+ * up), where connections from 127.0.0.3 are redirected to port on and those from 127.0.0.4
+ * to port off, as `tollgate init-iptables` captures an app's: a transparent listener then
+ * reads a real original destination on loopback. false when that cannot be (not root, no
+ * iptables), said on stderr. */
+static bool capture_netns(int on, int off)
+{
+    char p_on[16], p_off[16];
+
+    if (geteuid() != 0 || access(IPTABLES, X_OK) != 0 || unshare(CLONE_NEWNET) != 0) {
+        fprintf(stderr,
+                "tunnelcfg: skipped the precedence test: it wants root, %s and a "
+                "network namespace of its own\n",
+                IPTABLES);
+        return false;
+    }
+    snprintf(p_on, sizeof(p_on), "%d", on);
+    snprintf(p_off, sizeof(p_off), "%d", off);
+    return run_ok((const char *const[]){IP, "link", "set", "lo", "up", NULL}) &&
+           run_ok((const char *const[]){IPTABLES, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-s",
+                                        "127.0.0.3", "-j", "REDIRECT", "--to-ports", p_on, NULL}) &&
+           run_ok((const char *const[]){IPTABLES, "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-s",
+                                        "127.0.0.4", "-j", "REDIRECT", "--to-ports", p_off, NULL});
+}
+
+/* An app at src to 127.0.0.1:port: a line, its echo. */
+static bool echo_from(const char *src, int port)
+{
+    static const char line[] = "which way?\n";
+    char buf[sizeof(line)] = "";
+    int fd = it_connect_from(src, port, 5000);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    ok = it_send_all(fd, line, strlen(line)) &&
+         it_recv_full(fd, buf, strlen(line)) == strlen(line) &&
+         memcmp(buf, line, strlen(line)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A mesh destination's own tunnel: wins over its outbound listener's, both ways, for real
+ * captured connections (SO_ORIGINAL_DST) in a namespace of the test's own: through a
+ * listener `tunnel: on`, a destination `off` goes direct (a handshake on B per connection,
+ * no stream); through a listener `off`, a destination `on` rides one tunnel (one handshake
+ * on B for two connections, two streams). */
+START_TEST(test_destination_mode_wins)
+{
+    struct it_proc *a;
+    int echo_port = 0, in_off, in_on, a_admin, cap_on, cap_off; /* 0: pick one */
+    const char *lon = "listener=\"cap-on\"", *loff = "listener=\"cap-off\"";
+    struct it_cfg ac;
+
+    IT_FREE_PORTS(&in_off, &in_on, &a_admin, &cap_on, &cap_off);
+    if (!capture_netns(cap_on, cap_off))
+        return;
+    it_echo_start("echo", &echo_port);
+    ac = it_cfg_of(a_admin, "api", 1, NULL);
+    it_cfg_write("b.yaml",
+                 &(struct it_cfg){.admin = admin,
+                                  .workers = 1,
+                                  .id = "web",
+                                  .in = {{"in-off", in_off, echo_port, IT_API_ID, "tunnels: true"},
+                                         {"in-on", in_on, echo_port, IT_API_ID, "tunnels: true"}}},
+                 NULL);
+    ac.out[0] = (struct it_listener){"cap-on", cap_on, 0, NULL, "transparent: true, " ON};
+    ac.out[1] = (struct it_listener){"cap-off", cap_off, 0, NULL, "transparent: true, tunnel: off"};
+    it_cfg_write("a.yaml", &ac,
+                 "mesh:\n"
+                 "  outside: refuse\n"
+                 "  destinations:\n"
+                 "    - {address: 127.0.0.1, port: %d, expect: [\"" IT_WEB_ID "\"], tunnel: off}\n"
+                 "    - {address: 127.0.0.1, port: %d, expect: [\"" IT_WEB_ID "\"], " ON "}\n",
+                 in_off, in_on);
+    b = it_sidecar_start("b", "b.yaml", admin, 0);
+    a = it_sidecar_start("a", "a.yaml", a_admin, 0);
+
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(echo_from("127.0.0.3", in_off), "listener on, destination off: no echo");
+        ck_assert_msg(echo_from("127.0.0.4", in_on), "listener off, destination on: no echo");
+    }
+    ck_assert(it_stat(a_admin, "tollgate_tunnel_streams_total", lon) == 0);
+    ck_assert(it_stat(a_admin, "tollgate_tunnels_opened_total", lon) == 0);
+    ck_assert(it_stat(a_admin, "tollgate_tunnel_fallbacks_total", lon) == 0);
+    ck_assert(it_stat(admin, "tollgate_handshakes_total", "listener=\"in-off\"") == 2);
+    ck_assert(it_stat(a_admin, "tollgate_tunnel_streams_total", loff) == 2);
+    ck_assert(it_stat(a_admin, "tollgate_tunnels_opened_total", loff) == 1);
+    ck_assert(it_stat(admin, "tollgate_handshakes_total", "listener=\"in-on\"") == 1);
+    /* B logs each app connection, with A's identity, whichever way it came */
+    ck_assert_int_eq(it_wait_lines("b.out", 2, 5000, "\"listener\":\"in-off\"", IT_API_ID,
+                                   "\"outcome\":\"ok\"", NULL),
+                     2);
+    ck_assert_int_eq(it_wait_lines("b.out", 2, 5000, "\"listener\":\"in-on\"", IT_API_ID,
+                                   "\"outcome\":\"ok\"", NULL),
+                     2);
+    ck_assert_int_eq(
+        it_wait_lines("a.out", 2, 5000, "\"listener\":\"cap-on\"", "\"outcome\":\"ok\"", NULL), 2);
+    ck_assert_int_eq(it_stop(a, 5000), 0);
+    ck_assert_int_eq(it_stop(b, 5000), 0);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
-    return IT_TEST_SUITE("tunnelcfg", "tunnelcfg", NULL, setup, it_teardown, 60,
-                         test_tunnel_modes_shown_and_reloaded, test_listener_modes_take_effect);
+    Suite *s = IT_TEST_SUITE("tunnelcfg", "tunnelcfg", NULL, setup, it_teardown, 60,
+                             test_tunnel_modes_shown_and_reloaded, test_listener_modes_take_effect);
+
+    IT_TEST_CASE(s, "precedence", setup, it_teardown, 60, test_destination_mode_wins);
+    return s;
 }
