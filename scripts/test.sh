@@ -14,7 +14,8 @@
 #              TOLLGATE_QUICK=1 (same as quick), TOLLGATE_FUZZ_SECONDS (a long fuzzing run:
 #              TOLLGATE_FUZZ_SECONDS=600), TOLLGATE_FUZZ_JOBS, TOLLGATE_TEST_JOBS (tests ctest
 #              runs at a time in stage 1: two per core, as most integration tests wait on
-#              timers).
+#              timers), TOLLGATE_ASAN_JOBS (the same in stage 3: two per core too, a test
+#              that keeps a core busy under ASan taking two places).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,7 @@ BUILD=${TOLLGATE_BUILD_DIR:-$ROOT/build}
 FUZZ_SECONDS=${TOLLGATE_FUZZ_SECONDS:-6}
 TEST_JOBS=${TOLLGATE_TEST_JOBS:-$((2 * $(nproc)))}
 FUZZ_JOBS=${TOLLGATE_FUZZ_JOBS:-$(nproc)}
+ASAN_JOBS=${TOLLGATE_ASAN_JOBS:-$((2 * $(nproc)))}
 
 QUICK=${TOLLGATE_QUICK:-0}
 case "${1:-}" in
@@ -97,17 +99,20 @@ cmake --build "$ROOT/build-asan" -j"$(nproc)"
 stage "[3/4] unit and integration tests, AddressSanitizer + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# one per core, not two: unoptimised sidecars under ASan keep a core busy each, and at two per
-# core on a loaded machine the long timelines (renewals, a push storm) missed their deadlines.
-# Not test_load: it measures rates, RSS and CPU time, alone (RUN_SERIAL), which under ASan
-# is a minute of the budget measuring nothing; the paths it drives run under ASan at smaller
-# scale in test_proxy (200 concurrent connections, upstream refusals), test_refusals (silent
-# and leaving clients) and test_hostile. Nor test_tunnel_rotation: its point is 100 streams
-# on time through each rotation, which ASan's slowness shrinks to 25 with longer bounds; the
-# tunnel paths it drives (GOAWAY, retries, drains, a revoked peer) run under ASan in
-# test_tunnel_out and test_tunnel.
+# two places per core (TOLLGATE_ASAN_JOBS): most integration tests wait on timers with a core
+# mostly idle and take one place, while the unit tests and the tests that keep a core busy
+# under ASan (an unoptimised sidecar streaming, the openssl-made hostile peers) take two
+# (PROCESSORS 2, IT_ASAN_HEAVY in tests/CMakeLists.txt): two busy tests at most, as at -j2
+# before (at two busy tests per core, on a loaded machine, the long timelines of renewals and
+# a push storm missed their deadlines). Not test_load: it measures rates, RSS and CPU time,
+# alone (RUN_SERIAL), which under ASan is a minute of the budget measuring nothing; the paths
+# it drives run under ASan at smaller scale in test_proxy (200 concurrent connections,
+# upstream refusals), test_refusals (silent and leaving clients) and test_hostile. Nor
+# test_tunnel_rotation: its point is 100 streams on time through each rotation, which ASan's
+# slowness shrinks to 25 with longer bounds; the tunnel paths it drives (GOAWAY, retries,
+# drains, a revoked peer) run under ASan in test_tunnel_out and test_tunnel.
 # shellcheck disable=SC2086
-ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -j"$(nproc)" \
+ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -j"$ASAN_JOBS" \
     -L "unit|integration" -E "^integration/(test_load|test_tunnel_rotation/.*)$" \
     ${TOLLGATE_TEST_ARGS:-}
 
