@@ -87,7 +87,14 @@ valgrind_one() { # test binary; its log is kept beside it
     echo "valgrind: $(basename "$1"): clean"
 }
 export -f valgrind_one
-find "$BUILD/tests" -maxdepth 1 -name 'test_*' -type f -executable -print0 | sort -z |
+# the longest first (by stage 1's times of the same tests, ctest's CTestCostData.txt), so that
+# the last to start is a short one: test_tls, last but two by name, used to run alone at the end
+costs="$BUILD/Testing/Temporary/CTestCostData.txt"
+find "$BUILD/tests" -maxdepth 1 -name 'test_*' -type f -executable |
+    awk -v costs="$costs" 'BEGIN { while ((getline l < costs) > 0) { split(l, f, " ");
+        sub("^unit/", "", f[1]); t[f[1]] = f[3] } }
+        { n = $0; sub(".*/", "", n); printf "%s\t%s\n", (n in t ? t[n] : 0), $0 }' |
+    sort -k1,1gr | cut -f2 | tr '\n' '\0' |
     xargs -0 -n1 -P"$(nproc)" bash -c 'valgrind_one "$0"' || {
     echo "test: valgrind found errors (above)" >&2
     exit 1
