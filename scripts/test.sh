@@ -102,7 +102,9 @@ find "$BUILD/tests" -maxdepth 1 -name 'test_*' -type f -executable |
 
 stage "[3/4] AddressSanitizer + UBSan build (build-asan)"
 cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANITIZE=ON >/dev/null
-cmake --build "$ROOT/build-asan" -j"$(nproc)"
+# what stage 3 runs (tg_check_programs, tests/CMakeLists.txt): not the fuzz replays (stage 4
+# runs their corpora under ASan) nor the benchmarks
+cmake --build "$ROOT/build-asan" -j"$(nproc)" --target tg_check_programs
 stage "[3/4] unit and integration tests, AddressSanitizer + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
