@@ -5,7 +5,8 @@
 #      servers and openssl clients on loopback), network-namespace interception tests, the
 #      fuzz corpus replays, and the deployment-file checks;
 #   2. the unit tests under valgrind (definite leaks and memory errors fail);
-#   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/);
+#   3. the unit and integration tests against an AddressSanitizer + UBSan build (build-asan/),
+#      while stage 4's build runs beside them at the lowest priority;
 #   4. every fuzzer under libFuzzer for TOLLGATE_FUZZ_SECONDS (6) each, TOLLGATE_FUZZ_JOBS
 #      (one per core) at a time (build-fuzz/, clang).
 # `scripts/test.sh quick`: set-up, lint and the unit tests only (ctest -L unit), under two
@@ -106,6 +107,17 @@ cmake -S "$ROOT" -B "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_SANIT
 # runs their corpora under ASan) nor the benchmarks
 cmake --build "$ROOT/build-asan" -j"$(nproc)" --target tg_check_programs
 stage "[3/4] unit and integration tests, AddressSanitizer + UBSan"
+# Stage 4's libFuzzer build runs meanwhile at the lowest priority (nice 19): the tests of stage
+# 3 mostly wait on timers, and the build takes only the CPU time they leave. In its own process
+# group, so that a failure of stage 3 ends it; stage 4 waits for it.
+CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_FUZZ=ON \
+    >/dev/null
+targets=()
+for src in "$ROOT"/tests/fuzz/fuzz_*.c; do targets+=("$(basename "$src" .c)"); done
+setsid nice -n 19 cmake --build "$ROOT/build-fuzz" -j"$(nproc)" --target "${targets[@]}" \
+    >"$ROOT/build-fuzz/build.log" 2>&1 &
+fuzz_build=$!
+trap 'kill -- -"$fuzz_build" 2>/dev/null || true' EXIT
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # two places per core (TOLLGATE_ASAN_JOBS): most integration tests wait on timers with a core
@@ -125,12 +137,13 @@ ctest --test-dir "$ROOT/build-asan" --output-on-failure --timeout 900 -j"$ASAN_J
     -L "unit|integration" -E "^integration/(test_load|test_tunnel_rotation/.*)$" \
     ${TOLLGATE_TEST_ARGS:-}
 
-stage "[4/4] libFuzzer build (build-fuzz)"
-CC=clang cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DTOLLGATE_FUZZ=ON \
-    >/dev/null
-targets=()
-for src in "$ROOT"/tests/fuzz/fuzz_*.c; do targets+=("$(basename "$src" .c)"); done
-cmake --build "$ROOT/build-fuzz" -j"$(nproc)" --target "${targets[@]}"
+stage "[4/4] libFuzzer build (build-fuzz), the rest of it"
+if ! wait "$fuzz_build"; then
+    tail -40 "$ROOT/build-fuzz/build.log"
+    echo "test: the libFuzzer build failed (above; all of it in build-fuzz/build.log)" >&2
+    exit 1
+fi
+trap - EXIT
 stage "[4/4] libFuzzer, ${FUZZ_SECONDS}s per target, $FUZZ_JOBS at a time"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
