@@ -75,6 +75,9 @@ struct tg_worker {
     struct tg_gen *gen;    /* current, owned reference; loop thread only */
     uv_tcp_t *listeners;   /* [rt->n_listeners] */
     size_t open_listeners;
+    /* [rt->n_listeners]: closed while out of file descriptors, bound again by rebind */
+    enum { TG_LISTENING, TG_PAUSING, TG_PAUSED } * pause;
+    uv_timer_t rebind;
     bool draining;
     struct tg_pool pool;
     /* a tunnel stream's buffer toward its app: its flow-control window, TG_TUNNEL_WINDOW

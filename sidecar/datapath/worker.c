@@ -11,23 +11,85 @@
 #include "tollgate/log.h"
 #include "tollgate/list.h"
 
+/* Out of file descriptors, a listener is closed for this long, then bound again. */
+#define ACCEPT_PAUSE_MS 250
+
+static void on_accept(uv_stream_t *server, int status);
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct tg_worker *w = h->loop->data;
+    size_t i = (size_t)((uv_tcp_t *)h - w->listeners);
+
+    w->open_listeners--;
+    if (w->pause[i] == TG_PAUSING)
+        w->pause[i] = TG_PAUSED; /* its handle may be made again */
+}
+
+/* Binds the paused listeners again, or tries later while descriptors are still short; never
+ * once the worker drains or stops. */
+static void on_rebind(uv_timer_t *t)
+{
+    struct tg_worker *w = t->data;
+    bool again = false;
+
+    if (w->draining || atomic_load(&w->stop_requested))
+        return;
+    for (size_t i = 0; i < w->rt->n_listeners; i++) {
+        char err[TG_ERRLEN];
+
+        if (w->pause[i] == TG_PAUSING) {
+            again = true;
+            continue;
+        }
+        if (w->pause[i] != TG_PAUSED)
+            continue;
+        if (tg_listener_bind(&w->loop, &w->listeners[i], w->rt->listeners[i].listen, on_accept,
+                             err) < 0) {
+            again = true;
+            continue;
+        }
+        w->listeners[i].data = tg_unconst(&w->rt->listeners[i]);
+        w->open_listeners++;
+        w->pause[i] = TG_LISTENING;
+        tg_info("%s: accepting again", w->rt->listeners[i].name);
+    }
+    if (again)
+        uv_timer_start(&w->rebind, on_rebind, ACCEPT_PAUSE_MS, 0);
+}
+
+/* Out of file descriptors (EMFILE, ENFILE, once libuv's reserve descriptor is spent): libuv
+ * would call on_accept with the error again at once for as long as connections wait in the
+ * backlog, a busy loop. The listener is closed instead, which refuses those connections (the
+ * other workers' listeners on the port take new ones), and bound again ACCEPT_PAUSE_MS later,
+ * and so on until a descriptor is free. */
+static void pause_listener(struct tg_worker *w, uv_stream_t *server, int status)
+{
+    size_t i = (size_t)((uv_tcp_t *)server - w->listeners);
+    const struct tg_listener_def *l = server->data;
+
+    tg_warn("%s: accept: %s: not accepting for %d ms", l->name, uv_strerror(status),
+            ACCEPT_PAUSE_MS);
+    w->pause[i] = TG_PAUSING;
+    uv_close((uv_handle_t *)server, on_listener_closed);
+    if (!uv_is_active((uv_handle_t *)&w->rebind))
+        uv_timer_start(&w->rebind, on_rebind, ACCEPT_PAUSE_MS, 0);
+}
+
 static void on_accept(uv_stream_t *server, int status)
 {
     struct tg_worker *w = server->loop->data;
     const struct tg_listener_def *l = server->data;
 
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+        pause_listener(w, server, status);
+        return;
+    }
     if (status < 0) {
         tg_warn("%s: accept: %s", l->name, uv_strerror(status));
         return;
     }
     tg_conn_accept(w, l, server);
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    struct tg_worker *w = h->loop->data;
-
-    w->open_listeners--;
 }
 
 static void close_listeners(struct tg_worker *w)
@@ -189,7 +251,8 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
         return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
     w->loop.data = w;
     w->listeners = calloc(rt->n_listeners, sizeof(*w->listeners));
-    if (w->listeners == NULL || tg_tls_cache_new(256, &w->tickets) < 0) {
+    w->pause = calloc(rt->n_listeners, sizeof(*w->pause));
+    if (w->listeners == NULL || w->pause == NULL || tg_tls_cache_new(256, &w->tickets) < 0) {
         rc = tg_err_set(err, TG_ENOMEM, "out of memory");
         goto fail;
     }
@@ -206,6 +269,9 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     w->trim.data = w;
     uv_timer_start(&w->trim, on_trim, 1000, 1000);
     uv_unref((uv_handle_t *)&w->trim); /* the loop ends without waiting for it */
+    uv_timer_init(&w->loop, &w->rebind);
+    w->rebind.data = w;
+    uv_unref((uv_handle_t *)&w->rebind);
     w->gen = tg_gen_ref(gen);
     if ((rc = uv_thread_create(&w->thread, run, w)) < 0) {
         tg_err_set(err, rc, "worker %u: thread: %s", index, uv_strerror(rc));
@@ -220,6 +286,8 @@ fail:
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     free(w->listeners);
+    free(w->pause);
+    w->pause = NULL;
     w->listeners = NULL;
     tg_tls_cache_free(w->tickets);
     w->tickets = NULL;
@@ -262,5 +330,7 @@ void tg_worker_join(struct tg_worker *w)
     tg_pool_cleanup(&w->pool);
     tg_pool_cleanup(&w->wide);
     free(w->listeners);
+    free(w->pause);
+    w->pause = NULL;
     w->listeners = NULL;
 }
