@@ -50,7 +50,7 @@ static void print_stats(void)
             fprintf(stderr, ", %s %llu", tg_hs_fail_name((enum tg_hs_fail)i),
                     (unsigned long long)stats[3 + i]);
     fprintf(stderr, "; resumed %llu", (unsigned long long)stats[3 + TG_HSF_N]);
-    fprintf(stderr, "; seeds from the fixed generator: %llu; wire digest %016llx\n",
+    fprintf(stderr, "; draws from the fixed generator: %llu; wire digest %016llx\n",
             (unsigned long long)fuzz_seeds, (unsigned long long)wire_digest);
 }
 

@@ -1,15 +1,13 @@
 /* Shared by the TLS fuzzers (fuzz_tls, fuzz_chain): fixed randomness and time, the test PKI
  * of fuzz_certs.h, and two in-memory endpoints made by our own code (tls.c).
  *
- * Randomness: the wolfSSL build of scripts/setup.sh has no seed callback (no WC_RNG_SEED_CB,
- * no CUSTOM_RAND_GENERATE), and its wc_GenerateSeed reads /dev/urandom with open/read/close.
- * These fuzzers are linked with -Wl,--wrap=open,--wrap=read,--wrap=close,--wrap=gettimeofday
- * (tests/CMakeLists.txt), which reroutes only the calls made from the static objects of that
- * link (wolfSSL's random.o among them; libc, libuv and the sanitizer runtimes are untouched):
- * an open of /dev/urandom gets a descriptor of /dev/null, and reads from it return a
- * splitmix64 stream that fuzz_rng_reset() restarts for every input. Every DRBG that wolfSSL seeds
- * during an input (one per WOLFSSL object) is then the same for the same input, so a finding
- * replays. The production wolfSSL build is not changed.
+ * Randomness: the wolfSSL build of scripts/setup.sh draws every random byte from
+ * tg_rand_block (lib/pki/rand.c: the kernel's getrandom). These fuzzers are linked with
+ * -Wl,--wrap=tg_rand_block,--wrap=gettimeofday (tests/CMakeLists.txt), which reroutes the
+ * calls of wolfSSL's static objects to __wrap_tg_rand_block here: a splitmix64 stream that
+ * fuzz_rng_reset() restarts for every input. Every Hello random, key share and signature
+ * nonce of an input is then the same for the same input, so a finding replays. The
+ * production build is not changed.
  *
  * Time: wolfSSL's certificate date checks and session times go through wc_Time, pinned by
  * wc_SetTimeCb to FUZZ_NOW, and the link also reroutes gettimeofday (TLS 1.3 ticket ages) to
@@ -21,8 +19,6 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,17 +36,11 @@
 
 /* ---- fixed randomness ---- */
 
-int __real_open(const char *path, int flags, ...);
-ssize_t __real_read(int fd, void *buf, size_t n);
-int __real_close(int fd);
-int __wrap_open(const char *path, int flags, ...);
-ssize_t __wrap_read(int fd, void *buf, size_t n);
-int __wrap_close(int fd);
+int __wrap_tg_rand_block(unsigned char *out, unsigned int sz);
 int __wrap_gettimeofday(struct timeval *tv, void *tz);
 
-static int fuzz_urandom_fd = -1;
 static uint64_t fuzz_rng_state;
-static uint64_t fuzz_seeds; /* reads served: shows the rerouting works */
+static uint64_t fuzz_seeds; /* draws served: shows the rerouting works */
 
 static void fuzz_rng_reset(void)
 {
@@ -66,42 +56,12 @@ static uint64_t fuzz_rng_next(void)
     return z ^ (z >> 31);
 }
 
-int __wrap_open(const char *path, int flags, ...)
+int __wrap_tg_rand_block(unsigned char *out, unsigned int sz)
 {
-    mode_t mode = 0;
-    va_list ap;
-    int fd;
-
-    if (strcmp(path, "/dev/urandom") == 0 || strcmp(path, "/dev/random") == 0) {
-        fd = __real_open("/dev/null", O_RDONLY);
-        fuzz_urandom_fd = fd;
-        return fd;
-    }
-    if (flags & O_CREAT) {
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    return __real_open(path, flags, mode);
-}
-
-ssize_t __wrap_read(int fd, void *buf, size_t n)
-{
-    unsigned char *p = buf;
-
-    if (fd < 0 || fd != fuzz_urandom_fd)
-        return __real_read(fd, buf, n);
     fuzz_seeds++;
-    for (size_t i = 0; i < n; i++)
-        p[i] = (unsigned char)fuzz_rng_next();
-    return (ssize_t)n;
-}
-
-int __wrap_close(int fd)
-{
-    if (fd == fuzz_urandom_fd)
-        fuzz_urandom_fd = -1;
-    return __real_close(fd);
+    for (unsigned int i = 0; i < sz; i++)
+        out[i] = (unsigned char)fuzz_rng_next();
+    return 0;
 }
 
 /* ---- fixed time ---- */
