@@ -874,30 +874,49 @@ static bool whole(const struct tg_tstream *st)
     return st->h2_gone && !st->sock_closing;
 }
 
+/* Ends the streams idle for timeouts.idle and, while the tunnel is open, those whose paused
+ * app socket holds a reset nobody read (the peer is told at once); after the tunnel closed
+ * (LINGER) only the idle limit applies. Returns in how many ms the next check is due. */
+static uint64_t expire_streams(struct tg_tunnel *tun)
+{
+    struct tg_conn *c = tun->c;
+    uint64_t now = uv_now(&c->w->loop), limit = c->gen->idle_timeout_ms, next = limit;
+    int err;
+
+    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
+        uint64_t idle = now - st->last_active;
+        bool probe = !c->closing && paused(st);
+
+        if (st->sock_closing)
+            continue;
+        if ((err = probe ? tg_conn_sock_error(&st->tcp) : 0) < 0) {
+            end_upstream(st, "read", err);
+        } else if (idle >= limit) {
+            char why[120];
+
+            if (c->closing)
+                snprintf(why, sizeof(why),
+                         "idle for %llu ms after its tunnel closed, %zu bytes not taken by the app",
+                         (unsigned long long)idle, tg_buf_len(&st->to_app) + st->writing);
+            else
+                snprintf(why, sizeof(why), "idle for %llu ms", (unsigned long long)idle);
+            end_stream(st, "timeout", why);
+        } else {
+            if (limit - idle < next)
+                next = limit - idle;
+            if (probe && next > TG_PAUSED_PROBE_MS)
+                next = TG_PAUSED_PROBE_MS;
+        }
+    }
+    return next;
+}
+
 /* LINGER's deadline: a stream whose app took nothing for timeouts.idle ends with a reset. */
 static void on_linger(uv_timer_t *t)
 {
     struct tg_tunnel *tun = t->data;
-    struct tg_conn *c = tun->c;
-    uint64_t now = uv_now(&c->w->loop), limit = c->gen->idle_timeout_ms, next = limit;
 
-    for (struct tg_tstream *st = tun->streams; st != NULL; st = st->next) {
-        uint64_t idle = now - st->last_active;
-
-        if (st->sock_closing)
-            continue;
-        if (idle >= limit) {
-            char why[120];
-
-            snprintf(why, sizeof(why),
-                     "idle for %llu ms after its tunnel closed, %zu bytes not taken by the app",
-                     (unsigned long long)idle, tg_buf_len(&st->to_app) + st->writing);
-            end_stream(st, "timeout", why);
-        } else if (limit - idle < next) {
-            next = limit - idle;
-        }
-    }
-    timer_start(tun, on_linger, next);
+    timer_start(tun, on_linger, expire_streams(tun));
     linger_check(tun);
 }
 
@@ -990,29 +1009,9 @@ bool tg_tunnel_recheck(struct tg_conn *c, const struct tg_policy *p, char *why, 
  * no stream for as long. */
 static void sweep(struct tg_conn *c)
 {
-    uint64_t now = uv_now(&c->w->loop), limit = c->gen->idle_timeout_ms, next = limit;
-    int err;
+    uint64_t now = uv_now(&c->w->loop), next = expire_streams(c->tunnel);
 
-    for (struct tg_tstream *st = c->tunnel->streams; st != NULL; st = st->next) {
-        uint64_t idle = now - st->last_active;
-
-        if (st->sock_closing)
-            continue;
-        if ((err = paused(st) ? tg_conn_sock_error(&st->tcp) : 0) < 0) {
-            end_upstream(st, "read", err); /* a reset nobody read: the peer is told at once */
-        } else if (idle >= limit) {
-            char why[80];
-
-            snprintf(why, sizeof(why), "idle for %llu ms", (unsigned long long)idle);
-            end_stream(st, "timeout", why);
-        } else {
-            if (limit - idle < next)
-                next = limit - idle;
-            if (paused(st) && next > TG_PAUSED_PROBE_MS)
-                next = TG_PAUSED_PROBE_MS;
-        }
-    }
-    if (c->tunnel->streams == NULL && now - c->last_active >= limit) {
+    if (c->tunnel->streams == NULL && now - c->last_active >= c->gen->idle_timeout_ms) {
         tg_conn_close(c, "timeout", "idle for %llu ms", (unsigned long long)(now - c->last_active));
         return;
     }
