@@ -26,6 +26,19 @@ static void on_listener_closed(uv_handle_t *h)
         w->pause[i] = TG_PAUSED; /* its handle may be made again */
 }
 
+/* Listener i's socket of this worker, bound and listening. 0 or an error with err. */
+static int bind_listener(struct tg_worker *w, size_t i, char *err)
+{
+    int rc =
+        tg_listener_bind(&w->loop, &w->listeners[i], w->rt->listeners[i].listen, on_accept, err);
+
+    if (rc < 0)
+        return rc;
+    w->listeners[i].data = tg_unconst(&w->rt->listeners[i]);
+    w->open_listeners++;
+    return 0;
+}
+
 /* Binds the paused listeners again, or tries later while descriptors are still short; never
  * once the worker drains or stops. */
 static void on_rebind(uv_timer_t *t)
@@ -44,13 +57,10 @@ static void on_rebind(uv_timer_t *t)
         }
         if (w->pause[i] != TG_PAUSED)
             continue;
-        if (tg_listener_bind(&w->loop, &w->listeners[i], w->rt->listeners[i].listen, on_accept,
-                             err) < 0) {
+        if (bind_listener(w, i, err) < 0) {
             again = true;
             continue;
         }
-        w->listeners[i].data = tg_unconst(&w->rt->listeners[i]);
-        w->open_listeners++;
         w->pause[i] = TG_LISTENING;
         tg_info("%s: accepting again", w->rt->listeners[i].name);
     }
@@ -257,11 +267,8 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
         goto fail;
     }
     for (size_t i = 0; i < rt->n_listeners; i++) {
-        if ((rc = tg_listener_bind(&w->loop, &w->listeners[i], rt->listeners[i].listen, on_accept,
-                                   err)) < 0)
+        if ((rc = bind_listener(w, i, err)) < 0)
             goto fail;
-        w->listeners[i].data = tg_unconst(&rt->listeners[i]);
-        w->open_listeners++;
     }
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
