@@ -205,25 +205,24 @@ static int build(struct control *ctl, struct tg_gen **out, char *err)
 static void reload(struct control *ctl, const char *why)
 {
     struct tg_gen *g;
-    char err[TG_ERRLEN] = "";
-    const struct tg_cert_info *old;
+    char err[TG_ERRLEN] = "", old[TG_SERIAL_HEX];
 
     if (ctl->gen == NULL) {
         tg_info("reload (%s) skipped: no identity from the %s yet", why,
                 ctl->cfg->wl.enabled ? "Workload API" : "control plane");
         return;
     }
-    old = &ctl->gen->identity->leaf;
+    snprintf(old, sizeof(old), "%s", ctl->gen->identity->leaf.serial);
     if (build(ctl, &g, err) < 0) {
         tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
-        tg_warn("identity reload (%s) refused, keeping serial %s: %s", why, old->serial, err);
+        tg_warn("identity reload (%s) refused, keeping serial %s: %s", why, old, err);
         return;
     }
-    tg_info("identity reloaded (%s): %s serial %s -> %s, generation %llu", why,
-            g->identity->leaf.id.id, old->serial, g->identity->leaf.serial,
-            (unsigned long long)g->id);
     tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
     publish(ctl, g);
+    /* said once the workers hold it: a connection accepted after this line is decided by it */
+    tg_info("identity reloaded (%s): %s serial %s -> %s, generation %llu", why,
+            g->identity->leaf.id.id, old, g->identity->leaf.serial, (unsigned long long)g->id);
 }
 
 /* ---- listener limits ---- */
@@ -648,12 +647,12 @@ static int on_cp_cert(void *arg, const char *chain_pem, size_t len, char *err)
         free(chain); /* cp_client logs the NACK with err */
         return rc;
     }
+    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
+    publish(ctl, g);
     tg_info("identity from the control plane: %s serial %s (expires in %lld s), generation %llu",
             g->identity->leaf.id.id, g->identity->leaf.serial,
             (long long)(g->identity->leaf.not_after - tg_identity_now()),
             (unsigned long long)g->id);
-    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
-    publish(ctl, g);
     schedule_renewal(ctl);
 accepted:
     ctl->pending_key = NULL;
@@ -673,7 +672,7 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
     struct tg_gen_input in;
     struct tg_cp_res *p;
     struct tg_gen *g = NULL;
-    bool can_build;
+    bool can_build, first;
     int rc;
 
     if (t <= TG_RES_IDENTITY || t >= TG_RES_N) {
@@ -702,17 +701,18 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
                                                             : "a new certificate (ours expired)");
         return 0; /* built with the next generation */
     }
-    tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
-            (unsigned long long)g->id);
-    if (ctl->gen == NULL && !ctl->cfg->wl.enabled) {
+    first = ctl->gen == NULL && !ctl->cfg->wl.enabled;
+    if (first)
         tg_info("identity from the control plane: %s serial %s (expires in %lld s)",
                 g->identity->leaf.id.id, g->identity->leaf.serial,
                 (long long)(g->identity->leaf.not_after - tg_identity_now()));
-        publish(ctl, g);
-        schedule_renewal(ctl);
-        return 0;
-    }
     publish(ctl, g);
+    /* said once the workers can take it: a connection accepted after this line is decided
+     * by it */
+    tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
+            (unsigned long long)g->id);
+    if (first)
+        schedule_renewal(ctl);
     return 0;
 }
 
@@ -810,14 +810,14 @@ static int on_wl_svid(void *arg, struct tg_svid *s, char *err)
         tg_counter_add(&ctl->metrics.process.identity_reload_failures, 1);
         return rc; /* the client logs it, naming the socket */
     }
+    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
+    tg_svid_free(old);
+    publish(ctl, g);
     tg_info("identity from the Workload API: %s serial %s (expires in %lld s, %zu federated "
             "trust domains), generation %llu",
             g->identity->leaf.id.id, g->identity->leaf.serial,
             (long long)(g->identity->leaf.not_after - tg_identity_now()),
             g->identity->n_domains > 0 ? g->identity->n_domains - 1 : 0, (unsigned long long)g->id);
-    tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
-    tg_svid_free(old);
-    publish(ctl, g);
     return 0;
 }
 

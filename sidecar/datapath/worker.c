@@ -86,22 +86,6 @@ static void pause_listener(struct tg_worker *w, uv_stream_t *server, int status)
         uv_timer_start(&w->rebind, on_rebind, ACCEPT_PAUSE_MS, 0);
 }
 
-static void on_accept(uv_stream_t *server, int status)
-{
-    struct tg_worker *w = server->loop->data;
-    const struct tg_listener_def *l = server->data;
-
-    if (status == UV_EMFILE || status == UV_ENFILE) {
-        pause_listener(w, server, status);
-        return;
-    }
-    if (status < 0) {
-        tg_warn("%s: accept: %s", l->name, uv_strerror(status));
-        return;
-    }
-    tg_conn_accept(w, l, server);
-}
-
 static void close_listeners(struct tg_worker *w)
 {
     for (size_t i = 0; i < w->rt->n_listeners; i++)
@@ -166,19 +150,44 @@ static void drain_tunnels(struct tg_worker *w)
         tg_tunnel_drain(c);
 }
 
+/* Takes the generation published last, if a newer one waits in the mailbox. */
+static void adopt_generation(struct tg_worker *w)
+{
+    struct tg_gen *next = atomic_exchange(&w->mailbox, NULL);
+
+    if (next == NULL) /* wake-ups coalesce; only the newest generation matters */
+        return;
+    tg_gen_unref(w->gen);
+    w->gen = next;
+    if (next->close_denied)
+        recheck_conns(w);
+    drain_tunnels(w); /* new streams go over connections made with the new generation */
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct tg_worker *w = server->loop->data;
+    const struct tg_listener_def *l = server->data;
+
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+        pause_listener(w, server, status);
+        return;
+    }
+    if (status < 0) {
+        tg_warn("%s: accept: %s", l->name, uv_strerror(status));
+        return;
+    }
+    /* the loop may see the connection before the wake-up that a reload sent first */
+    adopt_generation(w);
+    tg_conn_accept(w, l, server);
+}
+
 static void on_wake(uv_async_t *a)
 {
     struct tg_worker *w = a->data;
-    struct tg_gen *next = atomic_exchange(&w->mailbox, NULL);
 
     atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
-    if (next != NULL) { /* wake-ups coalesce; only the newest generation matters */
-        tg_gen_unref(w->gen);
-        w->gen = next;
-        if (next->close_denied)
-            recheck_conns(w);
-        drain_tunnels(w); /* new streams go over connections made with the new generation */
-    }
+    adopt_generation(w);
     if (atomic_load(&w->drain_requested) && !w->draining) {
         w->draining = true;
         close_listeners(w);
