@@ -419,6 +419,29 @@ static void track_peer(struct tg_conn *c)
                           c->l->inbound, (int64_t)(c->start_unix_ms / 1000));
 }
 
+/* A connection accepted before a reload shook hands with the generation it was accepted under;
+ * the worker holds a newer one now. A peer whose chain the newer CRLs revoke is refused as a
+ * revoked handshake is: a caller must not escape a revocation by opening its TCP connection
+ * before it and shaking hands after. Whether it is refused. */
+static bool revoked_since_accept(struct tg_conn *c)
+{
+    const struct tg_peer_info *peer = tg_tls_peer(c->tls);
+    const char *side = c->l->inbound ? "client" : "server";
+    char what[160], why[240];
+
+    if (c->gen == c->w->gen ||
+        tg_tls_peer_revoked(peer, c->w->gen->identity, what, sizeof(what)) != TG_REV_REVOKED)
+        return false;
+    snprintf(why, sizeof(why), "%s %s: %s", side, peer->id, what);
+    tg_counter_add(&c->stats->hs_failed[TG_HSF_REVOKED], 1);
+    tg_info("%s: %s %s refused: revoked: %s (by a reload during its handshake)", c->l->name, side,
+            c->l->inbound ? c->peer_addr : c->upstream.text, why);
+    tg_tls_refuse(c->tls, "revoked");
+    flush_tls_now(c);
+    tg_conn_close(c, "refused", "revoked: %s", why);
+    return true;
+}
+
 void tg_conn_handshake_step(struct tg_conn *c)
 {
     const char *why;
@@ -434,6 +457,8 @@ void tg_conn_handshake_step(struct tg_conn *c)
     if (rc == 0) {
         char verdict[160];
 
+        if (revoked_since_accept(c))
+            return;
         c->handshake_done = true;
         tg_counter_add(&c->stats->hs_ok, 1);
         tg_histogram_observe(&c->stats->hist[TG_HIST_HANDSHAKE], TG_HIST_HANDSHAKE,
@@ -454,7 +479,8 @@ void tg_conn_handshake_step(struct tg_conn *c)
             tg_tunnel_start(c); /* each stream is decided as a connection */
             return;
         }
-        if (c->l->inbound && (!tg_conn_authorized(c, c->gen->policy, verdict, sizeof(verdict)) ||
+        /* the worker's newest rules, as for the live connections a reload checks again */
+        if (c->l->inbound && (!tg_conn_authorized(c, c->w->gen->policy, verdict, sizeof(verdict)) ||
                               !tg_conn_admit(c, &c->rl, &c->rl_key, verdict, sizeof(verdict)))) {
             tg_info("%s: client %s (%s) refused: %s", c->l->name, c->peer_addr,
                     tg_tls_peer(c->tls)->id, verdict);

@@ -5,6 +5,7 @@
  * connection. */
 #include "harness.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ static void write_b(const char *revoked, bool close_denied)
                  &(struct it_cfg){.admin = b_admin,
                                   .workers = 2,
                                   .id = "web",
-                                  .timeouts = "handshake: 2s, drain: 1s",
+                                  .timeouts = "handshake: 5s, drain: 1s",
                                   .in = {{"web-in", in_port, echo_port}}},
                  "authorization:\n"
                  "  close_denied: %s\n"
@@ -112,6 +113,40 @@ START_TEST(test_serial_revoked_live_refuses_new_and_closes_open)
 }
 END_TEST
 
+/* The attack on a reload's edge: a caller opens its TCP connection before the rules revoke
+ * its serial and shakes hands after. Its handshake is decided by the rules of the moment it
+ * ends, not of its accept, although close_denied is off. */
+START_TEST(test_handshake_held_across_a_revocation_is_refused)
+{
+    static char script[PATH_MAX], port[16];
+    char serial[80], revoked[200], out[256] = "";
+    struct it_proc *held;
+
+    write_b("", false);
+    b = it_sidecar_start("b", "b.yaml", b_admin, 0);
+    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
+             it_env("TG_SOURCE_DIR"));
+    snprintf(port, sizeof(port), "%d", in_port);
+    const char *argv[] = {"/usr/bin/python3", script, port, "api", "go", NULL};
+
+    held = it_spawn("held", argv, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_file_contains("held.out", "connected", 10000),
+                  "the caller did not connect");
+    it_cert_serial("api.pem", serial, sizeof(serial));
+    snprintf(revoked, sizeof(revoked), "revocations:\n  serials: [\"%s\"]\n", serial);
+    write_b(revoked, false);
+    ck_assert_msg(it_wait_file_contains("b.err", "config changed", 5000),
+                  "B did not reload its config");
+    it_write_file("go", "go\n");
+    ck_assert_msg(it_wait(held, 20000) == 0, "the caller did not end");
+    ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
+    ck_assert_msg(strncmp(out, "refused", 7) == 0,
+                  "a handshake held open across its revocation got through: %s", out);
+    ck_assert(it_wait_stat(b_admin, "tollgate_revoked_total", "listener=\"web-in\"", 1, 5000) >= 1);
+    ck_assert_int_eq(it_echo_accepts(echo), 0);
+}
+END_TEST
+
 START_TEST(test_bad_rule_in_reload_is_refused_and_old_rules_stay)
 {
     write_b("", false);
@@ -131,5 +166,6 @@ Suite *tg_test_suite(void)
     return IT_TEST_SUITE("authz", "authz", NULL, setup, it_teardown, 120,
                          test_rules_allow_and_deny_by_principal_and_fingerprint,
                          test_serial_revoked_live_refuses_new_and_closes_open,
+                         test_handshake_held_across_a_revocation_is_refused,
                          test_bad_rule_in_reload_is_refused_and_old_rules_stay);
 }

@@ -4,6 +4,7 @@
  * last good one kept; an issuer without a CRL (an intermediate) is refused. */
 #include "harness.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,38 @@ START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
                            "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
                            5000) >= 1);
     ck_assert_int_eq(it_echo_accepts(echo), 2);
+}
+END_TEST
+
+/* The attack on a reload's edge: a caller about to be revoked opens its TCP connection first,
+ * so that the sidecar accepts it under the old CRL, and shakes hands only once the new CRL is
+ * in. The handshake ends under the new generation, and is refused as revoked. */
+START_TEST(test_handshake_held_across_a_revocation_is_refused)
+{
+    static char script[PATH_MAX], port[16];
+    char out[256] = "";
+    struct it_proc *held;
+
+    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
+             it_env("TG_SOURCE_DIR"));
+    snprintf(port, sizeof(port), "%d", in_port);
+    const char *argv[] = {"/usr/bin/python3", script, port, "api", "go", NULL};
+
+    held = it_spawn("held", argv, IT_STDIN_NULL);
+    ck_assert_msg(it_wait_file_contains("held.out", "connected", 10000),
+                  "the caller did not connect");
+    it_openssl_ca("ca", "-revoke api.pem");
+    make_crl();
+    ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000), "CRL not reloaded");
+    it_write_file("go", "go\n");
+    ck_assert_msg(it_wait(held, 20000) == 0, "the caller did not end");
+    ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
+    ck_assert_msg(strncmp(out, "refused", 7) == 0,
+                  "a handshake held open across its revocation got through: %s", out);
+    ck_assert(it_wait_stat(b_admin, "tollgate_handshakes_failed_total",
+                           "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
+                           5000) >= 1);
+    ck_assert_int_eq(it_echo_accepts(echo), 0);
 }
 END_TEST
 
@@ -120,5 +153,6 @@ Suite *tg_test_suite(void)
     return IT_TEST_SUITE("crl", "crl", NULL, setup, it_teardown, 60,
                          test_crl_revocation_applies_live_and_bad_crl_is_refused,
                          test_stale_crl_is_refused_and_the_last_good_one_kept,
+                         test_handshake_held_across_a_revocation_is_refused,
                          test_issuer_without_a_crl_is_refused);
 }
