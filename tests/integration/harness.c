@@ -1257,6 +1257,18 @@ static void echo_loop(int lfd, int logfd)
     }
 }
 
+struct it_proc *it_held_handshake(const char *name, int port, const char *cert, bool serve)
+{
+    static char script[PATH_MAX], p[16];
+
+    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
+             it_env("TG_SOURCE_DIR"));
+    snprintf(p, sizeof(p), "%d", port);
+    const char *argv[] = {"/usr/bin/python3", script, p, cert, "go", serve ? "serve" : NULL, NULL};
+
+    return it_spawn(name, argv, IT_STDIN_NULL);
+}
+
 struct it_proc *it_echo_start(const char *name, int *port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};

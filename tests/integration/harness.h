@@ -217,6 +217,10 @@ void it_argv_add_of(struct it_argv *a, const char *const *args, size_t n);
  * byte; after the client's EOF and all echoed it shuts its write side and closes. Writes a
  * line "accept" to NAME.out for every connection it accepts. */
 struct it_proc *it_echo_start(const char *name, int *port);
+/* tests/integration/held_handshake.py as name: a peer (as cert, at 127.0.0.1:port; serve:
+ * the server) whose TCP connection is made first and whose TLS handshake waits for the file
+ * `go`. It prints "connected", then "through" or "refused: why". */
+struct it_proc *it_held_handshake(const char *name, int port, const char *cert, bool serve);
 int it_echo_accepts(const struct it_proc *echo);
 
 /* A python3 HTTP/1.1 server (a thread per connection, keep-alive) on 127.0.0.1:port as

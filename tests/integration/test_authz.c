@@ -5,7 +5,6 @@
  * connection. */
 #include "harness.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,24 +117,18 @@ END_TEST
  * ends, not of its accept, although close_denied is off. */
 START_TEST(test_handshake_held_across_a_revocation_is_refused)
 {
-    static char script[PATH_MAX], port[16];
     char serial[80], revoked[200], out[256] = "";
     struct it_proc *held;
 
     write_b("", false);
     b = it_sidecar_start("b", "b.yaml", b_admin, 0);
-    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
-             it_env("TG_SOURCE_DIR"));
-    snprintf(port, sizeof(port), "%d", in_port);
-    const char *argv[] = {"/usr/bin/python3", script, port, "api", "go", NULL};
-
-    held = it_spawn("held", argv, IT_STDIN_NULL);
+    held = it_held_handshake("held", in_port, "api", false);
     ck_assert_msg(it_wait_file_contains("held.out", "connected", 10000),
                   "the caller did not connect");
     it_cert_serial("api.pem", serial, sizeof(serial));
     snprintf(revoked, sizeof(revoked), "revocations:\n  serials: [\"%s\"]\n", serial);
     write_b(revoked, false);
-    ck_assert_msg(it_wait_file_contains("b.err", "config changed", 5000),
+    ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000),
                   "B did not reload its config");
     it_write_file("go", "go\n");
     ck_assert_msg(it_wait(held, 20000) == 0, "the caller did not end");

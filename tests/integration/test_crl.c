@@ -4,7 +4,6 @@
  * last good one kept; an issuer without a CRL (an intermediate) is refused. */
 #include "harness.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +40,14 @@ static bool call_as(const char *cert)
     return it_s_client_echo(in_port, cert);
 }
 
+/* Revokes cert in the CA's CRL and waits for the sidecar whose log is err to reload it. */
+static void revoke_and_reload(const char *cert, const char *err)
+{
+    it_openssl_ca("ca", "-revoke %s.pem", cert);
+    make_crl();
+    ck_assert_msg(it_wait_file_contains(err, "identity reloaded", 5000), "CRL not reloaded");
+}
+
 START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
 {
     ck_assert_msg(call_as("api"), "api refused under an empty CRL");
@@ -52,9 +59,7 @@ START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
     ck_assert_msg(call_as("api"), "api refused after a broken CRL was refused");
 
     /* revoke api: the next handshake is refused as revoked */
-    it_openssl_ca("ca", "-revoke api.pem");
-    make_crl();
-    ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000), "CRL not reloaded");
+    revoke_and_reload("api", "b.err");
     ck_assert_msg(!call_as("api"), "a certificate revoked by CRL got through");
     ck_assert(it_wait_stat(b_admin, "tollgate_handshakes_failed_total",
                            "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
@@ -68,21 +73,12 @@ END_TEST
  * in. The handshake ends under the new generation, and is refused as revoked. */
 START_TEST(test_handshake_held_across_a_revocation_is_refused)
 {
-    static char script[PATH_MAX], port[16];
     char out[256] = "";
-    struct it_proc *held;
+    struct it_proc *held = it_held_handshake("held", in_port, "api", false);
 
-    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
-             it_env("TG_SOURCE_DIR"));
-    snprintf(port, sizeof(port), "%d", in_port);
-    const char *argv[] = {"/usr/bin/python3", script, port, "api", "go", NULL};
-
-    held = it_spawn("held", argv, IT_STDIN_NULL);
     ck_assert_msg(it_wait_file_contains("held.out", "connected", 10000),
                   "the caller did not connect");
-    it_openssl_ca("ca", "-revoke api.pem");
-    make_crl();
-    ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000), "CRL not reloaded");
+    revoke_and_reload("api", "b.err");
     it_write_file("go", "go\n");
     ck_assert_msg(it_wait(held, 20000) == 0, "the caller did not end");
     ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
@@ -92,6 +88,44 @@ START_TEST(test_handshake_held_across_a_revocation_is_refused)
                            "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
                            5000) >= 1);
     ck_assert_int_eq(it_echo_accepts(echo), 0);
+}
+END_TEST
+
+/* The same edge outbound: a server about to be revoked takes our sidecar's connection and
+ * answers its ClientHello only once the new CRL is in; the sidecar refuses it as revoked and
+ * the app's bytes never reach it. */
+START_TEST(test_server_held_across_a_revocation_is_refused)
+{
+    int srv_port = it_free_port(), out_port = it_free_port(), a_admin = it_free_port(), fd;
+    char out[256] = "", buf[8];
+    struct it_proc *held = it_held_handshake("held", srv_port, "web", true);
+
+    it_cfg_write("a.yaml",
+                 &(struct it_cfg){.admin = a_admin,
+                                  .id = "api",
+                                  .id_more = "crl: [crl.pem]",
+                                  .timeouts = "handshake: 10s, connect: 10s",
+                                  .out = {{"api-out", out_port, srv_port, IT_WEB_ID}}},
+                 NULL);
+    it_sidecar_start("a", "a.yaml", a_admin, 0);
+    ck_assert_msg(it_wait_file_contains("held.out", "listening", 10000),
+                  "the server did not start");
+    fd = it_connect(out_port, 5000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_msg(it_wait_file_contains("held.out", "connected", 10000),
+                  "the sidecar did not dial the server");
+    revoke_and_reload("web", "a.err");
+    ck_assert(it_send_all(fd, "ping\n", 5));
+    it_write_file("go", "go\n");
+    ck_assert_msg(it_recv_full(fd, buf, 5) < 5, "the app got an answer from a revoked server");
+    close(fd);
+    ck_assert_msg(it_wait(held, 20000) == 0, "the server did not end");
+    ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
+    ck_assert_msg(strncmp(out, "refused", 7) == 0,
+                  "a server held across its revocation got the app's bytes: %s", out);
+    ck_assert(it_wait_stat(a_admin, "tollgate_handshakes_failed_total",
+                           "listener=\"api-out\",direction=\"outbound\",reason=\"revoked\"", 1,
+                           5000) >= 1);
 }
 END_TEST
 
@@ -154,5 +188,6 @@ Suite *tg_test_suite(void)
                          test_crl_revocation_applies_live_and_bad_crl_is_refused,
                          test_stale_crl_is_refused_and_the_last_good_one_kept,
                          test_handshake_held_across_a_revocation_is_refused,
+                         test_server_held_across_a_revocation_is_refused,
                          test_issuer_without_a_crl_is_refused);
 }
