@@ -153,10 +153,13 @@ static void drain_tunnels(struct tg_worker *w)
 /* Takes the generation published last, if a newer one waits in the mailbox. */
 static void adopt_generation(struct tg_worker *w)
 {
-    struct tg_gen *next = atomic_exchange(&w->mailbox, NULL);
+    struct tg_gen *next;
 
-    if (next == NULL) /* wake-ups coalesce; only the newest generation matters */
+    /* a plain load first: on every accept, the mailbox is nearly always empty */
+    if (atomic_load_explicit(&w->mailbox, memory_order_acquire) == NULL)
         return;
+    if ((next = atomic_exchange(&w->mailbox, NULL)) == NULL)
+        return; /* wake-ups coalesce; only the newest generation matters */
     tg_gen_unref(w->gen);
     w->gen = next;
     if (next->close_denied)
