@@ -96,8 +96,14 @@ TG_MUST_USE int tg_worker_start(struct tg_worker *w, unsigned index, const struc
                                 struct tg_gen *gen, char *err);
 
 /* Any thread: hands g (a new reference is taken) to the worker; it switches at its next
- * loop turn. Connections keep the generation they started with. */
+ * loop turn, or before it accepts or reads anything (tg_worker_adopt), whichever comes
+ * first. Connections keep the generation they started with. */
 void tg_worker_publish(struct tg_worker *w, struct tg_gen *g);
+
+/* Loop thread, before a decision (an accept, the bytes of a read): takes the generation
+ * published last, if one waits. Its live-connection checks may close connections
+ * (close_denied), the caller's too; its tunnels get GOAWAY. */
+void tg_worker_adopt(struct tg_worker *w);
 
 /* Any thread: stop accepting (listeners close); open connections carry on. */
 void tg_worker_drain(struct tg_worker *w);

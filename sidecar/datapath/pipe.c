@@ -87,6 +87,11 @@ void tg_pipe_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                       uv_strerror((int)nread));
         return;
     }
+    /* what these bytes start (a handshake's end, a tunnel's stream, an HTTP request) is
+     * decided by the newest generation, even before the wake-up that brings it */
+    tg_worker_adopt(c->w);
+    if (c->closing) /* ... which closed c (close_denied) */
+        return;
     if (c->state == TG_CONN_PEEK)
         tg_conn_peek_step(c);
     else if (s->tls && c->state == TG_CONN_HANDSHAKE && !c->handshake_done)

@@ -150,8 +150,7 @@ static void drain_tunnels(struct tg_worker *w)
         tg_tunnel_drain(c);
 }
 
-/* Takes the generation published last, if a newer one waits in the mailbox. */
-static void adopt_generation(struct tg_worker *w)
+void tg_worker_adopt(struct tg_worker *w)
 {
     struct tg_gen *next;
 
@@ -181,7 +180,7 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     /* the loop may see the connection before the wake-up that a reload sent first */
-    adopt_generation(w);
+    tg_worker_adopt(w);
     tg_conn_accept(w, l, server);
 }
 
@@ -190,7 +189,7 @@ static void on_wake(uv_async_t *a)
     struct tg_worker *w = a->data;
 
     atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
-    adopt_generation(w);
+    tg_worker_adopt(w);
     if (atomic_load(&w->drain_requested) && !w->draining) {
         w->draining = true;
         close_listeners(w);
