@@ -120,7 +120,9 @@ void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code);
 void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n);
 /* sid has bytes (or its end) for the peer again after on_read said TG_EAGAIN. */
 void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid);
-/* A graceful end: GOAWAY with the last stream taken; open streams run to their end. */
+/* A graceful end: GOAWAY with the last stream taken; open streams run to their end. A
+ * stream newer than that, read before the GOAWAY went out, is never offered to the owner:
+ * RST_STREAM REFUSED_STREAM (the client may try it elsewhere). */
 void tg_h2tun_goaway(struct tg_h2tun *t);
 /* Whether the session is over (GOAWAY both ways or an error, nothing left to send). */
 bool tg_h2tun_done(const struct tg_h2tun *t);

@@ -38,7 +38,8 @@ struct tg_h2tun {
     uint32_t window; /* each stream's receive window, as asked in our SETTINGS */
     bool client;
     bool goaway_received;
-    bool goaway_sent; /* tg_h2tun_goaway: nghttp2 would still let a client open streams */
+    bool goaway_sent;    /* tg_h2tun_goaway: nghttp2 would still let a client open streams */
+    int32_t goaway_last; /* server: the last stream our GOAWAY takes */
     bool out_of_memory;
     uint8_t *direct_at; /* on_read_data: a DATA payload put in t->out, for on_send_data */
     size_t direct_len;
@@ -211,7 +212,6 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     struct tg_h2tun *t = arg;
     struct req *r;
 
-    (void)s;
     if (t->client)
         return on_client_frame(t, f);
     if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
@@ -224,7 +224,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
             t->ops.on_eof(t->ops.arg, r->bound);
         return 0;
     }
-    if (!r->connect)
+    if (t->goaway_sent && f->hd.stream_id > t->goaway_last)
+        /* read before our GOAWAY went out: never decided here (nor under the generation the
+         * GOAWAY retires); REFUSED_STREAM tells the client to try it elsewhere */
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+    else if (!r->connect)
         submit_status(t, f->hd.stream_id, 405, "only CONNECT is served here", NULL);
     else if (r->authority[0] == '\0')
         submit_status(t, f->hd.stream_id, 400, "CONNECT without :authority", NULL);
@@ -541,9 +545,10 @@ void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid)
 void tg_h2tun_goaway(struct tg_h2tun *t)
 {
     /* the last stream ID taken so far: the peer opens nothing newer here */
+    if (!t->goaway_sent) /* a later GOAWAY never raises the last stream (RFC 9113 6.8) */
+        t->goaway_last = nghttp2_session_get_last_proc_stream_id(t->s);
     t->goaway_sent = true;
-    nghttp2_submit_goaway(t->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(t->s),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    nghttp2_submit_goaway(t->s, NGHTTP2_FLAG_NONE, t->goaway_last, NGHTTP2_NO_ERROR, NULL, 0);
 }
 
 bool tg_h2tun_done(const struct tg_h2tun *t)

@@ -423,6 +423,32 @@ START_TEST(test_h2tun_goaway_lets_open_streams_finish)
 }
 END_TEST
 
+/* nghttp2 takes new streams until our GOAWAY is out, and a tunnel reads what came before it
+ * goes: a stream newer than the GOAWAY's last stream is never offered to the owner (it would
+ * be decided under the generation the GOAWAY retires) but refused with REFUSED_STREAM, which
+ * tells the client it may try it elsewhere; the streams before it go on. */
+START_TEST(test_h2tun_stream_after_goaway_is_refused_for_retry)
+{
+    char err[TG_ERRLEN] = "";
+    const uint8_t *d;
+    ssize_t n;
+    int32_t a = connect_to("a:1", false), b;
+
+    pump();
+    ck_assert(P.st[slot(a)].open);
+    tg_h2tun_goaway(P.srv); /* submitted, not yet sent */
+    b = connect_to("b:1", false);
+    while ((n = nghttp2_session_mem_send(P.cl, &d)) > 0) /* b's HEADERS arrive first */
+        ck_assert_msg(tg_h2tun_recv(P.srv, d, (size_t)n, err) == 0, "%s", err);
+    pump();
+    ck_assert(!P.st[slot(b)].open);
+    ck_assert(P.was_reset[slot(b)]);
+    ck_assert_uint_eq(P.reset[slot(b)], NGHTTP2_REFUSED_STREAM);
+    ck_assert(!P.was_reset[slot(a)]);
+    ck_assert_int_eq(tg_h2tun_accept(P.srv, a), 0);
+}
+END_TEST
+
 /* A peer that sends past a stream's window (nghttp2's own client never would: the frame is
  * hand-made) ends the tunnel, and the owner never gets more than the window. */
 START_TEST(test_h2tun_data_past_window_ends_session)
@@ -458,7 +484,9 @@ Suite *tg_test_suite(void)
         test_h2tun_window_opens_only_when_consumed, test_h2tun_refused_stream_leaves_tunnel_up,
         test_h2tun_dropped_bytes_reopen_the_connection_window, test_h2tun_reset_both_ways,
         test_h2tun_only_connect_with_authority, test_h2tun_header_block_bounded,
-        test_h2tun_goaway_lets_open_streams_finish, test_h2tun_data_past_window_ends_session);
+        test_h2tun_goaway_lets_open_streams_finish,
+        test_h2tun_stream_after_goaway_is_refused_for_retry,
+        test_h2tun_data_past_window_ends_session);
 
     tcase_add_checked_fixture(tc, setup_settled, teardown);
     return s;
