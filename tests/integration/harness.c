@@ -1269,6 +1269,13 @@ struct it_proc *it_held_handshake(const char *name, int port, const char *cert, 
     return it_spawn(name, argv, IT_STDIN_NULL);
 }
 
+bool it_held_through(struct it_proc *held, char *out, size_t cap)
+{
+    ck_assert_msg(it_wait(held, 20000) == 0, "%s did not end", held->name);
+    ck_assert(it_last_line(held->out_path, out, cap, NULL));
+    return strcmp(out, "through") == 0;
+}
+
 struct it_proc *it_echo_start(const char *name, int *port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};

@@ -221,6 +221,9 @@ struct it_proc *it_echo_start(const char *name, int *port);
  * the server) whose TCP connection is made first and whose TLS handshake waits for the file
  * `go`. It prints "connected", then "through" or "refused: why". */
 struct it_proc *it_held_handshake(const char *name, int port, const char *cert, bool serve);
+/* Once `go` is written: waits (20 s at most) for held to end and copies its last line into
+ * out (cap bytes). Whether its bytes got through. */
+bool it_held_through(struct it_proc *held, char *out, size_t cap);
 int it_echo_accepts(const struct it_proc *echo);
 
 /* A python3 HTTP/1.1 server (a thread per connection, keep-alive) on 127.0.0.1:port as

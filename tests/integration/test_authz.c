@@ -131,9 +131,7 @@ START_TEST(test_handshake_held_across_a_revocation_is_refused)
     ck_assert_msg(it_wait_file_contains("b.err", "identity reloaded", 5000),
                   "B did not reload its config");
     it_write_file("go", "go\n");
-    ck_assert_msg(it_wait(held, 20000) == 0, "the caller did not end");
-    ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
-    ck_assert_msg(strncmp(out, "refused", 7) == 0,
+    ck_assert_msg(!it_held_through(held, out, sizeof(out)),
                   "a handshake held open across its revocation got through: %s", out);
     ck_assert(it_wait_stat(b_admin, "tollgate_revoked_total", "listener=\"web-in\"", 1, 5000) >= 1);
     ck_assert_int_eq(it_echo_accepts(echo), 0);

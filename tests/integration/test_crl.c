@@ -40,6 +40,17 @@ static bool call_as(const char *cert)
     return it_s_client_echo(in_port, cert);
 }
 
+/* Whether the sidecar at admin counted (within 5 s) a handshake of listener refused as
+ * revoked. */
+static bool counted_revoked(int admin, const char *listener, const char *direction)
+{
+    char labels[128];
+
+    snprintf(labels, sizeof(labels), "listener=\"%s\",direction=\"%s\",reason=\"revoked\"",
+             listener, direction);
+    return it_wait_stat(admin, "tollgate_handshakes_failed_total", labels, 1, 5000) >= 1;
+}
+
 /* Revokes cert in the CA's CRL and waits for the sidecar whose log is err to reload it. */
 static void revoke_and_reload(const char *cert, const char *err)
 {
@@ -61,9 +72,7 @@ START_TEST(test_crl_revocation_applies_live_and_bad_crl_is_refused)
     /* revoke api: the next handshake is refused as revoked */
     revoke_and_reload("api", "b.err");
     ck_assert_msg(!call_as("api"), "a certificate revoked by CRL got through");
-    ck_assert(it_wait_stat(b_admin, "tollgate_handshakes_failed_total",
-                           "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
-                           5000) >= 1);
+    ck_assert_msg(counted_revoked(b_admin, "web-in", "inbound"), "not counted as revoked");
     ck_assert_int_eq(it_echo_accepts(echo), 2);
 }
 END_TEST
@@ -80,13 +89,9 @@ START_TEST(test_handshake_held_across_a_revocation_is_refused)
                   "the caller did not connect");
     revoke_and_reload("api", "b.err");
     it_write_file("go", "go\n");
-    ck_assert_msg(it_wait(held, 20000) == 0, "the caller did not end");
-    ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
-    ck_assert_msg(strncmp(out, "refused", 7) == 0,
+    ck_assert_msg(!it_held_through(held, out, sizeof(out)),
                   "a handshake held open across its revocation got through: %s", out);
-    ck_assert(it_wait_stat(b_admin, "tollgate_handshakes_failed_total",
-                           "listener=\"web-in\",direction=\"inbound\",reason=\"revoked\"", 1,
-                           5000) >= 1);
+    ck_assert_msg(counted_revoked(b_admin, "web-in", "inbound"), "not counted as revoked");
     ck_assert_int_eq(it_echo_accepts(echo), 0);
 }
 END_TEST
@@ -119,13 +124,9 @@ START_TEST(test_server_held_across_a_revocation_is_refused)
     it_write_file("go", "go\n");
     ck_assert_msg(it_recv_full(fd, buf, 5) < 5, "the app got an answer from a revoked server");
     close(fd);
-    ck_assert_msg(it_wait(held, 20000) == 0, "the server did not end");
-    ck_assert(it_last_line("held.out", out, sizeof(out), NULL));
-    ck_assert_msg(strncmp(out, "refused", 7) == 0,
+    ck_assert_msg(!it_held_through(held, out, sizeof(out)),
                   "a server held across its revocation got the app's bytes: %s", out);
-    ck_assert(it_wait_stat(a_admin, "tollgate_handshakes_failed_total",
-                           "listener=\"api-out\",direction=\"outbound\",reason=\"revoked\"", 1,
-                           5000) >= 1);
+    ck_assert_msg(counted_revoked(a_admin, "api-out", "outbound"), "not counted as revoked");
 }
 END_TEST
 

@@ -29,15 +29,19 @@ struct side {
 };
 
 static struct tg_pool pool;
+/* Every certificate the cases use, made once for the test case (make_pki, in the parent
+ * process); each case works on a copy of it in cu_dir. */
+static char pki_dir[256];
 
 static void setup(void)
 {
+    char cmd[600];
+
     cu_setup();
+    snprintf(cmd, sizeof(cmd), "cp -a '%s/.' '%s/'", pki_dir, cu_dir);
+    ck_assert_int_eq(system(cmd), 0);
     tg_pool_init(&pool, 20 * 1024, 8);
     ck_assert_int_eq(tg_tls_init(), 0);
-    cu_certs("ca", "--out", "ca", NULL);
-    cu_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", WEB, NULL);
-    cu_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", API, NULL);
 }
 
 static void teardown(void)
@@ -340,7 +344,6 @@ START_TEST(test_tls_refusals)
     struct side *refuser;
     const char *why;
 
-    make_bad_clients();
     side_init(&s, "web", "ca.pem", true, refusals[_i].allow, NULL);
     side_init(&c, refusals[_i].client, "ca.pem", false, refusals[_i].server_id, NULL);
     handshake(&c, &s);
@@ -467,7 +470,6 @@ START_TEST(test_tls_root_vouches_only_for_its_trust_domain)
     struct side c, s;
     const char *why = "";
 
-    make_federation();
     side_init_id(&s, load_federated("web"), true, NULL);
     side_init(&c, vouched[_i].client, "ca.pem", false, WEB, NULL);
     handshake(&c, &s);
@@ -506,7 +508,6 @@ START_TEST(test_tls_remembered_chains_stay_exact)
     };
     struct side s;
 
-    make_federation();
     side_init_id(&s, load_federated("web"), true, NULL);
     for (size_t i = 0; i < TG_NELEM(seq); i++) {
         struct side c;
@@ -531,7 +532,6 @@ START_TEST(test_tls_partner_cannot_serve_as_our_id)
 {
     struct side c, s;
 
-    make_federation();
     side_init(&s, "evil_web", "ours.pem", true, NULL, NULL);
     side_init_id(&c, load_federated("api"), false, WEB);
     handshake(&c, &s);
@@ -755,7 +755,6 @@ START_TEST(test_tls_control_plane_only_from_our_roots)
     char *ca;
     size_t ca_len;
 
-    make_federation();
     ca = cu_read("ca.pem", &ca_len);
     for (size_t i = 0; i < TG_NELEM(cases); i++) {
         struct tg_tls_settings st = {.server = true, .max_chain_depth = 4, .peer_optional = true};
@@ -1031,6 +1030,23 @@ START_TEST(test_tls_cipher_suites_applied)
 }
 END_TEST
 
+static void make_pki(void)
+{
+    cu_setup();
+    cu_certs("ca", "--out", "ca", NULL);
+    cu_certs("issue", "--ca", "ca", "--out", "web", "--spiffe", WEB, NULL);
+    cu_certs("issue", "--ca", "ca", "--out", "api", "--spiffe", API, NULL);
+    make_bad_clients();
+    make_federation();
+    snprintf(pki_dir, sizeof(pki_dir), "%s", cu_dir);
+}
+
+static void drop_pki(void)
+{
+    snprintf(cu_dir, sizeof(cu_dir), "%s", pki_dir);
+    cu_teardown();
+}
+
 Suite *tg_test_suite(void)
 {
     TCase *tc;
@@ -1045,6 +1061,7 @@ Suite *tg_test_suite(void)
         test_tls_sigmemo_second_handshake_and_forged_twin,
         test_tls_known_chain_keeps_session_checks, test_tls_random_bytes_from_the_kernel);
 
+    tcase_add_unchecked_fixture(tc, make_pki, drop_pki);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_tls_refusals, 0, TG_NELEM(refusals));
