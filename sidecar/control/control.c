@@ -220,7 +220,7 @@ static void reload(struct control *ctl, const char *why)
     }
     tg_counter_add(&ctl->metrics.process.identity_reloads, 1);
     publish(ctl, g);
-    /* said once the workers hold it: a connection accepted after this line is decided by it */
+    /* said once the workers can take it: what arrives after this line is decided by it */
     tg_info("identity reloaded (%s): %s serial %s -> %s, generation %llu", why,
             g->identity->leaf.id.id, old, g->identity->leaf.serial, (unsigned long long)g->id);
 }
@@ -707,8 +707,7 @@ static int on_cp_push(void *arg, struct tg_resource *res, const char *version, c
                 g->identity->leaf.id.id, g->identity->leaf.serial,
                 (long long)(g->identity->leaf.not_after - tg_identity_now()));
     publish(ctl, g);
-    /* said once the workers can take it: a connection accepted after this line is decided
-     * by it */
+    /* said once the workers can take it: what arrives after this line is decided by it */
     tg_info("%s %s applied: generation %llu", tg_res_type_name(t), version,
             (unsigned long long)g->id);
     if (first)
