@@ -46,7 +46,7 @@ static void print_stats(void)
         if (stats[2 + i])
             fprintf(stderr, ", %s %llu", tg_hs_fail_name((enum tg_hs_fail)i),
                     (unsigned long long)stats[2 + i]);
-    fprintf(stderr, "; draws from the fixed generator: %llu\n", (unsigned long long)fuzz_seeds);
+    fprintf(stderr, "; draws from the fixed generator: %llu\n", (unsigned long long)fuzz_draws);
 }
 
 static void load_signer(struct signer *s, const char *pem)

@@ -51,7 +51,7 @@ static void print_stats(void)
                     (unsigned long long)stats[3 + i]);
     fprintf(stderr, "; resumed %llu", (unsigned long long)stats[3 + TG_HSF_N]);
     fprintf(stderr, "; draws from the fixed generator: %llu; wire digest %016llx\n",
-            (unsigned long long)fuzz_seeds, (unsigned long long)wire_digest);
+            (unsigned long long)fuzz_draws, (unsigned long long)wire_digest);
 }
 
 static struct tg_tls_ctx *make_ctx(const struct tg_identity *id, bool server, bool tls12,

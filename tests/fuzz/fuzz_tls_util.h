@@ -40,7 +40,7 @@ int __wrap_tg_rand_block(unsigned char *out, unsigned int sz);
 int __wrap_gettimeofday(struct timeval *tv, void *tz);
 
 static uint64_t fuzz_rng_state;
-static uint64_t fuzz_seeds; /* draws served: shows the rerouting works */
+static uint64_t fuzz_draws; /* draws served: shows the rerouting works */
 
 static void fuzz_rng_reset(void)
 {
@@ -58,7 +58,7 @@ static uint64_t fuzz_rng_next(void)
 
 int __wrap_tg_rand_block(unsigned char *out, unsigned int sz)
 {
-    fuzz_seeds++;
+    fuzz_draws++;
     for (unsigned int i = 0; i < sz; i++)
         out[i] = (unsigned char)fuzz_rng_next();
     return 0;

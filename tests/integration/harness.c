@@ -1257,25 +1257,6 @@ static void echo_loop(int lfd, int logfd)
     }
 }
 
-struct it_proc *it_held_handshake(const char *name, int port, const char *cert, bool serve)
-{
-    static char script[PATH_MAX], p[16];
-
-    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
-             it_env("TG_SOURCE_DIR"));
-    snprintf(p, sizeof(p), "%d", port);
-    const char *argv[] = {"/usr/bin/python3", script, p, cert, "go", serve ? "serve" : NULL, NULL};
-
-    return it_spawn(name, argv, IT_STDIN_NULL);
-}
-
-bool it_held_through(struct it_proc *held, char *out, size_t cap)
-{
-    ck_assert_msg(it_wait(held, 20000) == 0, "%s did not end", held->name);
-    ck_assert(it_last_line(held->out_path, out, cap, NULL));
-    return strcmp(out, "through") == 0;
-}
-
 struct it_proc *it_echo_start(const char *name, int *port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -1319,6 +1300,25 @@ struct it_proc *it_echo_start(const char *name, int *port)
 int it_echo_accepts(const struct it_proc *echo)
 {
     return it_count_lines(echo->out_path, "accept", NULL);
+}
+
+struct it_proc *it_held_handshake(const char *name, int port, const char *cert, bool serve)
+{
+    char script[PATH_MAX], p[16];
+
+    snprintf(script, sizeof(script), "%s/tests/integration/held_handshake.py",
+             it_env("TG_SOURCE_DIR"));
+    snprintf(p, sizeof(p), "%d", port);
+    const char *argv[] = {"/usr/bin/python3", script, p, cert, "go", serve ? "serve" : NULL, NULL};
+
+    return it_spawn(name, argv, IT_STDIN_NULL);
+}
+
+bool it_held_through(struct it_proc *held, char *out, size_t cap)
+{
+    ck_assert_msg(it_wait(held, 20000) == 0, "%s did not end", held->name);
+    ck_assert(it_last_line(held->out_path, out, cap, NULL));
+    return strcmp(out, "through") == 0;
 }
 
 /* ---- data --------------------------------------------------------------------------- */

@@ -217,6 +217,8 @@ void it_argv_add_of(struct it_argv *a, const char *const *args, size_t n);
  * byte; after the client's EOF and all echoed it shuts its write side and closes. Writes a
  * line "accept" to NAME.out for every connection it accepts. */
 struct it_proc *it_echo_start(const char *name, int *port);
+int it_echo_accepts(const struct it_proc *echo);
+
 /* tests/integration/held_handshake.py as name: a peer (as cert, at 127.0.0.1:port; serve:
  * the server) whose TCP connection is made first and whose TLS handshake waits for the file
  * `go`. It prints "connected", then "through" or "refused: why". */
@@ -224,7 +226,6 @@ struct it_proc *it_held_handshake(const char *name, int port, const char *cert, 
 /* Once `go` is written: waits (20 s at most) for held to end and copies its last line into
  * out (cap bytes). Whether its bytes got through. */
 bool it_held_through(struct it_proc *held, char *out, size_t cap);
-int it_echo_accepts(const struct it_proc *echo);
 
 /* A python3 HTTP/1.1 server (a thread per connection, keep-alive) on 127.0.0.1:port as
  * process NAME, from NAME.py: its request handler class H has the methods in methods
