@@ -83,6 +83,13 @@ uint64_t tg_rand_draws(void);
  * hash and signature, so a peer certificate met again costs no signature check. */
 void tg_tls_sigmemo_stats(uint64_t *hits, uint64_t *misses);
 
+/* The X25519 public key of a clamped private key, both little-endian as on the wire, by the
+ * fixed-base multiplication that makes the static wolfSSL's key shares (x25519.c). And how
+ * many key pairs it has made since the start of the process (0 with a shared libwolfssl,
+ * whose own ladder makes them). */
+void tg_tls_x25519_public(unsigned char pub[32], const unsigned char priv[32]);
+uint64_t tg_tls_x25519_fixed_base_keys(void);
+
 /* Global library set-up and tear-down; once per process. */
 TG_MUST_USE int tg_tls_init(void);
 void tg_tls_cleanup(void);

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef TG_SIGMEMO /* the static wolfSSL, linked with --wrap (CMakeLists.txt) */
+#ifdef TG_WOLFSSL_WRAPPED /* the static wolfSSL, linked with --wrap (CMakeLists.txt) */
 
 #define SIGMEMO_SLOTS 256
 

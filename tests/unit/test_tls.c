@@ -2,6 +2,7 @@
  * checks that run inside the handshake. Certificates are made at run time. */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
 
@@ -922,6 +923,55 @@ START_TEST(test_tls_resumption_refused_across_generations_and_rules)
 }
 END_TEST
 
+/* x25519.c: the fixed-base key generation gives RFC 7748's public key for its test vector,
+ * and wolfSSL's ladder's for any clamped key; with the static wolfSSL, both ends' key shares
+ * in a handshake come from it, and the handshake agrees on a secret. */
+START_TEST(test_tls_x25519_keys_by_fixed_base)
+{
+    static const unsigned char alice_priv[32] = {0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d,
+                                                 0x3c, 0x16, 0xc1, 0x72, 0x51, 0xb2, 0x66, 0x45,
+                                                 0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a,
+                                                 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a};
+    static const unsigned char alice_pub[32] = {0x85, 0x20, 0xf0, 0x09, 0x89, 0x30, 0xa7, 0x54,
+                                                0x74, 0x8b, 0x7d, 0xdc, 0xb4, 0x3e, 0xf7, 0x5a,
+                                                0x0d, 0xbf, 0x3a, 0x0d, 0x26, 0x38, 0x1a, 0xf4,
+                                                0xeb, 0xa4, 0xa9, 0x8e, 0xaa, 0x9b, 0x4e, 0x6a};
+    unsigned char priv[32], pub[32], ladder[32];
+    uint64_t before;
+    struct side c, s;
+    WC_RNG rng;
+
+    memcpy(priv, alice_priv, sizeof(priv));
+    priv[0] &= 248; /* the clamping X25519 applies to any scalar (RFC 7748, 5) */
+    priv[31] = (unsigned char)((priv[31] & 127) | 64);
+    tg_tls_x25519_public(pub, priv);
+    ck_assert_mem_eq(pub, alice_pub, sizeof(pub));
+    ck_assert_int_eq(wc_InitRng(&rng), 0);
+    for (int i = 0; i < 500; i++) {
+        ck_assert_int_eq(wc_curve25519_make_priv(&rng, sizeof(priv), priv), 0);
+        if (i == 0)
+            memset(priv + 1, 0, sizeof(priv) - 2); /* the smallest clamped scalar: 2^254 */
+        if (i == 1)
+            memset(priv + 1, 0xff, sizeof(priv) - 2); /* and near the largest */
+        tg_tls_x25519_public(pub, priv);
+        ck_assert_int_eq(wc_curve25519_make_pub(32, ladder, 32, priv), 0);
+        ck_assert_mem_eq(pub, ladder, sizeof(pub));
+    }
+    wc_FreeRng(&rng);
+#ifdef CUSTOM_RAND_GENERATE_BLOCK
+    before = tg_tls_x25519_fixed_base_keys();
+    connected(&c, &s); /* X25519 is both ends' first group */
+    ck_assert_uint_eq(tg_tls_x25519_fixed_base_keys(), before + 2);
+    side_free(&c);
+    side_free(&s);
+#else
+    (void)before;
+    (void)c;
+    (void)s;
+#endif
+}
+END_TEST
+
 /* rand.c: tg_rand_block fills any size with the kernel's bytes; with the static wolfSSL
  * (CUSTOM_RAND_GENERATE_BLOCK), every draw of wolfSSL's, a key's and a handshake's, comes
  * through it, and `tollgate version` says so. */
@@ -1059,7 +1109,8 @@ Suite *tg_test_suite(void)
         test_tls_resumption_refused_across_generations_and_rules, test_tls_version_text_names_aesni,
         test_tls_sigmemo_remembers_only_what_verified,
         test_tls_sigmemo_second_handshake_and_forged_twin,
-        test_tls_known_chain_keeps_session_checks, test_tls_random_bytes_from_the_kernel);
+        test_tls_known_chain_keeps_session_checks, test_tls_random_bytes_from_the_kernel,
+        test_tls_x25519_keys_by_fixed_base);
 
     tcase_add_unchecked_fixture(tc, make_pki, drop_pki);
     tcase_add_checked_fixture(tc, setup, teardown);
