@@ -15,14 +15,18 @@
  * reason). A stream the server never took (it sent GOAWAY first) closes with
  * TG_H2TUN_REFUSED: nothing of it reached the server, so the owner may try it elsewhere.
  *
- * Flow control: each stream's receive window is `window` bytes and is given back only by
- * tg_h2tun_consumed, so the owner holds at most `window` unconsumed bytes per stream (a
+ * Flow control: each stream's receive window starts at `window` bytes and is given back only
+ * by tg_h2tun_consumed, so the owner holds at most that many unconsumed bytes per stream (a
  * peer that sends more breaks the protocol: the bytes past the window never reach the owner,
- * and the session ends with GOAWAY FLOW_CONTROL_ERROR). One exception, on a server: a client
+ * and the session ends with GOAWAY FLOW_CONTROL_ERROR). A stream whose owner keeps up (a
+ * tg_h2tun_consumed that gives back half its window leaves the owner none of its bytes) has
+ * its window doubled, up to `window_max`, for at most 8 streams of a session at once: so the
+ * owner needs room for `window_max` bytes per stream, and holds at most `window` on each
+ * stream but those 8. One exception, on a server: a client
  * may open streams before it has our SETTINGS, and until it acknowledges them it may send
  * 65,535 bytes on each (RFC 9113 6.9.2); a client's SETTINGS always precede its streams, so
- * a client's owner never gets more than `window`. The connection's window is large enough
- * for every stream's. The other way nghttp2 asks the owner for bytes
+ * a client's owner never gets more than its window. The connection's window is large enough
+ * for every stream's, widened ones included. The other way nghttp2 asks the owner for bytes
  * (on_read) as the peer's windows allow; an owner with none says TG_EAGAIN and calls
  * tg_h2tun_resume when it has some.
  *
@@ -75,13 +79,15 @@ struct tg_h2tun_ops {
 struct tg_h2tun;
 
 /* A server session that has queued its SETTINGS (max_streams concurrent streams, a window of
- * window bytes per stream, at most 16 MiB). 0 or TG_ENOMEM. */
-TG_MUST_USE int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
-                             struct tg_h2tun **out);
+ * window bytes per stream, widened up to window_max, each at most 16 MiB; a window_max below
+ * window is window: no widening). 0 or TG_ENOMEM. */
+TG_MUST_USE int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t window_max,
+                             uint32_t max_streams, struct tg_h2tun **out);
 /* A client session (a CONNECT stream per tg_h2tun_open) that has queued its preface and
  * SETTINGS; windows as for a server; max_streams is not sent (the server's cap rules). */
 TG_MUST_USE int tg_h2tun_new_client(const struct tg_h2tun_ops *ops, uint32_t window,
-                                    uint32_t max_streams, struct tg_h2tun **out);
+                                    uint32_t window_max, uint32_t max_streams,
+                                    struct tg_h2tun **out);
 /* Frees the session; on_close is not called for the streams still open (the owner lets its
  * own go). NULL is fine. */
 void tg_h2tun_free(struct tg_h2tun *t);

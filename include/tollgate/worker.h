@@ -59,7 +59,9 @@ struct tg_runtime {
 
 struct tg_conn;
 
-#define TG_TUNNEL_WINDOW 8 /* a tunnel stream's window, in buffer_size buffers */
+#define TG_TUNNEL_WINDOW 8 /* a tunnel stream's first window, in buffer_size buffers */
+/* ... and the widest it grows while its app keeps up (h2tun.h), unless the first is wider */
+#define TG_TUNNEL_WINDOW_MAX_BYTES (4u << 20)
 
 struct tg_worker {
     unsigned index;
@@ -80,9 +82,10 @@ struct tg_worker {
     uv_timer_t rebind;
     bool draining;
     struct tg_pool pool;
-    /* a tunnel stream's buffer toward its app: its flow-control window, TG_TUNNEL_WINDOW
-     * buffers' worth, so one stream's bulk transfer is not held to one buffer per round
-     * trip between the sidecars */
+    /* a tunnel stream's buffer toward its app: room for its widest flow-control window
+     * (TG_TUNNEL_WINDOW buffers' worth at first, up to TG_TUNNEL_WINDOW_MAX_BYTES), so one
+     * stream's bulk transfer is not held to one buffer per round trip between the sidecars;
+     * malloc'd, so only the part bytes have filled takes memory */
     struct tg_pool wide;
     uv_timer_t trim; /* each second: both pools give back what the last second did not need */
     struct tg_tls_cache *tickets; /* outbound: session tickets by upstream */
@@ -104,6 +107,12 @@ void tg_worker_publish(struct tg_worker *w, struct tg_gen *g);
  * published last, if one waits. Its live-connection checks may close connections
  * (close_denied), the caller's too; its tunnels get GOAWAY. */
 void tg_worker_adopt(struct tg_worker *w);
+
+/* A tunnel stream's first flow-control window, in bytes; w->wide.block_size is its widest. */
+static inline size_t tg_worker_tunnel_window(const struct tg_worker *w)
+{
+    return w->pool.block_size * TG_TUNNEL_WINDOW;
+}
 
 /* Any thread: stop accepting (listeners close); open connections carry on. */
 void tg_worker_drain(struct tg_worker *w);

@@ -13,6 +13,9 @@
 #define AUTHORITY_MAX 255
 #define WINDOW_MAX (16u << 20)
 #define CONN_WINDOW_MAX 0x7fffffff /* RFC 9113 6.9.1 */
+/* How many of a session's streams may have a window wider than the first at once: the bound
+ * on what widening adds to the most the peer can make the owner hold (h2tun.h). */
+#define WIDE_STREAMS 8
 
 /* Each request stream's user data, from its first header to its close. */
 struct req {
@@ -23,6 +26,7 @@ struct req {
     bool refused;            /* ... a refusal: RST_STREAM NO_ERROR follows it (RFC 9113 8.1) */
     int status;              /* client: the response's :status (0: none yet) */
     size_t held;             /* payload the owner got and has not given back */
+    uint32_t window;         /* its receive window: the session's first, or widened */
     struct req *prev, *next; /* the session's, freed with it (nghttp2_session_del says nothing
                               * of the streams still open) */
     char authority[AUTHORITY_MAX + 1]; /* server: as asked; client: tollgate-reason */
@@ -35,7 +39,9 @@ struct tg_h2tun {
     struct tg_buf *out; /* during tg_h2tun_send */
     struct tg_pool *pool;
     size_t n_reqs;
-    uint32_t window; /* each stream's receive window, as asked in our SETTINGS */
+    uint32_t window;     /* each stream's first receive window, as asked in our SETTINGS */
+    uint32_t window_max; /* ... and the widest it may become (tg_h2tun_consumed) */
+    size_t n_wide;       /* open streams whose window was widened, at most WIDE_STREAMS */
     bool client;
     bool goaway_received;
     bool goaway_sent;    /* tg_h2tun_goaway: nghttp2 would still let a client open streams */
@@ -65,6 +71,7 @@ static bool is_response(const struct tg_h2tun *t, const nghttp2_frame *f)
 
 static void req_add(struct tg_h2tun *t, struct req *r)
 {
+    r->window = t->window;
     TG_DLIST_PUSH(&t->reqs, r, prev, next);
     t->n_reqs++;
 }
@@ -258,8 +265,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
      * (RFC 9113 6.9.1 allows a connection error). nghttp2 allows 65,535 bytes until the peer
      * acknowledges our SETTINGS, but a client's SETTINGS precede its first stream, so a server
      * knows the window of every stream it is sent (6.9.2): the client holds it to ours. */
-    if (t->client && t->window < room)
-        room = t->window;
+    if (t->client && r->window < room)
+        room = r->window;
     if (r->held + n > room) {
         snprintf(t->why, sizeof(t->why), "stream %d sent past its flow-control window", (int)sid);
         nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
@@ -280,6 +287,8 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
     nghttp2_session_set_stream_user_data(s, sid, NULL);
     if (r->bound != NULL)
         t->ops.on_close(t->ops.arg, r->bound, code);
+    if (r->window > t->window)
+        t->n_wide--;
     req_free(t, r);
     return 0;
 }
@@ -361,8 +370,8 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
     return 0;
 }
 
-static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
-                       bool client, struct tg_h2tun **out)
+static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t window_max,
+                       uint32_t max_streams, bool client, struct tg_h2tun **out)
 {
     struct tg_h2tun *t = calloc(1, sizeof(*t));
     nghttp2_session_callbacks *cb = NULL;
@@ -377,7 +386,10 @@ static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t
     t->client = client;
     if (window > WINDOW_MAX)
         window = WINDOW_MAX;
+    if (window_max > WINDOW_MAX)
+        window_max = WINDOW_MAX;
     t->window = window;
+    t->window_max = window_max > window ? window_max : window;
     if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
         goto fail;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
@@ -402,8 +414,10 @@ static int session_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t
     set[3] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
     if (nghttp2_submit_settings(t->s, NGHTTP2_FLAG_NONE, set, 4) != 0)
         goto fail;
-    /* the connection's window holds every stream's, so only a stream's own window stalls it */
-    conn_window = (uint64_t)window * (max_streams + 1);
+    /* the connection's window holds every stream's, widened ones included, so only a
+     * stream's own window stalls it */
+    conn_window =
+        (uint64_t)window * (max_streams + 1) + (uint64_t)(t->window_max - window) * WIDE_STREAMS;
     if (conn_window > CONN_WINDOW_MAX)
         conn_window = CONN_WINDOW_MAX;
     if (nghttp2_session_set_local_window_size(t->s, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window) !=
@@ -419,16 +433,16 @@ fail: /* and success: the set-up objects go either way */
     return rc;
 }
 
-int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
-                 struct tg_h2tun **out)
+int tg_h2tun_new(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t window_max,
+                 uint32_t max_streams, struct tg_h2tun **out)
 {
-    return session_new(ops, window, max_streams, false, out);
+    return session_new(ops, window, window_max, max_streams, false, out);
 }
 
-int tg_h2tun_new_client(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t max_streams,
-                        struct tg_h2tun **out)
+int tg_h2tun_new_client(const struct tg_h2tun_ops *ops, uint32_t window, uint32_t window_max,
+                        uint32_t max_streams, struct tg_h2tun **out)
 {
-    return session_new(ops, window, max_streams, true, out);
+    return session_new(ops, window, window_max, max_streams, true, out);
 }
 
 void tg_h2tun_free(struct tg_h2tun *t)
@@ -528,13 +542,38 @@ void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code)
     nghttp2_submit_rst_stream(t->s, NGHTTP2_FLAG_NONE, sid, code);
 }
 
+/* Doubles r's window, up to window_max, while the session has a wide stream to spare. */
+static void widen(struct tg_h2tun *t, struct req *r, int32_t sid)
+{
+    uint32_t next = r->window > t->window_max / 2 ? t->window_max : r->window * 2;
+
+    if (r->window >= t->window_max || (r->window == t->window && t->n_wide >= WIDE_STREAMS))
+        return;
+    if (nghttp2_session_set_local_window_size(t->s, NGHTTP2_FLAG_NONE, sid, (int32_t)next) != 0)
+        return; /* out of memory for the frame: the window stays as it was */
+    if (r->window == t->window)
+        t->n_wide++;
+    r->window = next;
+}
+
 void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n)
 {
     struct req *r = req_of(t, sid);
+    int32_t unacked;
 
-    if (r != NULL)
-        r->held -= n < r->held ? n : r->held;
+    if (r == NULL) {
+        nghttp2_session_consume(t->s, sid, n);
+        return;
+    }
+    r->held -= n < r->held ? n : r->held;
+    unacked = nghttp2_session_get_stream_effective_recv_data_length(t->s, sid);
     nghttp2_session_consume(t->s, sid, n);
+    /* half the window went and came back (nghttp2 queued a WINDOW_UPDATE) with nothing of
+     * the stream's left with the owner: its app keeps up, so the window is what paces the
+     * peer, and a wider one rides out more of the time a busy machine leaves either end
+     * waiting for a core */
+    if (r->held == 0 && nghttp2_session_get_stream_effective_recv_data_length(t->s, sid) < unacked)
+        widen(t, r, sid);
 }
 
 void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid)

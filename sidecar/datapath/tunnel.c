@@ -761,7 +761,7 @@ void tg_tunnel_start(struct tg_conn *c)
                                .arg = tun};
 
     if (tun == NULL ||
-        tg_h2tun_new(&ops, (uint32_t)c->w->wide.block_size,
+        tg_h2tun_new(&ops, (uint32_t)tg_worker_tunnel_window(c->w), (uint32_t)c->w->wide.block_size,
                      c->w->rt->cfg->tunnel_pool.streams_per_connection, &tun->h2) < 0) {
         free(tun);
         tg_conn_close(c, "error", "out of memory");

@@ -456,7 +456,8 @@ void tg_tunnel_ready(struct tg_conn *c)
         return;
     }
     o.arg = tun;
-    if (tg_h2tun_new_client(&o, (uint32_t)c->w->wide.block_size,
+    if (tg_h2tun_new_client(&o, (uint32_t)tg_worker_tunnel_window(c->w),
+                            (uint32_t)c->w->wide.block_size,
                             c->w->rt->cfg->tunnel_pool.streams_per_connection, &tun->h2) < 0) {
         tg_conn_close(c, "error", "tunnel: out of memory");
         return;

@@ -263,7 +263,11 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     atomic_init(&w->beats, 0);
     /* a TLS record and its overhead must fit any buffer */
     tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 16);
-    tg_pool_init(&w->wide, w->pool.block_size * TG_TUNNEL_WINDOW, 4);
+    tg_pool_init(&w->wide,
+                 tg_worker_tunnel_window(w) > TG_TUNNEL_WINDOW_MAX_BYTES
+                     ? tg_worker_tunnel_window(w)
+                     : TG_TUNNEL_WINDOW_MAX_BYTES,
+                 4);
     /* keep-alive traffic takes a buffer per request and gives it back: the pools keep what
      * a second's traffic needed, and on_trim returns the rest */
     tg_pool_keep_peak(&w->pool);

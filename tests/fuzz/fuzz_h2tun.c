@@ -103,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(streams, 0, sizeof(streams));
     tg_pool_init(&pool, 16384, 2);
-    if (tg_h2tun_new(&ops, 65536, 100, &session) < 0)
+    if (tg_h2tun_new(&ops, 65536, 4 * 65536, 100, &session) < 0)
         abort();
     if (tg_h2tun_recv(session, (const uint8_t *)PREFACE, sizeof(PREFACE) - 1, err) < 0)
         abort();

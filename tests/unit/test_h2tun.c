@@ -185,7 +185,7 @@ static void setup(void)
     memset(&P, 0, sizeof(P));
     P.consume = true;
     tg_pool_init(&P.pool, 16384, 4);
-    ck_assert_int_eq(tg_h2tun_new(&ops, WINDOW, 4, &P.srv), 0);
+    ck_assert_int_eq(tg_h2tun_new(&ops, WINDOW, WINDOW, 4, &P.srv), 0);
     ck_assert_int_eq(nghttp2_session_callbacks_new(&cb), 0);
     nghttp2_session_callbacks_set_on_header_callback(cb, cl_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, cl_data);

@@ -197,8 +197,8 @@ static void pair_new(void)
     memset(&srv, 0, sizeof(srv));
     cl_ops.arg = &cl;
     srv_ops.arg = &srv;
-    ck_assert_int_eq(tg_h2tun_new_client(&cl_ops, WINDOW, MAX_STREAMS, &cl.t), 0);
-    ck_assert_int_eq(tg_h2tun_new(&srv_ops, WINDOW, MAX_STREAMS, &srv.t), 0);
+    ck_assert_int_eq(tg_h2tun_new_client(&cl_ops, WINDOW, WINDOW, MAX_STREAMS, &cl.t), 0);
+    ck_assert_int_eq(tg_h2tun_new(&srv_ops, WINDOW, WINDOW, MAX_STREAMS, &srv.t), 0);
 }
 
 static void pair_free(void)
@@ -354,6 +354,76 @@ START_TEST(test_h2tun_client_payload_over_windows)
     ck_assert_uint_eq(s->code, 0);
     ck_assert_uint_eq(tg_h2tun_streams(cl.t), 0);
     ck_assert_uint_eq(tg_h2tun_streams(srv.t), 0);
+}
+END_TEST
+
+/* Widening (h2tun.h): with window_max above window, a stream whose owner takes every byte at
+ * once has its window doubled each time half of it comes back, up to window_max, both ways;
+ * at most 8 of a session's streams at once, so the most a peer can make an owner hold stays
+ * bounded; a wide stream that closes frees its place. */
+START_TEST(test_h2tun_client_window_widens_while_the_owner_keeps_up)
+{
+    struct tg_h2tun_ops cl_ops = ops, srv_ops = ops;
+    struct end *c[10], *s[10];
+    int wide = 0;
+
+    pair_free();
+    memset(&cl, 0, sizeof(cl));
+    memset(&srv, 0, sizeof(srv));
+    cl_ops.arg = &cl;
+    srv_ops.arg = &srv;
+    ck_assert_int_eq(tg_h2tun_new_client(&cl_ops, WINDOW, 8 * WINDOW, 12, &cl.t), 0);
+    ck_assert_int_eq(tg_h2tun_new(&srv_ops, WINDOW, 8 * WINDOW, 12, &srv.t), 0);
+    pump();
+    for (int i = 0; i < 10; i++) {
+        char authority[16];
+
+        snprintf(authority, sizeof(authority), "a:%d", i + 1);
+        c[i] = open_accepted(authority, &s[i]);
+        say(&cl, c[i], 40 * WINDOW, false); /* owners that keep up: the windows widen */
+        say(&srv, s[i], 40 * WINDOW, false);
+        pump();
+        ck_assert_uint_eq(s[i]->got, 40 * WINDOW);
+        ck_assert_uint_eq(c[i]->got, 40 * WINDOW);
+    }
+    cl.hold = srv.hold = true; /* now slow apps: each stream stalls at its window */
+    for (int i = 0; i < 10; i++) {
+        say(&cl, c[i], 40 * WINDOW, false);
+        say(&srv, s[i], 40 * WINDOW, false);
+    }
+    pump();
+    /* a stream holds its window less what was given back before a WINDOW_UPDATE was due
+     * (under half of it): the first 8 streams, widened both ways, more than WINDOW */
+    for (int i = 0; i < 10; i++) {
+        size_t up = s[i]->got - s[i]->consumed, down = c[i]->got - c[i]->consumed;
+
+        ck_assert_uint_le(up, i < 8 ? 8 * WINDOW : WINDOW);
+        ck_assert_uint_le(down, i < 8 ? 8 * WINDOW : WINDOW);
+        ck_assert_msg((up > 4 * WINDOW) == (i < 8), "stream %d holds %zu up", i, up);
+        ck_assert_msg((down > 4 * WINDOW) == (i < 8), "stream %d holds %zu down", i, down);
+        ck_assert(!s[i]->bad_byte && !c[i]->bad_byte);
+    }
+
+    /* a wide stream ends: one of the narrow ones that keep up takes its place */
+    tg_h2tun_reset(cl.t, c[0]->sid, 0x8 /* CANCEL */);
+    pump();
+    ck_assert(c[0]->closed && s[0]->closed);
+    cl.hold = srv.hold = false;
+    for (int i = 1; i < 10; i++) {
+        give_back(&srv, s[i]);
+        give_back(&cl, c[i]);
+    }
+    pump();
+    cl.hold = srv.hold = true;
+    for (int i = 1; i < 10; i++) {
+        say(&cl, c[i], 40 * WINDOW, false);
+        say(&srv, s[i], 40 * WINDOW, false);
+    }
+    pump();
+    for (int i = 1; i < 10; i++)
+        wide += s[i]->got - s[i]->consumed > WINDOW && c[i]->got - c[i]->consumed > WINDOW;
+    ck_assert_int_eq(wide, 8); /* the 7 left, and one of the last two */
+    ck_assert(s[8]->got - s[8]->consumed > WINDOW || s[9]->got - s[9]->consumed > WINDOW);
 }
 END_TEST
 
@@ -893,7 +963,8 @@ Suite *tg_test_suite(void)
         test_h2tun_client_peer_max_streams, test_h2tun_client_open_refuses_bad_authority,
         test_h2tun_client_streams_counted, test_h2tun_client_attack_header_block_over_cap,
         test_h2tun_client_attack_push_promise, test_h2tun_client_interim_then_final,
-        test_h2tun_client_reason_one_line, test_h2tun_client_attack_endless_interim);
+        test_h2tun_client_reason_one_line, test_h2tun_client_attack_endless_interim,
+        test_h2tun_client_window_widens_while_the_owner_keeps_up);
 
     tcase_add_loop_test(tc, test_h2tun_client_attack_data_past_window, 0, 2); /* ACK or not */
     tcase_add_loop_test(tc, test_h2tun_client_attack_response_on_unopened_stream, 0, 3);
