@@ -18,7 +18,7 @@ WOLF_CONFIGURE=(
     --enable-tls13 --enable-crl --enable-ocsp --enable-session-ticket --enable-sni
     --enable-alpn --enable-opensslextra --enable-certgen --enable-certreq --enable-certext
     --enable-keygen --enable-curve25519 --enable-ed25519 --enable-aesni --enable-intelasm
-    --enable-sp --enable-sp-asm --enable-harden --disable-hashdrbg
+    --enable-sp --enable-sp-asm --enable-fpecc --enable-harden --disable-hashdrbg
     --disable-oldtls --disable-examples --disable-crypttests --disable-benchmark
     --enable-static --disable-shared
 )
