@@ -82,6 +82,10 @@ struct tg_worker {
     uv_timer_t rebind;
     bool draining;
     struct tg_pool pool;
+    /* what goes on the wire: TLS records and a tunnel's frames (both ways), a pool buffer's
+     * worth of app bytes and what framing and encryption add to them, so that a full
+     * buffer of the app's bytes leaves, and arrives, in one write (tg_worker_start) */
+    struct tg_pool wire;
     /* a tunnel stream's buffer toward its app: room for its widest flow-control window
      * (TG_TUNNEL_WINDOW buffers' worth at first, up to TG_TUNNEL_WINDOW_MAX_BYTES), so one
      * stream's bulk transfer is not held to one buffer per round trip between the sidecars;

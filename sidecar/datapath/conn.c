@@ -839,7 +839,7 @@ static int make_tls(struct tg_conn *c)
     const struct tg_listener_def *l = c->l;
     int rc;
 
-    rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->pool, &c->rule, &c->tls);
+    rc = tg_tls_new(l->inbound ? c->gen->server : c->gen->client, &c->w->wire, &c->rule, &c->tls);
     if (rc < 0) {
         tg_conn_close(c, "error", "TLS session: %s", tg_strerror(rc));
         return -1;
@@ -1100,7 +1100,7 @@ struct tg_conn *tg_conn_dial_tunnel(struct tg_conn *app, struct tg_tunnel *tun, 
     c->dir[1].bytes_stat = &c->stats->tunnel_bytes_received;
     c->tunnel = tun;
     tun->c = c;
-    rc = tg_tls_new(c->gen->client, &w->pool, &c->rule, &c->tls);
+    rc = tg_tls_new(c->gen->client, &w->wire, &c->rule, &c->tls);
     if (rc == 0) {
         tg_tls_offer(c->tls, w->tickets, c->upstream.text);
         if (c->l->sni != NULL && tg_tls_set_sni(c->tls, c->l->sni) < 0)

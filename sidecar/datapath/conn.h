@@ -37,8 +37,9 @@ struct tg_dir {
     struct tg_side *src;
     struct tg_side *dst;
     struct tg_buf buf;
-    struct tg_pool *pool;          /* where buf's storage comes from (the worker's pool, or
-                                    * its wide one for a tunnel stream's bytes) */
+    struct tg_pool *pool;          /* where buf's storage comes from (the worker's pool, its
+                                    * wide one for a tunnel stream's bytes, its wire one for
+                                    * a tunnel's frames, both ways) */
     bool eof;                      /* no more plaintext will come from src */
     bool shut_issued;              /* uv_shutdown of dst requested */
     bool done;                     /* end carried to dst: close_notify (TLS) and FIN sent */

@@ -40,7 +40,7 @@ void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
     (void)suggested;
     *buf = uv_buf_init(NULL, 0);
-    if (tg_buf_reserve(b, s->tls ? &c->w->pool : dir_from(c, s)->pool,
+    if (tg_buf_reserve(b, s->tls ? &c->w->wire : dir_from(c, s)->pool,
                        s->tls || may_move(other, b)) < 0)
         return; /* UV_ENOBUFS follows: reading stops */
     *buf = uv_buf_init(tg_buf_tail(b), (unsigned)tg_buf_room(b));
@@ -198,7 +198,7 @@ static void encrypt(struct tg_conn *c, struct tg_dir *d)
     while (tg_buf_len(&d->buf) > 0) {
         size_t room, n = tg_buf_len(&d->buf), overhead;
 
-        if (tg_buf_reserve(out, &c->w->pool, may_move(d->dst, out)) < 0) {
+        if (tg_buf_reserve(out, &c->w->wire, may_move(d->dst, out)) < 0) {
             tg_conn_close(c, "error", "out of memory");
             return;
         }

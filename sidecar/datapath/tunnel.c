@@ -770,6 +770,7 @@ void tg_tunnel_start(struct tg_conn *c)
     tun->c = c;
     c->tunnel = tun;
     c->state = TG_CONN_PIPE;
+    tg_tunnel_frames_to_wire(c);
     if (c->listener_counted) { /* not an app connection: its streams count, each */
         atomic_fetch_sub(&c->l->limit->open, 1);
         c->listener_counted = false;
@@ -789,6 +790,17 @@ struct tg_dir *tg_tunnel_in(struct tg_conn *c)
 struct tg_dir *tg_tunnel_out(struct tg_conn *c)
 {
     return &c->dir[c->l->inbound ? 1 : 0];
+}
+
+void tg_tunnel_frames_to_wire(struct tg_conn *c)
+{
+    for (int i = 0; i < 2; i++) {
+        struct tg_dir *d = &c->dir[i];
+
+        tg_buf_release(&d->buf, d->pool);
+        if (d->buf.data == NULL) /* empty, as before any frame */
+            d->pool = &c->w->wire;
+    }
 }
 
 bool tg_tunnel_more(const struct tg_conn *c)
@@ -842,7 +854,7 @@ void tg_tunnel_io(struct tg_conn *c)
         size_t before = tg_buf_len(out);
 
         tun->kicked = false;
-        if (!c->closing && (rc = tg_h2tun_send(tun->h2, out, &c->w->pool)) < 0)
+        if (!c->closing && (rc = tg_h2tun_send(tun->h2, out, tg_tunnel_out(c)->pool)) < 0)
             break;
         if (tun->outbound) /* an inbound tunnel's frames count as its listener's bytes */
             tg_counter_add(tg_tunnel_out(c)->bytes_stat, tg_buf_len(out) - before);

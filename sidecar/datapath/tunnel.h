@@ -61,6 +61,11 @@ void tg_tunnel_start(struct tg_conn *c);
  * caller; outbound: dir[1], from the server), and the one its frames go out by. */
 struct tg_dir *tg_tunnel_in(struct tg_conn *c);
 struct tg_dir *tg_tunnel_out(struct tg_conn *c);
+/* At a tunnel's start: the frames both ways go into buffers of the worker's wire pool, with
+ * room for a full buffer of app bytes as frames: encrypted whole on the way out, and on the
+ * way in decrypted whole, so that one write to an app takes them all (a buffer of the app
+ * pool's size took all but the last 36 bytes, which went in a second, tiny write). */
+void tg_tunnel_frames_to_wire(struct tg_conn *c);
 
 /* pipe.c: hands the plaintext in the in direction's buffer to the session (all of it) and
  * appends its frames to the out direction's; ends the tunnel once the session is over and

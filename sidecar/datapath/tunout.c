@@ -465,6 +465,7 @@ void tg_tunnel_ready(struct tg_conn *c)
     tg_counter_add(&c->stats->tunnels_opened, 1); /* a tunnel now: h2 chosen, a session */
     c->state = TG_CONN_PIPE;
     c->dir[0].eof = false;
+    tg_tunnel_frames_to_wire(c);
     tun->idle_since = uv_now(&c->w->loop);
     tg_conn_touch(c);
     tg_conn_arm_timer(c, c->w->rt->cfg->tunnel_pool.idle_timeout_ms);

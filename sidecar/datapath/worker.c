@@ -213,6 +213,7 @@ static void on_trim(uv_timer_t *t)
     struct tg_worker *w = t->data;
 
     tg_pool_trim(&w->pool);
+    tg_pool_trim(&w->wire);
     tg_pool_trim(&w->wide);
 }
 
@@ -263,6 +264,11 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     atomic_init(&w->beats, 0);
     /* a TLS record and its overhead must fit any buffer */
     tg_pool_init(&w->pool, block < 20 * 1024 ? 20 * 1024 : block, 16);
+    /* a buffer of app bytes as HTTP/2 DATA frames (a 9-byte header per 16 KiB at most), then
+     * as TLS records: sized for the pool's buffer, 65,536 bytes left as four records and
+     * a fifth of 110 bytes, a second write, and a tunnel's frames as a sixth of 36 */
+    tg_pool_init(&w->wire,
+                 tg_tls_write_room(w->pool.block_size + (w->pool.block_size / 16384 + 1) * 9), 16);
     tg_pool_init(&w->wide,
                  tg_worker_tunnel_window(w) > TG_TUNNEL_WINDOW_MAX_BYTES
                      ? tg_worker_tunnel_window(w)
@@ -271,6 +277,7 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
     /* keep-alive traffic takes a buffer per request and gives it back: the pools keep what
      * a second's traffic needed, and on_trim returns the rest */
     tg_pool_keep_peak(&w->pool);
+    tg_pool_keep_peak(&w->wire);
     tg_pool_keep_peak(&w->wide);
     if ((rc = uv_loop_init(&w->loop)) < 0)
         return tg_err_set(err, rc, "worker %u: loop: %s", index, uv_strerror(rc));
@@ -350,6 +357,7 @@ void tg_worker_join(struct tg_worker *w)
     tg_tls_cache_free(w->tickets);
     w->tickets = NULL;
     tg_pool_cleanup(&w->pool);
+    tg_pool_cleanup(&w->wire);
     tg_pool_cleanup(&w->wide);
     free(w->listeners);
     free(w->pause);
