@@ -879,7 +879,8 @@ void tg_conn_peek_step(struct tg_conn *c)
     bool timed_out = uv_timer_get_due_in(&c->timer) == 0;
     enum tg_peek p = tg_intercept_peek((const uint8_t *)tg_buf_data(in), tg_buf_len(in));
 
-    if (p == TG_PEEK_MORE && !timed_out && !c->down.tcp_eof && tg_buf_room(in) > 0) {
+    if (p == TG_PEEK_MORE && !timed_out && !c->down.tcp_eof &&
+        tg_buf_len(in) < c->w->pool.block_size) {
         tg_pipe_progress(c);
         return;
     }
@@ -891,7 +892,9 @@ void tg_conn_peek_step(struct tg_conn *c)
     }
     /* plain text for the app: what arrived so far moves to the downstream direction */
     if (tg_buf_len(in) > 0) {
-        if (tg_buf_reserve(&c->dir[0].buf, &c->w->pool, true) < 0) {
+        /* the peek read no more than this buffer holds (tg_pipe_on_alloc) */
+        if (tg_buf_reserve(&c->dir[0].buf, &c->w->pool, true) < 0 ||
+            tg_buf_room(&c->dir[0].buf) < tg_buf_len(in)) {
             tg_conn_close(c, "error", "out of memory");
             return;
         }

@@ -44,6 +44,10 @@ void tg_pipe_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
                        s->tls || may_move(other, b)) < 0)
         return; /* UV_ENOBUFS follows: reading stops */
     *buf = uv_buf_init(tg_buf_tail(b), (unsigned)tg_buf_room(b));
+    /* a permissive peek's bytes may turn out to be plain text, for a buffer of the app pool:
+     * no more of them than it holds (tg_conn_peek_step) */
+    if (c->state == TG_CONN_PEEK && b->tail + buf->len > c->w->pool.block_size)
+        buf->len = b->tail < c->w->pool.block_size ? c->w->pool.block_size - b->tail : 0;
 }
 
 static void account(struct tg_dir *d, size_t n)

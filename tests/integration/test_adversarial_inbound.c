@@ -11,9 +11,10 @@
  * a plain-text caller is let in only by an explicit choice (allow_unauthenticated on the
  * listener, or a rule that names no identity); not_ forms follow Istio for an
  * unauthenticated source; close_denied closes a live plain-text connection that a new
- * generation refuses. */
+ * generation refuses; a first burst of plain text over a buffer's size arrives whole. */
 #include "harness.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,10 +266,45 @@ START_TEST(test_not_forms_and_close_denied_for_plain_callers)
 }
 END_TEST
 
+/* A plain-text caller whose first burst is more than a buffer: the peek reads no more than
+ * the app-side buffer the plain text then moves to can hold (the TLS side's buffers are
+ * larger), and every byte reaches the app and comes back. */
+START_TEST(test_plain_caller_first_burst_over_a_buffer)
+{
+    static char buf[128 * 1024];
+    size_t got, sent = 0;
+    int fd;
+
+    write_b("", ", allow_unauthenticated: true", false);
+    b = it_sidecar_start("b", "b.yaml", b_admin, 0);
+    it_pattern(5, 0, buf, sizeof(buf));
+    /* B stopped while the burst queues in the kernel, so its first read finds all of it */
+    ck_assert_int_eq(kill(b->pid, SIGSTOP), 0);
+    fd = it_connect(port[L_LISTED], 5000);
+    ck_assert_int_ge(fd, 0);
+    while (sent < sizeof(buf)) {
+        ssize_t n = send(fd, buf + sent, sizeof(buf) - sent, MSG_DONTWAIT);
+
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    ck_assert_int_eq(kill(b->pid, SIGCONT), 0);
+    ck_assert_uint_gt(sent, 64 * 1024);
+    ck_assert(it_send_all(fd, buf + sent, sizeof(buf) - sent));
+    got = it_recv_full(fd, buf, sizeof(buf));
+    ck_assert_uint_eq(got, sizeof(buf));
+    ck_assert_uint_eq(it_pattern_check(5, 0, buf, got), got);
+    close(fd);
+    ck_assert_double_eq(it_stat(b_admin, "tollgate_plaintext_connections_total", ""), 1);
+}
+END_TEST
+
 Suite *tg_test_suite(void)
 {
     return IT_TEST_SUITE("adversarial_inbound", "plain_text_callers", NULL, setup, it_teardown, 60,
                          test_plain_callers_never_match_identity_rules,
                          test_plain_callers_let_in_only_explicitly,
-                         test_not_forms_and_close_denied_for_plain_callers);
+                         test_not_forms_and_close_denied_for_plain_callers,
+                         test_plain_caller_first_burst_over_a_buffer);
 }
