@@ -63,9 +63,24 @@ static inline char *tg_buf_tail(const struct tg_buf *b)
 }
 
 /* Makes sure the buffer has storage and, when no write is in flight from it (the caller
- * says so with may_move), moves the bytes to the front so the room is all at the tail.
- * Returns 0 or TG_ENOMEM. */
+ * says so with may_move) and its tail has reached the end, moves the bytes to the front so
+ * the room is all at the tail. Returns 0 or TG_ENOMEM. */
 TG_MUST_USE int tg_buf_reserve(struct tg_buf *b, struct tg_pool *p, bool may_move);
+
+/* Moves the bytes to the front, wherever the tail is, when that costs no more bytes moved
+ * than it gains room (head >= length): repeated, each byte moves at most once for each byte
+ * consumed before it. Never while a write from the buffer is in flight. */
+void tg_buf_compact(struct tg_buf *b);
+
+/* Flow control over b, a buffer that holds a peer's bytes until they leave (a tunnel
+ * stream's toward its app): taken bytes have left it and not yet gone back to the peer as
+ * window, and the peer may have `window` bytes in flight at most. Returns how many of them
+ * may go back now: as many as keep what the peer may then send (window less what b holds
+ * and what stays untaken) within the room at b's tail (a whole block of block bytes when b
+ * has no storage). Moves b's bytes to the front first when that is cheap
+ * (tg_buf_compact): never call it while a write from b is in flight. What it holds back
+ * goes back on a later call, at the latest once b has emptied. */
+size_t tg_buf_window_back(struct tg_buf *b, size_t block, size_t window, size_t taken);
 
 /* Records n bytes written at the tail; n at most tg_buf_room() (asserted in debug builds). */
 void tg_buf_commit(struct tg_buf *b, size_t n);

@@ -124,6 +124,9 @@ void tg_h2tun_reset(struct tg_h2tun *t, int32_t sid, uint32_t code);
 /* n bytes of sid's payload have left the owner: its window opens by n, and the connection's
  * (also after sid has closed: bytes an owner drops must be given back too). */
 void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n);
+/* sid's receive window now (the first one, or as widened): what the peer may have in flight
+ * to the owner at most. `window` for a stream the session no longer knows. */
+size_t tg_h2tun_window(const struct tg_h2tun *t, int32_t sid);
 /* sid has bytes (or its end) for the peer again after on_read said TG_EAGAIN. */
 void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid);
 /* A graceful end: GOAWAY with the last stream taken; open streams run to their end. A

@@ -92,6 +92,29 @@ int tg_buf_reserve(struct tg_buf *b, struct tg_pool *p, bool may_move)
     return 0;
 }
 
+void tg_buf_compact(struct tg_buf *b)
+{
+    size_t n = tg_buf_len(b);
+
+    if (b->head == 0 || b->head < n)
+        return;
+    memmove(b->data, b->data + b->head, n);
+    b->head = 0;
+    b->tail = n;
+}
+
+size_t tg_buf_window_back(struct tg_buf *b, size_t block, size_t window, size_t taken)
+{
+    size_t room, held = tg_buf_len(b) + taken;
+
+    tg_buf_compact(b);
+    room = b->data != NULL ? b->cap - b->tail : block;
+    /* after giving back g, the peer may send window - (held - g): at most the room */
+    if (room + held <= window)
+        return 0;
+    return room + held - window < taken ? room + held - window : taken;
+}
+
 /* The cursors' invariant, head <= tail <= cap, is checked where they move (debug builds), as
  * s2n-tls's stuffers do: a caller that commits more than the room or consumes more than it
  * holds stops there, not several calls later in someone else's bytes. */

@@ -576,6 +576,13 @@ void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n)
         widen(t, r, sid);
 }
 
+size_t tg_h2tun_window(const struct tg_h2tun *t, int32_t sid)
+{
+    const struct req *r = nghttp2_session_get_stream_user_data(t->s, sid);
+
+    return r != NULL ? r->window : t->window;
+}
+
 void tg_h2tun_resume(struct tg_h2tun *t, int32_t sid)
 {
     nghttp2_session_resume_data(t->s, sid);

@@ -228,21 +228,23 @@ static void on_app_shutdown(uv_shutdown_t *req, int status)
     maybe_done(st);
 }
 
-/* What the app took goes back to the peer as window once no write is in flight (the buffer
- * moves its bytes to the front first, so the window never exceeds the room at its tail) and
- * the bytes are paid for (a paced caller's stream waits for its tokens, alone). */
+/* What the app took goes back to the peer as window once no write is in flight, as far as
+ * the room at the buffer's tail takes what the peer may then send (tg_buf_window_back),
+ * and once the bytes are paid for (a paced caller's stream waits for its tokens, alone).
+ * What stays is given back after the app's next write, or at once when the buffer empties. */
 static void give_back(struct tg_tstream *st)
 {
     struct tg_conn *c = st->tun->c;
+    size_t n;
 
     if (st->writing > 0 || st->debt > 0 || st->unacked == 0 || st->sock_closing || c->closing)
         return;
-    if (tg_buf_len(&st->to_app) > 0 && tg_buf_reserve(&st->to_app, &c->w->wide, true) < 0) {
-        end_stream(st, "error", "out of memory");
+    n = tg_buf_window_back(&st->to_app, c->w->wide.block_size,
+                           tg_h2tun_window(st->tun->h2, st->sid), st->unacked);
+    if (n == 0)
         return;
-    }
-    tg_h2tun_consumed(st->tun->h2, st->sid, st->unacked);
-    st->unacked = 0;
+    tg_h2tun_consumed(st->tun->h2, st->sid, n);
+    st->unacked -= n;
 }
 
 /* The app took n more bytes of to_app: progress, as a direct connection's writes are. */

@@ -515,18 +515,18 @@ void tg_tunnel_app_progress(struct tg_conn *app)
     if (os == NULL || os->sid == 0 || os->h2_gone || app->closing)
         return;
     tun = os->tun;
-    /* the window reopens only for bytes that left the buffer, and only once it has moved
-     * its rest to the front: the server may then send as much as the room at its tail */
+    /* the window reopens only for bytes that left the buffer, and only as far as the room
+     * at its tail takes what the server may then send (tg_buf_window_back) */
     taken = os->delivered - tg_buf_len(&app->dir[1].buf);
     if (taken > os->given && app->down.writing == 0) {
-        if (tg_buf_len(&app->dir[1].buf) > 0 &&
-            tg_buf_reserve(&app->dir[1].buf, app->dir[1].pool, true) < 0) {
-            tg_conn_close(app, "error", "out of memory");
-            return;
+        size_t n = tg_buf_window_back(&app->dir[1].buf, app->dir[1].pool->block_size,
+                                      tg_h2tun_window(tun->h2, os->sid), taken - os->given);
+
+        if (n > 0) {
+            tg_h2tun_consumed(tun->h2, os->sid, n);
+            os->given += n;
+            kick = true;
         }
-        tg_h2tun_consumed(tun->h2, os->sid, taken - os->given);
-        os->given = taken;
-        kick = true;
     }
     if (os->deferred && os->answered && (tg_buf_len(&d->buf) > 0 || d->eof)) {
         os->deferred = false;
