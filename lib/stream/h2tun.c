@@ -52,7 +52,7 @@ struct tg_h2tun {
     char why[80]; /* what a callback found broken, for tg_h2tun_recv's error */
 };
 
-static struct req *req_of(struct tg_h2tun *t, int32_t sid)
+static struct req *req_of(const struct tg_h2tun *t, int32_t sid)
 {
     return nghttp2_session_get_stream_user_data(t->s, sid);
 }
@@ -578,7 +578,7 @@ void tg_h2tun_consumed(struct tg_h2tun *t, int32_t sid, size_t n)
 
 size_t tg_h2tun_window(const struct tg_h2tun *t, int32_t sid)
 {
-    const struct req *r = nghttp2_session_get_stream_user_data(t->s, sid);
+    const struct req *r = req_of(t, sid);
 
     return r != NULL ? r->window : t->window;
 }

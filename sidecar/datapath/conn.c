@@ -892,10 +892,14 @@ void tg_conn_peek_step(struct tg_conn *c)
     }
     /* plain text for the app: what arrived so far moves to the downstream direction */
     if (tg_buf_len(in) > 0) {
-        /* the peek read no more than this buffer holds (tg_pipe_on_alloc) */
-        if (tg_buf_reserve(&c->dir[0].buf, &c->w->pool, true) < 0 ||
-            tg_buf_room(&c->dir[0].buf) < tg_buf_len(in)) {
+        if (tg_buf_reserve(&c->dir[0].buf, &c->w->pool, true) < 0) {
             tg_conn_close(c, "error", "out of memory");
+            return;
+        }
+        /* the peek read no more than this buffer holds (tg_pipe_on_alloc) */
+        if (tg_buf_room(&c->dir[0].buf) < tg_buf_len(in)) {
+            tg_conn_close(c, "error", "peek: %zu bytes for a buffer of %zu", tg_buf_len(in),
+                          tg_buf_room(&c->dir[0].buf));
             return;
         }
         memcpy(tg_buf_tail(&c->dir[0].buf), tg_buf_data(in), tg_buf_len(in));

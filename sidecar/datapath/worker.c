@@ -251,7 +251,7 @@ static void run(void *arg)
 int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime *rt,
                     struct tg_gen *gen, char *err)
 {
-    size_t block = rt->cfg->buffer_size;
+    size_t block = rt->cfg->buffer_size, window;
     int rc;
 
     memset(w, 0, sizeof(*w));
@@ -269,11 +269,9 @@ int tg_worker_start(struct tg_worker *w, unsigned index, const struct tg_runtime
      * a fifth of 110 bytes, a second write, and a tunnel's frames as a sixth of 36 */
     tg_pool_init(&w->wire,
                  tg_tls_write_room(w->pool.block_size + (w->pool.block_size / 16384 + 1) * 9), 16);
+    window = tg_worker_tunnel_window(w);
     tg_pool_init(&w->wide,
-                 tg_worker_tunnel_window(w) > TG_TUNNEL_WINDOW_MAX_BYTES
-                     ? tg_worker_tunnel_window(w)
-                     : TG_TUNNEL_WINDOW_MAX_BYTES,
-                 4);
+                 window > TG_TUNNEL_WINDOW_MAX_BYTES ? window : TG_TUNNEL_WINDOW_MAX_BYTES, 4);
     /* keep-alive traffic takes a buffer per request and gives it back: the pools keep what
      * a second's traffic needed, and on_trim returns the rest */
     tg_pool_keep_peak(&w->pool);
